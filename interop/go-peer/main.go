@@ -1,0 +1,191 @@
+// Command go-peer is a go-libp2p node that agentp2p's Python interop tests
+// drive over stdin/stdout.
+//
+// It exists to prove that our py-libp2p based node speaks the same wire
+// protocols as the reference implementation: TCP + Noise + Yamux, identify,
+// ping, Kademlia DHT (/ipfs/kad/1.0.0, server mode) and gossipsub.
+//
+// Theory of operation: on start the program builds the host, starts the DHT
+// and gossipsub, optionally dials --bootstrap peers, then prints one "ready"
+// event. From then on it reads one command per line on stdin and answers
+// each with exactly one JSON line on stdout (see control.go and README.md).
+// Everything that is not a JSON line goes to stderr, so stdout can be parsed
+// blindly. EOF on stdin means the driver is gone: the program shuts down.
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// agentVersion is what identify reports; tests assert on it.
+const agentVersion = "go-peer/interop"
+
+// multiFlag collects a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+type options struct {
+	listen    []string
+	bootstrap []string
+	seed      *int64 // nil: random identity
+}
+
+func parseFlags(args []string) (options, error) {
+	fs := flag.NewFlagSet("go-peer", flag.ContinueOnError)
+	var listen, bootstrap multiFlag
+	var seed string
+	fs.Var(&listen, "listen", "multiaddr to listen on (repeatable; default /ip4/127.0.0.1/tcp/0)")
+	fs.Var(&bootstrap, "bootstrap", "multiaddr with /p2p/<id> to connect to before ready (repeatable)")
+	fs.StringVar(&seed, "seed", "", "integer seed for a deterministic Ed25519 identity (default: random)")
+	if err := fs.Parse(args); err != nil {
+		return options{}, err
+	}
+	if fs.NArg() != 0 {
+		return options{}, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	opts := options{listen: listen, bootstrap: bootstrap}
+	if len(opts.listen) == 0 {
+		// Loopback only: tests must never bind a routable interface.
+		opts.listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	}
+	if seed != "" {
+		n, err := strconv.ParseInt(seed, 10, 64)
+		if err != nil {
+			return options{}, fmt.Errorf("--seed must be an integer: %w", err)
+		}
+		opts.seed = &n
+	}
+	return opts, nil
+}
+
+// identity returns the host key. With a seed the key is derived as
+// Ed25519 from SHA-256("go-peer/interop seed <n>") so tests can rely on a
+// stable peer ID without shipping key files.
+func identity(seed *int64) (crypto.PrivKey, error) {
+	if seed == nil {
+		sk, _, err := crypto.GenerateEd25519Key(nil)
+		return sk, err
+	}
+	digest := sha256.Sum256([]byte(fmt.Sprintf("go-peer/interop seed %d", *seed)))
+	raw := ed25519.NewKeyFromSeed(digest[:])
+	return crypto.UnmarshalEd25519PrivateKey(raw)
+}
+
+func newHost(opts options) (host.Host, error) {
+	sk, err := identity(opts.seed)
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	// A test peer must not refuse streams because of memory-scaled limits
+	// (bursts of 500 pubsub messages, many DHT queries): lift them.
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(rcmgr.InfiniteLimits))
+	if err != nil {
+		return nil, fmt.Errorf("resource manager: %w", err)
+	}
+	// Exactly the stack py-libp2p speaks: giving Transport/Security/Muxer
+	// replaces go-libp2p's defaults (QUIC, TLS, ...), so nothing else is
+	// negotiated.
+	return libp2p.New(
+		libp2p.Identity(sk),
+		libp2p.ListenAddrStrings(opts.listen...),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.UserAgent(agentVersion),
+		libp2p.Ping(true),
+		libp2p.ResourceManager(rm),
+		libp2p.DisableRelay(),
+		// Loopback addresses are the only ones we have; keep announcing them.
+		libp2p.NonPublicAddrPublishing(true),
+	)
+}
+
+// fullAddrs returns the host's listen addresses with /p2p/<id> appended.
+func fullAddrs(h host.Host) []string {
+	addrs, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()})
+	if err != nil {
+		return nil
+	}
+	out := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		out = append(out, a.String())
+	}
+	return out
+}
+
+func run() error {
+	log.SetOutput(os.Stderr)
+	log.SetPrefix("go-peer: ")
+	opts, err := parseFlags(os.Args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+
+	h, err := newHost(opts)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+
+	kad, err := newDHT(ctx, h)
+	if err != nil {
+		return err
+	}
+	defer kad.Close()
+
+	ps, err := newPubSub(ctx, h)
+	if err != nil {
+		return err
+	}
+
+	node := &node{host: h, dht: kad, ps: ps, out: newOutput(os.Stdout), topics: &topics{ps: ps}}
+	for _, s := range opts.bootstrap {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return fmt.Errorf("--bootstrap %q: %w", s, err)
+		}
+		if _, err := node.connect(ctx, a); err != nil {
+			return fmt.Errorf("--bootstrap %q: %w", s, err)
+		}
+	}
+
+	node.out.event(map[string]any{"event": "ready", "peer_id": h.ID().String(), "addrs": fullAddrs(h)})
+	node.serve(ctx, os.Stdin)
+	return nil
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "go-peer:", err)
+		os.Exit(1)
+	}
+}
