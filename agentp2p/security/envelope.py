@@ -39,6 +39,9 @@ __all__ = [
     "MAX_ENVELOPE_BYTES",
     "Envelope",
     "EnvelopeError",
+    "EnvelopePayloadTypeError",
+    "EnvelopeSignatureError",
+    "EnvelopeTooLarge",
     "open_envelope",
     "seal",
     "signing_bytes",
@@ -51,6 +54,18 @@ MAX_ENVELOPE_BYTES = 64 * 1024
 
 class EnvelopeError(ValueError):
     """The bytes are not a well-formed envelope validly signed for the domain."""
+
+
+class EnvelopeTooLarge(EnvelopeError):
+    """Refused before parsing: over :data:`MAX_ENVELOPE_BYTES`."""
+
+
+class EnvelopePayloadTypeError(EnvelopeError):
+    """Well-formed, but not the payload type the caller expects."""
+
+
+class EnvelopeSignatureError(EnvelopeError):
+    """The signature does not verify for the expected domain (or is malformed)."""
 
 
 def signing_bytes(domain: str, payload_type: bytes, payload: bytes) -> bytes:
@@ -92,9 +107,9 @@ class Envelope:
         try:
             ok = self.public_key.verify(unsigned, self.signature)
         except Exception as exc:  # key backends raise on malformed signatures
-            raise EnvelopeError(f"malformed signature: {exc}") from exc
+            raise EnvelopeSignatureError(f"malformed signature: {exc}") from exc
         if not ok:
-            raise EnvelopeError("invalid envelope signature")
+            raise EnvelopeSignatureError("invalid envelope signature")
 
 
 def seal(domain: str, payload_type: bytes, payload: bytes, private_key: PrivateKey) -> Envelope:
@@ -107,7 +122,7 @@ def seal(domain: str, payload_type: bytes, payload: bytes, private_key: PrivateK
 
 def _decode(data: bytes) -> Envelope:
     if len(data) > MAX_ENVELOPE_BYTES:
-        raise EnvelopeError(f"envelope too large ({len(data)} > {MAX_ENVELOPE_BYTES} bytes)")
+        raise EnvelopeTooLarge(f"envelope too large ({len(data)} > {MAX_ENVELOPE_BYTES} bytes)")
     msg = envelope_pb2.Envelope()
     try:
         msg.ParseFromString(bytes(data))
@@ -136,7 +151,7 @@ def open_envelope(data: bytes, domain: str, payload_type: bytes | None = None) -
     """
     env = _decode(data)
     if payload_type is not None and env.payload_type != payload_type:
-        raise EnvelopeError(
+        raise EnvelopePayloadTypeError(
             f"unexpected payload type {env.payload_type.hex()} (want {payload_type.hex()})"
         )
     env.verify(domain)
