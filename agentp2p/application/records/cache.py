@@ -64,7 +64,7 @@ class RecordCache:
             if len(self._entries) >= self._max:
                 victim = min(self._entries.values(),
                              key=lambda e: (e.lapses_at_ms, e.record.peer_id.to_bytes()))
-                if victim.lapses_at_ms > lapses:
+                if victim.lapses_at_ms < lapses:
                     del self._entries[victim.record.peer_id]
                 else:
                     return False  # the newcomer would be the first to go
