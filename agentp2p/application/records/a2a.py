@@ -73,7 +73,8 @@ _SKILL_TEXT = {"id": "name", "name": "title", "description": "description"}
 
 
 def _compact(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    # Key order is kept (JSON Schema authors often order properties on purpose).
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _bad(detail: str) -> InvalidRecord:
