@@ -1,0 +1,196 @@
+"""Node configuration: one dataclass, filled from defaults, a TOML file,
+``AGENTP2P_*`` environment variables and CLI flags (later sources win).
+
+Unknown keys are errors, not warnings: a typo in a config file that is
+silently ignored leaves an operator believing a setting is in force.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentp2p.errors import ConfigError
+from agentp2p.network.addresses import parse_listen_addr, parse_peer_addr
+
+DEFAULT_LISTEN = "/ip4/127.0.0.1/tcp/0"
+DAEMON_DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/4001"
+
+
+@dataclass
+class PubSubConfig:
+    """Gossipsub settings. Defaults favour delivery over py-libp2p's drop-happy ones."""
+
+    heartbeat_interval: float = 1.0  # py-libp2p's default is 120 s; go-libp2p uses 1 s
+    degree: int = 6
+    degree_low: int = 4
+    degree_high: int = 12
+    # py-libp2p rejects a topic's messages above 10/s (local publishes included)
+    # by default. ``None`` disables that limit; a number re-enables it.
+    max_messages_per_topic_per_second: float | None = None
+    # Per-peer outbound RPC queue (py-libp2p: 32, then silent drops).
+    peer_queue_size: int = 8192
+    # Per-subscription inbound buffer (py-libp2p: 32, then silent drops).
+    subscription_buffer: int = 65536
+    # publish() waits while any peer queue is fuller than this fraction...
+    backpressure_high_water: float = 0.5
+    # ...for at most this long, then raises PubSubError instead of dropping.
+    publish_timeout: float = 10.0
+    max_message_size: int = 1 << 20
+    seen_ttl: int = 120
+    # How long a message waits for a just-connected peer's subscription.
+    pending_ttl: float = 2.0
+
+
+@dataclass
+class DHTConfig:
+    """Kademlia settings (k = 20 and alpha = 3 are fixed by py-libp2p)."""
+
+    mode: str = "server"  # or "client"
+    refresh_interval: float = 60.0  # random-walk period
+    max_value_size: int = 64 * 1024
+    query_timeout: float = 10.0
+
+
+@dataclass
+class NodeConfig:
+    """Everything a :class:`~agentp2p.node.Node` needs to start."""
+
+    listen: list[str] = field(default_factory=lambda: [DEFAULT_LISTEN])
+    bootstrap: list[str] = field(default_factory=list)
+    # None: an ephemeral identity (library use, tests). The daemon sets a path.
+    identity_path: Path | None = None
+    max_connections: int = 300
+    max_connections_per_peer: int = 1
+    dial_timeout: float = 10.0
+    bootstrap_retry_initial: float = 0.5
+    bootstrap_retry_max: float = 30.0
+    mdns: bool = False
+    pubsub: PubSubConfig = field(default_factory=PubSubConfig)
+    dht: DHTConfig = field(default_factory=DHTConfig)
+
+    def validate(self) -> NodeConfig:
+        """Check every value; raise :class:`ConfigError` on the first bad one."""
+        if not self.listen:
+            raise ConfigError("at least one listen address is required")
+        for addr in self.listen:
+            parse_listen_addr(addr)
+        for addr in self.bootstrap:
+            parse_peer_addr(addr)
+        if self.max_connections < 1 or self.max_connections_per_peer < 1:
+            raise ConfigError("connection limits must be >= 1")
+        if self.dht.mode not in ("server", "client"):
+            raise ConfigError(f"dht.mode must be 'server' or 'client', not {self.dht.mode!r}")
+        if self.pubsub.peer_queue_size < 32 or self.pubsub.subscription_buffer < 1:
+            raise ConfigError("pubsub queue sizes are too small")
+        if not 0 < self.pubsub.backpressure_high_water <= 1:
+            raise ConfigError("pubsub.backpressure_high_water must be in (0, 1]")
+        return self
+
+
+# --- loading -----------------------------------------------------------------
+
+_ENV_PREFIX = "AGENTP2P_"
+
+
+def _coerce(value: Any, current: Any, key: str) -> Any:
+    """Convert a TOML/env value to the type of the field's current value."""
+    target = type(current)
+    try:
+        if isinstance(current, bool):
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low in ("1", "true", "yes", "on"):
+                    return True
+                if low in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            if not isinstance(value, bool):
+                raise ValueError(value)
+            return value
+        if isinstance(current, list):
+            if isinstance(value, str):
+                return [v for v in (s.strip() for s in value.split(",")) if v]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(value)
+            return list(value)
+        if current is None or isinstance(current, Path):
+            if key.endswith("identity_path"):
+                return Path(str(value)).expanduser()
+            if key.endswith("max_messages_per_topic_per_second"):
+                return None if value in ("", "none", None) else float(value)
+            return value
+        if isinstance(current, (int, float)) and isinstance(value, bool):
+            raise ValueError(value)
+        return target(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config key {key!r}: invalid value {value!r} (expected {target.__name__})") from None
+
+
+def _apply(obj: Any, data: Mapping[str, Any], prefix: str = "") -> None:
+    names = {f.name: f for f in dataclasses.fields(obj)}
+    for key, value in data.items():
+        norm = key.replace("-", "_")
+        full = f"{prefix}{norm}"
+        if norm not in names:
+            raise ConfigError(f"unknown config key {full!r}")
+        current = getattr(obj, norm)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"config key {full!r} must be a table")
+            _apply(current, value, f"{full}.")
+        else:
+            setattr(obj, norm, _coerce(value, current, full))
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror}") from None
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``AGENTP2P_DHT__MODE=client`` → ``{"dht": {"mode": "client"}}``.
+
+    A double underscore descends into a section, so single underscores can
+    stay part of key names.
+    """
+    out: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(_ENV_PREFIX):
+            continue
+        path = name[len(_ENV_PREFIX) :].lower().split("__")
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return out
+
+
+def build_config(
+    file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    base: NodeConfig | None = None,
+) -> NodeConfig:
+    """Defaults < config file < environment < explicit overrides (CLI flags)."""
+    cfg = base or NodeConfig()
+    if file is not None:
+        _apply(cfg, load_toml(file))
+    env = env_overrides(os.environ if environ is None else environ)
+    env.pop("config", None)  # AGENTP2P_CONFIG names the file; handled by the CLI
+    _apply(cfg, env)
+    if overrides:
+        _apply(cfg, overrides)
+    return cfg.validate()

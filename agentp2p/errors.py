@@ -1,0 +1,40 @@
+"""The exceptions agentp2p raises to its users.
+
+Every error a user can cause by configuration or input derives from
+:class:`AgentP2PError`, so the CLI can turn any of them into one clear line
+instead of a traceback.
+"""
+
+from __future__ import annotations
+
+
+class AgentP2PError(Exception):
+    """Base class of every error agentp2p raises on purpose."""
+
+
+class ConfigError(AgentP2PError):
+    """A configuration value, file or flag is invalid."""
+
+
+class IdentityError(AgentP2PError):
+    """The identity key file is missing, corrupt, of the wrong type or unsafe."""
+
+
+class AddressError(ConfigError):
+    """A multiaddr could not be parsed or is not usable for what was asked."""
+
+
+class ListenError(AgentP2PError):
+    """The node could not listen on an address (port in use, permission...)."""
+
+
+class DialError(AgentP2PError):
+    """A peer could not be reached."""
+
+
+class PubSubError(AgentP2PError):
+    """A publish could not be delivered to the local gossipsub router."""
+
+
+class NotRunningError(AgentP2PError):
+    """The node was used outside of its ``async with`` block."""

@@ -1,0 +1,63 @@
+"""Multiaddr parsing with errors a user can act on."""
+
+from __future__ import annotations
+
+from multiaddr import Multiaddr
+
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+
+from agentp2p.errors import AddressError
+
+_TRANSPORTS = ("tcp",)
+
+
+def parse_multiaddr(text: str) -> Multiaddr:
+    """Parse ``text`` or raise :class:`AddressError` naming the bad address."""
+    if not isinstance(text, str) or not text.startswith("/"):
+        raise AddressError(f"invalid multiaddr {text!r}: must start with '/' (e.g. /ip4/127.0.0.1/tcp/4001)")
+    try:
+        return Multiaddr(text)
+    except Exception as exc:
+        raise AddressError(f"invalid multiaddr {text!r}: {exc}") from None
+
+
+def parse_listen_addr(text: str) -> Multiaddr:
+    """A listen address: IP (v4/v6) plus TCP, optionally ``/ws``; no ``/p2p``."""
+    ma = parse_multiaddr(text)
+    names = [p.name for p in ma.protocols()]
+    if not names or names[0] not in ("ip4", "ip6"):
+        raise AddressError(f"listen address {text!r} must start with /ip4 or /ip6")
+    if "tcp" not in names:
+        raise AddressError(f"listen address {text!r} needs a /tcp/<port> component")
+    if "p2p" in names:
+        raise AddressError(f"listen address {text!r} must not contain /p2p/")
+    extra = set(names) - {"ip4", "ip6", "tcp", "ws"}
+    if extra:
+        raise AddressError(f"listen address {text!r}: unsupported protocol(s) {sorted(extra)}")
+    return ma
+
+
+def parse_peer_addr(text: str) -> PeerInfo:
+    """A dialable address ending in ``/p2p/<peer id>`` (bootstrap entries, connect)."""
+    ma = parse_multiaddr(text)
+    try:
+        peer_str = ma.value_for_protocol("p2p")
+    except Exception:
+        peer_str = None
+    if not peer_str:
+        raise AddressError(f"peer address {text!r} must end with /p2p/<peer id>")
+    try:
+        peer_id = ID.from_base58(peer_str)
+    except Exception:
+        raise AddressError(f"peer address {text!r}: {peer_str!r} is not a valid peer ID") from None
+    transport = ma.decapsulate(Multiaddr(f"/p2p/{peer_str}"))
+    names = [p.name for p in transport.protocols()]
+    if not any(t in names for t in _TRANSPORTS):
+        raise AddressError(f"peer address {text!r} has no /tcp transport")
+    return PeerInfo(peer_id, [transport])
+
+
+def with_peer_id(addr: Multiaddr, peer_id: ID) -> str:
+    """The full address other nodes can bootstrap from."""
+    return f"{addr}/p2p/{peer_id.to_base58()}"

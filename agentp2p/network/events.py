@@ -1,0 +1,87 @@
+"""Connection events, fanned out to the protocols that care.
+
+py-libp2p tells "notifees" about connections by awaiting them inline on the
+swarm's path, so a slow notifee slows every connection. Ours only records
+the event and returns; each consumer (DHT routing-table feed, bootstrap,
+membership) reads its own channel from a task in the node's nursery.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from libp2p.peer.id import ID
+
+
+@dataclass(frozen=True)
+class PeerEvent:
+    peer_id: ID
+    connected: bool  # False: the last connection to the peer closed
+
+
+class ConnectionEvents:
+    """A libp2p notifee that fans connection events out to subscribers."""
+
+    def __init__(self, host: Any) -> None:
+        self._host = host
+        self._subscribers: list[trio.MemorySendChannel[PeerEvent]] = []
+
+    def subscribe(self, capacity: int = 4096) -> trio.MemoryReceiveChannel[PeerEvent]:
+        send, recv = trio.open_memory_channel[PeerEvent](capacity)
+        self._subscribers.append(send)
+        return recv
+
+    def _emit(self, event: PeerEvent) -> None:
+        for ch in list(self._subscribers):
+            try:
+                ch.send_nowait(event)
+            except trio.WouldBlock:
+                # A consumer thousands of events behind is broken; losing
+                # one event (the consumer re-syncs from the live peer list)
+                # beats blocking the swarm.
+                pass
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._subscribers.remove(ch)
+
+    # INotifee interface -------------------------------------------------------
+    async def connected(self, network: Any, conn: Any) -> None:
+        self._emit(PeerEvent(conn.muxed_conn.peer_id, True))
+
+    async def disconnected(self, network: Any, conn: Any) -> None:
+        peer_id = conn.muxed_conn.peer_id
+        if not network.get_connections(peer_id):
+            self._emit(PeerEvent(peer_id, False))
+
+    async def opened_stream(self, network: Any, stream: Any) -> None:
+        pass
+
+    async def closed_stream(self, network: Any, stream: Any) -> None:
+        pass
+
+    async def listen(self, network: Any, multiaddr: Any) -> None:
+        pass
+
+    async def listen_close(self, network: Any, multiaddr: Any) -> None:
+        pass
+
+
+async def wait_identified(host: Any, peer_id: ID, timeout: float = 5.0) -> list[str]:
+    """The peer's protocols once identify has filled the peerstore ([] on timeout).
+
+    py-libp2p runs identify on every new connection but signals nothing when
+    it finishes, so we poll the peerstore (cheap: a dict lookup).
+    """
+    store = host.get_peerstore()
+    with trio.move_on_after(timeout):
+        while True:
+            try:
+                protos = store.get_protocols(peer_id)
+            except Exception:
+                protos = None
+            if protos:
+                return list(protos)
+            await trio.sleep(0.01)
+    return []

@@ -1,0 +1,108 @@
+"""Construction of the libp2p host with safe settings.
+
+py-libp2p's ``new_host()`` defaults are unsafe or slow for us, so every host
+agentp2p creates goes through :func:`build_host`, which:
+
+* offers **Noise only**. Without ``sec_opt`` the library also accepts
+  plaintext, secio and TLS; a plaintext peer would get an unauthenticated,
+  unencrypted connection.
+* prefers Yamux and falls back to mplex.
+* limits connections (total and per peer). ``max_connections_per_peer=1``
+  also turns off the library's happy-eyeballs timer, which otherwise makes
+  every dial wait a fixed 250 ms even on loopback.
+* replaces the identify handler so peers see our agent version.
+* guards the swarm's inbound stream entry point (see :mod:`.handlers`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import trio
+from multiaddr import Multiaddr
+
+from libp2p import new_host
+from libp2p.abc import IHost
+from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.identity.identify import identify as _identify
+from libp2p.identity.identify.identify import ID as IDENTIFY_PROTOCOL
+from libp2p.network.config import ConnectionConfig
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.mplex.mplex import MPLEX_PROTOCOL_ID, Mplex
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.utils.varint import encode_varint_prefixed
+
+from agentp2p import __version__
+from agentp2p.network.handlers import HandlerFailures, install_swarm_guard
+from agentp2p.network.identity import Identity
+
+AGENT_VERSION = f"agentp2p/{__version__}"
+
+
+@dataclass(frozen=True)
+class HostLimits:
+    """Connection limits; see docs/architecture.md for how they interact."""
+
+    max_connections: int = 300
+    max_connections_per_peer: int = 1
+    dial_timeout: float = 10.0
+
+
+def security_options(identity: Identity) -> dict[TProtocol, object]:
+    """Noise and nothing else: plaintext, secio and TLS are never offered."""
+    noise_static = new_x25519_key_pair()
+    return {
+        NOISE_PROTOCOL_ID: NoiseTransport(identity.key_pair, noise_privkey=noise_static.private_key)
+    }
+
+
+def muxer_options() -> dict[TProtocol, type]:
+    """Yamux first; mplex for older peers. Dict order is preference order."""
+    return {TProtocol(YAMUX_PROTOCOL_ID): Yamux, TProtocol(MPLEX_PROTOCOL_ID): Mplex}
+
+
+def _identify_handler(host: IHost):  # type: ignore[no-untyped-def]
+    """Identify, as the library answers it, but with our agent version."""
+
+    async def handle_identify(stream) -> None:  # type: ignore[no-untyped-def]
+        observed = None
+        try:
+            remote = stream.get_remote_address()
+            observed = _identify._remote_address_to_multiaddr(remote) if remote else None
+        except Exception:
+            observed = None
+        msg = _identify._mk_identify_protobuf(host, observed)
+        msg.agent_version = AGENT_VERSION
+        with trio.move_on_after(5):
+            await stream.write(encode_varint_prefixed(msg.SerializeToString()))
+        await stream.close()
+
+    return handle_identify
+
+
+def build_host(
+    identity: Identity,
+    listen_addrs: Sequence[Multiaddr],
+    limits: HostLimits = HostLimits(),
+    failures: HandlerFailures | None = None,
+) -> IHost:
+    """Create (but do not start) a hardened libp2p host."""
+    conn_config = ConnectionConfig(
+        max_connections=limits.max_connections,
+        max_connections_per_peer=limits.max_connections_per_peer,
+        dial_timeout=limits.dial_timeout,
+    )
+    host = new_host(
+        key_pair=identity.key_pair,
+        sec_opt=security_options(identity),  # type: ignore[arg-type]
+        muxer_opt=muxer_options(),  # type: ignore[arg-type]
+        listen_addrs=list(listen_addrs),
+        connection_config=conn_config,
+    )
+    host.set_stream_handler(IDENTIFY_PROTOCOL, _identify_handler(host))
+    install_swarm_guard(host, failures or HandlerFailures())
+    return host

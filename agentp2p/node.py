@@ -1,0 +1,402 @@
+"""The agentp2p node: one object that owns the host and every service on it.
+
+``async with Node(config) as node:`` starts everything in a fixed order and
+stops everything on exit; all background work runs in the node's nursery, so
+nothing outlives the block.
+
+Start order matters with py-libp2p 0.8.1:
+
+1. build the host (Noise only, guarded handlers) and construct pubsub and the
+   DHT, which register their stream handlers on construction;
+2. run the pubsub, gossipsub and DHT services — *before* the host listens,
+   because their handlers crash if a peer opens a stream before the service
+   runs;
+3. listen, then start the maintenance tasks (routing-table feed, bootstrap,
+   random walk).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+from multiaddr import Multiaddr
+
+from libp2p.host.ping import ID as PING_PROTOCOL
+from libp2p.network.stream.exceptions import StreamEOF
+from libp2p.identity.identify.identify import ID as IDENTIFY_PROTOCOL
+from libp2p.identity.identify.identify import parse_identify_response
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+from libp2p.tools.anyio_service import background_trio_service
+
+from agentp2p.config import NodeConfig
+from agentp2p.errors import DialError, ListenError, NotRunningError
+from agentp2p.network.addresses import parse_listen_addr, parse_peer_addr, with_peer_id
+from agentp2p.network.events import ConnectionEvents
+from agentp2p.network.handlers import HandlerFailures, contained
+from agentp2p.network.host import HostLimits, build_host
+from agentp2p.network.identity import Identity, load_or_create_identity
+from agentp2p.protocol.bootstrap import Bootstrapper
+from agentp2p.protocol.dht import DHT
+from agentp2p.protocol.pubsub import Message, PubSub, Subscription, Validator
+
+log = logging.getLogger("agentp2p.node")
+
+__all__ = ["Node", "PeerIdentity", "Message", "Subscription"]
+
+
+@dataclass(frozen=True)
+class PeerIdentity:
+    """What a peer says about itself over identify."""
+
+    peer_id: ID
+    agent_version: str
+    protocol_version: str
+    protocols: list[str]
+    listen_addrs: list[str] = field(default_factory=list)
+
+
+def _to_peer_id(peer: ID | str) -> ID:
+    if isinstance(peer, ID):
+        return peer
+    try:
+        return ID.from_base58(peer)
+    except Exception:
+        raise ValueError(f"{peer!r} is not a valid peer ID") from None
+
+
+async def _read_to_eof(stream: Any, limit: int) -> bytes:
+    """Everything the peer writes before closing (py-libp2p signals EOF by raising)."""
+    data = b""
+    while True:
+        try:
+            chunk = await stream.read(65536)
+        except StreamEOF:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+        if len(data) > limit:
+            raise DialError(f"response larger than {limit} bytes")
+
+
+async def _read_exactly(stream: Any, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        try:
+            chunk = await stream.read(n - len(data))
+        except StreamEOF:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+class Node:
+    """An agentp2p node. Use as ``async with Node(config) as node: ...``."""
+
+    def __init__(self, config: NodeConfig | None = None, *, identity: Identity | None = None) -> None:
+        self.config = (config or NodeConfig()).validate()
+        if identity is None:
+            path = self.config.identity_path
+            identity = load_or_create_identity(path) if path is not None else Identity.generate()
+        self.identity = identity
+        self._listen = [parse_listen_addr(a) for a in self.config.listen]
+        self._bootstrap_peers = [parse_peer_addr(a) for a in self.config.bootstrap]
+        self.handler_failures = HandlerFailures()
+        self.host = build_host(
+            identity,
+            self._listen,
+            HostLimits(
+                max_connections=self.config.max_connections,
+                max_connections_per_peer=self.config.max_connections_per_peer,
+                dial_timeout=self.config.dial_timeout,
+            ),
+            self.handler_failures,
+        )
+        self.events = ConnectionEvents(self.host)
+        self.host.get_network().register_notifee(self.events)
+        self.pubsub = PubSub(self.host, self.config.pubsub)
+        self.dht = DHT(self.host, self.config.dht)
+        self.bootstrapper = Bootstrapper(
+            self.host,
+            self._bootstrap_peers,
+            on_connected=self.dht.self_lookup,
+            initial_delay=self.config.bootstrap_retry_initial,
+            max_delay=self.config.bootstrap_retry_max,
+        )
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._nursery: trio.Nursery | None = None
+        self.started_at: float | None = None
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def __aenter__(self) -> Node:
+        stack = contextlib.AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            self._nursery = await stack.enter_async_context(trio.open_nursery())
+            for service in (self.pubsub.pubsub, self.pubsub.router, self.dht.kad):
+                await stack.enter_async_context(background_trio_service(service))
+            await self.pubsub.pubsub.wait_until_ready()
+            await stack.enter_async_context(self._listening())
+            routing_events = self.events.subscribe()
+            lonely_events = self.events.subscribe()
+            self._nursery.start_soon(self.dht.feed_routing_table, routing_events)
+            self._nursery.start_soon(self._watch_loneliness, lonely_events)
+            self._nursery.start_soon(self.bootstrapper.run)
+            self._nursery.start_soon(self.dht.refresh_forever)
+            if self.config.mdns:
+                self._nursery.start_soon(self._run_mdns)
+            # Runs first on exit: stop our tasks before tearing down the host.
+            stack.callback(self._nursery.cancel_scope.cancel)
+        except BaseException as exc:
+            self._nursery = None
+            if not await stack.__aexit__(type(exc), exc, exc.__traceback__):
+                raise
+            raise
+        self._stack = stack
+        self.started_at = time.monotonic()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        stack, self._stack = self._stack, None
+        self._nursery = None
+        if stack is None:
+            return None
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(5):
+                return await stack.__aexit__(*exc_info)
+        return None
+
+    @contextlib.asynccontextmanager
+    async def _listening(self) -> AsyncIterator[None]:
+        try:
+            cm = self.host.run(self._listen)
+            await cm.__aenter__()
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ListenError(f"cannot listen on {self._addr_list()}: address already in use") from None
+            raise ListenError(f"cannot listen on {self._addr_list()}: {exc.strerror or exc}") from None
+        except Exception as exc:
+            text = str(exc)
+            if "in use" in text or "Errno 98" in text:
+                raise ListenError(f"cannot listen on {self._addr_list()}: address already in use") from None
+            raise ListenError(f"cannot listen on {self._addr_list()}: {text}") from None
+        try:
+            yield
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(3):
+                await cm.__aexit__(None, None, None)
+
+    def _addr_list(self) -> str:
+        return ", ".join(str(a) for a in self._listen)
+
+    def _require_running(self) -> trio.Nursery:
+        if self._nursery is None:
+            raise NotRunningError("the node is not running; use `async with Node(...) as node:`")
+        return self._nursery
+
+    async def _watch_loneliness(self, events: trio.MemoryReceiveChannel[Any]) -> None:
+        """Re-bootstrap when the last connection closes or the table empties."""
+        async for ev in events:
+            if not ev.connected and not self.host.get_network().connections:
+                self.bootstrapper.wake()
+            elif self.dht.routing_table_size == 0 and not ev.connected:
+                self.bootstrapper.wake()
+
+    async def _run_mdns(self) -> None:
+        from agentp2p.protocol.mdns import run_mdns
+
+        await run_mdns(self)
+
+    # -- identity and addresses -----------------------------------------------
+
+    @property
+    def peer_id(self) -> ID:
+        return self.identity.peer_id
+
+    @property
+    def listen_addrs(self) -> list[Multiaddr]:
+        """The transport addresses actually bound (port 0 resolved)."""
+        return list(self.host.get_transport_addrs())
+
+    @property
+    def addrs(self) -> list[str]:
+        """Full addresses ending in ``/p2p/<peer id>`` that other nodes can dial."""
+        return [with_peer_id(a, self.peer_id) for a in self.listen_addrs]
+
+    def dialable_addrs(self) -> list[str]:
+        """:attr:`addrs`, with a wildcard bind replaced by 127.0.0.1 for local use."""
+        out = []
+        for a in self.addrs:
+            out.append(a.replace("/ip4/0.0.0.0/", "/ip4/127.0.0.1/"))
+        return out
+
+    # -- peers ------------------------------------------------------------------
+
+    async def connect(self, peer: str | PeerInfo) -> ID:
+        """Dial ``peer`` (a multiaddr ending in /p2p/<id>, or a PeerInfo)."""
+        self._require_running()
+        info = parse_peer_addr(peer) if isinstance(peer, str) else peer
+        if info.peer_id == self.peer_id:
+            raise DialError("refusing to dial ourselves")
+        try:
+            self.host.get_peerstore().add_addrs(info.peer_id, info.addrs, 3600)
+            with trio.fail_after(self.config.dial_timeout):
+                await self.host.connect(info)
+        except trio.TooSlowError:
+            raise DialError(f"dial {info.peer_id} timed out after {self.config.dial_timeout}s") from None
+        except Exception as exc:
+            raise DialError(f"dial {info.peer_id} failed: {exc}") from None
+        return info.peer_id
+
+    async def disconnect(self, peer: ID | str) -> None:
+        await self.host.disconnect(_to_peer_id(peer))
+
+    def peers(self) -> list[ID]:
+        """Peers with at least one open connection."""
+        return [p for p, conns in self.host.get_network().connections.items() if conns]
+
+    def is_connected(self, peer: ID | str) -> bool:
+        return bool(self.host.get_network().get_connections(_to_peer_id(peer)))
+
+    async def ping(self, peer: ID | str, timeout: float = 5.0) -> float:
+        """Round-trip time to ``peer`` in seconds (libp2p ping protocol)."""
+        self._require_running()
+        pid = _to_peer_id(peer)
+        payload = os.urandom(32)
+        try:
+            with trio.fail_after(timeout):
+                stream = await self.host.new_stream(pid, [PING_PROTOCOL])
+                try:
+                    start = time.perf_counter()
+                    await stream.write(payload)
+                    got = await _read_exactly(stream, 32)
+                    rtt = time.perf_counter() - start
+                finally:
+                    with contextlib.suppress(Exception):
+                        await stream.close()
+        except trio.TooSlowError:
+            raise DialError(f"ping {pid} timed out") from None
+        except Exception as exc:
+            raise DialError(f"ping {pid} failed: {exc}") from None
+        if got != payload:
+            raise DialError(f"ping {pid}: reply did not echo our payload")
+        return rtt
+
+    async def identify(self, peer: ID | str, timeout: float = 5.0) -> PeerIdentity:
+        """Ask ``peer`` who it is (agent version, protocols, listen addresses)."""
+        self._require_running()
+        pid = _to_peer_id(peer)
+        try:
+            with trio.fail_after(timeout):
+                stream = await self.host.new_stream(pid, [IDENTIFY_PROTOCOL])
+                data = await _read_to_eof(stream, limit=1 << 20)
+                with contextlib.suppress(Exception):
+                    await stream.close()
+            msg = parse_identify_response(data)
+        except trio.TooSlowError:
+            raise DialError(f"identify {pid} timed out") from None
+        except DialError:
+            raise
+        except Exception as exc:
+            raise DialError(f"identify {pid} failed: {exc}") from None
+        addrs = []
+        for raw in msg.listen_addrs:
+            with contextlib.suppress(Exception):
+                addrs.append(str(Multiaddr(raw)))
+        return PeerIdentity(pid, msg.agent_version, msg.protocol_version, list(msg.protocols), addrs)
+
+    # -- pub/sub ----------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, topic: str) -> AsyncIterator[Subscription]:
+        """Subscribe to ``topic`` for the duration of the block."""
+        self._require_running()
+        sub = await self.pubsub.open_subscription(topic)
+        try:
+            yield sub
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                await self.pubsub.close_subscription(sub)
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        """Publish ``data`` on ``topic``. Waits under backpressure; raises PubSubError instead of dropping."""
+        self._require_running()
+        await self.pubsub.publish(topic, data)
+
+    def set_topic_validator(self, topic: str, validator: Validator | None) -> None:
+        self.pubsub.set_validator(topic, validator)
+
+    def topic_peers(self, topic: str) -> list[ID]:
+        return self.pubsub.topic_peers(topic)
+
+    # -- DHT --------------------------------------------------------------------
+
+    async def dht_put(self, key: str, value: bytes) -> None:
+        self._require_running()
+        await self.dht.put(key, value)
+
+    async def dht_get(self, key: str) -> bytes | None:
+        self._require_running()
+        return await self.dht.get(key)
+
+    async def provide(self, key: str) -> None:
+        self._require_running()
+        await self.dht.provide(key)
+
+    async def find_providers(self, key: str, count: int = 20) -> list[PeerInfo]:
+        self._require_running()
+        return await self.dht.find_providers(key, count)
+
+    async def find_peer(self, peer: ID | str) -> PeerInfo | None:
+        self._require_running()
+        return await self.dht.find_peer(_to_peer_id(peer))
+
+    # -- our own protocols ------------------------------------------------------
+
+    def set_stream_handler(self, protocol: str, handler: Callable[[Any], Awaitable[None]]) -> None:
+        """Serve ``protocol``; exceptions in ``handler`` reset the stream only."""
+        from libp2p.custom_types import TProtocol
+
+        self.host.set_stream_handler(TProtocol(protocol), contained(handler, protocol, self.handler_failures))
+
+    def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run ``fn(*args)`` in the node's nursery (stops with the node)."""
+        self._require_running().start_soon(fn, *args)
+
+    # -- introspection ----------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        ps = self.pubsub.stats
+        return {
+            "peer_id": str(self.peer_id),
+            "connections": len(self.peers()),
+            "routing_table_size": self.dht.routing_table_size,
+            "pubsub": {
+                "published": ps.published,
+                "delivered": ps.delivered,
+                "dropped_inbound": ps.dropped_inbound,
+                "dropped_outbound": ps.dropped_outbound,
+                "rejected": ps.rejected,
+                "backpressure_waits": ps.backpressure_waits,
+                "topics": self.pubsub.topics(),
+            },
+            "handler_failures": dict(self.handler_failures.by_protocol),
+            "bootstrap": {
+                "attempts": self.bootstrapper.attempts,
+                "successes": self.bootstrapper.successes,
+                "rounds": self.bootstrapper.rounds,
+            },
+            "uptime_s": 0.0 if self.started_at is None else time.monotonic() - self.started_at,
+        }
