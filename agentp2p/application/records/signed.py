@@ -28,7 +28,6 @@ Replay of an *older* valid record is not detectable from the record alone;
 
 from __future__ import annotations
 
-import builtins
 
 from libp2p.crypto.keys import PrivateKey
 from libp2p.peer.id import ID
@@ -72,7 +71,7 @@ def seal(record: AgentRecord, private_key: PrivateKey) -> bytes:
 
 
 def open(  # noqa: A001 - mirrors seal/open; use as signed.open(...)
-    data: builtins.bytes, *, now_ms: int, expected_peer_id: ID | None = None
+    data: bytes, *, now_ms: int, expected_peer_id: ID | None = None
 ) -> AgentRecord:
     """Verify envelope bytes and return the record; see the module docstring."""
     try:
