@@ -28,7 +28,6 @@ Replay of an *older* valid record is not detectable from the record alone;
 
 from __future__ import annotations
 
-
 from libp2p.crypto.keys import PrivateKey
 from libp2p.peer.id import ID
 
