@@ -1,0 +1,326 @@
+"""The sending half of a session: sequence numbers, unacked buffer, retransmission.
+
+Every accepted message gets the next seq of our outgoing session and stays
+here until the peer cumulatively acknowledges it (or its deadline passes).
+Loss is detected two ways:
+
+* **ACK-based** (RACK, RFC 8985, with a SACK-style count): transmissions are
+  numbered; when the peer acknowledges (cumulatively or selectively) a
+  transmission made ``dupthresh`` or more transmissions, and a quarter RTT,
+  after one still unacknowledged, that one is deemed lost and retransmitted
+  at once, without waiting a timeout.
+* **Timeout**: the oldest transmission still unacknowledged after one RTO
+  (RFC 6298 with Karn's rule, :mod:`.rtt`) is lost, as is everything sent at
+  the same time; the RTO doubles until a fresh RTT sample arrives.
+
+Selectively acked messages are never retransmitted on a live connection, but
+are kept until cumulatively acked: a receiver that restarts without durable
+state forgets them, and the resume handshake then tells us so.
+
+Output is pulled with :meth:`Sender.take`, retransmissions first, up to a
+byte budget, which is what lets the session coalesce many messages per frame.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from agentp2p.pb.msg_pb2 import Ack, Envelope
+from agentp2p.messaging.rtt import RttEstimator
+from agentp2p.messaging.window import SendWindow, WindowFull
+
+__all__ = ["MessageTooLarge", "OutMessage", "Sender", "SenderStats"]
+
+
+class MessageTooLarge(ValueError):
+    """The encoded message exceeds the session's max_message_bytes."""
+
+
+@dataclass(slots=True, eq=False)
+class OutMessage:
+    env: Envelope
+    wire: bytes  # serialized envelope, reused for every (re)transmission
+    seq: int
+    deadline: float | None
+    size: int  # what the window accounts for
+    tx_count: int = 0
+    last_sent: float = 0.0
+    last_tx: int = 0  # number of the latest transmission
+    sacked: bool = False
+    queued: bool = False
+    done: bool = False  # acked or failed
+
+
+@dataclass(slots=True)
+class SenderStats:
+    accepted: int = 0
+    transmitted: int = 0
+    retransmitted: int = 0
+    acked: int = 0
+    failed: int = 0
+    timeouts: int = 0
+    fast_retransmits: int = 0
+
+
+class Sender:
+    def __init__(
+        self,
+        session_id: bytes,
+        *,
+        window: SendWindow,
+        rtt: RttEstimator,
+        next_seq: int = 1,
+        finalize: Callable[[Envelope], None] | None = None,
+        max_message_bytes: int = 1024 * 1024,
+        dupthresh: int = 3,
+    ) -> None:
+        self.session_id = session_id
+        self.next_seq = next_seq
+        self.window = window
+        self.rtt = rtt
+        self.finalize = finalize
+        self.max_message_bytes = max_message_bytes
+        self.dupthresh = dupthresh
+        self.stats = SenderStats()
+        self.need_forward = False  # low_seq moved past abandoned messages: tell the peer
+        self._by_seq: dict[int, OutMessage] = {}
+        self._order: deque[OutMessage] = deque()  # seq order; finished ones removed lazily
+        self._fresh: deque[OutMessage] = deque()  # never sent yet
+        self._retx: deque[OutMessage] = deque()  # to send again, ahead of fresh ones
+        self._inflight: OrderedDict[int, OutMessage] = OrderedDict()  # by last transmission
+        self._deadlines: list[tuple[float, int]] = []
+        self._tx = 0
+        self._max_acked_tx = 0
+        self._max_acked_sent = 0.0
+
+    # ------------------------------------------------------------ accepting
+    def accept(self, env: Envelope, deadline: float | None) -> OutMessage:
+        """Assign seq, finalize (sign) and buffer ``env``; raise WindowFull if full."""
+        size = len(env.payload)
+        if size > self.max_message_bytes:
+            raise MessageTooLarge(f"payload of {size} bytes exceeds {self.max_message_bytes}")
+        if not self.window.has_room(size):
+            self.window.refused = True
+            raise WindowFull(f"{self.window.messages} messages unacknowledged")
+        env.session_id = self.session_id
+        env.seq = self.next_seq
+        if self.finalize is not None:
+            self.finalize(env)
+        self.next_seq += 1
+        out = self._add(env, deadline, size)
+        out.queued = True
+        self._fresh.append(out)
+        self.stats.accepted += 1
+        return out
+
+    def restore(self, env: Envelope, deadline: float | None) -> None:
+        """Re-buffer a message loaded from the outbox after a restart (already signed).
+
+        Call in ascending seq order, before any new message is accepted.
+        """
+        if env.session_id != self.session_id:
+            raise ValueError("restored message belongs to another session")
+        if self._order and self._order[-1].seq >= env.seq:
+            raise ValueError("restore messages in ascending seq order")
+        self.next_seq = max(self.next_seq, env.seq + 1)
+        out = self._add(env, deadline, len(env.payload))
+        out.queued = True
+        self._fresh.append(out)
+
+    def _add(self, env: Envelope, deadline: float | None, size: int) -> OutMessage:
+        out = OutMessage(env, env.SerializeToString(), env.seq, deadline, size)
+        self._by_seq[out.seq] = out
+        self._order.append(out)
+        self.window.add(size)
+        if deadline is not None:
+            heapq.heappush(self._deadlines, (deadline, out.seq))
+        return out
+
+    # --------------------------------------------------------------- status
+    @property
+    def low_seq(self) -> int:
+        """Lowest seq still held; everything below is acked or abandoned."""
+        order = self._order
+        while order and order[0].done:
+            order.popleft()
+        return order[0].seq if order else self.next_seq
+
+    @property
+    def unacked(self) -> int:
+        return len(self._by_seq)
+
+    def has_output(self) -> bool:
+        return bool(self._retx or self._fresh) or self.need_forward
+
+    def next_timer(self, connected: bool) -> float | None:
+        t: float | None = None
+        if connected and self._inflight:
+            first = next(iter(self._inflight.values()))
+            t = first.last_sent + self.rtt.rto
+        dl = self._deadlines
+        while dl and (dl[0][1] not in self._by_seq or self._by_seq[dl[0][1]].deadline != dl[0][0]):
+            heapq.heappop(dl)
+        if dl and (t is None or dl[0][0] < t):
+            t = dl[0][0]
+        return t
+
+    # ------------------------------------------------------------- sending
+    def take(self, now: float, max_bytes: int) -> list[bytes]:
+        """Encoded envelopes to put in the next frame (at least one if any is due)."""
+        batch: list[bytes] = []
+        used = 0
+        for q in (self._retx, self._fresh):
+            while q:
+                out = q[0]
+                if out.done or out.sacked or not out.queued:
+                    q.popleft()
+                    continue
+                n = len(out.wire) + 6
+                if batch and used + n > max_bytes:
+                    return batch
+                q.popleft()
+                out.queued = False
+                used += n
+                batch.append(out.wire)
+                self._tx += 1
+                if out.tx_count:
+                    self.stats.retransmitted += 1
+                out.tx_count += 1
+                out.last_sent = now
+                out.last_tx = self._tx
+                inflight = self._inflight
+                inflight[out.seq] = out
+                inflight.move_to_end(out.seq)
+                self.stats.transmitted += 1
+        self.need_forward = False  # any Data frame carries low_seq
+        return batch
+
+    # ---------------------------------------------------------------- acks
+    def on_ack(self, now: float, ack: Ack) -> list[OutMessage]:
+        """Apply an ACK of our session; returns the messages it completes."""
+        top = self.next_seq - 1
+        cum = min(ack.cumulative, top)
+        acked: list[OutMessage] = []
+        newest: OutMessage | None = None
+        order = self._order
+        while order and order[0].seq <= cum:
+            out = order.popleft()
+            if out.done:
+                continue
+            if newest is None or out.last_tx > newest.last_tx:
+                newest = out
+            self._finish(out)
+            acked.append(out)
+        by_seq = self._by_seq
+        inflight = self._inflight
+        for r in ack.selective:
+            for seq in range(max(r.start, cum + 1), min(r.end, top) + 1):
+                out = by_seq.get(seq)
+                if out is None or out.sacked:
+                    continue
+                out.sacked = True
+                inflight.pop(seq, None)
+                if newest is None or out.last_tx > newest.last_tx:
+                    newest = out
+        if newest is not None and newest.tx_count:
+            if newest.last_tx > self._max_acked_tx:
+                self._max_acked_tx = newest.last_tx
+                self._max_acked_sent = newest.last_sent
+            if newest.tx_count == 1:  # Karn: only unambiguous samples
+                self.rtt.sample(now - newest.last_sent)
+            self._detect_losses()
+        self.stats.acked += len(acked)
+        return acked
+
+    def _detect_losses(self) -> None:
+        # Lost: at least dupthresh later transmissions were acked, and the
+        # newest acked one left a reordering window after it (RACK, RFC 8985),
+        # so messages of one frame, or a frame merely overtaken, are not
+        # retransmitted for nothing.
+        limit = self._max_acked_tx - self.dupthresh
+        srtt = self.rtt.srtt
+        sent_limit = self._max_acked_sent - (srtt / 4 if srtt is not None else 0.0)
+        inflight = self._inflight
+        while inflight:
+            seq, out = next(iter(inflight.items()))
+            if out.last_tx > limit or out.last_sent >= sent_limit:
+                break
+            del inflight[seq]
+            self._requeue(out)
+            self.stats.fast_retransmits += 1
+
+    def _requeue(self, out: OutMessage) -> None:
+        if not out.queued and not out.done and not out.sacked:
+            out.queued = True
+            self._retx.append(out)
+
+    def _finish(self, out: OutMessage) -> None:
+        out.done = True
+        del self._by_seq[out.seq]
+        self._inflight.pop(out.seq, None)
+        self.window.remove(out.size)
+
+    # -------------------------------------------------------------- timers
+    def on_timer(self, now: float, connected: bool) -> list[OutMessage]:
+        """Fail messages past their deadline (returned); retransmit on RTO."""
+        failed: list[OutMessage] = []
+        dl = self._deadlines
+        while dl and dl[0][0] <= now:
+            deadline, seq = heapq.heappop(dl)
+            out = self._by_seq.get(seq)
+            if out is not None and out.deadline == deadline:
+                self._finish(out)
+                failed.append(out)
+        if failed:
+            self.stats.failed += len(failed)
+            low = self.low_seq
+            if any(o.seq < low for o in failed):
+                self.need_forward = True
+        if connected and self._inflight:
+            rto = self.rtt.rto
+            first = next(iter(self._inflight.values()))
+            if first.last_sent + rto <= now:
+                # Everything out for longer than the RTO is presumed lost.
+                self.stats.timeouts += 1
+                self.rtt.on_timeout()
+                inflight = self._inflight
+                while inflight:
+                    seq, out = next(iter(inflight.items()))
+                    if out.last_sent + rto > now:
+                        break
+                    del inflight[seq]
+                    self._requeue(out)
+        return failed
+
+    # ---------------------------------------------------------- connection
+    def on_disconnect(self) -> None:
+        """Nothing in flight survives the stream: forget transmissions and queues."""
+        self._inflight.clear()
+        self._retx.clear()
+        self._fresh.clear()
+        for out in self._by_seq.values():
+            out.queued = False
+
+    def on_resume(self, now: float, ack: Ack | None) -> list[OutMessage]:
+        """Peer's Hello arrived: apply what it holds of our session, resend the rest.
+
+        ``ack`` is None when the peer has no state for our session (it, or we,
+        restarted): then every unacked message goes again, in seq order.
+        """
+        acked: list[OutMessage] = []
+        for out in self._by_seq.values():
+            out.sacked = False
+        if ack is not None:
+            acked = self.on_ack(now, ack)
+        self.on_disconnect()
+        for out in self._iter_unacked():
+            if not out.sacked:
+                out.queued = True
+                self._retx.append(out)
+        return acked
+
+    def _iter_unacked(self) -> Iterable[OutMessage]:
+        return (o for o in self._order if not o.done)

@@ -1,0 +1,335 @@
+"""A reliable, ordered message session between two peers (sans-IO).
+
+Theory of operation
+===================
+
+Each direction of a peer pair is a *stream of messages* owned by its sender:
+the sender picks a random 16-byte ``session_id`` and numbers its messages
+1, 2, 3... within it. A session object holds both directions: a
+:class:`~.sender.Sender` for ours and a :class:`~.receiver.Receiver` for the
+peer's. It never touches sockets, clocks or randomness; the adapter drives it::
+
+    actions = session.handle(now, event)     # Connected, FrameReceived, Send, ...
+    frame   = session.transmit(now)          # pull: None when nothing to send
+    at      = session.next_timer()           # call handle(at, TimerFired()) then
+
+Connection states::
+
+    DISCONNECTED --Connected--> HANDSHAKING --peer Hello--> OPEN
+         ^                           |                        |
+         +-------- Disconnected -----+------------------------+
+
+* **Connected** (a new stream, dialed or accepted): we queue a ``Hello``
+  carrying our session id, our ``low_seq`` (lowest seq we still hold) and an
+  ACK of what we hold of the peer's session. Nothing else is sent until the
+  peer's Hello arrives; both sides send theirs at once, so this costs half a
+  round trip, once per connection.
+* **Peer Hello** (resumption): the receiver half selects (or creates, starting
+  at ``low_seq - 1``) the state of the peer's session. The sender half takes
+  the Hello's ACK as the truth about what the peer holds: acked messages are
+  released, selectively held ones are skipped, everything else not
+  cumulatively acked is retransmitted in order. If the Hello's ACK is for
+  another session (the peer restarted without state, or we did), everything
+  unacked goes again. The receiver drops every seq at or below what it
+  delivered, so nothing is lost or duplicated across the dropped connection.
+* **OPEN**: ``Data`` frames carry batches of envelopes plus ``low_seq`` plus,
+  piggybacked, the ACK for the other direction; ``Ack`` frames carry ACKs
+  alone. ACKs are delayed up to ``ack_delay`` or ``ack_every`` consumed
+  messages, and sent at once on a gap or duplicate (the sender needs them to
+  retransmit quickly).
+* **Disconnected**: everything in flight is presumed lost. Messages stay
+  buffered (``wants_connection`` turns true) until acked on a later
+  connection or until their deadline, when they fail and the peer is told
+  (via ``low_seq``) to stop waiting for them.
+
+Delivery semantics: :class:`~.events.Deliver` is emitted exactly once per
+message, in seq order, per incoming session. ACKs cover only messages the
+application *consumed* (:class:`~.events.Consumed`), so a sender's "acked"
+means the peer application has it. With the durable store
+(:mod:`.outbox`), the adapter records consumption as it hands a message to the
+application, so a restarted receiver resumes after it: exactly-once, in
+order, except a message the application took and had not finished with at
+the instant of a crash (at-most-once at that instant; the alternative,
+at-least-once, would need idempotent applications).
+
+Flow control: the sender holds at most ``window_messages`` / ``window_bytes``
+unacked (capped by the peer's advertised ``receive_window``); beyond that,
+``handle(now, Send(...))`` raises :class:`~.window.WindowFull` and a later
+:class:`~.events.WindowOpen` says to try again.
+
+Frames from the peer that make no sense (data before Hello, ACKs beyond what
+we sent, foreign sessions) are counted and ignored; they never raise.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from agentp2p.messaging.events import (
+    Accepted,
+    Acked,
+    Action,
+    Connected,
+    Consumed,
+    Deliver,
+    Disconnected,
+    Event,
+    Failed,
+    FrameReceived,
+    Rejected,
+    Send,
+    TimerFired,
+    Transmit,
+    WindowOpen,
+)
+from agentp2p.messaging.receiver import Receiver
+from agentp2p.messaging.rtt import RttEstimator
+from agentp2p.messaging.sender import Sender
+from agentp2p.messaging.window import SendWindow
+from agentp2p.messaging.wire import encode_data
+from agentp2p.pb.msg_pb2 import Ack, Envelope, Frame, Hello
+
+__all__ = ["ConnState", "Session", "SessionConfig"]
+
+
+class ConnState(enum.Enum):
+    DISCONNECTED = "disconnected"
+    HANDSHAKING = "handshaking"
+    OPEN = "open"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    window_messages: int = 4096
+    window_bytes: int = 16 * 1024 * 1024
+    receive_window: int = 4096
+    max_message_bytes: int = 1024 * 1024
+    #: Budget for one frame from transmit(); one message larger than it still goes alone.
+    max_frame_bytes: int = 256 * 1024
+    ack_delay: float = 0.005
+    ack_every: int = 64
+    initial_rto: float = 1.0
+    min_rto: float = 0.2
+    max_rto: float = 60.0
+    dupthresh: int = 3
+    max_sack_ranges: int = 32
+    #: Treat delivery as consumption (no Consumed events needed).
+    auto_consume: bool = False
+
+
+@dataclass(slots=True)
+class ProtocolStats:
+    frames_in: int = 0
+    frames_out: int = 0
+    unexpected_frames: int = 0
+
+
+class Session:
+    """Both directions of messaging with one peer. See the module docstring."""
+
+    def __init__(
+        self,
+        session_id: bytes,
+        config: SessionConfig | None = None,
+        *,
+        next_seq: int = 1,
+        pending: Iterable[tuple[Envelope, float | None]] = (),
+        received: Mapping[bytes, int] | None = None,
+        finalize: Callable[[Envelope], None] | None = None,
+        inspect: Callable[[Envelope], str | None] | None = None,
+    ) -> None:
+        """
+        ``session_id``: our outgoing session (16 random bytes; reuse the stored one
+        after a restart). ``next_seq``, ``pending`` (stored unacked envelopes with
+        deadlines, ascending seq) and ``received`` (peer session -> consumed seq)
+        restore durable state. ``finalize`` signs each new envelope once its seq
+        is set; ``inspect`` vets each new incoming envelope (None = accept, else a
+        reason: the message is dropped and its seq skipped).
+        """
+        cfg = config or SessionConfig()
+        self.config = cfg
+        self.state = ConnState.DISCONNECTED
+        self.window = SendWindow(cfg.window_messages, cfg.window_bytes)
+        self.sender = Sender(
+            session_id,
+            window=self.window,
+            rtt=RttEstimator(initial_rto=cfg.initial_rto, min_rto=cfg.min_rto, max_rto=cfg.max_rto),
+            next_seq=next_seq,
+            finalize=finalize,
+            max_message_bytes=cfg.max_message_bytes,
+            dupthresh=cfg.dupthresh,
+        )
+        for env, deadline in pending:
+            self.sender.restore(env, deadline)
+        self.receiver = Receiver(
+            window=cfg.receive_window,
+            auto_consume=cfg.auto_consume,
+            inspect=inspect,
+            known=received,
+            max_sack_ranges=cfg.max_sack_ranges,
+        )
+        self.stats = ProtocolStats()
+        self._hello_pending = False
+        self._ack_at: float | None = None
+
+    # -------------------------------------------------------------- queries
+    @property
+    def session_id(self) -> bytes:
+        return self.sender.session_id
+
+    @property
+    def wants_connection(self) -> bool:
+        """Unacked messages wait and there is no stream: the adapter should dial."""
+        return self.state is ConnState.DISCONNECTED and self.sender.unacked > 0
+
+    def can_send(self, payload_size: int) -> bool:
+        return self.window.has_room(payload_size)
+
+    def next_timer(self) -> float | None:
+        t = self.sender.next_timer(self.state is ConnState.OPEN)
+        if self._ack_at is not None and (t is None or self._ack_at < t):
+            t = self._ack_at
+        return t
+
+    # --------------------------------------------------------------- events
+    def handle(self, now: float, event: Event) -> list[Action]:
+        if isinstance(event, FrameReceived):
+            return self._on_frame(now, event.frame)
+        if isinstance(event, Send):
+            out = self.sender.accept(event.envelope, event.deadline)
+            actions: list[Action] = [Accepted(out.env)]
+            if self.state is ConnState.OPEN:
+                actions.append(Transmit())
+            return actions
+        if isinstance(event, Consumed):
+            if self.receiver.consume(event.session_id, event.seq):
+                return self._schedule_ack(now)
+            return []
+        if isinstance(event, TimerFired):
+            return self._on_timer(now)
+        if isinstance(event, Connected):
+            self.sender.on_disconnect()
+            self.state = ConnState.HANDSHAKING
+            self._hello_pending = True
+            self._ack_at = None
+            return [Transmit()]
+        if isinstance(event, Disconnected):
+            self.sender.on_disconnect()
+            self.state = ConnState.DISCONNECTED
+            self._hello_pending = False
+            self._ack_at = None
+            return []
+        raise TypeError(f"not a session event: {event!r}")
+
+    def _on_frame(self, now: float, frame: Frame) -> list[Action]:
+        self.stats.frames_in += 1
+        kind = frame.WhichOneof("body")
+        if self.state is ConnState.DISCONNECTED:
+            self.stats.unexpected_frames += 1
+            return []
+        actions: list[Action] = []
+        if kind == "hello":
+            hello = frame.hello
+            deliver = self.receiver.on_hello(hello.session_id, hello.low_seq)
+            self.window.peer_limit = hello.receive_window or None
+            ack = hello.ack if hello.HasField("ack") and hello.ack.session_id == self.session_id else None
+            acked = self.sender.on_resume(now, ack)
+            self.state = ConnState.OPEN
+            actions += [Deliver(e) for e in deliver]
+            actions += [Acked(o.env) for o in acked]
+            actions += self._schedule_ack(now)
+            actions.append(Transmit())
+        elif self.state is not ConnState.OPEN:
+            self.stats.unexpected_frames += 1  # peer must say Hello first
+            return []
+        elif kind == "data":
+            data = frame.data
+            if data.HasField("ack"):
+                actions += self._on_ack(now, data.ack)
+            deliver, rejected = self.receiver.on_data(data)
+            actions += [Rejected(e, r) for e, r in rejected]
+            actions += [Deliver(e) for e in deliver]
+            actions += self._schedule_ack(now)
+        elif kind == "ack":
+            actions += self._on_ack(now, frame.ack)
+        else:
+            self.stats.unexpected_frames += 1
+        if self.window.reopened():
+            actions.append(WindowOpen())
+        return actions
+
+    def _on_ack(self, now: float, ack: Ack) -> list[Action]:
+        if ack.session_id != self.session_id:
+            self.stats.unexpected_frames += 1
+            return []
+        actions: list[Action] = [Acked(o.env) for o in self.sender.on_ack(now, ack)]
+        if self.sender.has_output():
+            actions.append(Transmit())
+        return actions
+
+    def _schedule_ack(self, now: float) -> list[Action]:
+        r = self.receiver
+        if not r.ack_pending or self.state is not ConnState.OPEN:
+            return []
+        if r.ack_urgent or r.unacked_consumed >= self.config.ack_every:
+            self._ack_at = now
+            return [Transmit()]
+        if self._ack_at is None:
+            self._ack_at = now + self.config.ack_delay
+        return []
+
+    def _on_timer(self, now: float) -> list[Action]:
+        connected = self.state is ConnState.OPEN
+        failed = self.sender.on_timer(now, connected)
+        actions: list[Action] = [Failed(o.env, "deadline") for o in failed]
+        if connected and (self.sender.has_output() or (self._ack_at is not None and self._ack_at <= now)):
+            actions.append(Transmit())
+        if failed and self.window.reopened():
+            actions.append(WindowOpen())
+        return actions
+
+    # -------------------------------------------------------------- output
+    def transmit(self, now: float, max_bytes: int | None = None) -> bytes | None:
+        """The next frame to write (without length prefix), or None.
+
+        Call repeatedly until None whenever a :class:`Transmit` action came,
+        ideally each time the stream has finished the previous write, so that
+        everything queued meanwhile shares one frame.
+        """
+        if self._hello_pending:
+            self._hello_pending = False
+            return self._count(Frame(hello=self._hello()).SerializeToString())
+        if self.state is not ConnState.OPEN:
+            return None
+        budget = max_bytes if max_bytes is not None else self.config.max_frame_bytes
+        sender = self.sender
+        forward = sender.need_forward
+        msgs = sender.take(now, budget) if sender.has_output() else []
+        ack_due = self._ack_at is not None and self._ack_at <= now
+        ack: Ack | None = None
+        if self.receiver.ack_pending and (msgs or forward or ack_due):
+            ack = self.receiver.build_ack()
+            self._ack_at = None
+        if msgs or forward:
+            ack_bytes = ack.SerializeToString() if ack is not None else None
+            return self._count(encode_data(self.session_id, sender.low_seq, msgs, ack_bytes))
+        if ack is not None:
+            return self._count(Frame(ack=ack).SerializeToString())
+        return None
+
+    def _count(self, frame: bytes) -> bytes:
+        self.stats.frames_out += 1
+        return frame
+
+    def _hello(self) -> Hello:
+        hello = Hello(
+            session_id=self.session_id,
+            low_seq=self.sender.low_seq,
+            receive_window=self.config.receive_window,
+        )
+        ack = self.receiver.build_ack()
+        if ack is not None:
+            hello.ack.CopyFrom(ack)
+        return hello
