@@ -1,0 +1,79 @@
+"""SWIM tuning knobs.
+
+Defaults follow hashicorp/memberlist's LAN profile (itself tuned from the SWIM
+and Lifeguard papers) with a 1 s protocol period, which is ~30x faster than
+the original agentp2p design's 30 s heartbeat / 90 s timeout. See docs/swim.md
+for the trade-off: the period sets failure-detection latency and bandwidth
+(bandwidth is constant in cluster size N; detection latency grows only with
+log N through the suspicion timeout).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class SwimConfig:
+    #: Protocol period T: each member probes one other member per period.
+    probe_interval: float = 1.0
+    #: How long to wait for the direct Ack before asking k helpers. Must be
+    #: well below probe_interval: the rest of the period is the indirect window.
+    probe_timeout: float = 0.5
+    #: k: helpers asked to probe indirectly when the direct probe fails.
+    indirect_checks: int = 3
+    #: Suspicion timeout = suspicion_mult * log10(N) * probe_interval (minimum,
+    #: reached after enough independent confirmations).
+    suspicion_mult: int = 4
+    #: ... and it starts at suspicion_max_timeout_mult times that minimum.
+    suspicion_max_timeout_mult: int = 6
+    #: lambda: each update is piggybacked retransmit_mult * ceil(log10(N+1)) times.
+    retransmit_mult: int = 4
+    #: Lifeguard local health: timeouts are scaled by up to this factor.
+    awareness_max_multiplier: int = 8
+    #: Upper bound on one encoded frame we build (piggyback stops before it).
+    max_frame_bytes: int = 1400
+    #: Hard cap on updates piggybacked on one frame (and accepted from one frame).
+    max_updates_per_frame: int = 32
+    #: Bound on the dissemination queue; the most-retransmitted entries go first.
+    max_broadcast_queue: int = 4096
+    #: Bound on members we track (alive+suspect+dead/left tombstones).
+    max_members: int = 100_000
+    #: Bound on indirect probes we run on behalf of others at once.
+    max_pending_indirect: int = 64
+    #: Dead members are kept (and occasionally pinged, to heal partitions) this long.
+    dead_retention: float = 120.0
+    #: Left members are kept this long so stale "alive" gossip cannot resurrect them.
+    left_retention: float = 120.0
+    #: Every this many periods, ping one random dead member ("gossip to the
+    #: dead"): how membership views merge again after a partition heals.
+    reconnect_every: int = 4
+    #: Discovered-but-unconfirmed peers are pinged up to this many times.
+    join_attempts: int = 3
+    #: After Leave(), keep answering (and spreading our "left") this many periods.
+    leave_periods: int = 2
+    #: An update may raise a known member's incarnation by at most this much;
+    #: larger jumps can only be forgeries (only the member itself increments it,
+    #: by one per refutation) and would let a liar exhaust the counter.
+    max_incarnation_jump: int = 1024
+
+    def __post_init__(self) -> None:
+        if not 0 < self.probe_timeout < self.probe_interval:
+            raise ValueError("need 0 < probe_timeout < probe_interval")
+        if self.indirect_checks < 0 or self.suspicion_mult < 1:
+            raise ValueError("indirect_checks >= 0 and suspicion_mult >= 1")
+        if self.suspicion_max_timeout_mult < 1 or self.retransmit_mult < 1:
+            raise ValueError("multipliers must be >= 1")
+        if self.awareness_max_multiplier < 1:
+            raise ValueError("awareness_max_multiplier must be >= 1")
+
+    def retransmit_limit(self, n: int) -> int:
+        """lambda * log N: enough retransmits that an update reaches everyone w.h.p."""
+        return self.retransmit_mult * max(1, math.ceil(math.log10(n + 1)))
+
+    def suspicion_min(self, n: int) -> float:
+        return self.suspicion_mult * max(1.0, math.log10(max(1, n))) * self.probe_interval
+
+    def suspicion_max(self, n: int) -> float:
+        return self.suspicion_max_timeout_mult * self.suspicion_min(n)

@@ -1,0 +1,567 @@
+"""The SWIM state machine: ``SwimCore.handle(now, event) -> list[Action]``.
+
+Theory of operation
+-------------------
+Time is divided into protocol periods (``probe_interval``, stretched by our
+local-health score). At the start of each period we:
+
+1. close the previous period's probe: if neither the target nor any helper
+   acked, we *suspect* the target (and score our own health by the Nacks we
+   did or did not get);
+2. pick the next target in a randomized round-robin order and send it a Ping;
+3. if no Ack arrives within ``probe_timeout``, ask ``indirect_checks`` random
+   alive members (helpers) to Ping it for us (PingReq); they answer with the
+   forwarded Ack, or with a Nack if the target stayed silent.
+
+A suspect is not yet dead: everyone who hears the suspicion starts a Lifeguard
+suspicion timer (suspicion.py) that shrinks with independent confirmations; if
+it expires the member is declared dead. The suspect learns it is suspected
+(every frame we send to a suspect/dead member carries our accusation first:
+the *buddy system*) and refutes by incrementing its incarnation; the refutation
+overrides the accusation everywhere (member.py's precedence table).
+
+All membership news rides piggybacked on probe traffic (broadcast.py); each
+update is retransmitted ``lambda * log N`` times. Every frame also carries the
+sender's own incarnation in its header: the transport authenticated the sender,
+so that is first-hand proof of life — it is how a new member becomes known, and
+how a member we hold as dead gets told so (and refutes) the moment it talks to
+us. Every ``reconnect_every`` periods we also ping one random dead member, so
+two sides of a healed partition find each other again.
+
+Joining: ``MemberDiscovered`` only *proposes* a peer. We ping it (up to
+``join_attempts`` periods) and it becomes a member — ``joined`` — when it
+answers or when another member vouches for it with an alive update. So a
+discovered address that leads nowhere never appears as alive.
+
+Trust: the adapter authenticates the sender of each frame; the updates a frame
+carries about third parties are rumours. They are bounded (count, size,
+incarnation jump) and merged by the precedence rules, which cannot keep a live,
+reachable member marked dead: it refutes. Malformed frames are counted in
+``stats`` and dropped.
+
+Timers: the core keeps its own timer heap. ``next_deadline()`` says when it
+next needs to run; the caller then calls ``handle(now, Tick())``. Every
+``handle`` call first runs whatever timers are due at ``now``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from . import wire
+from .awareness import Awareness
+from .broadcast import BroadcastQueue
+from .config import SwimConfig
+from .events import (
+    Action,
+    Input,
+    Leave,
+    LeaveComplete,
+    MemberDiscovered,
+    MemberEvent,
+    Received,
+    Send,
+    Tick,
+)
+from .member import EVENT_FOR, MAX_INCARNATION, Member, PeerId, State, supersedes
+from .messages import Ack, Body, Message, MemberUpdate, Nack, Ping, PingReq
+from .roster import MemberTable, ProbeOrder, RosterBase
+from .suspicion import Suspicion
+
+# Timer kinds
+_TICK, _PROBE_TIMEOUT, _INDIRECT, _SUSPICION, _REAP, _LEAVE = range(6)
+
+#: Headroom for the frame header (seq, incarnation, body) in piggyback budgeting.
+_HEADER_BYTES = 64 + wire.MAX_PEER_ID_BYTES
+
+
+@dataclass(slots=True)
+class SwimStats:
+    """Counters of things that went wrong or were refused (never raised)."""
+
+    malformed: int = 0  # undecodable / out-of-bounds frames
+    misdirected: int = 0  # Ping for another peer ID, frames from ourselves
+    implausible: int = 0  # updates with an impossible incarnation jump
+    unsolicited: int = 0  # Ack/Nack we did not ask for
+    dropped_indirect: int = 0  # PingReq refused: too many pending
+    dropped_members: int = 0  # member table full
+    refutations: int = 0  # we refuted a suspicion/death about ourselves
+    declared_dead: int = 0  # our own suspicion timer expired on someone
+
+
+class _Probe:
+    __slots__ = ("target", "seq", "timeout_at", "acked", "helpers", "nacks")
+
+    def __init__(self, target: PeerId, seq: int, timeout_at: float) -> None:
+        self.target = target
+        self.seq = seq
+        self.timeout_at = timeout_at
+        self.acked = False
+        self.helpers: frozenset[PeerId] = frozenset()
+        self.nacks: set[PeerId] = set()
+
+
+class _Indirect:
+    __slots__ = ("origin", "origin_seq", "target")
+
+    def __init__(self, origin: PeerId, origin_seq: int, target: PeerId) -> None:
+        self.origin = origin
+        self.origin_seq = origin_seq
+        self.target = target
+
+
+class SwimCore:
+    """One member's SWIM + Lifeguard protocol state. Pure: no I/O, no clock."""
+
+    def __init__(
+        self,
+        local_id: PeerId,
+        addrs: Iterable[bytes] = (),
+        *,
+        rng: random.Random,
+        now: float,
+        config: SwimConfig | None = None,
+        incarnation: int = 0,
+        base: RosterBase | None = None,
+    ) -> None:
+        """``base`` pre-populates the table with alive members (a simulator's warm
+        start, shared read-only between cores); real nodes start empty and learn
+        members through MemberDiscovered and gossip."""
+        self.config = config or SwimConfig()
+        self.local_id = local_id
+        self.addrs = tuple(addrs)
+        self.incarnation = incarnation
+        self.stats = SwimStats()
+        self.awareness = Awareness(self.config.awareness_max_multiplier)
+        self._rng = rng
+        self._now = now
+        self._table = MemberTable(base, exclude=local_id)
+        self._order = ProbeOrder(rng)
+        self._queue = BroadcastQueue(self.config.max_broadcast_queue)
+        self._suspicions: dict[PeerId, Suspicion] = {}
+        self._timers: list[tuple[float, int, int, object]] = []
+        self._timer_count = 0
+        self._seq = rng.getrandbits(32)
+        self._probe: _Probe | None = None
+        self._indirect: dict[int, _Indirect] = {}
+        self._joining: dict[PeerId, list] = {}  # peer -> [addrs, attempts left]
+        self._dead: list[PeerId] = []  # dead members, for random reconnect pings
+        self._dead_pos: dict[PeerId, int] = {}
+        self._period = 0
+        self._leaving = False
+        self._stopped = False
+        self._queue.push(MemberUpdate(local_id, State.ALIVE, incarnation, self.addrs))
+        # Random phase so members' periods are not synchronized.
+        self._next_tick_at = now + rng.random() * self.config.probe_interval
+        self._arm(self._next_tick_at, _TICK, None)
+
+    # ------------------------------------------------------------------ API
+
+    @property
+    def stopped(self) -> bool:
+        """True after a graceful leave completed: the core does nothing more."""
+        return self._stopped
+
+    def member(self, peer: PeerId) -> Member | None:
+        return self._table.get(peer)
+
+    def members(self) -> list[Member]:
+        """Every member we know, including dead/left tombstones (check .state)."""
+        return list(self._table)
+
+    def alive_count(self) -> int:
+        """Members we consider alive or suspect, excluding ourselves."""
+        return self._table.live_count
+
+    def next_deadline(self) -> float | None:
+        """When ``handle(now, Tick())`` should next be called (None: never)."""
+        timers = self._timers
+        while timers and self._is_stale(timers[0]):
+            heapq.heappop(timers)
+        return timers[0][0] if timers else None
+
+    def handle(self, now: float, event: Input) -> list[Action]:
+        out: list[Action] = []
+        if self._stopped:
+            return out
+        if now > self._now:
+            self._now = now
+        self._run_timers(out)
+        if self._stopped:
+            return out
+        if isinstance(event, Received):
+            self._on_received(event.sender, event.frame, out)
+        elif isinstance(event, Tick):
+            pass
+        elif isinstance(event, MemberDiscovered):
+            self._on_discovered(event.peer_id, tuple(event.addrs), out)
+        elif isinstance(event, Leave):
+            self._on_leave(out)
+        else:
+            raise TypeError(f"not a SWIM input: {event!r}")
+        return out
+
+    # --------------------------------------------------------------- timers
+
+    def _arm(self, when: float, kind: int, key: object) -> None:
+        self._timer_count += 1
+        heapq.heappush(self._timers, (when, self._timer_count, kind, key))
+
+    def _is_stale(self, timer: tuple[float, int, int, object]) -> bool:
+        when, _, kind, key = timer
+        if kind == _PROBE_TIMEOUT:
+            p = self._probe
+            return p is None or p.seq != key or p.acked
+        if kind == _INDIRECT:
+            return key not in self._indirect
+        if kind == _SUSPICION:
+            s = self._suspicions.get(key)  # type: ignore[arg-type]
+            return s is None or s.deadline != when
+        if kind == _REAP:
+            peer, since = key  # type: ignore[misc]
+            m = self._table.get(peer)
+            return m is None or m.live or m.since != since
+        return False
+
+    def _run_timers(self, out: list[Action]) -> None:
+        timers = self._timers
+        now = self._now
+        while timers and timers[0][0] <= now and not self._stopped:
+            timer = heapq.heappop(timers)
+            if self._is_stale(timer):
+                continue
+            _, _, kind, key = timer
+            if kind == _TICK:
+                self._on_tick(out)
+            elif kind == _PROBE_TIMEOUT:
+                self._on_probe_timeout(out)
+            elif kind == _INDIRECT:
+                ind = self._indirect.pop(key)  # type: ignore[arg-type]
+                self._send(out, ind.origin, ind.origin_seq, Nack())
+            elif kind == _SUSPICION:
+                self._on_suspicion_expired(key, out)  # type: ignore[arg-type]
+            elif kind == _REAP:
+                peer = key[0]  # type: ignore[index]
+                self._table.remove(peer)
+                self._dead_discard(peer)
+                self._suspicions.pop(peer, None)
+            elif kind == _LEAVE:
+                self._stopped = True
+                out.append(LeaveComplete())
+
+    # -------------------------------------------------------------- probing
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) & 0xFFFFFFFFFFFFFFFF
+        return self._seq
+
+    def _on_tick(self, out: list[Action]) -> None:
+        cfg = self.config
+        self._finish_probe(out)
+        self._period += 1
+        if not self._leaving:
+            target = self._next_target()
+            if target is not None:
+                seq = self._next_seq()
+                self._probe = _Probe(target.peer_id, seq, self._now + self.awareness.scale(cfg.probe_timeout))
+                self._send(out, target.peer_id, seq, Ping(target.peer_id), target.addrs)
+                self._arm(self._probe.timeout_at, _PROBE_TIMEOUT, seq)
+            for peer, entry in list(self._joining.items()):
+                entry[1] -= 1
+                if entry[1] <= 0:
+                    del self._joining[peer]
+                self._send(out, peer, self._next_seq(), Ping(peer), entry[0])
+            if self._dead and self._period % cfg.reconnect_every == 0:
+                peer = self._dead[self._rng.randrange(len(self._dead))]
+                m = self._table.get(peer)
+                self._send(out, peer, self._next_seq(), Ping(peer), m.addrs if m else ())
+        self._next_tick_at = self._now + self.awareness.scale(cfg.probe_interval)
+        self._arm(self._next_tick_at, _TICK, None)
+
+    def _next_target(self) -> Member | None:
+        table = self._table
+        for _ in range(table.roster_len + 1):
+            idx = self._order.next(table.roster_len)
+            if idx is None:
+                return None
+            m = table.get(table.at(idx))
+            if m is not None and m.live:
+                return m
+        return None
+
+    def _on_probe_timeout(self, out: list[Action]) -> None:
+        probe = self._probe
+        assert probe is not None
+        target = self._table.get(probe.target)
+        if target is None or not target.live:
+            return
+        helpers = self._table.sample(
+            self._rng,
+            self.config.indirect_checks,
+            lambda m: m.state is State.ALIVE and m.peer_id != probe.target,
+        )
+        probe.helpers = frozenset(m.peer_id for m in helpers)
+        # The helper must answer (Nack) before our period ends, with slack for
+        # the two network legs: give it 70 % of what is left of the period.
+        next_tick = self._next_tick_at
+        wait = max(0.0, next_tick - self._now) * 0.7
+        body = PingReq(probe.target, target.addrs, wait)
+        for h in helpers:
+            self._send(out, h.peer_id, probe.seq, body, h.addrs)
+
+
+    def _finish_probe(self, out: list[Action]) -> None:
+        probe, self._probe = self._probe, None
+        if probe is None or probe.acked:
+            return
+        # Lifeguard: helpers that could not even Nack suggest *we* are the problem.
+        expected = len(probe.helpers)
+        self.awareness.apply(expected - len(probe.nacks) if expected else 1)
+        self._suspect(probe.target, out)
+
+    # ------------------------------------------------------------ receiving
+
+    def _on_received(self, sender: PeerId, frame: bytes | Message, out: list[Action]) -> None:
+        if isinstance(frame, (bytes, bytearray, memoryview)):
+            try:
+                msg = wire.decode(bytes(frame))
+            except wire.WireError:
+                self.stats.malformed += 1
+                return
+        else:
+            msg = frame
+        if sender == self.local_id or not sender:
+            self.stats.misdirected += 1
+            return
+        for u in msg.updates[: self.config.max_updates_per_frame]:
+            self._apply(u, sender, out)
+        # First-hand: the authenticated sender is alive at this incarnation.
+        self._apply(MemberUpdate(sender, State.ALIVE, msg.incarnation), sender, out)
+        body = msg.body
+        if isinstance(body, Ping):
+            if body.target and body.target != self.local_id:
+                self.stats.misdirected += 1
+                return
+            m = self._table.get(sender)
+            self._send(out, sender, msg.seq, Ack(), m.addrs if m else ())
+        elif isinstance(body, Ack):
+            self._on_ack(sender, msg.seq, out)
+        elif isinstance(body, Nack):
+            p = self._probe
+            if p is not None and p.seq == msg.seq and sender in p.helpers:
+                p.nacks.add(sender)
+            else:
+                self.stats.unsolicited += 1
+        elif isinstance(body, PingReq):
+            self._on_ping_req(sender, msg.seq, body, out)
+
+    def _on_ack(self, sender: PeerId, seq: int, out: list[Action]) -> None:
+        p = self._probe
+        if p is not None and p.seq == seq and (sender == p.target or sender in p.helpers):
+            if not p.acked and sender == p.target and self._now <= p.timeout_at:
+                self.awareness.apply(-1)
+            p.acked = True
+            return
+        ind = self._indirect.get(seq)
+        if ind is not None and sender == ind.target:
+            del self._indirect[seq]
+            self._send(out, ind.origin, ind.origin_seq, Ack())
+            return
+        # Answers to join / reconnect pings land here: the header already did the work.
+
+    def _on_ping_req(self, sender: PeerId, seq: int, body: PingReq, out: list[Action]) -> None:
+        if self._leaving or body.target in (self.local_id, sender):
+            self.stats.misdirected += 1
+            return
+        if len(self._indirect) >= self.config.max_pending_indirect:
+            self.stats.dropped_indirect += 1
+            return
+        cfg = self.config
+        wait = body.timeout or self.awareness.scale(cfg.probe_timeout)
+        wait = min(wait, cfg.probe_interval * cfg.awareness_max_multiplier)
+        my_seq = self._next_seq()
+        self._indirect[my_seq] = _Indirect(sender, seq, body.target)
+        m = self._table.get(body.target)
+        self._send(out, body.target, my_seq, Ping(body.target), body.target_addrs or (m.addrs if m else ()))
+        self._arm(self._now + wait, _INDIRECT, my_seq)
+
+    # ------------------------------------------------------------ membership
+
+    def _apply(self, u: MemberUpdate, sender: PeerId, out: list[Action]) -> None:
+        """Merge one update (first- or second-hand) into our view."""
+        inc = u.incarnation
+        if inc > MAX_INCARNATION or (u.state is not State.ALIVE and inc >= MAX_INCARNATION) or inc < 0:
+            self.stats.malformed += 1
+            return
+        peer = u.peer_id
+        if peer == self.local_id:
+            self._about_self(u)
+            return
+        m = self._table.get(peer)
+        if m is None:
+            if u.state is not State.ALIVE:
+                return  # rumours about strangers carry nothing we can act on
+            if self._table.size >= self.config.max_members:
+                self.stats.dropped_members += 1
+                return
+            joining = self._joining.pop(peer, None)
+            addrs = u.addrs or (joining[0] if joining else ())
+            if self._table.set(Member(peer, State.ALIVE, inc, addrs, self._now)):
+                self._order.grow()
+            out.append(MemberEvent(EVENT_FOR[(None, State.ALIVE)], peer, inc, None, addrs))  # type: ignore[arg-type]
+            self._queue.push(MemberUpdate(peer, State.ALIVE, inc, addrs))
+            return
+        if inc > m.incarnation + self.config.max_incarnation_jump:
+            self.stats.implausible += 1
+            return
+        if not supersedes(u.state, inc, m.state, m.incarnation):
+            if inc == m.incarnation and u.state is m.state:
+                if u.state is State.SUSPECT:
+                    self._confirm(m, u.origin or sender)
+                elif u.addrs and not m.addrs:
+                    self._table.set(Member(peer, m.state, inc, u.addrs, m.since))
+            return
+        self._transition(m, u.state, inc, u.addrs or m.addrs, u.origin or sender, out)
+
+    def _transition(
+        self, m: Member, state: State, inc: int, addrs: tuple[bytes, ...], origin: PeerId, out: list[Action]
+    ) -> None:
+        peer, old = m.peer_id, m.state
+        now = self._now
+        new = Member(peer, state, inc, addrs, now if state is not old else m.since)
+        self._table.set(new)
+        self._suspicions.pop(peer, None)
+        if state is State.SUSPECT:
+            n = self._table.live_count + 1
+            cfg = self.config
+            s = Suspicion(now, inc, cfg.suspicion_mult - 2, cfg.suspicion_min(n), cfg.suspicion_max(n), origin)
+            self._suspicions[peer] = s
+            self._arm(s.deadline, _SUSPICION, peer)
+        if state is State.DEAD:
+            self._dead_add(peer)
+            self._arm(now + self.config.dead_retention, _REAP, (peer, now))
+        else:
+            self._dead_discard(peer)
+            if state is State.LEFT:
+                self._arm(now + self.config.left_retention, _REAP, (peer, now))
+        kind = EVENT_FOR[(old, state)]
+        if kind is not None:
+            out.append(MemberEvent(kind, peer, inc, old, addrs))
+        self._queue.push(
+            MemberUpdate(
+                peer,
+                state,
+                inc,
+                addrs if state is State.ALIVE else (),
+                origin if state is State.SUSPECT else b"",
+            )
+        )
+
+    def _suspect(self, peer: PeerId, out: list[Action]) -> None:
+        """Our own probe of ``peer`` failed."""
+        m = self._table.get(peer)
+        if m is None:
+            return
+        if m.state is State.ALIVE:
+            self._transition(m, State.SUSPECT, m.incarnation, m.addrs, self.local_id, out)
+        elif m.state is State.SUSPECT:
+            self._confirm(m, self.local_id)
+
+    def _confirm(self, m: Member, origin: PeerId) -> None:
+        s = self._suspicions.get(m.peer_id)
+        if s is None or s.incarnation != m.incarnation or not origin:
+            return
+        if s.confirm(origin):
+            self._arm(s.deadline, _SUSPICION, m.peer_id)
+            # Pass the independent confirmation on, so others' timers shrink too.
+            self._queue.push(MemberUpdate(m.peer_id, State.SUSPECT, m.incarnation, (), origin))
+
+    def _on_suspicion_expired(self, peer: PeerId, out: list[Action]) -> None:
+        s = self._suspicions.pop(peer)
+        m = self._table.get(peer)
+        if m is None or m.state is not State.SUSPECT or m.incarnation != s.incarnation:
+            return
+        self.stats.declared_dead += 1
+        self._transition(m, State.DEAD, m.incarnation, m.addrs, self.local_id, out)
+
+    def _about_self(self, u: MemberUpdate) -> None:
+        """Only we may change our incarnation; accusations make us refute."""
+        if u.state is State.ALIVE:
+            # A higher alive about us is forged (or from a previous life): adopt
+            # it, so that our next refutation exceeds it.
+            if u.incarnation > self.incarnation:
+                self.incarnation = u.incarnation
+            return
+        if self._leaving or u.incarnation < self.incarnation:
+            return
+        self.incarnation = min(u.incarnation + 1, MAX_INCARNATION)
+        self.stats.refutations += 1
+        self.awareness.apply(1)
+        self._queue.push(MemberUpdate(self.local_id, State.ALIVE, self.incarnation, self.addrs))
+
+    def _dead_add(self, peer: PeerId) -> None:
+        if peer not in self._dead_pos:
+            self._dead_pos[peer] = len(self._dead)
+            self._dead.append(peer)
+
+    def _dead_discard(self, peer: PeerId) -> None:
+        i = self._dead_pos.pop(peer, None)
+        if i is not None:
+            last = self._dead.pop()
+            if last != peer:
+                self._dead[i] = last
+                self._dead_pos[last] = i
+
+    # ---------------------------------------------------------- join / leave
+
+    def _on_discovered(self, peer: PeerId, addrs: tuple[bytes, ...], out: list[Action]) -> None:
+        if peer == self.local_id or not peer or self._leaving:
+            return
+        m = self._table.get(peer)
+        if m is None:
+            if peer not in self._joining and len(self._joining) < self.config.max_pending_indirect:
+                self._joining[peer] = [addrs, self.config.join_attempts - 1]
+                self._send(out, peer, self._next_seq(), Ping(peer), addrs)
+        elif m.live:
+            if addrs and not m.addrs:
+                self._table.set(Member(peer, m.state, m.incarnation, addrs, m.since))
+        else:
+            # Reconnected to someone we hold as dead/left: our ping carries that
+            # verdict (buddy system), so if it is alive it refutes right away.
+            self._send(out, peer, self._next_seq(), Ping(peer), addrs or m.addrs)
+
+    def _on_leave(self, out: list[Action]) -> None:
+        if self._leaving:
+            return
+        self._leaving = True
+        self._probe = None
+        self._joining.clear()
+        self._queue.push(MemberUpdate(self.local_id, State.LEFT, self.incarnation))
+        for m in self._table.sample(self._rng, max(1, self.config.indirect_checks), lambda m: m.live):
+            self._send(out, m.peer_id, self._next_seq(), Ping(m.peer_id), m.addrs)
+        self._arm(self._now + self.config.leave_periods * self.config.probe_interval, _LEAVE, None)
+
+    # -------------------------------------------------------------- sending
+
+    def _send(
+        self, out: list[Action], to: PeerId, seq: int, body: Body, addrs: tuple[bytes, ...] = ()
+    ) -> None:
+        cfg = self.config
+        updates: list[MemberUpdate] = []
+        m = self._table.get(to)
+        if m is not None and m.state is not State.ALIVE:
+            # Buddy system: tell a suspect (or a member we think dead/left)
+            # what we believe about it, first thing, so it can refute.
+            updates.append(MemberUpdate(to, m.state, m.incarnation, (), self.local_id))
+        budget = cfg.max_frame_bytes - _HEADER_BYTES - (wire.update_size(updates[0]) if updates else 0)
+        if isinstance(body, PingReq):
+            budget -= sum(len(a) + 2 for a in body.target_addrs)
+        updates += self._queue.take(
+            cfg.retransmit_limit(self._table.live_count + 1),
+            cfg.max_updates_per_frame - len(updates),
+            budget,
+        )
+        out.append(Send(to, Message(seq, self.incarnation, body, tuple(updates)), addrs))

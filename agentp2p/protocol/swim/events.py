@@ -1,0 +1,77 @@
+"""Inputs to and outputs from the sans-IO core.
+
+Inputs (``SwimCore.handle(now, event)``):
+  Tick               time passed; run whatever timers are due (see next_deadline()).
+  MemberDiscovered   the node connected to / learned of a peer (e.g. bootstrap, DHT).
+  Received           a frame from an authenticated peer (bytes or a decoded Message).
+  Leave              start a graceful leave.
+
+Outputs (the returned list, in order):
+  Send               deliver ``message`` to ``to`` (encode with wire.encode()).
+  MemberEvent        membership changed: joined / suspect / failed / left / recovered.
+  LeaveComplete      our "left" has had its time to spread; the adapter may stop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .member import EventKind, PeerId, State
+from .messages import Message
+
+# ---------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class MemberDiscovered:
+    peer_id: PeerId
+    addrs: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    #: Authenticated by the transport (libp2p Noise): trust it.
+    sender: PeerId
+    #: Raw frame bytes (the core decodes and counts malformed ones) or a Message.
+    frame: bytes | Message
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    pass
+
+
+Input = Tick | MemberDiscovered | Received | Leave
+
+# ---------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    to: PeerId
+    message: Message
+    #: Addresses we know for ``to`` (a dialing hint; may be empty).
+    addrs: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MemberEvent:
+    kind: EventKind
+    peer_id: PeerId
+    incarnation: int
+    #: State before the change (None when the member was unknown).
+    previous: State | None
+    addrs: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveComplete:
+    pass
+
+
+Action = Send | MemberEvent | LeaveComplete

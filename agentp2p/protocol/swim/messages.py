@@ -1,0 +1,56 @@
+"""The SWIM frames as plain Python values (wire.py maps them to swim_pb2).
+
+The core builds and consumes these; it never touches bytes, so the simulator
+can skip serialization when it only needs sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .member import PeerId, State
+
+
+@dataclass(frozen=True, slots=True)
+class MemberUpdate:
+    peer_id: PeerId
+    state: State
+    incarnation: int
+    addrs: tuple[bytes, ...] = ()
+    #: For SUSPECT: who suspects (a Lifeguard confirmation source).
+    origin: PeerId = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    target: PeerId
+
+
+@dataclass(frozen=True, slots=True)
+class PingReq:
+    target: PeerId
+    target_addrs: tuple[bytes, ...] = ()
+    #: Seconds the helper should wait for target's ack (0 = helper's default).
+    timeout: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Nack:
+    pass
+
+
+Body = Ping | PingReq | Ack | Nack
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    seq: int
+    #: The sender's own incarnation (first-hand: the sender is authenticated).
+    incarnation: int
+    body: Body
+    updates: tuple[MemberUpdate, ...] = field(default=())

@@ -1,0 +1,162 @@
+"""The member table and the randomized round-robin probe order.
+
+SWIM probes members in a random order that is re-drawn every round, so each
+member is probed exactly once per round (bounded detection time) while
+different probers stay uncorrelated. New members join the *current* round at a
+uniformly random remaining position, as in the SWIM paper.
+
+Both structures are built to be cheap when a simulator runs 10,000 cores in
+one process: the table can sit on top of a shared, read-only ``RosterBase``
+(the initial membership, one copy for all nodes) and store only what differs
+per node; the probe order is a lazily drawn Fisher-Yates shuffle over roster
+positions, so it costs memory only for the positions actually drawn.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Iterator
+
+from .member import Member, PeerId, State
+
+_MISSING = object()
+
+
+class RosterBase:
+    """A read-only initial membership shared by many tables (simulation warm start)."""
+
+    __slots__ = ("peers", "members")
+
+    def __init__(self, peers: Iterable[tuple[PeerId, tuple[bytes, ...]]]) -> None:
+        self.peers: list[PeerId] = []
+        self.members: dict[PeerId, Member] = {}
+        for peer, addrs in peers:
+            if peer not in self.members:
+                self.peers.append(peer)
+                self.members[peer] = Member(peer, State.ALIVE, 0, addrs, 0.0)
+
+
+class MemberTable:
+    """peer -> Member, with a stable roster of positions for random draws."""
+
+    __slots__ = ("_base", "_own", "_extra", "_extra_set", "live_count", "size")
+
+    def __init__(self, base: RosterBase | None = None, exclude: PeerId | None = None) -> None:
+        self._base = base
+        self._own: dict[PeerId, Member | None] = {}
+        self._extra: list[PeerId] = []
+        self._extra_set: set[PeerId] = set()
+        self.live_count = 0  # alive + suspect
+        self.size = 0  # all members held (including dead/left tombstones)
+        if base is not None:
+            self.live_count = self.size = len(base.members)
+            if exclude is not None and exclude in base.members:
+                self._own[exclude] = None
+                self.live_count -= 1
+                self.size -= 1
+
+    def get(self, peer: PeerId) -> Member | None:
+        m = self._own.get(peer, _MISSING)
+        if m is _MISSING:
+            return self._base.members.get(peer) if self._base is not None else None
+        return m  # type: ignore[return-value]
+
+    def set(self, member: Member) -> bool:
+        """Store ``member``; True if it took a new roster position."""
+        peer = member.peer_id
+        old = self.get(peer)
+        self._own[peer] = member
+        if old is None:
+            self.size += 1
+        elif old.live:
+            self.live_count -= 1
+        if member.live:
+            self.live_count += 1
+        if (self._base is None or peer not in self._base.members) and peer not in self._extra_set:
+            self._extra_set.add(peer)
+            self._extra.append(peer)
+            return True
+        return False
+
+    def remove(self, peer: PeerId) -> None:
+        old = self.get(peer)
+        if old is None:
+            return
+        self._own[peer] = None
+        self.size -= 1
+        if old.live:
+            self.live_count -= 1
+
+    @property
+    def roster_len(self) -> int:
+        return (len(self._base.peers) if self._base is not None else 0) + len(self._extra)
+
+    def at(self, index: int) -> PeerId:
+        nb = len(self._base.peers) if self._base is not None else 0
+        return self._base.peers[index] if index < nb else self._extra[index - nb]  # type: ignore[union-attr]
+
+    def __iter__(self) -> Iterator[Member]:
+        if self._base is not None:
+            for peer in self._base.peers:
+                m = self.get(peer)
+                if m is not None:
+                    yield m
+        for peer in self._extra:
+            m = self._own.get(peer)
+            if m is not None:
+                yield m
+
+    def sample(self, rng: random.Random, k: int, accept: Callable[[Member], bool]) -> list[Member]:
+        """Up to k distinct members satisfying ``accept``, uniformly at random."""
+        n = self.roster_len
+        if k <= 0 or n == 0:
+            return []
+        chosen: dict[PeerId, Member] = {}
+        if n > 4 * k + 16:  # big roster: rejection sampling, bounded attempts
+            for _ in range(8 * k + 8):
+                m = self.get(self.at(rng.randrange(n)))
+                if m is not None and m.peer_id not in chosen and accept(m):
+                    chosen[m.peer_id] = m
+                    if len(chosen) == k:
+                        return list(chosen.values())
+        pool = [m for m in self if m.peer_id not in chosen and accept(m)]
+        need = min(k - len(chosen), len(pool))
+        return list(chosen.values()) + rng.sample(pool, need)
+
+
+class ProbeOrder:
+    """Randomized round-robin over roster positions (lazy Fisher-Yates)."""
+
+    __slots__ = ("_rng", "_swaps", "_i", "_n")
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+        self._swaps: dict[int, int] = {}
+        self._i = 0
+        self._n = 0
+
+    def grow(self) -> None:
+        """A position was appended to the roster: it joins the current round
+        (equivalent to inserting it at a random remaining position). Between
+        rounds there is nothing to do: the next round takes the whole roster."""
+        if self._i < self._n:
+            self._n += 1
+
+    def next(self, roster_len: int) -> int | None:
+        if self._i >= self._n:  # round over: start a new one
+            self._swaps.clear()
+            self._i = 0
+            self._n = roster_len
+            if roster_len == 0:
+                return None
+        i = self._i
+        j = self._rng.randrange(i, self._n)
+        swaps = self._swaps
+        value = swaps.get(j, j)
+        swaps[j] = swaps.pop(i, i)
+        self._i = i + 1
+        return value
+
+    @property
+    def remaining(self) -> int:
+        return self._n - self._i

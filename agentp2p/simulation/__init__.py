@@ -1,0 +1,1 @@
+"""Deterministic virtual-time simulators that drive our sans-IO protocol cores."""
