@@ -73,6 +73,7 @@ type node struct {
 	host   host.Host
 	dht    *dht.IpfsDHT
 	ps     *pubsub.PubSub
+	mesh   *meshTracer
 	out    *output
 	topics *topics
 	cmds   sync.WaitGroup // in-flight commands
@@ -102,6 +103,7 @@ func (n *node) handlers() map[string]struct {
 		"subscribe":  {1, n.cmdSubscribe},
 		"publish":    {2, n.cmdPublish},
 		"topicpeers": {1, n.cmdTopicPeers},
+		"meshpeers":  {1, n.cmdMeshPeers},
 		"bootstrap":  {0, n.cmdBootstrap},
 		"rtsize":     {0, n.cmdRTSize},
 		"rtwait":     {1, n.cmdRTWait},
@@ -204,6 +206,8 @@ func parsePeer(s string) (peer.ID, error) {
 	}
 	return p, nil
 }
+
+func hexOf(b []byte) string { return hex.EncodeToString(b) }
 
 func parseHex(s string) ([]byte, error) {
 	b, err := hex.DecodeString(s)
@@ -449,6 +453,12 @@ func (n *node) cmdPublish(ctx context.Context, args []string) (reply, error) {
 // can wait for the subscription exchange before publishing.
 func (n *node) cmdTopicPeers(_ context.Context, args []string) (reply, error) {
 	return reply{"peers": peerStrings(n.ps.ListPeers(args[0]))}, nil
+}
+
+// cmdMeshPeers lists peers in our gossipsub mesh for a topic: once the
+// remote peer is here, both sides have exchanged GRAFTs.
+func (n *node) cmdMeshPeers(_ context.Context, args []string) (reply, error) {
+	return reply{"peers": peerStrings(n.mesh.meshPeers(args[0]))}, nil
 }
 
 func (n *node) cmdBootstrap(ctx context.Context, _ []string) (reply, error) {

@@ -31,8 +31,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
@@ -162,12 +162,13 @@ func run() error {
 	}
 	defer kad.Close()
 
-	ps, err := newPubSub(ctx, h)
+	tracer := newMeshTracer(os.Getenv("GO_PEER_DEBUG") != "")
+	ps, err := newPubSub(ctx, h, tracer)
 	if err != nil {
 		return err
 	}
 
-	node := &node{host: h, dht: kad, ps: ps, out: newOutput(os.Stdout), topics: &topics{ps: ps}}
+	node := &node{host: h, dht: kad, ps: ps, mesh: tracer, out: newOutput(os.Stdout), topics: &topics{ps: ps}}
 	for _, s := range opts.bootstrap {
 		a, err := ma.NewMultiaddr(s)
 		if err != nil {

@@ -1,14 +1,26 @@
 package main
 
-// Gossipsub with go-libp2p-pubsub defaults (StrictSign, message ID =
-// from+seqno), which is what py-libp2p's gossipsub produces and expects.
-// Only the queues are enlarged: tests publish bursts of hundreds of messages
-// each way, and the defaults (32-deep peer and subscription queues) drop
-// messages silently when the reader is a pipe to another process.
+// Gossipsub with go-libp2p-pubsub defaults where they define the wire
+// format: StrictSign and message ID = from+seqno, which is what py-libp2p's
+// gossipsub produces and expects. Two deliberate departures:
+//
+//   - Flood publishing is on. go-libp2p-pubsub v0.19 turned it off by
+//     default, so a message published before the first heartbeat grafts a
+//     mesh (~100 ms after subscribing) goes to nobody: our burst test lost
+//     the first few hundred messages that way. With it on, our own messages
+//     go to every peer known to be subscribed, mesh or not.
+//   - Queues are enlarged: tests publish bursts of hundreds of messages each
+//     way, and the defaults (32-deep peer and subscription queues) drop
+//     messages silently when the reader is a pipe to another process.
+//
+// Delivery order is not preserved even between two peers: signature checks
+// run on parallel validation workers.
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"os"
 	"sync"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -17,11 +29,19 @@ import (
 
 const queueSize = 4096
 
-func newPubSub(ctx context.Context, h host.Host) (*pubsub.PubSub, error) {
-	ps, err := pubsub.NewGossipSub(ctx, h,
+func newPubSub(ctx context.Context, h host.Host, tr *meshTracer) (*pubsub.PubSub, error) {
+	opts := []pubsub.Option{
+		pubsub.WithFloodPublish(true),
 		pubsub.WithPeerOutboundQueueSize(queueSize),
 		pubsub.WithValidateQueueSize(queueSize),
-	)
+		pubsub.WithRawTracer(tr),
+	}
+	if tr.debug {
+		// Pubsub reports most dropped input at debug level only.
+		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		opts = append(opts, pubsub.WithLogger(logger))
+	}
+	ps, err := pubsub.NewGossipSub(ctx, h, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("pubsub: %w", err)
 	}

@@ -1,0 +1,107 @@
+package main
+
+// meshTracer watches gossipsub's internal events. go-libp2p-pubsub has no
+// public accessor for the mesh, and tests need one: a message published
+// before the mesh forms reaches only flood-publish targets, so "is peer X
+// in my mesh for topic T" is the honest readiness signal. With debug on
+// (GO_PEER_DEBUG=1) it also logs every decision that loses a message, so a
+// failing interop test shows whether the Go side rejected, dropped or never
+// received it.
+
+import (
+	"log"
+	"sync"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+)
+
+type meshTracer struct {
+	debug bool
+	mu    sync.Mutex
+	mesh  map[string]map[peer.ID]struct{}
+}
+
+var _ pubsub.RawTracer = (*meshTracer)(nil)
+
+func newMeshTracer(debug bool) *meshTracer {
+	return &meshTracer{debug: debug, mesh: map[string]map[peer.ID]struct{}{}}
+}
+
+// meshPeers returns the peers currently in our mesh for topic.
+func (t *meshTracer) meshPeers(topic string) []peer.ID {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]peer.ID, 0, len(t.mesh[topic]))
+	for p := range t.mesh[topic] {
+		out = append(out, p)
+	}
+	return out
+}
+
+func (t *meshTracer) logf(format string, args ...any) {
+	if t.debug {
+		log.Printf("pubsub: "+format, args...)
+	}
+}
+
+func describe(m *pubsub.Message) string {
+	return "from=" + m.GetFrom().String() + " seqno=" + hexOf(m.GetSeqno()) + " topic=" + m.GetTopic()
+}
+
+func (t *meshTracer) Graft(p peer.ID, topic string) {
+	t.logf("graft %s on %s", p, topic)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.mesh[topic] == nil {
+		t.mesh[topic] = map[peer.ID]struct{}{}
+	}
+	t.mesh[topic][p] = struct{}{}
+}
+
+func (t *meshTracer) Prune(p peer.ID, topic string) {
+	t.logf("prune %s on %s", p, topic)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.mesh[topic], p)
+}
+
+// OnClosedOutboundStream: gossipsub drops the peer from every mesh without
+// emitting Prune.
+func (t *meshTracer) OnClosedOutboundStream(p peer.ID) {
+	t.logf("outbound stream to %s closed", p)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, peers := range t.mesh {
+		delete(peers, p)
+	}
+}
+
+func (t *meshTracer) OnNewOutboundStream(p peer.ID, proto protocol.ID) {
+	t.logf("outbound stream to %s (%s)", p, proto)
+}
+
+func (t *meshTracer) RejectMessage(m *pubsub.Message, reason string) {
+	t.logf("rejected %s: %s", describe(m), reason)
+}
+
+func (t *meshTracer) ThrottlePeer(p peer.ID) { t.logf("throttled %s", p) }
+
+func (t *meshTracer) DropRPC(rpc *pubsub.RPC, p peer.ID) {
+	t.logf("dropped outbound RPC to %s (%d messages)", p, len(rpc.GetPublish()))
+}
+
+func (t *meshTracer) UndeliverableMessage(m *pubsub.Message) {
+	t.logf("subscriber too slow, dropped %s", describe(m))
+}
+
+func (*meshTracer) Join(string)                                          {}
+func (*meshTracer) Leave(string)                                         {}
+func (*meshTracer) ValidateMessage(*pubsub.Message)                      {}
+func (*meshTracer) DeliverMessage(*pubsub.Message)                       {}
+func (*meshTracer) DuplicateMessage(*pubsub.Message)                     {}
+func (*meshTracer) RecvRPC(*pubsub.RPC)                                  {}
+func (*meshTracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
+func (*meshTracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}
