@@ -1,0 +1,352 @@
+"""Every SWIM/Lifeguard state transition of one core, driven by virtual time."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from agentp2p.protocol.swim import (
+    Ack,
+    EventKind,
+    Leave,
+    LeaveComplete,
+    MemberDiscovered,
+    MemberUpdate,
+    Message,
+    Nack,
+    Ping,
+    PingReq,
+    State,
+    SwimConfig,
+)
+from agentp2p.protocol.swim.broadcast import BroadcastQueue
+from agentp2p.protocol.swim.member import EVENT_FOR, RANK, supersedes
+from agentp2p.protocol.swim.suspicion import Suspicion
+from swimhelpers import deliver, events, make_core, next_tick, pid, run_until, sends
+
+OTHERS = ["b", "c", "d", "e"]
+
+
+def first_probe(core):
+    t, acts = next_tick(core)
+    (ping,) = sends(acts, Ping)
+    return t, ping
+
+
+# ------------------------------------------------------------ tables
+
+
+def test_precedence_is_a_total_order_per_member() -> None:
+    states = list(State)
+    for s1 in states:
+        for s2 in states:
+            for i in range(3):
+                for j in range(3):
+                    a, b = supersedes(s1, i, s2, j), supersedes(s2, j, s1, i)
+                    assert not (a and b)
+                    assert a or b or (s1 is s2 and i == j)
+                    assert a == ((i, RANK[s1]) > (j, RANK[s2]))
+
+
+def test_event_table_covers_every_transition() -> None:
+    for old in [None, *State]:
+        assert (old, State.ALIVE) in EVENT_FOR
+    for old in State:
+        for new in State:
+            assert (old, new) in EVENT_FOR
+    assert EVENT_FOR[(State.DEAD, State.ALIVE)] is EventKind.RECOVERED
+    assert EVENT_FOR[(None, State.ALIVE)] is EventKind.JOINED
+
+
+# ------------------------------------------------------------ probing
+
+
+def test_direct_ack_keeps_member_alive_and_lowers_awareness() -> None:
+    a = make_core("a", OTHERS)
+    a.awareness.score = 2
+    t, ping = first_probe(a)
+    acts = deliver(a, t + 0.01, ping.to, Message(ping.message.seq, 0, Ack()))
+    assert a.awareness.score == 1
+    _, acts = next_tick(a)  # closes the probe: no suspicion
+    assert ("suspect", ping.to) not in events(acts)
+    assert a.member(ping.to).state is State.ALIVE
+
+
+def test_failed_probe_goes_indirect_then_suspect_then_dead() -> None:
+    cfg = SwimConfig()
+    a = make_core("a", OTHERS, config=cfg)
+    t, ping = first_probe(a)
+    target = ping.to
+    acts = run_until(a, t + cfg.probe_timeout)
+    reqs = sends(acts, PingReq)
+    assert len(reqs) == cfg.indirect_checks
+    assert {r.to for r in reqs}.isdisjoint({target, pid("a")})
+    assert all(r.message.body.target == target and r.message.seq == ping.message.seq for r in reqs)
+    assert 0 < reqs[0].message.body.timeout < cfg.probe_interval - cfg.probe_timeout
+    assert len(sends(acts, Ping, to=target)) == 1  # the fallback direct ping
+    t2, acts = next_tick(a)
+    assert ("suspect", target) in events(acts)
+    assert a.member(target).state is State.SUSPECT
+    assert a.awareness.score == cfg.indirect_checks  # no helper even nacked: we are suspect
+    # No confirmations: the full Lifeguard maximum applies.
+    n = 5
+    acts = run_until(a, t2 + cfg.suspicion_max(n) - 0.01)
+    assert ("failed", target) not in events(acts)
+    acts = run_until(a, t2 + cfg.suspicion_max(n) + 0.01)
+    assert ("failed", target) in events(acts)
+    assert a.member(target).state is State.DEAD
+    assert a.stats.declared_dead == 1
+
+
+def test_ack_forwarded_by_helper_prevents_suspicion() -> None:
+    a = make_core("a", OTHERS)
+    t, ping = first_probe(a)
+    reqs = sends(run_until(a, t + 0.5), PingReq)
+    acts = deliver(a, t + 0.6, reqs[0].to, Message(ping.message.seq, 0, Ack()))
+    _, acts = next_tick(a)
+    assert events(acts) == []
+    assert a.member(ping.to).state is State.ALIVE
+
+
+def test_ack_from_a_non_helper_is_not_believed() -> None:
+    a = make_core("a", OTHERS)
+    t, ping = first_probe(a)
+    reqs = sends(run_until(a, t + 0.5), PingReq)
+    outsider = ({pid(o) for o in OTHERS} - {r.to for r in reqs} - {ping.to}) or {pid("zz")}
+    deliver(a, t + 0.6, outsider.pop(), Message(ping.message.seq, 0, Ack()))
+    _, acts = next_tick(a)
+    assert ("suspect", ping.to) in events(acts)
+
+
+def test_nacks_tell_us_the_network_not_we_are_at_fault() -> None:
+    a = make_core("a", OTHERS)
+    t, ping = first_probe(a)
+    reqs = sends(run_until(a, t + 0.5), PingReq)
+    for r in reqs:
+        deliver(a, t + 0.8, r.to, Message(ping.message.seq, 0, Nack()))
+    next_tick(a)
+    assert a.member(ping.to).state is State.SUSPECT
+    assert a.awareness.score == 0
+
+
+def test_awareness_stretches_our_probe_timeout() -> None:
+    cfg = SwimConfig()
+    a = make_core("a", OTHERS, config=cfg)
+    a.awareness.score = 3
+    t, ping = first_probe(a)
+    assert not sends(run_until(a, t + cfg.probe_timeout * 4 - 0.01), PingReq)
+    assert sends(run_until(a, t + cfg.probe_timeout * 4 + 0.01), PingReq)
+    # and the period: the next probe comes 4 periods later
+    dl = a.next_deadline()
+    assert dl == pytest.approx(t + 4 * cfg.probe_interval)
+
+
+def test_awareness_is_bounded() -> None:
+    cfg = SwimConfig(awareness_max_multiplier=3)
+    a = make_core("a", OTHERS, config=cfg)
+    for _ in range(10):
+        a.awareness.apply(5)
+    assert a.awareness.score == 2
+    a.awareness.apply(-100)
+    assert a.awareness.score == 0
+
+
+def test_helper_role_forwards_ack_or_nacks() -> None:
+    h = make_core("h", ["a", "t"])
+    acts = deliver(h, 1.0, pid("a"), Message(77, 0, PingReq(pid("t"), (), 0.3)))
+    (ping,) = sends(acts, Ping, to=pid("t"))
+    acts = deliver(h, 1.1, pid("t"), Message(ping.message.seq, 0, Ack()))
+    (fwd,) = sends(acts, Ack, to=pid("a"))
+    assert fwd.message.seq == 77
+    # second request: target silent -> Nack after the requested timeout
+    acts = deliver(h, 2.0, pid("a"), Message(78, 0, PingReq(pid("t"), (), 0.3)))
+    assert not sends(run_until(h, 2.29), Nack)
+    (nack,) = sends(run_until(h, 2.31), Nack)
+    assert nack.to == pid("a") and nack.message.seq == 78
+
+
+# ------------------------------------------------------------ suspicion
+
+
+def test_suspicion_timeout_shrinks_with_independent_confirmations() -> None:
+    s = Suspicion(10.0, 0, k=2, min_timeout=4.0, max_timeout=24.0, origin=b"x")
+    assert s.deadline == 34.0
+    assert not s.confirm(b"x")  # the accuser does not confirm itself
+    assert s.confirm(b"y")
+    assert 14.0 < s.deadline < 34.0
+    assert s.confirm(b"z")
+    assert s.deadline == 14.0
+    assert not s.confirm(b"w")  # beyond k: nothing more to gain
+    assert s.deadline == 14.0
+
+
+def test_confirmations_from_gossip_bring_death_forward() -> None:
+    cfg = SwimConfig()
+    a = make_core("a", OTHERS, config=cfg)
+    x = pid("e")
+    deliver(a, 1.0, pid("b"), Message(1, 0, Ack(), (MemberUpdate(x, State.SUSPECT, 0, (), pid("b")),)))
+    assert a.member(x).state is State.SUSPECT
+    deliver(a, 1.1, pid("c"), Message(2, 0, Ack(), (MemberUpdate(x, State.SUSPECT, 0, (), pid("c")),)))
+    deliver(a, 1.2, pid("d"), Message(3, 0, Ack(), (MemberUpdate(x, State.SUSPECT, 0, (), pid("d")),)))
+    # Keep x's own probes from interfering: it stays suspect and silent.
+    acts = run_until(a, 1.0 + cfg.suspicion_min(5) + 0.01)
+    assert ("failed", x) in events(acts)
+
+
+# ------------------------------------------------------------ refutation / buddy
+
+
+def test_suspect_is_told_on_the_next_frame_and_refutes() -> None:
+    a = make_core("a", OTHERS)
+    x = make_core("e", ["a", "b", "c", "d"])
+    deliver(a, 1.0, pid("b"), Message(1, 0, Ack(), (MemberUpdate(pid("e"), State.SUSPECT, 0, (), pid("b")),)))
+    # x pings a; a's ack must lead with the accusation (buddy system)
+    acts = deliver(a, 1.5, pid("e"), Message(9, x.incarnation, Ping(pid("a"))))
+    (ack,) = sends(acts, Ack)
+    assert ack.message.updates[0].peer_id == pid("e") and ack.message.updates[0].state is State.SUSPECT
+    deliver(x, 1.51, pid("a"), ack.message)
+    assert x.incarnation == 1 and x.stats.refutations == 1
+    assert x.awareness.score == 1  # having to refute is a sign we are slow
+    # x's next frame refutes at a: header incarnation 1 > suspect(0)
+    _, acts = next_tick(x)
+    frame = sends(acts)[0].message
+    assert frame.incarnation == 1
+    assert any(u.peer_id == pid("e") and u.state is State.ALIVE and u.incarnation == 1 for u in frame.updates)
+    acts = deliver(a, 2.0, pid("e"), frame)
+    assert ("recovered", pid("e")) in events(acts)
+    assert a.member(pid("e")).state is State.ALIVE
+
+
+def test_dead_member_that_talks_to_us_refutes_and_recovers() -> None:
+    a = make_core("a", OTHERS)
+    x = make_core("e", ["a", "b", "c", "d"])
+    acts = deliver(a, 1.0, pid("b"), Message(1, 0, Ack(), (MemberUpdate(pid("e"), State.DEAD, 0),)))
+    assert ("failed", pid("e")) in events(acts)
+    ack = sends(deliver(a, 1.5, pid("e"), Message(9, 0, Ping(pid("a")))), Ack)[0]
+    assert ack.message.updates[0].state is State.DEAD
+    deliver(x, 1.6, pid("a"), ack.message)
+    assert x.incarnation == 1
+    acts = deliver(a, 1.7, pid("e"), Message(10, x.incarnation, Ping(pid("a"))))
+    assert ("recovered", pid("e")) in events(acts)
+
+
+def test_reconnect_pings_go_to_dead_members() -> None:
+    cfg = SwimConfig(reconnect_every=2)
+    a = make_core("a", OTHERS, config=cfg)
+    deliver(a, 0.0, pid("b"), Message(1, 0, Ack(), (MemberUpdate(pid("e"), State.DEAD, 0),)))
+    acts = run_until(a, 3.0)
+    to_dead = sends(acts, Ping, to=pid("e"))
+    assert to_dead and to_dead[0].message.updates[0].state is State.DEAD
+
+
+# ------------------------------------------------------------ join / leave
+
+
+def test_discovered_peer_is_probed_before_it_joins() -> None:
+    a = make_core("a", [])
+    acts = a.handle(0.0, MemberDiscovered(pid("b"), (b"\x01addr",)))
+    (ping,) = sends(acts, Ping, to=pid("b"))
+    assert ping.addrs == (b"\x01addr",)
+    assert a.member(pid("b")) is None
+    acts = deliver(a, 0.1, pid("b"), Message(ping.message.seq, 3, Ack()))
+    assert events(acts) == [("joined", pid("b"))]
+    assert a.member(pid("b")).incarnation == 3
+    assert a.member(pid("b")).addrs == (b"\x01addr",)
+
+
+def test_silent_discovered_peer_never_joins() -> None:
+    cfg = SwimConfig(join_attempts=3)
+    a = make_core("a", [], config=cfg)
+    acts = a.handle(0.0, MemberDiscovered(pid("b")))
+    acts += run_until(a, 10.0)
+    assert len(sends(acts, Ping, to=pid("b"))) == 3
+    assert a.member(pid("b")) is None and not events(acts)
+
+
+def test_unknown_sender_joins_first_hand() -> None:
+    a = make_core("a", ["b"])
+    acts = deliver(a, 0.5, pid("z"), Message(5, 0, Ping(pid("a"))))
+    assert ("joined", pid("z")) in events(acts)
+    assert sends(acts, Ack, to=pid("z"))
+
+
+def test_graceful_leave_then_rejoin_recovers() -> None:
+    cfg = SwimConfig()
+    x = make_core("x", ["a", "b", "c"], config=cfg)
+    a = make_core("a", ["x", "b", "c"], config=cfg)
+    acts = x.handle(0.1, Leave())
+    pings = sends(acts, Ping)
+    assert pings and all(any(u.peer_id == pid("x") and u.state is State.LEFT for u in p.message.updates)
+                         for p in pings)
+    frame = pings[0].message
+    acts = deliver(a, 0.2, pid("x"), frame)
+    assert ("left", pid("x")) in events(acts)
+    assert not sends(run_until(a, 60.0), Ping, to=pid("x"))  # a no longer probes x
+    acts = run_until(x, 0.1 + cfg.leave_periods * cfg.probe_interval + 0.01)
+    assert any(isinstance(act, LeaveComplete) for act in acts)
+    assert x.stopped and x.handle(100.0, MemberDiscovered(pid("a"))) == []
+    # x restarts (incarnation 0 again) and talks to a: told it left, refutes, recovered
+    x2 = make_core("x", ["a"], config=cfg, now=70.0, seed=5)
+    ack = sends(deliver(a, 70.0, pid("x"), Message(1, 0, Ping(pid("a")))), Ack)[0]
+    assert ack.message.updates[0].state is State.LEFT
+    deliver(x2, 70.01, pid("a"), ack.message)
+    assert x2.incarnation == 1
+    acts = deliver(a, 70.02, pid("x"), Message(2, x2.incarnation, Ping(pid("a"))))
+    assert ("recovered", pid("x")) in events(acts)
+
+
+def test_left_member_is_not_probed() -> None:
+    a = make_core("a", ["b", "c"])
+    deliver(a, 0.0, pid("b"), Message(1, 0, Nack(), (MemberUpdate(pid("b"), State.LEFT, 0),)))
+    acts = run_until(a, 20.0)
+    assert not [s for s in sends(acts, Ping, to=pid("b"))]
+
+
+# ------------------------------------------------------------ dissemination
+
+
+def test_each_update_is_retransmitted_lambda_log_n_times() -> None:
+    cfg = SwimConfig()
+    others = [f"m{i}" for i in range(30)]
+    a = make_core("a", others, config=cfg)
+    news = MemberUpdate(pid("m7"), State.SUSPECT, 0, (), pid("m1"))
+    deliver(a, 0.0, pid("m1"), Message(1, 0, Nack(), (news,)))
+    carried = 0
+    t = 0.0
+    for _ in range(200):
+        t, acts = next_tick(a)
+        for s in sends(acts):
+            carried += sum(1 for u in s.message.updates if u.peer_id == pid("m7") and u.origin == pid("m1"))
+            if isinstance(s.message.body, Ping):
+                deliver(a, t + 0.01, s.to, Message(s.message.seq, 0, Ack()))
+    # buddy copies (origin a) are extra; the gossip copy is sent exactly lambda*log N times
+    assert carried == cfg.retransmit_limit(31)
+    assert cfg.retransmit_limit(31) == 4 * math.ceil(math.log10(32))
+
+
+def test_broadcast_queue_prefers_fresh_news_and_is_bounded() -> None:
+    q = BroadcastQueue(max_size=3)
+    for i in range(5):
+        q.push(MemberUpdate(bytes([i]) * 8, State.ALIVE, 0))
+    assert len(q) == 3
+    first = q.take(limit=2, max_count=1, budget=1000)
+    assert first[0].peer_id == bytes([4]) * 8  # newest, least transmitted first
+    q.push(MemberUpdate(bytes([4]) * 8, State.DEAD, 0))  # replaces, back to 0 transmits
+    assert len(q) == 3
+    assert q.take(limit=2, max_count=1, budget=1000)[0].state is State.DEAD
+    assert q.take(limit=2, max_count=10, budget=10) == []  # nothing fits the budget
+
+
+def test_frames_respect_size_and_count_bounds() -> None:
+    cfg = SwimConfig(max_frame_bytes=600, max_updates_per_frame=5)
+    others = [f"m{i:03d}" for i in range(100)]
+    a = make_core("a", others, config=cfg)
+    ups = tuple(MemberUpdate(pid(f"new{i}"), State.ALIVE, 0, (b"x" * 20,)) for i in range(40))
+    deliver(a, 0.0, pid("m001"), Message(1, 0, Nack(), ups))
+    assert a.stats.malformed == 0
+    from agentp2p.protocol.swim import encode
+
+    for s in sends(run_until(a, 5.0)):
+        assert len(s.message.updates) <= 5
+        assert len(encode(s.message)) <= 600
