@@ -71,6 +71,9 @@ class NodeConfig:
     bootstrap_retry_initial: float = 0.5
     bootstrap_retry_max: float = 30.0
     mdns: bool = False
+    # Daemon only: log format ("text" or "json") and level.
+    log_format: str = "text"
+    log_level: str = "info"
     pubsub: PubSubConfig = field(default_factory=PubSubConfig)
     dht: DHTConfig = field(default_factory=DHTConfig)
 
@@ -84,6 +87,10 @@ class NodeConfig:
             parse_peer_addr(addr)
         if self.max_connections < 1 or self.max_connections_per_peer < 1:
             raise ConfigError("connection limits must be >= 1")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"log_format must be 'text' or 'json', not {self.log_format!r}")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise ConfigError(f"log_level must be debug, info, warning or error, not {self.log_level!r}")
         if self.dht.mode not in ("server", "client"):
             raise ConfigError(f"dht.mode must be 'server' or 'client', not {self.dht.mode!r}")
         if self.pubsub.peer_queue_size < 32 or self.pubsub.subscription_buffer < 1:

@@ -73,6 +73,34 @@ def _to_peer_id(peer: ID | str) -> ID:
         raise ValueError(f"{peer!r} is not a valid peer ID") from None
 
 
+def _single_error(exc: BaseException) -> BaseException:
+    """The one leaf of nested single-member exception groups, else ``exc`` itself."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _bind_failure_reason(addr: Multiaddr) -> str:
+    """Why binding ``addr`` fails, found by trying it ourselves (diagnostic only)."""
+    import socket
+
+    try:
+        host = addr.value_for_protocol("ip4")
+        family = socket.AF_INET
+    except Exception:
+        host, family = addr.value_for_protocol("ip6"), socket.AF_INET6
+    port = int(addr.value_for_protocol("tcp"))
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return "address already in use"
+        return exc.strerror or str(exc)
+    return "the transport refused it"
+
+
 async def _read_to_eof(stream: Any, limit: int) -> bytes:
     """Everything the peer writes before closing (py-libp2p signals EOF by raising)."""
     data = b""
@@ -134,69 +162,78 @@ class Node:
             initial_delay=self.config.bootstrap_retry_initial,
             max_delay=self.config.bootstrap_retry_max,
         )
-        self._stack: contextlib.AsyncExitStack | None = None
+        self._cm: contextlib.AbstractAsyncContextManager[None] | None = None
         self._nursery: trio.Nursery | None = None
         self.started_at: float | None = None
 
     # -- lifecycle --------------------------------------------------------------
 
     async def __aenter__(self) -> Node:
-        stack = contextlib.AsyncExitStack()
-        await stack.__aenter__()
+        if self._cm is not None:
+            raise RuntimeError("a Node can be started only once")
+        self._cm = self._lifetime()
         try:
-            self._nursery = await stack.enter_async_context(trio.open_nursery())
+            await self._cm.__aenter__()
+        except BaseException as exc:
+            self._cm = None
+            raise _single_error(exc) from None
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        cm = self._cm
+        if cm is None:
+            return None
+        try:
+            return await cm.__aexit__(*exc_info)
+        except BaseException as exc:
+            # py-libp2p's service nurseries wrap whatever passes through them
+            # in ExceptionGroups; give the caller back the one real error.
+            single = _single_error(exc)
+            if single is exc_info[1]:
+                raise single.with_traceback(single.__traceback__) from None
+            raise single from None
+        finally:
+            self._nursery = None
+
+    @contextlib.asynccontextmanager
+    async def _lifetime(self) -> AsyncIterator[None]:
+        """Everything the node runs, as properly nested blocks (see module doc).
+
+        Our own tasks live in the innermost nursery so that stopping them
+        (cancelling it) never cancels the library services' clean-up, which
+        would replace the caller's exception with ``Cancelled``.
+        """
+        async with contextlib.AsyncExitStack() as stack:
             for service in (self.pubsub.pubsub, self.pubsub.router, self.dht.kad):
                 await stack.enter_async_context(background_trio_service(service))
             await self.pubsub.pubsub.wait_until_ready()
             await stack.enter_async_context(self._listening())
-            routing_events = self.events.subscribe()
-            lonely_events = self.events.subscribe()
-            self._nursery.start_soon(self.dht.feed_routing_table, routing_events)
-            self._nursery.start_soon(self._watch_loneliness, lonely_events)
-            self._nursery.start_soon(self.bootstrapper.run)
-            self._nursery.start_soon(self.dht.refresh_forever)
-            if self.config.mdns:
-                self._nursery.start_soon(self._run_mdns)
-            # Runs first on exit: stop our tasks before tearing down the host.
-            stack.callback(self._nursery.cancel_scope.cancel)
-        except BaseException as exc:
-            self._nursery = None
-            if not await stack.__aexit__(type(exc), exc, exc.__traceback__):
-                raise
-            raise
-        self._stack = stack
-        self.started_at = time.monotonic()
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> bool | None:
-        stack, self._stack = self._stack, None
-        self._nursery = None
-        if stack is None:
-            return None
-        with trio.CancelScope(shield=True):
-            with trio.move_on_after(5):
-                return await stack.__aexit__(*exc_info)
-        return None
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.dht.feed_routing_table, self.events.subscribe())
+                nursery.start_soon(self._watch_loneliness, self.events.subscribe())
+                nursery.start_soon(self.bootstrapper.run)
+                nursery.start_soon(self.dht.refresh_forever)
+                if self.config.mdns:
+                    nursery.start_soon(self._run_mdns)
+                self._nursery = nursery
+                self.started_at = time.monotonic()
+                try:
+                    yield
+                finally:
+                    self._nursery = None
+                    nursery.cancel_scope.cancel()
 
     @contextlib.asynccontextmanager
     async def _listening(self) -> AsyncIterator[None]:
-        try:
-            cm = self.host.run(self._listen)
-            await cm.__aenter__()
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise ListenError(f"cannot listen on {self._addr_list()}: address already in use") from None
-            raise ListenError(f"cannot listen on {self._addr_list()}: {exc.strerror or exc}") from None
-        except Exception as exc:
-            text = str(exc)
-            if "in use" in text or "Errno 98" in text:
-                raise ListenError(f"cannot listen on {self._addr_list()}: address already in use") from None
-            raise ListenError(f"cannot listen on {self._addr_list()}: {text}") from None
-        try:
+        async with self.host.run(self._listen):
+            # py-libp2p logs a failed bind and carries on without the
+            # listener; a node that silently listens nowhere is worse than
+            # one that refuses to start.
+            listeners = self.host.get_network().listeners
+            for addr in self._listen:
+                if str(addr) not in listeners:
+                    raise ListenError(f"cannot listen on {addr}: {_bind_failure_reason(addr)}")
             yield
-        finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(3):
-                await cm.__aexit__(None, None, None)
 
     def _addr_list(self) -> str:
         return ", ".join(str(a) for a in self._listen)

@@ -23,7 +23,9 @@ Connection states::
   carrying our session id, our ``low_seq`` (lowest seq we still hold) and an
   ACK of what we hold of the peer's session. Nothing else is sent until the
   peer's Hello arrives; both sides send theirs at once, so this costs half a
-  round trip, once per connection.
+  round trip, once per connection. (On a path that may lose frames, an
+  unanswered Hello is resent after an RTO, and an open side answers a Hello
+  not marked ``established``.)
 * **Peer Hello** (resumption): the receiver half selects (or creates, starting
   at ``low_seq - 1``) the state of the peer's session. The sender half takes
   the Hello's ACK as the truth about what the peer holds: acked messages are
@@ -172,6 +174,8 @@ class Session:
         )
         self.stats = ProtocolStats()
         self._hello_pending = False
+        self._hello_at: float | None = None  # resend Hello then if still handshaking
+        self._hello_backoff = 0
         self._ack_at: float | None = None
 
     # -------------------------------------------------------------- queries
@@ -189,8 +193,9 @@ class Session:
 
     def next_timer(self) -> float | None:
         t = self.sender.next_timer(self.state is ConnState.OPEN)
-        if self._ack_at is not None and (t is None or self._ack_at < t):
-            t = self._ack_at
+        for u in (self._ack_at, self._hello_at):
+            if u is not None and (t is None or u < t):
+                t = u
         return t
 
     # --------------------------------------------------------------- events
@@ -213,12 +218,15 @@ class Session:
             self.sender.on_disconnect()
             self.state = ConnState.HANDSHAKING
             self._hello_pending = True
+            self._hello_backoff = 0
+            self._hello_at = None
             self._ack_at = None
             return [Transmit()]
         if isinstance(event, Disconnected):
             self.sender.on_disconnect()
             self.state = ConnState.DISCONNECTED
             self._hello_pending = False
+            self._hello_at = None
             self._ack_at = None
             return []
         raise TypeError(f"not a session event: {event!r}")
@@ -232,11 +240,14 @@ class Session:
         actions: list[Action] = []
         if kind == "hello":
             hello = frame.hello
+            if self.state is ConnState.OPEN and not hello.established:
+                self._hello_pending = True  # the peer never got ours
             deliver = self.receiver.on_hello(hello.session_id, hello.low_seq)
             self.window.peer_limit = hello.receive_window or None
             ack = hello.ack if hello.HasField("ack") and hello.ack.session_id == self.session_id else None
             acked = self.sender.on_resume(now, ack)
             self.state = ConnState.OPEN
+            self._hello_at = None
             actions += [Deliver(e) for e in deliver]
             actions += [Acked(o.env) for o in acked]
             actions += self._schedule_ack(now)
@@ -284,6 +295,11 @@ class Session:
         connected = self.state is ConnState.OPEN
         failed = self.sender.on_timer(now, connected)
         actions: list[Action] = [Failed(o.env, "deadline") for o in failed]
+        if self._hello_at is not None and self._hello_at <= now:
+            self._hello_pending = True  # not answered within an RTO: the path may lose frames
+            self._hello_backoff += 1
+            self._hello_at = None
+            actions.append(Transmit())
         if connected and (self.sender.has_output() or (self._ack_at is not None and self._ack_at <= now)):
             actions.append(Transmit())
         if failed and self.window.reopened():
@@ -300,6 +316,9 @@ class Session:
         """
         if self._hello_pending:
             self._hello_pending = False
+            if self.state is ConnState.HANDSHAKING:
+                rto = self.sender.rtt
+                self._hello_at = now + min(rto.max_rto, rto.rto * 2**self._hello_backoff)
             return self._count(Frame(hello=self._hello()).SerializeToString())
         if self.state is not ConnState.OPEN:
             return None
@@ -328,6 +347,7 @@ class Session:
             session_id=self.session_id,
             low_seq=self.sender.low_seq,
             receive_window=self.config.receive_window,
+            established=self.state is ConnState.OPEN,
         )
         ack = self.receiver.build_ack()
         if ack is not None:

@@ -61,3 +61,31 @@ def parse_peer_addr(text: str) -> PeerInfo:
 def with_peer_id(addr: Multiaddr, peer_id: ID) -> str:
     """The full address other nodes can bootstrap from."""
     return f"{addr}/p2p/{peer_id.to_base58()}"
+
+
+def printable_addrs(bound: list[Multiaddr], peer_id: ID) -> list[str]:
+    """Full addresses to show operators; a wildcard bind becomes each local IPv4 address."""
+    out: list[str] = []
+    for addr in bound:
+        text = str(addr)
+        if text.startswith("/ip4/0.0.0.0/"):
+            rest = text[len("/ip4/0.0.0.0") :]
+            for ip in _local_ipv4():
+                out.append(f"/ip4/{ip}{rest}/p2p/{peer_id.to_base58()}")
+        else:
+            out.append(with_peer_id(addr, peer_id))
+    return out
+
+
+def _local_ipv4() -> list[str]:
+    ips = ["127.0.0.1"]
+    try:
+        import ifaddr  # installed with py-libp2p (zeroconf)
+
+        for adapter in ifaddr.get_adapters():
+            for ip in adapter.ips:
+                if isinstance(ip.ip, str) and ip.ip not in ips:
+                    ips.append(ip.ip)
+    except Exception:  # interface enumeration is best effort
+        pass
+    return ips

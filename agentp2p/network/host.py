@@ -91,8 +91,15 @@ def build_host(
     failures: HandlerFailures | None = None,
 ) -> IHost:
     """Create (but do not start) a hardened libp2p host."""
+    # Watermarks: prune above max_connections; never auto-dial. The library's
+    # auto-connector otherwise fires up to 200 dials at every peerstore
+    # address whenever we have fewer than 100 connections; connectivity is
+    # the bootstrapper's and the DHT's job.
     conn_config = ConnectionConfig(
         max_connections=limits.max_connections,
+        high_watermark=limits.max_connections,
+        low_watermark=0,
+        min_connections=0,
         max_connections_per_peer=limits.max_connections_per_peer,
         dial_timeout=limits.dial_timeout,
     )

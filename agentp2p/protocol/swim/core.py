@@ -11,7 +11,8 @@ local-health score). At the start of each period we:
 2. pick the next target in a randomized round-robin order and send it a Ping;
 3. if no Ack arrives within ``probe_timeout``, ask ``indirect_checks`` random
    alive members (helpers) to Ping it for us (PingReq); they answer with the
-   forwarded Ack, or with a Nack if the target stayed silent.
+   forwarded Ack, or with a Nack if the target stayed silent. At the same time
+   we Ping the target directly once more (memberlist's fallback ping).
 
 A suspect is not yet dead: everyone who hears the suspicion starts a Lifeguard
 suspicion timer (suspicion.py) that shrinks with independent confirmations; if
@@ -311,6 +312,9 @@ class SwimCore:
         body = PingReq(probe.target, target.addrs, wait)
         for h in helpers:
             self._send(out, h.peer_id, probe.seq, body, h.addrs)
+        # Second direct attempt, in parallel (memberlist's TCP fallback ping):
+        # one lost datagram should not be enough to start a suspicion.
+        self._send(out, probe.target, probe.seq, Ping(probe.target), target.addrs)
 
 
     def _finish_probe(self, out: list[Action]) -> None:

@@ -1,0 +1,5 @@
+import sys
+
+from agentp2p.cli import main
+
+sys.exit(main())

@@ -1,0 +1,124 @@
+"""The ``agentp2p`` command: ``daemon`` runs a node, ``id`` shows its identity.
+
+Every failure a user can cause (bad multiaddr, port in use, unknown config
+key, corrupt key file) ends in one line on stderr and a non-zero exit code,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from agentp2p import __version__
+from agentp2p.errors import AgentP2PError, ConfigError
+
+log = logging.getLogger("agentp2p.daemon")
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not the usage dump
+        print(f"agentp2p: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="agentp2p", description="A decentralized network for AI agents.")
+    p.add_argument("--version", action="version", version=f"agentp2p {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    d = sub.add_parser("daemon", help="run a node until SIGINT/SIGTERM")
+    d.add_argument("--listen", action="append", metavar="MADDR", help="listen address (repeatable); default /ip4/0.0.0.0/tcp/4001")
+    d.add_argument("--bootstrap", action="append", metavar="MADDR", help="bootstrap peer, ending in /p2p/<id> (repeatable)")
+    d.add_argument("--identity", metavar="PATH", help="identity key file (default ~/.agentp2p/identity.key)")
+    d.add_argument("--config", metavar="FILE", help="TOML config file (also AGENTP2P_CONFIG)")
+    d.add_argument("--log-format", choices=["text", "json"], help="stderr log format")
+    d.add_argument("--json-logs", action="store_true", help="same as --log-format json")
+    d.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    d.add_argument("--mdns", action="store_true", help="discover peers on the LAN with mDNS")
+
+    i = sub.add_parser("id", help="print the peer ID of the identity file (creating it if absent)")
+    i.add_argument("--identity", metavar="PATH", help="identity key file (default ~/.agentp2p/identity.key)")
+    return p
+
+
+def _daemon_config(args: argparse.Namespace) -> Any:
+    from agentp2p.config import DAEMON_DEFAULT_LISTEN, NodeConfig, build_config
+    from agentp2p.network.identity import DEFAULT_IDENTITY_FILE
+
+    base = NodeConfig(listen=[DAEMON_DEFAULT_LISTEN], identity_path=DEFAULT_IDENTITY_FILE.expanduser())
+    overrides: dict[str, Any] = {}
+    if args.listen:
+        overrides["listen"] = args.listen
+    if args.bootstrap:
+        overrides["bootstrap"] = args.bootstrap
+    if args.identity:
+        overrides["identity_path"] = args.identity
+    if args.json_logs:
+        overrides["log_format"] = "json"
+    if args.log_format:
+        overrides["log_format"] = args.log_format
+    if args.log_level:
+        overrides["log_level"] = args.log_level
+    if args.mdns:
+        overrides["mdns"] = True
+    config_file = args.config or os.environ.get("AGENTP2P_CONFIG")
+    return build_config(Path(config_file) if config_file else None, overrides=overrides, base=base)
+
+
+async def _run_daemon(config: Any) -> None:
+    import trio
+
+    from agentp2p.network.addresses import printable_addrs
+    from agentp2p.node import Node
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with Node(config) as node:
+            for addr in printable_addrs(node.listen_addrs, node.peer_id):
+                print(addr, flush=True)
+            log.info("agentp2p %s running as %s", __version__, node.peer_id)
+            async for signum in signals:
+                log.info("received %s, shutting down", signal.Signals(signum).name)
+                break
+    log.info("stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "id":
+            from agentp2p.network.identity import DEFAULT_IDENTITY_FILE, load_or_create_identity
+
+            path = Path(args.identity) if args.identity else DEFAULT_IDENTITY_FILE
+            print(load_or_create_identity(path).peer_id)
+            return 0
+        if args.command == "daemon":
+            import trio
+
+            from agentp2p.log import setup_logging
+
+            config = _daemon_config(args)
+            setup_logging(config.log_format, config.log_level)
+            trio.run(_run_daemon, config)
+            return 0
+    except ConfigError as exc:
+        print(f"agentp2p: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except AgentP2PError as exc:
+        print(f"agentp2p: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Discovery and the DHT on real sockets: 6 nodes that know only one bootstrap node."""
+
+from __future__ import annotations
+
+import trio
+
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+from multiaddr import Multiaddr
+
+from agentp2p.config import DHTConfig
+from agentp2p.node import Node
+from agentp2p.protocol.dht import DHTError, dedupe_peer_infos, provider_key
+from agentp2p.testing import local_config, network, wait_until
+
+import pytest
+
+
+async def test_six_nodes_find_each_other_values_and_providers() -> None:
+    async with network(6) as nodes:
+        boot, last = nodes[0], nodes[-1]
+        # The last node was told only about the bootstrap node, yet its self
+        # lookup teaches it about others.
+        await wait_until(
+            lambda: len(set(last.dht.routing_table_peers()) - {boot.peer_id}) >= 2,
+            what="last joiner to learn peers beyond bootstrap",
+        )
+        # Every node finds every other node by ID.
+        for a in nodes:
+            for b in nodes:
+                if a is b:
+                    continue
+                info = await a.find_peer(b.peer_id)
+                assert info is not None, f"{a.peer_id} could not find {b.peer_id}"
+                assert any(str(x).startswith("/ip4/127.0.0.1/tcp/") for x in info.addrs)
+        # A value put on one node is read on another.
+        await nodes[2].dht_put("greeting", b"hello agents")
+        assert await nodes[4].dht_get("greeting") == b"hello agents"
+        assert await last.dht_get("greeting") == b"hello agents"
+        # Providers are found, once each, from another node.
+        await nodes[3].provide("capability/translate")
+        await nodes[3].provide("capability/translate")  # twice: still one result
+        await nodes[1].provide("capability/translate")
+        found = await last.find_providers("capability/translate")
+        ids = [p.peer_id for p in found]
+        assert set(ids) == {nodes[3].peer_id, nodes[1].peer_id}
+        assert len(ids) == len(set(ids))
+
+
+async def test_connected_peers_enter_routing_table_without_any_query() -> None:
+    """py-libp2p's DHT ignores connections; only peers that query it are added.
+    Our feed adds every connected Kademlia server, in both directions."""
+    async with Node(local_config()) as a, Node(local_config()) as b:
+        await b.connect(a.addrs[0])
+        await wait_until(lambda: b.peer_id in a.dht.routing_table_peers(), what="b in a's table")
+        await wait_until(lambda: a.peer_id in b.dht.routing_table_peers(), what="a in b's table")
+        assert a.dht.lookups == 0 and b.dht.lookups == 0
+
+
+async def test_dht_runs_before_listening() -> None:
+    async with Node(local_config()) as node:
+        assert node.dht.kad.manager.is_running
+
+
+def test_duplicate_providers_are_merged() -> None:
+    pid = ID.from_base58("12D3KooWBtg3aaRMjxwedh83aGiUkwSxDwUZkzuJcfaqUmo7R3pq")
+    a1, a2 = Multiaddr("/ip4/127.0.0.1/tcp/1"), Multiaddr("/ip4/127.0.0.1/tcp/2")
+    merged = dedupe_peer_infos([PeerInfo(pid, [a1]), PeerInfo(pid, [a1, a2]), PeerInfo(pid, [])])
+    assert len(merged) == 1 and merged[0].addrs == [a1, a2]
+
+
+def test_provider_key_is_cidv1_raw_multihash() -> None:
+    key = provider_key("hello")
+    assert key[:2] == b"\x12\x20" and len(key) == 34
+    # sha256("hello")
+    assert key[2:].hex().startswith("2cf24dba")
+
+
+async def test_values_are_validated() -> None:
+    async with network(2, dht=DHTConfig(max_value_size=16)) as (a, b):
+        with pytest.raises(DHTError, match="exceeds"):
+            await a.dht_put("big", b"x" * 17)
+        with pytest.raises(ValueError):
+            await a.dht_put("", b"x")
+
+
+async def test_rebootstrap_after_losing_all_peers() -> None:
+    async with Node(local_config()) as boot:
+        cfg = local_config(bootstrap=[boot.addrs[0]], bootstrap_retry_initial=0.05)
+        async with Node(cfg) as n:
+            await wait_until(lambda: n.is_connected(boot.peer_id))
+            rounds = n.bootstrapper.rounds
+            await n.disconnect(boot.peer_id)
+            await wait_until(lambda: n.bootstrapper.rounds > rounds, what="a new bootstrap round")
+            await wait_until(lambda: n.is_connected(boot.peer_id), what="reconnection")
+
+
+async def test_bootstrap_retries_until_peer_appears() -> None:
+    # Reserve an address, start a node pointing at it, then bring the peer up there.
+    from agentp2p.network.identity import Identity
+
+    ident = Identity.generate()
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    target = f"/ip4/127.0.0.1/tcp/{port}/p2p/{ident.peer_id}"
+    cfg = local_config(bootstrap=[target], bootstrap_retry_initial=0.05, bootstrap_retry_max=0.2)
+    async with Node(cfg) as n:
+        await wait_until(lambda: n.bootstrapper.attempts >= 2, what="retries")
+        async with Node(local_config(listen=[f"/ip4/127.0.0.1/tcp/{port}"]), identity=ident):
+            await wait_until(lambda: n.is_connected(ident.peer_id), timeout=15, what="late bootstrap")

@@ -1,0 +1,170 @@
+"""Pub/sub: complete delivery, visible drops, validators — and the library hazards behind them."""
+
+from __future__ import annotations
+
+import trio
+
+from libp2p.peer.peerinfo import PeerInfo
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.tools.anyio_service import background_trio_service
+from multiaddr import Multiaddr
+
+from agentp2p.config import PubSubConfig
+from agentp2p.errors import PubSubError
+from agentp2p.network.host import build_host
+from agentp2p.network.identity import Identity
+from agentp2p.node import Node
+from agentp2p.testing import local_config, network, wait_until
+
+import pytest
+
+
+async def _meshed(nodes: list[Node], topic: str, publisher: Node) -> None:
+    others = [n.peer_id for n in nodes if n is not publisher]
+    await wait_until(
+        lambda: all(p in publisher.topic_peers(topic) for p in others)
+        or len(publisher.topic_peers(topic)) >= len(others),
+        what="subscriptions to reach the publisher",
+    )
+
+
+async def test_1000_messages_reach_every_subscriber_of_5_node_topic() -> None:
+    n_msgs = 1000
+    async with network(5) as nodes:
+        publisher, subscribers = nodes[1], [n for i, n in enumerate(nodes) if i != 1]
+        received: dict[int, list[bytes]] = {i: [] for i in range(len(subscribers))}
+        async with trio.open_nursery() as nursery:
+            subs = []
+            for node in subscribers:
+                subs.append(await node.pubsub.open_subscription("load"))
+            # every subscriber must be known to its neighbours' routers
+            await wait_until(
+                lambda: all(len(n.topic_peers("load")) >= 1 for n in nodes if n is not publisher)
+                and len(publisher.topic_peers("load")) >= 1,
+                what="topic membership",
+            )
+
+            async def drain(i: int) -> None:
+                async for msg in subs[i]:
+                    received[i].append(msg.data)
+                    if len(received[i]) == n_msgs:
+                        return
+
+            for i in range(len(subs)):
+                nursery.start_soon(drain, i)
+            for k in range(n_msgs):
+                await publisher.publish("load", b"m%05d" % k)
+            with trio.fail_after(90):
+                while any(len(r) < n_msgs for r in received.values()):
+                    await trio.sleep(0.05)
+        expected = [b"m%05d" % k for k in range(n_msgs)]
+        for i, got in received.items():
+            assert sorted(got) == expected, f"subscriber {i}: {len(got)} msgs, {len(set(got))} unique"
+        for n in nodes:
+            s = n.stats()["pubsub"]
+            assert s["dropped_inbound"] == 0 and s["dropped_outbound"] == 0
+
+
+async def test_library_default_rate_limit_drops_but_ours_does_not() -> None:
+    """py-libp2p's spam protection (10 msg/s per topic) silently drops a burst."""
+    ident = Identity.generate()
+    host = build_host(ident, [Multiaddr("/ip4/127.0.0.1/tcp/0")])
+    router = GossipSub(protocols=[PROTOCOL_ID_V11], degree=6, degree_low=4, degree_high=12)
+    ps = Pubsub(host, router, strict_signing=True)
+    async with background_trio_service(ps), background_trio_service(router):
+        async with host.run([Multiaddr("/ip4/127.0.0.1/tcp/0")]):
+            sub = await ps.subscribe("burst")
+            async with Node(local_config()) as node:
+                await node.connect(PeerInfo(host.get_id(), host.get_transport_addrs()))
+                async with node.subscribe("burst") as ours:
+                    await wait_until(lambda: host.get_id() in node.topic_peers("burst"))
+                    for k in range(50):
+                        await node.publish("burst", b"%d" % k)
+                    got_ours = [(await ours.receive()).data for _ in range(50)]
+                    assert len(got_ours) == 50
+                    got_lib = []
+                    with trio.move_on_after(3):
+                        while True:
+                            got_lib.append((await sub.get()).data)
+                    # the library-default receiver kept only ~10 of 50
+                    assert len(got_lib) < 50
+
+
+async def test_peer_queues_are_enlarged() -> None:
+    async with network(2, pubsub=PubSubConfig(peer_queue_size=777)) as (a, b):
+        await wait_until(lambda: b.peer_id in a.pubsub.pubsub.peer_queues)
+        assert a.pubsub.pubsub.peer_queues[b.peer_id]._queue.max_size == 777
+
+
+async def test_full_subscriber_buffer_drops_are_counted() -> None:
+    async with network(2, pubsub=PubSubConfig(subscription_buffer=10)) as (a, b):
+        async with b.subscribe("slow") as sub, b.subscribe("slow") as fast:
+            await wait_until(lambda: b.peer_id in a.topic_peers("slow"))
+            for k in range(30):
+                await a.publish("slow", b"%d" % k)
+                if fast.pending():
+                    await fast.receive()
+            await wait_until(lambda: sub.dropped == 20, what="20 counted drops")
+            assert sub.pending() == 10
+            assert b.stats()["pubsub"]["dropped_inbound"] >= 20
+
+
+async def test_publish_backpressure_raises_instead_of_dropping() -> None:
+    cfg = PubSubConfig(peer_queue_size=64, backpressure_high_water=0.5, publish_timeout=0.2)
+    async with network(2, pubsub=cfg) as (a, b):
+        async with b.subscribe("bp"):
+            await wait_until(lambda: b.peer_id in a.topic_peers("bp"))
+            queue = a.pubsub.pubsub.peer_queues[b.peer_id]
+            # Simulate a peer that stopped reading: fill its queue past high water.
+            filler = [queue._queue._non_priority.append(object()) for _ in range(40)]
+            assert filler
+            with pytest.raises(PubSubError, match="timed out"):
+                await a.publish("bp", b"x")
+            assert a.stats()["pubsub"]["backpressure_waits"] == 1
+            queue._queue._non_priority.clear()
+
+
+async def test_validator_rejects_and_raising_validator_is_contained() -> None:
+    async with network(2) as (a, b):
+        b.set_topic_validator("v", lambda m: not m.data.startswith(b"bad"))
+
+        def explode(m):  # type: ignore[no-untyped-def]
+            raise ValueError("validator bug")
+
+        b.set_topic_validator("w", explode)
+        async with b.subscribe("v") as sub, b.subscribe("w") as subw:
+            await wait_until(lambda: b.peer_id in a.topic_peers("v") and b.peer_id in a.topic_peers("w"))
+            await a.publish("w", b"never")
+            await a.publish("v", b"bad one")
+            await a.publish("v", b"good one")
+            with trio.fail_after(10):
+                msg = await sub.receive()
+            assert msg.data == b"good one" and msg.sender == a.peer_id and msg.topic == "v"
+            await wait_until(lambda: b.stats()["pubsub"]["rejected"] >= 2)
+            assert subw.pending() == 0
+            assert await a.ping(b.peer_id) > 0
+
+
+async def test_remote_meshsub_stream_before_pubsub_runs_does_not_kill_host() -> None:
+    """Pubsub registers handlers at construction; a stream arriving before it
+    runs raises inside the handler. Our swarm guard contains it."""
+    ident = Identity.generate()
+    host = build_host(ident, [Multiaddr("/ip4/127.0.0.1/tcp/0")])
+    router = GossipSub(protocols=[PROTOCOL_ID_V11], degree=6, degree_low=4, degree_high=12)
+    Pubsub(host, router)  # constructed, never run
+    async with host.run([Multiaddr("/ip4/127.0.0.1/tcp/0")]):
+        async with Node(local_config()) as node:
+            await node.connect(PeerInfo(host.get_id(), host.get_transport_addrs()))
+            try:
+                s = await node.host.new_stream(host.get_id(), [PROTOCOL_ID_V11])
+                await s.write(b"\x02\x0a\x00")
+            except Exception:
+                pass
+            assert await node.ping(host.get_id()) > 0
+
+
+async def test_node_runs_pubsub_before_listening() -> None:
+    async with Node(local_config()) as node:
+        assert node.pubsub.pubsub.manager.is_running
+        assert node.pubsub.router.manager.is_running
