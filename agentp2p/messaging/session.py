@@ -329,8 +329,7 @@ class Session:
         ack_due = self._ack_at is not None and self._ack_at <= now
         ack: Ack | None = None
         if self.receiver.ack_pending and (msgs or forward or ack_due):
-            ack = self.receiver.build_ack()
-            self._ack_at = None
+            ack = self._take_ack()
         if msgs or forward:
             ack_bytes = ack.SerializeToString() if ack is not None else None
             return self._count(encode_data(self.session_id, sender.low_seq, msgs, ack_bytes))
@@ -349,7 +348,11 @@ class Session:
             receive_window=self.config.receive_window,
             established=self.state is ConnState.OPEN,
         )
-        ack = self.receiver.build_ack()
+        ack = self._take_ack()
         if ack is not None:
             hello.ack.CopyFrom(ack)
         return hello
+
+    def _take_ack(self) -> Ack | None:
+        self._ack_at = None  # whatever was pending goes out now
+        return self.receiver.build_ack()

@@ -54,6 +54,7 @@ class Node:
     window_open: int = 0
     timer_at: float | None = None
     consume_now: bool = True  # emit Consumed right after Deliver (non-auto sessions)
+    hook: Callable[[Action], None] | None = None  # sees every action (durable-store tests)
 
 
 class Sim:
@@ -118,6 +119,9 @@ class Sim:
                     continue  # superseded
                 node.timer_at = None
                 self._apply(name, node.session.handle(self.now, TimerFired()))
+                nt = node.session.next_timer()
+                if nt is not None and nt <= self.now:
+                    raise AssertionError(f"timer livelock on {name} at t={self.now}")
             elif kind == "call":
                 data()  # type: ignore[operator]
             steps += 1
@@ -130,6 +134,8 @@ class Sim:
         s = node.session
         consumed: list[Consumed] = []
         for act in actions:
+            if node.hook is not None:
+                node.hook(act)
             if isinstance(act, Deliver):
                 node.delivered.append(act.envelope)
                 if not s.config.auto_consume and node.consume_now:
@@ -159,6 +165,8 @@ class Sim:
                 node.to_send.appendleft(env)
                 break
             for a in acts:
+                if node.hook is not None:
+                    node.hook(a)
                 if isinstance(a, Accepted):
                     node.accepted.append(a.envelope)
             sent += 1
