@@ -343,7 +343,7 @@ class SwimCore:
         for u in msg.updates[: self.config.max_updates_per_frame]:
             self._apply(u, sender, out)
         # First-hand: the authenticated sender is alive at this incarnation.
-        self._apply(MemberUpdate(sender, State.ALIVE, msg.incarnation), sender, out)
+        self._first_hand(sender, msg.incarnation, out)
         body = msg.body
         if isinstance(body, Ping):
             if body.target and body.target != self.local_id:
@@ -394,7 +394,7 @@ class SwimCore:
 
     # ------------------------------------------------------------ membership
 
-    def _apply(self, u: MemberUpdate, sender: PeerId, out: list[Action]) -> None:
+    def _apply(self, u: MemberUpdate, sender: PeerId, out: list[Action], first_hand: bool = False) -> None:
         """Merge one update (first- or second-hand) into our view."""
         inc = u.incarnation
         if inc > MAX_INCARNATION or (u.state is not State.ALIVE and inc >= MAX_INCARNATION) or inc < 0:
@@ -418,7 +418,7 @@ class SwimCore:
             out.append(MemberEvent(EVENT_FOR[(None, State.ALIVE)], peer, inc, None, addrs))  # type: ignore[arg-type]
             self._queue.push(MemberUpdate(peer, State.ALIVE, inc, addrs))
             return
-        if inc > m.incarnation + self.config.max_incarnation_jump:
+        if inc > m.incarnation + self.config.max_incarnation_jump and not first_hand:
             self.stats.implausible += 1
             return
         if not supersedes(u.state, inc, m.state, m.incarnation):
@@ -429,6 +429,18 @@ class SwimCore:
                     self._table.set(Member(peer, m.state, inc, u.addrs, m.since))
             return
         self._transition(m, u.state, inc, u.addrs or m.addrs, u.origin or sender, out)
+
+    def _first_hand(self, sender: PeerId, inc: int, out: list[Action]) -> None:
+        """The sender itself says it is alive at ``inc``. Normally this is just an
+        alive update; but a view that is more than max_incarnation_jump ahead of
+        the member's own word can only come from forged gossip (honest
+        incarnations grow one refutation at a time), so the member's word wins."""
+        m = self._table.get(sender)
+        if m is not None and m.incarnation > inc + self.config.max_incarnation_jump and inc <= MAX_INCARNATION:
+            self.stats.implausible += 1
+            self._transition(m, State.ALIVE, inc, m.addrs, sender, out)
+            return
+        self._apply(MemberUpdate(sender, State.ALIVE, inc), sender, out, first_hand=True)
 
     def _transition(
         self, m: Member, state: State, inc: int, addrs: tuple[bytes, ...], origin: PeerId, out: list[Action]
@@ -493,6 +505,11 @@ class SwimCore:
 
     def _about_self(self, u: MemberUpdate) -> None:
         """Only we may change our incarnation; accusations make us refute."""
+        if u.incarnation > self.incarnation + self.config.max_incarnation_jump:
+            # Nobody who knows us could have accepted this; strangers who did
+            # are corrected by our own (first-hand) word when we next talk.
+            self.stats.implausible += 1
+            return
         if u.state is State.ALIVE:
             # A higher alive about us is forged (or from a previous life): adopt
             # it, so that our next refutation exceeds it.
