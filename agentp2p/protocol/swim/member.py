@@ -21,9 +21,12 @@ updates flow, whatever order they arrive in. Read row by row:
 Why a live member can never be *kept* dead: an update about M that says
 suspect/dead/left with incarnation >= M's own makes M refute — bump its
 incarnation past it and announce ``alive``, which by the rule above overrides
-the accusation everywhere. Nobody but M can produce a higher incarnation for M
-that M would not then exceed in turn, and the jump bound
-(``SwimConfig.max_incarnation_jump``) stops a liar from exhausting the counter.
+the accusation everywhere. Incarnations grow one refutation at a time, so a
+rumour that jumps more than ``SwimConfig.max_incarnation_jump`` past what we
+know is ignored (a liar cannot exhaust M's counter or out-bid M's
+refutation), and M's own first-hand word (the incarnation in the header of a
+frame M sent) overrides a view that is that far ahead: the way a stranger
+that swallowed a forged incarnation gets corrected.
 Unknown members are only ever *added* by ``alive`` (a suspect/dead/left rumour
 about someone we never knew carries nothing we can act on).
 
