@@ -233,7 +233,24 @@ class Node:
             for addr in self._listen:
                 if str(addr) not in listeners:
                     raise ListenError(f"cannot listen on {addr}: {_bind_failure_reason(addr)}")
-            yield
+            try:
+                yield
+            finally:
+                # py-libp2p's shutdown leaves peers' connections half-open
+                # (they notice only when a write fails); close them so every
+                # peer sees us leave at once.
+                with trio.CancelScope(shield=True), trio.move_on_after(2):
+                    await self._close_all_connections()
+
+    async def _close_all_connections(self) -> None:
+        network = self.host.get_network()
+        async with trio.open_nursery() as nursery:
+            for peer_id in list(network.connections):
+                nursery.start_soon(self._close_quietly, peer_id)
+
+    async def _close_quietly(self, peer_id: ID) -> None:
+        with contextlib.suppress(Exception):
+            await self.host.disconnect(peer_id)
 
     def _addr_list(self) -> str:
         return ", ".join(str(a) for a in self._listen)
@@ -288,6 +305,8 @@ class Node:
         if info.peer_id == self.peer_id:
             raise DialError("refusing to dial ourselves")
         try:
+            # An explicit dial overrides the swarm's 60 s "recently failed" cache.
+            self.host.get_network().unblock_peer(info.peer_id)
             self.host.get_peerstore().add_addrs(info.peer_id, info.addrs, 3600)
             with trio.fail_after(self.config.dial_timeout):
                 await self.host.connect(info)

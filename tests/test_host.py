@@ -98,8 +98,11 @@ async def test_raising_handler_does_not_kill_node() -> None:
 
         a.set_stream_handler("/agentp2p/test-broken/1.0.0", broken)
         await b.connect(a.addrs[0])
-        stream = await b.host.new_stream(a.peer_id, [TProtocol("/agentp2p/test-broken/1.0.0")])
-        await stream.write(b"hello")
+        try:
+            stream = await b.host.new_stream(a.peer_id, [TProtocol("/agentp2p/test-broken/1.0.0")])
+            await stream.write(b"hello")
+        except Exception:
+            pass  # the handler may fail and reset the stream before we get to it
         with trio.fail_after(5):
             await called.wait()
         await wait_until(lambda: a.handler_failures.by_protocol["/agentp2p/test-broken/1.0.0"] == 1)

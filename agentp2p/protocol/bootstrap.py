@@ -51,6 +51,9 @@ class Bootstrapper:
     async def _dial(self, info: PeerInfo) -> bool:
         self.attempts += 1
         try:
+            # The swarm refuses for 60 s to redial a peer whose addresses all
+            # failed; our own backoff decides when to retry a bootstrap peer.
+            self.host.get_network().unblock_peer(info.peer_id)
             self.host.get_peerstore().add_addrs(info.peer_id, info.addrs, 3600)
             await self.host.connect(info)
         except Exception as exc:  # noqa: BLE001 — any failure means "retry later"

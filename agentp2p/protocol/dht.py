@@ -168,10 +168,37 @@ class DHT:
             raise DHTError(f"provide {key!r}: no peer accepted the provider record")
 
     async def find_providers(self, key: str, count: int = 20) -> list[PeerInfo]:
-        found: list[PeerInfo] = []
+        """Providers of ``key``, each once, from us and the k closest peers to it.
+
+        The library's lookup returns early with whatever the local store
+        holds, so a node that stored one provider record never learns about
+        the others. Provider records live on the k peers closest to the key,
+        so we ask those (alpha at a time) and merge with our own.
+        """
+        mh = provider_key(key)
+        store = self.kad.provider_store
+        found: list[Any] = list(store.get_providers(mh))
         with trio.move_on_after(self.config.query_timeout):
-            found = await self.kad.provider_store.find_providers(provider_key(key), count)
-        return dedupe_peer_infos(found)
+            closest = await self.lookup(mh)
+            limiter = trio.CapacityLimiter(3)  # alpha
+
+            async def ask(peer_id: ID) -> None:
+                if len(dedupe_peer_infos(found)) >= count:
+                    return
+                async with limiter:
+                    with trio.move_on_after(5):
+                        try:
+                            providers, _ = await store._get_providers_from_peer_with_closers(peer_id, mh)
+                        except Exception as exc:  # noqa: BLE001 — one bad peer is not the lookup
+                            log.debug("get_providers from %s failed: %r", peer_id, exc)
+                            return
+                        found.extend(providers or [])
+
+            async with trio.open_nursery() as nursery:
+                for peer_id in closest:
+                    if peer_id != self.host.get_id():
+                        nursery.start_soon(ask, peer_id)
+        return dedupe_peer_infos(found)[:count]
 
     async def find_peer(self, peer_id: ID) -> PeerInfo | None:
         with trio.move_on_after(self.config.query_timeout):
