@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from agentp2p.messaging.events import Acked, Connected, Consumed, Deliver, FrameReceived, Send
+from agentp2p.messaging.events import Acked, Connected, Consumed, Deliver, FrameReceived, Send, TimerFired
 from agentp2p.messaging.session import Session, SessionConfig
 from agentp2p.messaging.wire import FrameReader, decode_frame, length_prefixed
 from agentp2p.pb.msg_pb2 import Envelope
@@ -73,9 +73,8 @@ def run(n: int, size: int, sign: bool) -> dict[str, float]:
             if isinstance(act, Acked):
                 acked += 1
         now += 0.001  # virtual millisecond per round: lets delayed ACKs go out
-        if b.next_timer() is not None and b.next_timer() <= now:
-            from agentp2p.messaging.events import TimerFired
-
+        t = b.next_timer()
+        if t is not None and t <= now:
             b.handle(now, TimerFired())
     elapsed = time.perf_counter() - t0
     assert delivered == n
