@@ -211,6 +211,7 @@ class Node:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self.dht.feed_routing_table, self.events.subscribe())
                 nursery.start_soon(self._watch_loneliness, self.events.subscribe())
+                nursery.start_soon(self._log_peer_events, self.events.subscribe())
                 nursery.start_soon(self.bootstrapper.run)
                 nursery.start_soon(self.dht.refresh_forever)
                 if self.config.mdns:
@@ -267,6 +268,13 @@ class Node:
                 self.bootstrapper.wake()
             elif self.dht.routing_table_size == 0 and not ev.connected:
                 self.bootstrapper.wake()
+
+    async def _log_peer_events(self, events: trio.MemoryReceiveChannel[Any]) -> None:
+        async for ev in events:
+            if ev.connected:
+                log.info("peer connected: %s", ev.peer_id)
+            else:
+                log.info("peer disconnected: %s", ev.peer_id)
 
     async def _run_mdns(self) -> None:
         from agentp2p.protocol.mdns import run_mdns

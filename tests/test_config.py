@@ -1,0 +1,61 @@
+"""Configuration precedence and validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agentp2p.config import NodeConfig, build_config, env_overrides
+from agentp2p.errors import AddressError, ConfigError
+
+
+def test_precedence_defaults_file_env_flags(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text(
+        'listen = ["/ip4/127.0.0.1/tcp/4100"]\nmax_connections = 50\n'
+        '[pubsub]\nheartbeat_interval = 0.5\n[dht]\nmode = "client"\n'
+    )
+    env = {"AGENTP2P_MAX_CONNECTIONS": "60", "AGENTP2P_DHT__MODE": "server", "OTHER": "x"}
+    cfg = build_config(f, environ=env, overrides={"listen": ["/ip4/127.0.0.1/tcp/4200"]})
+    assert cfg.listen == ["/ip4/127.0.0.1/tcp/4200"]  # flag beats file
+    assert cfg.max_connections == 60  # env beats file
+    assert cfg.dht.mode == "server"  # env beats file, nested
+    assert cfg.pubsub.heartbeat_interval == 0.5  # file beats default
+    assert cfg.pubsub.degree == NodeConfig().pubsub.degree  # default
+
+
+def test_env_lists_and_bools() -> None:
+    cfg = build_config(environ={"AGENTP2P_BOOTSTRAP": "", "AGENTP2P_MDNS": "true"})
+    assert cfg.bootstrap == [] and cfg.mdns is True
+    assert env_overrides({"AGENTP2P_A__B__C": "1"}) == {"a": {"b": {"c": "1"}}}
+
+
+@pytest.mark.parametrize(
+    "toml, message",
+    [
+        ("listn = []", "unknown config key 'listn'"),
+        ("[pubsub]\ndegre = 3", "unknown config key 'pubsub.degre'"),
+        ("max_connections = 'many'", "invalid value"),
+        ("mdns = 1", "invalid value"),
+        ("pubsub = 3", "must be a table"),
+        ('[dht]\nmode = "both"', "dht.mode"),
+        ("this is not toml", "c.toml"),
+    ],
+)
+def test_bad_config_files(tmp_path: Path, toml: str, message: str) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text(toml)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        build_config(f, environ={})
+
+
+def test_bad_addresses() -> None:
+    with pytest.raises(AddressError, match="invalid multiaddr"):
+        build_config(environ={}, overrides={"listen": ["/ip4/1.2.3/tcp/1"]})
+    with pytest.raises(AddressError, match="/p2p/"):
+        build_config(environ={}, overrides={"bootstrap": ["/ip4/127.0.0.1/tcp/1"]})
+    with pytest.raises(AddressError, match="QmNotAPeer"):
+        build_config(environ={}, overrides={"bootstrap": ["/ip4/127.0.0.1/tcp/1/p2p/QmNotAPeer"]})
+    with pytest.raises(ConfigError, match="does not exist"):
+        build_config(Path("/nonexistent/agentp2p.toml"), environ={})

@@ -1,0 +1,146 @@
+"""The daemon and CLI as a user runs them: subprocesses, real sockets, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import trio
+
+CLI = [sys.executable, "-m", "agentp2p"]
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTP2P_")}
+    env["HOME"] = str(tmp)  # never touch the real ~/.agentp2p
+    return env
+
+
+class Daemon:
+    """An ``agentp2p daemon`` subprocess with its stdout addresses and JSON logs."""
+
+    def __init__(self, tmp: Path, name: str, *extra: str) -> None:
+        self.args = [*CLI, "daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--identity", str(tmp / f"{name}.key"), "--json-logs", *extra]
+        self.env = _env(tmp)
+        self.addrs: list[str] = []
+        self.logs: list[dict] = []
+        self._log_event = trio.Event()
+
+    async def __aenter__(self) -> "Daemon":
+        self.proc = await trio.lowlevel.open_process(
+            self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env
+        )
+        self._nursery_cm = trio.open_nursery()
+        self.nursery = await self._nursery_cm.__aenter__()
+        self.nursery.start_soon(self._read_stderr)
+        buf = b""
+        with trio.fail_after(20):
+            while b"\n" not in buf:
+                chunk = await self.proc.stdout.receive_some()
+                assert chunk, "daemon exited before printing its address"
+                buf += chunk
+        self.addrs = [line for line in buf.decode().splitlines() if line]
+        return self
+
+    async def _read_stderr(self) -> None:
+        buf = b""
+        while True:
+            chunk = await self.proc.stderr.receive_some()
+            if not chunk:
+                return
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                try:
+                    self.logs.append(json.loads(line))
+                except ValueError:
+                    self.logs.append({"msg": line.decode(errors="replace"), "raw": True})
+            self._log_event.set()
+            self._log_event = trio.Event()
+
+    async def wait_log(self, text: str, timeout: float = 20) -> None:
+        with trio.fail_after(timeout):
+            while not any(text in entry.get("msg", "") for entry in self.logs):
+                await self._log_event.wait()
+
+    async def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(sig)
+        with trio.fail_after(5):
+            return await self.proc.wait()
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        self.nursery.cancel_scope.cancel()
+        await self._nursery_cm.__aexit__(None, None, None)
+
+
+async def test_two_daemons_connect_and_stop_cleanly(tmp_path: Path) -> None:
+    async with Daemon(tmp_path, "one") as one:
+        peer_one = one.addrs[0].rsplit("/p2p/", 1)[1]
+        assert one.addrs[0].startswith("/ip4/127.0.0.1/tcp/")
+        async with Daemon(tmp_path, "two", "--bootstrap", one.addrs[0]) as two:
+            peer_two = two.addrs[0].rsplit("/p2p/", 1)[1]
+            await two.wait_log(f"peer connected: {peer_one}")
+            await one.wait_log(f"peer connected: {peer_two}")
+            start = trio.current_time()
+            assert await two.stop(signal.SIGINT) == 0
+            assert trio.current_time() - start < 5
+        await one.wait_log(f"peer disconnected: {peer_two}")
+        assert await one.stop() == 0
+    assert all(not e.get("raw") for e in one.logs), "stderr must be JSON lines with --json-logs"
+
+
+def _run(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=_env(tmp), timeout=60)
+
+
+def _assert_one_line_error(result: subprocess.CompletedProcess[str], needle: str) -> None:
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert needle in lines[0] and "Traceback" not in result.stderr
+
+
+def test_bad_multiaddr(tmp_path: Path) -> None:
+    _assert_one_line_error(_run(tmp_path, "daemon", "--listen", "/ip4/300.1.1.1/tcp/1"), "invalid multiaddr")
+    _assert_one_line_error(_run(tmp_path, "daemon", "--bootstrap", "/ip4/127.0.0.1/tcp/1"), "/p2p/")
+
+
+def test_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        result = _run(tmp_path, "daemon", "--listen", f"/ip4/127.0.0.1/tcp/{port}", "--identity", str(tmp_path / "k"))
+    _assert_one_line_error(result, "address already in use")
+
+
+def test_unknown_config_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "agentp2p.toml"
+    cfg.write_text('listen = ["/ip4/127.0.0.1/tcp/0"]\nlisten_adress = "typo"\n')
+    _assert_one_line_error(_run(tmp_path, "daemon", "--config", str(cfg)), "unknown config key 'listen_adress'")
+
+
+def test_corrupt_identity_is_kept(tmp_path: Path) -> None:
+    key = tmp_path / "id.key"
+    key.write_bytes(b"not a key")
+    key.chmod(0o600)
+    _assert_one_line_error(_run(tmp_path, "daemon", "--identity", str(key)), "not a libp2p private key")
+    assert key.read_bytes() == b"not a key"
+
+
+def test_id_creates_then_reuses(tmp_path: Path) -> None:
+    first = _run(tmp_path, "id", "--identity", str(tmp_path / "k"))
+    second = _run(tmp_path, "id", "--identity", str(tmp_path / "k"))
+    assert first.returncode == 0 and first.stdout == second.stdout
+    assert first.stdout.startswith("12D3KooW")
+    # default location under $HOME/.agentp2p
+    default = _run(tmp_path, "id")
+    assert default.returncode == 0 and (tmp_path / ".agentp2p" / "identity.key").exists()
