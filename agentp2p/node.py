@@ -22,9 +22,9 @@ import errno
 import os
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 from multiaddr import Multiaddr
@@ -50,7 +50,7 @@ from agentp2p.protocol.pubsub import Message, PubSub, Subscription, Validator
 
 log = logging.getLogger("agentp2p.node")
 
-__all__ = ["Node", "PeerIdentity", "Message", "Subscription"]
+__all__ = ["Node", "NodeService", "PeerIdentity", "Message", "Subscription"]
 
 
 @dataclass(frozen=True)
@@ -129,10 +129,32 @@ async def _read_exactly(stream: Any, n: int) -> bytes:
     return data
 
 
+class NodeService(Protocol):
+    """A protocol that runs on a node (membership, messaging, records...).
+
+    ``attach`` runs when the node is built — before it listens — so the
+    service can register stream handlers, topic validators and DHT
+    validators in time for the first peer. ``run`` runs in the node's
+    nursery once the node listens, and is cancelled when the node stops.
+    """
+
+    name: str
+
+    def attach(self, node: Node) -> None: ...
+
+    async def run(self, node: Node) -> None: ...
+
+
 class Node:
     """An agentp2p node. Use as ``async with Node(config) as node: ...``."""
 
-    def __init__(self, config: NodeConfig | None = None, *, identity: Identity | None = None) -> None:
+    def __init__(
+        self,
+        config: NodeConfig | None = None,
+        *,
+        identity: Identity | None = None,
+        services: Sequence[NodeService] = (),
+    ) -> None:
         self.config = (config or NodeConfig()).validate()
         if identity is None:
             path = self.config.identity_path
@@ -162,6 +184,10 @@ class Node:
             initial_delay=self.config.bootstrap_retry_initial,
             max_delay=self.config.bootstrap_retry_max,
         )
+        self._started_once = False
+        self.services: dict[str, NodeService] = {}
+        for service in services:
+            self.add_service(service)
         self._cm: contextlib.AbstractAsyncContextManager[None] | None = None
         self._nursery: trio.Nursery | None = None
         self.started_at: float | None = None
@@ -169,8 +195,9 @@ class Node:
     # -- lifecycle --------------------------------------------------------------
 
     async def __aenter__(self) -> Node:
-        if self._cm is not None:
+        if self._started_once:
             raise RuntimeError("a Node can be started only once")
+        self._started_once = True
         self._cm = self._lifetime()
         try:
             await self._cm.__aenter__()
@@ -216,6 +243,8 @@ class Node:
                 nursery.start_soon(self.dht.refresh_forever)
                 if self.config.mdns:
                     nursery.start_soon(self._run_mdns)
+                for service in self.services.values():
+                    nursery.start_soon(service.run, self, name=f"service:{service.name}")
                 self._nursery = nursery
                 self.started_at = time.monotonic()
                 try:
@@ -255,6 +284,15 @@ class Node:
 
     def _addr_list(self) -> str:
         return ", ".join(str(a) for a in self._listen)
+
+    def add_service(self, service: NodeService) -> None:
+        """Attach ``service``; only before the node starts."""
+        if self._started_once:
+            raise RuntimeError("services must be added before the node starts")
+        if service.name in self.services:
+            raise ValueError(f"a service named {service.name!r} is already attached")
+        service.attach(self)
+        self.services[service.name] = service
 
     def _require_running(self) -> trio.Nursery:
         if self._nursery is None:
