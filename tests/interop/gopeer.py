@@ -27,7 +27,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import trio
 
@@ -158,6 +158,7 @@ class GoPeer:
         self._pending: dict[int, _Pending] = {}
         self._write_lock = trio.Lock()
         self._ready = trio.Event()
+        self._started = trio.Event()
         self._closed = False
         self._protocol_errors: list[str] = []
         self.stderr_tail: deque[str] = deque(maxlen=200)
@@ -183,14 +184,17 @@ class GoPeer:
             nursery.start_soon(self._read_stdout)
             nursery.start_soon(self._read_stderr)
             with trio.move_on_after(self._ready_timeout):
-                await self._ready.wait()
+                await self._started.wait()  # ready, or stdout closed
             if not self._ready.is_set():
-                raise GoPeerError(
-                    f"go-peer not ready after {self._ready_timeout} s" + self._diagnostics()
-                )
-        except BaseException as exc:
-            await self._shutdown()
-            await self._nursery_cm.__aexit__(type(exc), exc, exc.__traceback__)
+                if self._closed:
+                    with trio.move_on_after(5):
+                        await self._proc.wait()
+                    problem = "go-peer exited before it was ready"
+                else:
+                    problem = f"go-peer not ready after {self._ready_timeout} s"
+                raise GoPeerError(problem + self._diagnostics())
+        except BaseException:
+            await self._close()
             raise
         return self
 
@@ -199,9 +203,15 @@ class GoPeer:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool | None:
+    ) -> None:
+        await self._close()
+
+    async def _close(self) -> None:
         await self._shutdown()
-        return await self._nursery_cm.__aexit__(exc_type, exc, tb)
+        # The reader tasks end by themselves once the pipes are closed. The
+        # nursery is told nothing about the body's exception, so that one
+        # propagates as is instead of wrapped in an ExceptionGroup.
+        await self._nursery_cm.__aexit__(None, None, None)
 
     async def _shutdown(self) -> None:
         """Ask the process to quit, kill it if it does not, reap it."""
@@ -239,7 +249,7 @@ class GoPeer:
 
     # -- reader tasks ------------------------------------------------------
 
-    async def _lines(self, stream: trio.abc.ReceiveStream) -> Any:
+    async def _lines(self, stream: trio.abc.ReceiveStream) -> AsyncIterator[bytes]:
         buf = b""
         async for chunk in stream:
             buf += chunk
@@ -259,6 +269,7 @@ class GoPeer:
         finally:
             # The process is gone (or going): nobody will answer any more.
             self._closed = True
+            self._started.set()
             for pending in self._pending.values():
                 pending.done.set()
             self._msg_send.close()
@@ -276,6 +287,7 @@ class GoPeer:
             self.peer_id = obj["peer_id"]
             self.addrs = list(obj["addrs"])
             self._ready.set()
+            self._started.set()
         elif event == "message":
             self._msg_send.send_nowait(
                 GoMessage(

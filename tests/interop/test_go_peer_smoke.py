@@ -121,3 +121,20 @@ async def test_bad_input_gets_error_replies(go_peer_binary: Path) -> None:
         await b.connect(a.addr)
         assert await a.ping(b.peer_id) > 0
     assert a.returncode == 0 and b.returncode == 0
+
+
+async def test_driver_reports_startup_failure_and_cleans_up(go_peer_binary: Path) -> None:
+    async with GoPeer(go_peer_binary, seed=2) as a:
+        dead = a.addr
+    # a has quit: its address now refuses connections, so --bootstrap fails.
+    with pytest.raises(GoPeerError, match="exited before it was ready") as info:
+        async with GoPeer(go_peer_binary, bootstrap=[dead]):
+            pass  # pragma: no cover
+    assert "--bootstrap" in str(info.value)
+
+    # An exception in the body propagates unwrapped and the process is gone.
+    peer = GoPeer(go_peer_binary)
+    with pytest.raises(KeyError):
+        async with peer:
+            raise KeyError("boom")
+    assert peer.returncode is not None
