@@ -90,6 +90,7 @@ class SwimStats:
     dropped_indirect: int = 0  # PingReq refused: too many pending
     dropped_members: int = 0  # member table full
     refutations: int = 0  # we refuted a suspicion/death about ourselves
+    suspected: int = 0  # our own probe failed and we started a suspicion
     declared_dead: int = 0  # our own suspicion timer expired on someone
 
 
@@ -482,6 +483,7 @@ class SwimCore:
         if m is None:
             return
         if m.state is State.ALIVE:
+            self.stats.suspected += 1
             self._transition(m, State.SUSPECT, m.incarnation, m.addrs, self.local_id, out)
         elif m.state is State.SUSPECT:
             self._confirm(m, self.local_id)
