@@ -84,6 +84,25 @@ def _identify_handler(host: IHost):  # type: ignore[no-untyped-def]
     return handle_identify
 
 
+def _ensure_dial_transports(host: IHost) -> None:
+    """Dial TCP and WebSocket whatever we listen on.
+
+    py-libp2p builds transports from the listen addresses only, so a
+    TCP-only node could not dial a ``/ws`` peer (and a ws-only node no TCP
+    peer).
+    """
+    from libp2p.transport.tcp.tcp import TCP
+    from libp2p.transport.websocket.transport import WebsocketTransport
+
+    swarm = host.get_network()
+    manager = swarm.transport_manager
+    have = {type(t) for t in manager.get_transports()}
+    if TCP not in have:
+        manager.add_transport(TCP())
+    if WebsocketTransport not in have:
+        manager.add_transport(WebsocketTransport(swarm.upgrader))
+
+
 def build_host(
     identity: Identity,
     listen_addrs: Sequence[Multiaddr],
@@ -110,6 +129,7 @@ def build_host(
         listen_addrs=list(listen_addrs),
         connection_config=conn_config,
     )
+    _ensure_dial_transports(host)
     host.set_stream_handler(IDENTIFY_PROTOCOL, _identify_handler(host))
     install_swarm_guard(host, failures or HandlerFailures())
     return host

@@ -1,0 +1,92 @@
+"""mDNS discovery on the local network (off by default; ``--mdns`` turns it on).
+
+py-libp2p's ``MDNSDiscovery`` (zeroconf) advertises us and records what it
+hears in the peerstore, but never dials anyone. :class:`MdnsConnector`
+closes that gap: it watches what discovery found and connects to new peers,
+with a cool-down per peer so an unreachable neighbour is not hammered.
+
+The zeroconf part runs real multicast on every interface, which our tests
+(loopback only) never exercise; the connector is tested with a fake source.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+import trio
+
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+
+if TYPE_CHECKING:
+    from agentp2p.node import Node
+
+log = logging.getLogger("agentp2p.mdns")
+
+
+class MdnsConnector:
+    """Connects to peers that a discovery source reports."""
+
+    def __init__(
+        self,
+        node: Node,
+        discovered: Callable[[], Iterable[ID]],
+        interval: float = 1.0,
+        cooldown: float = 30.0,
+    ) -> None:
+        self.node = node
+        self.discovered = discovered
+        self.interval = interval
+        self.cooldown = cooldown
+        self._next_try: dict[ID, float] = {}
+        self.connected: set[ID] = set()
+
+    async def step(self) -> None:
+        now = trio.current_time()
+        store = self.node.host.get_peerstore()
+        for peer_id in list(self.discovered()):
+            if peer_id == self.node.peer_id or self.node.is_connected(peer_id):
+                continue
+            if self._next_try.get(peer_id, 0.0) > now:
+                continue
+            self._next_try[peer_id] = now + self.cooldown
+            try:
+                addrs = store.addrs(peer_id)
+            except Exception:  # the peerstore raises for unknown peers
+                addrs = []
+            if not addrs:
+                continue
+            try:
+                await self.node.connect(PeerInfo(peer_id, addrs))
+                self.connected.add(peer_id)
+                log.info("mDNS: connected to %s", peer_id)
+            except Exception as exc:  # noqa: BLE001 — a LAN neighbour may be gone
+                log.debug("mDNS: could not connect to %s: %s", peer_id, exc)
+
+    async def run(self) -> None:
+        while True:
+            await self.step()
+            await trio.sleep(self.interval)
+
+
+async def run_mdns(node: Node) -> None:
+    """Advertise ``node`` over mDNS and connect to the peers it discovers."""
+    from libp2p.discovery.mdns.mdns import MDNSDiscovery
+
+    tcp = [a for a in node.listen_addrs if "/ws" not in str(a)]
+    port = int(tcp[0].value_for_protocol("tcp")) if tcp else 0
+    discovery = MDNSDiscovery(node.host.get_network(), port=port, host=node.host)
+    discovery.start()
+    try:
+        connector = MdnsConnector(
+            node, lambda: [pid for pid, _ in discovery.listener.discovered_services.values()]
+        )
+        await connector.run()
+    finally:
+        with trio.CancelScope(shield=True):
+            try:
+                discovery.stop()
+            except Exception as exc:  # noqa: BLE001
+                log.debug("mDNS stop failed: %r", exc)

@@ -1,0 +1,43 @@
+"""WebSocket transport and the mDNS connector."""
+
+from __future__ import annotations
+
+from libp2p.peer.id import ID
+
+from agentp2p.node import Node
+from agentp2p.protocol.mdns import MdnsConnector
+from agentp2p.testing import local_config, wait_until
+
+
+async def test_websocket_listen_and_dial_both_ways() -> None:
+    async with Node(local_config(listen=["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/tcp/0/ws"])) as a:
+        ws_addr = next(x for x in a.addrs if "/ws/" in x)
+        async with Node(local_config()) as tcp_only:  # listens on TCP, dials ws
+            await tcp_only.connect(ws_addr)
+            assert await tcp_only.ping(a.peer_id) > 0
+        async with Node(local_config(listen=["/ip4/127.0.0.1/tcp/0/ws"])) as ws_only:
+            tcp_addr = next(x for x in a.addrs if "/ws/" not in x)
+            await ws_only.connect(tcp_addr)  # ws-only node still dials TCP
+            assert await ws_only.ping(a.peer_id) > 0
+            await a.connect(ws_only.addrs[0])  # and is dialed over ws
+
+
+async def test_mdns_connector_dials_discovered_peers_once() -> None:
+    async with Node(local_config()) as a, Node(local_config()) as b:
+        # What zeroconf's listener would have recorded for b:
+        a.host.get_peerstore().add_addrs(b.peer_id, b.listen_addrs, 120)
+        ghost = ID.from_base58("12D3KooWBtg3aaRMjxwedh83aGiUkwSxDwUZkzuJcfaqUmo7R3pq")
+        found = [b.peer_id, a.peer_id, ghost]  # self and an address-less peer are skipped
+        connector = MdnsConnector(a, lambda: found, cooldown=60)
+        await connector.step()
+        assert a.is_connected(b.peer_id) and connector.connected == {b.peer_id}
+        await a.disconnect(b.peer_id)
+        await wait_until(lambda: not a.is_connected(b.peer_id))
+        await connector.step()  # cool-down: no immediate redial
+        assert not a.is_connected(b.peer_id)
+
+
+def test_mdns_is_off_by_default() -> None:
+    from agentp2p.config import NodeConfig
+
+    assert NodeConfig().mdns is False
