@@ -1,0 +1,35 @@
+"""Knobs of the messaging adapter (the session core has its own, :class:`SessionConfig`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agentp2p.messaging.session import SessionConfig
+
+__all__ = ["MessagingConfig", "PROTOCOL_ID"]
+
+PROTOCOL_ID = "/agentp2p/msg/1.0.0"
+
+
+@dataclass(frozen=True, slots=True)
+class MessagingConfig:
+    session: SessionConfig = field(default_factory=SessionConfig)
+    #: Budget for one dial attempt (peerstore addresses, then a DHT lookup).
+    dial_timeout: float = 10.0
+    #: Redial backoff while unacknowledged messages wait: doubles from initial to max.
+    #: A connection event for the peer cuts the wait short.
+    redial_initial: float = 0.05
+    redial_max: float = 2.0
+    #: Bytes per stream.read(); py-libp2p reads are costly, so read big chunks.
+    read_chunk_bytes: int = 65536
+    #: Upper bound on one stream.write() (many frames joined): write coalescing.
+    write_batch_bytes: int = 1024 * 1024
+    #: Verify signatures of a batch of at least this many envelopes in a worker
+    #: thread (PyNaCl releases the GIL); 0 = always inline in the trio thread.
+    verify_thread_batch: int = 0
+    #: Concurrent handler calls (request/response and typed handlers).
+    max_handler_tasks: int = 64
+    #: Deadline for sending a response back to a requester.
+    reply_timeout: float = 30.0
+    #: SQLite synchronous=FULL (survives power loss) instead of NORMAL (survives crashes).
+    durable_sync: bool = False

@@ -1,0 +1,251 @@
+"""Everything about one peer in one direction: its session, stream, timer, waiters.
+
+A node keeps, per remote peer, up to two links:
+
+* the **outgoing link** carries the messages *we* send. We open its stream
+  (dialing, and finding the peer in the DHT, as needed); its session's
+  sender half numbers our messages.
+* the **incoming link** carries the messages the *peer* sends, on the
+  streams the peer opens; its session's receiver half reorders, dedups,
+  screens and delivers them, and acknowledges them on the same stream.
+
+So each stream is owned by the side that opened it and there is nothing to
+arbitrate when both sides dial at once: two streams, one per direction. A
+new inbound stream from a peer replaces the old one (the peer only opens one
+when it considers the previous dead), and a stream we opened is replaced only
+by our own redial. The session core is direction-agnostic; the unused half
+of each session just stays empty.
+
+The link applies the actions its session returns (:meth:`apply`): wake the
+writer, resolve send waiters, persist to the outbox, deliver to the service,
+and re-arm its one timer.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import trio
+from libp2p.peer.id import ID
+
+from agentp2p.messaging.connection import Connection
+from agentp2p.messaging.events import (
+    Accepted,
+    Acked,
+    Action,
+    Connected,
+    Consumed,
+    Deliver,
+    Disconnected,
+    Failed,
+    FrameReceived,
+    Rejected,
+    TimerFired,
+    Transmit,
+    WindowOpen,
+)
+from agentp2p.messaging.session import Session
+from agentp2p.pb.msg_pb2 import Envelope, Frame
+
+if TYPE_CHECKING:
+    from agentp2p.messaging.service import MessagingService
+
+__all__ = ["Delivery", "Link", "SendWaiter"]
+
+
+@dataclass(slots=True, eq=False)
+class SendWaiter:
+    """A caller of ``send`` waiting for its message's fate."""
+
+    event: trio.Event = field(default_factory=trio.Event)
+    acked: bool = False
+    reason: str = ""
+
+
+@dataclass(slots=True, eq=False)
+class Delivery:
+    """A message delivered by a session, awaiting consumption by the application."""
+
+    link: Link
+    envelope: Envelope
+    done: bool = False
+
+
+class Link:
+    def __init__(
+        self,
+        service: MessagingService,
+        peer: ID,
+        make_session: Callable[[Link], Session],
+        *,
+        outgoing: bool,
+    ) -> None:
+        self.service = service
+        self.peer = peer
+        self.peer_bytes = peer.to_bytes()
+        self.outgoing = outgoing
+        self.conn: Connection | None = None
+        self.counters: Counter[str] = service.counters
+        self.waiters: dict[int, SendWaiter] = {}
+        self.window_open = trio.Event()
+        self.window_queue = trio.Lock()  # senders waiting for room, in arrival order
+        self.dialing = False
+        self.peer_seen = trio.Event()  # a libp2p connection to the peer appeared
+        self.last_error: str | None = None
+        self.opened: dict[tuple[bytes, int], bytes] = {}  # plaintext of sealed messages, until Deliver
+        self.preverified: dict[int, Any] = {}  # id(envelope) -> RejectReason | None, one frame batch
+        self._deliveries: deque[Delivery] = deque()
+        self._timer_at: float | None = None
+        self._timer_wake = trio.Event()
+        #: Wall-clock deadline (Unix ms) of the message being accepted, for the outbox.
+        self.accept_deadline_ms: int | None = None
+        self.session = make_session(self)
+
+    # ------------------------------------------------------------- streams
+    def attach(self, conn: Connection) -> None:
+        """Make ``conn`` the link's stream (replacing any previous one)."""
+        old = self.conn
+        if old is not None:
+            self.conn = None
+            self.apply(self.session.handle(trio.current_time(), Disconnected()))
+            old.close()
+        self.conn = conn
+        self.last_error = None
+        self.apply(self.session.handle(trio.current_time(), Connected()))
+
+    def connection_lost(self, conn: Connection) -> None:
+        if self.conn is not conn:
+            return  # already replaced
+        self.conn = None
+        if conn.error:
+            self.last_error = conn.error
+        self.counters["disconnects"] += 1
+        self.apply(self.session.handle(trio.current_time(), Disconnected()))
+
+    async def prepare(self, conn: Connection, frames: list[Frame]) -> None:
+        """Before frames are handled: verify big batches off the trio thread."""
+        await self.service.preverify(self, frames)
+
+    def on_frames(self, conn: Connection, frames: list[Frame]) -> None:
+        if self.conn is not conn:
+            self.preverified.clear()
+            return  # a replaced stream's leftovers: presumed lost like the rest
+        session = self.session
+        try:
+            for frame in frames:
+                now = trio.current_time()
+                self.apply(session.handle(now, FrameReceived(frame)))
+        finally:
+            self.preverified.clear()
+
+    def after_transmit(self) -> None:
+        """The writer pulled frames: the retransmission timer may now be armed."""
+        self._poke_timer()
+
+    # ------------------------------------------------------------- actions
+    def apply(self, actions: list[Action]) -> None:
+        wake = False
+        accepted: list[Envelope] = []
+        finished: list[int] = []
+        service = self.service
+        for act in actions:
+            kind = type(act)
+            if kind is Transmit:
+                wake = True
+            elif kind is Deliver:
+                self._deliver(act.envelope)  # type: ignore[union-attr]
+            elif kind is Acked:
+                env = act.envelope  # type: ignore[union-attr]
+                finished.append(env.seq)
+                waiter = self.waiters.pop(env.seq, None)
+                if waiter is not None:
+                    waiter.acked = True
+                    waiter.event.set()
+                self.counters["acked"] += 1
+            elif kind is Accepted:
+                accepted.append(act.envelope)  # type: ignore[union-attr]
+            elif kind is Failed:
+                env = act.envelope  # type: ignore[union-attr]
+                finished.append(env.seq)
+                waiter = self.waiters.pop(env.seq, None)
+                if waiter is not None:
+                    waiter.reason = act.reason  # type: ignore[union-attr]
+                    waiter.event.set()
+                self.counters["failed"] += 1
+            elif kind is WindowOpen:
+                self.window_open.set()
+                self.window_open = trio.Event()
+            elif kind is Rejected:
+                pass  # counted by the screen, by reason
+        store = service.store
+        if store is not None:
+            if accepted:
+                store.add(self.peer_bytes, [(e, self.accept_deadline_ms) for e in accepted])
+            if finished:
+                store.remove(self.peer_bytes, finished)
+        if wake and self.conn is not None:
+            self.conn.wake()
+        self._poke_timer()
+        if self.outgoing and self.conn is None and self.session.wants_connection:
+            service.want_connection(self)
+
+    def _deliver(self, env: Envelope) -> None:
+        item = Delivery(self, env)
+        self._deliveries.append(item)
+        self.service.on_deliver(item, self.opened.pop((env.session_id, env.seq), None))
+
+    def consumed(self, item: Delivery) -> None:
+        """The application took ``item``: persist, then let the session ACK it.
+
+        ACKs must advance in order, while messages of one peer may be taken
+        by different consumers (the iterator, handlers); so the consumed
+        prefix of this link's deliveries is what is reported.
+        """
+        item.done = True
+        q = self._deliveries
+        if not q or not q[0].done:
+            return
+        batch: list[Envelope] = []
+        while q and q[0].done:
+            batch.append(q.popleft().envelope)
+        store = self.service.store
+        if store is not None:
+            store.mark_consumed(self.peer_bytes, batch)
+        now = trio.current_time()
+        actions: list[Action] = []
+        for env in batch:
+            actions += self.session.handle(now, Consumed(env.session_id, env.seq))
+        self.apply(actions)
+
+    # -------------------------------------------------------------- timer
+    def _poke_timer(self) -> None:
+        t = self.session.next_timer()
+        if t is not None and (self._timer_at is None or t < self._timer_at):
+            self._timer_wake.set()
+
+    async def run_timer(self) -> None:
+        """The session's one timer, for the life of the link."""
+        session = self.session
+        while True:
+            t = session.next_timer()
+            self._timer_at = t
+            self._timer_wake = trio.Event()
+            with trio.move_on_at(t if t is not None else math.inf):
+                await self._timer_wake.wait()
+            now = trio.current_time()
+            if t is not None and now >= t:
+                self._timer_at = None
+                self.apply(session.handle(now, TimerFired()))
+
+
+def wall_ms_to_clock(deadline_ms: int | None) -> float | None:
+    """A stored wall-clock deadline (Unix ms) on the trio clock."""
+    if deadline_ms is None:
+        return None
+    return trio.current_time() + (deadline_ms - time.time() * 1000) / 1000
+
