@@ -119,6 +119,8 @@ class MessagingService:
         self._handlers: dict[str, Handler] = {}
         self._replies: dict[str, _ReplyWaiter] = {}
         self._nursery: trio.Nursery | None = None
+        self._started = trio.Event()
+        self._stopped = False
         self._inbox_send, self._inbox_recv = trio.open_memory_channel[tuple[Delivery, IncomingMessage]](math.inf)
         self._work_send, self._work_recv = trio.open_memory_channel[
             tuple[Delivery, IncomingMessage, Handler | None]
@@ -138,7 +140,8 @@ class MessagingService:
                 guard.remember(sender, msg_id, ts)
         node.set_stream_handler(PROTOCOL_ID, self._on_stream)
 
-    async def run(self, node: Node) -> None:
+    async def run(self, node: Node, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled. Supports ``nursery.start`` (started once usable)."""
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -150,9 +153,12 @@ class MessagingService:
                     # each link dials because it wants a connection.
                     for peer in self.store.peers_with_pending():
                         self._out_link(ID(peer))
+                self._started.set()
+                task_status.started()
                 await trio.sleep_forever()
         finally:
             self._nursery = None
+            self._stopped = True
             for link in [*self._out.values(), *self._in.values()]:
                 for waiter in link.waiters.values():
                     waiter.reason = "stopped"
@@ -161,6 +167,13 @@ class MessagingService:
             if self.store is not None:
                 self.store.close()
                 self.store = None
+
+    async def _ready(self) -> None:
+        """Wait for run() if the node is starting (it spawns services without waiting)."""
+        if self._nursery is None and not self._stopped and self.node is not None:
+            with trio.move_on_after(5):
+                await self._started.wait()
+        self._require_running()
 
     def _require_running(self) -> trio.Nursery:
         if self._nursery is None:
@@ -201,7 +214,7 @@ class MessagingService:
     async def _send(
         self, pid: ID, payload: bytes, type_: str, deadline: float, seal: bool, msg_id: str | None = None
     ) -> str:
-        self._require_running()
+        await self._ready()
         if pid == self._my_id:
             raise DeliveryError("cannot send a message to ourselves")
         if not isinstance(payload, (bytes, bytearray, memoryview)):
