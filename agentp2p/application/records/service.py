@@ -1,0 +1,535 @@
+"""RecordService: publish this agent's record, find live agents by capability.
+
+The network half of issue #6, as a :class:`~agentp2p.node.NodeService`
+named ``"records"``. The sans-IO pieces (model, signed, validator, cache,
+ranking, republish) decide; this module only moves bytes and keeps time.
+
+Publishing (one *round*, serialised by a lock):
+
+1. announce the envelope on ``/agentp2p/records/1.0.0`` if it is new (fast
+   path for small networks; see ``announce.py``);
+2. ``PUT /agentrec/<peer-id>`` to the k closest peers (their
+   ``AgentRecordValidator`` refuses forged, expired or older records);
+3. ``ADD_PROVIDER`` for each capability key (``agentp2p/cap/<name>``) to
+   the k closest peers of that key — k = 20 replicas, above the 3 the design
+   asks for, because that is what Kademlia's lookup expects.
+
+A round runs when the node first has a routing table, when the routing
+table has doubled since the last round (a node that published while it knew
+only its bootstrap peer re-publishes as it learns who is really closest;
+the doublings stop counting at ``GROWTH_LIMIT`` peers), when the record is
+updated or re-signed (``repub_due``: a third of its lifetime left), every
+``reprovide_interval``, and after a failed round (with back-off).
+``seq`` is wall-clock milliseconds (never below the last seq + 1), so a
+restarted agent's record still replaces the one it published before.
+
+Finding (``find_agents``): candidates from the local cache, plus the DHT
+providers of the capability key; each provider not in the cache is asked for
+its record over ``/agentp2p/record/1.0.0`` (which also proves it is up),
+falling back to a DHT get if the agent is not DEAD; every record is
+verified with ``signed.open`` against the peer it should belong to and
+cached. Then liveness (SWIM via ``liveness=``, else a memoised concurrent
+ping) drops dead agents, and ``rank_agents`` orders the rest.
+
+Every error caused by a peer is contained and counted in
+:attr:`RecordService.stats`; none reaches the caller or stops the service.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import trio
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+
+from . import signed
+from .announce import ANNOUNCE_TOPIC, check_announcement
+from .cache import RecordCache
+from .errors import InvalidRecord, Reason
+from .keys import CAPABILITY_KEY_PREFIX, NAMESPACE, record_key
+from .liveness import LivenessFn, PingLiveness
+from .model import AgentRecord, Capability
+from .protocol import RECORD_PROTOCOL, RecordProtocolError, request_record, serve_record_request
+from .ranking import Liveness, RankedAgent, rank_agents
+from .republish import repub_at_ms
+from .validator import AgentRecordValidator, wall_clock_ms
+
+if TYPE_CHECKING:
+    from agentp2p.node import Node
+
+__all__ = ["RecordService", "RecordStats", "capability_provider_key"]
+
+log = logging.getLogger("agentp2p.records")
+
+#: Stop re-publishing on routing-table growth beyond this many peers: by then
+#: our view of the k = 20 closest peers is as good as a random walk makes it.
+GROWTH_LIMIT = 64
+
+
+def capability_provider_key(name: str) -> str:
+    """The key given to ``node.dht.provide`` / ``find_providers`` for ``name``.
+
+    ``DHT.provider_key`` hashes it to ``keys.capability_multihash(name)``:
+    one formula for the provider key, asserted by the tests.
+    """
+    return CAPABILITY_KEY_PREFIX + name
+
+
+@dataclass
+class RecordStats:
+    """Counters for what happened; peers' misbehaviour shows up here, not as errors."""
+
+    rounds: int = 0
+    round_failures: int = 0
+    announced: int = 0
+    announce_failures: int = 0
+    announcements_accepted: int = 0
+    served: int = 0
+    fetched: int = 0
+    fetch_failures: int = 0
+    dht_gets: int = 0
+    dht_get_failures: int = 0
+    find_provider_failures: int = 0
+    rejected: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    def reject(self, path: str, reason: Reason) -> None:
+        self.rejected[f"{path}:{reason.value}"] += 1
+
+    def rejections(self, path: str | None = None) -> int:
+        return sum(n for k, n in self.rejected.items() if path is None or k.startswith(path + ":"))
+
+
+def _as_capability(c: Capability | str) -> Capability:
+    return c if isinstance(c, Capability) else Capability(name=c)
+
+
+class RecordService:
+    """Agent capability records on a node. See the module docstring."""
+
+    name = "records"
+
+    def __init__(
+        self,
+        name: str,
+        description: str = "",
+        capabilities: Iterable[Capability | str] = (),
+        metadata: Mapping[str, str] | None = None,
+        *,
+        ttl: float = 3600.0,
+        liveness: LivenessFn | None = None,
+        cache_ttl: float = 300.0,
+        cache_entries: int = 4096,
+        ping_timeout: float = 1.0,
+        liveness_fresh_for: float = 2.0,
+        fetch_timeout: float = 3.0,
+        reprovide_interval: float = 1800.0,
+        republish_on_growth: bool = True,
+        settle: float = 0.5,
+    ) -> None:
+        self._fields: dict[str, Any] = {
+            "name": name,
+            "description": description,
+            "capabilities": tuple(_as_capability(c) for c in capabilities),
+            "metadata": dict(metadata or {}),
+        }
+        self._ttl_ms = int(ttl * 1000)
+        # Fail at construction, not at start, if the fields break a rule.
+        from libp2p.crypto.ed25519 import create_new_key_pair
+
+        AgentRecord.new(create_new_key_pair(b"\0" * 32).public_key, now_ms=0, seq=0,
+                        ttl_ms=self._ttl_ms, **self._fields)
+        self._external_liveness = liveness
+        self.cache = RecordCache(max_entries=cache_entries, ttl_ms=int(cache_ttl * 1000))
+        self.stats = RecordStats()
+        self.ping_timeout = ping_timeout
+        self.liveness_fresh_for = liveness_fresh_for
+        self.fetch_timeout = fetch_timeout
+        self.reprovide_interval = reprovide_interval
+        self.republish_on_growth = republish_on_growth
+        self.settle = settle
+        self.validator = AgentRecordValidator()
+        self._node: Node | None = None
+        self._pings: PingLiveness | None = None
+        self._record: AgentRecord | None = None
+        self._envelope: bytes | None = None
+        self._announced_seq: int | None = None
+        self._round_lock = trio.Lock()
+        self._wake = trio.Event()
+        self._table_at_last_round = 0
+        self.published = trio.Event()  # set after the first successful round
+
+    # -- NodeService ------------------------------------------------------------
+
+    def attach(self, node: Node) -> None:
+        self._node = node
+        node.dht.register_validator(NAMESPACE, self.validator)
+        node.set_stream_handler(RECORD_PROTOCOL, self._serve)
+        node.set_topic_validator(ANNOUNCE_TOPIC, self._validate_announcement)
+        self._pings = PingLiveness(node.ping, timeout=self.ping_timeout, fresh_for=self.liveness_fresh_for)
+
+    async def run(self, node: Node) -> None:
+        self._sign(self._fields)
+        async with node.subscribe(ANNOUNCE_TOPIC) as sub, trio.open_nursery() as nursery:
+            nursery.start_soon(self._consume_announcements, sub)
+            nursery.start_soon(self._watch_growth)
+            await self._publisher()
+
+    # -- own record -------------------------------------------------------------
+
+    @property
+    def record(self) -> AgentRecord | None:
+        """Our current signed record (None until the node runs)."""
+        return self._record
+
+    @property
+    def envelope(self) -> bytes | None:
+        return self._envelope
+
+    def _sign(self, fields: Mapping[str, Any]) -> None:
+        node = self._require_node()
+        now = wall_clock_ms()
+        seq = now if self._record is None else max(now, self._record.seq + 1)
+        record = AgentRecord.new(
+            node.identity.public_key, now_ms=now, seq=seq, ttl_ms=self._ttl_ms,
+            addrs=node.listen_addrs, **fields,
+        )
+        self._envelope = signed.seal(record, node.identity.private_key)
+        self._record = record
+        self._fields = dict(fields)
+
+    async def update(
+        self,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        capabilities: Iterable[Capability | str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> AgentRecord:
+        """Change what we publish: re-sign with a higher seq, then run a
+        publish round (announce, DHT put, provide) before returning."""
+        if self._record is None:
+            raise RuntimeError("RecordService.update needs a running node")
+        fields = dict(self._fields)
+        if name is not None:
+            fields["name"] = name
+        if description is not None:
+            fields["description"] = description
+        if capabilities is not None:
+            fields["capabilities"] = tuple(_as_capability(c) for c in capabilities)
+        if metadata is not None:
+            fields["metadata"] = dict(metadata)
+        self._sign(fields)
+        if not await self._publish_round():
+            self._wake.set()  # let the publisher retry with back-off
+        assert self._record is not None
+        return self._record
+
+    # -- publishing -------------------------------------------------------------
+
+    async def _publisher(self) -> None:
+        backoff = 1.0
+        next_reprovide = 0.0  # trio time; 0 = "now"
+        while True:
+            assert self._record is not None
+            repub_in = (repub_at_ms(self._record) - wall_clock_ms()) / 1000.0
+            if repub_in <= 0:
+                self._sign(self._fields)
+                next_reprovide = 0.0  # a re-signed record goes out at once
+                continue
+            ready = self._require_node().dht.routing_table_size > 0
+            if ready and trio.current_time() >= next_reprovide:
+                ok = await self._publish_round()
+                if ok:
+                    backoff = 1.0
+                    next_reprovide = trio.current_time() + self.reprovide_interval
+                else:
+                    next_reprovide = trio.current_time() + backoff
+                    backoff = min(backoff * 2, self.reprovide_interval)
+                continue
+            self._wake = trio.Event()
+            wait = repub_in if not ready else min(repub_in, next_reprovide - trio.current_time())
+            with trio.move_on_after(max(wait, 0.0)):
+                await self._wake.wait()
+            if self._wake.is_set():
+                next_reprovide = 0.0
+
+    async def _watch_growth(self) -> None:
+        """Wake the publisher when the routing table first fills (and, with
+        ``republish_on_growth``, when it has doubled since the last round).
+
+        Waits for the table to settle first (no change for ``settle``
+        seconds, or ``4 * settle`` at most): a joining node's table grows
+        in a burst, and one round at the end of it is worth more than one
+        round per step of it.
+        """
+        node = self._require_node()
+        poll = min(0.25, self.settle / 2)
+        size_seen, changed_at, due_since = -1, trio.current_time(), None
+        while True:
+            await trio.sleep(poll)
+            now = trio.current_time()
+            size = node.dht.routing_table_size
+            if size != size_seen:
+                size_seen, changed_at = size, now
+            last = self._table_at_last_round
+            first = last == 0 and size > 0
+            grown = self.republish_on_growth and 0 < last < GROWTH_LIMIT and size >= 2 * last
+            if not (first or grown):
+                due_since = None
+                continue
+            due_since = now if due_since is None else due_since
+            settled = now - changed_at >= self.settle or now - due_since >= 4 * self.settle
+            if settled and not self._round_lock.locked():
+                self._wake.set()
+                due_since = None
+
+    async def _publish_round(self) -> bool:
+        """Announce (if new), put and provide our current record. True on success."""
+        node = self._require_node()
+        async with self._round_lock:
+            record, envelope = self._record, self._envelope
+            assert record is not None and envelope is not None
+            self._table_at_last_round = node.dht.routing_table_size
+            self.stats.rounds += 1
+            started = trio.current_time()
+            if self._announced_seq != record.seq:
+                try:
+                    await node.publish(ANNOUNCE_TOPIC, envelope)
+                    self._announced_seq = record.seq
+                    self.stats.announced += 1
+                except Exception as exc:  # noqa: BLE001 — the DHT still carries it
+                    self.stats.announce_failures += 1
+                    log.debug("announcing record failed: %r", exc)
+            failures: list[str] = []
+
+            async def put() -> None:
+                try:
+                    with trio.fail_after(node.config.dht.query_timeout):
+                        await node.dht.kad.put_value(record_key(record.peer_id), envelope)
+                except Exception as exc:  # noqa: BLE001
+                    failures.append(f"put: {exc!r}")
+
+            async def provide(cap: str) -> None:
+                try:
+                    await node.dht.provide(capability_provider_key(cap))
+                except Exception as exc:  # noqa: BLE001
+                    failures.append(f"provide {cap}: {exc!r}")
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(put)
+                for cap in record.capabilities:
+                    nursery.start_soon(provide, cap.name)
+            log.debug("publish round %d (seq %d, table %d) took %.2fs%s", self.stats.rounds, record.seq,
+                      self._table_at_last_round, trio.current_time() - started,
+                      f", failed: {failures}" if failures else "")
+            if failures:
+                self.stats.round_failures += 1
+                log.info("publish round incomplete: %s", "; ".join(failures))
+                return False
+            self.published.set()
+            return True
+
+    # -- incoming ---------------------------------------------------------------
+
+    def _now_ms(self) -> int:
+        return wall_clock_ms()
+
+    def _lookup_envelope(self, peer: ID | None) -> bytes | None:
+        node = self._require_node()
+        if peer is None or peer == node.peer_id:
+            return self._envelope
+        entry = self.cache.get(peer, self._now_ms())
+        return entry.envelope if entry is not None else None
+
+    async def _serve(self, stream: Any) -> None:
+        self.stats.served += 1
+        await serve_record_request(stream, self._lookup_envelope)
+
+    def _validate_announcement(self, msg: Any) -> bool:
+        node = self._require_node()
+        if msg.sender == node.peer_id:
+            return True  # our own publish passes through local validation
+        now = self._now_ms()
+        held = self.cache.get(msg.sender, now)
+        try:
+            check_announcement(msg.data, msg.sender, now_ms=now,
+                               held=held.record if held is not None else None)
+        except InvalidRecord as exc:
+            self.stats.reject("announce", exc.reason)
+            return False
+        return True
+
+    async def _consume_announcements(self, sub: Any) -> None:
+        node = self._require_node()
+        async for msg in sub:
+            if msg.sender == node.peer_id:
+                continue
+            if self._ingest(msg.data, msg.sender, "announce") is not None:
+                self.stats.announcements_accepted += 1
+
+    def _ingest(self, envelope: bytes, expected: ID, path: str) -> AgentRecord | None:
+        """Verify ``envelope`` as ``expected``'s record and cache it.
+
+        Returns the newest record we now hold for ``expected`` (None if the
+        envelope was rejected). A valid but older record (a replay) is
+        counted as rejected ``stale`` and does not replace the newer one.
+        """
+        now = self._now_ms()
+        try:
+            record = signed.open(envelope, now_ms=now, expected_peer_id=expected)
+        except InvalidRecord as exc:
+            self.stats.reject(path, exc.reason)
+            return None
+        if self.cache.put(record, envelope, now):
+            return record
+        held = self.cache.get(expected, now)
+        if held is None:  # lapsed on arrival (cache TTL); still a valid answer
+            return record
+        if record.newer_than(held.record) or held.record.newer_than(record):
+            self.stats.reject(path, Reason.STALE)  # an older record: a replay
+        return held.record
+
+    # -- finding ----------------------------------------------------------------
+
+    def _liveness(self, peer: ID) -> Liveness:
+        node = self._require_node()
+        if peer == node.peer_id:
+            return Liveness.ALIVE
+        if self._external_liveness is not None:
+            state = self._external_liveness(peer)
+            if state is not Liveness.UNKNOWN:
+                return state
+        assert self._pings is not None
+        return self._pings.state(peer)
+
+    def _rtt_ms(self, peer: ID) -> float | None:
+        if peer == self._require_node().peer_id:
+            return 0.0
+        assert self._pings is not None
+        return self._pings.rtt_ms(peer)
+
+    async def _probe(self, peers: Iterable[ID]) -> None:
+        """Ping the peers on whom the external liveness source has no verdict."""
+        assert self._pings is not None
+        me = self._require_node().peer_id
+        unknown = [p for p in peers if p != me and (
+            self._external_liveness is None or self._external_liveness(p) is Liveness.UNKNOWN)]
+        await self._pings.probe(unknown)
+
+    async def fetch_record(self, peer: ID, *, via: ID | None = None) -> AgentRecord | None:
+        """Ask ``via`` (default: ``peer`` itself) for ``peer``'s record over
+        the record protocol; verified and cached, or None."""
+        node = self._require_node()
+        assert self._pings is not None
+        start = time.perf_counter()
+        try:
+            envelope = await request_record(node.host, via or peer, about=peer, timeout=self.fetch_timeout)
+        except RecordProtocolError as exc:
+            self.stats.fetch_failures += 1
+            log.debug("%s", exc)
+            return None
+        if via is None or via == peer:
+            # An answer from the agent is as good as a ping.
+            self._pings.observe(peer, True, (time.perf_counter() - start) * 1000.0)
+        if envelope is None:
+            return None
+        self.stats.fetched += 1
+        return self._ingest(envelope, peer, "protocol")
+
+    async def dht_record(self, peer: ID) -> AgentRecord | None:
+        """``peer``'s record from the DHT (``/agentrec/<peer>``), verified and cached."""
+        node = self._require_node()
+        self.stats.dht_gets += 1
+        try:
+            with trio.fail_after(node.config.dht.query_timeout):
+                envelope = await node.dht.kad.get_value(record_key(peer))
+        except Exception as exc:  # noqa: BLE001 — timeouts, peers' garbage
+            self.stats.dht_get_failures += 1
+            log.debug("DHT get for %s failed: %r", peer, exc)
+            return None
+        if envelope is None:
+            return None
+        return self._ingest(envelope, peer, "dht")
+
+    async def get_record(self, peer: ID | str, *, fresh: bool = False) -> AgentRecord | None:
+        """One agent's current record: our cache (unless ``fresh``), else
+        the agent itself, else the DHT. Verified; None if nobody has one."""
+        node = self._require_node()
+        pid = peer if isinstance(peer, ID) else ID.from_base58(peer)
+        if pid == node.peer_id:
+            return self._record
+        if not fresh:
+            entry = self.cache.get(pid, self._now_ms())
+            if entry is not None:
+                return entry.record
+        record = await self.fetch_record(pid)
+        if record is None:
+            record = await self.dht_record(pid)
+        return record
+
+    async def _candidate(self, info: PeerInfo) -> AgentRecord | None:
+        node = self._require_node()
+        if info.addrs:
+            node.host.get_peerstore().add_addrs(info.peer_id, info.addrs, 600)
+        record = await self.fetch_record(info.peer_id)
+        if record is not None:
+            return record
+        # The agent did not answer. Only worth a DHT look-up if it may be alive.
+        await self._probe([info.peer_id])
+        if self._liveness(info.peer_id) is Liveness.DEAD:
+            return None
+        return await self.dht_record(info.peer_id)
+
+    async def find_agents(
+        self,
+        capability: str,
+        tags: Iterable[str] = (),
+        limit: int = 10,
+        *,
+        include_self: bool = True,
+        max_providers: int = 20,
+    ) -> list[RankedAgent]:
+        """Verified records of live agents offering ``capability`` (with all
+        ``tags``), best first; see the module docstring for how."""
+        node = self._require_node()
+        now = self._now_ms()
+        found: dict[ID, AgentRecord] = {r.peer_id: r for r in self.cache.with_capability(capability, now)}
+        if include_self and self._record is not None and self._record.capability(capability) is not None:
+            found[node.peer_id] = self._record
+        try:
+            providers = await node.dht.find_providers(capability_provider_key(capability),
+                                                      max(max_providers, limit))
+        except Exception as exc:  # noqa: BLE001
+            self.stats.find_provider_failures += 1
+            log.debug("find_providers(%s) failed: %r", capability, exc)
+            providers = []
+        limiter = trio.CapacityLimiter(16)
+
+        async def one(info: PeerInfo) -> None:
+            async with limiter:
+                record = await self._candidate(info)
+            if record is not None:
+                found[record.peer_id] = record
+
+        async with trio.open_nursery() as nursery:
+            for info in providers:
+                if info.peer_id != node.peer_id and info.peer_id not in found:
+                    nursery.start_soon(one, info)
+        await self._probe(found)
+        return rank_agents(
+            found.values(), capability=capability, tags=tags, now_ms=self._now_ms(),
+            liveness=self._liveness, rtt_ms=self._rtt_ms, limit=limit,
+        )
+
+    # -- helpers ----------------------------------------------------------------
+
+    def _require_node(self) -> Node:
+        if self._node is None:
+            raise RuntimeError("RecordService is not attached to a node")
+        return self._node
