@@ -1,0 +1,64 @@
+"""The ASGI application: core routes, routes contributed by services, auth.
+
+Extending the API
+-----------------
+A node service (messaging, membership, records...) adds endpoints by having
+an ``api_routes(self) -> Sequence[starlette.routing.BaseRoute]`` method; the
+API service collects them from every service on the node when it starts and
+mounts them under ``/v1`` next to the core routes. Handlers reach the node
+with ``agentp2p.application.api.context.context(request).node`` and can use
+the helpers in ``body.py`` (bounded JSON, payloads, peer IDs), ``errors.py``
+(JSON errors) and ``sse.py`` (event streams). The new paths go into
+``openapi.json``; ``tests/api/test_api_openapi.py`` fails until they do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Mount
+
+from agentp2p.application.api.auth import BearerAuth
+from agentp2p.application.api.context import ApiContext, ApiLimits
+from agentp2p.application.api.errors import exception_handlers
+from agentp2p.application.api.routes import core_routes
+
+API_PREFIX = "/v1"
+
+# Room for the largest pub/sub message base64-encoded (4/3) plus the JSON around it.
+_ENVELOPE = 64 * 1024
+
+
+@runtime_checkable
+class ApiRoutes(Protocol):
+    """A service that contributes endpoints (see module doc)."""
+
+    def api_routes(self) -> Sequence[BaseRoute]: ...
+
+
+def service_routes(node: Any) -> list[BaseRoute]:
+    routes: list[BaseRoute] = []
+    for service in getattr(node, "services", {}).values():
+        if isinstance(service, ApiRoutes):
+            routes.extend(service.api_routes())
+    return routes
+
+
+def build_app(
+    node: Any,
+    token: str,
+    *,
+    limits: ApiLimits | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
+) -> BearerAuth:
+    """The complete API for ``node``, refusing requests without ``token``."""
+    limits = limits or ApiLimits()
+    max_body = limits.max_body
+    if max_body is None:
+        max_body = node.config.pubsub.max_message_size * 4 // 3 + _ENVELOPE
+    routes = [*core_routes(), *service_routes(node), *extra_routes]
+    app = Starlette(routes=[Mount(API_PREFIX, routes=routes)], exception_handlers=exception_handlers())
+    app.state.api = ApiContext(node=node, limits=limits, max_body=max_body)
+    return BearerAuth(app, token)

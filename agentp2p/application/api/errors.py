@@ -1,0 +1,103 @@
+"""Errors as JSON: every non-2xx answer is ``{"error": code, "message": why}``.
+
+Handlers raise :class:`ApiError` (or let a node error through); the table in
+:data:`NODE_ERRORS` maps node failures to statuses. A 5xx here means the
+network failed the request (a peer unreachable, a DHT query timing out), not
+that the daemon did: 500 is reserved for our bugs, and even those end the one
+request, never the daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from agentp2p.errors import AddressError, DialError, NotRunningError, PubSubError
+from agentp2p.protocol.dht import DHTError
+
+log = logging.getLogger("agentp2p.api")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, "bad_request", message)
+
+
+def not_found(message: str) -> ApiError:
+    return ApiError(404, "not_found", message)
+
+
+def too_large(message: str) -> ApiError:
+    return ApiError(413, "payload_too_large", message)
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
+
+
+# (exception type, status, code) — first match wins, so subclasses go first.
+NODE_ERRORS: list[tuple[type[BaseException], int, str]] = [
+    (AddressError, 400, "bad_request"),
+    (DialError, 502, "peer_unreachable"),
+    (DHTError, 504, "dht_failed"),
+    (PubSubError, 503, "pubsub_unavailable"),
+    (NotRunningError, 503, "not_running"),
+]
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.code, exc.message)
+
+
+async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "error")
+    message = exc.detail if exc.status_code != 404 else f"no such endpoint: {request.method} {request.url.path}"
+    return error_response(exc.status_code, code, str(message), headers=exc.headers)
+
+
+def _node_error_handler(status: int, code: str) -> Any:
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        log.info("%s %s failed: %s", request.method, request.url.path, exc)
+        return error_response(status, code, str(exc))
+
+    return handler
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    # Starlette logs and re-raises after sending this; hypercorn contains it.
+    log.error("internal error in %s %s: %r", request.method, request.url.path, exc)
+    return error_response(500, "internal_error", "internal error; see the daemon's log")
+
+
+def exception_handlers() -> dict[Any, Any]:
+    handlers: dict[Any, Any] = {
+        ApiError: _api_error,
+        HTTPException: _http_exception,
+        Exception: _internal_error,
+    }
+    for exc_type, status, code in NODE_ERRORS:
+        handlers[exc_type] = _node_error_handler(status, code)
+    return handlers

@@ -1,0 +1,95 @@
+"""``/v1/peers``: connections, dialing, hanging up, ping and identify.
+
+Operations on one peer require an open connection (404 otherwise): the API
+never dials implicitly, so "is this peer connected?" has one answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from libp2p.peer.id import ID
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from agentp2p.application.api.body import parse_peer_id, read_json_object, require_str
+from agentp2p.application.api.context import context
+from agentp2p.application.api.errors import not_found
+
+_SMALL_BODY = 16 * 1024
+
+
+def _connections(node: Any, peer_id: ID) -> list[dict[str, Any]]:
+    out = []
+    for conn in node.host.get_network().get_connections(peer_id):
+        entry: dict[str, Any] = {"direction": "unknown", "remote_addrs": []}
+        with contextlib.suppress(Exception):
+            entry["direction"] = conn.direction.name.lower()
+        with contextlib.suppress(Exception):
+            entry["remote_addrs"] = [str(a) for a in conn.get_transport_addresses()]
+        with contextlib.suppress(Exception):
+            entry["streams"] = len(conn.get_streams())
+        out.append(entry)
+    return out
+
+
+def _peer_entry(node: Any, peer_id: ID) -> dict[str, Any]:
+    return {"peer_id": str(peer_id), "connections": _connections(node, peer_id)}
+
+
+def _connected_peer(request: Request) -> ID:
+    node = context(request).node
+    peer_id = parse_peer_id(request.path_params["peer_id"])
+    if not node.is_connected(peer_id):
+        raise not_found(f"not connected to {peer_id}")
+    return peer_id
+
+
+async def list_peers(request: Request) -> JSONResponse:
+    node = context(request).node
+    return JSONResponse({"peers": [_peer_entry(node, p) for p in sorted(node.peers(), key=str)]})
+
+
+async def connect(request: Request) -> JSONResponse:
+    ctx = context(request)
+    body = await read_json_object(request, _SMALL_BODY, {"addr"})
+    addr = require_str(body, "addr", max_len=1024)
+    peer_id = await ctx.node.connect(addr)  # AddressError -> 400, DialError -> 502
+    return JSONResponse(_peer_entry(ctx.node, peer_id))
+
+
+async def peer_details(request: Request) -> JSONResponse:
+    node = context(request).node
+    peer_id = _connected_peer(request)
+    entry = _peer_entry(node, peer_id)
+    ident = await node.identify(peer_id)
+    entry["agent_version"] = ident.agent_version
+    entry["protocol_version"] = ident.protocol_version
+    entry["protocols"] = sorted(ident.protocols)
+    entry["listen_addrs"] = ident.listen_addrs
+    return JSONResponse(entry)
+
+
+async def disconnect(request: Request) -> JSONResponse:
+    node = context(request).node
+    peer_id = _connected_peer(request)
+    await node.disconnect(peer_id)
+    return JSONResponse({"peer_id": str(peer_id), "disconnected": True})
+
+
+async def ping(request: Request) -> JSONResponse:
+    node = context(request).node
+    peer_id = _connected_peer(request)
+    rtt = await node.ping(peer_id)
+    return JSONResponse({"peer_id": str(peer_id), "rtt_ms": round(rtt * 1000, 3)})
+
+
+ROUTES = [
+    Route("/peers", list_peers, methods=["GET"]),
+    Route("/peers", connect, methods=["POST"]),
+    Route("/peers/{peer_id}", peer_details, methods=["GET"]),
+    Route("/peers/{peer_id}", disconnect, methods=["DELETE"]),
+    Route("/peers/{peer_id}/ping", ping, methods=["POST"]),
+]

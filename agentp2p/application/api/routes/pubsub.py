@@ -1,0 +1,94 @@
+"""``/v1/pubsub``: publish, subscribe (an event stream), topics and their peers.
+
+A subscription stream starts with a ``subscribed`` event once the node is
+subscribed, so a client can publish right after seeing it and know its own
+subscription is in place. Each message is a ``message`` event; if the
+client reads slower than messages arrive and the node's per-subscription
+buffer overflows, a ``dropped`` event says how many were lost — never a
+silent gap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from agentp2p.application.api.body import encode_payload, payload, query_str, read_json_object, require_str
+from agentp2p.application.api.context import ApiContext, context
+from agentp2p.application.api.errors import ApiError
+from agentp2p.application.api.sse import EventSender, EventStream
+from agentp2p.protocol.pubsub import Message
+
+MAX_TOPIC = 256
+
+
+def message_event(msg: Message) -> dict[str, Any]:
+    return {
+        "topic": msg.topic,
+        "sender": str(msg.sender),
+        "seqno": msg.seqno.hex(),
+        **encode_payload(msg.data),
+    }
+
+
+async def publish(request: Request) -> JSONResponse:
+    ctx = context(request)
+    body = await read_json_object(request, ctx.max_body, {"topic", "data", "data_b64"})
+    topic = require_str(body, "topic", max_len=MAX_TOPIC)
+    data = payload(body, "data", "data_b64", ctx.node.config.pubsub.max_message_size)
+    await ctx.node.publish(topic, data)  # PubSubError -> 503
+    return JSONResponse({"topic": topic, "size": len(data)})
+
+
+def check_stream_limit(ctx: ApiContext) -> None:
+    """Refuse another event stream past the limit (429); producers count themselves."""
+    if ctx.open_streams >= ctx.limits.max_streams:
+        raise ApiError(429, "too_many_requests", f"at most {ctx.limits.max_streams} event streams may be open")
+
+
+async def subscribe(request: Request) -> EventStream:
+    ctx = context(request)
+    topic = query_str(request, "topic", max_len=MAX_TOPIC)
+    check_stream_limit(ctx)
+
+    async def produce(send: EventSender) -> None:
+        ctx.open_streams += 1
+        try:
+            async with ctx.node.subscribe(topic) as sub:
+                await send("subscribed", {"topic": topic})
+                reported = 0
+                async for msg in sub:
+                    if sub.dropped > reported:
+                        await send("dropped", {"topic": topic, "count": sub.dropped - reported})
+                        reported = sub.dropped
+                    await send("message", message_event(msg))
+        finally:
+            ctx.open_streams -= 1
+
+    return EventStream(produce, heartbeat=ctx.limits.heartbeat)
+
+
+async def topics(request: Request) -> JSONResponse:
+    node = context(request).node
+    return JSONResponse(
+        {"topics": [{"topic": t, "peers": [str(p) for p in node.topic_peers(t)]} for t in node.pubsub.topics()]}
+    )
+
+
+async def topic_peers(request: Request) -> JSONResponse:
+    node = context(request).node
+    topic = query_str(request, "topic", max_len=MAX_TOPIC)
+    return JSONResponse({"topic": topic, "peers": [str(p) for p in node.topic_peers(topic)]})
+
+
+ROUTES = [
+    Route("/pubsub/publish", publish, methods=["POST"]),
+    Route("/pubsub/subscribe", subscribe, methods=["GET"]),
+    Route("/pubsub/topics", topics, methods=["GET"]),
+    Route("/pubsub/peers", topic_peers, methods=["GET"]),
+]
+
+__all__ = ["ROUTES", "check_stream_limit", "message_event"]

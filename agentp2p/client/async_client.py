@@ -1,0 +1,195 @@
+"""The async client: one API for asyncio and trio programs.
+
+httpx's ``AsyncClient`` runs on whichever event loop calls it (through
+anyio/sniffio), so the same ``Client`` works under ``asyncio.run`` and
+``trio.run``::
+
+    async with Client() as daemon:          # finds ~/.agentp2p/api.addr and api.token
+        print((await daemon.node()).peer_id)
+        async with daemon.subscribe("news") as sub:
+            await daemon.publish("news", "hello")
+            async for msg in sub:
+                print(msg.sender, msg.text)
+                break
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from agentp2p.client import calls
+from agentp2p.client.calls import Call, StreamEvent
+from agentp2p.client.discovery import Endpoint, locate
+from agentp2p.client.errors import StreamClosed
+from agentp2p.client.sse import SSEDecoder
+from agentp2p.client.transport import DEFAULT_TIMEOUT, client_kwargs, stream_event, stream_timeout, translate_errors
+from agentp2p.client.types import Message, NodeInfo, Peer, PeerAddrs
+
+T = TypeVar("T")
+
+
+class AsyncEventStream:
+    """Events from one API event stream (``async for event in stream``)."""
+
+    def __init__(self, response: httpx.Response, endpoint: Endpoint) -> None:
+        self._lines = response.aiter_lines()
+        self._endpoint = endpoint
+        self._decoder = SSEDecoder()
+
+    async def next_event(self) -> StreamEvent:
+        with translate_errors(self._endpoint, streaming=True):
+            async for line in self._lines:
+                raw = self._decoder.feed(line)
+                if raw is not None:
+                    return stream_event(raw)
+        raise StreamClosed(f"the daemon at {self._endpoint.address} ended the event stream")
+
+    def __aiter__(self) -> AsyncEventStream:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        return await self.next_event()
+
+
+class AsyncSubscription:
+    """Messages on one topic. ``dropped`` counts messages lost because we read too slowly."""
+
+    def __init__(self, topic: str, events: AsyncEventStream) -> None:
+        self.topic = topic
+        self.events = events
+        self.dropped = 0
+
+    async def receive(self) -> Message:
+        while True:
+            ev = await self.events.next_event()
+            if ev.event == "message":
+                return calls.message_from(ev)
+            if ev.event == "dropped":
+                self.dropped += int(ev.data.get("count", 0))
+
+    def __aiter__(self) -> AsyncSubscription:
+        return self
+
+    async def __anext__(self) -> Message:
+        return await self.receive()
+
+
+class Client:
+    """Talks to a running ``agentp2p daemon`` (see module doc).
+
+    With no arguments it reads ``~/.agentp2p/api.addr`` and ``api.token``;
+    ``home`` points at another daemon's directory (where its identity file
+    is), ``api``/``token``/``token_file`` override each piece.
+    """
+
+    def __init__(
+        self,
+        api: str | None = None,
+        *,
+        token: str | None = None,
+        token_file: str | Path | None = None,
+        home: str | Path | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        endpoint: Endpoint | None = None,
+    ) -> None:
+        self.endpoint = endpoint or locate(api, token=token, token_file=token_file, home=home)
+        self.timeout = timeout
+        uds = self.endpoint.address.unix_path
+        transport = httpx.AsyncHTTPTransport(uds=uds) if uds else None
+        self._http = httpx.AsyncClient(transport=transport, **client_kwargs(self.endpoint, timeout))
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def call(self, call: Call[T]) -> T:
+        """Perform one described API call (see :mod:`agentp2p.client.calls`)."""
+        with translate_errors(self.endpoint):
+            resp = await self._http.request(call.method, call.path, params=call.params, json=call.json)
+        return calls.finish(call, resp.status_code, resp.content, self.endpoint.token_source)
+
+    @contextlib.asynccontextmanager
+    async def events(self, path: str, params: dict[str, Any] | None = None) -> AsyncIterator[AsyncEventStream]:
+        """Open any API event stream; closed when the block exits."""
+        with translate_errors(self.endpoint, streaming=True):
+            request = self._http.build_request("GET", path, params=params, timeout=stream_timeout(self.timeout))
+            response = await self._http.send(request, stream=True)
+        try:
+            if response.status_code != 200:
+                with translate_errors(self.endpoint):
+                    body = await response.aread()
+                raise calls.error_from(response.status_code, body, self.endpoint.token_source)
+            yield AsyncEventStream(response, self.endpoint)
+        finally:
+            await response.aclose()
+
+    # -- node and peers -----------------------------------------------------------
+
+    async def node(self) -> NodeInfo:
+        return await self.call(calls.node())
+
+    async def stats(self) -> dict[str, Any]:
+        return await self.call(calls.stats())
+
+    async def peers(self) -> list[Peer]:
+        return await self.call(calls.peers())
+
+    async def peer(self, peer_id: str) -> Peer:
+        return await self.call(calls.peer(peer_id))
+
+    async def connect(self, addr: str) -> str:
+        return await self.call(calls.connect(addr))
+
+    async def disconnect(self, peer_id: str) -> None:
+        await self.call(calls.disconnect(peer_id))
+
+    async def ping(self, peer_id: str) -> float:
+        return await self.call(calls.ping(peer_id))
+
+    # -- pub/sub --------------------------------------------------------------------
+
+    async def publish(self, topic: str, data: bytes | str) -> int:
+        return await self.call(calls.publish(topic, data))
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, topic: str) -> AsyncIterator[AsyncSubscription]:
+        """Subscribed once this is entered: a publish after it is seen."""
+        path, params = calls.subscribe_path(topic)
+        async with self.events(path, params) as events:
+            first = await events.next_event()
+            if first.event != "subscribed":
+                raise StreamClosed(f"expected a 'subscribed' event, got {first.event!r}")
+            yield AsyncSubscription(topic, events)
+
+    async def topics(self) -> dict[str, list[str]]:
+        return await self.call(calls.topics())
+
+    async def topic_peers(self, topic: str) -> list[str]:
+        return await self.call(calls.topic_peers(topic))
+
+    # -- DHT ------------------------------------------------------------------------
+
+    async def dht_get(self, key: str) -> bytes | None:
+        return await self.call(calls.dht_get(key))
+
+    async def dht_put(self, key: str, value: bytes | str) -> None:
+        await self.call(calls.dht_put(key, value))
+
+    async def provide(self, key: str) -> None:
+        await self.call(calls.provide(key))
+
+    async def find_providers(self, key: str, count: int = 20) -> list[PeerAddrs]:
+        return await self.call(calls.find_providers(key, count))
+
+    async def find_peer(self, peer_id: str) -> PeerAddrs | None:
+        return await self.call(calls.find_peer(peer_id))

@@ -1,0 +1,39 @@
+"""What the client raises. All derive from :class:`ClientError` (an AgentP2PError)."""
+
+from __future__ import annotations
+
+from agentp2p.errors import AgentP2PError
+
+
+class ClientError(AgentP2PError):
+    """Talking to the daemon failed."""
+
+
+class DaemonNotRunning(ClientError):
+    """No daemon answers at the API address (or none is recorded)."""
+
+
+class TokenError(ClientError):
+    """The API token is missing, unreadable, or the daemon refused it."""
+
+
+class ApiError(ClientError):
+    """The daemon answered with an error status.
+
+    ``code`` is the machine-readable error (``bad_request``, ``not_found``,
+    ``payload_too_large``, ``peer_unreachable``...); ``message`` says why.
+    """
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{message} (HTTP {status} {code})")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class NotFound(ApiError):
+    """404: no such peer, value, route..."""
+
+
+class StreamClosed(ClientError):
+    """The daemon ended an event stream (it stopped, or dropped this client)."""
