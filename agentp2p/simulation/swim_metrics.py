@@ -21,7 +21,8 @@ class Crash:
     at: float
     first_suspect: float | None = None
     first_failed: float | None = None
-    failed_by: int = 0
+    failed_by: int = 0  # live observers that marked the victim failed
+    observers: set[int] = field(default_factory=set)
     all_failed: float | None = None
 
 
@@ -39,6 +40,10 @@ class Observer:
     counts: dict[str, int] = field(default_factory=dict)
 
     def crash(self, victim: int, at: float) -> None:
+        """Call together with sim.crash(victim)."""
+        for c in self.crashes.values():
+            if victim in c.observers:  # a crashed observer no longer counts
+                c.failed_by -= 1
         self.crashes[victim] = Crash(victim, at)
 
     def __call__(self, now: float, observer: int, ev: MemberEvent) -> None:
@@ -51,8 +56,10 @@ class Observer:
             elif ev.kind is EventKind.FAILED:
                 if c.first_failed is None:
                     c.first_failed = now
-                c.failed_by += 1
-                if c.failed_by == self._expected_observers():
+                if observer not in c.observers:
+                    c.observers.add(observer)
+                    c.failed_by += 1
+                if c.all_failed is None and c.failed_by >= self._expected_observers():
                     c.all_failed = now
             return
         # subject is up: anything but alive is a false view
