@@ -2,36 +2,53 @@
 
 :class:`Client` is async and runs under asyncio or trio; :class:`SyncClient`
 blocks, for scripts. Neither imports libp2p or trio. See ``docs/api.md``.
+
+Names resolve lazily so that the CLI, which only needs
+:mod:`agentp2p.client.discovery` to build its parser, does not pay for
+importing httpx on ``--help``.
 """
 
 from __future__ import annotations
 
-from agentp2p.client.async_client import AsyncEventStream, AsyncSubscription, Client
-from agentp2p.client.calls import Call, StreamEvent
-from agentp2p.client.discovery import Endpoint, locate
-from agentp2p.client.errors import ApiError, ClientError, DaemonNotRunning, NotFound, StreamClosed, TokenError
-from agentp2p.client.sync_client import EventStream, Subscription, SyncClient
-from agentp2p.client.types import Message, NodeInfo, Peer, PeerAddrs
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "ApiError",
-    "AsyncEventStream",
-    "AsyncSubscription",
-    "Call",
-    "Client",
-    "ClientError",
-    "DaemonNotRunning",
-    "Endpoint",
-    "EventStream",
-    "Message",
-    "NodeInfo",
-    "NotFound",
-    "Peer",
-    "PeerAddrs",
-    "StreamClosed",
-    "StreamEvent",
-    "Subscription",
-    "SyncClient",
-    "TokenError",
-    "locate",
-]
+_EXPORTS = {
+    "Client": "async_client",
+    "AsyncEventStream": "async_client",
+    "AsyncSubscription": "async_client",
+    "SyncClient": "sync_client",
+    "EventStream": "sync_client",
+    "Subscription": "sync_client",
+    "Call": "calls",
+    "StreamEvent": "calls",
+    "Endpoint": "discovery",
+    "locate": "discovery",
+    "ApiError": "errors",
+    "ClientError": "errors",
+    "DaemonNotRunning": "errors",
+    "NotFound": "errors",
+    "StreamClosed": "errors",
+    "TokenError": "errors",
+    "Message": "types",
+    "NodeInfo": "types",
+    "Peer": "types",
+    "PeerAddrs": "types",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from agentp2p.client.async_client import AsyncEventStream, AsyncSubscription, Client
+    from agentp2p.client.calls import Call, StreamEvent
+    from agentp2p.client.discovery import Endpoint, locate
+    from agentp2p.client.errors import ApiError, ClientError, DaemonNotRunning, NotFound, StreamClosed, TokenError
+    from agentp2p.client.sync_client import EventStream, Subscription, SyncClient
+    from agentp2p.client.types import Message, NodeInfo, Peer, PeerAddrs
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agentp2p.client' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"agentp2p.client.{module}"), name)

@@ -155,7 +155,10 @@ class ApiService:
         # Hypercorn takes ownership of the already-bound socket.
         config.bind = [f"fd://{sock.detach()}"]
         config.accesslog = None
-        config.errorlog = log
+        # Hypercorn's own info lines ("Running on ...") repeat ours; keep its warnings.
+        server_log = logging.getLogger("agentp2p.api.server")
+        server_log.setLevel(logging.WARNING)
+        config.errorlog = server_log
         config.include_server_header = False
         config.graceful_timeout = 1.0
         try:
