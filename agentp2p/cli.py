@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agentp2p import __version__
+from agentp2p.cli_client import add_client_commands, add_daemon_api_flags, daemon_services, run_client_command
 from agentp2p.errors import AgentP2PError, ConfigError
 
 log = logging.getLogger("agentp2p.daemon")
@@ -44,9 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json-logs", action="store_true", help="same as --log-format json")
     d.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     d.add_argument("--mdns", action="store_true", help="discover peers on the LAN with mDNS")
+    add_daemon_api_flags(d)
 
     i = sub.add_parser("id", help="print the peer ID of the identity file (creating it if absent)")
     i.add_argument("--identity", metavar="PATH", help="identity key file (default ~/.agentp2p/identity.key)")
+    add_client_commands(sub)
     return p
 
 
@@ -74,14 +77,14 @@ def _daemon_config(args: argparse.Namespace) -> Any:
     return build_config(Path(config_file) if config_file else None, overrides=overrides, base=base)
 
 
-async def _run_daemon(config: Any) -> None:
+async def _run_daemon(config: Any, services: Any = ()) -> None:
     import trio
 
     from agentp2p.network.addresses import printable_addrs
     from agentp2p.node import Node
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with Node(config) as node:
+        async with Node(config, services=services) as node:
             for addr in printable_addrs(node.listen_addrs, node.peer_id):
                 print(addr, flush=True)
             log.info("agentp2p %s running as %s", __version__, node.peer_id)
@@ -93,6 +96,8 @@ async def _run_daemon(config: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "client_handler", None) is not None:
+        return run_client_command(args)
     try:
         if args.command == "id":
             from agentp2p.network.identity import DEFAULT_IDENTITY_FILE, load_or_create_identity
@@ -107,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
             config = _daemon_config(args)
             setup_logging(config.log_format, config.log_level)
-            trio.run(_run_daemon, config)
+            trio.run(_run_daemon, config, daemon_services(args, config))
             return 0
     except ConfigError as exc:
         print(f"agentp2p: error: {exc}", file=sys.stderr)
