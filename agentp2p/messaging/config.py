@@ -11,9 +11,24 @@ __all__ = ["MessagingConfig", "PROTOCOL_ID"]
 PROTOCOL_ID = "/agentp2p/msg/1.0.0"
 
 
+def stream_session_config() -> SessionConfig:
+    """Session settings for a reliable, ordered libp2p stream (TCP + Noise + Yamux).
+
+    On such a stream a frame is never lost while the stream lives, so a
+    retransmission on the same stream is pure waste; losses happen only when
+    the stream dies, and then the resume handshake resends. Yet the ACK
+    round trip includes the receiver's queue (frames waiting to be read and
+    verified), which under load grows faster than an RTO estimator follows:
+    with the core's 0.2 s floor we measured whole windows retransmitted for
+    nothing, doubling the receiver's work. So the RTO here is a slow safety
+    net (5 s floor), not a loss detector.
+    """
+    return SessionConfig(initial_rto=5.0, min_rto=5.0, max_rto=60.0)
+
+
 @dataclass(frozen=True, slots=True)
 class MessagingConfig:
-    session: SessionConfig = field(default_factory=SessionConfig)
+    session: SessionConfig = field(default_factory=stream_session_config)
     #: Budget for one dial attempt (peerstore addresses, then a DHT lookup).
     dial_timeout: float = 10.0
     #: Redial backoff while unacknowledged messages wait: doubles from initial to max.
