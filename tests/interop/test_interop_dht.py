@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import trio
 
 from agentp2p.node import Node
 from agentp2p.testing import local_config, wait_until
@@ -83,6 +84,16 @@ async def test_put_on_go_get_on_python(go_peer_binary: Path, python_dials: bool)
     async with pair(go_peer_binary, python_dials) as (py, go):
         await go.put("/agentp2p/interop/from-go", b"\x00value from go\xff")
         assert await py.dht_get("interop/from-go") == b"\x00value from go\xff"
+
+
+async def test_largest_value_both_ways(go_peer_binary: Path) -> None:
+    """64 KiB, the limit both validators enforce, crosses in each direction."""
+    big = bytes(range(256)) * 256
+    async with pair(go_peer_binary, python_dials=True) as (py, go):
+        await py.dht_put("interop/big-from-python", big)
+        assert await go.get("/agentp2p/interop/big-from-python") == big
+        await go.put("/agentp2p/interop/big-from-go", big)
+        assert await py.dht_get("interop/big-from-go") == big
 
 
 async def test_go_reads_value_held_only_by_python(go_peer_binary: Path) -> None:
@@ -156,6 +167,66 @@ async def test_python_finds_go_provider_through_go(go_peer_binary: Path) -> None
             assert transport_part(provider.addr) in transports(found[provider.peer_id].addrs)
             await py.connect(f"{transport_part(provider.addr)}/p2p/{provider.peer_id}")
             assert await py.ping(provider.peer_id) > 0
+
+
+async def eventually(check, *, timeout: float = 10.0, what: str) -> None:  # type: ignore[no-untyped-def]
+    """Re-run an async query until it holds (ADD_PROVIDER is unacknowledged in both
+    implementations, so "provide" returns before the remote stored anything)."""
+    with trio.move_on_after(timeout):
+        while not await check():
+            await trio.sleep(0.05)
+        return
+    raise AssertionError(f"{what} not within {timeout} s")
+
+
+async def test_go_provider_record_relayed_by_python(go_peer_binary: Path) -> None:
+    """ADD_PROVIDER Go -> Python, then GET_PROVIDERS Go -> Python after the provider left."""
+    from agentp2p.protocol.dht import provider_key
+
+    async with Node(local_config()) as holder:
+        async with GoPeer(go_peer_binary) as writer:
+            await link(holder, writer, python_dials=False)
+            await writer.provide("interop:go-provider-held-by-python")
+            writer_id = writer.peer_id
+            store = holder.dht.kad.provider_store
+            await wait_until(
+                lambda: writer_id
+                in {str(p.peer_id) for p in store.get_providers(provider_key("interop:go-provider-held-by-python"))},
+                what="the Go provider record in the Python node's store",
+            )
+        async with GoPeer(go_peer_binary) as reader:
+            await link(holder, reader, python_dials=False)
+            assert await reader.find_providers("interop:go-provider-held-by-python", 5) == [writer_id]
+
+
+async def test_python_provider_record_relayed_by_go(go_peer_binary: Path) -> None:
+    """ADD_PROVIDER Python -> Go, then GET_PROVIDERS Python -> Go.
+
+    The provider is a DHT *client* (it serves no Kademlia), so the only node
+    that can tell the reader about it is the Go peer that stored its record.
+    """
+    from agentp2p.config import DHTConfig
+
+    async with GoPeer(go_peer_binary) as holder:
+        async with Node(local_config(dht=DHTConfig(mode="client"))) as writer:
+            await writer.connect(holder.addr)
+            await in_py_table(writer, holder.peer_id)
+            await writer.provide("interop:py-client-provider")
+            async with Node(local_config()) as reader:
+                await link(reader, holder, python_dials=True)
+
+                addrs: set[str] = set()
+
+                async def found() -> bool:
+                    for info in await reader.find_providers("interop:py-client-provider", 5):
+                        if str(info.peer_id) == str(writer.peer_id):
+                            addrs.update(transports(info.addrs))
+                            return True
+                    return False
+
+                await eventually(found, what="the Python provider, via the Go peer")
+                # The Go peer's answer carried the provider's address.
+                assert transport_part(writer.addrs[0]) in addrs
 
 
 # -- peer routing ------------------------------------------------------------

@@ -136,3 +136,16 @@ async def test_500_each_way_none_lost(go_peer_binary: Path, python_dials: bool) 
         assert (await go.next_message()).data == b"end"
         await go.publish(topic, b"end")
         assert await receive_from(sub, go.peer_id, 1) == [b"end"]
+
+
+async def test_large_messages_each_way(go_peer_binary: Path) -> None:
+    """Up to 1,000,000 bytes: under both sides' 1 MiB RPC limit, in one message."""
+    topic = "agentp2p/interop/large"
+    async with pair(go_peer_binary, python_dials=True) as (py, go), py.subscribe(topic) as sub:
+        await go.subscribe(topic)
+        await joined(py, go, topic)
+        for size in (64 * 1024, 1_000_000):
+            await py.publish(topic, b"p" * size)
+            assert (await go.next_message()).data == b"p" * size
+            await go.publish(topic, b"g" * size)
+            assert await receive_from(sub, go.peer_id, 1) == [b"g" * size]
