@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,9 +78,12 @@ class DaemonProcess:
         self.logs: list[dict[str, Any]] = []
         self._lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
 
-    def start(self, timeout: float = 30.0) -> DaemonProcess:
+    def launch(self) -> DaemonProcess:
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env)
         threading.Thread(target=self._read_stderr, daemon=True).start()
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> DaemonProcess:
         first = self.proc.stdout.readline().decode().strip()  # type: ignore[union-attr]
         if not first:
             self.proc.wait(timeout=10)
@@ -88,6 +91,9 @@ class DaemonProcess:
         self.addrs = [first]
         self.wait_log(READY_LOG, timeout)
         return self
+
+    def start(self, timeout: float = 30.0) -> DaemonProcess:
+        return self.launch().wait_ready(timeout)
 
     def _read_stderr(self) -> None:
         for raw in self.proc.stderr:  # type: ignore[union-attr]
@@ -147,7 +153,23 @@ class DaemonProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
         self.stop()
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+@contextlib.contextmanager
+def daemons(*homes: Path) -> Iterator[list[DaemonProcess]]:
+    """Several daemons, started in parallel (each start is mostly Python imports)."""
+    procs = [DaemonProcess(home).launch() for home in homes]
+    try:
+        for proc in procs:
+            proc.wait_ready()
+        yield procs
+    finally:
+        for proc in procs:
+            proc.close()
