@@ -267,3 +267,66 @@ async def test_forged_expired_and_replayed_records_are_rejected_on_every_path() 
         assert svc_b.cache.get(evil.peer_id, wall_clock_ms()).record.seq == 2  # type: ignore[union-attr]
         assert svc_b.cache.get(a.peer_id, wall_clock_ms()).envelope == current  # type: ignore[union-attr]
         assert b.dht.kad.value_store.get(key.encode()).value == current
+
+
+# --- the sans-IO rules behind the network paths --------------------------------
+
+
+def test_announcement_rule_own_valid_newer_only() -> None:
+    from records_fixtures import HOUR, NOW, keypair, make_record
+
+    from agentp2p.application.records import InvalidRecord, Reason
+    from agentp2p.application.records.announce import check_announcement
+
+    kp, other = keypair(1), keypair(2)
+    me = ID.from_pubkey(kp.public_key)
+    v1, v2 = make_record(kp, seq=1), make_record(kp, seq=2)
+    env1, env2 = seal_record(v1, kp.private_key), seal_record(v2, kp.private_key)
+    assert check_announcement(env2, me, now_ms=NOW, held=v1).seq == 2
+    assert check_announcement(env1, me, now_ms=NOW, held=None).seq == 1
+    cases = [
+        (env1, me, v2, Reason.STALE),  # a replay of an older record
+        (env2, me, v2, Reason.STALE),  # a repeat is not news either
+        (env2, ID.from_pubkey(other.public_key), None, Reason.PEER_ID_MISMATCH),  # relayed by another
+        (seal_record(make_record(kp, seq=3, now_ms=NOW - 2 * HOUR), kp.private_key), me, None, Reason.EXPIRED),
+        (b"\x00garbage", me, None, Reason.MALFORMED),
+    ]
+    for data, sender, held, reason in cases:
+        try:
+            check_announcement(data, sender, now_ms=NOW, held=held)
+        except InvalidRecord as exc:
+            assert exc.reason is reason, (reason, exc)
+        else:
+            raise AssertionError(f"accepted, expected {reason}")
+
+
+async def test_ping_liveness_memoises_and_expires_verdicts(autojump_clock: object) -> None:
+    from agentp2p.application.records import Liveness
+    from agentp2p.application.records.liveness import PingLiveness
+
+    from records_fixtures import keypair
+
+    up, down = ID.from_pubkey(keypair(1).public_key), ID.from_pubkey(keypair(2).public_key)
+    calls: list[ID] = []
+
+    async def ping(peer: ID, timeout: float) -> float:
+        calls.append(peer)
+        if peer == down:
+            await trio.sleep(timeout * 10)  # ignores its timeout: the probe must not
+            raise AssertionError("unreachable")
+        return 0.004
+
+    live = PingLiveness(ping, timeout=1.0, fresh_for=2.0)
+    assert live.state(up) is Liveness.UNKNOWN
+    start = trio.current_time()
+    await live.probe([up, down, up])
+    assert trio.current_time() - start <= 1.0 + 1e-6  # concurrently, bounded by the timeout
+    assert live.state(up) is Liveness.ALIVE and live.rtt_ms(up) == 4.0
+    assert live.state(down) is Liveness.DEAD and live.rtt_ms(down) is None
+    await live.probe([up, down])
+    assert len(calls) == 2  # memoised
+    await trio.sleep(2.5)
+    assert live.state(up) is Liveness.UNKNOWN  # verdicts go stale
+    live.observe(down, True, 1.0)
+    await live.probe([up, down])
+    assert len(calls) == 3 and live.state(down) is Liveness.ALIVE

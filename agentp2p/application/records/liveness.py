@@ -91,9 +91,15 @@ class PingLiveness:
     async def _probe_one(self, peer: ID) -> None:
         async with self._limiter:
             self.pings += 1
-            try:
-                rtt_s = await self._ping(peer, self.timeout)
-            except Exception:  # noqa: BLE001 — any failure means "not reachable now"
+            rtt_s: float | None = None
+            # The ping is given the timeout, and held to it: a ping that
+            # ignores it must not stall find_agents.
+            with trio.move_on_after(self.timeout):
+                try:
+                    rtt_s = await self._ping(peer, self.timeout)
+                except Exception:  # noqa: BLE001 — any failure means "not reachable now"
+                    rtt_s = None
+            if rtt_s is None:
                 self.failures += 1
                 self.observe(peer, False)
             else:
