@@ -282,9 +282,6 @@ class Node:
         with contextlib.suppress(Exception):
             await self.host.disconnect(peer_id)
 
-    def _addr_list(self) -> str:
-        return ", ".join(str(a) for a in self._listen)
-
     def add_service(self, service: NodeService) -> None:
         """Attach ``service``; only before the node starts."""
         if self._started_once:
@@ -302,9 +299,9 @@ class Node:
     async def _watch_loneliness(self, events: trio.MemoryReceiveChannel[Any]) -> None:
         """Re-bootstrap when the last connection closes or the table empties."""
         async for ev in events:
-            if not ev.connected and not self.host.get_network().connections:
-                self.bootstrapper.wake()
-            elif self.dht.routing_table_size == 0 and not ev.connected:
+            if not ev.connected and (
+                not self.host.get_network().connections or self.dht.routing_table_size == 0
+            ):
                 self.bootstrapper.wake()
 
     async def _log_peer_events(self, events: trio.MemoryReceiveChannel[Any]) -> None:
