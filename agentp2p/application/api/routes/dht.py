@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from agentp2p.application.api.body import (
     encode_payload,
@@ -20,6 +19,7 @@ from agentp2p.application.api.body import (
     read_json_object,
     require_str,
 )
+from agentp2p.application.api.routing import route
 from agentp2p.application.api.context import context
 from agentp2p.application.api.errors import bad_request, not_found
 
@@ -82,9 +82,7 @@ async def find_peer(request: Request) -> JSONResponse:
 
 
 ROUTES = [
-    Route("/dht/value", get_value, methods=["GET"]),
-    Route("/dht/value", put_value, methods=["PUT"]),
-    Route("/dht/providers", provide, methods=["POST"]),
-    Route("/dht/providers", find_providers, methods=["GET"]),
-    Route("/dht/peers/{peer_id}", find_peer, methods=["GET"]),
+    route("/dht/value", GET=get_value, PUT=put_value),
+    route("/dht/providers", GET=find_providers, POST=provide),
+    route("/dht/peers/{peer_id}", GET=find_peer),
 ]

@@ -10,9 +10,9 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from agentp2p import __version__
+from agentp2p.application.api.routing import route
 from agentp2p.application.api.context import context
 from agentp2p.network.host import AGENT_VERSION
 
@@ -55,7 +55,7 @@ async def openapi(request: Request) -> JSONResponse:
 
 
 ROUTES = [
-    Route("/node", node_info, methods=["GET"]),
-    Route("/node/stats", node_stats, methods=["GET"]),
-    Route("/openapi.json", openapi, methods=["GET"]),
+    route("/node", GET=node_info),
+    route("/node/stats", GET=node_stats),
+    route("/openapi.json", GET=openapi),
 ]

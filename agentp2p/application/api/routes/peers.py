@@ -12,9 +12,9 @@ from typing import Any
 from libp2p.peer.id import ID
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from agentp2p.application.api.body import parse_peer_id, read_json_object, require_str
+from agentp2p.application.api.routing import route
 from agentp2p.application.api.context import context
 from agentp2p.application.api.errors import not_found
 
@@ -87,9 +87,7 @@ async def ping(request: Request) -> JSONResponse:
 
 
 ROUTES = [
-    Route("/peers", list_peers, methods=["GET"]),
-    Route("/peers", connect, methods=["POST"]),
-    Route("/peers/{peer_id}", peer_details, methods=["GET"]),
-    Route("/peers/{peer_id}", disconnect, methods=["DELETE"]),
-    Route("/peers/{peer_id}/ping", ping, methods=["POST"]),
+    route("/peers", GET=list_peers, POST=connect),
+    route("/peers/{peer_id}", GET=peer_details, DELETE=disconnect),
+    route("/peers/{peer_id}/ping", POST=ping),
 ]

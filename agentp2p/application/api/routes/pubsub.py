@@ -14,9 +14,9 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from agentp2p.application.api.body import encode_payload, payload, query_str, read_json_object, require_str
+from agentp2p.application.api.routing import route
 from agentp2p.application.api.context import ApiContext, context
 from agentp2p.application.api.errors import ApiError
 from agentp2p.application.api.sse import EventSender, EventStream
@@ -85,10 +85,10 @@ async def topic_peers(request: Request) -> JSONResponse:
 
 
 ROUTES = [
-    Route("/pubsub/publish", publish, methods=["POST"]),
-    Route("/pubsub/subscribe", subscribe, methods=["GET"]),
-    Route("/pubsub/topics", topics, methods=["GET"]),
-    Route("/pubsub/peers", topic_peers, methods=["GET"]),
+    route("/pubsub/publish", POST=publish),
+    route("/pubsub/subscribe", GET=subscribe),
+    route("/pubsub/topics", GET=topics),
+    route("/pubsub/peers", GET=topic_peers),
 ]
 
 __all__ = ["ROUTES", "check_stream_limit", "message_event"]
