@@ -1,0 +1,67 @@
+"""openapi.json is the API's contract: every route is in it, nothing else is, and the daemon serves it."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import schemathesis
+from starlette.routing import Mount, Route
+
+from agentp2p.application.api import build_app
+from agentp2p.application.api.routes.node import OPENAPI_PATH
+from agentp2p.config import NodeConfig
+
+from api_fixtures import api_node
+
+METHODS = {"get", "put", "post", "delete", "patch"}
+
+
+def _document() -> dict:
+    return json.loads(OPENAPI_PATH.read_text())
+
+
+def _server_operations() -> set[tuple[str, str]]:
+    stub = SimpleNamespace(config=NodeConfig(), services={})
+    app = build_app(stub, "token").app
+    ops = set()
+    for mount in app.routes:
+        assert isinstance(mount, Mount)
+        for route in mount.routes:
+            assert isinstance(route, Route)
+            for method in route.methods or ():
+                if method != "HEAD":  # starlette answers HEAD for every GET
+                    ops.add((method.lower(), mount.path + route.path))
+    return ops
+
+
+def _documented_operations() -> set[tuple[str, str]]:
+    return {(m, path) for path, item in _document()["paths"].items() for m in item if m in METHODS}
+
+
+def test_every_route_is_documented_and_nothing_else() -> None:
+    assert _server_operations() == _documented_operations()
+
+
+def test_document_is_valid_and_complete() -> None:
+    doc = _document()
+    schema = schemathesis.openapi.from_dict(doc)  # refuses structurally invalid documents
+    assert len(list(schema.get_all_operations())) == len(_documented_operations())
+    op_ids = []
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if method not in METHODS:
+                continue
+            op_ids.append(op["operationId"])
+            assert "401" in op["responses"], (method, path)
+            assert "200" in op["responses"], (method, path)
+            if "requestBody" in op or op.get("parameters") or item.get("parameters"):
+                assert "400" in op["responses"], (method, path)
+    assert len(op_ids) == len(set(op_ids))
+    assert doc["security"] == [{"bearer": []}]
+
+
+async def test_the_daemon_serves_the_document() -> None:
+    async with api_node() as a:
+        r = await a.client._http.get("/v1/openapi.json")
+        assert r.status_code == 200 and r.json() == _document()
