@@ -58,6 +58,9 @@ def load_or_create_token(path: Path) -> str:
         existing = _read_private_token(path)
         if existing is not None:
             return existing
+        # Replace only a file we judged unsafe or malformed; if there was none,
+        # link, so that a token another daemon created meanwhile is kept.
+        replace = os.path.lexists(path)
         token = generate_token()
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -66,7 +69,7 @@ def load_or_create_token(path: Path) -> str:
                 f.write(token + "\n")
                 f.flush()
                 os.fsync(f.fileno())
-            if os.path.lexists(path):
+            if replace:
                 os.replace(tmp, path)  # an unsafe or malformed file: ours wins
             else:
                 try:
