@@ -5,11 +5,16 @@ Extending the API
 A node service (messaging, membership, records...) adds endpoints by having
 an ``api_routes(self) -> Sequence[starlette.routing.BaseRoute]`` method; the
 API service collects them from every service on the node when it starts and
-mounts them under ``/v1`` next to the core routes. Handlers reach the node
-with ``agentp2p.application.api.context.context(request).node`` and can use
-the helpers in ``body.py`` (bounded JSON, payloads, peer IDs), ``errors.py``
-(JSON errors) and ``sse.py`` (event streams). The new paths go into
-``openapi.json``; ``tests/api/test_api_openapi.py`` fails until they do.
+mounts them under ``/v1`` next to the core routes, behind the same token.
+Build them with ``routing.route("/messages", POST=send)`` (one route per
+path, so 405 answers list every method). Handlers reach the node with
+``context.context(request).node`` and use ``body.py`` (bounded JSON,
+base64/text payloads, peer IDs), ``errors.py`` (``ApiError``; node errors
+map to statuses in ``NODE_ERRORS``) and ``sse.py`` (``EventStream`` for
+incoming messages or membership events, counted against
+``ApiLimits.max_streams`` like subscriptions). The new paths go into
+``openapi.json``: ``tests/api/test_api_openapi.py`` fails until the route
+table and the document agree, and the fuzz test then covers them.
 """
 
 from __future__ import annotations

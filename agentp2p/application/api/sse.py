@@ -21,6 +21,9 @@ from typing import Any
 
 import trio
 
+from agentp2p.application.api.context import ApiContext
+from agentp2p.application.api.errors import ApiError
+
 EventSender = Callable[[str, dict[str, Any]], Awaitable[None]]
 Producer = Callable[[EventSender], Awaitable[None]]
 
@@ -33,16 +36,37 @@ def encode_event(event: str, data: dict[str, Any], event_id: int | None = None) 
     return ("\n".join(lines) + "\n\n").encode()
 
 
+def event_stream(ctx: ApiContext, producer: Producer) -> EventStream:
+    """An event stream for a handler to return, or 429 if too many are open.
+
+    Every streaming endpoint (subscriptions now; incoming messages and
+    membership events later) goes through here, so they share one limit.
+    """
+    if ctx.open_streams >= ctx.limits.max_streams:
+        raise ApiError(429, "too_many_requests", f"at most {ctx.limits.max_streams} event streams may be open")
+    return EventStream(producer, heartbeat=ctx.limits.heartbeat, ctx=ctx)
+
+
 class EventStream:
     """ASGI response streaming the events ``producer`` sends."""
 
     media_type = "text/event-stream"
 
-    def __init__(self, producer: Producer, *, heartbeat: float = 15.0) -> None:
+    def __init__(self, producer: Producer, *, heartbeat: float = 15.0, ctx: ApiContext | None = None) -> None:
         self.producer = producer
         self.heartbeat = heartbeat
+        self.ctx = ctx
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if self.ctx is not None:
+            self.ctx.open_streams += 1
+        try:
+            await self._stream(receive, send)
+        finally:
+            if self.ctx is not None:
+                self.ctx.open_streams -= 1
+
+    async def _stream(self, receive: Any, send: Any) -> None:
         await send(
             {
                 "type": "http.response.start",

@@ -19,9 +19,9 @@ from agentp2p.application.api.body import (
     read_json_object,
     require_str,
 )
-from agentp2p.application.api.routing import route
 from agentp2p.application.api.context import context
 from agentp2p.application.api.errors import bad_request, not_found
+from agentp2p.application.api.routing import route
 
 MAX_KEY = 512
 _SMALL_BODY = 16 * 1024

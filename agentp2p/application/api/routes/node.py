@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from agentp2p import __version__
-from agentp2p.application.api.routing import route
 from agentp2p.application.api.context import context
+from agentp2p.application.api.routing import route
 from agentp2p.network.host import AGENT_VERSION
 
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi.json"

@@ -14,9 +14,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from agentp2p.application.api.body import parse_peer_id, read_json_object, require_str
-from agentp2p.application.api.routing import route
 from agentp2p.application.api.context import context
 from agentp2p.application.api.errors import not_found
+from agentp2p.application.api.routing import route
 
 _SMALL_BODY = 16 * 1024
 

@@ -16,10 +16,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from agentp2p.application.api.body import encode_payload, payload, query_str, read_json_object, require_str
+from agentp2p.application.api.context import context
 from agentp2p.application.api.routing import route
-from agentp2p.application.api.context import ApiContext, context
-from agentp2p.application.api.errors import ApiError
-from agentp2p.application.api.sse import EventSender, EventStream
+from agentp2p.application.api.sse import EventSender, EventStream, event_stream
 from agentp2p.protocol.pubsub import Message
 
 MAX_TOPIC = 256
@@ -43,32 +42,21 @@ async def publish(request: Request) -> JSONResponse:
     return JSONResponse({"topic": topic, "size": len(data)})
 
 
-def check_stream_limit(ctx: ApiContext) -> None:
-    """Refuse another event stream past the limit (429); producers count themselves."""
-    if ctx.open_streams >= ctx.limits.max_streams:
-        raise ApiError(429, "too_many_requests", f"at most {ctx.limits.max_streams} event streams may be open")
-
-
 async def subscribe(request: Request) -> EventStream:
     ctx = context(request)
     topic = query_str(request, "topic", max_len=MAX_TOPIC)
-    check_stream_limit(ctx)
 
     async def produce(send: EventSender) -> None:
-        ctx.open_streams += 1
-        try:
-            async with ctx.node.subscribe(topic) as sub:
-                await send("subscribed", {"topic": topic})
-                reported = 0
-                async for msg in sub:
-                    if sub.dropped > reported:
-                        await send("dropped", {"topic": topic, "count": sub.dropped - reported})
-                        reported = sub.dropped
-                    await send("message", message_event(msg))
-        finally:
-            ctx.open_streams -= 1
+        async with ctx.node.subscribe(topic) as sub:
+            await send("subscribed", {"topic": topic})
+            reported = 0
+            async for msg in sub:
+                if sub.dropped > reported:
+                    await send("dropped", {"topic": topic, "count": sub.dropped - reported})
+                    reported = sub.dropped
+                await send("message", message_event(msg))
 
-    return EventStream(produce, heartbeat=ctx.limits.heartbeat)
+    return event_stream(ctx, produce)
 
 
 async def topics(request: Request) -> JSONResponse:
@@ -91,4 +79,4 @@ ROUTES = [
     route("/pubsub/peers", GET=topic_peers),
 ]
 
-__all__ = ["ROUTES", "check_stream_limit", "message_event"]
+__all__ = ["ROUTES", "message_event"]
