@@ -231,6 +231,14 @@ async def test_dht_between_two_nodes() -> None:
         assert bad.value.status == 400
 
 
+async def test_dht_on_a_lonely_node_fails_with_502_not_500() -> None:
+    async with api_node() as a:
+        with pytest.raises(ApiError) as lonely:
+            await a.client.provide("nobody-to-tell")
+        assert (lonely.value.status, lonely.value.code) == (502, "dht_failed")
+        assert "no peer accepted" in lonely.value.message
+
+
 async def test_event_stream_limit_and_release() -> None:
     async with api_node(limits=ApiLimits(max_streams=1)) as a:
         async with a.client.subscribe("one"):

@@ -50,7 +50,7 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 NODE_ERRORS: list[tuple[type[BaseException], int, str]] = [
     (AddressError, 400, "bad_request"),
     (DialError, 502, "peer_unreachable"),
-    (DHTError, 504, "dht_failed"),
+    (DHTError, 502, "dht_failed"),
     (PubSubError, 503, "pubsub_unavailable"),
     (NotRunningError, 503, "not_running"),
 ]
