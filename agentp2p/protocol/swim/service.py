@@ -1,0 +1,435 @@
+"""SwimService: SWIM membership run by a node (the libp2p/trio adapter).
+
+The behaviour side of the adapter (rust-libp2p's NetworkBehaviour): it owns
+one :class:`~.core.SwimCore` and drives it with trio; the bytes move in
+:mod:`.transport`. Add it to a node with ``Node(config, services=[SwimService()])``.
+
+Theory of operation
+-------------------
+* **One loop, no locks.** Every input reaches the core through
+  :meth:`SwimService._step`: frames from the stream handlers, connection
+  events, and the timer loop, which sleeps until ``core.next_deadline()`` or
+  until another input may have armed an earlier timer. trio is cooperative,
+  so ``core.handle`` is never re-entered. ``_step`` dispatches what the core
+  returns at once and without awaiting: frames are queued on the transport
+  (which drops, and counts, rather than block), events are fanned out to the
+  listeners' bounded buffers (drops counted per listener).
+* **Who is a candidate member.** Every peer the node connects to (bootstrap,
+  DHT, inbound dials) is fed as ``MemberDiscovered`` with its peerstore
+  addresses — at start for the peers already connected, then on each connect
+  event. The core pings it; it joins when it answers (peers without SWIM never
+  do). Members learn of everyone else by gossip, so the view covers the whole
+  network, not just our connections; frames to members we are not connected
+  to dial them with the address hints SWIM carries.
+* **Identity.** The sender of a frame is the peer ID libp2p authenticated for
+  the connection (Noise), never anything inside the frame.
+* **Leaving.** :meth:`leave` announces ``left`` and waits (bounded) until the
+  core says it has had time to spread. If the node stops without it, ``run``'s
+  cancellation path still announces ``left`` to a few members directly
+  (shielded, at most ``stop_leave_timeout``), so a clean stop is reported as
+  *left*, not *failed*; only a crash is a failure.
+* **Time.** The core runs on ``trio.current_time()``.
+
+Clock and period values come from :class:`~.config.SwimConfig` (fast defaults:
+1 s period); see docs/swim.md for the detection-time / bandwidth trade-off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import trio
+from libp2p.peer.id import ID
+from multiaddr import Multiaddr
+
+from .config import SwimConfig
+from .core import SwimCore
+from .events import Action, Input, Leave, LeaveComplete, MemberDiscovered, MemberEvent, Received, Send, Tick
+from .member import Member, State
+from .transport import FaultInjection, SwimTransport
+from .wire import PROTOCOL_ID, encode
+
+if TYPE_CHECKING:
+    from agentp2p.node import Node
+
+log = logging.getLogger("agentp2p.swim")
+
+__all__ = ["FaultInjection", "MemberInfo", "MembershipEvent", "SwimService"]
+
+
+def _maddrs(raw: tuple[bytes, ...]) -> tuple[Multiaddr, ...]:
+    out = []
+    for a in raw:
+        with contextlib.suppress(Exception):
+            out.append(Multiaddr(a))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class MemberInfo:
+    """One member as this node sees it."""
+
+    peer_id: ID
+    #: "alive", "suspect", "dead" or "left".
+    state: str
+    incarnation: int
+    addrs: tuple[Multiaddr, ...]
+    #: When it entered ``state`` (trio.current_time() clock).
+    since: float
+
+    @classmethod
+    def of(cls, m: Member) -> MemberInfo:
+        return cls(ID(m.peer_id), m.state.name.lower(), m.incarnation, _maddrs(m.addrs), m.since)
+
+
+@dataclass(frozen=True)
+class MembershipEvent:
+    """A change in membership, as delivered by :meth:`SwimService.events`."""
+
+    #: "joined", "suspect", "failed", "left" or "recovered".
+    kind: str
+    peer_id: ID
+    incarnation: int
+    #: State before the change ("alive", ...), None when the peer was unknown.
+    previous: str | None
+    addrs: tuple[Multiaddr, ...]
+    #: trio.current_time() when this node learned it.
+    at: float
+
+
+class _Listener:
+    __slots__ = ("send", "dropped")
+
+    def __init__(self, send: trio.MemorySendChannel[MembershipEvent]) -> None:
+        self.send = send
+        self.dropped = 0
+
+
+class SwimService:
+    """SWIM + Lifeguard membership for a :class:`~agentp2p.node.Node` (name ``"swim"``)."""
+
+    name = "swim"
+
+    def __init__(
+        self,
+        config: SwimConfig | None = None,
+        *,
+        seed: int | None = None,
+        dial_timeout: float | None = None,
+        write_timeout: float | None = None,
+        event_buffer: int = 1024,
+        leave_on_stop: bool = True,
+        stop_leave_timeout: float = 0.5,
+    ) -> None:
+        """``dial_timeout`` bounds opening a peer's stream (dial included);
+        default ``max(2 s, 2 periods)``. Not shorter: py-libp2p needs 0.5-1.2 s to
+        open a stream on an *existing* connection while a process is busy (10
+        nodes starting, measured), and cancelling the open wastes that work and
+        starves the link; frames simply queue (bounded) behind it.
+        ``write_timeout`` (default one period) bounds one write: a frame that
+        needs longer is stale, so it is dropped like a lost datagram and the
+        stream reset. ``event_buffer`` bounds each listener's backlog."""
+        self.config = config or SwimConfig()
+        self._rng = random.Random(seed)
+        period = self.config.probe_interval
+        self._dial_timeout = dial_timeout if dial_timeout is not None else max(2.0, 2 * period)
+        self._write_timeout = write_timeout if write_timeout is not None else period
+        self.event_buffer = event_buffer
+        self.leave_on_stop = leave_on_stop
+        self.stop_leave_timeout = stop_leave_timeout
+        self._node: Node | None = None
+        self._transport: SwimTransport | None = None
+        self._core: SwimCore | None = None
+        self._listeners: list[_Listener] = []
+        self._wake = trio.Event()
+        self._left = trio.Event()
+        self._started = trio.Event()
+        self._events_emitted = 0
+        self._events_dropped_closed = 0
+        self._frames_before_start = 0
+        self._core_errors = 0
+        self._pending_fault: FaultInjection | None = None
+
+    # ------------------------------------------------------------- NodeService
+
+    def attach(self, node: Node) -> None:
+        self._node = node
+        self._transport = SwimTransport(
+            node.host,
+            self._on_frame,
+            dial_timeout=self._dial_timeout,
+            write_timeout=self._write_timeout,
+        )
+        self._transport.fault = self._pending_fault
+        node.set_stream_handler(PROTOCOL_ID, self._transport.handle_inbound)
+
+    async def run(self, node: Node) -> None:
+        transport = self._transport
+        if transport is None or self._node is not node:
+            raise RuntimeError("SwimService.run() before attach()")
+        addrs = [a.to_bytes() for a in node.listen_addrs if "/ip4/0.0.0.0/" not in str(a) and "/ip6/::/" not in str(a)]
+        self._core = SwimCore(
+            node.peer_id.to_bytes(),
+            addrs,
+            rng=self._rng,
+            now=trio.current_time(),
+            config=self.config,
+        )
+        conn_events = node.events.subscribe()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(transport.run)
+                # Let the transport's nursery exist before the first Send.
+                await trio.lowlevel.checkpoint()
+                nursery.start_soon(self._feed_connections, node, conn_events)
+                self._started.set()
+                await self._timer_loop()
+                nursery.cancel_scope.cancel()
+        finally:
+            with contextlib.suppress(Exception):
+                conn_events.close()
+            core = self._core
+            if self.leave_on_stop and core is not None and not core.stopped and not self._left.is_set():
+                with trio.CancelScope(shield=True), trio.move_on_after(self.stop_leave_timeout):
+                    await self._announce_leave_now()
+            self._close_listeners()
+
+    # --------------------------------------------------------------- driving
+
+    def _step(self, event: Input) -> None:
+        """Feed one input to the core and carry out what it returns (no awaits)."""
+        core = self._core
+        if core is None:
+            return
+        try:
+            actions = core.handle(trio.current_time(), event)
+        except Exception:  # a core bug must not take the node down; count and log it
+            self._core_errors += 1
+            log.exception("swim core failed on %r", type(event).__name__)
+            return
+        self._dispatch(actions)
+        self._wake.set()
+
+    def _dispatch(self, actions: list[Action]) -> None:
+        transport = self._transport
+        assert transport is not None
+        for a in actions:
+            if isinstance(a, Send):
+                transport.send(a.to, encode(a.message), a.addrs)
+            elif isinstance(a, MemberEvent):
+                self._publish(a)
+            elif isinstance(a, LeaveComplete):
+                self._left.set()
+
+    def _on_frame(self, sender: bytes, frame: bytes) -> None:
+        if self._core is None:
+            self._frames_before_start += 1
+            return
+        self._step(Received(sender, frame))
+
+    async def _timer_loop(self) -> None:
+        core = self._core
+        assert core is not None
+        while True:
+            deadline = core.next_deadline()
+            if deadline is None and core.stopped:
+                return
+            wake = self._wake
+            if deadline is None:
+                await wake.wait()
+            else:
+                with trio.move_on_at(deadline):
+                    await wake.wait()
+            if wake is self._wake:
+                self._wake = trio.Event()
+            deadline = core.next_deadline()
+            if deadline is not None and deadline <= trio.current_time():
+                self._step(Tick())
+
+    async def _feed_connections(self, node: Node, events: trio.MemoryReceiveChannel[Any]) -> None:
+        for peer in node.peers():
+            self._discovered(node, peer)
+        async for ev in events:
+            if ev.connected:
+                self._discovered(node, ev.peer_id)
+
+    def _discovered(self, node: Node, peer: ID) -> None:
+        try:
+            addrs = tuple(a.to_bytes() for a in node.host.get_peerstore().addrs(peer))
+        except Exception:  # noqa: BLE001 - unknown to the peerstore: no hints
+            addrs = ()
+        self._step(MemberDiscovered(peer.to_bytes(), addrs[:8]))
+
+    async def _announce_leave_now(self) -> None:
+        """Stopping without leave(): tell a few members directly, in parallel."""
+        core, transport = self._core, self._transport
+        assert core is not None and transport is not None
+        actions = core.handle(trio.current_time(), Leave())
+        sends = [a for a in actions if isinstance(a, Send)]
+        async with trio.open_nursery() as nursery:
+            for s in sends:
+                nursery.start_soon(transport.send_now, s.to, encode(s.message), s.addrs)
+
+    # ------------------------------------------------------------------- API
+
+    @property
+    def started(self) -> bool:
+        return self._core is not None
+
+    async def wait_started(self) -> None:
+        await self._started.wait()
+
+    @property
+    def incarnation(self) -> int:
+        """Our own incarnation (grows each time we refute a suspicion)."""
+        return self._core.incarnation if self._core is not None else 0
+
+    def members(self) -> list[MemberInfo]:
+        """Every member we know — alive, suspect, and dead/left ones until they
+        are forgotten (check ``state``). Ourselves excluded."""
+        if self._core is None:
+            return []
+        return [MemberInfo.of(m) for m in self._core.members()]
+
+    def member(self, peer: ID) -> MemberInfo | None:
+        m = self._core.member(peer.to_bytes()) if self._core is not None else None
+        return MemberInfo.of(m) if m is not None else None
+
+    def state_of(self, peer: ID) -> str | None:
+        """"alive", "suspect", "dead", "left", or None for a peer we do not know."""
+        m = self._core.member(peer.to_bytes()) if self._core is not None else None
+        return m.state.name.lower() if m is not None else None
+
+    def is_alive(self, peer: ID) -> bool | None:
+        """Liveness for other services: True for alive *or suspect* (a suspect
+        has not been judged yet), False for dead or left, None when SWIM has no
+        opinion (not a member, or the service has not started)."""
+        m = self._core.member(peer.to_bytes()) if self._core is not None else None
+        if m is None:
+            return None
+        return m.state is State.ALIVE or m.state is State.SUSPECT
+
+    def alive_count(self) -> int:
+        """Members alive or suspect, ourselves excluded."""
+        return self._core.alive_count() if self._core is not None else 0
+
+    @contextlib.asynccontextmanager
+    async def events(self, buffer: int | None = None) -> AsyncIterator[trio.MemoryReceiveChannel[MembershipEvent]]:
+        """Membership changes from now on: ``async with svc.events() as ev: async for e in ev``.
+
+        Each listener has its own buffer (``buffer``, default ``event_buffer``);
+        a listener that falls that far behind loses events (counted in
+        ``stats()["events"]["dropped"]``) rather than slowing the protocol —
+        ``members()`` is always the current truth to re-sync from. The channel
+        ends when the service stops.
+        """
+        send, recv = trio.open_memory_channel[MembershipEvent](buffer or self.event_buffer)
+        listener = _Listener(send)
+        self._listeners.append(listener)
+        try:
+            async with recv:
+                yield recv
+        finally:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+            self._events_dropped_closed += listener.dropped
+            send.close()
+
+    def _publish(self, a: MemberEvent) -> None:
+        ev = MembershipEvent(
+            a.kind.value,
+            ID(a.peer_id),
+            a.incarnation,
+            a.previous.name.lower() if a.previous is not None else None,
+            _maddrs(a.addrs),
+            trio.current_time(),
+        )
+        self._events_emitted += 1
+        log.debug("swim: %s %s (incarnation %d)", ev.kind, ev.peer_id, ev.incarnation)
+        for listener in list(self._listeners):
+            try:
+                listener.send.send_nowait(ev)
+            except trio.WouldBlock:
+                listener.dropped += 1
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                with contextlib.suppress(ValueError):
+                    self._listeners.remove(listener)
+
+    def _close_listeners(self) -> None:
+        for listener in self._listeners:
+            listener.send.close()
+        self._listeners.clear()
+
+    async def leave(self, timeout: float | None = None) -> bool:
+        """Leave gracefully: announce ``left`` and keep answering for
+        ``leave_periods`` periods so it spreads; then the service goes quiet
+        (the node can stop). True if that completed within ``timeout``
+        (default: the leave periods, stretched by our health score, plus 1 s)."""
+        core = self._core
+        if core is None:
+            return False
+        if not core.stopped:
+            self._step(Leave())
+        if timeout is None:
+            cfg = self.config
+            timeout = cfg.leave_periods * core.awareness.scale(cfg.probe_interval) + 1.0
+        with trio.move_on_after(timeout):
+            await self._left.wait()
+        return self._left.is_set()
+
+    @property
+    def left(self) -> bool:
+        return self._left.is_set()
+
+    # ---------------------------------------------------------- test hooks
+
+    @property
+    def fault(self) -> FaultInjection | None:
+        """TEST HOOK (see :class:`FaultInjection`): partition or slow this node
+        at the SWIM adapter. ``None`` = healthy."""
+        return self._transport.fault if self._transport is not None else self._pending_fault
+
+    @fault.setter
+    def fault(self, value: FaultInjection | None) -> None:
+        self._pending_fault = value
+        if self._transport is not None:
+            self._transport.fault = value
+
+    # ---------------------------------------------------------------- stats
+
+    def stats(self) -> dict[str, Any]:
+        core, transport = self._core, self._transport
+        counts = {s.name.lower(): 0 for s in State}
+        if core is not None:
+            for m in core.members():
+                counts[m.state.name.lower()] += 1
+        return {
+            "incarnation": self.incarnation,
+            "awareness": core.awareness.score if core is not None else 0,
+            "members": counts,
+            "core": asdict(core.stats) if core is not None else {},
+            "transport": asdict(transport.stats) if transport is not None else {},
+            "open_links": transport.open_links() if transport is not None else 0,
+            "events": {
+                "emitted": self._events_emitted,
+                "listeners": len(self._listeners),
+                "dropped": self._events_dropped_closed + sum(lst.dropped for lst in self._listeners),
+            },
+            "frames_before_start": self._frames_before_start,
+            "core_errors": self._core_errors,
+        }
+
+    def detection_bound(self, n: int) -> float:
+        """Worst-case seconds from a crash until every member marks it failed,
+        for ``n`` members and a healthy network (Lifeguard score 0): see
+        docs/swim.md "Failure-detection bound"."""
+        cfg = self.config
+        first_probe = 2 * max(1, n - 1) * cfg.probe_interval
+        spread = math.ceil(math.log2(max(2, n))) * cfg.probe_interval
+        return first_probe + cfg.suspicion_max(n) + 2 * spread

@@ -1,0 +1,395 @@
+"""SWIM frames over libp2p streams, with the semantics of UDP datagrams.
+
+The connection side of the SWIM adapter (rust-libp2p's ConnectionHandler):
+it knows nothing of what a frame means. The behaviour (service.py) calls
+:meth:`SwimTransport.send` and is called back with every frame that arrives.
+
+Theory of operation
+-------------------
+SWIM was designed for UDP: a probe that does not arrive in time is as good as
+lost, and the protocol already copes with loss (indirect probes, suspicion,
+refutation). So this transport never makes the core wait:
+
+* **Outbound.** One stream per peer, opened on the first frame and reused
+  (``/agentp2p/swim/1.0.0``, varint-length-prefixed protobuf frames). Each
+  peer has a small task and a bounded queue; :meth:`send` only enqueues
+  (never awaits) and counts a drop when the queue is full. The task dials when
+  needed — using the address hints from the core (``Send.addrs``), and at most
+  ``dial_timeout`` (about the probe timeout: a probe that needs longer is lost
+  anyway) — and writes with ``write_timeout``. A failed dial drops the frame
+  and whatever queued behind it; a failed or stuck write resets the stream,
+  which the next frame reopens. Idle peers' tasks end after ``idle_timeout``.
+* **Inbound.** The stream handler reads frames until EOF and hands each one,
+  with the *authenticated* remote peer ID from the connection (never from the
+  frame), to the behaviour. A stream that breaks framing is reset; a peer may
+  hold only a few inbound streams at once.
+* **Fault injection (test hook).** :class:`FaultInjection` drops frames to and
+  from a set of peers (a partition) and delays every frame we send (a slow
+  node), here at the adapter, so real-socket tests can partition a network
+  and heal it without touching the kernel.
+
+All counters are in :class:`TransportStats`; nothing here raises into the
+core loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+from libp2p.custom_types import TProtocol
+from libp2p.network.stream.exceptions import StreamEOF
+from libp2p.peer.id import ID
+from multiaddr import Multiaddr
+
+from .wire import MAX_FRAME_BYTES, PROTOCOL_ID
+
+log = logging.getLogger("agentp2p.swim")
+
+__all__ = ["FaultInjection", "FrameError", "FrameReader", "SwimTransport", "TransportStats", "length_prefixed"]
+
+#: Peerstore TTL for addresses learned from SWIM (dial hints).
+_ADDR_TTL = 3600
+
+
+class FrameError(ValueError):
+    """The byte stream is not a sequence of length-prefixed frames."""
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def length_prefixed(frame: bytes) -> bytes:
+    return _varint(len(frame)) + frame
+
+
+class FrameReader:
+    """Split a byte stream into varint-length-prefixed frames (bounded)."""
+
+    def __init__(self, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self._buf
+        buf += data
+        frames: list[bytes] = []
+        pos, n = 0, len(buf)
+        while pos < n:
+            length = shift = 0
+            i = pos
+            while True:
+                if i >= n:
+                    del buf[:pos]
+                    return frames
+                b = buf[i]
+                i += 1
+                length |= (b & 0x7F) << shift
+                if not b & 0x80:
+                    break
+                shift += 7
+                if shift > 28:
+                    raise FrameError("length prefix too long")
+            if length > self.max_frame_bytes:
+                raise FrameError(f"frame of {length} bytes exceeds {self.max_frame_bytes}")
+            if i + length > n:
+                break
+            frames.append(bytes(buf[i : i + length]))
+            pos = i + length
+        del buf[:pos]
+        return frames
+
+
+@dataclass
+class FaultInjection:
+    """TEST HOOK: make this node misbehave at the SWIM adapter only.
+
+    ``block``: peers whose SWIM frames we neither send nor accept (a network
+    partition as seen from here; libp2p connections stay up). ``delay``:
+    seconds every frame we send waits before it is written (a slow node: its
+    acks arrive late). Assign ``service.fault = FaultInjection(...)``; set it
+    back to ``None`` to heal.
+    """
+
+    block: set[ID] = field(default_factory=set)
+    delay: float = 0.0
+
+    def blocks(self, peer: bytes) -> bool:
+        return any(p.to_bytes() == peer for p in self.block)
+
+
+@dataclass
+class TransportStats:
+    frames_out: int = 0  # frames written
+    bytes_out: int = 0  # bytes written, length prefixes included
+    frames_in: int = 0
+    bytes_in: int = 0
+    dropped_queue_full: int = 0  # send() found the peer's queue full
+    dropped_dial: int = 0  # frames lost because the dial/stream open failed
+    dropped_write: int = 0  # write failed or timed out
+    dropped_not_running: int = 0  # frames before start / after stop
+    dropped_fault_out: int = 0  # test hook: blocked outbound
+    dropped_fault_in: int = 0  # test hook: blocked inbound
+    dials: int = 0  # stream opens attempted
+    dial_failures: int = 0
+    inbound_streams: int = 0
+    inbound_refused: int = 0  # a peer over its inbound-stream limit
+    bad_streams: int = 0  # inbound streams reset for broken framing
+
+
+class _Link:
+    """Outbound state for one peer: queue, and the stream once open."""
+
+    __slots__ = ("send", "recv", "stream")
+
+    def __init__(self, capacity: int) -> None:
+        self.send, self.recv = trio.open_memory_channel[tuple[bytes, tuple[bytes, ...], float]](capacity)
+        self.stream: Any = None
+
+
+class SwimTransport:
+    """Per-peer framed streams for SWIM (see the module docstring)."""
+
+    def __init__(
+        self,
+        host: Any,
+        on_frame: Callable[[bytes, bytes], None],
+        *,
+        dial_timeout: float,
+        write_timeout: float,
+        queue_size: int = 32,
+        idle_timeout: float = 30.0,
+        max_inbound_per_peer: int = 4,
+    ) -> None:
+        self._host = host
+        self._on_frame = on_frame
+        self.dial_timeout = dial_timeout
+        self.write_timeout = write_timeout
+        self.queue_size = queue_size
+        self.idle_timeout = idle_timeout
+        self.max_inbound_per_peer = max_inbound_per_peer
+        self.stats = TransportStats()
+        self.fault: FaultInjection | None = None
+        self._links: dict[bytes, _Link] = {}
+        self._inbound: dict[bytes, int] = {}
+        self._nursery: trio.Nursery | None = None
+        self._ids: dict[bytes, ID] = {}
+
+    # ---------------------------------------------------------------- outbound
+
+    def send(self, peer: bytes, frame: bytes, addrs: Iterable[bytes] = ()) -> bool:
+        """Queue ``frame`` for ``peer``; never blocks. False if it was dropped."""
+        fault = self.fault
+        if fault is not None and fault.blocks(peer):
+            self.stats.dropped_fault_out += 1
+            return False
+        nursery = self._nursery
+        if nursery is None:
+            self.stats.dropped_not_running += 1
+            return False
+        link = self._links.get(peer)
+        if link is None:
+            link = self._links[peer] = _Link(self.queue_size)
+            nursery.start_soon(self._run_link, peer, link)
+        not_before = trio.current_time() + (fault.delay if fault is not None else 0.0)
+        try:
+            link.send.send_nowait((length_prefixed(frame), tuple(addrs), not_before))
+        except trio.WouldBlock:
+            self.stats.dropped_queue_full += 1
+            return False
+        return True
+
+    def _peer_id(self, peer: bytes) -> ID:
+        pid = self._ids.get(peer)
+        if pid is None:
+            pid = ID(peer)
+            if len(self._ids) > 4096:
+                self._ids.clear()
+            self._ids[peer] = pid
+        return pid
+
+    async def _run_link(self, peer: bytes, link: _Link) -> None:
+        pid = self._peer_id(peer)
+        try:
+            while True:
+                item = None
+                with trio.move_on_after(self.idle_timeout):
+                    item = await link.recv.receive()
+                if item is None:
+                    # Idle. No await between this check and the removal, so a
+                    # concurrent send() either got in before or makes a new link.
+                    try:
+                        item = link.recv.receive_nowait()
+                    except trio.WouldBlock:
+                        return
+                data, addrs, not_before = item
+                if not_before > trio.current_time():
+                    await trio.sleep_until(not_before)
+                if link.stream is None:
+                    link.stream = await self._open(pid, addrs)
+                    if link.stream is None:
+                        self.stats.dropped_dial += 1 + self._drain(link)
+                        continue
+                if not await self._write(link.stream, data):
+                    self.stats.dropped_write += 1
+                    stream, link.stream = link.stream, None
+                    await _reset_quietly(stream)
+        finally:
+            if self._links.get(peer) is link:
+                del self._links[peer]
+            if link.stream is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(1):
+                    await _close_quietly(link.stream)
+
+    @staticmethod
+    def _drain(link: _Link) -> int:
+        n = 0
+        while True:
+            try:
+                link.recv.receive_nowait()
+            except trio.WouldBlock:
+                return n
+            n += 1
+
+    async def _open(self, pid: ID, addrs: tuple[bytes, ...], *, dial: bool = True) -> Any:
+        host = self._host
+        self.stats.dials += 1
+        try:
+            network = host.get_network()
+            if not network.get_connections(pid):
+                if not dial:
+                    raise ConnectionError("not connected (and not dialing)")
+                if addrs:
+                    mas = []
+                    for raw in addrs:
+                        with contextlib.suppress(Exception):
+                            mas.append(Multiaddr(raw))
+                    if mas:
+                        host.get_peerstore().add_addrs(pid, mas, _ADDR_TTL)
+                # SWIM decides for itself when to retry a peer (reconnect
+                # pings to the dead); the swarm's 60 s negative cache would
+                # keep a restarted member unreachable.
+                with contextlib.suppress(Exception):
+                    network.unblock_peer(pid)
+            with trio.fail_after(self.dial_timeout):
+                return await host.new_stream(pid, [TProtocol(PROTOCOL_ID)])
+        except Exception as exc:  # noqa: BLE001 - a lost datagram, counted
+            self.stats.dial_failures += 1
+            log.debug("swim: cannot open a stream to %s: %r", pid, exc)
+            return None
+
+    async def _write(self, stream: Any, data: bytes) -> bool:
+        try:
+            with trio.fail_after(self.write_timeout):
+                await stream.write(data)
+        except Exception:  # noqa: BLE001 - counted by the caller
+            return False
+        self.stats.frames_out += 1
+        self.stats.bytes_out += len(data)
+        return True
+
+    async def send_now(self, peer: bytes, frame: bytes, addrs: Iterable[bytes] = ()) -> bool:
+        """Write one frame on a fresh stream, bypassing the queues (used to
+        announce a leave while the node is stopping and the link tasks are gone)."""
+        fault = self.fault
+        if fault is not None and fault.blocks(peer):
+            self.stats.dropped_fault_out += 1
+            return False
+        # No new dials: the node is stopping.
+        stream = await self._open(self._peer_id(peer), tuple(addrs), dial=False)
+        if stream is None:
+            self.stats.dropped_dial += 1
+            return False
+        try:
+            ok = await self._write(stream, length_prefixed(frame))
+            if not ok:
+                self.stats.dropped_write += 1
+            return ok
+        finally:
+            await _close_quietly(stream)
+
+    # ----------------------------------------------------------------- inbound
+
+    async def handle_inbound(self, stream: Any) -> None:
+        """Stream handler for PROTOCOL_ID: deliver every frame, authenticated by
+        the connection's peer ID."""
+        sender: bytes = stream.muxed_conn.peer_id.to_bytes()
+        count = self._inbound.get(sender, 0)
+        if count >= self.max_inbound_per_peer:
+            self.stats.inbound_refused += 1
+            await _reset_quietly(stream)
+            return
+        self._inbound[sender] = count + 1
+        self.stats.inbound_streams += 1
+        reader = FrameReader()
+        try:
+            while True:
+                try:
+                    data = await stream.read(65536)
+                except StreamEOF:
+                    break
+                except Exception:  # noqa: BLE001 - reset/closed by the peer: normal
+                    break
+                if not data:
+                    break
+                try:
+                    frames = reader.feed(data)
+                except FrameError as exc:
+                    self.stats.bad_streams += 1
+                    log.debug("swim: %s broke framing: %s", stream.muxed_conn.peer_id, exc)
+                    await _reset_quietly(stream)
+                    return
+                for frame in frames:
+                    fault = self.fault
+                    if fault is not None and fault.blocks(sender):
+                        self.stats.dropped_fault_in += 1
+                        continue
+                    self.stats.frames_in += 1
+                    self.stats.bytes_in += len(frame) + len(_varint(len(frame)))
+                    self._on_frame(sender, frame)
+        finally:
+            left = self._inbound.get(sender, 1) - 1
+            if left > 0:
+                self._inbound[sender] = left
+            else:
+                self._inbound.pop(sender, None)
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await _close_quietly(stream)
+
+    # ---------------------------------------------------------------- lifetime
+
+    async def run(self) -> None:
+        """Own the per-peer tasks until cancelled."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+
+    @property
+    def running(self) -> bool:
+        return self._nursery is not None
+
+    def open_links(self) -> int:
+        return len(self._links)
+
+
+async def _reset_quietly(stream: Any) -> None:
+    with contextlib.suppress(Exception):
+        await stream.reset()
+
+
+async def _close_quietly(stream: Any) -> None:
+    with contextlib.suppress(Exception):
+        await stream.close()
