@@ -1,0 +1,426 @@
+"""Pub/sub throughput, delivery ratio and publish-to-deliver latency at N nodes.
+
+Topology: node 0 is the bootstrap node; every other node bootstraps from it
+(and then learns more peers through its DHT self-lookup), as in
+``agentp2p.testing.network``. One publisher node (not subscribed) publishes
+on one topic; the other N-1 nodes subscribe and record what arrives.
+
+Each payload carries ``(kind, seq, send time)``; the send time is
+``time.monotonic_ns()``, which on Linux is one system-wide clock, so latency
+is comparable across worker processes too. A run:
+
+1. starts the nodes and waits until every node is connected and the
+   publisher sees a subscriber;
+2. warms up: publishes a warm-up message, waiting longer after each, until
+   every subscriber got one (the mesh has formed, code paths are hot), then
+   waits until no more warm-up copies arrive;
+3. publishes ``--messages`` messages, either as fast as ``publish()``
+   returns (saturating; ``publish()`` applies backpressure, never drops) or
+   at a fixed offered load (``--rate`` msg/s);
+4. drains until every subscriber has every message, or nothing new arrived
+   for ``--idle-timeout`` seconds.
+
+Figures: delivered msg/s (unique deliveries summed over subscribers, from
+the first publish to the last delivery), publish rate, delivery ratio
+(unique / expected), duplicates and losses counted separately, P50/P99
+latency over every unique delivery, and the drop counters of every node.
+
+By default all nodes share this process, so they share one core: the
+figures are the single-core ceiling of py-libp2p, divided among N nodes.
+``--procs P`` spreads the subscribers over P worker processes (the
+publisher stays here), which is how a real deployment runs (one daemon per
+machine) — but this machine has only 2 cores.
+
+    /tmp/venv/bin/python benchmarks/pubsub_bench.py --nodes 2,10,50            # saturating, in one process
+    /tmp/venv/bin/python benchmarks/pubsub_bench.py --nodes 10 --rate 50       # latency at 50 msg/s offered
+    /tmp/venv/bin/python benchmarks/pubsub_bench.py --nodes 10 --procs 2       # subscribers in 2 processes
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psutil
+import trio
+
+from benchmarks.common import PYTHON, emit, md_table, percentile
+from agentp2p.node import Node
+from agentp2p.testing import local_config, wait_until
+
+TOPIC = "bench"
+HEADER = struct.Struct("!BIQ")  # kind, seq, monotonic send time (ns)
+WARM, DATA = 0, 1
+
+# Default message counts per network size, sized so each run finishes in
+# about a minute in one process on one (shared) core. Every node receives
+# each message from several mesh peers and pays py-libp2p's per-RPC cost for
+# each copy, so the CPU per published message grows faster than N.
+DEFAULT_MESSAGES = {2: 2000, 10: 150, 50: 20}
+
+
+def default_messages(n: int) -> int:
+    if n in DEFAULT_MESSAGES:
+        return DEFAULT_MESSAGES[n]
+    return max(10, int(3000 / (n * n)))
+
+
+def payload(kind: int, seq: int, size: int) -> bytes:
+    head = HEADER.pack(kind, seq, time.monotonic_ns())
+    return head + b"\0" * max(0, size - len(head))
+
+
+class Recorder:
+    """What one subscriber received."""
+
+    def __init__(self) -> None:
+        self.counts: dict[int, int] = {}
+        self.latencies_ms: list[float] = []
+        self.warm = False
+        self.warm_count = 0
+        self.last_ns = 0
+
+    def record(self, data: bytes) -> None:
+        now = time.monotonic_ns()
+        kind, seq, sent = HEADER.unpack_from(data)
+        if kind == WARM:
+            self.warm = True
+            self.warm_count += 1
+            return
+        c = self.counts.get(seq, 0)
+        self.counts[seq] = c + 1
+        if c == 0:
+            self.latencies_ms.append((now - sent) / 1e6)
+            self.last_ns = now
+
+    @property
+    def unique(self) -> int:
+        return len(self.counts)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(self.counts.values()) - len(self.counts)
+
+
+class NodeGroup:
+    """``k`` subscriber nodes in this process (the whole network, or one worker's share)."""
+
+    def __init__(self, k: int, bootstrap: str | None) -> None:
+        self.k = k
+        self.bootstrap = bootstrap
+        self.nodes: list[Node] = []
+        self.recorders: list[Recorder] = []
+
+    async def start(self, stack: contextlib.AsyncExitStack) -> None:
+        boot = self.bootstrap
+        for _ in range(self.k):
+            cfg = local_config(bootstrap=[boot] if boot else [])
+            node = await stack.enter_async_context(Node(cfg))
+            boot = boot or node.addrs[0]
+            self.bootstrap = boot
+            self.nodes.append(node)
+        for node in self.nodes:
+            sub = await stack.enter_async_context(node.subscribe(TOPIC))
+            rec = Recorder()
+            self.recorders.append(rec)
+            node.spawn(self._drain, sub, rec)  # in the node's nursery: stops with it
+
+    @staticmethod
+    async def _drain(sub: Any, rec: Recorder) -> None:
+        async for msg in sub:
+            rec.record(msg.data)
+
+    def ready(self) -> bool:
+        # Connected is enough: the warm-up proves the mesh delivers.
+        return all(len(n.peers()) >= 1 for n in self.nodes)
+
+    def warm(self) -> bool:
+        return all(r.warm for r in self.recorders)
+
+    def progress(self) -> int:
+        return sum(r.unique for r in self.recorders)
+
+    def warm_total(self) -> int:
+        return sum(r.warm_count for r in self.recorders)
+
+    def drops(self) -> dict[str, int]:
+        out = {"dropped_inbound": 0, "dropped_outbound": 0, "handler_failures": 0}
+        for n in self.nodes:
+            s = n.stats()
+            out["dropped_inbound"] += s["pubsub"]["dropped_inbound"]
+            out["dropped_outbound"] += s["pubsub"]["dropped_outbound"]
+            out["handler_failures"] += sum(s["handler_failures"].values())
+        return out
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "unique": [r.unique for r in self.recorders],
+            "duplicates": sum(r.duplicates for r in self.recorders),
+            "latencies_ms": [round(x, 3) for r in self.recorders for x in r.latencies_ms],
+            "last_ns": max((r.last_ns for r in self.recorders), default=0),
+            "drops": self.drops(),
+            "cpu_s": _cpu_seconds(),
+        }
+
+
+def _cpu_seconds() -> float:
+    t = psutil.Process().cpu_times()
+    return t.user + t.system
+
+
+class RemoteGroup:
+    """A worker process running a :class:`NodeGroup`, driven over stdin/stdout JSON lines."""
+
+    def __init__(self, k: int, bootstrap: str | None, size: int) -> None:
+        self.k, self.bootstrap = k, bootstrap
+        args = [PYTHON, str(Path(__file__).resolve()), "--worker", str(k)]
+        if bootstrap:
+            args += ["--worker-bootstrap", bootstrap]
+        self.args = args
+        self._buf = b""
+        self._ready = self._warm = False
+        self._last: dict[str, Any] = {}
+
+    async def open(self) -> None:
+        self.proc = await trio.lowlevel.open_process(self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        first = await self._read()
+        self.bootstrap = first["bootstrap"]
+
+    async def _read(self) -> dict[str, Any]:
+        while b"\n" not in self._buf:
+            chunk = await self.proc.stdout.receive_some()  # type: ignore[union-attr]
+            if not chunk:
+                raise RuntimeError("pubsub worker exited")
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return json.loads(line)
+
+    async def ask(self, cmd: str) -> dict[str, Any]:
+        await self.proc.stdin.send_all(cmd.encode() + b"\n")  # type: ignore[union-attr]
+        return await self._read()
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.proc.stdin.send_all(b"stop\n")  # type: ignore[union-attr]
+        with trio.move_on_after(10):
+            await self.proc.wait()
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+async def worker_main(k: int, bootstrap: str | None) -> None:
+    """``--worker K``: run K subscriber nodes and answer the controller's questions."""
+    stdin = trio.lowlevel.FdStream(os.dup(0))
+    async with contextlib.AsyncExitStack() as stack:
+        group = NodeGroup(k, bootstrap)
+        await group.start(stack)
+        print(json.dumps({"bootstrap": group.bootstrap}), flush=True)
+        buf = b""
+        while True:
+            while b"\n" not in buf:
+                chunk = await stdin.receive_some()
+                if not chunk:
+                    buf += b"stop\n"
+                    break
+                buf += chunk
+            line, buf = buf.split(b"\n", 1)
+            cmd = line.decode().strip()
+            if cmd == "stop":
+                break
+            answer: dict[str, Any] = {
+                "ready": lambda: {"ready": group.ready()},
+                "warm": lambda: {"warm": group.warm()},
+                "progress": lambda: {"progress": group.progress()},
+                "cpu": lambda: {"cpu": _cpu_seconds()},
+                "warm_total": lambda: {"warm_total": group.warm_total()},
+                "report": group.report,
+            }.get(cmd, lambda: {"error": f"unknown command {cmd!r}"})()
+            print(json.dumps(answer), flush=True)
+
+
+# -- the controller ---------------------------------------------------------------
+
+
+class Local:
+    """Adapter so the controller treats an in-process group like a remote one."""
+
+    def __init__(self, group: NodeGroup) -> None:
+        self.group = group
+
+    async def ask(self, cmd: str) -> dict[str, Any]:
+        if cmd == "report":
+            return self.group.report()
+        return {cmd: getattr(self.group, cmd)()}
+
+
+async def run_once(n: int, messages: int, rate: float | None, size: int, procs: int, idle_timeout: float) -> dict[str, Any]:
+    if n < 2:
+        raise ValueError("need at least 2 nodes (a publisher and a subscriber)")
+    subscribers = n - 1
+    t_setup = time.monotonic()
+    cpu0 = _cpu_seconds()
+    async with contextlib.AsyncExitStack() as stack:
+        groups: list[Any] = []
+        if procs <= 0:
+            group = NodeGroup(subscribers, None)
+            await group.start(stack)
+            groups.append(Local(group))
+            boot = group.bootstrap
+        else:
+            shares = [subscribers // procs + (1 if i < subscribers % procs else 0) for i in range(procs)]
+            shares = [s for s in shares if s > 0]
+            first = RemoteGroup(shares[0], None, size)
+            await first.open()
+            stack.push_async_callback(first.close)
+            boot = first.bootstrap
+            groups.append(first)
+            for s in shares[1:]:
+                g = RemoteGroup(s, boot, size)
+                await g.open()
+                stack.push_async_callback(g.close)
+                groups.append(g)
+        publisher = await stack.enter_async_context(Node(local_config(bootstrap=[boot])))
+
+        async def all_say(cmd: str) -> bool:
+            return all([(await g.ask(cmd))[cmd] for g in groups])
+
+        with trio.fail_after(120):
+            while not (await all_say("ready") and len(publisher.topic_peers(TOPIC)) >= 1):
+                await trio.sleep(0.1)
+            # One warm-up message at a time, waiting longer each round: a
+            # flood of them would queue ahead of the measured messages.
+            seq, wait = 0, 0.5
+            while True:
+                await publisher.publish(TOPIC, payload(WARM, seq, size))
+                seq += 1
+                with trio.move_on_after(wait):
+                    while not await all_say("warm"):
+                        await trio.sleep(0.1)
+                    break
+                wait = min(2 * wait, 8.0)
+            # ...and until the last warm-up copies stopped arriving.
+            last = -1
+            while (total := sum([(await g.ask("warm_total"))["warm_total"] for g in groups])) != last:
+                last = total
+                await trio.sleep(1.0)
+        setup_s = time.monotonic() - t_setup
+
+        # -- measure ----------------------------------------------------------
+        workers_cpu_start = sum([(await g.ask("cpu"))["cpu"] for g in groups]) if procs > 0 else 0.0
+        cpu_start = _cpu_seconds()
+        t0 = time.monotonic()
+        t0_ns = time.monotonic_ns()
+        for i in range(messages):
+            if rate:
+                delay = t0 + i / rate - time.monotonic()
+                if delay > 0:
+                    await trio.sleep(delay)
+            await publisher.publish(TOPIC, payload(DATA, i, size))
+        publish_s = time.monotonic() - t0
+        expected = messages * subscribers
+        last_progress, last_change = -1, time.monotonic()
+        while True:
+            got = sum([(await g.ask("progress"))["progress"] for g in groups])
+            if got >= expected:
+                break
+            if got != last_progress:
+                last_progress, last_change = got, time.monotonic()
+            elif time.monotonic() - last_change > idle_timeout:
+                break
+            await trio.sleep(0.05)
+        reports = [await g.ask("report") for g in groups]
+        cpu_local = _cpu_seconds() - cpu_start
+        measured_s = time.monotonic() - t0
+        cpu_total = cpu_local + (sum(r["cpu_s"] for r in reports) - workers_cpu_start if procs > 0 else 0.0)
+        pub_stats = publisher.stats()["pubsub"]
+
+    unique_per_node = [u for r in reports for u in r["unique"]]
+    unique = sum(unique_per_node)
+    latencies = [x for r in reports for x in r["latencies_ms"]]
+    last_ns = max(r["last_ns"] for r in reports)
+    window_s = max(1e-9, (last_ns - t0_ns) / 1e9)
+    drops = {k: sum(r["drops"][k] for r in reports) for k in reports[0]["drops"]}
+    drops["dropped_outbound"] += pub_stats["dropped_outbound"]
+    return {
+        "nodes": n,
+        "procs": procs if procs > 0 else 1,
+        "mode": f"rate {rate:g}/s" if rate else "saturating",
+        "messages": messages,
+        "size": size,
+        "subscribers": subscribers,
+        "setup_s": round(setup_s, 2),
+        "publish_s": round(publish_s, 3),
+        "publish_rate": round(messages / publish_s, 1) if publish_s > 0 else None,
+        "delivered_per_s": round(unique / window_s, 1),
+        "delivered_per_node_per_s": round(unique / window_s / subscribers, 1),
+        "expected": expected,
+        "delivered_unique": unique,
+        "duplicates": sum(r["duplicates"] for r in reports),
+        "lost": expected - unique,
+        "delivery_ratio": round(unique / expected, 6) if expected else None,
+        "min_node_ratio": round(min(unique_per_node) / messages, 6) if messages else None,
+        "latency_p50_ms": round(percentile(latencies, 50), 2),
+        "latency_p99_ms": round(percentile(latencies, 99), 2),
+        "latency_max_ms": round(max(latencies), 2) if latencies else math.nan,
+        "drops": drops,
+        "backpressure_waits": pub_stats["backpressure_waits"],
+        # CPU of this process during the measurement (100 % = one core).
+        "controller_cpu_pct": round(100 * cpu_local / max(1e-9, measured_s), 1),
+        # CPU of every process running nodes, per unique delivery (the cost of
+        # one message at one subscriber, including relaying duplicates).
+        "cpu_ms_per_delivery": round(1000 * cpu_total / unique, 2) if unique else None,
+        "measured_s": round(measured_s, 1),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+ROW = ("nodes", "procs", "mode", "messages", "publish_rate", "delivered_per_s", "delivery_ratio", "duplicates", "lost",
+       "latency_p50_ms", "latency_p99_ms", "cpu_ms_per_delivery", "controller_cpu_pct")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--nodes", default="2,10,50", help="comma-separated network sizes (default 2,10,50)")
+    p.add_argument("--messages", type=int, help="messages per run (default: sized per network, see DEFAULT_MESSAGES)")
+    p.add_argument("--rate", type=float, help="fixed offered load in msg/s (default: saturate)")
+    p.add_argument("--size", type=int, default=128, help="payload bytes (default 128)")
+    p.add_argument("--procs", type=int, default=0, help="run subscribers in this many worker processes (default: all in this one)")
+    p.add_argument("--idle-timeout", type=float, default=10.0, help="stop draining after this long without a new delivery")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--worker-bootstrap", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        trio.run(worker_main, args.worker, args.worker_bootstrap)
+        return {}
+    runs = []
+    for n in [int(x) for x in args.nodes.split(",") if x]:
+        msgs = args.messages or default_messages(n)
+        if args.rate and not args.messages:
+            msgs = max(10, min(int(args.rate * 10), msgs * 2))  # up to ~10 s of offered load
+        runs.append(trio.run(run_once, n, msgs, args.rate, args.size, args.procs, args.idle_timeout))
+        if not args.json:
+            print(json.dumps(runs[-1]), flush=True)
+    result = {"benchmark": "pubsub", "runs": runs}
+    if args.json:
+        emit(result, True)
+    else:
+        print(md_table(ROW, [[r[k] for k in ROW] for r in runs]))
+    return result
+
+
+if __name__ == "__main__":
+    main()
