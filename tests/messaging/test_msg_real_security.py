@@ -47,8 +47,9 @@ class RawSender:
         self.session = os.urandom(16)
 
     async def open(self, session: bytes | None = None) -> None:
-        if self.stream is not None:
-            await self.stream.close()
+        # The old stream is left to the receiver, which resets it when the new
+        # one arrives (closing it here as well races that reset in py-libp2p's
+        # yamux and can break the next stream's negotiation).
         self.session = session or os.urandom(16)
         self.stream = await self.node.host.new_stream(self.target.peer_id, [TProtocol(PROTOCOL_ID)])
         hello = Frame(hello=Hello(session_id=self.session, low_seq=1, receive_window=64))
