@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from starlette.routing import Route
 from agentp2p.application.api import ApiLimits
 from agentp2p.application.api.context import context
 from agentp2p.client import ApiError, Client, NotFound, TokenError
+from agentp2p.config import PubSubConfig
 from agentp2p.network.host import AGENT_VERSION
 from agentp2p.testing import wait_until
 
@@ -158,6 +160,7 @@ class socket_closed_port:
         (b'{"topic": "t", "data": 5}', 400, "data"),
         (b'{"topic": "\\ud800", "data": "x"}', 400, "Unicode"),
         (b'{"topic": "' + b"t" * 300 + b'", "data": "x"}', 400, "longer"),
+        (b"[" * 50000 + b"]" * 50000, 400, "malformed JSON"),  # nesting bomb
     ],
 )
 async def test_malformed_publish_requests_get_400(body: bytes, status: int, needle: str) -> None:
@@ -193,9 +196,7 @@ async def test_oversized_payloads_get_413() -> None:
         assert (await a.client.publish("t", "x" * limit)) == limit  # exactly the limit is fine
 
 
-def _small_pubsub():  # type: ignore[no-untyped-def]
-    from agentp2p.config import PubSubConfig
-
+def _small_pubsub() -> PubSubConfig:
     return PubSubConfig(max_message_size=4096)
 
 
@@ -237,6 +238,32 @@ async def test_dht_on_a_lonely_node_fails_with_502_not_500() -> None:
             await a.client.provide("nobody-to-tell")
         assert (lonely.value.status, lonely.value.code) == (502, "dht_failed")
         assert "no peer accepted" in lonely.value.message
+
+
+async def test_a_reader_that_falls_behind_is_told_how_many_messages_it_lost() -> None:
+    """18 MB published at a client that is not reading: the node's one-slot
+    subscription buffer overflows, and the stream says so — every message is
+    either delivered or counted in a ``dropped`` event."""
+    async with api_node(pubsub=PubSubConfig(subscription_buffer=1)) as a:
+        n, size = 300, 60000
+        async with a.client._http.stream("GET", "/v1/pubsub/subscribe", params={"topic": "firehose"}) as resp:
+            lines = resp.aiter_lines()
+            assert await anext(lines) == "event: subscribed"
+            for i in range(n):
+                await a.node.publish("firehose", i.to_bytes(4, "big") * (size // 4))
+            got, dropped, event = 0, 0, None
+            with trio.fail_after(30):
+                async for line in lines:
+                    if line.startswith("event: "):
+                        event = line.removeprefix("event: ")
+                    elif line.startswith("data: ") and event == "message":
+                        got += 1
+                    elif line.startswith("data: ") and event == "dropped":
+                        dropped += json.loads(line.removeprefix("data: "))["count"]
+                    if got + dropped == n:
+                        break
+        assert dropped > 0 and got >= 1
+        assert dropped == a.node.pubsub.stats.dropped_inbound
 
 
 async def test_event_stream_limit_and_release() -> None:
