@@ -86,7 +86,8 @@ def add_client_commands(sub: Any) -> None:
 
     cmd("status", _status, "show the running daemon's peer ID, addresses and counters")
     cmd("peers", _peers, "list connected peers")
-    cmd("connect", _connect, "connect the daemon to a peer").add_argument("addr", metavar="MADDR", help="multiaddr ending in /p2p/<peer id>")
+    connect = cmd("connect", _connect, "connect the daemon to a peer")
+    connect.add_argument("addr", metavar="MADDR", help="multiaddr ending in /p2p/<peer id>")
     cmd("disconnect", _disconnect, "disconnect the daemon from a peer").add_argument("peer", metavar="PEER_ID")
     cmd("ping", _ping, "round-trip time to a connected peer").add_argument("peer", metavar="PEER_ID")
     p = cmd("publish", _publish, "publish DATA on TOPIC")

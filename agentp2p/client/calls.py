@@ -65,7 +65,8 @@ def ping(peer_id: str) -> Call[float]:
 
 
 def publish(topic: str, data: bytes | str) -> Call[int]:
-    return Call("POST", f"{PREFIX}/pubsub/publish", lambda d: int(d["size"]), json={"topic": topic, **encode_payload(data, "data", "data_b64")})
+    body = {"topic": topic, **encode_payload(data, "data", "data_b64")}
+    return Call("POST", f"{PREFIX}/pubsub/publish", lambda d: int(d["size"]), json=body)
 
 
 def topics() -> Call[dict[str, list[str]]]:

@@ -52,7 +52,8 @@ def test_trio_program_publishes_and_receives_through_two_daemons(two_daemons: tu
 
 
 def _cli(daemon: DaemonProcess, *args: str, **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    return subprocess.run([*CLI, *args, *daemon.client_args()], capture_output=True, text=True, timeout=60, env=clean_env(daemon.home), **kw)
+    cmd = [*CLI, *args, *daemon.client_args()]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=clean_env(daemon.home), **kw)
 
 
 def test_cli_subscribe_sees_what_publish_sends_through_another_daemon(two_daemons: tuple[DaemonProcess, DaemonProcess]) -> None:

@@ -36,8 +36,10 @@ async def test_node_info_matches_the_node() -> None:
 async def test_requests_without_the_right_token_are_refused() -> None:
     async with api_node() as a:
         async with httpx.AsyncClient(base_url=a.api.base_url) as raw:
-            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": a.api.token}, {"Authorization": f"Basic {a.api.token}"}):
-                for method, path in (("GET", "/v1/node"), ("POST", "/v1/pubsub/publish"), ("GET", "/v1/pubsub/subscribe?topic=t"), ("GET", "/v1/nope")):
+            bad_headers = ({}, {"Authorization": "Bearer wrong"}, {"Authorization": a.api.token}, {"Authorization": f"Basic {a.api.token}"})
+            paths = (("GET", "/v1/node"), ("POST", "/v1/pubsub/publish"), ("GET", "/v1/pubsub/subscribe?topic=t"), ("GET", "/v1/nope"))
+            for headers in bad_headers:
+                for method, path in paths:
                     r = await raw.request(method, path, headers=headers)
                     assert r.status_code == 401, (headers, path)
                     assert r.json()["error"] == "unauthorized"

@@ -126,6 +126,8 @@ class BearerAuth:
             await send({"type": "websocket.close", "code": 4401})
             return
         message = "missing API token" if not supplied else "wrong API token"
-        start, body = _unauthorized(f"{message}: send 'Authorization: Bearer <token>' (the token is in api.token next to the daemon's identity)")
+        start, body = _unauthorized(
+            f"{message}: send 'Authorization: Bearer <token>' (the token is in api.token next to the daemon's identity)"
+        )
         await send(start)
         await send({"type": "http.response.body", "body": body})
