@@ -74,7 +74,11 @@ def _daemon_config(args: argparse.Namespace) -> Any:
     if args.mdns:
         overrides["mdns"] = True
     config_file = args.config or os.environ.get("AGENTP2P_CONFIG")
-    return build_config(Path(config_file) if config_file else None, overrides=overrides, base=base)
+    cfg = build_config(Path(config_file) if config_file else None, overrides=overrides, base=base)
+    if cfg.messaging_store is None and cfg.identity_path is not None:
+        # Durable outbox next to the identity it belongs to (one per identity).
+        cfg.messaging_store = cfg.identity_path.with_suffix(".messages.db")
+    return cfg
 
 
 async def _run_daemon(config: Any, services: Any = ()) -> None:

@@ -71,6 +71,9 @@ class NodeConfig:
     bootstrap_retry_initial: float = 0.5
     bootstrap_retry_max: float = 30.0
     mdns: bool = False
+    # SQLite file for the messaging outbox and dedup state; None keeps them in
+    # memory (messages accepted for sending then do not survive a restart).
+    messaging_store: Path | None = None
     # Daemon only: log format ("text" or "json") and level.
     log_format: str = "text"
     log_level: str = "info"
@@ -127,7 +130,7 @@ def _coerce(value: Any, current: Any, key: str) -> Any:
                 raise ValueError(value)
             return list(value)
         if current is None or isinstance(current, Path):
-            if key.endswith("identity_path"):
+            if key.endswith("identity_path") or key.endswith("messaging_store"):
                 return Path(str(value)).expanduser()
             if key.endswith("max_messages_per_topic_per_second"):
                 return None if value in ("", "none", None) else float(value)

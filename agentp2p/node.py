@@ -18,13 +18,14 @@ Start order matters with py-libp2p 0.8.1:
 from __future__ import annotations
 
 import contextlib
+import inspect
 import errno
 import os
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 from multiaddr import Multiaddr
@@ -47,6 +48,10 @@ from agentp2p.network.identity import Identity, load_or_create_identity
 from agentp2p.protocol.bootstrap import Bootstrapper
 from agentp2p.protocol.dht import DHT
 from agentp2p.protocol.pubsub import Message, PubSub, Subscription, Validator
+
+if TYPE_CHECKING:
+    from agentp2p.messaging.message import IncomingMessage
+    from agentp2p.messaging.service import MessagingService
 
 log = logging.getLogger("agentp2p.node")
 
@@ -188,6 +193,10 @@ class Node:
         self.services: dict[str, NodeService] = {}
         for service in services:
             self.add_service(service)
+        if "messaging" not in self.services:
+            from agentp2p.messaging.service import MessagingService
+
+            self.add_service(MessagingService(store_path=self.config.messaging_store))
         self._cm: contextlib.AbstractAsyncContextManager[None] | None = None
         self._nursery: trio.Nursery | None = None
         self.started_at: float | None = None
@@ -244,7 +253,12 @@ class Node:
                 if self.config.mdns:
                     nursery.start_soon(self._run_mdns)
                 for service in self.services.values():
-                    nursery.start_soon(service.run, self, name=f"service:{service.name}")
+                    # Services that report readiness are awaited, so the
+                    # node's API works as soon as ``async with`` returns.
+                    if "task_status" in inspect.signature(service.run).parameters:
+                        await nursery.start(service.run, self, name=f"service:{service.name}")
+                    else:
+                        nursery.start_soon(service.run, self, name=f"service:{service.name}")
                 self._nursery = nursery
                 self.started_at = time.monotonic()
                 try:
@@ -462,6 +476,38 @@ class Node:
         self._require_running()
         return await self.dht.find_peer(_to_peer_id(peer))
 
+    # -- direct messages (agentp2p.messaging) ----------------------------------
+
+    @property
+    def messaging(self) -> MessagingService:
+        return self.services["messaging"]  # type: ignore[return-value]
+
+    async def send(
+        self, peer: ID | str, payload: bytes, *, type: str = "message", timeout: float = 30.0, seal: bool = False
+    ) -> str:
+        """Send ``payload`` reliably; returns the message id once the peer's
+        application has taken it, raises ``DeliveryTimeout`` at ``timeout``."""
+        self._require_running()
+        return await self.messaging.send(_to_peer_id(peer), payload, type=type, timeout=timeout, seal=seal)
+
+    async def request(
+        self, peer: ID | str, payload: bytes, *, type: str = "request", timeout: float = 30.0, seal: bool = False
+    ) -> bytes:
+        """Send a request and return the handler's response from ``peer``."""
+        self._require_running()
+        return await self.messaging.request(_to_peer_id(peer), payload, type=type, timeout=timeout, seal=seal)
+
+    def incoming(self) -> AsyncIterator[IncomingMessage]:
+        """Direct messages to us, exactly once and in order per sender."""
+        return self.messaging.incoming()
+
+    async def receive(self) -> IncomingMessage:
+        return await self.messaging.receive()
+
+    def set_handler(self, type: str, handler: Any) -> None:  # noqa: A002
+        """Answer requests (and consume messages) of ``type`` with ``handler``."""
+        self.messaging.set_handler(type, handler)
+
     # -- our own protocols ------------------------------------------------------
 
     def set_stream_handler(self, protocol: str, handler: Callable[[Any], Awaitable[None]]) -> None:
@@ -492,6 +538,7 @@ class Node:
                 "topics": self.pubsub.topics(),
             },
             "handler_failures": dict(self.handler_failures.by_protocol),
+            **{name: svc.stats() for name, svc in self.services.items() if hasattr(svc, "stats")},
             "bootstrap": {
                 "attempts": self.bootstrapper.attempts,
                 "successes": self.bootstrapper.successes,
