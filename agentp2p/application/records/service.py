@@ -19,7 +19,7 @@ table has doubled since the last round (a node that published while it knew
 only its bootstrap peer re-publishes as it learns who is really closest;
 the doublings stop counting at ``GROWTH_LIMIT`` peers), when the record is
 updated or re-signed (``repub_due``: a third of its lifetime left), every
-``reprovide_interval``, and after a failed round (with back-off).
+``reprovide_interval``, and after a failed round (back-off 1 s doubling to 30 s).
 ``seq`` is wall-clock milliseconds (never below the last seq + 1), so a
 restarted agent's record still replaces the one it published before.
 
@@ -70,6 +70,8 @@ log = logging.getLogger("agentp2p.records")
 #: Stop re-publishing on routing-table growth beyond this many peers: by then
 #: our view of the k = 20 closest peers is as good as a random walk makes it.
 GROWTH_LIMIT = 64
+#: Longest wait before retrying a failed publish round.
+MAX_BACKOFF = 30.0
 
 
 def capability_provider_key(name: str) -> str:
@@ -173,12 +175,22 @@ class RecordService:
         node.set_topic_validator(ANNOUNCE_TOPIC, self._validate_announcement)
         self._pings = PingLiveness(node.ping, timeout=self.ping_timeout, fresh_for=self.liveness_fresh_for)
 
-    async def run(self, node: Node) -> None:
+    async def run(self, node: Node, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Sign our record, listen to announcements, publish; reports ready
+        (so ``svc.record`` is set when ``async with Node(...)`` returns)."""
         self._sign(self._fields)
-        async with node.subscribe(ANNOUNCE_TOPIC) as sub, trio.open_nursery() as nursery:
-            nursery.start_soon(self._consume_announcements, sub)
-            nursery.start_soon(self._watch_growth)
-            await self._publisher()
+        # The pubsub layer directly: the node marks itself running only once
+        # every service has started, and we are one of them.
+        sub = await node.pubsub.open_subscription(ANNOUNCE_TOPIC)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._consume_announcements, sub)
+                nursery.start_soon(self._watch_growth)
+                task_status.started()
+                await self._publisher()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                await node.pubsub.close_subscription(sub)
 
     # -- own record -------------------------------------------------------------
 
@@ -250,7 +262,7 @@ class RecordService:
                     next_reprovide = trio.current_time() + self.reprovide_interval
                 else:
                     next_reprovide = trio.current_time() + backoff
-                    backoff = min(backoff * 2, self.reprovide_interval)
+                    backoff = min(backoff * 2, MAX_BACKOFF, self.reprovide_interval)
                 continue
             self._wake = trio.Event()
             wait = repub_in if not ready else min(repub_in, next_reprovide - trio.current_time())
@@ -300,7 +312,7 @@ class RecordService:
             started = trio.current_time()
             if self._announced_seq != record.seq:
                 try:
-                    await node.publish(ANNOUNCE_TOPIC, envelope)
+                    await node.pubsub.publish(ANNOUNCE_TOPIC, envelope)
                     self._announced_seq = record.seq
                     self.stats.announced += 1
                 except Exception as exc:  # noqa: BLE001 — the DHT still carries it
