@@ -19,7 +19,8 @@ table has doubled since the last round (a node that published while it knew
 only its bootstrap peer re-publishes as it learns who is really closest;
 the doublings stop counting at ``GROWTH_LIMIT`` peers), when the record is
 updated or re-signed (``repub_due``: a third of its lifetime left), every
-``reprovide_interval``, and after a failed round (back-off 1 s doubling to 30 s).
+``reprovide_interval``, and after a failed round — for the failed parts
+only, after a back-off of 2 s doubling to 60 s, jittered.
 ``seq`` is wall-clock milliseconds (never below the last seq + 1), so a
 restarted agent's record still replaces the one it published before.
 
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import random
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -70,8 +72,10 @@ log = logging.getLogger("agentp2p.records")
 #: Stop re-publishing on routing-table growth beyond this many peers: by then
 #: our view of the k = 20 closest peers is as good as a random walk makes it.
 GROWTH_LIMIT = 64
-#: Longest wait before retrying a failed publish round.
-MAX_BACKOFF = 30.0
+#: Wait before retrying the failed parts of a publish round: doubles from
+#: MIN to MAX, jittered by +-25 %.
+MIN_BACKOFF = 2.0
+MAX_BACKOFF = 60.0
 
 
 def capability_provider_key(name: str) -> str:
@@ -161,6 +165,7 @@ class RecordService:
         self._record: AgentRecord | None = None
         self._envelope: bytes | None = None
         self._announced_seq: int | None = None
+        self._rng = random.Random()  # back-off jitter only
         self._round_lock = trio.Lock()
         self._wake = trio.Event()
         self._table_at_last_round = 0
@@ -237,31 +242,36 @@ class RecordService:
         if metadata is not None:
             fields["metadata"] = dict(metadata)
         self._sign(fields)
-        if not await self._publish_round():
-            self._wake.set()  # let the publisher retry with back-off
+        if await self._publish_round():
+            self._wake.set()  # let the publisher retry
         assert self._record is not None
         return self._record
 
     # -- publishing -------------------------------------------------------------
 
     async def _publisher(self) -> None:
-        backoff = 1.0
+        backoff = MIN_BACKOFF
         next_reprovide = 0.0  # trio time; 0 = "now"
+        retry: set[str] | None = None  # after a failure: only what failed
         while True:
             assert self._record is not None
             repub_in = (repub_at_ms(self._record) - wall_clock_ms()) / 1000.0
             if repub_in <= 0:
                 self._sign(self._fields)
-                next_reprovide = 0.0  # a re-signed record goes out at once
+                next_reprovide, retry = 0.0, None  # a re-signed record goes out at once, whole
                 continue
             ready = self._require_node().dht.routing_table_size > 0
             if ready and trio.current_time() >= next_reprovide:
-                ok = await self._publish_round()
-                if ok:
-                    backoff = 1.0
+                failed = await self._publish_round(only=retry)
+                if not failed:
+                    backoff, retry = MIN_BACKOFF, None
                     next_reprovide = trio.current_time() + self.reprovide_interval
                 else:
-                    next_reprovide = trio.current_time() + backoff
+                    # Retry just the failed parts, later and jittered: under
+                    # load, retrying everything at once feeds the overload
+                    # that made it fail.
+                    retry = failed
+                    next_reprovide = trio.current_time() + backoff * self._rng.uniform(0.75, 1.25)
                     backoff = min(backoff * 2, MAX_BACKOFF, self.reprovide_interval)
                 continue
             self._wake = trio.Event()
@@ -269,7 +279,7 @@ class RecordService:
             with trio.move_on_after(max(wait, 0.0)):
                 await self._wake.wait()
             if self._wake.is_set():
-                next_reprovide = 0.0
+                next_reprovide, retry = 0.0, None
 
     async def _watch_growth(self) -> None:
         """Wake the publisher when the routing table first fills (and, with
@@ -301,8 +311,13 @@ class RecordService:
                 self._wake.set()
                 due_since = None
 
-    async def _publish_round(self) -> bool:
-        """Announce (if new), put and provide our current record. True on success."""
+    async def _publish_round(self, only: set[str] | None = None) -> set[str]:
+        """Announce (if new), put and provide our current record.
+
+        ``only`` limits the round to the named parts (``"put"``,
+        ``"provide:<cap>"``) — a retry of what failed. Returns the parts
+        that failed (empty: the record is fully out).
+        """
         node = self._require_node()
         async with self._round_lock:
             record, envelope = self._record, self._envelope
@@ -318,34 +333,39 @@ class RecordService:
                 except Exception as exc:  # noqa: BLE001 — the DHT still carries it
                     self.stats.announce_failures += 1
                     log.debug("announcing record failed: %r", exc)
-            failures: list[str] = []
+            parts = {"put"} | {f"provide:{c.name}" for c in record.capabilities}
+            if only is not None:
+                parts &= only
+            failed: dict[str, str] = {}
 
             async def put() -> None:
                 try:
                     with trio.fail_after(node.config.dht.query_timeout):
                         await node.dht.kad.put_value(record_key(record.peer_id), envelope)
                 except Exception as exc:  # noqa: BLE001
-                    failures.append(f"put: {exc!r}")
+                    failed["put"] = repr(exc)
 
-            async def provide(cap: str) -> None:
+            async def provide(part: str) -> None:
                 try:
-                    await node.dht.provide(capability_provider_key(cap))
+                    await node.dht.provide(capability_provider_key(part.removeprefix("provide:")))
                 except Exception as exc:  # noqa: BLE001
-                    failures.append(f"provide {cap}: {exc!r}")
+                    failed[part] = repr(exc)
 
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(put)
-                for cap in record.capabilities:
-                    nursery.start_soon(provide, cap.name)
-            log.debug("publish round %d (seq %d, table %d) took %.2fs%s", self.stats.rounds, record.seq,
-                      self._table_at_last_round, trio.current_time() - started,
-                      f", failed: {failures}" if failures else "")
-            if failures:
+                for part in sorted(parts):
+                    if part == "put":
+                        nursery.start_soon(put)
+                    else:
+                        nursery.start_soon(provide, part)
+            log.debug("publish round %d (seq %d, table %d, %s) took %.2fs%s", self.stats.rounds, record.seq,
+                      self._table_at_last_round, sorted(parts), trio.current_time() - started,
+                      f", failed: {failed}" if failed else "")
+            if failed:
                 self.stats.round_failures += 1
-                log.info("publish round incomplete: %s", "; ".join(failures))
-                return False
+                log.info("publish round incomplete: %s", failed)
+                return set(failed)
             self.published.set()
-            return True
+            return set()
 
     # -- incoming ---------------------------------------------------------------
 
