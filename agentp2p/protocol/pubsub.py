@@ -21,8 +21,16 @@ What we do instead, without patching the library:
    ``subscription_buffer``-sized buffer; overflow is counted per subscription
    and in :attr:`PubSubStats.dropped_inbound`.
 
+4. a subscription made while a peer's pubsub stream is being set up is
+   never announced to that peer: the library builds the peer's "hello"
+   (our topics), awaits the write, and only then registers the peer, while
+   ``subscribe()`` announces to registered peers only. The peer then never
+   sends us the topic. :class:`_RoomyQueues` re-announces every current
+   topic on the new peer's queue the moment it is created (synchronously, so
+   nothing can slip in between). Found against go-libp2p; see docs/interop.md.
+
 The library's behaviour and our workaround are each pinned by a test in
-``tests/test_pubsub.py``.
+``tests/test_pubsub.py`` (item 4: ``tests/test_pubsub_hello_race.py``).
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ import trio
 from libp2p.abc import IHost
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
+from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 
 from agentp2p.config import PubSubConfig
@@ -151,13 +160,18 @@ class _RoomyQueues(dict):  # type: ignore[type-arg]
 
     The library creates every per-peer ``RpcQueue`` with a hard-coded default
     size of 32; intercepting the dict assignment is the one place we can
-    resize it before any RPC is pushed.
+    resize it before any RPC is pushed. It is also the moment the peer
+    becomes reachable for announcements, so ``on_new_queue`` re-announces
+    our topics there (module doc, item 4).
     """
 
-    def __init__(self, size: int, stats: PubSubStats) -> None:
+    def __init__(
+        self, size: int, stats: PubSubStats, on_new_queue: Callable[[Any], None] | None = None
+    ) -> None:
         super().__init__()
         self._size = size
         self._stats = stats
+        self._on_new_queue = on_new_queue
 
     def __setitem__(self, peer_id: Any, queue: Any) -> None:
         queue._queue.max_size = self._size
@@ -172,6 +186,8 @@ class _RoomyQueues(dict):  # type: ignore[type-arg]
 
         queue.push = counting_push
         super().__setitem__(peer_id, queue)
+        if self._on_new_queue is not None:
+            self._on_new_queue(queue)
 
 
 class PubSub:
@@ -204,12 +220,25 @@ class PubSub:
             seen_ttl=config.seen_ttl,
             max_inbound_rpc_size=config.max_message_size + 64 * 1024,
         )
-        self.pubsub.peer_queues = _RoomyQueues(config.peer_queue_size, self.stats)
+        self.pubsub.peer_queues = _RoomyQueues(config.peer_queue_size, self.stats, self._announce_topics)
         self._sinks: dict[str, _TopicSink] = {}
         self._validators: dict[str, Validator] = {}
         self._topic_locks: dict[str, trio.Lock] = {}
 
     # -- subscriptions --------------------------------------------------------
+
+    def _announce_topics(self, queue: Any) -> None:
+        """Queue a SUBSCRIBE for every topic we hold to a peer that just became writable.
+
+        Closes the library's hello race (module doc, item 4). Runs inside the
+        library's peer registration with no await in between, so every later
+        (un)subscribe announcement is queued after this one, in order. A
+        repeated SUBSCRIBE is a no-op for the peer; with no topics we send
+        nothing.
+        """
+        topics = list(self.pubsub.topic_ids)
+        if topics:
+            queue.push(rpc_pb2.RPC(subscriptions=[rpc_pb2.RPC.SubOpts(subscribe=True, topicid=t) for t in topics]))
 
     def _lock(self, topic: str) -> trio.Lock:
         return self._topic_locks.setdefault(topic, trio.Lock())
