@@ -127,18 +127,21 @@ class SwimService:
         leave_on_stop: bool = True,
         stop_leave_timeout: float = 0.5,
     ) -> None:
-        """``dial_timeout`` bounds opening a peer's stream (dial included);
-        default ``max(2 s, 2 periods)``. Not shorter: py-libp2p needs 0.5-1.2 s to
-        open a stream on an *existing* connection while a process is busy (10
-        nodes starting, measured), and cancelling the open wastes that work and
-        starves the link; frames simply queue (bounded) behind it.
+        """``dial_timeout`` bounds opening a stream to a peer (dial included);
+        default ``max(10 s, 10 periods)``. Long on purpose: opening a stream
+        costs py-libp2p ~10 ms of CPU per side, so when a busy process opens
+        hundreds at once (10 nodes starting: SWIM, DHT and pubsub streams to
+        every peer) an open takes seconds; cancelling it wastes that work and
+        retries make it worse (measured: with a 2 s limit, ~10 failed opens
+        per node and false "failed" verdicts during start-up). Frames queue
+        (bounded) behind a pending open; a dead peer's dial fails fast anyway.
         ``write_timeout`` (default one period) bounds one write: a frame that
         needs longer is stale, so it is dropped like a lost datagram and the
         stream reset. ``event_buffer`` bounds each listener's backlog."""
         self.config = config or SwimConfig()
         self._rng = random.Random(seed)
         period = self.config.probe_interval
-        self._dial_timeout = dial_timeout if dial_timeout is not None else max(2.0, 2 * period)
+        self._dial_timeout = dial_timeout if dial_timeout is not None else max(10.0, 10 * period)
         self._write_timeout = write_timeout if write_timeout is not None else period
         self.event_buffer = event_buffer
         self.leave_on_stop = leave_on_stop
@@ -155,6 +158,7 @@ class SwimService:
         self._frames_before_start = 0
         self._core_errors = 0
         self._pending_fault: FaultInjection | None = None
+        self._sent: dict[str, int] = {}  # frames the core asked to send, by body kind
 
     # ------------------------------------------------------------- NodeService
 
@@ -221,6 +225,8 @@ class SwimService:
         assert transport is not None
         for a in actions:
             if isinstance(a, Send):
+                kind = type(a.message.body).__name__
+                self._sent[kind] = self._sent.get(kind, 0) + 1
                 transport.send(a.to, encode(a.message), a.addrs)
             elif isinstance(a, MemberEvent):
                 self._publish(a)
@@ -415,7 +421,9 @@ class SwimService:
             "members": counts,
             "core": asdict(core.stats) if core is not None else {},
             "transport": asdict(transport.stats) if transport is not None else {},
+            "sent": dict(self._sent),
             "open_links": transport.open_links() if transport is not None else 0,
+            "open_streams": transport.open_streams() if transport is not None else 0,
             "events": {
                 "emitted": self._events_emitted,
                 "listeners": len(self._listeners),

@@ -10,19 +10,25 @@ SWIM was designed for UDP: a probe that does not arrive in time is as good as
 lost, and the protocol already copes with loss (indirect probes, suspicion,
 refutation). So this transport never makes the core wait:
 
-* **Outbound.** One stream per peer, opened on the first frame and reused
-  (``/agentp2p/swim/1.0.0``, varint-length-prefixed protobuf frames). Each
-  peer has a small task and a bounded queue; :meth:`send` only enqueues
+* **Streams.** ``/agentp2p/swim/1.0.0`` streams carry varint-length-prefixed
+  protobuf frames in *both* directions: whoever first needs to talk opens
+  one, and the other side answers on it. One stream per pair is the common
+  case (two when both open at once; at most ``max_streams_per_peer``).
+  Opening a stream costs py-libp2p a multistream-select round trip and, in a
+  busy process, from 0.3 s up to seconds (measured), so streams are kept and
+  reused, and a prober's first Ping already carries the way back for the Ack.
+* **Outbound.** Each peer has a bounded queue and, while there is something
+  to send, a writer task; :meth:`send` only enqueues
   (never awaits) and counts a drop when the queue is full. The task dials when
-  needed — using the address hints from the core (``Send.addrs``), and at most
-  ``dial_timeout`` (about the probe timeout: a probe that needs longer is lost
-  anyway) — and writes with ``write_timeout``. A failed dial drops the frame
+  needed — using the address hints from the core (``Send.addrs``), for at most
+  ``dial_timeout`` while later frames queue behind it — and writes with
+  ``write_timeout``. A failed dial drops the frame
   and whatever queued behind it; a failed or stuck write resets the stream,
-  which the next frame reopens. Idle peers' tasks end after ``idle_timeout``.
-* **Inbound.** The stream handler reads frames until EOF and hands each one,
-  with the *authenticated* remote peer ID from the connection (never from the
-  frame), to the behaviour. A stream that breaks framing is reset; a peer may
-  hold only a few inbound streams at once.
+  and the next frame uses another stream or opens one. Idle writers end after
+  ``idle_timeout``; streams stay until either side closes them.
+* **Inbound.** Every stream has a reader that hands each frame, with the
+  *authenticated* remote peer ID from the connection (never from the frame),
+  to the behaviour. A stream that breaks framing is reset.
 * **Fault injection (test hook).** :class:`FaultInjection` drops frames to and
   from a set of peers (a partition) and delays every frame we send (a slow
   node), here at the adapter, so real-socket tests can partition a network
@@ -143,18 +149,20 @@ class TransportStats:
     dials: int = 0  # stream opens attempted
     dial_failures: int = 0
     inbound_streams: int = 0
-    inbound_refused: int = 0  # a peer over its inbound-stream limit
+    inbound_refused: int = 0  # a peer over its stream limit
     bad_streams: int = 0  # inbound streams reset for broken framing
 
 
 class _Link:
-    """Outbound state for one peer: queue, and the stream once open."""
+    """Everything about one peer: the outbound queue, whether its writer task
+    runs, and every open SWIM stream with it (each has a reader)."""
 
-    __slots__ = ("send", "recv", "stream")
+    __slots__ = ("send", "recv", "streams", "writing")
 
     def __init__(self, capacity: int) -> None:
         self.send, self.recv = trio.open_memory_channel[tuple[bytes, tuple[bytes, ...], float]](capacity)
-        self.stream: Any = None
+        self.streams: list[Any] = []
+        self.writing = False
 
 
 class SwimTransport:
@@ -169,7 +177,7 @@ class SwimTransport:
         write_timeout: float,
         queue_size: int = 32,
         idle_timeout: float = 30.0,
-        max_inbound_per_peer: int = 4,
+        max_streams_per_peer: int = 4,
     ) -> None:
         self._host = host
         self._on_frame = on_frame
@@ -177,11 +185,10 @@ class SwimTransport:
         self.write_timeout = write_timeout
         self.queue_size = queue_size
         self.idle_timeout = idle_timeout
-        self.max_inbound_per_peer = max_inbound_per_peer
+        self.max_streams_per_peer = max_streams_per_peer
         self.stats = TransportStats()
         self.fault: FaultInjection | None = None
         self._links: dict[bytes, _Link] = {}
-        self._inbound: dict[bytes, int] = {}
         self._nursery: trio.Nursery | None = None
         self._ids: dict[bytes, ID] = {}
 
@@ -197,10 +204,10 @@ class SwimTransport:
         if nursery is None:
             self.stats.dropped_not_running += 1
             return False
-        link = self._links.get(peer)
-        if link is None:
-            link = self._links[peer] = _Link(self.queue_size)
-            nursery.start_soon(self._run_link, peer, link)
+        link = self._link(peer)
+        if not link.writing:
+            link.writing = True
+            nursery.start_soon(self._writer, peer, link)
         not_before = trio.current_time() + (fault.delay if fault is not None else 0.0)
         try:
             link.send.send_nowait((length_prefixed(frame), tuple(addrs), not_before))
@@ -208,6 +215,16 @@ class SwimTransport:
             self.stats.dropped_queue_full += 1
             return False
         return True
+
+    def _link(self, peer: bytes) -> _Link:
+        link = self._links.get(peer)
+        if link is None:
+            link = self._links[peer] = _Link(self.queue_size)
+        return link
+
+    def _forget_if_unused(self, peer: bytes, link: _Link) -> None:
+        if not link.writing and not link.streams and self._links.get(peer) is link:
+            del self._links[peer]
 
     def _peer_id(self, peer: bytes) -> ID:
         pid = self._ids.get(peer)
@@ -218,7 +235,9 @@ class SwimTransport:
             self._ids[peer] = pid
         return pid
 
-    async def _run_link(self, peer: bytes, link: _Link) -> None:
+    async def _writer(self, peer: bytes, link: _Link) -> None:
+        """Write ``link``'s queue to the newest stream with the peer, opening
+        one when there is none."""
         pid = self._peer_id(peer)
         try:
             while True:
@@ -226,8 +245,8 @@ class SwimTransport:
                 with trio.move_on_after(self.idle_timeout):
                     item = await link.recv.receive()
                 if item is None:
-                    # Idle. No await between this check and the removal, so a
-                    # concurrent send() either got in before or makes a new link.
+                    # Idle. No await between this check and `writing = False`,
+                    # so a concurrent send() either got in or starts a new writer.
                     try:
                         item = link.recv.receive_nowait()
                     except trio.WouldBlock:
@@ -235,21 +254,29 @@ class SwimTransport:
                 data, addrs, not_before = item
                 if not_before > trio.current_time():
                     await trio.sleep_until(not_before)
-                if link.stream is None:
-                    link.stream = await self._open(pid, addrs)
-                    if link.stream is None:
+                if not link.streams:
+                    stream = await self._open(pid, addrs)
+                    if stream is None:
                         self.stats.dropped_dial += 1 + self._drain(link)
                         continue
-                if not await self._write(link.stream, data):
+                    if len(link.streams) >= self.max_streams_per_peer:
+                        await _reset_quietly(stream)
+                    else:
+                        link.streams.append(stream)
+                        assert self._nursery is not None
+                        self._nursery.start_soon(self._reader, peer, link, stream)
+                if not link.streams:
                     self.stats.dropped_write += 1
-                    stream, link.stream = link.stream, None
+                    continue
+                stream = link.streams[-1]
+                if not await self._write(stream, data):
+                    self.stats.dropped_write += 1
+                    with contextlib.suppress(ValueError):
+                        link.streams.remove(stream)
                     await _reset_quietly(stream)
         finally:
-            if self._links.get(peer) is link:
-                del self._links[peer]
-            if link.stream is not None:
-                with trio.CancelScope(shield=True), trio.move_on_after(1):
-                    await _close_quietly(link.stream)
+            link.writing = False
+            self._forget_if_unused(peer, link)
 
     @staticmethod
     def _drain(link: _Link) -> int:
@@ -299,19 +326,25 @@ class SwimTransport:
         return True
 
     async def send_now(self, peer: bytes, frame: bytes, addrs: Iterable[bytes] = ()) -> bool:
-        """Write one frame on a fresh stream, bypassing the queues (used to
-        announce a leave while the node is stopping and the link tasks are gone)."""
+        """Write one frame at once, bypassing the queue (to announce a leave
+        while the node is stopping and the writer tasks are gone). Uses an
+        open stream with the peer if there is one; never dials."""
         fault = self.fault
         if fault is not None and fault.blocks(peer):
             self.stats.dropped_fault_out += 1
             return False
-        # No new dials: the node is stopping.
+        link = self._links.get(peer)
+        data = length_prefixed(frame)
+        if link is not None:
+            for stream in reversed(link.streams):
+                if await self._write(stream, data):
+                    return True
         stream = await self._open(self._peer_id(peer), tuple(addrs), dial=False)
         if stream is None:
             self.stats.dropped_dial += 1
             return False
         try:
-            ok = await self._write(stream, length_prefixed(frame))
+            ok = await self._write(stream, data)
             if not ok:
                 self.stats.dropped_write += 1
             return ok
@@ -321,16 +354,22 @@ class SwimTransport:
     # ----------------------------------------------------------------- inbound
 
     async def handle_inbound(self, stream: Any) -> None:
-        """Stream handler for PROTOCOL_ID: deliver every frame, authenticated by
-        the connection's peer ID."""
+        """Stream handler for PROTOCOL_ID. The stream also becomes a way for
+        our frames to reach that peer (no second stream needed for replies)."""
         sender: bytes = stream.muxed_conn.peer_id.to_bytes()
-        count = self._inbound.get(sender, 0)
-        if count >= self.max_inbound_per_peer:
+        link = self._link(sender)
+        if len(link.streams) >= self.max_streams_per_peer:
             self.stats.inbound_refused += 1
+            self._forget_if_unused(sender, link)
             await _reset_quietly(stream)
             return
-        self._inbound[sender] = count + 1
         self.stats.inbound_streams += 1
+        link.streams.append(stream)
+        await self._reader(sender, link, stream)
+
+    async def _reader(self, peer: bytes, link: _Link, stream: Any) -> None:
+        """Deliver every frame on ``stream``, authenticated by the connection's
+        peer ID (``peer``), until EOF or error."""
         reader = FrameReader()
         try:
             while True:
@@ -347,22 +386,22 @@ class SwimTransport:
                 except FrameError as exc:
                     self.stats.bad_streams += 1
                     log.debug("swim: %s broke framing: %s", stream.muxed_conn.peer_id, exc)
+                    with contextlib.suppress(ValueError):
+                        link.streams.remove(stream)
                     await _reset_quietly(stream)
                     return
                 for frame in frames:
                     fault = self.fault
-                    if fault is not None and fault.blocks(sender):
+                    if fault is not None and fault.blocks(peer):
                         self.stats.dropped_fault_in += 1
                         continue
                     self.stats.frames_in += 1
                     self.stats.bytes_in += len(frame) + len(_varint(len(frame)))
-                    self._on_frame(sender, frame)
+                    self._on_frame(peer, frame)
         finally:
-            left = self._inbound.get(sender, 1) - 1
-            if left > 0:
-                self._inbound[sender] = left
-            else:
-                self._inbound.pop(sender, None)
+            with contextlib.suppress(ValueError):
+                link.streams.remove(stream)
+            self._forget_if_unused(peer, link)
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await _close_quietly(stream)
 
@@ -382,7 +421,11 @@ class SwimTransport:
         return self._nursery is not None
 
     def open_links(self) -> int:
+        """Peers we hold state for (a writer running or a stream open)."""
         return len(self._links)
+
+    def open_streams(self) -> int:
+        return sum(len(link.streams) for link in self._links.values())
 
 
 async def _reset_quietly(stream: Any) -> None:

@@ -1,0 +1,157 @@
+"""Helpers for the real-socket SWIM tests (10 nodes on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+from libp2p.peer.id import ID
+
+from agentp2p.network.identity import Identity
+from agentp2p.node import Node
+from agentp2p.protocol.swim import SwimConfig
+from agentp2p.protocol.swim.service import MembershipEvent, SwimService
+from agentp2p.testing import local_config, wait_until
+
+#: Fast enough that the whole file runs in seconds, slow enough for 10 nodes
+#: sharing one busy process (py-libp2p costs ~ms of CPU per frame).
+FAST = SwimConfig(probe_interval=0.3, probe_timeout=0.15, reconnect_every=2)
+
+RUNNER = Path(__file__).with_name("swim_node_proc.py")
+
+
+@dataclass
+class Member:
+    node: Node
+    swim: SwimService
+    log: list[MembershipEvent]
+
+    @property
+    def peer_id(self) -> ID:
+        return self.node.peer_id
+
+
+async def _record(svc: SwimService, log: list[MembershipEvent], task_status=trio.TASK_STATUS_IGNORED) -> None:  # type: ignore[no-untyped-def]
+    async with svc.events() as events:
+        task_status.started()
+        async for ev in events:
+            log.append(ev)
+
+
+@contextlib.asynccontextmanager
+async def swim_network(n: int, config: SwimConfig = FAST, *, expect: int | None = None) -> AsyncIterator[list[Member]]:
+    """``n`` in-process nodes with SWIM, bootstrapped from the first, with every
+    membership event recorded; yields once each sees ``expect`` (default n-1)
+    members alive."""
+    async with contextlib.AsyncExitStack() as stack:
+        nursery = await stack.enter_async_context(trio.open_nursery())
+        stack.callback(nursery.cancel_scope.cancel)
+        members: list[Member] = []
+        for i in range(n):
+            svc = SwimService(config, seed=i)
+            log: list[MembershipEvent] = []
+            await nursery.start(_record, svc, log)
+            boot = [members[0].node.addrs[0]] if members else []
+            node = await stack.enter_async_context(Node(local_config(bootstrap=boot), services=[svc]))
+            members.append(Member(node, svc, log))
+        want = n - 1 if expect is None else expect
+        try:
+            await wait_until(lambda: all(m.swim.alive_count() >= want for m in members), 40, f"{want} members alive")
+            # Starting n nodes in one process opens ~n^2 streams per protocol at
+            # once (SWIM, DHT, pubsub); py-libp2p needs seconds of CPU for that,
+            # and SWIM suspects (rarely fails) members meanwhile. Scenarios start
+            # from a settled network: every view all-alive, no suspects.
+            await wait_until(
+                lambda: all(sorted(x.state for x in m.swim.members()).count("alive") >= want for m in members),
+                30,
+                "a settled network (no suspects)",
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}:\n{describe(members)}") from None
+        yield members
+
+
+def failures_since(members: list[Member], t: float, live: set[ID]) -> list[tuple[ID, MembershipEvent]]:
+    """'failed' verdicts about live members, issued after time ``t``."""
+    return [(m.peer_id, e) for m in members for e in m.log if e.kind == "failed" and e.at >= t and e.peer_id in live]
+
+
+def describe(members: list[Member]) -> str:
+    """Each node's view and counters, for failure messages."""
+    lines = []
+    for i, m in enumerate(members):
+        st = m.swim.stats()
+        t = st["transport"]
+        lines.append(
+            f"{i} {str(m.peer_id)[-6:]} conns={len(m.node.peers())} members={st['members']} inc={st['incarnation']} "
+            f"aw={st['awareness']} out={t['frames_out']} in={t['frames_in']} drop_dial={t['dropped_dial']} "
+            f"dial_fail={t['dial_failures']} drop_write={t['dropped_write']} qfull={t['dropped_queue_full']} "
+            f"events={[(e.kind, str(e.peer_id)[-6:]) for e in m.log][-12:]}"
+        )
+    return "\n".join(lines)
+
+
+def states(members: list[Member], peer: ID) -> list[str | None]:
+    return [m.swim.state_of(peer) for m in members if m.peer_id != peer]
+
+
+def kinds(member: Member, peer: ID) -> list[str]:
+    return [e.kind for e in member.log if e.peer_id == peer]
+
+
+class ProcNode:
+    """A SWIM node in a subprocess (swim_node_proc.py), so it can be SIGKILLed."""
+
+    def __init__(self, seed: bytes, bootstrap: str, config: SwimConfig = FAST) -> None:
+        self.seed = seed
+        self.bootstrap = bootstrap
+        self.config = config
+        self.peer_id = Identity.from_seed(seed).peer_id
+        self.proc: subprocess.Popen[str] | None = None
+        self.addrs: list[str] = []
+
+    async def start(self, timeout: float = 30.0) -> None:
+        cfg = json.dumps(dataclasses.asdict(self.config))
+        self.proc = subprocess.Popen(
+            [sys.executable, str(RUNNER), "--seed", self.seed.hex(), "--bootstrap", self.bootstrap, "--config", cfg],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        proc = self.proc
+        with trio.fail_after(timeout):
+            line = await trio.to_thread.run_sync(proc.stdout.readline, abandon_on_cancel=True)  # type: ignore[union-attr]
+        if not line:
+            raise RuntimeError(f"swim node process exited with {proc.wait()}")
+        info = json.loads(line)
+        assert info["peer_id"] == str(self.peer_id)
+        self.addrs = info["addrs"]
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye, no connection close by the process."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    async def stop_gracefully(self, timeout: float = 15.0) -> int:
+        assert self.proc is not None
+        self.proc.terminate()
+        with trio.fail_after(timeout):
+            return await trio.to_thread.run_sync(self.proc.wait)
+
+    def close(self) -> None:
+        self.kill()
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+__all__ = ["FAST", "Member", "ProcNode", "describe", "failures_since", "kinds", "states", "swim_network", "wait_until"]
