@@ -2,8 +2,9 @@
 
 For each network size N: N agents (each with a RecordService offering one of
 ``--caps`` capabilities, round-robin) are started in ``--procs`` worker
-processes, all bootstrapping from one node in this process, and each waits
-until its record is published (DHT put + capability providers). Then a
+processes, all bootstrapping from one node in this process; in each worker
+they join one after another, each once the previous one has published its
+record (DHT put + capability providers). Then a
 newcomer joins knowing only the bootstrap node and looks up every capability
 once, in turn. Reported per N:
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import subprocess
 import sys
@@ -37,6 +39,7 @@ from contextlib import AsyncExitStack
 import trio
 
 from agentp2p.application.records.service import RecordService
+from agentp2p.config import DHTConfig
 from agentp2p.node import Node
 from agentp2p.testing import local_config, wait_until
 
@@ -49,11 +52,18 @@ async def worker(bootstrap: str, count: int, offset: int, caps: int) -> None:
     async with AsyncExitStack() as stack:
         services: list[RecordService] = []
         agents = []
+        # Agents join one after another, each once the previous one has
+        # published (or after 30 s): a network that grew, rather than 100
+        # nodes starting in the same second — py-libp2p's DHT lookups slow
+        # down badly when many run at once on a starved CPU.
         for i in range(offset, offset + count):
             svc = RecordService(f"agent-{i}", capabilities=[cap_name(i % caps)])
-            node = await stack.enter_async_context(Node(local_config(bootstrap=[bootstrap]), services=[svc]))
+            cfg = local_config(bootstrap=[bootstrap], dht=DHTConfig(query_timeout=30.0))
+            node = await stack.enter_async_context(Node(cfg, services=[svc]))
             services.append(svc)
             agents.append((str(node.peer_id), cap_name(i % caps)))
+            with trio.move_on_after(30):
+                await svc.published.wait()
         # Ready = every agent published and no publish round for `quiet` s:
         # the agents that published while their routing tables were small
         # have re-published (republish_on_growth), as in a network that has
@@ -134,6 +144,10 @@ async def measure(n: int, procs: int, caps: int, verbose: bool) -> dict[str, obj
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         logging.disable(logging.WARNING)  # py-libp2p warns on every reset stream
+        if os.environ.get("DISCOVERY_DEBUG"):
+            logging.disable(logging.NOTSET)
+            logging.basicConfig(level=logging.CRITICAL, format="%(relativeCreated)d %(name)s %(message)s")
+            logging.getLogger("agentp2p.records").setLevel(logging.DEBUG)
         bootstrap, count, offset, caps = sys.argv[2], *map(int, sys.argv[3:6])
         trio.run(worker, bootstrap, count, offset, caps)
         return
