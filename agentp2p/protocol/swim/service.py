@@ -52,6 +52,7 @@ from .config import SwimConfig
 from .core import SwimCore
 from .events import Action, Input, Leave, LeaveComplete, MemberDiscovered, MemberEvent, Received, Send, Tick
 from .member import Member, State
+from .messages import MemberUpdate, Message, Ping
 from .transport import FaultInjection, SwimTransport
 from .wire import PROTOCOL_ID, encode
 
@@ -125,7 +126,7 @@ class SwimService:
         write_timeout: float | None = None,
         event_buffer: int = 1024,
         leave_on_stop: bool = True,
-        stop_leave_timeout: float = 0.5,
+        stop_leave_timeout: float = 1.0,
     ) -> None:
         """``dial_timeout`` bounds opening a stream to a peer (dial included);
         default ``max(10 s, 10 periods)``. Long on purpose: opening a stream
@@ -273,14 +274,24 @@ class SwimService:
         self._step(MemberDiscovered(peer.to_bytes(), addrs[:8]))
 
     async def _announce_leave_now(self) -> None:
-        """Stopping without leave(): tell a few members directly, in parallel."""
+        """Tell every live member directly that we left, in parallel, without
+        new dials (streams on existing connections only). Used when stopping
+        without leave() — no time for gossip — and at the end of leave(), as
+        gossip alone can miss a member in a small group (measured: 1 run in ~5
+        left two of six members with a "failed" verdict instead)."""
         core, transport = self._core, self._transport
         assert core is not None and transport is not None
-        actions = core.handle(trio.current_time(), Leave())
-        sends = [a for a in actions if isinstance(a, Send)]
+        frames: dict[bytes, tuple[bytes, tuple[bytes, ...]]] = {}
+        if not core.stopped:
+            actions = core.handle(trio.current_time(), Leave())
+            frames = {a.to: (encode(a.message), a.addrs) for a in actions if isinstance(a, Send)}
+        left = MemberUpdate(core.local_id, State.LEFT, core.incarnation)
+        for m in core.members():
+            if m.live and m.peer_id not in frames:
+                frames[m.peer_id] = (encode(Message(0, core.incarnation, Ping(m.peer_id), (left,))), m.addrs)
         async with trio.open_nursery() as nursery:
-            for s in sends:
-                nursery.start_soon(transport.send_now, s.to, encode(s.message), s.addrs)
+            for peer, (frame, addrs) in frames.items():
+                nursery.start_soon(transport.send_now, peer, frame, addrs)
 
     # ------------------------------------------------------------------- API
 
@@ -387,6 +398,8 @@ class SwimService:
             timeout = cfg.leave_periods * core.awareness.scale(cfg.probe_interval) + 1.0
         with trio.move_on_after(timeout):
             await self._left.wait()
+        with trio.move_on_after(self.stop_leave_timeout):
+            await self._announce_leave_now()
         return self._left.is_set()
 
     @property

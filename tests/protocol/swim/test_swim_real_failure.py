@@ -86,7 +86,10 @@ async def test_graceful_leave_and_clean_stop_are_reported_as_left() -> None:
         svc = SwimService(FAST, seed=99)
         async with Node(local_config(bootstrap=[members[0].node.addrs[0]]), services=[svc]) as node:
             await wait_until(lambda: states(members, node.peer_id) == ["alive"] * n, 20, "in-process node joined")
-        await wait_until(lambda: states(members, node.peer_id) == ["left"] * n, 10, "stopped node left everywhere")
+        try:
+            await wait_until(lambda: states(members, node.peer_id) == ["left"] * n, 10, "stopped node left everywhere")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {states(members, node.peer_id)} {[kinds(m, node.peer_id) for m in members]} {svc.stats()}") from None
         for m in members:
             assert "failed" not in kinds(m, proc.peer_id)
             assert "failed" not in kinds(m, node.peer_id)
