@@ -266,7 +266,9 @@ class Local:
         return {cmd: getattr(self.group, cmd)()}
 
 
-async def run_once(n: int, messages: int, rate: float | None, size: int, procs: int, idle_timeout: float) -> dict[str, Any]:
+async def run_once(
+    n: int, messages: int, rate: float | None, size: int, procs: int, idle_timeout: float, setup_timeout: float = 600.0
+) -> dict[str, Any]:
     if n < 2:
         raise ValueError("need at least 2 nodes (a publisher and a subscriber)")
     subscribers = n - 1
@@ -297,7 +299,7 @@ async def run_once(n: int, messages: int, rate: float | None, size: int, procs: 
         async def all_say(cmd: str) -> bool:
             return all([(await g.ask(cmd))[cmd] for g in groups])
 
-        with trio.fail_after(120):
+        with trio.fail_after(setup_timeout):
             while not (await all_say("ready") and len(publisher.topic_peers(TOPIC)) >= 1):
                 await trio.sleep(0.1)
             # One warm-up message at a time, waiting longer each round: a
@@ -399,6 +401,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--size", type=int, default=128, help="payload bytes (default 128)")
     p.add_argument("--procs", type=int, default=0, help="run subscribers in this many worker processes (default: all in this one)")
     p.add_argument("--idle-timeout", type=float, default=10.0, help="stop draining after this long without a new delivery")
+    p.add_argument("--setup-timeout", type=float, default=600.0, help="give up if the mesh is not warm after this long")
     p.add_argument("--json", action="store_true")
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     p.add_argument("--worker-bootstrap", help=argparse.SUPPRESS)
@@ -411,7 +414,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         msgs = args.messages or default_messages(n)
         if args.rate and not args.messages:
             msgs = max(10, min(int(args.rate * 10), msgs * 2))  # up to ~10 s of offered load
-        runs.append(trio.run(run_once, n, msgs, args.rate, args.size, args.procs, args.idle_timeout))
+        runs.append(trio.run(run_once, n, msgs, args.rate, args.size, args.procs, args.idle_timeout, args.setup_timeout))
         if not args.json:
             print(json.dumps(runs[-1]), flush=True)
     result = {"benchmark": "pubsub", "runs": runs}

@@ -1,0 +1,174 @@
+"""Memory, idle CPU and idle bandwidth of agentp2p nodes.
+
+* ``import``: RSS of a fresh interpreter after importing nothing, ``trio``,
+  ``libp2p``, ``agentp2p.node``, and ``agentp2p.node`` behind
+  :mod:`agentp2p._lean_import` (which stubs the QUIC/TLS/HTTP/metrics/mDNS
+  packages py-libp2p imports eagerly but a TCP+Noise node never uses).
+* ``daemon``: RSS (and USS, the memory only this process holds) of one
+  ``agentp2p daemon`` after it settles, plain and lean.
+* ``nodes``: RSS of one process running N connected nodes (N = 1, 10, 50),
+  and the MB each extra node adds.
+* ``idle``: two daemons, B bootstrapped from A, left alone for ``--window``
+  seconds: CPU % of each (psutil ``cpu_times`` delta / window; 100 % = one
+  core) and the bytes on their TCP connection. The bytes come from the
+  kernel's per-socket counters (``ss -ti`` ``bytes_sent``/``bytes_received``
+  on A's end of the connection: exact payload bytes, that connection only).
+  Machine-wide interface counters would count every other process's
+  loopback traffic, and ``/proc/<pid>/io`` ``rchar``/``wchar`` are no
+  bound at all: they count read()/write() but not the send()/recv() calls
+  trio uses on sockets (we measured 0 there while the socket carried data).
+
+    /tmp/venv/bin/python benchmarks/resources.py [--window 30] [--settle 5] [--only import,daemon,nodes,idle] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psutil
+import trio
+
+from benchmarks.common import PYTHON, Daemon, emit, tcp_bytes
+
+PARTS = ("import", "daemon", "nodes", "idle")
+LEAN = "from agentp2p import _lean_import; assert _lean_import.install()\n"
+LEAN_CLI = [PYTHON, "-c", LEAN + "import sys; from agentp2p.cli import main; sys.exit(main())"]
+
+_RSS = (
+    "def _rss():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmRSS:'):\n"
+    "            return int(line.split()[1]) / 1024\n"
+)
+
+
+def _run_py(code: str) -> dict[str, Any]:
+    out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def import_cost() -> dict[str, Any]:
+    cases = {
+        "bare_python": "",
+        "trio": "import trio\n",
+        "libp2p": "import libp2p\n",
+        "agentp2p.node": "import agentp2p.node\n",
+        "agentp2p.node_lean": LEAN + "import agentp2p.node\n",
+    }
+    out = {}
+    for name, body in cases.items():
+        code = (
+            "import json, sys, time\n" + _RSS + "t = time.perf_counter()\n" + body
+            + "print(json.dumps({'rss_mb': round(_rss(), 1), 'modules': len(sys.modules), 'seconds': round(time.perf_counter() - t, 2)}))\n"
+        )
+        out[name] = _run_py(code)
+    return out
+
+
+def _mem(pid: int) -> dict[str, float]:
+    p = psutil.Process(pid)
+    full = p.memory_full_info()
+    return {"rss_mb": round(full.rss / 2**20, 1), "uss_mb": round(full.uss / 2**20, 1)}
+
+
+async def daemon_rss(settle: float) -> dict[str, Any]:
+    out = {}
+    for name, cli in (("plain", None), ("lean", LEAN_CLI)):
+        async with Daemon("rss", cli=cli) as d:
+            await trio.sleep(settle)
+            out[name] = _mem(d.pid)
+    return out
+
+
+NODES_CODE = (
+    "import json, sys, trio\n{lean}" + _RSS
+    + "from agentp2p.testing import network\n"
+    "async def main():\n"
+    "    async with network({n}) as nodes:\n"
+    "        await trio.sleep({settle})\n"
+    "        print(json.dumps({{'rss_mb': round(_rss(), 1), 'connections': sum(len(x.peers()) for x in nodes)}}))\n"
+    "trio.run(main)\n"
+)
+
+
+def nodes_rss(settle: float, sizes: tuple[int, ...] = (1, 10, 50)) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for label, lean in (("plain", ""), ("lean", LEAN)):
+        per = {n: _run_py(NODES_CODE.format(lean=lean, n=n, settle=settle)) for n in sizes}
+        lo, hi = min(sizes), max(sizes)
+        out[label] = {
+            "rss_mb": {n: v["rss_mb"] for n, v in per.items()},
+            "mb_per_extra_node": round((per[hi]["rss_mb"] - per[lo]["rss_mb"]) / (hi - lo), 2),
+        }
+    return out
+
+
+def _cpu(pid: int) -> float:
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
+async def idle(window: float, settle: float) -> dict[str, Any]:
+    async with Daemon("a") as a:
+        async with Daemon("b", "--bootstrap", a.addrs[0]) as b:
+            await b.wait_log("peer connected")
+            await trio.sleep(settle)
+            pids = {"a": a.pid, "b": b.pid}
+            cpu0 = {k: _cpu(p) for k, p in pids.items()}
+            net0 = tcp_bytes(a.port)
+            t0 = time.monotonic()
+            await trio.sleep(window)
+            elapsed = time.monotonic() - t0
+            cpu1 = {k: _cpu(p) for k, p in pids.items()}
+            net1 = tcp_bytes(a.port)
+            mem = {k: _mem(p) for k, p in pids.items()}
+    tcp = (net1["sent"] - net0["sent"]) + (net1["received"] - net0["received"])
+    return {
+        "window_s": round(elapsed, 1),
+        "cpu_pct": {k: round(100 * (cpu1[k] - cpu0[k]) / elapsed, 2) for k in pids},
+        "tcp_bytes_per_s": round(tcp / elapsed, 1),
+        "tcp_sockets": net1["sockets"],
+        "mem_after": mem,
+    }
+
+
+async def _async_parts(parts: list[str], window: float, settle: float) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "daemon" in parts:
+        out["daemon"] = await daemon_rss(settle)
+    if "idle" in parts:
+        out["idle"] = await idle(window, settle)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--window", type=float, default=30.0, help="idle measurement window in seconds (default 30)")
+    p.add_argument("--settle", type=float, default=5.0, help="seconds to let a node settle before measuring (default 5)")
+    p.add_argument("--only", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    parts = [x for x in args.only.split(",") if x]
+    result: dict[str, Any] = {"benchmark": "resources"}
+    if "import" in parts:
+        result["import"] = import_cost()
+    if "nodes" in parts:
+        result["nodes"] = nodes_rss(min(args.settle, 3.0))
+    result.update(trio.run(_async_parts, parts, args.window, args.settle))
+    emit(result, args.json)
+    return result
+
+
+if __name__ == "__main__":
+    main()
