@@ -17,9 +17,11 @@ _EXPORTS = {
     "Client": "async_client",
     "AsyncEventStream": "async_client",
     "AsyncSubscription": "async_client",
+    "AsyncStreamOf": "async_client",
     "SyncClient": "sync_client",
     "EventStream": "sync_client",
     "Subscription": "sync_client",
+    "StreamOf": "sync_client",
     "Call": "calls",
     "StreamEvent": "calls",
     "Endpoint": "discovery",
@@ -30,7 +32,12 @@ _EXPORTS = {
     "NotFound": "errors",
     "StreamClosed": "errors",
     "TokenError": "errors",
+    "Agent": "types",
+    "DirectMessage": "types",
+    "Member": "types",
+    "MemberEvent": "types",
     "Message": "types",
+    "Record": "types",
     "NodeInfo": "types",
     "Peer": "types",
     "PeerAddrs": "types",
@@ -39,12 +46,12 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from agentp2p.client.async_client import AsyncEventStream, AsyncSubscription, Client
+    from agentp2p.client.async_client import AsyncEventStream, AsyncStreamOf, AsyncSubscription, Client
     from agentp2p.client.calls import Call, StreamEvent
     from agentp2p.client.discovery import Endpoint, locate
     from agentp2p.client.errors import ApiError, ClientError, DaemonNotRunning, NotFound, StreamClosed, TokenError
-    from agentp2p.client.sync_client import EventStream, Subscription, SyncClient
-    from agentp2p.client.types import Message, NodeInfo, Peer, PeerAddrs
+    from agentp2p.client.sync_client import EventStream, StreamOf, Subscription, SyncClient
+    from agentp2p.client.types import Agent, DirectMessage, Member, MemberEvent, Message, NodeInfo, Peer, PeerAddrs, Record
 
 
 def __getattr__(name: str) -> Any:

@@ -16,9 +16,9 @@ anyio/sniffio), so the same ``Client`` works under ``asyncio.run`` and
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -28,7 +28,7 @@ from agentp2p.client.discovery import Endpoint, locate
 from agentp2p.client.errors import StreamClosed
 from agentp2p.client.sse import SSEDecoder
 from agentp2p.client.transport import DEFAULT_TIMEOUT, client_kwargs, stream_event, stream_timeout, translate_errors
-from agentp2p.client.types import Message, NodeInfo, Peer, PeerAddrs
+from agentp2p.client.types import Agent, DirectMessage, Member, MemberEvent, Message, NodeInfo, Peer, PeerAddrs, Record
 
 T = TypeVar("T")
 
@@ -79,6 +79,31 @@ class AsyncSubscription:
         return await self.receive()
 
 
+class AsyncStreamOf(Generic[T]):
+    """The items of one kind an event stream carries (``async for item in stream``).
+
+    ``first`` is the event that opened the stream (``ready``, or the
+    ``members`` snapshot), already read.
+    """
+
+    def __init__(self, events: AsyncEventStream, first: StreamEvent, decode: Callable[[StreamEvent], T | None]) -> None:
+        self.events = events
+        self.first = first
+        self._decode = decode
+
+    async def receive(self) -> T:
+        while True:
+            item = self._decode(await self.events.next_event())
+            if item is not None:
+                return item
+
+    def __aiter__(self) -> AsyncStreamOf[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        return await self.receive()
+
+
 class Client:
     """Talks to a running ``agentp2p daemon`` (see module doc).
 
@@ -114,8 +139,9 @@ class Client:
 
     async def call(self, call: Call[T]) -> T:
         """Perform one described API call (see :mod:`agentp2p.client.calls`)."""
+        timeout: Any = httpx.USE_CLIENT_DEFAULT if call.timeout is None else max(call.timeout, self.timeout)
         with translate_errors(self.endpoint):
-            resp = await self._http.request(call.method, call.path, params=call.params, json=call.json)
+            resp = await self._http.request(call.method, call.path, params=call.params, json=call.json, timeout=timeout)
         return calls.finish(call, resp.status_code, resp.content, self.endpoint.token_source)
 
     @contextlib.asynccontextmanager
@@ -176,6 +202,83 @@ class Client:
 
     async def topic_peers(self, topic: str) -> list[str]:
         return await self.call(calls.topic_peers(topic))
+
+    @contextlib.asynccontextmanager
+    async def _stream_of(
+        self, path: str, params: dict[str, Any], first: str, decode: Callable[[StreamEvent], T | None]
+    ) -> AsyncIterator[AsyncStreamOf[T]]:
+        async with self.events(path, params) as events:
+            opened = await events.next_event()
+            if opened.event != first:
+                raise StreamClosed(f"expected a {first!r} event, got {opened.event!r}")
+            yield AsyncStreamOf(events, opened, decode)
+
+    # -- direct messages -----------------------------------------------------------
+
+    async def send(
+        self, peer_id: str, data: bytes | str, *, type: str | None = None, timeout: float = 30.0, seal: bool = False  # noqa: A002
+    ) -> str:
+        """Send a direct message; returns its id once the peer's application took it.
+
+        ``ApiError`` with status 504 (``delivery_timeout``) if the peer did not
+        acknowledge it within ``timeout`` seconds (it may still arrive).
+        """
+        return await self.call(calls.send(peer_id, data, type=type, timeout=timeout, seal=seal))
+
+    async def request(
+        self, peer_id: str, data: bytes | str, *, type: str | None = None, timeout: float = 30.0, seal: bool = False  # noqa: A002
+    ) -> bytes:
+        """Send a request and return the response payload (504 ``request_timeout``,
+        502 ``remote_handler_error`` if the peer's handler failed or there is none)."""
+        return await self.call(calls.request(peer_id, data, type=type, timeout=timeout, seal=seal))
+
+    def incoming(self) -> contextlib.AbstractAsyncContextManager[AsyncStreamOf[DirectMessage]]:
+        """Incoming direct messages; each is consumed (acknowledged) as the daemon writes it to us."""
+        path, params = calls.incoming_path()
+        return self._stream_of(path, params, "ready", lambda e: calls.direct_message_from(e) if e.event == "message" else None)
+
+    def handle(self, type: str) -> contextlib.AbstractAsyncContextManager[AsyncStreamOf[DirectMessage]]:  # noqa: A002
+        """Answer requests of ``type`` while the block runs: each item has a
+        ``request_id`` for :meth:`reply` / :meth:`reply_error`."""
+        path, params = calls.handle_path(type)
+        return self._stream_of(path, params, "ready", lambda e: calls.direct_message_from(e) if e.event == "request" else None)
+
+    async def reply(self, request_id: str, data: bytes | str) -> None:
+        await self.call(calls.reply(request_id, data))
+
+    async def reply_error(self, request_id: str, error: str) -> None:
+        await self.call(calls.reply_error(request_id, error))
+
+    # -- membership ------------------------------------------------------------------
+
+    async def members(self, states: list[str] | tuple[str, ...] | None = None) -> list[Member]:
+        """SWIM members (default: alive and suspect; ``states`` to choose)."""
+        return await self.call(calls.members(states))
+
+    def member_events(self) -> contextlib.AbstractAsyncContextManager[AsyncStreamOf[MemberEvent]]:
+        """Membership changes; ``stream.first.data["members"]`` is the snapshot they start from."""
+        path, params = calls.member_events_path()
+        return self._stream_of(path, params, "members", lambda e: calls.member_event_from(e) if e.event != "members" else None)
+
+    # -- capability records ---------------------------------------------------------
+
+    async def record(self) -> Record:
+        """This agent's record (``card``: as an A2A Agent Card)."""
+        return await self.call(calls.own_record())
+
+    async def update_record(self, **fields: Any) -> Record:
+        """Change and re-publish this agent's record: ``name``, ``description``,
+        ``capabilities`` (names or dicts), ``metadata``, or ``card`` (an A2A Agent Card)."""
+        return await self.call(calls.update_record(fields))
+
+    async def get_record(self, peer_id: str, fresh: bool = False) -> Record | None:
+        return await self.call(calls.get_record(peer_id, fresh))
+
+    async def find_agents(
+        self, capability: str, tags: list[str] | tuple[str, ...] = (), limit: int = 10, card: bool = False
+    ) -> list[Agent]:
+        """Live agents offering ``capability`` (with every tag in ``tags``), best first."""
+        return await self.call(calls.find_agents(capability, tags, limit, card))
 
     # -- DHT ------------------------------------------------------------------------
 

@@ -15,7 +15,18 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 from agentp2p.client.errors import ApiError, ClientError, NotFound, TokenError
-from agentp2p.client.types import Message, NodeInfo, Peer, PeerAddrs, encode_payload
+from agentp2p.client.types import (
+    Agent,
+    DirectMessage,
+    Member,
+    MemberEvent,
+    Message,
+    NodeInfo,
+    Peer,
+    PeerAddrs,
+    Record,
+    encode_payload,
+)
 
 T = TypeVar("T")
 
@@ -30,6 +41,7 @@ class Call(Generic[T]):
     params: dict[str, Any] | None = None
     json: dict[str, Any] | None = None
     none_on_404: bool = False  # "not found" is an answer (dht_get, find_peer), not an error
+    timeout: float | None = None  # HTTP timeout for this call, when it may wait longer than the client's
 
 
 def _peer_path(peer_id: str, suffix: str = "") -> str:
@@ -102,6 +114,92 @@ def find_peer(peer_id: str) -> Call[PeerAddrs | None]:
     return Call("GET", f"{PREFIX}/dht/peers/{quote(peer_id, safe='')}", PeerAddrs.from_json, none_on_404=True)
 
 
+# -- direct messages ----------------------------------------------------------------
+
+#: Extra seconds the HTTP request waits beyond a send's own timeout, so the
+#: daemon's 504 (which names what went wrong) arrives before ours.
+_GRACE = 10.0
+
+
+def _outgoing(peer_id: str, data: bytes | str, type: str | None, timeout: float, seal: bool) -> dict[str, Any]:  # noqa: A002
+    body: dict[str, Any] = {"peer_id": peer_id, **encode_payload(data, "data", "data_b64"), "timeout": timeout}
+    if type is not None:
+        body["type"] = type
+    if seal:
+        body["seal"] = True
+    return body
+
+
+def send(peer_id: str, data: bytes | str, *, type: str | None = None, timeout: float = 30.0, seal: bool = False) -> Call[str]:  # noqa: A002
+    body = _outgoing(peer_id, data, type, timeout, seal)
+    return Call("POST", f"{PREFIX}/messages", lambda d: str(d["id"]), json=body, timeout=timeout + _GRACE)
+
+
+def request(peer_id: str, data: bytes | str, *, type: str | None = None, timeout: float = 30.0, seal: bool = False) -> Call[bytes]:  # noqa: A002
+    body = _outgoing(peer_id, data, type, timeout, seal)
+    return Call("POST", f"{PREFIX}/messages/request", lambda d: base64.b64decode(d["data_b64"]), json=body, timeout=timeout + _GRACE)
+
+
+def reply(request_id: str, data: bytes | str) -> Call[None]:
+    path = f"{PREFIX}/messages/{quote(request_id, safe='')}/reply"
+    return Call("POST", path, lambda d: None, json=encode_payload(data, "data", "data_b64"))
+
+
+def reply_error(request_id: str, error: str) -> Call[None]:
+    return Call("POST", f"{PREFIX}/messages/{quote(request_id, safe='')}/reply", lambda d: None, json={"error": error})
+
+
+def incoming_path() -> tuple[str, dict[str, Any]]:
+    return f"{PREFIX}/messages/incoming", {}
+
+
+def handle_path(type: str) -> tuple[str, dict[str, Any]]:  # noqa: A002
+    return f"{PREFIX}/messages/handle", {"type": type}
+
+
+# -- membership -------------------------------------------------------------------------
+
+
+def members(states: list[str] | tuple[str, ...] | None = None) -> Call[list[Member]]:
+    params = {"state": list(states)} if states else None
+    return Call("GET", f"{PREFIX}/members", lambda d: [Member.from_json(m) for m in d["members"]], params=params)
+
+
+def member_events_path() -> tuple[str, dict[str, Any]]:
+    return f"{PREFIX}/members/events", {}
+
+
+# -- capability records -------------------------------------------------------------------
+
+#: Finding agents asks the DHT and then each candidate; give it time.
+_FIND_TIMEOUT = 60.0
+
+
+def own_record() -> Call[Record]:
+    return Call("GET", f"{PREFIX}/records/self", Record.from_answer)
+
+
+def update_record(fields: dict[str, Any]) -> Call[Record]:
+    return Call("PUT", f"{PREFIX}/records/self", Record.from_answer, json=fields, timeout=_FIND_TIMEOUT)
+
+
+def get_record(peer_id: str, fresh: bool = False) -> Call[Record | None]:
+    params = {"fresh": "true"} if fresh else None
+    path = f"{PREFIX}/records/{quote(peer_id, safe='')}"
+    return Call("GET", path, Record.from_answer, params=params, none_on_404=True, timeout=_FIND_TIMEOUT)
+
+
+def find_agents(capability: str, tags: list[str] | tuple[str, ...] = (), limit: int = 10, card: bool = False) -> Call[list[Agent]]:
+    params: dict[str, Any] = {"capability": capability, "limit": limit}
+    if tags:
+        params["tag"] = list(tags)
+    if card:
+        params["card"] = "true"
+    return Call(
+        "GET", f"{PREFIX}/records", lambda d: [Agent.from_json(a) for a in d["agents"]], params=params, timeout=_FIND_TIMEOUT
+    )
+
+
 # -- answers ------------------------------------------------------------------------
 
 
@@ -153,3 +251,11 @@ def subscribe_path(topic: str) -> tuple[str, dict[str, Any]]:
 
 def message_from(event: StreamEvent) -> Message:
     return Message.from_json(event.data)
+
+
+def direct_message_from(event: StreamEvent) -> DirectMessage:
+    return DirectMessage.from_json(event.data)
+
+
+def member_event_from(event: StreamEvent) -> MemberEvent:
+    return MemberEvent.from_json(event.event, event.data)

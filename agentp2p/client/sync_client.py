@@ -12,9 +12,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -24,7 +24,7 @@ from agentp2p.client.discovery import Endpoint, locate
 from agentp2p.client.errors import StreamClosed
 from agentp2p.client.sse import SSEDecoder
 from agentp2p.client.transport import DEFAULT_TIMEOUT, client_kwargs, stream_event, stream_timeout, translate_errors
-from agentp2p.client.types import Message, NodeInfo, Peer, PeerAddrs
+from agentp2p.client.types import Agent, DirectMessage, Member, MemberEvent, Message, NodeInfo, Peer, PeerAddrs, Record
 
 T = TypeVar("T")
 
@@ -75,6 +75,27 @@ class Subscription:
         return self.receive()
 
 
+class StreamOf(Generic[T]):
+    """Blocking twin of :class:`agentp2p.client.async_client.AsyncStreamOf`."""
+
+    def __init__(self, events: EventStream, first: StreamEvent, decode: Callable[[StreamEvent], T | None]) -> None:
+        self.events = events
+        self.first = first
+        self._decode = decode
+
+    def receive(self) -> T:
+        while True:
+            item = self._decode(self.events.next_event())
+            if item is not None:
+                return item
+
+    def __iter__(self) -> StreamOf[T]:
+        return self
+
+    def __next__(self) -> T:
+        return self.receive()
+
+
 class SyncClient:
     """Blocking twin of :class:`agentp2p.client.Client` (same arguments)."""
 
@@ -104,8 +125,9 @@ class SyncClient:
         self._http.close()
 
     def call(self, call: Call[T]) -> T:
+        timeout: Any = httpx.USE_CLIENT_DEFAULT if call.timeout is None else max(call.timeout, self.timeout)
         with translate_errors(self.endpoint):
-            resp = self._http.request(call.method, call.path, params=call.params, json=call.json)
+            resp = self._http.request(call.method, call.path, params=call.params, json=call.json, timeout=timeout)
         return calls.finish(call, resp.status_code, resp.content, self.endpoint.token_source)
 
     @contextlib.contextmanager
@@ -164,6 +186,67 @@ class SyncClient:
 
     def topic_peers(self, topic: str) -> list[str]:
         return self.call(calls.topic_peers(topic))
+
+    @contextlib.contextmanager
+    def _stream_of(
+        self, path: str, params: dict[str, Any], first: str, decode: Callable[[StreamEvent], T | None]
+    ) -> Iterator[StreamOf[T]]:
+        with self.events(path, params) as events:
+            opened = events.next_event()
+            if opened.event != first:
+                raise StreamClosed(f"expected a {first!r} event, got {opened.event!r}")
+            yield StreamOf(events, opened, decode)
+
+    # -- direct messages -----------------------------------------------------------
+
+    def send(
+        self, peer_id: str, data: bytes | str, *, type: str | None = None, timeout: float = 30.0, seal: bool = False  # noqa: A002
+    ) -> str:
+        return self.call(calls.send(peer_id, data, type=type, timeout=timeout, seal=seal))
+
+    def request(
+        self, peer_id: str, data: bytes | str, *, type: str | None = None, timeout: float = 30.0, seal: bool = False  # noqa: A002
+    ) -> bytes:
+        return self.call(calls.request(peer_id, data, type=type, timeout=timeout, seal=seal))
+
+    def incoming(self) -> contextlib.AbstractContextManager[StreamOf[DirectMessage]]:
+        path, params = calls.incoming_path()
+        return self._stream_of(path, params, "ready", lambda e: calls.direct_message_from(e) if e.event == "message" else None)
+
+    def handle(self, type: str) -> contextlib.AbstractContextManager[StreamOf[DirectMessage]]:  # noqa: A002
+        path, params = calls.handle_path(type)
+        return self._stream_of(path, params, "ready", lambda e: calls.direct_message_from(e) if e.event == "request" else None)
+
+    def reply(self, request_id: str, data: bytes | str) -> None:
+        self.call(calls.reply(request_id, data))
+
+    def reply_error(self, request_id: str, error: str) -> None:
+        self.call(calls.reply_error(request_id, error))
+
+    # -- membership ------------------------------------------------------------------
+
+    def members(self, states: list[str] | tuple[str, ...] | None = None) -> list[Member]:
+        return self.call(calls.members(states))
+
+    def member_events(self) -> contextlib.AbstractContextManager[StreamOf[MemberEvent]]:
+        path, params = calls.member_events_path()
+        return self._stream_of(path, params, "members", lambda e: calls.member_event_from(e) if e.event != "members" else None)
+
+    # -- capability records ---------------------------------------------------------
+
+    def record(self) -> Record:
+        return self.call(calls.own_record())
+
+    def update_record(self, **fields: Any) -> Record:
+        return self.call(calls.update_record(fields))
+
+    def get_record(self, peer_id: str, fresh: bool = False) -> Record | None:
+        return self.call(calls.get_record(peer_id, fresh))
+
+    def find_agents(
+        self, capability: str, tags: list[str] | tuple[str, ...] = (), limit: int = 10, card: bool = False
+    ) -> list[Agent]:
+        return self.call(calls.find_agents(capability, tags, limit, card))
 
     # -- DHT ------------------------------------------------------------------------
 

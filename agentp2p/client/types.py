@@ -86,6 +86,137 @@ class Message:
         return cls(d["topic"], base64.b64decode(d["data_b64"]), d["sender"], d.get("seqno", ""))
 
 
+@dataclass(frozen=True)
+class DirectMessage:
+    """A direct message (or, with ``request_id``, a request to answer).
+
+    ``sender`` is the verified sender's peer ID; ``sealed`` says whether the
+    payload was end-to-end encrypted to this node.
+    """
+
+    id: str
+    sender: str
+    type: str
+    data: bytes
+    timestamp: float
+    sealed: bool
+    request_id: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The payload as UTF-8 text (raises UnicodeDecodeError if it is not)."""
+        return self.data.decode("utf-8")
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> DirectMessage:
+        return cls(
+            id=d["id"],
+            sender=d["sender"],
+            type=d.get("type", ""),
+            data=base64.b64decode(d["data_b64"]),
+            timestamp=float(d.get("timestamp", 0.0)),
+            sealed=bool(d.get("sealed", False)),
+            request_id=d.get("request_id"),
+        )
+
+
+@dataclass(frozen=True)
+class Member:
+    """A SWIM member as the daemon sees it; ``state``: alive, suspect, dead or left."""
+
+    peer_id: str
+    state: str
+    incarnation: int
+    addrs: list[str]
+    since_s: float = 0.0
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Member:
+        return cls(d["peer_id"], d["state"], int(d["incarnation"]), list(d.get("addrs", [])), float(d.get("since_s", 0.0)))
+
+
+@dataclass(frozen=True)
+class MemberEvent:
+    """A membership change: ``kind`` is joined, suspect, failed, left or recovered."""
+
+    kind: str
+    peer_id: str
+    incarnation: int
+    previous: str | None
+    addrs: list[str]
+
+    @classmethod
+    def from_json(cls, kind: str, d: dict[str, Any]) -> MemberEvent:
+        return cls(kind, d["peer_id"], int(d["incarnation"]), d.get("previous"), list(d.get("addrs", [])))
+
+
+@dataclass(frozen=True)
+class Record:
+    """An agent's capability record (verified by the daemon), with its A2A Agent Card if asked for.
+
+    ``capabilities`` are plain dicts: name, version, title, description,
+    tags, examples, input_modes, output_modes, input_schema, output_schema, extra.
+    """
+
+    peer_id: str
+    name: str
+    description: str
+    addrs: list[str]
+    capabilities: list[dict[str, Any]]
+    metadata: dict[str, str]
+    seq: int
+    issued_at_ms: int
+    expires_at_ms: int
+    card: dict[str, Any] | None = None
+
+    def capability(self, name: str) -> dict[str, Any] | None:
+        return next((c for c in self.capabilities if c.get("name") == name), None)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], card: dict[str, Any] | None = None) -> Record:
+        return cls(
+            peer_id=d["peer_id"],
+            name=d["name"],
+            description=d.get("description", ""),
+            addrs=list(d.get("addrs", [])),
+            capabilities=list(d.get("capabilities", [])),
+            metadata=dict(d.get("metadata", {})),
+            seq=int(d["seq"]),
+            issued_at_ms=int(d["issued_at_ms"]),
+            expires_at_ms=int(d["expires_at_ms"]),
+            card=card,
+        )
+
+    @classmethod
+    def from_answer(cls, d: dict[str, Any]) -> Record:
+        """From ``{"record": ..., "card": ...}``."""
+        return cls.from_json(d["record"], d.get("card"))
+
+
+@dataclass(frozen=True)
+class Agent:
+    """One result of ``find_agents``: who, how alive, how close, and the capability that matched."""
+
+    peer_id: str
+    name: str
+    liveness: str
+    rtt_ms: float | None
+    capability: dict[str, Any]
+    record: Record
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Agent:
+        rtt = d.get("rtt_ms")
+        return cls(
+            peer_id=d["peer_id"],
+            name=d.get("name", ""),
+            liveness=d.get("liveness", "unknown"),
+            rtt_ms=None if rtt is None else float(rtt),
+            capability=dict(d["capability"]),
+            record=Record.from_json(d["record"], d.get("card")),
+        )
+
+
 def encode_payload(data: bytes | str, text_key: str, b64_key: str) -> dict[str, str]:
     """Text goes as text (readable in logs and curl); bytes as base64."""
     if isinstance(data, str):

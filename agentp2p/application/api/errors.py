@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from agentp2p.errors import AddressError, DialError, NotRunningError, PubSubError
+from agentp2p.messaging.errors import DeliveryError, DeliveryTimeout, RemoteHandlerError, RequestTimeout
 from agentp2p.protocol.dht import DHTError
 
 log = logging.getLogger("agentp2p.api")
@@ -42,6 +43,11 @@ def too_large(message: str) -> ApiError:
     return ApiError(413, "payload_too_large", message)
 
 
+def service_unavailable(what: str, hint: str) -> ApiError:
+    """503 for a feature whose node service is not attached to this daemon."""
+    return ApiError(503, "service_unavailable", f"{what} is not enabled on this daemon; {hint}")
+
+
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
 
@@ -52,6 +58,13 @@ NODE_ERRORS: list[tuple[type[BaseException], int, str]] = [
     (DialError, 502, "peer_unreachable"),
     (DHTError, 502, "dht_failed"),
     (PubSubError, 503, "pubsub_unavailable"),
+    # Messaging: the peer did not take the message (or answer) in time; a
+    # request's handler raised at the peer; anything else that kept it from
+    # being delivered (node stopping, cannot seal to the peer's key).
+    (RequestTimeout, 504, "request_timeout"),
+    (DeliveryTimeout, 504, "delivery_timeout"),
+    (RemoteHandlerError, 502, "remote_handler_error"),
+    (DeliveryError, 502, "delivery_failed"),
     (NotRunningError, 503, "not_running"),
 ]
 
@@ -62,6 +75,7 @@ _HTTP_CODES = {
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    409: "conflict",
     429: "too_many_requests",
 }
 

@@ -1,15 +1,18 @@
 """The core routes, one module per area; every path is under ``/v1``.
 
-Services add their own routes (see ``ApiRoutes`` in ``app.py``) rather than
-editing these modules, and their paths to ``openapi.json``.
+Messaging, membership and records are here too, rather than contributed by
+their services (``ApiRoutes`` in ``app.py``): their paths are part of the
+API whether or not the service runs on this daemon, answering ``503
+service_unavailable`` when it does not, so the route table (and the
+document) is the same for every daemon.
 """
 
 from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from agentp2p.application.api.routes import dht, node, peers, pubsub
+from agentp2p.application.api.routes import dht, members, messaging, node, peers, pubsub, records
 
 
 def core_routes() -> list[BaseRoute]:
-    return [*node.ROUTES, *peers.ROUTES, *pubsub.ROUTES, *dht.ROUTES]
+    return [*node.ROUTES, *peers.ROUTES, *pubsub.ROUTES, *dht.ROUTES, *messaging.ROUTES, *members.ROUTES, *records.ROUTES]
