@@ -1,15 +1,17 @@
 """CLI commands that talk to a running daemon through its control API (#7).
 
 ``agentp2p status | peers | connect | disconnect | ping | publish | subscribe
-| dht ...`` find the daemon through ``api.addr`` and ``api.token`` next to its
+| dht ... | send | request | incoming | members | find | record`` find the daemon through ``api.addr`` and ``api.token`` next to its
 identity file (``--identity`` picks another daemon's directory; ``--api`` and
 ``--token-file`` override). Every failure ends in one line on stderr and exit
 status 1: no daemon running, wrong token, unknown peer...
 
 The daemon side: :func:`add_daemon_api_flags` adds ``--api`` and
-``--api-token-file`` to ``agentp2p daemon``, and :func:`daemon_services`
-turns them into the :class:`~agentp2p.application.api.ApiService` the
-daemon's node runs.
+``--api-token-file`` to ``agentp2p daemon`` (and ``--swim``, ``--agent-name``,
+``--agent-description``, ``--capability``, ``--agent-card``), and
+:func:`daemon_services` turns them into the services the daemon's node runs:
+the :class:`~agentp2p.application.api.ApiService`, SWIM membership, and a
+capability record.
 """
 
 from __future__ import annotations
@@ -42,26 +44,113 @@ def add_daemon_api_flags(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help=f"API token file (default {TOKEN_FILE_NAME} next to the identity file)",
     )
+    parser.add_argument("--swim", action="store_true", help="run SWIM membership (agentp2p members)")
+    parser.add_argument(
+        "--agent-name", metavar="NAME", help="publish a capability record under this agent name (agentp2p find)"
+    )
+    parser.add_argument("--agent-description", metavar="TEXT", default="", help="the record's description")
+    parser.add_argument(
+        "--capability",
+        action="append",
+        default=[],
+        metavar="NAME[:TAG,TAG]",
+        help="a capability in the record, with optional tags (repeatable; needs --agent-name)",
+    )
+    parser.add_argument(
+        "--agent-card", metavar="FILE", help="publish this A2A Agent Card (JSON) as the record, instead of --agent-name"
+    )
+
+
+def parse_capability(text: str) -> tuple[str, tuple[str, ...]]:
+    """``translate:fr,en`` -> ``("translate", ("fr", "en"))``."""
+    name, _, tags = text.partition(":")
+    name = name.strip()
+    tag_list = tuple(t.strip() for t in tags.split(",") if t.strip()) if tags else ()
+    if not name:
+        raise ValueError(f"--capability {text!r}: the name is empty (NAME[:TAG,TAG])")
+    return name, tag_list
+
+
+def _record_service(args: argparse.Namespace, swim: Any) -> Any:
+    """The RecordService these flags ask for, or None."""
+    from agentp2p.errors import ConfigError
+
+    name = getattr(args, "agent_name", None)
+    card_path = getattr(args, "agent_card", None)
+    caps_flags = getattr(args, "capability", None) or []
+    if card_path is None and name is None:
+        if caps_flags or getattr(args, "agent_description", ""):
+            raise ConfigError("--capability and --agent-description need --agent-name (or --agent-card)")
+        return None
+    from agentp2p.application.records.errors import InvalidRecord
+    from agentp2p.application.records.model import Capability
+    from agentp2p.application.records.ranking import Liveness
+    from agentp2p.application.records.service import RecordService
+
+    metadata: dict[str, str] = {}
+    if card_path is not None:
+        if name is not None or caps_flags:
+            raise ConfigError("--agent-card replaces --agent-name/--capability; give one or the other")
+        from agentp2p.application.records.a2a import card_fields
+
+        try:
+            card_text = Path(card_path).expanduser().read_text()
+            name, description, capabilities, metadata = card_fields(card_text)
+        except OSError as exc:
+            raise ConfigError(f"--agent-card {card_path}: {exc.strerror}") from None
+        except InvalidRecord as exc:
+            raise ConfigError(f"--agent-card {card_path}: not a usable A2A Agent Card: {exc.detail}") from None
+    else:
+        description = args.agent_description
+        try:
+            parsed = [parse_capability(c) for c in caps_flags]
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        capabilities = tuple(Capability(n, tags=t) for n, t in parsed)
+
+    liveness = None
+    if swim is not None:
+        verdicts = {"alive": Liveness.ALIVE, "suspect": Liveness.SUSPECT, "dead": Liveness.DEAD, "left": Liveness.DEAD}
+
+        def liveness(peer: Any) -> Any:
+            return verdicts.get(swim.state_of(peer) or "", Liveness.UNKNOWN)
+
+    try:
+        return RecordService(name, description, capabilities, metadata, liveness=liveness)
+    except InvalidRecord as exc:
+        raise ConfigError(f"the agent record would be invalid: {exc.detail}") from None
 
 
 def daemon_services(args: argparse.Namespace, config: Any) -> list[Any]:
-    """The services ``agentp2p daemon`` runs for these flags (the API, unless --api off)."""
+    """The services ``agentp2p daemon`` runs for these flags: the API (unless
+    --api off), SWIM with --swim, a capability record with --agent-name or --agent-card."""
+    services: list[Any] = []
+    swim = None
+    if getattr(args, "swim", False):
+        from agentp2p.protocol.swim.service import SwimService
+
+        swim = SwimService()
+        services.append(swim)
+    records = _record_service(args, swim)
+    if records is not None:
+        services.append(records)
     api = getattr(args, "api", None)
     if api == "off":
-        return []
+        return services
     from agentp2p.application.api import ApiService
 
     home = daemon_home(config.identity_path)
     token_flag = getattr(args, "api_token_file", None)
     token_file = Path(token_flag).expanduser() if token_flag else home / TOKEN_FILE_NAME
-    return [
+    services.append(
         ApiService(
             api or DEFAULT_API_LISTEN,
             token_file=token_file,
             addr_file=home / ADDR_FILE_NAME,
             fallback=api is None,
         )
-    ]
+    )
+    return services
 
 
 # -- client commands ----------------------------------------------------------------------
@@ -100,6 +189,34 @@ def add_client_commands(sub: Any) -> None:
     p.add_argument("op", choices=["get", "put", "provide", "providers", "find-peer"])
     p.add_argument("key", metavar="KEY|PEER_ID")
     p.add_argument("value", nargs="?", help="for put: the value text; '-' reads raw bytes from stdin")
+    p = cmd("send", _send, "send a direct message to PEER (returns once the peer's application took it)")
+    p.add_argument("peer", metavar="PEER_ID")
+    p.add_argument("data", help="message text; '-' reads raw bytes from stdin")
+    p.add_argument("--type", default=None, help="message type (default 'message')")
+    p.add_argument("--seal", action="store_true", help="encrypt end to end to the peer's key")
+    p = cmd("request", _request, "send a request to PEER and print the response")
+    p.add_argument("peer", metavar="PEER_ID")
+    p.add_argument("data", help="request text; '-' reads raw bytes from stdin")
+    p.add_argument("--type", default=None, help="request type (default 'request')")
+    p.add_argument("--seal", action="store_true", help="encrypt end to end to the peer's key")
+    p = cmd("incoming", _incoming, "print direct messages as they arrive: SENDER<TAB>TYPE<TAB>TEXT")
+    p.add_argument("--count", type=int, metavar="N", help="exit after N messages")
+    p = cmd("members", _members, "list SWIM members (the daemon needs --swim)")
+    p.add_argument("--all", action="store_true", help="include dead and left members")
+    p.add_argument("--watch", action="store_true", help="then print membership changes as they happen")
+    p = cmd("find", _find, "find live agents offering a capability, best first")
+    p.add_argument("--capability", required=True, metavar="NAME")
+    p.add_argument("--tag", action="append", default=[], metavar="TAG", help="required tag (repeatable)")
+    p.add_argument("--limit", type=int, default=10, metavar="N")
+    p.add_argument("--card", action="store_true", help="with --json: include A2A Agent Cards")
+    p = cmd("record", _record, "show this agent's record (or PEER's), or change it: record set --name ... ")
+    p.add_argument("op", nargs="?", choices=["show", "set"], default="show")
+    p.add_argument("peer", nargs="?", metavar="PEER_ID", help="show: another agent's record")
+    p.add_argument("--name")
+    p.add_argument("--description")
+    p.add_argument("--capability", action="append", metavar="NAME[:TAG,TAG]", help="set: replaces the capabilities (repeatable)")
+    p.add_argument("--metadata", action="append", metavar="KEY=VALUE", help="set: replaces the metadata (repeatable)")
+    p.add_argument("--card", metavar="FILE", help="set: publish this A2A Agent Card (JSON) instead")
 
 
 def run_client_command(args: argparse.Namespace) -> int:
@@ -248,4 +365,156 @@ def _dht(client: Any, args: argparse.Namespace) -> int:
             print(f"agentp2p: error: peer {key} not found", file=sys.stderr)
             return EXIT_ERROR
         _print_json(found.__dict__) if args.json else print("\n".join(found.addrs))
+    return EXIT_OK
+
+
+# -- direct messages, membership, records -------------------------------------------------
+
+
+def _text_or_none(data: bytes) -> str | None:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _payload_text(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(data).decode()
+
+
+def _send(client: Any, args: argparse.Namespace) -> int:
+    msg_id = client.send(args.peer, _read_data(args.data), type=args.type, timeout=args.timeout, seal=args.seal)
+    _print_json({"id": msg_id, "peer_id": args.peer}) if args.json else print(msg_id)
+    return EXIT_OK
+
+
+def _request(client: Any, args: argparse.Namespace) -> int:
+    response = client.request(args.peer, _read_data(args.data), type=args.type, timeout=args.timeout, seal=args.seal)
+    if args.json:
+        _print_json({"peer_id": args.peer, "data_b64": base64.b64encode(response).decode(), "data": _text_or_none(response)})
+    else:
+        print(_payload_text(response), flush=True)
+    return EXIT_OK
+
+
+def _incoming(client: Any, args: argparse.Namespace) -> int:
+    if args.count is not None and args.count < 1:
+        print("agentp2p: error: --count must be at least 1", file=sys.stderr)
+        return 2
+    seen = 0
+    with client.incoming() as inbox:
+        print("waiting for messages", file=sys.stderr, flush=True)
+        for msg in inbox:
+            if args.json:
+                print(json.dumps({"id": msg.id, "sender": msg.sender, "type": msg.type, "sealed": msg.sealed,
+                                  "timestamp": msg.timestamp, "data_b64": base64.b64encode(msg.data).decode(),
+                                  "data": _text_or_none(msg.data)}), flush=True)
+            else:
+                print(f"{msg.sender}\t{msg.type}\t{_payload_text(msg.data)}", flush=True)
+            seen += 1
+            if args.count is not None and seen >= args.count:
+                break
+    return EXIT_OK
+
+
+def _members(client: Any, args: argparse.Namespace) -> int:
+    states = ["alive", "suspect", "dead", "left"] if args.all else None
+    members = client.members(states)
+    if args.json:
+        _print_json([m.__dict__ for m in members])
+    for m in members if not args.json else []:
+        print(f"{m.peer_id}  {m.state:<7}  incarnation {m.incarnation}  {' '.join(m.addrs[:1])}")
+    if not args.watch:
+        return EXIT_OK
+    with client.member_events() as events:
+        for ev in events:
+            if args.json:
+                print(json.dumps(ev.__dict__), flush=True)
+            else:
+                print(f"{ev.kind:<9} {ev.peer_id}  incarnation {ev.incarnation}", flush=True)
+    return EXIT_OK
+
+
+def _find(client: Any, args: argparse.Namespace) -> int:
+    agents = client.find_agents(args.capability, args.tag, args.limit, card=args.card)
+    if args.json:
+        _print_json([
+            {"peer_id": a.peer_id, "name": a.name, "liveness": a.liveness, "rtt_ms": a.rtt_ms,
+             "capability": a.capability, **({"card": a.record.card} if args.card else {})}
+            for a in agents
+        ])
+        return EXIT_OK
+    for a in agents:
+        rtt = f"{a.rtt_ms:.1f} ms" if a.rtt_ms is not None else "-"
+        tags = ",".join(a.capability.get("tags", []))
+        print(f"{a.peer_id}  {a.name}  {a.liveness}  {rtt}  {tags}")
+    if not agents:
+        print(f"no live agent offers {args.capability!r}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _print_record(record: Any, as_json: bool) -> None:
+    if as_json:
+        _print_json(record.__dict__)
+        return
+    print(f"peer id:      {record.peer_id}")
+    print(f"name:         {record.name}")
+    if record.description:
+        print(f"description:  {record.description}")
+    print(f"seq:          {record.seq}")
+    for cap in record.capabilities:
+        tags = f" [{', '.join(cap.get('tags', []))}]" if cap.get("tags") else ""
+        print(f"capability:   {cap['name']}{tags}")
+    for key, value in sorted(record.metadata.items()):
+        print(f"metadata:     {key}={value}")
+
+
+def _record(client: Any, args: argparse.Namespace) -> int:
+    if args.op == "show":
+        if any(v is not None for v in (args.name, args.description, args.capability, args.metadata, args.card)):
+            print("agentp2p: error: --name/--description/--capability/--metadata/--card go with 'record set'", file=sys.stderr)
+            return 2
+        record = client.get_record(args.peer) if args.peer else client.record()
+        if record is None:
+            print(f"agentp2p: error: no record found for {args.peer}", file=sys.stderr)
+            return EXIT_ERROR
+        _print_record(record, args.json)
+        return EXIT_OK
+    if args.peer:
+        print("agentp2p: error: 'record set' changes this agent's own record; it takes no PEER_ID", file=sys.stderr)
+        return 2
+    fields: dict[str, Any] = {}
+    if args.card is not None:
+        if any(v is not None for v in (args.name, args.description, args.capability, args.metadata)):
+            print("agentp2p: error: --card replaces the other fields; give one or the other", file=sys.stderr)
+            return 2
+        try:
+            fields["card"] = json.loads(Path(args.card).expanduser().read_text())
+        except (OSError, ValueError) as exc:
+            print(f"agentp2p: error: cannot read the card {args.card}: {exc}", file=sys.stderr)
+            return 2
+    if args.name is not None:
+        fields["name"] = args.name
+    if args.description is not None:
+        fields["description"] = args.description
+    if args.capability is not None:
+        try:
+            parsed = [parse_capability(c) for c in args.capability]
+        except ValueError as exc:
+            print(f"agentp2p: error: {exc}", file=sys.stderr)
+            return 2
+        fields["capabilities"] = [{"name": n, "tags": list(t)} for n, t in parsed]
+    if args.metadata is not None:
+        pairs = [m.partition("=") for m in args.metadata]
+        if any(not k or not sep for k, sep, _ in pairs):
+            print("agentp2p: error: --metadata takes KEY=VALUE", file=sys.stderr)
+            return 2
+        fields["metadata"] = {k: v for k, _, v in pairs}
+    if not fields:
+        print("agentp2p: error: record set needs --name, --description, --capability, --metadata or --card", file=sys.stderr)
+        return 2
+    _print_record(client.update_record(**fields), args.json)
     return EXIT_OK

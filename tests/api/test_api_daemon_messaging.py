@@ -1,0 +1,115 @@
+"""Two daemon subprocesses with SWIM and capability records, driven by the CLI:
+send/incoming round trip, members, find, record show/set, and the daemon flags."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from agentp2p.client import SyncClient
+
+from api_fixtures import CLI, DaemonProcess, clean_env
+
+
+@pytest.fixture(scope="module")
+def agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonProcess, DaemonProcess]]:
+    tmp = tmp_path_factory.mktemp("agents")
+    a = DaemonProcess(tmp / "a", "--swim", "--agent-name", "alpha", "--capability", "translate:fr,en").launch()
+    b = DaemonProcess(tmp / "b", "--swim", "--agent-name", "beta", "--agent-description", "second").launch()
+    try:
+        a.wait_ready()
+        b.wait_ready()
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
+def _cli(daemon: DaemonProcess, *args: str, **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    return subprocess.run([*CLI, *args, *daemon.client_args()], capture_output=True, text=True, timeout=60,
+                          env=clean_env(daemon.home), **kw)  # fmt: skip
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.1)  # polling a subprocess's state; nothing to wait on in-process
+
+
+def test_cli_send_reaches_cli_incoming_on_another_daemon(agents: tuple[DaemonProcess, DaemonProcess]) -> None:
+    a, b = agents
+    assert _cli(a, "connect", b.addrs[0]).returncode == 0
+    reader = subprocess.Popen([*CLI, "incoming", "--count", "2", *b.client_args()], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=clean_env(b.home))  # fmt: skip
+    try:
+        assert reader.stderr is not None and "waiting for messages" in reader.stderr.readline()
+        sent = _cli(a, "send", b.peer_id, "hello beta", "--type", "greeting", "--seal")
+        assert sent.returncode == 0, sent.stderr
+        msg_id = sent.stdout.strip()
+        assert len(msg_id) == 32  # returned once b's reader took it
+        piped = _cli(a, "send", b.peer_id, "-", "--json", input="line two")
+        assert piped.returncode == 0 and json.loads(piped.stdout)["peer_id"] == b.peer_id
+        out, err = reader.communicate(timeout=30)
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+    assert reader.returncode == 0, err
+    assert out.splitlines() == [f"{a.peer_id}\tgreeting\thello beta", f"{a.peer_id}\tmessage\tline two"]
+
+
+def test_cli_send_with_nobody_reading_times_out_with_one_line(agents: tuple[DaemonProcess, DaemonProcess]) -> None:
+    a, b = agents
+    assert _cli(a, "connect", b.addrs[0]).returncode == 0
+    late = _cli(a, "send", b.peer_id, "unread", "--timeout", "0.5")
+    assert late.returncode == 1
+    assert late.stderr.startswith("agentp2p: error: ") and "504 delivery_timeout" in late.stderr
+    assert len(late.stderr.strip().splitlines()) == 1
+    with SyncClient(home=b.home) as client, client.incoming() as inbox:
+        assert inbox.receive().text == "unread"  # it waited at b for a reader
+
+
+def test_cli_members_find_and_record(agents: tuple[DaemonProcess, DaemonProcess]) -> None:
+    a, b = agents
+    assert _cli(a, "connect", b.addrs[0]).returncode == 0
+    with SyncClient(home=a.home) as client:
+        _wait(lambda: [m.state for m in client.members()] == ["alive"])
+    members = _cli(a, "members")
+    assert members.returncode == 0 and b.peer_id in members.stdout and "alive" in members.stdout
+
+    record = _cli(a, "record", "--json")
+    assert record.returncode == 0, record.stderr
+    shown = json.loads(record.stdout)
+    assert shown["name"] == "alpha" and shown["capabilities"][0]["tags"] == ["fr", "en"]
+
+    with SyncClient(home=b.home) as client:
+        _wait(lambda: [x.peer_id for x in client.find_agents("translate")] == [a.peer_id])
+    found = _cli(b, "find", "--capability", "translate", "--tag", "fr")
+    assert found.returncode == 0 and found.stdout.startswith(f"{a.peer_id}  alpha  alive")
+    assert _cli(b, "record", "show", a.peer_id).stdout.splitlines()[1] == "name:         alpha"
+
+    changed = _cli(b, "record", "set", "--capability", "summarize:short", "--metadata", "owner=tests")
+    assert changed.returncode == 0, changed.stderr
+    assert "capability:   summarize [short]" in changed.stdout and "metadata:     owner=tests" in changed.stdout
+    bad = _cli(b, "record", "set", "--name", " padded ")
+    assert bad.returncode == 1 and "invalid record" in bad.stderr
+
+
+def test_daemon_record_flags_are_checked_before_it_starts(tmp_path: Path) -> None:
+    cases = [
+        (["--capability", "x"], "need --agent-name"),
+        (["--agent-name", "a", "--capability", ":tag"], "name is empty"),
+        (["--agent-card", str(tmp_path / "missing.json")], "--agent-card"),
+        (["--agent-name", " a "], "would be invalid"),
+    ]
+    for extra, needle in cases:
+        d = DaemonProcess(tmp_path / "d", *extra)
+        result = subprocess.run(d.args, capture_output=True, text=True, timeout=60, env=d.env)
+        assert result.returncode == 2, (extra, result.stderr)
+        assert needle in result.stderr and result.stderr.startswith("agentp2p: error:"), result.stderr
