@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json-logs", action="store_true", help="same as --log-format json")
     d.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     d.add_argument("--mdns", action="store_true", help="discover peers on the LAN with mDNS")
+    d.add_argument(
+        "--full-import",
+        action="store_true",
+        help="load all of py-libp2p (by default the daemon skips QUIC/TLS/metrics packages it never uses, ~20 MB)",
+    )
     add_daemon_api_flags(d)
 
     i = sub.add_parser("id", help="print the peer ID of the identity file (creating it if absent)")
@@ -110,6 +115,14 @@ def main(argv: list[str] | None = None) -> int:
             print(load_or_create_identity(path).peer_id)
             return 0
         if args.command == "daemon":
+            if not args.full_import:
+                # Must run before anything imports libp2p (config does).
+                from agentp2p import _lean_import
+
+                mdns_possible = bool(
+                    args.mdns or args.config or os.environ.get("AGENTP2P_MDNS") or os.environ.get("AGENTP2P_CONFIG")
+                )
+                _lean_import.install(mdns=mdns_possible)
             import trio
 
             from agentp2p.log import setup_logging

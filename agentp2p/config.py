@@ -43,8 +43,9 @@ class PubSubConfig:
     publish_timeout: float = 10.0
     max_message_size: int = 1 << 20
     seen_ttl: int = 120
-    # How long a message waits for a just-connected peer's subscription.
-    pending_ttl: float = 2.0
+    # How long a message waits for a just-connected peer's subscription
+    # (py-libp2p's default; under load subscriptions can take seconds).
+    pending_ttl: float = 30.0
 
 
 @dataclass
