@@ -31,13 +31,18 @@ class Daemon:
             sys.executable, "-m", "agentp2p", "daemon",
             "--listen", "/ip4/127.0.0.1/tcp/0",
             "--identity", str(tmp / f"{name}.key"),
-            "--json-logs", *extra,
+            "--json-logs",
+            # The control API on an ephemeral port: its default port is shared
+            # by every daemon on the machine (and parallel test runs).
+            "--api", "127.0.0.1:0",
+            *extra,
         ]  # fmt: skip
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTP2P_")}
         self.env["HOME"] = str(tmp)  # never touch the real ~/.agentp2p
         self.addrs: list[str] = []
         self.logs: list[dict[str, object]] = []
         self._log_event = trio.Event()
+        self._stderr_closed = False
 
     @property
     def peer_id(self) -> str:
@@ -60,11 +65,20 @@ class Daemon:
         return self
 
     async def _read_stderr(self) -> None:
+        try:
+            await self._read_stderr_lines()
+        finally:
+            self._stderr_closed = True
+            self._log_event.set()
+
+    async def _read_stderr_lines(self) -> None:
         buf = b""
         while chunk := await self.proc.stderr.receive_some():
             buf += chunk
             *lines, buf = buf.split(b"\n")
             for line in lines:
+                # Shown by pytest for failing tests only.
+                print(f"[daemon] {line.decode(errors='replace')}", file=sys.stderr)
                 try:
                     self.logs.append(json.loads(line))
                 except ValueError:
@@ -75,6 +89,8 @@ class Daemon:
     async def wait_log(self, text: str, timeout: float = 20) -> None:
         with trio.fail_after(timeout):
             while not any(text in str(entry.get("msg", "")) for entry in self.logs):
+                if self._stderr_closed:
+                    raise AssertionError(f"daemon exited before logging {text!r}; last lines: {self.logs[-5:]}")
                 await self._log_event.wait()
 
     async def stop(self) -> int:
