@@ -328,7 +328,8 @@ class SwimTransport:
     async def send_now(self, peer: bytes, frame: bytes, addrs: Iterable[bytes] = ()) -> bool:
         """Write one frame at once, bypassing the queue (to announce a leave
         while the node is stopping and the writer tasks are gone). Uses an
-        open stream with the peer if there is one; never dials."""
+        open stream with the peer if there is one, else opens one (dialing if
+        need be; the caller bounds the time)."""
         fault = self.fault
         if fault is not None and fault.blocks(peer):
             self.stats.dropped_fault_out += 1

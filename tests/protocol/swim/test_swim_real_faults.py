@@ -11,7 +11,7 @@ import trio
 
 from agentp2p.protocol.swim.service import FaultInjection
 
-from swimreal import describe, failures_since, kinds, states, swim_network, wait_until
+from swimreal import describe, failures_since, states, swim_network, wait_until
 
 
 async def test_partition_into_halves_then_heal_converges() -> None:
@@ -73,15 +73,28 @@ async def test_slow_node_is_not_declared_failed() -> None:
         # Every frame the slow node sends (its acks included) waits 0.2 s:
         # longer than the 0.15 s probe timeout, shorter than the 0.3 s period.
         slow.swim.fault = FaultInjection(delay=0.2)
-        with trio.move_on_after(6):
-            while True:
-                assert "failed" not in [k for m in others for k in kinds(m, slow.peer_id)], describe(members)
-                await trio.sleep(0.05)
+
+        def indirect() -> int:
+            return sum(m.swim.stats()["sent"].get("PingReq", 0) for m in others) - before
+
+        # At least 4 s, and until the delay has visibly bitten (probes of the
+        # slow node timed out and went indirect) — unless the probers' own
+        # Lifeguard scores stretched their timeouts past the delay (a loaded
+        # machine), which the assertion below then reports.
+        start = trio.current_time()
+        while True:
+            assert not failures_since(others, settled, {slow.peer_id}), describe(members)
+            elapsed = trio.current_time() - start
+            if (elapsed >= 4 and indirect() >= 5) or elapsed >= 12:
+                break
+            await trio.sleep(0.05)
         slow.swim.fault = None
-        # The delay did bite: probes of the slow node timed out and went indirect.
-        indirect = sum(m.swim.stats()["sent"].get("PingReq", 0) for m in others) - before
-        suspicions = sum(kinds(m, slow.peer_id).count("suspect") for m in others)
-        print(f"\nslow node: {indirect} indirect probes, {suspicions} suspicions (refuted), incarnation {slow.swim.incarnation}")
-        assert indirect >= 5
+        n_indirect = indirect()
+        suspicions = sum(1 for m in others for e in m.log if e.kind == "suspect" and e.peer_id == slow.peer_id and e.at >= start)
+        print(
+            f"\nslow node: {n_indirect} indirect probes in {elapsed:.1f} s, {suspicions} suspicions (refuted), "
+            f"incarnation {slow.swim.incarnation}"
+        )
+        assert n_indirect >= 5, f"the delay never exceeded the probers' timeouts: {describe(members)}"
         await wait_until(lambda: states(members, slow.peer_id) == ["alive"] * 5, 5, "slow node alive everywhere")
         assert not failures_since(members, settled, {m.peer_id for m in members})
