@@ -125,6 +125,13 @@ def encode_payload(data: bytes, text_key: str = "data", b64_key: str = "data_b64
     return {b64_key: base64.b64encode(data).decode("ascii"), text_key: text}
 
 
+def check_query(request: Request, allowed: set[str]) -> None:
+    """400 for query parameters the endpoint does not take (a typo is not silently ignored)."""
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise bad_request(f"unknown query parameter(s): {', '.join(map(repr, unknown))}")
+
+
 def query_int(request: Request, key: str, default: int, lo: int, hi: int) -> int:
     raw = request.query_params.get(key)
     if raw is None:

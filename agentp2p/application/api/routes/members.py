@@ -16,6 +16,7 @@ import trio
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from agentp2p.application.api.body import check_query
 from agentp2p.application.api.context import ApiContext, context
 from agentp2p.application.api.errors import bad_request, service_unavailable
 from agentp2p.application.api.routing import route
@@ -43,6 +44,7 @@ def member_json(m: Any, now: float) -> dict[str, Any]:
 
 
 def _states(request: Request) -> tuple[str, ...]:
+    check_query(request, {"state"})
     wanted = request.query_params.getlist("state")
     if not wanted:
         return LIVE_STATES

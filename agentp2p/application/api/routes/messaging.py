@@ -38,6 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from agentp2p.application.api.body import (
+    check_query,
     encode_payload,
     parse_peer_id,
     payload,
@@ -218,6 +219,7 @@ class _Released:
 async def handle(request: Request) -> _Released:
     ctx = context(request)
     svc = _messaging(ctx)
+    check_query(request, {"type"})
     type_ = _message_type(query_str(request, "type", max_len=MAX_TYPE), "")
     handled = _handled_types(ctx)
     # A Python handler set on the node is not replaced behind its back either.

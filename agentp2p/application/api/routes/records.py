@@ -18,7 +18,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from agentp2p.application.api.body import parse_peer_id, query_int, query_str, read_json_object
+from agentp2p.application.api.body import check_query, parse_peer_id, query_int, query_str, read_json_object
 from agentp2p.application.api.context import ApiContext, context
 from agentp2p.application.api.errors import ApiError, bad_request, not_found, service_unavailable
 from agentp2p.application.api.routing import route
@@ -185,6 +185,7 @@ def _liveness_name(value: Any) -> str:
 async def find_agents(request: Request) -> JSONResponse:
     ctx = context(request)
     svc = _records(ctx)
+    check_query(request, {"capability", "tag", "limit", "card"})
     capability = query_str(request, "capability", max_len=MAX_CAPABILITY)
     tags = request.query_params.getlist("tag")
     if len(tags) > MAX_TAGS or not all(0 < len(t) <= MAX_TAG for t in tags):
@@ -212,6 +213,7 @@ async def get_record(request: Request) -> JSONResponse:
     ctx = context(request)
     svc = _records(ctx)
     peer = parse_peer_id(request.path_params["peer_id"])
+    check_query(request, {"fresh"})
     fresh = _query_bool(request, "fresh")
     record = await svc.get_record(peer, fresh=fresh)
     if record is None:
