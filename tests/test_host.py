@@ -149,3 +149,12 @@ async def test_graceful_shutdown_closes_connections() -> None:
             await b.connect(a.addrs[0])
             await wait_until(lambda: a.is_connected(b.peer_id))
         await wait_until(lambda: not a.is_connected(b.peer_id), what="peer's connection to close")
+
+
+async def test_library_auto_connector_does_not_dial() -> None:
+    async with Node(local_config()) as a, Node(local_config()) as b:
+        # b is known to a's peerstore but not connected: the library's
+        # auto-connector would dial it; ours must not.
+        a.host.get_peerstore().add_addrs(b.peer_id, b.listen_addrs, 3600)
+        await a.host.get_network().auto_connector.maybe_connect()
+        assert not a.is_connected(b.peer_id)

@@ -84,6 +84,21 @@ def _identify_handler(host: IHost):  # type: ignore[no-untyped-def]
     return handle_identify
 
 
+def _disable_auto_connector(host: IHost) -> None:
+    """Stop py-libp2p from dialing every peerstore address on its own.
+
+    Its auto-connector aims at the midpoint of the watermarks (150 with any
+    usable setting) and fires that many dials every 30 s at whatever the
+    peerstore holds — DHT contacts, stale addresses. Which peers we connect
+    to is the bootstrapper's, the DHT's and the protocols' decision.
+    """
+
+    async def no_auto_connect() -> None:
+        return None
+
+    host.get_network().auto_connector.maybe_connect = no_auto_connect  # type: ignore[method-assign]
+
+
 def _ensure_dial_transports(host: IHost) -> None:
     """Dial TCP and WebSocket whatever we listen on.
 
@@ -110,10 +125,8 @@ def build_host(
     failures: HandlerFailures | None = None,
 ) -> IHost:
     """Create (but do not start) a hardened libp2p host."""
-    # Watermarks: prune above max_connections; never auto-dial. The library's
-    # auto-connector otherwise fires up to 200 dials at every peerstore
-    # address whenever we have fewer than 100 connections; connectivity is
-    # the bootstrapper's and the DHT's job.
+    # Prune above max_connections. The low watermark only matters to the
+    # library's auto-connector, which we switch off below.
     conn_config = ConnectionConfig(
         max_connections=limits.max_connections,
         high_watermark=limits.max_connections,
@@ -130,6 +143,7 @@ def build_host(
         connection_config=conn_config,
     )
     _ensure_dial_transports(host)
+    _disable_auto_connector(host)
     host.set_stream_handler(IDENTIFY_PROTOCOL, _identify_handler(host))
     install_swarm_guard(host, failures or HandlerFailures())
     return host
