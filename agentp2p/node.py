@@ -50,6 +50,9 @@ from agentp2p.protocol.dht import DHT
 from agentp2p.protocol.pubsub import Message, PubSub, Subscription, Validator
 
 if TYPE_CHECKING:
+    from agentp2p.application.records.model import AgentRecord
+    from agentp2p.application.records.ranking import RankedAgent
+    from agentp2p.application.records.service import RecordService
     from agentp2p.messaging.message import IncomingMessage
     from agentp2p.messaging.service import MessagingService
 
@@ -182,6 +185,11 @@ class Node:
         self.host.get_network().register_notifee(self.events)
         self.pubsub = PubSub(self.host, self.config.pubsub)
         self.dht = DHT(self.host, self.config.dht)
+        # Every node stores agent records for others, whether or not it
+        # publishes one itself.
+        from agentp2p.application.records.validator import AgentRecordValidator
+
+        self.dht.register_validator(AgentRecordValidator.namespace, AgentRecordValidator())
         self.bootstrapper = Bootstrapper(
             self.host,
             self._bootstrap_peers,
@@ -252,6 +260,8 @@ class Node:
                 nursery.start_soon(self.dht.refresh_forever)
                 if self.config.mdns:
                     nursery.start_soon(self._run_mdns)
+                # Services may use the node's API while they start.
+                self._nursery = nursery
                 for service in self.services.values():
                     # Services that report readiness are awaited, so the
                     # node's API works as soon as ``async with`` returns.
@@ -507,6 +517,28 @@ class Node:
     def set_handler(self, type: str, handler: Any) -> None:  # noqa: A002
         """Answer requests (and consume messages) of ``type`` with ``handler``."""
         self.messaging.set_handler(type, handler)
+
+    # -- capability records (agentp2p.application.records) ---------------------
+
+    def _records(self) -> RecordService:
+        svc = self.services.get("records")
+        if svc is None:
+            raise NotRunningError(
+                "this node publishes no agent record: pass services=[RecordService(name=..., capabilities=[...])]"
+            )
+        return svc  # type: ignore[return-value]
+
+    async def find_agents(
+        self, capability: str, tags: Sequence[str] = (), limit: int = 10
+    ) -> list[RankedAgent]:
+        """Verified records of live agents offering ``capability``, best first."""
+        self._require_running()
+        return await self._records().find_agents(capability, tags=tuple(tags), limit=limit)
+
+    async def get_record(self, peer: ID | str, *, fresh: bool = False) -> AgentRecord | None:
+        """The current, verified record of one agent (cache, the agent, then the DHT)."""
+        self._require_running()
+        return await self._records().get_record(_to_peer_id(peer), fresh=fresh)
 
     # -- our own protocols ------------------------------------------------------
 

@@ -39,3 +39,28 @@ async def test_messaging_store_survives_restart(tmp_path) -> None:  # type: igno
     async with Node(cfg) as a:
         assert a.messaging is a.services["messaging"]
     assert (tmp_path / "a.db").exists()
+
+
+async def test_find_agents_through_node_and_plain_nodes_store_records() -> None:
+    from agentp2p.application.records.service import RecordService
+    from agentp2p.errors import NotRunningError
+
+    async with Node(local_config()) as plain:
+        cfg = local_config(bootstrap=[plain.addrs[0]])
+        async with Node(cfg, services=[RecordService("translator", capabilities=["translate"])]) as agent:
+            async with Node(local_config(bootstrap=[plain.addrs[0]]), services=[RecordService("seeker")]) as seeker:
+                with trio.fail_after(30):
+                    while True:
+                        found = await seeker.find_agents("translate")
+                        if found:
+                            break
+                        await trio.sleep(0.1)
+                assert found[0].record.peer_id == agent.peer_id
+                record = await seeker.get_record(agent.peer_id)
+                assert record is not None and record.name == "translator"
+            # a node without its own record still validates and stores others'
+            assert "agentrec" in plain.dht.kad.validator._validators  # type: ignore[attr-defined]
+            import pytest
+
+            with pytest.raises(NotRunningError, match="publishes no agent record"):
+                await plain.find_agents("translate")
