@@ -113,3 +113,35 @@ def test_daemon_record_flags_are_checked_before_it_starts(tmp_path: Path) -> Non
         result = subprocess.run(d.args, capture_output=True, text=True, timeout=60, env=d.env)
         assert result.returncode == 2, (extra, result.stderr)
         assert needle in result.stderr and result.stderr.startswith("agentp2p: error:"), result.stderr
+
+
+def test_cli_request_answered_by_a_sync_program_on_the_other_daemon(agents: tuple[DaemonProcess, DaemonProcess]) -> None:
+    import threading
+
+    a, b = agents
+    assert _cli(a, "connect", b.addrs[0]).returncode == 0
+    ready = threading.Event()
+    failures: list[BaseException] = []
+
+    def answer_one() -> None:
+        try:
+            with SyncClient(home=b.home) as client, client.handle("reverse") as requests:
+                ready.set()
+                req = requests.receive()
+                assert req.request_id is not None
+                client.reply(req.request_id, req.text[::-1])
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+            failures.append(exc)
+            ready.set()
+
+    worker = threading.Thread(target=answer_one)
+    worker.start()
+    try:
+        assert ready.wait(30) and not failures, failures
+        answered = _cli(a, "request", b.peer_id, "stressed", "--type", "reverse")
+    finally:
+        worker.join(30)
+    assert not failures, failures
+    assert answered.returncode == 0 and answered.stdout == "desserts\n", answered.stderr
+    unanswered = _cli(a, "request", b.peer_id, "x", "--type", "reverse")  # the program left
+    assert unanswered.returncode == 1 and "no handler" in unanswered.stderr
