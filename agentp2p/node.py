@@ -18,6 +18,7 @@ Start order matters with py-libp2p 0.8.1:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import errno
 import os
@@ -79,6 +80,16 @@ def _to_peer_id(peer: ID | str) -> ID:
         return ID.from_base58(peer)
     except Exception:
         raise ValueError(f"{peer!r} is not a valid peer ID") from None
+
+
+def _service_stats(service: Any) -> Any:
+    """A service's ``stats``, whether it is a method or a dataclass attribute."""
+    stats = service.stats
+    if callable(stats):
+        return stats()
+    if dataclasses.is_dataclass(stats):
+        return dataclasses.asdict(stats)
+    return stats
 
 
 def _single_error(exc: BaseException) -> BaseException:
@@ -570,7 +581,7 @@ class Node:
                 "topics": self.pubsub.topics(),
             },
             "handler_failures": dict(self.handler_failures.by_protocol),
-            **{name: svc.stats() for name, svc in self.services.items() if hasattr(svc, "stats")},
+            **{name: _service_stats(svc) for name, svc in self.services.items() if hasattr(svc, "stats")},
             "bootstrap": {
                 "attempts": self.bootstrapper.attempts,
                 "successes": self.bootstrapper.successes,

@@ -34,9 +34,6 @@ schema = schemathesis.openapi.from_path(str(OPENAPI_PATH))
 
 MAX_EXAMPLES = 20
 NOT_FUZZED = ["subscribe", "incomingMessages", "handleRequests", "memberEvents", "sendMessage", "sendRequest"]
-# Node.stats() calls RecordService.stats, which is an attribute: a 500 on a daemon
-# with a record (see the xfail in test_api_members_records.py). Takes no input.
-NOT_FUZZED.append("getStats")
 
 
 @pytest.fixture(scope="module")

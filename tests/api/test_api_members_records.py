@@ -167,11 +167,6 @@ async def test_swim_and_records_missing_on_a_real_daemon_node_are_503() -> None:
             assert (err.value.status, err.value.code) == (503, "service_unavailable")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Node.stats() calls svc.stats() for every service, but RecordService.stats is a RecordStats "
-    "attribute: GET /v1/node/stats (agentp2p status) is a 500 on a daemon with a record (agentp2p/node.py)",
-)
 async def test_node_stats_with_a_record_service() -> None:
     async with api_node(services=(_records("alpha", "translate"),)) as a:
         stats = await a.client.stats()
