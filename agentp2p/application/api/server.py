@@ -48,6 +48,7 @@ def _bind(address: ApiAddress) -> socket.socket:
             old = os.umask(0o177)  # the socket file is created 0600
             try:
                 sock.bind(str(path))
+                sock.listen(128)
             finally:
                 os.umask(old)
         except OSError:
@@ -59,6 +60,10 @@ def _bind(address: ApiAddress) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((address.host, address.port))
+        # Listen now: with SO_REUSEADDR two daemons starting together could
+        # both bind a port nobody listens on yet, and the second would only
+        # fail later inside hypercorn, past our fallback.
+        sock.listen(128)
     except OSError:
         sock.close()
         raise
