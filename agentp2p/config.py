@@ -72,6 +72,12 @@ class NodeConfig:
     bootstrap_retry_initial: float = 0.5
     bootstrap_retry_max: float = 30.0
     mdns: bool = False
+    # SWIM membership and failure detection (docs/swim.md has the trade-offs:
+    # a shorter period detects failures sooner for more bandwidth).
+    swim: bool = True
+    swim_probe_interval: float = 1.0
+    swim_probe_timeout: float = 0.5
+    swim_indirect_checks: int = 3
     # SQLite file for the messaging outbox and dedup state; None keeps them in
     # memory (messages accepted for sending then do not survive a restart).
     messaging_store: Path | None = None
@@ -91,6 +97,10 @@ class NodeConfig:
             parse_peer_addr(addr)
         if self.max_connections < 1 or self.max_connections_per_peer < 1:
             raise ConfigError("connection limits must be >= 1")
+        if not 0 < self.swim_probe_timeout < self.swim_probe_interval:
+            raise ConfigError("swim_probe_timeout must be positive and shorter than swim_probe_interval")
+        if self.swim_indirect_checks < 0:
+            raise ConfigError("swim_indirect_checks must be >= 0")
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"log_format must be 'text' or 'json', not {self.log_format!r}")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):

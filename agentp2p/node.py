@@ -51,6 +51,7 @@ from agentp2p.protocol.dht import DHT
 from agentp2p.protocol.pubsub import Message, PubSub, Subscription, Validator
 
 if TYPE_CHECKING:
+    from agentp2p.protocol.swim.service import MemberInfo, MembershipEvent, SwimService
     from agentp2p.application.records.model import AgentRecord
     from agentp2p.application.records.ranking import RankedAgent
     from agentp2p.application.records.service import RecordService
@@ -80,6 +81,18 @@ def _to_peer_id(peer: ID | str) -> ID:
         return ID.from_base58(peer)
     except Exception:
         raise ValueError(f"{peer!r} is not a valid peer ID") from None
+
+
+def _swim_liveness(swim: Any) -> Callable[[ID], Any]:
+    """Map SWIM's verdicts onto the records service's liveness levels."""
+    from agentp2p.application.records.ranking import Liveness
+
+    levels = {"alive": Liveness.ALIVE, "suspect": Liveness.SUSPECT, "dead": Liveness.DEAD, "left": Liveness.DEAD}
+
+    def liveness(peer: ID) -> Any:
+        return levels.get(swim.state_of(peer) or "", Liveness.UNKNOWN)
+
+    return liveness
 
 
 def _service_stats(service: Any) -> Any:
@@ -216,6 +229,22 @@ class Node:
             from agentp2p.messaging.service import MessagingService
 
             self.add_service(MessagingService(store_path=self.config.messaging_store))
+        if "swim" not in self.services and self.config.swim:
+            from agentp2p.protocol.swim.config import SwimConfig
+            from agentp2p.protocol.swim.service import SwimService
+
+            self.add_service(
+                SwimService(
+                    SwimConfig(
+                        probe_interval=self.config.swim_probe_interval,
+                        probe_timeout=self.config.swim_probe_timeout,
+                        indirect_checks=self.config.swim_indirect_checks,
+                    )
+                )
+            )
+        records, swim = self.services.get("records"), self.services.get("swim")
+        if records is not None and swim is not None and hasattr(records, "use_liveness"):
+            records.use_liveness(_swim_liveness(swim))
         self._cm: contextlib.AbstractAsyncContextManager[None] | None = None
         self._nursery: trio.Nursery | None = None
         self.started_at: float | None = None
@@ -528,6 +557,23 @@ class Node:
     def set_handler(self, type: str, handler: Any) -> None:  # noqa: A002
         """Answer requests (and consume messages) of ``type`` with ``handler``."""
         self.messaging.set_handler(type, handler)
+
+    # -- membership (agentp2p.protocol.swim) -----------------------------------
+
+    def _swim(self) -> SwimService:
+        svc = self.services.get("swim")
+        if svc is None:
+            raise NotRunningError("SWIM membership is off for this node (NodeConfig.swim = False)")
+        return svc  # type: ignore[return-value]
+
+    def members(self) -> list[MemberInfo]:
+        """Every member SWIM knows, with its state (alive, suspect, dead, left)."""
+        return self._swim().members()
+
+    def member_events(self) -> contextlib.AbstractAsyncContextManager[trio.MemoryReceiveChannel[MembershipEvent]]:
+        """``async with node.member_events() as events: async for e in events`` —
+        joined, suspect, failed, left and recovered, as they happen."""
+        return self._swim().events()
 
     # -- capability records (agentp2p.application.records) ---------------------
 

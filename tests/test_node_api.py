@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 
 from agentp2p.node import Node
-from agentp2p.testing import local_config, network
+from agentp2p.testing import local_config, network, wait_until
 
 
 async def test_send_receive_and_request_through_node() -> None:
@@ -64,3 +64,30 @@ async def test_find_agents_through_node_and_plain_nodes_store_records() -> None:
 
             with pytest.raises(NotRunningError, match="publishes no agent record"):
                 await plain.find_agents("translate")
+
+
+async def test_swim_runs_by_default_and_members_converge() -> None:
+    fast = dict(swim_probe_interval=0.3, swim_probe_timeout=0.15)
+    async with network(3, **fast) as nodes:
+        a = nodes[0]
+        async with a.member_events() as events:
+            await wait_until(
+                lambda: all(
+                    {m.peer_id for m in n.members() if m.state == "alive"} >= {x.peer_id for x in nodes if x is not n}
+                    for n in nodes
+                ),
+                timeout=30,
+                what="every node to see the others alive",
+            )
+            assert a.services["swim"].config.probe_interval == 0.3
+        assert "swim" in a.stats()
+
+
+async def test_swim_can_be_turned_off() -> None:
+    from agentp2p.errors import NotRunningError
+    import pytest
+
+    async with Node(local_config(swim=False)) as n:
+        assert "swim" not in n.services
+        with pytest.raises(NotRunningError, match="SWIM"):
+            n.members()

@@ -173,6 +173,11 @@ class RecordService:
 
     # -- NodeService ------------------------------------------------------------
 
+    def use_liveness(self, liveness: LivenessFn) -> None:
+        """Judge liveness with ``liveness`` (e.g. SWIM) unless one was given."""
+        if self._external_liveness is None:
+            self._external_liveness = liveness
+
     def attach(self, node: Node) -> None:
         self._node = node
         node.dht.register_validator(NAMESPACE, self.validator)
