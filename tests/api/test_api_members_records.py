@@ -160,7 +160,7 @@ async def test_a_record_nobody_has_is_404() -> None:
 
 
 async def test_swim_and_records_missing_on_a_real_daemon_node_are_503() -> None:
-    async with api_node() as a:
+    async with api_node(swim=False) as a:
         for call in (a.client.members(), a.client.record(), a.client.find_agents("x")):
             with pytest.raises(ApiError) as err:
                 await call
