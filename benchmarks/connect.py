@@ -11,7 +11,7 @@
   peer is allowed; agentp2p sets ``max_connections_per_peer=1``
   (agentp2p/network/host.py), which skips that wait.
 
-    /tmp/venv/bin/python benchmarks/connect.py [--dials 50] [--only in_process,daemon,libp2p_default] [--json]
+    .venv/bin/python benchmarks/connect.py [--dials 50] [--only in_process,daemon,libp2p_default] [--json]
 """
 
 from __future__ import annotations

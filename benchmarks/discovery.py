@@ -17,7 +17,7 @@ once, in turn. Reported per N:
 * ``complete``  — agents found / agents offering, summed over capabilities
                   (live agents only; nobody dies here).
 
-    /tmp/venv/bin/python benchmarks/discovery.py [--sizes 10 50 100] [--procs 4] [--caps 10] [--json]
+    .venv/bin/python benchmarks/discovery.py [--sizes 10 50 100] [--procs 4] [--caps 10] [--json]
 
 Workers are this script with ``--worker`` (stdout: one JSON line when ready;
 they stop when their stdin closes). Library warnings go to stderr; run with

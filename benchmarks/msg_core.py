@@ -5,7 +5,7 @@ from bytes, as on a real stream), the sender kept saturated, the receiver
 consuming every message. Reports acknowledged messages per second, so we
 know the core is far from being the bottleneck of the 10k msg/s target.
 
-    /tmp/venv/bin/python benchmarks/msg_core.py [--messages N] [--size B] [--sign]
+    .venv/bin/python benchmarks/msg_core.py [--messages N] [--size B] [--sign]
 
 ``--sign`` adds Ed25519 signing and verification (the real per-message cost).
 """

@@ -1,6 +1,6 @@
 """Reliable messaging between two processes on loopback, against a raw py-libp2p stream.
 
-    /tmp/venv/bin/python benchmarks/msg_throughput.py [--messages N] [--rate R] [--seconds S]
+    .venv/bin/python benchmarks/msg_throughput.py [--messages N] [--rate R] [--seconds S]
 
 The sender (this process) starts a receiver process per scenario
 (``--role receiver``), connects to it over 127.0.0.1 and measures:

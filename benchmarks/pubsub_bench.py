@@ -31,9 +31,9 @@ figures are the single-core ceiling of py-libp2p, divided among N nodes.
 publisher stays here), which is how a real deployment runs (one daemon per
 machine) — but this machine has only 2 cores.
 
-    /tmp/venv/bin/python benchmarks/pubsub_bench.py --nodes 2,10,50            # saturating, in one process
-    /tmp/venv/bin/python benchmarks/pubsub_bench.py --nodes 10 --rate 50       # latency at 50 msg/s offered
-    /tmp/venv/bin/python benchmarks/pubsub_bench.py --nodes 10 --procs 2       # subscribers in 2 processes
+    .venv/bin/python benchmarks/pubsub_bench.py --nodes 2,10,50            # saturating, in one process
+    .venv/bin/python benchmarks/pubsub_bench.py --nodes 10 --rate 50       # latency at 50 msg/s offered
+    .venv/bin/python benchmarks/pubsub_bench.py --nodes 10 --procs 2       # subscribers in 2 processes
 """
 
 from __future__ import annotations

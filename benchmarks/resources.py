@@ -18,7 +18,7 @@
   bound at all: they count read()/write() but not the send()/recv() calls
   trio uses on sockets (we measured 0 there while the socket carried data).
 
-    /tmp/venv/bin/python benchmarks/resources.py [--window 30] [--settle 5] [--only import,daemon,nodes,idle] [--json]
+    .venv/bin/python benchmarks/resources.py [--window 30] [--settle 5] [--only import,daemon,nodes,idle] [--json]
 """
 
 from __future__ import annotations

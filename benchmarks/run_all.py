@@ -4,8 +4,8 @@ Each benchmark runs in its own subprocess with ``--json`` (so memory and
 CPU figures are not polluted by this process), then one markdown table
 compares the figures with the product targets.
 
-    /tmp/venv/bin/python benchmarks/run_all.py [--full] [--json > results.json]
-    /tmp/venv/bin/python benchmarks/run_all.py --from-json results.json
+    .venv/bin/python benchmarks/run_all.py [--full] [--json > results.json]
+    .venv/bin/python benchmarks/run_all.py --from-json results.json
 """
 
 from __future__ import annotations
