@@ -17,7 +17,7 @@ from agentp2p.application.records import (
     RecordCache,
     capability_cid,
     capability_multihash,
-    peer_id_from_record_key,
+    record_key_matches,
     rank_agents,
     record_key,
     repub_at_ms,
@@ -42,14 +42,16 @@ def test_provider_key_agrees_with_py_cid_and_kad_dht() -> None:
     assert _encode_key(key) == capability_multihash("summarize")
 
 
-def test_record_key_round_trip() -> None:
+def test_record_key_fits_py_libp2p_find_node_limit() -> None:
     peer = ID.from_pubkey(keypair(1).public_key)
     key = record_key(peer)
-    assert key == "/agentrec/" + peer.to_base58()
-    assert peer_id_from_record_key(key) == peer
-    for bad in ("/pk/" + peer.to_base58(), "/agentrec/", "/agentrec/0OIl"):
+    # py-libp2p peers ignore FIND_NODE for non-multihash keys over 50 bytes.
+    assert key.startswith("/agentrec/") and len(key.encode()) == 50
+    assert key != record_key(ID.from_pubkey(keypair(2).public_key))
+    record_key_matches(key, peer)
+    for bad in ("/pk/" + key[10:], "/agentrec/", key[:-1] + ("a" if key[-1] != "a" else "b")):
         with pytest.raises(InvalidRecord):
-            peer_id_from_record_key(bad)
+            record_key_matches(bad, peer)
 
 
 def test_repub_due_after_two_thirds_of_lifetime() -> None:

@@ -4,7 +4,7 @@ What an agent can do, signed by the agent, findable by capability.
 
 * ``model``     — AgentRecord / Capability values, protobuf encoding, field rules
 * ``signed``    — seal into / open from an RFC 0002 signed envelope (the trust gate)
-* ``keys``      — DHT record key ``/agentrec/<peer-id>``, capability provider CIDs
+* ``keys``      — DHT record key ``/agentrec/<hash of peer id>``, capability provider CIDs
 * ``validator`` — py-libp2p DHT Validator for the ``agentrec`` namespace
 * ``republish`` — when our own record must be re-signed and re-published
 * ``cache``     — local record cache with expiry
@@ -13,13 +13,13 @@ What an agent can do, signed by the agent, findable by capability.
 * ``errors``    — InvalidRecord, the one error for rejected records
 
 The network glue (DHT put/get, provider announcements, the
-/agentp2p/record/1.0.0 protocol, the announcement topic) lives in the node.
+/agentp2p/record/1.0.0 protocol, the announcement topic) is ``service``.
 """
 
 from .a2a import AGENTP2P_EXTENSION_URI, agent_card_to_record, card_fields, record_to_agent_card
 from .cache import CachedRecord, RecordCache
 from .errors import InvalidRecord, Reason
-from .keys import NAMESPACE, capability_cid, capability_multihash, peer_id_from_record_key, record_key
+from .keys import NAMESPACE, capability_cid, capability_multihash, record_key, record_key_matches
 from .model import DEFAULT_TTL_MS, MAX_TTL_MS, AgentRecord, Capability
 from .ranking import Liveness, RankedAgent, rank_agents
 from .republish import repub_at_ms, repub_due
@@ -50,7 +50,7 @@ __all__ = [
     "capability_multihash",
     "card_fields",
     "open_record",
-    "peer_id_from_record_key",
+    "record_key_matches",
     "rank_agents",
     "record_key",
     "record_to_agent_card",

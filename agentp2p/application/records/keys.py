@@ -1,9 +1,16 @@
 """Where agent records and capability announcements live in the DHT.
 
-* Record key: ``/agentrec/<peer-id-base58>`` — a namespaced DHT value key, so
-  py-libp2p's ``NamespacedValidator`` routes it to ``AgentRecordValidator``
-  (namespace ``agentrec``). The key is stored as its UTF-8 bytes, like every
-  namespaced key in py-libp2p's ``KadDHT.put_value``.
+* Record key: ``/agentrec/<h>`` where ``h`` is the first 40 characters of
+  the lowercase, unpadded base32 of sha2-256(peer ID bytes) — a namespaced
+  DHT value key, so py-libp2p's ``NamespacedValidator`` routes it to
+  ``AgentRecordValidator`` (namespace ``agentrec``). The key is stored as its
+  UTF-8 bytes, like every namespaced key in py-libp2p's ``KadDHT.put_value``.
+  It is exactly 50 bytes because py-libp2p peers refuse a FIND_NODE for a key
+  longer than 50 bytes that is not a multihash: the readable
+  ``/agentrec/<peer-id-base58>`` (62 bytes) could only ever reach the
+  publisher's own routing table. The hash is not invertible, so the
+  validator checks ``record_key(record.peer_id) == key`` instead (200 bits of
+  sha2-256: a forged record would need a second preimage).
 * Capability provider key: the CIDv1 (codec ``raw`` 0x55, multihash
   sha2-256) of the UTF-8 string ``"agentp2p/cap/<capability-name>"``, as
   base32 text (multibase prefix ``b``). ``KadDHT.provide(key)`` and
@@ -26,8 +33,8 @@ __all__ = [
     "NAMESPACE",
     "capability_cid",
     "capability_multihash",
-    "peer_id_from_record_key",
     "record_key",
+    "record_key_matches",
 ]
 
 NAMESPACE = "agentrec"
@@ -39,23 +46,17 @@ _SHA2_256 = 0x12  # multihash code; digest length 0x20 follows
 
 
 def record_key(peer_id: ID) -> str:
-    """The DHT value key for ``peer_id``'s record."""
-    return f"/{NAMESPACE}/{peer_id.to_base58()}"
+    """The DHT value key for ``peer_id``'s record (50 bytes; see module doc)."""
+    digest = hashlib.sha256(peer_id.to_bytes()).digest()
+    return f"/{NAMESPACE}/" + base64.b32encode(digest).decode("ascii").lower()[:40]
 
 
-def peer_id_from_record_key(key: str) -> ID:
-    """Inverse of :func:`record_key`; raises :class:`InvalidRecord` otherwise."""
-    prefix = f"/{NAMESPACE}/"
-    if not key.startswith(prefix):
+def record_key_matches(key: str, peer_id: ID) -> None:
+    """Raise :class:`InvalidRecord` unless ``key`` is ``peer_id``'s record key."""
+    if not key.startswith(f"/{NAMESPACE}/"):
         raise InvalidRecord(Reason.PEER_ID_MISMATCH, f"not an agent record key: {key!r}")
-    text = key[len(prefix):]
-    try:
-        peer_id = ID.from_base58(text)
-    except Exception as exc:
-        raise InvalidRecord(Reason.PEER_ID_MISMATCH, f"bad peer ID in key {key!r}") from exc
-    if not text or peer_id.to_base58() != text:  # reject non-canonical spellings
-        raise InvalidRecord(Reason.PEER_ID_MISMATCH, f"bad peer ID in key {key!r}")
-    return peer_id
+    if key != record_key(peer_id):
+        raise InvalidRecord(Reason.PEER_ID_MISMATCH, f"record of {peer_id} stored under {key!r}")
 
 
 def capability_multihash(name: str) -> bytes:

@@ -8,7 +8,7 @@ Publishing (one *round*, serialised by a lock):
 
 1. announce the envelope on ``/agentp2p/records/1.0.0`` if it is new (fast
    path for small networks; see ``announce.py``);
-2. ``PUT /agentrec/<peer-id>`` to the k closest peers (their
+2. ``PUT /agentrec/<hash of peer id>`` to the k closest peers (their
    ``AgentRecordValidator`` refuses forged, expired or older records);
 3. ``ADD_PROVIDER`` for each capability key (``agentp2p/cap/<name>``) to
    the k closest peers of that key — k = 20 replicas, above the 3 the design
@@ -480,7 +480,7 @@ class RecordService:
         return self._ingest(envelope, peer, "protocol")
 
     async def dht_record(self, peer: ID) -> AgentRecord | None:
-        """``peer``'s record from the DHT (``/agentrec/<peer>``), verified and cached."""
+        """``peer``'s record from the DHT (``record_key(peer)``), verified and cached."""
         node = self._require_node()
         self.stats.dht_gets += 1
         try:

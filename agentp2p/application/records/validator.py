@@ -30,7 +30,7 @@ from libp2p.records.validator import Validator
 
 from . import signed
 from .errors import InvalidRecord
-from .keys import NAMESPACE, peer_id_from_record_key
+from .keys import NAMESPACE, record_key_matches
 from .model import AgentRecord
 
 __all__ = ["AgentRecordValidator", "wall_clock_ms"]
@@ -51,8 +51,9 @@ class AgentRecordValidator(Validator):
 
     def open(self, key: str, value: bytes) -> AgentRecord:
         """Verify ``value`` as the record stored under ``key``; raises InvalidRecord."""
-        peer_id = peer_id_from_record_key(key)
-        return signed.open(value, now_ms=self._clock_ms(), expected_peer_id=peer_id)
+        record = signed.open(value, now_ms=self._clock_ms())
+        record_key_matches(key, record.peer_id)
+        return record
 
     def validate(self, key: str, value: bytes) -> None:
         try:
