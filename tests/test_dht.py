@@ -82,6 +82,9 @@ async def test_values_are_validated() -> None:
             await a.dht_put("big", b"x" * 17)
         with pytest.raises(ValueError):
             await a.dht_put("", b"x")
+        with pytest.raises(ValueError, match="too long"):
+            await a.dht_put("k" * 41, b"x")
+        await a.dht_put("k" * 40, b"x")  # exactly 50 bytes with the namespace
 
 
 async def test_rebootstrap_after_losing_all_peers() -> None:

@@ -41,6 +41,7 @@ from agentp2p.network.events import PeerEvent, wait_identified
 log = logging.getLogger("agentp2p.dht")
 
 NAMESPACE = "agentp2p"
+MAX_KEY_BYTES = 50
 
 
 class DHTError(AgentP2PError):
@@ -76,10 +77,19 @@ def provider_key(key: str) -> bytes:
 
 
 def value_key(key: str) -> str:
-    """``/agentp2p/<key>``: the full DHT key of a user key."""
+    """``/agentp2p/<key>``: the full DHT key of a user key.
+
+    At most 50 bytes in all: py-libp2p peers ignore a FIND_NODE for a longer
+    key that is not a multihash, so a longer key would be stored only on our
+    direct neighbours — quietly. We refuse it instead.
+    """
     if not isinstance(key, str) or not key.strip("/"):
         raise ValueError("DHT key must be a non-empty string")
-    return f"/{NAMESPACE}/{key.lstrip('/')}"
+    full = f"/{NAMESPACE}/{key.lstrip('/')}"
+    if len(full.encode("utf-8")) > MAX_KEY_BYTES:
+        room = MAX_KEY_BYTES - len(NAMESPACE) - 2
+        raise ValueError(f"DHT key {key!r} is too long: at most {room} bytes (py-libp2p peers ignore longer lookups)")
+    return full
 
 
 class DHT:
