@@ -41,7 +41,7 @@ from libp2p.tools.anyio_service import background_trio_service
 
 from agentp2p.config import NodeConfig
 from agentp2p.errors import DialError, ListenError, NotRunningError
-from agentp2p.network.addresses import parse_listen_addr, parse_peer_addr, with_peer_id
+from agentp2p.network.addresses import parse_listen_addr, parse_peer_addr, to_peer_id, with_peer_id
 from agentp2p.network.events import ConnectionEvents
 from agentp2p.network.handlers import HandlerFailures, contained
 from agentp2p.network.host import HostLimits, build_host
@@ -72,15 +72,6 @@ class PeerIdentity:
     protocol_version: str
     protocols: list[str]
     listen_addrs: list[str] = field(default_factory=list)
-
-
-def _to_peer_id(peer: ID | str) -> ID:
-    if isinstance(peer, ID):
-        return peer
-    try:
-        return ID.from_base58(peer)
-    except Exception:
-        raise ValueError(f"{peer!r} is not a valid peer ID") from None
 
 
 def _swim_liveness(swim: Any) -> Callable[[ID], Any]:
@@ -424,19 +415,19 @@ class Node:
         return info.peer_id
 
     async def disconnect(self, peer: ID | str) -> None:
-        await self.host.disconnect(_to_peer_id(peer))
+        await self.host.disconnect(to_peer_id(peer))
 
     def peers(self) -> list[ID]:
         """Peers with at least one open connection."""
         return [p for p, conns in self.host.get_network().connections.items() if conns]
 
     def is_connected(self, peer: ID | str) -> bool:
-        return bool(self.host.get_network().get_connections(_to_peer_id(peer)))
+        return bool(self.host.get_network().get_connections(to_peer_id(peer)))
 
     async def ping(self, peer: ID | str, timeout: float = 5.0) -> float:
         """Round-trip time to ``peer`` in seconds (libp2p ping protocol)."""
         self._require_running()
-        pid = _to_peer_id(peer)
+        pid = to_peer_id(peer)
         payload = os.urandom(32)
         try:
             with trio.fail_after(timeout):
@@ -460,7 +451,7 @@ class Node:
     async def identify(self, peer: ID | str, timeout: float = 5.0) -> PeerIdentity:
         """Ask ``peer`` who it is (agent version, protocols, listen addresses)."""
         self._require_running()
-        pid = _to_peer_id(peer)
+        pid = to_peer_id(peer)
         try:
             with trio.fail_after(timeout):
                 stream = await self.host.new_stream(pid, [IDENTIFY_PROTOCOL])
@@ -524,7 +515,7 @@ class Node:
 
     async def find_peer(self, peer: ID | str) -> PeerInfo | None:
         self._require_running()
-        return await self.dht.find_peer(_to_peer_id(peer))
+        return await self.dht.find_peer(to_peer_id(peer))
 
     # -- direct messages (agentp2p.messaging) ----------------------------------
 
@@ -538,14 +529,14 @@ class Node:
         """Send ``payload`` reliably; returns the message id once the peer's
         application has taken it, raises ``DeliveryTimeout`` at ``timeout``."""
         self._require_running()
-        return await self.messaging.send(_to_peer_id(peer), payload, type=type, timeout=timeout, seal=seal)
+        return await self.messaging.send(to_peer_id(peer), payload, type=type, timeout=timeout, seal=seal)
 
     async def request(
         self, peer: ID | str, payload: bytes, *, type: str = "request", timeout: float = 30.0, seal: bool = False
     ) -> bytes:
         """Send a request and return the handler's response from ``peer``."""
         self._require_running()
-        return await self.messaging.request(_to_peer_id(peer), payload, type=type, timeout=timeout, seal=seal)
+        return await self.messaging.request(to_peer_id(peer), payload, type=type, timeout=timeout, seal=seal)
 
     def incoming(self) -> AsyncIterator[IncomingMessage]:
         """Direct messages to us, exactly once and in order per sender."""
@@ -595,7 +586,7 @@ class Node:
     async def get_record(self, peer: ID | str, *, fresh: bool = False) -> AgentRecord | None:
         """The current, verified record of one agent (cache, the agent, then the DHT)."""
         self._require_running()
-        return await self._records().get_record(_to_peer_id(peer), fresh=fresh)
+        return await self._records().get_record(to_peer_id(peer), fresh=fresh)
 
     # -- our own protocols ------------------------------------------------------
 

@@ -42,6 +42,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
 from agentp2p.errors import NotRunningError
+from agentp2p.network.addresses import to_peer_id
 from agentp2p.messaging.config import PROTOCOL_ID, MessagingConfig
 from agentp2p.messaging.connection import Connection
 from agentp2p.messaging.errors import DeliveryError, DeliveryTimeout, RemoteHandlerError, RequestTimeout
@@ -78,15 +79,6 @@ class _ReplyWaiter:
     event: trio.Event = field(default_factory=trio.Event)
     payload: bytes = b""
     error: str | None = None
-
-
-def _to_peer_id(peer: ID | str) -> ID:
-    if isinstance(peer, ID):
-        return peer
-    try:
-        return ID.from_base58(peer)
-    except Exception:
-        raise ValueError(f"{peer!r} is not a valid peer ID") from None
 
 
 def _verify_batch(envs: list[Envelope], stream_peer: bytes, local: bytes) -> list[RejectReason | None]:
@@ -201,7 +193,7 @@ class MessagingService:
         """
         _check_type(type)
         deadline = trio.current_time() + timeout
-        return await self._send(_to_peer_id(peer), payload, type, deadline, seal)
+        return await self._send(to_peer_id(peer), payload, type, deadline, seal)
 
     def _accept(self, link: Link, env: Envelope, deadline: float) -> list[Any]:
         now = trio.current_time()
@@ -318,7 +310,7 @@ class MessagingService:
         :class:`RemoteHandlerError` if the peer's handler raised (or it has none).
         """
         _check_type(type)
-        pid = _to_peer_id(peer)
+        pid = to_peer_id(peer)
         deadline = trio.current_time() + timeout
         rid = os.urandom(16).hex()
         waiter = self._replies[rid] = _ReplyWaiter(pid)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from google.protobuf.message import DecodeError
 
+from agentp2p.network.framing import FrameError, encode_varint, length_prefixed
+from agentp2p.network.framing import FrameReader as _FrameReader
 from agentp2p.pb.msg_pb2 import Frame
 
 __all__ = [
@@ -36,26 +38,6 @@ _DATA_MESSAGE = b"\x1a"
 _DATA_ACK = b"\x22"
 
 
-class FrameError(ValueError):
-    """The peer sent bytes that are not a valid frame; the stream should be reset."""
-
-
-def encode_varint(n: int) -> bytes:
-    if n < 0x80:
-        return bytes((n,))
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def length_prefixed(frame: bytes) -> bytes:
-    """``frame`` ready to write to the stream."""
-    return encode_varint(len(frame)) + frame
-
-
 def encode_data(session_id: bytes, low_seq: int, messages: list[bytes], ack: bytes | None) -> bytes:
     """Encode ``Frame{data: Data{...}}`` from already-serialized Envelopes/Ack."""
     parts = [_DATA_SESSION, encode_varint(len(session_id)), session_id, _DATA_LOW_SEQ, encode_varint(low_seq)]
@@ -77,45 +59,8 @@ def decode_frame(data: bytes) -> Frame:
     return frame
 
 
-class FrameReader:
-    """Split a byte stream into frames (without parsing them)."""
+class FrameReader(_FrameReader):
+    """Split a byte stream into messaging frames (without parsing them)."""
 
     def __init__(self, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
-        self.max_frame_bytes = max_frame_bytes
-        self._buf = bytearray()
-
-    def feed(self, data: bytes) -> list[bytes]:
-        """Append ``data``; return every complete frame now available."""
-        buf = self._buf
-        buf += data
-        frames: list[bytes] = []
-        pos = 0
-        n = len(buf)
-        while pos < n:
-            length = 0
-            shift = 0
-            i = pos
-            while True:
-                if i >= n:
-                    del buf[:pos]
-                    return frames  # length prefix incomplete
-                b = buf[i]
-                i += 1
-                length |= (b & 0x7F) << shift
-                if not b & 0x80:
-                    break
-                shift += 7
-                if shift > 28:
-                    raise FrameError("length prefix too long")
-            if length > self.max_frame_bytes:
-                raise FrameError(f"frame of {length} bytes exceeds {self.max_frame_bytes}")
-            if i + length > n:
-                break
-            frames.append(bytes(buf[i : i + length]))
-            pos = i + length
-        del buf[:pos]
-        return frames
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buf)
+        super().__init__(max_frame_bytes)

@@ -58,6 +58,16 @@ def parse_peer_addr(text: str) -> PeerInfo:
     return PeerInfo(peer_id, [transport])
 
 
+def to_peer_id(peer: ID | str) -> ID:
+    """``peer`` as an ID; a string must be a base58 peer ID (ValueError otherwise)."""
+    if isinstance(peer, ID):
+        return peer
+    try:
+        return ID.from_base58(peer)
+    except Exception:
+        raise ValueError(f"{peer!r} is not a valid peer ID") from None
+
+
 def with_peer_id(addr: Multiaddr, peer_id: ID) -> str:
     """The full address other nodes can bootstrap from."""
     return f"{addr}/p2p/{peer_id.to_base58()}"

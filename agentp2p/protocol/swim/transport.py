@@ -52,6 +52,8 @@ from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
 from multiaddr import Multiaddr
 
+from agentp2p.network.framing import FrameError, FrameReader, encode_varint, length_prefixed
+
 from .wire import MAX_FRAME_BYTES, PROTOCOL_ID
 
 log = logging.getLogger("agentp2p.swim")
@@ -60,60 +62,6 @@ __all__ = ["FaultInjection", "FrameError", "FrameReader", "SwimTransport", "Tran
 
 #: Peerstore TTL for addresses learned from SWIM (dial hints).
 _ADDR_TTL = 3600
-
-
-class FrameError(ValueError):
-    """The byte stream is not a sequence of length-prefixed frames."""
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def length_prefixed(frame: bytes) -> bytes:
-    return _varint(len(frame)) + frame
-
-
-class FrameReader:
-    """Split a byte stream into varint-length-prefixed frames (bounded)."""
-
-    def __init__(self, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
-        self.max_frame_bytes = max_frame_bytes
-        self._buf = bytearray()
-
-    def feed(self, data: bytes) -> list[bytes]:
-        buf = self._buf
-        buf += data
-        frames: list[bytes] = []
-        pos, n = 0, len(buf)
-        while pos < n:
-            length = shift = 0
-            i = pos
-            while True:
-                if i >= n:
-                    del buf[:pos]
-                    return frames
-                b = buf[i]
-                i += 1
-                length |= (b & 0x7F) << shift
-                if not b & 0x80:
-                    break
-                shift += 7
-                if shift > 28:
-                    raise FrameError("length prefix too long")
-            if length > self.max_frame_bytes:
-                raise FrameError(f"frame of {length} bytes exceeds {self.max_frame_bytes}")
-            if i + length > n:
-                break
-            frames.append(bytes(buf[i : i + length]))
-            pos = i + length
-        del buf[:pos]
-        return frames
 
 
 @dataclass
@@ -371,7 +319,7 @@ class SwimTransport:
     async def _reader(self, peer: bytes, link: _Link, stream: Any) -> None:
         """Deliver every frame on ``stream``, authenticated by the connection's
         peer ID (``peer``), until EOF or error."""
-        reader = FrameReader()
+        reader = FrameReader(MAX_FRAME_BYTES)
         try:
             while True:
                 try:
@@ -397,7 +345,7 @@ class SwimTransport:
                         self.stats.dropped_fault_in += 1
                         continue
                     self.stats.frames_in += 1
-                    self.stats.bytes_in += len(frame) + len(_varint(len(frame)))
+                    self.stats.bytes_in += len(frame) + len(encode_varint(len(frame)))
                     self._on_frame(peer, frame)
         finally:
             with contextlib.suppress(ValueError):
