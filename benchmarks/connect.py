@@ -52,14 +52,26 @@ async def _dial_loop(dialer: Node, target_addr: str, target_connected, dials: in
     return out
 
 
+def _no_swim_env() -> dict[str, str]:
+    import tempfile
+
+    from benchmarks.common import child_env
+
+    env = child_env(Path(tempfile.mkdtemp(prefix="ap2p-bench-home-")))
+    env["AGENTP2P_SWIM"] = "false"
+    return env
+
+
 async def bench_in_process(dials: int) -> dict:
-    async with Node(local_config()) as a, Node(local_config()) as b:
+    # SWIM off: it would re-dial a member we just disconnected from, and this
+    # measures bare dial latency.
+    async with Node(local_config(swim=False)) as a, Node(local_config(swim=False)) as b:
         durations = await _dial_loop(b, a.addrs[0], lambda: a.is_connected(b.peer_id), dials)
     return _dial_summary(durations)
 
 
 async def bench_daemon(dials: int) -> dict:
-    async with Daemon("target") as d, Node(local_config()) as b:
+    async with Daemon("target", env=_no_swim_env()) as d, Node(local_config(swim=False)) as b:
         peer = d.addrs[0].rsplit("/p2p/", 1)[1]
         durations = []
         for _ in range(dials + 1):
