@@ -107,13 +107,22 @@ async def test_ten_agents_publish_find_update_and_die() -> None:
 
         # One formula for capability provider keys.
         assert provider_key(capability_provider_key("translate")) == capability_multihash("translate")
-        # Each capability is replicated well beyond 3 provider records.
-        for cap in CAPS:
-            for pid in offering(agents, cap, c.nodes):
-                holders = sum(
-                    any(p.peer_id == pid for p in n.dht.kad.provider_store.get_providers(capability_multihash(cap)))
-                    for n in c.nodes if n.peer_id != pid)
-                assert holders >= 3, f"{cap} provider record of {pid} held by {holders} peers"
+        # Each capability is replicated to at least 3 other nodes. ADD_PROVIDER
+        # has no acknowledgement, and an agent that published while the
+        # network was small re-provides once its routing table has grown, so
+        # replication is reached eventually, not at the instant "published"
+        # is set: wait for it (with a deadline).
+        def holders(cap: str, pid: ID) -> int:
+            return sum(
+                any(p.peer_id == pid for p in n.dht.kad.provider_store.get_providers(capability_multihash(cap)))
+                for n in c.nodes if n.peer_id != pid)
+
+        def under_replicated() -> list[str]:
+            return [f"{cap} of {pid}: {holders(cap, pid)}"
+                    for cap in CAPS for pid in offering(agents, cap, c.nodes) if holders(cap, pid) < 3]
+
+        await wait_until(lambda: not under_replicated(), timeout=45,
+                         what="every capability provider record on >= 3 other nodes")
 
         # The last joiner, knowing one peer, finds every agent per capability.
         by_peer = {n.peer_id: s for n, s in zip(c.nodes, agents) if s is not None}
