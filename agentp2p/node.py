@@ -305,6 +305,15 @@ class Node:
                 try:
                     yield
                 finally:
+                    # Services that want to say goodbye (SWIM's "left") do so
+                    # while everything still runs; bounded, and shielded in
+                    # case we are stopping because of a cancellation.
+                    with trio.CancelScope(shield=True), trio.move_on_after(2):
+                        for service in self.services.values():
+                            stopping = getattr(service, "stopping", None)
+                            if stopping is not None:
+                                with contextlib.suppress(Exception):
+                                    await stopping(self)
                     self._nursery = None
                     nursery.cancel_scope.cancel()
 

@@ -139,6 +139,7 @@ class SwimService:
         ``write_timeout`` (default one period) bounds one write: a frame that
         needs longer is stale, so it is dropped like a lost datagram and the
         stream reset. ``event_buffer`` bounds each listener's backlog."""
+        self._stop_announced = False
         self.config = config or SwimConfig()
         self._rng = random.Random(seed)
         period = self.config.probe_interval
@@ -200,7 +201,13 @@ class SwimService:
             with contextlib.suppress(Exception):
                 conn_events.close()
             core = self._core
-            if self.leave_on_stop and core is not None and not core.stopped and not self._left.is_set():
+            if (
+                self.leave_on_stop
+                and not self._stop_announced
+                and core is not None
+                and not core.stopped
+                and not self._left.is_set()
+            ):
                 with trio.CancelScope(shield=True), trio.move_on_after(self.stop_leave_timeout):
                     await self._announce_leave_now()
             self._close_listeners()
@@ -272,6 +279,19 @@ class SwimService:
         except Exception:  # noqa: BLE001 - unknown to the peerstore: no hints
             addrs = ()
         self._step(MemberDiscovered(peer.to_bytes(), addrs[:8]))
+
+    async def stopping(self, node: Node) -> None:
+        """The node is about to stop: say "left" while our streams still run.
+
+        Called by the node before it cancels its services. Announcing from
+        ``run``'s cancellation path alone came too late under load: the
+        transport's writer tasks were already gone and a member could miss
+        it and declare us failed instead."""
+        core = self._core
+        if self.leave_on_stop and core is not None and not core.stopped and not self._left.is_set():
+            with trio.move_on_after(self.stop_leave_timeout):
+                await self._announce_leave_now()
+            self._stop_announced = True
 
     async def _announce_leave_now(self) -> None:
         """Tell every live member directly that we left, in parallel (dialing
