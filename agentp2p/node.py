@@ -159,6 +159,9 @@ class NodeService(Protocol):
     service can register stream handlers, topic validators and DHT
     validators in time for the first peer. ``run`` runs in the node's
     nursery once the node listens, and is cancelled when the node stops.
+    A service may also define ``async def stopping(self, node)``: it is
+    awaited (bounded) before the node cancels its services, while streams
+    still work — the place for goodbyes such as SWIM's "left".
     """
 
     name: str
