@@ -17,6 +17,8 @@ from typing import Any
 
 from agentp2p.errors import ConfigError
 from agentp2p.network.addresses import parse_listen_addr, parse_peer_addr
+from agentp2p.network.penalties import PenaltyConfig
+from agentp2p.network.resources import ResourceLimits
 
 DEFAULT_LISTEN = "/ip4/127.0.0.1/tcp/0"
 DAEMON_DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/4001"
@@ -86,6 +88,10 @@ class NodeConfig:
     log_level: str = "info"
     pubsub: PubSubConfig = field(default_factory=PubSubConfig)
     dht: DHTConfig = field(default_factory=DHTConfig)
+    # What one peer can make us hold (docs/security.md), and when a peer that
+    # keeps tripping limits or containment is cut off.
+    resources: ResourceLimits = field(default_factory=ResourceLimits)
+    penalties: PenaltyConfig = field(default_factory=PenaltyConfig)
 
     def validate(self) -> NodeConfig:
         """Check every value; raise :class:`ConfigError` on the first bad one."""
@@ -111,6 +117,8 @@ class NodeConfig:
             raise ConfigError("pubsub queue sizes are too small")
         if not 0 < self.pubsub.backpressure_high_water <= 1:
             raise ConfigError("pubsub.backpressure_high_water must be in (0, 1]")
+        self.resources.validate()
+        self.penalties.validate()
         return self
 
 

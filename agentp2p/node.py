@@ -46,6 +46,8 @@ from agentp2p.network.events import ConnectionEvents
 from agentp2p.network.handlers import HandlerFailures, contained
 from agentp2p.network.host import HostLimits, build_host
 from agentp2p.network.identity import Identity, load_or_create_identity
+from agentp2p.network.penalties import BanInfo, PenaltyBox
+from agentp2p.network.resources import ResourceManager
 from agentp2p.protocol.bootstrap import Bootstrapper
 from agentp2p.protocol.dht import DHT
 from agentp2p.protocol.pubsub import Message, PubSub, Subscription, Validator
@@ -188,7 +190,15 @@ class Node:
         self.identity = identity
         self._listen = [parse_listen_addr(a) for a in self.config.listen]
         self._bootstrap_peers = [parse_peer_addr(a) for a in self.config.bootstrap]
-        self.handler_failures = HandlerFailures()
+        # Containment and limits report offences here; a peer that keeps
+        # offending is disconnected and refused for a while (docs/security.md).
+        self.penalties = PenaltyBox(self.config.penalties, on_ban=self._on_ban)
+        self.resources = ResourceManager(
+            self.config.resources, on_hit=lambda peer, limit: self.offence(peer, f"limit:{limit}")
+        )
+        self.handler_failures = HandlerFailures(
+            on_failure=lambda peer, protocol: self.offence(peer, f"handler:{protocol}", 2.0)
+        )
         self.host = build_host(
             identity,
             self._listen,
@@ -358,6 +368,22 @@ class Node:
         service.attach(self)
         self.services[service.name] = service
 
+    # -- penalties ----------------------------------------------------------------
+
+    def offence(self, peer: ID | None, reason: str, weight: float = 1.0) -> None:
+        """Count misbehaviour by ``peer`` (services call this); enough of it bans the peer."""
+        if peer is None or peer == self.peer_id:
+            return
+        self.penalties.offence(peer, reason, weight)
+
+    def _on_ban(self, peer: Any, info: BanInfo) -> None:
+        log.warning("peer %s banned for %.0fs after %d offences (last: %s)", peer, info.remaining, info.offences, info.reason)
+        if self._nursery is not None:
+            self._nursery.start_soon(self._close_quietly, peer)
+
+    def is_banned(self, peer: ID | str) -> bool:
+        return self.penalties.is_banned(to_peer_id(peer))
+
     def _require_running(self) -> trio.Nursery:
         if self._nursery is None:
             raise NotRunningError("the node is not running; use `async with Node(...) as node:`")
@@ -414,6 +440,8 @@ class Node:
         info = parse_peer_addr(peer) if isinstance(peer, str) else peer
         if info.peer_id == self.peer_id:
             raise DialError("refusing to dial ourselves")
+        if self.penalties.is_banned(info.peer_id):
+            raise DialError(f"peer {info.peer_id} is banned for misbehaving (see `agentp2p peers`)")
         try:
             # An explicit dial overrides the swarm's 60 s "recently failed" cache.
             self.host.get_network().unblock_peer(info.peer_id)
@@ -630,6 +658,8 @@ class Node:
                 "topics": self.pubsub.topics(),
             },
             "handler_failures": dict(self.handler_failures.by_protocol),
+            "resources": self.resources.stats(),
+            "penalties": self.penalties.stats(),
             **{name: _service_stats(svc) for name, svc in self.services.items() if hasattr(svc, "stats")},
             "bootstrap": {
                 "attempts": self.bootstrapper.attempts,

@@ -24,16 +24,30 @@ from typing import Any
 
 import trio
 
+from agentp2p.throttled_log import ThrottledLog
+
 log = logging.getLogger("agentp2p.network.handlers")
 
 StreamHandler = Callable[[Any], Awaitable[None]]
 
 
 class HandlerFailures:
-    """Counts contained handler failures per protocol (visible in node stats)."""
+    """Counts contained handler failures per protocol (visible in node stats).
 
-    def __init__(self) -> None:
+    ``on_failure(peer, protocol)``, when set, hears of each one: the node
+    counts it against the peer in the penalty box.
+    """
+
+    def __init__(self, on_failure: Callable[[Any, str], None] | None = None) -> None:
         self.by_protocol: Counter[str] = Counter()
+        self.on_failure = on_failure
+        self._log = ThrottledLog(log, interval=30.0)
+
+    def report(self, protocol: str, peer: Any, exc: BaseException) -> None:
+        self.by_protocol[protocol] += 1
+        self._log.warning((protocol, str(peer)), "handler for %s failed (peer %s): %r", protocol, peer, exc)
+        if self.on_failure is not None and peer is not None:
+            self.on_failure(peer, protocol)
 
     @property
     def total(self) -> int:
@@ -57,10 +71,11 @@ def contained(
         try:
             await handler(stream)
         except Exception as exc:  # noqa: BLE001 — containment is the point
+            peer = getattr(getattr(stream, "muxed_conn", None), "peer_id", None)
             if failures is not None:
-                failures.by_protocol[protocol] += 1
-            peer = getattr(getattr(stream, "muxed_conn", None), "peer_id", "?")
-            log.warning("handler for %s failed (peer %s): %r", protocol, peer, exc)
+                failures.report(protocol, peer, exc)
+            else:
+                log.warning("handler for %s failed (peer %s): %r", protocol, peer, exc)
             await _reset_quietly(stream)
 
     guarded.__wrapped__ = handler  # type: ignore[attr-defined]
