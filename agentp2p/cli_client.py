@@ -268,12 +268,22 @@ def _status(client: Any, args: argparse.Namespace) -> int:
 
 def _peers(client: Any, args: argparse.Namespace) -> int:
     peers = client.peers()
+    banned = client.banned_peers()
     if args.json:
-        _print_json([{"peer_id": p.peer_id, "connections": [c.__dict__ for c in p.connections]} for p in peers])
+        _print_json(
+            {
+                "peers": [{"peer_id": p.peer_id, "connections": [c.__dict__ for c in p.connections]} for p in peers],
+                "banned": [b.__dict__ for b in banned],
+            }
+        )
         return EXIT_OK
     for p in peers:
         conns = ", ".join(f"{c.direction} {' '.join(c.remote_addrs)}".strip() for c in p.connections)
         print(f"{p.peer_id}  {conns}")
+    if banned:
+        print("banned (penalty box):")
+        for b in banned:
+            print(f"  {b.peer_id}  {b.remaining_s:.0f}s left, {b.offences} offences, last: {b.reason}")
     return EXIT_OK
 
 

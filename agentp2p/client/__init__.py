@@ -33,6 +33,7 @@ _EXPORTS = {
     "StreamClosed": "errors",
     "TokenError": "errors",
     "Agent": "types",
+    "BannedPeer": "types",
     "DirectMessage": "types",
     "Member": "types",
     "MemberEvent": "types",
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
     from agentp2p.client.discovery import Endpoint, locate
     from agentp2p.client.errors import ApiError, ClientError, DaemonNotRunning, NotFound, StreamClosed, TokenError
     from agentp2p.client.sync_client import EventStream, StreamOf, Subscription, SyncClient
-    from agentp2p.client.types import Agent, DirectMessage, Member, MemberEvent, Message, NodeInfo, Peer, PeerAddrs, Record
+    from agentp2p.client.types import Agent, BannedPeer, DirectMessage, Member, MemberEvent, Message, NodeInfo, Peer, PeerAddrs, Record
 
 
 def __getattr__(name: str) -> Any:

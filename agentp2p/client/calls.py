@@ -17,6 +17,7 @@ from urllib.parse import quote
 from agentp2p.client.errors import ApiError, ClientError, NotFound, TokenError
 from agentp2p.client.types import (
     Agent,
+    BannedPeer,
     DirectMessage,
     Member,
     MemberEvent,
@@ -58,6 +59,10 @@ def stats() -> Call[dict[str, Any]]:
 
 def peers() -> Call[list[Peer]]:
     return Call("GET", f"{PREFIX}/peers", lambda d: [Peer.from_json(p) for p in d["peers"]])
+
+
+def banned_peers() -> Call[list[BannedPeer]]:
+    return Call("GET", f"{PREFIX}/peers", lambda d: [BannedPeer.from_json(b) for b in d.get("banned", [])])
 
 
 def peer(peer_id: str) -> Call[Peer]:

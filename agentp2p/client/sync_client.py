@@ -24,7 +24,7 @@ from agentp2p.client.discovery import Endpoint, locate
 from agentp2p.client.errors import StreamClosed
 from agentp2p.client.sse import SSEDecoder
 from agentp2p.client.transport import DEFAULT_TIMEOUT, client_kwargs, stream_event, stream_timeout, translate_errors
-from agentp2p.client.types import Agent, DirectMessage, Member, MemberEvent, Message, NodeInfo, Peer, PeerAddrs, Record
+from agentp2p.client.types import Agent, BannedPeer, DirectMessage, Member, MemberEvent, Message, NodeInfo, Peer, PeerAddrs, Record
 
 T = TypeVar("T")
 
@@ -154,6 +154,10 @@ class SyncClient:
 
     def peers(self) -> list[Peer]:
         return self.call(calls.peers())
+
+    def banned_peers(self) -> list[BannedPeer]:
+        """Peers the daemon refuses for now (penalty box), and why."""
+        return self.call(calls.banned_peers())
 
     def peer(self, peer_id: str) -> Peer:
         return self.call(calls.peer(peer_id))

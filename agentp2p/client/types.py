@@ -37,6 +37,20 @@ class Connection:
 
 
 @dataclass(frozen=True)
+class BannedPeer:
+    """A peer the daemon refuses for now (penalty box)."""
+
+    peer_id: str
+    remaining_s: float
+    reason: str
+    offences: int
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> BannedPeer:
+        return cls(str(d["peer_id"]), float(d["remaining_s"]), str(d["reason"]), int(d["offences"]))
+
+
+@dataclass(frozen=True)
 class Peer:
     peer_id: str
     connections: list[Connection]

@@ -49,7 +49,11 @@ def _connected_peer(request: Request) -> ID:
 
 async def list_peers(request: Request) -> JSONResponse:
     node = context(request).node
-    return JSONResponse({"peers": [_peer_entry(node, p) for p in sorted(node.peers(), key=str)]})
+    banned = [
+        {"peer_id": str(b.peer), "remaining_s": round(b.remaining, 1), "reason": b.reason, "offences": b.offences}
+        for b in sorted(node.penalties.banned(), key=lambda b: str(b.peer))
+    ]
+    return JSONResponse({"peers": [_peer_entry(node, p) for p in sorted(node.peers(), key=str)], "banned": banned})
 
 
 async def connect(request: Request) -> JSONResponse:
