@@ -48,6 +48,16 @@ class PubSubConfig:
     # How long a message waits for a just-connected peer's subscription
     # (py-libp2p's default; under load subscriptions can take seconds).
     pending_ttl: float = 30.0
+    # Bytes of message data one local Subscription holds before it drops
+    # (a subscriber that stops reading; counted like a full buffer).
+    subscription_buffer_bytes: int = 16 << 20
+    # Bytes one peer's outbound RPC queue holds before it drops (a peer that
+    # does not read); reserved from the resource manager as service "pubsub".
+    peer_queue_bytes: int = 16 << 20
+    # Messages per second (token bucket: rate and burst) processed from one
+    # forwarder; the excess is dropped, counted and a (light) offence.
+    inbound_rate_per_peer: float = 1000.0
+    inbound_burst_per_peer: int = 2000
 
 
 @dataclass
@@ -58,6 +68,14 @@ class DHTConfig:
     refresh_interval: float = 60.0  # random-walk period
     max_value_size: int = 64 * 1024
     query_timeout: float = 10.0
+    # What other peers can make us store (PUT_VALUE / ADD_PROVIDER), checked
+    # before storing; refusals are counted and repeated ones are offences.
+    max_values_per_peer: int = 256
+    max_value_bytes_per_peer: int = 4 << 20
+    max_values: int = 20000
+    max_value_bytes: int = 64 << 20
+    max_provider_records_per_peer: int = 1024
+    max_provider_records: int = 50000
 
 
 @dataclass
@@ -117,6 +135,17 @@ class NodeConfig:
             raise ConfigError("pubsub queue sizes are too small")
         if not 0 < self.pubsub.backpressure_high_water <= 1:
             raise ConfigError("pubsub.backpressure_high_water must be in (0, 1]")
+        if (
+            self.pubsub.subscription_buffer_bytes < self.pubsub.max_message_size
+            or self.pubsub.peer_queue_bytes < self.pubsub.max_message_size + 65536
+        ):
+            raise ConfigError("pubsub byte bounds must hold at least one message of max_message_size")
+        if self.pubsub.inbound_rate_per_peer <= 0 or self.pubsub.inbound_burst_per_peer < 1:
+            raise ConfigError("pubsub.inbound_rate_per_peer and inbound_burst_per_peer must be positive")
+        d = self.dht
+        if min(d.max_values_per_peer, d.max_value_bytes_per_peer, d.max_values, d.max_value_bytes,
+               d.max_provider_records_per_peer, d.max_provider_records) < 1:
+            raise ConfigError("dht quotas must be positive")
         self.resources.validate()
         self.penalties.validate()
         return self

@@ -211,8 +211,8 @@ class Node:
         )
         self.events = ConnectionEvents(self.host)
         self.host.get_network().register_notifee(self.events)
-        self.pubsub = PubSub(self.host, self.config.pubsub)
-        self.dht = DHT(self.host, self.config.dht)
+        self.pubsub = PubSub(self.host, self.config.pubsub, resources=self.resources, offence=self.offence)
+        self.dht = DHT(self.host, self.config.dht, offence=self.offence)
         # Every node stores agent records for others, whether or not it
         # publishes one itself.
         from agentp2p.application.records.validator import AgentRecordValidator
@@ -655,8 +655,12 @@ class Node:
                 "dropped_outbound": ps.dropped_outbound,
                 "rejected": ps.rejected,
                 "backpressure_waits": ps.backpressure_waits,
+                "invalid_signatures": ps.invalid_signatures,
+                "contained": ps.contained,
+                "rate_limited": ps.rate_limited,
                 "topics": self.pubsub.topics(),
             },
+            "dht": self.dht.stats(),
             "handler_failures": dict(self.handler_failures.by_protocol),
             "resources": self.resources.stats(),
             "penalties": self.penalties.stats(),

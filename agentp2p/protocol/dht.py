@@ -16,13 +16,26 @@ and fixes what it leaves to the application:
   registered by their owners.
 * **Providers.** ``find_providers`` returns each peer once (the library can
   return duplicates), merging their addresses.
+* **Quotas.** The library stores every valid PUT_VALUE and ADD_PROVIDER from
+  any peer (up to 50,000 values of up to 1 MiB each). We account the value
+  and provider stores per peer (:class:`StoreQuotas`: the library's store
+  dicts are replaced by accounted ones, so expiry and eviction give quota
+  back) and check, before storing, a per-peer count and byte quota for
+  values, a per-peer provider-record quota, and node-wide caps on both
+  stores (``DHTConfig.max_*``). A refusal resets the peer's stream (values)
+  or skips the record (providers), is counted in ``stats()["quota_hits"]``
+  and is an offence of the peer. The peer of an inbound request is known
+  through a context variable set around the library's stream handler.
 """
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import logging
 import os
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -37,8 +50,17 @@ from libp2p.records.validator import Validator
 from agentp2p.config import DHTConfig
 from agentp2p.errors import AgentP2PError
 from agentp2p.network.events import PeerEvent, wait_identified
+from agentp2p.throttled_log import ThrottledLog
 
 log = logging.getLogger("agentp2p.dht")
+
+#: Offence weight of one refused PUT_VALUE/ADD_PROVIDER (the penalty box bans
+#: at 20 points, halving each minute): a peer that keeps pushing past its
+#: quota is banned, one that hits it once is not.
+QUOTA_WEIGHT = 0.5
+
+#: The peer whose inbound DHT request this task is handling (None: our own work).
+_INBOUND_PEER: contextvars.ContextVar[ID | None] = contextvars.ContextVar("agentp2p_dht_inbound_peer", default=None)
 
 NAMESPACE = "agentp2p"
 MAX_KEY_BYTES = 50
@@ -92,17 +114,271 @@ def value_key(key: str) -> str:
     return full
 
 
+class DHTQuotaExceeded(DHTError):
+    """A peer's PUT_VALUE would exceed its quota or the node's cap."""
+
+
+class _AccountedValues(dict):  # type: ignore[type-arg]
+    """The library's ``ValueStore.store`` (key -> (Record, validity)), counted by owner.
+
+    Every way the library adds or drops an entry (``store[k] = ...``,
+    ``del store[k]``) passes through here, so counts stay exact through
+    expiry and eviction. The owner of an entry is the peer whose request was
+    being handled when it was stored (None for our own puts and lookups).
+    """
+
+    def __init__(self, quotas: StoreQuotas) -> None:
+        super().__init__()
+        self._q = quotas
+        self.owner: dict[bytes, tuple[Any, int]] = {}
+
+    def __setitem__(self, key: bytes, entry: Any) -> None:
+        if key in self:
+            self._forget(key)
+        super().__setitem__(key, entry)
+        n = entry[0].ByteSize()
+        peer = _INBOUND_PEER.get()
+        self.owner[key] = (peer, n)
+        self._q.value_bytes += n
+        if peer is not None:
+            self._q.values_by_peer[peer] += 1
+            self._q.value_bytes_by_peer[peer] += n
+
+    def _forget(self, key: bytes) -> None:
+        peer, n = self.owner.pop(key, (None, 0))
+        self._q.value_bytes -= n
+        if peer is not None:
+            _decrement(self._q.values_by_peer, peer, 1)
+            _decrement(self._q.value_bytes_by_peer, peer, n)
+
+    def __delitem__(self, key: bytes) -> None:
+        super().__delitem__(key)
+        self._forget(key)
+
+    def pop(self, key: bytes, *default: Any) -> Any:
+        if key in self:
+            self._forget(key)
+        return super().pop(key, *default)
+
+    def clear(self) -> None:
+        for key in list(self):
+            del self[key]
+
+
+class _AccountedProviders(dict):  # type: ignore[type-arg]
+    """One key's providers (peer id string -> ProviderRecord), counted per provider."""
+
+    def __init__(self, quotas: StoreQuotas, initial: Any = ()) -> None:
+        super().__init__()
+        self._q = quotas
+        for k, v in dict(initial).items():
+            self[k] = v
+
+    def __setitem__(self, peer: str, record: Any) -> None:
+        if peer not in self:
+            self._q.providers_by_peer[peer] += 1
+            self._q.provider_records += 1
+        super().__setitem__(peer, record)
+
+    def __delitem__(self, peer: str) -> None:
+        super().__delitem__(peer)
+        _decrement(self._q.providers_by_peer, peer, 1)
+        self._q.provider_records -= 1
+
+    def pop(self, peer: str, *default: Any) -> Any:
+        if peer in self:
+            _decrement(self._q.providers_by_peer, peer, 1)
+            self._q.provider_records -= 1
+        return super().pop(peer, *default)
+
+    def drop_all(self) -> None:
+        for peer in list(self):
+            del self[peer]
+
+
+class _AccountedProviderKeys(dict):  # type: ignore[type-arg]
+    """The library's ``ProviderStore.providers`` (key -> {peer: record})."""
+
+    def __init__(self, quotas: StoreQuotas) -> None:
+        super().__init__()
+        self._q = quotas
+
+    def __setitem__(self, key: bytes, providers: Any) -> None:
+        if key in self:
+            super().__getitem__(key).drop_all()
+        if not isinstance(providers, _AccountedProviders):
+            providers = _AccountedProviders(self._q, providers)
+        super().__setitem__(key, providers)
+
+    def __delitem__(self, key: bytes) -> None:
+        super().__getitem__(key).drop_all()
+        super().__delitem__(key)
+
+    def pop(self, key: bytes, *default: Any) -> Any:
+        if key in self:
+            super().__getitem__(key).drop_all()
+        return super().pop(key, *default)
+
+
+def _decrement(counter: Counter[Any], key: Any, n: int) -> None:
+    left = counter[key] - n
+    if left > 0:
+        counter[key] = left
+    else:
+        counter.pop(key, None)
+
+
+class StoreQuotas:
+    """What each peer (and all peers together) may make this node store.
+
+    Installed on a ``KadDHT`` by :meth:`install`; the checks run before the
+    library stores anything a peer sent.
+    """
+
+    def __init__(self, config: DHTConfig, offence: Callable[[Any, str, float], None] | None = None) -> None:
+        self.config = config
+        self._offence = offence
+        self._log = ThrottledLog(log, interval=30.0)
+        self.value_bytes = 0
+        self.values_by_peer: Counter[Any] = Counter()
+        self.value_bytes_by_peer: Counter[Any] = Counter()
+        self.provider_records = 0
+        self.providers_by_peer: Counter[str] = Counter()
+        self.hits: Counter[str] = Counter()
+        self.inbound_values = 0
+        self.inbound_providers = 0
+        self._values: _AccountedValues | None = None
+        self._provider_keys: _AccountedProviderKeys | None = None
+
+    @property
+    def values(self) -> int:
+        return len(self._values) if self._values is not None else 0
+
+    def install(self, kad: KadDHT) -> None:
+        values = _AccountedValues(self)
+        for k, v in kad.value_store.store.items():
+            values[k] = v
+        kad.value_store.store = values
+        self._values = values
+        providers = _AccountedProviderKeys(self)
+        for k, v in kad.provider_store.providers.items():
+            providers[k] = v
+        kad.provider_store.providers = providers
+        self._provider_keys = providers
+
+        handle = kad._do_handle_stream
+
+        async def with_peer(stream: Any) -> None:
+            token = _INBOUND_PEER.set(stream.muxed_conn.peer_id)
+            try:
+                await handle(stream)
+            finally:
+                _INBOUND_PEER.reset(token)
+
+        kad._do_handle_stream = with_peer  # type: ignore[method-assign]
+
+        put_record = kad.value_store.put_record
+
+        def checked_put_record(key: bytes, record: Any) -> None:
+            peer = _INBOUND_PEER.get()
+            refusal = self.check_value(peer, key, record.ByteSize())
+            if refusal is not None:
+                if peer is None:
+                    return  # a record we fetched: not cached, nobody to blame
+                # The library resets the peer's stream: the PUT is refused.
+                raise DHTQuotaExceeded(refusal)
+            if peer is not None:
+                self.inbound_values += 1
+            put_record(key, record)
+
+        kad.value_store.put_record = checked_put_record  # type: ignore[method-assign]
+
+        add_provider = kad.provider_store.add_provider
+
+        def checked_add_provider(key: bytes, provider: Any) -> None:
+            peer = _INBOUND_PEER.get()
+            if peer is not None and provider is not None and provider.peer_id:
+                if self.check_provider(peer, key, str(provider.peer_id)) is not None:
+                    return  # skipped; the library acknowledges regardless
+                self.inbound_providers += 1
+            add_provider(key, provider)
+
+        kad.provider_store.add_provider = checked_add_provider  # type: ignore[method-assign]
+
+    # -- checks (O(1)) ----------------------------------------------------------
+
+    def _hit(self, peer: Any, what: str) -> str:
+        self.hits[what] += 1
+        if peer is not None:
+            self._log.warning((str(peer), what), "dht: refused a store from peer %s: %s", peer, what)
+            if self._offence is not None:
+                self._offence(peer, f"dht:{what}", QUOTA_WEIGHT)
+        return what
+
+    def check_value(self, peer: Any, key: bytes, n: int) -> str | None:
+        """None if ``peer`` may store ``n`` bytes under ``key``, else the quota that refuses it."""
+        cfg = self.config
+        values = self._values
+        old_peer, old_n = values.owner.get(key, (None, 0)) if values is not None else (None, 0)
+        replacing = values is not None and key in values
+        if self.values + (0 if replacing else 1) > cfg.max_values:
+            return self._hit(peer, "max_values")
+        if self.value_bytes - old_n + n > cfg.max_value_bytes:
+            return self._hit(peer, "max_value_bytes")
+        if peer is None:
+            return None
+        mine = replacing and old_peer == peer
+        if not mine and self.values_by_peer[peer] + 1 > cfg.max_values_per_peer:
+            return self._hit(peer, "max_values_per_peer")
+        if self.value_bytes_by_peer[peer] - (old_n if mine else 0) + n > cfg.max_value_bytes_per_peer:
+            return self._hit(peer, "max_value_bytes_per_peer")
+        return None
+
+    def check_provider(self, peer: Any, key: bytes, provider: str) -> str | None:
+        """None if ``provider`` may be recorded for ``key``, else the quota that refuses it."""
+        cfg = self.config
+        # The library refreshes an existing (key, provider) pair in place:
+        # only a new pair costs quota.
+        keys = self._provider_keys
+        existing = keys.get(key) if keys is not None else None
+        if existing is not None and provider in existing:
+            return None
+        if self.provider_records + 1 > cfg.max_provider_records:
+            return self._hit(peer, "max_provider_records")
+        if self.providers_by_peer[provider] + 1 > cfg.max_provider_records_per_peer:
+            return self._hit(peer, "max_provider_records_per_peer")
+        return None
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "values": self.values,
+            "value_bytes": self.value_bytes,
+            "provider_records": self.provider_records,
+            "inbound_values": self.inbound_values,
+            "inbound_providers": self.inbound_providers,
+            "quota_hits": dict(self.hits),
+            "peers_storing_values": len(self.values_by_peer),
+        }
+
+
 class DHT:
     """The node's Kademlia DHT service and its maintenance tasks."""
 
-    def __init__(self, host: IHost, config: DHTConfig) -> None:
+    def __init__(
+        self, host: IHost, config: DHTConfig, *, offence: Callable[[Any, str, float], None] | None = None
+    ) -> None:
         self.host = host
         self.config = config
         mode = DHTMode.SERVER if config.mode == "server" else DHTMode.CLIENT
         # Constructing KadDHT registers its stream handler (server mode).
         self.kad = KadDHT(host, mode, enable_random_walk=False)
         self.kad.register_validator(NAMESPACE, ValueValidator(config.max_value_size))
+        self.quotas = StoreQuotas(config, offence)
+        self.quotas.install(self.kad)
         self.lookups = 0
+
+    def stats(self) -> dict[str, Any]:
+        return {"lookups": self.lookups, **self.quotas.stats()}
 
     def register_validator(self, namespace: str, validator: Validator) -> None:
         self.kad.register_validator(namespace, validator)

@@ -1,0 +1,133 @@
+"""Issue #10, findings 1, 4 (pub/sub) and 7: one gossipsub message must not
+kill a node, bogus messages must not flood the log, and neither a slow local
+subscriber nor a peer that does not read may make us hold unbounded memory."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import pytest
+import trio
+from multiaddr import Multiaddr
+
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.tools.anyio_service import background_trio_service
+
+from agentp2p.application.records.service import RecordService
+from agentp2p.application.records.announce import ANNOUNCE_TOPIC
+from agentp2p.config import PubSubConfig
+from agentp2p.errors import PubSubError
+from agentp2p.network.host import build_host
+from agentp2p.network.identity import Identity
+from agentp2p.node import Node
+from agentp2p.testing import local_config, wait_until
+from benign import assert_serves
+from pubsub_attacker import bogus_signature_message, killer_message, raw_meshsub
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
+
+
+async def test_library_pubsub_dies_on_one_message_with_a_garbage_key() -> None:
+    """The hazard: py-libp2p's own Pubsub, unwrapped, stops on the killer message."""
+    addr = Multiaddr("/ip4/127.0.0.1/tcp/0")
+    host = build_host(Identity.generate(), [addr])
+    router = GossipSub(protocols=[PROTOCOL_ID_V11], degree=6, degree_low=4, degree_high=12)
+    ps = Pubsub(host, router, strict_signing=True)
+    with pytest.raises(BaseException) as info:
+        async with background_trio_service(ps), background_trio_service(router):
+            async with host.run([addr]):
+                await ps.subscribe("t")
+                async with raw_meshsub(host.get_id(), list(host.get_transport_addrs())) as attacker:
+                    await attacker.subscribe("t")
+                    await attacker.publish(killer_message("t"))
+                    with trio.fail_after(10):
+                        await trio.sleep_forever()  # until the service dies and cancels us
+    leaves = _leaves(info.value)
+    assert not any(isinstance(e, trio.TooSlowError) for e in leaves), "the library survived the message"
+    assert not ps.manager.is_running
+
+
+async def test_killer_message_is_contained_counted_and_the_victim_serves() -> None:
+    async with Node(local_config(), services=[RecordService(name="victim", capabilities=["x"])]) as victim:
+        async with victim.subscribe("t"):
+            async with raw_meshsub(victim.peer_id, victim.listen_addrs) as attacker:
+                await attacker.subscribe(ANNOUNCE_TOPIC)
+                await attacker.subscribe("t")
+                await attacker.publish(killer_message(ANNOUNCE_TOPIC, 1), killer_message("t", 2))
+                await wait_until(lambda: victim.stats()["pubsub"]["invalid_signatures"] == 2,
+                                 what="both messages counted")
+                assert victim.penalties.points(attacker.peer_id) > 0
+                assert victim.stats()["pubsub"]["delivered"] == 0
+        await assert_serves(victim)
+
+
+async def test_bogus_signature_flood_logs_little_and_bans_the_forwarder(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="agentp2p")
+    n = 300
+    async with Node(local_config()) as victim, victim.subscribe("t"):
+        async with raw_meshsub(victim.peer_id, victim.listen_addrs) as attacker:
+            await attacker.subscribe("t")
+            with trio.move_on_after(10), contextlib.suppress(Exception):  # the victim hangs up once it bans us
+                for k in range(n):
+                    await attacker.publish(bogus_signature_message("t", attacker.peer_id, k + 1))
+            await wait_until(lambda: victim.is_banned(attacker.peer_id), what="the forwarder is banned")
+            await wait_until(lambda: not victim.is_connected(attacker.peer_id), what="the forwarder is cut off")
+            stats = victim.stats()["pubsub"]
+            assert stats["invalid_signatures"] >= 20 and stats["delivered"] == 0
+            peer = str(attacker.peer_id)
+            about = [r for r in caplog.records if peer in r.getMessage() and r.levelno >= logging.INFO]
+            rejections = [r for r in about if "pubsub" in r.name]
+            # One throttled line for 300 rejections; the rest is connect/ban news.
+            assert len(rejections) == 1, [r.getMessage() for r in rejections]
+            assert len(about) <= 6, [r.getMessage() for r in about]
+        await assert_serves(victim)
+
+
+async def test_subscriber_that_never_reads_holds_at_most_its_byte_cap() -> None:
+    cap = 4 << 20
+    cfg = local_config(pubsub=PubSubConfig(subscription_buffer_bytes=cap))
+    async with Node(cfg) as victim, Node(local_config()) as sender:
+        await sender.connect(victim.addrs[0])
+        async with victim.subscribe("big") as sub:
+            await wait_until(lambda: victim.peer_id in sender.topic_peers("big"), what="subscription")
+            payload = b"\xab" * (256 << 10)
+            for k in range(200):
+                await sender.publish("big", payload[:-8] + k.to_bytes(8, "big"))
+            await wait_until(lambda: sub.pending() + sub.dropped == 200, 60, "all 200 offered")
+            held = sum(len(m.data) for m in sub._buf)
+            assert held <= cap and sub.buffered_bytes == held
+            assert sub.dropped >= 200 - cap // len(payload)
+            assert victim.stats()["pubsub"]["dropped_inbound"] == sub.dropped
+        await assert_serves(victim)
+
+
+async def test_peer_that_never_reads_costs_at_most_its_queue_bytes() -> None:
+    cap = 4 << 20
+    cfg = local_config(pubsub=PubSubConfig(peer_queue_bytes=cap, publish_timeout=1.0))
+    async with Node(cfg) as victim, victim.subscribe("big"):
+        async with raw_meshsub(victim.peer_id, victim.listen_addrs, read=False) as sink:
+            await sink.subscribe("big")
+            await wait_until(lambda: sink.peer_id in victim.pubsub.pubsub.peer_queues
+                             and sink.peer_id in victim.topic_peers("big"), what="the sink's queue")
+            queue = victim.pubsub.pubsub.peer_queues[sink.peer_id]
+            payload = b"\xcd" * (512 << 10)
+            timeouts = 0
+            for k in range(40):  # 20 MiB offered to a peer that reads nothing
+                try:
+                    await victim.publish("big", payload[:-8] + k.to_bytes(8, "big"))
+                except PubSubError:
+                    timeouts += 1
+            queued = sum(r.ByteSize() for r in (*queue._queue._priority, *queue._queue._non_priority))
+            assert queued <= cap
+            assert victim.resources.memory_of(sink.peer_id) <= cap
+            # Backpressure gave the peer a chance (publishes timed out), then
+            # stopped waiting for it: its queue overflows, counted.
+            assert 1 <= timeouts <= 3
+            assert victim.stats()["pubsub"]["dropped_outbound"] > 0
+        await assert_serves(victim)
