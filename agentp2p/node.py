@@ -94,8 +94,21 @@ def _service_stats(service: Any) -> Any:
     if callable(stats):
         return stats()
     if dataclasses.is_dataclass(stats):
-        return dataclasses.asdict(stats)
+        # Not dataclasses.asdict: it rebuilds a Counter from (key, value)
+        # pairs, i.e. counts tuples, and JSON cannot encode tuple keys.
+        return {f.name: _plain(getattr(stats, f.name)) for f in dataclasses.fields(stats)}
     return stats
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: mappings become dicts with string keys, recursively."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return value
 
 
 def _single_error(exc: BaseException) -> BaseException:

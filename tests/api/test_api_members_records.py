@@ -168,6 +168,19 @@ async def test_swim_and_records_missing_on_a_real_daemon_node_are_503() -> None:
 
 
 async def test_node_stats_with_a_record_service() -> None:
-    async with api_node(services=(_records("alpha", "translate"),)) as a:
+    """Finding 6: one rejected record made /v1/node/stats fail for good (a
+    Counter turned into tuple keys). A peer announces garbage; stats still
+    answer, with the rejection counted under a string key."""
+    from agentp2p.application.records.announce import ANNOUNCE_TOPIC
+
+    async with api_node(services=(_records("alpha", "translate"),)) as a, api_node() as b:
+        await connected_pair(b, a)
+        await wait_until(lambda: a.node.peer_id in b.node.topic_peers(ANNOUNCE_TOPIC), what="a's subscription")
+        await b.node.publish(ANNOUNCE_TOPIC, b"not a record envelope")
+        svc = a.node.services["records"]
+        await wait_until(lambda: svc.stats.rejections("announce") == 1, what="the rejection")  # type: ignore[attr-defined]
         stats = await a.client.stats()
-        assert stats["records"]["rounds"] >= 0
+        rejected = stats["records"]["rejected"]
+        assert sum(rejected.values()) == 1
+        (key,) = rejected
+        assert key.startswith("announce:")
