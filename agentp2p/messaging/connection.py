@@ -16,6 +16,15 @@ to send. Two tasks per stream:
 
 Any stream error (EOF, reset, a frame that does not parse) ends both tasks;
 the link then tells its session ``Disconnected`` and the stream is reset.
+
+Size limits are enforced here, before anything is buffered on the peer's
+behalf: a length prefix above ``max_frame`` is refused by the
+:class:`~.wire.FrameReader` before one byte of the frame is kept, and a
+Data frame carrying an envelope whose payload exceeds ``max_message`` (or
+whose encoding exceeds ``max_envelope``) is refused before the session sees
+it. Either way the stream is reset, the refusal is counted
+(``oversized_frames`` / ``oversized_envelopes``) and the peer gets an
+offence: an honest sender never produces either.
 """
 
 from __future__ import annotations
@@ -25,19 +34,63 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from agentp2p.messaging.wire import FrameError, FrameReader, decode_frame, length_prefixed
+from agentp2p.messaging.wire import (
+    MAX_FRAME_BYTES,
+    MAX_MESSAGE_BYTES,
+    FrameError,
+    FrameReader,
+    decode_frame,
+    length_prefixed,
+    max_envelope_for,
+)
 
 if TYPE_CHECKING:
     from agentp2p.messaging.link import Link
 
 log = logging.getLogger("agentp2p.messaging")
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "Oversized"]
+
+#: Offence weight for an oversized frame or envelope (never sent by an honest
+#: peer; the penalty box bans at 20 points, so four in a row ban).
+OVERSIZED_OFFENCE = 5.0
+MALFORMED_OFFENCE = 2.0
+
+
+class Oversized(FrameError):
+    """A frame or envelope above the limits (``kind``: "frame" or "envelope")."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+
+
+def _check_sizes(frame: Any, max_message: int, max_envelope: int, raw_len: int) -> None:
+    if frame.WhichOneof("body") != "data":
+        return
+    for env in frame.data.messages:
+        if len(env.payload) > max_message:
+            raise Oversized("envelope", f"payload of {len(env.payload)} bytes exceeds {max_message}")
+        if raw_len > max_envelope and env.ByteSize() > max_envelope:
+            raise Oversized("envelope", f"envelope of {env.ByteSize()} bytes exceeds {max_envelope}")
 
 
 class Connection:
-    def __init__(self, link: Link, stream: Any, *, outbound: bool, read_chunk: int, write_batch: int) -> None:
+    def __init__(
+        self,
+        link: Link,
+        stream: Any,
+        *,
+        outbound: bool,
+        read_chunk: int,
+        write_batch: int,
+        max_frame: int = MAX_FRAME_BYTES,
+        max_message: int = MAX_MESSAGE_BYTES,
+    ) -> None:
         self.link = link
+        self._max_frame = max_frame
+        self._max_message = max_message
+        self._max_envelope = max_envelope_for(max_message)
         self.stream = stream
         self.outbound = outbound
         self._read_chunk = read_chunk
@@ -74,22 +127,33 @@ class Connection:
             self.closed.set()
 
     async def _reader(self, scope: trio.CancelScope) -> None:
-        reader = FrameReader()
+        reader = FrameReader(self._max_frame)
         link = self.link
+        max_message, max_envelope = self._max_message, self._max_envelope
         try:
             while True:
                 data = await self.stream.read(self._read_chunk)
                 if not data:
                     break
                 self.bytes_in += len(data)
-                frames = [decode_frame(raw) for raw in reader.feed(data)]
+                frames = []
+                for raw in reader.feed(data):
+                    frame = decode_frame(raw)
+                    _check_sizes(frame, max_message, max_envelope, len(raw))
+                    frames.append(frame)
                 if frames:
                     await link.prepare(self, frames)
                     link.on_frames(self, frames)
         except FrameError as exc:
-            link.counters["bad_frames"] += 1
+            if isinstance(exc, Oversized) or "exceeds" in str(exc):
+                kind = exc.kind if isinstance(exc, Oversized) else "frame"
+                link.counters[f"oversized_{kind}s"] += 1
+                weight, reason = OVERSIZED_OFFENCE, f"msg:oversized_{kind}"
+            else:
+                link.counters["bad_frames"] += 1
+                weight, reason = MALFORMED_OFFENCE, "msg:bad_frame"
             self.error = f"bad frame: {exc}"
-            log.info("messaging: %s from %s, resetting the stream", self.error, link.peer)
+            link.service.abuse(link.peer, reason, weight, "%s, resetting the stream", self.error)
         except trio.Cancelled:
             raise
         except Exception as exc:  # noqa: BLE001 - EOF, reset, connection gone: all mean "lost"

@@ -19,16 +19,39 @@ from agentp2p.pb.msg_pb2 import Frame
 __all__ = [
     "FrameError",
     "FrameReader",
+    "ENVELOPE_OVERHEAD",
     "MAX_FRAME_BYTES",
+    "MAX_MESSAGE_BYTES",
     "decode_frame",
     "encode_data",
     "encode_varint",
     "length_prefixed",
+    "max_envelope_for",
+    "max_frame_for",
 ]
 
-#: Largest frame we accept. A frame carries at least one whole message, so
-#: this also bounds message size (see SessionConfig.max_message_bytes).
-MAX_FRAME_BYTES = 4 * 1024 * 1024
+#: Largest payload of one message (SessionConfig.max_message_bytes; sealed
+#: payloads included): the documented 1 MiB.
+MAX_MESSAGE_BYTES = 1024 * 1024
+#: What an envelope may carry besides its payload: id, type (<= 205 chars),
+#: sender/recipient peer IDs, signature, session id, seq, flags.
+ENVELOPE_OVERHEAD = 4 * 1024
+#: Largest frame we accept: one maximal envelope plus a frame's own fields and
+#: a full selective ACK. A larger length prefix is refused before a byte of
+#: the frame is buffered (the stream is reset and the peer penalised). A
+#: sender batches messages only up to SessionConfig.max_frame_bytes (256 KiB),
+#: so an honest frame is either that or one message alone.
+MAX_FRAME_BYTES = MAX_MESSAGE_BYTES + ENVELOPE_OVERHEAD + 4 * 1024
+
+
+def max_frame_for(max_message_bytes: int) -> int:
+    """The frame limit that fits one message of ``max_message_bytes``."""
+    return max_message_bytes + ENVELOPE_OVERHEAD + 4 * 1024
+
+
+def max_envelope_for(max_message_bytes: int) -> int:
+    """The encoded-envelope limit for a payload limit of ``max_message_bytes``."""
+    return max_message_bytes + ENVELOPE_OVERHEAD
 
 # protobuf tags (field number << 3 | wire type 2 "length-delimited", 0 "varint")
 _FRAME_DATA = b"\x12"
