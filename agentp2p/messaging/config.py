@@ -48,3 +48,14 @@ class MessagingConfig:
     reply_timeout: float = 30.0
     #: SQLite synchronous=FULL (survives power loss) instead of NORMAL (survives crashes).
     durable_sync: bool = False
+    #: Messages held for all senders together (buffered, or delivered and not
+    #: yet acknowledged by the application). Per sender: session.receive_window
+    #: messages and session.receive_bytes bytes. Beyond either, incoming
+    #: messages are dropped unacknowledged (their senders retransmit).
+    inbox_max_messages: int = 65536
+    #: Bytes held for all senders together (also reserved from the node's
+    #: resource manager as service "messaging").
+    inbox_max_bytes: int = 64 * 1024 * 1024
+    #: Peers with incoming-message state at once; a stream from one more peer
+    #: is refused unless an idle one (no stream, nothing held) can be forgotten.
+    max_incoming_peers: int = 1024

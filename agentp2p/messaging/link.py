@@ -69,11 +69,19 @@ class SendWaiter:
 
 @dataclass(slots=True, eq=False)
 class Delivery:
-    """A message delivered by a session, awaiting consumption by the application."""
+    """A message delivered by a session, awaiting consumption by the application.
+
+    ``order`` is the service-wide delivery number (redelivery keeps it, so
+    messages a reader gave back return to the queue in their old order);
+    ``owner`` is the reader holding it unacknowledged, if any.
+    """
 
     link: Link
     envelope: Envelope
     done: bool = False
+    msg: Any = None
+    order: int = 0
+    owner: Any = None
 
 
 class Link:
@@ -100,6 +108,12 @@ class Link:
         self.opened: dict[tuple[bytes, int], bytes] = {}  # plaintext of sealed messages, until Deliver
         self.preverified: dict[int, Any] = {}  # id(envelope) -> RejectReason | None, one frame batch
         self._deliveries: deque[Delivery] = deque()
+        self._timer_scope = trio.CancelScope()
+        #: Messages and bytes this peer makes us hold (inbox accounting, see service).
+        self.inbox_messages = 0
+        self.inbox_bytes = 0
+        self.reservation: Any = None
+        self.restored: list[Envelope] = []  # from the store, to hand over again once running
         self._timer_at: float | None = None
         self._timer_wake = trio.Event()
         #: Wall-clock deadline (Unix ms) of the message being accepted, for the outbox.
@@ -152,13 +166,14 @@ class Link:
         wake = False
         accepted: list[Envelope] = []
         finished: list[int] = []
+        delivered: list[Envelope] = []
         service = self.service
         for act in actions:
             kind = type(act)
             if kind is Transmit:
                 wake = True
             elif kind is Deliver:
-                self._deliver(act.envelope)  # type: ignore[union-attr]
+                delivered.append(act.envelope)  # type: ignore[union-attr]
             elif kind is Acked:
                 env = act.envelope  # type: ignore[union-attr]
                 finished.append(env.seq)
@@ -183,6 +198,13 @@ class Link:
             elif kind is Rejected:
                 pass  # counted by the screen, by reason
         store = service.store
+        if delivered:
+            # Persisted before any reader can see them: a crash from here on
+            # redelivers them after the restart (at-least-once to the reader).
+            if store is not None:
+                store.add_inbox(self.peer_bytes, delivered)
+            for env in delivered:
+                self._deliver(env)
         if store is not None:
             if accepted:
                 store.add(self.peer_bytes, [(e, self.accept_deadline_ms) for e in accepted])
@@ -198,6 +220,23 @@ class Link:
         item = Delivery(self, env)
         self._deliveries.append(item)
         self.service.on_deliver(item, self.opened.pop((env.session_id, env.seq), None))
+
+    def redeliver(self, env: Envelope, plaintext: bytes | None) -> None:
+        """A message restored from the store after a restart: hand it over again."""
+        item = Delivery(self, env)
+        self._deliveries.append(item)
+        self.service.on_deliver(item, plaintext)
+
+    @property
+    def idle(self) -> bool:
+        """No stream, nothing held: the link may be forgotten (state lives in the store, if any)."""
+        return self.conn is None and not self._deliveries and self.session.receiver.held == 0
+
+    def close(self) -> None:
+        """Forget the link: stop its timer, give back its reservation."""
+        self._timer_scope.cancel()
+        if self.reservation is not None:
+            self.reservation.close()
 
     def consumed(self, item: Delivery) -> None:
         """The application took ``item``: persist, then let the session ACK it.
@@ -230,6 +269,10 @@ class Link:
 
     async def run_timer(self) -> None:
         """The session's one timer, for the life of the link."""
+        with self._timer_scope:
+            await self._run_timer()
+
+    async def _run_timer(self) -> None:
         session = self.session
         while True:
             t = session.next_timer()

@@ -27,6 +27,19 @@ with it:
 Deadlines are stored as wall-clock Unix ms (the session's clock is monotonic
 and does not survive a restart); the adapter converts both ways.
 
+* **A restarted receiver redelivers what its reader had not acknowledged.**
+  ``add_inbox`` stores each delivered envelope (as received: signed, sealed
+  if it was) *before* the message is handed to any reader; ``mark_consumed``
+  deletes it in the same transaction that records consumption, which
+  happens when the reader acknowledges. After a restart ``inbox(peer)``
+  gives them back (redelivered, same ids: at-least-once), and their seqs
+  count as delivered so the sender's retransmissions are dropped.
+
+Files are private: the database, ``-wal`` and ``-shm`` are 0600 (they hold
+message payloads). The database file is created 0600 before SQLite opens
+it, and SQLite creates ``-wal``/``-shm`` with the database's mode; files
+left by an older version are chmod-ed on open.
+
 WAL journal; ``synchronous=NORMAL`` survives process crashes (what restarts
 are about), ``durable=True`` (FULL) also power loss, at a cost per commit.
 Not thread-safe: use from one thread (the node's trio thread or one worker).
@@ -34,13 +47,41 @@ Not thread-safe: use from one thread (the node's trio thread or one worker).
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
 from agentp2p.pb.msg_pb2 import Envelope
 
-__all__ = ["Outbox"]
+__all__ = ["Outbox", "PRIVATE_MODE", "make_private"]
+
+PRIVATE_MODE = 0o600
+_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def make_private(path: str | Path) -> None:
+    """Create ``path`` (if missing) and its SQLite side files' modes as 0600.
+
+    SQLite gives ``-wal``/``-shm`` the mode of the database file when it
+    creates them, so a 0600 database is enough for files created later;
+    side files that already exist (older versions made them 0644) are fixed.
+    """
+    path = str(path)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) != PRIVATE_MODE:
+            os.fchmod(fd, PRIVATE_MODE)
+    finally:
+        os.close(fd)
+    for suffix in _SIDE_FILES:
+        side = path + suffix
+        try:
+            if stat.S_IMODE(os.stat(side).st_mode) != PRIVATE_MODE:
+                os.chmod(side, PRIVATE_MODE)
+        except FileNotFoundError:
+            pass
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS out_session (
@@ -69,18 +110,28 @@ CREATE TABLE IF NOT EXISTS seen_ids (
     PRIMARY KEY (peer, msg_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_ids_age ON seen_ids (timestamp_ms);
+CREATE TABLE IF NOT EXISTS inbox (
+    peer BLOB NOT NULL,
+    session_id BLOB NOT NULL,
+    seq INTEGER NOT NULL,
+    envelope BLOB NOT NULL,
+    PRIMARY KEY (peer, session_id, seq)
+) WITHOUT ROWID;
 """
 
 
 class Outbox:
     def __init__(self, path: str | Path, *, durable: bool = False, max_sessions_per_peer: int = 4) -> None:
         self.max_sessions_per_peer = max_sessions_per_peer
+        self.path = str(path)
+        make_private(self.path)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so each public
         # method is exactly one transaction.
-        self._db = sqlite3.connect(str(path), isolation_level=None)
+        self._db = sqlite3.connect(self.path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self._db.executescript(_SCHEMA)
+        make_private(self.path)  # -wal/-shm exist now: check them
 
     def close(self) -> None:
         self._db.close()
@@ -138,12 +189,37 @@ class Outbox:
         return [bytes(r[0]) for r in self._db.execute("SELECT DISTINCT peer FROM outbox")]
 
     # ------------------------------------------------------------ receiving
+    def add_inbox(self, peer: bytes, envs: Iterable[Envelope]) -> None:
+        """Keep delivered envelopes until consumed (one transaction)."""
+        rows = [(peer, env.session_id, env.seq, env.SerializeToString()) for env in envs]
+        if not rows:
+            return
+        with self._tx() as db:
+            db.executemany("INSERT OR REPLACE INTO inbox VALUES (?, ?, ?, ?)", rows)
+
+    def inbox(self, peer: bytes) -> dict[bytes, list[Envelope]]:
+        """Delivered, unconsumed envelopes of ``peer``: session id -> envelopes by seq."""
+        out: dict[bytes, list[Envelope]] = {}
+        for sid, raw in self._db.execute(
+            "SELECT session_id, envelope FROM inbox WHERE peer=? ORDER BY session_id, seq", (peer,)
+        ):
+            out.setdefault(bytes(sid), []).append(Envelope.FromString(raw))
+        return out
+
+    def peers_with_inbox(self) -> list[bytes]:
+        return [bytes(r[0]) for r in self._db.execute("SELECT DISTINCT peer FROM inbox")]
+
     def mark_consumed(self, peer: bytes, envs: Iterable[Envelope]) -> None:
-        """Record that the application took ``envs`` (in order), atomically."""
+        """Record that the application took ``envs`` (in order), atomically;
+        they leave the inbox in the same transaction."""
         envs = list(envs)
         if not envs:
             return
         with self._tx() as db:
+            db.executemany(
+                "DELETE FROM inbox WHERE peer=? AND session_id=? AND seq=?",
+                [(peer, env.session_id, env.seq) for env in envs],
+            )
             (touched,) = db.execute(
                 "SELECT coalesce(max(touched), 0) + 1 FROM in_session WHERE peer=?", (peer,)
             ).fetchone()

@@ -16,6 +16,20 @@ Per incoming session (the peer's outgoing session) we keep:
 
 Several incoming sessions may be remembered (a peer that restarts without a
 durable outbox starts a new one); the peer's Hello says which is current.
+
+**What one sender can make us hold is bounded across its sessions.** Every
+message we keep (buffered out of order, or delivered and not yet consumed)
+counts against ``max_held`` messages and ``max_held_bytes`` bytes of this
+receiver, whatever session it came on, and the optional ``admit`` hook (the
+adapter's node-wide totals and resource manager) may refuse it too. A
+message that does not fit is dropped *unacknowledged*: the sender keeps it
+and retransmits, so a full inbox is backpressure, never growth. In
+particular a new Hello with a new session id does not grant a fresh window
+on top of messages still undelivered: the window is the room left. When the
+current session changes, the old one's out-of-order buffer is dropped (never
+acknowledged cumulatively, so its sender still holds those messages and the
+resume handshake has it resend them); a session is forgotten (beyond
+``max_sessions``) only once nothing of it is held.
 """
 
 from __future__ import annotations
@@ -29,18 +43,35 @@ from agentp2p.pb.msg_pb2 import Ack, Data, Envelope, SeqRange
 __all__ = ["InStream", "Receiver", "ReceiverStats"]
 
 Inspect = Callable[[Envelope], "str | None"]
+Admit = Callable[[int], bool]
+Release = Callable[[int], None]
+Notify = Callable[[str], None]
+
+#: Bytes we count for an envelope besides its payload and variable strings.
+ENVELOPE_BASE_COST = 192
+
+
+def held_size(env: Envelope) -> int:
+    """What holding ``env`` costs, for the inbox bounds (cheap, no re-encoding)."""
+    return len(env.payload) + len(env.id) + len(env.type) + ENVELOPE_BASE_COST
 
 
 @dataclass(slots=True)
 class InStream:
     session_id: bytes
     delivered: int = 0
-    buffer: dict[int, Envelope | None] = field(default_factory=dict)  # None = rejected
-    pending: deque[int] = field(default_factory=deque)  # delivered, not consumed
+    #: seq -> (envelope, held size), or None = rejected (skipped when reached)
+    buffer: dict[int, tuple[Envelope, int] | None] = field(default_factory=dict)
+    pending: deque[tuple[int, int]] = field(default_factory=deque)  # (seq, size): delivered, not consumed
 
     @property
     def consumed(self) -> int:
-        return self.pending[0] - 1 if self.pending else self.delivered
+        return self.pending[0][0] - 1 if self.pending else self.delivered
+
+    @property
+    def idle(self) -> bool:
+        """Nothing of this session is held (it may be forgotten)."""
+        return not self.pending and not self.buffer
 
 
 @dataclass(slots=True)
@@ -52,6 +83,10 @@ class ReceiverStats:
     foreign_session: int = 0
     malformed: int = 0
     skipped: int = 0
+    #: refused because the inbox (this sender's share or the node's) was full
+    inbox_full: int = 0
+    #: Hellos that opened a session while max_sessions were already known
+    session_churn: int = 0
 
 
 class Receiver:
@@ -64,8 +99,27 @@ class Receiver:
         known: Mapping[bytes, int] | None = None,
         max_sessions: int = 4,
         max_sack_ranges: int = 32,
+        max_held: int | None = None,
+        max_held_bytes: int = 16 * 1024 * 1024,
+        admit: Admit | None = None,
+        release: Release | None = None,
+        notify: Notify | None = None,
+        restored: Mapping[bytes, list[tuple[int, int]]] | None = None,
     ) -> None:
+        """``known``: session -> consumed frontier (durable store). ``restored``:
+        session -> [(seq, size)] delivered before a restart and not yet
+        consumed (ascending); they count as held and as delivered, so their
+        retransmissions are dropped as duplicates. ``admit(size)``/``release(size)``
+        let the adapter account held bytes beyond this receiver; ``notify``
+        hears "session_churn" and "inbox_full"."""
         self.window = window
+        self.max_held = max_held if max_held is not None else window
+        self.max_held_bytes = max_held_bytes
+        self._admit_hook = admit
+        self._release_hook = release
+        self._notify = notify
+        self.held = 0
+        self.held_bytes = 0
         self.auto_consume = auto_consume
         self.inspect = inspect
         self.max_sessions = max_sessions
@@ -74,6 +128,19 @@ class Receiver:
         self.streams: OrderedDict[bytes, InStream] = OrderedDict()
         for sid, delivered in (known or {}).items():
             self.streams[sid] = InStream(sid, delivered)
+        for sid, items in (restored or {}).items():
+            st = self.streams.get(sid)
+            if st is None:
+                st = self.streams[sid] = InStream(sid, items[0][0] - 1 if items else 0)
+            else:
+                self.streams.move_to_end(sid)
+            for seq, size in items:
+                if seq <= st.consumed or (st.pending and seq <= st.pending[-1][0]):
+                    continue
+                st.pending.append((seq, size))
+                st.delivered = max(st.delivered, seq)
+                self.held += 1
+                self.held_bytes += size
         # The most recently used restored stream is our best guess for Hello.
         self.current: InStream | None = next(reversed(self.streams.values()), None)
         self.ack_pending = False
@@ -85,11 +152,17 @@ class Receiver:
         st = self.streams.get(session_id)
         if st is None:
             # No state for this session: start where the sender says it is.
+            if len(self.streams) >= self.max_sessions:
+                self.stats.session_churn += 1
+                if self._notify is not None:
+                    self._notify("session_churn")
             st = self.streams[session_id] = InStream(session_id, max(low_seq - 1, 0))
-            while len(self.streams) > self.max_sessions:
-                self.streams.popitem(last=False)
+            self._forget_idle()
         else:
             self.streams.move_to_end(session_id)
+        old = self.current
+        if old is not None and old is not st and old.buffer:
+            self._drop_buffer(old)
         self.current = st
         self.ack_pending = True
         return self._forward(st, low_seq)
@@ -105,6 +178,7 @@ class Receiver:
         buffer = st.buffer
         stats = self.stats
         limit = st.consumed + self.window
+        full = False
         for env in data.messages:
             seq = env.seq
             if env.session_id != st.session_id or seq == 0:
@@ -117,37 +191,77 @@ class Receiver:
             if seq > limit:
                 stats.out_of_window += 1
                 continue
+            size = held_size(env)
+            if full or not self._admit(size):
+                # No room: drop it unacknowledged; the sender keeps it and retransmits.
+                full = True
+                stats.inbox_full += 1
+                continue
             reason = self.inspect(env) if self.inspect is not None else None
             if reason is not None:
                 stats.rejected += 1
                 rejected.append((env, reason))
+                self._release(size)
             if seq == st.delivered + 1 and not buffer:
                 st.delivered = seq  # fast path: in order, nothing buffered
                 if reason is None:
-                    self._hand_over(st, env, deliver)
+                    self._hand_over(st, env, size, deliver)
             else:
                 self.ack_urgent = True  # a gap: selective ACK it promptly
-                buffer[seq] = env if reason is None else None
+                buffer[seq] = (env, size) if reason is None else None
                 self._drain(st, deliver)
+        if full and self._notify is not None:
+            self._notify("inbox_full")
         if data.messages:
             self.ack_pending = True
         return deliver, rejected
 
-    def _hand_over(self, st: InStream, env: Envelope, deliver: list[Envelope]) -> None:
+    # ------------------------------------------------------------ bounds
+    def _admit(self, size: int) -> bool:
+        if self.held >= self.max_held or (self.held and self.held_bytes + size > self.max_held_bytes):
+            return False
+        if self._admit_hook is not None and not self._admit_hook(size):
+            return False
+        self.held += 1
+        self.held_bytes += size
+        return True
+
+    def _release(self, size: int) -> None:
+        self.held -= 1
+        self.held_bytes -= size
+        if self._release_hook is not None:
+            self._release_hook(size)
+
+    def _drop_buffer(self, st: InStream) -> None:
+        for item in st.buffer.values():
+            if item is not None:
+                self._release(item[1])
+        st.buffer.clear()
+
+    def _forget_idle(self) -> None:
+        """Beyond max_sessions, forget the least recently used sessions that hold nothing."""
+        excess = len(self.streams) - self.max_sessions
+        if excess <= 0:
+            return
+        for sid in [sid for sid, st in self.streams.items() if st.idle and st is not self.current][:excess]:
+            del self.streams[sid]
+
+    def _hand_over(self, st: InStream, env: Envelope, size: int, deliver: list[Envelope]) -> None:
         deliver.append(env)
         self.stats.delivered += 1
         if self.auto_consume:
             self.unacked_consumed += 1
+            self._release(size)
         else:
-            st.pending.append(env.seq)
+            st.pending.append((env.seq, size))
 
     def _drain(self, st: InStream, deliver: list[Envelope]) -> None:
         buffer = st.buffer
         while st.delivered + 1 in buffer:
             st.delivered += 1
-            env = buffer.pop(st.delivered)
-            if env is not None:
-                self._hand_over(st, env, deliver)
+            item = buffer.pop(st.delivered)
+            if item is not None:
+                self._hand_over(st, item[0], item[1], deliver)
 
     def _forward(self, st: InStream, low_seq: int) -> list[Envelope]:
         """The sender holds nothing below ``low_seq``: stop waiting for it."""
@@ -158,9 +272,9 @@ class Receiver:
         below = sorted(s for s in st.buffer if s <= target)
         self.stats.skipped += target - st.delivered - len(below)
         for seq in below:
-            env = st.buffer.pop(seq)
-            if env is not None:
-                self._hand_over(st, env, deliver)
+            item = st.buffer.pop(seq)
+            if item is not None:
+                self._hand_over(st, item[0], item[1], deliver)
         st.delivered = target
         self._drain(st, deliver)
         self.ack_pending = True
@@ -170,9 +284,12 @@ class Receiver:
     def consume(self, session_id: bytes, seq: int) -> bool:
         """The application took ``seq``; True if that advanced the ACK point."""
         st = self.streams.get(session_id)
-        if st is None or not st.pending or st.pending[0] != seq:
+        if st is None or not st.pending or st.pending[0][0] != seq:
             return False
-        st.pending.popleft()
+        _, size = st.pending.popleft()
+        self._release(size)
+        if st is not self.current and st.idle:
+            self._forget_idle()
         self.unacked_consumed += 1
         self.ack_pending = True
         return True

@@ -11,13 +11,18 @@ direction (see :mod:`.link` for why each stream is owned by its opener).
 
 Guarantees (details in docs/messaging.md):
 
-* ``await send(...)`` returns once the peer's *application* took the message
-  (ACKs follow consumption), or raises :class:`DeliveryTimeout` at the
-  caller's deadline. Across dropped connections, messages of one sender
-  reach the receiver's application exactly once and in send order.
+* ``await send(...)`` returns once the peer's *application* acknowledged the
+  message (ACKs follow the reader's acknowledgement), or raises
+  :class:`DeliveryTimeout` at the caller's deadline. Across dropped
+  connections, messages of one sender reach the receiver's application in
+  send order, once each while the receiver runs; after a receiver crash,
+  messages it had delivered but not had acknowledged are delivered again
+  (at-least-once, same message id).
 * With ``store_path`` (SQLite), an accepted message survives a restart of
-  the sender and is delivered after it; a restarted receiver never delivers
-  a message twice.
+  the sender and is delivered after it; a delivered message is stored before
+  the application sees it and removed when it is acknowledged.
+* Everything a sender can make us hold is bounded (see :mod:`.receiver` and
+  the ``inbox_*`` knobs of :class:`MessagingConfig`).
 * Every message is signed with the sender's identity key, and delivered
   only if the signature verifies, the claimed sender is the Noise-authenticated
   stream peer, it is addressed to us and its id was not seen before;
@@ -26,12 +31,13 @@ Guarantees (details in docs/messaging.md):
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,21 +56,24 @@ from agentp2p.messaging.events import Send
 from agentp2p.messaging.link import Delivery, Link, SendWaiter, wall_ms_to_clock
 from agentp2p.messaging.message import REPLY_ERROR, REPLY_OK, REQUEST, IncomingMessage
 from agentp2p.messaging.outbox import Outbox
+from agentp2p.messaging.receiver import held_size
 from agentp2p.messaging.sender import MessageTooLarge
 from agentp2p.messaging.session import Session
 from agentp2p.messaging.window import WindowFull
+from agentp2p.messaging.wire import max_frame_for
 from agentp2p.pb.msg_pb2 import ENVELOPE_FLAG_SEALED, Envelope, Frame
 from agentp2p.security.rejections import MessageRejected, RejectCounters, RejectReason
 from agentp2p.security.screen import InboundScreen
 from agentp2p.security.sealing import open_envelope, seal_envelope
 from agentp2p.security.signing import signing_bytes, verify_envelope
+from agentp2p.throttled_log import ThrottledLog
 
 if TYPE_CHECKING:
     from agentp2p.node import Node
 
 log = logging.getLogger("agentp2p.messaging")
 
-__all__ = ["Handler", "IncomingMessage", "MessagingConfig", "MessagingService", "PROTOCOL_ID"]
+__all__ = ["Handler", "Incoming", "IncomingMessage", "MessagingConfig", "MessagingService", "PROTOCOL_ID"]
 
 Handler = Callable[[IncomingMessage], Awaitable[bytes | None]]
 
@@ -113,7 +122,17 @@ class MessagingService:
         self._nursery: trio.Nursery | None = None
         self._started = trio.Event()
         self._stopped = False
-        self._inbox_send, self._inbox_recv = trio.open_memory_channel[tuple[Delivery, IncomingMessage]](math.inf)
+        # The application inbox: delivered messages no reader took yet, and
+        # those a reader took and has not acknowledged (by message id). Both
+        # are bounded by the per-sender and total inbox limits (the messages
+        # count as held until acknowledged).
+        self._queue: deque[Delivery] = deque()
+        self._queue_lot = trio.lowlevel.ParkingLot()
+        self._outstanding: dict[str, list[Delivery]] = {}
+        self._order = itertools.count(1)
+        self.inbox_messages = 0
+        self.inbox_bytes = 0
+        self._tlog = ThrottledLog(log, interval=30.0)
         self._work_send, self._work_recv = trio.open_memory_channel[
             tuple[Delivery, IncomingMessage, Handler | None]
         ](math.inf)
@@ -130,6 +149,8 @@ class MessagingService:
             guard = self.screen.guard
             for sender, msg_id, ts in self.store.recent_ids(int(time.time() * 1000) - guard.max_age_ms):
                 guard.remember(sender, msg_id, ts)
+        resources = getattr(node, "resources", None)
+        self._resources = resources
         node.set_stream_handler(PROTOCOL_ID, self._on_stream)
 
     async def run(self, node: Node, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -145,6 +166,10 @@ class MessagingService:
                     # each link dials because it wants a connection.
                     for peer in self.store.peers_with_pending():
                         self._out_link(ID(peer))
+                    # Delivered before a restart and never acknowledged by the
+                    # application: hand them over again (at-least-once).
+                    for peer in self.store.peers_with_inbox():
+                        self._in_link(ID(peer))
                 self._started.set()
                 task_status.started()
                 await trio.sleep_forever()
@@ -261,22 +286,91 @@ class MessagingService:
         raise DeliveryTimeout(f"{pid} did not acknowledge message {env.id} before the deadline{detail}")
 
     # ----------------------------------------------------------- receiving
-    async def incoming(self) -> AsyncIterator[IncomingMessage]:
+    def incoming(self) -> Incoming:
         """Messages for which no handler is set, in order per sender.
 
-        A message counts as consumed (and is acknowledged to its sender) when
-        this iterator yields it. Several iterators may run; each message goes
-        to one of them.
+        ``async for msg in svc.incoming(): ...`` — each message is acknowledged
+        (to its sender, and in the store) when the loop asks for the next one,
+        when the loop is left (``break``, ``return``, an exception: the
+        iterator is dropped or closed), or earlier with :meth:`ack`. So a
+        crash while the body handles a message leaves it unacknowledged, and
+        with a store it is delivered again after the restart, with the same
+        id (at-least-once: deduplicate by ``msg.id`` if handling twice
+        matters). Several iterators may run; each message goes to one of them.
         """
-        async for item, msg in self._inbox_recv:
-            item.link.consumed(item)
-            yield msg
+        return Incoming(self)
 
-    async def receive(self) -> IncomingMessage:
-        """The next incoming message (one step of :meth:`incoming`)."""
-        item, msg = await self._inbox_recv.receive()
+    async def receive(self, *, ack: bool = True) -> IncomingMessage:
+        """The next incoming message.
+
+        ``ack=True`` acknowledges it at once (at-most-once if the process dies
+        while handling it). ``ack=False`` leaves it unacknowledged until
+        :meth:`ack`: its sender's ``send`` does not return before that, and
+        with a store it is delivered again after a restart.
+        """
+        item = await self._take(None)
+        if ack:
+            self._ack_item(item)
+        return item.msg  # type: ignore[no-any-return]
+
+    def ack(self, msg: IncomingMessage | str) -> bool:
+        """Acknowledge a message taken from :meth:`incoming`/:meth:`receive` (or its id).
+
+        Returns False if no unacknowledged message has that id (already
+        acknowledged, or unknown). Acknowledging twice is harmless.
+        """
+        msg_id = msg if isinstance(msg, str) else msg.id
+        items = self._outstanding.get(msg_id)
+        if not items:
+            return False
+        self._ack_item(items[0])
+        return True
+
+    def give_back(self, owner: object) -> int:
+        """A reader went away: its unacknowledged messages go back to the queue
+        (in their delivery order, ahead of newer ones) for the next reader."""
+        back = [
+            item for items in self._outstanding.values() for item in items if item.owner is owner
+        ]
+        if not back:
+            return 0
+        for item in back:
+            self._drop_outstanding(item)
+            item.owner = None
+        back.sort(key=lambda d: d.order)
+        self._queue.extendleft(reversed(back))
+        self.counters["redelivered"] += len(back)
+        self._queue_lot.unpark_all()
+        return len(back)
+
+    async def _take(self, owner: object) -> Delivery:
+        while not self._queue:
+            await self._queue_lot.park()
+        item = self._queue.popleft()
+        item.owner = owner
+        self._outstanding.setdefault(item.msg.id, []).append(item)
+        if self._queue:
+            self._queue_lot.unpark()  # more waiting: pass the baton on
+        return item
+
+    def _drop_outstanding(self, item: Delivery) -> None:
+        items = self._outstanding.get(item.msg.id)
+        if items is None:
+            return
+        try:
+            items.remove(item)
+        except ValueError:
+            return
+        if not items:
+            del self._outstanding[item.msg.id]
+
+    def _ack_item(self, item: Delivery) -> None:
+        if item.done or self._stopped:
+            return
+        self._drop_outstanding(item)
+        item.owner = None
+        self.counters["acked_by_reader"] += 1
         item.link.consumed(item)
-        return msg
 
     # ----------------------------------------------------- request/response
     def set_handler(self, type: str, handler: Handler | None) -> None:  # noqa: A002
@@ -401,7 +495,74 @@ class MessagingService:
         if handler is not None or msg.is_request:
             self._work_send.send_nowait((item, msg, handler))
         else:
-            self._inbox_send.send_nowait((item, msg))
+            item.msg = msg
+            item.order = next(self._order)
+            self._queue.append(item)
+            self._queue_lot.unpark()
+
+    # ------------------------------------------------------- inbox bounds
+    def _inbox_admit(self, link: Link, size: int) -> bool:
+        """May ``link``'s peer make us hold ``size`` more bytes? (per-sender limits are the receiver's)."""
+        cfg = self.config
+        if self.inbox_messages >= cfg.inbox_max_messages or self.inbox_bytes + size > cfg.inbox_max_bytes:
+            self.counters["inbox_total_full"] += 1
+            return False
+        res = link.reservation
+        if res is not None and not res.grow(size):
+            self.counters["inbox_memory_refused"] += 1
+            return False
+        self._inbox_hold(link, size)
+        return True
+
+    def _inbox_hold(self, link: Link, size: int) -> None:
+        link.inbox_messages += 1
+        link.inbox_bytes += size
+        self.inbox_messages += 1
+        self.inbox_bytes += size
+
+    def _inbox_release(self, link: Link, size: int) -> None:
+        link.inbox_messages -= 1
+        link.inbox_bytes -= size
+        self.inbox_messages -= 1
+        self.inbox_bytes -= size
+        if link.reservation is not None:
+            link.reservation.shrink(size)
+
+    def _receiver_event(self, link: Link, kind: str) -> None:
+        if kind == "session_churn":
+            # A new session while max_sessions are known: honest peers start
+            # one per restart; a stream of them is a reset flood.
+            self.counters["session_churn"] += 1
+            self.abuse(link.peer, "msg:session_churn", 1.0, "new session while %d are known",
+                       link.session.receiver.max_sessions)
+        elif kind == "inbox_full":
+            self.counters["inbox_full_events"] += 1
+            self._tlog.info(
+                (str(link.peer), "inbox_full"),
+                "messaging: inbox full for %s (%d messages, %d bytes held; node %d / %d): "
+                "dropping unacknowledged, the sender retransmits",
+                link.peer, link.inbox_messages, link.inbox_bytes, self.inbox_messages, self.inbox_bytes,
+            )
+
+    def abuse(self, peer: ID, reason: str, weight: float, fmt: str, *args: Any) -> None:
+        """Count an offence against ``peer`` and log it (throttled per peer and reason)."""
+        self._tlog.warning((str(peer), reason), "messaging: %s from %s: " + fmt, reason, peer, *args)
+        node = self.node
+        offence = getattr(node, "offence", None)
+        if offence is not None:
+            offence(peer, reason, weight)
+
+    def _redeliver_restored(self, link: Link) -> None:
+        for item in link.restored:
+            plaintext = None
+            if item.flags & ENVELOPE_FLAG_SEALED:
+                try:
+                    plaintext = open_envelope(item, self._key)
+                except MessageRejected:
+                    plaintext = b""
+            self.counters["restored"] += 1
+            link.redeliver(item, plaintext)
+        link.restored = []
 
     def _inspect(self, link: Link, env: Envelope) -> str | None:
         """The session's gate for each new incoming message (see security/screen.py)."""
@@ -471,28 +632,65 @@ class MessagingService:
         link.apply([])  # restored messages: arm deadlines, dial
         return link
 
-    def _in_link(self, peer: ID) -> Link:
+    def _in_link(self, peer: ID) -> Link | None:
+        """The incoming link of ``peer`` (None: too many peers have state; refuse)."""
         link = self._in.get(peer)
         if link is not None:
             return link
         nursery = self._require_running()
-        received = self.store.received(peer.to_bytes()) if self.store is not None else None
+        if len(self._in) >= self.config.max_incoming_peers and not self._forget_idle_in_link():
+            self.counters["incoming_peers_full"] += 1
+            self._tlog.warning(
+                ("incoming_peers_full",), "messaging: %d peers hold incoming state; refusing %s",
+                len(self._in), peer,
+            )
+            return None
+        pb = peer.to_bytes()
+        received = self.store.received(pb) if self.store is not None else None
+        stored = self.store.inbox(pb) if self.store is not None else {}
+        restored = {sid: [(e.seq, held_size(e)) for e in envs] for sid, envs in stored.items()}
 
         def make(link: Link) -> Session:
             return Session(
                 os.urandom(16), self.config.session, received=received,
                 inspect=lambda env: self._inspect(link, env),
+                restored=restored,
+                admit=lambda size: self._inbox_admit(link, size),
+                release=lambda size: self._inbox_release(link, size),
+                notify=lambda kind: self._receiver_event(link, kind),
             )
 
-        link = self._in[peer] = Link(self, peer, make, outgoing=False)
+        link = Link(self, peer, make, outgoing=False)
+        if self._resources is not None:
+            link.reservation = self._resources.reservation(peer, "messaging")
+        link.restored = [e for envs in stored.values() for e in envs]
+        for env in link.restored:  # already held (the receiver counted them); limits apply to new ones
+            size = held_size(env)
+            self._inbox_hold(link, size)
+            if link.reservation is not None:
+                link.reservation.grow(size)  # a refusal only means less is reserved
+        self._in[peer] = link
         nursery.start_soon(link.run_timer)
+        if link.restored:
+            self._redeliver_restored(link)
         return link
+
+    def _forget_idle_in_link(self) -> bool:
+        for peer, link in self._in.items():
+            if link.idle:
+                del self._in[peer]
+                link.close()
+                self.counters["incoming_links_forgotten"] += 1
+                return True
+        return False
 
     def _start_connection(self, link: Link, stream: Any, *, outbound: bool) -> None:
         nursery = self._require_running()
         cfg = self.config
+        max_message = cfg.session.max_message_bytes
         conn = Connection(
-            link, stream, outbound=outbound, read_chunk=cfg.read_chunk_bytes, write_batch=cfg.write_batch_bytes
+            link, stream, outbound=outbound, read_chunk=cfg.read_chunk_bytes, write_batch=cfg.write_batch_bytes,
+            max_frame=max_frame_for(max_message), max_message=max_message,
         )
         link.attach(conn)
         nursery.start_soon(conn.run)
@@ -504,8 +702,12 @@ class MessagingService:
             await stream.reset()
             return
         peer = stream.muxed_conn.peer_id  # authenticated by Noise
+        link = self._in_link(peer)
+        if link is None:
+            await stream.reset()
+            return
         self.counters["streams_accepted"] += 1
-        self._start_connection(self._in_link(peer), stream, outbound=False)
+        self._start_connection(link, stream, outbound=False)
 
     # ------------------------------------------------------------ dialing
     def want_connection(self, link: Link) -> None:
@@ -597,6 +799,21 @@ class MessagingService:
         out["duplicates_dropped"] = sum(
             link.session.receiver.stats.duplicates for link in [*self._in.values(), *self._out.values()]
         )
+        out["inbox"] = {
+            "messages": self.inbox_messages,
+            "bytes": self.inbox_bytes,
+            "queued": len(self._queue),
+            "unacknowledged": sum(len(v) for v in self._outstanding.values()),
+            "peers_with_state": len(self._in),
+            "refused_full": sum(link.session.receiver.stats.inbox_full for link in self._in.values()),
+            "limits": {
+                "messages_per_peer": self.config.session.receive_window,
+                "bytes_per_peer": self.config.session.receive_bytes,
+                "messages": self.config.inbox_max_messages,
+                "bytes": self.config.inbox_max_bytes,
+                "peers": self.config.max_incoming_peers,
+            },
+        }
         out["peers"] = {
             str(peer): {
                 "unacked": link.session.sender.unacked,
@@ -606,6 +823,52 @@ class MessagingService:
             for peer, link in self._out.items()
         }
         return out
+
+
+class Incoming:
+    """The iterator :meth:`MessagingService.incoming` returns (see there).
+
+    Holds at most one unacknowledged message: the one last yielded. It is
+    acknowledged on the next ``__anext__``, on :meth:`aclose` (also the
+    ``async with`` exit), or when the iterator is garbage-collected — in
+    CPython the moment an ``async for`` over it ends by ``break``.
+    """
+
+    def __init__(self, service: MessagingService) -> None:
+        self._svc = service
+        self._held: Delivery | None = None
+        # The owner mark on taken messages: not ``self``, so that no reference
+        # cycle delays __del__ (the ack after ``break``).
+        self._token = object()
+
+    def __aiter__(self) -> Incoming:
+        return self
+
+    async def __anext__(self) -> IncomingMessage:
+        self._release()
+        item = await self._svc._take(self._token)
+        self._held = item
+        return item.msg  # type: ignore[no-any-return]
+
+    def _release(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            self._svc._ack_item(held)
+
+    async def aclose(self) -> None:
+        self._release()
+
+    async def __aenter__(self) -> Incoming:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._release()
+
+    def __del__(self) -> None:
+        try:
+            self._release()
+        except Exception:  # noqa: BLE001 - never raise from a finalizer (store closed at shutdown...)
+            pass
 
 
 def _check_type(type_: str) -> None:

@@ -107,6 +107,9 @@ class SessionConfig:
     window_messages: int = 4096
     window_bytes: int = 16 * 1024 * 1024
     receive_window: int = 4096
+    #: Bytes one sender may make us hold (buffered + delivered, not consumed),
+    #: across all its sessions; receive_window bounds the count the same way.
+    receive_bytes: int = 16 * 1024 * 1024
     max_message_bytes: int = 1024 * 1024
     #: Budget for one frame from transmit(); one message larger than it still goes alone.
     max_frame_bytes: int = 256 * 1024
@@ -141,6 +144,10 @@ class Session:
         received: Mapping[bytes, int] | None = None,
         finalize: Callable[[Envelope], None] | None = None,
         inspect: Callable[[Envelope], str | None] | None = None,
+        restored: Mapping[bytes, list[tuple[int, int]]] | None = None,
+        admit: Callable[[int], bool] | None = None,
+        release: Callable[[int], None] | None = None,
+        notify: Callable[[str], None] | None = None,
     ) -> None:
         """
         ``session_id``: our outgoing session (16 random bytes; reuse the stored one
@@ -148,7 +155,10 @@ class Session:
         deadlines, ascending seq) and ``received`` (peer session -> consumed seq)
         restore durable state. ``finalize`` signs each new envelope once its seq
         is set; ``inspect`` vets each new incoming envelope (None = accept, else a
-        reason: the message is dropped and its seq skipped).
+        reason: the message is dropped and its seq skipped). ``restored``,
+        ``admit``, ``release``, ``notify``: see :class:`~.receiver.Receiver`
+        (messages delivered before a restart and not consumed; the adapter's
+        accounting of held messages).
         """
         cfg = config or SessionConfig()
         self.config = cfg
@@ -171,6 +181,11 @@ class Session:
             inspect=inspect,
             known=received,
             max_sack_ranges=cfg.max_sack_ranges,
+            max_held_bytes=cfg.receive_bytes,
+            admit=admit,
+            release=release,
+            notify=notify,
+            restored=restored,
         )
         self.stats = ProtocolStats()
         self._hello_pending = False

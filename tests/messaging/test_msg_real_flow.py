@@ -150,7 +150,10 @@ async def test_receiver_restart_with_store_never_delivers_twice(tmp_path: Path) 
                 async with trio.open_nursery() as inner:
                     inner.start_soon(rx.run)
                     await wait_until(lambda: len(first) + len(rx.got) >= total, timeout=15, what="the rest")
-                    await wait_until(lambda: sa.stats()["acked"] == total, what="all acked")
+                    # What b1 had delivered but not had acknowledged comes from b2's store at
+                    # once; the sender's ACKs wait for its redial, whose first attempt may
+                    # pick a's stale connection to b1 and wait out dial_timeout (10 s).
+                    await wait_until(lambda: sa.stats()["acked"] == total, timeout=30, what="all acked")
                     inner.cancel_scope.cancel()
             senders.cancel_scope.cancel()
     assert first == list(range(80))
