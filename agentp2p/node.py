@@ -221,6 +221,9 @@ class Node:
                 dial_timeout=self.config.dial_timeout,
             ),
             self.handler_failures,
+            resources=self.resources,
+            is_banned=self.penalties.is_banned,
+            on_offence=self.offence,
         )
         self.events = ConnectionEvents(self.host)
         self.host.get_network().register_notifee(self.events)

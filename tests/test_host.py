@@ -62,7 +62,8 @@ async def test_only_noise_and_known_muxers_are_offered() -> None:
     async with Node(local_config()) as node:
         upgrader = node.host.get_network().upgrader
         assert [str(p) for p in upgrader.security_multistream.transports] == ["/noise"]
-        assert [str(p) for p in upgrader.muxer_multistream.transports][:2] == ["/yamux/1.0.0", "/mplex/6.7.0"]
+        # Yamux only: mplex has no flow control (docs/architecture.md).
+        assert [str(p) for p in upgrader.muxer_multistream.transports] == ["/yamux/1.0.0"]
 
 
 async def test_dial_does_not_wait_for_happy_eyeballs_timer() -> None:

@@ -6,17 +6,25 @@ agentp2p creates goes through :func:`build_host`, which:
 * offers **Noise only**. Without ``sec_opt`` the library also accepts
   plaintext, secio and TLS; a plaintext peer would get an unauthenticated,
   unencrypted connection.
-* prefers Yamux and falls back to mplex.
+* speaks Yamux only, as our :class:`~.yamux.GuardedYamux`, which holds
+  peers to their receive windows, reserves what it buffers and caps
+  inbound streams per connection. mplex is not offered: it has no flow
+  control at all (go-libp2p stopped offering it by default in v0.51).
 * limits connections (total and per peer). ``max_connections_per_peer=1``
   also turns off the library's happy-eyeballs timer, which otherwise makes
   every dial wait a fixed 250 ms even on loopback.
 * replaces the identify handler so peers see our agent version.
 * guards the swarm's inbound stream entry point (see :mod:`.handlers`).
+* replaces the swarm's inbound connection path (:mod:`.inbound`): per-IP
+  admission, a bounded table of pending handshakes with a deadline, banned
+  peers refused, and slots released when each connection closes.
+* limits inbound streams per (peer, protocol) for every handler
+  (:mod:`.streams`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import trio
@@ -31,14 +39,16 @@ from libp2p.identity.identify.identify import ID as IDENTIFY_PROTOCOL
 from libp2p.network.config import ConnectionConfig
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
-from libp2p.stream_muxer.mplex.mplex import MPLEX_PROTOCOL_ID, Mplex
-from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
-from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.utils.varint import encode_varint_prefixed
 
 from agentp2p import __version__
 from agentp2p.network.handlers import HandlerFailures, install_swarm_guard
 from agentp2p.network.identity import Identity
+from agentp2p.network.inbound import InboundGate, install_ban_gate
+from agentp2p.network.resources import ResourceManager
+from agentp2p.network.streams import limit_streams
+from agentp2p.network.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from agentp2p.network.yamux import GuardedYamux, YamuxGuard, install_guarded_muxer
 
 AGENT_VERSION = f"agentp2p/{__version__}"
 
@@ -61,8 +71,8 @@ def security_options(identity: Identity) -> dict[TProtocol, object]:
 
 
 def muxer_options() -> dict[TProtocol, type]:
-    """Yamux first; mplex for older peers. Dict order is preference order."""
-    return {TProtocol(YAMUX_PROTOCOL_ID): Yamux, TProtocol(MPLEX_PROTOCOL_ID): Mplex}
+    """Our flow-controlled Yamux, and nothing else (mplex has no flow control)."""
+    return {TProtocol(YAMUX_PROTOCOL_ID): GuardedYamux}
 
 
 def _identify_handler(host: IHost):  # type: ignore[no-untyped-def]
@@ -123,8 +133,17 @@ def build_host(
     listen_addrs: Sequence[Multiaddr],
     limits: HostLimits = HostLimits(),
     failures: HandlerFailures | None = None,
+    resources: ResourceManager | None = None,
+    is_banned: Callable[[object], bool] | None = None,
+    on_offence: Callable[[object, str, float], None] | None = None,
 ) -> IHost:
-    """Create (but do not start) a hardened libp2p host."""
+    """Create (but do not start) a hardened libp2p host.
+
+    ``resources`` is the node's resource manager (a private one if None);
+    ``is_banned`` says which peers to refuse (the node's penalty box);
+    ``on_offence(peer, reason, weight)`` hears of muxer violations.
+    """
+    resources = resources or ResourceManager()
     # Prune above max_connections. The low watermark only matters to the
     # library's auto-connector, which we switch off below.
     conn_config = ConnectionConfig(
@@ -146,4 +165,9 @@ def build_host(
     _disable_auto_connector(host)
     host.set_stream_handler(IDENTIFY_PROTOCOL, _identify_handler(host))
     install_swarm_guard(host, failures or HandlerFailures())
+    install_guarded_muxer(host, YamuxGuard(resources, on_offence))
+    InboundGate(host.get_network(), resources, is_banned).install()
+    if is_banned is not None:
+        install_ban_gate(host, is_banned)
+    limit_streams(host, resources)
     return host

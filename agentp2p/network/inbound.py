@@ -1,0 +1,243 @@
+"""Our inbound connection path, in place of ``Swarm._handle_inbound_connection``.
+
+py-libp2p 0.8.1 hazards this replaces:
+
+* **Permanent lockout.** The library takes a slot of a capacity limiter
+  (``max_connections - min_connections``) for each inbound socket and, once
+  the connection is up, holds it until the *swarm* shuts down
+  (``await self.manager.wait_finished()``), not until the connection
+  closes. After that many inbound connections in the node's lifetime,
+  every inbound dial is refused at once.
+* **Silent-socket flood.** A socket that connects and says nothing holds a
+  slot for the whole upgrade timeout (10 s); a few hundred of them, kept
+  up, make most honest dials fail.
+
+:class:`InboundGate` handles each accepted socket:
+
+1. per-IP admission (``ResourceManager.admit_inbound_socket``) and the
+   swarm's own allow/deny list;
+2. a bounded table of pending handshakes (``max_pending_handshakes``):
+   when it is full, the oldest pending socket that has not sent a byte is
+   closed to make room (the oldest of all if every one has spoken), and no
+   handshake may take longer than ``handshake_timeout``;
+3. the swarm's own ``upgrade_inbound_raw_conn`` (Noise, muxer, ``add_conn``,
+   so the library's ``max_connections`` checks still apply);
+4. refusal of banned peers (also checked right after Noise, for both
+   directions, by :func:`install_ban_gate`) and
+   ``admit_inbound_connection``;
+5. it stays alive until *that* connection closes, then releases every slot.
+
+The listener looks ``self._handle_inbound_connection`` up at call time, so
+:meth:`InboundGate.install` replaces it on the swarm instance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from libp2p.abc import IMuxedConn
+from libp2p.network.connection.raw_connection import RawConnection
+from libp2p.transport.exceptions import SecurityUpgradeFailure
+
+from agentp2p.network.resources import ResourceManager
+from agentp2p.throttled_log import ThrottledLog
+
+log = logging.getLogger("agentp2p.network.inbound")
+
+IsBanned = Callable[[Any], bool]
+
+
+class _HeardStream:
+    """A transport stream that remembers whether the remote has sent anything."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.heard = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def read(self, n: int | None = None) -> bytes:
+        data = await self._inner.read(n)
+        if data:
+            self.heard = True
+        return data
+
+
+class _Pending:
+    __slots__ = ("scope", "stream", "evicted")
+
+    def __init__(self, scope: trio.CancelScope, stream: _HeardStream) -> None:
+        self.scope = scope
+        self.stream = stream
+        self.evicted = False
+
+
+def _remote_ip(stream: Any) -> str | None:
+    try:
+        addr = stream.get_remote_address()
+    except Exception:
+        return None
+    return None if not addr else str(addr[0])
+
+
+async def _close_quietly(obj: Any) -> None:
+    with trio.CancelScope(shield=True), trio.move_on_after(2):
+        with contextlib.suppress(Exception):
+            await obj.close()
+
+
+class InboundGate:
+    """Admission, bounded handshakes and per-connection lifetime for inbound sockets."""
+
+    def __init__(self, swarm: Any, resources: ResourceManager, is_banned: IsBanned | None = None) -> None:
+        self._swarm = swarm
+        self._rm = resources
+        self._is_banned = is_banned or (lambda peer: False)
+        # insertion order is age: the first entry is the oldest pending socket
+        self._pending: dict[int, _Pending] = {}
+        self._next_token = 0
+        #: accepted, refused_ip, refused_gate, refused_banned, refused_limit,
+        #: evicted, timed_out, failed, closed
+        self.stats: Counter[str] = Counter()
+        self._log = ThrottledLog(log, interval=30.0)
+
+    def install(self) -> None:
+        self._swarm._handle_inbound_connection = self.handle
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def handle(self, read_write_closer: Any, maddr: Any) -> None:
+        """The swarm listener's per-socket handler (never raises)."""
+        if isinstance(read_write_closer, IMuxedConn):
+            # Pre-multiplexed transports (QUIC, WebTransport) are not enabled
+            # by build_host; leave them to the library if someone adds one.
+            await type(self._swarm)._handle_inbound_connection(self._swarm, read_write_closer, maddr)
+            return
+        ip = _remote_ip(read_write_closer)
+        if not self._rm.admit_inbound_socket(ip):
+            self.stats["refused_ip"] += 1
+            await _close_quietly(read_write_closer)
+            return
+        admitted = False
+        try:
+            remote_maddr = self._swarm._build_remote_multiaddr(read_write_closer)
+            if remote_maddr is not None and not await self._swarm.connection_gate.is_allowed(remote_maddr):
+                self.stats["refused_gate"] += 1
+                await _close_quietly(read_write_closer)
+                return
+            muxed = await self._handshake(read_write_closer, maddr)
+            if muxed is None:
+                return
+            peer = muxed.peer_id
+            if self._is_banned(peer):
+                self.stats["refused_banned"] += 1
+                await self._close_conn(muxed)
+                return
+            if not self._rm.admit_inbound_connection(peer):
+                self.stats["refused_limit"] += 1
+                await self._close_conn(muxed)
+                return
+            admitted = True
+            self.stats["accepted"] += 1
+            await self._wait_closed(muxed)
+            self.stats["closed"] += 1
+        finally:
+            if admitted:
+                self._rm.release_inbound_connection()
+            self._rm.release_inbound_socket(ip)
+
+    async def _handshake(self, read_write_closer: Any, maddr: Any) -> Any:
+        """Upgrade within the pending table's bounds; the muxed conn, or None."""
+        limits = self._rm.limits
+        while len(self._pending) >= limits.max_pending_handshakes:
+            self._evict_one()
+        heard = _HeardStream(read_write_closer)
+        raw = RawConnection(heard, False)
+        token = self._next_token
+        self._next_token += 1
+        muxed = None
+        with trio.move_on_after(limits.handshake_timeout) as scope:
+            entry = _Pending(scope, heard)
+            self._pending[token] = entry
+            self._rm.pending_handshakes = len(self._pending)
+            try:
+                muxed = await self._swarm.upgrade_inbound_raw_conn(raw, maddr)
+            except Exception as exc:  # noqa: BLE001 — any failed upgrade just ends this socket
+                self.stats["failed"] += 1
+                self._log.info(("failed", _remote_ip(read_write_closer)), "inbound handshake failed: %r", exc)
+            finally:
+                self._pending.pop(token, None)
+                self._rm.pending_handshakes = len(self._pending)
+        if muxed is None:
+            if scope.cancelled_caught and not entry.evicted:
+                self.stats["timed_out"] += 1
+                self._rm.hit("handshake_timeout", None, f"from {_remote_ip(read_write_closer)}")
+            await _close_quietly(raw)
+        return muxed
+
+    def _evict_one(self) -> None:
+        """Close the oldest silent pending socket (the oldest of all if none is silent)."""
+        token = next((t for t, e in self._pending.items() if not e.stream.heard), None)
+        if token is None:
+            token = next(iter(self._pending))
+        entry = self._pending.pop(token)
+        entry.evicted = True
+        entry.scope.cancel()
+        self._rm.pending_handshakes = len(self._pending)
+        self.stats["evicted"] += 1
+        self._rm.hit("pending_handshakes", None, "oldest pending socket closed")
+
+    async def _close_conn(self, muxed: Any) -> None:
+        for conn in list(self._swarm.connections.get(muxed.peer_id, ())):
+            if getattr(conn, "muxed_conn", None) is muxed:
+                await _close_quietly(conn)
+                return
+        await _close_quietly(muxed)
+
+    @staticmethod
+    async def _wait_closed(muxed: Any) -> None:
+        event = getattr(muxed, "event_closed", None)
+        if isinstance(event, trio.Event):
+            await event.wait()
+            return
+        while not muxed.is_closed:
+            await trio.sleep(0.5)
+
+
+def install_ban_gate(host: Any, is_banned: IsBanned) -> None:
+    """Refuse banned peers right after Noise authenticates them, both directions.
+
+    Wraps the upgrader's ``upgrade_security`` on the host's instance: a
+    banned peer never gets a muxer, a ``connected`` event or a stream.
+    """
+    upgrader = host.get_network().upgrader
+    inner = upgrader.upgrade_security
+    if getattr(inner, "_agentp2p_ban_gate", False):
+        return
+
+    async def upgrade_security(raw_conn: Any, is_initiator: bool, peer_id: Any = None) -> Any:
+        secured = await inner(raw_conn, is_initiator, peer_id)
+        remote = secured.get_remote_peer()
+        if is_banned(remote):
+            await _close_quietly(secured)
+            raise SecurityUpgradeFailure(f"peer {remote} is banned")
+        return secured
+
+    upgrade_security._agentp2p_ban_gate = True  # type: ignore[attr-defined]
+    upgrader.upgrade_security = upgrade_security
+
+
+def inbound_gate(host: Any) -> InboundGate | None:
+    """The gate installed on ``host``'s swarm, if any."""
+    handler = getattr(host.get_network(), "_handle_inbound_connection", None)
+    gate = getattr(handler, "__self__", None)
+    return gate if isinstance(gate, InboundGate) else None

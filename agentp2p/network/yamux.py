@@ -1,0 +1,368 @@
+"""Yamux with its flow control enforced.
+
+py-libp2p 0.8.1's Yamux grants each stream a receive window (256 KiB, grown
+by auto-tuning) but never holds the peer to it: DATA beyond the window is
+appended to the stream's buffer anyway, with one WARNING line per frame
+("peer exceeded receive window"). A peer that writes without waiting for
+window updates makes us buffer without bound (2.5 GB RSS in 10 s). It also
+accepts any number of inbound streams per connection.
+
+:class:`GuardedYamux` is the library's Yamux with three checks added, all
+made *before* anything is buffered:
+
+* **window**: every frame header is inspected before the muxer reads the
+  body (:class:`_FrameGate` sits between the muxer and the secured
+  connection). A DATA frame longer than what is left of the stream's window
+  is a protocol violation: GO_AWAY (protocol error), close, offence.
+* **memory**: every byte in a stream buffer is reserved from the node's
+  resource manager (service ``"yamux"``, the peer's share) and released as
+  the reader drains it (:class:`_Buffers`, :class:`_Buffer`). A refused
+  reservation is treated like an overrun — the peer is using many streams
+  to add up more than its share.
+* **streams**: a SYN beyond ``max_streams_per_connection`` inbound streams
+  is answered with RST and its frame dropped.
+
+Nothing here logs per frame: violations are counted in
+:class:`YamuxGuard` and logged at most once per peer per interval.
+
+The class must be registered under ``/yamux/1.0.0`` *and* the muxer
+negotiation must construct it: the library's ``MuxerMultistream.new_conn``
+instantiates its own ``Yamux`` for that protocol whatever class is
+registered, so :func:`install_guarded_muxer` replaces ``new_conn`` on the
+host's upgrader instance.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from libp2p.io.utils import read_exactly
+from libp2p.stream_muxer.yamux.yamux import (
+    DEFAULT_WINDOW_SIZE,
+    FLAG_RST,
+    FLAG_SYN,
+    GO_AWAY_PROTOCOL_ERROR,
+    HEADER_SIZE,
+    PROTOCOL_ID,
+    TYPE_DATA,
+    TYPE_GO_AWAY,
+    TYPE_WINDOW_UPDATE,
+    YAMUX_HEADER_FORMAT,
+    Yamux,
+)
+
+from agentp2p.network.resources import ResourceManager
+from agentp2p.throttled_log import ThrottledLog
+
+log = logging.getLogger("agentp2p.network.yamux")
+
+__all__ = ["GuardedYamux", "YamuxGuard", "YamuxViolation", "install_guarded_muxer", "PROTOCOL_ID"]
+
+SERVICE = "yamux"
+
+#: Offence weights (the penalty box bans at 20 points by default). An
+#: overrun cannot happen by accident: two get a peer banned.
+WINDOW_OVERRUN_WEIGHT = 10.0
+MEMORY_OVERRUN_WEIGHT = 5.0
+
+OffenceHook = Callable[[Any, str, float], None]
+
+
+class YamuxViolation(Exception):
+    """The peer broke Yamux flow control; the connection is being closed."""
+
+
+class YamuxGuard:
+    """What every :class:`GuardedYamux` of one node shares: limits, hooks, counters."""
+
+    def __init__(
+        self,
+        resources: ResourceManager | None = None,
+        on_offence: OffenceHook | None = None,
+    ) -> None:
+        self.resources = resources or ResourceManager()
+        self.on_offence = on_offence
+        #: window_overruns, memory_refusals, streams_refused, connections_closed
+        self.stats: Counter[str] = Counter()
+        self._log = ThrottledLog(log, interval=30.0)
+
+    @property
+    def max_streams(self) -> int:
+        return self.resources.limits.max_streams_per_connection
+
+    def violation(self, peer: Any, reason: str, weight: float, detail: str) -> None:
+        self.stats["connections_closed"] += 1
+        self._log.warning((str(peer), reason), "closing connection to %s: %s (%s)", peer, reason, detail)
+        if self.on_offence is not None and peer is not None:
+            self.on_offence(peer, f"yamux:{reason}", weight)
+
+
+class _Buffer(bytearray):
+    """One stream's receive buffer; its bytes are reserved while they sit here."""
+
+    def __init__(self, owner: GuardedYamux | None, sid: int, data: Any = b"") -> None:
+        super().__init__(data)
+        self._owner = owner
+        self._sid = sid
+
+    def extend(self, data: Any) -> None:  # type: ignore[override]
+        owner = self._owner
+        if owner is not None and not owner._admit(self._sid, len(data)):
+            return  # dropped: the connection is being closed
+        super().extend(data)
+
+    def __delitem__(self, key: Any) -> None:
+        before = len(self)
+        super().__delitem__(key)
+        self._release(before - len(self))
+
+    def clear(self) -> None:
+        n = len(self)
+        super().clear()
+        self._release(n)
+
+    def _release(self, n: int) -> None:
+        if n > 0 and self._owner is not None:
+            self._owner._reservation.shrink(n)
+
+    def detach(self) -> None:
+        """The muxer dropped this buffer: give its reservation back, stop accounting."""
+        self._release(len(self))
+        self._owner = None
+
+
+class _Buffers(dict):  # type: ignore[type-arg]
+    """``Yamux.stream_buffers`` whose values are :class:`_Buffer`s.
+
+    The library creates buffers by assignment and drops them with ``pop``,
+    ``del`` and ``clear``; each of those keeps the reservation exact.
+    """
+
+    def __init__(self, owner: GuardedYamux) -> None:
+        super().__init__()
+        self._owner = owner
+
+    def __setitem__(self, sid: int, buf: Any) -> None:
+        old = dict.get(self, sid)
+        if isinstance(buf, _Buffer) and buf._owner is self._owner:
+            wrapped = buf
+        else:
+            wrapped = _Buffer(self._owner, sid)
+            if buf:
+                wrapped.extend(buf)
+        if old is not None and old is not wrapped:
+            old.detach()
+        super().__setitem__(sid, wrapped)
+
+    def __delitem__(self, sid: int) -> None:
+        buf = dict.__getitem__(self, sid)
+        super().__delitem__(sid)
+        buf.detach()
+
+    def pop(self, sid: int, *default: Any) -> Any:  # type: ignore[override]
+        if sid in self:
+            buf = super().pop(sid)
+            buf.detach()
+            return buf
+        if default:
+            return default[0]
+        raise KeyError(sid)
+
+    def clear(self) -> None:
+        for buf in self.values():
+            buf.detach()
+        super().clear()
+
+    def setdefault(self, sid: int, default: Any = None) -> Any:  # type: ignore[override]
+        if sid not in self:
+            self[sid] = default if default is not None else bytearray()
+        return dict.__getitem__(self, sid)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        for sid, buf in dict(*args, **kwargs).items():
+            self[sid] = buf
+
+
+_PASS, _REFUSE = 0, 1
+
+
+class _FrameGate:
+    """The muxer's view of the secured connection, one frame header ahead.
+
+    Yamux reads a 12-byte header, then (for DATA) exactly ``length`` body
+    bytes, then the next header. The gate reads each header itself, lets
+    :meth:`GuardedYamux._inspect` judge it *before* the body is read, and
+    then hands the header to the muxer. Everything else (writes, close,
+    addresses) goes straight to the secured connection.
+    """
+
+    def __init__(self, mux: GuardedYamux, inner: Any) -> None:
+        self._mux = mux
+        self._inner = inner
+        self._body_left = 0
+        self._held = b""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def read(self, n: int | None = None) -> bytes:
+        if self._held:
+            return self._hand_out(self._held, n)
+        if self._body_left > 0:
+            want = self._body_left if n is None else min(n, self._body_left)
+            data = await self._inner.read(want)
+            self._body_left -= len(data)
+            return data
+        while True:
+            header = await self._inner.read(HEADER_SIZE)
+            if len(header) < HEADER_SIZE:
+                return header  # end of stream; the muxer reports it
+            _version, typ, flags, sid, length = struct.unpack(YAMUX_HEADER_FORMAT, header)
+            verdict = await self._mux._inspect(typ, flags, sid, length)
+            if verdict == _REFUSE:
+                if typ == TYPE_DATA and length > 0:
+                    await read_exactly(self._inner, length)  # bounded by the window check
+                continue
+            self._body_left = length if typ == TYPE_DATA else 0
+            return self._hand_out(header, n)
+
+    def _hand_out(self, data: bytes, n: int | None) -> bytes:
+        if n is None or n >= len(data):
+            self._held = b""
+            return data
+        self._held = data[n:]
+        return data[:n]
+
+
+class GuardedYamux(Yamux):
+    """py-libp2p's Yamux, holding the peer to its receive windows and stream limit."""
+
+    def __init__(
+        self,
+        secured_conn: Any,
+        peer_id: Any,
+        is_initiator: bool | None = None,
+        on_close: Any = None,
+        *,
+        guard: YamuxGuard | None = None,
+    ) -> None:
+        super().__init__(secured_conn, peer_id, is_initiator=is_initiator, on_close=on_close)
+        self._guard = guard or YamuxGuard()
+        self._reservation = self._guard.resources.reservation(peer_id, SERVICE)
+        self.violation: str | None = None
+        self.stream_buffers = _Buffers(self)  # type: ignore[assignment]
+        self.secured_conn = _FrameGate(self, secured_conn)  # type: ignore[assignment]
+
+    @property
+    def reserved(self) -> int:
+        """Bytes this connection holds in stream buffers (all reserved)."""
+        return self._reservation.size
+
+    def inbound_streams(self) -> int:
+        return sum(1 for s in self.streams.values() if not s.is_initiator)
+
+    # -- checks ----------------------------------------------------------------
+
+    async def _inspect(self, typ: int, flags: int, sid: int, length: int) -> int:
+        """Judge a frame header before its body is read."""
+        if self.violation is not None:
+            await self._abort()
+        if typ != TYPE_DATA and typ != TYPE_WINDOW_UPDATE:
+            return _PASS
+        stream = self.streams.get(sid)
+        if stream is None and flags & FLAG_SYN:
+            if typ == TYPE_DATA and length > DEFAULT_WINDOW_SIZE:
+                self._violate("window_overrun", WINDOW_OVERRUN_WEIGHT, f"{length} bytes with SYN on stream {sid}")
+                await self._abort()
+            if self.inbound_streams() >= self._guard.max_streams:
+                self._guard.stats["streams_refused"] += 1
+                self._guard.resources.hit("streams_per_connection", self.peer_id, f"stream {sid}")
+                await self._write_frame(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_WINDOW_UPDATE, FLAG_RST, sid, 0))
+                return _REFUSE
+            return _PASS
+        if typ == TYPE_DATA and stream is not None and length > stream.recv_window:
+            self._violate(
+                "window_overrun",
+                WINDOW_OVERRUN_WEIGHT,
+                f"{length} bytes on stream {sid} with {stream.recv_window} left in its window",
+            )
+            await self._abort()
+        return _PASS
+
+    def _admit(self, sid: int, n: int) -> bool:
+        """Reserve ``n`` more buffered bytes for stream ``sid``; False drops them."""
+        if self.violation is None and self._reservation.grow(n):
+            return True
+        if self.violation is None:
+            self._violate("memory", MEMORY_OVERRUN_WEIGHT, f"{self._reservation.size} bytes buffered, {n} more refused")
+        # The library decrements the window after appending; keep it from
+        # going negative (and from logging about it) for data we dropped.
+        stream = self.streams.get(sid)
+        if stream is not None:
+            stream.recv_window += n
+        # Stop reading; handle_incoming closes the connection when it returns.
+        self.event_shutting_down.set()
+        return False
+
+    def _violate(self, reason: str, weight: float, detail: str) -> None:
+        self.violation = reason
+        self._guard.stats["window_overruns" if reason == "window_overrun" else "memory_refusals"] += 1
+        self._guard.violation(self.peer_id, reason, weight, detail)
+
+    async def _go_away(self) -> None:
+        with trio.move_on_after(1):
+            try:
+                await self._write_frame(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_GO_AWAY, 0, 0, GO_AWAY_PROTOCOL_ERROR))
+            except Exception:  # the peer may be gone already; we close either way
+                pass
+
+    async def _abort(self) -> None:
+        """GO_AWAY (protocol error), then stop the muxer's read loop by raising."""
+        await self._go_away()
+        raise YamuxViolation(self.violation or "violation")
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def handle_incoming(self) -> None:
+        try:
+            await super().handle_incoming()
+        finally:
+            with trio.CancelScope(shield=True):
+                if self.violation is not None and not self.event_closed.is_set():
+                    # _admit stopped the loop; say why and close.
+                    await self._go_away()
+                    await self._cleanup_on_error()
+                if self.event_closed.is_set():
+                    self._reservation.close()
+
+    async def close(self, error_code: int = 0) -> None:
+        try:
+            await super().close(error_code)
+        finally:
+            self._reservation.close()
+
+
+def install_guarded_muxer(host: Any, guard: YamuxGuard) -> None:
+    """Make the host's muxer negotiation build our classes with ``guard``.
+
+    ``MuxerMultistream.new_conn`` builds the library's ``Yamux`` for
+    ``/yamux/1.0.0`` whatever class is registered; this replacement builds
+    the registered class.
+    """
+    mm = host.get_network().upgrader.muxer_multistream
+
+    async def new_conn(conn: Any, peer_id: Any) -> Any:
+        protocol, transport_class = await mm._selector.select(conn, conn.is_initiator, mm.negotiate_timeout)
+        if isinstance(transport_class, type) and issubclass(transport_class, GuardedYamux):
+            muxed = transport_class(conn, peer_id, is_initiator=conn.is_initiator, guard=guard)
+        else:
+            muxed = transport_class(conn, peer_id)
+        return mm._annotate_connection(muxed, conn, protocol)
+
+    mm.new_conn = new_conn
