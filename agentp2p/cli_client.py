@@ -199,7 +199,8 @@ def add_client_commands(sub: Any) -> None:
     p.add_argument("data", help="request text; '-' reads raw bytes from stdin")
     p.add_argument("--type", default=None, help="request type (default 'request')")
     p.add_argument("--seal", action="store_true", help="encrypt end to end to the peer's key")
-    p = cmd("incoming", _incoming, "print direct messages as they arrive: SENDER<TAB>TYPE<TAB>TEXT")
+    p = cmd("incoming", _incoming, "print direct messages as they arrive: SENDER<TAB>TYPE<TAB>TEXT "
+            "(each acknowledged once printed)")
     p.add_argument("--count", type=int, metavar="N", help="exit after N messages")
     p = cmd("members", _members, "list SWIM members (the daemon needs --swim)")
     p.add_argument("--all", action="store_true", help="include dead and left members")
@@ -415,7 +416,9 @@ def _incoming(client: Any, args: argparse.Namespace) -> int:
         print("agentp2p: error: --count must be at least 1", file=sys.stderr)
         return 2
     seen = 0
-    with client.incoming() as inbox:
+    # Each message is acknowledged once it is printed (and flushed): killed
+    # before that, it is printed again by the next `incoming` (same id).
+    with client.incoming(auto_ack=False) as inbox:
         print("waiting for messages", file=sys.stderr, flush=True)
         for msg in inbox:
             if args.json:
@@ -424,6 +427,7 @@ def _incoming(client: Any, args: argparse.Namespace) -> int:
                                   "data": _text_or_none(msg.data)}), flush=True)
             else:
                 print(f"{msg.sender}\t{msg.type}\t{_payload_text(msg.data)}", flush=True)
+            inbox.ack(msg)
             seen += 1
             if args.count is not None and seen >= args.count:
                 break

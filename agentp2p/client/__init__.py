@@ -18,10 +18,12 @@ _EXPORTS = {
     "AsyncEventStream": "async_client",
     "AsyncSubscription": "async_client",
     "AsyncStreamOf": "async_client",
+    "AsyncInbox": "async_client",
     "SyncClient": "sync_client",
     "EventStream": "sync_client",
     "Subscription": "sync_client",
     "StreamOf": "sync_client",
+    "Inbox": "sync_client",
     "Call": "calls",
     "StreamEvent": "calls",
     "Endpoint": "discovery",
@@ -47,11 +49,11 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from agentp2p.client.async_client import AsyncEventStream, AsyncStreamOf, AsyncSubscription, Client
+    from agentp2p.client.async_client import AsyncEventStream, AsyncInbox, AsyncStreamOf, AsyncSubscription, Client
     from agentp2p.client.calls import Call, StreamEvent
     from agentp2p.client.discovery import Endpoint, locate
     from agentp2p.client.errors import ApiError, ClientError, DaemonNotRunning, NotFound, StreamClosed, TokenError
-    from agentp2p.client.sync_client import EventStream, StreamOf, Subscription, SyncClient
+    from agentp2p.client.sync_client import EventStream, Inbox, StreamOf, Subscription, SyncClient
     from agentp2p.client.types import Agent, BannedPeer, DirectMessage, Member, MemberEvent, Message, NodeInfo, Peer, PeerAddrs, Record
 
 

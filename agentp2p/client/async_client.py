@@ -104,6 +104,43 @@ class AsyncStreamOf(Generic[T]):
         return await self.receive()
 
 
+class AsyncInbox(AsyncStreamOf[DirectMessage]):
+    """Incoming direct messages, acknowledged to the daemon (see :meth:`Client.incoming`).
+
+    With ``auto_ack`` (the default) the message last returned is acknowledged
+    when the next one is asked for, and when the ``async with`` block exits
+    without an exception; :meth:`ack` acknowledges earlier (or, with
+    ``auto_ack=False``, at all). An unacknowledged message is given to the
+    next reader when this stream closes, and again after a daemon crash:
+    the same id may arrive twice (at-least-once), deduplicate by ``msg.id``.
+    """
+
+    def __init__(self, client: Client, events: AsyncEventStream, first: StreamEvent, auto_ack: bool) -> None:
+        super().__init__(events, first, lambda e: calls.direct_message_from(e) if e.event == "message" else None)
+        self._client = client
+        self.auto_ack = auto_ack
+        self._last: DirectMessage | None = None
+
+    async def receive(self) -> DirectMessage:
+        if self.auto_ack:
+            await self.ack_last()
+        msg = await super().receive()
+        self._last = msg
+        return msg
+
+    async def ack(self, *msgs: DirectMessage | str) -> list[str]:
+        """Acknowledge messages (or ids); returns the ids the daemon was waiting for."""
+        ids = [m if isinstance(m, str) else m.id for m in msgs]
+        if self._last is not None and self._last.id in ids:
+            self._last = None
+        return await self._client.ack(*ids) if ids else []
+
+    async def ack_last(self) -> None:
+        """Acknowledge the message last returned, if not yet done."""
+        if self._last is not None:
+            await self.ack(self._last)
+
+
 class Client:
     """Talks to a running ``agentp2p daemon`` (see module doc).
 
@@ -236,10 +273,29 @@ class Client:
         502 ``remote_handler_error`` if the peer's handler failed or there is none)."""
         return await self.call(calls.request(peer_id, data, type=type, timeout=timeout, seal=seal))
 
-    def incoming(self) -> contextlib.AbstractAsyncContextManager[AsyncStreamOf[DirectMessage]]:
-        """Incoming direct messages; each is consumed (acknowledged) as the daemon writes it to us."""
+    @contextlib.asynccontextmanager
+    async def incoming(self, *, auto_ack: bool = True) -> AsyncIterator[AsyncInbox]:
+        """Incoming direct messages (an :class:`AsyncInbox`).
+
+        A message counts as consumed, and its sender's ``send`` returns, once
+        we acknowledge it: with ``auto_ack`` when we ask for the next message
+        or leave the block normally, else with ``inbox.ack(msg)`` /
+        :meth:`ack`. Unacknowledged messages are delivered again (same id) to
+        the next reader, and after a daemon crash.
+        """
         path, params = calls.incoming_path()
-        return self._stream_of(path, params, "ready", lambda e: calls.direct_message_from(e) if e.event == "message" else None)
+        async with self.events(path, params) as events:
+            opened = await events.next_event()
+            if opened.event != "ready":
+                raise StreamClosed(f"expected a 'ready' event, got {opened.event!r}")
+            inbox = AsyncInbox(self, events, opened, auto_ack)
+            yield inbox
+            if auto_ack:
+                await inbox.ack_last()
+
+    async def ack(self, *ids: str) -> list[str]:
+        """Acknowledge direct messages by id (see :meth:`incoming`); returns those that were waiting."""
+        return await self.call(calls.ack(list(ids)))
 
     def handle(self, type: str) -> contextlib.AbstractAsyncContextManager[AsyncStreamOf[DirectMessage]]:  # noqa: A002
         """Answer requests of ``type`` while the block runs: each item has a

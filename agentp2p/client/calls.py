@@ -154,8 +154,13 @@ def reply_error(request_id: str, error: str) -> Call[None]:
     return Call("POST", f"{PREFIX}/messages/{quote(request_id, safe='')}/reply", lambda d: None, json={"error": error})
 
 
-def incoming_path() -> tuple[str, dict[str, Any]]:
-    return f"{PREFIX}/messages/incoming", {}
+def incoming_path(auto_ack: bool = False) -> tuple[str, dict[str, Any]]:
+    return f"{PREFIX}/messages/incoming", ({"auto_ack": "true"} if auto_ack else {})
+
+
+def ack(ids: list[str]) -> Call[list[str]]:
+    """Acknowledge direct messages by id; answers the ids that were waiting."""
+    return Call("POST", f"{PREFIX}/messages/ack", lambda d: [str(i) for i in d["acked"]], json={"ids": list(ids)})
 
 
 def handle_path(type: str) -> tuple[str, dict[str, Any]]:  # noqa: A002

@@ -96,6 +96,33 @@ class StreamOf(Generic[T]):
         return self.receive()
 
 
+class Inbox(StreamOf[DirectMessage]):
+    """Blocking twin of :class:`agentp2p.client.async_client.AsyncInbox`."""
+
+    def __init__(self, client: SyncClient, events: EventStream, first: StreamEvent, auto_ack: bool) -> None:
+        super().__init__(events, first, lambda e: calls.direct_message_from(e) if e.event == "message" else None)
+        self._client = client
+        self.auto_ack = auto_ack
+        self._last: DirectMessage | None = None
+
+    def receive(self) -> DirectMessage:
+        if self.auto_ack:
+            self.ack_last()
+        msg = super().receive()
+        self._last = msg
+        return msg
+
+    def ack(self, *msgs: DirectMessage | str) -> list[str]:
+        ids = [m if isinstance(m, str) else m.id for m in msgs]
+        if self._last is not None and self._last.id in ids:
+            self._last = None
+        return self._client.ack(*ids) if ids else []
+
+    def ack_last(self) -> None:
+        if self._last is not None:
+            self.ack(self._last)
+
+
 class SyncClient:
     """Blocking twin of :class:`agentp2p.client.Client` (same arguments)."""
 
@@ -213,9 +240,21 @@ class SyncClient:
     ) -> bytes:
         return self.call(calls.request(peer_id, data, type=type, timeout=timeout, seal=seal))
 
-    def incoming(self) -> contextlib.AbstractContextManager[StreamOf[DirectMessage]]:
+    @contextlib.contextmanager
+    def incoming(self, *, auto_ack: bool = True) -> Iterator[Inbox]:
+        """Blocking twin of :meth:`agentp2p.client.async_client.Client.incoming`."""
         path, params = calls.incoming_path()
-        return self._stream_of(path, params, "ready", lambda e: calls.direct_message_from(e) if e.event == "message" else None)
+        with self.events(path, params) as events:
+            opened = events.next_event()
+            if opened.event != "ready":
+                raise StreamClosed(f"expected a 'ready' event, got {opened.event!r}")
+            inbox = Inbox(self, events, opened, auto_ack)
+            yield inbox
+            if auto_ack:
+                inbox.ack_last()
+
+    def ack(self, *ids: str) -> list[str]:
+        return self.call(calls.ack(list(ids)))
 
     def handle(self, type: str) -> contextlib.AbstractContextManager[StreamOf[DirectMessage]]:  # noqa: A002
         path, params = calls.handle_path(type)

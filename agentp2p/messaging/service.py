@@ -343,6 +343,12 @@ class MessagingService:
         self._queue_lot.unpark_all()
         return len(back)
 
+    async def take(self, owner: object) -> IncomingMessage:
+        """The next message, unacknowledged, for the reader ``owner`` (any object):
+        :meth:`ack` it, or :meth:`give_back` everything ``owner`` holds when
+        that reader goes away (the control API's event stream does both)."""
+        return (await self._take(owner)).msg  # type: ignore[no-any-return]
+
     async def _take(self, owner: object) -> Delivery:
         while not self._queue:
             await self._queue_lot.park()

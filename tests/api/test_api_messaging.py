@@ -26,13 +26,24 @@ async def test_send_is_acknowledged_once_an_incoming_stream_takes_it() -> None:
     async with api_node() as a, api_node() as b:
         await connected_pair(a, b)
         b_id, a_id = str(b.node.peer_id), str(a.node.peer_id)
-        async with b.client.incoming() as inbox:
-            msg_id = await a.client.send(b_id, "hello", type="greeting")
-            binary = bytes(range(256))
-            sealed_id = await a.client.send(b_id, binary, seal=True)
+        binary = bytes(range(256))
+        ids: list[str] = []
+
+        async def sends() -> None:
+            ids.append(await a.client.send(b_id, "hello", type="greeting"))
+            ids.append(await a.client.send(b_id, binary, seal=True))
+
+        async with b.client.incoming() as inbox, trio.open_nursery() as nursery:
+            nursery.start_soon(sends)
             with trio.fail_after(10):
                 first = await inbox.receive()
+                # The first send returns only once we acknowledge (asking for the next does).
+                assert b.node.messaging.stats()["inbox"]["unacknowledged"] == 1 and ids == []
                 second = await inbox.receive()
+                await wait_until(lambda: len(ids) == 1, what="first send acknowledged")
+                assert await inbox.ack(second) == [second.id]
+                await wait_until(lambda: len(ids) == 2, what="second send acknowledged")
+        msg_id, sealed_id = ids
         assert (first.id, first.sender, first.type, first.text, first.sealed) == (msg_id, a_id, "greeting", "hello", False)
         assert (second.id, second.data, second.type, second.sealed) == (sealed_id, binary, "message", True)
         assert a.node.messaging.stats()["sent"] == 2

@@ -3,16 +3,18 @@
 Sending (``POST /v1/messages``) returns once the peer's *application* took
 the message — messaging acknowledges after consumption. When the peer is a
 daemon, its application is whoever reads its ``GET /v1/messages/incoming``
-stream: a message counts as consumed when the daemon writes it to a
-connected stream. With no reader connected, messages wait at the receiver
-(at most the receive window per sender) and the sender's request ends in
-``504 delivery_timeout`` at its ``timeout``; a message that timed out may
-still be delivered if a reader connects later (the ACK is what was missing).
-Several readers share the messages: each goes to one of them.
-
-At-most-once at one instant: a message written to a reader whose
-connection breaks at that moment is lost (it was consumed). That is the
-daemon-side equivalent of an application crashing while holding a message.
+stream, and a message counts as consumed when that reader acknowledges it
+with ``POST /v1/messages/ack {"ids": [...]}``. Until then the message is
+kept (in the daemon's store, written before the stream sees it): if the
+reader's stream closes it goes back to the queue for the next reader, and
+if the daemon crashes it is delivered again after the restart, with the same
+id (at-least-once; readers deduplicate by id). With no reader connected,
+messages wait at the receiver (bounded per sender and in total) and the
+sender's request ends in ``504 delivery_timeout`` at its ``timeout``; a
+message that timed out may still be delivered if a reader connects later
+(the ACK is what was missing). Several readers share the messages: each
+goes to one of them. ``?auto_ack=true`` acknowledges each message as it is
+written instead (at-most-once: lost if the reader dies holding it).
 
 Requests (``POST /v1/messages/request``) wait for the peer's response. A
 daemon answers requests of a type only while a program holds the event
@@ -59,6 +61,9 @@ SEAL_OVERHEAD = 128
 _ENVELOPE = 64 * 1024
 #: How long a taken message may wait for the reader's socket before the stream gives up.
 WRITE_GRACE = 30.0
+#: Ids in one acknowledgement, and its body size.
+MAX_ACK_IDS = 1000
+MAX_ACK_BODY = 256 * 1024
 _HANDLERS_KEY = "message_handlers"
 _PENDING_KEY = "pending_requests"
 
@@ -145,24 +150,52 @@ def message_event(msg: Any) -> dict[str, Any]:
     }
 
 
-async def incoming(request: Request) -> EventStream:
+def _bool_query(request: Request, key: str) -> bool:
+    value = request.query_params.get(key)
+    if value is None:
+        return False
+    if value not in ("true", "false"):
+        raise bad_request(f"{key!r} must be 'true' or 'false'")
+    return value == "true"
+
+
+async def incoming(request: Request) -> _Released:
     ctx = context(request)
     svc = _messaging(ctx)
+    check_query(request, {"auto_ack"})
+    auto_ack = _bool_query(request, "auto_ack")
+    owner = object()  # marks the messages this stream took and has not acknowledged
 
     async def produce(send_event: EventSender) -> None:
-        await send_event("ready", {})
+        await send_event("ready", {"auto_ack": auto_ack})
         while True:
-            # Cancel-safe: a receive that is cancelled takes nothing. Once
-            # taken (and acknowledged), the write is shielded so a
-            # disconnect noticed meanwhile cannot drop it between the two.
-            msg = await svc.receive()
+            # Cancel-safe: a take that is cancelled takes nothing; what was
+            # taken and not acknowledged goes back to the queue when the
+            # stream ends (release below).
+            msg = await svc.take(owner)
             with trio.CancelScope(shield=True) as scope:
                 scope.deadline = trio.current_time() + WRITE_GRACE
                 await send_event("message", message_event(msg))
             if scope.cancelled_caught:
                 return  # a reader that takes nothing for this long is as good as gone
+            if auto_ack:
+                svc.ack(msg)
 
-    return event_stream(ctx, produce)
+    def release() -> None:
+        svc.give_back(owner)
+
+    return _Released(event_stream(ctx, produce), release)
+
+
+async def ack(request: Request) -> JSONResponse:
+    ctx = context(request)
+    svc = _messaging(ctx)
+    body = await read_json_object(request, MAX_ACK_BODY, {"ids"})
+    ids = body.get("ids")
+    if not isinstance(ids, list) or not 1 <= len(ids) <= MAX_ACK_IDS or not all(isinstance(i, str) for i in ids):
+        raise bad_request(f"'ids' must be a list of 1..{MAX_ACK_IDS} message ids (strings)")
+    acked = [i for i in ids if svc.ack(i)]
+    return JSONResponse({"acked": acked, "unknown": [i for i in ids if i not in set(acked)]})
 
 
 # -- answering requests over the API ---------------------------------------------------
@@ -295,6 +328,7 @@ ROUTES = [
     route("/messages", POST=send),
     route("/messages/request", POST=send_request),
     route("/messages/incoming", GET=incoming),
+    route("/messages/ack", POST=ack),
     route("/messages/handle", GET=handle),
     route("/messages/{request_id}/reply", POST=reply),
 ]
