@@ -595,11 +595,18 @@ class Node:
         return await self.messaging.request(to_peer_id(peer), payload, type=type, timeout=timeout, seal=seal)
 
     def incoming(self) -> AsyncIterator[IncomingMessage]:
-        """Direct messages to us, exactly once and in order per sender."""
+        """Direct messages to us, in order per sender. Each is acknowledged when
+        the loop takes the next one or is left (at-least-once across crashes;
+        see MessagingService.incoming)."""
         return self.messaging.incoming()
 
-    async def receive(self) -> IncomingMessage:
-        return await self.messaging.receive()
+    async def receive(self, *, ack: bool = True) -> IncomingMessage:
+        """The next direct message; ``ack=False``: unacknowledged until :meth:`ack`."""
+        return await self.messaging.receive(ack=ack)
+
+    def ack(self, msg: IncomingMessage | str) -> bool:
+        """Acknowledge a direct message (or its id) taken with ``receive(ack=False)``."""
+        return self.messaging.ack(msg)
 
     def set_handler(self, type: str, handler: Any) -> None:  # noqa: A002
         """Answer requests (and consume messages) of ``type`` with ``handler``."""
