@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nswim.proto\x12\ragentp2p.swim\"\xfe\x01\n\x0bSwimMessage\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\x12#\n\x04ping\x18\x03 \x01(\x0b\x32\x13.agentp2p.swim.PingH\x00\x12*\n\x08ping_req\x18\x04 \x01(\x0b\x32\x16.agentp2p.swim.PingReqH\x00\x12!\n\x03\x61\x63k\x18\x05 \x01(\x0b\x32\x12.agentp2p.swim.AckH\x00\x12#\n\x04nack\x18\x06 \x01(\x0b\x32\x13.agentp2p.swim.NackH\x00\x12,\n\x07updates\x18\x07 \x03(\x0b\x32\x1b.agentp2p.swim.MemberUpdateB\x06\n\x04\x62ody\"\x16\n\x04Ping\x12\x0e\n\x06target\x18\x01 \x01(\x0c\"C\n\x07PingReq\x12\x0e\n\x06target\x18\x01 \x01(\x0c\x12\x14\n\x0ctarget_addrs\x18\x02 \x03(\x0c\x12\x12\n\ntimeout_ms\x18\x03 \x01(\r\"\x05\n\x03\x41\x63k\"\x06\n\x04Nack\"x\n\x0cMemberUpdate\x12\x0f\n\x07peer_id\x18\x01 \x01(\x0c\x12\r\n\x05\x61\x64\x64rs\x18\x02 \x03(\x0c\x12#\n\x05state\x18\x03 \x01(\x0e\x32\x14.agentp2p.swim.State\x12\x13\n\x0bincarnation\x18\x04 \x01(\x04\x12\x0e\n\x06origin\x18\x05 \x01(\x0c*b\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSTATE_ALIVE\x10\x01\x12\x11\n\rSTATE_SUSPECT\x10\x02\x12\x0e\n\nSTATE_DEAD\x10\x03\x12\x0e\n\nSTATE_LEFT\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nswim.proto\x12\ragentp2p.swim\"\xfe\x01\n\x0bSwimMessage\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\x12#\n\x04ping\x18\x03 \x01(\x0b\x32\x13.agentp2p.swim.PingH\x00\x12*\n\x08ping_req\x18\x04 \x01(\x0b\x32\x16.agentp2p.swim.PingReqH\x00\x12!\n\x03\x61\x63k\x18\x05 \x01(\x0b\x32\x12.agentp2p.swim.AckH\x00\x12#\n\x04nack\x18\x06 \x01(\x0b\x32\x13.agentp2p.swim.NackH\x00\x12,\n\x07updates\x18\x07 \x03(\x0b\x32\x1b.agentp2p.swim.MemberUpdateB\x06\n\x04\x62ody\"\x16\n\x04Ping\x12\x0e\n\x06target\x18\x01 \x01(\x0c\"C\n\x07PingReq\x12\x0e\n\x06target\x18\x01 \x01(\x0c\x12\x14\n\x0ctarget_addrs\x18\x02 \x03(\x0c\x12\x12\n\ntimeout_ms\x18\x03 \x01(\r\"\x05\n\x03\x41\x63k\"\x06\n\x04Nack\"\x8b\x01\n\x0cMemberUpdate\x12\x0f\n\x07peer_id\x18\x01 \x01(\x0c\x12\r\n\x05\x61\x64\x64rs\x18\x02 \x03(\x0c\x12#\n\x05state\x18\x03 \x01(\x0e\x32\x14.agentp2p.swim.State\x12\x13\n\x0bincarnation\x18\x04 \x01(\x04\x12\x0e\n\x06origin\x18\x05 \x01(\x0c\x12\x11\n\tsignature\x18\x06 \x01(\x0c*b\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSTATE_ALIVE\x10\x01\x12\x11\n\rSTATE_SUSPECT\x10\x02\x12\x0e\n\nSTATE_DEAD\x10\x03\x12\x0e\n\nSTATE_LEFT\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'swim_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STATE']._serialized_start=516
-  _globals['_STATE']._serialized_end=614
+  _globals['_STATE']._serialized_start=536
+  _globals['_STATE']._serialized_end=634
   _globals['_SWIMMESSAGE']._serialized_start=30
   _globals['_SWIMMESSAGE']._serialized_end=284
   _globals['_PING']._serialized_start=286
@@ -43,6 +43,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACK']._serialized_end=384
   _globals['_NACK']._serialized_start=386
   _globals['_NACK']._serialized_end=392
-  _globals['_MEMBERUPDATE']._serialized_start=394
-  _globals['_MEMBERUPDATE']._serialized_end=514
+  _globals['_MEMBERUPDATE']._serialized_start=395
+  _globals['_MEMBERUPDATE']._serialized_end=534
 # @@protoc_insertion_point(module_scope)

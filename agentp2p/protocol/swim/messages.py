@@ -19,6 +19,9 @@ class MemberUpdate:
     addrs: tuple[bytes, ...] = ()
     #: For SUSPECT: who suspects (a Lifeguard confirmation source).
     origin: PeerId = b""
+    #: For ALIVE/LEFT announced by ``peer_id`` itself: its signature over
+    #: signature.signing_bytes(...) (empty: unsigned). Relayed unchanged.
+    signature: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

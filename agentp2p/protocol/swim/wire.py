@@ -24,6 +24,8 @@ MAX_ADDRS: Final = 8
 MAX_ADDR_BYTES: Final = 256
 MAX_UPDATES: Final = 64
 MAX_TIMEOUT_MS: Final = 60_000
+#: Ed25519 signatures are exactly this long; anything else is malformed.
+SIGNATURE_BYTES: Final = 64
 
 
 class WireError(ValueError):
@@ -46,7 +48,14 @@ def encode(msg: Message) -> bytes:
     else:  # pragma: no cover - programming error
         raise TypeError(f"not a SWIM body: {body!r}")
     for u in msg.updates:
-        pb.updates.add(peer_id=u.peer_id, addrs=u.addrs, state=int(u.state), incarnation=u.incarnation, origin=u.origin)
+        pb.updates.add(
+            peer_id=u.peer_id,
+            addrs=u.addrs,
+            state=int(u.state),
+            incarnation=u.incarnation,
+            origin=u.origin,
+            signature=u.signature,
+        )
     return pb.SerializeToString()
 
 
@@ -101,6 +110,8 @@ def decode(frame: bytes) -> Message:
         # always refute with incarnation + 1 <= MAX_INCARNATION.
         if u.incarnation > MAX_INCARNATION or (u.state != 1 and u.incarnation >= MAX_INCARNATION):
             raise WireError("incarnation out of range")
+        if u.signature and len(u.signature) != SIGNATURE_BYTES:
+            raise WireError(f"signature of {len(u.signature)} bytes")
         updates.append(
             MemberUpdate(
                 _peer(u.peer_id, "update"),
@@ -108,6 +119,7 @@ def decode(frame: bytes) -> Message:
                 u.incarnation,
                 _addrs(u.addrs),
                 _peer(u.origin, "origin", optional=True),
+                bytes(u.signature),
             )
         )
     return Message(pb.seq, pb.incarnation, body, tuple(updates))
@@ -115,4 +127,6 @@ def decode(frame: bytes) -> Message:
 
 def update_size(u: MemberUpdate) -> int:
     """Upper-bound estimate of an update's encoded size (for piggyback budgeting)."""
-    return 16 + len(u.peer_id) + len(u.origin) + sum(len(a) + 2 for a in u.addrs)
+    return 16 + len(u.peer_id) + len(u.origin) + sum(len(a) + 2 for a in u.addrs) + (
+        len(u.signature) + 2 if u.signature else 0
+    )
