@@ -16,7 +16,9 @@ protobuf encoder; ``wire="full"`` also encodes/decodes every frame.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
+import hmac
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +47,20 @@ EventHook = Callable[[float, int, MemberEvent], None]
 def peer_id(i: int) -> bytes:
     """A 38-byte ID shaped like a libp2p Ed25519 peer ID (identity multihash)."""
     return b"\x00\x24\x08\x01\x12\x20" + i.to_bytes(32, "big")
+
+
+def sim_signer(peer: bytes) -> Callable[[bytes], bytes]:
+    """INSECURE stand-in for a member's Ed25519 key (simulator and core tests
+    only): a hash keyed by the peer ID, which anyone could compute. The
+    simulator has no adversary; it needs signed self-updates to flow as they
+    do between real nodes, at a fraction of the cost of Ed25519."""
+    key = peer[-64:]
+    return lambda data: hashlib.blake2b(data, key=key, digest_size=64).digest()
+
+
+def sim_verify(peer: bytes, data: bytes, signature: bytes) -> bool:
+    """Checks :func:`sim_signer` signatures."""
+    return hmac.compare_digest(hashlib.blake2b(data, key=peer[-64:], digest_size=64).digest(), signature)
 
 
 def addr(i: int) -> bytes:
@@ -87,7 +103,7 @@ class SwimSimulation:
         self.cores = [
             SwimCore(
                 self.ids[i], (addr(i),), rng=random.Random(seed * 1_000_003 + i), now=0.0,
-                config=self.config, base=base,
+                config=self.config, base=base, sign=sim_signer(self.ids[i]), verify=sim_verify,
             )
             for i in range(n)
         ]

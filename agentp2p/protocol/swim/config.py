@@ -57,6 +57,20 @@ class SwimConfig:
     #: larger jumps can only be forgeries (only the member itself increments it,
     #: by one per refutation) and would let a liar exhaust the counter.
     max_incarnation_jump: int = 1024
+    #: Admission (admission.py): strangers heard of through gossip wait here,
+    #: bounded, until they answer a ping of ours.
+    max_candidates: int = 256
+    #: ... of which one gossiper may have proposed at most this many.
+    max_candidates_per_gossiper: int = 16
+    #: Candidates pinged per protocol period (random picks).
+    candidate_pings_per_period: int = 4
+    #: Pings a candidate gets before it is dropped ...
+    candidate_attempts: int = 2
+    #: ... and then it is not re-proposed for this long (seconds).
+    candidate_backoff: float = 60.0
+    #: Signature checks (signature.py) we run for one frame at most; the rest of
+    #: its signed updates count as unsigned. Each distinct update is verified once.
+    max_verifications_per_frame: int = 8
 
     def __post_init__(self) -> None:
         if not 0 < self.probe_timeout < self.probe_interval:
@@ -67,6 +81,10 @@ class SwimConfig:
             raise ValueError("multipliers must be >= 1")
         if self.awareness_max_multiplier < 1:
             raise ValueError("awareness_max_multiplier must be >= 1")
+        if self.max_incarnation_jump < 1 or self.candidate_attempts < 1:
+            raise ValueError("max_incarnation_jump and candidate_attempts must be >= 1")
+        if self.max_candidates < 0 or self.max_candidates_per_gossiper < 0 or self.candidate_pings_per_period < 0:
+            raise ValueError("candidate bounds must be >= 0")
 
     def retransmit_limit(self, n: int) -> int:
         """lambda * log N: enough retransmits that an update reaches everyone w.h.p."""

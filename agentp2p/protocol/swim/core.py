@@ -31,14 +31,26 @@ two sides of a healed partition find each other again.
 
 Joining: ``MemberDiscovered`` only *proposes* a peer. We ping it (up to
 ``join_attempts`` periods) and it becomes a member — ``joined`` — when it
-answers or when another member vouches for it with an alive update. So a
-discovered address that leads nowhere never appears as alive.
+answers. So a discovered address that leads nowhere never appears as alive.
 
-Trust: the adapter authenticates the sender of each frame; the updates a frame
-carries about third parties are rumours. They are bounded (count, size,
-incarnation jump) and merged by the precedence rules, which cannot keep a live,
-reachable member marked dead: it refutes. Malformed frames are counted in
-``stats`` and dropped.
+Trust: the adapter authenticates the sender of each frame, so the frame's
+header and the updates the sender makes about *itself* are its own word.
+Everything about third parties is rumour, and a single hostile peer must not
+be able to poison the view with it:
+
+* Admission (admission.py): an alive rumour about a stranger only makes it a
+  bounded *candidate*; it becomes a member when it answers our ping. Until
+  then it is not counted, not probed by the failure detector, not gossiped.
+* Only M raises M's incarnation: a rumour (suspect/dead/left/alive) claiming a
+  higher incarnation than we know for M is ignored unless it is M's own
+  signed word (signature.py); "left" must be M's own (first-hand or signed).
+  An unsigned claim by M itself may raise it by ``max_incarnation_jump`` at most.
+* We declare M dead only when *our* suspicion timer expires: someone else's
+  "dead" about a member we hold alive starts our suspicion (a confirmation if
+  we already suspect it), so a lie alone cannot make a live member dead — it
+  has a full suspicion timeout to refute, and does.
+
+Malformed frames are counted in ``stats`` and dropped.
 
 Timers: the core keeps its own timer heap. ``next_deadline()`` says when it
 next needs to run; the caller then calls ``handle(now, Tick())``. Every
@@ -53,6 +65,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from . import wire
+from .admission import CandidateSet
 from .awareness import Awareness
 from .broadcast import BroadcastQueue
 from .config import SwimConfig
@@ -70,6 +83,7 @@ from .events import (
 from .member import EVENT_FOR, MAX_INCARNATION, Member, PeerId, State, supersedes
 from .messages import Ack, Body, Message, MemberUpdate, Nack, Ping, PingReq
 from .roster import MemberTable, ProbeOrder, RosterBase
+from .signature import SignatureCache, Signer, Verifier, signed_update
 from .suspicion import Suspicion
 
 # Timer kinds
@@ -86,6 +100,11 @@ class SwimStats:
     malformed: int = 0  # undecodable / out-of-bounds frames
     misdirected: int = 0  # Ping for another peer ID, frames from ourselves
     implausible: int = 0  # updates with an impossible incarnation jump
+    ahead: int = 0  # accusations at an incarnation the member never announced to us (ignored)
+    unsigned: int = 0  # rumours that needed the member's signature (raise incarnation, left) and had none
+    forged: int = 0  # signatures that did not verify
+    unverified: int = 0  # signed updates beyond the per-frame verification budget (taken as unsigned)
+    dead_rumours: int = 0  # others' "dead" about a member we held alive: became our suspicion
     unsolicited: int = 0  # Ack/Nack we did not ask for
     dropped_indirect: int = 0  # PingReq refused: too many pending
     dropped_members: int = 0  # member table full
@@ -128,14 +147,29 @@ class SwimCore:
         config: SwimConfig | None = None,
         incarnation: int = 0,
         base: RosterBase | None = None,
+        sign: Signer | None = None,
+        verify: Verifier | None = None,
     ) -> None:
         """``base`` pre-populates the table with alive members (a simulator's warm
         start, shared read-only between cores); real nodes start empty and learn
-        members through MemberDiscovered and gossip."""
+        members through MemberDiscovered and gossip.
+
+        ``sign(data)`` signs with our identity key and ``verify(peer, data,
+        sig)`` checks a member's signature (signature.py; the libp2p versions
+        are in crypto.py). Without ``sign`` our updates go unsigned (others
+        accept them only first-hand); without ``verify`` no relayed signature
+        is believed. ``incarnation`` is where we start (persisted by the
+        adapter across restarts)."""
         self.config = config or SwimConfig()
         self.local_id = local_id
         self.addrs = tuple(addrs)
+        if not 0 <= incarnation <= MAX_INCARNATION - 1:
+            raise ValueError("incarnation out of range")
         self.incarnation = incarnation
+        self._sign = sign
+        self._signatures = SignatureCache(verify)
+        self._verify_budget = 0
+        self._refute_period = -1
         self.stats = SwimStats()
         self.awareness = Awareness(self.config.awareness_max_multiplier)
         self._rng = rng
@@ -150,12 +184,20 @@ class SwimCore:
         self._probe: _Probe | None = None
         self._indirect: dict[int, _Indirect] = {}
         self._joining: dict[PeerId, list] = {}  # peer -> [addrs, attempts left]
+        cfg = self.config
+        self._candidates = CandidateSet(
+            rng,
+            max_size=cfg.max_candidates,
+            per_gossiper=cfg.max_candidates_per_gossiper,
+            attempts=cfg.candidate_attempts,
+            backoff=cfg.candidate_backoff,
+        )
         self._dead: list[PeerId] = []  # dead members, for random reconnect pings
         self._dead_pos: dict[PeerId, int] = {}
         self._period = 0
         self._leaving = False
         self._stopped = False
-        self._queue.push(MemberUpdate(local_id, State.ALIVE, incarnation, self.addrs))
+        self._queue.push(self.own_update(State.ALIVE))
         # Random phase so members' periods are not synchronized.
         self._next_tick_at = now + rng.random() * self.config.probe_interval
         self._arm(self._next_tick_at, _TICK, None)
@@ -177,6 +219,34 @@ class SwimCore:
     def alive_count(self) -> int:
         """Members we consider alive or suspect, excluding ourselves."""
         return self._table.live_count
+
+    @property
+    def period(self) -> int:
+        """Protocol periods started so far (our own protocol clock)."""
+        return self._period
+
+    def own_update(self, state: State) -> MemberUpdate:
+        """Our own ``state`` at our current incarnation, signed if we can."""
+        return signed_update(self._sign, self.local_id, state, self.incarnation,
+                             self.addrs if state is State.ALIVE else ())
+
+    def candidates(self) -> int:
+        """Strangers heard of through gossip, waiting to answer a ping (not members)."""
+        return len(self._candidates)
+
+    def is_candidate(self, peer: PeerId) -> bool:
+        return peer in self._candidates
+
+    def admission_stats(self) -> dict[str, int]:
+        c, sig = self._candidates, self._signatures
+        return {
+            "candidates": len(c),
+            "refused": c.refused,
+            "evicted": c.evicted,
+            "expired": c.expired,
+            "signatures_verified": sig.verified,
+            "signature_cache_hits": sig.hits,
+        }
 
     def next_deadline(self) -> float | None:
         """When ``handle(now, Tick())`` should next be called (None: never)."""
@@ -276,6 +346,10 @@ class SwimCore:
                 if entry[1] <= 0:
                     del self._joining[peer]
                 self._send(out, peer, self._next_seq(), Ping(peer), entry[0])
+            # Strangers we heard of: a ping each; they join if they answer.
+            # Not probes: silence costs them their slot, nothing else.
+            for peer, addrs in self._candidates.pick(cfg.candidate_pings_per_period, self._now):
+                self._send(out, peer, self._next_seq(), Ping(peer), addrs)
             if self._dead and self._period % cfg.reconnect_every == 0:
                 peer = self._dead[self._rng.randrange(len(self._dead))]
                 m = self._table.get(peer)
@@ -341,6 +415,7 @@ class SwimCore:
         if sender == self.local_id or not sender:
             self.stats.misdirected += 1
             return
+        self._verify_budget = self.config.max_verifications_per_frame
         for u in msg.updates[: self.config.max_updates_per_frame]:
             self._apply(u, sender, out)
         # First-hand: the authenticated sender is alive at this incarnation.
@@ -396,7 +471,12 @@ class SwimCore:
     # ------------------------------------------------------------ membership
 
     def _apply(self, u: MemberUpdate, sender: PeerId, out: list[Action], first_hand: bool = False) -> None:
-        """Merge one update (first- or second-hand) into our view."""
+        """Merge one update (first- or second-hand) into our view.
+
+        ``own`` word: the authenticated sender speaks about itself (the frame
+        header, or an update about the sender in its own frame). Anything
+        else is a rumour and may not raise the member's incarnation, say it
+        left, or create a member, unless it is the member's signed word."""
         inc = u.incarnation
         if inc > MAX_INCARNATION or (u.state is not State.ALIVE and inc >= MAX_INCARNATION) or inc < 0:
             self.stats.malformed += 1
@@ -405,31 +485,119 @@ class SwimCore:
         if peer == self.local_id:
             self._about_self(u)
             return
+        own = first_hand or peer == sender
         m = self._table.get(peer)
         if m is None:
             if u.state is not State.ALIVE:
                 return  # rumours about strangers carry nothing we can act on
-            if self._table.size >= self.config.max_members:
-                self.stats.dropped_members += 1
+            if own:
+                self._admit(peer, inc, u.addrs, out)
+            elif not self._leaving:
+                # A stranger vouched for by gossip (signed or not: keys are
+                # cheap): a candidate until it answers our ping.
+                self._candidates.propose(peer, u.addrs, sender, self._now)
+            return
+        signed: MemberUpdate | None = None
+        if inc > m.incarnation:
+            if u.state is State.SUSPECT or u.state is State.DEAD:
+                if not own:
+                    # Nobody but M moves M's incarnation: an accusation newer
+                    # than anything M said is a lie (or news we will hear from M).
+                    self.stats.ahead += 1
+                    return
+            elif self._is_signed(u):
+                signed = u
+            elif not own:
+                self.stats.unsigned += 1
                 return
-            joining = self._joining.pop(peer, None)
-            addrs = u.addrs or (joining[0] if joining else ())
-            if self._table.set(Member(peer, State.ALIVE, inc, addrs, self._now)):
-                self._order.grow()
-            out.append(MemberEvent(EVENT_FOR[(None, State.ALIVE)], peer, inc, None, addrs))  # type: ignore[arg-type]
-            self._queue.push(MemberUpdate(peer, State.ALIVE, inc, addrs))
-            return
-        if inc > m.incarnation + self.config.max_incarnation_jump and not first_hand:
-            self.stats.implausible += 1
-            return
-        if not supersedes(u.state, inc, m.state, m.incarnation):
+            if signed is None and inc > m.incarnation + self.config.max_incarnation_jump:
+                self.stats.implausible += 1
+                return
+        elif not supersedes(u.state, inc, m.state, m.incarnation):
             if inc == m.incarnation and u.state is m.state:
                 if u.state is State.SUSPECT:
-                    self._confirm(m, u.origin or sender)
-                elif u.addrs and not m.addrs:
-                    self._table.set(Member(peer, m.state, inc, u.addrs, m.since))
+                    self._confirm(m, self._origin(u, sender))
+                elif u.state is State.ALIVE:
+                    trusted = self._upgrade_signature(u) or own
+                    if trusted and u.addrs and not m.addrs:
+                        self._table.set(Member(peer, m.state, inc, u.addrs, m.since))
             return
-        self._transition(m, u.state, inc, u.addrs or m.addrs, u.origin or sender, out)
+        elif u.state is State.LEFT and not own:
+            if not self._is_signed(u):
+                self.stats.unsigned += 1
+                return
+            signed = u
+        if u.state is State.DEAD and not own and inc == m.incarnation:
+            # Someone else's verdict. We declare death only by our own timer:
+            # a member we hold alive becomes *our* suspect (so a lie gives the
+            # accused a full suspicion timeout to refute); one we already
+            # suspect gets a confirmation.
+            if m.state is State.ALIVE:
+                self.stats.dead_rumours += 1
+                self._transition(m, State.SUSPECT, inc, m.addrs, sender, out)
+            elif m.state is State.SUSPECT:
+                self._confirm(m, sender)
+            return
+        if own and u.signature and signed is None and u.state in (State.ALIVE, State.LEFT):
+            signed = u  # the member's own signed word: relay it as is (receivers verify)
+        addrs = (u.addrs or m.addrs) if (own or signed is not None) else m.addrs
+        self._transition(m, u.state, inc, addrs, self._origin(u, sender), out, signed)
+
+    def _origin(self, u: MemberUpdate, sender: PeerId) -> PeerId:
+        """Who accuses: the named origin if it is one of our live members,
+        else the (authenticated) sender — invented origins confirm nothing."""
+        o = u.origin
+        if o and o != sender:
+            m = self._table.get(o)
+            if m is None or not m.live:
+                return sender
+        return o or sender
+
+    def _is_signed(self, u: MemberUpdate) -> bool:
+        """``u`` carries a valid signature by its subject (within the frame's budget)."""
+        if not u.signature:
+            return False
+        sigs = self._signatures
+        verdict = sigs.cached(u)
+        if verdict is None:
+            if self._verify_budget <= 0:
+                self.stats.unverified += 1
+                return False
+            self._verify_budget -= 1
+            verdict = sigs.check(u)
+            if not verdict:
+                self.stats.forged += 1
+        return verdict
+
+    def _upgrade_signature(self, u: MemberUpdate) -> bool:
+        """A signed copy of the alive we already hold: if we are gossiping it
+        unsigned (learned first-hand), gossip the signed copy instead, so that
+        members further away can believe it."""
+        queued = self._queue.get(u.peer_id)
+        if (
+            u.signature
+            and queued is not None
+            and not queued.signature
+            and queued.state is State.ALIVE
+            and queued.incarnation == u.incarnation
+            and self._is_signed(u)
+        ):
+            self._queue.push(u)
+            return True
+        return False
+
+    def _admit(self, peer: PeerId, inc: int, addrs: tuple[bytes, ...], out: list[Action]) -> None:
+        """``peer`` spoke to us itself: first-hand evidence, it becomes a member."""
+        if self._table.size >= self.config.max_members:
+            self.stats.dropped_members += 1
+            return
+        joining = self._joining.pop(peer, None)
+        candidate = self._candidates.admitted(peer)
+        addrs = addrs or (joining[0] if joining else ()) or candidate or ()
+        if self._table.set(Member(peer, State.ALIVE, inc, addrs, self._now)):
+            self._order.grow()
+        out.append(MemberEvent(EVENT_FOR[(None, State.ALIVE)], peer, inc, None, addrs))  # type: ignore[arg-type]
+        self._queue.push(MemberUpdate(peer, State.ALIVE, inc, addrs))
 
     def _first_hand(self, sender: PeerId, inc: int, out: list[Action]) -> None:
         """The sender itself says it is alive at ``inc``. Normally this is just an
@@ -444,7 +612,14 @@ class SwimCore:
         self._apply(MemberUpdate(sender, State.ALIVE, inc), sender, out, first_hand=True)
 
     def _transition(
-        self, m: Member, state: State, inc: int, addrs: tuple[bytes, ...], origin: PeerId, out: list[Action]
+        self,
+        m: Member,
+        state: State,
+        inc: int,
+        addrs: tuple[bytes, ...],
+        origin: PeerId,
+        out: list[Action],
+        signed: MemberUpdate | None = None,
     ) -> None:
         peer, old = m.peer_id, m.state
         now = self._now
@@ -467,6 +642,9 @@ class SwimCore:
         kind = EVENT_FOR[(old, state)]
         if kind is not None:
             out.append(MemberEvent(kind, peer, inc, old, addrs))
+        if signed is not None:
+            self._queue.push(signed)  # relayed exactly as signed
+            return
         self._queue.push(
             MemberUpdate(
                 peer,
@@ -507,23 +685,35 @@ class SwimCore:
 
     def _about_self(self, u: MemberUpdate) -> None:
         """Only we may change our incarnation; accusations make us refute."""
+        if u.state is State.ALIVE:
+            # A higher alive about us that *we* signed is from a previous life
+            # (a restart without our persisted incarnation): adopt it, so that
+            # our next refutation exceeds it. Anything else is noise.
+            if u.incarnation > self.incarnation and self._is_signed(u):
+                self.incarnation = u.incarnation
+                self._queue.push(self.own_update(State.ALIVE))
+            return
         if u.incarnation > self.incarnation + self.config.max_incarnation_jump:
             # Nobody who knows us could have accepted this; strangers who did
             # are corrected by our own (first-hand) word when we next talk.
             self.stats.implausible += 1
             return
-        if u.state is State.ALIVE:
-            # A higher alive about us is forged (or from a previous life): adopt
-            # it, so that our next refutation exceeds it.
-            if u.incarnation > self.incarnation:
-                self.incarnation = u.incarnation
+        if self._leaving:
             return
-        if self._leaving or u.incarnation < self.incarnation:
+        if u.incarnation < self.incarnation:
+            # A stale accusation: our newer alive overrides it, so make sure
+            # it is on its way (signed, so relays can carry it too).
+            if self._queue.get(self.local_id) is None:
+                self._queue.push(self.own_update(State.ALIVE))
             return
         self.incarnation = min(u.incarnation + 1, MAX_INCARNATION)
         self.stats.refutations += 1
-        self.awareness.apply(1)
-        self._queue.push(MemberUpdate(self.local_id, State.ALIVE, self.incarnation, self.addrs))
+        # Lifeguard: having to refute suggests others cannot hear us. At most
+        # once per period, so a liar repeating accusations cannot pin it.
+        if self._refute_period != self._period:
+            self._refute_period = self._period
+            self.awareness.apply(1)
+        self._queue.push(self.own_update(State.ALIVE))
 
     def _dead_add(self, peer: PeerId) -> None:
         if peer not in self._dead_pos:
@@ -562,7 +752,7 @@ class SwimCore:
         self._leaving = True
         self._probe = None
         self._joining.clear()
-        self._queue.push(MemberUpdate(self.local_id, State.LEFT, self.incarnation))
+        self._queue.push(self.own_update(State.LEFT))
         for m in self._table.sample(self._rng, max(1, self.config.indirect_checks), lambda m: m.live):
             self._send(out, m.peer_id, self._next_seq(), Ping(m.peer_id), m.addrs)
         self._arm(self._now + self.config.leave_periods * self.config.probe_interval, _LEAVE, None)

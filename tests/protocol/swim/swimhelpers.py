@@ -15,6 +15,7 @@ from agentp2p.protocol.swim import (
     SwimCore,
     Tick,
 )
+from agentp2p.simulation.swim import sim_signer, sim_verify
 
 
 def pid(name: str) -> bytes:
@@ -23,8 +24,11 @@ def pid(name: str) -> bytes:
 
 def make_core(name: str, others: list[str], *, seed: int = 1, config: SwimConfig | None = None,
               now: float = 0.0, incarnation: int = 0) -> SwimCore:
+    """A core with the simulator's stand-in signatures (sim_signer: cheap,
+    insecure); the signature tests use real Ed25519 keys."""
     base = RosterBase((pid(o), (b"\x04" + bytes(4) + b"\x06\x0f\xa1",)) for o in others) if others else None
-    return SwimCore(pid(name), rng=random.Random(seed), now=now, config=config, base=base, incarnation=incarnation)
+    return SwimCore(pid(name), rng=random.Random(seed), now=now, config=config, base=base, incarnation=incarnation,
+                    sign=sim_signer(pid(name)), verify=sim_verify)
 
 
 def run_until(core: SwimCore, t: float) -> list[Action]:

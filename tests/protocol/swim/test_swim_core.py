@@ -19,6 +19,7 @@ from agentp2p.protocol.swim import (
     PingReq,
     State,
     SwimConfig,
+    Tick,
 )
 from agentp2p.protocol.swim.broadcast import BroadcastQueue
 from agentp2p.protocol.swim.member import EVENT_FOR, RANK, supersedes
@@ -218,24 +219,46 @@ def test_suspect_is_told_on_the_next_frame_and_refutes() -> None:
     assert a.member(pid("e")).state is State.ALIVE
 
 
+def declare_dead(a, peer: bytes, t: float) -> float:  # type: ignore[no-untyped-def]
+    """Make ``a`` declare ``peer`` dead the only way it does: its own suspicion
+    timer (here shortened by three independent "dead" reports). Returns the time."""
+    for o in ("b", "c", "d"):
+        deliver(a, t, pid(o), Message(1, 0, Ack(), (MemberUpdate(peer, State.DEAD, 0),)))
+    end = t + a.config.suspicion_min(5) + 0.01
+    assert ("failed", peer) in events(run_acking(a, end, silent=peer))
+    assert a.member(peer).state is State.DEAD
+    return end
+
+
+def run_acking(a, until: float, silent: bytes):  # type: ignore[no-untyped-def]
+    """Run ``a``'s timers up to ``until``; every member but ``silent`` acks its pings."""
+    out = []
+    while (dl := a.next_deadline()) is not None and dl <= until:
+        acts = a.handle(dl, Tick())
+        out += acts
+        for p in sends(acts, Ping):
+            if p.to != silent:
+                out += deliver(a, dl, p.to, Message(p.message.seq, 0, Ack()))
+    return out
+
+
 def test_dead_member_that_talks_to_us_refutes_and_recovers() -> None:
     a = make_core("a", OTHERS)
     x = make_core("e", ["a", "b", "c", "d"])
-    acts = deliver(a, 1.0, pid("b"), Message(1, 0, Ack(), (MemberUpdate(pid("e"), State.DEAD, 0),)))
-    assert ("failed", pid("e")) in events(acts)
-    ack = sends(deliver(a, 1.5, pid("e"), Message(9, 0, Ping(pid("a")))), Ack)[0]
+    t = declare_dead(a, pid("e"), 1.0)
+    ack = sends(deliver(a, t + 0.5, pid("e"), Message(9, 0, Ping(pid("a")))), Ack)[0]
     assert ack.message.updates[0].state is State.DEAD
-    deliver(x, 1.6, pid("a"), ack.message)
+    deliver(x, t + 0.6, pid("a"), ack.message)
     assert x.incarnation == 1
-    acts = deliver(a, 1.7, pid("e"), Message(10, x.incarnation, Ping(pid("a"))))
+    acts = deliver(a, t + 0.7, pid("e"), Message(10, x.incarnation, Ping(pid("a"))))
     assert ("recovered", pid("e")) in events(acts)
 
 
 def test_reconnect_pings_go_to_dead_members() -> None:
     cfg = SwimConfig(reconnect_every=2)
     a = make_core("a", OTHERS, config=cfg)
-    deliver(a, 0.0, pid("b"), Message(1, 0, Ack(), (MemberUpdate(pid("e"), State.DEAD, 0),)))
-    acts = run_until(a, 3.0)
+    t = declare_dead(a, pid("e"), 0.0)
+    acts = run_acking(a, t + 3.0, silent=pid("e"))
     to_dead = sends(acts, Ping, to=pid("e"))
     assert to_dead and to_dead[0].message.updates[0].state is State.DEAD
 
