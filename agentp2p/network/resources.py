@@ -115,11 +115,16 @@ class ResourceManager:
 
     # -- reporting ------------------------------------------------------------
 
-    def hit(self, limit: str, peer: Any = None, detail: str = "") -> None:
-        """Count a limit hit, log it (throttled) and tell the hook."""
+    def hit(self, limit: str, peer: Any = None, detail: str = "", blame: bool = True) -> None:
+        """Count a limit hit, log it (throttled) and, if ``blame``, tell the hook.
+
+        Only a peer's *own* share being full is its fault; when a node-wide
+        or service-wide scope is full, the peer that happened to ask next is
+        refused but not blamed.
+        """
         self.hits[limit] += 1
         self._log.warning((limit, str(peer)), "limit %s hit (peer %s) %s", limit, peer or "-", detail)
-        if self._on_hit is not None and peer is not None:
+        if blame and self._on_hit is not None and peer is not None:
             self._on_hit(peer, limit)
 
     # -- connections ----------------------------------------------------------
@@ -151,7 +156,7 @@ class ResourceManager:
     def admit_inbound_connection(self, peer: Any) -> bool:
         """A handshake finished: may this inbound connection be kept?"""
         if self.inbound_connections >= self.limits.max_inbound_connections:
-            self.hit("inbound_connections", peer)
+            self.hit("inbound_connections", peer, blame=False)
             return False
         self.inbound_connections += 1
         return True
@@ -183,13 +188,13 @@ class ResourceManager:
             return True
         limits = self.limits
         if self.memory + n > limits.max_memory:
-            self.hit("memory", peer, service)
+            self.hit("memory", peer, service, blame=False)
             return False
         if peer is not None and self._memory_per_peer[peer] + n > limits.max_memory_per_peer:
             self.hit("memory_per_peer", peer, service)
             return False
         if self._memory_per_service[service] + n > limits.max_memory_per_service:
-            self.hit("memory_per_service", peer, service)
+            self.hit("memory_per_service", peer, service, blame=False)
             return False
         self.memory += n
         if peer is not None:

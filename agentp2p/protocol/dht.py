@@ -307,11 +307,12 @@ class StoreQuotas:
 
     # -- checks (O(1)) ----------------------------------------------------------
 
-    def _hit(self, peer: Any, what: str) -> str:
+    def _hit(self, peer: Any, what: str, blame: bool = True) -> str:
+        """Count a refusal; only a peer's own quota being full is an offence (node-wide caps are nobody's)."""
         self.hits[what] += 1
         if peer is not None:
             self._log.warning((str(peer), what), "dht: refused a store from peer %s: %s", peer, what)
-            if self._offence is not None:
+            if blame and self._offence is not None:
                 self._offence(peer, f"dht:{what}", QUOTA_WEIGHT)
         return what
 
@@ -322,9 +323,9 @@ class StoreQuotas:
         old_peer, old_n = values.owner.get(key, (None, 0)) if values is not None else (None, 0)
         replacing = values is not None and key in values
         if self.values + (0 if replacing else 1) > cfg.max_values:
-            return self._hit(peer, "max_values")
+            return self._hit(peer, "max_values", blame=False)
         if self.value_bytes - old_n + n > cfg.max_value_bytes:
-            return self._hit(peer, "max_value_bytes")
+            return self._hit(peer, "max_value_bytes", blame=False)
         if peer is None:
             return None
         mine = replacing and old_peer == peer
@@ -344,7 +345,7 @@ class StoreQuotas:
         if existing is not None and provider in existing:
             return None
         if self.provider_records + 1 > cfg.max_provider_records:
-            return self._hit(peer, "max_provider_records")
+            return self._hit(peer, "max_provider_records", blame=False)
         if self.providers_by_peer[provider] + 1 > cfg.max_provider_records_per_peer:
             return self._hit(peer, "max_provider_records_per_peer")
         return None

@@ -22,11 +22,12 @@ def test_memory_scopes_refuse_before_overflow_and_report_the_peer() -> None:
     assert not rm.reserve_memory("a", "yamux", 1)
     assert hits == [("a", "memory_per_peer")]
     assert rm.reserve_memory("b", "yamux", 300)
-    assert not rm.reserve_memory("c", "yamux", 1)  # the service's share is full
-    assert hits[-1] == ("c", "memory_per_service")
+    # The service's share is full: refused, counted, but "c" is not to blame.
+    assert not rm.reserve_memory("c", "yamux", 1)
+    assert rm.hits["memory_per_service"] == 1 and hits == [("a", "memory_per_peer")]
     assert rm.reserve_memory("c", "pubsub", 300)
-    assert not rm.reserve_memory(None, "dht", 1)  # the node's total is full; no peer to blame
-    assert hits[-1] == ("c", "memory_per_service") and rm.hits["memory"] == 1
+    assert not rm.reserve_memory("d", "dht", 1)  # the node's total is full; nobody to blame
+    assert rm.hits["memory"] == 1 and hits == [("a", "memory_per_peer")]
     for peer, service, n in [("a", "yamux", 400), ("b", "yamux", 300), ("c", "pubsub", 300)]:
         rm.release_memory(peer, service, n)
     assert rm.memory == 0 and rm.stats()["memory_by_service"] == {} and rm.memory_of("a") == 0
