@@ -22,7 +22,19 @@ Theory of operation
   network, not just our connections; frames to members we are not connected
   to dial them with the address hints SWIM carries.
 * **Identity.** The sender of a frame is the peer ID libp2p authenticated for
-  the connection (Noise), never anything inside the frame.
+  the connection (Noise), never anything inside the frame. The core signs our
+  own alive/left updates with the node's identity key and checks others'
+  (crypto.py, signature.py), so relayed refutations and leaves are unforgeable.
+* **Admission.** Gossip about strangers only makes them candidates the core
+  pings (admission.py); they become members when they answer.
+* **Flood control.** Each peer has an inbound frame budget (token bucket,
+  ``inbound_rate``/``inbound_burst``); excess frames are dropped undecoded and
+  counted (``stats()["transport"]["dropped_rate_limit"]``). Frames the core
+  rejects (malformed, implausible, ahead, unsigned, forged) are counted in
+  ``stats()["core"]``; excess frames and hostile rejections are logged at
+  most once per peer per ``log_interval``.
+* **Incarnation across restarts.** With an identity file, our incarnation is
+  kept next to it (persist.py) and a restart begins one above it.
 * **Leaving.** :meth:`leave` announces ``left`` and waits (bounded) until the
   core says it has had time to spread. If the node stops without it, ``run``'s
   cancellation path still announces ``left`` to a few members directly
@@ -42,6 +54,7 @@ import math
 import random
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -50,9 +63,12 @@ from multiaddr import Multiaddr
 
 from .config import SwimConfig
 from .core import SwimCore
+from .crypto import ed25519_signer, ed25519_verify
 from .events import Action, Input, Leave, LeaveComplete, MemberDiscovered, MemberEvent, Received, Send, Tick
 from .member import Member, State
-from .messages import MemberUpdate, Message, Ping
+from .messages import Message, Ping
+from .persist import incarnation_path, load_incarnation, restart_incarnation, save_incarnation
+from .ratelimit import LogThrottle
 from .transport import FaultInjection, SwimTransport
 from .wire import PROTOCOL_ID, encode
 
@@ -62,6 +78,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("agentp2p.swim")
 
 __all__ = ["FaultInjection", "MemberInfo", "MembershipEvent", "SwimService"]
+
+
+def _rejections(core: SwimCore) -> int:
+    st = core.stats
+    # Only what an honest peer never sends: unsigned or "ahead" rumours can be
+    # honest races (counted in stats, not logged).
+    return st.malformed + st.implausible + st.forged
 
 
 def _maddrs(raw: tuple[bytes, ...]) -> tuple[Multiaddr, ...]:
@@ -127,6 +150,10 @@ class SwimService:
         event_buffer: int = 1024,
         leave_on_stop: bool = True,
         stop_leave_timeout: float = 1.0,
+        inbound_rate: float | None = None,
+        inbound_burst: float = 64,
+        log_interval: float = 60.0,
+        incarnation_file: Path | None = None,
     ) -> None:
         """``dial_timeout`` bounds opening a stream to a peer (dial included);
         default ``max(10 s, 10 periods)``. Long on purpose: opening a stream
@@ -138,13 +165,27 @@ class SwimService:
         (bounded) behind a pending open; a dead peer's dial fails fast anyway.
         ``write_timeout`` (default one period) bounds one write: a frame that
         needs longer is stale, so it is dropped like a lost datagram and the
-        stream reset. ``event_buffer`` bounds each listener's backlog."""
+        stream reset. ``event_buffer`` bounds each listener's backlog.
+
+        ``inbound_rate`` (frames/s, default ``max(50, 20 / period)``) and
+        ``inbound_burst`` bound what one peer may send us; ``log_interval``
+        throttles rejection logs per peer. ``incarnation_file`` keeps our
+        incarnation across restarts (default: next to the node's identity
+        file, none for an ephemeral identity)."""
         self._stop_announced = False
         self.config = config or SwimConfig()
         self._rng = random.Random(seed)
         period = self.config.probe_interval
         self._dial_timeout = dial_timeout if dial_timeout is not None else max(10.0, 10 * period)
         self._write_timeout = write_timeout if write_timeout is not None else period
+        self._inbound_rate = inbound_rate if inbound_rate is not None else max(50.0, 20.0 / period)
+        self._inbound_burst = inbound_burst
+        self._log_interval = log_interval
+        self._reject_log = LogThrottle(log_interval)
+        self._incarnation_file = incarnation_file
+        self._persist_path: Path | None = None
+        self._persisted = -1
+        self._persist_wake = trio.Event()
         self.event_buffer = event_buffer
         self.leave_on_stop = leave_on_stop
         self.stop_leave_timeout = stop_leave_timeout
@@ -171,6 +212,9 @@ class SwimService:
             self._on_frame,
             dial_timeout=self._dial_timeout,
             write_timeout=self._write_timeout,
+            inbound_rate=self._inbound_rate,
+            inbound_burst=self._inbound_burst,
+            log_interval=self._log_interval,
         )
         self._transport.fault = self._pending_fault
         node.set_stream_handler(PROTOCOL_ID, self._transport.handle_inbound)
@@ -180,17 +224,23 @@ class SwimService:
         if transport is None or self._node is not node:
             raise RuntimeError("SwimService.run() before attach()")
         addrs = [a.to_bytes() for a in node.listen_addrs if "/ip4/0.0.0.0/" not in str(a) and "/ip6/::/" not in str(a)]
+        incarnation = await self._load_incarnation(node)
         self._core = SwimCore(
             node.peer_id.to_bytes(),
             addrs,
             rng=self._rng,
             now=trio.current_time(),
             config=self.config,
+            incarnation=incarnation,
+            sign=ed25519_signer(node.identity.private_key),
+            verify=ed25519_verify,
         )
         conn_events = node.events.subscribe()
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(transport.run)
+                if self._persist_path is not None:
+                    nursery.start_soon(self._persist_loop)
                 # Let the transport's nursery exist before the first Send.
                 await trio.lowlevel.checkpoint()
                 nursery.start_soon(self._feed_connections, node, conn_events)
@@ -210,7 +260,46 @@ class SwimService:
             ):
                 with trio.CancelScope(shield=True), trio.move_on_after(self.stop_leave_timeout):
                     await self._announce_leave_now()
+            if core is not None and self._persist_path is not None and core.incarnation != self._persisted:
+                with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                    await self._save_incarnation(core.incarnation)
             self._close_listeners()
+
+    # ---------------------------------------------------------- persistence
+
+    async def _load_incarnation(self, node: Node) -> int:
+        """Our starting incarnation: one above the stored one (and store it
+        at once, so a crash right after start still counts)."""
+        path = self._incarnation_file
+        if path is None:
+            ident = getattr(node.config, "identity_path", None)
+            path = incarnation_path(Path(ident)) if ident is not None else None
+        self._persist_path = path
+        if path is None:
+            return 0
+        start = restart_incarnation(await trio.to_thread.run_sync(load_incarnation, path))
+        await self._save_incarnation(start)
+        return start
+
+    async def _save_incarnation(self, value: int) -> None:
+        path = self._persist_path
+        assert path is not None
+        try:
+            await trio.to_thread.run_sync(save_incarnation, path, value)
+        except OSError as exc:
+            log.warning("swim: cannot store our incarnation in %s: %s", path, exc)
+            return
+        self._persisted = value
+
+    async def _persist_loop(self) -> None:
+        """Store our incarnation whenever it changed (coalesced: the latest value)."""
+        core = self._core
+        assert core is not None
+        while True:
+            await self._persist_wake.wait()
+            self._persist_wake = trio.Event()
+            if core.incarnation != self._persisted:
+                await self._save_incarnation(core.incarnation)
 
     # --------------------------------------------------------------- driving
 
@@ -227,6 +316,8 @@ class SwimService:
             return
         self._dispatch(actions)
         self._wake.set()
+        if self._persist_path is not None and core.incarnation != self._persisted:
+            self._persist_wake.set()
 
     def _dispatch(self, actions: list[Action]) -> None:
         transport = self._transport
@@ -242,10 +333,22 @@ class SwimService:
                 self._left.set()
 
     def _on_frame(self, sender: bytes, frame: bytes) -> None:
-        if self._core is None:
+        core = self._core
+        if core is None:
             self._frames_before_start += 1
             return
+        before = _rejections(core)
         self._step(Received(sender, frame))
+        rejected = _rejections(core) - before
+        if rejected:
+            n = self._reject_log.report(sender, trio.current_time(), rejected)
+            if n is not None:
+                log.warning(
+                    "swim: rejected %d frame(s)/update(s) from %s (malformed, implausible or forged; "
+                    "counts in stats()['core'])",
+                    n,
+                    ID(sender),
+                )
 
     async def _timer_loop(self) -> None:
         core = self._core
@@ -307,7 +410,7 @@ class SwimService:
         if not core.stopped:
             actions = core.handle(trio.current_time(), Leave())
             frames = {a.to: (encode(a.message), a.addrs) for a in actions if isinstance(a, Send)}
-        left = MemberUpdate(core.local_id, State.LEFT, core.incarnation)
+        left = core.own_update(State.LEFT)
         for m in core.members():
             if m.live and m.peer_id not in frames:
                 frames[m.peer_id] = (encode(Message(0, core.incarnation, Ping(m.peer_id), (left,))), m.addrs)
@@ -328,6 +431,11 @@ class SwimService:
     def incarnation(self) -> int:
         """Our own incarnation (grows each time we refute a suspicion)."""
         return self._core.incarnation if self._core is not None else 0
+
+    @property
+    def periods(self) -> int:
+        """Protocol periods this node has started (its own protocol clock)."""
+        return self._core.period if self._core is not None else 0
 
     def members(self) -> list[MemberInfo]:
         """Every member we know — alive, suspect, and dead/left ones until they
@@ -456,6 +564,8 @@ class SwimService:
             "members": counts,
             "core": asdict(core.stats) if core is not None else {},
             "transport": asdict(transport.stats) if transport is not None else {},
+            "admission": core.admission_stats() if core is not None else {},
+            "rejections_not_logged": self._reject_log.suppressed,
             "sent": dict(self._sent),
             "open_links": transport.open_links() if transport is not None else 0,
             "open_streams": transport.open_streams() if transport is not None else 0,

@@ -28,7 +28,10 @@ refutation). So this transport never makes the core wait:
   ``idle_timeout``; streams stay until either side closes them.
 * **Inbound.** Every stream has a reader that hands each frame, with the
   *authenticated* remote peer ID from the connection (never from the frame),
-  to the behaviour. A stream that breaks framing is reset.
+  to the behaviour. A stream that breaks framing is reset. Each peer has a
+  frame budget (a token bucket, ratelimit.py, shared by all its streams):
+  frames beyond it are dropped before they are decoded, counted in
+  ``dropped_rate_limit``, and logged at most once per peer per ``log_interval``.
 * **Fault injection (test hook).** :class:`FaultInjection` drops frames to and
   from a set of peers (a partition) and delays every frame we send (a slow
   node), here at the adapter, so real-socket tests can partition a network
@@ -54,6 +57,7 @@ from multiaddr import Multiaddr
 
 from agentp2p.network.framing import FrameError, FrameReader, encode_varint, length_prefixed
 
+from .ratelimit import LogThrottle, PeerRateLimiter
 from .wire import MAX_FRAME_BYTES, PROTOCOL_ID
 
 log = logging.getLogger("agentp2p.swim")
@@ -99,6 +103,7 @@ class TransportStats:
     inbound_streams: int = 0
     inbound_refused: int = 0  # a peer over its stream limit
     bad_streams: int = 0  # inbound streams reset for broken framing
+    dropped_rate_limit: int = 0  # inbound frames over the peer's budget (not decoded)
 
 
 class _Link:
@@ -126,8 +131,15 @@ class SwimTransport:
         queue_size: int = 32,
         idle_timeout: float = 30.0,
         max_streams_per_peer: int = 4,
+        inbound_rate: float | None = None,
+        inbound_burst: float = 64,
+        log_interval: float = 60.0,
     ) -> None:
+        """``inbound_rate`` frames/s per peer (None: unlimited), ``inbound_burst``
+        at once; rejections are logged at most once per peer per ``log_interval``."""
         self._host = host
+        self.limiter = PeerRateLimiter(inbound_rate, inbound_burst) if inbound_rate is not None else None
+        self.log_throttle = LogThrottle(log_interval)
         self._on_frame = on_frame
         self.dial_timeout = dial_timeout
         self.write_timeout = write_timeout
@@ -339,10 +351,19 @@ class SwimTransport:
                         link.streams.remove(stream)
                     await _reset_quietly(stream)
                     return
+                limiter = self.limiter
                 for frame in frames:
                     fault = self.fault
                     if fault is not None and fault.blocks(peer):
                         self.stats.dropped_fault_in += 1
+                        continue
+                    if limiter is not None and not limiter.allow(peer, trio.current_time()):
+                        self.stats.dropped_rate_limit += 1
+                        n = self.log_throttle.report(peer, trio.current_time())
+                        if n is not None:
+                            log.warning(
+                                "swim: %s is over its frame budget: dropped %d frame(s)", self._peer_id(peer), n
+                            )
                         continue
                     self.stats.frames_in += 1
                     self.stats.bytes_in += len(frame) + len(encode_varint(len(frame)))

@@ -94,6 +94,7 @@ def describe(members: list[Member]) -> str:
             f"{i} {str(m.peer_id)[-6:]} conns={len(m.node.peers())} members={st['members']} inc={st['incarnation']} "
             f"aw={st['awareness']} out={t['frames_out']} in={t['frames_in']} drop_dial={t['dropped_dial']} "
             f"dial_fail={t['dial_failures']} drop_write={t['dropped_write']} qfull={t['dropped_queue_full']} "
+            f"rate_limited={t['dropped_rate_limit']} core={ {k: v for k, v in st['core'].items() if v} } "
             f"events={[(e.kind, str(e.peer_id)[-6:]) for e in m.log][-12:]}"
         )
     return "\n".join(lines)

@@ -60,7 +60,7 @@ async def test_hard_kill_is_detected_everywhere_within_bound_and_restart_rejoins
                 lambda: all(rejoined(m) for m in members), 20, "the restarted node recovered everywhere at a higher incarnation"
             )
             print(f"restart: alive everywhere {trio.current_time() - restarted_at:.2f} s after the process was started")
-            assert not failures_since(members, settled, live)
+            assert not failures_since(members, settled, live), describe(members)
             stats = [m.swim.stats() for m in members]
             assert all(s["core_errors"] == 0 for s in stats)
         finally:
