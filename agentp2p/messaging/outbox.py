@@ -13,16 +13,14 @@ with it:
   :class:`~.session.Session` takes as ``session_id``/``next_seq``/``pending``.
   Reusing the session id matters: the peer then resumes where it was and
   drops what it already delivered.
-* **A restarted receiver never delivers twice.** ``mark_consumed`` records,
-  in one transaction, the consumed frontier of the peer's session and the
-  message id; the adapter calls it when it hands a message to the
-  application, *before* the session acknowledges it (ACKs follow
-  :class:`~.events.Consumed`). After a restart, ``received(peer)`` is the
-  Session's ``received`` argument: everything at or below it is a duplicate.
-  Trade-off chosen: exactly-once in order to the application iterator, with a
-  message the application had taken but not finished at the instant of a
-  crash not redelivered (at-most-once at that instant). Recent ids also seed
-  the :class:`~agentp2p.security.replay.ReplayGuard`.
+* **A restarted receiver resumes after what its application acknowledged.**
+  ``mark_consumed`` records, in one transaction, the consumed frontier of
+  the peer's session and the message id; the adapter calls it when the
+  application *acknowledges* a message, *before* the session acknowledges it
+  to the sender (ACKs follow :class:`~.events.Consumed`). After a restart,
+  ``received(peer)`` is the Session's ``received`` argument: everything at
+  or below it is a duplicate. Recent ids also seed the
+  :class:`~agentp2p.security.replay.ReplayGuard`.
 
 Deadlines are stored as wall-clock Unix ms (the session's clock is monotonic
 and does not survive a restart); the adapter converts both ways.

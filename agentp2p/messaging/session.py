@@ -48,11 +48,10 @@ Delivery semantics: :class:`~.events.Deliver` is emitted exactly once per
 message, in seq order, per incoming session. ACKs cover only messages the
 application *consumed* (:class:`~.events.Consumed`), so a sender's "acked"
 means the peer application has it. With the durable store
-(:mod:`.outbox`), the adapter records consumption as it hands a message to the
-application, so a restarted receiver resumes after it: exactly-once, in
-order, except a message the application took and had not finished with at
-the instant of a crash (at-most-once at that instant; the alternative,
-at-least-once, would need idempotent applications).
+(:mod:`.outbox`), the adapter stores each delivered message before the
+application sees it and records consumption when the application
+acknowledges it, so a restarted receiver hands over again what was not
+acknowledged (at-least-once, same ids) and resumes after the rest.
 
 Flow control: the sender holds at most ``window_messages`` / ``window_bytes``
 unacked (capped by the peer's advertised ``receive_window``); beyond that,
