@@ -20,6 +20,8 @@ agentp2p creates goes through :func:`build_host`, which:
   peers refused, and slots released when each connection closes.
 * limits inbound streams per (peer, protocol) for every handler
   (:mod:`.streams`).
+* detaches py-libp2p's own resource manager, which leaks under
+  cancellation; ours accounts for everything it did.
 """
 
 from __future__ import annotations
@@ -128,6 +130,21 @@ def _ensure_dial_transports(host: IHost) -> None:
         manager.add_transport(WebsocketTransport(swarm.upgrader))
 
 
+def _drop_library_resource_manager(host: IHost) -> None:
+    """Use our resource manager only.
+
+    ``new_host()`` attaches py-libp2p's own ``rcmgr`` to the swarm. Its
+    connection count leaks a slot for every handshake or dial cancelled
+    from outside (its clean-up awaits before releasing, so ``Cancelled``
+    skips the release): after one silent-socket flood 938 of its 1000 slots
+    stayed taken, and "graceful degradation" had cut its limits by 20%. It
+    also caps established inbound connections and streams on its own
+    terms. Every scope it covers is accounted in
+    :class:`~agentp2p.network.resources.ResourceManager` instead.
+    """
+    host.get_network().set_resource_manager(None)
+
+
 def build_host(
     identity: Identity,
     listen_addrs: Sequence[Multiaddr],
@@ -165,6 +182,7 @@ def build_host(
     _disable_auto_connector(host)
     host.set_stream_handler(IDENTIFY_PROTOCOL, _identify_handler(host))
     install_swarm_guard(host, failures or HandlerFailures())
+    _drop_library_resource_manager(host)
     install_guarded_muxer(host, YamuxGuard(resources, on_offence))
     InboundGate(host.get_network(), resources, is_banned).install()
     if is_banned is not None:

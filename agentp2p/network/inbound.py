@@ -42,6 +42,7 @@ from typing import Any
 import trio
 
 from libp2p.abc import IMuxedConn
+from libp2p.io.exceptions import ConnectionClosedError
 from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.transport.exceptions import SecurityUpgradeFailure
 
@@ -54,29 +55,46 @@ IsBanned = Callable[[Any], bool]
 
 
 class _HeardStream:
-    """A transport stream that remembers whether the remote has sent anything."""
+    """A transport stream that remembers whether the remote has sent anything.
+
+    It also ends the library's habit of re-reading a closed socket:
+    ``read_exactly`` retries an empty read 100 times, so every socket we
+    close mid-handshake cost ~170 reads (most of the CPU of a flood). After
+    the first end-of-stream, further reads raise ``ConnectionClosedError``.
+    """
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
         self.heard = False
+        self._eof = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
     async def read(self, n: int | None = None) -> bytes:
+        if self._eof:
+            raise ConnectionClosedError("connection closed", transport="tcp")
         data = await self._inner.read(n)
         if data:
             self.heard = True
+        elif n != 0:
+            self._eof = True
         return data
 
 
 class _Pending:
-    __slots__ = ("scope", "stream", "evicted")
+    __slots__ = ("scope", "stream", "evicted", "kill")
 
     def __init__(self, scope: trio.CancelScope, stream: _HeardStream) -> None:
         self.scope = scope
         self.stream = stream
         self.evicted = False
+        self.kill = trio.Event()
+
+
+#: After closing a pending socket, how long its upgrade may take to notice
+#: before it is cancelled outright.
+_CLOSE_GRACE = 2.0
 
 
 def _remote_ip(stream: Any) -> str | None:
@@ -156,7 +174,14 @@ class InboundGate:
             self._rm.release_inbound_socket(ip)
 
     async def _handshake(self, read_write_closer: Any, maddr: Any) -> Any:
-        """Upgrade within the pending table's bounds; the muxed conn, or None."""
+        """Upgrade within the pending table's bounds; the muxed conn, or None.
+
+        An evicted or overdue handshake is stopped by closing its socket, so
+        the library's upgrade fails and cleans up along its own error path.
+        (Cancelling it instead skips that clean-up: py-libp2p's own resource
+        manager then leaks a connection slot per cancelled handshake.) It is
+        cancelled only if it has not noticed within a grace period.
+        """
         limits = self._rm.limits
         while len(self._pending) >= limits.max_pending_handshakes:
             self._evict_one()
@@ -165,23 +190,44 @@ class InboundGate:
         token = self._next_token
         self._next_token += 1
         muxed = None
-        with trio.move_on_after(limits.handshake_timeout) as scope:
+        timed_out = False
+        with trio.CancelScope() as scope:
             entry = _Pending(scope, heard)
             self._pending[token] = entry
             self._rm.pending_handshakes = len(self._pending)
+
+            async def watchdog() -> None:
+                nonlocal timed_out
+                with trio.move_on_after(limits.handshake_timeout):
+                    await entry.kill.wait()
+                timed_out = not entry.evicted
+                await _close_quietly(read_write_closer)
+                await trio.sleep(_CLOSE_GRACE)
+                scope.cancel()
+
             try:
-                muxed = await self._swarm.upgrade_inbound_raw_conn(raw, maddr)
-            except Exception as exc:  # noqa: BLE001 — any failed upgrade just ends this socket
-                self.stats["failed"] += 1
-                self._log.info(("failed", _remote_ip(read_write_closer)), "inbound handshake failed: %r", exc)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(watchdog)
+                    try:
+                        muxed = await self._swarm.upgrade_inbound_raw_conn(raw, maddr)
+                    except Exception as exc:  # noqa: BLE001 — any failed upgrade just ends this socket
+                        if not (timed_out or entry.evicted):
+                            self.stats["failed"] += 1
+                            self._log.info(("failed", _remote_ip(read_write_closer)), "inbound handshake failed: %r", exc)
+                    finally:
+                        nursery.cancel_scope.cancel()
             finally:
                 self._pending.pop(token, None)
                 self._rm.pending_handshakes = len(self._pending)
-        if muxed is None:
-            if scope.cancelled_caught and not entry.evicted:
+        if muxed is None or timed_out or entry.evicted:
+            if timed_out:
                 self.stats["timed_out"] += 1
                 self._rm.hit("handshake_timeout", None, f"from {_remote_ip(read_write_closer)}")
+            if muxed is not None:
+                await self._close_conn(muxed)
+                return None
             await _close_quietly(raw)
+            return None
         return muxed
 
     def _evict_one(self) -> None:
@@ -191,7 +237,7 @@ class InboundGate:
             token = next(iter(self._pending))
         entry = self._pending.pop(token)
         entry.evicted = True
-        entry.scope.cancel()
+        entry.kill.set()
         self._rm.pending_handshakes = len(self._pending)
         self.stats["evicted"] += 1
         self._rm.hit("pending_handshakes", None, "oldest pending socket closed")
