@@ -1,0 +1,170 @@
+"""Our inbound connection path (agentp2p/network/inbound.py) against the
+library's: slots released per connection, bounded pending handshakes with a
+deadline, per-IP admission and banned peers refused."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from libp2p.network.config import ConnectionConfig
+from libp2p.peer.peerinfo import PeerInfo
+
+from agentp2p.network.inbound import inbound_gate
+from agentp2p.network.resources import ResourceLimits
+from agentp2p.node import Node
+from agentp2p.testing import local_config, wait_until
+
+from plainhost import LOOPBACK, plain_host
+
+
+def _small_library_host(max_connections: int):  # type: ignore[no-untyped-def]
+    cfg = ConnectionConfig(
+        max_connections=max_connections,
+        high_watermark=max_connections,
+        low_watermark=0,
+        min_connections=0,
+        max_connections_per_peer=1,
+    )
+    return plain_host(connection_config=cfg)
+
+
+async def _cycle(dialer, victim_id, victim_addrs, victim_connected) -> bool:  # type: ignore[no-untyped-def]
+    """One connect/disconnect; True if the dial succeeded."""
+    dialer.get_network().unblock_peer(victim_id)
+    try:
+        with trio.fail_after(10):
+            await dialer.connect(PeerInfo(victim_id, victim_addrs))
+    except Exception:
+        return False
+    await dialer.disconnect(victim_id)
+    await wait_until(lambda: not victim_connected(), 10, "victim to see the disconnect")
+    return True
+
+
+async def test_library_locks_out_inbound_after_max_connections_cycles() -> None:
+    """py-libp2p holds an inbound slot until the swarm stops: after N connect/
+    disconnect cycles (N = max_connections), every inbound dial is refused."""
+    victim, dialer = _small_library_host(4), plain_host()
+    async with victim.run([LOOPBACK]), dialer.run([LOOPBACK]):
+        vid, vaddrs = victim.get_id(), victim.get_transport_addrs()
+        connected = lambda: bool(victim.get_network().get_connections(dialer.get_id()))  # noqa: E731
+        results = [await _cycle(dialer, vid, vaddrs, connected) for _ in range(6)]
+        assert results[:4] == [True] * 4
+        assert results[4:] == [False, False], "the library's inbound limiter should be exhausted"
+        assert not victim.get_network().get_connections()
+
+
+async def _node_survives_cycles(cycles: int, max_connections: int) -> None:
+    async with Node(local_config(max_connections=max_connections, swim=False)) as victim:
+        dialer = plain_host()
+        async with dialer.run([LOOPBACK]):
+            connected = lambda: victim.is_connected(dialer.get_id())  # noqa: E731
+            for i in range(cycles):
+                assert await _cycle(dialer, victim.peer_id, victim.listen_addrs, connected), f"cycle {i} refused"
+        # every slot came back
+        await wait_until(lambda: victim.resources.inbound_connections == 0, 10, "inbound slots released")
+        assert victim.resources.pending_handshakes == 0
+        assert not victim.resources._per_ip
+        gate = inbound_gate(victim.host)
+        assert gate is not None and gate.stats["accepted"] == cycles
+        async with Node(local_config()) as late:
+            await late.connect(victim.addrs[0])
+            assert await late.ping(victim.peer_id) > 0
+
+
+async def test_node_accepts_inbound_after_many_cycles_small_limit() -> None:
+    """Same small limit as the library test above, three times the cycles."""
+    await _node_survives_cycles(12, max_connections=4)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+async def test_node_accepts_inbound_after_1000_cycles() -> None:
+    await _node_survives_cycles(1000, max_connections=300)
+
+
+async def _silent_socket(port: int) -> trio.SocketStream:
+    return await trio.open_tcp_stream("127.0.0.1", port)
+
+
+async def _closed_by_peer(sock: trio.SocketStream, timeout: float) -> bool:
+    """Read until EOF (the victim closed it) or ``timeout``; True on EOF."""
+    with trio.move_on_after(timeout):
+        try:
+            while await sock.receive_some(4096):
+                pass
+        except trio.BrokenResourceError:
+            pass
+        return True
+    return False
+
+
+def _port(node: Node) -> int:
+    return int(node.listen_addrs[0].value_for_protocol("tcp"))
+
+
+async def test_pending_table_evicts_oldest_silent_socket() -> None:
+    limits = ResourceLimits(max_pending_handshakes=4, handshake_timeout=60)
+    async with Node(local_config(resources=limits, swim=False)) as victim:
+        gate = inbound_gate(victim.host)
+        assert gate is not None
+        socks = []
+        for i in range(10):
+            socks.append(await _silent_socket(_port(victim)))
+            await wait_until(lambda: gate.pending + gate.stats["evicted"] == i + 1, 5, "socket registered")
+        assert gate.pending == 4 and gate.stats["evicted"] == 6
+        # the six oldest were closed, the four newest are still pending
+        for s in socks[:6]:
+            assert await _closed_by_peer(s, 5)
+        # an honest dial gets through while the table is full of silent sockets
+        async with Node(local_config()) as honest:
+            await honest.connect(victim.addrs[0])
+            assert await honest.ping(victim.peer_id) > 0
+        for s in socks:
+            await s.aclose()
+
+
+async def test_silent_socket_is_closed_at_the_handshake_deadline() -> None:
+    limits = ResourceLimits(handshake_timeout=0.5)
+    async with Node(local_config(resources=limits, swim=False)) as victim:
+        sock = await _silent_socket(_port(victim))
+        assert await _closed_by_peer(sock, 10)
+        gate = inbound_gate(victim.host)
+        assert gate is not None
+        await wait_until(lambda: gate.stats["timed_out"] == 1, 5, "timeout counted")
+        await wait_until(lambda: victim.resources.pending_handshakes == 0 and not victim.resources._per_ip, 5)
+        await sock.aclose()
+
+
+async def test_per_ip_limit_applies_when_loopback_is_limited() -> None:
+    limits = ResourceLimits(limit_loopback=True, max_connections_per_ip=2, handshake_timeout=60)
+    async with Node(local_config(resources=limits, swim=False)) as victim:
+        first = [await _silent_socket(_port(victim)) for _ in range(2)]
+        gate = inbound_gate(victim.host)
+        assert gate is not None
+        await wait_until(lambda: gate.pending == 2, 5, "two pending")
+        third = await _silent_socket(_port(victim))
+        assert await _closed_by_peer(third, 5)
+        assert gate.stats["refused_ip"] == 1
+        for s in first:
+            assert not await _closed_by_peer(s, 0.2)
+            await s.aclose()
+        await third.aclose()
+
+
+async def test_banned_peer_is_refused_inbound_and_outbound() -> None:
+    async with Node(local_config(swim=False)) as victim, Node(local_config(swim=False)) as other:
+        victim.penalties.ban(other.peer_id, "test")
+        with pytest.raises(Exception):
+            await other.connect(victim.addrs[0])
+        assert not victim.is_connected(other.peer_id)
+        # the library's own dials to a banned peer fail too (gate after Noise)
+        with pytest.raises(Exception):
+            with trio.fail_after(10):
+                await victim.host.connect(PeerInfo(other.peer_id, other.listen_addrs))
+        assert not victim.is_connected(other.peer_id)
+        victim.penalties.unban(other.peer_id)
+        other.host.get_network().unblock_peer(victim.peer_id)
+        await other.connect(victim.addrs[0])
+        assert await other.ping(victim.peer_id) > 0
