@@ -586,14 +586,16 @@ class MessagingService:
             if reason is not None:
                 screen.counters.add(reason)
         if reason is not None:
-            log.info("messaging: rejected %s from %s: %s", env.id[:40], link.peer, reason.value)
+            self._tlog.info((str(link.peer), reason.value), "messaging: rejected %s from %s: %s",
+                            env.id[:40], link.peer, reason.value)
             return reason.value
         if env.flags & ENVELOPE_FLAG_SEALED:
             try:
                 link.opened[(env.session_id, env.seq)] = open_envelope(env, self._key)
             except MessageRejected as exc:
                 screen.counters.add(exc.reason)
-                log.info("messaging: rejected sealed %s from %s: %s", env.id[:40], link.peer, exc)
+                self._tlog.info((str(link.peer), exc.reason.value), "messaging: rejected sealed %s from %s: %s",
+                                env.id[:40], link.peer, exc)
                 return exc.reason.value
         return None
 
