@@ -53,9 +53,9 @@ class SwimConfig:
     join_attempts: int = 3
     #: After Leave(), keep answering (and spreading our "left") this many periods.
     leave_periods: int = 2
-    #: An update may raise a known member's incarnation by at most this much;
-    #: larger jumps can only be forgeries (only the member itself increments it,
-    #: by one per refutation) and would let a liar exhaust the counter.
+    #: A member's own *unsigned* word (its frame header) may raise its
+    #: incarnation by at most this much per update; rumours may not raise it at
+    #: all unless signed by the member (signed updates may jump any distance).
     max_incarnation_jump: int = 1024
     #: Admission (admission.py): strangers heard of through gossip wait here,
     #: bounded, until they answer a ping of ours.
@@ -71,6 +71,10 @@ class SwimConfig:
     #: Signature checks (signature.py) we run for one frame at most; the rest of
     #: its signed updates count as unsigned. Each distinct update is verified once.
     max_verifications_per_frame: int = 8
+    #: A rumour we cannot believe (unsigned newer alive, accusation ahead of
+    #: what the member announced) makes us ping the member to hear it first-hand:
+    #: at most this many such pings per period (and one per member).
+    max_checks_per_period: int = 8
 
     def __post_init__(self) -> None:
         if not 0 < self.probe_timeout < self.probe_interval:

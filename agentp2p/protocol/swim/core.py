@@ -105,6 +105,7 @@ class SwimStats:
     forged: int = 0  # signatures that did not verify
     unverified: int = 0  # signed updates beyond the per-frame verification budget (taken as unsigned)
     dead_rumours: int = 0  # others' "dead" about a member we held alive: became our suspicion
+    checks: int = 0  # pings to a member a rumour we could not believe said had moved on
     unsolicited: int = 0  # Ack/Nack we did not ask for
     dropped_indirect: int = 0  # PingReq refused: too many pending
     dropped_members: int = 0  # member table full
@@ -170,6 +171,8 @@ class SwimCore:
         self._signatures = SignatureCache(verify)
         self._verify_budget = 0
         self._refute_period = -1
+        self._checked: set[PeerId] = set()
+        self._checks_period = -1
         self.stats = SwimStats()
         self.awareness = Awareness(self.config.awareness_max_multiplier)
         self._rng = rng
@@ -504,11 +507,13 @@ class SwimCore:
                     # Nobody but M moves M's incarnation: an accusation newer
                     # than anything M said is a lie (or news we will hear from M).
                     self.stats.ahead += 1
+                    self._check(m, out)
                     return
             elif self._is_signed(u):
                 signed = u
             elif not own:
                 self.stats.unsigned += 1
+                self._check(m, out)
                 return
             if signed is None and inc > m.incarnation + self.config.max_incarnation_jump:
                 self.stats.implausible += 1
@@ -542,6 +547,25 @@ class SwimCore:
             signed = u  # the member's own signed word: relay it as is (receivers verify)
         addrs = (u.addrs or m.addrs) if (own or signed is not None) else m.addrs
         self._transition(m, u.state, inc, addrs, self._origin(u, sender), out, signed)
+
+    def _check(self, m: Member, out: list[Action]) -> None:
+        """A rumour we cannot believe says ``m`` has moved on (a newer
+        incarnation: it refuted, or someone suspects it again since). Often
+        true — e.g. a relay that learned it first-hand cannot sign for ``m`` —
+        and our own suspicion of ``m`` may be about to expire: so ask ``m``
+        itself. Its answer is first-hand (and our frame carries our verdict,
+        so it refutes if need be). Not a probe: silence changes nothing. At
+        most once per member per period and ``max_checks_per_period`` in all."""
+        if self._leaving or m.state is State.LEFT:
+            return
+        if self._checks_period != self._period:
+            self._checks_period = self._period
+            self._checked.clear()
+        if m.peer_id in self._checked or len(self._checked) >= self.config.max_checks_per_period:
+            return
+        self._checked.add(m.peer_id)
+        self.stats.checks += 1
+        self._send(out, m.peer_id, self._next_seq(), Ping(m.peer_id), m.addrs)
 
     def _origin(self, u: MemberUpdate, sender: PeerId) -> PeerId:
         """Who accuses: the named origin if it is one of our live members,

@@ -21,14 +21,15 @@ updates flow, whatever order they arrive in. Read row by row:
 Why a live member can never be *kept* dead: an update about M that says
 suspect/dead/left with incarnation >= M's own makes M refute — bump its
 incarnation past it and announce ``alive``, which by the rule above overrides
-the accusation everywhere. Incarnations grow one refutation at a time, so a
-rumour that jumps more than ``SwimConfig.max_incarnation_jump`` past what we
-know is ignored (a liar cannot exhaust M's counter or out-bid M's
-refutation), and M's own first-hand word (the incarnation in the header of a
-frame M sent) overrides a view that is that far ahead: the way a stranger
-that swallowed a forged incarnation gets corrected.
-Unknown members are only ever *added* by ``alive`` (a suspect/dead/left rumour
-about someone we never knew carries nothing we can act on).
+the accusation everywhere. Only M moves M's incarnation: a rumour may not
+raise it (nor say M left) unless it is M's own word — first-hand or signed
+by M (signature.py) — and an accusation above what M announced is ignored;
+M's unsigned own word may jump at most ``SwimConfig.max_incarnation_jump``,
+and M's first-hand word overrides a view that is that far ahead (a previous
+life). So a liar cannot exhaust M's counter or out-bid M's refutation.
+The core applies these rules before this table (core.py ``_apply``).
+Unknown members are only ever *added* by M's own word (admission.py: gossip
+about a stranger only makes it a candidate we ping).
 
 The second table maps (old state, new state) to the event the application sees.
 """

@@ -381,3 +381,31 @@ def test_log_throttle_reports_once_per_interval_with_the_count() -> None:
     assert [th.report(b"p", float(i)) for i in range(1, 50)] == [None] * 49
     assert th.report(b"p", 61.0) == 50  # the 49 held back and this one
     assert th.report(b"q", 61.0) == 1
+
+
+# ------------------------------------------------------------ checking rumours we cannot believe
+
+
+def test_unbelievable_newer_alive_makes_us_ask_the_member_itself() -> None:
+    a = make_core("a", ["b", "x"])
+    x = pid("x")
+    deliver(a, 0.1, pid("b"), Message(1, 0, Ack(), (MemberUpdate(x, State.SUSPECT, 0, (), pid("b")),)))
+    # b learned x's refutation first-hand and relays it unsigned: not believed, but checked
+    acts = deliver(a, 0.2, pid("b"), Message(2, 0, Ack(), (MemberUpdate(x, State.ALIVE, 1),)))
+    (ping,) = sends(acts, Ping, to=x)
+    assert a.member(x).state is State.SUSPECT and a.stats.checks == 1
+    acts = deliver(a, 0.25, x, Message(ping.message.seq, 1, Ack()))
+    assert ("recovered", x) in events(acts)
+
+
+def test_checks_are_bounded_per_member_and_per_period() -> None:
+    others = [f"m{i:02d}" for i in range(20)]
+    a = make_core("a", [*others, "liar"])
+    pinged = []
+    for _ in range(5):
+        ups = tuple(MemberUpdate(pid(o), State.DEAD, 50) for o in others)
+        pinged += sends(deliver(a, 0.01, pid("liar"), Message(1, 0, Ack(), ups[:16])), Ping)
+        pinged += sends(deliver(a, 0.01, pid("liar"), Message(2, 0, Ack(), ups[16:])), Ping)
+    assert len(pinged) == a.config.max_checks_per_period
+    assert len({p.to for p in pinged}) == len(pinged)
+    assert all(a.member(pid(o)).state is State.ALIVE for o in others)
