@@ -200,7 +200,9 @@ class SwimCore:
         self._period = 0
         self._leaving = False
         self._stopped = False
-        self._queue.push(self.own_update(State.ALIVE))
+        self._own_alive: MemberUpdate | None = None
+        self._own_until = -1
+        self._announce_self()
         # Random phase so members' periods are not synchronized.
         self._next_tick_at = now + rng.random() * self.config.probe_interval
         self._arm(self._next_tick_at, _TICK, None)
@@ -715,7 +717,7 @@ class SwimCore:
             # our next refutation exceeds it. Anything else is noise.
             if u.incarnation > self.incarnation and self._is_signed(u):
                 self.incarnation = u.incarnation
-                self._queue.push(self.own_update(State.ALIVE))
+                self._announce_self()
             return
         if u.incarnation > self.incarnation + self.config.max_incarnation_jump:
             # Nobody who knows us could have accepted this; strangers who did
@@ -728,7 +730,7 @@ class SwimCore:
             # A stale accusation: our newer alive overrides it, so make sure
             # it is on its way (signed, so relays can carry it too).
             if self._queue.get(self.local_id) is None:
-                self._queue.push(self.own_update(State.ALIVE))
+                self._announce_self()
             return
         self.incarnation = min(u.incarnation + 1, MAX_INCARNATION)
         self.stats.refutations += 1
@@ -737,7 +739,18 @@ class SwimCore:
         if self._refute_period != self._period:
             self._refute_period = self._period
             self.awareness.apply(1)
-        self._queue.push(self.own_update(State.ALIVE))
+        self._announce_self()
+
+    def _announce_self(self) -> None:
+        """Spread our signed alive at our current incarnation: queued for
+        gossip, and attached to *every* frame we send for the next
+        ``retransmit_limit`` periods — so whoever hears our new incarnation
+        first-hand also holds our signature and can relay it believably
+        (an unsigned relay of it convinces nobody)."""
+        u = self.own_update(State.ALIVE)
+        self._own_alive = u
+        self._own_until = self._period + self.config.retransmit_limit(self._table.live_count + 1)
+        self._queue.push(u)
 
     def _dead_add(self, peer: PeerId) -> None:
         if peer not in self._dead_pos:
@@ -793,12 +806,18 @@ class SwimCore:
             # Buddy system: tell a suspect (or a member we think dead/left)
             # what we believe about it, first thing, so it can refute.
             updates.append(MemberUpdate(to, m.state, m.incarnation, (), self.local_id))
-        budget = cfg.max_frame_bytes - _HEADER_BYTES - (wire.update_size(updates[0]) if updates else 0)
+        own = self._own_alive
+        if own is not None and self._period <= self._own_until and not self._leaving:
+            updates.append(own)  # see _announce_self
+        else:
+            own = None
+        budget = cfg.max_frame_bytes - _HEADER_BYTES - sum(wire.update_size(u) for u in updates)
         if isinstance(body, PingReq):
             budget -= sum(len(a) + 2 for a in body.target_addrs)
-        updates += self._queue.take(
+        taken = self._queue.take(
             cfg.retransmit_limit(self._table.live_count + 1),
             cfg.max_updates_per_frame - len(updates),
             budget,
         )
+        updates += [u for u in taken if u.peer_id != self.local_id] if own is not None else taken
         out.append(Send(to, Message(seq, self.incarnation, body, tuple(updates)), addrs))

@@ -409,3 +409,20 @@ def test_checks_are_bounded_per_member_and_per_period() -> None:
     assert len(pinged) == a.config.max_checks_per_period
     assert len({p.to for p in pinged}) == len(pinged)
     assert all(a.member(pid(o)).state is State.ALIVE for o in others)
+
+
+def test_after_refuting_every_frame_carries_our_signed_alive_for_a_while() -> None:
+    x = make_core("x", ["a", "b", "c"])
+    deliver(x, 0.1, pid("a"), Message(1, 0, Ack(), (MemberUpdate(pid("x"), State.SUSPECT, 0, (), pid("a")),)))
+    assert x.incarnation == 1
+    carried, t = [], 0.1
+    for _ in range(x.config.retransmit_limit(4) + 6):
+        t, acts = next_tick(x)
+        for s in sends(acts):
+            carried.append(any(u.peer_id == pid("x") and u.incarnation == 1 and u.signature
+                               for u in s.message.updates))
+            if isinstance(s.message.body, Ping):
+                deliver(x, t, s.to, Message(s.message.seq, 0, Ack()))
+    # whoever hears incarnation 1 first-hand in that window can relay it believably
+    n = x.config.retransmit_limit(4)
+    assert all(carried[:n]) and not all(carried)
