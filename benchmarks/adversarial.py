@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "tests" / "api"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from attacks import ATTACKS, Target  # noqa: E402
-from common import emit, md_table  # noqa: E402
+from common import emit, md_table, percentile  # noqa: E402
 
 from agentp2p.client import Client  # noqa: E402
 from agentp2p.node import Node  # noqa: E402
@@ -59,6 +59,7 @@ class Outcome:
     survived: bool = True
     attack_note: str = ""
     failures: list[str] = field(default_factory=list)
+    check_seconds: list[float] = field(default_factory=list)
     counters: dict[str, Any] = field(default_factory=dict)
 
 
@@ -113,36 +114,37 @@ async def run_one(name: str, run: Callable[[Target, float], Awaitable[str]], arg
                             return
                         await trio.sleep(0.1)
 
+                async def one_check(label: str) -> None:
+                    out.checks += 1
+                    t = time.monotonic()
+                    try:
+                        await benign_check(target, client, args.check_timeout)
+                        out.checks_ok += 1
+                        out.check_seconds.append(time.monotonic() - t)
+                    except Exception as exc:  # noqa: BLE001 — a failed check is a figure
+                        out.failures.append(f"{label}{type(exc).__name__}: {exc}"[:200])
+
                 async def checks(stop: trio.Event) -> None:
                     while not stop.is_set():
-                        out.checks += 1
-                        try:
-                            await benign_check(target, client, args.check_timeout)
-                            out.checks_ok += 1
-                        except Exception as exc:  # noqa: BLE001 — a failed check is a figure
-                            out.failures.append(f"{type(exc).__name__}: {exc}"[:200])
+                        await one_check("")
                         with trio.move_on_after(args.check_every):
                             await stop.wait()
 
                 stop = trio.Event()
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(sample)
-                    nursery.start_soon(checks, stop)
-                    with trio.move_on_after(args.duration + 30):
-                        try:
-                            out.attack_note = await run(target, args.duration)
-                        except Exception as exc:  # noqa: BLE001
-                            out.attack_note = f"attack ended: {type(exc).__name__}: {exc}"[:200]
-                    stop.set()
+                async with trio.open_nursery() as sampler:
+                    sampler.start_soon(sample)
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(checks, stop)
+                        with trio.move_on_after(args.duration + 30):
+                            try:
+                                out.attack_note = await run(target, args.duration)
+                            except Exception as exc:  # noqa: BLE001
+                                out.attack_note = f"attack ended: {type(exc).__name__}: {exc}"[:200]
+                        stop.set()  # the check under way finishes; no new one starts
                     out.seconds = time.monotonic() - t0
                     # One more check after the attack: the daemon must still serve.
-                    out.checks += 1
-                    try:
-                        await benign_check(target, client, args.check_timeout)
-                        out.checks_ok += 1
-                    except Exception as exc:  # noqa: BLE001
-                        out.failures.append(f"after: {type(exc).__name__}: {exc}"[:200])
-                    nursery.cancel_scope.cancel()
+                    await one_check("after: ")
+                    sampler.cancel_scope.cancel()
                 out.survived = daemon.alive()
                 if out.survived:
                     cpu1 = proc.cpu_times()
@@ -191,13 +193,14 @@ async def main() -> None:
             f"{o.rss_start_mb:.0f} → {o.rss_peak_mb:.0f}",
             o.cpu_percent,
             f"{o.checks_ok}/{o.checks}",
+            f"{percentile(o.check_seconds, 50):.1f} / {max(o.check_seconds, default=math.nan):.1f}",
             "yes" if o.survived else "**no**",
             o.attack_note,
             ", ".join(f"{k}={v}" for k, v in o.counters.items() if v) or "-",
         )
         for o in outcomes
     ]
-    table = md_table(["attack", "RSS MB (start → peak)", "CPU %", "benign checks", "survived", "attack", "counters"], rows)
+    table = md_table(["attack", "RSS MB (start → peak)", "CPU %", "benign checks", "check s (P50 / max)", "survived", "attack", "counters"], rows)
     result = {
         "duration_s": args.duration,
         "outcomes": [o.__dict__ for o in outcomes],

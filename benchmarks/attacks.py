@@ -313,8 +313,8 @@ async def msg_oversize(target: Target, duration: float) -> str:
                 await raw.open()
                 sid = os.urandom(16)
                 await raw.hello(sid)
+                tally[0] += 1  # the victim resets the stream as soon as it reads the length
                 await raw.data(sid, [raw.envelope(sid, 1, os.urandom(3_900_000))])
-                tally[0] += 1
 
     sent, cut = await _repeat(duration, one_round)
     return f"{sent} oversized envelopes, {cut} identities cut off"
