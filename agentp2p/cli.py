@@ -78,6 +78,8 @@ def _daemon_config(args: argparse.Namespace) -> Any:
         overrides["log_level"] = args.log_level
     if args.mdns:
         overrides["mdns"] = True
+    if getattr(args, "swim", False):
+        overrides["swim"] = True
     config_file = args.config or os.environ.get("AGENTP2P_CONFIG")
     cfg = build_config(Path(config_file) if config_file else None, overrides=overrides, base=base)
     if cfg.messaging_store is None and cfg.identity_path is not None:

@@ -10,7 +10,7 @@ The daemon side: :func:`add_daemon_api_flags` adds ``--api`` and
 ``--api-token-file`` to ``agentp2p daemon`` (and ``--swim``, ``--agent-name``,
 ``--agent-description``, ``--capability``, ``--agent-card``), and
 :func:`daemon_services` turns them into the services the daemon's node runs:
-the :class:`~agentp2p.application.api.ApiService`, SWIM membership, and a
+the :class:`~agentp2p.application.api.ApiService` and a
 capability record.
 """
 
@@ -44,7 +44,9 @@ def add_daemon_api_flags(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help=f"API token file (default {TOKEN_FILE_NAME} next to the identity file)",
     )
-    parser.add_argument("--swim", action="store_true", help="run SWIM membership (agentp2p members)")
+    parser.add_argument(
+        "--swim", action="store_true", help="run SWIM membership (on by default; overrides swim = false in the config)"
+    )
     parser.add_argument(
         "--agent-name", metavar="NAME", help="publish a capability record under this agent name (agentp2p find)"
     )
@@ -71,7 +73,7 @@ def parse_capability(text: str) -> tuple[str, tuple[str, ...]]:
     return name, tag_list
 
 
-def _record_service(args: argparse.Namespace, swim: Any) -> Any:
+def _record_service(args: argparse.Namespace) -> Any:
     """The RecordService these flags ask for, or None."""
     from agentp2p.errors import ConfigError
 
@@ -84,7 +86,6 @@ def _record_service(args: argparse.Namespace, swim: Any) -> Any:
         return None
     from agentp2p.application.records.errors import InvalidRecord
     from agentp2p.application.records.model import Capability
-    from agentp2p.application.records.ranking import Liveness
     from agentp2p.application.records.service import RecordService
 
     metadata: dict[str, str] = {}
@@ -108,30 +109,21 @@ def _record_service(args: argparse.Namespace, swim: Any) -> Any:
             raise ConfigError(str(exc)) from None
         capabilities = tuple(Capability(n, tags=t) for n, t in parsed)
 
-    liveness = None
-    if swim is not None:
-        verdicts = {"alive": Liveness.ALIVE, "suspect": Liveness.SUSPECT, "dead": Liveness.DEAD, "left": Liveness.DEAD}
-
-        def liveness(peer: Any) -> Any:
-            return verdicts.get(swim.state_of(peer) or "", Liveness.UNKNOWN)
-
     try:
-        return RecordService(name, description, capabilities, metadata, liveness=liveness)
+        return RecordService(name, description, capabilities, metadata)
     except InvalidRecord as exc:
         raise ConfigError(f"the agent record would be invalid: {exc.detail}") from None
 
 
 def daemon_services(args: argparse.Namespace, config: Any) -> list[Any]:
     """The services ``agentp2p daemon`` runs for these flags: the API (unless
-    --api off), SWIM with --swim, a capability record with --agent-name or --agent-card."""
+    --api off) and a capability record with --agent-name or --agent-card.
+    SWIM is the node's own (``config.swim``, on by default)."""
     services: list[Any] = []
-    swim = None
-    if getattr(args, "swim", False):
-        from agentp2p.protocol.swim.service import SwimService
-
-        swim = SwimService()
-        services.append(swim)
-    records = _record_service(args, swim)
+    # SWIM is not built here: ``--swim`` sets ``config.swim`` (see
+    # cli._daemon_config) and the node builds it from the ``swim_*``
+    # settings, and wires its verdicts into the record service.
+    records = _record_service(args)
     if records is not None:
         services.append(records)
     api = getattr(args, "api", None)
@@ -202,7 +194,7 @@ def add_client_commands(sub: Any) -> None:
     p = cmd("incoming", _incoming, "print direct messages as they arrive: SENDER<TAB>TYPE<TAB>TEXT "
             "(each acknowledged once printed)")
     p.add_argument("--count", type=int, metavar="N", help="exit after N messages")
-    p = cmd("members", _members, "list SWIM members (the daemon needs --swim)")
+    p = cmd("members", _members, "list SWIM members")
     p.add_argument("--all", action="store_true", help="include dead and left members")
     p.add_argument("--watch", action="store_true", help="then print membership changes as they happen")
     p = cmd("find", _find, "find live agents offering a capability, best first")
