@@ -62,7 +62,7 @@ class PubSubConfig:
 
 @dataclass
 class DHTConfig:
-    """Kademlia settings (k = 20 and alpha = 3 are fixed by py-libp2p)."""
+    """Kademlia settings (k = 20 and alpha = 10 are fixed by py-libp2p 0.8.1, ``libp2p.kad_dht.common``)."""
 
     mode: str = "server"  # or "client"
     refresh_interval: float = 60.0  # random-walk period

@@ -1,6 +1,6 @@
 """Kademlia DHT: values, providers and peer routing under the agentp2p namespace.
 
-Wraps py-libp2p's ``KadDHT`` (k = 20, alpha = 3, protocol ``/ipfs/kad/1.0.0``)
+Wraps py-libp2p's ``KadDHT`` (k = 20, alpha = 10, protocol ``/ipfs/kad/1.0.0``)
 and fixes what it leaves to the application:
 
 * **Routing-table feed.** The library adds a peer to its routing table only
@@ -460,14 +460,15 @@ class DHT:
         The library's lookup returns early with whatever the local store
         holds, so a node that stored one provider record never learns about
         the others. Provider records live on the k peers closest to the key,
-        so we ask those (alpha at a time) and merge with our own.
+        so we ask those (three at a time; the library's own lookups use alpha = 10)
+        and merge with our own.
         """
         mh = provider_key(key)
         store = self.kad.provider_store
         found: list[Any] = list(store.get_providers(mh))
         with trio.move_on_after(self.config.query_timeout):
             closest = await self.lookup(mh)
-            limiter = trio.CapacityLimiter(3)  # alpha
+            limiter = trio.CapacityLimiter(3)
 
             async def ask(peer_id: ID) -> None:
                 if len(dedupe_peer_infos(found)) >= count:

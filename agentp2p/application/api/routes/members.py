@@ -29,7 +29,7 @@ ALL_STATES = ("alive", "suspect", "dead", "left")
 def _swim(ctx: ApiContext) -> Any:
     svc = ctx.node.services.get("swim")
     if svc is None:
-        raise service_unavailable("membership (SWIM)", "start the daemon with --swim")
+        raise service_unavailable("membership (SWIM)", "SWIM is off in this daemon's config (swim = false); remove that or pass --swim")
     return svc
 
 
