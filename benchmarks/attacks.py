@@ -14,6 +14,7 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -209,10 +210,9 @@ async def stream_flood(target: Target, duration: float) -> str:
     return f"{opened} streams opened and held, {refused} refused"
 
 
-@attack("pubsub_killer")
-async def pubsub_killer(target: Target, duration: float) -> str:
-    """The one gossipsub message that used to end the daemon (finding 1), over and over."""
-    from pubsub_attacker import killer_message, raw_meshsub
+async def _meshsub_flood(target: Target, duration: float, batch: Callable[[Any, int], list[Any]], rounds: int) -> tuple[int, int]:
+    """A fresh identity subscribes to the records topic and publishes ``rounds`` batches; again."""
+    from pubsub_attacker import raw_meshsub
 
     from agentp2p.application.records.announce import ANNOUNCE_TOPIC
 
@@ -221,31 +221,36 @@ async def pubsub_killer(target: Target, duration: float) -> str:
     async def one_round(tally: list[int]) -> None:
         async with raw_meshsub(peer, addrs) as raw:
             await raw.subscribe(ANNOUNCE_TOPIC)
-            for seq in range(1, 201):
-                await raw.publish(killer_message(ANNOUNCE_TOPIC, seq))
-                tally[0] += 1
+            for i in range(rounds):
+                msgs = batch(raw, i)
+                await raw.publish(*msgs)
+                tally[0] += len(msgs)
 
-    sent, cut = await _repeat(duration, one_round)
+    return await _repeat(duration, one_round)
+
+
+@attack("pubsub_killer")
+async def pubsub_killer(target: Target, duration: float) -> str:
+    """The one gossipsub message that used to end the daemon (finding 1), over and over."""
+    from pubsub_attacker import killer_message
+
+    from agentp2p.application.records.announce import ANNOUNCE_TOPIC
+
+    sent, cut = await _meshsub_flood(target, duration, lambda raw, i: [killer_message(ANNOUNCE_TOPIC, i + 1)], 200)
     return f"{sent} killer messages, {cut} identities cut off"
 
 
 @attack("pubsub_bogus_sigs")
 async def pubsub_bogus_sigs(target: Target, duration: float) -> str:
     """Well-formed messages with wrong signatures, as fast as possible (findings 1, 7)."""
-    from pubsub_attacker import bogus_signature_message, raw_meshsub
+    from pubsub_attacker import bogus_signature_message
 
     from agentp2p.application.records.announce import ANNOUNCE_TOPIC
 
-    peer, addrs = _victim(target)
+    def batch(raw: Any, i: int) -> list[Any]:
+        return [bogus_signature_message(ANNOUNCE_TOPIC, raw.peer_id, 50 * i + k + 1) for k in range(50)]
 
-    async def one_round(tally: list[int]) -> None:
-        async with raw_meshsub(peer, addrs) as raw:
-            await raw.subscribe(ANNOUNCE_TOPIC)
-            for seq in range(1, 2001, 50):
-                await raw.publish(*(bogus_signature_message(ANNOUNCE_TOPIC, raw.peer_id, s) for s in range(seq, seq + 50)))
-                tally[0] += 50
-
-    sent, cut = await _repeat(duration, one_round)
+    sent, cut = await _meshsub_flood(target, duration, batch, 40)
     return f"{sent} bogus-signature messages, {cut} identities cut off"
 
 

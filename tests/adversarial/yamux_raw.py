@@ -13,20 +13,14 @@ from typing import Any
 import trio
 from multiaddr import Multiaddr
 
-from libp2p import new_host
-from libp2p.custom_types import TProtocol
-from libp2p.network.config import ConnectionConfig
 from libp2p.peer.peerinfo import PeerInfo
-from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_ID
-from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.utils.varint import encode_varint_prefixed
 
-from agentp2p.network.host import security_options
-from agentp2p.network.identity import Identity
+from agentp2p.testing import LOOPBACK
+from agentp2p.testing import library_host as plain_host  # noqa: F401 — the tests import it from here
 
 TYPE_DATA, TYPE_WINDOW_UPDATE = 0, 1
 SYN, ACK, FIN, RST = 1, 2, 4, 8
-LOOPBACK = Multiaddr("/ip4/127.0.0.1/tcp/0")
 SINK = "/agentp2p/test-sink/1.0.0"
 #: Stream IDs the attacker picks for its raw streams (odd: it dialed), far
 #: above those its own library opens (identify, ping).
@@ -41,20 +35,6 @@ def frame(typ: int, flags: int, sid: int, payload: bytes = b"", length: int | No
 def select(protocol: str) -> bytes:
     """The dialer's side of multistream-select, pipelined (no waiting for replies)."""
     return encode_varint_prefixed(b"/multistream/1.0.0\n") + encode_varint_prefixed(protocol.encode() + b"\n")
-
-
-def plain_host(**kwargs: Any) -> Any:
-    """A bare py-libp2p host with Noise and the library's own Yamux."""
-    ident = Identity.generate()
-    # one connection per peer: no 250 ms happy-eyeballs wait per dial
-    kwargs.setdefault("connection_config", ConnectionConfig(max_connections_per_peer=1))
-    return new_host(
-        key_pair=ident.key_pair,
-        sec_opt=security_options(ident),  # type: ignore[arg-type]
-        muxer_opt={TProtocol(YAMUX_ID): Yamux},  # type: ignore[dict-item]
-        listen_addrs=[LOOPBACK],
-        **kwargs,
-    )
 
 
 @contextlib.asynccontextmanager

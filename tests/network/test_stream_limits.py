@@ -15,7 +15,8 @@ from agentp2p.network.resources import ResourceLimits
 from agentp2p.node import Node
 from agentp2p.testing import local_config, wait_until
 
-from plainhost import LOOPBACK, plain_host
+from agentp2p.testing import LOOPBACK
+from agentp2p.testing import library_host as plain_host
 
 HOLD = "/agentp2p/test-hold/1.0.0"
 
