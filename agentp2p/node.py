@@ -665,6 +665,18 @@ class Node:
 
     # -- introspection ----------------------------------------------------------
 
+    def _network_stats(self) -> dict[str, Any]:
+        """What the inbound gate and the Yamux guard refused or closed (docs/security.md)."""
+        from agentp2p.network.inbound import inbound_gate
+        from agentp2p.network.yamux import yamux_guard
+
+        gate, guard = inbound_gate(self.host), yamux_guard(self.host)
+        return {
+            "inbound": dict(gate.stats) if gate is not None else {},
+            "pending_handshakes": gate.pending if gate is not None else 0,
+            "yamux": dict(guard.stats) if guard is not None else {},
+        }
+
     def stats(self) -> dict[str, Any]:
         ps = self.pubsub.stats
         return {
@@ -686,6 +698,7 @@ class Node:
             "dht": self.dht.stats(),
             "handler_failures": dict(self.handler_failures.by_protocol),
             "resources": self.resources.stats(),
+            "network": self._network_stats(),
             "penalties": self.penalties.stats(),
             **{name: _service_stats(svc) for name, svc in self.services.items() if hasattr(svc, "stats")},
             "bootstrap": {

@@ -366,3 +366,9 @@ def install_guarded_muxer(host: Any, guard: YamuxGuard) -> None:
         return mm._annotate_connection(muxed, conn, protocol)
 
     mm.new_conn = new_conn
+    mm.agentp2p_guard = guard
+
+
+def yamux_guard(host: Any) -> YamuxGuard | None:
+    """The guard :func:`install_guarded_muxer` put on ``host`` (for stats), if any."""
+    return getattr(host.get_network().upgrader.muxer_multistream, "agentp2p_guard", None)

@@ -103,6 +103,9 @@ async def test_overrun_on_one_stream_closes_the_connection() -> None:
 
         await _attack_and_check(victim, attack)
         assert victim.penalties.stats()["offences"] >= 1
+        network = victim.stats()["network"]
+        assert network["yamux"]["window_overruns"] == 1 and network["yamux"]["connections_closed"] == 1
+        assert network["inbound"]["accepted"] >= 2  # the attacker and the benign checker
 
 
 async def test_overrun_on_many_streams_closes_the_connection() -> None:
