@@ -61,6 +61,10 @@ class ResourceLimits:
     max_streams_per_connection: int = 256
     #: Inbound streams of one protocol from one peer open at once.
     max_streams_per_peer_protocol: int = 64
+    #: Inbound streams of one protocol one peer may open per second
+    #: (sustained; ``stream_open_burst`` at once).
+    stream_opens_per_second: float = 50.0
+    stream_open_burst: int = 100
     #: Bytes buffered for peers, node-wide.
     max_memory: int = 256 * MiB
     #: Bytes buffered on behalf of one peer, all services together.

@@ -5,25 +5,31 @@ protocol. :func:`limit_streams` replaces the host's multistream handler
 table with one that wraps every handler — those registered already
 (identify, ping, pubsub, the DHT) and those registered later (our
 services) — in ``ResourceManager.open_stream``/``close_stream``. A stream
-beyond ``max_streams_per_peer_protocol`` is reset before its handler runs;
-the limit hit counts against the peer in the penalty box.
+beyond ``max_streams_per_peer_protocol`` open at once, or beyond
+``stream_opens_per_second`` per (peer, protocol), is reset before its
+handler runs; the limit hit counts against the peer in the penalty box.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import trio
 
+from agentp2p.network.ratelimit import PeerRateLimiter
 from agentp2p.network.resources import ResourceManager
 
 StreamHandler = Any
 
 
-def _limited(handler: StreamHandler, protocol: str, rm: ResourceManager) -> StreamHandler:
+def _limited(handler: StreamHandler, protocol: str, rm: ResourceManager, opens: PeerRateLimiter) -> StreamHandler:
     async def limited(stream: Any) -> None:
         peer = getattr(getattr(stream, "muxed_conn", None), "peer_id", None)
-        if not rm.open_stream(peer, protocol):
+        too_fast = not opens.allow((peer, protocol), time.monotonic())
+        if too_fast:
+            rm.hit("stream_opens_per_second", peer, protocol)
+        if too_fast or not rm.open_stream(peer, protocol):
             with trio.move_on_after(1):
                 try:
                     await stream.reset()
@@ -46,12 +52,14 @@ class _LimitedHandlers(dict):  # type: ignore[type-arg]
     def __init__(self, rm: ResourceManager, items: dict[Any, Any]) -> None:
         super().__init__()
         self._rm = rm
+        limits = rm.limits
+        self._opens = PeerRateLimiter(limits.stream_opens_per_second, limits.stream_open_burst, max_peers=16384)
         for protocol, handler in items.items():
             self[protocol] = handler
 
     def __setitem__(self, protocol: Any, handler: Any) -> None:
         if protocol is not None and handler is not None and getattr(handler, "_agentp2p_stream_limit", None) is not self._rm:
-            handler = _limited(handler, str(protocol), self._rm)
+            handler = _limited(handler, str(protocol), self._rm, self._opens)
         super().__setitem__(protocol, handler)
 
     def setdefault(self, protocol: Any, handler: Any = None) -> Any:  # type: ignore[override]

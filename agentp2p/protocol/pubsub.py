@@ -62,7 +62,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +79,7 @@ from libp2p.pubsub.validators import signature_validator
 
 from agentp2p.config import PubSubConfig
 from agentp2p.errors import PubSubError
+from agentp2p.network.ratelimit import PeerRateLimiter
 from agentp2p.throttled_log import ThrottledLog
 
 log = logging.getLogger("agentp2p.pubsub")
@@ -327,34 +328,6 @@ class _RoomyQueues(dict):  # type: ignore[type-arg]
             self._on_new_queue(queue)
 
 
-class _TokenBuckets:
-    """Per-peer token buckets (``rate`` tokens/s, at most ``burst``); LRU-bounded."""
-
-    def __init__(self, rate: float, burst: int, max_peers: int = 4096,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self._max_peers = max_peers
-        self._clock = clock
-        self._buckets: OrderedDict[Any, list[float]] = OrderedDict()
-
-    def take(self, peer: Any) -> bool:
-        now = self._clock()
-        bucket = self._buckets.get(peer)
-        if bucket is None:
-            bucket = self._buckets[peer] = [self.burst, now]
-            while len(self._buckets) > self._max_peers:
-                self._buckets.popitem(last=False)
-        else:
-            self._buckets.move_to_end(peer)
-            bucket[0] = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
-            bucket[1] = now
-        if bucket[0] < 1.0:
-            return False
-        bucket[0] -= 1.0
-        return True
-
-
 def _signature_ok(msg: rpc_pb2.Message) -> bool:
     """py-libp2p's ``signature_validator``, minus its exceptions (garbage ``key`` raises)."""
     try:
@@ -379,7 +352,7 @@ class PubSub:
         self._resources = resources
         self._offence = offence
         self._log = ThrottledLog(log, interval=30.0)
-        self._inbound = _TokenBuckets(config.inbound_rate_per_peer, config.inbound_burst_per_peer)
+        self._inbound = PeerRateLimiter(config.inbound_rate_per_peer, config.inbound_burst_per_peer)
         rate = config.max_messages_per_topic_per_second
         self.router = GossipSub(
             protocols=list(GOSSIPSUB_PROTOCOLS),
@@ -443,7 +416,7 @@ class PubSub:
                 await push_msg(forwarder, msg)  # our own publish: errors reach the caller
                 return
             try:
-                if not self._inbound.take(forwarder):
+                if not self._inbound.allow(forwarder, time.monotonic()):
                     stats.rate_limited += 1
                     self._report(forwarder, "rate-limited", RATE_LIMITED_WEIGHT)
                     return

@@ -84,3 +84,31 @@ async def test_streams_beyond_the_per_protocol_limit_are_reset_then_the_peer_is_
         # every slot came back when the streams ended
         await wait_until(lambda: not victim.resources._streams_per_peer_protocol, 10, "stream slots released")
         assert running == 0
+
+
+async def test_streams_opened_faster_than_the_rate_are_reset() -> None:
+    """Short streams that each finish at once never hit the concurrency limit;
+    the per-(peer, protocol) open rate stops a peer that churns them."""
+    handled = 0
+
+    async def quick(stream: Any) -> None:
+        nonlocal handled
+        handled += 1
+        await stream.close()
+
+    limits = ResourceLimits(stream_opens_per_second=1.0, stream_open_burst=5)
+    config = local_config(swim=False, resources=limits)
+    config.penalties.threshold = 1000  # watch the limit, not the ban
+    async with Node(config) as victim:
+        victim.set_stream_handler(HOLD, quick)
+        dialer = plain_host()
+        async with dialer.run([LOOPBACK]):
+            await dialer.connect(PeerInfo(victim.peer_id, victim.listen_addrs))
+            started = trio.current_time()
+            await _open_many(dialer, victim.peer_id, 30)
+            elapsed = trio.current_time() - started
+            refused = lambda: victim.resources.hits["stream_opens_per_second"]  # noqa: E731
+            await wait_until(lambda: handled + refused() >= 30, 10, "every stream handled or refused")
+            # the burst, plus one token per second spent opening
+            assert 5 <= handled <= 5 + int(elapsed) + 1, (handled, elapsed)
+            assert victim.penalties.points(dialer.get_id()) >= 20

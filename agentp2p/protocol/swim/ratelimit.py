@@ -19,37 +19,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from agentp2p.network.ratelimit import PeerRateLimiter
 
-class PeerRateLimiter:
-    """Token bucket per peer: ``allow(peer, now)`` spends one token or says no."""
-
-    __slots__ = ("rate", "burst", "max_peers", "_buckets")
-
-    def __init__(self, rate: float, burst: float, max_peers: int = 4096) -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError("need rate > 0 and burst >= 1")
-        self.rate = rate
-        self.burst = burst
-        self.max_peers = max_peers
-        self._buckets: OrderedDict[bytes, list[float]] = OrderedDict()  # peer -> [tokens, last]
-
-    def allow(self, peer: bytes, now: float) -> bool:
-        b = self._buckets.get(peer)
-        if b is None:
-            if len(self._buckets) >= self.max_peers:
-                self._buckets.popitem(last=False)
-            b = self._buckets[peer] = [self.burst, now]
-        else:
-            self._buckets.move_to_end(peer)
-            b[0] = min(self.burst, b[0] + (now - b[1]) * self.rate)
-            b[1] = now
-        if b[0] >= 1.0:
-            b[0] -= 1.0
-            return True
-        return False
-
-    def __len__(self) -> int:
-        return len(self._buckets)
+__all__ = ["LogThrottle", "PeerRateLimiter"]
 
 
 class LogThrottle:

@@ -56,8 +56,9 @@ from libp2p.peer.id import ID
 from multiaddr import Multiaddr
 
 from agentp2p.network.framing import FrameError, FrameReader, encode_varint, length_prefixed
+from agentp2p.network.ratelimit import PeerRateLimiter
 
-from .ratelimit import LogThrottle, PeerRateLimiter
+from .ratelimit import LogThrottle
 from .wire import MAX_FRAME_BYTES, PROTOCOL_ID
 
 log = logging.getLogger("agentp2p.swim")
