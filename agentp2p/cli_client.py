@@ -353,7 +353,13 @@ def _dht(client: Any, args: argparse.Namespace) -> int:
             sys.stdout.buffer.write(value + (b"" if value.endswith(b"\n") else b"\n"))
             sys.stdout.flush()
     elif op == "put":
-        client.dht_put(key, _read_data(args.value))
+        stored = client.dht_put(key, _read_data(args.value))
+        if args.json:
+            _print_json({"key": key, "stored": stored})
+        elif stored == 0:
+            print(f"stored {key!r} on this node only: no peer to store it at", file=sys.stderr)
+        else:
+            print(f"stored {key!r} at {stored} peer{'s' if stored != 1 else ''}")
     elif op == "provide":
         client.provide(key)
     elif op == "providers":

@@ -553,9 +553,11 @@ class Node:
 
     # -- DHT --------------------------------------------------------------------
 
-    async def dht_put(self, key: str, value: bytes) -> None:
+    async def dht_put(self, key: str, value: bytes) -> int:
+        """Store ``value`` under ``key``; returns how many remote peers stored it
+        (0 when there are none). Raises DHTError when peers exist but none did."""
         self._require_running()
-        await self.dht.put(key, value)
+        return await self.dht.put(key, value)
 
     async def dht_get(self, key: str) -> bytes | None:
         self._require_running()

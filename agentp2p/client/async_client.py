@@ -345,8 +345,9 @@ class Client:
     async def dht_get(self, key: str) -> bytes | None:
         return await self.call(calls.dht_get(key))
 
-    async def dht_put(self, key: str, value: bytes | str) -> None:
-        await self.call(calls.dht_put(key, value))
+    async def dht_put(self, key: str, value: bytes | str) -> int:
+        """Store a value; returns how many remote peers stored it."""
+        return await self.call(calls.dht_put(key, value))
 
     async def provide(self, key: str) -> None:
         await self.call(calls.provide(key))

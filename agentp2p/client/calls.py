@@ -98,8 +98,9 @@ def dht_get(key: str) -> Call[bytes | None]:
     return Call("GET", f"{PREFIX}/dht/value", lambda d: base64.b64decode(d["value_b64"]), params={"key": key}, none_on_404=True)
 
 
-def dht_put(key: str, value: bytes | str) -> Call[None]:
-    return Call("PUT", f"{PREFIX}/dht/value", lambda d: None, json={"key": key, **encode_payload(value, "value", "value_b64")})
+def dht_put(key: str, value: bytes | str) -> Call[int]:
+    """Returns how many remote peers stored the value."""
+    return Call("PUT", f"{PREFIX}/dht/value", lambda d: int(d["stored"]), json={"key": key, **encode_payload(value, "value", "value_b64")})
 
 
 def provide(key: str) -> Call[None]:

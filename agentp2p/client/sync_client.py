@@ -296,8 +296,9 @@ class SyncClient:
     def dht_get(self, key: str) -> bytes | None:
         return self.call(calls.dht_get(key))
 
-    def dht_put(self, key: str, value: bytes | str) -> None:
-        self.call(calls.dht_put(key, value))
+    def dht_put(self, key: str, value: bytes | str) -> int:
+        """Store a value; returns how many remote peers stored it."""
+        return self.call(calls.dht_put(key, value))
 
     def provide(self, key: str) -> None:
         self.call(calls.provide(key))

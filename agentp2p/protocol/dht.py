@@ -62,8 +62,42 @@ QUOTA_WEIGHT = 0.5
 #: The peer whose inbound DHT request this task is handling (None: our own work).
 _INBOUND_PEER: contextvars.ContextVar[ID | None] = contextvars.ContextVar("agentp2p_dht_inbound_peer", default=None)
 
+#: Set by :meth:`DHT.put` for the duration of one put: [peers asked, peers that stored].
+_PUT_TALLY: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("agentp2p_dht_put_tally", default=None)
+
 NAMESPACE = "agentp2p"
 MAX_KEY_BYTES = 50
+
+
+def _tolerate_echoed_sender_record() -> None:
+    """Count a PUT_VALUE at a go-libp2p peer as stored when it was.
+
+    go-libp2p-kad-dht answers PUT_VALUE by echoing the request, including the
+    senderRecord *we* signed; py-libp2p 0.8.1 checks it against the
+    responder's ID and reports the store as failed (docs/interop.md). During
+    our own puts (``_PUT_TALLY`` set), our own record echoed back is accepted
+    as "nothing to learn" instead. Elsewhere the library's check is unchanged.
+    """
+    import libp2p.kad_dht.value_store as value_store_module
+    from libp2p.kad_dht.pb.kademlia_pb2 import Message
+    from libp2p.peer.envelope import consume_envelope
+
+    original = value_store_module.maybe_consume_signed_record
+    if getattr(original, "_agentp2p_echo_tolerant", False):
+        return
+
+    def tolerant(msg: Any, host: Any, peer_id: Any = None) -> bool:
+        if _PUT_TALLY.get() is not None and isinstance(msg, Message) and msg.HasField("senderRecord"):
+            try:
+                _envelope, record = consume_envelope(msg.senderRecord, "libp2p-peer-record")
+                if record.peer_id == host.get_id():
+                    return True
+            except Exception:  # noqa: BLE001 — the library's check decides
+                pass
+        return original(msg, host, peer_id)
+
+    tolerant._agentp2p_echo_tolerant = True  # type: ignore[attr-defined]
+    value_store_module.maybe_consume_signed_record = tolerant
 
 
 class DHTError(AgentP2PError):
@@ -377,6 +411,23 @@ class DHT:
         self.quotas = StoreQuotas(config, offence)
         self.quotas.install(self.kad)
         self.lookups = 0
+        self._count_remote_stores()
+
+    def _count_remote_stores(self) -> None:
+        """Tally, per :meth:`put`, the peers asked to store and those that did
+        (the library's ``put_value`` logs that count and returns nothing)."""
+        _tolerate_echoed_sender_record()
+        store_at_peer = self.kad.value_store._store_at_peer
+
+        async def counted(peer_id: ID, key: bytes, value: bytes, record: Any = None) -> bool:
+            ok = await store_at_peer(peer_id, key, value, record=record)
+            tally = _PUT_TALLY.get()
+            if tally is not None and peer_id != self.host.get_id():
+                tally[0] += 1
+                tally[1] += 1 if ok else 0
+            return ok
+
+        self.kad.value_store._store_at_peer = counted  # type: ignore[method-assign]
 
     def stats(self) -> dict[str, Any]:
         return {"lookups": self.lookups, **self.quotas.stats()}
@@ -429,16 +480,30 @@ class DHT:
 
     # -- API ------------------------------------------------------------------
 
-    async def put(self, key: str, value: bytes) -> None:
+    async def put(self, key: str, value: bytes) -> int:
+        """Store ``value`` here and at the closest peers; returns how many
+        remote peers stored it. Raises :class:`DHTError` when peers exist
+        but none stored it (the value is then held only by this node)."""
         full = value_key(key)
         try:
             self.kad.validator.validate(full, value) if self.kad.validator else None
         except Exception as exc:
             raise DHTError(f"value rejected: {exc}") from None
-        with trio.move_on_after(self.config.query_timeout) as scope:
-            await self.kad.put_value(full, value)
+        tally = [0, 0]
+        token = _PUT_TALLY.set(tally)
+        try:
+            with trio.move_on_after(self.config.query_timeout) as scope:
+                await self.kad.put_value(full, value)
+        finally:
+            _PUT_TALLY.reset(token)
+        asked, stored = tally
         if scope.cancelled_caught:
-            raise DHTError(f"put {full!r} timed out")
+            raise DHTError(f"put {full!r} timed out ({stored} of {asked} peers asked had stored it)")
+        if stored == 0 and (asked > 0 or self.routing_table_size > 0):
+            raise DHTError(
+                f"put {full!r}: no peer stored the value ({asked} asked); only this node holds it"
+            )
+        return stored
 
     async def get(self, key: str) -> bytes | None:
         full = value_key(key)

@@ -267,8 +267,9 @@ async def test_pin_py_libp2p_miscounts_put_value_at_go(go_peer_binary: Path) -> 
     senderRecord *we* signed. py-libp2p 0.8.1 checks that record against the
     responder's peer ID, logs "Received an invalid-signed-record, ignoring the
     response" and reports the store as failed, although Go stored the value.
-    ``Node.dht_put`` does not depend on that count, so values still land. If
-    this test fails, py-libp2p changed: update docs/interop.md.
+    ``Node.dht_put`` counts such a store as done (it accepts our own echoed
+    record during its puts) and reports the count. If this test fails,
+    py-libp2p changed: update docs/interop.md.
     """
     from libp2p.peer.id import ID
 
