@@ -373,7 +373,31 @@ class Node:
 
     async def _close_quietly(self, peer_id: ID) -> None:
         with contextlib.suppress(Exception):
-            await self.host.disconnect(peer_id)
+            await self._close_connections(peer_id)
+
+    async def _close_connections(self, peer_id: ID) -> None:
+        """Close the connections to ``peer_id`` open now, and only those.
+
+        Not the library's ``Swarm.close_peer``: it awaits each close, then
+        drops *every* connection of the peer from the swarm's table, including
+        one the peer opened while we were closing (a js-libp2p peer redials
+        within milliseconds). That connection stayed open, untracked: no
+        ``peers``, no ping, no pub/sub. Each ``SwarmConn.close`` removes just
+        itself from the table.
+        """
+        network = self.host.get_network()
+        conns = list(network.get_connections(peer_id))
+
+        async def close_one(conn: Any) -> None:
+            try:
+                network.cleanup_connection_health(peer_id, conn)
+                await conn.close()
+            except Exception as exc:  # noqa: BLE001 — the others still close
+                log.debug("closing a connection to %s failed: %r", peer_id, exc)
+
+        async with trio.open_nursery() as nursery:
+            for conn in conns:
+                nursery.start_soon(close_one, conn)
 
     def add_service(self, service: NodeService) -> None:
         """Attach ``service``; only before the node starts."""
@@ -471,7 +495,8 @@ class Node:
         return info.peer_id
 
     async def disconnect(self, peer: ID | str) -> None:
-        await self.host.disconnect(to_peer_id(peer))
+        """Close our connections to ``peer``; the peer may dial again at once."""
+        await self._close_connections(to_peer_id(peer))
 
     def peers(self) -> list[ID]:
         """Peers with at least one open connection."""
