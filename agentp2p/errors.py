@@ -38,3 +38,7 @@ class PubSubError(AgentP2PError):
 
 class NotRunningError(AgentP2PError):
     """The node was used outside of its ``async with`` block."""
+
+
+class IdentityInUseError(IdentityError):
+    """Another running node holds the lock on this identity file."""

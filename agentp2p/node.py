@@ -308,6 +308,12 @@ class Node:
         would replace the caller's exception with ``Cancelled``.
         """
         async with contextlib.AsyncExitStack() as stack:
+            if self.config.identity_path is not None:
+                # One running node per identity file (a second daemon on it
+                # would be the same peer ID in two places).
+                from agentp2p.network.identity_lock import identity_lock
+
+                stack.enter_context(identity_lock(self.config.identity_path))
             for service in (self.pubsub.pubsub, self.pubsub.router, self.dht.kad):
                 await stack.enter_async_context(background_trio_service(service))
             await self.pubsub.pubsub.wait_until_ready()

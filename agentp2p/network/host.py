@@ -20,6 +20,8 @@ agentp2p creates goes through :func:`build_host`, which:
   peers refused, and slots released when each connection closes.
 * limits inbound streams per (peer, protocol) for every handler
   (:mod:`.streams`).
+* opens TCP listeners without ``SO_REUSEPORT`` (:mod:`.listen`), so a port
+  another process listens on is an error instead of a shared port.
 * detaches py-libp2p's own resource manager, which leaks under
   cancellation; ours accounts for everything it did.
 """
@@ -47,6 +49,7 @@ from agentp2p import __version__
 from agentp2p.network.handlers import HandlerFailures, install_swarm_guard
 from agentp2p.network.identity import Identity
 from agentp2p.network.inbound import InboundGate, install_ban_gate
+from agentp2p.network.listen import install as install_exclusive_listeners
 from agentp2p.network.resources import ResourceManager
 from agentp2p.network.streams import limit_streams
 from agentp2p.network.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
@@ -161,6 +164,8 @@ def build_host(
     ``on_offence(peer, reason, weight)`` hears of muxer violations.
     """
     resources = resources or ResourceManager()
+    # Listeners without SO_REUSEPORT: a port in use is an error, not shared.
+    install_exclusive_listeners()
     # Prune above max_connections. The low watermark only matters to the
     # library's auto-connector, which we switch off below.
     conn_config = ConnectionConfig(
