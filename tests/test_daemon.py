@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import trio
@@ -25,7 +27,12 @@ class Daemon:
     """An ``agentp2p daemon`` subprocess with its stdout addresses and JSON logs."""
 
     def __init__(self, tmp: Path, name: str, *extra: str) -> None:
-        self.args = [*CLI, "daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--identity", str(tmp / f"{name}.key"), "--json-logs", *extra]
+        # The control API on an ephemeral port: the default one belongs to
+        # whatever daemon the machine's user runs.
+        self.args = [
+            *CLI, "daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--identity", str(tmp / f"{name}.key"), "--json-logs",
+            "--api", "127.0.0.1:0", *extra,
+        ]  # fmt: skip
         self.env = _env(tmp)
         self.addrs: list[str] = []
         self.logs: list[dict] = []
@@ -113,12 +120,32 @@ def test_bad_multiaddr(tmp_path: Path) -> None:
     _assert_one_line_error(_run(tmp_path, "daemon", "--bootstrap", "/ip4/127.0.0.1/tcp/1"), "/p2p/")
 
 
+@contextlib.contextmanager
+def _default_ports_taken() -> Iterator[None]:
+    """Hold the daemon's default ports, as a user's own daemon would (if
+    something already holds one, the condition holds all the same)."""
+    from agentp2p.client.discovery import DEFAULT_API_LISTEN
+
+    api_host, api_port = DEFAULT_API_LISTEN.rsplit(":", 1)
+    with contextlib.ExitStack() as stack:
+        for host, port in (("0.0.0.0", 4001), (api_host, int(api_port))):
+            s = stack.enter_context(socket.socket())
+            with contextlib.suppress(OSError):
+                s.bind((host, port))
+                s.listen()
+        yield
+
+
 def test_port_in_use(tmp_path: Path) -> None:
-    with socket.socket() as s:
+    # Hermetic: passes whether or not another daemon holds the default ports.
+    with _default_ports_taken(), socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        result = _run(tmp_path, "daemon", "--listen", f"/ip4/127.0.0.1/tcp/{port}", "--identity", str(tmp_path / "k"))
+        result = _run(
+            tmp_path, "daemon", "--listen", f"/ip4/127.0.0.1/tcp/{port}", "--identity", str(tmp_path / "k"),
+            "--api", "127.0.0.1:0",
+        )  # fmt: skip
     _assert_one_line_error(result, "address already in use")
 
 
