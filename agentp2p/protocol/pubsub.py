@@ -361,6 +361,12 @@ class PubSub:
             degree_high=config.degree_high,
             heartbeat_interval=config.heartbeat_interval,  # type: ignore[arg-type]
             heartbeat_initial_delay=0.1,
+            # py-libp2p's "adaptive gossip" (on by default) re-rates network
+            # health every 30 s and, on a small mesh, stretches the heartbeat
+            # to 30-60 s: the message cache then spans ~90 s and a new
+            # subscriber is sent that much old history (send_recent_messages).
+            # The heartbeat stays the configured one.
+            adaptive_gossip_enabled=False,
             spam_protection_enabled=rate is not None,
             max_messages_per_topic_per_second=rate if rate is not None else 10.0,
             # Messages for connected peers whose subscription has not arrived
