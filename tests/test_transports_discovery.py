@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import pytest
 from libp2p.peer.id import ID
 
 from agentp2p.node import Node
@@ -37,7 +40,33 @@ async def test_mdns_connector_dials_discovered_peers_once() -> None:
         assert not a.is_connected(b.peer_id)
 
 
-def test_mdns_is_off_by_default() -> None:
-    from agentp2p.config import NodeConfig
+async def test_mdns_is_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node with the default config starts no mDNS: no zeroconf instance,
+    no advertisement, no mDNS task. A node with ``mdns=True`` next to it shows
+    the probe would see one (zeroconf itself is faked: tests stay on loopback)."""
+    import libp2p.discovery.mdns.mdns as library_mdns
 
-    assert NodeConfig().mdns is False
+    started: list[object] = []
+
+    class FakeDiscovery:
+        def __init__(self, swarm: object, **kwargs: object) -> None:
+            self.swarm = swarm
+            self.listener = SimpleNamespace(discovered_services={})
+
+        def start(self) -> None:
+            started.append(self.swarm)
+
+        def stop(self) -> None:
+            pass
+
+    monkeypatch.setattr(library_mdns, "MDNSDiscovery", FakeDiscovery)
+
+    def mdns_tasks(node: Node) -> list[str]:
+        assert node._nursery is not None
+        return [t.name for t in node._nursery.child_tasks if "mdns" in t.name]
+
+    async with Node(local_config()) as default, Node(local_config(mdns=True)) as on:
+        await wait_until(lambda: on.host.get_network() in started, what="the mdns=True node to advertise")
+        assert mdns_tasks(on)
+        assert default.host.get_network() not in started
+        assert mdns_tasks(default) == []
