@@ -55,3 +55,16 @@ async def test_api_and_client_report_the_count() -> None:
             assert await client.dht_put("via-api", "v") == 1
             r = await client._http.put("/v1/dht/value", json={"key": "via-http", "value": "v"})
             assert r.status_code == 200 and r.json()["stored"] == 1
+
+
+async def test_empty_value_is_refused_up_front() -> None:
+    # Peers refuse empty values; saying so beats "no peer stored it".
+    api = ApiService("127.0.0.1:0")
+    async with Node(local_config(), services=[api]) as a:
+        with pytest.raises(DHTError, match="empty value"):
+            await a.dht_put("empty", b"")
+        with trio.fail_after(10):
+            await api.ready.wait()
+        async with Client(api.base_url.removeprefix("http://"), token=api.token) as client:
+            r = await client._http.put("/v1/dht/value", json={"key": "empty", "value": ""})
+            assert r.status_code == 400 and "empty" in r.json()["message"]

@@ -485,6 +485,9 @@ class DHT:
         remote peers stored it. Raises :class:`DHTError` when peers exist
         but none stored it (the value is then held only by this node)."""
         full = value_key(key)
+        if not value:
+            # py-libp2p peers refuse it ("Missing key or value in PUT_VALUE").
+            raise DHTError("value rejected: an empty value cannot be stored at peers")
         try:
             self.kad.validator.validate(full, value) if self.kad.validator else None
         except Exception as exc:

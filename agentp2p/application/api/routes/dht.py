@@ -52,6 +52,8 @@ async def put_value(request: Request) -> JSONResponse:
     body = await read_json_object(request, limit * 2 + _SMALL_BODY, {"key", "value", "value_b64"})
     key = _key(require_str(body, "key", max_len=MAX_KEY))
     value = payload(body, "value", "value_b64", limit)
+    if not value:
+        raise bad_request("DHT value must not be empty (peers refuse to store an empty value)")
     stored = await ctx.node.dht_put(key, value)
     return JSONResponse({"key": key, "size": len(value), "stored": stored})
 
