@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agentp2p.client.discovery import ADDR_FILE_NAME, DEFAULT_API_LISTEN, TOKEN_FILE_NAME, daemon_home
+from agentp2p.client.discovery import ADDR_FILE_NAME, DEFAULT_API_LISTEN, TOKEN_FILE_NAME, api_files
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -42,7 +42,8 @@ def add_daemon_api_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api-token-file",
         metavar="PATH",
-        help=f"API token file (default {TOKEN_FILE_NAME} next to the identity file)",
+        help=f"API token file (default {TOKEN_FILE_NAME} next to the identity file, named after it unless it is "
+        "identity.key)",
     )
     parser.add_argument(
         "--swim", action="store_true", help="run SWIM membership (on by default; overrides swim = false in the config)"
@@ -131,14 +132,16 @@ def daemon_services(args: argparse.Namespace, config: Any) -> list[Any]:
         return services
     from agentp2p.application.api import ApiService
 
-    home = daemon_home(config.identity_path)
+    # Named after the identity file: daemons sharing a directory never
+    # overwrite each other's api.addr (client.discovery.api_files).
+    addr_file, default_token_file = api_files(config.identity_path)
     token_flag = getattr(args, "api_token_file", None)
-    token_file = Path(token_flag).expanduser() if token_flag else home / TOKEN_FILE_NAME
+    token_file = Path(token_flag).expanduser() if token_flag else default_token_file
     services.append(
         ApiService(
             api or DEFAULT_API_LISTEN,
             token_file=token_file,
-            addr_file=home / ADDR_FILE_NAME,
+            addr_file=addr_file,
             fallback=api is None,
         )
     )
@@ -151,7 +154,12 @@ def daemon_services(args: argparse.Namespace, config: Any) -> list[Any]:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api", metavar="HOST:PORT", help=f"daemon API address (default: read {ADDR_FILE_NAME})")
     p.add_argument("--token-file", metavar="PATH", help=f"API token file (default: {TOKEN_FILE_NAME} next to the identity)")
-    p.add_argument("--identity", metavar="PATH", help="the daemon's identity file; its directory holds api.addr and api.token")
+    p.add_argument(
+        "--identity",
+        metavar="PATH",
+        help="talk to the daemon running on this identity file (its api.addr/api.token are beside it, "
+        "named after it: alice.key -> alice.api.addr)",
+    )
     p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="per-request timeout (default 30)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
@@ -218,8 +226,8 @@ def run_client_command(args: argparse.Namespace) -> int:
 
     handler = args.client_handler
     try:
-        home = daemon_home(args.identity) if args.identity else None
-        with SyncClient(args.api, token_file=args.token_file, home=home, timeout=args.timeout) as client:
+        endpoint = _choose_daemon(args)
+        with SyncClient(endpoint=endpoint, timeout=args.timeout) as client:
             return int(handler(client, args))
     except ClientError as exc:
         print(f"agentp2p: error: {exc}", file=sys.stderr)
@@ -230,6 +238,38 @@ def run_client_command(args: argparse.Namespace) -> int:
         # The reader went away (`agentp2p subscribe t | head -1`): that is how it ends.
         sys.stderr.close()
         return EXIT_OK
+
+
+def _choose_daemon(args: argparse.Namespace) -> Any:
+    """The daemon this command talks to, said out loud when it is ambiguous.
+
+    ``--api`` or ``--identity`` pick one. Otherwise the daemon of the default
+    identity (``~/.agentp2p/identity.key``); when other daemons also run from
+    ``~/.agentp2p``, a line on stderr says which one is used and how to pick
+    another; with no default daemon, the only one running is used (and
+    named), and with several the user must choose.
+    """
+    from agentp2p.client import ClientError
+    from agentp2p.client.discovery import DEFAULT_HOME, DEFAULT_IDENTITY_STEM, locate, running_daemons
+
+    if args.api is not None or args.identity is not None:
+        return locate(args.api, token_file=args.token_file, identity=args.identity)
+    running = running_daemons()
+    if not running or [d.name for d in running] == [DEFAULT_IDENTITY_STEM]:
+        return locate(token_file=args.token_file)  # the usual case, or "no daemon found"
+    if running[0].name != DEFAULT_IDENTITY_STEM and len(running) > 1:
+        names = ", ".join(f"{DEFAULT_HOME}/{d.name}.key" for d in running)
+        raise ClientError(
+            f"{len(running)} agentp2p daemons are running ({names}) and none on the default identity; "
+            "choose one with --identity"
+        )
+    chosen, others = running[0], [d.name for d in running[1:]]
+    note = f"talking to the daemon of {DEFAULT_HOME}/{chosen.name}.key at {chosen.address}"
+    if others:
+        note += f"; also running: {', '.join(others)} (choose with --identity)"
+    print(f"agentp2p: {note}", file=sys.stderr)
+    identity = DEFAULT_HOME.expanduser() / f"{chosen.name}.key"
+    return locate(token_file=args.token_file, identity=identity)
 
 
 def _print_json(obj: Any) -> None:

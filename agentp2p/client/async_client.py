@@ -145,8 +145,9 @@ class Client:
     """Talks to a running ``agentp2p daemon`` (see module doc).
 
     With no arguments it reads ``~/.agentp2p/api.addr`` and ``api.token``;
-    ``home`` points at another daemon's directory (where its identity file
-    is), ``api``/``token``/``token_file`` override each piece.
+    ``identity`` (a daemon's identity key file) reaches that daemon through
+    the API files named after it; ``home`` points at another directory of
+    default files; ``api``/``token``/``token_file`` override each piece.
     """
 
     def __init__(
@@ -158,8 +159,9 @@ class Client:
         home: str | Path | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         endpoint: Endpoint | None = None,
+        identity: str | Path | None = None,
     ) -> None:
-        self.endpoint = endpoint or locate(api, token=token, token_file=token_file, home=home)
+        self.endpoint = endpoint or locate(api, token=token, token_file=token_file, home=home, identity=identity)
         self.timeout = timeout
         uds = self.endpoint.address.unix_path
         transport = httpx.AsyncHTTPTransport(uds=uds) if uds else None

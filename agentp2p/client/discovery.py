@@ -3,7 +3,11 @@
 The daemon writes two files next to its identity key (by default in
 ``~/.agentp2p``): ``api.addr`` with the address it actually bound (so a port
 chosen by the OS, or a fallback port, is still found) and ``api.token``
-(mode 0600) with the bearer token every request must carry. Anyone who can
+(mode 0600) with the bearer token every request must carry. They are named
+after the identity file (:func:`api_files`): the default ``identity.key``
+has ``api.addr`` and ``api.token``, ``alice.key`` beside it has
+``alice.api.addr`` and ``alice.api.token`` — so two daemons sharing a
+directory never overwrite each other's files. Anyone who can
 read the token can read the identity key beside it, so file permissions are
 the whole access-control story for local clients.
 
@@ -87,6 +91,68 @@ def parse_api_address(text: str) -> ApiAddress:
     return ApiAddress(host=host, port=port)
 
 
+DEFAULT_IDENTITY_STEM = "identity"
+
+
+def api_files(identity: str | Path | None = None) -> tuple[Path, Path]:
+    """``(api.addr, api.token)`` of the daemon running on ``identity`` (a key file;
+    default ``~/.agentp2p/identity.key``), beside that file and named after it."""
+    path = Path(identity).expanduser() if identity is not None else DEFAULT_HOME.expanduser() / "identity.key"
+    prefix = "" if path.stem == DEFAULT_IDENTITY_STEM else f"{path.stem}."
+    return path.parent / f"{prefix}{ADDR_FILE_NAME}", path.parent / f"{prefix}{TOKEN_FILE_NAME}"
+
+
+@dataclass(frozen=True)
+class RunningDaemon:
+    """A daemon whose ``api.addr`` is in a directory and answers there."""
+
+    name: str  # the identity file's stem
+    addr_file: Path
+    address: ApiAddress
+
+
+def _answers(address: ApiAddress, timeout: float = 0.5) -> bool:
+    import socket
+
+    try:
+        if address.unix_path is not None:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(timeout)
+                s.connect(address.unix_path)
+        else:
+            with socket.create_connection((address.host, address.port), timeout=timeout):
+                pass
+    except OSError:
+        return False
+    return True
+
+
+def running_daemons(home: str | Path | None = None) -> list[RunningDaemon]:
+    """The daemons with API files in ``home`` (default ``~/.agentp2p``) whose
+    API answers, the default identity's first (stale files after a crash are skipped)."""
+    base = Path(home).expanduser() if home is not None else DEFAULT_HOME.expanduser()
+    try:
+        names = sorted(p.name for p in base.iterdir())
+    except OSError:
+        return []
+    out: list[RunningDaemon] = []
+    for name in names:
+        if name == ADDR_FILE_NAME:
+            stem = DEFAULT_IDENTITY_STEM
+        elif name.endswith("." + ADDR_FILE_NAME):
+            stem = name[: -len(ADDR_FILE_NAME) - 1]
+        else:
+            continue
+        try:
+            address = parse_api_address((base / name).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if _answers(address):
+            out.append(RunningDaemon(stem, base / name, address))
+    out.sort(key=lambda d: d.name != DEFAULT_IDENTITY_STEM)
+    return out
+
+
 def daemon_home(identity: str | Path | None = None) -> Path:
     """The directory holding the daemon's identity and API files."""
     if identity is not None:
@@ -121,20 +187,24 @@ def locate(
     token: str | None = None,
     token_file: str | Path | None = None,
     home: str | Path | None = None,
+    identity: str | Path | None = None,
 ) -> Endpoint:
-    """Find the daemon: explicit arguments first, then the files in ``home``.
+    """Find the daemon: explicit arguments first, then its files.
 
-    ``home`` defaults to ``~/.agentp2p``; pass the directory of a daemon's
-    ``--identity`` file to reach that daemon.
+    ``identity``: the daemon's identity key file; its API files are beside
+    it, named after it (:func:`api_files`). Otherwise ``home`` (default
+    ``~/.agentp2p``) and the default identity's ``api.addr``/``api.token``.
     """
     base = Path(home).expanduser() if home is not None else DEFAULT_HOME.expanduser()
+    addr_file, default_token_file = base / ADDR_FILE_NAME, base / TOKEN_FILE_NAME
+    if identity is not None:
+        addr_file, default_token_file = api_files(identity)
     if api is not None:
         try:
             address = parse_api_address(api)
         except ValueError as exc:
             raise ClientError(str(exc)) from None
     else:
-        addr_file = base / ADDR_FILE_NAME
         try:
             text = addr_file.read_text().strip()
         except FileNotFoundError:
@@ -149,5 +219,5 @@ def locate(
             raise DaemonNotRunning(f"{addr_file} is corrupt: {exc}") from None
     if token is not None:
         return Endpoint(address, token, "the token argument")
-    path = Path(token_file).expanduser() if token_file is not None else base / TOKEN_FILE_NAME
+    path = Path(token_file).expanduser() if token_file is not None else default_token_file
     return Endpoint(address, read_token_file(path), str(path))

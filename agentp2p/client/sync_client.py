@@ -135,8 +135,9 @@ class SyncClient:
         home: str | Path | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         endpoint: Endpoint | None = None,
+        identity: str | Path | None = None,
     ) -> None:
-        self.endpoint = endpoint or locate(api, token=token, token_file=token_file, home=home)
+        self.endpoint = endpoint or locate(api, token=token, token_file=token_file, home=home, identity=identity)
         self.timeout = timeout
         uds = self.endpoint.address.unix_path
         transport = httpx.HTTPTransport(uds=uds) if uds else None
