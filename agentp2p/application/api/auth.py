@@ -55,12 +55,15 @@ def load_or_create_token(path: Path) -> str:
     path = path.expanduser()
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Decide "replace" from the file we judged, not from a second look: a
+        # file another daemon links in between must be kept, not overwritten
+        # (two daemons starting together then ended with different tokens).
+        replace = os.path.lexists(path)
         existing = _read_private_token(path)
         if existing is not None:
             return existing
         # Replace only a file we judged unsafe or malformed; if there was none,
         # link, so that a token another daemon created meanwhile is kept.
-        replace = os.path.lexists(path)
         token = generate_token()
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
