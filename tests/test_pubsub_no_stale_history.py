@@ -49,8 +49,9 @@ async def test_heartbeat_stays_configured_after_health_is_rated() -> None:
 
 
 async def test_late_subscriber_does_not_get_messages_published_long_before() -> None:
+    # As seen from a js-libp2p peer: it connected and subscribed 22 s after
+    # the messages were published, and was sent all of them.
     async with Node(local_config()) as a, Node(local_config()) as b:
-        await b.connect(a.addrs[0])
         async with a.subscribe("news"):
             _rate_health_now(a)
             await _heartbeats(a, 1)
@@ -59,6 +60,7 @@ async def test_late_subscriber_does_not_get_messages_published_long_before() -> 
             # "Long before": the message has aged out of the gossip window
             # (a few heartbeats; with a 30 s heartbeat this takes ~90 s).
             await wait_until(lambda: not router.mcache.window("news"), timeout=15, what="'old' to age out")
+            await b.connect(a.addrs[0])
             async with b.subscribe("news") as sub:
                 await wait_until(lambda: b.peer_id in a.topic_peers("news"), what="b's subscription at a")
                 await wait_until(lambda: a.peer_id in b.pubsub.router.mesh.get("news", set()), what="mesh")
