@@ -55,7 +55,9 @@ from libp2p.stream_muxer.yamux.yamux import (
     TYPE_WINDOW_UPDATE,
     YAMUX_HEADER_FORMAT,
     Yamux,
+    YamuxStream,
 )
+from libp2p.stream_muxer.exceptions import MuxedStreamError
 
 from agentp2p.network.resources import ResourceManager
 from agentp2p.throttled_log import ThrottledLog
@@ -240,6 +242,29 @@ class _FrameGate:
         return data[:n]
 
 
+class _WholeWriteStream(YamuxStream):
+    """A Yamux stream whose failed write never leaves half a message behind.
+
+    py-libp2p's ``YamuxStream.write`` sends ``data`` in window-sized frames
+    and gives up with ``MuxedStreamError`` when no window update comes for
+    5 s — after sending some of the frames, and without telling the peer:
+    the peer holds half a message and waits for a rest that never comes.
+    We reset the stream instead, so the peer sees a reset at once, never a
+    truncated message.
+    """
+
+    async def write(self, data: bytes) -> None:
+        try:
+            await super().write(data)
+        except MuxedStreamError:
+            with trio.move_on_after(1):
+                try:
+                    await self.reset()
+                except Exception:  # already gone: nothing more to protect
+                    pass
+            raise
+
+
 class GuardedYamux(Yamux):
     """py-libp2p's Yamux, holding the peer to its receive windows and stream limit."""
 
@@ -326,6 +351,19 @@ class GuardedYamux(Yamux):
         """GO_AWAY (protocol error), then stop the muxer's read loop by raising."""
         await self._go_away()
         raise YamuxViolation(self.violation or "violation")
+
+    # -- streams ---------------------------------------------------------------
+
+    async def open_stream(self) -> YamuxStream:
+        stream = await super().open_stream()
+        stream.__class__ = _WholeWriteStream
+        return stream
+
+    async def accept_stream(self) -> Any:
+        stream = await super().accept_stream()
+        if type(stream) is YamuxStream:
+            stream.__class__ = _WholeWriteStream
+        return stream
 
     # -- lifecycle -------------------------------------------------------------
 

@@ -1,0 +1,65 @@
+"""A write that runs out of window must not leave half a message on the stream.
+
+py-libp2p's Yamux sends what the window allows, waits 5 s for a window
+update, then raises — with part of the data already sent. The reader sees a
+truncated message followed by nothing after it: it waits for the rest of a message that never comes
+(the writer's side only marks its own handle as reset). Ours resets the
+stream when that happens, so the reader learns at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+
+from libp2p.custom_types import TProtocol
+from libp2p.peer.peerinfo import PeerInfo
+
+from agentp2p.node import Node
+from agentp2p.testing import LOOPBACK, local_config, wait_until
+from agentp2p.testing import library_host
+
+HOLD = TProtocol("/agentp2p/test-hold-unread/1.0.0")
+#: More than the window a reader grants before it reads anything (py-libp2p
+#: opens with 256 KiB and grows it towards 16 MiB as the connection warms).
+BIG = b"\x5a" * (24 << 20)
+
+
+async def _write_to_unread_stream(writer_host: Any) -> tuple[Any, Exception]:
+    """Open a stream to a peer that never reads, write BIG; (peer's stream, writer's error)."""
+    held: list[Any] = []
+
+    async def hold(stream: Any) -> None:
+        held.append(stream)
+        await trio.sleep_forever()
+
+    reader = library_host()
+    reader.set_stream_handler(HOLD, hold)
+    async with reader.run([LOOPBACK]):
+        await writer_host.connect(PeerInfo(reader.get_id(), reader.get_transport_addrs()))
+        stream = await writer_host.new_stream(reader.get_id(), [HOLD])
+        with pytest.raises(Exception) as failed:
+            with trio.fail_after(30):
+                await stream.write(BIG)
+        await wait_until(lambda: bool(held), 10, "the reader's stream")
+        muxed = held[0].muxed_stream
+        # The writer's side settles (reset sent or not) before we look.
+        with trio.move_on_after(1):
+            await wait_until(lambda: muxed.reset_received, 1, "reset")
+        return muxed, failed.value
+
+
+async def test_library_leaves_half_a_message_on_the_stream() -> None:
+    writer = library_host()
+    async with writer.run([LOOPBACK]):
+        muxed, _ = await _write_to_unread_stream(writer)
+        assert not muxed.reset_received
+        assert 0 < len(muxed.conn.stream_buffers[muxed.stream_id]) < len(BIG)
+
+
+async def test_ours_resets_the_stream_instead() -> None:
+    async with Node(local_config(swim=False)) as writer:
+        muxed, _ = await _write_to_unread_stream(writer.host)
+        assert muxed.reset_received
