@@ -243,26 +243,38 @@ class _FrameGate:
 
 
 class _WholeWriteStream(YamuxStream):
-    """A Yamux stream whose failed write never leaves half a message behind.
+    """A Yamux stream that writes each message whole, or resets.
 
-    py-libp2p's ``YamuxStream.write`` sends ``data`` in window-sized frames
-    and gives up with ``MuxedStreamError`` when no window update comes for
-    5 s — after sending some of the frames, and without telling the peer:
-    the peer holds half a message and waits for a rest that never comes.
-    We reset the stream instead, so the peer sees a reset at once, never a
-    truncated message.
+    Two py-libp2p behaviours corrupt a stream that carries messages bigger
+    than one frame (64 KiB):
+
+    * ``YamuxStream.write`` takes its lock per *frame*, so two tasks writing
+      to one stream interleave their frames. py-libp2p's gossipsub does
+      exactly that — its per-peer queue writer and the pending-message
+      flush write to the same stream — and the reader then parses half of
+      one message glued to half of another (a DecodeError in a gossipsub
+      reader, seen with 256 KiB messages on a loaded machine). We hold a
+      per-stream lock for the whole write.
+    * When no window update comes for 5 s, the write gives up after sending
+      some of the frames, and tells the peer nothing: the peer holds half a
+      message and waits for a rest that never comes. We reset the stream, so
+      the peer sees a reset at once, never a truncated message.
     """
 
     async def write(self, data: bytes) -> None:
-        try:
-            await super().write(data)
-        except MuxedStreamError:
-            with trio.move_on_after(1):
-                try:
-                    await self.reset()
-                except Exception:  # already gone: nothing more to protect
-                    pass
-            raise
+        lock = self.__dict__.get("_whole_write_lock")
+        if lock is None:
+            lock = self.__dict__["_whole_write_lock"] = trio.Lock()
+        async with lock:
+            try:
+                await super().write(data)
+            except MuxedStreamError:
+                with trio.move_on_after(1):
+                    try:
+                        await self.reset()
+                    except Exception:  # already gone: nothing more to protect
+                        pass
+                raise
 
 
 class GuardedYamux(Yamux):
