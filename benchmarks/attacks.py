@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -272,22 +272,28 @@ async def dht_put_flood(target: Target, duration: float) -> str:
     return f"{sent} PUTs of 60 KB, {stored[0]} stored, {cut} identities cut off"
 
 
-@attack("msg_hello_reset")
-async def msg_hello_reset(target: Target, duration: float) -> str:
-    """Fill the receive window with 48 KiB messages nobody reads, then a new Hello, again (finding 4)."""
+@contextlib.asynccontextmanager
+async def _raw_sender(target: Target) -> AsyncIterator[Any]:
+    """A fresh attacker node connected to the daemon, writing /agentp2p/msg/1.0.0 frames by hand."""
     from test_messaging_attack import RawSender
 
     peer, _ = _victim(target)
 
-    class _Peer:
+    class _Victim:
         peer_id = peer
 
+    async with Node(local_config(swim=False)) as attacker:
+        await attacker.connect(target.addr)
+        yield RawSender(attacker, _Victim())  # type: ignore[arg-type]
+
+
+@attack("msg_hello_reset")
+async def msg_hello_reset(target: Target, duration: float) -> str:
+    """Fill the receive window with 48 KiB messages nobody reads, then a new Hello, again (finding 4)."""
     payload = b"F" * (48 * 1024)
 
     async def one_round(tally: list[int]) -> None:
-        async with Node(local_config(swim=False)) as attacker:
-            await attacker.connect(target.addr)
-            raw = RawSender(attacker, _Peer())  # type: ignore[arg-type]
+        async with _raw_sender(target) as raw:
             await raw.open()
             for _ in range(20):
                 sid = os.urandom(16)
@@ -303,17 +309,9 @@ async def msg_hello_reset(target: Target, duration: float) -> str:
 @attack("msg_oversize")
 async def msg_oversize(target: Target, duration: float) -> str:
     """Signed 3.9 MB envelopes, above the 1 MiB limit (finding 4)."""
-    from test_messaging_attack import RawSender
-
-    peer, _ = _victim(target)
-
-    class _Peer:
-        peer_id = peer
 
     async def one_round(tally: list[int]) -> None:
-        async with Node(local_config(swim=False)) as attacker:
-            await attacker.connect(target.addr)
-            raw = RawSender(attacker, _Peer())  # type: ignore[arg-type]
+        async with _raw_sender(target) as raw:
             for _ in range(10):
                 await raw.open()
                 sid = os.urandom(16)
