@@ -94,7 +94,9 @@ async def test_binary_message_has_null_text_on_the_wire() -> None:
 
 
 async def test_peers_connect_identify_ping_disconnect() -> None:
-    async with api_node() as a, api_node() as b:
+    # SWIM off: a SWIM member redials a peer that hung up on it, and since
+    # disconnect no longer loses track of such a redial, b would be back.
+    async with api_node(swim=False) as a, api_node(swim=False) as b:
         b_id = str(b.node.peer_id)
         assert await a.client.connect(b.node.addrs[0]) == b_id
         listed = await a.client.peers()
