@@ -1,6 +1,6 @@
 """SWIM on real sockets: a hard kill and a restart, a graceful leave, a clean stop.
 
-Nodes on 127.0.0.1 with the fast test config ``FAST`` (0.3 s period); the
+Nodes on 127.0.0.1 with the fast test config ``FAST`` (0.3 s period, with a wider suspicion window: PATIENT below); the
 node that must die hard runs in a subprocess (swim_node_proc.py) and gets
 SIGKILL. Scenarios start from a settled network (see swimreal.swim_network).
 """
@@ -25,7 +25,8 @@ from swimreal import FAST, ProcNode, describe, failures_since, kinds, states, sw
 #: the minimum suspicion window of 1.2 s a refutation sometimes arrived
 #: after the verdict (false "failed" in ~1 of 5 loaded runs). A wider
 #: suspicion window (1.8 s minimum) keeps the verdict for real deaths; the
-#: detection bound the test asserts grows with it.
+#: detection bound the test asserts grows with it. Both tests here start
+#: subprocess nodes, so both use it.
 PATIENT = dataclasses.replace(FAST, suspicion_mult=6)
 
 
@@ -79,12 +80,12 @@ async def test_hard_kill_is_detected_everywhere_within_bound_and_restart_rejoins
 
 
 async def test_graceful_leave_and_clean_stop_are_reported_as_left() -> None:
-    async with swim_network(6) as members:
+    async with swim_network(6, PATIENT) as members:
         settled = trio.current_time()
         live = {m.peer_id for m in members}
         n = len(members)
         # (a) A process that calls leave() on SIGTERM, then exits.
-        proc = ProcNode(os.urandom(32), members[0].node.addrs[0])
+        proc = ProcNode(os.urandom(32), members[0].node.addrs[0], PATIENT)
         try:
             await proc.start()
             await wait_until(lambda: states(members, proc.peer_id) == ["alive"] * n, 20, "process node joined")
@@ -94,7 +95,7 @@ async def test_graceful_leave_and_clean_stop_are_reported_as_left() -> None:
             proc.close()
         # (b) An in-process node that just stops (no leave() call): the
         # service's cancellation path announces "left" on its way out.
-        svc = SwimService(FAST, seed=99)
+        svc = SwimService(PATIENT, seed=99)
         async with Node(local_config(bootstrap=[members[0].node.addrs[0]]), services=[svc]) as node:
             await wait_until(lambda: states(members, node.peer_id) == ["alive"] * n, 20, "in-process node joined")
         try:
