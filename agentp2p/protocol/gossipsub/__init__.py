@@ -1,0 +1,1 @@
+"""Gossipsub v1.1 router (sans-IO core) with peer scoring."""
