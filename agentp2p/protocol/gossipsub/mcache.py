@@ -1,0 +1,89 @@
+"""The message cache (gossipsub-v1.0.md "Message Cache").
+
+Why: IHAVE advertises the IDs of recent messages and IWANT fetches them, so we
+keep the last ``mcache_len`` heartbeats of accepted messages, in windows; the
+newest ``mcache_gossip`` windows are what we advertise. Each message also
+counts how often each peer fetched it, so IWANT spam gets at most
+``gossip_retransmission`` copies (v1.1 "Spam Protection Measures").
+
+Bounded by ``max_messages``: past it the oldest message is dropped early.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from .rpc import Message, MsgId, PeerId
+
+
+class _Entry:
+    __slots__ = ("message", "fetches")
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+        self.fetches: dict[PeerId, int] = {}
+
+
+class MessageCache:
+    def __init__(self, length: int, gossip: int, max_messages: int) -> None:
+        self._gossip = gossip
+        self._max = max_messages
+        self._entries: dict[MsgId, _Entry] = {}
+        #: Newest window first; each window lists (id, topic) in arrival order.
+        self._windows: deque[deque[tuple[MsgId, str]]] = deque(deque() for _ in range(length))
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, msg_id: object) -> bool:
+        return msg_id in self._entries
+
+    def put(self, msg_id: MsgId, message: Message) -> None:
+        if msg_id in self._entries:
+            return
+        if len(self._entries) >= self._max:
+            self._evict_oldest()
+        self._entries[msg_id] = _Entry(message)
+        self._windows[0].append((msg_id, message.topic))
+
+    def get(self, msg_id: MsgId) -> Message | None:
+        e = self._entries.get(msg_id)
+        return e.message if e else None
+
+    def fetch(self, msg_id: MsgId, peer: PeerId) -> tuple[Message, int] | None:
+        """The message for ``peer``'s IWANT and how often ``peer`` has now fetched it."""
+        e = self._entries.get(msg_id)
+        if e is None:
+            return None
+        n = e.fetches.get(peer, 0) + 1
+        e.fetches[peer] = n
+        return e.message, n
+
+    def gossip_ids(self) -> dict[str, list[MsgId]]:
+        """IDs in the newest ``mcache_gossip`` windows, by topic (for IHAVE)."""
+        out: dict[str, list[MsgId]] = {}
+        for i, window in enumerate(self._windows):
+            if i >= self._gossip:
+                break
+            for msg_id, topic in window:
+                out.setdefault(topic, []).append(msg_id)
+        return out
+
+    def shift(self) -> None:
+        """Start a new window, dropping the oldest (run at the end of each heartbeat)."""
+        for msg_id, _ in self._windows.pop():
+            self._entries.pop(msg_id, None)
+        self._windows.appendleft(deque())
+
+    def forget_peer(self, peer: PeerId) -> None:
+        for e in self._entries.values():
+            e.fetches.pop(peer, None)
+
+    def _evict_oldest(self) -> None:
+        for window in reversed(self._windows):
+            if window:
+                msg_id, _ = window.popleft()
+                del self._entries[msg_id]
+                self.evicted += 1
+                return
