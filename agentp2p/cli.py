@@ -8,6 +8,7 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -79,12 +80,12 @@ def _daemon_config(args: argparse.Namespace) -> Any:
     if args.mdns:
         overrides["mdns"] = True
     if getattr(args, "swim", False):
-        overrides["swim"] = True
+        overrides["swim"] = {"enabled": True}
     config_file = args.config or os.environ.get("AGENTP2P_CONFIG")
     cfg = build_config(Path(config_file) if config_file else None, overrides=overrides, base=base)
-    if cfg.messaging_store is None and cfg.identity_path is not None:
+    if cfg.messaging.store is None and cfg.identity_path is not None:
         # Durable outbox next to the identity it belongs to (one per identity).
-        cfg.messaging_store = cfg.identity_path.with_suffix(".messages.db")
+        cfg.messaging = dataclasses.replace(cfg.messaging, store=cfg.identity_path.with_suffix(".messages.db"))
     return cfg
 
 

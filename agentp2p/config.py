@@ -1,6 +1,17 @@
 """Node configuration: one dataclass, filled from defaults, a TOML file,
 ``AGENTP2P_*`` environment variables and CLI flags (later sources win).
 
+One shape: every service's settings are a nested section whose dataclass
+lives beside the service's code (``[swim]`` is
+:class:`agentp2p.protocol.swim.config.SwimConfig`, ``[messaging]``
+:class:`agentp2p.messaging.config.MessagingConfig`, ``[messaging.session]``
+its session core's), reachable the same way from TOML
+(``[swim] probe_interval = 0.5``), the environment
+(``AGENTP2P_SWIM__PROBE_INTERVAL=0.5``) and code
+(``NodeConfig(swim=SwimConfig(probe_interval=0.5))``). Values are coerced by
+the field's declared type, and every error, whatever the section, is one
+:class:`ConfigError` naming the key.
+
 Unknown keys are errors, not warnings: a typo in a config file that is
 silently ignored leaves an operator believing a setting is in force.
 """
@@ -8,14 +19,19 @@ silently ignored leaves an operator believing a setting is in force.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import tomllib
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agentp2p.errors import ConfigError
+from agentp2p.messaging.config import MessagingConfig
+from agentp2p.protocol.swim.config import SwimConfig
 from agentp2p.network.addresses import parse_listen_addr, parse_peer_addr
 from agentp2p.network.penalties import PenaltyConfig
 from agentp2p.network.resources import ResourceLimits
@@ -92,15 +108,6 @@ class NodeConfig:
     bootstrap_retry_initial: float = 0.5
     bootstrap_retry_max: float = 30.0
     mdns: bool = False
-    # SWIM membership and failure detection (docs/swim.md has the trade-offs:
-    # a shorter period detects failures sooner for more bandwidth).
-    swim: bool = True
-    swim_probe_interval: float = 1.0
-    swim_probe_timeout: float = 0.5
-    swim_indirect_checks: int = 3
-    # SQLite file for the messaging outbox and dedup state; None keeps them in
-    # memory (messages accepted for sending then do not survive a restart).
-    messaging_store: Path | None = None
     # Daemon only: log format ("text" or "json") and level.
     log_format: str = "text"
     log_level: str = "info"
@@ -110,6 +117,16 @@ class NodeConfig:
     # keeps tripping limits or containment is cut off.
     resources: ResourceLimits = field(default_factory=ResourceLimits)
     penalties: PenaltyConfig = field(default_factory=PenaltyConfig)
+    # SWIM membership and failure detection (docs/swim.md has the trade-offs:
+    # a shorter period detects failures sooner for more bandwidth).
+    swim: SwimConfig = field(default_factory=SwimConfig)
+    # Direct messages: the outbox/inbox store, windows, inbox bounds.
+    messaging: MessagingConfig = field(default_factory=MessagingConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.swim, bool):
+            # ``NodeConfig(swim=False)``: the same shorthand as ``swim = false`` in TOML.
+            self.swim = SwimConfig(enabled=self.swim)
 
     def validate(self) -> NodeConfig:
         """Check every value; raise :class:`ConfigError` on the first bad one."""
@@ -121,10 +138,6 @@ class NodeConfig:
             parse_peer_addr(addr)
         if self.max_connections < 1 or self.max_connections_per_peer < 1:
             raise ConfigError("connection limits must be >= 1")
-        if not 0 < self.swim_probe_timeout < self.swim_probe_interval:
-            raise ConfigError("swim_probe_timeout must be positive and shorter than swim_probe_interval")
-        if self.swim_indirect_checks < 0:
-            raise ConfigError("swim_indirect_checks must be >= 0")
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"log_format must be 'text' or 'json', not {self.log_format!r}")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
@@ -146,8 +159,15 @@ class NodeConfig:
         if min(d.max_values_per_peer, d.max_value_bytes_per_peer, d.max_values, d.max_value_bytes,
                d.max_provider_records_per_peer, d.max_provider_records) < 1:
             raise ConfigError("dht quotas must be positive")
-        self.resources.validate()
-        self.penalties.validate()
+        for name in ("resources", "penalties", "swim", "messaging"):
+            section = getattr(self, name)
+            try:
+                # Frozen sections check themselves on construction; re-run that.
+                section.validate() if hasattr(section, "validate") else dataclasses.replace(section)
+            except ConfigError as exc:
+                raise ConfigError(f"[{name}] {exc}") from None
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"[{name}] {exc}") from None
         return self
 
 
@@ -156,42 +176,60 @@ class NodeConfig:
 _ENV_PREFIX = "AGENTP2P_"
 
 
-def _coerce(value: Any, current: Any, key: str) -> Any:
-    """Convert a TOML/env value to the type of the field's current value."""
-    target = type(current)
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Convert a TOML/env value (env values are strings) to the field's declared type."""
+    args = typing.get_args(hint)
+    optional = type(None) in args and (typing.get_origin(hint) in (typing.Union, types.UnionType))
+    if optional:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+            return None
+        hint = next(a for a in args if a is not type(None))
+    origin = typing.get_origin(hint)
+    name = getattr(hint, "__name__", str(hint))
     try:
-        if isinstance(current, bool):
-            if isinstance(value, str):
-                low = value.strip().lower()
-                if low in ("1", "true", "yes", "on"):
-                    return True
-                if low in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(value)
+        if hint is bool:
+            if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+                return value.strip().lower() in _TRUE
             if not isinstance(value, bool):
                 raise ValueError(value)
             return value
-        if isinstance(current, list):
+        if origin in (list, tuple):
             if isinstance(value, str):
-                return [v for v in (s.strip() for s in value.split(",")) if v]
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                value = [v for v in (s.strip() for s in value.split(",")) if v]
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
                 raise ValueError(value)
-            return list(value)
-        if current is None or isinstance(current, Path):
-            if key.endswith("identity_path") or key.endswith("messaging_store"):
-                return Path(str(value)).expanduser()
-            if key.endswith("max_messages_per_topic_per_second"):
-                return None if value in ("", "none", None) else float(value)
+            return origin(value)
+        if hint is Path:
+            if not isinstance(value, (str, Path)):
+                raise ValueError(value)
+            return Path(str(value)).expanduser()
+        if hint in (int, float):
+            if isinstance(value, bool) or (hint is int and isinstance(value, float)):
+                raise ValueError(value)
+            return hint(value)
+        if hint is str:
+            if not isinstance(value, str):
+                raise ValueError(value)
             return value
-        if isinstance(current, (int, float)) and isinstance(value, bool):
-            raise ValueError(value)
-        return target(value)
+        return value
     except (TypeError, ValueError):
-        raise ConfigError(f"config key {key!r}: invalid value {value!r} (expected {target.__name__})") from None
+        raise ConfigError(f"config key {key!r}: invalid value {value!r} (expected {name})") from None
 
 
-def _apply(obj: Any, data: Mapping[str, Any], prefix: str = "") -> None:
-    names = {f.name: f for f in dataclasses.fields(obj)}
+def _applied(obj: Any, data: Mapping[str, Any], prefix: str = "") -> Any:
+    """``obj`` with ``data`` applied: a new instance (sections may be frozen)."""
+    hints = _field_types(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    changes: dict[str, Any] = {}
     for key, value in data.items():
         norm = key.replace("-", "_")
         full = f"{prefix}{norm}"
@@ -200,10 +238,20 @@ def _apply(obj: Any, data: Mapping[str, Any], prefix: str = "") -> None:
         current = getattr(obj, norm)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, Mapping):
-                raise ConfigError(f"config key {full!r} must be a table")
-            _apply(current, value, f"{full}.")
+                if "enabled" in {f.name for f in dataclasses.fields(current)}:
+                    # ``swim = false``: shorthand for ``[swim] enabled = false``.
+                    value = {"enabled": value}
+                else:
+                    raise ConfigError(f"config key {full!r} must be a table")
+            changes[norm] = _applied(current, value, f"{full}.")
         else:
-            setattr(obj, norm, _coerce(value, current, full))
+            changes[norm] = _coerce(value, hints[norm], full)
+    try:
+        return dataclasses.replace(obj, **changes)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[{prefix.rstrip('.') or 'node'}] {exc}") from None
 
 
 def load_toml(path: Path) -> dict[str, Any]:
@@ -245,10 +293,10 @@ def build_config(
     """Defaults < config file < environment < explicit overrides (CLI flags)."""
     cfg = base or NodeConfig()
     if file is not None:
-        _apply(cfg, load_toml(file))
+        cfg = _applied(cfg, load_toml(file))
     env = env_overrides(os.environ if environ is None else environ)
     env.pop("config", None)  # AGENTP2P_CONFIG names the file; handled by the CLI
-    _apply(cfg, env)
+    cfg = _applied(cfg, env)
     if overrides:
-        _apply(cfg, overrides)
+        cfg = _applied(cfg, overrides)
     return cfg.validate()

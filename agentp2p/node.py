@@ -18,20 +18,17 @@ Start order matters with py-libp2p 0.8.1:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import inspect
 import errno
-import os
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import trio
 from multiaddr import Multiaddr
 
-from libp2p.host.ping import ID as PING_PROTOCOL
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.identity.identify.identify import ID as IDENTIFY_PROTOCOL
 from libp2p.identity.identify.identify import parse_identify_response
@@ -39,18 +36,15 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.tools.anyio_service import background_trio_service
 
+from agentp2p.assembly import assemble, peer_info
 from agentp2p.config import NodeConfig
+from agentp2p.contract import NodeService
 from agentp2p.errors import DialError, ListenError, NotRunningError
-from agentp2p.network.addresses import parse_listen_addr, parse_peer_addr, to_peer_id, with_peer_id
-from agentp2p.network.events import ConnectionEvents
-from agentp2p.network.handlers import HandlerFailures, contained
-from agentp2p.network.host import HostLimits, build_host
-from agentp2p.network.identity import Identity, load_or_create_identity
-from agentp2p.network.penalties import BanInfo, PenaltyBox
-from agentp2p.network.resources import ResourceManager
-from agentp2p.protocol.bootstrap import Bootstrapper
-from agentp2p.protocol.dht import DHT
-from agentp2p.protocol.pubsub import Message, PubSub, Subscription, Validator
+from agentp2p.network.addresses import to_peer_id, with_peer_id
+from agentp2p.network.identity import Identity
+from agentp2p.network.penalties import BanInfo
+from agentp2p.protocol.ping import ping
+from agentp2p.protocol.pubsub import Message, Subscription, Validator
 
 if TYPE_CHECKING:
     from agentp2p.protocol.swim.service import MemberInfo, MembershipEvent, SwimService
@@ -74,41 +68,6 @@ class PeerIdentity:
     protocol_version: str
     protocols: list[str]
     listen_addrs: list[str] = field(default_factory=list)
-
-
-def _swim_liveness(swim: Any) -> Callable[[ID], Any]:
-    """Map SWIM's verdicts onto the records service's liveness levels."""
-    from agentp2p.application.records.ranking import Liveness
-
-    levels = {"alive": Liveness.ALIVE, "suspect": Liveness.SUSPECT, "dead": Liveness.DEAD, "left": Liveness.DEAD}
-
-    def liveness(peer: ID) -> Any:
-        return levels.get(swim.state_of(peer) or "", Liveness.UNKNOWN)
-
-    return liveness
-
-
-def _service_stats(service: Any) -> Any:
-    """A service's ``stats``, whether it is a method or a dataclass attribute."""
-    stats = service.stats
-    if callable(stats):
-        return stats()
-    if dataclasses.is_dataclass(stats):
-        # Not dataclasses.asdict: it rebuilds a Counter from (key, value)
-        # pairs, i.e. counts tuples, and JSON cannot encode tuple keys.
-        return {f.name: _plain(getattr(stats, f.name)) for f in dataclasses.fields(stats)}
-    return stats
-
-
-def _plain(value: Any) -> Any:
-    """JSON-ready: mappings become dicts with string keys, recursively."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_plain(v) for v in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    return value
 
 
 def _single_error(exc: BaseException) -> BaseException:
@@ -154,38 +113,6 @@ async def _read_to_eof(stream: Any, limit: int) -> bytes:
             raise DialError(f"response larger than {limit} bytes")
 
 
-async def _read_exactly(stream: Any, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        try:
-            chunk = await stream.read(n - len(data))
-        except StreamEOF:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-class NodeService(Protocol):
-    """A protocol that runs on a node (membership, messaging, records...).
-
-    ``attach`` runs when the node is built — before it listens — so the
-    service can register stream handlers, topic validators and DHT
-    validators in time for the first peer. ``run`` runs in the node's
-    nursery once the node listens, and is cancelled when the node stops.
-    A service may also define ``async def stopping(self, node)``: it is
-    awaited (bounded) before the node cancels its services, while streams
-    still work — the place for goodbyes such as SWIM's "left".
-    """
-
-    name: str
-
-    def attach(self, node: Node) -> None: ...
-
-    async def run(self, node: Node) -> None: ...
-
-
 class Node:
     """An agentp2p node. Use as ``async with Node(config) as node: ...``."""
 
@@ -197,76 +124,26 @@ class Node:
         services: Sequence[NodeService] = (),
     ) -> None:
         self.config = (config or NodeConfig()).validate()
-        if identity is None:
-            path = self.config.identity_path
-            identity = load_or_create_identity(path) if path is not None else Identity.generate()
-        self.identity = identity
-        self._listen = [parse_listen_addr(a) for a in self.config.listen]
-        self._bootstrap_peers = [parse_peer_addr(a) for a in self.config.bootstrap]
-        # Containment and limits report offences here; a peer that keeps
-        # offending is disconnected and refused for a while (docs/security.md).
-        self.penalties = PenaltyBox(self.config.penalties, on_ban=self._on_ban)
-        self.resources = ResourceManager(
-            self.config.resources, on_hit=lambda peer, limit: self.offence(peer, f"limit:{limit}")
-        )
-        self.handler_failures = HandlerFailures(
-            on_failure=lambda peer, protocol: self.offence(peer, f"handler:{protocol}", 2.0)
-        )
-        self.host = build_host(
-            identity,
-            self._listen,
-            HostLimits(
-                max_connections=self.config.max_connections,
-                max_connections_per_peer=self.config.max_connections_per_peer,
-                dial_timeout=self.config.dial_timeout,
-            ),
-            self.handler_failures,
-            resources=self.resources,
-            is_banned=self.penalties.is_banned,
-            on_offence=self.offence,
-        )
-        self.events = ConnectionEvents(self.host)
-        self.host.get_network().register_notifee(self.events)
-        self.pubsub = PubSub(self.host, self.config.pubsub, resources=self.resources, offence=self.offence)
-        self.dht = DHT(self.host, self.config.dht, offence=self.offence)
-        # Every node stores agent records for others, whether or not it
-        # publishes one itself.
-        from agentp2p.application.records.validator import AgentRecordValidator
-
-        self.dht.register_validator(AgentRecordValidator.namespace, AgentRecordValidator())
-        self.bootstrapper = Bootstrapper(
-            self.host,
-            self._bootstrap_peers,
-            on_connected=self.dht.self_lookup,
-            initial_delay=self.config.bootstrap_retry_initial,
-            max_delay=self.config.bootstrap_retry_max,
-        )
         self._started_once = False
-        self.services: dict[str, NodeService] = {}
-        for service in services:
-            self.add_service(service)
-        if "messaging" not in self.services:
-            from agentp2p.messaging.service import MessagingService
-
-            self.add_service(MessagingService(store_path=self.config.messaging_store))
-        if "swim" not in self.services and self.config.swim:
-            from agentp2p.protocol.swim.config import SwimConfig
-            from agentp2p.protocol.swim.service import SwimService
-
-            self.add_service(
-                SwimService(
-                    SwimConfig(
-                        probe_interval=self.config.swim_probe_interval,
-                        probe_timeout=self.config.swim_probe_timeout,
-                        indirect_checks=self.config.swim_indirect_checks,
-                    )
-                )
-            )
-        records, swim = self.services.get("records"), self.services.get("swim")
-        if records is not None and swim is not None and hasattr(records, "use_liveness"):
-            records.use_liveness(_swim_liveness(swim))
-        self._cm: contextlib.AbstractAsyncContextManager[None] | None = None
         self._nursery: trio.Nursery | None = None
+        # Everything is built in one place (agentp2p.assembly); the node owns
+        # the parts, runs them, and is the public facade over them.
+        parts = assemble(self.config, identity=identity, services=services, on_ban=self._on_ban)
+        self.identity = parts.identity
+        self._listen = parts.listen
+        self.penalties = parts.penalties
+        self.resources = parts.resources
+        self.handler_failures = parts.handler_failures
+        self.host = parts.host
+        self.events = parts.events
+        self.dialer = parts.dialer
+        self.pubsub = parts.pubsub
+        self.dht = parts.dht
+        self.bootstrapper = parts.bootstrapper
+        self.context = parts.context
+        self.context.facade = self
+        self.services: dict[str, NodeService] = parts.services
+        self._cm: contextlib.AbstractAsyncContextManager[None] | None = None
         self.started_at: float | None = None
 
     # -- lifecycle --------------------------------------------------------------
@@ -332,9 +209,9 @@ class Node:
                     # Services that report readiness are awaited, so the
                     # node's API works as soon as ``async with`` returns.
                     if "task_status" in inspect.signature(service.run).parameters:
-                        await nursery.start(service.run, self, name=f"service:{service.name}")
+                        await nursery.start(service.run, self.context, name=f"service:{service.name}")
                     else:
-                        nursery.start_soon(service.run, self, name=f"service:{service.name}")
+                        nursery.start_soon(service.run, self.context, name=f"service:{service.name}")
                 self._nursery = nursery
                 self.started_at = time.monotonic()
                 try:
@@ -348,7 +225,7 @@ class Node:
                             stopping = getattr(service, "stopping", None)
                             if stopping is not None:
                                 with contextlib.suppress(Exception):
-                                    await stopping(self)
+                                    await stopping(self.context)
                     self._nursery = None
                     nursery.cancel_scope.cancel()
 
@@ -405,22 +282,11 @@ class Node:
             for conn in conns:
                 nursery.start_soon(close_one, conn)
 
-    def add_service(self, service: NodeService) -> None:
-        """Attach ``service``; only before the node starts."""
-        if self._started_once:
-            raise RuntimeError("services must be added before the node starts")
-        if service.name in self.services:
-            raise ValueError(f"a service named {service.name!r} is already attached")
-        service.attach(self)
-        self.services[service.name] = service
-
     # -- penalties ----------------------------------------------------------------
 
     def offence(self, peer: ID | None, reason: str, weight: float = 1.0) -> None:
-        """Count misbehaviour by ``peer`` (services call this); enough of it bans the peer."""
-        if peer is None or peer == self.peer_id:
-            return
-        self.penalties.offence(peer, reason, weight)
+        """Count misbehaviour by ``peer``; enough of it bans the peer."""
+        self.context.offence(peer, reason, weight)
 
     def _on_ban(self, peer: Any, info: BanInfo) -> None:
         log.warning("peer %s banned for %.0fs after %d offences (last: %s)", peer, info.remaining, info.offences, info.reason)
@@ -453,7 +319,7 @@ class Node:
     async def _run_mdns(self) -> None:
         from agentp2p.protocol.mdns import run_mdns
 
-        await run_mdns(self)
+        await run_mdns(self.host, self.dialer, self.peer_id)
 
     # -- identity and addresses -----------------------------------------------
 
@@ -483,21 +349,10 @@ class Node:
     async def connect(self, peer: str | PeerInfo) -> ID:
         """Dial ``peer`` (a multiaddr ending in /p2p/<id>, or a PeerInfo)."""
         self._require_running()
-        info = parse_peer_addr(peer) if isinstance(peer, str) else peer
-        if info.peer_id == self.peer_id:
-            raise DialError("refusing to dial ourselves")
-        if self.penalties.is_banned(info.peer_id):
-            raise DialError(f"peer {info.peer_id} is banned for misbehaving (see `agentp2p peers`)")
-        try:
-            # An explicit dial overrides the swarm's 60 s "recently failed" cache.
-            self.host.get_network().unblock_peer(info.peer_id)
-            self.host.get_peerstore().add_addrs(info.peer_id, info.addrs, 3600)
-            with trio.fail_after(self.config.dial_timeout):
-                await self.host.connect(info)
-        except trio.TooSlowError:
-            raise DialError(f"dial {info.peer_id} timed out after {self.config.dial_timeout}s") from None
-        except Exception as exc:
-            raise DialError(f"dial {info.peer_id} failed: {exc}") from None
+        info = peer_info(peer)
+        # An explicit dial overrides the swarm's 60 s "recently failed" cache
+        # (the dialer always does); known addresses only, no DHT detour.
+        await self.dialer.connect(info.peer_id, info.addrs, lookup=False)
         return info.peer_id
 
     async def disconnect(self, peer: ID | str) -> None:
@@ -506,34 +361,15 @@ class Node:
 
     def peers(self) -> list[ID]:
         """Peers with at least one open connection."""
-        return [p for p, conns in self.host.get_network().connections.items() if conns]
+        return self.dialer.peers()
 
     def is_connected(self, peer: ID | str) -> bool:
-        return bool(self.host.get_network().get_connections(to_peer_id(peer)))
+        return self.dialer.is_connected(to_peer_id(peer))
 
     async def ping(self, peer: ID | str, timeout: float = 5.0) -> float:
         """Round-trip time to ``peer`` in seconds (libp2p ping protocol)."""
         self._require_running()
-        pid = to_peer_id(peer)
-        payload = os.urandom(32)
-        try:
-            with trio.fail_after(timeout):
-                stream = await self.host.new_stream(pid, [PING_PROTOCOL])
-                try:
-                    start = time.perf_counter()
-                    await stream.write(payload)
-                    got = await _read_exactly(stream, 32)
-                    rtt = time.perf_counter() - start
-                finally:
-                    with contextlib.suppress(Exception):
-                        await stream.close()
-        except trio.TooSlowError:
-            raise DialError(f"ping {pid} timed out") from None
-        except Exception as exc:
-            raise DialError(f"ping {pid} failed: {exc}") from None
-        if got != payload:
-            raise DialError(f"ping {pid}: reply did not echo our payload")
-        return rtt
+        return await ping(self.dialer, to_peer_id(peer), timeout)
 
     async def identify(self, peer: ID | str, timeout: float = 5.0) -> PeerIdentity:
         """Ask ``peer`` who it is (agent version, protocols, listen addresses)."""
@@ -541,7 +377,7 @@ class Node:
         pid = to_peer_id(peer)
         try:
             with trio.fail_after(timeout):
-                stream = await self.host.new_stream(pid, [IDENTIFY_PROTOCOL])
+                stream = await self.dialer.open_stream(pid, [str(IDENTIFY_PROTOCOL)], lookup=False)
                 data = await _read_to_eof(stream, limit=1 << 20)
                 with contextlib.suppress(Exception):
                     await stream.close()
@@ -688,9 +524,7 @@ class Node:
 
     def set_stream_handler(self, protocol: str, handler: Callable[[Any], Awaitable[None]]) -> None:
         """Serve ``protocol``; exceptions in ``handler`` reset the stream only."""
-        from libp2p.custom_types import TProtocol
-
-        self.host.set_stream_handler(TProtocol(protocol), contained(handler, protocol, self.handler_failures))
+        self.context.set_stream_handler(protocol, handler)
 
     def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run ``fn(*args)`` in the node's nursery (stops with the node)."""
@@ -729,11 +563,12 @@ class Node:
                 "topics": self.pubsub.topics(),
             },
             "dht": self.dht.stats(),
+            "dialer": self.dialer.stats.as_dict(),
             "handler_failures": dict(self.handler_failures.by_protocol),
             "resources": self.resources.stats(),
             "network": self._network_stats(),
             "penalties": self.penalties.stats(),
-            **{name: _service_stats(svc) for name, svc in self.services.items() if hasattr(svc, "stats")},
+            **{name: svc.stats() for name, svc in self.services.items()},
             "bootstrap": {
                 "attempts": self.bootstrapper.attempts,
                 "successes": self.bootstrapper.successes,

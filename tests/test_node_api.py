@@ -35,7 +35,9 @@ async def test_send_receive_and_request_through_node() -> None:
 
 
 async def test_messaging_store_survives_restart(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    cfg = local_config(messaging_store=tmp_path / "a.db")
+    from agentp2p.messaging.config import MessagingConfig
+
+    cfg = local_config(messaging=MessagingConfig(store=tmp_path / "a.db"))
     async with Node(cfg) as a:
         assert a.messaging is a.services["messaging"]
     assert (tmp_path / "a.db").exists()
@@ -60,14 +62,20 @@ async def test_find_agents_through_node_and_plain_nodes_store_records() -> None:
                 assert record is not None and record.name == "translator"
             # a node without its own record still validates and stores others'
             assert "agentrec" in plain.dht.kad.validator._validators  # type: ignore[attr-defined]
-            import pytest
-
-            with pytest.raises(NotRunningError, match="publishes no agent record"):
-                await plain.find_agents("translate")
+            # ... and finds agents like any other (issue #11: it answered
+            # NotRunningError, the API 503, unless it published a record)
+            assert not plain.services["records"].publishes  # type: ignore[attr-defined]
+            with trio.fail_after(30):
+                while not (found := await plain.find_agents("translate")):
+                    await trio.sleep(0.1)
+            assert [a.record.peer_id for a in found] == [agent.peer_id]
+            assert (await plain.get_record(agent.peer_id)).name == "translator"  # type: ignore[union-attr]
 
 
 async def test_swim_runs_by_default_and_members_converge() -> None:
-    fast = dict(swim_probe_interval=0.3, swim_probe_timeout=0.15)
+    from agentp2p.protocol.swim.config import SwimConfig
+
+    fast = dict(swim=SwimConfig(probe_interval=0.3, probe_timeout=0.15))
     async with network(3, **fast) as nodes:
         a = nodes[0]
         async with a.member_events() as events:

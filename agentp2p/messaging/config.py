@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from agentp2p.messaging.session import SessionConfig
 
@@ -28,6 +29,11 @@ def stream_session_config() -> SessionConfig:
 
 @dataclass(frozen=True, slots=True)
 class MessagingConfig:
+    """``[messaging]`` in the node's config (``AGENTP2P_MESSAGING__*``)."""
+
+    #: SQLite file for the outbox, the inbox and dedup state; None keeps them
+    #: in memory (messages accepted for sending then do not survive a restart).
+    store: Path | None = None
     session: SessionConfig = field(default_factory=stream_session_config)
     #: Budget for one dial attempt (peerstore addresses, then a DHT lookup).
     dial_timeout: float = 10.0

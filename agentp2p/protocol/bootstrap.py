@@ -16,8 +16,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 
-from libp2p.abc import IHost
 from libp2p.peer.peerinfo import PeerInfo
+
+from agentp2p.contract import Dialing
 
 log = logging.getLogger("agentp2p.bootstrap")
 
@@ -25,15 +26,15 @@ log = logging.getLogger("agentp2p.bootstrap")
 class Bootstrapper:
     def __init__(
         self,
-        host: IHost,
+        dialer: Dialing,
         peers: Sequence[PeerInfo],
         on_connected: Callable[[], Awaitable[None]],
         initial_delay: float = 0.5,
         max_delay: float = 30.0,
         rng: random.Random | None = None,
     ) -> None:
-        self.host = host
-        self.peers = [p for p in peers if p.peer_id != host.get_id()]
+        self.dialer = dialer
+        self.peers = list(peers)
         self.on_connected = on_connected
         self.initial_delay = initial_delay
         self.max_delay = max_delay
@@ -51,11 +52,9 @@ class Bootstrapper:
     async def _dial(self, info: PeerInfo) -> bool:
         self.attempts += 1
         try:
-            # The swarm refuses for 60 s to redial a peer whose addresses all
-            # failed; our own backoff decides when to retry a bootstrap peer.
-            self.host.get_network().unblock_peer(info.peer_id)
-            self.host.get_peerstore().add_addrs(info.peer_id, info.addrs, 3600)
-            await self.host.connect(info)
+            # Our own backoff decides when to retry a bootstrap peer (the
+            # dialer clears the swarm's 60 s negative cache).
+            await self.dialer.connect(info.peer_id, info.addrs, lookup=False)
         except Exception as exc:  # noqa: BLE001 — any failure means "retry later"
             log.info("bootstrap dial %s failed: %s", info.peer_id, exc)
             return False
@@ -68,7 +67,7 @@ class Bootstrapper:
         results: list[bool] = []
 
         async def one(info: PeerInfo) -> None:
-            if self.host.get_network().get_connections(info.peer_id):
+            if self.dialer.is_connected(info.peer_id):
                 results.append(True)
                 return
             results.append(await self._dial(info))

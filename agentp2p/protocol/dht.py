@@ -430,7 +430,22 @@ class DHT:
         self.kad.value_store._store_at_peer = counted  # type: ignore[method-assign]
 
     def stats(self) -> dict[str, Any]:
-        return {"lookups": self.lookups, **self.quotas.stats()}
+        return {"lookups": self.lookups, "routing_table_size": self.routing_table_size, **self.quotas.stats()}
+
+    @property
+    def query_timeout(self) -> float:
+        return self.config.query_timeout
+
+    async def put_raw(self, key: str, value: bytes) -> None:
+        """Store ``value`` under the full key ``key`` (a namespace with its own
+        validator, e.g. agent records), within ``query_timeout``."""
+        with trio.fail_after(self.config.query_timeout):
+            await self.kad.put_value(key, value)
+
+    async def get_raw(self, key: str) -> bytes | None:
+        """The value under the full key ``key``; raises ``trio.TooSlowError`` at ``query_timeout``."""
+        with trio.fail_after(self.config.query_timeout):
+            return await self.kad.get_value(key)
 
     def register_validator(self, namespace: str, validator: Validator) -> None:
         self.kad.register_validator(namespace, validator)

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from libp2p.peer.id import ID
-from libp2p.peer.peerinfo import PeerInfo
 
 if TYPE_CHECKING:
-    from agentp2p.node import Node
+    from agentp2p.contract import Dialing
 
 log = logging.getLogger("agentp2p.mdns")
 
@@ -31,12 +30,12 @@ class MdnsConnector:
 
     def __init__(
         self,
-        node: Node,
+        dialer: Dialing,
         discovered: Callable[[], Iterable[ID]],
         interval: float = 1.0,
         cooldown: float = 30.0,
     ) -> None:
-        self.node = node
+        self.dialer = dialer
         self.discovered = discovered
         self.interval = interval
         self.cooldown = cooldown
@@ -45,21 +44,17 @@ class MdnsConnector:
 
     async def step(self) -> None:
         now = trio.current_time()
-        store = self.node.host.get_peerstore()
         for peer_id in list(self.discovered()):
-            if peer_id == self.node.peer_id or self.node.is_connected(peer_id):
+            if self.dialer.is_connected(peer_id):
                 continue
             if self._next_try.get(peer_id, 0.0) > now:
                 continue
             self._next_try[peer_id] = now + self.cooldown
-            try:
-                addrs = store.addrs(peer_id)
-            except Exception:  # the peerstore raises for unknown peers
-                addrs = []
-            if not addrs:
+            if not self.dialer.known_addrs(peer_id):
                 continue
             try:
-                await self.node.connect(PeerInfo(peer_id, addrs))
+                # Dials us never: the dialer refuses our own ID.
+                await self.dialer.connect(peer_id, lookup=False)
                 self.connected.add(peer_id)
                 log.info("mDNS: connected to %s", peer_id)
             except Exception as exc:  # noqa: BLE001 — a LAN neighbour may be gone
@@ -71,17 +66,17 @@ class MdnsConnector:
             await trio.sleep(self.interval)
 
 
-async def run_mdns(node: Node) -> None:
-    """Advertise ``node`` over mDNS and connect to the peers it discovers."""
+async def run_mdns(host: Any, dialer: Dialing, me: ID) -> None:
+    """Advertise ``host`` over mDNS and connect to the peers it discovers."""
     from libp2p.discovery.mdns.mdns import MDNSDiscovery
 
-    tcp = [a for a in node.listen_addrs if "/ws" not in str(a)]
+    tcp = [a for a in host.get_transport_addrs() if "/ws" not in str(a)]
     port = int(tcp[0].value_for_protocol("tcp")) if tcp else 0
-    discovery = MDNSDiscovery(node.host.get_network(), port=port, host=node.host)
+    discovery = MDNSDiscovery(host.get_network(), port=port, host=host)
     discovery.start()
     try:
         connector = MdnsConnector(
-            node, lambda: [pid for pid, _ in discovery.listener.discovered_services.values()]
+            dialer, lambda: [pid for pid, _ in discovery.listener.discovered_services.values() if pid != me]
         )
         await connector.run()
     finally:

@@ -122,7 +122,10 @@ class ApiService:
 
     # -- NodeService --------------------------------------------------------------
 
-    def attach(self, node: Any) -> None:
+    def stats(self) -> dict[str, Any]:
+        return {"address": str(self.address) if self.address is not None else None, "ready": self.ready.is_set()}
+
+    def attach(self, ctx: Any) -> None:
         if self._token is None:
             self._token = load_or_create_token(self.token_file) if self.token_file else generate_token()
         self._sock, self.address = self._bind_with_fallback()
@@ -149,11 +152,15 @@ class ApiService:
         host, port = sock.getsockname()[:2]
         return sock, ApiAddress(host=host, port=port)
 
-    async def run(self, node: Any) -> None:
+    async def run(self, ctx: Any) -> None:
+        """Serve the API over the whole node: the control API is the one
+        service that uses the public facade (``ctx.facade``, the
+        :class:`~agentp2p.node.Node`) rather than the narrow contract."""
         sock, address = self._sock, self.address
         if sock is None or address is None:
             raise RuntimeError("ApiService.run before attach")
         self._sock = None
+        node = getattr(ctx, "facade", None) or ctx
         app = build_app(node, self.token, limits=self.limits, extra_routes=self.extra_routes)
         self.context = app.app.state.api
         config = HypercornConfig()

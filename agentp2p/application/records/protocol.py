@@ -77,7 +77,7 @@ async def serve_record_request(
 
 
 async def request_record(
-    host: Any,
+    dialer: Any,
     peer: ID,
     about: ID | None = None,
     timeout: float = REQUEST_TIMEOUT,
@@ -88,12 +88,10 @@ async def request_record(
     if the peer has no record for ``about``. Raises
     :class:`RecordProtocolError` for any failure of the exchange.
     """
-    from libp2p.custom_types import TProtocol
-
     request = b"" if about is None or about == peer else about.to_bytes()
     try:
         with trio.fail_after(timeout):
-            stream = await host.new_stream(peer, [TProtocol(RECORD_PROTOCOL)])
+            stream = await dialer.open_stream(peer, [RECORD_PROTOCOL], timeout=timeout, lookup=False)
             try:
                 await stream.write(_frame(request))
                 data = await read_varint_prefixed_bytes_limited(stream, MAX_ENVELOPE_BYTES)

@@ -1,7 +1,10 @@
 """RecordService: publish this agent's record, find live agents by capability.
 
-The network half of issue #6, as a :class:`~agentp2p.node.NodeService`
-named ``"records"``. The sans-IO pieces (model, signed, validator, cache,
+The network half of issue #6, as a :class:`~agentp2p.contract.NodeService`
+named ``"records"``. Every node runs one: a node with an agent record
+publishes it; every node (``RecordService.lookup_only()``, which the
+assembly adds when no record is configured) caches announced records and
+finds agents. The sans-IO pieces (model, signed, validator, cache,
 ranking, republish) decide; this module only moves bytes and keeps time.
 
 Publishing (one *round*, serialised by a lock):
@@ -33,12 +36,14 @@ cached. Then liveness (SWIM via ``liveness=``, else a memoised concurrent
 ping) drops dead agents, and ``rank_agents`` orders the rest.
 
 Every error caused by a peer is contained and counted in
-:attr:`RecordService.stats`; none reaches the caller or stops the service.
+:attr:`RecordService.counters` (``stats()``); none reaches the caller or
+stops the service.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import random
 import time
@@ -61,9 +66,10 @@ from .protocol import RECORD_PROTOCOL, RecordProtocolError, request_record, serv
 from .ranking import Liveness, RankedAgent, rank_agents
 from .republish import repub_at_ms
 from .validator import AgentRecordValidator, wall_clock_ms
+from agentp2p.protocol.ping import ping
 
 if TYPE_CHECKING:
-    from agentp2p.node import Node
+    from agentp2p.contract import NodeContext
 
 __all__ = ["RecordService", "RecordStats", "capability_provider_key"]
 
@@ -122,7 +128,7 @@ class RecordService:
 
     def __init__(
         self,
-        name: str,
+        name: str | None,
         description: str = "",
         capabilities: Iterable[Capability | str] = (),
         metadata: Mapping[str, str] | None = None,
@@ -145,14 +151,17 @@ class RecordService:
             "metadata": dict(metadata or {}),
         }
         self._ttl_ms = int(ttl * 1000)
-        # Fail at construction, not at start, if the fields break a rule.
-        from libp2p.crypto.ed25519 import create_new_key_pair
+        #: False: this node publishes no record of its own, and only looks up others'.
+        self.publishes = name is not None
+        if self.publishes:
+            # Fail at construction, not at start, if the fields break a rule.
+            from libp2p.crypto.ed25519 import create_new_key_pair
 
-        AgentRecord.new(create_new_key_pair(b"\0" * 32).public_key, now_ms=0, seq=0,
-                        ttl_ms=self._ttl_ms, **self._fields)
+            AgentRecord.new(create_new_key_pair(b"\0" * 32).public_key, now_ms=0, seq=0,
+                            ttl_ms=self._ttl_ms, **self._fields)
         self._external_liveness = liveness
         self.cache = RecordCache(max_entries=cache_entries, ttl_ms=int(cache_ttl * 1000))
-        self.stats = RecordStats()
+        self.counters = RecordStats()
         self.ping_timeout = ping_timeout
         self.liveness_fresh_for = liveness_fresh_for
         self.fetch_timeout = fetch_timeout
@@ -160,7 +169,7 @@ class RecordService:
         self.republish_on_growth = republish_on_growth
         self.settle = settle
         self.validator = AgentRecordValidator()
-        self._node: Node | None = None
+        self._node: NodeContext | None = None
         self._pings: PingLiveness | None = None
         self._record: AgentRecord | None = None
         self._envelope: bytes | None = None
@@ -178,16 +187,45 @@ class RecordService:
         if self._external_liveness is None:
             self._external_liveness = liveness
 
-    def attach(self, node: Node) -> None:
+    @classmethod
+    def lookup_only(cls) -> RecordService:
+        """A records service for a node with no record of its own: it stores
+        and caches others' records and finds agents (``find_agents`` works
+        from any node)."""
+        return cls(None)
+
+    def stats(self) -> dict[str, Any]:
+        c = self.counters
+        out: dict[str, Any] = {f.name: getattr(c, f.name) for f in dataclasses.fields(c) if f.name != "rejected"}
+        out["rejected"] = dict(c.rejected)
+        out["publishes"] = self.publishes
+        out["cached"] = len(self.cache)
+        return out
+
+    def attach(self, node: NodeContext) -> None:
         self._node = node
         node.dht.register_validator(NAMESPACE, self.validator)
         node.set_stream_handler(RECORD_PROTOCOL, self._serve)
-        node.set_topic_validator(ANNOUNCE_TOPIC, self._validate_announcement)
-        self._pings = PingLiveness(node.ping, timeout=self.ping_timeout, fresh_for=self.liveness_fresh_for)
+        node.pubsub.set_validator(ANNOUNCE_TOPIC, self._validate_announcement)
+        dialer = node.dialer
 
-    async def run(self, node: Node, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        async def ping_peer(peer: ID, timeout: float) -> float:
+            return await ping(dialer, peer, timeout)
+
+        self._pings = PingLiveness(ping_peer, timeout=self.ping_timeout, fresh_for=self.liveness_fresh_for)
+
+    async def run(self, node: NodeContext, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Sign our record, listen to announcements, publish; reports ready
         (so ``svc.record`` is set when ``async with Node(...)`` returns)."""
+        if not self.publishes:
+            sub = await node.pubsub.open_subscription(ANNOUNCE_TOPIC)
+            try:
+                task_status.started()
+                await self._consume_announcements(sub)
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(2):
+                    await node.pubsub.close_subscription(sub)
+            return
         self._sign(self._fields)
         # The pubsub layer directly: the node marks itself running only once
         # every service has started, and we are one of them.
@@ -219,7 +257,7 @@ class RecordService:
         seq = now if self._record is None else max(now, self._record.seq + 1)
         record = AgentRecord.new(
             node.identity.public_key, now_ms=now, seq=seq, ttl_ms=self._ttl_ms,
-            addrs=node.listen_addrs, **fields,
+            addrs=node.listen_addrs(), **fields,
         )
         self._envelope = signed.seal(record, node.identity.private_key)
         self._record = record
@@ -235,6 +273,8 @@ class RecordService:
     ) -> AgentRecord:
         """Change what we publish: re-sign with a higher seq, then run a
         publish round (announce, DHT put, provide) before returning."""
+        if not self.publishes:
+            raise RuntimeError("this node publishes no agent record (its records service only looks agents up)")
         if self._record is None:
             raise RuntimeError("RecordService.update needs a running node")
         fields = dict(self._fields)
@@ -328,15 +368,15 @@ class RecordService:
             record, envelope = self._record, self._envelope
             assert record is not None and envelope is not None
             self._table_at_last_round = node.dht.routing_table_size
-            self.stats.rounds += 1
+            self.counters.rounds += 1
             started = trio.current_time()
             if self._announced_seq != record.seq:
                 try:
                     await node.pubsub.publish(ANNOUNCE_TOPIC, envelope)
                     self._announced_seq = record.seq
-                    self.stats.announced += 1
+                    self.counters.announced += 1
                 except Exception as exc:  # noqa: BLE001 — the DHT still carries it
-                    self.stats.announce_failures += 1
+                    self.counters.announce_failures += 1
                     log.debug("announcing record failed: %r", exc)
             parts = {"put"} | {f"provide:{c.name}" for c in record.capabilities}
             if only is not None:
@@ -345,8 +385,7 @@ class RecordService:
 
             async def put() -> None:
                 try:
-                    with trio.fail_after(node.config.dht.query_timeout):
-                        await node.dht.kad.put_value(record_key(record.peer_id), envelope)
+                    await node.dht.put_raw(record_key(record.peer_id), envelope)
                 except Exception as exc:  # noqa: BLE001
                     failed["put"] = repr(exc)
 
@@ -362,11 +401,11 @@ class RecordService:
                         nursery.start_soon(put)
                     else:
                         nursery.start_soon(provide, part)
-            log.debug("publish round %d (seq %d, table %d, %s) took %.2fs%s", self.stats.rounds, record.seq,
+            log.debug("publish round %d (seq %d, table %d, %s) took %.2fs%s", self.counters.rounds, record.seq,
                       self._table_at_last_round, sorted(parts), trio.current_time() - started,
                       f", failed: {failed}" if failed else "")
             if failed:
-                self.stats.round_failures += 1
+                self.counters.round_failures += 1
                 log.info("publish round incomplete: %s", failed)
                 return set(failed)
             self.published.set()
@@ -385,7 +424,7 @@ class RecordService:
         return entry.envelope if entry is not None else None
 
     async def _serve(self, stream: Any) -> None:
-        self.stats.served += 1
+        self.counters.served += 1
         await serve_record_request(stream, self._lookup_envelope)
 
     def _validate_announcement(self, msg: Any) -> bool:
@@ -398,7 +437,7 @@ class RecordService:
             check_announcement(msg.data, msg.sender, now_ms=now,
                                held=held.record if held is not None else None)
         except InvalidRecord as exc:
-            self.stats.reject("announce", exc.reason)
+            self.counters.reject("announce", exc.reason)
             return False
         return True
 
@@ -408,7 +447,7 @@ class RecordService:
             if msg.sender == node.peer_id:
                 continue
             if self._ingest(msg.data, msg.sender, "announce") is not None:
-                self.stats.announcements_accepted += 1
+                self.counters.announcements_accepted += 1
 
     def _ingest(self, envelope: bytes, expected: ID, path: str) -> AgentRecord | None:
         """Verify ``envelope`` as ``expected``'s record and cache it.
@@ -421,7 +460,7 @@ class RecordService:
         try:
             record = signed.open(envelope, now_ms=now, expected_peer_id=expected)
         except InvalidRecord as exc:
-            self.stats.reject(path, exc.reason)
+            self.counters.reject(path, exc.reason)
             return None
         if self.cache.put(record, envelope, now):
             return record
@@ -429,7 +468,7 @@ class RecordService:
         if held is None:  # lapsed on arrival (cache TTL); still a valid answer
             return record
         if record.newer_than(held.record) or held.record.newer_than(record):
-            self.stats.reject(path, Reason.STALE)  # an older record: a replay
+            self.counters.reject(path, Reason.STALE)  # an older record: a replay
         return held.record
 
     # -- finding ----------------------------------------------------------------
@@ -466,9 +505,9 @@ class RecordService:
         assert self._pings is not None
         start = time.perf_counter()
         try:
-            envelope = await request_record(node.host, via or peer, about=peer, timeout=self.fetch_timeout)
+            envelope = await request_record(node.dialer, via or peer, about=peer, timeout=self.fetch_timeout)
         except RecordProtocolError as exc:
-            self.stats.fetch_failures += 1
+            self.counters.fetch_failures += 1
             log.debug("%s", exc)
             return None
         if via is None or via == peer:
@@ -476,18 +515,17 @@ class RecordService:
             self._pings.observe(peer, True, (time.perf_counter() - start) * 1000.0)
         if envelope is None:
             return None
-        self.stats.fetched += 1
+        self.counters.fetched += 1
         return self._ingest(envelope, peer, "protocol")
 
     async def dht_record(self, peer: ID) -> AgentRecord | None:
         """``peer``'s record from the DHT (``record_key(peer)``), verified and cached."""
         node = self._require_node()
-        self.stats.dht_gets += 1
+        self.counters.dht_gets += 1
         try:
-            with trio.fail_after(node.config.dht.query_timeout):
-                envelope = await node.dht.kad.get_value(record_key(peer))
+            envelope = await node.dht.get_raw(record_key(peer))
         except Exception as exc:  # noqa: BLE001 — timeouts, peers' garbage
-            self.stats.dht_get_failures += 1
+            self.counters.dht_get_failures += 1
             log.debug("DHT get for %s failed: %r", peer, exc)
             return None
         if envelope is None:
@@ -513,7 +551,7 @@ class RecordService:
     async def _candidate(self, info: PeerInfo) -> AgentRecord | None:
         node = self._require_node()
         if info.addrs:
-            node.host.get_peerstore().add_addrs(info.peer_id, info.addrs, 600)
+            node.dialer.add_addrs(info.peer_id, info.addrs, 600)
         record = await self.fetch_record(info.peer_id)
         if record is not None:
             return record
@@ -543,7 +581,7 @@ class RecordService:
             providers = await node.dht.find_providers(capability_provider_key(capability),
                                                       max(max_providers, limit))
         except Exception as exc:  # noqa: BLE001
-            self.stats.find_provider_failures += 1
+            self.counters.find_provider_failures += 1
             log.debug("find_providers(%s) failed: %r", capability, exc)
             providers = []
         limiter = trio.CapacityLimiter(16)
@@ -566,7 +604,7 @@ class RecordService:
 
     # -- helpers ----------------------------------------------------------------
 
-    def _require_node(self) -> Node:
+    def _require_node(self) -> NodeContext:
         if self._node is None:
             raise RuntimeError("RecordService is not attached to a node")
         return self._node

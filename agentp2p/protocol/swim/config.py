@@ -16,6 +16,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class SwimConfig:
+    """``[swim]`` in the node's config (``AGENTP2P_SWIM__*``); ``swim = false`` turns it off."""
+
+    #: Run SWIM on the node at all (on by default; ``--swim`` forces it on).
+    enabled: bool = True
     #: Protocol period T: each member probes one other member per period.
     probe_interval: float = 1.0
     #: How long to wait for the direct Ack before asking k helpers. Must be

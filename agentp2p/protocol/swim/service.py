@@ -67,13 +67,13 @@ from .crypto import ed25519_signer, ed25519_verify
 from .events import Action, Input, Leave, LeaveComplete, MemberDiscovered, MemberEvent, Received, Send, Tick
 from .member import Member, State
 from .messages import Message, Ping
-from .persist import incarnation_path, load_incarnation, restart_incarnation, save_incarnation
+from .persist import SUFFIX, load_incarnation, restart_incarnation, save_incarnation
 from .ratelimit import LogThrottle
 from .transport import FaultInjection, SwimTransport
 from .wire import PROTOCOL_ID, encode
 
 if TYPE_CHECKING:
-    from agentp2p.node import Node
+    from agentp2p.contract import NodeContext
 
 log = logging.getLogger("agentp2p.swim")
 
@@ -189,7 +189,7 @@ class SwimService:
         self.event_buffer = event_buffer
         self.leave_on_stop = leave_on_stop
         self.stop_leave_timeout = stop_leave_timeout
-        self._node: Node | None = None
+        self._node: NodeContext | None = None
         self._transport: SwimTransport | None = None
         self._core: SwimCore | None = None
         self._listeners: list[_Listener] = []
@@ -205,10 +205,10 @@ class SwimService:
 
     # ------------------------------------------------------------- NodeService
 
-    def attach(self, node: Node) -> None:
-        self._node = node
+    def attach(self, ctx: NodeContext) -> None:
+        self._node = ctx
         self._transport = SwimTransport(
-            node.host,
+            ctx.dialer,
             self._on_frame,
             dial_timeout=self._dial_timeout,
             write_timeout=self._write_timeout,
@@ -217,13 +217,13 @@ class SwimService:
             log_interval=self._log_interval,
         )
         self._transport.fault = self._pending_fault
-        node.set_stream_handler(PROTOCOL_ID, self._transport.handle_inbound)
+        ctx.set_stream_handler(PROTOCOL_ID, self._transport.handle_inbound)
 
-    async def run(self, node: Node) -> None:
+    async def run(self, node: NodeContext) -> None:
         transport = self._transport
         if transport is None or self._node is not node:
             raise RuntimeError("SwimService.run() before attach()")
-        addrs = [a.to_bytes() for a in node.listen_addrs if "/ip4/0.0.0.0/" not in str(a) and "/ip6/::/" not in str(a)]
+        addrs = [a.to_bytes() for a in node.listen_addrs() if "/ip4/0.0.0.0/" not in str(a) and "/ip6/::/" not in str(a)]
         incarnation = await self._load_incarnation(node)
         self._core = SwimCore(
             node.peer_id.to_bytes(),
@@ -267,13 +267,12 @@ class SwimService:
 
     # ---------------------------------------------------------- persistence
 
-    async def _load_incarnation(self, node: Node) -> int:
+    async def _load_incarnation(self, node: NodeContext) -> int:
         """Our starting incarnation: one above the stored one (and store it
         at once, so a crash right after start still counts)."""
         path = self._incarnation_file
         if path is None:
-            ident = getattr(node.config, "identity_path", None)
-            path = incarnation_path(Path(ident)) if ident is not None else None
+            path = node.state_path(SUFFIX)
         self._persist_path = path
         if path is None:
             return 0
@@ -369,21 +368,18 @@ class SwimService:
             if deadline is not None and deadline <= trio.current_time():
                 self._step(Tick())
 
-    async def _feed_connections(self, node: Node, events: trio.MemoryReceiveChannel[Any]) -> None:
-        for peer in node.peers():
+    async def _feed_connections(self, node: NodeContext, events: trio.MemoryReceiveChannel[Any]) -> None:
+        for peer in node.dialer.peers():
             self._discovered(node, peer)
         async for ev in events:
             if ev.connected:
                 self._discovered(node, ev.peer_id)
 
-    def _discovered(self, node: Node, peer: ID) -> None:
-        try:
-            addrs = tuple(a.to_bytes() for a in node.host.get_peerstore().addrs(peer))
-        except Exception:  # noqa: BLE001 - unknown to the peerstore: no hints
-            addrs = ()
+    def _discovered(self, node: NodeContext, peer: ID) -> None:
+        addrs = tuple(a.to_bytes() for a in node.dialer.known_addrs(peer))
         self._step(MemberDiscovered(peer.to_bytes(), addrs[:8]))
 
-    async def stopping(self, node: Node) -> None:
+    async def stopping(self, node: NodeContext) -> None:
         """The node is about to stop: say "left" while our streams still run.
 
         Called by the node before it cancels its services. Announcing from

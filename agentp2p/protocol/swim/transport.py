@@ -50,10 +50,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import trio
-from libp2p.custom_types import TProtocol
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
-from multiaddr import Multiaddr
 
 from agentp2p.network.framing import FrameError, FrameReader, encode_varint, length_prefixed
 from agentp2p.network.ratelimit import PeerRateLimiter
@@ -66,7 +64,6 @@ log = logging.getLogger("agentp2p.swim")
 __all__ = ["FaultInjection", "FrameError", "FrameReader", "SwimTransport", "TransportStats", "length_prefixed"]
 
 #: Peerstore TTL for addresses learned from SWIM (dial hints).
-_ADDR_TTL = 3600
 
 
 @dataclass
@@ -124,7 +121,7 @@ class SwimTransport:
 
     def __init__(
         self,
-        host: Any,
+        dialer: Any,
         on_frame: Callable[[bytes, bytes], None],
         *,
         dial_timeout: float,
@@ -138,7 +135,7 @@ class SwimTransport:
     ) -> None:
         """``inbound_rate`` frames/s per peer (None: unlimited), ``inbound_burst``
         at once; rejections are logged at most once per peer per ``log_interval``."""
-        self._host = host
+        self._dialer = dialer  # agentp2p.contract.Dialing
         self.limiter = PeerRateLimiter(inbound_rate, inbound_burst) if inbound_rate is not None else None
         self.log_throttle = LogThrottle(log_interval)
         self._on_frame = on_frame
@@ -250,27 +247,17 @@ class SwimTransport:
             n += 1
 
     async def _open(self, pid: ID, addrs: tuple[bytes, ...], *, dial: bool = True) -> Any:
-        host = self._host
+        """A new stream to ``pid``, or None (a lost datagram, counted).
+
+        Through the node's one dialer, with the core's address hints. No DHT
+        lookup: SWIM hears of members with their addresses, and a member we
+        cannot reach at them is what the protocol is there to detect.
+        """
         self.stats.dials += 1
         try:
-            network = host.get_network()
-            if not network.get_connections(pid):
-                if not dial:
-                    raise ConnectionError("not connected (and not dialing)")
-                if addrs:
-                    mas = []
-                    for raw in addrs:
-                        with contextlib.suppress(Exception):
-                            mas.append(Multiaddr(raw))
-                    if mas:
-                        host.get_peerstore().add_addrs(pid, mas, _ADDR_TTL)
-                # SWIM decides for itself when to retry a peer (reconnect
-                # pings to the dead); the swarm's 60 s negative cache would
-                # keep a restarted member unreachable.
-                with contextlib.suppress(Exception):
-                    network.unblock_peer(pid)
-            with trio.fail_after(self.dial_timeout):
-                return await host.new_stream(pid, [TProtocol(PROTOCOL_ID)])
+            return await self._dialer.open_stream(
+                pid, [PROTOCOL_ID], addrs=addrs, timeout=self.dial_timeout, dial=dial, lookup=False
+            )
         except Exception as exc:  # noqa: BLE001 - a lost datagram, counted
             self.stats.dial_failures += 1
             log.debug("swim: cannot open a stream to %s: %r", pid, exc)

@@ -1,8 +1,8 @@
 """``/v1/records``: this agent's capability record, and finding other agents.
 
-Answers ``503 service_unavailable`` when the node runs without the
-``records`` service (a daemon gets one with ``--agent-name`` or
-``--agent-card``). Records are shown as JSON (below) and, on request, as
+Every node can find agents and fetch their records. ``/v1/records/self``
+answers ``503 service_unavailable`` when the node publishes no record of its
+own (a daemon publishes one with ``--agent-name`` or ``--agent-card``). Records are shown as JSON (below) and, on request, as
 A2A Agent Cards (``record_to_agent_card``). ``PUT /v1/records/self`` takes
 either the record's fields or an A2A card (``{"card": {...}}``), re-signs
 the record and runs a publish round before answering; parts of the round
@@ -39,7 +39,17 @@ _CAPABILITY_OBJECTS = {"input_schema": "input_schema_json", "output_schema": "ou
 def _records(ctx: ApiContext) -> Any:
     svc = ctx.node.services.get("records")
     if svc is None:
-        raise service_unavailable("capability records", "start the daemon with --agent-name NAME (or --agent-card FILE)")
+        raise service_unavailable("capability records", "this node runs without a records service")
+    return svc
+
+
+def _own_records(ctx: ApiContext) -> Any:
+    """The records service of a node that publishes its own record."""
+    svc = _records(ctx)
+    if not getattr(svc, "publishes", True):
+        raise service_unavailable(
+            "this agent's record", "start the daemon with --agent-name NAME (or --agent-card FILE)"
+        )
     return svc
 
 
@@ -90,7 +100,7 @@ def _query_bool(request: Request, key: str) -> bool:
 
 
 async def get_self(request: Request) -> JSONResponse:
-    svc = _records(context(request))
+    svc = _own_records(context(request))
     record = svc.record
     if record is None:
         raise ApiError(503, "service_unavailable", "the record is not signed yet (the node is starting)")
@@ -141,7 +151,7 @@ def _metadata(value: Any) -> dict[str, str]:
 
 async def put_self(request: Request) -> JSONResponse:
     ctx = context(request)
-    svc = _records(ctx)
+    svc = _own_records(ctx)
     body = await read_json_object(request, _RECORD_BODY, {"name", "description", "capabilities", "metadata", "card"})
     fields: dict[str, Any] = {}
     if "card" in body:

@@ -1,0 +1,245 @@
+"""Build a node from a :class:`~agentp2p.config.NodeConfig` — the one place that does.
+
+The daemon, the tests, the benchmarks and Python users all get their node
+from here (``Node(config)`` calls :func:`assemble`). It decides, once:
+
+* the host and its guards (Noise only, our Yamux, the inbound gate, the
+  resource manager and the penalty box);
+* the substrates: connection events, the one :class:`Dialer`, pub/sub, DHT,
+  bootstrap;
+* the services (messaging, SWIM, records, the control API...), each handed a
+  :class:`ServiceContext` — the narrow contract of :mod:`agentp2p.contract` —
+  and never the node itself;
+* the wiring between services, which flows through hooks set here and
+  nowhere else (SWIM's verdicts feed the records service's liveness).
+
+Layering: this module imports services; services import only the contract
+and the network layer; ``node.py`` (the public facade) imports this module.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+from multiaddr import Multiaddr
+
+from agentp2p.config import NodeConfig
+from agentp2p.contract import NodeService, StreamHandler
+from agentp2p.network.addresses import parse_listen_addr, parse_peer_addr
+from agentp2p.network.dialer import Dialer
+from agentp2p.network.events import ConnectionEvents
+from agentp2p.network.handlers import HandlerFailures, contained
+from agentp2p.network.host import HostLimits, build_host
+from agentp2p.network.identity import Identity, load_or_create_identity
+from agentp2p.network.penalties import BanInfo, PenaltyBox
+from agentp2p.network.resources import ResourceManager
+from agentp2p.protocol.bootstrap import Bootstrapper
+from agentp2p.protocol.dht import DHT
+from agentp2p.protocol.pubsub import PubSub
+
+log = logging.getLogger("agentp2p.assembly")
+
+__all__ = ["NodeParts", "ServiceContext", "assemble", "default_services"]
+
+
+class ServiceContext:
+    """The :class:`~agentp2p.contract.NodeContext` every service is handed.
+
+    ``facade`` is the public :class:`~agentp2p.node.Node`, set once the node
+    is built: only application-layer services that expose the whole node
+    (the control API) use it; protocol services must not.
+    """
+
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        identity_path: Path | None,
+        host: Any,
+        dialer: Dialer,
+        events: ConnectionEvents,
+        pubsub: PubSub,
+        dht: DHT,
+        resources: ResourceManager,
+        offence: Callable[[ID | None, str, float], None],
+        handler_failures: HandlerFailures,
+    ) -> None:
+        self.identity = identity
+        self.peer_id: ID = identity.peer_id  # Identity.peer_id re-derives on each access
+        self._identity_path = identity_path
+        self.dialer = dialer
+        self.events = events
+        self.pubsub = pubsub
+        self.dht = dht
+        self.resources = resources
+        self._offence = offence
+        self._host = host
+        self._handler_failures = handler_failures
+        self.facade: Any = None
+
+    def listen_addrs(self) -> list[Multiaddr]:
+        """The transport addresses actually bound (port 0 resolved)."""
+        return list(self._host.get_transport_addrs())
+
+    def state_path(self, suffix: str) -> Path | None:
+        if self._identity_path is None:
+            return None
+        p = self._identity_path.expanduser()
+        return p.with_name(p.name + suffix)
+
+    def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
+        """Serve ``protocol``; an exception in ``handler`` resets that stream only
+        (and counts against the peer), never the host."""
+        self._host.set_stream_handler(TProtocol(protocol), contained(handler, protocol, self._handler_failures))
+
+    def offence(self, peer: ID | None, reason: str, weight: float = 1.0) -> None:
+        self._offence(peer, reason, weight)
+
+    def now(self) -> float:
+        return trio.current_time()
+
+
+@dataclass
+class NodeParts:
+    """Everything :func:`assemble` built, for the :class:`~agentp2p.node.Node` facade to own."""
+
+    config: NodeConfig
+    identity: Identity
+    listen: list[Multiaddr]
+    penalties: PenaltyBox
+    resources: ResourceManager
+    handler_failures: HandlerFailures
+    host: Any
+    events: ConnectionEvents
+    dialer: Dialer
+    pubsub: PubSub
+    dht: DHT
+    bootstrapper: Bootstrapper
+    context: ServiceContext
+    services: dict[str, NodeService] = field(default_factory=dict)
+
+
+def default_services(config: NodeConfig, given: Sequence[NodeService] = ()) -> list[NodeService]:
+    """The services every node runs unless ``given`` names its own of that name:
+    messaging, SWIM (``[swim] enabled``), and a records service that looks
+    agents up even when this node publishes no record of its own."""
+    names = {s.name for s in given}
+    out: list[NodeService] = []
+    if "messaging" not in names:
+        from agentp2p.messaging.service import MessagingService
+
+        out.append(MessagingService(config=config.messaging, store_path=config.messaging.store))
+    if "swim" not in names and config.swim.enabled:
+        from agentp2p.protocol.swim.service import SwimService
+
+        out.append(SwimService(config.swim))
+    if "records" not in names:
+        from agentp2p.application.records.service import RecordService
+
+        out.append(RecordService.lookup_only())
+    return out
+
+
+def _wire(services: dict[str, NodeService]) -> None:
+    """Hooks between services (events flow up, never sideways): set here only."""
+    records, swim = services.get("records"), services.get("swim")
+    if records is not None and swim is not None and hasattr(records, "use_liveness"):
+        from agentp2p.application.records.ranking import Liveness
+
+        levels = {"alive": Liveness.ALIVE, "suspect": Liveness.SUSPECT, "dead": Liveness.DEAD, "left": Liveness.DEAD}
+        state_of = swim.state_of  # type: ignore[attr-defined]
+        records.use_liveness(lambda peer: levels.get(state_of(peer) or "", Liveness.UNKNOWN))
+
+
+def assemble(
+    config: NodeConfig,
+    *,
+    identity: Identity | None = None,
+    services: Sequence[NodeService] = (),
+    on_ban: Callable[[ID, BanInfo], None],
+) -> NodeParts:
+    """Build every part of a node (nothing runs yet; ``Node`` starts them)."""
+    if identity is None:
+        path = config.identity_path
+        identity = load_or_create_identity(path) if path is not None else Identity.generate()
+    listen = [parse_listen_addr(a) for a in config.listen]
+    bootstrap = [parse_peer_addr(a) for a in config.bootstrap]
+    me = identity.peer_id
+
+    # Containment and limits report offences here; a peer that keeps
+    # offending is disconnected and refused for a while (docs/security.md).
+    penalties = PenaltyBox(config.penalties, on_ban=on_ban)
+
+    def offence(peer: ID | None, reason: str, weight: float = 1.0) -> None:
+        if peer is None or peer == me:
+            return
+        penalties.offence(peer, reason, weight)
+
+    resources = ResourceManager(config.resources, on_hit=lambda peer, limit: offence(peer, f"limit:{limit}"))
+    handler_failures = HandlerFailures(on_failure=lambda peer, protocol: offence(peer, f"handler:{protocol}", 2.0))
+    host = build_host(
+        identity,
+        listen,
+        HostLimits(
+            max_connections=config.max_connections,
+            max_connections_per_peer=config.max_connections_per_peer,
+            dial_timeout=config.dial_timeout,
+        ),
+        handler_failures,
+        resources=resources,
+        is_banned=penalties.is_banned,
+        on_offence=offence,
+    )
+    events = ConnectionEvents(host)
+    host.get_network().register_notifee(events)
+    dialer = Dialer(host, timeout=config.dial_timeout, is_banned=penalties.is_banned)
+    pubsub = PubSub(host, config.pubsub, resources=resources, offence=offence)
+    dht = DHT(host, config.dht, offence=offence)
+    dialer.use_lookup(dht.find_peer)
+    # Every node stores agent records for others, whether or not it publishes one.
+    from agentp2p.application.records.validator import AgentRecordValidator
+
+    dht.register_validator(AgentRecordValidator.namespace, AgentRecordValidator())
+    bootstrapper = Bootstrapper(
+        dialer,
+        [p for p in bootstrap if p.peer_id != me],  # a fleet's shared list names us too
+        on_connected=dht.self_lookup,
+        initial_delay=config.bootstrap_retry_initial,
+        max_delay=config.bootstrap_retry_max,
+    )
+    context = ServiceContext(
+        identity=identity,
+        identity_path=config.identity_path,
+        host=host,
+        dialer=dialer,
+        events=events,
+        pubsub=pubsub,
+        dht=dht,
+        resources=resources,
+        offence=offence,
+        handler_failures=handler_failures,
+    )
+    parts = NodeParts(
+        config, identity, listen, penalties, resources, handler_failures, host, events, dialer, pubsub, dht,
+        bootstrapper, context,
+    )
+    for service in [*services, *default_services(config, services)]:
+        if service.name in parts.services:
+            raise ValueError(f"a service named {service.name!r} is already attached")
+        service.attach(context)
+        parts.services[service.name] = service
+    _wire(parts.services)
+    return parts
+
+
+def peer_info(peer: str | PeerInfo) -> PeerInfo:
+    """A dial target from a ``/p2p/``-terminated multiaddr string or a PeerInfo."""
+    return parse_peer_addr(peer) if isinstance(peer, str) else peer

@@ -1,0 +1,240 @@
+"""The one place that dials: every service that needs a connection asks here.
+
+Before, dialing was written four times (node, bootstrap, SWIM transport,
+messaging), each with its own half of the rules. Here they are once:
+
+* **Bans.** A banned peer is not dialed (docs/security.md).
+* **Address hints.** Addresses a caller knows (a bootstrap entry, a SWIM
+  member's announced addresses) go into the peerstore before the dial.
+* **The library's negative cache.** py-libp2p's swarm refuses for 60 s to
+  redial a peer whose addresses all failed. Our callers have their own
+  backoff (bootstrap, SWIM's reconnect pings, messaging's redial), and a
+  restarted peer must be reachable at once, so every dial clears it.
+* **DHT fallback.** When the known addresses fail (or there are none), the
+  peer is looked up in the DHT once and dialed at what it advertises.
+* **Deadlines.** Every dial has one (``dial_timeout`` unless the caller
+  passes a shorter one); a dial never hangs a caller.
+* **De-duplication.** Concurrent dials to one peer share a single attempt:
+  SWIM, messaging and records asking for the same peer at the same moment
+  open one connection, not three (py-libp2p would race them and keep one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+from multiaddr import Multiaddr
+
+from agentp2p.errors import DialError
+
+log = logging.getLogger("agentp2p.dialer")
+
+__all__ = ["Dialer", "DialerStats", "Lookup"]
+
+#: How long address hints stay in the peerstore (py-libp2p's own TTL for
+#: addresses learnt from a connection is similar).
+ADDR_TTL = 3600
+
+Lookup = Callable[[ID], Awaitable[PeerInfo | None]]
+
+
+@dataclass
+class DialerStats:
+    dials: int = 0
+    successes: int = 0
+    failures: int = 0
+    shared: int = 0  # callers that joined a dial already in flight
+    dht_lookups: int = 0
+    refused_banned: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _InFlight:
+    done: trio.Event = field(default_factory=trio.Event)
+    error: BaseException | None = None
+
+
+def to_multiaddrs(addrs: Iterable[Multiaddr | bytes | str]) -> list[Multiaddr]:
+    """Parse what callers hand us (bytes from the wire, strings from config); skip garbage."""
+    out: list[Multiaddr] = []
+    for a in addrs:
+        if isinstance(a, Multiaddr):
+            out.append(a)
+            continue
+        with contextlib.suppress(Exception):
+            out.append(Multiaddr(a))
+    return out
+
+
+class Dialer:
+    """Dial peers and open streams to them, by the rules in the module doc."""
+
+    def __init__(
+        self,
+        host: Any,
+        *,
+        timeout: float,
+        is_banned: Callable[[ID], bool] = lambda _peer: False,
+        lookup: Lookup | None = None,
+    ) -> None:
+        self._host = host
+        self._self = host.get_id()
+        self.timeout = timeout
+        self._is_banned = is_banned
+        self._lookup = lookup
+        self._inflight: dict[ID, _InFlight] = {}
+        self.stats = DialerStats()
+
+    def use_lookup(self, lookup: Lookup | None) -> None:
+        """Where to find a peer whose known addresses fail (the DHT, once built)."""
+        self._lookup = lookup
+
+    # -- what is connected ----------------------------------------------------
+
+    def is_connected(self, peer: ID) -> bool:
+        return bool(self._host.get_network().get_connections(peer))
+
+    def peers(self) -> list[ID]:
+        """Peers with at least one open connection."""
+        return [p for p, conns in self._host.get_network().connections.items() if conns]
+
+    def known_addrs(self, peer: ID) -> list[Multiaddr]:
+        try:
+            return list(self._host.get_peerstore().addrs(peer))
+        except Exception:  # noqa: BLE001 — the peerstore raises for unknown peers
+            return []
+
+    def add_addrs(self, peer: ID, addrs: Iterable[Multiaddr | bytes | str], ttl: int = ADDR_TTL) -> None:
+        mas = to_multiaddrs(addrs)
+        if mas and peer != self._self:
+            self._host.get_peerstore().add_addrs(peer, mas, ttl)
+
+    # -- dialing --------------------------------------------------------------
+
+    async def connect(
+        self,
+        peer: ID,
+        addrs: Iterable[Multiaddr | bytes | str] = (),
+        *,
+        timeout: float | None = None,
+        lookup: bool = True,
+    ) -> None:
+        """Be connected to ``peer`` when this returns; :class:`DialError` otherwise."""
+        if peer == self._self:
+            raise DialError("refusing to dial ourselves")
+        if self._is_banned(peer):
+            self.stats.refused_banned += 1
+            raise DialError(f"peer {peer} is banned for misbehaving (see `agentp2p peers`)")
+        self.add_addrs(peer, addrs)
+        if self.is_connected(peer):
+            return
+        limit = self.timeout if timeout is None else min(timeout, self.timeout)
+        try:
+            with trio.fail_after(limit):
+                await self._connect_shared(peer, lookup)
+        except trio.TooSlowError:
+            raise DialError(f"dial {peer} timed out after {limit:g}s") from None
+
+    async def _connect_shared(self, peer: ID, lookup: bool) -> None:
+        while (flight := self._inflight.get(peer)) is not None:
+            self.stats.shared += 1
+            await flight.done.wait()
+            if self.is_connected(peer):
+                return
+            if flight.error is not None:
+                raise DialError(str(flight.error)) from None
+            # The dial we joined was cancelled, or its connection is gone
+            # already: dial ourselves (unless another waiter got there first).
+        flight = self._inflight[peer] = _InFlight()
+        try:
+            await self._connect_now(peer, lookup)
+        except DialError as exc:
+            flight.error = exc
+            raise
+        except Exception as exc:
+            flight.error = DialError(f"dial {peer} failed: {exc!r}")
+            raise flight.error from None
+        finally:
+            flight.done.set()
+            if self._inflight.get(peer) is flight:
+                del self._inflight[peer]
+
+    async def _connect_now(self, peer: ID, lookup: bool) -> None:
+        network = self._host.get_network()
+        addrs = self.known_addrs(peer)
+        first: Exception | None = None
+        if addrs:
+            self.stats.dials += 1
+            with contextlib.suppress(Exception):
+                network.unblock_peer(peer)
+            try:
+                await self._host.connect(PeerInfo(peer, addrs))
+                self.stats.successes += 1
+                return
+            except Exception as exc:  # noqa: BLE001 — try the DHT next
+                self.stats.failures += 1
+                first = exc
+        if lookup and self._lookup is not None:
+            self.stats.dht_lookups += 1
+            try:
+                info = await self._lookup(peer)
+            except Exception as exc:  # noqa: BLE001
+                log.debug("DHT lookup of %s failed: %r", peer, exc)
+                info = None
+            fresh = [a for a in (info.addrs if info is not None else []) if a not in addrs]
+            if fresh:
+                self.add_addrs(peer, fresh)
+                self.stats.dials += 1
+                with contextlib.suppress(Exception):
+                    network.unblock_peer(peer)
+                try:
+                    await self._host.connect(PeerInfo(peer, fresh))
+                    self.stats.successes += 1
+                    return
+                except Exception as exc:  # noqa: BLE001
+                    self.stats.failures += 1
+                    raise DialError(f"dial {peer} failed: {exc}") from None
+        if first is not None:
+            raise DialError(f"dial {peer} failed: {first}") from None
+        raise DialError(f"peer {peer}: no known address" + (" and not found in the DHT" if lookup and self._lookup else ""))
+
+    async def open_stream(
+        self,
+        peer: ID,
+        protocols: Sequence[str],
+        *,
+        addrs: Iterable[Multiaddr | bytes | str] = (),
+        timeout: float | None = None,
+        dial: bool = True,
+        lookup: bool = True,
+    ) -> Any:
+        """A new stream to ``peer`` speaking one of ``protocols``.
+
+        ``dial=False``: only over a connection that is already open (a reply
+        path, or a protocol that must not create connections).
+        """
+        limit = self.timeout if timeout is None else timeout
+        try:
+            with trio.fail_after(limit):
+                if not self.is_connected(peer):
+                    if not dial:
+                        raise DialError(f"peer {peer} is not connected")
+                    await self.connect(peer, addrs, timeout=limit, lookup=lookup)
+                return await self._host.new_stream(peer, [TProtocol(p) for p in protocols])
+        except trio.TooSlowError:
+            raise DialError(f"opening {'/'.join(protocols)} to {peer} timed out after {limit:g}s") from None
+        except DialError:
+            raise
+        except Exception as exc:  # noqa: BLE001 — negotiation or a dead connection
+            raise DialError(f"opening {'/'.join(protocols)} to {peer} failed: {exc}") from None
