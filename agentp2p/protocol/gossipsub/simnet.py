@@ -39,6 +39,7 @@ from .events import (
 from .params import GossipSubParams
 from .peers import PROTOCOL_IDS
 from .rpc import Message, MsgId, PeerId
+from .scorer import NullScorer
 
 
 def sim_sign(peer: PeerId) -> Callable[[bytes], bytes]:
@@ -54,6 +55,43 @@ def sim_verify(message: Message, payload: bytes) -> bool:
 
 def accept_all(peer: PeerId, v: Validate) -> Verdict:
     return Verdict.ACCEPT
+
+
+class ScriptedScorer(NullScorer):
+    """A scorer whose scores the test sets, and which records what the router
+    told it (``calls``: (method, peer, ...)); penalties add up in ``penalties``."""
+
+    def __init__(self) -> None:
+        self.scores: dict[PeerId, float] = {}
+        self.penalties: dict[PeerId, int] = {}
+        self.calls: list[tuple] = []
+
+    def score(self, peer: PeerId, now: float) -> float:
+        return self.scores.get(peer, 0.0)
+
+    def add_penalty(self, peer: PeerId, count: int) -> None:
+        self.penalties[peer] = self.penalties.get(peer, 0) + count
+
+    def graft(self, peer: PeerId, topic: str, now: float) -> None:
+        self.calls.append(("graft", peer, topic))
+
+    def prune(self, peer: PeerId, topic: str, now: float) -> None:
+        self.calls.append(("prune", peer, topic))
+
+    def validate_message(self, peer: PeerId, msg_id: MsgId, topic: str, now: float) -> None:
+        self.calls.append(("validate", peer, msg_id))
+
+    def deliver_message(self, peer: PeerId, msg_id: MsgId, topic: str, now: float) -> None:
+        self.calls.append(("deliver", peer, msg_id))
+
+    def duplicate_message(self, peer: PeerId, msg_id: MsgId, topic: str, now: float) -> None:
+        self.calls.append(("duplicate", peer, msg_id))
+
+    def reject_message(self, peer: PeerId, msg_id: MsgId, topic: str, now: float, reason: str) -> None:
+        self.calls.append(("reject", peer, msg_id, reason))
+
+    def called(self, method: str) -> list[tuple]:
+        return [c for c in self.calls if c[0] == method]
 
 
 @dataclass

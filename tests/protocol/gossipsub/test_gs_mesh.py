@@ -1,0 +1,184 @@
+"""Mesh maintenance: degree bounds after every heartbeat, D_score/D_out survivor
+selection, GRAFT admission, opportunistic grafting, negative-score pruning."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from agentp2p.protocol.gossipsub.core import GossipSubCore
+from agentp2p.protocol.gossipsub.events import (
+    PeerConnected,
+    PeerDisconnected,
+    RpcReceived,
+    SendRpc,
+    Subscribe,
+    Tick,
+)
+from agentp2p.protocol.gossipsub.mesh import survivors
+from agentp2p.protocol.gossipsub.params import GossipSubParams
+from agentp2p.protocol.gossipsub.rpc import Control, Graft, Prune, Rpc, SubOpts
+from agentp2p.protocol.gossipsub.scorer import Thresholds
+from agentp2p.protocol.gossipsub.simnet import ScriptedScorer, sim_sign
+
+ME = b"me"
+T = "t"
+
+
+def make(params: GossipSubParams | None = None, **kw: object) -> GossipSubCore:
+    return GossipSubCore(ME, rng=random.Random(1), now=0.0, params=params, sign=sim_sign(ME), **kw)  # type: ignore[arg-type]
+
+
+def join(core: GossipSubCore, peer: bytes, *, outbound: bool = False, now: float = 0.0) -> None:
+    core.handle(now, PeerConnected(peer, "/meshsub/1.2.0", outbound))
+    core.handle(now, RpcReceived(peer, Rpc(subscriptions=(SubOpts(True, T),))))
+
+
+def heartbeat(core: GossipSubCore) -> list:
+    return core.handle(core.next_deadline(), Tick())
+
+
+def control_to(actions: list, peer: bytes) -> list[Control]:
+    return [a.rpc.control for a in actions if isinstance(a, SendRpc) and a.peer == peer]
+
+
+def test_subscribe_grafts_d_peers_and_heartbeat_keeps_bounds() -> None:
+    core = make()
+    for i in range(20):
+        join(core, b"p%02d" % i)
+    out = core.handle(0.0, Subscribe(T))
+    assert len(core.mesh(T)) == 6
+    for p in core.mesh(T):
+        assert any(c.graft == (Graft(T),) for c in control_to(out, p))
+    heartbeat(core)
+    assert 5 <= len(core.mesh(T)) <= 12
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_mesh_degree_in_bounds_after_every_heartbeat_under_churn(seed: int) -> None:
+    """Random connects, disconnects, GRAFTs and PRUNEs between heartbeats; after
+    each heartbeat D_lo <= |mesh| <= D_hi whenever enough peers are available."""
+    rng = random.Random(seed)
+    p = GossipSubParams()
+    core = make(p)
+    core.handle(0.0, Subscribe(T))
+    connected: set[bytes] = set()
+    now = 0.0
+    for step in range(120):
+        now = core.next_deadline() - 0.01  # churn just before the heartbeat
+        for _ in range(rng.randint(0, 6)):
+            op = rng.random()
+            peer = b"p%03d" % rng.randrange(60)
+            if op < 0.4 and peer not in connected:
+                join(core, peer, outbound=rng.random() < 0.3, now=now)
+                connected.add(peer)
+            elif op < 0.55 and peer in connected:
+                core.handle(now, PeerDisconnected(peer))
+                connected.discard(peer)
+            elif op < 0.85 and peer in connected:
+                core.handle(now, RpcReceived(peer, Rpc(control=Control(graft=(Graft(T),)))))
+            elif peer in connected:
+                core.handle(now, RpcReceived(peer, Rpc(control=Control(prune=(Prune(T, (), 5),)))))
+        core.handle(core.next_deadline(), Tick())
+        mesh = core.mesh(T)
+        assert len(mesh) <= p.d_hi
+        assert mesh <= connected
+        available = len(mesh) + sum(1 for x in connected - mesh if not core.in_backoff(T, x))
+        assert len(mesh) >= min(p.d_lo, available), (step, len(mesh), available)
+
+
+def test_oversubscribed_mesh_keeps_best_scores_and_outbound_quota() -> None:
+    scorer = ScriptedScorer()
+    core = make(scorer=scorer)
+    core.handle(0.0, Subscribe(T))
+    peers = [b"p%02d" % i for i in range(16)]
+    for i, peer in enumerate(peers):
+        join(core, peer, outbound=i >= 14)  # only p14, p15 are outbound
+        scorer.scores[peer] = float(i < 4) * (10 + i)  # p00..p03 score best
+    for peer in peers:  # everyone grafts (outbound peers are accepted past D_hi)
+        core.handle(0.0, RpcReceived(peer, Rpc(control=Control(graft=(Graft(T),)))))
+    before = core.mesh(T)
+    assert len(before) > 12
+    out = heartbeat(core)
+    mesh = core.mesh(T)
+    assert len(mesh) == 6
+    assert set(peers[:4]) <= mesh  # D_score = 4 best kept
+    assert {b"p14", b"p15"} <= mesh  # D_out = 2 outbound kept
+    for peer in before - mesh:
+        prunes = [p for c in control_to(out, peer) for p in c.prune]
+        assert prunes and prunes[0].backoff == 60
+        assert core.in_backoff(T, peer)
+
+
+def test_survivors_fill_outbound_quota_from_pruned() -> None:
+    mesh = [b"%02d" % i for i in range(13)]
+    keep = survivors(mesh, d=6, d_score=4, d_out=2, score=lambda p: -int(p), outbound=lambda p: p >= b"11",
+                     rng=random.Random(3))
+    assert len(keep) == 6
+    assert {b"00", b"01", b"02", b"03"} <= set(keep)
+    assert sum(p >= b"11" for p in keep) == 2
+
+
+def test_inbound_graft_refused_at_d_hi_outbound_accepted() -> None:
+    core = make(GossipSubParams(d=2, d_lo=1, d_hi=3, d_out=0, d_score=1))
+    core.handle(0.0, Subscribe(T))
+    for i in range(3):
+        join(core, b"in%d" % i)
+        core.handle(0.0, RpcReceived(b"in%d" % i, Rpc(control=Control(graft=(Graft(T),)))))
+    assert len(core.mesh(T)) == 3
+    join(core, b"late")
+    out = core.handle(0.0, RpcReceived(b"late", Rpc(control=Control(graft=(Graft(T),)))))
+    assert b"late" not in core.mesh(T)
+    assert [p.topic for c in control_to(out, b"late") for p in c.prune] == [T]
+    join(core, b"mine", outbound=True)
+    core.handle(0.0, RpcReceived(b"mine", Rpc(control=Control(graft=(Graft(T),)))))
+    assert b"mine" in core.mesh(T)
+
+
+def test_graft_for_unknown_topic_is_ignored_silently() -> None:
+    core = make()
+    join(core, b"x")
+    out = core.handle(0.0, RpcReceived(b"x", Rpc(control=Control(graft=(Graft("other"),)))))
+    assert control_to(out, b"x") == []
+
+
+def test_negative_score_peers_are_pruned_without_px_and_not_regrafted() -> None:
+    scorer = ScriptedScorer()
+    core = make(GossipSubParams(do_px=True), scorer=scorer)
+    for i in range(8):
+        join(core, b"p%d" % i)
+    core.handle(0.0, Subscribe(T))
+    bad = sorted(core.mesh(T))[0]
+    scorer.scores[bad] = -1.0
+    out = heartbeat(core)
+    assert bad not in core.mesh(T)
+    (prune,) = [p for c in control_to(out, bad) for p in c.prune]
+    assert prune.peers == ()
+    assert ("prune", bad, T) in scorer.calls
+
+
+def test_d_out_quota_grafts_outbound_peers() -> None:
+    core = make()
+    for i in range(8):
+        join(core, b"in%d" % i)
+    core.handle(0.0, Subscribe(T))
+    join(core, b"out0", outbound=True)
+    join(core, b"out1", outbound=True)
+    heartbeat(core)
+    assert {b"out0", b"out1"} <= core.mesh(T)
+
+
+def test_opportunistic_graft_adds_better_peers_when_median_is_low() -> None:
+    scorer = ScriptedScorer()
+    params = GossipSubParams(opportunistic_graft_ticks=1, d_hi=20)
+    core = make(params, scorer=scorer, thresholds=Thresholds(opportunistic_graft=1.0))
+    for i in range(6):
+        join(core, b"m%d" % i)
+    core.handle(0.0, Subscribe(T))
+    assert len(core.mesh(T)) == 6
+    for i in range(3):
+        join(core, b"good%d" % i)
+        scorer.scores[b"good%d" % i] = 5.0
+    heartbeat(core)
+    assert len(core.mesh(T) & {b"good0", b"good1", b"good2"}) == 2  # opportunistic_graft_peers
