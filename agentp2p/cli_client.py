@@ -121,9 +121,9 @@ def daemon_services(args: argparse.Namespace, config: Any) -> list[Any]:
     --api off) and a capability record with --agent-name or --agent-card.
     SWIM is the node's own (``config.swim``, on by default)."""
     services: list[Any] = []
-    # SWIM is not built here: ``--swim`` sets ``config.swim`` (see
-    # cli._daemon_config) and the node builds it from the ``swim_*``
-    # settings, and wires its verdicts into the record service.
+    # SWIM and messaging are not built here: ``--swim`` sets
+    # ``[swim] enabled`` (cli._daemon_config) and agentp2p.assembly builds
+    # them from their config sections and wires SWIM into records.
     records = _record_service(args)
     if records is not None:
         services.append(records)
