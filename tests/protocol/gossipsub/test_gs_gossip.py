@@ -1,0 +1,158 @@
+"""IHAVE/IWANT: emission to non-mesh peers, per-heartbeat caps on what we take,
+retransmission caps on what we give, IWANT promises (P7), mcache windows."""
+
+from __future__ import annotations
+
+import random
+
+from agentp2p.protocol.gossipsub.core import GossipSubCore
+from agentp2p.protocol.gossipsub.events import (
+    PeerConnected,
+    Publish,
+    Published,
+    RpcReceived,
+    SendRpc,
+    SignatureChecked,
+    Subscribe,
+    Tick,
+    VerifySignature,
+)
+from agentp2p.protocol.gossipsub.codec import seqno_bytes, signing_payload
+from agentp2p.protocol.gossipsub.params import GossipSubParams
+from agentp2p.protocol.gossipsub.rpc import Control, IHave, IWant, Message, Rpc, SubOpts
+from agentp2p.protocol.gossipsub.scorer import Thresholds
+from agentp2p.protocol.gossipsub.simnet import ScriptedScorer, sim_sign
+
+ME = b"me"
+T = "t"
+
+
+def make(params: GossipSubParams | None = None, **kw: object) -> GossipSubCore:
+    core = GossipSubCore(ME, rng=random.Random(1), now=0.0, params=params, sign=sim_sign(ME), **kw)  # type: ignore[arg-type]
+    core.handle(0.0, Subscribe(T))
+    return core
+
+
+def join(core: GossipSubCore, peer: bytes, now: float = 0.0) -> None:
+    core.handle(now, PeerConnected(peer, "/meshsub/1.2.0", outbound=False))
+    core.handle(now, RpcReceived(peer, Rpc(subscriptions=(SubOpts(True, T),))))
+
+
+def ihave(core: GossipSubCore, peer: bytes, ids: list[bytes], now: float = 0.0, topic: str = T) -> list[bytes]:
+    out = core.handle(now, RpcReceived(peer, Rpc(control=Control(ihave=(IHave(topic, tuple(ids)),)))))
+    return [i for a in out if isinstance(a, SendRpc) and a.peer == peer for w in a.rpc.control.iwant for i in w.ids]
+
+
+def iwant(core: GossipSubCore, peer: bytes, ids: list[bytes], now: float = 0.0) -> list[Message]:
+    out = core.handle(now, RpcReceived(peer, Rpc(control=Control(iwant=(IWant(tuple(ids)),)))))
+    return [m for a in out if isinstance(a, SendRpc) and a.peer == peer for m in a.rpc.publish]
+
+
+def signed(author: bytes, n: int, data: bytes = b"x") -> Message:
+    m = Message(T, data, author, seqno_bytes(n))
+    return Message(T, data, author, seqno_bytes(n), sim_sign(author)(signing_payload(m)))
+
+
+def heartbeat(core: GossipSubCore) -> list:
+    return core.handle(core.next_deadline(), Tick())
+
+
+def test_ihave_asks_for_unseen_ids_of_our_topics_only() -> None:
+    core = make()
+    join(core, b"g")
+    pub = core.handle(0.0, Publish(T, b"mine"))
+    mine = next(a.msg_id for a in pub if isinstance(a, Published))
+    assert sorted(ihave(core, b"g", [b"a", b"b", mine])) == [b"a", b"b"]
+    assert ihave(core, b"g", [b"c"], topic="not-ours") == []
+
+
+def test_ihave_rpcs_per_heartbeat_capped() -> None:
+    core = make(GossipSubParams(max_ihave_messages=3))
+    join(core, b"g")
+    for i in range(3):
+        assert ihave(core, b"g", [b"id%d" % i]) == [b"id%d" % i]
+    assert ihave(core, b"g", [b"late"]) == []
+    assert core.stats.ihave_ignored == 1
+    heartbeat(core)
+    assert ihave(core, b"g", [b"late"], now=core.next_deadline() - 0.5) == [b"late"]
+
+
+def test_ids_asked_per_heartbeat_capped() -> None:
+    core = make(GossipSubParams(max_ihave_length=8))
+    join(core, b"g")
+    assert len(ihave(core, b"g", [b"a%d" % i for i in range(5)])) == 5
+    assert len(ihave(core, b"g", [b"b%d" % i for i in range(5)])) == 3
+    assert ihave(core, b"g", [b"c0"]) == []
+    assert len(ihave(core, b"g", [b"z%d" % i for i in range(20)])) == 0
+
+
+def test_broken_iwant_promise_is_penalised_kept_one_is_not() -> None:
+    scorer = ScriptedScorer()
+    core = make(scorer=scorer)
+    join(core, b"liar")
+    join(core, b"honest")
+    assert ihave(core, b"liar", [b"bogus"], now=0.2) == [b"bogus"]
+    asked = ihave(core, b"honest", [signed(b"auth", 1).from_ + seqno_bytes(1)], now=0.2)
+    assert asked
+    out = core.handle(0.5, RpcReceived(b"honest", Rpc(publish=(signed(b"auth", 1),))))
+    (verify,) = [a for a in out if isinstance(a, VerifySignature)]
+    core.handle(0.5, SignatureChecked(verify.msg_id, True))
+    while core.next_deadline() < 3.2:
+        heartbeat(core)
+    assert scorer.penalties == {}
+    heartbeat(core)  # the first one past 0.2 + iwant_followup (3 s)
+    assert scorer.penalties == {b"liar": 1}
+    assert core.stats.broken_promises == 1
+
+
+def test_iwant_answered_at_most_gossip_retransmission_times() -> None:
+    core = make()
+    join(core, b"g")
+    pub = core.handle(0.0, Publish(T, b"payload"))
+    msg_id = next(a.msg_id for a in pub if isinstance(a, Published))
+    answers = [iwant(core, b"g", [msg_id]) for _ in range(5)]
+    assert [len(a) for a in answers] == [1, 1, 1, 0, 0]
+    assert answers[0][0].data == b"payload"
+    assert iwant(core, b"g", [b"unknown"]) == []
+
+
+def test_iwant_answers_per_heartbeat_capped() -> None:
+    core = make(GossipSubParams(max_iwant_replies=2))
+    join(core, b"g")
+    ids = [next(a.msg_id for a in core.handle(0.0, Publish(T, b"%d" % i)) if isinstance(a, Published))
+           for i in range(4)]
+    assert len(iwant(core, b"g", ids)) == 2
+    assert core.stats.iwant_ignored == 2
+
+
+def test_gossip_goes_to_non_mesh_peers_for_mcache_gossip_windows() -> None:
+    params = GossipSubParams(d=2, d_lo=1, d_hi=3, d_out=0, d_score=0, d_lazy=3)
+    core = make(params)
+    for i in range(10):
+        join(core, b"p%d" % i)
+    heartbeat(core)
+    mesh = core.mesh(T)
+    pub = core.handle(core.next_deadline() - 0.5, Publish(T, b"news"))
+    msg_id = next(a.msg_id for a in pub if isinstance(a, Published))
+    for _ in range(params.mcache_gossip):
+        out = heartbeat(core)
+        told = {a.peer for a in out if isinstance(a, SendRpc) and a.rpc.control.ihave}
+        assert len(told) >= params.d_lazy and not told & mesh
+        assert all(h.ids == (msg_id,) for a in out if isinstance(a, SendRpc) for h in a.rpc.control.ihave)
+    out = heartbeat(core)
+    assert not [a for a in out if isinstance(a, SendRpc) and a.rpc.control.ihave]
+    outsider = sorted(core.peers(T) - mesh)[0]
+    assert len(iwant(core, outsider, [msg_id], now=core.next_deadline() - 0.5)) == 1  # still cached
+    heartbeat(core)
+    assert iwant(core, outsider, [msg_id], now=core.next_deadline() - 0.5) == []  # mcache_len windows gone
+
+
+def test_no_gossip_to_or_from_peers_below_gossip_threshold() -> None:
+    scorer = ScriptedScorer()
+    core = make(scorer=scorer, thresholds=Thresholds(gossip=-10, publish=-20, graylist=-30))
+    join(core, b"low")
+    scorer.scores[b"low"] = -15.0
+    assert ihave(core, b"low", [b"x"]) == []
+    core.handle(0.0, Publish(T, b"m"))
+    out = heartbeat(core)
+    assert not [a for a in out if isinstance(a, SendRpc) and a.peer == b"low" and a.rpc.control.ihave]
