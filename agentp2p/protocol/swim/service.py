@@ -68,8 +68,8 @@ from .events import Action, Input, Leave, LeaveComplete, MemberDiscovered, Membe
 from .member import Member, State
 from .messages import Message, Ping
 from .persist import SUFFIX, load_incarnation, restart_incarnation, save_incarnation
-from .ratelimit import LogThrottle
 from .transport import FaultInjection, SwimTransport
+from agentp2p.throttled_log import ThrottledLog
 from .wire import PROTOCOL_ID, encode
 
 if TYPE_CHECKING:
@@ -181,7 +181,7 @@ class SwimService:
         self._inbound_rate = inbound_rate if inbound_rate is not None else max(50.0, 20.0 / period)
         self._inbound_burst = inbound_burst
         self._log_interval = log_interval
-        self._reject_log = LogThrottle(log_interval)
+        self._reject_log = ThrottledLog(log, interval=log_interval, clock=trio.current_time)
         self._incarnation_file = incarnation_file
         self._persist_path: Path | None = None
         self._persisted = -1
@@ -340,14 +340,14 @@ class SwimService:
         self._step(Received(sender, frame))
         rejected = _rejections(core) - before
         if rejected:
-            n = self._reject_log.report(sender, trio.current_time(), rejected)
-            if n is not None:
-                log.warning(
-                    "swim: rejected %d frame(s)/update(s) from %s (malformed, implausible or forged; "
-                    "counts in stats()['core'])",
-                    n,
-                    ID(sender),
-                )
+            self._reject_log.log(
+                logging.WARNING,
+                (sender, "rejected"),
+                "swim: rejected %d frame(s)/update(s) from %s (malformed, implausible or forged; "
+                "counts in stats()['core'])",
+                rejected,
+                ID(sender),
+            )
 
     async def _timer_loop(self) -> None:
         core = self._core

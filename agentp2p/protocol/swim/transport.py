@@ -56,7 +56,7 @@ from libp2p.peer.id import ID
 from agentp2p.network.framing import FrameError, FrameReader, encode_varint, length_prefixed
 from agentp2p.network.ratelimit import PeerRateLimiter
 
-from .ratelimit import LogThrottle
+from agentp2p.throttled_log import ThrottledLog
 from .wire import MAX_FRAME_BYTES, PROTOCOL_ID
 
 log = logging.getLogger("agentp2p.swim")
@@ -137,7 +137,7 @@ class SwimTransport:
         at once; rejections are logged at most once per peer per ``log_interval``."""
         self._dialer = dialer  # agentp2p.contract.Dialing
         self.limiter = PeerRateLimiter(inbound_rate, inbound_burst) if inbound_rate is not None else None
-        self.log_throttle = LogThrottle(log_interval)
+        self.log_throttle = ThrottledLog(log, interval=log_interval, clock=trio.current_time)
         self._on_frame = on_frame
         self.dial_timeout = dial_timeout
         self.write_timeout = write_timeout
@@ -347,11 +347,10 @@ class SwimTransport:
                         continue
                     if limiter is not None and not limiter.allow(peer, trio.current_time()):
                         self.stats.dropped_rate_limit += 1
-                        n = self.log_throttle.report(peer, trio.current_time())
-                        if n is not None:
-                            log.warning(
-                                "swim: %s is over its frame budget: dropped %d frame(s)", self._peer_id(peer), n
-                            )
+                        self.log_throttle.log(
+                            logging.WARNING, (peer, "budget"), "swim: %s is over its frame budget: dropped a frame",
+                            self._peer_id(peer),
+                        )
                         continue
                     self.stats.frames_in += 1
                     self.stats.bytes_in += len(frame) + len(encode_varint(len(frame)))

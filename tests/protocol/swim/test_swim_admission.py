@@ -39,9 +39,9 @@ from agentp2p.protocol.swim.persist import (
     restart_incarnation,
     save_incarnation,
 )
-from agentp2p.protocol.swim.ratelimit import LogThrottle, PeerRateLimiter
+from agentp2p.protocol.swim.ratelimit import PeerRateLimiter
 from agentp2p.protocol.swim.signature import signed_update, signing_bytes
-from swimhelpers import deliver, events, make_core, next_tick, pid, run_until, sends
+from tests.protocol.swim.swimhelpers import deliver, events, make_core, next_tick, pid, run_until, sends
 
 ADDR = b"\x04\x7f\x00\x00\x01\x06\x0f\xa1"
 
@@ -373,14 +373,6 @@ def test_rate_limiter_is_a_token_bucket_per_peer() -> None:
     assert lim.allow(b"q", 0.0)  # other peers are not affected
     assert sum(lim.allow(b"p", 1.0) for _ in range(100)) == 5  # refilled, capped at the burst
     assert sum(lim.allow(b"p", 1.25) for _ in range(100)) == 2
-
-
-def test_log_throttle_reports_once_per_interval_with_the_count() -> None:
-    th = LogThrottle(interval=60.0)
-    assert th.report(b"p", 0.0) == 1
-    assert [th.report(b"p", float(i)) for i in range(1, 50)] == [None] * 49
-    assert th.report(b"p", 61.0) == 50  # the 49 held back and this one
-    assert th.report(b"q", 61.0) == 1
 
 
 # ------------------------------------------------------------ checking rumours we cannot believe
