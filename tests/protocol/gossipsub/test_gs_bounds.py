@@ -31,6 +31,8 @@ from agentp2p.protocol.gossipsub.rpc import (
     Rpc,
     SubOpts,
 )
+from agentp2p.protocol.gossipsub.score import PeerScore
+from agentp2p.protocol.gossipsub.score_params import PeerScoreThresholds, default_score_params
 from agentp2p.protocol.gossipsub.simnet import sim_sign
 
 ME = b"me"
@@ -126,7 +128,10 @@ rpcs = st.builds(Rpc, subscriptions=st.lists(st.builds(SubOpts, subscribe=st.boo
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from([b"p0", b"p1"]), rpcs, st.booleans()), max_size=12))
 def test_core_never_raises_on_any_rpc(script: list[tuple[bytes, Rpc, bool]]) -> None:
-    core = GossipSubCore(ME, rng=random.Random(0), now=0.0, sign=sim_sign(ME))
+    # The real PeerScore raises on a reject reason it does not know: this also
+    # checks that every reason the router uses is one of score.REJECT_REASONS.
+    scorer = PeerScore(default_score_params([T]), PeerScoreThresholds(), 0.0)
+    core = GossipSubCore(ME, rng=random.Random(0), now=0.0, sign=sim_sign(ME), scorer=scorer)
     core.handle(0.0, Subscribe(T))
     for p in (b"p0", b"p1"):
         connect(core, p)

@@ -23,7 +23,7 @@ from agentp2p.protocol.gossipsub.events import (
     Verdict,
     VerifySignature,
 )
-from agentp2p.protocol.gossipsub.params import GossipSubParams
+from agentp2p.protocol.gossipsub.params import GossipSubParams, SignPolicy
 from agentp2p.protocol.gossipsub.rpc import Control, IDontWant, IWant, Message, Rpc, SubOpts
 from agentp2p.protocol.gossipsub.scorer import Thresholds
 from agentp2p.protocol.gossipsub.simnet import ScriptedScorer, sim_sign
@@ -242,3 +242,24 @@ def test_graylisted_peer_is_ignored_and_malformed_rpc_counted() -> None:
     assert core.stats.malformed == 1
     assert core.handle(0.0, RpcReceived(b"stranger", b"")) == []
     assert core.stats.unknown_peer == 1
+
+
+def test_strict_no_sign_rejects_authored_messages_and_needs_a_content_id() -> None:
+    import hashlib
+
+    import pytest
+
+    no_sign = GossipSubParams(sign_policy=SignPolicy.STRICT_NO_SIGN)
+    with pytest.raises(ValueError):
+        GossipSubCore(ME, rng=random.Random(1), now=0.0, params=no_sign)
+    content_id = lambda m: hashlib.sha256(m.data).digest()  # noqa: E731
+    core = make(no_sign, msg_id_fn=content_id)
+    meshed(core, 3)
+    out = core.handle(0.5, Publish(T, b"anon"))
+    sent = [m for ms in msgs_to(out).values() for m in ms]
+    assert sent and all((m.from_, m.seqno, m.signature, m.key) == (None,) * 4 for m in sent)
+    assert of(recv(core, b"p0", Message(T, b"a", b"author")), Deliver) == []
+    assert of(recv(core, b"p0", Message(T, b"b", signature=b"s")), Deliver) == []
+    assert core.stats.rejected == {"unexpected_auth_info": 1, "unexpected_signature": 1}
+    out = recv(core, b"p0", Message(T, b"plain"))  # no signature to check: straight to delivery
+    assert of(out, VerifySignature) == [] and of(out, Deliver)
