@@ -28,6 +28,8 @@ replay is rejected without another verification.
 
 Our own messages are flood-published (v1.1) to every topic peer scoring at
 least the publish threshold, so an eclipsed mesh cannot silence us.
+Direct peers (v1.1 explicit peering) sit outside the mesh and get every
+message on topics they share with us.
 
 Scoring (score.py) is consulted through a narrow seam (scorer.py); without it
 every score is 0 and every threshold 0, so nothing is penalised.
@@ -40,7 +42,7 @@ from __future__ import annotations
 
 import random
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,6 +137,7 @@ class GossipSubCore:
         msg_id_fn: Callable[[Message], MsgId] = default_msg_id,
         seqno_start: int | None = None,
         limits: Limits = DEFAULT_LIMITS,
+        direct_peers: Iterable[PeerId] = (),
     ) -> None:
         """``scorer`` is a score.PeerScore (None: scoring off); its
         ``.thresholds`` are used unless ``thresholds`` is given. ``sign(payload)``
@@ -142,7 +145,11 @@ class GossipSubCore:
         ``sign_key`` is our public key for the ``key`` field when the peer ID
         does not inline it (None for Ed25519). ``seqno_start``: our first seqno;
         pass something that grows across restarts (e.g. time in ns), or peers
-        that still remember our earlier messages drop the new ones as seen."""
+        that still remember our earlier messages drop the new ones as seen.
+        ``direct_peers``: v1.1 explicit peering agreements — these peers get
+        every message on our topics, are never in a mesh, never graylisted,
+        and a GRAFT from one is refused. (Keeping them connected is the
+        adapter's job.)"""
         p = self.params = params or GossipSubParams()
         if p.sign_policy is SignPolicy.STRICT_SIGN and sign is None:
             raise ValueError("StrictSign needs a sign function")
@@ -156,6 +163,7 @@ class GossipSubCore:
         self._sign_key = sign_key
         self._msg_id = msg_id_fn
         self._limits = limits
+        self._direct = frozenset(direct_peers)
         self._seqno = rng.getrandbits(62) if seqno_start is None else seqno_start
         self._score: Scorer = scorer if scorer is not None else NullScorer()
         if thresholds is None:
@@ -295,7 +303,7 @@ class GossipSubCore:
         out = []
         for p in self._peers.in_topic(topic):
             st = self._peers.get(p)
-            if st is None or not st.proto.mesh or p in exclude:
+            if st is None or not st.proto.mesh or p in exclude or p in self._direct:
                 continue
             if outbound_only and not st.outbound:
                 continue
@@ -368,7 +376,7 @@ class GossipSubCore:
         if st is None:
             self.stats.unknown_peer += 1
             return
-        if self._peer_score(peer) < self.thresholds.graylist:
+        if self._peer_score(peer) < self.thresholds.graylist and peer not in self._direct:
             self.stats.graylisted += 1  # checked first: a graylisted peer costs no parsing
             return
         if isinstance(raw, Rpc):
@@ -513,12 +521,15 @@ class GossipSubCore:
             return  # we left the topic while it was being validated
         out.append(Deliver(topic, msg_id, msg, entry.from_peer))
         skip = entry.senders | {entry.from_peer}
-        targets = set(self._mesh.get(topic, ())) | self._floodsub_peers(topic)
+        targets = set(self._mesh.get(topic, ())) | self._floodsub_peers(topic) | self._direct_in(topic)
         for p in sorted(targets):
             if p in skip or p == msg.from_ or self._dontwant.unwanted(p, msg_id):
                 continue
             self._out.to(p).msgs.append(msg)
             self.stats.forwarded += 1
+
+    def _direct_in(self, topic: str) -> set[PeerId]:
+        return {p for p in self._direct if p in self._peers.in_topic(topic)} if self._direct else set()
 
     def _floodsub_peers(self, topic: str) -> set[PeerId]:
         return {p for p in self._peers.in_topic(topic)
@@ -547,9 +558,10 @@ class GossipSubCore:
         self.stats.published += 1
         self._mcache.put(msg_id, msg)
         if p.flood_publish:
-            targets = {x for x in self._peers.in_topic(topic) if self._peer_score(x) >= self.thresholds.publish}
+            targets = {x for x in self._peers.in_topic(topic)
+                       if x in self._direct or self._peer_score(x) >= self.thresholds.publish}
         else:
-            targets = self._floodsub_peers(topic)
+            targets = self._floodsub_peers(topic) | self._direct_in(topic)
             if topic in self._mesh:
                 targets |= self._mesh[topic]
             else:
@@ -564,8 +576,8 @@ class GossipSubCore:
     def _fanout_peers(self, topic: str) -> set[PeerId]:
         peers = self._fanout.get(topic)
         if not peers:
-            cands = [x for x in self._peers.in_topic(topic)
-                     if self._peers.proto(x).mesh and self._peer_score(x) >= self.thresholds.publish]  # type: ignore[union-attr]
+            cands = [x for x in self._peers.in_topic(topic) if x not in self._direct
+                     and self._peers.proto(x).mesh and self._peer_score(x) >= self.thresholds.publish]  # type: ignore[union-attr]
             peers = set(meshsel.pick(cands, self.params.d, self._rng))
             if peers:
                 self._fanout[topic] = peers
@@ -639,6 +651,10 @@ class GossipSubCore:
                 px = False  # unknown topic: ignore (spam hardening), leak no peers
                 continue
             if peer in mesh:
+                continue
+            if peer in self._direct:
+                px = False  # a non-reciprocal peering config, most likely: refuse, no PX
+                refuse.append(topic)
                 continue
             until = self._backoff.expiry(topic, peer)
             if until is not None and now < until:
@@ -760,7 +776,8 @@ class GossipSubCore:
             for x in [x for x in peers if x not in members or self._peer_score(x) < self.thresholds.publish]:
                 peers.discard(x)
             if len(peers) < p.d:
-                cands = [x for x in members if x not in peers and self._peers.proto(x).mesh  # type: ignore[union-attr]
+                cands = [x for x in members if x not in peers and x not in self._direct
+                         and self._peers.proto(x).mesh  # type: ignore[union-attr]
                          and self._peer_score(x) >= self.thresholds.publish]
                 peers.update(meshsel.pick(cands, p.d - len(peers), self._rng))
             self._emit_gossip(topic, peers, gossip)
@@ -771,7 +788,7 @@ class GossipSubCore:
             return
         p = self.params
         cands = sorted(x for x in self._peers.in_topic(topic)
-                       if x not in exclude and self._peers.proto(x).mesh  # type: ignore[union-attr]
+                       if x not in exclude and x not in self._direct and self._peers.proto(x).mesh  # type: ignore[union-attr]
                        and self._peer_score(x) >= self.thresholds.gossip)
         for peer in gossip_targets(cands, p.d_lazy, p.gossip_factor, self._rng):
             self._out.to(peer).ihave.append(IHave(topic, tuple(ihave_ids(ids, p.max_ihave_length, self._rng))))

@@ -24,7 +24,7 @@ from agentp2p.protocol.gossipsub.events import (
     VerifySignature,
 )
 from agentp2p.protocol.gossipsub.params import GossipSubParams, SignPolicy
-from agentp2p.protocol.gossipsub.rpc import Control, IDontWant, IWant, Message, Rpc, SubOpts
+from agentp2p.protocol.gossipsub.rpc import Control, Graft, IDontWant, IWant, Message, Rpc, SubOpts
 from agentp2p.protocol.gossipsub.scorer import Thresholds
 from agentp2p.protocol.gossipsub.simnet import ScriptedScorer, sim_sign
 
@@ -263,3 +263,21 @@ def test_strict_no_sign_rejects_authored_messages_and_needs_a_content_id() -> No
     assert core.stats.rejected == {"unexpected_auth_info": 1, "unexpected_signature": 1}
     out = recv(core, b"p0", Message(T, b"plain"))  # no signature to check: straight to delivery
     assert of(out, VerifySignature) == [] and of(out, Deliver)
+
+
+def test_direct_peers_get_everything_never_mesh_and_graft_is_refused() -> None:
+    scorer = ScriptedScorer()
+    core = make(GossipSubParams(flood_publish=False), scorer=scorer,
+                thresholds=Thresholds(gossip=-10, publish=-20, graylist=-30), direct_peers=[b"friend"])
+    join(core, b"friend")
+    meshed(core, 8)
+    assert b"friend" not in core.mesh(T)
+    out = core.handle(1.5, Publish(T, b"own"))
+    assert b"friend" in msgs_to(out)
+    (v,) = of(recv(core, b"p0", signed(b"a", 1), now=1.5), VerifySignature)
+    assert b"friend" in msgs_to(core.handle(1.5, SignatureChecked(v.msg_id, True)))
+    out = core.handle(1.5, RpcReceived(b"friend", Rpc(control=Control(graft=(Graft(T),)))))
+    assert [(a.peer, p.peers) for a in of(out, SendRpc) for p in a.rpc.control.prune] == [(b"friend", ())]
+    assert b"friend" not in core.mesh(T)
+    scorer.scores[b"friend"] = -100.0  # never graylisted
+    assert of(recv(core, b"friend", signed(b"a", 2), now=1.5), VerifySignature)
