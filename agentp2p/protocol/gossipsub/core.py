@@ -109,7 +109,7 @@ class GossipSubStats:
     published: int = 0
     forwarded: int = 0  # message copies sent (forward + publish + IWANT answers)
     ihave_ignored: int = 0  # IHAVE RPCs over the per-heartbeat limits / below gossip threshold
-    iwant_ignored: int = 0  # IWANT ids refused: retransmission or per-heartbeat limit
+    iwant_ignored: int = 0  # IWANTs refused: retransmission / per-heartbeat limit / gossip threshold
     graft_refused: int = 0  # GRAFTs answered with PRUNE
     backoff_violations: int = 0  # GRAFTs inside our backoff (penalised)
     broken_promises: int = 0  # IWANTs not followed up in time (penalised)
@@ -619,7 +619,7 @@ class GossipSubCore:
 
     def _on_iwant(self, peer: PeerId, ctl: Control) -> None:
         if self._peer_score(peer) < self.thresholds.gossip:
-            self.stats.ihave_ignored += 1
+            self.stats.iwant_ignored += 1
             return
         seen: set[MsgId] = set()
         po = self._out.to(peer)
