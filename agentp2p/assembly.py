@@ -203,7 +203,7 @@ def assemble(
     dialer = Dialer(host, timeout=config.dial_timeout, is_banned=penalties.is_banned)
     pubsub = PubSub(host, config.pubsub, resources=resources, offence=offence)
     dht = DHT(host, config.dht, offence=offence)
-    dialer.use_lookup(dht.find_peer)
+    dialer.use_lookup(dht.locate)
     # Every node stores agent records for others, whether or not it publishes one.
     from agentp2p.application.records.validator import AgentRecordValidator
 

@@ -192,6 +192,7 @@ class Dialer:
             except Exception as exc:  # noqa: BLE001
                 log.debug("DHT lookup of %s failed: %r", peer, exc)
                 info = None
+            # What the lookup learnt beyond the addresses that just failed.
             fresh = [a for a in (info.addrs if info is not None else []) if a not in addrs]
             if fresh:
                 self.add_addrs(peer, fresh)

@@ -576,6 +576,18 @@ class DHT:
             return await self.kad.find_peer(peer_id)
         return None
 
+    async def locate(self, peer_id: ID) -> PeerInfo | None:
+        """Where the *network* says ``peer_id`` is: an iterative FIND_NODE,
+        never just our own peerstore (py-libp2p's ``find_peer`` answers from
+        the peerstore first — with the very addresses that just failed). The
+        addresses peers return land in the peerstore; all known ones are returned."""
+        await self.lookup(peer_id.to_bytes())
+        try:
+            addrs = list(self.host.get_peerstore().addrs(peer_id))
+        except Exception:  # noqa: BLE001 — still unknown
+            return None
+        return PeerInfo(peer_id, addrs) if addrs else None
+
 
 def dedupe_peer_infos(infos: list[Any]) -> list[PeerInfo]:
     """One PeerInfo per peer, addresses merged in first-seen order."""
