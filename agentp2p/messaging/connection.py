@@ -1,36 +1,39 @@
 """One /agentp2p/msg/1.0.0 stream: moves bytes between it and a session.
 
 The connection handler (rust-libp2p's ConnectionHandler) knows nothing of
-what messages mean; it reads, splits frames, hands them to its
-:class:`~agentp2p.messaging.link.Link`, and writes whatever the session has
-to send. Two tasks per stream:
+what messages mean; it reads, splits frames, hands them up, and writes
+whatever there is to send. It knows its owner (the link) only as a
+:class:`StreamOwner` — what it reports up and pulls from — and imports
+nothing above it, so the flow is one way: service -> link -> connection
+down, reports back up through the owner. Two tasks per stream:
 
 * **reader**: ``stream.read(64 KiB)`` (py-libp2p reads are costly, so few and
-  big), :class:`~.wire.FrameReader` splits, each frame is decoded and given
-  to the link in one synchronous step.
-* **writer**: sleeps until the link says there is output, then pulls frames
-  from the session until it has none (``session.transmit``) and writes them
-  all with *one* ``stream.write``. Whatever the application queues while a
-  write is in progress goes out together in the next one: coalescing with no
-  added delay when idle, and batches that grow with load.
+  big), :class:`~.wire.FrameReader` splits, the frames of one read are
+  decoded and handed up together (:meth:`StreamOwner.frames_received`).
+* **writer**: sleeps until the owner says there is output (:meth:`Connection.wake`),
+  then pulls frames (:meth:`StreamOwner.next_frame`) until there are none
+  and writes them all with *one* ``stream.write``. Whatever the application
+  queues while a write is in progress goes out together in the next one:
+  coalescing with no added delay when idle, and batches that grow with load.
 
 Any stream error (EOF, reset, a frame that does not parse) ends both tasks;
-the link then tells its session ``Disconnected`` and the stream is reset.
+the owner hears :meth:`StreamOwner.connection_lost` and the stream is reset.
 
 Size limits are enforced here, before anything is buffered on the peer's
 behalf: a length prefix above ``max_frame`` is refused by the
 :class:`~.wire.FrameReader` before one byte of the frame is kept, and a
 Data frame carrying an envelope whose payload exceeds ``max_message`` (or
 whose encoding exceeds ``max_envelope``) is refused before the session sees
-it. Either way the stream is reset, the refusal is counted
-(``oversized_frames`` / ``oversized_envelopes``) and the peer gets an
-offence: an honest sender never produces either.
+it. Either way the stream is reset and the owner hears of it
+(:meth:`StreamOwner.bad_input`: ``oversized_frame`` / ``oversized_envelope``,
+or ``bad_frame`` for one that does not parse) with the offence weight
+below: an honest sender never produces either.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import trio
 
@@ -44,17 +47,43 @@ from agentp2p.messaging.wire import (
     max_envelope_for,
 )
 
-if TYPE_CHECKING:
-    from agentp2p.messaging.link import Link
-
 log = logging.getLogger("agentp2p.messaging")
 
-__all__ = ["Connection", "Oversized"]
+__all__ = ["Connection", "Oversized", "StreamOwner"]
 
 #: Offence weight for an oversized frame or envelope (never sent by an honest
 #: peer; the penalty box bans at 20 points, so four in a row ban).
 OVERSIZED_OFFENCE = 5.0
 MALFORMED_OFFENCE = 2.0
+
+
+class StreamOwner(Protocol):
+    """What a connection reports up and pulls from (the link implements it).
+
+    Every call names the connection, as a replaced one may still report
+    until its tasks end; the owner ignores what is not its current one.
+    """
+
+    async def frames_received(self, conn: Connection, frames: list[Any]) -> None:
+        """The frames of one read, decoded and size-checked, in order."""
+        ...
+
+    def next_frame(self, conn: Connection, now: float) -> bytes | None:
+        """The next frame to write (no length prefix), or None when there is nothing (more)."""
+        ...
+
+    def transmitted(self, conn: Connection) -> None:
+        """The writer pulled frames and is about to write them."""
+        ...
+
+    def bad_input(self, conn: Connection, what: str, weight: float, detail: str) -> None:
+        """The peer sent what no honest peer sends (``what``: ``oversized_frame``,
+        ``oversized_envelope``, ``bad_frame``); the stream is being reset."""
+        ...
+
+    def connection_lost(self, conn: Connection) -> None:
+        """The stream is gone (``conn.error`` says why, if known)."""
+        ...
 
 
 class Oversized(FrameError):
@@ -78,7 +107,7 @@ def _check_sizes(frame: Any, max_message: int, max_envelope: int, raw_len: int) 
 class Connection:
     def __init__(
         self,
-        link: Link,
+        owner: StreamOwner,
         stream: Any,
         *,
         outbound: bool,
@@ -87,7 +116,7 @@ class Connection:
         max_frame: int = MAX_FRAME_BYTES,
         max_message: int = MAX_MESSAGE_BYTES,
     ) -> None:
-        self.link = link
+        self.owner = owner
         self._max_frame = max_frame
         self._max_message = max_message
         self._max_envelope = max_envelope_for(max_message)
@@ -118,7 +147,7 @@ class Connection:
                     nursery.start_soon(self._reader, nursery.cancel_scope)
                     nursery.start_soon(self._writer, nursery.cancel_scope)
         finally:
-            self.link.connection_lost(self)
+            self.owner.connection_lost(self)
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 try:
                     await self.stream.reset()
@@ -128,7 +157,7 @@ class Connection:
 
     async def _reader(self, scope: trio.CancelScope) -> None:
         reader = FrameReader(self._max_frame)
-        link = self.link
+        owner = self.owner
         max_message, max_envelope = self._max_message, self._max_envelope
         try:
             while True:
@@ -142,18 +171,15 @@ class Connection:
                     _check_sizes(frame, max_message, max_envelope, len(raw))
                     frames.append(frame)
                 if frames:
-                    await link.prepare(self, frames)
-                    link.on_frames(self, frames)
+                    await owner.frames_received(self, frames)
         except FrameError as exc:
             if isinstance(exc, Oversized) or "exceeds" in str(exc):
                 kind = exc.kind if isinstance(exc, Oversized) else "frame"
-                link.counters[f"oversized_{kind}s"] += 1
-                weight, reason = OVERSIZED_OFFENCE, f"msg:oversized_{kind}"
+                what, weight = f"oversized_{kind}", OVERSIZED_OFFENCE
             else:
-                link.counters["bad_frames"] += 1
-                weight, reason = MALFORMED_OFFENCE, "msg:bad_frame"
+                what, weight = "bad_frame", MALFORMED_OFFENCE
             self.error = f"bad frame: {exc}"
-            link.service.abuse(link.peer, reason, weight, "%s, resetting the stream", self.error)
+            owner.bad_input(self, what, weight, self.error)
         except trio.Cancelled:
             raise
         except Exception as exc:  # noqa: BLE001 - EOF, reset, connection gone: all mean "lost"
@@ -161,21 +187,18 @@ class Connection:
         scope.cancel()
 
     async def _writer(self, scope: trio.CancelScope) -> None:
-        link = self.link
-        session = link.session
+        owner = self.owner
         budget = self._write_batch
         try:
             while True:
                 await self._wake.wait()
                 self._wake = trio.Event()
                 while True:
-                    if link.conn is not self:
-                        return  # replaced: never pull frames meant for the new stream
                     now = trio.current_time()
                     chunks: list[bytes] = []
                     size = 0
                     while size < budget:
-                        frame = session.transmit(now)
+                        frame = owner.next_frame(self, now)  # None too once replaced
                         if frame is None:
                             break
                         chunk = length_prefixed(frame)
@@ -183,7 +206,7 @@ class Connection:
                         size += len(chunk)
                     if not chunks:
                         break
-                    link.after_transmit()
+                    owner.transmitted(self)
                     await self.stream.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
                     self.bytes_out += size
                     self.writes += 1

@@ -6,6 +6,13 @@ order. Outgoing bytes are *pulled* with ``session.transmit(now, max_bytes)``
 rather than pushed as actions: the adapter's writer asks for the next frame
 only when the stream can take it, so everything that piled up meanwhile goes
 out in one frame (write coalescing without any added delay when idle).
+
+Work that needs what the core must not hold (our private key, the node-wide
+inbox, the replay guard) is an action too, answered with an event:
+:class:`Sign` with :class:`Signed`, :class:`Inspect` with :class:`Inspected`.
+The adapter answers at once, before feeding any other event (the core
+refuses anything else meanwhile), so the core never waits on I/O and never
+calls out.
 """
 
 from __future__ import annotations
@@ -38,9 +45,10 @@ class FrameReceived:
 class Send:
     """The application hands over a message.
 
-    The session assigns ``session_id``/``seq``, runs its ``finalize`` hook
-    (signing), and answers :class:`Accepted`. ``deadline`` is on the same
-    clock as ``now``; past it an unacknowledged message is :class:`Failed`.
+    The session assigns ``session_id``/``seq`` and answers :class:`Accepted`
+    (a signing session first asks for the signature: :class:`Sign`).
+    ``deadline`` is on the same clock as ``now``; past it an unacknowledged
+    message is :class:`Failed`.
     """
 
     envelope: Envelope
@@ -65,7 +73,31 @@ class TimerFired:
     """``now`` reached the time given by ``session.next_timer()``."""
 
 
-Event = Connected | Disconnected | FrameReceived | Send | Consumed | TimerFired
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """The answer to :class:`Sign`: the signature of message ``seq`` of our session."""
+
+    seq: int
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Inspected:
+    """The answer to :class:`Inspect`: one verdict per envelope, in order.
+
+    ``None`` accepts it; :data:`INBOX_FULL` means the node cannot hold it (it
+    is dropped unacknowledged: the sender retransmits later); any other
+    string is a rejection reason (the message is dropped and its seq
+    skipped, as a forgery must not block the session).
+    """
+
+    verdicts: tuple[str | None, ...]
+
+
+#: Verdict for an envelope the node has no room for (see :class:`Inspected`).
+INBOX_FULL = "inbox_full"
+
+Event = Connected | Disconnected | FrameReceived | Send | Consumed | TimerFired | Signed | Inspected
 
 # -------------------------------------------------------------------- actions
 
@@ -119,10 +151,57 @@ class WindowOpen:
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    """An incoming message failed the ``inspect`` hook and was dropped (its seq skipped)."""
+    """An incoming message failed inspection and was dropped (its seq skipped)."""
 
     envelope: Envelope
     reason: str
 
 
-Action = Transmit | Accepted | Deliver | Acked | Failed | WindowOpen | Rejected
+@dataclass(frozen=True, slots=True)
+class Sign:
+    """Sign ``envelope`` (its ``session_id`` and ``seq`` are set) and answer :class:`Signed`.
+
+    Only sessions built with ``sign=True`` ask. The message already counts
+    against the window; it is accepted, and goes out, once signed.
+    """
+
+    envelope: Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class Inspect:
+    """Vet new incoming messages and answer :class:`Inspected` (sessions built with ``inspect=True``).
+
+    ``envelopes`` passed every check the session makes itself (new, in the
+    receive window, within what this sender may make us hold); ``sizes``
+    are what holding each costs. The adapter decides, in order, whether the
+    node can hold each one (its totals across peers) and whether it is
+    genuine (signature, sender, replay): the place where a message's id is
+    first remembered, so only messages the session will keep are shown.
+    An envelope it refuses with a reason was already let go of by the
+    adapter's accounting; the session releases only its own share.
+    """
+
+    envelopes: tuple[Envelope, ...]
+    sizes: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """The session stopped holding ``messages`` incoming messages of ``size`` bytes in all
+    (consumed, or dropped from a reorder buffer): the adapter's inbox accounting shrinks."""
+
+    messages: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something the adapter may count or punish: ``"session_churn"`` (a new session
+    while the receiver knows its maximum of them) or ``"inbox_full"`` (a frame's
+    messages were refused for lack of room)."""
+
+    kind: str
+
+
+Action = Transmit | Accepted | Deliver | Acked | Failed | WindowOpen | Rejected | Sign | Inspect | Released | Notice

@@ -18,7 +18,13 @@ of each session just stays empty.
 
 The link applies the actions its session returns (:meth:`apply`): wake the
 writer, resolve send waiters, persist to the outbox, deliver to the service,
-and re-arm its one timer.
+re-arm its one timer — and answers the session's questions (sign this,
+vet these) by asking its owner, feeding the answers back as events.
+
+Layering (one way down, reports up): the service creates links and
+connections; a link knows its service only as a :class:`LinkOwner` and is
+its connection's :class:`~.connection.StreamOwner`; the session core below
+it knows neither.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import trio
 from libp2p.peer.id import ID
@@ -44,18 +50,22 @@ from agentp2p.messaging.events import (
     Disconnected,
     Failed,
     FrameReceived,
+    Inspect,
+    Inspected,
+    Notice,
     Rejected,
+    Released,
+    Sign,
+    Signed,
     TimerFired,
     Transmit,
     WindowOpen,
 )
+from agentp2p.messaging.outbox import Outbox
 from agentp2p.messaging.session import Session
 from agentp2p.pb.msg_pb2 import Envelope, Frame
 
-if TYPE_CHECKING:
-    from agentp2p.messaging.service import MessagingService
-
-__all__ = ["Delivery", "Link", "SendWaiter"]
+__all__ = ["Delivery", "Link", "LinkOwner", "SendWaiter"]
 
 
 @dataclass(slots=True, eq=False)
@@ -84,21 +94,60 @@ class Delivery:
     owner: Any = None
 
 
+class LinkOwner(Protocol):
+    """What a link needs of the service that owns it (the service implements it)."""
+
+    store: Outbox | None
+    counters: Counter[str]
+
+    def on_deliver(self, item: Delivery, plaintext: bytes | None) -> None:
+        """The session delivered a message (in order, once): route it to the application."""
+        ...
+
+    def want_connection(self, link: Link) -> None:
+        """An outgoing link has unacked messages and no stream: dial."""
+        ...
+
+    async def preverify(self, link: Link, frames: list[Frame]) -> None:
+        """Before frames are handled: verify big batches of signatures off the trio thread."""
+        ...
+
+    def sign(self, env: Envelope) -> bytes:
+        """Our signature of ``env`` (answers :class:`~.events.Sign`)."""
+        ...
+
+    def inspect(self, link: Link, envelopes: tuple[Envelope, ...], sizes: tuple[int, ...]) -> tuple[str | None, ...]:
+        """The verdicts on new incoming messages (answers :class:`~.events.Inspect`)."""
+        ...
+
+    def on_released(self, link: Link, messages: int, size: int) -> None:
+        """The session let go of held incoming messages (inbox accounting)."""
+        ...
+
+    def on_notice(self, link: Link, kind: str) -> None:
+        """The session noticed something worth counting or punishing (:class:`~.events.Notice`)."""
+        ...
+
+    def abuse(self, peer: ID, reason: str, weight: float, fmt: str, *args: Any) -> None:
+        """Count an offence against ``peer`` and log it."""
+        ...
+
+
 class Link:
     def __init__(
         self,
-        service: MessagingService,
+        owner: LinkOwner,
         peer: ID,
         make_session: Callable[[Link], Session],
         *,
         outgoing: bool,
     ) -> None:
-        self.service = service
+        self.owner = owner
         self.peer = peer
         self.peer_bytes = peer.to_bytes()
         self.outgoing = outgoing
         self.conn: Connection | None = None
-        self.counters: Counter[str] = service.counters
+        self.counters: Counter[str] = owner.counters
         self.waiters: dict[int, SendWaiter] = {}
         self.window_open = trio.Event()
         self.window_queue = trio.Lock()  # senders waiting for room, in arrival order
@@ -120,7 +169,7 @@ class Link:
         self.accept_deadline_ms: int | None = None
         self.session = make_session(self)
 
-    # ------------------------------------------------------------- streams
+    # ------------------------------------------------------- stream owner
     def attach(self, conn: Connection) -> None:
         """Make ``conn`` the link's stream (replacing any previous one)."""
         old = self.conn
@@ -141,34 +190,43 @@ class Link:
         self.counters["disconnects"] += 1
         self.apply(self.session.handle(trio.current_time(), Disconnected()))
 
-    async def prepare(self, conn: Connection, frames: list[Frame]) -> None:
-        """Before frames are handled: verify big batches off the trio thread."""
-        await self.service.preverify(self, frames)
-
-    def on_frames(self, conn: Connection, frames: list[Frame]) -> None:
+    async def frames_received(self, conn: Connection, frames: list[Frame]) -> None:
         if self.conn is not conn:
-            self.preverified.clear()
             return  # a replaced stream's leftovers: presumed lost like the rest
-        session = self.session
+        await self.owner.preverify(self, frames)
         try:
-            for frame in frames:
+            if self.conn is not conn:
+                return  # replaced while verifying
+            session = self.session
+            for frame in frames:  # one synchronous step: no checkpoint between frames
                 now = trio.current_time()
                 self.apply(session.handle(now, FrameReceived(frame)))
         finally:
             self.preverified.clear()
 
-    def after_transmit(self) -> None:
+    def next_frame(self, conn: Connection, now: float) -> bytes | None:
+        if self.conn is not conn:
+            return None  # replaced: never pull frames meant for the new stream
+        return self.session.transmit(now)
+
+    def transmitted(self, conn: Connection) -> None:
         """The writer pulled frames: the retransmission timer may now be armed."""
         self._poke_timer()
 
+    def bad_input(self, conn: Connection, what: str, weight: float, detail: str) -> None:
+        self.counters[what + "s"] += 1
+        self.owner.abuse(self.peer, "msg:" + what, weight, "%s, resetting the stream", detail)
+
     # ------------------------------------------------------------- actions
     def apply(self, actions: list[Action]) -> None:
+        """Carry out ``actions`` in order; the session's answers to Sign and
+        Inspect are appended to ``actions`` and carried out in turn."""
         wake = False
         accepted: list[Envelope] = []
         finished: list[int] = []
         delivered: list[Envelope] = []
-        service = self.service
-        for act in actions:
+        owner = self.owner
+        for act in actions:  # grows while iterating (answers to Sign / Inspect)
             kind = type(act)
             if kind is Transmit:
                 wake = True
@@ -195,9 +253,20 @@ class Link:
             elif kind is WindowOpen:
                 self.window_open.set()
                 self.window_open = trio.Event()
+            elif kind is Sign:
+                env = act.envelope  # type: ignore[union-attr]
+                signed = Signed(env.seq, owner.sign(env))
+                actions += self.session.handle(trio.current_time(), signed)
+            elif kind is Inspect:
+                verdicts = owner.inspect(self, act.envelopes, act.sizes)  # type: ignore[union-attr]
+                actions += self.session.handle(trio.current_time(), Inspected(verdicts))
+            elif kind is Released:
+                owner.on_released(self, act.messages, act.size)  # type: ignore[union-attr]
+            elif kind is Notice:
+                owner.on_notice(self, act.kind)  # type: ignore[union-attr]
             elif kind is Rejected:
                 pass  # counted by the screen, by reason
-        store = service.store
+        store = owner.store
         if delivered:
             # Persisted before any reader can see them: a crash from here on
             # redelivers them after the restart (at-least-once to the reader).
@@ -214,18 +283,18 @@ class Link:
             self.conn.wake()
         self._poke_timer()
         if self.outgoing and self.conn is None and self.session.wants_connection:
-            service.want_connection(self)
+            owner.want_connection(self)
 
     def _deliver(self, env: Envelope) -> None:
         item = Delivery(self, env)
         self._deliveries.append(item)
-        self.service.on_deliver(item, self.opened.pop((env.session_id, env.seq), None))
+        self.owner.on_deliver(item, self.opened.pop((env.session_id, env.seq), None))
 
     def redeliver(self, env: Envelope, plaintext: bytes | None) -> None:
         """A message restored from the store after a restart: hand it over again."""
         item = Delivery(self, env)
         self._deliveries.append(item)
-        self.service.on_deliver(item, plaintext)
+        self.owner.on_deliver(item, plaintext)
 
     @property
     def idle(self) -> bool:
@@ -252,7 +321,7 @@ class Link:
         batch: list[Envelope] = []
         while q and q[0].done:
             batch.append(q.popleft().envelope)
-        store = self.service.store
+        store = self.owner.store
         if store is not None:
             store.mark_consumed(self.peer_bytes, batch)
         now = trio.current_time()

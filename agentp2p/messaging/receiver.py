@@ -3,7 +3,7 @@
 Per incoming session (the peer's outgoing session) we keep:
 
 * ``delivered``: every seq up to it has been handed to the application (or
-  skipped: rejected by ``inspect``, or abandoned by the sender). Anything at
+  skipped: rejected by the adapter's inspection, or abandoned by the sender). Anything at
   or below it is a duplicate and dropped, which is what makes delivery
   exactly-once across retransmissions and reconnects.
 * a reorder buffer of seqs above ``delivered``, bounded by the receive window
@@ -20,8 +20,8 @@ durable outbox starts a new one); the peer's Hello says which is current.
 **What one sender can make us hold is bounded across its sessions.** Every
 message we keep (buffered out of order, or delivered and not yet consumed)
 counts against ``max_held`` messages and ``max_held_bytes`` bytes of this
-receiver, whatever session it came on, and the optional ``admit`` hook (the
-adapter's node-wide totals and resource manager) may refuse it too. A
+receiver, whatever session it came on, and the adapter (its node-wide
+totals and resource manager) may refuse it too when it vets new messages. A
 message that does not fit is dropped *unacknowledged*: the sender keeps it
 and retransmits, so a full inbox is backpressure, never growth. In
 particular a new Hello with a new session id does not grant a fresh window
@@ -30,22 +30,25 @@ current session changes, the old one's out-of-order buffer is dropped (never
 acknowledged cumulatively, so its sender still holds those messages and the
 resume handshake has it resend them); a session is forgotten (beyond
 ``max_sessions``) only once nothing of it is held.
+
+New messages are taken in two steps, so that the adapter can vet them
+without the receiver calling out: :meth:`Receiver.on_data` screens what it
+can itself (duplicates, window, this sender's bounds) and returns the new
+ones, already held; :meth:`Receiver.vetted` takes the adapter's verdicts and
+buffers or delivers them. What the adapter must hear back (messages let go
+of, notices) is left in ``released_*`` and ``notices`` for the session.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from agentp2p.messaging.events import INBOX_FULL
 from agentp2p.pb.msg_pb2 import Ack, Data, Envelope, SeqRange
 
 __all__ = ["InStream", "Receiver", "ReceiverStats"]
-
-Inspect = Callable[[Envelope], "str | None"]
-Admit = Callable[[int], bool]
-Release = Callable[[int], None]
-Notify = Callable[[str], None]
 
 #: Bytes we count for an envelope besides its payload and variable strings.
 ENVELOPE_BASE_COST = 192
@@ -95,33 +98,29 @@ class Receiver:
         *,
         window: int = 4096,
         auto_consume: bool = False,
-        inspect: Inspect | None = None,
         known: Mapping[bytes, int] | None = None,
         max_sessions: int = 4,
         max_sack_ranges: int = 32,
         max_held: int | None = None,
         max_held_bytes: int = 16 * 1024 * 1024,
-        admit: Admit | None = None,
-        release: Release | None = None,
-        notify: Notify | None = None,
         restored: Mapping[bytes, list[tuple[int, int]]] | None = None,
     ) -> None:
         """``known``: session -> consumed frontier (durable store). ``restored``:
         session -> [(seq, size)] delivered before a restart and not yet
         consumed (ascending); they count as held and as delivered, so their
-        retransmissions are dropped as duplicates. ``admit(size)``/``release(size)``
-        let the adapter account held bytes beyond this receiver; ``notify``
-        hears "session_churn" and "inbox_full"."""
+        retransmissions are dropped as duplicates."""
         self.window = window
         self.max_held = max_held if max_held is not None else window
         self.max_held_bytes = max_held_bytes
-        self._admit_hook = admit
-        self._release_hook = release
-        self._notify = notify
         self.held = 0
         self.held_bytes = 0
+        #: What the adapter must hear (the session turns these into actions):
+        #: held messages let go of since it last looked, and notices.
+        self.released_messages = 0
+        self.released_bytes = 0
+        self.notices: list[str] = []
+        self._vetting: tuple[InStream, list[tuple[Envelope, int]], bool] | None = None
         self.auto_consume = auto_consume
-        self.inspect = inspect
         self.max_sessions = max_sessions
         self.max_sack_ranges = max_sack_ranges
         self.stats = ReceiverStats()
@@ -149,13 +148,14 @@ class Receiver:
 
     # -------------------------------------------------------------- frames
     def on_hello(self, session_id: bytes, low_seq: int) -> list[Envelope]:
+        if self._vetting is not None:
+            raise RuntimeError("the previous frame's messages await their verdicts (vetted)")
         st = self.streams.get(session_id)
         if st is None:
             # No state for this session: start where the sender says it is.
             if len(self.streams) >= self.max_sessions:
                 self.stats.session_churn += 1
-                if self._notify is not None:
-                    self._notify("session_churn")
+                self.notices.append("session_churn")
             st = self.streams[session_id] = InStream(session_id, max(low_seq - 1, 0))
             self._forget_idle()
         else:
@@ -167,14 +167,23 @@ class Receiver:
         self.ack_pending = True
         return self._forward(st, low_seq)
 
-    def on_data(self, data: Data) -> tuple[list[Envelope], list[tuple[Envelope, str]]]:
-        """Returns (to deliver in order, rejected with reason)."""
+    def on_data(self, data: Data) -> tuple[list[Envelope], list[tuple[Envelope, int]]]:
+        """A Data frame of the current session: returns (deliverable now, new messages to vet).
+
+        Deliverable now: what the sender's ``low_seq`` releases. New: messages
+        not seen before, in the window and within this sender's bounds, with
+        their held size; they count as held from here on, and are buffered or
+        delivered by :meth:`vetted` once the adapter has judged them.
+        """
+        if self._vetting is not None:
+            raise RuntimeError("the previous frame's messages await their verdicts (vetted)")
         st = self.current
         if st is None or data.session_id != st.session_id:
             self.stats.foreign_session += 1
             return [], []
         deliver = self._forward(st, data.low_seq)
-        rejected: list[tuple[Envelope, str]] = []
+        fresh: list[tuple[Envelope, int]] = []
+        seen: set[int] = set()  # this frame's new seqs: a copy later in the frame is a duplicate
         buffer = st.buffer
         stats = self.stats
         limit = st.consumed + self.window
@@ -184,7 +193,7 @@ class Receiver:
             if env.session_id != st.session_id or seq == 0:
                 stats.malformed += 1
                 continue
-            if seq <= st.delivered or seq in buffer:
+            if seq <= st.delivered or seq in buffer or seq in seen:
                 stats.duplicates += 1
                 self.ack_urgent = True  # our ACK was probably lost
                 continue
@@ -192,45 +201,70 @@ class Receiver:
                 stats.out_of_window += 1
                 continue
             size = held_size(env)
-            if full or not self._admit(size):
+            if full or not self._hold(size):
                 # No room: drop it unacknowledged; the sender keeps it and retransmits.
                 full = True
                 stats.inbox_full += 1
                 continue
-            reason = self.inspect(env) if self.inspect is not None else None
-            if reason is not None:
+            seen.add(seq)
+            fresh.append((env, size))
+        if data.messages:
+            self.ack_pending = True
+        self._vetting = (st, fresh, full)
+        return deliver, fresh
+
+    def vetted(self, verdicts: Sequence[str | None]) -> tuple[list[Envelope], list[tuple[Envelope, str]]]:
+        """The verdicts on the last :meth:`on_data`'s new messages (see
+        :class:`~.events.Inspected`): returns (to deliver in order, rejected with reason)."""
+        vetting, self._vetting = self._vetting, None
+        if vetting is None:
+            return [], []
+        st, fresh, full = vetting
+        if len(verdicts) != len(fresh):
+            raise ValueError(f"{len(verdicts)} verdicts for {len(fresh)} messages")
+        deliver: list[Envelope] = []
+        rejected: list[tuple[Envelope, str]] = []
+        buffer = st.buffer
+        stats = self.stats
+        for (env, size), verdict in zip(fresh, verdicts):
+            if verdict is not None:
+                # Not kept; the adapter's accounting let go of it already.
+                self.held -= 1
+                self.held_bytes -= size
+                if verdict == INBOX_FULL:
+                    full = True
+                    stats.inbox_full += 1
+                    continue
                 stats.rejected += 1
-                rejected.append((env, reason))
-                self._release(size)
+                rejected.append((env, verdict))
+            seq = env.seq
             if seq == st.delivered + 1 and not buffer:
                 st.delivered = seq  # fast path: in order, nothing buffered
-                if reason is None:
+                if verdict is None:
                     self._hand_over(st, env, size, deliver)
             else:
                 self.ack_urgent = True  # a gap: selective ACK it promptly
-                buffer[seq] = (env, size) if reason is None else None
+                buffer[seq] = (env, size) if verdict is None else None
                 self._drain(st, deliver)
-        if full and self._notify is not None:
-            self._notify("inbox_full")
-        if data.messages:
-            self.ack_pending = True
+        if full:
+            self.notices.append("inbox_full")
         return deliver, rejected
 
     # ------------------------------------------------------------ bounds
-    def _admit(self, size: int) -> bool:
+    def _hold(self, size: int) -> bool:
+        """Room for one more message of ``size`` from this sender? (then it is held)"""
         if self.held >= self.max_held or (self.held and self.held_bytes + size > self.max_held_bytes):
-            return False
-        if self._admit_hook is not None and not self._admit_hook(size):
             return False
         self.held += 1
         self.held_bytes += size
         return True
 
     def _release(self, size: int) -> None:
+        """Stop holding a message the adapter counted too (it hears of it: ``released_*``)."""
         self.held -= 1
         self.held_bytes -= size
-        if self._release_hook is not None:
-            self._release_hook(size)
+        self.released_messages += 1
+        self.released_bytes += size
 
     def _drop_buffer(self, st: InStream) -> None:
         for item in st.buffer.values():

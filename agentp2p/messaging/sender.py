@@ -19,13 +19,18 @@ state forgets them, and the resume handshake then tells us so.
 
 Output is pulled with :meth:`Sender.take`, retransmissions first, up to a
 byte budget, which is what lets the session coalesce many messages per frame.
+
+A signing sender (``sign=True``) numbers a message, counts it against the
+window, and holds it back until :meth:`Sender.signed` brings its signature
+(the signature covers ``session_id`` and ``seq``, so it cannot come first);
+messages go out in seq order, so nothing overtakes an unsigned one.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from agentp2p.pb.msg_pb2 import Ack, Envelope
@@ -42,7 +47,7 @@ class MessageTooLarge(ValueError):
 @dataclass(slots=True, eq=False)
 class OutMessage:
     env: Envelope
-    wire: bytes  # serialized envelope, reused for every (re)transmission
+    wire: bytes | None  # serialized envelope, reused for every (re)transmission; None until signed
     seq: int
     deadline: float | None
     size: int  # what the window accounts for
@@ -73,7 +78,7 @@ class Sender:
         window: SendWindow,
         rtt: RttEstimator,
         next_seq: int = 1,
-        finalize: Callable[[Envelope], None] | None = None,
+        sign: bool = False,
         max_message_bytes: int = 1024 * 1024,
         dupthresh: int = 3,
     ) -> None:
@@ -81,7 +86,7 @@ class Sender:
         self.next_seq = next_seq
         self.window = window
         self.rtt = rtt
-        self.finalize = finalize
+        self.sign = sign
         self.max_message_bytes = max_message_bytes
         self.dupthresh = dupthresh
         self.stats = SenderStats()
@@ -98,7 +103,7 @@ class Sender:
 
     # ------------------------------------------------------------ accepting
     def accept(self, env: Envelope, deadline: float | None) -> OutMessage:
-        """Assign seq, finalize (sign) and buffer ``env``; raise WindowFull if full."""
+        """Assign seq and buffer ``env`` (unsent until :meth:`signed` if signing); raise WindowFull if full."""
         size = len(env.payload)
         if size > self.max_message_bytes:
             raise MessageTooLarge(f"payload of {size} bytes exceeds {self.max_message_bytes}")
@@ -107,10 +112,8 @@ class Sender:
             raise WindowFull(f"{self.window.messages} messages unacknowledged")
         env.session_id = self.session_id
         env.seq = self.next_seq
-        if self.finalize is not None:
-            self.finalize(env)
         self.next_seq += 1
-        out = self._add(env, deadline, size)
+        out = self._add(env, deadline, size, encode=not self.sign)
         out.queued = True
         self._fresh.append(out)
         self.stats.accepted += 1
@@ -130,8 +133,20 @@ class Sender:
         out.queued = True
         self._fresh.append(out)
 
-    def _add(self, env: Envelope, deadline: float | None, size: int) -> OutMessage:
-        out = OutMessage(env, env.SerializeToString(), env.seq, deadline, size)
+    def signed(self, seq: int, signature: bytes) -> OutMessage | None:
+        """The signature of accepted message ``seq`` arrived: it may go out now.
+
+        None if there is no such unsigned message (it failed its deadline meanwhile).
+        """
+        out = self._by_seq.get(seq)
+        if out is None or out.wire is not None:
+            return None
+        out.env.signature = signature
+        out.wire = out.env.SerializeToString()
+        return out
+
+    def _add(self, env: Envelope, deadline: float | None, size: int, *, encode: bool = True) -> OutMessage:
+        out = OutMessage(env, env.SerializeToString() if encode else None, env.seq, deadline, size)
         self._by_seq[out.seq] = out
         self._order.append(out)
         self.window.add(size)
@@ -153,6 +168,8 @@ class Sender:
         return len(self._by_seq)
 
     def has_output(self) -> bool:
+        # An unsigned message at the head counts: the frame carries nothing then,
+        # and Signed asks for a Transmit again.
         return bool(self._retx or self._fresh) or self.need_forward
 
     def next_timer(self, connected: bool) -> float | None:
@@ -178,13 +195,17 @@ class Sender:
                 if out.done or out.sacked or not out.queued:
                     q.popleft()
                     continue
-                n = len(out.wire) + 6
+                wire = out.wire
+                if wire is None:  # not signed yet: it and everything after it wait
+                    self.need_forward = False  # the frame, if any, carries low_seq
+                    return batch
+                n = len(wire) + 6
                 if batch and used + n > max_bytes:
                     return batch
                 q.popleft()
                 out.queued = False
                 used += n
-                batch.append(out.wire)
+                batch.append(wire)
                 self._tx += 1
                 if out.tx_count:
                     self.stats.retransmitted += 1

@@ -1,13 +1,23 @@
 """Reliable, ordered, signed direct messaging on a node (/agentp2p/msg/1.0.0).
 
 The behaviour half (rust-libp2p's NetworkBehaviour) of messaging: it decides
-*what* happens — which session a message joins, when to dial (and find the
-peer in the DHT), what a delivery means for the application — while
-:mod:`.connection` moves the bytes and :mod:`.session` (sans-IO) decides
-everything about sequence numbers, ACKs and retransmission.
+*what* happens — which session a message joins, when to dial, what a
+delivery means for the application, whether a message is genuine and fits
+the inbox — while :mod:`.connection` moves the bytes and :mod:`.session`
+(sans-IO) decides everything about sequence numbers, ACKs and
+retransmission.
+
+It depends on its node only through the narrow contract,
+:class:`agentp2p.contract.NodeContext` (handed to :meth:`MessagingService.attach`
+and :meth:`~MessagingService.run`): our keys, the stream handler, connection
+events, the one dialer (which finds a peer in the DHT when its known
+addresses fail, and shares concurrent dials), offences and resources.
 
 Per remote peer there are up to two :class:`~.link.Link`s, one per
 direction (see :mod:`.link` for why each stream is owned by its opener).
+The service is every link's :class:`~.link.LinkOwner`: links report
+deliveries up and ask it to sign and to vet messages; links and connections
+never import this module.
 
 Guarantees (details in docs/messaging.md):
 
@@ -40,19 +50,18 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
-from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
-from libp2p.peer.peerinfo import PeerInfo
 
+from agentp2p.contract import NodeContext
 from agentp2p.errors import NotRunningError
 from agentp2p.network.addresses import to_peer_id
 from agentp2p.messaging.config import PROTOCOL_ID, MessagingConfig
 from agentp2p.messaging.connection import Connection
 from agentp2p.messaging.errors import DeliveryError, DeliveryTimeout, RemoteHandlerError, RequestTimeout
-from agentp2p.messaging.events import Send
+from agentp2p.messaging.events import INBOX_FULL, Send
 from agentp2p.messaging.link import Delivery, Link, SendWaiter, wall_ms_to_clock
 from agentp2p.messaging.message import REPLY_ERROR, REPLY_OK, REQUEST, IncomingMessage
 from agentp2p.messaging.outbox import Outbox
@@ -67,9 +76,6 @@ from agentp2p.security.screen import InboundScreen
 from agentp2p.security.sealing import open_envelope, seal_envelope
 from agentp2p.security.signing import signing_bytes, verify_envelope
 from agentp2p.throttled_log import ThrottledLog
-
-if TYPE_CHECKING:
-    from agentp2p.node import Node
 
 log = logging.getLogger("agentp2p.messaging")
 
@@ -113,7 +119,7 @@ class MessagingService:
         self.store_path = Path(store_path) if store_path is not None else None
         self.store: Outbox | None = None
         self.counters: Counter[str] = Counter()
-        self.node: Node | None = None
+        self.ctx: NodeContext | None = None
         self.screen: InboundScreen | None = None
         self._out: dict[ID, Link] = {}
         self._in: dict[ID, Link] = {}
@@ -138,27 +144,26 @@ class MessagingService:
         ](math.inf)
 
     # ---------------------------------------------------------- lifecycle
-    def attach(self, node: Node) -> None:
-        self.node = node
-        self._my_id = node.peer_id  # Identity.peer_id re-derives the ID on every access
+    def attach(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
+        self._my_id = ctx.peer_id
         self._me = self._my_id.to_bytes()
-        self._key = node.identity.private_key
-        self.screen = InboundScreen(node.peer_id, counters=RejectCounters())
+        self._key = ctx.identity.private_key
+        self.screen = InboundScreen(ctx.peer_id, counters=RejectCounters())
         if self.store_path is not None:
             self.store = Outbox(self.store_path, durable=self.config.durable_sync)
             guard = self.screen.guard
             for sender, msg_id, ts in self.store.recent_ids(int(time.time() * 1000) - guard.max_age_ms):
                 guard.remember(sender, msg_id, ts)
-        resources = getattr(node, "resources", None)
-        self._resources = resources
-        node.set_stream_handler(PROTOCOL_ID, self._on_stream)
+        self._resources = ctx.resources
+        ctx.set_stream_handler(PROTOCOL_ID, self._on_stream)
 
-    async def run(self, node: Node, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, ctx: NodeContext, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled. Supports ``nursery.start`` (started once usable)."""
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._watch_peers, node.events.subscribe())
+                nursery.start_soon(self._watch_peers, ctx.events.subscribe())
                 nursery.start_soon(self._dispatch_handlers)
                 nursery.start_soon(self._prune_forever)
                 if self.store is not None:
@@ -187,7 +192,7 @@ class MessagingService:
 
     async def _ready(self) -> None:
         """Wait for run() if the node is starting (it spawns services without waiting)."""
-        if self._nursery is None and not self._stopped and self.node is not None:
+        if self._nursery is None and not self._stopped and self.ctx is not None:
             with trio.move_on_after(5):
                 await self._started.wait()
         self._require_running()
@@ -209,8 +214,9 @@ class MessagingService:
     ) -> str:
         """Send ``payload`` to ``peer``; return its message id once the peer's application has it.
 
-        Dials (and looks the peer up in the DHT) as needed, and keeps retrying
-        until ``timeout`` seconds have passed, then raises
+        Dials as needed (the node's dialer finds the peer in the DHT if its
+        known addresses fail), and keeps retrying until ``timeout`` seconds
+        have passed, then raises
         :class:`DeliveryTimeout`. ``seal=True`` encrypts the payload to the
         peer's key (end to end). Messages are delivered in the order their
         ``send`` calls were accepted. Cancelling the caller does not withdraw
@@ -507,6 +513,15 @@ class MessagingService:
             self._queue_lot.unpark()
 
     # ------------------------------------------------------- inbox bounds
+    def on_released(self, link: Link, messages: int, size: int) -> None:
+        """A session let go of held messages (consumed, or dropped from its reorder buffer)."""
+        link.inbox_messages -= messages
+        link.inbox_bytes -= size
+        self.inbox_messages -= messages
+        self.inbox_bytes -= size
+        if link.reservation is not None:
+            link.reservation.shrink(size)
+
     def _inbox_admit(self, link: Link, size: int) -> bool:
         """May ``link``'s peer make us hold ``size`` more bytes? (per-sender limits are the receiver's)."""
         cfg = self.config
@@ -526,15 +541,7 @@ class MessagingService:
         self.inbox_messages += 1
         self.inbox_bytes += size
 
-    def _inbox_release(self, link: Link, size: int) -> None:
-        link.inbox_messages -= 1
-        link.inbox_bytes -= size
-        self.inbox_messages -= 1
-        self.inbox_bytes -= size
-        if link.reservation is not None:
-            link.reservation.shrink(size)
-
-    def _receiver_event(self, link: Link, kind: str) -> None:
+    def on_notice(self, link: Link, kind: str) -> None:
         if kind == "session_churn":
             # A new session while max_sessions are known: honest peers start
             # one per restart; a stream of them is a reset flood.
@@ -553,10 +560,8 @@ class MessagingService:
     def abuse(self, peer: ID, reason: str, weight: float, fmt: str, *args: Any) -> None:
         """Count an offence against ``peer`` and log it (throttled per peer and reason)."""
         self._tlog.warning((str(peer), reason), "messaging: %s from %s: " + fmt, reason, peer, *args)
-        node = self.node
-        offence = getattr(node, "offence", None)
-        if offence is not None:
-            offence(peer, reason, weight)
+        if self.ctx is not None:
+            self.ctx.offence(peer, reason, weight)
 
     def _redeliver_restored(self, link: Link) -> None:
         for item in link.restored:
@@ -570,8 +575,28 @@ class MessagingService:
             link.redeliver(item, plaintext)
         link.restored = []
 
-    def _inspect(self, link: Link, env: Envelope) -> str | None:
-        """The session's gate for each new incoming message (see security/screen.py)."""
+    def inspect(self, link: Link, envelopes: tuple[Envelope, ...], sizes: tuple[int, ...]) -> tuple[str | None, ...]:
+        """The verdicts on a frame's new messages (a session's :class:`~.events.Inspect`).
+
+        In order, for each: room in the node-wide inbox (once one does not
+        fit, none after it does), then the screen; a rejected one is let go
+        of at once, so the next one may take its room.
+        """
+        verdicts: list[str | None] = []
+        full = False
+        for env, size in zip(envelopes, sizes, strict=True):
+            if full or not self._inbox_admit(link, size):
+                full = True
+                verdicts.append(INBOX_FULL)
+                continue
+            reason = self._screen(link, env)
+            if reason is not None:
+                self.on_released(link, 1, size)
+            verdicts.append(reason)
+        return tuple(verdicts)
+
+    def _screen(self, link: Link, env: Envelope) -> str | None:
+        """The gate for each new incoming message (see security/screen.py); opens sealed ones."""
         screen = self.screen
         assert screen is not None
         now_ms = int(time.time() * 1000)
@@ -611,10 +636,11 @@ class MessagingService:
         link.preverified = {id(e): r for e, r in zip(envs, results, strict=True)}
         self.counters["verified_in_thread"] += len(envs)
 
-    def _sign(self, env: Envelope) -> None:
+    def sign(self, env: Envelope) -> bytes:
+        """Our signature of ``env`` (a session's :class:`~.events.Sign`)."""
         # sign_envelope() also re-derives our peer ID to check env.sender; we
         # set sender ourselves, so sign directly (saves ~30% per message).
-        env.signature = self._key.sign(signing_bytes(env))
+        return self._key.sign(signing_bytes(env))  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------- links
     def _out_link(self, peer: ID) -> Link:
@@ -630,10 +656,8 @@ class MessagingService:
                 pending = [(env, wall_ms_to_clock(dl)) for env, dl in rows]
             else:
                 sid, next_seq, pending = os.urandom(16), 1, []
-            return Session(
-                sid, cfg, next_seq=next_seq, pending=pending, finalize=self._sign,
-                inspect=lambda env: self._inspect(link, env),
-            )
+            # Inspect too: what a peer sends on our stream is vetted like the rest.
+            return Session(sid, cfg, next_seq=next_seq, pending=pending, sign=True, inspect=True)
 
         link = self._out[peer] = Link(self, peer, make, outgoing=True)
         nursery.start_soon(link.run_timer)
@@ -659,18 +683,10 @@ class MessagingService:
         restored = {sid: [(e.seq, held_size(e)) for e in envs] for sid, envs in stored.items()}
 
         def make(link: Link) -> Session:
-            return Session(
-                os.urandom(16), self.config.session, received=received,
-                inspect=lambda env: self._inspect(link, env),
-                restored=restored,
-                admit=lambda size: self._inbox_admit(link, size),
-                release=lambda size: self._inbox_release(link, size),
-                notify=lambda kind: self._receiver_event(link, kind),
-            )
+            return Session(os.urandom(16), self.config.session, received=received, restored=restored, inspect=True)
 
         link = Link(self, peer, make, outgoing=False)
-        if self._resources is not None:
-            link.reservation = self._resources.reservation(peer, "messaging")
+        link.reservation = self._resources.reservation(peer, "messaging")
         link.restored = [e for envs in stored.values() for e in envs]
         for env in link.restored:  # already held (the receiver counted them); limits apply to new ones
             size = held_size(env)
@@ -728,9 +744,12 @@ class MessagingService:
     async def _dial(self, link: Link) -> None:
         backoff = self.config.redial_initial
         try:
+            assert self.ctx is not None  # running, so attached
+            dialer = self.ctx.dialer
             while link.conn is None and link.session.wants_connection:
                 try:
-                    stream = await self._open_stream(link.peer)
+                    # Known addresses, then the DHT; concurrent dials to the peer shared.
+                    stream = await dialer.open_stream(link.peer, [PROTOCOL_ID], timeout=self.config.dial_timeout)
                 except Exception as exc:  # noqa: BLE001 - every failure means "retry later"
                     link.last_error = str(exc) or exc.__class__.__name__
                     self.counters["dial_failures"] += 1
@@ -744,38 +763,6 @@ class MessagingService:
                 return
         finally:
             link.dialing = False
-
-    async def _open_stream(self, peer: ID) -> Any:
-        node = self.node
-        assert node is not None
-        with trio.fail_after(self.config.dial_timeout):
-            if not node.is_connected(peer):
-                await self._connect(peer)
-            return await node.host.new_stream(peer, [TProtocol(PROTOCOL_ID)])
-
-    async def _connect(self, peer: ID) -> None:
-        """Known addresses first, then a DHT lookup."""
-        node = self.node
-        assert node is not None
-        try:
-            addrs = node.host.get_peerstore().addrs(peer)
-        except Exception:  # noqa: BLE001 - unknown peer
-            addrs = []
-        first_error: Exception | None = None
-        if addrs:
-            try:
-                await node.connect(PeerInfo(peer, addrs))
-                return
-            except Exception as exc:  # noqa: BLE001
-                first_error = exc
-        self.counters["dht_lookups"] += 1
-        info = await node.find_peer(peer)
-        if info is None or not info.addrs:
-            raise DeliveryError(
-                f"peer {peer} is not connected and not found in the DHT"
-                + (f" (known addresses failed: {first_error})" if first_error else "")
-            )
-        await node.connect(info)
 
     async def _watch_peers(self, events: trio.MemoryReceiveChannel[Any]) -> None:
         """A new connection to a peer we are redialing: try at once."""

@@ -58,6 +58,16 @@ unacked (capped by the peer's advertised ``receive_window``); beyond that,
 ``handle(now, Send(...))`` raises :class:`~.window.WindowFull` and a later
 :class:`~.events.WindowOpen` says to try again.
 
+Signing and inspection need what the core must not hold (our key, the
+node-wide inbox, the replay guard), so a session built with ``sign=True``
+answers ``Send`` with :class:`~.events.Sign` and sends the message once
+:class:`~.events.Signed` brings the signature, and one built with
+``inspect=True`` answers a Data frame's new messages with
+:class:`~.events.Inspect` and delivers them once :class:`~.events.Inspected`
+brings the verdicts. The adapter answers at once; either way the core calls
+nothing and waits for nothing. (Without either flag, messages go unsigned /
+are accepted as they are: simulations and benchmarks of the protocol alone.)
+
 Frames from the peer that make no sense (data before Hello, ACKs beyond what
 we sent, foreign sessions) are counted and ignored; they never raise.
 """
@@ -65,7 +75,7 @@ we sent, foreign sessions) are counted and ignored; they never raise.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from agentp2p.messaging.events import (
@@ -79,8 +89,14 @@ from agentp2p.messaging.events import (
     Event,
     Failed,
     FrameReceived,
+    Inspect,
+    Inspected,
+    Notice,
     Rejected,
+    Released,
     Send,
+    Sign,
+    Signed,
     TimerFired,
     Transmit,
     WindowOpen,
@@ -141,23 +157,19 @@ class Session:
         next_seq: int = 1,
         pending: Iterable[tuple[Envelope, float | None]] = (),
         received: Mapping[bytes, int] | None = None,
-        finalize: Callable[[Envelope], None] | None = None,
-        inspect: Callable[[Envelope], str | None] | None = None,
         restored: Mapping[bytes, list[tuple[int, int]]] | None = None,
-        admit: Callable[[int], bool] | None = None,
-        release: Callable[[int], None] | None = None,
-        notify: Callable[[str], None] | None = None,
+        sign: bool = False,
+        inspect: bool = False,
     ) -> None:
         """
         ``session_id``: our outgoing session (16 random bytes; reuse the stored one
         after a restart). ``next_seq``, ``pending`` (stored unacked envelopes with
         deadlines, ascending seq) and ``received`` (peer session -> consumed seq)
-        restore durable state. ``finalize`` signs each new envelope once its seq
-        is set; ``inspect`` vets each new incoming envelope (None = accept, else a
-        reason: the message is dropped and its seq skipped). ``restored``,
-        ``admit``, ``release``, ``notify``: see :class:`~.receiver.Receiver`
-        (messages delivered before a restart and not consumed; the adapter's
-        accounting of held messages).
+        restore durable state; ``restored``: see :class:`~.receiver.Receiver`
+        (messages delivered before a restart and not consumed). ``sign``: ask
+        for each new envelope's signature (:class:`~.events.Sign`) once its seq
+        is set; ``inspect``: ask for a verdict on each new incoming envelope
+        (:class:`~.events.Inspect`).
         """
         cfg = config or SessionConfig()
         self.config = cfg
@@ -168,7 +180,7 @@ class Session:
             window=self.window,
             rtt=RttEstimator(initial_rto=cfg.initial_rto, min_rto=cfg.min_rto, max_rto=cfg.max_rto),
             next_seq=next_seq,
-            finalize=finalize,
+            sign=sign,
             max_message_bytes=cfg.max_message_bytes,
             dupthresh=cfg.dupthresh,
         )
@@ -177,15 +189,12 @@ class Session:
         self.receiver = Receiver(
             window=cfg.receive_window,
             auto_consume=cfg.auto_consume,
-            inspect=inspect,
             known=received,
             max_sack_ranges=cfg.max_sack_ranges,
             max_held_bytes=cfg.receive_bytes,
-            admit=admit,
-            release=release,
-            notify=notify,
             restored=restored,
         )
+        self.inspects = inspect
         self.stats = ProtocolStats()
         self._hello_pending = False
         self._hello_at: float | None = None  # resend Hello then if still handshaking
@@ -214,18 +223,29 @@ class Session:
 
     # --------------------------------------------------------------- events
     def handle(self, now: float, event: Event) -> list[Action]:
+        actions = self._handle(now, event)
+        r = self.receiver
+        if r.released_messages or r.notices:
+            self._report_receiver(actions)
+        return actions
+
+    def _handle(self, now: float, event: Event) -> list[Action]:
         if isinstance(event, FrameReceived):
             return self._on_frame(now, event.frame)
         if isinstance(event, Send):
             out = self.sender.accept(event.envelope, event.deadline)
-            actions: list[Action] = [Accepted(out.env)]
-            if self.state is ConnState.OPEN:
-                actions.append(Transmit())
-            return actions
+            if out.wire is None:
+                return [Sign(out.env)]
+            return self._accepted(out.env)
         if isinstance(event, Consumed):
             if self.receiver.consume(event.session_id, event.seq):
                 return self._schedule_ack(now)
             return []
+        if isinstance(event, Signed):
+            out = self.sender.signed(event.seq, event.signature)
+            return self._accepted(out.env) if out is not None else []
+        if isinstance(event, Inspected):
+            return self._vetted(now, event.verdicts)
         if isinstance(event, TimerFired):
             return self._on_timer(now)
         if isinstance(event, Connected):
@@ -273,10 +293,13 @@ class Session:
             data = frame.data
             if data.HasField("ack"):
                 actions += self._on_ack(now, data.ack)
-            deliver, rejected = self.receiver.on_data(data)
-            actions += [Rejected(e, r) for e, r in rejected]
+            deliver, fresh = self.receiver.on_data(data)
             actions += [Deliver(e) for e in deliver]
-            actions += self._schedule_ack(now)
+            if fresh and self.inspects:
+                self._report_receiver(actions)  # its accounting first, then the question
+                actions.append(Inspect(tuple(e for e, _ in fresh), tuple(n for _, n in fresh)))
+            else:
+                actions += self._vetted(now, (None,) * len(fresh))
         elif kind == "ack":
             actions += self._on_ack(now, frame.ack)
         else:
@@ -284,6 +307,30 @@ class Session:
         if self.window.reopened():
             actions.append(WindowOpen())
         return actions
+
+    def _vetted(self, now: float, verdicts: tuple[str | None, ...]) -> list[Action]:
+        """The rest of a Data frame, once its new messages are judged."""
+        deliver, rejected = self.receiver.vetted(verdicts)
+        actions: list[Action] = [Rejected(e, r) for e, r in rejected]
+        actions += [Deliver(e) for e in deliver]
+        actions += self._schedule_ack(now)
+        return actions
+
+    def _accepted(self, env: Envelope) -> list[Action]:
+        actions: list[Action] = [Accepted(env)]
+        if self.state is ConnState.OPEN:
+            actions.append(Transmit())
+        return actions
+
+    def _report_receiver(self, actions: list[Action]) -> None:
+        """What the receiver let go of and noticed, as actions for the adapter."""
+        r = self.receiver
+        if r.released_messages:
+            actions.append(Released(r.released_messages, r.released_bytes))
+            r.released_messages = r.released_bytes = 0
+        if r.notices:
+            actions += [Notice(kind) for kind in r.notices]
+            r.notices = []
 
     def _on_ack(self, now: float, ack: Ack) -> list[Action]:
         if ack.session_id != self.session_id:

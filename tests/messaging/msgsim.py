@@ -23,7 +23,11 @@ from agentp2p.messaging.events import (
     Disconnected,
     Failed,
     FrameReceived,
+    Inspect,
+    Inspected,
     Send,
+    Sign,
+    Signed,
     TimerFired,
     WindowOpen,
 )
@@ -55,6 +59,9 @@ class Node:
     timer_at: float | None = None
     consume_now: bool = True  # emit Consumed right after Deliver (non-auto sessions)
     hook: Callable[[Action], None] | None = None  # sees every action (durable-store tests)
+    #: Answer the session's questions (sessions built with sign= / inspect=True).
+    signer: Callable[[Envelope], bytes] | None = None
+    inspector: Callable[[tuple[Envelope, ...], tuple[int, ...]], tuple[str | None, ...]] | None = None
 
 
 class Sim:
@@ -129,11 +136,23 @@ class Sim:
                 raise AssertionError("too many steps")
 
     # ------------------------------------------------------------ plumbing
+    def _answer(self, node: Node, actions: list[Action]) -> list[Action]:
+        """``actions`` with the session's answers to Sign / Inspect appended (as an adapter does)."""
+        s = node.session
+        for act in actions:  # grows while iterating
+            if isinstance(act, Sign):
+                assert node.signer is not None, f"{node.name} signs but has no signer"
+                actions += s.handle(self.now, Signed(act.envelope.seq, node.signer(act.envelope)))
+            elif isinstance(act, Inspect):
+                assert node.inspector is not None, f"{node.name} inspects but has no inspector"
+                actions += s.handle(self.now, Inspected(node.inspector(act.envelopes, act.sizes)))
+        return actions
+
     def _apply(self, name: str, actions: list[Action]) -> None:
         node = self.nodes[name]
         s = node.session
         consumed: list[Consumed] = []
-        for act in actions:
+        for act in self._answer(node, actions):
             if node.hook is not None:
                 node.hook(act)
             if isinstance(act, Deliver):
@@ -164,7 +183,7 @@ class Sim:
             except WindowFull:  # pragma: no cover - can_send said yes
                 node.to_send.appendleft(env)
                 break
-            for a in acts:
+            for a in self._answer(node, acts):
                 if node.hook is not None:
                     node.hook(a)
                 if isinstance(a, Accepted):

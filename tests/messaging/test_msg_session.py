@@ -15,6 +15,9 @@ from agentp2p.messaging.events import (
     Deliver,
     Failed,
     FrameReceived,
+    Inspect,
+    Inspected,
+    Rejected,
     Send,
     TimerFired,
     WindowOpen,
@@ -145,7 +148,7 @@ def test_delayed_ack_goes_out_when_the_timer_fires() -> None:
 
 def test_inspect_rejections_are_skipped_not_blocking() -> None:
     a = Session(SID_A, SessionConfig(auto_consume=True))
-    b = Session(SID_B, SessionConfig(auto_consume=True), inspect=lambda e: "forged" if e.id == "m1" else None)
+    b = Session(SID_B, SessionConfig(auto_consume=True), inspect=True)
     for s in (a, b):
         s.handle(0, Connected())
     b.handle(0, FrameReceived(decode_frame(a.transmit(0))))
@@ -153,7 +156,11 @@ def test_inspect_rejections_are_skipped_not_blocking() -> None:
     for env in make_envelopes(3):
         a.handle(0, Send(env))
     actions = pump(a, b, 0)
+    [ask] = [x for x in actions if isinstance(x, Inspect)]
+    assert [e.id for e in ask.envelopes] == ["m0", "m1", "m2"] and not any(isinstance(x, Deliver) for x in actions)
+    actions = b.handle(0, Inspected(tuple("forged" if e.id == "m1" else None for e in ask.envelopes)))
     assert [x.envelope.id for x in actions if isinstance(x, Deliver)] == ["m0", "m2"]
+    assert [(x.envelope.id, x.reason) for x in actions if isinstance(x, Rejected)] == [("m1", "forged")]
     assert b.receiver.stats.rejected == 1
 
 
