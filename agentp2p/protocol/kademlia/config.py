@@ -1,0 +1,77 @@
+"""KademliaConfig: the knobs of the sans-IO Kademlia core, and their bounds.
+
+Defaults follow libp2p/specs kad-dht/README.md and go-libp2p-kad-dht where the
+spec is silent (k = 20, alpha = 3, provider records kept 48 h and republished
+every 22 h, records kept 36 h). Every collection the core keeps has a cap
+here, so no peer — and no amount of peers — can grow it without bound.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Final
+
+#: Our own DHT: agentp2p nodes only (keeps our records out of the IPFS DHT).
+PROTOCOL_ID: Final = "/agentp2p/kad/1.0.0"
+#: The public IPFS DHT, for nodes that opt in to it.
+IPFS_PROTOCOL_ID: Final = "/ipfs/kad/1.0.0"
+
+
+class Mode(enum.Enum):
+    """Server: answers requests and may be in others' routing tables.
+    Client: only asks (behind NAT, short-lived, or resource-poor nodes)."""
+
+    SERVER = "server"
+    CLIENT = "client"
+
+
+@dataclass(frozen=True, slots=True)
+class KademliaConfig:
+    k: int = 20  # bucket size, and how many closest peers a lookup settles on
+    alpha: int = 3  # requests in flight per lookup path
+    replication: int = 20  # peers a PUT_VALUE / ADD_PROVIDER goes to
+    disjoint_paths: int = 1  # S/Kademlia d; 1 = a plain Kademlia lookup
+    mode: Mode = Mode.SERVER
+    protocol_id: str = PROTOCOL_ID
+
+    request_timeout: float = 10.0  # one request to one peer
+    lookup_timeout: float = 60.0  # a whole query, whatever its peers do
+    ping_timeout: float = 10.0  # the liveness check before an eviction
+    refresh_interval: float = 600.0  # a bucket untouched this long is looked up
+    refresh_check_interval: float = 60.0
+    max_refresh_cpl: int = 15  # deeper buckets are (almost) always empty
+    record_ttl: float = 36 * 3600.0
+    provider_ttl: float = 48 * 3600.0
+    provider_republish: float = 22 * 3600.0
+    cleanup_interval: float = 3600.0  # expired records/providers swept (read paths filter anyway)
+    max_failures: int = 2  # consecutive failed requests before a table entry goes
+
+    # ------------------------------------------------------------ bounds
+    replacement_cache: int = 20  # per bucket: candidates waiting for a slot
+    max_candidates: int = 100  # per lookup path: the closest peers kept, others dropped
+    max_closer_per_response: int = 20  # closer peers one response may add to a lookup
+    max_queries: int = 64  # queries running at once (ours plus refresh/republish)
+    max_connected: int = 10_000  # peers whose connection state we track
+    max_addrs: int = 16  # addresses kept per peer
+    max_records: int = 10_000
+    max_providers_keys: int = 10_000
+    max_providers_per_key: int = 64
+    max_providers_returned: int = 20  # in one GET_PROVIDERS answer
+    max_local_provides: int = 10_000  # keys we provide (republished)
+    max_pending_requests: int = 4096  # outbound requests awaiting an answer
+
+    def __post_init__(self) -> None:
+        for name in ("k", "alpha", "replication", "disjoint_paths", "replacement_cache", "max_candidates",
+                     "max_closer_per_response", "max_queries", "max_addrs", "max_pending_requests"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.max_candidates < self.k:
+            raise ValueError("max_candidates must be at least k")
+        for name in ("request_timeout", "lookup_timeout", "ping_timeout", "refresh_interval",
+                     "refresh_check_interval", "record_ttl", "provider_ttl", "provider_republish",
+                     "cleanup_interval"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.provider_republish >= self.provider_ttl:
+            raise ValueError("provider_republish must come before provider_ttl expires the record")
