@@ -1,0 +1,201 @@
+"""The k-bucket routing table, with replacement caches and liveness checks.
+
+Bucket i holds up to k peers whose key shares exactly i leading bits with
+ours (256 fixed buckets — the fully unfolded form of the spec's lazily split
+table; the peers it can hold are the same). Within a bucket the entries are
+ordered least- to most-recently seen.
+
+Kademlia's rule for a full bucket: old peers that still answer are worth
+more than new ones (they are likelier to stay), so a newcomer does not evict
+anyone. It waits in the bucket's bounded *replacement cache*, and the table
+asks the core to ping the least-recently-seen entry (:meth:`RoutingTable.update`
+returns it); only if that ping fails is the entry dropped and the newest
+replacement promoted. This is also what makes the table hard to flood: a
+Sybil swarm can fill replacement caches, not buckets that hold live peers.
+
+Refresh: a bucket that no lookup has touched for a while is *stale*; the
+core looks up a random key in it (keys.random_peer_id_in_bucket).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .keys import KEY_BITS, common_prefix_len, kad_key
+
+
+@dataclass(slots=True)
+class Entry:
+    peer: bytes
+    key: bytes
+    addrs: tuple[bytes, ...]
+    last_seen: float
+    failures: int = 0  # consecutive failed requests
+
+
+class Update(enum.Enum):
+    ADDED = "added"
+    UPDATED = "updated"  # already in; now most recently seen
+    PENDING = "pending"  # bucket full: in the replacement cache
+    REFUSED = "refused"  # ourselves
+
+
+@dataclass(slots=True)
+class _Bucket:
+    entries: OrderedDict[bytes, Entry]
+    replacements: OrderedDict[bytes, tuple[bytes, ...]]  # newest last
+    pinging: bytes | None = None  # the entry whose liveness we are checking
+    last_refreshed: float = 0.0
+
+
+class RoutingTable:
+    def __init__(self, local_peer: bytes, *, k: int, replacement_cache: int, max_addrs: int, now: float) -> None:
+        self.local_peer = local_peer
+        self.local_key = kad_key(local_peer)
+        self.k, self.replacement_cache, self.max_addrs = k, replacement_cache, max_addrs
+        self._buckets = [_Bucket(OrderedDict(), OrderedDict(), None, now) for _ in range(KEY_BITS)]
+        self._where: dict[bytes, int] = {}  # peer -> bucket index, for entries only
+        self._nonempty: set[int] = set()  # bucket indexes with entries
+
+    # ------------------------------------------------------------ queries
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __contains__(self, peer: object) -> bool:
+        return peer in self._where
+
+    def get(self, peer: bytes) -> Entry | None:
+        i = self._where.get(peer)
+        return None if i is None else self._buckets[i].entries[peer]
+
+    def peers(self) -> list[Entry]:
+        return [e for b in self._buckets for e in b.entries.values()]
+
+    def bucket_of(self, key: bytes) -> int:
+        return min(common_prefix_len(self.local_key, key), KEY_BITS - 1)
+
+    def bucket_sizes(self) -> dict[int, int]:
+        return {i: len(b.entries) for i, b in enumerate(self._buckets) if b.entries}
+
+    def replacement_count(self) -> int:
+        return sum(len(b.replacements) for b in self._buckets)
+
+    def closest(self, target: bytes, n: int, exclude: Iterable[bytes] = ()) -> list[Entry]:
+        """The ``n`` entries closest to ``target`` (a hashed key), visiting only
+        the buckets needed: with c = cpl(local, target), bucket c and every
+        deeper bucket beat bucket c-1, which beats c-2, and so on."""
+        skip = set(exclude)
+        t = int.from_bytes(target, "big")
+
+        def ranked(entries: Iterable[Entry]) -> list[Entry]:
+            return sorted((e for e in entries if e.peer not in skip), key=lambda e: int.from_bytes(e.key, "big") ^ t)
+
+        c = self.bucket_of(target)
+        used = sorted(self._nonempty, reverse=True)
+        out = ranked(e for i in used if i >= c for e in self._buckets[i].entries.values())
+        for i in used:
+            if len(out) >= n:
+                break
+            if i < c:
+                out.extend(ranked(self._buckets[i].entries.values()))
+        return out[:n]
+
+    # ------------------------------------------------------------ changes
+
+    def update(self, peer: bytes, addrs: tuple[bytes, ...], now: float) -> tuple[Update, bytes | None]:
+        """``peer`` (a DHT server) was seen alive. Returns what happened and,
+        for a full bucket, the entry to ping (None when one is already being
+        pinged: one liveness check per bucket at a time)."""
+        if peer == self.local_peer:
+            return Update.REFUSED, None
+        addrs = addrs[: self.max_addrs]
+        i = self._where.get(peer)
+        if i is not None:
+            b = self._buckets[i]
+            e = b.entries[peer]
+            e.last_seen, e.failures = now, 0
+            if addrs:
+                e.addrs = addrs
+            b.entries.move_to_end(peer)
+            return Update.UPDATED, None
+        key = kad_key(peer)
+        i = self.bucket_of(key)
+        b = self._buckets[i]
+        if len(b.entries) < self.k:
+            b.entries[peer] = Entry(peer, key, addrs, now)
+            self._where[peer] = i
+            self._nonempty.add(i)
+            b.replacements.pop(peer, None)
+            return Update.ADDED, None
+        b.replacements.pop(peer, None)
+        b.replacements[peer] = addrs
+        while len(b.replacements) > self.replacement_cache:
+            b.replacements.popitem(last=False)
+        if b.pinging is not None:
+            return Update.PENDING, None
+        b.pinging = next(iter(b.entries))
+        return Update.PENDING, b.pinging
+
+    def ping_result(self, peer: bytes, alive: bool, now: float) -> tuple[bytes | None, bytes | None]:
+        """The liveness check of ``peer`` ended. Returns (removed, promoted)."""
+        i = self._where.get(peer)
+        if i is None:
+            return None, None
+        b = self._buckets[i]
+        if b.pinging == peer:
+            b.pinging = None
+        if alive:
+            self.update(peer, (), now)
+            return None, None
+        return peer, self._drop(i, peer, now)
+
+    def failed(self, peer: bytes, max_failures: int, now: float) -> tuple[bytes | None, bytes | None]:
+        """A request to ``peer`` failed. After ``max_failures`` in a row the
+        entry goes and the newest replacement takes its slot. Returns (removed, promoted)."""
+        i = self._where.get(peer)
+        if i is None:
+            return None, None
+        e = self._buckets[i].entries[peer]
+        e.failures += 1
+        if e.failures < max_failures:
+            return None, None
+        return peer, self._drop(i, peer, now)
+
+    def remove(self, peer: bytes, now: float) -> bytes | None:
+        """Drop ``peer`` (e.g. it turned client). Returns the promoted replacement."""
+        i = self._where.get(peer)
+        return None if i is None else self._drop(i, peer, now)
+
+    def _drop(self, i: int, peer: bytes, now: float) -> bytes | None:
+        b = self._buckets[i]
+        del b.entries[peer]
+        del self._where[peer]
+        if b.pinging == peer:
+            b.pinging = None
+        if not b.replacements:
+            if not b.entries:
+                self._nonempty.discard(i)
+            return None
+        new, addrs = b.replacements.popitem(last=True)
+        b.entries[new] = Entry(new, kad_key(new), addrs, now)
+        self._where[new] = i
+        return new
+
+    # ------------------------------------------------------------ refresh
+
+    def mark_refreshed(self, target: bytes, now: float) -> None:
+        """A lookup for ``target`` (hashed) finished: its bucket is fresh."""
+        self._buckets[self.bucket_of(target)].last_refreshed = now
+
+    def stale_buckets(self, now: float, interval: float, max_cpl: int) -> list[int]:
+        """Buckets due for a refresh lookup: up to one past the deepest
+        non-empty bucket (where new close peers would land), capped at ``max_cpl``."""
+        if not self._where:
+            return []
+        deepest = max(self._nonempty)
+        top = min(deepest + 1, max_cpl)
+        return [i for i in range(top + 1) if now - self._buckets[i].last_refreshed >= interval]
