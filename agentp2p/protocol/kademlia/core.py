@@ -1,0 +1,537 @@
+"""The Kademlia node: ``KademliaCore.handle(now, event) -> list[Action]``.
+
+Theory of operation
+-------------------
+The core keeps a k-bucket routing table (routing_table.py), a record store
+(records.py) and a provider store (providers.py), serves inbound requests
+from them (server.py; server mode only), and runs queries (query.py), each an
+iterative lookup (lookup.py) followed, for PUT_VALUE and ADD_PROVIDER, by a
+write to the closest peers found.
+
+Every outbound request gets a request id and a ``timeout_at``; the adapter
+reports ResponseReceived or RequestFailed, and the core fails it itself when
+the time passes (and says CancelRequest), so a peer that never answers costs
+a lookup one request timeout, and the lookup's deadline caps the whole
+query. Late or unknown answers are counted and dropped.
+
+The table learns from evidence of liveness: a connection from a DHT server,
+a request from one, an answer to our request. A full bucket pings its
+least-recently-seen entry before anything is evicted (PingPeer); requests
+that fail ``max_failures`` times in a row evict an entry and promote a
+replacement.
+
+Timers (all run by whatever handle() call comes after them; Tick is enough):
+request timeouts, query deadlines, bucket refresh (stale buckets get a
+lookup of a random key in their range), provider republish (22 h), and the
+sweep of expired records and providers. ``next_deadline()`` says when the
+next is due and an ArmTimer action says when that changed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .codec import DEFAULT_LIMITS, CodecError, Limits, Message, MessageType, Peer, Record, decode_message
+from .config import KademliaConfig, Mode
+from .events import (
+    Action,
+    AddAddresses,
+    ArmTimer,
+    Bootstrap,
+    CancelRequest,
+    CloseRequest,
+    FindPeer,
+    FindProviders,
+    GetValue,
+    Input,
+    LocalAddrs,
+    PeerConnected,
+    PeerDisconnected,
+    PeerFound,
+    PingPeer,
+    Provide,
+    PutValue,
+    QueryError,
+    QueryFinished,
+    QueryId,
+    QueryStats,
+    RequestFailed,
+    RequestId,
+    RequestReceived,
+    ResponseReceived,
+    RoutingUpdated,
+    SendRequest,
+    SendResponse,
+    StartLookup,
+    StopProviding,
+    Tick,
+)
+from .keys import kad_key, random_peer_id_in_bucket
+from .lookup import Lookup
+from .providers import LocalProvides, ProviderStore
+from .query import MAX_PROVIDERS_RESULT, Kind, Query
+from .records import NamespacedValidator, Put, Quota, RecordStore, Validator
+from .routing_table import RoutingTable, Update
+from .server import Served, answer
+
+
+@dataclass(slots=True)
+class KademliaStats:
+    """Counters of what was served, refused or dropped (never raised)."""
+
+    served: dict[str, int] = field(default_factory=dict)  # request type -> answered
+    refused: dict[str, int] = field(default_factory=dict)  # reason -> inbound requests refused
+    malformed: int = 0  # undecodable inbound requests or answers
+    unsolicited: int = 0  # answers to requests we no longer wait for
+    timeouts: int = 0  # outbound requests the core timed out
+    queries_refused: int = 0  # max_queries reached
+    evictions: int = 0  # table entries dropped (failed pings / requests)
+
+    def count(self, d: dict[str, int], key: str) -> None:
+        d[key] = d.get(key, 0) + 1
+
+
+@dataclass(slots=True)
+class _Pending:
+    peer: bytes
+    qid: QueryId | None  # None: a ping or a correction, owned by no query
+    purpose: str  # "lookup" | "write" | "ping" | "correction"
+    timeout_at: float
+    expect: MessageType | None  # the answer's type; None: no answer expected
+
+
+class KademliaCore:
+    """One node's Kademlia state. Pure: no I/O, no clock, no tasks."""
+
+    def __init__(
+        self,
+        local_peer: bytes,
+        *,
+        rng: random.Random,
+        now: float,
+        config: KademliaConfig | None = None,
+        validator: Validator | None = None,
+        record_quota: Quota | None = None,
+        provider_quota: Quota | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        local_addrs: Iterable[bytes] = (),
+    ) -> None:
+        """``validator`` checks and ranks records (default: a NamespacedValidator
+        with no namespaces, which refuses every record); the quotas bound what
+        each peer can make us store (None: only the node-wide caps)."""
+        c = self.cfg = config or KademliaConfig()
+        self.local_peer = local_peer
+        self.local_addrs = tuple(local_addrs)[: c.max_addrs]
+        self.limits = limits
+        self.stats = KademliaStats()
+        self._rng = rng
+        self._now = now
+        self.table = RoutingTable(local_peer, k=c.k, replacement_cache=c.replacement_cache,
+                                  max_addrs=c.max_addrs, now=now)
+        self.records = RecordStore(validator or NamespacedValidator({}), max_records=c.max_records,
+                                   ttl=c.record_ttl, quota=record_quota)
+        self.providers = ProviderStore(ttl=c.provider_ttl, max_keys=c.max_providers_keys,
+                                       max_per_key=c.max_providers_per_key, quota=provider_quota)
+        self.local_provides = LocalProvides(republish=c.provider_republish, max_keys=c.max_local_provides)
+        self._connected: dict[bytes, tuple[tuple[bytes, ...], bool]] = {}  # peer -> (addrs, is_server)
+        self._served = Served(c, self.table, self.records, self.providers, self._connected)
+        self._queries: dict[QueryId, Query] = {}
+        self._pending: dict[RequestId, _Pending] = {}
+        self._next_rid = 0
+        self._next_internal = 0
+        self._next_refresh = now + c.refresh_check_interval
+        self._next_cleanup = now + c.cleanup_interval
+        self._armed: float | None = None
+
+    # ------------------------------------------------------------------ API
+
+    def next_deadline(self) -> float:
+        """When handle(now, Tick()) should next be called."""
+        t = min(self._next_refresh, self._next_cleanup)
+        nd = self.local_provides.next_due()
+        if nd is not None:
+            t = min(t, nd)
+        for p in self._pending.values():
+            t = min(t, p.timeout_at)
+        for q in self._queries.values():
+            if not q.writing:
+                t = min(t, q.deadline)
+        return t
+
+    def query_count(self) -> int:
+        return len(self._queries)
+
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def handle(self, now: float, event: Input) -> list[Action]:
+        if now > self._now:
+            self._now = now
+        out: list[Action] = []
+        match event:
+            case Tick():
+                pass
+            case RequestReceived():
+                self._on_request(event, out)
+            case ResponseReceived():
+                self._on_response(event.request_id, event.message, out)
+            case RequestFailed():
+                self._on_failure(event.request_id, out)
+            case PeerConnected():
+                self._on_connected(event, out)
+            case PeerDisconnected():
+                self._connected.pop(event.peer, None)
+            case LocalAddrs():
+                self.local_addrs = tuple(event.addrs)[: self.cfg.max_addrs]
+            case StartLookup():
+                self._start(event.query_id, Kind.FIND_NODE, event.key, out)
+            case FindPeer():
+                self._find_peer(event, out)
+            case GetValue():
+                self._get_value(event, out)
+            case PutValue():
+                self._put_value(event, out)
+            case Provide():
+                self._provide(event.query_id, event.key, out, internal=False)
+            case StopProviding():
+                self.local_provides.remove(event.key)
+            case FindProviders():
+                self._find_providers(event, out)
+            case Bootstrap():
+                self._start(self._internal_id(), Kind.FIND_NODE, self.local_peer, out, internal=True)
+                self._next_refresh = self._now
+        self._run_due(out)
+        at = self.next_deadline()
+        if at != self._armed:
+            self._armed = at
+            out.append(ArmTimer(at))
+        return out
+
+    # ------------------------------------------------------------------ inbound
+
+    def _on_request(self, ev: RequestReceived, out: list[Action]) -> None:
+        if self.cfg.mode is Mode.CLIENT:
+            self.stats.count(self.stats.refused, "client mode")
+            out.append(CloseRequest(ev.peer, ev.request_id, "client mode"))
+            return
+        msg = ev.message
+        if not isinstance(msg, Message):
+            try:
+                msg = decode_message(msg, self.limits)
+            except CodecError as exc:
+                self.stats.malformed += 1
+                out.append(CloseRequest(ev.peer, ev.request_id, f"malformed: {exc}"))
+                return
+        conn = self._connected.get(ev.peer)
+        if conn is not None and conn[1]:
+            self._seen(ev.peer, conn[0], out)
+        reply, refusal = answer(self._served, ev.peer, msg, self._now)
+        if refusal is not None:
+            self.stats.count(self.stats.refused, refusal)
+            out.append(CloseRequest(ev.peer, ev.request_id, refusal))
+            return
+        self.stats.count(self.stats.served, msg.type.name)
+        if reply is None:
+            out.append(CloseRequest(ev.peer, ev.request_id, None))
+        else:
+            out.append(SendResponse(ev.peer, ev.request_id, reply))
+
+    def _on_connected(self, ev: PeerConnected, out: list[Action]) -> None:
+        if ev.peer == self.local_peer:
+            return
+        addrs = tuple(ev.addrs)[: self.cfg.max_addrs]
+        if ev.peer in self._connected or len(self._connected) < self.cfg.max_connected:
+            self._connected[ev.peer] = (addrs, ev.is_server)
+        if ev.is_server:
+            self._seen(ev.peer, addrs, out)
+        elif ev.peer in self.table:  # it went client: not routable any more
+            promoted = self.table.remove(ev.peer, self._now)
+            out.append(RoutingUpdated(ev.peer, False))
+            if promoted is not None:
+                out.append(RoutingUpdated(promoted, True))
+
+    # ------------------------------------------------------------------ table
+
+    def _seen(self, peer: bytes, addrs: tuple[bytes, ...], out: list[Action]) -> None:
+        """Evidence that ``peer`` is a live DHT server."""
+        status, ping = self.table.update(peer, addrs, self._now)
+        if status is Update.ADDED:
+            out.append(RoutingUpdated(peer, True))
+        if ping is not None:
+            rid = self._rid()
+            at = self._now + self.cfg.ping_timeout
+            self._pending[rid] = _Pending(ping, None, "ping", at, None)
+            out.append(PingPeer(ping, rid, at))
+
+    def _evicted(self, removed: bytes | None, promoted: bytes | None, out: list[Action]) -> None:
+        if removed is not None:
+            self.stats.evictions += 1
+            out.append(RoutingUpdated(removed, False))
+        if promoted is not None:
+            out.append(RoutingUpdated(promoted, True))
+
+    # ------------------------------------------------------------------ answers
+
+    def _on_response(self, rid: RequestId, raw: bytes | Message | None, out: list[Action]) -> None:
+        p = self._pending.pop(rid, None)
+        if p is None:
+            self.stats.unsolicited += 1
+            return
+        msg = raw
+        if isinstance(raw, (bytes, bytearray, memoryview)):
+            try:
+                msg = decode_message(bytes(raw), self.limits)
+            except CodecError:
+                self.stats.malformed += 1
+                self._failed(p, out)
+                return
+        if p.purpose == "ping":
+            self._evicted(*self.table.ping_result(p.peer, True, self._now), out)
+            return
+        if p.expect is not None and (msg is None or msg.type is not p.expect):
+            self.stats.malformed += 1
+            self._failed(p, out)
+            return
+        q = self._queries.get(p.qid) if p.qid is not None else None
+        if p.purpose == "lookup" and q is not None:
+            assert isinstance(msg, Message)
+            cap = self.cfg.max_closer_per_response
+            closer = [(c.id, c.addrs[: self.cfg.max_addrs]) for c in msg.closer_peers[:cap]]
+            cand = q.lookup.on_response(p.peer, closer)
+            if cand is not None:
+                self._seen(p.peer, cand.addrs, out)
+                if q.on_answer(cand, msg, self.records.is_valid, self.records.select):
+                    self._finish(q, out)
+                    return
+            self._advance(q, out)
+        elif p.purpose == "write" and q is not None:
+            self._seen(p.peer, (), out)
+            q.written += 1
+            q.writes_pending -= 1
+            if q.writes_pending <= 0:
+                self._finish(q, out)
+
+    def _on_failure(self, rid: RequestId, out: list[Action]) -> None:
+        p = self._pending.pop(rid, None)
+        if p is None:
+            self.stats.unsolicited += 1
+            return
+        self._failed(p, out)
+
+    def _failed(self, p: _Pending, out: list[Action]) -> None:
+        if p.purpose == "ping":
+            self._evicted(*self.table.ping_result(p.peer, False, self._now), out)
+            return
+        self._evicted(*self.table.failed(p.peer, self.cfg.max_failures, self._now), out)
+        q = self._queries.get(p.qid) if p.qid is not None else None
+        if q is None:
+            return
+        if p.purpose == "lookup":
+            q.lookup.on_failure(p.peer)
+            self._advance(q, out)
+        elif p.purpose == "write":
+            q.write_failures += 1
+            q.writes_pending -= 1
+            if q.writes_pending <= 0:
+                self._finish(q, out)
+
+    # ------------------------------------------------------------------ queries
+
+    def _rid(self) -> int:
+        self._next_rid += 1
+        return self._next_rid
+
+    def _internal_id(self) -> QueryId:
+        self._next_internal += 1
+        return ("internal", self._next_internal)
+
+    def _new_query(self, qid: QueryId, kind: Kind, key: bytes, out: list[Action], *, internal: bool,
+                   quorum: int = 1) -> Query | None:
+        if qid in self._queries or len(self._queries) >= self.cfg.max_queries:
+            self.stats.queries_refused += 1
+            if not internal:
+                reason = "duplicate query id" if qid in self._queries else "too many queries"
+                out.append(QueryFinished(qid, QueryError(reason), QueryStats()))
+            return None
+        c = self.cfg
+        target = kad_key(key)
+        seeds = [(e.peer, e.addrs) for e in self.table.closest(target, c.k * c.disjoint_paths)]
+        lk = Lookup(target, seeds, k=c.k, alpha=c.alpha, paths=c.disjoint_paths, max_candidates=c.max_candidates,
+                    max_closer=c.max_closer_per_response, max_requests=3 * c.max_candidates,
+                    exclude=(self.local_peer,))
+        q = Query(qid, kind, key, lk, self._now, self._now + c.lookup_timeout, internal, quorum)
+        self._queries[qid] = q
+        return q
+
+    def _start(self, qid: QueryId, kind: Kind, key: bytes, out: list[Action], *, internal: bool = False,
+               quorum: int = 1) -> Query | None:
+        q = self._new_query(qid, kind, key, out, internal=internal, quorum=quorum)
+        if q is not None:
+            self._advance(q, out)
+        return q
+
+    def _advance(self, q: Query, out: list[Action]) -> None:
+        """Send what the lookup wants next, or move on when it is done."""
+        if q.writing or q.qid not in self._queries:
+            return
+        if q.lookup.done:
+            self._lookup_done(q, out)
+            return
+        room = self.cfg.max_pending_requests - len(self._pending)
+        if room <= 0:
+            return  # retried on the next event: requests free up or time out
+        msg = q.lookup_message()
+        at = self._now + self.cfg.request_timeout
+        for cand in q.lookup.next_requests(limit=room):
+            rid = self._rid()
+            self._pending[rid] = _Pending(cand.peer, q.qid, "lookup", at, msg.type)
+            if cand.addrs and cand.peer not in self._connected:
+                out.append(AddAddresses(cand.peer, cand.addrs))
+            out.append(SendRequest(cand.peer, rid, msg, at))
+        if q.lookup.done and not q.lookup.in_flight():
+            self._lookup_done(q, out)
+
+    def _lookup_done(self, q: Query, out: list[Action]) -> None:
+        self._cancel(q, out)
+        if q.kind not in (Kind.PUT_VALUE, Kind.ADD_PROVIDER):
+            self._finish(q, out)
+            return
+        q.writing = True
+        if q.kind is Kind.PUT_VALUE:
+            assert q.value is not None
+            msg = Message(MessageType.PUT_VALUE, key=q.key, record=Record(q.key, q.value))
+        else:
+            me = Peer(self.local_peer, self.local_addrs)
+            msg = Message(MessageType.ADD_PROVIDER, key=q.key, provider_peers=(me,))
+        at = self._now + self.cfg.request_timeout
+        for cand in q.lookup.closest(self.cfg.replication):
+            if len(self._pending) >= self.cfg.max_pending_requests:
+                q.write_failures += 1
+                continue
+            rid = self._rid()
+            expect = MessageType.PUT_VALUE if q.kind is Kind.PUT_VALUE else None
+            self._pending[rid] = _Pending(cand.peer, q.qid, "write", at, expect)
+            q.writes_pending += 1
+            q.write_requests += 1
+            out.append(SendRequest(cand.peer, rid, msg, at, expect_response=expect is not None))
+        if q.writes_pending == 0:
+            self._finish(q, out)
+
+    def _cancel(self, q: Query, out: list[Action]) -> None:
+        """Forget the query's outstanding requests (their answers are no longer needed)."""
+        for rid in [r for r, p in self._pending.items() if p.qid == q.qid]:
+            del self._pending[rid]
+            out.append(CancelRequest(rid))
+
+    def _finish(self, q: Query, out: list[Action]) -> None:
+        self._cancel(q, out)
+        del self._queries[q.qid]
+        self.table.mark_refreshed(q.lookup.target, self._now)
+        if q.kind is Kind.GET_VALUE and q.value is not None and q.outdated:
+            self._correct(q, out)
+        if not q.internal:
+            out.append(QueryFinished(q.qid, q.result(), q.stats(self._now, q.timed_out)))
+
+    def _correct(self, q: Query, out: list[Action]) -> None:
+        """Send the best value to the peers that returned a worse one (spec: entry correction)."""
+        assert q.value is not None
+        msg = Message(MessageType.PUT_VALUE, key=q.key, record=Record(q.key, q.value))
+        at = self._now + self.cfg.request_timeout
+        for peer in dict.fromkeys(q.outdated):
+            if len(self._pending) >= self.cfg.max_pending_requests:
+                break
+            rid = self._rid()
+            self._pending[rid] = _Pending(peer, None, "correction", at, MessageType.PUT_VALUE)
+            out.append(SendRequest(peer, rid, msg, at))
+
+    # ------------------------------------------------------------------ query kinds
+
+    def _find_peer(self, ev: FindPeer, out: list[Action]) -> None:
+        known = self._connected.get(ev.peer)
+        entry = self.table.get(ev.peer)
+        addrs = known[0] if known is not None and known[0] else (entry.addrs if entry is not None else ())
+        if addrs:
+            out.append(QueryFinished(ev.query_id, PeerFound(Peer(ev.peer, addrs)), QueryStats()))
+            return
+        self._start(ev.query_id, Kind.FIND_PEER, ev.peer, out)
+
+    def _get_value(self, ev: GetValue, out: list[Action]) -> None:
+        q = self._new_query(ev.query_id, Kind.GET_VALUE, ev.key, out, internal=False, quorum=max(1, ev.quorum))
+        if q is None:
+            return
+        rec = self.records.get(ev.key, self._now)
+        if rec is not None:
+            q.add_value(None, rec.value, self.records.select)
+            if q.value_count >= q.quorum:
+                self._finish(q, out)
+                return
+        self._advance(q, out)
+
+    def _put_value(self, ev: PutValue, out: list[Action]) -> None:
+        outcome = self.records.put(ev.key, ev.value, self._now, None)
+        if outcome in (Put.INVALID, Put.OUTDATED):
+            reason = "invalid record" if outcome is Put.INVALID else "a better record is stored"
+            out.append(QueryFinished(ev.query_id, QueryError(reason), QueryStats()))
+            return
+        q = self._new_query(ev.query_id, Kind.PUT_VALUE, ev.key, out, internal=False, quorum=max(1, ev.quorum))
+        if q is not None:
+            q.value = ev.value
+            self._advance(q, out)
+
+    def _provide(self, qid: QueryId, key: bytes, out: list[Action], *, internal: bool) -> None:
+        self.providers.add(key, self.local_peer, self.local_addrs, self._now, local=True)
+        if not self.local_provides.add(key, self._now):
+            out.append(QueryFinished(qid, QueryError("too many provided keys"), QueryStats()))
+            return
+        self._start(qid, Kind.ADD_PROVIDER, key, out, internal=internal)
+
+    def _find_providers(self, ev: FindProviders, out: list[Action]) -> None:
+        count = max(1, min(ev.count, MAX_PROVIDERS_RESULT))
+        q = self._new_query(ev.query_id, Kind.GET_PROVIDERS, ev.key, out, internal=False, quorum=count)
+        if q is None:
+            return
+        for r in self.providers.get(ev.key, self._now, count):
+            q.providers[r.peer] = r.addrs
+        if len(q.providers) >= count:
+            self._finish(q, out)
+            return
+        self._advance(q, out)
+
+    # ------------------------------------------------------------------ timers
+
+    def _run_due(self, out: list[Action]) -> None:
+        now = self._now
+        for rid in [r for r, p in self._pending.items() if p.timeout_at <= now]:
+            p = self._pending.pop(rid)
+            self.stats.timeouts += 1
+            out.append(CancelRequest(rid))
+            self._failed(p, out)
+        for q in [q for q in self._queries.values() if not q.writing and q.deadline <= now]:
+            if q.qid in self._queries:
+                q.timed_out = True
+                self._lookup_done(q, out)
+        for q in [q for q in self._queries.values() if not q.writing and not q.lookup.in_flight()]:
+            self._advance(q, out)  # one held back by max_pending_requests
+        if now >= self._next_refresh:
+            self._next_refresh = now + self.cfg.refresh_check_interval
+            for cpl in self.table.stale_buckets(now, self.cfg.refresh_interval, self.cfg.max_refresh_cpl):
+                if len(self._queries) >= self.cfg.max_queries:
+                    break
+                self.table.mark_refreshed(self._bucket_key(cpl), now)
+                target = random_peer_id_in_bucket(self.table.local_key, cpl, self._rng)
+                self._start(self._internal_id(), Kind.FIND_NODE, target, out, internal=True)
+        for key in self.local_provides.due(now):
+            if len(self._queries) >= self.cfg.max_queries:
+                break  # due() rescheduled it: retried next interval
+            self._provide(self._internal_id(), key, out, internal=True)
+        if now >= self._next_cleanup:
+            self._next_cleanup = now + self.cfg.cleanup_interval
+            self.records.expire(now)
+            self.providers.expire(now)
+
+    def _bucket_key(self, cpl: int) -> bytes:
+        """A hashed key in bucket ``cpl``: ours with bit ``cpl`` flipped."""
+        n = int.from_bytes(self.table.local_key, "big") ^ (1 << (255 - cpl))
+        return n.to_bytes(32, "big")
