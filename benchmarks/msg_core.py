@@ -15,14 +15,16 @@ from __future__ import annotations
 import argparse
 import time
 
-from agentp2p.messaging.events import Acked, Connected, Consumed, Deliver, FrameReceived, Send, TimerFired
+from agentp2p.messaging.events import (
+    Acked, Connected, Consumed, Deliver, FrameReceived, Inspect, Inspected, Send, Sign, Signed, TimerFired,
+)
 from agentp2p.messaging.session import Session, SessionConfig
 from agentp2p.messaging.wire import FrameReader, decode_frame, length_prefixed
 from agentp2p.pb.msg_pb2 import Envelope
 
 
 def run(n: int, size: int, sign: bool) -> dict[str, float]:
-    finalize = inspect = None
+    signature = verdict = None
     sender_id = recipient_id = b"peer"
     if sign:
         from libp2p.crypto.ed25519 import create_new_key_pair
@@ -33,16 +35,28 @@ def run(n: int, size: int, sign: bool) -> dict[str, float]:
         ka, kb = create_new_key_pair(), create_new_key_pair()
         sender_id, recipient_id = ID.from_pubkey(ka.public_key).to_bytes(), ID.from_pubkey(kb.public_key).to_bytes()
 
-        def finalize(env: Envelope) -> None:
+        def signature(env: Envelope) -> bytes:
             sign_envelope(env, ka.private_key)
+            return env.signature
 
-        def inspect(env: Envelope) -> str | None:
+        def verdict(env: Envelope) -> str | None:
             verify_envelope(env, authenticated_peer=sender_id, local_peer=recipient_id)
             return None
 
     cfg = SessionConfig(window_messages=4096, receive_window=4096)
-    a = Session(b"A" * 16, cfg, finalize=finalize)
-    b = Session(b"B" * 16, cfg, inspect=inspect)
+    a = Session(b"A" * 16, cfg, sign=sign)
+    b = Session(b"B" * 16, cfg, inspect=sign)
+
+    def answered(s: Session, actions: list) -> list:
+        """``actions`` plus the session's answers to Sign / Inspect (the adapter's job)."""
+        out = []
+        for act in actions:
+            out.append(act)
+            if isinstance(act, Sign) and signature is not None:
+                out += answered(s, s.handle(now, Signed(act.envelope.seq, signature(act.envelope))))
+            elif isinstance(act, Inspect) and verdict is not None:
+                out += answered(s, s.handle(now, Inspected(tuple(verdict(e) for e in act.envelopes))))
+        return out
     reader_a, reader_b = FrameReader(), FrameReader()
     now = 0.0
 
@@ -50,7 +64,7 @@ def run(n: int, size: int, sign: bool) -> dict[str, float]:
         out = []
         while (f := src.transmit(now)) is not None:
             for raw in reader.feed(length_prefixed(f)):
-                out += dst.handle(now, FrameReceived(decode_frame(raw)))
+                out += answered(dst, dst.handle(now, FrameReceived(decode_frame(raw))))
         return out
 
     for s in (a, b):
@@ -62,7 +76,8 @@ def run(n: int, size: int, sign: bool) -> dict[str, float]:
     t0 = time.perf_counter()
     while acked < n:
         while sent < n and a.can_send(size):
-            a.handle(now, Send(Envelope(id=str(sent), sender=sender_id, recipient=recipient_id, type="t", payload=payload)))
+            answered(a, a.handle(now, Send(Envelope(id=str(sent), sender=sender_id, recipient=recipient_id, type="t",
+                                                   payload=payload))))
             sent += 1
         frames += a.stats.frames_out
         for act in carry(a, reader_b, b):
