@@ -149,10 +149,14 @@ class RecordStore:
             return Put.OUTDATED
         if old is None and len(self._recs) >= self.max_records:
             return Put.FULL
-        if from_peer is not None and self.quota is not None and not self.quota.admit(from_peer, len(key) + len(value)):
-            return Put.QUOTA
         if old is not None:
-            self._forget(key)
+            self._forget(key)  # first: a peer at its quota may still replace its own record
+        if from_peer is not None and self.quota is not None and not self.quota.admit(from_peer, len(key) + len(value)):
+            if old is not None:  # put the old one back, with its owner's share
+                self._recs[key] = old
+                if old.from_peer is not None:
+                    self.quota.admit(old.from_peer, len(old.key) + len(old.value))
+            return Put.QUOTA
         self._recs[key] = StoredRecord(key, value, now, now + self.ttl, from_peer)
         return Put.STORED
 
