@@ -25,6 +25,7 @@ from .core import KademliaCore
 from .events import (
     Action,
     ArmTimer,
+    Bootstrap,
     CloseRequest,
     Input,
     PeerConnected,
@@ -76,6 +77,8 @@ class SimNet:
         self.nodes: dict[bytes, SimNode] = {}
         self.stats = SimStats()
         self._links: set[frozenset[bytes]] = set()
+        #: Nodes that went away without a word: requests to them are never answered.
+        self.offline: set[bytes] = set()
         self._queue: list[tuple[float, int, bytes, Input]] = []
         self._seq = itertools.count()
 
@@ -121,6 +124,8 @@ class SimNet:
         while self._queue and self._queue[0][0] <= until:
             at, _, peer, event = heapq.heappop(self._queue)
             self.now = max(self.now, at)
+            if peer in self.offline:
+                continue
             node = self.nodes[peer]
             if isinstance(event, Tick):
                 if node.armed != at:
@@ -128,6 +133,22 @@ class SimNet:
                 node.armed = None
             self.input(peer, event)
         self.now = max(self.now, until)
+
+    def bootstrap(self, n: int, *, contacts: int = 3, spacing: float = 0.5) -> list[bytes]:
+        """Add ``n`` server nodes, each connected to ``contacts`` earlier ones
+        and running a Bootstrap ``spacing`` seconds after the previous one."""
+        peers: list[bytes] = []
+        for _ in range(n):
+            p = self.add_node()
+            for b in self.rng.sample(peers, min(contacts, len(peers))):
+                self.connect(p, b)
+            peers.append(p)
+        self.run(self.now + self.latency)
+        for p in peers:
+            self.input(p, Bootstrap())
+            self.run(self.now + spacing)
+        self.run_queries(300.0)
+        return peers
 
     def run_queries(self, max_time: float) -> None:
         """Run until no node has a query running (or ``max_time`` passes)."""
@@ -145,7 +166,7 @@ class SimNet:
         elif isinstance(a, SendRequest):
             self._request(me, a)
         elif isinstance(a, PingPeer):
-            ok = a.peer in self.nodes
+            ok = a.peer in self.nodes and a.peer not in self.offline
             self.deliver(me, ResponseReceived(a.request_id, None) if ok else RequestFailed(a.request_id, "down"),
                          2 * self.latency)
         elif isinstance(a, SendResponse):
@@ -167,6 +188,8 @@ class SimNet:
         if target is None:
             self.deliver(me, RequestFailed(a.request_id, "no such peer"))
             return
+        if a.peer in self.offline:
+            return  # silence: the requester's timeout is all it gets
         self.connect(me, a.peer)
         data = encode_message(a.message)
         self.stats.bytes += len(data)
