@@ -201,7 +201,7 @@ def assemble(
     events = ConnectionEvents(host)
     host.get_network().register_notifee(events)
     dialer = Dialer(host, timeout=config.dial_timeout, is_banned=penalties.is_banned)
-    pubsub = PubSub(host, config.pubsub, resources=resources, offence=offence)
+    pubsub = PubSub(config.pubsub, identity=identity, resources=resources, offence=offence)
     dht = DHT(host, config.dht, offence=offence)
     dialer.use_lookup(dht.locate)
     # Every node stores agent records for others, whether or not it publishes one.
@@ -227,6 +227,7 @@ def assemble(
         offence=offence,
         handler_failures=handler_failures,
     )
+    pubsub.attach(context)  # meshsub handlers, dialer, connection events
     parts = NodeParts(
         config, identity, listen, penalties, resources, handler_failures, host, events, dialer, pubsub, dht,
         bootstrapper, context,

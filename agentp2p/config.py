@@ -42,28 +42,32 @@ DAEMON_DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/4001"
 
 @dataclass
 class PubSubConfig:
-    """Gossipsub settings. Defaults favour delivery over py-libp2p's drop-happy ones."""
+    """Pub/sub settings: our gossipsub router's overlay knobs, and the bounds that keep
+    delivery complete and visible (protocol/pubsub.py explains each promise)."""
 
-    heartbeat_interval: float = 1.0  # py-libp2p's default is 120 s; go-libp2p uses 1 s
+    heartbeat_interval: float = 1.0  # go-libp2p and the gossipsub spec use 1 s
+    # Mesh degree D and the band [D_lo, D_hi] the heartbeat keeps each mesh in.
     degree: int = 6
     degree_low: int = 4
     degree_high: int = 12
-    # py-libp2p rejects a topic's messages above 10/s (local publishes included)
-    # by default. ``None`` disables that limit; a number re-enables it.
-    max_messages_per_topic_per_second: float | None = None
-    # Per-peer outbound RPC queue (py-libp2p: 32, then silent drops).
+    # Peers outside the mesh we gossip message IDs (IHAVE) to per heartbeat, at least.
+    degree_lazy: int = 6
+    # Our own messages go to every topic peer (above the publish score
+    # threshold), not just the mesh: an eclipsed mesh cannot silence us.
+    flood_publish: bool = True
+    # Gossipsub v1.1 peer scoring (P1-P7) on the topics we subscribe to.
+    scoring: bool = True
+    # Per-peer outbound RPC queue; publish() waits (backpressure) before it overflows.
     peer_queue_size: int = 8192
-    # Per-subscription inbound buffer (py-libp2p: 32, then silent drops).
+    # Per-subscription inbound buffer (messages).
     subscription_buffer: int = 65536
     # publish() waits while any peer queue is fuller than this fraction...
     backpressure_high_water: float = 0.5
     # ...for at most this long, then raises PubSubError instead of dropping.
     publish_timeout: float = 10.0
     max_message_size: int = 1 << 20
+    # Message IDs are remembered this long (duplicates dropped).
     seen_ttl: int = 120
-    # How long a message waits for a just-connected peer's subscription
-    # (py-libp2p's default; under load subscriptions can take seconds).
-    pending_ttl: float = 30.0
     # Bytes of message data one local Subscription holds before it drops
     # (a subscriber that stops reading; counted like a full buffer).
     subscription_buffer_bytes: int = 16 << 20
@@ -71,9 +75,10 @@ class PubSubConfig:
     # does not read); reserved from the resource manager as service "pubsub".
     peer_queue_bytes: int = 16 << 20
     # Messages per second (token bucket: rate and burst) processed from one
-    # forwarder; the excess is dropped, counted and a (light) offence.
-    inbound_rate_per_peer: float = 1000.0
-    inbound_burst_per_peer: int = 2000
+    # forwarder; above it we stop reading that peer for a while (its sender
+    # sees backpressure; nothing is dropped), counted in ``rate_limited``.
+    inbound_rate_per_peer: float = 20000.0
+    inbound_burst_per_peer: int = 40000
 
 
 @dataclass
@@ -146,6 +151,11 @@ class NodeConfig:
             raise ConfigError(f"dht.mode must be 'server' or 'client', not {self.dht.mode!r}")
         if self.pubsub.peer_queue_size < 32 or self.pubsub.subscription_buffer < 1:
             raise ConfigError("pubsub queue sizes are too small")
+        ps = self.pubsub
+        if not (0 <= ps.degree_low <= ps.degree <= ps.degree_high) or ps.degree_lazy < 0:
+            raise ConfigError("pubsub degrees must satisfy 0 <= degree_low <= degree <= degree_high, degree_lazy >= 0")
+        if ps.heartbeat_interval <= 0 or ps.seen_ttl <= 0 or ps.publish_timeout <= 0:
+            raise ConfigError("pubsub.heartbeat_interval, seen_ttl and publish_timeout must be positive")
         if not 0 < self.pubsub.backpressure_high_water <= 1:
             raise ConfigError("pubsub.backpressure_high_water must be in (0, 1]")
         if (

@@ -6,11 +6,11 @@ nothing outlives the block.
 
 Start order matters with py-libp2p 0.8.1:
 
-1. build the host (Noise only, guarded handlers) and construct pubsub and the
-   DHT, which register their stream handlers on construction;
-2. run the pubsub, gossipsub and DHT services — *before* the host listens,
-   because their handlers crash if a peer opens a stream before the service
-   runs;
+1. build the host (Noise only, guarded handlers), pubsub and the DHT, which
+   register their stream handlers at assembly;
+2. run the DHT service and our pub/sub router — *before* the host listens,
+   because the DHT's handlers crash if a peer opens a stream before its
+   service runs (and pub/sub must be ready before the services start);
 3. listen, then start the maintenance tasks (routing-table feed, bootstrap,
    random walk).
 """
@@ -191,9 +191,8 @@ class Node:
                 from agentp2p.network.identity_lock import identity_lock
 
                 stack.enter_context(identity_lock(self.config.identity_path))
-            for service in (self.pubsub.pubsub, self.pubsub.router, self.dht.kad):
-                await stack.enter_async_context(background_trio_service(service))
-            await self.pubsub.pubsub.wait_until_ready()
+            await stack.enter_async_context(background_trio_service(self.dht.kad))
+            await stack.enter_async_context(self.pubsub.running())
             await stack.enter_async_context(self._listening())
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self.dht.feed_routing_table, self.events.subscribe())
@@ -545,23 +544,11 @@ class Node:
         }
 
     def stats(self) -> dict[str, Any]:
-        ps = self.pubsub.stats
         return {
             "peer_id": str(self.peer_id),
             "connections": len(self.peers()),
             "routing_table_size": self.dht.routing_table_size,
-            "pubsub": {
-                "published": ps.published,
-                "delivered": ps.delivered,
-                "dropped_inbound": ps.dropped_inbound,
-                "dropped_outbound": ps.dropped_outbound,
-                "rejected": ps.rejected,
-                "backpressure_waits": ps.backpressure_waits,
-                "invalid_signatures": ps.invalid_signatures,
-                "contained": ps.contained,
-                "rate_limited": ps.rate_limited,
-                "topics": self.pubsub.topics(),
-            },
+            "pubsub": self.pubsub.stats_dict(),
             "dht": self.dht.stats(),
             "dialer": self.dialer.stats.as_dict(),
             "handler_failures": dict(self.handler_failures.by_protocol),

@@ -9,48 +9,15 @@ import logging
 
 import pytest
 import trio
-from multiaddr import Multiaddr
-
-from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
-from libp2p.pubsub.pubsub import Pubsub
-from libp2p.tools.anyio_service import background_trio_service
 
 from agentp2p.application.records.service import RecordService
 from agentp2p.application.records.announce import ANNOUNCE_TOPIC
 from agentp2p.config import PubSubConfig
 from agentp2p.errors import PubSubError
-from agentp2p.network.host import build_host
-from agentp2p.network.identity import Identity
 from agentp2p.node import Node
 from agentp2p.testing import local_config, wait_until
 from benign import assert_serves
 from pubsub_attacker import bogus_signature_message, killer_message, raw_meshsub
-
-
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
-    return [exc]
-
-
-async def test_library_pubsub_dies_on_one_message_with_a_garbage_key() -> None:
-    """The hazard: py-libp2p's own Pubsub, unwrapped, stops on the killer message."""
-    addr = Multiaddr("/ip4/127.0.0.1/tcp/0")
-    host = build_host(Identity.generate(), [addr])
-    router = GossipSub(protocols=[PROTOCOL_ID_V11], degree=6, degree_low=4, degree_high=12)
-    ps = Pubsub(host, router, strict_signing=True)
-    with pytest.raises(BaseException) as info:
-        async with background_trio_service(ps), background_trio_service(router):
-            async with host.run([addr]):
-                await ps.subscribe("t")
-                async with raw_meshsub(host.get_id(), list(host.get_transport_addrs())) as attacker:
-                    await attacker.subscribe("t")
-                    await attacker.publish(killer_message("t"))
-                    with trio.fail_after(10):
-                        await trio.sleep_forever()  # until the service dies and cancels us
-    leaves = _leaves(info.value)
-    assert not any(isinstance(e, trio.TooSlowError) for e in leaves), "the library survived the message"
-    assert not ps.manager.is_running
 
 
 async def test_killer_message_is_contained_counted_and_the_victim_serves() -> None:
@@ -79,7 +46,12 @@ async def test_bogus_signature_flood_logs_little_and_bans_the_forwarder(caplog: 
             await wait_until(lambda: victim.is_banned(attacker.peer_id), what="the forwarder is banned")
             await wait_until(lambda: not victim.is_connected(attacker.peer_id), what="the forwarder is cut off")
             stats = victim.stats()["pubsub"]
-            assert stats["invalid_signatures"] >= 20 and stats["delivered"] == 0
+            # Each forgery costs the forwarder score (P4, -100 x count^2): after
+            # six it is graylisted and its RPCs are refused before any
+            # signature check — each refusal counted and an offence too.
+            assert stats["invalid_signatures"] >= 5 and stats["delivered"] == 0
+            assert stats["invalid_signatures"] + stats["graylisted"] >= 20
+            assert victim.pubsub.peer_scores().get(attacker.peer_id, 0.0) < -2500  # kept after it left
             peer = str(attacker.peer_id)
             about = [r for r in caplog.records if peer in r.getMessage() and r.levelno >= logging.INFO]
             rejections = [r for r in about if "pubsub" in r.name]
@@ -118,9 +90,9 @@ async def test_peer_that_never_reads_costs_at_most_its_queue_bytes() -> None:
     async with Node(cfg) as victim, victim.subscribe("big"):
         async with raw_meshsub(victim.peer_id, victim.listen_addrs, read=False) as sink:
             await sink.subscribe("big")
-            await wait_until(lambda: sink.peer_id in victim.pubsub.pubsub.peer_queues
+            await wait_until(lambda: victim.pubsub.peer_queue(sink.peer_id) is not None
                              and sink.peer_id in victim.topic_peers("big"), what="the sink's queue")
-            queue = victim.pubsub.pubsub.peer_queues[sink.peer_id]
+            queue = victim.pubsub.peer_queue(sink.peer_id)
             payload = b"\xcd" * (512 << 10)
             timeouts = 0
             for k in range(40):  # 20 MiB offered to a peer that reads nothing
@@ -128,8 +100,7 @@ async def test_peer_that_never_reads_costs_at_most_its_queue_bytes() -> None:
                     await victim.publish("big", payload[:-8] + k.to_bytes(8, "big"))
                 except PubSubError:
                     timeouts += 1
-            queued = sum(r.ByteSize() for r in (*queue._queue._priority, *queue._queue._non_priority))
-            assert queued <= cap
+            assert queue.bytes <= cap
             assert victim.resources.memory_of(sink.peer_id) <= cap
             # Backpressure may give the peer a chance (a publish or two time
             # out), then stops waiting for it: its queue overflows, counted.

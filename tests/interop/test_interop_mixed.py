@@ -122,7 +122,7 @@ async def test_one_topic_reaches_all_six(go_peer_binary: Path) -> None:
             await go.subscribe(TOPIC)
 
         async def mesh_edges() -> dict[str, set[str]]:
-            edges = {str(n.peer_id): {str(p) for p in n.pubsub.router.mesh.get(TOPIC, ())} for n in net.py}
+            edges = {str(n.peer_id): {str(p) for p in n.pubsub.mesh_peers(TOPIC)} for n in net.py}
             for go in net.go:
                 edges[go.peer_id] = set(await go.mesh_peers(TOPIC))
             return edges

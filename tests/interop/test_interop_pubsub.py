@@ -49,7 +49,7 @@ async def joined(py: Node, go: GoPeer, topic: str) -> None:
         lambda: go.peer_id in {str(p) for p in py.topic_peers(topic)}, what="Go peer in our topic peers"
     )
     await wait_until(
-        lambda: go.peer_id in {str(p) for p in py.pubsub.router.mesh.get(topic, ())},
+        lambda: go.peer_id in {str(p) for p in py.pubsub.mesh_peers(topic)},
         what="Go peer in our mesh",
     )
 
