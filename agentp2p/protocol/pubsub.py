@@ -343,7 +343,8 @@ class PubSub:
             if not isinstance(verdict, Verdict):
                 verdict = await verdict
             if verdict is not Verdict.ACCEPT:
-                raise PubSubError(f"publish to {topic!r}: our own message was {verdict.value}ed by the topic's validator")
+                what = "rejected" if verdict is Verdict.REJECT else "ignored"
+                raise PubSubError(f"publish to {topic!r}: our own message was {what} by the topic's validator")
         high = self.config.backpressure_high_water
         if router.max_fill() > high:
             self.stats.backpressure_waits += 1

@@ -142,6 +142,7 @@ class PubSubStats:
     writes: int = 0
     heartbeats: int = 0
     peer_exchanges: int = 0  # PRUNE peer-exchange suggestions received (we do not dial them)
+    validation_waits: int = 0  # reads held back while too many async validations ran
 
 
 Deliverer = Callable[[str, RawMessage, bytes], None]
@@ -253,6 +254,10 @@ class GossipSubService:
         self._topics_validated: dict[str, bool] = {}
         self._seqno = time.time_ns()
         self.running = False
+        #: Async validations in flight, and the bound past which readers wait.
+        self._validating = 0
+        self._max_validating = max(1, params.max_pending // 2)
+        self._validation_slot = trio.Event()
 
     # ------------------------------------------------------------------ wiring
 
@@ -364,17 +369,33 @@ class GossipSubService:
         if nursery is None:
             self._work.append((ValidationResult(a.msg_id, Verdict.IGNORE), None))
             return
+        self._validating += 1
         nursery.start_soon(self._await_verdict, a.msg_id, verdict)
 
     async def _await_verdict(self, msg_id: bytes, pending: Awaitable[Verdict]) -> None:
         try:
-            verdict = await pending
-        except Exception:  # noqa: BLE001
-            verdict = Verdict.REJECT
+            try:
+                verdict = await pending
+            except Exception:  # noqa: BLE001
+                verdict = Verdict.REJECT
+        finally:
+            self._validating -= 1
+            if self._validating < self._max_validating:
+                self._validation_slot.set()
         if not isinstance(verdict, Verdict):
             verdict = Verdict.REJECT
         if self.running:
             self._feed(ValidationResult(msg_id, verdict))
+
+    async def _validation_room(self) -> None:
+        """Wait while too many async validations are running: the reader stops
+        reading (its sender sees backpressure) rather than the router refusing
+        messages once its pending table is full."""
+        while self._validating >= self._max_validating:
+            self.stats.validation_waits += 1
+            if self._validation_slot.is_set():
+                self._validation_slot = trio.Event()
+            await self._validation_slot.wait()
 
     # ------------------------------------------------------------------ API for PubSub
 
@@ -739,6 +760,8 @@ class GossipSubService:
                     continue
                 if rpc.publish:
                     await self._pace(peer, len(rpc.publish))
+                    if self._validating >= self._max_validating:
+                        await self._validation_room()
                 if not peer.known or self._peers.get(peer.id) is not peer or not self.running:
                     continue
                 core = self.core
