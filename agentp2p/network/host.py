@@ -24,10 +24,16 @@ agentp2p creates goes through :func:`build_host`, which:
   another process listens on is an error instead of a shared port.
 * detaches py-libp2p's own resource manager, which leaks under
   cancellation; ours accounts for everything it did.
+* with a pre-shared key, makes the host a member of that private network
+  (:mod:`.pnet`: every connection encrypted with the key before
+  multistream-select and Noise; py-libp2p's own ``psk=`` is not the spec
+  and stays unset). ``LIBP2P_FORCE_PNET=1`` refuses to build a host without
+  one, as in go-libp2p.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -46,9 +52,11 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.utils.varint import encode_varint_prefixed
 
 from agentp2p import __version__
+from agentp2p.errors import ConfigError
 from agentp2p.network.handlers import HandlerFailures, install_swarm_guard
 from agentp2p.network.identity import Identity
 from agentp2p.network.inbound import InboundGate, install_ban_gate
+from agentp2p.network.pnet import install_pnet
 from agentp2p.network.listen import install as install_exclusive_listeners
 from agentp2p.network.resources import ResourceManager
 from agentp2p.network.streams import limit_streams
@@ -156,13 +164,17 @@ def build_host(
     resources: ResourceManager | None = None,
     is_banned: Callable[[object], bool] | None = None,
     on_offence: Callable[[object, str, float], None] | None = None,
+    psk: bytes | None = None,
 ) -> IHost:
     """Create (but do not start) a hardened libp2p host.
 
     ``resources`` is the node's resource manager (a private one if None);
     ``is_banned`` says which peers to refuse (the node's penalty box);
-    ``on_offence(peer, reason, weight)`` hears of muxer violations.
+    ``on_offence(peer, reason, weight)`` hears of muxer violations;
+    ``psk``: the private network's 32-byte key (None: the public network).
     """
+    if psk is None and os.environ.get("LIBP2P_FORCE_PNET") == "1":
+        raise ConfigError("LIBP2P_FORCE_PNET=1 but no private network key is set (--psk FILE)")
     resources = resources or ResourceManager()
     # Listeners without SO_REUSEPORT: a port in use is an error, not shared.
     install_exclusive_listeners()
@@ -193,4 +205,7 @@ def build_host(
     if is_banned is not None:
         install_ban_gate(host, is_banned)
     limit_streams(host, resources)
+    # A peer's first bytes (nonce, multistream header) come within one round
+    # trip; the bound is shorter than a dial's so its error is the one seen.
+    install_pnet(host, psk, timeout=min(resources.limits.handshake_timeout, limits.dial_timeout / 2))
     return host
