@@ -104,6 +104,7 @@ func (n *node) handlers() map[string]struct {
 		"publish":    {2, n.cmdPublish},
 		"topicpeers": {1, n.cmdTopicPeers},
 		"meshpeers":  {1, n.cmdMeshPeers},
+		"idontwant":  {0, n.cmdIDontWant},
 		"bootstrap":  {0, n.cmdBootstrap},
 		"rtsize":     {0, n.cmdRTSize},
 		"rtwait":     {1, n.cmdRTWait},
@@ -459,6 +460,13 @@ func (n *node) cmdTopicPeers(_ context.Context, args []string) (reply, error) {
 // remote peer is here, both sides have exchanged GRAFTs.
 func (n *node) cmdMeshPeers(_ context.Context, args []string) (reply, error) {
 	return reply{"peers": peerStrings(n.mesh.meshPeers(args[0]))}, nil
+}
+
+// cmdIDontWant reports gossipsub v1.2 IDONTWANT message IDs received (from
+// anyone) and sent (per peer) so far.
+func (n *node) cmdIDontWant(_ context.Context, _ []string) (reply, error) {
+	in, out := n.mesh.idontwant()
+	return reply{"received": in, "sent": out}, nil
 }
 
 func (n *node) cmdBootstrap(ctx context.Context, _ []string) (reply, error) {

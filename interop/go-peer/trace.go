@@ -22,12 +22,16 @@ type meshTracer struct {
 	debug bool
 	mu    sync.Mutex
 	mesh  map[string]map[peer.ID]struct{}
+	// IDONTWANT message IDs (gossipsub v1.2) received from any peer, and
+	// sent to each peer: interop tests check both directions.
+	idontwantIn  int
+	idontwantOut map[peer.ID]int
 }
 
 var _ pubsub.RawTracer = (*meshTracer)(nil)
 
 func newMeshTracer(debug bool) *meshTracer {
-	return &meshTracer{debug: debug, mesh: map[string]map[peer.ID]struct{}{}}
+	return &meshTracer{debug: debug, mesh: map[string]map[peer.ID]struct{}{}, idontwantOut: map[peer.ID]int{}}
 }
 
 // meshPeers returns the peers currently in our mesh for topic.
@@ -97,11 +101,45 @@ func (t *meshTracer) UndeliverableMessage(m *pubsub.Message) {
 	t.logf("subscriber too slow, dropped %s", describe(m))
 }
 
-func (*meshTracer) Join(string)                                          {}
-func (*meshTracer) Leave(string)                                         {}
-func (*meshTracer) ValidateMessage(*pubsub.Message)                      {}
-func (*meshTracer) DeliverMessage(*pubsub.Message)                       {}
-func (*meshTracer) DuplicateMessage(*pubsub.Message)                     {}
-func (*meshTracer) RecvRPC(*pubsub.RPC)                                  {}
-func (*meshTracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
+func (*meshTracer) Join(string)                      {}
+func (*meshTracer) Leave(string)                     {}
+func (*meshTracer) ValidateMessage(*pubsub.Message)  {}
+func (*meshTracer) DeliverMessage(*pubsub.Message)   {}
+func (*meshTracer) DuplicateMessage(*pubsub.Message) {}
+
+func idontwantIDs(rpc *pubsub.RPC) int {
+	n := 0
+	for _, idw := range rpc.GetControl().GetIdontwant() {
+		n += len(idw.GetMessageIDs())
+	}
+	return n
+}
+
+func (t *meshTracer) RecvRPC(rpc *pubsub.RPC) {
+	if n := idontwantIDs(rpc); n > 0 {
+		t.mu.Lock()
+		t.idontwantIn += n
+		t.mu.Unlock()
+	}
+}
+
+func (t *meshTracer) SendRPC(rpc *pubsub.RPC, p peer.ID) {
+	if n := idontwantIDs(rpc); n > 0 {
+		t.mu.Lock()
+		t.idontwantOut[p] += n
+		t.mu.Unlock()
+	}
+}
+
+// idontwant returns the IDONTWANT IDs received so far and those sent per peer.
+func (t *meshTracer) idontwant() (int, map[string]int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]int, len(t.idontwantOut))
+	for p, n := range t.idontwantOut {
+		out[p.String()] = n
+	}
+	return t.idontwantIn, out
+}
+
 func (*meshTracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}
