@@ -319,6 +319,10 @@ class PubSub:
         keeps it in our meshes, very negative graylists it. Other services feed this."""
         self.router.set_app_score(peer, value)
 
+    def peer_protocol(self, peer: ID) -> str | None:
+        """The gossipsub version spoken with ``peer`` (e.g. ``/meshsub/1.2.0``), None if none."""
+        return self.router.protocol_of(peer)
+
     def peer_queue(self, peer: ID) -> Any:
         """``peer``'s outbound queue (introspection and tests), or None."""
         return self.router.peer_queue(peer)

@@ -143,6 +143,8 @@ class PubSubStats:
     heartbeats: int = 0
     peer_exchanges: int = 0  # PRUNE peer-exchange suggestions received (we do not dial them)
     validation_waits: int = 0  # reads held back while too many async validations ran
+    idontwant_in: int = 0  # IDONTWANT message IDs received (gossipsub v1.2)
+    idontwant_out: int = 0  # ... and sent
 
 
 Deliverer = Callable[[str, RawMessage, bytes], None]
@@ -153,7 +155,7 @@ class _Peer:
     """One remote peer as the adapter sees it."""
 
     __slots__ = ("id", "key", "queue", "out_stream", "known", "wake", "scope", "in_scope", "in_stream",
-                 "task_running", "outbound", "ip", "ever_written")
+                 "task_running", "outbound", "ip", "ever_written", "protocol")
 
     def __init__(self, peer_id: ID, queue: OutQueue) -> None:
         self.id = peer_id
@@ -170,6 +172,7 @@ class _Peer:
         self.outbound = False
         self.ip: str | None = None
         self.ever_written = False
+        self.protocol: str | None = None  # the meshsub version the router uses with it
 
 
 def _remote_ip(stream: Any) -> str | None:
@@ -532,6 +535,11 @@ class GossipSubService:
         p = self._peers.get(peer)
         return p.queue if p is not None else None
 
+    def protocol_of(self, peer: ID) -> str | None:
+        """The meshsub protocol the router speaks with ``peer`` (None: not a pubsub peer)."""
+        p = self._peers.get(peer)
+        return p.protocol if p is not None and p.known else None
+
     def pubsub_peers(self) -> list[ID]:
         return [p.id for p in self._peers.values() if p.known]
 
@@ -543,6 +551,9 @@ class GossipSubService:
             return
         item = self._encoder.encode(rpc)
         self.stats.rpcs_queued += 1
+        ctl = rpc.control
+        if ctl and ctl.idontwant:
+            self.stats.idontwant_out += sum(len(i.ids) for i in ctl.idontwant)
         if not peer.queue.push(item, trio.current_time()):
             self.stats.dropped_outbound += 1
             self._log.warning((str(peer.id), "queue-full"),
@@ -606,7 +617,7 @@ class GossipSubService:
             return
         first = not peer.known
         peer.known = True
-        peer.outbound, peer.ip = outbound, ip
+        peer.outbound, peer.ip, peer.protocol = outbound, ip, protocol
         self._feed(PeerConnected(peer.key, protocol, outbound, ip))
         if first and self.scorer is not None:
             app = self._app_scores.get(peer.key)
@@ -758,6 +769,9 @@ class GossipSubService:
                     stats.contained += 1
                     self._report(peer.id, "decode-failed", FAILURE_WEIGHT, repr(exc))
                     continue
+                ctl = rpc.control
+                if ctl and ctl.idontwant:
+                    stats.idontwant_in += sum(len(i.ids) for i in ctl.idontwant)
                 if rpc.publish:
                     await self._pace(peer, len(rpc.publish))
                     if self._validating >= self._max_validating:
