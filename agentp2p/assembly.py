@@ -38,6 +38,7 @@ from agentp2p.network.dialer import Dialer
 from agentp2p.network.events import ConnectionEvents
 from agentp2p.network.handlers import HandlerFailures, contained
 from agentp2p.network.host import HostLimits, build_host
+from agentp2p.network.psk import read_psk_file
 from agentp2p.network.identity import Identity, load_or_create_identity
 from agentp2p.network.penalties import BanInfo, PenaltyBox
 from agentp2p.network.resources import ResourceManager
@@ -197,6 +198,7 @@ def assemble(
         resources=resources,
         is_banned=penalties.is_banned,
         on_offence=offence,
+        psk=read_psk_file(config.psk) if config.psk is not None else None,
     )
     events = ConnectionEvents(host)
     host.get_network().register_notifee(events)

@@ -1,4 +1,5 @@
-"""The ``agentp2p`` command: ``daemon`` runs a node, ``id`` shows its identity.
+"""The ``agentp2p`` command: ``daemon`` runs a node, ``id`` shows its identity,
+``psk new`` makes a private network key.
 
 Every failure a user can cause (bad multiaddr, port in use, unknown config
 key, corrupt key file) ends in one line on stderr and a non-zero exit code,
@@ -47,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     d.add_argument("--mdns", action="store_true", help="discover peers on the LAN with mDNS")
     d.add_argument(
+        "--psk",
+        metavar="FILE",
+        help="join the private network of this pre-shared key file (also psk = \"FILE\" in TOML, AGENTP2P_PSK)",
+    )
+    d.add_argument(
         "--full-import",
         action="store_true",
         help="load all of py-libp2p (by default the daemon skips QUIC/TLS/metrics packages it never uses, ~20 MB)",
@@ -55,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("id", help="print the peer ID of the identity file (creating it if absent)")
     i.add_argument("--identity", metavar="PATH", help="identity key file (default ~/.agentp2p/identity.key)")
+
+    k = sub.add_parser("psk", help="private network keys (docs/security.md)")
+    ksub = k.add_subparsers(dest="psk_command", required=True, parser_class=_Parser)
+    new = ksub.add_parser("new", help="write a fresh key file, mode 0600 (never overwrites)")
+    new.add_argument("file", nargs="?", metavar="FILE", help="where to write it (default ~/.agentp2p/swarm.key)")
     add_client_commands(sub)
     return p
 
@@ -79,6 +90,8 @@ def _daemon_config(args: argparse.Namespace) -> Any:
         overrides["log_level"] = args.log_level
     if args.mdns:
         overrides["mdns"] = True
+    if args.psk:
+        overrides["psk"] = args.psk
     if getattr(args, "swim", False):
         overrides["swim"] = {"enabled": True}
     config_file = args.config or os.environ.get("AGENTP2P_CONFIG")
@@ -100,6 +113,11 @@ async def _run_daemon(config: Any, services: Any = ()) -> None:
             for addr in printable_addrs(node.listen_addrs, node.peer_id):
                 print(addr, flush=True)
             log.info("agentp2p %s running as %s", __version__, node.peer_id)
+            if config.psk is not None:
+                from agentp2p.network.psk import fingerprint, read_psk_file
+
+                key_id = fingerprint(read_psk_file(config.psk))
+                log.info("private network: only peers with the key in %s can connect (fingerprint %s)", config.psk, key_id)
             async for signum in signals:
                 log.info("received %s, shutting down", signal.Signals(signum).name)
                 break
@@ -116,6 +134,18 @@ def main(argv: list[str] | None = None) -> int:
 
             path = Path(args.identity) if args.identity else DEFAULT_IDENTITY_FILE
             print(load_or_create_identity(path).peer_id)
+            return 0
+        if args.command == "psk":
+            from agentp2p.network.psk import DEFAULT_PSK_FILE, PSKError, fingerprint, write_psk_file
+
+            path = Path(args.file if args.file else DEFAULT_PSK_FILE).expanduser()
+            try:
+                key = write_psk_file(path)
+            except PSKError as exc:  # exists, or cannot be written: not a usage error
+                print(f"agentp2p: error: {exc}", file=sys.stderr)
+                return EXIT_ERROR
+            print(f"wrote a new private network key to {path} (fingerprint {fingerprint(key)})")
+            print(f"give it to every node of the network (keep it secret), and run: agentp2p daemon --psk {path}")
             return 0
         if args.command == "daemon":
             if not args.full_import:

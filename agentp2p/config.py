@@ -34,6 +34,7 @@ from agentp2p.messaging.config import MessagingConfig
 from agentp2p.protocol.swim.config import SwimConfig
 from agentp2p.network.addresses import parse_listen_addr, parse_peer_addr
 from agentp2p.network.penalties import PenaltyConfig
+from agentp2p.network.psk import read_psk_file
 from agentp2p.network.resources import ResourceLimits
 
 DEFAULT_LISTEN = "/ip4/127.0.0.1/tcp/0"
@@ -107,6 +108,9 @@ class NodeConfig:
     bootstrap: list[str] = field(default_factory=list)
     # None: an ephemeral identity (library use, tests). The daemon sets a path.
     identity_path: Path | None = None
+    # Private network key file (libp2p swarm.key format, docs/security.md):
+    # only nodes with the same key can connect. None: the public network.
+    psk: Path | None = None
     max_connections: int = 300
     max_connections_per_peer: int = 1
     dial_timeout: float = 10.0
@@ -141,6 +145,8 @@ class NodeConfig:
             parse_listen_addr(addr)
         for addr in self.bootstrap:
             parse_peer_addr(addr)
+        if self.psk is not None:
+            read_psk_file(self.psk)  # missing, malformed or unsafe: a ConfigError naming the file
         if self.max_connections < 1 or self.max_connections_per_peer < 1:
             raise ConfigError("connection limits must be >= 1")
         if self.log_format not in ("text", "json"):
