@@ -3,7 +3,8 @@
 //
 // It exists to prove that our py-libp2p based node speaks the same wire
 // protocols as the reference implementation: TCP + Noise + Yamux, identify,
-// ping, Kademlia DHT (/ipfs/kad/1.0.0, server mode) and gossipsub.
+// ping, Kademlia DHT (/ipfs/kad/1.0.0, server mode) and gossipsub; with
+// -psk FILE, inside a libp2p private network (pnet, PSK v1) on that key.
 //
 // Theory of operation: on start the program builds the host, starts the DHT
 // and gossipsub, optionally dials --bootstrap peers, then prints one "ready"
@@ -31,6 +32,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
@@ -50,16 +52,18 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 type options struct {
 	listen    []string
 	bootstrap []string
-	seed      *int64 // nil: random identity
+	seed      *int64   // nil: random identity
+	psk       pnet.PSK // nil: the public network
 }
 
 func parseFlags(args []string) (options, error) {
 	fs := flag.NewFlagSet("go-peer", flag.ContinueOnError)
 	var listen, bootstrap multiFlag
-	var seed string
+	var seed, pskFile string
 	fs.Var(&listen, "listen", "multiaddr to listen on (repeatable; default /ip4/127.0.0.1/tcp/0)")
 	fs.Var(&bootstrap, "bootstrap", "multiaddr with /p2p/<id> to connect to before ready (repeatable)")
 	fs.StringVar(&seed, "seed", "", "integer seed for a deterministic Ed25519 identity (default: random)")
+	fs.StringVar(&pskFile, "psk", "", "private network key file (/key/swarm/psk/1.0.0/ format); TCP only, as go-libp2p requires")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
@@ -77,6 +81,19 @@ func parseFlags(args []string) (options, error) {
 			return options{}, fmt.Errorf("--seed must be an integer: %w", err)
 		}
 		opts.seed = &n
+	}
+	if pskFile != "" {
+		f, err := os.Open(pskFile)
+		if err != nil {
+			return options{}, fmt.Errorf("--psk: %w", err)
+		}
+		defer f.Close()
+		// go-libp2p's own decoder: the reference reading of the key file.
+		psk, err := pnet.DecodeV1PSK(f)
+		if err != nil {
+			return options{}, fmt.Errorf("--psk %s: %w", pskFile, err)
+		}
+		opts.psk = psk
 	}
 	return opts, nil
 }
@@ -107,8 +124,14 @@ func newHost(opts options) (host.Host, error) {
 	}
 	// Exactly the stack py-libp2p speaks: giving Transport/Security/Muxer
 	// replaces go-libp2p's defaults (QUIC, TLS, ...), so nothing else is
-	// negotiated.
+	// negotiated. That is also what a private network needs: go-libp2p
+	// refuses QUIC, WebTransport and WebRTC with a PSK.
+	var private libp2p.Option = libp2p.ChainOptions()
+	if opts.psk != nil {
+		private = libp2p.PrivateNetwork(opts.psk)
+	}
 	return libp2p.New(
+		private,
 		libp2p.Identity(sk),
 		libp2p.ListenAddrStrings(opts.listen...),
 		libp2p.Transport(tcp.NewTCPTransport),
