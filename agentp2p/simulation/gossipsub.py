@@ -223,6 +223,10 @@ class GossipSimulation:
         self.cfg = cfg
         self.now = 0.0
         self.rng = rng = random.Random(cfg.seed)
+        #: The workload (publication times, authors, topics, churn schedule) has
+        #: its own stream, so scenarios that differ only in loss or scoring
+        #: publish the same messages at the same times.
+        self.wrng = random.Random(cfg.seed * 1_000_003 + 17)
         n = cfg.n
         self.n = n
         self.ids = [peer_id(i) for i in range(n)]
@@ -514,7 +518,7 @@ class GossipSimulation:
 
     def start_window(self) -> None:
         """Snapshot the counters, schedule the publications (and the churn)."""
-        cfg, rng = self.cfg, self.rng
+        cfg, rng = self.cfg, self.wrng
         w0, w1 = self.now, self.now + cfg.duration
         self._window = {
             "t0": w0,
@@ -547,7 +551,7 @@ class GossipSimulation:
 
     def _publish_random(self, topic: str) -> None:
         while True:
-            i = self.honest[self.rng.randrange(len(self.honest))]
+            i = self.honest[self.wrng.randrange(len(self.honest))]
             if self.up[i]:
                 break
         self.publish(i, topic)
@@ -594,10 +598,11 @@ class GossipSimulation:
         p = cfg.params
         degrees: list[int] = []
         sybil_slots = slots = 0
+        settled = self.now - 2 * p.heartbeat_interval
         for i in self.honest:
             core = self.cores[i]
-            if core is None:
-                continue
+            if core is None or (i in self.down and self.down[i][-1][1] > settled):
+                continue  # away, or back for less than two heartbeats: no mesh yet
             for t in self.topics:
                 mesh = core.mesh(t)
                 degrees.append(len(mesh))

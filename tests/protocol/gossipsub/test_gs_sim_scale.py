@@ -11,6 +11,8 @@ import os
 import subprocess
 import sys
 
+from dataclasses import replace
+
 import pytest
 
 from agentp2p.protocol.gossipsub.codec import encode_rpc
@@ -38,15 +40,18 @@ def figures(r: dict) -> dict:
     return {k: (None if v != v else v) for k, v in r.items() if k not in _TIMING}
 
 
+CLEAN200 = GossipSimConfig(n=200, seed=3, warmup=4.0, duration=4.0, drain=2.0)
+
+
 @pytest.fixture(scope="module")
 def clean200() -> dict:
-    return run_scenario(GossipSimConfig(n=200, seed=3, warmup=5.0, duration=5.0, drain=3.0))
+    return run_scenario(CLEAN200)
 
 
 def test_200_nodes_no_loss_deliver_everything_with_meshes_in_bounds(clean200: dict) -> None:
     r = clean200
     p = GossipSubParams()
-    assert r["messages"] >= 5
+    assert r["messages"] >= 4
     assert r["ratio"] == 1.0 and r["fully_delivered"] == 1.0 and r["late"] == 0
     assert p.d_lo <= r["mesh_min"] and r["mesh_max"] <= p.d_hi and r["mesh_in_bounds"] == 1.0
     # latency: a few hops of 10-200 ms links, no heartbeat waits
@@ -56,16 +61,15 @@ def test_200_nodes_no_loss_deliver_everything_with_meshes_in_bounds(clean200: di
 
 
 def test_same_seed_same_figures(clean200: dict) -> None:
-    again = run_scenario(GossipSimConfig(n=200, seed=3, warmup=5.0, duration=5.0, drain=3.0))
-    assert figures(again) == figures(clean200)
-    other = run_scenario(GossipSimConfig(n=200, seed=4, warmup=5.0, duration=5.0, drain=3.0))
-    assert figures(other) != figures(clean200)
+    assert figures(run_scenario(CLEAN200)) == figures(clean200)
+    small = GossipSimConfig(n=40, dial=5, seed=3, warmup=2.0, duration=3.0, drain=2.0)
+    assert figures(run_scenario(replace(small, seed=4))) != figures(run_scenario(small))
 
 
 _CHILD = """
 import json, sys
 from agentp2p.simulation.gossipsub import GossipSimConfig, run_scenario
-r = run_scenario(GossipSimConfig(n=80, dial=8, seed=5, warmup=3.0, duration=3.0, drain=2.0, loss=0.05,
+r = run_scenario(GossipSimConfig(n=50, dial=6, seed=5, warmup=2.0, duration=3.0, drain=2.0, loss=0.05,
                                  scoring="default"))
 r.pop("build_s"); r.pop("wall_s")
 print(json.dumps(r, sort_keys=True))
@@ -156,7 +160,8 @@ def test_sybils_that_drop_everything_scoring_delivers_no_less() -> None:
     assert default["ratio"] >= off["ratio"] and p3["ratio"] >= off["ratio"]
     assert p3["ratio"] == 1.0
     assert p3["sybil_mesh_share"] < off["sybil_mesh_share"] / 4
-    assert p3["p99"] <= off["p99"] * 1.1  # (at 100 nodes the tail barely moves; at 1,000 it halves)
+    # (Latency is not asserted: at 100 nodes the Sybils' effect on it is
+    # within the noise; docs/pubsub.md has the 1,000-node figures.)
 
 
 def test_spamming_sybils_are_cut_off_by_default_scoring() -> None:
