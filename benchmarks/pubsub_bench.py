@@ -384,6 +384,11 @@ async def run_once(
         # CPU of every process running nodes, per unique delivery (the cost of
         # one message at one subscriber, including relaying duplicates).
         "cpu_ms_per_delivery": round(1000 * cpu_total / unique, 2) if unique else None,
+        # The two sides apart: the publisher's CPU per published message, and
+        # the subscribers' (worker processes only) per unique delivery.
+        "publisher_cpu_us_per_msg": round(1e6 * cpu_local / messages, 1) if messages else None,
+        "subscriber_cpu_us_per_delivery": (round(1e6 * (cpu_total - cpu_local) / unique, 1)
+                                           if procs > 0 and unique else None),
         "measured_s": round(measured_s, 1),
         "loadavg": [round(x, 2) for x in os.getloadavg()],
     }

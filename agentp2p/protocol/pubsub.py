@@ -196,6 +196,7 @@ class PubSub:
         self._sinks: dict[str, list[Subscription]] = {}
         self._validators: dict[str, Validator] = {}
         self.local_id: ID = identity.peer_id
+        self._unyielded = 0
         self.router = GossipSubService(
             identity=identity,
             params=router_params(config),
@@ -367,9 +368,12 @@ class PubSub:
         except Exception as exc:
             raise PubSubError(f"publish to {topic!r} failed: {exc}") from exc
         self.stats.published += 1
-        if router.max_fill() * self.config.peer_queue_size >= _YIELD_AT_ITEMS:
+        self._unyielded += 1
+        if self._unyielded >= _YIELD_EVERY:
             # Let the writers run: a publisher that never awaits anything
-            # else would otherwise starve them until the high-water mark.
+            # else would starve them until the high-water mark. Not after
+            # every message, so that a burst is written in batches.
+            self._unyielded = 0
             await trio.lowlevel.cancel_shielded_checkpoint()
 
     # -- validation ---------------------------------------------------------------
@@ -411,8 +415,8 @@ class PubSub:
         return out
 
 
-#: Once the fullest peer queue holds this many RPCs, publish() yields after each message.
-_YIELD_AT_ITEMS = 32
+#: publish() yields to the scheduler (the writers) at least once per this many messages.
+_YIELD_EVERY = 32
 
 
 class _Running:

@@ -104,9 +104,11 @@ GRAYLISTED_WEIGHT = 1.0
 FAILURE_WEIGHT = 2.0
 
 #: Bytes per stream.read(): reads are costly in py-libp2p, so few and big.
-READ_CHUNK = 256 * 1024
-#: Upper bound on the bytes one stream.write() carries (several merged frames).
-WRITE_BUDGET = 1 << 20
+READ_CHUNK = 64 * 1024
+#: Upper bound on the bytes one stream.write() carries (several merged frames):
+#: big enough to amortise a write's cost (yamux framing, Noise, a syscall)
+#: over hundreds of small messages, small enough to keep latency in check.
+WRITE_BUDGET = 256 * 1024
 #: Opening our stream: attempts (a peer whose stream we read from is a pubsub
 #: peer, so we retry; one without is given one try) and the first backoff.
 OPEN_ATTEMPTS = 3
@@ -803,10 +805,15 @@ class GossipSubService:
     async def _heartbeat(self) -> None:
         core = self.core
         assert core is not None
+        interval = self.params.heartbeat_interval
         while True:
             await trio.sleep_until(core.next_deadline())
             self.stats.heartbeats += 1
             self._feed(Tick())
+            if core.next_deadline() <= trio.current_time():
+                # The heartbeat failed before rescheduling itself (contained in
+                # _feed): do not spin on it.
+                await trio.sleep(interval)
 
     # ------------------------------------------------------------------ reporting
 
