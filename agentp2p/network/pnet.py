@@ -44,7 +44,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-import logging
 import math
 import os
 from collections.abc import Callable
@@ -56,8 +55,6 @@ from libp2p.io.exceptions import ConnectionClosedError, IOException
 from libp2p.transport.exceptions import SecurityUpgradeFailure
 
 from agentp2p.network.psk import KEY_SIZE
-
-log = logging.getLogger("agentp2p.network.pnet")
 
 __all__ = ["NONCE_SIZE", "PnetConn", "PnetError", "PrivateNetworkFailure", "XSalsa20", "install_pnet"]
 
@@ -225,7 +222,8 @@ class PnetConn(IRawConnection):
             try:
                 chunk = await self._inner.read(NONCE_SIZE - len(buf))
             except IOException as exc:
-                raise self._fail("the connection broke before the peer sent its nonce (it uses another key, or none)", exc) from exc
+                reason = "the connection broke before the peer sent its nonce (it uses another key, or none)"
+                raise self._fail(reason, exc) from exc
             if not chunk:
                 self._eof = True
                 raise self._fail(
@@ -257,13 +255,15 @@ class PnetConn(IRawConnection):
             data = await self._inner.read(n)
         except IOException as exc:
             if not self.verified:
-                raise self._fail("the connection broke during the private network handshake (the peer uses another key, or none)", exc) from exc
+                reason = "the connection broke in the private network handshake (the peer uses another key, or none)"
+                raise self._fail(reason, exc) from exc
             raise
         if not data:
             if n != 0:
                 self._eof = True
                 if not self.verified:
-                    raise self._fail("the peer closed the connection during the private network handshake (it uses another key, or none)")
+                    reason = "the peer closed the connection in the private network handshake (another key, or none)"
+                    raise self._fail(reason)
             return b""
         plain = self._reader.xor(data)
         if not self.verified:
@@ -325,10 +325,16 @@ class _FirstBytes(IRawConnection):
         """Why the upgrade may have failed, if the peer's first bytes suggest a private network."""
         if not self.first:
             if self.eof:
-                return "the peer closed the connection without a word: it may be in a private network (see --psk), or refusing us"
+                return (
+                    "the peer closed the connection without a word: "
+                    "it may be in a private network (see --psk), or refusing us"
+                )
             return None  # nothing heard yet, and no EOF: a failure of our own side
         if not MULTISTREAM_HEADER.startswith(self.first):
-            return "the peer's first bytes are not libp2p's multistream-select: it is likely in a private network (see --psk)"
+            return (
+                "the peer's first bytes are not libp2p's multistream-select: "
+                "it is likely in a private network (see --psk)"
+            )
         return None
 
 

@@ -124,6 +124,9 @@ async def test_same_key_connects_pings_and_pubsub(tmp_path: Path) -> None:
         await wait_until(lambda: b.is_connected(a.peer_id), what="b to see a")
         # Both ends of the connection run through the protector.
         assert _pnet_conn(a, b.peer_id) is not None and _pnet_conn(b, a.peer_id) is not None
+        # The remote address still shows through it (the API's peer list uses it).
+        conn = a.host.get_network().get_connections(b.peer_id)[0]
+        assert [str(m) for m in conn.get_transport_addresses()] == [str(b.listen_addrs[0])]
         assert 0 < await a.ping(b.peer_id) < 5
         assert 0 < await b.ping(a.peer_id) < 5
 
