@@ -215,6 +215,23 @@ async def test_key_file_copies_are_the_same_network(tmp_path: Path) -> None:
         assert 0 < await a.ping(b.peer_id) < 5
 
 
+async def test_daemon_with_psk_flag(tmp_path: Path) -> None:
+    """``agentp2p daemon --psk FILE`` as a user runs it: it logs the key's
+    fingerprint (never the key), takes a node with the key, refuses one without."""
+    from agentp2p.network.psk import fingerprint, read_psk_file
+    from agentp2p.testing import DaemonProcess
+
+    key = _key(tmp_path, "net")
+    async with DaemonProcess(tmp_path / "d", "--psk", str(key), api="off") as d:
+        text = d.log_text()
+        assert fingerprint(read_psk_file(key)) in text and read_psk_file(key).hex() not in text
+        async with Node(_cfg(key)) as friend, Node(_cfg(None)) as stranger:
+            await friend.connect(d.addrs[0])
+            assert 0 < await friend.ping(d.peer_id) < 5
+            with pytest.raises(DialError, match="it may be in a private network"):
+                await stranger.connect(d.addrs[0])
+
+
 # -- wire format and hostile sockets -----------------------------------------------------
 
 
