@@ -35,6 +35,8 @@ __all__ = ["MAX_MERGED_FRAME", "OutQueue", "RpcEncoder", "encode_message", "vari
 
 #: Largest RPC frame we build by merging (a single bigger RPC goes alone): go's default limit.
 MAX_MERGED_FRAME = 1 << 20
+#: Queue memory is reserved from the resource manager in chunks of this many bytes.
+RESERVE_CHUNK = 64 * 1024
 
 
 def varint(n: int) -> bytes:
@@ -55,18 +57,42 @@ def _field(tag: bytes, value: bytes) -> bytes:
 
 def encode_message(m: Message) -> bytes:
     """A ``Message`` protobuf, byte for byte what codec.encode_message gives (fields in tag order)."""
-    parts = []
-    if m.from_ is not None:
-        parts.append(_field(b"\x0a", m.from_))
-    parts.append(_field(b"\x12", m.data))
-    if m.seqno is not None:
-        parts.append(_field(b"\x1a", m.seqno))
-    parts.append(_field(b"\x22", m.topic.encode()))
-    if m.signature is not None:
-        parts.append(_field(b"\x2a", m.signature))
-    if m.key is not None:
-        parts.append(_field(b"\x32", m.key))
-    return b"".join(parts)
+    out = bytearray()
+    f = m.from_
+    if f is not None:
+        n = len(f)
+        out += b"\x0a"
+        out += bytes((n,)) if n < 0x80 else varint(n)
+        out += f
+    d = m.data
+    n = len(d)
+    out += b"\x12"
+    out += bytes((n,)) if n < 0x80 else varint(n)
+    out += d
+    f = m.seqno
+    if f is not None:
+        n = len(f)
+        out += b"\x1a"
+        out += bytes((n,)) if n < 0x80 else varint(n)
+        out += f
+    t = m.topic.encode()
+    n = len(t)
+    out += b"\x22"
+    out += bytes((n,)) if n < 0x80 else varint(n)
+    out += t
+    f = m.signature
+    if f is not None:
+        n = len(f)
+        out += b"\x2a"
+        out += bytes((n,)) if n < 0x80 else varint(n)
+        out += f
+    f = m.key
+    if f is not None:
+        n = len(f)
+        out += b"\x32"
+        out += bytes((n,)) if n < 0x80 else varint(n)
+        out += f
+    return bytes(out)
 
 
 #: An encoded RPC and what it counts against the receiver's per-RPC limits:
@@ -113,12 +139,14 @@ class OutQueue:
 
     ``reservation`` (resources.Reservation, optional) holds the bytes against
     the node's memory limits from push until the write that carried them
-    completed. ``push`` returns False instead of going over any bound; the
-    caller counts the drop.
+    completed, rounded up to :data:`RESERVE_CHUNK` (never past ``max_bytes``;
+    all given back whenever the queue drains). ``push`` returns False instead
+    of going over any bound (or when the manager refuses); the caller counts
+    the drop.
     """
 
     __slots__ = ("max_items", "max_bytes", "items", "bytes", "inflight_items", "inflight_bytes",
-                 "last_progress", "_reservation", "_limits", "frames_written", "items_written")
+                 "last_progress", "_reservation", "_reserved", "_limits", "frames_written", "items_written")
 
     def __init__(self, max_items: int, max_bytes: int, reservation: Any = None, now: float = 0.0,
                  limits: Limits = DEFAULT_LIMITS) -> None:
@@ -132,6 +160,9 @@ class OutQueue:
         #: When a write last completed, or the queue last became non-empty.
         self.last_progress = now
         self._reservation = reservation
+        #: Bytes reserved from the resource manager: ``bytes`` rounded up to
+        #: whole RESERVE_CHUNKs, so that not every RPC costs a reservation.
+        self._reserved = 0
         self._limits = limits
         self.frames_written = 0
         self.items_written = 0
@@ -151,8 +182,14 @@ class OutQueue:
         n = len(item[0])
         if len(self.items) + self.inflight_items >= self.max_items or self.bytes + n > self.max_bytes:
             return False
-        if self._reservation is not None and not self._reservation.grow(n):
-            return False
+        if self._reservation is not None and self.bytes + n > self._reserved:
+            need = self.bytes + n - self._reserved
+            grow = max(need, min(RESERVE_CHUNK, self.max_bytes - self._reserved))
+            if not self._reservation.grow(grow):
+                if grow == need or not self._reservation.grow(need):
+                    return False
+                grow = need
+            self._reserved += grow
         if not self.items and not self.inflight_items:
             self.last_progress = now
         self.items.append(item)
@@ -211,8 +248,20 @@ class OutQueue:
             self.frames_written += frames
         self.inflight_items = self.inflight_bytes = 0
         self.last_progress = now
-        if self._reservation is not None:
-            self._reservation.shrink(n)
+        self._release()
+
+    def _release(self) -> None:
+        """Give back what we no longer need: all of it once drained, else all but one spare chunk."""
+        if self._reservation is None:
+            return
+        if not self.bytes:
+            keep = 0
+        elif self._reserved - self.bytes > RESERVE_CHUNK:
+            keep = self.bytes + RESERVE_CHUNK
+        else:
+            return
+        self._reservation.shrink(self._reserved - keep)
+        self._reserved = keep
 
     def clear(self) -> int:
         """Forget everything queued (the peer is gone); returns how many RPCs that was."""
@@ -220,12 +269,14 @@ class OutQueue:
         self.items.clear()
         self.bytes = self.inflight_bytes
         if self._reservation is not None:
-            self._reservation.shrink(self._reservation.size - self.inflight_bytes)
+            self._reservation.shrink(self._reserved - self.bytes)
+            self._reserved = self.bytes
         return dropped
 
     def close(self) -> None:
         self.items.clear()
         self.bytes = 0
         self.inflight_items = self.inflight_bytes = 0
+        self._reserved = 0
         if self._reservation is not None:
             self._reservation.close()

@@ -16,7 +16,7 @@ from agentp2p.network.framing import FrameReader
 from agentp2p.network.resources import ResourceLimits, ResourceManager
 from agentp2p.protocol.gossipsub.codec import DEFAULT_LIMITS, decode_rpc, encode_message, encode_rpc
 from agentp2p.protocol.gossipsub.rpc import Control, Graft, IDontWant, IHave, IWant, Message, Prune, Rpc, SubOpts
-from agentp2p.protocol.gossipsub.stream import MAX_MERGED_FRAME, OutQueue, RpcEncoder
+from agentp2p.protocol.gossipsub.stream import MAX_MERGED_FRAME, RESERVE_CHUNK, OutQueue, RpcEncoder
 from agentp2p.protocol.gossipsub.stream import encode_message as fast_encode_message
 
 opt_bytes = st.none() | st.binary(max_size=80)
@@ -144,18 +144,19 @@ def test_take_stops_at_the_write_budget_but_always_takes_one() -> None:
 
 
 def test_queue_bounds_and_memory_reservation() -> None:
-    rm = ResourceManager(ResourceLimits(max_memory_per_peer=10_000))
+    rm = ResourceManager(ResourceLimits(max_memory_per_peer=1 << 20))
     q = OutQueue(5, 8_000, rm.reservation("peer", "pubsub"), 0.0)
     enc = RpcEncoder()
     item = enc.encode(Rpc((), (Message("t", b"q" * 1000, b"a", b"1"),)))
     for _ in range(5):
         assert q.push(item, 0.0)
     assert not q.push(item, 0.0)  # 5 items: full by count
-    assert rm.memory_of("peer") == q.bytes == 5 * len(item[0])
+    # reserved in chunks, never past the queue's byte cap
+    assert q.bytes == 5 * len(item[0]) <= rm.memory_of("peer") <= q.max_bytes
     q.take(1 << 20)
-    assert rm.memory_of("peer") == q.bytes  # in flight stays reserved...
+    assert rm.memory_of("peer") >= q.bytes > 0  # in flight stays reserved...
     q.written(1.0, 1)
-    assert rm.memory_of("peer") == 0 == q.bytes  # ...until written
+    assert rm.memory_of("peer") == 0 == q.bytes  # ...until written: drained, all given back
 
     big = enc.encode(Rpc((), (Message("t", b"b" * 3000, b"a", b"2"),)))
     assert q.push(big, 0.0) and q.push(big, 0.0)
@@ -165,6 +166,41 @@ def test_queue_bounds_and_memory_reservation() -> None:
     q.push(big, 2.0)
     q.close()
     assert rm.memory_of("peer") == 0
+
+
+def test_reservations_are_chunked_and_refusal_means_a_drop() -> None:
+    rm = ResourceManager(ResourceLimits(max_memory_per_peer=1 << 24))
+    inner = rm.reservation("peer", "pubsub")
+    grows = 0
+
+    class Counting:
+        def grow(self, n: int) -> bool:
+            nonlocal grows
+            grows += 1
+            return inner.grow(n)
+
+        def shrink(self, n: int) -> None:
+            inner.shrink(n)
+
+        def close(self) -> None:
+            inner.close()
+
+    q = OutQueue(10_000, 1 << 22, Counting(), 0.0)
+    enc = RpcEncoder()
+    item = enc.encode(Rpc((), (Message("t", b"r" * 900, b"a", b"1"),)))
+    for _ in range(1000):
+        assert q.push(item, 0.0)
+    assert grows <= 1000 * len(item[0]) // RESERVE_CHUNK + 1  # one reservation per chunk, not per RPC
+    assert q.bytes <= rm.memory_of("peer") < q.bytes + RESERVE_CHUNK
+
+    # The manager's per-peer limit stops the queue before its own cap: a drop.
+    small = ResourceManager(ResourceLimits(max_memory_per_peer=RESERVE_CHUNK + 5000))
+    q = OutQueue(10_000, 1 << 22, small.reservation("peer", "pubsub"), 0.0)
+    pushed = 0
+    while q.push(item, 0.0):
+        pushed += 1
+    assert pushed * len(item[0]) <= RESERVE_CHUNK + 5000 < (pushed + 1) * len(item[0])
+    assert small.memory_of("peer") <= RESERVE_CHUNK + 5000
 
 
 def test_stalled_for_counts_from_the_last_progress() -> None:
