@@ -34,13 +34,12 @@ from typing import Any
 import psutil
 import trio
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "adversarial"))
-sys.path.insert(0, str(ROOT / "tests" / "api"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if __package__ in (None, ""):
+    # benchmarks.* and the attack code in tests.adversarial.* import from the repository root.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from attacks import ATTACKS, Target  # noqa: E402
-from common import emit, md_table, percentile  # noqa: E402
+from benchmarks.attacks import ATTACKS, Target  # noqa: E402
+from benchmarks.common import emit, md_table, percentile  # noqa: E402
 
 from agentp2p.client import Client  # noqa: E402
 from agentp2p.node import Node  # noqa: E402
@@ -90,7 +89,7 @@ async def benign_check(target: Target, client: Client, timeout: float) -> None:
 
 
 async def run_one(name: str, run: Callable[[Target, float], Awaitable[str]], args: argparse.Namespace) -> Outcome:
-    from api_fixtures import DaemonProcess
+    from tests.api.api_fixtures import DaemonProcess
 
     out = Outcome(name)
     with tempfile.TemporaryDirectory(prefix="ap2p-adv-") as tmp:

@@ -170,7 +170,7 @@ async def _repeat(duration: float, one_round: Callable[[list[int]], Awaitable[No
 @attack("yamux_overrun")
 async def yamux_overrun(target: Target, duration: float) -> str:
     """DATA frames far past the granted window on a ping stream (finding 3)."""
-    from yamux_raw import FIRST_RAW_STREAM, SYN, TYPE_DATA, closed, flood_stream, frame, raw_attacker, select, write
+    from tests.adversarial.yamux_raw import FIRST_RAW_STREAM, SYN, TYPE_DATA, closed, flood_stream, frame, raw_attacker, select, write
 
     peer, addrs = _victim(target)
 
@@ -212,7 +212,7 @@ async def stream_flood(target: Target, duration: float) -> str:
 
 async def _meshsub_flood(target: Target, duration: float, batch: Callable[[Any, int], list[Any]], rounds: int) -> tuple[int, int]:
     """A fresh identity subscribes to the records topic and publishes ``rounds`` batches; again."""
-    from pubsub_attacker import raw_meshsub
+    from tests.adversarial.pubsub_attacker import raw_meshsub
 
     from agentp2p.application.records.announce import ANNOUNCE_TOPIC
 
@@ -232,7 +232,7 @@ async def _meshsub_flood(target: Target, duration: float, batch: Callable[[Any, 
 @attack("pubsub_killer")
 async def pubsub_killer(target: Target, duration: float) -> str:
     """The one gossipsub message that used to end the daemon (finding 1), over and over."""
-    from pubsub_attacker import killer_message
+    from tests.adversarial.pubsub_attacker import killer_message
 
     from agentp2p.application.records.announce import ANNOUNCE_TOPIC
 
@@ -243,7 +243,7 @@ async def pubsub_killer(target: Target, duration: float) -> str:
 @attack("pubsub_bogus_sigs")
 async def pubsub_bogus_sigs(target: Target, duration: float) -> str:
     """Well-formed messages with wrong signatures, as fast as possible (findings 1, 7)."""
-    from pubsub_attacker import bogus_signature_message
+    from tests.adversarial.pubsub_attacker import bogus_signature_message
 
     from agentp2p.application.records.announce import ANNOUNCE_TOPIC
 
@@ -275,7 +275,7 @@ async def dht_put_flood(target: Target, duration: float) -> str:
 @contextlib.asynccontextmanager
 async def _raw_sender(target: Target) -> AsyncIterator[Any]:
     """A fresh attacker node connected to the daemon, writing /agentp2p/msg/1.0.0 frames by hand."""
-    from test_messaging_attack import RawSender
+    from tests.adversarial.test_messaging_attack import RawSender
 
     peer, _ = _victim(target)
 
@@ -328,14 +328,14 @@ async def swim_poison(target: Target, duration: float) -> str:
     """Pings carrying 32 'alive' updates each for fake members (finding 5)."""
     import random
 
-    from swim_attacker import alive_flood
+    from tests.adversarial.swim_attacker import alive_flood
 
     peer, _ = _victim(target)
     rng = random.Random(1)
     fakes: set[bytes] = set()
 
     async def one_round(tally: list[int]) -> None:
-        from swim_attacker import Attacker
+        from tests.adversarial.swim_attacker import Attacker
 
         async with trio.open_nursery() as nursery, Node(local_config(swim=False)) as node:
             att = Attacker(node, nursery)

@@ -25,8 +25,8 @@ from agentp2p.network.inbound import inbound_gate
 from agentp2p.node import Node
 from agentp2p.testing import local_config, wait_until
 
-from benign import assert_serves
-from yamux_raw import LOOPBACK, plain_host
+from tests.adversarial.benign import assert_serves
+from tests.adversarial.yamux_raw import LOOPBACK, plain_host
 
 FLOODER = os.path.join(os.path.dirname(__file__), "silent_flood.py")
 

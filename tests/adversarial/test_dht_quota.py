@@ -12,7 +12,7 @@ from agentp2p.config import DHTConfig
 from agentp2p.node import Node
 from agentp2p.protocol.dht import provider_key
 from agentp2p.testing import local_config, wait_until
-from benign import assert_serves
+from tests.adversarial.benign import assert_serves
 
 
 def _key(name: str) -> bytes:

@@ -18,7 +18,7 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benign import assert_serves, rss_mb
+from tests.adversarial.benign import assert_serves, rss_mb
 
 from agentp2p.application.records.service import RecordService
 from agentp2p.node import Node

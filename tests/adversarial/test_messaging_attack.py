@@ -33,7 +33,7 @@ from agentp2p.pb.msg_pb2 import Envelope, Frame, Hello
 from agentp2p.security.signing import signing_bytes
 from agentp2p.testing import local_config, wait_until
 
-from benign import assert_serves, rss_mb
+from tests.adversarial.benign import assert_serves, rss_mb
 
 MiB = 1 << 20
 

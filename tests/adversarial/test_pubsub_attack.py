@@ -16,8 +16,8 @@ from agentp2p.config import PubSubConfig
 from agentp2p.errors import PubSubError
 from agentp2p.node import Node
 from agentp2p.testing import local_config, wait_until
-from benign import assert_serves
-from pubsub_attacker import bogus_signature_message, killer_message, raw_meshsub
+from tests.adversarial.benign import assert_serves
+from tests.adversarial.pubsub_attacker import bogus_signature_message, killer_message, raw_meshsub
 
 
 async def test_killer_message_is_contained_counted_and_the_victim_serves() -> None:

@@ -31,7 +31,7 @@ from agentp2p.protocol.swim.service import SwimService
 from agentp2p.protocol.swim.signature import signed_update
 from agentp2p.testing import local_config, wait_until
 
-from swim_attacker import (
+from tests.adversarial.swim_attacker import (
     FAST,
     alive_flood,
     attacker,

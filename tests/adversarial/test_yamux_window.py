@@ -20,8 +20,8 @@ from agentp2p.network.yamux import GuardedYamux
 from agentp2p.node import Node
 from agentp2p.testing import local_config, wait_until
 
-from benign import assert_serves, rss_mb
-from yamux_raw import (
+from tests.adversarial.benign import assert_serves, rss_mb
+from tests.adversarial.yamux_raw import (
     FIRST_RAW_STREAM,
     LOOPBACK,
     SINK,

@@ -19,7 +19,7 @@ from agentp2p.client.discovery import parse_api_address
 from agentp2p.client.sse import Event, SSEDecoder
 from agentp2p.network.identity import Identity
 
-from api_fixtures import api_node
+from tests.api.api_fixtures import api_node
 
 
 def _decode(text: str) -> list[Event]:

@@ -13,7 +13,7 @@ import pytest
 
 from agentp2p.client import SyncClient
 
-from api_fixtures import CLI, DaemonProcess, clean_env
+from tests.api.api_fixtures import CLI, DaemonProcess, clean_env
 
 
 @pytest.fixture(scope="module")

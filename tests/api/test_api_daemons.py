@@ -18,7 +18,7 @@ import httpx
 import psutil
 import pytest
 
-from api_fixtures import CLI, DaemonProcess, clean_env, daemons
+from tests.api.api_fixtures import CLI, DaemonProcess, clean_env, daemons
 
 HERE = Path(__file__).resolve().parent
 

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, settings
 
 from agentp2p.application.api.routes.node import OPENAPI_PATH
 
-from api_fixtures import DaemonProcess
+from tests.api.api_fixtures import DaemonProcess
 
 schema = schemathesis.openapi.from_path(str(OPENAPI_PATH))
 

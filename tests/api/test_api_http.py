@@ -19,7 +19,7 @@ from agentp2p.config import PubSubConfig
 from agentp2p.network.host import AGENT_VERSION
 from agentp2p.testing import wait_until
 
-from api_fixtures import api_node, connected_pair
+from tests.api.api_fixtures import api_node, connected_pair
 
 
 async def test_node_info_matches_the_node() -> None:

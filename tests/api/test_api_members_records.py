@@ -12,7 +12,7 @@ from agentp2p.protocol.swim.config import SwimConfig
 from agentp2p.protocol.swim.service import SwimService
 from agentp2p.testing import wait_until
 
-from api_fixtures import api_node, connected_pair
+from tests.api.api_fixtures import api_node, connected_pair
 
 
 def _swim() -> SwimService:

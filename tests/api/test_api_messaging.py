@@ -19,7 +19,7 @@ from agentp2p.client import ApiError, NotFound
 from agentp2p.config import NodeConfig
 from agentp2p.testing import wait_until
 
-from api_fixtures import api_node, connected_pair
+from tests.api.api_fixtures import api_node, connected_pair
 
 
 async def test_send_is_acknowledged_once_an_incoming_stream_takes_it() -> None:

@@ -17,7 +17,7 @@ from agentp2p.client import Client
 from agentp2p.node import Node
 from agentp2p.testing import local_config, wait_until
 
-from api_fixtures import DaemonProcess
+from tests.api.api_fixtures import DaemonProcess
 
 COUNT = 20
 

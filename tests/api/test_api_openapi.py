@@ -12,7 +12,7 @@ from agentp2p.application.api import build_app
 from agentp2p.application.api.routes.node import OPENAPI_PATH
 from agentp2p.config import NodeConfig
 
-from api_fixtures import api_node
+from tests.api.api_fixtures import api_node
 
 METHODS = {"get", "put", "post", "delete", "patch"}
 

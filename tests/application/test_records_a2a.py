@@ -7,7 +7,7 @@ import json
 
 import pytest
 from libp2p.peer.id import ID
-from records_fixtures import NOW, TRANSLATE, keypair, make_record
+from tests.application.records_fixtures import NOW, TRANSLATE, keypair, make_record
 
 from agentp2p.application.records import (
     AGENTP2P_EXTENSION_URI,

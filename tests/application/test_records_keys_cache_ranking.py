@@ -8,7 +8,7 @@ import cid
 import pytest
 from libp2p.kad_dht.kad_dht import _encode_key
 from libp2p.peer.id import ID
-from records_fixtures import HOUR, NOW, TRANSLATE, keypair, make_record
+from tests.application.records_fixtures import HOUR, NOW, TRANSLATE, keypair, make_record
 
 from agentp2p.application.records import (
     Capability,

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 from libp2p.peer.id import ID
 from multiaddr import Multiaddr
-from records_fixtures import NOW, TRANSLATE, keypair, make_record
+from tests.application.records_fixtures import NOW, TRANSLATE, keypair, make_record
 
 from agentp2p.application.records import AgentRecord, Capability, InvalidRecord, Reason
 from agentp2p.application.records.model import MAX_PAYLOAD_BYTES, MAX_TTL_MS

@@ -282,7 +282,7 @@ async def test_forged_expired_and_replayed_records_are_rejected_on_every_path() 
 
 
 def test_announcement_rule_own_valid_newer_only() -> None:
-    from records_fixtures import HOUR, NOW, keypair, make_record
+    from tests.application.records_fixtures import HOUR, NOW, keypair, make_record
 
     from agentp2p.application.records import InvalidRecord, Reason
     from agentp2p.application.records.announce import check_announcement
@@ -313,7 +313,7 @@ async def test_ping_liveness_memoises_and_expires_verdicts(autojump_clock: objec
     from agentp2p.application.records import Liveness
     from agentp2p.application.records.liveness import PingLiveness
 
-    from records_fixtures import keypair
+    from tests.application.records_fixtures import keypair
 
     up, down = ID.from_pubkey(keypair(1).public_key), ID.from_pubkey(keypair(2).public_key)
     calls: list[ID] = []

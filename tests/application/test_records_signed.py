@@ -15,7 +15,7 @@ from libp2p.peer.peer_record import PeerRecord
 from libp2p.peer.pb import envelope_pb2
 from libp2p.records.utils import InvalidRecordType
 from libp2p.records.validator import NamespacedValidator
-from records_fixtures import HOUR, NOW, keypair, make_record
+from tests.application.records_fixtures import HOUR, NOW, keypair, make_record
 
 from agentp2p.application.records import (
     MAX_CLOCK_SKEW_MS,

@@ -8,16 +8,11 @@ suite can never silently stop running there.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-# gopeer.py is a helper module next to the tests, not part of a package:
-# interop/ and tests/ deliberately have no __init__.py.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from gopeer import GoBuildError, build_go_peer, find_go  # noqa: E402
+from tests.interop.gopeer import GoBuildError, build_go_peer, find_go
 
 
 @pytest.fixture(scope="session")

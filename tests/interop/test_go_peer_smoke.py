@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gopeer import AGENT_VERSION, DHT_PROTOCOL, GoPeer, GoPeerError, expected_peer_id
+from tests.interop.gopeer import AGENT_VERSION, DHT_PROTOCOL, GoPeer, GoPeerError, expected_peer_id
 
 pytestmark = pytest.mark.interop
 

@@ -21,8 +21,8 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 from agentp2p.network.host import AGENT_VERSION as PY_AGENT_VERSION
 from agentp2p.node import Node
 from agentp2p.testing import local_config, wait_until
-from gopeer import AGENT_VERSION as GO_AGENT_VERSION
-from gopeer import DHT_PROTOCOL, GoPeer
+from tests.interop.gopeer import AGENT_VERSION as GO_AGENT_VERSION
+from tests.interop.gopeer import DHT_PROTOCOL, GoPeer
 
 pytestmark = pytest.mark.interop
 

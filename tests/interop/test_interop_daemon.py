@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from gopeer import GoPeer
+from tests.interop.gopeer import GoPeer
 
 pytestmark = pytest.mark.interop
 

@@ -26,7 +26,7 @@ import trio
 
 from agentp2p.node import Node
 from agentp2p.testing import local_config, wait_until
-from gopeer import GoPeer, GoPeerError
+from tests.interop.gopeer import GoPeer, GoPeerError
 
 pytestmark = pytest.mark.interop
 

@@ -21,7 +21,7 @@ import trio
 
 from agentp2p.node import Node, Subscription
 from agentp2p.testing import local_config, wait_until
-from gopeer import GoPeer
+from tests.interop.gopeer import GoPeer
 
 pytestmark = pytest.mark.interop
 

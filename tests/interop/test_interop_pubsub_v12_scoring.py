@@ -18,10 +18,7 @@ import trio
 from agentp2p.node import Node
 from agentp2p.testing import local_config, wait_until
 
-try:
-    from tests.interop.gopeer import GoPeer
-except ImportError:  # tests imported by basename
-    from gopeer import GoPeer  # type: ignore[no-redef]
+from tests.interop.gopeer import GoPeer
 
 pytestmark = pytest.mark.interop
 

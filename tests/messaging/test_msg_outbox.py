@@ -11,7 +11,7 @@ from agentp2p.messaging.events import Accepted, Acked, Action, Deliver, Failed
 from agentp2p.messaging.outbox import Outbox
 from agentp2p.messaging.session import Session, SessionConfig
 from agentp2p.pb.msg_pb2 import Envelope
-from msgsim import LinkProfile, Sim, make_envelopes
+from tests.messaging.msgsim import LinkProfile, Sim, make_envelopes
 
 PEER_A, PEER_B = b"peer-a", b"peer-b"
 CFG = SessionConfig(window_messages=64, receive_window=64, min_rto=0.05)

@@ -28,7 +28,7 @@ from agentp2p.messaging.session import ConnState, Session, SessionConfig
 from agentp2p.messaging.wire import decode_frame
 from agentp2p.messaging.window import WindowFull
 from agentp2p.pb.msg_pb2 import Ack, Data, Envelope, Frame, SeqRange
-from msgsim import LinkProfile, Sim, make_envelopes
+from tests.messaging.msgsim import LinkProfile, Sim, make_envelopes
 
 SID_A, SID_B = b"A" * 16, b"B" * 16
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from msgsim import LinkProfile, Sim, make_envelopes, new_session
+from tests.messaging.msgsim import LinkProfile, Sim, make_envelopes, new_session
 
 
 def assert_exactly_once_in_order(sim: Sim, sent: list, receiver: str = "b") -> None:

@@ -20,7 +20,7 @@ from agentp2p.protocol.swim import (
     decode,
     encode,
 )
-from swimhelpers import deliver, events, make_core, next_tick, pid, run_until, sends
+from tests.protocol.swim.swimhelpers import deliver, events, make_core, next_tick, pid, run_until, sends
 
 PEERS = [pid(n) for n in ("a", "b", "c", "x", "liar")]
 

@@ -24,7 +24,7 @@ from agentp2p.protocol.swim import (
 from agentp2p.protocol.swim.broadcast import BroadcastQueue
 from agentp2p.protocol.swim.member import EVENT_FOR, RANK, supersedes
 from agentp2p.protocol.swim.suspicion import Suspicion
-from swimhelpers import deliver, events, make_core, next_tick, pid, run_until, sends
+from tests.protocol.swim.swimhelpers import deliver, events, make_core, next_tick, pid, run_until, sends
 
 OTHERS = ["b", "c", "d", "e"]
 

@@ -19,7 +19,7 @@ from agentp2p.protocol.swim.transport import length_prefixed
 from agentp2p.protocol.swim.wire import PROTOCOL_ID
 from agentp2p.testing import local_config
 
-from swimreal import describe, failures_since, states, swim_network, wait_until
+from tests.protocol.swim.swimreal import describe, failures_since, states, swim_network, wait_until
 
 
 async def _raw(attacker: Node, peer) -> object:  # type: ignore[no-untyped-def]

@@ -16,7 +16,7 @@ from agentp2p.node import Node
 from agentp2p.protocol.swim.service import SwimService
 from agentp2p.testing import local_config
 
-from swimreal import FAST, ProcNode, describe, failures_since, kinds, states, swim_network, wait_until
+from tests.protocol.swim.swimreal import FAST, ProcNode, describe, failures_since, kinds, states, swim_network, wait_until
 
 
 #: FAST compresses SWIM's clock 3.3x (0.3 s periods), but not the machine's

@@ -11,7 +11,7 @@ import trio
 
 from agentp2p.protocol.swim.service import FaultInjection
 
-from swimreal import describe, failures_since, states, swim_network, wait_until
+from tests.protocol.swim.swimreal import describe, failures_since, states, swim_network, wait_until
 
 
 async def test_partition_into_halves_then_heal_converges() -> None:
