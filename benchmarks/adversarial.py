@@ -43,7 +43,7 @@ from benchmarks.common import emit, md_table, percentile  # noqa: E402
 
 from agentp2p.client import Client  # noqa: E402
 from agentp2p.node import Node  # noqa: E402
-from agentp2p.testing import local_config, wait_until  # noqa: E402
+from agentp2p.testing import DaemonProcess, local_config, wait_until  # noqa: E402
 
 
 @dataclass
@@ -89,14 +89,11 @@ async def benign_check(target: Target, client: Client, timeout: float) -> None:
 
 
 async def run_one(name: str, run: Callable[[Target, float], Awaitable[str]], args: argparse.Namespace) -> Outcome:
-    from tests.api.api_fixtures import DaemonProcess
-
     out = Outcome(name)
     with tempfile.TemporaryDirectory(prefix="ap2p-adv-") as tmp:
-        daemon = DaemonProcess(Path(tmp), "--agent-name", "victim", "--capability", "bench")
-        await trio.to_thread.run_sync(daemon.start)
+        daemon = await DaemonProcess(Path(tmp), "--agent-name", "victim", "--capability", "bench").start_async()
         try:
-            proc = psutil.Process(daemon.proc.pid)
+            proc = psutil.Process(daemon.pid)
             target = Target(daemon.addrs[0], daemon.peer_id, daemon.api_addr, daemon.token)
             out.rss_start_mb = proc.memory_info().rss / 1e6
             peak = out.rss_start_mb
@@ -161,7 +158,7 @@ async def run_one(name: str, run: Callable[[Target, float], Awaitable[str]], arg
             out.rss_peak_mb = round(peak, 1)
             out.rss_start_mb = round(out.rss_start_mb, 1)
         finally:
-            daemon.close()
+            await daemon.aclose()
     return out
 
 

@@ -7,6 +7,7 @@ to print one machine-readable line instead of prose, which is how
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -15,15 +16,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import trio
-
 PYTHON = sys.executable
-CLI = [PYTHON, "-m", "agentp2p"]
-LOCAL = "/ip4/127.0.0.1/tcp/0"
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -79,103 +76,17 @@ def emit(result: dict[str, Any], as_json: bool) -> None:
         print(json.dumps(result, indent=2), flush=True)
 
 
-def child_env(home: Path) -> dict[str, str]:
-    """Environment for a daemon subprocess: no AGENTP2P_* leaks, a private HOME."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTP2P_")}
-    env["HOME"] = str(home)
-    return env
+@contextlib.asynccontextmanager
+async def temp_daemon(name: str, *flags: str, **kwargs: Any) -> AsyncIterator[Any]:
+    """``agentp2p daemon`` in a fresh temporary home, removed afterwards: the
+    test suite's :class:`agentp2p.testing.DaemonProcess` (127.0.0.1, ports
+    chosen by the OS, API on; ``kwargs`` go to it, e.g. ``extra_env``).
+    ``d.addrs``, ``d.pid``, ``d.port``; ``await d.wait_log_async(text, count=n)``."""
+    from agentp2p.testing import DaemonProcess  # imports libp2p: only when a benchmark runs a daemon
 
-
-class Daemon:
-    """``python -m agentp2p daemon`` as a trio subprocess, on 127.0.0.1.
-
-    ``async with Daemon(name) as d``: ``d.addrs`` are the full addresses it
-    printed, ``d.pid`` its process id; ``await d.wait_log(text)`` waits for a
-    JSON log line containing ``text``.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        *extra: str,
-        tmp: Path | None = None,
-        env: dict[str, str] | None = None,
-        cli: Sequence[str] | None = None,
-    ) -> None:
-        self._tmpdir = None if tmp is not None else tempfile.TemporaryDirectory(prefix="ap2p-bench-")
-        self.tmp = tmp or Path(self._tmpdir.name)  # type: ignore[union-attr]
-        self.args = [*(cli or CLI), "daemon", "--listen", LOCAL, "--identity", str(self.tmp / f"{name}.key"), "--json-logs", *extra]
-        self.env = env or child_env(self.tmp)
-        self.addrs: list[str] = []
-        self.logs: list[dict[str, Any]] = []
-        self._changed = trio.Event()
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def port(self) -> int:
-        m = re.search(r"/tcp/(\d+)", self.addrs[0])
-        assert m
-        return int(m.group(1))
-
-    async def __aenter__(self) -> Daemon:
-        self.proc = await trio.lowlevel.open_process(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env)
-        self._nursery_cm = trio.open_nursery()
-        self._nursery = await self._nursery_cm.__aenter__()
-        self._nursery.start_soon(self._read_stderr)
-        buf = b""
-        with trio.fail_after(30):
-            while b"\n" not in buf:
-                chunk = await self.proc.stdout.receive_some()  # type: ignore[union-attr]
-                if not chunk:
-                    raise RuntimeError(f"daemon exited before printing its address: {self.logs[-3:]}")
-                buf += chunk
-        self.addrs = [line for line in buf.decode().splitlines() if line.strip()]
-        return self
-
-    async def _read_stderr(self) -> None:
-        buf = b""
-        while True:
-            chunk = await self.proc.stderr.receive_some()  # type: ignore[union-attr]
-            if not chunk:
-                return
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
-                try:
-                    self.logs.append(json.loads(line))
-                except ValueError:
-                    self.logs.append({"msg": line.decode(errors="replace")})
-            self._changed.set()
-            self._changed = trio.Event()
-
-    async def wait_log(self, text: str, timeout: float = 30) -> None:
-        with trio.fail_after(timeout):
-            while not any(text in str(e.get("msg", "")) for e in self.logs):
-                await self._changed.wait()
-
-    async def wait_count(self, text: str, count: int, timeout: float = 30) -> None:
-        """Wait until ``count`` log lines contain ``text``."""
-        with trio.fail_after(timeout):
-            while sum(text in str(e.get("msg", "")) for e in self.logs) < count:
-                await self._changed.wait()
-
-    async def __aexit__(self, *exc: object) -> None:
-        try:
-            if self.proc.returncode is None:
-                self.proc.terminate()
-                with trio.move_on_after(5):
-                    await self.proc.wait()
-                if self.proc.returncode is None:
-                    self.proc.kill()
-                    await self.proc.wait()
-        finally:
-            self._nursery.cancel_scope.cancel()
-            await self._nursery_cm.__aexit__(None, None, None)
-            if self._tmpdir is not None:
-                self._tmpdir.cleanup()
+    with tempfile.TemporaryDirectory(prefix="ap2p-bench-") as tmp:
+        async with DaemonProcess(Path(tmp), *flags, name=name, **kwargs) as daemon:
+            yield daemon
 
 
 def tcp_bytes(port: int) -> dict[str, int]:

@@ -26,7 +26,7 @@ if __package__ in (None, ""):
 
 import trio
 
-from benchmarks.common import Daemon, emit, summary_ms
+from benchmarks.common import emit, summary_ms, temp_daemon
 from agentp2p.node import Node
 from agentp2p.testing import local_config, wait_until
 
@@ -52,16 +52,6 @@ async def _dial_loop(dialer: Node, target_addr: str, target_connected, dials: in
     return out
 
 
-def _no_swim_env() -> dict[str, str]:
-    import tempfile
-
-    from benchmarks.common import child_env
-
-    env = child_env(Path(tempfile.mkdtemp(prefix="ap2p-bench-home-")))
-    env["AGENTP2P_SWIM"] = "false"
-    return env
-
-
 async def bench_in_process(dials: int) -> dict:
     # SWIM off: it would re-dial a member we just disconnected from, and this
     # measures bare dial latency.
@@ -71,7 +61,8 @@ async def bench_in_process(dials: int) -> dict:
 
 
 async def bench_daemon(dials: int) -> dict:
-    async with Daemon("target", env=_no_swim_env()) as d, Node(local_config(swim=False)) as b:
+    # SWIM off, as in bench_in_process.
+    async with temp_daemon("target", extra_env={"AGENTP2P_SWIM": "false"}) as d, Node(local_config(swim=False)) as b:
         peer = d.addrs[0].rsplit("/p2p/", 1)[1]
         durations = []
         for _ in range(dials + 1):
@@ -81,7 +72,7 @@ async def bench_daemon(dials: int) -> dict:
             await b.disconnect(peer)
             await wait_until(lambda: not b.is_connected(peer), timeout=10, what="disconnect")
             # ...and until the daemon logged the close (it allows one connection per peer).
-            await d.wait_count("peer disconnected", len(durations))
+            await d.wait_log_async("peer disconnected", count=len(durations))
     return _dial_summary(durations)
 
 

@@ -37,7 +37,7 @@ if __package__ in (None, ""):
 import psutil
 import trio
 
-from benchmarks.common import PYTHON, Daemon, emit, tcp_bytes
+from benchmarks.common import PYTHON, emit, tcp_bytes, temp_daemon
 
 PARTS = ("import", "daemon", "nodes", "idle")
 LEAN = "from agentp2p import _lean_import; assert _lean_import.install()\n"
@@ -84,8 +84,8 @@ def _mem(pid: int) -> dict[str, float]:
 async def daemon_rss(settle: float) -> dict[str, Any]:
     out = {}
     # The daemon skips the unused imports by default; --full-import is "plain".
-    for name, cli, extra in (("plain", None, ("--full-import",)), ("lean", None, ())):
-        async with Daemon("rss", *extra, cli=cli) as d:
+    for name, extra in (("plain", ("--full-import",)), ("lean", ())):
+        async with temp_daemon("rss", *extra) as d:
             await trio.sleep(settle)
             out[name] = _mem(d.pid)
     return out
@@ -120,9 +120,9 @@ def _cpu(pid: int) -> float:
 
 
 async def idle(window: float, settle: float) -> dict[str, Any]:
-    async with Daemon("a") as a:
-        async with Daemon("b", "--bootstrap", a.addrs[0]) as b:
-            await b.wait_log("peer connected")
+    async with temp_daemon("a") as a:
+        async with temp_daemon("b", "--bootstrap", a.addrs[0]) as b:
+            await b.wait_log_async("peer connected")
             await trio.sleep(settle)
             pids = {"a": a.pid, "b": b.pid}
             cpu0 = {k: _cpu(p) for k, p in pids.items()}

@@ -6,24 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import trio
 
 from agentp2p.client.discovery import api_files, running_daemons
-from agentp2p.testing import wait_until
-
-CLI = [sys.executable, "-m", "agentp2p"]
-
-
-def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTP2P_")}
-    env["HOME"] = str(home)
-    return env
+from agentp2p.testing import DaemonProcess, run_cli_async, wait_until
 
 
 def test_api_files_are_named_after_the_identity(tmp_path: Path) -> None:
@@ -35,36 +23,17 @@ def test_api_files_are_named_after_the_identity(tmp_path: Path) -> None:
 async def _daemon(home: Path, name: str) -> AsyncIterator[str]:
     """A daemon on ``~/.agentp2p/<name>.key`` (HOME=home), API on any port; yields its peer ID."""
     key = home / ".agentp2p" / f"{name}.key"
-    proc = await trio.lowlevel.open_process(
-        [*CLI, "daemon", "--identity", str(key), "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_env(home),
-    )  # fmt: skip
-    try:
-        buf = b""
-        with trio.fail_after(30):
-            while b"\n" not in buf:
-                chunk = await proc.stdout.receive_some()  # type: ignore[union-attr]
-                assert chunk, "daemon exited before printing its address"
-                buf += chunk
-        peer_id = buf.decode().split("\n", 1)[0].rsplit("/p2p/", 1)[1]
+    async with DaemonProcess(home, identity=key, name=name) as daemon:
         addr_file, _ = api_files(key)
         await wait_until(lambda: any(d.addr_file == addr_file for d in running_daemons(home / ".agentp2p")),
                          timeout=30, what=f"{name}'s API")  # fmt: skip
-        yield peer_id
-    finally:
-        proc.terminate()
-        with trio.move_on_after(10):
-            await proc.wait()
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        yield daemon.peer_id
 
 
 async def _status(home: Path, *flags: str) -> tuple[int, str, str]:
-    r = await trio.run_process([*CLI, "status", "--json", *flags], capture_stdout=True, capture_stderr=True,
-                               check=False, env=_env(home))  # fmt: skip
+    r = await run_cli_async(home, "status", "--json", *flags)
     out = json.loads(r.stdout)["node"]["peer_id"] if r.returncode == 0 else ""
-    return r.returncode, out, r.stderr.decode()
+    return r.returncode, out, r.stderr
 
 
 async def test_two_daemons_in_one_directory_are_told_apart(tmp_path: Path) -> None:

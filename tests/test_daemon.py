@@ -3,109 +3,35 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import trio
 
-CLI = [sys.executable, "-m", "agentp2p"]
-
-
-def _env(tmp: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTP2P_")}
-    env["HOME"] = str(tmp)  # never touch the real ~/.agentp2p
-    return env
-
-
-class Daemon:
-    """An ``agentp2p daemon`` subprocess with its stdout addresses and JSON logs."""
-
-    def __init__(self, tmp: Path, name: str, *extra: str) -> None:
-        # The control API on an ephemeral port: the default one belongs to
-        # whatever daemon the machine's user runs.
-        self.args = [
-            *CLI, "daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--identity", str(tmp / f"{name}.key"), "--json-logs",
-            "--api", "127.0.0.1:0", *extra,
-        ]  # fmt: skip
-        self.env = _env(tmp)
-        self.addrs: list[str] = []
-        self.logs: list[dict] = []
-        self._log_event = trio.Event()
-
-    async def __aenter__(self) -> "Daemon":
-        self.proc = await trio.lowlevel.open_process(
-            self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env
-        )
-        self._nursery_cm = trio.open_nursery()
-        self.nursery = await self._nursery_cm.__aenter__()
-        self.nursery.start_soon(self._read_stderr)
-        buf = b""
-        with trio.fail_after(20):
-            while b"\n" not in buf:
-                chunk = await self.proc.stdout.receive_some()
-                assert chunk, "daemon exited before printing its address"
-                buf += chunk
-        self.addrs = [line for line in buf.decode().splitlines() if line]
-        return self
-
-    async def _read_stderr(self) -> None:
-        buf = b""
-        while True:
-            chunk = await self.proc.stderr.receive_some()
-            if not chunk:
-                return
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
-                try:
-                    self.logs.append(json.loads(line))
-                except ValueError:
-                    self.logs.append({"msg": line.decode(errors="replace"), "raw": True})
-            self._log_event.set()
-            self._log_event = trio.Event()
-
-    async def wait_log(self, text: str, timeout: float = 20) -> None:
-        with trio.fail_after(timeout):
-            while not any(text in entry.get("msg", "") for entry in self.logs):
-                await self._log_event.wait()
-
-    async def stop(self, sig: int = signal.SIGTERM) -> int:
-        self.proc.send_signal(sig)
-        with trio.fail_after(5):
-            return await self.proc.wait()
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-        self.nursery.cancel_scope.cancel()
-        await self._nursery_cm.__aexit__(None, None, None)
+from agentp2p.testing import DaemonProcess, run_cli
 
 
 async def test_two_daemons_connect_and_stop_cleanly(tmp_path: Path) -> None:
-    async with Daemon(tmp_path, "one") as one:
+    async with DaemonProcess(tmp_path, name="one") as one:
         peer_one = one.addrs[0].rsplit("/p2p/", 1)[1]
         assert one.addrs[0].startswith("/ip4/127.0.0.1/tcp/")
-        async with Daemon(tmp_path, "two", "--bootstrap", one.addrs[0]) as two:
+        async with DaemonProcess(tmp_path, "--bootstrap", one.addrs[0], name="two") as two:
             peer_two = two.addrs[0].rsplit("/p2p/", 1)[1]
-            await two.wait_log(f"peer connected: {peer_one}")
-            await one.wait_log(f"peer connected: {peer_two}")
+            await two.wait_log_async(f"peer connected: {peer_one}", 20)
+            await one.wait_log_async(f"peer connected: {peer_two}", 20)
             start = trio.current_time()
-            assert await two.stop(signal.SIGINT) == 0
+            assert await two.stop_async(signal.SIGINT, 5) == 0
             assert trio.current_time() - start < 5
-        await one.wait_log(f"peer disconnected: {peer_two}")
-        assert await one.stop() == 0
+        await one.wait_log_async(f"peer disconnected: {peer_two}", 20)
+        assert await one.stop_async(timeout=5) == 0
     assert all(not e.get("raw") for e in one.logs), "stderr must be JSON lines with --json-logs"
 
 
 def _run(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=_env(tmp), timeout=60)
+    return run_cli(tmp, *args)
 
 
 def _assert_one_line_error(result: subprocess.CompletedProcess[str], needle: str) -> None:

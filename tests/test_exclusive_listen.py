@@ -4,9 +4,7 @@ split inbound dials between the two; both wrote the same api.addr)."""
 
 from __future__ import annotations
 
-import os
 import socket
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,19 +12,11 @@ import trio
 
 from agentp2p.errors import IdentityInUseError, ListenError
 from agentp2p.node import Node
-from agentp2p.testing import local_config
-
-CLI = [sys.executable, "-m", "agentp2p"]
+from agentp2p.testing import CLI, cli_env, local_config
 
 
 def _port(node: Node) -> int:
     return int(node.listen_addrs[0].value_for_protocol("tcp"))
-
-
-def _env(tmp: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTP2P_")}
-    env["HOME"] = str(tmp)
-    return env
 
 
 async def test_second_node_on_a_port_in_use_fails() -> None:
@@ -84,12 +74,12 @@ async def _two_refused_daemons(tmp_path: Path, key: Path) -> None:
         port = _port(first)
         same_identity = await trio.run_process(
             [*CLI, "daemon", "--identity", str(key), "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "off"],
-            capture_stdout=True, capture_stderr=True, check=False, env=_env(tmp_path),
+            capture_stdout=True, capture_stderr=True, check=False, env=cli_env(tmp_path),
         )  # fmt: skip
         same_port = await trio.run_process(
             [*CLI, "daemon", "--identity", str(tmp_path / "other.key"), "--listen", f"/ip4/127.0.0.1/tcp/{port}",
              "--api", "off"],
-            capture_stdout=True, capture_stderr=True, check=False, env=_env(tmp_path),
+            capture_stdout=True, capture_stderr=True, check=False, env=cli_env(tmp_path),
         )  # fmt: skip
     for result, needle in ((same_identity, "in use by another running agentp2p node"), (same_port, "address already in use")):
         stderr = result.stderr.decode()

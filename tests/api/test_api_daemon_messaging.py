@@ -5,56 +5,37 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from agentp2p.client import SyncClient
-
-from tests.api.api_fixtures import CLI, DaemonProcess, clean_env
+from agentp2p.testing import CLI, DaemonProcess, cli_env, poll_until, started_together
 
 
 @pytest.fixture(scope="module")
 def agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonProcess, DaemonProcess]]:
     tmp = tmp_path_factory.mktemp("agents")
-    a = DaemonProcess(tmp / "a", "--swim", "--agent-name", "alpha", "--capability", "translate:fr,en").launch()
-    b = DaemonProcess(tmp / "b", "--swim", "--agent-name", "beta", "--agent-description", "second").launch()
-    try:
-        a.wait_ready()
-        b.wait_ready()
+    with started_together(
+        DaemonProcess(tmp / "a", "--swim", "--agent-name", "alpha", "--capability", "translate:fr,en"),
+        DaemonProcess(tmp / "b", "--swim", "--agent-name", "beta", "--agent-description", "second"),
+    ) as (a, b):
         yield a, b
-    finally:
-        a.close()
-        b.close()
-
-
-def _cli(daemon: DaemonProcess, *args: str, **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    return subprocess.run([*CLI, *args, *daemon.client_args()], capture_output=True, text=True, timeout=60,
-                          env=clean_env(daemon.home), **kw)  # fmt: skip
-
-
-def _wait(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.1)  # polling a subprocess's state; nothing to wait on in-process
 
 
 def test_cli_send_reaches_cli_incoming_on_another_daemon(agents: tuple[DaemonProcess, DaemonProcess]) -> None:
     a, b = agents
-    assert _cli(a, "connect", b.addrs[0]).returncode == 0
+    assert a.run_cli("connect", b.addrs[0]).returncode == 0
     reader = subprocess.Popen([*CLI, "incoming", "--count", "2", *b.client_args()], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=clean_env(b.home))  # fmt: skip
+                              stderr=subprocess.PIPE, text=True, env=cli_env(b.home))  # fmt: skip
     try:
         assert reader.stderr is not None and "waiting for messages" in reader.stderr.readline()
-        sent = _cli(a, "send", b.peer_id, "hello beta", "--type", "greeting", "--seal")
+        sent = a.run_cli("send", b.peer_id, "hello beta", "--type", "greeting", "--seal")
         assert sent.returncode == 0, sent.stderr
         msg_id = sent.stdout.strip()
         assert len(msg_id) == 32  # returned once b's reader took it
-        piped = _cli(a, "send", b.peer_id, "-", "--json", input="line two")
+        piped = a.run_cli("send", b.peer_id, "-", "--json", input="line two")
         assert piped.returncode == 0 and json.loads(piped.stdout)["peer_id"] == b.peer_id
         out, err = reader.communicate(timeout=30)
     finally:
@@ -66,8 +47,8 @@ def test_cli_send_reaches_cli_incoming_on_another_daemon(agents: tuple[DaemonPro
 
 def test_cli_send_with_nobody_reading_times_out_with_one_line(agents: tuple[DaemonProcess, DaemonProcess]) -> None:
     a, b = agents
-    assert _cli(a, "connect", b.addrs[0]).returncode == 0
-    late = _cli(a, "send", b.peer_id, "unread", "--timeout", "0.5")
+    assert a.run_cli("connect", b.addrs[0]).returncode == 0
+    late = a.run_cli("send", b.peer_id, "unread", "--timeout", "0.5")
     assert late.returncode == 1
     assert late.stderr.startswith("agentp2p: error: ") and "504 delivery_timeout" in late.stderr
     assert len(late.stderr.strip().splitlines()) == 1
@@ -77,27 +58,27 @@ def test_cli_send_with_nobody_reading_times_out_with_one_line(agents: tuple[Daem
 
 def test_cli_members_find_and_record(agents: tuple[DaemonProcess, DaemonProcess]) -> None:
     a, b = agents
-    assert _cli(a, "connect", b.addrs[0]).returncode == 0
+    assert a.run_cli("connect", b.addrs[0]).returncode == 0
     with SyncClient(home=a.home) as client:
-        _wait(lambda: [m.state for m in client.members()] == ["alive"])
-    members = _cli(a, "members")
+        poll_until(lambda: [m.state for m in client.members()] == ["alive"], 30, "b alive in a's members", 0.1)
+    members = a.run_cli("members")
     assert members.returncode == 0 and b.peer_id in members.stdout and "alive" in members.stdout
 
-    record = _cli(a, "record", "--json")
+    record = a.run_cli("record", "--json")
     assert record.returncode == 0, record.stderr
     shown = json.loads(record.stdout)
     assert shown["name"] == "alpha" and shown["capabilities"][0]["tags"] == ["fr", "en"]
 
     with SyncClient(home=b.home) as client:
-        _wait(lambda: [x.peer_id for x in client.find_agents("translate")] == [a.peer_id])
-    found = _cli(b, "find", "--capability", "translate", "--tag", "fr")
+        poll_until(lambda: [x.peer_id for x in client.find_agents("translate")] == [a.peer_id], 30, "b finds a", 0.1)
+    found = b.run_cli("find", "--capability", "translate", "--tag", "fr")
     assert found.returncode == 0 and found.stdout.startswith(f"{a.peer_id}  alpha  alive")
-    assert _cli(b, "record", "show", a.peer_id).stdout.splitlines()[1] == "name:         alpha"
+    assert b.run_cli("record", "show", a.peer_id).stdout.splitlines()[1] == "name:         alpha"
 
-    changed = _cli(b, "record", "set", "--capability", "summarize:short", "--metadata", "owner=tests")
+    changed = b.run_cli("record", "set", "--capability", "summarize:short", "--metadata", "owner=tests")
     assert changed.returncode == 0, changed.stderr
     assert "capability:   summarize [short]" in changed.stdout and "metadata:     owner=tests" in changed.stdout
-    bad = _cli(b, "record", "set", "--name", " padded ")
+    bad = b.run_cli("record", "set", "--name", " padded ")
     assert bad.returncode == 1 and "invalid record" in bad.stderr
 
 
@@ -119,7 +100,7 @@ def test_cli_request_answered_by_a_sync_program_on_the_other_daemon(agents: tupl
     import threading
 
     a, b = agents
-    assert _cli(a, "connect", b.addrs[0]).returncode == 0
+    assert a.run_cli("connect", b.addrs[0]).returncode == 0
     ready = threading.Event()
     failures: list[BaseException] = []
 
@@ -138,10 +119,10 @@ def test_cli_request_answered_by_a_sync_program_on_the_other_daemon(agents: tupl
     worker.start()
     try:
         assert ready.wait(30) and not failures, failures
-        answered = _cli(a, "request", b.peer_id, "stressed", "--type", "reverse")
+        answered = a.run_cli("request", b.peer_id, "stressed", "--type", "reverse")
     finally:
         worker.join(30)
     assert not failures, failures
     assert answered.returncode == 0 and answered.stdout == "desserts\n", answered.stderr
-    unanswered = _cli(a, "request", b.peer_id, "x", "--type", "reverse")  # the program left
+    unanswered = a.run_cli("request", b.peer_id, "x", "--type", "reverse")  # the program left
     assert unanswered.returncode == 1 and "no handler" in unanswered.stderr

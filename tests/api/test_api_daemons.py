@@ -18,7 +18,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.api.api_fixtures import CLI, DaemonProcess, clean_env, daemons
+from agentp2p.testing import CLI, DaemonProcess, cli_env, poll_until, run_cli, started_together
 
 HERE = Path(__file__).resolve().parent
 
@@ -27,14 +27,14 @@ HERE = Path(__file__).resolve().parent
 def two_daemons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonProcess, DaemonProcess]]:
     """One pair for the module: each test uses its own topic, and starting daemons is the slow part."""
     tmp = tmp_path_factory.mktemp("pair")
-    with daemons(tmp / "a", tmp / "b") as (a, b):
+    with started_together(DaemonProcess(tmp / "a"), DaemonProcess(tmp / "b")) as (a, b):
         yield a, b
 
 
 def _program(name: str, a: DaemonProcess, b: DaemonProcess) -> dict:
     result = subprocess.run(
         [sys.executable, str(HERE / name), str(a.home), str(b.home)],
-        capture_output=True, text=True, timeout=90, env=clean_env(a.home),
+        capture_output=True, text=True, timeout=90, env=cli_env(a.home),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout)
@@ -51,18 +51,13 @@ def test_trio_program_publishes_and_receives_through_two_daemons(two_daemons: tu
     assert _program("prog_trio_pubsub.py", a, b) == {"loop": "trio", "received": {"a": 10, "b": 10}}
 
 
-def _cli(daemon: DaemonProcess, *args: str, **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    cmd = [*CLI, *args, *daemon.client_args()]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=clean_env(daemon.home), **kw)
-
-
 def test_cli_subscribe_sees_what_publish_sends_through_another_daemon(two_daemons: tuple[DaemonProcess, DaemonProcess]) -> None:
     a, b = two_daemons
-    connected = _cli(a, "connect", b.addrs[0])
+    connected = a.run_cli("connect", b.addrs[0])
     assert connected.returncode == 0 and b.peer_id in connected.stdout
     sub = subprocess.Popen(
         [*CLI, "subscribe", "chat", "--count", "2", *b.client_args()],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(b.home),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(b.home),
     )  # fmt: skip
     try:
         # The subscriber says so on stderr once its daemon is subscribed.
@@ -70,9 +65,9 @@ def test_cli_subscribe_sees_what_publish_sends_through_another_daemon(two_daemon
         from agentp2p.client import SyncClient
 
         with SyncClient(home=a.home) as client:
-            _wait(lambda: b.peer_id in client.topic_peers("chat"))
-        assert _cli(a, "publish", "chat", "hello from a").returncode == 0
-        stdin_pub = _cli(a, "publish", "chat", "-", input="line two")
+            poll_until(lambda: b.peer_id in client.topic_peers("chat"), 20, "b's subscription seen by a")
+        assert a.run_cli("publish", "chat", "hello from a").returncode == 0
+        stdin_pub = a.run_cli("publish", "chat", "-", input="line two")
         assert stdin_pub.returncode == 0, stdin_pub.stderr
         out, err = sub.communicate(timeout=30)
     finally:
@@ -81,21 +76,10 @@ def test_cli_subscribe_sees_what_publish_sends_through_another_daemon(two_daemon
             sub.wait()
     assert sub.returncode == 0, err
     assert out.splitlines() == ["hello from a", "line two"]
-    status = _cli(b, "status", "--json")
+    status = b.run_cli("status", "--json")
     assert status.returncode == 0 and json.loads(status.stdout)["node"]["peer_id"] == b.peer_id
-    peers = _cli(b, "peers")
+    peers = b.run_cli("peers")
     assert a.peer_id in peers.stdout
-
-
-def _wait(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    """Poll a condition on another process with a deadline (there is no event to await across processes)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 def test_requests_without_or_with_a_wrong_token_are_refused(two_daemons: tuple[DaemonProcess, DaemonProcess], tmp_path: Path) -> None:
@@ -109,10 +93,10 @@ def test_requests_without_or_with_a_wrong_token_are_refused(two_daemons: tuple[D
     assert httpx.get(f"{base}/v1/node", headers={"Authorization": f"Bearer {d.token}"}).status_code == 200
     bad = tmp_path / "bad.token"
     bad.write_text("not-the-token\n")
-    refused = _cli(d, "status", "--token-file", str(bad))
+    refused = d.run_cli("status", "--token-file", str(bad))
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1
     assert "refused the API token" in refused.stderr and "Traceback" not in refused.stderr
-    missing = _cli(d, "status", "--token-file", str(tmp_path / "absent"))
+    missing = d.run_cli("status", "--token-file", str(tmp_path / "absent"))
     assert missing.returncode == 1 and "does not exist" in missing.stderr
     assert d.alive()
 
@@ -132,7 +116,7 @@ def test_default_api_is_loopback_only_and_clients_say_when_it_is_gone(tmp_path: 
         host, port = d.api_addr.rsplit(":", 1)
         assert host == "127.0.0.1"
         listening = [
-            c.laddr for c in psutil.Process(d.proc.pid).net_connections(kind="inet")
+            c.laddr for c in psutil.Process(d.pid).net_connections(kind="inet")
             if c.status == psutil.CONN_LISTEN and c.laddr.port == int(port)
         ]  # fmt: skip
         assert [addr.ip for addr in listening] == ["127.0.0.1"]
@@ -143,13 +127,13 @@ def test_default_api_is_loopback_only_and_clients_say_when_it_is_gone(tmp_path: 
         addr = d.api_addr
     finally:
         d.close()
-    assert d.proc.returncode == 0
+    assert d.returncode == 0
     # A clean stop removes api.addr: the client says no daemon is running.
     assert not (d.home / "api.addr").exists()
-    gone = _cli(d, "status")
+    gone = d.run_cli("status")
     assert gone.returncode == 1 and "no agentp2p daemon found" in gone.stderr and "agentp2p daemon" in gone.stderr
     # A stale address (as after a crash): nobody answers there.
-    stale = _cli(d, "status", "--api", addr)
+    stale = d.run_cli("status", "--api", addr)
     assert stale.returncode == 1 and "no agentp2p daemon answers" in stale.stderr
     assert stale.stderr.count("\n") == 1 and "Traceback" not in stale.stderr
 
@@ -160,10 +144,8 @@ def test_explicit_api_address_in_use_is_a_one_line_error(tmp_path: Path) -> None
         s.listen()
         port = s.getsockname()[1]
         home = tmp_path / "d"
-        result = subprocess.run(
-            [*CLI, "daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--identity", str(home / "identity.key"), "--api", f"127.0.0.1:{port}"],
-            capture_output=True, text=True, timeout=60, env=clean_env(home),
-        )  # fmt: skip
+        result = run_cli(home, "daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--identity", str(home / "identity.key"),
+                         "--api", f"127.0.0.1:{port}")  # fmt: skip
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "cannot listen for the API" in lines[0] and "address already in use" in lines[0], result.stderr
@@ -174,7 +156,7 @@ def test_api_over_a_unix_socket(tmp_path: Path) -> None:
     with DaemonProcess(tmp_path / "d", api=f"unix:{sock_path}") as d:
         assert stat.S_IMODE(sock_path.stat().st_mode) & 0o077 == 0
         assert d.api_addr == f"unix:{sock_path}"
-        status = _cli(d, "status", "--json")
+        status = d.run_cli("status", "--json")
         assert status.returncode == 0, status.stderr
         assert json.loads(status.stdout)["node"]["peer_id"] == d.peer_id
     assert not sock_path.exists()

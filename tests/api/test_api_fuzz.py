@@ -27,8 +27,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from agentp2p.application.api.routes.node import OPENAPI_PATH
-
-from tests.api.api_fixtures import DaemonProcess
+from agentp2p.testing import DaemonProcess, started_together
 
 schema = schemathesis.openapi.from_path(str(OPENAPI_PATH))
 
@@ -39,22 +38,18 @@ NOT_FUZZED = ["subscribe", "incomingMessages", "handleRequests", "memberEvents",
 @pytest.fixture(scope="module")
 def fuzz_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     tmp: Path = tmp_path_factory.mktemp("fuzz")
-    a = DaemonProcess(tmp / "a", "--swim", "--agent-name", "fuzz", "--capability", "echo:test").launch()
-    b = DaemonProcess(tmp / "b", "--swim").launch()
-    try:
-        a.wait_ready()
-        b.wait_ready()
+    with started_together(
+        DaemonProcess(tmp / "a", "--swim", "--agent-name", "fuzz", "--capability", "echo:test"),
+        DaemonProcess(tmp / "b", "--swim"),
+    ) as (a, b):
         r = httpx.post(f"http://{a.api_addr}/v1/peers", json={"addr": b.addrs[0]}, headers={"Authorization": f"Bearer {a.token}"})
         assert r.status_code == 200, r.text
         yield a
         # The daemon survived everything thrown at it, and still works.
-        assert a.alive(), a.stderr_text()[-2000:]
+        assert a.alive(), a.describe()
         ok = httpx.get(f"http://{a.api_addr}/v1/node", headers={"Authorization": f"Bearer {a.token}"})
         assert ok.status_code == 200 and ok.json()["peer_id"] == a.peer_id
         assert not [e for e in a.logs if e.get("level") in ("error", "critical") and e.get("logger", "").startswith("agentp2p.api")]
-    finally:
-        a.close()
-        b.close()
 
 
 @schema.exclude(operation_id=NOT_FUZZED).parametrize()

@@ -8,23 +8,19 @@ message again, with the same ids; then, acknowledged, the sender's sends return.
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import trio
 
-from agentp2p.client import Client
 from agentp2p.node import Node
-from agentp2p.testing import local_config, wait_until
-
-from tests.api.api_fixtures import DaemonProcess
+from agentp2p.testing import DaemonProcess, local_config, wait_until
 
 COUNT = 20
 
 
 async def _read(daemon: DaemonProcess, n: int, *, ack: bool) -> list[str]:
     """Read ``n`` messages from the daemon's event stream; acknowledge them only if ``ack``."""
-    async with Client(daemon.api_addr, token=daemon.token) as client:
+    async with daemon.client() as client:
         async with client.incoming(auto_ack=False) as inbox:
             ids = []
             with trio.fail_after(60):
@@ -37,7 +33,7 @@ async def _read(daemon: DaemonProcess, n: int, *, ack: bool) -> list[str]:
 
 async def test_unacknowledged_messages_come_back_after_sigkill_and_restart(tmp_path: Path) -> None:
     home = tmp_path / "b"
-    b = await trio.to_thread.run_sync(DaemonProcess(home).start)
+    b = await DaemonProcess(home).start_async()
     try:
         async with Node(local_config()) as a:
             await a.connect(b.addrs[0])
@@ -52,17 +48,16 @@ async def test_unacknowledged_messages_come_back_after_sigkill_and_restart(tmp_p
                 seen = await _read(b, COUNT, ack=False)
                 # Read, not acknowledged: no sender was told "acknowledged".
                 assert returned == [] and a.messaging.stats()["acked"] == 0
-                b.proc.send_signal(signal.SIGKILL)
-                await trio.to_thread.run_sync(b.proc.wait)
-                b.close()
+                b.kill()
+                await b.aclose()
 
-                b = await trio.to_thread.run_sync(DaemonProcess(home).start)  # same identity and store
+                b = await DaemonProcess(home).start_async()  # same identity and store
                 again = await _read(b, COUNT, ack=True)
                 assert sorted(again) == sorted(seen)  # every one, same ids (readers deduplicate by id)
                 assert again == seen  # and in the same order
                 # Acknowledged now: once the sender reaches the restarted daemon
                 # (new port), its sends return — each exactly for what was read.
-                async with Client(b.api_addr, token=b.token) as client:
+                async with b.client() as client:
                     await client.connect(str(a.addrs[0]))
                 await wait_until(lambda: len(returned) == COUNT, 60, "every send acknowledged")
             assert sorted(returned) == sorted(seen)
@@ -70,4 +65,4 @@ async def test_unacknowledged_messages_come_back_after_sigkill_and_restart(tmp_p
                 f = Path(f"{b.identity.with_suffix('.messages.db')}{suffix}")
                 assert f.stat().st_mode & 0o777 == 0o600, f
     finally:
-        b.close()
+        await b.aclose()

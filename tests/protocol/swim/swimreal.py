@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 import json
 import os
-import subprocess
+import signal
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,7 +19,7 @@ from agentp2p.network.identity import Identity
 from agentp2p.node import Node
 from agentp2p.protocol.swim import SwimConfig
 from agentp2p.protocol.swim.service import MembershipEvent, SwimService
-from agentp2p.testing import local_config, wait_until
+from agentp2p.testing import ChildProcess, local_config, wait_until
 
 #: Fast enough that the whole file runs in seconds, slow enough for 10 nodes
 #: sharing one busy process (py-libp2p costs ~ms of CPU per frame).
@@ -109,50 +109,48 @@ def kinds(member: Member, peer: ID) -> list[str]:
 
 
 class ProcNode:
-    """A SWIM node in a subprocess (swim_node_proc.py), so it can be SIGKILLed."""
+    """A SWIM node in a subprocess (swim_node_proc.py), so it can be SIGKILLed.
+
+    :meth:`start` again after :meth:`kill` restarts it: same identity, new
+    process and port. The process itself is an :class:`agentp2p.testing.ChildProcess`.
+    """
 
     def __init__(self, seed: bytes, bootstrap: str, config: SwimConfig = FAST) -> None:
         self.seed = seed
         self.bootstrap = bootstrap
         self.config = config
         self.peer_id = Identity.from_seed(seed).peer_id
-        self.proc: subprocess.Popen[str] | None = None
+        self.child: ChildProcess | None = None
         self.addrs: list[str] = []
 
     async def start(self, timeout: float = 30.0) -> None:
+        if self.child is not None:
+            await self.child.aclose()
         cfg = json.dumps(dataclasses.asdict(self.config))
-        self.proc = subprocess.Popen(
+        self.child = ChildProcess(
             [sys.executable, str(RUNNER), "--seed", self.seed.hex(), "--bootstrap", self.bootstrap, "--config", cfg],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            name=f"swim node {str(self.peer_id)[-6:]}",
         )
-        proc = self.proc
-        with trio.fail_after(timeout):
-            line = await trio.to_thread.run_sync(proc.stdout.readline, abandon_on_cancel=True)  # type: ignore[union-attr]
-        if not line:
-            raise RuntimeError(f"swim node process exited with {proc.wait()}")
-        info = json.loads(line)
+        await self.child.start_async(timeout)
+        info = json.loads(self.child.lines[0])
         assert info["peer_id"] == str(self.peer_id)
         self.addrs = info["addrs"]
 
     def kill(self) -> None:
         """SIGKILL: no goodbye, no connection close by the process."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        assert self.child is not None
+        self.child.kill()
 
     async def stop_gracefully(self, timeout: float = 15.0) -> int:
-        assert self.proc is not None
-        self.proc.terminate()
-        with trio.fail_after(timeout):
-            return await trio.to_thread.run_sync(self.proc.wait)
+        """SIGTERM: the node announces "left" and exits; its exit status."""
+        assert self.child is not None
+        return await self.child.stop_async(signal.SIGTERM, timeout)
 
     def close(self) -> None:
-        self.kill()
-        if self.proc is not None and self.proc.stdout is not None:
-            self.proc.stdout.close()
+        if self.child is not None and self.child.proc is not None:
+            self.child.kill()
+            self.child.close()
 
 
 __all__ = ["FAST", "Member", "ProcNode", "describe", "failures_since", "kinds", "states", "swim_network", "wait_until"]
