@@ -6,6 +6,12 @@ next to the tests are imported by their full name, e.g.
 be unique. Generic helpers — in-process nodes, ``wait_until``, and the daemon
 as a subprocess (:class:`agentp2p.testing.DaemonProcess`) — live in
 :mod:`agentp2p.testing`, shared with the benchmarks.
+
+Tiers: tests that routinely run for more than about ten seconds (real-time
+SWIM failures, long pub/sub and messaging runs, floods, fuzzing a daemon)
+are marked ``slow``, with ``@pytest.mark.slow`` or a module's ``pytestmark``.
+``pytest -m "not slow"`` is the fast tier, ``pytest -m slow`` the rest;
+plain ``pytest`` (CI) runs both.
 """
 
 from __future__ import annotations
@@ -19,6 +25,19 @@ import pytest
 from agentp2p.testing import children_since
 
 _STARTED = pytest.StashKey[float]()
+
+#: Slow tests in files this conftest's owners do not edit (tests/messaging is
+#: another team's); a decorator in the file itself is better, when next edited.
+SLOW_ELSEWHERE = {
+    "tests/messaging/test_msg_real_flow.py::test_ten_thousand_messages_exactly_once_in_order_while_connections_die",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects on the marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid in SLOW_ELSEWHERE:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session", autouse=True)

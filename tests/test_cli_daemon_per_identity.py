@@ -9,6 +9,7 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 
 from agentp2p.client.discovery import api_files, running_daemons
 from agentp2p.testing import DaemonProcess, run_cli_async, wait_until
@@ -36,6 +37,7 @@ async def _status(home: Path, *flags: str) -> tuple[int, str, str]:
     return r.returncode, out, r.stderr
 
 
+@pytest.mark.slow
 async def test_two_daemons_in_one_directory_are_told_apart(tmp_path: Path) -> None:
     agentp2p_dir = tmp_path / ".agentp2p"
     async with _daemon(tmp_path, "identity") as default_id, _daemon(tmp_path, "alice") as alice_id:

@@ -21,6 +21,7 @@ from agentp2p.testing import local_config, network, wait_until
 import pytest
 
 
+@pytest.mark.slow
 async def test_1000_messages_reach_every_subscriber_of_5_node_topic() -> None:
     n_msgs = 1000
     async with network(5) as nodes:
@@ -154,6 +155,7 @@ async def test_node_runs_pubsub_before_listening() -> None:
         assert node.pubsub.is_running
 
 
+@pytest.mark.slow
 async def test_publisher_at_1000_per_second_into_10_node_topic_loses_nothing() -> None:
     """Offered at 1,000 msg/s, every message reaches all nine subscribers:
     where the routers cannot keep up, publish() waits (backpressure) rather

@@ -17,6 +17,7 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 import trio
 
 from libp2p.peer.peerinfo import PeerInfo
@@ -96,6 +97,7 @@ async def test_library_is_locked_out_by_silent_sockets() -> None:
                 assert refused, "py-libp2p accepted an honest dial with every slot held by silent sockets"
 
 
+@pytest.mark.slow
 async def test_silent_socket_flood_does_not_keep_honest_dialers_out() -> None:
     async with Node(local_config(swim=False)) as victim:
         gate = inbound_gate(victim.host)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 
+import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -70,6 +71,7 @@ async def _throw(attacker: Node, victim: Node, protocol: str, chunks: list[bytes
             pass
 
 
+@pytest.mark.slow
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(frames=frames, which=st.integers(0, 1000))
 async def test_garbage_on_any_protocol_never_stops_the_node(frames: list[bytes], which: int) -> None:

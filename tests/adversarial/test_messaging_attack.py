@@ -107,6 +107,7 @@ async def test_oversized_envelope_is_refused_penalised_and_victim_serves(payload
         await assert_serves(victim)
 
 
+@pytest.mark.slow
 async def test_hello_reset_flood_keeps_the_inbox_bounded_and_honest_messages_arrive() -> None:
     payload = b"F" * (48 * 1024)
     per_session, resets, per_frame = 384, 9, 16  # 9 sessions x 18 MiB = 162 MiB offered, 9x the cap

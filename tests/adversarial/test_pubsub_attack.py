@@ -61,6 +61,7 @@ async def test_bogus_signature_flood_logs_little_and_bans_the_forwarder(caplog: 
         await assert_serves(victim)
 
 
+@pytest.mark.slow
 async def test_subscriber_that_never_reads_holds_at_most_its_byte_cap() -> None:
     cap = 4 << 20
     cfg = local_config(pubsub=PubSubConfig(subscription_buffer_bytes=cap))

@@ -29,6 +29,8 @@ from hypothesis import HealthCheck, settings
 from agentp2p.application.api.routes.node import OPENAPI_PATH
 from agentp2p.testing import DaemonProcess, started_together
 
+pytestmark = pytest.mark.slow  # real time, well over 10 s (see tests/conftest.py)
+
 schema = schemathesis.openapi.from_path(str(OPENAPI_PATH))
 
 MAX_EXAMPLES = 20

@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import pytest
 import trio
 from libp2p.peer.id import ID
 
@@ -94,6 +95,7 @@ def offering(services: list[RecordService | None], cap: str, nodes: list[Node]) 
             if s is not None and s.record is not None and s.record.capability(cap) is not None}
 
 
+@pytest.mark.slow
 async def test_ten_agents_publish_find_update_and_die() -> None:
     async with cluster() as c:
         t0 = time.perf_counter()

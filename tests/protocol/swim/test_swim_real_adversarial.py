@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 
+import pytest
 import trio
 from libp2p.custom_types import TProtocol
 
@@ -20,6 +21,8 @@ from agentp2p.protocol.swim.wire import PROTOCOL_ID
 from agentp2p.testing import local_config
 
 from tests.protocol.swim.swimreal import describe, failures_since, states, swim_network, wait_until
+
+pytestmark = pytest.mark.slow  # real time, well over 10 s (see tests/conftest.py)
 
 
 async def _raw(attacker: Node, peer) -> object:  # type: ignore[no-untyped-def]

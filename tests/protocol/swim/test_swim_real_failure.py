@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import pytest
 import trio
 
 from agentp2p.node import Node
@@ -17,6 +18,8 @@ from agentp2p.protocol.swim.service import SwimService
 from agentp2p.testing import local_config
 
 from tests.protocol.swim.swimreal import FAST, ProcNode, describe, failures_since, kinds, states, swim_network, wait_until
+
+pytestmark = pytest.mark.slow  # real time, well over 10 s (see tests/conftest.py)
 
 
 #: FAST compresses SWIM's clock 3.3x (0.3 s periods), but not the machine's

@@ -7,11 +7,14 @@ is delayed. The libp2p connections themselves stay up.
 
 from __future__ import annotations
 
+import pytest
 import trio
 
 from agentp2p.protocol.swim.service import FaultInjection
 
 from tests.protocol.swim.swimreal import describe, failures_since, states, swim_network, wait_until
+
+pytestmark = pytest.mark.slow  # real time, well over 10 s (see tests/conftest.py)
 
 
 async def test_partition_into_halves_then_heal_converges() -> None:
