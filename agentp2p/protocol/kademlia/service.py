@@ -1,0 +1,639 @@
+"""The Kademlia adapter: runs a :class:`~.core.KademliaCore` on real streams, with trio.
+
+The core decides everything (whom to ask, what to answer, when a request or
+a query is over); this module moves bytes, keeps time and reports what
+happened. Per node:
+
+* **Serving.** Each configured protocol ID (``/agentp2p/kad/1.0.0`` by
+  default, ``/ipfs/kad/1.0.0`` for the public network, or both) is served
+  through the node's contained handler registration; a client serves
+  nothing. One inbound stream carries successive requests until the peer
+  closes it (or leaves it idle for ``idle_timeout``). Bounded per peer: at
+  most ``max_inbound_streams_per_peer`` streams at once and a token bucket
+  of requests per second (over it: the stream is reset, counted and a light
+  offence). A length prefix over the codec's limit is refused before the
+  body is read; an undecodable message resets the stream and is an offence
+  of the peer. Nothing a peer sends raises out of the handler.
+* **Asking.** Each SendRequest/PingPeer runs in a task: one reused stream
+  per peer (:class:`~.streams.PeerSender`), opened through the node's one
+  dialer without its DHT fallback (the DHT must not ask itself), bounded by
+  the core's ``timeout_at``. A CancelRequest drops the answer; an exchange
+  already on the wire is left to finish (or to hit its deadline) so the
+  stream stays in step, one still waiting for the stream is cancelled.
+* **Feeding.** Connections (node events) plus identify tell the core who is
+  there and whether it is a DHT server (it lists one of our protocols);
+  a timer task sleeps until the core's next deadline (ArmTimer) and Ticks.
+  Every input goes through :meth:`KademliaService._feed`, which runs the
+  core's actions — and the inputs they cause at once — to completion
+  without awaiting, so the core is never re-entered.
+* **Queries.** :meth:`KademliaService.query` hands the core a query with a
+  fresh id and waits for its QueryFinished; the core's lookup deadline
+  bounds it, whatever peers do.
+
+Peer IDs are bytes in the core and ``ID`` here; addresses are multiaddr
+bytes on the wire (without ``/p2p/``) and ``Multiaddr`` in the peerstore.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import random
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+from libp2p.peer.id import ID
+from multiaddr import Multiaddr
+
+from agentp2p.network.framing import FrameError
+from agentp2p.network.ratelimit import PeerRateLimiter
+from agentp2p.throttled_log import ThrottledLog
+
+from .codec import CodecError, Limits, Message, MessageType, decode_message, encode_message
+from .config import KademliaConfig, Mode
+from .core import KademliaCore
+from .events import (
+    Action,
+    AddAddresses,
+    ArmTimer,
+    CancelRequest,
+    CloseRequest,
+    Input,
+    LocalAddrs,
+    PeerConnected,
+    PeerDisconnected,
+    PingPeer,
+    QueryFinished,
+    RequestFailed,
+    RequestReceived,
+    ResponseReceived,
+    RoutingUpdated,
+    SendRequest,
+    SendResponse,
+    Tick,
+)
+from .records import Quota, Validator
+from .streams import MessageStream, PeerSender, SenderStats, reset_quietly
+
+log = logging.getLogger("agentp2p.dht")
+
+__all__ = ["KademliaService", "KademliaStopped", "ServiceStats", "wire_addrs", "from_wire_addrs"]
+
+#: Offence weights (the penalty box bans at 20 points, halving each minute).
+MALFORMED_WEIGHT = 1.0
+OVERSIZED_WEIGHT = 5.0
+RATE_WEIGHT = 0.5
+#: How long a new connection's identify is waited for before the peer is taken for a non-server.
+IDENTIFY_WAIT = 30.0
+#: The shortest gap between two timer Ticks (a core whose deadline is already
+#: past, e.g. requests held back by max_pending_requests, is not spun on).
+MIN_TICK_GAP = 0.01
+
+
+class KademliaStopped(Exception):
+    """The service is not running (not started yet, or stopped mid-query)."""
+
+
+@dataclass
+class ServiceStats:
+    """What the adapter did (``node.stats()["dht"]["adapter"]``)."""
+
+    inbound_streams: int = 0
+    inbound_requests: int = 0
+    streams_refused: int = 0  # over max_inbound_streams_per_peer
+    rate_limited: int = 0  # requests over the per-peer rate (stream reset)
+    malformed: int = 0  # inbound requests that did not decode (stream reset, offence)
+    oversized: int = 0  # inbound length prefixes over the codec limit (stream reset, offence)
+    refused: int = 0  # requests the core refused (stream reset; ADD_PROVIDER: skipped)
+    idle_closed: int = 0  # inbound streams reset after idle_timeout
+    responses: int = 0  # answers written
+    pings: int = 0  # liveness checks sent
+    dropped_answers: int = 0  # answers of requests the core had cancelled
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def wire_addrs(addrs: Iterable[Multiaddr | str]) -> tuple[bytes, ...]:
+    """Multiaddrs as the wire carries them: binary, without a ``/p2p/`` suffix, each once."""
+    out: dict[bytes, None] = {}
+    for a in addrs:
+        with contextlib.suppress(Exception):
+            base = str(a).split("/p2p/", 1)[0]
+            if base:
+                out[Multiaddr(base).to_bytes()] = None
+    return tuple(out)
+
+
+def from_wire_addrs(raw: Iterable[bytes]) -> list[Multiaddr]:
+    """Parse wire addresses; a peer's garbage is skipped, never raised."""
+    out: list[Multiaddr] = []
+    for b in raw:
+        with contextlib.suppress(Exception):
+            out.append(Multiaddr(b))
+    return out
+
+
+class _Request:
+    """One outbound request in flight."""
+
+    __slots__ = ("scope", "started", "abandoned")
+
+    def __init__(self) -> None:
+        self.scope: trio.CancelScope | None = None
+        self.started = False  # holds the stream: cancelling now would cost it
+        self.abandoned = False  # the core cancelled it: its answer is dropped
+
+    def mark_started(self) -> None:
+        self.started = True
+
+
+class _Waiter:
+    __slots__ = ("done", "result")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.result: QueryFinished | None = None
+
+
+class _Locating:
+    """Addresses the network gave for a peer being located."""
+
+    __slots__ = ("found", "addrs", "users")
+
+    def __init__(self) -> None:
+        self.found = trio.Event()
+        self.addrs: dict[bytes, None] = {}
+        self.users = 0
+
+
+class KademliaService:
+    """One node's running Kademlia DHT (see the module doc)."""
+
+    def __init__(
+        self,
+        *,
+        local_peer: ID,
+        config: KademliaConfig,
+        protocols: Sequence[str],
+        dialer: Any,
+        host: Any,
+        events: Any,
+        validator: Validator,
+        record_quota: Quota | None = None,
+        provider_quota: Quota | None = None,
+        limits: Limits = Limits(),
+        offence: Callable[[ID, str, float], None] | None = None,
+        local_addrs: Callable[[], Iterable[Multiaddr]] = lambda: (),
+        inbound_rate: float = 100.0,
+        inbound_burst: int = 200,
+        max_inbound_streams_per_peer: int = 8,
+        idle_timeout: float = 60.0,
+        outbound_idle: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not protocols:
+            raise ValueError("at least one DHT protocol ID is needed")
+        self.local_peer = local_peer
+        self.config = config
+        self.protocols = list(protocols)
+        self.limits = limits
+        self.server = config.mode is Mode.SERVER
+        self._dialer = dialer
+        self._host = host
+        self._events = events
+        self._offence = offence
+        self._local_addrs = local_addrs
+        self._idle_timeout = idle_timeout
+        self._outbound_idle = outbound_idle
+        self._max_inbound = max_inbound_streams_per_peer
+        self._rate = PeerRateLimiter(inbound_rate, inbound_burst, max_peers=16384)
+        self._rng = rng or random.Random()
+        self._validator = validator
+        self._quotas = (record_quota, provider_quota)
+        #: Built when the service starts (the core's clock is trio's, which
+        #: only exists inside trio.run); None until then.
+        self.core: KademliaCore | None = None
+        self.stats = ServiceStats()
+        self.sender_stats = SenderStats()
+        self.running = False
+        self._nursery: trio.Nursery | None = None
+        self._queue: deque[Input] = deque()
+        self._feeding = False
+        self._qids = itertools.count(1)
+        self._rids = itertools.count(1)
+        self._waiters: dict[int, _Waiter] = {}
+        self._replies: dict[tuple[str, int], SendResponse | CloseRequest | None] = {}
+        self._requests: dict[Any, _Request] = {}
+        self._senders: dict[ID, PeerSender] = {}
+        self._inbound: dict[ID, int] = {}
+        self._locating: dict[bytes, _Locating] = {}
+        self._timer_at = float("inf")
+        self._timer_scope: trio.CancelScope | None = None
+        self._last_local_addrs: tuple[bytes, ...] | None = None
+        self.table_changed = trio.Event()
+        self._log = ThrottledLog(log, interval=30.0)
+
+    # ------------------------------------------------------------------ wiring
+
+    def attach(self, set_stream_handler: Callable[[str, Any], None]) -> None:
+        """Register our handlers (server mode only: a client serves nothing)."""
+        if self.server:
+            for protocol in self.protocols:
+                set_stream_handler(protocol, self._serve)
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled: the timer, the connection feed and every request task."""
+        if self.running or self.core is not None:
+            raise RuntimeError("a KademliaService runs once")
+        self.core = KademliaCore(
+            self.local_peer.to_bytes(),
+            rng=self._rng,
+            now=trio.current_time(),
+            config=self.config,
+            validator=self._validator,
+            record_quota=self._quotas[0],
+            provider_quota=self._quotas[1],
+            limits=self.limits,
+        )
+        events = self._events.subscribe() if self._events is not None else None
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self.running = True
+                self._feed(Tick())  # arms the timer
+                nursery.start_soon(self._timer)
+                if events is not None:
+                    nursery.start_soon(self._watch_connections, events)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self.running = False
+            self._nursery = None
+            for w in self._waiters.values():
+                w.done.set()  # result None: stopped
+            if events is not None:
+                with contextlib.suppress(Exception):
+                    events.close()
+
+    # ------------------------------------------------------------------ the core
+
+    def _feed(self, event: Input) -> None:
+        """Hand ``event`` to the core and carry out its actions (never awaits).
+
+        Inputs caused by carrying out an action (a request that fails at
+        once) are queued and handled in turn, so the core is never re-entered.
+        """
+        self._queue.append(event)
+        if self._feeding:
+            return
+        self._feeding = True
+        try:
+            core = self.core
+            if core is None:
+                raise KademliaStopped("the DHT is not running")
+            while self._queue:
+                ev = self._queue.popleft()
+                for action in core.handle(trio.current_time(), ev):
+                    self._execute(action)
+        finally:
+            self._feeding = False
+
+    def _execute(self, a: Action) -> None:
+        if isinstance(a, SendRequest):
+            self._start_request(a.peer, a.request_id, encode_message(a.message), a.expect_response, a.timeout_at)
+        elif isinstance(a, AddAddresses):
+            self._learned(a.peer, a.addrs)
+        elif isinstance(a, CancelRequest):
+            req = self._requests.get(a.request_id)
+            if req is not None:
+                req.abandoned = True
+                if not req.started and req.scope is not None:
+                    req.scope.cancel()
+        elif isinstance(a, (SendResponse, CloseRequest)):
+            if a.request_id in self._replies:
+                self._replies[a.request_id] = a
+        elif isinstance(a, QueryFinished):
+            w = self._waiters.get(a.query_id)  # type: ignore[call-overload]
+            if w is not None:
+                w.result = a
+                w.done.set()
+        elif isinstance(a, ArmTimer):
+            self._timer_at = a.at
+            if self._timer_scope is not None:
+                self._timer_scope.deadline = a.at
+        elif isinstance(a, PingPeer):
+            self.stats.pings += 1
+            self._start_request(a.peer, a.request_id, encode_message(Message(MessageType.PING)), True, a.timeout_at)
+        elif isinstance(a, RoutingUpdated):
+            self.table_changed.set()
+            self.table_changed = trio.Event()
+
+    async def _timer(self) -> None:
+        last = trio.current_time()
+        while True:
+            with trio.CancelScope(deadline=max(self._timer_at, last + MIN_TICK_GAP)) as scope:
+                self._timer_scope = scope
+                await trio.sleep_forever()
+            self._timer_scope = None
+            last = trio.current_time()
+            self._feed(Tick())
+
+    # ------------------------------------------------------------------ queries
+
+    async def query(self, make: Callable[[int], Input]) -> QueryFinished:
+        """Start the query ``make(query_id)`` and wait for its QueryFinished.
+
+        Cancelling the caller does not stop the query: the core ends it at
+        its deadline and the result is dropped.
+        """
+        if not self.running:
+            raise KademliaStopped("the DHT is not running")
+        qid = next(self._qids)
+        w = self._waiters[qid] = _Waiter()
+        try:
+            self._feed(make(qid))
+            await w.done.wait()
+        finally:
+            self._waiters.pop(qid, None)
+        if w.result is None:
+            raise KademliaStopped("the DHT stopped")
+        return w.result
+
+    def feed(self, event: Input) -> None:
+        """An input that starts no query of ours (Bootstrap, StopProviding...)."""
+        self._feed(event)
+
+    def refresh_local_addrs(self) -> None:
+        """Tell the core our listen addresses if they changed (sent in ADD_PROVIDER)."""
+        addrs = wire_addrs(self._local_addrs())
+        if addrs != self._last_local_addrs:
+            self._last_local_addrs = addrs
+            self._feed(LocalAddrs(addrs))
+
+    @contextlib.contextmanager
+    def locating(self, peer: bytes) -> Any:
+        """While open: addresses the lookups learn for ``peer`` are collected,
+        and no request dials ``peer`` (the dialer asking us is dialing it)."""
+        loc = self._locating.get(peer)
+        if loc is None:
+            loc = self._locating[peer] = _Locating()
+        loc.users += 1
+        try:
+            yield loc
+        finally:
+            loc.users -= 1
+            if loc.users <= 0:
+                self._locating.pop(peer, None)
+
+    def _learned(self, peer: bytes, addrs: tuple[bytes, ...]) -> None:
+        pid = ID(peer)
+        mas = from_wire_addrs(addrs)
+        if mas:
+            self._dialer.add_addrs(pid, mas)
+        loc = self._locating.get(peer)
+        if loc is not None and addrs:
+            for a in addrs:
+                loc.addrs[a] = None
+            loc.found.set()
+
+    # ------------------------------------------------------------------ asking
+
+    def _start_request(self, peer: bytes, rid: Any, data: bytes, expect: bool, timeout_at: float) -> None:
+        nursery = self._nursery
+        if nursery is None:
+            self._queue.append(RequestFailed(rid, "not running"))
+            return
+        pid = ID(peer)
+        if peer in self._locating and not self._dialer.is_connected(pid):
+            self._queue.append(RequestFailed(rid, "being located"))
+            return
+        req = self._requests[rid] = _Request()
+        nursery.start_soon(self._request_task, rid, pid, data, expect, timeout_at, req)
+
+    def _sender(self, peer: ID) -> PeerSender:
+        s = self._senders.get(peer)
+        if s is None:
+            async def open_stream() -> Any:
+                return await self._dialer.open_stream(peer, self.protocols, lookup=False)
+
+            s = self._senders[peer] = PeerSender(open_stream, max_message_bytes=self.limits.max_message_bytes,
+                                                 max_idle=self._outbound_idle, stats=self.sender_stats)
+        return s
+
+    async def _request_task(self, rid: Any, peer: ID, data: bytes, expect: bool, timeout_at: float,
+                            req: _Request) -> None:
+        outcome: Input | None = None
+        sender = self._sender(peer)
+        with trio.CancelScope(deadline=timeout_at) as scope:
+            req.scope = scope
+            if req.abandoned:
+                scope.cancel()
+            try:
+                answer = await sender.request(data, expect, on_start=req.mark_started)
+                outcome = ResponseReceived(rid, answer)
+            except Exception as exc:  # noqa: BLE001 — dial, negotiation, reset, garbage: one failure
+                outcome = RequestFailed(rid, _why(exc))
+                log.debug("request to %s failed: %s", peer, outcome.reason)
+        if scope.cancelled_caught:
+            log.debug("request to %s: no answer by its deadline%s", peer, " (cancelled)" if req.abandoned else "")
+        self._requests.pop(rid, None)
+        if sender.idle and sender.ms is None and self._senders.get(peer) is sender:
+            del self._senders[peer]
+        if req.abandoned:
+            if outcome is not None:
+                self.stats.dropped_answers += 1
+            return
+        if self.running:
+            self._feed(outcome if outcome is not None else RequestFailed(rid, "timed out"))
+
+    async def request(self, peer: ID, message: Message, *, timeout: float | None = None) -> Message | None:
+        """One request to one peer, outside any query (diagnostics, tests,
+        single-peer stores): the decoded answer, None when ``message`` has none
+        (ADD_PROVIDER). Raises on failure, like any stream error."""
+        expect = message.type is not MessageType.ADD_PROVIDER
+        with trio.fail_after(self.config.request_timeout if timeout is None else timeout):
+            data = await self._sender(peer).request(encode_message(message), expect)
+        if data is None:
+            return None
+        return decode_message(data, self.limits)
+
+    # ------------------------------------------------------------------ serving
+
+    async def _serve(self, stream: Any) -> None:
+        peer: ID = stream.muxed_conn.peer_id
+        if self._inbound.get(peer, 0) >= self._max_inbound:
+            self.stats.streams_refused += 1
+            await reset_quietly(stream)
+            return
+        self._inbound[peer] = self._inbound.get(peer, 0) + 1
+        self.stats.inbound_streams += 1
+        try:
+            await self._serve_requests(peer, MessageStream(stream, self.limits.max_message_bytes))
+        finally:
+            left = self._inbound.get(peer, 1) - 1
+            if left > 0:
+                self._inbound[peer] = left
+            else:
+                self._inbound.pop(peer, None)
+
+    async def _serve_requests(self, peer: ID, ms: MessageStream) -> None:
+        key = peer.to_bytes()
+        while True:
+            try:
+                with trio.move_on_after(self._idle_timeout) as idle:
+                    data = await ms.read()
+            except FrameError as exc:
+                self.stats.oversized += 1
+                self._report(peer, "dht:oversized", OVERSIZED_WEIGHT, str(exc))
+                await ms.reset()
+                return
+            except Exception:  # noqa: BLE001 — reset, EOF inside a message, connection gone
+                await ms.reset()
+                return
+            if idle.cancelled_caught:
+                self.stats.idle_closed += 1
+                await ms.reset()
+                return
+            if data is None:  # the peer closed its side: done
+                with trio.move_on_after(1), contextlib.suppress(Exception):
+                    await ms.stream.close()
+                return
+            if not self._rate.allow(peer, trio.current_time()):
+                self.stats.rate_limited += 1
+                self._report(peer, "dht:rate", RATE_WEIGHT, "requests over the per-peer rate")
+                await ms.reset()
+                return
+            try:
+                msg = decode_message(data, self.limits)
+            except CodecError as exc:
+                self.stats.malformed += 1
+                self._report(peer, "dht:malformed", MALFORMED_WEIGHT, str(exc))
+                await ms.reset()
+                return
+            self.stats.inbound_requests += 1
+            reply = self._answer(key, msg)
+            if isinstance(reply, SendResponse):
+                try:
+                    with trio.fail_after(self.config.request_timeout):
+                        await ms.write(encode_message(reply.message))
+                except Exception:  # noqa: BLE001 — the peer stopped reading, or left
+                    await ms.reset()
+                    return
+                self.stats.responses += 1
+                continue
+            if reply is None or reply.error is None:
+                continue  # ADD_PROVIDER: no answer, by the spec
+            self.stats.refused += 1
+            if msg.type is MessageType.ADD_PROVIDER:
+                continue  # unacknowledged anyway: a reset would only cost the peer's next message
+            await ms.reset()  # as go does: the requester sees the refusal as a failed request
+            return
+
+    def _answer(self, peer: bytes, msg: Message) -> SendResponse | CloseRequest | None:
+        rid = ("in", next(self._rids))
+        self._replies[rid] = None
+        try:
+            self._feed(RequestReceived(peer, rid, msg))
+        finally:
+            reply = self._replies.pop(rid, None)
+        return reply
+
+    def _report(self, peer: ID, reason: str, weight: float, detail: str = "") -> None:
+        self._log.warning((reason, str(peer)), "dht: %s from %s %s", reason, peer, detail)
+        if self._offence is not None:
+            self._offence(peer, reason, weight)
+
+    # ------------------------------------------------------------------ connections
+
+    async def _watch_connections(self, events: Any) -> None:
+        async with trio.open_nursery() as nursery:
+            async for ev in events:
+                if ev.connected:
+                    nursery.start_soon(self._identified, ev.peer_id)
+                else:
+                    self._feed(PeerDisconnected(ev.peer_id.to_bytes()))
+                    sender = self._senders.get(ev.peer_id)
+                    if sender is not None and sender.idle:
+                        del self._senders[ev.peer_id]
+                        stream = sender.drop()
+                        if stream is not None:
+                            nursery.start_soon(reset_quietly, stream)
+
+    async def _identified(self, peer: ID) -> None:
+        """Tell the core about a new connection once identify says what the peer speaks.
+
+        Polls the peerstore (py-libp2p signals nothing when identify is done),
+        quickly at first, then backing off, for up to ``IDENTIFY_WAIT``: on a
+        loaded node identify can take seconds, and a server taken for a
+        client would stay out of the table until it reconnects.
+        """
+        protocols: list[str] = []
+        delay, waited = 0.01, 0.0
+        while waited < IDENTIFY_WAIT and self._dialer.is_connected(peer):
+            protocols = self._protocols_of(peer)
+            if protocols:
+                break
+            await trio.sleep(delay)
+            waited += delay
+            delay = min(delay * 1.5, 0.5)
+        if not self._dialer.is_connected(peer):
+            return  # gone already (PeerDisconnected was fed)
+        is_server = any(p in protocols for p in self.protocols)
+        addrs = wire_addrs(self._dialer.known_addrs(peer))
+        self._feed(PeerConnected(peer.to_bytes(), addrs, is_server))
+
+    def _protocols_of(self, peer: ID) -> list[str]:
+        try:
+            return list(self._host.get_peerstore().get_protocols(peer) or ())
+        except Exception:  # noqa: BLE001 — the peerstore raises for peers it does not know
+            return []
+
+    # ------------------------------------------------------------------ views
+
+    def is_connected(self, peer: ID) -> bool:
+        return bool(self._dialer.is_connected(peer))
+
+    def known_addrs(self, peer: ID) -> list[Multiaddr]:
+        return list(self._dialer.known_addrs(peer))
+
+    def table_peers(self) -> list[ID]:
+        return [] if self.core is None else [ID(e.peer) for e in self.core.table.peers()]
+
+    def table_size(self) -> int:
+        return 0 if self.core is None else len(self.core.table)
+
+    async def wait_for_table(self, timeout: float) -> bool:
+        """Wait (up to ``timeout``) until the routing table holds a peer."""
+        with trio.move_on_after(timeout):
+            while not self.table_size():
+                await self.table_changed.wait()
+        return bool(self.table_size())
+
+    def stats_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {**self.stats.as_dict(), **self.sender_stats.as_dict(),
+                               "open_senders": len(self._senders)}
+        core = self.core
+        if core is not None:
+            c = core.stats
+            out.update({
+                "served": dict(c.served),
+                "refused_by_core": dict(c.refused),
+                "malformed_answers": c.malformed,
+                "unsolicited": c.unsolicited,
+                "timeouts": c.timeouts,
+                "queries_refused": c.queries_refused,
+                "evictions": c.evictions,
+                "queries_running": core.query_count(),
+                "requests_pending": core.pending_count(),
+            })
+        return out
+
+
+def _why(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text[:200]

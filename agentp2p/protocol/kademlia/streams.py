@@ -1,0 +1,198 @@
+"""Kademlia messages on libp2p streams: framing, and one reused outbound stream per peer.
+
+Wire format (kad-dht/README.md "RPC messages"): each message is a protobuf
+preceded by its length as an unsigned varint; a stream carries any number of
+request/response pairs, strictly alternating.
+
+* :class:`MessageStream` frames and unframes. Reads go through a bounded
+  :class:`~agentp2p.network.framing.FrameReader`: a length prefix over the
+  codec's ``max_message_bytes`` is refused (FrameError) before a byte of its
+  body is buffered.
+* :class:`PeerSender` is go-libp2p-kad-dht's "message sender": successive
+  requests to one peer share one stream (write the request, read the answer
+  on the same stream), serialised by a per-peer FIFO lock, so a lookup pays
+  a protocol negotiation once per peer instead of once per request. A
+  reused stream whose *write* fails (the peer reset it while it sat idle)
+  is replaced by a fresh one and the request sent once more. A stream that
+  ends after the request was written is the peer's verdict and is not
+  retried: a refusal is a reset, and py-libp2p reads a reset as a plain EOF,
+  so retrying there would send every refused PUT_VALUE twice. Streams idle
+  for longer than ``max_idle`` (30 s) are replaced rather than reused:
+  servers reset idle streams (go and we after 1 min), and a reset racing our
+  write would otherwise look like a refusal. Any failure, deadline or
+  cancellation in the middle of an exchange resets the stream: a late
+  answer must never be read as the answer to the next request.
+
+Nothing here knows Kademlia: bytes in, bytes out (the core decodes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+from libp2p.network.stream.exceptions import StreamEOF
+
+from agentp2p.network.framing import FrameReader, length_prefixed
+
+__all__ = ["MessageStream", "PeerSender", "SenderStats", "StaleStream", "reset_quietly"]
+
+#: Bytes per stream.read(): py-libp2p reads are costly, so few and big; the
+#: FrameReader keeps what belongs to the next message.
+READ_CHUNK = 64 * 1024
+
+
+class StaleStream(Exception):
+    """The stream ended (EOF or reset: py-libp2p cannot tell) instead of an answer."""
+
+
+async def reset_quietly(stream: Any) -> None:
+    """Reset ``stream`` without raising, even inside a cancelled scope."""
+    with trio.CancelScope(shield=True), trio.move_on_after(1):
+        with contextlib.suppress(Exception):
+            await stream.reset()
+
+
+class MessageStream:
+    """Length-prefixed messages on one libp2p stream."""
+
+    __slots__ = ("stream", "_reader", "_ready", "last_used")
+
+    def __init__(self, stream: Any, max_message_bytes: int) -> None:
+        self.stream = stream
+        self._reader = FrameReader(max_message_bytes)
+        self._ready: deque[bytes] = deque()
+        self.last_used = trio.current_time()
+
+    async def read(self) -> bytes | None:
+        """The next message; None at a clean EOF between messages.
+
+        Raises FrameError for a bad or oversized length prefix, EOFError for
+        an EOF inside a message, and whatever the stream raises (reset...).
+        At most one chunk's worth of frames is ever held here: we read again
+        only once every frame already split off has been taken.
+        """
+        while not self._ready:
+            try:
+                data = await self.stream.read(READ_CHUNK)
+            except StreamEOF:
+                data = b""
+            if not data:
+                if self._reader.buffered:
+                    raise EOFError("stream ended inside a message")
+                return None
+            self._ready.extend(self._reader.feed(data))
+        self.last_used = trio.current_time()
+        return self._ready.popleft()
+
+    async def write(self, message: bytes) -> None:
+        await self.stream.write(length_prefixed(message))
+        self.last_used = trio.current_time()
+
+    async def reset(self) -> None:
+        await reset_quietly(self.stream)
+
+
+@dataclass
+class SenderStats:
+    """Outbound stream accounting, summed over all peers."""
+
+    requests: int = 0  # exchanges started (a retry is not a new one)
+    streams_opened: int = 0
+    streams_reused: int = 0  # requests that went out on an already open stream
+    retries: int = 0  # stale reused streams replaced and the request re-sent
+    failures: int = 0  # exchanges that raised (dial, negotiation, reset, garbage, deadline)
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+OpenStream = Callable[[], Awaitable[Any]]
+
+
+class PeerSender:
+    """Requests to one peer over one reused stream (see the module doc)."""
+
+    __slots__ = ("_open", "_max_bytes", "_max_idle", "_stats", "lock", "ms", "users")
+
+    def __init__(self, open_stream: OpenStream, *, max_message_bytes: int, max_idle: float,
+                 stats: SenderStats) -> None:
+        self._open = open_stream
+        self._max_bytes = max_message_bytes
+        self._max_idle = max_idle
+        self._stats = stats
+        #: FIFO (trio.Lock is fair): one exchange on the stream at a time.
+        self.lock = trio.Lock()
+        self.ms: MessageStream | None = None
+        #: Requests holding or waiting for this sender (the owner forgets an idle one).
+        self.users = 0
+
+    @property
+    def idle(self) -> bool:
+        return self.users == 0 and not self.lock.locked()
+
+    def drop(self) -> Any:
+        """Forget the stream (the caller resets it); returns it, or None."""
+        ms, self.ms = self.ms, None
+        return None if ms is None else ms.stream
+
+    async def request(self, data: bytes, expect_response: bool,
+                      on_start: Callable[[], None] | None = None) -> bytes | None:
+        """Send ``data``; the answer's bytes (None when ``expect_response`` is False).
+
+        ``on_start`` is called once this request holds the stream (from then
+        on, cancelling it costs the stream). The caller bounds the time.
+        """
+        self.users += 1
+        try:
+            async with self.lock:
+                if on_start is not None:
+                    on_start()
+                self._stats.requests += 1
+                try:
+                    return await self._exchange(data, expect_response)
+                except BaseException:
+                    self._stats.failures += 1
+                    raise
+        finally:
+            self.users -= 1
+
+    async def _exchange(self, data: bytes, expect_response: bool) -> bytes | None:
+        ms = self.ms
+        if ms is not None and trio.current_time() - ms.last_used > self._max_idle:
+            self.ms = None
+            await ms.reset()
+            ms = None
+        for attempt in (0, 1):
+            fresh = ms is None
+            if ms is None:
+                ms = self.ms = MessageStream(await self._open(), self._max_bytes)
+                self._stats.streams_opened += 1
+            else:
+                self._stats.streams_reused += 1
+            stale: BaseException | None = None
+            try:
+                try:
+                    await ms.write(data)
+                except Exception as exc:  # the write is where a stale stream shows
+                    stale = exc
+                    raise
+                if not expect_response:
+                    return None
+                answer = await ms.read()
+                if answer is None:
+                    raise StaleStream("the peer closed (or reset) the stream instead of answering")
+                return answer
+            except BaseException:
+                if self.ms is ms:
+                    self.ms = None
+                await ms.reset()
+                if stale is None or fresh or attempt == 1:
+                    raise
+                self._stats.retries += 1
+                ms = None
+        raise AssertionError("unreachable")  # pragma: no cover
