@@ -230,6 +230,7 @@ def assemble(
         handler_failures=handler_failures,
     )
     pubsub.attach(context)  # meshsub handlers, dialer, connection events
+    dht.attach(context)  # kad handlers (server mode), dialer, connection events
     parts = NodeParts(
         config, identity, listen, penalties, resources, handler_failures, host, events, dialer, pubsub, dht,
         bootstrapper, context,

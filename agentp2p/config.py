@@ -84,12 +84,28 @@ class PubSubConfig:
 
 @dataclass
 class DHTConfig:
-    """Kademlia settings (k = 20 and alpha = 10 are fixed by py-libp2p 0.8.1, ``libp2p.kad_dht.common``)."""
+    """Kademlia settings (docs/dht.md): k = 20, alpha = 3, our own sans-IO core.
 
-    mode: str = "server"  # or "client"
-    refresh_interval: float = 60.0  # random-walk period
+    The protocol IDs served and spoken, in order of preference:
+    ``/agentp2p/kad/1.0.0`` keeps an agent network apart from the public IPFS
+    DHT; ``/ipfs/kad/1.0.0`` joins it (both: a node that bridges the two).
+    """
+
+    mode: str = "server"  # or "client" (asks, serves nothing)
+    protocols: list[str] = field(default_factory=lambda: ["/agentp2p/kad/1.0.0"])
+    k: int = 20  # bucket size; a lookup settles on the k closest
+    alpha: int = 3  # requests in flight per lookup
+    replication: int = 20  # peers a value / provider record is written to
+    disjoint_paths: int = 1  # S/Kademlia d (1: a plain lookup)
+    refresh_interval: float = 600.0  # a bucket no lookup touched this long gets one
     max_value_size: int = 64 * 1024
-    query_timeout: float = 10.0
+    query_timeout: float = 10.0  # a whole lookup, whatever its peers do
+    request_timeout: float = 5.0  # one request to one peer (dial included)
+    # What one peer may ask of us: inbound streams at once, requests per
+    # second (token bucket); over them the stream is reset and counted.
+    max_inbound_streams_per_peer: int = 8
+    inbound_requests_per_second: float = 100.0
+    inbound_request_burst: int = 200
     # What other peers can make us store (PUT_VALUE / ADD_PROVIDER), checked
     # before storing; refusals are counted and repeated ones are offences.
     max_values_per_peer: int = 256
@@ -175,6 +191,14 @@ class NodeConfig:
         if min(d.max_values_per_peer, d.max_value_bytes_per_peer, d.max_values, d.max_value_bytes,
                d.max_provider_records_per_peer, d.max_provider_records) < 1:
             raise ConfigError("dht quotas must be positive")
+        if not d.protocols or not all(isinstance(p, str) and p.startswith("/") for p in d.protocols):
+            raise ConfigError(f"dht.protocols must be protocol IDs such as /agentp2p/kad/1.0.0, not {d.protocols!r}")
+        if min(d.k, d.alpha, d.replication, d.disjoint_paths, d.max_inbound_streams_per_peer,
+               d.inbound_request_burst) < 1:
+            raise ConfigError("dht.k, alpha, replication, disjoint_paths and the inbound bounds must be >= 1")
+        if min(d.refresh_interval, d.query_timeout, d.request_timeout, d.inbound_requests_per_second) <= 0:
+            raise ConfigError("dht.refresh_interval, query_timeout, request_timeout and "
+                              "inbound_requests_per_second must be positive")
         for name in ("resources", "penalties", "swim", "messaging"):
             section = getattr(self, name)
             try:

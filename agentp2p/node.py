@@ -11,8 +11,8 @@ Start order matters with py-libp2p 0.8.1:
 2. run the DHT service and our pub/sub router — *before* the host listens,
    because the DHT's handlers crash if a peer opens a stream before its
    service runs (and pub/sub must be ready before the services start);
-3. listen, then start the maintenance tasks (routing-table feed, bootstrap,
-   random walk).
+3. listen, then start the maintenance tasks (bootstrap, loneliness watch);
+   the DHT feeds its own table and refreshes it while it runs.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from libp2p.identity.identify.identify import ID as IDENTIFY_PROTOCOL
 from libp2p.identity.identify.identify import parse_identify_response
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
-from libp2p.tools.anyio_service import background_trio_service
 
 from agentp2p.assembly import assemble, peer_info
 from agentp2p.config import NodeConfig
@@ -191,15 +190,13 @@ class Node:
                 from agentp2p.network.identity_lock import identity_lock
 
                 stack.enter_context(identity_lock(self.config.identity_path))
-            await stack.enter_async_context(background_trio_service(self.dht.kad))
+            await stack.enter_async_context(self.dht.running())
             await stack.enter_async_context(self.pubsub.running())
             await stack.enter_async_context(self._listening())
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self.dht.feed_routing_table, self.events.subscribe())
                 nursery.start_soon(self._watch_loneliness, self.events.subscribe())
                 nursery.start_soon(self._log_peer_events, self.events.subscribe())
                 nursery.start_soon(self.bootstrapper.run)
-                nursery.start_soon(self.dht.refresh_forever)
                 if self.config.mdns:
                     nursery.start_soon(self._run_mdns)
                 # Services may use the node's API while they start.

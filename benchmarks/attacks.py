@@ -201,7 +201,7 @@ async def stream_flood(target: Target, duration: float) -> str:
                     with trio.fail_after(2):
                         if not attacker.is_connected(peer):
                             await attacker.connect(target.addr)
-                        held.append(await attacker.host.new_stream(peer, ["/ipfs/kad/1.0.0"]))
+                        held.append(await attacker.host.new_stream(peer, ["/agentp2p/kad/1.0.0"]))
                     opened += 1
                 except Exception:  # noqa: BLE001
                     refused += 1
@@ -263,7 +263,7 @@ async def dht_put_flood(target: Target, duration: float) -> str:
     async def one_round(tally: list[int]) -> None:
         async with Node(local_config(swim=False)) as attacker:
             await attacker.connect(target.addr)
-            put = attacker.dht.kad.value_store._store_at_peer
+            put = attacker.dht.store_at
             for _ in range(300):
                 stored[0] += bool(await put(peer, b"/agentp2p/" + os.urandom(16).hex().encode(), os.urandom(60_000)))
                 tally[0] += 1

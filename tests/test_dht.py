@@ -48,8 +48,8 @@ async def test_six_nodes_find_each_other_values_and_providers() -> None:
 
 
 async def test_connected_peers_enter_routing_table_without_any_query() -> None:
-    """py-libp2p's DHT ignores connections; only peers that query it are added.
-    Our feed adds every connected Kademlia server, in both directions."""
+    """Every connected Kademlia server enters the table (identify says it
+    serves our protocol), in both directions, without a lookup."""
     async with Node(local_config()) as a, Node(local_config()) as b:
         await b.connect(a.addrs[0])
         await wait_until(lambda: b.peer_id in a.dht.routing_table_peers(), what="b in a's table")
@@ -59,7 +59,8 @@ async def test_connected_peers_enter_routing_table_without_any_query() -> None:
 
 async def test_dht_runs_before_listening() -> None:
     async with Node(local_config()) as node:
-        assert node.dht.kad.manager.is_running
+        assert node.dht.is_running
+        assert "/agentp2p/kad/1.0.0" in node.host.get_mux().handlers
 
 
 def test_duplicate_providers_are_merged() -> None:
@@ -83,8 +84,10 @@ async def test_values_are_validated() -> None:
         with pytest.raises(ValueError):
             await a.dht_put("", b"x")
         with pytest.raises(ValueError, match="too long"):
-            await a.dht_put("k" * 41, b"x")
-        await a.dht_put("k" * 40, b"x")  # exactly 50 bytes with the namespace
+            await a.dht_put("k" * 247, b"x")
+        await wait_until(lambda: a.dht.routing_table_size > 0 and b.dht.routing_table_size > 0, what="tables")
+        assert await a.dht_put("k" * 246, b"x") == 1  # exactly 256 bytes with the namespace
+        assert await b.dht_get("k" * 246) == b"x"
 
 
 async def test_rebootstrap_after_losing_all_peers() -> None:

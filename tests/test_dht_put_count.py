@@ -26,7 +26,7 @@ async def test_put_returns_the_number_of_peers_that_stored_it() -> None:
         await _linked(a, b)
         await _linked(a, c)
         assert await a.dht_put("counted", b"v") == 2
-        assert b.dht.kad.value_store.get(b"/agentp2p/counted") is not None
+        assert b.dht.local_value(b"/agentp2p/counted") == b"v"
 
 
 async def test_put_fails_when_peers_exist_but_none_stored_it() -> None:
@@ -36,7 +36,7 @@ async def test_put_fails_when_peers_exist_but_none_stored_it() -> None:
         await _linked(a, b)
         with pytest.raises(DHTError, match="no peer stored the value"):
             await a.dht_put("refused", b"x" * 100)
-        assert b.dht.kad.value_store.get(b"/agentp2p/refused") is None
+        assert b.dht.local_value(b"/agentp2p/refused") is None
 
 
 async def test_put_alone_stores_locally_and_says_zero() -> None:

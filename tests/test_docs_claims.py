@@ -6,23 +6,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from libp2p.kad_dht.common import ALPHA
-
 import agentp2p.protocol.dht as dht_module
 from agentp2p.config import DHTConfig
+from agentp2p.protocol.dht import kademlia_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_dht_alpha_is_the_library_value() -> None:
-    claim = f"alpha = {ALPHA}"
+def test_dht_alpha_is_the_configured_value() -> None:
+    alpha = kademlia_config(DHTConfig()).alpha  # what the core runs with (#13: our own core, no longer py-libp2p's 10)
+    claim = f"alpha = {alpha}"
     assert claim in (DHTConfig.__doc__ or "")
     assert claim in (dht_module.__doc__ or "")
     assert claim in (ROOT / "README.md").read_text()
     for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         text = path.read_text()
-        for wrong in ("alpha = 3", "α = 3", "alpha=3"):
-            assert wrong not in text, f"{path.name} says {wrong!r}; py-libp2p uses alpha = {ALPHA}"
+        for wrong in ("alpha = 10", "α = 10", "alpha=10"):
+            assert wrong not in text, f"{path.name} says {wrong!r}; the DHT uses alpha = {alpha}"
 
 
 def test_lean_import_is_described_as_wired_in() -> None:

@@ -85,7 +85,7 @@ async def test_identify_reports_agent_version_and_protocols() -> None:
         await b.connect(a.addrs[0])
         info = await b.identify(a.peer_id)
         assert info.agent_version == AGENT_VERSION
-        assert "/ipfs/kad/1.0.0" in info.protocols and "/meshsub/1.1.0" in info.protocols
+        assert "/agentp2p/kad/1.0.0" in info.protocols and "/meshsub/1.1.0" in info.protocols
         assert any(addr.startswith("/ip4/127.0.0.1/tcp/") for addr in info.listen_addrs)
 
 

@@ -61,7 +61,7 @@ async def test_find_agents_through_node_and_plain_nodes_store_records() -> None:
                 record = await seeker.get_record(agent.peer_id)
                 assert record is not None and record.name == "translator"
             # a node without its own record still validates and stores others'
-            assert "agentrec" in plain.dht.kad.validator._validators  # type: ignore[attr-defined]
+            assert "agentrec" in plain.dht.validators.by_namespace
             # ... and finds agents like any other (issue #11: it answered
             # NotRunningError, the API 503, unless it published a record)
             assert not plain.services["records"].publishes  # type: ignore[attr-defined]

@@ -1,114 +1,118 @@
 """Kademlia DHT: values, providers and peer routing under the agentp2p namespace.
 
-Wraps py-libp2p's ``KadDHT`` (k = 20, alpha = 10, protocol ``/ipfs/kad/1.0.0``)
-and fixes what it leaves to the application:
+The node's one DHT is our own: a sans-IO core
+(:mod:`agentp2p.protocol.kademlia`: k = 20, alpha = 3, the libp2p kad-dht wire
+format) run on real streams by :class:`~agentp2p.protocol.kademlia.service.KademliaService`.
+This module is the node-facing side (docs/dht.md):
 
-* **Routing-table feed.** The library adds a peer to its routing table only
-  when that peer sends it a DHT request; it never looks at connections. A
-  node that connects without querying (or whose DHT started after the
-  connection) never enters the remote table. We add every connected peer
-  whose identify lists the Kademlia protocol, and we start the DHT before the
-  host listens.
-* **Refresh.** A self-lookup at start and a random-walk lookup every
-  ``refresh_interval`` so a node learns peers beyond its bootstrap nodes.
-* **Namespace.** Values live under ``/agentp2p/<key>`` with a validator that
-  bounds their size; other namespaces (``agentrec`` for agent records) are
-  registered by their owners.
-* **Providers.** ``find_providers`` returns each peer once (the library can
-  return duplicates), merging their addresses.
-* **Quotas.** The library stores every valid PUT_VALUE and ADD_PROVIDER from
-  any peer (up to 50,000 values of up to 1 MiB each). We account the value
-  and provider stores per peer (:class:`StoreQuotas`: the library's store
-  dicts are replaced by accounted ones, so expiry and eviction give quota
-  back) and check, before storing, a per-peer count and byte quota for
-  values, a per-peer provider-record quota, and node-wide caps on both
-  stores (``DHTConfig.max_*``). A refusal resets the peer's stream (values)
-  or skips the record (providers), is counted in ``stats()["quota_hits"]``
-  and is an offence of the peer. The peer of an inbound request is known
-  through a context variable set around the library's stream handler.
+* **API.** ``put``/``get`` of values under ``/agentp2p/<key>``,
+  ``put_raw``/``get_raw`` for namespaces with their own validator
+  (``agentrec`` for agent records), ``provide``/``find_providers``,
+  ``find_peer`` (our table first), ``locate`` (the network only: the
+  dialer's fallback when known addresses fail), ``lookup``/``self_lookup``.
+* **Protocols.** ``/agentp2p/kad/1.0.0`` by default — an agent network does
+  not merge into the public IPFS DHT — and ``/ipfs/kad/1.0.0`` when
+  ``DHTConfig.protocols`` says so. A client serves neither.
+* **Validators.** One per namespace (:meth:`DHT.register_validator`), in the
+  libp2p style (``validate(key: str, value)``, ``select(key: str, values)``),
+  adapted to the core's. ``agentp2p`` accepts any value up to
+  ``max_value_size`` (first one wins); unknown namespaces are refused.
+* **Quotas.** What peers can make us store is checked before storing, by the
+  core's quota hooks (:class:`StoreQuotas`): per peer, a count and a byte
+  quota for values and a provider-record quota; node-wide, caps on both
+  stores (``DHTConfig.max_*``), and value bytes reserved from the node's
+  resource manager (service ``dht``). Quota is given back when a record
+  expires or is replaced. A refusal resets the peer's stream (values) or
+  skips the record (providers), is counted in ``stats()["quota_hits"]`` and,
+  when the peer's own quota is full, is an offence of the peer.
+* **Maintenance.** Peers enter the table from connections once identify
+  shows they serve one of our protocols, and from answers; the core
+  refreshes stale buckets (``refresh_interval``) and republishes provider
+  records; the bootstrapper triggers a self-lookup once connected.
 """
 
 from __future__ import annotations
 
-import contextvars
+import contextlib
 import hashlib
 import logging
-import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import trio
-
-from libp2p.abc import IHost
-from libp2p.kad_dht.common import PROTOCOL_ID as KAD_PROTOCOL
-from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
-from libp2p.records.validator import Validator
 
 from agentp2p.config import DHTConfig
 from agentp2p.errors import AgentP2PError
-from agentp2p.network.events import PeerEvent, wait_identified
+from agentp2p.protocol.kademlia import (
+    IPFS_PROTOCOL_ID,
+    PROTOCOL_ID,
+    ClosestPeers,
+    FindPeer,
+    FindProviders,
+    GetValue,
+    InvalidRecord,
+    KademliaConfig,
+    Limits,
+    Message,
+    MessageType,
+    Mode,
+    Peer,
+    PeerFound,
+    Provide,
+    Provided,
+    ProvidersFound,
+    PutValue,
+    QueryError,
+    QueryFinished,
+    Record,
+    StartLookup,
+    ValueFound,
+    ValuePut,
+)
+from agentp2p.protocol.kademlia.service import KademliaService, KademliaStopped, from_wire_addrs, wire_addrs
 from agentp2p.throttled_log import ThrottledLog
 
 log = logging.getLogger("agentp2p.dht")
+
+__all__ = [
+    "DHT",
+    "DHTError",
+    "IPFS_PROTOCOL_ID",
+    "NAMESPACE",
+    "PROTOCOL_ID",
+    "StoreQuotas",
+    "ValueValidator",
+    "dedupe_peer_infos",
+    "provider_key",
+    "value_key",
+]
 
 #: Offence weight of one refused PUT_VALUE/ADD_PROVIDER (the penalty box bans
 #: at 20 points, halving each minute): a peer that keeps pushing past its
 #: quota is banned, one that hits it once is not.
 QUOTA_WEIGHT = 0.5
 
-#: The peer whose inbound DHT request this task is handling (None: our own work).
-_INBOUND_PEER: contextvars.ContextVar[ID | None] = contextvars.ContextVar("agentp2p_dht_inbound_peer", default=None)
-
-#: Set by :meth:`DHT.put` for the duration of one put: [peers asked, peers that stored].
-_PUT_TALLY: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("agentp2p_dht_put_tally", default=None)
-
 NAMESPACE = "agentp2p"
-MAX_KEY_BYTES = 50
-
-
-def _tolerate_echoed_sender_record() -> None:
-    """Count a PUT_VALUE at a go-libp2p peer as stored when it was.
-
-    go-libp2p-kad-dht answers PUT_VALUE by echoing the request, including the
-    senderRecord *we* signed; py-libp2p 0.8.1 checks it against the
-    responder's ID and reports the store as failed (docs/interop.md). During
-    our own puts (``_PUT_TALLY`` set), our own record echoed back is accepted
-    as "nothing to learn" instead. Elsewhere the library's check is unchanged.
-    """
-    import libp2p.kad_dht.value_store as value_store_module
-    from libp2p.kad_dht.pb.kademlia_pb2 import Message
-    from libp2p.peer.envelope import consume_envelope
-
-    original = value_store_module.maybe_consume_signed_record
-    if getattr(original, "_agentp2p_echo_tolerant", False):
-        return
-
-    def tolerant(msg: Any, host: Any, peer_id: Any = None) -> bool:
-        if _PUT_TALLY.get() is not None and isinstance(msg, Message) and msg.HasField("senderRecord"):
-            try:
-                _envelope, record = consume_envelope(msg.senderRecord, "libp2p-peer-record")
-                if record.peer_id == host.get_id():
-                    return True
-            except Exception:  # noqa: BLE001 — the library's check decides
-                pass
-        return original(msg, host, peer_id)
-
-    tolerant._agentp2p_echo_tolerant = True  # type: ignore[attr-defined]
-    value_store_module.maybe_consume_signed_record = tolerant
+#: Longest full key (``/agentp2p/<key>``) we accept; the codec allows 512.
+MAX_KEY_BYTES = 256
+#: Longest a self-lookup waits for identify to put a first peer in the table.
+SELF_LOOKUP_WAIT = 5.0
 
 
 class DHTError(AgentP2PError):
     """A DHT operation failed or timed out."""
 
 
-class ValueValidator(Validator):
+class ValueValidator:
     """Accepts any value up to ``max_size`` bytes under ``/agentp2p/``.
 
-    ``select`` keeps the first value: generic values carry no version, so
-    records that need "newest wins" get their own namespace and validator.
+    Generic values carry no version: ``select`` takes the last of those it
+    is given, so a PUT replaces what a node held (the core asks
+    ``select([held, incoming])``). Records that need a real "newest wins"
+    get their own namespace and validator (``agentrec``).
     """
 
     def __init__(self, max_size: int) -> None:
@@ -121,7 +125,49 @@ class ValueValidator(Validator):
             raise ValueError(f"value of {len(value)} bytes exceeds {self.max_size}")
 
     def select(self, key: str, values: list[bytes]) -> int:
-        return 0
+        return len(values) - 1
+
+
+class Validators:
+    """The core's Validator over libp2p-style validators, one per namespace.
+
+    Keys reach the namespace's validator as ``str`` (as py-libp2p and go hand
+    them); whatever it raises becomes InvalidRecord. A key outside every
+    registered namespace is invalid, so nobody stores arbitrary bytes here
+    by inventing one.
+    """
+
+    def __init__(self) -> None:
+        self.by_namespace: dict[str, Any] = {}
+
+    def register(self, namespace: str, validator: Any) -> None:
+        self.by_namespace[namespace] = validator
+
+    def _pick(self, key: bytes) -> tuple[str, Any]:
+        try:
+            text = key.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidRecord("key is not UTF-8") from None
+        parts = text.split("/", 2)
+        if len(parts) < 3 or parts[0] or not parts[1]:
+            raise InvalidRecord("key is not /namespace/...")
+        v = self.by_namespace.get(parts[1])
+        if v is None:
+            raise InvalidRecord(f"no validator for namespace {parts[1]!r}")
+        return text, v
+
+    def validate(self, key: bytes, value: bytes) -> None:
+        text, v = self._pick(key)
+        try:
+            v.validate(text, value)
+        except InvalidRecord:
+            raise
+        except Exception as exc:  # noqa: BLE001 — the namespace's verdict, whatever its type
+            raise InvalidRecord(str(exc)) from None
+
+    def select(self, key: bytes, values: Sequence[bytes]) -> int:
+        text, v = self._pick(key)
+        return int(v.select(text, list(values)))
 
 
 def provider_key(key: str) -> bytes:
@@ -133,460 +179,465 @@ def provider_key(key: str) -> bytes:
 
 
 def value_key(key: str) -> str:
-    """``/agentp2p/<key>``: the full DHT key of a user key.
-
-    At most 50 bytes in all: py-libp2p peers ignore a FIND_NODE for a longer
-    key that is not a multihash, so a longer key would be stored only on our
-    direct neighbours — quietly. We refuse it instead.
-    """
+    """``/agentp2p/<key>``: the full DHT key of a user key (at most 256 bytes in all)."""
     if not isinstance(key, str) or not key.strip("/"):
         raise ValueError("DHT key must be a non-empty string")
     full = f"/{NAMESPACE}/{key.lstrip('/')}"
     if len(full.encode("utf-8")) > MAX_KEY_BYTES:
         room = MAX_KEY_BYTES - len(NAMESPACE) - 2
-        raise ValueError(f"DHT key {key!r} is too long: at most {room} bytes (py-libp2p peers ignore longer lookups)")
+        raise ValueError(f"DHT key {key!r} is too long: at most {room} bytes")
     return full
 
 
-class DHTQuotaExceeded(DHTError):
-    """A peer's PUT_VALUE would exceed its quota or the node's cap."""
+class _Accounting:
+    """Per-peer counts (bytes keys), shared by the two quota hooks."""
+
+    def __init__(self) -> None:
+        self.items: Counter[bytes] = Counter()
+        self.size: Counter[bytes] = Counter()
+
+    def add(self, peer: bytes, n: int) -> None:
+        self.items[peer] += 1
+        self.size[peer] += n
+
+    def remove(self, peer: bytes, n: int) -> None:
+        for counter, k in ((self.items, 1), (self.size, n)):
+            left = counter[peer] - k
+            if left > 0:
+                counter[peer] = left
+            else:
+                counter.pop(peer, None)
 
 
-class _AccountedValues(dict):  # type: ignore[type-arg]
-    """The library's ``ValueStore.store`` (key -> (Record, validity)), counted by owner.
+class _ValueQuota:
+    """The core's record Quota (admit/release) for values peers put here."""
 
-    Every way the library adds or drops an entry (``store[k] = ...``,
-    ``del store[k]``) passes through here, so counts stay exact through
-    expiry and eviction. The owner of an entry is the peer whose request was
-    being handled when it was stored (None for our own puts and lookups).
-    """
+    def __init__(self, q: StoreQuotas) -> None:
+        self._q = q
 
-    def __init__(self, quotas: StoreQuotas) -> None:
-        super().__init__()
-        self._q = quotas
-        self.owner: dict[bytes, tuple[Any, int]] = {}
+    def admit(self, peer: bytes, size: int) -> bool:
+        return self._q.admit_value(peer, size)
 
-    def __setitem__(self, key: bytes, entry: Any) -> None:
-        if key in self:
-            self._forget(key)
-        super().__setitem__(key, entry)
-        n = entry[0].ByteSize()
-        peer = _INBOUND_PEER.get()
-        self.owner[key] = (peer, n)
-        self._q.value_bytes += n
-        if peer is not None:
-            self._q.values_by_peer[peer] += 1
-            self._q.value_bytes_by_peer[peer] += n
-
-    def _forget(self, key: bytes) -> None:
-        peer, n = self.owner.pop(key, (None, 0))
-        self._q.value_bytes -= n
-        if peer is not None:
-            _decrement(self._q.values_by_peer, peer, 1)
-            _decrement(self._q.value_bytes_by_peer, peer, n)
-
-    def __delitem__(self, key: bytes) -> None:
-        super().__delitem__(key)
-        self._forget(key)
-
-    def pop(self, key: bytes, *default: Any) -> Any:
-        if key in self:
-            self._forget(key)
-        return super().pop(key, *default)
-
-    def clear(self) -> None:
-        for key in list(self):
-            del self[key]
+    def release(self, peer: bytes, size: int) -> None:
+        self._q.release_value(peer, size)
 
 
-class _AccountedProviders(dict):  # type: ignore[type-arg]
-    """One key's providers (peer id string -> ProviderRecord), counted per provider."""
+class _ProviderQuota:
+    def __init__(self, q: StoreQuotas) -> None:
+        self._q = q
 
-    def __init__(self, quotas: StoreQuotas, initial: Any = ()) -> None:
-        super().__init__()
-        self._q = quotas
-        for k, v in dict(initial).items():
-            self[k] = v
+    def admit(self, peer: bytes, size: int) -> bool:
+        return self._q.admit_provider(peer)
 
-    def __setitem__(self, peer: str, record: Any) -> None:
-        if peer not in self:
-            self._q.providers_by_peer[peer] += 1
-            self._q.provider_records += 1
-        super().__setitem__(peer, record)
-
-    def __delitem__(self, peer: str) -> None:
-        super().__delitem__(peer)
-        _decrement(self._q.providers_by_peer, peer, 1)
-        self._q.provider_records -= 1
-
-    def pop(self, peer: str, *default: Any) -> Any:
-        if peer in self:
-            _decrement(self._q.providers_by_peer, peer, 1)
-            self._q.provider_records -= 1
-        return super().pop(peer, *default)
-
-    def drop_all(self) -> None:
-        for peer in list(self):
-            del self[peer]
-
-
-class _AccountedProviderKeys(dict):  # type: ignore[type-arg]
-    """The library's ``ProviderStore.providers`` (key -> {peer: record})."""
-
-    def __init__(self, quotas: StoreQuotas) -> None:
-        super().__init__()
-        self._q = quotas
-
-    def __setitem__(self, key: bytes, providers: Any) -> None:
-        if key in self:
-            super().__getitem__(key).drop_all()
-        if not isinstance(providers, _AccountedProviders):
-            providers = _AccountedProviders(self._q, providers)
-        super().__setitem__(key, providers)
-
-    def __delitem__(self, key: bytes) -> None:
-        super().__getitem__(key).drop_all()
-        super().__delitem__(key)
-
-    def pop(self, key: bytes, *default: Any) -> Any:
-        if key in self:
-            super().__getitem__(key).drop_all()
-        return super().pop(key, *default)
-
-
-def _decrement(counter: Counter[Any], key: Any, n: int) -> None:
-    left = counter[key] - n
-    if left > 0:
-        counter[key] = left
-    else:
-        counter.pop(key, None)
+    def release(self, peer: bytes, size: int) -> None:
+        self._q.release_provider(peer)
 
 
 class StoreQuotas:
     """What each peer (and all peers together) may make this node store.
 
-    Installed on a ``KadDHT`` by :meth:`install`; the checks run before the
-    library stores anything a peer sent.
+    The core asks ``values.admit(peer, bytes)`` / ``providers.admit(peer, 1)``
+    before storing what a peer sent and calls ``release`` when it goes
+    (expiry, replacement), so the counts cannot drift. Node-wide record
+    count (``max_values``) is the core's own store bound (refused as "record
+    full"); everything else is checked here, in O(1).
     """
 
-    def __init__(self, config: DHTConfig, offence: Callable[[Any, str, float], None] | None = None) -> None:
+    def __init__(self, config: DHTConfig, offence: Callable[[Any, str, float], None] | None = None,
+                 resources: Any = None) -> None:
         self.config = config
         self._offence = offence
+        self._resources = resources
         self._log = ThrottledLog(log, interval=30.0)
         self.value_bytes = 0
-        self.values_by_peer: Counter[Any] = Counter()
-        self.value_bytes_by_peer: Counter[Any] = Counter()
+        self.value_count = 0
+        self.by_peer_values = _Accounting()
         self.provider_records = 0
-        self.providers_by_peer: Counter[str] = Counter()
+        self.by_peer_providers = _Accounting()
         self.hits: Counter[str] = Counter()
         self.inbound_values = 0
         self.inbound_providers = 0
-        self._values: _AccountedValues | None = None
-        self._provider_keys: _AccountedProviderKeys | None = None
+        self.values = _ValueQuota(self)
+        self.providers = _ProviderQuota(self)
 
-    @property
-    def values(self) -> int:
-        return len(self._values) if self._values is not None else 0
+    def use_resources(self, resources: Any) -> None:
+        self._resources = resources
 
-    def install(self, kad: KadDHT) -> None:
-        values = _AccountedValues(self)
-        for k, v in kad.value_store.store.items():
-            values[k] = v
-        kad.value_store.store = values
-        self._values = values
-        providers = _AccountedProviderKeys(self)
-        for k, v in kad.provider_store.providers.items():
-            providers[k] = v
-        kad.provider_store.providers = providers
-        self._provider_keys = providers
-
-        handle = kad._do_handle_stream
-
-        async def with_peer(stream: Any) -> None:
-            token = _INBOUND_PEER.set(stream.muxed_conn.peer_id)
-            try:
-                await handle(stream)
-            finally:
-                _INBOUND_PEER.reset(token)
-
-        kad._do_handle_stream = with_peer  # type: ignore[method-assign]
-
-        put_record = kad.value_store.put_record
-
-        def checked_put_record(key: bytes, record: Any) -> None:
-            peer = _INBOUND_PEER.get()
-            refusal = self.check_value(peer, key, record.ByteSize())
-            if refusal is not None:
-                if peer is None:
-                    return  # a record we fetched: not cached, nobody to blame
-                # The library resets the peer's stream: the PUT is refused.
-                raise DHTQuotaExceeded(refusal)
-            if peer is not None:
-                self.inbound_values += 1
-            put_record(key, record)
-
-        kad.value_store.put_record = checked_put_record  # type: ignore[method-assign]
-
-        add_provider = kad.provider_store.add_provider
-
-        def checked_add_provider(key: bytes, provider: Any) -> None:
-            peer = _INBOUND_PEER.get()
-            if peer is not None and provider is not None and provider.peer_id:
-                if self.check_provider(peer, key, str(provider.peer_id)) is not None:
-                    return  # skipped; the library acknowledges regardless
-                self.inbound_providers += 1
-            add_provider(key, provider)
-
-        kad.provider_store.add_provider = checked_add_provider  # type: ignore[method-assign]
-
-    # -- checks (O(1)) ----------------------------------------------------------
-
-    def _hit(self, peer: Any, what: str, blame: bool = True) -> str:
+    def _hit(self, peer: bytes, what: str, blame: bool = True) -> bool:
         """Count a refusal; only a peer's own quota being full is an offence (node-wide caps are nobody's)."""
         self.hits[what] += 1
-        if peer is not None:
-            self._log.warning((str(peer), what), "dht: refused a store from peer %s: %s", peer, what)
-            if blame and self._offence is not None:
-                self._offence(peer, f"dht:{what}", QUOTA_WEIGHT)
-        return what
+        pid = ID(peer)
+        self._log.warning((str(pid), what), "dht: refused a store from peer %s: %s", pid, what)
+        if blame and self._offence is not None:
+            self._offence(pid, f"dht:{what}", QUOTA_WEIGHT)
+        return False
 
-    def check_value(self, peer: Any, key: bytes, n: int) -> str | None:
-        """None if ``peer`` may store ``n`` bytes under ``key``, else the quota that refuses it."""
+    def admit_value(self, peer: bytes, size: int) -> bool:
         cfg = self.config
-        values = self._values
-        old_peer, old_n = values.owner.get(key, (None, 0)) if values is not None else (None, 0)
-        replacing = values is not None and key in values
-        if self.values + (0 if replacing else 1) > cfg.max_values:
-            return self._hit(peer, "max_values", blame=False)
-        if self.value_bytes - old_n + n > cfg.max_value_bytes:
+        if self.value_bytes + size > cfg.max_value_bytes:
             return self._hit(peer, "max_value_bytes", blame=False)
-        if peer is None:
-            return None
-        mine = replacing and old_peer == peer
-        if not mine and self.values_by_peer[peer] + 1 > cfg.max_values_per_peer:
+        if self.by_peer_values.items[peer] + 1 > cfg.max_values_per_peer:
             return self._hit(peer, "max_values_per_peer")
-        if self.value_bytes_by_peer[peer] - (old_n if mine else 0) + n > cfg.max_value_bytes_per_peer:
+        if self.by_peer_values.size[peer] + size > cfg.max_value_bytes_per_peer:
             return self._hit(peer, "max_value_bytes_per_peer")
-        return None
+        if self._resources is not None and not self._resources.reserve_memory(ID(peer), "dht", size):
+            self.hits["resources"] += 1  # the resource manager counted (and blamed) it
+            return False
+        self.by_peer_values.add(peer, size)
+        self.value_bytes += size
+        self.value_count += 1
+        self.inbound_values += 1
+        return True
 
-    def check_provider(self, peer: Any, key: bytes, provider: str) -> str | None:
-        """None if ``provider`` may be recorded for ``key``, else the quota that refuses it."""
+    def release_value(self, peer: bytes, size: int) -> None:
+        self.by_peer_values.remove(peer, size)
+        self.value_bytes = max(0, self.value_bytes - size)
+        self.value_count = max(0, self.value_count - 1)
+        if self._resources is not None:
+            self._resources.release_memory(ID(peer), "dht", size)
+
+    def admit_provider(self, peer: bytes) -> bool:
         cfg = self.config
-        # The library refreshes an existing (key, provider) pair in place:
-        # only a new pair costs quota.
-        keys = self._provider_keys
-        existing = keys.get(key) if keys is not None else None
-        if existing is not None and provider in existing:
-            return None
         if self.provider_records + 1 > cfg.max_provider_records:
             return self._hit(peer, "max_provider_records", blame=False)
-        if self.providers_by_peer[provider] + 1 > cfg.max_provider_records_per_peer:
+        if self.by_peer_providers.items[peer] + 1 > cfg.max_provider_records_per_peer:
             return self._hit(peer, "max_provider_records_per_peer")
-        return None
+        self.by_peer_providers.add(peer, 1)
+        self.provider_records += 1
+        self.inbound_providers += 1
+        return True
 
-    def stats(self) -> dict[str, Any]:
-        return {
-            "values": self.values,
-            "value_bytes": self.value_bytes,
-            "provider_records": self.provider_records,
-            "inbound_values": self.inbound_values,
-            "inbound_providers": self.inbound_providers,
-            "quota_hits": dict(self.hits),
-            "peers_storing_values": len(self.values_by_peer),
-        }
+    def release_provider(self, peer: bytes) -> None:
+        self.by_peer_providers.remove(peer, 1)
+        self.provider_records = max(0, self.provider_records - 1)
+
+    def held_by(self, peer: ID) -> dict[str, int]:
+        """What ``peer`` makes us hold: values, their bytes, provider records."""
+        key = peer.to_bytes()
+        return {"values": self.by_peer_values.items[key], "value_bytes": self.by_peer_values.size[key],
+                "provider_records": self.by_peer_providers.items[key]}
+
+
+def kademlia_config(cfg: DHTConfig) -> KademliaConfig:
+    """The core's configuration for a node's ``[dht]`` settings."""
+    return KademliaConfig(
+        k=cfg.k,
+        alpha=cfg.alpha,
+        replication=cfg.replication,
+        disjoint_paths=cfg.disjoint_paths,
+        mode=Mode.SERVER if cfg.mode == "server" else Mode.CLIENT,
+        protocol_id=cfg.protocols[0],
+        request_timeout=cfg.request_timeout,
+        lookup_timeout=cfg.query_timeout,
+        ping_timeout=cfg.request_timeout,
+        refresh_interval=cfg.refresh_interval,
+        refresh_check_interval=min(60.0, cfg.refresh_interval),
+        max_candidates=max(100, cfg.k),
+        max_records=cfg.max_values,
+        max_providers_keys=cfg.max_provider_records,
+    )
+
+
+def codec_limits(cfg: DHTConfig) -> Limits:
+    """Message bounds: room for the largest value we accept, plus a full peer list."""
+    value = max(cfg.max_value_size, 64 * 1024)
+    return Limits(max_value_bytes=value, max_message_bytes=value + 64 * 1024)
+
+
+def _peer_info(p: Peer) -> PeerInfo:
+    return PeerInfo(ID(p.id), from_wire_addrs(p.addrs))
 
 
 class DHT:
-    """The node's Kademlia DHT service and its maintenance tasks."""
+    """The node's Kademlia DHT (see the module doc).
+
+    Built by the assembly; :meth:`attach` registers its handlers on the
+    node's context, :meth:`running` runs it (before the node listens).
+    """
 
     def __init__(
-        self, host: IHost, config: DHTConfig, *, offence: Callable[[Any, str, float], None] | None = None
+        self, host: Any, config: DHTConfig, *, offence: Callable[[Any, str, float], None] | None = None
     ) -> None:
         self.host = host
         self.config = config
-        mode = DHTMode.SERVER if config.mode == "server" else DHTMode.CLIENT
-        # Constructing KadDHT registers its stream handler (server mode).
-        self.kad = KadDHT(host, mode, enable_random_walk=False)
-        self.kad.register_validator(NAMESPACE, ValueValidator(config.max_value_size))
+        self._offence = offence
+        self.validators = Validators()
+        self.validators.register(NAMESPACE, ValueValidator(config.max_value_size))
         self.quotas = StoreQuotas(config, offence)
-        self.quotas.install(self.kad)
+        self.protocols = list(config.protocols)
         self.lookups = 0
-        self._count_remote_stores()
+        self.service: KademliaService | None = None
 
-    def _count_remote_stores(self) -> None:
-        """Tally, per :meth:`put`, the peers asked to store and those that did
-        (the library's ``put_value`` logs that count and returns nothing)."""
-        _tolerate_echoed_sender_record()
-        store_at_peer = self.kad.value_store._store_at_peer
+    # -- wiring -----------------------------------------------------------------
 
-        async def counted(peer_id: ID, key: bytes, value: bytes, record: Any = None) -> bool:
-            ok = await store_at_peer(peer_id, key, value, record=record)
-            tally = _PUT_TALLY.get()
-            if tally is not None and peer_id != self.host.get_id():
-                tally[0] += 1
-                tally[1] += 1 if ok else 0
-            return ok
+    def attach(self, ctx: Any) -> None:
+        """Build the service on the node's context: its dialer, connection
+        events, resource manager and handler registration."""
+        self.quotas.use_resources(ctx.resources)
+        cfg = self.config
+        self.service = KademliaService(
+            local_peer=ctx.peer_id,
+            config=kademlia_config(cfg),
+            protocols=self.protocols,
+            dialer=ctx.dialer,
+            host=self.host,
+            events=ctx.events,
+            validator=self.validators,
+            record_quota=self.quotas.values,
+            provider_quota=self.quotas.providers,
+            limits=codec_limits(cfg),
+            offence=ctx.offence,
+            local_addrs=ctx.listen_addrs,
+            inbound_rate=cfg.inbound_requests_per_second,
+            inbound_burst=cfg.inbound_request_burst,
+            max_inbound_streams_per_peer=cfg.max_inbound_streams_per_peer,
+        )
+        self.service.attach(ctx.set_stream_handler)
 
-        self.kad.value_store._store_at_peer = counted  # type: ignore[method-assign]
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """``async with dht.running():`` the DHT runs for the block."""
+        svc = self._svc()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(svc.run)
+            try:
+                yield
+            finally:
+                nursery.cancel_scope.cancel()
 
-    def stats(self) -> dict[str, Any]:
-        return {"lookups": self.lookups, "routing_table_size": self.routing_table_size, **self.quotas.stats()}
+    @property
+    def is_running(self) -> bool:
+        return self.service is not None and self.service.running
+
+    def _svc(self) -> KademliaService:
+        if self.service is None:
+            raise DHTError("the DHT is not attached to a node")
+        return self.service
+
+    async def _query(self, make: Callable[[int], Any], what: str, timeout: float | None = None) -> QueryFinished:
+        """Run one query; the core's deadline ends it, ``timeout`` is a safety net."""
+        svc = self._svc()
+        limit = timeout if timeout is not None else self.config.query_timeout + 5.0
+        try:
+            with trio.fail_after(limit):
+                fin = await svc.query(make)
+        except trio.TooSlowError:
+            raise DHTError(f"{what} timed out") from None
+        except KademliaStopped as exc:
+            raise DHTError(f"{what}: {exc}") from None
+        if isinstance(fin.result, QueryError):
+            raise DHTError(f"{what}: {fin.result.reason}")
+        return fin
+
+    # -- views --------------------------------------------------------------------
 
     @property
     def query_timeout(self) -> float:
         return self.config.query_timeout
 
-    async def put_raw(self, key: str, value: bytes) -> None:
-        """Store ``value`` under the full key ``key`` (a namespace with its own
-        validator, e.g. agent records), within ``query_timeout``."""
-        with trio.fail_after(self.config.query_timeout):
-            await self.kad.put_value(key, value)
-
-    async def get_raw(self, key: str) -> bytes | None:
-        """The value under the full key ``key``; raises ``trio.TooSlowError`` at ``query_timeout``."""
-        with trio.fail_after(self.config.query_timeout):
-            return await self.kad.get_value(key)
-
-    def register_validator(self, namespace: str, validator: Validator) -> None:
-        self.kad.register_validator(namespace, validator)
-
     @property
     def routing_table_size(self) -> int:
-        return self.kad.get_routing_table_size()
+        return 0 if self.service is None else self.service.table_size()
 
     def routing_table_peers(self) -> list[ID]:
-        return list(self.kad.routing_table.get_peer_ids())
+        return [] if self.service is None else self.service.table_peers()
+
+    def register_validator(self, namespace: str, validator: Any) -> None:
+        """Validate (and rank) the values under ``/<namespace>/``; libp2p-style
+        ``validate(key: str, value)`` raising on refusal, ``select(key, values)``."""
+        self.validators.register(namespace, validator)
+
+    def local_value(self, key: bytes) -> bytes | None:
+        """The value this node holds under the full key ``key`` (no network)."""
+        svc = self.service
+        if svc is None or svc.core is None:
+            return None
+        rec = svc.core.records.get(key, trio.current_time())
+        return None if rec is None else rec.value
+
+    def local_providers(self, key: bytes) -> list[PeerInfo]:
+        """The provider records this node holds for ``key`` (no network)."""
+        svc = self.service
+        if svc is None or svc.core is None:
+            return []
+        recs = svc.core.providers.get(key, trio.current_time(), svc.config.max_providers_per_key)
+        return [PeerInfo(ID(r.peer), from_wire_addrs(r.addrs)) for r in recs]
+
+    def stats(self) -> dict[str, Any]:
+        q = self.quotas
+        svc = self.service
+        core = svc.core if svc is not None else None
+        hits = dict(q.hits)
+        full = core.stats.refused.get("record full", 0) if core is not None else 0
+        if full:
+            hits["max_values"] = full
+        return {
+            "protocols": self.protocols,
+            "mode": self.config.mode,
+            "lookups": self.lookups,
+            "routing_table_size": self.routing_table_size,
+            "values": len(core.records) if core is not None else 0,
+            "value_bytes": q.value_bytes,
+            "provider_records": core.providers.record_count() if core is not None else 0,
+            "inbound_values": q.inbound_values,
+            "inbound_providers": q.inbound_providers,
+            "quota_hits": hits,
+            "peers_storing_values": len(q.by_peer_values.items),
+            "adapter": svc.stats_dict() if svc is not None else {},
+        }
 
     # -- maintenance ----------------------------------------------------------
 
-    async def feed_routing_table(self, events: trio.MemoryReceiveChannel[PeerEvent]) -> None:
-        """Add each connected Kademlia server to the routing table."""
-        async with trio.open_nursery() as nursery:
-            async for ev in events:
-                if ev.connected:
-                    nursery.start_soon(self._add_when_identified, ev.peer_id)
-
-    async def _add_when_identified(self, peer_id: ID) -> None:
-        protos = await wait_identified(self.host, peer_id)
-        if str(KAD_PROTOCOL) in protos:
-            try:
-                await self.kad.add_peer(peer_id, skip_server_mode_check=True)
-            except Exception as exc:  # noqa: BLE001
-                log.debug("could not add %s to routing table: %r", peer_id, exc)
-
     async def lookup(self, target: bytes) -> list[ID]:
-        """An iterative FIND_NODE for ``target``; fills the routing table as a side effect."""
+        """An iterative FIND_NODE for ``target``: the k closest peers that answered."""
         self.lookups += 1
-        with trio.move_on_after(self.config.query_timeout):
-            return list(await self.kad.peer_routing.find_closest_peers_network(target))
-        return []
+        try:
+            fin = await self._query(lambda q: StartLookup(q, target), "lookup")
+        except DHTError as exc:
+            log.debug("lookup failed: %s", exc)
+            return []
+        assert isinstance(fin.result, ClosestPeers)
+        log.debug("lookup: %d peers, %s", len(fin.result.peers), fin.stats)
+        return [ID(p.id) for p in fin.result.peers]
 
     async def self_lookup(self) -> None:
-        await self.lookup(self.host.get_id().to_bytes())
-
-    async def refresh_forever(self) -> None:
-        """Random walks: a lookup of a random key each ``refresh_interval``."""
-        while True:
-            await trio.sleep(self.config.refresh_interval)
-            try:
-                await self.lookup(os.urandom(32))
-            except Exception as exc:  # noqa: BLE001 — maintenance must survive
-                log.debug("random walk failed: %r", exc)
+        """Look ourselves up (after the bootstrapper connected): fills the
+        table with our neighbourhood. Waits briefly for identify to put the
+        bootstrap peer in the table first."""
+        svc = self._svc()
+        await svc.wait_for_table(SELF_LOOKUP_WAIT)
+        await self.lookup(svc.local_peer.to_bytes())
 
     # -- API ------------------------------------------------------------------
+
+    def _check(self, full: str, value: bytes) -> None:
+        if not value:
+            # Peers refuse it (go: "empty record").
+            raise DHTError("value rejected: an empty value cannot be stored at peers")
+        try:
+            self.validators.validate(full.encode("utf-8"), value)
+        except Exception as exc:  # noqa: BLE001
+            raise DHTError(f"value rejected: {exc}") from None
+
+    async def _put(self, full: str, value: bytes) -> int:
+        self._check(full, value)
+        limit = self.config.query_timeout + self.config.request_timeout + 5.0
+        fin = await self._query(lambda q: PutValue(q, full.encode("utf-8"), value), f"put {full!r}", limit)
+        res = fin.result
+        assert isinstance(res, ValuePut)
+        if res.stored == 0 and (fin.stats.requests > 0 or self.routing_table_size > 0):
+            raise DHTError(f"put {full!r}: no peer stored the value ({fin.stats.requests} asked); "
+                           "only this node holds it")
+        return res.stored
 
     async def put(self, key: str, value: bytes) -> int:
         """Store ``value`` here and at the closest peers; returns how many
         remote peers stored it. Raises :class:`DHTError` when peers exist
         but none stored it (the value is then held only by this node)."""
-        full = value_key(key)
-        if not value:
-            # py-libp2p peers refuse it ("Missing key or value in PUT_VALUE").
-            raise DHTError("value rejected: an empty value cannot be stored at peers")
-        try:
-            self.kad.validator.validate(full, value) if self.kad.validator else None
-        except Exception as exc:
-            raise DHTError(f"value rejected: {exc}") from None
-        tally = [0, 0]
-        token = _PUT_TALLY.set(tally)
-        try:
-            with trio.move_on_after(self.config.query_timeout) as scope:
-                await self.kad.put_value(full, value)
-        finally:
-            _PUT_TALLY.reset(token)
-        asked, stored = tally
-        if scope.cancelled_caught:
-            raise DHTError(f"put {full!r} timed out ({stored} of {asked} peers asked had stored it)")
-        if stored == 0 and (asked > 0 or self.routing_table_size > 0):
-            raise DHTError(
-                f"put {full!r}: no peer stored the value ({asked} asked); only this node holds it"
-            )
-        return stored
+        return await self._put(value_key(key), value)
+
+    async def put_raw(self, key: str, value: bytes) -> None:
+        """Store ``value`` under the full key ``key`` (a namespace with its own
+        validator, e.g. agent records)."""
+        await self._put(key, value)
+
+    async def _get(self, full: str) -> bytes | None:
+        fin = await self._query(lambda q: GetValue(q, full.encode("utf-8")), f"get {full!r}")
+        res = fin.result
+        assert isinstance(res, ValueFound)
+        if res.value is None and fin.stats.timed_out:
+            raise DHTError(f"get {full!r} timed out")
+        return res.value
 
     async def get(self, key: str) -> bytes | None:
-        full = value_key(key)
-        with trio.move_on_after(self.config.query_timeout):
-            return await self.kad.get_value(full)
-        raise DHTError(f"get {full!r} timed out")
+        """The best valid value under ``/agentp2p/<key>`` (ours or the network's), None if none."""
+        return await self._get(value_key(key))
+
+    async def get_raw(self, key: str) -> bytes | None:
+        """The value under the full key ``key``; DHTError when the lookup timed out empty."""
+        return await self._get(key)
 
     async def provide(self, key: str) -> None:
-        with trio.move_on_after(self.config.query_timeout) as scope:
-            ok = await self.kad.provider_store.provide(provider_key(key))
-        if scope.cancelled_caught:
-            raise DHTError(f"provide {key!r} timed out")
-        if not ok:
+        """Announce this node as a provider of ``key`` (republished every 22 h)."""
+        svc = self._svc()
+        svc.refresh_local_addrs()
+        limit = self.config.query_timeout + self.config.request_timeout + 5.0
+        fin = await self._query(lambda q: Provide(q, provider_key(key)), f"provide {key!r}", limit)
+        res = fin.result
+        assert isinstance(res, Provided)
+        if res.announced == 0:  # held here (and republished), but nobody else knows
             raise DHTError(f"provide {key!r}: no peer accepted the provider record")
 
     async def find_providers(self, key: str, count: int = 20) -> list[PeerInfo]:
-        """Providers of ``key``, each once, from us and the k closest peers to it.
-
-        The library's lookup returns early with whatever the local store
-        holds, so a node that stored one provider record never learns about
-        the others. Provider records live on the k peers closest to the key,
-        so we ask those (three at a time; the library's own lookups use alpha = 10)
-        and merge with our own.
-        """
-        mh = provider_key(key)
-        store = self.kad.provider_store
-        found: list[Any] = list(store.get_providers(mh))
-        with trio.move_on_after(self.config.query_timeout):
-            closest = await self.lookup(mh)
-            limiter = trio.CapacityLimiter(3)
-
-            async def ask(peer_id: ID) -> None:
-                if len(dedupe_peer_infos(found)) >= count:
-                    return
-                async with limiter:
-                    with trio.move_on_after(5):
-                        try:
-                            providers, _ = await store._get_providers_from_peer_with_closers(peer_id, mh)
-                        except Exception as exc:  # noqa: BLE001 — one bad peer is not the lookup
-                            log.debug("get_providers from %s failed: %r", peer_id, exc)
-                            return
-                        found.extend(providers or [])
-
-            async with trio.open_nursery() as nursery:
-                for peer_id in closest:
-                    if peer_id != self.host.get_id():
-                        nursery.start_soon(ask, peer_id)
-        return dedupe_peer_infos(found)[:count]
+        """Up to ``count`` providers of ``key``, each once (ours and the network's)."""
+        fin = await self._query(lambda q: FindProviders(q, provider_key(key), count), f"find_providers {key!r}")
+        res = fin.result
+        assert isinstance(res, ProvidersFound)
+        return dedupe_peer_infos([_peer_info(p) for p in res.providers])[:count]
 
     async def find_peer(self, peer_id: ID) -> PeerInfo | None:
-        with trio.move_on_after(self.config.query_timeout):
-            return await self.kad.find_peer(peer_id)
-        return None
+        """``peer_id``'s addresses: from a connection or our table, else a lookup."""
+        if peer_id == self._svc().local_peer:
+            return PeerInfo(peer_id, list(self.host.get_transport_addrs()))
+        try:
+            fin = await self._query(lambda q: FindPeer(q, peer_id.to_bytes()), "find_peer")
+        except DHTError as exc:
+            log.debug("find_peer %s failed: %s", peer_id, exc)
+            return None
+        res = fin.result
+        assert isinstance(res, PeerFound)
+        if res.peer is None:
+            return None
+        info = _peer_info(res.peer)
+        return info if info.addrs else None
 
     async def locate(self, peer_id: ID) -> PeerInfo | None:
-        """Where the *network* says ``peer_id`` is: an iterative FIND_NODE,
-        never just our own peerstore (py-libp2p's ``find_peer`` answers from
-        the peerstore first — with the very addresses that just failed). The
-        addresses peers return land in the peerstore; all known ones are returned."""
-        await self.lookup(peer_id.to_bytes())
-        try:
-            addrs = list(self.host.get_peerstore().addrs(peer_id))
-        except Exception:  # noqa: BLE001 — still unknown
-            return None
+        """Where the *network* says ``peer_id`` is — never just our table or
+        peerstore, whose addresses may be the very ones that just failed (the
+        dialer's fallback). Returns as soon as a peer names it with addresses,
+        or when the lookup ends; None if nobody did. A peer that connected to
+        us meanwhile is where its connection says."""
+        svc = self._svc()
+        target = peer_id.to_bytes()
+        with svc.locating(target) as loc:
+            async with trio.open_nursery() as nursery:
+
+                async def look() -> None:
+                    await self.lookup(target)
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(look)
+                await loc.found.wait()
+                nursery.cancel_scope.cancel()
+            addrs = from_wire_addrs(loc.addrs)
+        if not addrs and svc.is_connected(peer_id):
+            addrs = from_wire_addrs(wire_addrs(svc.known_addrs(peer_id)))
         return PeerInfo(peer_id, addrs) if addrs else None
+
+    # -- single requests (tests, diagnostics) ---------------------------------
+
+    async def store_at(self, peer: ID, key: bytes, value: bytes, *, timeout: float | None = None) -> bool:
+        """One PUT_VALUE to one peer; True if it acknowledged the store."""
+        msg = Message(MessageType.PUT_VALUE, key=key, record=Record(key, value))
+        try:
+            answer = await self._svc().request(peer, msg, timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 — a refusal resets the stream
+            log.debug("PUT_VALUE at %s failed: %r", peer, exc)
+            return False
+        return answer is not None and answer.type is MessageType.PUT_VALUE
+
+    async def announce_to(self, peer: ID, key: bytes, *, timeout: float | None = None) -> bool:
+        """One ADD_PROVIDER (us, at our addresses) to one peer; True if it was written
+        (the message has no acknowledgement)."""
+        svc = self._svc()
+        me = Peer(svc.local_peer.to_bytes(), tuple(a.to_bytes() for a in self.host.get_transport_addrs()))
+        msg = Message(MessageType.ADD_PROVIDER, key=key, provider_peers=(me,))
+        try:
+            await svc.request(peer, msg, timeout=timeout)
+        except Exception as exc:  # noqa: BLE001
+            log.debug("ADD_PROVIDER at %s failed: %r", peer, exc)
+            return False
+        return True
 
 
 def dedupe_peer_infos(infos: list[Any]) -> list[PeerInfo]:

@@ -116,7 +116,7 @@ async def test_ten_agents_publish_find_update_and_die() -> None:
         # is set: wait for it (with a deadline).
         def holders(cap: str, pid: ID) -> int:
             return sum(
-                any(p.peer_id == pid for p in n.dht.kad.provider_store.get_providers(capability_multihash(cap)))
+                any(p.peer_id == pid for p in n.dht.local_providers(capability_multihash(cap)))
                 for n in c.nodes if n.peer_id != pid)
 
         def under_replicated() -> list[str]:
@@ -161,10 +161,10 @@ async def test_ten_agents_publish_find_update_and_die() -> None:
             timeout=15, what="the update to reach every cache")
         print(f"update announced to {len(others)} caches in {time.perf_counter() - t:.2f}s")
         key = record_key(updated.peer_id).encode()
-        holders = [n for n, _ in others if n.dht.kad.value_store.get(key) is not None]
+        holders = [n for n, _ in others if n.dht.local_value(key) is not None]
         assert len(holders) >= 3
         for n in holders:  # every DHT copy is the new one
-            assert n.dht.kad.value_store.get(key).value == agents[4].envelope  # type: ignore[union-attr]
+            assert n.dht.local_value(key) == agents[4].envelope
         from_dht = await newcomer_svc.dht_record(updated.peer_id)
         assert from_dht is not None and from_dht.seq == new.seq
         fr = await newcomer_svc.find_agents("translate", tags=["fr"])
@@ -188,7 +188,7 @@ async def test_ten_agents_publish_find_update_and_die() -> None:
         # ...and from another agent's results too.
         found = await agents[1].find_agents("translate")  # type: ignore[union-attr]
         assert victim.peer_id not in {a.record.peer_id for a in found}
-        assert newcomer_svc.stats.rejections() == 0
+        assert newcomer_svc.counters.rejections() == 0
 
 
 async def _serve_bytes(stream: object, envelope: bytes) -> None:
@@ -218,8 +218,7 @@ async def test_forged_expired_and_replayed_records_are_rejected_on_every_path() 
         await svc_a.update(name="honest-v2")
         current = svc_a.envelope
         key = record_key(a.peer_id)
-        await wait_until(lambda: (r := b.dht.kad.value_store.get(key.encode())) is not None
-                         and r.value == current, what="b to store a's current record")
+        await wait_until(lambda: b.dht.local_value(key.encode()) == current, what="b to store a's current record")
         await wait_until(lambda: (e := svc_b.cache.get(a.peer_id, wall_clock_ms())) is not None
                          and e.envelope == current, what="b to cache a's current record")
 
@@ -237,27 +236,27 @@ async def test_forged_expired_and_replayed_records_are_rejected_on_every_path() 
         # 1. DHT: b's validator refuses each over the network; b keeps the current record.
         for bad in (forged, expired, replayed):
             with trio.fail_after(10):
-                ok = await evil.dht.kad.value_store._store_at_peer(b.peer_id, key.encode(), bad)
+                ok = await evil.dht.store_at(b.peer_id, key.encode(), bad)
             assert ok is False
-            assert b.dht.kad.value_store.get(key.encode()).value == current
+            assert b.dht.local_value(key.encode()) == current
         # A valid, current record from the attacker under a's key is refused too.
         evils_own = seal_record(_record_for(evil, seq=now, now_ms=now), evil.identity.private_key)
         with trio.fail_after(10):
-            assert await evil.dht.kad.value_store._store_at_peer(b.peer_id, key.encode(), evils_own) is False
+            assert await evil.dht.store_at(b.peer_id, key.encode(), evils_own) is False
 
         # 2. Record protocol: evil answers a question about a with each bad record.
         for bad, reason in ((forged, "peer_id_mismatch"), (expired, "expired"), (replayed, "stale")):
             evil.set_stream_handler(RECORD_PROTOCOL, lambda s, bad=bad: _serve_bytes(s, bad))
-            before = svc_b.stats.rejected[f"protocol:{reason}"]
+            before = svc_b.counters.rejected[f"protocol:{reason}"]
             got = await svc_b.fetch_record(a.peer_id, via=evil.peer_id)
-            assert svc_b.stats.rejected[f"protocol:{reason}"] == before + 1
+            assert svc_b.counters.rejected[f"protocol:{reason}"] == before + 1
             # The newer record stays; a replay returns what we hold, never the old one.
             assert got is None or got.seq == svc_a.record.seq
             assert (await svc_b.get_record(a.peer_id)).seq == svc_a.record.seq  # type: ignore[union-attr]
         # Asking evil for its *own* record and getting a's: not evil's record.
         evil.set_stream_handler(RECORD_PROTOCOL, lambda s: _serve_bytes(s, current))  # type: ignore[arg-type]
         assert await svc_b.fetch_record(evil.peer_id) is None
-        assert svc_b.stats.rejected["protocol:peer_id_mismatch"] == 2
+        assert svc_b.counters.rejected["protocol:peer_id_mismatch"] == 2
 
         # 3. Announcements: only the sender's own, valid, newer record passes.
         async with evil.subscribe(ANNOUNCE_TOPIC):
@@ -273,11 +272,11 @@ async def test_forged_expired_and_replayed_records_are_rejected_on_every_path() 
                 await evil.publish(ANNOUNCE_TOPIC, bad)
             await a.publish(ANNOUNCE_TOPIC, replayed)  # a itself replaying its older record
             want = {"announce:peer_id_mismatch": 2, "announce:expired": 1, "announce:stale": 2}
-            await wait_until(lambda: all(svc_b.stats.rejected[k] >= n for k, n in want.items()),
+            await wait_until(lambda: all(svc_b.counters.rejected[k] >= n for k, n in want.items()),
                              what=f"announcement rejections {want}")
         assert svc_b.cache.get(evil.peer_id, wall_clock_ms()).record.seq == 2  # type: ignore[union-attr]
         assert svc_b.cache.get(a.peer_id, wall_clock_ms()).envelope == current  # type: ignore[union-attr]
-        assert b.dht.kad.value_store.get(key.encode()).value == current
+        assert b.dht.local_value(key.encode()) == current
 
 
 # --- the sans-IO rules behind the network paths --------------------------------

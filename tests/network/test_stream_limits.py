@@ -74,8 +74,8 @@ async def test_streams_beyond_the_per_protocol_limit_are_reset_then_the_peer_is_
             await _open_many(dialer, victim.peer_id, 12)
             await wait_until(lambda: victim.resources.hits["streams_per_peer_protocol"] == 8, 10, "8 refused")
             assert running == 4
-            # the library's own handlers are limited too (the DHT's, registered after the wrap)
-            await _open_many(dialer, victim.peer_id, 6, "/ipfs/kad/1.0.0")
+            # every handler is limited, whoever registered it (the DHT's too)
+            await _open_many(dialer, victim.peer_id, 6, "/agentp2p/kad/1.0.0")
             await wait_until(lambda: victim.resources.hits["streams_per_peer_protocol"] == 10, 10, "DHT streams refused")
             # a peer that persists crosses the penalty threshold and is cut off
             await _open_many(dialer, victim.peer_id, 30)
