@@ -34,7 +34,10 @@ import trio
 GO_PEER_DIR = Path(__file__).resolve().parents[2] / "interop" / "go-peer"
 BINARY = GO_PEER_DIR / "bin" / "go-peer"
 AGENT_VERSION = "go-peer/interop"
-DHT_PROTOCOL = "/ipfs/kad/1.0.0"
+#: The DHT protocol agentp2p and the Go peer speak by default...
+DHT_PROTOCOL = "/agentp2p/kad/1.0.0"
+#: ...and the public IPFS one, when both are configured for it.
+IPFS_DHT_PROTOCOL = "/ipfs/kad/1.0.0"
 
 # The Go side bounds network operations by 10 s; allow for its reply to land.
 DEFAULT_COMMAND_TIMEOUT = 20.0
@@ -144,6 +147,7 @@ class GoPeer:
         bootstrap: list[str] | None = None,
         ready_timeout: float = 30.0,
         debug: bool = False,
+        dht_protocol: str | None = None,
     ) -> None:
         self._argv = [str(binary)]
         if seed is not None:
@@ -152,7 +156,12 @@ class GoPeer:
             self._argv += ["--listen", addr]
         for addr in bootstrap or []:
             self._argv += ["--bootstrap", addr]
-        self._env = dict(os.environ, GO_PEER_DEBUG="1") if debug else None
+        env: dict[str, str] = {}
+        if debug:
+            env["GO_PEER_DEBUG"] = "1"
+        if dht_protocol is not None:  # DHT_PROTOCOL (the default) or IPFS_DHT_PROTOCOL
+            env["GO_PEER_DHT_PROTOCOL"] = dht_protocol
+        self._env = dict(os.environ, **env) if env else None
         self._ready_timeout = ready_timeout
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}

@@ -24,7 +24,7 @@ async def check_session(daemon: DaemonProcess, go: GoPeer) -> None:
     assert daemon.peer_id in await go.peers()
     info = await go.identify(daemon.peer_id)
     assert info["agent_version"] == PY_AGENT_VERSION
-    assert {"/ipfs/kad/1.0.0", "/meshsub/1.1.0", "/ipfs/ping/1.0.0"} <= set(info["protocols"])
+    assert {"/agentp2p/kad/1.0.0", "/meshsub/1.1.0", "/ipfs/ping/1.0.0"} <= set(info["protocols"])
     assert await go.ping(daemon.peer_id) > 0
     # The daemon answered Go's FIND_NODE: it is a DHT server in Go's table.
     assert await go.rt_wait(1) == 1
