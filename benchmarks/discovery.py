@@ -72,13 +72,13 @@ async def worker(bootstrap: str, count: int, offset: int, caps: int) -> None:
         with trio.move_on_after(900):
             while True:
                 done = sum(s.published.is_set() for s in services)
-                rounds = sum(s.stats.rounds for s in services)
+                rounds = sum(s.counters.rounds for s in services)
                 if rounds != last_rounds:
                     last_rounds, quiet_since = rounds, trio.current_time()
                 elif done == len(services) and trio.current_time() - quiet_since >= quiet:
                     break
                 print(f"worker {offset}: {done}/{len(services)} published, rounds {rounds}, "
-                      f"failed {sum(s.stats.round_failures for s in services)}", file=sys.stderr, flush=True)
+                      f"failed {sum(s.counters.round_failures for s in services)}", file=sys.stderr, flush=True)
                 await trio.sleep(1)
         print(json.dumps({"agents": agents}), flush=True)
         await trio.to_thread.run_sync(sys.stdin.read)  # until the parent closes our stdin

@@ -32,7 +32,7 @@ async def test_mdns_connector_dials_discovered_peers_once() -> None:
         a.host.get_peerstore().add_addrs(b.peer_id, b.listen_addrs, 120)
         ghost = ID.from_base58("12D3KooWBtg3aaRMjxwedh83aGiUkwSxDwUZkzuJcfaqUmo7R3pq")
         found = [b.peer_id, a.peer_id, ghost]  # self and an address-less peer are skipped
-        connector = MdnsConnector(a, lambda: found, cooldown=60)
+        connector = MdnsConnector(a.dialer, lambda: found, cooldown=60)
         await connector.step()
         assert a.is_connected(b.peer_id) and connector.connected == {b.peer_id}
         await a.disconnect(b.peer_id)

@@ -53,6 +53,7 @@ from libp2p.utils.varint import encode_varint_prefixed
 
 from agentp2p import __version__
 from agentp2p.errors import ConfigError
+from agentp2p.network.library_logs import demote_library_logs
 from agentp2p.network.handlers import HandlerFailures, install_swarm_guard
 from agentp2p.network.identity import Identity
 from agentp2p.network.inbound import InboundGate, install_ban_gate
@@ -208,4 +209,6 @@ def build_host(
     # A peer's first bytes (nonce, multistream header) come within one round
     # trip; the bound is shorter than a dial's so its error is the one seen.
     install_pnet(host, psk, timeout=min(resources.limits.handshake_timeout, limits.dial_timeout / 2))
+    # py-libp2p's per-event WARNING/ERROR lines about peers become DEBUG (library_logs.py).
+    demote_library_logs()
     return host

@@ -159,12 +159,20 @@ async def test_a_record_nobody_has_is_404() -> None:
         assert r.status_code == 404 and r.json()["error"] == "not_found"
 
 
-async def test_swim_and_records_missing_on_a_real_daemon_node_are_503() -> None:
-    async with api_node(swim=False) as a:
-        for call in (a.client.members(), a.client.record(), a.client.find_agents("x")):
+async def test_swim_off_and_no_own_record_are_503_but_finding_agents_works() -> None:
+    """Without SWIM, members is 503; without a record of its own, the node's
+    record is 503 — but it still finds agents (issue #11: that was 503 too)."""
+    async with api_node(swim=False) as a, api_node(services=(_records("alpha", "translate"),)) as b:
+        for call in (a.client.members(), a.client.record()):
             with pytest.raises(ApiError) as err:
                 await call
             assert (err.value.status, err.value.code) == (503, "service_unavailable")
+        assert await a.client.find_agents("translate") == []  # nobody known yet: empty, not an error
+        await connected_pair(a, b)
+        with trio.fail_after(30):
+            while not (found := await a.client.find_agents("translate")):
+                await trio.sleep(0.1)
+        assert [f.peer_id for f in found] == [str(b.node.peer_id)]
 
 
 async def test_node_stats_with_a_record_service() -> None:
@@ -178,7 +186,7 @@ async def test_node_stats_with_a_record_service() -> None:
         await wait_until(lambda: a.node.peer_id in b.node.topic_peers(ANNOUNCE_TOPIC), what="a's subscription")
         await b.node.publish(ANNOUNCE_TOPIC, b"not a record envelope")
         svc = a.node.services["records"]
-        await wait_until(lambda: svc.stats.rejections("announce") == 1, what="the rejection")  # type: ignore[attr-defined]
+        await wait_until(lambda: svc.counters.rejections("announce") == 1, what="the rejection")  # type: ignore[attr-defined]
         stats = await a.client.stats()
         rejected = stats["records"]["rejected"]
         assert sum(rejected.values()) == 1
