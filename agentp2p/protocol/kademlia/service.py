@@ -37,6 +37,7 @@ bytes on the wire (without ``/p2p/``) and ``Multiaddr`` in the peerstore.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import logging
 import random
@@ -53,7 +54,7 @@ from agentp2p.network.framing import FrameError
 from agentp2p.network.ratelimit import PeerRateLimiter
 from agentp2p.throttled_log import ThrottledLog
 
-from .codec import CodecError, Limits, Message, MessageType, decode_message, encode_message
+from .codec import CodecError, Limits, Message, MessageType, Peer, decode_message, encode_message
 from .config import KademliaConfig, Mode
 from .core import KademliaCore
 from .events import (
@@ -520,7 +521,7 @@ class KademliaService:
             if isinstance(reply, SendResponse):
                 try:
                     with trio.fail_after(self.config.request_timeout):
-                        await ms.write(encode_message(reply.message))
+                        await ms.write(encode_message(self._with_addrs(reply.message)))
                 except Exception:  # noqa: BLE001 — the peer stopped reading, or left
                     await ms.reset()
                     return
@@ -533,6 +534,28 @@ class KademliaService:
                 continue  # unacknowledged anyway: a reset would only cost the peer's next message
             await ms.reset()  # as go does: the requester sees the refusal as a failed request
             return
+
+    def _with_addrs(self, msg: Message) -> Message:
+        """Peers in an answer carry addresses: the table's, else the peerstore's
+        (a peer that entered the table by answering a write has none of its
+        own). A closer peer with no address at all is left out, as go does
+        (the requester could not dial it)."""
+        if all(p.addrs for p in msg.closer_peers) and all(p.addrs for p in msg.provider_peers):
+            return msg
+        cap = self.config.max_addrs
+
+        def filled(peers: tuple[Peer, ...], keep_bare: bool) -> tuple[Peer, ...]:
+            out = []
+            for p in peers:
+                if not p.addrs:
+                    with contextlib.suppress(Exception):
+                        p = dataclasses.replace(p, addrs=wire_addrs(self._dialer.known_addrs(ID(p.id)))[:cap])
+                if p.addrs or keep_bare:
+                    out.append(p)
+            return tuple(out)
+
+        return dataclasses.replace(msg, closer_peers=filled(msg.closer_peers, False),
+                                   provider_peers=filled(msg.provider_peers, True))
 
     def _answer(self, peer: bytes, msg: Message) -> SendResponse | CloseRequest | None:
         rid = ("in", next(self._rids))
