@@ -19,7 +19,9 @@ The promises:
   stopped reading) no longer holds publishes up; what overflows it is
   counted in ``dropped_outbound``. Each local :class:`Subscription` holds
   ``subscription_buffer`` messages and ``subscription_buffer_bytes`` bytes;
-  overflow is counted per subscription and in ``dropped_inbound``.
+  when full, its oldest messages are dropped (so the newest can always be
+  read, and a reader that reports drops as it reads never misses one),
+  counted per subscription and in ``dropped_inbound``.
 * **Validators** (:meth:`PubSub.set_validator`): sync or async, returning a
   bool or ``"accept"``/``"reject"``/``"ignore"`` (or a :class:`Verdict`). One
   that raises rejects the message; nothing it does reaches the router. A
@@ -115,16 +117,28 @@ class Subscription:
         self._closed = False
 
     def _offer(self, msg: Message) -> None:
+        """Buffer ``msg``; when full, the *oldest* buffered messages make room.
+
+        Dropping the oldest rather than the newest means the newest message
+        is always there to be read, so a consumer that reports ``dropped``
+        as it reads (the API's event stream) learns of every loss — a burst
+        that ends in drops is never a silent gap.
+        """
         if self._closed:
             return
         n = len(msg.data)
-        if len(self._buf) >= self._capacity or (
-            self._max_bytes is not None and self.buffered_bytes + n > self._max_bytes
-        ):
+        buf, max_bytes = self._buf, self._max_bytes
+        while buf and (len(buf) >= self._capacity or (max_bytes is not None and self.buffered_bytes + n > max_bytes)):
+            old = buf.popleft()
+            self.buffered_bytes -= len(old.data)
+            self.dropped += 1
+            self._stats.dropped_inbound += 1
+            self._stats.delivered -= 1
+        if max_bytes is not None and n > max_bytes:
             self.dropped += 1
             self._stats.dropped_inbound += 1
             return
-        self._buf.append(msg)
+        buf.append(msg)
         self.buffered_bytes += n
         self._stats.delivered += 1
         self._ready.set()

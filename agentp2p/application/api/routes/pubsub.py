@@ -51,9 +51,10 @@ async def subscribe(request: Request) -> EventStream:
             await send("subscribed", {"topic": topic})
             reported = 0
             async for msg in sub:
-                if sub.dropped > reported:
-                    await send("dropped", {"topic": topic, "count": sub.dropped - reported})
-                    reported = sub.dropped
+                dropped = sub.dropped  # read once: more may be dropped while we send
+                if dropped > reported:
+                    await send("dropped", {"topic": topic, "count": dropped - reported})
+                    reported = dropped
                 await send("message", message_event(msg))
 
     return event_stream(ctx, produce)
