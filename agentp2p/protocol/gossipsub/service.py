@@ -109,8 +109,7 @@ READ_CHUNK = 64 * 1024
 #: big enough to amortise a write's cost (yamux framing, Noise, a syscall)
 #: over hundreds of small messages, small enough to keep latency in check.
 WRITE_BUDGET = 256 * 1024
-#: Opening our stream: attempts (a peer whose stream we read from is a pubsub
-#: peer, so we retry; one without is given one try) and the first backoff.
+#: Opening our stream: attempts while the peer stays connected, and the first backoff.
 OPEN_ATTEMPTS = 3
 OPEN_BACKOFF = 0.5
 OPEN_TIMEOUT = 10.0
@@ -676,9 +675,11 @@ class GossipSubService:
                     stream = await self._open(peer)
                     if stream is None:
                         failures += 1
-                        # A peer that never opened its stream to us (nor had ours
-                        # accepted) gets one try; one we read from gets a few.
-                        if failures >= OPEN_ATTEMPTS or (peer.in_stream is None and not peer.ever_written):
+                        # A few tries: opening can fail for passing reasons (the
+                        # peer's stream-rate limit when many services open
+                        # streams at once); a peer that does not speak meshsub
+                        # refuses quickly each time.
+                        if failures >= OPEN_ATTEMPTS or self._dialer is None or not self._dialer.is_connected(peer.id):
                             break
                         await trio.sleep(OPEN_BACKOFF * 2 ** (failures - 1))
                         continue
