@@ -207,11 +207,12 @@ async def test_a_fast_forwarder_is_paced_not_dropped() -> None:
 
 
 async def test_a_slow_remote_subscriber_gets_backpressure_not_loss() -> None:
-    """The subscriber reads the publisher at 400 msg/s; the publisher offers
-    faster. Its queue to the subscriber fills and publish() waits — and every
-    message arrives."""
-    n, size = 1500, 8 << 10
-    slow = local_config(swim=False, pubsub=PubSubConfig(inbound_rate_per_peer=400, inbound_burst_per_peer=40))
+    """The subscriber reads the publisher at 200 msg/s; the publisher offers
+    faster. Once the stream's flow-control window is full (Yamux lets up to
+    16 MiB through first: we offer 36 MiB) its queue to the subscriber fills
+    and publish() waits — and every message arrives."""
+    n, size = 1500, 24 << 10
+    slow = local_config(swim=False, pubsub=PubSubConfig(inbound_rate_per_peer=200, inbound_burst_per_peer=20))
     fast = local_config(swim=False, pubsub=PubSubConfig(peer_queue_size=64, publish_timeout=30.0))
     async with Node(slow) as sub_node, Node(fast) as pub_node:
         await pub_node.connect(sub_node.addrs[0])
