@@ -398,6 +398,95 @@ ROW = ("nodes", "procs", "mode", "messages", "publish_rate", "delivered_per_s", 
        "latency_p50_ms", "latency_p99_ms", "cpu_ms_per_delivery", "controller_cpu_pct")
 
 
+def breakdown(size: int = 128, n: int = 2000, repeats: int = 5) -> dict[str, float]:
+    """CPU microseconds per message of each step of the 1 -> 1 path, in this process.
+
+    The same code the nodes run (router core, adapter encoding, signatures,
+    codec, local delivery), minus the network stack; each figure is the best
+    of ``repeats`` runs of ``n`` messages, so a busy machine inflates it less.
+    The publisher side is: sign + router publish + encode/queue; the
+    subscriber side: decode + router receive + verify + delivery.
+    """
+    import random
+
+    from agentp2p.network.identity import Identity
+    from agentp2p.protocol.gossipsub import GossipSubCore, PeerConnected, Publish, RpcReceived, SendRpc
+    from agentp2p.protocol.gossipsub import SignatureChecked, Subscribe, VerifySignature, decode_rpc
+    from agentp2p.protocol.gossipsub.codec import signing_payload
+    from agentp2p.protocol.gossipsub.rpc import Message, Rpc, SubOpts
+    from agentp2p.protocol.gossipsub.score import PeerScore
+    from agentp2p.protocol.gossipsub.score_params import default_score_params
+    from agentp2p.protocol.gossipsub.signing import SignatureVerifier, make_signer
+    from agentp2p.protocol.gossipsub.stream import OutQueue, RpcEncoder
+
+    def best(fn: Any) -> float:
+        times = []
+        for _ in range(repeats):
+            t = time.process_time()
+            fn()
+            times.append(time.process_time() - t)
+        return round(1e6 * min(times) / n, 1)
+
+    ida, idb = Identity.generate(), Identity.generate()
+    a, b = ida.peer_id.to_bytes(), idb.peer_id.to_bytes()
+    sign, key = make_signer(ida)
+    data = b"\0" * size
+
+    def core(me: bytes, other: bytes, signer: Any) -> GossipSubCore:
+        c = GossipSubCore(me, rng=random.Random(1), now=0.0, sign=signer, sign_key=key,
+                          scorer=PeerScore(default_score_params([TOPIC])))
+        c.handle(0.0, PeerConnected(other, "/meshsub/1.2.0", True))
+        c.handle(0.0, Subscribe(TOPIC))
+        c.handle(0.0, RpcReceived(other, Rpc((SubOpts(True, TOPIC),))))
+        return c
+
+    out: dict[str, float] = {}
+    payload_msg = Message(TOPIC, data, a, b"\0" * 8)
+    out["sign"] = best(lambda: [sign(signing_payload(payload_msg)) for _ in range(n)])
+    fake = core(a, b, lambda _p: b"\1" * 64)
+    out["router_publish"] = best(lambda: [fake.handle(0.001, Publish(TOPIC, data)) for _ in range(n)])
+    pub = core(a, b, sign)
+    rpcs = [x.rpc for _ in range(n) for x in pub.handle(0.001, Publish(TOPIC, data)) if type(x) is SendRpc]
+    enc = RpcEncoder()
+
+    def encode_queue() -> None:
+        q = OutQueue(1 << 30, 1 << 40)
+        for r in rpcs:
+            q.push(enc.encode(r), 0.0)
+            enc.clear()
+        while q.items:
+            q.take(256 << 10)
+            q.written(0.0, 1)
+
+    out["encode_queue"] = best(encode_queue)
+    frames = []
+    q = OutQueue(1 << 30, 1 << 40)
+    for r in rpcs:
+        q.push(enc.encode(r), 0.0)
+    from agentp2p.network.framing import FrameReader
+
+    frames = FrameReader(1 << 21).feed(q.take(1 << 30)[0])
+    out["decode"] = best(lambda: [decode_rpc(f) for f in frames])
+    decoded = [decode_rpc(f) for f in frames]
+    verifier = SignatureVerifier()
+    checks: list[Any] = []
+
+    def receive(verify: bool) -> None:
+        sub = core(b, a, make_signer(idb)[0])
+        for rpc in decoded:
+            for x in sub.handle(0.002, RpcReceived(a, rpc)):
+                if type(x) is VerifySignature:
+                    ok = verifier.verify(x.message, x.payload) if verify else True
+                    sub.handle(0.002, SignatureChecked(x.msg_id, ok))
+
+    out["router_receive"] = best(lambda: receive(False))
+    msgs = [m for r in decoded for m in r.publish]
+    out["verify"] = best(lambda: [verifier.verify(m, signing_payload(m)) for m in msgs])
+    out["publisher_total"] = round(out["sign"] + out["router_publish"] + out["encode_queue"], 1)
+    out["subscriber_total"] = round(out["decode"] + out["router_receive"] + out["verify"], 1)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nodes", default="2,10,50", help="comma-separated network sizes (default 2,10,50)")
@@ -408,9 +497,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--idle-timeout", type=float, default=10.0, help="stop draining after this long without a new delivery")
     p.add_argument("--setup-timeout", type=float, default=600.0, help="give up if the mesh is not warm after this long")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--breakdown", action="store_true",
+                   help="only time each step of the 1->1 path in-process (CPU us per message) and exit")
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     p.add_argument("--worker-bootstrap", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.breakdown:
+        result = {"benchmark": "pubsub_breakdown", "size": args.size, "cpu_us_per_msg": breakdown(args.size)}
+        print(json.dumps(result))
+        return result
     if args.worker:
         trio.run(worker_main, args.worker, args.worker_bootstrap)
         return {}
