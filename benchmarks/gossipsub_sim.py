@@ -71,15 +71,15 @@ def plan(n: int, seed: int, quick: bool, only: set[str]) -> list[tuple[str, str,
     return out
 
 
-def row(name: str, scoring: str, r: dict) -> str:
+def row(name: str, scoring: str, r: dict, cfg: GossipSimConfig) -> str:
     def ms(x: float) -> str:
         return "n/a" if x != x else f"{x * 1000:.0f}"
 
     cost = ""
-    if r["forged_verified_ps"]:
-        cost = f"{r['forged_verified_ps']:.1f} forged verified/s"
-    elif r["iwant_to_sybils_ps"]:
-        cost = f"{r['iwant_to_sybils_ps']:.1f} IWANT ids to Sybils/s"
+    if cfg.sybils and cfg.sybil_mode == "spam":
+        cost = f"{r['forged_verified_ps']:.1f} forged msgs verified/node/s"
+    elif cfg.sybils and cfg.sybil_mode == "ihave":
+        cost = f"{r['iwant_to_sybils_ps']:.1f} IWANT ids to Sybils/node/s"
     return (f"| {name} | {scoring} | {r['ratio']:.2%} | {ms(r['p50'])} / {ms(r['p99'])} | "
             f"{r['dup_per_delivery']:.2f} | {r['ctl_Bps']:,.0f} / {r['data_Bps']:,.0f} | "
             f"{r['mesh_min']}/{r['mesh_p50']:.0f}/{r['mesh_max']} | {r['sybil_mesh_share']:.0%} | {cost} | "
@@ -108,7 +108,7 @@ def main() -> None:
         wall = time.perf_counter()
         for name, scoring, cfg in scenarios:
             r = run_scenario(cfg)
-            print(row(name, scoring, r), flush=True)
+            print(row(name, scoring, r, cfg), flush=True)
             results.append({"n": n, "scenario": name, "scoring": scoring, "warmup": cfg.warmup,
                             "duration": cfg.duration, "drain": cfg.drain, **r})
             if ns.json:
