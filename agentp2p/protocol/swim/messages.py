@@ -6,6 +6,7 @@ can skip serialization when it only needs sizes.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 from .member import PeerId, State
@@ -47,7 +48,33 @@ class Nack:
     pass
 
 
-Body = Ping | PingReq | Ack | Nack
+class Step(enum.IntEnum):
+    """Steps of a push/pull exchange (values match swim.proto's PushPull.Step)."""
+
+    REQUEST = 1
+    REPLY = 2
+    PUSH = 3
+
+
+@dataclass(frozen=True, slots=True)
+class PushPull:
+    """One frame of a push/pull anti-entropy exchange (pushpull.py)."""
+
+    step: Step
+    #: 2^level buckets.
+    level: int = 0
+    #: REQUEST: the sender's bucket digests (32-bit each).
+    digests: tuple[int, ...] = ()
+    #: REPLY/PUSH: the buckets being exchanged.
+    buckets: frozenset[int] = frozenset()
+    chunk: int = 0
+    chunks: int = 1
+    entries: tuple[MemberUpdate, ...] = ()
+    #: REPLY: the responder refuses (rate limit); no entries.
+    busy: bool = False
+
+
+Body = Ping | PingReq | Ack | Nack | PushPull
 
 
 @dataclass(frozen=True, slots=True)
