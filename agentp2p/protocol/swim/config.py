@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .wire import MAX_FRAME_BYTES
+
 
 @dataclass(frozen=True, slots=True)
 class SwimConfig:
@@ -79,6 +81,31 @@ class SwimConfig:
     #: what the member announced) makes us ping the member to hear it first-hand:
     #: at most this many such pings per period (and one per member).
     max_checks_per_period: int = 8
+    #: Push/pull anti-entropy (pushpull.py): every this many seconds, scaled
+    #: with N as in memberlist (x ceil(log2 N - 5) + 1 above 32 members: 90 s
+    #: at 100, 180 s at 1,000, 300 s at 10,000), compare bucket digests of our
+    #: view with one random member's and swap the entries that differ. Also on
+    #: join and when a member we held dead/left speaks to us again. A digest
+    #: exchange between agreeing views costs ~0.1-1 KiB. 0 = never initiate
+    #: (we still answer others).
+    push_pull_interval: float = 30.0
+    #: After an exchange changed at least push_pull_burst_changes members of
+    #: our view (views diverged: a partition healed), the next one is due after
+    #: push_pull_burst_interval instead, until exchanges find little new.
+    #: We also serve each peer at most once per half this interval.
+    push_pull_burst_interval: float = 1.0
+    push_pull_burst_changes: int = 8
+    #: Entries we send per direction per exchange (the rest: next exchange).
+    push_pull_max_entries: int = 1024
+    #: Bytes of entries per push/pull frame; more entries go in more frames.
+    push_pull_frame_bytes: int = 8192
+    #: Exchanges we answer per protocol period (others are told "busy").
+    push_pull_serves_per_period: int = 2
+    #: An exchange not finished after this long is abandoned (a partner that
+    #: never answered is not asked again for candidate_backoff).
+    push_pull_timeout: float = 5.0
+    #: Signature checks one push/pull frame may cost us.
+    push_pull_verifications_per_frame: int = 128
 
     def __post_init__(self) -> None:
         if not 0 < self.probe_timeout < self.probe_interval:
@@ -93,10 +120,24 @@ class SwimConfig:
             raise ValueError("max_incarnation_jump and candidate_attempts must be >= 1")
         if self.max_candidates < 0 or self.max_candidates_per_gossiper < 0 or self.candidate_pings_per_period < 0:
             raise ValueError("candidate bounds must be >= 0")
+        if self.push_pull_interval < 0 or self.push_pull_burst_interval <= 0 or self.push_pull_timeout <= 0:
+            raise ValueError("push/pull intervals must be >= 0, burst interval and timeout > 0")
+        if self.push_pull_max_entries < 1 or self.push_pull_serves_per_period < 0:
+            raise ValueError("push_pull_max_entries >= 1, push_pull_serves_per_period >= 0")
+        # Room for the header and piggybacked updates within the transport's frame bound.
+        if not 1024 <= self.push_pull_frame_bytes <= MAX_FRAME_BYTES - 16 * 1024:
+            raise ValueError(f"push_pull_frame_bytes must be within 1024..{MAX_FRAME_BYTES - 16 * 1024}")
 
     def retransmit_limit(self, n: int) -> int:
         """lambda * log N: enough retransmits that an update reaches everyone w.h.p."""
         return self.retransmit_mult * max(1, math.ceil(math.log10(n + 1)))
+
+    def push_pull_interval_for(self, n: int) -> float:
+        """memberlist's pushPullScale: the interval grows with log N above 32
+        members, so the cluster-wide rate of exchanges grows slower than N."""
+        if n <= 32:
+            return self.push_pull_interval
+        return self.push_pull_interval * (math.ceil(math.log2(n) - 5) + 1)
 
     def suspicion_min(self, n: int) -> float:
         return self.suspicion_mult * max(1.0, math.log10(max(1, n))) * self.probe_interval

@@ -29,6 +29,18 @@ how a member we hold as dead gets told so (and refutes) the moment it talks to
 us. Every ``reconnect_every`` periods we also ping one random dead member, so
 two sides of a healed partition find each other again.
 
+Anti-entropy (pushpull.py): gossip carries news a few updates per frame,
+which is too slow when two sides of a healed partition must exchange hundreds
+of refutations. So, periodically (``push_pull_interval`` scaled with N) and
+whenever a member we held dead/left or just discovered answers us itself, we
+compare bucket digests of our view with one member's and swap the entries of
+the buckets that differ; each entry goes through ``_apply`` like a
+piggybacked update (no rule is relaxed). Signs that views are merging (a
+rejoin, an exchange or a period that changed many members) open a *merge
+window*: push/pull every ``push_pull_burst_interval``, and rumour-started
+suspicions make us ask the accused at once (stale accusations of the merge
+are still in flight after their targets refuted).
+
 Joining: ``MemberDiscovered`` only *proposes* a peer. We ping it (up to
 ``join_attempts`` periods) and it becomes a member — ``joined`` — when it
 answers. So a discovered address that leads nowhere never appears as alive.
@@ -60,6 +72,7 @@ next needs to run; the caller then calls ``handle(now, Tick())``. Every
 from __future__ import annotations
 
 import heapq
+import math
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -81,13 +94,18 @@ from .events import (
     Tick,
 )
 from .member import EVENT_FOR, MAX_INCARNATION, Member, PeerId, State, supersedes
-from .messages import Ack, Body, Message, MemberUpdate, Nack, Ping, PingReq
+from .messages import Ack, Body, Message, MemberUpdate, Nack, Ping, PingReq, PushPull, Step
+from .pushpull import Exchanges, Groups, Outgoing, Serving, frames, level_for, select
 from .roster import MemberTable, ProbeOrder, RosterBase
 from .signature import SignatureCache, Signer, Verifier, signed_update
 from .suspicion import Suspicion
 
 # Timer kinds
-_TICK, _PROBE_TIMEOUT, _INDIRECT, _SUSPICION, _REAP, _LEAVE = range(6)
+_TICK, _PROBE_TIMEOUT, _INDIRECT, _SUSPICION, _REAP, _LEAVE, _PUSHPULL = range(7)
+
+#: A merge window (see _pp_burst) lasts this many push/pull burst intervals
+#: plus the gossip horizon (retransmit_limit periods).
+_MERGE_BURSTS = 3
 
 #: Headroom for the frame header (seq, incarnation, body) in piggyback budgeting.
 _HEADER_BYTES = 64 + wire.MAX_PEER_ID_BYTES
@@ -112,6 +130,15 @@ class SwimStats:
     refutations: int = 0  # we refuted a suspicion/death about ourselves
     suspected: int = 0  # our own probe failed and we started a suspicion
     declared_dead: int = 0  # our own suspicion timer expired on someone
+    # push/pull anti-entropy (pushpull.py)
+    push_pulls: int = 0  # exchanges we started
+    push_pulls_served: int = 0  # REQUESTs we answered with our entries (or "in sync")
+    push_pull_busy: int = 0  # REQUESTs we refused (rate limit) + our REQUESTs refused
+    push_pull_silent: int = 0  # our REQUEST never answered (partner backed off)
+    push_pull_unsolicited: int = 0  # REPLY/PUSH frames for no exchange of ours (or too late)
+    push_pull_excess: int = 0  # frames/entries beyond an exchange's bounds (dropped)
+    push_pull_entries: int = 0  # entries received and merged
+    push_pull_changes: int = 0  # members of our view those entries changed
 
 
 class _Probe:
@@ -184,6 +211,9 @@ class SwimCore:
         self._timers: list[tuple[float, int, int, object]] = []
         self._timer_count = 0
         self._seq = rng.getrandbits(32)
+        # Randomness for push/pull (and the reconnect phase) comes from its
+        # own stream, so that it does not shift the failure detector's draws.
+        self._pp_rng = random.Random(self._seq * 0x9E3779B97F4A7C15)
         self._probe: _Probe | None = None
         self._indirect: dict[int, _Indirect] = {}
         self._joining: dict[PeerId, list] = {}  # peer -> [addrs, attempts left]
@@ -198,14 +228,26 @@ class SwimCore:
         self._dead: list[PeerId] = []  # dead members, for random reconnect pings
         self._dead_pos: dict[PeerId, int] = {}
         self._period = 0
+        # Members that started together must not all ping the dead in the same period.
+        self._reconnect_phase = self._pp_rng.randrange(max(1, self.config.reconnect_every))
         self._leaving = False
         self._stopped = False
         self._own_alive: MemberUpdate | None = None
         self._own_until = -1
+        self._pp = Exchanges()
+        self._pp_next = float("inf")  # when our next periodic push/pull is due
+        self._rejoined: PeerId | None = None  # set by _apply: a push/pull partner
+        self._flux_window = -1
+        self._flux_count = 0
+        self._merging_until = -1.0  # views are merging until then: see _pp_burst
+        self._in_merge = False  # _merge is applying a partner's entries
         self._announce_self()
         # Random phase so members' periods are not synchronized.
         self._next_tick_at = now + rng.random() * self.config.probe_interval
         self._arm(self._next_tick_at, _TICK, None)
+        if self.config.push_pull_interval > 0:
+            first = self._pp_rng.random() * self.config.push_pull_interval_for(self._table.live_count + 1)
+            self._pp_schedule(now + first)
 
     # ------------------------------------------------------------------ API
 
@@ -301,6 +343,8 @@ class SwimCore:
             peer, since = key  # type: ignore[misc]
             m = self._table.get(peer)
             return m is None or m.live or m.since != since
+        if kind == _PUSHPULL:
+            return when != self._pp_next
         return False
 
     def _run_timers(self, out: list[Action]) -> None:
@@ -328,6 +372,8 @@ class SwimCore:
             elif kind == _LEAVE:
                 self._stopped = True
                 out.append(LeaveComplete())
+            elif kind == _PUSHPULL:
+                self._on_push_pull_due(out)
 
     # -------------------------------------------------------------- probing
 
@@ -355,7 +401,7 @@ class SwimCore:
             # Not probes: silence costs them their slot, nothing else.
             for peer, addrs in self._candidates.pick(cfg.candidate_pings_per_period, self._now):
                 self._send(out, peer, self._next_seq(), Ping(peer), addrs)
-            if self._dead and self._period % cfg.reconnect_every == 0:
+            if self._dead and (self._period + self._reconnect_phase) % cfg.reconnect_every == 0:
                 peer = self._dead[self._rng.randrange(len(self._dead))]
                 m = self._table.get(peer)
                 self._send(out, peer, self._next_seq(), Ping(peer), m.addrs if m else ())
@@ -421,6 +467,7 @@ class SwimCore:
             self.stats.misdirected += 1
             return
         self._verify_budget = self.config.max_verifications_per_frame
+        self._rejoined = None
         for u in msg.updates[: self.config.max_updates_per_frame]:
             self._apply(u, sender, out)
         # First-hand: the authenticated sender is alive at this incarnation.
@@ -442,6 +489,13 @@ class SwimCore:
                 self.stats.unsolicited += 1
         elif isinstance(body, PingReq):
             self._on_ping_req(sender, msg.seq, body, out)
+        elif isinstance(body, PushPull):
+            self._on_push_pull(sender, msg.seq, body, out)
+        rejoined, self._rejoined = self._rejoined, None
+        if rejoined is not None and not isinstance(body, PushPull):
+            # Someone we held dead/left (or just discovered) answered: the two
+            # sides of a partition meet, or a member joins. Swap views now.
+            self._push_pull_with(rejoined, out)
 
     def _on_ack(self, sender: PeerId, seq: int, out: list[Action]) -> None:
         p = self._probe
@@ -496,7 +550,7 @@ class SwimCore:
             if u.state is not State.ALIVE:
                 return  # rumours about strangers carry nothing we can act on
             if own:
-                self._admit(peer, inc, u.addrs, out)
+                self._admit(peer, inc, u.addrs, out, u if u.signature else None)
             elif not self._leaving:
                 # A stranger vouched for by gossip (signed or not: keys are
                 # cheap): a candidate until it answers our ping.
@@ -526,8 +580,14 @@ class SwimCore:
                     self._confirm(m, self._origin(u, sender))
                 elif u.state is State.ALIVE:
                     trusted = self._upgrade_signature(u) or own
+                    if u.signature and m.signed_now() is None and self._is_signed(u):
+                        # Keep the member's signature for what we hold, so that a
+                        # push/pull can pass it on believably.
+                        trusted = True
+                        m = Member(peer, m.state, inc, m.addrs, m.since, u)
+                        self._table.set(m)
                     if trusted and u.addrs and not m.addrs:
-                        self._table.set(Member(peer, m.state, inc, u.addrs, m.since))
+                        self._table.set(Member(peer, m.state, inc, u.addrs, m.since, m.signed))
             return
         elif u.state is State.LEFT and not own:
             if not self._is_signed(u):
@@ -548,6 +608,8 @@ class SwimCore:
         if own and u.signature and signed is None and u.state in (State.ALIVE, State.LEFT):
             signed = u  # the member's own signed word: relay it as is (receivers verify)
         addrs = (u.addrs or m.addrs) if (own or signed is not None) else m.addrs
+        if own and u.state is State.ALIVE and not m.live:
+            self._rejoined = peer  # back from the dead in its own word: push/pull with it
         self._transition(m, u.state, inc, addrs, self._origin(u, sender), out, signed)
 
     def _check(self, m: Member, out: list[Action]) -> None:
@@ -612,15 +674,19 @@ class SwimCore:
             return True
         return False
 
-    def _admit(self, peer: PeerId, inc: int, addrs: tuple[bytes, ...], out: list[Action]) -> None:
+    def _admit(
+        self, peer: PeerId, inc: int, addrs: tuple[bytes, ...], out: list[Action], signed: MemberUpdate | None = None
+    ) -> None:
         """``peer`` spoke to us itself: first-hand evidence, it becomes a member."""
         if self._table.size >= self.config.max_members:
             self.stats.dropped_members += 1
             return
         joining = self._joining.pop(peer, None)
+        if joining is not None:
+            self._rejoined = peer  # a member we discovered joins: push/pull with it
         candidate = self._candidates.admitted(peer)
         addrs = addrs or (joining[0] if joining else ()) or candidate or ()
-        if self._table.set(Member(peer, State.ALIVE, inc, addrs, self._now)):
+        if self._table.set(Member(peer, State.ALIVE, inc, addrs, self._now, signed)):
             self._order.grow()
         out.append(MemberEvent(EVENT_FOR[(None, State.ALIVE)], peer, inc, None, addrs))  # type: ignore[arg-type]
         self._queue.push(MemberUpdate(peer, State.ALIVE, inc, addrs))
@@ -649,7 +715,7 @@ class SwimCore:
     ) -> None:
         peer, old = m.peer_id, m.state
         now = self._now
-        new = Member(peer, state, inc, addrs, now if state is not old else m.since)
+        new = Member(peer, state, inc, addrs, now if state is not old else m.since, signed)
         self._table.set(new)
         self._suspicions.pop(peer, None)
         if state is State.SUSPECT:
@@ -658,6 +724,13 @@ class SwimCore:
             s = Suspicion(now, inc, cfg.suspicion_mult - 2, cfg.suspicion_min(n), cfg.suspicion_max(n), origin)
             self._suspicions[peer] = s
             self._arm(s.deadline, _SUSPICION, peer)
+            if (old is State.ALIVE and origin != self.local_id and now < self._merging_until
+                    and not self._in_merge):
+                # While views merge (a healed partition), accusations still in
+                # flight are often stale: the accused has refuted already, but
+                # we heard the accusation first. Ask it (our ping carries the
+                # suspicion) rather than wait for our round-robin or gossip.
+                self._check(new, out)
         if state is State.DEAD:
             self._dead_add(peer)
             self._arm(now + self.config.dead_retention, _REAP, (peer, now))
@@ -668,6 +741,7 @@ class SwimCore:
         kind = EVENT_FOR[(old, state)]
         if kind is not None:
             out.append(MemberEvent(kind, peer, inc, old, addrs))
+            self._flux()
         if signed is not None:
             self._queue.push(signed)  # relayed exactly as signed
             return
@@ -777,7 +851,7 @@ class SwimCore:
                 self._send(out, peer, self._next_seq(), Ping(peer), addrs)
         elif m.live:
             if addrs and not m.addrs:
-                self._table.set(Member(peer, m.state, m.incarnation, addrs, m.since))
+                self._table.set(Member(peer, m.state, m.incarnation, addrs, m.since, m.signed))
         else:
             # Reconnected to someone we hold as dead/left: our ping carries that
             # verdict (buddy system), so if it is alive it refutes right away.
@@ -789,10 +863,254 @@ class SwimCore:
         self._leaving = True
         self._probe = None
         self._joining.clear()
+        self._pp.outgoing = None
+        self._pp.serving.clear()
         self._queue.push(self.own_update(State.LEFT))
         for m in self._table.sample(self._rng, max(1, self.config.indirect_checks), lambda m: m.live):
             self._send(out, m.peer_id, self._next_seq(), Ping(m.peer_id), m.addrs)
         self._arm(self._now + self.config.leave_periods * self.config.probe_interval, _LEAVE, None)
+
+    # ---------------------------------------------- push/pull (anti-entropy)
+
+    def _pp_schedule(self, when: float) -> None:
+        self._pp_next = when
+        self._arm(when, _PUSHPULL, None)
+
+    def _pp_expire(self) -> None:
+        silent = self._pp.expire(self._now)
+        if silent is not None:
+            # Never answered at all (gone, or predates push/pull): ask others.
+            self.stats.push_pull_silent += 1
+            self._pp.backoff(silent, self._now + self.config.candidate_backoff)
+
+    def _own_signed(self) -> MemberUpdate:
+        own = self._own_alive
+        if own is not None and own.incarnation == self.incarnation:
+            return own
+        return self.own_update(State.ALIVE)
+
+    def _on_push_pull_due(self, out: list[Action]) -> None:
+        """Periodic push/pull with one random alive member."""
+        if self._leaving:
+            return
+        cfg = self.config
+        now = self._now
+        if now < self._merging_until:
+            self._pp_schedule(now + cfg.push_pull_burst_interval)
+        else:
+            self._pp_schedule(now + cfg.push_pull_interval_for(self._table.live_count + 1))
+        self._pp_expire()
+        pp = self._pp
+        if pp.outgoing is not None:
+            return
+        gap = cfg.push_pull_burst_interval
+        picks = self._table.sample(
+            self._pp_rng, 1, lambda m: m.state is State.ALIVE and pp.may_ask(m.peer_id, now, gap)
+        )
+        if picks:
+            self._start_push_pull(picks[0], out)
+
+    def _push_pull_with(self, peer: PeerId, out: list[Action]) -> None:
+        """Join / rejoin: ``peer`` just answered us itself."""
+        cfg = self.config
+        if cfg.push_pull_interval <= 0 or self._leaving:
+            return
+        self._pp_expire()
+        m = self._table.get(peer)
+        if m is None or m.state is not State.ALIVE:
+            return
+        self._pp_burst()
+        if self._pp.may_ask(peer, self._now, cfg.push_pull_burst_interval):
+            self._start_push_pull(m, out)
+
+    def _start_push_pull(self, m: Member, out: list[Action]) -> None:
+        level = level_for(self._table.live_count + 1)
+        seq = self._next_seq()
+        self._pp.start(m.peer_id, seq, level, self._now, self.config.push_pull_timeout)
+        self.stats.push_pulls += 1
+        digests = self._table.digest.coarse(level, (self.local_id, self.incarnation, State.ALIVE))
+        self._send(out, m.peer_id, seq, PushPull(Step.REQUEST, level, tuple(digests)), m.addrs)
+
+    def _on_push_pull(self, sender: PeerId, seq: int, body: PushPull, out: list[Action]) -> None:
+        if not 0 <= body.level <= wire.MAX_PUSHPULL_LEVEL or (
+            body.step is Step.REQUEST and len(body.digests) != 1 << body.level
+        ):
+            self.stats.malformed += 1  # only possible for a Message built by hand: wire.decode checks
+            return
+        self._pp_expire()
+        if body.step is Step.REQUEST:
+            self._serve_push_pull(sender, seq, body, out)
+        elif body.step is Step.REPLY:
+            self._on_push_pull_reply(sender, seq, body, out)
+        else:
+            self._on_push_pull_push(sender, seq, body, out)
+
+    def _serve_push_pull(self, sender: PeerId, seq: int, body: PushPull, out: list[Action]) -> None:
+        cfg = self.config
+        m = self._table.get(sender)
+        if self._leaving or m is None:
+            return
+        pp = self._pp
+        # Per protocol period of *unscaled* length: a member whose Lifeguard
+        # score stretches its periods must not become harder to merge with.
+        window = int(self._now // cfg.probe_interval)
+        per = cfg.push_pull_serves_per_period
+        if not pp.may_serve(sender, self._now, cfg.push_pull_burst_interval / 2, window, per,
+                            per * (math.ceil(cfg.push_pull_timeout / cfg.probe_interval) + 2)):
+            self.stats.push_pull_busy += 1
+            self._send(out, sender, seq, PushPull(Step.REPLY, body.level, busy=True), m.addrs)
+            return
+        level = body.level
+        ours = self._table.digest.coarse(level, (self.local_id, self.incarnation, State.ALIVE))
+        differ = [b for b, d in enumerate(ours) if d != body.digests[b]]
+        groups = select(self._table, self._own_signed(), level, differ, cfg.push_pull_max_entries, self._pp_rng)
+        self.stats.push_pulls_served += 1
+        if groups:
+            pp.serve(sender, seq, level, self._now, cfg.push_pull_timeout)
+        self._send_entries(out, sender, seq, Step.REPLY, level, groups, m.addrs)
+
+    def _send_entries(
+        self, out: list[Action], to: PeerId, seq: int, step: Step, level: int, groups: Groups,
+        addrs: tuple[bytes, ...],
+    ) -> None:
+        parts = frames(groups, self.config.push_pull_frame_bytes)
+        for i, (buckets, entries) in enumerate(parts):
+            self._send(out, to, seq, PushPull(step, level, (), buckets, i, len(parts), tuple(entries)), addrs)
+
+    def _on_push_pull_reply(self, sender: PeerId, seq: int, body: PushPull, out: list[Action]) -> None:
+        cfg = self.config
+        pp = self._pp
+        ex = pp.outgoing
+        if ex is None or ex.peer != sender or ex.seq != seq or body.level != ex.level:
+            self.stats.push_pull_unsolicited += 1
+            return
+        ex.answered = True
+        if body.busy:
+            # Says nothing about our views: try another member soon.
+            self.stats.push_pull_busy += 1
+            pp.outgoing = None
+            self._pp_soon()
+            return
+        if not self._pp_accept(ex, body):
+            return
+        ex.changes += self._merge(sender, body.entries, out)
+        room = cfg.push_pull_max_entries - ex.pushed
+        if body.buckets and room > 0:
+            # Answer for the buckets this frame completes: our entries there
+            # (after merging theirs) that the partner does not hold as we do.
+            theirs = {u.peer_id: u for u in body.entries}
+            groups = [
+                (b, [e for e in es if not _same(e, theirs.get(e.peer_id))])
+                for b, es in select(self._table, self._own_signed(), ex.level, body.buckets, room, self._pp_rng)
+            ]
+            groups = [(b, es) for b, es in groups if es]
+            if groups:
+                ex.pushed += sum(len(es) for _, es in groups)
+                m = self._table.get(sender)
+                self._send_entries(out, sender, seq, Step.PUSH, ex.level, groups, m.addrs if m else ())
+        if ex.frames >= body.chunks:
+            pp.outgoing = None
+            self._pp_done(ex.changes)
+
+    def _on_push_pull_push(self, sender: PeerId, seq: int, body: PushPull, out: list[Action]) -> None:
+        sv = self._pp.serving.get((sender, seq))
+        if sv is None or body.level != sv.level:
+            self.stats.push_pull_unsolicited += 1
+            return
+        if not self._pp_accept(sv, body):
+            return
+        sv.changes += self._merge(sender, body.entries, out)
+        self._pp_done(sv.changes)  # the record itself expires with the exchange
+
+    def _pp_accept(self, ex: Outgoing | Serving, body: PushPull) -> bool:
+        """Bounds of one direction of an exchange: frames and entries."""
+        ex.frames += 1
+        if ex.frames > wire.MAX_PUSHPULL_CHUNKS or ex.entries + len(body.entries) > self.config.push_pull_max_entries:
+            self.stats.push_pull_excess += 1
+            return False
+        ex.entries += len(body.entries)
+        return True
+
+    def _merge(self, sender: PeerId, entries: tuple[MemberUpdate, ...], out: list[Action]) -> int:
+        """Merge a partner's entries exactly like its piggybacked updates (same
+        rules, same _apply); how many members of our view they changed."""
+        self._verify_budget = self.config.push_pull_verifications_per_frame
+        start = len(out)
+        inc = self.incarnation
+        table = self._table
+        accused: list[Member] = []
+        self._in_merge = True
+        try:
+            for u in entries:
+                m = table.get(u.peer_id)
+                if (m is not None and m.incarnation == u.incarnation and m.state is u.state
+                        and u.state is not State.SUSPECT and (m.addrs or not u.addrs)
+                        and (not u.signature or m.signed_now() is not None)):
+                    continue  # what we hold already (most of a partner's entries): nothing to do
+                self._apply(u, sender, out)
+                if (m is not None and m.state is State.ALIVE and u.incarnation == m.incarnation
+                        and (u.state is State.SUSPECT or u.state is State.DEAD)):
+                    after = table.get(u.peer_id)
+                    if after is not None and after.state is State.SUSPECT:
+                        accused.append(after)
+        finally:
+            self._in_merge = False
+        if accused:
+            # The partner's view accuses members we held alive (typically the
+            # other side of a healed partition): now our suspicion too. Tell a
+            # few of them at once (our ping carries it: buddy system) so they
+            # refute now, not when our round-robin or gossip reaches them.
+            self._pp_rng.shuffle(accused)
+            for m in accused[: self.config.max_checks_per_period]:
+                self._check(m, out)
+        changes = sum(1 for a in out[start:] if type(a) is MemberEvent) + (self.incarnation != inc)
+        self.stats.push_pull_entries += len(entries)
+        self.stats.push_pull_changes += changes
+        return changes
+
+    def _pp_done(self, changes: int) -> None:
+        """An exchange (either role) finished: if it changed much, views are
+        still merging."""
+        if changes >= self.config.push_pull_burst_changes:
+            self._pp_burst()
+
+    def _flux(self) -> None:
+        """A membership event. Many within one (unscaled) period mean our view
+        is merging with another (a healed partition): push/pull in bursts.
+        The bar grows with N, so the churn of a large healthy cluster (false
+        suspicions under loss, each refuted) does not count as a merge."""
+        cfg = self.config
+        window = int(self._now // cfg.probe_interval)
+        if window != self._flux_window:
+            self._flux_window = window
+            self._flux_count = 0
+        self._flux_count += 1
+        if self._flux_count == max(cfg.push_pull_burst_changes, (self._table.live_count + 1) // 64):
+            self._pp_burst()
+
+    def _pp_burst(self) -> None:
+        """Views are merging (a rejoin, a big exchange, many events at once):
+        for a merge window — a few burst intervals plus as long as gossip keeps
+        relaying the stale news of the merge — push/pull every burst interval
+        (an exchange between views that agree by then costs a digest), and
+        ask members accused by rumour before believing it (see _transition).
+        Every new sign of merging extends the window."""
+        cfg = self.config
+        until = self._now + (
+            _MERGE_BURSTS * cfg.push_pull_burst_interval
+            + cfg.retransmit_limit(self._table.live_count + 1) * cfg.probe_interval
+        )
+        if until > self._merging_until:
+            self._merging_until = until
+        self._pp_soon()
+
+    def _pp_soon(self) -> None:
+        """Make the next periodic exchange due after the burst interval."""
+        cfg = self.config
+        if cfg.push_pull_interval > 0 and not self._leaving:
+            when = self._now + cfg.push_pull_burst_interval
+            if when < self._pp_next:
+                self._pp_schedule(when)
 
     # -------------------------------------------------------------- sending
 
@@ -814,10 +1132,24 @@ class SwimCore:
         budget = cfg.max_frame_bytes - _HEADER_BYTES - sum(wire.update_size(u) for u in updates)
         if isinstance(body, PingReq):
             budget -= sum(len(a) + 2 for a in body.target_addrs)
+        elif isinstance(body, PushPull):
+            # A push/pull frame is its own payload: gossip only fills what is
+            # left of an ordinary frame's budget (a REQUEST's, at most).
+            budget -= 4 * len(body.digests) + sum(wire.update_size(u) for u in body.entries) + 40
         taken = self._queue.take(
             cfg.retransmit_limit(self._table.live_count + 1),
             cfg.max_updates_per_frame - len(updates),
             budget,
-        )
+        ) if budget >= 40 else []
         updates += [u for u in taken if u.peer_id != self.local_id] if own is not None else taken
         out.append(Send(to, Message(seq, self.incarnation, body, tuple(updates)), addrs))
+
+
+def _same(mine: MemberUpdate, theirs: MemberUpdate | None) -> bool:
+    """A push/pull partner already holds ``mine`` (as signed, if it is)."""
+    return (
+        theirs is not None
+        and theirs.state is mine.state
+        and theirs.incarnation == mine.incarnation
+        and (bool(theirs.signature) or not mine.signature)
+    )

@@ -37,7 +37,10 @@ The second table maps (old state, new state) to the event the application sees.
 from __future__ import annotations
 
 import enum
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from .messages import MemberUpdate
 
 PeerId = bytes
 
@@ -101,16 +104,33 @@ class Member:
     """What we believe about one member. Treated as immutable: replaced, never
     mutated, so many simulated nodes can share one initial record safely."""
 
-    __slots__ = ("peer_id", "state", "incarnation", "addrs", "since")
+    __slots__ = ("peer_id", "state", "incarnation", "addrs", "since", "signed")
 
     def __init__(
-        self, peer_id: PeerId, state: State, incarnation: int, addrs: tuple[bytes, ...] = (), since: float = 0.0
+        self,
+        peer_id: PeerId,
+        state: State,
+        incarnation: int,
+        addrs: tuple[bytes, ...] = (),
+        since: float = 0.0,
+        signed: MemberUpdate | None = None,
     ) -> None:
         self.peer_id = peer_id
         self.state = state
         self.incarnation = incarnation
         self.addrs = addrs
         self.since = since  # when we entered this state (our clock)
+        #: The member's own signed update we hold for it (alive or left), so a
+        #: push/pull can pass it on believably; only meaningful while it
+        #: matches ``state`` and ``incarnation`` (see :meth:`signed_now`).
+        self.signed = signed
+
+    def signed_now(self) -> MemberUpdate | None:
+        """The member's signed word for exactly our current record, if we hold it."""
+        s = self.signed
+        if s is not None and s.state is self.state and s.incarnation == self.incarnation:
+            return s
+        return None
 
     @property
     def live(self) -> bool:

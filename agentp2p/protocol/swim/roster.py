@@ -18,6 +18,7 @@ import random
 from collections.abc import Callable, Iterable, Iterator
 
 from .member import Member, PeerId, State
+from .pushpull import FINE_BITS, ViewDigest, peer_hash
 
 _MISSING = object()
 
@@ -25,35 +26,59 @@ _MISSING = object()
 class RosterBase:
     """A read-only initial membership shared by many tables (simulation warm start)."""
 
-    __slots__ = ("peers", "members")
+    __slots__ = ("peers", "members", "_digest", "_by_fine")
 
     def __init__(self, peers: Iterable[tuple[PeerId, tuple[bytes, ...]]]) -> None:
         self.peers: list[PeerId] = []
         self.members: dict[PeerId, Member] = {}
+        self._digest: ViewDigest | None = None
+        self._by_fine: list[list[PeerId]] | None = None
         for peer, addrs in peers:
             if peer not in self.members:
                 self.peers.append(peer)
                 self.members[peer] = Member(peer, State.ALIVE, 0, addrs, 0.0)
 
+    def digest(self) -> ViewDigest:
+        """The push/pull digest of this membership (computed once, shared: copy it)."""
+        if self._digest is None:
+            d = ViewDigest()
+            for peer in self.peers:
+                d.toggle(peer, 0, State.ALIVE)
+            self._digest = d
+        return self._digest
+
+    def in_fine_bucket(self, fine: int) -> list[PeerId]:
+        """The peers of push/pull fine bucket ``fine`` (computed once, shared)."""
+        if self._by_fine is None:
+            by: list[list[PeerId]] = [[] for _ in range(1 << FINE_BITS)]
+            for peer in self.peers:
+                by[peer_hash(peer) >> (64 - FINE_BITS)].append(peer)
+            self._by_fine = by
+        return self._by_fine[fine]
+
 
 class MemberTable:
-    """peer -> Member, with a stable roster of positions for random draws."""
+    """peer -> Member, with a stable roster of positions for random draws, and
+    the push/pull digest of the live members (pushpull.py), kept up to date."""
 
-    __slots__ = ("_base", "_own", "_extra", "_extra_set", "live_count", "size")
+    __slots__ = ("_base", "_own", "_extra", "_extra_set", "_extra_by_fine", "live_count", "size", "digest")
 
     def __init__(self, base: RosterBase | None = None, exclude: PeerId | None = None) -> None:
         self._base = base
         self._own: dict[PeerId, Member | None] = {}
         self._extra: list[PeerId] = []
         self._extra_set: set[PeerId] = set()
+        self._extra_by_fine: dict[int, list[PeerId]] = {}
         self.live_count = 0  # alive + suspect
         self.size = 0  # all members held (including dead/left tombstones)
+        self.digest = base.digest().copy() if base is not None else ViewDigest()
         if base is not None:
             self.live_count = self.size = len(base.members)
             if exclude is not None and exclude in base.members:
                 self._own[exclude] = None
                 self.live_count -= 1
                 self.size -= 1
+                self.digest.toggle(exclude, base.members[exclude].incarnation, State.ALIVE)
 
     def get(self, peer: PeerId) -> Member | None:
         m = self._own.get(peer, _MISSING)
@@ -66,15 +91,25 @@ class MemberTable:
         peer = member.peer_id
         old = self.get(peer)
         self._own[peer] = member
+        was = None
         if old is None:
             self.size += 1
         elif old.live:
             self.live_count -= 1
+            was = (old.incarnation, old.state)
+        is_ = None
         if member.live:
             self.live_count += 1
+            is_ = (member.incarnation, member.state)
+        if was != is_:
+            if was is not None:
+                self.digest.toggle(peer, *was)
+            if is_ is not None:
+                self.digest.toggle(peer, *is_)
         if (self._base is None or peer not in self._base.members) and peer not in self._extra_set:
             self._extra_set.add(peer)
             self._extra.append(peer)
+            self._extra_by_fine.setdefault(peer_hash(peer) >> (64 - FINE_BITS), []).append(peer)
             return True
         return False
 
@@ -86,6 +121,7 @@ class MemberTable:
         self.size -= 1
         if old.live:
             self.live_count -= 1
+            self.digest.toggle(peer, old.incarnation, old.state)
 
     @property
     def roster_len(self) -> int:
@@ -102,6 +138,18 @@ class MemberTable:
                 if m is not None:
                     yield m
         for peer in self._extra:
+            m = self._own.get(peer)
+            if m is not None:
+                yield m
+
+    def in_fine_bucket(self, fine: int) -> Iterator[Member]:
+        """Members (tombstones included) in push/pull fine bucket ``fine``."""
+        if self._base is not None:
+            for peer in self._base.in_fine_bucket(fine):
+                m = self.get(peer)
+                if m is not None:
+                    yield m
+        for peer in self._extra_by_fine.get(fine, ()):
             m = self._own.get(peer)
             if m is not None:
                 yield m
