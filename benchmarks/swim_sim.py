@@ -7,12 +7,15 @@ time and prints, per cluster size:
   and until every member has marked the victim failed (P50/P99 over crashes),
   in seconds and protocol periods;
 * false positives per member per hour at 0/1/5/10 % message loss;
-* messages and bytes sent per member per second;
-* convergence after a partition heals.
+* messages and bytes sent per member per second (and the push/pull share);
+* convergence after a partition heals: time from the heal until every member
+  sees every other alive, and the traffic it costs.
 
 Usage:  python benchmarks/swim_sim.py                      # 1,000 and 10,000 members
         python benchmarks/swim_sim.py --members 1000 --seed 7
         python benchmarks/swim_sim.py --quick               # shorter runs
+        python benchmarks/swim_sim.py --scenario partition --members 100 --members 1000
+        python benchmarks/swim_sim.py --scenario partition --members 1000 --push-pull off   # gossip only
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from agentp2p.protocol.swim import SwimConfig
+from agentp2p.protocol.swim import State, SwimConfig
 from agentp2p.simulation.network import NetworkModel
 from agentp2p.simulation.swim import SwimSimulation
 from agentp2p.simulation.swim_metrics import Observer, percentile
@@ -66,6 +69,7 @@ def steady(n: int, seed: int, cfg: SwimConfig, loss: float, duration: float) -> 
     warm = 5.0
     sim.run_until(warm)
     m0, b0 = sim.traffic.messages, sim.traffic.bytes
+    pp0 = sim.traffic.bytes_by_kind.get("PushPull", 0)
     d0 = sum(c.stats.declared_dead for c in sim.cores)
     s0 = sum(c.stats.suspected for c in sim.cores)
     sim.run_until(warm + duration)
@@ -79,10 +83,16 @@ def steady(n: int, seed: int, cfg: SwimConfig, loss: float, duration: float) -> 
         "suspect_per_member_hour": (sum(c.stats.suspected for c in sim.cores) - s0) / hours,
         "msgs": (sim.traffic.messages - m0) / n / duration,
         "bytes": (sim.traffic.bytes - b0) / n / duration,
+        "pp_bytes": (sim.traffic.bytes_by_kind.get("PushPull", 0) - pp0) / n / duration,
+        "push_pulls": sum(c.stats.push_pulls for c in sim.cores),
     }
 
 
 def partition(n: int, seed: int, cfg: SwimConfig, fraction: float, duration: float, limit: float) -> dict:
+    """Cut ``fraction`` of the members off for ``duration`` s (each side
+    declares the other dead), heal, and measure until every member sees every
+    other alive again (exact time: the observer's last bad view cleared), or
+    ``limit`` s after the heal. Traffic in 1-s windows from the heal."""
     sim, obs = make(n, seed, cfg)
     cut = max(1, round(n * fraction))
     minority = {i: 1 for i in range(cut)}
@@ -91,20 +101,58 @@ def partition(n: int, seed: int, cfg: SwimConfig, fraction: float, duration: flo
     sim.at(heal, lambda: sim.network.groups.clear())
     sim.run_until(heal)
     bad_at_heal = obs.bad_views
+    tr = sim.traffic
+    b0, pp0 = tr.bytes, tr.bytes_by_kind.get("PushPull", 0)
+    stats0 = {f: sum(getattr(c.stats, f) for c in sim.cores) for f in ("push_pulls", "push_pull_busy")}
+    peak = peak_pp = 0.0
     t = heal
-    while t < heal + limit:
-        t += 5.0
+    wall = time.perf_counter()
+    while t < heal + limit and obs.bad_views:
+        b1, p1 = tr.bytes, tr.bytes_by_kind.get("PushPull", 0)
+        t += 1.0
         sim.run_until(t)
-        if obs.bad_views == 0:
-            break
+        peak = max(peak, (tr.bytes - b1) / n)
+        peak_pp = max(peak_pp, (tr.bytes_by_kind.get("PushPull", 0) - p1) / n)
+        if time.perf_counter() - wall > 60:
+            print(f"  ... {t - heal:.0f} s after heal: {obs.bad_views} non-alive views", flush=True)
+            wall = time.perf_counter()
     converged = obs.bad_views == 0
+    span = max(1e-9, t - heal)
+    checked = None
+    if converged and n <= 2000:  # the observer counts events; check the views themselves too
+        checked = all(
+            (m := core.member(p)) is not None and m.state is State.ALIVE
+            for core in sim.cores for p in sim.ids if p != core.local_id
+        )
     return {
         "side": cut,
         "duration": duration,
         "bad_at_heal": bad_at_heal,
         "converged": converged,
+        "checked": checked,
         "time": (obs.last_bad_zero - heal) if converged else float("inf"),
+        "bad_left": obs.bad_views,
+        "bytes": (tr.bytes - b0) / n / span,
+        "pp_bytes": (tr.bytes_by_kind.get("PushPull", 0) - pp0) / n / span,
+        "peak": peak,
+        "peak_pp": peak_pp,
+        "span": span,
+        "push_pulls": sum(c.stats.push_pulls for c in sim.cores) - stats0["push_pulls"],
+        "busy": sum(c.stats.push_pull_busy for c in sim.cores) - stats0["push_pull_busy"],
     }
+
+
+def print_partition(p: dict, limit: float) -> None:
+    print(f"partition: {p['side']} members cut off for {p['duration']:.0f} s "
+          f"({p['bad_at_heal']} non-alive views at heal) -> "
+          + (f"converged {p['time']:.1f} s after heal" if p["converged"]
+             else f"NOT converged within {limit:.0f} s ({p['bad_left']} non-alive views left)")
+          + ("" if p["checked"] is None
+             else f" (every view checked: {'all alive' if p['checked'] else 'NOT all alive'})"))
+    print(f"  traffic from heal over {p['span']:.0f} s: {p['bytes'] / 1000:.1f} kB/member/s "
+          f"(push/pull {p['pp_bytes'] / 1000:.1f}); busiest second {p['peak'] / 1000:.1f} kB/member "
+          f"(push/pull {p['peak_pp'] / 1000:.1f}); {p['push_pulls']} push/pulls started, {p['busy']} refused busy",
+          flush=True)
 
 
 def fmt(values: list[float], period: float) -> str:
@@ -119,14 +167,28 @@ def main() -> None:
     ap.add_argument("--members", type=int, action="append", help="cluster size (repeatable)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="shorter simulated durations")
+    ap.add_argument("--scenario", choices=("all", "partition"), default="all",
+                    help="partition: only the partition-heal measurement")
+    ap.add_argument("--push-pull", choices=("on", "off"), default="on",
+                    help="off: no push/pull anti-entropy (push_pull_interval = 0), gossip and reconnect pings only")
     ns = ap.parse_args()
-    cfg = SwimConfig()
+    cfg = SwimConfig() if ns.push_pull == "on" else SwimConfig(push_pull_interval=0.0)
     sizes = ns.members or [1000, 10000]
     print(f"SwimConfig: period {cfg.probe_interval}s, probe timeout {cfg.probe_timeout}s, k={cfg.indirect_checks}, "
           f"suspicion mult {cfg.suspicion_mult} (max x{cfg.suspicion_max_timeout_mult}), "
-          f"retransmit mult {cfg.retransmit_mult}, awareness max {cfg.awareness_max_multiplier}; seed {ns.seed}")
+          f"retransmit mult {cfg.retransmit_mult}, awareness max {cfg.awareness_max_multiplier}; "
+          f"push/pull {ns.push_pull} (interval {cfg.push_pull_interval:.0f} s scaled, "
+          f"burst {cfg.push_pull_burst_interval} s)"
+          f"; seed {ns.seed}")
     print("Network: latency 2 ms + Exp(3 ms), independent message loss\n")
     for n in sizes:
+        if ns.scenario == "partition":
+            wall = time.perf_counter()
+            frac, dur, limit = (0.01, 20.0, 120.0) if n >= 5000 else (0.1, 20.0, 240.0)
+            print(f"== N = {n}", flush=True)
+            print_partition(partition(n, ns.seed, cfg, frac, dur, limit), limit)
+            print(f"(wall time for N={n}: {time.perf_counter() - wall:.0f} s)\n", flush=True)
+            continue
         big = n >= 5000
         crashes = 10 if big else 20
         fp_duration = (20.0 if big else 60.0) if ns.quick else (40.0 if big else 300.0)
@@ -140,16 +202,15 @@ def main() -> None:
         print(f"  first 'failed'       {fmt(det['first_failed'], T)}")
         print(f"  all members 'failed' {fmt(det['all_failed'], T)}")
         print(f"steady state over {fp_duration:.0f} s simulated:")
-        print("  loss   false 'dead' /member/h   suspicions started /member/h   msgs /member/s   bytes /member/s")
+        print("  loss   false 'dead' /member/h   suspicions started /member/h   msgs /member/s   bytes /member/s"
+              "   of which push/pull")
         for loss in (0.0, 0.01, 0.05, 0.10):
             r = steady(n, ns.seed, cfg, loss, fp_duration)
             print(f"  {loss:4.0%}   {r['fp_per_member_hour']:10.4f} ({r['declared_dead']:3d} total)"
-                  f"   {r['suspect_per_member_hour']:14.2f}   {r['msgs']:14.2f}   {r['bytes']:14.0f}")
+                  f"   {r['suspect_per_member_hour']:14.2f}   {r['msgs']:14.2f}   {r['bytes']:14.0f}"
+                  f"   {r['pp_bytes']:8.1f}")
         frac, dur, limit = (0.01, 20.0, 120.0) if big else (0.1, 20.0, 240.0)
-        p = partition(n, ns.seed, cfg, frac, dur, limit=limit)
-        print(f"partition: {p['side']} members cut off for {p['duration']:.0f} s "
-              f"({p['bad_at_heal']} non-alive views at heal) -> converged "
-              + (f"{p['time']:.1f} s after heal" if p["converged"] else f"NOT within {limit:.0f} s"))
+        print_partition(partition(n, ns.seed, cfg, frac, dur, limit=limit), limit)
         print(f"(wall time for N={n}: {time.perf_counter() - wall:.0f} s)\n", flush=True)
 
 

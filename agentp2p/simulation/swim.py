@@ -10,8 +10,9 @@ Members start "warm" (everyone knows everyone, as after convergence) through a
 shared read-only RosterBase, which is what makes 10,000 members fit in memory:
 each core stores only how its view differs from the initial one.
 
-By default messages are handed over as objects and only *sized* with the real
-protobuf encoder; ``wire="full"`` also encodes/decodes every frame.
+By default messages are handed over as objects and only *sized*
+(``wire.encoded_size``, exactly what the protobuf encoder would produce);
+``wire="full"`` also encodes/decodes every frame.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from agentp2p.protocol.swim import (
     Tick,
     encode,
 )
+from agentp2p.protocol.swim.wire import encoded_size
 from agentp2p.protocol.swim import Leave as _Leave
 
 from .network import NetworkModel
@@ -74,6 +76,7 @@ class Traffic:
     bytes: int = 0
     lost: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
+    bytes_by_kind: dict[str, int] = field(default_factory=dict)
 
 
 class SwimSimulation:
@@ -196,11 +199,16 @@ class SwimSimulation:
                 kind = type(msg.body).__name__
                 traffic.by_kind[kind] = traffic.by_kind.get(kind, 0) + 1
                 payload: object = msg
-                if self.wire != "none":
-                    frame = encode(msg)
-                    traffic.bytes += len(frame)
-                    if self.wire == "full":
-                        payload = frame
+                if self.wire == "full":
+                    payload = frame = encode(msg)
+                    size = len(frame)
+                elif self.wire == "size":
+                    size = encoded_size(msg)
+                else:
+                    size = 0
+                if size:
+                    traffic.bytes += size
+                    traffic.bytes_by_kind[kind] = traffic.bytes_by_kind.get(kind, 0) + size
                 dst = self.index.get(act.to)
                 if dst is None:
                     continue
