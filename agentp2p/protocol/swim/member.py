@@ -37,10 +37,12 @@ The second table maps (old state, new state) to the event the application sees.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Final
+from typing import Any, Final
 
-if TYPE_CHECKING:
-    from .messages import MemberUpdate
+# ``signed`` holds a messages.MemberUpdate; not imported (even for type
+# checkers): messages.py builds on this module, and the package keeps its
+# imports acyclic.
+SignedUpdate = Any
 
 PeerId = bytes
 
@@ -113,7 +115,7 @@ class Member:
         incarnation: int,
         addrs: tuple[bytes, ...] = (),
         since: float = 0.0,
-        signed: MemberUpdate | None = None,
+        signed: SignedUpdate | None = None,
     ) -> None:
         self.peer_id = peer_id
         self.state = state
@@ -125,7 +127,7 @@ class Member:
         #: matches ``state`` and ``incarnation`` (see :meth:`signed_now`).
         self.signed = signed
 
-    def signed_now(self) -> MemberUpdate | None:
+    def signed_now(self) -> SignedUpdate | None:
         """The member's signed word for exactly our current record, if we hold it."""
         s = self.signed
         if s is not None and s.state is self.state and s.incarnation == self.incarnation:

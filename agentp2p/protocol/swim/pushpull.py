@@ -74,14 +74,19 @@ import hashlib
 import random
 from array import array
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .member import Member, PeerId, State
-
-if TYPE_CHECKING:
-    from .roster import MemberTable
 from .messages import MemberUpdate
 from .wire import MAX_PUSHPULL_CHUNKS, MAX_PUSHPULL_ENTRIES, MAX_PUSHPULL_LEVEL, update_size
+
+
+class FineBuckets(Protocol):
+    """What :func:`select` needs of the member table (roster.MemberTable,
+    which imports this module, so it is not imported here)."""
+
+    def in_fine_bucket(self, fine: int) -> Iterable[Member]: ...
+
 
 #: Digests are kept at this many bucket bits (256 buckets) and coarsened on demand.
 FINE_BITS = MAX_PUSHPULL_LEVEL
@@ -172,7 +177,7 @@ Groups = list[tuple[int, list[MemberUpdate]]]
 
 
 def select(
-    table: MemberTable,
+    table: FineBuckets,
     own: MemberUpdate,
     level: int,
     wanted: Iterable[int],
