@@ -1096,6 +1096,8 @@ class SwimCore:
         ask members accused by rumour before believing it (see _transition).
         Every new sign of merging extends the window."""
         cfg = self.config
+        if cfg.push_pull_interval <= 0:
+            return  # push/pull off: no merge windows either (the plain SWIM merge)
         until = self._now + (
             _MERGE_BURSTS * cfg.push_pull_burst_interval
             + cfg.retransmit_limit(self._table.live_count + 1) * cfg.probe_interval
