@@ -119,3 +119,29 @@ async def test_bootstrap_retries_until_peer_appears() -> None:
         await wait_until(lambda: n.bootstrapper.attempts >= 2, what="retries")
         async with Node(local_config(listen=[f"/ip4/127.0.0.1/tcp/{port}"]), identity=ident):
             await wait_until(lambda: n.is_connected(ident.peer_id), timeout=15, what="late bootstrap")
+
+
+async def test_a_live_server_evicted_for_timeouts_comes_back() -> None:
+    """On a starved CPU a live peer's answers can time out and the core
+    evicts it; while it stays connected it is offered to the table again
+    (go's fixLowPeers), so the table does not drain."""
+    import os
+
+    from agentp2p.protocol.kademlia import PROTOCOL_ID
+
+    async def silent(stream: object) -> None:
+        await trio.sleep_forever()
+
+    fast = DHTConfig(request_timeout=0.5, query_timeout=2.0)
+    async with Node(local_config(swim=False, dht=fast)) as a, Node(local_config(swim=False)) as b:
+        await a.connect(b.addrs[0])
+        await wait_until(lambda: b.peer_id in a.dht.routing_table_peers(), what="b in a's table")
+        b.set_stream_handler(PROTOCOL_ID, silent)  # b is alive and connected, but its DHT times out
+        with trio.fail_after(30):
+            while a.dht.stats()["adapter"]["refilled"] == 0:
+                await a.dht.lookup(os.urandom(32))
+        assert a.dht.stats()["adapter"]["evictions"] >= 1
+        b.dht.service.attach(b.context.set_stream_handler)  # b answers again
+        await wait_until(lambda: b.peer_id in a.dht.routing_table_peers(), 10, "b back in a's table")
+        assert await a.dht.lookup(os.urandom(32)) == [b.peer_id]
+

@@ -14,6 +14,7 @@ from libp2p.peer.peerinfo import PeerInfo
 from multiaddr import Multiaddr
 
 from agentp2p.errors import DialError
+from agentp2p.config import DHTConfig
 from agentp2p.node import Node
 from agentp2p.testing import local_config, wait_until
 
@@ -79,7 +80,9 @@ async def test_a_failed_peer_is_dialable_again_at_once() -> None:
 
 async def test_known_addresses_fail_then_the_dht_finds_the_peer() -> None:
     async with Node(quiet()) as hub:
-        async with Node(local_config(swim=False, bootstrap=[hub.addrs[0]])) as b, Node(quiet()) as a:
+        # a is a DHT client: b's own lookups through the hub cannot meet it and dial it first.
+        client = local_config(swim=False, dht=DHTConfig(mode="client"))
+        async with Node(local_config(swim=False, bootstrap=[hub.addrs[0]])) as b, Node(client) as a:
             # a knows only the hub (no bootstrap self-lookup that would meet b)
             await a.connect(hub.addrs[0])
             await wait_until(lambda: a.dht.routing_table_size > 0, 20, "a's routing table")

@@ -22,6 +22,8 @@ happened. Per node:
   stream stays in step, one still waiting for the stream is cancelled.
 * **Feeding.** Connections (node events) plus identify tell the core who is
   there and whether it is a DHT server (it lists one of our protocols);
+  when evictions thin the table below k, connected servers are offered
+  again (go's fixLowPeers: on a starved CPU live peers time out);
   a timer task sleeps until the core's next deadline (ArmTimer) and Ticks.
   Every input goes through :meth:`KademliaService._feed`, which runs the
   core's actions — and the inputs they cause at once — to completion
@@ -90,6 +92,10 @@ OVERSIZED_WEIGHT = 5.0
 RATE_WEIGHT = 0.5
 #: How long a new connection's identify is waited for before the peer is taken for a non-server.
 IDENTIFY_WAIT = 30.0
+#: How often the table is topped up from live connections at the latest
+#: (go-libp2p-kad-dht's fixLowPeers), and the shortest gap between two top-ups.
+REFILL_INTERVAL = 60.0
+REFILL_GAP = 5.0
 #: The shortest gap between two timer Ticks (a core whose deadline is already
 #: past, e.g. requests held back by max_pending_requests, is not spun on).
 MIN_TICK_GAP = 0.01
@@ -114,6 +120,7 @@ class ServiceStats:
     responses: int = 0  # answers written
     pings: int = 0  # liveness checks sent
     dropped_answers: int = 0  # answers of requests the core had cancelled
+    refilled: int = 0  # connected servers offered again to a thinned table
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -237,6 +244,7 @@ class KademliaService:
         self._timer_scope: trio.CancelScope | None = None
         self._last_local_addrs: tuple[bytes, ...] | None = None
         self.table_changed = trio.Event()
+        self._table_low = trio.Event()
         self._log = ThrottledLog(log, interval=30.0)
 
     # ------------------------------------------------------------------ wiring
@@ -270,6 +278,7 @@ class KademliaService:
                 nursery.start_soon(self._timer)
                 if events is not None:
                     nursery.start_soon(self._watch_connections, events)
+                    nursery.start_soon(self._refill)
                 task_status.started()
                 await trio.sleep_forever()
         finally:
@@ -333,6 +342,8 @@ class KademliaService:
         elif isinstance(a, RoutingUpdated):
             self.table_changed.set()
             self.table_changed = trio.Event()
+            if not a.added and self.table_size() < self.config.k:
+                self._table_low.set()
 
     async def _timer(self) -> None:
         last = trio.current_time()
@@ -342,6 +353,7 @@ class KademliaService:
                 await trio.sleep_forever()
             self._timer_scope = None
             last = trio.current_time()
+            self.refresh_local_addrs()  # listen addresses appear once the node listens
             self._feed(Tick())
 
     # ------------------------------------------------------------------ queries
@@ -392,9 +404,21 @@ class KademliaService:
                 self._locating.pop(peer, None)
 
     def _learned(self, peer: bytes, addrs: tuple[bytes, ...]) -> None:
+        """The core is about to contact ``peer`` at ``addrs`` (from the DHT).
+
+        They go first in the peerstore: py-libp2p 0.8.1 dials only the first
+        address of each transport class it holds for a peer, so a stale
+        address learnt earlier would hide the fresh one (the dialer's DHT
+        fallback depends on this too).
+        """
         pid = ID(peer)
         mas = from_wire_addrs(addrs)
         if mas:
+            known = self._dialer.known_addrs(pid)
+            if known and known[0] not in mas:
+                with contextlib.suppress(Exception):
+                    self._host.get_peerstore().clear_addrs(pid)
+                mas = mas + [a for a in known if a not in mas]
             self._dialer.add_addrs(pid, mas)
         loc = self._locating.get(peer)
         if loc is not None and addrs:
@@ -430,6 +454,7 @@ class KademliaService:
                             req: _Request) -> None:
         outcome: Input | None = None
         sender = self._sender(peer)
+        started = trio.current_time()
         with trio.CancelScope(deadline=timeout_at) as scope:
             req.scope = scope
             if req.abandoned:
@@ -437,14 +462,20 @@ class KademliaService:
             try:
                 answer = await sender.request(data, expect, on_start=req.mark_started)
                 outcome = ResponseReceived(rid, answer)
+                log.debug("request to %s answered in %.3fs", peer, trio.current_time() - started)
             except Exception as exc:  # noqa: BLE001 — dial, negotiation, reset, garbage: one failure
                 outcome = RequestFailed(rid, _why(exc))
                 log.debug("request to %s failed: %s", peer, outcome.reason)
         if scope.cancelled_caught:
-            log.debug("request to %s: no answer by its deadline%s", peer, " (cancelled)" if req.abandoned else "")
+            log.debug("request to %s: %s", peer, "dropped (the core no longer needs it)" if req.abandoned
+                      else "no answer by its deadline")
         self._requests.pop(rid, None)
-        if sender.idle and sender.ms is None and self._senders.get(peer) is sender:
-            del self._senders[peer]
+        if sender.idle and self._senders.get(peer) is sender and (
+                sender.ms is None or not self._dialer.is_connected(peer)):
+            del self._senders[peer]  # no stream, or one on a connection that is gone
+            stream = sender.drop()
+            if stream is not None:
+                await reset_quietly(stream)
         if req.abandoned:
             if outcome is not None:
                 self.stats.dropped_answers += 1
@@ -559,6 +590,8 @@ class KademliaService:
 
     def _answer(self, peer: bytes, msg: Message) -> SendResponse | CloseRequest | None:
         rid = ("in", next(self._rids))
+        if not self.running:  # stopping: refuse, nobody's fault
+            return CloseRequest(peer, rid, "not running")
         self._replies[rid] = None
         try:
             self._feed(RequestReceived(peer, rid, msg))
@@ -609,6 +642,31 @@ class KademliaService:
         is_server = any(p in protocols for p in self.protocols)
         addrs = wire_addrs(self._dialer.known_addrs(peer))
         self._feed(PeerConnected(peer.to_bytes(), addrs, is_server))
+
+    async def _refill(self) -> None:
+        """Top the table up from live connections when evictions thinned it.
+
+        The core evicts a peer after ``max_failures`` failed requests; on a
+        starved CPU answers time out although the peer is alive and still
+        connected, and nothing would bring it back (its connection is not
+        new). As go-libp2p-kad-dht's fixLowPeers does, connected DHT servers
+        missing from a table under k are offered again, at most every
+        ``REFILL_GAP`` seconds, and every ``REFILL_INTERVAL`` in any case.
+        """
+        while True:
+            with trio.move_on_after(REFILL_INTERVAL):
+                await self._table_low.wait()
+            self._table_low = trio.Event()
+            core = self.core
+            if core is not None and len(core.table) < self.config.k:
+                for peer in list(self._dialer.peers()):
+                    key = peer.to_bytes()
+                    if key in core.table or key == core.local_peer:
+                        continue
+                    if any(p in self._protocols_of(peer) for p in self.protocols):
+                        self.stats.refilled += 1
+                        self._feed(PeerConnected(key, wire_addrs(self._dialer.known_addrs(peer)), True))
+            await trio.sleep(REFILL_GAP)
 
     def _protocols_of(self, peer: ID) -> list[str]:
         try:
