@@ -89,10 +89,12 @@ class SwimConfig:
     #: exchange between agreeing views costs ~0.1-1 KiB. 0 = never initiate
     #: (we still answer others).
     push_pull_interval: float = 30.0
-    #: After an exchange changed at least push_pull_burst_changes members of
-    #: our view (views diverged: a partition healed), the next one is due after
-    #: push_pull_burst_interval instead, until exchanges find little new.
-    #: We also serve each peer at most once per half this interval.
+    #: Views merging (a rejoin; an exchange that changed at least
+    #: push_pull_burst_changes members of our view; that many membership
+    #: events, and at least N/64, within one period) open a merge window of
+    #: 3 burst intervals + retransmit_limit periods, extended by each new sign:
+    #: meanwhile we push/pull every push_pull_burst_interval. We also serve
+    #: each peer at most once per half this interval.
     push_pull_burst_interval: float = 1.0
     push_pull_burst_changes: int = 8
     #: Entries we send per direction per exchange (the rest: next exchange).

@@ -51,9 +51,12 @@ When
 * on join and rejoin: when a member we discovered answers, and when a member
   we held dead or left speaks to us itself (its own word, e.g. the answer to
   a reconnect ping) — the moment two sides of a partition meet again;
-* sooner while views are converging: after an exchange (either role) changed
-  at least ``push_pull_burst_changes`` members of our view, the next one is due
-  after ``push_pull_burst_interval``. Exchanges that find little stop the burst.
+* every ``push_pull_burst_interval`` during a *merge window*, opened by a
+  rejoin, by an exchange (either role) that changed at least
+  ``push_pull_burst_changes`` members of our view, or by as many membership
+  events (and at least N/64) within one period; it lasts a few burst
+  intervals plus the gossip horizon, and every new sign of merging extends
+  it (core.py ``_pp_burst``). Exchanges between views that agree cost a digest.
 
 Limits (a push/pull is the most expensive thing a peer can ask of us):
 one outgoing exchange at a time; we serve at most ``push_pull_serves_per_period``
