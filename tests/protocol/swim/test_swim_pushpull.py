@@ -343,6 +343,7 @@ def partition_heal(n: int, seed: int, config: SwimConfig, cut: int, duration: fl
     return sim, obs, bad_at_heal, heal
 
 
+@pytest.mark.slow  # ~20-40 s of CPU: two 200-member clusters over ~30 s of virtual time
 def test_partition_of_200_merges_within_seconds_only_with_push_pull() -> None:
     """200 members, 20 cut off for 20 s (each side declares the other dead).
     With push/pull every view has every member alive within BOUND seconds of
