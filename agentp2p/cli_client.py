@@ -1,7 +1,7 @@
 """CLI commands that talk to a running daemon through its control API (#7).
 
 ``agentp2p status | peers | connect | disconnect | ping | publish | subscribe
-| dht ... | send | request | incoming | members | find | record`` find the daemon through ``api.addr`` and ``api.token`` next to its
+| pubsub peers | dht ... | send | request | incoming | members | find | record`` find the daemon through ``api.addr`` and ``api.token`` next to its
 identity file (``--identity`` picks another daemon's directory; ``--api`` and
 ``--token-file`` override). Every failure ends in one line on stderr and exit
 status 1: no daemon running, wrong token, unknown peer...
@@ -185,6 +185,9 @@ def add_client_commands(sub: Any) -> None:
     p = cmd("subscribe", _subscribe, "print messages on TOPIC as they arrive (one per line)")
     p.add_argument("topic")
     p.add_argument("--count", type=int, metavar="N", help="exit after N messages")
+    p = cmd("pubsub", _pubsub, "pub/sub: peers TOPIC — its subscribers, this daemon's mesh for it, and their scores")
+    p.add_argument("op", choices=["peers"])
+    p.add_argument("topic")
     p = cmd("dht", _dht, "DHT: get KEY | put KEY VALUE | provide KEY | providers KEY | find-peer PEER_ID")
     p.add_argument("op", choices=["get", "put", "provide", "providers", "find-peer"])
     p.add_argument("key", metavar="KEY|PEER_ID")
@@ -374,6 +377,27 @@ def _subscribe(client: Any, args: argparse.Namespace) -> int:
                 break
     if sub.dropped:
         print(f"agentp2p: warning: {sub.dropped} message(s) dropped because we read too slowly", file=sys.stderr)
+    return EXIT_OK
+
+
+def _pubsub(client: Any, args: argparse.Namespace) -> int:
+    """``pubsub peers TOPIC``: one line per peer, mesh peers first, best score first."""
+    view = client.pubsub_peers(args.topic)
+    if args.json:
+        _print_json(view.__dict__)
+        return EXIT_OK
+    mesh = set(view.mesh)
+    rows = sorted({*view.peers, *view.mesh}, key=lambda p: (p not in mesh, -view.scores.get(p, 0.0), p))
+    for peer in rows:
+        where = "mesh" if peer in mesh else "subscribed"
+        score = f"{view.scores.get(peer, 0.0):.2f}" if view.scoring else "-"
+        print(f"{peer}  {where:<10}  score {score}")
+    if not view.scoring:
+        print("peer scoring is off on this daemon ([pubsub] scoring = false)", file=sys.stderr)
+    if not view.subscribed:
+        print(f"this daemon is not subscribed to {args.topic!r}, so it has no mesh for it", file=sys.stderr)
+    if not rows:
+        print(f"no peer is known to subscribe to {args.topic!r}", file=sys.stderr)
     return EXIT_OK
 
 

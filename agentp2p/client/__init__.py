@@ -44,6 +44,7 @@ _EXPORTS = {
     "NodeInfo": "types",
     "Peer": "types",
     "PeerAddrs": "types",
+    "TopicPeers": "types",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
     from agentp2p.client.discovery import Endpoint, locate
     from agentp2p.client.errors import ApiError, ClientError, DaemonNotRunning, NotFound, StreamClosed, TokenError
     from agentp2p.client.sync_client import EventStream, Inbox, StreamOf, Subscription, SyncClient
-    from agentp2p.client.types import Agent, BannedPeer, DirectMessage, Member, MemberEvent, Message, NodeInfo, Peer, PeerAddrs, Record
+    from agentp2p.client.types import Agent, BannedPeer, DirectMessage, Member, MemberEvent, Message, NodeInfo, Peer, PeerAddrs, Record, TopicPeers
 
 
 def __getattr__(name: str) -> Any:

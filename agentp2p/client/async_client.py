@@ -28,7 +28,7 @@ from agentp2p.client.discovery import Endpoint, locate
 from agentp2p.client.errors import StreamClosed
 from agentp2p.client.sse import SSEDecoder
 from agentp2p.client.transport import DEFAULT_TIMEOUT, client_kwargs, stream_event, stream_timeout, translate_errors
-from agentp2p.client.types import Agent, BannedPeer, DirectMessage, Member, MemberEvent, Message, NodeInfo, Peer, PeerAddrs, Record
+from agentp2p.client.types import Agent, BannedPeer, DirectMessage, Member, MemberEvent, Message, NodeInfo, Peer, PeerAddrs, Record, TopicPeers
 
 T = TypeVar("T")
 
@@ -245,6 +245,10 @@ class Client:
 
     async def topic_peers(self, topic: str) -> list[str]:
         return await self.call(calls.topic_peers(topic))
+
+    async def pubsub_peers(self, topic: str) -> TopicPeers:
+        """``topic``'s subscribers, the daemon's mesh for it and each peer's score."""
+        return await self.call(calls.pubsub_peers(topic))
 
     @contextlib.asynccontextmanager
     async def _stream_of(

@@ -26,6 +26,7 @@ from agentp2p.client.types import (
     Peer,
     PeerAddrs,
     Record,
+    TopicPeers,
     encode_payload,
 )
 
@@ -92,6 +93,11 @@ def topics() -> Call[dict[str, list[str]]]:
 
 def topic_peers(topic: str) -> Call[list[str]]:
     return Call("GET", f"{PREFIX}/pubsub/peers", lambda d: list(d["peers"]), params={"topic": topic})
+
+
+def pubsub_peers(topic: str) -> Call[TopicPeers]:
+    """The same endpoint as :func:`topic_peers`, read whole: mesh and scores too."""
+    return Call("GET", f"{PREFIX}/pubsub/peers", TopicPeers.from_json, params={"topic": topic})
 
 
 def dht_get(key: str) -> Call[bytes | None]:

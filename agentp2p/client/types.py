@@ -101,6 +101,41 @@ class Message:
 
 
 @dataclass(frozen=True)
+class TopicPeers:
+    """A topic as the daemon's gossipsub router sees it (``GET /v1/pubsub/peers``).
+
+    ``peers``: every peer known to subscribe to the topic; ``mesh``: those the
+    daemon exchanges full messages with (empty unless ``subscribed``);
+    ``scores``: peer ID -> gossipsub score, for every peer of either list (all
+    0.0 when ``scoring`` is off). A topic nobody announced has empty lists.
+    """
+
+    topic: str
+    subscribed: bool
+    scoring: bool
+    peers: list[str]
+    mesh: list[str]
+    scores: dict[str, float]
+
+    @property
+    def others(self) -> list[str]:
+        """Subscribed peers outside the mesh (they only get gossip from the daemon)."""
+        mesh = set(self.mesh)
+        return [p for p in self.peers if p not in mesh]
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TopicPeers:
+        return cls(
+            topic=d["topic"],
+            subscribed=bool(d.get("subscribed", False)),
+            scoring=bool(d.get("scoring", False)),
+            peers=[str(p) for p in d["peers"]],
+            mesh=[str(p) for p in d.get("mesh", [])],
+            scores={str(k): float(v) for k, v in d.get("scores", {}).items()},
+        )
+
+
+@dataclass(frozen=True)
 class DirectMessage:
     """A direct message (or, with ``request_id``, a request to answer).
 

@@ -329,6 +329,15 @@ class PubSub:
         """Every scored peer's gossipsub score (v1.1 P1-P7; empty with scoring off)."""
         return self.router.peer_scores()
 
+    def peer_score(self, peer: ID) -> float:
+        """``peer``'s gossipsub score now (0.0 with scoring off or for an untracked peer)."""
+        return self.router.score_of(peer)
+
+    @property
+    def scoring(self) -> bool:
+        """Whether peers are scored (``[pubsub] scoring``); without it every score is 0."""
+        return self.config.scoring
+
     def set_app_score(self, peer: ID, value: float) -> None:
         """The application's opinion of ``peer`` (gossipsub P5, weight 1): positive
         keeps it in our meshes, very negative graylists it. Other services feed this."""

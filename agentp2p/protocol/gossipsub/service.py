@@ -532,6 +532,12 @@ class GossipSubService:
             return {self.id_of(k): v for k, v in self.scorer.scores().items()}
         return {self.id_of(k): self.core.score(k) for k in self.core.peers()}
 
+    def score_of(self, peer: ID) -> float:
+        """``peer``'s score now (0.0 with scoring off, or for a peer the scorer does not track)."""
+        if self.scorer is None:
+            return 0.0
+        return self.scorer.score(peer.to_bytes(), trio.current_time())
+
     def peer_queue(self, peer: ID) -> OutQueue | None:
         p = self._peers.get(peer)
         return p.queue if p is not None else None

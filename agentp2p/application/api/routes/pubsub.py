@@ -1,4 +1,4 @@
-"""``/v1/pubsub``: publish, subscribe (an event stream), topics and their peers.
+"""``/v1/pubsub``: publish, subscribe (an event stream), topics, their peers, meshes and scores.
 
 A subscription stream starts with a ``subscribed`` event once the node is
 subscribed, so a client can publish right after seeing it and know its own
@@ -68,9 +68,28 @@ async def topics(request: Request) -> JSONResponse:
 
 
 async def topic_peers(request: Request) -> JSONResponse:
-    node = context(request).node
+    """A topic as our router sees it: who subscribes, who is in our mesh, and their scores.
+
+    Any topic may be asked about: one nobody announced answers empty lists
+    (``subscribed`` false, if we are not in it either) rather than 404, since
+    "no peer subscribes to T yet" is the answer a program waiting for its
+    first receiver polls for. An empty or over-long topic is a 400.
+    """
+    pubsub = context(request).node.pubsub
     topic = query_str(request, "topic", max_len=MAX_TOPIC)
-    return JSONResponse({"topic": topic, "peers": [str(p) for p in node.topic_peers(topic)]})
+    peers = pubsub.topic_peers(topic)
+    mesh = pubsub.mesh_peers(topic)
+    scored = {str(p): p for p in (*peers, *mesh)}
+    return JSONResponse(
+        {
+            "topic": topic,
+            "subscribed": topic in pubsub.topics(),
+            "scoring": pubsub.scoring,
+            "peers": [str(p) for p in peers],
+            "mesh": [str(p) for p in mesh],
+            "scores": {key: pubsub.peer_score(p) for key, p in sorted(scored.items())},
+        }
+    )
 
 
 ROUTES = [
