@@ -536,10 +536,10 @@ class DHT:
         but none stored it (the value is then held only by this node)."""
         return await self._put(value_key(key), value)
 
-    async def put_raw(self, key: str, value: bytes) -> None:
+    async def put_raw(self, key: str, value: bytes) -> int:
         """Store ``value`` under the full key ``key`` (a namespace with its own
-        validator, e.g. agent records)."""
-        await self._put(key, value)
+        validator, e.g. agent records); returns how many remote peers stored it."""
+        return await self._put(key, value)
 
     async def _get(self, full: str) -> bytes | None:
         fin = await self._query(lambda q: GetValue(q, full.encode("utf-8")), f"get {full!r}")
@@ -557,8 +557,11 @@ class DHT:
         """The value under the full key ``key``; DHTError when the lookup timed out empty."""
         return await self._get(key)
 
-    async def provide(self, key: str) -> None:
-        """Announce this node as a provider of ``key`` (republished every 22 h)."""
+    async def provide(self, key: str) -> int:
+        """Announce this node as a provider of ``key`` (republished every 22 h).
+
+        Returns how many peers the announcement was written to (ADD_PROVIDER
+        has no acknowledgement: written is all anyone can know)."""
         svc = self._svc()
         svc.refresh_local_addrs()
         limit = self.config.query_timeout + self.config.request_timeout + 5.0
@@ -567,6 +570,7 @@ class DHT:
         assert isinstance(res, Provided)
         if res.announced == 0:  # held here (and republished), but nobody else knows
             raise DHTError(f"provide {key!r}: no peer accepted the provider record")
+        return res.announced
 
     async def find_providers(self, key: str, count: int = 20) -> list[PeerInfo]:
         """Up to ``count`` providers of ``key``, each once (ours and the network's)."""

@@ -23,7 +23,10 @@ only its bootstrap peer re-publishes as it learns who is really closest;
 the doublings stop counting at ``GROWTH_LIMIT`` peers), when the record is
 updated or re-signed (``repub_due``: a third of its lifetime left), every
 ``reprovide_interval``, and after a failed round — for the failed parts
-only, after a back-off of 2 s doubling to 60 s, jittered.
+only, after a back-off of 2 s doubling to 60 s, jittered. A part has failed
+when it reached fewer than ``replicas`` (3) remote peers, or fewer than the
+routing table holds if that is smaller: on a busy network requests time out,
+and a record held by one peer would stay that thin until the next reprovide.
 ``seq`` is wall-clock milliseconds (never below the last seq + 1), so a
 restarted agent's record still replaces the one it published before.
 
@@ -143,6 +146,7 @@ class RecordService:
         reprovide_interval: float = 1800.0,
         republish_on_growth: bool = True,
         settle: float = 0.5,
+        replicas: int = 3,
     ) -> None:
         self._fields: dict[str, Any] = {
             "name": name,
@@ -168,6 +172,8 @@ class RecordService:
         self.reprovide_interval = reprovide_interval
         self.republish_on_growth = republish_on_growth
         self.settle = settle
+        #: Remote copies a round must reach (fewer if the table is smaller).
+        self.replicas = replicas
         self.validator = AgentRecordValidator()
         self._node: NodeContext | None = None
         self._pings: PingLiveness | None = None
@@ -383,17 +389,30 @@ class RecordService:
                 parts &= only
             failed: dict[str, str] = {}
 
+            # A part is out once min(replicas, table) peers hold it: a put or
+            # announcement that reached fewer (requests timed out on a busy
+            # network, a table that was one peer when the round began) is
+            # retried like a failure rather than left thin until the next
+            # reprovide.
+            want = min(self.replicas, node.dht.routing_table_size)
+
             async def put() -> None:
                 try:
-                    await node.dht.put_raw(record_key(record.peer_id), envelope)
+                    held = await node.dht.put_raw(record_key(record.peer_id), envelope)
                 except Exception as exc:  # noqa: BLE001
                     failed["put"] = repr(exc)
+                    return
+                if held < want:
+                    failed["put"] = f"stored by {held} peers, want {want}"
 
             async def provide(part: str) -> None:
                 try:
-                    await node.dht.provide(capability_provider_key(part.removeprefix("provide:")))
+                    held = await node.dht.provide(capability_provider_key(part.removeprefix("provide:")))
                 except Exception as exc:  # noqa: BLE001
                     failed[part] = repr(exc)
+                    return
+                if held < want:
+                    failed[part] = f"announced to {held} peers, want {want}"
 
             async with trio.open_nursery() as nursery:
                 for part in sorted(parts):
