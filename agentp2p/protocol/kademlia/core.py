@@ -29,6 +29,7 @@ next is due and an ArmTimer action says when that changed.
 
 from __future__ import annotations
 
+import heapq
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -139,6 +140,12 @@ class KademliaCore:
         self._served = Served(c, self.table, self.records, self.providers, self._connected)
         self._queries: dict[QueryId, Query] = {}
         self._pending: dict[RequestId, _Pending] = {}
+        #: (timeout_at, request id) of every pending request, earliest first;
+        #: entries of requests already answered or cancelled are skipped when
+        #: they come up (so neither the timeout sweep nor next_deadline()
+        #: walks every pending request on every event). It holds at most the
+        #: requests sent within the last request/ping timeout.
+        self._timeouts: list[tuple[float, int]] = []
         self._next_rid = 0
         self._next_internal = 0
         self._next_refresh = now + c.refresh_check_interval
@@ -153,8 +160,11 @@ class KademliaCore:
         nd = self.local_provides.next_due()
         if nd is not None:
             t = min(t, nd)
-        for p in self._pending.values():
-            t = min(t, p.timeout_at)
+        h = self._timeouts
+        while h and h[0][1] not in self._pending:
+            heapq.heappop(h)
+        if h:
+            t = min(t, h[0][0])
         for q in self._queries.values():
             if not q.writing:
                 t = min(t, q.deadline)
@@ -262,7 +272,7 @@ class KademliaCore:
         if ping is not None:
             rid = self._rid()
             at = self._now + self.cfg.ping_timeout
-            self._pending[rid] = _Pending(ping, None, "ping", at, None)
+            self._add_pending(rid, _Pending(ping, None, "ping", at, None))
             out.append(PingPeer(ping, rid, at))
 
     def _evicted(self, removed: bytes | None, promoted: bytes | None, out: list[Action]) -> None:
@@ -339,6 +349,10 @@ class KademliaCore:
 
     # ------------------------------------------------------------------ queries
 
+    def _add_pending(self, rid: int, p: _Pending) -> None:
+        self._pending[rid] = p
+        heapq.heappush(self._timeouts, (p.timeout_at, rid))
+
     def _rid(self) -> int:
         self._next_rid += 1
         return self._next_rid
@@ -386,11 +400,11 @@ class KademliaCore:
         at = self._now + self.cfg.request_timeout
         for cand in q.lookup.next_requests(limit=room):
             rid = self._rid()
-            self._pending[rid] = _Pending(cand.peer, q.qid, "lookup", at, msg.type)
+            self._add_pending(rid, _Pending(cand.peer, q.qid, "lookup", at, msg.type))
             if cand.addrs and cand.peer not in self._connected:
                 out.append(AddAddresses(cand.peer, cand.addrs))
             out.append(SendRequest(cand.peer, rid, msg, at))
-        if q.lookup.done and not q.lookup.in_flight():
+        if q.lookup.done and not q.lookup.has_in_flight():
             self._lookup_done(q, out)
 
     def _lookup_done(self, q: Query, out: list[Action]) -> None:
@@ -412,7 +426,7 @@ class KademliaCore:
                 continue
             rid = self._rid()
             expect = MessageType.PUT_VALUE if q.kind is Kind.PUT_VALUE else None
-            self._pending[rid] = _Pending(cand.peer, q.qid, "write", at, expect)
+            self._add_pending(rid, _Pending(cand.peer, q.qid, "write", at, expect))
             q.writes_pending += 1
             q.write_requests += 1
             out.append(SendRequest(cand.peer, rid, msg, at, expect_response=expect is not None))
@@ -443,7 +457,7 @@ class KademliaCore:
             if len(self._pending) >= self.cfg.max_pending_requests:
                 break
             rid = self._rid()
-            self._pending[rid] = _Pending(peer, None, "correction", at, MessageType.PUT_VALUE)
+            self._add_pending(rid, _Pending(peer, None, "correction", at, MessageType.PUT_VALUE))
             out.append(SendRequest(peer, rid, msg, at))
 
     # ------------------------------------------------------------------ query kinds
@@ -503,8 +517,12 @@ class KademliaCore:
 
     def _run_due(self, out: list[Action]) -> None:
         now = self._now
-        for rid in [r for r, p in self._pending.items() if p.timeout_at <= now]:
-            p = self._pending.pop(rid)
+        h = self._timeouts
+        while h and h[0][0] <= now:
+            _, rid = heapq.heappop(h)
+            p = self._pending.pop(rid, None)
+            if p is None:
+                continue  # answered or cancelled meanwhile
             self.stats.timeouts += 1
             out.append(CancelRequest(rid))
             self._failed(p, out)
@@ -512,7 +530,7 @@ class KademliaCore:
             if q.qid in self._queries:
                 q.timed_out = True
                 self._lookup_done(q, out)
-        for q in [q for q in self._queries.values() if not q.writing and not q.lookup.in_flight()]:
+        for q in [q for q in self._queries.values() if not q.writing and not q.lookup.has_in_flight()]:
             self._advance(q, out)  # one held back by max_pending_requests
         if now >= self._next_refresh:
             self._next_refresh = now + self.cfg.refresh_check_interval

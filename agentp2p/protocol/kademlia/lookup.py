@@ -192,6 +192,13 @@ class Lookup:
     def in_flight(self) -> list[bytes]:
         return [p for path in self._paths for p in path.inflight]
 
+    def has_in_flight(self) -> bool:
+        """Whether any request is in flight (in_flight() without the list)."""
+        for path in self._paths:
+            if path.inflight:
+                return True
+        return False
+
     def in_flight_per_path(self) -> list[int]:
         return [len(p.inflight) for p in self._paths]
 

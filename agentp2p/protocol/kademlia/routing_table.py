@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .keys import KEY_BITS, common_prefix_len, kad_key
 
@@ -34,6 +34,11 @@ class Entry:
     addrs: tuple[bytes, ...]
     last_seen: float
     failures: int = 0  # consecutive failed requests
+    #: ``key`` as an int, for XOR distances (closest() ranks entries on every request served)
+    ikey: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.ikey = int.from_bytes(self.key, "big")
 
 
 class Update(enum.Enum):
@@ -92,7 +97,7 @@ class RoutingTable:
         t = int.from_bytes(target, "big")
 
         def ranked(entries: Iterable[Entry]) -> list[Entry]:
-            return sorted((e for e in entries if e.peer not in skip), key=lambda e: int.from_bytes(e.key, "big") ^ t)
+            return sorted((e for e in entries if e.peer not in skip), key=lambda e: e.ikey ^ t)
 
         c = self.bucket_of(target)
         used = sorted(self._nonempty, reverse=True)
