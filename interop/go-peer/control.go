@@ -76,6 +76,7 @@ type node struct {
 	mesh   *meshTracer
 	out    *output
 	topics *topics
+	bench  benchState     // bench subscriptions (bench.go)
 	cmds   sync.WaitGroup // in-flight commands
 	subs   sync.WaitGroup // subscription forwarders
 }
@@ -108,6 +109,10 @@ func (n *node) handlers() map[string]struct {
 		"bootstrap":  {0, n.cmdBootstrap},
 		"rtsize":     {0, n.cmdRTSize},
 		"rtwait":     {1, n.cmdRTWait},
+		"benchsub":   {1, n.cmdBenchSub},
+		"benchpub":   {6, n.cmdBenchPub},
+		"benchstats": {1, n.cmdBenchStats},
+		"benchcount": {1, n.cmdBenchCount},
 	}
 }
 

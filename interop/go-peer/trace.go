@@ -26,6 +26,11 @@ type meshTracer struct {
 	// sent to each peer: interop tests check both directions.
 	idontwantIn  int
 	idontwantOut map[peer.ID]int
+	// Losses go-libp2p-pubsub reports (benchstats): outbound RPCs dropped
+	// on a full peer queue (and the messages in them), messages a slow
+	// subscription could not take, and rejected messages (which includes
+	// "validation throttled" / "validation queue full").
+	droppedRPCs, droppedMsgs, undeliverable, rejected int
 }
 
 var _ pubsub.RawTracer = (*meshTracer)(nil)
@@ -89,16 +94,26 @@ func (t *meshTracer) OnNewOutboundStream(p peer.ID, proto protocol.ID) {
 
 func (t *meshTracer) RejectMessage(m *pubsub.Message, reason string) {
 	t.logf("rejected %s: %s", describe(m), reason)
+	t.mu.Lock()
+	t.rejected++
+	t.mu.Unlock()
 }
 
 func (t *meshTracer) ThrottlePeer(p peer.ID) { t.logf("throttled %s", p) }
 
 func (t *meshTracer) DropRPC(rpc *pubsub.RPC, p peer.ID) {
 	t.logf("dropped outbound RPC to %s (%d messages)", p, len(rpc.GetPublish()))
+	t.mu.Lock()
+	t.droppedRPCs++
+	t.droppedMsgs += len(rpc.GetPublish())
+	t.mu.Unlock()
 }
 
 func (t *meshTracer) UndeliverableMessage(m *pubsub.Message) {
 	t.logf("subscriber too slow, dropped %s", describe(m))
+	t.mu.Lock()
+	t.undeliverable++
+	t.mu.Unlock()
 }
 
 func (*meshTracer) Join(string)                      {}

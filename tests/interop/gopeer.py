@@ -243,6 +243,11 @@ class GoPeer:
                     await stream.aclose()
 
     @property
+    def pid(self) -> int | None:
+        """The Go process's ID (benchmarks read its CPU time), None before start."""
+        return None if self._proc is None else self._proc.pid
+
+    @property
     def returncode(self) -> int | None:
         return None if self._proc is None else self._proc.returncode
 
