@@ -58,7 +58,7 @@ import trio
 
 from benchmarks.common import PYTHON, emit, md_table, percentile
 from agentp2p.node import Node
-from agentp2p.testing import local_config, wait_until
+from agentp2p.testing import local_config
 
 TOPIC = "bench"
 HEADER = struct.Struct("!BIQ")  # kind, seq, monotonic send time (ns)
@@ -146,6 +146,9 @@ class NodeGroup:
         # Connected is enough: the warm-up proves the mesh delivers.
         return all(len(n.peers()) >= 1 for n in self.nodes)
 
+    def unconnected(self) -> int:
+        return sum(1 for n in self.nodes if not n.peers())
+
     def warm(self) -> bool:
         return all(r.warm for r in self.recorders)
 
@@ -172,6 +175,13 @@ class NodeGroup:
             "last_ns": max((r.last_ns for r in self.recorders), default=0),
             "drops": self.drops(),
             "cpu_s": _cpu_seconds(),
+            # Per subscriber node: what it got, its mesh for the topic, its
+            # pubsub peers and connections (to see why one lags or lost).
+            "node_detail": [
+                {"unique": r.unique, "mesh": s["pubsub"]["mesh"].get(TOPIC, 0), "pubsub_peers": s["pubsub"]["peers"],
+                 "connections": s["connections"]}
+                for r, s in zip(self.recorders, (n.stats() for n in self.nodes))
+            ],
         }
 
 
@@ -208,8 +218,12 @@ class RemoteGroup:
         return json.loads(line)
 
     async def ask(self, cmd: str) -> dict[str, Any]:
-        await self.proc.stdin.send_all(cmd.encode() + b"\n")  # type: ignore[union-attr]
-        return await self._read()
+        # Shielded: the warm-up polls under move_on_after, and a command
+        # cancelled between its write and its reply would leave the reply in
+        # the pipe to be read as the next command's (KeyError at 50 nodes).
+        with trio.CancelScope(shield=True):
+            await self.proc.stdin.send_all(cmd.encode() + b"\n")  # type: ignore[union-attr]
+            return await self._read()
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -242,6 +256,7 @@ async def worker_main(k: int, bootstrap: str | None) -> None:
                 break
             answer: dict[str, Any] = {
                 "ready": lambda: {"ready": group.ready()},
+                "unconnected": lambda: {"unconnected": group.unconnected()},
                 "warm": lambda: {"warm": group.warm()},
                 "progress": lambda: {"progress": group.progress()},
                 "cpu": lambda: {"cpu": _cpu_seconds()},
@@ -267,13 +282,13 @@ class Local:
 
 
 async def run_once(
-    n: int, messages: int, rate: float | None, size: int, procs: int, idle_timeout: float, setup_timeout: float = 600.0
+    n: int, messages: int, rate: float | None, size: int, procs: int, idle_timeout: float, setup_timeout: float = 600.0,
+    baseline_s: float = 3.0,
 ) -> dict[str, Any]:
     if n < 2:
         raise ValueError("need at least 2 nodes (a publisher and a subscriber)")
     subscribers = n - 1
     t_setup = time.monotonic()
-    cpu0 = _cpu_seconds()
     async with contextlib.AsyncExitStack() as stack:
         groups: list[Any] = []
         if procs <= 0:
@@ -300,8 +315,15 @@ async def run_once(
             return all([(await g.ask(cmd))[cmd] for g in groups])
 
         with trio.fail_after(setup_timeout):
+            next_note = time.monotonic() + 30
             while not (await all_say("ready") and len(publisher.topic_peers(TOPIC)) >= 1):
                 await trio.sleep(0.1)
+                if time.monotonic() > next_note:  # a slow setup says what it waits for
+                    next_note += 30
+                    alone = sum([(await g.ask("unconnected"))["unconnected"] for g in groups])
+                    print(f"setup {time.monotonic() - t_setup:.0f} s: {alone} of {subscribers} subscribers without "
+                          f"a connection, publisher sees {len(publisher.topic_peers(TOPIC))} subscribers",
+                          file=sys.stderr, flush=True)
             # One warm-up message at a time, waiting longer each round: a
             # flood of them would queue ahead of the measured messages.
             seq, wait = 0, 0.5
@@ -319,6 +341,15 @@ async def run_once(
                 last = total
                 await trio.sleep(1.0)
         setup_s = time.monotonic() - t_setup
+
+        # -- background CPU: what the idle nodes burn (SWIM, DHT, heartbeats) --
+        async def cpu_all() -> float:
+            workers = sum([(await g.ask("cpu"))["cpu"] for g in groups]) if procs > 0 else 0.0
+            return _cpu_seconds() + workers
+
+        b0 = await cpu_all()
+        await trio.sleep(baseline_s)
+        idle_cpu_rate = (await cpu_all() - b0) / baseline_s if baseline_s > 0 else 0.0
 
         # -- measure ----------------------------------------------------------
         workers_cpu_start = sum([(await g.ask("cpu"))["cpu"] for g in groups]) if procs > 0 else 0.0
@@ -348,6 +379,13 @@ async def run_once(
         measured_s = time.monotonic() - t0
         cpu_total = cpu_local + (sum(r["cpu_s"] for r in reports) - workers_cpu_start if procs > 0 else 0.0)
         pub_stats = publisher.stats()["pubsub"]
+        # The background again, now that the messages are through: right
+        # after setup the network may still be busy (DHT lookups, joins), so
+        # the smaller of the two samples is the idle rate.
+        if baseline_s > 0:
+            a0 = await cpu_all()
+            await trio.sleep(baseline_s)
+            idle_cpu_rate = min(idle_cpu_rate, (await cpu_all() - a0) / baseline_s)
 
     unique_per_node = [u for r in reports for u in r["unique"]]
     unique = sum(unique_per_node)
@@ -384,18 +422,27 @@ async def run_once(
         # CPU of every process running nodes, per unique delivery (the cost of
         # one message at one subscriber, including relaying duplicates).
         "cpu_ms_per_delivery": round(1000 * cpu_total / unique, 2) if unique else None,
+        # The same without the background the idle network burns over the
+        # measured window (SWIM, DHT, heartbeats of every node; sampled for
+        # --baseline seconds before publishing and after the drain, the
+        # smaller counts): the cost of the messages alone, which is what
+        # stays comparable when few messages are sent.
+        "idle_cpu_pct": round(100 * idle_cpu_rate, 1),
+        "cpu_ms_per_delivery_net": (round(1000 * max(0.0, cpu_total - idle_cpu_rate * measured_s) / unique, 2)
+                                    if unique else None),
         # The two sides apart: the publisher's CPU per published message, and
         # the subscribers' (worker processes only) per unique delivery.
         "publisher_cpu_us_per_msg": round(1e6 * cpu_local / messages, 1) if messages else None,
         "subscriber_cpu_us_per_delivery": (round(1e6 * (cpu_total - cpu_local) / unique, 1)
                                            if procs > 0 and unique else None),
         "measured_s": round(measured_s, 1),
+        "lagging_nodes": [d for r in reports for d in r["node_detail"] if d["unique"] < messages],
         "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
 
 
 ROW = ("nodes", "procs", "mode", "messages", "publish_rate", "delivered_per_s", "delivery_ratio", "duplicates", "lost",
-       "latency_p50_ms", "latency_p99_ms", "cpu_ms_per_delivery", "controller_cpu_pct")
+       "latency_p50_ms", "latency_p99_ms", "cpu_ms_per_delivery", "cpu_ms_per_delivery_net", "controller_cpu_pct")
 
 
 def breakdown(size: int = 128, n: int = 2000, repeats: int = 5) -> dict[str, float]:
@@ -469,7 +516,6 @@ def breakdown(size: int = 128, n: int = 2000, repeats: int = 5) -> dict[str, flo
     out["decode"] = best(lambda: [decode_rpc(f) for f in frames])
     decoded = [decode_rpc(f) for f in frames]
     verifier = SignatureVerifier()
-    checks: list[Any] = []
 
     def receive(verify: bool) -> None:
         sub = core(b, a, make_signer(idb)[0])
@@ -496,6 +542,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--procs", type=int, default=0, help="run subscribers in this many worker processes (default: all in this one)")
     p.add_argument("--idle-timeout", type=float, default=10.0, help="stop draining after this long without a new delivery")
     p.add_argument("--setup-timeout", type=float, default=600.0, help="give up if the mesh is not warm after this long")
+    p.add_argument("--baseline", type=float, default=3.0,
+                   help="seconds of idle CPU sampled before publishing, subtracted in cpu_ms_per_delivery_net")
     p.add_argument("--json", action="store_true")
     p.add_argument("--breakdown", action="store_true",
                    help="only time each step of the 1->1 path in-process (CPU us per message) and exit")
@@ -514,14 +562,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         msgs = args.messages or default_messages(n)
         if args.rate and not args.messages:
             msgs = max(10, min(int(args.rate * 10), msgs * 2))  # up to ~10 s of offered load
-        runs.append(trio.run(run_once, n, msgs, args.rate, args.size, args.procs, args.idle_timeout, args.setup_timeout))
+        runs.append(trio.run(run_once, n, msgs, args.rate, args.size, args.procs, args.idle_timeout, args.setup_timeout,
+                             args.baseline))
         if not args.json:
             print(json.dumps(runs[-1]), flush=True)
+    # Issue #12 (b): CPU per delivery at N nodes against the 2-node figure of the same run.
+    base = next((r["cpu_ms_per_delivery_net"] for r in runs if r["nodes"] == 2), None)
+    for r in runs:
+        if base and r["cpu_ms_per_delivery_net"]:
+            r["cpu_vs_2_nodes"] = round(r["cpu_ms_per_delivery_net"] / base, 2)
     result = {"benchmark": "pubsub", "runs": runs}
     if args.json:
         emit(result, True)
     else:
-        print(md_table(ROW, [[r[k] for k in ROW] for r in runs]))
+        row = (*ROW, "cpu_vs_2_nodes") if base else ROW
+        print(md_table(row, [[r.get(k) for k in row] for r in runs]))
     return result
 
 
