@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import json
 import logging
 import math
@@ -344,6 +345,16 @@ async def worker_main(impl: str, role: str) -> None:
             elif cmd == "publish":
                 kind, start, count, size = (int(x) for x in args[:4])
                 answer = await publish(kind, start, count, size, float(args[4]))
+            elif cmd == "cprofile_on":
+                # CPU-time attribution (process_time, so a loaded machine does
+                # not skew it, unlike wall-clock sampling); costs ~2x CPU.
+                profile = cProfile.Profile(time.process_time)
+                profile.enable()
+                answer = {}
+            elif cmd == "cprofile_off":
+                profile.disable()
+                profile.dump_stats(args[0])
+                answer = {"file": args[0]}
             elif cmd == "report":
                 recs = recorders()
                 drops: dict[str, int] = {}
@@ -478,11 +489,12 @@ class GoWorker:
         pass  # the peer is closed by the run's exit stack
 
 
-def _cpu(pids: list[int]) -> float:
+def _cpu(pids: list[int], kernel_only: bool = False) -> float:
+    """CPU seconds (user + system, or system only) the processes used so far."""
     total = 0.0
     for pid in pids:
         t = psutil.Process(pid).cpu_times()
-        total += t.user + t.system
+        total += t.system if kernel_only else t.user + t.system
     return total
 
 
@@ -591,7 +603,7 @@ class Profiler:
 
 async def run_impl(impl: str, n: int, messages: int, size: int, rate: float | None, procs: int,
                    degree: int, seed: int, idle_timeout: float, setup_timeout: float,
-                   profiler: Profiler | None = None) -> dict[str, Any]:
+                   profiler: Profiler | None = None, cprofile_dir: Path | None = None) -> dict[str, Any]:
     """One implementation, one network size: the figures of one table row."""
     subscribers = n - 1
     rng = random.Random(seed)
@@ -657,8 +669,11 @@ async def run_impl(impl: str, n: int, messages: int, size: int, rate: float | No
         profile: dict[str, Any] = {}
         if profiler is not None and impl != "go":
             await profiler.start({"publisher": pub.pid, "subscriber": subs[0].pid})
+        if cprofile_dir is not None and impl != "go":
+            for w in (pub, subs[0]):
+                await w.ask("cprofile_on")
         expected = messages * subscribers
-        cpu0 = _cpu(pids)
+        cpu0, sys0 = _cpu(pids), _cpu(pids, kernel_only=True)
         pub_cpu0 = _cpu([pub.pid])
         t0 = time.monotonic()
         published: dict[str, Any] = {}
@@ -681,7 +696,14 @@ async def run_impl(impl: str, n: int, messages: int, size: int, rate: float | No
         measured_s = time.monotonic() - t0
         if profiler is not None and impl != "go":
             profile = await profiler.stop()
+        if cprofile_dir is not None and impl != "go":
+            cprofile_dir.mkdir(parents=True, exist_ok=True)
+            for role, w in (("publisher", pub), ("subscriber", subs[0])):
+                out = cprofile_dir / f"{impl}-{n}-{role}.prof"
+                await w.ask("cprofile_off", out)
+                profile.setdefault(role, {})["cprofile"] = str(out)
         cpu_total = _cpu(pids) - cpu0
+        cpu_kernel = _cpu(pids, kernel_only=True) - sys0
         pub_cpu = _cpu([pub.pid]) - pub_cpu0
         reports = [await w.report() for w in everyone]
 
@@ -721,6 +743,9 @@ async def run_impl(impl: str, n: int, messages: int, size: int, rate: float | No
         "publisher_cpu_us_per_msg": round(1e6 * pub_cpu / messages, 1) if messages else None,
         "subscriber_cpu_us_per_delivery": round(1e6 * (cpu_total - pub_cpu) / unique, 1) if unique else None,
         "cpu_pct_of_one_core": round(100 * cpu_total / max(1e-9, measured_s), 1),
+        # Share of that CPU in the kernel (TCP on loopback runs both ends'
+        # stacks in the sender's syscalls; many small writes cost here).
+        "kernel_cpu_pct": round(100 * cpu_kernel / cpu_total, 1) if cpu_total > 0 else None,
         "measured_s": round(measured_s, 2),
         "loadavg": [round(x, 2) for x in os.getloadavg()],
         **({"profile": profile} if profile else {}),
@@ -758,7 +783,7 @@ def profile_table(runs: list[dict[str, Any]]) -> str:
     for r in runs:
         for role, key in (("publisher", "publisher_cpu_us_per_msg"), ("subscriber", "subscriber_cpu_us_per_delivery")):
             prof = r["profile"].get(role)
-            if not prof or not prof["pct"]:
+            if not prof or not prof.get("pct"):
                 continue
             cpu = r[key] or 0.0
             rows.append([r["impl"], r["nodes"], role, cpu,
@@ -787,6 +812,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--py-spy", default=shutil.which("py-spy"), help="py-spy executable (default: on PATH)")
     p.add_argument("--profile-dir", type=Path, default=Path(tempfile.gettempdir()) / "pubsub_profile",
                    help="where the raw py-spy stacks go (default: $TMPDIR/pubsub_profile)")
+    p.add_argument("--cprofile", type=Path, metavar="DIR",
+                   help="also run cProfile (CPU-time clock) in the publisher and first subscriber worker for the "
+                        "measured window; pstats files in DIR (read: python -m pstats FILE). Slows them ~2x")
     p.add_argument("--json", action="store_true")
     p.add_argument("--worker", choices=ALL_IMPLS, help=argparse.SUPPRESS)
     p.add_argument("--role", choices=("pub", "sub"), help=argparse.SUPPRESS)
@@ -817,7 +845,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             try:
                 profiler = Profiler(args.py_spy, args.profile_dir, f"{impl}-{n}") if args.profile else None
                 run = trio.run(run_impl, impl, n, msgs, args.size, args.rate, args.procs, args.degree, args.seed,
-                               args.idle_timeout, args.setup_timeout, profiler)
+                               args.idle_timeout, args.setup_timeout, profiler, args.cprofile)
             except Exception as exc:  # noqa: BLE001 — one implementation failing must not hide the others
                 run = {"impl": impl, "nodes": n, "error": repr(exc)}
                 traceback.print_exc()
