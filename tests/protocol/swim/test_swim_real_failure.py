@@ -17,7 +17,7 @@ from agentp2p.node import Node
 from agentp2p.protocol.swim.service import SwimService
 from agentp2p.testing import local_config
 
-from tests.protocol.swim.swimreal import FAST, ProcNode, describe, failures_since, kinds, states, swim_network, wait_until
+from tests.protocol.swim.swimreal import FAST, ProcNode, describe, false_failures, kinds, states, swim_network, wait_until
 
 pytestmark = pytest.mark.slow  # real time, well over 10 s (see tests/conftest.py)
 
@@ -75,7 +75,8 @@ async def test_hard_kill_is_detected_everywhere_within_bound_and_restart_rejoins
                 lambda: all(rejoined(m) for m in members), 20, "the restarted node recovered everywhere at a higher incarnation"
             )
             print(f"restart: alive everywhere {trio.current_time() - restarted_at:.2f} s after the process was started")
-            assert not failures_since(members, settled, live), describe(members)
+            problem = false_failures(members, settled, live)
+            assert not problem, problem
             stats = [m.swim.stats() for m in members]
             assert all(s["core_errors"] == 0 for s in stats)
         finally:
@@ -108,4 +109,5 @@ async def test_graceful_leave_and_clean_stop_are_reported_as_left() -> None:
         for m in members:
             assert "failed" not in kinds(m, proc.peer_id)
             assert "failed" not in kinds(m, node.peer_id)
-        assert not failures_since(members, settled, live)
+        problem = false_failures(members, settled, live)
+        assert not problem, problem
