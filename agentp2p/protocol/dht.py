@@ -46,6 +46,7 @@ from libp2p.peer.peerinfo import PeerInfo
 
 from agentp2p.config import DHTConfig
 from agentp2p.errors import AgentP2PError
+from agentp2p.histogram import Histogram
 from agentp2p.protocol.kademlia import (
     IPFS_PROTOCOL_ID,
     PROTOCOL_ID,
@@ -83,6 +84,7 @@ __all__ = [
     "IPFS_PROTOCOL_ID",
     "NAMESPACE",
     "PROTOCOL_ID",
+    "QUERY_KINDS",
     "StoreQuotas",
     "ValueValidator",
     "dedupe_peer_infos",
@@ -100,6 +102,8 @@ NAMESPACE = "agentp2p"
 MAX_KEY_BYTES = 256
 #: Longest a self-lookup waits for identify to put a first peer in the table.
 SELF_LOOKUP_WAIT = 5.0
+#: The queries :meth:`DHT.stats` counts and times, one label each.
+QUERY_KINDS = ("lookup", "get", "put", "provide", "find_providers", "find_peer")
 
 
 class DHTError(AgentP2PError):
@@ -366,6 +370,11 @@ class DHT:
         self.quotas = StoreQuotas(config, offence)
         self.protocols = list(config.protocols)
         self.lookups = 0
+        # Every query this node asked for (not the core's own bucket
+        # refreshes and republishing): outcomes and, unless the caller
+        # cancelled it, how long it took — bounded, read by the metrics.
+        self.query_outcomes: Counter[tuple[str, str]] = Counter()
+        self.query_latency: dict[str, Histogram] = {kind: Histogram() for kind in QUERY_KINDS}
         self.service: KademliaService | None = None
 
     # -- wiring -----------------------------------------------------------------
@@ -414,20 +423,39 @@ class DHT:
             raise DHTError("the DHT is not attached to a node")
         return self.service
 
-    async def _query(self, make: Callable[[int], Any], what: str, timeout: float | None = None) -> QueryFinished:
-        """Run one query; the core's deadline ends it, ``timeout`` is a safety net."""
+    async def _query(
+        self, kind: str, make: Callable[[int], Any], what: str, timeout: float | None = None
+    ) -> QueryFinished:
+        """Run one query; the core's deadline ends it, ``timeout`` is a safety net.
+
+        ``kind`` (one of :data:`QUERY_KINDS`) labels its outcome and latency
+        in :meth:`stats`: ``ok``, ``timeout`` (the core's deadline ended it,
+        whatever it found by then, or the safety net fired), ``failed``, or
+        ``cancelled`` (the caller stopped waiting; no latency recorded).
+        """
         svc = self._svc()
         limit = timeout if timeout is not None else self.config.query_timeout + 5.0
+        started = trio.current_time()
+        outcome = "cancelled"
         try:
-            with trio.fail_after(limit):
-                fin = await svc.query(make)
-        except trio.TooSlowError:
-            raise DHTError(f"{what} timed out") from None
-        except KademliaStopped as exc:
-            raise DHTError(f"{what}: {exc}") from None
-        if isinstance(fin.result, QueryError):
-            raise DHTError(f"{what}: {fin.result.reason}")
-        return fin
+            try:
+                with trio.fail_after(limit):
+                    fin = await svc.query(make)
+            except trio.TooSlowError:
+                outcome = "timeout"
+                raise DHTError(f"{what} timed out") from None
+            except KademliaStopped as exc:
+                outcome = "failed"
+                raise DHTError(f"{what}: {exc}") from None
+            if isinstance(fin.result, QueryError):
+                outcome = "failed"
+                raise DHTError(f"{what}: {fin.result.reason}")
+            outcome = "timeout" if fin.stats.timed_out else "ok"
+            return fin
+        finally:
+            self.query_outcomes[kind, outcome] += 1
+            if outcome != "cancelled":
+                self.query_latency[kind].observe(trio.current_time() - started)
 
     # -- views --------------------------------------------------------------------
 
@@ -483,6 +511,10 @@ class DHT:
             "inbound_providers": q.inbound_providers,
             "quota_hits": hits,
             "peers_storing_values": len(q.by_peer_values.items),
+            "queries": {
+                kind: {o: n for (k, o), n in sorted(self.query_outcomes.items()) if k == kind} for kind in QUERY_KINDS
+            },
+            "query_latency": {kind: h.as_dict() for kind, h in self.query_latency.items()},
             "adapter": svc.stats_dict() if svc is not None else {},
         }
 
@@ -492,7 +524,7 @@ class DHT:
         """An iterative FIND_NODE for ``target``: the k closest peers that answered."""
         self.lookups += 1
         try:
-            fin = await self._query(lambda q: StartLookup(q, target), "lookup")
+            fin = await self._query("lookup", lambda q: StartLookup(q, target), "lookup")
         except DHTError as exc:
             log.debug("lookup failed: %s", exc)
             return []
@@ -522,7 +554,7 @@ class DHT:
     async def _put(self, full: str, value: bytes) -> int:
         self._check(full, value)
         limit = self.config.query_timeout + self.config.request_timeout + 5.0
-        fin = await self._query(lambda q: PutValue(q, full.encode("utf-8"), value), f"put {full!r}", limit)
+        fin = await self._query("put", lambda q: PutValue(q, full.encode("utf-8"), value), f"put {full!r}", limit)
         res = fin.result
         assert isinstance(res, ValuePut)
         if res.stored == 0 and (fin.stats.requests > 0 or self.routing_table_size > 0):
@@ -542,7 +574,7 @@ class DHT:
         return await self._put(key, value)
 
     async def _get(self, full: str) -> bytes | None:
-        fin = await self._query(lambda q: GetValue(q, full.encode("utf-8")), f"get {full!r}")
+        fin = await self._query("get", lambda q: GetValue(q, full.encode("utf-8")), f"get {full!r}")
         res = fin.result
         assert isinstance(res, ValueFound)
         if res.value is None and fin.stats.timed_out:
@@ -565,7 +597,7 @@ class DHT:
         svc = self._svc()
         svc.refresh_local_addrs()
         limit = self.config.query_timeout + self.config.request_timeout + 5.0
-        fin = await self._query(lambda q: Provide(q, provider_key(key)), f"provide {key!r}", limit)
+        fin = await self._query("provide", lambda q: Provide(q, provider_key(key)), f"provide {key!r}", limit)
         res = fin.result
         assert isinstance(res, Provided)
         if res.announced == 0:  # held here (and republished), but nobody else knows
@@ -574,7 +606,9 @@ class DHT:
 
     async def find_providers(self, key: str, count: int = 20) -> list[PeerInfo]:
         """Up to ``count`` providers of ``key``, each once (ours and the network's)."""
-        fin = await self._query(lambda q: FindProviders(q, provider_key(key), count), f"find_providers {key!r}")
+        fin = await self._query(
+            "find_providers", lambda q: FindProviders(q, provider_key(key), count), f"find_providers {key!r}"
+        )
         res = fin.result
         assert isinstance(res, ProvidersFound)
         return dedupe_peer_infos([_peer_info(p) for p in res.providers])[:count]
@@ -584,7 +618,7 @@ class DHT:
         if peer_id == self._svc().local_peer:
             return PeerInfo(peer_id, list(self.host.get_transport_addrs()))
         try:
-            fin = await self._query(lambda q: FindPeer(q, peer_id.to_bytes()), "find_peer")
+            fin = await self._query("find_peer", lambda q: FindPeer(q, peer_id.to_bytes()), "find_peer")
         except DHTError as exc:
             log.debug("find_peer %s failed: %s", peer_id, exc)
             return None
