@@ -57,6 +57,7 @@ from libp2p.peer.id import ID
 
 from agentp2p.contract import NodeContext
 from agentp2p.errors import NotRunningError
+from agentp2p.histogram import Histogram
 from agentp2p.network.addresses import to_peer_id
 from agentp2p.messaging.config import PROTOCOL_ID, MessagingConfig
 from agentp2p.messaging.connection import Connection
@@ -119,6 +120,10 @@ class MessagingService:
         self.store_path = Path(store_path) if store_path is not None else None
         self.store: Outbox | None = None
         self.counters: Counter[str] = Counter()
+        # Seconds from a send being accepted to the peer's application
+        # acknowledging it (window waits, dials and retransmissions included);
+        # fixed buckets, read by the metrics endpoint.
+        self.delivery_latency = Histogram()
         self.ctx: NodeContext | None = None
         self.screen: InboundScreen | None = None
         self._out: dict[ID, Link] = {}
@@ -238,6 +243,7 @@ class MessagingService:
         self, pid: ID, payload: bytes, type_: str, deadline: float, seal: bool, msg_id: str | None = None
     ) -> str:
         await self._ready()
+        started = trio.current_time()
         if pid == self._my_id:
             raise DeliveryError("cannot send a message to ourselves")
         if not isinstance(payload, (bytes, bytearray, memoryview)):
@@ -285,6 +291,7 @@ class MessagingService:
             if link.waiters.get(seq) is waiter:
                 del link.waiters[seq]
         if waiter.acked:
+            self.delivery_latency.observe(trio.current_time() - started)
             return env.id
         if waiter.reason == "stopped":
             raise DeliveryError(f"messaging stopped before {pid} acknowledged message {env.id}")
@@ -791,6 +798,7 @@ class MessagingService:
             out.setdefault(key, 0)
         out["rejected"] = self.screen.counters.snapshot() if self.screen is not None else {}
         out["retransmitted"] = sum(link.session.sender.stats.retransmitted for link in self._out.values())
+        out["delivery_latency"] = self.delivery_latency.as_dict()
         out["duplicates_dropped"] = sum(
             link.session.receiver.stats.duplicates for link in [*self._in.values(), *self._out.values()]
         )
