@@ -85,6 +85,7 @@ __all__ = [
     "NAMESPACE",
     "PROTOCOL_ID",
     "QUERY_KINDS",
+    "QUERY_OUTCOMES",
     "StoreQuotas",
     "ValueValidator",
     "dedupe_peer_infos",
@@ -104,6 +105,8 @@ MAX_KEY_BYTES = 256
 SELF_LOOKUP_WAIT = 5.0
 #: The queries :meth:`DHT.stats` counts and times, one label each.
 QUERY_KINDS = ("lookup", "get", "put", "provide", "find_providers", "find_peer")
+#: ... and how each can end (see :meth:`DHT._query`).
+QUERY_OUTCOMES = ("ok", "timeout", "failed", "cancelled")
 
 
 class DHTError(AgentP2PError):
@@ -428,10 +431,11 @@ class DHT:
     ) -> QueryFinished:
         """Run one query; the core's deadline ends it, ``timeout`` is a safety net.
 
-        ``kind`` (one of :data:`QUERY_KINDS`) labels its outcome and latency
-        in :meth:`stats`: ``ok``, ``timeout`` (the core's deadline ended it,
-        whatever it found by then, or the safety net fired), ``failed``, or
-        ``cancelled`` (the caller stopped waiting; no latency recorded).
+        ``kind`` (one of :data:`QUERY_KINDS`) labels its outcome
+        (:data:`QUERY_OUTCOMES`) and latency in :meth:`stats`: ``ok``,
+        ``timeout`` (the core's deadline ended it, whatever it found by then,
+        or the safety net fired), ``failed``, or ``cancelled`` (the caller
+        stopped waiting; no latency recorded).
         """
         svc = self._svc()
         limit = timeout if timeout is not None else self.config.query_timeout + 5.0
@@ -512,7 +516,7 @@ class DHT:
             "quota_hits": hits,
             "peers_storing_values": len(q.by_peer_values.items),
             "queries": {
-                kind: {o: n for (k, o), n in sorted(self.query_outcomes.items()) if k == kind} for kind in QUERY_KINDS
+                kind: {outcome: self.query_outcomes[kind, outcome] for outcome in QUERY_OUTCOMES} for kind in QUERY_KINDS
             },
             "query_latency": {kind: h.as_dict() for kind, h in self.query_latency.items()},
             "adapter": svc.stats_dict() if svc is not None else {},
