@@ -15,6 +15,10 @@ incoming messages or membership events, counted against
 ``ApiLimits.max_streams`` like subscriptions). The new paths go into
 ``openapi.json``: ``tests/api/test_api_openapi.py`` fails until the route
 table and the document agree, and the fuzz test then covers them.
+
+Prometheus metrics (``metrics=True``) are the one route outside ``/v1``:
+``GET /metrics``, where scrapers look by default, behind the same token,
+and present only when asked for (``api/metrics.py``, imported only then).
 """
 
 from __future__ import annotations
@@ -57,13 +61,20 @@ def build_app(
     *,
     limits: ApiLimits | None = None,
     extra_routes: Sequence[BaseRoute] = (),
+    metrics: bool = False,
 ) -> BearerAuth:
-    """The complete API for ``node``, refusing requests without ``token``."""
+    """The complete API for ``node``, refusing requests without ``token``;
+    with ``metrics``, also ``GET /metrics`` (Prometheus)."""
     limits = limits or ApiLimits()
     max_body = limits.max_body
     if max_body is None:
         max_body = node.config.pubsub.max_message_size * 4 // 3 + _ENVELOPE
     routes = [*core_routes(), *service_routes(node), *extra_routes]
-    app = Starlette(routes=[Mount(API_PREFIX, routes=routes)], exception_handlers=exception_handlers())
+    top: list[BaseRoute] = [Mount(API_PREFIX, routes=routes)]
+    if metrics:
+        from agentp2p.application.api.metrics import metrics_routes
+
+        top.extend(metrics_routes(node))
+    app = Starlette(routes=top, exception_handlers=exception_handlers())
     app.state.api = ApiContext(node=node, limits=limits, max_body=max_body)
     return BearerAuth(app, token)

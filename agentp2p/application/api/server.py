@@ -78,6 +78,8 @@ class ApiService:
     with neither, a fresh token lives only in :attr:`token`.
     ``addr_file``: written with the bound address once serving, removed on stop.
     ``fallback``: if ``listen`` is taken, bind the same host on any port.
+    ``metrics``: serve Prometheus metrics at ``/metrics``; None follows the
+    node's ``config.api.metrics`` (how the daemon turns it on).
     """
 
     name = "api"
@@ -92,6 +94,7 @@ class ApiService:
         fallback: bool = False,
         limits: ApiLimits | None = None,
         extra_routes: Sequence[BaseRoute] = (),
+        metrics: bool | None = None,
     ) -> None:
         try:
             self.requested = parse_api_address(listen)
@@ -103,6 +106,7 @@ class ApiService:
         self.fallback = fallback
         self.limits = limits or ApiLimits()
         self.extra_routes = list(extra_routes)
+        self.metrics = metrics
         self.address: ApiAddress | None = None  # what we actually bound
         self.ready = trio.Event()
         self.context: ApiContext | None = None  # set when serving (open streams etc.)
@@ -123,7 +127,11 @@ class ApiService:
     # -- NodeService --------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        return {"address": str(self.address) if self.address is not None else None, "ready": self.ready.is_set()}
+        return {
+            "address": str(self.address) if self.address is not None else None,
+            "ready": self.ready.is_set(),
+            "metrics": bool(self.metrics),
+        }
 
     def attach(self, ctx: Any) -> None:
         if self._token is None:
@@ -161,7 +169,10 @@ class ApiService:
             raise RuntimeError("ApiService.run before attach")
         self._sock = None
         node = getattr(ctx, "facade", None) or ctx
-        app = build_app(node, self.token, limits=self.limits, extra_routes=self.extra_routes)
+        if self.metrics is None:
+            api_config = getattr(getattr(node, "config", None), "api", None)
+            self.metrics = bool(getattr(api_config, "metrics", False))
+        app = build_app(node, self.token, limits=self.limits, extra_routes=self.extra_routes, metrics=self.metrics)
         self.context = app.app.state.api
         config = HypercornConfig()
         # Hypercorn takes ownership of the already-bound socket.
