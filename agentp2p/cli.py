@@ -94,12 +94,42 @@ def _daemon_config(args: argparse.Namespace) -> Any:
         overrides["psk"] = args.psk
     if getattr(args, "swim", False):
         overrides["swim"] = {"enabled": True}
+    if getattr(args, "metrics", False):
+        overrides["api"] = {"metrics": True}
     config_file = args.config or os.environ.get("AGENTP2P_CONFIG")
     cfg = build_config(Path(config_file) if config_file else None, overrides=overrides, base=base)
     if cfg.messaging.store is None and cfg.identity_path is not None:
         # Durable outbox next to the identity it belongs to (one per identity).
         cfg.messaging = dataclasses.replace(cfg.messaging, store=cfg.identity_path.with_suffix(".messages.db"))
     return cfg
+
+
+def _metrics_requested(args: argparse.Namespace) -> bool:
+    """Whether this daemon will serve /metrics, decided before libp2p (and so
+    agentp2p.config) is imported: the lean import must keep prometheus_client
+    real exactly then, and stub it otherwise (no import cost when off).
+
+    Same precedence as the config (flag > AGENTP2P_API__METRICS > the file's
+    ``[api] metrics``). When unsure — an unreadable file, an odd value — say
+    yes: the real config load reports the error, or the package is merely
+    imported for nothing.
+    """
+    if getattr(args, "metrics", False):
+        return True
+    env = os.environ.get("AGENTP2P_API__METRICS")
+    if env is not None:
+        return env.strip().lower() not in ("0", "false", "no", "off")
+    config_file = args.config or os.environ.get("AGENTP2P_CONFIG")
+    if not config_file:
+        return False
+    import tomllib
+
+    try:
+        with open(Path(config_file).expanduser(), "rb") as f:
+            api = tomllib.load(f).get("api", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return True
+    return not isinstance(api, dict) or api.get("metrics", False) is not False
 
 
 async def _run_daemon(config: Any, services: Any = ()) -> None:
@@ -155,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                 mdns_possible = bool(
                     args.mdns or args.config or os.environ.get("AGENTP2P_MDNS") or os.environ.get("AGENTP2P_CONFIG")
                 )
-                _lean_import.install(mdns=mdns_possible)
+                _lean_import.install(mdns=mdns_possible, metrics=_metrics_requested(args))
             import trio
 
             from agentp2p.log import setup_logging

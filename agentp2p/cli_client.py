@@ -49,6 +49,12 @@ def add_daemon_api_flags(parser: argparse.ArgumentParser) -> None:
         "--swim", action="store_true", help="run SWIM membership (on by default; overrides swim = false in the config)"
     )
     parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="serve Prometheus metrics at /metrics on the control API, behind its token "
+        "(also [api] metrics = true, AGENTP2P_API__METRICS=1; docs/operations.md)",
+    )
+    parser.add_argument(
         "--agent-name", metavar="NAME", help="publish a capability record under this agent name (agentp2p find)"
     )
     parser.add_argument("--agent-description", metavar="TEXT", default="", help="the record's description")
@@ -129,6 +135,10 @@ def daemon_services(args: argparse.Namespace, config: Any) -> list[Any]:
         services.append(records)
     api = getattr(args, "api", None)
     if api == "off":
+        if config.api.metrics:
+            from agentp2p.errors import ConfigError
+
+            raise ConfigError("metrics are served by the control API: --api off and metrics cannot go together")
         return services
     from agentp2p.application.api import ApiService
 

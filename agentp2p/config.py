@@ -117,6 +117,17 @@ class DHTConfig:
 
 
 @dataclass
+class ApiConfig:
+    """What the daemon's control API serves beyond ``/v1`` (docs/api.md,
+    docs/operations.md). Where it listens and its token are the daemon's
+    ``--api`` and ``--api-token-file`` flags."""
+
+    # Prometheus metrics at /metrics, behind the API token (``--metrics``).
+    # Off: the route does not exist and prometheus_client is never imported.
+    metrics: bool = False
+
+
+@dataclass
 class NodeConfig:
     """Everything a :class:`~agentp2p.node.Node` needs to start."""
 
@@ -147,6 +158,8 @@ class NodeConfig:
     swim: SwimConfig = field(default_factory=SwimConfig)
     # Direct messages: the outbox/inbox store, windows, inbox bounds.
     messaging: MessagingConfig = field(default_factory=MessagingConfig)
+    # The control API's optional parts (an ApiService follows it unless told otherwise).
+    api: ApiConfig = field(default_factory=ApiConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.swim, bool):
