@@ -4,7 +4,7 @@ The daemon, the tests, the benchmarks and Python users all get their node
 from here (``Node(config)`` calls :func:`assemble`). It decides, once:
 
 * the host and its guards (Noise only, our Yamux, the inbound gate, the
-  resource manager and the penalty box);
+  resource manager, the penalty box and the deny list);
 * the substrates: connection events, the one :class:`Dialer`, pub/sub, DHT,
   bootstrap;
 * the services (messaging, SWIM, records, the control API...), each handed a
@@ -34,6 +34,7 @@ from multiaddr import Multiaddr
 from agentp2p.config import NodeConfig
 from agentp2p.contract import NodeService, StreamHandler
 from agentp2p.network.addresses import parse_listen_addr, parse_peer_addr
+from agentp2p.network.denylist import DenyList
 from agentp2p.network.dialer import Dialer
 from agentp2p.network.events import ConnectionEvents
 from agentp2p.network.handlers import HandlerFailures, contained
@@ -126,6 +127,7 @@ class NodeParts:
     bootstrapper: Bootstrapper
     context: ServiceContext
     services: dict[str, NodeService] = field(default_factory=dict)
+    denylist: DenyList = field(default_factory=DenyList)
 
 
 def default_services(config: NodeConfig, given: Sequence[NodeService] = ()) -> list[NodeService]:
@@ -178,6 +180,12 @@ def assemble(
     # Containment and limits report offences here; a peer that keeps
     # offending is disconnected and refused for a while (docs/security.md).
     penalties = PenaltyBox(config.penalties, on_ban=on_ban)
+    # Peers refused by decision rather than behaviour (an operator, a test
+    # network's partition): refused wherever banned peers are.
+    denylist = DenyList()
+
+    def refused(peer: ID) -> bool:
+        return penalties.is_banned(peer) or peer in denylist
 
     def offence(peer: ID | None, reason: str, weight: float = 1.0) -> None:
         if peer is None or peer == me:
@@ -196,13 +204,13 @@ def assemble(
         ),
         handler_failures,
         resources=resources,
-        is_banned=penalties.is_banned,
+        is_banned=refused,
         on_offence=offence,
         psk=read_psk_file(config.psk) if config.psk is not None else None,
     )
     events = ConnectionEvents(host)
     host.get_network().register_notifee(events)
-    dialer = Dialer(host, timeout=config.dial_timeout, is_banned=penalties.is_banned)
+    dialer = Dialer(host, timeout=config.dial_timeout, is_banned=penalties.is_banned, is_denied=denylist.__contains__)
     pubsub = PubSub(config.pubsub, identity=identity, resources=resources, offence=offence)
     dht = DHT(host, config.dht, offence=offence)
     dialer.use_lookup(dht.locate)
@@ -233,7 +241,7 @@ def assemble(
     dht.attach(context)  # kad handlers (server mode), dialer, connection events
     parts = NodeParts(
         config, identity, listen, penalties, resources, handler_failures, host, events, dialer, pubsub, dht,
-        bootstrapper, context,
+        bootstrapper, context, denylist=denylist,
     )
     for service in [*services, *default_services(config, services)]:
         if service.name in parts.services:

@@ -131,6 +131,7 @@ class Node:
         self.identity = parts.identity
         self._listen = parts.listen
         self.penalties = parts.penalties
+        self.denylist = parts.denylist
         self.resources = parts.resources
         self.handler_failures = parts.handler_failures
         self.host = parts.host
@@ -291,6 +292,39 @@ class Node:
 
     def is_banned(self, peer: ID | str) -> bool:
         return self.penalties.is_banned(to_peer_id(peer))
+
+    # -- the deny list (agentp2p.network.denylist) ----------------------------------
+
+    async def deny(self, *peers: ID | str) -> list[ID]:
+        """Refuse ``peers`` until :meth:`allow`: no dial to them, no connection
+        from them, and our open connections to them closed now. Returns the
+        peers that were not denied already. Raises ``DenyListFull`` (a
+        ``ValueError``) past ``DenyList.max_entries``."""
+        targets = [to_peer_id(p) for p in peers]
+        new = self.denylist.deny(targets)
+        # Close whatever is open to them, including connections dialed before
+        # the list changed; nothing new can open (both gates refuse them).
+        async with trio.open_nursery() as nursery:
+            for peer in targets:
+                if self.dialer.is_connected(peer):
+                    nursery.start_soon(self._close_quietly, peer)
+        return new  # type: ignore[return-value]
+
+    def allow(self, *peers: ID | str) -> list[ID]:
+        """Take ``peers`` off the deny list (none given: every peer); returns
+        those that were on it. Nothing is redialed here: the services that
+        want a peer (SWIM's reconnect pings, bootstrap, lookups) dial it as
+        they would any other."""
+        if not peers:
+            return self.denylist.clear()  # type: ignore[return-value]
+        return self.denylist.allow([to_peer_id(p) for p in peers])  # type: ignore[return-value]
+
+    def denied(self) -> list[ID]:
+        """Peers on the deny list now."""
+        return self.denylist.peers()  # type: ignore[return-value]
+
+    def is_denied(self, peer: ID | str) -> bool:
+        return to_peer_id(peer) in self.denylist
 
     def _require_running(self) -> trio.Nursery:
         if self._nursery is None:
@@ -552,6 +586,7 @@ class Node:
             "resources": self.resources.stats(),
             "network": self._network_stats(),
             "penalties": self.penalties.stats(),
+            "denylist": self.denylist.stats(),
             **{name: svc.stats() for name, svc in self.services.items()},
             "bootstrap": {
                 "attempts": self.bootstrapper.attempts,

@@ -3,7 +3,8 @@
 Before, dialing was written four times (node, bootstrap, SWIM transport,
 messaging), each with its own half of the rules. Here they are once:
 
-* **Bans.** A banned peer is not dialed (docs/security.md).
+* **Bans and denials.** A banned peer is not dialed (docs/security.md), nor
+  one on the node's deny list (:mod:`agentp2p.network.denylist`).
 * **Address hints.** Addresses a caller knows (a bootstrap entry, a SWIM
   member's announced addresses) go into the peerstore before the dial.
 * **The library's negative cache.** py-libp2p's swarm refuses for 60 s to
@@ -54,6 +55,7 @@ class DialerStats:
     shared: int = 0  # callers that joined a dial already in flight
     dht_lookups: int = 0
     refused_banned: int = 0
+    refused_denied: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -86,12 +88,14 @@ class Dialer:
         *,
         timeout: float,
         is_banned: Callable[[ID], bool] = lambda _peer: False,
+        is_denied: Callable[[ID], bool] = lambda _peer: False,
         lookup: Lookup | None = None,
     ) -> None:
         self._host = host
         self._self = host.get_id()
         self.timeout = timeout
         self._is_banned = is_banned
+        self._is_denied = is_denied
         self._lookup = lookup
         self._inflight: dict[ID, _InFlight] = {}
         self.stats = DialerStats()
@@ -136,6 +140,9 @@ class Dialer:
         if self._is_banned(peer):
             self.stats.refused_banned += 1
             raise DialError(f"peer {peer} is banned for misbehaving (see `agentp2p peers`)")
+        if self._is_denied(peer):
+            self.stats.refused_denied += 1
+            raise DialError(f"peer {peer} is on this node's deny list")
         self.add_addrs(peer, addrs)
         if self.is_connected(peer):
             return

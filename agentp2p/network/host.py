@@ -170,7 +170,8 @@ def build_host(
     """Create (but do not start) a hardened libp2p host.
 
     ``resources`` is the node's resource manager (a private one if None);
-    ``is_banned`` says which peers to refuse (the node's penalty box);
+    ``is_banned`` says which peers to refuse (the node's penalty box and
+    deny list: the inbound gate counts both as ``refused_banned``);
     ``on_offence(peer, reason, weight)`` hears of muxer violations;
     ``psk``: the private network's 32-byte key (None: the public network).
     """
