@@ -75,7 +75,7 @@ from agentp2p.protocol.kademlia import (
 )
 from agentp2p.protocol.kademlia.simnet import SimNet, Transport
 
-from .kademlia_metrics import Sample, SampleLog, percentile, summarise
+from .kademlia_metrics import Sample, SampleLog, summarise
 from .links import LognormalLatency, UniformLatency
 
 __all__ = ["PY_LIBP2P", "TRANSPORTS", "WARM", "KadSimConfig", "KadSimulation", "SurvivalPlan", "lookup_scenario",
@@ -134,6 +134,7 @@ class _Pending:
     issued: float
     truth: list[bytes] | None = None  # FIND_NODE: the k closest live nodes when it started
     providers: frozenset[bytes] | None = None  # GET_PROVIDERS: who provides the key
+    tag: object = None
 
 
 class KadSimulation:
@@ -204,6 +205,9 @@ class KadSimulation:
             then(p)
 
     def leave(self, p: bytes) -> None:
+        node = self.net.nodes.get(p)
+        if node is not None and node.finished:
+            self.collect()  # what it measured before it went still counts
         self.net.remove(p)
         self._remove_live(p)
         self.left += 1
@@ -250,12 +254,12 @@ class KadSimulation:
 
     def ask(self, peer: bytes, make: Callable[[object], Any], kind: str, label: str, *,
             clock: float | None = None, truth: list[bytes] | None = None,
-            providers: frozenset[bytes] | None = None) -> None:
+            providers: frozenset[bytes] | None = None, tag: object = None) -> None:
         """Start a measured query at ``peer`` (``make(query_id)`` builds the event)."""
         qid = ("sim", next(self._qids))
         now = self.net.now
         self._pending.append(_Pending(peer, qid, kind, label, now if clock is None else clock, now, truth,
-                                      providers))
+                                      providers, tag))
         self.net.input(peer, make(qid))
 
     def collect(self) -> int:
@@ -290,7 +294,7 @@ class KadSimulation:
             found = res.announced
             ok = found > 0
         return Sample(p.kind, ok, (p.issued - p.clock) + st.duration, st.hops, st.requests, st.failures,
-                      st.timed_out, exact, found)
+                      st.timed_out, exact, found, p.tag)
 
     def run_measured(self, limit: float = 600.0) -> None:
         """Run until every measured query has finished (or ``limit`` virtual seconds)."""
@@ -304,9 +308,9 @@ class KadSimulation:
         self.ask(origin, lambda q: StartLookup(q, key), "lookup", label, truth=truth)
 
     def find_providers(self, label: str, peer: bytes, key: bytes, providers: frozenset[bytes], *,
-                       count: int = 20, clock: float | None = None) -> None:
+                       count: int = 20, clock: float | None = None, tag: object = None) -> None:
         self.ask(peer, lambda q: FindProviders(q, key, count), "providers", label, clock=clock,
-                 providers=providers)
+                 providers=providers, tag=tag)
 
     def provide(self, label: str, peer: bytes, key: bytes) -> None:
         self.ask(peer, lambda q: Provide(q, key), "provide", label)
@@ -427,10 +431,16 @@ class SurvivalPlan:
 def survival_scenario(cfg: KadSimConfig, plan: SurvivalPlan) -> dict[str, Any]:
     """Build a network with the compressed timers, provide, churn, and look
     every key up at each checkpoint (``checkpoints_per_period`` per period,
-    each 5 s before its moment; the last of a period just before the
-    republish, when records are oldest). Per replication factor: requests
-    and bytes per put, the share of keys found, the live nodes holding each
-    record (the provider's own copy not counted), and keys with none."""
+    each 5 s before its moment, counted from the first provide; so the last
+    of a period comes just before the republish, when the records are
+    oldest). Per replication factor: requests and bytes per put, the share
+    of keys found, the live nodes holding each record (the provider's own
+    copy not counted), and keys with none.
+
+    At the end of the first period each record has only the holders of its
+    first put, a period old: the worst case. Later, a record also lives on
+    at the holders of the put before (records last 48/22 periods), as in a
+    long-running network."""
     wall = time.perf_counter()
     base = cfg.kad or node_kad_config()
     kad = replace(base, provider_republish=plan.period, provider_ttl=plan.period * 48.0 / 22.0)
@@ -450,33 +460,34 @@ def survival_scenario(cfg: KadSimConfig, plan: SurvivalPlan) -> dict[str, Any]:
             items.append((r, provs[j % len(provs)], provider_key(f"survival/{cfg.seed}/r{r}/{j}")))
     sim.wrng.shuffle(items)
     b0, q0 = dict(net.stats.bytes_by_type), dict(net.stats.requests_by_type)
+    t_first = net.now
     _spread(sim, len(items), 0.01, lambda i: sim.provide(f"provide r={items[i][0]}", items[i][1], items[i][2]))
     net.run(net.now + len(items) * 0.01)
     sim.run_measured()
-    t0 = net.now
     d_bytes = {k: v - b0.get(k, 0) for k, v in net.stats.bytes_by_type.items()}
     d_reqs = {k: v - q0.get(k, 0) for k, v in net.stats.requests_by_type.items()}
     lookup_bytes = sum(v for k, v in d_bytes.items() if k != "ADD_PROVIDER") / len(items)
     write_size = d_bytes.get("ADD_PROVIDER", 0) / max(1, d_reqs.get("ADD_PROVIDER", 0))
     # churn: departures at uniform times, each at once replaced by a newcomer
     per_period = round(plan.churn * (cfg.n - cfg.bootstrap_nodes))
-    end = t0 + plan.period * plan.periods
+    t0 = net.now
+    end = t_first + plan.period * plan.periods
     for t in sorted(sim.crng.uniform(t0, end) for _ in range(per_period * plan.periods)):
         net.call_at(t, lambda: _replace_one(sim))
     cps = plan.checkpoints_per_period
-    holders: dict[str, list[int]] = {}
+    holders: dict[tuple[str, bytes], int] = {}  # (label, key) -> live holders then
 
     def checkpoint(label: str) -> None:
         for r, prov, k in items:
             reader = sim.random_live(exclude_stable=True)
-            sim.find_providers(f"{label} r={r}", reader, k, frozenset((prov,)), count=1)
-            holders.setdefault(f"{label} r={r}", []).append(sim.holders(k, prov))
+            sim.find_providers(f"{label} r={r}", reader, k, frozenset((prov,)), count=1, tag=k)
+            holders[(f"{label} r={r}", k)] = sim.holders(k, prov)
 
-    labels: list[tuple[str, bool]] = []
+    labels: list[str] = []
     for i in range(1, plan.periods * cps + 1):
         label = f"t={i / cps:.2f}"
-        labels.append((label, i % cps == 0))
-        net.call_at(t0 + i * plan.period / cps - 5.0, lambda label=label: checkpoint(label))
+        labels.append(label)
+        net.call_at(t_first + i * plan.period / cps - 5.0, lambda label=label: checkpoint(label))
     r0 = net.stats.requests
     net.run(end)
     sim.run_measured()
@@ -487,6 +498,7 @@ def survival_scenario(cfg: KadSimConfig, plan: SurvivalPlan) -> dict[str, Any]:
         "requests_per_node_s": (net.stats.requests - r0) / (len(sim.live) * (end - t0)),
         "orphaned": sim.log.orphaned, "wall_s": 0.0, "by_r": {},
     }
+    first_end = labels[cps - 1]
     for r in plan.replications:
         put = summarise(sim.log.get(f"provide r={r}"))
         row: dict[str, Any] = {
@@ -495,34 +507,36 @@ def survival_scenario(cfg: KadSimConfig, plan: SurvivalPlan) -> dict[str, Any]:
             "bytes_per_put": lookup_bytes + put["found_mean"] * write_size,
             "checkpoints": {},
         }
-        ends_ok = ends_n = all_ok = all_n = 0
-        end_holders: list[int] = []
-        end_lat: list[float] = []
-        for label, is_end in labels:
-            smp = sim.log.get(f"{label} r={r}")
-            ok = sum(x.ok for x in smp)
-            h = holders.get(f"{label} r={r}", [])
+        all_ok = all_n = 0
+        for label in labels:
+            lab = f"{label} r={r}"
+            smp = sim.log.get(lab)
+            h = [n for (lb, _), n in holders.items() if lb == lab]
+            sm = summarise(smp)
             row["checkpoints"][label] = {
-                "found": ok / len(smp) if smp else math.nan,
+                "reads": len(smp),
+                "found": sm["success"],
+                "not_found": sum(1 for x in smp if not x.ok),
+                "not_found_with_holders": sum(1 for x in smp if not x.ok and holders.get((lab, x.tag), 0) > 0),
+                "timed_out": sm["timed_out"],
                 "holders_mean": sum(h) / len(h) if h else math.nan,
                 "no_holder": sum(1 for x in h if x == 0),
-                "p50": summarise(smp)["p50"],
-                "p99": summarise(smp)["p99"],
+                "p50": sm["p50"],
+                "p99": sm["p99"],
             }
-            all_ok += ok
+            all_ok += sum(x.ok for x in smp)
             all_n += len(smp)
-            if is_end:
-                ends_ok += ok
-                ends_n += len(smp)
-                end_holders += h
-                end_lat += [x.latency for x in smp]
-        row["found_end"] = ends_ok / ends_n if ends_n else math.nan
+        cp = row["checkpoints"]
+        row["found_first_end"] = cp[first_end]["found"]
+        row["lost_first_end"] = cp[first_end]["not_found"]
+        row["holders_first_end"] = cp[first_end]["holders_mean"]
+        row["holders_last"] = cp[labels[-1]]["holders_mean"]
         row["found_all"] = all_ok / all_n if all_n else math.nan
-        row["lost_end"] = ends_n - ends_ok
-        row["holders_end"] = sum(end_holders) / len(end_holders) if end_holders else math.nan
-        row["no_holder_end"] = sum(1 for x in end_holders if x == 0)
-        row["read_p50_end"] = percentile(end_lat, 50)
-        row["read_p99_end"] = percentile(end_lat, 99)
+        row["not_found_all"] = all_n - all_ok
+        row["not_found_with_holders"] = sum(c["not_found_with_holders"] for c in cp.values())
+        row["no_holder_max"] = max(c["no_holder"] for c in cp.values())
+        row["read_p50_first_end"] = cp[first_end]["p50"]
+        row["read_p99_first_end"] = cp[first_end]["p99"]
         out["by_r"][r] = row
     out["wall_s"] = time.perf_counter() - wall
     return out

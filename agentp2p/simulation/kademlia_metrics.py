@@ -40,6 +40,7 @@ class Sample:
     timed_out: bool
     exact: bool | None = None  # FIND_NODE: the k truly closest, all of them
     found: int = 0  # providers returned / peers written to
+    tag: object = None  # what the scenario attached to the query (e.g. its key)
 
 
 @dataclass
