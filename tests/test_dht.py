@@ -145,3 +145,48 @@ async def test_a_live_server_evicted_for_timeouts_comes_back() -> None:
         await wait_until(lambda: b.peer_id in a.dht.routing_table_peers(), 10, "b back in a's table")
         assert await a.dht.lookup(os.urandom(32)) == [b.peer_id]
 
+
+
+async def test_a_peer_whose_identify_was_lost_enters_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """py-libp2p runs identify once per connection and gives up silently on
+    a busy process; the peer's protocols then never reach the peerstore. The
+    adapter runs identify itself when the peerstore still has nothing, so a
+    DHT server is not taken for a client for the life of the connection."""
+    from agentp2p.protocol.kademlia import service as kad_service
+
+    monkeypatch.setattr(kad_service, "IDENTIFY_ASK_AFTER", 0.2)
+    async with Node(local_config(swim=False)) as a, Node(local_config(swim=False)) as b:
+        a.host._schedule_identify = lambda *args, **kwargs: None  # the library's identify never runs on a
+        await a.connect(b.addrs[0])
+        await wait_until(lambda: b.peer_id in a.dht.routing_table_peers(), 15, "b in a's table")
+        adapter = a.dht.stats()["adapter"]
+        assert adapter["identify_asked"] >= 1 and adapter["identify_failed"] == 0
+        assert "/agentp2p/kad/1.0.0" in a.host.get_peerstore().get_protocols(b.peer_id)
+
+
+async def test_identify_of_a_peer_that_never_answers_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A peer that accepts the identify stream and never answers costs one
+    bounded attempt per IDENTIFY_ASK_AFTER until IDENTIFY_WAIT; then it is
+    taken for a non-server, and our identify attempts are counted as failed."""
+    from libp2p.identity.identify.identify import ID as IDENTIFY_PROTOCOL
+
+    from agentp2p.protocol.kademlia import service as kad_service
+
+    monkeypatch.setattr(kad_service, "IDENTIFY_ASK_AFTER", 0.2)
+    monkeypatch.setattr(kad_service, "IDENTIFY_ASK_TIMEOUT", 0.5)
+    monkeypatch.setattr(kad_service, "IDENTIFY_WAIT", 2.0)
+
+    async def silent(stream: object) -> None:
+        await trio.sleep_forever()
+
+    async with Node(local_config(swim=False)) as a, Node(local_config(swim=False)) as b:
+        a.host._schedule_identify = lambda *args, **kwargs: None
+        b.host.set_stream_handler(IDENTIFY_PROTOCOL, silent)
+        await a.connect(b.addrs[0])
+        await wait_until(lambda: a.dht.stats()["adapter"]["identify_failed"] >= 2, 15, "a's attempts to fail")
+        await trio.sleep(2.5)  # past IDENTIFY_WAIT: attempts have stopped
+        asked = a.dht.stats()["adapter"]["identify_asked"]
+        assert asked <= 4
+        await trio.sleep(1.0)
+        assert a.dht.stats()["adapter"]["identify_asked"] == asked
+        assert b.peer_id not in a.dht.routing_table_peers()

@@ -34,6 +34,7 @@ This module is the node-facing side (docs/dht.md):
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 from collections import Counter
@@ -47,6 +48,7 @@ from libp2p.peer.peerinfo import PeerInfo
 from agentp2p.config import DHTConfig
 from agentp2p.errors import AgentP2PError
 from agentp2p.histogram import Histogram
+from agentp2p.network.identify import request_identify
 from agentp2p.protocol.kademlia import (
     IPFS_PROTOCOL_ID,
     PROTOCOL_ID,
@@ -403,6 +405,7 @@ class DHT:
             inbound_rate=cfg.inbound_requests_per_second,
             inbound_burst=cfg.inbound_request_burst,
             max_inbound_streams_per_peer=cfg.max_inbound_streams_per_peer,
+            identify=functools.partial(request_identify, ctx.dialer, self.host),
         )
         self.service.attach(ctx.set_stream_handler)
 

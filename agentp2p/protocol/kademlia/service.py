@@ -21,7 +21,9 @@ happened. Per node:
   already on the wire is left to finish (or to hit its deadline) so the
   stream stays in step, one still waiting for the stream is cancelled.
 * **Feeding.** Connections (node events) plus identify tell the core who is
-  there and whether it is a DHT server (it lists one of our protocols);
+  there and whether it is a DHT server (it lists one of our protocols); when
+  the library's one identify attempt per connection was lost (it gives up
+  silently on a busy process), we ask identify ourselves (``identify=``);
   when evictions thin the table below k, connected servers are offered
   again (go's fixLowPeers: on a starved CPU live peers time out);
   a timer task sleeps until the core's next deadline (ArmTimer) and Ticks.
@@ -44,7 +46,7 @@ import itertools
 import logging
 import random
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,7 +93,12 @@ MALFORMED_WEIGHT = 1.0
 OVERSIZED_WEIGHT = 5.0
 RATE_WEIGHT = 0.5
 #: How long a new connection's identify is waited for before the peer is taken for a non-server.
-IDENTIFY_WAIT = 30.0
+IDENTIFY_WAIT = 60.0
+#: With no protocols in the peerstore this long after a connection (or after
+#: our last attempt), we run identify ourselves; each attempt is bounded by
+#: IDENTIFY_ASK_TIMEOUT.
+IDENTIFY_ASK_AFTER = 5.0
+IDENTIFY_ASK_TIMEOUT = 10.0
 #: How often the table is topped up from live connections at the latest
 #: (go-libp2p-kad-dht's fixLowPeers), and the shortest gap between two top-ups.
 REFILL_INTERVAL = 60.0
@@ -121,6 +128,8 @@ class ServiceStats:
     pings: int = 0  # liveness checks sent
     dropped_answers: int = 0  # answers of requests the core had cancelled
     refilled: int = 0  # connected servers offered again to a thinned table
+    identify_asked: int = 0  # identify run by us: the library's attempt had not filled the peerstore
+    identify_failed: int = 0  # ... and ours failed too (timed out, refused, garbage)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -203,6 +212,7 @@ class KademliaService:
         idle_timeout: float = 60.0,
         outbound_idle: float = 30.0,
         rng: random.Random | None = None,
+        identify: Callable[[ID, float], Awaitable[Sequence[str]]] | None = None,
     ) -> None:
         if not protocols:
             raise ValueError("at least one DHT protocol ID is needed")
@@ -221,6 +231,9 @@ class KademliaService:
         self._max_inbound = max_inbound_streams_per_peer
         self._rate = PeerRateLimiter(inbound_rate, inbound_burst, max_peers=16384)
         self._rng = rng or random.Random()
+        #: ``identify(peer, timeout) -> protocols`` over the open connection,
+        #: filling the peerstore (network/identify.py); None: wait for the library's only.
+        self._identify = identify
         self._validator = validator
         self._quotas = (record_quota, provider_quota)
         #: Built when the service starts (the core's clock is trio's, which
@@ -626,16 +639,27 @@ class KademliaService:
         Polls the peerstore (py-libp2p signals nothing when identify is done),
         quickly at first, then backing off, for up to ``IDENTIFY_WAIT``: on a
         loaded node identify can take seconds, and a server taken for a
-        client would stay out of the table until it reconnects.
+        client would stay out of the table until it reconnects. py-libp2p
+        tries identify once per connection and gives up silently under load,
+        so when the peerstore still has nothing ``IDENTIFY_ASK_AFTER`` after
+        the connection (or after our last try), we run identify ourselves.
         """
         protocols: list[str] = []
-        delay, waited = 0.01, 0.0
-        while waited < IDENTIFY_WAIT and self._dialer.is_connected(peer):
+        delay = 0.01
+        now = trio.current_time()
+        deadline, ask_at = now + IDENTIFY_WAIT, now + IDENTIFY_ASK_AFTER
+        while self._dialer.is_connected(peer):
             protocols = self._protocols_of(peer)
-            if protocols:
+            now = trio.current_time()
+            if protocols or now >= deadline:
                 break
-            await trio.sleep(delay)
-            waited += delay
+            if self._identify is not None and now >= ask_at:
+                protocols = await self._ask_identify(peer, min(IDENTIFY_ASK_TIMEOUT, deadline - now))
+                if protocols:
+                    break
+                ask_at = trio.current_time() + IDENTIFY_ASK_AFTER
+                continue
+            await trio.sleep(max(0.0, min(delay, ask_at - now, deadline - now)))
             delay = min(delay * 1.5, 0.5)
         if not self._dialer.is_connected(peer):
             return  # gone already (PeerDisconnected was fed)
@@ -667,6 +691,18 @@ class KademliaService:
                         self.stats.refilled += 1
                         self._feed(PeerConnected(key, wire_addrs(self._dialer.known_addrs(peer)), True))
             await trio.sleep(REFILL_GAP)
+
+    async def _ask_identify(self, peer: ID, timeout: float) -> list[str]:
+        """Run identify with ``peer`` ourselves; its protocols, [] on failure."""
+        assert self._identify is not None
+        self.stats.identify_asked += 1
+        try:
+            with trio.fail_after(timeout):
+                return list(await self._identify(peer, timeout))
+        except Exception as exc:  # noqa: BLE001 — dial, negotiation, deadline, the peer's garbage
+            self.stats.identify_failed += 1
+            log.debug("identify of %s failed: %r", peer, exc)
+            return []
 
     def _protocols_of(self, peer: ID) -> list[str]:
         try:
