@@ -69,7 +69,7 @@ async def test_ten_thousand_messages_exactly_once_in_order_while_connections_die
 
         async def killer() -> None:
             for k in range(1, kills + 1):
-                await wait_until(lambda: len(rx.got) >= k * n // (kills + 2), timeout=20, what=f"progress {k}")
+                await wait_until(lambda: len(rx.got) >= k * n // (kills + 2), timeout=60, what=f"progress {k}")
                 how = rng.choice(["sender-disconnect", "receiver-disconnect", "stream-reset"])
                 if how == "sender-disconnect":
                     await a.disconnect(b.peer_id)
@@ -80,7 +80,9 @@ async def test_ten_thousand_messages_exactly_once_in_order_while_connections_die
                     if link is not None and link.conn is not None:
                         await link.conn.stream.reset()
 
-        with trio.fail_after(50):
+        # A hang guard, not a speed check: ~15 s on a quiet machine, over 50 s
+        # at load average 6 (it failed there with a 50 s guard).
+        with trio.fail_after(240):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(rx.run)
                 nursery.start_soon(killer)
@@ -88,7 +90,7 @@ async def test_ten_thousand_messages_exactly_once_in_order_while_connections_die
                     for _ in range(workers):
                         senders.start_soon(worker, n // workers)
                 done.set()
-                await wait_until(lambda: len(rx.got) >= n, timeout=20, what="all messages")
+                await wait_until(lambda: len(rx.got) >= n, timeout=60, what="all messages")
                 nursery.cancel_scope.cancel()
         assert rx.got == list(range(n))  # exactly once, in order
         st = sa.stats()
