@@ -184,9 +184,40 @@ async def test_identify_of_a_peer_that_never_answers_is_bounded(monkeypatch: pyt
         b.host.set_stream_handler(IDENTIFY_PROTOCOL, silent)
         await a.connect(b.addrs[0])
         await wait_until(lambda: a.dht.stats()["adapter"]["identify_failed"] >= 2, 15, "a's attempts to fail")
-        await trio.sleep(2.5)  # past IDENTIFY_WAIT: attempts have stopped
-        asked = a.dht.stats()["adapter"]["identify_asked"]
-        assert asked <= 4
-        await trio.sleep(1.0)
-        assert a.dht.stats()["adapter"]["identify_asked"] == asked
+        await wait_until(lambda: not a.dht.service._identifying, 15, "a to give b up (IDENTIFY_WAIT)")
+        # 2 s of attempts bounded by 0.5 s each, 0.2 s apart: at most 4.
+        assert a.dht.stats()["adapter"]["identify_asked"] <= 4
         assert b.peer_id not in a.dht.routing_table_peers()
+
+
+async def test_a_peer_still_unidentified_is_identified_again_when_the_table_is_topped_up(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every identify attempt can fail while a process is starved; the
+    connection stays. The periodic top-up of a table under k starts a new
+    round of attempts for connected peers whose protocols are still unknown,
+    so a node whose only connections are its bootstrap peers does not keep
+    an empty table for as long as they last."""
+    from libp2p.identity.identify.identify import ID as IDENTIFY_PROTOCOL
+
+    from agentp2p.network.host import _identify_handler
+    from agentp2p.protocol.kademlia import service as kad_service
+
+    monkeypatch.setattr(kad_service, "IDENTIFY_ASK_AFTER", 0.2)
+    monkeypatch.setattr(kad_service, "IDENTIFY_ASK_TIMEOUT", 0.5)
+    monkeypatch.setattr(kad_service, "IDENTIFY_WAIT", 1.0)
+    monkeypatch.setattr(kad_service, "REFILL_INTERVAL", 1.0)
+    monkeypatch.setattr(kad_service, "REFILL_GAP", 0.1)
+
+    async def silent(stream: object) -> None:
+        await trio.sleep_forever()
+
+    async with Node(local_config(swim=False)) as a, Node(local_config(swim=False)) as b:
+        a.host._schedule_identify = lambda *args, **kwargs: None
+        b.host.set_stream_handler(IDENTIFY_PROTOCOL, silent)
+        await a.connect(b.addrs[0])
+        await wait_until(lambda: a.dht.stats()["adapter"]["identify_failed"] >= 1, 15, "a's attempt to fail")
+        await wait_until(lambda: not a.dht.service._identifying, 15, "a to give b up (IDENTIFY_WAIT)")
+        assert b.peer_id not in a.dht.routing_table_peers()
+        b.host.set_stream_handler(IDENTIFY_PROTOCOL, _identify_handler(b.host))  # b answers again
+        await wait_until(lambda: b.peer_id in a.dht.routing_table_peers(), 15, "b in a's table")
+        assert a.dht.stats()["adapter"]["reidentified"] >= 1

@@ -130,6 +130,7 @@ class ServiceStats:
     refilled: int = 0  # connected servers offered again to a thinned table
     identify_asked: int = 0  # identify run by us: the library's attempt had not filled the peerstore
     identify_failed: int = 0  # ... and ours failed too (timed out, refused, garbage)
+    reidentified: int = 0  # connected peers still unidentified when the table was topped up: identify again
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -258,6 +259,7 @@ class KademliaService:
         self._last_local_addrs: tuple[bytes, ...] | None = None
         self.table_changed = trio.Event()
         self._table_low = trio.Event()
+        self._identifying: set[ID] = set()  # peers an _identified task is waiting on
         self._log = ThrottledLog(log, interval=30.0)
 
     # ------------------------------------------------------------------ wiring
@@ -644,6 +646,15 @@ class KademliaService:
         so when the peerstore still has nothing ``IDENTIFY_ASK_AFTER`` after
         the connection (or after our last try), we run identify ourselves.
         """
+        if peer in self._identifying:
+            return
+        self._identifying.add(peer)
+        try:
+            await self._wait_identified(peer)
+        finally:
+            self._identifying.discard(peer)
+
+    async def _wait_identified(self, peer: ID) -> None:
         protocols: list[str] = []
         delay = 0.01
         now = trio.current_time()
@@ -676,6 +687,10 @@ class KademliaService:
         new). As go-libp2p-kad-dht's fixLowPeers does, connected DHT servers
         missing from a table under k are offered again, at most every
         ``REFILL_GAP`` seconds, and every ``REFILL_INTERVAL`` in any case.
+        Connected peers whose protocols are still unknown (every identify
+        attempt failed while the process was starved) get a new round of
+        identify attempts: otherwise a node whose only connections are its
+        bootstrap peers would keep an empty table for as long as they last.
         """
         while True:
             with trio.move_on_after(REFILL_INTERVAL):
@@ -687,9 +702,13 @@ class KademliaService:
                     key = peer.to_bytes()
                     if key in core.table or key == core.local_peer:
                         continue
-                    if any(p in self._protocols_of(peer) for p in self.protocols):
+                    protocols = self._protocols_of(peer)
+                    if any(p in protocols for p in self.protocols):
                         self.stats.refilled += 1
                         self._feed(PeerConnected(key, wire_addrs(self._dialer.known_addrs(peer)), True))
+                    elif not protocols and peer not in self._identifying and self._nursery is not None:
+                        self.stats.reidentified += 1
+                        self._nursery.start_soon(self._identified, peer)
             await trio.sleep(REFILL_GAP)
 
     async def _ask_identify(self, peer: ID, timeout: float) -> list[str]:
