@@ -1,5 +1,5 @@
 """The ``agentp2p`` command: ``daemon`` runs a node, ``id`` shows its identity,
-``psk new`` makes a private network key.
+``psk new`` makes a private network key, ``devnet`` runs a local test network.
 
 Every failure a user can cause (bad multiaddr, port in use, unknown config
 key, corrupt key file) ends in one line on stderr and a non-zero exit code,
@@ -19,6 +19,7 @@ from typing import Any
 
 from agentp2p import __version__
 from agentp2p.cli_client import add_client_commands, add_daemon_api_flags, daemon_services, run_client_command
+from agentp2p.cli_devnet import add_devnet_command
 from agentp2p.errors import AgentP2PError, ConfigError
 
 log = logging.getLogger("agentp2p.daemon")
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     ksub = k.add_subparsers(dest="psk_command", required=True, parser_class=_Parser)
     new = ksub.add_parser("new", help="write a fresh key file, mode 0600 (never overwrites)")
     new.add_argument("file", nargs="?", metavar="FILE", help="where to write it (default ~/.agentp2p/swarm.key)")
+    add_devnet_command(sub)
     add_client_commands(sub)
     return p
 
@@ -177,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote a new private network key to {path} (fingerprint {fingerprint(key)})")
             print(f"give it to every node of the network (keep it secret), and run: agentp2p daemon --psk {path}")
             return 0
+        if args.command == "devnet":
+            from agentp2p.cli_devnet import run_devnet
+
+            return run_devnet(args)
         if args.command == "daemon":
             if not args.full_import:
                 # Must run before anything imports libp2p (config does).

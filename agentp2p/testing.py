@@ -174,10 +174,16 @@ class ChildProcess:
     until it is ready and close it. A wait that fails says why with the
     tail of its log; tests/conftest.py adds the log of every child a failed
     test ran to its report.
+
+    Its stdin is empty unless ``stdin=True``: then it is a pipe that
+    :meth:`send_line` writes to and :meth:`close_stdin` ends (an interactive
+    program, such as ``agentp2p devnet``).
     """
 
-    def __init__(self, args: Sequence[str], *, env: Mapping[str, str] | None = None, name: str | None = None) -> None:
+    def __init__(self, args: Sequence[str], *, env: Mapping[str, str] | None = None, name: str | None = None,
+                 stdin: bool = False) -> None:  # fmt: skip
         self.args = [str(a) for a in args]
+        self.stdin = stdin
         self.env = dict(env) if env is not None else None
         self.name = name or Path(self.args[1] if len(self.args) > 1 else self.args[0]).name
         self.lines: list[str] = []
@@ -194,7 +200,8 @@ class ChildProcess:
     def launch(self) -> Self:
         """Start the process (without waiting for it to be ready)."""
         self.proc = subprocess.Popen(
-            self.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env,
+            self.args, stdin=subprocess.PIPE if self.stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=self.env,
             start_new_session=True,  # its own process group: torn down as one, spared the terminal's Ctrl-C
         )  # fmt: skip
         self.launched_at = time.monotonic()
@@ -232,6 +239,20 @@ class ChildProcess:
         except BaseException:
             await self.aclose()
             raise
+
+    # -- input ---------------------------------------------------------------
+
+    def send_line(self, text: str) -> None:
+        """Write ``text`` and a newline to its stdin (``stdin=True``)."""
+        assert self.proc is not None and self.proc.stdin is not None, "launched without stdin=True"
+        self.proc.stdin.write(text.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def close_stdin(self) -> None:
+        """End its input (it reads end of file)."""
+        if self.proc is not None and self.proc.stdin is not None and not self.proc.stdin.closed:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
 
     # -- output --------------------------------------------------------------
 
@@ -402,6 +423,7 @@ class ChildProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
         for t in self._readers:
             t.join(timeout=5)
+        self.close_stdin()
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()

@@ -1,0 +1,658 @@
+"""The devnet controller: grows the network, keeps the summary, runs commands.
+
+One trio program in the ``agentp2p devnet`` process. It owns no node; the
+nodes live in the worker processes (:mod:`agentp2p.devnet.worker`, handled
+through :mod:`agentp2p.devnet.pool`), and the controller keeps the ground
+truth about them: which nodes are up, killed, paused, which partitions are
+in force (:mod:`agentp2p.devnet.partition`) — what the network *should*
+look like, to hold the nodes' own views against it.
+
+Life of a devnet:
+
+1. start the workers (``--procs``), each given a contiguous block of node
+   indices (:mod:`agentp2p.devnet.layout`);
+2. grow: node 0 alone, then the other ``--seeds`` joining it, then every
+   worker starts its other nodes ``--concurrency`` at a time, each
+   bootstrapping from ``--bootstraps`` seeds picked at random (so the joins
+   spread over the seeds); a progress line counts them; then wait (bounded)
+   until every node has a mesh peer on the topic;
+3. run: a summary every ``--interval`` seconds (:mod:`agentp2p.devnet.summary`),
+   a discovery probe, background traffic on the devnet topic (``--rate``),
+   and the commands (:mod:`agentp2p.devnet.commands`) from stdin or a script;
+4. stop on ``quit``, end of input, Ctrl-C or SIGTERM: every worker ends
+   (:meth:`WorkerHandle.stop`), and only then does the controller exit. A
+   second Ctrl-C kills the workers at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import random
+import signal
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from agentp2p.devnet.commands import HELP, Command, CommandError, format_nodes, parse_command
+from agentp2p.devnet.console import Console, stdin_lines
+from agentp2p.devnet.layout import blocks, capability_of, choose_bootstraps, worker_of
+from agentp2p.devnet.partition import Partitions
+from agentp2p.devnet.pool import WorkerError, WorkerHandle
+from agentp2p.devnet.summary import ProbeResult, RateMeter, Summary, converged, summarize, swim_counts
+
+__all__ = ["DevnetOptions", "Devnet"]
+
+#: A node start may take this long (the worker's start and connect bounds, and a margin for a busy machine).
+START_REQUEST_TIMEOUT = 120.0
+#: How long the controller waits for a worker's stats before the summary goes without them.
+STATS_TIMEOUT = 15.0
+#: How long to wait, once every node is up, for meshes and records (see Devnet._settle).
+SETTLE_TIMEOUT = 120.0
+#: A find (probe or command) gives up after this long.
+FIND_TIMEOUT = 60.0
+
+
+@dataclass
+class DevnetOptions:
+    """What ``agentp2p devnet`` was asked for (the CLI flags, one for one)."""
+
+    nodes: int
+    procs: int = 2
+    #: The first nodes, started first: the bootstrap nodes of everyone else.
+    seeds: int = 3
+    #: Seeds every other node bootstraps from (at random, spreading the joins).
+    bootstraps: int = 2
+    #: Nodes one worker starts at once.
+    concurrency: int = 4
+    #: Distinct capabilities, round-robin: node i offers cap-(i mod caps).
+    caps: int = 10
+    topic: str = "devnet"
+    #: Seconds between summaries (0: none).
+    interval: float = 3.0
+    #: Seconds between discovery probes (None: the interval; 0: none).
+    probe_every: float | None = None
+    #: Background publishes per second on the topic, from random nodes (0: none).
+    rate: float = 1.0
+    #: How long ``publish`` waits for every reachable node to receive the message.
+    deliver_timeout: float = 10.0
+    #: TOML node config applied to every node (keys as in NodeConfig).
+    config: Path | None = None
+    #: Directory for the workers' logs (None: discarded).
+    log_dir: Path | None = None
+    log_level: str = "warning"
+    #: Script mode: run these command lines once the network is up, then quit. None: read stdin.
+    commands: list[str] | None = None
+    json: bool = False
+    seed: int | None = None
+    #: How long a worker may take to stop its nodes before it is killed.
+    grace: float = 25.0
+
+
+class Devnet:
+    """One devnet run. ``await Devnet(options, console).run()`` -> exit status."""
+
+    def __init__(self, options: DevnetOptions, console: Console) -> None:
+        if options.nodes < 1 or options.procs < 1:
+            raise ValueError("a devnet needs at least one node and one worker")
+        self.opts = options
+        self.console = console
+        self.layout = blocks(options.nodes, options.procs)
+        self.rng = random.Random(options.seed)
+        self.workers: list[WorkerHandle] = []
+        self.peer_ids: dict[int, str] = {}
+        self.addrs: dict[int, str] = {}
+        self.index_of: dict[str, int] = {}
+        self.up: set[int] = set()
+        self.killed: set[int] = set()
+        #: Nodes that failed to start, or stopped by themselves, and why.
+        self.failed: dict[int, str] = {}
+        self.partitions = Partitions()
+        self.rates = RateMeter()
+        self.last_probe: ProbeResult | None = None
+        self.grown = False
+        self.converged_reported = False
+        self.rc = 0
+        self._seq = 0
+        self._t0 = time.monotonic()
+        self._scope = trio.CancelScope()
+        self._lines_send, self._lines = trio.open_memory_channel[str](64)
+
+    # -- the run ---------------------------------------------------------------------
+
+    async def run(self) -> int:
+        self._t0 = time.monotonic()
+        async with trio.open_nursery() as outer:
+            await outer.start(self._watch_signals)
+            if self.opts.commands is None:
+                outer.start_soon(self._read_stdin)
+            try:
+                with self._scope:
+                    await self._session()
+            except* (WorkerError, OSError) as group:
+                for exc in group.exceptions:
+                    self.console.event("error", f"error: {exc}", error=str(exc))
+                self.rc = 1
+            finally:
+                await self._stop_workers()
+                outer.cancel_scope.cancel()
+        return self.rc
+
+    def quit(self, why: str = "quit") -> None:
+        self._scope.cancel()
+
+    async def _session(self) -> None:
+        async with trio.open_nursery() as nursery:
+            await self._start_workers(nursery)
+            if self.opts.commands is None:
+                nursery.start_soon(self._execute_stdin)
+            if not await self._grow():
+                self.rc = 1
+                nursery.cancel_scope.cancel()
+                return
+            self.grown = True
+            if self.opts.interval > 0:
+                nursery.start_soon(self._summaries)
+            probe_every = self.opts.interval if self.opts.probe_every is None else self.opts.probe_every
+            if probe_every > 0:
+                nursery.start_soon(self._probes, probe_every)
+            if self.opts.rate > 0:
+                nursery.start_soon(self._traffic)
+            if self.opts.commands is not None:
+                await self._run_script(self.opts.commands)
+                nursery.cancel_scope.cancel()
+
+    async def _watch_signals(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
+            count = 0
+            async for signum in signals:
+                count += 1
+                if count == 1:
+                    self.console.event("info", f"{signal.Signals(signum).name}: stopping (again to kill the workers now)",
+                                       signal=signal.Signals(signum).name)  # fmt: skip
+                    self.quit("signal")
+                else:
+                    for w in self.workers:
+                        if w.pid is not None:
+                            with contextlib.suppress(ProcessLookupError, PermissionError):
+                                os.killpg(w.pid, signal.SIGKILL)
+
+    async def _read_stdin(self) -> None:
+        async with self._lines_send:
+            async for line in stdin_lines():
+                await self._lines_send.send(line)
+        self.console.event("info", "end of input: stopping", reason="eof")
+        self.quit("eof")
+
+    async def _execute_stdin(self) -> None:
+        async for line in self._lines:
+            await self._run_line(line)
+
+    async def _run_script(self, lines: list[str]) -> None:
+        for line in lines:
+            if not line.strip() or line.strip().startswith("#"):
+                continue
+            if not self.opts.json:
+                self.console.event("info", f"> {line.strip()}")
+            if not await self._run_line(line):
+                self.rc = 1
+
+    # -- workers -----------------------------------------------------------------------
+
+    async def _start_workers(self, nursery: trio.Nursery) -> None:
+        o = self.opts
+        args = ["--parent", str(os.getpid()), "--topic", o.topic, "--log-level", o.log_level]
+        if o.config is not None:
+            args += ["--config", str(o.config)]
+        if o.log_dir is not None:
+            o.log_dir.mkdir(parents=True, exist_ok=True)
+        self.workers = [
+            WorkerHandle(w, block, args, log_file=o.log_dir / f"worker-{w}.log" if o.log_dir is not None else None)
+            for w, block in enumerate(self.layout)
+        ]
+        async with trio.open_nursery() as starting:
+            for w in self.workers:
+                starting.start_soon(w.start, nursery)
+        self.console.event(
+            "workers",
+            f"{len(self.workers)} workers ready at {self._elapsed():.1f}s: "
+            + ", ".join(f"pid {w.pid} nodes {_span(w.nodes)}" for w in self.workers),
+            seconds=round(self._elapsed(), 2), workers=[{"index": w.index, "pid": w.pid, "nodes": [w.nodes.start, w.nodes.stop - 1]} for w in self.workers],
+        )  # fmt: skip
+
+    async def _stop_workers(self) -> None:
+        with trio.CancelScope(shield=True):
+            t0 = time.monotonic()
+            async with trio.open_nursery() as nursery:
+                for w in self.workers:
+                    nursery.start_soon(w.stop, self.opts.grace)
+            self.console.event("stopped", f"stopped {len(self.workers)} workers in {time.monotonic() - t0:.1f}s",
+                               seconds=round(time.monotonic() - t0, 2), rc=self.rc)  # fmt: skip
+
+    def _worker(self, index: int) -> WorkerHandle:
+        return self.workers[worker_of(index, self.layout)]
+
+    def _running(self, index: int) -> bool:
+        if index not in self.up or index in self.killed or index in self.failed:
+            return False
+        w = self._worker(index)
+        return not w.paused and not w.gone
+
+    def _running_nodes(self) -> list[int]:
+        return [i for i in sorted(self.up) if self._running(i)]
+
+    def _observer(self) -> int | None:
+        running = self._running_nodes()
+        return running[0] if running else None
+
+    def _reachable(self, index: int) -> set[int]:
+        """Running nodes ``index`` can reach (itself excluded)."""
+        return self.partitions.component(index, self._running_nodes()) - {index}
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self._t0
+
+    # -- growing -----------------------------------------------------------------------
+
+    async def _grow(self) -> bool:
+        self.console.progress(0, self.opts.nodes, 0)
+        if not await self._start_node(0, []):
+            self.console.event("error", f"error: node 0 did not start: {self.failed.get(0)}", error=self.failed.get(0))
+            return False
+        seeds = range(1, min(self.opts.seeds, self.opts.nodes))
+        async with trio.open_nursery() as nursery:  # the other seeds join node 0 (and each other)
+            for i in seeds:
+                nursery.start_soon(self._start_node, i, [0])
+        async with trio.open_nursery() as nursery:
+            for w in self.workers:
+                nursery.start_soon(self._grow_worker, w)
+        t = self._elapsed()
+        self.console.progress(len(self.up), self.opts.nodes, len(self.failed), final=True)
+        self.console.event(
+            "up", f"up: {len(self.up)}/{self.opts.nodes} nodes in {t:.1f}s" + (f", {len(self.failed)} failed" if self.failed else "")
+            + " (type help for commands)" * (self.opts.commands is None and not self.opts.json),
+            up=len(self.up), total=self.opts.nodes, failed={str(i): e for i, e in self.failed.items()},
+            seconds=round(t, 2), load=round(os.getloadavg()[0], 2),
+        )  # fmt: skip
+        await self._settle()
+        return True
+
+    async def _settle(self) -> None:
+        """Wait (at most SETTLE_TIMEOUT) until every running node has a mesh peer on
+        the topic and has published its record. Before that a message reaches
+        nobody (gossipsub keeps nothing for peers that arrive later) and a
+        ``find`` finds nobody: a script's first commands would fail for no
+        interesting reason."""
+        if len(self.up) < 2:
+            return
+        t0 = time.monotonic()
+        no_mesh: list[int] = []
+        unpublished: list[int] = []
+        while True:
+            replies, _ = await self._ask_all("stats")
+            running = [n for r in replies.values() for n in r.get("nodes", []) if n.get("running")]
+            no_mesh = sorted(n["index"] for n in running if n.get("mesh", 0) < 1)
+            unpublished = sorted(n["index"] for n in running if not n.get("published"))
+            if not (no_mesh or unpublished) or time.monotonic() - t0 >= SETTLE_TIMEOUT:
+                break
+            await trio.sleep(0.5)
+        t = self._elapsed()
+        if no_mesh or unpublished:
+            text = f"not settled after {SETTLE_TIMEOUT:g}s:"
+            if no_mesh:
+                text += f" no mesh peer on nodes {format_nodes(no_mesh)};"
+            if unpublished:
+                text += f" records not yet published by nodes {format_nodes(unpublished)};"
+            self.console.event("info", text + " going on", no_mesh=no_mesh, unpublished=unpublished)
+        else:
+            self.console.event("ready", f"ready at {t:.1f}s: every node has a mesh peer on {self.opts.topic!r} "
+                               "and has published its record", seconds=round(t, 2))  # fmt: skip
+
+    async def _grow_worker(self, worker: WorkerHandle) -> None:
+        slots = trio.Semaphore(max(1, self.opts.concurrency))
+        async with trio.open_nursery() as nursery:
+            for i in worker.nodes:
+                if i < self.opts.seeds:
+                    continue
+                await slots.acquire()
+                nursery.start_soon(self._start_released, i, slots)
+
+    async def _start_released(self, index: int, slots: trio.Semaphore) -> None:
+        try:
+            seeds = [i for i in sorted(self.up) if i < self.opts.seeds and i not in self.killed]
+            await self._start_node(index, choose_bootstraps(seeds, self.opts.bootstraps, self.rng))
+        finally:
+            slots.release()
+
+    async def _start_node(self, index: int, bootstraps: list[int]) -> bool:
+        try:
+            reply = await self._worker(index).request(
+                "start", timeout=START_REQUEST_TIMEOUT, index=index, capability=capability_of(index, self.opts.caps),
+                bootstrap=[self.addrs[b] for b in bootstraps],
+            )  # fmt: skip
+        except (WorkerError, trio.TooSlowError) as exc:
+            self.failed[index] = str(exc) or type(exc).__name__
+        else:
+            self.peer_ids[index] = reply["peer_id"]
+            self.addrs[index] = reply["addr"]
+            self.index_of[reply["peer_id"]] = index
+            self.up.add(index)
+        self.console.progress(len(self.up), self.opts.nodes, len(self.failed))
+        return index in self.up
+
+    # -- summary, probes, traffic ---------------------------------------------------------
+
+    async def _summaries(self) -> None:
+        while True:
+            await trio.sleep(self.opts.interval)
+            s = await self.summary()
+            self.console.event("summary", s.text(), **s.as_dict())
+
+    async def _ask_all(self, op: str, **fields: Any) -> tuple[dict[int, dict[str, Any]], list[int]]:
+        """``op`` to every worker that can answer, concurrently: (replies by worker, silent workers)."""
+        replies: dict[int, dict[str, Any]] = {}
+        silent: list[int] = []
+
+        async def ask(w: WorkerHandle) -> None:
+            try:
+                replies[w.index] = await w.request(op, timeout=STATS_TIMEOUT, **fields)
+            except (WorkerError, trio.TooSlowError):
+                silent.append(w.index)
+
+        async with trio.open_nursery() as nursery:
+            for w in self.workers:
+                if not w.paused and not w.gone:
+                    nursery.start_soon(ask, w)
+                elif w.gone:
+                    silent.append(w.index)
+        return replies, sorted(silent)
+
+    def _view(self, members: dict[str, str], observer: int) -> dict[int, str]:
+        """The observer's SWIM view by node index (peers that are not devnet nodes left out)."""
+        return {self.index_of[p]: s for p, s in members.items() if p in self.index_of and self.index_of[p] != observer}
+
+    async def summary(self) -> Summary:
+        observer = self._observer()
+        replies, silent = await self._ask_all("stats", observer=observer)
+        node_stats = [n for r in replies.values() for n in r.get("nodes", [])]
+        for n in node_stats:
+            if not n.get("running") and not n.get("killed") and n["index"] in self.up and n.get("error"):
+                self.failed.setdefault(n["index"], n["error"])
+        view = None
+        for r in replies.values():
+            if "members" in r and observer is not None:
+                view = self._view(r["members"], observer)
+        paused = {i for w in self.workers if w.paused for i in w.nodes if i in self.up and i not in self.killed}
+        running_others = set(self._running_nodes()) - {observer}
+        s = summarize(
+            t=self._elapsed(), nodes=self.opts.nodes, node_stats=node_stats, paused=paused, observer=observer,
+            view=view, running_expected=running_others,
+            msgs_per_s=self.rates.update(time.monotonic(), {n["index"]: n.get("deliveries", 0) for n in node_stats}),
+            probe=self.last_probe, silent_workers=silent,
+        )  # fmt: skip
+        if (view is not None and observer is not None and self.grown and not self.converged_reported
+                and converged(view, self._reachable(observer))):  # fmt: skip
+            self.converged_reported = True
+            self.console.event("converged", f"converged: node {observer}'s SWIM sees all {len(view)} others alive "
+                               f"at {s.t:.1f}s", seconds=round(s.t, 2), observer=observer)  # fmt: skip
+        return s
+
+    async def _probes(self, every: float) -> None:
+        while True:
+            await trio.sleep(every)
+            running = self._running_nodes()
+            if not running:
+                continue
+            index = self.rng.choice(running)
+            capability = capability_of(self.rng.randrange(min(self.opts.caps, self.opts.nodes)), self.opts.caps)
+            self.last_probe, _ = await self._find(index, capability)
+
+    async def _find(self, index: int, capability: str) -> tuple[ProbeResult, list[int]]:
+        offering = {i for i in self._reachable(index) | {index} if capability_of(i, self.opts.caps) == capability}
+        try:
+            reply = await self._worker(index).request("find", timeout=FIND_TIMEOUT, index=index,
+                                                      capability=capability, limit=self.opts.nodes)  # fmt: skip
+        except (WorkerError, trio.TooSlowError) as exc:
+            return ProbeResult(index, capability, 0.0, 0, len(offering), error=str(exc) or "timed out"), []
+        found = sorted(self.index_of[p] for p in reply["peers"] if p in self.index_of)
+        return ProbeResult(index, capability, float(reply["seconds"]), len(set(found) & offering), len(offering)), found
+
+    async def _traffic(self) -> None:
+        while True:
+            await trio.sleep(1.0 / self.opts.rate)
+            running = self._running_nodes()
+            if not running:
+                continue
+            index = self.rng.choice(running)
+            self._seq += 1
+            with contextlib.suppress(WorkerError, trio.TooSlowError):
+                await self._worker(index).request("publish", timeout=10, index=index, msg=f"bg{self._seq}", text="")
+
+    # -- commands ------------------------------------------------------------------------
+
+    async def _run_line(self, line: str) -> bool:
+        """Parse and run one command line; False if it failed."""
+        try:
+            cmd = parse_command(line, self.opts.nodes)
+        except CommandError as exc:
+            self.console.result(line.strip(), False, str(exc), error=str(exc))
+            return False
+        if cmd is None:
+            return True
+        try:
+            return await getattr(self, f"_cmd_{cmd.name}")(cmd)
+        except (WorkerError, trio.TooSlowError) as exc:
+            message = f"{cmd.name}: {exc or 'timed out'}"
+            self.console.result(cmd.line, False, message, error=message)
+            return False
+
+    def _fail(self, cmd: Command, message: str, **data: Any) -> bool:
+        self.console.result(cmd.line, False, message, error=message, **data)
+        return False
+
+    def _paused_workers(self, nodes: Iterable[int]) -> list[WorkerHandle]:
+        return sorted({self._worker(i).index: self._worker(i) for i in nodes if self._worker(i).paused}.values(),
+                      key=lambda w: w.index)  # fmt: skip
+
+    async def _cmd_help(self, cmd: Command) -> bool:
+        self.console.result(cmd.line, True, HELP, help=HELP)
+        return True
+
+    async def _cmd_quit(self, cmd: Command) -> bool:
+        self.console.result(cmd.line, True, "stopping", stopping=True)
+        self.quit("quit")
+        return True
+
+    async def _cmd_sleep(self, cmd: Command) -> bool:
+        await trio.sleep(cmd.seconds)
+        self.console.result(cmd.line, True, f"slept {cmd.seconds:g}s", seconds=cmd.seconds)
+        return True
+
+    async def _cmd_kill(self, cmd: Command) -> bool:
+        targets = [i for i in cmd.nodes if i in self.up and i not in self.killed and i not in self.failed]
+        paused = self._paused_workers(targets)
+        if paused:
+            return self._fail(cmd, f"worker {','.join(str(w.index) for w in paused)} is paused: resume it first")
+        killed: list[int] = []
+        async with trio.open_nursery() as nursery:
+            for w in self.workers:
+                mine = [i for i in targets if i in w.nodes]
+                if mine:
+                    nursery.start_soon(self._kill_in, w, mine, killed)
+        self.killed.update(killed)
+        skipped = sorted(set(cmd.nodes) - set(killed))
+        text = f"killed {format_nodes(killed) or 'none'}" + (f" (not running: {format_nodes(skipped)})" if skipped else "")
+        self.console.result(cmd.line, True, text, killed=sorted(killed), skipped=skipped)
+        return True
+
+    async def _kill_in(self, w: WorkerHandle, nodes: list[int], killed: list[int]) -> None:
+        reply = await w.request("kill", timeout=30, indices=nodes)
+        killed.extend(int(i) for i in reply["killed"])
+
+    async def _cmd_pause(self, cmd: Command) -> bool:
+        workers = sorted({worker_of(i, self.layout) for i in cmd.nodes})
+        for w in workers:
+            self.workers[w].pause()
+        text = "; ".join(f"paused worker {w} (pid {self.workers[w].pid}): nodes {_span(self.layout[w])} frozen"
+                         for w in workers)  # fmt: skip
+        self.console.result(cmd.line, True, text, workers=workers,
+                            nodes=[i for w in workers for i in self.layout[w]])  # fmt: skip
+        return True
+
+    async def _cmd_resume(self, cmd: Command) -> bool:
+        workers = sorted({worker_of(i, self.layout) for i in cmd.nodes})
+        for w in workers:
+            self.workers[w].resume()
+        text = "; ".join(f"resumed worker {w}: nodes {_span(self.layout[w])}" for w in workers)
+        self.console.result(cmd.line, True, text, workers=workers)
+        return True
+
+    async def _cmd_partition(self, cmd: Command) -> bool:
+        a, b = cmd.groups
+        paused = self._paused_workers([*a, *b])
+        if paused:
+            return self._fail(cmd, f"worker {','.join(str(w.index) for w in paused)} is paused: resume it first")
+        live = {i: p for i, p in self.peer_ids.items() if i not in self.killed}
+        deny = self.partitions.deny_lists(a, b, live)
+        self.partitions.add(a, b)
+        async with trio.open_nursery() as nursery:
+            for w in self.workers:
+                mine = {str(i): peers for i, peers in deny.items() if i in w.nodes}
+                if mine:
+                    nursery.start_soon(functools.partial(w.request, "deny", timeout=30, deny=mine))
+        text = f"partition {format_nodes(a)} | {format_nodes(b)}: each side denies the other's peers"
+        self.console.result(cmd.line, True, text, groups=[list(a), list(b)])
+        return True
+
+    async def _cmd_heal(self, cmd: Command) -> bool:
+        paused = [w for w in self.workers if w.paused]
+        if paused:
+            return self._fail(cmd, f"worker {','.join(str(w.index) for w in paused)} is paused: resume it first "
+                              "(its nodes would keep their deny lists)")  # fmt: skip
+        replies, silent = await self._ask_all("allow")
+        self.partitions.clear()
+        cleared = sum(int(r.get("cleared", 0)) for r in replies.values())
+        if silent:
+            return self._fail(cmd, f"worker {','.join(map(str, silent))} did not answer: its deny lists may remain")
+        self.console.result(cmd.line, True, f"healed: {cleared} deny-list entries cleared", cleared=cleared)
+        return True
+
+    async def _cmd_publish(self, cmd: Command) -> bool:
+        index = cmd.nodes[0]
+        if not self._running(index):
+            return self._fail(cmd, f"node {index} is not running")
+        self._seq += 1
+        msg = f"p{self._seq}"
+        expected = self._reachable(index)
+        t0 = time.monotonic()
+        await self._worker(index).request("publish", timeout=30, index=index, msg=msg, text=cmd.text)
+        got: set[int] = set()
+        deadline = t0 + self.opts.deliver_timeout
+        while True:
+            replies, _ = await self._ask_all("delivered", msgs=[msg])
+            got = {int(i) for r in replies.values() for i in r["delivered"].get(msg, [])}
+            if expected <= got or time.monotonic() >= deadline:
+                break
+            await trio.sleep(0.1)
+        seconds = time.monotonic() - t0
+        missing = sorted(expected - got)
+        reached = len(expected & got)
+        text = f"published {msg} from {index}: delivered to {reached}/{len(expected)} reachable nodes in {seconds:.2f}s"
+        if missing:
+            text += f" (missing {format_nodes(missing)} after {self.opts.deliver_timeout:g}s)"
+        self.console.result(cmd.line, not missing, text, msg=msg, delivered=reached, expected=len(expected),
+                            missing=missing, unexpected=sorted(got - expected - {index}),
+                            seconds=round(seconds, 3))  # fmt: skip
+        return not missing
+
+    async def _cmd_find(self, cmd: Command) -> bool:
+        index = cmd.nodes[0]
+        if not self._running(index):
+            return self._fail(cmd, f"node {index} is not running")
+        probe, found = await self._find(index, cmd.text)
+        if probe.error:
+            return self._fail(cmd, f"find {cmd.text} from {index}: {probe.error}")
+        text = (f"find {cmd.text} from {index}: {probe.found}/{probe.expected} live agents in {probe.seconds:.2f}s"
+                + (f": nodes {format_nodes(found)}" if found else ""))  # fmt: skip
+        self.console.result(cmd.line, True, text, found=found, matched=probe.found, expected=probe.expected,
+                            seconds=probe.seconds)  # fmt: skip
+        return True
+
+    async def _cmd_stats(self, cmd: Command) -> bool:
+        if cmd.nodes:
+            index = cmd.nodes[0]
+            if not self._running(index):
+                return self._fail(cmd, f"node {index} is not running")
+            reply = await self._worker(index).request("node", timeout=STATS_TIMEOUT, index=index)
+            reply.pop("id", None)
+            reply.pop("ok", None)
+            text = "\n".join(f"  {k}: {v}" for k, v in reply.items())
+            self.console.result(cmd.line, True, f"node {index}:\n{text}", node=reply)
+            return True
+        s = await self.summary()
+        lines = [s.text()]
+        workers = []
+        for w in self.workers:
+            state = "gone" if w.gone else "paused" if w.paused else "running"
+            workers.append({"index": w.index, "pid": w.pid, "nodes": [w.nodes.start, w.nodes.stop - 1],
+                            "state": state, "cpu_s": round(w.cpu_s(), 1)})  # fmt: skip
+            lines.append(f"  worker {w.index}: pid {w.pid}, nodes {_span(w.nodes)}, {state}, cpu {w.cpu_s():.1f}s")
+        for a, b in self.partitions.splits:
+            lines.append(f"  partition {format_nodes(sorted(a))} | {format_nodes(sorted(b))}")
+        if self.killed:
+            lines.append(f"  killed: {format_nodes(sorted(self.killed))}")
+        if self.failed:
+            lines.append(f"  failed: {format_nodes(sorted(self.failed))}")
+        lines.append(f"  load average {os.getloadavg()[0]:.2f}")
+        self.console.result(cmd.line, True, "\n".join(lines), summary=s.as_dict(), workers=workers,
+                            partitions=[[sorted(a), sorted(b)] for a, b in self.partitions.splits],
+                            load=round(os.getloadavg()[0], 2))  # fmt: skip
+        return True
+
+    async def _cmd_wait(self, cmd: Command) -> bool:
+        """``wait converged``: the observer's SWIM view holds alive exactly the
+        running nodes it can reach, and nothing else alive."""
+        t0 = time.monotonic()
+        deadline = t0 + cmd.seconds
+        view: dict[int, str] = {}
+        expected: set[int] = set()
+        observer = None
+        while True:
+            observer = self._observer()
+            if observer is not None:
+                expected = self._reachable(observer)
+                with contextlib.suppress(WorkerError, trio.TooSlowError):
+                    reply = await self._worker(observer).request("members", timeout=STATS_TIMEOUT, index=observer)
+                    view = self._view(reply["members"], observer)
+                    if converged(view, expected):
+                        break
+            if time.monotonic() >= deadline:
+                alive = {i for i, s in view.items() if s == "alive"}
+                message = (f"not converged after {cmd.seconds:g}s: node {observer} sees {len(alive)} alive, "
+                           f"expected {len(expected)}")  # fmt: skip
+                if expected - alive:
+                    message += f"; not alive: {format_nodes(sorted(expected - alive))}"
+                if alive - expected:
+                    message += f"; alive but should not be: {format_nodes(sorted(alive - expected))}"
+                return self._fail(cmd, message, observer=observer, swim=swim_counts(view.values()),
+                                  expected=len(expected))  # fmt: skip
+            await trio.sleep(0.5)
+        seconds = time.monotonic() - t0
+        counts = swim_counts(view.values())
+        self.console.result(
+            cmd.line, True,
+            f"converged in {seconds:.1f}s: node {observer} sees alive {counts['alive']} suspect {counts['suspect']} "
+            f"dead {counts['dead']} left {counts['left']}",
+            seconds=round(seconds, 2), observer=observer, swim=counts,
+        )  # fmt: skip
+        return True
+
+
+def _span(nodes: range) -> str:
+    return f"{nodes.start}-{nodes.stop - 1}" if len(nodes) > 1 else str(nodes.start)

@@ -1,0 +1,365 @@
+"""A devnet worker process: full nodes in one trio loop, driven over stdin/stdout.
+
+Run by the controller as ``python -m agentp2p.devnet.worker --parent PID ...``;
+it speaks the JSON lines of :mod:`agentp2p.devnet.wire`. Each node is a
+complete :class:`~agentp2p.node.Node` on 127.0.0.1 with its defaults (or the
+``--config`` file): SWIM, Kademlia, our gossipsub, messaging, and a
+:class:`RecordService` offering one capability. Every node subscribes to
+the devnet topic and counts what it receives, so the controller can tell
+how far a message got.
+
+Why one loop per worker, not a thread per node: a thread per node would
+let ``pause`` freeze one node exactly (block its loop), but 40 nodes in 40
+threads on one GIL were much slower than in one loop (SWIM had not
+converged after 120 s where one loop took 14 s on the same machine). So
+nodes share their worker's loop, and ``pause`` stops the whole worker
+(SIGSTOP, sent by the controller; nothing to do here).
+
+Stopping: when stdin closes (the controller quit, or died and the kernel
+closed the pipe) every node stops — without SWIM's goodbye, nobody stays to
+hear it — and the process exits; hard, if that takes more than
+:data:`STOP_GRACE` seconds. A worker the controller paused cannot see its
+stdin close, so the worker asks the kernel to send it SIGCONT when its
+parent dies (Linux ``PR_SET_PDEATHSIG``): it wakes up, finds stdin closed
+and stops.
+
+Requests (``op``): ``start``, ``kill``, ``deny``, ``allow``, ``publish``,
+``delivered``, ``find``, ``stats``, ``members``, ``node`` — see the ``_op_*``
+methods.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import ctypes
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from agentp2p.devnet.wire import LineReader, encode
+
+if TYPE_CHECKING:
+    from agentp2p.node import Node
+
+log = logging.getLogger("agentp2p.devnet.worker")
+
+#: A worker still stopping its nodes this long after its stdin closed exits hard.
+STOP_GRACE = 20.0
+#: How long a node may take to start (build, listen, start its services).
+START_TIMEOUT = 60.0
+#: How long a started node waits to be connected to one of its bootstraps.
+CONNECT_TIMEOUT = 30.0
+#: Messages whose receivers are remembered (the oldest are forgotten first).
+SEEN_MESSAGES = 4096
+#: Where the nodes listen.
+LOCAL_LISTEN = "/ip4/127.0.0.1/tcp/0"
+
+
+@dataclass
+class NodeSlot:
+    """One node of this worker and what it did."""
+
+    index: int
+    capability: str
+    node: Node | None = None
+    #: Its RecordService (``published`` is set after its first successful publish round).
+    record: Any = None
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    up: trio.Event = field(default_factory=trio.Event)
+    done: trio.Event = field(default_factory=trio.Event)
+    error: str | None = None
+    killed: bool = False
+    deliveries: int = 0
+
+
+def _exit_later(seconds: float) -> None:
+    """Exit the process hard after ``seconds`` (a stop that hangs must not leak a worker)."""
+    timer = threading.Timer(seconds, os._exit, args=(3,))
+    timer.daemon = True
+    timer.start()
+
+
+def _wake_when_orphaned(parent: int) -> None:
+    """SIGCONT from the kernel when the parent dies, so a paused worker notices
+    its closed stdin; exit now if the parent is already gone."""
+    with contextlib.suppress(Exception):  # Linux only; elsewhere an orphan waits for SIGCONT
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGCONT), 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(0)
+
+
+class Worker:
+    """The nodes of one worker and the requests that drive them."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.topic: str = args.topic
+        self.config_file = Path(args.config) if args.config else None
+        self.slots: dict[int, NodeSlot] = {}
+        #: message id -> indices of this worker's nodes that received it
+        self.seen: collections.OrderedDict[str, list[int]] = collections.OrderedDict()
+        self._out: Any = None
+        self._out_lock = trio.Lock()
+        self._nursery: trio.Nursery | None = None
+
+    # -- the process ---------------------------------------------------------
+
+    async def main(self) -> None:
+        # Replies go to the original stdout; anything a library prints goes to stderr.
+        self._out = trio.lowlevel.FdStream(os.dup(1))
+        os.dup2(2, 1)
+        reader = LineReader(trio.lowlevel.FdStream(os.dup(0)))
+        async with self._out, trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await self._send({"ready": True, "pid": os.getpid()})
+            while (request := await reader.next()) is not None:
+                nursery.start_soon(self._serve, request)
+            # stdin closed: stop every node (no goodbyes: the whole devnet goes).
+            _exit_later(STOP_GRACE)
+            for slot in self.slots.values():
+                self._skip_goodbye(slot)
+            nursery.cancel_scope.cancel()
+
+    async def _send(self, obj: dict[str, Any]) -> None:
+        async with self._out_lock:
+            await self._out.send_all(encode(obj))
+
+    async def _serve(self, request: dict[str, Any]) -> None:
+        rid = request.get("id")
+        op = getattr(self, f"_op_{request.get('op')}", None)
+        if op is None:
+            await self._send({"id": rid, "ok": False, "error": f"unknown op {request.get('op')!r}"})
+            return
+        try:
+            reply = await op(request)
+        except Exception as exc:  # noqa: BLE001 — one request fails, never the worker
+            log.debug("op %s failed", request.get("op"), exc_info=True)
+            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        else:
+            reply = {"ok": True, **reply}
+        await self._send({"id": rid, **reply})
+
+    # -- nodes ---------------------------------------------------------------
+
+    def _config(self, bootstrap: list[str]) -> Any:
+        from agentp2p.config import NodeConfig, build_config
+
+        return build_config(self.config_file, overrides={"listen": [LOCAL_LISTEN], "bootstrap": bootstrap},
+                            base=NodeConfig())  # fmt: skip
+
+    async def _run_node(self, slot: NodeSlot, bootstrap: list[str]) -> None:
+        from agentp2p.application.records.service import RecordService
+        from agentp2p.node import Node
+
+        try:
+            with slot.scope:
+                cfg = self._config(bootstrap)
+                record = slot.record = RecordService(f"devnet-{slot.index}", capabilities=[slot.capability])
+                async with Node(cfg, services=[record]) as node:
+                    slot.node = node
+                    async with node.subscribe(self.topic) as sub:
+                        slot.up.set()
+                        async for msg in sub:
+                            self._received(slot, msg.data)
+        except Exception as exc:  # noqa: BLE001 — a node that fails must not take its worker with it
+            slot.error = f"{type(exc).__name__}: {exc}"
+            log.warning("node %d stopped: %s", slot.index, slot.error)
+        finally:
+            slot.node = None
+            slot.done.set()
+
+    def _received(self, slot: NodeSlot, data: bytes) -> None:
+        slot.deliveries += 1
+        try:
+            msg_id = str(json.loads(data)["m"])
+        except (ValueError, KeyError, TypeError):
+            return
+        receivers = self.seen.get(msg_id)
+        if receivers is None:
+            receivers = self.seen[msg_id] = []
+            while len(self.seen) > SEEN_MESSAGES:
+                self.seen.popitem(last=False)
+        receivers.append(slot.index)
+
+    def _running(self, index: int) -> tuple[NodeSlot, Node]:
+        slot = self.slots.get(index)
+        if slot is None:
+            raise LookupError(f"node {index} was never started in this worker")
+        if slot.node is None or slot.done.is_set():
+            raise LookupError(f"node {index} is not running" + (f" ({slot.error})" if slot.error else ""))
+        return slot, slot.node
+
+    @staticmethod
+    def _skip_goodbye(slot: NodeSlot) -> None:
+        swim = slot.node.services.get("swim") if slot.node is not None else None
+        if swim is not None:
+            swim.leave_on_stop = False  # type: ignore[attr-defined]
+
+    # -- requests --------------------------------------------------------------
+
+    async def _op_start(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Start node ``index`` bootstrapping from ``bootstrap``; reply once it
+        runs and (with bootstraps) is connected to one, or CONNECT_TIMEOUT passed."""
+        index = int(req["index"])
+        old = self.slots.get(index)
+        if old is not None and not old.done.is_set():
+            raise ValueError(f"node {index} is already running")
+        slot = self.slots[index] = NodeSlot(index, str(req["capability"]))
+        bootstrap = [str(a) for a in req.get("bootstrap", [])]
+        assert self._nursery is not None
+        self._nursery.start_soon(self._run_node, slot, bootstrap, name=f"node {index}")
+        t0 = time.monotonic()
+        with trio.move_on_after(START_TIMEOUT):
+            async with trio.open_nursery() as wait:
+                async def until(event: trio.Event) -> None:
+                    await event.wait()
+                    wait.cancel_scope.cancel()
+
+                wait.start_soon(until, slot.up)
+                wait.start_soon(until, slot.done)
+        if slot.done.is_set():
+            raise RuntimeError(slot.error or "the node stopped while starting")
+        if not slot.up.is_set() or slot.node is None:
+            slot.scope.cancel()
+            raise TimeoutError(f"node {index} did not start within {START_TIMEOUT:g}s")
+        node = slot.node
+        connected = not bootstrap
+        with trio.move_on_after(CONNECT_TIMEOUT):
+            while not connected and slot.node is not None:
+                connected = bool(node.peers())
+                if not connected:
+                    await trio.sleep(0.05)
+        return {"index": index, "peer_id": str(node.peer_id), "addr": node.addrs[0], "connected": connected,
+                "seconds": round(time.monotonic() - t0, 3)}  # fmt: skip
+
+    async def _op_kill(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Crash nodes: stop them without SWIM's goodbye, so peers must detect it."""
+        killed = []
+        for index in req["indices"]:
+            slot = self.slots.get(int(index))
+            if slot is None or slot.done.is_set():
+                continue
+            self._skip_goodbye(slot)
+            slot.killed = True
+            slot.scope.cancel()
+            killed.append(slot)
+        with trio.move_on_after(10):
+            for slot in killed:
+                await slot.done.wait()
+        return {"killed": [s.index for s in killed]}
+
+    async def _op_deny(self, req: dict[str, Any]) -> dict[str, Any]:
+        """``deny``: {index: [peer ids]} — each node refuses those peers."""
+        async with trio.open_nursery() as nursery:
+            for index, peers in req["deny"].items():
+                with contextlib.suppress(LookupError):  # a node killed meanwhile
+                    _, node = self._running(int(index))
+                    nursery.start_soon(self._deny, node, list(peers))
+        return {}
+
+    @staticmethod
+    async def _deny(node: Node, peers: list[str]) -> None:
+        await node.deny(*peers)
+
+    async def _op_allow(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Clear the deny list of every node of this worker."""
+        cleared = 0
+        for slot in self.slots.values():
+            if slot.node is not None:
+                cleared += len(slot.node.allow())
+        return {"cleared": cleared}
+
+    async def _op_publish(self, req: dict[str, Any]) -> dict[str, Any]:
+        _, node = self._running(int(req["index"]))
+        payload = json.dumps({"m": str(req["msg"]), "f": int(req["index"]), "t": str(req.get("text", ""))})
+        await node.publish(self.topic, payload.encode())
+        return {}
+
+    async def _op_delivered(self, req: dict[str, Any]) -> dict[str, Any]:
+        return {"delivered": {str(m): self.seen.get(str(m), []) for m in req["msgs"]}}
+
+    async def _op_find(self, req: dict[str, Any]) -> dict[str, Any]:
+        _, node = self._running(int(req["index"]))
+        t0 = time.monotonic()
+        found = await node.find_agents(str(req["capability"]), limit=int(req.get("limit", 20)))
+        return {"seconds": round(time.monotonic() - t0, 3), "peers": [str(a.record.peer_id) for a in found]}
+
+    async def _op_stats(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Per node: mesh size on the topic, connections, routing table, deliveries;
+        with ``observer``: that node's SWIM view too (if it is here)."""
+        nodes = []
+        for slot in self.slots.values():
+            node = slot.node
+            entry: dict[str, Any] = {"index": slot.index, "running": node is not None, "killed": slot.killed,
+                                     "deliveries": slot.deliveries}  # fmt: skip
+            if slot.error:
+                entry["error"] = slot.error
+            if node is not None:
+                entry.update(mesh=len(node.pubsub.mesh_peers(self.topic)), connections=len(node.peers()),
+                             table=node.dht.routing_table_size, published=slot.record.published.is_set())  # fmt: skip
+            nodes.append(entry)
+        reply: dict[str, Any] = {"nodes": nodes}
+        observer = req.get("observer")
+        if observer is not None and int(observer) in self.slots:
+            reply["members"] = self._members(int(observer))
+        return reply
+
+    def _members(self, index: int) -> dict[str, str]:
+        _, node = self._running(index)
+        return {str(m.peer_id): m.state for m in node.members()}
+
+    async def _op_members(self, req: dict[str, Any]) -> dict[str, Any]:
+        return {"members": self._members(int(req["index"]))}
+
+    async def _op_node(self, req: dict[str, Any]) -> dict[str, Any]:
+        """One node's details, for ``stats I``."""
+        slot, node = self._running(int(req["index"]))
+        stats = node.stats()
+        swim = stats.get("swim", {})
+        return {
+            "index": slot.index, "peer_id": str(node.peer_id), "addr": node.addrs[0], "capability": slot.capability,
+            "connections": len(node.peers()), "routing_table": node.dht.routing_table_size,
+            "mesh": len(node.pubsub.mesh_peers(self.topic)), "topic_peers": len(node.topic_peers(self.topic)),
+            "deliveries": slot.deliveries, "denied": len(node.denied()),
+            "swim_members": swim.get("members", {}), "swim_awareness": swim.get("awareness"),
+            "dialer": stats.get("dialer", {}), "penalties_bans": stats.get("penalties", {}).get("bans", 0),
+            "uptime_s": round(stats.get("uptime_s", 0.0), 1),
+        }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="a devnet worker (started by `agentp2p devnet`)")
+    ap.add_argument("--parent", type=int, required=True, help="the controller's pid")
+    ap.add_argument("--topic", required=True)
+    ap.add_argument("--config", help="TOML node config applied to every node")
+    ap.add_argument("--log-level", default="warning")
+    args = ap.parse_args(argv)
+    _wake_when_orphaned(args.parent)
+    # Skip the py-libp2p packages a TCP node never uses (QUIC, TLS, metrics): ~20 MB per worker.
+    from agentp2p import _lean_import
+
+    _lean_import.install()
+    # Import the node now, so "ready" means ready (a second or more of CPU).
+    for module in ("agentp2p.node", "agentp2p.application.records.service"):
+        importlib.import_module(module)
+    from agentp2p.log import setup_logging
+
+    setup_logging("text", args.log_level)
+    trio.run(Worker(args).main)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

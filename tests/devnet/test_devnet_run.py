@@ -1,0 +1,109 @@
+"""``agentp2p devnet`` for real: worker processes, full nodes on 127.0.0.1.
+
+Every wait is on a condition with a deadline (the devnet's own ``wait
+converged``, or a result line); the deadlines are generous because the
+machine running the suite may be busy, and a deadline only decides when a
+hang becomes a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from agentp2p.testing import CLI, cli_env
+from tests.devnet.devnet_process import DevnetProcess
+
+
+def _gone(pids: list[int], timeout: float = 15.0) -> list[int]:
+    """The pids among ``pids`` still running after ``timeout`` seconds (zombies count as gone)."""
+    procs = []
+    for pid in pids:
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            continue
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    return [p.pid for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.slow
+def test_twenty_nodes_find_publish_and_heal_a_partition(tmp_path: Path) -> None:
+    # One seed: node 0, the observer, is connected to every node from the start,
+    # so its SWIM view does not wait on gossip admissions (minutes on a starved
+    # machine). No background traffic or probes: the commands are the load.
+    flags = ["--seeds", "1", "--rate", "0", "--probe-every", "0", "--interval", "10", "--deliver-timeout", "30"]
+    with DevnetProcess(tmp_path, nodes=20, procs=2, flags=flags, ready_timeout=300) as dev:
+        assert dev.event("up")["up"] == 20
+        pids = dev.worker_pids()
+        assert len(pids) == 2
+
+        # Every node is up with its record published: a find finds both agents of cap-01.
+        found = dev.command("find 3 cap-01")
+        assert found["ok"] and found["expected"] == 2 and found["matched"] == 2, found
+        sent = dev.command("publish 0 hello")
+        assert sent["ok"] and sent["delivered"] == 19, sent
+
+        # Two halves: each side only hears itself, and node 0's SWIM sees its half alive only.
+        assert dev.command("partition 0-9 10-19")["ok"]
+        during = dev.command("publish 12 during")
+        assert during["ok"] and during["expected"] == 9 and during["unexpected"] == [], during
+        split = dev.command("wait converged 240", timeout=300)
+        assert split["ok"] and split["swim"]["alive"] == 9, split
+
+        # Heal: node 0 sees all 19 others alive again, and a message crosses.
+        assert dev.command("heal")["ok"]
+        healed = dev.command("wait converged 240", timeout=300)
+        assert healed["ok"] and healed["swim"]["alive"] == 19, healed
+        after = dev.command("publish 15 after")
+        assert after["ok"] and after["delivered"] == 19, after
+
+        assert dev.command("quit")["ok"]
+        assert dev.proc.wait(timeout=60) == 0  # type: ignore[union-attr]
+        assert dev.event("stopped")["rc"] == 0
+    assert _gone(pids) == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_every_worker_even_a_paused_one(tmp_path: Path) -> None:
+    with DevnetProcess(tmp_path, nodes=4, procs=2, flags=["--rate", "0", "--probe-every", "0"]) as dev:
+        pids = dev.worker_pids()
+        children = {c.pid for c in psutil.Process(dev.pid).children(recursive=True)}
+        assert set(pids) <= children
+        paused = dev.command("pause 3")
+        assert paused["ok"] and paused["workers"] == [1]
+        assert psutil.Process(pids[1]).status() == psutil.STATUS_STOPPED
+        t0 = time.monotonic()
+        dev.send_signal(signal.SIGINT)
+        assert dev.proc.wait(timeout=90) == 0  # type: ignore[union-attr]
+        assert time.monotonic() - t0 < 90
+        assert dev.event("stopped")
+    assert _gone(sorted(children)) == []
+
+
+@pytest.mark.slow
+def test_run_mode_executes_its_commands_and_end_of_input_quits(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    out = subprocess.run(
+        [*CLI, "devnet", "--nodes", "3", "--procs", "2", "--json", "--interval", "0", "--rate", "0",
+         "--run", "publish 2 hi; stats 1; bogus 1; quit"],
+        capture_output=True, text=True, timeout=180, env=env, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    events = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    results = {e["command"]: e for e in events if e["event"] == "result"}
+    assert results["publish 2 hi"]["ok"] and results["publish 2 hi"]["delivered"] == 2, out.stdout
+    assert results["stats 1"]["node"]["index"] == 1
+    assert not results["bogus 1"]["ok"] and "unknown command" in results["bogus 1"]["error"]
+    assert out.returncode == 1  # a command failed
+    # Interactive: end of input is quit (nothing typed at all here).
+    quiet = subprocess.run([*CLI, "devnet", "--nodes", "1", "--procs", "1", "--json"], capture_output=True,
+                           text=True, timeout=120, env=env, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert quiet.returncode == 0, quiet.stderr
+    kinds = [json.loads(line)["event"] for line in quiet.stdout.splitlines() if line.startswith("{")]
+    assert kinds[-1] == "stopped"
