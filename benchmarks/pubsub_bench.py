@@ -1,9 +1,10 @@
 """Pub/sub throughput, delivery ratio and publish-to-deliver latency at N nodes.
 
-Topology: node 0 is the bootstrap node; every other node bootstraps from it
-(and then learns more peers through its DHT self-lookup), as in
-``agentp2p.testing.network``. One publisher node (not subscribed) publishes
-on one topic; the other N-1 nodes subscribe and record what arrives.
+Topology: each node bootstraps from ``--dials`` (3) random nodes started
+before it, the publisher from 3 random subscribers (seeded), and then
+learns more peers through its DHT self-lookup. One publisher node (not
+subscribed) publishes on one topic; the other N-1 nodes subscribe and
+record what arrives.
 
 Each payload carries ``(kind, seq, send time)``; the send time is
 ``time.monotonic_ns()``, which on Linux is one system-wide clock, so latency
@@ -43,6 +44,7 @@ import contextlib
 import json
 import math
 import os
+import random
 import struct
 import subprocess
 import sys
@@ -69,6 +71,12 @@ WARM, DATA = 0, 1
 # each message from several mesh peers and pays py-libp2p's per-RPC cost for
 # each copy, so the CPU per published message grows faster than N.
 DEFAULT_MESSAGES = {2: 2000, 10: 150, 50: 20}
+#: Bootstrap peers per node. One shared bootstrap node for everyone made it
+#: open every newcomer's first streams at once; at 50 nodes on a loaded
+#: machine some newcomers then never got a pubsub stream with it (the
+#: adapter's three tries ran out) and, having no other connection, no
+#: message at all.
+DEFAULT_DIALS = 3
 
 
 def default_messages(n: int) -> int:
@@ -115,21 +123,31 @@ class Recorder:
 
 
 class NodeGroup:
-    """``k`` subscriber nodes in this process (the whole network, or one worker's share)."""
+    """``k`` subscriber nodes in this process (the whole network, or one worker's share).
 
-    def __init__(self, k: int, bootstrap: str | None) -> None:
+    Each new node bootstraps from ``dials`` random nodes started before it
+    (``known``: earlier workers' nodes, then this group's own), so no single
+    node carries every newcomer's first streams.
+    """
+
+    def __init__(self, k: int, known: list[str], dials: int = DEFAULT_DIALS, seed: int = 1, swim: bool = True) -> None:
         self.k = k
-        self.bootstrap = bootstrap
+        self.swim = swim
+        self.known = list(known)
+        self.dials = dials
+        self.rng = random.Random(f"{seed}/{len(known)}")
         self.nodes: list[Node] = []
         self.recorders: list[Recorder] = []
 
+    @property
+    def addrs(self) -> list[str]:
+        return [n.addrs[0] for n in self.nodes]
+
     async def start(self, stack: contextlib.AsyncExitStack) -> None:
-        boot = self.bootstrap
         for _ in range(self.k):
-            cfg = local_config(bootstrap=[boot] if boot else [])
-            node = await stack.enter_async_context(Node(cfg))
-            boot = boot or node.addrs[0]
-            self.bootstrap = boot
+            boot = self.rng.sample(self.known, min(self.dials, len(self.known)))
+            node = await stack.enter_async_context(Node(local_config(bootstrap=boot, swim=self.swim)))
+            self.known.append(node.addrs[0])
             self.nodes.append(node)
         for node in self.nodes:
             sub = await stack.enter_async_context(node.subscribe(TOPIC))
@@ -151,6 +169,16 @@ class NodeGroup:
 
     def warm(self) -> bool:
         return all(r.warm for r in self.recorders)
+
+    def cold(self) -> list[dict[str, Any]]:
+        """Nodes that got no warm-up message yet: their mesh, pubsub peers, connections."""
+        return [self._detail(r, n) for r, n in zip(self.recorders, self.nodes) if not r.warm]
+
+    @staticmethod
+    def _detail(rec: Recorder, node: Node) -> dict[str, Any]:
+        s = node.stats()
+        return {"unique": rec.unique, "mesh": s["pubsub"]["mesh"].get(TOPIC, 0), "pubsub_peers": s["pubsub"]["peers"],
+                "connections": s["connections"]}
 
     def progress(self) -> int:
         return sum(r.unique for r in self.recorders)
@@ -177,11 +205,7 @@ class NodeGroup:
             "cpu_s": _cpu_seconds(),
             # Per subscriber node: what it got, its mesh for the topic, its
             # pubsub peers and connections (to see why one lags or lost).
-            "node_detail": [
-                {"unique": r.unique, "mesh": s["pubsub"]["mesh"].get(TOPIC, 0), "pubsub_peers": s["pubsub"]["peers"],
-                 "connections": s["connections"]}
-                for r, s in zip(self.recorders, (n.stats() for n in self.nodes))
-            ],
+            "node_detail": [self._detail(r, n) for r, n in zip(self.recorders, self.nodes)],
         }
 
 
@@ -193,12 +217,15 @@ def _cpu_seconds() -> float:
 class RemoteGroup:
     """A worker process running a :class:`NodeGroup`, driven over stdin/stdout JSON lines."""
 
-    def __init__(self, k: int, bootstrap: str | None, size: int) -> None:
-        self.k, self.bootstrap = k, bootstrap
-        args = [PYTHON, str(Path(__file__).resolve()), "--worker", str(k)]
-        if bootstrap:
-            args += ["--worker-bootstrap", bootstrap]
+    def __init__(self, k: int, known: list[str], dials: int = DEFAULT_DIALS, seed: int = 1, swim: bool = True) -> None:
+        self.k = k
+        args = [PYTHON, str(Path(__file__).resolve()), "--worker", str(k), "--dials", str(dials), "--seed", str(seed)]
+        if not swim:
+            args.append("--no-swim")
+        if known:
+            args += ["--worker-bootstrap", ",".join(known)]
         self.args = args
+        self.addrs: list[str] = []
         self._buf = b""
         self._ready = self._warm = False
         self._last: dict[str, Any] = {}
@@ -206,7 +233,7 @@ class RemoteGroup:
     async def open(self) -> None:
         self.proc = await trio.lowlevel.open_process(self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         first = await self._read()
-        self.bootstrap = first["bootstrap"]
+        self.addrs = first["addrs"]
 
     async def _read(self) -> dict[str, Any]:
         while b"\n" not in self._buf:
@@ -235,13 +262,13 @@ class RemoteGroup:
             await self.proc.wait()
 
 
-async def worker_main(k: int, bootstrap: str | None) -> None:
+async def worker_main(k: int, known: list[str], dials: int, seed: int, swim: bool) -> None:
     """``--worker K``: run K subscriber nodes and answer the controller's questions."""
     stdin = trio.lowlevel.FdStream(os.dup(0))
     async with contextlib.AsyncExitStack() as stack:
-        group = NodeGroup(k, bootstrap)
+        group = NodeGroup(k, known, dials, seed, swim)
         await group.start(stack)
-        print(json.dumps({"bootstrap": group.bootstrap}), flush=True)
+        print(json.dumps({"addrs": group.addrs}), flush=True)
         buf = b""
         while True:
             while b"\n" not in buf:
@@ -258,6 +285,7 @@ async def worker_main(k: int, bootstrap: str | None) -> None:
                 "ready": lambda: {"ready": group.ready()},
                 "unconnected": lambda: {"unconnected": group.unconnected()},
                 "warm": lambda: {"warm": group.warm()},
+                "cold": lambda: {"cold": group.cold()},
                 "progress": lambda: {"progress": group.progress()},
                 "cpu": lambda: {"cpu": _cpu_seconds()},
                 "warm_total": lambda: {"warm_total": group.warm_total()},
@@ -283,7 +311,7 @@ class Local:
 
 async def run_once(
     n: int, messages: int, rate: float | None, size: int, procs: int, idle_timeout: float, setup_timeout: float = 600.0,
-    baseline_s: float = 3.0,
+    baseline_s: float = 10.0, dials: int = DEFAULT_DIALS, seed: int = 1, swim: bool = True,
 ) -> dict[str, Any]:
     if n < 2:
         raise ValueError("need at least 2 nodes (a publisher and a subscriber)")
@@ -291,25 +319,22 @@ async def run_once(
     t_setup = time.monotonic()
     async with contextlib.AsyncExitStack() as stack:
         groups: list[Any] = []
+        known: list[str] = []
         if procs <= 0:
-            group = NodeGroup(subscribers, None)
+            group = NodeGroup(subscribers, [], dials, seed, swim)
             await group.start(stack)
             groups.append(Local(group))
-            boot = group.bootstrap
+            known = group.addrs
         else:
             shares = [subscribers // procs + (1 if i < subscribers % procs else 0) for i in range(procs)]
-            shares = [s for s in shares if s > 0]
-            first = RemoteGroup(shares[0], None, size)
-            await first.open()
-            stack.push_async_callback(first.close)
-            boot = first.bootstrap
-            groups.append(first)
-            for s in shares[1:]:
-                g = RemoteGroup(s, boot, size)
+            for s in [s for s in shares if s > 0]:
+                g = RemoteGroup(s, known, dials, seed, swim)
                 await g.open()
                 stack.push_async_callback(g.close)
                 groups.append(g)
-        publisher = await stack.enter_async_context(Node(local_config(bootstrap=[boot])))
+                known = known + g.addrs
+        boot = random.Random(f"{seed}/publisher").sample(known, min(dials, len(known)))
+        publisher = await stack.enter_async_context(Node(local_config(bootstrap=boot, swim=swim)))
 
         async def all_say(cmd: str) -> bool:
             return all([(await g.ask(cmd))[cmd] for g in groups])
@@ -322,7 +347,9 @@ async def run_once(
                     next_note += 30
                     alone = sum([(await g.ask("unconnected"))["unconnected"] for g in groups])
                     print(f"setup {time.monotonic() - t_setup:.0f} s: {alone} of {subscribers} subscribers without "
-                          f"a connection, publisher sees {len(publisher.topic_peers(TOPIC))} subscribers",
+                          f"a connection; the publisher has {len(publisher.peers())} connections, "
+                          f"{publisher.stats()['pubsub']['peers']} pubsub peers, sees "
+                          f"{len(publisher.topic_peers(TOPIC))} subscribers",
                           file=sys.stderr, flush=True)
             # One warm-up message at a time, waiting longer each round: a
             # flood of them would queue ahead of the measured messages.
@@ -335,6 +362,10 @@ async def run_once(
                         await trio.sleep(0.1)
                     break
                 wait = min(2 * wait, 8.0)
+                if wait == 8.0:  # a slow warm-up says which nodes it waits for
+                    cold = [c for g in groups for c in (await g.ask("cold"))["cold"]]
+                    print(f"warm-up {time.monotonic() - t_setup:.0f} s: {len(cold)} subscribers without a warm-up "
+                          f"message yet: {cold[:5]}", file=sys.stderr, flush=True)
             # ...and until the last warm-up copies stopped arriving.
             last = -1
             while (total := sum([(await g.ask("warm_total"))["warm_total"] for g in groups])) != last:
@@ -397,6 +428,7 @@ async def run_once(
     return {
         "nodes": n,
         "procs": procs if procs > 0 else 1,
+        "swim": swim,
         "mode": f"rate {rate:g}/s" if rate else "saturating",
         "messages": messages,
         "size": size,
@@ -542,12 +574,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--procs", type=int, default=0, help="run subscribers in this many worker processes (default: all in this one)")
     p.add_argument("--idle-timeout", type=float, default=10.0, help="stop draining after this long without a new delivery")
     p.add_argument("--setup-timeout", type=float, default=600.0, help="give up if the mesh is not warm after this long")
-    p.add_argument("--baseline", type=float, default=3.0,
+    p.add_argument("--baseline", type=float, default=10.0,
                    help="seconds of idle CPU sampled before publishing, subtracted in cpu_ms_per_delivery_net")
     p.add_argument("--json", action="store_true")
     p.add_argument("--breakdown", action="store_true",
                    help="only time each step of the 1->1 path in-process (CPU us per message) and exit")
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--dials", type=int, default=DEFAULT_DIALS,
+                   help=f"each node bootstraps from this many random earlier nodes (default {DEFAULT_DIALS})")
+    p.add_argument("--seed", type=int, default=1, help="topology seed (default 1)")
+    p.add_argument("--no-swim", action="store_true",
+                   help="nodes without SWIM (most of an idle network's background CPU; on by default, as deployed)")
     p.add_argument("--worker-bootstrap", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.breakdown:
@@ -555,7 +592,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(json.dumps(result))
         return result
     if args.worker:
-        trio.run(worker_main, args.worker, args.worker_bootstrap)
+        known = [a for a in (args.worker_bootstrap or "").split(",") if a]
+        trio.run(worker_main, args.worker, known, args.dials, args.seed, not args.no_swim)
         return {}
     runs = []
     for n in [int(x) for x in args.nodes.split(",") if x]:
@@ -563,7 +601,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.rate and not args.messages:
             msgs = max(10, min(int(args.rate * 10), msgs * 2))  # up to ~10 s of offered load
         runs.append(trio.run(run_once, n, msgs, args.rate, args.size, args.procs, args.idle_timeout, args.setup_timeout,
-                             args.baseline))
+                             args.baseline, args.dials, args.seed, not args.no_swim))
         if not args.json:
             print(json.dumps(runs[-1]), flush=True)
     # Issue #12 (b): CPU per delivery at N nodes against the 2-node figure of the same run.
