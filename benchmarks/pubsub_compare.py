@@ -115,8 +115,9 @@ def default_messages(n: int) -> int:
 class OursNode:
     """One agentp2p Node: our router."""
 
-    def __init__(self, stack: contextlib.AsyncExitStack) -> None:
+    def __init__(self, stack: contextlib.AsyncExitStack, swim: bool = True) -> None:
         self.stack = stack
+        self.swim = swim
         self.node: Any = None
         self.recorder: Recorder | None = None
 
@@ -124,7 +125,7 @@ class OursNode:
         from agentp2p.node import Node
         from agentp2p.testing import local_config
 
-        self.node = await self.stack.enter_async_context(Node(local_config(bootstrap=dials)))
+        self.node = await self.stack.enter_async_context(Node(local_config(bootstrap=dials, swim=self.swim)))
         if subscribe:
             sub = await self.stack.enter_async_context(self.node.subscribe(TOPIC))
             self.recorder = rec = Recorder()
@@ -272,7 +273,7 @@ def _leaves(exc: BaseException) -> list[str]:
     return [repr(exc)]
 
 
-async def worker_main(impl: str, role: str) -> None:
+async def worker_main(impl: str, role: str, swim: bool = True) -> None:
     """``--worker IMPL --role pub|sub``: nodes of one implementation, driven
     over stdin/stdout JSON lines (one reply per command)."""
     logging.basicConfig(level=logging.ERROR)
@@ -289,7 +290,7 @@ async def worker_main(impl: str, role: str) -> None:
 
         def new_node() -> Any:
             if impl == "ours":
-                return OursNode(stack)
+                return OursNode(stack, swim)
             return PyLibp2pNode(stack, lifted=impl == "pylibp2p", counter=counter)
 
         def recorders() -> list[Recorder]:
@@ -379,8 +380,10 @@ async def worker_main(impl: str, role: str) -> None:
 class PyWorker:
     """A Python worker process holding some nodes of one implementation."""
 
-    def __init__(self, impl: str, role: str) -> None:
+    def __init__(self, impl: str, role: str, swim: bool = True) -> None:
         self.args = [PYTHON, str(Path(__file__).resolve()), "--worker", impl, "--role", role]
+        if not swim:
+            self.args.append("--no-swim")
         self._buf = b""
         self.nodes = 0
 
@@ -603,7 +606,8 @@ class Profiler:
 
 async def run_impl(impl: str, n: int, messages: int, size: int, rate: float | None, procs: int,
                    degree: int, seed: int, idle_timeout: float, setup_timeout: float,
-                   profiler: Profiler | None = None, cprofile_dir: Path | None = None) -> dict[str, Any]:
+                   profiler: Profiler | None = None, cprofile_dir: Path | None = None,
+                   swim: bool = True) -> dict[str, Any]:
     """One implementation, one network size: the figures of one table row."""
     subscribers = n - 1
     rng = random.Random(seed)
@@ -611,7 +615,7 @@ async def run_impl(impl: str, n: int, messages: int, size: int, rate: float | No
     async with contextlib.AsyncExitStack() as stack:
 
         async def worker(role: str) -> Any:
-            w: Any = GoWorker(role, stack) if impl == "go" else PyWorker(impl, role)
+            w: Any = GoWorker(role, stack) if impl == "go" else PyWorker(impl, role, swim)
             stack.push_async_callback(w.close)
             await w.open()
             return w
@@ -717,7 +721,7 @@ async def run_impl(impl: str, n: int, messages: int, size: int, rate: float | No
         for key, v in r["drops"].items():
             drops[key] = drops.get(key, 0) + v
     return {
-        "impl": impl,
+        "impl": impl if impl != "ours" or swim else "ours (no SWIM)",
         "nodes": n,
         "processes": len(everyone),
         "mode": f"rate {rate:g}/s" if rate else "saturating",
@@ -762,7 +766,7 @@ def table(runs: list[dict[str, Any]]) -> str:
     """One row per run; ratios against ours at the same size and mode."""
     headers = ("impl", "nodes", "procs", "mode", "msgs", "publish/s", "delivered/s", "vs ours", "ratio", "lost",
                "P50 ms", "P99 ms", "CPU ms/delivery", "vs ours", "pub us/msg", "sub us/delivery", "drops")
-    base = {(r["nodes"], r["mode"]): r for r in runs if r["impl"] == "ours"}
+    base = {(r["nodes"], r["mode"]): r for r in runs if r["impl"].startswith("ours")}
     rows = []
     for r in runs:
         b = base.get((r["nodes"], r["mode"]), {})
@@ -805,6 +809,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--degree", type=int, default=3, help="peers each node dials (default 3)")
     p.add_argument("--seed", type=int, default=1, help="topology seed (default 1)")
     p.add_argument("--idle-timeout", type=float, default=10.0, help="stop draining after this long without a delivery")
+    p.add_argument("--no-swim", action="store_true",
+                   help="our nodes without SWIM (the others have none; our DHT and go's stay on)")
     p.add_argument("--setup-timeout", type=float, default=300.0)
     p.add_argument("--profile", action="store_true",
                    help="sample the publisher and the first subscriber worker with py-spy during the measured "
@@ -821,7 +827,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = p.parse_args(argv)
     if args.worker:
         try:
-            trio.run(worker_main, args.worker, args.role)
+            trio.run(worker_main, args.worker, args.role, not args.no_swim)
         except BaseException as exc:
             if not _STOPPED.is_set():
                 raise
@@ -845,7 +851,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             try:
                 profiler = Profiler(args.py_spy, args.profile_dir, f"{impl}-{n}") if args.profile else None
                 run = trio.run(run_impl, impl, n, msgs, args.size, args.rate, args.procs, args.degree, args.seed,
-                               args.idle_timeout, args.setup_timeout, profiler, args.cprofile)
+                               args.idle_timeout, args.setup_timeout, profiler, args.cprofile, not args.no_swim)
             except Exception as exc:  # noqa: BLE001 — one implementation failing must not hide the others
                 run = {"impl": impl, "nodes": n, "error": repr(exc)}
                 traceback.print_exc()
