@@ -109,9 +109,21 @@ READ_CHUNK = 64 * 1024
 #: big enough to amortise a write's cost (yamux framing, Noise, a syscall)
 #: over hundreds of small messages, small enough to keep latency in check.
 WRITE_BUDGET = 256 * 1024
-#: Opening our stream: attempts while the peer stays connected, and the first backoff.
-OPEN_ATTEMPTS = 3
+#: Opening our stream: retried while the peer stays connected, backing off
+#: from OPEN_BACKOFF to OPEN_BACKOFF_MAX. Never given up while connected: on
+#: a starved machine every attempt of a burst can time out, and a peer left
+#: without our stream gets nothing from us for the life of the connection
+#: (seen at 50 nodes: subscribers with no pub/sub peer at all). A peer that
+#: does not speak meshsub costs one refused negotiation per OPEN_BACKOFF_MAX.
 OPEN_BACKOFF = 0.5
+OPEN_BACKOFF_MAX = 30.0
+
+
+def _open_backoff(failures: int) -> float:
+    """Seconds before the next attempt after ``failures`` in a row (0: at once)."""
+    if failures <= 0:
+        return OPEN_BACKOFF
+    return min(OPEN_BACKOFF_MAX, OPEN_BACKOFF * 2 ** min(failures - 1, 16))
 OPEN_TIMEOUT = 10.0
 #: The longest single pause of a reader for a peer over its message rate.
 MAX_PACING_SLEEP = 0.5
@@ -146,6 +158,7 @@ class PubSubStats:
     validation_waits: int = 0  # reads held back while too many async validations ran
     idontwant_in: int = 0  # IDONTWANT message IDs received (gossipsub v1.2)
     idontwant_out: int = 0  # ... and sent
+    open_retries: int = 0  # our stream to a connected peer failed to open and was tried again
 
 
 Deliverer = Callable[[str, RawMessage, bytes], None]
@@ -681,13 +694,14 @@ class GossipSubService:
                     stream = await self._open(peer)
                     if stream is None:
                         failures += 1
-                        # A few tries: opening can fail for passing reasons (the
-                        # peer's stream-rate limit when many services open
-                        # streams at once); a peer that does not speak meshsub
-                        # refuses quickly each time.
-                        if failures >= OPEN_ATTEMPTS or self._dialer is None or not self._dialer.is_connected(peer.id):
+                        # Opening fails for passing reasons (the peer's
+                        # stream-rate limit when many services open streams at
+                        # once, negotiation timing out on a busy process):
+                        # retry while connected, backing off (see OPEN_BACKOFF).
+                        if self._dialer is None or not self._dialer.is_connected(peer.id):
                             break
-                        await trio.sleep(OPEN_BACKOFF * 2 ** (failures - 1))
+                        self.stats.open_retries += 1
+                        await trio.sleep(_open_backoff(failures))
                         continue
                     peer.out_stream = stream
                     self._connected(peer, str(stream.get_protocol()), _initiator(stream), _remote_ip(stream))
@@ -701,9 +715,9 @@ class GossipSubService:
                         failures = 0
                     else:
                         failures += 1
-                    if failures >= OPEN_ATTEMPTS or self._dialer is None or not self._dialer.is_connected(peer.id):
+                    if self._dialer is None or not self._dialer.is_connected(peer.id):
                         break
-                    await trio.sleep(OPEN_BACKOFF * 2 ** max(0, failures - 1))
+                    await trio.sleep(_open_backoff(failures))
         finally:
             peer.task_running = False
         # Gave up (the scope was not cancelled: that is _forget's doing).

@@ -298,3 +298,32 @@ async def test_own_message_rejected_by_our_validator_raises() -> None:
             with trio.fail_after(5):
                 msg = await sub.receive()
             assert msg.data == b"good" and msg.sender == a.peer_id and len(msg.seqno) == 8
+
+
+async def test_our_stream_is_retried_while_connected_until_it_opens() -> None:
+    # On a starved machine every attempt of a burst to open our meshsub stream
+    # can fail; the adapter used to give up after 3 and the peer then got
+    # nothing from us for the life of the connection (50-node benchmark:
+    # subscribers with no pub/sub peer). Fail the first 4 opens from b
+    # (backing off 0.5 + 1 + 2 + 4 s).
+    async with Node(local_config(swim=False)) as a, Node(local_config(swim=False)) as b:
+        router = b.pubsub.router
+        real_open = router._dialer.open_stream
+        refused = 0
+
+        async def flaky_open(peer: ID, protocols: Any, **kwargs: Any) -> Any:
+            nonlocal refused
+            if any(str(p).startswith("/meshsub/") for p in protocols) and refused < 4:
+                refused += 1
+                raise PubSubError("refused by the test")  # any failure: the adapter only sees None
+            return await real_open(peer, protocols, **kwargs)
+
+        router._dialer.open_stream = flaky_open
+        async with a.subscribe("r") as sub:
+            await b.connect(a.addrs[0])
+            await wait_until(lambda: refused == 4 and router.protocol_of(a.peer_id) is not None
+                             and a.peer_id in b.topic_peers("r"), timeout=60, what="b's stream to a, after retries")
+            assert b.stats()["pubsub"]["open_retries"] >= 4
+            await b.publish("r", b"through")
+            with trio.fail_after(10):
+                assert (await sub.receive()).data == b"through"
