@@ -28,6 +28,7 @@ commands (node lists: 3 5 7-9 or 3,5,7-9; indices from 0):
   stats [I]              the summary now (and the worker layout), or node I's details
   wait converged [S]     wait (up to S seconds, default 60) until the observer's SWIM view
                          matches the devnet: running reachable nodes alive, the others not
+  wait records [S]       wait until every running node has published its capability record
   sleep S                wait S seconds (scripts)
   help                   this text
   quit                   stop every node and worker, and exit (also Ctrl-C, end of input)"""
@@ -160,10 +161,10 @@ def parse_command(line: str, n_nodes: int) -> Command | None:
         nodes = (_one_node(args[0], n_nodes, "stats"),) if args else ()
         return Command("stats", nodes=nodes, line=text)
     if name == "wait":
-        if not args or args[0] != "converged" or len(args) > 2:
-            raise CommandError("usage: wait converged [SECONDS]")
+        if not args or args[0] not in ("converged", "records") or len(args) > 2:
+            raise CommandError("usage: wait converged|records [SECONDS]")
         seconds = _seconds(args[1], "wait") if len(args) == 2 else 60.0
-        return Command("wait", text="converged", seconds=seconds, line=text)
+        return Command("wait", text=args[0], seconds=seconds, line=text)
     if name == "sleep":
         if len(args) != 1:
             raise CommandError("usage: sleep SECONDS")

@@ -15,7 +15,7 @@ Life of a devnet:
    worker starts its other nodes ``--concurrency`` at a time, each
    bootstrapping from ``--bootstraps`` seeds picked at random (so the joins
    spread over the seeds); a progress line counts them; then wait (bounded)
-   until every node has a mesh peer on the topic;
+   until every node's mesh on the topic has D_lo peers (``ready``);
 3. run: a summary every ``--interval`` seconds (:mod:`agentp2p.devnet.summary`),
    a discovery probe, background traffic on the devnet topic (``--rate``),
    and the commands (:mod:`agentp2p.devnet.commands`) from stdin or a script;
@@ -52,8 +52,8 @@ __all__ = ["DevnetOptions", "Devnet"]
 START_REQUEST_TIMEOUT = 120.0
 #: How long the controller waits for a worker's stats before the summary goes without them.
 STATS_TIMEOUT = 15.0
-#: How long to wait, once every node is up, for meshes and records (see Devnet._settle).
-SETTLE_TIMEOUT = 120.0
+#: How long to wait, once every node is up, for the meshes to form (see Devnet._settle).
+SETTLE_TIMEOUT = 60.0
 #: A find (probe or command) gives up after this long.
 FIND_TIMEOUT = 60.0
 
@@ -114,10 +114,12 @@ class Devnet:
         self.failed: dict[int, str] = {}
         self.partitions = Partitions()
         self.rates = RateMeter()
+        self.last_rate: float | None = None
         self.last_probe: ProbeResult | None = None
         self.grown = False
         self.converged_reported = False
         self.rc = 0
+        self.quitting = False
         self._seq = 0
         self._t0 = time.monotonic()
         self._scope = trio.CancelScope()
@@ -144,6 +146,7 @@ class Devnet:
         return self.rc
 
     def quit(self, why: str = "quit") -> None:
+        self.quitting = True
         self._scope.cancel()
 
     async def _session(self) -> None:
@@ -187,8 +190,9 @@ class Devnet:
         async with self._lines_send:
             async for line in stdin_lines():
                 await self._lines_send.send(line)
-        self.console.event("info", "end of input: stopping", reason="eof")
-        self.quit("eof")
+        if not self.quitting:
+            self.console.event("info", "end of input: stopping", reason="eof")
+            self.quit("eof")
 
     async def _execute_stdin(self) -> None:
         async for line in self._lines:
@@ -284,35 +288,35 @@ class Devnet:
         return True
 
     async def _settle(self) -> None:
-        """Wait (at most SETTLE_TIMEOUT) until every running node has a mesh peer on
-        the topic and has published its record. Before that a message reaches
-        nobody (gossipsub keeps nothing for peers that arrive later) and a
-        ``find`` finds nobody: a script's first commands would fail for no
-        interesting reason."""
+        """Wait (at most SETTLE_TIMEOUT) until every running node's mesh on the topic
+        has reached D_lo peers (4 by default; fewer in a smaller network): before
+        that the meshes need not connect every node, a message misses the nodes
+        they leave out (gossipsub keeps nothing for peers that arrive later), and
+        a script's first ``publish`` would fail for no interesting reason.
+        Records may take longer (DHT queries time out on a busy machine and
+        rounds are retried): ``wait records`` waits for them."""
         if len(self.up) < 2:
             return
         t0 = time.monotonic()
         no_mesh: list[int] = []
-        unpublished: list[int] = []
+        published = running = 0
         while True:
             replies, _ = await self._ask_all("stats")
-            running = [n for r in replies.values() for n in r.get("nodes", []) if n.get("running")]
-            no_mesh = sorted(n["index"] for n in running if n.get("mesh", 0) < 1)
-            unpublished = sorted(n["index"] for n in running if not n.get("published"))
-            if not (no_mesh or unpublished) or time.monotonic() - t0 >= SETTLE_TIMEOUT:
+            nodes = [n for r in replies.values() for n in r.get("nodes", []) if n.get("running")]
+            want = len(nodes) - 1
+            no_mesh = sorted(n["index"] for n in nodes if n.get("mesh", 0) < min(n.get("mesh_low", 1), want))
+            published, running = sum(1 for n in nodes if n.get("published")), len(nodes)
+            if not no_mesh or time.monotonic() - t0 >= SETTLE_TIMEOUT:
                 break
             await trio.sleep(0.5)
         t = self._elapsed()
-        if no_mesh or unpublished:
-            text = f"not settled after {SETTLE_TIMEOUT:g}s:"
-            if no_mesh:
-                text += f" no mesh peer on nodes {format_nodes(no_mesh)};"
-            if unpublished:
-                text += f" records not yet published by nodes {format_nodes(unpublished)};"
-            self.console.event("info", text + " going on", no_mesh=no_mesh, unpublished=unpublished)
+        records = f"records published by {published}/{running} nodes"
+        if no_mesh:
+            self.console.event("info", f"after {SETTLE_TIMEOUT:g}s the meshes of nodes {format_nodes(no_mesh)} are "
+                               f"still below D_lo ({records}); going on", no_mesh=no_mesh, published=published)  # fmt: skip
         else:
-            self.console.event("ready", f"ready at {t:.1f}s: every node has a mesh peer on {self.opts.topic!r} "
-                               "and has published its record", seconds=round(t, 2))  # fmt: skip
+            self.console.event("ready", f"ready at {t:.1f}s: every node's mesh on {self.opts.topic!r} has D_lo peers; "
+                               f"{records}", seconds=round(t, 2), published=published)  # fmt: skip
 
     async def _grow_worker(self, worker: WorkerHandle) -> None:
         slots = trio.Semaphore(max(1, self.opts.concurrency))
@@ -377,7 +381,9 @@ class Devnet:
         """The observer's SWIM view by node index (peers that are not devnet nodes left out)."""
         return {self.index_of[p]: s for p, s in members.items() if p in self.index_of and self.index_of[p] != observer}
 
-    async def summary(self) -> Summary:
+    async def summary(self, *, rate: bool = True) -> Summary:
+        """The summary now. ``rate=False`` (the ``stats`` command) shows the last
+        messages-per-second figure instead of one over a fraction of an interval."""
         observer = self._observer()
         replies, silent = await self._ask_all("stats", observer=observer)
         node_stats = [n for r in replies.values() for n in r.get("nodes", [])]
@@ -393,7 +399,7 @@ class Devnet:
         s = summarize(
             t=self._elapsed(), nodes=self.opts.nodes, node_stats=node_stats, paused=paused, observer=observer,
             view=view, running_expected=running_others,
-            msgs_per_s=self.rates.update(time.monotonic(), {n["index"]: n.get("deliveries", 0) for n in node_stats}),
+            msgs_per_s=self._msgs_per_s(node_stats) if rate else self.last_rate,
             probe=self.last_probe, silent_workers=silent,
         )  # fmt: skip
         if (view is not None and observer is not None and self.grown and not self.converged_reported
@@ -402,6 +408,10 @@ class Devnet:
             self.console.event("converged", f"converged: node {observer}'s SWIM sees all {len(view)} others alive "
                                f"at {s.t:.1f}s", seconds=round(s.t, 2), observer=observer)  # fmt: skip
         return s
+
+    def _msgs_per_s(self, node_stats: list[dict[str, Any]]) -> float | None:
+        self.last_rate = self.rates.update(time.monotonic(), {n["index"]: n.get("deliveries", 0) for n in node_stats})
+        return self.last_rate
 
     async def _probes(self, every: float) -> None:
         while True:
@@ -595,7 +605,7 @@ class Devnet:
             text = "\n".join(f"  {k}: {v}" for k, v in reply.items())
             self.console.result(cmd.line, True, f"node {index}:\n{text}", node=reply)
             return True
-        s = await self.summary()
+        s = await self.summary(rate=False)
         lines = [s.text()]
         workers = []
         for w in self.workers:
@@ -616,6 +626,30 @@ class Devnet:
         return True
 
     async def _cmd_wait(self, cmd: Command) -> bool:
+        if cmd.text == "records":
+            return await self._wait_records(cmd)
+        return await self._wait_converged(cmd)
+
+    async def _wait_records(self, cmd: Command) -> bool:
+        """``wait records``: every running node has published its capability record."""
+        t0 = time.monotonic()
+        while True:
+            replies, silent = await self._ask_all("stats")
+            nodes = [n for r in replies.values() for n in r.get("nodes", []) if n.get("running")]
+            missing = sorted(n["index"] for n in nodes if not n.get("published"))
+            if not missing and not silent:
+                seconds = time.monotonic() - t0
+                self.console.result(cmd.line, True, f"records published by all {len(nodes)} running nodes "
+                                    f"(waited {seconds:.1f}s)", published=len(nodes), seconds=round(seconds, 2))  # fmt: skip
+                return True
+            if time.monotonic() - t0 >= cmd.seconds:
+                text = f"after {cmd.seconds:g}s, records not published by nodes {format_nodes(missing) or '-'}"
+                if silent:
+                    text += f"; no answer from worker {','.join(map(str, silent))}"
+                return self._fail(cmd, text, missing=missing)
+            await trio.sleep(0.5)
+
+    async def _wait_converged(self, cmd: Command) -> bool:
         """``wait converged``: the observer's SWIM view holds alive exactly the
         running nodes it can reach, and nothing else alive."""
         t0 = time.monotonic()

@@ -309,7 +309,8 @@ class Worker:
                 entry["error"] = slot.error
             if node is not None:
                 entry.update(mesh=len(node.pubsub.mesh_peers(self.topic)), connections=len(node.peers()),
-                             table=node.dht.routing_table_size, published=slot.record.published.is_set())  # fmt: skip
+                             table=node.dht.routing_table_size, published=slot.record.published.is_set(),
+                             mesh_low=node.config.pubsub.degree_low)  # fmt: skip
             nodes.append(entry)
         reply: dict[str, Any] = {"nodes": nodes}
         observer = req.get("observer")
@@ -336,6 +337,9 @@ class Worker:
             "deliveries": slot.deliveries, "denied": len(node.denied()),
             "swim_members": swim.get("members", {}), "swim_awareness": swim.get("awareness"),
             "dialer": stats.get("dialer", {}), "penalties_bans": stats.get("penalties", {}).get("bans", 0),
+            "record_published": slot.record.published.is_set(), "record_rounds": slot.record.counters.rounds,
+            "record_round_failures": slot.record.counters.round_failures,
+            "dht": {k: stats.get("dht", {}).get(k) for k in ("values", "provider_records", "quota_hits", "queries")},
             "uptime_s": round(stats.get("uptime_s", 0.0), 1),
         }  # fmt: skip
 

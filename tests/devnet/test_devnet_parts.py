@@ -37,6 +37,7 @@ def test_commands_parse_into_what_they_ask() -> None:
     assert find is not None and (find.name, find.nodes, find.text) == ("find", (2,), "cap-01")
     assert parse_command("wait converged", n).seconds == 60.0  # type: ignore[union-attr]
     assert parse_command("wait converged 5", n).seconds == 5.0  # type: ignore[union-attr]
+    assert parse_command("wait records", n).text == "records"  # type: ignore[union-attr]
     assert parse_command("stats", n).nodes == ()  # type: ignore[union-attr]
     assert parse_command("exit", n).name == "quit"  # type: ignore[union-attr]
     for bad, why in (("partition 0-9 5-12", "both sides"), ("partition 0-9", "usage"), ("publish 3", "usage"),
