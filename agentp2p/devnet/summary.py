@@ -76,6 +76,8 @@ class Summary:
             parts[0] += f" ({', '.join(extra)})"
         if self.observer is None:
             parts.append("swim: no observer")
+        elif not self.swim:
+            parts.append(f"swim@{self.observer}: no answer")
         else:
             s = self.swim
             unknown = f" unknown {s['unknown']}" if s.get("unknown") else ""

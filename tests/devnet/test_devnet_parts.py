@@ -101,6 +101,9 @@ def test_summary_counts_and_rates() -> None:
     assert s.as_dict()["mesh"] == {"min": 3, "avg": 4.0, "max": 5}
     assert converged({1: "alive", 2: "dead"}, {1}) and not converged({1: "alive", 2: "alive"}, {1})
     assert not converged({1: "suspect"}, {1})
+    silent = summarize(t=1.0, nodes=2, node_stats=stats[:1], paused=set(), observer=0, view=None,
+                       running_expected=set(), msgs_per_s=None, probe=None, silent_workers=[1])  # fmt: skip
+    assert "swim@0: no answer" in silent.text() and "no answer from worker 1" in silent.text()
 
 
 async def test_wire_lines_round_trip_and_are_bounded() -> None:
