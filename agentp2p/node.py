@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 import trio
 from multiaddr import Multiaddr
 
-from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.identity.identify.identify import ID as IDENTIFY_PROTOCOL
 from libp2p.identity.identify.identify import parse_identify_response
 from libp2p.peer.id import ID
@@ -40,6 +39,7 @@ from agentp2p.config import NodeConfig
 from agentp2p.contract import NodeService
 from agentp2p.errors import DialError, ListenError, NotRunningError
 from agentp2p.network.addresses import to_peer_id, with_peer_id
+from agentp2p.network.identify import read_to_eof
 from agentp2p.network.identity import Identity
 from agentp2p.network.penalties import BanInfo
 from agentp2p.protocol.ping import ping
@@ -95,21 +95,6 @@ def _bind_failure_reason(addr: Multiaddr) -> str:
             return "address already in use"
         return exc.strerror or str(exc)
     return "the transport refused it"
-
-
-async def _read_to_eof(stream: Any, limit: int) -> bytes:
-    """Everything the peer writes before closing (py-libp2p signals EOF by raising)."""
-    data = b""
-    while True:
-        try:
-            chunk = await stream.read(65536)
-        except StreamEOF:
-            return data
-        if not chunk:
-            return data
-        data += chunk
-        if len(data) > limit:
-            raise DialError(f"response larger than {limit} bytes")
 
 
 class Node:
@@ -408,7 +393,7 @@ class Node:
         try:
             with trio.fail_after(timeout):
                 stream = await self.dialer.open_stream(pid, [str(IDENTIFY_PROTOCOL)], lookup=False)
-                data = await _read_to_eof(stream, limit=1 << 20)
+                data = await read_to_eof(stream, 1 << 20, DialError)
                 with contextlib.suppress(Exception):
                     await stream.close()
             msg = parse_identify_response(data)

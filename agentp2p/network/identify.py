@@ -29,7 +29,7 @@ from libp2p.identity.update import update_peerstore_from_identify
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
 
-__all__ = ["IdentifyError", "MAX_IDENTIFY_BYTES", "request_identify"]
+__all__ = ["IdentifyError", "MAX_IDENTIFY_BYTES", "read_to_eof", "request_identify"]
 
 #: Largest identify answer we read (go's are a few KiB; the library allows 1,000 addresses).
 MAX_IDENTIFY_BYTES = 256 * 1024
@@ -51,7 +51,7 @@ async def request_identify(dialer: Any, host: Any, peer: ID, timeout: float) -> 
             stream = await dialer.open_stream(peer, [str(IDENTIFY_PROTOCOL)], dial=False, lookup=False,
                                               timeout=timeout)
             try:
-                data = await _read_to_eof(stream, MAX_IDENTIFY_BYTES)
+                data = await read_to_eof(stream, MAX_IDENTIFY_BYTES)
             except BaseException:
                 with trio.CancelScope(shield=True), trio.move_on_after(1), contextlib.suppress(Exception):
                     await stream.reset()
@@ -68,7 +68,9 @@ async def request_identify(dialer: Any, host: Any, peer: ID, timeout: float) -> 
     return [str(p) for p in msg.protocols]
 
 
-async def _read_to_eof(stream: Any, limit: int) -> bytes:
+async def read_to_eof(stream: Any, limit: int, error: type[Exception] = IdentifyError) -> bytes:
+    """Everything the peer writes before closing (py-libp2p signals EOF by
+    raising), refusing more than ``limit`` bytes with ``error``."""
     data = b""
     while True:
         try:
@@ -79,4 +81,4 @@ async def _read_to_eof(stream: Any, limit: int) -> bytes:
             return data
         data += chunk
         if len(data) > limit:
-            raise IdentifyError(f"identify answer over {limit} bytes")
+            raise error(f"answer over {limit} bytes")
