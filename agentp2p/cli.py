@@ -144,12 +144,14 @@ async def _run_daemon(config: Any, services: Any = ()) -> None:
         async with Node(config, services=services) as node:
             for addr in printable_addrs(node.listen_addrs, node.peer_id):
                 print(addr, flush=True)
-            log.info("agentp2p %s running as %s", __version__, node.peer_id)
             if config.psk is not None:
+                # Before "running as": that line tells scripts (and our tests) the
+                # daemon is up, so everything it says about itself comes first.
                 from agentp2p.network.psk import fingerprint, read_psk_file
 
                 key_id = fingerprint(read_psk_file(config.psk))
                 log.info("private network: only peers with the key in %s can connect (fingerprint %s)", config.psk, key_id)
+            log.info("agentp2p %s running as %s", __version__, node.peer_id)
             async for signum in signals:
                 log.info("received %s, shutting down", signal.Signals(signum).name)
                 break

@@ -130,7 +130,10 @@ async def test_garbage_on_every_served_protocol() -> None:
                     pass  # the node may reset us: that is the point
         await friend.connect(a.addrs[0])
         assert await friend.ping(a.peer_id) > 0
-        await a.dht_put("still-alive", b"yes")
+        # The put goes to a's routing table: wait for identify to put the friend
+        # there (else it may ask only the attacker, whom a may have cut off).
+        await wait_until(lambda: friend.peer_id in a.dht.routing_table_peers(), what="friend in a's table")
+        assert await a.dht_put("still-alive", b"yes") >= 1
         async with friend.subscribe("alive") as sub:
             await wait_until(lambda: friend.peer_id in a.topic_peers("alive"), what="subscription")
             await a.publish("alive", b"ok")

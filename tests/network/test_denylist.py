@@ -43,10 +43,12 @@ async def test_a_denied_peer_is_cut_off_both_ways_until_allowed() -> None:
         await wait_until(lambda: not a.is_connected(b.peer_id) and not b.is_connected(a.peer_id),
                          what="the connection closed on both sides")  # fmt: skip
 
-        # We do not dial it...
+        # We do not dial it (our services may also try in the background and be
+        # refused the same way, so count from here)...
+        refused = a.dialer.stats.refused_denied
         with pytest.raises(DialError, match="deny list"):
             await a.connect(b.addrs[0])
-        assert a.dialer.stats.refused_denied == 1
+        assert a.dialer.stats.refused_denied > refused
         # ...and its dials to us are refused after Noise (it is not on *its* list).
         with pytest.raises(DialError):
             await b.connect(a.addrs[0])
