@@ -90,7 +90,7 @@ class OursAgent:
 
         dht = DHTConfig(query_timeout=30.0, request_timeout=15.0) if self.worker else DHTConfig()
         self.node = await stack.enter_async_context(Node(local_config(bootstrap=bootstrap, swim=False, dht=dht)))
-        if bootstrap:
+        if bootstrap and not self.worker:
             await wait_until(lambda: self.node.dht.routing_table_size > 0, timeout=60, what="join")
 
     @property
@@ -222,8 +222,11 @@ async def worker(a: argparse.Namespace) -> None:
                         agent = cls(worker=True)
                         await agent.start(stack, boot)
                         with trio.move_on_after(JOIN_WAIT):
-                            await agent.settle()
-                            await agent.provide(key_name(i, a.keys))
+                            try:
+                                await agent.settle()
+                                await agent.provide(key_name(i, a.keys))
+                            except Exception as exc:  # noqa: BLE001 — counted: the node stays, unannounced
+                                print(f"node {i}: {exc!r}", file=sys.stderr, flush=True)
                         agents[i] = agent
                         pool.append(agent.addr)
                         slots.release()
