@@ -365,3 +365,21 @@ def test_bootstrap_runs_a_self_lookup() -> None:
     assert d.sent[0].message.key == d.core.local_peer
     d.run(5.0)
     assert len(d.core.table) >= 20  # it learned the network from the answers
+
+
+def test_bootstrap_refreshes_every_bucket_once_its_self_lookup_ends() -> None:
+    """The self-lookup learns only our neighbourhood; the join then looks up a
+    key in every bucket down to one past the deepest filled (periodic refresh
+    is off here, so these lookups can only come from the join)."""
+    net = IdealNetwork(2000)
+    d = Driver(core_knowing(net.peers[:3], config=QUIET), net)
+    d.feed(Bootstrap())
+    d.run(30.0)
+    table = d.core.table
+    buckets_asked = {table.bucket_of(kad_key(r.message.key)) for r in d.sent
+                     if r.message.type is MessageType.FIND_NODE and r.message.key != d.core.local_peer}
+    deepest = max(table.bucket_of(kad_key(p.peer)) for p in table.peers())
+    assert deepest >= 5  # 2,000 peers: the self-lookup's answers reach deep buckets
+    assert set(range(deepest + 2)) <= buckets_asked
+    # and a bucket refreshed at join is not stale for a refresh interval
+    assert table.stale_buckets(d.now, 600.0, 15) == []
