@@ -22,7 +22,7 @@ import os
 import secrets
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from agentp2p.errors import ConfigError
 
@@ -102,16 +102,30 @@ def _unauthorized(message: str) -> tuple[dict[str, Any], bytes]:
     return start, body
 
 
+class Gate(Protocol):
+    """Another way in, for requests without the token (the dashboard's
+    browser sessions: ``agentp2p.application.dashboard.gate``)."""
+
+    def admits(self, scope: dict[str, Any]) -> bool: ...
+
+    def refusal(self, scope: dict[str, Any]) -> tuple[dict[str, Any], bytes] | None:
+        """The answer to a request neither the token nor the gate admits, or
+        None for the API's JSON 401."""
+        ...
+
+
 class BearerAuth:
     """Pure ASGI middleware: refuse any HTTP request without the right bearer token.
 
     Pure ASGI (not Starlette's BaseHTTPMiddleware) so event streams pass
-    through untouched. The comparison is constant-time.
+    through untouched. The comparison is constant-time. A ``gate`` may
+    admit some requests without the token (and word some refusals).
     """
 
-    def __init__(self, app: Any, token: str) -> None:
+    def __init__(self, app: Any, token: str, *, gate: Gate | None = None) -> None:
         self.app = app
         self._expected = f"Bearer {token}".encode()
+        self.gate = gate
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -125,8 +139,17 @@ class BearerAuth:
         if hmac.compare_digest(supplied, self._expected):
             await self.app(scope, receive, send)
             return
+        gate = self.gate
+        if not supplied and gate is not None and gate.admits(scope):
+            await self.app(scope, receive, send)
+            return
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 4401})
+            return
+        answer = gate.refusal(scope) if gate is not None else None
+        if answer is not None:
+            await send(answer[0])
+            await send({"type": "http.response.body", "body": answer[1]})
             return
         message = "missing API token" if not supplied else "wrong API token"
         start, body = _unauthorized(
