@@ -1,5 +1,6 @@
 """The ``agentp2p`` command: ``daemon`` runs a node, ``id`` shows its identity,
-``psk new`` makes a private network key, ``devnet`` runs a local test network.
+``psk new`` makes a private network key, ``devnet`` runs a local test network,
+``dashboard`` logs a browser in to a daemon's dashboard.
 
 Every failure a user can cause (bad multiaddr, port in use, unknown config
 key, corrupt key file) ends in one line on stderr and a non-zero exit code,
@@ -19,6 +20,7 @@ from typing import Any
 
 from agentp2p import __version__
 from agentp2p.cli_client import add_client_commands, add_daemon_api_flags, daemon_services, run_client_command
+from agentp2p.cli_dashboard import add_dashboard_command
 from agentp2p.cli_devnet import add_devnet_command
 from agentp2p.errors import AgentP2PError, ConfigError
 
@@ -69,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("file", nargs="?", metavar="FILE", help="where to write it (default ~/.agentp2p/swarm.key)")
     add_devnet_command(sub)
     add_client_commands(sub)
+    add_dashboard_command(sub)
     return p
 
 
@@ -96,8 +99,9 @@ def _daemon_config(args: argparse.Namespace) -> Any:
         overrides["psk"] = args.psk
     if getattr(args, "swim", False):
         overrides["swim"] = {"enabled": True}
-    if getattr(args, "metrics", False):
-        overrides["api"] = {"metrics": True}
+    api_overrides = {key: True for key in ("metrics", "dashboard") if getattr(args, key, False)}
+    if api_overrides:
+        overrides["api"] = api_overrides
     config_file = args.config or os.environ.get("AGENTP2P_CONFIG")
     cfg = build_config(Path(config_file) if config_file else None, overrides=overrides, base=base)
     if cfg.messaging.store is None and cfg.identity_path is not None:

@@ -55,6 +55,12 @@ def add_daemon_api_flags(parser: argparse.ArgumentParser) -> None:
         "(also [api] metrics = true, AGENTP2P_API__METRICS=1; docs/operations.md)",
     )
     parser.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="serve the live dashboard at /dashboard/ on the control API; log in with 'agentp2p dashboard' "
+        "(also [api] dashboard = true, AGENTP2P_API__DASHBOARD=1; docs/dashboard.md)",
+    )
+    parser.add_argument(
         "--agent-name", metavar="NAME", help="publish a capability record under this agent name (agentp2p find)"
     )
     parser.add_argument("--agent-description", metavar="TEXT", default="", help="the record's description")
@@ -135,10 +141,12 @@ def daemon_services(args: argparse.Namespace, config: Any) -> list[Any]:
         services.append(records)
     api = getattr(args, "api", None)
     if api == "off":
-        if config.api.metrics:
-            from agentp2p.errors import ConfigError
+        from agentp2p.errors import ConfigError
 
+        if config.api.metrics:
             raise ConfigError("metrics are served by the control API: --api off and metrics cannot go together")
+        if config.api.dashboard:
+            raise ConfigError("the dashboard is served by the control API: --api off and the dashboard cannot go together")
         return services
     from agentp2p.application.api import ApiService
 

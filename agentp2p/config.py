@@ -125,6 +125,9 @@ class ApiConfig:
     # Prometheus metrics at /metrics, behind the API token (``--metrics``).
     # Off: the route does not exist and prometheus_client is never imported.
     metrics: bool = False
+    # The live dashboard under /dashboard/ (``--dashboard``; docs/dashboard.md).
+    # Off: its routes do not exist and agentp2p.application.dashboard is never imported.
+    dashboard: bool = False
 
 
 @dataclass

@@ -16,9 +16,12 @@ incoming messages or membership events, counted against
 ``openapi.json``: ``tests/api/test_api_openapi.py`` fails until the route
 table and the document agree, and the fuzz test then covers them.
 
-Prometheus metrics (``metrics=True``) are the one route outside ``/v1``:
-``GET /metrics``, where scrapers look by default, behind the same token,
-and present only when asked for (``api/metrics.py``, imported only then).
+Prometheus metrics (``metrics=True``) are outside ``/v1``: ``GET
+/metrics``, where scrapers look by default, behind the same token, and
+present only when asked for (``api/metrics.py``, imported only then). So is
+the dashboard (``dashboard=True``): its page under ``/dashboard/``, and a
+gate that lets a logged-in browser read what the page shows
+(``agentp2p.application.dashboard``, imported only then).
 """
 
 from __future__ import annotations
@@ -62,9 +65,11 @@ def build_app(
     limits: ApiLimits | None = None,
     extra_routes: Sequence[BaseRoute] = (),
     metrics: bool = False,
+    dashboard: bool = False,
 ) -> BearerAuth:
     """The complete API for ``node``, refusing requests without ``token``;
-    with ``metrics``, also ``GET /metrics`` (Prometheus)."""
+    with ``metrics``, also ``GET /metrics`` (Prometheus); with
+    ``dashboard``, the web page under ``/dashboard/`` and its browser sessions."""
     limits = limits or ApiLimits()
     max_body = limits.max_body
     if max_body is None:
@@ -75,6 +80,12 @@ def build_app(
         from agentp2p.application.api.metrics import metrics_routes
 
         top.extend(metrics_routes(node))
+    gate = None
+    if dashboard:
+        from agentp2p.application.dashboard import dashboard as dashboard_parts
+
+        dashboard_routes, gate = dashboard_parts()
+        top.extend(dashboard_routes)
     app = Starlette(routes=top, exception_handlers=exception_handlers())
     app.state.api = ApiContext(node=node, limits=limits, max_body=max_body)
-    return BearerAuth(app, token)
+    return BearerAuth(app, token, gate=gate)

@@ -80,6 +80,8 @@ class ApiService:
     ``fallback``: if ``listen`` is taken, bind the same host on any port.
     ``metrics``: serve Prometheus metrics at ``/metrics``; None follows the
     node's ``config.api.metrics`` (how the daemon turns it on).
+    ``dashboard``: serve the dashboard under ``/dashboard/``; None follows
+    ``config.api.dashboard``.
     """
 
     name = "api"
@@ -95,6 +97,7 @@ class ApiService:
         limits: ApiLimits | None = None,
         extra_routes: Sequence[BaseRoute] = (),
         metrics: bool | None = None,
+        dashboard: bool | None = None,
     ) -> None:
         try:
             self.requested = parse_api_address(listen)
@@ -107,6 +110,7 @@ class ApiService:
         self.limits = limits or ApiLimits()
         self.extra_routes = list(extra_routes)
         self.metrics = metrics
+        self.dashboard = dashboard
         self.address: ApiAddress | None = None  # what we actually bound
         self.ready = trio.Event()
         self.context: ApiContext | None = None  # set when serving (open streams etc.)
@@ -131,6 +135,7 @@ class ApiService:
             "address": str(self.address) if self.address is not None else None,
             "ready": self.ready.is_set(),
             "metrics": bool(self.metrics),
+            "dashboard": bool(self.dashboard),
         }
 
     def attach(self, ctx: Any) -> None:
@@ -169,10 +174,19 @@ class ApiService:
             raise RuntimeError("ApiService.run before attach")
         self._sock = None
         node = getattr(ctx, "facade", None) or ctx
+        api_config = getattr(getattr(node, "config", None), "api", None)
         if self.metrics is None:
-            api_config = getattr(getattr(node, "config", None), "api", None)
             self.metrics = bool(getattr(api_config, "metrics", False))
-        app = build_app(node, self.token, limits=self.limits, extra_routes=self.extra_routes, metrics=self.metrics)
+        if self.dashboard is None:
+            self.dashboard = bool(getattr(api_config, "dashboard", False))
+        app = build_app(
+            node,
+            self.token,
+            limits=self.limits,
+            extra_routes=self.extra_routes,
+            metrics=self.metrics,
+            dashboard=self.dashboard,
+        )
         self.context = app.app.state.api
         config = HypercornConfig()
         # Hypercorn takes ownership of the already-bound socket.
@@ -197,6 +211,10 @@ class ApiService:
             tmp.write_text(f"{address}\n")
             os.replace(tmp, self.addr_file)
         log.info("control API listening on %s", address)
+        if self.dashboard and not address.is_unix:
+            # The page's address only: a login link is a credential, so it
+            # goes to whoever runs `agentp2p dashboard`, never to the log.
+            log.info("dashboard at %s/dashboard/ (log in with: agentp2p dashboard)", address.base_url)
         self.ready.set()
 
     def _withdraw(self, address: ApiAddress) -> None:
