@@ -38,12 +38,23 @@ class Served:
     connected: Container[bytes]
 
 
+#: Extra table entries looked at so that k with addresses are left after
+#: those without are skipped.
+_ADDRLESS_SLACK = 8
+
+
 def closer_peers(s: Served, key: bytes, requester: bytes) -> tuple[Peer, ...]:
+    """The k closest peers we know that have addresses. A peer without any
+    (connected before identify told us where it listens) is useless to the
+    asker and worse for a go-libp2p asker: its FindPeer returns the target
+    with an empty address list as "found" (seen in the mixed interop test);
+    go-libp2p-kad-dht's own handler skips such peers too."""
     conn = ConnectionType.CONNECTED
+    entries = s.table.closest(kad_key(key), s.cfg.k + _ADDRLESS_SLACK, exclude=(requester,))
     return tuple(
         Peer(e.peer, e.addrs, conn if e.peer in s.connected else ConnectionType.NOT_CONNECTED)
-        for e in s.table.closest(kad_key(key), s.cfg.k, exclude=(requester,))
-    )
+        for e in entries if e.addrs
+    )[: s.cfg.k]
 
 
 def answer(s: Served, peer: bytes, req: Message, now: float) -> Answer:

@@ -63,6 +63,18 @@ def test_find_node_answers_k_closest_without_the_requester() -> None:
     assert all(p.addrs == (b"/sim",) for p in resp.message.closer_peers)
 
 
+def test_peers_without_addresses_are_not_served() -> None:
+    """A go FindPeer asker would take such an answer for the target, found
+    with no address (the mixed interop test saw it)."""
+    peers = [pid(i) for i in range(10)]
+    core = core_knowing(peers)
+    core.handle(0.0, PeerConnected(pid("no-addrs"), (), True))
+    assert pid("no-addrs") in [e.peer for e in core.table.peers()]
+    [resp] = serve(core, Message(MessageType.FIND_NODE, key=pid("no-addrs")), peers[0])
+    ids = [p.id for p in resp.message.closer_peers]
+    assert pid("no-addrs") not in ids and len(ids) == 9 and all(p.addrs for p in resp.message.closer_peers)
+
+
 def test_put_get_value_and_refusals() -> None:
     core = core_knowing([pid(i) for i in range(5)], validator=VALIDATOR)
     put = Message(MessageType.PUT_VALUE, key=b"/v/a", record=Record(b"/v/a", b"2:x"))
