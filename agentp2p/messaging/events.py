@@ -69,6 +69,21 @@ class Consumed:
 
 
 @dataclass(frozen=True, slots=True)
+class Persisted:
+    """The adapter wrote delivered messages of ``session_id`` up to ``seq`` to
+    its durable inbox (committed: they survive a crash of this process).
+
+    Only a receiver built with ``durable=True`` is told this; it acknowledges
+    them to the sender as *stored* (:attr:`Ack.stored`), after which the
+    sender forgets them. A delivered message the adapter could not write is
+    simply never reported: its sender keeps it until it is consumed.
+    """
+
+    session_id: bytes
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
 class TimerFired:
     """``now`` reached the time given by ``session.next_timer()``."""
 
@@ -97,7 +112,7 @@ class Inspected:
 #: Verdict for an envelope the node has no room for (see :class:`Inspected`).
 INBOX_FULL = "inbox_full"
 
-Event = Connected | Disconnected | FrameReceived | Send | Consumed | TimerFired | Signed | Inspected
+Event = Connected | Disconnected | FrameReceived | Send | Consumed | Persisted | TimerFired | Signed | Inspected
 
 # -------------------------------------------------------------------- actions
 
@@ -133,11 +148,36 @@ class Acked:
 
 
 @dataclass(frozen=True, slots=True)
-class Failed:
-    """``envelope`` was not acknowledged before its deadline.
+class Stored:
+    """The peer keeps ``envelope`` in its durable inbox (receipt *stored*).
 
-    It may still have been delivered (its ACK may be what got lost); the
-    receiver is told to stop waiting for it, so later messages flow on.
+    The peer answers for it from now on, across its restarts: the sender
+    forgets it (window, outbox) as for :class:`Acked`. Its consumption is
+    reported later, by :class:`PeerConsumed`.
+    """
+
+    envelope: Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class PeerConsumed:
+    """The peer's application consumed every message of our session up to
+    ``seq``: the receipt *consumed* for the ``messages`` among them released
+    earlier as :class:`Stored`."""
+
+    seq: int
+    messages: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """``envelope`` was not acknowledged before its deadline (``reason``
+    ``"deadline"``), or the peer refused it because its durable inbox is full
+    (``"inbox_full"``).
+
+    After a deadline it may still have been delivered (its ACK may be what
+    got lost); the receiver is told to stop waiting for it, so later
+    messages flow on.
     """
 
     envelope: Envelope
@@ -204,4 +244,7 @@ class Notice:
     kind: str
 
 
-Action = Transmit | Accepted | Deliver | Acked | Failed | WindowOpen | Rejected | Sign | Inspect | Released | Notice
+Action = (
+    Transmit | Accepted | Deliver | Acked | Stored | PeerConsumed | Failed | WindowOpen | Rejected | Sign | Inspect
+    | Released | Notice
+)

@@ -31,6 +31,18 @@ acknowledged cumulatively, so its sender still holds those messages and the
 resume handshake has it resend them); a session is forgotten (beyond
 ``max_sessions``) only once nothing of it is held.
 
+**A durable receiver** (``durable=True``: its adapter writes delivered
+messages to an on-disk inbox) also acknowledges what it *stored*: the
+adapter reports each committed write (:meth:`Receiver.persisted`) and the ACK
+carries the stored frontier (``Ack.stored``), on which the sender forgets
+those messages. So the sender's window no longer bounds what waits here for
+the application; this receiver's bounds do, and a message refused because
+they are full is reported (``Ack.inbox_full``, the lowest refused seq) so
+that its sender fails it with a clear error rather than retransmitting it
+until its deadline. Its reorder window counts from what was delivered, not
+from what was consumed (a sender that forgot stored messages sends beyond
+the consumed frontier; what is held stays bounded by ``max_held``).
+
 New messages are taken in two steps, so that the adapter can vet them
 without the receiver calling out: :meth:`Receiver.on_data` screens what it
 can itself (duplicates, window, this sender's bounds) and returns the new
@@ -63,6 +75,8 @@ def held_size(env: Envelope) -> int:
 class InStream:
     session_id: bytes
     delivered: int = 0
+    #: Every seq up to it is in the adapter's durable inbox, or consumed, or skipped.
+    stored: int = 0
     #: seq -> (envelope, held size), or None = rejected (skipped when reached)
     buffer: dict[int, tuple[Envelope, int] | None] = field(default_factory=dict)
     pending: deque[tuple[int, int]] = field(default_factory=deque)  # (seq, size): delivered, not consumed
@@ -90,6 +104,8 @@ class ReceiverStats:
     inbox_full: int = 0
     #: Hellos that opened a session while max_sessions were already known
     session_churn: int = 0
+    #: ACKs that told the sender its messages were refused for a full inbox (durable only)
+    inbox_full_reported: int = 0
 
 
 class Receiver:
@@ -104,12 +120,18 @@ class Receiver:
         max_held: int | None = None,
         max_held_bytes: int = 16 * 1024 * 1024,
         restored: Mapping[bytes, list[tuple[int, int]]] | None = None,
+        durable: bool = False,
     ) -> None:
         """``known``: session -> consumed frontier (durable store). ``restored``:
         session -> [(seq, size)] delivered before a restart and not yet
-        consumed (ascending); they count as held and as delivered, so their
-        retransmissions are dropped as duplicates."""
+        consumed (ascending); they count as held, as delivered and as stored
+        (they come from the store), so their retransmissions are dropped as
+        duplicates. ``durable``: acknowledge stored messages and report
+        refusals for a full inbox (see the module docstring)."""
         self.window = window
+        self.durable = durable
+        #: Lowest seq of the current session refused for a full inbox since the last ACK (0: none).
+        self.refused = 0
         self.max_held = max_held if max_held is not None else window
         self.max_held_bytes = max_held_bytes
         self.held = 0
@@ -138,6 +160,7 @@ class Receiver:
                     continue
                 st.pending.append((seq, size))
                 st.delivered = max(st.delivered, seq)
+                st.stored = max(st.stored, seq)
                 self.held += 1
                 self.held_bytes += size
         # The most recently used restored stream is our best guess for Hello.
@@ -163,6 +186,8 @@ class Receiver:
         old = self.current
         if old is not None and old is not st and old.buffer:
             self._drop_buffer(old)
+        if old is not st:
+            self.refused = 0  # refusals are reported for the current session only
         self.current = st
         self.ack_pending = True
         return self._forward(st, low_seq)
@@ -186,7 +211,9 @@ class Receiver:
         seen: set[int] = set()  # this frame's new seqs: a copy later in the frame is a duplicate
         buffer = st.buffer
         stats = self.stats
-        limit = st.consumed + self.window
+        # Durable: the sender forgets stored messages, so it runs ahead of
+        # what was consumed; the reorder window counts from what was delivered.
+        limit = (st.delivered if self.durable else st.consumed) + self.window
         full = False
         for env in data.messages:
             seq = env.seq
@@ -202,9 +229,11 @@ class Receiver:
                 continue
             size = held_size(env)
             if full or not self._hold(size):
-                # No room: drop it unacknowledged; the sender keeps it and retransmits.
+                # No room: drop it unacknowledged; the sender keeps it and
+                # retransmits (durable: the sender is told, and fails it).
                 full = True
                 stats.inbox_full += 1
+                self._refuse(seq)
                 continue
             seen.add(seq)
             fresh.append((env, size))
@@ -234,6 +263,7 @@ class Receiver:
                 if verdict == INBOX_FULL:
                     full = True
                     stats.inbox_full += 1
+                    self._refuse(env.seq)
                     continue
                 stats.rejected += 1
                 rejected.append((env, verdict))
@@ -251,6 +281,15 @@ class Receiver:
         return deliver, rejected
 
     # ------------------------------------------------------------ bounds
+    def _refuse(self, seq: int) -> None:
+        """``seq`` of the current session was refused for lack of room: a durable
+        receiver tells the sender in its next ACK, which goes out at once."""
+        if not self.durable:
+            return
+        if not self.refused or seq < self.refused:
+            self.refused = seq
+        self.ack_pending = self.ack_urgent = True
+
     def _hold(self, size: int) -> bool:
         """Room for one more message of ``size`` from this sender? (then it is held)"""
         if self.held >= self.max_held or (self.held and self.held_bytes + size > self.max_held_bytes):
@@ -328,6 +367,20 @@ class Receiver:
         self.ack_pending = True
         return True
 
+    def persisted(self, session_id: bytes, seq: int) -> bool:
+        """The adapter committed delivered messages of ``session_id`` up to ``seq``
+        to its durable inbox; True if that advanced the stored frontier (an ACK is due)."""
+        st = self.streams.get(session_id)
+        if st is None or not self.durable:
+            return False
+        seq = min(seq, st.delivered)
+        if seq <= st.stored:
+            return False
+        self.unacked_consumed += seq - st.stored  # counts towards ack_every like consumption
+        st.stored = seq
+        self.ack_pending = True
+        return True
+
     # ---------------------------------------------------------------- acks
     def build_ack(self) -> Ack | None:
         """The ACK for the current session (cumulative + selective); resets ACK state."""
@@ -350,7 +403,18 @@ class Receiver:
                     ranges.append(SeqRange(start=start, end=end))
                 start = end = seq
             ranges.append(SeqRange(start=start, end=end))
-        return Ack(session_id=st.session_id, cumulative=cum, selective=ranges[: self.max_sack_ranges])
+        ack = Ack(session_id=st.session_id, cumulative=cum, selective=ranges[: self.max_sack_ranges])
+        if self.durable:
+            # Above the stored frontier, seqs that were skipped (rejected,
+            # abandoned) need no storing: with nothing pending above it, the
+            # whole delivered prefix is accounted for.
+            stored = st.stored if st.pending and st.pending[-1][0] > st.stored else st.delivered
+            ack.stored = max(stored, cum)
+            if self.refused:
+                ack.inbox_full = self.refused
+                self.refused = 0
+                self.stats.inbox_full_reported += 1
+        return ack
 
     def state(self) -> dict[bytes, int]:
         """session_id -> consumed frontier, for the durable store."""

@@ -17,6 +17,13 @@ Selectively acked messages are never retransmitted on a live connection, but
 are kept until cumulatively acked: a receiver that restarts without durable
 state forgets them, and the resume handshake then tells us so.
 
+A receiver with a durable inbox also reports what it *stored*
+(``Ack.stored``): those messages are released at once (window, outbox) —
+the receiver answers for them now — and their consumption is reported later
+as the consumed frontier (:attr:`AckOutcome.consumed_to`). One that refuses
+messages for a full inbox says so (``Ack.inbox_full``) and
+:meth:`Sender.fail_refused` gives them up rather than retransmitting them.
+
 Output is pulled with :meth:`Sender.take`, retransmissions first, up to a
 byte budget, which is what lets the session coalesce many messages per frame.
 
@@ -37,7 +44,10 @@ from agentp2p.pb.msg_pb2 import Ack, Envelope
 from agentp2p.messaging.rtt import RttEstimator
 from agentp2p.messaging.window import SendWindow, WindowFull
 
-__all__ = ["MessageTooLarge", "OutMessage", "Sender", "SenderStats"]
+__all__ = ["AckOutcome", "MAX_STORED_REMEMBERED", "MessageTooLarge", "OutMessage", "Sender", "SenderStats"]
+
+#: Stored, unconsumed messages whose consumption a sender watches for (see Sender).
+MAX_STORED_REMEMBERED = 65536
 
 
 class MessageTooLarge(ValueError):
@@ -60,11 +70,28 @@ class OutMessage:
 
 
 @dataclass(slots=True)
+class AckOutcome:
+    """What one ACK did: messages it completed as consumed (``acked``) or as
+    stored by the peer (``stored``), and, when the peer's consumed frontier
+    moved over messages released earlier as stored, that frontier (else 0)
+    and how many of those messages it covered."""
+
+    acked: list[OutMessage]
+    stored: list[OutMessage]
+    consumed_to: int = 0
+    consumed_stored: int = 0
+
+
+@dataclass(slots=True)
 class SenderStats:
     accepted: int = 0
     transmitted: int = 0
     retransmitted: int = 0
     acked: int = 0
+    #: released on the peer's stored receipt (its consumption comes later)
+    stored: int = 0
+    #: refused by the peer for a full inbox (also counted in failed)
+    inbox_full: int = 0
     failed: int = 0
     timeouts: int = 0
     fast_retransmits: int = 0
@@ -91,6 +118,12 @@ class Sender:
         self.dupthresh = dupthresh
         self.stats = SenderStats()
         self.need_forward = False  # low_seq moved past abandoned messages: tell the peer
+        #: Seqs released on a stored receipt and not yet covered by the peer's
+        #: consumed frontier (ascending): their consumption is news for
+        #: callers waiting for the consumed receipt, and for the counts. An
+        #: honest peer stores at most its receive window of ours unconsumed;
+        #: the cap only bounds what a lying one could make us remember.
+        self._stored_seqs: deque[int] = deque(maxlen=MAX_STORED_REMEMBERED)
         self._by_seq: dict[int, OutMessage] = {}
         self._order: deque[OutMessage] = deque()  # seq order; finished ones removed lazily
         self._fresh: deque[OutMessage] = deque()  # never sent yet
@@ -220,25 +253,33 @@ class Sender:
         return batch
 
     # ---------------------------------------------------------------- acks
-    def on_ack(self, now: float, ack: Ack) -> list[OutMessage]:
-        """Apply an ACK of our session; returns the messages it completes."""
+    def on_ack(self, now: float, ack: Ack) -> AckOutcome:
+        """Apply an ACK of our session; returns what it completes."""
         top = self.next_seq - 1
         cum = min(ack.cumulative, top)
+        stored_to = min(max(ack.stored, cum), top)  # stored >= consumed
         acked: list[OutMessage] = []
+        stored: list[OutMessage] = []
         newest: OutMessage | None = None
         order = self._order
-        while order and order[0].seq <= cum:
+        while order and order[0].seq <= stored_to:
             out = order.popleft()
             if out.done:
                 continue
             if newest is None or out.last_tx > newest.last_tx:
                 newest = out
             self._finish(out)
-            acked.append(out)
+            (acked if out.seq <= cum else stored).append(out)
+        outcome = AckOutcome(acked, stored)
+        seqs = self._stored_seqs
+        seqs.extend(o.seq for o in stored)
+        while seqs and seqs[0] <= cum:
+            outcome.consumed_to = seqs.popleft()
+            outcome.consumed_stored += 1
         by_seq = self._by_seq
         inflight = self._inflight
         for r in ack.selective:
-            for seq in range(max(r.start, cum + 1), min(r.end, top) + 1):
+            for seq in range(max(r.start, stored_to + 1), min(r.end, top) + 1):
                 out = by_seq.get(seq)
                 if out is None or out.sacked:
                     continue
@@ -254,7 +295,30 @@ class Sender:
                 self.rtt.sample(now - newest.last_sent)
             self._detect_losses()
         self.stats.acked += len(acked)
-        return acked
+        self.stats.stored += len(stored)
+        return outcome
+
+    def fail_refused(self, seq: int) -> list[OutMessage]:
+        """The peer refused ``seq`` (and maybe later ones) for a full inbox.
+
+        Gives up every message from ``seq`` on that went out and that the
+        peer does not hold (not selectively acked): those were refused too,
+        or will be, while its inbox stays full; returned, to fail their
+        senders at once. Messages not sent yet are left to try. The peer
+        learns from ``low_seq`` that it need not wait for them.
+        """
+        failed = [
+            out
+            for out in self._by_seq.values()
+            if out.seq >= seq and out.tx_count and not out.sacked and out.wire is not None
+        ]
+        for out in failed:
+            self._finish(out)
+        if failed:
+            self.need_forward = True
+            self.stats.failed += len(failed)
+            self.stats.inbox_full += len(failed)
+        return failed
 
     def _detect_losses(self) -> None:
         # Lost: at least dupthresh later transmissions were acked, and the
@@ -325,23 +389,23 @@ class Sender:
         for out in self._by_seq.values():
             out.queued = False
 
-    def on_resume(self, now: float, ack: Ack | None) -> list[OutMessage]:
+    def on_resume(self, now: float, ack: Ack | None) -> AckOutcome:
         """Peer's Hello arrived: apply what it holds of our session, resend the rest.
 
         ``ack`` is None when the peer has no state for our session (it, or we,
         restarted): then every unacked message goes again, in seq order.
         """
-        acked: list[OutMessage] = []
+        outcome = AckOutcome([], [])
         for out in self._by_seq.values():
             out.sacked = False
         if ack is not None:
-            acked = self.on_ack(now, ack)
+            outcome = self.on_ack(now, ack)
         self.on_disconnect()
         for out in self._iter_unacked():
             if not out.sacked:
                 out.queued = True
                 self._retx.append(out)
-        return acked
+        return outcome
 
     def _iter_unacked(self) -> Iterable[OutMessage]:
         return (o for o in self._order if not o.done)

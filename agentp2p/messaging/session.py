@@ -47,7 +47,17 @@ Connection states::
 Delivery semantics: :class:`~.events.Deliver` is emitted exactly once per
 message, in seq order, per incoming session. ACKs cover only messages the
 application *consumed* (:class:`~.events.Consumed`), so a sender's "acked"
-means the peer application has it. With the durable store
+means the peer application has it.
+
+Receipts: a session built with ``durable=True`` (its adapter keeps a durable
+inbox) also acknowledges what the adapter *stored*
+(:class:`~.events.Persisted`), in ``Ack.stored``; the sending session then
+releases those messages with :class:`~.events.Stored` and later reports
+their consumption with :class:`~.events.PeerConsumed`. A durable receiver
+whose inbox is full says so (``Ack.inbox_full``) and the sender fails the
+refused messages, ``Failed(reason="inbox_full")``. Without ``durable`` the
+frames are exactly those of a receiver that never heard of receipts, and a
+sender treats consumption as the stored receipt too. With the durable store
 (:mod:`.outbox`), the adapter stores each delivered message before the
 application sees it and records consumption when the application
 acknowledges it, so a restarted receiver hands over again what was not
@@ -92,18 +102,21 @@ from agentp2p.messaging.events import (
     Inspect,
     Inspected,
     Notice,
+    PeerConsumed,
+    Persisted,
     Rejected,
     Released,
     Send,
     Sign,
     Signed,
+    Stored,
     TimerFired,
     Transmit,
     WindowOpen,
 )
 from agentp2p.messaging.receiver import Receiver
 from agentp2p.messaging.rtt import RttEstimator
-from agentp2p.messaging.sender import Sender
+from agentp2p.messaging.sender import AckOutcome, Sender
 from agentp2p.messaging.window import SendWindow
 from agentp2p.messaging.wire import encode_data
 from agentp2p.pb.msg_pb2 import Ack, Envelope, Frame, Hello
@@ -160,6 +173,7 @@ class Session:
         restored: Mapping[bytes, list[tuple[int, int]]] | None = None,
         sign: bool = False,
         inspect: bool = False,
+        durable: bool = False,
     ) -> None:
         """
         ``session_id``: our outgoing session (16 random bytes; reuse the stored one
@@ -169,7 +183,9 @@ class Session:
         (messages delivered before a restart and not consumed). ``sign``: ask
         for each new envelope's signature (:class:`~.events.Sign`) once its seq
         is set; ``inspect``: ask for a verdict on each new incoming envelope
-        (:class:`~.events.Inspect`).
+        (:class:`~.events.Inspect`); ``durable``: the adapter keeps a durable
+        inbox and reports its writes (:class:`~.events.Persisted`), which are
+        acknowledged as stored, and refusals for a full inbox are reported.
         """
         cfg = config or SessionConfig()
         self.config = cfg
@@ -193,6 +209,7 @@ class Session:
             max_sack_ranges=cfg.max_sack_ranges,
             max_held_bytes=cfg.receive_bytes,
             restored=restored,
+            durable=durable,
         )
         self.inspects = inspect
         self.stats = ProtocolStats()
@@ -241,6 +258,10 @@ class Session:
             if self.receiver.consume(event.session_id, event.seq):
                 return self._schedule_ack(now)
             return []
+        if isinstance(event, Persisted):
+            if self.receiver.persisted(event.session_id, event.seq):
+                return self._schedule_ack(now)
+            return []
         if isinstance(event, Signed):
             out = self.sender.signed(event.seq, event.signature)
             return self._accepted(out.env) if out is not None else []
@@ -279,11 +300,11 @@ class Session:
             deliver = self.receiver.on_hello(hello.session_id, hello.low_seq)
             self.window.peer_limit = hello.receive_window or None
             ack = hello.ack if hello.HasField("ack") and hello.ack.session_id == self.session_id else None
-            acked = self.sender.on_resume(now, ack)
+            outcome = self.sender.on_resume(now, ack)
             self.state = ConnState.OPEN
             self._hello_at = None
             actions += [Deliver(e) for e in deliver]
-            actions += [Acked(o.env) for o in acked]
+            self._receipts(outcome, ack, actions)
             actions += self._schedule_ack(now)
             actions.append(Transmit())
         elif self.state is not ConnState.OPEN:
@@ -336,10 +357,20 @@ class Session:
         if ack.session_id != self.session_id:
             self.stats.unexpected_frames += 1
             return []
-        actions: list[Action] = [Acked(o.env) for o in self.sender.on_ack(now, ack)]
+        actions: list[Action] = []
+        self._receipts(self.sender.on_ack(now, ack), ack, actions)
         if self.sender.has_output():
             actions.append(Transmit())
         return actions
+
+    def _receipts(self, outcome: AckOutcome, ack: Ack | None, actions: list[Action]) -> None:
+        """What an ACK of our session (alone, or in the peer's Hello) means for our messages."""
+        actions += [Acked(o.env) for o in outcome.acked]
+        actions += [Stored(o.env) for o in outcome.stored]
+        if outcome.consumed_to:
+            actions.append(PeerConsumed(outcome.consumed_to, outcome.consumed_stored))
+        if ack is not None and ack.inbox_full:
+            actions += [Failed(o.env, "inbox_full") for o in self.sender.fail_refused(ack.inbox_full)]
 
     def _schedule_ack(self, now: float) -> list[Action]:
         r = self.receiver

@@ -1,0 +1,186 @@
+"""Receipts in the session core: *stored* (a durable receiver's inbox answers
+for the message, the sender forgets it) and *consumed*; a full durable inbox
+refuses with a notice and the sender fails those messages at once.
+
+Sans-IO: two sessions, frames handed over directly, the receiver's adapter
+played by the test (it reports its durable writes with ``Persisted``).
+"""
+
+from __future__ import annotations
+
+from agentp2p.messaging.events import (
+    INBOX_FULL,
+    Acked,
+    Connected,
+    Consumed,
+    Deliver,
+    Failed,
+    FrameReceived,
+    Inspect,
+    Inspected,
+    PeerConsumed,
+    Persisted,
+    Send,
+    Stored,
+)
+from agentp2p.messaging.session import ConnState, Session, SessionConfig
+from agentp2p.messaging.wire import decode_frame
+from agentp2p.pb.msg_pb2 import Frame
+from tests.messaging.msgsim import make_envelopes
+
+SID_A, SID_B = b"A" * 16, b"B" * 16
+
+
+def pair(receiver_cfg: SessionConfig | None = None, *, durable: bool = True, **restored: object) -> tuple[Session, Session]:
+    """Sender ``a`` and receiver ``b`` (durable unless told), through the Hello exchange."""
+    a = Session(SID_A, SessionConfig(ack_every=1))
+    b = Session(SID_B, receiver_cfg or SessionConfig(ack_every=1), durable=durable, **restored)  # type: ignore[arg-type]
+    a.handle(0.0, Connected())
+    b.handle(0.0, Connected())
+    b.handle(0.0, FrameReceived(decode_frame(a.transmit(0.0))))
+    a.handle(0.0, FrameReceived(decode_frame(b.transmit(0.0))))
+    assert a.state is b.state is ConnState.OPEN
+    return a, b
+
+
+def pump(src: Session, dst: Session, now: float) -> list:
+    actions = []
+    while (f := src.transmit(now)) is not None:
+        actions += dst.handle(now, FrameReceived(decode_frame(f)))
+    return actions
+
+
+def persist(b: Session, actions: list) -> list:
+    """What a durable adapter does with Deliver actions: write them, then say so."""
+    out = []
+    for act in actions:
+        if isinstance(act, Deliver):
+            out += b.handle(0.0, Persisted(act.envelope.session_id, act.envelope.seq))
+    return out
+
+
+def of(kind: type, actions: list) -> list:
+    return [x for x in actions if isinstance(x, kind)]
+
+
+def test_stored_receipt_releases_the_message_and_consumed_comes_later() -> None:
+    a, b = pair()
+    for env in make_envelopes(3):
+        a.handle(0.0, Send(env))
+    delivered = of(Deliver, pump(a, b, 0.0))
+    assert [d.envelope.id for d in delivered] == ["m0", "m1", "m2"]
+    persist(b, delivered)
+    back = pump(b, a, 0.001)
+    assert [x.envelope.id for x in of(Stored, back)] == ["m0", "m1", "m2"] and not of(Acked, back)
+    # Released: nothing unacknowledged, no retransmission, no connection wanted.
+    assert a.sender.unacked == 0 and a.window.messages == 0 and a.next_timer() is None
+    # The reader consumes two of them: the consumed receipt covers exactly those.
+    for d in delivered[:2]:
+        b.handle(0.002, Consumed(d.envelope.session_id, d.envelope.seq))
+    back = pump(b, a, 0.003)
+    assert of(PeerConsumed, back) == [PeerConsumed(2, 2)] and not of(Stored, back) and not of(Acked, back)
+    b.handle(0.004, Consumed(delivered[2].envelope.session_id, delivered[2].envelope.seq))
+    assert of(PeerConsumed, pump(b, a, 0.005)) == [PeerConsumed(3, 1)]
+
+
+def test_without_a_durable_inbox_there_is_no_stored_receipt_and_frames_do_not_change() -> None:
+    a, b = pair(durable=False)
+    a.handle(0.0, Send(make_envelopes(1)[0]))
+    [d] = of(Deliver, pump(a, b, 0.0))
+    assert persist(b, [d]) == []  # a non-durable receiver ignores Persisted
+    frame = b.transmit(0.01)  # the delayed ACK (delivered, not consumed)
+    assert frame is not None
+    ack = decode_frame(frame).ack
+    assert (ack.stored, ack.inbox_full) == (0, 0)  # nothing an older peer would not send
+    a.handle(0.01, FrameReceived(decode_frame(frame)))
+    assert a.sender.unacked == 1  # kept until consumed
+    b.handle(0.02, Consumed(d.envelope.session_id, d.envelope.seq))
+    back = pump(b, a, 0.03)
+    assert [x.envelope.id for x in of(Acked, back)] == ["m0"] and not of(Stored, back) and not of(PeerConsumed, back)
+
+
+def test_a_delivery_not_persisted_is_not_acknowledged_as_stored() -> None:
+    a, b = pair()
+    for env in make_envelopes(3):
+        a.handle(0.0, Send(env))
+    delivered = of(Deliver, pump(a, b, 0.0))
+    # The adapter stored the first only (its write of the others failed).
+    b.handle(0.0, Persisted(delivered[0].envelope.session_id, delivered[0].envelope.seq))
+    assert [x.envelope.id for x in of(Stored, pump(b, a, 0.001))] == ["m0"]
+    assert a.sender.unacked == 2  # the sender keeps what only sits in the receiver's memory
+
+
+def test_sender_runs_ahead_of_consumption_up_to_the_inbox_then_fails_with_inbox_full() -> None:
+    # The receiver holds at most 3 unconsumed messages from this sender.
+    a, b = pair(SessionConfig(ack_every=1, receive_window=3))
+    for env in make_envelopes(3):
+        a.handle(0.0, Send(env))
+    persist(b, pump(a, b, 0.0))
+    assert len(of(Stored, pump(b, a, 0.001))) == 3
+    # The window is free again although nobody consumed: the inbox answers now.
+    assert a.can_send(100)
+    extra = make_envelopes(2, prefix="x")
+    for env in extra:
+        a.handle(0.002, Send(env))
+    assert not of(Deliver, pump(a, b, 0.002))  # refused: the inbox is full
+    assert b.receiver.stats.inbox_full == 2
+    back = pump(b, a, 0.003)
+    failed = of(Failed, back)
+    assert [(x.envelope.id, x.reason) for x in failed] == [("x0", "inbox_full"), ("x1", "inbox_full")]
+    assert a.sender.unacked == 0 and a.sender.stats.inbox_full == 2
+    assert b.receiver.stats.inbox_full_reported == 1
+    # Nothing lost: the reader consumes the three, the receiver skips the
+    # refused seqs (low_seq) and the next message is stored again.
+    for seq in (1, 2, 3):
+        b.handle(0.004, Consumed(SID_A, seq))
+    assert of(PeerConsumed, pump(b, a, 0.005)) == [PeerConsumed(3, 3)]
+    a.handle(0.006, Send(make_envelopes(1, prefix="y")[0]))
+    delivered = of(Deliver, pump(a, b, 0.006))
+    assert [d.envelope.id for d in delivered] == ["y0"]
+    persist(b, delivered)
+    assert [x.envelope.id for x in of(Stored, pump(b, a, 0.007))] == ["y0"]
+    assert b.receiver.stats.skipped == 2
+
+
+def test_inbox_full_verdict_from_the_adapter_is_reported_too() -> None:
+    a = Session(SID_A, SessionConfig(ack_every=1))
+    b = Session(SID_B, SessionConfig(ack_every=1), durable=True, inspect=True)
+    a.handle(0.0, Connected())
+    b.handle(0.0, Connected())
+    b.handle(0.0, FrameReceived(decode_frame(a.transmit(0.0))))
+    a.handle(0.0, FrameReceived(decode_frame(b.transmit(0.0))))
+    for env in make_envelopes(2):
+        a.handle(0.0, Send(env))
+    [ask] = of(Inspect, pump(a, b, 0.0))
+    assert [e.id for e in ask.envelopes] == ["m0", "m1"]
+    delivered = of(Deliver, b.handle(0.0, Inspected((None, INBOX_FULL))))  # the node-wide inbox is full
+    persist(b, delivered)
+    back = pump(b, a, 0.001)
+    assert [x.envelope.id for x in of(Stored, back)] == ["m0"]
+    assert [(x.envelope.id, x.reason) for x in of(Failed, back)] == [("m1", "inbox_full")]
+    assert a.sender.unacked == 0
+
+
+def test_restarted_durable_receiver_acknowledges_its_restored_inbox_as_stored_in_hello() -> None:
+    # A receiver restarted from its store holds seqs 1..2 of A's session, unconsumed.
+    a = Session(SID_A, SessionConfig(ack_every=1))
+    for env in make_envelopes(2):
+        a.handle(0.0, Send(env))
+    a.handle(0.0, Connected())
+    pump_first = a.transmit(0.0)  # a's Hello (the data waits for b's)
+    b = Session(SID_B, SessionConfig(ack_every=1), durable=True, restored={SID_A: [(1, 300), (2, 300)]})
+    b.handle(0.0, Connected())
+    b.handle(0.0, FrameReceived(decode_frame(pump_first)))
+    hello = decode_frame(b.transmit(0.0))
+    assert hello.WhichOneof("body") == "hello" and hello.hello.ack.stored == 2
+    actions = a.handle(0.0, FrameReceived(hello))
+    assert [x.envelope.id for x in of(Stored, actions)] == ["m0", "m1"] and a.sender.unacked == 0
+
+
+def test_frames_parse_with_the_new_fields() -> None:
+    frame = Frame()
+    frame.ack.session_id = SID_A
+    frame.ack.stored = 7
+    frame.ack.inbox_full = 8
+    again = decode_frame(frame.SerializeToString())
+    assert (again.ack.stored, again.ack.inbox_full) == (7, 8)
