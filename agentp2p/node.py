@@ -464,12 +464,21 @@ class Node:
         return self.services["messaging"]  # type: ignore[return-value]
 
     async def send(
-        self, peer: ID | str, payload: bytes, *, type: str = "message", timeout: float = 30.0, seal: bool = False
+        self,
+        peer: ID | str,
+        payload: bytes,
+        *,
+        type: str = "message",
+        timeout: float = 30.0,
+        seal: bool = False,
+        wait: str = "consumed",
     ) -> str:
         """Send ``payload`` reliably; returns the message id once the peer's
-        application has taken it, raises ``DeliveryTimeout`` at ``timeout``."""
+        application has taken it (``wait="stored"``: once the peer's durable
+        inbox has it), raises ``DeliveryTimeout`` at ``timeout``, ``InboxFull``
+        if the peer's inbox refused it. Receipts: ``node.messaging.send_with_receipt``."""
         self._require_running()
-        return await self.messaging.send(to_peer_id(peer), payload, type=type, timeout=timeout, seal=seal)
+        return await self.messaging.send(to_peer_id(peer), payload, type=type, timeout=timeout, seal=seal, wait=wait)
 
     async def request(
         self, peer: ID | str, payload: bytes, *, type: str = "request", timeout: float = 30.0, seal: bool = False

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from agentp2p.errors import AgentP2PError
 
-__all__ = ["DeliveryError", "DeliveryTimeout", "MessagingError", "RemoteHandlerError", "RequestTimeout"]
+__all__ = ["DeliveryError", "DeliveryTimeout", "InboxFull", "MessagingError", "RemoteHandlerError", "RequestTimeout"]
 
 
 class MessagingError(AgentP2PError):
@@ -19,13 +19,30 @@ class DeliveryError(MessagingError):
     """A message could not be delivered (bad recipient, too large, node stopping...)."""
 
 
+class InboxFull(DeliveryError):
+    """The peer refused the message: its durable inbox is full (its agent is
+    not reading, or reads more slowly than messages arrive).
+
+    Nothing of this message was stored at the peer; the messages it stored
+    before are kept. Send it again later, once the agent there has read.
+    (Only if a retransmission of it outran the refusal by more than the
+    retransmission timeout, 5 s, can it have been stored after all.)
+    """
+
+
 class DeliveryTimeout(DeliveryError):
     """The peer did not acknowledge the message before the caller's deadline.
 
     The message may still have reached the peer (its acknowledgement may be
     what was lost); it will not be retransmitted any more, and the peer is
     told to stop waiting for it, so later messages are not held up.
+
+    ``stored`` is True when the peer did store the message (receipt
+    *stored*) and only its consumption did not come in time: then it is
+    not lost, the peer delivers it when its agent reads.
     """
+
+    stored: bool = False
 
 
 class RequestTimeout(DeliveryTimeout):

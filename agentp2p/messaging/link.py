@@ -17,8 +17,10 @@ by our own redial. The session core is direction-agnostic; the unused half
 of each session just stays empty.
 
 The link applies the actions its session returns (:meth:`apply`): wake the
-writer, resolve send waiters, persist to the outbox, deliver to the service,
-re-arm its one timer — and answers the session's questions (sign this,
+writer, resolve send waiters (on the *stored* or the *consumed* receipt, as
+each caller asked), persist to the outbox and the durable inbox (and tell
+the session what the inbox committed, :class:`~.events.Persisted`), deliver
+to the service, re-arm its one timer — and answers the session's questions (sign this,
 vet these) by asking its owner, feeding the answers back as events.
 
 Layering (one way down, reports up): the service creates links and
@@ -29,7 +31,10 @@ it knows neither.
 
 from __future__ import annotations
 
+import heapq
+import logging
 import math
+import sqlite3
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -53,10 +58,13 @@ from agentp2p.messaging.events import (
     Inspect,
     Inspected,
     Notice,
+    PeerConsumed,
+    Persisted,
     Rejected,
     Released,
     Sign,
     Signed,
+    Stored,
     TimerFired,
     Transmit,
     WindowOpen,
@@ -65,16 +73,39 @@ from agentp2p.messaging.outbox import Outbox
 from agentp2p.messaging.session import Session
 from agentp2p.pb.msg_pb2 import Envelope, Frame
 
-__all__ = ["Delivery", "Link", "LinkOwner", "SendWaiter"]
+__all__ = ["CONSUMED", "Delivery", "Link", "LinkOwner", "STORED", "SendWaiter"]
+
+log = logging.getLogger("agentp2p.messaging")
+
+#: The receipts a sender may wait for: the peer's durable inbox has the
+#: message (it answers for it from then on, across its restarts), or the
+#: peer's application consumed (acknowledged) it.
+STORED = "stored"
+CONSUMED = "consumed"
 
 
 @dataclass(slots=True, eq=False)
 class SendWaiter:
-    """A caller of ``send`` waiting for its message's fate."""
+    """A caller of ``send`` waiting for its message's fate.
 
+    ``want`` is the receipt it waits for; ``stored_at``/``consumed_at`` are
+    when each receipt came (trio clock), whichever it waits for. A peer
+    without a durable inbox sends no stored receipt: its consumed receipt
+    counts for both.
+    """
+
+    want: str = CONSUMED
     event: trio.Event = field(default_factory=trio.Event)
     acked: bool = False
     reason: str = ""
+    stored_at: float | None = None
+    consumed_at: float | None = None
+    #: Its caller's deadline passed while the session still held the message.
+    late: bool = False
+
+    def resolve(self) -> None:
+        self.acked = True
+        self.event.set()
 
 
 @dataclass(slots=True, eq=False)
@@ -148,7 +179,12 @@ class Link:
         self.outgoing = outgoing
         self.conn: Connection | None = None
         self.counters: Counter[str] = owner.counters
+        #: Callers of send by seq, while the session holds their message.
         self.waiters: dict[int, SendWaiter] = {}
+        #: Callers waiting for the consumed receipt of messages the peer stored
+        #: (the session forgot them): by seq, with a heap of those seqs.
+        self.consumed_waiters: dict[int, SendWaiter] = {}
+        self._consumed_heap: list[int] = []
         self.window_open = trio.Event()
         self.window_queue = trio.Lock()  # senders waiting for room, in arrival order
         self.dialing = False
@@ -163,6 +199,9 @@ class Link:
         self.inbox_bytes = 0
         self.reservation: Any = None
         self.restored: list[Envelope] = []  # from the store, to hand over again once running
+        #: The durable inbox failed a write: no more stored receipts on this link
+        #: (the senders keep their messages until consumed).
+        self.inbox_broken = False
         self._timer_at: float | None = None
         self._timer_wake = trio.Event()
         #: Wall-clock deadline (Unix ms) of the message being accepted, for the outbox.
@@ -237,9 +276,28 @@ class Link:
                 finished.append(env.seq)
                 waiter = self.waiters.pop(env.seq, None)
                 if waiter is not None:
-                    waiter.acked = True
-                    waiter.event.set()
+                    waiter.consumed_at = trio.current_time()
+                    if waiter.stored_at is None:
+                        waiter.stored_at = waiter.consumed_at  # consumed implies stored
+                    waiter.resolve()
                 self.counters["acked"] += 1
+            elif kind is Stored:
+                env = act.envelope  # type: ignore[union-attr]
+                finished.append(env.seq)
+                self.counters["stored"] += 1
+                waiter = self.waiters.pop(env.seq, None)
+                if waiter is not None:
+                    waiter.stored_at = trio.current_time()
+                    if waiter.want == STORED:
+                        waiter.resolve()
+                    elif waiter.late:
+                        waiter.event.set()  # stored, but its caller's deadline has passed
+                    else:
+                        self.consumed_waiters[env.seq] = waiter
+                        heapq.heappush(self._consumed_heap, env.seq)
+            elif kind is PeerConsumed:
+                self.counters["acked"] += act.messages  # type: ignore[union-attr]
+                self._peer_consumed(act.seq)  # type: ignore[union-attr]
             elif kind is Accepted:
                 accepted.append(act.envelope)  # type: ignore[union-attr]
             elif kind is Failed:
@@ -271,7 +329,7 @@ class Link:
             # Persisted before any reader can see them: a crash from here on
             # redelivers them after the restart (at-least-once to the reader).
             if store is not None:
-                store.add_inbox(self.peer_bytes, delivered)
+                wake = self._persist(store, delivered) or wake
             for env in delivered:
                 self._deliver(env)
         if store is not None:
@@ -282,8 +340,60 @@ class Link:
         if wake and self.conn is not None:
             self.conn.wake()
         self._poke_timer()
-        if self.outgoing and self.conn is None and self.session.wants_connection:
+        if self.outgoing and self.conn is None and self.wants_connection:
             owner.want_connection(self)
+
+    def _persist(self, store: Outbox, delivered: list[Envelope]) -> bool:
+        """Write delivered messages to the durable inbox, then tell the session
+        (it acknowledges them as stored); True if an ACK is due at once.
+
+        A failed write (disk full, I/O error) is logged and counted; those
+        messages are still handed over, from memory, and from then on this
+        link gives no stored receipts: their senders keep them until they
+        are consumed, so nothing the peer was told is stored can be lost.
+        """
+        try:
+            store.add_inbox(self.peer_bytes, delivered)
+        except sqlite3.Error as exc:
+            self.counters["inbox_write_errors"] += 1
+            if not self.inbox_broken:
+                log.error("messaging: cannot store %d incoming messages from %s (%s); they are held in memory "
+                          "and not acknowledged as stored", len(delivered), self.peer, exc)
+            self.inbox_broken = True
+            return False
+        if self.inbox_broken or self.outgoing:
+            return False
+        tops: dict[bytes, int] = {}
+        for env in delivered:
+            tops[env.session_id] = max(tops.get(env.session_id, 0), env.seq)
+        now = trio.current_time()
+        wake = False
+        for sid, seq in tops.items():
+            for act in self.session.handle(now, Persisted(sid, seq)):
+                wake = wake or type(act) is Transmit
+        return wake
+
+    def _peer_consumed(self, seq: int) -> None:
+        """The peer's application consumed our messages up to ``seq``: the
+        consumed receipt for callers whose message was stored before."""
+        heap = self._consumed_heap
+        now = trio.current_time()
+        while heap and heap[0] <= seq:
+            waiter = self.consumed_waiters.pop(heapq.heappop(heap), None)
+            if waiter is not None:
+                waiter.consumed_at = now
+                waiter.resolve()
+
+    def forget_waiter(self, seq: int, waiter: SendWaiter) -> None:
+        """A caller of send left (answered, timed out, cancelled): drop its entry."""
+        if self.waiters.get(seq) is waiter:
+            del self.waiters[seq]
+        if self.consumed_waiters.get(seq) is waiter:
+            del self.consumed_waiters[seq]
+            if len(self._consumed_heap) > 2 * len(self.consumed_waiters) + 64:
+                # Seqs of callers that gave up: compact rather than keep them
+                # until the peer consumes (it may never).
+                self._consumed_heap = sorted(self.consumed_waiters)
 
     def _deliver(self, env: Envelope) -> None:
         item = Delivery(self, env)
@@ -295,6 +405,12 @@ class Link:
         item = Delivery(self, env)
         self._deliveries.append(item)
         self.owner.on_deliver(item, plaintext)
+
+    @property
+    def wants_connection(self) -> bool:
+        """No stream, and messages wait for the peer's ACK, or callers for a
+        consumed receipt (it travels only on a stream we open)."""
+        return self.conn is None and (self.session.wants_connection or bool(self.consumed_waiters))
 
     @property
     def idle(self) -> bool:

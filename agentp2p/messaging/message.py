@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from libp2p.peer.id import ID
 
-__all__ = ["IncomingMessage", "REPLY_OK", "REPLY_ERROR", "REQUEST"]
+__all__ = ["IncomingMessage", "Receipt", "REPLY_OK", "REPLY_ERROR", "REQUEST"]
 
 #: Reserved type prefixes for request/response. A request travels as
 #: ``"~req:" + type``; its response as ``"~res:" + request id`` (handler
@@ -32,3 +32,23 @@ class IncomingMessage:
     sealed: bool
     #: Sent with ``request()``: a handler's return value goes back as the response.
     is_request: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What the peer confirmed about a message we sent.
+
+    ``status`` is the last receipt that came: ``"stored"`` (the peer's
+    durable inbox has the message; it answers for it from now on, across its
+    restarts) or ``"consumed"`` (the peer's application acknowledged it).
+    ``stored_after`` and ``consumed_after`` are the seconds from ``send``
+    being called to each receipt, None for one that has not come (a caller
+    that waits for *stored* does not wait for consumption). A peer without a
+    durable inbox sends only the consumed receipt, which stands for both.
+    """
+
+    id: str
+    peer: ID
+    status: str
+    stored_after: float | None
+    consumed_after: float | None

@@ -22,15 +22,21 @@ never import this module.
 Guarantees (details in docs/messaging.md):
 
 * ``await send(...)`` returns once the peer's *application* acknowledged the
-  message (ACKs follow the reader's acknowledgement), or raises
-  :class:`DeliveryTimeout` at the caller's deadline. Across dropped
+  message (ACKs follow the reader's acknowledgement; receipt *consumed*), or,
+  with ``wait="stored"``, once the peer's durable inbox has it (receipt
+  *stored*: the peer answers for it from then on, and this node forgets it);
+  it raises :class:`DeliveryTimeout` at the caller's deadline, and
+  :class:`InboxFull` when the peer refused it for a full inbox. Across dropped
   connections, messages of one sender reach the receiver's application in
   send order, once each while the receiver runs; after a receiver crash,
   messages it had delivered but not had acknowledged are delivered again
   (at-least-once, same message id).
 * With ``store_path`` (SQLite), an accepted message survives a restart of
   the sender and is delivered after it; a delivered message is stored before
-  the application sees it and removed when it is acknowledged.
+  the application sees it and removed when it is acknowledged. The store is
+  the durable inbox: only a node with one gives stored receipts, and its
+  inbox bounds (not the sender's window) then bound what waits for its
+  application; beyond them a sender is told, and fails with InboxFull.
 * Everything a sender can make us hold is bounded (see :mod:`.receiver` and
   the ``inbox_*`` knobs of :class:`MessagingConfig`).
 * Every message is signed with the sender's identity key, and delivered
@@ -61,10 +67,10 @@ from agentp2p.histogram import Histogram
 from agentp2p.network.addresses import to_peer_id
 from agentp2p.messaging.config import PROTOCOL_ID, MessagingConfig
 from agentp2p.messaging.connection import Connection
-from agentp2p.messaging.errors import DeliveryError, DeliveryTimeout, RemoteHandlerError, RequestTimeout
+from agentp2p.messaging.errors import DeliveryError, DeliveryTimeout, InboxFull, RemoteHandlerError, RequestTimeout
 from agentp2p.messaging.events import INBOX_FULL, Send
-from agentp2p.messaging.link import Delivery, Link, SendWaiter, wall_ms_to_clock
-from agentp2p.messaging.message import REPLY_ERROR, REPLY_OK, REQUEST, IncomingMessage
+from agentp2p.messaging.link import CONSUMED, STORED, Delivery, Link, SendWaiter, wall_ms_to_clock
+from agentp2p.messaging.message import REPLY_ERROR, REPLY_OK, REQUEST, IncomingMessage, Receipt
 from agentp2p.messaging.outbox import Outbox
 from agentp2p.messaging.receiver import held_size
 from agentp2p.messaging.sender import MessageTooLarge
@@ -80,7 +86,17 @@ from agentp2p.throttled_log import ThrottledLog
 
 log = logging.getLogger("agentp2p.messaging")
 
-__all__ = ["Handler", "Incoming", "IncomingMessage", "MessagingConfig", "MessagingService", "PROTOCOL_ID"]
+__all__ = [
+    "CONSUMED",
+    "Handler",
+    "Incoming",
+    "IncomingMessage",
+    "MessagingConfig",
+    "MessagingService",
+    "PROTOCOL_ID",
+    "Receipt",
+    "STORED",
+]
 
 Handler = Callable[[IncomingMessage], Awaitable[bytes | None]]
 
@@ -120,9 +136,9 @@ class MessagingService:
         self.store_path = Path(store_path) if store_path is not None else None
         self.store: Outbox | None = None
         self.counters: Counter[str] = Counter()
-        # Seconds from a send being accepted to the peer's application
-        # acknowledging it (window waits, dials and retransmissions included);
-        # fixed buckets, read by the metrics endpoint.
+        # Seconds from a send being accepted to the receipt its caller waited
+        # for, stored or consumed (window waits, dials and retransmissions
+        # included); fixed buckets, read by the metrics endpoint.
         self.delivery_latency = Histogram()
         self.ctx: NodeContext | None = None
         self.screen: InboundScreen | None = None
@@ -187,10 +203,11 @@ class MessagingService:
             self._nursery = None
             self._stopped = True
             for link in [*self._out.values(), *self._in.values()]:
-                for waiter in link.waiters.values():
+                for waiter in [*link.waiters.values(), *link.consumed_waiters.values()]:
                     waiter.reason = "stopped"
                     waiter.event.set()
                 link.waiters.clear()
+                link.consumed_waiters.clear()
             if self.store is not None:
                 self.store.close()
                 self.store = None
@@ -216,6 +233,7 @@ class MessagingService:
         type: str = "message",  # noqa: A002 - the protocol's field name
         timeout: float = 30.0,
         seal: bool = False,
+        wait: str = CONSUMED,
     ) -> str:
         """Send ``payload`` to ``peer``; return its message id once the peer's application has it.
 
@@ -226,10 +244,30 @@ class MessagingService:
         peer's key (end to end). Messages are delivered in the order their
         ``send`` calls were accepted. Cancelling the caller does not withdraw
         the message: it was accepted and is still delivered if possible.
+
+        ``wait="stored"`` returns as soon as the peer's durable inbox has the
+        message instead (a peer without one: once consumed); the peer refusing
+        it because that inbox is full raises :class:`InboxFull`. The receipts
+        themselves: :meth:`send_with_receipt`.
         """
+        return (await self.send_with_receipt(peer, payload, type=type, timeout=timeout, seal=seal, wait=wait)).id
+
+    async def send_with_receipt(
+        self,
+        peer: ID | str,
+        payload: bytes,
+        *,
+        type: str = "message",  # noqa: A002 - the protocol's field name
+        timeout: float = 30.0,
+        seal: bool = False,
+        wait: str = CONSUMED,
+    ) -> Receipt:
+        """:meth:`send`, answering the :class:`Receipt`: which receipt came and when."""
         _check_type(type)
+        if wait not in (STORED, CONSUMED):
+            raise ValueError(f"wait must be {STORED!r} or {CONSUMED!r}, not {wait!r}")
         deadline = trio.current_time() + timeout
-        return await self._send(to_peer_id(peer), payload, type, deadline, seal)
+        return await self._send(to_peer_id(peer), payload, type, deadline, seal, wait=wait)
 
     def _accept(self, link: Link, env: Envelope, deadline: float) -> list[Any]:
         now = trio.current_time()
@@ -240,8 +278,15 @@ class MessagingService:
             raise DeliveryError(str(exc)) from None
 
     async def _send(
-        self, pid: ID, payload: bytes, type_: str, deadline: float, seal: bool, msg_id: str | None = None
-    ) -> str:
+        self,
+        pid: ID,
+        payload: bytes,
+        type_: str,
+        deadline: float,
+        seal: bool,
+        msg_id: str | None = None,
+        wait: str = CONSUMED,
+    ) -> Receipt:
         await self._ready()
         started = trio.current_time()
         if pid == self._my_id:
@@ -281,20 +326,47 @@ class MessagingService:
             if not env.seq:
                 raise DeliveryTimeout(f"send window to {pid} stayed full until the deadline") from None
         seq = env.seq
-        waiter = SendWaiter()
+        waiter = SendWaiter(want=wait)
         link.waiters[seq] = waiter
         self.counters["sent"] += 1
         link.apply(actions)
         try:
-            await waiter.event.wait()
+            # After the stored receipt only this deadline bounds the wait for
+            # the consumed one. Before it the session fails the message at
+            # this same deadline (its timer may fire just after ours): wait
+            # for that verdict, so that stats and the outbox agree with what
+            # the caller is told.
+            with trio.move_on_at(deadline):
+                await waiter.event.wait()
+            if not waiter.event.is_set() and waiter.stored_at is None:
+                waiter.late = True
+                await waiter.event.wait()
         finally:
-            if link.waiters.get(seq) is waiter:
-                del link.waiters[seq]
+            link.forget_waiter(seq, waiter)
         if waiter.acked:
             self.delivery_latency.observe(trio.current_time() - started)
-            return env.id
+            return Receipt(
+                id=env.id,
+                peer=pid,
+                status=CONSUMED if waiter.consumed_at is not None else STORED,
+                stored_after=None if waiter.stored_at is None else waiter.stored_at - started,
+                consumed_after=None if waiter.consumed_at is None else waiter.consumed_at - started,
+            )
         if waiter.reason == "stopped":
             raise DeliveryError(f"messaging stopped before {pid} acknowledged message {env.id}")
+        if waiter.reason == "inbox_full":
+            self.counters["refused_inbox_full"] += 1
+            raise InboxFull(
+                f"{pid} refused message {env.id}: its inbox is full (its agent is not reading, or reads more "
+                "slowly than messages arrive); nothing was stored, send it again later"
+            )
+        if waiter.stored_at is not None:
+            late = DeliveryTimeout(
+                f"{pid} stored message {env.id} but its application did not consume it before the deadline "
+                "(it is not lost: the peer delivers it when its agent reads)"
+            )
+            late.stored = True
+            raise late
         detail = f" (last error: {link.last_error})" if link.last_error else ""
         raise DeliveryTimeout(f"{pid} did not acknowledge message {env.id} before the deadline{detail}")
 
@@ -557,11 +629,14 @@ class MessagingService:
                        link.session.receiver.max_sessions)
         elif kind == "inbox_full":
             self.counters["inbox_full_events"] += 1
+            then = (
+                "refusing, the sender is told (inbox full)" if link.session.receiver.durable
+                else "dropping unacknowledged, the sender retransmits"
+            )
             self._tlog.info(
                 (str(link.peer), "inbox_full"),
-                "messaging: inbox full for %s (%d messages, %d bytes held; node %d / %d): "
-                "dropping unacknowledged, the sender retransmits",
-                link.peer, link.inbox_messages, link.inbox_bytes, self.inbox_messages, self.inbox_bytes,
+                "messaging: inbox full for %s (%d messages, %d bytes held; node %d / %d): %s",
+                link.peer, link.inbox_messages, link.inbox_bytes, self.inbox_messages, self.inbox_bytes, then,
             )
 
     def abuse(self, peer: ID, reason: str, weight: float, fmt: str, *args: Any) -> None:
@@ -689,8 +764,15 @@ class MessagingService:
         stored = self.store.inbox(pb) if self.store is not None else {}
         restored = {sid: [(e.seq, held_size(e)) for e in envs] for sid, envs in stored.items()}
 
+        durable = self.store is not None
+
         def make(link: Link) -> Session:
-            return Session(os.urandom(16), self.config.session, received=received, restored=restored, inspect=True)
+            # With a store, the session acknowledges what the store holds
+            # (receipt "stored") and reports a full inbox to the sender.
+            return Session(
+                os.urandom(16), self.config.session, received=received, restored=restored, inspect=True,
+                durable=durable,
+            )
 
         link = Link(self, peer, make, outgoing=False)
         link.reservation = self._resources.reservation(peer, "messaging")
@@ -742,7 +824,8 @@ class MessagingService:
 
     # ------------------------------------------------------------ dialing
     def want_connection(self, link: Link) -> None:
-        """An outgoing link has unacked messages and no stream: dial (once)."""
+        """An outgoing link has unacked messages (or callers waiting for a
+        consumed receipt) and no stream: dial (once)."""
         if link.dialing or self._nursery is None:
             return
         link.dialing = True
@@ -753,7 +836,7 @@ class MessagingService:
         try:
             assert self.ctx is not None  # running, so attached
             dialer = self.ctx.dialer
-            while link.conn is None and link.session.wants_connection:
+            while link.wants_connection:
                 try:
                     # Known addresses, then the DHT; concurrent dials to the peer shared.
                     stream = await dialer.open_stream(link.peer, [PROTOCOL_ID], timeout=self.config.dial_timeout)
@@ -794,7 +877,7 @@ class MessagingService:
     def stats(self) -> dict[str, Any]:
         """Counters for the node's stats: traffic, rejections by reason, link states."""
         out: dict[str, Any] = dict(self.counters)
-        for key in ("sent", "acked", "failed", "delivered"):
+        for key in ("sent", "acked", "stored", "failed", "delivered", "refused_inbox_full"):
             out.setdefault(key, 0)
         out["rejected"] = self.screen.counters.snapshot() if self.screen is not None else {}
         out["retransmitted"] = sum(link.session.sender.stats.retransmitted for link in self._out.values())
@@ -809,6 +892,8 @@ class MessagingService:
             "unacknowledged": sum(len(v) for v in self._outstanding.values()),
             "peers_with_state": len(self._in),
             "refused_full": sum(link.session.receiver.stats.inbox_full for link in self._in.values()),
+            "durable": self.store is not None,
+            "write_errors": self.counters["inbox_write_errors"],
             "limits": {
                 "messages_per_peer": self.config.session.receive_window,
                 "bytes_per_peer": self.config.session.receive_bytes,
@@ -820,6 +905,7 @@ class MessagingService:
         out["peers"] = {
             str(peer): {
                 "unacked": link.session.sender.unacked,
+                "awaiting_consumed": len(link.consumed_waiters),
                 "state": link.session.state.value,
                 "last_error": link.last_error,
             }
