@@ -6,7 +6,7 @@ import json
 from types import SimpleNamespace
 
 import schemathesis
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 
 from agentp2p.application.api import build_app
 from agentp2p.application.api.routes.node import OPENAPI_PATH
@@ -21,18 +21,23 @@ def _document() -> dict:
     return json.loads(OPENAPI_PATH.read_text())
 
 
-def _server_operations() -> set[tuple[str, str]]:
+def _server_routes() -> tuple[set[tuple[str, str]], set[str]]:
+    """HTTP operations, and the paths also served as WebSockets."""
     stub = SimpleNamespace(config=NodeConfig(), services={})
     app = build_app(stub, "token").app
     ops = set()
+    websockets = set()
     for mount in app.routes:
         assert isinstance(mount, Mount)
         for route in mount.routes:
+            if isinstance(route, WebSocketRoute):
+                websockets.add(mount.path + route.path)
+                continue
             assert isinstance(route, Route)
             for method in route.methods or ():
                 if method != "HEAD":  # starlette answers HEAD for every GET
                     ops.add((method.lower(), mount.path + route.path))
-    return ops
+    return ops, websockets
 
 
 def _documented_operations() -> set[tuple[str, str]]:
@@ -40,7 +45,19 @@ def _documented_operations() -> set[tuple[str, str]]:
 
 
 def test_every_route_is_documented_and_nothing_else() -> None:
-    assert _server_operations() == _documented_operations()
+    assert _server_routes()[0] == _documented_operations()
+
+
+def test_the_websocket_streams_are_the_documented_event_streams() -> None:
+    """Each event stream is also a WebSocket at its path (``x-websocket`` in the document)."""
+    doc = _document()
+    marked = {path for path, item in doc["paths"].items() if item.get("get", {}).get("x-websocket")}
+    event_streams = {
+        path
+        for path, item in doc["paths"].items()
+        if "text/event-stream" in item.get("get", {}).get("responses", {}).get("200", {}).get("content", {})
+    }
+    assert _server_routes()[1] == marked == event_streams
 
 
 def test_document_is_valid_and_complete() -> None:

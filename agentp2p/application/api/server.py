@@ -198,6 +198,8 @@ class ApiService:
         config.errorlog = server_log
         config.include_server_header = False
         config.graceful_timeout = 1.0
+        # WebSocket event streams: pings play the part of SSE's keepalive comments.
+        config.websocket_ping_interval = self.limits.heartbeat
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(serve, app, config)

@@ -1,4 +1,5 @@
-"""Server-sent events: the API's one streaming format.
+"""Server-sent events: the API's streaming format (each stream also speaks
+WebSocket at the same path: :mod:`agentp2p.application.api.websocket`).
 
 SSE is plain HTTP, so asyncio, trio, synchronous scripts and ``curl -N`` all
 read it with an ordinary HTTP client. Each event is a JSON object in one
@@ -23,6 +24,7 @@ import trio
 
 from agentp2p.application.api.context import ApiContext
 from agentp2p.application.api.errors import ApiError
+from agentp2p.application.api.websocket import stream_over_websocket
 
 EventSender = Callable[[str, dict[str, Any]], Awaitable[None]]
 Producer = Callable[[EventSender], Awaitable[None]]
@@ -61,7 +63,10 @@ class EventStream:
         if self.ctx is not None:
             self.ctx.open_streams += 1
         try:
-            await self._stream(receive, send)
+            if scope["type"] == "websocket":
+                await stream_over_websocket(self.producer, receive, send)
+            else:
+                await self._stream(receive, send)
         finally:
             if self.ctx is not None:
                 self.ctx.open_streams -= 1

@@ -12,7 +12,28 @@ from __future__ import annotations
 from starlette.routing import BaseRoute
 
 from agentp2p.application.api.routes import dht, members, messaging, node, peers, pubsub, records
+from agentp2p.application.api.websocket import websocket_route
+
+
+def websocket_routes() -> list[BaseRoute]:
+    """Every event stream again as a WebSocket: same path, same handler
+    (``agentp2p.application.api.websocket``)."""
+    return [
+        websocket_route("/pubsub/subscribe", pubsub.subscribe),
+        websocket_route("/messages/incoming", messaging.incoming),
+        websocket_route("/messages/handle", messaging.handle),
+        websocket_route("/members/events", members.member_events),
+    ]
 
 
 def core_routes() -> list[BaseRoute]:
-    return [*node.ROUTES, *peers.ROUTES, *pubsub.ROUTES, *dht.ROUTES, *messaging.ROUTES, *members.ROUTES, *records.ROUTES]
+    return [
+        *node.ROUTES,
+        *peers.ROUTES,
+        *pubsub.ROUTES,
+        *dht.ROUTES,
+        *messaging.ROUTES,
+        *members.ROUTES,
+        *records.ROUTES,
+        *websocket_routes(),
+    ]
