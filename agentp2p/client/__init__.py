@@ -41,6 +41,7 @@ _EXPORTS = {
     "MemberEvent": "types",
     "Message": "types",
     "Record": "types",
+    "SendReceipt": "types",
     "NodeInfo": "types",
     "Peer": "types",
     "PeerAddrs": "types",
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
     from agentp2p.client.discovery import Endpoint, locate
     from agentp2p.client.errors import ApiError, ClientError, DaemonNotRunning, NotFound, StreamClosed, TokenError
     from agentp2p.client.sync_client import EventStream, Inbox, StreamOf, Subscription, SyncClient
-    from agentp2p.client.types import Agent, BannedPeer, DirectMessage, Member, MemberEvent, Message, NodeInfo, Peer, PeerAddrs, Record, TopicPeers
+    from agentp2p.client.types import Agent, BannedPeer, DirectMessage, Member, MemberEvent, Message, NodeInfo, Peer, PeerAddrs, Record, SendReceipt, TopicPeers
 
 
 def __getattr__(name: str) -> Any:

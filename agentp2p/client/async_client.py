@@ -28,7 +28,7 @@ from agentp2p.client.discovery import Endpoint, locate
 from agentp2p.client.errors import StreamClosed
 from agentp2p.client.sse import SSEDecoder
 from agentp2p.client.transport import DEFAULT_TIMEOUT, client_kwargs, stream_event, stream_timeout, translate_errors
-from agentp2p.client.types import Agent, BannedPeer, DirectMessage, Member, MemberEvent, Message, NodeInfo, Peer, PeerAddrs, Record, TopicPeers
+from agentp2p.client.types import Agent, BannedPeer, DirectMessage, Member, MemberEvent, Message, NodeInfo, Peer, PeerAddrs, Record, SendReceipt, TopicPeers
 
 T = TypeVar("T")
 
@@ -263,14 +263,26 @@ class Client:
     # -- direct messages -----------------------------------------------------------
 
     async def send(
-        self, peer_id: str, data: bytes | str, *, type: str | None = None, timeout: float = 30.0, seal: bool = False  # noqa: A002
-    ) -> str:
-        """Send a direct message; returns its id once the peer's application took it.
+        self,
+        peer_id: str,
+        data: bytes | str,
+        *,
+        type: str | None = None,  # noqa: A002
+        timeout: float = 30.0,
+        seal: bool = False,
+        wait: str | None = None,
+    ) -> SendReceipt:
+        """Send a direct message; returns its :class:`SendReceipt` (``.id``,
+        ``.receipt``, seconds to each receipt) once the receipt asked for came.
 
-        ``ApiError`` with status 504 (``delivery_timeout``) if the peer did not
-        acknowledge it within ``timeout`` seconds (it may still arrive).
+        ``wait="stored"`` (the daemon's default): once the receiving daemon's
+        durable inbox has it; ``wait="consumed"``: once the peer's
+        application acknowledged it. ``ApiError`` with status 507
+        (``inbox_full``) if the peer's inbox refused it (nothing stored: send
+        again later), 504 (``delivery_timeout``) if the receipt did not come
+        within ``timeout`` seconds (it may still arrive; if it was stored, it will).
         """
-        return await self.call(calls.send(peer_id, data, type=type, timeout=timeout, seal=seal))
+        return await self.call(calls.send(peer_id, data, type=type, timeout=timeout, seal=seal, wait=wait))
 
     async def request(
         self, peer_id: str, data: bytes | str, *, type: str | None = None, timeout: float = 30.0, seal: bool = False  # noqa: A002

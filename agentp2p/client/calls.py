@@ -26,6 +26,7 @@ from agentp2p.client.types import (
     Peer,
     PeerAddrs,
     Record,
+    SendReceipt,
     TopicPeers,
     encode_payload,
 )
@@ -142,9 +143,20 @@ def _outgoing(peer_id: str, data: bytes | str, type: str | None, timeout: float,
     return body
 
 
-def send(peer_id: str, data: bytes | str, *, type: str | None = None, timeout: float = 30.0, seal: bool = False) -> Call[str]:  # noqa: A002
+def send(
+    peer_id: str,
+    data: bytes | str,
+    *,
+    type: str | None = None,  # noqa: A002
+    timeout: float = 30.0,
+    seal: bool = False,
+    wait: str | None = None,
+) -> Call[SendReceipt]:
+    """``wait``: ``"stored"`` (the daemon's default) or ``"consumed"``."""
     body = _outgoing(peer_id, data, type, timeout, seal)
-    return Call("POST", f"{PREFIX}/messages", lambda d: str(d["id"]), json=body, timeout=timeout + _GRACE)
+    if wait is not None:
+        body["wait"] = wait
+    return Call("POST", f"{PREFIX}/messages", SendReceipt.from_json, json=body, timeout=timeout + _GRACE)
 
 
 def request(peer_id: str, data: bytes | str, *, type: str | None = None, timeout: float = 30.0, seal: bool = False) -> Call[bytes]:  # noqa: A002

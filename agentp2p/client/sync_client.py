@@ -24,7 +24,7 @@ from agentp2p.client.discovery import Endpoint, locate
 from agentp2p.client.errors import StreamClosed
 from agentp2p.client.sse import SSEDecoder
 from agentp2p.client.transport import DEFAULT_TIMEOUT, client_kwargs, stream_event, stream_timeout, translate_errors
-from agentp2p.client.types import Agent, BannedPeer, DirectMessage, Member, MemberEvent, Message, NodeInfo, Peer, PeerAddrs, Record, TopicPeers
+from agentp2p.client.types import Agent, BannedPeer, DirectMessage, Member, MemberEvent, Message, NodeInfo, Peer, PeerAddrs, Record, SendReceipt, TopicPeers
 
 T = TypeVar("T")
 
@@ -236,9 +236,17 @@ class SyncClient:
     # -- direct messages -----------------------------------------------------------
 
     def send(
-        self, peer_id: str, data: bytes | str, *, type: str | None = None, timeout: float = 30.0, seal: bool = False  # noqa: A002
-    ) -> str:
-        return self.call(calls.send(peer_id, data, type=type, timeout=timeout, seal=seal))
+        self,
+        peer_id: str,
+        data: bytes | str,
+        *,
+        type: str | None = None,  # noqa: A002
+        timeout: float = 30.0,
+        seal: bool = False,
+        wait: str | None = None,
+    ) -> SendReceipt:
+        """Blocking twin of :meth:`agentp2p.client.async_client.Client.send`."""
+        return self.call(calls.send(peer_id, data, type=type, timeout=timeout, seal=seal, wait=wait))
 
     def request(
         self, peer_id: str, data: bytes | str, *, type: str | None = None, timeout: float = 30.0, seal: bool = False  # noqa: A002

@@ -136,6 +136,44 @@ class TopicPeers:
 
 
 @dataclass(frozen=True)
+class SendReceipt:
+    """What the receiving daemon confirmed about a direct message we sent.
+
+    ``receipt`` is the last receipt that came: ``"stored"`` (its durable
+    inbox has the message and answers for it from now on, across its
+    restarts) or ``"consumed"`` (its application acknowledged it).
+    ``stored_after``/``consumed_after``: seconds from the send to each
+    receipt, None for one that did not come (a send that waits for *stored*
+    does not wait for consumption). A peer without a durable inbox gives
+    only the consumed receipt, which stands for both.
+    """
+
+    id: str
+    peer_id: str
+    receipt: str
+    stored_after: float | None = None
+    consumed_after: float | None = None
+
+    @property
+    def consumed(self) -> bool:
+        return self.receipt == "consumed"
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> SendReceipt:
+        def seconds(value: Any) -> float | None:
+            return None if value is None else float(value)
+
+        return cls(
+            id=str(d["id"]),
+            peer_id=str(d.get("peer_id", "")),
+            # A daemon from before receipts answered only once consumed.
+            receipt=str(d.get("receipt", "consumed")),
+            stored_after=seconds(d.get("stored_after")),
+            consumed_after=seconds(d.get("consumed_after")),
+        )
+
+
+@dataclass(frozen=True)
 class DirectMessage:
     """A direct message (or, with ``request_id``, a request to answer).
 

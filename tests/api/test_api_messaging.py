@@ -30,8 +30,10 @@ async def test_send_is_acknowledged_once_an_incoming_stream_takes_it() -> None:
         ids: list[str] = []
 
         async def sends() -> None:
-            ids.append(await a.client.send(b_id, "hello", type="greeting"))
-            ids.append(await a.client.send(b_id, binary, seal=True))
+            for data, kw in (("hello", {"type": "greeting"}), (binary, {"seal": True})):
+                receipt = await a.client.send(b_id, data, wait="consumed", **kw)  # type: ignore[arg-type]
+                assert receipt.receipt == "consumed" and receipt.consumed_after is not None
+                ids.append(receipt.id)
 
         async with b.client.incoming() as inbox, trio.open_nursery() as nursery:
             nursery.start_soon(sends)
@@ -53,7 +55,7 @@ async def test_without_a_reader_the_sender_gets_504_and_the_message_waits() -> N
     async with api_node() as a, api_node() as b:
         await connected_pair(a, b)
         with pytest.raises(ApiError) as late:
-            await a.client.send(str(b.node.peer_id), "anyone?", timeout=0.5)
+            await a.client.send(str(b.node.peer_id), "anyone?", timeout=0.5, wait="consumed")
         assert (late.value.status, late.value.code) == (504, "delivery_timeout")
         assert "did not acknowledge" in late.value.message
         # It reached b's node and waited there: the next reader gets it.
@@ -177,6 +179,22 @@ async def test_bad_sends_and_requests_are_4xx(body: dict, status: int, needle: s
             r = await a.client._http.post(path, json=body)
             assert r.status_code == status, (path, r.text)
             assert needle in r.json()["message"], r.text
+        assert a.node.messaging.stats()["sent"] == 0
+
+
+@pytest.mark.parametrize(
+    ("wait", "path", "needle"),
+    [
+        ("later", "/v1/messages", "'wait' must be"),
+        (True, "/v1/messages", "'wait' must be"),
+        ("stored", "/v1/messages/request", "unknown field"),  # a request waits for its response
+    ],
+)
+async def test_bad_wait_is_a_400(wait: object, path: str, needle: str) -> None:
+    async with api_node() as a:
+        body = {"peer_id": "12D3KooWQ4gTjYXC7bQTQgnHVgZiJgUfsZDh7uxRGZNWjhmFmmK5", "data": "x", "wait": wait}
+        r = await a.client._http.post(path, json=body)
+        assert r.status_code == 400 and needle in r.json()["message"], r.text
         assert a.node.messaging.stats()["sent"] == 0
 
 

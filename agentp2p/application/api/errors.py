@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from agentp2p.errors import AddressError, DialError, NotRunningError, PubSubError
-from agentp2p.messaging.errors import DeliveryError, DeliveryTimeout, RemoteHandlerError, RequestTimeout
+from agentp2p.messaging.errors import DeliveryError, DeliveryTimeout, InboxFull, RemoteHandlerError, RequestTimeout
 from agentp2p.protocol.dht import DHTError
 
 log = logging.getLogger("agentp2p.api")
@@ -64,6 +64,8 @@ NODE_ERRORS: list[tuple[type[BaseException], int, str]] = [
     (RequestTimeout, 504, "request_timeout"),
     (DeliveryTimeout, 504, "delivery_timeout"),
     (RemoteHandlerError, 502, "remote_handler_error"),
+    # The peer's durable inbox is full: nothing was stored there, try later.
+    (InboxFull, 507, "inbox_full"),
     (DeliveryError, 502, "delivery_failed"),
     (NotRunningError, 503, "not_running"),
 ]

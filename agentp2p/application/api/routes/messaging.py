@@ -1,20 +1,24 @@
 """``/v1/messages``: reliable direct messages, requests, and answering requests.
 
-Sending (``POST /v1/messages``) returns once the peer's *application* took
-the message — messaging acknowledges after consumption. When the peer is a
-daemon, its application is whoever reads its ``GET /v1/messages/incoming``
-stream, and a message counts as consumed when that reader acknowledges it
-with ``POST /v1/messages/ack {"ids": [...]}``. Until then the message is
-kept (in the daemon's store, written before the stream sees it): if the
-reader's stream closes it goes back to the queue for the next reader, and
-if the daemon crashes it is delivered again after the restart, with the same
-id (at-least-once; readers deduplicate by id). With no reader connected,
-messages wait at the receiver (bounded per sender and in total) and the
-sender's request ends in ``504 delivery_timeout`` at its ``timeout``; a
-message that timed out may still be delivered if a reader connects later
-(the ACK is what was missing). Several readers share the messages: each
-goes to one of them. ``?auto_ack=true`` acknowledges each message as it is
-written instead (at-most-once: lost if the reader dies holding it).
+Sending (``POST /v1/messages``) returns on the receipt the caller asks for
+with ``wait``: ``"stored"`` (the default) once the receiving daemon's
+durable inbox has the message — it answers for it from then on, across its
+own crashes — or ``"consumed"`` once the peer's *application* took it. The
+answer carries the receipt and the seconds to each receipt that came. When
+the peer is a daemon, its application is whoever reads its
+``GET /v1/messages/incoming`` stream, and a message counts as consumed when
+that reader acknowledges it with ``POST /v1/messages/ack {"ids": [...]}``.
+Until then the message is kept (in the daemon's store, written before the
+stream sees it): if the reader's stream closes it goes back to the queue for
+the next reader, and if the daemon crashes it is delivered again after the
+restart, with the same id (readers deduplicate by id). With no reader
+connected, messages wait in the receiving daemon's inbox (bounded per sender
+and in total); a send refused because it is full answers ``507 inbox_full``
+at once, and one waiting for ``consumed`` ends in ``504 delivery_timeout``
+at its ``timeout`` (the message stays stored if it was). Several readers
+share the messages: each goes to one of them. ``?auto_ack=true``
+acknowledges each message as it is written instead (at-most-once: lost if
+the reader dies holding it).
 
 Requests (``POST /v1/messages/request``) wait for the peer's response. A
 daemon answers requests of a type only while a program holds the event
@@ -112,29 +116,59 @@ def _flag(data: dict[str, Any], key: str) -> bool:
     return value
 
 
-async def _outgoing(request: Request, default_type: str) -> tuple[Any, Any, bytes, str, float, bool]:
-    """The parsed body of a send or a request: (service, peer, payload, type, timeout, seal)."""
+#: What ``POST /v1/messages`` waits for unless told (``wait``): the receiving
+#: daemon's durable inbox has the message.
+DEFAULT_WAIT = "stored"
+WAITS = ("stored", "consumed")
+_OUTGOING_FIELDS = frozenset({"peer_id", "data", "data_b64", "type", "timeout", "seal"})
+
+
+def _wait(value: Any) -> str:
+    if value is None:
+        return DEFAULT_WAIT
+    if value not in WAITS:
+        raise bad_request("'wait' must be 'stored' or 'consumed'")
+    return str(value)
+
+
+async def _outgoing(
+    request: Request, default_type: str, extra: frozenset[str] = frozenset()
+) -> tuple[Any, Any, bytes, str, float, bool, dict[str, Any]]:
+    """The parsed body of a send or a request: (service, peer, payload, type, timeout, seal, body)."""
     ctx = context(request)
     svc = _messaging(ctx)
-    body = await read_json_object(
-        request, _body_limit(svc), {"peer_id", "data", "data_b64", "type", "timeout", "seal"}
-    )
+    body = await read_json_object(request, _body_limit(svc), set(_OUTGOING_FIELDS | extra))
     peer = parse_peer_id(body.get("peer_id"))
     if peer == ctx.node.peer_id:
         raise bad_request("cannot send a message to this node itself")
     seal = _flag(body, "seal")
     data = payload(body, "data", "data_b64", _max_payload(svc) - (SEAL_OVERHEAD if seal else 0))
-    return svc, peer, data, _message_type(body.get("type"), default_type), _timeout(body.get("timeout")), seal
+    type_ = _message_type(body.get("type"), default_type)
+    return svc, peer, data, type_, _timeout(body.get("timeout")), seal, body
 
 
 async def send(request: Request) -> JSONResponse:
-    svc, peer, data, type_, timeout, seal = await _outgoing(request, "message")
-    msg_id = await svc.send(peer, data, type=type_, timeout=timeout, seal=seal)  # DeliveryTimeout -> 504
-    return JSONResponse({"id": msg_id, "peer_id": str(peer), "type": type_, "size": len(data)})
+    svc, peer, data, type_, timeout, seal, body = await _outgoing(request, "message", frozenset({"wait"}))
+    wait = _wait(body.get("wait"))
+    # DeliveryTimeout -> 504, InboxFull -> 507
+    receipt = await svc.send_with_receipt(peer, data, type=type_, timeout=timeout, seal=seal, wait=wait)
+    return JSONResponse({
+        "id": receipt.id,
+        "peer_id": str(peer),
+        "type": type_,
+        "size": len(data),
+        "receipt": receipt.status,
+        "stored_after": _seconds(receipt.stored_after),
+        "consumed_after": _seconds(receipt.consumed_after),
+    })
+
+
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
 
 
 async def send_request(request: Request) -> JSONResponse:
-    svc, peer, data, type_, timeout, seal = await _outgoing(request, "request")
+    svc, peer, data, type_, timeout, seal, _ = await _outgoing(request, "request")
     response = await svc.request(peer, data, type=type_, timeout=timeout, seal=seal)  # RequestTimeout -> 504
     return JSONResponse({"peer_id": str(peer), "type": type_, **encode_payload(response)})
 
