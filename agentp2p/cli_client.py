@@ -210,11 +210,15 @@ def add_client_commands(sub: Any) -> None:
     p.add_argument("op", choices=["get", "put", "provide", "providers", "find-peer"])
     p.add_argument("key", metavar="KEY|PEER_ID")
     p.add_argument("value", nargs="?", help="for put: the value text; '-' reads raw bytes from stdin")
-    p = cmd("send", _send, "send a direct message to PEER (returns once the peer's application took it)")
+    p = cmd("send", _send, "send a direct message to PEER; prints ID<TAB>RECEIPT<TAB>when each receipt came "
+            "(stored: the peer's durable inbox has it; consumed: its application took it)")
     p.add_argument("peer", metavar="PEER_ID")
     p.add_argument("data", help="message text; '-' reads raw bytes from stdin")
     p.add_argument("--type", default=None, help="message type (default 'message')")
     p.add_argument("--seal", action="store_true", help="encrypt end to end to the peer's key")
+    p.add_argument("--wait", choices=["stored", "consumed"], default=None,
+                   help="return once the peer's durable inbox has it (stored, the default) "
+                   "or once its application took it (consumed)")
     p = cmd("request", _request, "send a request to PEER and print the response")
     p.add_argument("peer", metavar="PEER_ID")
     p.add_argument("data", help="request text; '-' reads raw bytes from stdin")
@@ -477,8 +481,16 @@ def _payload_text(data: bytes) -> str:
 
 
 def _send(client: Any, args: argparse.Namespace) -> int:
-    msg_id = client.send(args.peer, _read_data(args.data), type=args.type, timeout=args.timeout, seal=args.seal)
-    _print_json({"id": msg_id, "peer_id": args.peer}) if args.json else print(msg_id)
+    receipt = client.send(
+        args.peer, _read_data(args.data), type=args.type, timeout=args.timeout, seal=args.seal, wait=args.wait
+    )
+    if args.json:
+        _print_json({"id": receipt.id, "peer_id": args.peer, "receipt": receipt.receipt,
+                     "stored_after": receipt.stored_after, "consumed_after": receipt.consumed_after})
+        return EXIT_OK
+    times = [f"{name} after {after:.3f} s" for name, after in
+             (("stored", receipt.stored_after), ("consumed", receipt.consumed_after)) if after is not None]
+    print(f"{receipt.id}\t{receipt.receipt}\t{', '.join(times)}")
     return EXIT_OK
 
 

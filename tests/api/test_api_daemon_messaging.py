@@ -31,12 +31,17 @@ def test_cli_send_reaches_cli_incoming_on_another_daemon(agents: tuple[DaemonPro
                               stderr=subprocess.PIPE, text=True, env=cli_env(b.home))  # fmt: skip
     try:
         assert reader.stderr is not None and "waiting for messages" in reader.stderr.readline()
-        sent = a.run_cli("send", b.peer_id, "hello beta", "--type", "greeting", "--seal")
+        sent = a.run_cli("send", b.peer_id, "hello beta", "--type", "greeting", "--seal", "--wait", "consumed")
         assert sent.returncode == 0, sent.stderr
-        msg_id = sent.stdout.strip()
-        assert len(msg_id) == 32  # returned once b's reader took it
+        msg_id, receipt, times = sent.stdout.rstrip("\n").split("\t")
+        # Returned once b's reader took it, showing both receipts.
+        assert len(msg_id) == 32 and receipt == "consumed"
+        assert times.startswith("stored after ") and ", consumed after " in times
         piped = a.run_cli("send", b.peer_id, "-", "--json", input="line two")
-        assert piped.returncode == 0 and json.loads(piped.stdout)["peer_id"] == b.peer_id
+        assert piped.returncode == 0, piped.stderr
+        shown = json.loads(piped.stdout)
+        assert shown["peer_id"] == b.peer_id and shown["receipt"] in ("stored", "consumed")
+        assert shown["stored_after"] is not None
         out, err = reader.communicate(timeout=30)
     finally:
         if reader.poll() is None:
@@ -45,15 +50,23 @@ def test_cli_send_reaches_cli_incoming_on_another_daemon(agents: tuple[DaemonPro
     assert out.splitlines() == [f"{a.peer_id}\tgreeting\thello beta", f"{a.peer_id}\tmessage\tline two"]
 
 
-def test_cli_send_with_nobody_reading_times_out_with_one_line(agents: tuple[DaemonProcess, DaemonProcess]) -> None:
+def test_cli_send_with_nobody_reading_is_stored_and_waiting_for_consumed_times_out_with_one_line(
+    agents: tuple[DaemonProcess, DaemonProcess],
+) -> None:
     a, b = agents
     assert a.run_cli("connect", b.addrs[0]).returncode == 0
-    late = a.run_cli("send", b.peer_id, "unread", "--timeout", "0.5")
+    stored = a.run_cli("send", b.peer_id, "unread")  # nobody reads at b: its inbox keeps it
+    assert stored.returncode == 0, stored.stderr
+    msg_id, receipt, times = stored.stdout.rstrip("\n").split("\t")
+    assert receipt == "stored" and times.startswith("stored after ") and "consumed" not in times
+    late = a.run_cli("send", b.peer_id, "unread too", "--wait", "consumed", "--timeout", "0.5")
     assert late.returncode == 1
     assert late.stderr.startswith("agentp2p: error: ") and "504 delivery_timeout" in late.stderr
     assert len(late.stderr.strip().splitlines()) == 1
     with SyncClient(home=b.home) as client, client.incoming() as inbox:
-        assert inbox.receive().text == "unread"  # it waited at b for a reader
+        first = inbox.receive()
+        assert (first.id, first.text) == (msg_id, "unread")  # it waited at b for a reader
+        assert inbox.receive().text == "unread too"  # so did the one whose sender gave up waiting
 
 
 def test_cli_members_find_and_record(agents: tuple[DaemonProcess, DaemonProcess]) -> None:
