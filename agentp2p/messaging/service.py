@@ -793,6 +793,8 @@ class MessagingService:
             if link.idle:
                 del self._in[peer]
                 link.close()
+                # Keeps stats()["inbox"]["refused_full"] a counter.
+                self.counters["inbox_refused_forgotten"] += link.session.receiver.stats.inbox_full
                 self.counters["incoming_links_forgotten"] += 1
                 return True
         return False
@@ -891,7 +893,8 @@ class MessagingService:
             "queued": len(self._queue),
             "unacknowledged": sum(len(v) for v in self._outstanding.values()),
             "peers_with_state": len(self._in),
-            "refused_full": sum(link.session.receiver.stats.inbox_full for link in self._in.values()),
+            "refused_full": self.counters["inbox_refused_forgotten"]
+            + sum(link.session.receiver.stats.inbox_full for link in self._in.values()),
             "durable": self.store is not None,
             "write_errors": self.counters["inbox_write_errors"],
             "limits": {

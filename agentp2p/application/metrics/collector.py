@@ -332,6 +332,10 @@ def _messaging_families(m: Mapping[str, Any]) -> Iterator[Metric]:
     yield _counter("agentp2p_messaging_sent_total", "Direct messages accepted for sending.", m.get("sent"))
     yield _counter("agentp2p_messaging_acked_total", "Direct messages the peer's application acknowledged.",
                    m.get("acked"))
+    yield _counter("agentp2p_messaging_stored_total", "Direct messages the peer's durable inbox stored "
+                   "(receipt 'stored': released by this node, the peer answers for them).", m.get("stored"))
+    yield _counter("agentp2p_messaging_refused_inbox_full_total", "Direct messages sent by this node that the "
+                   "peer refused because its inbox was full.", m.get("refused_inbox_full"))
     yield _counter("agentp2p_messaging_failed_total", "Direct messages given up on (deadline or stop).",
                    m.get("failed"))
     yield _counter("agentp2p_messaging_retransmitted_total", "Frame retransmissions of direct messages.",
@@ -342,8 +346,8 @@ def _messaging_families(m: Mapping[str, Any]) -> Iterator[Metric]:
                             "security screen, by reason.", "reason", _d(m.get("rejected")))
     latency = HistogramMetricFamily(
         "agentp2p_messaging_delivery_duration_seconds",
-        "From a send being accepted to the peer's application acknowledging it (window waits, dials and "
-        "retransmissions included).",
+        "From a send being accepted to the receipt its caller waited for, stored or consumed (window waits, "
+        "dials and retransmissions included).",
         unit="seconds",
     )
     _add_histogram(latency, [], _d(m.get("delivery_latency")))
@@ -352,6 +356,8 @@ def _messaging_families(m: Mapping[str, Any]) -> Iterator[Metric]:
     yield _gauge("agentp2p_messaging_inbox_messages", "Received messages held for the application "
                  "(unacknowledged included).", inbox.get("messages"))
     yield _gauge("agentp2p_messaging_inbox_bytes", "Bytes of those messages.", inbox.get("bytes"), "bytes")
+    yield _counter("agentp2p_messaging_inbox_refused_total", "Received direct messages this node's inbox refused "
+                   "for lack of room (the sender is told, or retransmits).", inbox.get("refused_full"))
     unacked = sum(_n(_d(p).get("unacked")) for p in _d(m.get("peers")).values())
     yield _gauge("agentp2p_messaging_unacked_messages", "Sent messages not yet acknowledged, over all peers.", unacked)
 
