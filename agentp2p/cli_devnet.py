@@ -50,6 +50,9 @@ def add_devnet_command(sub: Any) -> None:
     d.add_argument("--run", metavar="CMDS", help='run these commands once up, then quit: "find 3 cap-01; stats"')
     d.add_argument("--json", action="store_true", help="one JSON object per line (events and command results)")
     d.add_argument("--seed", type=int, help="seed for the random choices (bootstraps, probes, traffic)")
+    d.add_argument("--dashboard", nargs="?", const="127.0.0.1:0", metavar="HOST:PORT",
+                   help="serve a live dashboard of the whole devnet (default 127.0.0.1, any port) and print a "
+                        "one-time login link; the `dashboard` command prints another")  # fmt: skip
 
 
 def _check(args: argparse.Namespace) -> str | None:
@@ -63,6 +66,14 @@ def _check(args: argparse.Namespace) -> str | None:
         return "--deliver-timeout must be positive"
     if args.config and not Path(args.config).is_file():
         return f"--config {args.config}: no such file"
+    if args.dashboard is not None:
+        from agentp2p.client.discovery import parse_api_address
+
+        try:
+            if parse_api_address(args.dashboard).is_unix:
+                return "--dashboard needs HOST:PORT (a browser cannot open a Unix socket)"
+        except ValueError as exc:
+            return f"--dashboard: {exc}"
     return None
 
 
@@ -92,6 +103,6 @@ def run_devnet(args: argparse.Namespace) -> int:
         caps=args.caps, topic=args.topic, interval=args.interval, probe_every=args.probe_every, rate=args.rate,
         deliver_timeout=args.deliver_timeout, config=Path(args.config) if args.config else None,
         log_dir=Path(args.log_dir) if args.log_dir else None, log_level=args.log_level, commands=commands,
-        json=args.json, seed=args.seed,
+        json=args.json, seed=args.seed, dashboard=args.dashboard,
     )  # fmt: skip
     return trio.run(Devnet(options, Console(json_mode=args.json)).run)

@@ -30,6 +30,7 @@ commands (node lists: 3 5 7-9 or 3,5,7-9; indices from 0):
                          matches the devnet: running reachable nodes alive, the others not
   wait records [S]       wait until every running node has published its capability record
   sleep S                wait S seconds (scripts)
+  dashboard              print a new one-time login link to the dashboard (with --dashboard)
   help                   this text
   quit                   stop every node and worker, and exit (also Ctrl-C, end of input)"""
 
@@ -130,6 +131,10 @@ def parse_command(line: str, n_nodes: int) -> Command | None:
         return Command("help", line=text)
     if name in ("quit", "exit"):
         return Command("quit", line=text)
+    if name == "dashboard":
+        if args:
+            raise CommandError("dashboard takes no arguments (it prints a new login link)")
+        return Command("dashboard", line=text)
     if name == "heal":
         if args:
             raise CommandError("heal takes no arguments (it clears every deny list)")

@@ -4,7 +4,7 @@ Output: text for people (a progress line that rewrites itself on a
 terminal, then summary lines and command results), or with ``--json`` one
 JSON object per line, each with an ``event``: ``workers``, ``progress``,
 ``up``, ``converged``, ``summary``, ``result``, ``info``, ``error``,
-``stopped``. A script reads the second without parsing prose.
+``stopped``, ``dashboard``. A script reads the second without parsing prose.
 
 Input: stdin lines, read in a thread (a terminal's stdin must stay
 blocking for the shell afterwards); end of input is ``quit``.

@@ -92,6 +92,8 @@ class DevnetOptions:
     seed: int | None = None
     #: How long a worker may take to stop its nodes before it is killed.
     grace: float = 25.0
+    #: Serve the dashboard of the whole devnet on this HOST:PORT (None: no dashboard).
+    dashboard: str | None = None
 
 
 class Devnet:
@@ -124,6 +126,8 @@ class Devnet:
         self._t0 = time.monotonic()
         self._scope = trio.CancelScope()
         self._lines_send, self._lines = trio.open_memory_channel[str](64)
+        #: The dashboard server (agentp2p.devnet.dashboard), with --dashboard.
+        self.dashboard: Any = None
 
     # -- the run ---------------------------------------------------------------------
 
@@ -151,6 +155,8 @@ class Devnet:
 
     async def _session(self) -> None:
         async with trio.open_nursery() as nursery:
+            if self.opts.dashboard is not None:
+                await self._start_dashboard(nursery)
             await self._start_workers(nursery)
             if self.opts.commands is None:
                 nursery.start_soon(self._execute_stdin)
@@ -169,6 +175,27 @@ class Devnet:
             if self.opts.commands is not None:
                 await self._run_script(self.opts.commands)
                 nursery.cancel_scope.cancel()
+
+    async def _start_dashboard(self, nursery: trio.Nursery) -> None:
+        """Serve the dashboard before the nodes start, to watch the network grow."""
+        from agentp2p.devnet.dashboard import DevnetDashboard
+
+        self.dashboard = DevnetDashboard(self, self.opts.dashboard or "127.0.0.1:0")
+        await nursery.start(self.dashboard.serve)
+        url = self.dashboard.login_url()
+        self.console.event("dashboard", f"dashboard: open {url} (works once; the `dashboard` command prints another)",
+                           url=url)  # fmt: skip
+
+    async def network_view(self) -> dict[str, Any]:
+        """The whole devnet as the dashboard draws it (agentp2p.devnet.graph)."""
+        from agentp2p.devnet.graph import devnet_view
+
+        replies, _silent = await self._ask_all("graph")
+        paused = {i for w in self.workers if w.paused for i in w.nodes}
+        return devnet_view(
+            nodes=self.opts.nodes, peer_ids=self.peer_ids, up=self.up, killed=self.killed, paused=paused,
+            failed=self.failed, reports=[n for r in replies.values() for n in r.get("nodes", [])], published=self._seq,
+        )  # fmt: skip
 
     async def _watch_signals(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -472,6 +499,13 @@ class Devnet:
 
     async def _cmd_help(self, cmd: Command) -> bool:
         self.console.result(cmd.line, True, HELP, help=HELP)
+        return True
+
+    async def _cmd_dashboard(self, cmd: Command) -> bool:
+        if self.dashboard is None:
+            return self._fail(cmd, "no dashboard: start the devnet with --dashboard")
+        url = self.dashboard.login_url()
+        self.console.result(cmd.line, True, f"dashboard: open {url} (works once)", url=url)
         return True
 
     async def _cmd_quit(self, cmd: Command) -> bool:

@@ -24,7 +24,7 @@ parent dies (Linux ``PR_SET_PDEATHSIG``): it wakes up, finds stdin closed
 and stops.
 
 Requests (``op``): ``start``, ``kill``, ``deny``, ``allow``, ``publish``,
-``delivered``, ``find``, ``stats``, ``members``, ``node`` — see the ``_op_*``
+``delivered``, ``find``, ``stats``, ``members``, ``node``, ``graph`` — see the ``_op_*``
 methods.
 """
 
@@ -317,6 +317,21 @@ class Worker:
         if observer is not None and int(observer) in self.slots:
             reply["members"] = self._members(int(observer))
         return reply
+
+    async def _op_graph(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Per running node: its connections and its mesh on the topic (peer
+        IDs), and how many members its SWIM counts live — the dashboard's
+        picture of the whole network (``agentp2p devnet --dashboard``)."""
+        nodes = []
+        for slot in self.slots.values():
+            node = slot.node
+            if node is None:
+                continue
+            live = sum(1 for m in node.members() if m.state in ("alive", "suspect"))
+            nodes.append({"index": slot.index, "peer_id": str(node.peer_id), "peers": sorted(str(p) for p in node.peers()),
+                          "mesh": sorted(str(p) for p in node.pubsub.mesh_peers(self.topic)), "swim_alive": live,
+                          "deliveries": slot.deliveries})  # fmt: skip
+        return {"nodes": nodes}
 
     def _members(self, index: int) -> dict[str, str]:
         _, node = self._running(index)

@@ -31,27 +31,34 @@ def _wait(browser: Any, what: str, condition: Any) -> Any:
     return WebDriverWait(browser, WAIT, poll_frequency=0.2).until(condition, message=f"waiting for {what}")
 
 
-def _rows(browser: Any, table: str) -> dict[str, Any]:
-    """The rows of a table by their ``data-peer``."""
-    from selenium.webdriver.common.by import By
+def _table(browser: Any, table: str) -> list[dict[str, Any]]:
+    """A table's rows, read in one script (the page rebuilds its tables every
+    round: element references would go stale between two reads)."""
+    rows: list[dict[str, Any]] = browser.execute_script(
+        "return [...document.querySelectorAll(`#${arguments[0]} tbody tr`)].map(r => "
+        "({peer: r.dataset.peer, cells: [...r.cells].map(c => c.textContent)}))",
+        table,
+    )
+    return rows
 
-    return {r.get_attribute("data-peer"): r for r in browser.find_elements(By.CSS_SELECTOR, f"#{table} tbody tr")}
+
+def _rows(browser: Any, table: str) -> dict[str, list[str]]:
+    """A table's cells by their row's ``data-peer``."""
+    return {r["peer"]: r["cells"] for r in _table(browser, table)}
 
 
 def _member_state(browser: Any, peer: str) -> str | None:
-    from selenium.webdriver.common.by import By
-
-    row = _rows(browser, "members").get(peer)
-    return row.find_element(By.CSS_SELECTOR, "td.state").text if row is not None else None
+    cells = _rows(browser, "members").get(peer)
+    return cells[1] if cells is not None else None
 
 
 def _graph_nodes(browser: Any) -> dict[str, str]:
-    from selenium.webdriver.common.by import By
-
-    return {
-        g.get_attribute("data-peer"): g.get_attribute("class")
-        for g in browser.find_elements(By.CSS_SELECTOR, "#graph g.node")
-    }
+    """The graph's nodes: peer ID -> class."""
+    nodes: dict[str, str] = browser.execute_script(
+        "return Object.fromEntries([...document.querySelectorAll('#graph g.node')]"
+        ".map(g => [g.dataset.peer, g.getAttribute('class')]))"
+    )
+    return nodes
 
 
 def test_the_dashboard_shows_a_three_node_network_and_follows_a_node_leaving(
@@ -81,8 +88,8 @@ def test_the_dashboard_shows_a_three_node_network_and_follows_a_node_leaving(
                 _wait(browser, "the live badge", lambda d: d.find_element("id", "live").text == "live")
                 _wait(browser, "rates (two samples)", lambda d: d.find_element("id", "m-published").text != "–")
                 assert browser.find_element("id", "self-name").text == "alpha"
-                records = browser.find_element("id", "records").text
-                assert "alpha" in records and "translate [fr, en]" in records
+                records = _table(browser, "records")
+                assert [(r["cells"][0], r["cells"][2].strip()) for r in records] == [("alpha", "translate [fr, en]")]
                 assert "self" in _graph_nodes(browser)[a.peer_id]
                 full_page_screenshot(browser, shots / "three-nodes.png")
 
@@ -99,3 +106,54 @@ def test_the_dashboard_shows_a_three_node_network_and_follows_a_node_leaving(
     assert (shots / "three-nodes.png").stat().st_size > 10_000
     with capsys.disabled():
         print(f"\ndashboard screenshots: {shots}")
+
+
+def _devnet_nodes(browser: Any) -> dict[str, tuple[str, str]]:
+    """The devnet's nodes table: label (n0...) -> (peer ID, state)."""
+    return {r["cells"][0]: (r["peer"], r["cells"][2]) for r in _table(browser, "nodes")}
+
+
+def _edges(browser: Any) -> set[frozenset[str]]:
+    pairs: list[list[str]] = browser.execute_script(
+        "return [...document.querySelectorAll('#graph line.edge')].map(e => [e.dataset.a, e.dataset.b])"
+    )
+    return {frozenset(p) for p in pairs}
+
+
+def test_the_devnet_dashboard_shows_the_whole_network_a_kill_and_a_partition(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.devnet.devnet_process import DevnetProcess
+
+    shots = artifacts_dir(tmp_path / "screenshots")
+    flags = ["--dashboard", "--interval", "0", "--rate", "0", "--seeds", "1", "--bootstraps", "1"]
+    with DevnetProcess(tmp_path / "devnet", nodes=5, procs=1, flags=flags) as devnet:
+        url = devnet.event("dashboard")["url"]
+        assert url.startswith("http://127.0.0.1:") and "/dashboard/login?code=" in url
+        with chromium(tmp_path / "profile") as browser:
+            browser.get(url)
+            _wait(browser, "five nodes up", lambda d: [s for _, s in _devnet_nodes(d).values()] == ["up"] * 5)
+            nodes = _devnet_nodes(browser)
+            peer = {label: pid for label, (pid, _) in nodes.items()}
+            assert set(peer) == {"n0", "n1", "n2", "n3", "n4"}
+            # Everyone joined through n0: the graph has the whole network, not one node's view.
+            _wait(browser, "every node linked", lambda d: {p for e in _edges(d) for p in e} == set(peer.values()))
+            assert browser.find_element("id", "peers-section").is_displayed() is False  # one node's tables: not here
+            full_page_screenshot(browser, shots / "devnet-five-nodes.png")
+
+            assert devnet.command("kill 4")["ok"]
+            _wait(browser, "n4 killed", lambda d: _devnet_nodes(d)["n4"][1] == "killed")
+            _wait(browser, "n4's links gone", lambda d: not any(peer["n4"] in e for e in _edges(d)))
+            assert "dead" in _graph_nodes(browser)[peer["n4"]]
+
+            assert devnet.command("partition 0-1 2-3")["ok"]
+            crossing = {frozenset((peer[a], peer[b])) for a in ("n0", "n1") for b in ("n2", "n3")}
+            _wait(browser, "no link across the partition", lambda d: not (_edges(d) & crossing))
+            full_page_screenshot(browser, shots / "devnet-killed-and-partitioned.png")
+
+            again = devnet.command("dashboard")
+            assert again["ok"] and again["url"] != url  # a fresh one-time link
+            assert console_errors(browser) == []
+        devnet.command("quit")
+    with capsys.disabled():
+        print(f"\ndevnet dashboard screenshots: {shots}")

@@ -20,7 +20,7 @@ token for those reads.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
@@ -68,8 +68,18 @@ def _asset(name: str) -> Response:
     return Response(static_file(name), media_type=STATIC_FILES[name], headers={**_HEADERS, "cache-control": "no-cache"})
 
 
-def dashboard_routes(sessions: Sessions, *, clock: Callable[[], float] = time.monotonic) -> list[BaseRoute]:
-    """The dashboard's routes (mounted at the app's root, behind the token or a session)."""
+NetworkView = Callable[[Request], Awaitable[dict[str, Any]]]
+
+
+def dashboard_routes(
+    sessions: Sessions, *, clock: Callable[[], float] = time.monotonic, network: NetworkView | None = None
+) -> list[BaseRoute]:
+    """The dashboard's routes (mounted at the app's root, behind the token or a session).
+
+    ``network`` replaces the node's own view of the network (and drops the
+    node-only records view): how ``agentp2p devnet --dashboard`` serves the
+    same page about a whole network it runs.
+    """
 
     async def page(request: Request) -> Response:
         return _asset("index.html")
@@ -133,19 +143,26 @@ def dashboard_routes(sessions: Sessions, *, clock: Callable[[], float] = time.mo
     async def records(request: Request) -> JSONResponse:
         return JSONResponse(known_records(context(request).node))
 
-    async def network(request: Request) -> JSONResponse:
+    async def own_network(request: Request) -> JSONResponse:
         return JSONResponse(node_view(context(request).node))
 
-    return [
+    async def other_network(request: Request) -> JSONResponse:
+        assert network is not None
+        return JSONResponse(await network(request))
+
+    routes = [
         route("/dashboard", GET=to_page),
         route("/dashboard/", GET=page),
         route("/dashboard/static/{name}", GET=asset),
         route("/dashboard/login-code", POST=login_code),
         route(LOGIN_PATH, GET=login),
         route(LOGOUT_PATH, POST=logout),
-        route("/dashboard/api/records", GET=records),
-        route("/dashboard/api/network", GET=network),
     ]
+    if network is None:
+        routes += [route("/dashboard/api/records", GET=records), route("/dashboard/api/network", GET=own_network)]
+    else:
+        routes.append(route("/dashboard/api/network", GET=other_network))
+    return routes
 
 
 def known_records(node: Any) -> dict[str, Any]:

@@ -43,6 +43,7 @@
     events: null,
     authLost: false,
     failures: 0,
+    slowStarted: false,
   };
 
   async function getJSON(path) {
@@ -177,9 +178,9 @@
     line.setAttribute("points", points);
   }
 
-  function renderStats(stats) {
+  function renderStats(stats, subtitle) {
     $("m-connections").textContent = stats.connections;
-    $("m-routing").textContent = "routing table " + stats.routing_table_size;
+    $("m-routing").textContent = subtitle || "routing table " + stats.routing_table_size;
     const now = performance.now() / 1000;
     const values = {};
     for (const [name, read] of Object.entries(RATES)) values[name] = read(stats);
@@ -300,7 +301,7 @@
   const graph = new window.NetGraph($("graph"));
   const NODE_CLASS = {
     self: "self", connected: "connected", alive: "alive", suspect: "suspect", dead: "dead", left: "dead",
-    up: "connected", starting: "alive", paused: "suspect", killed: "dead",
+    up: "connected", starting: "alive", paused: "suspect", silent: "suspect", killed: "dead", failed: "dead",
   };
 
   function renderGraph(view) {
@@ -358,9 +359,13 @@
     try {
       const view = await getJSON("/dashboard/api/network");
       setMode(view.mode);
+      if (!state.slowStarted) {
+        state.slowStarted = true; // once the mode is known: a devnet has no /v1 to ask
+        slow();
+      }
       if (view.mode === "devnet") {
         renderNodes(view);
-        if (view.stats) renderStats(view.stats);
+        renderStats(view.stats, view.up + " of " + view.total + " nodes up");
       } else {
         const [stats, peers, topics] = await Promise.all([getJSON("/v1/node/stats"), getJSON("/v1/peers"), topicViews()]);
         renderStats(stats);
@@ -397,6 +402,7 @@
         }
       } else {
         $("self-id").textContent = "devnet";
+        $("self-id").title = "agentp2p devnet: every node of the local test network";
       }
     } catch (err) {
       failed(err);
@@ -433,5 +439,4 @@
   });
 
   fast();
-  slow();
 })();

@@ -78,7 +78,7 @@ class NetGraph {
     this.edges = graph.edges.filter((e) => this.nodes.has(e.a) && this.nodes.has(e.b) && e.a !== e.b);
     this.edgeLayer.replaceChildren(
       ...this.edges.map((e) => {
-        const line = this._el("line", { class: "edge " + (e.cls || "") });
+        const line = this._el("line", { class: "edge " + (e.cls || ""), "data-a": e.a, "data-b": e.b });
         e.el = line;
         return line;
       })

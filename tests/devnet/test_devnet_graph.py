@@ -1,0 +1,48 @@
+"""The devnet's graph for the dashboard (pure): states, undirected edges, mesh links."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentp2p.devnet.commands import CommandError, parse_command
+from agentp2p.devnet.graph import devnet_view
+
+IDS = {i: f"peer{i}" for i in range(5)}
+
+
+def _report(i: int, peers: list[int], mesh: list[int] = ()) -> dict:  # type: ignore[assignment]
+    return {"index": i, "peer_id": IDS[i], "peers": [IDS[p] for p in peers], "mesh": [IDS[p] for p in mesh],
+            "swim_alive": 3, "deliveries": 2}  # fmt: skip
+
+
+def test_states_come_from_the_controller_and_links_from_the_nodes() -> None:
+    view = devnet_view(
+        nodes=6, peer_ids=IDS, up={0, 1, 2, 3, 4}, killed={4}, paused={3}, failed={}, published=7,
+        reports=[_report(0, [1, 2, 4], mesh=[1]), _report(1, [0]), _report(2, [0, 3])],
+    )  # fmt: skip
+    states = {n["label"]: n["state"] for n in view["nodes"]}
+    assert states == {"n0": "up", "n1": "up", "n2": "up", "n3": "paused", "n4": "killed", "n5": "starting"}
+    assert view["nodes"][5]["id"] == "node-5"  # no peer ID yet
+    # One edge per connection, whichever end reports it; a mesh link if either end meshes; none to the killed.
+    assert view["edges"] == [
+        {"a": "peer0", "b": "peer1", "kind": "mesh"},
+        {"a": "peer0", "b": "peer2", "kind": "connection"},
+        {"a": "peer2", "b": "peer3", "kind": "connection"},
+    ]
+    assert view["nodes"][0]["connections"] == 3 and view["nodes"][0]["mesh"] == 1
+    assert (view["up"], view["total"], view["mode"]) == (4, 6, "devnet")
+    assert view["stats"] == {"connections": 3, "pubsub": {"published": 7, "delivered": 6}}
+
+
+def test_failed_and_silent_nodes_say_so() -> None:
+    view = devnet_view(nodes=3, peer_ids=IDS, up={0, 1}, killed=set(), paused=set(), failed={2: "bind failed"},
+                       reports=[_report(0, [1])])  # fmt: skip
+    assert [n["state"] for n in view["nodes"]] == ["up", "silent", "failed"]
+    assert view["nodes"][2]["error"] == "bind failed"
+
+
+def test_the_dashboard_command_parses() -> None:
+    cmd = parse_command("dashboard", 5)
+    assert cmd is not None and cmd.name == "dashboard"
+    with pytest.raises(CommandError):
+        parse_command("dashboard now", 5)
