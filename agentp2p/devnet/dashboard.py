@@ -89,10 +89,9 @@ class DevnetDashboard:
         from hypercorn.trio import serve
         from starlette.applications import Starlette
 
-        from agentp2p.application.api.errors import exception_handlers
-
         sock = self._bind()
-        app = Starlette(routes=dashboard_routes(self.sessions, network=self.network), exception_handlers=exception_handlers())
+        # Starlette's own error answers: the API's (api/errors.py) would import the node's stack.
+        app = Starlette(routes=dashboard_routes(self.sessions, network=self.network))
         # The token is this process's secret: only login links open the page.
         guarded = BearerAuth(app, generate_token(), gate=DashboardGate(self.sessions))
         config = HypercornConfig()

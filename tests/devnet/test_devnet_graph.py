@@ -46,3 +46,14 @@ def test_the_dashboard_command_parses() -> None:
     assert cmd is not None and cmd.name == "dashboard"
     with pytest.raises(CommandError):
         parse_command("dashboard now", 5)
+
+
+def test_the_controllers_dashboard_does_not_load_the_node_stack() -> None:
+    """The controller runs no node: serving the page must not import py-libp2p
+    (70 MB and seconds of imports it would carry for nothing)."""
+    import subprocess
+    import sys
+
+    code = "import sys, agentp2p.devnet.dashboard, agentp2p.devnet.graph; print('libp2p' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "False"

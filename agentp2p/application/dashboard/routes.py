@@ -15,6 +15,9 @@ token for those reads.
 * ``POST /dashboard/logout`` — ends this browser's session;
 * ``GET /dashboard/api/records`` — this agent's record and the records it has cached;
 * ``GET /dashboard/api/network`` — the network as this node sees it, as a graph (:mod:`.view`).
+
+This module and its imports stay clear of the node's stack (no libp2p): the
+devnet's controller serves these routes without running a node.
 """
 
 from __future__ import annotations
@@ -24,12 +27,12 @@ from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute
 
 from agentp2p.application.api.context import context
-from agentp2p.application.api.errors import ApiError, not_found
 from agentp2p.application.api.routing import route
 from agentp2p.application.dashboard.gate import (
     COOKIE_NAME,
@@ -63,7 +66,7 @@ def static_file(name: str) -> bytes:
 
 def _asset(name: str) -> Response:
     if name not in STATIC_FILES:
-        raise not_found(f"no dashboard file {name!r}")
+        raise HTTPException(404, f"no dashboard file {name!r}")
     # no-cache: the browser revalidates, so a daemon upgrade shows its new page.
     return Response(static_file(name), media_type=STATIC_FILES[name], headers={**_HEADERS, "cache-control": "no-cache"})
 
@@ -93,11 +96,8 @@ def dashboard_routes(
     async def login_code(request: Request) -> JSONResponse:
         host = request.headers.get("host", "")
         if not host or host == "agentp2p":
-            raise ApiError(
-                400,
-                "bad_request",
-                "a browser cannot reach this daemon's API (a Unix socket); start it with --api HOST:PORT",
-            )
+            message = "a browser cannot reach this daemon's API (a Unix socket); start it with --api HOST:PORT"
+            return JSONResponse({"error": "bad_request", "message": message}, status_code=400)
         code = sessions.issue_code(clock())
         path = f"{LOGIN_PATH}?code={code}"
         return JSONResponse(
