@@ -49,10 +49,17 @@ class Send:
     (a signing session first asks for the signature: :class:`Sign`).
     ``deadline`` is on the same clock as ``now``; past it an unacknowledged
     message is :class:`Failed`.
+
+    ``handoff``: the caller is done once the peer's durable inbox has the
+    message (its *stored* receipt): the session then forgets it, and fails
+    it if the peer refuses it for a full inbox. Otherwise the message is
+    kept until the peer's application consumed it (the stored receipt is
+    only reported) and a refusal is retried, as backpressure.
     """
 
     envelope: Envelope
     deadline: float | None = None
+    handoff: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,19 +158,22 @@ class Acked:
 class Stored:
     """The peer keeps ``envelope`` in its durable inbox (receipt *stored*).
 
-    The peer answers for it from now on, across its restarts: the sender
-    forgets it (window, outbox) as for :class:`Acked`. Its consumption is
-    reported later, by :class:`PeerConsumed`.
+    The peer answers for it from now on, across its restarts. A message
+    sent with ``handoff`` is ``released``: the sender forgets it (window,
+    outbox) as for :class:`Acked`, and its consumption is reported later,
+    in bulk, by :class:`PeerConsumed`. Any other message stays until its
+    :class:`Acked` (consumed); this only reports the receipt.
     """
 
     envelope: Envelope
+    released: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class PeerConsumed:
     """The peer's application consumed every message of our session up to
-    ``seq``: the receipt *consumed* for the ``messages`` among them released
-    earlier as :class:`Stored`."""
+    ``seq``, among them ``messages`` released earlier as :class:`Stored`
+    (nobody waits for those; it is for the counts)."""
 
     seq: int
     messages: int = 0
@@ -172,8 +182,8 @@ class PeerConsumed:
 @dataclass(frozen=True, slots=True)
 class Failed:
     """``envelope`` was not acknowledged before its deadline (``reason``
-    ``"deadline"``), or the peer refused it because its durable inbox is full
-    (``"inbox_full"``).
+    ``"deadline"``), or, sent with ``handoff``, the peer refused it because
+    its durable inbox is full (``"inbox_full"``).
 
     After a deadline it may still have been delivered (its ACK may be what
     got lost); the receiver is told to stop waiting for it, so later

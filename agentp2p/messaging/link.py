@@ -31,7 +31,6 @@ it knows neither.
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 import sqlite3
@@ -88,10 +87,10 @@ CONSUMED = "consumed"
 class SendWaiter:
     """A caller of ``send`` waiting for its message's fate.
 
-    ``want`` is the receipt it waits for; ``stored_at``/``consumed_at`` are
-    when each receipt came (trio clock), whichever it waits for. A peer
-    without a durable inbox sends no stored receipt: its consumed receipt
-    counts for both.
+    ``want`` is the receipt it waits for (its message was sent with
+    ``handoff`` if that is *stored*); ``stored_at``/``consumed_at`` are when
+    each receipt came (trio clock). A peer without a durable inbox sends no
+    stored receipt: its consumed receipt counts for both.
     """
 
     want: str = CONSUMED
@@ -100,8 +99,6 @@ class SendWaiter:
     reason: str = ""
     stored_at: float | None = None
     consumed_at: float | None = None
-    #: Its caller's deadline passed while the session still held the message.
-    late: bool = False
 
     def resolve(self) -> None:
         self.acked = True
@@ -181,10 +178,6 @@ class Link:
         self.counters: Counter[str] = owner.counters
         #: Callers of send by seq, while the session holds their message.
         self.waiters: dict[int, SendWaiter] = {}
-        #: Callers waiting for the consumed receipt of messages the peer stored
-        #: (the session forgot them): by seq, with a heap of those seqs.
-        self.consumed_waiters: dict[int, SendWaiter] = {}
-        self._consumed_heap: list[int] = []
         self.window_open = trio.Event()
         self.window_queue = trio.Lock()  # senders waiting for room, in arrival order
         self.dialing = False
@@ -283,21 +276,19 @@ class Link:
                 self.counters["acked"] += 1
             elif kind is Stored:
                 env = act.envelope  # type: ignore[union-attr]
-                finished.append(env.seq)
                 self.counters["stored"] += 1
-                waiter = self.waiters.pop(env.seq, None)
+                if act.released:  # type: ignore[union-attr]
+                    finished.append(env.seq)  # handed off: the peer answers for it
+                    waiter = self.waiters.pop(env.seq, None)
+                else:
+                    waiter = self.waiters.get(env.seq)  # kept until consumed (Acked)
                 if waiter is not None:
                     waiter.stored_at = trio.current_time()
                     if waiter.want == STORED:
                         waiter.resolve()
-                    elif waiter.late:
-                        waiter.event.set()  # stored, but its caller's deadline has passed
-                    else:
-                        self.consumed_waiters[env.seq] = waiter
-                        heapq.heappush(self._consumed_heap, env.seq)
             elif kind is PeerConsumed:
+                # Handed-off messages the peer's application has now consumed.
                 self.counters["acked"] += act.messages  # type: ignore[union-attr]
-                self._peer_consumed(act.seq)  # type: ignore[union-attr]
             elif kind is Accepted:
                 accepted.append(act.envelope)  # type: ignore[union-attr]
             elif kind is Failed:
@@ -340,7 +331,7 @@ class Link:
         if wake and self.conn is not None:
             self.conn.wake()
         self._poke_timer()
-        if self.outgoing and self.conn is None and self.wants_connection:
+        if self.outgoing and self.conn is None and self.session.wants_connection:
             owner.want_connection(self)
 
     def _persist(self, store: Outbox, delivered: list[Envelope]) -> bool:
@@ -373,28 +364,6 @@ class Link:
                 wake = wake or type(act) is Transmit
         return wake
 
-    def _peer_consumed(self, seq: int) -> None:
-        """The peer's application consumed our messages up to ``seq``: the
-        consumed receipt for callers whose message was stored before."""
-        heap = self._consumed_heap
-        now = trio.current_time()
-        while heap and heap[0] <= seq:
-            waiter = self.consumed_waiters.pop(heapq.heappop(heap), None)
-            if waiter is not None:
-                waiter.consumed_at = now
-                waiter.resolve()
-
-    def forget_waiter(self, seq: int, waiter: SendWaiter) -> None:
-        """A caller of send left (answered, timed out, cancelled): drop its entry."""
-        if self.waiters.get(seq) is waiter:
-            del self.waiters[seq]
-        if self.consumed_waiters.get(seq) is waiter:
-            del self.consumed_waiters[seq]
-            if len(self._consumed_heap) > 2 * len(self.consumed_waiters) + 64:
-                # Seqs of callers that gave up: compact rather than keep them
-                # until the peer consumes (it may never).
-                self._consumed_heap = sorted(self.consumed_waiters)
-
     def _deliver(self, env: Envelope) -> None:
         item = Delivery(self, env)
         self._deliveries.append(item)
@@ -405,12 +374,6 @@ class Link:
         item = Delivery(self, env)
         self._deliveries.append(item)
         self.owner.on_deliver(item, plaintext)
-
-    @property
-    def wants_connection(self) -> bool:
-        """No stream, and messages wait for the peer's ACK, or callers for a
-        consumed receipt (it travels only on a stream we open)."""
-        return self.conn is None and (self.session.wants_connection or bool(self.consumed_waiters))
 
     @property
     def idle(self) -> bool:

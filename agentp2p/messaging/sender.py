@@ -18,11 +18,13 @@ are kept until cumulatively acked: a receiver that restarts without durable
 state forgets them, and the resume handshake then tells us so.
 
 A receiver with a durable inbox also reports what it *stored*
-(``Ack.stored``): those messages are released at once (window, outbox) —
-the receiver answers for them now — and their consumption is reported later
-as the consumed frontier (:attr:`AckOutcome.consumed_to`). One that refuses
-messages for a full inbox says so (``Ack.inbox_full``) and
-:meth:`Sender.fail_refused` gives them up rather than retransmitting them.
+(``Ack.stored``). Messages accepted with ``handoff`` (their caller waits
+for that receipt only) are released then (window, outbox) — the receiver
+answers for them now — and their consumption is counted later
+(:attr:`AckOutcome.consumed_to`); when the receiver refuses them for a full
+inbox (``Ack.inbox_full``), :meth:`Sender.fail_refused` gives them up rather
+than retransmitting them. Other messages are only marked stored: they stay
+until consumed, and a refusal is retried (backpressure), as without receipts.
 
 Output is pulled with :meth:`Sender.take`, retransmissions first, up to a
 byte budget, which is what lets the session coalesce many messages per frame.
@@ -38,7 +40,7 @@ from __future__ import annotations
 import heapq
 from collections import OrderedDict, deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agentp2p.pb.msg_pb2 import Ack, Envelope
 from agentp2p.messaging.rtt import RttEstimator
@@ -67,17 +69,21 @@ class OutMessage:
     sacked: bool = False
     queued: bool = False
     done: bool = False  # acked or failed
+    handoff: bool = False  # released on the stored receipt (see the module docstring)
+    stored: bool = False  # the stored receipt came (kept until consumed)
 
 
 @dataclass(slots=True)
 class AckOutcome:
-    """What one ACK did: messages it completed as consumed (``acked``) or as
-    stored by the peer (``stored``), and, when the peer's consumed frontier
-    moved over messages released earlier as stored, that frontier (else 0)
-    and how many of those messages it covered."""
+    """What one ACK did: messages it completed as consumed (``acked``),
+    released on the stored receipt (``stored``, handoff messages) or only
+    marked stored (``stored_kept``), and, when the peer's consumed frontier
+    moved over messages released earlier, that frontier (else 0) and how
+    many of those messages it covered."""
 
     acked: list[OutMessage]
     stored: list[OutMessage]
+    stored_kept: list[OutMessage] = field(default_factory=list)
     consumed_to: int = 0
     consumed_stored: int = 0
 
@@ -124,6 +130,7 @@ class Sender:
         #: honest peer stores at most its receive window of ours unconsumed;
         #: the cap only bounds what a lying one could make us remember.
         self._stored_seqs: deque[int] = deque(maxlen=MAX_STORED_REMEMBERED)
+        self._stored_upto = 0  # highest stored frontier applied
         self._by_seq: dict[int, OutMessage] = {}
         self._order: deque[OutMessage] = deque()  # seq order; finished ones removed lazily
         self._fresh: deque[OutMessage] = deque()  # never sent yet
@@ -135,8 +142,11 @@ class Sender:
         self._max_acked_sent = 0.0
 
     # ------------------------------------------------------------ accepting
-    def accept(self, env: Envelope, deadline: float | None) -> OutMessage:
-        """Assign seq and buffer ``env`` (unsent until :meth:`signed` if signing); raise WindowFull if full."""
+    def accept(self, env: Envelope, deadline: float | None, handoff: bool = False) -> OutMessage:
+        """Assign seq and buffer ``env`` (unsent until :meth:`signed` if signing); raise WindowFull if full.
+
+        ``handoff``: release it on the peer's stored receipt (see the module docstring).
+        """
         size = len(env.payload)
         if size > self.max_message_bytes:
             raise MessageTooLarge(f"payload of {size} bytes exceeds {self.max_message_bytes}")
@@ -147,6 +157,7 @@ class Sender:
         env.seq = self.next_seq
         self.next_seq += 1
         out = self._add(env, deadline, size, encode=not self.sign)
+        out.handoff = handoff
         out.queued = True
         self._fresh.append(out)
         self.stats.accepted += 1
@@ -259,27 +270,42 @@ class Sender:
         cum = min(ack.cumulative, top)
         stored_to = min(max(ack.stored, cum), top)  # stored >= consumed
         acked: list[OutMessage] = []
-        stored: list[OutMessage] = []
         newest: OutMessage | None = None
         order = self._order
-        while order and order[0].seq <= stored_to:
+        while order and order[0].seq <= cum:
             out = order.popleft()
             if out.done:
                 continue
             if newest is None or out.last_tx > newest.last_tx:
                 newest = out
             self._finish(out)
-            (acked if out.seq <= cum else stored).append(out)
-        outcome = AckOutcome(acked, stored)
+            acked.append(out)
+        outcome = AckOutcome(acked, [])
+        by_seq = self._by_seq
+        if stored_to > cum:
+            # Each stored seq once: the frontier only moves forward.
+            for seq in range(max(cum, self._stored_upto) + 1, stored_to + 1):
+                out = by_seq.get(seq)
+                if out is None or out.stored:
+                    continue
+                if newest is None or out.last_tx > newest.last_tx:
+                    newest = out
+                if out.handoff:
+                    self._finish(out)
+                    outcome.stored.append(out)
+                else:
+                    out.stored = True
+                    outcome.stored_kept.append(out)
+        self._stored_upto = max(self._stored_upto, stored_to)
+        stored = outcome.stored
         seqs = self._stored_seqs
         seqs.extend(o.seq for o in stored)
         while seqs and seqs[0] <= cum:
             outcome.consumed_to = seqs.popleft()
             outcome.consumed_stored += 1
-        by_seq = self._by_seq
         inflight = self._inflight
         for r in ack.selective:
-            for seq in range(max(r.start, stored_to + 1), min(r.end, top) + 1):
+            for seq in range(max(r.start, cum + 1), min(r.end, top) + 1):
                 out = by_seq.get(seq)
                 if out is None or out.sacked:
                     continue
@@ -301,16 +327,18 @@ class Sender:
     def fail_refused(self, seq: int) -> list[OutMessage]:
         """The peer refused ``seq`` (and maybe later ones) for a full inbox.
 
-        Gives up every message from ``seq`` on that went out and that the
-        peer does not hold (not selectively acked): those were refused too,
-        or will be, while its inbox stays full; returned, to fail their
-        senders at once. Messages not sent yet are left to try. The peer
-        learns from ``low_seq`` that it need not wait for them.
+        Gives up every handoff message from ``seq`` on that went out and
+        that the peer does not hold (not selectively acked): those were
+        refused too, or will be, while its inbox stays full; returned, to
+        fail their senders at once. Messages not sent yet are left to try,
+        and other messages are retransmitted as usual (their callers wait for
+        consumption: a full inbox is backpressure for them). The peer learns
+        from ``low_seq`` that it need not wait for the failed ones.
         """
         failed = [
             out
             for out in self._by_seq.values()
-            if out.seq >= seq and out.tx_count and not out.sacked and out.wire is not None
+            if out.handoff and out.seq >= seq and out.tx_count and not out.sacked and out.wire is not None
         ]
         for out in failed:
             self._finish(out)

@@ -25,8 +25,9 @@ Guarantees (details in docs/messaging.md):
   message (ACKs follow the reader's acknowledgement; receipt *consumed*), or,
   with ``wait="stored"``, once the peer's durable inbox has it (receipt
   *stored*: the peer answers for it from then on, and this node forgets it);
-  it raises :class:`DeliveryTimeout` at the caller's deadline, and
-  :class:`InboxFull` when the peer refused it for a full inbox. Across dropped
+  it raises :class:`DeliveryTimeout` at the caller's deadline, and, with
+  ``wait="stored"``, :class:`InboxFull` when the peer refused it for a full
+  inbox (a caller waiting for consumption waits for room instead). Across dropped
   connections, messages of one sender reach the receiver's application in
   send order, once each while the receiver runs; after a receiver crash,
   messages it had delivered but not had acknowledged are delivered again
@@ -35,8 +36,8 @@ Guarantees (details in docs/messaging.md):
   the sender and is delivered after it; a delivered message is stored before
   the application sees it and removed when it is acknowledged. The store is
   the durable inbox: only a node with one gives stored receipts, and its
-  inbox bounds (not the sender's window) then bound what waits for its
-  application; beyond them a sender is told, and fails with InboxFull.
+  inbox bounds (not the sender's window, which handed-off messages leave)
+  then bound what waits for its application; beyond them a sender is told.
 * Everything a sender can make us hold is bounded (see :mod:`.receiver` and
   the ``inbox_*`` knobs of :class:`MessagingConfig`).
 * Every message is signed with the sender's identity key, and delivered
@@ -203,11 +204,10 @@ class MessagingService:
             self._nursery = None
             self._stopped = True
             for link in [*self._out.values(), *self._in.values()]:
-                for waiter in [*link.waiters.values(), *link.consumed_waiters.values()]:
+                for waiter in link.waiters.values():
                     waiter.reason = "stopped"
                     waiter.event.set()
                 link.waiters.clear()
-                link.consumed_waiters.clear()
             if self.store is not None:
                 self.store.close()
                 self.store = None
@@ -246,9 +246,11 @@ class MessagingService:
         the message: it was accepted and is still delivered if possible.
 
         ``wait="stored"`` returns as soon as the peer's durable inbox has the
-        message instead (a peer without one: once consumed); the peer refusing
-        it because that inbox is full raises :class:`InboxFull`. The receipts
-        themselves: :meth:`send_with_receipt`.
+        message instead (a peer without one: once consumed), and this node
+        forgets it then; the peer refusing it because that inbox is full
+        raises :class:`InboxFull` at once. (Waiting for consumption, a full
+        inbox is backpressure: the message is retried until there is room
+        or the deadline.) The receipts themselves: :meth:`send_with_receipt`.
         """
         return (await self.send_with_receipt(peer, payload, type=type, timeout=timeout, seal=seal, wait=wait)).id
 
@@ -269,11 +271,11 @@ class MessagingService:
         deadline = trio.current_time() + timeout
         return await self._send(to_peer_id(peer), payload, type, deadline, seal, wait=wait)
 
-    def _accept(self, link: Link, env: Envelope, deadline: float) -> list[Any]:
+    def _accept(self, link: Link, env: Envelope, deadline: float, handoff: bool) -> list[Any]:
         now = trio.current_time()
         link.accept_deadline_ms = int((time.time() + deadline - now) * 1000)
         try:
-            return link.session.handle(now, Send(env, deadline))
+            return link.session.handle(now, Send(env, deadline, handoff))
         except MessageTooLarge as exc:
             raise DeliveryError(str(exc)) from None
 
@@ -310,7 +312,7 @@ class MessagingService:
         try:
             if link.window_queue.locked():
                 raise WindowFull  # others already wait for room: queue behind them (FIFO)
-            actions = self._accept(link, env, deadline)
+            actions = self._accept(link, env, deadline, wait == STORED)
         except WindowFull:
             # One waiter at a time watches the window (trio.Lock is fair), so
             # a full window costs one wake-up per opening, not one per caller.
@@ -319,7 +321,7 @@ class MessagingService:
                 async with link.window_queue:
                     while True:
                         try:
-                            actions = self._accept(link, env, deadline)
+                            actions = self._accept(link, env, deadline, wait == STORED)
                             break
                         except WindowFull:
                             await link.window_open.wait()
@@ -331,18 +333,12 @@ class MessagingService:
         self.counters["sent"] += 1
         link.apply(actions)
         try:
-            # After the stored receipt only this deadline bounds the wait for
-            # the consumed one. Before it the session fails the message at
-            # this same deadline (its timer may fire just after ours): wait
-            # for that verdict, so that stats and the outbox agree with what
-            # the caller is told.
-            with trio.move_on_at(deadline):
-                await waiter.event.wait()
-            if not waiter.event.is_set() and waiter.stored_at is None:
-                waiter.late = True
-                await waiter.event.wait()
+            # Resolved on its receipt, or failed by the session (deadline,
+            # a full inbox for a handoff, stop).
+            await waiter.event.wait()
         finally:
-            link.forget_waiter(seq, waiter)
+            if link.waiters.get(seq) is waiter:
+                del link.waiters[seq]
         if waiter.acked:
             self.delivery_latency.observe(trio.current_time() - started)
             return Receipt(
@@ -826,8 +822,7 @@ class MessagingService:
 
     # ------------------------------------------------------------ dialing
     def want_connection(self, link: Link) -> None:
-        """An outgoing link has unacked messages (or callers waiting for a
-        consumed receipt) and no stream: dial (once)."""
+        """An outgoing link has unacked messages and no stream: dial (once)."""
         if link.dialing or self._nursery is None:
             return
         link.dialing = True
@@ -838,7 +833,7 @@ class MessagingService:
         try:
             assert self.ctx is not None  # running, so attached
             dialer = self.ctx.dialer
-            while link.wants_connection:
+            while link.conn is None and link.session.wants_connection:
                 try:
                     # Known addresses, then the DHT; concurrent dials to the peer shared.
                     stream = await dialer.open_stream(link.peer, [PROTOCOL_ID], timeout=self.config.dial_timeout)
@@ -908,7 +903,6 @@ class MessagingService:
         out["peers"] = {
             str(peer): {
                 "unacked": link.session.sender.unacked,
-                "awaiting_consumed": len(link.consumed_waiters),
                 "state": link.session.state.value,
                 "last_error": link.last_error,
             }

@@ -51,11 +51,13 @@ means the peer application has it.
 
 Receipts: a session built with ``durable=True`` (its adapter keeps a durable
 inbox) also acknowledges what the adapter *stored*
-(:class:`~.events.Persisted`), in ``Ack.stored``; the sending session then
-releases those messages with :class:`~.events.Stored` and later reports
-their consumption with :class:`~.events.PeerConsumed`. A durable receiver
-whose inbox is full says so (``Ack.inbox_full``) and the sender fails the
-refused messages, ``Failed(reason="inbox_full")``. Without ``durable`` the
+(:class:`~.events.Persisted`), in ``Ack.stored``; the sending session reports
+it with :class:`~.events.Stored`, and releases the messages sent with
+``Send(handoff=True)`` (their callers wait for that receipt only; their
+consumption is counted later, :class:`~.events.PeerConsumed`). A durable
+receiver whose inbox is full says so (``Ack.inbox_full``) and the sender
+fails the refused handoff messages, ``Failed(reason="inbox_full")``; the
+others are retried, as backpressure. Without ``durable`` the
 frames are exactly those of a receiver that never heard of receipts, and a
 sender treats consumption as the stored receipt too. With the durable store
 (:mod:`.outbox`), the adapter stores each delivered message before the
@@ -250,7 +252,7 @@ class Session:
         if isinstance(event, FrameReceived):
             return self._on_frame(now, event.frame)
         if isinstance(event, Send):
-            out = self.sender.accept(event.envelope, event.deadline)
+            out = self.sender.accept(event.envelope, event.deadline, event.handoff)
             if out.wire is None:
                 return [Sign(out.env)]
             return self._accepted(out.env)
@@ -367,6 +369,7 @@ class Session:
         """What an ACK of our session (alone, or in the peer's Hello) means for our messages."""
         actions += [Acked(o.env) for o in outcome.acked]
         actions += [Stored(o.env) for o in outcome.stored]
+        actions += [Stored(o.env, released=False) for o in outcome.stored_kept]
         if outcome.consumed_to:
             actions.append(PeerConsumed(outcome.consumed_to, outcome.consumed_stored))
         if ack is not None and ack.inbox_full:

@@ -21,7 +21,7 @@ import pytest
 import trio
 
 from agentp2p.client import ApiError
-from agentp2p.testing import DaemonProcess, wait_until
+from agentp2p.testing import DaemonProcess
 
 from tests.api.api_fixtures import ApiNode, api_node
 
@@ -118,6 +118,27 @@ async def test_full_inbox_refuses_with_a_clear_error_and_loses_nothing(tmp_path:
         [after] = await read(b, 1)
         assert (after.id, after.text) == (again.id, "room again")
 
+        # A sender that waits for consumption is not refused: a full inbox is
+        # backpressure for it (retried until there is room, or its deadline).
+        for i in range(3):
+            await a.client.send(b.peer_id, f"fill {i}", timeout=30)
+        refused_before = (await b_inbox(b))["refused_full"]
+        patient: list[Any] = []
+        async with trio.open_nursery() as nursery:
+
+            async def send_patiently() -> None:
+                patient.append(await a.client.send(b.peer_id, "patient", wait="consumed", timeout=120))
+
+            nursery.start_soon(send_patiently)
+            with trio.fail_after(30):
+                while (await b_inbox(b))["refused_full"] == refused_before:  # refused at least once...
+                    await trio.sleep(0.05)  # polls b's counter over its API until the deadline
+            assert patient == [] and a.node.messaging.stats()["refused_inbox_full"] == 1  # ...not failed
+            got = await read(b, 3)  # room again once acknowledged: it is retried (next RTO), stored...
+            got += await read(b, 1)  # ...read and acknowledged
+        assert [m.text for m in got] == ["fill 0", "fill 1", "fill 2", "patient"]
+        assert patient[0].receipt == "consumed" and patient[0].id == got[3].id
+
 
 async def test_consumed_receipt_when_the_sender_asks_for_it(tmp_path: Path) -> None:
     async with receiver(tmp_path / "b") as b, api_node() as a:
@@ -141,5 +162,3 @@ async def test_consumed_receipt_when_the_sender_asks_for_it(tmp_path: Path) -> N
         assert "stored message" in late.value.message and "not lost" in late.value.message
         [later] = await read(b, 1)
         assert later.text == "later"
-        await wait_until(lambda: a.node.messaging.stats()["peers"][b.peer_id]["awaiting_consumed"] == 0,
-                         what="the timed-out caller's receipt watch dropped")

@@ -1,6 +1,8 @@
 """Receipts in the session core: *stored* (a durable receiver's inbox answers
-for the message, the sender forgets it) and *consumed*; a full durable inbox
-refuses with a notice and the sender fails those messages at once.
+for the message; a sender that hands it off forgets it then) and
+*consumed*; a full durable inbox refuses with a notice and the sender fails
+the handed-off messages at once, while messages kept for consumption are
+retried (backpressure).
 
 Sans-IO: two sessions, frames handed over directly, the receiver's adapter
 played by the test (it reports its durable writes with ``Persisted``).
@@ -22,6 +24,7 @@ from agentp2p.messaging.events import (
     Persisted,
     Send,
     Stored,
+    TimerFired,
 )
 from agentp2p.messaging.session import ConnState, Session, SessionConfig
 from agentp2p.messaging.wire import decode_frame
@@ -66,12 +69,13 @@ def of(kind: type, actions: list) -> list:
 def test_stored_receipt_releases_the_message_and_consumed_comes_later() -> None:
     a, b = pair()
     for env in make_envelopes(3):
-        a.handle(0.0, Send(env))
+        a.handle(0.0, Send(env, handoff=True))
     delivered = of(Deliver, pump(a, b, 0.0))
     assert [d.envelope.id for d in delivered] == ["m0", "m1", "m2"]
     persist(b, delivered)
     back = pump(b, a, 0.001)
-    assert [x.envelope.id for x in of(Stored, back)] == ["m0", "m1", "m2"] and not of(Acked, back)
+    assert [(x.envelope.id, x.released) for x in of(Stored, back)] == [("m0", True), ("m1", True), ("m2", True)]
+    assert not of(Acked, back)
     # Released: nothing unacknowledged, no retransmission, no connection wanted.
     assert a.sender.unacked == 0 and a.window.messages == 0 and a.next_timer() is None
     # The reader consumes two of them: the consumed receipt covers exactly those.
@@ -102,7 +106,7 @@ def test_without_a_durable_inbox_there_is_no_stored_receipt_and_frames_do_not_ch
 def test_a_delivery_not_persisted_is_not_acknowledged_as_stored() -> None:
     a, b = pair()
     for env in make_envelopes(3):
-        a.handle(0.0, Send(env))
+        a.handle(0.0, Send(env, handoff=True))
     delivered = of(Deliver, pump(a, b, 0.0))
     # The adapter stored the first only (its write of the others failed).
     b.handle(0.0, Persisted(delivered[0].envelope.session_id, delivered[0].envelope.seq))
@@ -114,14 +118,14 @@ def test_sender_runs_ahead_of_consumption_up_to_the_inbox_then_fails_with_inbox_
     # The receiver holds at most 3 unconsumed messages from this sender.
     a, b = pair(SessionConfig(ack_every=1, receive_window=3))
     for env in make_envelopes(3):
-        a.handle(0.0, Send(env))
+        a.handle(0.0, Send(env, handoff=True))
     persist(b, pump(a, b, 0.0))
     assert len(of(Stored, pump(b, a, 0.001))) == 3
     # The window is free again although nobody consumed: the inbox answers now.
     assert a.can_send(100)
     extra = make_envelopes(2, prefix="x")
     for env in extra:
-        a.handle(0.002, Send(env))
+        a.handle(0.002, Send(env, handoff=True))
     assert not of(Deliver, pump(a, b, 0.002))  # refused: the inbox is full
     assert b.receiver.stats.inbox_full == 2
     back = pump(b, a, 0.003)
@@ -134,7 +138,7 @@ def test_sender_runs_ahead_of_consumption_up_to_the_inbox_then_fails_with_inbox_
     for seq in (1, 2, 3):
         b.handle(0.004, Consumed(SID_A, seq))
     assert of(PeerConsumed, pump(b, a, 0.005)) == [PeerConsumed(3, 3)]
-    a.handle(0.006, Send(make_envelopes(1, prefix="y")[0]))
+    a.handle(0.006, Send(make_envelopes(1, prefix="y")[0], handoff=True))
     delivered = of(Deliver, pump(a, b, 0.006))
     assert [d.envelope.id for d in delivered] == ["y0"]
     persist(b, delivered)
@@ -150,7 +154,7 @@ def test_inbox_full_verdict_from_the_adapter_is_reported_too() -> None:
     b.handle(0.0, FrameReceived(decode_frame(a.transmit(0.0))))
     a.handle(0.0, FrameReceived(decode_frame(b.transmit(0.0))))
     for env in make_envelopes(2):
-        a.handle(0.0, Send(env))
+        a.handle(0.0, Send(env, handoff=True))
     [ask] = of(Inspect, pump(a, b, 0.0))
     assert [e.id for e in ask.envelopes] == ["m0", "m1"]
     delivered = of(Deliver, b.handle(0.0, Inspected((None, INBOX_FULL))))  # the node-wide inbox is full
@@ -165,7 +169,7 @@ def test_restarted_durable_receiver_acknowledges_its_restored_inbox_as_stored_in
     # A receiver restarted from its store holds seqs 1..2 of A's session, unconsumed.
     a = Session(SID_A, SessionConfig(ack_every=1))
     for env in make_envelopes(2):
-        a.handle(0.0, Send(env))
+        a.handle(0.0, Send(env, handoff=True))
     a.handle(0.0, Connected())
     pump_first = a.transmit(0.0)  # a's Hello (the data waits for b's)
     b = Session(SID_B, SessionConfig(ack_every=1), durable=True, restored={SID_A: [(1, 300), (2, 300)]})
@@ -175,6 +179,36 @@ def test_restarted_durable_receiver_acknowledges_its_restored_inbox_as_stored_in
     assert hello.WhichOneof("body") == "hello" and hello.hello.ack.stored == 2
     actions = a.handle(0.0, FrameReceived(hello))
     assert [x.envelope.id for x in of(Stored, actions)] == ["m0", "m1"] and a.sender.unacked == 0
+
+
+def test_messages_kept_for_consumption_report_stored_and_retry_a_full_inbox() -> None:
+    """Without handoff (the caller waits for consumption) the stored receipt
+    is only reported, and a refusal is backpressure: retried, never failed."""
+    a, b = pair(SessionConfig(ack_every=1, receive_window=2))
+    for env in make_envelopes(2):
+        a.handle(0.0, Send(env))
+    delivered = of(Deliver, pump(a, b, 0.0))
+    persist(b, delivered)
+    back = pump(b, a, 0.001)
+    assert [(x.envelope.id, x.released) for x in of(Stored, back)] == [("m0", False), ("m1", False)]
+    assert a.sender.unacked == 2  # kept until consumed
+    # A third one while the receiver holds its maximum of 2 from us. (The
+    # sender's window is the receiver's, 2: widen it, as a restarted or
+    # mixed sender might have, to reach the receiver's bound.)
+    a.window.peer_limit = 3
+    a.handle(0.002, Send(make_envelopes(1, prefix="k")[0]))
+    assert not of(Deliver, pump(a, b, 0.002)) and b.receiver.stats.inbox_full == 1
+    back = pump(b, a, 0.003)
+    assert not of(Failed, back) and a.sender.unacked == 3  # kept, to retry
+    # The reader consumes: m0, m1 acknowledged as consumed; k0 goes again (RTO) and fits.
+    for d in delivered:
+        b.handle(0.004, Consumed(d.envelope.session_id, d.envelope.seq))
+    back = pump(b, a, 0.005)
+    assert [x.envelope.id for x in of(Acked, back)] == ["m0", "m1"] and not of(PeerConsumed, back)
+    now = a.next_timer()
+    a.handle(now, TimerFired())
+    delivered = of(Deliver, pump(a, b, now))
+    assert [d.envelope.id for d in delivered] == ["k0"]
 
 
 def test_frames_parse_with_the_new_fields() -> None:
