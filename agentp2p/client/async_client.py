@@ -278,8 +278,9 @@ class Client:
         ``wait="stored"`` (the daemon's default): once the receiving daemon's
         durable inbox has it; ``wait="consumed"``: once the peer's
         application acknowledged it. ``ApiError`` with status 507
-        (``inbox_full``) if the peer's inbox refused it (nothing stored: send
-        again later), 504 (``delivery_timeout``) if the receipt did not come
+        (``inbox_full``) if, waiting for *stored*, the peer's inbox refused it
+        (nothing stored: send again later; waiting for *consumed* it waits for
+        room instead), 504 (``delivery_timeout``) if the receipt did not come
         within ``timeout`` seconds (it may still arrive; if it was stored, it will).
         """
         return await self.call(calls.send(peer_id, data, type=type, timeout=timeout, seal=seal, wait=wait))
