@@ -48,7 +48,7 @@ from agentp2p.messaging.window import SendWindow, WindowFull
 
 __all__ = ["AckOutcome", "MAX_STORED_REMEMBERED", "MessageTooLarge", "OutMessage", "Sender", "SenderStats"]
 
-#: Stored, unconsumed messages whose consumption a sender watches for (see Sender).
+#: Released (stored), unconsumed messages whose consumption a sender counts (see Sender).
 MAX_STORED_REMEMBERED = 65536
 
 
@@ -125,8 +125,7 @@ class Sender:
         self.stats = SenderStats()
         self.need_forward = False  # low_seq moved past abandoned messages: tell the peer
         #: Seqs released on a stored receipt and not yet covered by the peer's
-        #: consumed frontier (ascending): their consumption is news for
-        #: callers waiting for the consumed receipt, and for the counts. An
+        #: consumed frontier (ascending), to count their consumption. An
         #: honest peer stores at most its receive window of ours unconsumed;
         #: the cap only bounds what a lying one could make us remember.
         self._stored_seqs: deque[int] = deque(maxlen=MAX_STORED_REMEMBERED)
