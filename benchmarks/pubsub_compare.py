@@ -147,8 +147,28 @@ class OursNode:
         await self.node.publish(TOPIC, data)
 
     def drops(self) -> dict[str, int]:
+        """Every counter under which a message can go missing (adapter and router core)."""
         s = self.node.stats()["pubsub"]
-        return {"dropped_inbound": s["dropped_inbound"], "dropped_outbound": s["dropped_outbound"]}
+        r = s.get("router") or {}
+        out = {k: s[k] for k in ("dropped_inbound", "dropped_outbound", "dropped_disconnected", "write_failures", "peers_gone_with_queue", "graylisted",
+                                 "malformed", "oversized", "invalid_signatures", "contained") if s.get(k)}
+        out.update({f"router_{k}": r[k] for k in ("pending_full", "pending_timeout", "graylisted", "malformed",
+                                                  "unknown_peer", "not_subscribed") if r.get(k)})
+        for reason, n in (r.get("rejected") or {}).items():
+            out[f"router_rejected_{reason}"] = n
+        # Why connections (and the RPCs queued on them) went away.
+        full = self.node.stats()
+        for k, v in (full.get("network", {}).get("yamux") or {}).items():
+            if v:
+                out[f"yamux_{k}"] = v
+        for k in ("offences", "bans"):
+            if full.get("penalties", {}).get(k):
+                out[f"penalty_{k}"] = full["penalties"][k]
+        for k in ("suspected", "declared_dead"):
+            v = (full.get("swim", {}).get("core") or {}).get(k)
+            if v:
+                out[f"swim_{k}"] = v
+        return out
 
 
 class _LiftedQueues(dict):  # type: ignore[type-arg]

@@ -147,6 +147,8 @@ class PubSubStats:
     oversized: int = 0  # length prefixes over the RPC size limit (stream reset)
     graylisted: int = 0  # RPCs ignored because their sender's score is below the graylist threshold
     dropped_disconnected: int = 0  # RPCs queued for a peer that went away before they were written
+    write_failures: int = 0  # writes that failed (the stream or connection died; reopened if still connected)
+    peers_gone_with_queue: int = 0  # peers forgotten (disconnected) while RPCs were queued for them
     rpc_in: int = 0
     rpc_out: int = 0  # RPC frames written (each may merge many queued RPCs)
     rpcs_queued: int = 0  # RPCs the router sent (before merging)
@@ -599,6 +601,7 @@ class GossipSubService:
                 raise
             except Exception as exc:  # noqa: BLE001 — the stream (or connection) died
                 stats.dropped_disconnected += queue.inflight_items
+                stats.write_failures += 1
                 queue.written(trio.current_time(), 0, ok=False)
                 self._signal_drained()
                 log.debug("pubsub: writing to %s failed: %r", peer.id, exc)
@@ -655,7 +658,10 @@ class GossipSubService:
         if peer.known:
             peer.known = False
             self._feed(PeerDisconnected(peer.key))
-        self.stats.dropped_disconnected += peer.queue.clear()
+        cleared = peer.queue.clear()
+        if cleared:
+            self.stats.dropped_disconnected += cleared
+            self.stats.peers_gone_with_queue += 1
         peer.queue.close()
         self._busy.discard(peer)
         self._signal_drained()
