@@ -124,7 +124,9 @@ async def test_publish_backpressure_raises_instead_of_dropping() -> None:
                 for k in range(64):
                     await a.publish("bp", b"x%d" % k)
             assert a.pubsub.peer_queue(b.peer_id).fill() > 0.5
-            assert a.stats()["pubsub"]["backpressure_waits"] == 1
+            # At least one wait (a write already in flight when the stream got
+            # stuck may complete and end a first wait early: CI saw 2).
+            assert a.stats()["pubsub"]["backpressure_waits"] >= 1
             assert a.stats()["pubsub"]["dropped_outbound"] == 0
             unblock.set()
 
