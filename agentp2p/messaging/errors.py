@@ -25,8 +25,10 @@ class InboxFull(DeliveryError):
 
     Nothing of this message was stored at the peer; the messages it stored
     before are kept. Send it again later, once the agent there has read.
-    (Only if a retransmission of it outran the refusal by more than the
-    retransmission timeout, 5 s, can it have been stored after all.)
+    The peer lists exactly the messages it refused, so a later message that
+    found room meanwhile is not failed with this one; and a message of
+    which another copy was still on its way (a retransmission) is not
+    failed at all — it is retried until stored or its deadline.
     """
 
 

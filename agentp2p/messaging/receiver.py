@@ -37,9 +37,14 @@ adapter reports each committed write (:meth:`Receiver.persisted`) and the ACK
 carries the stored frontier (``Ack.stored``), on which the sender forgets
 those messages. So the sender's window no longer bounds what waits here for
 the application; this receiver's bounds do, and a message refused because
-they are full is reported (``Ack.inbox_full``, the lowest refused seq) so
-that its sender fails it with a clear error rather than retransmitting it
-until its deadline. Its reorder window counts from what was delivered, not
+they are full is reported (``Ack.inbox_refused``, exactly the seqs refused
+since the last ACK, and ``Ack.inbox_full``, the lowest of them) so that its
+sender fails it with a clear error rather than retransmitting it until its
+deadline. Exactly: room may come back between two messages (the reader
+acknowledged one), and a later message taken then must not be reported
+refused with the earlier one, or its sender would fail a message that is
+delivered. A refused seq taken from a later copy before the ACK is built
+is no longer reported. Its reorder window counts from what was delivered, not
 from what was consumed (a sender that forgot stored messages sends beyond
 the consumed frontier; what is held stays bounded by ``max_held``).
 
@@ -130,8 +135,9 @@ class Receiver:
         refusals for a full inbox (see the module docstring)."""
         self.window = window
         self.durable = durable
-        #: Lowest seq of the current session refused for a full inbox since the last ACK (0: none).
-        self.refused = 0
+        #: Seqs of the current session refused for a full inbox since the last
+        #: ACK and not taken since (bounded: seqs of the reorder window only).
+        self.refused: set[int] = set()
         self.max_held = max_held if max_held is not None else window
         self.max_held_bytes = max_held_bytes
         self.held = 0
@@ -187,7 +193,7 @@ class Receiver:
         if old is not None and old is not st and old.buffer:
             self._drop_buffer(old)
         if old is not st:
-            self.refused = 0  # refusals are reported for the current session only
+            self.refused.clear()  # refusals are reported for the current session only
         self.current = st
         self.ack_pending = True
         return self._forward(st, low_seq)
@@ -237,6 +243,7 @@ class Receiver:
                 continue
             seen.add(seq)
             fresh.append((env, size))
+            self.refused.discard(seq)  # a later copy found room: no longer refused
         if data.messages:
             self.ack_pending = True
         self._vetting = (st, fresh, full)
@@ -286,8 +293,7 @@ class Receiver:
         receiver tells the sender in its next ACK, which goes out at once."""
         if not self.durable:
             return
-        if not self.refused or seq < self.refused:
-            self.refused = seq
+        self.refused.add(seq)
         self.ack_pending = self.ack_urgent = True
 
     def _hold(self, size: int) -> bool:
@@ -394,15 +400,7 @@ class Receiver:
         if st.delivered > cum:
             ranges.append(SeqRange(start=cum + 1, end=st.delivered))
         if st.buffer:
-            start = end = -1
-            for seq in sorted(st.buffer):
-                if seq == end + 1:
-                    end = seq
-                    continue
-                if start >= 0:
-                    ranges.append(SeqRange(start=start, end=end))
-                start = end = seq
-            ranges.append(SeqRange(start=start, end=end))
+            ranges += _ranges(sorted(st.buffer))
         ack = Ack(session_id=st.session_id, cumulative=cum, selective=ranges[: self.max_sack_ranges])
         if self.durable:
             # Above the stored frontier, seqs that were skipped (rejected,
@@ -411,11 +409,27 @@ class Receiver:
             stored = st.stored if st.pending and st.pending[-1][0] > st.stored else st.delivered
             ack.stored = max(stored, cum)
             if self.refused:
-                ack.inbox_full = self.refused
-                self.refused = 0
+                refused = _ranges(sorted(self.refused))[: self.max_sack_ranges]
+                ack.inbox_full = refused[0].start
+                ack.inbox_refused.extend(refused)
+                self.refused.clear()  # beyond the ranges sent: retransmitted, refused (and reported) again
                 self.stats.inbox_full_reported += 1
         return ack
 
     def state(self) -> dict[bytes, int]:
         """session_id -> consumed frontier, for the durable store."""
         return {sid: st.consumed for sid, st in self.streams.items()}
+
+
+def _ranges(seqs: list[int]) -> list[SeqRange]:
+    """Ascending distinct ``seqs`` (not empty) as ranges of consecutive ones."""
+    ranges: list[SeqRange] = []
+    start = end = seqs[0]
+    for seq in seqs[1:]:
+        if seq == end + 1:
+            end = seq
+            continue
+        ranges.append(SeqRange(start=start, end=end))
+        start = end = seq
+    ranges.append(SeqRange(start=start, end=end))
+    return ranges

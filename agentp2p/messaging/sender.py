@@ -22,9 +22,12 @@ A receiver with a durable inbox also reports what it *stored*
 for that receipt only) are released then (window, outbox) — the receiver
 answers for them now — and their consumption is counted later
 (:attr:`AckOutcome.consumed_to`); when the receiver refuses them for a full
-inbox (``Ack.inbox_full``), :meth:`Sender.fail_refused` gives them up rather
-than retransmitting them. Other messages are only marked stored: they stay
-until consumed, and a refusal is retried (backpressure), as without receipts.
+inbox (``Ack.inbox_refused``), :meth:`Sender.fail_refused` gives them up
+rather than retransmitting them — exactly those, never a later message that
+found room, and only when no other copy of them is in flight that could
+find room after the refusal. Other messages are only marked stored: they
+stay until consumed, and a refusal is retried (backpressure), as without
+receipts.
 
 Output is pulled with :meth:`Sender.take`, retransmissions first, up to a
 byte budget, which is what lets the session coalesce many messages per frame.
@@ -64,6 +67,7 @@ class OutMessage:
     deadline: float | None
     size: int  # what the window accounts for
     tx_count: int = 0
+    conn_tx: int = 0  # transmissions on the current stream (see Sender.fail_refused)
     last_sent: float = 0.0
     last_tx: int = 0  # number of the latest transmission
     sacked: bool = False
@@ -253,6 +257,7 @@ class Sender:
                 if out.tx_count:
                     self.stats.retransmitted += 1
                 out.tx_count += 1
+                out.conn_tx += 1
                 out.last_sent = now
                 out.last_tx = self._tx
                 inflight = self._inflight
@@ -323,22 +328,31 @@ class Sender:
         self.stats.stored += len(stored)
         return outcome
 
-    def fail_refused(self, seq: int) -> list[OutMessage]:
-        """The peer refused ``seq`` (and maybe later ones) for a full inbox.
+    def fail_refused(self, refused: Iterable[tuple[int, int]]) -> list[OutMessage]:
+        """The peer refused the seqs of the ``refused`` ranges (inclusive) for a full inbox.
 
-        Gives up every handoff message from ``seq`` on that went out and
-        that the peer does not hold (not selectively acked): those were
-        refused too, or will be, while its inbox stays full; returned, to
-        fail their senders at once. Messages not sent yet are left to try,
-        and other messages are retransmitted as usual (their callers wait for
-        consumption: a full inbox is backpressure for them). The peer learns
+        Gives up the handoff messages among them that went out and that the
+        peer does not hold (not selectively acked); returned, to fail their
+        senders at once. Only those: a later message may have found room
+        (the reader acknowledged one meanwhile) and be delivered, so failing
+        it would make its caller send it twice. Nor one sent more than once
+        on this stream: the refusal may be of an earlier copy while a later
+        one, still in flight, finds room; it is retried, like a message
+        whose caller waits for consumption (a full inbox is backpressure for
+        those), until it is stored or its deadline passes. The peer learns
         from ``low_seq`` that it need not wait for the failed ones.
         """
-        failed = [
-            out
-            for out in self._by_seq.values()
-            if out.handoff and out.seq >= seq and out.tx_count and not out.sacked and out.wire is not None
-        ]
+        by_seq = self._by_seq
+        failed: list[OutMessage] = []
+        for start, end in refused:
+            if end - start > len(by_seq):  # a lying peer's huge range costs no more than what we hold
+                found: Iterable[OutMessage] = [o for o in by_seq.values() if start <= o.seq <= end]
+            else:
+                found = (o for o in map(by_seq.get, range(start, end + 1)) if o is not None)
+            for out in found:
+                # conn_tx 0 with tx_count: sent on an earlier stream only, which is gone.
+                if out.handoff and out.tx_count and out.conn_tx <= 1 and not out.sacked and out.wire is not None:
+                    failed.append(out)
         for out in failed:
             self._finish(out)
         if failed:
@@ -415,6 +429,7 @@ class Sender:
         self._fresh.clear()
         for out in self._by_seq.values():
             out.queued = False
+            out.conn_tx = 0
 
     def on_resume(self, now: float, ack: Ack | None) -> AckOutcome:
         """Peer's Hello arrived: apply what it holds of our session, resend the rest.

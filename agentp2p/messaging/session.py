@@ -55,9 +55,11 @@ inbox) also acknowledges what the adapter *stored*
 it with :class:`~.events.Stored`, and releases the messages sent with
 ``Send(handoff=True)`` (their callers wait for that receipt only; their
 consumption is counted later, :class:`~.events.PeerConsumed`). A durable
-receiver whose inbox is full says so (``Ack.inbox_full``) and the sender
-fails the refused handoff messages, ``Failed(reason="inbox_full")``; the
-others are retried, as backpressure. Without ``durable`` the
+receiver whose inbox is full lists the seqs it refused (``Ack.inbox_refused``)
+and the sender fails exactly those handoff messages,
+``Failed(reason="inbox_full")`` (not a later one that found room, nor one
+with another copy in flight that may); the others are retried, as
+backpressure. Without ``durable`` the
 frames are exactly those of a receiver that never heard of receipts, and a
 sender treats consumption as the stored receipt too. With the durable store
 (:mod:`.outbox`), the adapter stores each delivered message before the
@@ -373,7 +375,11 @@ class Session:
         if outcome.consumed_to:
             actions.append(PeerConsumed(outcome.consumed_to, outcome.consumed_stored))
         if ack is not None and ack.inbox_full:
-            actions += [Failed(o.env, "inbox_full") for o in self.sender.fail_refused(ack.inbox_full)]
+            # Exactly the refused seqs; a receiver that does not list them
+            # (an early build of receipts) vouches for the lowest alone.
+            refused = [(r.start, r.end) for r in ack.inbox_refused[: self.config.max_sack_ranges]]
+            failed = self.sender.fail_refused(refused or [(ack.inbox_full, ack.inbox_full)])
+            actions += [Failed(o.env, "inbox_full") for o in failed]
 
     def _schedule_ack(self, now: float) -> list[Action]:
         r = self.receiver

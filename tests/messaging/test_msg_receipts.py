@@ -95,7 +95,7 @@ def test_without_a_durable_inbox_there_is_no_stored_receipt_and_frames_do_not_ch
     frame = b.transmit(0.01)  # the delayed ACK (delivered, not consumed)
     assert frame is not None
     ack = decode_frame(frame).ack
-    assert (ack.stored, ack.inbox_full) == (0, 0)  # nothing an older peer would not send
+    assert (ack.stored, ack.inbox_full, len(ack.inbox_refused)) == (0, 0, 0)  # nothing an older peer would not send
     a.handle(0.01, FrameReceived(decode_frame(frame)))
     assert a.sender.unacked == 1  # kept until consumed
     b.handle(0.02, Consumed(d.envelope.session_id, d.envelope.seq))
@@ -216,5 +216,108 @@ def test_frames_parse_with_the_new_fields() -> None:
     frame.ack.session_id = SID_A
     frame.ack.stored = 7
     frame.ack.inbox_full = 8
+    frame.ack.inbox_refused.add(start=8, end=9)
     again = decode_frame(frame.SerializeToString())
     assert (again.ack.stored, again.ack.inbox_full) == (7, 8)
+    assert [(r.start, r.end) for r in again.ack.inbox_refused] == [(8, 9)]
+
+
+def test_a_message_sent_after_a_refusal_and_stored_is_not_failed_with_it() -> None:
+    """Only what the receiver refused fails. m3 is refused; while that ACK is
+    in flight the reader consumes m0 and m4, sent for the first time, finds
+    room and is buffered: m4 must not be reported refused, since the receiver
+    delivers it (a caller told 507 would resend it and the reader get it twice)."""
+    a, b = pair(SessionConfig(ack_every=1, receive_window=3))
+    msgs = make_envelopes(5)
+    for env in msgs[:3]:
+        a.handle(0.0, Send(env, handoff=True))
+    first = of(Deliver, pump(a, b, 0.0))
+    persist(b, first)
+    assert len(of(Stored, pump(b, a, 0.001))) == 3
+    a.handle(0.002, Send(msgs[3], handoff=True))
+    assert not of(Deliver, pump(a, b, 0.002))  # m3 refused: the inbox holds 3
+    refusal = b.transmit(0.003)  # its ACK, still in flight
+    assert refusal is not None and decode_frame(refusal).ack.inbox_full == 4
+    b.handle(0.004, Consumed(SID_A, 1))  # the reader frees room
+    a.handle(0.005, Send(msgs[4], handoff=True))
+    assert not of(Deliver, pump(a, b, 0.005))  # m4 buffered behind the gap at m3
+    failed = of(Failed, a.handle(0.006, FrameReceived(decode_frame(refusal))))
+    assert [(x.envelope.id, x.reason) for x in failed] == [("m3", "inbox_full")]
+    # The receiver's next ACK holds m4; the sender's low_seq skips m3; m4 reaches the reader, stored.
+    delivered: list = []
+    stored: list = []
+    failed = []
+    for step in range(4):
+        now = 0.01 + step * 0.001
+        back = pump(b, a, now)
+        failed += of(Failed, back)
+        stored += of(Stored, back)
+        got = pump(a, b, now)
+        delivered += of(Deliver, got)
+        persist(b, got)
+    assert [d.envelope.id for d in delivered] == ["m4"]
+    assert [x.envelope.id for x in stored] == ["m4"] and not failed
+    assert a.sender.unacked == 0 and a.sender.stats.inbox_full == 1
+
+
+def test_a_refused_message_with_a_later_copy_in_flight_is_retried_not_failed() -> None:
+    """The refusal may be of a copy that a timeout retransmission overtook:
+    that copy can find room and be delivered, so the sender must not report
+    the message refused; it is retried until stored (or its deadline)."""
+    a, b = pair(SessionConfig(ack_every=1, receive_window=3))
+    msgs = make_envelopes(4)
+    for env in msgs[:3]:
+        a.handle(0.0, Send(env, handoff=True))
+    persist(b, pump(a, b, 0.0))
+    assert len(of(Stored, pump(b, a, 0.001))) == 3
+    a.handle(0.002, Send(msgs[3], handoff=True))
+    assert not of(Deliver, pump(a, b, 0.002))  # m3 refused
+    refusal = b.transmit(0.003)
+    assert refusal is not None and decode_frame(refusal).ack.inbox_full == 4
+    # The refusal's ACK is slow: the sender's timeout sends m3 again meanwhile.
+    now = a.next_timer()
+    assert now is not None
+    a.handle(now, TimerFired())
+    copy = a.transmit(now)
+    assert copy is not None
+    b.handle(now, Consumed(SID_A, 1))  # the reader frees room before the copy arrives
+    delivered = of(Deliver, b.handle(now, FrameReceived(decode_frame(copy))))
+    assert [d.envelope.id for d in delivered] == ["m3"]
+    persist(b, delivered)
+    assert not of(Failed, a.handle(now, FrameReceived(decode_frame(refusal))))
+    assert [x.envelope.id for x in of(Stored, pump(b, a, now + 0.001))] == ["m3"]
+    assert a.sender.unacked == 0 and a.sender.stats.inbox_full == 0
+
+
+def test_the_ack_lists_exactly_the_refused_seqs() -> None:
+    """Refused, taken (room came back), refused: two ranges, and the sender fails those two only."""
+    a, b = pair(SessionConfig(ack_every=1, receive_window=3))
+    msgs = make_envelopes(6)
+    for env in msgs[:3]:
+        a.handle(0.0, Send(env, handoff=True))
+    persist(b, pump(a, b, 0.0))
+    pump(b, a, 0.001)
+    a.handle(0.002, Send(msgs[3], handoff=True))
+    b.handle(0.002, FrameReceived(decode_frame(a.transmit(0.002))))  # m3 (seq 4) refused
+    b.handle(0.003, Consumed(SID_A, 1))
+    for env in msgs[4:]:
+        a.handle(0.004, Send(env, handoff=True))
+        b.handle(0.004, FrameReceived(decode_frame(a.transmit(0.004))))  # m4 taken, m5 refused
+    frame = decode_frame(b.transmit(0.005))
+    ack = frame.data.ack if frame.WhichOneof("body") == "data" else frame.ack
+    assert ack.inbox_full == 4 and [(r.start, r.end) for r in ack.inbox_refused] == [(4, 4), (6, 6)]
+    assert [(r.start, r.end) for r in ack.selective] == [(2, 3), (5, 5)]
+    failed = of(Failed, a.handle(0.006, FrameReceived(frame)))
+    assert [x.envelope.id for x in failed] == ["m3", "m5"] and a.sender.unacked == 1  # m4, held there
+
+
+def test_an_ack_with_inbox_full_but_no_ranges_fails_that_seq_alone() -> None:
+    a, _ = pair()
+    for env in make_envelopes(3):
+        a.handle(0.0, Send(env, handoff=True))
+    a.transmit(0.0)
+    frame = Frame()
+    frame.ack.session_id = SID_A
+    frame.ack.inbox_full = 2
+    failed = of(Failed, a.handle(0.001, FrameReceived(frame)))
+    assert [x.envelope.id for x in failed] == ["m1"] and a.sender.unacked == 2
