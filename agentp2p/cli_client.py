@@ -210,8 +210,8 @@ def add_client_commands(sub: Any) -> None:
     p.add_argument("op", choices=["get", "put", "provide", "providers", "find-peer"])
     p.add_argument("key", metavar="KEY|PEER_ID")
     p.add_argument("value", nargs="?", help="for put: the value text; '-' reads raw bytes from stdin")
-    p = cmd("send", _send, "send a direct message to PEER; prints ID<TAB>RECEIPT<TAB>when each receipt came "
-            "(stored: the peer's durable inbox has it; consumed: its application took it)")
+    p = cmd("send", _send, "send a direct message to PEER; prints its ID (with --receipt: ID<TAB>RECEIPT<TAB>when "
+            "each receipt came; stored: the peer's durable inbox has it; consumed: its application took it)")
     p.add_argument("peer", metavar="PEER_ID")
     p.add_argument("data", help="message text; '-' reads raw bytes from stdin")
     p.add_argument("--type", default=None, help="message type (default 'message')")
@@ -219,6 +219,8 @@ def add_client_commands(sub: Any) -> None:
     p.add_argument("--wait", choices=["stored", "consumed"], default=None,
                    help="return once the peer's durable inbox has it (stored, the default) "
                    "or once its application took it (consumed)")
+    p.add_argument("--receipt", action="store_true",
+                   help="print ID<TAB>RECEIPT<TAB>the seconds to each receipt instead of the ID alone")
     p = cmd("request", _request, "send a request to PEER and print the response")
     p.add_argument("peer", metavar="PEER_ID")
     p.add_argument("data", help="request text; '-' reads raw bytes from stdin")
@@ -481,12 +483,15 @@ def _payload_text(data: bytes) -> str:
 
 
 def _send(client: Any, args: argparse.Namespace) -> int:
-    receipt = client.send(
+    receipt = client.send_with_receipt(
         args.peer, _read_data(args.data), type=args.type, timeout=args.timeout, seal=args.seal, wait=args.wait
     )
-    if args.json:
+    if args.json:  # the id and peer_id as always, and the receipt
         _print_json({"id": receipt.id, "peer_id": args.peer, "receipt": receipt.receipt,
                      "stored_after": receipt.stored_after, "consumed_after": receipt.consumed_after})
+        return EXIT_OK
+    if not args.receipt:
+        print(receipt.id)  # the ID alone, as scripts have always read it
         return EXIT_OK
     times = [f"{name} after {after:.3f} s" for name, after in
              (("stored", receipt.stored_after), ("consumed", receipt.consumed_after)) if after is not None]

@@ -271,9 +271,9 @@ class Client:
         timeout: float = 30.0,
         seal: bool = False,
         wait: str | None = None,
-    ) -> SendReceipt:
-        """Send a direct message; returns its :class:`SendReceipt` (``.id``,
-        ``.receipt``, seconds to each receipt) once the receipt asked for came.
+    ) -> str:
+        """Send a direct message; returns its id once the receipt asked for came
+        (:meth:`send_with_receipt` returns the receipt itself).
 
         ``wait="stored"`` (the daemon's default): once the receiving daemon's
         durable inbox has it; ``wait="consumed"``: once the peer's
@@ -284,6 +284,20 @@ class Client:
         within ``timeout`` seconds (it may still arrive; if it was stored, it will).
         """
         return await self.call(calls.send(peer_id, data, type=type, timeout=timeout, seal=seal, wait=wait))
+
+    async def send_with_receipt(
+        self,
+        peer_id: str,
+        data: bytes | str,
+        *,
+        type: str | None = None,  # noqa: A002
+        timeout: float = 30.0,
+        seal: bool = False,
+        wait: str | None = None,
+    ) -> SendReceipt:
+        """As :meth:`send`, returning its :class:`SendReceipt` (``.id``,
+        ``.receipt`` — ``"stored"`` or ``"consumed"`` —, seconds to each receipt)."""
+        return await self.call(calls.send_with_receipt(peer_id, data, type=type, timeout=timeout, seal=seal, wait=wait))
 
     async def request(
         self, peer_id: str, data: bytes | str, *, type: str | None = None, timeout: float = 30.0, seal: bool = False  # noqa: A002

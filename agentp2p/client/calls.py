@@ -151,12 +151,32 @@ def send(
     timeout: float = 30.0,
     seal: bool = False,
     wait: str | None = None,
+) -> Call[str]:
+    """The message id (what ``send`` always returned); ``wait``: ``"stored"``
+    (the daemon's default) or ``"consumed"``."""
+    body = _send_body(peer_id, data, type, timeout, seal, wait)
+    return Call("POST", f"{PREFIX}/messages", lambda d: str(d["id"]), json=body, timeout=timeout + _GRACE)
+
+
+def send_with_receipt(
+    peer_id: str,
+    data: bytes | str,
+    *,
+    type: str | None = None,  # noqa: A002
+    timeout: float = 30.0,
+    seal: bool = False,
+    wait: str | None = None,
 ) -> Call[SendReceipt]:
-    """``wait``: ``"stored"`` (the daemon's default) or ``"consumed"``."""
+    """As :func:`send`, answering the whole receipt."""
+    body = _send_body(peer_id, data, type, timeout, seal, wait)
+    return Call("POST", f"{PREFIX}/messages", SendReceipt.from_json, json=body, timeout=timeout + _GRACE)
+
+
+def _send_body(peer_id: str, data: bytes | str, type: str | None, timeout: float, seal: bool, wait: str | None) -> dict[str, Any]:  # noqa: A002
     body = _outgoing(peer_id, data, type, timeout, seal)
     if wait is not None:
         body["wait"] = wait
-    return Call("POST", f"{PREFIX}/messages", SendReceipt.from_json, json=body, timeout=timeout + _GRACE)
+    return body
 
 
 def request(peer_id: str, data: bytes | str, *, type: str | None = None, timeout: float = 30.0, seal: bool = False) -> Call[bytes]:  # noqa: A002

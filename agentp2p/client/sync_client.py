@@ -244,9 +244,22 @@ class SyncClient:
         timeout: float = 30.0,
         seal: bool = False,
         wait: str | None = None,
-    ) -> SendReceipt:
-        """Blocking twin of :meth:`agentp2p.client.async_client.Client.send`."""
+    ) -> str:
+        """Blocking twin of :meth:`agentp2p.client.async_client.Client.send`: the message id."""
         return self.call(calls.send(peer_id, data, type=type, timeout=timeout, seal=seal, wait=wait))
+
+    def send_with_receipt(
+        self,
+        peer_id: str,
+        data: bytes | str,
+        *,
+        type: str | None = None,  # noqa: A002
+        timeout: float = 30.0,
+        seal: bool = False,
+        wait: str | None = None,
+    ) -> SendReceipt:
+        """Blocking twin of :meth:`agentp2p.client.async_client.Client.send_with_receipt`."""
+        return self.call(calls.send_with_receipt(peer_id, data, type=type, timeout=timeout, seal=seal, wait=wait))
 
     def request(
         self, peer_id: str, data: bytes | str, *, type: str | None = None, timeout: float = 30.0, seal: bool = False  # noqa: A002

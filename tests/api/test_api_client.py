@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import threading
@@ -14,7 +15,7 @@ import trio
 from agentp2p.application.api.auth import load_or_create_token
 from agentp2p.application.api.body import parse_peer_id
 from agentp2p.application.api.errors import ApiError as ServerApiError
-from agentp2p.client import Client, ClientError, DaemonNotRunning, StreamClosed, SyncClient, TokenError, locate
+from agentp2p.client import Client, ClientError, DaemonNotRunning, SendReceipt, StreamClosed, SyncClient, TokenError, locate
 from agentp2p.client.discovery import parse_api_address
 from agentp2p.client.sse import Event, SSEDecoder
 from agentp2p.network.identity import Identity
@@ -121,6 +122,35 @@ async def test_subscription_counts_dropped_and_reports_a_closed_stream() -> None
         assert (msg.text, sub.dropped) == ("hi", 3)
         with pytest.raises(StreamClosed, match="ended the event stream"):
             await sub.receive()
+
+
+_SENT = {"id": "0123abcd", "peer_id": "12D3", "type": "message", "size": 2, "receipt": "stored",
+         "stored_after": 0.012, "consumed_after": None}
+
+
+def _json_transport(status: int, body: dict[str, object], seen: list[dict[str, object]]) -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append({"path": request.url.path, **json.loads(request.content)})
+        return httpx.Response(status, json=body)
+
+    return httpx.MockTransport(handler)
+
+
+async def test_send_returns_the_id_and_send_with_receipt_the_receipt() -> None:
+    # send() -> str (the message id) as before receipts; the receipt is send_with_receipt()'s.
+    seen: list[dict[str, object]] = []
+    client = Client("127.0.0.1:1", token="t")
+    client._http = httpx.AsyncClient(transport=_json_transport(200, _SENT, seen), base_url="http://x")
+    async with client:
+        assert await client.send("12D3", "hi") == "0123abcd"
+        receipt = await client.send_with_receipt("12D3", "hi", wait="consumed")
+    assert isinstance(receipt, SendReceipt) and (receipt.id, receipt.receipt, receipt.stored_after) == ("0123abcd", "stored", 0.012)
+    assert [(s["path"], s.get("wait")) for s in seen] == [("/v1/messages", None), ("/v1/messages", "consumed")]
+    sync = SyncClient("127.0.0.1:1", token="t")
+    sync._http = httpx.Client(transport=_json_transport(200, _SENT, seen), base_url="http://x")
+    with sync:
+        assert sync.send("12D3", "hi", wait="stored") == "0123abcd"
+        assert sync.send_with_receipt("12D3", "hi").receipt == "stored"
 
 
 async def test_sync_client_from_a_thread() -> None:

@@ -31,7 +31,7 @@ def test_cli_send_reaches_cli_incoming_on_another_daemon(agents: tuple[DaemonPro
                               stderr=subprocess.PIPE, text=True, env=cli_env(b.home))  # fmt: skip
     try:
         assert reader.stderr is not None and "waiting for messages" in reader.stderr.readline()
-        sent = a.run_cli("send", b.peer_id, "hello beta", "--type", "greeting", "--seal", "--wait", "consumed")
+        sent = a.run_cli("send", b.peer_id, "hello beta", "--type", "greeting", "--seal", "--wait", "consumed", "--receipt")
         assert sent.returncode == 0, sent.stderr
         msg_id, receipt, times = sent.stdout.rstrip("\n").split("\t")
         # Returned once b's reader took it, showing both receipts.
@@ -40,7 +40,7 @@ def test_cli_send_reaches_cli_incoming_on_another_daemon(agents: tuple[DaemonPro
         piped = a.run_cli("send", b.peer_id, "-", "--json", input="line two")
         assert piped.returncode == 0, piped.stderr
         shown = json.loads(piped.stdout)
-        assert shown["peer_id"] == b.peer_id and shown["receipt"] in ("stored", "consumed")
+        assert len(shown["id"]) == 32 and shown["peer_id"] == b.peer_id and shown["receipt"] in ("stored", "consumed")
         assert shown["stored_after"] is not None
         out, err = reader.communicate(timeout=30)
     finally:
@@ -55,10 +55,14 @@ def test_cli_send_with_nobody_reading_is_stored_and_waiting_for_consumed_times_o
 ) -> None:
     a, b = agents
     assert a.run_cli("connect", b.addrs[0]).returncode == 0
-    stored = a.run_cli("send", b.peer_id, "unread")  # nobody reads at b: its inbox keeps it
+    stored = a.run_cli("send", b.peer_id, "unread", "--receipt")  # nobody reads at b: its inbox keeps it
     assert stored.returncode == 0, stored.stderr
     msg_id, receipt, times = stored.stdout.rstrip("\n").split("\t")
     assert receipt == "stored" and times.startswith("stored after ") and "consumed" not in times
+    plain = a.run_cli("send", b.peer_id, "unread, plain")  # without --receipt: the ID alone, as always
+    assert plain.returncode == 0, plain.stderr
+    plain_id = plain.stdout.rstrip("\n")
+    assert len(plain_id) == 32 and "\t" not in plain_id
     late = a.run_cli("send", b.peer_id, "unread too", "--wait", "consumed", "--timeout", "0.5")
     assert late.returncode == 1
     assert late.stderr.startswith("agentp2p: error: ") and "504 delivery_timeout" in late.stderr
@@ -66,6 +70,8 @@ def test_cli_send_with_nobody_reading_is_stored_and_waiting_for_consumed_times_o
     with SyncClient(home=b.home) as client, client.incoming() as inbox:
         first = inbox.receive()
         assert (first.id, first.text) == (msg_id, "unread")  # it waited at b for a reader
+        second = inbox.receive()
+        assert (second.id, second.text) == (plain_id, "unread, plain")
         assert inbox.receive().text == "unread too"  # so did the one whose sender gave up waiting
 
 

@@ -59,7 +59,7 @@ def unacked_at_sender(a: ApiNode, b: DaemonProcess) -> int:
 async def test_send_to_a_daemon_with_no_reader_is_stored_and_a_later_reader_gets_it_exactly_once(tmp_path: Path) -> None:
     async with receiver(tmp_path / "b") as b, api_node() as a:
         await a.node.connect(b.addrs[0])
-        receipt = await a.client.send(b.peer_id, "while nobody reads", timeout=30)
+        receipt = await a.client.send_with_receipt(b.peer_id, "while nobody reads", timeout=30)
         assert receipt.receipt == "stored" and receipt.stored_after is not None and receipt.consumed_after is None
         # The sender forgot it: from now on b's disk answers for it.
         assert unacked_at_sender(a, b) == 0
@@ -69,7 +69,7 @@ async def test_send_to_a_daemon_with_no_reader_is_stored_and_a_later_reader_gets
         [got] = await read(b, 1)  # the reader starts later
         assert (got.id, got.text, got.sender) == (receipt.id, "while nobody reads", str(a.node.peer_id))
         # Acknowledged once: a later reader never sees it again, only what comes next.
-        marker = await a.client.send(b.peer_id, "marker", timeout=30)
+        marker = await a.client.send_with_receipt(b.peer_id, "marker", timeout=30)
         [after] = await read(b, 1)
         assert (after.id, after.text) == (marker.id, "marker")
         assert (await b_inbox(b))["messages"] == 0
@@ -80,7 +80,7 @@ async def test_sigkill_between_store_and_read_delivers_after_restart(tmp_path: P
     async with api_node() as a:
         async with receiver(home) as b:
             await a.node.connect(b.addrs[0])
-            receipts = [await a.client.send(b.peer_id, f"task {i}", timeout=30) for i in range(5)]
+            receipts = [await a.client.send_with_receipt(b.peer_id, f"task {i}", timeout=30) for i in range(5)]
             assert {r.receipt for r in receipts} == {"stored"}
             assert unacked_at_sender(a, b) == 0  # nothing left to resend: only b's store has them
             b.kill()  # SIGKILL: no goodbye, no flush beyond what was committed
@@ -91,7 +91,7 @@ async def test_sigkill_between_store_and_read_delivers_after_restart(tmp_path: P
             # Exactly once: acknowledged, they are gone; the next reader sees only what is new.
             async with b.client() as client:  # b dials: a may still hold its dead connection to b
                 await client.connect(str(a.node.addrs[0]))
-            marker = await a.client.send(b.peer_id, "after the restart", timeout=30)
+            marker = await a.client.send_with_receipt(b.peer_id, "after the restart", timeout=30)
             [after] = await read(b, 1)
             assert after.id == marker.id
 
@@ -99,7 +99,7 @@ async def test_sigkill_between_store_and_read_delivers_after_restart(tmp_path: P
 async def test_full_inbox_refuses_with_a_clear_error_and_loses_nothing(tmp_path: Path) -> None:
     async with receiver(tmp_path / "b", AGENTP2P_MESSAGING__INBOX_MAX_MESSAGES="3") as b, api_node() as a:
         await a.node.connect(b.addrs[0])
-        kept = [await a.client.send(b.peer_id, f"kept {i}", timeout=30) for i in range(3)]
+        kept = [await a.client.send_with_receipt(b.peer_id, f"kept {i}", timeout=30) for i in range(3)]
         assert {r.receipt for r in kept} == {"stored"}
         with trio.fail_after(30), pytest.raises(ApiError) as full:
             await a.client.send(b.peer_id, "one too many", timeout=60)  # refused at once, not at the timeout
@@ -113,7 +113,7 @@ async def test_full_inbox_refuses_with_a_clear_error_and_loses_nothing(tmp_path:
         got = await read(b, 3)
         assert [m.id for m in got] == [r.id for r in kept]
         # Read and acknowledged: there is room again.
-        again = await a.client.send(b.peer_id, "room again", timeout=30)
+        again = await a.client.send_with_receipt(b.peer_id, "room again", timeout=30)
         assert again.receipt == "stored"
         [after] = await read(b, 1)
         assert (after.id, after.text) == (again.id, "room again")
@@ -127,7 +127,7 @@ async def test_full_inbox_refuses_with_a_clear_error_and_loses_nothing(tmp_path:
         async with trio.open_nursery() as nursery:
 
             async def send_patiently() -> None:
-                patient.append(await a.client.send(b.peer_id, "patient", wait="consumed", timeout=120))
+                patient.append(await a.client.send_with_receipt(b.peer_id, "patient", wait="consumed", timeout=120))
 
             nursery.start_soon(send_patiently)
             with trio.fail_after(30):
@@ -150,7 +150,7 @@ async def test_consumed_receipt_when_the_sender_asks_for_it(tmp_path: Path) -> N
                 got.extend(await read(b, 1))
 
             nursery.start_soon(reader)
-            receipt = await a.client.send(b.peer_id, "read me", wait="consumed", timeout=30)
+            receipt = await a.client.send_with_receipt(b.peer_id, "read me", wait="consumed", timeout=30)
         assert receipt.receipt == "consumed" and receipt.id == got[0].id
         assert receipt.stored_after is not None and receipt.consumed_after is not None
         assert receipt.stored_after <= receipt.consumed_after  # both receipts, in their order

@@ -30,10 +30,10 @@ async def test_send_is_acknowledged_once_an_incoming_stream_takes_it() -> None:
         ids: list[str] = []
 
         async def sends() -> None:
-            for data, kw in (("hello", {"type": "greeting"}), (binary, {"seal": True})):
-                receipt = await a.client.send(b_id, data, wait="consumed", **kw)  # type: ignore[arg-type]
-                assert receipt.receipt == "consumed" and receipt.consumed_after is not None
-                ids.append(receipt.id)
+            receipt = await a.client.send_with_receipt(b_id, "hello", type="greeting", wait="consumed")
+            assert receipt.receipt == "consumed" and receipt.consumed_after is not None
+            ids.append(receipt.id)
+            ids.append(await a.client.send(b_id, binary, seal=True, wait="consumed"))  # send(): the id alone
 
         async with b.client.incoming() as inbox, trio.open_nursery() as nursery:
             nursery.start_soon(sends)

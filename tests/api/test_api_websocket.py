@@ -84,7 +84,7 @@ async def test_incoming_messages_over_a_websocket_acknowledged_by_post() -> None
             assert (await next_event(ws))["event"] == "ready"
 
             async def send() -> None:
-                sent.append((await a.client.send(str(b.node.peer_id), "hi", type="greeting")).id)
+                sent.append(await a.client.send(str(b.node.peer_id), "hi", type="greeting"))
 
             nursery.start_soon(send)
             frame = await next_event(ws)
