@@ -195,6 +195,7 @@ class Link:
         #: The durable inbox failed a write: no more stored receipts on this link
         #: (the senders keep their messages until consumed).
         self.inbox_broken = False
+        self.consume_broken = False  # a consumption write failed (logged once)
         self._timer_at: float | None = None
         self._timer_wake = trio.Event()
         #: Wall-clock deadline (Unix ms) of the message being accepted, for the outbox.
@@ -392,6 +393,13 @@ class Link:
         ACKs must advance in order, while messages of one peer may be taken
         by different consumers (the iterator, handlers); so the consumed
         prefix of this link's deliveries is what is reported.
+
+        A failed write of the consumption (disk full, I/O error) is logged
+        and counted, and the session still hears of it: the reader did take
+        the messages, and without the ACK their sender's share of the inbox
+        would stay full for good. They stay in the store, so a restart
+        before a later write succeeds delivers them again (at-least-once,
+        as for a reader that dies before acknowledging).
         """
         item.done = True
         q = self._deliveries
@@ -402,7 +410,14 @@ class Link:
             batch.append(q.popleft().envelope)
         store = self.owner.store
         if store is not None:
-            store.mark_consumed(self.peer_bytes, batch)
+            try:
+                store.mark_consumed(self.peer_bytes, batch)
+            except sqlite3.Error as exc:
+                self.counters["inbox_consume_errors"] += 1
+                if not self.consume_broken:
+                    log.error("messaging: cannot record the consumption of %d messages from %s (%s); acknowledged "
+                              "anyway, a restart may deliver them again", len(batch), self.peer, exc)
+                self.consume_broken = True  # logged once per link; counted every time
         now = trio.current_time()
         actions: list[Action] = []
         for env in batch:

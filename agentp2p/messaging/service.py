@@ -892,6 +892,7 @@ class MessagingService:
             + sum(link.session.receiver.stats.inbox_full for link in self._in.values()),
             "durable": self.store is not None,
             "write_errors": self.counters["inbox_write_errors"],
+            "consume_errors": self.counters["inbox_consume_errors"],
             "limits": {
                 "messages_per_peer": self.config.session.receive_window,
                 "bytes_per_peer": self.config.session.receive_bytes,
