@@ -281,7 +281,8 @@ class Client:
         (``inbox_full``) if, waiting for *stored*, the peer's inbox refused it
         (nothing stored: send again later; waiting for *consumed* it waits for
         room instead), 504 (``delivery_timeout``) if the receipt did not come
-        within ``timeout`` seconds (it may still arrive; if it was stored, it will).
+        within ``timeout`` seconds (it may still arrive; if it was stored, it
+        will, and the error's ``stored`` is True).
         """
         return await self.call(calls.send(peer_id, data, type=type, timeout=timeout, seal=seal, wait=wait))
 

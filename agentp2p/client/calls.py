@@ -254,16 +254,19 @@ def find_agents(capability: str, tags: list[str] | tuple[str, ...] = (), limit: 
 
 def error_from(status: int, body: bytes, token_source: str) -> ClientError:
     """The exception for a non-2xx answer."""
+    stored: bool | None = None
     try:
         doc = json.loads(body)
         code, message = str(doc["error"]), str(doc["message"])
-    except (ValueError, KeyError, TypeError):
+        if isinstance(doc.get("stored"), bool):
+            stored = doc["stored"]
+    except (ValueError, KeyError, TypeError, AttributeError):
         code, message = "http_error", body.decode("utf-8", "replace")[:200] or f"HTTP {status}"
     if status == 401:
         return TokenError(f"the daemon refused the API token from {token_source}: {message}")
     if status == 404:
         return NotFound(status, code, message)
-    return ApiError(status, code, message)
+    return ApiError(status, code, message, stored=stored)
 
 
 def finish(call: Call[T], status: int, body: bytes, token_source: str) -> T:

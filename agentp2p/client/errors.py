@@ -22,13 +22,18 @@ class ApiError(ClientError):
 
     ``code`` is the machine-readable error (``bad_request``, ``not_found``,
     ``payload_too_large``, ``peer_unreachable``...); ``message`` says why.
+    ``stored``, for a send's ``504 delivery_timeout``: True when the peer's
+    durable inbox has the message (it is not lost: do not send it again),
+    False when it never said so; None for other errors (and daemons from
+    before receipts).
     """
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, *, stored: bool | None = None) -> None:
         super().__init__(f"{message} (HTTP {status} {code})")
         self.status = status
         self.code = code
         self.message = message
+        self.stored = stored
 
 
 class NotFound(ApiError):

@@ -15,7 +15,7 @@ import trio
 from agentp2p.application.api.auth import load_or_create_token
 from agentp2p.application.api.body import parse_peer_id
 from agentp2p.application.api.errors import ApiError as ServerApiError
-from agentp2p.client import Client, ClientError, DaemonNotRunning, SendReceipt, StreamClosed, SyncClient, TokenError, locate
+from agentp2p.client import ApiError, Client, ClientError, DaemonNotRunning, SendReceipt, StreamClosed, SyncClient, TokenError, locate
 from agentp2p.client.discovery import parse_api_address
 from agentp2p.client.sse import Event, SSEDecoder
 from agentp2p.network.identity import Identity
@@ -151,6 +151,24 @@ async def test_send_returns_the_id_and_send_with_receipt_the_receipt() -> None:
     with sync:
         assert sync.send("12D3", "hi", wait="stored") == "0123abcd"
         assert sync.send_with_receipt("12D3", "hi").receipt == "stored"
+
+
+async def test_a_delivery_timeout_says_whether_the_message_was_stored() -> None:
+    body = {"error": "delivery_timeout", "message": "12D3 stored message 0123abcd but ...", "stored": True}
+    for stored in (True, False):
+        client = Client("127.0.0.1:1", token="t")
+        client._http = httpx.AsyncClient(transport=_json_transport(504, {**body, "stored": stored}, []), base_url="http://x")
+        async with client:
+            with pytest.raises(ApiError) as late:
+                await client.send("12D3", "hi", wait="consumed")
+        assert (late.value.status, late.value.code, late.value.stored) == (504, "delivery_timeout", stored)
+    # Errors without the field (any other, or an older daemon's 504): unknown.
+    client = Client("127.0.0.1:1", token="t")
+    client._http = httpx.AsyncClient(transport=_json_transport(502, {"error": "peer_unreachable", "message": "x"}, []), base_url="http://x")
+    async with client:
+        with pytest.raises(ApiError) as other:
+            await client.send("12D3", "hi")
+    assert other.value.stored is None
 
 
 async def test_sync_client_from_a_thread() -> None:

@@ -158,7 +158,7 @@ async def test_consumed_receipt_when_the_sender_asks_for_it(tmp_path: Path) -> N
         # Asking for consumed with nobody reading: stored, then the deadline — and not lost.
         with pytest.raises(ApiError) as late:
             await a.client.send(b.peer_id, "later", wait="consumed", timeout=3)
-        assert (late.value.status, late.value.code) == (504, "delivery_timeout")
+        assert (late.value.status, late.value.code, late.value.stored) == (504, "delivery_timeout", True)
         assert "stored message" in late.value.message and "not lost" in late.value.message
         [later] = await read(b, 1)
         assert later.text == "later"

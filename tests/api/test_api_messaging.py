@@ -56,7 +56,7 @@ async def test_without_a_reader_the_sender_gets_504_and_the_message_waits() -> N
         await connected_pair(a, b)
         with pytest.raises(ApiError) as late:
             await a.client.send(str(b.node.peer_id), "anyone?", timeout=0.5, wait="consumed")
-        assert (late.value.status, late.value.code) == (504, "delivery_timeout")
+        assert (late.value.status, late.value.code, late.value.stored) == (504, "delivery_timeout", False)
         assert "did not acknowledge" in late.value.message
         # It reached b's node and waited there: the next reader gets it.
         async with b.client.incoming() as inbox:

@@ -1,5 +1,9 @@
 """Errors as JSON: every non-2xx answer is ``{"error": code, "message": why}``.
 
+A ``504 delivery_timeout`` also says ``"stored": true|false``: whether the
+peer's durable inbox had the message when the deadline passed (then it is
+not lost, and sending it again would deliver it twice).
+
 Handlers raise :class:`ApiError` (or let a node error through); the table in
 :data:`NODE_ERRORS` maps node failures to statuses. A 5xx here means the
 network failed the request (a peer unreachable, a DHT query timing out), not
@@ -48,8 +52,10 @@ def service_unavailable(what: str, hint: str) -> ApiError:
     return ApiError(503, "service_unavailable", f"{what} is not enabled on this daemon; {hint}")
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message, **extra}, status_code=status, headers=headers)
 
 
 # (exception type, status, code) — first match wins, so subclasses go first.
@@ -97,6 +103,9 @@ async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
 def _node_error_handler(status: int, code: str) -> Any:
     async def handler(request: Request, exc: Exception) -> JSONResponse:
         log.info("%s %s failed: %s", request.method, request.url.path, exc)
+        if isinstance(exc, DeliveryTimeout) and not isinstance(exc, RequestTimeout):
+            # A caller deciding whether to send again needs this as data, not prose.
+            return error_response(status, code, str(exc), stored=bool(exc.stored))
         return error_response(status, code, str(exc))
 
     return handler
