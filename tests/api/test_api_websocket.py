@@ -22,7 +22,7 @@ import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection, open_websocket_url
 
 from agentp2p.application.api import ApiLimits, ApiService
-from agentp2p.application.dashboard.gate import COOKIE_NAME
+from agentp2p.application.dashboard.gate import COOKIE_PREFIX, LOGIN_PATH
 from agentp2p.node import Node
 from agentp2p.testing import local_config, wait_until
 from tests.api.api_fixtures import ApiNode, api_node, connected_pair
@@ -139,13 +139,15 @@ async def test_a_dashboard_session_reaches_membership_events_from_its_own_origin
             await api.ready.wait()
         async with httpx.AsyncClient(base_url=api.base_url) as http:
             code = (await http.post("/dashboard/login-code", headers={"Authorization": f"Bearer {api.token}"})).json()
-            assert (await http.get(code["path"])).status_code == 200
-            cookie = [(b"cookie", f"{COOKIE_NAME}={http.cookies[COOKIE_NAME]}".encode())]
+            assert (await http.post(LOGIN_PATH, data={"code": code["path"].split("code=", 1)[1]})).status_code == 303
+            name = f"{COOKIE_PREFIX}{api.address.port}"
+            cookie = [(b"cookie", f"{name}={http.cookies[name]}".encode())]
         own = [(b"origin", api.base_url.encode())]
         async with websocket(ws_url(api, "/v1/members/events"), cookie + own) as ws:
             assert (await next_event(ws))["event"] == "members"
         for path, headers in (
             ("/v1/members/events", cookie + [(b"origin", b"http://127.0.0.1:3000")]),  # another origin, same site
+            ("/v1/members/events", cookie),  # no Origin: not a browser's page (browsers always send it here)
             ("/v1/pubsub/subscribe?topic=t", cookie + own),  # a session does not subscribe
             ("/v1/messages/incoming", cookie + own),
         ):

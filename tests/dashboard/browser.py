@@ -97,3 +97,12 @@ def chromium(profile: Path) -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
+
+
+def log_in(driver: Any, url: str, timeout: float = 30.0) -> None:
+    """Open a login link and press its *Log in* button (opening it alone spends nothing)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url)
+    button = WebDriverWait(driver, timeout).until(lambda d: d.find_element("id", "log-in"), message="the login form")
+    button.click()

@@ -2,10 +2,14 @@
 
 In-process nodes serving the API with the dashboard, on 127.0.0.1: without
 the token or a session cookie everything is refused; a login code is minted
-with the token only and works once; the cookie it leads to is HttpOnly and
-SameSite=Strict, reads what the page shows and nothing that changes the
-node, and only for requests from the dashboard's own origin; the bearer
-token keeps working for everything. Daemon subprocesses check the user's
+with the token only, shown as a form by GET (a prefetch spends nothing) and
+redeemed once by a POST from the page's origin; the cookie it leads to is
+named after the daemon's port (two dashboards on one host keep their own),
+HttpOnly and SameSite=Strict, lasts an hour, reads what the page shows and
+nothing that changes the node, only for requests from the dashboard's own
+origin, and without Sec-Fetch-Site/Origin only the page itself or the
+page's own scripts (their header); the bearer token keeps working for
+everything. Daemon subprocesses check the user's
 paths: a daemon without ``--dashboard`` has none (and never imports it),
 and ``agentp2p dashboard`` says so.
 """
@@ -25,35 +29,52 @@ import httpx
 import trio
 
 from agentp2p.application.api import ApiService
-from agentp2p.application.dashboard.gate import COOKIE_NAME, COOKIE_READS
+from agentp2p.application.dashboard.gate import COOKIE_PREFIX, COOKIE_READS, LOGIN_PATH
 from agentp2p.node import Node
 from agentp2p.testing import DaemonProcess, cli_env, local_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+#: What the page's scripts add to their requests (app.js), as a browser's client here.
+PAGE = {"X-Agentp2p-Dashboard": "1"}
+
+
 @contextlib.asynccontextmanager
 async def dashboard_node() -> AsyncIterator[tuple[ApiService, httpx.AsyncClient]]:
-    """A node serving the API with the dashboard, and a plain HTTP client for it (no token)."""
+    """A node serving the API with the dashboard, and an HTTP client for it
+    (no token) that sends what the page's scripts send."""
     api = ApiService("127.0.0.1:0", dashboard=True)
     async with Node(local_config(), services=[api]):
         with trio.fail_after(10):
             await api.ready.wait()
-        async with httpx.AsyncClient(base_url=api.base_url, timeout=10) as http:
+        async with httpx.AsyncClient(base_url=api.base_url, timeout=10, headers=PAGE) as http:
             yield api, http
+
+
+def cookie_of(api: ApiService) -> str:
+    """The daemon's session cookie name: one per port."""
+    return f"{COOKIE_PREFIX}{api.address.port}"
 
 
 def bearer(api: ApiService) -> dict[str, str]:
     return {"Authorization": f"Bearer {api.token}"}
 
 
+def code_of(answer: dict[str, Any]) -> str:
+    return str(answer["path"].split("code=", 1)[1])
+
+
 async def log_in(api: ApiService, http: httpx.AsyncClient) -> str:
-    """Log ``http`` in as a browser would; returns the session cookie."""
-    r = await http.post("/dashboard/login-code", headers=bearer(api))
+    """Log ``http`` in as a browser would (the link's form, then its button); returns the session cookie."""
+    r = await http.post(f"{api.base_url}/dashboard/login-code", headers=bearer(api))
     assert r.status_code == 200, r.text
-    r = await http.get(r.json()["path"])
-    assert r.status_code == 200, r.text
-    return http.cookies[COOKIE_NAME]
+    answer = r.json()
+    r = await http.get(answer["url"])
+    assert r.status_code == 200 and "set-cookie" not in r.headers, r.text
+    r = await http.post(f"{api.base_url}{LOGIN_PATH}", data={"code": code_of(answer)})
+    assert r.status_code == 303 and r.headers["location"] == "/dashboard/", r.text
+    return http.cookies[cookie_of(api)]
 
 
 async def test_without_the_token_or_a_session_everything_is_refused() -> None:
@@ -71,7 +92,10 @@ async def test_without_the_token_or_a_session_everything_is_refused() -> None:
         # A made-up or empty code opens nothing.
         for path in ["/dashboard/login?code=nope", "/dashboard/login"]:
             r = await http.get(path)
-            assert r.status_code == 401 and COOKIE_NAME not in r.headers.get("set-cookie", "")
+            assert r.status_code == 401 and "set-cookie" not in r.headers
+        for form in ({"code": "nope"}, {}):
+            r = await http.post(LOGIN_PATH, data=form)
+            assert r.status_code == 401 and "set-cookie" not in r.headers
         # The page's own files are public (the login page needs its style).
         r = await http.get("/dashboard/static/app.js")
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
@@ -86,19 +110,72 @@ async def test_a_login_code_needs_the_token_works_once_and_sets_a_strict_httponl
         answer = r.json()
         assert answer["url"] == f"{api.base_url}{answer['path']}" and answer["expires_s"] == 60
         assert api.token not in answer["url"]
-        r = await http.get(answer["path"])
-        assert r.status_code == 200 and 'http-equiv="refresh"' in r.text
+        r = await http.post(LOGIN_PATH, data={"code": code_of(answer)})
+        assert r.status_code == 303 and r.headers["location"] == "/dashboard/"
         cookie = r.headers["set-cookie"]
+        assert cookie.startswith(f"{cookie_of(api)}=")
         attributes = {part.strip().split("=")[0].lower(): part for part in cookie.split(";")}
         assert {"httponly", "samesite", "path", "max-age"} <= attributes.keys()
         assert attributes["samesite"].strip().lower() == "samesite=strict" and attributes["path"].strip() == "Path=/"
+        assert attributes["max-age"].strip() == "Max-Age=3600"  # an hour: a stolen cookie is not good for long
         assert r.headers["referrer-policy"] == "no-referrer" and r.headers["cache-control"] == "no-store"
         # Used once: a second browser with the same link gets nothing.
         async with httpx.AsyncClient(base_url=api.base_url) as other:
             again = await other.get(answer["path"])
             assert again.status_code == 401 and "set-cookie" not in again.headers
+            again = await other.post(LOGIN_PATH, data={"code": code_of(answer)})
+            assert again.status_code == 401 and "set-cookie" not in again.headers
         # A session cannot mint codes for itself (it would never have to expire).
         assert (await http.post("/dashboard/login-code")).status_code == 401
+
+
+async def test_opening_the_link_spends_nothing_only_its_form_post_does() -> None:
+    # Browsers and chat clients prefetch links, and HEAD is routed as GET.
+    async with dashboard_node() as (api, http):
+        answer = (await http.post("/dashboard/login-code", headers=bearer(api))).json()
+        for _ in range(2):
+            r = await http.get(answer["path"])
+            assert r.status_code == 200 and "set-cookie" not in r.headers
+            assert '<form method="post" action="/dashboard/login">' in r.text and code_of(answer) in r.text
+            assert "form-action 'self'" in r.headers["content-security-policy"]
+            assert r.headers["cache-control"] == "no-store"
+        assert (await http.head(answer["path"])).status_code == 200
+        # A form on another origin cannot post it (and spends nothing trying).
+        r = await http.post(LOGIN_PATH, data={"code": code_of(answer)}, headers={"Origin": "http://127.0.0.1:3000"})
+        assert r.status_code == 401 and "set-cookie" not in r.headers
+        r = await http.post(LOGIN_PATH, data={"code": code_of(answer)}, headers={"Origin": "null"})
+        assert r.status_code == 401  # null (a sandboxed frame, a data: URL) without Sec-Fetch-Site saying ours
+        # What Chromium sends from the form under our Referrer-Policy: no-referrer.
+        r = await http.post(
+            LOGIN_PATH, data={"code": code_of(answer)}, headers={"Origin": "null", "Sec-Fetch-Site": "same-origin"}
+        )
+        assert r.status_code == 303 and cookie_of(api) in http.cookies
+        assert (await http.get("/v1/node")).status_code == 200
+
+
+async def test_two_dashboards_on_one_host_keep_their_own_sessions() -> None:
+    # Browsers keep cookies per host, not per port: one name for both would
+    # let the second login overwrite the first.
+    async with dashboard_node() as (api1, _), dashboard_node() as (api2, _):
+        async with httpx.AsyncClient(timeout=10, headers=PAGE) as browser:
+            await log_in(api1, browser)
+            await log_in(api2, browser)
+            assert cookie_of(api1) != cookie_of(api2)
+            for api in (api1, api2):
+                r = await browser.get(f"{api.base_url}/v1/node")
+                assert r.status_code == 200 and r.json()["peer_id"], api.base_url
+
+
+async def test_without_origin_headers_a_cookie_opens_the_page_and_the_pages_own_requests_only() -> None:
+    async with dashboard_node() as (api, http):
+        session = await log_in(api, http)
+        jar = {cookie_of(api): session}
+        async with httpx.AsyncClient(base_url=api.base_url, cookies=jar) as bare:  # no Sec-Fetch-Site, no Origin
+            assert (await bare.get("/dashboard/")).status_code == 200  # a top-level navigation to the page
+            for path in ("/v1/peers", "/v1/node", "/dashboard/api/network"):
+                assert (await bare.get(path)).status_code == 401, path
+                assert (await bare.get(path, headers=PAGE)).status_code == 200, path  # the page's script
+                assert (await bare.get(path, headers={"Sec-Fetch-Site": "same-origin"})).status_code == 200, path
 
 
 async def test_a_session_reads_what_the_page_shows_and_changes_nothing() -> None:
@@ -169,10 +246,13 @@ async def test_forged_and_foreign_cookies_are_refused() -> None:
         await log_in(api, http)
         async with dashboard_node() as (api2, http2):
             # A session of one daemon is nothing to another.
-            r = await http2.get("/v1/node", headers={"Cookie": f"{COOKIE_NAME}={http.cookies[COOKIE_NAME]}"})
+            r = await http2.get("/v1/node", headers={"Cookie": f"{cookie_of(api2)}={http.cookies[cookie_of(api)]}"})
             assert r.status_code == 401
-            r = await http2.get("/v1/node", headers={"Cookie": f"{COOKIE_NAME}={api2.token}"})
+            r = await http2.get("/v1/node", headers={"Cookie": f"{cookie_of(api2)}={api2.token}"})
             assert r.status_code == 401  # the token is not a session
+            # Nor does one daemon's cookie name work at another's port.
+            r = await http2.get("/v1/node", headers={"Cookie": f"{cookie_of(api)}={http.cookies[cookie_of(api)]}"})
+            assert r.status_code == 401
 
 
 # -- daemons ------------------------------------------------------------------------------

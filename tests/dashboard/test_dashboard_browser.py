@@ -1,8 +1,8 @@
 """The dashboard in a real headless Chromium, on a network of three daemons.
 
 The user's path, end to end: ``agentp2p daemon --dashboard``, then
-``agentp2p dashboard`` prints a one-time link, the browser opens it, and the
-page shows the daemon's peers, its SWIM members, its own record and the
+``agentp2p dashboard`` prints a one-time link, the browser opens it and
+presses *Log in*, and the page shows the daemon's peers, its SWIM members, its own record and the
 graph — and follows a node leaving. Screenshots of both moments are kept
 (``$TEST_ARTIFACTS/dashboard``, else the test's tmp directory; the path is
 printed).
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from agentp2p.testing import DaemonProcess, started_together
-from tests.dashboard.browser import artifacts_dir, chromium, console_errors, full_page_screenshot
+from tests.dashboard.browser import artifacts_dir, chromium, console_errors, full_page_screenshot, log_in
 
 pytestmark = pytest.mark.slow  # three daemons and a browser: well over 10 s
 
@@ -76,7 +76,7 @@ def test_the_dashboard_shows_a_three_node_network_and_follows_a_node_leaving(
             assert a.token not in login.stdout + login.stderr
 
             with chromium(tmp_path / "profile") as browser:
-                browser.get(url)
+                log_in(browser, url)
                 _wait(browser, "the dashboard page", lambda d: d.current_url.endswith("/dashboard/"))
                 _wait(browser, "b and c in the peers table", lambda d: {b.peer_id, c.peer_id} <= _rows(d, "peers").keys())
                 _wait(
@@ -131,7 +131,7 @@ def test_the_devnet_dashboard_shows_the_whole_network_a_kill_and_a_partition(
         url = devnet.event("dashboard")["url"]
         assert url.startswith("http://127.0.0.1:") and "/dashboard/login?code=" in url
         with chromium(tmp_path / "profile") as browser:
-            browser.get(url)
+            log_in(browser, url)
             _wait(browser, "five nodes up", lambda d: [s for _, s in _devnet_nodes(d).values()] == ["up"] * 5)
             nodes = _devnet_nodes(browser)
             peer = {label: pid for label, (pid, _) in nodes.items()}

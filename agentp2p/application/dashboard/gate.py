@@ -3,9 +3,11 @@
 The API's :class:`~agentp2p.application.api.auth.BearerAuth` asks this gate
 about every request that lacks the bearer token. The gate lets through:
 
-* ``GET /dashboard/login`` — the page that redeems a one-time code (the
-  code is the credential; the handler checks it) — and the page's static
-  files (HTML, JavaScript, CSS shipped with the package: nothing secret);
+* ``GET /dashboard/login`` — a page with a form that posts the one-time
+  code back — and ``POST /dashboard/login`` from the page's own origin,
+  which redeems it (the code is the credential; the handler checks it), and
+  the page's static files (HTML, JavaScript, CSS shipped with the package:
+  nothing secret);
 * requests carrying a valid session cookie, if they are **reads of what the
   dashboard shows** (:data:`COOKIE_READS`, ``GET``/``HEAD``, or a WebSocket
   on a read-only event stream) or the dashboard's own logout, and they come
@@ -19,9 +21,19 @@ node (publish, send, connect, subscribe: a subscription joins a mesh), and
 a request is refused when the browser says it came from another origin:
 ``Sec-Fetch-Site`` other than ``same-origin``/``none``, or an ``Origin``
 that is not the daemon's own (browsers always send ``Origin`` on
-WebSockets, which the same-origin policy does not cover). A request with no
-such headers is not a browser acting for a page (curl with a stolen cookie
-already has the token file's neighbour); it still needs a valid session.
+WebSockets, which the same-origin policy does not cover). A request with
+neither header — an old browser, or one that sends ``Sec-Fetch-*`` only to
+trustworthy origins and is not on one — proves nothing about its origin,
+so the cookie admits it only to the page itself (a top-level navigation:
+``GET /dashboard/``) or with the header the page's own scripts add to their
+requests (:data:`PAGE_HEADER`), which another origin cannot add without a
+CORS preflight that this daemon never approves, and a tag (``img``,
+``script``) cannot add at all.
+
+The cookie's name ends with the port the browser reached the daemon on
+(:func:`cookie_name`): browsers keep cookies per host, not per port, so two
+daemons' dashboards on 127.0.0.1 with one name would overwrite each other's
+session.
 
 Everything else without the token gets the usual 401 — for a browser on a
 dashboard page, an HTML page saying how to log in.
@@ -36,9 +48,13 @@ from typing import Any
 
 from agentp2p.application.dashboard.sessions import Sessions
 
-__all__ = ["COOKIE_NAME", "COOKIE_READS", "LOGIN_PATH", "LOGOUT_PATH", "DashboardGate"]
+__all__ = ["COOKIE_PREFIX", "COOKIE_READS", "LOGIN_PATH", "LOGOUT_PATH", "PAGE_HEADER", "DashboardGate", "cookie_name"]
 
-COOKIE_NAME = "agentp2p_dashboard"
+COOKIE_PREFIX = "agentp2p_dashboard_"
+#: Added by the page's scripts to every request they make (see the module docstring).
+PAGE_HEADER = b"x-agentp2p-dashboard"
+#: The page itself: what a top-level navigation without Sec-Fetch-*/Origin may load.
+PAGE_PATHS = ("/dashboard/", "/dashboard")
 DASHBOARD_PREFIX = "/dashboard"
 LOGIN_PATH = "/dashboard/login"
 LOGOUT_PATH = "/dashboard/logout"
@@ -71,14 +87,33 @@ def _headers(scope: dict[str, Any]) -> dict[bytes, bytes]:
     return out
 
 
-def session_cookie(headers: dict[bytes, bytes]) -> str | None:
-    """The session cookie's value from a ``Cookie`` header, if any."""
-    raw = headers.get(b"cookie")
+def _port(scope: dict[str, Any], headers: dict[bytes, bytes]) -> int:
+    """The port the client reached us on: the ``Host`` header's (what the
+    browser keys its origin on), else the socket's; 80 for a bare host."""
+    host = headers.get(b"host")
+    if host:
+        _, sep, tail = host.rpartition(b":")
+        if sep and tail.isdigit() and not host.endswith(b"]"):
+            return int(tail)
+        return 80
+    server = scope.get("server")
+    return int(server[1]) if server and server[1] else 80
+
+
+def cookie_name(scope: dict[str, Any]) -> str:
+    """The session cookie's name for this daemon: ``agentp2p_dashboard_<port>``."""
+    return f"{COOKIE_PREFIX}{_port(scope, _headers(scope))}"
+
+
+def session_cookie(scope: dict[str, Any]) -> str | None:
+    """This daemon's session cookie's value from the ``Cookie`` header, if any."""
+    raw = _headers(scope).get(b"cookie")
     if raw is None:
         return None
+    want = cookie_name(scope)
     for part in raw.decode("latin-1").split(";"):
         name, sep, value = part.strip().partition("=")
-        if sep and name == COOKIE_NAME and value:
+        if sep and name == want and value:
             return value
     return None
 
@@ -86,6 +121,11 @@ def session_cookie(headers: dict[bytes, bytes]) -> str | None:
 def _own_origin(headers: dict[bytes, bytes]) -> bytes | None:
     host = headers.get(b"host")
     return b"http://" + host if host else None
+
+
+def says_origin(headers: dict[bytes, bytes]) -> bool:
+    """Whether the request says where it comes from (``Sec-Fetch-Site`` or ``Origin``)."""
+    return b"sec-fetch-site" in headers or b"origin" in headers
 
 
 def from_own_origin(headers: dict[bytes, bytes]) -> bool:
@@ -97,6 +137,20 @@ def from_own_origin(headers: dict[bytes, bytes]) -> bool:
     if origin is not None and origin != _own_origin(headers):
         return False
     return True
+
+
+def login_post_from_own_page(headers: dict[bytes, bytes]) -> bool:
+    """Whether a ``POST /dashboard/login`` may come from the login form's own page.
+
+    Like :func:`from_own_origin`, except that ``Origin: null`` passes with
+    ``Sec-Fetch-Site: same-origin``: our pages say ``Referrer-Policy:
+    no-referrer`` (the login URL holds the code), and under it a browser
+    sends a form post's ``Origin`` as ``null``.
+    """
+    site = headers.get(b"sec-fetch-site")
+    if site == b"same-origin" and headers.get(b"origin") == b"null":
+        return True
+    return from_own_origin(headers)
 
 
 def readable_by_cookie(scope: dict[str, Any]) -> bool:
@@ -120,20 +174,32 @@ class DashboardGate:
         self.sessions = sessions
         self.clock = clock
         self.refused_cross_origin = 0
+        #: cookie requests refused for saying nothing of their origin (see the module docstring)
+        self.refused_no_origin = 0
 
     def admits(self, scope: dict[str, Any]) -> bool:
         path = scope.get("path", "")
-        if scope["type"] == "http" and scope.get("method") in _SAFE_METHODS:
-            if path == LOGIN_PATH:
-                return True  # the one-time code in the query is checked by the handler
-            if path.startswith(STATIC_PREFIX):
-                return True  # the page's own code and style: public, and the login page needs them
         headers = _headers(scope)
-        session = session_cookie(headers)
+        if scope["type"] == "http":
+            method = scope.get("method")
+            if method in _SAFE_METHODS:
+                if path == LOGIN_PATH:
+                    return True  # only a form that posts the code back: spends nothing
+                if path.startswith(STATIC_PREFIX):
+                    return True  # the page's own code and style: public, and the login page needs them
+            elif method == "POST" and path == LOGIN_PATH:
+                # The posted code is checked by the handler; from another origin it is refused.
+                return login_post_from_own_page(headers)
+        session = session_cookie(scope)
         if session is None or not readable_by_cookie(scope):
             return False
         if not from_own_origin(headers):
             self.refused_cross_origin += 1
+            return False
+        if not says_origin(headers) and PAGE_HEADER not in headers and not (
+            scope["type"] == "http" and path in PAGE_PATHS
+        ):
+            self.refused_no_origin += 1
             return False
         return self.sessions.valid(session, self.clock())
 
@@ -173,11 +239,12 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
 ]
 
 
-def message_page(title: str, text: str) -> str:
+def message_page(title: str, text: str, extra: str = "") -> str:
+    """A small page: ``title``, a paragraph of ``text`` (HTML), then ``extra`` (HTML, e.g. a form)."""
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         f"<title>{html.escape(title)}</title><link rel=icon href=\"data:,\"><link rel=stylesheet href=/dashboard/static/style.css></head>"
-        f"<body class=message><main><h1>{html.escape(title)}</h1><p>{text}</p></main></body></html>"
+        f"<body class=message><main><h1>{html.escape(title)}</h1><p>{text}</p>{extra}</main></body></html>"
     )
 
 

@@ -11,7 +11,9 @@ token for those reads.
 * ``GET /dashboard/`` — the page (``static/index.html``);
 * ``GET /dashboard/static/NAME`` — its script, graph code and style (a fixed list of files);
 * ``POST /dashboard/login-code`` — token only: a one-time login URL for a browser;
-* ``GET /dashboard/login?code=`` — redeems the code: sets the session cookie, then the page;
+* ``GET /dashboard/login?code=`` — a page with a *Log in* button that posts the code back
+  (a link prefetch, a preview or a ``HEAD`` spends nothing);
+* ``POST /dashboard/login`` (form field ``code``) — redeems it: sets the session cookie, then the page;
 * ``POST /dashboard/logout`` — ends this browser's session;
 * ``GET /dashboard/api/records`` — this agent's record and the records it has cached;
 * ``GET /dashboard/api/network`` — the network as this node sees it, as a graph (:mod:`.view`).
@@ -22,10 +24,12 @@ devnet's controller serves these routes without running a node.
 
 from __future__ import annotations
 
+import html
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -35,10 +39,10 @@ from starlette.routing import BaseRoute
 from agentp2p.application.api.context import context
 from agentp2p.application.api.routing import route
 from agentp2p.application.dashboard.gate import (
-    COOKIE_NAME,
     LOGIN_PATH,
     LOGOUT_PATH,
     SECURITY_HEADERS,
+    cookie_name,
     message_page,
     session_cookie,
 )
@@ -57,6 +61,8 @@ STATIC_FILES: dict[str, str] = {
 _HEADERS = {name.decode(): value.decode() for name, value in SECURITY_HEADERS}
 #: Records listed by /dashboard/api/records (the cache holds up to 4096).
 MAX_RECORDS = 500
+#: A login form's body: one code (43 characters) and its field name, with room to spare.
+MAX_LOGIN_BODY = 1024
 
 
 def static_file(name: str) -> bytes:
@@ -105,26 +111,41 @@ def dashboard_routes(
             headers={"cache-control": "no-store"},
         )
 
-    async def login(request: Request) -> Response:
-        code = request.query_params.get("code", "")
-        session = sessions.redeem(code, clock()) if code else None
-        headers = {**_HEADERS, "cache-control": "no-store"}
-        if session is None:
-            text = (
-                "This login link is not valid: it was used already, it expired (links last "
-                f"{sessions.limits.code_ttl:.0f} s), or the daemon restarted. Run <code>agentp2p dashboard</code> "
-                "for a new one."
-            )
-            return HTMLResponse(message_page("agentp2p dashboard: link expired", text), status_code=401, headers=headers)
-        # A page that moves on by itself rather than a redirect: the browser
-        # then asks for the dashboard from our own origin, so the SameSite=Strict
-        # cookie goes with it even if the link was clicked on another site.
-        body = message_page("agentp2p dashboard", 'Logged in. <a href="/dashboard/">Open the dashboard</a>.').replace(
-            "<title>", '<meta http-equiv="refresh" content="0;url=/dashboard/"><title>', 1
+    headers = {**_HEADERS, "cache-control": "no-store"}
+
+    def not_valid() -> HTMLResponse:
+        text = (
+            "This login link is not valid: it was used already, it expired (links last "
+            f"{sessions.limits.code_ttl:.0f} s), or the daemon restarted. Run <code>agentp2p dashboard</code> "
+            "for a new one."
         )
-        response = HTMLResponse(body, headers=headers)
+        return HTMLResponse(message_page("agentp2p dashboard: link expired", text), status_code=401, headers=headers)
+
+    async def login_form(request: Request) -> Response:
+        # Spends nothing: browsers, mail clients and chat previews fetch links
+        # (prefetch, HEAD) before anyone clicks. The button posts the code.
+        code = request.query_params.get("code", "")
+        if not code or not sessions.code_pending(code, clock()):
+            return not_valid()
+        form = (
+            f'<form method="post" action="{LOGIN_PATH}"><input type="hidden" name="code" value="{html.escape(code)}">'
+            '<button type="submit" id="log-in" autofocus>Log in</button></form>'
+        )
+        return HTMLResponse(message_page("agentp2p dashboard: log in", "Open the dashboard of this daemon.", form),
+                            headers=headers)
+
+    async def login(request: Request) -> Response:
+        body = await request.body()
+        fields = parse_qs(body.decode("ascii", "replace")) if len(body) <= MAX_LOGIN_BODY else {}
+        code = (fields.get("code") or [""])[0]
+        session = sessions.redeem(code, clock()) if code else None
+        if session is None:
+            return not_valid()
+        # Post/redirect/get: the dashboard loads from a navigation our own
+        # page started, so the SameSite=Strict cookie goes with it.
+        response = RedirectResponse("/dashboard/", status_code=303, headers=headers)
         response.set_cookie(
-            COOKIE_NAME,
+            cookie_name(request.scope),
             session,
             max_age=int(sessions.limits.session_ttl),
             path="/",
@@ -134,10 +155,10 @@ def dashboard_routes(
         return response
 
     async def logout(request: Request) -> JSONResponse:
-        session = session_cookie({k.encode(): v.encode() for k, v in request.headers.items()})
+        session = session_cookie(request.scope)
         ended = sessions.end(session) if session else False
         response = JSONResponse({"logged_out": ended})
-        response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="strict")
+        response.delete_cookie(cookie_name(request.scope), path="/", httponly=True, samesite="strict")
         return response
 
     async def records(request: Request) -> JSONResponse:
@@ -155,7 +176,7 @@ def dashboard_routes(
         route("/dashboard/", GET=page),
         route("/dashboard/static/{name}", GET=asset),
         route("/dashboard/login-code", POST=login_code),
-        route(LOGIN_PATH, GET=login),
+        route(LOGIN_PATH, GET=login_form, POST=login),
         route(LOGOUT_PATH, POST=logout),
     ]
     if network is None:

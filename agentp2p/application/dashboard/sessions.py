@@ -5,7 +5,8 @@ browser's history, in logs and in screenshots, and a token typed into a page
 lives in JavaScript's reach. Instead, whoever holds the token (the CLI, via
 ``POST /dashboard/login-code``) asks for a *login code*: random, short-lived
 (:attr:`DashboardLimits.code_ttl`) and good for one use. The browser trades
-it at ``GET /dashboard/login?code=...`` for a *session*: another random
+it at ``POST /dashboard/login`` (the form ``GET /dashboard/login?code=...``
+shows, so that a prefetch or a ``HEAD`` spends nothing) for a *session*: another random
 value, set as an ``HttpOnly; SameSite=Strict`` cookie that scripts cannot
 read and other sites cannot make the browser send.
 
@@ -43,7 +44,9 @@ class DashboardLimits:
 
     code_ttl: float = 60.0  # long enough to click a link, short enough to be useless in scrollback
     max_codes: int = 16  # unredeemed codes; more pending than that is a script gone wrong
-    session_ttl: float = 12 * 3600.0  # a working day; then `agentp2p dashboard` again
+    #: An hour, then `agentp2p dashboard` again: a cookie taken from the
+    #: browser is good for that long at most (sessions are not renewed).
+    session_ttl: float = 3600.0
     max_sessions: int = 32  # browsers logged in at once; the oldest is logged out first
 
 
@@ -82,6 +85,11 @@ class Sessions:
             self._sessions.popitem(last=False)
         self.logins += 1
         return session
+
+    def code_pending(self, code: str, now: float) -> bool:
+        """Whether ``code`` could be redeemed now (it is not spent by asking)."""
+        self._expire(now)
+        return _digest(code) in self._codes
 
     def valid(self, session: str, now: float) -> bool:
         expires = self._sessions.get(_digest(session))

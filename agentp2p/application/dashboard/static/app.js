@@ -46,8 +46,17 @@
     slowStarted: false,
   };
 
+  // Says "the page's own script" to the daemon: a browser that sends neither
+  // Sec-Fetch-Site nor Origin gets the session's reads only with it (another
+  // origin cannot add it without a CORS preflight, which the daemon refuses).
+  const PAGE_HEADER = { "X-Agentp2p-Dashboard": "1" };
+
   async function getJSON(path) {
-    const r = await fetch(path, { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } });
+    const r = await fetch(path, {
+      credentials: "same-origin",
+      cache: "no-store",
+      headers: { Accept: "application/json", ...PAGE_HEADER },
+    });
     if (r.status === 401) throw new AuthLost(path);
     if (!r.ok) {
       const err = new Error(`${path}: HTTP ${r.status}`);
@@ -431,7 +440,7 @@
 
   $("logout").addEventListener("click", async () => {
     try {
-      await fetch("/dashboard/logout", { method: "POST", credentials: "same-origin" });
+      await fetch("/dashboard/logout", { method: "POST", credentials: "same-origin", headers: PAGE_HEADER });
     } finally {
       lostSession();
       banner("Logged out. Run 'agentp2p dashboard' for a new login link.");
