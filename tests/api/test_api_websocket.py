@@ -154,3 +154,14 @@ async def test_a_dashboard_session_reaches_membership_events_from_its_own_origin
             with pytest.raises(ConnectionRejected):
                 async with websocket(ws_url(api, path), headers):
                     pass
+
+
+async def test_a_client_frame_larger_than_a_few_kib_closes_the_socket() -> None:
+    # Clients send nothing the streams read; hypercorn's default would buffer 16 MiB per message.
+    async with api_node() as a:
+        async with websocket(ws_url(a, "/v1/members/events"), bearer(a)) as ws:
+            assert (await next_event(ws))["event"] == "members"
+            await ws.send_message("x" * 100)  # small frames are ignored
+            await ws.send_message("x" * 64 * 1024)
+            code, _ = await closed_with(ws)
+            assert code == 1009  # message too big

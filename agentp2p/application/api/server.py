@@ -36,6 +36,9 @@ from agentp2p.errors import ConfigError, ListenError
 
 log = logging.getLogger("agentp2p.api")
 
+#: Largest message a WebSocket client may send; a larger one closes the socket (1009).
+WEBSOCKET_MAX_MESSAGE = 4 * 1024
+
 
 def _bind(address: ApiAddress) -> socket.socket:
     if address.unix_path is not None:
@@ -200,6 +203,9 @@ class ApiService:
         config.graceful_timeout = 1.0
         # WebSocket event streams: pings play the part of SSE's keepalive comments.
         config.websocket_ping_interval = self.limits.heartbeat
+        # Clients send nothing the streams read (they only watch for the close):
+        # no need to buffer hypercorn's default 16 MiB per message from them.
+        config.websocket_max_message_size = WEBSOCKET_MAX_MESSAGE
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(serve, app, config)
