@@ -106,6 +106,7 @@ class SenderStats:
     streams_reused: int = 0  # requests that went out on an already open stream
     retries: int = 0  # stale reused streams replaced and the request re-sent
     failures: int = 0  # exchanges that raised (dial, negotiation, reset, garbage, deadline)
+    cancelled: int = 0  # exchanges cut by their deadline, or abandoned once the core no longer needed them
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -155,6 +156,11 @@ class PeerSender:
                 self._stats.requests += 1
                 try:
                     return await self._exchange(data, expect_response)
+                except trio.Cancelled:
+                    # The request's deadline, or a lookup that ended and no longer
+                    # needs the answer: counted apart from the peer's failures.
+                    self._stats.cancelled += 1
+                    raise
                 except BaseException:
                     self._stats.failures += 1
                     raise
