@@ -1,13 +1,15 @@
 """A real headless Chromium for the dashboard tests, driven by Selenium.
 
 Debian's ``chromium`` and ``chromium-driver`` packages (``.ci/run`` installs
-them): Selenium is given both paths, so it never looks for (or downloads) a
+them), found on ``PATH`` (or ``$CHROMIUM_BINARY`` / ``$CHROMEDRIVER``):
+Selenium is given both paths, so it never looks for (or downloads) a
 browser or driver of its own. Each browser gets a fresh profile directory
 and the flags of a machine with no internet: no QUIC, no first-run pages, no
-background fetches, no component updates, no sync.
+background fetches, no component updates, no sync — and no ``/dev/shm``
+(a container's is often 64 MB, too small for Chromium).
 
-A test that needs the browser skips, naming what is missing, only where
-Chromium or its driver is not installed.
+A test that needs the browser skips, naming what is missing, where Chromium
+or its driver is not installed, or the driver cannot start a browser here.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from typing import Any
 
 import pytest
 
-CHROMIUM = os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
+CHROMIUM = os.environ.get("CHROMIUM_BINARY") or shutil.which("chromium") or "chromium"
+CHROMEDRIVER = os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver") or "chromedriver"
 FLAGS = (
     "--headless",
     "--no-sandbox",  # CI runs as root, where Chromium's sandbox refuses to start
+    "--disable-dev-shm-usage",  # temporary files instead: a container's /dev/shm is small
     "--disable-gpu",
     "--disable-quic",
     "--no-first-run",
@@ -91,7 +94,13 @@ def chromium(profile: Path) -> Iterator[Any]:
     options.add_argument(f"--user-data-dir={profile}")
     # The page's console (CSP violations and script errors land there).
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    from selenium.common.exceptions import WebDriverException
+
+    try:
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    except (WebDriverException, OSError) as exc:  # installed, but it cannot run here (no display libs, a broken package...)
+        why = (exc.msg or str(exc) or type(exc).__name__).strip().splitlines()[0]
+        pytest.skip(f"{CHROMEDRIVER} could not start {CHROMIUM}: {why}")
     try:
         driver.set_page_load_timeout(30)
         yield driver
