@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import trio
 
-from libp2p.peer.peerinfo import PeerInfo
 
 from agentp2p.config import PubSubConfig
 from agentp2p.errors import PubSubError
