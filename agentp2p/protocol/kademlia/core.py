@@ -540,12 +540,7 @@ class KademliaCore:
             self._advance(q, out)  # one held back by max_pending_requests
         if now >= self._next_refresh:
             self._next_refresh = now + self.cfg.refresh_check_interval
-            for cpl in self.table.stale_buckets(now, self.cfg.refresh_interval, self.cfg.max_refresh_cpl):
-                if len(self._queries) >= self.cfg.max_queries:
-                    break
-                self.table.mark_refreshed(self._bucket_key(cpl), now)
-                target = random_peer_id_in_bucket(self.table.local_key, cpl, self._rng)
-                self._start(self._internal_id(), Kind.FIND_NODE, target, out, internal=True)
+            self._refresh(self.cfg.refresh_interval, out)
         for key in self.local_provides.due(now):
             if len(self._queries) >= self.cfg.max_queries:
                 break  # due() rescheduled it: retried next interval
@@ -562,9 +557,13 @@ class KademliaCore:
         node routes short of regions that filled up before it joined until its
         first periodic refresh (measured in the simulator: 1.6 % of lookups at
         10,000 nodes missed the closest node)."""
-        for cpl in self.table.stale_buckets(self._now, 0.0, self.cfg.max_refresh_cpl):
+        self._refresh(0.0, out)
+
+    def _refresh(self, stale_after: float, out: list[Action]) -> None:
+        """One lookup for a random key in each bucket untouched for ``stale_after`` s."""
+        for cpl in self.table.stale_buckets(self._now, stale_after, self.cfg.max_refresh_cpl):
             if len(self._queries) >= self.cfg.max_queries:
-                break  # the rest are stale still: the periodic check takes them
+                break  # the rest stay stale: the next periodic check takes them
             self.table.mark_refreshed(self._bucket_key(cpl), self._now)
             target = random_peer_id_in_bucket(self.table.local_key, cpl, self._rng)
             self._start(self._internal_id(), Kind.FIND_NODE, target, out, internal=True)
