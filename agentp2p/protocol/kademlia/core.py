@@ -11,8 +11,10 @@ write to the closest peers found.
 Every outbound request gets a request id and a ``timeout_at``; the adapter
 reports ResponseReceived or RequestFailed, and the core fails it itself when
 the time passes (and says CancelRequest), so a peer that never answers costs
-a lookup one request timeout, and the lookup's deadline caps the whole
-query. Late or unknown answers are counted and dropped.
+a lookup one request timeout, and the lookup's deadline caps the look-up.
+A PUT_VALUE or ADD_PROVIDER query then writes to the closest peers found
+(even after a timed-out look-up: a slow network still gets the record) and
+lives at most one request timeout more. Late or unknown answers are counted and dropped.
 
 The table learns from evidence of liveness: a connection from a DHT server,
 a request from one, an answer to our request. A full bucket pings its
@@ -416,6 +418,7 @@ class KademliaCore:
             self._finish(q, out)
             return
         q.writing = True
+        q.writing_since = self._now
         if q.kind is Kind.PUT_VALUE:
             assert q.value is not None
             msg = Message(MessageType.PUT_VALUE, key=q.key, record=Record(q.key, q.value))

@@ -77,6 +77,8 @@ class Query:
     found: Peer | None = None
     hops: int = 0
     writing: bool = False
+    #: When the write phase began (its requests end one request timeout later).
+    writing_since: float = 0.0
     timed_out: bool = False
     writes_pending: int = 0
     written: int = 0
