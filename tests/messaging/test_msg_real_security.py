@@ -114,11 +114,16 @@ async def test_tampered_replayed_and_forged_messages_are_rejected_and_counted() 
 
             # 3. Replay: the very first message, byte for byte, on a fresh stream
             # after the receiver forgot its session (4 newer sessions evict it).
+            # Each stream's message is in before the next stream opens: the
+            # receiver resets the stream a new one replaces, and a reset racing
+            # the next stream's negotiation made new_stream fail about once in
+            # 30 runs under load (py-libp2p yamux; replacement is not what this
+            # test is about).
             old_session = raw.session
-            for _ in range(4):
+            for i in range(4):
                 await raw.open()
                 await raw.data(raw.envelope(1, b"filler"))
-            await wait_until(lambda: len(got) == 6, what="filler messages")
+                await wait_until(lambda: len(got) == 3 + i, what=f"filler message {i + 1}")
             await raw.open(old_session)
             await raw.data(first)
             await wait_until(lambda: rejected("replayed") == 1, what="replay rejected")
