@@ -47,7 +47,15 @@ class ApiAddress:
     def base_url(self) -> str:
         if self.unix_path is not None:
             return "http://agentp2p"  # the host part is ignored over a Unix socket
-        host = f"[{self.host}]" if self.host and ":" in self.host else self.host
+        host = self.host
+        # A daemon bound to every interface (0.0.0.0 in a container) is
+        # reached, and its dashboard opened, through loopback: browsers
+        # refuse 0.0.0.0 and [::] as destinations.
+        if host == "0.0.0.0":
+            host = "127.0.0.1"
+        elif host in ("::", "[::]"):
+            host = "::1"
+        host = f"[{host}]" if host and ":" in host else host
         return f"http://{host}:{self.port}"
 
     def is_loopback(self) -> bool:

@@ -40,6 +40,10 @@ def test_parse_api_address() -> None:
     assert (v6.host, str(v6), v6.base_url, v6.is_loopback()) == ("::1", "[::1]:80", "http://[::1]:80", True)
     assert parse_api_address("http://localhost:9/").port == 9
     assert not parse_api_address("0.0.0.0:5001").is_loopback()
+    # A daemon bound to every interface (in a container) is reached, and its
+    # dashboard link given, through loopback: browsers refuse 0.0.0.0.
+    assert parse_api_address("0.0.0.0:5001").base_url == "http://127.0.0.1:5001"
+    assert parse_api_address("[::]:5001").base_url == "http://[::1]:5001"
     unix = parse_api_address("unix:/tmp/x.sock")
     assert unix.is_unix and unix.is_loopback() and str(unix) == "unix:/tmp/x.sock"
     for bad in ("5001", "host:", "host:port", "1.2.3.4:70000", "unix:"):
