@@ -26,8 +26,13 @@ imports the node lazily). It refuses — returns ``False`` and does nothing —
 if libp2p is already imported, because stubbing a package after its users
 loaded the real one would mix the two.
 
+It also makes a few py-libp2p packages *hollow* (:data:`HOLLOW_PACKAGES`):
+their ``__init__``, which eagerly imports whole features we never run, is
+skipped, while the submodules py-libp2p really imports load normally.
+
 Measured on py-libp2p 0.8.1 / CPython 3.11 (docs/benchmarks.md): RSS after
-``import agentp2p.node`` drops from ~87 MB to ~67 MB.
+``import agentp2p.node`` drops from ~87 MB to ~67 MB with the stubs, and a
+running daemon's by 4 MB more with the hollow packages.
 """
 
 from __future__ import annotations
@@ -52,6 +57,18 @@ UNUSED_PACKAGES: tuple[str, ...] = (
     "requests",
     "prometheus_client",
     "zeroconf",
+)
+
+# py-libp2p packages whose ``__init__`` we never run: only the submodules
+# someone imports by full name load, for real. ``libp2p.relay``'s init loads
+# all of circuit relay v2, DCUtR and, through them, the library's Kademlia
+# and bitswap (81 modules, 4 MB) — for one function: ``basic_host`` imports
+# ``is_private_ip`` from ``libp2p.relay.circuit_v2.nat``, which still loads.
+# A hollow package has no names of its own, so an import of a name its init
+# would have defined fails at import time, loudly, never later.
+HOLLOW_PACKAGES: tuple[str, ...] = (
+    "libp2p.relay",
+    "libp2p.relay.circuit_v2",
 )
 
 # Needed by py-libp2p's mDNS discovery, so kept when mDNS is on.
@@ -123,6 +140,29 @@ class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         pass
 
 
+class _HollowFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Packages whose ``__init__`` is skipped; their submodules import as usual."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names = frozenset(names)
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None, target: Any = None) -> Any:
+        if fullname not in self.names:
+            return None
+        real = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        if real is None or real.submodule_search_locations is None:
+            return None  # not installed, or not a package: the normal error
+        spec = importlib.machinery.ModuleSpec(fullname, self, origin=real.origin, is_package=True)
+        spec.submodule_search_locations = real.submodule_search_locations
+        return spec
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+        return None  # the default module, with __path__ from the spec
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        module.__lean_hollow__ = True  # type: ignore[attr-defined]
+
+
 def _finder() -> _StubFinder | None:
     for f in sys.meta_path:
         if isinstance(f, _StubFinder):
@@ -150,6 +190,7 @@ def install(*, mdns: bool = False, metrics: bool = False) -> bool:
     # A package already imported for real (by someone else) stays real.
     roots = [r for r in UNUSED_PACKAGES if r not in keep and r not in sys.modules]
     sys.meta_path.insert(0, _StubFinder(roots))
+    sys.meta_path.insert(1, _HollowFinder(HOLLOW_PACKAGES))
     return True
 
 

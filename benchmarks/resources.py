@@ -8,6 +8,11 @@
   ``agentp2p daemon`` after it settles, plain and lean.
 * ``nodes``: RSS of one process running N connected nodes (N = 1, 10, 50),
   and the MB each extra node adds.
+* ``breakdown``: where an idle daemon's memory goes, package by package:
+  one fresh interpreter behind the lean import, as the daemon runs, imports
+  the daemon's dependencies in dependency order (each step's RSS growth and
+  module count is what that step added over the ones before it), then the
+  daemon itself, settled: RSS, USS and PSS.
 * ``idle``: two daemons, B bootstrapped from A, left alone for ``--window``
   seconds: CPU % of each (psutil ``cpu_times`` delta / window; 100 % = one
   core) and the bytes on their TCP connection. The bytes come from the
@@ -39,7 +44,7 @@ import trio
 
 from benchmarks.common import PYTHON, emit, tcp_bytes, temp_daemon
 
-PARTS = ("import", "daemon", "nodes", "idle")
+PARTS = ("import", "daemon", "breakdown", "nodes", "idle")
 LEAN = "from agentp2p import _lean_import; assert _lean_import.install()\n"
 
 _RSS = (
@@ -78,7 +83,52 @@ def import_cost() -> dict[str, Any]:
 def _mem(pid: int) -> dict[str, float]:
     p = psutil.Process(pid)
     full = p.memory_full_info()
-    return {"rss_mb": round(full.rss / 2**20, 1), "uss_mb": round(full.uss / 2**20, 1)}
+    return {
+        "rss_mb": round(full.rss / 2**20, 1),
+        "uss_mb": round(full.uss / 2**20, 1),
+        "pss_mb": round(full.pss / 2**20, 1),
+    }
+
+
+# The daemon's imports in dependency order: each step is charged what it adds
+# over the steps before it (a package shared by two steps goes to the first).
+BREAKDOWN_STEPS: tuple[tuple[str, str], ...] = (
+    ("trio (and the stdlib it pulls: ssl, socket, selectors)", "import trio"),
+    ("cryptography (Ed25519, X25519, ChaCha20, hashes)",
+     "import cryptography.hazmat.primitives.asymmetric.ed25519, cryptography.hazmat.primitives.ciphers.aead"),
+    ("PyNaCl", "import nacl.bindings, nacl.signing"),
+    ("protobuf", "import google.protobuf.message"),
+    ("multiaddr and dnspython (for /dns addresses)", "import multiaddr, multiaddr.resolvers"),
+    ("py-libp2p's other key types (pycryptodome, coincurve, fastecdsa)",
+     "import Crypto.PublicKey.RSA, Crypto.Signature.pkcs1_15, Crypto.Hash.SHA256, coincurve, fastecdsa.curve"),
+    ("py-libp2p: the host (swarm, TCP, Noise, Yamux, identify, ping)", "import libp2p"),
+    ("agentp2p: the node (our protocols, services, assembly)", "import agentp2p.node"),
+    ("the control API (hypercorn, starlette, our routes)", "import agentp2p.application.api.server"),
+    ("the daemon's CLI and logging", "import agentp2p.cli, agentp2p.log"),
+)
+
+
+def breakdown() -> dict[str, Any]:
+    code = (
+        "import json, sys\n" + _RSS + LEAN
+        + "steps = []\nprev = (_rss(), len(sys.modules))\n"
+        + "steps.append({'what': 'python (+ the lean-import hook)', 'rss_mb': round(prev[0], 1), 'modules': prev[1]})\n"
+        + "".join(
+            f"{stmt}\n"
+            f"now = (_rss(), len(sys.modules))\n"
+            f"steps.append({{'what': {what!r}, 'rss_mb': round(now[0] - prev[0], 1), 'modules': now[1] - prev[1]}})\n"
+            "prev = now\n"
+            for what, stmt in BREAKDOWN_STEPS
+        )
+        + "print(json.dumps({'steps': steps, 'total_mb': round(prev[0], 1), 'modules': prev[1]}))\n"
+    )
+    return _run_py(code)
+
+
+async def settled_daemon(settle: float) -> dict[str, Any]:
+    async with temp_daemon("rss") as d:
+        await trio.sleep(settle)
+        return _mem(d.pid)
 
 
 async def daemon_rss(settle: float) -> dict[str, Any]:
@@ -147,6 +197,8 @@ async def _async_parts(parts: list[str], window: float, settle: float) -> dict[s
     out: dict[str, Any] = {}
     if "daemon" in parts:
         out["daemon"] = await daemon_rss(settle)
+    if "breakdown" in parts:
+        out["breakdown"] = {**breakdown(), "daemon": await settled_daemon(settle)}
     if "idle" in parts:
         out["idle"] = await idle(window, settle)
     return out

@@ -102,3 +102,41 @@ def test_mdns_keeps_zeroconf_real() -> None:
         "print('{}')\n"
     )
     _run(code)
+
+
+def test_hollow_packages_skip_their_init_but_load_what_is_imported() -> None:
+    """py-libp2p's ``libp2p.relay`` init loads circuit relay, DCUtR, and through
+    them the library's Kademlia and bitswap; ``basic_host`` needs one function
+    from ``relay.circuit_v2.nat``. Hollow, only that module loads — and a name
+    the skipped init would have defined fails at import time, not later."""
+    code = textwrap.dedent(
+        """
+        import json, sys
+        from agentp2p import _lean_import as L
+        assert L.install()
+        import agentp2p.node
+        from libp2p.relay.circuit_v2.nat import is_private_ip
+        out = {
+            "hollow": getattr(sys.modules["libp2p.relay"], "__lean_hollow__", False),
+            "loaded": sorted(m for m in ("libp2p.relay.circuit_v2.transport", "libp2p.kad_dht", "libp2p.bitswap")
+                             if m in sys.modules),
+            "nat": [is_private_ip("10.1.2.3"), is_private_ip("8.8.8.8")],
+        }
+        try:
+            from libp2p.relay import CircuitV2Transport
+        except ImportError as exc:
+            out["import_error"] = str(exc)
+        print(json.dumps(out))
+        """
+    )
+    out = _run(code)
+    assert out["hollow"] is True
+    assert out["loaded"] == []
+    assert out["nat"] == [True, False]
+    assert "CircuitV2Transport" in out["import_error"]
+    # The library on its own (no hook) loads all of it: what the hollow package saves.
+    plain = _run(
+        "import json, sys, libp2p.host.basic_host\n"
+        "print(json.dumps(sorted(m for m in ('libp2p.relay.circuit_v2.transport', 'libp2p.kad_dht') if m in sys.modules)))"
+    )
+    assert plain == ["libp2p.kad_dht", "libp2p.relay.circuit_v2.transport"]
