@@ -33,7 +33,7 @@ from multiaddr import Multiaddr
 
 from agentp2p.config import NodeConfig
 from agentp2p.contract import NodeService, StreamHandler
-from agentp2p.network.addresses import parse_listen_addr, parse_peer_addr
+from agentp2p.network.addresses import parse_listen_addr, parse_peer_addr, to_peer_id
 from agentp2p.network.denylist import DenyList
 from agentp2p.network.dialer import Dialer
 from agentp2p.network.events import ConnectionEvents
@@ -183,6 +183,7 @@ def assemble(
     # Peers refused by decision rather than behaviour (an operator, a test
     # network's partition): refused wherever banned peers are.
     denylist = DenyList()
+    denylist.deny([to_peer_id(p) for p in config.deny])  # validated; DenyListFull past its bound
 
     def refused(peer: ID) -> bool:
         return penalties.is_banned(peer) or peer in denylist

@@ -28,6 +28,7 @@ from agentp2p.client.discovery import ADDR_FILE_NAME, DEFAULT_API_LISTEN, TOKEN_
 
 EXIT_OK = 0
 EXIT_ERROR = 1
+EXIT_USAGE = 2  # as argparse
 
 # -- the daemon's flags ------------------------------------------------------------------
 
@@ -197,6 +198,12 @@ def add_client_commands(sub: Any) -> None:
     connect.add_argument("addr", metavar="MADDR", help="multiaddr ending in /p2p/<peer id>")
     cmd("disconnect", _disconnect, "disconnect the daemon from a peer").add_argument("peer", metavar="PEER_ID")
     cmd("ping", _ping, "round-trip time to a connected peer").add_argument("peer", metavar="PEER_ID")
+    p = cmd("deny", _deny, "refuse PEERs both ways and close their connections, until 'allow' or the daemon "
+            "stops (lasting: deny = [...] in the config); no PEER: list the denied peers")
+    p.add_argument("peers", nargs="*", metavar="PEER_ID")
+    p = cmd("allow", _allow, "take PEERs off the deny list")
+    p.add_argument("peers", nargs="*", metavar="PEER_ID")
+    p.add_argument("--all", action="store_true", help="clear the whole deny list")
     p = cmd("publish", _publish, "publish DATA on TOPIC")
     p.add_argument("topic")
     p.add_argument("data", help="message text; '-' reads raw bytes from stdin")
@@ -329,11 +336,13 @@ def _status(client: Any, args: argparse.Namespace) -> int:
 def _peers(client: Any, args: argparse.Namespace) -> int:
     peers = client.peers()
     banned = client.banned_peers()
+    denied = client.denied()
     if args.json:
         _print_json(
             {
                 "peers": [{"peer_id": p.peer_id, "connections": [c.__dict__ for c in p.connections]} for p in peers],
                 "banned": [b.__dict__ for b in banned],
+                "denied": denied,
             }
         )
         return EXIT_OK
@@ -344,6 +353,42 @@ def _peers(client: Any, args: argparse.Namespace) -> int:
         print("banned (penalty box):")
         for b in banned:
             print(f"  {b.peer_id}  {b.remaining_s:.0f}s left, {b.offences} offences, last: {b.reason}")
+    if denied:
+        print("denied (deny list; 'agentp2p allow' takes a peer off):")
+        for peer in denied:
+            print(f"  {peer}")
+    return EXIT_OK
+
+
+def _deny(client: Any, args: argparse.Namespace) -> int:
+    if not args.peers:
+        denied = client.denied()
+        if args.json:
+            _print_json({"denied": denied})
+        for peer in [] if args.json else denied:
+            print(peer)
+        return EXIT_OK
+    changed = {peer: client.deny(peer) for peer in args.peers}
+    if args.json:
+        _print_json({"denied": list(changed), "newly_denied": [p for p, new in changed.items() if new]})
+    else:
+        for peer, new in changed.items():
+            print(f"denied {peer}" if new else f"{peer} was already denied")
+    return EXIT_OK
+
+
+def _allow(client: Any, args: argparse.Namespace) -> int:
+    if args.all == bool(args.peers):
+        print("agentp2p: error: name the peers to allow, or --all", file=sys.stderr)
+        return EXIT_USAGE
+    allowed = client.allow() if args.all else [p for peer in args.peers for p in client.allow(peer)]
+    if args.json:
+        _print_json({"allowed": allowed})
+    else:
+        for peer in args.peers:
+            print(f"allowed {peer}" if peer in allowed else f"{peer} was not denied")
+        if args.all:
+            print(f"allowed {len(allowed)} peers" + "".join(f"\n  {p}" for p in allowed))
     return EXIT_OK
 
 

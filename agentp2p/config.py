@@ -32,7 +32,8 @@ from typing import Any
 from agentp2p.errors import ConfigError
 from agentp2p.messaging.config import MessagingConfig
 from agentp2p.protocol.swim.config import SwimConfig
-from agentp2p.network.addresses import parse_listen_addr, parse_peer_addr
+from agentp2p.network.addresses import parse_listen_addr, parse_peer_addr, parse_peer_id
+from agentp2p.network.denylist import MAX_ENTRIES as DENY_MAX_ENTRIES
 from agentp2p.network.penalties import PenaltyConfig
 from agentp2p.network.psk import read_psk_file
 from agentp2p.network.resources import ResourceLimits
@@ -136,6 +137,11 @@ class NodeConfig:
 
     listen: list[str] = field(default_factory=lambda: [DEFAULT_LISTEN])
     bootstrap: list[str] = field(default_factory=list)
+    # Peers refused from the start (base58 peer IDs): no dial to them, no
+    # connection from them. Changed at run time with node.deny()/allow(), the
+    # control API (/v1/peers/denied) or `agentp2p deny`/`allow`; those changes
+    # last until the node stops, so keep the lasting ones here.
+    deny: list[str] = field(default_factory=list)
     # None: an ephemeral identity (library use, tests). The daemon sets a path.
     identity_path: Path | None = None
     # Private network key file (libp2p swarm.key format, docs/security.md):
@@ -177,6 +183,13 @@ class NodeConfig:
             parse_listen_addr(addr)
         for addr in self.bootstrap:
             parse_peer_addr(addr)
+        if len(set(self.deny)) > DENY_MAX_ENTRIES:
+            raise ConfigError(f"deny lists {len(set(self.deny))} peers; at most {DENY_MAX_ENTRIES}")
+        for peer in self.deny:
+            try:
+                parse_peer_id(peer)
+            except ValueError as exc:
+                raise ConfigError(f"deny: {exc}") from None
         if self.psk is not None:
             read_psk_file(self.psk)  # missing, malformed or unsafe: a ConfigError naming the file
         if self.max_connections < 1 or self.max_connections_per_peer < 1:

@@ -32,6 +32,12 @@ class DialError(AgentP2PError):
     """A peer could not be reached."""
 
 
+class PeerRefused(DialError):
+    """This node's own policy forbids the peer: it is on the deny list, or
+    banned for misbehaving. Not a network failure: retrying will not help
+    until the policy changes (the API answers 403 ``forbidden``)."""
+
+
 class PubSubError(AgentP2PError):
     """A publish could not be delivered to the local gossipsub router."""
 

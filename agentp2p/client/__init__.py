@@ -31,6 +31,7 @@ _EXPORTS = {
     "ApiError": "errors",
     "ClientError": "errors",
     "DaemonNotRunning": "errors",
+    "Forbidden": "errors",
     "NotFound": "errors",
     "StreamClosed": "errors",
     "TokenError": "errors",
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
     from agentp2p.client.async_client import AsyncEventStream, AsyncInbox, AsyncStreamOf, AsyncSubscription, Client
     from agentp2p.client.calls import Call, StreamEvent
     from agentp2p.client.discovery import Endpoint, locate
-    from agentp2p.client.errors import ApiError, ClientError, DaemonNotRunning, NotFound, StreamClosed, TokenError
+    from agentp2p.client.errors import ApiError, ClientError, DaemonNotRunning, Forbidden, NotFound, StreamClosed, TokenError
     from agentp2p.client.sync_client import EventStream, Inbox, StreamOf, Subscription, SyncClient
     from agentp2p.client.types import Agent, BannedPeer, DirectMessage, Member, MemberEvent, Message, NodeInfo, Peer, PeerAddrs, Record, SendReceipt, TopicPeers
 

@@ -213,6 +213,21 @@ class Client:
         """Peers the daemon refuses for now (penalty box), and why."""
         return await self.call(calls.banned_peers())
 
+    async def denied(self) -> list[str]:
+        """Peers on the daemon's deny list."""
+        return await self.call(calls.denied())
+
+    async def deny(self, peer_id: str) -> bool:
+        """Refuse this peer both ways until :meth:`allow`, and close what is open
+        to it; False if it was denied already. Lasts until the daemon stops
+        (its config's ``deny`` list is what lasts)."""
+        return await self.call(calls.deny(peer_id))
+
+    async def allow(self, peer_id: str | None = None) -> list[str]:
+        """Take the peer off the deny list (none given: every peer); returns
+        the peers that were on it."""
+        return await self.call(calls.allow(peer_id))
+
     async def peer(self, peer_id: str) -> Peer:
         return await self.call(calls.peer(peer_id))
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
-from agentp2p.client.errors import ApiError, ClientError, NotFound, TokenError
+from agentp2p.client.errors import ApiError, ClientError, Forbidden, NotFound, TokenError
 from agentp2p.client.types import (
     Agent,
     BannedPeer,
@@ -65,6 +65,22 @@ def peers() -> Call[list[Peer]]:
 
 def banned_peers() -> Call[list[BannedPeer]]:
     return Call("GET", f"{PREFIX}/peers", lambda d: [BannedPeer.from_json(b) for b in d.get("banned", [])])
+
+
+def denied() -> Call[list[str]]:
+    return Call("GET", f"{PREFIX}/peers/denied", lambda d: [str(p) for p in d["denied"]])
+
+
+def deny(peer_id: str) -> Call[bool]:
+    return Call("PUT", f"{PREFIX}/peers/denied/{quote(peer_id, safe='')}", lambda d: bool(d["changed"]))
+
+
+def allow(peer_id: str | None = None) -> Call[list[str]]:
+    if peer_id is None:
+        return Call("DELETE", f"{PREFIX}/peers/denied", lambda d: [str(p) for p in d["allowed"]])
+    return Call(
+        "DELETE", f"{PREFIX}/peers/denied/{quote(peer_id, safe='')}", lambda d: [peer_id] if d["changed"] else []
+    )
 
 
 def peer(peer_id: str) -> Call[Peer]:
@@ -264,6 +280,8 @@ def error_from(status: int, body: bytes, token_source: str) -> ClientError:
         code, message = "http_error", body.decode("utf-8", "replace")[:200] or f"HTTP {status}"
     if status == 401:
         return TokenError(f"the daemon refused the API token from {token_source}: {message}")
+    if status == 403:
+        return Forbidden(status, code, message)
     if status == 404:
         return NotFound(status, code, message)
     return ApiError(status, code, message, stored=stored)

@@ -40,5 +40,10 @@ class NotFound(ApiError):
     """404: no such peer, value, route..."""
 
 
+class Forbidden(ApiError):
+    """403: the daemon's own policy refuses this (a peer on its deny list, or
+    banned for misbehaving); retrying will not help until the policy changes."""
+
+
 class StreamClosed(ClientError):
     """The daemon ended an event stream (it stopped, or dropped this client)."""

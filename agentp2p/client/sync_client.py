@@ -187,6 +187,21 @@ class SyncClient:
         """Peers the daemon refuses for now (penalty box), and why."""
         return self.call(calls.banned_peers())
 
+    def denied(self) -> list[str]:
+        """Peers on the daemon's deny list."""
+        return self.call(calls.denied())
+
+    def deny(self, peer_id: str) -> bool:
+        """Refuse this peer both ways until :meth:`allow`, and close what is open
+        to it; False if it was denied already. Lasts until the daemon stops
+        (its config's ``deny`` list is what lasts)."""
+        return self.call(calls.deny(peer_id))
+
+    def allow(self, peer_id: str | None = None) -> list[str]:
+        """Take the peer off the deny list (none given: every peer); returns
+        the peers that were on it."""
+        return self.call(calls.allow(peer_id))
+
     def peer(self, peer_id: str) -> Peer:
         return self.call(calls.peer(peer_id))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base58
 from multiaddr import Multiaddr
 
 from libp2p.peer.id import ID
@@ -56,6 +57,26 @@ def parse_peer_addr(text: str) -> PeerInfo:
     if not any(t in names for t in _TRANSPORTS):
         raise AddressError(f"peer address {text!r} has no /tcp transport")
     return PeerInfo(peer_id, [transport])
+
+
+def parse_peer_id(text: str) -> ID:
+    """A base58 peer ID that decodes to a well-formed multihash (identity
+    multihash of a key, or sha2-256); ValueError otherwise.
+
+    py-libp2p's ``ID.from_base58`` accepts any base58 string, so a typo in a
+    config file or a request would become a peer nobody can be.
+    """
+    if not isinstance(text, str) or not 1 <= len(text) <= 128:
+        raise ValueError("a peer ID is a base58 string")
+    try:
+        raw = base58.b58decode(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a valid peer ID (not base58)") from None
+    identity = len(raw) >= 2 and raw[0] == 0x00 and raw[1] == len(raw) - 2 and 0 < raw[1] <= 42
+    sha256 = len(raw) == 34 and raw[0] == 0x12 and raw[1] == 0x20
+    if not (identity or sha256):
+        raise ValueError(f"{text!r} is not a valid peer ID")
+    return ID(raw)
 
 
 def to_peer_id(peer: ID | str) -> ID:

@@ -34,7 +34,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from multiaddr import Multiaddr
 
-from agentp2p.errors import DialError
+from agentp2p.errors import DialError, PeerRefused
 
 log = logging.getLogger("agentp2p.dialer")
 
@@ -139,10 +139,10 @@ class Dialer:
             raise DialError("refusing to dial ourselves")
         if self._is_banned(peer):
             self.stats.refused_banned += 1
-            raise DialError(f"peer {peer} is banned for misbehaving (see `agentp2p peers`)")
+            raise PeerRefused(f"peer {peer} is banned for misbehaving (see `agentp2p peers`)")
         if self._is_denied(peer):
             self.stats.refused_denied += 1
-            raise DialError(f"peer {peer} is on this node's deny list")
+            raise PeerRefused(f"peer {peer} is on this node's deny list (`agentp2p allow` takes it off)")
         self.add_addrs(peer, addrs)
         if self.is_connected(peer):
             return

@@ -160,3 +160,24 @@ def test_api_over_a_unix_socket(tmp_path: Path) -> None:
         assert status.returncode == 0, status.stderr
         assert json.loads(status.stdout)["node"]["peer_id"] == d.peer_id
     assert not sock_path.exists()
+
+
+def test_cli_deny_and_allow(two_daemons: tuple[DaemonProcess, DaemonProcess]) -> None:
+    """Last in this module: it cuts the shared pair apart, then joins it again."""
+    a, b = two_daemons
+    assert a.run_cli("connect", b.addrs[0]).returncode == 0
+    denied = a.run_cli("deny", b.peer_id)
+    assert denied.returncode == 0 and f"denied {b.peer_id}" in denied.stdout
+    assert a.run_cli("deny").stdout.split() == [b.peer_id]
+    assert json.loads(a.run_cli("peers", "--json").stdout)["denied"] == [b.peer_id]
+
+    refused = a.run_cli("connect", b.addrs[0])
+    assert refused.returncode == 1
+    assert "deny list" in refused.stderr and "HTTP 403 forbidden" in refused.stderr
+
+    usage = a.run_cli("allow")
+    assert usage.returncode == 2 and "--all" in usage.stderr
+    allowed = a.run_cli("allow", b.peer_id)
+    assert allowed.returncode == 0 and f"allowed {b.peer_id}" in allowed.stdout
+    assert a.run_cli("connect", b.addrs[0]).returncode == 0
+    assert json.loads(a.run_cli("deny", "--json").stdout) == {"denied": []}

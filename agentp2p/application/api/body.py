@@ -13,11 +13,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import base58
 from libp2p.peer.id import ID
 from starlette.requests import Request
 
 from agentp2p.application.api.errors import bad_request, too_large
+from agentp2p.network.addresses import parse_peer_id as _parse_peer_id
 
 
 async def read_json_object(request: Request, limit: int, allowed: set[str]) -> dict[str, Any]:
@@ -97,23 +97,12 @@ def payload(data: Mapping[str, Any], text_key: str, b64_key: str, limit: int) ->
 
 
 def parse_peer_id(text: Any) -> ID:
-    """A base58 peer ID that decodes to a well-formed multihash.
-
-    py-libp2p's ``ID.from_base58`` accepts any base58 string; we check the
-    multihash header so a typo is a 400, not a dial to nowhere.
-    """
-    if not isinstance(text, str) or not 1 <= len(text) <= 128:
-        raise bad_request("peer ID must be a base58 string")
+    """A base58 peer ID that decodes to a well-formed multihash: a typo is a
+    400, not a dial to nowhere (:func:`agentp2p.network.addresses.parse_peer_id`)."""
     try:
-        raw = base58.b58decode(text)
-    except ValueError:
-        raise bad_request(f"{text!r} is not a valid peer ID (not base58)") from None
-    ok = (len(raw) >= 2 and raw[0] == 0x00 and raw[1] == len(raw) - 2 and 0 < raw[1] <= 42) or (
-        len(raw) == 34 and raw[0] == 0x12 and raw[1] == 0x20
-    )
-    if not ok:
-        raise bad_request(f"{text!r} is not a valid peer ID")
-    return ID(raw)
+        return _parse_peer_id(text)
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
 
 
 def encode_payload(data: bytes, text_key: str = "data", b64_key: str = "data_b64") -> dict[str, Any]:

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from agentp2p.errors import AddressError, DialError, NotRunningError, PubSubError
+from agentp2p.errors import AddressError, DialError, NotRunningError, PeerRefused, PubSubError
 from agentp2p.messaging.errors import DeliveryError, DeliveryTimeout, InboxFull, RemoteHandlerError, RequestTimeout
 from agentp2p.protocol.dht import DHTError
 
@@ -43,6 +43,10 @@ def not_found(message: str) -> ApiError:
     return ApiError(404, "not_found", message)
 
 
+def conflict(message: str) -> ApiError:
+    return ApiError(409, "conflict", message)
+
+
 def too_large(message: str) -> ApiError:
     return ApiError(413, "payload_too_large", message)
 
@@ -61,6 +65,8 @@ def error_response(
 # (exception type, status, code) — first match wins, so subclasses go first.
 NODE_ERRORS: list[tuple[type[BaseException], int, str]] = [
     (AddressError, 400, "bad_request"),
+    # Our own policy refuses the peer (deny list, penalty box): not a network failure.
+    (PeerRefused, 403, "forbidden"),
     (DialError, 502, "peer_unreachable"),
     (DHTError, 502, "dht_failed"),
     (PubSubError, 503, "pubsub_unavailable"),
@@ -79,6 +85,7 @@ NODE_ERRORS: list[tuple[type[BaseException], int, str]] = [
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",

@@ -1,4 +1,5 @@
-"""``/v1/peers``: connections, dialing, hanging up, ping and identify.
+"""``/v1/peers``: connections, dialing, hanging up, ping and identify; and
+``/v1/peers/denied``, the node's deny list.
 
 Operations on one peer require an open connection (404 otherwise): the API
 never dials implicitly, so "is this peer connected?" has one answer.
@@ -15,8 +16,9 @@ from starlette.responses import JSONResponse
 
 from agentp2p.application.api.body import parse_peer_id, read_json_object, require_str
 from agentp2p.application.api.context import context
-from agentp2p.application.api.errors import not_found
+from agentp2p.application.api.errors import conflict, not_found
 from agentp2p.application.api.routing import route
+from agentp2p.network.denylist import DenyListFull
 
 _SMALL_BODY = 16 * 1024
 
@@ -90,8 +92,40 @@ async def ping(request: Request) -> JSONResponse:
     return JSONResponse({"peer_id": str(peer_id), "rtt_ms": round(rtt * 1000, 3)})
 
 
+async def list_denied(request: Request) -> JSONResponse:
+    node = context(request).node
+    return JSONResponse({"denied": sorted(str(p) for p in node.denied())})
+
+
+async def deny(request: Request) -> JSONResponse:
+    """Refuse the peer from now on, and close what is open to it. A full list
+    is a 409: nothing was added."""
+    node = context(request).node
+    peer_id = parse_peer_id(request.path_params["peer_id"])
+    try:
+        new = await node.deny(peer_id)
+    except DenyListFull as exc:
+        raise conflict(str(exc)) from None
+    return JSONResponse({"peer_id": str(peer_id), "denied": True, "changed": bool(new)})
+
+
+async def allow(request: Request) -> JSONResponse:
+    node = context(request).node
+    peer_id = parse_peer_id(request.path_params["peer_id"])
+    was = node.allow(peer_id)
+    return JSONResponse({"peer_id": str(peer_id), "denied": False, "changed": bool(was)})
+
+
+async def allow_all(request: Request) -> JSONResponse:
+    node = context(request).node
+    return JSONResponse({"allowed": sorted(str(p) for p in node.allow())})
+
+
 ROUTES = [
     route("/peers", GET=list_peers, POST=connect),
+    # Before /peers/{peer_id}, which would take "denied" for a (bad) peer ID.
+    route("/peers/denied", GET=list_denied, DELETE=allow_all),
+    route("/peers/denied/{peer_id}", PUT=deny, DELETE=allow),
     route("/peers/{peer_id}", GET=peer_details, DELETE=disconnect),
     route("/peers/{peer_id}/ping", POST=ping),
 ]
