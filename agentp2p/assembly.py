@@ -34,6 +34,7 @@ from multiaddr import Multiaddr
 from agentp2p.config import NodeConfig
 from agentp2p.contract import NodeService, StreamHandler
 from agentp2p.network.addresses import parse_listen_addr, parse_peer_addr, to_peer_id
+from agentp2p.network.allowlist import AllowList
 from agentp2p.network.denylist import DenyList
 from agentp2p.network.dialer import Dialer
 from agentp2p.network.events import ConnectionEvents
@@ -128,6 +129,7 @@ class NodeParts:
     context: ServiceContext
     services: dict[str, NodeService] = field(default_factory=dict)
     denylist: DenyList = field(default_factory=DenyList)
+    allowlist: AllowList = field(default_factory=AllowList)
 
 
 def default_services(config: NodeConfig, given: Sequence[NodeService] = ()) -> list[NodeService]:
@@ -184,9 +186,11 @@ def assemble(
     # network's partition): refused wherever banned peers are.
     denylist = DenyList()
     denylist.deny([to_peer_id(p) for p in config.deny])  # validated; DenyListFull past its bound
+    # With allow_only, every peer not named on it is refused the same way.
+    allowlist = AllowList((to_peer_id(p) for p in config.allow), enabled=config.allow_only)
 
     def refused(peer: ID) -> bool:
-        return penalties.is_banned(peer) or peer in denylist
+        return penalties.is_banned(peer) or peer in denylist or not allowlist.permits(peer)
 
     def offence(peer: ID | None, reason: str, weight: float = 1.0) -> None:
         if peer is None or peer == me:
@@ -211,7 +215,10 @@ def assemble(
     )
     events = ConnectionEvents(host)
     host.get_network().register_notifee(events)
-    dialer = Dialer(host, timeout=config.dial_timeout, is_banned=penalties.is_banned, is_denied=denylist.__contains__)
+    dialer = Dialer(
+        host, timeout=config.dial_timeout, is_banned=penalties.is_banned, is_denied=denylist.__contains__,
+        is_permitted=allowlist.permits,
+    )
     pubsub = PubSub(config.pubsub, identity=identity, resources=resources, offence=offence)
     dht = DHT(host, config.dht, offence=offence)
     dialer.use_lookup(dht.locate)
@@ -242,7 +249,7 @@ def assemble(
     dht.attach(context)  # kad handlers (server mode), dialer, connection events
     parts = NodeParts(
         config, identity, listen, penalties, resources, handler_failures, host, events, dialer, pubsub, dht,
-        bootstrapper, context, denylist=denylist,
+        bootstrapper, context, denylist=denylist, allowlist=allowlist,
     )
     for service in [*services, *default_services(config, services)]:
         if service.name in parts.services:

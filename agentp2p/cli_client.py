@@ -204,6 +204,10 @@ def add_client_commands(sub: Any) -> None:
     p = cmd("allow", _allow, "take PEERs off the deny list")
     p.add_argument("peers", nargs="*", metavar="PEER_ID")
     p.add_argument("--all", action="store_true", help="clear the whole deny list")
+    p = cmd("allow-list", _allow_list, "the allow list (on with allow_only = true in the config): show it, "
+            "or add/remove PEERs (remove also cuts their connections)")
+    p.add_argument("op", nargs="?", choices=["show", "add", "remove"], default="show")
+    p.add_argument("peers", nargs="*", metavar="PEER_ID")
     p = cmd("publish", _publish, "publish DATA on TOPIC")
     p.add_argument("topic")
     p.add_argument("data", help="message text; '-' reads raw bytes from stdin")
@@ -389,6 +393,30 @@ def _allow(client: Any, args: argparse.Namespace) -> int:
             print(f"allowed {peer}" if peer in allowed else f"{peer} was not denied")
         if args.all:
             print(f"allowed {len(allowed)} peers" + "".join(f"\n  {p}" for p in allowed))
+    return EXIT_OK
+
+
+def _allow_list(client: Any, args: argparse.Namespace) -> int:
+    if (args.op == "show") == bool(args.peers):
+        print("agentp2p: error: 'show' takes no peers; 'add' and 'remove' need them", file=sys.stderr)
+        return EXIT_USAGE
+    if args.op == "show":
+        allowed = client.allow_list()
+        if args.json:
+            _print_json({"allow_only": allowed is not None, "allowed": allowed or []})
+        elif allowed is None:
+            print("the allow list is off (allow_only = false): every peer not denied or banned may connect")
+        else:
+            print("\n".join(allowed) if allowed else "the allow list is on and empty: no peer may connect")
+        return EXIT_OK
+    change = client.add_to_allow_list if args.op == "add" else client.remove_from_allow_list
+    changed = {peer: change(peer) for peer in args.peers}
+    if args.json:
+        _print_json({"op": args.op, "changed": [p for p, c in changed.items() if c]})
+    else:
+        verb = "added" if args.op == "add" else "removed"
+        for peer, c in changed.items():
+            print(f"{verb} {peer}" if c else f"{peer}: no change")
     return EXIT_OK
 
 

@@ -33,6 +33,7 @@ from agentp2p.errors import ConfigError
 from agentp2p.messaging.config import MessagingConfig
 from agentp2p.protocol.swim.config import SwimConfig
 from agentp2p.network.addresses import parse_listen_addr, parse_peer_addr, parse_peer_id
+from agentp2p.network.allowlist import MAX_ENTRIES as ALLOW_MAX_ENTRIES
 from agentp2p.network.denylist import MAX_ENTRIES as DENY_MAX_ENTRIES
 from agentp2p.network.penalties import PenaltyConfig
 from agentp2p.network.psk import read_psk_file
@@ -142,6 +143,12 @@ class NodeConfig:
     # control API (/v1/peers/denied) or `agentp2p deny`/`allow`; those changes
     # last until the node stops, so keep the lasting ones here.
     deny: list[str] = field(default_factory=list)
+    # With allow_only, the node talks to the peers in `allow` and no others,
+    # both ways (bootstrap peers must be among them). Entries can change at
+    # run time (the control API); allow_only itself only here, so a list
+    # emptied at run time never opens the node to everyone.
+    allow_only: bool = False
+    allow: list[str] = field(default_factory=list)
     # None: an ephemeral identity (library use, tests). The daemon sets a path.
     identity_path: Path | None = None
     # Private network key file (libp2p swarm.key format, docs/security.md):
@@ -183,6 +190,20 @@ class NodeConfig:
             parse_listen_addr(addr)
         for addr in self.bootstrap:
             parse_peer_addr(addr)
+        for peer in self.allow:
+            try:
+                parse_peer_id(peer)
+            except ValueError as exc:
+                raise ConfigError(f"allow: {exc}") from None
+        if self.allow and not self.allow_only:
+            raise ConfigError("allow lists peers but allow_only is false: set allow_only = true for the list to apply")
+        if self.allow_only:
+            admitted = {str(parse_peer_id(p)) for p in self.allow}
+            for addr in self.bootstrap:
+                if str(parse_peer_addr(addr).peer_id) not in admitted:
+                    raise ConfigError(f"bootstrap peer {addr!r} is not in allow, and allow_only would refuse it")
+        if len(set(self.allow)) > ALLOW_MAX_ENTRIES:
+            raise ConfigError(f"allow lists {len(set(self.allow))} peers; at most {ALLOW_MAX_ENTRIES}")
         if len(set(self.deny)) > DENY_MAX_ENTRIES:
             raise ConfigError(f"deny lists {len(set(self.deny))} peers; at most {DENY_MAX_ENTRIES}")
         for peer in self.deny:

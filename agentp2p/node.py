@@ -117,6 +117,7 @@ class Node:
         self._listen = parts.listen
         self.penalties = parts.penalties
         self.denylist = parts.denylist
+        self.allowlist = parts.allowlist
         self.resources = parts.resources
         self.handler_failures = parts.handler_failures
         self.host = parts.host
@@ -310,6 +311,29 @@ class Node:
 
     def is_denied(self, peer: ID | str) -> bool:
         return to_peer_id(peer) in self.denylist
+
+    # -- the allow list (agentp2p.network.allowlist) --------------------------------
+
+    def allowed(self) -> list[ID] | None:
+        """The peers the allow list admits; None when it is off (``allow_only =
+        false``: every peer not denied or banned may connect)."""
+        return self.allowlist.peers() if self.allowlist.enabled else None  # type: ignore[return-value]
+
+    def add_allowed(self, *peers: ID | str) -> list[ID]:
+        """Admit ``peers`` (returns the new ones). Raises ``AllowListOff`` when
+        the list is not in force and ``AllowListFull`` past its bound (both
+        ``ValueError``)."""
+        return self.allowlist.add([to_peer_id(p) for p in peers])  # type: ignore[return-value]
+
+    async def remove_allowed(self, *peers: ID | str) -> list[ID]:
+        """Stop admitting ``peers`` and close what is open to them now; returns
+        those that were on the list."""
+        gone = self.allowlist.remove([to_peer_id(p) for p in peers])
+        async with trio.open_nursery() as nursery:
+            for peer in gone:
+                if self.dialer.is_connected(peer):  # type: ignore[arg-type]
+                    nursery.start_soon(self._close_quietly, peer)
+        return gone  # type: ignore[return-value]
 
     def _require_running(self) -> trio.Nursery:
         if self._nursery is None:
@@ -581,6 +605,7 @@ class Node:
             "network": self._network_stats(),
             "penalties": self.penalties.stats(),
             "denylist": self.denylist.stats(),
+            "allowlist": self.allowlist.stats(),
             **{name: svc.stats() for name, svc in self.services.items()},
             "bootstrap": {
                 "attempts": self.bootstrapper.attempts,

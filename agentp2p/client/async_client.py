@@ -228,6 +228,20 @@ class Client:
         the peers that were on it."""
         return await self.call(calls.allow(peer_id))
 
+    async def allow_list(self) -> list[str] | None:
+        """The peers the daemon's allow list admits; None when it is off
+        (``allow_only = false`` in its config: every peer may connect)."""
+        return await self.call(calls.allow_list())
+
+    async def add_to_allow_list(self, peer_id: str) -> bool:
+        """Admit this peer; False if it was already. A 409 ``ApiError`` when the
+        list is off (only the daemon's config turns it on) or full."""
+        return await self.call(calls.add_to_allow_list(peer_id))
+
+    async def remove_from_allow_list(self, peer_id: str) -> bool:
+        """Stop admitting this peer and cut its connections; False if it was not on the list."""
+        return await self.call(calls.remove_from_allow_list(peer_id))
+
     async def peer(self, peer_id: str) -> Peer:
         return await self.call(calls.peer(peer_id))
 

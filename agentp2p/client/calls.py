@@ -83,6 +83,18 @@ def allow(peer_id: str | None = None) -> Call[list[str]]:
     )
 
 
+def allow_list() -> Call[list[str] | None]:
+    return Call("GET", f"{PREFIX}/peers/allowed", lambda d: [str(p) for p in d["allowed"]] if d["allow_only"] else None)
+
+
+def add_to_allow_list(peer_id: str) -> Call[bool]:
+    return Call("PUT", f"{PREFIX}/peers/allowed/{quote(peer_id, safe='')}", lambda d: bool(d["changed"]))
+
+
+def remove_from_allow_list(peer_id: str) -> Call[bool]:
+    return Call("DELETE", f"{PREFIX}/peers/allowed/{quote(peer_id, safe='')}", lambda d: bool(d["changed"]))
+
+
 def peer(peer_id: str) -> Call[Peer]:
     return Call("GET", _peer_path(peer_id), Peer.from_json)
 

@@ -202,6 +202,20 @@ class SyncClient:
         the peers that were on it."""
         return self.call(calls.allow(peer_id))
 
+    def allow_list(self) -> list[str] | None:
+        """The peers the daemon's allow list admits; None when it is off
+        (``allow_only = false`` in its config: every peer may connect)."""
+        return self.call(calls.allow_list())
+
+    def add_to_allow_list(self, peer_id: str) -> bool:
+        """Admit this peer; False if it was already. A 409 ``ApiError`` when the
+        list is off (only the daemon's config turns it on) or full."""
+        return self.call(calls.add_to_allow_list(peer_id))
+
+    def remove_from_allow_list(self, peer_id: str) -> bool:
+        """Stop admitting this peer and cut its connections; False if it was not on the list."""
+        return self.call(calls.remove_from_allow_list(peer_id))
+
     def peer(self, peer_id: str) -> Peer:
         return self.call(calls.peer(peer_id))
 

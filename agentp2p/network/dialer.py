@@ -56,6 +56,7 @@ class DialerStats:
     dht_lookups: int = 0
     refused_banned: int = 0
     refused_denied: int = 0
+    refused_not_allowed: int = 0  # the allow list is on and the peer is not on it
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -89,6 +90,7 @@ class Dialer:
         timeout: float,
         is_banned: Callable[[ID], bool] = lambda _peer: False,
         is_denied: Callable[[ID], bool] = lambda _peer: False,
+        is_permitted: Callable[[ID], bool] = lambda _peer: True,
         lookup: Lookup | None = None,
     ) -> None:
         self._host = host
@@ -96,6 +98,7 @@ class Dialer:
         self.timeout = timeout
         self._is_banned = is_banned
         self._is_denied = is_denied
+        self._is_permitted = is_permitted
         self._lookup = lookup
         self._inflight: dict[ID, _InFlight] = {}
         self.stats = DialerStats()
@@ -143,6 +146,9 @@ class Dialer:
         if self._is_denied(peer):
             self.stats.refused_denied += 1
             raise PeerRefused(f"peer {peer} is on this node's deny list (`agentp2p allow` takes it off)")
+        if not self._is_permitted(peer):
+            self.stats.refused_not_allowed += 1
+            raise PeerRefused(f"peer {peer} is not on this node's allow list (`agentp2p allow-list add` admits it)")
         self.add_addrs(peer, addrs)
         if self.is_connected(peer):
             return

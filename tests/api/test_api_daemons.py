@@ -181,3 +181,13 @@ def test_cli_deny_and_allow(two_daemons: tuple[DaemonProcess, DaemonProcess]) ->
     assert allowed.returncode == 0 and f"allowed {b.peer_id}" in allowed.stdout
     assert a.run_cli("connect", b.addrs[0]).returncode == 0
     assert json.loads(a.run_cli("deny", "--json").stdout) == {"denied": []}
+
+
+def test_cli_allow_list_says_when_it_is_off(two_daemons: tuple[DaemonProcess, DaemonProcess]) -> None:
+    a, b = two_daemons
+    shown = a.run_cli("allow-list")
+    assert shown.returncode == 0 and "allow_only = false" in shown.stdout
+    assert json.loads(a.run_cli("allow-list", "--json").stdout) == {"allow_only": False, "allowed": []}
+    refused = a.run_cli("allow-list", "add", b.peer_id)
+    assert refused.returncode == 1 and "HTTP 409 conflict" in refused.stderr
+    assert a.run_cli("allow-list", "add").returncode == 2

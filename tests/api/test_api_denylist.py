@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from agentp2p.client import Forbidden
+from agentp2p.client import ApiError, Forbidden
 from agentp2p.config import build_config
 from agentp2p.errors import ConfigError, PeerRefused
 from agentp2p.node import Node
@@ -52,6 +52,9 @@ async def test_a_malformed_peer_id_is_a_400_and_changes_nothing() -> None:
             # /peers/denied is not taken for a peer ID by /peers/{peer_id}.
             listed = await http.get("/v1/peers/denied")
             assert listed.status_code == 200 and listed.json() == {"denied": []}
+            # Nor is /peers/allowed: DELETE there is a 405, not a disconnect from a peer "allowed".
+            wrong = await http.delete("/v1/peers/allowed")
+            assert wrong.status_code == 405 and wrong.headers["allow"] == "HEAD, GET"
 
 
 async def test_the_configs_deny_list_is_in_force_from_the_start() -> None:
@@ -71,3 +74,23 @@ def test_a_bad_entry_in_the_configs_deny_list_is_a_config_error() -> None:
         build_config(environ={"AGENTP2P_DENY": "nope"})
     ok = build_config(environ={"AGENTP2P_DENY": "12D3KooWBJ3Ypyy3frwDUdMC7ouP8WHiKESqUr6fVmvgwze9yoP2"})
     assert ok.deny == ["12D3KooWBJ3Ypyy3frwDUdMC7ouP8WHiKESqUr6fVmvgwze9yoP2"]
+
+
+async def test_the_allow_list_through_the_api() -> None:
+    async with api_node() as b:
+        async with api_node(allow_only=True, allow=[str(b.node.peer_id)]) as a:
+            assert await a.client.allow_list() == [str(b.node.peer_id)]
+            async with api_node() as c:
+                cid = str(c.node.peer_id)
+                with pytest.raises(Forbidden, match="allow list"):
+                    await a.client.connect(str(c.node.addrs[0]))
+                assert await a.client.add_to_allow_list(cid) is True
+                assert await a.client.add_to_allow_list(cid) is False
+                await a.client.connect(str(c.node.addrs[0]))
+                assert await a.client.remove_from_allow_list(cid) is True
+                await wait_until(lambda: not a.node.is_connected(c.node.peer_id), what="c cut off")
+        # Off (the default): nothing to edit, and the API says why instead of pretending.
+        assert await b.client.allow_list() is None
+        with pytest.raises(ApiError) as off:
+            await b.client.add_to_allow_list(str(b.node.peer_id))
+        assert off.value.status == 409 and "allow_only" in str(off.value)

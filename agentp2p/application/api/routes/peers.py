@@ -1,5 +1,5 @@
 """``/v1/peers``: connections, dialing, hanging up, ping and identify; and
-``/v1/peers/denied``, the node's deny list.
+``/v1/peers/denied`` and ``/v1/peers/allowed``, the node's deny and allow lists.
 
 Operations on one peer require an open connection (404 otherwise): the API
 never dials implicitly, so "is this peer connected?" has one answer.
@@ -18,6 +18,7 @@ from agentp2p.application.api.body import parse_peer_id, read_json_object, requi
 from agentp2p.application.api.context import context
 from agentp2p.application.api.errors import conflict, not_found
 from agentp2p.application.api.routing import route
+from agentp2p.network.allowlist import AllowListFull, AllowListOff
 from agentp2p.network.denylist import DenyListFull
 
 _SMALL_BODY = 16 * 1024
@@ -121,11 +122,41 @@ async def allow_all(request: Request) -> JSONResponse:
     return JSONResponse({"allowed": sorted(str(p) for p in node.allow())})
 
 
+async def list_allowed(request: Request) -> JSONResponse:
+    node = context(request).node
+    allowed = node.allowed()
+    return JSONResponse({"allow_only": allowed is not None, "allowed": sorted(str(p) for p in allowed or [])})
+
+
+async def add_allowed(request: Request) -> JSONResponse:
+    """Admit the peer. 409 when the list is off (it would do nothing: only the
+    config turns it on) or full."""
+    node = context(request).node
+    peer_id = parse_peer_id(request.path_params["peer_id"])
+    try:
+        new = node.add_allowed(peer_id)
+    except (AllowListOff, AllowListFull) as exc:
+        raise conflict(str(exc)) from None
+    return JSONResponse({"peer_id": str(peer_id), "allowed": True, "changed": bool(new)})
+
+
+async def remove_allowed(request: Request) -> JSONResponse:
+    node = context(request).node
+    peer_id = parse_peer_id(request.path_params["peer_id"])
+    try:
+        gone = await node.remove_allowed(peer_id)
+    except AllowListOff as exc:
+        raise conflict(str(exc)) from None
+    return JSONResponse({"peer_id": str(peer_id), "allowed": False, "changed": bool(gone)})
+
+
 ROUTES = [
     route("/peers", GET=list_peers, POST=connect),
     # Before /peers/{peer_id}, which would take "denied" for a (bad) peer ID.
     route("/peers/denied", GET=list_denied, DELETE=allow_all),
     route("/peers/denied/{peer_id}", PUT=deny, DELETE=allow),
+    route("/peers/allowed", GET=list_allowed, shadows=("DELETE",)),
+    route("/peers/allowed/{peer_id}", PUT=add_allowed, DELETE=remove_allowed),
     route("/peers/{peer_id}", GET=peer_details, DELETE=disconnect),
     route("/peers/{peer_id}/ping", POST=ping),
 ]
