@@ -8,6 +8,8 @@ never dials implicitly, so "is this peer connected?" has one answer.
 from __future__ import annotations
 
 import contextlib
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 from libp2p.peer.id import ID
@@ -98,23 +100,29 @@ async def list_denied(request: Request) -> JSONResponse:
     return JSONResponse({"denied": sorted(str(p) for p in node.denied())})
 
 
-async def deny(request: Request) -> JSONResponse:
-    """Refuse the peer from now on, and close what is open to it. A full list
-    is a 409: nothing was added."""
+async def _change(
+    request: Request, change: Callable[[Any, ID], Any], field: str, value: bool, refusals: tuple[type[Exception], ...] = ()
+) -> JSONResponse:
+    """One peer on or off one of the lists: ``{"peer_id", field: value, "changed"}``;
+    a refusal of the list (full, off) is a 409 and changes nothing."""
     node = context(request).node
     peer_id = parse_peer_id(request.path_params["peer_id"])
     try:
-        new = await node.deny(peer_id)
-    except DenyListFull as exc:
+        result = change(node, peer_id)
+        if inspect.isawaitable(result):
+            result = await result
+    except refusals as exc:
         raise conflict(str(exc)) from None
-    return JSONResponse({"peer_id": str(peer_id), "denied": True, "changed": bool(new)})
+    return JSONResponse({"peer_id": str(peer_id), field: value, "changed": bool(result)})
+
+
+async def deny(request: Request) -> JSONResponse:
+    """Refuse the peer from now on, and close what is open to it."""
+    return await _change(request, lambda node, peer: node.deny(peer), "denied", True, (DenyListFull,))
 
 
 async def allow(request: Request) -> JSONResponse:
-    node = context(request).node
-    peer_id = parse_peer_id(request.path_params["peer_id"])
-    was = node.allow(peer_id)
-    return JSONResponse({"peer_id": str(peer_id), "denied": False, "changed": bool(was)})
+    return await _change(request, lambda node, peer: node.allow(peer), "denied", False)
 
 
 async def allow_all(request: Request) -> JSONResponse:
@@ -129,25 +137,13 @@ async def list_allowed(request: Request) -> JSONResponse:
 
 
 async def add_allowed(request: Request) -> JSONResponse:
-    """Admit the peer. 409 when the list is off (it would do nothing: only the
-    config turns it on) or full."""
-    node = context(request).node
-    peer_id = parse_peer_id(request.path_params["peer_id"])
-    try:
-        new = node.add_allowed(peer_id)
-    except (AllowListOff, AllowListFull) as exc:
-        raise conflict(str(exc)) from None
-    return JSONResponse({"peer_id": str(peer_id), "allowed": True, "changed": bool(new)})
+    """Admit the peer; 409 when the list is off (only the config turns it on) or full."""
+    return await _change(request, lambda node, peer: node.add_allowed(peer), "allowed", True, (AllowListOff, AllowListFull))
 
 
 async def remove_allowed(request: Request) -> JSONResponse:
-    node = context(request).node
-    peer_id = parse_peer_id(request.path_params["peer_id"])
-    try:
-        gone = await node.remove_allowed(peer_id)
-    except AllowListOff as exc:
-        raise conflict(str(exc)) from None
-    return JSONResponse({"peer_id": str(peer_id), "allowed": False, "changed": bool(gone)})
+    """Stop admitting the peer, and close what is open to it; 409 when the list is off."""
+    return await _change(request, lambda node, peer: node.remove_allowed(peer), "allowed", False, (AllowListOff,))
 
 
 ROUTES = [
