@@ -29,6 +29,7 @@ import (
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
@@ -399,6 +400,17 @@ func (n *node) cmdFindPeer(ctx context.Context, args []string) (reply, error) {
 	ai, err := n.dht.FindPeer(ctx, p)
 	if err != nil {
 		return nil, err
+	}
+	if len(ai.Addrs) == 0 && n.host.Network().Connectedness(p) == network.Connected {
+		// go-libp2p-kad-dht answers a connected peer from the peerstore
+		// (FindLocal), which holds no listen addresses until identify on
+		// that connection finishes: a peer that has just dialed us (another
+		// node's own lookup) is "found" with none. Wait for identify, as an
+		// application would before dialing, and answer from the peerstore.
+		if err := n.awaitIdentify(ctx, p); err != nil {
+			return nil, err
+		}
+		ai = n.host.Peerstore().PeerInfo(p)
 	}
 	return reply{"addrs": addrStrings(ai.Addrs)}, nil
 }
