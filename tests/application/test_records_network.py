@@ -194,7 +194,12 @@ async def test_ten_agents_publish_find_update_and_die() -> None:
         # ...and from another agent's results too.
         found = await agents[1].find_agents("translate")  # type: ignore[union-attr]
         assert victim.peer_id not in {a.record.peer_id for a in found}
-        assert newcomer_svc.counters.rejections() == 0
+        # Nothing honest is rejected, except that an announcement delayed in
+        # gossip can arrive after a newer record of the same agent came from
+        # the DHT: valid, older, so counted "stale" and ignored (CI8 saw 5).
+        rejected = dict(newcomer_svc.counters.rejected)
+        rejected.pop("announce:stale", None)
+        assert rejected == {}
 
 
 async def _serve_bytes(stream: object, envelope: bytes) -> None:
