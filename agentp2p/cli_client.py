@@ -369,8 +369,9 @@ def _deny(client: Any, args: argparse.Namespace) -> int:
         denied = client.denied()
         if args.json:
             _print_json({"denied": denied})
-        for peer in [] if args.json else denied:
-            print(peer)
+        else:
+            for peer in denied:
+                print(peer)
         return EXIT_OK
     changed = {peer: client.deny(peer) for peer in args.peers}
     if args.json:

@@ -190,27 +190,14 @@ class NodeConfig:
             parse_listen_addr(addr)
         for addr in self.bootstrap:
             parse_peer_addr(addr)
-        for peer in self.allow:
-            try:
-                parse_peer_id(peer)
-            except ValueError as exc:
-                raise ConfigError(f"allow: {exc}") from None
+        admitted = _peer_list("allow", self.allow, ALLOW_MAX_ENTRIES)
+        _peer_list("deny", self.deny, DENY_MAX_ENTRIES)
         if self.allow and not self.allow_only:
             raise ConfigError("allow lists peers but allow_only is false: set allow_only = true for the list to apply")
         if self.allow_only:
-            admitted = {str(parse_peer_id(p)) for p in self.allow}
             for addr in self.bootstrap:
                 if str(parse_peer_addr(addr).peer_id) not in admitted:
                     raise ConfigError(f"bootstrap peer {addr!r} is not in allow, and allow_only would refuse it")
-        if len(set(self.allow)) > ALLOW_MAX_ENTRIES:
-            raise ConfigError(f"allow lists {len(set(self.allow))} peers; at most {ALLOW_MAX_ENTRIES}")
-        if len(set(self.deny)) > DENY_MAX_ENTRIES:
-            raise ConfigError(f"deny lists {len(set(self.deny))} peers; at most {DENY_MAX_ENTRIES}")
-        for peer in self.deny:
-            try:
-                parse_peer_id(peer)
-            except ValueError as exc:
-                raise ConfigError(f"deny: {exc}") from None
         if self.psk is not None:
             read_psk_file(self.psk)  # missing, malformed or unsafe: a ConfigError naming the file
         if self.max_connections < 1 or self.max_connections_per_peer < 1:
@@ -259,6 +246,21 @@ class NodeConfig:
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"[{name}] {exc}") from None
         return self
+
+
+def _peer_list(name: str, peers: list[str], max_entries: int) -> set[str]:
+    """A config list of peer IDs (``allow``, ``deny``) checked: bounded, each
+    well-formed; the distinct IDs, canonical."""
+    distinct = set(peers)
+    if len(distinct) > max_entries:
+        raise ConfigError(f"{name} lists {len(distinct)} peers; at most {max_entries}")
+    ids = set()
+    for peer in peers:
+        try:
+            ids.add(str(parse_peer_id(peer)))
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+    return ids
 
 
 # --- loading -----------------------------------------------------------------

@@ -22,7 +22,7 @@ import inspect
 import errno
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -237,6 +237,14 @@ class Node:
             for peer_id in list(network.connections):
                 nursery.start_soon(self._close_quietly, peer_id)
 
+    async def _cut_off(self, peers: Iterable[ID]) -> None:
+        """Close what is open to ``peers`` now, including connections dialed
+        before a list changed; the gates refuse anything new."""
+        async with trio.open_nursery() as nursery:
+            for peer in peers:
+                if self.dialer.is_connected(peer):
+                    nursery.start_soon(self._close_quietly, peer)
+
     async def _close_quietly(self, peer_id: ID) -> None:
         with contextlib.suppress(Exception):
             await self._close_connections(peer_id)
@@ -288,12 +296,7 @@ class Node:
         ``ValueError``) past ``DenyList.max_entries``."""
         targets = [to_peer_id(p) for p in peers]
         new = self.denylist.deny(targets)
-        # Close whatever is open to them, including connections dialed before
-        # the list changed; nothing new can open (both gates refuse them).
-        async with trio.open_nursery() as nursery:
-            for peer in targets:
-                if self.dialer.is_connected(peer):
-                    nursery.start_soon(self._close_quietly, peer)
+        await self._cut_off(targets)
         return new  # type: ignore[return-value]
 
     def allow(self, *peers: ID | str) -> list[ID]:
@@ -329,10 +332,7 @@ class Node:
         """Stop admitting ``peers`` and close what is open to them now; returns
         those that were on the list."""
         gone = self.allowlist.remove([to_peer_id(p) for p in peers])
-        async with trio.open_nursery() as nursery:
-            for peer in gone:
-                if self.dialer.is_connected(peer):  # type: ignore[arg-type]
-                    nursery.start_soon(self._close_quietly, peer)
+        await self._cut_off(gone)  # type: ignore[arg-type]
         return gone  # type: ignore[return-value]
 
     def _require_running(self) -> trio.Nursery:

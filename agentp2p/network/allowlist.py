@@ -60,10 +60,13 @@ class AllowList:
     def peers(self) -> list[Hashable]:
         return list(self._peers)
 
-    def add(self, peers: Iterable[Hashable]) -> list[Hashable]:
-        """Admit ``peers``; returns the new ones. All or nothing within ``max_entries``."""
+    def _require_on(self) -> None:
         if not self.enabled:
             raise AllowListOff("the allow list is off (allow_only = false in the config): it admits every peer")
+
+    def add(self, peers: Iterable[Hashable]) -> list[Hashable]:
+        """Admit ``peers``; returns the new ones. All or nothing within ``max_entries``."""
+        self._require_on()
         new = list(dict.fromkeys(p for p in peers if p not in self._peers))
         if len(self._peers) + len(new) > self.max_entries:
             raise AllowListFull(f"adding {len(new)} peers would exceed the allow list's {self.max_entries} entries")
@@ -72,8 +75,7 @@ class AllowList:
 
     def remove(self, peers: Iterable[Hashable]) -> list[Hashable]:
         """Stop admitting ``peers``; returns those that were on the list."""
-        if not self.enabled:
-            raise AllowListOff("the allow list is off (allow_only = false in the config): it admits every peer")
+        self._require_on()
         gone = [p for p in dict.fromkeys(peers) if p in self._peers]
         self._peers.difference_update(gone)
         return gone
