@@ -33,6 +33,7 @@ from multiaddr import Multiaddr
 
 from agentp2p.config import NodeConfig
 from agentp2p.contract import NodeService, StreamHandler
+from agentp2p.errors import ConfigError
 from agentp2p.network.addresses import parse_listen_addr, parse_peer_addr, to_peer_id
 from agentp2p.network.allowlist import AllowList
 from agentp2p.network.denylist import DenyList
@@ -46,7 +47,10 @@ from agentp2p.network.penalties import BanInfo, PenaltyBox
 from agentp2p.network.resources import ResourceManager
 from agentp2p.protocol.bootstrap import Bootstrapper
 from agentp2p.protocol.dht import DHT
+from agentp2p.protocol.membership import Membership
 from agentp2p.protocol.pubsub import PubSub
+from agentp2p.security.authorizer import Authorizer
+from agentp2p.security.certificates import CertificateError, CertificateExpired
 
 log = logging.getLogger("agentp2p.assembly")
 
@@ -74,6 +78,7 @@ class ServiceContext:
         resources: ResourceManager,
         offence: Callable[[ID | None, str, float], None],
         handler_failures: HandlerFailures,
+        authorizer: Authorizer,
     ) -> None:
         self.identity = identity
         self.peer_id: ID = identity.peer_id  # Identity.peer_id re-derives on each access
@@ -83,6 +88,7 @@ class ServiceContext:
         self.pubsub = pubsub
         self.dht = dht
         self.resources = resources
+        self.authorizer = authorizer
         self._offence = offence
         self._host = host
         self._handler_failures = handler_failures
@@ -130,6 +136,7 @@ class NodeParts:
     services: dict[str, NodeService] = field(default_factory=dict)
     denylist: DenyList = field(default_factory=DenyList)
     allowlist: AllowList = field(default_factory=AllowList)
+    authorizer: Authorizer | None = None
 
 
 def default_services(config: NodeConfig, given: Sequence[NodeService] = ()) -> list[NodeService]:
@@ -219,7 +226,9 @@ def assemble(
         host, timeout=config.dial_timeout, is_banned=penalties.is_banned, is_denied=denylist.__contains__,
         is_permitted=allowlist.permits,
     )
-    pubsub = PubSub(config.pubsub, identity=identity, resources=resources, offence=offence)
+    # Who may publish, subscribe, send and call here (docs/security.md).
+    authorizer = _authorizer(config, me)
+    pubsub = PubSub(config.pubsub, identity=identity, resources=resources, offence=offence, authorizer=authorizer)
     dht = DHT(host, config.dht, offence=offence)
     dialer.use_lookup(dht.locate)
     # Every node stores agent records for others, whether or not it publishes one.
@@ -244,12 +253,14 @@ def assemble(
         resources=resources,
         offence=offence,
         handler_failures=handler_failures,
+        authorizer=authorizer,
     )
+    Membership(authorizer).attach(context)  # presents our certificates, fetches peers'
     pubsub.attach(context)  # meshsub handlers, dialer, connection events
     dht.attach(context)  # kad handlers (server mode), dialer, connection events
     parts = NodeParts(
         config, identity, listen, penalties, resources, handler_failures, host, events, dialer, pubsub, dht,
-        bootstrapper, context, denylist=denylist, allowlist=allowlist,
+        bootstrapper, context, denylist=denylist, allowlist=allowlist, authorizer=authorizer,
     )
     for service in [*services, *default_services(config, services)]:
         if service.name in parts.services:
@@ -258,6 +269,22 @@ def assemble(
         parts.services[service.name] = service
     _wire(parts.services)
     return parts
+
+
+def _authorizer(config: NodeConfig, me: ID) -> Authorizer:
+    """The policy from the config, and our certificates: an expired one is
+    skipped with a warning (a restart must not fail on a certificate that
+    ran out), one that is not ours or not a certificate is a ConfigError."""
+    authorizer = Authorizer(me, config.load_policy())
+    now = authorizer.clock_ms()
+    for name, raw in zip(config.certificates, config.load_certificates(), strict=True):
+        try:
+            authorizer.book.add_own(raw, now)
+        except CertificateExpired as exc:
+            log.warning("certificate file %s skipped: %s", name, exc)
+        except CertificateError as exc:
+            raise ConfigError(f"certificate file {name}: {exc}") from None
+    return authorizer
 
 
 def peer_info(peer: str | PeerInfo) -> PeerInfo:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import tomllib
 import types
@@ -154,6 +155,15 @@ class NodeConfig:
     # Private network key file (libp2p swarm.key format, docs/security.md):
     # only nodes with the same key can connect. None: the public network.
     psk: Path | None = None
+    # Authorization policy (docs/security.md, "Authorization policies"): who
+    # may publish, subscribe, send and call here; groups by issuer. A table,
+    # or the path of a TOML/JSON file holding one. Empty: everyone may
+    # everything. Replaced at run time through the control API.
+    policy: dict[str, Any] | str = field(default_factory=dict)
+    # Membership certificate files this node presents to peers that ask
+    # (base64 text, as `agentp2p cert issue` writes). More at run time
+    # through the control API.
+    certificates: list[str] = field(default_factory=list)
     max_connections: int = 300
     max_connections_per_peer: int = 1
     dial_timeout: float = 10.0
@@ -182,6 +192,32 @@ class NodeConfig:
             # ``NodeConfig(swim=False)``: the same shorthand as ``swim = false`` in TOML.
             self.swim = SwimConfig(enabled=self.swim)
 
+    def load_policy(self) -> Any:
+        """The checked :class:`~agentp2p.security.policy.Policy` (ConfigError naming what is wrong)."""
+        from agentp2p.security.policy import Policy
+
+        doc = self.policy
+        if isinstance(doc, (str, Path)):
+            doc = _policy_file(Path(doc).expanduser()) if str(doc).strip() else {}
+        return Policy.from_dict(doc)
+
+    def load_certificates(self) -> list[bytes]:
+        """The raw certificates of the ``certificates`` files (checked against the identity by the node)."""
+        from agentp2p.security.certificates import MAX_CERTIFICATES, CertificateError, decode_certificate_text
+
+        if len(self.certificates) > MAX_CERTIFICATES:
+            raise ConfigError(f"certificates: at most {MAX_CERTIFICATES} files")
+        out = []
+        for name in self.certificates:
+            path = Path(name).expanduser()
+            try:
+                out.append(decode_certificate_text(path.read_bytes()[:8192]))
+            except OSError as exc:
+                raise ConfigError(f"certificate file {path}: {exc.strerror}") from None
+            except CertificateError as exc:
+                raise ConfigError(f"certificate file {path}: {exc}") from None
+        return out
+
     def validate(self) -> NodeConfig:
         """Check every value; raise :class:`ConfigError` on the first bad one."""
         if not self.listen:
@@ -200,6 +236,8 @@ class NodeConfig:
                     raise ConfigError(f"bootstrap peer {addr!r} is not in allow, and allow_only would refuse it")
         if self.psk is not None:
             read_psk_file(self.psk)  # missing, malformed or unsafe: a ConfigError naming the file
+        self.load_policy()
+        self.load_certificates()
         if self.max_connections < 1 or self.max_connections_per_peer < 1:
             raise ConfigError("connection limits must be >= 1")
         if self.log_format not in ("text", "json"):
@@ -246,6 +284,22 @@ class NodeConfig:
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"[{name}] {exc}") from None
         return self
+
+
+def _policy_file(path: Path) -> dict[str, Any]:
+    if path.suffix == ".json":
+        try:
+            doc = json.loads(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"policy file {path}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise ConfigError(f"policy file {path}: {exc}") from None
+    else:
+        doc = load_toml(path)
+        doc = doc.get("policy", doc)  # a whole config file, or the table alone
+    if not isinstance(doc, dict):
+        raise ConfigError(f"policy file {path} must hold a table")
+    return doc
 
 
 def _peer_list(name: str, peers: list[str], max_entries: int) -> set[str]:

@@ -19,6 +19,7 @@ The contract, in one place:
 * what happens: ``events`` (connections opened and closed);
 * shared substrates: ``pubsub`` and ``dht`` (narrow views below);
 * accounting: ``resources`` (memory reservations) and ``offence``;
+* authorization: ``authorizer`` (may this peer publish, send, call...?);
 * time: ``now()`` (trio's clock: the one the simulator can replace).
 """
 
@@ -33,7 +34,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from multiaddr import Multiaddr
 
-__all__ = ["NodeContext", "NodeService", "Dialing", "PubSubAccess", "DHTAccess", "ConnectionEventSource"]
+__all__ = ["Authorizing", "NodeContext", "NodeService", "Dialing", "PubSubAccess", "DHTAccess", "ConnectionEventSource"]
 
 StreamHandler = Callable[[Any], Awaitable[None]]
 
@@ -101,6 +102,21 @@ class DHTAccess(Protocol):
     async def find_peer(self, peer_id: ID) -> PeerInfo | None: ...
 
 
+class Authorizing(Protocol):
+    """The node's authorization policy as services see it
+    (:class:`agentp2p.security.authorizer.Authorizer`)."""
+
+    def governs(self, action: str) -> bool: ...
+
+    def check(self, peer: ID, action: str, resource: str) -> bool: ...
+
+    def pending(self, peer: ID, action: str) -> bool: ...
+
+    async def resolve(self, peer: ID) -> None: ...
+
+    async def authorize(self, peer: ID, action: str, resource: str) -> bool: ...
+
+
 class NodeContext(Protocol):
     """Everything a service may use of its node (see the module doc)."""
 
@@ -111,6 +127,7 @@ class NodeContext(Protocol):
     pubsub: PubSubAccess
     dht: DHTAccess
     resources: Any  # agentp2p.network.resources.ResourceManager
+    authorizer: Authorizing
 
     def listen_addrs(self) -> list[Multiaddr]: ...
 

@@ -32,7 +32,16 @@ class DialError(AgentP2PError):
     """A peer could not be reached."""
 
 
-class PeerRefused(DialError):
+class Forbidden(AgentP2PError):
+    """A policy forbids the action: this node's (deny or allow list, penalty
+    box, authorization rules) or the peer's (its rules refused our message).
+    Not a failure to retry: it stands until the policy changes (the API
+    answers 403 ``forbidden``)."""
+
+
+# Forbidden first: the API maps an error by the first class of its MRO that
+# has a status, and a refusal must answer 403, not DialError's 502.
+class PeerRefused(Forbidden, DialError):
     """This node's own policy forbids the peer: it is on the deny list, or
     banned for misbehaving. Not a network failure: retrying will not help
     until the policy changes (the API answers 403 ``forbidden``)."""

@@ -22,7 +22,7 @@ import inspect
 import errno
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +44,8 @@ from agentp2p.network.identity import Identity
 from agentp2p.network.penalties import BanInfo
 from agentp2p.protocol.ping import ping
 from agentp2p.protocol.pubsub import Message, Subscription, Validator
+from agentp2p.security.certificates import Certificate, decode_certificate_text
+from agentp2p.security.policy import Policy
 
 if TYPE_CHECKING:
     from agentp2p.protocol.swim.service import MemberInfo, MembershipEvent, SwimService
@@ -118,6 +120,8 @@ class Node:
         self.penalties = parts.penalties
         self.denylist = parts.denylist
         self.allowlist = parts.allowlist
+        assert parts.authorizer is not None
+        self.authorizer = parts.authorizer
         self.resources = parts.resources
         self.handler_failures = parts.handler_failures
         self.host = parts.host
@@ -334,6 +338,45 @@ class Node:
         gone = self.allowlist.remove([to_peer_id(p) for p in peers])
         await self._cut_off(gone)  # type: ignore[arg-type]
         return gone  # type: ignore[return-value]
+
+    # -- authorization policy and certificates (agentp2p.security) -----------------
+
+    def policy(self) -> Policy:
+        """The authorization policy in force (docs/security.md)."""
+        return self.authorizer.policy
+
+    def set_policy(self, policy: Policy | Mapping[str, Any]) -> Policy:
+        """Replace the policy, in force at once (``PolicyError``, a ``ConfigError``,
+        if the document is wrong; the old one then stays). Until the node stops:
+        keep lasting policies in the config."""
+        new = policy if isinstance(policy, Policy) else Policy.from_dict(policy)
+        self.authorizer.set_policy(new)
+        return new
+
+    def certificates(self) -> list[Certificate]:
+        """The membership certificates this node presents (valid ones)."""
+        return self.authorizer.book.own(self.authorizer.clock_ms())
+
+    def add_certificate(self, certificate: bytes | str) -> Certificate:
+        """Present ``certificate`` (bytes, or the base64 text ``agentp2p cert issue``
+        writes) from now on; replaces ours for the same group and issuer.
+        ``CertificateError`` (a ``ValueError``) if it is not valid or not ours."""
+        raw = decode_certificate_text(certificate) if isinstance(certificate, str) else bytes(certificate)
+        return self.authorizer.book.add_own(raw, self.authorizer.clock_ms())
+
+    async def peer_groups(self, peer: ID | str, *, refresh: bool = False) -> dict[str, Any]:
+        """What ``peer`` proved of its groups: its accepted and refused certificates
+        and the policy's groups it is in now (fetched from the peer if not known
+        or ``refresh``)."""
+        self._require_running()
+        pid = to_peer_id(peer)
+        auth = self.authorizer
+        if refresh:
+            auth.book.forget(pid)
+        await auth.resolve(pid)
+        known = auth.book.describe(pid) or {"certificates": [], "refused": [], "fetch_failed": auth.fetch is None}
+        groups = auth.book.groups_of(pid, auth.policy, auth.clock_ms())
+        return {"peer": str(pid), "groups": sorted(groups), **known}
 
     def _require_running(self) -> trio.Nursery:
         if self._nursery is None:
@@ -606,6 +649,7 @@ class Node:
             "penalties": self.penalties.stats(),
             "denylist": self.denylist.stats(),
             "allowlist": self.allowlist.stats(),
+            "policy": self.authorizer.stats(),
             **{name: svc.stats() for name, svc in self.services.items()},
             "bootstrap": {
                 "attempts": self.bootstrapper.attempts,

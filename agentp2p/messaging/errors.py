@@ -6,9 +6,12 @@ applications can catch every deliberate agentp2p failure at once.
 
 from __future__ import annotations
 
-from agentp2p.errors import AgentP2PError
+from agentp2p.errors import AgentP2PError, Forbidden
 
-__all__ = ["DeliveryError", "DeliveryTimeout", "InboxFull", "MessagingError", "RemoteHandlerError", "RequestTimeout"]
+__all__ = [
+    "DeliveryError", "DeliveryTimeout", "InboxFull", "MessageForbidden", "MessagingError", "RemoteHandlerError",
+    "RequestTimeout",
+]
 
 
 class MessagingError(AgentP2PError):
@@ -30,6 +33,12 @@ class InboxFull(DeliveryError):
     which another copy was still on its way (a retransmission) is not
     failed at all — it is retried until stored or its deadline.
     """
+
+
+class MessageForbidden(Forbidden, DeliveryError):
+    """The peer's authorization policy refuses this message's type (or, for a
+    request, the capability called) from us. It was not delivered and will
+    not be; sending it again will not help until that policy changes."""
 
 
 class DeliveryTimeout(DeliveryError):

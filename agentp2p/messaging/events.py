@@ -118,6 +118,9 @@ class Inspected:
 
 #: Verdict for an envelope the node has no room for (see :class:`Inspected`).
 INBOX_FULL = "inbox_full"
+#: Verdict for an envelope the node's authorization policy refuses: skipped
+#: like any rejection, and reported to the sender (``Ack.forbidden``).
+FORBIDDEN = "forbidden"
 
 Event = Connected | Disconnected | FrameReceived | Send | Consumed | Persisted | TimerFired | Signed | Inspected
 
@@ -183,7 +186,8 @@ class PeerConsumed:
 class Failed:
     """``envelope`` was not acknowledged before its deadline (``reason``
     ``"deadline"``), or, sent with ``handoff``, the peer refused it because
-    its durable inbox is full (``"inbox_full"``).
+    its durable inbox is full (``"inbox_full"``), or the peer's authorization
+    policy refused it (``"forbidden"``: never delivered).
 
     After a deadline it may still have been delivered (its ACK may be what
     got lost); the receiver is told to stop waiting for it, so later

@@ -62,7 +62,7 @@ from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from agentp2p.messaging.events import INBOX_FULL
+from agentp2p.messaging.events import FORBIDDEN, INBOX_FULL
 from agentp2p.pb.msg_pb2 import Ack, Data, Envelope, SeqRange
 
 __all__ = ["InStream", "Receiver", "ReceiverStats"]
@@ -111,6 +111,8 @@ class ReceiverStats:
     session_churn: int = 0
     #: ACKs that told the sender its messages were refused for a full inbox (durable only)
     inbox_full_reported: int = 0
+    #: refused by the authorization policy (also counted in rejected), and reported to the sender
+    forbidden: int = 0
 
 
 class Receiver:
@@ -138,6 +140,9 @@ class Receiver:
         #: Seqs of the current session refused for a full inbox since the last
         #: ACK and not taken since (bounded: seqs of the reorder window only).
         self.refused: set[int] = set()
+        #: Seqs of the current session the policy refused since the last ACK
+        #: (each new seq is vetted once, so at most a reorder window of them).
+        self.forbidden: set[int] = set()
         self.max_held = max_held if max_held is not None else window
         self.max_held_bytes = max_held_bytes
         self.held = 0
@@ -194,6 +199,7 @@ class Receiver:
             self._drop_buffer(old)
         if old is not st:
             self.refused.clear()  # refusals are reported for the current session only
+            self.forbidden.clear()
         self.current = st
         self.ack_pending = True
         return self._forward(st, low_seq)
@@ -274,6 +280,10 @@ class Receiver:
                     continue
                 stats.rejected += 1
                 rejected.append((env, verdict))
+                if verdict == FORBIDDEN:
+                    stats.forbidden += 1
+                    self.forbidden.add(env.seq)
+                    self.ack_pending = self.ack_urgent = True  # the sender's caller is waiting
             seq = env.seq
             if seq == st.delivered + 1 and not buffer:
                 st.delivered = seq  # fast path: in order, nothing buffered
@@ -402,6 +412,16 @@ class Receiver:
         if st.buffer:
             ranges += _ranges(sorted(st.buffer))
         ack = Ack(session_id=st.session_id, cumulative=cum, selective=ranges[: self.max_sack_ranges])
+        if self.forbidden:
+            forbidden = sorted(self.forbidden)
+            reported = _ranges(forbidden)[: self.max_sack_ranges]
+            ack.forbidden.extend(reported)
+            last = reported[-1].end
+            # Beyond the ranges sent (a burst of more than max_sack_ranges
+            # gaps): kept for the next ACK rather than dropped.
+            self.forbidden = {s for s in forbidden if s > last}
+            if self.forbidden:
+                self.ack_pending = self.ack_urgent = True
         if self.durable:
             # Above the stored frontier, seqs that were skipped (rejected,
             # abandoned) need no storing: with nothing pending above it, the

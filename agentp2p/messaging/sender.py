@@ -102,6 +102,8 @@ class SenderStats:
     stored: int = 0
     #: refused by the peer for a full inbox (also counted in failed)
     inbox_full: int = 0
+    #: refused by the peer's authorization policy (also counted in failed)
+    forbidden: int = 0
     failed: int = 0
     timeouts: int = 0
     fast_retransmits: int = 0
@@ -359,6 +361,24 @@ class Sender:
             self.need_forward = True
             self.stats.failed += len(failed)
             self.stats.inbox_full += len(failed)
+        return failed
+
+    def fail_forbidden(self, ranges: Iterable[tuple[int, int]]) -> list[OutMessage]:
+        """The peer's policy refused the seqs of ``ranges`` (inclusive): it vetted each
+        once and will never deliver it, so every one we still hold fails, now."""
+        by_seq = self._by_seq
+        failed: list[OutMessage] = []
+        for start, end in ranges:
+            if end - start > len(by_seq):  # a lying peer's huge range costs no more than what we hold
+                failed += [o for o in by_seq.values() if start <= o.seq <= end]
+            else:
+                failed += [o for o in map(by_seq.get, range(start, end + 1)) if o is not None]
+        for out in failed:
+            self._finish(out)
+        if failed:
+            self.need_forward = True
+            self.stats.failed += len(failed)
+            self.stats.forbidden += len(failed)
         return failed
 
     def _detect_losses(self) -> None:

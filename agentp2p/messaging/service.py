@@ -68,8 +68,15 @@ from agentp2p.histogram import Histogram
 from agentp2p.network.addresses import to_peer_id
 from agentp2p.messaging.config import PROTOCOL_ID, MessagingConfig
 from agentp2p.messaging.connection import Connection
-from agentp2p.messaging.errors import DeliveryError, DeliveryTimeout, InboxFull, RemoteHandlerError, RequestTimeout
-from agentp2p.messaging.events import INBOX_FULL, Send
+from agentp2p.messaging.errors import (
+    DeliveryError,
+    DeliveryTimeout,
+    InboxFull,
+    MessageForbidden,
+    RemoteHandlerError,
+    RequestTimeout,
+)
+from agentp2p.messaging.events import FORBIDDEN, INBOX_FULL, Send
 from agentp2p.messaging.link import CONSUMED, STORED, Delivery, Link, SendWaiter, wall_ms_to_clock
 from agentp2p.messaging.message import REPLY_ERROR, REPLY_OK, REQUEST, IncomingMessage, Receipt
 from agentp2p.messaging.outbox import Outbox
@@ -142,6 +149,7 @@ class MessagingService:
         # included); fixed buckets, read by the metrics endpoint.
         self.delivery_latency = Histogram()
         self.ctx: NodeContext | None = None
+        self._authorizer: Any = None
         self.screen: InboundScreen | None = None
         self._out: dict[ID, Link] = {}
         self._in: dict[ID, Link] = {}
@@ -168,6 +176,8 @@ class MessagingService:
     # ---------------------------------------------------------- lifecycle
     def attach(self, ctx: NodeContext) -> None:
         self.ctx = ctx
+        # The node's policy on who may send which types and call which capabilities.
+        self._authorizer = getattr(ctx, "authorizer", None)
         self._my_id = ctx.peer_id
         self._me = self._my_id.to_bytes()
         self._key = ctx.identity.private_key
@@ -356,6 +366,10 @@ class MessagingService:
                 f"{pid} refused message {env.id}: its inbox is full (its agent is not reading, or reads more "
                 "slowly than messages arrive); nothing was stored, send it again later"
             )
+        if waiter.reason == "forbidden":
+            self.counters["refused_forbidden"] += 1
+            what = f"request {env.type[len(REQUEST):]!r}" if env.type.startswith(REQUEST) else f"type {env.type!r}"
+            raise MessageForbidden(f"{pid} refused message {env.id}: its policy does not allow {what} from this node")
         if waiter.stored_at is not None:
             late = DeliveryTimeout(
                 f"{pid} stored message {env.id} but its application did not consume it before the deadline "
@@ -692,6 +706,10 @@ class MessagingService:
             self._tlog.info((str(link.peer), reason.value), "messaging: rejected %s from %s: %s",
                             env.id[:40], link.peer, reason.value)
             return reason.value
+        if not self._permitted(link, env.type):
+            self._tlog.info((str(link.peer), FORBIDDEN), "messaging: %s from %s refused by the policy: type %r",
+                            env.id[:40], link.peer, env.type[:64])
+            return FORBIDDEN
         if env.flags & ENVELOPE_FLAG_SEALED:
             try:
                 link.opened[(env.session_id, env.seq)] = open_envelope(env, self._key)
@@ -702,8 +720,23 @@ class MessagingService:
                 return exc.reason.value
         return None
 
+    def _permitted(self, link: Link, type_: str) -> bool:
+        """May the link's peer send us a message of ``type_``? Replies always; a
+        request is the ``call`` of its capability; anything else a ``send``."""
+        auth = self._authorizer
+        if auth is None or type_.startswith(REPLY_OK) or type_.startswith(REPLY_ERROR):
+            return True
+        if type_.startswith(REQUEST):
+            return auth.check(link.peer, "call", type_[len(REQUEST):])
+        return auth.check(link.peer, "send", type_)
+
     async def preverify(self, link: Link, frames: list[Frame]) -> None:
-        """Verify a big batch of signatures in a worker thread (optional, see config)."""
+        """Before a frame's messages are vetted: the peer's certificates if the
+        policy's decision needs them; a big batch's signatures in a worker thread."""
+        auth = self._authorizer
+        if auth is not None and (auth.pending(link.peer, "send") or auth.pending(link.peer, "call")):
+            if any(f.WhichOneof("body") == "data" and f.data.messages for f in frames):
+                await auth.resolve(link.peer)
         batch = self.config.verify_thread_batch
         if batch <= 0:
             return

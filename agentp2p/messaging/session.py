@@ -304,6 +304,8 @@ class Session:
             deliver = self.receiver.on_hello(hello.session_id, hello.low_seq)
             self.window.peer_limit = hello.receive_window or None
             ack = hello.ack if hello.HasField("ack") and hello.ack.session_id == self.session_id else None
+            if ack is not None:
+                self._forbidden(ack, actions)
             outcome = self.sender.on_resume(now, ack)
             self.state = ConnState.OPEN
             self._hello_at = None
@@ -362,10 +364,18 @@ class Session:
             self.stats.unexpected_frames += 1
             return []
         actions: list[Action] = []
+        self._forbidden(ack, actions)
         self._receipts(self.sender.on_ack(now, ack), ack, actions)
         if self.sender.has_output():
             actions.append(Transmit())
         return actions
+
+    def _forbidden(self, ack: Ack, actions: list[Action]) -> None:
+        """Before the ACK's cumulative part (which covers them as handled): our
+        messages the peer's policy refused fail as forbidden, not as delivered."""
+        if ack.forbidden:
+            ranges = [(r.start, r.end) for r in ack.forbidden[: self.config.max_sack_ranges]]
+            actions += [Failed(o.env, "forbidden") for o in self.sender.fail_forbidden(ranges)]
 
     def _receipts(self, outcome: AckOutcome, ack: Ack | None, actions: list[Action]) -> None:
         """What an ACK of our session (alone, or in the peer's Hello) means for our messages."""

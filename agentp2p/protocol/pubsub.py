@@ -55,7 +55,7 @@ import trio
 from libp2p.peer.id import ID
 
 from agentp2p.config import PubSubConfig
-from agentp2p.errors import PubSubError
+from agentp2p.errors import Forbidden, PubSubError
 from agentp2p.protocol.gossipsub.codec import Limits
 from agentp2p.protocol.gossipsub.events import Verdict
 from agentp2p.protocol.gossipsub.params import GossipSubParams
@@ -203,8 +203,12 @@ class PubSub:
         identity: Any,
         resources: Any = None,
         offence: OffenceFn | None = None,
+        authorizer: Any = None,
     ) -> None:
         self.config = config
+        #: The node's policy (agentp2p.contract.Authorizing), None for no checks.
+        self.authorizer = authorizer
+        self._policy_publish = authorizer is not None and authorizer.governs("publish")
         self.stats = PubSubStats()
         self._log = ThrottledLog(log, interval=30.0)
         self._sinks: dict[str, list[Subscription]] = {}
@@ -226,7 +230,10 @@ class PubSub:
             offence=offence,
             scoring=config.scoring,
             stall_limit=2 * config.publish_timeout,
+            authorizer=authorizer,
         )
+        if authorizer is not None:
+            authorizer.on_change(self._policy_changed)
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -259,10 +266,47 @@ class PubSub:
             sub._offer(msg)
 
     def _validate(self, topic: str, raw: RawMessage, from_peer: bytes) -> Verdict | Awaitable[Verdict]:
+        if self._policy_publish:
+            auth = self.authorizer
+            # The author (StrictSign: it signed the message); the forwarder if unsigned.
+            author = self.router.id_of(raw.from_ or from_peer)
+            if auth.pending(author, "publish"):
+                return self._await_policy(topic, raw, author)
+            if not auth.check(author, "publish", topic):
+                self.stats.policy_denied_messages += 1
+                return Verdict.IGNORE  # not the forwarder's fault: no penalty
         validator = self._validators.get(topic)
         if validator is None:
             return Verdict.ACCEPT
         return self._run_validator(topic, validator, self._message(topic, raw))
+
+    async def _await_policy(self, topic: str, raw: RawMessage, author: ID) -> Verdict:
+        auth = self.authorizer
+        await auth.resolve(author)
+        if not auth.check(author, "publish", topic):
+            self.stats.policy_denied_messages += 1
+            return Verdict.IGNORE
+        validator = self._validators.get(topic)
+        if validator is None:
+            return Verdict.ACCEPT
+        verdict = self._run_validator(topic, validator, self._message(topic, raw))
+        return verdict if isinstance(verdict, Verdict) else await verdict
+
+    def _validated(self, topic: str) -> bool:
+        """Does the router ask us about each message of ``topic``? (a validator, or the policy)"""
+        return topic in self._validators or self._policy_publish
+
+    def _policy_changed(self, policy: Any) -> None:
+        self._policy_publish = policy.governs("publish")
+        for topic in self._sinks:
+            self.router.set_validated(topic, self._validated(topic))
+        self.router.policy_changed()
+
+    def _require_allowed(self, action: str, topic: str) -> None:
+        """Our own publish/subscribe, checked against our policy with us as the peer."""
+        auth = self.authorizer
+        if auth is not None and not auth.check(self.local_id, action, topic):
+            raise Forbidden(f"{action} on topic {topic!r} is not allowed for this node by its policy")
 
     def _run_validator(self, topic: str, validator: Validator, msg: Message) -> Verdict | Awaitable[Verdict]:
         try:
@@ -295,9 +339,10 @@ class PubSub:
 
     async def open_subscription(self, topic: str) -> Subscription:
         _check_topic(topic)
+        self._require_allowed("subscribe", topic)
         subs = self._sinks.get(topic)
         if subs is None:
-            self.router.subscribe(topic, topic in self._validators)
+            self.router.subscribe(topic, self._validated(topic))
             subs = self._sinks[topic] = []
         sub = Subscription(topic, self.config.subscription_buffer, self.stats, self.config.subscription_buffer_bytes)
         subs.append(sub)
@@ -364,6 +409,7 @@ class PubSub:
         router = self.router
         if not router.running:
             raise PubSubError("pubsub is not running")
+        self._require_allowed("publish", topic)
         validator = self._validators.get(topic)
         if validator is not None:
             own = Message(topic, data, self.local_id, router.next_seqno())
@@ -413,7 +459,7 @@ class PubSub:
             self._validators.pop(topic, None)
         else:
             self._validators[topic] = validator
-        self.router.set_validated(topic, validator is not None)
+        self.router.set_validated(topic, self._validated(topic))
 
     # -- introspection --------------------------------------------------------------
 

@@ -83,7 +83,7 @@ from .events import (
 )
 from .params import GossipSubParams
 from .rpc import Message as RawMessage
-from .rpc import Rpc
+from .rpc import Rpc, SubOpts
 from .score import PeerScore
 from .score_params import PeerScoreThresholds, TopicScoreParams, default_score_params
 from .signing import SignatureVerifier, make_signer
@@ -161,6 +161,11 @@ class PubSubStats:
     idontwant_in: int = 0  # IDONTWANT message IDs received (gossipsub v1.2)
     idontwant_out: int = 0  # ... and sent
     open_retries: int = 0  # our stream to a connected peer failed to open and was tried again
+    # The authorization policy (docs/security.md): messages whose author may
+    # not publish on their topic (ignored: not delivered, not forwarded), and
+    # peers' subscriptions and GRAFTs refused (they are sent nothing of the topic).
+    policy_denied_messages: int = 0
+    policy_denied_subscriptions: int = 0
 
 
 Deliverer = Callable[[str, RawMessage, bytes], None]
@@ -232,8 +237,11 @@ class GossipSubService:
         scoring: bool = True,
         thresholds: PeerScoreThresholds | None = None,
         stall_limit: float = 20.0,
+        authorizer: Any = None,
     ) -> None:
         self.identity = identity
+        #: The node's policy (agentp2p.contract.Authorizing): who may subscribe through us.
+        self._authorizer = authorizer
         self.local_id: ID = identity.peer_id
         self.local_key: bytes = self.local_id.to_bytes()
         self.params = params
@@ -805,6 +813,11 @@ class GossipSubService:
                     await self._pace(peer, len(rpc.publish))
                     if self._validating >= self._max_validating:
                         await self._validation_room()
+                authz = self._authorizer
+                if authz is not None and (rpc.subscriptions or ctl.graft) and authz.governs("subscribe"):
+                    if authz.pending(peer.id, "subscribe"):
+                        await authz.resolve(peer.id)  # its certificates, before its subscriptions count
+                    rpc = self._screen_subscriptions(peer.id, rpc)
                 if not peer.known or self._peers.get(peer.id) is not peer or not self.running:
                     continue
                 core = self.core
@@ -814,6 +827,32 @@ class GossipSubService:
                 if core.stats.graylisted != gray:
                     stats.graylisted += 1
                     self._report(peer.id, "graylisted", GRAYLISTED_WEIGHT)
+
+    def _screen_subscriptions(self, peer: ID, rpc: Rpc) -> Rpc:
+        """``rpc`` without the subscriptions and GRAFTs the policy refuses ``peer``."""
+        authz = self._authorizer
+        assert authz is not None
+        subs = tuple(s for s in rpc.subscriptions if not s.subscribe or authz.check(peer, "subscribe", s.topic))
+        ctl = rpc.control
+        grafts = tuple(g for g in ctl.graft if authz.decide(peer, "subscribe", g.topic).allowed)
+        refused = len(rpc.subscriptions) - len(subs) + len(ctl.graft) - len(grafts)
+        if not refused:
+            return rpc
+        self.stats.policy_denied_subscriptions += refused
+        return dataclasses.replace(rpc, subscriptions=subs, control=dataclasses.replace(ctl, graft=grafts))
+
+    def policy_changed(self) -> None:
+        """The policy changed: peers it now refuses a topic are unsubscribed from it
+        (as if they had said so), so nothing more of it reaches them."""
+        authz, core = self._authorizer, self.core
+        if authz is None or core is None or not self.running or not authz.governs("subscribe"):
+            return
+        for topic in core.subscriptions():
+            for key in core.peers(topic):
+                peer = self.id_of(key)
+                if not authz.check(peer, "subscribe", topic):
+                    self.stats.policy_denied_subscriptions += 1
+                    self._feed(RpcReceived(key, Rpc(subscriptions=(SubOpts(False, topic),))))
 
     async def _pace(self, peer: _Peer, n: int) -> None:
         """Spend ``n`` message tokens of ``peer``; stop reading it while there are none."""
