@@ -208,6 +208,22 @@ def add_client_commands(sub: Any) -> None:
             "or add/remove PEERs (remove also cuts their connections)")
     p.add_argument("op", nargs="?", choices=["show", "add", "remove"], default="show")
     p.add_argument("peers", nargs="*", metavar="PEER_ID")
+    p = cmd("policy", _policy, "the authorization policy: show it, set it from a TOML/JSON FILE (in force at "
+            "once, until the daemon stops), clear it, or show the groups PEER proved")
+    p.add_argument("op", nargs="?", choices=["show", "set", "clear", "groups"], default="show")
+    p.add_argument("arg", nargs="?", metavar="FILE|PEER_ID")
+    p.add_argument("--refresh", action="store_true", help="groups: ask the peer again")
+    p = cmd("cert", _cert, "membership certificates: issue one with an issuer key (no daemon needed), "
+            "add FILE to those the daemon presents, or list them")
+    p.add_argument("op", choices=["issue", "add", "list"])
+    p.add_argument("file", nargs="?", metavar="FILE", help="add: the certificate file")
+    p.add_argument("--issuer-key", metavar="PATH", help="issue: the issuer's identity key file "
+                   "(made by 'agentp2p id --identity PATH'; its peer ID goes in the policy's groups)")
+    p.add_argument("--group", metavar="NAME", help="issue: the group")
+    p.add_argument("--peer", metavar="PEER_ID", help="issue: the member")
+    p.add_argument("--hours", type=float, default=24.0, help="issue: valid for this long from now (default 24)")
+    p.add_argument("--out", metavar="FILE", help="issue: write here (default: stdout)")
+    p.set_defaults(offline_ops={"issue"})
     p = cmd("publish", _publish, "publish DATA on TOPIC")
     p.add_argument("topic")
     p.add_argument("data", help="message text; '-' reads raw bytes from stdin")
@@ -263,6 +279,8 @@ def run_client_command(args: argparse.Namespace) -> int:
     from agentp2p.client import ClientError, SyncClient
 
     handler = args.client_handler
+    if getattr(args, "op", None) in getattr(args, "offline_ops", ()):
+        return int(handler(None, args))  # needs no daemon
     try:
         endpoint = _choose_daemon(args)
         with SyncClient(endpoint=endpoint, timeout=args.timeout) as client:
@@ -418,6 +436,117 @@ def _allow_list(client: Any, args: argparse.Namespace) -> int:
         verb = "added" if args.op == "add" else "removed"
         for peer, c in changed.items():
             print(f"{verb} {peer}" if c else f"{peer}: no change")
+    return EXIT_OK
+
+
+def _policy(client: Any, args: argparse.Namespace) -> int:
+    if (args.op in ("set", "groups")) != (args.arg is not None):
+        print("agentp2p: error: 'set' needs a FILE, 'groups' a PEER_ID; 'show' and 'clear' take nothing",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if args.op == "groups":
+        seen = client.peer_groups(args.arg, refresh=args.refresh)
+        if args.json:
+            _print_json(seen)
+            return EXIT_OK
+        print(f"groups: {', '.join(seen['groups']) or '(none)'}")
+        for c in seen["certificates"]:
+            print(f"  certificate: group {c['group']} by {c['issuer']} until {_when(c['not_after_ms'])}")
+        for why in seen["refused"]:
+            print(f"  refused: {why}")
+        if seen["fetch_failed"]:
+            print("  (the peer could not be asked)")
+        return EXIT_OK
+    if args.op == "show":
+        policy = client.policy()
+    else:
+        from agentp2p.config import ConfigError, NodeConfig
+
+        doc: dict[str, Any] = {}
+        if args.op == "set":
+            try:
+                doc = NodeConfig(policy=args.arg).load_policy().to_dict()  # checked here, named errors
+            except ConfigError as exc:
+                print(f"agentp2p: error: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+        policy = client.set_policy(doc)
+    if args.json:
+        _print_json(policy)
+        return EXIT_OK
+    print(f"default: {policy['default']}")
+    for name, issuer in policy["groups"].items():
+        print(f"group {name}: issuer {issuer}")
+    for i, r in enumerate(policy["rules"]):
+        print(f"rule {i}: {r['effect']} {r['action']} {r['resource']} for {', '.join(r['peers'])}")
+    if not policy["rules"]:
+        print("no rules: every peer may " + ("do everything" if policy["default"] == "allow" else "do nothing"))
+    return EXIT_OK
+
+
+def _when(ms: int) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _cert(client: Any, args: argparse.Namespace) -> int:
+    if args.op == "issue":
+        return _issue_cert(args)
+    if args.op == "add":
+        if args.file is None:
+            print("agentp2p: error: 'cert add' needs the certificate FILE", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            text = Path(args.file).expanduser().read_text()[:16384]
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"agentp2p: error: cannot read {args.file}: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        added = client.add_certificate(text.strip())
+        certs = [added]
+    else:
+        certs = client.certificates()
+    if args.json:
+        _print_json({"certificates": certs})
+        return EXIT_OK
+    for c in certs:
+        print(f"group {c['group']} by {c['issuer']} until {_when(c['not_after_ms'])}")
+    if not certs:
+        print("this daemon presents no certificates")
+    return EXIT_OK
+
+
+def _issue_cert(args: argparse.Namespace) -> int:
+    import time
+
+    from agentp2p.errors import AgentP2PError
+    from agentp2p.network.addresses import parse_peer_id
+    from agentp2p.network.identity import load_identity
+    from agentp2p.security.certificates import CertificateError, encode_certificate_text, issue
+
+    missing = [flag for flag, value in (("--issuer-key", args.issuer_key), ("--group", args.group),
+                                        ("--peer", args.peer)) if not value]
+    if missing:
+        print(f"agentp2p: error: 'cert issue' needs {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    if not 0 < args.hours <= 366 * 24:
+        print("agentp2p: error: --hours must be in (0, 8784]", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        issuer = load_identity(Path(args.issuer_key).expanduser())
+        subject = parse_peer_id(args.peer)
+        now = int(time.time() * 1000)
+        raw = issue(issuer.private_key, args.group, subject, not_before_ms=now,
+                    not_after_ms=now + int(args.hours * 3_600_000))
+    except (AgentP2PError, CertificateError, ValueError) as exc:
+        print(f"agentp2p: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    text = encode_certificate_text(raw) + "\n"
+    if args.out:
+        Path(args.out).expanduser().write_text(text)
+        print(f"wrote a certificate for {subject} in group {args.group!r} by issuer {issuer.peer_id}, "
+              f"valid {args.hours:g} h, to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
     return EXIT_OK
 
 

@@ -242,6 +242,27 @@ class Client:
         """Stop admitting this peer and cut its connections; False if it was not on the list."""
         return await self.call(calls.remove_from_allow_list(peer_id))
 
+    async def policy(self) -> dict[str, Any]:
+        """The daemon's authorization policy: ``{default, groups, rules}`` (docs/security.md)."""
+        return await self.call(calls.policy())
+
+    async def set_policy(self, policy: dict[str, Any]) -> dict[str, Any]:
+        """Replace the daemon's policy, in force at once and until it stops; an
+        ``ApiError`` (400) naming what is wrong, and the old policy stays."""
+        return await self.call(calls.set_policy(policy))
+
+    async def certificates(self) -> list[dict[str, Any]]:
+        """The membership certificates the daemon presents (group, issuer, validity)."""
+        return await self.call(calls.certificates())
+
+    async def add_certificate(self, certificate: str) -> dict[str, Any]:
+        """Have the daemon present ``certificate`` (the base64 text of ``agentp2p cert issue``)."""
+        return await self.call(calls.add_certificate(certificate))
+
+    async def peer_groups(self, peer_id: str, *, refresh: bool = False) -> dict[str, Any]:
+        """What a peer proved to the daemon of its groups (fetched from it if not known)."""
+        return await self.call(calls.peer_groups(peer_id, refresh))
+
     async def peer(self, peer_id: str) -> Peer:
         return await self.call(calls.peer(peer_id))
 

@@ -95,6 +95,27 @@ def remove_from_allow_list(peer_id: str) -> Call[bool]:
     return Call("DELETE", f"{PREFIX}/peers/allowed/{quote(peer_id, safe='')}", lambda d: bool(d["changed"]))
 
 
+def policy() -> Call[dict[str, Any]]:
+    return Call("GET", f"{PREFIX}/policy", lambda d: dict(d["policy"]))
+
+
+def set_policy(doc: dict[str, Any]) -> Call[dict[str, Any]]:
+    return Call("PUT", f"{PREFIX}/policy", lambda d: dict(d["policy"]), json={"policy": doc})
+
+
+def certificates() -> Call[list[dict[str, Any]]]:
+    return Call("GET", f"{PREFIX}/certificates", lambda d: [dict(c) for c in d["certificates"]])
+
+
+def add_certificate(text: str) -> Call[dict[str, Any]]:
+    return Call("POST", f"{PREFIX}/certificates", lambda d: dict(d["certificate"]), json={"certificate": text})
+
+
+def peer_groups(peer_id: str, refresh: bool = False) -> Call[dict[str, Any]]:
+    path = f"{PREFIX}/peers/{quote(peer_id, safe='')}/groups" + ("?refresh=1" if refresh else "")
+    return Call("GET", path, dict)
+
+
 def peer(peer_id: str) -> Call[Peer]:
     return Call("GET", _peer_path(peer_id), Peer.from_json)
 

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from agentp2p.errors import AddressError, DialError, NotRunningError, PeerRefused, PubSubError
+from agentp2p.errors import AddressError, DialError, Forbidden, NotRunningError, PubSubError
 from agentp2p.messaging.errors import DeliveryError, DeliveryTimeout, InboxFull, RemoteHandlerError, RequestTimeout
 from agentp2p.protocol.dht import DHTError
 
@@ -65,8 +65,9 @@ def error_response(
 # (exception type, status, code) — first match wins, so subclasses go first.
 NODE_ERRORS: list[tuple[type[BaseException], int, str]] = [
     (AddressError, 400, "bad_request"),
-    # Our own policy refuses the peer (deny list, penalty box): not a network failure.
-    (PeerRefused, 403, "forbidden"),
+    # A policy refuses: ours (deny or allow list, penalty box, authorization
+    # rules) or the peer's (its rules refused our message). Not a network failure.
+    (Forbidden, 403, "forbidden"),
     (DialError, 502, "peer_unreachable"),
     (DHTError, 502, "dht_failed"),
     (PubSubError, 503, "pubsub_unavailable"),
