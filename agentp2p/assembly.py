@@ -196,8 +196,14 @@ def assemble(
     # With allow_only, every peer not named on it is refused the same way.
     allowlist = AllowList((to_peer_id(p) for p in config.allow), enabled=config.allow_only)
 
+    # Who may connect, publish, subscribe, send and call here (docs/security.md).
+    authorizer = _authorizer(config, me)
+
     def refused(peer: ID) -> bool:
-        return penalties.is_banned(peer) or peer in denylist or not allowlist.permits(peer)
+        return (
+            penalties.is_banned(peer) or peer in denylist or not allowlist.permits(peer)
+            or authorizer.refuses_connection(peer)
+        )
 
     def offence(peer: ID | None, reason: str, weight: float = 1.0) -> None:
         if peer is None or peer == me:
@@ -224,10 +230,8 @@ def assemble(
     host.get_network().register_notifee(events)
     dialer = Dialer(
         host, timeout=config.dial_timeout, is_banned=penalties.is_banned, is_denied=denylist.__contains__,
-        is_permitted=allowlist.permits,
+        is_permitted=allowlist.permits, refused_by_policy=authorizer.refuses_connection,
     )
-    # Who may publish, subscribe, send and call here (docs/security.md).
-    authorizer = _authorizer(config, me)
     pubsub = PubSub(config.pubsub, identity=identity, resources=resources, offence=offence, authorizer=authorizer)
     dht = DHT(host, config.dht, offence=offence)
     dialer.use_lookup(dht.locate)

@@ -45,6 +45,7 @@ from agentp2p.network.penalties import BanInfo
 from agentp2p.protocol.ping import ping
 from agentp2p.protocol.pubsub import Message, Subscription, Validator
 from agentp2p.security.certificates import Certificate, decode_certificate_text
+from agentp2p.security.gater import ConnectionGater
 from agentp2p.security.policy import Policy
 
 if TYPE_CHECKING:
@@ -122,6 +123,8 @@ class Node:
         self.allowlist = parts.allowlist
         assert parts.authorizer is not None
         self.authorizer = parts.authorizer
+        # The policy's connect rules for peers whose groups decide (and after a change).
+        self.gater = ConnectionGater(self.authorizer, peers=self.peers, cut_off=self._cut_off)
         self.resources = parts.resources
         self.handler_failures = parts.handler_failures
         self.host = parts.host
@@ -187,6 +190,7 @@ class Node:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch_loneliness, self.events.subscribe())
                 nursery.start_soon(self._log_peer_events, self.events.subscribe())
+                nursery.start_soon(self.gater.run, self.events.subscribe())
                 nursery.start_soon(self.bootstrapper.run)
                 if self.config.mdns:
                     nursery.start_soon(self._run_mdns)
@@ -649,7 +653,7 @@ class Node:
             "penalties": self.penalties.stats(),
             "denylist": self.denylist.stats(),
             "allowlist": self.allowlist.stats(),
-            "policy": self.authorizer.stats(),
+            "policy": {**self.authorizer.stats(), **self.gater.stats()},
             **{name: svc.stats() for name, svc in self.services.items()},
             "bootstrap": {
                 "attempts": self.bootstrapper.attempts,

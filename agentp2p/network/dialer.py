@@ -57,6 +57,7 @@ class DialerStats:
     refused_banned: int = 0
     refused_denied: int = 0
     refused_not_allowed: int = 0  # the allow list is on and the peer is not on it
+    refused_policy: int = 0  # the authorization policy's connect rules refuse the peer
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -91,6 +92,7 @@ class Dialer:
         is_banned: Callable[[ID], bool] = lambda _peer: False,
         is_denied: Callable[[ID], bool] = lambda _peer: False,
         is_permitted: Callable[[ID], bool] = lambda _peer: True,
+        refused_by_policy: Callable[[ID], bool] = lambda _peer: False,
         lookup: Lookup | None = None,
     ) -> None:
         self._host = host
@@ -99,6 +101,7 @@ class Dialer:
         self._is_banned = is_banned
         self._is_denied = is_denied
         self._is_permitted = is_permitted
+        self._refused_by_policy = refused_by_policy
         self._lookup = lookup
         self._inflight: dict[ID, _InFlight] = {}
         self.stats = DialerStats()
@@ -149,6 +152,9 @@ class Dialer:
         if not self._is_permitted(peer):
             self.stats.refused_not_allowed += 1
             raise PeerRefused(f"peer {peer} is not on this node's allow list (`agentp2p allow-list add` admits it)")
+        if self._refused_by_policy(peer):
+            self.stats.refused_policy += 1
+            raise PeerRefused(f"peer {peer} is refused by this node's policy (its connect rules; `agentp2p policy`)")
         self.add_addrs(peer, addrs)
         if self.is_connected(peer):
             return

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -38,6 +38,8 @@ __all__ = ["Authorizer"]
 log = logging.getLogger("agentp2p.security.authorizer")
 
 Fetch = Callable[[ID], Awaitable[list[bytes]]]
+#: Peers remembered as refused by a connect rule.
+MAX_REFUSED = 10_000
 
 
 def _wall_ms() -> int:
@@ -65,6 +67,8 @@ class Authorizer:
         self._inflight: dict[ID, trio.Event] = {}
         self._listeners: list[Callable[[Policy], None]] = []
         self.denied: Counter[str] = Counter()
+        #: Peers cut off by a connect rule: refused until (ms) without asking again.
+        self._refused_until: OrderedDict[ID, int] = OrderedDict()
         self.counters: Counter[str] = Counter()
 
     # ------------------------------------------------------------ the policy
@@ -153,6 +157,41 @@ class Authorizer:
             await self.resolve(peer)
         return self.check(peer, action, resource)
 
+    # ------------------------------------------------------------ connections
+    def refuses_connection(self, peer: ID) -> bool:
+        """Refuse a connection with ``peer`` now? (the gates' synchronous question)
+
+        Yes while it is in its back-off after a refusal, or when the policy
+        refuses it from what is known. A peer whose groups would decide and
+        are not known yet is admitted: its certificates travel over that
+        connection, and :class:`~agentp2p.security.gater.ConnectionGater`
+        cuts it off if they do not prove enough.
+        """
+        if peer == self.me or not self._policy.governs("connect"):
+            return False
+        until = self._refused_until.get(peer)
+        if until is not None:
+            if self.clock_ms() < until:
+                self.counters["connections_refused"] += 1
+                return True
+            del self._refused_until[peer]
+        decision = self._policy.decide_by_id("connect", "*", peer.to_base58())
+        if decision is None:  # its groups decide
+            if self.pending(peer, "connect"):
+                return False
+            decision = self.decide(peer, "connect", "*")
+        if decision.allowed:
+            return False
+        self.counters["connections_refused"] += 1
+        return True
+
+    def refuse_for(self, peer: ID, seconds: float) -> None:
+        """Refuse connections with ``peer`` for ``seconds`` (bounded map, oldest forgotten)."""
+        self._refused_until[peer] = self.clock_ms() + int(seconds * 1000)
+        self._refused_until.move_to_end(peer)
+        while len(self._refused_until) > MAX_REFUSED:
+            self._refused_until.popitem(last=False)
+
     # ------------------------------------------------------------ reporting
     def stats(self) -> dict[str, Any]:
         return {
@@ -162,6 +201,7 @@ class Authorizer:
             "denied": dict(self.denied),
             "denied_total": sum(self.denied.values()),
             "peers_with_certificates": len(self.book),
+            "peers_refused_now": len(self._refused_until),
             "own_certificates": len(self.book.own(self.clock_ms())),
             **dict(self.counters),
         }

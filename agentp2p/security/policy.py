@@ -10,7 +10,7 @@ A policy is an ordered list of rules, like a firewall's. Each rule names an
     ops = "12D3KooW..."
 
     [[policy.rules]]
-    action = "publish"                     # publish | subscribe | send | call | *
+    action = "publish"                     # connect | publish | subscribe | send | call | *
     resource = "alerts.*"                  # a topic, message type or capability; glob
     peers = ["group:ops", "12D3KooW..."]   # peer IDs, group:NAME, or *
     effect = "allow"                       # allow | deny
@@ -23,7 +23,8 @@ A policy is an ordered list of rules, like a firewall's. Each rule names an
 
 The first rule that matches the action, the resource and the peer decides;
 if none does, ``default`` does. The actions are what a *remote* peer asks of
-this node: ``publish`` (a message authored by the peer, on a topic),
+this node: ``connect`` (a connection at all, either way; its resource is
+always ``*``), ``publish`` (a message authored by the peer, on a topic),
 ``subscribe`` (the peer joining a topic through us: it is sent nothing of the
 topic), ``send`` (a direct message of a type) and ``call`` (a request, whose
 type is the capability called). The node also checks its own publishes and
@@ -51,7 +52,7 @@ from agentp2p.security.certificates import CertificateError, check_group_name
 
 __all__ = ["ACTIONS", "Decision", "Policy", "PolicyError", "Rule"]
 
-ACTIONS = ("publish", "subscribe", "send", "call")
+ACTIONS = ("connect", "publish", "subscribe", "send", "call")
 EFFECTS = ("allow", "deny")
 MAX_RULES = 256
 MAX_GROUPS = 64
@@ -171,6 +172,18 @@ class Policy:
         self._cache[key] = decision
         return decision
 
+    def decide_by_id(self, action: str, resource: str, peer: str) -> Decision | None:
+        """The decision if ``peer``'s groups cannot change it, else None: the first
+        rule naming the peer (or ``*``) decides unless a rule before it names a group."""
+        for i, rule in enumerate(self.rules):
+            if not rule.applies_to(action, resource):
+                continue
+            if "*" in rule.peers or peer in rule.peers:
+                return Decision(rule.effect == "allow", i)
+            if rule.groups:
+                return None
+        return Decision(self.default == "allow", None)
+
     def governs(self, action: str) -> bool:
         """Could any peer be refused ``action``? (else its checks are skipped)"""
         return self._governed.get(action, False)
@@ -198,6 +211,8 @@ def _rule(i: int, raw: Any, groups: Mapping[str, ID]) -> Rule:
     resource = raw.get("resource", "*")
     if not isinstance(resource, str) or not 1 <= len(resource) <= MAX_RESOURCE_LEN:
         raise PolicyError(f"{where}.resource must be a pattern of 1-{MAX_RESOURCE_LEN} characters")
+    if action == "connect" and resource != "*":
+        raise PolicyError(f"{where}.resource: a connect rule is about the peer alone; its resource is '*'")
     effect = raw.get("effect")
     if effect not in EFFECTS:
         raise PolicyError(f"{where}.effect must be 'allow' or 'deny', not {effect!r}")

@@ -4,12 +4,13 @@ peer; policy changes in force at once."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
 import trio
 
-from agentp2p.errors import Forbidden
+from agentp2p.errors import DialError, Forbidden, PeerRefused
 from agentp2p.messaging.errors import MessageForbidden
 from agentp2p.network.identity import Identity
 from agentp2p.node import Node
@@ -169,3 +170,39 @@ async def test_publish_and_subscribe_rules() -> None:
             await wait_until(lambda: hub.stats()["pubsub"]["policy_denied_messages"] >= 1,
                              what="outsider's message ignored")
             assert op_sub is not None
+
+
+async def test_connect_rules_refuse_by_id_at_the_gate_and_by_group_once_the_certificates_are_in() -> None:
+    issuer = Identity.generate()
+    async with Node(local_config()) as member, Node(local_config()) as stranger, Node(local_config()) as friend, \
+            Node(local_config()) as foe:
+        member.add_certificate(_cert(issuer, "ops", member))
+        policy = {
+            "groups": {"ops": str(issuer.peer_id)},
+            "rules": [
+                {"action": "connect", "peers": [str(foe.peer_id)], "effect": "deny"},
+                {"action": "connect", "peers": ["group:ops", str(friend.peer_id)], "effect": "allow"},
+                {"action": "connect", "peers": ["*"], "effect": "deny"},
+            ],
+        }
+        async with Node(local_config(policy=policy)) as gate:
+            # Named by ID: decided at the gate, before any certificate.
+            with pytest.raises(PeerRefused, match="policy"):
+                await gate.connect(foe.addrs[0])
+            with pytest.raises(DialError):
+                await foe.connect(gate.addrs[0])
+            assert not gate.is_connected(foe.peer_id)
+            await friend.connect(gate.addrs[0])
+            await member.connect(gate.addrs[0])
+            # Groups decide for the stranger: admitted, asked, cut off, refused for the back-off.
+            with contextlib.suppress(DialError):
+                await stranger.connect(gate.addrs[0])
+            await wait_until(lambda: gate.stats()["policy"]["cut_off"] == 1 and not gate.is_connected(stranger.peer_id),
+                             what="stranger cut off")
+            with pytest.raises(PeerRefused, match="policy"):
+                await gate.connect(stranger.addrs[0])
+            assert gate.is_connected(member.peer_id) and gate.is_connected(friend.peer_id)
+            # A change re-checks who is connected: the friend is now refused, the member stays.
+            gate.set_policy({"rules": [{"action": "connect", "peers": [str(friend.peer_id)], "effect": "deny"}]})
+            await wait_until(lambda: not gate.is_connected(friend.peer_id), what="friend cut off after the change")
+            assert gate.is_connected(member.peer_id) and gate.stats()["policy"]["cut_off"] == 2

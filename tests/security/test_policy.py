@@ -24,7 +24,7 @@ from agentp2p.security.certificates import (
 )
 from agentp2p.security.envelope import seal
 from agentp2p.security.membership import REFRESH_MS, RETRY_MS, MembershipBook
-from agentp2p.security.policy import Policy, PolicyError
+from agentp2p.security.policy import Decision, Policy, PolicyError
 
 NOW = 1_800_000_000_000
 HOUR = 3_600_000
@@ -60,6 +60,12 @@ def test_the_first_matching_rule_decides_and_the_default_otherwise() -> None:
     # A member of ops is let through rule 0 even if rule 2 names it.
     assert p.decide("publish", "alerts.x", b, frozenset({"ops"})).allowed
     assert p.governs("publish") and p.governs("send") and p.uses_groups("publish") and not p.uses_groups("send")
+    # Decided by ID alone, or not (a group rule comes first).
+    assert p.decide_by_id("send", "x", b) == Decision(False, 2)
+    assert p.decide_by_id("publish", "alerts.x", b) is None
+    assert p.decide_by_id("publish", "news", a) == Decision(True, None)
+    with pytest.raises(PolicyError, match="connect rule"):
+        policy({"action": "connect", "resource": "x", "peers": ["*"], "effect": "deny"})
     closed = policy(default="deny")
     assert not closed.decide("call", "x", a).allowed and closed.governs("call")
     assert not Policy() and not Policy().governs("send")
