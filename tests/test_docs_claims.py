@@ -54,3 +54,16 @@ def test_members_503_does_not_ask_for_swim_flag_that_is_on_by_default() -> None:
     else:
         raise AssertionError("expected 503 without a swim service")
     assert "start the daemon with --swim" not in message and "swim = false" in message
+
+
+def test_authorization_limits_in_security_md_are_the_codes() -> None:
+    from agentp2p.security import certificates, membership, policy
+    from agentp2p.security.gater import ConnectionGater
+
+    text = " ".join((ROOT / "docs" / "security.md").read_text().split())
+    assert f"{policy.MAX_RULES} rules, {policy.MAX_GROUPS} groups, {policy.MAX_PEERS_PER_RULE:,} peers per rule" in text
+    assert f"at most {certificates.MAX_CERTIFICATE_BYTES // 1024} KiB per certificate, {certificates.MAX_CERTIFICATES} per node" in text
+    assert f"at most {certificates.MAX_LIFETIME_MS // 86_400_000} days" in text
+    assert f"or {membership.REFRESH_MS // 60_000} min pass" in text and f"after {membership.RETRY_MS // 1000} s" in text
+    backoff = ConnectionGater.__init__.__kwdefaults__["backoff"]  # type: ignore[index]
+    assert f"refused for {backoff:g} s" in text
