@@ -51,6 +51,7 @@ from agentp2p.protocol.membership import Membership
 from agentp2p.protocol.pubsub import PubSub
 from agentp2p.security.authorizer import Authorizer
 from agentp2p.security.certificates import CertificateError, CertificateExpired
+from agentp2p.security.trust import Pin, TrustBook
 
 log = logging.getLogger("agentp2p.assembly")
 
@@ -99,10 +100,7 @@ class ServiceContext:
         return list(self._host.get_transport_addrs())
 
     def state_path(self, suffix: str) -> Path | None:
-        if self._identity_path is None:
-            return None
-        p = self._identity_path.expanduser()
-        return p.with_name(p.name + suffix)
+        return _beside(self._identity_path, suffix)
 
     def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
         """Serve ``protocol``; an exception in ``handler`` resets that stream only
@@ -137,6 +135,8 @@ class NodeParts:
     denylist: DenyList = field(default_factory=DenyList)
     allowlist: AllowList = field(default_factory=AllowList)
     authorizer: Authorizer | None = None
+    trust: TrustBook = field(default_factory=TrustBook)
+    trust_path: Path | None = None
 
 
 def default_services(config: NodeConfig, given: Sequence[NodeService] = ()) -> list[NodeService]:
@@ -177,6 +177,7 @@ def assemble(
     identity: Identity | None = None,
     services: Sequence[NodeService] = (),
     on_ban: Callable[[ID, BanInfo], None],
+    on_distrust: Callable[[ID], None] = lambda _peer: None,
 ) -> NodeParts:
     """Build every part of a node (nothing runs yet; ``Node`` starts them)."""
     if identity is None:
@@ -189,6 +190,17 @@ def assemble(
     # Containment and limits report offences here; a peer that keeps
     # offending is disconnected and refused for a while (docs/security.md).
     penalties = PenaltyBox(config.penalties, on_ban=on_ban)
+    # ... and lose trust, which decays slowly and lasts across restarts.
+    trust = TrustBook(config.trust)
+    trust_path = _beside(config.identity_path, ".trust.json")
+    if trust_path is not None:
+        try:
+            loaded = trust.load(trust_path)
+        except ValueError as exc:
+            log.warning("%s", exc)
+        else:
+            if loaded:
+                log.info("trust: %d peer(s) remembered from %s", loaded, trust_path)
     # Peers refused by decision rather than behaviour (an operator, a test
     # network's partition): refused wherever banned peers are.
     denylist = DenyList()
@@ -199,16 +211,21 @@ def assemble(
     # Who may connect, publish, subscribe, send and call here (docs/security.md).
     authorizer = _authorizer(config, me)
 
+    def banned(peer: ID) -> bool:
+        # A peer pinned as trusted is spared the penalty box; never the deny list.
+        if trust.refuses(peer):
+            return True
+        return penalties.is_banned(peer) and trust.pinned(peer) is not Pin.TRUSTED
+
     def refused(peer: ID) -> bool:
-        return (
-            penalties.is_banned(peer) or peer in denylist or not allowlist.permits(peer)
-            or authorizer.refuses_connection(peer)
-        )
+        return banned(peer) or peer in denylist or not allowlist.permits(peer) or authorizer.refuses_connection(peer)
 
     def offence(peer: ID | None, reason: str, weight: float = 1.0) -> None:
-        if peer is None or peer == me:
+        if peer is None or peer == me or trust.pinned(peer) is Pin.TRUSTED:
             return
         penalties.offence(peer, reason, weight)
+        if trust.record(peer, reason, -weight * config.trust.offence_scale):
+            on_distrust(peer)
 
     resources = ResourceManager(config.resources, on_hit=lambda peer, limit: offence(peer, f"limit:{limit}"))
     handler_failures = HandlerFailures(on_failure=lambda peer, protocol: offence(peer, f"handler:{protocol}", 2.0))
@@ -229,7 +246,7 @@ def assemble(
     events = ConnectionEvents(host)
     host.get_network().register_notifee(events)
     dialer = Dialer(
-        host, timeout=config.dial_timeout, is_banned=penalties.is_banned, is_denied=denylist.__contains__,
+        host, timeout=config.dial_timeout, is_banned=banned, is_denied=denylist.__contains__,
         is_permitted=allowlist.permits, refused_by_policy=authorizer.refuses_connection,
     )
     pubsub = PubSub(config.pubsub, identity=identity, resources=resources, offence=offence, authorizer=authorizer)
@@ -265,6 +282,7 @@ def assemble(
     parts = NodeParts(
         config, identity, listen, penalties, resources, handler_failures, host, events, dialer, pubsub, dht,
         bootstrapper, context, denylist=denylist, allowlist=allowlist, authorizer=authorizer,
+        trust=trust, trust_path=trust_path,
     )
     for service in [*services, *default_services(config, services)]:
         if service.name in parts.services:
@@ -272,7 +290,18 @@ def assemble(
         service.attach(context)
         parts.services[service.name] = service
     _wire(parts.services)
+    records = parts.services.get("records")
+    if records is not None and hasattr(records, "use_trust"):
+        records.use_trust(trust.deprioritized)  # distrusted agents ranked last
     return parts
+
+
+def _beside(identity_path: Path | None, suffix: str) -> Path | None:
+    """A state file beside the identity file (``alice.key`` + suffix); None for an ephemeral node."""
+    if identity_path is None:
+        return None
+    p = identity_path.expanduser()
+    return p.with_name(p.name + suffix)
 
 
 def _authorizer(config: NodeConfig, me: ID) -> Authorizer:

@@ -208,6 +208,10 @@ def add_client_commands(sub: Any) -> None:
             "or add/remove PEERs (remove also cuts their connections)")
     p.add_argument("op", nargs="?", choices=["show", "add", "remove"], default="show")
     p.add_argument("peers", nargs="*", metavar="PEER_ID")
+    p = cmd("trust", _trust, "trust scores: every peer the daemon has an opinion of (lowest first), or "
+            "PEER's; --pin trusted|banned|none pins it (kept across restarts; banned cuts it off)")
+    p.add_argument("peer", nargs="?", metavar="PEER_ID")
+    p.add_argument("--pin", choices=["trusted", "banned", "none"])
     p = cmd("policy", _policy, "the authorization policy: show it, set it from a TOML/JSON FILE (in force at "
             "once, until the daemon stops), clear it, or show the groups PEER proved")
     p.add_argument("op", nargs="?", choices=["show", "set", "clear", "groups"], default="show")
@@ -362,15 +366,23 @@ def _peers(client: Any, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(
             {
-                "peers": [{"peer_id": p.peer_id, "connections": [c.__dict__ for c in p.connections]} for p in peers],
+                "peers": [{"peer_id": p.peer_id, "connections": [c.__dict__ for c in p.connections],
+                           "trust": {"score": p.trust_score, "level": p.trust_level}} for p in peers],
                 "banned": [b.__dict__ for b in banned],
                 "denied": denied,
+                "trust": client.trust_scores(),
             }
         )
         return EXIT_OK
     for p in peers:
         conns = ", ".join(f"{c.direction} {' '.join(c.remote_addrs)}".strip() for c in p.connections)
-        print(f"{p.peer_id}  {conns}")
+        trust = "" if p.trust_score is None else f"  trust {p.trust_score:g} {p.trust_level}"
+        print(f"{p.peer_id}  {conns}{trust}")
+    distrusted = [t for t in client.trust_scores() if t["level"] != "normal" or t["score"] < 0]
+    if distrusted:
+        print("trust (lowest first; 'agentp2p trust PEER' for more):")
+        for t in distrusted:
+            print(f"  {_trust_line(t)}")
     if banned:
         print("banned (penalty box):")
         for b in banned:
@@ -436,6 +448,33 @@ def _allow_list(client: Any, args: argparse.Namespace) -> int:
         verb = "added" if args.op == "add" else "removed"
         for peer, c in changed.items():
             print(f"{verb} {peer}" if c else f"{peer}: no change")
+    return EXIT_OK
+
+
+def _trust_line(t: dict[str, Any]) -> str:
+    why = ", ".join(f"{reason} x{n}" for reason, n in list(t["reasons"].items())[:4]) or "no offences"
+    pin = f", pinned {t['pin']}" if t["pin"] else ""
+    refused = f", refused for {t['refused_for_s']:.0f}s more" if t["refused_for_s"] else ""
+    return f"{t['peer_id']}  {t['score']:g} {t['level']}{pin}{refused}: {why}"
+
+
+def _trust(client: Any, args: argparse.Namespace) -> int:
+    if args.pin is not None and args.peer is None:
+        print("agentp2p: error: --pin needs a PEER_ID", file=sys.stderr)
+        return EXIT_USAGE
+    if args.pin is not None:
+        rows = [client.pin(args.peer, None if args.pin == "none" else args.pin)]
+    elif args.peer is not None:
+        rows = [client.trust(args.peer)]
+    else:
+        rows = client.trust_scores()
+    if args.json:
+        _print_json(rows[0] if args.peer is not None else {"peers": rows})
+        return EXIT_OK
+    for t in rows:
+        print(_trust_line(t))
+    if not rows:
+        print("no peer has lost (or been pinned) any trust")
     return EXIT_OK
 
 

@@ -39,6 +39,7 @@ from agentp2p.network.denylist import MAX_ENTRIES as DENY_MAX_ENTRIES
 from agentp2p.network.penalties import PenaltyConfig
 from agentp2p.network.psk import read_psk_file
 from agentp2p.network.resources import ResourceLimits
+from agentp2p.security.trust import TrustConfig
 
 DEFAULT_LISTEN = "/ip4/127.0.0.1/tcp/0"
 DAEMON_DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/4001"
@@ -179,6 +180,9 @@ class NodeConfig:
     # keeps tripping limits or containment is cut off.
     resources: ResourceLimits = field(default_factory=ResourceLimits)
     penalties: PenaltyConfig = field(default_factory=PenaltyConfig)
+    # The per-peer trust score: thresholds for deprioritising and cutting off,
+    # decay, and how much an offence costs (docs/security.md, "Trust").
+    trust: TrustConfig = field(default_factory=TrustConfig)
     # SWIM membership and failure detection (docs/swim.md has the trade-offs:
     # a shorter period detects failures sooner for more bandwidth).
     swim: SwimConfig = field(default_factory=SwimConfig)
@@ -274,7 +278,7 @@ class NodeConfig:
         if min(d.refresh_interval, d.query_timeout, d.request_timeout, d.inbound_requests_per_second) <= 0:
             raise ConfigError("dht.refresh_interval, query_timeout, request_timeout and "
                               "inbound_requests_per_second must be positive")
-        for name in ("resources", "penalties", "swim", "messaging"):
+        for name in ("resources", "penalties", "trust", "swim", "messaging"):
             section = getattr(self, name)
             try:
                 # Frozen sections check themselves on construction; re-run that.

@@ -46,6 +46,7 @@ from agentp2p.protocol.ping import ping
 from agentp2p.protocol.pubsub import Message, Subscription, Validator
 from agentp2p.security.certificates import Certificate, decode_certificate_text
 from agentp2p.security.gater import ConnectionGater
+from agentp2p.security.trust import Pin
 from agentp2p.security.policy import Policy
 
 if TYPE_CHECKING:
@@ -59,6 +60,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("agentp2p.node")
 
 __all__ = ["Node", "NodeService", "PeerIdentity", "Message", "Subscription"]
+
+#: Seconds between trust upkeep rounds (gossipsub scores in, P5 out).
+TRUST_TICK = 10.0
+#: Seconds between saves of the trust file (and one at stop).
+TRUST_SAVE_EVERY = 60.0
 
 
 @dataclass(frozen=True)
@@ -115,12 +121,16 @@ class Node:
         self._nursery: trio.Nursery | None = None
         # Everything is built in one place (agentp2p.assembly); the node owns
         # the parts, runs them, and is the public facade over them.
-        parts = assemble(self.config, identity=identity, services=services, on_ban=self._on_ban)
+        parts = assemble(
+            self.config, identity=identity, services=services, on_ban=self._on_ban, on_distrust=self._on_distrust
+        )
         self.identity = parts.identity
         self._listen = parts.listen
         self.penalties = parts.penalties
         self.denylist = parts.denylist
         self.allowlist = parts.allowlist
+        self.trust = parts.trust
+        self._trust_path = parts.trust_path
         assert parts.authorizer is not None
         self.authorizer = parts.authorizer
         # The policy's connect rules for peers whose groups decide (and after a change).
@@ -191,6 +201,8 @@ class Node:
                 nursery.start_soon(self._watch_loneliness, self.events.subscribe())
                 nursery.start_soon(self._log_peer_events, self.events.subscribe())
                 nursery.start_soon(self.gater.run, self.events.subscribe())
+                if self.config.trust.enabled:
+                    nursery.start_soon(self._tend_trust)
                 nursery.start_soon(self.bootstrapper.run)
                 if self.config.mdns:
                     nursery.start_soon(self._run_mdns)
@@ -218,6 +230,7 @@ class Node:
                                 with contextlib.suppress(Exception):
                                     await stopping(self.context)
                     self._nursery = None
+                    self._save_trust()
                     nursery.cancel_scope.cancel()
 
     @contextlib.asynccontextmanager
@@ -288,12 +301,81 @@ class Node:
         self.context.offence(peer, reason, weight)
 
     def _on_ban(self, peer: Any, info: BanInfo) -> None:
+        if self.trust.pinned(peer) is Pin.TRUSTED:
+            return  # pinned by an operator: the penalty box does not cut it off
         log.warning("peer %s banned for %.0fs after %d offences (last: %s)", peer, info.remaining, info.offences, info.reason)
         if self._nursery is not None:
             self._nursery.start_soon(self._close_quietly, peer)
 
+    def _on_distrust(self, peer: ID) -> None:
+        info = self.trust.describe(peer)
+        log.warning("peer %s cut off for %.0fs: trust %.1f below %.1f (%s)", peer, info["refused_for_s"],
+                    self.trust.score(peer), self.config.trust.disconnect_below,
+                    ", ".join(f"{r} x{n}" for r, n in list(info["reasons"].items())[:3]))
+        if self._nursery is not None:
+            self._nursery.start_soon(self._close_quietly, peer)
+
     def is_banned(self, peer: ID | str) -> bool:
-        return self.penalties.is_banned(to_peer_id(peer))
+        pid = to_peer_id(peer)
+        return self.trust.refuses(pid) or (self.penalties.is_banned(pid) and self.trust.pinned(pid) is not Pin.TRUSTED)
+
+    # -- trust (agentp2p.security.trust) ------------------------------------------------
+
+    def trust_of(self, peer: ID | str) -> dict[str, Any]:
+        """``peer``'s trust: score, level (normal, deprioritized, cut_off, trusted,
+        banned), pin, reasons by count, seconds it is still refused."""
+        return self.trust.describe(to_peer_id(peer))
+
+    def trust_scores(self) -> list[dict[str, Any]]:
+        """Every peer with a trust opinion (score not ~0, pinned or cut off), lowest first."""
+        return self.trust.peers()
+
+    async def pin(self, peer: ID | str, pin: str | None) -> dict[str, Any]:
+        """Pin ``peer`` as ``"trusted"`` or ``"banned"`` (cut off now), or unpin it
+        (None); kept across restarts. ValueError for another value."""
+        pid = to_peer_id(peer)
+        self.trust.pin(pid, pin)
+        if pin is not None and Pin(pin) is Pin.BANNED:
+            await self._cut_off([pid])
+        elif pin is not None:
+            self.penalties.unban(pid)
+        self._save_trust()
+        return self.trust.describe(pid)
+
+    def _save_trust(self) -> None:
+        if self._trust_path is None:
+            return
+        try:
+            self.trust.save(self._trust_path)
+        except OSError as exc:
+            log.warning("trust: cannot save %s: %s", self._trust_path, exc)
+
+    async def _tend_trust(self) -> None:
+        """Every few seconds: the gossipsub router's opinion into trust, trust
+        into the router (P5: distrusted peers lose their mesh places), and now
+        and then to disk."""
+        applied: dict[ID, float] = {}
+        saved_at = trio.current_time()
+        while True:
+            await trio.sleep(TRUST_TICK)
+            pubsub = self.pubsub
+            for peer in pubsub.router.pubsub_peers():
+                own = pubsub.peer_score(peer) - applied.get(peer, 0.0)  # the router's score, less what we set
+                if own < 0 and pubsub.scoring:
+                    if self.trust.record(peer, "gossipsub:score", own / 100 * TRUST_TICK / 60):
+                        self._on_distrust(peer)
+                app = self.trust.score(peer)
+                if self.trust.pinned(peer) is Pin.TRUSTED:
+                    app = max(app, 0.0)
+                if applied.get(peer) != app:
+                    pubsub.set_app_score(peer, app)
+                    applied[peer] = app
+            if len(applied) > 2 * max(1, len(pubsub.router.pubsub_peers())):
+                live = set(pubsub.router.pubsub_peers())
+                applied = {p: v for p, v in applied.items() if p in live}
+            if trio.current_time() - saved_at >= TRUST_SAVE_EVERY:
+                saved_at = trio.current_time()
+                self._save_trust()
 
     # -- the deny list (agentp2p.network.denylist) ----------------------------------
 
@@ -654,6 +736,7 @@ class Node:
             "denylist": self.denylist.stats(),
             "allowlist": self.allowlist.stats(),
             "policy": {**self.authorizer.stats(), **self.gater.stats()},
+            "trust": self.trust.stats(),
             **{name: svc.stats() for name, svc in self.services.items()},
             "bootstrap": {
                 "attempts": self.bootstrapper.attempts,

@@ -263,6 +263,18 @@ class Client:
         """What a peer proved to the daemon of its groups (fetched from it if not known)."""
         return await self.call(calls.peer_groups(peer_id, refresh))
 
+    async def trust_scores(self) -> list[dict[str, Any]]:
+        """Peers the daemon has a trust opinion of (score, level, pin, reasons), lowest first."""
+        return await self.call(calls.trust_scores())
+
+    async def trust(self, peer_id: str) -> dict[str, Any]:
+        """The daemon's trust in one peer: score, level, pin, reasons by count, seconds still refused."""
+        return await self.call(calls.trust(peer_id))
+
+    async def pin(self, peer_id: str, pin: str | None) -> dict[str, Any]:
+        """Pin a peer ``"trusted"`` or ``"banned"`` (cut off at once), or unpin it (None); kept across restarts."""
+        return await self.call(calls.pin(peer_id, pin))
+
     async def peer(self, peer_id: str) -> Peer:
         return await self.call(calls.peer(peer_id))
 

@@ -116,6 +116,18 @@ def peer_groups(peer_id: str, refresh: bool = False) -> Call[dict[str, Any]]:
     return Call("GET", path, dict)
 
 
+def trust_scores() -> Call[list[dict[str, Any]]]:
+    return Call("GET", f"{PREFIX}/trust", lambda d: [dict(p) for p in d["peers"]])
+
+
+def trust(peer_id: str) -> Call[dict[str, Any]]:
+    return Call("GET", f"{PREFIX}/trust/{quote(peer_id, safe='')}", dict)
+
+
+def pin(peer_id: str, pin: str | None) -> Call[dict[str, Any]]:
+    return Call("PUT", f"{PREFIX}/trust/{quote(peer_id, safe='')}", dict, json={"pin": pin})
+
+
 def peer(peer_id: str) -> Call[Peer]:
     return Call("GET", _peer_path(peer_id), Peer.from_json)
 

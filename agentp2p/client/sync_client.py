@@ -237,6 +237,18 @@ class SyncClient:
         """What a peer proved to the daemon of its groups (fetched from it if not known)."""
         return self.call(calls.peer_groups(peer_id, refresh))
 
+    def trust_scores(self) -> list[dict[str, Any]]:
+        """Peers the daemon has a trust opinion of (score, level, pin, reasons), lowest first."""
+        return self.call(calls.trust_scores())
+
+    def trust(self, peer_id: str) -> dict[str, Any]:
+        """The daemon's trust in one peer: score, level, pin, reasons by count, seconds still refused."""
+        return self.call(calls.trust(peer_id))
+
+    def pin(self, peer_id: str, pin: str | None) -> dict[str, Any]:
+        """Pin a peer ``"trusted"`` or ``"banned"`` (cut off at once), or unpin it (None); kept across restarts."""
+        return self.call(calls.pin(peer_id, pin))
+
     def peer(self, peer_id: str) -> Peer:
         return self.call(calls.peer(peer_id))
 

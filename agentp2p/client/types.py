@@ -58,16 +58,22 @@ class Peer:
     agent_version: str | None = None
     protocols: list[str] = field(default_factory=list)
     listen_addrs: list[str] = field(default_factory=list)
+    # The daemon's trust in it (None from daemons before trust scores).
+    trust_score: float | None = None
+    trust_level: str | None = None
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Peer:
         conns = [Connection(c.get("direction", "unknown"), list(c.get("remote_addrs", []))) for c in d.get("connections", [])]
+        trust = d.get("trust") or {}
         return cls(
             peer_id=d["peer_id"],
             connections=conns,
             agent_version=d.get("agent_version"),
             protocols=list(d.get("protocols", [])),
             listen_addrs=list(d.get("listen_addrs", [])),
+            trust_score=trust.get("score"),
+            trust_level=trust.get("level"),
         )
 
 

@@ -111,6 +111,16 @@ Handler = Callable[[IncomingMessage], Awaitable[bytes | None]]
 #: Longest application type: the request prefix must still fit the signed type field.
 MAX_TYPE_CHARS = 200
 _UNCHECKED = object()
+#: Offence weight of a rejected message, by reason. Forgeries and tampering
+#: are never honest; a malformed one may be a buggy peer; a replay or a stale
+#: timestamp can follow an honest restart or a skewed clock, so they cost little.
+REJECTION_WEIGHTS: dict[RejectReason, float] = {
+    RejectReason.FORGED: 5.0,
+    RejectReason.TAMPERED: 5.0,
+    RejectReason.MALFORMED: 2.0,
+    RejectReason.REPLAYED: 0.5,
+    RejectReason.STALE: 0.5,
+}
 
 
 @dataclass(slots=True, eq=False)
@@ -705,6 +715,7 @@ class MessagingService:
         if reason is not None:
             self._tlog.info((str(link.peer), reason.value), "messaging: rejected %s from %s: %s",
                             env.id[:40], link.peer, reason.value)
+            self._count_against(link.peer, reason)
             return reason.value
         if not self._permitted(link, env.type):
             self._tlog.info((str(link.peer), FORBIDDEN), "messaging: %s from %s refused by the policy: type %r",
@@ -717,8 +728,16 @@ class MessagingService:
                 screen.counters.add(exc.reason)
                 self._tlog.info((str(link.peer), exc.reason.value), "messaging: rejected sealed %s from %s: %s",
                                 env.id[:40], link.peer, exc)
+                self._count_against(link.peer, exc.reason)
                 return exc.reason.value
         return None
+
+    def _count_against(self, peer: ID, reason: RejectReason) -> None:
+        """A rejected message is an offence (penalty box, trust) in proportion to
+        how sure we are it was not an honest fault (see REJECTION_WEIGHTS)."""
+        weight = REJECTION_WEIGHTS.get(reason, 1.0)
+        if weight and self.ctx is not None:
+            self.ctx.offence(peer, "msg:" + reason.value, weight)
 
     def _permitted(self, link: Link, type_: str) -> bool:
         """May the link's peer send us a message of ``type_``? Replies always; a

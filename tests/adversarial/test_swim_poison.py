@@ -143,7 +143,12 @@ async def test_forged_left_for_b_is_ignored() -> None:
                         MemberUpdate(b.pid, State.LEFT, inc, (), b"", random_signature()),  # garbage signature
                         signed_update(liar_key, b.pid, State.LEFT, inc),  # signed, but by the liar
                     ]
-                    await att.send(victim.peer_id, [ping_with(victim.pid, forged)])
+                    try:
+                        await att.send(victim.peer_id, [ping_with(victim.pid, forged)])
+                    except Exception:  # noqa: BLE001 — the victim cut the liar off: the lies stop here
+                        if victim.node.is_banned(att.node.peer_id):
+                            return
+                        raise
                     await trio.sleep(0.05)
 
             async with trio.open_nursery() as nursery:
@@ -153,6 +158,10 @@ async def test_forged_left_for_b_is_ignored() -> None:
             core = victim.swim.stats()["core"]
             assert "left" not in seen and "dead" not in seen, seen
             assert core["unsigned"] > 0 and core["forged"] > 0
+            # Forged signatures are lies an honest member never tells: offences,
+            # so the liar ends up banned (and loses trust).
+            assert victim.node.is_banned(att.node.peer_id)
+            assert victim.node.trust_of(att.node.peer_id)["reasons"].get("swim:rejected", 0) > 0
             m = victim.swim.member(b.peer_id)
             assert m is not None and m.state == "alive" and m.incarnation == b.swim.incarnation
 

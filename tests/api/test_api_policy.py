@@ -93,3 +93,21 @@ def test_policy_set_and_clear_take_effect_at_once(pair, tmp_path: Path) -> None:
     assert delivered.returncode == 0, delivered.stderr
     stats = json.loads(b.run_cli("status", "--json").stdout)["stats"]["policy"]
     assert stats["denied"]["send"] >= 2 and stats["policy_changes"] >= 2
+
+
+def test_cli_trust_shows_scores_and_pins(pair) -> None:  # type: ignore[no-untyped-def]
+    a, b, _, _ = pair
+    assert a.run_cli("connect", b.addrs[0]).returncode == 0
+    usage = a.run_cli("trust", "--pin", "trusted")
+    assert usage.returncode == 2 and "--pin needs a PEER_ID" in usage.stderr
+    pinned = a.run_cli("trust", b.peer_id, "--pin", "trusted")
+    assert pinned.returncode == 0 and f"{b.peer_id}  0 trusted, pinned trusted: no offences" in pinned.stdout
+    listed = json.loads(a.run_cli("trust", "--json").stdout)["peers"]
+    assert [(t["peer_id"], t["pin"]) for t in listed] == [(b.peer_id, "trusted")]
+    peers = a.run_cli("peers")
+    assert f"{b.peer_id}  outbound" in peers.stdout and "trust 0 trusted" in peers.stdout
+    assert json.loads(a.run_cli("peers", "--json").stdout)["peers"][0]["trust"] == {"score": 0.0, "level": "trusted"}
+    bad = a.run_cli("trust", "not-a-peer")
+    assert bad.returncode == 1 and "400" in bad.stderr
+    unpinned = json.loads(a.run_cli("trust", b.peer_id, "--pin", "none", "--json").stdout)
+    assert unpinned["pin"] is None and unpinned["level"] == "normal"

@@ -157,3 +157,13 @@ def test_ranking_is_deterministic() -> None:
     b = rank_agents(reversed(recs), capability="translate", now_ms=NOW, liveness=live)
     assert [r.record.peer_id for r in a] == [r.record.peer_id for r in b]
     assert [r.record.peer_id.to_bytes() for r in a] == sorted(r.peer_id.to_bytes() for r in recs)
+
+
+def test_distrusted_agents_come_last_whatever_else() -> None:
+    agents = _agents()
+    pid = {n: r.peer_id for n, r in agents.items()}
+    rtt = {pid[1]: 1.0, pid[2]: 50.0, pid[4]: 9.0}
+    ranked = rank_agents(agents.values(), capability="translate", now_ms=NOW, liveness=lambda p: Liveness.ALIVE,
+                         rtt_ms=rtt.get, distrusted=lambda p: p == pid[1])
+    # 1 has the best RTT but the node distrusts it (trust below deprioritize_below).
+    assert ranked[-1].record.peer_id == pid[1]

@@ -10,6 +10,8 @@ by seq/expiry); keep records with a capability named exactly ``capability``
 case-insensitively); drop peers whose liveness is DEAD.
 
 Rank (best first):
+0. trust: agents whose peer the node distrusts (``distrusted``: its trust
+   score is below the deprioritising threshold) come after all others;
 1. liveness: ALIVE, then UNKNOWN (no information yet), then SUSPECT — a
    SWIM suspect is more likely dead than a peer nobody has judged;
 2. RTT, lower first; peers with no measurement after measured ones;
@@ -71,6 +73,7 @@ def rank_agents(
     tags: Iterable[str] = (),
     rtt_ms: Callable[[ID], float | None] | None = None,
     limit: int | None = None,
+    distrusted: Callable[[ID], bool] | None = None,
 ) -> list[RankedAgent]:
     """Filter and order candidates as described in the module docstring."""
     wanted = frozenset(t.casefold() for t in tags)
@@ -92,7 +95,9 @@ def rank_agents(
             continue
         ranked.append(RankedAgent(record, cap, state, rtt_ms(record.peer_id) if rtt_ms else None))
 
+    low = {a.record.peer_id for a in ranked if distrusted(a.record.peer_id)} if distrusted else set()
     ranked.sort(key=lambda a: (
+        a.record.peer_id in low,  # trust below the deprioritising threshold: last, whatever else
         -int(a.liveness),
         a.rtt_ms is None,
         a.rtt_ms if a.rtt_ms is not None else 0.0,

@@ -50,7 +50,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -185,8 +185,13 @@ class RecordService:
         self._wake = trio.Event()
         self._table_at_last_round = 0
         self.published = trio.Event()  # set after the first successful round
+        self._distrusted: Callable[[ID], bool] | None = None
 
     # -- NodeService ------------------------------------------------------------
+
+    def use_trust(self, distrusted: Callable[[ID], bool]) -> None:
+        """Rank the agents ``distrusted`` says yes for last (the node's trust score)."""
+        self._distrusted = distrusted
 
     def use_liveness(self, liveness: LivenessFn) -> None:
         """Judge liveness with ``liveness`` (e.g. SWIM) unless one was given."""
@@ -618,7 +623,7 @@ class RecordService:
         await self._probe(found)
         return rank_agents(
             found.values(), capability=capability, tags=tags, now_ms=self._now_ms(),
-            liveness=self._liveness, rtt_ms=self._rtt_ms, limit=limit,
+            liveness=self._liveness, rtt_ms=self._rtt_ms, limit=limit, distrusted=self._distrusted,
         )
 
     # -- helpers ----------------------------------------------------------------

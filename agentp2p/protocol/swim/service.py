@@ -80,6 +80,10 @@ log = logging.getLogger("agentp2p.swim")
 __all__ = ["FaultInjection", "MemberInfo", "MembershipEvent", "SwimService"]
 
 
+#: Offence weight of each rejected SWIM frame or update.
+SWIM_REJECTION_WEIGHT = 2.0
+
+
 def _rejections(core: SwimCore) -> int:
     st = core.stats
     # Only what an honest peer never sends: unsigned or "ahead" rumours can be
@@ -339,6 +343,11 @@ class SwimService:
         before = _rejections(core)
         self._step(Received(sender, frame))
         rejected = _rejections(core) - before
+        if rejected and self._node is not None:
+            # Lies an honest member never tells (forged, implausible, malformed):
+            # offences, so the penalty box and trust see them. A suspicion we
+            # refute is not one: honest members suspect each other under loss.
+            self._node.offence(ID(sender), "swim:rejected", SWIM_REJECTION_WEIGHT * rejected)
         if rejected:
             self._reject_log.log(
                 logging.WARNING,

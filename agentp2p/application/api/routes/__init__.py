@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from agentp2p.application.api.routes import dht, members, messaging, node, peers, policy, pubsub, records
+from agentp2p.application.api.routes import dht, members, messaging, node, peers, policy, pubsub, records, trust
 from agentp2p.application.api.websocket import websocket_route
 
 
@@ -31,6 +31,7 @@ def core_routes() -> list[BaseRoute]:
         *node.ROUTES,
         *peers.ROUTES,
         *policy.ROUTES,
+        *trust.ROUTES,
         *pubsub.ROUTES,
         *dht.ROUTES,
         *messaging.ROUTES,

@@ -41,7 +41,12 @@ def _connections(node: Any, peer_id: ID) -> list[dict[str, Any]]:
 
 
 def _peer_entry(node: Any, peer_id: ID) -> dict[str, Any]:
-    return {"peer_id": str(peer_id), "connections": _connections(node, peer_id)}
+    trust = node.trust_of(peer_id)
+    return {
+        "peer_id": str(peer_id),
+        "connections": _connections(node, peer_id),
+        "trust": {"score": trust["score"], "level": trust["level"]},
+    }
 
 
 def _connected_peer(request: Request) -> ID:

@@ -1,0 +1,291 @@
+"""Trust: one score per peer, fed by every service, that acts and that lasts.
+
+The penalty box (:mod:`agentp2p.network.penalties`) is the acute defence: a
+burst of offences within a minute or so bans a peer for a while, and is
+forgotten. Trust is the chronic one: the same offences (every service
+reports misbehaviour through the node's ``offence`` hook: malformed or
+forged input, SWIM lies, DHT quota hits, resource-limit hits...), plus the
+gossipsub router's own opinion (its score, sampled), lower a score that
+decays back towards 0 slowly (``half_life``, an hour by default) and is
+saved across restarts, so a peer that misbehaves a little, often, ends up
+where a peer that misbehaves a lot at once does:
+
+* below ``deprioritize_below`` its traffic is deprioritised (its gossipsub
+  application score, P5, is its trust score, so meshes prefer others) and
+  it is ranked last by ``find_agents``;
+* below ``disconnect_below`` it is disconnected and refused for
+  ``cutoff_initial`` seconds, doubling for a peer cut off again within a
+  day (up to ``cutoff_max``); it comes back deprioritised.
+
+An operator can *pin* a peer: ``trusted`` (never deprioritised or cut off,
+by trust or by the penalty box) or ``banned`` (refused until unpinned, and
+unlike the deny list's run-time entries, across restarts).
+
+Sans-IO: the wall clock is injected (scores decay across downtime too);
+:meth:`TrustBook.record` returns whether the peer must be cut off now, and
+the node does it.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Pin", "TrustBook", "TrustConfig"]
+
+DAY_MS = 24 * 3600 * 1000
+#: Reasons remembered per peer (the most frequent are kept).
+MAX_REASONS = 8
+FILE_VERSION = 1
+
+
+class Pin(enum.StrEnum):
+    TRUSTED = "trusted"
+    BANNED = "banned"
+
+
+@dataclass
+class TrustConfig:
+    """The ``[trust]`` table of the config file."""
+
+    enabled: bool = True
+    #: Seconds for a score to get halfway back to 0.
+    half_life: float = 3600.0
+    #: Below this, deprioritised (gossipsub P5, last in find_agents).
+    deprioritize_below: float = -10.0
+    #: Below this, cut off and refused for a while.
+    disconnect_below: float = -40.0
+    cutoff_initial: float = 600.0
+    cutoff_max: float = 86400.0
+    #: Trust lost per offence point (the weight services report).
+    offence_scale: float = 1.0
+    #: Highest score good behaviour can earn.
+    max_score: float = 10.0
+    #: Peers remembered (pinned and cut-off ones last to go).
+    max_tracked: int = 10000
+
+    def validate(self) -> None:
+        from agentp2p.errors import ConfigError
+
+        if self.half_life <= 0 or self.cutoff_initial <= 0 or self.max_tracked < 1 or self.offence_scale < 0:
+            raise ConfigError("trust.half_life, cutoff_initial and max_tracked must be positive")
+        if not self.disconnect_below < self.deprioritize_below <= 0:
+            raise ConfigError("trust thresholds must satisfy disconnect_below < deprioritize_below <= 0")
+        if self.cutoff_max < self.cutoff_initial or self.max_score < 0:
+            raise ConfigError("trust.cutoff_max must be >= cutoff_initial, max_score >= 0")
+
+
+@dataclass
+class _Peer:
+    score: float = 0.0
+    updated_ms: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    pin: Pin | None = None
+    cut_until_ms: int = 0
+    last_cut_ms: int = 0
+    last_cut_s: float = 0.0
+    cuts: int = 0
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class TrustBook:
+    def __init__(self, config: TrustConfig | None = None, *, clock_ms: Callable[[], int] = _wall_ms) -> None:
+        self.config = config or TrustConfig()
+        self.clock_ms = clock_ms
+        self._peers: OrderedDict[str, _Peer] = OrderedDict()
+        self.cutoffs_total = 0
+        self.events_total = 0
+
+    # ------------------------------------------------------------ scoring
+    def _decayed(self, p: _Peer, now: int) -> float:
+        dt = (now - p.updated_ms) / 1000
+        if dt <= 0 or p.score == 0:
+            return p.score
+        return p.score * 0.5 ** (dt / self.config.half_life)
+
+    def _entry(self, key: str) -> _Peer:
+        p = self._peers.get(key)
+        if p is None:
+            p = self._peers[key] = _Peer(updated_ms=self.clock_ms())
+            while len(self._peers) > self.config.max_tracked:
+                self._evict_one()
+        self._peers.move_to_end(key)
+        return p
+
+    def _evict_one(self) -> None:
+        now = self.clock_ms()
+        for key, p in self._peers.items():  # least recently touched first, never a pinned or cut-off one
+            if p.pin is None and p.cut_until_ms <= now:
+                del self._peers[key]
+                return
+        self._peers.popitem(last=False)
+
+    def record(self, peer: Any, reason: str, delta: float) -> bool:
+        """Add ``delta`` (negative: misbehaviour) to ``peer``'s score for ``reason``.
+
+        True if this takes it below ``disconnect_below`` now: the caller cuts it
+        off (it is refused from now on, see :meth:`refuses`).
+        """
+        cfg = self.config
+        if not cfg.enabled or not delta:
+            return False
+        key = str(peer)
+        p = self._entry(key)
+        if p.pin is Pin.TRUSTED and delta < 0:
+            return False
+        self.events_total += 1
+        now = self.clock_ms()
+        p.score = min(cfg.max_score, self._decayed(p, now) + delta)
+        p.updated_ms = now
+        if delta < 0:
+            p.reasons[reason] = p.reasons.get(reason, 0) + 1
+            if len(p.reasons) > MAX_REASONS:
+                del p.reasons[min(p.reasons, key=p.reasons.__getitem__)]
+        if p.score >= cfg.disconnect_below or p.cut_until_ms > now or p.pin is not None:
+            return False
+        length = cfg.cutoff_initial
+        if p.last_cut_s and now - p.last_cut_ms < DAY_MS:
+            length = min(cfg.cutoff_max, p.last_cut_s * 2)
+        p.cut_until_ms = now + int(length * 1000)
+        p.last_cut_ms, p.last_cut_s = now, length
+        p.cuts += 1
+        # Back deprioritised, not at the edge of another cut-off.
+        p.score = (cfg.disconnect_below + cfg.deprioritize_below) / 2
+        self.cutoffs_total += 1
+        return True
+
+    def score(self, peer: Any) -> float:
+        p = self._peers.get(str(peer))
+        return 0.0 if p is None else self._decayed(p, self.clock_ms())
+
+    def pinned(self, peer: Any) -> Pin | None:
+        p = self._peers.get(str(peer))
+        return None if p is None else p.pin
+
+    def deprioritized(self, peer: Any) -> bool:
+        p = self._peers.get(str(peer))
+        if p is None or p.pin is Pin.TRUSTED:
+            return False
+        return p.pin is Pin.BANNED or self._decayed(p, self.clock_ms()) < self.config.deprioritize_below
+
+    def refuses(self, peer: Any) -> bool:
+        """Refuse ``peer`` now? (pinned banned, or within a cut-off)"""
+        p = self._peers.get(str(peer))
+        if p is None or p.pin is Pin.TRUSTED:
+            return False
+        return p.pin is Pin.BANNED or p.cut_until_ms > self.clock_ms()
+
+    # ------------------------------------------------------------ operators
+    def pin(self, peer: Any, pin: Pin | str | None) -> None:
+        """Pin ``peer`` as trusted or banned, or unpin it (None); lifts a cut-off when trusted or unpinned."""
+        value = Pin(pin) if pin is not None else None
+        p = self._entry(str(peer))
+        p.pin = value
+        if value is not Pin.BANNED:
+            p.cut_until_ms = 0
+
+    def describe(self, peer: Any) -> dict[str, Any]:
+        """Score, level, pin, why (reasons by count) and any cut-off, for people."""
+        key = str(peer)
+        p = self._peers.get(key)
+        now = self.clock_ms()
+        if p is None:
+            return {"peer_id": key, "score": 0.0, "level": "normal", "pin": None, "reasons": {},
+                    "refused_for_s": 0.0, "cutoffs": 0}
+        score = self._decayed(p, now)
+        return {
+            "peer_id": key,
+            "score": round(score, 2),
+            "level": self._level(p, score, now),
+            "pin": p.pin.value if p.pin else None,
+            "reasons": dict(sorted(p.reasons.items(), key=lambda kv: -kv[1])),
+            "refused_for_s": round(max(0, p.cut_until_ms - now) / 1000, 1),
+            "cutoffs": p.cuts,
+        }
+
+    def _level(self, p: _Peer, score: float, now: int) -> str:
+        if p.pin is Pin.TRUSTED:
+            return "trusted"
+        if p.pin is Pin.BANNED:
+            return "banned"
+        if p.cut_until_ms > now:
+            return "cut_off"
+        return "deprioritized" if score < self.config.deprioritize_below else "normal"
+
+    def peers(self) -> list[dict[str, Any]]:
+        """Every tracked peer whose score is not ~0, or that is pinned or cut off; lowest first."""
+        out = [self.describe(k) for k in self._peers]
+        out = [d for d in out if abs(d["score"]) >= 0.01 or d["pin"] or d["refused_for_s"]]
+        return sorted(out, key=lambda d: (d["score"], d["peer_id"]))
+
+    def stats(self) -> dict[str, Any]:
+        now = self.clock_ms()
+        levels: dict[str, int] = {}
+        for p in self._peers.values():
+            level = self._level(p, self._decayed(p, now), now)
+            levels[level] = levels.get(level, 0) + 1
+        return {"tracked": len(self._peers), "events": self.events_total, "cutoffs": self.cutoffs_total,
+                "levels": levels}
+
+    # ------------------------------------------------------------ persistence
+    def save(self, path: Path) -> None:
+        """Write what is worth keeping, atomically (mode 0600)."""
+        now = self.clock_ms()
+        peers = {}
+        for key, p in self._peers.items():
+            score = self._decayed(p, now)
+            if abs(score) < 0.01 and p.pin is None and p.cut_until_ms <= now:
+                continue
+            peers[key] = {"score": score, "updated_ms": now, "reasons": p.reasons,
+                          "pin": p.pin.value if p.pin else None, "cut_until_ms": p.cut_until_ms,
+                          "last_cut_ms": p.last_cut_ms, "last_cut_s": p.last_cut_s, "cuts": p.cuts}
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"version": FILE_VERSION, "saved_ms": now, "peers": peers}, f)
+        os.replace(tmp, path)
+
+    def load(self, path: Path) -> int:
+        """Read a file :meth:`save` wrote; returns the peers loaded. A missing file
+        is a first start; an unreadable one is ignored (ValueError says why) rather
+        than keeping the node down over its opinions."""
+        try:
+            doc = json.loads(path.read_text())
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"trust file {path} unreadable ({exc}); starting from nothing") from None
+        if not isinstance(doc, dict) or doc.get("version") != FILE_VERSION or not isinstance(doc.get("peers"), dict):
+            raise ValueError(f"trust file {path} is not a version {FILE_VERSION} trust file; starting from nothing")
+        loaded = 0
+        for key, raw in list(doc["peers"].items())[: self.config.max_tracked]:
+            try:
+                reasons = {str(r): int(n) for r, n in dict(raw.get("reasons", {})).items()}
+                p = _Peer(
+                    score=max(-1e6, min(self.config.max_score, float(raw["score"]))),
+                    updated_ms=int(raw["updated_ms"]),
+                    reasons=dict(list(reasons.items())[:MAX_REASONS]),
+                    pin=Pin(raw["pin"]) if raw.get("pin") else None,
+                    cut_until_ms=int(raw.get("cut_until_ms", 0)),
+                    last_cut_ms=int(raw.get("last_cut_ms", 0)),
+                    last_cut_s=float(raw.get("last_cut_s", 0.0)),
+                    cuts=int(raw.get("cuts", 0)),
+                )
+            except (KeyError, TypeError, ValueError):
+                continue
+            if not math.isfinite(p.score):
+                continue
+            self._peers[str(key)] = p
+            loaded += 1
+        return loaded

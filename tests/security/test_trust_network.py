@@ -1,0 +1,89 @@
+"""Trust on real sockets: invalid messages and SWIM lies cost a peer its
+trust until it is cut off; pins override; scores and pins survive a restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from agentp2p.errors import DialError, PeerRefused
+from agentp2p.network.penalties import PenaltyConfig
+from agentp2p.node import Node
+from agentp2p.security.trust import TrustConfig
+from agentp2p.testing import local_config, wait_until
+from tests.messaging.test_msg_real_security import RawSender
+
+# The penalty box off, so that what acts is trust (it is the slower, lasting layer).
+QUIET_BOX = PenaltyConfig(enabled=False)
+TRUST = TrustConfig(deprioritize_below=-4.0, disconnect_below=-12.0)
+
+
+async def _tamper(raw: RawSender, seq: int) -> None:
+    bad = raw.envelope(seq, b"pay 10")
+    bad.payload = b"pay 99"
+    await raw.data(bad)
+
+
+async def test_a_peer_sending_invalid_messages_is_deprioritised_then_cut_off_and_refused() -> None:
+    async with Node(local_config(penalties=QUIET_BOX, trust=TRUST)) as b, Node(local_config()) as mallory:
+        await mallory.connect(b.addrs[0])
+        raw = RawSender(mallory, b)
+        await raw.open()
+        await _tamper(raw, 1)
+        await wait_until(lambda: b.trust_of(mallory.peer_id)["score"] == -5, what="first offence")
+        level = b.trust_of(mallory.peer_id)
+        assert level["level"] == "deprioritized" and level["reasons"] == {"msg:tampered": 1}
+        assert b.is_connected(mallory.peer_id)  # deprioritised is not cut off
+        await _tamper(raw, 2)
+        await _tamper(raw, 3)
+        await wait_until(lambda: not b.is_connected(mallory.peer_id), what="mallory cut off")
+        info = b.trust_of(mallory.peer_id)
+        assert info["level"] == "cut_off" and info["refused_for_s"] > 500 and info["cutoffs"] == 1
+        with pytest.raises(PeerRefused, match="banned"):
+            await b.connect(mallory.addrs[0])
+        with pytest.raises(DialError):
+            await mallory.connect(b.addrs[0])
+        assert b.stats()["trust"]["cutoffs"] == 1 and b.stats()["trust"]["levels"]["cut_off"] == 1
+        assert b.trust_scores()[0]["peer_id"] == str(mallory.peer_id)
+
+
+async def test_a_trusted_pin_spares_the_penalty_box_and_a_banned_pin_cuts_off() -> None:
+    async with Node(local_config(trust=TRUST)) as b, Node(local_config()) as friend, Node(local_config()) as other:
+        await friend.connect(b.addrs[0])
+        await other.connect(b.addrs[0])
+        await b.pin(friend.peer_id, "trusted")
+        raw = RawSender(friend, b)
+        await raw.open()
+        for seq in range(1, 9):  # 40 points: banned twice over by the box, and far below trust's threshold
+            await _tamper(raw, seq)
+        await wait_until(lambda: b.messaging.stats()["rejected"]["tampered"] == 8, what="all eight rejected")
+        assert b.is_connected(friend.peer_id) and not b.is_banned(friend.peer_id)
+        assert b.trust_of(friend.peer_id)["level"] == "trusted"
+
+        await b.pin(other.peer_id, "banned")
+        await wait_until(lambda: not b.is_connected(other.peer_id), what="banned pin cuts off")
+        with pytest.raises(DialError):
+            await other.connect(b.addrs[0])
+        await b.pin(other.peer_id, None)
+        await other.connect(b.addrs[0])
+
+
+async def test_scores_and_pins_survive_a_restart(tmp_path: Path) -> None:
+    key = tmp_path / "node.key"
+    async with Node(local_config()) as stranger, Node(local_config()) as enemy:
+        async with Node(local_config(identity_path=key, trust=TRUST)) as first:
+            first.offence(stranger.peer_id, "test:offence", 6.0)
+            await first.pin(enemy.peer_id, "banned")
+            before = first.trust_of(stranger.peer_id)["score"]
+        assert (tmp_path / "node.key.trust.json").exists()
+        async with Node(local_config(identity_path=key, trust=TRUST)) as second:
+            after = second.trust_of(stranger.peer_id)
+            assert after["score"] == pytest.approx(before, abs=0.01) and after["level"] == "deprioritized"
+            assert after["reasons"] == {"test:offence": 1}
+            assert second.trust_of(enemy.peer_id)["level"] == "banned"
+            with pytest.raises(PeerRefused):
+                await second.connect(enemy.addrs[0])
+            with trio.fail_after(10), pytest.raises(DialError):
+                await enemy.connect(second.addrs[0])
