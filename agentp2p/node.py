@@ -459,7 +459,7 @@ class Node:
         auth = self.authorizer
         if refresh:
             auth.book.forget(pid)
-        await auth.resolve(pid)
+        await auth.resolve(pid, dial=True)
         known = auth.book.describe(pid) or {"certificates": [], "refused": [], "fetch_failed": auth.fetch is None}
         groups = auth.book.groups_of(pid, auth.policy, auth.clock_ms())
         return {"peer": str(pid), "groups": sorted(groups), **known}

@@ -85,6 +85,9 @@ class InStream:
     #: seq -> (envelope, held size), or None = rejected (skipped when reached)
     buffer: dict[int, tuple[Envelope, int] | None] = field(default_factory=dict)
     pending: deque[tuple[int, int]] = field(default_factory=deque)  # (seq, size): delivered, not consumed
+    #: Seqs the policy refused, reported in every ACK until the sender's
+    #: low_seq passes them (it has failed them): a lost ACK loses nothing.
+    forbidden: set[int] = field(default_factory=set)
 
     @property
     def consumed(self) -> int:
@@ -140,9 +143,6 @@ class Receiver:
         #: Seqs of the current session refused for a full inbox since the last
         #: ACK and not taken since (bounded: seqs of the reorder window only).
         self.refused: set[int] = set()
-        #: Seqs of the current session the policy refused since the last ACK
-        #: (each new seq is vetted once, so at most a reorder window of them).
-        self.forbidden: set[int] = set()
         self.max_held = max_held if max_held is not None else window
         self.max_held_bytes = max_held_bytes
         self.held = 0
@@ -199,7 +199,6 @@ class Receiver:
             self._drop_buffer(old)
         if old is not st:
             self.refused.clear()  # refusals are reported for the current session only
-            self.forbidden.clear()
         self.current = st
         self.ack_pending = True
         return self._forward(st, low_seq)
@@ -282,7 +281,9 @@ class Receiver:
                 rejected.append((env, verdict))
                 if verdict == FORBIDDEN:
                     stats.forbidden += 1
-                    self.forbidden.add(env.seq)
+                    st.forbidden.add(env.seq)
+                    if len(st.forbidden) > self.window:  # a sender that never moves low_seq on
+                        st.forbidden.discard(min(st.forbidden))
                     self.ack_pending = self.ack_urgent = True  # the sender's caller is waiting
             seq = env.seq
             if seq == st.delivered + 1 and not buffer:
@@ -356,6 +357,8 @@ class Receiver:
         """The sender holds nothing below ``low_seq``: stop waiting for it."""
         deliver: list[Envelope] = []
         target = low_seq - 1
+        if st.forbidden and min(st.forbidden) <= target:
+            st.forbidden = {s for s in st.forbidden if s > target}  # the sender has failed those
         if target <= st.delivered:
             return deliver
         below = sorted(s for s in st.buffer if s <= target)
@@ -405,29 +408,32 @@ class Receiver:
         self.unacked_consumed = 0
         if st is None:
             return None
-        cum = st.consumed
+        # Nothing at or above ``cap`` is acknowledged in this ACK: a refused
+        # seq that does not fit in its forbidden ranges must not be covered
+        # as handled (the sender would take it as delivered).
+        cap = None
+        reported: list[SeqRange] = []
+        if st.forbidden:
+            reported = _ranges(sorted(st.forbidden))[: self.max_sack_ranges]
+            rest = [s for s in st.forbidden if s > reported[-1].end]
+            if rest:
+                cap = min(rest)
+                self.ack_pending = True  # more to report once the sender moves on
+        cum = st.consumed if cap is None else min(st.consumed, cap - 1)
         ranges: list[SeqRange] = []
-        if st.delivered > cum:
-            ranges.append(SeqRange(start=cum + 1, end=st.delivered))
+        top = st.delivered if cap is None else min(st.delivered, cap - 1)
+        if top > cum:
+            ranges.append(SeqRange(start=cum + 1, end=top))
         if st.buffer:
-            ranges += _ranges(sorted(st.buffer))
+            ranges += _ranges(sorted(s for s in st.buffer if cap is None or s < cap))
         ack = Ack(session_id=st.session_id, cumulative=cum, selective=ranges[: self.max_sack_ranges])
-        if self.forbidden:
-            forbidden = sorted(self.forbidden)
-            reported = _ranges(forbidden)[: self.max_sack_ranges]
-            ack.forbidden.extend(reported)
-            last = reported[-1].end
-            # Beyond the ranges sent (a burst of more than max_sack_ranges
-            # gaps): kept for the next ACK rather than dropped.
-            self.forbidden = {s for s in forbidden if s > last}
-            if self.forbidden:
-                self.ack_pending = self.ack_urgent = True
+        ack.forbidden.extend(reported)
         if self.durable:
             # Above the stored frontier, seqs that were skipped (rejected,
             # abandoned) need no storing: with nothing pending above it, the
             # whole delivered prefix is accounted for.
             stored = st.stored if st.pending and st.pending[-1][0] > st.stored else st.delivered
-            ack.stored = max(stored, cum)
+            ack.stored = max(stored if cap is None else min(stored, cap - 1), cum)
             if self.refused:
                 refused = _ranges(sorted(self.refused))[: self.max_sack_ranges]
                 ack.inbox_full = refused[0].start

@@ -367,12 +367,13 @@ class Sender:
         """The peer's policy refused the seqs of ``ranges`` (inclusive): it vetted each
         once and will never deliver it, so every one we still hold fails, now."""
         by_seq = self._by_seq
-        failed: list[OutMessage] = []
+        found: dict[int, OutMessage] = {}  # by seq: overlapping ranges name a message once
         for start, end in ranges:
             if end - start > len(by_seq):  # a lying peer's huge range costs no more than what we hold
-                failed += [o for o in by_seq.values() if start <= o.seq <= end]
+                found.update((o.seq, o) for o in by_seq.values() if start <= o.seq <= end)
             else:
-                failed += [o for o in map(by_seq.get, range(start, end + 1)) if o is not None]
+                found.update((o.seq, o) for o in map(by_seq.get, range(start, end + 1)) if o is not None)
+        failed = [found[seq] for seq in sorted(found)]
         for out in failed:
             self._finish(out)
         if failed:

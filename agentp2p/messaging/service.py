@@ -741,13 +741,17 @@ class MessagingService:
 
     def _permitted(self, link: Link, type_: str) -> bool:
         """May the link's peer send us a message of ``type_``? Replies always; a
-        request is the ``call`` of its capability; anything else a ``send``."""
+        request is the ``call`` of its capability; anything else a ``send``,
+        and also a ``call`` when a handler would take it."""
         auth = self._authorizer
         if auth is None or type_.startswith(REPLY_OK) or type_.startswith(REPLY_ERROR):
             return True
         if type_.startswith(REQUEST):
             return auth.check(link.peer, "call", type_[len(REQUEST):])
-        return auth.check(link.peer, "send", type_)
+        if not auth.check(link.peer, "send", type_):
+            return False
+        # A handler takes plain messages of its type too: reaching it is a call.
+        return type_ not in self._handlers or auth.check(link.peer, "call", type_)
 
     async def preverify(self, link: Link, frames: list[Frame]) -> None:
         """Before a frame's messages are vetted: the peer's certificates if the

@@ -127,6 +127,10 @@ from agentp2p.pb.msg_pb2 import Ack, Envelope, Frame, Hello
 
 __all__ = ["ConnState", "Session", "SessionConfig"]
 
+#: Forbidden ranges read from one ACK: more than any receiver sends (its
+#: max_sack_ranges, 32 by default), few enough to bound a liar's cost.
+MAX_FORBIDDEN_RANGES = 1024
+
 
 class ConnState(enum.Enum):
     DISCONNECTED = "disconnected"
@@ -374,7 +378,7 @@ class Session:
         """Before the ACK's cumulative part (which covers them as handled): our
         messages the peer's policy refused fail as forbidden, not as delivered."""
         if ack.forbidden:
-            ranges = [(r.start, r.end) for r in ack.forbidden[: self.config.max_sack_ranges]]
+            ranges = [(r.start, r.end) for r in ack.forbidden[:MAX_FORBIDDEN_RANGES]]
             actions += [Failed(o.env, "forbidden") for o in self.sender.fail_forbidden(ranges)]
 
     def _receipts(self, outcome: AckOutcome, ack: Ack | None, actions: list[Action]) -> None:

@@ -42,6 +42,7 @@ class Membership:
         self.dialer = ctx.dialer
         ctx.set_stream_handler(MEMBERSHIP_PROTOCOL, self._serve)
         self.authorizer.fetch = self.fetch
+        self.authorizer.is_connected = ctx.dialer.is_connected
 
     async def _serve(self, stream: Any) -> None:
         auth = self.authorizer

@@ -282,7 +282,7 @@ class PubSub:
 
     async def _await_policy(self, topic: str, raw: RawMessage, author: ID) -> Verdict:
         auth = self.authorizer
-        await auth.resolve(author)
+        await auth.resolve(author, dial=True)  # a publisher across the mesh: asked directly, budgeted
         if not auth.check(author, "publish", topic):
             self.stats.policy_denied_messages += 1
             return Verdict.IGNORE

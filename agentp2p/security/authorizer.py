@@ -40,6 +40,10 @@ log = logging.getLogger("agentp2p.security.authorizer")
 Fetch = Callable[[ID], Awaitable[list[bytes]]]
 #: Peers remembered as refused by a connect rule.
 MAX_REFUSED = 10_000
+#: Peers dialed at once only to ask for their certificates (publishers
+#: across the mesh); more are not waited for: a flood of made-up authors
+#: costs a few dials, never a queue.
+MAX_DIALS = 8
 
 
 def _wall_ms() -> int:
@@ -64,8 +68,12 @@ class Authorizer:
         self.fetch_timeout = fetch_timeout
         #: Fetches a peer's presented certificates; None: no one has groups.
         self.fetch: Fetch | None = None
+        #: Whether we have a connection to a peer (set with ``fetch``); None: assume so.
+        self.is_connected: Callable[[ID], bool] | None = None
+        self._dials = trio.Semaphore(MAX_DIALS)
         self._inflight: dict[ID, trio.Event] = {}
         self._listeners: list[Callable[[Policy], None]] = []
+        self._learned: list[Callable[[ID], None]] = []
         self.denied: Counter[str] = Counter()
         #: Peers cut off by a connect rule: refused until (ms) without asking again.
         self._refused_until: OrderedDict[ID, int] = OrderedDict()
@@ -85,6 +93,10 @@ class Authorizer:
 
     def on_change(self, listener: Callable[[Policy], None]) -> None:
         self._listeners.append(listener)
+
+    def on_learned(self, listener: Callable[[ID], None]) -> None:
+        """Call ``listener(peer)`` after a peer's certificates were fetched and checked."""
+        self._learned.append(listener)
 
     def governs(self, action: str) -> bool:
         return self._policy.governs(action)
@@ -116,8 +128,14 @@ class Authorizer:
             and not self.book.known(peer, self.clock_ms())
         )
 
-    async def resolve(self, peer: ID) -> None:
-        """Fetch ``peer``'s certificates unless fresh ones are known (one fetch at a time per peer)."""
+    async def resolve(self, peer: ID, *, dial: bool = False) -> None:
+        """Fetch ``peer``'s certificates unless fresh ones are known (one fetch at a time per peer).
+
+        Over the connection we have; ``dial``: also a peer we are not connected
+        to (a publisher across the mesh), at most ``MAX_DIALS`` at once —
+        beyond that, or without ``dial``, the peer is left unknown for now
+        (in no group: the decision fails closed), never queued.
+        """
         if self.fetch is None or self.book.known(peer, self.clock_ms()):
             return
         running = self._inflight.get(peer)
@@ -125,6 +143,17 @@ class Authorizer:
             with trio.move_on_after(self.fetch_timeout):
                 await running.wait()
             return
+        slot = None
+        if self.is_connected is not None and not self.is_connected(peer):
+            if not dial:
+                self.counters["not_connected"] += 1
+                return
+            slot = self._dials
+            try:
+                slot.acquire_nowait()
+            except trio.WouldBlock:
+                self.counters["fetch_busy"] += 1
+                return
         done = self._inflight[peer] = trio.Event()
         try:
             presented: list[bytes] | None = None
@@ -147,9 +176,13 @@ class Authorizer:
                 if refused:
                     self.counters["certificates_refused"] += len(refused)
                     log.info("membership: refused %d certificate(s) from %s: %s", len(refused), peer, refused[0])
+                for listener in list(self._learned):
+                    listener(peer)
         finally:
             del self._inflight[peer]
             done.set()
+            if slot is not None:
+                slot.release()
 
     async def authorize(self, peer: ID, action: str, resource: str) -> bool:
         """:meth:`check`, after fetching ``peer``'s certificates if the decision needs them."""

@@ -8,7 +8,8 @@ checks it: fetch, decide, and if the rules say no, close every connection to
 the peer and refuse it for ``backoff`` seconds (so it is not fetched from
 again and again). The same check runs over every connected peer when the
 policy changes. Bounded: one check per peer at a time, at most
-``max_checks`` at once, a queue of 1,024 peers (overflow counted).
+``max_checks`` at once; the peers due are a set of connected peers, so
+nothing is ever dropped unchecked.
 """
 
 from __future__ import annotations
@@ -41,21 +42,19 @@ class ConnectionGater:
         self.backoff = backoff
         self._peers = peers
         self._cut_off = cut_off
-        self._send, self._recv = trio.open_memory_channel[ID](1024)
+        # Peers to check: a set, so it is bounded by the connected peers
+        # (the connection limits) and nothing queued can be dropped.
+        self._due: set[ID] = set()
         self._checking: set[ID] = set()
+        self._wake = trio.Event()
         self._slots = trio.Semaphore(max_checks)
         self.cut_off = 0
-        self.dropped = 0
         authorizer.on_change(self._policy_changed)
 
     def _queue(self, peer: ID) -> None:
-        if peer in self._checking:
-            return
-        try:
-            self._send.send_nowait(peer)
-            self._checking.add(peer)
-        except trio.WouldBlock:
-            self.dropped += 1
+        if peer not in self._checking:
+            self._due.add(peer)
+            self._wake.set()
 
     def _policy_changed(self, policy: Any) -> None:
         if policy.governs("connect"):
@@ -65,18 +64,27 @@ class ConnectionGater:
     async def run(self, events: trio.MemoryReceiveChannel[Any]) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch, events)
-            async for peer in self._recv:
-                await self._slots.acquire()
-                nursery.start_soon(self._check, peer)
+            while True:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                while self._due:
+                    peer = self._due.pop()
+                    await self._slots.acquire()
+                    self._checking.add(peer)
+                    nursery.start_soon(self._check, peer)
 
     async def _watch(self, events: trio.MemoryReceiveChannel[Any]) -> None:
         async for ev in events:
             if ev.connected and self.authorizer.governs("connect"):
                 self._queue(ev.peer_id)
+            elif not ev.connected:
+                self._due.discard(ev.peer_id)
 
     async def _check(self, peer: ID) -> None:
         auth = self.authorizer
         try:
+            if peer not in self._peers():
+                return  # gone already: the gates decide if it comes back
             if not await auth.authorize(peer, "connect", "*"):
                 auth.refuse_for(peer, self.backoff)
                 self.cut_off += 1
@@ -87,4 +95,4 @@ class ConnectionGater:
             self._slots.release()
 
     def stats(self) -> dict[str, int]:
-        return {"cut_off": self.cut_off, "queue_dropped": self.dropped}
+        return {"cut_off": self.cut_off, "checks_due": len(self._due)}

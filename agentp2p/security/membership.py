@@ -47,11 +47,13 @@ class MembershipBook:
         self.me = me
         self.max_peers = max_peers
         self._peers: OrderedDict[ID, _Entry] = OrderedDict()
+        self._failures: OrderedDict[ID, int] = OrderedDict()  # never-reached peer -> ask again at (ms)
         self._own: list[Certificate] = []
 
     # ------------------------------------------------------------ peers
     def learn(self, peer: ID, presented: list[bytes], now_ms: int) -> list[str]:
         """Keep ``peer``'s valid certificates; return why each other one was refused."""
+        self._failures.pop(peer, None)
         certs: list[Certificate] = []
         refused: list[str] = []
         for raw in presented[:MAX_CERTIFICATES]:
@@ -73,9 +75,20 @@ class MembershipBook:
         return refused
 
     def failed(self, peer: ID, now_ms: int) -> None:
-        """A fetch from ``peer`` failed: it is in no group until we ask again."""
+        """A fetch from ``peer`` failed: it is in no group until we ask again.
+
+        A peer we knew keeps its still-valid certificates; one we never heard
+        from goes to a list of its own, so that a flood of made-up peers
+        (fresh keys cost nothing) cannot push real members out of the book.
+        """
         old = self._peers.get(peer)
-        keep = tuple(c for c in old.certs if c.valid_at(now_ms)) if old is not None else ()
+        if old is None:
+            self._failures[peer] = now_ms + RETRY_MS
+            self._failures.move_to_end(peer)
+            while len(self._failures) > self.max_peers:
+                self._failures.popitem(last=False)
+            return
+        keep = tuple(c for c in old.certs if c.valid_at(now_ms))
         self._put(peer, _Entry(keep, now_ms + RETRY_MS, failed=True))
 
     def known(self, peer: ID, now_ms: int) -> bool:
@@ -83,7 +96,10 @@ class MembershipBook:
         if peer == self.me:
             return True
         entry = self._peers.get(peer)
-        return entry is not None and now_ms < entry.refresh_at_ms
+        if entry is not None:
+            return now_ms < entry.refresh_at_ms
+        retry = self._failures.get(peer)
+        return retry is not None and now_ms < retry
 
     def groups_of(self, peer: ID, policy: Policy, now_ms: int) -> frozenset[str]:
         """The policy's groups whose issuer certified ``peer``, valid now."""
@@ -102,10 +118,13 @@ class MembershipBook:
 
     def forget(self, peer: ID) -> None:
         self._peers.pop(peer, None)
+        self._failures.pop(peer, None)
 
     def describe(self, peer: ID) -> dict[str, object] | None:
         entry = self._peers.get(peer)
         if entry is None:
+            if peer in self._failures:
+                return {"certificates": [], "refused": [], "fetch_failed": True}
             return None
         return {
             "certificates": [c.describe() for c in entry.certs],

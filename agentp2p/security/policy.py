@@ -238,4 +238,9 @@ def _rule(i: int, raw: Any, groups: Mapping[str, ID]) -> Rule:
                 out.append(parse_peer_id(p).to_base58())
             except ValueError as exc:
                 raise PolicyError(f"{where}.peers: {exc}") from None
+    if effect == "deny" and any(p.startswith("group:") for p in out):
+        # A peer shows the certificates it likes: withholding one escapes a
+        # deny. Groups grant; deny by peer ID, or allow the others and deny "*".
+        raise PolicyError(f"{where}: a deny rule cannot name a group (a member can withhold its certificate); "
+                          "groups can only grant — deny by peer ID, or allow what is allowed and deny '*' after it")
     return Rule(action, resource, tuple(out), effect)

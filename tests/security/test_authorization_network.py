@@ -49,6 +49,9 @@ async def test_send_and_call_rules_refuse_with_a_clear_error_and_deliver_the_res
             # Not a timeout: the refusal comes back with the next ACK.
             with pytest.raises(Forbidden, match="request 'translate'"):
                 await a.request(b.peer_id, b"x", type="translate", timeout=10)
+            # A plain message of the type reaches the same handler: a call too.
+            with pytest.raises(MessageForbidden, match="type 'translate'"):
+                await a.send(b.peer_id, b"x", type="translate", timeout=10)
             # What the rules do not refuse goes through, on the same session.
             assert await a.request(b.peer_id, b"hi", type="summarize", timeout=10) == b"echo:hi"
             assert await other.request(b.peer_id, b"t", type="translate", timeout=10) == b"echo:t"
@@ -65,8 +68,8 @@ async def test_send_and_call_rules_refuse_with_a_clear_error_and_deliver_the_res
                     await other.send(b.peer_id, b"for your eyes", type="secret.plans", timeout=10)
             assert sorted((m.type, m.payload) for m in got) == [("note", b"public"), ("secret.plans", b"for your eyes")]
             stats = b.stats()
-            assert stats["policy"]["denied"] == {"send": 1, "call": 1}
-            assert a.stats()["messaging"]["refused_forbidden"] == 2
+            assert stats["policy"]["denied"] == {"send": 1, "call": 2}
+            assert a.stats()["messaging"]["refused_forbidden"] == 3
 
 
 async def test_a_policy_change_applies_to_the_next_message_without_a_restart() -> None:
@@ -206,3 +209,20 @@ async def test_connect_rules_refuse_by_id_at_the_gate_and_by_group_once_the_cert
             gate.set_policy({"rules": [{"action": "connect", "peers": [str(friend.peer_id)], "effect": "deny"}]})
             await wait_until(lambda: not gate.is_connected(friend.peer_id), what="friend cut off after the change")
             assert gate.is_connected(member.peer_id) and gate.stats()["policy"]["cut_off"] == 2
+
+
+async def test_a_refused_subscription_is_admitted_once_the_policy_allows_it() -> None:
+    """Peers say SUBSCRIBE once: a refused one is remembered and re-checked when
+    the policy changes (or the peer's certificates come in)."""
+    async with Node(local_config()) as reader:
+        closed = {"rules": [{"action": "subscribe", "resource": "news", "peers": [str(reader.peer_id)],
+                             "effect": "deny"}]}
+        async with Node(local_config(policy=closed)) as hub, hub.subscribe("news"), reader.subscribe("news") as sub:
+            await reader.connect(hub.addrs[0])
+            await wait_until(lambda: hub.stats()["pubsub"]["policy_denied_subscriptions"] >= 1, what="refused")
+            assert reader.peer_id not in hub.topic_peers("news")
+            hub.set_policy({})
+            await wait_until(lambda: reader.peer_id in hub.topic_peers("news"), what="admitted after the change")
+            await hub.publish("news", b"now you may")
+            with trio.fail_after(10):
+                assert (await sub.receive()).data == b"now you may"

@@ -89,6 +89,8 @@ def test_a_policy_round_trips_and_every_mistake_is_named() -> None:
         ({"rules": [{"action": "send", "peers": ["x"], "effect": "allow"}]}, "not a valid peer ID"),
         ({"rules": [{"action": "send", "peers": ["*"], "effect": "allow", "when": 1}]}, "unknown key 'when'"),
         ({"rules": [{"action": "send", "peers": ["*"], "effect": "allow"}] * 257}, "at most 256"),
+        ({"groups": {"ops": str(ISSUER.peer_id)},
+          "rules": [{"action": "send", "peers": ["group:ops"], "effect": "deny"}]}, "cannot name a group"),
     ]
     for doc, message in bad:
         with pytest.raises(PolicyError, match=message):

@@ -43,6 +43,8 @@ async def test_a_peer_sending_invalid_messages_is_deprioritised_then_cut_off_and
         assert info["level"] == "cut_off" and info["refused_for_s"] > 500 and info["cutoffs"] == 1
         with pytest.raises(PeerRefused, match="banned"):
             await b.connect(mallory.addrs[0])
+        # Once mallory has seen the close (else its connect() finds the old connection "up"):
+        await wait_until(lambda: not mallory.is_connected(b.peer_id), what="mallory sees the cut")
         with pytest.raises(DialError):
             await mallory.connect(b.addrs[0])
         assert b.stats()["trust"]["cutoffs"] == 1 and b.stats()["trust"]["levels"]["cut_off"] == 1
@@ -64,6 +66,7 @@ async def test_a_trusted_pin_spares_the_penalty_box_and_a_banned_pin_cuts_off() 
 
         await b.pin(other.peer_id, "banned")
         await wait_until(lambda: not b.is_connected(other.peer_id), what="banned pin cuts off")
+        await wait_until(lambda: not other.is_connected(b.peer_id), what="other sees the cut")
         with pytest.raises(DialError):
             await other.connect(b.addrs[0])
         await b.pin(other.peer_id, None)

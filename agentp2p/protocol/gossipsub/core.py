@@ -632,6 +632,12 @@ class GossipSubCore:
                 if got is None:
                     continue
                 msg, count = got
+                # Only to a peer in the topic: we advertise a topic's IDs to no
+                # one else, and a peer whose subscription our policy refused
+                # must not fetch the topic by guessing IDs (author + seqno).
+                if peer not in self._peers.in_topic(msg.topic):
+                    self.stats.iwant_ignored += 1
+                    continue
                 if count > self.params.gossip_retransmission or self._gossip.take_replies(peer, 1) == 0:
                     self.stats.iwant_ignored += 1
                     continue

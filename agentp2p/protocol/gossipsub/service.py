@@ -242,6 +242,9 @@ class GossipSubService:
         self.identity = identity
         #: The node's policy (agentp2p.contract.Authorizing): who may subscribe through us.
         self._authorizer = authorizer
+        self._refused_subs: dict[ID, set[str]] = {}  # peer -> topics whose SUBSCRIBE the policy refused
+        if authorizer is not None and hasattr(authorizer, "on_learned"):
+            authorizer.on_learned(self.recheck_refused)
         self.local_id: ID = identity.peer_id
         self.local_key: bytes = self.local_id.to_bytes()
         self.params = params
@@ -660,6 +663,7 @@ class GossipSubService:
         if self._peers.get(peer.id) is peer:
             del self._peers[peer.id]
             self._by_key.pop(peer.key, None)
+            self._refused_subs.pop(peer.id, None)
         peer.scope.cancel()
         if peer.in_scope is not None:
             peer.in_scope.cancel()
@@ -839,13 +843,38 @@ class GossipSubService:
         if not refused:
             return rpc
         self.stats.policy_denied_subscriptions += refused
+        # Remembered (bounded like the core's topics per peer): peers do not
+        # say SUBSCRIBE twice, so if the refusal was for want of certificates
+        # not fetched yet, or the policy changes, it is re-checked then.
+        held = self._refused_subs.setdefault(peer, set())
+        for sub in rpc.subscriptions:
+            if sub.subscribe and sub not in subs and len(held) < self.params.max_topics_per_peer:
+                held.add(sub.topic)
+            elif not sub.subscribe:
+                held.discard(sub.topic)
         return dataclasses.replace(rpc, subscriptions=subs, control=dataclasses.replace(ctl, graft=grafts))
+
+    def recheck_refused(self, peer: ID) -> None:
+        """Subscriptions of ``peer`` the policy refused, admitted if it now allows them
+        (its certificates came in, or the policy changed)."""
+        held, authz = self._refused_subs.get(peer), self._authorizer
+        p = self._peers.get(peer)
+        if not held or authz is None or p is None or not p.known or not self.running:
+            return
+        allowed = {t for t in held if authz.decide(peer, "subscribe", t).allowed}
+        if allowed:
+            held -= allowed
+            self._feed(RpcReceived(p.key, Rpc(subscriptions=tuple(SubOpts(True, t) for t in sorted(allowed)))))
 
     def policy_changed(self) -> None:
         """The policy changed: peers it now refuses a topic are unsubscribed from it
         (as if they had said so), so nothing more of it reaches them."""
         authz, core = self._authorizer, self.core
-        if authz is None or core is None or not self.running or not authz.governs("subscribe"):
+        if authz is None or core is None or not self.running:
+            return
+        for peer in list(self._refused_subs):
+            self.recheck_refused(peer)
+        if not authz.governs("subscribe"):
             return
         for topic in core.subscriptions():
             for key in core.peers(topic):

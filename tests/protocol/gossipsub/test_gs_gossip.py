@@ -156,3 +156,20 @@ def test_no_gossip_to_or_from_peers_below_gossip_threshold() -> None:
     core.handle(0.0, Publish(T, b"m"))
     out = heartbeat(core)
     assert not [a for a in out if isinstance(a, SendRpc) and a.peer == b"low" and a.rpc.control.ihave]
+
+
+def test_iwant_is_served_only_to_peers_in_the_topic() -> None:
+    """A peer whose SUBSCRIBE to "secret" never reached the core (our policy
+    dropped it) guesses the next message ID of an author it sees on "public"
+    (IDs are author + seqno, and seqnos count up across topics): nothing."""
+    core = make()
+    core.handle(0.0, Subscribe("secret"))
+    core.handle(0.0, Subscribe("public"))
+    core.handle(0.0, PeerConnected(b"g", "/meshsub/1.2.0", outbound=False))
+    core.handle(0.0, RpcReceived(b"g", Rpc(subscriptions=(SubOpts(True, "public"),))))
+    pub = core.handle(0.0, Publish("public", b"hello"))
+    pid = next(a.msg_id for a in pub if isinstance(a, Published))
+    core.handle(0.0, Publish("secret", b"TOP SECRET"))
+    guess = pid[:-8] + seqno_bytes(int.from_bytes(pid[-8:], "big") + 1)
+    assert iwant(core, b"g", [guess]) == []
+    assert [m.data for m in iwant(core, b"g", [pid])] == [b"hello"]  # its own topic still served
