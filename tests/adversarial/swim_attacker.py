@@ -51,7 +51,7 @@ class Honest:
 @contextlib.asynccontextmanager
 async def honest_nodes(
     n: int, *, config: SwimConfig = FAST, service_kw: Callable[[int], dict[str, Any]] | None = None,
-    identity_paths: list[Path | None] | None = None,
+    identity_paths: list[Path | None] | None = None, node_kw: dict[str, Any] | None = None,
 ) -> AsyncIterator[list[Honest]]:
     """``n`` SWIM nodes on 127.0.0.1, bootstrapped from the first; yields once
     every view has the n-1 others alive (and no suspects)."""
@@ -61,8 +61,8 @@ async def honest_nodes(
             svc = SwimService(config, seed=i, **(service_kw(i) if service_kw else {}))
             boot = [out[0].node.addrs[0]] if out else []
             ident = identity_paths[i] if identity_paths else None
-            node = await stack.enter_async_context(Node(local_config(bootstrap=boot, identity_path=ident),
-                                                         services=[svc]))
+            node = await stack.enter_async_context(Node(local_config(bootstrap=boot, identity_path=ident,
+                                                                     **(node_kw or {})), services=[svc]))
             out.append(Honest(node, svc))
         await wait_until(
             lambda: all([m.state for m in h.swim.members()].count("alive") >= n - 1 for h in out),

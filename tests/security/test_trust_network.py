@@ -3,6 +3,7 @@ trust until it is cut off; pins override; scores and pins survive a restart."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,50 @@ async def test_scores_and_pins_survive_a_restart(tmp_path: Path) -> None:
                 await second.connect(enemy.addrs[0])
             with trio.fail_after(10), pytest.raises(DialError):
                 await enemy.connect(second.addrs[0])
+
+
+async def test_a_swim_liar_loses_trust_until_it_is_cut_off() -> None:
+    """Forged 'left' rumours about a member (signatures that are not its own):
+    each rejected update is an offence, and trust (the penalty box off here)
+    cuts the liar off."""
+    from agentp2p.protocol.swim import MemberUpdate, State
+    from tests.adversarial.swim_attacker import attacker, honest_nodes, ping_with, random_signature
+
+    async with honest_nodes(2, node_kw={"penalties": QUIET_BOX, "trust": TRUST}) as (victim, b):
+        node = victim.node
+        async with attacker([victim]) as att:
+            liar = att.node.peer_id
+            for _ in range(20):
+                if node.trust_of(liar)["level"] == "cut_off":
+                    break
+                inc = (victim.swim.member(b.peer_id) or b.swim).incarnation
+                before = node.trust_of(liar)["score"]
+                with contextlib.suppress(Exception):  # cut off mid-way: the victim reset us
+                    # "b left", with a signature that is not b's: forged (a fresh one each time).
+                    lie = MemberUpdate(b.pid, State.LEFT, inc, (), b"", random_signature())
+                    await att.send(node.peer_id, [ping_with(victim.pid, [lie])])
+                await wait_until(lambda: node.trust_of(liar)["score"] < before
+                                 or node.trust_of(liar)["level"] == "cut_off", what="the lie judged")
+            info = node.trust_of(liar)
+            assert info["level"] == "cut_off" and set(info["reasons"]) == {"swim:rejected"}
+            assert node.penalties.stats()["bans"] == 0  # trust did it, not the box
+            await wait_until(lambda: not node.is_connected(liar), what="liar disconnected")
+            assert victim.swim.state_of(b.peer_id) == "alive"
+
+
+async def test_a_flooding_forwarder_loses_trust_until_it_is_cut_off() -> None:
+    """Hundreds of messages with bad signatures from one forwarder: every one an
+    offence (then graylisted RPCs, each an offence too); trust cuts it off."""
+    from tests.adversarial.pubsub_attacker import bogus_signature_message, raw_meshsub
+
+    async with Node(local_config(penalties=QUIET_BOX, trust=TRUST)) as victim, victim.subscribe("t"):
+        async with raw_meshsub(victim.peer_id, victim.listen_addrs) as attacker:
+            await attacker.subscribe("t")
+            with trio.move_on_after(10), contextlib.suppress(Exception):  # hung up on once cut off
+                for k in range(300):
+                    await attacker.publish(bogus_signature_message("t", attacker.peer_id, k + 1))
+            await wait_until(lambda: victim.trust_of(attacker.peer_id)["level"] == "cut_off", what="cut off")
+            await wait_until(lambda: not victim.is_connected(attacker.peer_id), what="disconnected")
+            reasons = victim.trust_of(attacker.peer_id)["reasons"]
+            assert any(r.startswith("pubsub:") for r in reasons), reasons
+            assert victim.penalties.stats()["bans"] == 0 and victim.stats()["pubsub"]["delivered"] == 0
