@@ -406,6 +406,7 @@ class DHT:
             inbound_burst=cfg.inbound_request_burst,
             max_inbound_streams_per_peer=cfg.max_inbound_streams_per_peer,
             identify=functools.partial(request_identify, ctx.dialer, self.host),
+            authorizer=getattr(ctx, "authorizer", None),
         )
         self.service.attach(ctx.set_stream_handler)
 

@@ -10,7 +10,7 @@ A policy is an ordered list of rules, like a firewall's. Each rule names an
     ops = "12D3KooW..."
 
     [[policy.rules]]
-    action = "publish"                     # connect | publish | subscribe | send | call | *
+    action = "publish"                     # connect | publish | subscribe | send | call | store | *
     resource = "alerts.*"                  # a topic, message type or capability; glob
     peers = ["group:ops", "12D3KooW..."]   # peer IDs, group:NAME, or *
     effect = "allow"                       # allow | deny
@@ -26,8 +26,9 @@ if none does, ``default`` does. The actions are what a *remote* peer asks of
 this node: ``connect`` (a connection at all, either way; its resource is
 always ``*``), ``publish`` (a message authored by the peer, on a topic),
 ``subscribe`` (the peer joining a topic through us: it is sent nothing of the
-topic), ``send`` (a direct message of a type) and ``call`` (a request, whose
-type is the capability called). The node also checks its own publishes and
+topic), ``send`` (a direct message of a type), ``call`` (a request, whose
+type is the capability called) and ``store`` (a DHT write: resource
+``value`` for PUT_VALUE, ``provider`` for ADD_PROVIDER). The node also checks its own publishes and
 subscriptions against its policy, with itself as the peer, so that a network
 sharing one policy fails at the caller instead of silently at every receiver.
 
@@ -52,7 +53,7 @@ from agentp2p.security.certificates import CertificateError, check_group_name
 
 __all__ = ["ACTIONS", "Decision", "Policy", "PolicyError", "Rule"]
 
-ACTIONS = ("connect", "publish", "subscribe", "send", "call")
+ACTIONS = ("connect", "publish", "subscribe", "send", "call", "store")
 EFFECTS = ("allow", "deny")
 MAX_RULES = 256
 MAX_GROUPS = 64

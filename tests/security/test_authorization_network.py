@@ -14,6 +14,7 @@ from agentp2p.errors import DialError, Forbidden, PeerRefused
 from agentp2p.messaging.errors import MessageForbidden
 from agentp2p.network.identity import Identity
 from agentp2p.node import Node
+from agentp2p.protocol.dht import DHTError
 from agentp2p.security.certificates import issue
 from agentp2p.testing import local_config, wait_until
 
@@ -226,3 +227,20 @@ async def test_a_refused_subscription_is_admitted_once_the_policy_allows_it() ->
             await hub.publish("news", b"now you may")
             with trio.fail_after(10):
                 assert (await sub.receive()).data == b"now you may"
+
+
+async def test_store_rules_refuse_dht_writes_from_whom_they_name() -> None:
+    async with Node(local_config()) as writer, Node(local_config()) as other:
+        policy = {"rules": [{"action": "store", "resource": "*", "peers": [str(writer.peer_id)], "effect": "deny"}]}
+        async with Node(local_config(policy=policy)) as b:
+            await writer.connect(b.addrs[0])
+            await wait_until(lambda: writer.dht.routing_table_size >= 1, what="b in the writer's table")
+            with pytest.raises(DHTError):  # peers exist, none stored it: said, not silent
+                await writer.dht_put("greeting", b"hi")
+            await other.connect(b.addrs[0])
+            await wait_until(lambda: other.dht.routing_table_size >= 1, what="b in the other's table")
+            assert await other.dht_put("greeting", b"hello") >= 1
+            await writer.provide("svc/echo")  # ADD_PROVIDER has no answer: refused quietly
+            await wait_until(lambda: b.dht.service.stats.refused_policy >= 2, what="put and provide refused")
+            assert b.stats()["policy"]["denied"]["store"] >= 2
+            assert await b.dht_get("greeting") == b"hello"

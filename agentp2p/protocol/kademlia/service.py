@@ -94,6 +94,8 @@ OVERSIZED_WEIGHT = 5.0
 RATE_WEIGHT = 0.5
 #: How long a new connection's identify is waited for before the peer is taken for a non-server.
 IDENTIFY_WAIT = 60.0
+#: Requests that store something here, subject to the policy's store rules.
+_STORES = (MessageType.PUT_VALUE, MessageType.ADD_PROVIDER)
 #: With no protocols in the peerstore this long after a connection (or after
 #: our last attempt), we run identify ourselves; each attempt is bounded by
 #: IDENTIFY_ASK_TIMEOUT.
@@ -123,6 +125,7 @@ class ServiceStats:
     malformed: int = 0  # inbound requests that did not decode (stream reset, offence)
     oversized: int = 0  # inbound length prefixes over the codec limit (stream reset, offence)
     refused: int = 0  # requests the core refused (stream reset; ADD_PROVIDER: skipped)
+    refused_policy: int = 0  # ... of which the authorization policy's store rules refused
     idle_closed: int = 0  # inbound streams reset after idle_timeout
     responses: int = 0  # answers written
     pings: int = 0  # liveness checks sent
@@ -214,6 +217,7 @@ class KademliaService:
         outbound_idle: float = 30.0,
         rng: random.Random | None = None,
         identify: Callable[[ID, float], Awaitable[Sequence[str]]] | None = None,
+        authorizer: Any = None,
     ) -> None:
         if not protocols:
             raise ValueError("at least one DHT protocol ID is needed")
@@ -237,6 +241,8 @@ class KademliaService:
         self._identify = identify
         self._validator = validator
         self._quotas = (record_quota, provider_quota)
+        #: The node's policy (agentp2p.contract.Authorizing): who may store values and provider records here.
+        self._authorizer = authorizer
         #: Built when the service starts (the core's clock is trio's, which
         #: only exists inside trio.run); None until then.
         self.core: KademliaCore | None = None
@@ -563,6 +569,13 @@ class KademliaService:
                 await ms.reset()
                 return
             self.stats.inbound_requests += 1
+            if msg.type in _STORES and self._authorizer is not None and not await self._may_store(peer, msg.type):
+                self.stats.refused += 1
+                self.stats.refused_policy += 1
+                if msg.type is MessageType.ADD_PROVIDER:
+                    continue  # unacknowledged anyway
+                await ms.reset()  # as for a quota refusal: a failed request to the requester
+                return
             reply = self._answer(key, msg)
             if isinstance(reply, SendResponse):
                 try:
@@ -580,6 +593,15 @@ class KademliaService:
                 continue  # unacknowledged anyway: a reset would only cost the peer's next message
             await ms.reset()  # as go does: the requester sees the refusal as a failed request
             return
+
+    async def _may_store(self, peer: ID, kind: MessageType) -> bool:
+        """The policy's ``store`` rules (resource ``value`` or ``provider``)."""
+        authz = self._authorizer
+        if not authz.governs("store"):
+            return True
+        if authz.pending(peer, "store"):
+            await authz.resolve(peer)
+        return authz.check(peer, "store", "value" if kind is MessageType.PUT_VALUE else "provider")
 
     def _with_addrs(self, msg: Message) -> Message:
         """Peers in an answer carry addresses: the table's, else the peerstore's
