@@ -22,7 +22,8 @@ A policy is an ordered list of rules, like a firewall's. Each rule names an
     effect = "deny"
 
 The first rule that matches the action, the resource and the peer decides;
-if none does, ``default`` does. The actions are what a *remote* peer asks of
+if none does, ``default`` does — except that the node's own protocol topics
+(``/agentp2p/...``, e.g. agent record announcements) are then allowed. The actions are what a *remote* peer asks of
 this node: ``connect`` (a connection at all, either way; its resource is
 always ``*``), ``publish`` (a message authored by the peer, on a topic),
 ``subscribe`` (the peer joining a topic through us: it is sent nothing of the
@@ -55,6 +56,8 @@ __all__ = ["ACTIONS", "Decision", "Policy", "PolicyError", "Rule"]
 
 ACTIONS = ("connect", "publish", "subscribe", "send", "call", "store")
 EFFECTS = ("allow", "deny")
+#: Topics of agentp2p's own protocols: open unless a rule names them.
+SYSTEM_TOPIC_PREFIX = "/agentp2p/"
 MAX_RULES = 256
 MAX_GROUPS = 64
 MAX_PEERS_PER_RULE = 1024
@@ -163,7 +166,7 @@ class Policy:
         hit = self._cache.get(key)
         if hit is not None:
             return hit
-        decision = Decision(self.default == "allow", None)
+        decision = self._default(action, resource)
         for i, rule in enumerate(self.rules):
             if rule.applies_to(action, resource) and rule.names(peer, groups):
                 decision = Decision(rule.effect == "allow", i)
@@ -183,6 +186,14 @@ class Policy:
                 return Decision(rule.effect == "allow", i)
             if rule.groups:
                 return None
+        return self._default(action, resource)
+
+    def _default(self, action: str, resource: str) -> Decision:
+        """What decides when no rule does: ``default``, except for the node's own
+        protocol topics (agent record announcements...), which a ``default =
+        "deny"`` written for application topics must not silently break."""
+        if action in ("publish", "subscribe") and resource.startswith(SYSTEM_TOPIC_PREFIX):
+            return Decision(True, None)
         return Decision(self.default == "allow", None)
 
     def governs(self, action: str) -> bool:

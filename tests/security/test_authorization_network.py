@@ -244,3 +244,12 @@ async def test_store_rules_refuse_dht_writes_from_whom_they_name() -> None:
             await wait_until(lambda: b.dht.service.stats.refused_policy >= 2, what="put and provide refused")
             assert b.stats()["policy"]["denied"]["store"] >= 2
             assert await b.dht_get("greeting") == b"hello"
+
+
+async def test_a_closed_policy_still_runs_the_nodes_own_machinery() -> None:
+    """default = "deny" is about what peers may do; the node's own protocol
+    topics (agent record announcements) stay open unless a rule names them."""
+    async with Node(local_config(policy={"default": "deny"})) as node:
+        assert "/agentp2p/records/1.0.0" in node.pubsub.topics()
+        with pytest.raises(Forbidden):
+            await node.publish("news", b"x")

@@ -68,6 +68,13 @@ def test_the_first_matching_rule_decides_and_the_default_otherwise() -> None:
         policy({"action": "connect", "resource": "x", "peers": ["*"], "effect": "deny"})
     closed = policy(default="deny")
     assert not closed.decide("call", "x", a).allowed and closed.governs("call")
+    # The node's own protocol topics stay open when only the default would refuse them...
+    assert closed.decide("subscribe", "/agentp2p/records/1.0.0", a).allowed
+    assert closed.decide_by_id("publish", "/agentp2p/records/1.0.0", a) == Decision(True, None)
+    assert not closed.decide("subscribe", "/other/records", a).allowed
+    # ...and a rule that names them still decides.
+    named = policy({"action": "publish", "resource": "/agentp2p/*", "peers": [a], "effect": "deny"}, default="deny")
+    assert not named.decide("publish", "/agentp2p/records/1.0.0", a).allowed
     assert not Policy() and not Policy().governs("send")
 
 
