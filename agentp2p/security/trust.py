@@ -39,7 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Pin", "TrustBook", "TrustConfig"]
+__all__ = ["LEVELS", "Pin", "TrustBook", "TrustConfig"]
+
+#: What a peer's trust makes of it, best first.
+LEVELS = ("trusted", "normal", "deprioritized", "cut_off", "banned")
 
 DAY_MS = 24 * 3600 * 1000
 #: Reasons remembered per peer (the most frequent are kept).

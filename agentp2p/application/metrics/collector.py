@@ -43,6 +43,8 @@ from prometheus_client.utils import floatToGoString
 
 from agentp2p import __version__
 from agentp2p.histogram import buckets_from_dict
+from agentp2p.security.policy import ACTIONS
+from agentp2p.security.trust import LEVELS as TRUST_LEVELS
 
 __all__ = ["MAX_TOPICS", "NodeCollector", "connection_counts"]
 
@@ -223,6 +225,18 @@ def _network_families(node: Any, s: Mapping[str, Any]) -> Iterator[Metric]:
     yield _counter("agentp2p_penalty_bans_total", "Peers banned by the penalty box.", pen.get("bans"))
     banned = pen.get("banned_now")
     yield _gauge("agentp2p_penalty_banned_peers", "Peers banned now.", len(banned) if isinstance(banned, list) else 0)
+
+    pol = _d(s.get("policy"))
+    denied = {a: 0 for a in ACTIONS} | dict(_d(pol.get("denied")))
+    yield _labelled_counter("agentp2p_policy_denied_total", "Actions of peers the authorization policy refused, "
+                            "by action.", "action", denied)
+    yield _counter("agentp2p_policy_cut_off_total", "Peers disconnected by the policy's connect rules once "
+                   "their certificates were known.", pol.get("cut_off"))
+    trust = _d(s.get("trust"))
+    levels = {lv: 0 for lv in TRUST_LEVELS} | dict(_d(trust.get("levels")))
+    yield _labelled_gauge("agentp2p_trust_peers", "Peers tracked by trust, by level.", "level", levels)
+    yield _counter("agentp2p_trust_cutoffs_total", "Peers cut off because their trust fell below "
+                   "disconnect_below.", trust.get("cutoffs"))
 
 
 # -- pub/sub ------------------------------------------------------------------
