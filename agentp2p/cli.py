@@ -56,6 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="join the private network of this pre-shared key file (also psk = \"FILE\" in TOML, AGENTP2P_PSK)",
     )
     d.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="authorization policy, a TOML or JSON file (also policy = ... in TOML, AGENTP2P_POLICY; docs/security.md)",
+    )
+    d.add_argument(
+        "--certificate",
+        action="append",
+        metavar="FILE",
+        help="a membership certificate to present, from 'agentp2p cert issue' (repeatable)",
+    )
+    d.add_argument(
         "--full-import",
         action="store_true",
         help="load all of py-libp2p (by default the daemon skips QUIC/TLS/metrics packages it never uses, ~20 MB)",
@@ -97,6 +108,10 @@ def _daemon_config(args: argparse.Namespace) -> Any:
         overrides["mdns"] = True
     if args.psk:
         overrides["psk"] = args.psk
+    if args.policy:
+        overrides["policy"] = args.policy
+    if args.certificate:
+        overrides["certificates"] = args.certificate
     if getattr(args, "swim", False):
         overrides["swim"] = {"enabled": True}
     api_overrides = {key: True for key in ("metrics", "dashboard") if getattr(args, key, False)}

@@ -29,7 +29,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonProce
         '[[policy.rules]]\naction = "call"\nresource = "deploy"\npeers = ["*"]\neffect = "deny"\n'
         '[[policy.rules]]\naction = "send"\nresource = "secret.*"\npeers = ["*"]\neffect = "deny"\n'
     )
-    with started_together(DaemonProcess(tmp / "a"), DaemonProcess(tmp / "b", extra_env={"AGENTP2P_POLICY": str(policy)})) as (a, b):
+    with started_together(DaemonProcess(tmp / "a"), DaemonProcess(tmp / "b", "--policy", str(policy))) as (a, b):
         yield a, b, issuer, issuer_key
 
 
@@ -111,3 +111,22 @@ def test_cli_trust_shows_scores_and_pins(pair) -> None:  # type: ignore[no-untyp
     assert bad.returncode == 1 and "400" in bad.stderr
     unpinned = json.loads(a.run_cli("trust", b.peer_id, "--pin", "none", "--json").stdout)
     assert unpinned["pin"] is None and unpinned["level"] == "normal"
+
+
+def test_daemon_flags_for_certificates_and_a_bad_policy_is_one_line(pair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, _, issuer, issuer_key = pair
+    key = tmp_path / "c.key"
+    peer = run_cli(tmp_path, "id", "--identity", str(key)).stdout.strip()
+    cert = tmp_path / "c.cert"
+    assert run_cli(tmp_path, "cert", "issue", "--issuer-key", str(issuer_key), "--group", "ops", "--peer", peer,
+                   "--out", str(cert)).returncode == 0
+    with DaemonProcess(tmp_path, "--certificate", str(cert), identity=key) as c:
+        listed = json.loads(c.run_cli("cert", "list", "--json").stdout)["certificates"]
+        assert [(x["group"], x["issuer"], x["subject"]) for x in listed] == [("ops", issuer, peer)]
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[policy]\ndefault = "perhaps"\n')
+    result = run_cli(tmp_path / "d", "daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--identity",
+                     str(tmp_path / "d" / "d.key"), "--api", "off", "--policy", str(bad))
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and "policy.default must be 'allow' or 'deny'" in lines[0], \
+        result.stderr
