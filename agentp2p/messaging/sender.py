@@ -344,43 +344,40 @@ class Sender:
         those), until it is stored or its deadline passes. The peer learns
         from ``low_seq`` that it need not wait for the failed ones.
         """
-        by_seq = self._by_seq
-        failed: list[OutMessage] = []
-        for start, end in refused:
-            if end - start > len(by_seq):  # a lying peer's huge range costs no more than what we hold
-                found: Iterable[OutMessage] = [o for o in by_seq.values() if start <= o.seq <= end]
-            else:
-                found = (o for o in map(by_seq.get, range(start, end + 1)) if o is not None)
-            for out in found:
-                # conn_tx 0 with tx_count: sent on an earlier stream only, which is gone.
-                if out.handoff and out.tx_count and out.conn_tx <= 1 and not out.sacked and out.wire is not None:
-                    failed.append(out)
-        for out in failed:
-            self._finish(out)
-        if failed:
-            self.need_forward = True
-            self.stats.failed += len(failed)
-            self.stats.inbox_full += len(failed)
+        # conn_tx 0 with tx_count: sent on an earlier stream only, which is gone.
+        failed = [o for o in self._held_in(refused)
+                  if o.handoff and o.tx_count and o.conn_tx <= 1 and not o.sacked and o.wire is not None]
+        self._fail(failed)
+        self.stats.inbox_full += len(failed)
         return failed
 
     def fail_forbidden(self, ranges: Iterable[tuple[int, int]]) -> list[OutMessage]:
         """The peer's policy refused the seqs of ``ranges`` (inclusive): it vetted each
         once and will never deliver it, so every one we still hold fails, now."""
+        failed = self._held_in(ranges)
+        self._fail(failed)
+        self.stats.forbidden += len(failed)
+        return failed
+
+    def _held_in(self, ranges: Iterable[tuple[int, int]]) -> list[OutMessage]:
+        """The messages we hold with a seq in ``ranges`` (inclusive), each once, in
+        seq order: a lying peer's huge or overlapping ranges cost no more than
+        what we hold, and never name a message twice."""
         by_seq = self._by_seq
-        found: dict[int, OutMessage] = {}  # by seq: overlapping ranges name a message once
+        found: dict[int, OutMessage] = {}
         for start, end in ranges:
-            if end - start > len(by_seq):  # a lying peer's huge range costs no more than what we hold
+            if end - start > len(by_seq):
                 found.update((o.seq, o) for o in by_seq.values() if start <= o.seq <= end)
             else:
                 found.update((o.seq, o) for o in map(by_seq.get, range(start, end + 1)) if o is not None)
-        failed = [found[seq] for seq in sorted(found)]
+        return [found[seq] for seq in sorted(found)]
+
+    def _fail(self, failed: list[OutMessage]) -> None:
         for out in failed:
             self._finish(out)
         if failed:
-            self.need_forward = True
+            self.need_forward = True  # the peer learns from low_seq it need not wait for them
             self.stats.failed += len(failed)
-            self.stats.forbidden += len(failed)
-        return failed
 
     def _detect_losses(self) -> None:
         # Lost: at least dupthresh later transmissions were acked, and the

@@ -22,6 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 
+def halved(value: float, elapsed: float, half_life: float) -> float:
+    """``value`` after ``elapsed`` of exponential decay towards 0 (same unit as ``half_life``)."""
+    if elapsed <= 0 or not value:
+        return value
+    return value * 0.5 ** (elapsed / half_life)
+
+
 @dataclass
 class PenaltyConfig:
     """The ``[penalties]`` table of the config file."""
@@ -89,10 +96,7 @@ class PenaltyBox:
         self._on_ban = on_ban
 
     def _decayed(self, rec: _Record, now: float) -> float:
-        dt = now - rec.updated
-        if dt <= 0:
-            return rec.points
-        return rec.points * 0.5 ** (dt / self.config.half_life)
+        return halved(rec.points, now - rec.updated, self.config.half_life)
 
     def _record(self, peer: Any) -> _Record:
         rec = self._peers.get(peer)

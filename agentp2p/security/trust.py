@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentp2p.network.penalties import halved
+
 __all__ = ["LEVELS", "Pin", "TrustBook", "TrustConfig"]
 
 #: What a peer's trust makes of it, best first.
@@ -112,10 +114,7 @@ class TrustBook:
 
     # ------------------------------------------------------------ scoring
     def _decayed(self, p: _Peer, now: int) -> float:
-        dt = (now - p.updated_ms) / 1000
-        if dt <= 0 or p.score == 0:
-            return p.score
-        return p.score * 0.5 ** (dt / self.config.half_life)
+        return halved(p.score, (now - p.updated_ms) / 1000, self.config.half_life)
 
     def _entry(self, key: str) -> _Peer:
         p = self._peers.get(key)
