@@ -46,7 +46,7 @@ from agentp2p.protocol.ping import ping
 from agentp2p.protocol.pubsub import Message, Subscription, Validator
 from agentp2p.security.certificates import Certificate, decode_certificate_text
 from agentp2p.security.gater import ConnectionGater
-from agentp2p.security.trust import Pin
+from agentp2p.security.trust import Pin, write_private_file
 from agentp2p.security.policy import Policy
 
 if TYPE_CHECKING:
@@ -350,32 +350,46 @@ class Node:
         except OSError as exc:
             log.warning("trust: cannot save %s: %s", self._trust_path, exc)
 
+    async def _save_trust_async(self) -> None:
+        """Serialised here (the book is the event loop's), written in a thread."""
+        if self._trust_path is None:
+            return
+        data = self.trust.dump()
+        try:
+            await trio.to_thread.run_sync(write_private_file, self._trust_path, data)
+        except OSError as exc:
+            log.warning("trust: cannot save %s: %s", self._trust_path, exc)
+
     async def _tend_trust(self) -> None:
-        """Every few seconds: the gossipsub router's opinion into trust, trust
-        into the router (P5: distrusted peers lose their mesh places), and now
-        and then to disk."""
+        """Every few seconds: the gossipsub router's view of a peer's own
+        misbehaviour (P7: broken IWANT promises, GRAFT floods) into trust;
+        trust into the router for deprioritised peers (P5, so meshes prefer
+        others); and now and then the book to disk.
+
+        Only P7 goes in: P6 is where a peer is (honest agents behind one NAT
+        share an IP), and P5 is our own opinion, which must not feed itself.
+        P5 is set only below ``deprioritize_below``: the mesh prunes any
+        negative score, and a peer with one small offence is not deprioritised."""
         applied: dict[ID, float] = {}
         saved_at = trio.current_time()
         while True:
             await trio.sleep(TRUST_TICK)
             pubsub = self.pubsub
-            for peer in pubsub.router.pubsub_peers():
-                own = pubsub.peer_score(peer) - applied.get(peer, 0.0)  # the router's score, less what we set
-                if own < 0 and pubsub.scoring:
-                    if self.trust.record(peer, "gossipsub:score", own / 100 * TRUST_TICK / 60):
-                        self._on_distrust(peer)
-                app = self.trust.score(peer)
-                if self.trust.pinned(peer) is Pin.TRUSTED:
-                    app = max(app, 0.0)
-                if applied.get(peer) != app:
+            live = pubsub.router.pubsub_peers()
+            for peer in live:
+                p7 = pubsub.peer_behaviour_penalty(peer)
+                if p7 < 0 and self.trust.record(peer, "gossipsub:behaviour", p7 / 100 * TRUST_TICK / 60):
+                    self._on_distrust(peer)
+                app = self.trust.score(peer) if self.trust.deprioritized(peer) else 0.0
+                if applied.get(peer, 0.0) != app:
                     pubsub.set_app_score(peer, app)
                     applied[peer] = app
-            if len(applied) > 2 * max(1, len(pubsub.router.pubsub_peers())):
-                live = set(pubsub.router.pubsub_peers())
-                applied = {p: v for p, v in applied.items() if p in live}
+            if len(applied) > 2 * max(1, len(live)):
+                keep = set(live)
+                applied = {p: v for p, v in applied.items() if p in keep}
             if trio.current_time() - saved_at >= TRUST_SAVE_EVERY:
                 saved_at = trio.current_time()
-                self._save_trust()
+                await self._save_trust_async()
 
     # -- the deny list (agentp2p.network.denylist) ----------------------------------
 

@@ -118,9 +118,11 @@ REJECTION_WEIGHTS: dict[RejectReason, float] = {
     RejectReason.FORGED: 5.0,
     RejectReason.TAMPERED: 5.0,
     RejectReason.MALFORMED: 2.0,
-    RejectReason.REPLAYED: 0.5,
-    RejectReason.STALE: 0.5,
+    RejectReason.REPLAYED: 0.5,  # at most once a minute per peer: a crash can replay a window's worth
+    RejectReason.STALE: 0.0,  # a sender's clock is wrong: its messages are refused, that is all
 }
+#: Rejections that honest faults produce in bursts are charged once per this many seconds per peer.
+ONCE_PER = {RejectReason.REPLAYED: 60.0}
 
 
 @dataclass(slots=True, eq=False)
@@ -160,6 +162,7 @@ class MessagingService:
         self.delivery_latency = Histogram()
         self.ctx: NodeContext | None = None
         self._authorizer: Any = None
+        self._charged: dict[tuple[ID, RejectReason], float] = {}  # last charge, for ONCE_PER
         self.screen: InboundScreen | None = None
         self._out: dict[ID, Link] = {}
         self._in: dict[ID, Link] = {}
@@ -736,8 +739,18 @@ class MessagingService:
         """A rejected message is an offence (penalty box, trust) in proportion to
         how sure we are it was not an honest fault (see REJECTION_WEIGHTS)."""
         weight = REJECTION_WEIGHTS.get(reason, 1.0)
-        if weight and self.ctx is not None:
-            self.ctx.offence(peer, "msg:" + reason.value, weight)
+        if not weight or self.ctx is None:
+            return
+        every = ONCE_PER.get(reason)
+        if every is not None:
+            now, key = time.monotonic(), (peer, reason)
+            last = self._charged.get(key)
+            if last is not None and now - last < every:
+                return
+            self._charged[key] = now
+            if len(self._charged) > 4096:
+                self._charged.pop(next(iter(self._charged)))
+        self.ctx.offence(peer, "msg:" + reason.value, weight)
 
     def _permitted(self, link: Link, type_: str) -> bool:
         """May the link's peer send us a message of ``type_``? Replies always; a

@@ -374,6 +374,11 @@ class PubSub:
         """Every scored peer's gossipsub score (v1.1 P1-P7; empty with scoring off)."""
         return self.router.peer_scores()
 
+    def peer_behaviour_penalty(self, peer: ID) -> float:
+        """``peer``'s gossipsub P7 term (<= 0): its own protocol misbehaviour only,
+        not where it is (P6) nor what we think of it (P5)."""
+        return self.router.behaviour_penalty_of(peer)
+
     def peer_score(self, peer: ID) -> float:
         """``peer``'s gossipsub score now (0.0 with scoring off or for an untracked peer)."""
         return self.router.score_of(peer)

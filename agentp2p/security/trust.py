@@ -28,6 +28,7 @@ the node does it.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import math
@@ -41,7 +42,7 @@ from typing import Any
 
 from agentp2p.network.penalties import halved
 
-__all__ = ["LEVELS", "Pin", "TrustBook", "TrustConfig"]
+__all__ = ["LEVELS", "Pin", "TrustBook", "TrustBookFull", "TrustConfig", "write_private_file"]
 
 #: What a peer's trust makes of it, best first.
 LEVELS = ("trusted", "normal", "deprioritized", "cut_off", "banned")
@@ -50,6 +51,29 @@ DAY_MS = 24 * 3600 * 1000
 #: Reasons remembered per peer (the most frequent are kept).
 MAX_REASONS = 8
 FILE_VERSION = 1
+
+
+#: Least recently touched records considered for eviction when the book is full.
+EVICTION_WINDOW = 64
+#: A trust file larger than this is not read (10,000 peers take ~2 MB).
+MAX_FILE_BYTES = 32 * 1024 * 1024
+
+
+class TrustBookFull(ValueError):
+    """The book is full of records it must keep (pinned, cut off): none can be added."""
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """``data`` to ``path``, mode 0600, atomically and durably (fsync, then rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # a leftover keeps its old mode through O_TRUNC
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 class Pin(enum.StrEnum):
@@ -111,27 +135,44 @@ class TrustBook:
         self._peers: OrderedDict[str, _Peer] = OrderedDict()
         self.cutoffs_total = 0
         self.events_total = 0
+        self.untracked = 0  # offences of peers the full book could not take in
 
     # ------------------------------------------------------------ scoring
     def _decayed(self, p: _Peer, now: int) -> float:
         return halved(p.score, (now - p.updated_ms) / 1000, self.config.half_life)
 
-    def _entry(self, key: str) -> _Peer:
+    def _entry(self, key: str) -> _Peer | None:
+        """``key``'s record, made if need be; None when the book is full of
+        records it must keep (the newcomer is then not tracked)."""
         p = self._peers.get(key)
         if p is None:
+            if len(self._peers) >= self.config.max_tracked and not self._evict_one():
+                self.untracked += 1
+                return None
             p = self._peers[key] = _Peer(updated_ms=self.clock_ms())
-            while len(self._peers) > self.config.max_tracked:
-                self._evict_one()
         self._peers.move_to_end(key)
         return p
 
-    def _evict_one(self) -> None:
+    def _evict_one(self) -> bool:
+        """Forget, among the ``EVICTION_WINDOW`` least recently touched records,
+        the one nearest 0 — never a pinned one, one cut off now or within a day
+        (its escalation), so that new identities cannot push out what we hold
+        against an old one. False if none of them may go."""
         now = self.clock_ms()
-        for key, p in self._peers.items():  # least recently touched first, never a pinned or cut-off one
-            if p.pin is None and p.cut_until_ms <= now:
-                del self._peers[key]
-                return
-        self._peers.popitem(last=False)
+        best: str | None = None
+        best_score = math.inf
+        for i, (key, p) in enumerate(self._peers.items()):
+            if i >= EVICTION_WINDOW:
+                break
+            if p.pin is not None or p.cut_until_ms > now or (p.last_cut_ms and now - p.last_cut_ms < DAY_MS):
+                continue
+            score = abs(self._decayed(p, now))
+            if score < best_score:
+                best, best_score = key, score
+        if best is None:
+            return False
+        del self._peers[best]
+        return True
 
     def record(self, peer: Any, reason: str, delta: float) -> bool:
         """Add ``delta`` (negative: misbehaviour) to ``peer``'s score for ``reason``.
@@ -144,7 +185,7 @@ class TrustBook:
             return False
         key = str(peer)
         p = self._entry(key)
-        if p.pin is Pin.TRUSTED and delta < 0:
+        if p is None or (p.pin is Pin.TRUSTED and delta < 0):
             return False
         self.events_total += 1
         now = self.clock_ms()
@@ -186,13 +227,21 @@ class TrustBook:
         p = self._peers.get(str(peer))
         if p is None or p.pin is Pin.TRUSTED:
             return False
-        return p.pin is Pin.BANNED or p.cut_until_ms > self.clock_ms()
+        if p.pin is Pin.BANNED:
+            return True
+        now = self.clock_ms()
+        if p.cut_until_ms - now > self.config.cutoff_max * 1000:
+            p.cut_until_ms = now + int(self.config.cutoff_max * 1000)  # the clock went back
+        return p.cut_until_ms > now
 
     # ------------------------------------------------------------ operators
     def pin(self, peer: Any, pin: Pin | str | None) -> None:
         """Pin ``peer`` as trusted or banned, or unpin it (None); lifts a cut-off when trusted or unpinned."""
         value = Pin(pin) if pin is not None else None
         p = self._entry(str(peer))
+        if p is None:
+            raise TrustBookFull(f"the trust book holds {self.config.max_tracked} records it must keep; "
+                                "unpin some peers first")
         p.pin = value
         if value is not Pin.BANNED:
             p.cut_until_ms = 0
@@ -238,39 +287,49 @@ class TrustBook:
             level = self._level(p, self._decayed(p, now), now)
             levels[level] = levels.get(level, 0) + 1
         return {"tracked": len(self._peers), "events": self.events_total, "cutoffs": self.cutoffs_total,
-                "levels": levels}
+                "untracked": self.untracked, "levels": levels}
 
     # ------------------------------------------------------------ persistence
-    def save(self, path: Path) -> None:
-        """Write what is worth keeping, atomically (mode 0600)."""
+    def dump(self) -> bytes:
+        """What is worth keeping, as the file's bytes (cheap: call it on the event loop)."""
         now = self.clock_ms()
         peers = {}
         for key, p in self._peers.items():
             score = self._decayed(p, now)
-            if abs(score) < 0.01 and p.pin is None and p.cut_until_ms <= now:
+            if abs(score) < 0.01 and p.pin is None and p.cut_until_ms <= now and not p.last_cut_ms:
                 continue
             peers[key] = {"score": score, "updated_ms": now, "reasons": p.reasons,
                           "pin": p.pin.value if p.pin else None, "cut_until_ms": p.cut_until_ms,
                           "last_cut_ms": p.last_cut_ms, "last_cut_s": p.last_cut_s, "cuts": p.cuts}
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"version": FILE_VERSION, "saved_ms": now, "peers": peers}, f)
-        os.replace(tmp, path)
+        return json.dumps({"version": FILE_VERSION, "saved_ms": now, "peers": peers}).encode()
+
+    def save(self, path: Path) -> None:
+        """Write the book to ``path`` (mode 0600, atomically)."""
+        write_private_file(path, self.dump())
 
     def load(self, path: Path) -> int:
         """Read a file :meth:`save` wrote; returns the peers loaded. A missing file
         is a first start; an unreadable one is ignored (ValueError says why) rather
         than keeping the node down over its opinions."""
         try:
-            doc = json.loads(path.read_text())
+            with open(path, "rb") as f:
+                raw = f.read(MAX_FILE_BYTES + 1)
         except FileNotFoundError:
             return 0
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"trust file {path} unreadable ({exc}); starting from nothing") from None
+        except OSError as exc:
+            raise ValueError(f"trust file {path} unreadable ({exc.strerror}); starting from nothing") from None
+        if len(raw) > MAX_FILE_BYTES:
+            raise ValueError(f"trust file {path} is over {MAX_FILE_BYTES} bytes; starting from nothing")
+        try:
+            doc = json.loads(raw)
+        except Exception as exc:  # noqa: BLE001 — ValueError, RecursionError...: a file we cannot use
+            raise ValueError(f"trust file {path} unreadable ({exc.__class__.__name__}); starting from nothing") \
+                from None
         if not isinstance(doc, dict) or doc.get("version") != FILE_VERSION or not isinstance(doc.get("peers"), dict):
             raise ValueError(f"trust file {path} is not a version {FILE_VERSION} trust file; starting from nothing")
         loaded = 0
+        now = self.clock_ms()
+        longest = int(self.config.cutoff_max * 1000)
         for key, raw in list(doc["peers"].items())[: self.config.max_tracked]:
             try:
                 reasons = {str(r): int(n) for r, n in dict(raw.get("reasons", {})).items()}
@@ -284,10 +343,12 @@ class TrustBook:
                     last_cut_s=float(raw.get("last_cut_s", 0.0)),
                     cuts=int(raw.get("cuts", 0)),
                 )
-            except (KeyError, TypeError, ValueError):
+            except Exception:  # noqa: BLE001 — one bad entry (wrong types, huge numbers) is skipped
                 continue
             if not math.isfinite(p.score):
                 continue
+            p.updated_ms = min(p.updated_ms, now)  # a clock that went back must not freeze decay
+            p.cut_until_ms = min(p.cut_until_ms, now + longest)
             self._peers[str(key)] = p
             loaded += 1
         return loaded

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agentp2p.errors import ConfigError
-from agentp2p.security.trust import DAY_MS, Pin, TrustBook, TrustConfig
+from agentp2p.security.trust import DAY_MS, Pin, TrustBook, TrustBookFull, TrustConfig
 from agentp2p.simulation.network import NetworkModel
 from agentp2p.simulation.swim import SwimSimulation
 
@@ -136,3 +136,48 @@ def test_the_figures_in_security_md_hold_at_the_defaults() -> None:
                                                 trust.record("slow", "msg:forged", -forged)))
     assert minutes == 9
     assert trust.describe("slow")["score"] == -25
+
+
+def test_a_full_book_forgets_the_record_nearest_zero_never_one_it_must_keep() -> None:
+    trust, clock = book(max_tracked=4)
+    trust.record("grudge", "msg:forged", -35)  # oldest, and far from 0
+    while not trust.record("was-cut", "x", -10):
+        pass
+    clock.ms += 3_600_000  # its cut-off is over, its escalation is not
+    trust.record("mild", "x", -1)
+    trust.record("a", "x", -0.5)
+    for i in range(20):  # fresh identities, each with one cheap offence
+        trust.record(f"new{i}", "x", -0.5)
+    assert trust.score("grudge") < -10 and trust.describe("was-cut")["cutoffs"] == 1
+    assert trust.stats()["tracked"] == 4
+    # Full of records it must keep: a newcomer is not tracked, a pin is refused, nothing raises.
+    keep, _ = book(max_tracked=2)
+    keep.pin("p1", "banned")
+    keep.pin("p2", "trusted")
+    assert not keep.record("stranger", "x", -100) and keep.stats()["untracked"] == 1
+    with pytest.raises(TrustBookFull):
+        keep.pin("p3", "banned")
+
+
+def test_a_hostile_or_odd_file_is_refused_or_skipped_never_crashes(tmp_path: Path) -> None:
+    path = tmp_path / "t.json"
+    for text in ("[" * 100_000 + "]" * 100_000, '{"version": 1, "peers": {"a": 5}}',
+                 '{"version": 1, "peers": {"a": {"score": -1, "updated_ms": Infinity}, "b": {"score": 1e400, '
+                 '"updated_ms": 1}, "c": {"score": -2, "updated_ms": 1, "cuts": 1e400}}}'):
+        path.write_text(text)
+        t = TrustBook()
+        try:
+            loaded = t.load(path)
+        except ValueError:
+            continue
+        # Entries that cannot be read are skipped; a huge score is clamped to max_score.
+        assert loaded <= 1 and all(-1e6 <= e["score"] <= 10 for e in t.peers())
+    # A cut-off far in the future (a clock that went back, or a forged file) is clamped.
+    trust, clock = book()
+    path.write_text(json.dumps({"version": 1, "peers": {"x": {"score": -30, "updated_ms": clock.ms + 10**9,
+                                                             "cut_until_ms": clock.ms + 10**15}}}))
+    assert trust.load(path) == 1
+    assert 0 < trust.describe("x")["refused_for_s"] <= TrustConfig().cutoff_max
+    assert trust.score("x") == -30
+    clock.ms += 3_600_000
+    assert trust.score("x") == pytest.approx(-15)  # decays from now, not from the future

@@ -367,6 +367,15 @@ class PeerScore:
             return 0.0  # retention over; refresh() will drop it
         return self._score(pstats, peer, now)
 
+    def behaviour_penalty(self, peer: bytes) -> float:
+        """``peer``'s P7 term now (<= 0): what its own misbehaviour (broken IWANT
+        promises, GRAFTs in backoff) costs it, without P1-P6."""
+        pstats = self._peers.get(peer)
+        if pstats is None:
+            return 0.0
+        excess = pstats.behaviour_penalty - self.params.behaviour_penalty_threshold
+        return self.params.behaviour_penalty_weight * excess * excess if excess > 0 else 0.0
+
     def scores(self) -> dict[bytes, float]:
         """Every tracked peer's score as of the latest ``now`` we were given (for introspection)."""
         now = self._now

@@ -564,6 +564,10 @@ class GossipSubService:
             return 0.0
         return self.scorer.score(peer.to_bytes(), trio.current_time())
 
+    def behaviour_penalty_of(self, peer: ID) -> float:
+        """``peer``'s gossipsub P7 term now (0.0 with scoring off)."""
+        return 0.0 if self.scorer is None else self.scorer.behaviour_penalty(peer.to_bytes())
+
     def peer_queue(self, peer: ID) -> OutQueue | None:
         p = self._peers.get(peer)
         return p.queue if p is not None else None

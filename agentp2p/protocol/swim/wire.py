@@ -70,7 +70,19 @@ def encode(msg: Message) -> bytes:
     return pb.SerializeToString()
 
 
+def decodable(u: MemberUpdate) -> bool:
+    """Would :func:`decode` accept ``u``? An accusation at MAX_INCARNATION would
+    not (the accused could not refute it), and one such update would make the
+    whole frame undecodable — its ping or ack lost, and its honest sender
+    taken for a liar — so the encoder leaves it out. A member alive at the cap
+    (a liar, or a member that refuted to it) can then only be judged by each
+    node's own probes."""
+    return not (u.incarnation > MAX_INCARNATION or (u.state is not State.ALIVE and u.incarnation >= MAX_INCARNATION))
+
+
 def _add_update(field: object, u: MemberUpdate) -> None:
+    if not decodable(u):
+        return
     field.add(  # type: ignore[attr-defined]
         peer_id=u.peer_id,
         addrs=u.addrs,
@@ -267,8 +279,8 @@ def encoded_size(msg: Message) -> int:
         else:
             b += (1 + _vs(bitmap_bytes(body.level)) + bitmap_bytes(body.level)) if body.buckets else 0
             b += _int_field(body.chunk) + _int_field(body.chunks) + (2 if body.busy else 0)
-            b += sum(_sub(_update_bytes(u)) for u in body.entries)
+            b += sum(_sub(_update_bytes(u)) for u in body.entries if decodable(u))
     else:
         b = 0
     n = _int_field(msg.seq) + _int_field(msg.incarnation) + _sub(b)
-    return n + sum(_sub(_update_bytes(u)) for u in msg.updates)
+    return n + sum(_sub(_update_bytes(u)) for u in msg.updates if decodable(u))

@@ -373,3 +373,21 @@ def test_frames_respect_size_and_count_bounds() -> None:
     for s in sends(run_until(a, 5.0)):
         assert len(s.message.updates) <= 5
         assert len(encode(s.message)) <= 600
+
+
+def test_an_accusation_at_the_incarnation_cap_is_never_encoded() -> None:
+    """A liar alive at MAX_INCARNATION, then silent: an honest member that
+    suspects it must not write 'suspect at MAX' into its frames — decode
+    refuses that (the accused could not refute), and the whole frame, with
+    its ping or ack, would be lost and its sender taken for a liar."""
+    from agentp2p.protocol.swim import Ack, MAX_INCARNATION, MemberUpdate, Message, State
+    from agentp2p.protocol.swim.wire import decode, encode, encoded_size
+
+    liar = pid("liar")
+    msg = Message(7, 3, Ack(), (MemberUpdate(liar, State.SUSPECT, MAX_INCARNATION),
+                                MemberUpdate(pid("b"), State.ALIVE, 5)))
+    frame = encode(msg)
+    assert len(frame) == encoded_size(msg)
+    back = decode(frame)
+    assert isinstance(back.body, Ack) and [u.peer_id for u in back.updates] == [pid("b")]
+    assert decode(encode(Message(1, 0, Ack(), (MemberUpdate(liar, State.ALIVE, MAX_INCARNATION),)))).updates

@@ -11,8 +11,9 @@ from starlette.responses import JSONResponse
 
 from agentp2p.application.api.body import parse_peer_id, read_json_object
 from agentp2p.application.api.context import context
-from agentp2p.application.api.errors import bad_request
+from agentp2p.application.api.errors import bad_request, conflict
 from agentp2p.application.api.routing import route
+from agentp2p.security.trust import TrustBookFull
 
 _SMALL_BODY = 4 * 1024
 
@@ -36,7 +37,10 @@ async def pin_peer(request: Request) -> JSONResponse:
     pin = body["pin"]
     if pin not in ("trusted", "banned", None):
         raise bad_request("'pin' must be \"trusted\", \"banned\" or null")
-    return JSONResponse(await node.pin(peer_id, pin))
+    try:
+        return JSONResponse(await node.pin(peer_id, pin))
+    except TrustBookFull as exc:
+        raise conflict(str(exc)) from None
 
 
 ROUTES = [
