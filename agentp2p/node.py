@@ -61,8 +61,6 @@ log = logging.getLogger("agentp2p.node")
 
 __all__ = ["Node", "NodeService", "PeerIdentity", "Message", "Subscription"]
 
-#: Seconds between trust upkeep rounds (gossipsub scores in, P5 out).
-TRUST_TICK = 10.0
 #: Seconds between saves of the trust file (and one at stop).
 TRUST_SAVE_EVERY = 60.0
 
@@ -373,12 +371,13 @@ class Node:
         applied: dict[ID, float] = {}
         saved_at = trio.current_time()
         while True:
-            await trio.sleep(TRUST_TICK)
+            tick = self.config.trust.upkeep_interval
+            await trio.sleep(tick)
             pubsub = self.pubsub
             live = pubsub.router.pubsub_peers()
             for peer in live:
                 p7 = pubsub.peer_behaviour_penalty(peer)
-                if p7 < 0 and self.trust.record(peer, "gossipsub:behaviour", p7 / 100 * TRUST_TICK / 60):
+                if p7 < 0 and self.trust.record(peer, "gossipsub:behaviour", p7 / 100 * tick / 60):
                     self._on_distrust(peer)
                 app = self.trust.score(peer) if self.trust.deprioritized(peer) else 0.0
                 if applied.get(peer, 0.0) != app:

@@ -100,12 +100,15 @@ class TrustConfig:
     max_score: float = 10.0
     #: Peers remembered (pinned and cut-off ones last to go).
     max_tracked: int = 10000
+    #: Seconds between upkeep rounds: the gossipsub router's P7 in, P5 out.
+    upkeep_interval: float = 10.0
 
     def validate(self) -> None:
         from agentp2p.errors import ConfigError
 
-        if self.half_life <= 0 or self.cutoff_initial <= 0 or self.max_tracked < 1 or self.offence_scale < 0:
-            raise ConfigError("trust.half_life, cutoff_initial and max_tracked must be positive")
+        if (self.half_life <= 0 or self.cutoff_initial <= 0 or self.max_tracked < 1 or self.offence_scale < 0
+                or self.upkeep_interval <= 0):
+            raise ConfigError("trust.half_life, cutoff_initial, max_tracked and upkeep_interval must be positive")
         if not self.disconnect_below < self.deprioritize_below <= 0:
             raise ConfigError("trust thresholds must satisfy disconnect_below < deprioritize_below <= 0")
         if self.cutoff_max < self.cutoff_initial or self.max_score < 0:

@@ -138,3 +138,21 @@ async def test_a_flooding_forwarder_loses_trust_until_it_is_cut_off() -> None:
             reasons = victim.trust_of(attacker.peer_id)["reasons"]
             assert any(r.startswith("pubsub:") for r in reasons), reasons
             assert victim.penalties.stats()["bans"] == 0 and victim.stats()["pubsub"]["delivered"] == 0
+
+
+async def test_a_small_offence_keeps_the_mesh_place_a_deprioritised_peer_loses_it() -> None:
+    """P5 is the trust score only below deprioritize_below: gossipsub prunes any
+    negative score, and one small offence must not cost a peer its mesh place."""
+    fast = TrustConfig(deprioritize_below=-4.0, disconnect_below=-12.0, upkeep_interval=0.1)
+    async with Node(local_config(trust=fast)) as b, Node(local_config()) as a:
+        async with b.subscribe("t"), a.subscribe("t"):
+            await a.connect(b.addrs[0])
+            await wait_until(lambda: a.peer_id in b.pubsub.mesh_peers("t"), what="a in b's mesh")
+            b.offence(a.peer_id, "test:small", 1.0)
+            ticks = b.pubsub.stats.heartbeats
+            await wait_until(lambda: b.pubsub.stats.heartbeats >= ticks + 3, what="three heartbeats")
+            assert a.peer_id in b.pubsub.mesh_peers("t") and b.pubsub.peer_score(a.peer_id) >= 0.0
+            b.offence(a.peer_id, "test:more", 5.0)  # -6: deprioritised, not cut off
+            await wait_until(lambda: b.pubsub.peer_score(a.peer_id) < 0, what="P5 applied")
+            await wait_until(lambda: a.peer_id not in b.pubsub.mesh_peers("t"), what="pruned from b's mesh")
+            assert b.is_connected(a.peer_id) and b.trust_of(a.peer_id)["level"] == "deprioritized"
