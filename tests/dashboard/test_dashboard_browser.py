@@ -88,6 +88,7 @@ def test_the_dashboard_shows_a_three_node_network_and_follows_a_node_leaving(
                 _wait(browser, "the live badge", lambda d: d.find_element("id", "live").text == "live")
                 _wait(browser, "rates (two samples)", lambda d: d.find_element("id", "m-published").text != "–")
                 assert browser.find_element("id", "self-name").text == "alpha"
+                assert _rows(browser, "peers")[b.peer_id][-1] == "normal"  # the trust column
                 records = _table(browser, "records")
                 assert [(r["cells"][0], r["cells"][2].strip()) for r in records] == [("alpha", "translate [fr, en]")]
                 assert "self" in _graph_nodes(browser)[a.peer_id]

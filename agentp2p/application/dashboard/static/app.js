@@ -228,6 +228,7 @@
         el("td", c.direction || "–"),
         el("td", (c.remote_addrs || [])[0] || "–", { class: "addr" }),
         el("td", c.streams === undefined ? "–" : c.streams),
+        el("td", p.trust ? p.trust.level + (p.trust.score ? " (" + p.trust.score + ")" : "") : "–"),
       ]);
     });
     $("peers-count").textContent = answer.peers.length;
