@@ -353,6 +353,13 @@ def _status(client: Any, args: argparse.Namespace) -> int:
     print(f"routing table: {stats.get('routing_table_size')}")
     topics = stats.get("pubsub", {}).get("topics", [])
     print(f"topics:        {', '.join(topics) if topics else '-'}")
+    policy, trust = stats.get("policy") or {}, stats.get("trust") or {}
+    if policy:
+        denied = ", ".join(f"{a} {n}" for a, n in sorted((policy.get("denied") or {}).items())) or "none"
+        print(f"policy:        {policy.get('rules', 0)} rules, default {policy.get('default')}; refused: {denied}")
+    if trust:
+        levels = ", ".join(f"{n} {lv}" for lv, n in sorted((trust.get("levels") or {}).items()) if lv != "normal")
+        print(f"trust:         {levels or 'no peer below normal'}; cut off {trust.get('cutoffs', 0)} time(s)")
     print("addresses:")
     for addr in info.addrs:
         print(f"  {addr}")

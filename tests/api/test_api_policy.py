@@ -93,6 +93,9 @@ def test_policy_set_and_clear_take_effect_at_once(pair, tmp_path: Path) -> None:
     assert delivered.returncode == 0, delivered.stderr
     stats = json.loads(b.run_cli("status", "--json").stdout)["stats"]["policy"]
     assert stats["denied"]["send"] >= 2 and stats["policy_changes"] >= 2
+    status = b.run_cli("status").stdout
+    assert "policy:        0 rules, default allow; refused: " in status and "send " in status
+    assert "trust:         no peer below normal; cut off 0 time(s)" in status
 
 
 def test_cli_trust_shows_scores_and_pins(pair) -> None:  # type: ignore[no-untyped-def]
