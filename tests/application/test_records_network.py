@@ -254,6 +254,8 @@ async def test_forged_expired_and_replayed_records_are_rejected_on_every_path() 
         evils_own = seal_record(_record_for(evil, seq=now, now_ms=now), evil.identity.private_key)
         with trio.fail_after(10):
             assert await evil.dht.store_at(b.peer_id, key.encode(), evils_own) is False
+        # Records the validator refuses (not merely older ones) are offences, so they cost evil trust.
+        assert b.trust_of(evil.peer_id)["reasons"].get("dht:invalid-record", 0) >= 2
 
         # 2. Record protocol: evil answers a question about a with each bad record.
         for bad, reason in ((forged, "peer_id_mismatch"), (expired, "expired"), (replayed, "stale")):

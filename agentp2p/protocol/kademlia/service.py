@@ -81,7 +81,7 @@ from .events import (
     SendResponse,
     Tick,
 )
-from .records import Quota, Validator
+from .records import Put, Quota, Validator
 from .streams import MessageStream, PeerSender, SenderStats, reset_quietly
 
 log = logging.getLogger("agentp2p.dht")
@@ -94,6 +94,9 @@ OVERSIZED_WEIGHT = 5.0
 RATE_WEIGHT = 0.5
 #: How long a new connection's identify is waited for before the peer is taken for a non-server.
 IDENTIFY_WAIT = 60.0
+#: PUT_VALUE of a record the validator refused (server.py's refusal text), and its offence weight.
+INVALID_RECORD = f"record {Put.INVALID.value}"
+INVALID_RECORD_WEIGHT = 1.0
 #: Requests that store something here, subject to the policy's store rules.
 _STORES = (MessageType.PUT_VALUE, MessageType.ADD_PROVIDER)
 #: With no protocols in the peerstore this long after a connection (or after
@@ -126,6 +129,7 @@ class ServiceStats:
     oversized: int = 0  # inbound length prefixes over the codec limit (stream reset, offence)
     refused: int = 0  # requests the core refused (stream reset; ADD_PROVIDER: skipped)
     refused_policy: int = 0  # ... of which the authorization policy's store rules refused
+    invalid_records: int = 0  # ... of which PUT_VALUEs of records the validator refused (an offence)
     idle_closed: int = 0  # inbound streams reset after idle_timeout
     responses: int = 0  # answers written
     pings: int = 0  # liveness checks sent
@@ -589,6 +593,11 @@ class KademliaService:
             if reply is None or reply.error is None:
                 continue  # ADD_PROVIDER: no answer, by the spec
             self.stats.refused += 1
+            if reply.error == INVALID_RECORD:
+                # The validator refused it: a forged or malformed record (an
+                # honest writer's stale one is "outdated", not this).
+                self.stats.invalid_records += 1
+                self._report(peer, "dht:invalid-record", INVALID_RECORD_WEIGHT, "a record the validator refused")
             if msg.type is MessageType.ADD_PROVIDER:
                 continue  # unacknowledged anyway: a reset would only cost the peer's next message
             await ms.reset()  # as go does: the requester sees the refusal as a failed request
