@@ -171,6 +171,15 @@ class GossipSimConfig:
     disconnect_detect: float = 2.0
     #: "size": hand RPC objects over, size them exactly; "full": encode + decode every RPC.
     wire: str = "size"
+    # -- geometry (issue #14's small-world experiments)
+    #: Nodes at random points of a unit square; a link's latency grows with
+    #: the distance (latency.low at 0 to latency.high across the diagonal),
+    #: so "near" is transitive, as network coordinates make it. Off: each
+    #: link's latency is drawn on its own (no geometry).
+    geometry: bool = False
+    #: Of the ``dial`` connections a node makes, this many go to its nearest
+    #: nodes (needs ``geometry``), the rest to random ones.
+    near_dials: int = 0
 
     def __post_init__(self) -> None:
         if self.scoring not in SCORING:
@@ -185,6 +194,38 @@ class GossipSimConfig:
             raise ValueError("churn_down must exceed disconnect_detect + the largest latency")
         if self.n < 2 * self.dial + 2:
             raise ValueError("n too small for dial")
+        if not 0 <= self.near_dials <= self.dial or (self.near_dials and not self.geometry):
+            raise ValueError("near_dials must be in [0, dial] and needs geometry")
+
+
+def _nearest(pos: list[tuple[float, float]], k: int) -> list[list[int]]:
+    """Each point's ``k`` nearest others, nearest first (a grid of ~4 points a
+    cell, searched ring by ring: fine for 10,000 points)."""
+    n = len(pos)
+    g = max(1, int(math.sqrt(n / 4)))
+    cells: dict[tuple[int, int], list[int]] = {}
+    for i, (x, y) in enumerate(pos):
+        cells.setdefault((min(g - 1, int(x * g)), min(g - 1, int(y * g))), []).append(i)
+    out = []
+    for i, (x, y) in enumerate(pos):
+        cx, cy = min(g - 1, int(x * g)), min(g - 1, int(y * g))
+        found: list[tuple[float, int]] = []
+        r = 0
+        while True:
+            for dx in range(-r, r + 1):
+                for dy in range(-r, r + 1):
+                    if max(abs(dx), abs(dy)) != r:
+                        continue
+                    for j in cells.get((cx + dx, cy + dy), ()):
+                        if j != i:
+                            found.append((math.hypot(pos[j][0] - x, pos[j][1] - y), j))
+            # Everything within r cells is in; points further out are at least r / g away.
+            found.sort()
+            if (len(found) >= k and found[k - 1][0] <= r / g) or r > g:
+                break
+            r += 1
+        out.append([j for _, j in found[:k]])
+    return out
 
 
 def p3_score_params(topics: list[str]) -> PeerScoreParams:
@@ -269,10 +310,29 @@ class GossipSimulation:
         self._window: dict[str, Any] = {}
 
         t0 = time.perf_counter()
+        #: Node positions (geometry only: drawn from their own stream, so runs
+        #: without geometry are exactly as before).
+        self.pos: list[tuple[float, float]] = []
+        if cfg.geometry:
+            prng = random.Random(cfg.seed * 7_919 + 3)
+            self.pos = [(prng.random(), prng.random()) for _ in range(n)]
         for i in range(n):
             self.cores[i] = self._make_core(i)
+        near = _nearest(self.pos, cfg.near_dials) if cfg.near_dials else None
         for i in range(n):
             k = (cfg.sybil_dial or cfg.dial) if self.sybil[i] else cfg.dial
+            chosen = list(near[i]) if near is not None and not self.sybil[i] else []
+            if chosen:
+                for j in chosen:
+                    self._connect(i, j)
+                taken = set(chosen) | {i}
+                while len(chosen) < k:
+                    j = rng.randrange(n)
+                    if j not in taken:
+                        taken.add(j)
+                        chosen.append(j)
+                        self._connect(i, j)
+                continue
             for j in rng.sample(range(n - 1), k):
                 self._connect(i, j if j < i else j + 1)
         for i in range(n):
@@ -300,7 +360,12 @@ class GossipSimulation:
     def _connect(self, i: int, j: int) -> None:
         if j in self.adj[i]:
             return
-        lat = self.cfg.latency.draw(self.rng)
+        if self.pos:
+            (xi, yi), (xj, yj) = self.pos[i], self.pos[j]
+            span = self.cfg.latency
+            lat = span.low + (span.high - span.low) * math.hypot(xi - xj, yi - yj) / math.sqrt(2)
+        else:
+            lat = self.cfg.latency.draw(self.rng)
         self.adj[i][j] = lat
         self.adj[j][i] = lat
         self._handle(i, PeerConnected(self.ids[j], PROTOCOL, outbound=True))

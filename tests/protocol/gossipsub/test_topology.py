@@ -29,3 +29,32 @@ def test_known_values() -> None:
 def test_two_components_are_reported_as_such() -> None:
     f = figures({0: {1}, 1: {0}, 2: {3}, 3: {2}}, sources=4)
     assert f.reachable == 1 / 3 and f.mean_path == 1.0
+
+
+def test_nearest_points_match_a_brute_force_search() -> None:
+    import random
+
+    from agentp2p.simulation.gossipsub import _nearest
+
+    rng = random.Random(3)
+    pos = [(rng.random(), rng.random()) for _ in range(400)]
+    near = _nearest(pos, 6)
+    for i in range(0, 400, 7):
+        brute = sorted((j for j in range(400) if j != i),
+                       key=lambda j: math.hypot(pos[j][0] - pos[i][0], pos[j][1] - pos[i][1]))[:6]
+        assert near[i] == brute
+
+
+def test_near_dials_raise_the_clustering_of_the_simulated_network() -> None:
+    import pytest
+
+    from agentp2p.simulation.gossipsub import GossipSimConfig, GossipSimulation
+
+    def connections(**kw) -> float:  # type: ignore[no-untyped-def]
+        sim = GossipSimulation(GossipSimConfig(n=300, seed=2, warmup=0.0, duration=0.0, rate=0.0, **kw))
+        return figures({i: set(sim.adj[i]) for i in range(300)}, sources=50).clustering
+
+    random_c, near_c = connections(), connections(geometry=True, near_dials=10)
+    assert random_c < 0.15 and near_c > 2 * random_c
+    with pytest.raises(ValueError, match="needs geometry"):
+        GossipSimConfig(near_dials=3)
