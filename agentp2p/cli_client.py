@@ -213,10 +213,11 @@ def add_client_commands(sub: Any) -> None:
     p.add_argument("peer", nargs="?", metavar="PEER_ID")
     p.add_argument("--pin", choices=["trusted", "banned", "none"])
     p = cmd("policy", _policy, "the authorization policy: show it, set it from a TOML/JSON FILE (in force at "
-            "once, until the daemon stops), clear it, or show the groups PEER proved")
-    p.add_argument("op", nargs="?", choices=["show", "set", "clear", "groups"], default="show")
+            "once, until the daemon stops), clear it, show the groups PEER proved, or check FILE (no daemon needed)")
+    p.add_argument("op", nargs="?", choices=["show", "set", "clear", "groups", "check"], default="show")
     p.add_argument("arg", nargs="?", metavar="FILE|PEER_ID")
     p.add_argument("--refresh", action="store_true", help="groups: ask the peer again")
+    p.set_defaults(offline_ops={"check"})
     p = cmd("cert", _cert, "membership certificates: issue one with an issuer key (no daemon needed), "
             "add FILE to those the daemon presents, or list them")
     p.add_argument("op", choices=["issue", "add", "list"])
@@ -486,10 +487,25 @@ def _trust(client: Any, args: argparse.Namespace) -> int:
 
 
 def _policy(client: Any, args: argparse.Namespace) -> int:
-    if (args.op in ("set", "groups")) != (args.arg is not None):
-        print("agentp2p: error: 'set' needs a FILE, 'groups' a PEER_ID; 'show' and 'clear' take nothing",
+    if (args.op in ("set", "groups", "check")) != (args.arg is not None):
+        print("agentp2p: error: 'set' and 'check' need a FILE, 'groups' a PEER_ID; 'show' and 'clear' take nothing",
               file=sys.stderr)
         return EXIT_USAGE
+    if args.op == "check":
+        from agentp2p.config import NodeConfig
+        from agentp2p.errors import ConfigError
+
+        try:
+            checked = NodeConfig(policy=args.arg).load_policy()
+        except ConfigError as exc:
+            print(f"agentp2p: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if args.json:
+            _print_json(checked.to_dict())
+        else:
+            print(f"{args.arg}: a valid policy: {len(checked.rules)} rules, {len(checked.groups)} groups, "
+                  f"default {checked.default}")
+        return EXIT_OK
     if args.op == "groups":
         seen = client.peer_groups(args.arg, refresh=args.refresh)
         if args.json:
@@ -506,7 +522,8 @@ def _policy(client: Any, args: argparse.Namespace) -> int:
     if args.op == "show":
         policy = client.policy()
     else:
-        from agentp2p.config import ConfigError, NodeConfig
+        from agentp2p.config import NodeConfig
+        from agentp2p.errors import ConfigError
 
         doc: dict[str, Any] = {}
         if args.op == "set":

@@ -76,6 +76,11 @@ def test_policy_set_and_clear_take_effect_at_once(pair, tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"rules": [{"action": "send", "peers": ["*"], "effect": "sometimes"}]}))
     before = json.loads(b.run_cli("policy", "--json").stdout)
+    # Checked offline first, as an operator would before deploying it.
+    checked = run_cli(tmp_path, "policy", "check", str(closed))
+    assert checked.returncode == 0 and "a valid policy: 1 rules, 0 groups, default allow" in checked.stdout
+    refused = run_cli(tmp_path, "policy", "check", str(bad))
+    assert refused.returncode == 2 and "effect must be 'allow' or 'deny'" in refused.stderr
     wrong = b.run_cli("policy", "set", str(bad))
     assert wrong.returncode == 2 and "effect must be 'allow' or 'deny'" in wrong.stderr
     # Also refused by the API itself (a client that skips the CLI's check), old policy kept.
