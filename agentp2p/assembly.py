@@ -137,6 +137,8 @@ class NodeParts:
     authorizer: Authorizer | None = None
     trust: TrustBook = field(default_factory=TrustBook)
     trust_path: Path | None = None
+    #: Banned now, by the penalty box or by trust (the predicate the gates use).
+    is_banned: Callable[[ID], bool] = lambda _peer: False
 
 
 def default_services(config: NodeConfig, given: Sequence[NodeService] = ()) -> list[NodeService]:
@@ -282,7 +284,7 @@ def assemble(
     parts = NodeParts(
         config, identity, listen, penalties, resources, handler_failures, host, events, dialer, pubsub, dht,
         bootstrapper, context, denylist=denylist, allowlist=allowlist, authorizer=authorizer,
-        trust=trust, trust_path=trust_path,
+        trust=trust, trust_path=trust_path, is_banned=banned,
     )
     for service in [*services, *default_services(config, services)]:
         if service.name in parts.services:

@@ -492,13 +492,8 @@ def _policy(client: Any, args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     if args.op == "check":
-        from agentp2p.config import NodeConfig
-        from agentp2p.errors import ConfigError
-
-        try:
-            checked = NodeConfig(policy=args.arg).load_policy()
-        except ConfigError as exc:
-            print(f"agentp2p: error: {exc}", file=sys.stderr)
+        checked = _read_policy(args.arg)
+        if checked is None:
             return EXIT_USAGE
         if args.json:
             _print_json(checked.to_dict())
@@ -522,16 +517,12 @@ def _policy(client: Any, args: argparse.Namespace) -> int:
     if args.op == "show":
         policy = client.policy()
     else:
-        from agentp2p.config import NodeConfig
-        from agentp2p.errors import ConfigError
-
         doc: dict[str, Any] = {}
         if args.op == "set":
-            try:
-                doc = NodeConfig(policy=args.arg).load_policy().to_dict()  # checked here, named errors
-            except ConfigError as exc:
-                print(f"agentp2p: error: {exc}", file=sys.stderr)
+            read = _read_policy(args.arg)  # checked here, with named errors
+            if read is None:
                 return EXIT_USAGE
+            doc = read.to_dict()
         policy = client.set_policy(doc)
     if args.json:
         _print_json(policy)
@@ -544,6 +535,18 @@ def _policy(client: Any, args: argparse.Namespace) -> int:
     if not policy["rules"]:
         print("no rules: every peer may " + ("do everything" if policy["default"] == "allow" else "do nothing"))
     return EXIT_OK
+
+
+def _read_policy(path: str) -> Any:
+    """The checked policy in the TOML/JSON file ``path``; None (the reason on stderr) if it is not one."""
+    from agentp2p.config import NodeConfig
+    from agentp2p.errors import ConfigError
+
+    try:
+        return NodeConfig(policy=path).load_policy()
+    except ConfigError as exc:
+        print(f"agentp2p: error: {exc}", file=sys.stderr)
+        return None
 
 
 def _when(ms: int) -> str:

@@ -129,6 +129,7 @@ class Node:
         self.allowlist = parts.allowlist
         self.trust = parts.trust
         self._trust_path = parts.trust_path
+        self._banned = parts.is_banned
         assert parts.authorizer is not None
         self.authorizer = parts.authorizer
         # The policy's connect rules for peers whose groups decide (and after a change).
@@ -314,8 +315,7 @@ class Node:
             self._nursery.start_soon(self._close_quietly, peer)
 
     def is_banned(self, peer: ID | str) -> bool:
-        pid = to_peer_id(peer)
-        return self.trust.refuses(pid) or (self.penalties.is_banned(pid) and self.trust.pinned(pid) is not Pin.TRUSTED)
+        return self._banned(to_peer_id(peer))
 
     # -- trust (agentp2p.security.trust) ------------------------------------------------
 
@@ -337,7 +337,7 @@ class Node:
             await self._cut_off([pid])
         elif pin is not None:
             self.penalties.unban(pid)
-        self._save_trust()
+        await self._save_trust_async()
         return self.trust.describe(pid)
 
     def _save_trust(self) -> None:

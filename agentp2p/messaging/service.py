@@ -90,7 +90,7 @@ from agentp2p.security.rejections import MessageRejected, RejectCounters, Reject
 from agentp2p.security.screen import InboundScreen
 from agentp2p.security.sealing import open_envelope, seal_envelope
 from agentp2p.security.signing import signing_bytes, verify_envelope
-from agentp2p.throttled_log import ThrottledLog
+from agentp2p.throttled_log import OncePerInterval, ThrottledLog
 
 log = logging.getLogger("agentp2p.messaging")
 
@@ -121,8 +121,8 @@ REJECTION_WEIGHTS: dict[RejectReason, float] = {
     RejectReason.REPLAYED: 0.5,  # at most once a minute per peer: a crash can replay a window's worth
     RejectReason.STALE: 0.0,  # a sender's clock is wrong: its messages are refused, that is all
 }
-#: Rejections that honest faults produce in bursts are charged once per this many seconds per peer.
-ONCE_PER = {RejectReason.REPLAYED: 60.0}
+#: Replays are charged at most once per this many seconds per peer (see REJECTION_WEIGHTS).
+REPLAY_CHARGED_ONCE_PER = 60.0
 
 
 @dataclass(slots=True, eq=False)
@@ -162,7 +162,7 @@ class MessagingService:
         self.delivery_latency = Histogram()
         self.ctx: NodeContext | None = None
         self._authorizer: Any = None
-        self._charged: dict[tuple[ID, RejectReason], float] = {}  # last charge, for ONCE_PER
+        self._replay_charges = OncePerInterval(REPLAY_CHARGED_ONCE_PER)
         self.screen: InboundScreen | None = None
         self._out: dict[ID, Link] = {}
         self._in: dict[ID, Link] = {}
@@ -741,15 +741,8 @@ class MessagingService:
         weight = REJECTION_WEIGHTS.get(reason, 1.0)
         if not weight or self.ctx is None:
             return
-        every = ONCE_PER.get(reason)
-        if every is not None:
-            now, key = time.monotonic(), (peer, reason)
-            last = self._charged.get(key)
-            if last is not None and now - last < every:
-                return
-            self._charged[key] = now
-            if len(self._charged) > 4096:
-                self._charged.pop(next(iter(self._charged)))
+        if reason is RejectReason.REPLAYED and not self._replay_charges.allow(peer)[0]:
+            return
         self.ctx.offence(peer, "msg:" + reason.value, weight)
 
     def _permitted(self, link: Link, type_: str) -> bool:

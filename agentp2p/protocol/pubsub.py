@@ -267,30 +267,34 @@ class PubSub:
 
     def _validate(self, topic: str, raw: RawMessage, from_peer: bytes) -> Verdict | Awaitable[Verdict]:
         if self._policy_publish:
-            auth = self.authorizer
             # The author (StrictSign: it signed the message); the forwarder if unsigned.
             author = self.router.id_of(raw.from_ or from_peer)
-            if auth.pending(author, "publish"):
+            if self.authorizer.pending(author, "publish"):
                 return self._await_policy(topic, raw, author)
-            if not auth.check(author, "publish", topic):
-                self.stats.policy_denied_messages += 1
+            if not self._may_publish(author, topic):
                 return Verdict.IGNORE  # not the forwarder's fault: no penalty
+        return self._user_verdict(topic, raw)
+
+    async def _await_policy(self, topic: str, raw: RawMessage, author: ID) -> Verdict:
+        await self.authorizer.resolve(author, dial=True)  # a publisher across the mesh: asked directly, budgeted
+        if not self._may_publish(author, topic):
+            return Verdict.IGNORE
+        verdict = self._user_verdict(topic, raw)
+        return verdict if isinstance(verdict, Verdict) else await verdict
+
+    def _may_publish(self, author: ID, topic: str) -> bool:
+        """The policy's publish rules for ``author`` on ``topic`` (a refusal counted)."""
+        if self.authorizer.check(author, "publish", topic):
+            return True
+        self.stats.policy_denied_messages += 1
+        return False
+
+    def _user_verdict(self, topic: str, raw: RawMessage) -> Verdict | Awaitable[Verdict]:
+        """The topic's validator on ``raw``, if the application set one."""
         validator = self._validators.get(topic)
         if validator is None:
             return Verdict.ACCEPT
         return self._run_validator(topic, validator, self._message(topic, raw))
-
-    async def _await_policy(self, topic: str, raw: RawMessage, author: ID) -> Verdict:
-        auth = self.authorizer
-        await auth.resolve(author, dial=True)  # a publisher across the mesh: asked directly, budgeted
-        if not auth.check(author, "publish", topic):
-            self.stats.policy_denied_messages += 1
-            return Verdict.IGNORE
-        validator = self._validators.get(topic)
-        if validator is None:
-            return Verdict.ACCEPT
-        verdict = self._run_validator(topic, validator, self._message(topic, raw))
-        return verdict if isinstance(verdict, Verdict) else await verdict
 
     def _validated(self, topic: str) -> bool:
         """Does the router ask us about each message of ``topic``? (a validator, or the policy)"""

@@ -92,4 +92,4 @@ def test_throttled_log_says_how_much_it_held_back(caplog: pytest.LogCaptureFixtu
     assert tl.suppressed == 999
     for i in range(10):  # the key table stays bounded
         tl.info(i, "x")
-    assert len(tl._keys) == 2
+    assert tl.tracked == 2

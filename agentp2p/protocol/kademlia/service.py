@@ -97,8 +97,8 @@ IDENTIFY_WAIT = 60.0
 #: PUT_VALUE of a record the validator refused (server.py's refusal text), and its offence weight.
 INVALID_RECORD = f"record {Put.INVALID.value}"
 INVALID_RECORD_WEIGHT = 1.0
-#: Requests that store something here, subject to the policy's store rules.
-_STORES = (MessageType.PUT_VALUE, MessageType.ADD_PROVIDER)
+#: Requests that store something here, and their resource in the policy's store rules.
+_STORE_RESOURCES = {MessageType.PUT_VALUE: "value", MessageType.ADD_PROVIDER: "provider"}
 #: With no protocols in the peerstore this long after a connection (or after
 #: our last attempt), we run identify ourselves; each attempt is bounded by
 #: IDENTIFY_ASK_TIMEOUT.
@@ -573,27 +573,25 @@ class KademliaService:
                 await ms.reset()
                 return
             self.stats.inbound_requests += 1
-            if msg.type in _STORES and self._authorizer is not None and not await self._may_store(peer, msg.type):
-                self.stats.refused += 1
-                self.stats.refused_policy += 1
-                if msg.type is MessageType.ADD_PROVIDER:
-                    continue  # unacknowledged anyway
-                await ms.reset()  # as for a quota refusal: a failed request to the requester
-                return
-            reply = self._answer(key, msg)
-            if isinstance(reply, SendResponse):
-                try:
-                    with trio.fail_after(self.config.request_timeout):
-                        await ms.write(encode_message(self._with_addrs(reply.message)))
-                except Exception:  # noqa: BLE001 — the peer stopped reading, or left
-                    await ms.reset()
-                    return
-                self.stats.responses += 1
-                continue
-            if reply is None or reply.error is None:
-                continue  # ADD_PROVIDER: no answer, by the spec
+            if await self._may_store(peer, msg.type):
+                reply = self._answer(key, msg)
+                if isinstance(reply, SendResponse):
+                    try:
+                        with trio.fail_after(self.config.request_timeout):
+                            await ms.write(encode_message(self._with_addrs(reply.message)))
+                    except Exception:  # noqa: BLE001 — the peer stopped reading, or left
+                        await ms.reset()
+                        return
+                    self.stats.responses += 1
+                    continue
+                if reply is None or reply.error is None:
+                    continue  # ADD_PROVIDER: no answer, by the spec
+                error = reply.error
+            else:
+                self.stats.refused_policy += 1  # refused like a quota: a failed request to the requester
+                error = "refused by the policy"
             self.stats.refused += 1
-            if reply.error == INVALID_RECORD:
+            if error == INVALID_RECORD:
                 # The validator refused it: a forged or malformed record (an
                 # honest writer's stale one is "outdated", not this).
                 self.stats.invalid_records += 1
@@ -604,13 +602,11 @@ class KademliaService:
             return
 
     async def _may_store(self, peer: ID, kind: MessageType) -> bool:
-        """The policy's ``store`` rules (resource ``value`` or ``provider``)."""
-        authz = self._authorizer
-        if not authz.governs("store"):
+        """The policy's ``store`` rules for a request that stores something here."""
+        resource = _STORE_RESOURCES.get(kind)
+        if resource is None or self._authorizer is None:
             return True
-        if authz.pending(peer, "store"):
-            await authz.resolve(peer)
-        return authz.check(peer, "store", "value" if kind is MessageType.PUT_VALUE else "provider")
+        return await self._authorizer.authorize(peer, "store", resource)
 
     def _with_addrs(self, msg: Message) -> Message:
         """Peers in an answer carry addresses: the table's, else the peerstore's
