@@ -1,7 +1,17 @@
-"""Whole-network figures (issue #14): the topology agentp2p builds today.
+"""Whole-network figures (issue #14): the topology agentp2p builds today, and the whole node simulated.
 
     .venv/bin/python benchmarks/scale.py topology [--nodes 1000,10000] [--variants random,plane,plane-near6,plane-near10]
                                                   [--deliver S] [--warmup S] [--seed N] [--json]
+    .venv/bin/python benchmarks/scale.py whole [--nodes 1000] [--join-rate R | --storm] [--swim on|off]
+                                               [--loss P] [--seed N]
+
+``whole``: the whole-node simulator (agentp2p/simulation/whole_node.py: every
+node's SWIM, Kademlia and gossipsub cores on one clock, coupled by their
+connections) builds the network (bootstrap nodes, then ``--join-rate``
+joins a second, or all in 60 s with ``--storm``), lets it settle, and then
+measures in turn: idle traffic and load per node, newcomers finding agents,
+publishing, 1 % of the nodes crashing at once, and a partition in two halves
+that heals after 30 s. See docs/scale.md for the model and the figures.
 
 ``topology``: runs the gossipsub simulator (agentp2p/simulation/gossipsub.py,
 the node's own router core on virtual time) until its meshes have formed,
@@ -72,16 +82,60 @@ def topology(n: int, warmup: float, seed: int, variant: str = "random", deliver:
     return out
 
 
+def _ms(x: float | None) -> str:
+    return "-" if x is None or x != x else f"{x * 1000:,.0f} ms"
+
+
+def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int) -> dict[str, Any]:
+    from agentp2p.simulation.whole_node import WholeNodeConfig, run_whole_node
+
+    t0 = time.perf_counter()
+    cfg = WholeNodeConfig(n=n, seed=seed, join_rate=join_rate, swim=swim, loss=loss)
+    out = run_whole_node(cfg, log=lambda m: print(f"  [{time.perf_counter() - t0:7.1f} s] {m[:160]}", flush=True))
+    b, idle, new, ps, cr, part, heal = (out[k] for k in ("build", "idle", "newcomer", "pubsub", "crash", "partition",
+                                                          "heal"))
+    print(f"\n  {n:,} nodes, seed {seed}, {join_rate:g} joins/s, SWIM {'on' if swim else 'off'}, loss {loss:.0%}; "
+          f"{out['config']['latency']}")
+    print(f"  join (connected to announced): P50 {_ms(b['join_p50'])}, P99 {_ms(b['join_p99'])}; "
+          f"{b['joined']:,}/{b['nodes']:,} announced")
+    print(f"  idle per node: {idle['Bps']:,.0f} B/s (SWIM {idle['swim_Bps']:,.0f}, DHT {idle['kad_Bps']:,.0f}, "
+          f"gossipsub {idle['gossip_Bps']:,.0f}), {idle['events_ps']:.1f} core inputs/s, "
+          f"connections P50 {idle['conns_p50']:.0f} / max {idle['conns_max']}")
+    print(f"  newcomer finds an agent: {new['found']}/{new['asked']}, P50 {_ms(new['p50'])}, P99 {_ms(new['p99'])}")
+    print(f"  pub/sub at {ps['rate']:g} msg/s: delivered {ps['ratio']:.2%}, P50 {_ms(ps['p50'])}, P99 {_ms(ps['p99'])}")
+    if "all_seen_p50" in cr:
+        print(f"  {cr['crashed']} crashed: seen failed by all {cr['all_seen']}/{cr['crashed']}, "
+              f"P50 {cr['all_seen_p50']:.1f} s, P99 {cr['all_seen_p99']:.1f} s")
+    for g in (0, 1):
+        d, f = part[f"pubsub_{g}"], part[f"find_{g}"]
+        print(f"  partition, half {g}: delivered {d['ratio']:.2%}, found {f['found']}/{f['asked']} "
+              f"(P50 {_ms(f['p50'])}, P99 {_ms(f['p99'])})")
+    fa = heal["find_across"]
+    print(f"  healed: SWIM views whole after {heal['swim_merged_s']} s, a publish reaches all after "
+          f"{heal['pubsub_merged_s']} s, found across {fa['found']}/{fa['asked']} (P99 {_ms(fa['p99'])})")
+    print(f"  ({out['totals']['virtual_s']:.0f} virtual s in {out['totals']['wall_s']:.0f} s of wall time)")
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["topology"])
+    p.add_argument("what", choices=["topology", "whole"])
     p.add_argument("--nodes", default="1000", help="comma-separated network sizes")
     p.add_argument("--warmup", type=float, default=30.0, help="virtual seconds for the meshes to form")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--variants", default="random", help=f"comma-separated, of: {', '.join(VARIANTS)}")
     p.add_argument("--deliver", type=float, default=0.0, help="also publish for this many seconds (2 msg/s)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--join-rate", type=float, default=50.0, help="whole: nodes joining per second")
+    p.add_argument("--storm", action="store_true", help="whole: every node joins within 60 s")
+    p.add_argument("--swim", choices=["on", "off"], default="on")
+    p.add_argument("--loss", type=float, default=0.0)
     args = p.parse_args()
+    if args.what == "whole":
+        for n in (int(x) for x in args.nodes.split(",")):
+            rate = n / 60.0 if args.storm else args.join_rate
+            print(json.dumps(whole(n, rate, args.swim == "on", args.loss, args.seed), default=str))
+        return
     results = [topology(int(n), args.warmup, args.seed, v, args.deliver)
                for n in args.nodes.split(",") for v in args.variants.split(",")]
     if not args.json:

@@ -1,0 +1,854 @@
+"""The whole node on one virtual clock: SWIM, Kademlia and gossipsub together (issue #14).
+
+The protocol simulators (swim.py, kademlia.py, gossipsub.py) each run one
+core alone, on a network made for it. A node runs the three at once, and
+they meet in one place: **connections**. A SWIM probe to a member we are
+not connected to dials it; so does a DHT request to a peer a lookup
+returned; every new connection is then a gossipsub peer, a candidate for
+the routing table and a SWIM member (the node's adapters feed each
+connection to every service, see ``protocol/swim/service.py``). What the
+node does at scale — how many connections each node ends up with, what a
+newcomer pays, how a partition heals — comes from that coupling, which no
+single-protocol simulator sees. This one runs every node's three real cores
+(the node's own configurations: ``SwimConfig()``, ``kademlia_config``,
+``router_params``, gossipsub scoring on) and only replaces the adapters:
+
+* **Links.** Each pair of nodes has a one-way latency fixed for the pair
+  (links.py: lognormal, median 50 ms, 10-200 ms) and delivers in order.
+  ``loss`` drops whole messages (all three protocols), a worst case.
+* **Connections.** The first message from i to j dials: the connection is
+  usable ``dial_rtts`` round trips later (TCP, Noise, muxer and stream
+  negotiation), and ``identify_rtts`` after that both sides hand it to
+  their services (kad ``PeerConnected``, gossipsub ``PeerConnected``, SWIM
+  ``MemberDiscovered``). A node refuses a new connection once it has
+  ``max_connections`` (the node's inbound limit, 300). A dial to a crashed
+  node or across a partition fails silently (the cores time out). Nothing
+  closes an idle connection (the node has no connection manager). When a
+  node crashes, or a partition cuts a connection, each end notices
+  ``disconnect_detect`` seconds later (a keep-alive timeout) and tells its
+  kad and gossipsub cores.
+* **Records on top.** Every node provides one capability (``capabilities``
+  names shared round-robin) as the records service does: a provider record
+  under ``provider_key(name)``, announced as soon as it is connected to its
+  bootstrap node, alongside its self-lookup. Finding an agent is
+  ``FindProviders`` and then fetching the record from a provider: one round
+  trip more, plus a dial if not connected.
+* **Signatures** are stand-ins (SWIM: swim.sim_signer; gossipsub: a
+  constant answered valid at once): no crypto, no CPU model. A node
+  processes anything instantly; the ``events`` counters (core inputs per
+  node per second) are the load figure.
+* **Churn.** Nodes crash (``crash``) and fresh nodes join (``join``); no
+  node comes back under the same ID.
+
+Everything random comes from the seed, and the heap breaks ties by insertion
+order: a run is exactly reproducible. The scenarios and what they measure are
+:func:`run_whole_node` and its helpers.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentp2p.application.records.service import GROWTH_LIMIT
+from agentp2p.config import DHTConfig, PubSubConfig
+from agentp2p.protocol.dht import kademlia_config
+from agentp2p.protocol.gossipsub.core import GossipSubCore
+from agentp2p.protocol.gossipsub.events import (
+    Deliver,
+    Publish,
+    Published,
+    RpcReceived,
+    SendRpc,
+    SignatureChecked,
+    Subscribe,
+    Validate,
+    ValidationResult,
+    Verdict,
+    VerifySignature,
+)
+from agentp2p.protocol.gossipsub.events import PeerConnected as GPeerConnected
+from agentp2p.protocol.gossipsub.events import PeerDisconnected as GPeerDisconnected
+from agentp2p.protocol.gossipsub.events import Tick as GTick
+from agentp2p.protocol.gossipsub.score import PeerScore
+from agentp2p.protocol.gossipsub.score_params import PeerScoreThresholds, default_score_params
+from agentp2p.protocol.kademlia import (
+    ArmTimer,
+    Bootstrap,
+    CloseRequest,
+    FindProviders,
+    KademliaCore,
+    PingPeer,
+    Provide,
+    Provided,
+    ProvidersFound,
+    QueryFinished,
+    RequestFailed,
+    RequestReceived,
+    ResponseReceived,
+    SendRequest,
+    SendResponse,
+)
+from agentp2p.protocol.kademlia import PeerConnected as KPeerConnected
+from agentp2p.protocol.kademlia import PeerDisconnected as KPeerDisconnected
+from agentp2p.protocol.kademlia import Tick as KTick
+from agentp2p.protocol.kademlia.codec import encoded_size as kad_size
+from agentp2p.protocol.pubsub import router_params
+from agentp2p.protocol.swim import EventKind, MemberDiscovered, MemberEvent, Received, Send, SwimConfig, SwimCore
+from agentp2p.protocol.swim import Tick as STick
+from agentp2p.protocol.swim.wire import encoded_size as swim_size
+
+from .gossipsub_metrics import DeliveryLog, _MessageSizes, percentile, rpc_size
+from .kademlia import provider_key
+from .links import LognormalLatency, UniformLatency
+from .swim import addr, peer_id, sim_signer, sim_verify
+
+__all__ = ["TOPIC", "WholeNodeConfig", "WholeNodeSimulation", "run_whole_node"]
+
+#: The one topic every node subscribes to (as the records service's announcements).
+TOPIC = "/agentp2p/sim/agents"
+GOSSIP_PROTOCOL = "/meshsub/1.2.0"
+_SIGNATURE = b"\x5a" * 64
+
+_CALL, _READY, _NOTICE, _SWIM, _KAD, _GOSSIP, _WAKE_SWIM, _WAKE_GOSSIP, _WAKE_KAD = range(9)
+_STICK, _GTICK, _KTICK = STick(), GTick(), KTick()
+PROTOCOLS = ("swim", "kad", "gossip")
+
+
+def _sign(_payload: bytes) -> bytes:
+    return _SIGNATURE
+
+
+@dataclass(frozen=True)
+class WholeNodeConfig:
+    n: int = 1000
+    seed: int = 1
+    latency: str = "lognormal"  # or "uniform" (10-150 ms)
+    loss: float = 0.0
+    #: Stable nodes every other node dials first (connected to each other).
+    bootstrap_nodes: int = 4
+    #: Nodes joining per second while the network is built (n / 60: a join storm).
+    join_rate: float = 50.0
+    #: Round trips before a new connection carries a message, and more until
+    #: both sides' services are told of it (identify).
+    dial_rtts: float = 4.0
+    identify_rtts: float = 1.0
+    max_connections: int = 300
+    disconnect_detect: float = 10.0
+    #: Distinct capability names, provided round-robin (so ~n / capabilities providers each).
+    capabilities: int = 100
+    swim: bool = True
+    #: Payload bytes of a published message.
+    msg_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.latency not in ("lognormal", "uniform"):
+            raise ValueError("latency must be lognormal or uniform")
+        if not 0 <= self.loss < 1:
+            raise ValueError("loss is a probability in [0, 1)")
+        if self.n < self.bootstrap_nodes + 2 or self.bootstrap_nodes < 2:
+            raise ValueError("need at least two bootstrap nodes and a few others")
+        if self.capabilities < 1 or self.join_rate <= 0 or self.max_connections < 1:
+            raise ValueError("capabilities, join_rate and max_connections must be positive")
+
+
+class _Node:
+    __slots__ = ("i", "pid", "up", "conns", "inbound", "swim", "kad", "gossip", "wake", "kad_wake", "booted",
+                 "on_boot", "started", "joined", "cap", "queries", "round_table", "round_running", "round_due")
+
+    def __init__(self, i: int, pid: bytes, now: float) -> None:
+        self.i = i
+        self.pid = pid
+        self.up = True
+        #: peer index -> (connection usable from, we dialed it)
+        self.conns: dict[int, tuple[float, bool]] = {}
+        self.inbound = 0  # connections it did not dial (the limit counts these)
+        self.swim: SwimCore | None = None
+        self.kad: KademliaCore | None = None
+        self.gossip: GossipSubCore | None = None
+        self.wake: list[float | None] = [None, None]  # SWIM, gossipsub next wake-ups
+        self.kad_wake: float | None = None
+        #: Connected to a bootstrap node (and so started its self-lookup and first announce).
+        self.booted = False
+        self.on_boot: Callable[[], None] | None = None
+        self.started = now
+        self.joined: float | None = None  # its provider record is announced
+        #: The records service's announce rounds: the routing table's size
+        #: when the last one started, one running, one due (see _growth).
+        self.round_table = 0
+        self.round_running = False
+        self.round_due = False
+        self.cap = ""
+        #: query id -> what to do with its QueryFinished
+        self.queries: dict[object, Callable[[QueryFinished], None]] = {}
+
+
+@dataclass
+class Counters:
+    """Cumulative totals over all nodes (snapshot and subtract for a window)."""
+
+    bytes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PROTOCOLS, 0))
+    messages: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PROTOCOLS, 0))
+    events: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PROTOCOLS, 0))
+    dials: int = 0
+    refused: int = 0
+    failed_dials: int = 0
+    lost: int = 0
+
+    def copy(self) -> Counters:
+        return Counters(dict(self.bytes), dict(self.messages), dict(self.events), self.dials, self.refused,
+                        self.failed_dials, self.lost)
+
+
+class WholeNodeSimulation:
+    def __init__(self, cfg: WholeNodeConfig) -> None:
+        self.cfg = cfg
+        self.now = 0.0
+        self.rng = random.Random(cfg.seed)
+        #: The workload (who joins, publishes, crashes, looks up) has a stream of its own.
+        self.wrng = random.Random(cfg.seed * 1_000_003 + 17)
+        self.loss_rng = random.Random(cfg.seed * 1_000_003 + 5)
+        self.links = (LognormalLatency(seed=cfg.seed) if cfg.latency == "lognormal"
+                      else UniformLatency(seed=cfg.seed))
+        self.swim_config = SwimConfig()
+        self.kad_config = kademlia_config(DHTConfig())
+        self.gossip_params = router_params(PubSubConfig())
+        self.score_params = default_score_params()
+        self.nodes: list[_Node] = []
+        self.index: dict[bytes, int] = {}
+        self.live: set[int] = set()
+        self.boot: list[int] = []
+        self._bootset: set[int] = set()
+        #: node -> partition group (absent: group 0)
+        self.groups: dict[int, int] = {}
+        self.counters = Counters()
+        self.log = DeliveryLog()
+        self.sizes = _MessageSizes()
+        #: (time, observer, subject) of every SWIM "failed" event
+        self.failures: list[tuple[float, int, int]] = []
+        self.providers: dict[str, list[int]] = {}
+        self._heap: list[tuple] = []
+        self._count = 0
+        self._qid = 0
+        self.rounds = 0  # announce rounds finished
+
+    # ------------------------------------------------------------ nodes
+
+    def add_node(self, *, on_boot: Callable[[], None] | None = None) -> int:
+        """A fresh node (new peer ID) starts now and dials every bootstrap node
+        (as the node's Bootstrapper does, retrying refused or failed dials
+        from 0.5 s, doubling to 30 s, until one succeeds); ``on_boot`` runs
+        when the first of them is connected and identified."""
+        i = len(self.nodes)
+        pid = peer_id(i)
+        node = _Node(i, pid, self.now)
+        rng = random.Random(self.rng.getrandbits(64))
+        if self.cfg.swim:
+            node.swim = SwimCore(pid, (addr(i),), rng=random.Random(rng.getrandbits(64)), now=self.now,
+                                 config=self.swim_config, sign=sim_signer(pid), verify=sim_verify)
+        node.kad = KademliaCore(pid, rng=random.Random(rng.getrandbits(64)), now=self.now, config=self.kad_config,
+                                local_addrs=(addr(i),))
+        node.gossip = GossipSubCore(pid, rng=random.Random(rng.getrandbits(64)), now=self.now,
+                                    params=self.gossip_params,
+                                    scorer=PeerScore(self.score_params, PeerScoreThresholds(), self.now),
+                                    sign=_sign)
+        node.cap = f"capability-{i % self.cfg.capabilities}"
+        self.nodes.append(node)
+        self.index[pid] = i
+        self.live.add(i)
+        self._gossip(i, Subscribe(TOPIC))
+        self._swim(i, _STICK)
+        node.on_boot = on_boot
+        for b in self.boot:
+            self._boot_dial(i, b, 0.5)
+        return i
+
+    def _boot_dial(self, i: int, b: int, backoff: float) -> None:
+        node = self.nodes[i]
+        if node.booted or not node.up or b in node.conns:
+            return
+        if self._dial(i, b) is None:
+            delay = backoff * self.rng.uniform(0.75, 1.25)
+            self.at(self.now + delay, lambda: self._boot_dial(i, b, min(30.0, 2 * backoff)))
+
+    def crash(self, i: int) -> None:
+        """Node i stops dead; each peer notices ``disconnect_detect`` later."""
+        node = self.nodes[i]
+        if not node.up:
+            return
+        node.up = False
+        self.live.discard(i)
+        when = self.now + self.cfg.disconnect_detect
+        for j in node.conns:
+            self._push(when, _NOTICE, j, i)
+
+    def partition(self, groups: dict[int, int]) -> None:
+        """Nodes in different groups can no longer reach each other; each end
+        of a connection that crosses groups notices ``disconnect_detect`` later."""
+        self.groups = dict(groups)
+        when = self.now + self.cfg.disconnect_detect
+        for i in self.live:
+            gi = self.groups.get(i, 0)
+            for j in self.nodes[i].conns:
+                if self.groups.get(j, 0) != gi:
+                    self._push(when, _NOTICE, i, j)
+
+    def heal(self) -> None:
+        self.groups = {}
+
+    def reachable(self, i: int, j: int) -> bool:
+        g = self.groups
+        return self.nodes[j].up and (not g or g.get(i, 0) == g.get(j, 0))
+
+    # ------------------------------------------------------------ connections
+
+    def _lat(self, i: int, j: int) -> float:
+        return self.links(i, j)
+
+    def _dial(self, i: int, j: int) -> float | None:
+        """i opens a connection to j; returns when it carries messages, or None."""
+        c = self.counters
+        if not self.reachable(i, j):
+            c.failed_dials += 1
+            return None
+        nj = self.nodes[j]
+        if nj.inbound >= self.cfg.max_connections:
+            c.refused += 1
+            return None
+        c.dials += 1
+        nj.inbound += 1
+        rtt = 2 * self._lat(i, j)
+        ready = self.now + self.cfg.dial_rtts * rtt
+        self.nodes[i].conns[j] = (ready, True)
+        nj.conns[i] = (ready, False)
+        known = ready + self.cfg.identify_rtts * rtt
+        self._push(known, _READY, i, j)
+        self._push(known, _READY, j, i)
+        return ready
+
+    def _arrival(self, i: int, j: int) -> float | None:
+        """When a message i sends j now arrives (dialing if need be), or None if it is lost."""
+        conn = self.nodes[i].conns.get(j)
+        ready = self._dial(i, j) if conn is None else conn[0]
+        if ready is None or not self.reachable(i, j):
+            return None
+        if self.cfg.loss and self.loss_rng.random() < self.cfg.loss:
+            self.counters.lost += 1
+            return None
+        return max(self.now, ready) + self._lat(i, j)
+
+    def _ready(self, i: int, j: int) -> None:
+        node = self.nodes[i]
+        conn = node.conns.get(j)
+        if not node.up or conn is None:
+            return
+        pid = self.nodes[j].pid
+        self._kad(i, KPeerConnected(pid, (addr(j),), True))
+        self._gossip(i, GPeerConnected(pid, GOSSIP_PROTOCOL, outbound=conn[1]))
+        if node.swim is not None:
+            self._swim(i, MemberDiscovered(pid, (addr(j),)))
+        if not node.booted and j in self._bootset:
+            node.booted = True
+            self._kad(i, Bootstrap())
+            self._round(i)
+            if node.on_boot is not None:
+                node.on_boot()
+
+    def _round(self, i: int) -> None:
+        """An announce round of the records service: ADD_PROVIDER of the node's capability."""
+        node = self.nodes[i]
+        node.round_due = False
+        if not node.up or node.round_running:
+            return
+        assert node.kad is not None
+        node.round_running = True
+        node.round_table = max(1, len(node.kad.table))
+        self.ask(i, lambda q: Provide(q, provider_key(node.cap)), self._provided)
+
+    def _provided(self, i: int, fin: QueryFinished) -> None:
+        node = self.nodes[i]
+        node.round_running = False
+        self.rounds += 1
+        if not isinstance(fin.result, Provided) or not fin.result.announced:
+            node.round_due = True  # a failed round is retried (the service backs off from 2 s)
+            self.at(self.now + 2.0, lambda: self._round(i))
+            return
+        if node.joined is None:
+            node.joined = self.now
+            self.providers.setdefault(node.cap, []).append(i)
+        self._growth(i)
+
+    def _growth(self, i: int) -> None:
+        """The records service announces again when the routing table has
+        doubled since the last round (until GROWTH_LIMIT), once the table
+        has settled: a node that announced while it knew only its bootstrap
+        peer reaches the peers really closest to its key. (The service waits
+        for 0.5 s without change, 2 s at most; this waits the 2 s.)"""
+        node = self.nodes[i]
+        last = node.round_table
+        if (node.round_running or node.round_due or not 0 < last < GROWTH_LIMIT
+                or len(node.kad.table) < 2 * last):  # type: ignore[arg-type]
+            return
+        node.round_due = True
+        self.at(self.now + 2.0, lambda: self._round(i))
+
+    def _notice(self, i: int, j: int) -> None:
+        node = self.nodes[i]
+        if not node.up or j not in node.conns or self.reachable(i, j):
+            return
+        outbound = node.conns.pop(j)[1]
+        other = self.nodes[j]
+        if other.conns.pop(i, None) is not None:
+            (node if not outbound else other).inbound -= 1
+        pid = self.nodes[j].pid
+        self._kad(i, KPeerDisconnected(pid))
+        self._gossip(i, GPeerDisconnected(pid))
+
+    # ------------------------------------------------------------ the clock
+
+    def at(self, when: float, fn: Callable[[], None]) -> None:
+        self._push(max(when, self.now), _CALL, 0, fn)
+
+    def _push(self, when: float, kind: int, a: int, b: Any) -> None:
+        self._count += 1
+        heapq.heappush(self._heap, (when, self._count, kind, a, b))
+
+    def run_until(self, t_end: float) -> None:
+        heap, nodes = self._heap, self.nodes
+        while heap and heap[0][0] <= t_end:
+            when, _, kind, a, b = heapq.heappop(heap)
+            self.now = when
+            if kind == _CALL:
+                b()
+                continue
+            node = nodes[a]
+            if not node.up:
+                continue
+            if kind == _SWIM:
+                if self.reachable(b[0], a):
+                    self._swim(a, Received(nodes[b[0]].pid, b[1]))
+            elif kind == _KAD:
+                src, event = b
+                if src is None or self.reachable(src, a):
+                    self._kad(a, event)
+            elif kind == _GOSSIP:
+                if self.reachable(b[0], a):
+                    self._gossip(a, RpcReceived(nodes[b[0]].pid, b[1]))
+            elif kind == _WAKE_SWIM:
+                if node.wake[0] == b:
+                    node.wake[0] = None
+                    self._swim(a, _STICK)
+            elif kind == _WAKE_GOSSIP:
+                if node.wake[1] == b:
+                    node.wake[1] = None
+                    self._gossip(a, _GTICK)
+            elif kind == _WAKE_KAD:
+                if node.kad_wake == b:
+                    node.kad_wake = None
+                    self._kad(a, _KTICK)
+            elif kind == _READY:
+                self._ready(a, b)
+            elif kind == _NOTICE:
+                self._notice(a, b)
+        if t_end > self.now:
+            self.now = t_end
+
+    # ------------------------------------------------------------ SWIM adapter
+
+    def _swim(self, i: int, event: Any) -> None:
+        node = self.nodes[i]
+        core = node.swim
+        if core is None:
+            return
+        self.counters.events["swim"] += 1
+        c = self.counters
+        for act in core.handle(self.now, event):
+            t = type(act)
+            if t is Send:
+                j = self.index.get(act.to)
+                if j is None:
+                    continue
+                c.messages["swim"] += 1
+                c.bytes["swim"] += swim_size(act.message)
+                arrive = self._arrival(i, j)
+                if arrive is not None:
+                    self._push(arrive, _SWIM, j, (i, act.message))
+            elif t is MemberEvent and act.kind is EventKind.FAILED:
+                j = self.index.get(act.peer_id)
+                if j is not None:
+                    self.failures.append((self.now, i, j))
+        dl = core.next_deadline()
+        if dl is not None and dl != node.wake[0]:
+            node.wake[0] = dl
+            self._push(max(dl, self.now), _WAKE_SWIM, i, dl)
+
+    # ------------------------------------------------------------ Kademlia adapter
+
+    def ask(self, i: int, make: Callable[[object], Any], then: Callable[[int, QueryFinished], None]) -> None:
+        """Start a query at node i; ``then(i, finished)`` runs when it ends."""
+        self._qid += 1
+        qid = ("sim", self._qid)
+        self.nodes[i].queries[qid] = lambda fin: then(i, fin)
+        self._kad(i, make(qid))
+
+    def _kad(self, i: int, event: Any) -> None:
+        node = self.nodes[i]
+        core = node.kad
+        assert core is not None
+        c = self.counters
+        c.events["kad"] += 1
+        for a in core.handle(self.now, event):
+            t = type(a)
+            if t is ArmTimer:
+                node.kad_wake = at = max(a.at, self.now)
+                self._push(at, _WAKE_KAD, i, at)
+            elif t is SendRequest:
+                j = self.index.get(a.peer)
+                if j is None:
+                    continue
+                kind = a.message.type.name
+                c.messages["kad"] += 1
+                c.bytes["kad"] += kad_size(a.message)
+                refused = c.refused
+                arrive = self._arrival(i, j)
+                if arrive is None:
+                    if c.refused != refused:
+                        # The peer's connection limit: the dial fails after a round trip, not a timeout.
+                        self._push(self.now + 2 * self._lat(i, j), _KAD, i,
+                                   (None, RequestFailed(a.request_id, "refused")))
+                    continue
+                if not a.expect_response:
+                    self._push(arrive - self._lat(i, j), _KAD, i, (None, ResponseReceived(a.request_id, None)))
+                self._push(arrive, _KAD, j, (i, RequestReceived(node.pid, (i, a.request_id, kind), a.message)))
+            elif t is SendResponse:
+                requester, rid, _kind = a.request_id
+                c.messages["kad"] += 1
+                c.bytes["kad"] += kad_size(a.message)
+                arrive = self._arrival(i, requester)
+                if arrive is not None:
+                    self._push(arrive, _KAD, requester, (i, ResponseReceived(rid, a.message)))
+            elif t is PingPeer:
+                j = self.index.get(a.peer)
+                if j is None:
+                    continue
+                arrive = self._arrival(i, j)
+                if arrive is not None:
+                    self._push(arrive + self._lat(i, j), _KAD, i, (j, ResponseReceived(a.request_id, None)))
+            elif t is CloseRequest:
+                requester, rid, _kind = a.request_id
+                if a.error is not None and requester != i:
+                    self._push(self.now + self._lat(i, requester), _KAD, requester, (i, RequestFailed(rid, a.error)))
+            elif t is QueryFinished:
+                then = node.queries.pop(a.query_id, None)
+                if then is not None:
+                    then(a)
+        if node.round_table and not node.round_due and not node.round_running and node.round_table < GROWTH_LIMIT:
+            self._growth(i)
+
+    # ------------------------------------------------------------ gossipsub adapter
+
+    def _gossip(self, i: int, event: Any) -> None:
+        node = self.nodes[i]
+        core = node.gossip
+        assert core is not None
+        c = self.counters
+        c.events["gossip"] += 1
+        checks: list[VerifySignature] = []
+        for a in core.handle(self.now, event):
+            t = type(a)
+            if t is SendRpc:
+                j = self.index.get(a.peer)
+                if j is None or j not in node.conns:
+                    continue
+                total, _data = rpc_size(a.rpc, self.sizes)
+                c.messages["gossip"] += 1
+                c.bytes["gossip"] += total
+                arrive = self._arrival(i, j)
+                if arrive is not None:
+                    self._push(arrive, _GOSSIP, j, (i, a.rpc))
+            elif t is Deliver:
+                self.log.deliver(a.msg_id, i, self.now)
+            elif t is VerifySignature:
+                checks.append(a)
+            elif t is Published:
+                self.log.publish(a.msg_id, self.now, i, a.topic)
+            elif t is Validate:
+                self._gossip(i, ValidationResult(a.msg_id, Verdict.ACCEPT))
+        for v in checks:
+            self._gossip(i, SignatureChecked(v.msg_id, True))
+        dl = core.next_deadline()
+        if dl is not None and dl != node.wake[1]:
+            node.wake[1] = dl
+            self._push(max(dl, self.now), _WAKE_GOSSIP, i, dl)
+
+    def publish(self, i: int, tag: int = 0) -> None:
+        data = (b"msg %08d %08d " % (len(self.log.published), tag)).ljust(self.cfg.msg_size, b".")
+        self._gossip(i, Publish(TOPIC, data))
+
+    # ------------------------------------------------------------ views
+
+    def connections(self) -> list[int]:
+        return sorted(len(self.nodes[i].conns) for i in self.live)
+
+    def members_known(self) -> list[float]:
+        """Each live node's SWIM view: live members it holds alive or suspect, as a share of the others."""
+        others = len(self.live) - 1
+        return [self.nodes[i].swim.alive_count() / others for i in self.live  # type: ignore[union-attr]
+                if self.nodes[i].swim is not None] if others > 0 else []
+
+    def mesh_sizes(self) -> list[int]:
+        return sorted(len(self.nodes[i].gossip.mesh(TOPIC)) for i in self.live)  # type: ignore[union-attr]
+
+    def random_live(self, *, group: int | None = None) -> int:
+        live = sorted(self.live) if group is None else sorted(i for i in self.live if self.groups.get(i, 0) == group)
+        return live[self.wrng.randrange(len(live))]
+
+
+# ================================================================ scenarios
+
+
+def _pct(xs: list[float], q: float) -> float:
+    return percentile(xs, q) if xs else float("nan")
+
+
+def _window(sim: WholeNodeSimulation, seconds: float) -> dict[str, Any]:
+    """Run ``seconds`` with no workload: traffic and core inputs per live node per second."""
+    before, t0 = sim.counters.copy(), sim.now
+    sim.run_until(sim.now + seconds)
+    after, n = sim.counters, max(1, len(sim.live))
+    span = sim.now - t0
+    out: dict[str, Any] = {}
+    for p in PROTOCOLS:
+        out[f"{p}_Bps"] = (after.bytes[p] - before.bytes[p]) / n / span
+        out[f"{p}_events_ps"] = (after.events[p] - before.events[p]) / n / span
+    out["Bps"] = sum(out[f"{p}_Bps"] for p in PROTOCOLS)
+    out["events_ps"] = sum(out[f"{p}_events_ps"] for p in PROTOCOLS)
+    out["dials_ps"] = (after.dials - before.dials) / n / span
+    out["refused"] = after.refused - before.refused
+    return out
+
+
+def _find(sim: WholeNodeSimulation, i: int, cap: str, started: float, samples: list[tuple[bool, float]],
+          group: int | None = None) -> None:
+    """Node i looks ``cap`` up and fetches a record from the first reachable provider."""
+
+    def done(_i: int, fin: QueryFinished) -> None:
+        res = fin.result
+        found = [sim.index[p.id] for p in res.providers] if isinstance(res, ProvidersFound) else []
+        for j in found:
+            if j == i:  # find_agents counts our own record (include_self)
+                samples.append((True, sim.now - started))
+                return
+            if sim.reachable(i, j) and (group is None or sim.groups.get(j, 0) == group):
+                conn = sim.nodes[i].conns.get(j)
+                rtt = 2 * sim._lat(i, j)
+                fetch = rtt + (sim.cfg.dial_rtts * rtt if conn is None else max(0.0, conn[0] - sim.now))
+                samples.append((True, sim.now + fetch - started))
+                return
+        samples.append((False, sim.now - started))
+
+    sim.ask(i, lambda q: FindProviders(q, provider_key(cap), 20), done)
+
+
+def _lookups(sim: WholeNodeSimulation, pairs: list[tuple[int, str]], limit: float = 30.0,
+             group: int | None = None) -> dict[str, Any]:
+    samples: list[tuple[bool, float]] = []
+    for i, cap in pairs:
+        _find(sim, i, cap, sim.now, samples, group)
+    end = sim.now + limit
+    while len(samples) < len(pairs) and sim.now < end:
+        sim.run_until(sim.now + 0.5)
+    lat = [t for ok, t in samples if ok]
+    return {"asked": len(pairs), "found": len(lat), "p50": _pct(lat, 50), "p99": _pct(lat, 99),
+            "max": max(lat) if lat else float("nan")}
+
+
+def _deliveries(sim: WholeNodeSimulation, msg_ids: list[bytes], audience: Callable[[int, int], bool],
+                deadline: float) -> dict[str, Any]:
+    """Delivery ratio and latency of ``msg_ids`` to every live node ``audience(author, node)`` admits."""
+    lat: list[float] = []
+    expected = 0
+    full = 0
+    for m in msg_ids:
+        author = sim.log.published[m][1]
+        got = sim.log.delivered[m]
+        ok = exp = 0
+        for i in sim.live:
+            if i == author or not audience(author, i):
+                continue
+            exp += 1
+            d = got.get(i)
+            if d is not None and d <= deadline:
+                ok += 1
+                lat.append(d)
+        expected += exp
+        full += ok == exp
+    return {"messages": len(msg_ids), "ratio": len(lat) / expected if expected else float("nan"),
+            "fully_delivered": full / len(msg_ids) if msg_ids else float("nan"),
+            "p50": _pct(lat, 50), "p99": _pct(lat, 99)}
+
+
+def _publish_for(sim: WholeNodeSimulation, seconds: float, rate: float, *, group: int | None = None,
+                 drain: float = 5.0) -> list[bytes]:
+    """Random live nodes publish ``rate`` messages a second for ``seconds``; returns their IDs."""
+    before = set(sim.log.published)
+    t0 = sim.now
+    t = t0
+    while True:
+        t += sim.wrng.expovariate(rate)
+        if t >= t0 + seconds:
+            break
+        sim.at(t, lambda: sim.publish(sim.random_live(group=group)))
+    sim.run_until(t0 + seconds + drain)
+    return [m for m in sim.log.published if m not in before]
+
+
+def _detection(sim: WholeNodeSimulation, crashed: list[int], t0: float, observers: set[int]) -> dict[str, Any]:
+    """For each crashed node: when the first and the last observer saw it failed."""
+    seen: dict[int, dict[int, float]] = {j: {} for j in crashed}
+    for t, obs, subj in sim.failures:
+        if subj in seen and t >= t0 and obs in observers and obs not in seen[subj]:
+            seen[subj][obs] = t - t0
+    per_pair = [d for s in seen.values() for d in s.values()]
+    all_seen = [max(s.values()) for s in seen.values() if len(s) >= len(observers)]
+    return {"crashed": len(crashed), "pairs_seen": len(per_pair), "pairs": len(crashed) * len(observers),
+            "pair_p50": _pct(per_pair, 50), "pair_p99": _pct(per_pair, 99),
+            "all_seen": len(all_seen), "all_seen_p50": _pct(all_seen, 50), "all_seen_p99": _pct(all_seen, 99)}
+
+
+def build(sim: WholeNodeSimulation) -> dict[str, Any]:
+    """Bootstrap nodes, then everyone else at ``join_rate`` (each dialing every
+    bootstrap node); runs until every node has announced its record (or 120 s more)."""
+    cfg = sim.cfg
+    for _ in range(cfg.bootstrap_nodes):
+        b = sim.add_node()  # dials the bootstrap nodes before it
+        sim.boot.append(b)
+        sim._bootset.add(b)
+    spacing = 1.0 / cfg.join_rate
+    for k in range(cfg.n - cfg.bootstrap_nodes):
+        sim.at((k + 1) * spacing, sim.add_node)
+    t_last = (cfg.n - cfg.bootstrap_nodes) * spacing
+    sim.run_until(t_last)
+    end = t_last + 120.0
+    while sim.now < end and any(sim.nodes[i].joined is None for i in sim.live):
+        sim.run_until(sim.now + 1.0)
+    joins = [n.joined - n.started for n in sim.nodes if n.joined is not None]
+    return {"nodes": len(sim.nodes), "joined": len(joins), "got_in": sum(1 for n in sim.nodes if n.booted), "spread_s": t_last, "done_at": sim.now,
+            "join_p50": _pct(joins, 50), "join_p99": _pct(joins, 99), "join_max": max(joins) if joins else None}
+
+
+def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 30.0, newcomers: int = 20,
+                   lookups: int = 5, rate: float = 2.0, publish_s: float = 20.0, crash_share: float = 0.01,
+                   crash_wait: float = 90.0, partition_s: float = 30.0, heal_wait: float = 60.0,
+                   log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Build the network, then in turn: idle, newcomers looking agents up,
+    publishing, a crash of ``crash_share`` of the nodes at once, and a
+    partition in two halves that heals. Returns every figure (see docs/scale.md)."""
+    say = log or (lambda _m: None)
+    wall = time.perf_counter()
+    sim = WholeNodeSimulation(cfg)
+    out: dict[str, Any] = {"config": {"n": cfg.n, "seed": cfg.seed, "join_rate": cfg.join_rate,
+                                      "swim": cfg.swim, "loss": cfg.loss, "latency": sim.links.describe()}}
+    out["build"] = build(sim)
+    out["build"]["wall_s"] = time.perf_counter() - wall
+    say(f"built: {out['build']}")
+    sim.run_until(sim.now + settle)
+    conns = sim.connections()
+    out["settled"] = {"at": sim.now, "conns_p50": _pct([float(c) for c in conns], 50), "conns_max": max(conns),
+                      "mesh_p50": _pct([float(m) for m in sim.mesh_sizes()], 50),
+                      "mesh_min": min(sim.mesh_sizes()),
+                      "members_min": min(sim.members_known(), default=float("nan")),
+                      "members_p50": _pct(sim.members_known(), 50)}
+    out["idle"] = _window(sim, idle)
+    conns = sim.connections()
+    out["idle"].update(conns_p50=_pct([float(c) for c in conns], 50), conns_max=max(conns))
+    say(f"idle: {out['idle']}")
+
+    # Newcomers: start, and as soon as one is connected to a bootstrap node, look
+    # agents up; each lookup is timed from the newcomer's start.
+    caps = sorted(sim.providers)
+    samples: list[tuple[bool, float]] = []
+    t_new = sim.now
+    fresh = []
+    for _ in range(newcomers):
+        picks = [caps[sim.wrng.randrange(len(caps))] for _ in range(lookups)]
+        box: list[int] = []
+        box.append(sim.add_node(on_boot=lambda box=box, picks=picks, t=sim.now: [
+            _find(sim, box[0], c, t, samples) for c in picks]))
+        fresh.append(box[0])
+    while len(samples) < newcomers * lookups and sim.now < t_new + 60.0:
+        sim.run_until(sim.now + 0.5)
+    lat = [t for ok, t in samples if ok]
+    out["newcomer"] = {"asked": newcomers * lookups, "found": len(lat), "p50": _pct(lat, 50), "p99": _pct(lat, 99),
+                       "max": max(lat) if lat else float("nan"),
+                       "got_in": sum(1 for i in fresh if sim.nodes[i].booted), "newcomers": newcomers}
+    say(f"newcomer: {out['newcomer']}")
+
+    ids = _publish_for(sim, publish_s, rate)
+    out["pubsub"] = _deliveries(sim, ids, lambda _a, _i: True, 5.0)
+    out["pubsub"]["rate"] = rate
+    say(f"pubsub: {out['pubsub']}")
+
+    # A worker process dies: crash_share of the nodes at once.
+    k = max(1, round(crash_share * len(sim.live)))
+    crashed = sim.wrng.sample(sorted(set(sim.live) - set(sim.boot)), k)
+    t0 = sim.now
+    for j in crashed:
+        sim.crash(j)
+    observers = {i for i in sim.live if sim.nodes[i].booted}
+    sim.run_until(t0 + crash_wait)
+    out["crash"] = _detection(sim, crashed, t0, observers) if cfg.swim else {"crashed": k}
+    say(f"crash: {out['crash']}")
+
+    # Partition in two halves (bootstrap nodes split too), then heal.
+    live = sorted(sim.live)
+    halves = {i: (0 if sim.wrng.random() < 0.5 else 1) for i in live}
+    sim.partition(halves)
+    t_split = sim.now
+    sim.run_until(t_split + max(15.0, sim.cfg.disconnect_detect + 5.0))
+    during: dict[str, Any] = {}
+    for g in (0, 1):
+        ids = _publish_for(sim, 5.0, rate, group=g, drain=3.0)
+        during[f"pubsub_{g}"] = _deliveries(sim, ids, lambda a, i: halves.get(i) == halves.get(a), 3.0)
+        mine = [c for c in caps if any(halves.get(j) == g for j in sim.providers[c] if j in sim.live)]
+        pairs = [(sim.random_live(group=g), mine[sim.wrng.randrange(len(mine))]) for _ in range(20)]
+        during[f"find_{g}"] = _lookups(sim, pairs, group=g)
+    sim.run_until(max(sim.now, t_split + partition_s))
+    out["partition"] = during
+    say(f"partition: {during}")
+    sim.heal()
+    t_heal = sim.now
+    merge: dict[str, Any] = {"swim_merged_s": None, "pubsub_merged_s": None}
+    probes: list[tuple[float, bytes]] = []
+    while sim.now < t_heal + heal_wait:
+        i = sim.random_live()
+        before = set(sim.log.published)
+        sim.publish(i)
+        probes.extend((sim.now, m) for m in sim.log.published if m not in before)
+        sim.run_until(sim.now + 1.0)
+        if merge["swim_merged_s"] is None and cfg.swim and min(sim.members_known()) >= 1.0:
+            merge["swim_merged_s"] = sim.now - t_heal
+    for t, m in probes:
+        got = sim.log.delivered[m]
+        author = sim.log.published[m][1]
+        if all(j in got for j in sim.live if j != author):
+            merge["pubsub_merged_s"] = t - t_heal
+            break
+    cross = []
+    for _ in range(20):
+        i = sim.random_live()
+        other = [c for c in caps if any(halves.get(j) != halves.get(i) for j in sim.providers[c] if j in sim.live)]
+        cross.append((i, other[sim.wrng.randrange(len(other))]))
+    merge["find_across"] = _lookups(sim, cross)
+    conns = sim.connections()
+    merge.update(conns_p50=_pct([float(c) for c in conns], 50), conns_max=max(conns),
+                 members_min=min(sim.members_known(), default=float("nan")))
+    out["heal"] = merge
+    say(f"heal: {merge}")
+    out["totals"] = {"virtual_s": sim.now, "dials": sim.counters.dials, "refused": sim.counters.refused,
+                     "failed_dials": sim.counters.failed_dials, "wall_s": time.perf_counter() - wall}
+    return out

@@ -1,0 +1,119 @@
+"""The whole-node simulator: three real cores per node, coupled by connections, on one clock.
+
+Small networks on virtual time (a few seconds of wall time each); the
+1,000- and 10,000-node runs are benchmarks (benchmarks/scale.py whole).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from agentp2p.simulation.whole_node import TOPIC, WholeNodeConfig, WholeNodeSimulation, build, run_whole_node
+
+
+def small(**kw: object) -> WholeNodeConfig:
+    base: dict[str, object] = dict(n=30, seed=3, join_rate=20.0, capabilities=10)
+    base.update(kw)
+    return WholeNodeConfig(**base)  # type: ignore[arg-type]
+
+
+def test_every_node_joins_through_a_bootstrap_node_and_the_services_share_its_connections() -> None:
+    sim = WholeNodeSimulation(small())
+    out = build(sim)
+    assert out["joined"] == 30
+    sim.run_until(sim.now + 30.0)
+    for i in sim.live:
+        node = sim.nodes[i]
+        assert node.joined is not None and node.booted
+        # Every connection reached each service (identify done): SWIM's own
+        # dials made gossipsub peers, not just the bootstrap dial.
+        assert node.gossip is not None and node.kad is not None
+        assert set(node.gossip.peers()) == {sim.nodes[j].pid for j in node.conns}
+        assert len(node.kad.table) >= len(node.conns) // 2
+    # SWIM: everyone knows everyone; gossipsub meshes formed.
+    assert min(sim.members_known()) == 1.0
+    assert min(sim.mesh_sizes()) >= 4
+    # Each capability has its providers on record.
+    assert sum(len(v) for v in sim.providers.values()) == 30
+
+
+def test_a_full_scenario_at_thirty_nodes_finds_delivers_detects_splits_and_heals() -> None:
+    out = run_whole_node(small(), settle=20.0, idle=5.0, newcomers=3, lookups=3, rate=2.0, publish_s=10.0,
+                         crash_share=0.1, crash_wait=60.0, partition_s=30.0, heal_wait=30.0)
+    assert out["build"]["joined"] == 30
+    assert out["newcomer"]["found"] == out["newcomer"]["asked"] == 9
+    assert out["pubsub"]["messages"] > 5 and out["pubsub"]["ratio"] == 1.0
+    crash = out["crash"]
+    assert crash["crashed"] == 3 and crash["all_seen"] == 3  # every live member saw every crash
+    part = out["partition"]
+    for g in (0, 1):
+        assert part[f"pubsub_{g}"]["ratio"] == 1.0  # each half keeps publishing ...
+        assert part[f"find_{g}"]["found"] == part[f"find_{g}"]["asked"]  # ... and finding
+    heal = out["heal"]
+    assert heal["swim_merged_s"] is not None and heal["pubsub_merged_s"] is not None
+    assert heal["find_across"]["found"] == heal["find_across"]["asked"]
+    assert out["idle"]["Bps"] > 0 and out["idle"]["events_ps"] > 0
+
+
+def test_a_run_is_exactly_reproducible_for_a_seed() -> None:
+    def trace(seed: int) -> tuple[object, ...]:
+        sim = WholeNodeSimulation(small(seed=seed))
+        build(sim)
+        for k in range(5):
+            sim.at(sim.now + k, lambda: sim.publish(sim.random_live()))
+        sim.run_until(sim.now + 10.0)
+        c = sim.counters
+        return (sim.now, c.bytes, c.messages, c.events, c.dials, sim.connections(),
+                sorted((m, tuple(sorted(d.items()))) for m, d in sim.log.delivered.items()))
+
+    assert trace(5) == trace(5)
+    assert trace(5) != trace(6)
+
+
+def test_bootstrap_nodes_full_of_inbound_connections_lock_newcomers_out() -> None:
+    """The node's inbound limit with SWIM's connections: once every bootstrap
+    node holds ``max_connections`` inbound connections, a newcomer's dials are
+    refused however often it retries (what the 1,000-node run shows at 300);
+    the nodes inside still deliver every message to each other."""
+    sim = WholeNodeSimulation(small(max_connections=8, capabilities=5))
+    build(sim)
+    sim.run_until(sim.now + 30.0)
+    inside = {i for i in sim.live if sim.nodes[i].booted}
+    assert sim.counters.refused > 0
+    assert all(sim.nodes[i].inbound <= 8 for i in sim.live)
+    assert all(sim.nodes[b].inbound == 8 for b in sim.boot)
+    assert 4 < len(inside) < 30
+    outside = sim.live - inside
+    assert all(not sim.nodes[i].conns for i in outside)
+    before = len(sim.log.published)
+    author = sorted(inside)[-1]
+    sim.publish(author)
+    sim.run_until(sim.now + 5.0)
+    (msg_id,) = list(sim.log.published)[before:]
+    assert set(sim.log.delivered[msg_id]) == inside - {author}
+
+
+def test_a_crashed_peer_leaves_its_peers_connection_tables_after_the_keepalive() -> None:
+    sim = WholeNodeSimulation(small(disconnect_detect=4.0))
+    build(sim)
+    sim.run_until(sim.now + 10.0)
+    victim = sorted(sim.live - set(sim.boot))[0]
+    peers = [j for j in sim.nodes[victim].conns]
+    assert peers
+    sim.crash(victim)
+    sim.run_until(sim.now + 3.9)
+    assert all(victim in sim.nodes[j].conns for j in peers)
+    sim.run_until(sim.now + 0.2)
+    assert not any(victim in sim.nodes[j].conns for j in peers)
+    assert all(sim.nodes[victim].pid not in sim.nodes[j].gossip.peers() for j in peers)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("bad", [dict(n=3), dict(bootstrap_nodes=1), dict(loss=1.0), dict(latency="x"),
+                                 dict(capabilities=0)])
+def test_bad_configurations_are_refused(bad: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        small(**bad)
+
+
+def test_the_topic_is_an_agentp2p_topic() -> None:
+    assert TOPIC.startswith("/agentp2p/")
