@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/scale.py topology [--nodes 1000,10000] [--variants random,plane,plane-near6,plane-near10]
                                                   [--deliver S] [--warmup S] [--seed N] [--json]
     .venv/bin/python benchmarks/scale.py whole [--nodes 1000] [--join-rate R | --storm] [--swim on|off]
-                                               [--loss P] [--seed N]
+                                               [--loss P] [--conn-manager LOW-HIGH] [--seed N]
 
 ``whole``: the whole-node simulator (agentp2p/simulation/whole_node.py: every
 node's SWIM, Kademlia and gossipsub cores on one clock, coupled by their
@@ -86,22 +86,25 @@ def _ms(x: float | None) -> str:
     return "-" if x is None or x != x else f"{x * 1000:,.0f} ms"
 
 
-def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int) -> dict[str, Any]:
+def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, conn: tuple[int, int]) -> dict[str, Any]:
     from agentp2p.simulation.whole_node import WholeNodeConfig, run_whole_node
 
     t0 = time.perf_counter()
-    cfg = WholeNodeConfig(n=n, seed=seed, join_rate=join_rate, swim=swim, loss=loss)
+    cfg = WholeNodeConfig(n=n, seed=seed, join_rate=join_rate, swim=swim, loss=loss, conn_high=conn[0],
+                          conn_low=conn[1])
     out = run_whole_node(cfg, log=lambda m: print(f"  [{time.perf_counter() - t0:7.1f} s] {m[:160]}", flush=True))
     b, idle, new, ps, cr, part, heal = (out[k] for k in ("build", "idle", "newcomer", "pubsub", "crash", "partition",
                                                           "heal"))
-    print(f"\n  {n:,} nodes, seed {seed}, {join_rate:g} joins/s, SWIM {'on' if swim else 'off'}, loss {loss:.0%}; "
-          f"{out['config']['latency']}")
+    manager = f"connection manager {conn[1]}-{conn[0]}" if conn[0] else "no connection manager"
+    print(f"\n  {n:,} nodes, seed {seed}, {join_rate:g} joins/s, SWIM {'on' if swim else 'off'}, loss {loss:.0%}, "
+          f"{manager}; {out['config']['latency']}")
     print(f"  join (connected to announced): P50 {_ms(b['join_p50'])}, P99 {_ms(b['join_p99'])}; "
-          f"{b['joined']:,}/{b['nodes']:,} announced")
+          f"{b['joined']:,}/{b['nodes']:,} announced, {b['got_in']:,} got in")
     print(f"  idle per node: {idle['Bps']:,.0f} B/s (SWIM {idle['swim_Bps']:,.0f}, DHT {idle['kad_Bps']:,.0f}, "
           f"gossipsub {idle['gossip_Bps']:,.0f}), {idle['events_ps']:.1f} core inputs/s, "
           f"connections P50 {idle['conns_p50']:.0f} / max {idle['conns_max']}")
-    print(f"  newcomer finds an agent: {new['found']}/{new['asked']}, P50 {_ms(new['p50'])}, P99 {_ms(new['p99'])}")
+    print(f"  newcomers: {new['got_in']}/{new['newcomers']} got in; found an agent {new['found']}/{new['asked']}, "
+          f"P50 {_ms(new['p50'])}, P99 {_ms(new['p99'])}")
     print(f"  pub/sub at {ps['rate']:g} msg/s: delivered {ps['ratio']:.2%}, P50 {_ms(ps['p50'])}, P99 {_ms(ps['p99'])}")
     if "all_seen_p50" in cr:
         print(f"  {cr['crashed']} crashed: seen failed by all {cr['all_seen']}/{cr['crashed']}, "
@@ -113,7 +116,10 @@ def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int) -> dict[
     fa = heal["find_across"]
     print(f"  healed: SWIM views whole after {heal['swim_merged_s']} s, a publish reaches all after "
           f"{heal['pubsub_merged_s']} s, found across {fa['found']}/{fa['asked']} (P99 {_ms(fa['p99'])})")
-    print(f"  ({out['totals']['virtual_s']:.0f} virtual s in {out['totals']['wall_s']:.0f} s of wall time)")
+    tot = out["totals"]
+    print(f"  dials {tot['dials']:,}, refused {tot['refused']:,}, trimmed {tot['trimmed']:,}; "
+          f"SWIM declared {tot['false_failures']:,} live nodes failed")
+    print(f"  ({tot['virtual_s']:.0f} virtual s in {tot['wall_s']:.0f} s of wall time)")
     return out
 
 
@@ -130,11 +136,15 @@ def main() -> None:
     p.add_argument("--storm", action="store_true", help="whole: every node joins within 60 s")
     p.add_argument("--swim", choices=["on", "off"], default="on")
     p.add_argument("--loss", type=float, default=0.0)
+    p.add_argument("--conn-manager", default="", metavar="LOW-HIGH",
+                   help="whole: trim idle connections above HIGH down to LOW (e.g. 32-64)")
     args = p.parse_args()
     if args.what == "whole":
         for n in (int(x) for x in args.nodes.split(",")):
             rate = n / 60.0 if args.storm else args.join_rate
-            print(json.dumps(whole(n, rate, args.swim == "on", args.loss, args.seed), default=str))
+            low, _, high = args.conn_manager.partition("-")
+            conn = (int(high), int(low)) if args.conn_manager else (0, 0)
+            print(json.dumps(whole(n, rate, args.swim == "on", args.loss, args.seed, conn), default=str))
         return
     results = [topology(int(n), args.warmup, args.seed, v, args.deliver)
                for n in args.nodes.split(",") for v in args.variants.split(",")]

@@ -139,6 +139,15 @@ class WholeNodeConfig:
     identify_rtts: float = 1.0
     max_connections: int = 300
     disconnect_detect: float = 10.0
+    #: A connection manager (the node has none today; an experiment): every
+    #: ``trim_every`` seconds a node above ``conn_high`` connections closes the
+    #: least recently used ones down to ``conn_low``, sparing its gossipsub
+    #: mesh, the bootstrap nodes and connections younger than ``conn_grace``.
+    #: 0: off.
+    conn_high: int = 0
+    conn_low: int = 0
+    conn_grace: float = 30.0
+    trim_every: float = 10.0
     #: Distinct capability names, provided round-robin (so ~n / capabilities providers each).
     capabilities: int = 100
     swim: bool = True
@@ -152,12 +161,14 @@ class WholeNodeConfig:
             raise ValueError("loss is a probability in [0, 1)")
         if self.n < self.bootstrap_nodes + 2 or self.bootstrap_nodes < 2:
             raise ValueError("need at least two bootstrap nodes and a few others")
+        if self.conn_high and not 0 < self.conn_low < self.conn_high:
+            raise ValueError("conn_low must be in (0, conn_high)")
         if self.capabilities < 1 or self.join_rate <= 0 or self.max_connections < 1:
             raise ValueError("capabilities, join_rate and max_connections must be positive")
 
 
 class _Node:
-    __slots__ = ("i", "pid", "up", "conns", "inbound", "swim", "kad", "gossip", "wake", "kad_wake", "booted",
+    __slots__ = ("i", "pid", "up", "conns", "used", "inbound", "swim", "kad", "gossip", "wake", "kad_wake", "booted",
                  "on_boot", "started", "joined", "cap", "queries", "round_table", "round_running", "round_due")
 
     def __init__(self, i: int, pid: bytes, now: float) -> None:
@@ -167,6 +178,7 @@ class _Node:
         #: peer index -> (connection usable from, we dialed it)
         self.conns: dict[int, tuple[float, bool]] = {}
         self.inbound = 0  # connections it did not dial (the limit counts these)
+        self.used: dict[int, float] = {}  # peer -> last message either way (connection manager)
         self.swim: SwimCore | None = None
         self.kad: KademliaCore | None = None
         self.gossip: GossipSubCore | None = None
@@ -195,13 +207,14 @@ class Counters:
     messages: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PROTOCOLS, 0))
     events: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PROTOCOLS, 0))
     dials: int = 0
+    trimmed: int = 0  # connections closed by the connection manager
     refused: int = 0
     failed_dials: int = 0
     lost: int = 0
 
     def copy(self) -> Counters:
-        return Counters(dict(self.bytes), dict(self.messages), dict(self.events), self.dials, self.refused,
-                        self.failed_dials, self.lost)
+        return Counters(dict(self.bytes), dict(self.messages), dict(self.events), self.dials, self.trimmed,
+                        self.refused, self.failed_dials, self.lost)
 
 
 class WholeNodeSimulation:
@@ -235,6 +248,7 @@ class WholeNodeSimulation:
         self._count = 0
         self._qid = 0
         self.rounds = 0  # announce rounds finished
+        self.false_failures = 0  # SWIM declared failed a node that was up and reachable
 
     # ------------------------------------------------------------ nodes
 
@@ -265,7 +279,41 @@ class WholeNodeSimulation:
         node.on_boot = on_boot
         for b in self.boot:
             self._boot_dial(i, b, 0.5)
+        if self.cfg.conn_high:
+            self.at(self.now + self.rng.uniform(0, self.cfg.trim_every), lambda: self._trim(i))
         return i
+
+    def _trim(self, i: int) -> None:
+        """The connection manager's round at node i (see WholeNodeConfig.conn_high)."""
+        node, cfg = self.nodes[i], self.cfg
+        if not node.up:
+            return
+        self.at(self.now + cfg.trim_every, lambda: self._trim(i))
+        excess = len(node.conns) - cfg.conn_high
+        if excess <= 0:
+            return
+        assert node.gossip is not None
+        keep = {self.index[p] for p in node.gossip.mesh(TOPIC)} | self._bootset
+        old = self.now - cfg.conn_grace
+        idle = sorted((node.used.get(j, ready), j) for j, (ready, _out) in node.conns.items()
+                      if j not in keep and ready <= old)
+        for _, j in idle[: len(node.conns) - cfg.conn_low]:
+            self._close(i, j)
+            self.counters.trimmed += 1
+
+    def _close(self, i: int, j: int) -> None:
+        """i closes its connection to j: both ends' services are told at once."""
+        node, other = self.nodes[i], self.nodes[j]
+        outbound = node.conns.pop(j)[1]
+        other.conns.pop(i, None)
+        node.used.pop(j, None)
+        other.used.pop(i, None)
+        (other if outbound else node).inbound -= 1
+        for a, b in ((i, j), (j, i)):
+            if self.nodes[a].up:
+                pid = self.nodes[b].pid
+                self._kad(a, KPeerDisconnected(pid))
+                self._gossip(a, GPeerDisconnected(pid))
 
     def _boot_dial(self, i: int, b: int, backoff: float) -> None:
         node = self.nodes[i]
@@ -339,6 +387,8 @@ class WholeNodeSimulation:
         if self.cfg.loss and self.loss_rng.random() < self.cfg.loss:
             self.counters.lost += 1
             return None
+        if self.cfg.conn_high:
+            self.nodes[i].used[j] = self.nodes[j].used[i] = self.now
         return max(self.now, ready) + self._lat(i, j)
 
     def _ready(self, i: int, j: int) -> None:
@@ -402,6 +452,8 @@ class WholeNodeSimulation:
             return
         outbound = node.conns.pop(j)[1]
         other = self.nodes[j]
+        node.used.pop(j, None)
+        other.used.pop(i, None)
         if other.conns.pop(i, None) is not None:
             (node if not outbound else other).inbound -= 1
         pid = self.nodes[j].pid
@@ -481,6 +533,8 @@ class WholeNodeSimulation:
                 j = self.index.get(act.peer_id)
                 if j is not None:
                     self.failures.append((self.now, i, j))
+                    if self.nodes[j].up and self.reachable(i, j):
+                        self.false_failures += 1
         dl = core.next_deadline()
         if dl is not None and dl != node.wake[0]:
             node.wake[0] = dl
@@ -629,6 +683,7 @@ def _window(sim: WholeNodeSimulation, seconds: float) -> dict[str, Any]:
     out["events_ps"] = sum(out[f"{p}_events_ps"] for p in PROTOCOLS)
     out["dials_ps"] = (after.dials - before.dials) / n / span
     out["refused"] = after.refused - before.refused
+    out["trimmed_ps"] = (after.trimmed - before.trimmed) / n / span
     return out
 
 
@@ -752,7 +807,8 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
     wall = time.perf_counter()
     sim = WholeNodeSimulation(cfg)
     out: dict[str, Any] = {"config": {"n": cfg.n, "seed": cfg.seed, "join_rate": cfg.join_rate,
-                                      "swim": cfg.swim, "loss": cfg.loss, "latency": sim.links.describe()}}
+                                      "swim": cfg.swim, "loss": cfg.loss, "latency": sim.links.describe(),
+                                      "conn_high": cfg.conn_high, "conn_low": cfg.conn_low}}
     out["build"] = build(sim)
     out["build"]["wall_s"] = time.perf_counter() - wall
     say(f"built: {out['build']}")
@@ -850,5 +906,6 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
     out["heal"] = merge
     say(f"heal: {merge}")
     out["totals"] = {"virtual_s": sim.now, "dials": sim.counters.dials, "refused": sim.counters.refused,
+                     "trimmed": sim.counters.trimmed, "false_failures": sim.false_failures,
                      "failed_dials": sim.counters.failed_dials, "wall_s": time.perf_counter() - wall}
     return out
