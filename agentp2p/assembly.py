@@ -36,6 +36,7 @@ from agentp2p.contract import NodeService, StreamHandler
 from agentp2p.errors import ConfigError
 from agentp2p.network.addresses import parse_listen_addr, parse_peer_addr, to_peer_id
 from agentp2p.network.allowlist import AllowList
+from agentp2p.network.connection_manager import ConnectionManager
 from agentp2p.network.denylist import DenyList
 from agentp2p.network.dialer import Dialer
 from agentp2p.network.events import ConnectionEvents
@@ -139,6 +140,8 @@ class NodeParts:
     trust_path: Path | None = None
     #: Banned now, by the penalty box or by trust (the predicate the gates use).
     is_banned: Callable[[ID], bool] = lambda _peer: False
+    #: Closes idle connections above the high-water mark (Node._manage_connections runs it).
+    connections: ConnectionManager | None = None
 
 
 def default_services(config: NodeConfig, given: Sequence[NodeService] = ()) -> list[NodeService]:
@@ -171,6 +174,17 @@ def _wire(services: dict[str, NodeService]) -> None:
         levels = {"alive": Liveness.ALIVE, "suspect": Liveness.SUSPECT, "dead": Liveness.DEAD, "left": Liveness.DEAD}
         state_of = swim.state_of  # type: ignore[attr-defined]
         records.use_liveness(lambda peer: levels.get(state_of(peer) or "", Liveness.UNKNOWN))
+
+
+def _protect(connections: ConnectionManager, pubsub: PubSub, services: dict[str, NodeService]) -> None:
+    """What the connection manager must never close: our gossipsub meshes
+    (a mesh peer closed is a hole in the topic until the next heartbeat) and
+    messaging peers with messages in flight (closing would force a redial
+    and a retransmission)."""
+    connections.add_protector(lambda: [p for t in pubsub.topics() for p in pubsub.mesh_peers(t)])
+    messaging = services.get("messaging")
+    if messaging is not None and hasattr(messaging, "busy_peers"):
+        connections.add_protector(messaging.busy_peers)  # type: ignore[attr-defined]
 
 
 def assemble(
@@ -247,6 +261,8 @@ def assemble(
     )
     events = ConnectionEvents(host)
     host.get_network().register_notifee(events)
+    connections = ConnectionManager(config.connections, config.connection_limit)
+    events.on_stream = lambda peer: connections.used(peer, trio.current_time())
     dialer = Dialer(
         host, timeout=config.dial_timeout, is_banned=banned, is_denied=denylist.__contains__,
         is_permitted=allowlist.permits, refused_by_policy=authorizer.refuses_connection,
@@ -292,6 +308,8 @@ def assemble(
         service.attach(context)
         parts.services[service.name] = service
     _wire(parts.services)
+    _protect(connections, pubsub, parts.services)
+    parts.connections = connections
     records = parts.services.get("records")
     if records is not None and hasattr(records, "use_trust"):
         records.use_trust(trust.deprioritized)  # distrusted agents ranked last

@@ -35,6 +35,7 @@ from agentp2p.messaging.config import MessagingConfig
 from agentp2p.protocol.swim.config import SwimConfig
 from agentp2p.network.addresses import parse_listen_addr, parse_peer_addr, parse_peer_id
 from agentp2p.network.allowlist import MAX_ENTRIES as ALLOW_MAX_ENTRIES
+from agentp2p.network.connection_manager import ConnectionsConfig
 from agentp2p.network.denylist import MAX_ENTRIES as DENY_MAX_ENTRIES
 from agentp2p.network.penalties import PenaltyConfig
 from agentp2p.network.psk import read_psk_file
@@ -167,6 +168,10 @@ class NodeConfig:
     certificates: list[str] = field(default_factory=list)
     max_connections: int = 300
     max_connections_per_peer: int = 1
+    # Idle connections closed above a high-water mark (docs/operations.md,
+    # "Connections"): without it a node's connections grow with the network
+    # until max_connections refuses newcomers.
+    connections: ConnectionsConfig = field(default_factory=ConnectionsConfig)
     dial_timeout: float = 10.0
     bootstrap_retry_initial: float = 0.5
     bootstrap_retry_max: float = 30.0
@@ -195,6 +200,12 @@ class NodeConfig:
         if isinstance(self.swim, bool):
             # ``NodeConfig(swim=False)``: the same shorthand as ``swim = false`` in TOML.
             self.swim = SwimConfig(enabled=self.swim)
+
+    @property
+    def connection_limit(self) -> int:
+        """The fewest connections at which the node starts refusing some:
+        what the connection manager's high-water mark must stay under."""
+        return min(self.max_connections, self.resources.max_inbound_connections)
 
     def load_policy(self) -> Any:
         """The checked :class:`~agentp2p.security.policy.Policy` (ConfigError naming what is wrong)."""
@@ -244,6 +255,13 @@ class NodeConfig:
         self.load_certificates()
         if self.max_connections < 1 or self.max_connections_per_peer < 1:
             raise ConfigError("connection limits must be >= 1")
+        if self.connections.enabled and self.connections.high_water >= self.connection_limit:
+            raise ConfigError(f"connections.high_water ({self.connections.high_water}) must be below "
+                              f"max_connections and resources.max_inbound_connections ({self.connection_limit}), "
+                              "or newcomers can be refused for good")
+        if self.connections.enabled and self.connection_limit < 3:
+            raise ConfigError("max_connections and resources.max_inbound_connections must be >= 3 with "
+                              "connections.enabled (room to trim into)")
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"log_format must be 'text' or 'json', not {self.log_format!r}")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
@@ -278,7 +296,7 @@ class NodeConfig:
         if min(d.refresh_interval, d.query_timeout, d.request_timeout, d.inbound_requests_per_second) <= 0:
             raise ConfigError("dht.refresh_interval, query_timeout, request_timeout and "
                               "inbound_requests_per_second must be positive")
-        for name in ("resources", "penalties", "trust", "swim", "messaging"):
+        for name in ("resources", "penalties", "trust", "swim", "messaging", "connections"):
             section = getattr(self, name)
             try:
                 # Frozen sections check themselves on construction; re-run that.

@@ -142,6 +142,7 @@ class Node:
         self.pubsub = parts.pubsub
         self.dht = parts.dht
         self.bootstrapper = parts.bootstrapper
+        self.connections = parts.connections
         self.context = parts.context
         self.context.facade = self
         self.services: dict[str, NodeService] = parts.services
@@ -203,6 +204,8 @@ class Node:
                 if self.config.trust.enabled:
                     nursery.start_soon(self._tend_trust)
                 nursery.start_soon(self.bootstrapper.run)
+                if self.connections is not None and self.connections.config.enabled:
+                    nursery.start_soon(self._manage_connections, self.events.subscribe())
                 if self.config.mdns:
                     nursery.start_soon(self._run_mdns)
                 # Services may use the node's API while they start.
@@ -490,6 +493,31 @@ class Node:
             ):
                 self.bootstrapper.wake()
 
+    async def _manage_connections(self, events: trio.MemoryReceiveChannel[Any]) -> None:
+        """Every ``connections.interval``: close the idle connections above the
+        high-water mark (agentp2p/network/connection_manager.py says why)."""
+        cm = self.connections
+        assert cm is not None
+
+        async def feed() -> None:
+            async for ev in events:
+                if ev.connected:
+                    cm.connected(ev.peer_id, trio.current_time())
+                else:
+                    cm.disconnected(ev.peer_id)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(feed)
+            for peer in self.peers():
+                cm.connected(peer, trio.current_time())
+            while True:
+                await trio.sleep(cm.config.interval)
+                victims = cm.to_trim(trio.current_time(), self.peers())
+                if victims:
+                    log.debug("connections: closing %d idle of %d (low water %d)", len(victims),
+                              len(victims) + cm.low_water, cm.low_water)
+                    await self._cut_off(victims)
+
     async def _log_peer_events(self, events: trio.MemoryReceiveChannel[Any]) -> None:
         async for ev in events:
             if ev.connected:
@@ -729,6 +757,7 @@ class Node:
 
         gate, guard = inbound_gate(self.host), yamux_guard(self.host)
         return {
+            "trimming": self.connections.stats() if self.connections is not None else {},
             "inbound": dict(gate.stats) if gate is not None else {},
             "pending_handshakes": gate.pending if gate is not None else 0,
             "yamux": dict(guard.stats) if guard is not None else {},

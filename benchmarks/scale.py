@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/scale.py topology [--nodes 1000,10000] [--variants random,plane,plane-near6,plane-near10]
                                                   [--deliver S] [--warmup S] [--seed N] [--json]
     .venv/bin/python benchmarks/scale.py whole [--nodes 1000] [--join-rate R | --storm] [--swim on|off]
-                                               [--loss P] [--conn-manager LOW-HIGH] [--seed N]
+                                               [--loss P] [--no-conn-manager] [--seed N]
 
 ``whole``: the whole-node simulator (agentp2p/simulation/whole_node.py: every
 node's SWIM, Kademlia and gossipsub cores on one clock, coupled by their
@@ -86,18 +86,18 @@ def _ms(x: float | None) -> str:
     return "-" if x is None or x != x else f"{x * 1000:,.0f} ms"
 
 
-def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, conn: tuple[int, int]) -> dict[str, Any]:
+def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager: bool) -> dict[str, Any]:
+    from agentp2p.network.connection_manager import ConnectionsConfig
     from agentp2p.simulation.whole_node import WholeNodeConfig, run_whole_node
 
     t0 = time.perf_counter()
-    cfg = WholeNodeConfig(n=n, seed=seed, join_rate=join_rate, swim=swim, loss=loss, conn_high=conn[0],
-                          conn_low=conn[1])
+    cfg = WholeNodeConfig(n=n, seed=seed, join_rate=join_rate, swim=swim, loss=loss,
+                          connections=ConnectionsConfig(enabled=manager))
     out = run_whole_node(cfg, log=lambda m: print(f"  [{time.perf_counter() - t0:7.1f} s] {m[:160]}", flush=True))
     b, idle, new, ps, cr, part, heal = (out[k] for k in ("build", "idle", "newcomer", "pubsub", "crash", "partition",
                                                           "heal"))
-    manager = f"connection manager {conn[1]}-{conn[0]}" if conn[0] else "no connection manager"
     print(f"\n  {n:,} nodes, seed {seed}, {join_rate:g} joins/s, SWIM {'on' if swim else 'off'}, loss {loss:.0%}, "
-          f"{manager}; {out['config']['latency']}")
+          f"connection manager {'on' if manager else 'off'}; {out['config']['latency']}")
     print(f"  join (connected to announced): P50 {_ms(b['join_p50'])}, P99 {_ms(b['join_p99'])}; "
           f"{b['joined']:,}/{b['nodes']:,} announced, {b['got_in']:,} got in")
     print(f"  idle per node: {idle['Bps']:,.0f} B/s (SWIM {idle['swim_Bps']:,.0f}, DHT {idle['kad_Bps']:,.0f}, "
@@ -136,15 +136,14 @@ def main() -> None:
     p.add_argument("--storm", action="store_true", help="whole: every node joins within 60 s")
     p.add_argument("--swim", choices=["on", "off"], default="on")
     p.add_argument("--loss", type=float, default=0.0)
-    p.add_argument("--conn-manager", default="", metavar="LOW-HIGH",
-                   help="whole: trim idle connections above HIGH down to LOW (e.g. 32-64)")
+    p.add_argument("--no-conn-manager", action="store_true",
+                   help="whole: the node before its connection manager (no idle connection is closed)")
     args = p.parse_args()
     if args.what == "whole":
         for n in (int(x) for x in args.nodes.split(",")):
             rate = n / 60.0 if args.storm else args.join_rate
-            low, _, high = args.conn_manager.partition("-")
-            conn = (int(high), int(low)) if args.conn_manager else (0, 0)
-            print(json.dumps(whole(n, rate, args.swim == "on", args.loss, args.seed, conn), default=str))
+            print(json.dumps(whole(n, rate, args.swim == "on", args.loss, args.seed, not args.no_conn_manager),
+                             default=str))
         return
     results = [topology(int(n), args.warmup, args.seed, v, args.deliver)
                for n in args.nodes.split(",") for v in args.variants.split(",")]

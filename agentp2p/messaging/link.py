@@ -377,6 +377,11 @@ class Link:
         self.owner.on_deliver(item, plaintext)
 
     @property
+    def has_deliveries(self) -> bool:
+        """Messages handed to the application and not yet consumed (their ACK waits)."""
+        return bool(self._deliveries)
+
+    @property
     def idle(self) -> bool:
         """No stream, nothing held: the link may be forgotten (state lives in the store, if any)."""
         return self.conn is None and not self._deliveries and self.session.receiver.held == 0

@@ -932,6 +932,12 @@ class MessagingService:
             if self.store is not None:
                 self.store.prune_ids(now_ms - guard.max_age_ms)
 
+    def busy_peers(self) -> list[ID]:
+        """Peers with messages in flight either way (ours unacked, theirs
+        unconsumed): the connection manager keeps their connections."""
+        return ([p for p, link in self._out.items() if link.waiters]
+                + [p for p, link in self._in.items() if link.has_deliveries])
+
     # ------------------------------------------------------------- stats
     def stats(self) -> dict[str, Any]:
         """Counters for the node's stats: traffic, rejections by reason, link states."""

@@ -9,6 +9,7 @@ membership) reads its own channel from a task in the node's nursery.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -28,6 +29,9 @@ class ConnectionEvents:
     def __init__(self, host: Any) -> None:
         self._host = host
         self._subscribers: list[trio.MemorySendChannel[PeerEvent]] = []
+        #: Told of every stream opened, either way (the connection manager's
+        #: "in use"); a plain call on the swarm's path, so it must be cheap.
+        self.on_stream: Callable[[ID], None] | None = None
 
     def subscribe(self, capacity: int = 4096) -> trio.MemoryReceiveChannel[PeerEvent]:
         send, recv = trio.open_memory_channel[PeerEvent](capacity)
@@ -56,7 +60,12 @@ class ConnectionEvents:
             self._emit(PeerEvent(peer_id, False))
 
     async def opened_stream(self, network: Any, stream: Any) -> None:
-        pass
+        hook = self.on_stream
+        if hook is not None:
+            try:
+                hook(stream.muxed_conn.peer_id)
+            except Exception:  # noqa: BLE001 — bookkeeping must never break a stream
+                pass
 
     async def closed_stream(self, network: Any, stream: Any) -> None:
         pass

@@ -20,13 +20,20 @@ single-protocol simulator sees. This one runs every node's three real cores
   usable ``dial_rtts`` round trips later (TCP, Noise, muxer and stream
   negotiation), and ``identify_rtts`` after that both sides hand it to
   their services (kad ``PeerConnected``, gossipsub ``PeerConnected``, SWIM
-  ``MemberDiscovered``). A node refuses a new connection once it has
-  ``max_connections`` (the node's inbound limit, 300). A dial to a crashed
-  node or across a partition fails silently (the cores time out). Nothing
-  closes an idle connection (the node has no connection manager). When a
-  node crashes, or a partition cuts a connection, each end notices
-  ``disconnect_detect`` seconds later (a keep-alive timeout) and tells its
-  kad and gossipsub cores.
+  ``MemberDiscovered``). A node refuses a new connection once it holds
+  ``max_inbound`` inbound ones (256) or ``max_connections`` in all (300,
+  which also stops its own dials), as the node's limits do. A dial
+  to a crashed node or across a partition fails silently (the cores time
+  out). The node's own connection manager (the same class) closes idle
+  connections above its high-water mark (``connections``; off: the node
+  before it, where nothing closed an idle connection). It counts a
+  connection as in use when a stream opens on it: SWIM and gossipsub keep
+  one long-lived stream per peer, so here only a DHT request counts (the
+  adapter's stream per peer is replaced after 30 s idle; counting every
+  request errs towards "in use"). When a node crashes, or a
+  partition cuts a connection, each end notices ``disconnect_detect``
+  seconds later (a keep-alive timeout) and tells its kad and gossipsub
+  cores.
 * **Records on top.** Every node provides one capability (``capabilities``
   names shared round-robin) as the records service does: a provider record
   under ``provider_key(name)``, announced as soon as it is connected to its
@@ -56,6 +63,7 @@ from typing import Any
 
 from agentp2p.application.records.service import GROWTH_LIMIT
 from agentp2p.config import DHTConfig, PubSubConfig
+from agentp2p.network.connection_manager import ConnectionManager, ConnectionsConfig
 from agentp2p.protocol.dht import kademlia_config
 from agentp2p.protocol.gossipsub.core import GossipSubCore
 from agentp2p.protocol.gossipsub.events import (
@@ -137,17 +145,17 @@ class WholeNodeConfig:
     #: both sides' services are told of it (identify).
     dial_rtts: float = 4.0
     identify_rtts: float = 1.0
+    #: The node's limits: connections either way (the swarm's), and
+    #: established inbound ones (ResourceLimits.max_inbound_connections).
     max_connections: int = 300
+    max_inbound: int = 256
     disconnect_detect: float = 10.0
-    #: A connection manager (the node has none today; an experiment): every
-    #: ``trim_every`` seconds a node above ``conn_high`` connections closes the
-    #: least recently used ones down to ``conn_low``, sparing its gossipsub
-    #: mesh, the bootstrap nodes and connections younger than ``conn_grace``.
-    #: 0: off.
-    conn_high: int = 0
-    conn_low: int = 0
-    conn_grace: float = 30.0
-    trim_every: float = 10.0
+    #: The node's connection manager (agentp2p/network/connection_manager.py,
+    #: the same class): every ``interval`` a node above high water closes
+    #: the connections idle longest down to low water, sparing its gossipsub
+    #: mesh and young or busy connections. ``enabled=False``: the node
+    #: before it (nothing closed an idle connection).
+    connections: ConnectionsConfig = field(default_factory=ConnectionsConfig)
     #: Distinct capability names, provided round-robin (so ~n / capabilities providers each).
     capabilities: int = 100
     swim: bool = True
@@ -161,14 +169,13 @@ class WholeNodeConfig:
             raise ValueError("loss is a probability in [0, 1)")
         if self.n < self.bootstrap_nodes + 2 or self.bootstrap_nodes < 2:
             raise ValueError("need at least two bootstrap nodes and a few others")
-        if self.conn_high and not 0 < self.conn_low < self.conn_high:
-            raise ValueError("conn_low must be in (0, conn_high)")
+        self.connections.validate()
         if self.capabilities < 1 or self.join_rate <= 0 or self.max_connections < 1:
             raise ValueError("capabilities, join_rate and max_connections must be positive")
 
 
 class _Node:
-    __slots__ = ("i", "pid", "up", "conns", "used", "inbound", "swim", "kad", "gossip", "wake", "kad_wake", "booted",
+    __slots__ = ("i", "pid", "up", "conns", "manager", "inbound", "swim", "kad", "gossip", "wake", "kad_wake", "booted",
                  "on_boot", "started", "joined", "cap", "queries", "round_table", "round_running", "round_due")
 
     def __init__(self, i: int, pid: bytes, now: float) -> None:
@@ -178,7 +185,7 @@ class _Node:
         #: peer index -> (connection usable from, we dialed it)
         self.conns: dict[int, tuple[float, bool]] = {}
         self.inbound = 0  # connections it did not dial (the limit counts these)
-        self.used: dict[int, float] = {}  # peer -> last message either way (connection manager)
+        self.manager: ConnectionManager | None = None
         self.swim: SwimCore | None = None
         self.kad: KademliaCore | None = None
         self.gossip: GossipSubCore | None = None
@@ -279,25 +286,22 @@ class WholeNodeSimulation:
         node.on_boot = on_boot
         for b in self.boot:
             self._boot_dial(i, b, 0.5)
-        if self.cfg.conn_high:
-            self.at(self.now + self.rng.uniform(0, self.cfg.trim_every), lambda: self._trim(i))
+        cc = self.cfg.connections
+        if cc.enabled:
+            gossip = node.gossip
+            node.manager = cm = ConnectionManager(cc, min(self.cfg.max_connections, self.cfg.max_inbound))
+            cm.add_protector(lambda: sorted(self.index[p] for p in gossip.mesh(TOPIC)))  # sorted: set order varies
+            self.at(self.now + self.rng.uniform(0, cc.interval), lambda: self._trim(i))
         return i
 
     def _trim(self, i: int) -> None:
-        """The connection manager's round at node i (see WholeNodeConfig.conn_high)."""
-        node, cfg = self.nodes[i], self.cfg
-        if not node.up:
+        """A round of node i's connection manager (WholeNodeConfig.connections)."""
+        node = self.nodes[i]
+        cm = node.manager
+        if not node.up or cm is None:
             return
-        self.at(self.now + cfg.trim_every, lambda: self._trim(i))
-        excess = len(node.conns) - cfg.conn_high
-        if excess <= 0:
-            return
-        assert node.gossip is not None
-        keep = {self.index[p] for p in node.gossip.mesh(TOPIC)} | self._bootset
-        old = self.now - cfg.conn_grace
-        idle = sorted((node.used.get(j, ready), j) for j, (ready, _out) in node.conns.items()
-                      if j not in keep and ready <= old)
-        for _, j in idle[: len(node.conns) - cfg.conn_low]:
+        self.at(self.now + cm.config.interval, lambda: self._trim(i))
+        for j in cm.to_trim(self.now, list(node.conns)):
             self._close(i, j)
             self.counters.trimmed += 1
 
@@ -306,8 +310,9 @@ class WholeNodeSimulation:
         node, other = self.nodes[i], self.nodes[j]
         outbound = node.conns.pop(j)[1]
         other.conns.pop(i, None)
-        node.used.pop(j, None)
-        other.used.pop(i, None)
+        for a, b in ((node, j), (other, i)):
+            if a.manager is not None:
+                a.manager.disconnected(b)
         (other if outbound else node).inbound -= 1
         for a, b in ((i, j), (j, i)):
             if self.nodes[a].up:
@@ -363,16 +368,23 @@ class WholeNodeSimulation:
         if not self.reachable(i, j):
             c.failed_dials += 1
             return None
-        nj = self.nodes[j]
-        if nj.inbound >= self.cfg.max_connections:
+        ni, nj, cfg = self.nodes[i], self.nodes[j], self.cfg
+        if nj.inbound >= cfg.max_inbound or len(nj.conns) >= cfg.max_connections:
             c.refused += 1
+            return None
+        if len(ni.conns) >= cfg.max_connections:
+            c.failed_dials += 1  # our own swarm refuses to dial
             return None
         c.dials += 1
         nj.inbound += 1
         rtt = 2 * self._lat(i, j)
         ready = self.now + self.cfg.dial_rtts * rtt
-        self.nodes[i].conns[j] = (ready, True)
+        ni.conns[j] = (ready, True)
         nj.conns[i] = (ready, False)
+        if ni.manager is not None:
+            ni.manager.connected(j, self.now)
+        if nj.manager is not None:
+            nj.manager.connected(i, self.now)
         known = ready + self.cfg.identify_rtts * rtt
         self._push(known, _READY, i, j)
         self._push(known, _READY, j, i)
@@ -387,14 +399,22 @@ class WholeNodeSimulation:
         if self.cfg.loss and self.loss_rng.random() < self.cfg.loss:
             self.counters.lost += 1
             return None
-        if self.cfg.conn_high:
-            self.nodes[i].used[j] = self.nodes[j].used[i] = self.now
         return max(self.now, ready) + self._lat(i, j)
+
+    def _used(self, i: int, j: int) -> None:
+        """A stream opened between i and j (the connection manager's "in use")."""
+        mi, mj = self.nodes[i].manager, self.nodes[j].manager
+        if mi is not None:
+            mi.used(j, self.now)
+        if mj is not None:
+            mj.used(i, self.now)
 
     def _ready(self, i: int, j: int) -> None:
         node = self.nodes[i]
         conn = node.conns.get(j)
         if not node.up or conn is None:
+            if node.up and not node.booted and j in self._bootset:
+                self._boot_dial(i, j, 0.5)  # closed before it was identified: the bootstrapper retries
             return
         pid = self.nodes[j].pid
         self._kad(i, KPeerConnected(pid, (addr(j),), True))
@@ -452,8 +472,9 @@ class WholeNodeSimulation:
             return
         outbound = node.conns.pop(j)[1]
         other = self.nodes[j]
-        node.used.pop(j, None)
-        other.used.pop(i, None)
+        for a, b in ((node, j), (other, i)):
+            if a.manager is not None:
+                a.manager.disconnected(b)
         if other.conns.pop(i, None) is not None:
             (node if not outbound else other).inbound -= 1
         pid = self.nodes[j].pid
@@ -575,6 +596,7 @@ class WholeNodeSimulation:
                         self._push(self.now + 2 * self._lat(i, j), _KAD, i,
                                    (None, RequestFailed(a.request_id, "refused")))
                     continue
+                self._used(i, j)
                 if not a.expect_response:
                     self._push(arrive - self._lat(i, j), _KAD, i, (None, ResponseReceived(a.request_id, None)))
                 self._push(arrive, _KAD, j, (i, RequestReceived(node.pid, (i, a.request_id, kind), a.message)))
@@ -808,7 +830,7 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
     sim = WholeNodeSimulation(cfg)
     out: dict[str, Any] = {"config": {"n": cfg.n, "seed": cfg.seed, "join_rate": cfg.join_rate,
                                       "swim": cfg.swim, "loss": cfg.loss, "latency": sim.links.describe(),
-                                      "conn_high": cfg.conn_high, "conn_low": cfg.conn_low}}
+                                      "connection_manager": cfg.connections.enabled}}
     out["build"] = build(sim)
     out["build"]["wall_s"] = time.perf_counter() - wall
     say(f"built: {out['build']}")

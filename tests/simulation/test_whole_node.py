@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from agentp2p.network.connection_manager import ConnectionsConfig
 from agentp2p.simulation.whole_node import TOPIC, WholeNodeConfig, WholeNodeSimulation, build, run_whole_node
 
 
@@ -70,12 +71,12 @@ def test_a_run_is_exactly_reproducible_for_a_seed() -> None:
     assert trace(5) != trace(6)
 
 
-def test_bootstrap_nodes_full_of_inbound_connections_lock_newcomers_out() -> None:
-    """The node's inbound limit with SWIM's connections: once every bootstrap
-    node holds ``max_connections`` inbound connections, a newcomer's dials are
-    refused however often it retries (what the 1,000-node run shows at 300);
-    the nodes inside still deliver every message to each other."""
-    sim = WholeNodeSimulation(small(max_connections=8, capabilities=5))
+def test_without_the_connection_manager_full_bootstrap_nodes_lock_newcomers_out() -> None:
+    """The node before its connection manager: once every bootstrap node
+    holds ``max_connections`` inbound connections, a newcomer's dials are
+    refused however often it retries (what the 1,000-node run showed at
+    300); the nodes inside still deliver every message to each other."""
+    sim = WholeNodeSimulation(small(max_inbound=8, capabilities=5, connections=ConnectionsConfig(enabled=False)))
     build(sim)
     sim.run_until(sim.now + 30.0)
     inside = {i for i in sim.live if sim.nodes[i].booted}
@@ -91,6 +92,24 @@ def test_bootstrap_nodes_full_of_inbound_connections_lock_newcomers_out() -> Non
     sim.run_until(sim.now + 5.0)
     (msg_id,) = list(sim.log.published)[before:]
     assert set(sim.log.delivered[msg_id]) == inside - {author}
+
+
+def test_with_the_connection_manager_every_newcomer_gets_in() -> None:
+    """The same network with the node's connection manager: idle connections
+    above high water (5 of 8 here) are closed, so the bootstrap nodes always
+    have room; the trims are counted."""
+    sim = WholeNodeSimulation(small(max_inbound=8, capabilities=5))
+    build(sim)
+    sim.run_until(sim.now + 30.0)
+    assert all(sim.nodes[i].booted for i in sim.live)
+    assert sim.counters.trimmed > 0
+    assert all(sim.nodes[i].inbound <= 8 for i in sim.live)
+    before = len(sim.log.published)
+    author = sim.random_live()
+    sim.publish(author)
+    sim.run_until(sim.now + 5.0)
+    (msg_id,) = list(sim.log.published)[before:]
+    assert set(sim.log.delivered[msg_id]) == sim.live - {author}
 
 
 def test_a_crashed_peer_leaves_its_peers_connection_tables_after_the_keepalive() -> None:

@@ -184,6 +184,8 @@ def _network_families(node: Any, s: Mapping[str, Any]) -> Iterator[Metric]:
     )
     yield _gauge("agentp2p_pending_handshakes", "Inbound sockets in their security/muxer handshake now.",
                  net.get("pending_handshakes"))
+    yield _counter("agentp2p_connections_trimmed_total", "Idle connections the connection manager closed above "
+                   "its high-water mark.", _d(net.get("trimming")).get("trimmed"))
     yield _labelled_counter(
         "agentp2p_yamux_violations_total",
         "What the Yamux guard refused: window_overruns and memory_refusals (connection closed), streams_refused "

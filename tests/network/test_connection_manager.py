@@ -1,0 +1,110 @@
+"""The connection manager's decision: which idle connections to close, on given times."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentp2p.config import NodeConfig
+from agentp2p.errors import ConfigError
+from agentp2p.network.connection_manager import ConnectionManager, ConnectionsConfig
+
+
+def manager(high: int = 4, low: int = 2, grace: float = 10.0, idle: float = 5.0) -> ConnectionManager:
+    return ConnectionManager(ConnectionsConfig(high_water=high, low_water=low, grace=grace, idle=idle), 300)
+
+
+def test_nothing_is_closed_at_or_below_high_water() -> None:
+    cm = manager()
+    for p in "abcd":
+        cm.connected(p, 0.0)
+    assert cm.to_trim(100.0, "abcd") == []
+    assert cm.trimmed == 0
+
+
+def test_above_high_water_the_idle_longest_go_down_to_low_water() -> None:
+    cm = manager()
+    for k, p in enumerate("abcdef"):
+        cm.connected(p, 0.0)
+        cm.used(p, float(k))  # a idle longest, f most recently used
+    assert cm.to_trim(100.0, "abcdef") == ["a", "b", "c", "d"]
+    assert cm.trimmed == 4 and cm.rounds == 1
+
+
+def test_young_busy_and_protected_connections_stay_even_if_that_leaves_more_than_low_water() -> None:
+    cm = manager(high=3, low=1)
+    cm.connected("old", 0.0)
+    cm.connected("young", 95.0)  # within its 10 s grace
+    cm.connected("busy", 0.0)
+    cm.used("busy", 97.0)  # a stream opened 3 s ago
+    cm.connected("mesh", 0.0)
+    cm.connected("idle", 0.0)
+    cm.add_protector(lambda: ["mesh"])
+    assert cm.to_trim(100.0, ["old", "young", "busy", "mesh", "idle"]) == ["old", "idle"]
+
+
+def test_protection_covers_at_most_half_of_low_water() -> None:
+    cm = manager(high=6, low=4)
+    cm.add_protector(lambda: ["p1", "p2", "p3", "p4"])
+    assert cm.protected() == {"p1", "p2"}
+    for p in ["p1", "p2", "p3", "p4", "a", "b", "c"]:
+        cm.connected(p, 0.0)
+    assert cm.to_trim(100.0, ["p1", "p2", "p3", "p4", "a", "b", "c"]) == ["p3", "p4", "a"]
+
+
+def test_a_peer_first_seen_by_a_round_gets_its_grace_period() -> None:
+    cm = manager(high=2, low=1)
+    cm.connected("a", 0.0)
+    # "b" and "c" connected without an event reaching the manager.
+    assert cm.to_trim(100.0, ["a", "b", "c"]) == ["a"]
+    assert cm.to_trim(105.0, ["b", "c"]) == []  # at high water
+    assert cm.to_trim(105.0, ["b", "c", "d"]) == []  # all three within grace
+    assert cm.to_trim(111.0, ["b", "c", "d"]) == ["b", "c"]
+
+
+def test_forgets_peers_no_longer_connected() -> None:
+    cm = manager()
+    for p in "abcdef":
+        cm.connected(p, 0.0)
+    cm.to_trim(1.0, "ab")
+    assert set(cm._peers) == {"a", "b"}
+    cm.disconnected("a")
+    assert set(cm._peers) == {"b"}
+
+
+def test_off_closes_nothing() -> None:
+    cm = ConnectionManager(ConnectionsConfig(enabled=False), 300)
+    for p in range(500):
+        cm.connected(p, 0.0)
+    assert cm.to_trim(1e6, range(500)) == []
+
+
+def test_the_water_marks_follow_max_connections_unless_set() -> None:
+    assert ConnectionsConfig().marks(300) == (160, 192)  # go-libp2p's defaults
+    assert ConnectionsConfig().marks(50) == (26, 32)
+    assert ConnectionsConfig().marks(4) == (1, 2)
+    assert ConnectionsConfig(high_water=20, low_water=5).marks(300) == (5, 20)
+
+
+@pytest.mark.parametrize("bad, why", [
+    (dict(connections=ConnectionsConfig(high_water=300)), "must be below max_connections"),
+    (dict(connections=ConnectionsConfig(high_water=260)), "must be below max_connections"),  # inbound 256
+    (dict(connections=ConnectionsConfig(high_water=10, low_water=10)), "low_water < high_water"),
+    (dict(connections=ConnectionsConfig(interval=0)), "interval > 0"),
+    (dict(max_connections=2), "must be >= 3"),
+])
+def test_the_config_refuses_water_marks_that_could_lock_newcomers_out(bad: dict, why: str) -> None:
+    with pytest.raises(ConfigError, match=why):
+        NodeConfig(**bad).validate()
+
+
+def test_the_config_file_sets_them(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from agentp2p.config import build_config
+
+    f = tmp_path / "c.toml"
+    f.write_text("[connections]\nhigh_water = 40\nlow_water = 30\ngrace = 5\n")
+    cfg = build_config(f, environ={"AGENTP2P_CONNECTIONS__IDLE": "2"})
+    c = cfg.connections
+    assert (c.high_water, c.low_water, c.grace, c.idle) == (40, 30, 5, 2)
+    f.write_text("[connections]\nhigh_water = 400\n")
+    with pytest.raises(ConfigError, match="must be below max_connections"):
+        build_config(f, environ={})

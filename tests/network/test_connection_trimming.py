@@ -1,0 +1,158 @@
+"""The connection manager on real sockets: idle connections above the high-water
+mark are closed, the gossipsub mesh is kept, and a bootstrap node whose inbound
+slots were full lets newcomers in again (the lockout the whole-node simulator found)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import trio
+
+from agentp2p import Node
+from agentp2p.network.connection_manager import ConnectionsConfig
+from agentp2p.testing import local_config, wait_until
+
+#: Trim fast enough for a test: rounds every 0.1 s, no grace, idle after 0.3 s.
+FAST = dict(grace=0.0, idle=0.3, interval=0.1)
+
+
+class NoRecords:
+    """Stands in for the records service, whose announcement topic every node
+    meshes on (and whose mesh the manager protects): a hub with no topic has
+    nothing protected, so the water marks alone decide."""
+
+    name = "records"
+
+    def attach(self, ctx: object) -> None:
+        pass
+
+    async def run(self, ctx: object) -> None:
+        await trio.sleep_forever()
+
+    def stats(self) -> dict[str, object]:
+        return {}
+
+
+async def test_idle_connections_above_high_water_are_closed_down_to_low_water() -> None:
+    # idle 0: the six just opened streams (identify, the DHT); the unit tests cover "in use".
+    cfg = local_config(swim=False, connections=ConnectionsConfig(high_water=4, low_water=2, **{**FAST, "idle": 0.0}))
+    async with Node(cfg, services=[NoRecords()]) as hub, contextlib.AsyncExitStack() as stack:
+        cm = hub.connections
+        assert cm is not None
+        cm.config.enabled = False  # held off until all six are connected, so one round sees them all
+        others = [await stack.enter_async_context(Node(local_config(swim=False, connections=ConnectionsConfig(
+            enabled=False)))) for _ in range(6)]
+        for o in others:
+            await o.connect(hub.addrs[0])
+        await wait_until(lambda: len(hub.peers()) == 6, 10, "six connections")
+        cm.config.enabled = True
+        await wait_until(lambda: len(hub.peers()) == 2, 10, "two connections left")
+        assert cm.trimmed == 4 and hub.stats()["network"]["trimming"]["trimmed"] == 4
+        # The others see their connections closed: none of them is refused or banned.
+        await wait_until(lambda: sum(not o.is_connected(hub.peer_id) for o in others) == 4, 10,
+                         "the others see four connections closed")
+        closed = [o for o in others if not o.is_connected(hub.peer_id)]
+        await closed[0].connect(hub.addrs[0])
+        assert await closed[0].ping(hub.peer_id) > 0
+
+
+async def test_without_it_nothing_is_ever_closed() -> None:
+    """The behaviour before: connections stay however many there are."""
+    cfg = local_config(swim=False, connections=ConnectionsConfig(enabled=False))
+    async with Node(cfg) as hub, contextlib.AsyncExitStack() as stack:
+        others = [await stack.enter_async_context(Node(local_config(swim=False))) for _ in range(6)]
+        for o in others:
+            await o.connect(hub.addrs[0])
+        await wait_until(lambda: len(hub.peers()) == 6, 10, "six connections")
+        # Several of the trimming test's rounds' worth of time (no condition to wait on: nothing happens).
+        await trio.sleep(1.0)
+        assert len(hub.peers()) == 6
+
+
+async def test_the_gossipsub_mesh_is_never_trimmed() -> None:
+    topic = "/agentp2p/test/trim-mesh"
+    # 2 mesh peers + 6 idle ones: above high water 5, down to low water 4;
+    # up to low_water / 2 = 2 peers are protected, so both mesh peers stay.
+    conns = ConnectionsConfig(high_water=5, low_water=4, **{**FAST, "idle": 0.0})
+    async with Node(local_config(swim=False, connections=conns), services=[NoRecords()]) as hub, \
+            contextlib.AsyncExitStack() as stack:
+        cm = hub.connections
+        assert cm is not None
+        cm.config.enabled = False  # until the mesh has formed
+        await stack.enter_async_context(hub.subscribe(topic))
+        meshed, idle = [], []
+        for k in range(8):
+            o = await stack.enter_async_context(Node(local_config(swim=False)))
+            if k < 2:
+                await stack.enter_async_context(o.subscribe(topic))
+                meshed.append(o)
+            else:
+                idle.append(o)
+            await o.connect(hub.addrs[0])
+        await wait_until(lambda: {str(p) for p in hub.pubsub.mesh_peers(topic)}
+                         == {str(o.peer_id) for o in meshed}, 15, "the mesh formed")
+        assert len(hub.peers()) == 8
+        cm.config.enabled = True
+        await wait_until(lambda: len(hub.peers()) == 4, 15, "down to low water")
+        assert cm.trimmed == 4
+        assert all(hub.is_connected(o.peer_id) for o in meshed)
+        assert sum(hub.is_connected(o.peer_id) for o in idle) == 2
+
+
+async def test_a_full_bootstrap_node_lets_newcomers_in_again() -> None:
+    """A bootstrap node refusing inbound past max_connections: without the
+    manager, newcomer 4 and later are refused however often they retry;
+    with it, the old connections go idle and are closed, and all get in."""
+    for enabled, expect_all in ((False, False), (True, True)):
+        conns = ConnectionsConfig(enabled=enabled, high_water=2, low_water=1, **FAST)
+        async with Node(local_config(swim=False, max_connections=3, connections=conns)) as boot, \
+                contextlib.AsyncExitStack() as stack:
+            got_in = 0
+            for _ in range(6):
+                n = await stack.enter_async_context(Node(local_config(
+                    swim=False, bootstrap=[boot.addrs[0]], bootstrap_retry_initial=0.1, bootstrap_retry_max=0.2,
+                    connections=ConnectionsConfig(enabled=False))))
+                if expect_all:
+                    await wait_until(lambda n=n: n.bootstrapper.successes > 0, 20.0, "bootstrapped")
+                else:
+                    # Refused for good; 1.5 s of retries (every 0.1-0.2 s) show it.
+                    with trio.move_on_after(1.5):
+                        await wait_until(lambda n=n: n.bootstrapper.successes > 0, 1.5, "bootstrapped")
+                got_in += n.bootstrapper.successes > 0
+            if expect_all:
+                assert got_in == 6
+            else:
+                assert got_in == 3, got_in
+
+
+async def test_a_messaging_peer_with_messages_in_flight_is_kept() -> None:
+    """The hub's oldest connection carries a message its peer has not taken
+    yet: without protection it would be the first closed (idle longest)."""
+    conns = ConnectionsConfig(high_water=3, low_water=2, **{**FAST, "idle": 0.0})
+    async with Node(local_config(swim=False, connections=conns), services=[NoRecords()]) as hub, \
+            Node(local_config(swim=False)) as slow:
+        cm = hub.connections
+        assert cm is not None
+        cm.config.enabled = False
+        await slow.connect(hub.addrs[0])
+        sent = trio.Event()
+
+        async def send() -> None:
+            await hub.send(slow.peer_id, b"take your time", timeout=60)
+            sent.set()
+
+        async with trio.open_nursery() as nursery, contextlib.AsyncExitStack() as stack:
+            nursery.start_soon(send)
+            await wait_until(lambda: slow.peer_id in hub.messaging.busy_peers(), 10, "the message in flight")
+            for _ in range(3):
+                o = await stack.enter_async_context(Node(local_config(swim=False)))
+                await o.connect(hub.addrs[0])
+            await wait_until(lambda: len(hub.peers()) == 4, 10, "four connections")
+            cm.config.enabled = True
+            await wait_until(lambda: len(hub.peers()) == 2, 10, "down to low water")
+            assert hub.is_connected(slow.peer_id)
+            msg = await slow.receive()
+            assert msg.payload == b"take your time"
+            with trio.fail_after(10):
+                await sent.wait()
+        assert slow.peer_id not in hub.messaging.busy_peers()
