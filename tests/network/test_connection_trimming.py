@@ -56,19 +56,6 @@ async def test_idle_connections_above_high_water_are_closed_down_to_low_water() 
         assert await closed[0].ping(hub.peer_id) > 0
 
 
-async def test_without_it_nothing_is_ever_closed() -> None:
-    """The behaviour before: connections stay however many there are."""
-    cfg = local_config(swim=False, connections=ConnectionsConfig(enabled=False))
-    async with Node(cfg) as hub, contextlib.AsyncExitStack() as stack:
-        others = [await stack.enter_async_context(Node(local_config(swim=False))) for _ in range(6)]
-        for o in others:
-            await o.connect(hub.addrs[0])
-        await wait_until(lambda: len(hub.peers()) == 6, 10, "six connections")
-        # Several of the trimming test's rounds' worth of time (no condition to wait on: nothing happens).
-        await trio.sleep(1.0)
-        assert len(hub.peers()) == 6
-
-
 async def test_the_gossipsub_mesh_is_never_trimmed() -> None:
     topic = "/agentp2p/test/trim-mesh"
     # 2 mesh peers + 6 idle ones: above high water 5, down to low water 4;
