@@ -181,7 +181,12 @@ def _protect(connections: ConnectionManager, pubsub: PubSub, services: dict[str,
     (a mesh peer closed is a hole in the topic until the next heartbeat) and
     messaging peers with messages in flight (closing would force a redial
     and a retransmission)."""
-    connections.add_protector(lambda: [p for t in pubsub.topics() for p in pubsub.mesh_peers(t)])
+    def meshes() -> list[ID]:
+        # Topic by topic in turn, so every topic's mesh gets its share of the cap.
+        per_topic = [pubsub.mesh_peers(t) for t in pubsub.topics()]
+        return [m[k] for k in range(max(map(len, per_topic), default=0)) for m in per_topic if k < len(m)]
+
+    connections.add_protector(meshes)
     messaging = services.get("messaging")
     if messaging is not None and hasattr(messaging, "busy_peers"):
         connections.add_protector(messaging.busy_peers)  # type: ignore[attr-defined]
@@ -262,7 +267,8 @@ def assemble(
     events = ConnectionEvents(host)
     host.get_network().register_notifee(events)
     connections = ConnectionManager(config.connections, config.connection_limit)
-    events.on_stream = lambda peer: connections.used(peer, trio.current_time())
+    if connections.active:  # off, nothing would ever prune what the hook records
+        events.on_stream = lambda peer: connections.used(peer, trio.current_time())
     dialer = Dialer(
         host, timeout=config.dial_timeout, is_banned=banned, is_denied=denylist.__contains__,
         is_permitted=allowlist.permits, refused_by_policy=authorizer.refuses_connection,

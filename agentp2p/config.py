@@ -255,13 +255,14 @@ class NodeConfig:
         self.load_certificates()
         if self.max_connections < 1 or self.max_connections_per_peer < 1:
             raise ConfigError("connection limits must be >= 1")
-        if self.connections.enabled and self.connections.high_water >= self.connection_limit:
-            raise ConfigError(f"connections.high_water ({self.connections.high_water}) must be below "
+        cc = self.connections
+        if cc.enabled and cc.high_water and cc.high_water >= self.connection_limit:
+            raise ConfigError(f"connections.high_water ({cc.high_water}) must be below "
                               f"max_connections and resources.max_inbound_connections ({self.connection_limit}), "
                               "or newcomers can be refused for good")
-        if self.connections.enabled and self.connection_limit < 3:
-            raise ConfigError("max_connections and resources.max_inbound_connections must be >= 3 with "
-                              "connections.enabled (room to trim into)")
+        if cc.enabled and cc.low_water and not cc.high_water and cc.low_water >= cc.marks(self.connection_limit)[1]:
+            raise ConfigError(f"connections.low_water ({cc.low_water}) must be below high_water "
+                              f"({cc.marks(self.connection_limit)[1]} for these limits): set both")
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"log_format must be 'text' or 'json', not {self.log_format!r}")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):

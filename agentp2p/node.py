@@ -204,7 +204,7 @@ class Node:
                 if self.config.trust.enabled:
                     nursery.start_soon(self._tend_trust)
                 nursery.start_soon(self.bootstrapper.run)
-                if self.connections is not None and self.connections.config.enabled:
+                if self.connections is not None and self.connections.active:
                     nursery.start_soon(self._manage_connections, self.events.subscribe())
                 if self.config.mdns:
                     nursery.start_soon(self._run_mdns)
@@ -512,11 +512,19 @@ class Node:
                 cm.connected(peer, trio.current_time())
             while True:
                 await trio.sleep(cm.config.interval)
-                victims = cm.to_trim(trio.current_time(), self.peers())
+                peers = self.peers()
+                try:
+                    victims = cm.to_trim(trio.current_time(), peers)
+                except Exception as exc:  # noqa: BLE001 — a protector's bug must not stop the node
+                    log.warning("connections: trim round failed: %r", exc)
+                    continue
                 if victims:
-                    log.debug("connections: closing %d idle of %d (low water %d)", len(victims),
-                              len(victims) + cm.low_water, cm.low_water)
-                    await self._cut_off(victims)
+                    log.debug("connections: closing %d of %d (low water %d)", len(victims), len(peers),
+                              cm.low_water)
+                    # A peer that stops reading could stall a close (Yamux GO_AWAY):
+                    # bounded, so the next round always comes.
+                    with trio.move_on_after(max(5.0, cm.config.interval)):
+                        await self._cut_off(victims)
 
     async def _log_peer_events(self, events: trio.MemoryReceiveChannel[Any]) -> None:
         async for ev in events:

@@ -935,7 +935,7 @@ class MessagingService:
     def busy_peers(self) -> list[ID]:
         """Peers with messages in flight either way (ours unacked, theirs
         unconsumed): the connection manager keeps their connections."""
-        return ([p for p, link in self._out.items() if link.waiters]
+        return ([p for p, link in self._out.items() if link.session.sender.unacked]
                 + [p for p, link in self._in.items() if link.has_deliveries])
 
     # ------------------------------------------------------------- stats

@@ -12,8 +12,10 @@ got in, and no newcomer did.
 The rule: when a node holds more than ``high_water`` connections, it closes
 the ones idle longest until ``low_water`` remain. Never closed:
 
-* connections younger than ``grace`` (a dial that has not been used yet);
-* connections that opened a stream within ``idle`` seconds (in use now);
+* connections younger than ``grace`` (a dial that has not been used yet)
+  and connections that opened a stream within ``idle`` seconds (in use
+  now) — unless there are so many of them that the node would stay above
+  ``high_water``: then the least recently used of them go too;
 * protected peers: what a service must keep (the gossipsub mesh, a
   messaging peer with messages in flight), asked of each protector at
   every round rather than tagged, so nothing can forget to untag — at most
@@ -31,11 +33,19 @@ closes the connections (``Node._manage_connections``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["ConnectionManager", "ConnectionsConfig"]
+
+
+def _round_robin(lists: list[list[Any]]) -> Iterator[Any]:
+    """The first of each list, then the second of each, ..."""
+    for k in range(max((len(x) for x in lists), default=0)):
+        for x in lists:
+            if k < len(x):
+                yield x[k]
 
 Protector = Callable[[], Iterable[Any]]
 
@@ -47,14 +57,16 @@ class ConnectionsConfig:
     #: Trim idle connections at all (off: connections stay until a peer or a
     #: service closes them, as before; max_connections still refuses).
     enabled: bool = True
-    #: Above this many connections, a round closes idle ones ... (0: about
-    #: two thirds of max_connections, at most 192: 192 for the default 300)
+    #: Above this many connections, a round closes idle ones ... (0: 64 % of
+    #: the connection limit, at most 192: 163 for the default limits, 256
+    #: inbound and 300 in all)
     high_water: int = 0
-    #: ... until this many are left (0: five sixths of high_water; 160 for
-    #: the default, go-libp2p's defaults being 160 / 192).
+    #: ... until this many are left (0: five sixths of high_water; 135 for
+    #: the defaults; go-libp2p's are 160 / 192).
     low_water: int = 0
-    #: A connection this young (seconds) is never closed.
-    grace: float = 30.0
+    #: A connection this young (seconds) is spared while the node can stay
+    #: under high water without it (a dial that has not been used yet).
+    grace: float = 10.0
     #: A connection that opened a stream within this many seconds is in use.
     idle: float = 10.0
     #: Seconds between rounds.
@@ -87,6 +99,8 @@ class ConnectionManager:
     def __init__(self, config: ConnectionsConfig, max_connections: int) -> None:
         self.config = config
         self.low_water, self.high_water = config.marks(max_connections)
+        #: Below 3 connections there is no room to trim into: the manager stays off.
+        self.active = config.enabled and max_connections >= 3
         self._peers: dict[Hashable, _Seen] = {}
         self._protectors: list[Protector] = []
         self.trimmed = 0  # connections closed by a round
@@ -97,7 +111,9 @@ class ConnectionManager:
         self._protectors.append(protector)
 
     def connected(self, peer: Hashable, now: float) -> None:
-        self._peers.setdefault(peer, _Seen(now, now))
+        # A fresh entry even if one is left over (a peer that redialed before
+        # its close was reported, or a dropped event): it gets its grace.
+        self._peers[peer] = _Seen(now, now)
 
     def disconnected(self, peer: Hashable) -> None:
         self._peers.pop(peer, None)
@@ -111,16 +127,16 @@ class ConnectionManager:
             seen.used = now
 
     def protected(self) -> set[Any]:
-        """The peers the protectors name, at most half of low water of them
-        (the first named): protection must never fill the node, or the
-        inbound limit would refuse newcomers again."""
+        """The peers the protectors name, at most half of low water of them,
+        taken round-robin across protectors so each gets its share:
+        protection must never fill the node, or the inbound limit would
+        refuse newcomers again."""
         cap = max(1, self.low_water // 2)
         out: set[Any] = set()
-        for protector in self._protectors:
-            for peer in protector():
-                if len(out) >= cap:
-                    return out
-                out.add(peer)
+        for peer in _round_robin([list(p()) for p in self._protectors]):
+            if len(out) >= cap:
+                break
+            out.add(peer)
         return out
 
     def to_trim(self, now: float, connected: Iterable[Hashable]) -> list[Hashable]:
@@ -133,27 +149,34 @@ class ConnectionManager:
             keep = set(live)
             for peer in [p for p in self._peers if p not in keep]:
                 del self._peers[peer]
-        if not cfg.enabled or len(live) <= self.high_water:
+        if not self.active or not cfg.enabled or len(live) <= self.high_water:
             return []
         spared = self.protected()
         young, busy = now - cfg.grace, now - cfg.idle
-        candidates = []
+        idle, recent = [], []
         for peer in live:
             seen = self._peers.get(peer)
             if seen is None:
-                self._peers[peer] = _Seen(now, now)  # first seen now: in its grace period
+                seen = self._peers[peer] = _Seen(now, now)  # first seen now: in its grace period
+            if peer in spared:
                 continue
-            if seen.since > young or seen.used > busy or peer in spared:
-                continue
-            candidates.append((seen.used, seen.since, peer))
-        candidates.sort(key=lambda c: (c[0], c[1]))
-        out = [c[2] for c in candidates[: len(live) - self.low_water]]
+            (recent if seen.since > young or seen.used > busy else idle).append((seen.used, seen.since, peer))
+        idle.sort(key=lambda c: (c[0], c[1]))
+        out = [c[2] for c in idle[: len(live) - self.low_water]]
+        # Young and busy connections are spared only while the node can stay
+        # under high water without them: otherwise a stream of new dials (SWIM
+        # probes, a peer opening a stream every few seconds) would keep the
+        # node full. The least recently used of them go, down to high water.
+        over = len(live) - len(out) - self.high_water
+        if over > 0:
+            recent.sort(key=lambda c: (c[0], c[1]))
+            out += [c[2] for c in recent[:over]]
         if out:
             self.trimmed += len(out)
             self.rounds += 1
         return out
 
     def stats(self) -> dict[str, Any]:
-        c = self.config
-        return {"enabled": c.enabled, "low_water": self.low_water, "high_water": self.high_water,
+        return {"enabled": self.active and self.config.enabled, "low_water": self.low_water,
+                "high_water": self.high_water,
                 "trimmed": self.trimmed, "rounds": self.rounds}

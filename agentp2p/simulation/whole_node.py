@@ -287,9 +287,10 @@ class WholeNodeSimulation:
         for b in self.boot:
             self._boot_dial(i, b, 0.5)
         cc = self.cfg.connections
-        if cc.enabled:
+        cm = ConnectionManager(cc, min(self.cfg.max_connections, self.cfg.max_inbound))
+        if cm.active:
             gossip = node.gossip
-            node.manager = cm = ConnectionManager(cc, min(self.cfg.max_connections, self.cfg.max_inbound))
+            node.manager = cm
             cm.add_protector(lambda: sorted(self.index[p] for p in gossip.mesh(TOPIC)))  # sorted: set order varies
             self.at(self.now + self.rng.uniform(0, cc.interval), lambda: self._trim(i))
         return i

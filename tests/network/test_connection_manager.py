@@ -57,8 +57,34 @@ def test_a_peer_first_seen_by_a_round_gets_its_grace_period() -> None:
     # "b" and "c" connected without an event reaching the manager.
     assert cm.to_trim(100.0, ["a", "b", "c"]) == ["a"]
     assert cm.to_trim(105.0, ["b", "c"]) == []  # at high water
-    assert cm.to_trim(105.0, ["b", "c", "d"]) == []  # all three within grace
-    assert cm.to_trim(111.0, ["b", "c", "d"]) == ["b", "c"]
+    assert cm.to_trim(111.0, ["b", "c", "d"]) == ["b", "c"]  # b, c past their grace; d within it
+
+
+def test_young_and_busy_connections_go_too_when_the_node_would_stay_above_high_water() -> None:
+    """A stream of fresh dials (SWIM probes) or a peer opening a stream every
+    few seconds must not keep the node full: the least recently used of
+    them go, down to high water (not low water)."""
+    cm = manager(high=3, low=2, grace=30.0, idle=10.0)
+    for k in range(8):
+        cm.connected(f"y{k}", 90.0 + k)  # all within their grace
+    cm.used("y0", 99.5)  # busy, and used last
+    assert cm.to_trim(100.0, [f"y{k}" for k in range(8)]) == ["y1", "y2", "y3", "y4", "y5"]
+
+
+def test_a_peer_that_reconnects_gets_a_fresh_grace_period() -> None:
+    cm = manager(high=2, low=1)
+    cm.connected("a", 0.0)
+    cm.connected("a", 99.0)  # redialed before its close was reported
+    cm.connected("b", 0.0)
+    cm.connected("c", 0.0)
+    assert cm.to_trim(100.0, ["a", "b", "c"]) == ["b", "c"]
+
+
+def test_protection_is_shared_round_robin_between_protectors() -> None:
+    cm = manager(high=10, low=8)  # at most 4 protected
+    cm.add_protector(lambda: ["m1", "m2", "m3", "m4", "m5"])
+    cm.add_protector(lambda: ["busy1", "busy2"])
+    assert cm.protected() == {"m1", "busy1", "m2", "busy2"}
 
 
 def test_forgets_peers_no_longer_connected() -> None:
@@ -71,6 +97,15 @@ def test_forgets_peers_no_longer_connected() -> None:
     assert set(cm._peers) == {"b"}
 
 
+def test_below_three_connections_there_is_no_room_and_the_manager_stays_off() -> None:
+    NodeConfig(max_connections=2).validate()  # accepted, as before the manager existed
+    cm = ConnectionManager(ConnectionsConfig(), 2)
+    assert not cm.active
+    for p in range(5):
+        cm.connected(p, 0.0)
+    assert cm.to_trim(1e6, range(5)) == []
+
+
 def test_off_closes_nothing() -> None:
     cm = ConnectionManager(ConnectionsConfig(enabled=False), 300)
     for p in range(500):
@@ -79,6 +114,7 @@ def test_off_closes_nothing() -> None:
 
 
 def test_the_water_marks_follow_max_connections_unless_set() -> None:
+    assert ConnectionsConfig().marks(256) == (135, 163)  # the node's defaults: min(300, 256 inbound)
     assert ConnectionsConfig().marks(300) == (160, 192)  # go-libp2p's defaults
     assert ConnectionsConfig().marks(50) == (26, 32)
     assert ConnectionsConfig().marks(4) == (1, 2)
@@ -90,7 +126,7 @@ def test_the_water_marks_follow_max_connections_unless_set() -> None:
     (dict(connections=ConnectionsConfig(high_water=260)), "must be below max_connections"),  # inbound 256
     (dict(connections=ConnectionsConfig(high_water=10, low_water=10)), "low_water < high_water"),
     (dict(connections=ConnectionsConfig(interval=0)), "interval > 0"),
-    (dict(max_connections=2), "must be >= 3"),
+    (dict(connections=ConnectionsConfig(low_water=170)), "must be below high_water \\(163"),
 ])
 def test_the_config_refuses_water_marks_that_could_lock_newcomers_out(bad: dict, why: str) -> None:
     with pytest.raises(ConfigError, match=why):
