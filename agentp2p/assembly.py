@@ -36,7 +36,7 @@ from agentp2p.contract import NodeService, StreamHandler
 from agentp2p.errors import ConfigError
 from agentp2p.network.addresses import parse_listen_addr, parse_peer_addr, to_peer_id
 from agentp2p.network.allowlist import AllowList
-from agentp2p.network.connection_manager import ConnectionManager
+from agentp2p.network.connection_manager import ConnectionManager, round_robin
 from agentp2p.network.denylist import DenyList
 from agentp2p.network.dialer import Dialer
 from agentp2p.network.events import ConnectionEvents
@@ -181,12 +181,8 @@ def _protect(connections: ConnectionManager, pubsub: PubSub, services: dict[str,
     (a mesh peer closed is a hole in the topic until the next heartbeat) and
     messaging peers with messages in flight (closing would force a redial
     and a retransmission)."""
-    def meshes() -> list[ID]:
-        # Topic by topic in turn, so every topic's mesh gets its share of the cap.
-        per_topic = [pubsub.mesh_peers(t) for t in pubsub.topics()]
-        return [m[k] for k in range(max(map(len, per_topic), default=0)) for m in per_topic if k < len(m)]
-
-    connections.add_protector(meshes)
+    # Topic by topic in turn, so every topic's mesh gets its share of the cap.
+    connections.add_protector(lambda: round_robin([pubsub.mesh_peers(t) for t in pubsub.topics()]))
     messaging = services.get("messaging")
     if messaging is not None and hasattr(messaging, "busy_peers"):
         connections.add_protector(messaging.busy_peers)  # type: ignore[attr-defined]

@@ -260,9 +260,10 @@ class NodeConfig:
             raise ConfigError(f"connections.high_water ({cc.high_water}) must be below "
                               f"max_connections and resources.max_inbound_connections ({self.connection_limit}), "
                               "or newcomers can be refused for good")
-        if cc.enabled and cc.low_water and not cc.high_water and cc.low_water >= cc.marks(self.connection_limit)[1]:
+        derived_high = cc.marks(self.connection_limit)[1]
+        if cc.enabled and cc.low_water and not cc.high_water and cc.low_water >= derived_high:
             raise ConfigError(f"connections.low_water ({cc.low_water}) must be below high_water "
-                              f"({cc.marks(self.connection_limit)[1]} for these limits): set both")
+                              f"({derived_high} for these limits): set both")
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"log_format must be 'text' or 'json', not {self.log_format!r}")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):

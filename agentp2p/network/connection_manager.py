@@ -37,10 +37,10 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ConnectionManager", "ConnectionsConfig"]
+__all__ = ["ConnectionManager", "ConnectionsConfig", "round_robin"]
 
 
-def _round_robin(lists: list[list[Any]]) -> Iterator[Any]:
+def round_robin(lists: list[list[Any]]) -> Iterator[Any]:
     """The first of each list, then the second of each, ..."""
     for k in range(max((len(x) for x in lists), default=0)):
         for x in lists:
@@ -100,11 +100,16 @@ class ConnectionManager:
         self.config = config
         self.low_water, self.high_water = config.marks(max_connections)
         #: Below 3 connections there is no room to trim into: the manager stays off.
-        self.active = config.enabled and max_connections >= 3
+        self._room = max_connections >= 3
         self._peers: dict[Hashable, _Seen] = {}
         self._protectors: list[Protector] = []
         self.trimmed = 0  # connections closed by a round
         self.rounds = 0  # rounds that closed something
+
+    @property
+    def active(self) -> bool:
+        """Enabled, with room to trim into."""
+        return self.config.enabled and self._room
 
     def add_protector(self, protector: Protector) -> None:
         """``protector()`` names peers whose connections must stay; asked at every round."""
@@ -133,7 +138,7 @@ class ConnectionManager:
         refuse newcomers again."""
         cap = max(1, self.low_water // 2)
         out: set[Any] = set()
-        for peer in _round_robin([list(p()) for p in self._protectors]):
+        for peer in round_robin([list(p()) for p in self._protectors]):
             if len(out) >= cap:
                 break
             out.add(peer)
@@ -149,7 +154,7 @@ class ConnectionManager:
             keep = set(live)
             for peer in [p for p in self._peers if p not in keep]:
                 del self._peers[peer]
-        if not self.active or not cfg.enabled or len(live) <= self.high_water:
+        if not self.active or len(live) <= self.high_water:
             return []
         spared = self.protected()
         young, busy = now - cfg.grace, now - cfg.idle
@@ -177,6 +182,5 @@ class ConnectionManager:
         return out
 
     def stats(self) -> dict[str, Any]:
-        return {"enabled": self.active and self.config.enabled, "low_water": self.low_water,
-                "high_water": self.high_water,
+        return {"enabled": self.active, "low_water": self.low_water, "high_water": self.high_water,
                 "trimmed": self.trimmed, "rounds": self.rounds}

@@ -308,18 +308,26 @@ class WholeNodeSimulation:
 
     def _close(self, i: int, j: int) -> None:
         """i closes its connection to j: both ends' services are told at once."""
+        self._forget(i, j)
+        for a, b in ((i, j), (j, i)):
+            if self.nodes[a].up:
+                self._disconnected(a, b)
+
+    def _forget(self, i: int, j: int) -> None:
+        """The connection between i and j is gone from both ends' tables and managers."""
         node, other = self.nodes[i], self.nodes[j]
         outbound = node.conns.pop(j)[1]
-        other.conns.pop(i, None)
+        if other.conns.pop(i, None) is not None:
+            (other if outbound else node).inbound -= 1
         for a, b in ((node, j), (other, i)):
             if a.manager is not None:
                 a.manager.disconnected(b)
-        (other if outbound else node).inbound -= 1
-        for a, b in ((i, j), (j, i)):
-            if self.nodes[a].up:
-                pid = self.nodes[b].pid
-                self._kad(a, KPeerDisconnected(pid))
-                self._gossip(a, GPeerDisconnected(pid))
+
+    def _disconnected(self, i: int, j: int) -> None:
+        """i's services learn that its connection to j closed."""
+        pid = self.nodes[j].pid
+        self._kad(i, KPeerDisconnected(pid))
+        self._gossip(i, GPeerDisconnected(pid))
 
     def _boot_dial(self, i: int, b: int, backoff: float) -> None:
         node = self.nodes[i]
@@ -471,16 +479,8 @@ class WholeNodeSimulation:
         node = self.nodes[i]
         if not node.up or j not in node.conns or self.reachable(i, j):
             return
-        outbound = node.conns.pop(j)[1]
-        other = self.nodes[j]
-        for a, b in ((node, j), (other, i)):
-            if a.manager is not None:
-                a.manager.disconnected(b)
-        if other.conns.pop(i, None) is not None:
-            (node if not outbound else other).inbound -= 1
-        pid = self.nodes[j].pid
-        self._kad(i, KPeerDisconnected(pid))
-        self._gossip(i, GPeerDisconnected(pid))
+        self._forget(i, j)
+        self._disconnected(i, j)
 
     # ------------------------------------------------------------ the clock
 
@@ -623,8 +623,7 @@ class WholeNodeSimulation:
                 then = node.queries.pop(a.query_id, None)
                 if then is not None:
                     then(a)
-        if node.round_table and not node.round_due and not node.round_running and node.round_table < GROWTH_LIMIT:
-            self._growth(i)
+        self._growth(i)
 
     # ------------------------------------------------------------ gossipsub adapter
 
@@ -688,10 +687,6 @@ class WholeNodeSimulation:
 # ================================================================ scenarios
 
 
-def _pct(xs: list[float], q: float) -> float:
-    return percentile(xs, q) if xs else float("nan")
-
-
 def _window(sim: WholeNodeSimulation, seconds: float) -> dict[str, Any]:
     """Run ``seconds`` with no workload: traffic and core inputs per live node per second."""
     before, t0 = sim.counters.copy(), sim.now
@@ -732,17 +727,27 @@ def _find(sim: WholeNodeSimulation, i: int, cap: str, started: float, samples: l
     sim.ask(i, lambda q: FindProviders(q, provider_key(cap), 20), done)
 
 
+def _collect(sim: WholeNodeSimulation, samples: list[tuple[bool, float]], asked: int, limit: float) -> dict[str, Any]:
+    """Run until ``asked`` lookups have reported into ``samples`` (or ``limit`` seconds); their figures."""
+    end = sim.now + limit
+    while len(samples) < asked and sim.now < end:
+        sim.run_until(sim.now + 0.5)
+    lat = [t for ok, t in samples if ok]
+    return {"asked": asked, "found": len(lat), "p50": percentile(lat, 50), "p99": percentile(lat, 99),
+            "max": max(lat) if lat else float("nan")}
+
+
 def _lookups(sim: WholeNodeSimulation, pairs: list[tuple[int, str]], limit: float = 30.0,
              group: int | None = None) -> dict[str, Any]:
     samples: list[tuple[bool, float]] = []
     for i, cap in pairs:
         _find(sim, i, cap, sim.now, samples, group)
-    end = sim.now + limit
-    while len(samples) < len(pairs) and sim.now < end:
-        sim.run_until(sim.now + 0.5)
-    lat = [t for ok, t in samples if ok]
-    return {"asked": len(pairs), "found": len(lat), "p50": _pct(lat, 50), "p99": _pct(lat, 99),
-            "max": max(lat) if lat else float("nan")}
+    return _collect(sim, samples, len(pairs), limit)
+
+
+def _connection_figures(sim: WholeNodeSimulation) -> dict[str, float]:
+    conns = sim.connections()
+    return {"conns_p50": percentile(conns, 50), "conns_max": max(conns)}
 
 
 def _deliveries(sim: WholeNodeSimulation, msg_ids: list[bytes], audience: Callable[[int, int], bool],
@@ -767,7 +772,7 @@ def _deliveries(sim: WholeNodeSimulation, msg_ids: list[bytes], audience: Callab
         full += ok == exp
     return {"messages": len(msg_ids), "ratio": len(lat) / expected if expected else float("nan"),
             "fully_delivered": full / len(msg_ids) if msg_ids else float("nan"),
-            "p50": _pct(lat, 50), "p99": _pct(lat, 99)}
+            "p50": percentile(lat, 50), "p99": percentile(lat, 99)}
 
 
 def _publish_for(sim: WholeNodeSimulation, seconds: float, rate: float, *, group: int | None = None,
@@ -794,8 +799,8 @@ def _detection(sim: WholeNodeSimulation, crashed: list[int], t0: float, observer
     per_pair = [d for s in seen.values() for d in s.values()]
     all_seen = [max(s.values()) for s in seen.values() if len(s) >= len(observers)]
     return {"crashed": len(crashed), "pairs_seen": len(per_pair), "pairs": len(crashed) * len(observers),
-            "pair_p50": _pct(per_pair, 50), "pair_p99": _pct(per_pair, 99),
-            "all_seen": len(all_seen), "all_seen_p50": _pct(all_seen, 50), "all_seen_p99": _pct(all_seen, 99)}
+            "pair_p50": percentile(per_pair, 50), "pair_p99": percentile(per_pair, 99),
+            "all_seen": len(all_seen), "all_seen_p50": percentile(all_seen, 50), "all_seen_p99": percentile(all_seen, 99)}
 
 
 def build(sim: WholeNodeSimulation) -> dict[str, Any]:
@@ -815,8 +820,9 @@ def build(sim: WholeNodeSimulation) -> dict[str, Any]:
     while sim.now < end and any(sim.nodes[i].joined is None for i in sim.live):
         sim.run_until(sim.now + 1.0)
     joins = [n.joined - n.started for n in sim.nodes if n.joined is not None]
-    return {"nodes": len(sim.nodes), "joined": len(joins), "got_in": sum(1 for n in sim.nodes if n.booted), "spread_s": t_last, "done_at": sim.now,
-            "join_p50": _pct(joins, 50), "join_p99": _pct(joins, 99), "join_max": max(joins) if joins else None}
+    return {"nodes": len(sim.nodes), "joined": len(joins), "got_in": sum(1 for n in sim.nodes if n.booted),
+            "spread_s": t_last, "done_at": sim.now, "join_p50": percentile(joins, 50),
+            "join_p99": percentile(joins, 99), "join_max": max(joins) if joins else None}
 
 
 def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 30.0, newcomers: int = 20,
@@ -836,22 +842,18 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
     out["build"]["wall_s"] = time.perf_counter() - wall
     say(f"built: {out['build']}")
     sim.run_until(sim.now + settle)
-    conns = sim.connections()
-    out["settled"] = {"at": sim.now, "conns_p50": _pct([float(c) for c in conns], 50), "conns_max": max(conns),
-                      "mesh_p50": _pct([float(m) for m in sim.mesh_sizes()], 50),
-                      "mesh_min": min(sim.mesh_sizes()),
-                      "members_min": min(sim.members_known(), default=float("nan")),
-                      "members_p50": _pct(sim.members_known(), 50)}
+    meshes, members = sim.mesh_sizes(), sim.members_known()
+    out["settled"] = {"at": sim.now, **_connection_figures(sim), "mesh_p50": percentile(meshes, 50),
+                      "mesh_min": min(meshes), "members_min": min(members, default=float("nan")),
+                      "members_p50": percentile(members, 50)}
     out["idle"] = _window(sim, idle)
-    conns = sim.connections()
-    out["idle"].update(conns_p50=_pct([float(c) for c in conns], 50), conns_max=max(conns))
+    out["idle"].update(_connection_figures(sim))
     say(f"idle: {out['idle']}")
 
     # Newcomers: start, and as soon as one is connected to a bootstrap node, look
     # agents up; each lookup is timed from the newcomer's start.
     caps = sorted(sim.providers)
     samples: list[tuple[bool, float]] = []
-    t_new = sim.now
     fresh = []
     for _ in range(newcomers):
         picks = [caps[sim.wrng.randrange(len(caps))] for _ in range(lookups)]
@@ -859,12 +861,8 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
         box.append(sim.add_node(on_boot=lambda box=box, picks=picks, t=sim.now: [
             _find(sim, box[0], c, t, samples) for c in picks]))
         fresh.append(box[0])
-    while len(samples) < newcomers * lookups and sim.now < t_new + 60.0:
-        sim.run_until(sim.now + 0.5)
-    lat = [t for ok, t in samples if ok]
-    out["newcomer"] = {"asked": newcomers * lookups, "found": len(lat), "p50": _pct(lat, 50), "p99": _pct(lat, 99),
-                       "max": max(lat) if lat else float("nan"),
-                       "got_in": sum(1 for i in fresh if sim.nodes[i].booted), "newcomers": newcomers}
+    out["newcomer"] = _collect(sim, samples, newcomers * lookups, 60.0)
+    out["newcomer"].update(got_in=sum(1 for i in fresh if sim.nodes[i].booted), newcomers=newcomers)
     say(f"newcomer: {out['newcomer']}")
 
     ids = _publish_for(sim, publish_s, rate)
@@ -923,9 +921,7 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
         other = [c for c in caps if any(halves.get(j) != halves.get(i) for j in sim.providers[c] if j in sim.live)]
         cross.append((i, other[sim.wrng.randrange(len(other))]))
     merge["find_across"] = _lookups(sim, cross)
-    conns = sim.connections()
-    merge.update(conns_p50=_pct([float(c) for c in conns], 50), conns_max=max(conns),
-                 members_min=min(sim.members_known(), default=float("nan")))
+    merge.update(_connection_figures(sim), members_min=min(sim.members_known(), default=float("nan")))
     out["heal"] = merge
     say(f"heal: {merge}")
     out["totals"] = {"virtual_s": sim.now, "dials": sim.counters.dials, "refused": sim.counters.refused,
