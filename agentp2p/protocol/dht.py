@@ -67,6 +67,7 @@ from agentp2p.protocol.kademlia import (
     Provide,
     Provided,
     ProvidersFound,
+    ProvidersProgress,
     PutValue,
     QueryError,
     QueryFinished,
@@ -431,7 +432,8 @@ class DHT:
         return self.service
 
     async def _query(
-        self, kind: str, make: Callable[[int], Any], what: str, timeout: float | None = None
+        self, kind: str, make: Callable[[int], Any], what: str, timeout: float | None = None,
+        progress: Callable[[Any], None] | None = None,
     ) -> QueryFinished:
         """Run one query; the core's deadline ends it, ``timeout`` is a safety net.
 
@@ -448,7 +450,7 @@ class DHT:
         try:
             try:
                 with trio.fail_after(limit):
-                    fin = await svc.query(make)
+                    fin = await svc.query(make, progress)
             except trio.TooSlowError:
                 outcome = "timeout"
                 raise DHTError(f"{what} timed out") from None
@@ -612,10 +614,21 @@ class DHT:
             raise DHTError(f"provide {key!r}: no peer accepted the provider record")
         return res.announced
 
-    async def find_providers(self, key: str, count: int = 20) -> list[PeerInfo]:
-        """Up to ``count`` providers of ``key``, each once (ours and the network's)."""
+    async def find_providers(self, key: str, count: int = 20, *,
+                             on_provider: Callable[[PeerInfo], None] | None = None) -> list[PeerInfo]:
+        """Up to ``count`` providers of ``key``, each once (ours and the network's).
+
+        ``on_provider`` sees each provider as the lookup learns it (called
+        synchronously: hand the work to a task, never block). A caller that
+        has enough cancels the call, and that ends the lookup."""
+
+        def progress(p: ProvidersProgress) -> None:
+            for info in dedupe_peer_infos([_peer_info(x) for x in p.providers]):
+                on_provider(info)  # type: ignore[misc]
+
         fin = await self._query(
-            "find_providers", lambda q: FindProviders(q, provider_key(key), count), f"find_providers {key!r}"
+            "find_providers", lambda q: FindProviders(q, provider_key(key), count), f"find_providers {key!r}",
+            progress=progress if on_provider is not None else None,
         )
         res = fin.result
         assert isinstance(res, ProvidersFound)

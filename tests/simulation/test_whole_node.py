@@ -43,9 +43,13 @@ def test_a_full_scenario_at_thirty_nodes_finds_delivers_detects_splits_and_heals
                          crash_share=0.1, crash_wait=60.0, partition_s=30.0, heal_wait=30.0)
     assert out["build"]["joined"] == 30
     assert out["newcomer"]["found"] == out["newcomer"]["asked"] == 9
+    assert out["newcomer_whole"]["found"] == out["newcomer_whole"]["asked"] == 9
+    # Virtual time: the first live agent ends a lookup sooner than the lookup's own end.
+    assert out["newcomer"]["p50"] < out["newcomer_whole"]["p50"]
+    assert out["totals"]["queries_cancelled"] >= 9
     assert out["pubsub"]["messages"] > 5 and out["pubsub"]["ratio"] == 1.0
     crash = out["crash"]
-    assert crash["crashed"] == 3 and crash["all_seen"] == 3  # every live member saw every crash
+    assert crash["crashed"] >= 3 and crash["all_seen"] == crash["crashed"]  # every live member saw every crash
     part = out["partition"]
     for g in (0, 1):
         assert part[f"pubsub_{g}"]["ratio"] == 1.0  # each half keeps publishing ...

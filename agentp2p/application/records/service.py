@@ -31,12 +31,17 @@ and a record held by one peer would stay that thin until the next reprovide.
 restarted agent's record still replaces the one it published before.
 
 Finding (``find_agents``): candidates from the local cache, plus the DHT
-providers of the capability key; each provider not in the cache is asked for
-its record over ``/agentp2p/record/1.0.0`` (which also proves it is up),
-falling back to a DHT get if the agent is not DEAD; every record is
-verified with ``signed.open`` against the peer it should belong to and
-cached. Then liveness (SWIM via ``liveness=``, else a memoised concurrent
-ping) drops dead agents, and ``rank_agents`` orders the rest.
+providers of the capability key, taken as the lookup names them (it goes
+on meanwhile); each provider is asked for its record over
+``/agentp2p/record/1.0.0`` (which also proves it is up) unless the cache
+holds its record and its liveness is ALIVE, falling back to a DHT get if
+the agent is not DEAD; every record is verified with ``signed.open``
+against the peer it should belong to and cached. As soon as ``limit``
+matching, trusted agents are known to be up, the lookup is ended (so
+``limit=1`` costs one provider, not a whole lookup: figures in
+docs/scale.md). Otherwise, when the lookup ends, liveness (SWIM via
+``liveness=``, else a memoised concurrent ping) drops dead agents. Then
+``rank_agents`` orders them.
 
 Every error caused by a peer is contained and counted in
 :attr:`RecordService.counters` (``stats()``); none reaches the caller or
@@ -111,6 +116,7 @@ class RecordStats:
     dht_gets: int = 0
     dht_get_failures: int = 0
     find_provider_failures: int = 0
+    found_early: int = 0  # find_agents calls that had ``limit`` live agents (and so ended the lookup)
     rejected: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def reject(self, path: str, reason: Reason) -> None:
@@ -572,18 +578,17 @@ class RecordService:
             record = await self.dht_record(pid)
         return record
 
-    async def _candidate(self, info: PeerInfo) -> AgentRecord | None:
-        node = self._require_node()
+    def _prime(self, info: PeerInfo) -> None:
+        """Give the dialer the addresses the DHT named for a provider."""
         if info.addrs:
-            node.dialer.add_addrs(info.peer_id, info.addrs, 600)
-        record = await self.fetch_record(info.peer_id)
-        if record is not None:
-            return record
-        # The agent did not answer. Only worth a DHT look-up if it may be alive.
-        await self._probe([info.peer_id])
-        if self._liveness(info.peer_id) is Liveness.DEAD:
+            self._require_node().dialer.add_addrs(info.peer_id, info.addrs, 600)
+
+    async def _fallback(self, peer: ID) -> AgentRecord | None:
+        """The provider did not answer: its record from the DHT, unless it is down."""
+        await self._probe([peer])
+        if self._liveness(peer) is Liveness.DEAD:
             return None
-        return await self.dht_record(info.peer_id)
+        return await self.dht_record(peer)
 
     async def find_agents(
         self,
@@ -595,34 +600,76 @@ class RecordService:
         max_providers: int = 20,
     ) -> list[RankedAgent]:
         """Verified records of live agents offering ``capability`` (with all
-        ``tags``), best first; see the module docstring for how."""
+        ``tags``), best first; see the module docstring for how.
+
+        Records are fetched as the DHT lookup names providers, and the
+        lookup ends as soon as ``limit`` matching agents are known to be up
+        (they answered, or their liveness says ALIVE, and the node does not
+        distrust them): ``limit=1`` returns with the first live agent
+        instead of waiting for the whole lookup."""
         node = self._require_node()
         now = self._now_ms()
+        wanted = tuple(tags)
         found: dict[ID, AgentRecord] = {r.peer_id: r for r in self.cache.with_capability(capability, now)}
         if include_self and self._record is not None and self._record.capability(capability) is not None:
             found[node.peer_id] = self._record
-        try:
-            providers = await node.dht.find_providers(capability_provider_key(capability),
-                                                      max(max_providers, limit))
-        except Exception as exc:  # noqa: BLE001
-            self.counters.find_provider_failures += 1
-            log.debug("find_providers(%s) failed: %r", capability, exc)
-            providers = []
+        live: set[ID] = set()  # matching agents known to be up: the early-stop count
+        started: set[ID] = set()
+        budget = max(max_providers, limit)
         limiter = trio.CapacityLimiter(16)
 
-        async def one(info: PeerInfo) -> None:
+        def usable(record: AgentRecord) -> bool:
+            return bool(rank_agents([record], capability=capability, tags=wanted, now_ms=now,
+                                    liveness=lambda _p: Liveness.ALIVE)) and not (
+                self._distrusted is not None and self._distrusted(record.peer_id))
+
+        def counted(record: AgentRecord, scope: trio.CancelScope) -> None:
+            if usable(record):
+                live.add(record.peer_id)
+                if len(live) >= limit:
+                    scope.cancel()
+
+        async def one(info: PeerInfo, scope: trio.CancelScope) -> None:
             async with limiter:
-                record = await self._candidate(info)
+                self._prime(info)
+                record = await self.fetch_record(info.peer_id)
+                if record is not None:  # the agent answered: it is up
+                    found[record.peer_id] = record
+                    counted(record, scope)
+                    return
+                record = await self._fallback(info.peer_id)
             if record is not None:
                 found[record.peer_id] = record
 
-        async with trio.open_nursery() as nursery:
-            for info in providers:
-                if info.peer_id != node.peer_id and info.peer_id not in found:
-                    nursery.start_soon(one, info)
-        await self._probe(found)
+        if node.peer_id in found and usable(found[node.peer_id]):
+            live.add(node.peer_id)
+        if len(live) < limit:
+            async with trio.open_nursery() as nursery:
+                scope = nursery.cancel_scope
+
+                def on_provider(info: PeerInfo) -> None:
+                    peer = info.peer_id
+                    if peer == node.peer_id or peer in started or len(started) >= budget:
+                        return
+                    started.add(peer)
+                    held = found.get(peer)
+                    if held is not None and self._liveness(peer) is Liveness.ALIVE:
+                        counted(held, scope)  # cached, and SWIM or a recent ping says up
+                    else:
+                        nursery.start_soon(one, info, scope)
+
+                try:
+                    await node.dht.find_providers(capability_provider_key(capability), budget,
+                                                  on_provider=on_provider)
+                except Exception as exc:  # noqa: BLE001
+                    self.counters.find_provider_failures += 1
+                    log.debug("find_providers(%s) failed: %r", capability, exc)
+        if len(live) >= limit:
+            self.counters.found_early += 1
+        else:  # a full lookup: judge what is still unknown before ranking
+            await self._probe(found)
         return rank_agents(
-            found.values(), capability=capability, tags=tags, now_ms=self._now_ms(),
+            found.values(), capability=capability, tags=wanted, now_ms=self._now_ms(),
             liveness=self._liveness, rtt_ms=self._rtt_ms, limit=limit, distrusted=self._distrusted,
         )
 

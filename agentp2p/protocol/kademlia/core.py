@@ -15,6 +15,9 @@ a lookup one request timeout, and the lookup's deadline caps the look-up.
 A PUT_VALUE or ADD_PROVIDER query then writes to the closest peers found
 (even after a timed-out look-up: a slow network still gets the record) and
 lives at most one request timeout more. Late or unknown answers are counted and dropped.
+A FindProviders query reports each provider as it learns it
+(ProvidersProgress), so a caller can use the first while the lookup goes on
+and end it with CancelQuery once it has enough.
 
 The table learns from evidence of liveness: a connection from a DHT server,
 a request from one, an answer to our request. A full bucket pings its
@@ -43,6 +46,7 @@ from .events import (
     AddAddresses,
     ArmTimer,
     Bootstrap,
+    CancelQuery,
     CancelRequest,
     CloseRequest,
     FindPeer,
@@ -55,6 +59,7 @@ from .events import (
     PeerFound,
     PingPeer,
     Provide,
+    ProvidersProgress,
     PutValue,
     QueryError,
     QueryFinished,
@@ -91,6 +96,7 @@ class KademliaStats:
     timeouts: int = 0  # outbound requests the core timed out
     queries_refused: int = 0  # max_queries reached
     evictions: int = 0  # table entries dropped (failed pings / requests)
+    cancelled: int = 0  # queries the caller ended early (CancelQuery)
 
     def count(self, d: dict[str, int], key: str) -> None:
         d[key] = d.get(key, 0) + 1
@@ -214,6 +220,11 @@ class KademliaCore:
                 self.local_provides.remove(event.key)
             case FindProviders():
                 self._find_providers(event, out)
+            case CancelQuery():
+                q = self._queries.get(event.query_id)
+                if q is not None and not q.internal:
+                    self.stats.cancelled += 1
+                    self._finish(q, out)
             case Bootstrap():
                 self._bootstrap_qid = self._internal_id()
                 self._start(self._bootstrap_qid, Kind.FIND_NODE, self.local_peer, out, internal=True)
@@ -317,7 +328,10 @@ class KademliaCore:
             cand = q.lookup.on_response(p.peer, closer)
             if cand is not None:
                 self._seen(p.peer, cand.addrs, out)
-                if q.on_answer(cand, msg, self.records.is_valid, self.records.select):
+                known = len(q.providers)
+                enough = q.on_answer(cand, msg, self.records.is_valid, self.records.select)
+                self._progress(q, known, out)
+                if enough:
                     self._finish(q, out)
                     return
             self._advance(q, out)
@@ -439,6 +453,13 @@ class KademliaCore:
         if q.writes_pending == 0:
             self._finish(q, out)
 
+    @staticmethod
+    def _progress(q: Query, known: int, out: list[Action]) -> None:
+        """Report the providers ``q`` learned past the first ``known``."""
+        if q.kind is Kind.GET_PROVIDERS and not q.internal and len(q.providers) > known:
+            new = list(q.providers.items())[known:]
+            out.append(ProvidersProgress(q.qid, tuple(Peer(p, a) for p, a in new)))
+
     def _cancel(self, q: Query, out: list[Action]) -> None:
         """Forget the query's outstanding requests (their answers are no longer needed)."""
         for rid in [r for r, p in self._pending.items() if p.qid == q.qid]:
@@ -517,6 +538,7 @@ class KademliaCore:
             return
         for r in self.providers.get(ev.key, self._now, count):
             q.providers[r.peer] = r.addrs
+        self._progress(q, 0, out)
         if len(q.providers) >= count:
             self._finish(q, out)
             return

@@ -15,6 +15,8 @@ Inputs (``KademliaCore.handle(now, event)``):
   StartLookup, FindPeer, GetValue, PutValue, Provide, FindProviders: start a
                     query; it ends with one QueryFinished of the same ``query_id``.
   StopProviding     stop republishing a key (its records expire by themselves).
+  CancelQuery       end a query now: its QueryFinished comes at once, with what
+                    it has (the caller has enough, or gave up).
   Bootstrap         a self-lookup now (and refresh of stale buckets).
 
 Outputs (the returned list, in order):
@@ -29,6 +31,9 @@ Outputs (the returned list, in order):
   CloseRequest      close an inbound request without an answer: ``error`` None
                     for ADD_PROVIDER (it has none), else why it was refused.
   RoutingUpdated    ``peer`` entered (``added``) or left the routing table.
+  ProvidersProgress providers a FindProviders query has just learned, each once,
+                    before its QueryFinished (which lists them all): a caller
+                    can use the first while the lookup goes on.
   QueryFinished     a query's result (and its cost, QueryStats).
   ArmTimer          the next deadline changed: call handle(at, Tick()) then.
 """
@@ -153,9 +158,16 @@ class Bootstrap:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class CancelQuery:
+    """End query ``query_id`` now; unknown or finished IDs are ignored."""
+
+    query_id: QueryId
+
+
 Input = (Tick | PeerConnected | PeerDisconnected | LocalAddrs | RequestReceived | ResponseReceived
          | RequestFailed | StartLookup | FindPeer | GetValue | PutValue | Provide | StopProviding
-         | FindProviders | Bootstrap)
+         | FindProviders | Bootstrap | CancelQuery)
 
 # ---------------------------------------------------------------- results
 
@@ -262,6 +274,12 @@ class RoutingUpdated:
 
 
 @dataclass(frozen=True, slots=True)
+class ProvidersProgress:
+    query_id: QueryId
+    providers: tuple[Peer, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class QueryFinished:
     query_id: QueryId
     result: Result
@@ -274,4 +292,4 @@ class ArmTimer:
 
 
 Action = (AddAddresses | SendRequest | PingPeer | CancelRequest | SendResponse | CloseRequest
-          | RoutingUpdated | QueryFinished | ArmTimer)
+          | RoutingUpdated | ProvidersProgress | QueryFinished | ArmTimer)

@@ -65,6 +65,7 @@ from .events import (
     Action,
     AddAddresses,
     ArmTimer,
+    CancelQuery,
     CancelRequest,
     CloseRequest,
     Input,
@@ -72,6 +73,7 @@ from .events import (
     PeerConnected,
     PeerDisconnected,
     PingPeer,
+    ProvidersProgress,
     QueryFinished,
     RequestFailed,
     RequestReceived,
@@ -178,11 +180,12 @@ class _Request:
 
 
 class _Waiter:
-    __slots__ = ("done", "result")
+    __slots__ = ("done", "result", "progress")
 
-    def __init__(self) -> None:
+    def __init__(self, progress: Callable[[ProvidersProgress], None] | None) -> None:
         self.done = trio.Event()
         self.result: QueryFinished | None = None
+        self.progress = progress
 
 
 class _Locating:
@@ -357,6 +360,13 @@ class KademliaService:
             if w is not None:
                 w.result = a
                 w.done.set()
+        elif isinstance(a, ProvidersProgress):
+            w = self._waiters.get(a.query_id)  # type: ignore[call-overload]
+            if w is not None and w.progress is not None and w.result is None:
+                try:
+                    w.progress(a)
+                except Exception:  # noqa: BLE001 - a caller's bug must not stop the core's actions
+                    log.exception("provider progress callback failed")
         elif isinstance(a, ArmTimer):
             self._timer_at = a.at
             if self._timer_scope is not None:
@@ -383,20 +393,24 @@ class KademliaService:
 
     # ------------------------------------------------------------------ queries
 
-    async def query(self, make: Callable[[int], Input]) -> QueryFinished:
+    async def query(self, make: Callable[[int], Input],
+                    progress: Callable[[ProvidersProgress], None] | None = None) -> QueryFinished:
         """Start the query ``make(query_id)`` and wait for its QueryFinished.
 
-        Cancelling the caller does not stop the query: the core ends it at
-        its deadline and the result is dropped.
+        ``progress`` is called (synchronously, so it must not block) with
+        each ProvidersProgress of the query. Cancelling the caller ends the
+        query (CancelQuery): its requests are cancelled, not left to time out.
         """
         if not self.running:
             raise KademliaStopped("the DHT is not running")
         qid = next(self._qids)
-        w = self._waiters[qid] = _Waiter()
+        w = self._waiters[qid] = _Waiter(progress)
         try:
             self._feed(make(qid))
             await w.done.wait()
         finally:
+            if w.result is None and self.running and self.core is not None:
+                self._feed(CancelQuery(qid))
             self._waiters.pop(qid, None)
         if w.result is None:
             raise KademliaStopped("the DHT stopped")
@@ -791,6 +805,7 @@ class KademliaService:
                 "timeouts": c.timeouts,
                 "queries_refused": c.queries_refused,
                 "evictions": c.evictions,
+                "queries_cancelled": c.cancelled,
                 "queries_running": core.query_count(),
                 "requests_pending": core.pending_count(),
             })

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from agentp2p.protocol.kademlia import (
     Bootstrap,
+    CancelQuery,
     CancelRequest,
     CloseRequest,
     ClosestPeers,
@@ -20,8 +21,10 @@ from agentp2p.protocol.kademlia import (
     PeerFound,
     Provide,
     ProvidersFound,
+    ProvidersProgress,
     PutValue,
     QueryError,
+    QueryFinished,
     Record,
     RequestReceived,
     ResponseReceived,
@@ -327,6 +330,64 @@ def test_find_providers_stops_at_count() -> None:
     res = d.run_until_finished("q")
     assert isinstance(res.result, ProvidersFound) and len(res.result.providers) == 2
     assert res.stats.requests <= 3  # the first answer had them
+
+
+def test_find_providers_reports_each_provider_once_as_it_learns_it() -> None:
+    net = IdealNetwork(200)
+    provs = [Peer(pid(f"prov{i}"), (b"/p%d" % i,)) for i in range(5)]
+    net.providers[b"cid"] = provs[:3]
+    net.override[net.peers[0]] = lambda m: None  # one silent peer: the lookup cannot end early
+    d = Driver(core_knowing(net.peers[:20], config=QUIET), net)
+    d.feed(FindProviders("q", b"cid", count=20))
+    first = [a for a in d.actions if isinstance(a, ProvidersProgress)]
+    assert first == []  # nothing held locally, nothing answered yet
+    fin = d.run_until_finished("q")
+    reports = [a for a in d.actions if isinstance(a, ProvidersProgress)]
+    seen = [p for r in reports for p in r.providers]
+    assert all(r.query_id == "q" for r in reports)
+    assert seen == provs[:3]  # each once, in the order learned, with addresses
+    assert list(fin.result.providers) == provs[:3]
+    assert d.actions.index(reports[-1]) < d.actions.index(fin)  # progress always comes before the result
+
+
+def test_find_providers_reports_local_providers_at_once() -> None:
+    net = IdealNetwork(50)
+    d = Driver(core_knowing(net.peers[:20], config=QUIET), net)
+    held = Peer(pid("held"), (b"/h",))
+    d.core.providers.add(b"cid", held.id, held.addrs, 0.0)
+    acts = d.feed(FindProviders("q", b"cid", count=20))
+    assert [a for a in acts if isinstance(a, ProvidersProgress)] == [ProvidersProgress("q", (held,))]
+
+
+def test_cancel_query_finishes_it_now_and_cancels_its_requests() -> None:
+    net = IdealNetwork(200)
+    silent = set(net.peers[:20])
+    for p in silent:
+        net.override[p] = lambda m: None  # nobody answers: only the deadline would end it
+    d = Driver(core_knowing(net.peers[:20], config=QUIET), net)
+    d.feed(FindProviders("q", b"cid", count=20))
+    in_flight = {a.request_id for a in d.sent}
+    assert in_flight and "q" not in d.finished
+    acts = d.feed(CancelQuery("q"))
+    fin = d.finished["q"]
+    assert isinstance(fin.result, ProvidersFound) and fin.result.providers == ()
+    assert {a.request_id for a in acts if isinstance(a, CancelRequest)} == in_flight
+    assert d.core.query_count() == 0 and d.core.pending_count() == 0
+    assert d.core.stats.cancelled == 1
+    assert not [a for a in d.feed(CancelQuery("q")) if isinstance(a, QueryFinished)]  # finished: ignored
+    assert d.core.stats.cancelled == 1 and d.core.stats.timeouts == 0
+
+
+def test_cancel_query_leaves_internal_queries_alone() -> None:
+    net = IdealNetwork(100)
+    for p in net.peers[:20]:
+        net.override[p] = lambda m: None
+    d = Driver(core_knowing(net.peers[:20], config=QUIET), net)
+    d.feed(Bootstrap())
+    running = d.core.query_count()
+    assert running == 1
+    d.feed(CancelQuery(("internal", 1)))  # an id only the core hands out
+    assert d.core.query_count() == running and d.core.stats.cancelled == 0
 
 
 # ------------------------------------------------------------------ table upkeep

@@ -6,6 +6,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from agentp2p.protocol.kademlia import (
+    CancelQuery,
     FindProviders,
     GetValue,
     KademliaConfig,
@@ -54,6 +55,7 @@ _event = st.one_of(
               st.integers(0, 5)),
     st.builds(Provide, st.integers(0, 3), st.binary(max_size=8)),
     st.builds(FindProviders, st.integers(0, 3), st.binary(max_size=8), st.integers(-1, 5)),
+    st.builds(CancelQuery, st.integers(0, 3)),
     st.just(Tick()),
 )
 

@@ -1,0 +1,62 @@
+"""``find_agents`` ends the DHT lookup once it has ``limit`` live agents (real sockets).
+
+The searcher's routing table holds the agent and a peer whose DHT never
+answers. A lookup that ran to its end would wait for that peer's request
+timeout (60 s here); asking for one agent must return with the agent as
+soon as its record is fetched, and cancel the lookup's other requests.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from agentp2p.application.records.service import RecordService
+from agentp2p.config import DHTConfig
+from agentp2p.node import Node
+from agentp2p.protocol.kademlia import PROTOCOL_ID
+from agentp2p.testing import local_config, wait_until
+
+PATIENT = DHTConfig(request_timeout=60.0, query_timeout=120.0)
+
+
+async def _silent(stream: object) -> None:
+    await trio.sleep_forever()
+
+
+async def test_one_live_agent_ends_the_lookup_without_waiting_for_a_silent_peer() -> None:
+    agent_svc = RecordService("translator", capabilities=["translate"])
+    searcher_svc = RecordService.lookup_only()
+    async with Node(local_config(swim=False), services=[agent_svc]) as agent:
+        cfg = local_config(swim=False, dht=PATIENT, bootstrap=[agent.addrs[0]])
+        async with Node(cfg, services=[searcher_svc]) as searcher:
+            await wait_until(lambda: agent_svc.published.is_set(), timeout=30, what="the agent to publish")
+            async with Node(local_config(swim=False)) as mute:
+                await mute.connect(searcher.addrs[0])
+                await wait_until(lambda: mute.peer_id in searcher.dht.routing_table_peers(),
+                                 what="the mute peer in the searcher's table")
+                mute.set_stream_handler(PROTOCOL_ID, _silent)  # connected, routable, never answers
+                before = searcher.dht.stats()
+
+                with trio.fail_after(30):  # a full lookup would wait 60 s for the mute peer
+                    found = await searcher_svc.find_agents("translate", limit=1)
+
+                assert [a.record.peer_id for a in found] == [agent.peer_id]
+                stats = searcher.dht.stats()["adapter"]
+                assert searcher_svc.counters.found_early == 1
+                assert stats["queries_cancelled"] == before["adapter"]["queries_cancelled"] + 1
+                # The mute peer's request was cancelled, not left to time out.
+                assert stats["timeouts"] == before["adapter"]["timeouts"]
+                assert searcher.dht.service.core.query_count() == 0
+
+
+async def test_a_full_lookup_still_runs_when_fewer_agents_exist_than_asked() -> None:
+    agent_svc = RecordService("translator", capabilities=["translate"])
+    searcher_svc = RecordService.lookup_only()
+    async with Node(local_config(swim=False), services=[agent_svc]) as agent:
+        async with Node(local_config(swim=False, bootstrap=[agent.addrs[0]]), services=[searcher_svc]) as searcher:
+            await wait_until(lambda: agent_svc.published.is_set(), timeout=30, what="the agent to publish")
+            with trio.fail_after(30):
+                found = await searcher_svc.find_agents("translate", limit=2)
+            assert [a.record.peer_id for a in found] == [agent.peer_id]
+            assert searcher_svc.counters.found_early == 0
+            assert searcher.dht.stats()["adapter"]["queries_cancelled"] == 0
