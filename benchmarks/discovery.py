@@ -51,7 +51,9 @@ Reported per N (one JSON line per size with ``--json``; the table otherwise):
 defaults): SWIM probes every member, so with it on every node ends up
 connected to every other one. ``--rounds R`` repeats the newcomer's
 look-ups R times with a fresh newcomer each time (P50/P99 over all).
-``--profile FILE`` writes a cProfile of this process during the look-ups.
+``--limit L`` asks ``find_agents(limit=L)`` (``complete`` then counts up to L
+per capability): ``--limit 1`` is "find an agent that can do it", which
+ends the lookup at the first live agent. ``--profile FILE`` writes a cProfile of this process during the look-ups.
 ``DISCOVERY_DEBUG=1`` logs the newcomer's DHT requests and the workers'
 publish rounds with timings (stderr).
 
@@ -370,7 +372,7 @@ async def build_network(n: int, args: argparse.Namespace, boot: Node, workers: l
 
 
 async def measure_newcomer(boot: Node, expected: dict[str, set[str]], n: int, swim: bool,
-                           profile: cProfile.Profile | None) -> dict[str, Any]:
+                           profile: cProfile.Profile | None, limit: int | None = None) -> dict[str, Any]:
     """A newcomer that knows only ``boot`` joins and looks up every capability once."""
     t_join = time.perf_counter()
     svc = RecordService("newcomer")
@@ -398,11 +400,11 @@ async def measure_newcomer(boot: Node, expected: dict[str, set[str]], n: int, sw
         try:
             for c in sorted(expected):
                 t = time.perf_counter()
-                found = await svc.find_agents(c, limit=n)
+                found = await svc.find_agents(c, limit=limit or n)
                 times.append(time.perf_counter() - t)
                 got = {str(a.record.peer_id) for a in found}
                 found_total += len(got & expected[c])
-                expected_total += len(expected[c])
+                expected_total += min(limit or n, len(expected[c]))
                 logging.getLogger("agentp2p.dht").debug("look-up %s: %.3fs, %d/%d found", c, times[-1],
                                                         len(got & expected[c]), len(expected[c]))
         finally:
@@ -427,7 +429,7 @@ async def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
         try:
             expected, info = await build_network(n, args, boot, workers)
             load1 = os.getloadavg()[0]
-            rounds = [await measure_newcomer(boot, expected, n, args.swim == "on", profile)
+            rounds = [await measure_newcomer(boot, expected, n, args.swim == "on", profile, args.limit)
                       for _ in range(args.rounds)]
         finally:
             async with trio.open_nursery() as nursery:
@@ -443,6 +445,7 @@ async def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
 
     return {
         "nodes": n, "procs": min(args.procs, n), "capabilities": len(expected), "swim": args.swim,
+        "limit": args.limit,
         **info,
         "join_s": round(mean("join_s"), 3), "first_s": round(rounds[0]["times"][0], 3),
         "p50_s": round(statistics.median(times), 3), "p99_s": round(_nearest_rank(times, 0.99), 3),
@@ -483,6 +486,8 @@ def main() -> None:
     ap.add_argument("--settle-timeout", type=float, default=600.0)
     ap.add_argument("--swim", choices=("on", "off"), default="on", help="SWIM on the agents (node default: on)")
     ap.add_argument("--rounds", type=int, default=1, help="newcomers, one after another")
+    ap.add_argument("--limit", type=int, default=None,
+                    help="find_agents(limit=L) instead of asking for every agent (1: the first live agent)")
     ap.add_argument("--profile", metavar="FILE", help="cProfile of this process during the look-ups")
     ap.add_argument("--json", action="store_true", help="one JSON line per size only")
     ap.add_argument("-v", "--verbose", action="store_true", help="workers' progress on stderr")

@@ -100,8 +100,9 @@ def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager:
           f"connection manager {'on' if manager else 'off'}; {out['config']['latency']}")
     print(f"  join (connected to announced): P50 {_ms(b['join_p50'])}, P99 {_ms(b['join_p99'])}; "
           f"{b['joined']:,}/{b['nodes']:,} announced, {b['got_in']:,} got in")
-    print(f"  idle per node: {idle['Bps']:,.0f} B/s (SWIM {idle['swim_Bps']:,.0f}, DHT {idle['kad_Bps']:,.0f}, "
-          f"gossipsub {idle['gossip_Bps']:,.0f}), {idle['events_ps']:.1f} core inputs/s, "
+    print(f"  idle per node: {idle['Bps_with_dials']:,.0f} B/s sent (SWIM {idle['swim_Bps']:,.0f}, "
+          f"DHT {idle['kad_Bps']:,.0f}, gossipsub {idle['gossip_Bps']:,.0f}, new connections "
+          f"{idle['dial_Bps']:,.0f}: {idle['dials_ps']:.2f} dials/s), {idle['events_ps']:.1f} core inputs/s, "
           f"connections P50 {idle['conns_p50']:.0f} / max {idle['conns_max']}")
     whole_ = out["newcomer_whole"]
     print(f"  newcomers: {new['got_in']}/{new['newcomers']} got in; first agent (limit=1) {new['found']}/{new['asked']}, "

@@ -9,6 +9,7 @@ from .config import SwimConfig
 from .core import SwimCore, SwimStats
 from .events import (
     Action,
+    ConnectAhead,
     Input,
     Leave,
     LeaveComplete,
@@ -28,6 +29,7 @@ __all__ = [
     "PROTOCOL_ID",
     "Ack",
     "Action",
+    "ConnectAhead",
     "EventKind",
     "Input",
     "Leave",

@@ -27,6 +27,12 @@ class SwimConfig:
     #: How long to wait for the direct Ack before asking k helpers. Must be
     #: well below probe_interval: the rest of the period is the indirect window.
     probe_timeout: float = 0.5
+    #: Probe targets are drawn this many periods ahead, and the adapter is
+    #: told to connect to each (ConnectAhead): over libp2p a probe to a member
+    #: whose connection was closed (the connection manager trims idle ones)
+    #: would otherwise pay a dial (several round trips) inside probe_timeout,
+    #: fail, and send k indirect probes. 0: draw each target when it is due.
+    connect_ahead: int = 1
     #: k: helpers asked to probe indirectly when the direct probe fails.
     indirect_checks: int = 3
     #: Suspicion timeout = suspicion_mult * log10(N) * probe_interval (minimum,
@@ -112,6 +118,8 @@ class SwimConfig:
     def __post_init__(self) -> None:
         if not 0 < self.probe_timeout < self.probe_interval:
             raise ValueError("need 0 < probe_timeout < probe_interval")
+        if not 0 <= self.connect_ahead <= 8:
+            raise ValueError("connect_ahead must be within 0..8 periods")
         if self.indirect_checks < 0 or self.suspicion_mult < 1:
             raise ValueError("indirect_checks >= 0 and suspicion_mult >= 1")
         if self.suspicion_max_timeout_mult < 1 or self.retransmit_mult < 1:

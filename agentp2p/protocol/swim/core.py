@@ -71,6 +71,7 @@ next needs to run; the caller then calls ``handle(now, Tick())``. Every
 
 from __future__ import annotations
 
+import collections
 import heapq
 import math
 import random
@@ -84,6 +85,7 @@ from .broadcast import BroadcastQueue
 from .config import SwimConfig
 from .events import (
     Action,
+    ConnectAhead,
     Input,
     Leave,
     LeaveComplete,
@@ -206,6 +208,8 @@ class SwimCore:
         self._now = now
         self._table = MemberTable(base, exclude=local_id)
         self._order = ProbeOrder(rng)
+        #: Probe targets drawn ahead (config.connect_ahead), oldest first.
+        self._ahead: collections.deque[PeerId] = collections.deque()
         self._queue = BroadcastQueue(self.config.max_broadcast_queue)
         self._suspicions: dict[PeerId, Suspicion] = {}
         self._timers: list[tuple[float, int, int, object]] = []
@@ -386,7 +390,7 @@ class SwimCore:
         self._finish_probe(out)
         self._period += 1
         if not self._leaving:
-            target = self._next_target()
+            target = self._next_target(out)
             if target is not None:
                 seq = self._next_seq()
                 self._probe = _Probe(target.peer_id, seq, self._now + self.awareness.scale(cfg.probe_timeout))
@@ -408,7 +412,30 @@ class SwimCore:
         self._next_tick_at = self._now + self.awareness.scale(cfg.probe_interval)
         self._arm(self._next_tick_at, _TICK, None)
 
-    def _next_target(self) -> Member | None:
+    def _next_target(self, out: list[Action]) -> Member | None:
+        """This period's probe target: the oldest drawn ahead that is still
+        live (else a fresh draw). Then draws ahead again, telling the adapter
+        to connect to each new one (ConnectAhead), so that by its period the
+        connection is there. Drawing early changes when, not what: the order
+        is still the randomized round-robin."""
+        ahead = self._ahead
+        target = None
+        while ahead and target is None:
+            m = self._table.get(ahead.popleft())
+            if m is not None and m.live:
+                target = m
+        if target is None:
+            target = self._draw()
+        for _ in range(self.config.connect_ahead - len(ahead)):
+            m = self._draw()
+            if m is None or (target is not None and m.peer_id == target.peer_id) or m.peer_id in ahead:
+                break  # a roster this small needs no warming up
+            ahead.append(m.peer_id)
+            out.append(ConnectAhead(m.peer_id, m.addrs))
+        return target
+
+    def _draw(self) -> Member | None:
+        """The next live member in the randomized round-robin."""
         table = self._table
         for _ in range(table.roster_len + 1):
             idx = self._order.next(table.roster_len)

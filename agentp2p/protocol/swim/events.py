@@ -8,6 +8,9 @@ Inputs (``SwimCore.handle(now, event)``):
 
 Outputs (the returned list, in order):
   Send               deliver ``message`` to ``to`` (encode with wire.encode()).
+  ConnectAhead       ``to`` is among the next members we probe: have a connection
+                     (and a stream) ready by then, so the probe times the member,
+                     not a dial. A hint: ignoring it costs only slower probes.
   MemberEvent        membership changed: joined / suspect / failed / left / recovered.
   LeaveComplete      our "left" has had its time to spread; the adapter may stop.
 """
@@ -60,6 +63,12 @@ class Send:
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectAhead:
+    to: PeerId
+    addrs: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class MemberEvent:
     kind: EventKind
     peer_id: PeerId
@@ -74,4 +83,4 @@ class LeaveComplete:
     pass
 
 
-Action = Send | MemberEvent | LeaveComplete
+Action = Send | ConnectAhead | MemberEvent | LeaveComplete

@@ -64,7 +64,18 @@ from multiaddr import Multiaddr
 from .config import SwimConfig
 from .core import SwimCore
 from .crypto import ed25519_signer, ed25519_verify
-from .events import Action, Input, Leave, LeaveComplete, MemberDiscovered, MemberEvent, Received, Send, Tick
+from .events import (
+    Action,
+    ConnectAhead,
+    Input,
+    Leave,
+    LeaveComplete,
+    MemberDiscovered,
+    MemberEvent,
+    Received,
+    Send,
+    Tick,
+)
 from .member import Member, State
 from .messages import Message, Ping
 from .persist import SUFFIX, load_incarnation, restart_incarnation, save_incarnation
@@ -330,6 +341,8 @@ class SwimService:
                 kind = type(a.message.body).__name__
                 self._sent[kind] = self._sent.get(kind, 0) + 1
                 transport.send(a.to, encode(a.message), a.addrs)
+            elif isinstance(a, ConnectAhead):
+                transport.prepare(a.to, a.addrs)
             elif isinstance(a, MemberEvent):
                 self._publish(a)
             elif isinstance(a, LeaveComplete):

@@ -22,7 +22,9 @@ refutation). So this transport never makes the core wait:
   (never awaits) and counts a drop when the queue is full. The task dials when
   needed — using the address hints from the core (``Send.addrs``), for at most
   ``dial_timeout`` while later frames queue behind it — and writes with
-  ``write_timeout``. A failed dial drops the frame
+  ``write_timeout``. :meth:`prepare` (the core's ConnectAhead) queues an
+  empty item: the writer opens the stream a period before the probe that
+  will use it, and writes nothing. A failed dial drops the frame
   and whatever queued behind it; a failed or stuck write resets the stream,
   and the next frame uses another stream or opens one. Idle writers end after
   ``idle_timeout``; streams stay until either side closes them.
@@ -102,6 +104,7 @@ class TransportStats:
     inbound_refused: int = 0  # a peer over its stream limit
     bad_streams: int = 0  # inbound streams reset for broken framing
     dropped_rate_limit: int = 0  # inbound frames over the peer's budget (not decoded)
+    prepared: int = 0  # streams asked for ahead of a probe (ConnectAhead) where none was open
 
 
 class _Link:
@@ -174,6 +177,28 @@ class SwimTransport:
             return False
         return True
 
+    def prepare(self, peer: bytes, addrs: Iterable[bytes] = ()) -> bool:
+        """Have a stream to ``peer`` open soon, dialing if need be (the core's
+        ConnectAhead: a probe is coming). Never blocks; nothing is written.
+        False if it could not even be queued."""
+        fault = self.fault
+        nursery = self._nursery
+        if nursery is None or (fault is not None and fault.blocks(peer)):
+            return False
+        link = self._links.get(peer)
+        if link is not None and link.streams:
+            return True
+        link = self._link(peer)
+        if not link.writing:
+            link.writing = True
+            nursery.start_soon(self._writer, peer, link)
+        try:
+            link.send.send_nowait((b"", tuple(addrs), 0.0))  # empty: open the stream, write nothing
+        except trio.WouldBlock:
+            return False
+        self.stats.prepared += 1
+        return True
+
     def _link(self, peer: bytes) -> _Link:
         link = self._links.get(peer)
         if link is None:
@@ -215,7 +240,7 @@ class SwimTransport:
                 if not link.streams:
                     stream = await self._open(pid, addrs)
                     if stream is None:
-                        self.stats.dropped_dial += 1 + self._drain(link)
+                        self.stats.dropped_dial += (1 if data else 0) + self._drain(link)
                         continue
                     if len(link.streams) >= self.max_streams_per_peer:
                         await _reset_quietly(stream)
@@ -223,6 +248,8 @@ class SwimTransport:
                         link.streams.append(stream)
                         assert self._nursery is not None
                         self._nursery.start_soon(self._reader, peer, link, stream)
+                if not data:
+                    continue  # a prepare(): the stream is all it wanted
                 if not link.streams:
                     self.stats.dropped_write += 1
                     continue

@@ -8,6 +8,7 @@ import pytest
 
 from agentp2p.protocol.swim import (
     Ack,
+    ConnectAhead,
     EventKind,
     Leave,
     LeaveComplete,
@@ -391,3 +392,58 @@ def test_an_accusation_at_the_incarnation_cap_is_never_encoded() -> None:
     back = decode(frame)
     assert isinstance(back.body, Ack) and [u.peer_id for u in back.updates] == [pid("b")]
     assert decode(encode(Message(1, 0, Ack(), (MemberUpdate(liar, State.ALIVE, MAX_INCARNATION),)))).updates
+
+
+# ------------------------------------------------------------ connect ahead
+
+
+def _probe_run(core, probes: int, *, before_each=None):  # type: ignore[no-untyped-def]
+    """Run periods, acking every ping at once, until ``probes`` probes went
+    out; returns (probe targets, ConnectAhead hints), in order."""
+    probed: list[bytes] = []
+    hinted: list[ConnectAhead] = []
+    t = 0.0
+    while len(probed) < probes and t < 10.0 * probes:
+        t += 0.05
+        acts = run_until(core, t)
+        hinted += [a for a in acts if isinstance(a, ConnectAhead)]
+        for s in sends(acts, Ping):
+            probed.append(s.to)
+            deliver(core, t, s.to, Message(s.message.seq, 0, Ack()))
+            if before_each is not None:
+                before_each(core, t, hinted)
+    return probed, hinted
+
+
+def test_each_probe_target_is_announced_a_period_ahead_and_the_round_robin_holds() -> None:
+    others = [f"m{i}" for i in range(10)]
+    probed, hinted = _probe_run(make_core("a", others), 21)
+    assert [h.to for h in hinted[:20]] == probed[1:21]  # the next target, one period early
+    assert all(h.addrs for h in hinted)  # with the address hints a dial needs
+    members = {pid(o) for o in others}
+    assert set(probed[:10]) == members and set(probed[10:20]) == members  # each once per round
+
+
+def test_without_connect_ahead_nothing_is_announced() -> None:
+    others = [f"m{i}" for i in range(10)]
+    probed, hinted = _probe_run(make_core("a", others, config=SwimConfig(connect_ahead=0)), 10)
+    assert hinted == [] and set(probed) == {pid(o) for o in others}
+
+
+def test_a_member_that_left_after_it_was_drawn_is_not_probed() -> None:
+    others = [f"m{i}" for i in range(10)]
+    gone: list[bytes] = []
+
+    def leave_next(core, t, hinted):  # type: ignore[no-untyped-def]
+        if not gone and hinted:
+            gone.append(hinted[-1].to)  # announced for the next period: it leaves before then
+            deliver(core, t, gone[0], Message(99, 0, Nack(), (MemberUpdate(gone[0], State.LEFT, 0),)))
+
+    probed, _ = _probe_run(make_core("a", others), 12, before_each=leave_next)
+    assert gone and gone[0] not in probed
+    assert len(set(probed[:9])) == 9  # the round goes on with the others
+
+
+def test_connect_ahead_is_bounded_in_config() -> None:
+    with pytest.raises(ValueError, match="connect_ahead"):
+        SwimConfig(connect_ahead=9)
