@@ -116,7 +116,7 @@ class RecordStats:
     dht_gets: int = 0
     dht_get_failures: int = 0
     find_provider_failures: int = 0
-    found_early: int = 0  # find_agents calls that had ``limit`` live agents (and so ended the lookup)
+    found_early: int = 0  # find_agents calls that had ``limit`` live agents before the lookup's end (and ended it)
     rejected: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def reject(self, path: str, reason: Reason) -> None:
@@ -604,9 +604,11 @@ class RecordService:
 
         Records are fetched as the DHT lookup names providers, and the
         lookup ends as soon as ``limit`` matching agents are known to be up
-        (they answered, or their liveness says ALIVE, and the node does not
-        distrust them): ``limit=1`` returns with the first live agent
-        instead of waiting for the whole lookup."""
+        (they answered and SWIM does not hold them dead, or their liveness
+        says ALIVE, and the node does not distrust them): ``limit=1`` returns
+        with the first live agent instead of waiting for the whole lookup."""
+        if limit <= 0:
+            return []
         node = self._require_node()
         now = self._now_ms()
         wanted = tuple(tags)
@@ -624,53 +626,67 @@ class RecordService:
                 self._distrusted is not None and self._distrusted(record.peer_id))
 
         def counted(record: AgentRecord, scope: trio.CancelScope) -> None:
-            if usable(record):
+            if usable(record) and self._liveness(record.peer_id) is not Liveness.DEAD:
                 live.add(record.peer_id)
                 if len(live) >= limit:
                     scope.cancel()
 
         async def one(info: PeerInfo, scope: trio.CancelScope) -> None:
+            peer = info.peer_id
             async with limiter:
                 self._prime(info)
-                record = await self.fetch_record(info.peer_id)
+                record = await self.fetch_record(peer)
                 if record is not None:  # the agent answered: it is up
-                    found[record.peer_id] = record
+                    found[peer] = record
                     counted(record, scope)
                     return
-                record = await self._fallback(info.peer_id)
+                if peer in found:  # cached: its record is in hand, only its liveness is in doubt
+                    await self._probe([peer])
+                    return
+                record = await self._fallback(peer)
             if record is not None:
-                found[record.peer_id] = record
+                found[peer] = record
+
+        def on_provider(info: PeerInfo, nursery: trio.Nursery) -> None:
+            peer = info.peer_id
+            if peer == node.peer_id or peer in started or len(started) >= budget:
+                return
+            started.add(peer)
+            state = self._liveness(peer)
+            held = found.get(peer)
+            if state is Liveness.DEAD:
+                return  # ranking drops it: not worth a dial
+            if held is not None and state is Liveness.ALIVE:
+                counted(held, nursery.cancel_scope)  # cached, and SWIM or a recent ping says up
+            else:
+                nursery.start_soon(one, info, nursery.cancel_scope)
 
         if node.peer_id in found and usable(found[node.peer_id]):
             live.add(node.peer_id)
-        if len(live) < limit:
+        early = len(live) >= limit
+        if not early:
             async with trio.open_nursery() as nursery:
-                scope = nursery.cancel_scope
-
-                def on_provider(info: PeerInfo) -> None:
-                    peer = info.peer_id
-                    if peer == node.peer_id or peer in started or len(started) >= budget:
-                        return
-                    started.add(peer)
-                    held = found.get(peer)
-                    if held is not None and self._liveness(peer) is Liveness.ALIVE:
-                        counted(held, scope)  # cached, and SWIM or a recent ping says up
-                    else:
-                        nursery.start_soon(one, info, scope)
-
                 try:
-                    await node.dht.find_providers(capability_provider_key(capability), budget,
-                                                  on_provider=on_provider)
+                    named = await node.dht.find_providers(capability_provider_key(capability), budget,
+                                                          on_provider=lambda i: on_provider(i, nursery))
                 except Exception as exc:  # noqa: BLE001
                     self.counters.find_provider_failures += 1
                     log.debug("find_providers(%s) failed: %r", capability, exc)
-        if len(live) >= limit:
+                else:
+                    for info in named:  # any the progress reports missed
+                        on_provider(info, nursery)
+            early = nursery.cancel_scope.cancel_called
+        if early:
+            # Ranked as what they proved: up. The cache's other entries were
+            # not checked, and a verdict may have gone stale since.
             self.counters.found_early += 1
+            liveness: Callable[[ID], Liveness] = lambda p: Liveness.ALIVE if p in live else self._liveness(p)  # noqa: E731
         else:  # a full lookup: judge what is still unknown before ranking
             await self._probe(found)
+            liveness = self._liveness
         return rank_agents(
             found.values(), capability=capability, tags=wanted, now_ms=self._now_ms(),
-            liveness=self._liveness, rtt_ms=self._rtt_ms, limit=limit, distrusted=self._distrusted,
+            liveness=liveness, rtt_ms=self._rtt_ms, limit=limit, distrusted=self._distrusted,
         )
 
     # -- helpers ----------------------------------------------------------------

@@ -17,7 +17,8 @@ A PUT_VALUE or ADD_PROVIDER query then writes to the closest peers found
 lives at most one request timeout more. Late or unknown answers are counted and dropped.
 A FindProviders query reports each provider as it learns it
 (ProvidersProgress), so a caller can use the first while the lookup goes on
-and end it with CancelQuery once it has enough.
+and end it with CancelQuery once it has enough (any read query can be
+ended so; a put or provide cannot: its records still get written).
 
 The table learns from evidence of liveness: a connection from a DHT server,
 a request from one, an answer to our request. A full bucket pings its
@@ -222,9 +223,9 @@ class KademliaCore:
                 self._find_providers(event, out)
             case CancelQuery():
                 q = self._queries.get(event.query_id)
-                if q is not None and not q.internal:
+                if q is not None and not q.internal and q.kind not in (Kind.PUT_VALUE, Kind.ADD_PROVIDER):
                     self.stats.cancelled += 1
-                    self._finish(q, out)
+                    self._finish(q, out, cancelled=True)
             case Bootstrap():
                 self._bootstrap_qid = self._internal_id()
                 self._start(self._bootstrap_qid, Kind.FIND_NODE, self.local_peer, out, internal=True)
@@ -466,10 +467,11 @@ class KademliaCore:
             del self._pending[rid]
             out.append(CancelRequest(rid))
 
-    def _finish(self, q: Query, out: list[Action]) -> None:
+    def _finish(self, q: Query, out: list[Action], *, cancelled: bool = False) -> None:
         self._cancel(q, out)
         del self._queries[q.qid]
-        self.table.mark_refreshed(q.lookup.target, self._now)
+        if not cancelled:  # a lookup cut short says nothing about the bucket's freshness
+            self.table.mark_refreshed(q.lookup.target, self._now)
         if q.qid == self._bootstrap_qid:
             self._bootstrap_qid = None
             self._refresh_all(out)

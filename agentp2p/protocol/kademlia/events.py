@@ -15,8 +15,9 @@ Inputs (``KademliaCore.handle(now, event)``):
   StartLookup, FindPeer, GetValue, PutValue, Provide, FindProviders: start a
                     query; it ends with one QueryFinished of the same ``query_id``.
   StopProviding     stop republishing a key (its records expire by themselves).
-  CancelQuery       end a query now: its QueryFinished comes at once, with what
-                    it has (the caller has enough, or gave up).
+  CancelQuery       end a read query now: its QueryFinished comes at once, with
+                    what it has (the caller has enough, or gave up). PutValue
+                    and Provide go on: their records still get written.
   Bootstrap         a self-lookup now (and refresh of stale buckets).
 
 Outputs (the returned list, in order):
@@ -160,7 +161,7 @@ class Bootstrap:
 
 @dataclass(frozen=True, slots=True)
 class CancelQuery:
-    """End query ``query_id`` now; unknown or finished IDs are ignored."""
+    """End read query ``query_id`` now; writes, unknown or finished IDs are ignored."""
 
     query_id: QueryId
 

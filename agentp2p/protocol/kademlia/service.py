@@ -398,8 +398,9 @@ class KademliaService:
         """Start the query ``make(query_id)`` and wait for its QueryFinished.
 
         ``progress`` is called (synchronously, so it must not block) with
-        each ProvidersProgress of the query. Cancelling the caller ends the
-        query (CancelQuery): its requests are cancelled, not left to time out.
+        each ProvidersProgress of the query. Cancelling the caller ends a
+        read query (CancelQuery): its requests are cancelled, not left to
+        time out. A put or provide goes on: the network still gets the record.
         """
         if not self.running:
             raise KademliaStopped("the DHT is not running")
@@ -410,7 +411,10 @@ class KademliaService:
             await w.done.wait()
         finally:
             if w.result is None and self.running and self.core is not None:
-                self._feed(CancelQuery(qid))
+                try:
+                    self._feed(CancelQuery(qid))
+                except Exception:  # noqa: BLE001 - never in place of the caller's cancellation
+                    log.exception("cancelling query %s failed", qid)
             self._waiters.pop(qid, None)
         if w.result is None:
             raise KademliaStopped("the DHT stopped")

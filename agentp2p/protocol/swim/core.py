@@ -416,8 +416,9 @@ class SwimCore:
         """This period's probe target: the oldest drawn ahead that is still
         live (else a fresh draw). Then draws ahead again, telling the adapter
         to connect to each new one (ConnectAhead), so that by its period the
-        connection is there. Drawing early changes when, not what: the order
-        is still the randomized round-robin."""
+        connection is there. Every draw is kept, so the targets come in the
+        randomized round-robin's order exactly as without drawing ahead
+        (less members gone in between, as a draw skips those too)."""
         ahead = self._ahead
         target = None
         while ahead and target is None:
@@ -428,10 +429,11 @@ class SwimCore:
             target = self._draw()
         for _ in range(self.config.connect_ahead - len(ahead)):
             m = self._draw()
-            if m is None or (target is not None and m.peer_id == target.peer_id) or m.peer_id in ahead:
-                break  # a roster this small needs no warming up
+            if m is None:
+                break
+            if m.peer_id != (target.peer_id if target is not None else None) and m.peer_id not in ahead:
+                out.append(ConnectAhead(m.peer_id, m.addrs))  # a repeat is connected already or soon
             ahead.append(m.peer_id)
-            out.append(ConnectAhead(m.peer_id, m.addrs))
         return target
 
     def _draw(self) -> Member | None:
