@@ -121,7 +121,8 @@ def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager:
           f"{heal['pubsub_merged_s']} s, found across {fa['found']}/{fa['asked']} (P99 {_ms(fa['p99'])})")
     tot = out["totals"]
     print(f"  dials {tot['dials']:,}, refused {tot['refused']:,}, trimmed {tot['trimmed']:,}; "
-          f"SWIM declared {tot['false_failures']:,} live nodes failed")
+          f"SWIM declared {tot['false_failures']:,} live nodes failed "
+          f"({', '.join(f'{k} {v}' for k, v in out['false_failures_by_phase'].items() if v) or 'none'})")
     print(f"  ({tot['virtual_s']:.0f} virtual s in {tot['wall_s']:.0f} s of wall time)")
     return out
 

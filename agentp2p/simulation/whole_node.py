@@ -277,6 +277,7 @@ class WholeNodeSimulation:
         self._qid = 0
         self.rounds = 0  # announce rounds finished
         self.false_failures = 0  # SWIM declared failed a node that was up and reachable
+        self.false_failure_times: list[float] = []
 
     # ------------------------------------------------------------ nodes
 
@@ -583,6 +584,7 @@ class WholeNodeSimulation:
                     self.failures.append((self.now, i, j))
                     if self.nodes[j].up and self.reachable(i, j):
                         self.false_failures += 1
+                        self.false_failure_times.append(self.now)
         dl = core.next_deadline()
         if dl is not None and dl != node.wake[0]:
             node.wake[0] = dl
@@ -919,7 +921,9 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
     out: dict[str, Any] = {"config": {"n": cfg.n, "seed": cfg.seed, "join_rate": cfg.join_rate,
                                       "swim": cfg.swim, "loss": cfg.loss, "latency": sim.links.describe(),
                                       "connection_manager": cfg.connections.enabled}}
+    marks: list[tuple[str, float]] = [("build", 0.0)]
     out["build"] = build(sim)
+    marks.append(("settle", sim.now))
     out["build"]["wall_s"] = time.perf_counter() - wall
     say(f"built: {out['build']}")
     sim.run_until(sim.now + settle)
@@ -927,7 +931,9 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
     out["settled"] = {"at": sim.now, **_connection_figures(sim), "mesh_p50": percentile(meshes, 50),
                       "mesh_min": min(meshes), "members_min": min(members, default=float("nan")),
                       "members_p50": percentile(members, 50)}
+    marks.append(("idle", sim.now))
     out["idle"] = _window(sim, idle)
+    marks.append(("newcomers", sim.now))
     out["idle"].update(_connection_figures(sim))
     say(f"idle: {out['idle']}")
 
@@ -950,6 +956,7 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
         out[key].update(got_in=sum(1 for i in fresh if sim.nodes[i].booted), newcomers=newcomers)
         say(f"{key}: {out[key]}")
 
+    marks.append(("pubsub", sim.now))
     ids = _publish_for(sim, publish_s, rate)
     out["pubsub"] = _deliveries(sim, ids, lambda _a, _i: True, 5.0)
     out["pubsub"]["rate"] = rate
@@ -959,6 +966,7 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
     k = max(1, round(crash_share * len(sim.live)))
     crashed = sim.wrng.sample(sorted(set(sim.live) - set(sim.boot)), k)
     t0 = sim.now
+    marks.append(("crash", t0))
     for j in crashed:
         sim.crash(j)
     observers = {i for i in sim.live if sim.nodes[i].booted}
@@ -971,6 +979,7 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
     halves = {i: (0 if sim.wrng.random() < 0.5 else 1) for i in live}
     sim.partition(halves)
     t_split = sim.now
+    marks.append(("partition", t_split))
     sim.run_until(t_split + max(15.0, sim.cfg.disconnect_detect + 5.0))
     during: dict[str, Any] = {}
     for g in (0, 1):
@@ -984,6 +993,7 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
     say(f"partition: {during}")
     sim.heal()
     t_heal = sim.now
+    marks.append(("heal", t_heal))
     merge: dict[str, Any] = {"swim_merged_s": None, "pubsub_merged_s": None}
     probes: list[tuple[float, bytes]] = []
     while sim.now < t_heal + heal_wait:
@@ -1009,6 +1019,10 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
     merge.update(_connection_figures(sim), members_min=min(sim.members_known(), default=float("nan")))
     out["heal"] = merge
     say(f"heal: {merge}")
+    by_phase = dict.fromkeys((name for name, _ in marks), 0)
+    for t in sim.false_failure_times:
+        by_phase[[name for name, at in marks if at <= t][-1]] += 1
+    out["false_failures_by_phase"] = by_phase
     out["totals"] = {"virtual_s": sim.now, "dials": sim.counters.dials, "refused": sim.counters.refused,
                      "trimmed": sim.counters.trimmed, "false_failures": sim.false_failures,
                      "failed_dials": sim.counters.failed_dials,
