@@ -32,7 +32,7 @@ class SwimConfig:
     #: whose connection was closed (the connection manager trims idle ones)
     #: would otherwise pay a dial (several round trips) inside probe_timeout,
     #: fail, and send k indirect probes. 0: draw each target when it is due.
-    connect_ahead: int = 1
+    connect_ahead: int = 2
     #: k: helpers asked to probe indirectly when the direct probe fails.
     indirect_checks: int = 3
     #: Suspicion timeout = suspicion_mult * log10(N) * probe_interval (minimum,
