@@ -394,6 +394,7 @@ async def measure_newcomer(boot: Node, expected: dict[str, set[str]], n: int, sw
         times: list[float] = []
         found_total = expected_total = 0
         req0, dials0 = _dht_requests(newcomer), newcomer.dialer.stats.dials
+        cached0 = len(svc.cache)
         cpu0 = time.process_time()
         if profile is not None:
             profile.enable()
@@ -416,7 +417,8 @@ async def measure_newcomer(boot: Node, expected: dict[str, set[str]], n: int, sw
             "dht_req": (_dht_requests(newcomer) - req0) / looks,
             "dials": (newcomer.dialer.stats.dials - dials0) / looks,
             "cpu_ms": (time.process_time() - cpu0) * 1000 / looks,
-            "found": found_total, "expected": expected_total,
+            "found": found_total, "expected": expected_total, "cached_before": cached0,
+            "fetched": svc.counters.fetched, "early": svc.counters.found_early,
         }
 
 
@@ -454,6 +456,8 @@ async def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
         "cpu_ms": round(mean("cpu_ms"), 1),
         "found": sum(r["found"] for r in rounds), "expected": sum(r["expected"] for r in rounds),
         "load": [round(load0, 2), round(load1, 2)],
+        "cached_before": [r["cached_before"] for r in rounds], "fetched": [r["fetched"] for r in rounds],
+        "early": [r["early"] for r in rounds],
         "times": [round(t, 3) for t in times],
     }
 

@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/scale.py topology [--nodes 1000,10000] [--variants random,plane,plane-near6,plane-near10]
                                                   [--deliver S] [--warmup S] [--seed N] [--json]
     .venv/bin/python benchmarks/scale.py whole [--nodes 1000] [--join-rate R | --storm] [--swim on|off]
-                                               [--loss P] [--no-conn-manager] [--seed N]
+                                               [--loss P] [--no-conn-manager] [--connect-ahead K] [--seed N]
+    .venv/bin/python benchmarks/scale.py merge [--nodes 500] [--connect-ahead K] [--seed N]
 
 ``whole``: the whole-node simulator (agentp2p/simulation/whole_node.py: every
 node's SWIM, Kademlia and gossipsub cores on one clock, coupled by their
@@ -12,6 +13,10 @@ joins a second, or all in 60 s with ``--storm``), lets it settle, and then
 measures in turn: idle traffic and load per node, newcomers finding agents,
 publishing, 1 % of the nodes crashing at once, and a partition in two halves
 that heals after 30 s. See docs/scale.md for the model and the figures.
+
+``merge``: the same simulator with SWIM alone on stage: build, settle 60 s,
+split in two random halves for 30 s, heal, and follow each second how many
+nodes' views still miss live members, until every view is whole.
 
 ``topology``: runs the gossipsub simulator (agentp2p/simulation/gossipsub.py,
 the node's own router core on virtual time) until its meshes have formed,
@@ -86,13 +91,14 @@ def _ms(x: float | None) -> str:
     return "-" if x is None or x != x else f"{x * 1000:,.0f} ms"
 
 
-def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager: bool) -> dict[str, Any]:
+def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager: bool,
+          connect_ahead: int | None = None) -> dict[str, Any]:
     from agentp2p.network.connection_manager import ConnectionsConfig
     from agentp2p.simulation.whole_node import WholeNodeConfig, run_whole_node
 
     t0 = time.perf_counter()
     cfg = WholeNodeConfig(n=n, seed=seed, join_rate=join_rate, swim=swim, loss=loss,
-                          connections=ConnectionsConfig(enabled=manager))
+                          connections=ConnectionsConfig(enabled=manager), connect_ahead=connect_ahead)
     out = run_whole_node(cfg, log=lambda m: print(f"  [{time.perf_counter() - t0:7.1f} s] {m[:160]}", flush=True))
     b, idle, new, ps, cr, part, heal = (out[k] for k in ("build", "idle", "newcomer", "pubsub", "crash", "partition",
                                                           "heal"))
@@ -129,7 +135,7 @@ def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["topology", "whole"])
+    p.add_argument("what", choices=["topology", "whole", "merge"])
     p.add_argument("--nodes", default="1000", help="comma-separated network sizes")
     p.add_argument("--warmup", type=float, default=30.0, help="virtual seconds for the meshes to form")
     p.add_argument("--seed", type=int, default=1)
@@ -140,14 +146,30 @@ def main() -> None:
     p.add_argument("--storm", action="store_true", help="whole: every node joins within 60 s")
     p.add_argument("--swim", choices=["on", "off"], default="on")
     p.add_argument("--loss", type=float, default=0.0)
+    p.add_argument("--connect-ahead", type=int, default=None,
+                   help="whole: SWIM's connect_ahead periods (default: the node's)")
     p.add_argument("--no-conn-manager", action="store_true",
                    help="whole: the node before its connection manager (no idle connection is closed)")
     args = p.parse_args()
+    if args.what == "merge":
+        from agentp2p.simulation.whole_node import WholeNodeConfig, run_partition_merge
+
+        for n in (int(x) for x in args.nodes.split(",")):
+            out = run_partition_merge(WholeNodeConfig(n=n, seed=args.seed, join_rate=args.join_rate,
+                                                      loss=args.loss, connect_ahead=args.connect_ahead))
+            for row in out["curve"][::3] + out["curve"][-1:]:
+                print(f"  +{row['t']:3.0f} s: views min {row['min']:.3f}, P50 {row['p50']:.3f}, "
+                      f"{row['nodes_behind']} nodes behind")
+            print(f"  {n:,} nodes, connect_ahead {out['config']['connect_ahead']}: every view whole "
+                  f"{out['merged_s']} s after the heal; {out['declared_failed_after_heal']:,} failures declared "
+                  f"after it ({out['wall_s']:.0f} s of wall time)")
+            print(json.dumps(out))
+        return
     if args.what == "whole":
         for n in (int(x) for x in args.nodes.split(",")):
             rate = n / 60.0 if args.storm else args.join_rate
-            print(json.dumps(whole(n, rate, args.swim == "on", args.loss, args.seed, not args.no_conn_manager),
-                             default=str))
+            print(json.dumps(whole(n, rate, args.swim == "on", args.loss, args.seed, not args.no_conn_manager,
+                                   args.connect_ahead), default=str))
         return
     results = [topology(int(n), args.warmup, args.seed, v, args.deliver)
                for n in args.nodes.split(",") for v in args.variants.split(",")]

@@ -127,7 +127,7 @@ from .kademlia import provider_key
 from .links import LognormalLatency, UniformLatency
 from .swim import addr, peer_id, sim_signer, sim_verify
 
-__all__ = ["TOPIC", "WholeNodeConfig", "WholeNodeSimulation", "run_whole_node"]
+__all__ = ["TOPIC", "WholeNodeConfig", "WholeNodeSimulation", "run_partition_merge", "run_whole_node"]
 
 #: The one topic every node subscribes to (as the records service's announcements).
 TOPIC = "/agentp2p/sim/agents"
@@ -176,6 +176,8 @@ class WholeNodeConfig:
     #: Distinct capability names, provided round-robin (so ~n / capabilities providers each).
     capabilities: int = 100
     swim: bool = True
+    #: SWIM's connect_ahead (None: the node's default, SwimConfig).
+    connect_ahead: int | None = None
     #: Payload bytes of a published message.
     msg_size: int = 256
 
@@ -255,7 +257,7 @@ class WholeNodeSimulation:
         self.loss_rng = random.Random(cfg.seed * 1_000_003 + 5)
         self.links = (LognormalLatency(seed=cfg.seed) if cfg.latency == "lognormal"
                       else UniformLatency(seed=cfg.seed))
-        self.swim_config = SwimConfig()
+        self.swim_config = SwimConfig() if cfg.connect_ahead is None else SwimConfig(connect_ahead=cfg.connect_ahead)
         self.kad_config = kademlia_config(DHTConfig())
         self.gossip_params = router_params(PubSubConfig())
         self.score_params = default_score_params()
@@ -920,7 +922,8 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
     sim = WholeNodeSimulation(cfg)
     out: dict[str, Any] = {"config": {"n": cfg.n, "seed": cfg.seed, "join_rate": cfg.join_rate,
                                       "swim": cfg.swim, "loss": cfg.loss, "latency": sim.links.describe(),
-                                      "connection_manager": cfg.connections.enabled}}
+                                      "connection_manager": cfg.connections.enabled,
+                                      "connect_ahead": sim.swim_config.connect_ahead}}
     marks: list[tuple[str, float]] = [("build", 0.0)]
     out["build"] = build(sim)
     marks.append(("settle", sim.now))
@@ -1029,3 +1032,39 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
                      "queries_cancelled": sum(n.kad.stats.cancelled for n in sim.nodes if n.kad is not None),
                      "wall_s": time.perf_counter() - wall}
     return out
+
+
+def run_partition_merge(cfg: WholeNodeConfig, *, settle: float = 60.0, partition_s: float = 30.0,
+                        heal_wait: float = 90.0) -> dict[str, Any]:
+    """SWIM alone on stage: build, settle, split in two random halves for
+    ``partition_s``, heal, and follow every second how many nodes still miss
+    members (the view counts live members held alive or suspect). Returns
+    the curve and ``merged_s``, when every node's view was whole (None if
+    not within ``heal_wait``)."""
+    if not cfg.swim:
+        raise ValueError("partition merge is SWIM's: run it with swim on")
+    wall = time.perf_counter()
+    sim = WholeNodeSimulation(cfg)
+    build(sim)
+    sim.run_until(sim.now + settle)
+    halves = {i: (0 if sim.wrng.random() < 0.5 else 1) for i in sorted(sim.live)}
+    sim.partition(halves)
+    sim.run_until(sim.now + partition_s)
+    at_heal = len(sim.false_failure_times)
+    sim.heal()
+    t_heal = sim.now
+    curve: list[dict[str, float]] = []
+    merged: float | None = None
+    for k in range(1, int(heal_wait) + 1):
+        sim.run_until(t_heal + k)
+        known = sim.members_known()
+        behind = sum(1 for x in known if x < 1.0)
+        curve.append({"t": float(k), "min": min(known), "p50": percentile(known, 50), "nodes_behind": behind})
+        if behind == 0:
+            merged = float(k)
+            break
+    return {"config": {"n": cfg.n, "seed": cfg.seed, "connect_ahead": sim.swim_config.connect_ahead,
+                       "partition_s": partition_s},
+            "merged_s": merged, "curve": curve,
+            "declared_failed_after_heal": len(sim.false_failure_times) - at_heal,
+            "wall_s": time.perf_counter() - wall}

@@ -9,7 +9,15 @@ from __future__ import annotations
 import pytest
 
 from agentp2p.network.connection_manager import ConnectionsConfig
-from agentp2p.simulation.whole_node import TOPIC, WholeNodeConfig, WholeNodeSimulation, build, run_whole_node
+from agentp2p.protocol.swim import SwimConfig
+from agentp2p.simulation.whole_node import (
+    TOPIC,
+    WholeNodeConfig,
+    WholeNodeSimulation,
+    build,
+    run_partition_merge,
+    run_whole_node,
+)
 
 
 def small(**kw: object) -> WholeNodeConfig:
@@ -142,3 +150,10 @@ def test_bad_configurations_are_refused(bad: dict[str, object]) -> None:
 
 def test_the_topic_is_an_agentp2p_topic() -> None:
     assert TOPIC.startswith("/agentp2p/")
+
+
+def test_partition_merge_reports_when_every_view_is_whole() -> None:
+    out = run_partition_merge(small(), settle=20.0, partition_s=20.0, heal_wait=60.0)
+    assert out["merged_s"] is not None and out["merged_s"] <= 60.0
+    assert out["curve"][-1]["nodes_behind"] == 0 and out["curve"][0]["t"] == 1.0
+    assert out["config"]["connect_ahead"] == SwimConfig().connect_ahead
