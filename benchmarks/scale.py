@@ -15,8 +15,10 @@ publishing, 1 % of the nodes crashing at once, and a partition in two halves
 that heals after 30 s. See docs/scale.md for the model and the figures.
 
 ``merge``: the same simulator with SWIM alone on stage: build, settle 60 s,
-split in two random halves for 30 s, heal, and follow each second how many
-nodes' views still miss live members, until every view is whole.
+split in two random halves for 30 s, heal, and follow each second for 60 s
+how many nodes' views still miss live members. Takes ``--nodes``,
+``--connect-ahead``, ``--seed``, ``--join-rate`` and ``--loss``; SWIM is
+always on and the connection manager always runs.
 
 ``topology``: runs the gossipsub simulator (agentp2p/simulation/gossipsub.py,
 the node's own router core on virtual time) until its meshes have formed,
@@ -147,7 +149,7 @@ def main() -> None:
     p.add_argument("--swim", choices=["on", "off"], default="on")
     p.add_argument("--loss", type=float, default=0.0)
     p.add_argument("--connect-ahead", type=int, default=None,
-                   help="whole: SWIM's connect_ahead periods (default: the node's)")
+                   help="whole, merge: SWIM's connect_ahead periods (default: the node's)")
     p.add_argument("--no-conn-manager", action="store_true",
                    help="whole: the node before its connection manager (no idle connection is closed)")
     args = p.parse_args()
@@ -161,8 +163,9 @@ def main() -> None:
                 print(f"  +{row['t']:3.0f} s: views min {row['min']:.3f}, P50 {row['p50']:.3f}, "
                       f"{row['nodes_behind']} nodes behind")
             print(f"  {n:,} nodes, connect_ahead {out['config']['connect_ahead']}: every view whole "
-                  f"{out['merged_s']} s after the heal; {out['declared_failed_after_heal']:,} failures declared "
-                  f"after it ({out['wall_s']:.0f} s of wall time)")
+                  f"{out['merged_s']} s after the heal, {out['behind_at_end']} nodes behind at +60 s; "
+                  f"{out['declared_failed_after_heal']:,} failures declared after it "
+                  f"({out['wall_s']:.0f} s of wall time)")
             print(json.dumps(out))
         return
     if args.what == "whole":

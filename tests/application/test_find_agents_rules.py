@@ -160,8 +160,9 @@ async def test_a_cached_agent_that_does_not_answer_costs_a_ping_not_a_dht_get(au
     svc = w.service(dht)
     assert svc.cache.put(w.records[0], b"envelope", wall_clock_ms())
     got, _ = await _find(svc, 1)
-    assert dht.finished and w.dht_gets == []
-    assert got == [w.ids[0]]  # pings say it is up: listed, as before
+    assert w.dht_gets == []
+    assert got == [w.ids[0]]  # a ping says it is up: listed, and it counts
+    assert dht.cancelled and svc.counters.found_early == 1
 
 
 async def test_fewer_agents_than_asked_still_run_the_whole_lookup(autojump_clock: object) -> None:
@@ -188,3 +189,22 @@ async def test_no_limit_no_lookup(autojump_clock: object) -> None:
     svc = w.service(dht)
     assert await svc.find_agents("translate", limit=0) == []
     assert dht.calls == 0 and svc.counters.found_early == 0
+
+
+async def test_an_agent_found_only_in_the_dht_counts_once_a_ping_says_it_is_up(autojump_clock: object) -> None:
+    w = World(1)
+    w.answering.clear()  # its record protocol is broken, its ping is not
+    dht = ScriptedDHT([(0.5, [w.info(0)])])
+    svc = w.service(dht)
+    got, _ = await _find(svc, 1)
+    assert w.dht_gets == [w.ids[0]] and got == [w.ids[0]] and dht.cancelled
+
+
+async def test_the_local_agent_alone_meeting_the_limit_asks_nothing(autojump_clock: object) -> None:
+    w = World(1)
+    dht = ScriptedDHT([(0.5, [w.info(0)])])
+    svc = w.service(dht)
+    svc._record = w.records[0]  # stand-in for our own agent's record
+    svc._node.peer_id = w.ids[0]  # type: ignore[union-attr]
+    got, _ = await _find(svc, 1)
+    assert got == [w.ids[0]] and dht.calls == 0 and svc.counters.found_early == 0

@@ -32,13 +32,14 @@ restarted agent's record still replaces the one it published before.
 
 Finding (``find_agents``): candidates from the local cache, plus the DHT
 providers of the capability key, taken as the lookup names them (it goes
-on meanwhile); each provider is asked for its record over
-``/agentp2p/record/1.0.0`` (which also proves it is up) unless the cache
-holds its record and its liveness is ALIVE, falling back to a DHT get if
-the agent is not DEAD; every record is verified with ``signed.open``
-against the peer it should belong to and cached. As soon as ``limit``
-matching, trusted agents are known to be up, the lookup is ended (so
-``limit=1`` costs one provider, not a whole lookup: figures in
+on meanwhile). A provider whose liveness is DEAD is skipped; one the cache
+holds and whose liveness is ALIVE counts as it is; any other is asked for
+its record over ``/agentp2p/record/1.0.0`` (which also proves it is up). If
+it does not answer: a cached one is pinged; another falls back to a DHT
+get unless a ping says it is down. Every record is verified with
+``signed.open`` against the peer it should belong to and cached. As soon
+as ``limit`` matching, trusted agents are known to be up, the lookup is
+ended (so ``limit=1`` costs one provider, not a whole lookup: figures in
 docs/scale.md). Otherwise, when the lookup ends, liveness (SWIM via
 ``liveness=``, else a memoised concurrent ping) drops dead agents. Then
 ``rank_agents`` orders them.
@@ -116,7 +117,7 @@ class RecordStats:
     dht_gets: int = 0
     dht_get_failures: int = 0
     find_provider_failures: int = 0
-    found_early: int = 0  # find_agents calls that had ``limit`` live agents before the lookup's end (and ended it)
+    found_early: int = 0  # find_agents calls that ended the DHT lookup early: ``limit`` live agents in hand
     rejected: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def reject(self, path: str, reason: Reason) -> None:
@@ -642,10 +643,13 @@ class RecordService:
                     return
                 if peer in found:  # cached: its record is in hand, only its liveness is in doubt
                     await self._probe([peer])
-                    return
-                record = await self._fallback(peer)
+                    record = found[peer]
+                else:
+                    record = await self._fallback(peer)
             if record is not None:
                 found[peer] = record
+                if self._liveness(peer) is Liveness.ALIVE:  # a ping says it is up after all
+                    counted(record, scope)
 
         def on_provider(info: PeerInfo, nursery: trio.Nursery) -> None:
             peer = info.peer_id
@@ -663,8 +667,7 @@ class RecordService:
 
         if node.peer_id in found and usable(found[node.peer_id]):
             live.add(node.peer_id)
-        early = len(live) >= limit
-        if not early:
+        if len(live) < limit:
             async with trio.open_nursery() as nursery:
                 try:
                     named = await node.dht.find_providers(capability_provider_key(capability), budget,
@@ -675,11 +678,11 @@ class RecordService:
                 else:
                     for info in named:  # any the progress reports missed
                         on_provider(info, nursery)
-            early = nursery.cancel_scope.cancel_called
-        if early:
+            if nursery.cancel_scope.cancel_called:
+                self.counters.found_early += 1
+        if len(live) >= limit:
             # Ranked as what they proved: up. The cache's other entries were
             # not checked, and a verdict may have gone stale since.
-            self.counters.found_early += 1
             liveness: Callable[[ID], Liveness] = lambda p: Liveness.ALIVE if p in live else self._liveness(p)  # noqa: E731
         else:  # a full lookup: judge what is still unknown before ranking
             await self._probe(found)

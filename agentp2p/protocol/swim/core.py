@@ -417,8 +417,9 @@ class SwimCore:
         live (else a fresh draw). Then draws ahead again, telling the adapter
         to connect to each new one (ConnectAhead), so that by its period the
         connection is there. Every draw is kept, so the targets come in the
-        randomized round-robin's order exactly as without drawing ahead
-        (less members gone in between, as a draw skips those too)."""
+        randomized round-robin's order as without drawing ahead, except that
+        a member who joins can only take a position not yet drawn, and one
+        skipped for being down when its turn came waits for the next round."""
         ahead = self._ahead
         target = None
         while ahead and target is None:

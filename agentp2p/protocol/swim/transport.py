@@ -265,13 +265,14 @@ class SwimTransport:
 
     @staticmethod
     def _drain(link: _Link) -> int:
+        """Empty the queue; how many frames it held (prepare()'s empty items are none)."""
         n = 0
         while True:
             try:
-                link.recv.receive_nowait()
+                data, _addrs, _at = link.recv.receive_nowait()
             except trio.WouldBlock:
                 return n
-            n += 1
+            n += 1 if data else 0
 
     async def _open(self, pid: ID, addrs: tuple[bytes, ...], *, dial: bool = True) -> Any:
         """A new stream to ``pid``, or None (a lost datagram, counted).

@@ -378,6 +378,15 @@ def test_cancel_query_finishes_it_now_and_cancels_its_requests() -> None:
     assert d.core.stats.cancelled == 1 and d.core.stats.timeouts == 0
 
 
+def test_cancel_query_leaves_a_provide_to_write_its_records() -> None:
+    net = IdealNetwork(100)
+    d = Driver(core_knowing(net.peers[:20], config=QUIET), net)
+    d.feed(Provide("p", b"cid"))
+    d.feed(CancelQuery("p"))  # the caller gave up: the network still gets the record
+    assert "p" not in d.finished and d.core.stats.cancelled == 0
+    assert d.run_until_finished("p").result.announced == 20
+
+
 def test_cancel_query_leaves_internal_queries_alone() -> None:
     net = IdealNetwork(100)
     for p in net.peers[:20]:
