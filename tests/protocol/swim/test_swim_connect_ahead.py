@@ -63,3 +63,27 @@ async def test_prepare_to_an_unreachable_peer_loses_nothing_and_counts_no_droppe
             await wait_until(lambda: transport.stats.dial_failures == 1, what="the dial to fail")
             assert transport.stats.dropped_dial == 0  # nothing was waiting to be sent
             nursery.cancel_scope.cancel()
+
+
+async def test_the_service_hands_each_connect_ahead_to_the_transport() -> None:
+    """The wiring: core ConnectAhead -> SwimService -> SwimTransport.prepare,
+    for every member in turn (the round-robin), with its address hints. (In
+    a cluster this small and fast the node's own probes keep every stream
+    open, so prepare rarely has to dial: the test above covers the dial.)"""
+    from tests.protocol.swim.swimreal import swim_network
+
+    async with swim_network(4) as members:
+        a, others = members[0], members[1:]
+        transport = a.swim._transport
+        assert transport is not None
+        hinted: dict[bytes, tuple[bytes, ...]] = {}
+        real = transport.prepare
+
+        def spy(peer: bytes, addrs: tuple[bytes, ...] = ()) -> bool:
+            hinted[peer] = tuple(addrs)
+            return real(peer, addrs)
+
+        transport.prepare = spy  # type: ignore[method-assign]
+        want = {m.peer_id.to_bytes() for m in others}
+        await wait_until(lambda: want <= set(hinted), timeout=20, what="a hint for every member")
+        assert all(hinted[p] for p in want)  # with addresses to dial
