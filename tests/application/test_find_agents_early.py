@@ -34,10 +34,14 @@ async def test_one_live_agent_ends_the_lookup_without_waiting_for_a_silent_peer(
             # provider has to come from the network, through the progress path.
             cfg = local_config(swim=False, dht=PATIENT_CLIENT, bootstrap=[hub.addrs[0]])
             async with Node(cfg, services=[searcher_svc]) as searcher, Node(local_config(swim=False)) as mute:
+                # Silent before anyone connects: no stream to it ever gets an answer.
+                mute.set_stream_handler(PROTOCOL_ID, _silent)
                 await mute.connect(searcher.addrs[0])
-                await wait_until(lambda: mute.peer_id in searcher.dht.routing_table_peers(),
-                                 what="the mute peer in the searcher's table")
-                mute.set_stream_handler(PROTOCOL_ID, _silent)  # connected, routable, never answers
+                # Both in the table before the lookup starts: a lookup seeded
+                # with the mute peer alone would wait for it (a running lookup
+                # takes no new candidates from the table).
+                await wait_until(lambda: {mute.peer_id, hub.peer_id} <= set(searcher.dht.routing_table_peers()),
+                                 what="the hub and the mute peer in the searcher's table")
                 key = provider_key(capability_provider_key("translate"))
                 assert searcher.dht.local_providers(key) == []
                 before = searcher.dht.stats()["adapter"]
@@ -51,7 +55,8 @@ async def test_one_live_agent_ends_the_lookup_without_waiting_for_a_silent_peer(
                 assert stats["queries_cancelled"] == before["queries_cancelled"] + 1
                 # The mute peer's request was cancelled, not left to time out.
                 assert stats["timeouts"] == before["timeouts"]
-                assert searcher.dht.service.core.query_count() == 0
+                # (Other queries, the node's own self-lookup among them, may still
+                # be waiting for the mute peer: only ours is asserted on.)
 
 
 async def test_a_full_lookup_still_runs_when_fewer_agents_exist_than_asked() -> None:

@@ -668,6 +668,7 @@ class RecordService:
         if node.peer_id in found and usable(found[node.peer_id]):
             live.add(node.peer_id)
         if len(live) < limit:
+            lookup_ended = False
             async with trio.open_nursery() as nursery:
                 try:
                     named = await node.dht.find_providers(capability_provider_key(capability), budget,
@@ -678,7 +679,8 @@ class RecordService:
                 else:
                     for info in named:  # any the progress reports missed
                         on_provider(info, nursery)
-            if nursery.cancel_scope.cancel_called:
+                lookup_ended = True  # by itself: only the fetches can still be cut short
+            if nursery.cancel_scope.cancel_called and not lookup_ended:
                 self.counters.found_early += 1
         if len(live) >= limit:
             # Ranked as what they proved: up. The cache's other entries were
