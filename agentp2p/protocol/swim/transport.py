@@ -165,14 +165,8 @@ class SwimTransport:
         if nursery is None:
             self.stats.dropped_not_running += 1
             return False
-        link = self._link(peer)
-        if not link.writing:
-            link.writing = True
-            nursery.start_soon(self._writer, peer, link)
         not_before = trio.current_time() + (fault.delay if fault is not None else 0.0)
-        try:
-            link.send.send_nowait((length_prefixed(frame), tuple(addrs), not_before))
-        except trio.WouldBlock:
+        if not self._enqueue(nursery, peer, (length_prefixed(frame), tuple(addrs), not_before)):
             self.stats.dropped_queue_full += 1
             return False
         return True
@@ -188,15 +182,21 @@ class SwimTransport:
         link = self._links.get(peer)
         if link is not None and link.streams:
             return True
+        if not self._enqueue(nursery, peer, (b"", tuple(addrs), 0.0)):  # empty: open the stream, write nothing
+            return False
+        self.stats.prepared += 1
+        return True
+
+    def _enqueue(self, nursery: trio.Nursery, peer: bytes, item: tuple[bytes, tuple[bytes, ...], float]) -> bool:
+        """Queue ``item`` on ``peer``'s link, starting its writer if none runs; False if the queue is full."""
         link = self._link(peer)
         if not link.writing:
             link.writing = True
             nursery.start_soon(self._writer, peer, link)
         try:
-            link.send.send_nowait((b"", tuple(addrs), 0.0))  # empty: open the stream, write nothing
+            link.send.send_nowait(item)
         except trio.WouldBlock:
             return False
-        self.stats.prepared += 1
         return True
 
     def _link(self, peer: bytes) -> _Link:
