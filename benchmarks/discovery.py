@@ -272,7 +272,8 @@ def _node_state(node: Node, svc: RecordService) -> str:
             f"dht req {ad.get('requests')} fail {ad.get('failures')} timeouts {ad.get('timeouts')} "
             f"evict {ad.get('evictions')} refill {ad.get('refilled')} queries {ad.get('queries_running')} "
             f"identify {ad.get('identify_asked')}/{ad.get('identify_failed')} reid {ad.get('reidentified')} "
-            f"pending {ad.get('requests_pending')} rounds {c.rounds} failed {c.round_failures}")
+            f"pending {ad.get('requests_pending')} rounds {c.rounds} failed {c.round_failures} "
+            f"failure kinds {ad.get('failure_kinds')}")
 
 
 # ---------------------------------------------------------------------------

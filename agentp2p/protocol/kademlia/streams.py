@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -97,6 +97,10 @@ class MessageStream:
         await reset_quietly(self.stream)
 
 
+#: Exception types kept apart in ``SenderStats.failure_kinds``.
+MAX_FAILURE_KINDS = 16
+
+
 @dataclass
 class SenderStats:
     """Outbound stream accounting, summed over all peers."""
@@ -107,9 +111,23 @@ class SenderStats:
     retries: int = 0  # stale reused streams replaced and the request re-sent
     failures: int = 0  # exchanges that raised (dial, negotiation, reset, garbage, deadline)
     cancelled: int = 0  # exchanges cut by their deadline, or abandoned once the core no longer needed them
+    #: ``failures`` by exception type (dial refused, negotiation timed out,
+    #: stream reset, ...): the first thing an operator asks of a failure rate.
+    #: Bounded: at most MAX_FAILURE_KINDS kinds, the rest counted as "other".
+    failure_kinds: dict[str, int] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+    def failed(self, exc: BaseException) -> None:
+        self.failures += 1
+        kind = type(exc).__name__
+        kinds = self.failure_kinds
+        if kind not in kinds and len(kinds) >= MAX_FAILURE_KINDS:
+            kind = "other"
+        kinds[kind] = kinds.get(kind, 0) + 1
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.__dict__)
+        out["failure_kinds"] = dict(self.failure_kinds)
+        return out
 
 
 OpenStream = Callable[[], Awaitable[Any]]
@@ -161,8 +179,8 @@ class PeerSender:
                     # needs the answer: counted apart from the peer's failures.
                     self._stats.cancelled += 1
                     raise
-                except BaseException:
-                    self._stats.failures += 1
+                except BaseException as exc:
+                    self._stats.failed(exc)
                     raise
         finally:
             self.users -= 1
