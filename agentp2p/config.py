@@ -106,6 +106,9 @@ class DHTConfig:
     max_value_size: int = 64 * 1024
     query_timeout: float = 10.0  # a whole lookup, whatever its peers do
     request_timeout: float = 5.0  # one request to one peer (dial included)
+    # A lookup request unanswered this long frees its slot among the alpha in
+    # flight, and the next candidate is asked beside it (0: off).
+    slow_after: float = 1.0
     # What one peer may ask of us: inbound streams at once, requests per
     # second (token bucket); over them the stream is reset and counted.
     max_inbound_streams_per_peer: int = 8
@@ -295,6 +298,8 @@ class NodeConfig:
         if min(d.k, d.alpha, d.replication, d.disjoint_paths, d.max_inbound_streams_per_peer,
                d.inbound_request_burst) < 1:
             raise ConfigError("dht.k, alpha, replication, disjoint_paths and the inbound bounds must be >= 1")
+        if d.slow_after < 0:
+            raise ConfigError("dht.slow_after must be 0 (off) or positive")
         if min(d.refresh_interval, d.query_timeout, d.request_timeout, d.inbound_requests_per_second) <= 0:
             raise ConfigError("dht.refresh_interval, query_timeout, request_timeout and "
                               "inbound_requests_per_second must be positive")

@@ -40,6 +40,7 @@ def test_env_lists_and_bools() -> None:
         ("mdns = 1", "invalid value"),
         ("pubsub = 3", "must be a table"),
         ('[dht]\nmode = "both"', "dht.mode"),
+        ("[dht]\nslow_after = -1.0", "dht.slow_after"),
         ("this is not toml", "c.toml"),
     ],
 )

@@ -338,6 +338,7 @@ def kademlia_config(cfg: DHTConfig) -> KademliaConfig:
         mode=Mode.SERVER if cfg.mode == "server" else Mode.CLIENT,
         protocol_id=cfg.protocols[0],
         request_timeout=cfg.request_timeout,
+        slow_after=cfg.slow_after,
         lookup_timeout=cfg.query_timeout,
         ping_timeout=cfg.request_timeout,
         refresh_interval=cfg.refresh_interval,

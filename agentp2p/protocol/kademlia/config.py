@@ -36,6 +36,11 @@ class KademliaConfig:
     protocol_id: str = PROTOCOL_ID
 
     request_timeout: float = 10.0  # one request to one peer
+    #: A lookup request unanswered this long stops holding one of its path's
+    #: α slots: the next candidate is asked beside it, and a late answer still
+    #: counts (libtorrent's "short timeout"). Starved or far peers then slow a
+    #: lookup by this much, not by the request timeout. 0 turns it off.
+    slow_after: float = 1.0
     lookup_timeout: float = 60.0  # a whole query, whatever its peers do
     ping_timeout: float = 10.0  # the liveness check before an eviction
     refresh_interval: float = 600.0  # a bucket untouched this long is looked up
@@ -73,5 +78,7 @@ class KademliaConfig:
                      "cleanup_interval"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if self.slow_after < 0:
+            raise ValueError("slow_after must be 0 (off) or positive")
         if self.provider_republish >= self.provider_ttl:
             raise ValueError("provider_republish must come before provider_ttl expires the record")

@@ -27,7 +27,10 @@ that fail ``max_failures`` times in a row evict an entry and promote a
 replacement.
 
 Timers (all run by whatever handle() call comes after them; Tick is enough):
-request timeouts, query deadlines, bucket refresh (stale buckets get a
+request timeouts, slow marks (a lookup request unanswered after
+``slow_after`` frees its α slot and the lookup asks the next candidate
+beside it: a starved peer costs a lookup ``slow_after``, not the request
+timeout), query deadlines, bucket refresh (stale buckets get a
 lookup of a random key in their range), provider republish (22 h), and the
 sweep of expired records and providers. ``next_deadline()`` says when the
 next is due and an ArmTimer action says when that changed.
@@ -98,6 +101,7 @@ class KademliaStats:
     queries_refused: int = 0  # max_queries reached
     evictions: int = 0  # table entries dropped (failed pings / requests)
     cancelled: int = 0  # queries the caller ended early (CancelQuery)
+    slow: int = 0  # lookup requests that gave up their α slot (slow_after)
 
     def count(self, d: dict[str, int], key: str) -> None:
         d[key] = d.get(key, 0) + 1
@@ -155,6 +159,9 @@ class KademliaCore:
         #: walks every pending request on every event). It holds at most the
         #: requests sent within the last request/ping timeout.
         self._timeouts: list[tuple[float, int]] = []
+        #: (slow_at, request id) of lookup requests, earliest first; skipped
+        #: like _timeouts once answered.
+        self._slow: list[tuple[float, int]] = []
         self._next_rid = 0
         self._next_internal = 0
         self._next_refresh = now + c.refresh_check_interval
@@ -173,6 +180,11 @@ class KademliaCore:
         if nd is not None:
             t = min(t, nd)
         h = self._timeouts
+        while h and h[0][1] not in self._pending:
+            heapq.heappop(h)
+        if h:
+            t = min(t, h[0][0])
+        h = self._slow
         while h and h[0][1] not in self._pending:
             heapq.heappop(h)
         if h:
@@ -418,9 +430,12 @@ class KademliaCore:
             return  # retried on the next event: requests free up or time out
         msg = q.lookup_message()
         at = self._now + self.cfg.request_timeout
+        slow_at = self._now + self.cfg.slow_after
         for cand in q.lookup.next_requests(limit=room):
             rid = self._rid()
             self._add_pending(rid, _Pending(cand.peer, q.qid, "lookup", at, msg.type))
+            if 0 < self.cfg.slow_after < self.cfg.request_timeout:
+                heapq.heappush(self._slow, (slow_at, rid))
             if cand.addrs and cand.peer not in self._connected:
                 out.append(AddAddresses(cand.peer, cand.addrs))
             out.append(SendRequest(cand.peer, rid, msg, at))
@@ -559,6 +574,14 @@ class KademliaCore:
             self.stats.timeouts += 1
             out.append(CancelRequest(rid))
             self._failed(p, out)
+        h = self._slow
+        while h and h[0][0] <= now:
+            _, rid = heapq.heappop(h)
+            p = self._pending.get(rid)
+            q = self._queries.get(p.qid) if p is not None and p.qid is not None else None
+            if q is not None and not q.writing and q.lookup.on_slow(p.peer):
+                self.stats.slow += 1
+                self._advance(q, out)
         for q in [q for q in self._queries.values() if not q.writing and q.deadline <= now]:
             if q.qid in self._queries:
                 q.timed_out = True

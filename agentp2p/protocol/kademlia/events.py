@@ -181,6 +181,7 @@ class QueryStats:
     hops: int = 0  # the longest chain of referrals that the result needed
     duration: float = 0.0
     timed_out: bool = False  # the lookup deadline ended it
+    slow: int = 0  # lookup requests that gave up their α slot (KademliaConfig.slow_after)
 
 
 @dataclass(frozen=True, slots=True)

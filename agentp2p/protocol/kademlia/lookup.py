@@ -50,13 +50,14 @@ class Candidate:
 class _Path:
     """One path's sorted candidate list and its in-flight requests."""
 
-    __slots__ = ("cands", "dists", "by_peer", "inflight", "contacted", "requests")
+    __slots__ = ("cands", "dists", "by_peer", "inflight", "slow", "contacted", "requests")
 
     def __init__(self) -> None:
         self.cands: list[Candidate] = []  # sorted by dist
         self.dists: list[int] = []  # the same order, for bisect
         self.by_peer: dict[bytes, Candidate] = {}
-        self.inflight: dict[bytes, Candidate] = {}
+        self.inflight: dict[bytes, Candidate] = {}  # holding the path's α slots
+        self.slow: dict[bytes, Candidate] = {}  # still awaited, slots given up (on_slow)
         self.contacted: set[bytes] = set()
         self.requests = 0
 
@@ -99,6 +100,7 @@ class Lookup:
         self.requests = 0  # sent, over all paths
         self.responses = 0
         self.failures = 0
+        self.slow = 0  # requests that gave up their slot (on_slow)
         ordered = sorted(
             ((distance(kad_key(p), target), p, a) for p, a in dict(seeds).items() if p not in self._exclude),
         )
@@ -160,11 +162,32 @@ class Lookup:
         self.failures += 1
         return c
 
+    def on_slow(self, peer: bytes) -> bool:
+        """``peer``'s request has been out too long to keep one of the α
+        slots: the path may ask its next candidate now. The request stays
+        awaited (WAITING): a late answer counts, and the termination rule
+        still waits for it if it is among the k closest. At most α slow
+        requests per path (so at most 2α awaited): beyond that the request
+        keeps its slot until it ends. True if a slot was freed."""
+        idx = self._claimed.get(peer)
+        if idx is None:
+            return False
+        path = self._paths[idx]
+        if peer not in path.inflight or len(path.slow) >= self.alpha:
+            return False
+        c = path.inflight.pop(peer)
+        path.slow[peer] = c
+        self.slow += 1
+        return True
+
     def _take(self, peer: bytes) -> tuple[int, Candidate | None]:
         idx = self._claimed.get(peer)
         if idx is None:
             return -1, None
-        c = self._paths[idx].inflight.pop(peer, None)
+        path = self._paths[idx]
+        c = path.inflight.pop(peer, None)
+        if c is None:
+            c = path.slow.pop(peer, None)
         return idx, c
 
     # ------------------------------------------------------------- state
@@ -190,16 +213,18 @@ class Lookup:
         return all(self._path_done(i, p) for i, p in enumerate(self._paths))
 
     def in_flight(self) -> list[bytes]:
-        return [p for path in self._paths for p in path.inflight]
+        """Every peer whose answer is awaited (slow ones included)."""
+        return [p for path in self._paths for p in (*path.inflight, *path.slow)]
 
     def has_in_flight(self) -> bool:
-        """Whether any request is in flight (in_flight() without the list)."""
+        """Whether any answer is awaited (in_flight() without the list)."""
         for path in self._paths:
-            if path.inflight:
+            if path.inflight or path.slow:
                 return True
         return False
 
     def in_flight_per_path(self) -> list[int]:
+        """Requests holding each path's α slots (slow ones not counted)."""
         return [len(p.inflight) for p in self._paths]
 
     def candidate_count(self) -> int:

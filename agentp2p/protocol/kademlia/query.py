@@ -156,6 +156,7 @@ class Query:
             hops=hops,
             duration=now - self.started,
             timed_out=timed_out,
+            slow=lk.slow,
         )
 
     def result(self) -> Result:

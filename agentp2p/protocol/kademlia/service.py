@@ -810,6 +810,7 @@ class KademliaService:
                 "queries_refused": c.queries_refused,
                 "evictions": c.evictions,
                 "queries_cancelled": c.cancelled,
+                "slow_requests": c.slow,
                 "queries_running": core.query_count(),
                 "requests_pending": core.pending_count(),
             })

@@ -66,6 +66,13 @@ def closest_to(target_raw: bytes, peers: Sequence[bytes], n: int = 20) -> list[b
     return sorted(peers, key=lambda p: int.from_bytes(kad_key(p), "big") ^ t)[:n]
 
 
+class Delayed:
+    """A responder's answer that arrives ``after`` seconds instead of the Driver's latency."""
+
+    def __init__(self, after: float, response: object) -> None:
+        self.after, self.response = after, response
+
+
 class Driver:
     def __init__(self, core: KademliaCore, responder: Callable[[bytes, Message], object], *,
                  latency: float = 0.01, ping_ok: Callable[[bytes], bool] = lambda p: True) -> None:
@@ -115,10 +122,13 @@ class Driver:
                 return
             self.outstanding.add(a.request_id)
             r = self.responder(a.peer, a.message)
+            delay = self.latency
+            if isinstance(r, Delayed):
+                delay, r = r.after, r.response
             if r is FAIL:
-                self._push(self.now + self.latency, RequestFailed(a.request_id, "stream reset"))
+                self._push(self.now + delay, RequestFailed(a.request_id, "stream reset"))
             elif r is not None:
-                self._push(self.now + self.latency, ResponseReceived(a.request_id, r))  # type: ignore[arg-type]
+                self._push(self.now + delay, ResponseReceived(a.request_id, r))  # type: ignore[arg-type]
 
     def run(self, until: float) -> None:
         while self.queue and self.queue[0][0] <= until:
