@@ -413,6 +413,10 @@ async def measure_newcomer(boot: Node, expected: dict[str, set[str]], n: int, sw
             if profile is not None:
                 profile.disable()
         looks = max(1, len(times))
+        ad = newcomer.dht.stats().get("adapter", {})
+        print(f"newcomer: look-ups {[round(t, 3) for t in times]}; dht req {ad.get('requests')} "
+              f"fail {ad.get('failures')} timeouts {ad.get('timeouts')} kinds {ad.get('failure_kinds')} "
+              f"table {newcomer.dht.routing_table_size}", file=sys.stderr, flush=True)
         return {
             "join_s": join_s, "times": times, "dht_times": dht_times,
             "dht_req": (_dht_requests(newcomer) - req0) / looks,
