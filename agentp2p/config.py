@@ -107,8 +107,9 @@ class DHTConfig:
     query_timeout: float = 10.0  # a whole lookup, whatever its peers do
     request_timeout: float = 5.0  # one request to one peer (dial included)
     # A lookup request unanswered this long frees its slot among the alpha in
-    # flight, and the next candidate is asked beside it (0: off).
-    slow_after: float = 1.0
+    # flight, and the next candidate is asked beside it (0: off, the default:
+    # on a CPU-starved machine it added dials where they hurt; docs/dht.md).
+    slow_after: float = 0.0
     # What one peer may ask of us: inbound streams at once, requests per
     # second (token bucket); over them the stream is reset and counted.
     max_inbound_streams_per_peer: int = 8

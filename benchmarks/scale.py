@@ -94,13 +94,14 @@ def _ms(x: float | None) -> str:
 
 
 def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager: bool,
-          connect_ahead: int | None = None) -> dict[str, Any]:
+          connect_ahead: int | None = None, slow_after: float | None = None) -> dict[str, Any]:
     from agentp2p.network.connection_manager import ConnectionsConfig
     from agentp2p.simulation.whole_node import WholeNodeConfig, run_whole_node
 
     t0 = time.perf_counter()
     cfg = WholeNodeConfig(n=n, seed=seed, join_rate=join_rate, swim=swim, loss=loss,
-                          connections=ConnectionsConfig(enabled=manager), connect_ahead=connect_ahead)
+                          connections=ConnectionsConfig(enabled=manager), connect_ahead=connect_ahead,
+                          dht_slow_after=slow_after)
     out = run_whole_node(cfg, log=lambda m: print(f"  [{time.perf_counter() - t0:7.1f} s] {m[:160]}", flush=True))
     b, idle, new, ps, cr, part, heal = (out[k] for k in ("build", "idle", "newcomer", "pubsub", "crash", "partition",
                                                           "heal"))
@@ -150,6 +151,8 @@ def main() -> None:
     p.add_argument("--loss", type=float, default=0.0)
     p.add_argument("--connect-ahead", type=int, default=None,
                    help="whole, merge: SWIM's connect_ahead periods (default: the node's)")
+    p.add_argument("--slow-after", type=float, default=None,
+                   help="whole: the DHT's slow_after in seconds, 0 = off (default: the node's)")
     p.add_argument("--no-conn-manager", action="store_true",
                    help="whole: the node before its connection manager (no idle connection is closed)")
     args = p.parse_args()
@@ -172,7 +175,7 @@ def main() -> None:
         for n in (int(x) for x in args.nodes.split(",")):
             rate = n / 60.0 if args.storm else args.join_rate
             print(json.dumps(whole(n, rate, args.swim == "on", args.loss, args.seed, not args.no_conn_manager,
-                                   args.connect_ahead), default=str))
+                                   args.connect_ahead, args.slow_after), default=str))
         return
     results = [topology(int(n), args.warmup, args.seed, v, args.deliver)
                for n in args.nodes.split(",") for v in args.variants.split(",")]

@@ -28,8 +28,9 @@ frame, before the bytes reach the socket; py-libp2p lets the writing task's
 cancellation (any caller's timeout) land while the frame waits for socket
 space. The frame is then half sent or not sent at all, and the peer fails to
 decrypt everything after it ("Failed authentication of message"): the whole
-connection dies, with every stream on it. Under overload that was most of the
-connection losses of a 50-node pub/sub run (503 of ~1,800).
+connection dies, with every stream on it. In one instrumented 50-node pub/sub
+overload run, 543 connections died so (with 583 socket writes cancelled
+part-way); the rest of the ~1,800 closes were their peers' ends and shutdown.
 
 Nothing here logs per frame: violations are counted in
 :class:`YamuxGuard` and logged at most once per peer per interval.
@@ -66,7 +67,8 @@ from libp2p.stream_muxer.yamux.yamux import (
     Yamux,
     YamuxStream,
 )
-from libp2p.stream_muxer.exceptions import MuxedConnUnavailable, MuxedStreamError
+from libp2p.io.exceptions import ConnectionClosedError
+from libp2p.stream_muxer.exceptions import MuxedStreamError
 
 from agentp2p.network.resources import ResourceManager
 from agentp2p.throttled_log import ThrottledLog
@@ -80,7 +82,7 @@ SERVICE = "yamux"
 #: A frame write that cannot finish in this long means the peer has stopped
 #: reading the connection (go's yamux ``ConnectionWriteTimeout``, 10 s): the
 #: connection is closed, since half a frame may be on the wire. A frame is at
-#: most 64 KiB, so this holds on links down to ~6.5 KB/s.
+#: most 64 KiB (plus what the kernel already holds ahead of it).
 FRAME_WRITE_TIMEOUT = 10.0
 #: Once a connection is closing, its last frames (GO_AWAY) get this long.
 CLOSING_WRITE_TIMEOUT = 1.0
@@ -229,6 +231,9 @@ class _FrameGate:
         self._inner = inner
         self._body_left = 0
         self._held = b""
+        #: The cancel scope of the frame being written (its deadline is
+        #: shortened when the connection starts closing).
+        self.writing: trio.CancelScope | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -263,19 +268,30 @@ class _FrameGate:
         off until the frame is out: the frame is already encrypted, and
         leaving it half sent, or unsent with its nonce spent, would break
         every stream of the connection. A frame that does not go out in
-        ``FRAME_WRITE_TIMEOUT`` closes the connection instead.
+        ``FRAME_WRITE_TIMEOUT`` closes the connection instead. The price: a
+        caller whose timeout fires while the socket is full regains control
+        when the frame is out, up to ``FRAME_WRITE_TIMEOUT`` late (a closing
+        connection cuts that to ``CLOSING_WRITE_TIMEOUT``).
         """
-        if self._mux.closing:
-            with trio.move_on_after(CLOSING_WRITE_TIMEOUT):
+        mux = self._mux
+        if mux.closing:
+            with trio.move_on_after(CLOSING_WRITE_TIMEOUT) as scope:
                 await self._inner.write(data)
+            if scope.cancelled_caught:
+                raise ConnectionClosedError(f"connection to {mux.peer_id} closing; frame not written")
             return
         with trio.CancelScope(shield=True, deadline=trio.current_time() + FRAME_WRITE_TIMEOUT) as scope:
-            await self._inner.write(data)
+            self.writing = scope
+            try:
+                await self._inner.write(data)
+            finally:
+                self.writing = None
         if scope.cancelled_caught:
-            await self._mux._write_stalled()
-            raise MuxedConnUnavailable(f"no frame written to {self._mux.peer_id} in {FRAME_WRITE_TIMEOUT:g} s")
+            if not mux.closing:  # closing shortens the wait (hurry_writes): not a stall
+                await mux._write_stalled()
+            raise ConnectionClosedError(f"no frame written to {mux.peer_id} in time; connection closed")
         if trio.current_effective_deadline() <= trio.current_time():  # cancelled meanwhile
-            self._mux._guard.stats["writes_shielded"] += 1
+            mux._guard.stats["writes_shielded"] += 1
 
     def _hand_out(self, data: bytes, n: int | None) -> bytes:
         if n is None or n >= len(data):
@@ -333,16 +349,17 @@ class _WholeWriteStream(YamuxStream):
             lock = self.__dict__["_whole_write_lock"] = trio.Lock()
         async with lock:
             try:
-                view, sent = memoryview(data), 0
+                view, sent, started = memoryview(data), 0, False
                 try:
                     while sent < len(data):
                         # Never more than the open window: the library's write then
                         # never reaches its 5 s wait (a closed stream raises there).
                         n = min(await self._window(), len(data) - sent) or len(data) - sent
+                        started = True  # from here frames of this message may be out
                         await super().write(bytes(view[sent:sent + n]) if n < len(data) else data)
                         sent += n
                 except trio.Cancelled:
-                    if 0 < sent < len(data):
+                    if started and sent < len(data):
                         # Our caller gave up mid-message (a timeout): the peer
                         # must not wait for the rest of a message that never comes.
                         with trio.CancelScope(shield=True), trio.move_on_after(1):
@@ -378,6 +395,8 @@ class GuardedYamux(Yamux):
         self.violation: str | None = None
         #: Set once the connection is going: its last frames need not arrive whole.
         self.closing = False
+        #: A frame write timed out (_write_stalled) and the socket was closed.
+        self.stalled = False
         self.stream_buffers = _Buffers(self)  # type: ignore[assignment]
         self.secured_conn = _FrameGate(self, secured_conn)  # type: ignore[assignment]
 
@@ -437,9 +456,19 @@ class GuardedYamux(Yamux):
         self._guard.stats["window_overruns" if reason == "window_overrun" else "memory_refusals"] += 1
         self._guard.violation(self.peer_id, reason, weight, detail)
 
+    def _start_closing(self) -> None:
+        """From now on frames need not arrive whole, and the one being
+        written gets at most CLOSING_WRITE_TIMEOUT more (so a close, and a
+        node's shutdown, never waits out a stuck frame's 10 s)."""
+        self.closing = True
+        scope = self.secured_conn.writing
+        if scope is not None:
+            scope.deadline = min(scope.deadline, trio.current_time() + CLOSING_WRITE_TIMEOUT)
+
     async def _write_stalled(self) -> None:
         """A frame did not go out in time: the byte stream may hold half of it. Close."""
         self.closing = True
+        self.stalled = True
         self._guard.stats["write_stalls"] += 1
         self._guard.stats["connections_closed"] += 1
         self._guard._log.warning((str(self.peer_id), "write-stall"),
@@ -453,7 +482,7 @@ class GuardedYamux(Yamux):
                 pass
 
     async def _go_away(self) -> None:
-        self.closing = True
+        self._start_closing()
         with trio.move_on_after(1):
             try:
                 await self._write_frame(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_GO_AWAY, 0, 0, GO_AWAY_PROTOCOL_ERROR))
@@ -489,11 +518,15 @@ class GuardedYamux(Yamux):
                     # _admit stopped the loop; say why and close.
                     await self._go_away()
                     await self._cleanup_on_error()
+                elif self.stalled and not self.event_closed.is_set():
+                    # The loop may have left quietly (its own write failed on
+                    # the closed socket): wake the streams' readers and close.
+                    await self._cleanup_on_error()
                 if self.event_closed.is_set():
                     self._reservation.close()
 
     async def close(self, error_code: int = 0) -> None:
-        self.closing = True
+        self._start_closing()
         try:
             await super().close(error_code)
         finally:

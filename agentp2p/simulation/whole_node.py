@@ -178,6 +178,8 @@ class WholeNodeConfig:
     swim: bool = True
     #: SWIM's connect_ahead (None: the node's default, SwimConfig).
     connect_ahead: int | None = None
+    #: The DHT's slow_after (None: the node's default, DHTConfig).
+    dht_slow_after: float | None = None
     #: Payload bytes of a published message.
     msg_size: int = 256
 
@@ -258,7 +260,8 @@ class WholeNodeSimulation:
         self.links = (LognormalLatency(seed=cfg.seed) if cfg.latency == "lognormal"
                       else UniformLatency(seed=cfg.seed))
         self.swim_config = SwimConfig() if cfg.connect_ahead is None else SwimConfig(connect_ahead=cfg.connect_ahead)
-        self.kad_config = kademlia_config(DHTConfig())
+        self.kad_config = kademlia_config(DHTConfig() if cfg.dht_slow_after is None
+                                          else DHTConfig(slow_after=cfg.dht_slow_after))
         self.gossip_params = router_params(PubSubConfig())
         self.score_params = default_score_params()
         self.nodes: list[_Node] = []

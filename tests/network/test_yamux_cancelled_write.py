@@ -27,7 +27,7 @@ from libp2p.custom_types import TProtocol
 from libp2p.peer.peerinfo import PeerInfo
 from multiaddr import Multiaddr
 
-from agentp2p.network.yamux import yamux_guard
+from agentp2p.network.yamux import FRAME_WRITE_TIMEOUT, yamux_guard
 from agentp2p.node import Node
 from agentp2p.testing import library_host, local_config, wait_until
 
@@ -206,4 +206,42 @@ async def test_ours_closes_a_connection_whose_frame_cannot_go_out(monkeypatch: A
             guard = yamux_guard(node.host)
             assert guard is not None and guard.stats["write_stalls"] == 1
             await wait_until(lambda: conn.muxed_conn.is_closed, 10, "the stalled connection to close")
+            nursery.cancel_scope.cancel()
+
+
+async def test_closing_does_not_wait_out_a_stuck_frame() -> None:
+    """A frame stuck behind a peer that stopped reading holds its shield for
+    up to FRAME_WRITE_TIMEOUT; closing the connection cuts that short (a
+    node's shutdown must not wait 10 s per such peer), and is no stall."""
+    reader = library_host()
+    reader.set_stream_handler(SINK, lambda stream: trio.sleep_forever())
+    async with Node(local_config(swim=False)) as node, reader.run([Multiaddr("/ip4/127.0.0.1/tcp/0")]):
+        async with trio.open_nursery() as nursery:
+            proxy = _Proxy(int(reader.get_addrs()[0].value_for_protocol("tcp")))
+            await nursery.start(proxy.serve)
+            await node.host.connect(PeerInfo(reader.get_id(), [Multiaddr(f"/ip4/127.0.0.1/tcp/{proxy.listen_port}")]))
+            conn = node.host.get_network().get_connections(reader.get_id())[0]
+            gate = conn.muxed_conn.secured_conn
+            streams = [await node.host.new_stream(reader.get_id(), [SINK]) for _ in range(STREAMS)]
+            proxy.stop()
+
+            async def write_all() -> None:
+                for stream in streams:
+                    try:
+                        await stream.write(CHUNK)
+                    except Exception:  # noqa: BLE001 — the connection closes under it
+                        return
+
+            nursery.start_soon(write_all)
+
+            def stuck() -> bool:
+                scope = gate.writing  # the frame being written has been at it for 0.5 s
+                return scope is not None and scope.deadline - FRAME_WRITE_TIMEOUT + 0.5 < trio.current_time()
+
+            await wait_until(stuck, 30, "a frame stuck behind the stopped proxy")
+            with trio.fail_after(FRAME_WRITE_TIMEOUT / 2):
+                await conn.close()
+            assert conn.muxed_conn.is_closed
+            guard = yamux_guard(node.host)
+            assert guard is not None and guard.stats["write_stalls"] == 0
             nursery.cancel_scope.cancel()

@@ -39,8 +39,10 @@ class KademliaConfig:
     #: A lookup request unanswered this long stops holding one of its path's
     #: α slots: the next candidate is asked beside it, and a late answer still
     #: counts (libtorrent's "short timeout"). Starved or far peers then slow a
-    #: lookup by this much, not by the request timeout. 0 turns it off.
-    slow_after: float = 1.0
+    #: lookup by this much, not by the request timeout (unless it is among
+    #: the k closest: the termination rule still waits for those). 0 (the
+    #: default) turns it off; the node's ``dht.slow_after`` sets it.
+    slow_after: float = 0.0
     lookup_timeout: float = 60.0  # a whole query, whatever its peers do
     ping_timeout: float = 10.0  # the liveness check before an eviction
     refresh_interval: float = 600.0  # a bucket untouched this long is looked up

@@ -29,8 +29,9 @@ replacement.
 Timers (all run by whatever handle() call comes after them; Tick is enough):
 request timeouts, slow marks (a lookup request unanswered after
 ``slow_after`` frees its α slot and the lookup asks the next candidate
-beside it: a starved peer costs a lookup ``slow_after``, not the request
-timeout), query deadlines, bucket refresh (stale buckets get a
+beside it, so a starved peer delays the lookup's progress by ``slow_after``,
+not the request timeout; the termination rule still waits for it if it is
+among the k closest), query deadlines, bucket refresh (stale buckets get a
 lookup of a random key in their range), provider republish (22 h), and the
 sweep of expired records and providers. ``next_deadline()`` says when the
 next is due and an ArmTimer action says when that changed.

@@ -118,6 +118,8 @@ class SenderStats:
 
     def failed(self, exc: BaseException) -> None:
         self.failures += 1
+        while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]  # a nursery's wrapping says nothing of the cause
         kind = type(exc).__name__
         kinds = self.failure_kinds
         if kind not in kinds and len(kinds) >= MAX_FAILURE_KINDS:

@@ -34,3 +34,10 @@ def test_failure_kinds_are_bounded() -> None:
     assert len(stats.failure_kinds) == MAX_FAILURE_KINDS + 1
     assert stats.failure_kinds["other"] == len(kinds) - MAX_FAILURE_KINDS
     assert sum(stats.failure_kinds.values()) == stats.failures
+
+
+def test_a_single_failure_wrapped_by_a_nursery_counts_as_itself() -> None:
+    stats = SenderStats()
+    stats.failed(BaseExceptionGroup("nursery", [ExceptionGroup("inner", [Refused("no")])]))
+    stats.failed(ExceptionGroup("two", [Refused("a"), ValueError("b")]))
+    assert stats.failure_kinds == {"Refused": 1, "ExceptionGroup": 1}
