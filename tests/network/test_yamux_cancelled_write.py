@@ -18,7 +18,9 @@ on 127.0.0.1 that stops reading from the writer on request.
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
 import trio
@@ -180,10 +182,10 @@ async def test_ours_finishes_the_frame_and_keeps_the_connection() -> None:
         assert guard.stats["write_stalls"] == 0
 
 
-async def test_ours_closes_a_connection_whose_frame_cannot_go_out(monkeypatch: Any) -> None:
-    """The peer stops reading for good: the frame's wait is bounded, and the
-    connection (which may hold half of it) is closed, not left stuck."""
-    monkeypatch.setattr("agentp2p.network.yamux.FRAME_WRITE_TIMEOUT", 1.0)
+@contextlib.asynccontextmanager
+async def _behind_a_stopped_proxy() -> AsyncIterator[tuple[Node, Any, list[Any], trio.Nursery]]:
+    """Our node connected through a proxy to a reader that never reads; the
+    proxy stopped. Yields (node, its connection, STREAMS open streams, a nursery)."""
     reader = library_host()
     reader.set_stream_handler(SINK, lambda stream: trio.sleep_forever())
     async with Node(local_config(swim=False)) as node, reader.run([Multiaddr("/ip4/127.0.0.1/tcp/0")]):
@@ -194,54 +196,52 @@ async def test_ours_closes_a_connection_whose_frame_cannot_go_out(monkeypatch: A
             conn = node.host.get_network().get_connections(reader.get_id())[0]
             streams = [await node.host.new_stream(reader.get_id(), [SINK]) for _ in range(STREAMS)]
             proxy.stop()
-            error: BaseException | None = None
-            with trio.fail_after(30):
-                for stream in streams:
-                    try:
-                        await stream.write(CHUNK)
-                    except Exception as exc:  # noqa: BLE001 — what we wait for
-                        error = exc
-                        break
-            assert error is not None, f"{STREAMS} chunks went through without filling the socket"
-            guard = yamux_guard(node.host)
-            assert guard is not None and guard.stats["write_stalls"] == 1
-            await wait_until(lambda: conn.muxed_conn.is_closed, 10, "the stalled connection to close")
+            yield node, conn, streams, nursery
             nursery.cancel_scope.cancel()
+
+
+async def test_ours_closes_a_connection_whose_frame_cannot_go_out(monkeypatch: Any) -> None:
+    """The peer stops reading for good: the frame's wait is bounded, and the
+    connection (which may hold half of it) is closed, not left stuck."""
+    monkeypatch.setattr("agentp2p.network.yamux.FRAME_WRITE_TIMEOUT", 1.0)
+    async with _behind_a_stopped_proxy() as (node, conn, streams, _nursery):
+        error: BaseException | None = None
+        with trio.fail_after(30):
+            for stream in streams:
+                try:
+                    await stream.write(CHUNK)
+                except Exception as exc:  # noqa: BLE001 — what we wait for
+                    error = exc
+                    break
+        assert error is not None, f"{STREAMS} chunks went through without filling the socket"
+        guard = yamux_guard(node.host)
+        assert guard is not None and guard.stats["write_stalls"] == 1
+        await wait_until(lambda: conn.muxed_conn.is_closed, 10, "the stalled connection to close")
 
 
 async def test_closing_does_not_wait_out_a_stuck_frame() -> None:
     """A frame stuck behind a peer that stopped reading holds its shield for
     up to FRAME_WRITE_TIMEOUT; closing the connection cuts that short (a
     node's shutdown must not wait 10 s per such peer), and is no stall."""
-    reader = library_host()
-    reader.set_stream_handler(SINK, lambda stream: trio.sleep_forever())
-    async with Node(local_config(swim=False)) as node, reader.run([Multiaddr("/ip4/127.0.0.1/tcp/0")]):
-        async with trio.open_nursery() as nursery:
-            proxy = _Proxy(int(reader.get_addrs()[0].value_for_protocol("tcp")))
-            await nursery.start(proxy.serve)
-            await node.host.connect(PeerInfo(reader.get_id(), [Multiaddr(f"/ip4/127.0.0.1/tcp/{proxy.listen_port}")]))
-            conn = node.host.get_network().get_connections(reader.get_id())[0]
-            gate = conn.muxed_conn.secured_conn
-            streams = [await node.host.new_stream(reader.get_id(), [SINK]) for _ in range(STREAMS)]
-            proxy.stop()
+    async with _behind_a_stopped_proxy() as (node, conn, streams, nursery):
+        gate = conn.muxed_conn.secured_conn
 
-            async def write_all() -> None:
-                for stream in streams:
-                    try:
-                        await stream.write(CHUNK)
-                    except Exception:  # noqa: BLE001 — the connection closes under it
-                        return
+        async def write_all() -> None:
+            for stream in streams:
+                try:
+                    await stream.write(CHUNK)
+                except Exception:  # noqa: BLE001 — the connection closes under it
+                    return
 
-            nursery.start_soon(write_all)
+        nursery.start_soon(write_all)
 
-            def stuck() -> bool:
-                scope = gate.writing  # the frame being written has been at it for 0.5 s
-                return scope is not None and scope.deadline - FRAME_WRITE_TIMEOUT + 0.5 < trio.current_time()
+        def stuck() -> bool:
+            scope = gate.writing  # the frame being written has been at it for 0.5 s
+            return scope is not None and scope.deadline - FRAME_WRITE_TIMEOUT + 0.5 < trio.current_time()
 
-            await wait_until(stuck, 30, "a frame stuck behind the stopped proxy")
-            with trio.fail_after(FRAME_WRITE_TIMEOUT / 2):
-                await conn.close()
-            assert conn.muxed_conn.is_closed
-            guard = yamux_guard(node.host)
-            assert guard is not None and guard.stats["write_stalls"] == 0
-            nursery.cancel_scope.cancel()
+        await wait_until(stuck, 30, "a frame stuck behind the stopped proxy")
+        with trio.fail_after(FRAME_WRITE_TIMEOUT / 2):
+            await conn.close()
+        assert conn.muxed_conn.is_closed
+        guard = yamux_guard(node.host)
+        assert guard is not None and guard.stats["write_stalls"] == 0
