@@ -87,6 +87,9 @@ log = logging.getLogger("agentp2p.records")
 #: Stop re-publishing on routing-table growth beyond this many peers: by then
 #: our view of the k = 20 closest peers is as good as a random walk makes it.
 GROWTH_LIMIT = 64
+#: How often the growth watcher looks at a table that has not changed, at
+#: most, once the record is out (it starts at 0.25 s and doubles).
+WATCH_POLL_MAX = 4.0
 #: Wait before retrying the failed parts of a publish round: doubles from
 #: MIN to MAX, jittered by +-25 %.
 MIN_BACKOFF = 2.0
@@ -354,15 +357,20 @@ class RecordService:
         round per step of it.
         """
         node = self._require_node()
-        poll = min(0.25, self.settle / 2)
+        fast = poll = min(0.25, self.settle / 2)
         size_seen, changed_at, due_since = -1, trio.current_time(), None
         while True:
             await trio.sleep(poll)
             now = trio.current_time()
             size = node.dht.routing_table_size
+            last = self._table_at_last_round
             if size != size_seen:
                 size_seen, changed_at = size, now
-            last = self._table_at_last_round
+                poll = fast
+            elif last > 0 and due_since is None:
+                # Published, and the table is still: look less often (an
+                # idle node's most frequent wake-up was this poll).
+                poll = min(poll * 2, WATCH_POLL_MAX)
             first = last == 0 and size > 0
             grown = self.republish_on_growth and 0 < last < GROWTH_LIMIT and size >= 2 * last
             if not (first or grown):
