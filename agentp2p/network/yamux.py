@@ -234,6 +234,8 @@ class _FrameGate:
         #: The cancel scope of the frame being written (its deadline is
         #: shortened when the connection starts closing).
         self.writing: trio.CancelScope | None = None
+        #: A frame was cut (stall, or a close cutting it short): refuse the rest.
+        self.broken = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -274,10 +276,13 @@ class _FrameGate:
         connection cuts that to ``CLOSING_WRITE_TIMEOUT``).
         """
         mux = self._mux
+        if self.broken:
+            raise ConnectionClosedError(f"connection to {mux.peer_id} broken off mid-frame")
         if mux.closing:
             with trio.move_on_after(CLOSING_WRITE_TIMEOUT) as scope:
                 await self._inner.write(data)
             if scope.cancelled_caught:
+                await self._break_off()
                 raise ConnectionClosedError(f"connection to {mux.peer_id} closing; frame not written")
             return
         with trio.CancelScope(shield=True, deadline=trio.current_time() + FRAME_WRITE_TIMEOUT) as scope:
@@ -287,11 +292,24 @@ class _FrameGate:
             finally:
                 self.writing = None
         if scope.cancelled_caught:
-            if not mux.closing:  # closing shortens the wait (hurry_writes): not a stall
+            if mux.closing:  # cut short by _start_closing: not a stall
+                await self._break_off()
+            else:
                 await mux._write_stalled()
             raise ConnectionClosedError(f"no frame written to {mux.peer_id} in time; connection closed")
         if trio.current_effective_deadline() <= trio.current_time():  # cancelled meanwhile
             mux._guard.stats["writes_shielded"] += 1
+
+    async def _break_off(self) -> None:
+        """Part of a frame may be on the wire: nothing after it can be read.
+        Refuse every later frame at once (no more waits on a full socket)
+        and close the socket."""
+        self.broken = True
+        with trio.CancelScope(shield=True), trio.move_on_after(CLOSING_WRITE_TIMEOUT):
+            try:
+                await self._inner.close()
+            except Exception:  # noqa: BLE001 — already broken: that is the point
+                pass
 
     def _hand_out(self, data: bytes, n: int | None) -> bytes:
         if n is None or n >= len(data):
@@ -362,6 +380,10 @@ class _WholeWriteStream(YamuxStream):
                     if started and sent < len(data):
                         # Our caller gave up mid-message (a timeout): the peer
                         # must not wait for the rest of a message that never comes.
+                        # (We cannot tell whether the library's last frame went
+                        # out before the cancellation landed, so a message sent
+                        # whole may be reset too; our callers drop the stream
+                        # on a cancelled write anyway.)
                         with trio.CancelScope(shield=True), trio.move_on_after(1):
                             try:
                                 await self.reset()
@@ -475,11 +497,7 @@ class GuardedYamux(Yamux):
                                  "closing connection to %s: a frame waited %g s for socket space",
                                  self.peer_id, FRAME_WRITE_TIMEOUT)
         self.event_shutting_down.set()  # the read loop stops and cleans up
-        with trio.CancelScope(shield=True), trio.move_on_after(CLOSING_WRITE_TIMEOUT):
-            try:
-                await self.secured_conn._inner.close()
-            except Exception:  # noqa: BLE001 — already broken: that is the point
-                pass
+        await self.secured_conn._break_off()
 
     async def _go_away(self) -> None:
         self._start_closing()
@@ -513,7 +531,8 @@ class GuardedYamux(Yamux):
         try:
             await super().handle_incoming()
         finally:
-            with trio.CancelScope(shield=True):
+            # Shielded (the loop is often ended by cancellation) but bounded.
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + 5 * CLOSING_WRITE_TIMEOUT):
                 if self.violation is not None and not self.event_closed.is_set():
                     # _admit stopped the loop; say why and close.
                     await self._go_away()
