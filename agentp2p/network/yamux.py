@@ -62,6 +62,7 @@ from libp2p.stream_muxer.yamux.yamux import (
     PROTOCOL_ID,
     TYPE_DATA,
     TYPE_GO_AWAY,
+    TYPE_PING,
     TYPE_WINDOW_UPDATE,
     YAMUX_HEADER_FORMAT,
     Yamux,
@@ -86,6 +87,13 @@ SERVICE = "yamux"
 FRAME_WRITE_TIMEOUT = 10.0
 #: Once a connection is closing, its last frames (GO_AWAY) get this long.
 CLOSING_WRITE_TIMEOUT = 1.0
+
+#: py-libp2p pings every connection every 30 s, from both ends, to re-measure
+#: its RTT (an input of receive-window auto-tuning). On an idle node with
+#: ~40 connections those pings and their replies were most of its wake-ups
+#: (docs/scale.md "Idle cost"). We measure once when the connection opens,
+#: as the library does, then this often.
+RTT_REMEASURE = 300.0
 
 #: Offence weights (the penalty box bans at 20 points by default). An
 #: overrun cannot happen by accident: two get a peer banned.
@@ -419,6 +427,8 @@ class GuardedYamux(Yamux):
         self.closing = False
         #: A frame write timed out (_write_stalled) and the socket was closed.
         self.stalled = False
+        #: RTT measurements sent (_measure_rtt_loop).
+        self.rtt_pings = 0
         self.stream_buffers = _Buffers(self)  # type: ignore[assignment]
         self.secured_conn = _FrameGate(self, secured_conn)  # type: ignore[assignment]
 
@@ -526,6 +536,24 @@ class GuardedYamux(Yamux):
         return stream
 
     # -- lifecycle -------------------------------------------------------------
+
+    async def _measure_rtt_loop(self) -> None:
+        """The library's RTT measurement (a Yamux PING; its reply handler
+        computes the RTT), every RTT_REMEASURE instead of every 30 s."""
+        await trio.sleep(0.5)  # as the library: let the connection settle first
+        while not self.event_shutting_down.is_set():
+            try:
+                self._ping_id += 1
+                self._ping_event = trio.Event()
+                await self._write_frame(struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_PING, FLAG_SYN, 0, self._ping_id))
+                self._ping_sent_time = trio.current_time()
+                with trio.move_on_after(10.0):
+                    await self._ping_event.wait()
+            except Exception:  # noqa: BLE001 — the connection is going
+                return
+            self.rtt_pings += 1
+            with trio.move_on_after(RTT_REMEASURE):
+                await self.event_shutting_down.wait()
 
     async def handle_incoming(self) -> None:
         try:
