@@ -269,10 +269,15 @@ def _node_state(node: Node, svc: RecordService) -> str:
     c = svc.counters
     return (f"published {svc.published.is_set()} table {node.dht.routing_table_size} conns {len(peers)} "
             f"identified {identified} boot {node.bootstrapper.successes}/{node.bootstrapper.attempts} "
-            f"dht req {ad.get('requests')} fail {ad.get('failures')} timeouts {ad.get('timeouts')} "
+            f"{_dht_failures(ad)} "
             f"evict {ad.get('evictions')} refill {ad.get('refilled')} queries {ad.get('queries_running')} "
             f"identify {ad.get('identify_asked')}/{ad.get('identify_failed')} reid {ad.get('reidentified')} "
-            f"pending {ad.get('requests_pending')} rounds {c.rounds} failed {c.round_failures} "
+            f"pending {ad.get('requests_pending')} rounds {c.rounds} failed {c.round_failures}")
+
+
+def _dht_failures(ad: dict[str, Any]) -> str:
+    """A node's DHT requests and how they failed (the adapter's stats)."""
+    return (f"dht req {ad.get('requests')} fail {ad.get('failures')} timeouts {ad.get('timeouts')} "
             f"failure kinds {ad.get('failure_kinds')}")
 
 
@@ -414,8 +419,7 @@ async def measure_newcomer(boot: Node, expected: dict[str, set[str]], n: int, sw
                 profile.disable()
         looks = max(1, len(times))
         ad = newcomer.dht.stats().get("adapter", {})
-        print(f"newcomer: look-ups {[round(t, 3) for t in times]}; dht req {ad.get('requests')} "
-              f"fail {ad.get('failures')} timeouts {ad.get('timeouts')} kinds {ad.get('failure_kinds')} "
+        print(f"newcomer: look-ups {[round(t, 3) for t in times]}; {_dht_failures(ad)} "
               f"table {newcomer.dht.routing_table_size}", file=sys.stderr, flush=True)
         return {
             "join_s": join_s, "times": times, "dht_times": dht_times,

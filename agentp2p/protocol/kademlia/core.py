@@ -180,16 +180,11 @@ class KademliaCore:
         nd = self.local_provides.next_due()
         if nd is not None:
             t = min(t, nd)
-        h = self._timeouts
-        while h and h[0][1] not in self._pending:
-            heapq.heappop(h)
-        if h:
-            t = min(t, h[0][0])
-        h = self._slow
-        while h and h[0][1] not in self._pending:
-            heapq.heappop(h)
-        if h:
-            t = min(t, h[0][0])
+        for h in (self._timeouts, self._slow):
+            while h and h[0][1] not in self._pending:
+                heapq.heappop(h)  # answered or cancelled meanwhile
+            if h:
+                t = min(t, h[0][0])
         for q in self._queries.values():
             if not q.writing:
                 t = min(t, q.deadline)
