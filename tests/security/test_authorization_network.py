@@ -155,7 +155,11 @@ async def test_publish_and_subscribe_rules() -> None:
         async with op.subscribe("alerts") as op_sub, hub.subscribe("alerts") as hub_sub:
             await op.connect(hub.addrs[0])
             await outsider.connect(hub.addrs[0])
+            # Each side admits the other's subscription only once it has fetched
+            # the other's certificate: the publisher must see the hub, not only
+            # the reverse, or its message goes to nobody.
             await wait_until(lambda: op.peer_id in hub.topic_peers("alerts"), what="op subscribed at hub")
+            await wait_until(lambda: hub.peer_id in op.topic_peers("alerts"), what="hub subscribed at op")
             await op.publish("alerts", b"fire")
             with trio.fail_after(10):
                 assert (await hub_sub.receive()).data == b"fire"
