@@ -75,7 +75,7 @@ async def test_find_agents_through_node_and_plain_nodes_store_records() -> None:
 async def test_swim_runs_by_default_and_members_converge() -> None:
     from agentp2p.protocol.swim.config import SwimConfig
 
-    fast = dict(swim=SwimConfig(probe_interval=0.3, probe_timeout=0.15))
+    fast = dict(swim=SwimConfig(probe_interval=0.3, probe_timeout=0.15, suspicion_mult=4))
     async with network(3, **fast) as nodes:
         a = nodes[0]
         async with a.member_events() as events:

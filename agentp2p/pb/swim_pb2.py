@@ -24,29 +24,31 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nswim.proto\x12\ragentp2p.swim\"\xac\x02\n\x0bSwimMessage\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\x12#\n\x04ping\x18\x03 \x01(\x0b\x32\x13.agentp2p.swim.PingH\x00\x12*\n\x08ping_req\x18\x04 \x01(\x0b\x32\x16.agentp2p.swim.PingReqH\x00\x12!\n\x03\x61\x63k\x18\x05 \x01(\x0b\x32\x12.agentp2p.swim.AckH\x00\x12#\n\x04nack\x18\x06 \x01(\x0b\x32\x13.agentp2p.swim.NackH\x00\x12,\n\tpush_pull\x18\x08 \x01(\x0b\x32\x17.agentp2p.swim.PushPullH\x00\x12,\n\x07updates\x18\x07 \x03(\x0b\x32\x1b.agentp2p.swim.MemberUpdateB\x06\n\x04\x62ody\"\x16\n\x04Ping\x12\x0e\n\x06target\x18\x01 \x01(\x0c\"C\n\x07PingReq\x12\x0e\n\x06target\x18\x01 \x01(\x0c\x12\x14\n\x0ctarget_addrs\x18\x02 \x03(\x0c\x12\x12\n\ntimeout_ms\x18\x03 \x01(\r\"\x05\n\x03\x41\x63k\"\x06\n\x04Nack\"\x91\x02\n\x08PushPull\x12*\n\x04step\x18\x01 \x01(\x0e\x32\x1c.agentp2p.swim.PushPull.Step\x12\r\n\x05level\x18\x02 \x01(\r\x12\x0f\n\x07\x64igests\x18\x03 \x01(\x0c\x12\x0f\n\x07\x62uckets\x18\x04 \x01(\x0c\x12\r\n\x05\x63hunk\x18\x05 \x01(\r\x12\x0e\n\x06\x63hunks\x18\x06 \x01(\r\x12,\n\x07\x65ntries\x18\x07 \x03(\x0b\x32\x1b.agentp2p.swim.MemberUpdate\x12\x0c\n\x04\x62usy\x18\x08 \x01(\x08\"M\n\x04Step\x12\x14\n\x10STEP_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTEP_REQUEST\x10\x01\x12\x0e\n\nSTEP_REPLY\x10\x02\x12\r\n\tSTEP_PUSH\x10\x03\"\x8b\x01\n\x0cMemberUpdate\x12\x0f\n\x07peer_id\x18\x01 \x01(\x0c\x12\r\n\x05\x61\x64\x64rs\x18\x02 \x03(\x0c\x12#\n\x05state\x18\x03 \x01(\x0e\x32\x14.agentp2p.swim.State\x12\x13\n\x0bincarnation\x18\x04 \x01(\x04\x12\x0e\n\x06origin\x18\x05 \x01(\x0c\x12\x11\n\tsignature\x18\x06 \x01(\x0c*b\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSTATE_ALIVE\x10\x01\x12\x11\n\rSTATE_SUSPECT\x10\x02\x12\x0e\n\nSTATE_DEAD\x10\x03\x12\x0e\n\nSTATE_LEFT\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nswim.proto\x12\ragentp2p.swim\"\xd5\x02\n\x0bSwimMessage\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\x12#\n\x04ping\x18\x03 \x01(\x0b\x32\x13.agentp2p.swim.PingH\x00\x12*\n\x08ping_req\x18\x04 \x01(\x0b\x32\x16.agentp2p.swim.PingReqH\x00\x12!\n\x03\x61\x63k\x18\x05 \x01(\x0b\x32\x12.agentp2p.swim.AckH\x00\x12#\n\x04nack\x18\x06 \x01(\x0b\x32\x13.agentp2p.swim.NackH\x00\x12,\n\tpush_pull\x18\x08 \x01(\x0b\x32\x17.agentp2p.swim.PushPullH\x00\x12\'\n\x06gossip\x18\t \x01(\x0b\x32\x15.agentp2p.swim.GossipH\x00\x12,\n\x07updates\x18\x07 \x03(\x0b\x32\x1b.agentp2p.swim.MemberUpdateB\x06\n\x04\x62ody\"\x16\n\x04Ping\x12\x0e\n\x06target\x18\x01 \x01(\x0c\"C\n\x07PingReq\x12\x0e\n\x06target\x18\x01 \x01(\x0c\x12\x14\n\x0ctarget_addrs\x18\x02 \x03(\x0c\x12\x12\n\ntimeout_ms\x18\x03 \x01(\r\"\x05\n\x03\x41\x63k\"\x06\n\x04Nack\"\x08\n\x06Gossip\"\x91\x02\n\x08PushPull\x12*\n\x04step\x18\x01 \x01(\x0e\x32\x1c.agentp2p.swim.PushPull.Step\x12\r\n\x05level\x18\x02 \x01(\r\x12\x0f\n\x07\x64igests\x18\x03 \x01(\x0c\x12\x0f\n\x07\x62uckets\x18\x04 \x01(\x0c\x12\r\n\x05\x63hunk\x18\x05 \x01(\r\x12\x0e\n\x06\x63hunks\x18\x06 \x01(\r\x12,\n\x07\x65ntries\x18\x07 \x03(\x0b\x32\x1b.agentp2p.swim.MemberUpdate\x12\x0c\n\x04\x62usy\x18\x08 \x01(\x08\"M\n\x04Step\x12\x14\n\x10STEP_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTEP_REQUEST\x10\x01\x12\x0e\n\nSTEP_REPLY\x10\x02\x12\r\n\tSTEP_PUSH\x10\x03\"\x8b\x01\n\x0cMemberUpdate\x12\x0f\n\x07peer_id\x18\x01 \x01(\x0c\x12\r\n\x05\x61\x64\x64rs\x18\x02 \x03(\x0c\x12#\n\x05state\x18\x03 \x01(\x0e\x32\x14.agentp2p.swim.State\x12\x13\n\x0bincarnation\x18\x04 \x01(\x04\x12\x0e\n\x06origin\x18\x05 \x01(\x0c\x12\x11\n\tsignature\x18\x06 \x01(\x0c*b\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSTATE_ALIVE\x10\x01\x12\x11\n\rSTATE_SUSPECT\x10\x02\x12\x0e\n\nSTATE_DEAD\x10\x03\x12\x0e\n\nSTATE_LEFT\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'swim_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STATE']._serialized_start=858
-  _globals['_STATE']._serialized_end=956
+  _globals['_STATE']._serialized_start=909
+  _globals['_STATE']._serialized_end=1007
   _globals['_SWIMMESSAGE']._serialized_start=30
-  _globals['_SWIMMESSAGE']._serialized_end=330
-  _globals['_PING']._serialized_start=332
-  _globals['_PING']._serialized_end=354
-  _globals['_PINGREQ']._serialized_start=356
-  _globals['_PINGREQ']._serialized_end=423
-  _globals['_ACK']._serialized_start=425
-  _globals['_ACK']._serialized_end=430
-  _globals['_NACK']._serialized_start=432
-  _globals['_NACK']._serialized_end=438
-  _globals['_PUSHPULL']._serialized_start=441
-  _globals['_PUSHPULL']._serialized_end=714
-  _globals['_PUSHPULL_STEP']._serialized_start=637
-  _globals['_PUSHPULL_STEP']._serialized_end=714
-  _globals['_MEMBERUPDATE']._serialized_start=717
-  _globals['_MEMBERUPDATE']._serialized_end=856
+  _globals['_SWIMMESSAGE']._serialized_end=371
+  _globals['_PING']._serialized_start=373
+  _globals['_PING']._serialized_end=395
+  _globals['_PINGREQ']._serialized_start=397
+  _globals['_PINGREQ']._serialized_end=464
+  _globals['_ACK']._serialized_start=466
+  _globals['_ACK']._serialized_end=471
+  _globals['_NACK']._serialized_start=473
+  _globals['_NACK']._serialized_end=479
+  _globals['_GOSSIP']._serialized_start=481
+  _globals['_GOSSIP']._serialized_end=489
+  _globals['_PUSHPULL']._serialized_start=492
+  _globals['_PUSHPULL']._serialized_end=765
+  _globals['_PUSHPULL_STEP']._serialized_start=688
+  _globals['_PUSHPULL_STEP']._serialized_end=765
+  _globals['_MEMBERUPDATE']._serialized_start=768
+  _globals['_MEMBERUPDATE']._serialized_end=907
 # @@protoc_insertion_point(module_scope)

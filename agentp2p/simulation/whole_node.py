@@ -243,6 +243,7 @@ class Counters:
     failed_dials: int = 0
     lost: int = 0
     connect_ahead: int = 0  # SWIM ConnectAhead hints that found no connection
+    swim_no_conn: int = 0  # SWIM gossip frames dropped: no connection to the member
 
     def copy(self) -> Counters:
         return dataclasses.replace(self, bytes=dict(self.bytes), messages=dict(self.messages),
@@ -572,6 +573,9 @@ class WholeNodeSimulation:
             if t is Send:
                 j = self.index.get(act.to)
                 if j is None:
+                    continue
+                if not act.dial and j not in node.conns:
+                    c.swim_no_conn += 1  # gossip: the adapter sends it only over an open stream
                     continue
                 c.messages["swim"] += 1
                 c.bytes["swim"] += swim_size(act.message)

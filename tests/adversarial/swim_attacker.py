@@ -31,7 +31,7 @@ from agentp2p.protocol.swim.wire import MAX_FRAME_BYTES, PROTOCOL_ID, WireError
 from agentp2p.testing import local_config, wait_until
 
 #: The real-socket SWIM tests' config: 0.3 s period.
-FAST = SwimConfig(probe_interval=0.3, probe_timeout=0.15, reconnect_every=2)
+FAST = SwimConfig(probe_interval=0.3, probe_timeout=0.15, reconnect_every=2, suspicion_mult=4)
 
 
 @dataclass

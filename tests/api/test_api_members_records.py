@@ -16,7 +16,7 @@ from tests.api.api_fixtures import api_node, connected_pair
 
 
 def _swim() -> SwimService:
-    return SwimService(SwimConfig(probe_interval=0.2, probe_timeout=0.1), seed=1)
+    return SwimService(SwimConfig(probe_interval=0.2, probe_timeout=0.1, suspicion_mult=4), seed=1)
 
 
 async def test_members_and_their_changes() -> None:

@@ -20,7 +20,7 @@ from .events import (
     Tick,
 )
 from .member import MAX_INCARNATION, EventKind, Member, PeerId, State
-from .messages import Ack, Message, MemberUpdate, Nack, Ping, PingReq
+from .messages import Ack, Gossip, Message, MemberUpdate, Nack, Ping, PingReq
 from .roster import RosterBase
 from .wire import PROTOCOL_ID, WireError, decode, encode
 
@@ -31,6 +31,7 @@ __all__ = [
     "Action",
     "ConnectAhead",
     "EventKind",
+    "Gossip",
     "Input",
     "Leave",
     "LeaveComplete",

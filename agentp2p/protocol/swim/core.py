@@ -96,14 +96,15 @@ from .events import (
     Tick,
 )
 from .member import EVENT_FOR, MAX_INCARNATION, Member, PeerId, State, supersedes
-from .messages import Ack, Body, Message, MemberUpdate, Nack, Ping, PingReq, PushPull, Step
+from .contacts import RecentContacts
+from .messages import Ack, Body, Gossip, Message, MemberUpdate, Nack, Ping, PingReq, PushPull, Step
 from .pushpull import Exchanges, Groups, Outgoing, Serving, frames, level_for, select
 from .roster import MemberTable, ProbeOrder, RosterBase
 from .signature import SignatureCache, Signer, Verifier, signed_update
 from .suspicion import Suspicion
 
 # Timer kinds
-_TICK, _PROBE_TIMEOUT, _INDIRECT, _SUSPICION, _REAP, _LEAVE, _PUSHPULL = range(7)
+_TICK, _PROBE_TIMEOUT, _INDIRECT, _SUSPICION, _REAP, _LEAVE, _PUSHPULL, _GOSSIP = range(8)
 
 #: A merge window (see _pp_burst) lasts this many push/pull burst intervals
 #: plus the gossip horizon (retransmit_limit periods).
@@ -132,6 +133,7 @@ class SwimStats:
     refutations: int = 0  # we refuted a suspicion/death about ourselves
     suspected: int = 0  # our own probe failed and we started a suspicion
     declared_dead: int = 0  # our own suspicion timer expired on someone
+    gossip_sent: int = 0  # Gossip frames (updates only) sent between probes
     # push/pull anti-entropy (pushpull.py)
     push_pulls: int = 0  # exchanges we started
     push_pulls_served: int = 0  # REQUESTs we answered with our entries (or "in sync")
@@ -218,6 +220,9 @@ class SwimCore:
         # Randomness for push/pull (and the reconnect phase) comes from its
         # own stream, so that it does not shift the failure detector's draws.
         self._pp_rng = random.Random(self._seq * 0x9E3779B97F4A7C15)
+        self._gossip_rng = random.Random(self._seq * 0x9E3779B97F4A7C15 + 1)
+        self._contacts = RecentContacts()
+        self._gossip_at = math.inf  # when the armed gossip timer fires (inf: none armed)
         self._probe: _Probe | None = None
         self._indirect: dict[int, _Indirect] = {}
         self._joining: dict[PeerId, list] = {}  # peer -> [addrs, attempts left]
@@ -325,6 +330,7 @@ class SwimCore:
             self._on_leave(out)
         else:
             raise TypeError(f"not a SWIM input: {event!r}")
+        self._gossip_arm()
         return out
 
     # --------------------------------------------------------------- timers
@@ -349,6 +355,8 @@ class SwimCore:
             return m is None or m.live or m.since != since
         if kind == _PUSHPULL:
             return when != self._pp_next
+        if kind == _GOSSIP:
+            return when != self._gossip_at
         return False
 
     def _run_timers(self, out: list[Action]) -> None:
@@ -378,6 +386,8 @@ class SwimCore:
                 out.append(LeaveComplete())
             elif kind == _PUSHPULL:
                 self._on_push_pull_due(out)
+            elif kind == _GOSSIP:
+                self._on_gossip(out)
 
     # -------------------------------------------------------------- probing
 
@@ -496,6 +506,7 @@ class SwimCore:
         if sender == self.local_id or not sender:
             self.stats.misdirected += 1
             return
+        self._contacts.heard(sender, self._now)
         self._verify_budget = self.config.max_verifications_per_frame
         self._rejoined = None
         for u in msg.updates[: self.config.max_updates_per_frame]:
@@ -521,6 +532,7 @@ class SwimCore:
             self._on_ping_req(sender, msg.seq, body, out)
         elif isinstance(body, PushPull):
             self._on_push_pull(sender, msg.seq, body, out)
+        # Gossip: its updates are all it has, applied above; never answered.
         rejoined, self._rejoined = self._rejoined, None
         if rejoined is not None and not isinstance(body, PushPull):
             # Someone we held dead/left (or just discovered) answered: the two
@@ -751,7 +763,7 @@ class SwimCore:
         if state is State.SUSPECT:
             n = self._table.live_count + 1
             cfg = self.config
-            s = Suspicion(now, inc, cfg.suspicion_mult - 2, cfg.suspicion_min(n), cfg.suspicion_max(n), origin)
+            s = Suspicion(now, inc, cfg.suspicion_confirmations, cfg.suspicion_min(n), cfg.suspicion_max(n), origin)
             self._suspicions[peer] = s
             self._arm(s.deadline, _SUSPICION, peer)
             if (old is State.ALIVE and origin != self.local_id and now < self._merging_until
@@ -1144,10 +1156,44 @@ class SwimCore:
             if when < self._pp_next:
                 self._pp_schedule(when)
 
+    # --------------------------------------------------------------- gossip
+
+    def _gossip_arm(self) -> None:
+        """Updates are queued and someone talked to us: have the gossip timer fire
+        one interval from now (if not armed already). Nothing queued, nothing
+        armed: idle costs nothing."""
+        cfg = self.config
+        if (self._queue and self._contacts and self._gossip_at == math.inf and cfg.gossip_interval > 0
+                and cfg.gossip_nodes > 0 and not self._stopped):
+            self._gossip_at = self._now + cfg.gossip_interval
+            self._arm(self._gossip_at, _GOSSIP, None)
+
+    def _on_gossip(self, out: list[Action]) -> None:
+        """Send what is queued to a few members we heard from lately (contacts.py)."""
+        self._gossip_at = math.inf
+        cfg = self.config
+        table = self._table
+
+        def live(peer: PeerId) -> bool:
+            m = table.get(peer)
+            return m is not None and m.live
+
+        since = self._now - cfg.gossip_recent_periods * cfg.probe_interval
+        for peer in self._contacts.pick(self._gossip_rng, cfg.gossip_nodes, since, live):
+            if not self._queue:
+                break
+            m = table.get(peer)
+            self._send(out, peer, 0, Gossip(), m.addrs if m else (), dial=False)
+            if out[-1].message.updates:  # type: ignore[union-attr]
+                self.stats.gossip_sent += 1
+            else:
+                out.pop()  # nothing in it for this member after all
+
     # -------------------------------------------------------------- sending
 
     def _send(
-        self, out: list[Action], to: PeerId, seq: int, body: Body, addrs: tuple[bytes, ...] = ()
+        self, out: list[Action], to: PeerId, seq: int, body: Body, addrs: tuple[bytes, ...] = (),
+        dial: bool = True,
     ) -> None:
         cfg = self.config
         updates: list[MemberUpdate] = []
@@ -1174,7 +1220,7 @@ class SwimCore:
             budget,
         ) if budget >= 40 else []
         updates += [u for u in taken if u.peer_id != self.local_id] if own is not None else taken
-        out.append(Send(to, Message(seq, self.incarnation, body, tuple(updates)), addrs))
+        out.append(Send(to, Message(seq, self.incarnation, body, tuple(updates)), addrs, dial))
 
 
 def _same(mine: MemberUpdate, theirs: MemberUpdate | None) -> bool:

@@ -7,7 +7,8 @@ Inputs (``SwimCore.handle(now, event)``):
   Leave              start a graceful leave.
 
 Outputs (the returned list, in order):
-  Send               deliver ``message`` to ``to`` (encode with wire.encode()).
+  Send               deliver ``message`` to ``to`` (encode with wire.encode());
+                     if not ``dial``, only over a connection already open.
   ConnectAhead       ``to`` is among the next members we probe: have a connection
                      (and a stream) ready by then, so the probe times the member,
                      not a dial. A hint: ignoring it costs only slower probes.
@@ -60,6 +61,9 @@ class Send:
     message: Message
     #: Addresses we know for ``to`` (a dialing hint; may be empty).
     addrs: tuple[bytes, ...] = ()
+    #: False: send only over a connection that is already open, else drop
+    #: (gossip: news is worth a frame, not a dial).
+    dial: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,11 @@ class Nack:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class Gossip:
+    """Only piggybacked updates, unanswered: news sent between probes (core's gossip timer)."""
+
+
 class Step(enum.IntEnum):
     """Steps of a push/pull exchange (values match swim.proto's PushPull.Step)."""
 
@@ -74,7 +79,7 @@ class PushPull:
     busy: bool = False
 
 
-Body = Ping | PingReq | Ack | Nack | PushPull
+Body = Ping | PingReq | Ack | Nack | PushPull | Gossip
 
 
 @dataclass(frozen=True, slots=True)

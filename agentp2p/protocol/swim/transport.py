@@ -105,6 +105,10 @@ class TransportStats:
     bad_streams: int = 0  # inbound streams reset for broken framing
     dropped_rate_limit: int = 0  # inbound frames over the peer's budget (not decoded)
     prepared: int = 0  # streams asked for ahead of a probe (ConnectAhead) where none was open
+    dropped_no_stream: int = 0  # frames not worth a dial (gossip) with no SWIM stream open to the peer
+
+
+_Item = tuple[bytes, tuple[bytes, ...], float, bool]
 
 
 class _Link:
@@ -114,7 +118,8 @@ class _Link:
     __slots__ = ("send", "recv", "streams", "writing")
 
     def __init__(self, capacity: int) -> None:
-        self.send, self.recv = trio.open_memory_channel[tuple[bytes, tuple[bytes, ...], float]](capacity)
+        #: (frame, address hints, not before, may dial): see SwimTransport.send.
+        self.send, self.recv = trio.open_memory_channel[_Item](capacity)
         self.streams: list[Any] = []
         self.writing = False
 
@@ -155,8 +160,9 @@ class SwimTransport:
 
     # ---------------------------------------------------------------- outbound
 
-    def send(self, peer: bytes, frame: bytes, addrs: Iterable[bytes] = ()) -> bool:
-        """Queue ``frame`` for ``peer``; never blocks. False if it was dropped."""
+    def send(self, peer: bytes, frame: bytes, addrs: Iterable[bytes] = (), dial: bool = True) -> bool:
+        """Queue ``frame`` for ``peer``; never blocks. False if it was dropped.
+        With ``dial`` False it goes only over a SWIM stream already open."""
         fault = self.fault
         if fault is not None and fault.blocks(peer):
             self.stats.dropped_fault_out += 1
@@ -165,8 +171,13 @@ class SwimTransport:
         if nursery is None:
             self.stats.dropped_not_running += 1
             return False
+        if not dial:
+            link = self._links.get(peer)
+            if link is None or not link.streams:
+                self.stats.dropped_no_stream += 1
+                return False
         not_before = trio.current_time() + (fault.delay if fault is not None else 0.0)
-        if not self._enqueue(nursery, peer, (length_prefixed(frame), tuple(addrs), not_before)):
+        if not self._enqueue(nursery, peer, (length_prefixed(frame), tuple(addrs), not_before, dial)):
             self.stats.dropped_queue_full += 1
             return False
         return True
@@ -182,12 +193,12 @@ class SwimTransport:
         link = self._links.get(peer)
         if link is not None and link.streams:
             return True
-        if not self._enqueue(nursery, peer, (b"", tuple(addrs), 0.0)):  # empty: open the stream, write nothing
+        if not self._enqueue(nursery, peer, (b"", tuple(addrs), 0.0, True)):  # empty: open the stream, write nothing
             return False
         self.stats.prepared += 1
         return True
 
-    def _enqueue(self, nursery: trio.Nursery, peer: bytes, item: tuple[bytes, tuple[bytes, ...], float]) -> bool:
+    def _enqueue(self, nursery: trio.Nursery, peer: bytes, item: _Item) -> bool:
         """Queue ``item`` on ``peer``'s link, starting its writer if none runs; False if the queue is full."""
         link = self._link(peer)
         if not link.writing:
@@ -234,9 +245,12 @@ class SwimTransport:
                         item = link.recv.receive_nowait()
                     except trio.WouldBlock:
                         return
-                data, addrs, not_before = item
+                data, addrs, not_before, dial = item
                 if not_before > trio.current_time():
                     await trio.sleep_until(not_before)
+                if not link.streams and not dial:
+                    self.stats.dropped_no_stream += 1  # its stream closed while it waited
+                    continue
                 if not link.streams:
                     stream = await self._open(pid, addrs)
                     if stream is None:
@@ -269,7 +283,7 @@ class SwimTransport:
         n = 0
         while True:
             try:
-                data, _addrs, _at = link.recv.receive_nowait()
+                data, _addrs, _at, _dial = link.recv.receive_nowait()
             except trio.WouldBlock:
                 return n
             n += 1 if data else 0

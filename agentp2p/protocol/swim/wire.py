@@ -14,7 +14,7 @@ from google.protobuf.message import DecodeError
 from agentp2p.pb import swim_pb2
 
 from .member import MAX_INCARNATION, State
-from .messages import Ack, Message, MemberUpdate, Nack, Ping, PingReq, PushPull, Step
+from .messages import Ack, Gossip, Message, MemberUpdate, Nack, Ping, PingReq, PushPull, Step
 
 PROTOCOL_ID: Final = "/agentp2p/swim/1.0.0"
 
@@ -50,6 +50,8 @@ def encode(msg: Message) -> bytes:
         pb.ack.SetInParent()
     elif isinstance(body, Nack):
         pb.nack.SetInParent()
+    elif isinstance(body, Gossip):
+        pb.gossip.SetInParent()
     elif isinstance(body, PushPull):
         pp = pb.push_pull
         pp.step = int(body.step)
@@ -149,7 +151,7 @@ def decode(frame: bytes) -> Message:
     if pb.incarnation > MAX_INCARNATION:
         raise WireError("sender incarnation out of range")
     kind = pb.WhichOneof("body")
-    body: Ping | PingReq | Ack | Nack
+    body: Ping | PingReq | Ack | Nack | PushPull | Gossip
     if kind == "ping":
         body = Ping(_peer(pb.ping.target, "ping target", optional=True))
     elif kind == "ping_req":
@@ -164,6 +166,8 @@ def decode(frame: bytes) -> Message:
         body = Nack()
     elif kind == "push_pull":
         body = _push_pull(pb.push_pull)
+    elif kind == "gossip":
+        body = Gossip()
     else:
         raise WireError("frame has no body")
     if len(pb.updates) > MAX_UPDATES:
@@ -280,7 +284,7 @@ def encoded_size(msg: Message) -> int:
             b += (1 + _vs(bitmap_bytes(body.level)) + bitmap_bytes(body.level)) if body.buckets else 0
             b += _int_field(body.chunk) + _int_field(body.chunks) + (2 if body.busy else 0)
             b += sum(_sub(_update_bytes(u)) for u in body.entries if decodable(u))
-    else:
+    else:  # Ack, Nack, Gossip: empty
         b = 0
     n = _int_field(msg.seq) + _int_field(msg.incarnation) + _sub(b)
     return n + sum(_sub(_update_bytes(u)) for u in msg.updates if decodable(u))

@@ -25,7 +25,12 @@ def pid(name: str) -> bytes:
 def make_core(name: str, others: list[str], *, seed: int = 1, config: SwimConfig | None = None,
               now: float = 0.0, incarnation: int = 0) -> SwimCore:
     """A core with the simulator's stand-in signatures (sim_signer: cheap,
-    insecure); the signature tests use real Ed25519 keys."""
+    insecure); the signature tests use real Ed25519 keys.
+
+    Without a ``config``, gossip is off: these tests step the core timer by
+    timer and expect the probe's; test_swim_gossip.py covers gossip."""
+    if config is None:
+        config = SwimConfig(gossip_interval=0)
     base = RosterBase((pid(o), (b"\x04" + bytes(4) + b"\x06\x0f\xa1",)) for o in others) if others else None
     return SwimCore(pid(name), rng=random.Random(seed), now=now, config=config, base=base, incarnation=incarnation,
                     sign=sim_signer(pid(name)), verify=sim_verify)

@@ -22,8 +22,10 @@ from agentp2p.protocol.swim.service import MembershipEvent, SwimService
 from agentp2p.testing import ChildProcess, local_config, wait_until
 
 #: Fast enough that the whole file runs in seconds, slow enough for 10 nodes
-#: sharing one busy process (py-libp2p costs ~ms of CPU per frame).
-FAST = SwimConfig(probe_interval=0.3, probe_timeout=0.15, reconnect_every=2)
+#: sharing one busy process (py-libp2p costs ~ms of CPU per frame). With a
+#: 0.3 s period the default suspicion_mult (2) would leave a suspect 0.6 s to
+#: refute: memberlist's 4 keeps a loaded machine's stalls inside the window.
+FAST = SwimConfig(probe_interval=0.3, probe_timeout=0.15, reconnect_every=2, suspicion_mult=4)
 
 RUNNER = Path(__file__).with_name("swim_node_proc.py")
 

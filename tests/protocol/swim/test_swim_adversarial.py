@@ -9,6 +9,7 @@ from agentp2p.pb import swim_pb2
 from agentp2p.protocol.swim import (
     MAX_INCARNATION,
     Ack,
+    Gossip,
     MemberUpdate,
     Message,
     Nack,
@@ -38,6 +39,7 @@ bodies = st.one_of(
     st.builds(PingReq, target=peer_ids, target_addrs=st.just(()), timeout=st.floats(0, 60)),
     st.just(Ack()),
     st.just(Nack()),
+    st.just(Gossip()),
 )
 messages = st.builds(
     Message,

@@ -1,0 +1,137 @@
+"""Gossip between probes (core.py's gossip timer, contacts.py).
+
+News goes out within one gossip interval to a few members we heard from
+lately, marked "no dial"; a core with nothing to say arms no gossip timer;
+a gossip frame is applied and never answered; and over real sockets the
+transport sends a no-dial frame only on a stream already open.
+"""
+
+from __future__ import annotations
+
+import trio
+from multiaddr import Multiaddr
+
+from agentp2p.node import Node
+from agentp2p.protocol.swim import Ack, Gossip, MemberUpdate, Message, Ping, State, SwimConfig
+from agentp2p.protocol.swim.contacts import RecentContacts
+from agentp2p.protocol.swim.transport import SwimTransport
+from agentp2p.protocol.swim.wire import PROTOCOL_ID
+from agentp2p.simulation.network import NetworkModel
+from agentp2p.simulation.swim import SwimSimulation
+from agentp2p.simulation.swim_metrics import Observer
+from agentp2p.testing import local_config, wait_until
+from tests.protocol.swim.swimhelpers import deliver, events, make_core, pid, run_until, sends
+
+OTHERS = [f"m{i}" for i in range(12)]
+
+
+def test_news_goes_to_a_few_recent_contacts_within_one_interval_and_never_dials() -> None:
+    cfg = SwimConfig(gossip_interval=0.2, gossip_nodes=3)
+    a = make_core("a", OTHERS, config=cfg)
+    talkers = {pid(f"m{i}") for i in range(5)}
+    for k, p in enumerate(sorted(talkers)):
+        deliver(a, 0.01 * k, p, Message(k, 0, Ping(a.local_id)))
+    # A rumour: m9 is suspected by m0. We take it on and pass it on.
+    suspect = MemberUpdate(pid("m9"), State.SUSPECT, 0, (), pid("m0"))
+    acts = deliver(a, 0.1, pid("m0"), Message(9, 0, Ack(), (suspect,)))
+    assert ("suspect", pid("m9")) in events(acts)
+    out = run_until(a, 0.1 + cfg.gossip_interval)
+    gossip = sends(out, Gossip)
+    assert 1 <= len(gossip) <= cfg.gossip_nodes
+    assert {g.to for g in gossip} <= talkers  # only members that talked to us
+    assert len({g.to for g in gossip}) == len(gossip)
+    assert all(not g.dial for g in gossip)
+    assert all(any(u.peer_id == pid("m9") and u.state is State.SUSPECT for u in g.message.updates) for g in gossip)
+    assert a.stats.gossip_sent == len(gossip)
+
+
+def test_contacts_older_than_the_window_get_nothing() -> None:
+    cfg = SwimConfig(gossip_interval=0.2, gossip_nodes=3, gossip_recent_periods=2)
+    a = make_core("a", OTHERS, config=cfg)
+    deliver(a, 0.0, pid("m1"), Message(1, 0, Ping(a.local_id)))
+    deliver(a, 10.0, pid("m2"), Message(2, 0, Ping(a.local_id)))  # m1 was heard 10 s ago: stale
+    deliver(a, 10.0, pid("m2"), Message(3, 0, Ack(), (MemberUpdate(pid("m9"), State.SUSPECT, 0, (), pid("m2")),)))
+    gossip = sends(run_until(a, 10.0 + cfg.gossip_interval), Gossip)
+    assert gossip and {g.to for g in gossip} == {pid("m2")}
+
+
+def test_recent_contacts_are_bounded_and_forget_the_oldest() -> None:
+    import random
+
+    c = RecentContacts(capacity=4)
+    for i in range(10):
+        c.heard(bytes([i]), float(i))
+    assert len(c) == 4
+    assert sorted(c.pick(random.Random(1), 10, 0.0, lambda p: True)) == [bytes([i]) for i in range(6, 10)]
+    assert c.pick(random.Random(1), 10, 8.0, lambda p: p != bytes([9])) == [bytes([8])]
+    assert len(c) == 2  # 6 and 7 fell out of the window on the way
+
+
+def test_a_gossip_frame_is_applied_and_never_answered() -> None:
+    a = make_core("a", OTHERS)
+    news = MemberUpdate(pid("m3"), State.SUSPECT, 0, (), pid("m1"))
+    acts = deliver(a, 0.5, pid("m1"), Message(0, 0, Gossip(), (news,)))
+    assert ("suspect", pid("m3")) in events(acts)
+    assert sends(acts, to=pid("m1")) == []
+
+
+def _cluster(n: int, seed: int, cfg: SwimConfig) -> tuple[SwimSimulation, Observer]:
+    obs = Observer()
+    sim = SwimSimulation(n, seed=seed, config=cfg, network=NetworkModel(), on_event=obs)
+    obs.sim = sim
+    return sim, obs
+
+
+def test_an_idle_cluster_sends_no_gossip_once_its_news_is_out() -> None:
+    sim, _ = _cluster(40, 5, SwimConfig())
+    sim.run_until(20.0)
+    assert sim.traffic.by_kind.get("Gossip", 0) > 0  # the members' own announcements at start
+    before, messages = sim.traffic.by_kind.get("Gossip", 0), sim.traffic.messages
+    sim.run_until(50.0)
+    assert sim.traffic.by_kind.get("Gossip", 0) == before
+    assert (sim.traffic.messages - messages) / 40 / 30.0 < 2.1  # ping + ack per period, nothing more
+
+
+def test_gossip_spreads_a_failure_to_everyone_faster_than_probes_alone() -> None:
+    """From the first member that declares the crashed one failed to the
+    last: piggybacked on probes only, that takes several periods; with gossip,
+    about a second."""
+
+    def spread(cfg: SwimConfig) -> float:
+        sim, obs = _cluster(200, 7, cfg)
+        sim.at(5.0, lambda: (sim.crash(11), obs.crash(11, 5.0)))
+        sim.run_until(5.0 + cfg.suspicion_max(200) + 20.0)
+        c = obs.crashes[11]
+        assert c.first_failed is not None and c.all_failed is not None
+        return c.all_failed - c.first_failed
+
+    with_gossip, without = spread(SwimConfig()), spread(SwimConfig(gossip_interval=0))
+    assert with_gossip < without / 2, (with_gossip, without)
+
+
+async def test_the_transport_sends_a_no_dial_frame_only_over_an_open_stream() -> None:
+    received = bytearray()
+
+    async def serve(stream: object) -> None:
+        while data := await stream.read(65536):  # type: ignore[attr-defined]
+            received.extend(data)
+
+    async with Node(local_config(swim=False)) as a, Node(local_config(swim=False)) as b:
+        b.set_stream_handler(PROTOCOL_ID, serve)
+        transport = SwimTransport(a.dialer, lambda _p, _f: None, dial_timeout=10.0, write_timeout=5.0)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(transport.run)
+            await wait_until(lambda: transport.running, what="the transport to run")
+            peer = b.peer_id.to_bytes()
+            addrs = tuple(Multiaddr(x.split("/p2p/")[0]).to_bytes() for x in b.addrs)
+            # No stream, no connection: dropped and counted, nothing dialed.
+            assert not transport.send(peer, b"gossip-1", addrs, dial=False)
+            assert transport.stats.dropped_no_stream == 1 and transport.stats.dials == 0
+            assert not a.is_connected(b.peer_id)
+            # A probe opens the stream; the next gossip frame rides on it.
+            assert transport.send(peer, b"probe", addrs)
+            await wait_until(lambda: bytes(received).endswith(b"probe"), what="the probe")
+            assert transport.send(peer, b"gossip-2", addrs, dial=False)
+            await wait_until(lambda: bytes(received).endswith(b"gossip-2"), what="the gossip frame")
+            assert b"gossip-1" not in received and transport.stats.dials == 1
+            nursery.cancel_scope.cancel()
