@@ -334,7 +334,8 @@ WINDOW_POLL_MAX = 0.05
 
 
 class _WholeWriteStream(YamuxStream):
-    """A Yamux stream that writes each message whole, or resets.
+    """A Yamux stream that writes each message whole, or resets, and sends
+    window updates as go-yamux does (``_auto_tune_and_send_window_update``).
 
     Two py-libp2p behaviours corrupt a stream that carries messages bigger
     than one frame (64 KiB):
@@ -358,6 +359,29 @@ class _WholeWriteStream(YamuxStream):
       still fails a write, we reset the stream, so the peer sees a reset at
       once, never a truncated message.
     """
+
+    async def _auto_tune_and_send_window_update(self, *, bytes_read: int = 0) -> None:
+        """Grant the peer more window only once half of it has been consumed.
+
+        go-yamux's ``sendWindowUpdate`` (and the spec's intent): the peer may
+        send a whole window before it needs an update, so one update per half
+        window is enough. py-libp2p 0.8.1 also sends one after *every* read
+        that frees anything (``RELEASE_ON_READ`` and its "partial slack"
+        branch): every small message read costs a WINDOW_UPDATE frame back,
+        encrypted and written — as many frames again as the data itself on
+        SWIM, pub/sub and DHT streams. The library's window auto-tuning is
+        kept: it runs whenever an update goes out, as in its own full-grow
+        branch, which this is.
+        """
+        total = 0
+        async with self.window_lock:
+            buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
+            delta = self.target_recv_window - (self.recv_window + buffered)
+            if delta > 0 and delta >= self._grow_threshold():
+                total = self._grow_to_delta(buffered) + self._apply_autotune_epoch(buffered)
+                self._pending_recv_release = 0
+        if total > 0:
+            await self.send_window_update(total, skip_lock=True)
 
     async def _window(self) -> int:
         """The send window, once it is open (or the stream closed: 0)."""
