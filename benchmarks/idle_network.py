@@ -67,6 +67,18 @@ class _Steps(trio.abc.Instrument):
         self.counts[f"{task.name.split('<')[0][-60:]} @ {where}"] += 1
 
 
+def _swim_counts(nodes: list[Node]) -> dict[str, int]:
+    """SWIM suspicions started, members declared failed and frames sent, summed over ``nodes``."""
+    out = {"suspected": 0, "declared_dead": 0, "frames": 0}
+    for n in nodes:
+        st = n.stats().get("swim") or {}
+        core = st.get("core") or {}
+        out["suspected"] += core.get("suspected", 0)
+        out["declared_dead"] += core.get("declared_dead", 0)
+        out["frames"] += sum((st.get("sent") or {}).values())
+    return out
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     nodes: list[Node] = []
     services: list[RecordService] = []
@@ -74,7 +86,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     async def one(i: int, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         svc = RecordService(f"agent-{i}", capabilities=[f"cap-{i % 10:02d}"])
-        kw: dict[str, Any] = {"swim": SwimConfig(enabled=args.swim == "on")}
+        swim = SwimConfig(enabled=args.swim == "on", probe_interval=args.swim_period,
+                          probe_timeout=args.swim_period / 2)
+        kw: dict[str, Any] = {"swim": swim}
         if nodes:
             kw["bootstrap"] = [n.addrs[0] for n in nodes[-3:]]
         async with Node(local_config(**kw), services=[svc]) as node:
@@ -98,16 +112,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for k in range(args.windows):
             if args.steps and k == args.windows - 1:
                 trio.lowlevel.add_instrument(steps)
-            c0, w0 = _cpu(), time.monotonic()
+            c0, w0, s0 = _cpu(), time.monotonic(), _swim_counts(nodes)
             await trio.sleep(args.window)
             cpu = 100 * (_cpu() - c0) / (time.monotonic() - w0)
             conns = sorted(len(n.peers()) for n in nodes)
             row = {"after_s": round(args.settle + k * args.window, 1), "cpu_pct": round(cpu, 1),
                    "per_node_pct": round(cpu / args.nodes, 3), "conns_median": conns[len(conns) // 2],
                    "conns_max": conns[-1]}
+            if args.swim == "on":
+                # Every member is up all along: any suspicion or "failed" is a false one.
+                row.update({k: v - s0[k] for k, v in _swim_counts(nodes).items()})
             out["windows"].append(row)
+            swim = (f"; SWIM false suspicions {row['suspected']}, false failed {row['declared_dead']}, "
+                    f"frames sent {row['frames']}" if args.swim == "on" else "")
             print(f"  window {k} (+{row['after_s']:g} s): {row['cpu_pct']}% of a core = {row['per_node_pct']}% "
-                  f"per node; connections median {row['conns_median']}, max {row['conns_max']}",
+                  f"per node; connections median {row['conns_median']}, max {row['conns_max']}{swim}",
                   file=sys.stderr, flush=True)
         if args.steps:
             trio.lowlevel.remove_instrument(steps)
@@ -120,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--nodes", type=int, default=50)
     p.add_argument("--swim", choices=("on", "off"), default="off")
+    p.add_argument("--swim-period", type=float, default=SwimConfig().probe_interval,
+                   help="SWIM's probe_interval (probe_timeout is half of it)")
     p.add_argument("--settle", type=float, default=30.0, help="seconds after the last publish before measuring")
     p.add_argument("--window", type=float, default=15.0)
     p.add_argument("--windows", type=int, default=4)
