@@ -14,7 +14,6 @@ from typing import Any
 
 import trio
 from libp2p.custom_types import TProtocol
-from libp2p.peer.peerinfo import PeerInfo
 
 from agentp2p.node import Node
 from agentp2p.testing import LOOPBACK, library_host, local_config, wait_until

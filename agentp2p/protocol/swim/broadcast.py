@@ -19,10 +19,12 @@ from .wire import update_size
 
 
 class BroadcastQueue:
-    __slots__ = ("_buckets", "_where", "max_size")
+    __slots__ = ("_buckets", "_where", "max_size", "pushes")
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
+        #: Updates pushed so far (lets a caller tell whether anything new came in).
+        self.pushes = 0
         self._buckets: dict[int, dict[PeerId, MemberUpdate]] = {}
         self._where: dict[PeerId, int] = {}  # member -> transmit count of its queued update
 
@@ -31,6 +33,7 @@ class BroadcastQueue:
 
     def push(self, update: MemberUpdate) -> None:
         """Queue (or replace the queued) update about ``update.peer_id``, untransmitted."""
+        self.pushes += 1
         self.discard(update.peer_id)
         self._buckets.setdefault(0, {})[update.peer_id] = update
         self._where[update.peer_id] = 0

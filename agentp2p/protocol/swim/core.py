@@ -119,6 +119,7 @@ class SwimStats:
     """Counters of things that went wrong or were refused (never raised)."""
 
     malformed: int = 0  # undecodable / out-of-bounds frames
+    unknown_body: int = 0  # frames with no body we know (a newer version's): ignored, no offence
     misdirected: int = 0  # Ping for another peer ID, frames from ourselves
     implausible: int = 0  # updates with an impossible incarnation jump
     ahead: int = 0  # accusations at an incarnation the member never announced to us (ignored)
@@ -223,6 +224,10 @@ class SwimCore:
         self._gossip_rng = random.Random(self._seq * 0x9E3779B97F4A7C15 + 1)
         self._contacts = RecentContacts()
         self._gossip_at = math.inf  # when the armed gossip timer fires (inf: none armed)
+        #: The queue's push count when a gossip round found nothing to send
+        #: (no live contact, or nothing that fits a frame): no new round until
+        #: something new is queued, so a stuck queue does not wake us 5x/s.
+        self._gossip_idle_at = -1
         self._probe: _Probe | None = None
         self._indirect: dict[int, _Indirect] = {}
         self._joining: dict[PeerId, list] = {}  # peer -> [addrs, attempts left]
@@ -498,6 +503,9 @@ class SwimCore:
         if isinstance(frame, (bytes, bytearray, memoryview)):
             try:
                 msg = wire.decode(bytes(frame))
+            except wire.UnknownBody:
+                self.stats.unknown_body += 1
+                return
             except wire.WireError:
                 self.stats.malformed += 1
                 return
@@ -1164,7 +1172,7 @@ class SwimCore:
         armed: idle costs nothing."""
         cfg = self.config
         if (self._queue and self._contacts and self._gossip_at == math.inf and cfg.gossip_interval > 0
-                and cfg.gossip_nodes > 0 and not self._stopped):
+                and cfg.gossip_nodes > 0 and not self._stopped and self._queue.pushes != self._gossip_idle_at):
             self._gossip_at = self._now + cfg.gossip_interval
             self._arm(self._gossip_at, _GOSSIP, None)
 
@@ -1179,22 +1187,26 @@ class SwimCore:
             return m is not None and m.live
 
         since = self._now - cfg.gossip_recent_periods * cfg.probe_interval
+        sent = 0
         for peer in self._contacts.pick(self._gossip_rng, cfg.gossip_nodes, since, live):
             if not self._queue:
                 break
             m = table.get(peer)
-            self._send(out, peer, 0, Gossip(), m.addrs if m else (), dial=False)
-            if out[-1].message.updates:  # type: ignore[union-attr]
-                self.stats.gossip_sent += 1
+            if self._send(out, peer, 0, Gossip(), m.addrs if m else (), dial=False):
+                sent += 1
             else:
-                out.pop()  # nothing in it for this member after all
+                out.pop()  # nothing queued fits: the news this frame is for is not in it
+        self.stats.gossip_sent += sent
+        if not sent:
+            self._gossip_idle_at = self._queue.pushes
 
     # -------------------------------------------------------------- sending
 
     def _send(
         self, out: list[Action], to: PeerId, seq: int, body: Body, addrs: tuple[bytes, ...] = (),
         dial: bool = True,
-    ) -> None:
+    ) -> int:
+        """Append the frame; how many queued updates it carries."""
         cfg = self.config
         updates: list[MemberUpdate] = []
         m = self._table.get(to)
@@ -1221,6 +1233,7 @@ class SwimCore:
         ) if budget >= 40 else []
         updates += [u for u in taken if u.peer_id != self.local_id] if own is not None else taken
         out.append(Send(to, Message(seq, self.incarnation, body, tuple(updates)), addrs, dial))
+        return len(taken)
 
 
 def _same(mine: MemberUpdate, theirs: MemberUpdate | None) -> bool:

@@ -425,9 +425,13 @@ class SwimService:
         core, transport = self._core, self._transport
         assert core is not None and transport is not None
         frames: dict[bytes, tuple[bytes, tuple[bytes, ...]]] = {}
+        me = core.local_id
         if not core.stopped:
             actions = core.handle(trio.current_time(), Leave())
-            frames = {a.to: (encode(a.message), a.addrs) for a in actions if isinstance(a, Send)}
+            # Only frames that say we left spare a member its own: a probe or a
+            # gossip frame that fell due just before Leave() does not.
+            frames = {a.to: (encode(a.message), a.addrs) for a in actions if isinstance(a, Send)
+                      and any(u.peer_id == me and u.state is State.LEFT for u in a.message.updates)}
         left = core.own_update(State.LEFT)
         for m in core.members():
             if m.live and m.peer_id not in frames:

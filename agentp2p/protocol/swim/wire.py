@@ -37,6 +37,14 @@ class WireError(ValueError):
     """A frame that is not a valid SWIM message (malformed, oversized, out of range)."""
 
 
+class UnknownBody(WireError):
+    """A frame whose body this version does not know (or that has none).
+
+    Ignored whole, counted, but not held against the sender: a newer member
+    sends bodies an older one cannot decode, and a rolling upgrade must not
+    get the new members banned by the old ones."""
+
+
 def encode(msg: Message) -> bytes:
     pb = swim_pb2.SwimMessage(seq=msg.seq, incarnation=msg.incarnation)
     body = msg.body
@@ -169,7 +177,9 @@ def decode(frame: bytes) -> Message:
     elif kind == "gossip":
         body = Gossip()
     else:
-        raise WireError("frame has no body")
+        # None we know: a newer peer's body (Gossip and PushPull were added
+        # this way), or nothing at all. Not an offence: see UnknownBody.
+        raise UnknownBody("frame has no body this version knows")
     if len(pb.updates) > MAX_UPDATES:
         raise WireError(f"{len(pb.updates)} updates exceed {MAX_UPDATES}")
     return Message(pb.seq, pb.incarnation, body, tuple(_update(u) for u in pb.updates))

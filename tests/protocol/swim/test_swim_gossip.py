@@ -12,7 +12,7 @@ import trio
 from multiaddr import Multiaddr
 
 from agentp2p.node import Node
-from agentp2p.protocol.swim import Ack, Gossip, MemberUpdate, Message, Ping, State, SwimConfig
+from agentp2p.protocol.swim import Ack, Gossip, MemberUpdate, Message, Ping, Received, State, SwimConfig, SwimCore, Tick
 from agentp2p.protocol.swim.contacts import RecentContacts
 from agentp2p.protocol.swim.transport import SwimTransport
 from agentp2p.protocol.swim.wire import PROTOCOL_ID
@@ -135,3 +135,75 @@ async def test_the_transport_sends_a_no_dial_frame_only_over_an_open_stream() ->
             await wait_until(lambda: bytes(received).endswith(b"gossip-2"), what="the gossip frame")
             assert b"gossip-1" not in received and transport.stats.dials == 1
             nursery.cancel_scope.cancel()
+
+
+def _answering(a: SwimCore, acts: list, peer: bytes, now: float) -> None:
+    """Ack every ping ``a`` sends to ``peer`` (so ``peer`` stays alive, no news)."""
+    for s in sends(acts, Ping, to=peer):
+        _answering(a, deliver(a, now, peer, Message(s.message.seq, 0, Ack())), peer, now)
+
+
+def test_a_queue_with_nothing_that_fits_a_frame_does_not_keep_waking_the_gossip_timer() -> None:
+    """An update too big for any frame stays queued (take() skips it): the
+    gossip round that finds nothing to send idles the timer until something
+    new is queued, instead of firing every interval for ever."""
+    cfg = SwimConfig(gossip_interval=0.2)
+    a = make_core("a", ["m1"], config=cfg)
+    _answering(a, deliver(a, 0.0, pid("m1"), Message(1, 0, Ping(a.local_id))), pid("m1"), 0.0)
+    t = 0.0
+    while a._queue:  # noqa: SLF001 — let the start-up news run its course
+        t = a.next_deadline()
+        _answering(a, a.handle(t, Tick()), pid("m1"), t)
+        deliver(a, t, pid("m1"), Message(1, 0, Ping(a.local_id)))  # m1 stays a recent contact
+    fat = MemberUpdate(pid("m1"), State.ALIVE, 9, tuple(bytes([i]) * 250 for i in range(8)))
+    a._queue.push(fat)  # noqa: SLF001
+    rounds, sent = 0, a.stats.gossip_sent
+    deliver(a, t, pid("m1"), Message(1, 0, Ping(a.local_id)))  # arms the timer
+    end = t + 10.0
+    while (dl := a.next_deadline()) is not None and dl <= end:
+        rounds += dl == a._gossip_at  # noqa: SLF001
+        _answering(a, a.handle(dl, Tick()), pid("m1"), dl)
+        deliver(a, dl, pid("m1"), Message(1, 0, Ping(a.local_id)))
+    assert a._queue  # noqa: SLF001 — still stuck there
+    assert rounds == 1 and a.stats.gossip_sent == sent  # one empty round, then quiet (was 50)
+
+
+def test_a_frame_with_a_body_we_do_not_know_is_ignored_and_not_an_offence() -> None:
+    """A newer member's body (as Gossip is to an older one) must not make us
+    count it malformed, which the adapter reports as an offence."""
+    from agentp2p.protocol.swim.service import _rejections
+    from agentp2p.protocol.swim.wire import encode
+
+    a = make_core("a", OTHERS)
+    news = MemberUpdate(pid("m3"), State.SUSPECT, 0, (), pid("m1"))
+    known = encode(Message(5, 0, Ack(), (news,)))
+    future = known.replace(b"\x2a\x00", b"\x62\x00")  # the Ack (field 5) as an unknown field 12
+    assert future != known
+    acts = a.handle(0.5, Received(pid("m1"), future))
+    assert acts == [] and a.stats.unknown_body == 1 and a.stats.malformed == 0 and _rejections(a) == 0
+    assert a.member(pid("m3")).state is State.ALIVE  # its updates are ignored with it
+
+
+async def test_leaving_tells_a_member_whose_due_gossip_frame_predates_the_leave() -> None:
+    """_announce_leave_now runs the core's due timers with Leave(): a gossip
+    frame that fell due first carries no LEFT, so it must not count as
+    having told that member."""
+    from agentp2p.protocol.swim.service import SwimService
+    from agentp2p.protocol.swim.wire import decode
+
+    written: dict[bytes, bytes] = {}
+
+    class Transport:
+        async def send_now(self, peer: bytes, frame: bytes, addrs: tuple[bytes, ...]) -> bool:
+            written[peer] = frame
+            return True
+
+    a = make_core("a", ["m0", "m1"], config=SwimConfig(gossip_interval=0.2))
+    deliver(a, 0.0, pid("m0"), Message(1, 0, Ping(a.local_id)))  # m0: a contact; gossip due at 0.2
+    assert a.next_deadline() <= 0.2
+    svc = SwimService(SwimConfig())
+    svc._core, svc._transport = a, Transport()  # noqa: SLF001
+    await svc._announce_leave_now()  # noqa: SLF001 — trio's clock is far past 0.2: the gossip round runs first
+    for peer in (pid("m0"), pid("m1")):
+        updates = decode(written[peer]).updates
+        assert any(u.peer_id == a.local_id and u.state is State.LEFT for u in updates), peer
