@@ -21,6 +21,9 @@ from libp2p.peer.id import ID
 class PeerEvent:
     peer_id: ID
     connected: bool  # False: the last connection to the peer closed
+    #: With connected False: that connection ended without a GO_AWAY either
+    #: way (GuardedYamux.ended_abruptly) — the peer's process may have died.
+    abrupt: bool = False
 
 
 class ConnectionEvents:
@@ -55,9 +58,10 @@ class ConnectionEvents:
         self._emit(PeerEvent(conn.muxed_conn.peer_id, True))
 
     async def disconnected(self, network: Any, conn: Any) -> None:
-        peer_id = conn.muxed_conn.peer_id
+        muxed = conn.muxed_conn
+        peer_id = muxed.peer_id
         if not network.get_connections(peer_id):
-            self._emit(PeerEvent(peer_id, False))
+            self._emit(PeerEvent(peer_id, False, bool(getattr(muxed, "ended_abruptly", False))))
 
     async def opened_stream(self, network: Any, stream: Any) -> None:
         hook = self.on_stream

@@ -257,8 +257,13 @@ class _FrameGate:
             self._body_left -= len(data)
             return data
         while True:
-            header = await self._inner.read(HEADER_SIZE)
+            try:
+                header = await self._inner.read(HEADER_SIZE)
+            except Exception:
+                self._mux._note_end()
+                raise
             if len(header) < HEADER_SIZE:
+                self._mux._note_end()
                 return header  # end of stream; the muxer reports it
             _version, typ, flags, sid, length = struct.unpack(YAMUX_HEADER_FORMAT, header)
             verdict = await self._mux._inspect(typ, flags, sid, length)
@@ -453,6 +458,10 @@ class GuardedYamux(Yamux):
         self.stalled = False
         #: RTT measurements sent (_measure_rtt_loop).
         self.rtt_pings = 0
+        #: The peer said GO_AWAY: it closed the connection on purpose.
+        self.go_away_received = False
+        #: The byte stream ended (EOF or error) before either side said it was closing.
+        self._ended_unannounced = False
         self.stream_buffers = _Buffers(self)  # type: ignore[assignment]
         self.secured_conn = _FrameGate(self, secured_conn)  # type: ignore[assignment]
 
@@ -460,6 +469,19 @@ class GuardedYamux(Yamux):
     def reserved(self) -> int:
         """Bytes this connection holds in stream buffers (all reserved)."""
         return self._reservation.size
+
+    @property
+    def ended_abruptly(self) -> bool:
+        """The byte stream ended before either side said it was closing (no
+        GO_AWAY either way, no close or violation of ours): what a peer whose
+        process died, or whose host vanished, leaves behind. Membership
+        treats it as a hint to check on the peer."""
+        return self._ended_unannounced
+
+    def _note_end(self) -> None:
+        """The read side hit the end of the byte stream (or an error)."""
+        if not (self.closing or self.go_away_received or self.violation is not None):
+            self._ended_unannounced = True
 
     def inbound_streams(self) -> int:
         return sum(1 for s in self.streams.values() if not s.is_initiator)
@@ -471,6 +493,8 @@ class GuardedYamux(Yamux):
         if self.violation is not None:
             await self._abort()
         if typ != TYPE_DATA and typ != TYPE_WINDOW_UPDATE:
+            if typ == TYPE_GO_AWAY:
+                self.go_away_received = True
             return _PASS
         stream = self.streams.get(sid)
         if stream is None and flags & FLAG_SYN:

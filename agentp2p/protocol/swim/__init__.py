@@ -10,6 +10,7 @@ from .core import SwimCore, SwimStats
 from .events import (
     Action,
     ConnectAhead,
+    ConnectionLost,
     Input,
     Leave,
     LeaveComplete,
@@ -30,6 +31,7 @@ __all__ = [
     "Ack",
     "Action",
     "ConnectAhead",
+    "ConnectionLost",
     "EventKind",
     "Gossip",
     "Input",

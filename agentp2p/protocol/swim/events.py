@@ -5,6 +5,9 @@ Inputs (``SwimCore.handle(now, event)``):
   MemberDiscovered   the node connected to / learned of a peer (e.g. bootstrap, DHT).
   Received           a frame from an authenticated peer (bytes or a decoded Message).
   Leave              start a graceful leave.
+  ConnectionLost     our connection to a member ended without a goodbye (its
+                     process may have died): probe it next period, not in its
+                     round-robin turn.
 
 Outputs (the returned list, in order):
   Send               deliver ``message`` to ``to`` (encode with wire.encode());
@@ -50,7 +53,12 @@ class Leave:
     pass
 
 
-Input = Tick | MemberDiscovered | Received | Leave
+@dataclass(frozen=True, slots=True)
+class ConnectionLost:
+    peer_id: PeerId
+
+
+Input = Tick | MemberDiscovered | Received | Leave | ConnectionLost
 
 # ---------------------------------------------------------------- actions
 

@@ -67,6 +67,7 @@ from .crypto import ed25519_signer, ed25519_verify
 from .events import (
     Action,
     ConnectAhead,
+    ConnectionLost,
     Input,
     Leave,
     LeaveComplete,
@@ -396,6 +397,8 @@ class SwimService:
         async for ev in events:
             if ev.connected:
                 self._discovered(node, ev.peer_id)
+            elif ev.abrupt:
+                self._step(ConnectionLost(ev.peer_id.to_bytes()))
 
     def _discovered(self, node: NodeContext, peer: ID) -> None:
         addrs = tuple(a.to_bytes() for a in node.dialer.known_addrs(peer))
