@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
+from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -209,4 +210,17 @@ class ProcNode:
             self.child.close()
 
 
-__all__ = ["FAST", "Member", "ProcNode", "describe", "failures_since", "false_failures", "Stalls", "kinds", "states", "swim_network", "wait_until"]
+@contextlib.asynccontextmanager
+async def running_transport(node: Node, dial_timeout: float = 10.0, write_timeout: float = 5.0) -> AsyncIterator[Any]:
+    """A SwimTransport of ``node``'s, running (frames it receives are dropped), stopped on exit."""
+    from agentp2p.protocol.swim.transport import SwimTransport
+
+    transport = SwimTransport(node.dialer, lambda _p, _f: None, dial_timeout=dial_timeout, write_timeout=write_timeout)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(transport.run)
+        await wait_until(lambda: transport.running, what="the transport to run")
+        yield transport
+        nursery.cancel_scope.cancel()
+
+
+__all__ = ["FAST", "Member", "ProcNode", "describe", "failures_since", "false_failures", "Stalls", "kinds", "running_transport", "states", "swim_network", "wait_until"]

@@ -8,19 +8,18 @@ transport sends a no-dial frame only on a stream already open.
 
 from __future__ import annotations
 
-import trio
 from multiaddr import Multiaddr
 
 from agentp2p.node import Node
 from agentp2p.protocol.swim import Ack, Gossip, MemberUpdate, Message, Ping, Received, State, SwimConfig, SwimCore, Tick
 from agentp2p.protocol.swim.contacts import RecentContacts
-from agentp2p.protocol.swim.transport import SwimTransport
 from agentp2p.protocol.swim.wire import PROTOCOL_ID
 from agentp2p.simulation.network import NetworkModel
 from agentp2p.simulation.swim import SwimSimulation
 from agentp2p.simulation.swim_metrics import Observer
 from agentp2p.testing import local_config, wait_until
 from tests.protocol.swim.swimhelpers import deliver, events, make_core, pid, run_until, sends
+from tests.protocol.swim.swimreal import running_transport
 
 OTHERS = [f"m{i}" for i in range(12)]
 
@@ -118,10 +117,7 @@ async def test_the_transport_sends_a_no_dial_frame_only_over_an_open_stream() ->
 
     async with Node(local_config(swim=False)) as a, Node(local_config(swim=False)) as b:
         b.set_stream_handler(PROTOCOL_ID, serve)
-        transport = SwimTransport(a.dialer, lambda _p, _f: None, dial_timeout=10.0, write_timeout=5.0)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(transport.run)
-            await wait_until(lambda: transport.running, what="the transport to run")
+        async with running_transport(a) as transport:
             peer = b.peer_id.to_bytes()
             addrs = tuple(Multiaddr(x.split("/p2p/")[0]).to_bytes() for x in b.addrs)
             # No stream, no connection: dropped and counted, nothing dialed.
@@ -134,7 +130,6 @@ async def test_the_transport_sends_a_no_dial_frame_only_over_an_open_stream() ->
             assert transport.send(peer, b"gossip-2", addrs, dial=False)
             await wait_until(lambda: bytes(received).endswith(b"gossip-2"), what="the gossip frame")
             assert b"gossip-1" not in received and transport.stats.dials == 1
-            nursery.cancel_scope.cancel()
 
 
 def _answering(a: SwimCore, acts: list, peer: bytes, now: float) -> None:
