@@ -253,7 +253,13 @@ class _FrameGate:
             return self._hand_out(self._held, n)
         if self._body_left > 0:
             want = self._body_left if n is None else min(n, self._body_left)
-            data = await self._inner.read(want)
+            try:
+                data = await self._inner.read(want)
+            except Exception:
+                self._mux._note_end()
+                raise
+            if not data:
+                self._mux._note_end()
             self._body_left -= len(data)
             return data
         while True:
@@ -269,7 +275,11 @@ class _FrameGate:
             verdict = await self._mux._inspect(typ, flags, sid, length)
             if verdict == _REFUSE:
                 if typ == TYPE_DATA and length > 0:
-                    await read_exactly(self._inner, length)  # bounded by the window check
+                    try:
+                        await read_exactly(self._inner, length)  # bounded by the window check
+                    except Exception:
+                        self._mux._note_end()
+                        raise
                 continue
             self._body_left = length if typ == TYPE_DATA else 0
             return self._hand_out(header, n)

@@ -106,8 +106,13 @@ from .suspicion import Suspicion
 
 # Timer kinds
 _TICK, _PROBE_TIMEOUT, _INDIRECT, _SUSPICION, _REAP, _LEAVE, _PUSHPULL, _GOSSIP = range(8)
-#: Members a ConnectionLost hint may queue ahead of the round-robin's draws.
+#: ConnectionLost hints (see _on_connection_lost): at most this many at
+#: once, one more every _HINT_REFILL periods, one per member per _HINT_COOLDOWN
+#: periods; _MAX_HINT_MEMORY bounds the members remembered for the cooldown.
 _MAX_HINTED = 4
+_HINT_REFILL = 2
+_HINT_COOLDOWN = 30
+_MAX_HINT_MEMORY = 1024
 
 #: A merge window (see _pp_burst) lasts this many push/pull burst intervals
 #: plus the gossip horizon (retransmit_limit periods).
@@ -228,6 +233,9 @@ class SwimCore:
         self._pp_rng = random.Random(self._seq * 0x9E3779B97F4A7C15)
         self._gossip_rng = random.Random(self._seq * 0x9E3779B97F4A7C15 + 1)
         self._contacts = RecentContacts()
+        self._hinted: dict[PeerId, int] = {}  # member -> period of its last ConnectionLost hint
+        self._hint_tokens = float(_MAX_HINTED)
+        self._hint_refilled = 0  # the period the tokens were last topped up
         self._gossip_at = math.inf  # when the armed gossip timer fires (inf: none armed)
         #: The queue's push count when a gossip round found nothing to send
         #: (no live contact, or nothing that fits a frame): no new round until
@@ -466,18 +474,35 @@ class SwimCore:
         the round-robin comes (P99 ~5 periods at 1,000 members); the kernel
         closing its sockets tells every peer connected to it at once. Its
         probe still decides: a member that is fine answers (after a dial).
-        Bounded: a few hints queue ahead, later ones are dropped."""
+
+        Bounded so that no one can take our probing over by dropping
+        connections on purpose (or by closes that lose their GO_AWAY): a
+        member is hinted at most once per HINT_COOLDOWN periods, and hints
+        spend tokens that refill at one per HINT_REFILL periods (at most
+        _MAX_HINTED at once), so the round-robin keeps most of its pace."""
         m = self._table.get(peer)
         if m is None or not m.live or self._leaving:
             return
         self.stats.connections_lost += 1
-        ahead = self._ahead
-        if self._probe is not None and self._probe.target == peer:
+        probe = self._probe
+        if probe is not None and probe.target == peer and not probe.acked:
             return  # being probed right now
+        period = self._period
+        last = self._hinted.get(peer)
+        if last is not None and period - last < _HINT_COOLDOWN:
+            return
+        tokens = min(float(_MAX_HINTED), self._hint_tokens + (period - self._hint_refilled) / _HINT_REFILL)
+        self._hint_refilled = period
+        if tokens < 1:
+            self._hint_tokens = tokens
+            return
+        self._hint_tokens = tokens - 1
+        if len(self._hinted) >= _MAX_HINT_MEMORY:
+            self._hinted = {p: at for p, at in self._hinted.items() if period - at < _HINT_COOLDOWN}
+        self._hinted[peer] = period
+        ahead = self._ahead
         if peer in ahead:
             ahead.remove(peer)
-        elif len(ahead) >= self.config.connect_ahead + _MAX_HINTED:
-            return
         ahead.appendleft(peer)
         self.stats.hinted_probes += 1
 

@@ -149,6 +149,8 @@ def _addrs(raw: object) -> tuple[bytes, ...]:
 
 
 def decode(frame: bytes) -> Message:
+    if not frame:
+        raise WireError("empty frame")
     if len(frame) > MAX_FRAME_BYTES:
         raise WireError(f"frame of {len(frame)} bytes exceeds {MAX_FRAME_BYTES}")
     pb = swim_pb2.SwimMessage()
