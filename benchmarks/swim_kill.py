@@ -24,12 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agentp2p.protocol.swim import SwimConfig  # noqa: E402
 from agentp2p.protocol.swim.core import SwimCore  # noqa: E402
+from agentp2p.simulation.swim_metrics import percentile  # noqa: E402
 from tests.protocol.swim.swimreal import ProcNode, swim_network, wait_until  # noqa: E402
-
-
-def _pct(xs: list[float], p: float) -> float:
-    v = sorted(xs)
-    return v[min(len(v) - 1, max(0, round(p / 100 * (len(v) - 1))))]
 
 
 async def one(n: int, cfg: SwimConfig) -> dict[str, float]:
@@ -71,7 +67,7 @@ def main() -> None:
     out = {"nodes": args.nodes, "period": args.period, "hint": not args.no_hint, "runs": rows}
     for key in ("first_suspect", "all_failed"):
         xs = [r[key] for r in rows]
-        out[key + "_p50_max"] = [_pct(xs, 50), max(xs)]
+        out[key + "_p50_max"] = [percentile(xs, 50), max(xs)]
     print(json.dumps(out))
 
 

@@ -44,10 +44,11 @@ host's upgrader instance.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import struct
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import trio
@@ -253,21 +254,15 @@ class _FrameGate:
             return self._hand_out(self._held, n)
         if self._body_left > 0:
             want = self._body_left if n is None else min(n, self._body_left)
-            try:
+            with self._noting_end():
                 data = await self._inner.read(want)
-            except Exception:
-                self._mux._note_end()
-                raise
             if not data:
                 self._mux._note_end()
             self._body_left -= len(data)
             return data
         while True:
-            try:
+            with self._noting_end():
                 header = await self._inner.read(HEADER_SIZE)
-            except Exception:
-                self._mux._note_end()
-                raise
             if len(header) < HEADER_SIZE:
                 self._mux._note_end()
                 return header  # end of stream; the muxer reports it
@@ -275,14 +270,20 @@ class _FrameGate:
             verdict = await self._mux._inspect(typ, flags, sid, length)
             if verdict == _REFUSE:
                 if typ == TYPE_DATA and length > 0:
-                    try:
+                    with self._noting_end():
                         await read_exactly(self._inner, length)  # bounded by the window check
-                    except Exception:
-                        self._mux._note_end()
-                        raise
                 continue
             self._body_left = length if typ == TYPE_DATA else 0
             return self._hand_out(header, n)
+
+    @contextlib.contextmanager
+    def _noting_end(self) -> Iterator[None]:
+        """A read of the byte stream that fails tells the muxer it ended (see ``_note_end``)."""
+        try:
+            yield
+        except Exception:
+            self._mux._note_end()
+            raise
 
     async def write(self, data: bytes) -> None:
         """Write one frame whole, whatever happens to the writing task meanwhile.

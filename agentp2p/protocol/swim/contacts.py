@@ -36,9 +36,6 @@ class RecentContacts:
         if len(seen) > self.capacity:
             seen.popitem(last=False)
 
-    def forget(self, peer: PeerId) -> None:
-        self._seen.pop(peer, None)
-
     def pick(self, rng: random.Random, count: int, since: float, ok: Callable[[PeerId], bool]) -> list[PeerId]:
         """Up to ``count`` distinct peers heard from at or after ``since`` for
         which ``ok`` holds, at random. Older entries are dropped on the way."""

@@ -78,6 +78,8 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from agentp2p.network.ratelimit import PeerRateLimiter
+
 from . import wire
 from .admission import CandidateSet
 from .awareness import Awareness
@@ -234,8 +236,8 @@ class SwimCore:
         self._gossip_rng = random.Random(self._seq * 0x9E3779B97F4A7C15 + 1)
         self._contacts = RecentContacts()
         self._hinted: dict[PeerId, int] = {}  # member -> period of its last ConnectionLost hint
-        self._hint_tokens = float(_MAX_HINTED)
-        self._hint_refilled = 0  # the period the tokens were last topped up
+        #: One bucket for all hints, on the period clock (see _on_connection_lost).
+        self._hint_budget = PeerRateLimiter(1 / _HINT_REFILL, _MAX_HINTED, max_peers=1)
         self._gossip_at = math.inf  # when the armed gossip timer fires (inf: none armed)
         #: The queue's push count when a gossip round found nothing to send
         #: (no live contact, or nothing that fits a frame): no new round until
@@ -491,12 +493,8 @@ class SwimCore:
         last = self._hinted.get(peer)
         if last is not None and period - last < _HINT_COOLDOWN:
             return
-        tokens = min(float(_MAX_HINTED), self._hint_tokens + (period - self._hint_refilled) / _HINT_REFILL)
-        self._hint_refilled = period
-        if tokens < 1:
-            self._hint_tokens = tokens
+        if not self._hint_budget.allow(None, period):
             return
-        self._hint_tokens = tokens - 1
         if len(self._hinted) >= _MAX_HINT_MEMORY:
             self._hinted = {p: at for p, at in self._hinted.items() if period - at < _HINT_COOLDOWN}
         self._hinted[peer] = period

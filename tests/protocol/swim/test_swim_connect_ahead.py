@@ -8,13 +8,12 @@ without writing anything, and the probe then goes out on that stream.
 
 from __future__ import annotations
 
-import trio
 from multiaddr import Multiaddr
 
 from agentp2p.node import Node
-from agentp2p.protocol.swim.transport import SwimTransport
 from agentp2p.protocol.swim.wire import PROTOCOL_ID
 from agentp2p.testing import local_config, wait_until
+from tests.protocol.swim.swimreal import running_transport, swim_network
 
 
 async def test_prepare_dials_and_opens_the_stream_without_writing_then_the_frame_reuses_it() -> None:
@@ -31,10 +30,7 @@ async def test_prepare_dials_and_opens_the_stream_without_writing_then_the_frame
 
     async with Node(local_config(swim=False)) as a, Node(local_config(swim=False)) as b:
         b.set_stream_handler(PROTOCOL_ID, serve)
-        transport = SwimTransport(a.dialer, lambda _p, _f: None, dial_timeout=10.0, write_timeout=5.0)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(transport.run)
-            await wait_until(lambda: transport.running, what="the transport to run")
+        async with running_transport(a) as transport:
             assert not a.is_connected(b.peer_id)
             addrs = tuple(Multiaddr(x.split("/p2p/")[0]).to_bytes() for x in b.addrs)
 
@@ -49,20 +45,15 @@ async def test_prepare_dials_and_opens_the_stream_without_writing_then_the_frame
             assert transport.send(b.peer_id.to_bytes(), b"probe", addrs)
             await wait_until(lambda: bytes(received).endswith(b"probe"), what="the frame on the prepared stream")
             assert (st.dials, st.frames_out, len(inbound)) == (1, 1, 1)  # no second stream, no second dial
-            nursery.cancel_scope.cancel()
 
 
 async def test_prepare_to_an_unreachable_peer_loses_nothing_and_counts_no_dropped_frame() -> None:
     async with Node(local_config(swim=False)) as a:
-        transport = SwimTransport(a.dialer, lambda _p, _f: None, dial_timeout=2.0, write_timeout=2.0)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(transport.run)
-            await wait_until(lambda: transport.running, what="the transport to run")
+        async with running_transport(a, dial_timeout=2.0, write_timeout=2.0) as transport:
             ghost = b"\x00\x24\x08\x01\x12\x20" + bytes(32)  # a well-formed peer ID nobody runs
             assert transport.prepare(ghost, (b"\x04\x7f\x00\x00\x01\x06\x00\x01",))  # 127.0.0.1:1
             await wait_until(lambda: transport.stats.dial_failures == 1, what="the dial to fail")
             assert transport.stats.dropped_dial == 0  # nothing was waiting to be sent
-            nursery.cancel_scope.cancel()
 
 
 async def test_the_service_hands_each_connect_ahead_to_the_transport() -> None:
@@ -70,8 +61,6 @@ async def test_the_service_hands_each_connect_ahead_to_the_transport() -> None:
     for every member in turn (the round-robin), with its address hints. (In
     a cluster this small and fast the node's own probes keep every stream
     open, so prepare rarely has to dial: the test above covers the dial.)"""
-    from tests.protocol.swim.swimreal import swim_network
-
     async with swim_network(4) as members:
         a, others = members[0], members[1:]
         transport = a.swim._transport
