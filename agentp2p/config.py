@@ -85,6 +85,10 @@ class PubSubConfig:
     # sees backpressure; nothing is dropped), counted in ``rate_limited``.
     inbound_rate_per_peer: float = 20000.0
     inbound_burst_per_peer: int = 40000
+    # A peer's next write waits until this long after its previous one
+    # (seconds; 0: never waits), gathering the RPCs that arrive meanwhile.
+    # The first write after a quiet spell is not held.
+    write_coalesce: float = 0.002
 
 
 @dataclass
@@ -288,6 +292,8 @@ class NodeConfig:
             or self.pubsub.peer_queue_bytes < self.pubsub.max_message_size + 65536
         ):
             raise ConfigError("pubsub byte bounds must hold at least one message of max_message_size")
+        if not 0 <= self.pubsub.write_coalesce <= 0.1:
+            raise ConfigError("pubsub.write_coalesce must be within 0..0.1 s")
         if self.pubsub.inbound_rate_per_peer <= 0 or self.pubsub.inbound_burst_per_peer < 1:
             raise ConfigError("pubsub.inbound_rate_per_peer and inbound_burst_per_peer must be positive")
         d = self.dht

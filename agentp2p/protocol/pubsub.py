@@ -231,6 +231,7 @@ class PubSub:
             scoring=config.scoring,
             stall_limit=2 * config.publish_timeout,
             authorizer=authorizer,
+            write_coalesce=config.write_coalesce,
         )
         if authorizer is not None:
             authorizer.on_change(self._policy_changed)

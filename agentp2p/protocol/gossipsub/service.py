@@ -19,7 +19,12 @@ module moves bytes and answers the core's questions. Per node:
   queued (up to a budget) and writes it with *one* ``stream.write``, the
   queued RPCs merged into as few frames as the receiver's limits allow. What
   arrives while a write is in progress goes out in the next one, so batches
-  grow with load and nothing waits when idle.
+  grow with load. A write that would follow the previous one within
+  ``write_coalesce`` (2 ms) waits out the rest of that time, gathering what
+  else arrives: at a paced 5,000 msg/s one write carries ~10 messages instead
+  of one (a lone write costs more CPU at both ends than the messages it
+  carries). The first write after a quiet spell goes at once, so an idle
+  link adds no latency.
 * **Reading.** Big reads, split by a bounded :class:`FrameReader` (a length
   prefix above the RPC size limit is refused before anything is buffered),
   each frame decoded and checked by the bounded codec. Garbage is dropped,
@@ -45,6 +50,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -109,6 +115,8 @@ READ_CHUNK = 64 * 1024
 #: big enough to amortise a write's cost (yamux framing, Noise, a syscall)
 #: over hundreds of small messages, small enough to keep latency in check.
 WRITE_BUDGET = 256 * 1024
+#: Default minimum spacing of one peer's writes while it is busy (seconds).
+WRITE_COALESCE = 0.002
 #: Opening our stream: retried while the peer stays connected, backing off
 #: from OPEN_BACKOFF to OPEN_BACKOFF_MAX. Never given up while connected: on
 #: a starved machine every attempt of a burst can time out, and a peer left
@@ -155,6 +163,7 @@ class PubSubStats:
     bytes_in: int = 0
     bytes_out: int = 0
     writes: int = 0
+    writes_held: int = 0  # writes that waited out write_coalesce after the previous one, gathering more
     heartbeats: int = 0
     peer_exchanges: int = 0  # PRUNE peer-exchange suggestions received (we do not dial them)
     validation_waits: int = 0  # reads held back while too many async validations ran
@@ -238,6 +247,7 @@ class GossipSubService:
         thresholds: PeerScoreThresholds | None = None,
         stall_limit: float = 20.0,
         authorizer: Any = None,
+        write_coalesce: float = WRITE_COALESCE,
     ) -> None:
         self.identity = identity
         #: The node's policy (agentp2p.contract.Authorizing): who may subscribe through us.
@@ -254,6 +264,8 @@ class GossipSubService:
         self._validate = validate
         #: A queue that made no progress this long no longer holds up publishes.
         self._stuck_after = stall_limit
+        #: A write this soon after the previous one waits to gather more (0: never).
+        self._coalesce = write_coalesce
         self._queue_size = peer_queue_size
         self._queue_bytes = peer_queue_bytes
         self._rate = inbound_rate_per_peer
@@ -603,12 +615,20 @@ class GossipSubService:
         """Write whatever is queued for ``peer`` until the stream fails."""
         queue = peer.queue
         stats = self.stats
+        coalesce = self._coalesce
+        last_write = -math.inf
         while True:
             if not queue.items:
                 self._busy.discard(peer)
                 await peer.wake.wait()
                 peer.wake = trio.Event()
                 continue
+            if coalesce and queue.bytes < WRITE_BUDGET:
+                hold_until = last_write + coalesce
+                if trio.current_time() < hold_until:  # a busy link: gather what else arrives
+                    stats.writes_held += 1
+                    await trio.sleep_until(hold_until)
+            last_write = trio.current_time()
             data, frames = queue.take(WRITE_BUDGET)
             try:
                 await stream.write(data)
