@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import logging
 import os
 import signal
@@ -156,9 +157,13 @@ def _metrics_requested(args: argparse.Namespace) -> bool:
 async def _run_daemon(config: Any, services: Any = ()) -> None:
     import trio
 
+    from agentp2p import gc_policy
     from agentp2p.network.addresses import printable_addrs
     from agentp2p.node import Node
 
+    # Everything the daemon imports is loaded now: keep the collector off it.
+    frozen = gc_policy.apply()
+    log.debug("garbage collector: %d startup objects frozen, thresholds %s", frozen, gc.get_threshold())
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with Node(config, services=services) as node:
             for addr in printable_addrs(node.listen_addrs, node.peer_id):

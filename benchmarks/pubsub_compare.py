@@ -101,6 +101,9 @@ DEFAULT_MESSAGES = {2: 5000, 10: 1000}
 #: How often the harness yields while publishing as fast as it can (our
 #: publish() yields once per 32 messages by itself; py-libp2p's never waits).
 YIELD_EVERY = 32
+#: Environment variables carrying --write-coalesce and --no-gc-policy to the worker processes.
+COALESCE_ENV = "AGENTP2P_BENCH_WRITE_COALESCE"
+GC_POLICY_ENV = "AGENTP2P_BENCH_GC_POLICY"
 
 
 def default_messages(n: int) -> int:
@@ -125,7 +128,11 @@ class OursNode:
         from agentp2p.node import Node
         from agentp2p.testing import local_config
 
-        self.node = await self.stack.enter_async_context(Node(local_config(bootstrap=dials, swim=self.swim)))
+        config = local_config(bootstrap=dials, swim=self.swim)
+        coalesce = os.environ.get(COALESCE_ENV)
+        if coalesce is not None:
+            config.pubsub.write_coalesce = float(coalesce)
+        self.node = await self.stack.enter_async_context(Node(config))
         if subscribe:
             sub = await self.stack.enter_async_context(self.node.subscribe(TOPIC))
             self.recorder = rec = Recorder()
@@ -745,6 +752,8 @@ async def run_impl(impl: str, n: int, messages: int, size: int, rate: float | No
         "nodes": n,
         "processes": len(everyone),
         "mode": f"rate {rate:g}/s" if rate else "saturating",
+        "gc_policy": impl == "ours" and os.environ.get(GC_POLICY_ENV) != "0",
+        "write_coalesce": float(os.environ[COALESCE_ENV]) if COALESCE_ENV in os.environ else None,
         "messages": messages,
         "size": size,
         "subscribers": subscribers,
@@ -829,6 +838,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--degree", type=int, default=3, help="peers each node dials (default 3)")
     p.add_argument("--seed", type=int, default=1, help="topology seed (default 1)")
     p.add_argument("--idle-timeout", type=float, default=10.0, help="stop draining after this long without a delivery")
+    p.add_argument("--no-gc-policy", action="store_true",
+                   help="ours: leave the collector at CPython's defaults (by default each worker applies "
+                        "agentp2p/gc_policy.py after its imports, as the daemon does)")
+    p.add_argument("--write-coalesce", type=float, metavar="S",
+                   help="ours: pubsub.write_coalesce in every node (default: the node's, 0.001 s)")
     p.add_argument("--no-swim", action="store_true",
                    help="our nodes without SWIM (the others have none; our DHT and go's stay on)")
     p.add_argument("--setup-timeout", type=float, default=300.0)
@@ -845,7 +859,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--worker", choices=ALL_IMPLS, help=argparse.SUPPRESS)
     p.add_argument("--role", choices=("pub", "sub"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.write_coalesce is not None:
+        os.environ[COALESCE_ENV] = repr(args.write_coalesce)  # the workers inherit it
+    if args.no_gc_policy:
+        os.environ[GC_POLICY_ENV] = "0"
     if args.worker:
+        if args.worker == "ours" and os.environ.get(GC_POLICY_ENV) != "0":
+            import importlib
+
+            from agentp2p import gc_policy
+
+            for module in ("agentp2p.node", "agentp2p.testing"):  # loaded before the freeze, as in the daemon
+                importlib.import_module(module)
+
+            gc_policy.apply()
         try:
             trio.run(worker_main, args.worker, args.role, not args.no_swim)
         except BaseException as exc:

@@ -377,6 +377,9 @@ def main(argv: list[str] | None = None) -> None:
     from agentp2p.log import setup_logging
 
     setup_logging("text", args.log_level)
+    from agentp2p import gc_policy
+
+    gc_policy.apply()  # the imports are done: keep the collector off them (agentp2p/gc_policy.py)
     trio.run(Worker(args).main)
 
 
