@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import importlib
 import logging
 import os
 import signal
@@ -154,16 +155,25 @@ def _metrics_requested(args: argparse.Namespace) -> bool:
     return not isinstance(api, dict) or api.get("metrics", False) is not False
 
 
+def _freeze_startup_heap(config: Any) -> None:
+    """The daemon's collector settings (agentp2p/gc_policy.py), once everything is
+    imported and before the node and its services are built."""
+    from agentp2p import gc_policy
+
+    if not config.gc_policy:
+        log.debug("garbage collector: CPython's defaults (gc_policy = false)")
+        return
+    importlib.import_module("agentp2p.node")  # what _run_daemon imports: loaded, then frozen
+    frozen = gc_policy.apply()
+    log.debug("garbage collector: %d startup objects frozen, thresholds %s", frozen, gc.get_threshold())
+
+
 async def _run_daemon(config: Any, services: Any = ()) -> None:
     import trio
 
-    from agentp2p import gc_policy
     from agentp2p.network.addresses import printable_addrs
     from agentp2p.node import Node
 
-    # Everything the daemon imports is loaded now: keep the collector off it.
-    frozen = gc_policy.apply()
-    log.debug("garbage collector: %d startup objects frozen, thresholds %s", frozen, gc.get_threshold())
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with Node(config, services=services) as node:
             for addr in printable_addrs(node.listen_addrs, node.peer_id):
@@ -224,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
 
             config = _daemon_config(args)
             setup_logging(config.log_format, config.log_level)
+            _freeze_startup_heap(config)
             trio.run(_run_daemon, config, daemon_services(args, config))
             return 0
     except ConfigError as exc:

@@ -3,7 +3,8 @@
 CPython frees most objects by reference counting; its cyclic collector only
 finds cycles, but a *full* collection walks every container object alive.
 Right after its imports (py-libp2p, protobuf, multiaddr, trio) a node process
-holds ~108,000 of them, and each full collection took 40–70 ms here. For that
+holds 80,000 (the daemon, with its lean import) to 108,000 (a full import) of
+them, and each full collection took 40–70 ms here. For that
 long every connection of the process stalls: at 5,000 msg/s the pub/sub
 benchmark queued a few hundred messages behind each pause, and P99
 publish-to-deliver rose from ~15 ms to 46–52 ms (docs/pubsub.md, "Measured").
@@ -14,18 +15,22 @@ publish-to-deliver rose from ~15 ms to 46–52 ms (docs/pubsub.md, "Measured").
   and configuration moves to a generation the collector never walks. Objects
   created later (connections, caches, messages) stay collectable as before.
   The cost: an object frozen here that later becomes cyclic garbage is never
-  freed; at this point only module-level state exists, which lives as long as
-  the process anyway.
+  freed. Call it after the imports and before the node and its services are
+  built, so that what is frozen is module-level state and the configuration,
+  which live as long as the process anyway.
 * **Space out full collections**: the third threshold goes from 10 to 100
   (a full collection at most once per 100 second-generation collections).
   With the startup heap frozen the long-lived heap is small, so CPython's
   other gate (collect only once it has grown by a quarter) no longer holds
   full collections back. Cyclic garbage that survives two young collections
-  then waits longer to be freed; young collections are unchanged.
+  then waits longer to be freed; young collections are unchanged. An
+  interpreter whose collector has no third threshold (CPython's incremental
+  collector) keeps its own schedule: only the freeze applies there.
 
 It changes process-wide state, so the library never calls it on its own: the
-daemon (``agentp2p run``) and devnet workers do, and an application that
-embeds nodes may call it once at start-up.
+daemon (``agentp2p daemon``; config ``gc_policy = false`` or
+``AGENTP2P_GC_POLICY=false`` leaves CPython's defaults) and devnet workers do, and an application that embeds nodes may call
+it once at start-up.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ def apply() -> int:
     """Freeze what is alive now and space out full collections; returns the objects frozen."""
     gc.collect()
     gc.freeze()
-    young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, FULL_COLLECTION_SPACING)
+    thresholds = gc.get_threshold()
+    if len(thresholds) >= 3 and thresholds[2] > 0:  # a generational collector with a full-collection gate
+        gc.set_threshold(thresholds[0], thresholds[1], FULL_COLLECTION_SPACING)
     return gc.get_freeze_count()

@@ -842,7 +842,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    help="ours: leave the collector at CPython's defaults (by default each worker applies "
                         "agentp2p/gc_policy.py after its imports, as the daemon does)")
     p.add_argument("--write-coalesce", type=float, metavar="S",
-                   help="ours: pubsub.write_coalesce in every node (default: the node's, 0.001 s)")
+                   help="ours: pubsub.write_coalesce in every node (default: the node's, 0.002 s)")
     p.add_argument("--no-swim", action="store_true",
                    help="our nodes without SWIM (the others have none; our DHT and go's stay on)")
     p.add_argument("--setup-timeout", type=float, default=300.0)

@@ -24,7 +24,9 @@ module moves bytes and answers the core's questions. Per node:
   else arrives: at a paced 5,000 msg/s one write carries ~10 messages instead
   of one (a lone write costs more CPU at both ends than the messages it
   carries). The first write after a quiet spell goes at once, so an idle
-  link adds no latency.
+  link adds no latency, and so does a write that carries a control-only RPC
+  (IDONTWANT is worth most when it beats the duplicate). The hold is per
+  hop: a message forwarded over busy links may wait once on each.
 * **Reading.** Big reads, split by a bounded :class:`FrameReader` (a length
   prefix above the RPC size limit is refused before anything is buffered),
   each frame decoded and checked by the bounded codec. Garbage is dropped,
@@ -185,7 +187,7 @@ class _Peer:
     """One remote peer as the adapter sees it."""
 
     __slots__ = ("id", "key", "queue", "out_stream", "known", "wake", "scope", "in_scope", "in_stream",
-                 "task_running", "outbound", "ip", "ever_written", "protocol")
+                 "task_running", "outbound", "ip", "ever_written", "protocol", "urgent")
 
     def __init__(self, peer_id: ID, queue: OutQueue) -> None:
         self.id = peer_id
@@ -203,6 +205,8 @@ class _Peer:
         self.ip: str | None = None
         self.ever_written = False
         self.protocol: str | None = None  # the meshsub version the router uses with it
+        #: A control-only RPC is queued: the next write is not held (write_coalesce).
+        self.urgent = False
 
 
 def _remote_ip(stream: Any) -> str | None:
@@ -608,6 +612,8 @@ class GossipSubService:
             self._log.warning((str(peer.id), "queue-full"),
                               "pubsub: outbound queue of peer %s is full; dropping (counted)", peer.id)
             return
+        if not rpc.publish:
+            peer.urgent = True  # control (IDONTWANT above all) is worth most when early: not held
         self._busy.add(peer)
         peer.wake.set()
 
@@ -623,12 +629,14 @@ class GossipSubService:
                 await peer.wake.wait()
                 peer.wake = trio.Event()
                 continue
-            if coalesce and queue.bytes < WRITE_BUDGET:
+            if coalesce and not peer.urgent and queue.bytes < WRITE_BUDGET:
                 hold_until = last_write + coalesce
                 if trio.current_time() < hold_until:  # a busy link: gather what else arrives
                     stats.writes_held += 1
                     await trio.sleep_until(hold_until)
+                    continue  # look again: the peer may be gone, or the budget reached
             last_write = trio.current_time()
+            peer.urgent = False
             data, frames = queue.take(WRITE_BUDGET)
             try:
                 await stream.write(data)

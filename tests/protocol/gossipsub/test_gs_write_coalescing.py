@@ -8,18 +8,27 @@ an idle link adds no latency. Nothing is lost either way.
 
 from __future__ import annotations
 
+
 import pytest
 import trio
+import trio.testing
+from libp2p.peer.id import ID
 
-from agentp2p.config import ConfigError, PubSubConfig
+from agentp2p.config import ConfigError, NodeConfig, PubSubConfig
+from agentp2p.network.identity import Identity
 from agentp2p.node import Node
+from agentp2p.protocol.gossipsub.codec import Limits
+from agentp2p.protocol.gossipsub.events import Verdict
+from agentp2p.protocol.gossipsub.params import GossipSubParams
+from agentp2p.protocol.gossipsub.rpc import Control, Graft, Message, Rpc
+from agentp2p.protocol.gossipsub.service import WRITE_BUDGET, WRITE_COALESCE, GossipSubService, PubSubStats
 from agentp2p.testing import local_config, wait_until
 
 WINDOW = 0.05  # large, so the bound below is far from what an uncoalesced link does
 
 
-def _config(coalesce: float):  # type: ignore[no-untyped-def]
-    # A long heartbeat: no control traffic of its own between the publishes below.
+def _config(coalesce: float) -> NodeConfig:
+    # A long heartbeat: after its first (0.1 s after start), no control traffic of its own.
     return local_config(swim=False, pubsub=PubSubConfig(write_coalesce=coalesce, heartbeat_interval=30.0))
 
 
@@ -63,6 +72,7 @@ async def test_a_busy_link_writes_at_most_once_per_window() -> None:
 
 
 async def test_an_idle_link_sends_at_once() -> None:
+    """Seen through the counter: a lone message after a quiet spell is never held."""
     async with Node(_config(WINDOW)) as pub, Node(_config(WINDOW)) as sub_node:
         await sub_node.connect(pub.addrs[0])
         async with sub_node.subscribe("i") as sub:
@@ -76,7 +86,73 @@ async def test_an_idle_link_sends_at_once() -> None:
                 assert pub.stats()["pubsub"]["writes_held"] == held, "a lone message after a quiet spell was held"
 
 
-@pytest.mark.parametrize("bad", [-0.001, 0.5])
-def test_write_coalesce_out_of_range_is_a_config_error(bad: float) -> None:
+@pytest.mark.parametrize("bad", [{"write_coalesce": -0.001}, {"write_coalesce": 0.06},
+                                 {"write_coalesce": 0.02, "publish_timeout": 0.1}])
+def test_write_coalesce_out_of_range_is_a_config_error(bad: dict[str, float]) -> None:
     with pytest.raises(ConfigError, match="write_coalesce"):
-        local_config(pubsub=PubSubConfig(write_coalesce=bad)).validate()
+        local_config(pubsub=PubSubConfig(**bad)).validate()
+
+
+def test_the_config_default_is_the_adapters() -> None:
+    assert PubSubConfig().write_coalesce == WRITE_COALESCE
+
+
+# ---------------------------------------------------------------- the write loop alone, on a mock clock
+
+
+class _RecordingStream:
+    def __init__(self) -> None:
+        self.writes: list[tuple[float, int]] = []  # (when, bytes)
+
+    async def write(self, data: bytes) -> None:
+        self.writes.append((trio.current_time(), len(data)))
+        await trio.lowlevel.checkpoint()
+
+
+def _service(window: float) -> GossipSubService:
+    return GossipSubService(
+        identity=Identity.generate(), params=GossipSubParams(), limits=Limits(), stats=PubSubStats(),
+        deliver=lambda *_: None, validate=lambda *_: Verdict.ACCEPT, peer_queue_size=10_000,
+        peer_queue_bytes=1 << 24, inbound_rate_per_peer=1000.0, inbound_burst_per_peer=1000.0,
+        write_coalesce=window,
+    )
+
+
+def _msg(data: bytes) -> Rpc:
+    return Rpc(publish=(Message("t", data),))
+
+
+async def test_the_write_loop_spaces_holds_and_lets_control_and_full_batches_through(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    mock_clock.autojump_threshold = 0
+    svc = _service(WINDOW)
+    peer = svc._peer(ID(b"\x00\x04test"))
+    stream = _RecordingStream()
+    start = trio.current_time()
+
+    async def at(t: float) -> None:
+        await trio.sleep_until(start + t)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(svc._write_loop, peer, stream)
+        await at(0.0)
+        svc._send(peer.key, _msg(b"first"))  # a quiet link: out at once
+        await at(0.001)
+        svc._send(peer.key, _msg(b"a"))  # held until 0 + WINDOW ...
+        await at(0.02)
+        svc._send(peer.key, _msg(b"b"))  # ... and goes in the same write
+        await at(WINDOW + 0.01)
+        svc._send(peer.key, Rpc(control=Control(graft=(Graft("t"),))))  # control-only: not held
+        await at(WINDOW + 0.02)
+        svc._send(peer.key, _msg(b"x" * (WRITE_BUDGET + 1)))  # a full batch: not held
+        await at(WINDOW + 0.03)
+        svc._send(peer.key, _msg(b"late"))  # held; the writer is stopped during the hold
+        await at(WINDOW + 0.04)
+        nursery.cancel_scope.cancel()
+
+    times = [round(t - start, 6) for t, _ in stream.writes]
+    assert times == pytest.approx([0.0, WINDOW, WINDOW + 0.01, WINDOW + 0.02]), times
+    assert svc.stats.writes_held >= 2
+    # The message held when the writer stopped is still queued, none of it in flight.
+    assert len(peer.queue.items) == 1 and peer.queue.inflight_items == 0
