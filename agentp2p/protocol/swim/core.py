@@ -265,6 +265,8 @@ class SwimCore:
         self._own_until = -1
         self._pp = Exchanges()
         self._pp_next = float("inf")  # when our next periodic push/pull is due
+        #: Candidate back-offs are lifted (a member came back from the dead) at most once before this.
+        self._forgive_at = 0.0
         self._rejoined: PeerId | None = None  # set by _apply: a push/pull partner
         self._flux_window = -1
         self._flux_count = 0
@@ -320,6 +322,7 @@ class SwimCore:
             "refused": c.refused,
             "evicted": c.evicted,
             "expired": c.expired,
+            "forgiven": c.forgiven,
             "signatures_verified": sig.verified,
             "signature_cache_hits": sig.hits,
         }
@@ -712,6 +715,11 @@ class SwimCore:
         addrs = (u.addrs or m.addrs) if (own or signed is not None) else m.addrs
         if own and u.state is State.ALIVE and not m.live:
             self._rejoined = peer  # back from the dead in its own word: push/pull with it
+            if self._now >= self._forgive_at:
+                # A partition may have healed: strangers beyond it that failed our
+                # candidate pings can answer now (admission.py, forgive).
+                self._candidates.forgive()
+                self._forgive_at = self._now + self.config.candidate_backoff / 6
         self._transition(m, u.state, inc, addrs, self._origin(u, sender), out, signed)
 
     def _check(self, m: Member, out: list[Action]) -> None:

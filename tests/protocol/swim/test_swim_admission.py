@@ -418,3 +418,40 @@ def test_after_refuting_every_frame_carries_our_signed_alive_for_a_while() -> No
     # whoever hears incarnation 1 first-hand in that window can relay it believably
     n = x.config.retransmit_limit(4)
     assert all(carried[:n]) and not all(carried)
+
+
+def _stranger_backs_off(a: SwimCore, t: float, x: bytes) -> float:
+    """b vouches for stranger ``x``, which never answers our pings (beyond a
+    partition): ``x`` leaves the candidate set and a new proposal is refused."""
+    deliver(a, t, pid("b"), Message(1, 0, Ack(), (MemberUpdate(x, State.ALIVE, 0, (ADDR,)),)))
+    assert a.is_candidate(x)
+    while a.is_candidate(x):
+        t, _ = next_tick(a)
+    deliver(a, t, pid("b"), Message(2, 0, Ack(), (MemberUpdate(x, State.ALIVE, 0, (ADDR,)),)))
+    assert not a.is_candidate(x), "a stranger that never answered is held off"
+    return t
+
+
+def test_a_member_back_from_the_dead_lifts_candidate_backoffs_at_most_every_sixth_of_the_backoff() -> None:
+    # The whole-node simulation (500 nodes) kept views apart 30 s after a partition
+    # healed: strangers across it had failed our candidate pings, and stayed held off.
+    a = make_core("a", ["b", "c", "d"], config=SwimConfig(gossip_interval=0, candidate_backoff=60.0))
+    d = pid("d")
+    deliver(a, 0.05, d, Message(1, 0, Ack(), (MemberUpdate(d, State.LEFT, 0),)))
+    assert a.member(d).state is State.LEFT
+    t = _stranger_backs_off(a, 0.1, pid("x"))
+    # d is back, in its own word: a partition healed (or d restarted); x may answer now
+    deliver(a, t + 0.1, d, Message(3, 1, Ack(), (MemberUpdate(d, State.ALIVE, 1),)))
+    assert a.member(d).state is State.ALIVE
+    assert a.admission_stats()["forgiven"] == 1
+    deliver(a, t + 0.2, pid("b"), Message(4, 0, Ack(), (MemberUpdate(pid("x"), State.ALIVE, 0, (ADDR,)),)))
+    assert a.is_candidate(pid("x"))
+    # ... but not again within a sixth of the back-off (10 s), however often members come back
+    t = _stranger_backs_off(a, t + 0.3, pid("y"))
+    assert t < 0.1 + 10
+    deliver(a, t + 0.1, d, Message(5, 1, Ack(), (MemberUpdate(d, State.LEFT, 1),)))
+    deliver(a, t + 0.2, d, Message(6, 2, Ack(), (MemberUpdate(d, State.ALIVE, 2),)))
+    assert a.member(d).state is State.ALIVE
+    deliver(a, t + 0.3, pid("b"), Message(7, 0, Ack(), (MemberUpdate(pid("y"), State.ALIVE, 0, (ADDR,)),)))
+    assert not a.is_candidate(pid("y")), "back-offs lifted twice within 10 s"
+    assert a.admission_stats()["forgiven"] == 1
