@@ -21,9 +21,13 @@ enters a bounded candidate set instead of the member table:
   seconds (bounded memory), so a liar repeating the same fakes does not make
   us dial them again and again — until a partition heals: strangers on the
   other side of one failed to answer for that reason alone, and holding them
-  off for the rest of the back-off kept views apart 30 s after the heal
-  (whole-node simulation, 500 nodes). The core then calls :meth:`forgive`
-  (rate-limited); the ping budget per period still bounds what fakes cost.
+  off for the rest of the back-off kept views apart 35 s after the heal
+  (whole-node simulation, 500 nodes). When a member we hold dead or left
+  comes back in its own word, the core calls :meth:`forgive`, at most once
+  per ``candidate_backoff`` / 6. Any member can cause that (leave, come
+  back), so against a liar the back-off is really a sixth as long; its fakes
+  stay bounded by what always bounded them: the ping budget per period and
+  the per-gossiper cap (fresh fake IDs never needed a back-off to expire).
 
 Pure data structure: the core decides when to ping and owns the clock.
 """
@@ -64,7 +68,7 @@ class CandidateSet:
         self.refused = 0  # proposals refused (gossiper at its cap, or backing off)
         self.evicted = 0  # random evictions to make room
         self.expired = 0  # candidates that never answered
-        self.forgiven = 0  # back-offs lifted early (a partition healed)
+        self.forgiven = 0  # back-offs lifted early (a member came back from the dead: a heal, a restart)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -127,7 +131,7 @@ class CandidateSet:
         return out
 
     def forgive(self) -> int:
-        """Lift every back-off now (a partition healed); returns how many."""
+        """Lift every back-off now (a member came back from the dead); returns how many."""
         n = len(self._failed)
         self._failed.clear()
         self.forgiven += n

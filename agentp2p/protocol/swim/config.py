@@ -95,7 +95,8 @@ class SwimConfig:
     candidate_pings_per_period: int = 4
     #: Pings a candidate gets before it is dropped ...
     candidate_attempts: int = 2
-    #: ... and then it is not re-proposed for this long (seconds).
+    #: ... and then it is not re-proposed for this long (seconds); a member
+    #: back from the dead lifts every back-off, at most once per sixth of it.
     candidate_backoff: float = 60.0
     #: Signature checks (signature.py) we run for one frame at most; the rest of
     #: its signed updates count as unsigned. Each distinct update is verified once.

@@ -265,8 +265,8 @@ class SwimCore:
         self._own_until = -1
         self._pp = Exchanges()
         self._pp_next = float("inf")  # when our next periodic push/pull is due
-        #: Candidate back-offs are lifted (a member came back from the dead) at most once before this.
-        self._forgive_at = 0.0
+        #: Candidate back-offs, once lifted (a member came back from the dead), are not lifted again before this.
+        self._forgive_at = -math.inf
         self._rejoined: PeerId | None = None  # set by _apply: a push/pull partner
         self._flux_window = -1
         self._flux_count = 0
@@ -715,10 +715,9 @@ class SwimCore:
         addrs = (u.addrs or m.addrs) if (own or signed is not None) else m.addrs
         if own and u.state is State.ALIVE and not m.live:
             self._rejoined = peer  # back from the dead in its own word: push/pull with it
-            if self._now >= self._forgive_at:
+            if self._now >= self._forgive_at and self._candidates.forgive():
                 # A partition may have healed: strangers beyond it that failed our
                 # candidate pings can answer now (admission.py, forgive).
-                self._candidates.forgive()
                 self._forgive_at = self._now + self.config.candidate_backoff / 6
         self._transition(m, u.state, inc, addrs, self._origin(u, sender), out, signed)
 

@@ -41,6 +41,7 @@ from agentp2p.protocol.swim.persist import (
 )
 from agentp2p.protocol.swim.ratelimit import PeerRateLimiter
 from agentp2p.protocol.swim.signature import signed_update, signing_bytes
+from agentp2p.simulation.swim import sim_signer
 from tests.protocol.swim.swimhelpers import deliver, events, make_core, next_tick, pid, run_until, sends
 
 ADDR = b"\x04\x7f\x00\x00\x01\x06\x0f\xa1"
@@ -455,3 +456,15 @@ def test_a_member_back_from_the_dead_lifts_candidate_backoffs_at_most_every_sixt
     deliver(a, t + 0.3, pid("b"), Message(7, 0, Ack(), (MemberUpdate(pid("y"), State.ALIVE, 0, (ADDR,)),)))
     assert not a.is_candidate(pid("y")), "back-offs lifted twice within 10 s"
     assert a.admission_stats()["forgiven"] == 1
+    # Someone else relaying d's signed word is not d coming back: nothing is lifted.
+    t = 20.0
+    deliver(a, t, d, Message(8, 2, Ack(), (MemberUpdate(d, State.LEFT, 2),)))
+    relayed = signed_update(sim_signer(d), d, State.ALIVE, 3)
+    deliver(a, t + 0.1, pid("b"), Message(9, 0, Ack(), (relayed,)))
+    assert a.member(d).state is State.ALIVE and a.admission_stats()["forgiven"] == 1
+    # Once the 10 s have passed, d's own comeback lifts them again (y's among them).
+    deliver(a, t + 0.2, d, Message(10, 3, Ack(), (MemberUpdate(d, State.LEFT, 3),)))
+    deliver(a, t + 0.3, d, Message(11, 4, Ack(), (MemberUpdate(d, State.ALIVE, 4),)))
+    assert a.admission_stats()["forgiven"] > 1
+    deliver(a, t + 0.4, pid("b"), Message(12, 0, Ack(), (MemberUpdate(pid("y"), State.ALIVE, 0, (ADDR,)),)))
+    assert a.is_candidate(pid("y"))
