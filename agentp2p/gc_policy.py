@@ -29,8 +29,8 @@ publish-to-deliver rose from ~15 ms to 46–52 ms (docs/pubsub.md, "Measured").
 
 It changes process-wide state, so the library never calls it on its own: the
 daemon (``agentp2p daemon``; config ``gc_policy = false`` or
-``AGENTP2P_GC_POLICY=false`` leaves CPython's defaults) and devnet workers do, and an application that embeds nodes may call
-it once at start-up.
+``AGENTP2P_GC_POLICY=false`` leaves CPython's defaults) and devnet workers
+do, and an application that embeds nodes may call it once at start-up.
 """
 
 from __future__ import annotations

@@ -629,13 +629,12 @@ class GossipSubService:
                 await peer.wake.wait()
                 peer.wake = trio.Event()
                 continue
-            if coalesce and not peer.urgent and queue.bytes < WRITE_BUDGET:
-                hold_until = last_write + coalesce
-                if trio.current_time() < hold_until:  # a busy link: gather what else arrives
-                    stats.writes_held += 1
-                    await trio.sleep_until(hold_until)
-                    continue  # look again: the peer may be gone, or the budget reached
-            last_write = trio.current_time()
+            now = trio.current_time()
+            if coalesce and not peer.urgent and queue.bytes < WRITE_BUDGET and now < last_write + coalesce:
+                stats.writes_held += 1  # a busy link: gather what else arrives
+                await trio.sleep_until(last_write + coalesce)
+                continue  # look again: the peer may be gone, or the budget reached
+            last_write = now
             peer.urgent = False
             data, frames = queue.take(WRITE_BUDGET)
             try:
