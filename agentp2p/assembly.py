@@ -38,6 +38,7 @@ from agentp2p.network.addresses import parse_listen_addr, parse_peer_addr, to_pe
 from agentp2p.network.allowlist import AllowList
 from agentp2p.network.connection_manager import ConnectionManager, round_robin
 from agentp2p.network.denylist import DenyList
+from agentp2p.network.dialback import dial_back
 from agentp2p.network.dialer import Dialer
 from agentp2p.network.events import ConnectionEvents
 from agentp2p.network.handlers import HandlerFailures, contained
@@ -108,6 +109,15 @@ class ServiceContext:
         (and counts against the peer), never the host."""
         self._host.set_stream_handler(TProtocol(protocol), contained(handler, protocol, self._handler_failures))
 
+    def protocols_of(self, peer: ID) -> list[str]:
+        try:
+            return [str(p) for p in self._host.get_peerstore().get_protocols(peer) or ()]
+        except Exception:  # noqa: BLE001 — py-libp2p raises for a peer it has no entry for
+            return []
+
+    async def dial_back(self, peer: ID, addr: Multiaddr, timeout: float) -> None:
+        await dial_back(self._host, peer, addr, timeout)
+
     def offence(self, peer: ID | None, reason: str, weight: float = 1.0) -> None:
         self._offence(peer, reason, weight)
 
@@ -146,8 +156,9 @@ class NodeParts:
 
 def default_services(config: NodeConfig, given: Sequence[NodeService] = ()) -> list[NodeService]:
     """The services every node runs unless ``given`` names its own of that name:
-    messaging, SWIM (``[swim] enabled``), and a records service that looks
-    agents up even when this node publishes no record of its own."""
+    messaging, SWIM (``[swim] enabled``), a records service that looks
+    agents up even when this node publishes no record of its own, and
+    AutoNAT (``[autonat]``: is this node reachable from outside?)."""
     names = {s.name for s in given}
     out: list[NodeService] = []
     if "messaging" not in names:
@@ -162,6 +173,10 @@ def default_services(config: NodeConfig, given: Sequence[NodeService] = ()) -> l
         from agentp2p.application.records.service import RecordService
 
         out.append(RecordService.lookup_only())
+    if "autonat" not in names and (config.autonat.client or config.autonat.server):
+        from agentp2p.protocol.autonat.service import AutoNATService
+
+        out.append(AutoNATService(config.autonat))
     return out
 
 

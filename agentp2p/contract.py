@@ -15,7 +15,10 @@ The contract, in one place:
 * who we are: ``peer_id``, ``identity`` (keys), ``state_path()`` (files kept across restarts);
 * where we are: ``listen_addrs()``;
 * serving: ``set_stream_handler``;
-* reaching others: ``dialer`` (the one dialer, :mod:`agentp2p.network.dialer`);
+* reaching others: ``dialer`` (the one dialer, :mod:`agentp2p.network.dialer`),
+  and ``dial_back`` (a fresh connection that proves who answers, then closes:
+  AutoNAT's server);
+* what peers serve: ``protocols_of`` (from identify);
 * what happens: ``events`` (connections opened and closed);
 * shared substrates: ``pubsub`` and ``dht`` (narrow views below);
 * accounting: ``resources`` (memory reservations) and ``offence``;
@@ -138,6 +141,15 @@ class NodeContext(Protocol):
         ...
 
     def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None: ...
+
+    def protocols_of(self, peer: ID) -> list[str]:
+        """The protocols ``peer`` said it serves (identify); [] if not known yet."""
+        ...
+
+    async def dial_back(self, peer: ID, addr: Multiaddr, timeout: float) -> None:
+        """Connect to ``peer`` at ``addr`` anew, finish the security handshake
+        and close (never the open connection); DialBackError on failure."""
+        ...
 
     def offence(self, peer: ID | None, reason: str, weight: float = 1.0) -> None: ...
 

@@ -467,7 +467,8 @@ class DaemonProcess(ChildProcess):
     ``127.0.0.1:0`` — never the default ports, which belong to whatever
     daemon the machine's user runs. ``api=None`` leaves ``--api`` out (the
     default address, with its fallback); ``api="off"`` turns the API off.
-    ``flags`` are more daemon flags; ``extra_env`` more environment.
+    ``flags`` are more daemon flags; ``extra_env`` more environment;
+    ``wrap`` a command that runs it elsewhere (``ip netns exec NS``).
 
     Ready once it printed its addresses and logged that it runs and (with
     the API) that the API listens. Then :attr:`addrs`, :attr:`peer_id`,
@@ -489,6 +490,7 @@ class DaemonProcess(ChildProcess):
         api: str | None = "127.0.0.1:0",
         json_logs: bool = True,
         extra_env: Mapping[str, str] | None = None,
+        wrap: Sequence[str] = (),
     ) -> None:
         self.home = Path(home)
         self.home.mkdir(parents=True, exist_ok=True)
@@ -502,7 +504,7 @@ class DaemonProcess(ChildProcess):
         if api is not None:
             args += ["--api", api]
         args += self.flags
-        super().__init__(args, env=cli_env(self.home, extra_env), name=f"daemon {name}")
+        super().__init__([*wrap, *args], env=cli_env(self.home, extra_env), name=f"daemon {name}")
         self.api_enabled = _flag_value(args, "--api") != "off"
         # At warning level or above the daemon logs nothing when it starts.
         self._quiet = _flag_value(args, "--log-level") in ("warning", "error")

@@ -122,7 +122,7 @@ class InboundGate:
         self._pending: dict[int, _Pending] = {}
         self._next_token = 0
         #: accepted, refused_ip, refused_gate, refused_banned, refused_limit,
-        #: evicted, timed_out, failed, closed
+        #: evicted, timed_out, failed, closed_after_security (an AutoNAT dial-back), closed
         self.stats: Counter[str] = Counter()
         self._log = ThrottledLog(log, interval=30.0)
 
@@ -211,7 +211,13 @@ class InboundGate:
                     try:
                         muxed = await self._swarm.upgrade_inbound_raw_conn(raw, maddr)
                     except Exception as exc:  # noqa: BLE001 — any failed upgrade just ends this socket
-                        if not (timed_out or entry.evicted):
+                        if timed_out or entry.evicted:
+                            pass
+                        elif "upgrade mux" in str(exc):
+                            # Authenticated, then closed before the muxer: what an
+                            # AutoNAT dial-back does (it only proves who answers).
+                            self.stats["closed_after_security"] += 1
+                        else:
                             self.stats["failed"] += 1
                             self._log.info(("failed", _remote_ip(read_write_closer)), "inbound handshake failed: %r", exc)
                     finally:

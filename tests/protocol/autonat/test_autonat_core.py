@@ -1,0 +1,200 @@
+"""AutoNAT's pure parts on virtual time: codec, dial policy, verdict, schedule."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentp2p.errors import ConfigError
+from agentp2p.pb import autonat_pb2 as pb
+from agentp2p.protocol.autonat.codec import (
+    MAX_MESSAGE_BYTES, MAX_REQUEST_ADDRS, CodecError, Status, decode_request, decode_response, encode_request,
+    encode_response,
+)
+from agentp2p.protocol.autonat.config import AutoNATConfig
+from agentp2p.protocol.autonat.core import (
+    AddressesChanged, Answered, Ask, AutoNATCore, Outcome, ReachabilityChanged, Servers, Tick,
+)
+from agentp2p.protocol.autonat.dialpolicy import Refusal, dial_targets, is_private_ip
+from agentp2p.protocol.autonat.verdict import MAX_VOICES, Answer, Reachability, Verdict
+
+ASKER = "12D3KooWBEd8kN6hH6rPVEJRgXBNaTaxtcoNKJUv5p47n7bqDgYY"
+OTHER = "12D3KooWMecAx9SFPjPfqtR5jqU4Rj7dYfT8BSHu9qrS6Yza3CNH"
+
+
+# -------------------------------------------------------------------- codec
+def test_request_and_response_round_trip() -> None:
+    req = decode_request(encode_request(b"peer", [b"\x04\x7f\x00\x00\x01\x06\x0f\xa1"]))
+    assert req.peer_id == b"peer" and req.addrs == (b"\x04\x7f\x00\x00\x01\x06\x0f\xa1",)
+    resp = decode_response(encode_response(Status.OK, "fine", b"addr"))
+    assert (resp.status, resp.text, resp.addr) == (Status.OK, "fine", b"addr")
+
+
+def test_codec_refuses_what_is_not_the_expected_message() -> None:
+    with pytest.raises(CodecError):
+        decode_request(encode_response(Status.OK))  # an answer where a request belongs
+    with pytest.raises(CodecError):
+        decode_response(encode_request(b"p", []))
+    with pytest.raises(CodecError):
+        decode_request(b"\xff\xff\xff")
+    with pytest.raises(CodecError, match="bytes"):
+        decode_request(b"\x00" * (MAX_MESSAGE_BYTES + 1))
+    many = pb.Message(type=pb.Message.DIAL)
+    many.dial.peer.id = b"p"
+    many.dial.peer.addrs.extend([b"a"] * (MAX_REQUEST_ADDRS + 1))
+    with pytest.raises(CodecError, match="addresses"):
+        decode_request(many.SerializeToString())
+
+
+def test_an_unknown_status_is_not_read_as_ok() -> None:
+    # proto2 leaves an unknown enum value out of the field, whose default is OK (0).
+    raw = bytes([0x08, 0x01, 0x1A, 0x03, 0x08, 0x96, 0x01])  # type=DIAL_RESPONSE, status=150
+    with pytest.raises(CodecError, match="status"):
+        decode_response(raw)
+    with pytest.raises(CodecError, match="status"):
+        decode_response(bytes([0x08, 0x01, 0x1A, 0x00]))  # no status at all
+
+
+# -------------------------------------------------------------- dial policy
+def test_claimed_addresses_are_dialed_on_the_observed_ip_only() -> None:
+    got = dial_targets(
+        ["/ip4/10.1.0.2/tcp/4001", "/ip4/10.1.0.2/tcp/4001/ws", f"/ip4/8.8.8.8/tcp/4001/p2p/{ASKER}",
+         "/ip4/1.2.3.4/tcp/4002"],
+        "/ip4/203.0.113.7/tcp/51000", ASKER)
+    # Whatever IP the claim names, the dial goes to the IP we saw: never to 8.8.8.8 or 1.2.3.4.
+    assert got == ["/ip4/203.0.113.7/tcp/4001", "/ip4/203.0.113.7/tcp/4001/ws", "/ip4/203.0.113.7/tcp/4002"]
+
+
+def test_claims_that_cannot_or_must_not_be_dialed_are_skipped() -> None:
+    got = dial_targets(
+        [b"garbage", "/ip4/1.2.3.4/udp/4001/quic-v1", f"/ip4/1.2.3.4/tcp/1/p2p/{OTHER}",
+         f"/ip4/1.2.3.4/tcp/2/p2p/{OTHER}/p2p-circuit/p2p/{ASKER}", "/ip6/2001:db8::1/tcp/3", "/dns4/x.org/tcp/4"],
+        "/ip4/203.0.113.7/tcp/51000", ASKER)
+    assert got == []
+    assert dial_targets([f"/ip4/1.2.3.4/tcp/{p}" for p in range(1, 20)], "/ip4/203.0.113.7/tcp/1", ASKER,
+                        limit=3) == [f"/ip4/203.0.113.7/tcp/{p}" for p in (1, 2, 3)]
+
+
+def test_private_askers_and_relayed_connections_are_refused() -> None:
+    assert isinstance(dial_targets(["/ip4/10.0.0.1/tcp/1"], "/ip4/192.168.1.9/tcp/5", ASKER), Refusal)
+    assert isinstance(dial_targets(["/ip4/10.0.0.1/tcp/1"], "/ip4/127.0.0.1/tcp/5", ASKER), Refusal)
+    assert dial_targets(["/ip4/10.0.0.1/tcp/1"], "/ip4/127.0.0.1/tcp/5", ASKER, allow_private=True) == [
+        "/ip4/127.0.0.1/tcp/1"]
+    assert isinstance(dial_targets([], f"/ip4/1.2.3.4/tcp/5/p2p/{OTHER}/p2p-circuit", ASKER), Refusal)
+    assert isinstance(dial_targets([], None, ASKER), Refusal)
+
+
+def test_private_ranges() -> None:
+    for ip in ("10.1.2.3", "172.20.0.1", "192.168.0.1", "100.64.1.1", "127.0.0.1", "169.254.1.1", "0.0.0.0",
+               "::1", "fe80::1", "fd00::1", "::ffff:10.0.0.1", "not an ip"):
+        assert is_private_ip(ip), ip
+    for ip in ("8.8.8.8", "203.0.113.9", "2606:4700::1111"):
+        assert not is_private_ip(ip), ip
+
+
+# ------------------------------------------------------------------ verdict
+def test_verdict_needs_agreeing_voices_and_outvotes_a_liar() -> None:
+    v = Verdict(confirmations=3, ttl=100)
+    v.add("a", Answer(True, 0, "/ip4/1.2.3.4/tcp/1"))
+    v.add("b", Answer(False, 1))
+    v.add("c", Answer(True, 2, "/ip4/1.2.3.4/tcp/1"))
+    assert v.decide(3) is Reachability.UNKNOWN
+    v.add("d", Answer(True, 3, "/ip4/1.2.3.4/tcp/2"))
+    assert v.decide(3) is Reachability.PUBLIC
+    assert v.confirmed_addrs(3) == ["/ip4/1.2.3.4/tcp/2", "/ip4/1.2.3.4/tcp/1"]
+    # One peer repeating itself is one voice.
+    for t in range(4, 10):
+        v.add("b", Answer(False, t))
+    assert v.decide(10) is Reachability.PUBLIC
+
+
+def test_verdict_follows_a_real_change_and_forgets_old_answers() -> None:
+    v = Verdict(confirmations=2, ttl=100)
+    for i, peer in enumerate("abc"):
+        v.add(peer, Answer(True, i))
+    assert v.decide(3) is Reachability.PUBLIC
+    v.add("d", Answer(False, 4))
+    assert v.decide(4) is Reachability.PUBLIC  # one odd answer does not flip it
+    v.add("e", Answer(False, 5))
+    assert v.decide(5) is Reachability.PRIVATE  # the newest 3 voices: 2 of them say no
+    assert v.confirmed_addrs(5) == []
+    assert v.window(200) == [] and v.decide(200) is Reachability.PRIVATE  # expired: keeps the last verdict
+    for i in range(MAX_VOICES + 10):
+        v.add(i, Answer(True, 300))
+    assert len(v) == MAX_VOICES
+
+
+# ------------------------------------------------------------------- core
+CFG = AutoNATConfig(confirmations=2, boot_delay=5, retry_interval=30, refresh_interval=900, peer_interval=90)
+
+
+def asks(actions: list[object]) -> list[object]:
+    return [a.peer for a in actions if isinstance(a, Ask)]
+
+
+def test_first_round_waits_for_boot_delay_and_asks_enough_servers() -> None:
+    core = AutoNATCore(CFG)
+    assert core.handle(0, Tick()) == [] and core.next_deadline() is None
+    assert core.handle(1, Servers(frozenset({"a", "b", "c"}))) == []
+    assert core.next_deadline() == 6
+    assert core.handle(5.9, Tick()) == []
+    out = core.handle(6, Tick())
+    assert len(asks(out)) == 2  # confirmations
+    assert core.next_deadline() == 36  # retry while unknown
+
+
+def test_refusals_are_replaced_and_two_agreeing_answers_decide() -> None:
+    core = AutoNATCore(CFG)
+    core.handle(0, Servers(frozenset({"a", "b", "c"})))
+    first = asks(core.handle(5, Tick()))
+    assert first == ["a", "b"]  # the first servers known, in a fixed order
+    out = core.handle(6, Answered(first[0], Outcome.REFUSED))
+    (spare,) = asks(out)  # the third server at once
+    assert spare not in first
+    assert core.handle(7, Answered(first[1], Outcome.UNREACHABLE)) == []
+    out = core.handle(8, Answered(spare, Outcome.UNREACHABLE))
+    assert out == [ReachabilityChanged(Reachability.UNKNOWN, Reachability.PRIVATE, ())]
+    assert core.status is Reachability.PRIVATE
+    assert core.next_deadline() == 8 + 900  # decided: refresh
+    assert core.stats.refused == 1 and core.stats.unreachable == 2 and core.stats.changes == 1
+
+
+def test_a_server_is_not_asked_again_within_peer_interval() -> None:
+    core = AutoNATCore(AutoNATConfig(confirmations=2, boot_delay=1, retry_interval=10, peer_interval=90))
+    core.handle(0, Servers(frozenset({"a"})))
+    assert asks(core.handle(1, Tick())) == ["a"]
+    core.handle(2, Answered("a", Outcome.REACHABLE, "/ip4/1.2.3.4/tcp/1"))
+    assert asks(core.handle(11, Tick())) == []  # next round: "a" is the only server and was just asked
+    assert asks(core.handle(91, Tick())) == ["a"]  # ... until its interval passed
+
+
+def test_answers_nobody_asked_for_are_ignored() -> None:
+    core = AutoNATCore(AutoNATConfig(confirmations=1))
+    assert core.handle(0, Answered("stranger", Outcome.REACHABLE, "/ip4/1.2.3.4/tcp/1")) == []
+    assert core.status is Reachability.UNKNOWN and core.stats.reachable == 0
+
+
+def test_address_change_starts_a_round_at_once_and_forgets_answers() -> None:
+    core = AutoNATCore(AutoNATConfig(confirmations=1, boot_delay=1))
+    core.handle(0, Servers(frozenset({"a", "b"})))
+    (peer,) = asks(core.handle(1, Tick()))
+    out = core.handle(2, Answered(peer, Outcome.REACHABLE, "/ip4/1.2.3.4/tcp/1"))
+    assert out == [ReachabilityChanged(Reachability.UNKNOWN, Reachability.PUBLIC, ("/ip4/1.2.3.4/tcp/1",))]
+    out = core.handle(3, AddressesChanged())
+    assert len(asks(out)) == 1 and len(core.verdict) == 0
+    assert core.status is Reachability.PUBLIC  # kept until new answers say otherwise
+
+
+def test_servers_that_leave_are_not_asked() -> None:
+    core = AutoNATCore(AutoNATConfig(confirmations=2, boot_delay=1))
+    core.handle(0, Servers(frozenset({"a", "b"})))
+    core.handle(0.5, Servers(frozenset({"b"})))
+    assert asks(core.handle(1, Tick())) == ["b"]
+
+
+def test_config_is_checked() -> None:
+    with pytest.raises(ConfigError):
+        AutoNATConfig(confirmations=0)
+    with pytest.raises(ConfigError):
+        AutoNATConfig(dial_timeout=30, request_timeout=30)
+    with pytest.raises(ConfigError):
+        AutoNATConfig(peer_interval=0)

@@ -1,0 +1,70 @@
+"""AutoNAT behind real NATs: the verdicts are right.
+
+Daemons run in the NAT lab's namespaces (tests/reachability/natlab.py):
+two AutoNAT servers and a public node on the "internet", and a node behind
+a NAT router. The public node learns it is public, at its own address; the
+NATed node learns it is private — its servers' dial-backs to its router
+are dropped, as a home router drops them. The control API is a unix
+socket, which crosses namespaces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agentp2p.testing import DaemonProcess, poll_until
+from tests.reachability.natlab import NatLab, available
+
+_WHY = available()
+pytestmark = pytest.mark.skipif(_WHY is not None, reason=_WHY or "")
+
+#: Two servers must agree; a dropped dial-back gives up after 3 s.
+ENV = {
+    "AGENTP2P_AUTONAT__CONFIRMATIONS": "2",
+    "AGENTP2P_AUTONAT__BOOT_DELAY": "0.2",
+    "AGENTP2P_AUTONAT__DIAL_TIMEOUT": "3",
+    "AGENTP2P_AUTONAT__REQUEST_TIMEOUT": "8",
+    "AGENTP2P_SWIM": "false",
+}
+
+
+@pytest.fixture
+def lab() -> Iterator[NatLab]:
+    with NatLab() as lab:
+        yield lab
+
+
+def daemon(lab: NatLab, tmp: Path, name: str, *flags: str) -> DaemonProcess:
+    host = lab.hosts[name]
+    return DaemonProcess(
+        tmp / name, *flags, name=name, listen=f"/ip4/{host.ip}/tcp/4001", api=f"unix:{tmp / name}.sock",
+        extra_env=ENV, wrap=lab.exec_args(host),
+    )
+
+
+def autonat(d: DaemonProcess) -> dict:
+    with d.sync_client() as c:
+        return c.stats()["autonat"]
+
+
+def test_public_and_natted_nodes_learn_their_reachability(lab: NatLab, tmp_path: Path) -> None:
+    for name in ("s1", "s2", "pub"):
+        lab.add_public(name)
+    natted = lab.add_natted("priv", "cone")
+    with daemon(lab, tmp_path, "s1") as s1, daemon(lab, tmp_path, "s2", "--bootstrap", s1.addr) as s2:
+        both = ["--bootstrap", s1.addr, "--bootstrap", s2.addr]
+        with daemon(lab, tmp_path, "pub", *both) as pub, daemon(lab, tmp_path, "priv", *both) as priv:
+            poll_until(lambda: autonat(pub)["reachability"] != "unknown", 30, "the public node's verdict")
+            poll_until(lambda: autonat(priv)["reachability"] != "unknown", 30, "the NATed node's verdict")
+            seen_pub, seen_priv = autonat(pub), autonat(priv)
+            assert seen_pub["reachability"] == "public"
+            assert seen_pub["public_addrs"] == [f"/ip4/{lab.hosts['pub'].ip}/tcp/4001"]
+            assert seen_priv["reachability"] == "private", seen_priv
+            assert seen_priv["client"]["unreachable"] >= 2 and seen_priv["public_addrs"] == []
+            # The servers tried the NATed node where they saw it: its router's address.
+            served = [autonat(s)["server"] for s in (s1, s2)]
+            assert sum(s["dial_error"] for s in served) >= 2
+            assert natted.public_ip != natted.ip
