@@ -109,6 +109,10 @@ class ServiceContext:
         (and counts against the peer), never the host."""
         self._host.set_stream_handler(TProtocol(protocol), contained(handler, protocol, self._handler_failures))
 
+    def remove_stream_handler(self, protocol: str) -> None:
+        """Stop serving ``protocol`` (new streams for it are refused in negotiation)."""
+        self._host.remove_stream_handler(TProtocol(protocol))
+
     def protocols_of(self, peer: ID) -> list[str]:
         try:
             return [str(p) for p in self._host.get_peerstore().get_protocols(peer) or ()]
@@ -180,8 +184,13 @@ def default_services(config: NodeConfig, given: Sequence[NodeService] = ()) -> l
     return out
 
 
-def _wire(services: dict[str, NodeService]) -> None:
+def _wire(services: dict[str, NodeService], dht: DHT) -> None:
     """Hooks between services (events flow up, never sideways): set here only."""
+    autonat = services.get("autonat")
+    if autonat is not None and hasattr(autonat, "on_change"):
+        from agentp2p.protocol.autonat.verdict import Reachability
+
+        autonat.on_change(lambda status, _addrs: dht.follow_reachability(status is Reachability.PRIVATE))
     records, swim = services.get("records"), services.get("swim")
     if records is not None and swim is not None and hasattr(records, "use_liveness"):
         from agentp2p.application.records.ranking import Liveness
@@ -324,7 +333,7 @@ def assemble(
             raise ValueError(f"a service named {service.name!r} is already attached")
         service.attach(context)
         parts.services[service.name] = service
-    _wire(parts.services)
+    _wire(parts.services, dht)
     _protect(connections, pubsub, parts.services)
     parts.connections = connections
     records = parts.services.get("records")

@@ -352,6 +352,11 @@ def _status(client: Any, args: argparse.Namespace) -> int:
     print(f"uptime:        {info.uptime_s:.0f} s")
     print(f"connections:   {stats.get('connections')}")
     print(f"routing table: {stats.get('routing_table_size')}")
+    reach = stats.get("autonat") or {}
+    if reach:
+        at = ", ".join(reach.get("public_addrs") or [])
+        asked = (reach.get("client") or {}).get("asked", 0)
+        print(f"reachability:  {reach.get('reachability')}{f' at {at}' if at else ''} ({asked} peer(s) asked)")
     topics = stats.get("pubsub", {}).get("topics", [])
     print(f"topics:        {', '.join(topics) if topics else '-'}")
     policy, trust = stats.get("policy") or {}, stats.get("trust") or {}

@@ -103,7 +103,9 @@ class DHTConfig:
     DHT; ``/ipfs/kad/1.0.0`` joins it (both: a node that bridges the two).
     """
 
-    mode: str = "server"  # or "client" (asks, serves nothing)
+    # "auto": a server unless AutoNAT finds the node private (then a client);
+    # "server"; or "client" (asks, serves nothing).
+    mode: str = "auto"
     protocols: list[str] = field(default_factory=lambda: ["/agentp2p/kad/1.0.0"])
     k: int = 20  # bucket size; a lookup settles on the k closest
     alpha: int = 3  # requests in flight per lookup
@@ -285,8 +287,8 @@ class NodeConfig:
             raise ConfigError(f"log_format must be 'text' or 'json', not {self.log_format!r}")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"log_level must be debug, info, warning or error, not {self.log_level!r}")
-        if self.dht.mode not in ("server", "client"):
-            raise ConfigError(f"dht.mode must be 'server' or 'client', not {self.dht.mode!r}")
+        if self.dht.mode not in ("server", "client", "auto"):
+            raise ConfigError(f"dht.mode must be 'server', 'client' or 'auto', not {self.dht.mode!r}")
         if self.pubsub.peer_queue_size < 32 or self.pubsub.subscription_buffer < 1:
             raise ConfigError("pubsub queue sizes are too small")
         ps = self.pubsub

@@ -14,7 +14,7 @@ The contract, in one place:
 
 * who we are: ``peer_id``, ``identity`` (keys), ``state_path()`` (files kept across restarts);
 * where we are: ``listen_addrs()``;
-* serving: ``set_stream_handler``;
+* serving: ``set_stream_handler``, ``remove_stream_handler``;
 * reaching others: ``dialer`` (the one dialer, :mod:`agentp2p.network.dialer`),
   and ``dial_back`` (a fresh connection that proves who answers, then closes:
   AutoNAT's server);
@@ -141,6 +141,8 @@ class NodeContext(Protocol):
         ...
 
     def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None: ...
+
+    def remove_stream_handler(self, protocol: str) -> None: ...
 
     def protocols_of(self, peer: ID) -> list[str]:
         """The protocols ``peer`` said it serves (identify); [] if not known yet."""

@@ -335,7 +335,7 @@ def kademlia_config(cfg: DHTConfig) -> KademliaConfig:
         alpha=cfg.alpha,
         replication=cfg.replication,
         disjoint_paths=cfg.disjoint_paths,
-        mode=Mode.SERVER if cfg.mode == "server" else Mode.CLIENT,
+        mode=Mode.CLIENT if cfg.mode == "client" else Mode.SERVER,  # "auto" starts as a server
         protocol_id=cfg.protocols[0],
         request_timeout=cfg.request_timeout,
         slow_after=cfg.slow_after,
@@ -383,6 +383,7 @@ class DHT:
         self.query_outcomes: Counter[tuple[str, str]] = Counter()
         self.query_latency: dict[str, Histogram] = {kind: Histogram() for kind in QUERY_KINDS}
         self.service: KademliaService | None = None
+        self._nursery: trio.Nursery | None = None
 
     # -- wiring -----------------------------------------------------------------
 
@@ -410,7 +411,7 @@ class DHT:
             identify=functools.partial(request_identify, ctx.dialer, self.host),
             authorizer=getattr(ctx, "authorizer", None),
         )
-        self.service.attach(ctx.set_stream_handler)
+        self.service.attach(ctx.set_stream_handler, getattr(ctx, "remove_stream_handler", None))
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -418,10 +419,44 @@ class DHT:
         svc = self._svc()
         async with trio.open_nursery() as nursery:
             await nursery.start(svc.run)
+            self._nursery = nursery
             try:
                 yield
             finally:
+                self._nursery = None
                 nursery.cancel_scope.cancel()
+
+    @property
+    def mode(self) -> str:
+        """"server" or "client" — and with ``mode = "auto"``, which one AutoNAT chose."""
+        server = self.service.server if self.service is not None else self.config.mode != "client"
+        current = "server" if server else "client"
+        return f"auto ({current})" if self.config.mode == "auto" else current
+
+    def follow_reachability(self, private: bool) -> None:
+        """``mode = "auto"``: a client while AutoNAT says we are private (peers
+        cannot dial us, so we would be a dead entry in their tables), a
+        server otherwise (public, or not known yet). Connected peers hear of
+        the change through identify push."""
+        if self.config.mode != "auto" or self.service is None:
+            return
+        if self.service.set_server(not private):
+            log.info("DHT now in %s mode (AutoNAT: %s)", "client" if private else "server",
+                     "private" if private else "reachable or unknown")
+            self._push_identify()
+
+    def _push_identify(self) -> None:
+        nursery = self._nursery
+        if nursery is None:
+            return
+
+        async def push() -> None:
+            from libp2p.identity.identify_push.identify_push import push_identify_to_peers
+
+            with trio.move_on_after(30), contextlib.suppress(Exception):
+                await push_identify_to_peers(self.host)
+
+        nursery.start_soon(push)
 
     @property
     def is_running(self) -> bool:
@@ -512,7 +547,7 @@ class DHT:
             hits["max_values"] = full
         return {
             "protocols": self.protocols,
-            "mode": self.config.mode,
+            "mode": self.mode,
             "lookups": self.lookups,
             "routing_table_size": self.routing_table_size,
             "values": len(core.records) if core is not None else 0,

@@ -68,3 +68,30 @@ def test_public_and_natted_nodes_learn_their_reachability(lab: NatLab, tmp_path:
             served = [autonat(s)["server"] for s in (s1, s2)]
             assert sum(s["dial_error"] for s in served) >= 2
             assert natted.public_ip != natted.ip
+            # Operators see it in `agentp2p status`.
+            assert f"reachability:  public at /ip4/{lab.hosts['pub'].ip}/tcp/4001" in pub.run_cli("status").stdout
+            assert "reachability:  private (" in priv.run_cli("status").stdout
+
+
+def test_a_natted_node_leaves_the_dht_to_those_who_can_serve_it(lab: NatLab, tmp_path: Path) -> None:
+    """dht.mode = "auto": the NATed node turns client (no Kademlia handler,
+    so peers stop listing it), the public one stays a server."""
+    for name in ("s1", "s2", "pub"):
+        lab.add_public(name)
+    lab.add_natted("priv", "symmetric")
+    with daemon(lab, tmp_path, "s1") as s1, daemon(lab, tmp_path, "s2", "--bootstrap", s1.addr) as s2:
+        both = ["--bootstrap", s1.addr, "--bootstrap", s2.addr]
+        with daemon(lab, tmp_path, "pub", *both) as pub, daemon(lab, tmp_path, "priv", *both) as priv:
+            poll_until(lambda: dht_mode(priv) == "auto (client)", 30, "the NATed node's DHT mode")
+            assert autonat(priv)["reachability"] == "private"
+            with priv.sync_client() as c:
+                assert not any("/kad/" in p for p in c.node().protocols)
+            poll_until(lambda: autonat(pub)["reachability"] == "public", 30, "the public node's verdict")
+            assert dht_mode(pub) == "auto (server)"
+            with pub.sync_client() as c:
+                assert "/agentp2p/kad/1.0.0" in c.node().protocols
+
+
+def dht_mode(d: DaemonProcess) -> str:
+    with d.sync_client() as c:
+        return c.stats()["dht"]["mode"]

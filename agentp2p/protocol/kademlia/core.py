@@ -39,6 +39,7 @@ next is due and an ArmTimer action says when that changed.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import random
 from collections.abc import Iterable
@@ -195,6 +196,10 @@ class KademliaCore:
 
     def pending_count(self) -> int:
         return len(self._pending)
+
+    def set_mode(self, mode: Mode) -> None:
+        """Serve (SERVER) or only ask (CLIENT) from now on: AutoNAT's verdict."""
+        self.cfg = dataclasses.replace(self.cfg, mode=mode)
 
     def handle(self, now: float, event: Input) -> list[Action]:
         if now > self._now:

@@ -233,6 +233,8 @@ class KademliaService:
         self.protocols = list(protocols)
         self.limits = limits
         self.server = config.mode is Mode.SERVER
+        self._set_handler: Callable[[str, Any], None] = lambda _p, _h: None
+        self._remove_handler: Callable[[str], None] | None = None
         self._dialer = dialer
         self._host = host
         self._events = events
@@ -277,11 +279,32 @@ class KademliaService:
 
     # ------------------------------------------------------------------ wiring
 
-    def attach(self, set_stream_handler: Callable[[str, Any], None]) -> None:
+    def attach(self, set_stream_handler: Callable[[str, Any], None],
+               remove_stream_handler: Callable[[str], None] | None = None) -> None:
         """Register our handlers (server mode only: a client serves nothing)."""
+        self._set_handler, self._remove_handler = set_stream_handler, remove_stream_handler
         if self.server:
             for protocol in self.protocols:
                 set_stream_handler(protocol, self._serve)
+
+    def set_server(self, on: bool) -> bool:
+        """Switch between server and client mode at run time (AutoNAT's
+        verdict); True if the mode changed. A client's handlers go, so its
+        protocols (identify) stop listing Kademlia and peers stop adding it
+        to their tables; the core refuses what still arrives."""
+        if on == self.server or self._remove_handler is None:
+            return False
+        self.server = on
+        for protocol in self.protocols:
+            if on:
+                self._set_handler(protocol, self._serve)
+            else:
+                self._remove_handler(protocol)
+        mode = Mode.SERVER if on else Mode.CLIENT
+        self.config = dataclasses.replace(self.config, mode=mode)
+        if self.core is not None:
+            self.core.set_mode(mode)
+        return True
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled: the timer, the connection feed and every request task."""

@@ -106,3 +106,28 @@ async def test_one_asker_cannot_make_a_server_dial_at_will() -> None:
         assert statuses[:3] == [Status.OK] * 3
         assert set(statuses[3:]) == {Status.E_DIAL_REFUSED}
         assert b.stats()["autonat"]["server"]["ok"] == 3
+
+
+def served(node: Node) -> set[str]:
+    return {str(p) for p in node.host.get_mux().get_protocols() if p}
+
+
+@pytest.mark.trio
+async def test_dht_auto_mode_follows_the_verdict_and_fixed_modes_do_not() -> None:
+    from agentp2p.config import DHTConfig
+
+    quiet = AutoNATConfig(client=False)
+    async with Node(cfg(quiet)) as a, Node(local_config(autonat=quiet, swim=False, dht=DHTConfig(mode="server"))) as b:
+        kad = "/agentp2p/kad/1.0.0"
+        assert a.dht.mode == "auto (server)" and kad in served(a)
+        a.dht.follow_reachability(private=True)
+        assert a.dht.mode == "auto (client)" and kad not in served(a)
+        # A client refuses what still arrives (a peer with a stale view of us).
+        await b.connect(a.addrs[0])
+        with pytest.raises(Exception):
+            with trio.fail_after(10):
+                await b.dialer.open_stream(a.peer_id, [kad], lookup=False)
+        a.dht.follow_reachability(private=False)
+        assert a.dht.mode == "auto (server)" and kad in served(a)
+        b.dht.follow_reachability(private=True)  # configured "server": stays one
+        assert b.dht.mode == "server" and kad in served(b)
