@@ -60,6 +60,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from multiaddr import Multiaddr
+
 import trio
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
@@ -70,7 +72,7 @@ from .cache import RecordCache
 from .errors import InvalidRecord, Reason
 from .keys import CAPABILITY_KEY_PREFIX, NAMESPACE, record_key
 from .liveness import LivenessFn, PingLiveness
-from .model import AgentRecord, Capability
+from .model import ADDRS_MAX, AgentRecord, Capability
 from .protocol import RECORD_PROTOCOL, RecordProtocolError, request_record, serve_record_request
 from .ranking import Liveness, RankedAgent, rank_agents
 from .republish import repub_at_ms
@@ -90,6 +92,14 @@ GROWTH_LIMIT = 64
 #: How often the growth watcher looks at a table that has not changed, at
 #: most, once the record is out (it starts at 0.25 s and doubles).
 WATCH_POLL_MAX = 4.0
+#: At most one re-sign for changed addresses per this long (addresses that flap).
+ADDRS_RESIGN_INTERVAL = 5.0
+
+
+def _record_addrs(node: Any) -> list[Multiaddr]:
+    """What our record says about where to reach us: the node's addresses
+    (circuits through our relays last), as many as a record holds."""
+    return list(node.listen_addrs())[:ADDRS_MAX]
 #: Wait before retrying the failed parts of a publish round: doubles from
 #: MIN to MAX, jittered by +-25 %.
 MIN_BACKOFF = 2.0
@@ -110,6 +120,7 @@ class RecordStats:
     """Counters for what happened; peers' misbehaviour shows up here, not as errors."""
 
     rounds: int = 0
+    resigned_for_addrs: int = 0  # re-signed because where we can be reached changed
     round_failures: int = 0
     announced: int = 0
     announce_failures: int = 0
@@ -278,7 +289,7 @@ class RecordService:
         seq = now if self._record is None else max(now, self._record.seq + 1)
         record = AgentRecord.new(
             node.identity.public_key, now_ms=now, seq=seq, ttl_ms=self._ttl_ms,
-            addrs=node.listen_addrs(), **fields,
+            addrs=_record_addrs(node), **fields,
         )
         self._envelope = signed.seal(record, node.identity.private_key)
         self._record = record
@@ -359,9 +370,18 @@ class RecordService:
         node = self._require_node()
         fast = poll = min(0.25, self.settle / 2)
         size_seen, changed_at, due_since = -1, trio.current_time(), None
+        resigned_at = -ADDRS_RESIGN_INTERVAL
         while True:
             await trio.sleep(poll)
             now = trio.current_time()
+            if now - resigned_at >= ADDRS_RESIGN_INTERVAL and self._addrs_changed(node):
+                # Where we can be reached changed (a relay reservation came or
+                # went, a listener moved): the record must say so, now.
+                resigned_at = now
+                self._sign(self._fields)
+                self.counters.resigned_for_addrs += 1
+                self._wake.set()
+                poll = fast
             size = node.dht.routing_table_size
             last = self._table_at_last_round
             if size != size_seen:
@@ -381,6 +401,12 @@ class RecordService:
             if settled and not self._round_lock.locked():
                 self._wake.set()
                 due_since = None
+
+    def _addrs_changed(self, node: NodeContext) -> bool:
+        record = self._record
+        if record is None:
+            return False
+        return _record_addrs(node) != list(record.addrs)
 
     async def _publish_round(self, only: set[str] | None = None) -> set[str]:
         """Announce (if new), put and provide our current record.

@@ -146,11 +146,18 @@ class ServiceStats:
 
 
 def wire_addrs(addrs: Iterable[Multiaddr | str]) -> tuple[bytes, ...]:
-    """Multiaddrs as the wire carries them: binary, without a ``/p2p/`` suffix, each once."""
+    """Multiaddrs as the wire carries them: binary, without the peer's own
+    ``/p2p/`` suffix, each once. A circuit (``/…/p2p/<relay>/p2p-circuit``)
+    keeps its relay: cut at the first ``/p2p/`` it would become the relay's
+    own address, where a handshake as the peer can only fail."""
     out: dict[bytes, None] = {}
     for a in addrs:
         with contextlib.suppress(Exception):
-            base = str(a).split("/p2p/", 1)[0]
+            text = str(a)
+            if "/p2p-circuit" in text:
+                base = text.split("/p2p-circuit", 1)[0] + "/p2p-circuit"
+            else:
+                base = text.split("/p2p/", 1)[0]
             if base:
                 out[Multiaddr(base).to_bytes()] = None
     return tuple(out)
