@@ -42,8 +42,9 @@ from agentp2p.network.dialback import dial_back
 from agentp2p.network.dialer import Dialer
 from agentp2p.network.events import ConnectionEvents
 from agentp2p.network.handlers import HandlerFailures, contained
-from agentp2p.network.host import HostLimits, build_host
+from agentp2p.network.host import HostLimits, build_host, install_extra_identify_addrs
 from agentp2p.network.psk import read_psk_file
+from agentp2p.network.relayed import adopt_inbound, adopt_outbound
 from agentp2p.network.identity import Identity, load_or_create_identity
 from agentp2p.network.penalties import BanInfo, PenaltyBox
 from agentp2p.network.resources import ResourceManager
@@ -96,10 +97,13 @@ class ServiceContext:
         self._host = host
         self._handler_failures = handler_failures
         self.facade: Any = None
+        #: More addresses to advertise (the relay service's circuits); set by the assembly.
+        self.extra_addrs: Callable[[], list[Multiaddr]] = lambda: []
 
     def listen_addrs(self) -> list[Multiaddr]:
-        """The transport addresses actually bound (port 0 resolved)."""
-        return list(self._host.get_transport_addrs())
+        """Where peers can reach us: the transport addresses actually bound
+        (port 0 resolved), then ``/p2p-circuit`` ones through our relays."""
+        return [*self._host.get_transport_addrs(), *self.extra_addrs()]
 
     def state_path(self, suffix: str) -> Path | None:
         return _beside(self._identity_path, suffix)
@@ -121,6 +125,12 @@ class ServiceContext:
 
     async def dial_back(self, peer: ID, addr: Multiaddr, timeout: float) -> None:
         await dial_back(self._host, peer, addr, timeout)
+
+    async def adopt_outbound(self, stream: Any, peer: ID, addr: Multiaddr) -> None:
+        await adopt_outbound(self._host, stream, peer, addr)
+
+    async def adopt_inbound(self, stream: Any, addr: Multiaddr) -> None:
+        await adopt_inbound(self._host, stream, addr)
 
     def offence(self, peer: ID | None, reason: str, weight: float = 1.0) -> None:
         self._offence(peer, reason, weight)
@@ -177,6 +187,10 @@ def default_services(config: NodeConfig, given: Sequence[NodeService] = ()) -> l
         from agentp2p.application.records.service import RecordService
 
         out.append(RecordService.lookup_only())
+    if "relay" not in names:
+        from agentp2p.protocol.relay.service import RelayService
+
+        out.append(RelayService(config.relay))
     if "autonat" not in names and (config.autonat.client or config.autonat.server):
         from agentp2p.protocol.autonat.service import AutoNATService
 
@@ -184,13 +198,19 @@ def default_services(config: NodeConfig, given: Sequence[NodeService] = ()) -> l
     return out
 
 
-def _wire(services: dict[str, NodeService], dht: DHT) -> None:
+def _wire(services: dict[str, NodeService], dht: DHT, dialer: Dialer, context: ServiceContext) -> None:
     """Hooks between services (events flow up, never sideways): set here only."""
-    autonat = services.get("autonat")
+    autonat, relay = services.get("autonat"), services.get("relay")
     if autonat is not None and hasattr(autonat, "on_change"):
         from agentp2p.protocol.autonat.verdict import Reachability
 
         autonat.on_change(lambda status, _addrs: dht.follow_reachability(status is Reachability.PRIVATE))
+        if relay is not None and hasattr(relay, "follow_reachability"):
+            autonat.on_change(lambda status, _addrs: relay.follow_reachability(
+                public=status is Reachability.PUBLIC, private=status is Reachability.PRIVATE))
+    if relay is not None and hasattr(relay, "dial") and hasattr(relay, "circuit_addrs"):
+        dialer.use_relay(relay.dial)
+        context.extra_addrs = relay.circuit_addrs
     records, swim = services.get("records"), services.get("swim")
     if records is not None and swim is not None and hasattr(records, "use_liveness"):
         from agentp2p.application.records.ranking import Liveness
@@ -207,6 +227,9 @@ def _protect(connections: ConnectionManager, pubsub: PubSub, services: dict[str,
     and a retransmission)."""
     # Topic by topic in turn, so every topic's mesh gets its share of the cap.
     connections.add_protector(lambda: round_robin([pubsub.mesh_peers(t) for t in pubsub.topics()]))
+    relay = services.get("relay")
+    if relay is not None and hasattr(relay, "protected_peers"):
+        connections.add_protector(relay.protected_peers)  # type: ignore[attr-defined]
     messaging = services.get("messaging")
     if messaging is not None and hasattr(messaging, "busy_peers"):
         connections.add_protector(messaging.busy_peers)  # type: ignore[attr-defined]
@@ -333,7 +356,8 @@ def assemble(
             raise ValueError(f"a service named {service.name!r} is already attached")
         service.attach(context)
         parts.services[service.name] = service
-    _wire(parts.services, dht)
+    _wire(parts.services, dht, dialer, context)
+    install_extra_identify_addrs(host, context.extra_addrs)
     _protect(connections, pubsub, parts.services)
     parts.connections = connections
     records = parts.services.get("records")

@@ -16,8 +16,9 @@ The contract, in one place:
 * where we are: ``listen_addrs()``;
 * serving: ``set_stream_handler``, ``remove_stream_handler``;
 * reaching others: ``dialer`` (the one dialer, :mod:`agentp2p.network.dialer`),
-  and ``dial_back`` (a fresh connection that proves who answers, then closes:
-  AutoNAT's server);
+  ``dial_back`` (a fresh connection that proves who answers, then closes:
+  AutoNAT's server), ``adopt_outbound``/``adopt_inbound`` (a relay's
+  circuit made a connection);
 * what peers serve: ``protocols_of`` (from identify);
 * what happens: ``events`` (connections opened and closed);
 * shared substrates: ``pubsub`` and ``dht`` (narrow views below);
@@ -146,6 +147,14 @@ class NodeContext(Protocol):
 
     def protocols_of(self, peer: ID) -> list[str]:
         """The protocols ``peer`` said it serves (identify); [] if not known yet."""
+        ...
+
+    async def adopt_outbound(self, stream: Any, peer: ID, addr: Multiaddr) -> None:
+        """Make ``stream`` (a circuit through a relay) our connection to ``peer``."""
+        ...
+
+    async def adopt_inbound(self, stream: Any, addr: Multiaddr) -> None:
+        """Take ``stream`` (a circuit to us) as an inbound connection; returns when it closes."""
         ...
 
     async def dial_back(self, peer: ID, addr: Multiaddr, timeout: float) -> None:

@@ -40,7 +40,23 @@ def parse_listen_addr(text: str) -> Multiaddr:
 
 
 def parse_peer_addr(text: str) -> PeerInfo:
-    """A dialable address ending in ``/p2p/<peer id>`` (bootstrap entries, connect)."""
+    """A dialable address ending in ``/p2p/<peer id>`` (bootstrap entries, connect).
+
+    A circuit, ``/…/p2p/<relay>/p2p-circuit/p2p/<peer>``, names the peer
+    after the circuit; its address is the circuit up to ``/p2p-circuit``
+    (the dialer reaches the peer through the relay).
+    """
+    if "/p2p-circuit" in text:
+        head, _, tail = text.partition("/p2p-circuit")
+        relay = parse_peer_addr(head)  # the relay's own address must be dialable
+        if not tail.startswith("/p2p/") or tail.count("/") != 2:
+            raise AddressError(f"circuit address {text!r} must end with /p2p-circuit/p2p/<peer id>")
+        try:
+            peer_id = ID(parse_peer_id(tail[5:]).to_bytes())
+        except ValueError as exc:
+            raise AddressError(f"circuit address {text!r}: {exc}") from None
+        circuit = Multiaddr(f"{relay.addrs[0]}/p2p/{relay.peer_id}/p2p-circuit")
+        return PeerInfo(peer_id, [circuit])
     ma = parse_multiaddr(text)
     try:
         peer_str = ma.value_for_protocol("p2p")

@@ -45,6 +45,12 @@ __all__ = ["Dialer", "DialerStats", "Lookup"]
 ADDR_TTL = 3600
 
 Lookup = Callable[[ID], Awaitable[PeerInfo | None]]
+#: ``relay_dial(peer, circuit_addrs, timeout)``: connect through a relay (the relay service).
+RelayDial = Callable[[ID, list[Multiaddr], float], Awaitable[None]]
+
+
+def is_circuit(addr: Multiaddr) -> bool:
+    return "/p2p-circuit" in str(addr)
 
 
 @dataclass
@@ -58,6 +64,7 @@ class DialerStats:
     refused_denied: int = 0
     refused_not_allowed: int = 0  # the allow list is on and the peer is not on it
     refused_policy: int = 0  # the authorization policy's connect rules refuse the peer
+    relayed_dials: int = 0  # direct addresses failed (or none): tried /p2p-circuit ones
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -103,8 +110,14 @@ class Dialer:
         self._is_permitted = is_permitted
         self._refused_by_policy = refused_by_policy
         self._lookup = lookup
+        self._relay_dial: RelayDial | None = None
         self._inflight: dict[ID, _InFlight] = {}
         self.stats = DialerStats()
+
+    def use_relay(self, relay_dial: RelayDial | None) -> None:
+        """Who dials ``/p2p-circuit`` addresses (the relay service): py-libp2p's
+        swarm drops them, so they are tried here, after the direct ones."""
+        self._relay_dial = relay_dial
 
     def use_lookup(self, lookup: Lookup | None) -> None:
         """Where to find a peer whose known addresses fail (the DHT, once built)."""
@@ -190,8 +203,22 @@ class Dialer:
                 del self._inflight[peer]
 
     async def _connect_now(self, peer: ID, lookup: bool) -> None:
+        known = self.known_addrs(peer)
+        try:
+            await self._connect_direct(peer, lookup, [a for a in known if not is_circuit(a)])
+        except DialError as exc:
+            circuits = [a for a in self.known_addrs(peer) if is_circuit(a)]
+            if not circuits or self._relay_dial is None:
+                raise
+            self.stats.relayed_dials += 1
+            try:
+                await self._relay_dial(peer, circuits, self.timeout)
+            except Exception as relay_exc:  # noqa: BLE001
+                raise DialError(f"{exc}; through a relay: {relay_exc}") from None
+            self.stats.successes += 1
+
+    async def _connect_direct(self, peer: ID, lookup: bool, addrs: list[Multiaddr]) -> None:
         network = self._host.get_network()
-        addrs = self.known_addrs(peer)
         first: Exception | None = None
         if addrs:
             self.stats.dials += 1
@@ -212,9 +239,10 @@ class Dialer:
                 log.debug("DHT lookup of %s failed: %r", peer, exc)
                 info = None
             # What the lookup learnt beyond the addresses that just failed.
-            fresh = [a for a in (info.addrs if info is not None else []) if a not in addrs]
+            learnt = [a for a in (info.addrs if info is not None else []) if a not in addrs]
+            self.add_addrs(peer, learnt)  # circuit addresses among them are for the caller's fallback
+            fresh = [a for a in learnt if not is_circuit(a)]
             if fresh:
-                self.add_addrs(peer, fresh)
                 self.stats.dials += 1
                 with contextlib.suppress(Exception):
                     network.unblock_peer(peer)

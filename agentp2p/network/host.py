@@ -89,8 +89,14 @@ def muxer_options() -> dict[TProtocol, type]:
     return {TProtocol(YAMUX_PROTOCOL_ID): GuardedYamux}
 
 
+def install_extra_identify_addrs(host: IHost, extra: Callable[[], Sequence[Multiaddr]]) -> None:
+    """Also tell peers (identify) of ``extra()`` addresses: the circuits through our relays."""
+    host._agentp2p_extra_addrs = extra  # type: ignore[attr-defined]
+
+
 def _identify_handler(host: IHost):  # type: ignore[no-untyped-def]
-    """Identify, as the library answers it, but with our agent version."""
+    """Identify, as the library answers it, but with our agent version
+    (and the extra addresses of :func:`install_extra_identify_addrs`)."""
 
     async def handle_identify(stream) -> None:  # type: ignore[no-untyped-def]
         observed = None
@@ -101,6 +107,13 @@ def _identify_handler(host: IHost):  # type: ignore[no-untyped-def]
             observed = None
         msg = _identify._mk_identify_protobuf(host, observed)
         msg.agent_version = AGENT_VERSION
+        extra = getattr(host, "_agentp2p_extra_addrs", None)
+        if extra is not None:
+            have = set(msg.listen_addrs)
+            for addr in extra():
+                raw = addr.to_bytes()
+                if raw not in have:
+                    msg.listen_addrs.append(raw)
         with trio.move_on_after(5):
             await stream.write(encode_varint_prefixed(msg.SerializeToString()))
         await stream.close()

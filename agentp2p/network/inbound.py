@@ -42,6 +42,7 @@ from typing import Any
 import trio
 
 from libp2p.abc import IMuxedConn
+from libp2p.connection_types import ConnectionType
 from libp2p.io.exceptions import ConnectionClosedError
 from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.transport.exceptions import SecurityUpgradeFailure
@@ -186,7 +187,9 @@ class InboundGate:
         while len(self._pending) >= limits.max_pending_handshakes:
             self._evict_one()
         heard = _HeardStream(read_write_closer)
-        raw = RawConnection(heard, False)
+        # A relayed pipe (network/relayed.py) says what it is; a socket is direct.
+        raw = RawConnection(heard, False, getattr(read_write_closer, "connection_type", ConnectionType.DIRECT),
+                            addresses=getattr(read_write_closer, "addresses", None))
         token = self._next_token
         self._next_token += 1
         muxed = None

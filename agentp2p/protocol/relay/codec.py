@@ -1,0 +1,73 @@
+"""Circuit relay v2 messages: bytes to checked protobuf and back.
+
+Both protocols exchange small control messages (go-libp2p caps them at
+4 KiB) before a stream turns into a relayed connection; anything larger,
+unparseable, or missing a required field is a :class:`CodecError`, and the
+handler answers ``MALFORMED_MESSAGE`` where the protocol has a reply.
+"""
+
+from __future__ import annotations
+
+from google.protobuf.message import DecodeError
+
+from agentp2p.pb import circuit_pb2 as pb
+
+__all__ = [
+    "CodecError", "HOP_PROTOCOL", "MAX_MESSAGE_BYTES", "STOP_PROTOCOL", "Status", "decode_hop", "decode_stop",
+    "hop_status", "limit_of", "pb",
+]
+
+HOP_PROTOCOL = "/libp2p/circuit/relay/0.2.0/hop"
+STOP_PROTOCOL = "/libp2p/circuit/relay/0.2.0/stop"
+MAX_MESSAGE_BYTES = 4096
+#: Addresses a Peer or Reservation may carry before we stop reading them.
+MAX_ADDRS = 32
+
+Status = pb.Status
+
+
+class CodecError(ValueError):
+    """Not a relay message we can act on."""
+
+
+def _parse(msg: object, data: bytes) -> None:
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise CodecError(f"message of {len(data)} bytes (at most {MAX_MESSAGE_BYTES})")
+    try:
+        msg.ParseFromString(data)  # type: ignore[attr-defined]
+    except DecodeError as exc:
+        raise CodecError(f"unreadable relay message: {exc}") from None
+    if not msg.IsInitialized():  # type: ignore[attr-defined] — the parser does not check
+        raise CodecError("relay message without a required field (type, peer id)")
+
+
+def decode_hop(data: bytes) -> pb.HopMessage:
+    msg = pb.HopMessage()
+    _parse(msg, data)
+    if msg.HasField("peer") and len(msg.peer.addrs) > MAX_ADDRS:
+        raise CodecError("too many addresses")
+    if msg.type == pb.HopMessage.STATUS and not msg.HasField("status"):
+        raise CodecError("STATUS without a (known) status")
+    return msg
+
+
+def decode_stop(data: bytes) -> pb.StopMessage:
+    msg = pb.StopMessage()
+    _parse(msg, data)
+    if msg.HasField("peer") and len(msg.peer.addrs) > MAX_ADDRS:
+        raise CodecError("too many addresses")
+    if msg.type == pb.StopMessage.STATUS and not msg.HasField("status"):
+        raise CodecError("STATUS without a (known) status")
+    return msg
+
+
+def hop_status(status: int, **fields: object) -> bytes:
+    msg = pb.HopMessage(type=pb.HopMessage.STATUS, status=status)  # type: ignore[arg-type]
+    for name, value in fields.items():
+        getattr(msg, name).CopyFrom(value)
+    return msg.SerializeToString()
+
+
+def limit_of(duration: float, data: int) -> pb.Limit:
+    """The Limit a relay announces (0 = none, as the spec says)."""
+    return pb.Limit(duration=int(duration), data=int(data))

@@ -1,0 +1,250 @@
+"""Circuit relay v2 on a node: relay service, reservations, circuits both ways.
+
+* **Relay service** (hop.py): with ``service = "on"``, or ``"auto"`` once
+  AutoNAT finds the node public (the assembly wires the verdict to
+  :meth:`RelayService.follow_reachability`).
+* **Reservations**: on the configured ``relays`` always, and — with
+  ``auto_relay`` once AutoNAT finds the node private — on connected peers
+  that offer relay service, ``reservations`` of them. Each is refreshed
+  before it expires and re-made (with back-off) when the relay's
+  connection drops; the connection manager never trims a relay we hold a
+  reservation on. The node's advertised addresses (records, the DHT,
+  identify) gain ``/p2p/R/p2p-circuit`` for each.
+* **Circuits to us**: a stop CONNECT from a relay we hold a reservation
+  on is accepted and handed to the node's inbound path, like a socket.
+* **Circuits from us**: the dialer hands ``/p2p-circuit`` addresses here
+  when direct ones fail or there are none (:meth:`dial`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections import Counter
+from typing import Any
+
+import trio
+from libp2p.peer.id import ID
+from multiaddr import Multiaddr
+
+from agentp2p.contract import NodeContext
+from agentp2p.errors import DialError
+
+from .client import Granted, RelayError, accept_stop, open_circuit, reserve, split_circuit
+from .codec import HOP_PROTOCOL, STOP_PROTOCOL
+from .config import RelayConfig
+from .hop import HopServer
+
+log = logging.getLogger("agentp2p.relay")
+
+__all__ = ["RelayService"]
+
+#: How often the reservation keeper looks at its relays.
+_KEEP_INTERVAL = 5.0
+#: Back-off after a failed reservation: doubles from the first to the last.
+_BACKOFF = (5.0, 300.0)
+#: A reservation is renewed when this share of its life is left.
+_RENEW_AT = 0.25
+
+
+class RelayService:
+    """See the module doc (name ``"relay"``)."""
+
+    name = "relay"
+
+    def __init__(self, config: RelayConfig | None = None) -> None:
+        self.config = config or RelayConfig()
+        self._ctx: NodeContext | None = None
+        self.hop: HopServer | None = None
+        self.serving = False
+        self._private = False
+        self.granted: dict[ID, Granted] = {}
+        self._static: dict[ID, Multiaddr] = {}
+        self._retry_at: dict[ID, float] = {}
+        self._failures: Counter[ID] = Counter()
+        self._wake = trio.Event()
+        self.counters: Counter[str] = Counter()
+
+    # ------------------------------------------------------------ wiring
+    def attach(self, ctx: NodeContext) -> None:
+        self._ctx = ctx
+        self.hop = HopServer(ctx, self.config, self._relay_addrs)
+        if self.config.accept_circuits:
+            ctx.set_stream_handler(STOP_PROTOCOL, self._on_stop)
+        if self.config.service == "on":
+            self._serve(True)
+        from agentp2p.network.addresses import parse_peer_addr
+
+        for text in self.config.relays:
+            info = parse_peer_addr(text)
+            if info.peer_id != ctx.peer_id:
+                self._static[info.peer_id] = Multiaddr(text)
+
+    def follow_reachability(self, public: bool, private: bool) -> None:
+        """AutoNAT's verdict: serve as a relay when public ("auto"); look for
+        relays when private (``auto_relay``)."""
+        if self.config.service == "auto":
+            self._serve(public)
+        self._private = private
+        self._wake.set()
+
+    def _serve(self, on: bool) -> None:
+        ctx = self._ctx
+        if ctx is None or on == self.serving or self.hop is None:
+            return
+        self.serving = on
+        if on:
+            ctx.set_stream_handler(HOP_PROTOCOL, self.hop.handle)
+        else:
+            ctx.remove_stream_handler(HOP_PROTOCOL)
+        log.info("relay service %s", "on" if on else "off")
+
+    def _relay_addrs(self) -> list[str]:
+        ctx = self._ctx
+        assert ctx is not None
+        return [str(a) for a in ctx.listen_addrs() if "p2p-circuit" not in str(a)
+                and "/ip4/0.0.0.0/" not in str(a) and "/ip6/::/" not in str(a)]
+
+    # ------------------------------------------------------------ public
+    def circuit_addrs(self) -> list[Multiaddr]:
+        """Where peers can reach us through our relays (``/…/p2p/R/p2p-circuit``)."""
+        now = time.time()
+        out: list[Multiaddr] = []
+        for relay, g in self.granted.items():
+            if g.expire <= now:
+                continue
+            bases = list(g.addrs)
+            if not bases and self._ctx is not None:
+                bases = [f"{a}/p2p/{relay}" for a in self._ctx.dialer.known_addrs(relay)]
+            for base in bases:
+                with contextlib.suppress(Exception):
+                    out.append(Multiaddr(f"{base}/p2p-circuit"))
+        return out
+
+    def protected_peers(self) -> list[ID]:
+        """Relays we hold a reservation on: their connection is our reachability."""
+        return list(self.granted)
+
+    async def dial(self, peer: ID, addrs: list[Multiaddr], timeout: float) -> None:
+        """Connect to ``peer`` through the first of its circuit ``addrs`` that works."""
+        ctx = self._ctx
+        assert ctx is not None
+        errors = []
+        for addr in addrs:
+            parts = split_circuit(addr)
+            if parts is None:
+                continue
+            relay_addr, relay, target = parts
+            if target is not None and target != peer:
+                continue
+            if relay == ctx.peer_id or relay == peer:
+                continue
+            self.counters["dials"] += 1
+            try:
+                with trio.fail_after(timeout):
+                    await ctx.dialer.connect(relay, [relay_addr], lookup=False, timeout=timeout)
+                    stream = await open_circuit(ctx.dialer, relay, peer, timeout)
+                    await ctx.adopt_outbound(stream, peer, Multiaddr(f"{relay_addr}/p2p-circuit/p2p/{peer}"))
+                self.counters["dials_ok"] += 1
+                return
+            except (Exception, trio.TooSlowError) as exc:  # noqa: BLE001 — try the next relay
+                self.counters["dials_failed"] += 1
+                errors.append(f"via {relay}: {exc}")
+        raise DialError(f"no relay reached {peer}: " + ("; ".join(errors) or "no usable circuit address"))
+
+    def stats(self) -> dict[str, Any]:
+        hop = self.hop
+        return {
+            "service": self.serving,
+            "reservations": {str(r): {"expires_in": max(0, int(g.expire - time.time())), "addrs": list(g.addrs)}
+                             for r, g in self.granted.items()},
+            "circuit_addrs": [str(a) for a in self.circuit_addrs()],
+            "client": dict(self.counters),
+            "relay": {**dict(hop.stats), **{f"books_{k}": v for k, v in hop.books.stats.items()},
+                      "reservations_held": hop.books.reservations, "circuits_open": hop.books.circuits,
+                      "bytes_relayed": hop.bytes_relayed} if hop is not None else {},
+        }
+
+    # ------------------------------------------------------------ running
+    async def run(self, ctx: NodeContext) -> None:
+        events = ctx.events.subscribe()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch, events)
+            while True:
+                await self._keep(ctx)
+                self._wake = trio.Event()
+                with trio.move_on_after(_KEEP_INTERVAL):
+                    await self._wake.wait()
+
+    async def _watch(self, events: Any) -> None:
+        async for event in events:
+            if event.connected:
+                continue
+            if self.hop is not None:
+                self.hop.books.disconnected(event.peer_id)
+            if self.granted.pop(event.peer_id, None) is not None:
+                log.info("relay %s disconnected: reservation lost", event.peer_id)
+                self._wake.set()
+
+    def _wanted(self, ctx: NodeContext) -> list[ID]:
+        """The relays to hold reservations on, in order of preference."""
+        want = list(self._static)
+        if self._private and self.config.auto_relay:
+            for peer in ctx.dialer.peers():
+                if peer not in want and HOP_PROTOCOL in ctx.protocols_of(peer):
+                    want.append(peer)
+        return want
+
+    async def _keep(self, ctx: NodeContext) -> None:
+        now, wall = ctx.now(), time.time()
+        wanted = self._wanted(ctx)
+        # Drop reservations we no longer want (an auto relay once we turn public).
+        for relay in [r for r in self.granted if r not in wanted]:
+            del self.granted[relay]
+        held = [r for r in wanted if r in self.granted and self.granted[r].expire > wall]
+        for relay in wanted:
+            g = self.granted.get(relay)
+            fresh = g is not None and (g.expire - wall) > _RENEW_AT * self.config.reservation_ttl
+            if fresh:
+                continue
+            if g is None and len(held) >= self.config.reservations:
+                continue
+            if self._retry_at.get(relay, -math.inf) > now:
+                continue
+            addrs = [self._static[relay]] if relay in self._static else []
+            try:
+                if addrs:
+                    await ctx.dialer.connect(relay, addrs, lookup=False)
+                granted = await reserve(ctx.dialer, relay, timeout=10.0)
+            except (RelayError, DialError, Exception) as exc:  # noqa: BLE001
+                self._failures[relay] += 1
+                delay = min(_BACKOFF[1], _BACKOFF[0] * 2 ** (self._failures[relay] - 1))
+                self._retry_at[relay] = now + delay
+                self.counters["reservations_failed"] += 1
+                log.info("reservation on relay %s failed (retry in %.0f s): %s", relay, delay, exc)
+                continue
+            self._failures.pop(relay, None)
+            self._retry_at.pop(relay, None)
+            if relay not in self.granted:
+                held.append(relay)
+                log.info("reserved a slot on relay %s (%s)", relay, ", ".join(granted.addrs) or "no addrs")
+            self.granted[relay] = granted
+            self.counters["reservations"] += 1
+
+    # ------------------------------------------------------------ circuits to us
+    async def _on_stop(self, stream: Any) -> None:
+        ctx = self._ctx
+        assert ctx is not None
+        relay: ID = stream.muxed_conn.peer_id
+        # Only relays we reserved on may end circuits here: no one else can
+        # make this node take connections through a third party.
+        allowed = relay in self.granted
+        initiator = await accept_stop(stream, self.config.connect_timeout, allowed)
+        if initiator is None:
+            self.counters["circuits_refused"] += 1
+            return
+        self.counters["circuits_accepted"] += 1
+        base = next(iter(self.granted[relay].addrs), f"/p2p/{relay}")
+        await ctx.adopt_inbound(stream, Multiaddr(f"{base}/p2p-circuit/p2p/{initiator}"))
