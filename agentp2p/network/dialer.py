@@ -204,8 +204,18 @@ class Dialer:
 
     async def _connect_now(self, peer: ID, lookup: bool) -> None:
         known = self.known_addrs(peer)
+        direct = [a for a in known if not is_circuit(a)]
+        relayable = self._relay_dial is not None and len(direct) < len(known)
         try:
-            await self._connect_direct(peer, lookup, [a for a in known if not is_circuit(a)])
+            if relayable:
+                # A peer with circuits is often behind a NAT, where its direct
+                # addresses hang rather than fail: leave the relay half the time.
+                with trio.move_on_after(self.timeout / 2) as scope:
+                    await self._connect_direct(peer, lookup, direct)
+                if scope.cancelled_caught:
+                    raise DialError(f"dial {peer}: no direct address answered within {self.timeout / 2:g}s")
+            else:
+                await self._connect_direct(peer, lookup, direct)
         except DialError as exc:
             circuits = [a for a in self.known_addrs(peer) if is_circuit(a)]
             if not circuits or self._relay_dial is None:

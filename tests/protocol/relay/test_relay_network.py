@@ -10,6 +10,7 @@ bounded per peer, and every circuit cut at its data or time limit.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 
 import pytest
@@ -202,3 +203,27 @@ async def test_autonat_will_not_judge_over_a_circuit() -> None:
                 answer = decode_response(await read_frame(stream, 4096))
                 # No IP is known for a relayed peer: nothing may be dialed (the spec's rule).
                 assert answer.status is Status.E_DIAL_REFUSED
+
+
+@pytest.mark.trio
+async def test_a_direct_address_that_hangs_leaves_the_relay_its_turn() -> None:
+    """Behind a NAT, a peer's direct addresses often hang (dropped SYNs)
+    rather than fail: the dialer gives them half its time, then the relay."""
+    held: list[trio.SocketStream] = []
+
+    async def swallow(stream: trio.SocketStream) -> None:
+        held.append(stream)  # accept, never answer: the handshake waits
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, swallow, 0, host="127.0.0.1"))
+        silent = listeners[0].socket.getsockname()[1]
+        async with relayed() as (r, _a, b):
+            async with Node(local_config(swim=False, autonat=QUIET, dial_timeout=4.0)) as a:
+                a.dialer.add_addrs(b.peer_id, [f"/ip4/127.0.0.1/tcp/{silent}"])
+                t0 = trio.current_time()
+                await a.connect(circuit_of(b))
+                assert relayed_connections(a.host, b.peer_id)
+                assert held, "the direct address was tried first"
+                assert trio.current_time() - t0 < 4.0
+        nursery.cancel_scope.cancel()
