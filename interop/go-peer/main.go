@@ -54,23 +54,33 @@ type options struct {
 	bootstrap []string
 	seed      *int64   // nil: random identity
 	psk       pnet.PSK // nil: the public network
+	// Circuit relay v2: serve as a relay (go-libp2p's relay, its default
+	// limits unless -relay-unlimited), and/or reserve slots on relays.
+	relayService   bool
+	relayUnlimited bool
+	reserve        []string
 }
 
 func parseFlags(args []string) (options, error) {
 	fs := flag.NewFlagSet("go-peer", flag.ContinueOnError)
-	var listen, bootstrap multiFlag
+	var listen, bootstrap, reserve multiFlag
 	var seed, pskFile string
+	var relayService, relayUnlimited bool
 	fs.Var(&listen, "listen", "multiaddr to listen on (repeatable; default /ip4/127.0.0.1/tcp/0)")
 	fs.Var(&bootstrap, "bootstrap", "multiaddr with /p2p/<id> to connect to before ready (repeatable)")
 	fs.StringVar(&seed, "seed", "", "integer seed for a deterministic Ed25519 identity (default: random)")
 	fs.StringVar(&pskFile, "psk", "", "private network key file (/key/swarm/psk/1.0.0/ format); TCP only, as go-libp2p requires")
+	fs.BoolVar(&relayService, "relay-service", false, "serve circuit relay v2 (hop) with go-libp2p's default limits")
+	fs.BoolVar(&relayUnlimited, "relay-unlimited", false, "with -relay-service: no circuit duration or data limit")
+	fs.Var(&reserve, "reserve", "relay multiaddr with /p2p/<id> to reserve a slot on before ready (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
 	if fs.NArg() != 0 {
 		return options{}, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
-	opts := options{listen: listen, bootstrap: bootstrap}
+	opts := options{listen: listen, bootstrap: bootstrap, relayService: relayService,
+		relayUnlimited: relayUnlimited, reserve: reserve}
 	if len(opts.listen) == 0 {
 		// Loopback only: tests must never bind a routable interface.
 		opts.listen = []string{"/ip4/127.0.0.1/tcp/0"}
@@ -130,6 +140,12 @@ func newHost(opts options) (host.Host, error) {
 	if opts.psk != nil {
 		private = libp2p.PrivateNetwork(opts.psk)
 	}
+	// The relay client (circuit transport, stop handler) only when asked:
+	// the other interop tests run against exactly the stack above.
+	relay := libp2p.DisableRelay()
+	if len(opts.reserve) > 0 || opts.relayService {
+		relay = libp2p.EnableRelay()
+	}
 	return libp2p.New(
 		private,
 		libp2p.Identity(sk),
@@ -140,7 +156,7 @@ func newHost(opts options) (host.Host, error) {
 		libp2p.UserAgent(agentVersion),
 		libp2p.Ping(true),
 		libp2p.ResourceManager(rm),
-		libp2p.DisableRelay(),
+		relay,
 		// Loopback addresses are the only ones we have; keep announcing them.
 		libp2p.NonPublicAddrPublishing(true),
 	)
@@ -191,6 +207,11 @@ func run() error {
 		return err
 	}
 
+	if opts.relayService {
+		if err := startRelayService(h, opts.relayUnlimited); err != nil {
+			return err
+		}
+	}
 	node := &node{host: h, dht: kad, ps: ps, mesh: tracer, out: newOutput(os.Stdout), topics: &topics{ps: ps}}
 	for _, s := range opts.bootstrap {
 		a, err := ma.NewMultiaddr(s)
@@ -199,6 +220,12 @@ func run() error {
 		}
 		if _, err := node.connect(ctx, a); err != nil {
 			return fmt.Errorf("--bootstrap %q: %w", s, err)
+		}
+	}
+
+	for _, s := range opts.reserve {
+		if err := reserveOn(ctx, h, s); err != nil {
+			return fmt.Errorf("--reserve %q: %w", s, err)
 		}
 	}
 

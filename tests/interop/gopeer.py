@@ -148,8 +148,10 @@ class GoPeer:
         ready_timeout: float = 30.0,
         debug: bool = False,
         dht_protocol: str | None = None,
+        flags: tuple[str, ...] = (),
     ) -> None:
-        self._argv = [str(binary)]
+        """``flags``: more go-peer flags (``--relay-service``, ``--reserve ADDR``...)."""
+        self._argv = [str(binary), *flags]
         if seed is not None:
             self._argv += ["--seed", str(seed)]
         for addr in listen or []:
