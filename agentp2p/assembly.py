@@ -19,6 +19,7 @@ and the network layer; ``node.py`` (the public facade) imports this module.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ from agentp2p.network.dialback import dial_back
 from agentp2p.network.dialer import Dialer
 from agentp2p.network.events import ConnectionEvents
 from agentp2p.network.handlers import HandlerFailures, contained
-from agentp2p.network.host import HostLimits, build_host, install_extra_identify_addrs
+from agentp2p.network.host import HostLimits, advertise_extra_addrs, build_host
 from agentp2p.network.psk import read_psk_file
 from agentp2p.network.relayed import adopt_inbound, adopt_outbound
 from agentp2p.network.identity import Identity, load_or_create_identity
@@ -97,6 +98,8 @@ class ServiceContext:
         self._host = host
         self._handler_failures = handler_failures
         self.facade: Any = None
+        #: Where background work of the context runs (identify pushes); set by the node.
+        self.nursery: trio.Nursery | None = None
         #: More addresses to advertise (the relay service's circuits); set by the assembly.
         self.extra_addrs: Callable[[], list[Multiaddr]] = lambda: []
 
@@ -112,6 +115,21 @@ class ServiceContext:
         """Serve ``protocol``; an exception in ``handler`` resets that stream only
         (and counts against the peer), never the host."""
         self._host.set_stream_handler(TProtocol(protocol), contained(handler, protocol, self._handler_failures))
+
+    def push_identify(self) -> None:
+        """Tell connected peers now that our protocols or addresses changed
+        (identify push; bounded, in the background)."""
+        nursery = self.nursery
+        if nursery is None:
+            return
+
+        async def push() -> None:
+            from libp2p.identity.identify_push.identify_push import push_identify_to_peers
+
+            with trio.move_on_after(30), contextlib.suppress(Exception):
+                await push_identify_to_peers(self._host)
+
+        nursery.start_soon(push)
 
     def remove_stream_handler(self, protocol: str) -> None:
         """Stop serving ``protocol`` (new streams for it are refused in negotiation)."""
@@ -206,8 +224,8 @@ def _wire(services: dict[str, NodeService], dht: DHT, dialer: Dialer, context: S
 
         autonat.on_change(lambda status, _addrs: dht.follow_reachability(status is Reachability.PRIVATE))
         if relay is not None and hasattr(relay, "follow_reachability"):
-            autonat.on_change(lambda status, _addrs: relay.follow_reachability(
-                public=status is Reachability.PUBLIC, private=status is Reachability.PRIVATE))
+            autonat.on_change(lambda status, addrs: relay.follow_reachability(
+                public=status is Reachability.PUBLIC, private=status is Reachability.PRIVATE, addrs=addrs))
     if relay is not None and hasattr(relay, "dial") and hasattr(relay, "circuit_addrs"):
         dialer.use_relay(relay.dial)
         context.extra_addrs = relay.circuit_addrs
@@ -357,7 +375,7 @@ def assemble(
         service.attach(context)
         parts.services[service.name] = service
     _wire(parts.services, dht, dialer, context)
-    install_extra_identify_addrs(host, context.extra_addrs)
+    advertise_extra_addrs(host, lambda: context.extra_addrs())
     _protect(connections, pubsub, parts.services)
     parts.connections = connections
     records = parts.services.get("records")

@@ -357,6 +357,16 @@ def _status(client: Any, args: argparse.Namespace) -> int:
         at = ", ".join(reach.get("public_addrs") or [])
         asked = (reach.get("client") or {}).get("asked", 0)
         print(f"reachability:  {reach.get('reachability')}{f' at {at}' if at else ''} ({asked} peer(s) asked)")
+    relay = stats.get("relay") or {}
+    if relay:
+        served = relay.get("relay") or {}
+        mine = relay.get("circuit_addrs") or []
+        print(f"relay:         {'serving' if relay.get('service') else 'not serving'}"
+              + (f" ({served.get('reservations_held', 0)} reservations, {served.get('circuits_open', 0)} circuits)"
+                 if relay.get("service") else "")
+              + (f"; reachable through {len(relay.get('reservations') or {})} relay(s)" if mine else ""))
+        for addr in mine:
+            print(f"  {addr}")
     topics = stats.get("pubsub", {}).get("topics", [])
     print(f"topics:        {', '.join(topics) if topics else '-'}")
     policy, trust = stats.get("policy") or {}, stats.get("trust") or {}

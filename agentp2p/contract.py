@@ -145,6 +145,10 @@ class NodeContext(Protocol):
 
     def remove_stream_handler(self, protocol: str) -> None: ...
 
+    def push_identify(self) -> None:
+        """Tell connected peers our protocols or addresses changed (identify push)."""
+        ...
+
     def protocols_of(self, peer: ID) -> list[str]:
         """The protocols ``peer`` said it serves (identify); [] if not known yet."""
         ...

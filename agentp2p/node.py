@@ -210,6 +210,7 @@ class Node:
                     nursery.start_soon(self._run_mdns)
                 # Services may use the node's API while they start.
                 self._nursery = nursery
+                self.context.nursery = nursery
                 for service in self.services.values():
                     # Services that report readiness are awaited, so the
                     # node's API works as soon as ``async with`` returns.
@@ -232,6 +233,7 @@ class Node:
                                 with contextlib.suppress(Exception):
                                     await stopping(self.context)
                     self._nursery = None
+                    self.context.nursery = None
                     self._save_trust()
                     nursery.cancel_scope.cancel()
 

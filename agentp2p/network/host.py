@@ -89,14 +89,32 @@ def muxer_options() -> dict[TProtocol, type]:
     return {TProtocol(YAMUX_PROTOCOL_ID): GuardedYamux}
 
 
-def install_extra_identify_addrs(host: IHost, extra: Callable[[], Sequence[Multiaddr]]) -> None:
-    """Also tell peers (identify) of ``extra()`` addresses: the circuits through our relays."""
-    host._agentp2p_extra_addrs = extra  # type: ignore[attr-defined]
+def advertise_extra_addrs(host: IHost, extra: Callable[[], Sequence[Multiaddr]]) -> None:
+    """Advertise ``extra()`` addresses (the circuits through our relays) as the
+    host's own: identify's listen addresses *and* its signed peer record. A
+    receiver keeps only the record's addresses when both come (py-libp2p's
+    ``update_peerstore_from_identify``), so adding them to the list alone
+    was undone on arrival. Not through the library's ``addrs_factory``: its
+    ``get_addrs`` cuts an address at its first ``/p2p/`` to re-append ours,
+    which turns a circuit into the relay's own address."""
+    inner = host.get_addrs
+    me = f"/p2p/{host.get_id()}"
+
+    def get_addrs() -> list[Multiaddr]:
+        base = list(inner())
+        seen = {str(a) for a in base}
+        for addr in extra():
+            full = f"{addr}{me}"
+            if full not in seen:
+                seen.add(full)
+                base.append(Multiaddr(full))
+        return base
+
+    host.get_addrs = get_addrs  # type: ignore[method-assign]
 
 
 def _identify_handler(host: IHost):  # type: ignore[no-untyped-def]
-    """Identify, as the library answers it, but with our agent version
-    (and the extra addresses of :func:`install_extra_identify_addrs`)."""
+    """Identify, as the library answers it, but with our agent version."""
 
     async def handle_identify(stream) -> None:  # type: ignore[no-untyped-def]
         observed = None
@@ -107,13 +125,6 @@ def _identify_handler(host: IHost):  # type: ignore[no-untyped-def]
             observed = None
         msg = _identify._mk_identify_protobuf(host, observed)
         msg.agent_version = AGENT_VERSION
-        extra = getattr(host, "_agentp2p_extra_addrs", None)
-        if extra is not None:
-            have = set(msg.listen_addrs)
-            for addr in extra():
-                raw = addr.to_bytes()
-                if raw not in have:
-                    msg.listen_addrs.append(raw)
         with trio.move_on_after(5):
             await stream.write(encode_varint_prefixed(msg.SerializeToString()))
         await stream.close()

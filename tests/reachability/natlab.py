@@ -31,6 +31,7 @@ namespace kills its interfaces and iptables rules with it.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -187,8 +188,10 @@ def _check(argv: list[str]) -> None:
         raise NatLabUnavailable(f"{' '.join(argv)}: {result.stderr.strip() or result.returncode}")
 
 
+@functools.cache
 def available() -> str | None:
-    """None when a lab can be built here, else why not (the reason to skip with)."""
+    """None when a lab can be built here, else why not (the reason to skip with;
+    asked once per process)."""
     if os.geteuid() != 0:
         return "network namespaces need root (CAP_NET_ADMIN and CAP_SYS_ADMIN)"
     for tool in ("ip", "iptables"):

@@ -74,6 +74,9 @@ def test_a_node_behind_a_nat_is_reachable_through_a_relay(lab: NatLab, tmp_path:
             assert st["autonat"]["reachability"] == "private"
             circuit = st["relay"]["circuit_addrs"][0]
             assert circuit == f"{relay.addr}/p2p-circuit"
+            status = priv.run_cli("status").stdout
+            assert "reachable through 1 relay(s)" in status and circuit in status
+            assert "relay:         serving (1 reservations" in relay.run_cli("status").stdout
             with daemon(lab, tmp_path, "pub", "--bootstrap", relay.addr) as pub, pub.sync_client() as c:
                 # Found by what it does, with an address that works from outside.
                 poll_until(lambda: c.find_agents("translate"), 30, "the NATed agent's record")

@@ -339,8 +339,13 @@ class RecordService:
                 continue
             ready = self._require_node().dht.routing_table_size > 0
             if ready and trio.current_time() >= next_reprovide:
+                seq = self._record.seq
                 failed = await self._publish_round(only=retry)
-                if not failed:
+                if not failed and self._record.seq != seq:
+                    # Re-signed while the round ran (our addresses changed):
+                    # its wake-up came before we waited; go again, whole.
+                    next_reprovide, retry = 0.0, None
+                elif not failed:
                     backoff, retry = MIN_BACKOFF, None
                     next_reprovide = trio.current_time() + self.reprovide_interval
                 else:

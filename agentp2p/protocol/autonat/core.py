@@ -129,6 +129,8 @@ class AutoNATCore:
         out: list[Action] = []
         if isinstance(event, Servers):
             self._set_servers(now, event.peers)
+            if self._round_left > 0 and self._next_round is not None:
+                self._top_up(now, out)  # a server that came mid-round is asked now
         elif isinstance(event, Answered):
             self._answered(now, event, out)
         elif isinstance(event, AddressesChanged):

@@ -117,10 +117,6 @@ class AutoNATService:
         """Call ``listener(status, public_addrs)`` whenever the verdict changes."""
         self._listeners.append(listener)
 
-    def addresses_changed(self) -> None:
-        """Our listen addresses changed: start over."""
-        self._feed(AddressesChanged())
-
     def stats(self) -> dict[str, Any]:
         return {
             "reachability": self.core.status.value,
@@ -146,7 +142,9 @@ class AutoNATService:
             while True:
                 self._now = ctx.now()
                 self._feed(Servers(self._find_servers(ctx)))
-                addrs = frozenset(str(a) for a in ctx.listen_addrs())
+                # Our own addresses only: circuits through relays come and go
+                # without saying anything about whether we can be dialed.
+                addrs = frozenset(str(a) for a in ctx.listen_addrs() if "p2p-circuit" not in str(a))
                 if addrs != self._last_addrs:
                     if self._last_addrs:
                         self._feed(AddressesChanged())

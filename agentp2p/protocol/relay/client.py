@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +77,8 @@ async def reserve(dialer: Any, relay: ID, timeout: float) -> Granted:
             await _close(stream)
     if msg.type != pb.HopMessage.STATUS or msg.status != pb.OK:
         raise RelayError(f"relay {relay} refused the reservation: {_status_name(msg.status)}", msg.status)
+    if not msg.HasField("reservation") or msg.reservation.expire <= time.time():
+        raise RelayError(f"relay {relay} said OK without a reservation that lasts")
     addrs = []
     for raw in msg.reservation.addrs[:16]:
         with contextlib.suppress(Exception):

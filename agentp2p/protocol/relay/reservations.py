@@ -97,6 +97,10 @@ class Books:
             if self._per_ip[r.ip] <= 0:
                 del self._per_ip[r.ip]
 
+    def peers(self) -> list[object]:
+        """Peers holding a reservation or an end of a circuit here."""
+        return list(dict.fromkeys([*self._reservations, *self._circuits]))
+
     @property
     def reservations(self) -> int:
         return len(self._reservations)

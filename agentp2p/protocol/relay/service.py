@@ -23,6 +23,7 @@ import logging
 import math
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -45,8 +46,25 @@ __all__ = ["RelayService"]
 _KEEP_INTERVAL = 5.0
 #: Back-off after a failed reservation: doubles from the first to the last.
 _BACKOFF = (5.0, 300.0)
-#: A reservation is renewed when this share of its life is left.
+#: A reservation is renewed when this share of its life is left ...
 _RENEW_AT = 0.25
+#: ... but never more often than this (a relay granting a few seconds).
+_MIN_RENEW = 30.0
+
+
+@dataclass
+class _Held:
+    """A reservation we hold, timed on our own clock (the relay's expiry is
+    its wall clock; ours may differ)."""
+
+    granted: Granted
+    until: float  # ctx.now() when it lapses
+    renew_at: float
+
+
+def _usable(addr: str) -> bool:
+    """A relay address worth advertising: not a wildcard bind."""
+    return "/ip4/0.0.0.0/" not in addr and "/ip6/::/" not in addr
 
 
 class RelayService:
@@ -60,7 +78,11 @@ class RelayService:
         self.hop: HopServer | None = None
         self.serving = False
         self._private = False
-        self.granted: dict[ID, Granted] = {}
+        self.granted: dict[ID, _Held] = {}
+        #: Peers we reached through a relay, and which relay carries them.
+        self._via: dict[ID, ID] = {}
+        #: Our public addresses as AutoNAT confirmed them (what a relay advertises).
+        self._public_addrs: list[str] = []
         self._static: dict[ID, Multiaddr] = {}
         self._retry_at: dict[ID, float] = {}
         self._failures: Counter[ID] = Counter()
@@ -82,9 +104,11 @@ class RelayService:
             if info.peer_id != ctx.peer_id:
                 self._static[info.peer_id] = Multiaddr(text)
 
-    def follow_reachability(self, public: bool, private: bool) -> None:
+    def follow_reachability(self, public: bool, private: bool, addrs: list[str] = ()) -> None:  # type: ignore[assignment]
         """AutoNAT's verdict: serve as a relay when public ("auto"); look for
-        relays when private (``auto_relay``)."""
+        relays when private (``auto_relay``). ``addrs``: where AutoNAT's
+        servers reached us (what our reservations tell clients)."""
+        self._public_addrs = list(addrs) if public else []
         if self.config.service == "auto":
             self._serve(public)
         self._private = private
@@ -100,32 +124,53 @@ class RelayService:
         else:
             ctx.remove_stream_handler(HOP_PROTOCOL)
         log.info("relay service %s", "on" if on else "off")
+        # Peers pick relays by what identify says we serve: tell them now.
+        ctx.push_identify()
 
     def _relay_addrs(self) -> list[str]:
+        """Where clients can reach this relay: AutoNAT-confirmed addresses
+        first, then listen addresses that are not wildcard binds."""
         ctx = self._ctx
         assert ctx is not None
-        return [str(a) for a in ctx.listen_addrs() if "p2p-circuit" not in str(a)
-                and "/ip4/0.0.0.0/" not in str(a) and "/ip6/::/" not in str(a)]
+        out = list(self._public_addrs)
+        for a in ctx.listen_addrs():
+            text = str(a)
+            if "p2p-circuit" not in text and _usable(text) and text not in out:
+                out.append(text)
+        return out
 
     # ------------------------------------------------------------ public
     def circuit_addrs(self) -> list[Multiaddr]:
         """Where peers can reach us through our relays (``/…/p2p/R/p2p-circuit``)."""
-        now = time.time()
+        now = self._ctx.now() if self._ctx is not None else 0.0
         out: list[Multiaddr] = []
-        for relay, g in self.granted.items():
-            if g.expire <= now:
+        for relay, held in self.granted.items():
+            if held.until <= now:
                 continue
-            bases = list(g.addrs)
-            if not bases and self._ctx is not None:
-                bases = [f"{a}/p2p/{relay}" for a in self._ctx.dialer.known_addrs(relay)]
+            bases = [a for a in held.granted.addrs if _usable(a)]
+            if not bases and relay in self._static:
+                bases = [str(self._static[relay])]
             for base in bases:
                 with contextlib.suppress(Exception):
                     out.append(Multiaddr(f"{base}/p2p-circuit"))
         return out
 
     def protected_peers(self) -> list[ID]:
-        """Relays we hold a reservation on: their connection is our reachability."""
-        return list(self.granted)
+        """Connections the connection manager must keep: relays we hold a
+        reservation on (our reachability), relays carrying our circuits to
+        others, and — on a relay — the peers it holds reservations and
+        circuits for (a circuit's stream is opened once and then busy for
+        minutes, which "recently opened a stream" does not see)."""
+        ctx = self._ctx
+        out = list(self.granted)
+        for peer, relay in list(self._via.items()):
+            if ctx is not None and not ctx.dialer.is_connected(peer):
+                del self._via[peer]
+            elif relay not in out:
+                out.append(relay)
+        if self.hop is not None:
+            out += [p for p in self.hop.books.peers() if p not in out]  # type: ignore[misc]
+        return out
 
     async def dial(self, peer: ID, addrs: list[Multiaddr], timeout: float) -> None:
         """Connect to ``peer`` through the first of its circuit ``addrs`` that works."""
@@ -146,7 +191,14 @@ class RelayService:
                 with trio.fail_after(timeout):
                     await ctx.dialer.connect(relay, [relay_addr], lookup=False, timeout=timeout)
                     stream = await open_circuit(ctx.dialer, relay, peer, timeout)
-                    await ctx.adopt_outbound(stream, peer, Multiaddr(f"{relay_addr}/p2p-circuit/p2p/{peer}"))
+                    try:
+                        await ctx.adopt_outbound(stream, peer, Multiaddr(f"{relay_addr}/p2p-circuit/p2p/{peer}"))
+                    except BaseException:
+                        # Cancelled or failed mid-handshake: free the relay's slot now.
+                        with trio.CancelScope(shield=True), trio.move_on_after(1), contextlib.suppress(Exception):
+                            await stream.reset()
+                        raise
+                self._via[peer] = relay
                 self.counters["dials_ok"] += 1
                 return
             except (Exception, trio.TooSlowError) as exc:  # noqa: BLE001 — try the next relay
@@ -158,8 +210,9 @@ class RelayService:
         hop = self.hop
         return {
             "service": self.serving,
-            "reservations": {str(r): {"expires_in": max(0, int(g.expire - time.time())), "addrs": list(g.addrs)}
-                             for r, g in self.granted.items()},
+            "reservations": {str(r): {"expires_in": max(0, int(h.until - (self._ctx.now() if self._ctx else 0))),
+                                      "addrs": list(h.granted.addrs)}
+                             for r, h in self.granted.items()},
             "circuit_addrs": [str(a) for a in self.circuit_addrs()],
             "client": dict(self.counters),
             "relay": {**dict(hop.stats), **{f"books_{k}": v for k, v in hop.books.stats.items()},
@@ -198,18 +251,19 @@ class RelayService:
         return want
 
     async def _keep(self, ctx: NodeContext) -> None:
-        now, wall = ctx.now(), time.time()
+        now = ctx.now()
         wanted = self._wanted(ctx)
-        # Drop reservations we no longer want (an auto relay once we turn public).
-        for relay in [r for r in self.granted if r not in wanted]:
+        before = [str(a) for a in self.circuit_addrs()]
+        # Drop reservations we no longer want (an auto relay once we turn
+        # public) and those that lapsed without a renewal.
+        for relay in [r for r, h in self.granted.items() if r not in wanted or h.until <= now]:
             del self.granted[relay]
-        held = [r for r in wanted if r in self.granted and self.granted[r].expire > wall]
+        held = [r for r in wanted if r in self.granted]
         for relay in wanted:
-            g = self.granted.get(relay)
-            fresh = g is not None and (g.expire - wall) > _RENEW_AT * self.config.reservation_ttl
-            if fresh:
+            h = self.granted.get(relay)
+            if h is not None and now < h.renew_at:
                 continue
-            if g is None and len(held) >= self.config.reservations:
+            if h is None and relay not in self._static and len(held) >= self.config.reservations:
                 continue
             if self._retry_at.get(relay, -math.inf) > now:
                 continue
@@ -227,11 +281,18 @@ class RelayService:
                 continue
             self._failures.pop(relay, None)
             self._retry_at.pop(relay, None)
+            if not ctx.dialer.is_connected(relay):
+                continue  # lost while we asked: the next turn reserves again
+            # The relay's expiry is its wall clock: turn it into a lifetime on ours.
+            lifetime = max(0.0, granted.expire - time.time())
+            now = ctx.now()
             if relay not in self.granted:
                 held.append(relay)
                 log.info("reserved a slot on relay %s (%s)", relay, ", ".join(granted.addrs) or "no addrs")
-            self.granted[relay] = granted
+            self.granted[relay] = _Held(granted, now + lifetime, now + max(_MIN_RENEW, (1 - _RENEW_AT) * lifetime))
             self.counters["reservations"] += 1
+        if [str(a) for a in self.circuit_addrs()] != before:
+            ctx.push_identify()  # where we can be reached changed
 
     # ------------------------------------------------------------ circuits to us
     async def _on_stop(self, stream: Any) -> None:
@@ -240,11 +301,11 @@ class RelayService:
         relay: ID = stream.muxed_conn.peer_id
         # Only relays we reserved on may end circuits here: no one else can
         # make this node take connections through a third party.
-        allowed = relay in self.granted
-        initiator = await accept_stop(stream, self.config.connect_timeout, allowed)
+        held = self.granted.get(relay)
+        initiator = await accept_stop(stream, self.config.connect_timeout, held is not None)
         if initiator is None:
             self.counters["circuits_refused"] += 1
             return
         self.counters["circuits_accepted"] += 1
-        base = next(iter(self.granted[relay].addrs), f"/p2p/{relay}")
+        base = next(iter(held.granted.addrs), f"/p2p/{relay}") if held is not None else f"/p2p/{relay}"
         await ctx.adopt_inbound(stream, Multiaddr(f"{base}/p2p-circuit/p2p/{initiator}"))

@@ -198,3 +198,10 @@ def test_config_is_checked() -> None:
         AutoNATConfig(dial_timeout=30, request_timeout=30)
     with pytest.raises(ConfigError):
         AutoNATConfig(peer_interval=0)
+
+
+def test_a_server_that_comes_mid_round_is_asked_at_once() -> None:
+    core = AutoNATCore(AutoNATConfig(confirmations=2, boot_delay=1))
+    core.handle(0, Servers(frozenset({"a"})))
+    assert asks(core.handle(1, Tick())) == ["a"]  # the round wants 2, only "a" is known
+    assert asks(core.handle(2, Servers(frozenset({"a", "b"})))) == ["b"]

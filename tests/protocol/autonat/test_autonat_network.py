@@ -15,6 +15,7 @@ import pytest
 import trio
 from multiaddr import Multiaddr
 
+from agentp2p.errors import DialError
 from agentp2p.network.dialback import DialBackError, dial_back
 from agentp2p.network.framing import length_prefixed
 from agentp2p.node import Node
@@ -124,9 +125,8 @@ async def test_dht_auto_mode_follows_the_verdict_and_fixed_modes_do_not() -> Non
         assert a.dht.mode == "auto (client)" and kad not in served(a)
         # A client refuses what still arrives (a peer with a stale view of us).
         await b.connect(a.addrs[0])
-        with pytest.raises(Exception):
-            with trio.fail_after(10):
-                await b.dialer.open_stream(a.peer_id, [kad], lookup=False)
+        with pytest.raises(DialError, match="failed"):  # negotiation refused, not a timeout
+            await b.dialer.open_stream(a.peer_id, [kad], lookup=False, timeout=10)
         a.dht.follow_reachability(private=False)
         assert a.dht.mode == "auto (server)" and kad in served(a)
         b.dht.follow_reachability(private=True)  # configured "server": stays one
