@@ -209,11 +209,13 @@ class Dialer:
         try:
             if relayable:
                 # A peer with circuits is often behind a NAT, where its direct
-                # addresses hang rather than fail: leave the relay half the time.
-                with trio.move_on_after(self.timeout / 2) as scope:
+                # addresses hang rather than fail: leave the relay half the time
+                # the caller gave us.
+                half = min(self.timeout, trio.current_effective_deadline() - trio.current_time()) / 2
+                with trio.move_on_after(half) as scope:
                     await self._connect_direct(peer, lookup, direct)
                 if scope.cancelled_caught:
-                    raise DialError(f"dial {peer}: no direct address answered within {self.timeout / 2:g}s")
+                    raise DialError(f"dial {peer}: no direct address answered within {half:.3g}s")
             else:
                 await self._connect_direct(peer, lookup, direct)
         except DialError as exc:
@@ -221,8 +223,9 @@ class Dialer:
             if not circuits or self._relay_dial is None:
                 raise
             self.stats.relayed_dials += 1
+            left = min(self.timeout, trio.current_effective_deadline() - trio.current_time())
             try:
-                await self._relay_dial(peer, circuits, self.timeout)
+                await self._relay_dial(peer, circuits, left)
             except Exception as relay_exc:  # noqa: BLE001
                 raise DialError(f"{exc}; through a relay: {relay_exc}") from None
             self.stats.successes += 1

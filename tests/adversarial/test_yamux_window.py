@@ -86,7 +86,9 @@ async def _attack_and_check(victim: Node, attack: Any) -> None:
         sent = await attack(muxed)
         await wait_until(lambda: closed(muxed), 20, "the victim to close the attacker's connection")
         await wait_until(lambda: not victim.is_connected(attacker_id), 20, "the victim to drop the attacker")
-        assert victim.penalties.points(attacker_id) > 0
+        # Blamed: it has points, or enough already for a ban (which resets them;
+        # under load the stream-rate offences can get there first).
+        assert victim.penalties.points(attacker_id) > 0 or victim.penalties.is_banned(attacker_id)
     grown = rss_mb() - before
     assert grown < RSS_BOUND_MB, f"RSS grew {grown:.0f} MB (attacker sent {sent / MiB:.1f} MB)"
     await wait_until(lambda: victim.resources.memory == 0, 10, "yamux reservations released")

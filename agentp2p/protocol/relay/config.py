@@ -47,8 +47,11 @@ class RelayConfig:
     auto_relay: bool = True
     #: Reservations a client keeps.
     reservations: int = 2
-    #: Client: accept circuits to us (the stop protocol).
+    #: Client: accept circuits to us (the stop protocol) ...
     accept_circuits: bool = True
+    #: ... at most this many at once, through all our relays (each one is a
+    #: Noise handshake and a connection slot a relay's clients can make us spend).
+    max_inbound_circuits: int = 32
 
     def __post_init__(self) -> None:
         if self.service not in ("auto", "on", "off"):
@@ -60,6 +63,11 @@ class RelayConfig:
             raise ConfigError("relay.reservation_ttl must be >= 60 s and connect_timeout positive")
         if self.circuit_duration < 0 or self.circuit_data < 0:
             raise ConfigError("relay.circuit_duration and circuit_data must be >= 0 (0: no limit)")
+        if self.circuit_duration == 0 and self.circuit_data == 0 and self.service != "off":
+            raise ConfigError("relay.circuit_duration and circuit_data cannot both be 0: "
+                              "a circuit would hold its slot for ever")
+        if self.max_inbound_circuits < 1:
+            raise ConfigError("relay.max_inbound_circuits must be >= 1")
         from agentp2p.network.addresses import parse_peer_addr
 
         for addr in self.relays:

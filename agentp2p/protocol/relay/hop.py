@@ -77,6 +77,12 @@ class HopServer:
             await _reply(stream, hop_status(pb.MALFORMED_MESSAGE), close=True)
             log.debug("relay: malformed hop message from %s: %s", peer, exc)
             return
+        if _ip_of(stream) is None:
+            # Over a circuit (a relayed pipe has no address): relaying a relayed
+            # peer would chain circuits and hide its IP from the per-IP bounds.
+            self.stats["refused_relayed"] += 1
+            await _reply(stream, hop_status(pb.PERMISSION_DENIED), close=True)
+            return
         if msg.type == pb.HopMessage.RESERVE:
             await self._reserve(stream, peer)
         elif msg.type == pb.HopMessage.CONNECT:

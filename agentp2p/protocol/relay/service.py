@@ -81,6 +81,7 @@ class RelayService:
         self.granted: dict[ID, _Held] = {}
         #: Peers we reached through a relay, and which relay carries them.
         self._via: dict[ID, ID] = {}
+        self._inbound = 0  # circuits to us open now
         #: Our public addresses as AutoNAT confirmed them (what a relay advertises).
         self._public_addrs: list[str] = []
         self._static: dict[ID, Multiaddr] = {}
@@ -302,10 +303,15 @@ class RelayService:
         # Only relays we reserved on may end circuits here: no one else can
         # make this node take connections through a third party.
         held = self.granted.get(relay)
-        initiator = await accept_stop(stream, self.config.connect_timeout, held is not None)
+        room = self._inbound < self.config.max_inbound_circuits
+        initiator = await accept_stop(stream, self.config.connect_timeout, held is not None and room)
         if initiator is None:
-            self.counters["circuits_refused"] += 1
+            self.counters["circuits_refused" if room else "circuits_refused_full"] += 1
             return
         self.counters["circuits_accepted"] += 1
         base = next(iter(held.granted.addrs), f"/p2p/{relay}") if held is not None else f"/p2p/{relay}"
-        await ctx.adopt_inbound(stream, Multiaddr(f"{base}/p2p-circuit/p2p/{initiator}"))
+        self._inbound += 1
+        try:
+            await ctx.adopt_inbound(stream, Multiaddr(f"{base}/p2p-circuit/p2p/{initiator}"))
+        finally:
+            self._inbound -= 1

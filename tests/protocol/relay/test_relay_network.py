@@ -238,3 +238,15 @@ async def test_a_direct_address_that_hangs_leaves_the_relay_its_turn() -> None:
                 assert held, "the direct address was tried first"
                 assert trio.current_time() - t0 < 4.0
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_a_relay_will_not_serve_over_a_circuit() -> None:
+    """Chained circuits would hide the client's IP from the per-IP bounds."""
+    async with relayed() as (r, a, b):
+        b.services["relay"]._serve(True)  # type: ignore[attr-defined]  # B offers relay service too
+        await a.connect(circuit_of(b))
+        with pytest.raises(RelayError) as denied:
+            await reserve(a.dialer, b.peer_id, 5)
+        assert denied.value.status == pb.PERMISSION_DENIED
+        assert b.stats()["relay"]["relay"]["refused_relayed"] == 1
