@@ -19,7 +19,6 @@ and the network layer; ``node.py`` (the public facade) imports this module.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from agentp2p.network.handlers import HandlerFailures, contained
 from agentp2p.network.host import HostLimits, advertise_extra_addrs, build_host
 from agentp2p.network.psk import read_psk_file
 from agentp2p.network.relayed import adopt_inbound, adopt_outbound
+from agentp2p.network.identify import push_identify
 from agentp2p.network.identity import Identity, load_or_create_identity
 from agentp2p.network.penalties import BanInfo, PenaltyBox
 from agentp2p.network.resources import ResourceManager
@@ -119,17 +119,7 @@ class ServiceContext:
     def push_identify(self) -> None:
         """Tell connected peers now that our protocols or addresses changed
         (identify push; bounded, in the background)."""
-        nursery = self.nursery
-        if nursery is None:
-            return
-
-        async def push() -> None:
-            from libp2p.identity.identify_push.identify_push import push_identify_to_peers
-
-            with trio.move_on_after(30), contextlib.suppress(Exception):
-                await push_identify_to_peers(self._host)
-
-        nursery.start_soon(push)
+        push_identify(self._host, self.nursery)
 
     def remove_stream_handler(self, protocol: str) -> None:
         """Stop serving ``protocol`` (new streams for it are refused in negotiation)."""

@@ -29,7 +29,7 @@ from libp2p.identity.update import update_peerstore_from_identify
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
 
-__all__ = ["IdentifyError", "MAX_IDENTIFY_BYTES", "read_to_eof", "request_identify"]
+__all__ = ["IdentifyError", "MAX_IDENTIFY_BYTES", "push_identify", "read_to_eof", "request_identify"]
 
 #: Largest identify answer we read (go's are a few KiB; the library allows 1,000 addresses).
 MAX_IDENTIFY_BYTES = 256 * 1024
@@ -82,3 +82,18 @@ async def read_to_eof(stream: Any, limit: int, error: type[Exception] = Identify
         data += chunk
         if len(data) > limit:
             raise error(f"answer over {limit} bytes")
+
+
+def push_identify(host: Any, nursery: trio.Nursery | None, timeout: float = 30.0) -> None:
+    """Tell every connected peer, in the background, that our protocols or
+    addresses changed (identify push; py-libp2p bounds its fan-out)."""
+    if nursery is None:
+        return
+
+    async def push() -> None:
+        from libp2p.identity.identify_push.identify_push import push_identify_to_peers
+
+        with trio.move_on_after(timeout), contextlib.suppress(Exception):
+            await push_identify_to_peers(host)
+
+    nursery.start_soon(push)

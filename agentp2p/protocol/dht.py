@@ -48,7 +48,7 @@ from libp2p.peer.peerinfo import PeerInfo
 from agentp2p.config import DHTConfig
 from agentp2p.errors import AgentP2PError
 from agentp2p.histogram import Histogram
-from agentp2p.network.identify import request_identify
+from agentp2p.network.identify import push_identify, request_identify
 from agentp2p.protocol.kademlia import (
     IPFS_PROTOCOL_ID,
     PROTOCOL_ID,
@@ -443,20 +443,7 @@ class DHT:
         if self.service.set_server(not private):
             log.info("DHT now in %s mode (AutoNAT: %s)", "client" if private else "server",
                      "private" if private else "reachable or unknown")
-            self._push_identify()
-
-    def _push_identify(self) -> None:
-        nursery = self._nursery
-        if nursery is None:
-            return
-
-        async def push() -> None:
-            from libp2p.identity.identify_push.identify_push import push_identify_to_peers
-
-            with trio.move_on_after(30), contextlib.suppress(Exception):
-                await push_identify_to_peers(self.host)
-
-        nursery.start_soon(push)
+            push_identify(self.host, self._nursery)
 
     @property
     def is_running(self) -> bool:

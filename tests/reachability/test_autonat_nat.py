@@ -10,39 +10,23 @@ socket, which crosses namespaces.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from agentp2p.testing import DaemonProcess, poll_until
+from tests.reachability.daemons import lab_daemon
 from tests.reachability.natlab import NatLab, available
 
 _WHY = available()
 pytestmark = pytest.mark.skipif(_WHY is not None, reason=_WHY or "")
 
-#: Two servers must agree; a dropped dial-back gives up after 3 s.
-ENV = {
-    "AGENTP2P_AUTONAT__CONFIRMATIONS": "2",
-    "AGENTP2P_AUTONAT__BOOT_DELAY": "0.2",
-    "AGENTP2P_AUTONAT__DIAL_TIMEOUT": "3",
-    "AGENTP2P_AUTONAT__REQUEST_TIMEOUT": "8",
-    "AGENTP2P_SWIM": "false",
-}
-
-
-@pytest.fixture
-def lab() -> Iterator[NatLab]:
-    with NatLab() as lab:
-        yield lab
+#: Two servers must agree.
+ENV = {"AGENTP2P_AUTONAT__CONFIRMATIONS": "2"}
 
 
 def daemon(lab: NatLab, tmp: Path, name: str, *flags: str) -> DaemonProcess:
-    host = lab.hosts[name]
-    return DaemonProcess(
-        tmp / name, *flags, name=name, listen=f"/ip4/{host.ip}/tcp/4001", api=f"unix:{tmp / name}.sock",
-        extra_env=ENV, wrap=lab.exec_args(host),
-    )
+    return lab_daemon(lab, tmp, name, *flags, env=ENV)
 
 
 def autonat(d: DaemonProcess) -> dict:

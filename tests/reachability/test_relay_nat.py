@@ -12,39 +12,21 @@ ping, a stored direct message, pub/sub.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agentp2p.testing import DaemonProcess, poll_until
+from tests.reachability.daemons import lab_daemon, stats
 from tests.reachability.natlab import NatLab, available
 
 _WHY = available()
 pytestmark = pytest.mark.skipif(_WHY is not None, reason=_WHY or "")
 
-ENV = {
-    "AGENTP2P_AUTONAT__CONFIRMATIONS": "1",
-    "AGENTP2P_AUTONAT__BOOT_DELAY": "0.2",
-    "AGENTP2P_AUTONAT__DIAL_TIMEOUT": "3",
-    "AGENTP2P_AUTONAT__REQUEST_TIMEOUT": "8",
-    "AGENTP2P_SWIM": "false",
-}
-
-
-@pytest.fixture
-def lab() -> Iterator[NatLab]:
-    with NatLab() as lab:
-        yield lab
-
 
 def daemon(lab: NatLab, tmp: Path, name: str, *flags: str, env: dict[str, str] | None = None) -> DaemonProcess:
-    host = lab.hosts[name]
-    return DaemonProcess(
-        tmp / name, *flags, name=name, listen=f"/ip4/{host.ip}/tcp/4001", api=f"unix:{tmp / name}.sock",
-        extra_env={**ENV, **(env or {})}, wrap=lab.exec_args(host),
-    )
+    return lab_daemon(lab, tmp, name, *flags, env=env)
 
 
 def receive_within(sub: Any, timeout: float) -> Any:
@@ -55,11 +37,6 @@ def receive_within(sub: Any, timeout: float) -> Any:
     reader.join(timeout)
     assert got, f"no message within {timeout}s"
     return got[0]
-
-
-def stats(d: DaemonProcess) -> dict:
-    with d.sync_client() as c:
-        return c.stats()
 
 
 def test_a_node_behind_a_nat_is_reachable_through_a_relay(lab: NatLab, tmp_path: Path) -> None:
