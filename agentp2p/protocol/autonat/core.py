@@ -92,6 +92,7 @@ class AutoNATStats:
     failed: int = 0
     rounds: int = 0
     changes: int = 0
+    contradicted: int = 0  # answers against the verdict (each starts a confirmation round)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -193,5 +194,12 @@ class AutoNATCore:
                 out.append(ReachabilityChanged(old, new, tuple(self.confirmed_addrs(now))))
                 if old is Reachability.UNKNOWN:
                     self._next_round = now + self.config.refresh_interval
+            elif new is not Reachability.UNKNOWN and reachable != (new is Reachability.PUBLIC):
+                # A voice against the verdict that did not (yet) move it: gather
+                # the others now, not one per refresh (a real change would
+                # otherwise take c refreshes to show).
+                self.stats.contradicted += 1
+                self._round_left = max(self._round_left, self.config.confirmations - 1)
+                self._next_round = min(self._next_round or math.inf, now + self.config.retry_interval)
         if self._round_left > 0:
             self._top_up(now, out)  # a refusal or failure: ask the next one now

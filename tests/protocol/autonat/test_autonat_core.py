@@ -205,3 +205,20 @@ def test_a_server_that_comes_mid_round_is_asked_at_once() -> None:
     core.handle(0, Servers(frozenset({"a"})))
     assert asks(core.handle(1, Tick())) == ["a"]  # the round wants 2, only "a" is known
     assert asks(core.handle(2, Servers(frozenset({"a", "b"})))) == ["b"]
+
+
+def test_an_answer_against_the_verdict_gathers_the_others_at_once() -> None:
+    cfg = AutoNATConfig(confirmations=2, boot_delay=1, retry_interval=30, refresh_interval=900, peer_interval=1)
+    core = AutoNATCore(cfg)
+    core.handle(0, Servers(frozenset({"a", "b", "c"})))
+    first = asks(core.handle(1, Tick()))
+    for peer in first:
+        core.handle(2, Answered(peer, Outcome.REACHABLE, "/ip4/1.2.3.4/tcp/1"))
+    assert core.status is Reachability.PUBLIC and core.next_deadline() == 2 + 900
+    (refresh,) = asks(core.handle(902, Tick()))  # a refresh asks one server
+    out = core.handle(903, Answered(refresh, Outcome.UNREACHABLE))  # ... which says no (a NAT appeared)
+    assert len(asks(out)) == 1  # another is asked at once, not a refresh later
+    assert core.next_deadline() == 903 + 30 and core.stats.contradicted == 1
+    (second,) = asks(out)
+    out = core.handle(904, Answered(second, Outcome.UNREACHABLE))
+    assert out == [ReachabilityChanged(Reachability.PUBLIC, Reachability.PRIVATE, ())]
