@@ -39,10 +39,9 @@ class RelayedPipe:
         self.addresses = [addr]
 
     async def read(self, n: int | None = None) -> bytes:
-        # As a TCP socket reads: b"" at the end, ConnectionClosedError on a
-        # reset. A StreamEOF raised up through Noise leaves py-libp2p's
-        # muxer running on a dead pipe (measured: neither end noticed a
-        # circuit the relay had cut).
+        # As a TCP socket reads (py-libp2p's io/trio.py): b"" at the end,
+        # ConnectionClosedError on a reset, so Noise and the muxer see a
+        # circuit end the way they see a socket end.
         try:
             return await self._stream.read(n)
         except StreamEOF:

@@ -94,9 +94,8 @@ async def test_a_circuit_ends_at_its_data_limit_and_its_slot_is_freed() -> None:
             await a.send(b.peer_id, b"x" * (200 * 1024), timeout=10, wait="stored")
         await wait_until(lambda: r.stats()["relay"]["relay"].get("ended_data_limit", 0) == 1, 10, "the cut")
         await wait_until(lambda: r.stats()["relay"]["relay"]["circuits_open"] == 0, 10, "the slot freed")
-        # Both ends notice the cut (a StreamEOF raised through Noise left py-libp2p's
-        # muxer running on the dead pipe). A direct connection may follow: on
-        # loopback B is dialable, and messaging retries.
+        # Both ends notice the cut. A direct connection may follow: on loopback
+        # B is dialable (identify told A where), and messaging retries.
         await wait_until(lambda: not relayed_connections(a.host, b.peer_id), 10, "A's relayed connection closed")
         await wait_until(lambda: not relayed_connections(b.host, a.peer_id), 10, "B's relayed connection closed")
 
