@@ -35,6 +35,8 @@ class RelayConfig:
     #: Circuits relayed at once, in all / per peer (as source or as target).
     max_circuits: int = 64
     max_circuits_per_peer: int = 8
+    #: ... and from one source address (an IPv6 /64), whatever peer IDs it uses.
+    max_circuits_per_ip: int = 16
     #: One circuit's life and bytes, each way; 0: no limit.
     circuit_duration: float = 600.0
     circuit_data: int = 4 << 20
@@ -57,7 +59,7 @@ class RelayConfig:
         if self.service not in ("auto", "on", "off"):
             raise ConfigError(f"relay.service must be 'auto', 'on' or 'off', not {self.service!r}")
         if min(self.max_reservations, self.max_reservations_per_ip, self.max_circuits,
-               self.max_circuits_per_peer, self.reservations) < 1:
+               self.max_circuits_per_peer, self.max_circuits_per_ip, self.reservations) < 1:
             raise ConfigError("relay reservation and circuit counts must be >= 1")
         if self.reservation_ttl < 60 or self.connect_timeout <= 0:
             raise ConfigError("relay.reservation_ttl must be >= 60 s and connect_timeout positive")

@@ -124,7 +124,8 @@ class HopServer:
         if not self._ctx.dialer.is_connected(dst):
             self.books.disconnected(dst)
         try:
-            self.books.open_circuit(src, dst, now)
+            src_ip = _ip_of(stream)
+            self.books.open_circuit(src, dst, now, src_ip)
         except Refused as refusal:
             self.stats["circuits_refused"] += 1
             await _reply(stream, hop_status(refusal.status), close=True)
@@ -146,7 +147,7 @@ class HopServer:
             log.debug("relay: circuit %s -> %s ended (%s; %d / %d bytes)", src, dst, ended.reason, ended.forward,
                       ended.backward)
         finally:
-            self.books.close_circuit(src, dst)
+            self.books.close_circuit(src, dst, src_ip)
 
     async def _stop_stream(self, src: ID, dst: ID) -> Any:
         """Ask ``dst`` to accept a circuit from ``src``; the open stop stream, or None."""

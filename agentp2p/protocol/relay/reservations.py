@@ -11,17 +11,36 @@ share however it asks:
 * a reservation ends at its expiry or when its peer disconnects (the
   spec: valid only while the peer stays connected);
 * at most ``max_circuits`` circuits in all and ``max_circuits_per_peer``
-  per peer, counted at both ends.
+  per peer, counted at both ends, and ``max_circuits_per_ip`` from one
+  source address (fresh peer IDs are free; addresses are not);
+* an IPv6 address counts as its /64: one host usually holds the whole
+  prefix, so per-address bounds would be no bounds.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections import Counter
 from dataclasses import dataclass
 
 from .config import RelayConfig
 
 __all__ = ["Books", "Refused", "Reservation"]
+
+
+def ip_key(ip: str | None) -> str | None:
+    """What per-IP bounds count: the address, or for IPv6 its /64."""
+    if ip is None:
+        return None
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{addr}/64", strict=False))
+    return str(addr)
 
 
 class Refused(Exception):
@@ -48,6 +67,7 @@ class Books:
         self._reservations: dict[object, Reservation] = {}
         self._per_ip: Counter[str] = Counter()
         self._circuits: Counter[object] = Counter()
+        self._circuits_per_ip: Counter[str] = Counter()
         self.circuits = 0
         self.stats: Counter[str] = Counter()
 
@@ -55,6 +75,7 @@ class Books:
     def reserve(self, peer: object, ip: str | None, now: float) -> Reservation:
         """Grant (or renew) ``peer``'s reservation; :class:`Refused` otherwise."""
         self.expire(now)
+        ip = ip_key(ip)
         cfg = self.config
         old = self._reservations.get(peer)
         if old is None:
@@ -106,8 +127,9 @@ class Books:
         return len(self._reservations)
 
     # -- circuits ------------------------------------------------------------
-    def open_circuit(self, src: object, dst: object, now: float) -> None:
-        """Count a circuit from ``src`` to ``dst``; :class:`Refused` if it may not open."""
+    def open_circuit(self, src: object, dst: object, now: float, src_ip: str | None = None) -> None:
+        """Count a circuit from ``src`` (at ``src_ip``) to ``dst``; :class:`Refused` if it may not open.
+        The caller must :meth:`close_circuit` with the same arguments."""
         if not self.holds(dst, now):
             self.stats["refused_no_reservation"] += 1
             raise Refused(self._codes[2], "no reservation for the target")
@@ -118,12 +140,23 @@ class Books:
         if self._circuits[src] >= cfg.max_circuits_per_peer or self._circuits[dst] >= cfg.max_circuits_per_peer:
             self.stats["refused_circuits_per_peer"] += 1
             raise Refused(self._codes[1], "too many circuits for this peer")
+        key = ip_key(src_ip)
+        if key is not None and self._circuits_per_ip[key] >= cfg.max_circuits_per_ip:
+            self.stats["refused_circuits_per_ip"] += 1
+            raise Refused(self._codes[1], "too many circuits from this address")
+        if key is not None:
+            self._circuits_per_ip[key] += 1
         self.circuits += 1
         self._circuits[src] += 1
         self._circuits[dst] += 1
         self.stats["circuits_opened"] += 1
 
-    def close_circuit(self, src: object, dst: object) -> None:
+    def close_circuit(self, src: object, dst: object, src_ip: str | None = None) -> None:
+        key = ip_key(src_ip)
+        if key is not None:
+            self._circuits_per_ip[key] -= 1
+            if self._circuits_per_ip[key] <= 0:
+                del self._circuits_per_ip[key]
         self.circuits -= 1
         for p in (src, dst):
             self._circuits[p] -= 1

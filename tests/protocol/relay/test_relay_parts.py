@@ -96,3 +96,26 @@ def test_codec_and_config_refuse_nonsense() -> None:
         RelayConfig(max_circuits=0)
     with pytest.raises(Exception):
         RelayConfig(relays=["/ip4/1.2.3.4/tcp/1"])  # no /p2p/: nobody to reserve with
+
+
+def test_one_address_cannot_take_every_circuit_with_fresh_peer_ids() -> None:
+    b = books(max_circuits=64, max_circuits_per_peer=8, max_circuits_per_ip=3)
+    for target in ("t1", "t2"):
+        b.reserve(target, "9.9.9.9", 0)
+    for i in range(3):
+        b.open_circuit(f"fresh-id-{i}", "t1" if i < 2 else "t2", 0, "1.2.3.4")
+    with pytest.raises(Refused) as full:
+        b.open_circuit("fresh-id-3", "t2", 0, "1.2.3.4")
+    assert full.value.status == pb.RESOURCE_LIMIT_EXCEEDED
+    b.open_circuit("fresh-id-4", "t2", 0, "5.6.7.8")  # another address is not held back
+    b.close_circuit("fresh-id-0", "t1", "1.2.3.4")
+    b.open_circuit("fresh-id-5", "t1", 0, "1.2.3.4")  # the slot came back
+
+
+def test_an_ipv6_prefix_counts_as_one_address() -> None:
+    b = books(max_reservations_per_ip=2)
+    b.reserve("a", "2001:db8:1:2::1", 0)
+    b.reserve("b", "2001:db8:1:2::ffff", 0)
+    with pytest.raises(Refused):
+        b.reserve("c", "2001:db8:1:2:abcd::9", 0)  # the same /64
+    b.reserve("d", "2001:db8:1:3::1", 0)  # the next /64
