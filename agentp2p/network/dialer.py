@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import trio
+from libp2p.connection_types import ConnectionType
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
@@ -127,6 +128,11 @@ class Dialer:
 
     def is_connected(self, peer: ID) -> bool:
         return bool(self._host.get_network().get_connections(peer))
+
+    def is_relayed(self, peer: ID) -> bool:
+        """Connected to ``peer`` only through relays (no direct connection)."""
+        conns = self._host.get_network().get_connections(peer)
+        return bool(conns) and all(c.get_connection_type() is ConnectionType.RELAYED for c in conns)
 
     def peers(self) -> list[ID]:
         """Peers with at least one open connection."""

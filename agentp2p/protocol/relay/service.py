@@ -247,7 +247,9 @@ class RelayService:
         want = list(self._static)
         if self._private and self.config.auto_relay:
             for peer in ctx.dialer.peers():
-                if peer not in want and HOP_PROTOCOL in ctx.protocols_of(peer):
+                # Only relays we reach directly: a reservation over a circuit
+                # would die with that circuit (and relays refuse it anyway).
+                if peer not in want and HOP_PROTOCOL in ctx.protocols_of(peer) and not ctx.dialer.is_relayed(peer):
                     want.append(peer)
         return want
 

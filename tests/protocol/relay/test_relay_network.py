@@ -249,3 +249,18 @@ async def test_a_relay_will_not_serve_over_a_circuit() -> None:
             await reserve(a.dialer, b.peer_id, 5)
         assert denied.value.status == pb.PERMISSION_DENIED
         assert b.stats()["relay"]["relay"]["refused_relayed"] == 1
+
+
+@pytest.mark.trio
+async def test_auto_relay_reserves_only_on_relays_it_reaches_directly() -> None:
+    async with relayed() as (r, a, r2):
+        r2.services["relay"]._serve(True)  # type: ignore[attr-defined]  # r2 relays too, but A reaches it via R
+        await a.connect(circuit_of(r2))
+        await a.connect(r.addrs[0])
+        await wait_until(lambda: "/libp2p/circuit/relay/0.2.0/hop" in a.context.protocols_of(r2.peer_id), 10,
+                         "A knows r2 offers relay service")
+        svc = a.services["relay"]
+        svc.follow_reachability(public=False, private=True)  # type: ignore[attr-defined]
+        await svc._keep(a.context)  # type: ignore[attr-defined]  # one whole pass over the candidates, here
+        assert list(svc.granted) == [r.peer_id]  # type: ignore[attr-defined]
+        assert svc.counters["reservations_failed"] == 0  # type: ignore[attr-defined]
