@@ -108,3 +108,26 @@ def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     for r in rows:
         lines.append("| " + " | ".join(str(c) for c in r) + " |")
     return "\n".join(lines)
+
+
+async def count_stream(stream: Any, stall: float = 0.0) -> None:
+    """A stream handler that waits ``stall`` seconds, counts every byte to the
+    end of the stream, answers with the count and closes (throughput runs)."""
+    import trio
+    from libp2p.network.stream.exceptions import StreamEOF
+
+    await trio.sleep(stall)
+    n = 0
+    try:
+        while True:
+            try:
+                data = await stream.read(65536)
+            except StreamEOF:
+                break
+            if not data:
+                break
+            n += len(data)
+        await stream.write(str(n).encode())
+        await stream.close()
+    except Exception:  # noqa: BLE001 — a handler must not raise into py-libp2p's stream loop
+        await stream.reset()

@@ -21,11 +21,18 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import trio
 from multiaddr import Multiaddr
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import count_stream  # noqa: E402
 
 MiB = 1 << 20
 
@@ -52,26 +59,6 @@ def make_host(quic: bool) -> tuple[Any, list[Multiaddr]]:
     return host, addrs
 
 
-async def _count(stream: Any, stall: float) -> None:
-    from libp2p.network.stream.exceptions import StreamEOF
-
-    await trio.sleep(stall)
-    n = 0
-    try:
-        while True:
-            try:
-                data = await stream.read(65536)
-            except StreamEOF:
-                break
-            if not data:
-                break
-            n += len(data)
-        await stream.write(str(n).encode())
-        await stream.close()
-    except Exception:  # noqa: BLE001 — a handler must not raise into py-libp2p's stream loop
-        await stream.reset()
-
-
 async def run(kind: str, connects: int, size: int, stall: float) -> dict[str, Any]:
     from libp2p.custom_types import TProtocol
     from libp2p.peer.peerinfo import info_from_p2p_addr
@@ -80,8 +67,8 @@ async def run(kind: str, connects: int, size: int, stall: float) -> dict[str, An
     a, a_addrs = make_host(quic)
     b, b_addrs = make_host(quic)
     fast, slow = TProtocol("/bench/count/1"), TProtocol("/bench/slow-count/1")
-    b.set_stream_handler(fast, lambda s: _count(s, 0.0))
-    b.set_stream_handler(slow, lambda s: _count(s, stall))
+    b.set_stream_handler(fast, lambda s: count_stream(s, 0.0))
+    b.set_stream_handler(slow, lambda s: count_stream(s, stall))
     out: dict[str, Any] = {"transport": kind}
     async with a.run(a_addrs), b.run(b_addrs):
         info = info_from_p2p_addr(Multiaddr(f"{b.get_addrs()[0]}"))

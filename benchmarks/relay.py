@@ -32,27 +32,10 @@ import trio
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import count_stream  # noqa: E402
+
 MiB = 1 << 20
 COUNT = "/agentp2p/bench/count/1.0.0"
-
-
-async def _count(stream: Any) -> None:
-    from libp2p.network.stream.exceptions import StreamEOF
-
-    n = 0
-    try:
-        while True:
-            try:
-                data = await stream.read(65536)
-            except StreamEOF:
-                break
-            if not data:
-                break
-            n += len(data)
-        await stream.write(str(n).encode())
-        await stream.close()
-    except Exception:  # noqa: BLE001
-        await stream.reset()
 
 
 async def measure(a: Any, b: Any, target: str, connects: int, size: int) -> dict[str, Any]:
@@ -103,7 +86,7 @@ async def main(connects: int, size: int) -> None:
         async with Node(cfg(relays=[r.addrs[0]])) as b:
             await wait_until(lambda: bool(b.stats()["relay"]["circuit_addrs"]), 30, "B's reservation")
             print({"reservation_s": round(time.perf_counter() - t0, 3)}, flush=True)
-            b.host.set_stream_handler(COUNT, _count)
+            b.host.set_stream_handler(COUNT, count_stream)
             circuit = b.stats()["relay"]["circuit_addrs"][0] + f"/p2p/{b.peer_id}"
             async with Node(cfg()) as a:
                 for label, target in (("direct", b.addrs[0]), ("relayed", circuit)):
