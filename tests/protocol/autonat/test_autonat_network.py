@@ -10,6 +10,7 @@ asker cannot make dial at will.
 from __future__ import annotations
 
 import contextlib
+from types import SimpleNamespace
 
 import pytest
 import trio
@@ -131,3 +132,28 @@ async def test_dht_auto_mode_follows_the_verdict_and_fixed_modes_do_not() -> Non
         assert a.dht.mode == "auto (server)" and kad in served(a)
         b.dht.follow_reachability(private=True)  # configured "server": stays one
         assert b.dht.mode == "server" and kad in served(b)
+
+
+@pytest.mark.trio
+async def test_py_libp2p_autonat_server_says_reachable_without_dialing_ours_dials() -> None:
+    """Why AutoNAT is ours: py-libp2p 0.8.1's server "dials back" through
+    ``host.connect``, which returns at once on the connection the request came
+    on, so it answers OK for any address — a dead port included."""
+    from libp2p.host.autonat import AutoNATService as LibraryAutoNAT
+
+    from agentp2p.testing import LOOPBACK, library_host
+
+    with trio.socket.socket() as s:  # a port nobody listens on
+        await s.bind(("127.0.0.1", 0))
+        dead = Multiaddr(f"/ip4/127.0.0.1/tcp/{s.getsockname()[1]}")
+    quiet = AutoNATConfig(client=False, allow_private=True)
+    lib = library_host()
+    async with lib.run([LOOPBACK]), Node(cfg(quiet)) as ours, Node(cfg(AutoNATConfig(client=False))) as asker:
+        LibraryAutoNAT(lib, serve=True)  # registers /libp2p/autonat/1.0.0 on the library host
+        request = length_prefixed(encode_request(asker.peer_id.to_bytes(), [dead.to_bytes()]))
+        await asker.connect(ours.addrs[0])
+        await asker.connect(f"{lib.get_addrs()[0]}")
+        status_lib, _ = await ask_raw(asker, SimpleNamespace(peer_id=lib.get_id()), request)  # type: ignore[arg-type]
+        status_ours, _ = await ask_raw(asker, ours, request)
+        assert status_lib is Status.OK  # the library's answer: "reached you" at a dead port
+        assert status_ours is Status.E_DIAL_ERROR  # ours dialed, and nobody answered
