@@ -6,11 +6,18 @@ feed it whatever a stream read returned, get back every complete frame. It
 bounds both the length prefix and the frame size, so a peer cannot make us
 buffer without limit; a violation raises :class:`FrameError` and the caller
 resets the stream.
+
+:func:`read_message` reads one such frame from a stream and not a byte
+more: for request/answer protocols, and for streams that turn into
+something else after their control messages (a relay's circuit carries a
+whole connection after them).
 """
 
 from __future__ import annotations
 
-__all__ = ["FrameError", "FrameReader", "encode_varint", "length_prefixed"]
+from typing import Any
+
+__all__ = ["FrameError", "FrameReader", "encode_varint", "length_prefixed", "read_message"]
 
 
 class FrameError(ValueError):
@@ -73,3 +80,32 @@ class FrameReader:
     @property
     def buffered(self) -> int:
         return len(self._buf)
+
+
+async def _read_exactly(stream: Any, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        try:
+            chunk = await stream.read(n - len(data))
+        except EOFError:  # py-libp2p's StreamEOF (not imported: this module stays light)
+            chunk = b""
+        if not chunk:
+            raise FrameError("stream ended inside a message")
+        data += chunk
+    return data
+
+
+async def read_message(stream: Any, limit: int) -> bytes:
+    """One varint-prefixed message of at most ``limit`` bytes, and not a byte more."""
+    length = shift = 0
+    while True:
+        b = (await _read_exactly(stream, 1))[0]
+        length |= (b & 0x7F) << shift
+        if not b & 0x80:
+            break
+        shift += 7
+        if shift > 28:
+            raise FrameError("length prefix too long")
+    if length > limit:
+        raise FrameError(f"message of {length} bytes (at most {limit})")
+    return await _read_exactly(stream, length)

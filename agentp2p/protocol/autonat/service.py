@@ -19,13 +19,12 @@ from collections.abc import Callable
 from typing import Any
 
 import trio
-from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
 from multiaddr import Multiaddr
 
 from agentp2p.contract import NodeContext
 from agentp2p.network.dialback import DialBackError
-from agentp2p.network.framing import FrameError, FrameReader, length_prefixed
+from agentp2p.network.framing import FrameError, length_prefixed, read_message
 from agentp2p.network.ratelimit import PeerRateLimiter
 
 from .codec import (
@@ -59,21 +58,6 @@ def observed_multiaddr(stream: Any) -> str | None:
     except Exception:  # noqa: BLE001 — no address (or an unusual transport): refuse
         return None
     return f"/ip{ip.version}/{ip}/tcp/{port}"
-
-
-async def read_frame(stream: Any, limit: int) -> bytes:
-    """One varint-prefixed frame of at most ``limit`` bytes (FrameError otherwise)."""
-    reader = FrameReader(limit)
-    while True:
-        try:
-            chunk = await stream.read(limit + 8)
-        except StreamEOF:
-            chunk = b""
-        if not chunk:
-            raise FrameError("stream ended before a whole message")
-        frames = reader.feed(chunk)
-        if frames:
-            return frames[0]
 
 
 async def _close(stream: Any, reset: bool = False) -> None:
@@ -196,7 +180,7 @@ class AutoNATService:
                 stream = await ctx.dialer.open_stream(peer, [PROTOCOL_ID], dial=False, lookup=False,
                                                       timeout=self.config.request_timeout)
                 await stream.write(length_prefixed(encode_request(ctx.peer_id.to_bytes(), claimed)))
-                answer = decode_response(await read_frame(stream, MAX_MESSAGE_BYTES))
+                answer = decode_response(await read_message(stream, MAX_MESSAGE_BYTES))
             if answer.status is Status.OK:
                 outcome = Outcome.REACHABLE
                 with contextlib.suppress(Exception):
@@ -224,7 +208,7 @@ class AutoNATService:
         peer: ID = stream.muxed_conn.peer_id
         try:
             with trio.fail_after(_READ_TIMEOUT):
-                data = await read_frame(stream, MAX_MESSAGE_BYTES)
+                data = await read_message(stream, MAX_MESSAGE_BYTES)
             request = decode_request(data)
         except (CodecError, FrameError, trio.TooSlowError) as exc:
             self.served["bad_request"] += 1

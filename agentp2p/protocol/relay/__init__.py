@@ -3,8 +3,7 @@
 One concern per file: ``codec.py`` (the messages), ``reservations.py`` (the
 relay's books: who may hold what), ``splice.py`` (one circuit, within its
 limits), ``hop.py`` (the relay's side), ``client.py`` (reserving, dialing
-through a relay, accepting a circuit), ``streams.py`` (reading a control
-message without reading past it), ``config.py``, and ``service.py`` (the
+through a relay, accepting a circuit), ``config.py``, and ``service.py`` (the
 whole on a node). docs/reachability.md explains the design.
 """
 

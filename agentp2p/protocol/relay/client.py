@@ -21,10 +21,9 @@ import trio
 from libp2p.peer.id import ID
 from multiaddr import Multiaddr
 
-from agentp2p.network.framing import length_prefixed
+from agentp2p.network.framing import length_prefixed, read_message
 
 from .codec import HOP_PROTOCOL, MAX_MESSAGE_BYTES, decode_hop, decode_stop, pb
-from .streams import read_message
 
 __all__ = ["Granted", "RelayError", "accept_stop", "open_circuit", "reserve", "split_circuit"]
 

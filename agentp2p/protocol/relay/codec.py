@@ -8,6 +8,8 @@ handler answers ``MALFORMED_MESSAGE`` where the protocol has a reply.
 
 from __future__ import annotations
 
+from typing import Any
+
 from google.protobuf.message import DecodeError
 
 from agentp2p.pb import circuit_pb2 as pb
@@ -41,24 +43,22 @@ def _parse(msg: object, data: bytes) -> None:
         raise CodecError("relay message without a required field (type, peer id)")
 
 
-def decode_hop(data: bytes) -> pb.HopMessage:
-    msg = pb.HopMessage()
+def _decode(msg: Any, data: bytes) -> Any:
+    """``msg`` (a HopMessage or StopMessage) parsed from ``data`` and checked."""
     _parse(msg, data)
     if msg.HasField("peer") and len(msg.peer.addrs) > MAX_ADDRS:
         raise CodecError("too many addresses")
-    if msg.type == pb.HopMessage.STATUS and not msg.HasField("status"):
+    if msg.type == type(msg).STATUS and not msg.HasField("status"):
         raise CodecError("STATUS without a (known) status")
     return msg
+
+
+def decode_hop(data: bytes) -> pb.HopMessage:
+    return _decode(pb.HopMessage(), data)
 
 
 def decode_stop(data: bytes) -> pb.StopMessage:
-    msg = pb.StopMessage()
-    _parse(msg, data)
-    if msg.HasField("peer") and len(msg.peer.addrs) > MAX_ADDRS:
-        raise CodecError("too many addresses")
-    if msg.type == pb.StopMessage.STATUS and not msg.HasField("status"):
-        raise CodecError("STATUS without a (known) status")
-    return msg
+    return _decode(pb.StopMessage(), data)
 
 
 def hop_status(status: int, **fields: object) -> bytes:

@@ -27,13 +27,12 @@ from libp2p.peer.id import ID
 from multiaddr import Multiaddr
 
 from agentp2p.contract import NodeContext
-from agentp2p.network.framing import FrameError, length_prefixed
+from agentp2p.network.framing import FrameError, length_prefixed, read_message
 
 from .codec import MAX_MESSAGE_BYTES, STOP_PROTOCOL, CodecError, decode_hop, decode_stop, hop_status, limit_of, pb
 from .config import RelayConfig
 from .reservations import Books, Refused
 from .splice import splice
-from .streams import read_message
 
 log = logging.getLogger("agentp2p.relay")
 

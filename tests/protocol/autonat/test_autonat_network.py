@@ -18,11 +18,10 @@ from multiaddr import Multiaddr
 
 from agentp2p.errors import DialError
 from agentp2p.network.dialback import DialBackError, dial_back
-from agentp2p.network.framing import length_prefixed
+from agentp2p.network.framing import length_prefixed, read_message
 from agentp2p.node import Node
 from agentp2p.protocol.autonat.codec import PROTOCOL_ID, Status, decode_response, encode_request
 from agentp2p.protocol.autonat.config import AutoNATConfig
-from agentp2p.protocol.autonat.service import read_frame
 from agentp2p.testing import local_config, wait_until
 
 LAB = AutoNATConfig(allow_private=True, confirmations=1, boot_delay=0.05)
@@ -37,7 +36,7 @@ async def ask_raw(asker: Node, server: Node, payload: bytes) -> tuple[Status, st
     try:
         await stream.write(payload)
         with trio.fail_after(10):
-            resp = decode_response(await read_frame(stream, 4096))
+            resp = decode_response(await read_message(stream, 4096))
     finally:
         with contextlib.suppress(Exception):
             await stream.close()

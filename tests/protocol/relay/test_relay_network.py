@@ -16,14 +16,13 @@ from collections.abc import AsyncIterator
 import pytest
 import trio
 
-from agentp2p.network.framing import length_prefixed
+from agentp2p.network.framing import length_prefixed, read_message
 from agentp2p.network.relayed import relayed_connections
 from agentp2p.node import Node
 from agentp2p.protocol.autonat.config import AutoNATConfig
 from agentp2p.protocol.relay.client import RelayError, open_circuit, reserve
 from agentp2p.protocol.relay.codec import HOP_PROTOCOL, STOP_PROTOCOL, decode_hop, decode_stop, pb
 from agentp2p.protocol.relay.config import RelayConfig
-from agentp2p.protocol.relay.streams import read_message
 from agentp2p.testing import local_config, wait_until
 
 QUIET = AutoNATConfig(client=False)
@@ -200,8 +199,7 @@ async def test_malformed_requests_are_answered_and_counted() -> None:
 @pytest.mark.trio
 async def test_autonat_will_not_judge_over_a_circuit() -> None:
     from agentp2p.protocol.autonat.codec import PROTOCOL_ID, Status, decode_response, encode_request
-    from agentp2p.protocol.autonat.service import read_frame
-
+    
     lab = AutoNATConfig(client=False, allow_private=True)
     async with Node(cfg(service="on")) as r:
         async with Node(local_config(swim=False, autonat=lab, relay=RelayConfig(relays=[r.addrs[0]]))) as b:
@@ -210,7 +208,7 @@ async def test_autonat_will_not_judge_over_a_circuit() -> None:
                 await a.connect(circuit_of(b))
                 stream = await a.dialer.open_stream(b.peer_id, [PROTOCOL_ID], lookup=False)
                 await stream.write(length_prefixed(encode_request(a.peer_id.to_bytes(), [])))
-                answer = decode_response(await read_frame(stream, 4096))
+                answer = decode_response(await read_message(stream, 4096))
                 # No IP is known for a relayed peer: nothing may be dialed (the spec's rule).
                 assert answer.status is Status.E_DIAL_REFUSED
 
