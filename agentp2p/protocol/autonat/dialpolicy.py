@@ -19,38 +19,17 @@ Pure functions on multiaddr strings; no I/O.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from multiaddr import Multiaddr
 
+from agentp2p.network.addresses import is_private_ip
+
 __all__ = ["Refusal", "dial_targets", "is_private_ip"]
 
 #: Transports a dial-back may use, after /ip4|ip6/<ip>/tcp/<port>.
 _TCP_SUFFIXES = ((), ("ws",))
-
-_PRIVATE_V4 = [ipaddress.ip_network(n) for n in
-               ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
-                "172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/4", "240.0.0.0/4")]
-_PRIVATE_V6 = [ipaddress.ip_network(n) for n in ("::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8")]
-
-
-def is_private_ip(ip: str) -> bool:
-    """Loopback, RFC 1918, shared (CGNAT), link-local, multicast or unspecified.
-
-    Not Python's ``is_private``, which also counts the documentation
-    ranges (TEST-NET): those stand in for public addresses in our NAT lab.
-    """
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return True
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    nets = _PRIVATE_V4 if addr.version == 4 else _PRIVATE_V6
-    return any(addr in net for net in nets)
-
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
