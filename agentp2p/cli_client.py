@@ -398,7 +398,8 @@ def _peers(client: Any, args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     for p in peers:
-        conns = ", ".join(f"{c.direction} {' '.join(c.remote_addrs)}".strip() for c in p.connections)
+        conns = ", ".join(f"{c.direction}{' relayed' if c.relayed else ''} {' '.join(c.remote_addrs)}".strip()
+                          for c in p.connections)
         trust = "" if p.trust_score is None else f"  trust {p.trust_score:g} {p.trust_level}"
         print(f"{p.peer_id}  {conns}{trust}")
     distrusted = [t for t in client.trust_scores() if t["level"] != "normal" or t["score"] < 0]

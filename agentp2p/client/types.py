@@ -34,6 +34,8 @@ class NodeInfo:
 class Connection:
     direction: str
     remote_addrs: list[str]
+    #: Through a circuit relay (False from daemons before #17's hole punching).
+    relayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,8 @@ class Peer:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Peer:
-        conns = [Connection(c.get("direction", "unknown"), list(c.get("remote_addrs", []))) for c in d.get("connections", [])]
+        conns = [Connection(c.get("direction", "unknown"), list(c.get("remote_addrs", [])), bool(c.get("relayed", False)))
+                 for c in d.get("connections", [])]
         trust = d.get("trust") or {}
         return cls(
             peer_id=d["peer_id"],

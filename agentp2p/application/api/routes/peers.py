@@ -12,6 +12,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from libp2p.connection_types import ConnectionType
 from libp2p.peer.id import ID
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -36,6 +37,8 @@ def _connections(node: Any, peer_id: ID) -> list[dict[str, Any]]:
             entry["remote_addrs"] = [str(a) for a in conn.get_transport_addresses()]
         with contextlib.suppress(Exception):
             entry["streams"] = len(conn.get_streams())
+        with contextlib.suppress(Exception):
+            entry["relayed"] = conn.get_connection_type() is ConnectionType.RELAYED
         out.append(entry)
     return out
 
