@@ -44,6 +44,7 @@ from agentp2p.network.events import ConnectionEvents
 from agentp2p.network.handlers import HandlerFailures, contained
 from agentp2p.network.host import HostLimits, advertise_extra_addrs, build_host
 from agentp2p.network.psk import read_psk_file
+from agentp2p.network.punch import DirectConnector
 from agentp2p.network.relayed import adopt_inbound, adopt_outbound
 from agentp2p.network.identify import push_identify
 from agentp2p.network.identity import Identity, load_or_create_identity
@@ -94,6 +95,7 @@ class ServiceContext:
         self.dht = dht
         self.resources = resources
         self.authorizer = authorizer
+        self.direct = DirectConnector(host, dialer)
         self._offence = offence
         self._host = host
         self._handler_failures = handler_failures
@@ -180,7 +182,8 @@ def default_services(config: NodeConfig, given: Sequence[NodeService] = ()) -> l
     """The services every node runs unless ``given`` names its own of that name:
     messaging, SWIM (``[swim] enabled``), a records service that looks
     agents up even when this node publishes no record of its own, and
-    AutoNAT (``[autonat]``: is this node reachable from outside?)."""
+    AutoNAT (``[autonat]``: is this node reachable from outside?), the relay
+    and hole punching (``[holepunch]``: relayed connections made direct)."""
     names = {s.name for s in given}
     out: list[NodeService] = []
     if "messaging" not in names:
@@ -203,6 +206,10 @@ def default_services(config: NodeConfig, given: Sequence[NodeService] = ()) -> l
         from agentp2p.protocol.autonat.service import AutoNATService
 
         out.append(AutoNATService(config.autonat))
+    if "holepunch" not in names and config.holepunch.enabled:
+        from agentp2p.protocol.holepunch.service import HolePunchService
+
+        out.append(HolePunchService(config.holepunch))
     return out
 
 

@@ -367,6 +367,14 @@ def _status(client: Any, args: argparse.Namespace) -> int:
               + (f"; reachable through {len(relay.get('reservations') or {})} relay(s)" if mine else ""))
         for addr in mine:
             print(f"  {addr}")
+    punch = stats.get("holepunch") or {}
+    if punch.get("enabled"):
+        made = punch.get("direct_after_ms") or {}
+        ways = ", ".join(f"{how} {punch[f'direct_by_{how}']}" for how in ("punch", "reversal")
+                         if punch.get(f"direct_by_{how}"))
+        print(f"hole punching: {made.get('count', 0)} relayed connection(s) made direct"
+              + (f" ({ways})" if ways else "") + f", {punch.get('failed', 0)} stayed relayed"
+              + (f"; median {made['p50']:.0f} ms" if made.get("count") else ""))
     topics = stats.get("pubsub", {}).get("topics", [])
     print(f"topics:        {', '.join(topics) if topics else '-'}")
     policy, trust = stats.get("policy") or {}, stats.get("trust") or {}

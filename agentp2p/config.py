@@ -33,6 +33,7 @@ from typing import Any
 from agentp2p.errors import ConfigError
 from agentp2p.messaging.config import MessagingConfig
 from agentp2p.protocol.autonat.config import AutoNATConfig
+from agentp2p.protocol.holepunch.config import HolePunchConfig
 from agentp2p.protocol.relay.config import RelayConfig
 from agentp2p.protocol.swim.config import SwimConfig
 from agentp2p.network.addresses import parse_listen_addr, parse_peer_addr, parse_peer_id
@@ -214,6 +215,9 @@ class NodeConfig:
     # Circuit relay v2: relay service (public nodes), reservations and
     # circuits (docs/reachability.md).
     relay: RelayConfig = field(default_factory=RelayConfig)
+    # Hole punching (DCUtR): turn relayed connections into direct ones
+    # where the NATs allow (docs/reachability.md).
+    holepunch: HolePunchConfig = field(default_factory=HolePunchConfig)
     # Direct messages: the outbox/inbox store, windows, inbox bounds.
     messaging: MessagingConfig = field(default_factory=MessagingConfig)
     # The control API's optional parts (an ApiService follows it unless told otherwise).
@@ -325,7 +329,8 @@ class NodeConfig:
         if min(d.refresh_interval, d.query_timeout, d.request_timeout, d.inbound_requests_per_second) <= 0:
             raise ConfigError("dht.refresh_interval, query_timeout, request_timeout and "
                               "inbound_requests_per_second must be positive")
-        for name in ("resources", "penalties", "trust", "swim", "messaging", "connections", "autonat", "relay"):
+        for name in ("resources", "penalties", "trust", "swim", "messaging", "connections", "autonat", "relay",
+                     "holepunch"):
             section = getattr(self, name)
             try:
                 # Frozen sections check themselves on construction; re-run that.

@@ -18,7 +18,8 @@ The contract, in one place:
 * reaching others: ``dialer`` (the one dialer, :mod:`agentp2p.network.dialer`),
   ``dial_back`` (a fresh connection that proves who answers, then closes:
   AutoNAT's server), ``adopt_outbound``/``adopt_inbound`` (a relay's
-  circuit made a connection);
+  circuit made a connection), ``direct`` (turning a relayed connection
+  into a direct one: hole punching);
 * what peers serve: ``protocols_of`` (from identify);
 * what happens: ``events`` (connections opened and closed);
 * shared substrates: ``pubsub`` and ``dht`` (narrow views below);
@@ -38,7 +39,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from multiaddr import Multiaddr
 
-__all__ = ["Authorizing", "NodeContext", "NodeService", "Dialing", "PubSubAccess", "DHTAccess", "ConnectionEventSource"]
+__all__ = ["Authorizing", "DirectConnecting", "NodeContext", "NodeService", "Dialing", "PubSubAccess", "DHTAccess", "ConnectionEventSource"]
 
 StreamHandler = Callable[[Any], Awaitable[None]]
 
@@ -109,6 +110,28 @@ class DHTAccess(Protocol):
     async def find_peer(self, peer_id: ID) -> PeerInfo | None: ...
 
 
+class DirectConnecting(Protocol):
+    """Upgrading relayed connections to direct ones (DCUtR): implemented by
+    :class:`agentp2p.network.punch.DirectConnector`."""
+
+    def has_direct(self, peer: ID) -> bool: ...
+
+    def relayed_inbound(self, peer: ID) -> bool: ...
+
+    def relayed_outbound(self, peer: ID) -> bool: ...
+
+    async def observed_ip(self, peer: ID, timeout: float) -> str | None: ...
+
+    def port(self, ipv6: bool = False) -> Any: ...
+
+    async def punch(self, peer: ID, port: Any, addrs: list[tuple[str, int]], *, as_client: bool,
+                    timeout: float) -> None: ...
+
+    async def dial_fresh(self, peer: ID, addrs: list[tuple[str, int]], timeout: float) -> None: ...
+
+    async def retire_relayed(self, peer: ID, grace: float) -> int: ...
+
+
 class Authorizing(Protocol):
     """The node's authorization policy as services see it
     (:class:`agentp2p.security.authorizer.Authorizer`)."""
@@ -135,6 +158,7 @@ class NodeContext(Protocol):
     dht: DHTAccess
     resources: Any  # agentp2p.network.resources.ResourceManager
     authorizer: Authorizing
+    direct: DirectConnecting
 
     def listen_addrs(self) -> list[Multiaddr]: ...
 

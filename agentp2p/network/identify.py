@@ -28,8 +28,9 @@ from libp2p.identity.identify.identify import parse_identify_response
 from libp2p.identity.update import update_peerstore_from_identify
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
+from multiaddr import Multiaddr
 
-__all__ = ["IdentifyError", "MAX_IDENTIFY_BYTES", "push_identify", "read_to_eof", "request_identify"]
+__all__ = ["IdentifyError", "MAX_IDENTIFY_BYTES", "observed_ip", "push_identify", "read_to_eof", "request_identify"]
 
 #: Largest identify answer we read (go's are a few KiB; the library allows 1,000 addresses).
 MAX_IDENTIFY_BYTES = 256 * 1024
@@ -46,6 +47,31 @@ async def request_identify(dialer: Any, host: Any, peer: ID, timeout: float) -> 
     :class:`IdentifyError` (or the dialer's DialError when no connection is
     open) on failure, and ``timeout`` bounds the whole exchange.
     """
+    msg = await _exchange(dialer, host, peer, timeout)
+    return [str(p) for p in msg.protocols]
+
+
+async def observed_ip(dialer: Any, host: Any, peer: ID, timeout: float) -> str | None:
+    """The IP ``peer`` sees our connection come from (identify's observed
+    address, asked afresh over the open connection); None if it did not say.
+
+    Behind a NAT this is the NAT's public address: what a hole punch needs.
+    """
+    msg = await _exchange(dialer, host, peer, timeout)
+    if not msg.observed_addr:
+        return None
+    try:
+        ma = Multiaddr(msg.observed_addr)
+        for name in ("ip4", "ip6"):
+            with contextlib.suppress(Exception):
+                return str(ma.value_for_protocol(name))
+    except Exception:  # noqa: BLE001 — the peer's bytes
+        return None
+    return None
+
+
+async def _exchange(dialer: Any, host: Any, peer: ID, timeout: float) -> Any:
+    """One identify exchange over the open connection, recorded in the peerstore."""
     try:
         with trio.fail_after(timeout):
             stream = await dialer.open_stream(peer, [str(IDENTIFY_PROTOCOL)], dial=False, lookup=False,
@@ -65,7 +91,7 @@ async def request_identify(dialer: Any, host: Any, peer: ID, timeout: float) -> 
     except Exception as exc:  # noqa: BLE001 — the peer's bytes
         raise IdentifyError(f"identify {peer}: unreadable answer ({exc})") from None
     await update_peerstore_from_identify(host.get_peerstore(), peer, msg)
-    return [str(p) for p in msg.protocols]
+    return msg
 
 
 async def read_to_eof(stream: Any, limit: int, error: type[Exception] = IdentifyError) -> bytes:

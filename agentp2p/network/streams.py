@@ -12,6 +12,7 @@ handler runs; the limit hit counts against the peer in the penalty box.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -78,3 +79,10 @@ def limit_streams(host: Any, resources: ResourceManager) -> None:
     if isinstance(multiselect.handlers, _LimitedHandlers):
         return
     multiselect.handlers = _LimitedHandlers(resources, dict(multiselect.handlers))
+
+
+async def close_quietly(stream: Any, reset: bool = False) -> None:
+    """Close (or reset) ``stream`` even while being cancelled, within a second,
+    whatever it raises: the end of a protocol exchange that is over anyway."""
+    with trio.CancelScope(shield=True), trio.move_on_after(1), contextlib.suppress(Exception):
+        await (stream.reset() if reset else stream.close())

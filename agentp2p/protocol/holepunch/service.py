@@ -1,0 +1,327 @@
+"""DCUtR on a node: relayed connections become direct ones where NATs allow.
+
+The adapter for core.py's two roles:
+
+* **B** (a relayed connection reached us): once the peer is identified
+  and says it speaks ``/libp2p/dcutr``, run an :class:`~.core.Initiator` —
+  a reversal to the peer's public addresses, else up to three punches,
+  each on a new stream (as go-libp2p does).
+* **A** (we dialed through a relay): serve ``/libp2p/dcutr`` on relayed
+  connections we opened, one round per stream (:class:`~.core.Receiver`).
+
+Our candidate address is the IP our direct peers see us at (identify's
+observed address, cached) with the port of a socket bound for the punch
+(network/punch.py says why not the listen port). When a direct connection
+is up, the relayed one is closed after ``grace`` seconds.
+
+Bounds: ``max_concurrent`` upgrades at once (more are skipped, counted),
+one at a time per peer, a peer that failed is left alone for
+``retry_after``; messages are at most 4 KiB, at most 8 addresses are
+dialed, every exchange has a deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from typing import Any
+
+import trio
+from libp2p.peer.id import ID
+from multiaddr import Multiaddr
+
+from agentp2p.contract import NodeContext
+from agentp2p.network.framing import length_prefixed, read_message
+from agentp2p.network.streams import close_quietly
+
+from .codec import CONNECT, MAX_MESSAGE_BYTES, PROTOCOL, SYNC, CodecError, connect, decode, punchable, sync
+from .config import HolePunchConfig
+from .core import Dial, Done, Initiator, Receiver, Reverse, SendConnect, SendSync
+
+log = logging.getLogger("agentp2p.holepunch")
+
+__all__ = ["HolePunchService"]
+
+#: How long an observed IP is trusted before it is asked for again.
+_OBSERVED_TTL = 120.0
+#: Peers asked for our observed IP per refresh (relays first).
+_OBSERVERS = 3
+#: Upgrade durations kept for stats (the newest).
+_KEEP_DURATIONS = 64
+_HOP = "/libp2p/circuit/relay/0.2.0/hop"
+
+
+class _Failed(Exception):
+    """One exchange broke (the reason goes to the core)."""
+
+
+class HolePunchService:
+    """See the module doc (name ``"holepunch"``)."""
+
+    name = "holepunch"
+
+    def __init__(self, config: HolePunchConfig | None = None) -> None:
+        self.config = config or HolePunchConfig()
+        self._ctx: NodeContext | None = None
+        self._nursery: trio.Nursery | None = None
+        self._busy: set[ID] = set()
+        self._retry_at: dict[ID, float] = {}
+        self._observed: tuple[float, str | None] = (-math.inf, None)
+        self._observing: trio.Event | None = None
+        self.counters: Counter[str] = Counter()
+        #: Seconds from the start of an upgrade to a direct connection (newest last).
+        self.durations: list[float] = []
+
+    # ------------------------------------------------------------ wiring
+    def attach(self, ctx: NodeContext) -> None:
+        self._ctx = ctx
+        if self.config.enabled:
+            ctx.set_stream_handler(PROTOCOL, self._on_stream)
+
+    def stats(self) -> dict[str, Any]:
+        d = sorted(self.durations)
+        return {
+            "enabled": self.config.enabled,
+            "in_progress": len(self._busy),
+            "observed_ip": self._observed[1],
+            **dict(self.counters),
+            "direct_after_ms": {"count": len(d), "p50": round(d[len(d) // 2] * 1000, 1),
+                                "max": round(d[-1] * 1000, 1)} if d else {"count": 0},
+        }
+
+    async def run(self, ctx: NodeContext) -> None:
+        if not self.config.enabled:
+            return
+        events = ctx.events.subscribe()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            async for event in events:
+                if event.connected:
+                    self._on_connected(ctx, event.peer_id)
+
+    def _on_connected(self, ctx: NodeContext, peer: ID) -> None:
+        nursery = self._nursery
+        assert nursery is not None
+        if ctx.direct.relayed_outbound(peer):
+            # We may be asked to punch soon: have our address ready, so
+            # the answer (and the round trip the peer measures) is quick.
+            nursery.start_soon(self._our_ip, ctx)
+            return
+        if not ctx.direct.relayed_inbound(peer) or peer in self._busy:
+            return
+        if self._retry_at.get(peer, -math.inf) > ctx.now():
+            self.counters["skipped_recent_failure"] += 1
+            return
+        if len(self._busy) >= self.config.max_concurrent:
+            self.counters["skipped_busy"] += 1
+            return
+        self._busy.add(peer)
+        nursery.start_soon(self._initiate, ctx, peer)
+
+    # ------------------------------------------------------------ our address
+    async def _our_ip(self, ctx: NodeContext) -> str | None:
+        """The IP direct peers see us at (cached for _OBSERVED_TTL; one
+        question in flight at a time)."""
+        at, ip = self._observed
+        if ctx.now() - at < _OBSERVED_TTL:
+            return ip
+        if self._observing is not None:
+            await self._observing.wait()
+            return self._observed[1]
+        self._observing = trio.Event()
+        try:
+            ip = None
+            direct = [p for p in ctx.dialer.peers() if ctx.direct.has_direct(p)]
+            direct.sort(key=lambda p: _HOP not in ctx.protocols_of(p))  # relays first: they are public
+            for peer in direct[:_OBSERVERS]:
+                try:
+                    ip = await ctx.direct.observed_ip(peer, self.config.stream_timeout)
+                except Exception as exc:  # noqa: BLE001 — ask the next one
+                    log.debug("observed address from %s: %r", peer, exc)
+                    continue
+                if ip is not None and punchable([_addr_bytes(ip, 1)], allow_private=self.config.allow_private):
+                    break
+                ip = None
+            self._observed = (ctx.now(), ip)
+            return ip
+        finally:
+            self._observing.set()
+            self._observing = None
+
+    async def _offer(self, ctx: NodeContext, stream: Any, port: Any) -> None:
+        """Send CONNECT with our candidate: observed IP, punch port."""
+        ip = await self._our_ip(ctx)
+        if ip is None:
+            raise _Failed("we know no public address of ours (no direct peer told us one)")
+        await stream.write(length_prefixed(connect([_multiaddr(ip, port.port)])))
+
+    async def _expect(self, stream: Any, kind: int) -> Any:
+        try:
+            with trio.fail_after(self.config.stream_timeout):
+                msg = decode(await read_message(stream, MAX_MESSAGE_BYTES))
+        except trio.TooSlowError:
+            raise _Failed(f"no answer within {self.config.stream_timeout:g}s") from None
+        except CodecError as exc:
+            raise _Failed(f"bad message: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 — the stream died
+            raise _Failed(f"stream: {type(exc).__name__}: {exc}") from None
+        if msg.type != kind:
+            raise _Failed(f"expected {'CONNECT' if kind == CONNECT else 'SYNC'}, got type {msg.type}")
+        return msg
+
+    # ------------------------------------------------------------ B: the initiator
+    async def _initiate(self, ctx: NodeContext, peer: ID) -> None:
+        cfg = self.config
+        started = ctx.now()
+        self.counters["upgrades"] += 1
+        try:
+            if not await self._speaks_dcutr(ctx, peer):
+                self.counters["peer_without_dcutr"] += 1
+                return
+            core = Initiator(attempts=cfg.attempts)
+            public = punchable([a.to_bytes() for a in ctx.dialer.known_addrs(peer) if "/p2p-circuit" not in str(a)],
+                               allow_private=cfg.allow_private)
+            done = await self._drive(ctx, peer, core, core.start(ctx.now(), public))
+            if done.direct:
+                self.counters[f"direct_by_{done.how}"] += 1
+                self._record(ctx.now() - started)
+                log.info("direct connection to %s by %s (%.0f ms)", peer, done.how, (ctx.now() - started) * 1000)
+                await ctx.direct.retire_relayed(peer, cfg.grace)
+            else:
+                self.counters["failed"] += 1
+                self._retry_at[peer] = ctx.now() + cfg.retry_after
+                log.info("no direct connection to %s (staying relayed): %s", peer, done.how)
+        finally:
+            self._busy.discard(peer)
+
+    async def _speaks_dcutr(self, ctx: NodeContext, peer: ID) -> bool:
+        """Wait (bounded) for identify to say whether ``peer`` serves DCUtR."""
+        with trio.move_on_after(self.config.stream_timeout):
+            while not ctx.protocols_of(peer):
+                if not ctx.dialer.is_connected(peer):
+                    return False
+                await trio.sleep(0.05)
+        return PROTOCOL in ctx.protocols_of(peer)
+
+    async def _drive(self, ctx: NodeContext, peer: ID, core: Initiator, actions: list[Any]) -> Done:
+        cfg = self.config
+        stream = port = None
+        try:
+            while True:
+                action = actions.pop(0)
+                if isinstance(action, Done):
+                    return action
+                if isinstance(action, Reverse):
+                    try:
+                        await ctx.direct.dial_fresh(peer, list(action.addrs), cfg.reversal_timeout)
+                        ok = True
+                    except Exception as exc:  # noqa: BLE001
+                        log.debug("reversal to %s failed: %s", peer, exc)
+                        ok = False
+                    self.counters["reversals_ok" if ok else "reversals_failed"] += 1
+                    actions = core.reversed(ctx.now(), ok)
+                elif isinstance(action, SendConnect):
+                    if stream is not None:
+                        await close_quietly(stream)
+                    if port is not None:
+                        port.close()
+                    try:
+                        stream = await ctx.dialer.open_stream(peer, [PROTOCOL], dial=False, lookup=False,
+                                                              timeout=cfg.stream_timeout)
+                        port = ctx.direct.port()
+                        await self._offer(ctx, stream, port)
+                        core.connect_sent(ctx.now())
+                        msg = await self._expect(stream, CONNECT)
+                    except _Failed as exc:
+                        actions = core.failed(str(exc))
+                        continue
+                    except Exception as exc:  # noqa: BLE001 — stream open, socket bind
+                        actions = core.failed(f"{type(exc).__name__}: {exc}")
+                        continue
+                    self.counters["attempts"] += 1
+                    actions = core.connect_received(ctx.now(), punchable(list(msg.ObsAddrs),
+                                                                         allow_private=cfg.allow_private))
+                elif isinstance(action, SendSync):
+                    try:
+                        await stream.write(length_prefixed(sync()))
+                    except Exception as exc:  # noqa: BLE001
+                        actions = core.failed(f"stream: {exc}")
+                elif isinstance(action, Dial):
+                    await trio.sleep_until(action.at)
+                    ok = await self._punch(ctx, peer, port, action)
+                    actions = core.punched(ctx.now(), ok)
+        finally:
+            if stream is not None:
+                await close_quietly(stream)
+            if port is not None:
+                port.close()
+
+    async def _punch(self, ctx: NodeContext, peer: ID, port: Any, action: Dial) -> bool:
+        try:
+            await ctx.direct.punch(peer, port, list(action.addrs), as_client=action.as_client,
+                                   timeout=self.config.dial_timeout)
+        except Exception as exc:  # noqa: BLE001 — the NATs did not let us through
+            self.counters["punches_failed"] += 1
+            log.debug("punch to %s failed: %s", peer, exc)
+            return False
+        self.counters["punches_ok"] += 1
+        return True
+
+    # ------------------------------------------------------------ A: the receiver
+    async def _on_stream(self, stream: Any) -> None:
+        ctx = self._ctx
+        assert ctx is not None
+        peer: ID = stream.muxed_conn.peer_id
+        # Only over a relayed connection we opened (the peer is B); and bounded.
+        if not ctx.direct.relayed_outbound(peer) or ctx.direct.has_direct(peer):
+            self.counters["refused_not_relayed"] += 1
+            await close_quietly(stream, reset=True)
+            return
+        if peer in self._busy or len(self._busy) >= self.config.max_concurrent:
+            self.counters["refused_busy"] += 1
+            await close_quietly(stream, reset=True)
+            return
+        self._busy.add(peer)
+        started = ctx.now()
+        port = None
+        self.counters["answered"] += 1
+        try:
+            core = Receiver()
+            try:
+                msg = await self._expect(stream, CONNECT)
+                actions = core.connect_received(ctx.now(), punchable(list(msg.ObsAddrs),
+                                                                     allow_private=self.config.allow_private))
+                if isinstance(actions[0], Done):
+                    raise _Failed(actions[0].how)
+                port = ctx.direct.port()
+                await self._offer(ctx, stream, port)
+                await self._expect(stream, SYNC)
+            except _Failed as exc:
+                self.counters["answer_failed"] += 1
+                log.debug("DCUtR from %s: %s", peer, exc)
+                await close_quietly(stream, reset=True)
+                return
+            (dial,) = core.sync_received(ctx.now())
+            assert isinstance(dial, Dial)
+            await close_quietly(stream)
+            if await self._punch(ctx, peer, port, dial):
+                self._record(ctx.now() - started)
+                log.info("direct connection to %s by punch (answering)", peer)
+                await ctx.direct.retire_relayed(peer, self.config.grace)
+        finally:
+            if port is not None:
+                port.close()
+            self._busy.discard(peer)
+
+    def _record(self, seconds: float) -> None:
+        self.durations.append(seconds)
+        del self.durations[:-_KEEP_DURATIONS]
+
+
+def _multiaddr(ip: str, port: int) -> Multiaddr:
+    return Multiaddr(f"/{'ip6' if ':' in ip else 'ip4'}/{ip}/tcp/{port}")
+
+
+def _addr_bytes(ip: str, port: int) -> bytes:
+    return _multiaddr(ip, port).to_bytes()
