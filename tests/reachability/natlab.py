@@ -12,8 +12,8 @@ down again:
 * NATed hosts: a router namespace (outside address on the bridge, inside
   10.K.0.1/24) masquerading for one host namespace behind it (10.K.0.2),
   whose default route is the router. The router forwards replies to
-  connections the host opened and drops everything else from outside,
-  as a home router does.
+  connections the host opened and drops everything else from outside
+  (also what is addressed to itself), as a home router does.
 
 NAT kinds (what hole punching cares about, RFC 4787):
 
@@ -120,6 +120,13 @@ class NatLab:
         self._run(router, "iptables", "-A", "FORWARD", "-i", "wan", "-o", "lan", "-m", "conntrack",
                   "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT")
         self._run(router, "iptables", "-A", "FORWARD", "-i", "wan", "-o", "lan", "-j", "DROP")
+        # Nor is anything addressed to the router itself answered: a home
+        # router drops an unsolicited SYN. (Linux would answer it with a RST
+        # and keep its conntrack entry, which takes the port a hole punch
+        # from inside is about to map to — a NAT no real router is.)
+        self._run(router, "iptables", "-A", "INPUT", "-i", "wan", "-m", "conntrack",
+                  "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT")
+        self._run(router, "iptables", "-A", "INPUT", "-i", "wan", "-j", "DROP")
         host = Host(name, ns, f"{inside}.2", wan, router=router, nat=nat)
         self.hosts[name] = host
         return host
