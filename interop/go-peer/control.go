@@ -95,6 +95,7 @@ func (n *node) handlers() map[string]struct {
 	return map[string]entry{
 		"connect":    {1, n.cmdConnect},
 		"peers":      {0, n.cmdPeers},
+		"conns":      {1, n.cmdConns},
 		"identify":   {1, n.cmdIdentify},
 		"ping":       {1, n.cmdPing},
 		"put":        {2, n.cmdPut},
@@ -290,6 +291,24 @@ func (n *node) cmdConnect(ctx context.Context, args []string) (reply, error) {
 
 func (n *node) cmdPeers(context.Context, []string) (reply, error) {
 	return reply{"peers": peerStrings(n.host.Network().Peers())}, nil
+}
+
+// cmdConns lists the connections to a peer: remote address and whether it
+// is limited (a relayed connection, which hole punching replaces).
+func (n *node) cmdConns(_ context.Context, args []string) (reply, error) {
+	p, err := parsePeer(args[0])
+	if err != nil {
+		return nil, err
+	}
+	conns := []map[string]any{}
+	for _, c := range n.host.Network().ConnsToPeer(p) {
+		conns = append(conns, map[string]any{
+			"remote_addr": c.RemoteMultiaddr().String(),
+			"limited":     c.Stat().Limited,
+			"direction":   c.Stat().Direction.String(),
+		})
+	}
+	return reply{"conns": conns}, nil
 }
 
 func (n *node) cmdIdentify(ctx context.Context, args []string) (reply, error) {

@@ -58,20 +58,23 @@ type options struct {
 	// limits unless -relay-unlimited), and/or reserve slots on relays.
 	relayService   bool
 	relayUnlimited bool
-	reserve        []string
+	// DCUtR: go-libp2p's hole punching service (and the relay client it needs).
+	holePunch bool
+	reserve   []string
 }
 
 func parseFlags(args []string) (options, error) {
 	fs := flag.NewFlagSet("go-peer", flag.ContinueOnError)
 	var listen, bootstrap, reserve multiFlag
 	var seed, pskFile string
-	var relayService, relayUnlimited bool
+	var relayService, relayUnlimited, holePunch bool
 	fs.Var(&listen, "listen", "multiaddr to listen on (repeatable; default /ip4/127.0.0.1/tcp/0)")
 	fs.Var(&bootstrap, "bootstrap", "multiaddr with /p2p/<id> to connect to before ready (repeatable)")
 	fs.StringVar(&seed, "seed", "", "integer seed for a deterministic Ed25519 identity (default: random)")
 	fs.StringVar(&pskFile, "psk", "", "private network key file (/key/swarm/psk/1.0.0/ format); TCP only, as go-libp2p requires")
 	fs.BoolVar(&relayService, "relay-service", false, "serve circuit relay v2 (hop) with go-libp2p's default limits")
 	fs.BoolVar(&relayUnlimited, "relay-unlimited", false, "with -relay-service: no circuit duration or data limit")
+	fs.BoolVar(&holePunch, "holepunch", false, "run go-libp2p's DCUtR hole punching (enables the relay client)")
 	fs.Var(&reserve, "reserve", "relay multiaddr with /p2p/<id> to reserve a slot on before ready (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
@@ -80,7 +83,7 @@ func parseFlags(args []string) (options, error) {
 		return options{}, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	opts := options{listen: listen, bootstrap: bootstrap, relayService: relayService,
-		relayUnlimited: relayUnlimited, reserve: reserve}
+		relayUnlimited: relayUnlimited, reserve: reserve, holePunch: holePunch}
 	if len(opts.listen) == 0 {
 		// Loopback only: tests must never bind a routable interface.
 		opts.listen = []string{"/ip4/127.0.0.1/tcp/0"}
@@ -143,8 +146,12 @@ func newHost(opts options) (host.Host, error) {
 	// The relay client (circuit transport, stop handler) only when asked:
 	// the other interop tests run against exactly the stack above.
 	relay := libp2p.DisableRelay()
-	if len(opts.reserve) > 0 || opts.relayService {
+	if len(opts.reserve) > 0 || opts.relayService || opts.holePunch {
 		relay = libp2p.EnableRelay()
+	}
+	holePunch := libp2p.ChainOptions()
+	if opts.holePunch {
+		holePunch = libp2p.EnableHolePunching()
 	}
 	return libp2p.New(
 		private,
@@ -157,6 +164,7 @@ func newHost(opts options) (host.Host, error) {
 		libp2p.Ping(true),
 		libp2p.ResourceManager(rm),
 		relay,
+		holePunch,
 		// Loopback addresses are the only ones we have; keep announcing them.
 		libp2p.NonPublicAddrPublishing(true),
 	)

@@ -149,9 +149,11 @@ class GoPeer:
         debug: bool = False,
         dht_protocol: str | None = None,
         flags: tuple[str, ...] = (),
+        wrap: tuple[str, ...] = (),
     ) -> None:
-        """``flags``: more go-peer flags (``--relay-service``, ``--reserve ADDR``...)."""
-        self._argv = [str(binary), *flags]
+        """``flags``: more go-peer flags (``--relay-service``, ``--reserve ADDR``...);
+        ``wrap``: a command line to run it under (``ip netns exec NS`` in the NAT lab)."""
+        self._argv = [*wrap, str(binary), *flags]
         if seed is not None:
             self._argv += ["--seed", str(seed)]
         for addr in listen or []:

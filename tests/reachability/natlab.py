@@ -64,6 +64,12 @@ class NatLab:
     """A throwaway internet of namespaces (see the module doc)."""
 
     prefix: str = field(default_factory=lambda: "ap2p" + uuid.uuid4().hex[:6])
+    #: The first three octets of the lab's internet (a /24). TEST-NET-3 unless
+    #: a test needs addresses every libp2p calls public: go-libp2p hole-punches
+    #: only to addresses ``manet.IsPublicAddr`` accepts, and it counts the
+    #: documentation ranges out. Any range is safe here: it exists only inside
+    #: the lab's namespaces, which have no route to the machine's network.
+    public_net: str = PUBLIC_NET
     hosts: dict[str, Host] = field(default_factory=dict)
     _namespaces: list[str] = field(default_factory=list)
     _next_public: int = 10
@@ -82,7 +88,7 @@ class NatLab:
     def add_public(self, name: str) -> Host:
         """A host with a public address of its own."""
         ns = self._netns(name)
-        ip = f"{PUBLIC_NET}.{self._take_public()}"
+        ip = f"{self.public_net}.{self._take_public()}"
         self._plug(ns, "eth0", ip)
         host = Host(name, ns, ip, ip)
         self.hosts[name] = host
@@ -95,7 +101,7 @@ class NatLab:
         k = self._next_router
         self._next_router += 1
         router = self._netns(f"{name}r")
-        wan = f"{PUBLIC_NET}.{self._take_public()}"
+        wan = f"{self.public_net}.{self._take_public()}"
         self._plug(router, "wan", wan)
         ns = self._netns(name)
         inside = f"10.{k}.0"
