@@ -11,21 +11,30 @@ part that touches sockets:
   our NAT lab) then maps it to the address the peer was told. We do not
   dial from the listen port as go-libp2p does: that needs ``SO_REUSEPORT``
   on the listener, which lets another process share the port
-  (network/listen.py). A NAT that rewrites ports defeats both ways alike
-  unless every outbound dial is made from the listen port.
+  (network/listen.py). The cost: a NAT that keeps one mapping per local
+  port but *changes the port number* defeats us, while go-libp2p, which
+  makes every dial from its listen port, learns that mapping from
+  identify and punches it.
 * :func:`punch` — connect from that port to each of the peer's addresses
   at once while the peer does the same (a TCP simultaneous open: both
   sockets see their ``connect`` succeed), then run the security handshake
   in the role DCUtR assigns (``as_client``) and register the connection.
 * :func:`dial_fresh` — an ordinary dial that opens a *new* connection even
-  though one (the relayed one) exists: the dialer would just reuse it.
+  though one (the relayed one) exists (the dialer would just reuse it),
+  to every address at once, the first to answer kept.
 * :func:`retire_relayed` — once a direct connection is up, the relayed ones
   to that peer are closed after a grace period (new streams already prefer
   the direct one: py-libp2p's default picks direct connections first).
 
 While a direct connection is being added the peer is protected in the
-swarm: with one connection per peer, the swarm trims the surplus at once
-and could pick the new direct one.
+swarm: with one connection per peer it trims the surplus as soon as a
+connection is added — never one younger than its grace period (20 s), but
+a relayed connection older than that would go at once, streams and all,
+instead of after our own grace period.
+
+A peer names the addresses we dial, so each is dialed once per round: a
+refused connect (a RST, as from a port with no socket yet on loopback) is
+retried at most twice. The kernel's own SYN retransmits do the rest.
 """
 
 from __future__ import annotations
@@ -44,9 +53,9 @@ from multiaddr import Multiaddr
 
 __all__ = ["DirectConnector", "PunchError", "PunchPort", "dial_fresh", "direct_connections", "punch", "retire_relayed"]
 
-#: A refused connect (the peer's socket was not there yet, as on loopback)
-#: is retried after this long, until the attempt's deadline.
-_REFUSED_RETRY = 0.05
+#: A refused connect (the peer's socket was not there yet) is retried after
+#: these delays, then given up.
+_REFUSED_RETRIES = (0.1, 0.3)
 _PROTECT_TAG = "agentp2p-direct-upgrade"
 
 
@@ -105,17 +114,19 @@ def direct_connections(host: Any, peer: ID) -> list[Any]:
 
 async def _connect_from(port: PunchPort, ip: str, remote_port: int) -> Any:
     """A connected trio socket from ``port`` to ``(ip, remote_port)``; a refusal is
-    retried (the peer's socket may not exist yet), anything else raises."""
-    while True:
+    retried a bounded number of times (the peer's socket may not exist yet)."""
+    for delay in (*_REFUSED_RETRIES, None):
         sock = port.take()
         try:
             await sock.connect((ip, remote_port))
             return sock
-        except OSError as exc:
+        except BaseException as exc:
             sock.close()
-            if exc.errno not in (errno.ECONNREFUSED, errno.ECONNRESET):
+            if delay is None or not isinstance(exc, OSError) or exc.errno not in (errno.ECONNREFUSED,
+                                                                                   errno.ECONNRESET):
                 raise
-        await trio.sleep(_REFUSED_RETRY)
+        await trio.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 async def _upgrade(host: Any, peer: ID, sock: Any, addr: Multiaddr, as_client: bool) -> None:
@@ -123,10 +134,19 @@ async def _upgrade(host: Any, peer: ID, sock: Any, addr: Multiaddr, as_client: b
     connection joins the swarm. Raises if the other end is not ``peer``."""
     swarm = host.get_network()
     raw = RawConnection(TrioTCPStream(trio.SocketStream(sock)), as_client, ConnectionType.DIRECT, addresses=[addr])
-    if as_client:
-        await swarm.upgrade_outbound_raw_conn(raw, peer)  # Noise checks the key is peer's
-        return
-    muxed = await swarm.upgrade_inbound_raw_conn(raw, addr)
+    try:
+        if as_client:
+            await swarm.upgrade_outbound_raw_conn(raw, peer)  # Noise checks the key is peer's
+            return
+        # As the server, the peer ID is checked once the connection is in the
+        # swarm (as for any inbound one: the swarm's inbound upgrade registers
+        # it), then a wrong peer is closed.
+        muxed = await swarm.upgrade_inbound_raw_conn(raw, addr)
+    except BaseException:
+        # The library closes the socket only on a security failure; a
+        # cancelled or timed-out handshake would leave it to the GC.
+        await _close_raw(raw)
+        raise
     if getattr(muxed, "peer_id", None) != peer:
         with trio.CancelScope(shield=True), trio.move_on_after(1), contextlib.suppress(Exception):
             await muxed.close()
@@ -172,23 +192,37 @@ async def punch(host: Any, peer: ID, port: PunchPort, addrs: list[tuple[str, int
 
 async def dial_fresh(host: Any, peer: ID, addrs: list[tuple[str, int]], timeout: float) -> None:
     """A new direct connection to ``peer`` (as the client), even while a
-    relayed one is open; :class:`PunchError` if none of ``addrs`` gives one."""
+    relayed one is open: every one of ``addrs`` at once, the first to finish
+    its handshake kept. :class:`PunchError` if none gives one."""
     swarm = host.get_network()
     errors: list[str] = []
+
+    async def one(ip: str, remote_port: int, done: trio.CancelScope) -> None:
+        addr = _maddr(ip, remote_port, peer)
+        transport = swarm.transport_manager.transport_for_dialing(addr)
+        if transport is None:
+            return
+        try:
+            raw = await transport.dial(addr)
+        except Exception as exc:  # noqa: BLE001 — another address may answer
+            errors.append(f"{ip}:{remote_port}: {type(exc).__name__}: {exc}")
+            return
+        try:
+            await swarm.upgrade_outbound_raw_conn(raw, peer)
+        except BaseException as exc:
+            await _close_raw(raw)
+            if not isinstance(exc, Exception):
+                raise
+            errors.append(f"{ip}:{remote_port}: {type(exc).__name__}: {exc}")
+            return
+        done.cancel()
+
     _protect(host, peer, True)
     try:
         with trio.move_on_after(timeout):
-            for ip, remote_port in addrs:
-                addr = _maddr(ip, remote_port, peer)
-                transport = swarm.transport_manager.transport_for_dialing(addr)
-                if transport is None:
-                    continue
-                try:
-                    raw = await transport.dial(addr)
-                    await swarm.upgrade_outbound_raw_conn(raw, peer)
-                    return
-                except Exception as exc:  # noqa: BLE001 — try the next address
-                    errors.append(f"{ip}:{remote_port}: {type(exc).__name__}: {exc}")
+            async with trio.open_nursery() as nursery:
+                for ip, remote_port in addrs:
+                    nursery.start_soon(one, ip, remote_port, nursery.cancel_scope)
     finally:
         _protect(host, peer, False)
     if not direct_connections(host, peer):
@@ -208,6 +242,11 @@ async def retire_relayed(host: Any, peer: ID, grace: float) -> int:
             await conn.close()
             closed += 1
     return closed
+
+
+async def _close_raw(raw: Any) -> None:
+    with trio.CancelScope(shield=True), trio.move_on_after(1), contextlib.suppress(Exception):
+        await raw.close()
 
 
 def _protect(host: Any, peer: ID, on: bool) -> None:

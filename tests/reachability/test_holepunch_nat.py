@@ -29,7 +29,7 @@ from tests.reachability.natlab import NatLab, available
 _WHY = available()
 pytestmark = pytest.mark.skipif(_WHY is not None, reason=_WHY or "")
 
-#: Short grace and retries: the test watches the relayed connection go.
+#: A short grace period: the test watches the relayed connection go.
 FAST_PUNCH = {"AGENTP2P_HOLEPUNCH__GRACE": "0.5"}
 
 

@@ -3,7 +3,8 @@
 A ``HolePunch`` message is small (go-libp2p and the spec refuse more than
 4 KiB). What a peer says about its addresses is only a hint: we keep the
 ones we could punch to — TCP over IPv4 or IPv6, no relay, no DNS — and at
-most :data:`MAX_ADDRS` of them, so a peer cannot make us dial a list.
+most :data:`MAX_ADDRS` of them (each dialed once a round, network/punch.py),
+so a peer cannot make us dial a list.
 """
 
 from __future__ import annotations

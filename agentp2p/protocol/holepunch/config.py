@@ -33,8 +33,12 @@ class HolePunchConfig:
     grace: float = 5.0
     #: Upgrades running at once (each binds sockets and may dial 8 addresses).
     max_concurrent: int = 8
-    #: After a failed upgrade, the same peer is not tried again for this long.
+    #: One upgrade per peer in this long (as B); as A, at most ``attempts``
+    #: rounds per peer in this long (a peer cannot have us punch at will).
     retry_after: float = 300.0
+    #: Rounds and reversals, all peers together, per minute: each one sends
+    #: SYNs to addresses a peer named, so a node never sends many.
+    max_rounds_per_minute: int = 60
     #: Punch to private addresses (a LAN, the tests); off on the internet.
     allow_private: bool = False
 
@@ -43,5 +47,6 @@ class HolePunchConfig:
             raise ConfigError("holepunch.attempts must be between 1 and 10")
         if min(self.dial_timeout, self.reversal_timeout, self.stream_timeout) <= 0 or self.grace < 0:
             raise ConfigError("holepunch timeouts must be positive and grace >= 0")
-        if self.max_concurrent < 1 or self.retry_after < 0:
-            raise ConfigError("holepunch.max_concurrent must be >= 1 and retry_after >= 0")
+        if self.max_concurrent < 1 or self.retry_after <= 0 or self.max_rounds_per_minute < 1:
+            raise ConfigError("holepunch.max_concurrent and max_rounds_per_minute must be >= 1, "
+                              "retry_after positive")

@@ -8,22 +8,28 @@ The adapter for core.py's two roles:
   each on a new stream (as go-libp2p does).
 * **A** (we dialed through a relay): serve ``/libp2p/dcutr`` on relayed
   connections we opened, one round per stream (:class:`~.core.Receiver`).
+  A new round from the same peer replaces the one still running (B has
+  given up on it).
 
 Our candidate address is the IP our direct peers see us at (identify's
-observed address, cached) with the port of a socket bound for the punch
-(network/punch.py says why not the listen port). When a direct connection
-is up, the relayed one is closed after ``grace`` seconds.
+observed address: the answer most of up to three direct peers give,
+cached) with the port of a socket bound for the punch (network/punch.py
+says why not the listen port). When a direct connection is up, the
+relayed one is closed after ``grace`` seconds.
 
-Bounds: ``max_concurrent`` upgrades at once (more are skipped, counted),
-one at a time per peer, a peer that failed is left alone for
-``retry_after``; messages are at most 4 KiB, at most 8 addresses are
-dialed, every exchange has a deadline.
+Bounds — every round makes us send SYNs to addresses a peer named:
+``max_concurrent`` upgrades at once (more are skipped, counted); as B one
+upgrade per peer per ``retry_after``; as A at most ``attempts`` rounds per
+peer per ``retry_after``; ``max_rounds_per_minute`` rounds and reversals
+in all; at most 8 addresses a round, each dialed once (network/punch.py);
+messages at most 4 KiB; every exchange has a deadline.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import socket
 from collections import Counter
 from typing import Any
 
@@ -33,6 +39,7 @@ from multiaddr import Multiaddr
 
 from agentp2p.contract import NodeContext
 from agentp2p.network.framing import length_prefixed, read_message
+from agentp2p.network.ratelimit import PeerRateLimiter
 from agentp2p.network.streams import close_quietly
 
 from .codec import CONNECT, MAX_MESSAGE_BYTES, PROTOCOL, SYNC, CodecError, connect, decode, punchable, sync
@@ -43,13 +50,15 @@ log = logging.getLogger("agentp2p.holepunch")
 
 __all__ = ["HolePunchService"]
 
-#: How long an observed IP is trusted before it is asked for again.
+#: How long our observed IP is trusted before it is asked for again ...
 _OBSERVED_TTL = 120.0
-#: Peers asked for our observed IP per refresh (relays first).
+#: ... and how long "nobody told us" stands (a peer may connect any moment).
+_UNOBSERVED_TTL = 10.0
+#: Direct peers asked for our observed IP per refresh (the most common answer wins).
 _OBSERVERS = 3
 #: Upgrade durations kept for stats (the newest).
 _KEEP_DURATIONS = 64
-_HOP = "/libp2p/circuit/relay/0.2.0/hop"
+_ALL = "all"
 
 
 class _Failed(Exception):
@@ -62,14 +71,19 @@ class HolePunchService:
     name = "holepunch"
 
     def __init__(self, config: HolePunchConfig | None = None) -> None:
-        self.config = config or HolePunchConfig()
+        cfg = self.config = config or HolePunchConfig()
         self._ctx: NodeContext | None = None
         self._nursery: trio.Nursery | None = None
-        self._busy: set[ID] = set()
-        self._retry_at: dict[ID, float] = {}
+        self._busy: set[ID] = set()  # B: upgrades running
+        self._answering: dict[ID, trio.CancelScope] = {}  # A: the round running per peer
+        self._upgrades = PeerRateLimiter(1 / cfg.retry_after, 1, max_peers=4096)
+        self._answers = PeerRateLimiter(cfg.attempts / cfg.retry_after, cfg.attempts, max_peers=4096)
+        self._rounds = PeerRateLimiter(cfg.max_rounds_per_minute / 60, cfg.max_rounds_per_minute, max_peers=1)
         self._observed: tuple[float, str | None] = (-math.inf, None)
         self._observing: trio.Event | None = None
         self.counters: Counter[str] = Counter()
+        #: Why the last upgrade we started ended without a direct connection.
+        self.last_failure: str | None = None
         #: Seconds from the start of an upgrade to a direct connection (newest last).
         self.durations: list[float] = []
 
@@ -83,8 +97,9 @@ class HolePunchService:
         d = sorted(self.durations)
         return {
             "enabled": self.config.enabled,
-            "in_progress": len(self._busy),
+            "in_progress": len(self._busy) + len(self._answering),
             "observed_ip": self._observed[1],
+            "last_failure": self.last_failure,
             **dict(self.counters),
             "direct_after_ms": {"count": len(d), "p50": round(d[len(d) // 2] * 1000, 1),
                                 "max": round(d[-1] * 1000, 1)} if d else {"count": 0},
@@ -110,51 +125,72 @@ class HolePunchService:
             return
         if not ctx.direct.relayed_inbound(peer) or peer in self._busy:
             return
-        if self._retry_at.get(peer, -math.inf) > ctx.now():
-            self.counters["skipped_recent_failure"] += 1
-            return
         if len(self._busy) >= self.config.max_concurrent:
             self.counters["skipped_busy"] += 1
+            return
+        if not self._upgrades.allow(peer, ctx.now()):
+            self.counters["skipped_recent"] += 1
             return
         self._busy.add(peer)
         nursery.start_soon(self._initiate, ctx, peer)
 
+    def _budget(self, ctx: NodeContext) -> bool:
+        """A round (or a reversal) may send SYNs now; counted when not."""
+        if self._rounds.allow(_ALL, ctx.now()):
+            return True
+        self.counters["refused_budget"] += 1
+        return False
+
     # ------------------------------------------------------------ our address
     async def _our_ip(self, ctx: NodeContext) -> str | None:
-        """The IP direct peers see us at (cached for _OBSERVED_TTL; one
-        question in flight at a time)."""
+        """The IP direct peers see us at: the most common answer of up to
+        ``_OBSERVERS`` of them (one liar among several cannot pick it),
+        cached; one question in flight at a time."""
         at, ip = self._observed
-        if ctx.now() - at < _OBSERVED_TTL:
+        if ctx.now() - at < (_OBSERVED_TTL if ip is not None else _UNOBSERVED_TTL):
             return ip
         if self._observing is not None:
             await self._observing.wait()
             return self._observed[1]
         self._observing = trio.Event()
         try:
-            ip = None
+            votes: Counter[str] = Counter()
             direct = [p for p in ctx.dialer.peers() if ctx.direct.has_direct(p)]
-            direct.sort(key=lambda p: _HOP not in ctx.protocols_of(p))  # relays first: they are public
             for peer in direct[:_OBSERVERS]:
                 try:
-                    ip = await ctx.direct.observed_ip(peer, self.config.stream_timeout)
+                    seen = await ctx.direct.observed_ip(peer, self.config.stream_timeout)
                 except Exception as exc:  # noqa: BLE001 — ask the next one
                     log.debug("observed address from %s: %r", peer, exc)
                     continue
-                if ip is not None and punchable([_addr_bytes(ip, 1)], allow_private=self.config.allow_private):
-                    break
-                ip = None
+                if seen is not None and punchable([_multiaddr(seen, 1).to_bytes()],
+                                                  allow_private=self.config.allow_private):
+                    votes[seen] += 1
+            ranked = votes.most_common(2)
+            ip = ranked[0][0] if ranked and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]) else None
             self._observed = (ctx.now(), ip)
             return ip
         finally:
             self._observing.set()
             self._observing = None
 
-    async def _offer(self, ctx: NodeContext, stream: Any, port: Any) -> None:
-        """Send CONNECT with our candidate: observed IP, punch port."""
+    async def _offer(self, ctx: NodeContext, stream: Any) -> Any:
+        """Bind a punch port and send CONNECT with our candidate (observed IP,
+        that port); the port, for the dial."""
         ip = await self._our_ip(ctx)
         if ip is None:
             raise _Failed("we know no public address of ours (no direct peer told us one)")
-        await stream.write(length_prefixed(connect([_multiaddr(ip, port.port)])))
+        try:
+            port = ctx.direct.port(ipv6=":" in ip)
+        except OSError as exc:
+            raise _Failed(f"no local port for the punch: {exc}") from None
+        try:
+            await stream.write(length_prefixed(connect([_multiaddr(ip, port.port)])))
+        except BaseException as exc:
+            port.close()
+            if isinstance(exc, Exception):
+                raise _Failed(f"stream: {type(exc).__name__}: {exc}") from None
+            raise
+        return port
 
     async def _expect(self, stream: Any, kind: int) -> Any:
         try:
@@ -170,6 +206,14 @@ class HolePunchService:
             raise _Failed(f"expected {'CONNECT' if kind == CONNECT else 'SYNC'}, got type {msg.type}")
         return msg
 
+    def _addrs(self, raw: list[bytes], port: Any = None) -> list[tuple[str, int]]:
+        """The peer's addresses worth a punch, of our punch socket's family."""
+        out = punchable(raw, allow_private=self.config.allow_private)
+        if port is not None:
+            want_v6 = port.family == socket.AF_INET6
+            out = [a for a in out if (":" in a[0]) == want_v6]
+        return out
+
     # ------------------------------------------------------------ B: the initiator
     async def _initiate(self, ctx: NodeContext, peer: ID) -> None:
         cfg = self.config
@@ -180,8 +224,7 @@ class HolePunchService:
                 self.counters["peer_without_dcutr"] += 1
                 return
             core = Initiator(attempts=cfg.attempts)
-            public = punchable([a.to_bytes() for a in ctx.dialer.known_addrs(peer) if "/p2p-circuit" not in str(a)],
-                               allow_private=cfg.allow_private)
+            public = self._addrs([a.to_bytes() for a in ctx.dialer.known_addrs(peer) if "/p2p-circuit" not in str(a)])
             done = await self._drive(ctx, peer, core, core.start(ctx.now(), public))
             if done.direct:
                 self.counters[f"direct_by_{done.how}"] += 1
@@ -190,7 +233,7 @@ class HolePunchService:
                 await ctx.direct.retire_relayed(peer, cfg.grace)
             else:
                 self.counters["failed"] += 1
-                self._retry_at[peer] = ctx.now() + cfg.retry_after
+                self.last_failure = done.how
                 log.info("no direct connection to %s (staying relayed): %s", peer, done.how)
         finally:
             self._busy.discard(peer)
@@ -212,36 +255,44 @@ class HolePunchService:
                 action = actions.pop(0)
                 if isinstance(action, Done):
                     return action
+                if ctx.direct.has_direct(peer):
+                    # Direct already (the peer dialed us, or an earlier round's
+                    # SYN landed late): nothing left to punch.
+                    return Done(True, "already_direct", core.tried)
                 if isinstance(action, Reverse):
-                    try:
-                        await ctx.direct.dial_fresh(peer, list(action.addrs), cfg.reversal_timeout)
-                        ok = True
-                    except Exception as exc:  # noqa: BLE001
-                        log.debug("reversal to %s failed: %s", peer, exc)
-                        ok = False
+                    ok = False
+                    if self._budget(ctx):
+                        try:
+                            await ctx.direct.dial_fresh(peer, list(action.addrs), cfg.reversal_timeout)
+                            ok = True
+                        except Exception as exc:  # noqa: BLE001
+                            log.debug("reversal to %s failed: %s", peer, exc)
                     self.counters["reversals_ok" if ok else "reversals_failed"] += 1
                     actions = core.reversed(ctx.now(), ok)
                 elif isinstance(action, SendConnect):
                     if stream is not None:
                         await close_quietly(stream)
+                        stream = None
                     if port is not None:
                         port.close()
+                        port = None
+                    if not self._budget(ctx):
+                        actions = core.failed("too many punches on this node this minute")
+                        continue
                     try:
                         stream = await ctx.dialer.open_stream(peer, [PROTOCOL], dial=False, lookup=False,
                                                               timeout=cfg.stream_timeout)
-                        port = ctx.direct.port()
-                        await self._offer(ctx, stream, port)
+                        port = await self._offer(ctx, stream)
                         core.connect_sent(ctx.now())
                         msg = await self._expect(stream, CONNECT)
                     except _Failed as exc:
                         actions = core.failed(str(exc))
                         continue
-                    except Exception as exc:  # noqa: BLE001 — stream open, socket bind
+                    except Exception as exc:  # noqa: BLE001 — the stream did not open
                         actions = core.failed(f"{type(exc).__name__}: {exc}")
                         continue
                     self.counters["attempts"] += 1
-                    actions = core.connect_received(ctx.now(), punchable(list(msg.ObsAddrs),
-                                                                         allow_private=cfg.allow_private))
+                    actions = core.connect_received(ctx.now(), self._addrs(list(msg.ObsAddrs), port))
                 elif isinstance(action, SendSync):
                     try:
                         await stream.write(length_prefixed(sync()))
@@ -273,16 +324,33 @@ class HolePunchService:
         ctx = self._ctx
         assert ctx is not None
         peer: ID = stream.muxed_conn.peer_id
-        # Only over a relayed connection we opened (the peer is B); and bounded.
+        # Only over a relayed connection we opened (the peer is B), and bounded.
         if not ctx.direct.relayed_outbound(peer) or ctx.direct.has_direct(peer):
             self.counters["refused_not_relayed"] += 1
             await close_quietly(stream, reset=True)
             return
-        if peer in self._busy or len(self._busy) >= self.config.max_concurrent:
+        previous = self._answering.get(peer)
+        if previous is None and len(self._answering) >= self.config.max_concurrent:
             self.counters["refused_busy"] += 1
             await close_quietly(stream, reset=True)
             return
-        self._busy.add(peer)
+        if not self._answers.allow(peer, ctx.now()):
+            self.counters["refused_recent"] += 1
+            await close_quietly(stream, reset=True)
+            return
+        if previous is not None:
+            previous.cancel()  # B moved on to its next round: so do we
+        with trio.CancelScope() as scope:
+            self._answering[peer] = scope
+            try:
+                await self._answer(ctx, peer, stream)
+            finally:
+                if self._answering.get(peer) is scope:
+                    del self._answering[peer]
+        if scope.cancelled_caught:
+            await close_quietly(stream, reset=True)
+
+    async def _answer(self, ctx: NodeContext, peer: ID, stream: Any) -> None:
         started = ctx.now()
         port = None
         self.counters["answered"] += 1
@@ -290,12 +358,13 @@ class HolePunchService:
             core = Receiver()
             try:
                 msg = await self._expect(stream, CONNECT)
-                actions = core.connect_received(ctx.now(), punchable(list(msg.ObsAddrs),
-                                                                     allow_private=self.config.allow_private))
-                if isinstance(actions[0], Done):
-                    raise _Failed(actions[0].how)
-                port = ctx.direct.port()
-                await self._offer(ctx, stream, port)
+                first = core.connect_received(ctx.now(), punchable(list(msg.ObsAddrs),
+                                                                   allow_private=self.config.allow_private))
+                if isinstance(first[0], Done):
+                    raise _Failed(first[0].how)
+                if not self._budget(ctx):
+                    raise _Failed("too many punches on this node this minute")
+                port = await self._offer(ctx, stream)
                 await self._expect(stream, SYNC)
             except _Failed as exc:
                 self.counters["answer_failed"] += 1
@@ -305,6 +374,8 @@ class HolePunchService:
             (dial,) = core.sync_received(ctx.now())
             assert isinstance(dial, Dial)
             await close_quietly(stream)
+            want_v6 = port.family == socket.AF_INET6
+            dial = Dial(tuple(a for a in dial.addrs if (":" in a[0]) == want_v6), dial.at, dial.as_client)
             if await self._punch(ctx, peer, port, dial):
                 self._record(ctx.now() - started)
                 log.info("direct connection to %s by punch (answering)", peer)
@@ -312,7 +383,6 @@ class HolePunchService:
         finally:
             if port is not None:
                 port.close()
-            self._busy.discard(peer)
 
     def _record(self, seconds: float) -> None:
         self.durations.append(seconds)
@@ -322,6 +392,3 @@ class HolePunchService:
 def _multiaddr(ip: str, port: int) -> Multiaddr:
     return Multiaddr(f"/{'ip6' if ':' in ip else 'ip4'}/{ip}/tcp/{port}")
 
-
-def _addr_bytes(ip: str, port: int) -> bytes:
-    return _multiaddr(ip, port).to_bytes()

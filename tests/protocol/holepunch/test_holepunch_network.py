@@ -10,17 +10,19 @@ DCUtR over a direct connection, nor crash a node with garbage.
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
 import trio
+from multiaddr import Multiaddr
 
-from agentp2p.network.framing import length_prefixed
+from agentp2p.network.framing import length_prefixed, read_message
 from agentp2p.network.punch import PunchError, PunchPort, direct_connections, punch
 from agentp2p.network.relayed import relayed_connections
 from agentp2p.node import Node
 from agentp2p.protocol.autonat.config import AutoNATConfig
-from agentp2p.protocol.holepunch.codec import PROTOCOL
+from agentp2p.protocol.holepunch.codec import CONNECT, PROTOCOL, connect, decode
 from agentp2p.protocol.holepunch.config import HolePunchConfig
 from agentp2p.protocol.relay.config import RelayConfig
 from agentp2p.testing import local_config, wait_until
@@ -72,14 +74,18 @@ async def test_without_hole_punching_the_connection_stays_relayed() -> None:
 
 
 @pytest.mark.trio
-async def test_private_addresses_are_not_punched_on_the_internet() -> None:
+async def test_loopback_is_neither_dialed_nor_offered_without_allow_private() -> None:
     """Without allow_private (the default), loopback is nobody's public
-    address: B neither reverses nor offers itself, and stays relayed."""
+    address: B does not reverse to A's, does not offer its own, and stays
+    relayed. (That a peer's private CONNECT addresses are dropped is
+    test_only_public_tcp_addresses_are_punched_and_only_a_few.)"""
     default = HolePunchConfig()
     async with relayed(default, default) as (_r, a, b):
         await a.connect(circuit_of(b))
         await wait_until(lambda: b.stats()["holepunch"].get("failed") == 1, 15, "B gives up")
-        assert "reversals_ok" not in b.stats()["holepunch"]
+        hp = b.stats()["holepunch"]
+        assert "reversals_ok" not in hp and "reversals_failed" not in hp
+        assert "no public address" in hp["last_failure"] and hp["observed_ip"] is None
         assert relayed_connections(b.host, a.peer_id) and not direct_connections(b.host, a.peer_id)
         assert await a.ping(b.peer_id) > 0
 
@@ -125,9 +131,8 @@ async def test_dcutr_over_a_direct_connection_is_refused() -> None:
 
 @pytest.mark.trio
 async def test_garbage_on_the_dcutr_stream_costs_the_sender_its_stream_only() -> None:
-    async with relayed() as (_r, a, b):
-        # A reversal would make it direct at once; stop B from trying.
-        b.services["holepunch"]._retry_at[a.peer_id] = float("inf")  # type: ignore[attr-defined]
+    # B does not start DCUtR itself (a reversal would make it direct at once).
+    async with relayed(LAN, HolePunchConfig(enabled=False)) as (_r, a, b):
         await a.connect(circuit_of(b))
         # B (reached through the relay) speaks to A, which answers DCUtR.
         stream = await b.dialer.open_stream(a.peer_id, [PROTOCOL], dial=False)
@@ -137,3 +142,74 @@ async def test_garbage_on_the_dcutr_stream_costs_the_sender_its_stream_only() ->
                 await stream.read(1)
         assert a.stats()["holepunch"]["answer_failed"] == 1
         assert await a.ping(b.peer_id) > 0
+
+
+async def _round(b: Node, a: Node, *, sync_too: bool = False) -> tuple[object, bytes]:
+    """B opens a DCUtR round to A by hand: CONNECT out, A's CONNECT back."""
+    stream = await b.dialer.open_stream(a.peer_id, [PROTOCOL], dial=False)
+    await stream.write(length_prefixed(connect([Multiaddr("/ip4/127.0.0.1/tcp/9")])))
+    with trio.fail_after(10):
+        answer = await read_message(stream, 4096)
+    return stream, answer
+
+
+@pytest.mark.trio
+async def test_a_peer_gets_at_most_attempts_rounds_and_a_new_round_replaces_the_last() -> None:
+    """As A we punch where B says; B may not have us do so at will: at most
+    ``attempts`` rounds per ``retry_after``. And a round B opens while our
+    previous one still waits for its SYNC replaces it (B gave up on it)."""
+    off = HolePunchConfig(enabled=False)
+    a_cfg = HolePunchConfig(allow_private=True, attempts=2, retry_after=600)
+    async with relayed(a_cfg, off) as (_r, a, b):
+        await a.connect(circuit_of(b))
+        first, answer = await _round(b, a)
+        assert decode(answer).type == CONNECT and list(decode(answer).ObsAddrs)
+        second, _ = await _round(b, a)  # the first round is cancelled ...
+        with trio.fail_after(10), pytest.raises(Exception):
+            await first.read(1)  # ... and its stream reset
+        stats = a.stats()["holepunch"]
+        assert stats["answered"] == 2 and stats["in_progress"] == 1
+        with trio.fail_after(10), pytest.raises(Exception):  # a third round: refused
+            await _round(b, a)
+        await wait_until(lambda: a.stats()["holepunch"].get("refused_recent") == 1, 10, "A refuses")
+        await second.close()
+        await wait_until(lambda: a.stats()["holepunch"]["in_progress"] == 0, 10, "A's round ends")
+        assert await a.ping(b.peer_id) > 0
+
+
+@pytest.mark.trio
+async def test_a_refused_address_is_retried_twice_then_given_up() -> None:
+    """A peer names the addresses we dial: a port that refuses gets three
+    connects in all, not one every few milliseconds until the deadline."""
+
+    class Counting(PunchPort):
+        taken = 0
+
+        def take(self) -> object:
+            Counting.taken += 1
+            return super().take()
+
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        dead = closed.getsockname()[1]
+    async with Node(cfg()) as a:
+        port = Counting()
+        try:
+            with trio.fail_after(10), pytest.raises(PunchError, match="refused"):
+                await punch(a.host, a.peer_id, port, [("127.0.0.1", dead)], as_client=True, timeout=10)
+        finally:
+            port.close()
+    assert Counting.taken == 3
+
+
+def test_punch_addresses_follow_the_socket_family() -> None:
+    from agentp2p.protocol.holepunch.service import HolePunchService
+
+    raw = [Multiaddr("/ip4/203.0.113.9/tcp/4001").to_bytes(), Multiaddr("/ip6/2001:db8::9/tcp/4001").to_bytes()]
+    svc = HolePunchService()
+    v4 = PunchPort()
+    try:
+        assert svc._addrs(raw, v4) == [("203.0.113.9", 4001)]
+    finally:
+        v4.close()
+    assert len(svc._addrs(raw)) == 2
