@@ -48,6 +48,7 @@ from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.transport.exceptions import SecurityUpgradeFailure
 
 from agentp2p.network.resources import ResourceManager
+from agentp2p.network.streams import remote_ip
 from agentp2p.throttled_log import ThrottledLog
 
 log = logging.getLogger("agentp2p.network.inbound")
@@ -98,14 +99,6 @@ class _Pending:
 _CLOSE_GRACE = 2.0
 
 
-def _remote_ip(stream: Any) -> str | None:
-    try:
-        addr = stream.get_remote_address()
-    except Exception:
-        return None
-    return None if not addr else str(addr[0])
-
-
 async def _close_quietly(obj: Any) -> None:
     with trio.CancelScope(shield=True), trio.move_on_after(2):
         with contextlib.suppress(Exception):
@@ -141,7 +134,7 @@ class InboundGate:
             # by build_host; leave them to the library if someone adds one.
             await type(self._swarm)._handle_inbound_connection(self._swarm, read_write_closer, maddr)
             return
-        ip = _remote_ip(read_write_closer)
+        ip = remote_ip(read_write_closer)
         if not self._rm.admit_inbound_socket(ip):
             self.stats["refused_ip"] += 1
             await _close_quietly(read_write_closer)
@@ -222,7 +215,7 @@ class InboundGate:
                             self.stats["closed_after_security"] += 1
                         else:
                             self.stats["failed"] += 1
-                            self._log.info(("failed", _remote_ip(read_write_closer)), "inbound handshake failed: %r", exc)
+                            self._log.info(("failed", remote_ip(read_write_closer)), "inbound handshake failed: %r", exc)
                     finally:
                         nursery.cancel_scope.cancel()
             finally:
@@ -231,7 +224,7 @@ class InboundGate:
         if muxed is None or timed_out or entry.evicted:
             if timed_out:
                 self.stats["timed_out"] += 1
-                self._rm.hit("handshake_timeout", None, f"from {_remote_ip(read_write_closer)}")
+                self._rm.hit("handshake_timeout", None, f"from {remote_ip(read_write_closer)}")
             if muxed is not None:
                 await self._close_conn(muxed)
                 return None

@@ -86,3 +86,13 @@ async def close_quietly(stream: Any, reset: bool = False) -> None:
     whatever it raises: the end of a protocol exchange that is over anyway."""
     with trio.CancelScope(shield=True), trio.move_on_after(1), contextlib.suppress(Exception):
         await (stream.reset() if reset else stream.close())
+
+
+def remote_ip(conn: Any) -> str | None:
+    """The IP at the other end of a stream or raw connection (``get_remote_address``);
+    None when it has none (a relayed connection) or cannot say."""
+    try:
+        addr = conn.get_remote_address()
+    except Exception:  # noqa: BLE001 — a closed or odd connection
+        return None
+    return str(addr[0]) if addr else None

@@ -26,6 +26,7 @@ from agentp2p.contract import NodeContext
 from agentp2p.network.dialback import DialBackError
 from agentp2p.network.framing import FrameError, length_prefixed, read_message
 from agentp2p.network.ratelimit import PeerRateLimiter
+from agentp2p.network.streams import close_quietly
 
 from .codec import (
     MAX_MESSAGE_BYTES, PROTOCOL_ID, CodecError, Status, decode_request, decode_response, encode_request,
@@ -58,11 +59,6 @@ def observed_multiaddr(stream: Any) -> str | None:
     except Exception:  # noqa: BLE001 — no address (or an unusual transport): refuse
         return None
     return f"/ip{ip.version}/{ip}/tcp/{port}"
-
-
-async def _close(stream: Any, reset: bool = False) -> None:
-    with trio.CancelScope(shield=True), trio.move_on_after(1), contextlib.suppress(Exception):
-        await (stream.reset() if reset else stream.close())
 
 
 class AutoNATService:
@@ -197,7 +193,7 @@ class AutoNATService:
             log.debug("autonat: asking %s failed: %s", peer, exc)
         finally:
             if stream is not None:
-                await _close(stream)
+                await close_quietly(stream)
         with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
             self._inbox_send.send_nowait(Answered(peer, outcome, addr))
 
@@ -276,6 +272,6 @@ class AutoNATService:
             with trio.fail_after(5):
                 await stream.write(length_prefixed(encode_response(status, text, addr)))
         except Exception:  # noqa: BLE001 — the asker went away
-            await _close(stream, reset=True)
+            await close_quietly(stream, reset=True)
             return
-        await _close(stream)
+        await close_quietly(stream)

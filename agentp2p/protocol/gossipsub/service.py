@@ -66,6 +66,7 @@ from libp2p.peer.id import ID
 from agentp2p.errors import DialError
 from agentp2p.network.framing import FrameError, FrameReader
 from agentp2p.network.ratelimit import PeerRateLimiter
+from agentp2p.network.streams import close_quietly, remote_ip
 from agentp2p.throttled_log import ThrottledLog
 
 from .codec import CodecError, Limits, decode_rpc
@@ -209,24 +210,10 @@ class _Peer:
         self.urgent = False
 
 
-def _remote_ip(stream: Any) -> str | None:
-    with contextlib.suppress(Exception):
-        addr = stream.get_remote_address()
-        if addr:
-            return str(addr[0])
-    return None
-
-
 def _initiator(stream: Any) -> bool:
     with contextlib.suppress(Exception):
         return bool(stream.muxed_conn.is_initiator)
     return False
-
-
-async def _reset_quietly(stream: Any) -> None:
-    with trio.CancelScope(shield=True), trio.move_on_after(1):
-        with contextlib.suppress(Exception):
-            await stream.reset()
 
 
 class GossipSubService:
@@ -753,13 +740,13 @@ class GossipSubService:
                         await trio.sleep(_open_backoff(failures))
                         continue
                     peer.out_stream = stream
-                    self._connected(peer, str(stream.get_protocol()), _initiator(stream), _remote_ip(stream))
+                    self._connected(peer, str(stream.get_protocol()), _initiator(stream), remote_ip(stream))
                     written = peer.queue.frames_written
                     try:
                         await self._write_loop(peer, stream)
                     finally:
                         peer.out_stream = None
-                        await _reset_quietly(stream)
+                        await close_quietly(stream, reset=True)
                     if peer.queue.frames_written > written:
                         failures = 0
                     else:
@@ -790,7 +777,7 @@ class GossipSubService:
         with trio.move_on_after(30):
             await self._ready.wait()
         if not self.running or peer_id == self.local_id:
-            await _reset_quietly(stream)
+            await close_quietly(stream, reset=True)
             return
         peer = self._peer(peer_id)
         if peer.in_scope is not None:
@@ -798,7 +785,7 @@ class GossipSubService:
         scope = peer.in_scope = trio.CancelScope()
         peer.in_stream = stream
         if not peer.known:
-            self._connected(peer, str(stream.get_protocol()), _initiator(stream), _remote_ip(stream))
+            self._connected(peer, str(stream.get_protocol()), _initiator(stream), remote_ip(stream))
         self._start_peer_task(peer)
         try:
             with scope:
@@ -807,7 +794,7 @@ class GossipSubService:
             if peer.in_scope is scope:
                 peer.in_scope = None
                 peer.in_stream = None
-            await _reset_quietly(stream)
+            await close_quietly(stream, reset=True)
 
     async def _read_loop(self, peer: _Peer, stream: Any) -> None:
         reader = FrameReader(self.limits.max_rpc_bytes)

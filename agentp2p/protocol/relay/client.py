@@ -22,6 +22,7 @@ from libp2p.peer.id import ID
 from multiaddr import Multiaddr
 
 from agentp2p.network.framing import length_prefixed, read_message
+from agentp2p.network.streams import close_quietly
 
 from .codec import HOP_PROTOCOL, MAX_MESSAGE_BYTES, decode_hop, decode_stop, pb
 
@@ -52,11 +53,6 @@ def _status_name(code: int) -> str:
         return str(code)
 
 
-async def _close(stream: Any, reset: bool = False) -> None:
-    with trio.CancelScope(shield=True), trio.move_on_after(1), contextlib.suppress(Exception):
-        await (stream.reset() if reset else stream.close())
-
-
 async def reserve(dialer: Any, relay: ID, timeout: float) -> Granted:
     """Reserve a slot on ``relay`` (connected or dialable); :class:`RelayError` if refused."""
     stream = None
@@ -73,7 +69,7 @@ async def reserve(dialer: Any, relay: ID, timeout: float) -> Granted:
         raise RelayError(f"relay {relay}: {exc}") from None
     finally:
         if stream is not None:
-            await _close(stream)
+            await close_quietly(stream)
     if msg.type != pb.HopMessage.STATUS or msg.status != pb.OK:
         raise RelayError(f"relay {relay} refused the reservation: {_status_name(msg.status)}", msg.status)
     if not msg.HasField("reservation") or msg.reservation.expire <= time.time():
@@ -98,14 +94,14 @@ async def open_circuit(dialer: Any, relay: ID, target: ID, timeout: float) -> An
             msg = decode_hop(await read_message(stream, MAX_MESSAGE_BYTES))
     except BaseException as exc:
         if stream is not None:
-            await _close(stream, reset=True)
+            await close_quietly(stream, reset=True)
         if isinstance(exc, trio.TooSlowError):
             raise RelayError(f"relay {relay}: no circuit to {target} within {timeout:g}s") from None
         if isinstance(exc, Exception):
             raise RelayError(f"relay {relay}: {exc}") from None
         raise
     if msg.type != pb.HopMessage.STATUS or msg.status != pb.OK:
-        await _close(stream, reset=True)
+        await close_quietly(stream, reset=True)
         raise RelayError(f"relay {relay} could not connect to {target}: {_status_name(msg.status)}", msg.status)
     return stream
 
@@ -126,10 +122,10 @@ async def accept_stop(stream: Any, timeout: float, allowed: bool) -> ID | None:
         with trio.fail_after(timeout):
             await stream.write(length_prefixed(reply.SerializeToString()))
     except Exception:  # noqa: BLE001 — a relay speaking garbage: no circuit
-        await _close(stream, reset=True)
+        await close_quietly(stream, reset=True)
         return None
     if status != pb.OK:
-        await _close(stream)
+        await close_quietly(stream)
         return None
     return initiator
 

@@ -28,6 +28,7 @@ from multiaddr import Multiaddr
 
 from agentp2p.contract import NodeContext
 from agentp2p.network.framing import FrameError, length_prefixed, read_message
+from agentp2p.network.streams import remote_ip
 
 from .codec import MAX_MESSAGE_BYTES, STOP_PROTOCOL, CodecError, decode_hop, decode_stop, hop_status, limit_of, pb
 from .config import RelayConfig
@@ -40,13 +41,6 @@ __all__ = ["HopServer"]
 
 #: How long a client has to send its request once the stream is open.
 _REQUEST_TIMEOUT = 10.0
-
-
-def _ip_of(stream: Any) -> str | None:
-    try:
-        return str(stream.get_remote_address()[0])
-    except Exception:  # noqa: BLE001
-        return None
 
 
 class HopServer:
@@ -76,7 +70,7 @@ class HopServer:
             await _reply(stream, hop_status(pb.MALFORMED_MESSAGE), close=True)
             log.debug("relay: malformed hop message from %s: %s", peer, exc)
             return
-        if _ip_of(stream) is None:
+        if remote_ip(stream) is None:
             # Over a circuit (a relayed pipe has no address): relaying a relayed
             # peer would chain circuits and hide its IP from the per-IP bounds.
             self.stats["refused_relayed"] += 1
@@ -93,7 +87,7 @@ class HopServer:
     async def _reserve(self, stream: Any, peer: ID) -> None:
         now = self._ctx.now()
         try:
-            self.books.reserve(peer, _ip_of(stream), now)
+            self.books.reserve(peer, remote_ip(stream), now)
         except Refused as refusal:
             self.stats["reservations_refused"] += 1
             await _reply(stream, hop_status(refusal.status), close=True)
@@ -123,7 +117,7 @@ class HopServer:
         if not self._ctx.dialer.is_connected(dst):
             self.books.disconnected(dst)
         try:
-            src_ip = _ip_of(stream)
+            src_ip = remote_ip(stream)
             self.books.open_circuit(src, dst, now, src_ip)
         except Refused as refusal:
             self.stats["circuits_refused"] += 1
