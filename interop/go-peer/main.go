@@ -60,20 +60,23 @@ type options struct {
 	relayUnlimited bool
 	// DCUtR: go-libp2p's hole punching service (and the relay client it needs).
 	holePunch bool
-	reserve   []string
+	// AutoNAT v1 service: dial back peers that ask whether they are reachable.
+	autonatService bool
+	reserve        []string
 }
 
 func parseFlags(args []string) (options, error) {
 	fs := flag.NewFlagSet("go-peer", flag.ContinueOnError)
 	var listen, bootstrap, reserve multiFlag
 	var seed, pskFile string
-	var relayService, relayUnlimited, holePunch bool
+	var relayService, relayUnlimited, holePunch, autonatService bool
 	fs.Var(&listen, "listen", "multiaddr to listen on (repeatable; default /ip4/127.0.0.1/tcp/0)")
 	fs.Var(&bootstrap, "bootstrap", "multiaddr with /p2p/<id> to connect to before ready (repeatable)")
 	fs.StringVar(&seed, "seed", "", "integer seed for a deterministic Ed25519 identity (default: random)")
 	fs.StringVar(&pskFile, "psk", "", "private network key file (/key/swarm/psk/1.0.0/ format); TCP only, as go-libp2p requires")
 	fs.BoolVar(&relayService, "relay-service", false, "serve circuit relay v2 (hop) with go-libp2p's default limits")
 	fs.BoolVar(&relayUnlimited, "relay-unlimited", false, "with -relay-service: no circuit duration or data limit")
+	fs.BoolVar(&autonatService, "autonat-service", false, "serve AutoNAT v1 (go-libp2p dials back only public addresses)")
 	fs.BoolVar(&holePunch, "holepunch", false, "run go-libp2p's DCUtR hole punching (enables the relay client)")
 	fs.Var(&reserve, "reserve", "relay multiaddr with /p2p/<id> to reserve a slot on before ready (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -83,7 +86,8 @@ func parseFlags(args []string) (options, error) {
 		return options{}, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	opts := options{listen: listen, bootstrap: bootstrap, relayService: relayService,
-		relayUnlimited: relayUnlimited, reserve: reserve, holePunch: holePunch}
+		relayUnlimited: relayUnlimited, reserve: reserve, holePunch: holePunch,
+		autonatService: autonatService}
 	if len(opts.listen) == 0 {
 		// Loopback only: tests must never bind a routable interface.
 		opts.listen = []string{"/ip4/127.0.0.1/tcp/0"}
@@ -153,6 +157,10 @@ func newHost(opts options) (host.Host, error) {
 	if opts.holePunch {
 		holePunch = libp2p.EnableHolePunching()
 	}
+	natService := libp2p.ChainOptions()
+	if opts.autonatService {
+		natService = libp2p.EnableNATService()
+	}
 	return libp2p.New(
 		private,
 		libp2p.Identity(sk),
@@ -165,6 +173,7 @@ func newHost(opts options) (host.Host, error) {
 		libp2p.ResourceManager(rm),
 		relay,
 		holePunch,
+		natService,
 		// Loopback addresses are the only ones we have; keep announcing them.
 		libp2p.NonPublicAddrPublishing(true),
 	)
