@@ -239,12 +239,14 @@ class HolePunchService:
             self._busy.discard(peer)
 
     async def _speaks_dcutr(self, ctx: NodeContext, peer: ID) -> bool:
-        """Wait (bounded) for identify to say whether ``peer`` serves DCUtR."""
+        """Wait (bounded by ``stream_timeout``) for identify to say ``peer``
+        serves DCUtR: go-libp2p mounts it only once it knows a public address
+        of its own, and tells us by identify push, maybe after we connected."""
         with trio.move_on_after(self.config.stream_timeout):
-            while not ctx.protocols_of(peer):
+            while PROTOCOL not in ctx.protocols_of(peer):
                 if not ctx.dialer.is_connected(peer):
                     return False
-                await trio.sleep(0.05)
+                await trio.sleep(0.1)
         return PROTOCOL in ctx.protocols_of(peer)
 
     async def _drive(self, ctx: NodeContext, peer: ID, core: Initiator, actions: list[Any]) -> Done:
