@@ -109,3 +109,21 @@ async def read_message(stream: Any, limit: int) -> bytes:
     if length > limit:
         raise FrameError(f"message of {length} bytes (at most {limit})")
     return await _read_exactly(stream, length)
+
+
+def parse_bounded(msg: Any, data: bytes, limit: int, error: type[Exception], what: str) -> Any:
+    """``msg`` (a protobuf message) parsed from ``data``, refusing more than
+    ``limit`` bytes, bytes that do not parse, and a missing required field
+    (proto2's parser does not check, and drops enum values it does not
+    know): each an ``error`` naming ``what``."""
+    from google.protobuf.message import DecodeError
+
+    if len(data) > limit:
+        raise error(f"{what} of {len(data)} bytes (at most {limit})")
+    try:
+        msg.ParseFromString(data)
+    except DecodeError as exc:
+        raise error(f"unreadable {what}: {exc}") from None
+    if not msg.IsInitialized():
+        raise error(f"{what} without a required field (or with a value we do not know)")
+    return msg

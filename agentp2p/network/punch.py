@@ -178,16 +178,7 @@ async def punch(host: Any, peer: ID, port: PunchPort, addrs: list[tuple[str, int
         finally:
             cancel.cancel()
 
-    _protect(host, peer, True)
-    try:
-        with trio.move_on_after(timeout):
-            async with trio.open_nursery() as nursery:
-                for ip, remote_port in addrs:
-                    nursery.start_soon(one, ip, remote_port, nursery.cancel_scope)
-    finally:
-        _protect(host, peer, False)
-    if not direct_connections(host, peer):
-        raise PunchError("; ".join(errors) or f"no answer within {timeout:g}s")
+    await _race(host, peer, addrs, one, timeout, errors)
 
 
 async def dial_fresh(host: Any, peer: ID, addrs: list[tuple[str, int]], timeout: float) -> None:
@@ -217,6 +208,14 @@ async def dial_fresh(host: Any, peer: ID, addrs: list[tuple[str, int]], timeout:
             return
         done.cancel()
 
+    await _race(host, peer, addrs, one, timeout, errors)
+
+
+async def _race(host: Any, peer: ID, addrs: list[tuple[str, int]], one: Any, timeout: float,
+                errors: list[str]) -> None:
+    """Run ``one(ip, port, cancel_scope)`` for every address at once (the
+    winner cancels the rest), the peer protected in the swarm meanwhile;
+    :class:`PunchError` with ``errors`` unless a direct connection is up."""
     _protect(host, peer, True)
     try:
         with trio.move_on_after(timeout):

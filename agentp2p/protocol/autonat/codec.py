@@ -13,8 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from google.protobuf.message import DecodeError
-
+from agentp2p.network.framing import parse_bounded
 from agentp2p.pb import autonat_pb2 as pb
 
 __all__ = [
@@ -73,14 +72,7 @@ def encode_response(status: Status, text: str = "", addr: bytes = b"") -> bytes:
 
 
 def _parse(data: bytes) -> pb.Message:
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise CodecError(f"message of {len(data)} bytes (at most {MAX_MESSAGE_BYTES})")
-    msg = pb.Message()
-    try:
-        msg.ParseFromString(data)
-    except DecodeError as exc:
-        raise CodecError(f"not an AutoNAT message: {exc}") from None
-    return msg
+    return parse_bounded(pb.Message(), data, MAX_MESSAGE_BYTES, CodecError, "AutoNAT message")
 
 
 def decode_request(data: bytes) -> DialRequest:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import ipaddress
 
-from google.protobuf.message import DecodeError
 from multiaddr import Multiaddr
 
 from agentp2p.network.addresses import is_private_ip
+from agentp2p.network.framing import parse_bounded
 from agentp2p.pb import holepunch_pb2 as pb
 
 __all__ = ["CONNECT", "CodecError", "MAX_ADDRS", "MAX_MESSAGE_BYTES", "PROTOCOL", "SYNC", "connect", "decode",
@@ -34,16 +34,7 @@ class CodecError(ValueError):
 
 
 def decode(data: bytes) -> pb.HolePunch:
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise CodecError(f"message of {len(data)} bytes (at most {MAX_MESSAGE_BYTES})")
-    msg = pb.HolePunch()
-    try:
-        msg.ParseFromString(data)
-    except DecodeError as exc:
-        raise CodecError(f"unreadable DCUtR message: {exc}") from None
-    if not msg.IsInitialized():  # no type, or one we do not know (proto2 drops it)
-        raise CodecError("DCUtR message without a (known) type")
-    return msg
+    return parse_bounded(pb.HolePunch(), data, MAX_MESSAGE_BYTES, CodecError, "DCUtR message")
 
 
 def connect(addrs: list[Multiaddr]) -> bytes:

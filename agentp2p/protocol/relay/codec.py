@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf.message import DecodeError
-
+from agentp2p.network.framing import parse_bounded
 from agentp2p.pb import circuit_pb2 as pb
 
 __all__ = [
@@ -32,20 +31,9 @@ class CodecError(ValueError):
     """Not a relay message we can act on."""
 
 
-def _parse(msg: object, data: bytes) -> None:
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise CodecError(f"message of {len(data)} bytes (at most {MAX_MESSAGE_BYTES})")
-    try:
-        msg.ParseFromString(data)  # type: ignore[attr-defined]
-    except DecodeError as exc:
-        raise CodecError(f"unreadable relay message: {exc}") from None
-    if not msg.IsInitialized():  # type: ignore[attr-defined] — the parser does not check
-        raise CodecError("relay message without a required field (type, peer id)")
-
-
 def _decode(msg: Any, data: bytes) -> Any:
     """``msg`` (a HopMessage or StopMessage) parsed from ``data`` and checked."""
-    _parse(msg, data)
+    parse_bounded(msg, data, MAX_MESSAGE_BYTES, CodecError, "relay message")
     if msg.HasField("peer") and len(msg.peer.addrs) > MAX_ADDRS:
         raise CodecError("too many addresses")
     if msg.type == type(msg).STATUS and not msg.HasField("status"):
