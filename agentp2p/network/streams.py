@@ -93,6 +93,6 @@ def remote_ip(conn: Any) -> str | None:
     None when it has none (a relayed connection) or cannot say."""
     try:
         addr = conn.get_remote_address()
+        return str(addr[0]) if addr else None
     except Exception:  # noqa: BLE001 — a closed or odd connection
         return None
-    return str(addr[0]) if addr else None

@@ -72,7 +72,7 @@ def test_cone_nats_are_punched_through(lab: NatLab, tmp_path: Path) -> None:
         assert c.ping(b.peer_id) > 0
         c.send(b.peer_id, "directly", wait="stored", timeout=20)
         hp = stats(b)["holepunch"]
-        assert hp["attempts"] >= 1 and hp["observed_ip"] == lab.hosts["b"].public_ip
+        assert hp["attempts"] >= 1 and hp["observed_ips"] == [lab.hosts["b"].public_ip]
         assert "hole punching: 1 relayed connection(s) made direct (punch 1)" in b.run_cli("status").stdout
 
 

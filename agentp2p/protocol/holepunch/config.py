@@ -31,13 +31,15 @@ class HolePunchConfig:
     #: How long the relayed connection stays open after the direct one is
     #: up, for the streams that were on it to finish (the spec's "grace period").
     grace: float = 5.0
-    #: Upgrades running at once (each binds sockets and may dial 8 addresses).
+    #: Upgrades exchanging and dialing at once, each role (each binds
+    #: sockets and may dial 8 addresses).
     max_concurrent: int = 8
-    #: One upgrade per peer in this long (as B); as A, at most ``attempts``
-    #: rounds per peer in this long (a peer cannot have us punch at will).
+    #: One upgrade per peer in this long (as B); as A, ``attempts`` rounds
+    #: per peer in this long (a peer cannot have us punch at will). Token
+    #: buckets: averages, with bursts of the same size.
     retry_after: float = 300.0
-    #: Rounds and reversals, all peers together, per minute: each one sends
-    #: SYNs to addresses a peer named, so a node never sends many.
+    #: Dials (rounds and reversals), all peers together, per minute on
+    #: average: each one sends SYNs to addresses a peer named.
     max_rounds_per_minute: int = 60
     #: Punch to private addresses (a LAN, the tests); off on the internet.
     allow_private: bool = False

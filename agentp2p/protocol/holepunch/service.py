@@ -11,18 +11,21 @@ The adapter for core.py's two roles:
   A new round from the same peer replaces the one still running (B has
   given up on it).
 
-Our candidate address is the IP our direct peers see us at (identify's
-observed address: the answer most of up to three direct peers give,
-cached) with the port of a socket bound for the punch (network/punch.py
-says why not the listen port). When a direct connection is up, the
-relayed one is closed after ``grace`` seconds.
+Our candidate addresses are the IPs our direct peers see us at (identify's
+observed address, asked of up to three of them at once, most common
+first, one address family; cached and refreshed in the background) with
+the port of a socket bound for the punch (network/punch.py says why not
+the listen port). When a direct connection is up, the relayed one is
+closed after ``grace`` seconds.
 
-Bounds — every round makes us send SYNs to addresses a peer named:
-``max_concurrent`` upgrades at once (more are skipped, counted); as B one
-upgrade per peer per ``retry_after``; as A at most ``attempts`` rounds per
-peer per ``retry_after``; ``max_rounds_per_minute`` rounds and reversals
-in all; at most 8 addresses a round, each dialed once (network/punch.py);
-messages at most 4 KiB; every exchange has a deadline.
+Bounds — every dial makes us send SYNs to addresses a peer named, so
+tokens are spent only right before one (token buckets: the figures are
+averages over their period, with bursts of the same size): as B one
+upgrade per peer per ``retry_after``; as A ``attempts`` rounds per peer
+per ``retry_after``; ``max_rounds_per_minute`` dials in all; and
+``max_concurrent`` upgrades at once (more are skipped, counted); at most
+8 addresses a round, each dialed once (network/punch.py); messages at
+most 4 KiB; every exchange has a deadline.
 """
 
 from __future__ import annotations
@@ -74,12 +77,13 @@ class HolePunchService:
         cfg = self.config = config or HolePunchConfig()
         self._ctx: NodeContext | None = None
         self._nursery: trio.Nursery | None = None
-        self._busy: set[ID] = set()  # B: upgrades running
+        self._busy: set[ID] = set()  # B: upgrades started (waiting for the peer, or running)
+        self._driving = 0  # B: upgrades past the wait, exchanging and dialing
         self._answering: dict[ID, trio.CancelScope] = {}  # A: the round running per peer
         self._upgrades = PeerRateLimiter(1 / cfg.retry_after, 1, max_peers=4096)
         self._answers = PeerRateLimiter(cfg.attempts / cfg.retry_after, cfg.attempts, max_peers=4096)
         self._rounds = PeerRateLimiter(cfg.max_rounds_per_minute / 60, cfg.max_rounds_per_minute, max_peers=1)
-        self._observed: tuple[float, str | None] = (-math.inf, None)
+        self._observed: tuple[float, list[str]] = (-math.inf, [])
         self._observing: trio.Event | None = None
         self.counters: Counter[str] = Counter()
         #: Why the last upgrade we started ended without a direct connection.
@@ -97,8 +101,8 @@ class HolePunchService:
         d = sorted(self.durations)
         return {
             "enabled": self.config.enabled,
-            "in_progress": len(self._busy) + len(self._answering),
-            "observed_ip": self._observed[1],
+            "in_progress": self._driving + len(self._answering),
+            "observed_ips": self._observed[1],
             "last_failure": self.last_failure,
             **dict(self.counters),
             "direct_after_ms": {"count": len(d), "p50": round(d[len(d) // 2] * 1000, 1),
@@ -119,72 +123,92 @@ class HolePunchService:
         nursery = self._nursery
         assert nursery is not None
         if ctx.direct.relayed_outbound(peer):
-            # We may be asked to punch soon: have our address ready, so
+            # We may be asked to punch soon: have our addresses ready, so
             # the answer (and the round trip the peer measures) is quick.
-            nursery.start_soon(self._our_ip, ctx)
+            self._refresh_ips(ctx)
             return
         if not ctx.direct.relayed_inbound(peer) or peer in self._busy:
             return
-        if len(self._busy) >= self.config.max_concurrent:
-            self.counters["skipped_busy"] += 1
-            return
-        if not self._upgrades.allow(peer, ctx.now()):
-            self.counters["skipped_recent"] += 1
-            return
+        # Bounded by the relayed connections that reach us (max_inbound_circuits).
         self._busy.add(peer)
         nursery.start_soon(self._initiate, ctx, peer)
 
+    def _spend(self, ctx: NodeContext, peer: ID, *, first: bool) -> bool:
+        """B is about to make (or start a round that makes) a dial: the
+        upgrade's per-peer token the first time, and one node-wide."""
+        if first and not self._upgrades.allow(peer, ctx.now()):
+            self.counters["skipped_recent"] += 1
+            return False
+        return self._budget(ctx)
+
     def _budget(self, ctx: NodeContext) -> bool:
-        """A round (or a reversal) may send SYNs now; counted when not."""
+        """We may send SYNs now (node-wide); counted when not."""
         if self._rounds.allow(_ALL, ctx.now()):
             return True
         self.counters["refused_budget"] += 1
         return False
 
     # ------------------------------------------------------------ our address
-    async def _our_ip(self, ctx: NodeContext) -> str | None:
-        """The IP direct peers see us at: the most common answer of up to
-        ``_OBSERVERS`` of them (one liar among several cannot pick it),
-        cached; one question in flight at a time."""
-        at, ip = self._observed
-        if ctx.now() - at < (_OBSERVED_TTL if ip is not None else _UNOBSERVED_TTL):
-            return ip
-        if self._observing is not None:
-            await self._observing.wait()
-            return self._observed[1]
-        self._observing = trio.Event()
+    def _refresh_ips(self, ctx: NodeContext) -> trio.Event | None:
+        """Start asking for our observed IPs unless the cache is fresh or a
+        question is in flight; the event to wait on (None: nothing to wait for)."""
+        at, ips = self._observed
+        if ctx.now() - at < (_OBSERVED_TTL if ips else _UNOBSERVED_TTL):
+            return None
+        if self._observing is None and self._nursery is not None:  # (None: before run started)
+            self._observing = trio.Event()
+            self._nursery.start_soon(self._observe, ctx, self._observing)
+        return self._observing
+
+    async def _our_ips(self, ctx: NodeContext) -> list[str]:
+        """The IPs direct peers see us at (see the module doc). The question
+        runs in the service's nursery: a round that is cancelled does not
+        cancel it for the others waiting."""
+        done = self._refresh_ips(ctx)
+        if done is not None:
+            await done.wait()
+        elif self._nursery is None and ctx.now() - self._observed[0] >= _UNOBSERVED_TTL:
+            await self._observe(ctx, trio.Event())
+        return self._observed[1]
+
+    async def _observe(self, ctx: NodeContext, done: trio.Event) -> None:
+        votes: Counter[str] = Counter()
+
+        async def ask(peer: ID) -> None:
+            try:
+                seen = await ctx.direct.observed_ip(peer, self.config.stream_timeout)
+            except Exception as exc:  # noqa: BLE001 — the others may answer
+                log.debug("observed address from %s: %r", peer, exc)
+                return
+            if seen is not None and punchable([_multiaddr(seen, 1).to_bytes()],
+                                              allow_private=self.config.allow_private):
+                votes[seen] += 1
+
         try:
-            votes: Counter[str] = Counter()
-            direct = [p for p in ctx.dialer.peers() if ctx.direct.has_direct(p)]
-            for peer in direct[:_OBSERVERS]:
-                try:
-                    seen = await ctx.direct.observed_ip(peer, self.config.stream_timeout)
-                except Exception as exc:  # noqa: BLE001 — ask the next one
-                    log.debug("observed address from %s: %r", peer, exc)
-                    continue
-                if seen is not None and punchable([_multiaddr(seen, 1).to_bytes()],
-                                                  allow_private=self.config.allow_private):
-                    votes[seen] += 1
-            ranked = votes.most_common(2)
-            ip = ranked[0][0] if ranked and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]) else None
-            self._observed = (ctx.now(), ip)
-            return ip
+            direct = [p for p in ctx.dialer.peers() if ctx.direct.has_direct(p)][:_OBSERVERS]
+            with trio.move_on_after(self.config.stream_timeout):
+                async with trio.open_nursery() as nursery:
+                    for peer in direct:
+                        nursery.start_soon(ask, peer)
+            # One family (IPv4 if anyone saw one: one punch socket), most common first.
+            v4 = [ip for ip, _ in votes.most_common() if ":" not in ip]
+            self._observed = (ctx.now(), v4 or [ip for ip, _ in votes.most_common()])
         finally:
-            self._observing.set()
             self._observing = None
+            done.set()
 
     async def _offer(self, ctx: NodeContext, stream: Any) -> Any:
-        """Bind a punch port and send CONNECT with our candidate (observed IP,
-        that port); the port, for the dial."""
-        ip = await self._our_ip(ctx)
-        if ip is None:
+        """Bind a punch port and send CONNECT with our candidates (observed
+        IPs, that port); the port, for the dial."""
+        ips = await self._our_ips(ctx)
+        if not ips:
             raise _Failed("we know no public address of ours (no direct peer told us one)")
         try:
-            port = ctx.direct.port(ipv6=":" in ip)
+            port = ctx.direct.port(ipv6=":" in ips[0])
         except OSError as exc:
             raise _Failed(f"no local port for the punch: {exc}") from None
         try:
-            await stream.write(length_prefixed(connect([_multiaddr(ip, port.port)])))
+            await stream.write(length_prefixed(connect([_multiaddr(ip, port.port) for ip in ips])))
         except BaseException as exc:
             port.close()
             if isinstance(exc, Exception):
@@ -223,10 +247,20 @@ class HolePunchService:
             if not await self._speaks_dcutr(ctx, peer):
                 self.counters["peer_without_dcutr"] += 1
                 return
+            if self._driving >= cfg.max_concurrent:
+                self.counters["skipped_busy"] += 1
+                return
             core = Initiator(attempts=cfg.attempts)
             public = self._addrs([a.to_bytes() for a in ctx.dialer.known_addrs(peer) if "/p2p-circuit" not in str(a)])
-            done = await self._drive(ctx, peer, core, core.start(ctx.now(), public))
-            if done.direct:
+            self._driving += 1
+            try:
+                done = await self._drive(ctx, peer, core, core.start(ctx.now(), public))
+            finally:
+                self._driving -= 1
+            if done.how == "already_direct":
+                self.counters["already_direct"] += 1  # not ours: no duration
+                await ctx.direct.retire_relayed(peer, cfg.grace)
+            elif done.direct:
                 self.counters[f"direct_by_{done.how}"] += 1
                 self._record(ctx.now() - started)
                 log.info("direct connection to %s by %s (%.0f ms)", peer, done.how, (ctx.now() - started) * 1000)
@@ -252,6 +286,7 @@ class HolePunchService:
     async def _drive(self, ctx: NodeContext, peer: ID, core: Initiator, actions: list[Any]) -> Done:
         cfg = self.config
         stream = port = None
+        spent = False  # the per-peer token of this upgrade
         try:
             while True:
                 action = actions.pop(0)
@@ -262,13 +297,15 @@ class HolePunchService:
                     # SYN landed late): nothing left to punch.
                     return Done(True, "already_direct", core.tried)
                 if isinstance(action, Reverse):
+                    if not self._spend(ctx, peer, first=not spent):
+                        return Done(False, "dialed this peer, or this many peers, too recently")
+                    spent = True
                     ok = False
-                    if self._budget(ctx):
-                        try:
-                            await ctx.direct.dial_fresh(peer, list(action.addrs), cfg.reversal_timeout)
-                            ok = True
-                        except Exception as exc:  # noqa: BLE001
-                            log.debug("reversal to %s failed: %s", peer, exc)
+                    try:
+                        await ctx.direct.dial_fresh(peer, list(action.addrs), cfg.reversal_timeout)
+                        ok = True
+                    except Exception as exc:  # noqa: BLE001
+                        log.debug("reversal to %s failed: %s", peer, exc)
                     self.counters["reversals_ok" if ok else "reversals_failed"] += 1
                     actions = core.reversed(ctx.now(), ok)
                 elif isinstance(action, SendConnect):
@@ -278,9 +315,13 @@ class HolePunchService:
                     if port is not None:
                         port.close()
                         port = None
-                    if not self._budget(ctx):
-                        actions = core.failed("too many punches on this node this minute")
+                    if not await self._our_ips(ctx):
+                        actions = core.failed("we know no public address of ours (no direct peer told us one)")
                         continue
+                    # This round ends in a dial: pay for it now, before the peer dials too.
+                    if not self._spend(ctx, peer, first=not spent):
+                        return Done(False, "dialed this peer, or this many peers, too recently")
+                    spent = True
                     try:
                         stream = await ctx.dialer.open_stream(peer, [PROTOCOL], dial=False, lookup=False,
                                                               timeout=cfg.stream_timeout)
@@ -364,10 +405,12 @@ class HolePunchService:
                                                                    allow_private=self.config.allow_private))
                 if isinstance(first[0], Done):
                     raise _Failed(first[0].how)
+                port = await self._offer(ctx, stream)
+                if not self._addrs(list(msg.ObsAddrs), port):
+                    raise _Failed("the peer gave no address of our punch socket's family")
+                await self._expect(stream, SYNC)
                 if not self._budget(ctx):
                     raise _Failed("too many punches on this node this minute")
-                port = await self._offer(ctx, stream)
-                await self._expect(stream, SYNC)
             except _Failed as exc:
                 self.counters["answer_failed"] += 1
                 log.debug("DCUtR from %s: %s", peer, exc)
@@ -376,8 +419,7 @@ class HolePunchService:
             (dial,) = core.sync_received(ctx.now())
             assert isinstance(dial, Dial)
             await close_quietly(stream)
-            want_v6 = port.family == socket.AF_INET6
-            dial = Dial(tuple(a for a in dial.addrs if (":" in a[0]) == want_v6), dial.at, dial.as_client)
+            dial = Dial(tuple(self._addrs(list(msg.ObsAddrs), port)), dial.at, dial.as_client)
             if await self._punch(ctx, peer, port, dial):
                 self._record(ctx.now() - started)
                 log.info("direct connection to %s by punch (answering)", peer)

@@ -28,7 +28,7 @@ from multiaddr import Multiaddr
 
 from agentp2p.contract import NodeContext
 from agentp2p.network.framing import FrameError, length_prefixed, read_message
-from agentp2p.network.streams import remote_ip
+from agentp2p.network.streams import close_quietly, remote_ip
 
 from .codec import MAX_MESSAGE_BYTES, STOP_PROTOCOL, CodecError, decode_hop, decode_stop, hop_status, limit_of, pb
 from .config import RelayConfig
@@ -159,8 +159,7 @@ class HopServer:
         except Exception as exc:  # noqa: BLE001 — the target failed, timed out or spoke garbage
             log.debug("relay: stop to %s failed: %r", dst, exc)
         if stop is not None:
-            with trio.CancelScope(shield=True), trio.move_on_after(1), contextlib.suppress(Exception):
-                await stop.reset()
+            await close_quietly(stop, reset=True)
         return None
 
 
@@ -170,10 +169,8 @@ async def _reply(stream: Any, data: bytes, close: bool = False) -> bool:
         with trio.fail_after(5):
             await stream.write(length_prefixed(data))
     except Exception:  # noqa: BLE001
-        with trio.CancelScope(shield=True), trio.move_on_after(1), contextlib.suppress(Exception):
-            await stream.reset()
+        await close_quietly(stream, reset=True)
         return False
     if close:
-        with trio.CancelScope(shield=True), trio.move_on_after(1), contextlib.suppress(Exception):
-            await stream.close()
+        await close_quietly(stream)
     return True

@@ -85,7 +85,7 @@ async def test_loopback_is_neither_dialed_nor_offered_without_allow_private() ->
         await wait_until(lambda: b.stats()["holepunch"].get("failed") == 1, 15, "B gives up")
         hp = b.stats()["holepunch"]
         assert "reversals_ok" not in hp and "reversals_failed" not in hp
-        assert "no public address" in hp["last_failure"] and hp["observed_ip"] is None
+        assert "no public address" in hp["last_failure"] and hp["observed_ips"] == []
         assert relayed_connections(b.host, a.peer_id) and not direct_connections(b.host, a.peer_id)
         assert await a.ping(b.peer_id) > 0
 
@@ -213,3 +213,20 @@ def test_punch_addresses_follow_the_socket_family() -> None:
     finally:
         v4.close()
     assert len(svc._addrs(raw)) == 2
+
+
+@pytest.mark.trio
+async def test_a_round_with_no_address_of_our_family_ends_before_any_dial() -> None:
+    """B offers only IPv6 while our punch socket is IPv4 (our observed IP is):
+    the round ends right after our CONNECT, before B's SYNC and any SYN."""
+    off = HolePunchConfig(enabled=False)
+    async with relayed(LAN, off) as (_r, a, b):
+        await a.connect(circuit_of(b))
+        stream = await b.dialer.open_stream(a.peer_id, [PROTOCOL], dial=False)
+        await stream.write(length_prefixed(connect([Multiaddr("/ip6/::1/tcp/9")])))
+        with trio.fail_after(10):
+            assert decode(await read_message(stream, 4096)).type == CONNECT
+            with pytest.raises(Exception):  # then the reset, without waiting for our SYNC
+                await stream.read(1)
+        stats = a.stats()["holepunch"]
+        assert stats["answer_failed"] == 1 and "punches_failed" not in stats and "punches_ok" not in stats
