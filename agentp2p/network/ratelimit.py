@@ -41,5 +41,9 @@ class PeerRateLimiter:
             return True
         return False
 
+    def forget(self, peer: Hashable) -> None:
+        """Start ``peer`` afresh (a full bucket): what it spent was not held against it."""
+        self._buckets.pop(peer, None)
+
     def __len__(self) -> int:
         return len(self._buckets)

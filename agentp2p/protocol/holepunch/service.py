@@ -261,6 +261,9 @@ class HolePunchService:
                 self.counters["already_direct"] += 1  # not ours: no duration
                 await ctx.direct.retire_relayed(peer, cfg.grace)
             elif done.direct:
+                # The bound is for failures: after a success the peer may be
+                # upgraded again at once (its direct connection may drop).
+                self._upgrades.forget(peer)
                 self.counters[f"direct_by_{done.how}"] += 1
                 self._record(ctx.now() - started)
                 log.info("direct connection to %s by %s (%.0f ms)", peer, done.how, (ctx.now() - started) * 1000)
