@@ -132,9 +132,13 @@ async def test_overrun_on_many_streams_closes_the_connection() -> None:
 async def test_many_streams_within_their_windows_hit_the_memory_limit() -> None:
     """256 streams x 250 KiB stay inside every window but add up to 62 MB,
     past the peer's 32 MiB share: the refused reservation closes the
-    connection like an overrun. (The per-protocol stream limit is lifted so
-    that the memory limit is the one that acts.)"""
-    limits = ResourceLimits(max_streams_per_peer_protocol=1000)
+    connection like an overrun. (The per-protocol stream limit and the
+    stream-open rate are lifted so that the memory limit is the one that
+    acts: at 50 opens a second after a burst of 100, a fast attacker was
+    refused opens, and banned for it, before it held 32 MiB — a CI run
+    failed so.)"""
+    limits = ResourceLimits(max_streams_per_peer_protocol=1000, stream_opens_per_second=10_000,
+                            stream_open_burst=1000)
     async with Node(local_config(swim=False, resources=limits)) as victim:
         victim.set_stream_handler(SINK, _sink)
 
