@@ -15,6 +15,11 @@ from agentp2p.errors import AddressError
 _TRANSPORTS = ("tcp",)
 
 
+def tcp_multiaddr(ip: str, port: int) -> Multiaddr:
+    """``/ip4/<ip>/tcp/<port>`` (``/ip6/`` for an IPv6 address)."""
+    return Multiaddr(f"/{'ip6' if ':' in ip else 'ip4'}/{ip}/tcp/{port}")
+
+
 def parse_multiaddr(text: str) -> Multiaddr:
     """Parse ``text`` or raise :class:`AddressError` naming the bad address."""
     if not isinstance(text, str) or not text.startswith("/"):

@@ -51,6 +51,10 @@ from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.peer.id import ID
 from multiaddr import Multiaddr
 
+from agentp2p.network.addresses import tcp_multiaddr
+from agentp2p.network.relayed import relayed_connections
+from agentp2p.network.streams import close_quietly
+
 __all__ = ["DirectConnector", "PunchError", "PunchPort", "dial_fresh", "direct_connections", "punch", "retire_relayed"]
 
 #: A refused connect (the peer's socket was not there yet) is retried after
@@ -64,8 +68,8 @@ class PunchError(Exception):
 
 
 def _maddr(ip: str, port: int, peer: ID | None = None) -> Multiaddr:
-    text = f"/{'ip6' if ':' in ip else 'ip4'}/{ip}/tcp/{port}"
-    return Multiaddr(text + (f"/p2p/{peer}" if peer is not None else ""))
+    addr = tcp_multiaddr(ip, port)
+    return addr if peer is None else Multiaddr(f"{addr}/p2p/{peer}")
 
 
 class PunchPort:
@@ -145,11 +149,10 @@ async def _upgrade(host: Any, peer: ID, sock: Any, addr: Multiaddr, as_client: b
     except BaseException:
         # The library closes the socket only on a security failure; a
         # cancelled or timed-out handshake would leave it to the GC.
-        await _close_raw(raw)
+        await close_quietly(raw)
         raise
     if getattr(muxed, "peer_id", None) != peer:
-        with trio.CancelScope(shield=True), trio.move_on_after(1), contextlib.suppress(Exception):
-            await muxed.close()
+        await close_quietly(muxed)
         raise PunchError(f"{addr} answered as {getattr(muxed, 'peer_id', None)}, not {peer}")
 
 
@@ -201,7 +204,7 @@ async def dial_fresh(host: Any, peer: ID, addrs: list[tuple[str, int]], timeout:
         try:
             await swarm.upgrade_outbound_raw_conn(raw, peer)
         except BaseException as exc:
-            await _close_raw(raw)
+            await close_quietly(raw)
             if not isinstance(exc, Exception):
                 raise
             errors.append(f"{ip}:{remote_port}: {type(exc).__name__}: {exc}")
@@ -235,17 +238,11 @@ async def retire_relayed(host: Any, peer: ID, grace: float) -> int:
     if not direct_connections(host, peer):
         return 0
     closed = 0
-    for conn in [c for c in host.get_network().get_connections(peer)
-                 if c.get_connection_type() is ConnectionType.RELAYED]:
+    for conn in relayed_connections(host, peer):
         with trio.move_on_after(5), contextlib.suppress(Exception):
             await conn.close()
             closed += 1
     return closed
-
-
-async def _close_raw(raw: Any) -> None:
-    with trio.CancelScope(shield=True), trio.move_on_after(1), contextlib.suppress(Exception):
-        await raw.close()
 
 
 def _protect(host: Any, peer: ID, on: bool) -> None:
@@ -278,14 +275,12 @@ class DirectConnector:
     def relayed_inbound(self, peer: ID) -> bool:
         """Connected to ``peer`` only by relayed connections, one of which it
         opened to us (we are DCUtR's B for it)."""
-        conns = self._host.get_network().get_connections(peer)
-        relayed = [c for c in conns if c.get_connection_type() is ConnectionType.RELAYED]
-        return bool(relayed) and len(relayed) == len(conns) and any(_is_inbound(c) for c in relayed)
+        relayed = relayed_connections(self._host, peer)
+        return bool(relayed) and not self.has_direct(peer) and any(_is_inbound(c) for c in relayed)
 
     def relayed_outbound(self, peer: ID) -> bool:
         """Connected to ``peer`` through a relayed connection we opened (DCUtR's A)."""
-        return any(c.get_connection_type() is ConnectionType.RELAYED and not _is_inbound(c)
-                   for c in self._host.get_network().get_connections(peer))
+        return any(not _is_inbound(c) for c in relayed_connections(self._host, peer))
 
     async def observed_ip(self, peer: ID, timeout: float) -> str | None:
         from agentp2p.network.identify import observed_ip

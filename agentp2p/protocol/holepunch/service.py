@@ -38,9 +38,9 @@ from typing import Any
 
 import trio
 from libp2p.peer.id import ID
-from multiaddr import Multiaddr
 
 from agentp2p.contract import NodeContext
+from agentp2p.network.addresses import tcp_multiaddr
 from agentp2p.network.framing import length_prefixed, read_message
 from agentp2p.network.ratelimit import PeerRateLimiter
 from agentp2p.network.streams import close_quietly
@@ -183,7 +183,7 @@ class HolePunchService:
             except Exception as exc:  # noqa: BLE001 — the others may answer
                 log.debug("observed address from %s: %r", peer, exc)
                 return
-            if seen is not None and punchable([_multiaddr(seen, 1).to_bytes()],
+            if seen is not None and punchable([tcp_multiaddr(seen, 1).to_bytes()],
                                               allow_private=self.config.allow_private):
                 votes[seen] += 1
 
@@ -211,7 +211,7 @@ class HolePunchService:
         except OSError as exc:
             raise _Failed(f"no local port for the punch: {exc}") from None
         try:
-            await stream.write(length_prefixed(connect([_multiaddr(ip, port.port) for ip in ips])))
+            await stream.write(length_prefixed(connect([tcp_multiaddr(ip, port.port) for ip in ips])))
         except BaseException as exc:
             port.close()
             if isinstance(exc, Exception):
@@ -412,7 +412,8 @@ class HolePunchService:
                 if isinstance(first[0], Done):
                     raise _Failed(first[0].how)
                 port = await self._offer(ctx, stream)
-                if not self._addrs(list(msg.ObsAddrs), port):
+                theirs = self._addrs(list(msg.ObsAddrs), port)  # of our socket's family
+                if not theirs:
                     raise _Failed("the peer gave no address of our punch socket's family")
                 await self._expect(stream, SYNC)
                 if not self._budget(ctx):
@@ -425,7 +426,7 @@ class HolePunchService:
             (dial,) = core.sync_received(ctx.now())
             assert isinstance(dial, Dial)
             await close_quietly(stream)
-            dial = Dial(tuple(self._addrs(list(msg.ObsAddrs), port)), dial.at, dial.as_client)
+            dial = Dial(tuple(theirs), dial.at, dial.as_client)
             if await self._punch(ctx, peer, port, dial):
                 self._record(ctx.now() - started)
                 log.info("direct connection to %s by punch (answering)", peer)
@@ -437,8 +438,4 @@ class HolePunchService:
     def _record(self, seconds: float) -> None:
         self.durations.append(seconds)
         del self.durations[:-_KEEP_DURATIONS]
-
-
-def _multiaddr(ip: str, port: int) -> Multiaddr:
-    return Multiaddr(f"/{'ip6' if ':' in ip else 'ip4'}/{ip}/tcp/{port}")
 
