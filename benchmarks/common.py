@@ -103,6 +103,18 @@ def tcp_bytes(port: int) -> dict[str, int]:
     return {"sent": sent, "received": received, "sockets": len(re.findall(r"bytes_sent:", out))}
 
 
+def until(pred: Any, timeout: float = 120.0, interval: float = 0.05) -> float:
+    """Poll ``pred()`` (another process's state: nothing to wait on) until it
+    is true; the monotonic time it became so (to ``interval``).
+    :class:`TimeoutError` after ``timeout`` seconds."""
+    t0 = time.monotonic()
+    while not pred():
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError(f"timed out after {timeout:g}s")
+        time.sleep(interval)
+    return time.monotonic()
+
+
 def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     for r in rows:

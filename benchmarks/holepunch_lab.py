@@ -28,13 +28,9 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agentp2p.testing import DaemonProcess  # noqa: E402
-from tests.reachability.daemons import FAST_AUTONAT  # noqa: E402
+from benchmarks.common import until as poll_until  # noqa: E402
+from tests.reachability.daemons import lab_daemon, stats  # noqa: E402
 from tests.reachability.natlab import NatLab, available  # noqa: E402
-
-
-def stats(d: DaemonProcess) -> dict:
-    with d.sync_client() as c:
-        return c.stats()
 
 
 def relayed_flags(d: DaemonProcess, peer: str) -> list[bool]:
@@ -43,21 +39,13 @@ def relayed_flags(d: DaemonProcess, peer: str) -> list[bool]:
 
 
 def until(pred, timeout: float = 120.0) -> float:  # type: ignore[no-untyped-def]
-    t0 = time.monotonic()
-    while not pred():
-        if time.monotonic() - t0 > timeout:
-            raise TimeoutError("timed out")
-        time.sleep(0.02)
-    return time.monotonic()
+    return poll_until(pred, timeout, interval=0.02)  # the figures' resolution
 
 
 def one_run(nat: str, tmp: Path) -> dict:
-    env = dict(FAST_AUTONAT)  # one AutoNAT server (the relay) decides; SWIM off
-
     def daemon(lab: NatLab, name: str, *flags: str) -> DaemonProcess:
-        host = lab.hosts[name]
-        return DaemonProcess(tmp / name, *flags, name=name, listen=f"/ip4/{host.ip}/tcp/4001",
-                             api=f"unix:{tmp / name}.sock", extra_env=env, wrap=lab.exec_args(host))
+        # The lab tests' daemon: one AutoNAT server (the relay) decides; SWIM off.
+        return lab_daemon(lab, tmp, name, *flags)
 
     with NatLab() as lab:
         lab.add_public("relay")

@@ -24,21 +24,9 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agentp2p.testing import DaemonProcess  # noqa: E402
+from benchmarks.common import until  # noqa: E402
+from tests.reachability.daemons import stats  # noqa: E402
 from tests.reachability.natlab import NatLab, available  # noqa: E402
-
-
-def stats(d: DaemonProcess) -> dict:
-    with d.sync_client() as c:
-        return c.stats()
-
-
-def until(pred, timeout: float = 120.0) -> float:  # type: ignore[no-untyped-def]
-    t0 = time.monotonic()
-    while not pred():
-        if time.monotonic() - t0 > timeout:
-            raise TimeoutError("timed out")
-        time.sleep(0.05)
-    return time.monotonic()
 
 
 def main() -> None:

@@ -19,12 +19,14 @@ FAST_AUTONAT = {
 }
 
 
-def lab_daemon(lab: NatLab, tmp: Path, name: str, *flags: str, env: dict[str, str] | None = None) -> DaemonProcess:
-    """``agentp2p daemon`` inside ``name``'s namespace, listening on its address."""
-    host = lab.hosts[name]
+def lab_daemon(lab: NatLab, tmp: Path, name: str, *flags: str, env: dict[str, str] | None = None,
+               host: str | None = None, port: int = 4001) -> DaemonProcess:
+    """``agentp2p daemon`` ``name`` inside the namespace of lab host ``host``
+    (default: the host called ``name``), listening on its address at ``port``."""
+    where = lab.hosts[host or name]
     return DaemonProcess(
-        tmp / name, *flags, name=name, listen=f"/ip4/{host.ip}/tcp/4001", api=f"unix:{tmp / name}.sock",
-        extra_env={**FAST_AUTONAT, **(env or {})}, wrap=lab.exec_args(host),
+        tmp / name, *flags, name=name, listen=f"/ip4/{where.ip}/tcp/{port}", api=f"unix:{tmp / name}.sock",
+        extra_env={**FAST_AUTONAT, **(env or {})}, wrap=lab.exec_args(where),
     )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from agentp2p.testing import DaemonProcess, poll_until
-from tests.reachability.daemons import FAST_AUTONAT, lab_daemon, stats
+from tests.reachability.daemons import lab_daemon, stats
 from tests.reachability.natlab import NatLab, available
 
 _WHY = available()
@@ -31,8 +31,9 @@ pytestmark = pytest.mark.skipif(_WHY is not None, reason=_WHY or "")
 NO_PUNCH = {"AGENTP2P_HOLEPUNCH__ENABLED": "false"}
 
 
-def daemon(lab: NatLab, tmp: Path, name: str, *flags: str, env: dict[str, str] | None = None) -> DaemonProcess:
-    return lab_daemon(lab, tmp, name, *flags, env=env)
+def daemon(lab: NatLab, tmp: Path, name: str, *flags: str, env: dict[str, str] | None = None,
+           host: str | None = None, port: int = 4001) -> DaemonProcess:
+    return lab_daemon(lab, tmp, name, *flags, env=env, host=host, port=port)
 
 
 def receive_within(sub: Any, timeout: float) -> Any:
@@ -89,14 +90,11 @@ def test_relay_limits_hold_against_a_greedy_nat(lab: NatLab, tmp_path: Path) -> 
     lab.add_natted("home", "symmetric")  # no hole punching: the relay carries everything
     env = {"AGENTP2P_RELAY__SERVICE": "on", "AGENTP2P_RELAY__MAX_RESERVATIONS_PER_IP": "1",
            "AGENTP2P_RELAY__CIRCUIT_DATA": "131072"}
-    home = lab.hosts["home"]
     with daemon(lab, tmp_path, "relay", env=env) as relay:
         with daemon(lab, tmp_path, "home", "--bootstrap", relay.addr, env=NO_PUNCH) as first:
             poll_until(lambda: stats(first)["relay"]["circuit_addrs"], 30, "the first identity's reservation")
-            second = DaemonProcess(tmp_path / "second", "--bootstrap", relay.addr, name="second",
-                                   listen=f"/ip4/{home.ip}/tcp/4002", api=f"unix:{tmp_path / 'second'}.sock",
-                                   extra_env={**FAST_AUTONAT, **NO_PUNCH}, wrap=lab.exec_args(home))
-            with second:
+            with daemon(lab, tmp_path, "second", "--bootstrap", relay.addr, env=NO_PUNCH, host="home",
+                        port=4002) as second:
                 poll_until(lambda: stats(second)["relay"]["client"].get("reservations_failed", 0) >= 1, 30,
                            "the second identity to be refused")
                 assert not stats(second)["relay"]["circuit_addrs"]
