@@ -76,6 +76,8 @@ MDNS_PACKAGES: tuple[str, ...] = ("zeroconf",)
 
 # Needed by the control API's /metrics endpoint, so kept when it is on.
 METRICS_PACKAGES: tuple[str, ...] = ("prometheus_client",)
+# What QUIC needs real (a /quic-v1 listen address: agentp2p/network/quic).
+QUIC_PACKAGES: tuple[str, ...] = ("aioquic", "service_identity", "OpenSSL")
 
 
 class LeanImportError(ImportError):
@@ -175,18 +177,22 @@ def _installed_roots() -> frozenset[str]:
     return f.roots if f is not None else frozenset()
 
 
-def install(*, mdns: bool = False, metrics: bool = False) -> bool:
+def install(*, mdns: bool = False, metrics: bool = False, quic: bool = False) -> bool:
     """Stub the unused packages for the rest of this process.
 
     ``mdns=True`` keeps ``zeroconf`` real, ``metrics=True``
-    ``prometheus_client``. Returns True if the hook is in place (now or
+    ``prometheus_client``, ``quic=True`` ``aioquic`` and what it imports. Returns True if the hook is in place (now or
     already), False if it is too late (libp2p already imported).
     """
     if _finder() is not None:
         return True
     if "libp2p" in sys.modules:
         return False
-    keep = (set(MDNS_PACKAGES) if mdns else set()) | (set(METRICS_PACKAGES) if metrics else set())
+    keep = (
+        (set(MDNS_PACKAGES) if mdns else set())
+        | (set(METRICS_PACKAGES) if metrics else set())
+        | (set(QUIC_PACKAGES) if quic else set())
+    )
     # A package already imported for real (by someone else) stays real.
     roots = [r for r in UNUSED_PACKAGES if r not in keep and r not in sys.modules]
     sys.meta_path.insert(0, _StubFinder(roots))

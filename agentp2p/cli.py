@@ -155,6 +155,24 @@ def _metrics_requested(args: argparse.Namespace) -> bool:
     return not isinstance(api, dict) or api.get("metrics", False) is not False
 
 
+def _quic_requested(args: argparse.Namespace) -> bool:
+    """Whether this daemon may listen on QUIC (a ``/quic-v1`` listen address in
+    the flags, the environment or the config file), decided before libp2p is
+    imported, as :func:`_metrics_requested`: only then is aioquic real. A
+    mention anywhere in the file is enough (no parse needed to be safe)."""
+    if any("quic" in a for a in (args.listen or [])):
+        return True
+    if any(k.startswith("AGENTP2P_LISTEN") and "quic" in v for k, v in os.environ.items()):
+        return True
+    config_file = args.config or os.environ.get("AGENTP2P_CONFIG")
+    if not config_file:
+        return False
+    try:
+        return "quic" in Path(config_file).expanduser().read_text(errors="replace")
+    except OSError:
+        return True
+
+
 def _freeze_startup_heap(config: Any) -> None:
     """The daemon's collector settings (agentp2p/gc_policy.py), once everything is
     imported and before the node and its services are built."""
@@ -227,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                 mdns_possible = bool(
                     args.mdns or args.config or os.environ.get("AGENTP2P_MDNS") or os.environ.get("AGENTP2P_CONFIG")
                 )
-                _lean_import.install(mdns=mdns_possible, metrics=_metrics_requested(args))
+                _lean_import.install(mdns=mdns_possible, metrics=_metrics_requested(args), quic=_quic_requested(args))
             import trio
 
             from agentp2p.log import setup_logging

@@ -92,10 +92,12 @@ def _bind_failure_reason(addr: Multiaddr) -> str:
         family = socket.AF_INET
     except Exception:
         host, family = addr.value_for_protocol("ip6"), socket.AF_INET6
-    port = int(addr.value_for_protocol("tcp"))
+    udp = "udp" in [p.name for p in addr.protocols()]
+    port = int(addr.value_for_protocol("udp" if udp else "tcp"))
     try:
-        with socket.socket(family, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with socket.socket(family, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as s:
+            if not udp:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((host, port))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:

@@ -12,7 +12,7 @@ from libp2p.peer.peerinfo import PeerInfo
 
 from agentp2p.errors import AddressError
 
-_TRANSPORTS = ("tcp",)
+_TRANSPORTS = ("tcp", "quic-v1")
 
 
 def tcp_multiaddr(ip: str, port: int) -> Multiaddr:
@@ -31,15 +31,20 @@ def parse_multiaddr(text: str) -> Multiaddr:
 
 
 def parse_listen_addr(text: str) -> Multiaddr:
-    """A listen address: IP (v4/v6) plus TCP, optionally ``/ws``; no ``/p2p``."""
+    """A listen address: IP (v4/v6) plus TCP, optionally ``/ws``, or UDP with
+    ``/quic-v1`` (which turns QUIC on: docs/reachability.md); no ``/p2p``."""
     ma = parse_multiaddr(text)
     names = [p.name for p in ma.protocols()]
     if not names or names[0] not in ("ip4", "ip6"):
         raise AddressError(f"listen address {text!r} must start with /ip4 or /ip6")
-    if "tcp" not in names:
-        raise AddressError(f"listen address {text!r} needs a /tcp/<port> component")
     if "p2p" in names:
         raise AddressError(f"listen address {text!r} must not contain /p2p/")
+    if "udp" in names:
+        if names[1:] != ["udp", "quic-v1"]:
+            raise AddressError(f"listen address {text!r}: UDP is for QUIC only, as /udp/<port>/quic-v1")
+        return ma
+    if "tcp" not in names:
+        raise AddressError(f"listen address {text!r} needs a /tcp/<port> component (or /udp/<port>/quic-v1)")
     extra = set(names) - {"ip4", "ip6", "tcp", "ws"}
     if extra:
         raise AddressError(f"listen address {text!r}: unsupported protocol(s) {sorted(extra)}")
@@ -78,7 +83,7 @@ def parse_peer_addr(text: str) -> PeerInfo:
     transport = ma.decapsulate(Multiaddr(f"/p2p/{peer_str}"))
     names = [p.name for p in transport.protocols()]
     if not any(t in names for t in _TRANSPORTS):
-        raise AddressError(f"peer address {text!r} has no /tcp transport")
+        raise AddressError(f"peer address {text!r} has no /tcp or /udp/…/quic-v1 transport")
     return PeerInfo(peer_id, [transport])
 
 

@@ -22,6 +22,10 @@ agentp2p creates goes through :func:`build_host`, which:
   (:mod:`.streams`).
 * opens TCP listeners without ``SO_REUSEPORT`` (:mod:`.listen`), so a port
   another process listens on is an error instead of a shared port.
+* with a ``/udp/N/quic-v1`` listen address, also QUIC (:mod:`.quic`:
+  lossless streams, credit for bytes read, an exclusive UDP port; the
+  inbound gate admits its connections as it does TCP's). Not with a
+  pre-shared key.
 * detaches py-libp2p's own resource manager, which leaks under
   cancellation; ours accounts for everything it did.
 * with a pre-shared key, makes the host a member of that private network
@@ -181,6 +185,28 @@ def _drop_library_resource_manager(host: IHost) -> None:
     host.get_network().set_resource_manager(None)
 
 
+def _quic_options(
+    listen_addrs: Sequence[Multiaddr], limits: HostLimits, resources: ResourceManager, psk: bytes | None
+) -> object | None:
+    """QUIC's transport settings when a listen address is ``/quic-v1``, else
+    None (and aioquic is never imported)."""
+    if not any("quic-v1" in [p.name for p in a.protocols()] for a in listen_addrs):
+        return None
+    if psk is not None:
+        # A private network encrypts the TCP byte stream before Noise; QUIC
+        # has none to wrap (go-libp2p refuses QUIC with a PSK as well).
+        raise ConfigError("QUIC cannot be used in a private network (--psk): listen on TCP only")
+    from agentp2p.network import quic
+
+    quic.install()
+    return quic.transport_config(
+        max_connections=limits.max_connections,
+        max_streams_per_connection=resources.limits.max_streams_per_connection,
+        dial_timeout=limits.dial_timeout,
+        max_pending_handshakes=resources.limits.max_pending_handshakes,
+    )
+
+
 def build_host(
     identity: Identity,
     listen_addrs: Sequence[Multiaddr],
@@ -214,12 +240,15 @@ def build_host(
         max_connections_per_peer=limits.max_connections_per_peer,
         dial_timeout=limits.dial_timeout,
     )
+    quic_opt = _quic_options(listen_addrs, limits, resources, psk)
     host = new_host(
         key_pair=identity.key_pair,
         sec_opt=security_options(identity),  # type: ignore[arg-type]
         muxer_opt=muxer_options(),  # type: ignore[arg-type]
         listen_addrs=list(listen_addrs),
         connection_config=conn_config,
+        enable_quic=quic_opt is not None,
+        quic_transport_opt=quic_opt,
     )
     _ensure_dial_transports(host)
     _disable_auto_connector(host)

@@ -128,12 +128,12 @@ class InboundGate:
         return len(self._pending)
 
     async def handle(self, read_write_closer: Any, maddr: Any) -> None:
-        """The swarm listener's per-socket handler (never raises)."""
-        if isinstance(read_write_closer, IMuxedConn):
-            # Pre-multiplexed transports (QUIC, WebTransport) are not enabled
-            # by build_host; leave them to the library if someone adds one.
-            await type(self._swarm)._handle_inbound_connection(self._swarm, read_write_closer, maddr)
-            return
+        """The swarm listener's per-socket handler (never raises).
+
+        A QUIC connection arrives secured and multiplexed (its TLS handshake
+        ran in the listener, bounded by the transport's handshake timeout):
+        it gets the same admission, before the library's ``add_conn``."""
+        secured = isinstance(read_write_closer, IMuxedConn)
         ip = remote_ip(read_write_closer)
         if not self._rm.admit_inbound_socket(ip):
             self.stats["refused_ip"] += 1
@@ -146,19 +146,20 @@ class InboundGate:
                 self.stats["refused_gate"] += 1
                 await _close_quietly(read_write_closer)
                 return
-            muxed = await self._handshake(read_write_closer, maddr)
+            muxed = read_write_closer if secured else await self._handshake(read_write_closer, maddr)
             if muxed is None:
                 return
-            peer = muxed.peer_id
-            if self._is_banned(peer):
-                self.stats["refused_banned"] += 1
-                await self._close_conn(muxed)
-                return
-            if not self._rm.admit_inbound_connection(peer):
-                self.stats["refused_limit"] += 1
-                await self._close_conn(muxed)
+            if not self._admit_peer(muxed.peer_id):
+                await (_close_quietly(muxed) if secured else self._close_conn(muxed))
                 return
             admitted = True
+            if secured:
+                try:
+                    await self._swarm.add_conn(muxed, direction="inbound")
+                except Exception:  # noqa: BLE001 — refused by the swarm's own limits
+                    self.stats["failed"] += 1
+                    await _close_quietly(muxed)
+                    return
             self.stats["accepted"] += 1
             await self._wait_closed(muxed)
             self.stats["closed"] += 1
@@ -166,6 +167,16 @@ class InboundGate:
             if admitted:
                 self._rm.release_inbound_connection()
             self._rm.release_inbound_socket(ip)
+
+    def _admit_peer(self, peer: Any) -> bool:
+        """Banned peers and connections past the limit are refused (counted)."""
+        if self._is_banned(peer):
+            self.stats["refused_banned"] += 1
+            return False
+        if not self._rm.admit_inbound_connection(peer):
+            self.stats["refused_limit"] += 1
+            return False
+        return True
 
     async def _handshake(self, read_write_closer: Any, maddr: Any) -> Any:
         """Upgrade within the pending table's bounds; the muxed conn, or None.

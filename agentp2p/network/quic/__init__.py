@@ -1,0 +1,92 @@
+"""QUIC (``/udp/N/quic-v1``), on py-libp2p's transport with our fixes.
+
+Off unless a listen address asks for it: py-libp2p's QUIC is ~8× slower
+than our TCP here and imports aioquic (docs/reachability.md, "QUIC"), so a
+node without a QUIC listen address never imports it. With one,
+:func:`install` makes the process's py-libp2p QUIC:
+
+* **lossless** — :mod:`.stream` buffers what QUIC delivers and reads without
+  a race; :mod:`.credit` grants flow-control credit for bytes *read*, so a
+  slow reader holds the sender back and one connection holds at most its
+  window;
+* **exclusive and bounded** — :mod:`.listener`: a UDP port another process
+  holds is an error, and pending handshakes are capped (oldest evicted);
+
+and :func:`transport_config` sets QUIC v1 only (go-libp2p dropped draft-29),
+the windows and the per-connection stream cap. The inbound gate
+(:mod:`agentp2p.network.inbound`) applies the per-IP, ban and connection
+limits to QUIC connections as to TCP ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from multiaddr import Multiaddr
+
+_INSTALLED = "_agentp2p_quic"
+#: Per-stream and per-connection receive windows (bytes a peer may send
+#: beyond what our reader has taken).
+STREAM_WINDOW = 1 << 20
+CONNECTION_WINDOW = 3 << 19  # 1.5 MiB
+
+
+def is_quic(addr: Multiaddr) -> bool:
+    """A ``/udp/N/quic-v1`` address."""
+    return "quic-v1" in [p.name for p in addr.protocols()]
+
+
+#: py-libp2p's own functions that :func:`install` replaced (tests show their behaviour).
+LIBRARY: dict[str, Any] = {}
+
+
+def install() -> None:
+    """Put our stream, credit and listener socket into py-libp2p's QUIC
+    (idempotent, process-wide, as :func:`agentp2p.network.listen.install`)."""
+    from aioquic.quic.connection import QuicConnection
+    from libp2p.transport.quic import connection, listener, transport
+
+    if getattr(connection, _INSTALLED, False):
+        return
+    from agentp2p.network.quic.credit import credited
+    from agentp2p.network.quic.listener import bounded_handshakes, create_exclusive_udp_socket
+    from agentp2p.network.quic.stream import LosslessQUICStream
+
+    LIBRARY.update(
+        create_socket=listener.QUICListener._create_socket,
+        handle_new_connection=listener.QUICListener._handle_new_connection,
+    )
+    connection.QUICStream = LosslessQUICStream  # type: ignore[misc]
+    transport.NativeQUICConnection = credited(QuicConnection)  # type: ignore[misc]
+    listener.ServerQuicConnection = credited(listener.ServerQuicConnection)  # type: ignore[misc]
+    listener.QUICListener._create_socket = create_exclusive_udp_socket  # type: ignore[method-assign]
+    listener.QUICListener._handle_new_connection = bounded_handshakes(  # type: ignore[method-assign]
+        LIBRARY["handle_new_connection"]
+    )
+    setattr(connection, _INSTALLED, True)
+
+
+def transport_config(
+    max_connections: int, max_streams_per_connection: int, dial_timeout: float, max_pending_handshakes: int = 64
+) -> Any:
+    """py-libp2p's ``QUICTransportConfig`` with our limits."""
+    from libp2p.transport.quic.config import QUICTransportConfig
+
+    from agentp2p.network.quic.listener import PENDING_LIMIT
+
+    config = QUICTransportConfig(
+        enable_draft29=False,
+        enable_v1=True,
+        max_connections=max_connections,
+        max_connections_per_peer=1,
+        connection_timeout=dial_timeout,
+        CONNECTION_HANDSHAKE_TIMEOUT=dial_timeout,
+        MAX_INCOMING_STREAMS=max_streams_per_connection,
+        STREAM_FLOW_CONTROL_WINDOW=STREAM_WINDOW,
+        CONNECTION_FLOW_CONTROL_WINDOW=CONNECTION_WINDOW,
+        # Our stream never drops; this only has to pass the config's checks.
+        MAX_STREAM_RECEIVE_BUFFER=CONNECTION_WINDOW,
+        STREAM_RECEIVE_BUFFER_HIGH_WATERMARK=STREAM_WINDOW // 2,
+    )
+    setattr(config, PENDING_LIMIT, max_pending_handshakes)
+    return config

@@ -1,0 +1,84 @@
+"""A py-libp2p QUIC stream that loses nothing.
+
+py-libp2p 0.8.1's ``QUICStream`` loses bytes three ways
+(docs/reachability.md, "QUIC"):
+
+* ``handle_data_received`` drops a chunk that would take its buffer past
+  ``MAX_STREAM_RECEIVE_BUFFER`` (2 MiB), and the FIN riding on it;
+* ``read()`` checks the buffer, lets go of its lock and takes another, so a
+  chunk and FIN that land in between are reported as end of stream with
+  bytes still buffered;
+* a ``read()`` that waits ``STREAM_READ_TIMEOUT`` (30 s) resets the stream,
+  so an idle long-lived stream dies.
+
+:class:`LosslessQUICStream` buffers everything QUIC delivers — the buffer is
+bounded by the credit :class:`~.credit.ReadCredit` grants, not by a cap that
+drops — reads without a gap between the check and the wait, waits as long
+as its caller lets it (our protocols put deadlines around reads), and
+tells the connection what it released so the peer may send more.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from libp2p.transport.quic.exceptions import QUICStreamClosedError, QUICStreamResetError
+from libp2p.transport.quic.stream import QUICStream, StreamState, _QUICStreamEOF
+
+
+class LosslessQUICStream(QUICStream):
+    """``QUICStream`` with credit-driven buffering and a race-free read."""
+
+    async def read(self, n: int | None = None) -> bytes:
+        """Up to ``n`` bytes (all buffered for None/-1); waits without a
+        timeout of its own. Raises EOF only with the buffer empty."""
+        while True:
+            if self._receive_buffer:
+                data = self._extract_data_from_buffer(-1 if n is None else n)
+                self._timeline.record_first_data()
+                self._release(len(data))
+                return data
+            if self._state == StreamState.RESET:
+                raise QUICStreamResetError(f"Stream {self.stream_id} was reset")
+            if self._read_closed:
+                raise _QUICStreamEOF()
+            if self._state == StreamState.CLOSED:
+                raise QUICStreamClosedError(f"Stream {self.stream_id} is closed")
+            # No checkpoint between the checks above and this wait: a chunk
+            # cannot slip in unseen (trio runs one task at a time).
+            event = self._receive_event
+            await event.wait()
+            if self._receive_event is event:
+                self._receive_event = trio.Event()
+
+    async def handle_data_received(self, data: bytes, end_stream: bool) -> None:
+        """Buffer what QUIC delivered (never drop it), then note the FIN."""
+        if self._state == StreamState.RESET:
+            self._release(len(data))  # nobody will read it
+            return
+        if data:
+            self._receive_buffer.extend(data)
+            self._timeline.record_first_data()
+        if end_stream:
+            self._read_closed = True
+            self._state = StreamState.CLOSED if self._write_closed else StreamState.READ_CLOSED
+        if data or end_stream:
+            self._receive_event.set()
+
+    _credit_returned = False
+
+    async def _cleanup_resources(self) -> None:
+        # A stream that goes away with unread bytes gives their credit back
+        # to the connection, or a few abandoned streams would stall it. The
+        # bytes stay readable; reading them later credits nothing twice.
+        self._release(len(self._receive_buffer))
+        self._credit_returned = True
+        await super()._cleanup_resources()
+
+    def _release(self, n: int) -> None:
+        if n <= 0 or self._credit_returned:
+            return
+        quic = self._connection._quic
+        release = getattr(quic, "release", None)
+        if release is not None and release(self._stream_id, n):
+            self._connection._signal_activity()

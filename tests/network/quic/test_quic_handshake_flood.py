@@ -1,0 +1,73 @@
+"""A flood of QUIC Initial packets (each a new connection ID, never answered)
+cannot grow the listener's pending handshakes past the cap, and an honest
+peer still connects during it (agentp2p/network/quic/listener.py)."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from libp2p.transport.quic.listener import QUICListener
+
+from agentp2p.network import quic
+from agentp2p.network.quic.listener import EVICTED
+from agentp2p.network.resources import ResourceLimits
+from agentp2p.node import Node
+from agentp2p.testing import local_config, wait_until
+
+QUIC = "/ip4/127.0.0.1/udp/0/quic-v1"
+CAP = 8
+FLOOD = 60
+
+
+def _initials(port: int, n: int) -> list[bytes]:
+    """The first datagram of ``n`` fresh QUIC v1 handshakes (ALPN libp2p)."""
+    out = []
+    for _ in range(n):
+        conn = QuicConnection(configuration=QuicConfiguration(is_client=True, alpn_protocols=["libp2p"]))
+        conn.connect(("127.0.0.1", port), now=0.0)
+        out.append(conn.datagrams_to_send(now=0.0)[0][0])
+    return out
+
+
+async def test_library_listener_keeps_every_flooded_handshake(monkeypatch: pytest.MonkeyPatch) -> None:
+    """py-libp2p's own listener, for comparison: every Initial of the flood
+    stays pending (until its 10 s sweep finds it 15 s old)."""
+    async with Node(local_config(listen=[QUIC], swim=False, resources=ResourceLimits(max_pending_handshakes=CAP))) as a:
+        monkeypatch.setattr(QUICListener, "_handle_new_connection", quic.LIBRARY["handle_new_connection"])
+        listener, port = _listener(a)
+        with trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM) as sock:
+            for datagram in _initials(port, FLOOD):
+                await sock.sendto(datagram, ("127.0.0.1", port))
+        await wait_until(lambda: len(listener._registry._pending) == FLOOD, what="every handshake pending")
+
+
+def _listener(node: Node) -> tuple[QUICListener, int]:
+    listener = next(x for x in node.host.get_network().listeners.values() if isinstance(x, QUICListener))
+    return listener, int(node.addrs[0].split("/udp/")[1].split("/")[0])
+
+
+async def test_initial_flood_is_capped_and_honest_peers_get_in() -> None:
+    async with Node(local_config(listen=[QUIC], swim=False, resources=ResourceLimits(max_pending_handshakes=CAP))) as a:
+        listener, port = _listener(a)
+        peak = 0
+
+        async def watch() -> None:
+            nonlocal peak
+            while True:
+                peak = max(peak, len(listener._registry._pending))
+                await trio.lowlevel.checkpoint()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch)
+            with trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM) as sock:
+                for datagram in _initials(port, FLOOD):
+                    await sock.sendto(datagram, ("127.0.0.1", port))
+                await wait_until(lambda: getattr(listener, EVICTED, 0) >= FLOOD - CAP, what="the flood's evictions")
+                # During the flood's aftermath (its handshakes still pending), an honest peer connects.
+                async with Node(local_config(listen=[QUIC], swim=False)) as b:
+                    await b.connect(a.addrs[0])
+                    assert await b.ping(a.peer_id) > 0
+            nursery.cancel_scope.cancel()
+        assert peak <= CAP

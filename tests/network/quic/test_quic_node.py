@@ -1,0 +1,97 @@
+"""QUIC on real nodes: opt-in by a /quic-v1 listen address, lossless, guarded."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import trio
+
+from agentp2p.errors import ConfigError
+from agentp2p.node import Node
+from agentp2p.testing import DaemonProcess, local_config
+
+QUIC = "/ip4/127.0.0.1/udp/0/quic-v1"
+
+
+def _quic_addr(node: Node) -> str:
+    return next(a for a in node.addrs if "/quic-v1/" in a)
+
+
+async def test_nodes_talk_over_quic() -> None:
+    """A node listening on TCP and QUIC is reached over QUIC: ping, a direct
+    message and its answer, and the connection is a QUIC one."""
+    async with Node(local_config(listen=["/ip4/127.0.0.1/tcp/0", QUIC], swim=False)) as a, \
+            Node(local_config(listen=[QUIC], swim=False)) as b:
+        async def echo(msg):  # type: ignore[no-untyped-def]
+            return b"echo:" + msg.payload
+
+        a.set_handler("echo", echo)
+        await b.connect(_quic_addr(a))
+        conns = b.host.get_network().get_connections(a.peer_id)
+        assert conns and type(conns[0].muxed_conn).__name__ == "QUICConnection"
+        assert await b.ping(a.peer_id) > 0
+        with trio.fail_after(30):
+            assert await b.request(a.peer_id, b"over udp", type="echo") == b"echo:over udp"
+        # a's side went through our inbound gate.
+        assert a.host.get_network()._handle_inbound_connection.__self__.stats["accepted"] >= 1
+
+
+async def test_daemon_listens_on_quic_with_lean_import(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The daemon stubs aioquic (lean import) unless a listen address asks
+    for QUIC; with one it keeps it real and is reached over QUIC."""
+    async with DaemonProcess(tmp_path, "--listen", QUIC) as d:
+        quic = next(a for a in d.addrs if "/quic-v1/" in a)
+        async with Node(local_config(listen=[QUIC], swim=False)) as b:
+            await b.connect(quic)
+            assert await b.ping(d.peer_id) > 0
+
+
+def test_quic_packages_stay_stubbed_unless_asked_for() -> None:
+    code = (
+        "from agentp2p import _lean_import as L\n"
+        "assert L.install(quic={quic})\n"
+        "import libp2p\n"
+        "print(L.is_stub('aioquic'))\n"
+    )
+    for quic, stub in ((False, "True"), (True, "False")):
+        out = subprocess.run([sys.executable, "-c", code.format(quic=quic)], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == stub
+
+
+async def test_quic_refused_in_a_private_network(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    key = tmp_path / "swarm.key"
+    key.write_text("/key/swarm/psk/1.0.0/\n/base16/\n" + "ab" * 32 + "\n")
+    key.chmod(0o600)
+    with pytest.raises(ConfigError, match="QUIC cannot be used in a private network"):
+        async with Node(local_config(listen=[QUIC], psk=str(key))):
+            pass
+
+
+async def test_library_udp_listeners_share_a_port_ours_do_not() -> None:
+    from agentp2p.network import quic
+    from agentp2p.network.quic.listener import create_exclusive_udp_socket
+
+    quic.install()
+    first = await quic.LIBRARY["create_socket"](None, "127.0.0.1", 0)
+    port = first.getsockname()[1]
+    second = await quic.LIBRARY["create_socket"](None, "127.0.0.1", port)  # the library: both bound
+    with first, second:
+        assert second.getsockname()[1] == port
+    mine = await create_exclusive_udp_socket(None, "127.0.0.1", 0)
+    with mine:
+        with pytest.raises(Exception, match="address already in use"):
+            await create_exclusive_udp_socket(None, "127.0.0.1", mine.getsockname()[1])
+
+
+async def test_quic_port_in_use_is_an_error() -> None:
+    """Like TCP (test_exclusive_listen.py): a UDP port held by another socket
+    is not shared. py-libp2p's listener sets SO_REUSEPORT and would bind it."""
+    with trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM) as sock:
+        await sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        with pytest.raises(Exception, match="(?i)listen|address already in use"):
+            async with Node(local_config(listen=[f"/ip4/127.0.0.1/udp/{port}/quic-v1"], swim=False)):
+                pass
