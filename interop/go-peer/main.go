@@ -36,6 +36,7 @@ import (
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -157,6 +158,14 @@ func newHost(opts options) (host.Host, error) {
 	if opts.holePunch {
 		holePunch = libp2p.EnableHolePunching()
 	}
+	// QUIC (go-libp2p's quic-go transport) only when a listen address asks
+	// for it, beside TCP: the QUIC interop test dials it both ways.
+	quic := libp2p.ChainOptions()
+	for _, a := range opts.listen {
+		if strings.Contains(a, "/quic-v1") {
+			quic = libp2p.Transport(libp2pquic.NewTransport)
+		}
+	}
 	natService := libp2p.ChainOptions()
 	if opts.autonatService {
 		natService = libp2p.EnableNATService()
@@ -166,6 +175,7 @@ func newHost(opts options) (host.Host, error) {
 		libp2p.Identity(sk),
 		libp2p.ListenAddrStrings(opts.listen...),
 		libp2p.Transport(tcp.NewTCPTransport),
+		quic,
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.UserAgent(agentVersion),

@@ -1,0 +1,73 @@
+"""QUIC (quic-v1) between an agentp2p node and go-libp2p (quic-go), both ways.
+
+Our QUIC is py-libp2p's transport with our fixes (agentp2p/network/quic/);
+go-peer adds go-libp2p's QUIC transport when a listen address asks for it.
+Each direction: the connection is QUIC on both sides, identify and ping work
+both ways, and pub/sub messages cross it both ways (a long-lived stream
+each way, as gossipsub keeps them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from libp2p.peer.id import ID
+
+from agentp2p.network.host import AGENT_VERSION as PY_AGENT_VERSION
+from agentp2p.node import Node
+from agentp2p.testing import local_config, wait_until
+from tests.interop.gopeer import AGENT_VERSION as GO_AGENT_VERSION
+from tests.interop.gopeer import GoPeer
+from tests.interop.test_interop_pubsub import go_receive, joined, receive_from
+
+pytestmark = pytest.mark.interop
+
+QUIC = "/ip4/127.0.0.1/udp/0/quic-v1"
+TOPIC = "quic-interop"
+
+
+def _quic(addrs: list[str]) -> str:
+    return next(a for a in addrs if "/quic-v1/" in a)
+
+
+@contextlib.asynccontextmanager
+async def quic_pair(binary: Path, python_dials: bool) -> AsyncIterator[tuple[Node, GoPeer]]:
+    async with Node(local_config(listen=[QUIC], swim=False)) as py:
+        if python_dials:
+            async with GoPeer(binary, listen=[QUIC]) as go:
+                assert str(await py.connect(_quic(go.addrs))) == go.peer_id
+                yield py, go
+        else:
+            async with GoPeer(binary, listen=[QUIC], bootstrap=[_quic(py.addrs)]) as go:
+                await wait_until(lambda: py.is_connected(go.peer_id), what="inbound QUIC connection from Go")
+                yield py, go
+
+
+DIRECTIONS = [pytest.param(True, id="python-dials-go"), pytest.param(False, id="go-dials-python")]
+
+
+@pytest.mark.parametrize("python_dials", DIRECTIONS)
+async def test_quic_connection_identify_ping_pubsub(go_peer_binary: Path, python_dials: bool) -> None:
+    async with quic_pair(go_peer_binary, python_dials) as (py, go):
+        (conn,) = py.host.get_network().get_connections(ID.from_base58(go.peer_id))
+        assert type(conn.muxed_conn).__name__ == "QUICConnection"
+        (theirs,) = (await go.command("conns", str(py.peer_id)))["conns"]
+        assert "/quic-v1" in theirs["remote_addr"]
+        assert theirs["direction"] == ("Inbound" if python_dials else "Outbound")
+
+        assert (await py.identify(go.peer_id)).agent_version == GO_AGENT_VERSION
+        assert (await go.identify(str(py.peer_id)))["agent_version"] == PY_AGENT_VERSION
+        for _ in range(3):
+            assert 0 < await py.ping(go.peer_id) < 5.0
+            assert 0 < await go.ping(str(py.peer_id)) < 5000.0
+
+        async with py.subscribe(TOPIC) as sub:
+            await go.subscribe(TOPIC)
+            await joined(py, go, TOPIC)
+            await go.publish(TOPIC, b"from go")
+            assert await receive_from(sub, go.peer_id, 1) == [b"from go"]
+            await py.publish(TOPIC, b"from python")
+            assert await go_receive(go, str(py.peer_id), 1) == [b"from python"]
