@@ -1,6 +1,7 @@
 """Reliable messaging between two processes on loopback, against a raw py-libp2p stream.
 
     .venv/bin/python benchmarks/msg_throughput.py [--messages N] [--rate R] [--seconds S]
+        [--transport tcp|quic] [--scenarios raw-unbatched,raw-batched,msg,msg-thread-verify,latency]
 
 The sender (this process) starts a receiver process per scenario
 (``--role receiver``), connects to it over 127.0.0.1 and measures:
@@ -16,6 +17,9 @@ The sender (this process) starts a receiver process per scenario
 * ``latency``: a fixed offered load of R msg/s for S seconds; send-to-deliver
   latency (sender's wall clock in the payload, read when the receiver's
   application gets the message) P50/P99, and send-to-ACK as seen by ``send``.
+
+``--transport quic`` runs every scenario over QUIC (``/udp/0/quic-v1``,
+agentp2p/network/quic) instead of TCP + Noise + Yamux.
 
 Prints a table and one JSON line. The machine has 2 cores shared by both
 processes (and whatever else runs): figures are for this machine only.
@@ -45,6 +49,12 @@ from agentp2p.testing import local_config
 RAW_PROTOCOL = "/agentp2p/bench-raw/1.0.0"
 SIZE = 100
 _TS = struct.Struct(">d")
+LISTEN = {"tcp": "/ip4/127.0.0.1/tcp/0", "quic": "/ip4/127.0.0.1/udp/0/quic-v1"}
+TRANSPORT = "tcp"  # set from --transport in both processes
+
+
+def _config() -> Any:
+    return local_config(listen=[LISTEN[TRANSPORT]])
 
 
 def _percentile(xs: list[float], p: float) -> float:
@@ -58,7 +68,7 @@ def _percentile(xs: list[float], p: float) -> float:
 async def receiver(mode: str, expect: int, verify_batch: int) -> None:
     out = sys.stdout
     if mode == "raw":
-        async with Node(local_config()) as node:
+        async with Node(_config()) as node:
             done = trio.Event()
 
             async def handle(stream: Any) -> None:
@@ -77,7 +87,7 @@ async def receiver(mode: str, expect: int, verify_batch: int) -> None:
             await done.wait()
             await trio.sleep_forever()  # the sender closes us (stdin EOF)
     svc = MessagingService(MessagingConfig(verify_thread_batch=verify_batch))
-    async with Node(local_config(), services=[svc]) as node:
+    async with Node(_config(), services=[svc]) as node:
         print(json.dumps({"addr": node.addrs[0]}), file=out, flush=True)
         lat: list[float] = []
         n = 0
@@ -119,7 +129,7 @@ class Peer:
     def __init__(self, mode: str, expect: int, verify_batch: int = 0) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "--role", "receiver", "--mode", mode, "--expect", str(expect),
-             "--verify-thread-batch", str(verify_batch)],
+             "--verify-thread-batch", str(verify_batch), "--transport", TRANSPORT],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
 
@@ -139,7 +149,7 @@ async def raw_run(n: int, batch: int) -> dict[str, Any]:
     peer = Peer("raw", n)
     try:
         addr = (await peer.line())["addr"]
-        async with Node(local_config()) as node:
+        async with Node(_config()) as node:
             pid = await node.connect(addr)
             stream = await node.host.new_stream(pid, [TProtocol(RAW_PROTOCOL)])
             msg = bytes([SIZE]) + b"x" * SIZE
@@ -163,7 +173,7 @@ async def msg_run(n: int, workers: int, verify_batch: int) -> dict[str, Any]:
     try:
         addr = (await peer.line())["addr"]
         svc = MessagingService()
-        async with Node(local_config(), services=[svc]) as node:
+        async with Node(_config(), services=[svc]) as node:
             pid = await node.connect(addr)
             await svc.send(pid, b"w" * SIZE, type="warmup", timeout=30)  # the stream is up
             payload = b"x" * SIZE
@@ -197,7 +207,7 @@ async def latency_run(rate: int, seconds: float) -> dict[str, Any]:
     try:
         addr = (await peer.line())["addr"]
         svc = MessagingService()
-        async with Node(local_config(), services=[svc]) as node:
+        async with Node(_config(), services=[svc]) as node:
             pid = await node.connect(addr)
             await svc.send(pid, b"w" * SIZE, type="warmup", timeout=30)
             pad = b"x" * (SIZE - _TS.size)
@@ -233,17 +243,25 @@ async def latency_run(rate: int, seconds: float) -> dict[str, Any]:
 
 
 async def sender(ns: argparse.Namespace) -> None:
-    results: dict[str, Any] = {}
-    results["raw-unbatched"] = await raw_run(ns.messages, 1)
-    results["raw-batched"] = await raw_run(ns.messages * 10, 1000)
-    results["msg"] = await msg_run(ns.messages, ns.workers, 0)
-    results["msg-thread-verify"] = await msg_run(ns.messages, ns.workers, 32)
-    results["latency"] = await latency_run(ns.rate, ns.seconds)
-    if ns.low_rate:
-        results["latency-low"] = await latency_run(ns.low_rate, ns.seconds)
-    print(f"{'scenario':<20} {'messages':>9} {'msgs/s':>10}  notes")
+    results: dict[str, Any] = {"transport": TRANSPORT}
+    want = set(ns.scenarios.split(","))
+    if "raw-unbatched" in want:
+        results["raw-unbatched"] = await raw_run(ns.messages, 1)
+    if "raw-batched" in want:
+        results["raw-batched"] = await raw_run(ns.messages * 10, 1000)
+    if "msg" in want:
+        results["msg"] = await msg_run(ns.messages, ns.workers, 0)
+    if "msg-thread-verify" in want:
+        results["msg-thread-verify"] = await msg_run(ns.messages, ns.workers, 32)
+    if "latency" in want:
+        results["latency"] = await latency_run(ns.rate, ns.seconds)
+        if ns.low_rate:
+            results["latency-low"] = await latency_run(ns.low_rate, ns.seconds)
+    print(f"{'scenario':<20} {'messages':>9} {'msgs/s':>10}  notes ({TRANSPORT})")
     for name in ("raw-unbatched", "raw-batched", "msg", "msg-thread-verify"):
-        r = results[name]
+        r = results.get(name)
+        if r is None:
+            continue
         notes = ""
         if name.startswith("msg"):
             notes = f"acknowledged; retransmitted={r['retransmitted']} failed={r['failed']}"
@@ -274,7 +292,11 @@ def main() -> None:
     p.add_argument("--rate", type=int, default=5_000)
     p.add_argument("--low-rate", type=int, default=1_000, help="a second latency run below capacity (0: skip)")
     p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--transport", choices=sorted(LISTEN), default="tcp")
+    p.add_argument("--scenarios", default="raw-unbatched,raw-batched,msg,msg-thread-verify,latency")
     ns = p.parse_args()
+    global TRANSPORT
+    TRANSPORT = ns.transport
     if ns.role == "receiver":
         trio.run(receiver, ns.mode, ns.expect, ns.verify_thread_batch)
     else:

@@ -37,7 +37,7 @@ from benchmarks.common import count_stream  # noqa: E402
 MiB = 1 << 20
 
 
-def make_host(quic: bool) -> tuple[Any, list[Multiaddr]]:
+def make_host(quic: bool, ours: bool = False) -> tuple[Any, list[Multiaddr]]:
     from libp2p import new_host
     from libp2p.crypto.ed25519 import create_new_key_pair
     from libp2p.crypto.x25519 import create_new_key_pair as x25519
@@ -55,17 +55,25 @@ def make_host(quic: bool) -> tuple[Any, list[Multiaddr]]:
         sec_opt={NOISE_ID: Noise(kp, noise_privkey=x25519().private_key)},
         muxer_opt={TProtocol(YAMUX_ID): Yamux},
         connection_config=ConnectionConfig(max_connections_per_peer=1),
+        enable_quic=quic,
+        quic_transport_opt=_our_quic_config() if ours else None,
     )
     return host, addrs
+
+
+def _our_quic_config() -> Any:
+    from agentp2p.network import quic
+
+    return quic.transport_config(max_connections=300, max_streams_per_connection=256, dial_timeout=10.0)
 
 
 async def run(kind: str, connects: int, size: int, stall: float) -> dict[str, Any]:
     from libp2p.custom_types import TProtocol
     from libp2p.peer.peerinfo import info_from_p2p_addr
 
-    quic = kind == "quic"
-    a, a_addrs = make_host(quic)
-    b, b_addrs = make_host(quic)
+    quic = kind != "tcp"
+    a, a_addrs = make_host(quic, ours=kind == "ours")
+    b, b_addrs = make_host(quic, ours=kind == "ours")
     fast, slow = TProtocol("/bench/count/1"), TProtocol("/bench/slow-count/1")
     b.set_stream_handler(fast, lambda s: count_stream(s, 0.0))
     b.set_stream_handler(slow, lambda s: count_stream(s, stall))
@@ -105,9 +113,15 @@ def main() -> None:
     p.add_argument("--connects", type=int, default=20)
     p.add_argument("--size", type=int, default=8 * MiB)
     p.add_argument("--stall", type=float, default=3.0)
+    p.add_argument("--kinds", default="tcp,quic,ours",
+                   help="tcp; quic (py-libp2p's as shipped); ours (with agentp2p.network.quic installed)")
     args = p.parse_args()
     logging.basicConfig(level=logging.CRITICAL)
-    for kind in ("tcp", "quic"):
+    for kind in args.kinds.split(","):
+        if kind == "ours":  # process-wide: after the library's own QUIC has run
+            from agentp2p.network import quic
+
+            quic.install()
         print(trio.run(run, kind, args.connects, args.size, args.stall), flush=True)
 
 
