@@ -23,9 +23,9 @@ agentp2p creates goes through :func:`build_host`, which:
 * opens TCP listeners without ``SO_REUSEPORT`` (:mod:`.listen`), so a port
   another process listens on is an error instead of a shared port.
 * with a ``/udp/N/quic-v1`` listen address, also QUIC (:mod:`.quic`:
-  lossless streams, credit for bytes read, an exclusive UDP port; the
-  inbound gate admits its connections as it does TCP's). Not with a
-  pre-shared key.
+  lossless streams, credit for what is held, an exclusive UDP port, capped
+  handshakes; the inbound gate admits its connections as it does TCP's;
+  TCP still dialed first where a peer has both). Not with a pre-shared key.
 * detaches py-libp2p's own resource manager, which leaks under
   cancellation; ours accounts for everything it did.
 * with a pre-shared key, makes the host a member of that private network
@@ -251,6 +251,10 @@ def build_host(
         quic_transport_opt=quic_opt,
     )
     _ensure_dial_transports(host)
+    if quic_opt is not None:
+        from agentp2p.network.quic.preference import prefer_tcp
+
+        prefer_tcp(host.get_network())
     _disable_auto_connector(host)
     host.set_stream_handler(IDENTIFY_PROTOCOL, _identify_handler(host))
     install_swarm_guard(host, failures or HandlerFailures())

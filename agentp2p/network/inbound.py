@@ -264,7 +264,10 @@ class InboundGate:
 
     @staticmethod
     async def _wait_closed(muxed: Any) -> None:
+        # Yamux: event_closed; py-libp2p's QUIC connection: _closed_event.
         event = getattr(muxed, "event_closed", None)
+        if not isinstance(event, trio.Event):
+            event = getattr(muxed, "_closed_event", None)
         if isinstance(event, trio.Event):
             await event.wait()
             return

@@ -10,7 +10,9 @@ node without a QUIC listen address never imports it. With one,
   slow reader holds the sender back and one connection holds at most its
   window;
 * **exclusive and bounded** — :mod:`.listener`: a UDP port another process
-  holds is an error, and pending handshakes are capped (oldest evicted);
+  holds is an error, pending handshakes are capped (oldest evicted), short
+  Initials dropped, and stream data that arrives with a handshake's last
+  flight reaches the connection;
 
 and :func:`transport_config` sets QUIC v1 only (go-libp2p dropped draft-29),
 the windows and the per-connection stream cap. The inbound gate
@@ -49,19 +51,29 @@ def install() -> None:
     if getattr(connection, _INSTALLED, False):
         return
     from agentp2p.network.quic.credit import credited
-    from agentp2p.network.quic.listener import bounded_handshakes, create_exclusive_udp_socket
+    from agentp2p.network.quic.listener import (
+        CountedDatagrams,
+        bounded_handshakes,
+        create_exclusive_udp_socket,
+        keep_early_stream_data,
+    )
     from agentp2p.network.quic.stream import LosslessQUICStream
 
     LIBRARY.update(
         create_socket=listener.QUICListener._create_socket,
         handle_new_connection=listener.QUICListener._handle_new_connection,
+        process_quic_events=listener.QUICListener._process_quic_events,
     )
     connection.QUICStream = LosslessQUICStream  # type: ignore[misc]
     transport.NativeQUICConnection = credited(QuicConnection)  # type: ignore[misc]
-    listener.ServerQuicConnection = credited(listener.ServerQuicConnection)  # type: ignore[misc]
+    server = type("CountedServerQuicConnection", (CountedDatagrams, listener.ServerQuicConnection), {})
+    listener.ServerQuicConnection = credited(server)  # type: ignore[misc]
     listener.QUICListener._create_socket = create_exclusive_udp_socket  # type: ignore[method-assign]
     listener.QUICListener._handle_new_connection = bounded_handshakes(  # type: ignore[method-assign]
         LIBRARY["handle_new_connection"]
+    )
+    listener.QUICListener._process_quic_events = keep_early_stream_data(  # type: ignore[method-assign]
+        LIBRARY["process_quic_events"]
     )
     setattr(connection, _INSTALLED, True)
 

@@ -1,19 +1,26 @@
-"""QUIC flow-control credit for bytes the application has *read*.
+"""QUIC flow-control credit for what the application holds, not what arrived.
 
 aioquic 1.7.2 raises its receive windows when data *arrives*: once the
 highest offset received passes half of a window it doubles that window
 (``_write_stream_limits``, ``_write_connection_limits``). It keeps no buffer
-of its own (data leaves it as events), so nothing ties the sender's pace to
-the reader's: a reader that stalls lets the sender run on, and py-libp2p's
-stream, which caps its buffer at 2 MiB, dropped the excess (docs/reachability.md,
-"QUIC").
+of its own beyond out-of-order data (in-order data leaves it as events), so
+nothing ties the sender's pace to the reader's: a reader that stalls lets the
+sender run on, and py-libp2p's stream, which capped its buffer at 2 MiB,
+dropped the excess (docs/reachability.md, "QUIC").
 
-:class:`ReadCredit` grants credit the way TCP and our Yamux do: the peer may
-send ``window`` bytes beyond what the local reader has *released* (read, or
-discarded with its stream). What one connection can make us hold is then
-its connection window, and one stream its stream window. The windows are
-the configuration's ``max_data`` and ``max_stream_data``; an update goes out
-once half a window has been released, not on every read.
+:class:`ReadCredit` grants credit the way TCP and our Yamux do:
+
+* **a stream** may receive ``max_stream_data`` bytes beyond what its reader
+  has released (read, or given up with the stream);
+* **the connection** may receive ``max_data`` bytes beyond what is *held*:
+  bytes buffered by our streams for a reader (:meth:`hold`, :meth:`release`)
+  plus what aioquic keeps out of order. Everything else aioquic counted —
+  read, discarded with a stream, dropped by py-libp2p for a stream it does
+  not know, the unsent tail a peer's reset declares — is credited back, so
+  no path can leak the connection's window and stall it.
+
+What one connection can make us hold is its connection window; one stream,
+its stream window. Updates go out once half a window is due, not per read.
 
 It overrides two private methods of aioquic, whose version is pinned in
 ``pyproject.toml``; ``tests/network/quic/test_quic_credit.py`` fails if
@@ -32,23 +39,35 @@ _RELEASED = "_agentp2p_released"  # attribute on aioquic's per-stream object
 class ReadCredit:
     """Mixin for an aioquic ``QuicConnection``: credit follows the reader."""
 
-    _agentp2p_released_total: int = 0
+    _agentp2p_held: int = 0
+
+    def hold(self, n: int) -> None:
+        """``n`` bytes were buffered for a reader."""
+        self._agentp2p_held += n
 
     def release(self, stream_id: int, n: int) -> bool:
-        """``n`` bytes of ``stream_id`` were read or discarded; True when a
+        """``n`` held bytes of ``stream_id`` were read or given up; True when a
         window update is now due (the caller wakes its sender)."""
-        self._agentp2p_released_total += n
+        self._agentp2p_held -= n
         conn: Any = self
         stream = conn._streams.get(stream_id)
-        due = self._agentp2p_released_total + conn._configuration.max_data - conn._local_max_data.value
         if stream is not None:
             released = getattr(stream, _RELEASED, 0) + n
             setattr(stream, _RELEASED, released)
-            if stream.max_stream_data_local:
-                stream_due = released + conn._configuration.max_stream_data - stream.max_stream_data_local
-                if stream_due >= conn._configuration.max_stream_data // 2:
-                    return True
-        return due >= conn._configuration.max_data // 2
+            window = conn._configuration.max_stream_data
+            if stream.max_stream_data_local and released + window - stream.max_stream_data_local >= window // 2:
+                return True
+        window = conn._configuration.max_data
+        return self._connection_target() - conn._local_max_data.value >= window // 2
+
+    def _connection_target(self) -> int:
+        conn: Any = self
+        held = self._agentp2p_held
+        for stream in conn._streams.values():
+            receiver = stream.receiver
+            if not receiver.is_finished:
+                held += len(receiver._buffer)  # out-of-order data aioquic keeps
+        return conn._local_max_data.used - held + conn._configuration.max_data
 
     def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
         conn: Any = self
@@ -70,10 +89,9 @@ class ReadCredit:
 
     def _write_connection_limits(self, builder: Any, space: Any) -> None:
         conn: Any = self
-        window = conn._configuration.max_data
         limit = conn._local_max_data
-        target = self._agentp2p_released_total + window
-        if target - limit.value >= window // 2:
+        target = self._connection_target()
+        if target - limit.value >= conn._configuration.max_data // 2:
             limit.value = target
         used = limit.used
         limit.used = 0  # as above: aioquic doubles MAX_DATA when used passes half

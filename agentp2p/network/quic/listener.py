@@ -11,9 +11,19 @@
   the handshake ends or a clean-up sweep (every 10 s) finds it 15 s old.
   Datagrams cost an attacker nothing and need no reply: a flood grows that
   table without bound. :func:`bounded_handshakes` caps it, as the inbound
-  gate caps TCP handshakes: when it is full, the oldest pending handshake
-  makes room (an honest one completes in a round trip, so it is rarely the
-  oldest).
+  gate caps TCP handshakes: when it is full, a pending handshake makes room
+  — the oldest that has received one datagram only (a spoofed Initial never
+  sends a second; an honest client's next flight comes a round trip later),
+  else the oldest — forgotten under every connection ID and address that
+  routed to it. Initials in datagrams under 1200 bytes, which RFC 9000 says
+  a server discards, are dropped before any state is made (py-libp2p
+  registered them first).
+* **Early stream data lost.** While a handshake is pending the listener
+  drains the connection's events and throws ``StreamDataReceived`` away
+  (its comment says the connection's own loop will handle it; that loop
+  never sees it). A client may send its first stream bytes with its
+  handshake's last flight, in one datagram. :func:`keep_early_stream_data`
+  puts those events back for the connection.
 """
 
 from __future__ import annotations
@@ -21,7 +31,6 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket as stdlib_socket
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -53,34 +62,100 @@ async def create_exclusive_udp_socket(listener: object, host: str, port: int) ->
 PENDING_LIMIT = "agentp2p_max_pending_handshakes"
 DEFAULT_PENDING_LIMIT = 64
 EVICTED = "agentp2p_evicted_handshakes"
+DROPPED_SHORT = "agentp2p_short_initials_dropped"
+#: RFC 9000 section 14.1: a server discards an Initial in a datagram under 1200 bytes.
+MIN_INITIAL_DATAGRAM = 1200
 
 NewConnection = Callable[..., Awaitable[Any]]
 
 
+class CountedDatagrams:
+    """Mixin for the listener's aioquic connection: how many datagrams it has
+    taken. A handshake that got only its first is the one to evict (a spoofed
+    Initial never gets a second; an honest client's next flight follows)."""
+
+    agentp2p_datagrams = 0
+
+    def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
+        self.agentp2p_datagrams += 1
+        super().receive_datagram(data, addr, now)  # type: ignore[misc]
+
+
 def bounded_handshakes(handle_new_connection: NewConnection) -> NewConnection:
-    """Wrap ``QUICListener._handle_new_connection`` with the pending cap."""
+    """Wrap ``QUICListener._handle_new_connection``: short Initials are dropped
+    before any state is made, and the pending table is capped."""
 
     async def _handle_new_connection(self: Any, data: bytes, addr: Any, packet_info: Any) -> Any:
+        if len(data) < MIN_INITIAL_DATAGRAM:
+            setattr(self, DROPPED_SHORT, getattr(self, DROPPED_SHORT, 0) + 1)
+            return None
         limit = getattr(self._config, PENDING_LIMIT, DEFAULT_PENDING_LIMIT)
-        while len(self._registry._pending) >= limit and await _evict_oldest(self):
+        while len(self._registry._pending) >= limit and await _evict_one(self):
             setattr(self, EVICTED, getattr(self, EVICTED, 0) + 1)
         return await handle_new_connection(self, data, addr, packet_info)
 
     return _handle_new_connection
 
 
-async def _evict_oldest(listener: Any) -> bool:
-    """Drop the oldest pending handshake with the listener's own clean-up
-    (which forgets every ID that routes to it); False if none is left."""
+async def _evict_one(listener: Any) -> bool:
+    """Forget one pending handshake — the oldest of those that got a single
+    datagram, else the oldest — under every ID and address that routes to
+    it; False if none is pending."""
     registry = listener._registry
-    created = [registry._pending_created_at[c] for c in registry._pending if c in registry._pending_created_at]
-    if not created:
-        return False
-    oldest = min(created)
-    stale = set(await registry.cleanup_stale_pending(max_age=max(0.0, time.time() - oldest - 1e-6)))
-    async with listener._promotion_lock:
-        for qid, cid in list(listener._pending_cid_by_quic_id.items()):
-            if cid in stale:
-                del listener._pending_cid_by_quic_id[qid]
-                listener._handler_invoked_quic_ids.discard(qid)
-    return bool(stale)
+    async with registry._lock:
+        pending = [(registry._pending_created_at.get(cid, 0.0), cid, conn) for cid, conn in registry._pending.items()]
+        if not pending:
+            return False
+        pending.sort(key=lambda p: (getattr(p[2], "agentp2p_datagrams", 0) > 1, p[0]))
+        victim = pending[0][2]
+        for table in (registry._pending, registry._initial_connection_ids):
+            for cid in [c for c, conn in table.items() if conn is victim]:
+                del table[cid]
+                registry._pending_created_at.pop(cid, None)
+                registry._connection_id_sequences.pop(cid, None)
+                registry._connection_sequence_counters.pop(cid, None)
+                addr = registry._connection_id_to_addr.pop(cid, None)
+                if addr is not None and registry._addr_to_connection_id.get(addr) == cid:
+                    del registry._addr_to_connection_id[addr]
+    listener._pending_cid_by_quic_id.pop(id(victim), None)
+    listener._handler_invoked_quic_ids.discard(id(victim))
+    return True
+
+
+ProcessEvents = Callable[[Any, Any, Any, bytes], Awaitable[None]]
+
+
+def keep_early_stream_data(process_events: ProcessEvents) -> ProcessEvents:
+    """Wrap ``QUICListener._process_quic_events``: stream data it would
+    drain from a pending connection goes back, in order, to the front of
+    the connection's events, and the promoted connection is woken for it."""
+    from aioquic.quic.events import StreamDataReceived
+
+    async def _process_quic_events(self: Any, quic_conn: Any, addr: Any, destination_connection_id: bytes) -> None:
+        held: list[Any] = []
+        pop = quic_conn.next_event
+        own = "next_event" in vars(quic_conn)
+
+        def next_event() -> Any:
+            while True:
+                event = pop()
+                if not isinstance(event, StreamDataReceived):
+                    return event
+                held.append(event)
+
+        quic_conn.next_event = next_event
+        try:
+            await process_events(self, quic_conn, addr, destination_connection_id)
+        finally:
+            if own:
+                quic_conn.next_event = pop
+            else:
+                del quic_conn.next_event
+            if held:
+                quic_conn._events.extendleft(reversed(held))
+        if held:
+            connection, _, _ = await self._registry.find_by_connection_id(destination_connection_id)
+            if connection is not None:
+                connection._signal_activity()
+
+    return _process_quic_events

@@ -1,4 +1,4 @@
-"""A py-libp2p QUIC stream that loses nothing.
+"""A py-libp2p QUIC stream that loses nothing and gives its credit back.
 
 py-libp2p 0.8.1's ``QUICStream`` loses bytes three ways
 (docs/reachability.md, "QUIC"):
@@ -11,14 +11,23 @@ py-libp2p 0.8.1's ``QUICStream`` loses bytes three ways
 * a ``read()`` that waits ``STREAM_READ_TIMEOUT`` (30 s) resets the stream,
   so an idle long-lived stream dies.
 
-:class:`LosslessQUICStream` buffers everything QUIC delivers — the buffer is
-bounded by the credit :class:`~.credit.ReadCredit` grants, not by a cap that
-drops — reads without a gap between the check and the wait, waits as long
-as its caller lets it (our protocols put deadlines around reads), and
-tells the connection what it released so the peer may send more.
+and two of its state changes strand the peer or the stream: closing the
+read side (``close()``, ``reset()``) never tells the peer to stop sending,
+and a stream already CLOSED (our FIN sent, the peer's received; or the
+peer's STOP_SENDING on one of ours) is never cleaned up by ``close()``;
+``read()`` also refuses to read in that state while the peer may still send.
+
+:class:`LosslessQUICStream` buffers everything QUIC delivers — bounded by the
+credit :class:`~.credit.ReadCredit` grants, not by a cap that drops — reads
+without a gap between the check and the wait, waits as long as its caller
+lets it (our protocols put deadlines around reads), sends STOP_SENDING when
+it stops reading early (as go-libp2p's ``CloseRead``), is cleaned up once
+whatever its state, and tells the connection what it holds and releases.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import trio
 
@@ -28,6 +37,8 @@ from libp2p.transport.quic.stream import QUICStream, StreamState, _QUICStreamEOF
 
 class LosslessQUICStream(QUICStream):
     """``QUICStream`` with credit-driven buffering and a race-free read."""
+
+    _credit_returned = False
 
     async def read(self, n: int | None = None) -> bytes:
         """Up to ``n`` bytes (all buffered for None/-1); waits without a
@@ -42,8 +53,8 @@ class LosslessQUICStream(QUICStream):
                 raise QUICStreamResetError(f"Stream {self.stream_id} was reset")
             if self._read_closed:
                 raise _QUICStreamEOF()
-            if self._state == StreamState.CLOSED:
-                raise QUICStreamClosedError(f"Stream {self.stream_id} is closed")
+            if getattr(self._connection, "_closed", False):
+                raise QUICStreamClosedError(f"Stream {self.stream_id}: connection closed")
             # No checkpoint between the checks above and this wait: a chunk
             # cannot slip in unseen (trio runs one task at a time).
             event = self._receive_event
@@ -52,28 +63,53 @@ class LosslessQUICStream(QUICStream):
                 self._receive_event = trio.Event()
 
     async def handle_data_received(self, data: bytes, end_stream: bool) -> None:
-        """Buffer what QUIC delivered (never drop it), then note the FIN."""
-        if self._state == StreamState.RESET:
-            self._release(len(data))  # nobody will read it
+        """Buffer what QUIC delivered (never drop it), then note the FIN.
+        Data for a stream nobody will read is not held, so the connection
+        credits it back at once."""
+        if self._state == StreamState.RESET or self._credit_returned:
             return
         if data:
             self._receive_buffer.extend(data)
             self._timeline.record_first_data()
+            hold = getattr(self._connection._quic, "hold", None)
+            if hold is not None:
+                hold(len(data))
         if end_stream:
             self._read_closed = True
             self._state = StreamState.CLOSED if self._write_closed else StreamState.READ_CLOSED
         if data or end_stream:
             self._receive_event.set()
 
-    _credit_returned = False
+    async def close_read(self) -> None:
+        if not self._read_closed:
+            self._stop_sending()
+        await super().close_read()
+
+    async def close(self) -> None:
+        if self._state in (StreamState.CLOSED, StreamState.RESET):
+            # The library returns here without cleaning up; we do it once.
+            if not self._credit_returned:
+                await self._cleanup_resources()
+            return
+        await super().close()
+
+    async def reset(self, error_code: int = 0) -> None:
+        if not self._read_closed:
+            self._stop_sending(error_code)
+        await super().reset(error_code)
 
     async def _cleanup_resources(self) -> None:
-        # A stream that goes away with unread bytes gives their credit back
-        # to the connection, or a few abandoned streams would stall it. The
-        # bytes stay readable; reading them later credits nothing twice.
+        # A stream that goes away with unread bytes gives their credit back.
+        # The bytes stay readable; reading them later credits nothing twice.
         self._release(len(self._receive_buffer))
         self._credit_returned = True
         await super()._cleanup_resources()
+
+    def _stop_sending(self, error_code: int = 0) -> None:
+        """Ask the peer to stop sending on this stream (STOP_SENDING)."""
+        with contextlib.suppress(Exception):  # a stream aioquic already finished
+            self._connection._quic.stop_stream(self._stream_id, error_code)
+            self._connection._signal_activity()
 
     def _release(self, n: int) -> None:
         if n <= 0 or self._credit_returned:

@@ -40,7 +40,12 @@ def _certificate() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
 
 
 class _Pair:
-    def __init__(self, cls: type[QuicConnection]) -> None:
+    """``hold``: the server's streams buffer what arrives for a reader (our
+    stream tells the connection so); False: the bytes are dropped on
+    arrival, as py-libp2p does for a stream it does not know."""
+
+    def __init__(self, cls: type[QuicConnection], hold: bool = True) -> None:
+        self.hold = hold
         cert, key = _certificate()
         windows = {"max_data": CONNECTION_WINDOW, "max_stream_data": STREAM_WINDOW}
         client_cfg = QuicConfiguration(is_client=True, alpn_protocols=["t"], verify_mode=0, **windows)
@@ -69,6 +74,8 @@ class _Pair:
             while (event := self.server.next_event()) is not None:
                 if isinstance(event, StreamDataReceived):
                     self.received += len(event.data)
+                    if self.hold and hasattr(self.server, "hold"):
+                        self.server.hold(len(event.data))
             while self.client.next_event() is not None:
                 pass
             if not moved:
@@ -102,3 +109,15 @@ def test_connection_window_bounds_all_streams_together() -> None:
     pair.server.release(streams[0], STREAM_WINDOW)
     pair.pump()
     assert CONNECTION_WINDOW < pair.received <= CONNECTION_WINDOW + STREAM_WINDOW
+
+
+def test_bytes_nobody_holds_are_credited_back_at_once() -> None:
+    """Data dropped on arrival (a stream py-libp2p does not know, a reset's
+    unsent tail) must not eat the connection's window: each stream still
+    stops at its own window, the connection does not stall."""
+    pair = _Pair(credited(QuicConnection), hold=False)
+    for _ in range(3):
+        sid = pair.client.get_next_available_stream_id()
+        pair.client.send_stream_data(sid, b"y" * (2 * MiB))
+    pair.pump()
+    assert pair.received == 3 * STREAM_WINDOW  # past the 1.5 MiB connection window

@@ -11,7 +11,7 @@ from aioquic.quic.connection import QuicConnection
 from libp2p.transport.quic.listener import QUICListener
 
 from agentp2p.network import quic
-from agentp2p.network.quic.listener import EVICTED
+from agentp2p.network.quic.listener import DROPPED_SHORT, EVICTED
 from agentp2p.network.resources import ResourceLimits
 from agentp2p.node import Node
 from agentp2p.testing import local_config, wait_until
@@ -61,13 +61,71 @@ async def test_initial_flood_is_capped_and_honest_peers_get_in() -> None:
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch)
-            with trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM) as sock:
-                for datagram in _initials(port, FLOOD):
+            socks = [trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM) for _ in range(FLOOD)]
+            try:
+                # Each Initial from its own port: every address is one more the registry maps.
+                for sock, datagram in zip(socks, _initials(port, FLOOD)):
                     await sock.sendto(datagram, ("127.0.0.1", port))
                 await wait_until(lambda: getattr(listener, EVICTED, 0) >= FLOOD - CAP, what="the flood's evictions")
+                registry = listener._registry
+                # Evicted handshakes are forgotten under every ID and address.
+                assert len(registry._initial_connection_ids) <= CAP
+                assert len(registry._addr_to_connection_id) <= CAP
                 # During the flood's aftermath (its handshakes still pending), an honest peer connects.
                 async with Node(local_config(listen=[QUIC], swim=False)) as b:
                     await b.connect(a.addrs[0])
                     assert await b.ping(a.peer_id) > 0
+            finally:
+                for sock in socks:
+                    sock.close()
             nursery.cancel_scope.cancel()
         assert peak <= CAP
+
+
+async def test_short_initials_make_no_state() -> None:
+    """RFC 9000 14.1: an Initial in a datagram under 1200 bytes is discarded.
+    py-libp2p registered a pending handshake for it first; a stream of tiny
+    datagrams then evicted honest handshakes from the capped table."""
+    async with Node(local_config(listen=[QUIC], swim=False, resources=ResourceLimits(max_pending_handshakes=CAP))) as a:
+        listener, port = _listener(a)
+        with trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM) as sock:
+            for datagram in _initials(port, 20):
+                await sock.sendto(datagram[:100], ("127.0.0.1", port))
+        await wait_until(lambda: getattr(listener, DROPPED_SHORT, 0) == 20, what="the short Initials dropped")
+        assert not listener._registry._pending
+        assert getattr(listener, EVICTED, 0) == 0
+
+
+async def test_stream_data_drained_while_pending_goes_back_to_the_connection() -> None:
+    """The listener's event loop for a pending handshake, as py-libp2p writes
+    it, drains every event (here: a stand-in that pops them all); stream
+    data among them is put back, in order, for the connection's own loop."""
+    from collections import deque
+    from types import SimpleNamespace
+
+    from aioquic.quic.events import HandshakeCompleted, StreamDataReceived
+
+    from agentp2p.network.quic.listener import keep_early_stream_data
+
+    first = StreamDataReceived(data=b"/multistream", end_stream=False, stream_id=0)
+    second = StreamDataReceived(data=b"/1.0.0\n", end_stream=False, stream_id=0)
+    done = HandshakeCompleted(alpn_protocol="libp2p", early_data_accepted=False, session_resumed=False)
+    queue = deque([first, done, second])
+    quic_conn = SimpleNamespace(_events=queue, next_event=lambda: queue.popleft() if queue else None)
+    seen: list[object] = []
+
+    async def library(listener: object, conn: object, addr: object, cid: bytes) -> None:
+        while (event := conn.next_event()) is not None:  # type: ignore[attr-defined]
+            seen.append(event)
+
+    woken: list[bool] = []
+    connection = SimpleNamespace(_signal_activity=lambda: woken.append(True))
+
+    async def find(cid: bytes) -> tuple[object, None, None]:
+        return connection, None, None
+
+    listener = SimpleNamespace(_registry=SimpleNamespace(find_by_connection_id=find))
+    await keep_early_stream_data(library)(listener, quic_conn, ("127.0.0.1", 1), b"cid")
+    assert seen == [done]
+    assert list(queue) == [first, second]
+    assert woken == [True]

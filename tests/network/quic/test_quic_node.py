@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import trio
 
 from agentp2p.errors import ConfigError
 from agentp2p.node import Node
-from agentp2p.testing import DaemonProcess, local_config
+from agentp2p.testing import DaemonProcess, local_config, wait_until
 
 QUIC = "/ip4/127.0.0.1/udp/0/quic-v1"
 
@@ -36,6 +37,33 @@ async def test_nodes_talk_over_quic() -> None:
             assert await b.request(a.peer_id, b"over udp", type="echo") == b"echo:over udp"
         # a's side went through our inbound gate.
         assert a.host.get_network()._handle_inbound_connection.__self__.stats["accepted"] >= 1
+
+
+async def test_streams_closed_early_do_not_stall_the_connection() -> None:
+    """b reads 100 bytes of a 600 KiB answer and closes, four times (2.4 MiB
+    left unread against a 1.5 MiB connection window): the connection still
+    carries a request afterwards, and holds nothing for the closed streams.
+    (Found by review: credit for bytes nobody would read leaked, and the
+    connection stalled after three.)"""
+    async with Node(local_config(listen=[QUIC], swim=False)) as a, Node(local_config(listen=[QUIC], swim=False)) as b:
+        async def blast(stream) -> None:  # type: ignore[no-untyped-def]
+            with trio.move_on_after(10), contextlib.suppress(Exception):
+                await stream.write(b"z" * (600 * 1024))
+
+        async def echo(msg):  # type: ignore[no-untyped-def]
+            return b"echo:" + msg.payload
+
+        a.set_stream_handler("/test/blast/1.0.0", blast)
+        a.set_handler("echo", echo)
+        await b.connect(_quic_addr(a))
+        for _ in range(4):
+            stream = await b.host.new_stream(a.peer_id, ["/test/blast/1.0.0"])
+            assert await stream.read(100)
+            await stream.close()
+        with trio.fail_after(15):
+            assert await b.request(a.peer_id, b"still there", type="echo") == b"echo:still there"
+        (conn,) = b.host.get_network().get_connections(a.peer_id)
+        await wait_until(lambda: conn.muxed_conn._quic._agentp2p_held == 0, what="no bytes held for closed streams")
 
 
 async def test_daemon_listens_on_quic_with_lean_import(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -95,3 +123,28 @@ async def test_quic_port_in_use_is_an_error() -> None:
         with pytest.raises(Exception, match="(?i)listen|address already in use"):
             async with Node(local_config(listen=[f"/ip4/127.0.0.1/udp/{port}/quic-v1"], swim=False)):
                 pass
+
+
+async def test_tcp_is_dialed_first_and_quic_when_tcp_fails() -> None:
+    """py-libp2p's swarm ranks QUIC first; ours dials TCP (the faster stack
+    here) when the peer has both, and QUIC when TCP does not answer."""
+    from libp2p.peer.peerinfo import PeerInfo
+    from libp2p.stream_muxer.yamux.yamux import Yamux
+    from multiaddr import Multiaddr
+
+    both = ["/ip4/127.0.0.1/tcp/0", QUIC]
+    async with Node(local_config(listen=both, swim=False)) as a, Node(local_config(listen=both, swim=False)) as b:
+        await b.host.connect(PeerInfo(a.peer_id, list(a.listen_addrs)))
+        (conn,) = b.host.get_network().get_connections(a.peer_id)
+        assert isinstance(conn.muxed_conn, Yamux)
+        await b.disconnect(a.peer_id)
+        await wait_until(lambda: not b.is_connected(a.peer_id), what="disconnected")
+
+        with trio.socket.socket() as closed:  # a TCP port nothing listens on
+            await closed.bind(("127.0.0.1", 0))
+            dead = Multiaddr(f"/ip4/127.0.0.1/tcp/{closed.getsockname()[1]}")
+            quic = next(m for m in a.listen_addrs if "quic-v1" in str(m))
+            b.host.get_peerstore().clear_addrs(a.peer_id)
+            await b.host.connect(PeerInfo(a.peer_id, [dead, quic]))
+        (conn,) = b.host.get_network().get_connections(a.peer_id)
+        assert type(conn.muxed_conn).__name__ == "QUICConnection"

@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio.testing
 from libp2p.transport.quic.config import QUICTransportConfig
-from libp2p.transport.quic.exceptions import QUICStreamTimeoutError
+from libp2p.transport.quic.exceptions import QUICStreamClosedError, QUICStreamTimeoutError
 from libp2p.transport.quic.stream import QUICStream, StreamDirection
 
 from agentp2p.network.quic.stream import LosslessQUICStream
@@ -23,21 +23,36 @@ class _Quic:
 
     def __init__(self) -> None:
         self.released = 0
+        self.held = 0
+        self.stopped: list[int] = []
+
+    def hold(self, n: int) -> None:
+        self.held += n
+
+    def stop_stream(self, stream_id: int, error_code: int) -> None:
+        self.stopped.append(stream_id)
+
+    def reset_stream(self, stream_id: int, error_code: int) -> None:
+        pass
 
     def release(self, stream_id: int, n: int) -> bool:
         self.released += n
+        self.held -= n
         return False
 
 
-def _stream(cls: type[QUICStream], **config: Any) -> Any:
+def _stream(cls: type[QUICStream], direction: StreamDirection = StreamDirection.INBOUND, **config: Any) -> Any:
+    removed: list[int] = []
     conn = SimpleNamespace(
+        removed=removed,
+        _transmit=_noop,
         _transport=SimpleNamespace(_config=QUICTransportConfig(**config)),
         _quic=_Quic(),
         remote_peer_id=lambda: "peer",
         _signal_activity=lambda: None,
-        _remove_stream=lambda stream_id: None,
+        _remove_stream=removed.append,
     )
-    return cls(connection=conn, stream_id=0, direction=StreamDirection.INBOUND, remote_addr=("127.0.0.1", 1))
+    return cls(connection=conn, stream_id=0, direction=direction, remote_addr=("127.0.0.1", 1))
 
 
 async def _read_all(stream: Any) -> bytes:
@@ -111,3 +126,44 @@ async def _append(out: list[bytes], awaitable: Any) -> None:
 
 async def _noop(*args: Any, **kwargs: Any) -> None:
     return None
+
+
+async def test_ours_closing_early_tells_the_peer_to_stop_sending() -> None:
+    """close() with the peer's data still coming sends STOP_SENDING (the
+    library's only stops our own side: the peer keeps sending into a stream
+    nobody reads)."""
+    stream = _stream(LosslessQUICStream)
+    await stream.handle_data_received(b"z" * 100, False)
+    await stream.close()
+    assert stream._connection._quic.stopped == [0]
+    assert stream._connection._quic.held == 0  # its unread bytes credited back
+    assert stream._connection.removed == [0]
+
+
+async def test_ours_cleans_up_a_stream_already_closed_both_ways() -> None:
+    """Our FIN sent, then the peer's: the state is CLOSED before close(),
+    where the library's close() returns without cleaning up."""
+    for cls, cleaned in ((QUICStream, []), (LosslessQUICStream, [0])):
+        stream = _stream(cls)
+        stream._write_closed = True
+        await stream.handle_data_received(b"tail", True)
+        await stream.close()
+        assert stream._connection.removed == cleaned
+
+
+async def test_ours_reads_the_reply_after_the_peer_stops_our_sending() -> None:
+    """The peer's STOP_SENDING closes our write side only; the library then
+    calls an outbound stream CLOSED and refuses to read the peer's reply."""
+    library = _stream(QUICStream, direction=StreamDirection.OUTBOUND)
+    await library.handle_stop_sending(0)
+    with pytest.raises(QUICStreamClosedError):
+        await library.read()  # before the reply arrived
+
+    ours = _stream(LosslessQUICStream, direction=StreamDirection.OUTBOUND)
+    await ours.handle_stop_sending(0)
+    got: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: _append(got, ours.read()))
+        await trio.testing.wait_all_tasks_blocked()
+        await ours.handle_data_received(b"reply", True)
+    assert got == [b"reply"]
