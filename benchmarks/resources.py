@@ -23,12 +23,18 @@
   bound at all: they count read()/write() but not the send()/recv() calls
   trio uses on sockets (we measured 0 there while the socket carried data).
 
-    .venv/bin/python benchmarks/resources.py [--window 30] [--settle 5] [--only import,daemon,nodes,idle] [--json]
+* ``quic``: what QUIC costs a daemon: RSS (USS) of a settled daemon listening
+  on TCP only and on TCP + ``/udp/0/quic-v1`` (aioquic then stays real under
+  the lean import), and the MB each of ``--clients`` idle client connections
+  adds over TCP and over QUIC (clients are nodes in this process).
+
+    .venv/bin/python benchmarks/resources.py [--window 30] [--settle 5] [--only import,daemon,nodes,idle,quic] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -44,7 +50,7 @@ import trio
 
 from benchmarks.common import PYTHON, emit, tcp_bytes, temp_daemon
 
-PARTS = ("import", "daemon", "breakdown", "nodes", "idle")
+PARTS = ("import", "daemon", "breakdown", "nodes", "idle", "quic")
 LEAN = "from agentp2p import _lean_import; assert _lean_import.install()\n"
 
 _RSS = (
@@ -193,8 +199,40 @@ async def idle(window: float, settle: float) -> dict[str, Any]:
     }
 
 
-async def _async_parts(parts: list[str], window: float, settle: float) -> dict[str, Any]:
+QUIC_LISTEN = "/ip4/127.0.0.1/udp/0/quic-v1"
+
+
+async def quic_cost(settle: float, clients: int) -> dict[str, Any]:
+    from agentp2p.node import Node
+    from agentp2p.testing import local_config, wait_until
+
     out: dict[str, Any] = {}
+    for label, flags, transport in (("tcp", (), "/tcp/"), ("tcp+quic", ("--listen", QUIC_LISTEN), "/quic-v1/")):
+        async with temp_daemon("q", *flags) as d:
+            await trio.sleep(settle)
+            idle_mem = _mem(d.pid)
+            addr = next(a for a in d.addrs if transport in a)
+            async with contextlib.AsyncExitStack() as stack:
+                nodes = [
+                    await stack.enter_async_context(Node(local_config(listen=[QUIC_LISTEN if "quic" in transport else "/ip4/127.0.0.1/tcp/0"], swim=False)))
+                    for _ in range(clients)
+                ]
+                for node in nodes:
+                    await node.connect(addr)
+                await wait_until(lambda: all(n.is_connected(d.peer_id) for n in nodes), timeout=60, what="clients")
+                await trio.sleep(settle)
+                loaded = _mem(d.pid)
+            out[label] = {
+                "idle": idle_mem, f"with_{clients}_clients": loaded,
+                "mb_per_connection": round((loaded["uss_mb"] - idle_mem["uss_mb"]) / clients, 3),
+            }
+    return out
+
+
+async def _async_parts(parts: list[str], window: float, settle: float, clients: int = 40) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "quic" in parts:
+        out["quic"] = await quic_cost(settle, clients)
     if "daemon" in parts:
         out["daemon"] = await daemon_rss(settle)
     if "breakdown" in parts:
@@ -209,6 +247,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--window", type=float, default=30.0, help="idle measurement window in seconds (default 30)")
     p.add_argument("--settle", type=float, default=5.0, help="seconds to let a node settle before measuring (default 5)")
     p.add_argument("--only", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    p.add_argument("--clients", type=int, default=40, help="client connections in the quic part (default 40)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     parts = [x for x in args.only.split(",") if x]
@@ -217,7 +256,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["import"] = import_cost()
     if "nodes" in parts:
         result["nodes"] = nodes_rss(min(args.settle, 3.0))
-    result.update(trio.run(_async_parts, parts, args.window, args.settle))
+    result.update(trio.run(_async_parts, parts, args.window, args.settle, args.clients))
     emit(result, args.json)
     return result
 
