@@ -11,8 +11,11 @@ node without a QUIC listen address never imports it. With one,
   window;
 * **exclusive and bounded** — :mod:`.listener`: a UDP port another process
   holds is an error, pending handshakes are capped (oldest evicted), short
-  Initials dropped, and stream data that arrives with a handshake's last
-  flight reaches the connection;
+  or undecryptable Initials make no state, only connection IDs we issued are
+  registered, and stream data that arrives with a handshake's last flight
+  reaches the connection;
+* **closed for good** — :mod:`.closing`: a close that a caller's deadline
+  interrupts still takes the connection out of the swarm;
 
 and :func:`transport_config` sets QUIC v1 only (go-libp2p dropped draft-29),
 the windows and the per-connection stream cap. The inbound gate
@@ -56,13 +59,18 @@ def install() -> None:
         bounded_handshakes,
         create_exclusive_udp_socket,
         keep_early_stream_data,
+        only_issued_connection_ids,
     )
+    from agentp2p.network.quic.closing import bounded_close
+    from libp2p.transport.quic.connection_id_registry import ConnectionIDRegistry
     from agentp2p.network.quic.stream import LosslessQUICStream
 
     LIBRARY.update(
         create_socket=listener.QUICListener._create_socket,
         handle_new_connection=listener.QUICListener._handle_new_connection,
         process_quic_events=listener.QUICListener._process_quic_events,
+        register_connection_id=ConnectionIDRegistry.register_new_connection_id_for_existing_conn,
+        close=connection.QUICConnection.close,
     )
     connection.QUICStream = LosslessQUICStream  # type: ignore[misc]
     transport.NativeQUICConnection = credited(QuicConnection)  # type: ignore[misc]
@@ -75,6 +83,10 @@ def install() -> None:
     listener.QUICListener._process_quic_events = keep_early_stream_data(  # type: ignore[method-assign]
         LIBRARY["process_quic_events"]
     )
+    ConnectionIDRegistry.register_new_connection_id_for_existing_conn = (  # type: ignore[method-assign]
+        only_issued_connection_ids(LIBRARY["register_connection_id"])
+    )
+    connection.QUICConnection.close = bounded_close(LIBRARY["close"])  # type: ignore[method-assign]
     setattr(connection, _INSTALLED, True)
 
 
@@ -99,6 +111,8 @@ def transport_config(
         # Our stream never drops; this only has to pass the config's checks.
         MAX_STREAM_RECEIVE_BUFFER=CONNECTION_WINDOW,
         STREAM_RECEIVE_BUFFER_HIGH_WATERMARK=STREAM_WINDOW // 2,
+        # How long close() lets streams end gracefully (py-libp2p: 10 s).
+        CONNECTION_CLOSE_TIMEOUT=1,
     )
     setattr(config, PENDING_LIMIT, max_pending_handshakes)
     return config

@@ -17,7 +17,9 @@
   else the oldest — forgotten under every connection ID and address that
   routed to it. Initials in datagrams under 1200 bytes, which RFC 9000 says
   a server discards, are dropped before any state is made (py-libp2p
-  registered them first).
+  registered them first), and one whose packet aioquic cannot decrypt is
+  forgotten at once: garbage cannot crowd out honest handshakes.
+* **Unbounded connection IDs.** :func:`only_issued_connection_ids`.
 * **Early stream data lost.** While a handshake is pending the listener
   drains the connection's events and throws ``StreamDataReceived`` away
   (its comment says the connection's own loop will handle it; that loop
@@ -63,6 +65,7 @@ PENDING_LIMIT = "agentp2p_max_pending_handshakes"
 DEFAULT_PENDING_LIMIT = 64
 EVICTED = "agentp2p_evicted_handshakes"
 DROPPED_SHORT = "agentp2p_short_initials_dropped"
+DROPPED_UNDECRYPTABLE = "agentp2p_undecryptable_initials_dropped"
 #: RFC 9000 section 14.1: a server discards an Initial in a datagram under 1200 bytes.
 MIN_INITIAL_DATAGRAM = 1200
 
@@ -83,31 +86,49 @@ class CountedDatagrams:
 
 def bounded_handshakes(handle_new_connection: NewConnection) -> NewConnection:
     """Wrap ``QUICListener._handle_new_connection``: short Initials are dropped
-    before any state is made, and the pending table is capped."""
+    before any state is made, a handshake whose first packet aioquic could
+    not decrypt is forgotten at once, and the pending table is capped."""
 
     async def _handle_new_connection(self: Any, data: bytes, addr: Any, packet_info: Any) -> Any:
         if len(data) < MIN_INITIAL_DATAGRAM:
             setattr(self, DROPPED_SHORT, getattr(self, DROPPED_SHORT, 0) + 1)
             return None
         limit = getattr(self._config, PENDING_LIMIT, DEFAULT_PENDING_LIMIT)
-        while len(self._registry._pending) >= limit and await _evict_one(self):
+        while len(self._registry._pending) >= limit:
+            victim = _oldest_pending(self._registry)
+            if victim is None:
+                break
+            await _forget(self, victim)
             setattr(self, EVICTED, getattr(self, EVICTED, 0) + 1)
-        return await handle_new_connection(self, data, addr, packet_info)
+        quic_conn = await handle_new_connection(self, data, addr, packet_info)
+        if quic_conn is not None and not _accepted_a_packet(quic_conn):
+            # Garbage shaped like an Initial: no pending slot for it.
+            await _forget(self, quic_conn)
+            setattr(self, DROPPED_UNDECRYPTABLE, getattr(self, DROPPED_UNDECRYPTABLE, 0) + 1)
+            return None
+        return quic_conn
 
     return _handle_new_connection
 
 
-async def _evict_one(listener: Any) -> bool:
-    """Forget one pending handshake — the oldest of those that got a single
-    datagram, else the oldest — under every ID and address that routes to
-    it; False if none is pending."""
+def _accepted_a_packet(quic_conn: Any) -> bool:
+    """Whether aioquic decrypted any packet of this connection."""
+    return any(space.largest_received_packet >= 0 for space in quic_conn._spaces.values())
+
+
+def _oldest_pending(registry: Any) -> Any:
+    """The oldest pending handshake that got a single datagram, else the oldest."""
+    pending = [(registry._pending_created_at.get(cid, 0.0), conn) for cid, conn in registry._pending.items()]
+    if not pending:
+        return None
+    pending.sort(key=lambda p: (getattr(p[1], "agentp2p_datagrams", 0) > 1, p[0]))
+    return pending[0][1]
+
+
+async def _forget(listener: Any, victim: Any) -> None:
+    """Drop a pending handshake under every ID and address that routes to it."""
     registry = listener._registry
     async with registry._lock:
-        pending = [(registry._pending_created_at.get(cid, 0.0), cid, conn) for cid, conn in registry._pending.items()]
-        if not pending:
-            return False
-        pending.sort(key=lambda p: (getattr(p[2], "agentp2p_datagrams", 0) > 1, p[0]))
-        victim = pending[0][2]
         for table in (registry._pending, registry._initial_connection_ids):
             for cid in [c for c, conn in table.items() if conn is victim]:
                 del table[cid]
@@ -119,7 +140,28 @@ async def _evict_one(listener: Any) -> bool:
                     del registry._addr_to_connection_id[addr]
     listener._pending_cid_by_quic_id.pop(id(victim), None)
     listener._handler_invoked_quic_ids.discard(id(victim))
-    return True
+
+
+def only_issued_connection_ids(register: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """Wrap ``ConnectionIDRegistry.register_new_connection_id_for_existing_conn``.
+
+    A short-header packet with an unknown connection ID from the address of
+    a connection is routed to it, and py-libp2p registers that ID for it (for
+    IDs we issued whose ``ConnectionIdIssued`` event is not processed yet),
+    with no check, cap or expiry: random IDs from a peer — or from anyone who
+    forges its address — grew memory by ~2 MB/s. Only IDs the connection
+    issued are registered now (aioquic drops a packet to any other ID anyway).
+    """
+
+    async def register_new_connection_id_for_existing_conn(
+        self: Any, new_connection_id: bytes, connection: Any, addr: Any, sequence: int | None = None
+    ) -> None:
+        quic = getattr(connection, "_quic", None)
+        if quic is None or all(issued.cid != new_connection_id for issued in quic._host_cids):
+            return
+        await register(self, new_connection_id, connection, addr, sequence)
+
+    return register_new_connection_id_for_existing_conn
 
 
 ProcessEvents = Callable[[Any, Any, Any, bytes], Awaitable[None]]
