@@ -148,3 +148,13 @@ async def test_tcp_is_dialed_first_and_quic_when_tcp_fails() -> None:
             await b.host.connect(PeerInfo(a.peer_id, [dead, quic]))
         (conn,) = b.host.get_network().get_connections(a.peer_id)
         assert type(conn.muxed_conn).__name__ == "QUICConnection"
+
+
+def test_listen_addresses_accept_quic_and_refuse_other_udp() -> None:
+    from agentp2p.errors import AddressError
+    from agentp2p.network.addresses import parse_listen_addr
+
+    assert str(parse_listen_addr("/ip4/0.0.0.0/udp/4001/quic-v1")) == "/ip4/0.0.0.0/udp/4001/quic-v1"
+    for bad in ("/ip4/0.0.0.0/udp/4001", "/ip4/0.0.0.0/udp/4001/quic", "/ip4/0.0.0.0/udp/4001/quic-v1/webtransport"):
+        with pytest.raises(AddressError, match="UDP is for QUIC only"):
+            parse_listen_addr(bad)
