@@ -204,6 +204,7 @@ def _quic_options(
         max_streams_per_connection=resources.limits.max_streams_per_connection,
         dial_timeout=limits.dial_timeout,
         max_pending_handshakes=resources.limits.max_pending_handshakes,
+        resources=resources,
     )
 
 

@@ -91,12 +91,18 @@ def install() -> None:
 
 
 def transport_config(
-    max_connections: int, max_streams_per_connection: int, dial_timeout: float, max_pending_handshakes: int = 64
+    max_connections: int,
+    max_streams_per_connection: int,
+    dial_timeout: float,
+    max_pending_handshakes: int = 64,
+    resources: Any = None,
 ) -> Any:
-    """py-libp2p's ``QUICTransportConfig`` with our limits."""
+    """py-libp2p's ``QUICTransportConfig`` with our limits; ``resources``: the
+    node's resource manager, which QUIC stream buffers reserve from."""
     from libp2p.transport.quic.config import QUICTransportConfig
 
     from agentp2p.network.quic.listener import PENDING_LIMIT
+    from agentp2p.network.quic.stream import RESOURCES
 
     config = QUICTransportConfig(
         enable_draft29=False,
@@ -115,4 +121,5 @@ def transport_config(
         CONNECTION_CLOSE_TIMEOUT=1,
     )
     setattr(config, PENDING_LIMIT, max_pending_handshakes)
+    setattr(config, RESOURCES, resources)
     return config

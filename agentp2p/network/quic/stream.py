@@ -23,6 +23,10 @@ without a gap between the check and the wait, waits as long as its caller
 lets it (our protocols put deadlines around reads), sends STOP_SENDING when
 it stops reading early (as go-libp2p's ``CloseRead``), is cleaned up once
 whatever its state, and tells the connection what it holds and releases.
+What it holds is also reserved from the node's resource manager (service
+``"quic"``, the peer's share), as our Yamux reserves its buffers: a peer
+past its share, or a node past its memory, gets the connection closed
+instead of the bytes kept.
 """
 
 from __future__ import annotations
@@ -69,6 +73,8 @@ class LosslessQUICStream(QUICStream):
         if self._state == StreamState.RESET or self._credit_returned:
             return
         if data:
+            if not self._reserve(len(data)):
+                return
             self._receive_buffer.extend(data)
             self._timeline.record_first_data()
             hold = getattr(self._connection._quic, "hold", None)
@@ -111,10 +117,45 @@ class LosslessQUICStream(QUICStream):
             self._connection._quic.stop_stream(self._stream_id, error_code)
             self._connection._signal_activity()
 
+    def _reserve(self, n: int) -> bool:
+        """Reserve ``n`` buffered bytes; when refused, close the connection
+        (its streams then fail; nothing is dropped silently)."""
+        reservation = _reservation(self._connection)
+        if reservation is None or reservation.grow(n):
+            return True
+        closing = getattr(self._connection, "_agentp2p_closing", False)
+        nursery = getattr(self._connection, "_nursery", None)
+        if not closing and nursery is not None:
+            self._connection._agentp2p_closing = True
+            nursery.start_soon(self._connection.close)
+        return False
+
     def _release(self, n: int) -> None:
         if n <= 0 or self._credit_returned:
             return
+        reservation = _reservation(self._connection)
+        if reservation is not None:
+            reservation.shrink(n)
         quic = self._connection._quic
         release = getattr(quic, "release", None)
         if release is not None and release(self._stream_id, n):
             self._connection._signal_activity()
+
+
+#: Attribute of the transport config that carries the node's resource manager
+#: (set by :func:`agentp2p.network.quic.transport_config`).
+RESOURCES = "agentp2p_resources"
+
+
+def _reservation(connection: object) -> object | None:
+    """The connection's reservation (made on first use), or None without a
+    resource manager."""
+    reservation = getattr(connection, "_agentp2p_reservation", None)
+    if reservation is None:
+        transport = getattr(connection, "_transport", None)
+        rm = getattr(getattr(transport, "_config", None), RESOURCES, None)
+        if rm is None:
+            return None
+        reservation = rm.reservation(getattr(connection, "_remote_peer_id", None), "quic")
+        connection._agentp2p_reservation = reservation  # type: ignore[attr-defined]
+    return reservation

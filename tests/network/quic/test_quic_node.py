@@ -158,3 +158,35 @@ def test_listen_addresses_accept_quic_and_refuse_other_udp() -> None:
     for bad in ("/ip4/0.0.0.0/udp/4001", "/ip4/0.0.0.0/udp/4001/quic", "/ip4/0.0.0.0/udp/4001/quic-v1/webtransport"):
         with pytest.raises(AddressError, match="UDP is for QUIC only"):
             parse_listen_addr(bad)
+
+
+async def test_buffered_bytes_are_reserved_and_a_peer_past_its_share_is_cut_off() -> None:
+    """What QUIC streams hold for a reader is reserved from the resource
+    manager (service "quic", the peer's share), as Yamux buffers are; past
+    the peer's share the connection is closed, not the bytes dropped."""
+    from agentp2p.network.resources import ResourceLimits
+
+    limits = ResourceLimits(max_memory_per_peer=256 * 1024)
+    async with Node(local_config(listen=[QUIC], swim=False, resources=limits)) as a, \
+            Node(local_config(listen=[QUIC], swim=False)) as b:
+        parked: list[object] = []
+        got_first = trio.Event()
+
+        async def hold_unread(stream) -> None:  # type: ignore[no-untyped-def]
+            parked.append(stream)
+            got_first.set()
+            await trio.sleep_forever()
+
+        a.set_stream_handler("/test/park/1.0.0", hold_unread)
+        await b.connect(_quic_addr(a))
+        stream = await b.host.new_stream(a.peer_id, ["/test/park/1.0.0"])
+        await stream.write(b"x" * (100 * 1024))
+        with trio.fail_after(10):
+            await got_first.wait()
+        await wait_until(lambda: a.resources.stats()["memory_by_service"].get("quic", 0) >= 100 * 1024,
+                         what="100 KiB reserved under quic")
+        with contextlib.suppress(Exception), trio.move_on_after(10):
+            await stream.write(b"y" * (400 * 1024))  # past the 256 KiB share
+        await wait_until(lambda: not a.is_connected(b.peer_id), what="the greedy peer cut off")
+        assert a.resources.stats()["hits"].get("memory_per_peer", 0) >= 1
+        await wait_until(lambda: a.resources.stats()["memory_by_service"].get("quic", 0) == 0, what="all given back")
