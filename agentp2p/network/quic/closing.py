@@ -11,7 +11,8 @@ an outside attack kept 166 such connections for 12 minutes and filled the
 :func:`bounded_close` runs the library's close shielded from the caller's
 cancellation, under a bound of its own (:data:`CLOSE_BOUND`); the stream
 phase inside is bounded by the transport config (1 s,
-:func:`agentp2p.network.quic.transport_config`).
+:func:`agentp2p.network.quic.transport_config`). Whatever the connection's
+streams still hold is then given back to the resource manager.
 """
 
 from __future__ import annotations
@@ -32,5 +33,10 @@ def bounded_close(close: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Aw
     async def _close(self: Any) -> None:
         with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_BOUND):
             await close(self)
+        # Whatever its streams still hold goes back to the resource manager
+        # (a stream the close did not reach is dropped with the connection).
+        reservation = getattr(self, "_agentp2p_reservation", None)
+        if reservation is not None:
+            reservation.close()
 
     return _close
