@@ -33,16 +33,25 @@ GO_PROTOCOLS = {"/ipfs/id/1.0.0", "/ipfs/ping/1.0.0", DHT_PROTOCOL, "/meshsub/1.
 
 
 @contextlib.asynccontextmanager
-async def connected_pair(binary: Path, python_dials: bool) -> AsyncIterator[tuple[Node, GoPeer]]:
-    """A Python node and a Go peer, connected by whichever side ``python_dials`` says."""
-    async with Node(local_config()) as py:
+async def connected_pair(
+    binary: Path, python_dials: bool, listen: str | None = None, **config: object
+) -> AsyncIterator[tuple[Node, GoPeer]]:
+    """A Python node and a Go peer, connected by whichever side ``python_dials``
+    says; ``listen``: both listen (and dial) on that address kind only (QUIC)."""
+    listens = [listen] if listen else None
+
+    def pick(addrs: list[str]) -> str:
+        kind = listen.split("/")[3] if listen else "tcp"  # tcp, or udp for QUIC
+        return next(a for a in addrs if f"/{kind}/" in a)
+
+    async with Node(local_config(**({"listen": listens} if listens else {}), **config)) as py:
         if python_dials:
-            async with GoPeer(binary) as go:
-                assert str(await py.connect(go.addr)) == go.peer_id
+            async with GoPeer(binary, listen=listens) as go:
+                assert str(await py.connect(pick(go.addrs))) == go.peer_id
                 yield py, go
         else:
             # --bootstrap makes go-peer dial (and finish identify) before "ready".
-            async with GoPeer(binary, bootstrap=[py.addrs[0]]) as go:
+            async with GoPeer(binary, listen=listens, bootstrap=[pick(py.addrs)]) as go:
                 await wait_until(lambda: py.is_connected(go.peer_id), what="inbound connection from Go")
                 yield py, go
 

@@ -9,18 +9,14 @@ each way, as gossipsub keeps them).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from libp2p.peer.id import ID
 
 from agentp2p.network.host import AGENT_VERSION as PY_AGENT_VERSION
-from agentp2p.node import Node
-from agentp2p.testing import local_config, wait_until
 from tests.interop.gopeer import AGENT_VERSION as GO_AGENT_VERSION
-from tests.interop.gopeer import GoPeer
+from tests.interop.test_interop_connect import DIRECTIONS, connected_pair
 from tests.interop.test_interop_pubsub import go_receive, joined, receive_from
 
 pytestmark = pytest.mark.interop
@@ -29,29 +25,9 @@ QUIC = "/ip4/127.0.0.1/udp/0/quic-v1"
 TOPIC = "quic-interop"
 
 
-def _quic(addrs: list[str]) -> str:
-    return next(a for a in addrs if "/quic-v1/" in a)
-
-
-@contextlib.asynccontextmanager
-async def quic_pair(binary: Path, python_dials: bool) -> AsyncIterator[tuple[Node, GoPeer]]:
-    async with Node(local_config(listen=[QUIC], swim=False)) as py:
-        if python_dials:
-            async with GoPeer(binary, listen=[QUIC]) as go:
-                assert str(await py.connect(_quic(go.addrs))) == go.peer_id
-                yield py, go
-        else:
-            async with GoPeer(binary, listen=[QUIC], bootstrap=[_quic(py.addrs)]) as go:
-                await wait_until(lambda: py.is_connected(go.peer_id), what="inbound QUIC connection from Go")
-                yield py, go
-
-
-DIRECTIONS = [pytest.param(True, id="python-dials-go"), pytest.param(False, id="go-dials-python")]
-
-
 @pytest.mark.parametrize("python_dials", DIRECTIONS)
 async def test_quic_connection_identify_ping_pubsub(go_peer_binary: Path, python_dials: bool) -> None:
-    async with quic_pair(go_peer_binary, python_dials) as (py, go):
+    async with connected_pair(go_peer_binary, python_dials, QUIC, swim=False) as (py, go):
         (conn,) = py.host.get_network().get_connections(ID.from_base58(go.peer_id))
         assert type(conn.muxed_conn).__name__ == "QUICConnection"
         (theirs,) = (await go.command("conns", str(py.peer_id)))["conns"]
