@@ -11,8 +11,9 @@ node without a QUIC listen address never imports it. With one,
   window;
 * **exclusive and bounded** — :mod:`.listener`: a UDP port another process
   holds is an error, pending handshakes are capped (oldest evicted), short
-  or undecryptable Initials make no state, only connection IDs we issued are
-  registered, and stream data that arrives with a handshake's last flight
+  or undecryptable Initials make no state, new handshakes are rate-limited
+  per source IP and in all, only connection IDs we issued are registered
+  and retired ones are forgotten, and stream data that arrives with a handshake's last flight
   reaches the connection;
 * **closed for good** — :mod:`.closing`: a close that a caller's deadline
   interrupts still takes the connection out of the swarm;
@@ -25,6 +26,7 @@ limits to QUIC connections as to TCP ones.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from multiaddr import Multiaddr
@@ -58,6 +60,7 @@ def install() -> None:
         CountedDatagrams,
         bounded_handshakes,
         create_exclusive_udp_socket,
+        forget_retired_connection_ids,
         keep_early_stream_data,
         only_issued_connection_ids,
     )
@@ -71,6 +74,7 @@ def install() -> None:
         process_quic_events=listener.QUICListener._process_quic_events,
         register_connection_id=ConnectionIDRegistry.register_new_connection_id_for_existing_conn,
         close=connection.QUICConnection.close,
+        connection_id_retired=connection.QUICConnection._handle_connection_id_retired,
     )
     connection.QUICStream = LosslessQUICStream  # type: ignore[misc]
     transport.NativeQUICConnection = credited(QuicConnection)  # type: ignore[misc]
@@ -87,6 +91,11 @@ def install() -> None:
         only_issued_connection_ids(LIBRARY["register_connection_id"])
     )
     connection.QUICConnection.close = bounded_close(LIBRARY["close"])  # type: ignore[method-assign]
+    connection.QUICConnection._handle_connection_id_retired = (  # type: ignore[method-assign]
+        forget_retired_connection_ids(LIBRARY["connection_id_retired"])
+    )
+    # aioquic logs every new connection at INFO: one line per flooded Initial.
+    logging.getLogger("quic").setLevel(logging.WARNING)
     setattr(connection, _INSTALLED, True)
 
 

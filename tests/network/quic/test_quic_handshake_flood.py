@@ -11,7 +11,8 @@ from aioquic.quic.connection import QuicConnection
 from libp2p.transport.quic.listener import QUICListener
 
 from agentp2p.network import quic
-from agentp2p.network.quic.listener import DROPPED_SHORT, EVICTED
+from agentp2p.network.quic import listener as listener_module
+from agentp2p.network.quic.listener import DROPPED_RATE, DROPPED_SHORT, EVICTED
 from agentp2p.network.resources import ResourceLimits
 from agentp2p.node import Node
 from agentp2p.testing import local_config, wait_until
@@ -48,7 +49,10 @@ def _listener(node: Node) -> tuple[QUICListener, int]:
     return listener, int(node.addrs[0].split("/udp/")[1].split("/")[0])
 
 
-async def test_initial_flood_is_capped_and_honest_peers_get_in() -> None:
+async def test_initial_flood_is_capped_and_honest_peers_get_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The cap, not the handshake rate limit (next test), is under test here.
+    monkeypatch.setattr(listener_module, "HANDSHAKES_PER_IP", (1e6, 1e6))
+    monkeypatch.setattr(listener_module, "HANDSHAKES", (1e6, 1e6))
     async with Node(local_config(listen=[QUIC], swim=False, resources=ResourceLimits(max_pending_handshakes=CAP))) as a:
         listener, port = _listener(a)
         peak = 0
@@ -129,3 +133,24 @@ async def test_stream_data_drained_while_pending_goes_back_to_the_connection() -
     assert seen == [done]
     assert list(queue) == [first, second]
     assert woken == [True]
+
+
+async def test_handshakes_from_one_source_ip_are_rate_limited() -> None:
+    """Each Initial that decrypts costs a TLS handshake; 200 of them at once
+    from 127.0.0.2 get the per-IP burst (40) and no more, and a peer from
+    127.0.0.1 still connects."""
+    async with Node(local_config(listen=[QUIC], swim=False)) as a:
+        listener, port = _listener(a)
+        with trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM) as sock:
+            await sock.bind(("127.0.0.2", 0))
+            datagrams = _initials(port, 200)
+            for i in range(0, 200, 20):  # in batches the kernel's socket buffer holds
+                for datagram in datagrams[i : i + 20]:
+                    await sock.sendto(datagram, ("127.0.0.1", port))
+                await wait_until(lambda: listener._stats["packets_processed"] >= i + 20, what="the batch read")
+            # The burst (40) and what refilled meanwhile (20/s) got through; the rest was dropped unread.
+            assert getattr(listener, DROPPED_RATE, 0) >= 100
+            assert len(listener._registry._pending) <= 64
+            async with Node(local_config(listen=[QUIC], swim=False)) as b:
+                await b.connect(a.addrs[0])
+                assert await b.ping(a.peer_id) > 0

@@ -87,3 +87,26 @@ async def test_a_close_cut_short_by_its_caller_still_leaves_the_swarm(ours: bool
         else:
             assert conn.muxed_conn.is_closed
             assert b.host.get_network().get_connections(a.peer_id) == [conn]
+
+
+@pytest.mark.parametrize("ours", [False, True], ids=["library", "ours"])
+async def test_retired_connection_ids_are_forgotten(ours: bool) -> None:
+    """A peer that retires our connection IDs in a loop (aioquic issues a new
+    one each time) grew the listener's table and the connection's retired
+    set by one entry per ID with the library; ours forgets each."""
+    from aioquic.quic.events import ConnectionIdRetired
+
+    async with Node(local_config(listen=[QUIC], swim=False)) as a, Node(local_config(listen=[QUIC], swim=False)) as b:
+        listener, _ = _listener(a)
+        await b.connect(a.addrs[0])
+        registry = listener._registry
+        server_conn = next(iter(registry._connections.values()))
+        await wait_until(lambda: sum(c is server_conn for c in registry._connections.values()) >= 2, what="IDs issued")
+        cid = next(c for c, conn in registry._connections.items() if conn is server_conn and c != server_conn._current_connection_id)
+        handle = server_conn._handle_connection_id_retired if ours else (
+            lambda event: quic.LIBRARY["connection_id_retired"](server_conn, event)
+        )
+        await handle(ConnectionIdRetired(connection_id=cid))
+        assert (cid in registry._connections) is not ours
+        assert (cid in server_conn._retired_connection_ids) is not ours
+        assert await b.ping(a.peer_id) > 0
