@@ -64,7 +64,7 @@ def install() -> None:
         keep_early_stream_data,
         only_issued_connection_ids,
     )
-    from agentp2p.network.quic.closing import bounded_close
+    from agentp2p.network.quic.closing import bounded_close, bounded_termination
     from libp2p.transport.quic.connection_id_registry import ConnectionIDRegistry
     from agentp2p.network.quic.stream import LosslessQUICStream
 
@@ -75,6 +75,7 @@ def install() -> None:
         register_connection_id=ConnectionIDRegistry.register_new_connection_id_for_existing_conn,
         close=connection.QUICConnection.close,
         connection_id_retired=connection.QUICConnection._handle_connection_id_retired,
+        connection_terminated=connection.QUICConnection._handle_connection_terminated,
     )
     connection.QUICStream = LosslessQUICStream  # type: ignore[misc]
     transport.NativeQUICConnection = credited(QuicConnection)  # type: ignore[misc]
@@ -91,6 +92,9 @@ def install() -> None:
         only_issued_connection_ids(LIBRARY["register_connection_id"])
     )
     connection.QUICConnection.close = bounded_close(LIBRARY["close"])  # type: ignore[method-assign]
+    connection.QUICConnection._handle_connection_terminated = bounded_termination(  # type: ignore[method-assign]
+        LIBRARY["connection_terminated"]
+    )
     connection.QUICConnection._handle_connection_id_retired = (  # type: ignore[method-assign]
         forget_retired_connection_ids(LIBRARY["connection_id_retired"])
     )

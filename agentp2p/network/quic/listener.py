@@ -209,7 +209,12 @@ def forget_retired_connection_ids(handle: Callable[..., Awaitable[None]]) -> Cal
         self._retired_connection_ids.discard(event.connection_id)  # kept for a count only
         listener = getattr(self, "_listener", None)
         if listener is not None:
-            await listener._registry.remove_connection_id(event.connection_id)
+            registry = listener._registry
+            await registry.remove_connection_id(event.connection_id)
+            if self._listener_connection_id == event.connection_id:
+                # New IDs are registered beside this one: point it at an ID
+                # still registered (the registry repointed its primary).
+                self._listener_connection_id = registry._connection_primary_cid.get(self)
 
     return _handle_connection_id_retired
 

@@ -9,8 +9,11 @@ must not move every connection to a peer that also listens on QUIC onto it.
 :func:`prefer_tcp` wraps the swarm's ``dial_peer``: when the peer has both a
 TCP and a QUIC address, it dials with QUIC addresses hidden from the swarm's
 connection gate (a context variable, so only that dial sees it); if that
-fails it clears the swarm's negative cache for the peer and dials again with
-everything, QUIC included.
+fails, or takes longer than :data:`TCP_FIRST` (a TCP address that drops
+SYNs silently would otherwise use up the whole dial), it clears the swarm's
+negative cache for the peer and dials again with everything, QUIC included.
+The variable names the dialing task: tasks the dial starts (a connection's
+stream handlers) inherit the context and must not see QUIC hidden.
 """
 
 from __future__ import annotations
@@ -18,9 +21,13 @@ from __future__ import annotations
 import contextvars
 from typing import Any
 
+import trio
 from multiaddr import Multiaddr
 
-_AVOID_QUIC: contextvars.ContextVar[bool] = contextvars.ContextVar("agentp2p_avoid_quic", default=False)
+#: The task whose dial hides QUIC addresses (None: no such dial).
+_AVOID_QUIC: contextvars.ContextVar[object] = contextvars.ContextVar("agentp2p_avoid_quic", default=None)
+#: How long the TCP-only attempt may take before QUIC is tried too.
+TCP_FIRST = 3.0
 
 
 def _names(addr: Multiaddr) -> set[str]:
@@ -45,7 +52,7 @@ def prefer_tcp(swarm: Any) -> None:
     dial_peer = swarm.dial_peer
 
     async def gated(addr: Multiaddr) -> bool:
-        if _AVOID_QUIC.get() and _is_quic(addr):
+        if _AVOID_QUIC.get() is trio.lowlevel.current_task() and _is_quic(addr):
             return False
         return await is_allowed(addr)
 
@@ -55,13 +62,15 @@ def prefer_tcp(swarm: Any) -> None:
         except Exception:  # noqa: BLE001 — no addresses: the swarm says so below
             addrs = []
         if any(map(_is_quic, addrs)) and any(map(_is_plain_tcp, addrs)):
-            token = _AVOID_QUIC.set(True)
+            token = _AVOID_QUIC.set(trio.lowlevel.current_task())
             try:
-                return await dial_peer(peer_id)
+                with trio.move_on_after(TCP_FIRST):
+                    return await dial_peer(peer_id)
             except Exception:  # noqa: BLE001 — TCP failed: QUIC may still get through
-                swarm.unblock_peer(peer_id)
+                pass
             finally:
                 _AVOID_QUIC.reset(token)
+            swarm.unblock_peer(peer_id)
         return await dial_peer(peer_id)
 
     gate.is_allowed = gated

@@ -43,6 +43,7 @@ class LosslessQUICStream(QUICStream):
     """``QUICStream`` with credit-driven buffering and a race-free read."""
 
     _credit_returned = False
+    _fin_received = False
 
     async def read(self, n: int | None = None) -> bytes:
         """Up to ``n`` bytes (all buffered for None/-1); waits without a
@@ -56,6 +57,9 @@ class LosslessQUICStream(QUICStream):
             if self._state == StreamState.RESET:
                 raise QUICStreamResetError(f"Stream {self.stream_id} was reset")
             if self._read_closed:
+                if getattr(self._connection, "_agentp2p_refused", False) and not self._fin_received:
+                    # Cut off for memory, not ended by the peer: not a clean end.
+                    raise QUICStreamResetError(f"Stream {self.stream_id}: connection closed (memory limit)")
                 raise _QUICStreamEOF()
             if getattr(self._connection, "_closed", False):
                 raise QUICStreamClosedError(f"Stream {self.stream_id}: connection closed")
@@ -81,6 +85,7 @@ class LosslessQUICStream(QUICStream):
             if hold is not None:
                 hold(len(data))
         if end_stream:
+            self._fin_received = True
             self._read_closed = True
             self._state = StreamState.CLOSED if self._write_closed else StreamState.READ_CLOSED
         if data or end_stream:
@@ -93,7 +98,12 @@ class LosslessQUICStream(QUICStream):
 
     async def close(self) -> None:
         if self._state in (StreamState.CLOSED, StreamState.RESET):
-            # The library returns here without cleaning up; we do it once.
+            # The library returns here without cleaning up (and, after the
+            # peer's STOP_SENDING, with our read side still open); we finish.
+            if not self._read_closed:
+                self._stop_sending()
+                self._read_closed = True
+                self._receive_event.set()
             if not self._credit_returned:
                 await self._cleanup_resources()
             return
@@ -123,10 +133,9 @@ class LosslessQUICStream(QUICStream):
         reservation = _reservation(self._connection)
         if reservation is None or reservation.grow(n):
             return True
-        closing = getattr(self._connection, "_agentp2p_closing", False)
         nursery = getattr(self._connection, "_nursery", None)
-        if not closing and nursery is not None:
-            self._connection._agentp2p_closing = True
+        if not getattr(self._connection, "_agentp2p_refused", False) and nursery is not None:
+            self._connection._agentp2p_refused = True  # readers get an error, not a clean end
             nursery.start_soon(self._connection.close)
         return False
 

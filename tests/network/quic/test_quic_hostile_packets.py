@@ -110,3 +110,32 @@ async def test_retired_connection_ids_are_forgotten(ours: bool) -> None:
         assert (cid in registry._connections) is not ours
         assert (cid in server_conn._retired_connection_ids) is not ours
         assert await b.ping(a.peer_id) > 0
+        if ours:  # the ID new ones are registered beside moves to one still registered
+            first = server_conn._listener_connection_id
+            await handle(ConnectionIdRetired(connection_id=first))
+            assert server_conn._listener_connection_id in registry._connections
+            assert await b.ping(a.peer_id) > 0
+
+
+@pytest.mark.parametrize("ours", [False, True], ids=["library", "ours"])
+async def test_connections_the_peer_closes_leave_the_listener(ours: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection the peer closes ends in a handler that cancels its own
+    task before telling the listener: with the library, each stayed in the
+    listener's tables (~107 KB); ours finishes it."""
+    from libp2p.transport.quic.connection import QUICConnection
+
+    quic.install()  # LIBRARY holds the library's handler once installed
+    if not ours:
+        monkeypatch.setattr(QUICConnection, "_handle_connection_terminated", quic.LIBRARY["connection_terminated"])
+    async with Node(local_config(listen=[QUIC], swim=False)) as a:
+        listener, _ = _listener(a)
+        for _ in range(4):
+            async with Node(local_config(listen=[QUIC], swim=False)) as b:
+                await b.connect(a.addrs[0])
+                assert await b.ping(a.peer_id) > 0
+            await wait_until(lambda: not a.is_connected(b.peer_id), what="a sees b gone")
+        if ours:
+            await wait_until(lambda: not listener._registry._connections and not listener._conn_by_quic_id,
+                             what="the listener forgets them")
+        else:
+            assert len(set(listener._registry._connections.values())) == 4

@@ -188,5 +188,56 @@ async def test_buffered_bytes_are_reserved_and_a_peer_past_its_share_is_cut_off(
         with contextlib.suppress(Exception), trio.move_on_after(10):
             await stream.write(b"y" * (400 * 1024))  # past the 256 KiB share
         await wait_until(lambda: not a.is_connected(b.peer_id), what="the greedy peer cut off")
+        with pytest.raises(Exception) as cut:  # what a held is readable, then an error: not a clean end
+            while await parked[0].read():  # type: ignore[attr-defined]
+                pass
+        assert not isinstance(cut.value, EOFError)
         assert a.resources.stats()["hits"].get("memory_per_peer", 0) >= 1
         await wait_until(lambda: a.resources.stats()["memory_by_service"].get("quic", 0) == 0, what="all given back")
+
+
+async def test_a_handler_on_a_tcp_first_connection_still_dials_quic() -> None:
+    """TCP-first hides QUIC addresses from the dialing task only: the tasks
+    that dial starts (the connection's stream handlers) inherit its context,
+    and one of them must still reach a QUIC-only peer."""
+    from libp2p.peer.peerinfo import PeerInfo
+
+    both = ["/ip4/127.0.0.1/tcp/0", QUIC]
+    async with Node(local_config(listen=both, swim=False)) as a, Node(local_config(listen=both, swim=False)) as b, \
+            Node(local_config(listen=[QUIC], swim=False)) as c:
+        reached = trio.Event()
+
+        async def dial_c(stream) -> None:  # type: ignore[no-untyped-def]
+            await b.host.connect(PeerInfo(c.peer_id, list(c.listen_addrs)))
+            reached.set()
+            await stream.close()
+
+        b.set_stream_handler("/test/dial-c/1.0.0", dial_c)
+        await b.host.connect(PeerInfo(a.peer_id, list(a.listen_addrs)))  # TCP first: b's dial
+        await a.host.new_stream(b.peer_id, ["/test/dial-c/1.0.0"])
+        with trio.fail_after(10):
+            await reached.wait()
+        assert b.is_connected(c.peer_id)
+
+
+async def test_a_tcp_address_that_never_answers_does_not_keep_quic_from_being_tried() -> None:
+    """TCP-first is bounded (TCP_FIRST, 3 s): a TCP address whose listener
+    never speaks would otherwise use up the whole dial before QUIC."""
+    from libp2p.peer.peerinfo import PeerInfo
+    from multiaddr import Multiaddr
+
+    from agentp2p.network.quic.preference import TCP_FIRST
+
+    async with Node(local_config(listen=[QUIC], swim=False)) as a, \
+            Node(local_config(listen=["/ip4/127.0.0.1/tcp/0", QUIC], swim=False)) as b:
+        with trio.socket.socket() as silent:  # accepts in the kernel, never answers
+            await silent.bind(("127.0.0.1", 0))
+            silent.listen(16)
+            dead = Multiaddr(f"/ip4/127.0.0.1/tcp/{silent.getsockname()[1]}")
+            quic_addr = next(m for m in a.listen_addrs if "quic-v1" in str(m))
+            t0 = trio.current_time()
+            with trio.fail_after(TCP_FIRST + 7):
+                await b.host.connect(PeerInfo(a.peer_id, [dead, quic_addr]))
+            assert trio.current_time() - t0 >= TCP_FIRST * 0.9  # TCP had its turn
+        (conn,) = b.host.get_network().get_connections(a.peer_id)
+        assert type(conn.muxed_conn).__name__ == "QUICConnection"
