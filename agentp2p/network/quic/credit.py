@@ -13,8 +13,9 @@ dropped the excess (docs/reachability.md, "QUIC").
 * **a stream** may receive ``max_stream_data`` bytes beyond what its reader
   has released (read, or given up with the stream);
 * **the connection** may receive ``max_data`` bytes beyond what is *held*:
-  bytes buffered by our streams for a reader (:meth:`hold`, :meth:`release`)
-  plus what aioquic keeps out of order. Everything else aioquic counted —
+  bytes buffered by our streams for a reader (:meth:`hold`, :meth:`release`),
+  what aioquic keeps out of order, and what waits in its event queue for
+  py-libp2p's event loop (which takes ten events a turn and can lag). Everything else aioquic counted —
   read, discarded with a stream, dropped by py-libp2p for a stream it does
   not know, the unsent tail a peer's reset declares — is credited back, so
   no path can leak the connection's window and stall it.
@@ -32,6 +33,7 @@ from __future__ import annotations
 from typing import Any
 
 from aioquic.quic.connection import QuicConnection
+from aioquic.quic.events import StreamDataReceived
 
 _RELEASED = "_agentp2p_released"  # attribute on aioquic's per-stream object
 
@@ -67,6 +69,9 @@ class ReadCredit:
             receiver = stream.receiver
             if not receiver.is_finished:
                 held += len(receiver._buffer)  # out-of-order data aioquic keeps
+        for event in conn._events:  # delivered by aioquic, not yet taken by py-libp2p
+            if type(event) is StreamDataReceived:
+                held += len(event.data)
         return conn._local_max_data.used - held + conn._configuration.max_data
 
     def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
