@@ -30,6 +30,12 @@ async def test_quic_connection_identify_ping_pubsub(go_peer_binary: Path, python
     async with connected_pair(go_peer_binary, python_dials, QUIC, swim=False) as (py, go):
         (conn,) = py.host.get_network().get_connections(ID.from_base58(go.peer_id))
         assert type(conn.muxed_conn).__name__ == "QUICConnection"
+        # Our side of a QUIC handshake ends half a round trip before go's
+        # (it still waits for our Finished), so go may add it a moment later.
+        async def go_has_it() -> bool:
+            return bool((await go.command("conns", str(py.peer_id)))["conns"])
+
+        await go.wait_until(go_has_it, what="go's side of the connection")
         (theirs,) = (await go.command("conns", str(py.peer_id)))["conns"]
         assert "/quic-v1" in theirs["remote_addr"]
         assert theirs["direction"] == ("Inbound" if python_dials else "Outbound")
