@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import errno
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -41,6 +40,7 @@ from agentp2p.errors import DialError, ListenError, NotRunningError
 from agentp2p.network.addresses import to_peer_id, with_peer_id
 from agentp2p.network.identify import read_to_eof
 from agentp2p.network.identity import Identity
+from agentp2p.network.listen import bind_error_reason
 from agentp2p.network.penalties import BanInfo
 from agentp2p.protocol.ping import ping
 from agentp2p.protocol.pubsub import Message, Subscription, Validator
@@ -100,9 +100,7 @@ def _bind_failure_reason(addr: Multiaddr) -> str:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((host, port))
     except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            return "address already in use"
-        return exc.strerror or str(exc)
+        return bind_error_reason(exc)
     return "the transport refused it"
 
 

@@ -190,14 +190,14 @@ def _quic_options(
 ) -> object | None:
     """QUIC's transport settings when a listen address is ``/quic-v1``, else
     None (and aioquic is never imported)."""
-    if not any("quic-v1" in [p.name for p in a.protocols()] for a in listen_addrs):
+    from agentp2p.network import quic  # its package imports no aioquic; install() does
+
+    if not any(map(quic.is_quic, listen_addrs)):
         return None
     if psk is not None:
         # A private network encrypts the TCP byte stream before Noise; QUIC
         # has none to wrap (go-libp2p refuses QUIC with a PSK as well).
         raise ConfigError("QUIC cannot be used in a private network (--psk): listen on TCP only")
-    from agentp2p.network import quic
-
     quic.install()
     return quic.transport_config(
         max_connections=limits.max_connections,

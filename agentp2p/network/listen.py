@@ -25,6 +25,12 @@ import trio
 _INSTALLED = "_agentp2p_exclusive"
 
 
+def bind_error_reason(exc: OSError) -> str:
+    """What to tell an operator whose bind failed (TCP and UDP listeners,
+    the control API)."""
+    return "address already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+
+
 async def open_exclusive_listeners(host: str | None, port: int) -> list[trio.SocketListener]:
     """``_open_reuseport_listeners`` without ``SO_REUSEPORT``: the same targets
     (all IPv4 and IPv6 interfaces for ``host=None``), every bind must succeed."""
@@ -58,8 +64,7 @@ async def open_exclusive_listeners(host: str | None, port: int) -> list[trio.Soc
     except OSError as exc:
         for listener in listeners:
             await listener.aclose()
-        reason = "address already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
-        raise OpenConnectionError(f"Failed to listen on {host}:{port}: {reason}") from exc
+        raise OpenConnectionError(f"Failed to listen on {host}:{port}: {bind_error_reason(exc)}") from exc
     return listeners
 
 

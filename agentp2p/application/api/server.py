@@ -33,6 +33,7 @@ from agentp2p.application.api.auth import generate_token, load_or_create_token
 from agentp2p.application.api.context import ApiContext, ApiLimits
 from agentp2p.client.discovery import ApiAddress, parse_api_address
 from agentp2p.errors import ConfigError, ListenError
+from agentp2p.network.listen import bind_error_reason
 
 log = logging.getLogger("agentp2p.api")
 
@@ -161,8 +162,7 @@ class ApiService:
                 log.warning("API address %s is in use; using another port (see api.addr)", want)
                 sock = _bind(ApiAddress(host=want.host, port=0))
             else:
-                reason = "address already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
-                raise ListenError(f"cannot listen for the API on {want}: {reason}") from None
+                raise ListenError(f"cannot listen for the API on {want}: {bind_error_reason(exc)}") from None
         if want.is_unix:
             return sock, want
         host, port = sock.getsockname()[:2]

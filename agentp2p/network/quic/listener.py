@@ -39,7 +39,6 @@
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import socket as stdlib_socket
 import time
@@ -47,6 +46,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
+
+from agentp2p.network.listen import bind_error_reason
 
 
 async def create_exclusive_udp_socket(listener: object, host: str, port: int) -> trio.socket.SocketType:
@@ -64,8 +65,7 @@ async def create_exclusive_udp_socket(listener: object, host: str, port: int) ->
         await sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        reason = "address already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
-        raise QUICListenError(f"Failed to listen on udp {host}:{port}: {reason}") from exc
+        raise QUICListenError(f"Failed to listen on udp {host}:{port}: {bind_error_reason(exc)}") from exc
     return sock
 
 
@@ -105,10 +105,10 @@ def bounded_handshakes(handle_new_connection: NewConnection) -> NewConnection:
 
     async def _handle_new_connection(self: Any, data: bytes, addr: Any, packet_info: Any) -> Any:
         if len(data) < MIN_INITIAL_DATAGRAM:
-            setattr(self, DROPPED_SHORT, getattr(self, DROPPED_SHORT, 0) + 1)
+            _count(self, DROPPED_SHORT)
             return None
         if not _handshake_allowed(self, addr[0]):
-            setattr(self, DROPPED_RATE, getattr(self, DROPPED_RATE, 0) + 1)
+            _count(self, DROPPED_RATE)
             return None
         limit = getattr(self._config, PENDING_LIMIT, DEFAULT_PENDING_LIMIT)
         while len(self._registry._pending) >= limit:
@@ -116,16 +116,21 @@ def bounded_handshakes(handle_new_connection: NewConnection) -> NewConnection:
             if victim is None:
                 break
             await _forget(self, victim)
-            setattr(self, EVICTED, getattr(self, EVICTED, 0) + 1)
+            _count(self, EVICTED)
         quic_conn = await handle_new_connection(self, data, addr, packet_info)
         if quic_conn is not None and not _accepted_a_packet(quic_conn):
             # Garbage shaped like an Initial: no pending slot for it.
             await _forget(self, quic_conn)
-            setattr(self, DROPPED_UNDECRYPTABLE, getattr(self, DROPPED_UNDECRYPTABLE, 0) + 1)
+            _count(self, DROPPED_UNDECRYPTABLE)
             return None
         return quic_conn
 
     return _handle_new_connection
+
+
+def _count(listener: Any, counter: str) -> None:
+    """Bump one of the listener's drop counters (attributes, read by tests)."""
+    setattr(listener, counter, getattr(listener, counter, 0) + 1)
 
 
 def _handshake_allowed(listener: Any, ip: str) -> bool:

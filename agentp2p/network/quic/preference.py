@@ -24,6 +24,8 @@ from typing import Any
 import trio
 from multiaddr import Multiaddr
 
+from agentp2p.network.quic import is_quic
+
 #: The task whose dial hides QUIC addresses (None: no such dial).
 _AVOID_QUIC: contextvars.ContextVar[object] = contextvars.ContextVar("agentp2p_avoid_quic", default=None)
 #: How long the TCP-only attempt may take before QUIC is tried too.
@@ -32,10 +34,6 @@ TCP_FIRST = 3.0
 
 def _names(addr: Multiaddr) -> set[str]:
     return {p.name for p in addr.protocols()}
-
-
-def _is_quic(addr: Multiaddr) -> bool:
-    return "quic-v1" in _names(addr)
 
 
 def _is_plain_tcp(addr: Multiaddr) -> bool:
@@ -52,7 +50,7 @@ def prefer_tcp(swarm: Any) -> None:
     dial_peer = swarm.dial_peer
 
     async def gated(addr: Multiaddr) -> bool:
-        if _AVOID_QUIC.get() is trio.lowlevel.current_task() and _is_quic(addr):
+        if _AVOID_QUIC.get() is trio.lowlevel.current_task() and is_quic(addr):
             return False
         return await is_allowed(addr)
 
@@ -61,7 +59,7 @@ def prefer_tcp(swarm: Any) -> None:
             addrs = swarm.peerstore.addrs(peer_id)
         except Exception:  # noqa: BLE001 — no addresses: the swarm says so below
             addrs = []
-        if any(map(_is_quic, addrs)) and any(map(_is_plain_tcp, addrs)):
+        if any(map(is_quic, addrs)) and any(map(_is_plain_tcp, addrs)):
             token = _AVOID_QUIC.set(trio.lowlevel.current_task())
             try:
                 with trio.move_on_after(TCP_FIRST):
