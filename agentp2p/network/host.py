@@ -63,6 +63,7 @@ from agentp2p.network.identity import Identity
 from agentp2p.network.inbound import InboundGate, install_ban_gate
 from agentp2p.network.pnet import install_pnet
 from agentp2p.network.listen import install as install_exclusive_listeners
+from agentp2p.network.multistream import install as install_one_round_trip_select
 from agentp2p.network.resources import ResourceManager
 from agentp2p.network.streams import limit_streams
 from agentp2p.network.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
@@ -231,6 +232,9 @@ def build_host(
     resources = resources or ResourceManager()
     # Listeners without SO_REUSEPORT: a port in use is an error, not shared.
     install_exclusive_listeners()
+    # multistream-select sends its header and first proposal in one write:
+    # a round trip less per negotiation (security, muxer, every new stream).
+    install_one_round_trip_select()
     # Prune above max_connections. The low watermark only matters to the
     # library's auto-connector, which we switch off below.
     conn_config = ConnectionConfig(
