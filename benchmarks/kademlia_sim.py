@@ -3,8 +3,9 @@
 Runs the real sans-IO core (agentp2p.protocol.kademlia.core) with the
 node's configuration for N nodes on virtual time
 (agentp2p/simulation/kademlia.py: per-link latency lognormal median 50 ms
-clipped to 10-200 ms, fixed per pair; connections as py-libp2p makes them,
-6 round trips to dial, 2 per new stream, at most 300 per node; or "warm":
+clipped to 10-200 ms, fixed per pair; connections as our node makes them
+("node": 4 round trips to dial, 1 per new stream, at most 300 per node), as
+py-libp2p 0.8.1's multistream client did ("py-libp2p": 6 and 2), or "warm":
 every connection free) and prints, per network size:
 
 * **lookup**: FIND_NODE of random keys from random nodes at message loss
@@ -22,7 +23,7 @@ every connection free) and prints, per network size:
 
 Usage:  python benchmarks/kademlia_sim.py                       # 1,000 and 10,000 nodes
         python benchmarks/kademlia_sim.py --nodes 1000 --seed 7
-        python benchmarks/kademlia_sim.py --nodes 1000 --scenario lookup,newcomer --transport warm
+        python benchmarks/kademlia_sim.py --nodes 1000 --scenario lookup,newcomer --transport all
         python benchmarks/kademlia_sim.py --nodes 1000 --scenario survival --churn 0.1 --churn 0.3
         python benchmarks/kademlia_sim.py --quick --json out.json   # fewer samples, shorter runs
 
@@ -92,8 +93,9 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, action="append", help="network size (repeatable)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--scenario", default="all", help="comma-separated: lookup, newcomer, survival (or all)")
-    ap.add_argument("--transport", choices=("py-libp2p", "warm", "both"), default="both",
-                    help="connection model for lookup and newcomer (survival always uses py-libp2p)")
+    ap.add_argument("--transport", choices=("node", "py-libp2p", "warm", "both", "all"), default="both",
+                    help="connection model for lookup and newcomer: both = node and warm, all = the three "
+                         "(survival always uses node)")
     ap.add_argument("--churn", type=float, action="append", help="share replaced per period (repeatable)")
     ap.add_argument("--settle", type=float, default=0.0,
                     help="virtual seconds run after the build (700: every node ran one refresh round)")
@@ -104,7 +106,7 @@ def main() -> None:
     if not asked <= set(SCENARIOS):
         ap.error(f"unknown scenario in {ns.scenario!r}")
     sizes = ns.nodes or [1000, 10000]
-    transports = ["py-libp2p", "warm"] if ns.transport == "both" else [ns.transport]
+    transports = {"both": ["node", "warm"], "all": ["node", "py-libp2p", "warm"]}.get(ns.transport, [ns.transport])
     churns = ns.churn or [0.1, 0.3]
     results: list[dict[str, Any]] = []
 

@@ -10,17 +10,22 @@ simulator only replaces the adapter. The driver is the kademlia simnet
   and drawn from the seed (simulation/links.py): lognormal, median 50 ms,
   sigma 0.5, clipped to 10-200 ms (as the gossipsub simulator), or uniform
   10-150 ms. No bandwidth and no CPU model: a node answers at once.
-* **Connections** (``transport``). ``py-libp2p``: a new connection costs 6
-  round trips before its first request (TCP 1, multistream-select of the
-  security protocol 2 — py-libp2p's client sends the header and waits, then
-  the proposal and waits — Noise XX 1, multistream-select of the muxer 2);
-  each side learns the other is a DHT server 3 round trips later (identify
-  on its own stream, and our adapter polling the peerstore for it); each
-  new outbound DHT stream negotiates its protocol (2 round trips); a stream
-  carries one exchange at a time and is replaced after 30 s idle (our
-  PeerSender); a node keeps at most 300 connections (``max_connections``),
-  closing the least recently used. ``warm``: every connection free and
-  instant — the protocol's own round trips alone.
+* **Connections** (``transport``). ``node``, the default: a new connection
+  costs 4 round trips before its first request (TCP 1, multistream-select
+  of the security protocol 1 — header and proposal in one write,
+  network/multistream.py — Noise XX 1, multistream-select of the muxer 1);
+  each side learns the other is a DHT server 2 round trips later (identify
+  on its own stream: its negotiation, then its answer; our adapter polls
+  the peerstore for it); each new outbound DHT stream negotiates its
+  protocol (1 round trip); a stream carries one exchange at a time and is
+  replaced after 30 s idle (our PeerSender); a node keeps at most 300
+  connections (``max_connections``), closing the least recently used.
+  ``py-libp2p``: the same with py-libp2p 0.8.1's multistream client, which
+  waits for the listener's header before its proposal (2 round trips per
+  negotiation: 6 per connection, 2 per stream, 3 for identify) — the node
+  before 2026-12-02. ``benchmarks/round_trips.py`` measures both through a
+  delaying proxy. ``warm``: every connection free and instant — the
+  protocol's own round trips alone.
 * **Loss** drops whole requests, answers and pings independently (the
   requester's core times the request out after 5 s): a worst case, since
   over a real stream a lost packet is a retransmission, not a lost message.
@@ -78,14 +83,16 @@ from agentp2p.protocol.kademlia.simnet import SimNet, Transport
 from .kademlia_metrics import Sample, SampleLog, summarise
 from .links import LognormalLatency, UniformLatency
 
-__all__ = ["PY_LIBP2P", "TRANSPORTS", "WARM", "KadSimConfig", "KadSimulation", "SurvivalPlan", "lookup_scenario",
+__all__ = ["NODE", "PY_LIBP2P", "TRANSPORTS", "WARM", "KadSimConfig", "KadSimulation", "SurvivalPlan", "lookup_scenario",
            "newcomer_scenario", "node_kad_config", "provider_key", "survival_scenario"]
 
-#: py-libp2p 0.8.1 as our node uses it (round trips; see the module docstring).
+#: Our node's connections (round trips; see the module docstring).
+NODE = Transport(dial_rtts=4.0, stream_rtts=1.0, identify_rtts=2.0, stream_idle=30.0, max_connections=300)
+#: The same with py-libp2p 0.8.1's multistream client (the node before 2026-12-02).
 PY_LIBP2P = Transport(dial_rtts=6.0, stream_rtts=2.0, identify_rtts=3.0, stream_idle=30.0, max_connections=300)
 #: Every connection already up: the DHT's own round trips alone.
 WARM = Transport()
-TRANSPORTS = {"py-libp2p": PY_LIBP2P, "warm": WARM}
+TRANSPORTS = {"node": NODE, "py-libp2p": PY_LIBP2P, "warm": WARM}
 
 
 def node_kad_config() -> KademliaConfig:
@@ -103,7 +110,7 @@ class KadSimConfig:
     n: int = 1000
     seed: int = 1
     latency: str = "lognormal"  # or "uniform" (10-150 ms)
-    transport: str = "py-libp2p"  # or "warm"
+    transport: str = "node"  # or "py-libp2p" (the library's multistream client), "warm"
     wire: str = "size"  # or "full" (encode and decode every message)
     #: Stable nodes every newcomer dials first (they never leave).
     bootstrap_nodes: int = 4

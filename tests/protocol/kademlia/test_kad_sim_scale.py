@@ -173,7 +173,7 @@ def test_loss_drops_messages_from_its_own_stream_and_offline_nodes_are_silent() 
 
 
 def test_150_nodes_every_lookup_succeeds_without_loss() -> None:
-    for transport in ("warm", "py-libp2p"):
+    for transport in ("warm", "node"):
         sim = KadSimulation(KadSimConfig(n=150, seed=4, transport=transport))
         sim.build()
         assert min(sim.table_sizes()) >= 10
@@ -182,7 +182,7 @@ def test_150_nodes_every_lookup_succeeds_without_loss() -> None:
         assert r["hops_p99"] <= 5 and r["lost"] == 0 and r["failures_mean"] == 0
         if transport == "warm":  # a few round trips of <= 200 ms links per hop
             assert r["p99"] < 2.0 and r["timed_out"] == 0
-        # (py-libp2p: 9 round trips per fresh peer, so a lookup may reach its 10 s
+        # (node: 6 round trips per fresh peer, so a lookup may reach its 10 s
         # deadline — still with the closest peers, as asserted above)
 
 
