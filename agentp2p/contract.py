@@ -66,7 +66,8 @@ class Dialing(Protocol):
 
     async def open_stream(
         self, peer: ID, protocols: Sequence[str], *, addrs: Iterable[Multiaddr | bytes | str] = (),
-        timeout: float | None = None, dial: bool = True, lookup: bool = True,
+        timeout: float | None = None, dial: bool = True, lookup: bool = True, lazy: bool = True,
+        optimistic: bool = False,
     ) -> Any: ...
 
 

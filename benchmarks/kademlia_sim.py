@@ -4,7 +4,7 @@ Runs the real sans-IO core (agentp2p.protocol.kademlia.core) with the
 node's configuration for N nodes on virtual time
 (agentp2p/simulation/kademlia.py: per-link latency lognormal median 50 ms
 clipped to 10-200 ms, fixed per pair; connections as our node makes them
-("node": 4 round trips to dial, 1 per new stream, at most 300 per node), as
+("node": 2 round trips to dial, none for a new stream, at most 300 per node), as
 py-libp2p 0.8.1's multistream client did ("py-libp2p": 6 and 2), or "warm":
 every connection free) and prints, per network size:
 

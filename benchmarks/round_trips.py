@@ -11,7 +11,13 @@ identify) meet through it, and the script times, ``--runs`` times:
 * ``stream``: a new stream with its protocol negotiated, then one 1-byte
   request and its answer (what a first DHT request costs on a live
   connection);
-* ``cold``: both, as a first request to a peer not yet connected.
+* ``cold``: both, as a first request to a peer not yet connected;
+* ``lazy_stream``: a new stream whose proposal rides with its request
+  (:class:`~agentp2p.network.multistream.LazyStream`, what the dialer opens
+  when identify said the peer speaks the protocol, and what the DHT opens
+  always), its request and answer;
+* ``lazy_cold``: ``connect`` then a lazy stream's request: a DHT request to
+  a peer not yet connected.
 
 Each is printed in milliseconds and in round trips (time / RTT, CPU time
 included: on an idle machine it is a few ms). The proxy accepts TCP at once,
@@ -84,6 +90,28 @@ async def _echo(stream: Any) -> None:
     await stream.close()
 
 
+async def _lazy_echo(b: Any, peer: Any, library: bool) -> None:
+    """One request on a new lazy stream (negotiated first with ``library``: it has none)."""
+    from libp2p.custom_types import TProtocol
+
+    from agentp2p.network.multistream import LazyStream
+
+    if library:
+        stream = await b.new_stream(peer, [TProtocol(ECHO)])
+    else:
+        stream = LazyStream(await b.get_network().new_stream(peer), ECHO)
+    await stream.write(b"y")
+    assert await stream.read(1) == b"y"
+    await stream.close()
+
+
+async def _disconnect(a: Any, b: Any) -> None:
+    await b.disconnect(a.get_id())
+    with trio.fail_after(10):
+        while a.get_network().get_connections(b.get_id()) or b.get_network().get_connections(a.get_id()):
+            await trio.sleep(0.01)
+
+
 async def run(delay_ms: float, runs: int, library: bool) -> dict[str, Any]:
     from libp2p.custom_types import TProtocol
     from libp2p.peer.peerinfo import PeerInfo
@@ -101,7 +129,7 @@ async def run(delay_ms: float, runs: int, library: bool) -> dict[str, Any]:
     a.set_stream_handler(TProtocol(ECHO), _echo)
     delay = delay_ms / 1000
     rtt = 2 * delay
-    times: dict[str, list[float]] = {"connect": [], "stream": [], "cold": []}
+    times: dict[str, list[float]] = {"connect": [], "stream": [], "cold": [], "lazy_stream": [], "lazy_cold": []}
     async with a.run(listen), b.run(listen), trio.open_nursery() as nursery:
         port = int(str(a.get_addrs()[0]).split("/tcp/")[1].split("/")[0])
         proxy_port = await nursery.start(delay_proxy, port, delay)
@@ -117,13 +145,20 @@ async def run(delay_ms: float, runs: int, library: bool) -> dict[str, Any]:
             assert await stream.read(1) == b"x"
             t2 = time.perf_counter()
             await stream.close()
+            t3 = time.perf_counter()
+            await _lazy_echo(b, a.get_id(), library)
+            t4 = time.perf_counter()
             times["connect"].append(t1 - t0)
             times["stream"].append(t2 - t1)
             times["cold"].append(t2 - t0)
-            await b.disconnect(a.get_id())
-            with trio.fail_after(10):
-                while a.get_network().get_connections(b.get_id()) or b.get_network().get_connections(a.get_id()):
-                    await trio.sleep(0.01)
+            times["lazy_stream"].append(t4 - t3)
+            await _disconnect(a, b)
+            b.get_peerstore().clear_addrs(a.get_id())
+            t0 = time.perf_counter()
+            await b.connect(info)
+            await _lazy_echo(b, a.get_id(), library)
+            times["lazy_cold"].append(time.perf_counter() - t0)
+            await _disconnect(a, b)
         nursery.cancel_scope.cancel()
     out: dict[str, Any] = {"client": "py-libp2p" if library else "ours", "delay_ms": delay_ms, "rtt_ms": rtt * 1000}
     for name, values in times.items():

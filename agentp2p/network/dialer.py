@@ -36,6 +36,7 @@ from libp2p.peer.peerinfo import PeerInfo
 from multiaddr import Multiaddr
 
 from agentp2p.errors import DialError, PeerRefused
+from agentp2p.network.multistream import LazyStream
 
 log = logging.getLogger("agentp2p.dialer")
 
@@ -66,6 +67,7 @@ class DialerStats:
     refused_not_allowed: int = 0  # the allow list is on and the peer is not on it
     refused_policy: int = 0  # the authorization policy's connect rules refuse the peer
     relayed_dials: int = 0  # direct addresses failed (or none): tried /p2p-circuit ones
+    lazy_streams: int = 0  # streams whose protocol rode with their first write (identify said the peer speaks it)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -276,6 +278,19 @@ class Dialer:
             raise DialError(f"dial {peer} failed: {first}") from None
         raise DialError(f"peer {peer}: no known address" + (" and not found in the DHT" if lookup and self._lookup else ""))
 
+    def _lazy_capable(self, peer: ID) -> bool:
+        """A connection to ``peer`` whose streams need no negotiation slot
+        (py-libp2p's QUIC has one: those are negotiated the library's way)."""
+        conns = self._host.get_network().get_connections(peer)
+        return bool(conns) and getattr(getattr(conns[0], "muxed_conn", None), "_negotiation_semaphore", None) is None
+
+    def _speaks(self, peer: ID, protocol: str) -> bool:
+        """Identify said ``peer`` speaks ``protocol`` (and the connection can be lazy)."""
+        try:
+            return self._lazy_capable(peer) and bool(self._host.get_peerstore().supports_protocols(peer, [protocol]))
+        except Exception:  # noqa: BLE001 — an unknown peer: negotiate
+            return False
+
     async def open_stream(
         self,
         peer: ID,
@@ -285,11 +300,23 @@ class Dialer:
         timeout: float | None = None,
         dial: bool = True,
         lookup: bool = True,
+        lazy: bool = True,
+        optimistic: bool = False,
     ) -> Any:
         """A new stream to ``peer`` speaking one of ``protocols``.
 
         ``dial=False``: only over a connection that is already open (a reply
         path, or a protocol that must not create connections).
+
+        When identify has told us the peer speaks ``protocols[0]``, the
+        stream is returned at once and its negotiation rides with its first
+        write (a :class:`~agentp2p.network.multistream.LazyStream`, as
+        go-libp2p does): a request on a new stream costs one round trip, not
+        two. A refusal then shows as an error on the first read. ``lazy=False``
+        negotiates before returning. ``optimistic=True`` is lazy before
+        identify has answered too, for a single protocol the caller expects
+        the peer to speak (a DHT request to a peer another server named: its
+        first request on a fresh connection need not wait for identify).
         """
         limit = self.timeout if timeout is None else timeout
         try:
@@ -298,6 +325,14 @@ class Dialer:
                     if not dial:
                         raise DialError(f"peer {peer} is not connected")
                     await self.connect(peer, addrs, timeout=limit, lookup=lookup)
+                if lazy and protocols and (
+                    (optimistic and len(protocols) == 1 and self._lazy_capable(peer))
+                    or self._speaks(peer, protocols[0])
+                ):
+                    stream = await self._host.get_network().new_stream(peer)
+                    stream.set_protocol(TProtocol(protocols[0]))
+                    self.stats.lazy_streams += 1
+                    return LazyStream(stream, protocols[0])
                 return await self._host.new_stream(peer, [TProtocol(p) for p in protocols])
         except trio.TooSlowError:
             raise DialError(f"opening {'/'.join(protocols)} to {peer} timed out after {limit:g}s") from None

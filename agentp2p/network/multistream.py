@@ -33,29 +33,52 @@ from typing import Any
 
 import trio
 from libp2p.custom_types import TProtocol
-from libp2p.io.exceptions import IOException
+from libp2p.io.exceptions import IOException, MessageTooLarge
 from libp2p.protocol_muxer import multiselect_client as _client
+from libp2p.protocol_muxer.generic_selector import GenericMultistreamSelector
 from libp2p.protocol_muxer.exceptions import (
     MultiselectClientError,
     MultiselectCommunicatorError,
     ProtocolNotSupportedError,
 )
-from libp2p.utils import encode_delim
+from libp2p.network.stream.exceptions import StreamError
+from libp2p.utils import encode_delim, read_varint_prefixed_bytes_limited
 
-__all__ = ["HEADER", "LIBRARY_SELECT_ONE_OF", "install", "installed", "select_one_of", "uninstall"]
+__all__ = ["HEADER", "LIBRARY_SELECT_ONE_OF", "LazyNegotiationError", "LazyStream", "MAX_MESSAGE",
+           "install", "installed", "select_one_of", "uninstall"]
 
 HEADER = "/multistream/1.0.0"
 _NA = "na"
 _TIMEOUT = 30
+#: Largest multistream-select message we read (a protocol ID and its newline;
+#: go-multistream refuses more than 1 KiB too). The library's reader had no bound.
+MAX_MESSAGE = 1024
 
-#: py-libp2p's own method, kept for :func:`uninstall` and for the test that shows its waits.
+#: py-libp2p's own methods, kept for :func:`uninstall` and for the tests that show their waits.
 LIBRARY_SELECT_ONE_OF = _client.MultiselectClient.select_one_of
+LIBRARY_SELECT = GenericMultistreamSelector.select
+
+
+async def _read_message(reader: Any) -> str:
+    """One multistream-select message, at most :data:`MAX_MESSAGE` bytes (ValueError otherwise)."""
+    try:
+        data = await read_varint_prefixed_bytes_limited(reader, MAX_MESSAGE)
+    except MessageTooLarge as exc:  # an IOException, but the peer's bytes, not the connection
+        raise ValueError(str(exc)) from None
+    except (IOException, MultiselectCommunicatorError):
+        raise
+    except Exception as exc:  # noqa: BLE001 — a bad varint, an oversized length: the peer's bytes
+        raise ValueError(str(exc)) from None
+    if not data.endswith(b"\n"):
+        raise ValueError(f"message not delimited by a newline: {data[:64]!r}")
+    return data[:-1].decode(errors="replace")
 
 
 async def _read(communicator: Any, what: str) -> str:
+    reader = getattr(communicator, "read_writer", None)
     try:
-        return str(await communicator.read())
-    except MultiselectCommunicatorError as exc:
+        return await _read_message(reader) if reader is not None else str(await communicator.read())
+    except (IOException, MultiselectCommunicatorError, ValueError) as exc:
         raise MultiselectClientError(f"{what} read failed: {exc}") from exc
 
 
@@ -97,14 +120,163 @@ async def select_one_of(
 
 
 def install() -> None:
-    """Negotiate in one round trip in every py-libp2p client of this process (idempotent)."""
+    """Negotiate in one round trip (streams) or none (a connection's
+    security and muxer) in every py-libp2p host of this process (idempotent)."""
     _client.MultiselectClient.select_one_of = select_one_of  # type: ignore[method-assign]
+    GenericMultistreamSelector.select = select_upgrade  # type: ignore[method-assign]
 
 
 def uninstall() -> None:
-    """Back to py-libp2p's two round trips (benchmarks and tests only)."""
+    """Back to py-libp2p's two round trips each (benchmarks and tests only)."""
     _client.MultiselectClient.select_one_of = LIBRARY_SELECT_ONE_OF  # type: ignore[method-assign]
+    GenericMultistreamSelector.select = LIBRARY_SELECT  # type: ignore[method-assign]
 
 
 def installed() -> bool:
-    return _client.MultiselectClient.select_one_of is select_one_of
+    return (_client.MultiselectClient.select_one_of is select_one_of
+            and GenericMultistreamSelector.select is select_upgrade)
+
+
+# -- a connection's security and muxer: no round trip of their own -------------
+
+
+async def select_upgrade(self: Any, conn: Any, is_initiator: bool, negotiate_timeout: int = _TIMEOUT) -> Any:
+    """``GenericMultistreamSelector.select`` for a connection's upgrade, lazily on the dialing side.
+
+    The dialer offers one security protocol (Noise) and one muxer (Yamux),
+    so there is nothing to choose: it writes the header and its proposal and
+    goes straight on — the Noise handshake's first message, or the muxer's
+    first frames, follow in the same flight. The listener's header and its
+    acceptance are read in front of the first bytes the next layer reads
+    (:func:`_confirm_on_first_read`); a refusal fails that read, and with it
+    the handshake or the connection. go-multistream's listener reads exactly
+    one message at a time, as py-libp2p's does, so what follows the proposal
+    is left for the next layer. A connection costs TCP, Noise's round trip,
+    and nothing else before it carries a request. The listening side, and a
+    dialer offering several protocols, negotiate as the library does.
+    """
+    if not is_initiator or len(self.handlers) != 1:
+        return await LIBRARY_SELECT(self, conn, is_initiator, negotiate_timeout)
+    protocol, handler = next(iter(self.handlers.items()))
+    try:
+        await conn.write(encode_delim(HEADER.encode()) + encode_delim(str(protocol).encode()))
+    except (IOException, AssertionError, ValueError) as exc:
+        raise MultiselectClientError(f"proposal write failed: {exc}") from exc
+    _confirm_on_first_read(conn, str(protocol))
+    return protocol, handler
+
+
+class _ReadOnly:
+    """A read function as the reader the library's varint helpers expect."""
+
+    __slots__ = ("read",)
+
+    def __init__(self, read: Any) -> None:
+        self.read = read
+
+
+def _confirm_on_first_read(conn: Any, protocol: str) -> None:
+    """Make ``conn``'s first read consume and check the listener's header and
+    acceptance of ``protocol`` before it returns the bytes that follow them."""
+    original = conn.read
+    reader = _ReadOnly(original)
+
+    async def confirming_read(n: int | None = None) -> bytes:
+        try:
+            header = await _read_message(reader)
+            answer = await _read_message(reader)
+        except ValueError as exc:
+            raise LazyNegotiationError(f"protocol {protocol}: unreadable negotiation ({exc})") from None
+        if header != HEADER:
+            raise LazyNegotiationError(f"protocol {protocol}: multistream header {header!r}")
+        if answer != protocol:
+            raise LazyNegotiationError(
+                f"protocol {protocol}: " + ("not supported (na)" if answer == _NA else f"answered {answer!r}"))
+        if conn.__dict__.get("read") is confirming_read:
+            conn.read = original
+        return await original(n)  # type: ignore[no-any-return]
+
+    conn.read = confirming_read
+
+
+# -- 0-RTT: the proposal rides with the first write ----------------------------
+
+
+class LazyNegotiationError(StreamError):
+    """The listener refused the protocol a :class:`LazyStream` proposed (or
+    answered garbage); raised by its first read. A StreamError, so every
+    reader that handles a dead stream handles this too."""
+
+
+class LazyStream:
+    """A stream whose protocol is proposed with its first write and confirmed by its first read.
+
+    go-libp2p opens a stream this way when identify already said the peer
+    speaks the protocol: nothing waits for the listener, so a request on a
+    new stream costs one round trip instead of two (header and proposal go
+    out in front of the request; the listener's header and acceptance come
+    back in front of the answer). :meth:`~agentp2p.network.dialer.Dialer.open_stream`
+    does the same under the same condition. If the listener refuses after
+    all (it dropped the protocol since identify), the first read raises
+    :class:`LazyNegotiationError` and the stream is reset; whatever was
+    written is lost with it, as it would be on a stream the peer reset.
+
+    Everything else (close, reset, ``muxed_conn``, ``get_protocol`` ...) is
+    the underlying stream's.
+    """
+
+    def __init__(self, stream: Any, protocol: str) -> None:
+        self._stream = stream
+        self._protocol = protocol
+        self._proposal: bytes | None = encode_delim(HEADER.encode()) + encode_delim(protocol.encode())
+        self._confirmed = False
+        self._send_lock = trio.Lock()
+        self._confirm_lock = trio.Lock()
+
+    @property
+    def stream(self) -> Any:
+        """The underlying stream."""
+        return self._stream
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    async def write(self, data: bytes) -> None:
+        if self._proposal is not None:
+            async with self._send_lock:
+                if self._proposal is not None:
+                    proposal, self._proposal = self._proposal, None
+                    await self._stream.write(proposal + bytes(data))
+                    return
+        if data:
+            await self._stream.write(data)
+
+    async def read(self, n: int | None = None) -> bytes:
+        if not self._confirmed:
+            await self._confirm()
+        return await self._stream.read(n)  # type: ignore[no-any-return]
+
+    async def _confirm(self) -> None:
+        async with self._confirm_lock:
+            if self._confirmed:
+                return
+            if self._proposal is not None:  # read before any write: the listener must hear us first
+                await self.write(b"")
+            try:
+                header = await _read_message(self._stream)
+                answer = await _read_message(self._stream)
+            except ValueError as exc:
+                await self._refused(f"unreadable negotiation ({exc})")
+            if header != HEADER:
+                await self._refused(f"multistream header {header!r}")
+            if answer != self._protocol:
+                await self._refused("not supported (na)" if answer == _NA else f"answered {answer!r}")
+            self._confirmed = True
+
+    async def _refused(self, why: str) -> None:
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            try:
+                await self._stream.reset()
+            except Exception:  # noqa: BLE001 — already dead
+                pass
+        raise LazyNegotiationError(f"protocol {self._protocol}: {why}")

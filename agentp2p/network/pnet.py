@@ -295,7 +295,15 @@ class _FirstBytes(IRawConnection):
         self.eof = False
 
     async def read(self, n: int | None = None) -> bytes:
-        data = await self._inner.read(n)
+        try:
+            data = await self._inner.read(n)
+        except Exception:
+            # Reset before a word: a private-network peer that choked on our
+            # header and proposal (sent together, network/multistream.py)
+            # closes with them unread, and the kernel turns that into a reset.
+            if not self.first:
+                self.eof = True
+            raise
         if len(self.first) < len(MULTISTREAM_HEADER):
             if data:
                 self.first += data[: len(MULTISTREAM_HEADER) - len(self.first)]
@@ -326,7 +334,7 @@ class _FirstBytes(IRawConnection):
         if not self.first:
             if self.eof:
                 return (
-                    "the peer closed the connection without a word: "
+                    "the peer closed or reset the connection without a word: "
                     "it may be in a private network (see --psk), or refusing us"
                 )
             return None  # nothing heard yet, and no EOF: a failure of our own side

@@ -11,15 +11,17 @@ simulator only replaces the adapter. The driver is the kademlia simnet
   sigma 0.5, clipped to 10-200 ms (as the gossipsub simulator), or uniform
   10-150 ms. No bandwidth and no CPU model: a node answers at once.
 * **Connections** (``transport``). ``node``, the default: a new connection
-  costs 4 round trips before its first request (TCP 1, multistream-select
-  of the security protocol 1 — header and proposal in one write,
-  network/multistream.py — Noise XX 1, multistream-select of the muxer 1);
+  costs 2 round trips before its first request (TCP 1, Noise XX 1: the
+  dialer proposes its one security protocol and its one muxer without
+  waiting for the listener's answers, which come back in front of Noise's
+  second message and the first muxer frames — network/multistream.py);
   each side learns the other is a DHT server 2 round trips later (identify
-  on its own stream: its negotiation, then its answer; our adapter polls
-  the peerstore for it); each new outbound DHT stream negotiates its
-  protocol (1 round trip); a stream carries one exchange at a time and is
-  replaced after 30 s idle (our PeerSender); a node keeps at most 300
-  connections (``max_connections``), closing the least recently used.
+  on its own stream: its negotiation, header and proposal in one write,
+  then its answer; our adapter polls the peerstore for it); a new outbound
+  DHT stream costs nothing extra: its protocol proposal rides with its
+  first request (a LazyStream); a stream carries one exchange at a time
+  and is replaced after 30 s idle (our PeerSender); a node keeps at most
+  300 connections (``max_connections``), closing the least recently used.
   ``py-libp2p``: the same with py-libp2p 0.8.1's multistream client, which
   waits for the listener's header before its proposal (2 round trips per
   negotiation: 6 per connection, 2 per stream, 3 for identify) — the node
@@ -87,7 +89,7 @@ __all__ = ["NODE", "PY_LIBP2P", "TRANSPORTS", "WARM", "KadSimConfig", "KadSimula
            "newcomer_scenario", "node_kad_config", "provider_key", "survival_scenario"]
 
 #: Our node's connections (round trips; see the module docstring).
-NODE = Transport(dial_rtts=4.0, stream_rtts=1.0, identify_rtts=2.0, stream_idle=30.0, max_connections=300)
+NODE = Transport(dial_rtts=2.0, stream_rtts=0.0, identify_rtts=2.0, stream_idle=30.0, max_connections=300)
 #: The same with py-libp2p 0.8.1's multistream client (the node before 2026-12-02).
 PY_LIBP2P = Transport(dial_rtts=6.0, stream_rtts=2.0, identify_rtts=3.0, stream_idle=30.0, max_connections=300)
 #: Every connection already up: the DHT's own round trips alone.

@@ -183,3 +183,199 @@ def test_build_host_installs_it() -> None:
         assert multistream.installed()
     finally:
         multistream.install()
+
+
+# -- 0-RTT streams (LazyStream through the dialer), on real nodes ---------------
+
+ECHO = "/agentp2p/test-echo/1.0.0"
+
+
+async def _echo(stream) -> None:  # type: ignore[no-untyped-def]
+    data = await stream.read(1024)
+    await stream.write(data.upper())
+    await stream.close()
+
+
+async def test_a_stream_to_an_identified_peer_carries_its_proposal_with_the_first_write() -> None:
+    from agentp2p.network.identify import request_identify
+    from agentp2p.network.multistream import LazyStream
+    from agentp2p.node import Node
+    from agentp2p.testing import local_config
+
+    async with Node(local_config(swim=False)) as a, Node(local_config(swim=False)) as b:
+        a.set_stream_handler(ECHO, _echo)
+        await b.connect(a.addrs[0])
+        assert ECHO in await request_identify(b.dialer, b.host, a.peer_id, 5.0)
+        assert b.host.get_peerstore().supports_protocols(a.peer_id, [ECHO])
+        before = b.dialer.stats.lazy_streams
+        stream = await b.dialer.open_stream(a.peer_id, [ECHO])
+        assert isinstance(stream, LazyStream) and b.dialer.stats.lazy_streams == before + 1
+        await stream.write(b"hello")
+        assert await stream.read(1024) == b"HELLO"
+        # lazy=False negotiates first, as before.
+        plain = await b.dialer.open_stream(a.peer_id, [ECHO], lazy=False)
+        assert not isinstance(plain, LazyStream)
+        await plain.write(b"x")
+        assert await plain.read(1024) == b"X"
+
+
+async def test_an_optimistic_stream_to_a_peer_without_the_protocol_fails_on_its_first_read() -> None:
+    from agentp2p.network.multistream import LazyNegotiationError, LazyStream
+    from agentp2p.node import Node
+    from agentp2p.testing import local_config
+
+    async with Node(local_config(swim=False)) as a, Node(local_config(swim=False)) as b:
+        await b.connect(a.addrs[0])
+        stream = await b.dialer.open_stream(a.peer_id, ["/agentp2p/nobody-serves/1.0.0"], optimistic=True)
+        assert isinstance(stream, LazyStream)
+        await stream.write(b"request")
+        with pytest.raises(LazyNegotiationError, match="not supported"):
+            with trio.fail_after(10):
+                await stream.read(1024)
+        # Without optimism the same call is refused at once, as before.
+        from agentp2p.errors import DialError
+
+        with pytest.raises(DialError):
+            await b.dialer.open_stream(a.peer_id, ["/agentp2p/nobody-serves/1.0.0"])
+        # The connection survived the refusal.
+        assert await b.ping(a.peer_id) > 0
+
+
+async def test_a_lazy_stream_whose_listener_speaks_first_sends_its_proposal_on_read() -> None:
+    """Identify: the dialer only reads. The proposal must go out before the read waits."""
+    from libp2p.identity.identify.identify import ID as IDENTIFY_PROTOCOL
+    from libp2p.identity.identify.identify import parse_identify_response
+
+    from agentp2p.network.identify import read_to_eof
+    from agentp2p.network.multistream import LazyStream
+    from agentp2p.node import Node
+    from agentp2p.testing import local_config
+
+    async with Node(local_config(swim=False)) as a, Node(local_config(swim=False)) as b:
+        await b.connect(a.addrs[0])
+        stream = await b.dialer.open_stream(a.peer_id, [str(IDENTIFY_PROTOCOL)], optimistic=True)
+        assert isinstance(stream, LazyStream)
+        with trio.fail_after(10):
+            msg = parse_identify_response(await read_to_eof(stream, 1 << 18))
+        assert msg.public_key
+
+
+# -- a connection's upgrade: the dialer does not wait at all --------------------
+
+
+def _selector(protocol: TProtocol):  # type: ignore[no-untyped-def]
+    from libp2p.protocol_muxer.generic_selector import GenericMultistreamSelector
+
+    sel = GenericMultistreamSelector()
+    sel.add_handler(protocol, "handler")
+    return sel
+
+
+async def _upgrade_against(listener, select, after: bytes) -> tuple[object, bytes]:  # type: ignore[no-untyped-def]
+    """Dial ``listener``, run ``select(conn)``, write ``after`` as the next
+    layer would, then read what the listener lets through."""
+    outcome: list[object] = []
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, lambda s: listener(_Conn(s)), 0, host="127.0.0.1"))
+        stream = await trio.open_tcp_stream("127.0.0.1", listeners[0].socket.getsockname()[1])
+        conn = _Conn(stream)
+        try:
+            with trio.fail_after(10):
+                chosen = await select(conn)
+                await conn.write(after)
+                outcome.append((chosen, await conn.read(64)))
+        except Exception as exc:  # noqa: BLE001 — raised below, outside the nursery's group
+            outcome.append(exc)
+        finally:
+            await stream.aclose()
+            nursery.cancel_scope.cancel()
+    if isinstance(outcome[0], Exception):
+        raise outcome[0]
+    return outcome[0]  # type: ignore[return-value]
+
+
+async def test_upgrade_dialer_sends_header_proposal_and_next_layer_before_hearing_anything() -> None:
+    proposal = encode_delim(b"/noise")
+    first_message = b"noise-msg1"
+
+    async def silent_until_everything(conn: _Conn) -> None:
+        buf = bytearray()
+        await _read_until(conn, buf, HEADER + proposal + first_message)
+        await conn.write(HEADER + proposal + b"noise-msg2")
+        await trio.sleep_forever()
+
+    sel = _selector(TProtocol("/noise"))
+    chosen, reply = await _upgrade_against(silent_until_everything, lambda c: multistream.select_upgrade(sel, c, True),
+                                           first_message)
+    assert chosen == ("/noise", "handler")
+    # The first read of the next layer gets what follows the listener's acceptance.
+    assert reply == b"noise-msg2"
+
+
+async def test_library_upgrade_waits_for_the_listeners_header() -> None:
+    seen: dict[str, bytes] = {}
+    proposal = encode_delim(b"/noise")
+
+    async def patient(conn: _Conn) -> None:
+        buf = bytearray()
+        await _read_until(conn, buf, HEADER)
+        seen["before_our_header"] = bytes(buf)
+        await conn.write(HEADER)
+        await _read_until(conn, buf, HEADER + proposal)
+        await conn.write(proposal + b"noise-msg2")
+        await trio.sleep_forever()
+
+    sel = _selector(TProtocol("/noise"))
+    was = multistream.installed()
+    multistream.uninstall()  # the library's selector calls the library's client
+    try:
+        chosen, reply = await _upgrade_against(patient, lambda c: sel.select(c, True), b"noise-msg1")
+    finally:
+        if was:
+            multistream.install()
+    assert chosen == ("/noise", "handler") and reply == b"noise-msg2"
+    assert seen["before_our_header"] == HEADER
+
+
+async def test_upgrade_refused_fails_the_next_layers_first_read() -> None:
+    from agentp2p.network.multistream import LazyNegotiationError
+
+    async def refuses(conn: _Conn) -> None:
+        await conn.write(HEADER + encode_delim(b"na"))
+        await trio.sleep_forever()
+
+    sel = _selector(TProtocol("/noise"))
+    with pytest.raises(LazyNegotiationError, match="not supported"):
+        await _upgrade_against(refuses, lambda c: multistream.select_upgrade(sel, c, True), b"x")
+
+
+async def test_upgrade_answer_over_the_size_bound_is_refused_before_it_is_read() -> None:
+    from agentp2p.network.multistream import MAX_MESSAGE, LazyNegotiationError
+
+    async def huge(conn: _Conn) -> None:
+        # A length prefix of 1 GiB: refused from the prefix, nothing buffered.
+        from libp2p.utils import encode_uvarint
+
+        await conn.write(encode_uvarint(1 << 30))
+        await trio.sleep_forever()
+
+    sel = _selector(TProtocol("/noise"))
+    with pytest.raises(LazyNegotiationError, match=str(MAX_MESSAGE)):
+        await _upgrade_against(huge, lambda c: multistream.select_upgrade(sel, c, True), b"x")
+
+
+async def test_listener_side_and_several_offers_negotiate_as_the_library_does() -> None:
+    """Lazy only where there is nothing to choose: one offer, dialing side."""
+    from libp2p.protocol_muxer.generic_selector import GenericMultistreamSelector
+
+    sel = GenericMultistreamSelector()
+    sel.add_handler(TProtocol("/noise"), "noise")
+    sel.add_handler(TProtocol("/tls/1.0.0"), "tls")
+
+    async def picks_tls(conn: _Conn) -> None:
+        await Multiselect({TProtocol("/tls/1.0.0"): None}).negotiate(MultiselectCommunicator(conn), 10)
+        await conn.write(b"tls-hello")
+        await trio.sleep_forever()
+
+    chosen, reply = await _upgrade_against(picks_tls, lambda c: multistream.select_upgrade(sel, c, True), b"")
+    assert chosen == ("/tls/1.0.0", "tls") and reply == b"tls-hello"

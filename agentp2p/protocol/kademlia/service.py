@@ -517,7 +517,10 @@ class KademliaService:
         s = self._senders.get(peer)
         if s is None:
             async def open_stream() -> Any:
-                return await self._dialer.open_stream(peer, self.protocols, lookup=False)
+                # Optimistic: the peer was named a DHT server (or is one in our
+                # table), so the request rides with the protocol proposal and a
+                # fresh connection does not wait for identify first.
+                return await self._dialer.open_stream(peer, self.protocols, lookup=False, optimistic=True)
 
             s = self._senders[peer] = PeerSender(open_stream, max_message_bytes=self.limits.max_message_bytes,
                                                  max_idle=self._outbound_idle, stats=self.sender_stats)
