@@ -332,7 +332,7 @@ def assemble(
         is_permitted=allowlist.permits, refused_by_policy=authorizer.refuses_connection,
     )
     pubsub = PubSub(config.pubsub, identity=identity, resources=resources, offence=offence, authorizer=authorizer)
-    dht = DHT(host, config.dht, offence=offence)
+    dht = DHT(host, config.dht, offence=offence, assume_servers=[info.peer_id for info in bootstrap])
     dialer.use_lookup(dht.locate)
     # Every node stores agent records for others, whether or not it publishes one.
     from agentp2p.application.records.validator import AgentRecordValidator

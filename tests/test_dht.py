@@ -221,3 +221,63 @@ async def test_a_peer_still_unidentified_is_identified_again_when_the_table_is_t
         b.host.set_stream_handler(IDENTIFY_PROTOCOL, _identify_handler(b.host))  # b answers again
         await wait_until(lambda: b.peer_id in a.dht.routing_table_peers(), 15, "b in a's table")
         assert a.dht.stats()["adapter"]["reidentified"] >= 1
+
+
+async def test_a_bootstrap_peer_is_in_the_table_before_identify_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A configured bootstrap peer is taken for a DHT server as soon as it
+    connects: a newcomer's first lookup does not wait for identify. If
+    identify never answers, the assumption stays; a peer we merely connected
+    to is not assumed anything."""
+    from libp2p.identity.identify.identify import ID as IDENTIFY_PROTOCOL
+
+    from agentp2p.protocol.kademlia import service as kad_service
+
+    monkeypatch.setattr(kad_service, "IDENTIFY_ASK_AFTER", 0.2)
+    monkeypatch.setattr(kad_service, "IDENTIFY_ASK_TIMEOUT", 0.3)
+    monkeypatch.setattr(kad_service, "IDENTIFY_WAIT", 1.0)
+
+    async def silent(stream: object) -> None:
+        await trio.sleep_forever()
+
+    async with Node(local_config(swim=False)) as boot:
+        boot.host.set_stream_handler(IDENTIFY_PROTOCOL, silent)
+        async with Node(local_config(swim=False, bootstrap=[boot.addrs[0]])) as newcomer, \
+                Node(local_config(swim=False)) as other:
+            newcomer.host._schedule_identify = lambda *args, **kwargs: None
+            await wait_until(lambda: boot.peer_id in newcomer.dht.routing_table_peers(), 10, "the bootstrap peer")
+            assert newcomer.dht.stats()["adapter"]["assumed_servers"] == 1
+            # Its identify fails for good; it stays.
+            await wait_until(lambda: not newcomer.dht.service._identifying, 10, "identify given up")
+            assert newcomer.dht.stats()["adapter"]["identify_failed"] >= 1
+            assert boot.peer_id in newcomer.dht.routing_table_peers()
+            # Not a bootstrap peer of ``other``: not in its table without identify.
+            other.host._schedule_identify = lambda *args, **kwargs: None
+            await other.connect(boot.addrs[0])
+            await wait_until(lambda: other.dht.stats()["adapter"]["identify_failed"] >= 1, 10, "other's identify")
+            await wait_until(lambda: not other.dht.service._identifying, 10, "other gives up")
+            assert boot.peer_id not in other.dht.routing_table_peers()
+            assert other.dht.stats()["adapter"]["assumed_servers"] == 0
+
+
+async def test_a_bootstrap_peer_that_identify_shows_serving_no_dht_leaves_the_table() -> None:
+    async with Node(local_config(swim=False, dht=DHTConfig(mode="client"))) as client:
+        async with Node(local_config(swim=False, bootstrap=[client.addrs[0]])) as newcomer:
+            await wait_until(lambda: newcomer.dht.stats()["adapter"]["assumed_servers"] == 1, 10, "assumed")
+            await wait_until(lambda: not newcomer.dht.service._identifying
+                             and client.peer_id not in newcomer.dht.routing_table_peers(), 10,
+                             "identify to take it out")
+
+
+async def test_nodes_joining_through_one_peer_at_once_find_each_other_soon() -> None:
+    """Both ask the bootstrap peer before it knows either; the self-lookup
+    is repeated while the table is under k, so they meet within seconds
+    (not at the next bucket refresh, 10 minutes away)."""
+    async with Node(local_config(swim=False)) as boot:
+        cfg = local_config(swim=False, bootstrap=[boot.addrs[0]])
+        async with Node(cfg) as a, Node(cfg) as b:
+            await wait_until(lambda: b.peer_id in a.dht.routing_table_peers()
+                             and a.peer_id in b.dht.routing_table_peers(), 15, "a and b in each other's tables")
+            # With 3 nodes the tables stay under k: both keep repeating (whether or
+            # not the first lookup already met the other; which one did is a race).
+            await wait_until(lambda: min(a.dht.stats()["young_network_lookups"],
+                                         b.dht.stats()["young_network_lookups"]) >= 1, 10, "repeated self-lookups")

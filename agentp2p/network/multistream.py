@@ -180,8 +180,12 @@ def _confirm_on_first_read(conn: Any, protocol: str) -> None:
     acceptance of ``protocol`` before it returns the bytes that follow them."""
     original = conn.read
     reader = _ReadOnly(original)
+    confirmed = False
 
     async def confirming_read(n: int | None = None) -> bytes:
+        nonlocal confirmed
+        if confirmed:  # a caller that kept this function rather than looking ``read`` up
+            return await original(n)  # type: ignore[no-any-return]
         try:
             header = await _read_message(reader)
             answer = await _read_message(reader)
@@ -192,6 +196,7 @@ def _confirm_on_first_read(conn: Any, protocol: str) -> None:
         if answer != protocol:
             raise LazyNegotiationError(
                 f"protocol {protocol}: " + ("not supported (na)" if answer == _NA else f"answered {answer!r}"))
+        confirmed = True
         if conn.__dict__.get("read") is confirming_read:
             conn.read = original
         return await original(n)  # type: ignore[no-any-return]

@@ -38,7 +38,7 @@ import functools
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 import trio
@@ -106,6 +106,8 @@ NAMESPACE = "agentp2p"
 MAX_KEY_BYTES = 256
 #: Longest a self-lookup waits for identify to put a first peer in the table.
 SELF_LOOKUP_WAIT = 5.0
+#: Waits before each repeat of the self-lookup while the table is under k (see DHT.self_lookup).
+YOUNG_NETWORK_LOOKUPS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 #: The queries :meth:`DHT.stats` counts and times, one label each.
 QUERY_KINDS = ("lookup", "get", "put", "provide", "find_providers", "find_peer")
 #: ... and how each can end (see :meth:`DHT._query`).
@@ -367,10 +369,13 @@ class DHT:
     """
 
     def __init__(
-        self, host: Any, config: DHTConfig, *, offence: Callable[[Any, str, float], None] | None = None
+        self, host: Any, config: DHTConfig, *, offence: Callable[[Any, str, float], None] | None = None,
+        assume_servers: Iterable[Any] = (),
     ) -> None:
         self.host = host
         self.config = config
+        #: The configured bootstrap peers: in the table as soon as they connect.
+        self.assume_servers = frozenset(assume_servers)
         self._offence = offence
         self.validators = Validators()
         self.validators.register(NAMESPACE, ValueValidator(config.max_value_size))
@@ -384,6 +389,8 @@ class DHT:
         self.query_latency: dict[str, Histogram] = {kind: Histogram() for kind in QUERY_KINDS}
         self.service: KademliaService | None = None
         self._nursery: trio.Nursery | None = None
+        self._young = False  # the young-network self-lookups are running
+        self.young_lookups = 0
 
     # -- wiring -----------------------------------------------------------------
 
@@ -410,6 +417,7 @@ class DHT:
             max_inbound_streams_per_peer=cfg.max_inbound_streams_per_peer,
             identify=functools.partial(request_identify, ctx.dialer, self.host),
             authorizer=getattr(ctx, "authorizer", None),
+            assume_servers=self.assume_servers,
         )
         self.service.attach(ctx.set_stream_handler, getattr(ctx, "remove_stream_handler", None))
 
@@ -536,6 +544,7 @@ class DHT:
             "protocols": self.protocols,
             "mode": self.mode,
             "lookups": self.lookups,
+            "young_network_lookups": self.young_lookups,
             "routing_table_size": self.routing_table_size,
             "values": len(core.records) if core is not None else 0,
             "value_bytes": q.value_bytes,
@@ -567,11 +576,34 @@ class DHT:
 
     async def self_lookup(self) -> None:
         """Look ourselves up (after the bootstrapper connected): fills the
-        table with our neighbourhood. Waits briefly for identify to put the
-        bootstrap peer in the table first."""
+        table with our neighbourhood. Waits briefly for the bootstrap peer
+        to be in the table first (at once for a configured bootstrap peer,
+        else once identify has said it serves the DHT).
+
+        A table still under k after it may be a young network, not a small
+        one: nodes that join through the same bootstrap peer at the same
+        moment are not named to each other (it knew neither yet), and the
+        next bucket refresh is 10 minutes away. So the self-lookup is
+        repeated after 1, 2, 4 ... 32 s while the table stays under k.
+        """
         svc = self._svc()
         await svc.wait_for_table(SELF_LOOKUP_WAIT)
         await self.lookup(svc.local_peer.to_bytes())
+        if svc.table_size() < svc.config.k and self._nursery is not None and not self._young:
+            self._young = True
+            self._nursery.start_soon(self._young_network_lookups)
+
+    async def _young_network_lookups(self) -> None:
+        svc = self._svc()
+        try:
+            for delay in YOUNG_NETWORK_LOOKUPS:
+                await trio.sleep(delay)
+                if svc.table_size() >= svc.config.k:
+                    return
+                self.young_lookups += 1
+                await self.lookup(svc.local_peer.to_bytes())
+        finally:
+            self._young = False
 
     # -- API ------------------------------------------------------------------
 

@@ -19,7 +19,9 @@ simulator only replaces the adapter. The driver is the kademlia simnet
   on its own stream: its negotiation, header and proposal in one write,
   then its answer; our adapter polls the peerstore for it); a new outbound
   DHT stream costs nothing extra: its protocol proposal rides with its
-  first request (a LazyStream); a stream carries one exchange at a time
+  first request (a LazyStream); a newcomer takes its bootstrap peer for a
+  DHT server once connected, without waiting for identify (as the node
+  does with its configured bootstrap peers); a stream carries one exchange at a time
   and is replaced after 30 s idle (our PeerSender); a node keeps at most
   300 connections (``max_connections``), closing the least recently used.
   ``py-libp2p``: the same with py-libp2p 0.8.1's multistream client, which
@@ -89,7 +91,8 @@ __all__ = ["NODE", "PY_LIBP2P", "TRANSPORTS", "WARM", "KadSimConfig", "KadSimula
            "newcomer_scenario", "node_kad_config", "provider_key", "survival_scenario"]
 
 #: Our node's connections (round trips; see the module docstring).
-NODE = Transport(dial_rtts=2.0, stream_rtts=0.0, identify_rtts=2.0, stream_idle=30.0, max_connections=300)
+NODE = Transport(dial_rtts=2.0, stream_rtts=0.0, identify_rtts=2.0, stream_idle=30.0, max_connections=300,
+                 assume_bootstrap=True)
 #: The same with py-libp2p 0.8.1's multistream client (the node before 2026-12-02).
 PY_LIBP2P = Transport(dial_rtts=6.0, stream_rtts=2.0, identify_rtts=3.0, stream_idle=30.0, max_connections=300)
 #: Every connection already up: the DHT's own round trips alone.
@@ -190,8 +193,10 @@ class KadSimulation:
 
     def join(self, *, config: KademliaConfig | None = None, stable: bool = False,
              then: Callable[[bytes], None] | None = None) -> bytes:
-        """A new node dials a random bootstrap node and, once identify has
-        run, does its self-lookup; ``then(peer)`` runs at that moment too."""
+        """A new node dials a random bootstrap node and, once it takes it for
+        a DHT server (identify has run; or the connection is up, under the
+        transport's ``assume_bootstrap``), does its self-lookup;
+        ``then(peer)`` runs at that moment too."""
         net = self.net
         p = net.add_node(config=config)
         self._add_live(p)
@@ -199,7 +204,7 @@ class KadSimulation:
             self.stable.add(p)
         self.joined += 1
         boot = self.boot[self.crng.randrange(len(self.boot))]
-        known = net.connect(p, boot)
+        known = net.connect(p, boot, bootstrap=True)
         if then is not None:
             self._announced += 1
         net.call_at(known, lambda: self._joined(p, then))
@@ -379,8 +384,8 @@ def newcomer_scenario(sim: KadSimulation, *, capabilities: int = 20, providers_p
                       newcomers: int = 100, counts: tuple[int, ...] = (20, 1), spacing: float = 1.0,
                       loss: float = 0.0) -> dict[str, dict[str, Any]]:
     """``capabilities`` keys, each provided by ``providers_per`` live nodes;
-    then newcomers join one at a time and, as soon as identify with their
-    bootstrap node has run (with their self-lookup), look one capability up
+    then newcomers join one at a time and, as soon as they take their
+    bootstrap node for a server (with their self-lookup), look one capability up
     with FIND_PROVIDERS(count). ``count`` 20 is what ``find_agents`` asks
     (so the lookup runs to its end unless 20 providers turn up); 1 stops at
     the first provider. The latency runs from the newcomer's first dial."""

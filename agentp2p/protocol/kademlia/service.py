@@ -140,6 +140,7 @@ class ServiceStats:
     identify_asked: int = 0  # identify run by us: the library's attempt had not filled the peerstore
     identify_failed: int = 0  # ... and ours failed too (timed out, refused, garbage)
     reidentified: int = 0  # connected peers still unidentified when the table was topped up: identify again
+    assumed_servers: int = 0  # bootstrap peers put in the table on connecting, before identify
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -232,6 +233,7 @@ class KademliaService:
         rng: random.Random | None = None,
         identify: Callable[[ID, float], Awaitable[Sequence[str]]] | None = None,
         authorizer: Any = None,
+        assume_servers: Iterable[ID] = (),
     ) -> None:
         if not protocols:
             raise ValueError("at least one DHT protocol ID is needed")
@@ -255,6 +257,11 @@ class KademliaService:
         #: ``identify(peer, timeout) -> protocols`` over the open connection,
         #: filling the peerstore (network/identify.py); None: wait for the library's only.
         self._identify = identify
+        #: Peers taken for DHT servers the moment they connect (the configured
+        #: bootstrap peers): a newcomer's first lookup need not wait for
+        #: identify. Identify still runs, and a peer it shows serving no DHT
+        #: leaves the table.
+        self._assume_servers = frozenset(assume_servers)
         self._validator = validator
         self._quotas = (record_quota, provider_quota)
         #: The node's policy (agentp2p.contract.Authorizing): who may store values and provider records here.
@@ -703,6 +710,10 @@ class KademliaService:
         async with trio.open_nursery() as nursery:
             async for ev in events:
                 if ev.connected:
+                    if ev.peer_id in self._assume_servers:
+                        self.stats.assumed_servers += 1
+                        self._feed(PeerConnected(ev.peer_id.to_bytes(),
+                                                 wire_addrs(self._dialer.known_addrs(ev.peer_id)), True))
                     nursery.start_soon(self._identified, ev.peer_id)
                 else:
                     self._feed(PeerDisconnected(ev.peer_id.to_bytes()))
@@ -752,6 +763,8 @@ class KademliaService:
             delay = min(delay * 1.5, 0.5)
         if not self._dialer.is_connected(peer):
             return  # gone already (PeerDisconnected was fed)
+        if not protocols and peer in self._assume_servers:
+            return  # identify never answered: keep the assumption (it leaves if its requests fail)
         is_server = any(p in protocols for p in self.protocols)
         addrs = wire_addrs(self._dialer.known_addrs(peer))
         self._feed(PeerConnected(peer.to_bytes(), addrs, is_server))

@@ -89,6 +89,9 @@ class Transport:
     identify_rtts: float = 0.0  # after the connection, until each side knows the other's mode
     stream_idle: float = 30.0  # an outbound stream idle this long is replaced (our PeerSender)
     max_connections: int = 0  # per node; 0 = unbounded. Beyond it the least recently used is closed
+    #: A node takes the peer it bootstraps from (``connect(..., bootstrap=True)``)
+    #: for a DHT server once the connection is up, without waiting for identify.
+    assume_bootstrap: bool = False
 
 
 class _Link:
@@ -175,14 +178,23 @@ class SimNet:
     def addr(peer: bytes) -> bytes:
         return b"/sim/" + peer[-8:].hex().encode()
 
-    def connect(self, a: bytes, b: bytes) -> float:
+    def connect(self, a: bytes, b: bytes, bootstrap: bool = False) -> float:
         """``a`` connects to ``b``; both learn the other's mode, as from
-        identify. Returns when they have (now, unless a transport costs time)."""
+        identify. Returns when they have (now, unless a transport costs time),
+        or, for a ``bootstrap`` peer under ``assume_bootstrap``, when ``a``
+        has taken ``b`` for a server (the connection is up)."""
         if a == b:
             return self.now
         if self.transport is not None:
             link = self.nodes[a].conns.get(b)
-            return self._dial(a, b) if link is None else link.ready
+            if link is not None:
+                return link.ready
+            known = self._dial(a, b)
+            if bootstrap and self.transport.assume_bootstrap:
+                ready = self.nodes[a].conns[b].ready
+                self._at(ready, a, PeerConnected(b, (self.addr(b),), True))
+                return ready
+            return known
         if frozenset((a, b)) in self._links:
             return self.now
         self._links.add(frozenset((a, b)))
