@@ -61,12 +61,12 @@ class Dialing(Protocol):
 
     async def connect(
         self, peer: ID, addrs: Iterable[Multiaddr | bytes | str] = (), *, timeout: float | None = None,
-        lookup: bool = True,
+        lookup: bool = True, confirm: bool = True,
     ) -> None: ...
 
     async def open_stream(
         self, peer: ID, protocols: Sequence[str], *, addrs: Iterable[Multiaddr | bytes | str] = (),
-        timeout: float | None = None, dial: bool = True, lookup: bool = True, lazy: bool = True,
+        timeout: float | None = None, dial: bool = True, lookup: bool = True, lazy: bool = False,
         optimistic: bool = False,
     ) -> Any: ...
 

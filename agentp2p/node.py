@@ -571,6 +571,8 @@ class Node:
         info = peer_info(peer)
         # An explicit dial overrides the swarm's 60 s "recently failed" cache
         # (the dialer always does); known addresses only, no DHT detour.
+        # Returns once the peer has accepted the connection: a peer that
+        # refuses us right after the handshake is an error here.
         await self.dialer.connect(info.peer_id, info.addrs, lookup=False)
         return info.peer_id
 

@@ -281,3 +281,19 @@ async def test_nodes_joining_through_one_peer_at_once_find_each_other_soon() -> 
             # not the first lookup already met the other; which one did is a race).
             await wait_until(lambda: min(a.dht.stats()["young_network_lookups"],
                                          b.dht.stats()["young_network_lookups"]) >= 1, 10, "repeated self-lookups")
+
+
+async def test_a_bootstrap_peer_that_refuses_us_after_the_handshake_is_retried_with_backoff() -> None:
+    """Our muxer proposal rides without waiting, so the connection exists
+    for a moment before the peer's gate closes it. The bootstrapper's dial
+    waits for the peer's answer: a refusal is a failed attempt (backoff),
+    not a success followed by an immediate new round."""
+    async with Node(local_config(swim=False, allow_only=True)) as boot:
+        cfg = local_config(swim=False, bootstrap=[boot.addrs[0]], bootstrap_retry_initial=0.5,
+                           bootstrap_retry_max=1.0)
+        async with Node(cfg) as newcomer:
+            await wait_until(lambda: newcomer.stats()["bootstrap"]["attempts"] >= 3, 10, "three attempts")
+            stats = newcomer.stats()["bootstrap"]
+            assert stats["successes"] == 0
+            # 0.5 s, then 1 s apart: a loop without backoff made ~5 a second.
+            assert stats["attempts"] <= 4

@@ -223,9 +223,8 @@ async def test_streams_over_the_per_peer_bound_are_refused() -> None:
         await attacker.connect(victim.addrs[0])
         streams = []
         for _ in range(5):
-            # Negotiated now (lazy=False): a lazy stream would say nothing until written to.
             with contextlib.suppress(Exception):  # a refused one may be reset before negotiation ends
-                streams.append(await attacker.dialer.open_stream(victim.peer_id, [PROTOCOL_ID], lazy=False))
+                streams.append(await attacker.dialer.open_stream(victim.peer_id, [PROTOCOL_ID]))
         await wait_until(lambda: victim.dht.stats()["adapter"]["streams_refused"] == 2, 10, "2 streams refused")
         assert victim.dht.stats()["adapter"]["inbound_streams"] == 3
         for s in streams:

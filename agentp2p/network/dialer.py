@@ -36,7 +36,7 @@ from libp2p.peer.peerinfo import PeerInfo
 from multiaddr import Multiaddr
 
 from agentp2p.errors import DialError, PeerRefused
-from agentp2p.network.multistream import LazyStream
+from agentp2p.network.multistream import LazyStream, wait_accepted
 
 log = logging.getLogger("agentp2p.dialer")
 
@@ -160,8 +160,20 @@ class Dialer:
         *,
         timeout: float | None = None,
         lookup: bool = True,
+        confirm: bool = True,
     ) -> None:
-        """Be connected to ``peer`` when this returns; :class:`DialError` otherwise."""
+        """Be connected to ``peer`` when this returns; :class:`DialError` otherwise.
+
+        A new connection is usable as soon as Noise's handshake ends: its muxer
+        proposal rides without waiting for the peer's answer
+        (network/multistream.py), so a peer that refuses us right after the
+        handshake closes a connection that was already handed out.
+        So ``connect`` waits for the answer as well (one round trip more) and
+        turns such a refusal into a DialError (a bootstrapper that took it for
+        a success redialed a refusing peer in a loop). ``confirm=False`` skips
+        the wait: :meth:`open_stream` dials that way, since its stream's
+        negotiation, or a lazy stream's first read, meets the refusal anyway.
+        """
         if peer == self._self:
             raise DialError("refusing to dial ourselves")
         if self._is_banned(peer):
@@ -177,14 +189,43 @@ class Dialer:
             self.stats.refused_policy += 1
             raise PeerRefused(f"peer {peer} is refused by this node's policy (its connect rules; `agentp2p policy`)")
         self.add_addrs(peer, addrs)
-        if self.is_connected(peer):
-            return
         limit = self.timeout if timeout is None else min(timeout, self.timeout)
         try:
             with trio.fail_after(limit):
-                await self._connect_shared(peer, lookup)
+                if confirm:
+                    await self._drop_refused(peer)
+                if not self.is_connected(peer):
+                    await self._connect_shared(peer, lookup)
+                if confirm:
+                    await self._confirmed(peer)
         except trio.TooSlowError:
             raise DialError(f"dial {peer} timed out after {limit:g}s") from None
+
+    async def _drop_refused(self, peer: ID) -> None:
+        """Close connections the peer refused after the handshake that are
+        still in the swarm's table (their close is on its way): a new dial
+        must not find them."""
+        network = self._host.get_network()
+        for conn in list(network.get_connections(peer)):
+            state = getattr(getattr(getattr(conn, "muxed_conn", None), "secured_conn", None), "agentp2p_negotiation", None)
+            if state is not None and state.done.is_set() and state.error is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(1), contextlib.suppress(Exception):
+                    await conn.close()
+                # A close already under way returns at once; the swarm takes the
+                # connection out of its table a moment later (py-libp2p's
+                # cleanup). Until then its host.connect would return it again.
+                with trio.move_on_after(2):
+                    while conn in network.get_connections(peer):
+                        await trio.sleep(0.01)
+
+    async def _confirmed(self, peer: ID) -> None:
+        """Wait for the peer to accept our connection's muxer (see :meth:`connect`)."""
+        conns = self._host.get_network().get_connections(peer)
+        if not conns:
+            raise DialError(f"dial {peer}: the peer closed the connection during set-up (it may refuse us)")
+        why = await wait_accepted(getattr(conns[0], "muxed_conn", None))
+        if why is not None:
+            raise DialError(f"dial {peer}: the peer closed the connection during set-up (it may refuse us): {why}")
 
     async def _connect_shared(self, peer: ID, lookup: bool) -> None:
         while (flight := self._inflight.get(peer)) is not None:
@@ -282,7 +323,9 @@ class Dialer:
         """A connection to ``peer`` whose streams need no negotiation slot
         (py-libp2p's QUIC has one: those are negotiated the library's way)."""
         conns = self._host.get_network().get_connections(peer)
-        return bool(conns) and getattr(getattr(conns[0], "muxed_conn", None), "_negotiation_semaphore", None) is None
+        # Every connection: the swarm picks which one a new stream goes on.
+        return bool(conns) and all(
+            getattr(getattr(c, "muxed_conn", None), "_negotiation_semaphore", None) is None for c in conns)
 
     def _speaks(self, peer: ID, protocol: str) -> bool:
         """Identify said ``peer`` speaks ``protocol`` (and the connection can be lazy)."""
@@ -300,7 +343,7 @@ class Dialer:
         timeout: float | None = None,
         dial: bool = True,
         lookup: bool = True,
-        lazy: bool = True,
+        lazy: bool = False,
         optimistic: bool = False,
     ) -> Any:
         """A new stream to ``peer`` speaking one of ``protocols``.
@@ -308,15 +351,18 @@ class Dialer:
         ``dial=False``: only over a connection that is already open (a reply
         path, or a protocol that must not create connections).
 
-        When identify has told us the peer speaks ``protocols[0]``, the
-        stream is returned at once and its negotiation rides with its first
-        write (a :class:`~agentp2p.network.multistream.LazyStream`, as
-        go-libp2p does): a request on a new stream costs one round trip, not
-        two. A refusal then shows as an error on the first read. ``lazy=False``
-        negotiates before returning. ``optimistic=True`` is lazy before
-        identify has answered too, for a single protocol the caller expects
-        the peer to speak (a DHT request to a peer another server named: its
-        first request on a fresh connection need not wait for identify).
+        ``lazy=True``: when identify has told us the peer speaks
+        ``protocols[0]``, the stream is returned at once and its negotiation
+        rides with its first write (a
+        :class:`~agentp2p.network.multistream.LazyStream`, as go-libp2p
+        does): a request on a new stream costs one round trip, not two. A
+        refusal — or a connection that died unnoticed — then shows only at
+        the first read, so it suits request/response protocols with short
+        deadlines (the DHT), not a service that takes a write for delivery.
+        ``optimistic=True`` is lazy before identify has answered too, for a
+        single protocol the caller expects the peer to speak (a DHT request
+        to a peer another server named: its first request on a fresh
+        connection need not wait for identify).
         """
         limit = self.timeout if timeout is None else timeout
         try:
@@ -324,10 +370,10 @@ class Dialer:
                 if not self.is_connected(peer):
                     if not dial:
                         raise DialError(f"peer {peer} is not connected")
-                    await self.connect(peer, addrs, timeout=limit, lookup=lookup)
-                if lazy and protocols and (
+                    await self.connect(peer, addrs, timeout=limit, lookup=lookup, confirm=False)
+                if protocols and (
                     (optimistic and len(protocols) == 1 and self._lazy_capable(peer))
-                    or self._speaks(peer, protocols[0])
+                    or ((lazy or optimistic) and self._speaks(peer, protocols[0]))
                 ):
                     stream = await self._host.get_network().new_stream(peer)
                     stream.set_protocol(TProtocol(protocols[0]))

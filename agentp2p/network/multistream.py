@@ -22,8 +22,7 @@ one message at a time from a buffered stream, as go's does.
 host of the process negotiates this way; ``build_host`` installs it);
 :func:`uninstall` restores the library's, for the benchmark's before/after
 (benchmarks/round_trips.py). Errors are the library's
-(``MultiselectClientError``, ``ProtocolNotSupportedError`` never escapes a
-successful fallback), so callers see no difference but the time.
+(``MultiselectClientError``), so callers see no difference but the time.
 """
 
 from __future__ import annotations
@@ -39,7 +38,6 @@ from libp2p.protocol_muxer.generic_selector import GenericMultistreamSelector
 from libp2p.protocol_muxer.exceptions import (
     MultiselectClientError,
     MultiselectCommunicatorError,
-    ProtocolNotSupportedError,
 )
 from libp2p.network.stream.exceptions import StreamError
 from libp2p.utils import encode_delim, read_varint_prefixed_bytes_limited
@@ -50,6 +48,10 @@ __all__ = ["HEADER", "LIBRARY_SELECT_ONE_OF", "LazyNegotiationError", "LazyStrea
 HEADER = "/multistream/1.0.0"
 _NA = "na"
 _TIMEOUT = 30
+#: How long a listener has to answer the security or muxer protocol we
+#: proposed without waiting (what py-libp2p's upgrade allowed: its
+#: negotiation and outbound upgrade timeouts are 10-30 s).
+ACCEPT_TIMEOUT = 10.0
 #: Largest multistream-select message we read (a protocol ID and its newline;
 #: go-multistream refuses more than 1 KiB too). The library's reader had no bound.
 MAX_MESSAGE = 1024
@@ -107,14 +109,21 @@ async def select_one_of(
             return first
         if answer != _NA:
             raise MultiselectClientError(f"unrecognized response: {answer!r}, expected {first_str!r} or 'na'")
-        refused = [f"protocol not supported: {first}"]
-        for protocol in protocols[1:]:
+        last = str(first)
+        for protocol in protocols[1:]:  # one at a time, each answer bounded like the first
+            proposal = "" if protocol is None else str(protocol)
             try:
-                return await self.try_select(communicator, protocol)  # type: ignore[no-any-return]
-            except ProtocolNotSupportedError as exc:
-                refused.append(str(exc))
+                await writer.write(encode_delim(proposal.encode()))
+            except (IOException, AssertionError, ValueError) as exc:
+                raise MultiselectClientError(f"protocol write failed: {exc}, protocol={protocol}") from exc
+            answer = await _read(communicator, f"protocol {proposal!r}")
+            if answer == proposal:
+                return protocol
+            if answer != _NA:
+                raise MultiselectClientError(f"unrecognized response: {answer!r}, expected {proposal!r} or 'na'")
+            last = proposal
         raise MultiselectClientError(
-            f"protocols not supported: tried {[str(p) for p in protocols]}. Last error: {refused[-1]}"
+            f"protocols not supported: tried {[str(p) for p in protocols]}. Last error: protocol not supported: {last}"
         )
     raise MultiselectClientError(f"response timed out after {negotiate_timeout}s, protocols tried: {list(protocols)}")
 
@@ -175,33 +184,79 @@ class _ReadOnly:
         self.read = read
 
 
+class Negotiation:
+    """Whether the listener has accepted a lazily proposed protocol yet.
+
+    Attached to the connection as ``agentp2p_negotiation`` (the secured
+    connection, for the muxer): what :func:`wait_accepted` waits on.
+    """
+
+    __slots__ = ("protocol", "done", "error")
+
+    def __init__(self, protocol: str) -> None:
+        self.protocol = protocol
+        self.done = trio.Event()
+        self.error: str | None = None
+
+    def finish(self, error: str | None) -> None:
+        if not self.done.is_set():
+            self.error = error
+            self.done.set()
+
+
 def _confirm_on_first_read(conn: Any, protocol: str) -> None:
     """Make ``conn``'s first read consume and check the listener's header and
     acceptance of ``protocol`` before it returns the bytes that follow them."""
     original = conn.read
     reader = _ReadOnly(original)
-    confirmed = False
+    state = Negotiation(protocol)
+    conn.agentp2p_negotiation = state
 
     async def confirming_read(n: int | None = None) -> bytes:
-        nonlocal confirmed
-        if confirmed:  # a caller that kept this function rather than looking ``read`` up
+        if state.done.is_set() and state.error is None:  # a caller that kept this function
             return await original(n)  # type: ignore[no-any-return]
         try:
-            header = await _read_message(reader)
-            answer = await _read_message(reader)
+            # The library bounded the upgrade's negotiation; this read is ours
+            # now: a listener that says nothing after Noise must not leave a
+            # connection half open for good.
+            with trio.fail_after(ACCEPT_TIMEOUT):
+                header = await _read_message(reader)
+                answer = await _read_message(reader)
+        except trio.TooSlowError:
+            state.finish(f"no answer to {protocol} within {ACCEPT_TIMEOUT:g}s")
+            raise LazyNegotiationError(f"protocol {protocol}: no answer within {ACCEPT_TIMEOUT:g}s") from None
         except ValueError as exc:
+            state.finish(f"unreadable negotiation ({exc})")
             raise LazyNegotiationError(f"protocol {protocol}: unreadable negotiation ({exc})") from None
+        except BaseException as exc:
+            state.finish(f"the connection ended before the peer accepted {protocol} ({type(exc).__name__})")
+            raise
         if header != HEADER:
+            state.finish(f"multistream header {header!r}")
             raise LazyNegotiationError(f"protocol {protocol}: multistream header {header!r}")
         if answer != protocol:
-            raise LazyNegotiationError(
-                f"protocol {protocol}: " + ("not supported (na)" if answer == _NA else f"answered {answer!r}"))
-        confirmed = True
+            why = "not supported (na)" if answer == _NA else f"answered {answer!r}"
+            state.finish(why)
+            raise LazyNegotiationError(f"protocol {protocol}: {why}")
+        state.finish(None)
         if conn.__dict__.get("read") is confirming_read:
             conn.read = original
         return await original(n)  # type: ignore[no-any-return]
 
     conn.read = confirming_read
+
+
+async def wait_accepted(muxed_conn: Any) -> str | None:
+    """Wait until the listener has accepted the muxer we proposed on
+    ``muxed_conn`` without waiting; None when it did (or nothing was proposed
+    lazily), else why not. The muxer's read loop makes the first read, so a
+    connection that ends first — the peer refused us after the handshake,
+    or it was closed here — ends the wait too. The caller bounds the time."""
+    state = getattr(getattr(muxed_conn, "secured_conn", None), "agentp2p_negotiation", None)
+    if state is None:
+        return None
+    await state.done.wait()
+    return state.error  # type: ignore[no-any-return]
 
 
 # -- 0-RTT: the proposal rides with the first write ----------------------------

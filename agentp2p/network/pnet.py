@@ -207,7 +207,16 @@ class PnetConn(IRawConnection):
             out = nonce + self._writer.xor(data)
         else:
             out = self._writer.xor(data)
-        await self._inner.write(out)
+        try:
+            await self._inner.write(out)
+        except IOException as exc:
+            # A dialer writes on without waiting (its multistream proposal, then
+            # Noise's first message: network/multistream.py), so a peer with
+            # another key has often closed before our second write.
+            if not self.verified:
+                reason = "the peer closed the connection in the private network handshake (it uses another key, or none)"
+                raise self._fail(reason, exc) from exc
+            raise
 
     async def _release(self) -> None:
         """The peer proved the key: send what was held, in order."""
@@ -315,7 +324,12 @@ class _FirstBytes(IRawConnection):
         return data
 
     async def write(self, data: bytes) -> None:
-        await self._inner.write(data)
+        try:
+            await self._inner.write(data)
+        except Exception:
+            if not self.first:  # as a reset on read: the peer went without a word
+                self.eof = True
+            raise
 
     async def close(self) -> None:
         await self._inner.close()

@@ -52,6 +52,7 @@ from libp2p.peer.id import ID
 from multiaddr import Multiaddr
 
 from agentp2p.network.addresses import tcp_multiaddr
+from agentp2p.network.multistream import wait_accepted
 from agentp2p.network.relayed import relayed_connections
 from agentp2p.network.streams import close_quietly
 
@@ -225,6 +226,14 @@ async def _race(host: Any, peer: ID, addrs: list[tuple[str, int]], one: Any, tim
             async with trio.open_nursery() as nursery:
                 for ip, remote_port in addrs:
                     nursery.start_soon(one, ip, remote_port, nursery.cancel_scope)
+            # As the dialer, our muxer proposal rode without waiting
+            # (network/multistream.py): the punch counts once it is accepted.
+            for conn in direct_connections(host, peer):
+                why = await wait_accepted(getattr(conn, "muxed_conn", None))
+                if why is not None:
+                    # Still in the swarm's table for a moment: not a success.
+                    await close_quietly(conn)
+                    raise PunchError(f"refused after the handshake: {why}")
     finally:
         _protect(host, peer, False)
     if not direct_connections(host, peer):

@@ -18,7 +18,10 @@ single-protocol simulator sees. This one runs every node's three real cores
   ``loss`` drops whole messages (all three protocols), a worst case.
 * **Connections.** The first message from i to j dials: the connection is
   usable ``dial_rtts`` round trips later (TCP, Noise, muxer and stream
-  negotiation), and ``identify_rtts`` after that both sides hand it to
+  negotiation: 4 by default; since 2026-12-02 the node needs 3 — TCP,
+  Noise, and one for a stream's protocol, the DHT's none — see
+  network/multistream.py and the Kademlia simulator's ``node`` model;
+  the whole-node figures were taken with 4), and ``identify_rtts`` after that both sides hand it to
   their services (kad ``PeerConnected``, gossipsub ``PeerConnected``, SWIM
   ``MemberDiscovered``). A node refuses a new connection once it holds
   ``max_inbound`` inbound ones (256) or ``max_connections`` in all (300,

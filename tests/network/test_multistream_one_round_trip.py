@@ -208,12 +208,12 @@ async def test_a_stream_to_an_identified_peer_carries_its_proposal_with_the_firs
         assert ECHO in await request_identify(b.dialer, b.host, a.peer_id, 5.0)
         assert b.host.get_peerstore().supports_protocols(a.peer_id, [ECHO])
         before = b.dialer.stats.lazy_streams
-        stream = await b.dialer.open_stream(a.peer_id, [ECHO])
+        stream = await b.dialer.open_stream(a.peer_id, [ECHO], lazy=True)
         assert isinstance(stream, LazyStream) and b.dialer.stats.lazy_streams == before + 1
         await stream.write(b"hello")
         assert await stream.read(1024) == b"HELLO"
-        # lazy=False negotiates first, as before.
-        plain = await b.dialer.open_stream(a.peer_id, [ECHO], lazy=False)
+        # Not asked for (the default): negotiated first, as before.
+        plain = await b.dialer.open_stream(a.peer_id, [ECHO])
         assert not isinstance(plain, LazyStream)
         await plain.write(b"x")
         assert await plain.read(1024) == b"X"
@@ -379,3 +379,31 @@ async def test_listener_side_and_several_offers_negotiate_as_the_library_does() 
 
     chosen, reply = await _upgrade_against(picks_tls, lambda c: multistream.select_upgrade(sel, c, True), b"")
     assert chosen == ("/tls/1.0.0", "tls") and reply == b"tls-hello"
+
+
+async def test_an_upgrade_the_listener_never_answers_fails_after_accept_timeout(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentp2p.network.multistream import LazyNegotiationError
+
+    monkeypatch.setattr(multistream, "ACCEPT_TIMEOUT", 0.3)
+
+    async def silent(conn: _Conn) -> None:
+        await trio.sleep_forever()
+
+    sel = _selector(TProtocol("/yamux/1.0.0"))
+    with pytest.raises(LazyNegotiationError, match="no answer within 0.3s"):
+        await _upgrade_against(silent, lambda c: multistream.select_upgrade(sel, c, True), b"")
+
+
+async def test_every_answer_is_bounded_the_fallback_proposals_too() -> None:
+    from libp2p.utils import encode_uvarint
+
+    async def na_then_huge(conn: _Conn) -> None:
+        await conn.write(HEADER + encode_delim(b"na"))
+        buf = bytearray()
+        await _read_until(conn, buf, HEADER + encode_delim(OTHER.encode()) + encode_delim(PROTO.encode()))
+        await conn.write(encode_uvarint(1 << 30))  # a 1 GiB answer
+        await trio.sleep_forever()
+
+    with pytest.raises(MultiselectClientError, match="exceeds maximum allowed 1024"):
+        await _ours([OTHER, PROTO], na_then_huge)

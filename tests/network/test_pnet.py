@@ -180,6 +180,7 @@ async def test_wrong_key_cannot_connect_either_way(tmp_path: Path) -> None:
             assert "private network handshake failed" in err and "(it uses another key, or none)" in err
         # Nobody crashed: b still takes a peer with its key, a is still up.
         await b.connect(c.addrs[0])
+        await wait_until(lambda: c.is_connected(b.peer_id), 10, "c to have b's connection")
         assert 0 < await c.ping(b.peer_id) < 5
         gate = inbound_gate(b.host)
         assert gate is not None and gate.stats["failed"] >= 1 and gate.pending == 0

@@ -214,6 +214,9 @@ async def test_a_handler_on_a_tcp_first_connection_still_dials_quic() -> None:
 
         b.set_stream_handler("/test/dial-c/1.0.0", dial_c)
         await b.host.connect(PeerInfo(a.peer_id, list(a.listen_addrs)))  # TCP first: b's dial
+        # b's connect returns before a has set the connection up (b's muxer
+        # proposal rides without waiting for a's answer).
+        await wait_until(lambda: a.is_connected(b.peer_id), 10, "a to have b's connection")
         await a.host.new_stream(b.peer_id, ["/test/dial-c/1.0.0"])
         with trio.fail_after(10):
             await reached.wait()

@@ -103,6 +103,8 @@ async def test_a_punch_dials_from_its_bound_port_in_the_role_it_is_given() -> No
         port = PunchPort()
         try:
             await punch(a.host, b.peer_id, port, [("127.0.0.1", b_port)], as_client=True, timeout=10)
+            # B sets its side up as it sends its acceptance, which A waited for.
+            await wait_until(lambda: bool(direct_connections(b.host, a.peer_id)), 10, "B's side of the punch")
             (conn,) = direct_connections(b.host, a.peer_id)
             assert conn.muxed_conn.secured_conn.get_remote_address() == ("127.0.0.1", port.port)
             assert await b.ping(a.peer_id) > 0
@@ -117,6 +119,22 @@ async def test_a_punch_dials_from_its_bound_port_in_the_role_it_is_given() -> No
         finally:
             port.close()
         assert not direct_connections(a.host, b.peer_id)
+
+
+@pytest.mark.trio
+async def test_a_punch_the_peer_refuses_after_the_handshake_fails() -> None:
+    """Our muxer proposal rides without waiting for the peer's answer
+    (network/multistream.py): a punch counts only once the peer accepts it.
+    B denies A, so B's gate closes A's connection after Noise."""
+    async with Node(cfg()) as a, Node(cfg()) as b:
+        await b.deny(a.peer_id)
+        b_port = int(b.addrs[0].split("/tcp/")[1].split("/")[0])
+        port = PunchPort()
+        try:
+            with pytest.raises(PunchError, match="refused after the handshake"):
+                await punch(a.host, b.peer_id, port, [("127.0.0.1", b_port)], as_client=True, timeout=10)
+        finally:
+            port.close()
 
 
 @pytest.mark.trio
