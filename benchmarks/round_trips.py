@@ -7,7 +7,10 @@ costs ``2 × delay``. Two of our hosts (``build_host``: Noise, our Yamux,
 identify) meet through it, and the script times, ``--runs`` times:
 
 * ``connect``: ``host.connect`` through the proxy (TCP, multistream-select of
-  the security protocol, Noise XX, multistream-select of the muxer);
+  the security protocol, Noise XX, multistream-select of the muxer) — what
+  a stream's dial waits for;
+* ``connect_accepted``: the same until the listener has accepted our muxer
+  (``Dialer.connect``, and so ``Node.connect``, waits for it);
 * ``stream``: a new stream with its protocol negotiated, then one 1-byte
   request and its answer (what a first DHT request costs on a live
   connection);
@@ -119,6 +122,7 @@ async def run(delay_ms: float, runs: int, library: bool) -> dict[str, Any]:
     from agentp2p.network import multistream
     from agentp2p.network.host import build_host
     from agentp2p.network.identity import Identity
+    from agentp2p.network.multistream import wait_accepted
 
     if library:
         multistream.uninstall()
@@ -129,7 +133,8 @@ async def run(delay_ms: float, runs: int, library: bool) -> dict[str, Any]:
     a.set_stream_handler(TProtocol(ECHO), _echo)
     delay = delay_ms / 1000
     rtt = 2 * delay
-    times: dict[str, list[float]] = {"connect": [], "stream": [], "cold": [], "lazy_stream": [], "lazy_cold": []}
+    times: dict[str, list[float]] = {"connect": [], "connect_accepted": [], "stream": [], "cold": [],
+                                     "lazy_stream": [], "lazy_cold": []}
     async with a.run(listen), b.run(listen), trio.open_nursery() as nursery:
         port = int(str(a.get_addrs()[0]).split("/tcp/")[1].split("/")[0])
         proxy_port = await nursery.start(delay_proxy, port, delay)
@@ -158,6 +163,12 @@ async def run(delay_ms: float, runs: int, library: bool) -> dict[str, Any]:
             await b.connect(info)
             await _lazy_echo(b, a.get_id(), library)
             times["lazy_cold"].append(time.perf_counter() - t0)
+            await _disconnect(a, b)
+            b.get_peerstore().clear_addrs(a.get_id())
+            t0 = time.perf_counter()
+            await b.connect(info)
+            await wait_accepted(b.get_network().get_connections(a.get_id())[0].muxed_conn)
+            times["connect_accepted"].append(time.perf_counter() - t0)
             await _disconnect(a, b)
         nursery.cancel_scope.cancel()
     out: dict[str, Any] = {"client": "py-libp2p" if library else "ours", "delay_ms": delay_ms, "rtt_ms": rtt * 1000}

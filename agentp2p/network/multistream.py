@@ -316,6 +316,14 @@ class LazyStream:
             await self._confirm()
         return await self._stream.read(n)  # type: ignore[no-any-return]
 
+    async def accepted(self) -> None:
+        """Wait for the listener to accept the protocol (sending the proposal
+        if nothing was written yet); :class:`LazyNegotiationError` if it
+        refuses. For a writer that expects no answer, which would otherwise
+        never learn of a refusal."""
+        if not self._confirmed:
+            await self._confirm()
+
     async def _confirm(self) -> None:
         async with self._confirm_lock:
             if self._confirmed:
@@ -327,6 +335,11 @@ class LazyStream:
                 answer = await _read_message(self._stream)
             except ValueError as exc:
                 await self._refused(f"unreadable negotiation ({exc})")
+            except IOException as exc:
+                # py-libp2p's listener, having said "na", reads what followed
+                # our proposal as its next proposal and resets the stream: the
+                # reset may overtake the "na".
+                await self._refused(f"the stream ended before the peer accepted it ({type(exc).__name__})")
             if header != HEADER:
                 await self._refused(f"multistream header {header!r}")
             if answer != self._protocol:

@@ -77,21 +77,27 @@ async def _read_until(conn: _Conn, buf: bytearray, want: bytes) -> None:
         buf += chunk
 
 
-async def test_library_client_waits_for_the_header_ours_sends_the_proposal_with_it() -> None:
-    proposal = encode_delim(PROTO.encode())
-    seen: dict[str, bytes] = {}
+def _patient(seen: dict[str, bytes], proposal: bytes, then: bytes = b""):  # type: ignore[no-untyped-def]
+    """A listener that reads the dialer's header before saying anything
+    (whatever came with it was sent without waiting for ours), then accepts
+    ``proposal`` and sends ``then``."""
 
-    async def patient_listener(conn: _Conn) -> None:
-        # Read the client's header before saying anything: whatever came with
-        # it was sent without waiting for ours.
+    async def listener(conn: _Conn) -> None:
         buf = bytearray()
         await _read_until(conn, buf, HEADER)
         seen["before_our_header"] = bytes(buf)
         await conn.write(HEADER)
         await _read_until(conn, buf, HEADER + proposal)
-        await conn.write(proposal)
+        await conn.write(proposal + then)
         await trio.sleep_forever()
 
+    return listener
+
+
+async def test_library_client_waits_for_the_header_ours_sends_the_proposal_with_it() -> None:
+    proposal = encode_delim(PROTO.encode())
+    seen: dict[str, bytes] = {}
+    patient_listener = _patient(seen, proposal)
     got = await _negotiate(lambda c: multistream.LIBRARY_SELECT_ONE_OF(MultiselectClient(), [PROTO], c), patient_listener)
     assert got == PROTO
     # The library's client cannot have sent its proposal: it was waiting for our header.
@@ -229,7 +235,9 @@ async def test_an_optimistic_stream_to_a_peer_without_the_protocol_fails_on_its_
         stream = await b.dialer.open_stream(a.peer_id, ["/agentp2p/nobody-serves/1.0.0"], optimistic=True)
         assert isinstance(stream, LazyStream)
         await stream.write(b"request")
-        with pytest.raises(LazyNegotiationError, match="not supported"):
+        # "na", or the reset that may overtake it (the listener reads our
+        # request as its next proposal): a refusal either way.
+        with pytest.raises(LazyNegotiationError, match="nobody-serves"):
             with trio.fail_after(10):
                 await stream.read(1024)
         # Without optimism the same call is refused at once, as before.
@@ -314,16 +322,7 @@ async def test_upgrade_dialer_sends_header_proposal_and_next_layer_before_hearin
 
 async def test_library_upgrade_waits_for_the_listeners_header() -> None:
     seen: dict[str, bytes] = {}
-    proposal = encode_delim(b"/noise")
-
-    async def patient(conn: _Conn) -> None:
-        buf = bytearray()
-        await _read_until(conn, buf, HEADER)
-        seen["before_our_header"] = bytes(buf)
-        await conn.write(HEADER)
-        await _read_until(conn, buf, HEADER + proposal)
-        await conn.write(proposal + b"noise-msg2")
-        await trio.sleep_forever()
+    patient = _patient(seen, encode_delim(b"/noise"), then=b"noise-msg2")
 
     sel = _selector(TProtocol("/noise"))
     was = multistream.installed()
@@ -337,31 +336,36 @@ async def test_library_upgrade_waits_for_the_listeners_header() -> None:
     assert seen["before_our_header"] == HEADER
 
 
-async def test_upgrade_refused_fails_the_next_layers_first_read() -> None:
+async def _refuses(conn: _Conn) -> None:
+    await conn.write(HEADER + encode_delim(b"na"))
+    await trio.sleep_forever()
+
+
+async def _huge(conn: _Conn) -> None:
+    # A length prefix of 1 GiB: refused from the prefix, nothing buffered.
+    from libp2p.utils import encode_uvarint
+
+    await conn.write(encode_uvarint(1 << 30))
+    await trio.sleep_forever()
+
+
+async def _silent(conn: _Conn) -> None:
+    await trio.sleep_forever()
+
+
+@pytest.mark.parametrize(("listener", "why"), [
+    (_refuses, "not supported"),
+    (_huge, "exceeds maximum allowed 1024"),  # multistream.MAX_MESSAGE
+    (_silent, "no answer within 0.3s"),  # ACCEPT_TIMEOUT, shortened below
+], ids=["refused", "oversized-answer", "silent"])
+async def test_an_upgrade_not_accepted_fails_the_next_layers_first_read(
+        listener, why: str, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     from agentp2p.network.multistream import LazyNegotiationError
 
-    async def refuses(conn: _Conn) -> None:
-        await conn.write(HEADER + encode_delim(b"na"))
-        await trio.sleep_forever()
-
+    monkeypatch.setattr(multistream, "ACCEPT_TIMEOUT", 0.3)
     sel = _selector(TProtocol("/noise"))
-    with pytest.raises(LazyNegotiationError, match="not supported"):
-        await _upgrade_against(refuses, lambda c: multistream.select_upgrade(sel, c, True), b"x")
-
-
-async def test_upgrade_answer_over_the_size_bound_is_refused_before_it_is_read() -> None:
-    from agentp2p.network.multistream import MAX_MESSAGE, LazyNegotiationError
-
-    async def huge(conn: _Conn) -> None:
-        # A length prefix of 1 GiB: refused from the prefix, nothing buffered.
-        from libp2p.utils import encode_uvarint
-
-        await conn.write(encode_uvarint(1 << 30))
-        await trio.sleep_forever()
-
-    sel = _selector(TProtocol("/noise"))
-    with pytest.raises(LazyNegotiationError, match=str(MAX_MESSAGE)):
-        await _upgrade_against(huge, lambda c: multistream.select_upgrade(sel, c, True), b"x")
+    with pytest.raises(LazyNegotiationError, match=why):
+        await _upgrade_against(listener, lambda c: multistream.select_upgrade(sel, c, True), b"x")
 
 
 async def test_listener_side_and_several_offers_negotiate_as_the_library_does() -> None:
@@ -381,20 +385,6 @@ async def test_listener_side_and_several_offers_negotiate_as_the_library_does() 
     assert chosen == ("/tls/1.0.0", "tls") and reply == b"tls-hello"
 
 
-async def test_an_upgrade_the_listener_never_answers_fails_after_accept_timeout(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    from agentp2p.network.multistream import LazyNegotiationError
-
-    monkeypatch.setattr(multistream, "ACCEPT_TIMEOUT", 0.3)
-
-    async def silent(conn: _Conn) -> None:
-        await trio.sleep_forever()
-
-    sel = _selector(TProtocol("/yamux/1.0.0"))
-    with pytest.raises(LazyNegotiationError, match="no answer within 0.3s"):
-        await _upgrade_against(silent, lambda c: multistream.select_upgrade(sel, c, True), b"")
-
-
 async def test_every_answer_is_bounded_the_fallback_proposals_too() -> None:
     from libp2p.utils import encode_uvarint
 
@@ -407,3 +397,32 @@ async def test_every_answer_is_bounded_the_fallback_proposals_too() -> None:
 
     with pytest.raises(MultiselectClientError, match="exceeds maximum allowed 1024"):
         await _ours([OTHER, PROTO], na_then_huge)
+
+
+async def test_a_dht_message_that_expects_no_answer_still_learns_of_a_refusal() -> None:
+    """ADD_PROVIDER expects no answer: on a fresh lazy stream the sender
+    waits for the protocol's acceptance instead, so a peer that does not
+    speak it fails the request rather than swallowing it."""
+    from agentp2p.network.multistream import LazyNegotiationError
+    from agentp2p.node import Node
+    from agentp2p.protocol.kademlia.streams import PeerSender, SenderStats
+    from agentp2p.testing import local_config
+
+    async with Node(local_config(swim=False)) as a, Node(local_config(swim=False)) as b:
+        await b.connect(a.addrs[0])
+
+        async def open_unserved():  # type: ignore[no-untyped-def]
+            return await b.dialer.open_stream(a.peer_id, ["/agentp2p/nobody-serves/1.0.0"], optimistic=True)
+
+        sender = PeerSender(open_unserved, max_message_bytes=1 << 16, max_idle=30.0, stats=SenderStats())
+        with trio.fail_after(10), pytest.raises(LazyNegotiationError):
+            await sender.request(b"add-provider", expect_response=False)
+
+        async def open_served():  # type: ignore[no-untyped-def]
+            from agentp2p.protocol.kademlia.config import PROTOCOL_ID
+
+            return await b.dialer.open_stream(a.peer_id, [PROTOCOL_ID], optimistic=True)
+
+        served = PeerSender(open_served, max_message_bytes=1 << 16, max_idle=30.0, stats=SenderStats())
+        with trio.fail_after(10):
+            assert await served.request(b"\x08\x00", expect_response=False) is None

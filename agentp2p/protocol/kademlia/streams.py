@@ -208,6 +208,11 @@ class PeerSender:
                     stale = exc
                     raise
                 if not expect_response:
+                    if fresh and hasattr(ms.stream, "accepted"):
+                        # A lazy stream (network/multistream.py): without an
+                        # answer to read, a refusal of the protocol would go
+                        # unnoticed and the message count as sent.
+                        await ms.stream.accepted()
                     return None
                 answer = await ms.read()
                 if answer is None:
