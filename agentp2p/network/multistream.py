@@ -1,4 +1,4 @@
-"""multistream-select that sends its header and first proposal together.
+"""multistream-select without waiting: a new connection's first request in 3 round trips, not 9.
 
 py-libp2p 0.8.1's client (``MultiselectClient.select_one_of``) writes the
 ``/multistream/1.0.0`` header, waits for the listener's, then writes its
@@ -6,23 +6,32 @@ proposal and waits again: two round trips wherever it negotiates. It
 negotiates three times before a new connection carries its first request —
 the security protocol, the muxer, the stream's protocol — so a first
 request to a new peer took 9 round trips (TCP 1, security 2, Noise 1,
-muxer 2, stream 2, the request 1), which is most of a cold DHT lookup's
-time (docs/dht.md, "Connection set-up dominates lookup latency").
+muxer 2, stream 2, the request 1), most of a cold DHT lookup's time
+(docs/dht.md, "Connection set-up"). None of the waits is needed:
 
-The protocol does not need the wait: the listener answers the header and
-the proposal in order whenever they come, and go-libp2p's client
-(go-multistream ``SelectProtoOrFail``) sends both in one write. So does
-:func:`select_one_of`: header and first proposal in one write, then the
-listener's header and its answer to the proposal are read — one round trip.
-Only if the first proposal is refused (``na``) are the others tried one at
-a time, as before. Listeners need nothing new: py-libp2p's reads exactly
-one message at a time from a buffered stream, as go's does.
+* :func:`select_one_of` — header and first proposal in one write, then the
+  listener's header and answer are read: one round trip (go-multistream's
+  ``SelectProtoOrFail`` does the same). Only after an ``na`` are the other
+  proposals tried, one at a time.
+* :func:`select_upgrade` — a connection's dialer offers one security
+  protocol and one muxer, so it proposes and goes straight on; the
+  listener's answers are read in front of the next layer's first read
+  (Noise's second message, the first Yamux frames), and a refusal, an
+  oversized answer or silence fails that read. :func:`wait_accepted` waits
+  for the muxer's answer (``Dialer.connect`` does: a refusal right after
+  the handshake is then a dial error).
+* :class:`LazyStream` — a stream whose proposal rides with its first write
+  and whose acceptance is read in front of its first read (the DHT's
+  streams: ``Dialer.open_stream(optimistic=True)``).
 
-:func:`install` puts it on py-libp2p's client class, process-wide (every
-host of the process negotiates this way; ``build_host`` installs it);
-:func:`uninstall` restores the library's, for the benchmark's before/after
-(benchmarks/round_trips.py). Errors are the library's
-(``MultiselectClientError``), so callers see no difference but the time.
+Listeners need nothing new: py-libp2p's and go-multistream's read exactly
+one message at a time, so what follows a proposal is left for the next
+layer. Every answer is read with a bound (:data:`MAX_MESSAGE`).
+:func:`install` puts the first two on py-libp2p's classes, process-wide
+(``build_host`` installs them); :func:`uninstall` restores the library's,
+for the benchmark's before/after (benchmarks/round_trips.py) and the tests
+that show the library's waits. Errors are the library's
+(``MultiselectClientError``) or stream errors (:class:`LazyNegotiationError`).
 """
 
 from __future__ import annotations
@@ -42,8 +51,9 @@ from libp2p.protocol_muxer.exceptions import (
 from libp2p.network.stream.exceptions import StreamError
 from libp2p.utils import encode_delim, read_varint_prefixed_bytes_limited
 
-__all__ = ["HEADER", "LIBRARY_SELECT_ONE_OF", "LazyNegotiationError", "LazyStream", "MAX_MESSAGE",
-           "install", "installed", "select_one_of", "uninstall"]
+__all__ = ["ACCEPT_TIMEOUT", "HEADER", "LIBRARY_SELECT", "LIBRARY_SELECT_ONE_OF", "LazyNegotiationError", "LazyStream",
+           "MAX_MESSAGE", "Negotiation", "install", "installed", "select_one_of", "select_upgrade", "uninstall",
+           "wait_accepted"]
 
 HEADER = "/multistream/1.0.0"
 _NA = "na"
