@@ -223,8 +223,11 @@ def _confirm_on_first_read(conn: Any, protocol: str) -> None:
     conn.agentp2p_negotiation = state
 
     async def confirming_read(n: int | None = None) -> bytes:
-        if state.done.is_set() and state.error is None:  # a caller that kept this function
-            return await original(n)  # type: ignore[no-any-return]
+        if state.done.is_set():
+            if state.error is None:  # a caller that kept this function
+                return await original(n)  # type: ignore[no-any-return]
+            # Refused or cut off mid-answer: the stream is not in step any more.
+            raise LazyNegotiationError(f"protocol {protocol}: {state.error}")
         try:
             # The library bounded the upgrade's negotiation; this read is ours
             # now: a listener that says nothing after Noise must not leave a
@@ -300,6 +303,7 @@ class LazyStream:
         self._protocol = protocol
         self._proposal: bytes | None = encode_delim(HEADER.encode()) + encode_delim(protocol.encode())
         self._confirmed = False
+        self._failure: str | None = None
         self._send_lock = trio.Lock()
         self._confirm_lock = trio.Lock()
 
@@ -338,6 +342,8 @@ class LazyStream:
         async with self._confirm_lock:
             if self._confirmed:
                 return
+            if self._failure is not None:  # refused before: the stream is not in step any more
+                raise LazyNegotiationError(self._failure)
             if self._proposal is not None:  # read before any write: the listener must hear us first
                 await self.write(b"")
             try:
@@ -350,6 +356,9 @@ class LazyStream:
                 # our proposal as its next proposal and resets the stream: the
                 # reset may overtake the "na".
                 await self._refused(f"the stream ended before the peer accepted it ({type(exc).__name__})")
+            except BaseException:  # cancelled mid-answer: what is left of it is unreadable
+                self._failure = f"protocol {self._protocol}: negotiation interrupted"
+                raise
             if header != HEADER:
                 await self._refused(f"multistream header {header!r}")
             if answer != self._protocol:
@@ -357,9 +366,10 @@ class LazyStream:
             self._confirmed = True
 
     async def _refused(self, why: str) -> None:
+        self._failure = f"protocol {self._protocol}: {why}"
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             try:
                 await self._stream.reset()
             except Exception:  # noqa: BLE001 — already dead
                 pass
-        raise LazyNegotiationError(f"protocol {self._protocol}: {why}")
+        raise LazyNegotiationError(self._failure)

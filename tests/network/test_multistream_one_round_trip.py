@@ -240,6 +240,9 @@ async def test_an_optimistic_stream_to_a_peer_without_the_protocol_fails_on_its_
         with pytest.raises(LazyNegotiationError, match="nobody-serves"):
             with trio.fail_after(10):
                 await stream.read(1024)
+        # ... and stays refused: nothing after it is read as data.
+        with pytest.raises(LazyNegotiationError, match="nobody-serves"):
+            await stream.read(1024)
         # Without optimism the same call is refused at once, as before.
         from agentp2p.errors import DialError
 
