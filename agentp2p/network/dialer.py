@@ -220,12 +220,13 @@ class Dialer:
 
     async def _confirmed(self, peer: ID) -> None:
         """Wait for the peer to accept our connection's muxer (see :meth:`connect`)."""
-        conns = self._host.get_network().get_connections(peer)
-        if not conns:
-            raise DialError(f"dial {peer}: the peer closed the connection during set-up (it may refuse us)")
-        why = await wait_accepted(getattr(conns[0], "muxed_conn", None))
-        if why is not None:
-            raise DialError(f"dial {peer}: the peer closed the connection during set-up (it may refuse us): {why}")
+        why: str | None = "no connection left"
+        # Any accepted connection will do (the peer may have dialed us at the same moment).
+        for conn in list(self._host.get_network().get_connections(peer)):
+            why = await wait_accepted(getattr(conn, "muxed_conn", None))
+            if why is None:
+                return
+        raise DialError(f"dial {peer}: the peer closed the connection during set-up (it may refuse us): {why}")
 
     async def _connect_shared(self, peer: ID, lookup: bool) -> None:
         while (flight := self._inflight.get(peer)) is not None:

@@ -221,6 +221,7 @@ async def _race(host: Any, peer: ID, addrs: list[tuple[str, int]], one: Any, tim
     winner cancels the rest), the peer protected in the swarm meanwhile;
     :class:`PunchError` with ``errors`` unless a direct connection is up."""
     _protect(host, peer, True)
+    accepted = False
     try:
         with trio.move_on_after(timeout):
             async with trio.open_nursery() as nursery:
@@ -234,8 +235,13 @@ async def _race(host: Any, peer: ID, addrs: list[tuple[str, int]], one: Any, tim
                     # Still in the swarm's table for a moment: not a success.
                     await close_quietly(conn)
                     raise PunchError(f"refused after the handshake: {why}")
+            accepted = True
     finally:
         _protect(host, peer, False)
+    if direct_connections(host, peer) and not accepted:
+        for conn in direct_connections(host, peer):
+            await close_quietly(conn)
+        raise PunchError(f"the peer did not accept the connection within {timeout:g}s")
     if not direct_connections(host, peer):
         raise PunchError("; ".join(errors) or f"no answer within {timeout:g}s")
 

@@ -93,8 +93,12 @@ class Bootstrapper:
                         log.debug("post-bootstrap lookup failed: %r", exc)
                     break
                 jitter = delay * 0.2 * self.rng.random()
-                with trio.move_on_after(delay + jitter):
-                    await self._wake.wait()
+                # The backoff is slept out whatever wakes us: a wake asks for
+                # a new round, which this loop is already running — and a peer
+                # that refuses us right after the handshake wakes us itself
+                # (its connection was our last one for a moment), which would
+                # turn the backoff into a redial loop.
+                await trio.sleep(delay + jitter)
                 self._wake = trio.Event()
                 delay = min(delay * 2, self.max_delay)
             await self._wake.wait()
