@@ -621,6 +621,10 @@ class GossipSubService:
                 stats.writes_held += 1  # a busy link: gather what else arrives
                 await trio.sleep_until(last_write + coalesce)
                 continue  # look again: the peer may be gone, or the budget reached
+            if getattr(getattr(stream, "muxed_conn", None), "is_closed", False):
+                # Its connection closed while the peer came back on another
+                # (see _watch_connections): reopen, the queue intact.
+                return
             last_write = now
             peer.urgent = False
             data, frames = queue.take(WRITE_BUDGET)
@@ -706,6 +710,11 @@ class GossipSubService:
                     self._start_peer_task(peer)
                 else:
                     peer = self._peers.get(ev.peer_id)
+                    if self._dialer is not None and self._dialer.is_connected(ev.peer_id):
+                        # Back already (a redial outran this event): its new
+                        # stream may be read by now, and its old ones end by
+                        # themselves (the writer reopens while connected).
+                        continue
                     if peer is not None:
                         self._forget(peer)
             except Exception as exc:  # noqa: BLE001
