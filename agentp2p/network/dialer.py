@@ -36,7 +36,7 @@ from libp2p.peer.peerinfo import PeerInfo
 from multiaddr import Multiaddr
 
 from agentp2p.errors import DialError, PeerRefused
-from agentp2p.network.multistream import LazyStream, wait_accepted
+from agentp2p.network.multistream import LazyStream, negotiation, wait_accepted
 
 log = logging.getLogger("agentp2p.dialer")
 
@@ -207,7 +207,7 @@ class Dialer:
         must not find them."""
         network = self._host.get_network()
         for conn in list(network.get_connections(peer)):
-            state = getattr(getattr(getattr(conn, "muxed_conn", None), "secured_conn", None), "agentp2p_negotiation", None)
+            state = negotiation(getattr(conn, "muxed_conn", None))
             if state is not None and state.done.is_set() and state.error is not None:
                 with trio.CancelScope(shield=True), trio.move_on_after(1), contextlib.suppress(Exception):
                     await conn.close()

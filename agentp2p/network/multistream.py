@@ -52,8 +52,8 @@ from libp2p.network.stream.exceptions import StreamError
 from libp2p.utils import encode_delim, read_varint_prefixed_bytes_limited
 
 __all__ = ["ACCEPT_TIMEOUT", "HEADER", "LIBRARY_SELECT", "LIBRARY_SELECT_ONE_OF", "LazyNegotiationError", "LazyStream",
-           "MAX_MESSAGE", "Negotiation", "install", "installed", "select_one_of", "select_upgrade", "uninstall",
-           "wait_accepted"]
+           "MAX_MESSAGE", "Negotiation", "install", "installed", "negotiation", "select_one_of", "select_upgrade",
+           "uninstall", "wait_accepted"]
 
 HEADER = "/multistream/1.0.0"
 _NA = "na"
@@ -84,6 +84,22 @@ async def _read_message(reader: Any) -> str:
     if not data.endswith(b"\n"):
         raise ValueError(f"message not delimited by a newline: {data[:64]!r}")
     return data[:-1].decode(errors="replace")
+
+
+async def _refusal(reader: Any, protocol: str) -> str | None:
+    """Read the listener's header and its answer to our proposal of
+    ``protocol``: None if it accepted, else why not. A dead connection
+    raises (the reader's own errors)."""
+    try:
+        header = await _read_message(reader)
+        answer = await _read_message(reader)
+    except ValueError as exc:
+        return f"unreadable negotiation ({exc})"
+    if header != HEADER:
+        return f"multistream header {header!r}"
+    if answer != protocol:
+        return "not supported (na)" if answer == _NA else f"answered {answer!r}"
+    return None
 
 
 async def _read(communicator: Any, what: str) -> str:
@@ -233,22 +249,13 @@ def _confirm_on_first_read(conn: Any, protocol: str) -> None:
             # now: a listener that says nothing after Noise must not leave a
             # connection half open for good.
             with trio.fail_after(ACCEPT_TIMEOUT):
-                header = await _read_message(reader)
-                answer = await _read_message(reader)
+                why = await _refusal(reader, protocol)
         except trio.TooSlowError:
-            state.finish(f"no answer to {protocol} within {ACCEPT_TIMEOUT:g}s")
-            raise LazyNegotiationError(f"protocol {protocol}: no answer within {ACCEPT_TIMEOUT:g}s") from None
-        except ValueError as exc:
-            state.finish(f"unreadable negotiation ({exc})")
-            raise LazyNegotiationError(f"protocol {protocol}: unreadable negotiation ({exc})") from None
+            why = f"no answer within {ACCEPT_TIMEOUT:g}s"
         except BaseException as exc:
             state.finish(f"the connection ended before the peer accepted {protocol} ({type(exc).__name__})")
             raise
-        if header != HEADER:
-            state.finish(f"multistream header {header!r}")
-            raise LazyNegotiationError(f"protocol {protocol}: multistream header {header!r}")
-        if answer != protocol:
-            why = "not supported (na)" if answer == _NA else f"answered {answer!r}"
+        if why is not None:
             state.finish(why)
             raise LazyNegotiationError(f"protocol {protocol}: {why}")
         state.finish(None)
@@ -259,13 +266,19 @@ def _confirm_on_first_read(conn: Any, protocol: str) -> None:
     conn.read = confirming_read
 
 
+def negotiation(muxed_conn: Any) -> Negotiation | None:
+    """The lazy muxer negotiation of ``muxed_conn``; None if its muxer was
+    negotiated the library's way (a listener, QUIC, a test's plain host)."""
+    return getattr(getattr(muxed_conn, "secured_conn", None), "agentp2p_negotiation", None)
+
+
 async def wait_accepted(muxed_conn: Any) -> str | None:
     """Wait until the listener has accepted the muxer we proposed on
     ``muxed_conn`` without waiting; None when it did (or nothing was proposed
     lazily), else why not. The muxer's read loop makes the first read, so a
     connection that ends first — the peer refused us after the handshake,
     or it was closed here — ends the wait too. The caller bounds the time."""
-    state = getattr(getattr(muxed_conn, "secured_conn", None), "agentp2p_negotiation", None)
+    state = negotiation(muxed_conn)
     if state is None:
         return None
     await state.done.wait()
@@ -347,22 +360,17 @@ class LazyStream:
             if self._proposal is not None:  # read before any write: the listener must hear us first
                 await self.write(b"")
             try:
-                header = await _read_message(self._stream)
-                answer = await _read_message(self._stream)
-            except ValueError as exc:
-                await self._refused(f"unreadable negotiation ({exc})")
+                why = await _refusal(self._stream, self._protocol)
             except IOException as exc:
                 # py-libp2p's listener, having said "na", reads what followed
                 # our proposal as its next proposal and resets the stream: the
                 # reset may overtake the "na".
-                await self._refused(f"the stream ended before the peer accepted it ({type(exc).__name__})")
+                why = f"the stream ended before the peer accepted it ({type(exc).__name__})"
             except BaseException:  # cancelled mid-answer: what is left of it is unreadable
                 self._failure = f"protocol {self._protocol}: negotiation interrupted"
                 raise
-            if header != HEADER:
-                await self._refused(f"multistream header {header!r}")
-            if answer != self._protocol:
-                await self._refused("not supported (na)" if answer == _NA else f"answered {answer!r}")
+            if why is not None:
+                await self._refused(why)
             self._confirmed = True
 
     async def _refused(self, why: str) -> None:
