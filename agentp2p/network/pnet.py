@@ -59,6 +59,8 @@ from agentp2p.network.psk import KEY_SIZE
 __all__ = ["NONCE_SIZE", "PnetConn", "PnetError", "PrivateNetworkFailure", "XSalsa20", "install_pnet"]
 
 NONCE_SIZE = 24
+# After a failed write, how long to read the peer's first bytes for a better reason.
+EXPLAIN_WAIT = 1.0
 #: What every libp2p peer sends first (multistream-select 1.0.0, varint-length-prefixed).
 MULTISTREAM_HEADER = b"\x13/multistream/1.0.0\n"
 _BLOCK = 64
@@ -180,15 +182,17 @@ class PnetConn(IRawConnection):
         self._checked = 0  # plaintext bytes compared with MULTISTREAM_HEADER so far
         self._eof = False
         self.failure: str | None = None
+        self._provisional = False  # failure came from a write: the peer's first bytes may say more
         self.on_verified = on_verified
 
     @property
     def verified(self) -> bool:
         return self._checked >= len(MULTISTREAM_HEADER)
 
-    def _fail(self, reason: str, cause: BaseException | None = None) -> PnetError:
-        if self.failure is None:
+    def _fail(self, reason: str, cause: BaseException | None = None, *, provisional: bool = False) -> PnetError:
+        if self.failure is None or self._provisional:
             self.failure = reason
+            self._provisional = provisional
         err = PnetError(reason)
         err.__cause__ = cause
         return err
@@ -215,8 +219,24 @@ class PnetConn(IRawConnection):
             # another key has often closed before our second write.
             if not self.verified:
                 reason = "the peer closed the connection in the private network handshake (it uses another key, or none)"
-                raise self._fail(reason, exc) from exc
+                raise self._fail(reason, exc, provisional=True) from exc
             raise
+
+    async def explain(self, wait: float) -> None:
+        """After a failed write, read what the peer sent first (for ``wait`` s at most) to say why.
+
+        A plain libp2p listener sends its multistream header at once and closes
+        on our nonce; our second write can fail before anyone reads, and the
+        header already received tells the better reason. Call it only once the
+        handshake is over (nobody else reads then).
+        """
+        if not self._provisional or self._reader is not None or self._eof:
+            return
+        with trio.move_on_after(wait):
+            try:
+                await self._read_nonce()
+            except Exception:  # noqa: BLE001 - _read_nonce recorded what it learned
+                pass
 
     async def _release(self) -> None:
         """The peer proved the key: send what was held, in order."""
@@ -410,6 +430,8 @@ def install_pnet(host: Any, psk: bytes | None, *, timeout: float) -> None:
                 if conn.failure is None:
                     raise  # past the private network layer (Noise, ...): not ours to explain
                 error = exc
+        if conn.failure is not None:
+            await conn.explain(EXPLAIN_WAIT)
         # Our deadline, or a failure of the private network handshake.
         await _close_quietly(conn)
         reason = conn.failure or f"no answer from the peer within {timeout:g}s (it uses another key, or none)"

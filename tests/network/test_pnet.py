@@ -186,6 +186,39 @@ async def test_wrong_key_cannot_connect_either_way(tmp_path: Path) -> None:
         assert gate is not None and gate.stats["failed"] >= 1 and gate.pending == 0
 
 
+class _ClosedAfterHeader:
+    """A raw connection whose peer sent libp2p's multistream header and then reset: writes fail, reads give the header."""
+
+    def __init__(self) -> None:
+        self.unread = MULTISTREAM_HEADER + b"\x1d/noise\n"
+        self.is_initiator = True
+
+    async def write(self, data: bytes) -> None:
+        from libp2p.io.exceptions import IOException
+
+        raise IOException("connection reset by peer")
+
+    async def read(self, n: int | None = None) -> bytes:
+        size = len(self.unread) if n is None else n
+        chunk, self.unread = self.unread[:size], self.unread[size:]
+        return chunk
+
+
+async def test_a_write_failure_is_explained_by_what_the_peer_sent() -> None:
+    # CI caught the race: a plain listener sends its header and closes on our
+    # nonce; when our next write fails before anyone has read, the reason
+    # must still be "plain libp2p", not "another key, or none".
+    conn = PnetConn(_ClosedAfterHeader(), os.urandom(32))  # type: ignore[arg-type]
+    with pytest.raises(Exception, match="another key, or none"):
+        await conn.write(b"x")
+    assert conn.failure is not None and "another key, or none" in conn.failure
+    await conn.explain(1.0)
+    assert conn.failure == "the peer is not in a private network (it speaks plain libp2p)"
+    # A reason learnt from reading is final: explaining again changes nothing.
+    await conn.explain(1.0)
+    assert conn.failure == "the peer is not in a private network (it speaks plain libp2p)"
+
+
 @pytest.mark.parametrize("pnet_dials", [True, False], ids=["pnet-dials-plain", "plain-dials-pnet"])
 async def test_pnet_and_plain_nodes_cannot_connect(tmp_path: Path, pnet_dials: bool) -> None:
     key = _key(tmp_path, "net")
