@@ -28,6 +28,13 @@ Reported per N (one JSON line per size with ``--json``; the table otherwise):
 * ``up_s``      — start until every agent had published;
 * ``setup_s``   — start until every worker had settled (the network is up);
 * ``setup_cpu_s`` — CPU time of the worker processes during setup;
+* ``work``      — what the workers' nodes did during setup, summed: DHT
+                  requests sent and served, DHT streams, connections dialed,
+                  record publish rounds, pub/sub RPCs sent (the record
+                  announcements' gossip), lookups; and the CPU time spent in
+                  garbage collections (``gc_ms``; per generation ``gcN_ms``,
+                  ``gcN_n`` collections, ``gcN_max_ms`` the longest, summed
+                  over workers), to divide the setup CPU by what it bought;
 * ``table_min`` / ``table_med`` — routing table sizes of the agents when settled;
 * ``join_s``    — newcomer start until its routing table is non-empty;
 * ``first_s``   — the newcomer's first ``find_agents`` (cold: empty cache,
@@ -46,6 +53,12 @@ Reported per N (one JSON line per size with ``--json``; the table otherwise):
                   the start of the look-ups (the machine is shared).
 
     .venv/bin/python benchmarks/discovery.py [--sizes 50 100] [--procs 4] [--caps 10] [--json]
+
+Workers apply ``agentp2p.gc_policy`` before their nodes start, as the daemon
+and devnet workers do (``--gc-policy off``: CPython's defaults; without it
+100 nodes took ~340 s of worker CPU, a sixth of it in full collections of
+the startup heap). ``--gc-young N`` sets the collector's first threshold on
+top, for experiments (docs/dht.md, "Real sockets").
 
 ``--swim off`` runs the agents without SWIM (on by default, as in a node's
 defaults): SWIM probes every member, so with it on every node ends up
@@ -71,6 +84,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import json
 import logging
 import math
@@ -166,6 +180,7 @@ class Worker:
                                zip(range(a.offset, a.offset + a.count), self.nodes)],
                     "tables": [n.dht.routing_table_size for n, _ in self.nodes],
                     "connections": [len(n.peers()) for n, _ in self.nodes],
+                    "work": _work(self.nodes),
                     "published": sum(s.published.is_set() for _, s in self.nodes),
                     "published_at": published_at, "settled": settled, "settled_at": time.time(),
                 })
@@ -275,6 +290,60 @@ def _node_state(node: Node, svc: RecordService) -> str:
             f"pending {ad.get('requests_pending')} rounds {c.rounds} failed {c.round_failures}")
 
 
+class _GcClock:
+    """CPU time the process spent in garbage collections (``gc.callbacks``), by generation.
+
+    CPU, not wall, time: four workers share two cores, so a collection's wall
+    time counts the moments another process had the core."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.counts = [0, 0, 0]
+        self.collected = [0, 0, 0]
+        self.longest = [0.0, 0.0, 0.0]
+        self._start = 0.0
+
+    def install(self) -> None:
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.process_time()
+        else:
+            gen = info.get("generation", 2)
+            took = time.process_time() - self._start
+            self.seconds[gen] += took
+            self.counts[gen] += 1
+            self.collected[gen] += info.get("collected", 0)
+            self.longest[gen] = max(self.longest[gen], took)
+
+
+_GC_CLOCK = _GcClock()
+
+
+def _work(nodes: list[tuple[Node, RecordService]]) -> dict[str, int]:
+    """What a worker's nodes did while the network was built: divides its CPU by the work."""
+    out = {"dht_requests": 0, "dht_served": 0, "dht_streams": 0, "dials": 0, "record_rounds": 0,
+           "pubsub_rpcs_out": 0, "lookups": 0}
+    for node, svc in nodes:
+        st = node.stats()
+        ad = node.dht.stats().get("adapter", {})
+        out["dht_requests"] += int(ad.get("requests", 0))
+        out["dht_served"] += int(ad.get("inbound_requests", 0))
+        out["dht_streams"] += int(ad.get("streams_opened", 0)) + int(ad.get("inbound_streams", 0))
+        out["dials"] += int(st["dialer"].get("successes", 0))
+        out["record_rounds"] += int(svc.counters.rounds)
+        out["pubsub_rpcs_out"] += int(st["pubsub"].get("rpc_out", 0))
+        out["lookups"] += int(node.dht.stats().get("lookups", 0))
+    out["gc_ms"] = round(sum(_GC_CLOCK.seconds) * 1000)
+    for gen in range(3):
+        out[f"gc{gen}_ms"] = round(_GC_CLOCK.seconds[gen] * 1000)
+        out[f"gc{gen}_n"] = _GC_CLOCK.counts[gen]
+        out[f"gc{gen}_freed"] = _GC_CLOCK.collected[gen]
+        out[f"gc{gen}_max_ms"] = round(_GC_CLOCK.longest[gen] * 1000)
+    return out
+
+
 def _dht_failures(ad: dict[str, Any]) -> str:
     """A node's DHT requests and how they failed (the adapter's stats)."""
     return (f"dht req {ad.get('requests')} fail {ad.get('failures')} timeouts {ad.get('timeouts')} "
@@ -338,7 +407,7 @@ async def build_network(n: int, args: argparse.Namespace, boot: Node, workers: l
     t0, wall0 = time.perf_counter(), time.time()
     for count, offset in zip(per, offsets):
         cmd = [sys.executable, __file__, "--worker", "--boot", boot.addrs[0], "--count", str(count),
-               "--offset", str(offset), "--total", str(n), "--caps", str(args.caps),
+               "--offset", str(offset), "--gc-policy", args.gc_policy, "--gc-young", str(args.gc_young), "--total", str(n), "--caps", str(args.caps),
                "--seeds", str(args.seeds), "--concurrency", str(args.concurrency),
                "--bootstrap-from", str(args.bootstrap_from), "--quiet", str(args.quiet),
                "--settle-timeout", str(args.settle_timeout), "--swim", args.swim]
@@ -373,6 +442,7 @@ async def build_network(n: int, args: argparse.Namespace, boot: Node, workers: l
         "published": sum(r["published"] for r in reports),
         "table_min": tables[0], "table_med": tables[len(tables) // 2],
         "conns_med": conns[len(conns) // 2],
+        "work": {k: sum(r["work"][k] for r in reports) for k in reports[0]["work"]},
     }
     return expected, info
 
@@ -502,6 +572,10 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None,
                     help="find_agents(limit=L) instead of asking for every agent (1: the first live agent)")
     ap.add_argument("--profile", metavar="FILE", help="cProfile of this process during the look-ups")
+    ap.add_argument("--gc-policy", choices=("on", "off"), default="on",
+                    help="workers apply agentp2p.gc_policy as the daemon does (off: CPython's defaults)")
+    ap.add_argument("--gc-young", type=int, default=0, metavar="N",
+                    help="with --gc-policy on: the collector's first threshold (CPython: 700)")
     ap.add_argument("--json", action="store_true", help="one JSON line per size only")
     ap.add_argument("-v", "--verbose", action="store_true", help="workers' progress on stderr")
     # worker side
@@ -515,6 +589,13 @@ def main() -> None:
     if args.worker:
         if os.environ.get("DISCOVERY_DEBUG"):
             _debug_logs("agentp2p.records")
+        if args.gc_policy == "on":
+            from agentp2p import gc_policy
+
+            gc_policy.apply()  # as the daemon and devnet workers do (agentp2p/gc_policy.py)
+            if args.gc_young:
+                gc.set_threshold(args.gc_young, *gc.get_threshold()[1:])
+        _GC_CLOCK.install()
         trio.run(Worker(args).run)
         return
     if os.environ.get("DISCOVERY_DEBUG"):  # the newcomer's DHT requests, with timings
