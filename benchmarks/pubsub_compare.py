@@ -153,6 +153,14 @@ class OursNode:
     async def publish(self, data: bytes) -> None:
         await self.node.publish(TOPIC, data)
 
+    def traffic(self) -> dict[str, int]:
+        """What the node's pub/sub moved (since it started): divides the CPU by frames, not messages."""
+        s = self.node.stats()["pubsub"]
+        r = s.get("router") or {}
+        out = {k: int(s.get(k, 0)) for k in ("rpc_in", "rpc_out", "writes", "bytes_in", "bytes_out")}
+        out["duplicates"] = int(r.get("duplicates", 0))
+        return out
+
     def drops(self) -> dict[str, int]:
         """Every counter under which a message can go missing (adapter and router core)."""
         s = self.node.stats()["pubsub"]
@@ -391,9 +399,14 @@ async def worker_main(impl: str, role: str, swim: bool = True) -> None:
                         drops[k] = drops.get(k, 0) + v
                     if impl.startswith("pylibp2p"):
                         break  # one counter shared by the process's nodes
+                traffic: dict[str, int] = {}
+                for n in nodes:
+                    for k, v in (n.traffic() if hasattr(n, "traffic") else {}).items():
+                        traffic[k] = traffic.get(k, 0) + v
                 answer = {"unique": [r.unique for r in recs], "duplicates": sum(r.duplicates for r in recs),
                           "latencies_ms": [round(x, 3) for r in recs for x in r.latencies_ms],
-                          "last_ns": max((r.last_ns for r in recs), default=0), "drops": drops}
+                          "last_ns": max((r.last_ns for r in recs), default=0), "drops": drops,
+                          "traffic": traffic}
             else:
                 answer = {"error": f"unknown command {cmd!r}"}
             print(json.dumps(answer), flush=True)
@@ -744,9 +757,12 @@ async def run_impl(impl: str, n: int, messages: int, size: int, rate: float | No
     last_ns = max(r["last_ns"] for r in reports)
     window_s = max(1e-9, (last_ns - published["t0_ns"]) / 1e9)
     drops: dict[str, int] = {}
+    traffic: dict[str, int] = {}
     for r in reports:
         for key, v in r["drops"].items():
             drops[key] = drops.get(key, 0) + v
+        for key, v in r.get("traffic", {}).items():
+            traffic[key] = traffic.get(key, 0) + v
     return {
         "impl": impl if impl != "ours" or swim else "ours (no SWIM)",
         "nodes": n,
@@ -772,6 +788,9 @@ async def run_impl(impl: str, n: int, messages: int, size: int, rate: float | No
         "latency_p99_ms": round(percentile(latencies, 99), 2),
         "latency_max_ms": round(max(latencies), 2) if latencies else math.nan,
         "drops": {k: v for k, v in drops.items() if v},
+        # Ours only, all nodes, whole run (set-up included): frames and writes
+        # per delivery say how much of the CPU is per-frame, not per-message.
+        "traffic_per_delivery": {k: round(v / unique, 2) for k, v in traffic.items()} if traffic and unique else {},
         "cpu_ms_per_delivery": round(1000 * cpu_total / unique, 3) if unique else None,
         "publisher_cpu_us_per_msg": round(1e6 * pub_cpu / messages, 1) if messages else None,
         "subscriber_cpu_us_per_delivery": round(1e6 * (cpu_total - pub_cpu) / unique, 1) if unique else None,
