@@ -235,7 +235,7 @@ class PnetConn(IRawConnection):
         with trio.move_on_after(wait):
             try:
                 await self._read_nonce()
-            except Exception:  # noqa: BLE001 - _read_nonce recorded what it learned
+            except IOException:  # PnetError included: _read_nonce recorded what it learned
                 pass
 
     async def _release(self) -> None:
@@ -430,10 +430,13 @@ def install_pnet(host: Any, psk: bytes | None, *, timeout: float) -> None:
                 if conn.failure is None:
                     raise  # past the private network layer (Noise, ...): not ours to explain
                 error = exc
-        if conn.failure is not None:
-            await conn.explain(EXPLAIN_WAIT)
-        # Our deadline, or a failure of the private network handshake.
-        await _close_quietly(conn)
+        try:
+            if conn.failure is not None:
+                await conn.explain(EXPLAIN_WAIT)
+        finally:
+            # Our deadline, or a failure of the private network handshake
+            # (closed even when a cancellation lands in explain).
+            await _close_quietly(conn)
         reason = conn.failure or f"no answer from the peer within {timeout:g}s (it uses another key, or none)"
         reason = f"private network handshake failed: {reason}"
         raise PrivateNetworkFailure(f"{reason} ({_who(raw_conn, peer_id)})", reason) from error

@@ -187,16 +187,28 @@ async def test_wrong_key_cannot_connect_either_way(tmp_path: Path) -> None:
 
 
 class _ClosedAfterHeader:
-    """A raw connection whose peer sent libp2p's multistream header and then reset: writes fail, reads give the header."""
+    """A raw connection whose peer sent libp2p's multistream header and then reset.
 
-    def __init__(self) -> None:
+    Writes from the ``fail_from``-th on fail; reads give the header.
+    """
+
+    def __init__(self, fail_from: int = 1) -> None:
         self.unread = MULTISTREAM_HEADER + b"\x1d/noise\n"
         self.is_initiator = True
+        self.fail_from, self.writes, self.closed = fail_from, 0, False
 
     async def write(self, data: bytes) -> None:
         from libp2p.io.exceptions import IOException
 
-        raise IOException("connection reset by peer")
+        self.writes += 1
+        if self.writes >= self.fail_from:
+            raise IOException("connection reset by peer")
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def get_remote_address(self) -> tuple[str, int]:
+        return ("127.0.0.1", 4001)
 
     async def read(self, n: int | None = None) -> bytes:
         size = len(self.unread) if n is None else n
@@ -217,6 +229,29 @@ async def test_a_write_failure_is_explained_by_what_the_peer_sent() -> None:
     # A reason learnt from reading is final: explaining again changes nothing.
     await conn.explain(1.0)
     assert conn.failure == "the peer is not in a private network (it speaks plain libp2p)"
+
+
+async def test_the_dialer_reports_a_plain_peer_when_its_second_write_fails() -> None:
+    # What CI saw, end to end through install_pnet: the proposal goes out,
+    # Noise's first message fails, nothing has been read yet.
+    from types import SimpleNamespace
+
+    from agentp2p.network.pnet import PrivateNetworkFailure, install_pnet
+
+    async def upgrade(conn, is_initiator, peer_id=None):  # type: ignore[no-untyped-def]
+        await conn.write(b"/multistream/1.0.0 proposal")
+        await conn.write(b"noise message 1")
+
+    async def dial_peer(*args):  # type: ignore[no-untyped-def]
+        raise AssertionError("not dialed here")
+
+    network = SimpleNamespace(upgrader=SimpleNamespace(upgrade_security=upgrade), dial_peer=dial_peer)
+    install_pnet(SimpleNamespace(get_network=lambda: network), os.urandom(32), timeout=5)
+    raw = _ClosedAfterHeader(fail_from=2)
+    with trio.fail_after(5), pytest.raises(PrivateNetworkFailure) as info:
+        await network.upgrader.upgrade_security(raw, True, None)
+    assert info.value.reason.endswith("the peer is not in a private network (it speaks plain libp2p)")
+    assert raw.writes == 2 and raw.closed
 
 
 @pytest.mark.parametrize("pnet_dials", [True, False], ids=["pnet-dials-plain", "plain-dials-pnet"])
