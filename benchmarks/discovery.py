@@ -30,11 +30,13 @@ Reported per N (one JSON line per size with ``--json``; the table otherwise):
 * ``setup_cpu_s`` — CPU time of the worker processes during setup;
 * ``work``      — what the workers' nodes did during setup, summed: DHT
                   requests sent and served, DHT streams, connections dialed,
-                  record publish rounds, pub/sub RPCs sent (the record
-                  announcements' gossip), lookups; and the CPU time spent in
+                  record publish rounds, pub/sub RPC frames written
+                  (``rpc_out``: the record announcements' gossip), lookups;
+                  and the CPU time spent in
                   garbage collections (``gc_ms``; per generation ``gcN_ms``,
-                  ``gcN_n`` collections, ``gcN_max_ms`` the longest, summed
-                  over workers), to divide the setup CPU by what it bought;
+                  ``gcN_n`` collections, summed over workers, and
+                  ``gcN_max_ms`` the longest in any worker), to divide the
+                  setup CPU by what it bought;
 * ``table_min`` / ``table_med`` — routing table sizes of the agents when settled;
 * ``join_s``    — newcomer start until its routing table is non-empty;
 * ``first_s``   — the newcomer's first ``find_agents`` (cold: empty cache,
@@ -55,10 +57,10 @@ Reported per N (one JSON line per size with ``--json``; the table otherwise):
     .venv/bin/python benchmarks/discovery.py [--sizes 50 100] [--procs 4] [--caps 10] [--json]
 
 Workers apply ``agentp2p.gc_policy`` before their nodes start, as the daemon
-and devnet workers do (``--gc-policy off``: CPython's defaults; without it
-100 nodes took ~340 s of worker CPU, a sixth of it in full collections of
-the startup heap). ``--gc-young N`` sets the collector's first threshold on
-top, for experiments (docs/dht.md, "Real sockets").
+and devnet workers do (``--gc-policy off``: CPython's defaults; at 100 nodes
+both took 251–347 s of worker CPU, within the run-to-run spread).
+``--gc-young N`` sets the collector's first threshold on top, for
+experiments (docs/dht.md, "Real sockets").
 
 ``--swim off`` runs the agents without SWIM (on by default, as in a node's
 defaults): SWIM probes every member, so with it on every node ends up
@@ -442,7 +444,9 @@ async def build_network(n: int, args: argparse.Namespace, boot: Node, workers: l
         "published": sum(r["published"] for r in reports),
         "table_min": tables[0], "table_med": tables[len(tables) // 2],
         "conns_med": conns[len(conns) // 2],
-        "work": {k: sum(r["work"][k] for r in reports) for k in reports[0]["work"]},
+        # Counts and times add up over workers; a longest pause does not.
+        "work": {k: (max if k.endswith("_max_ms") else sum)(r["work"][k] for r in reports)
+                 for k in reports[0]["work"]},
     }
     return expected, info
 
@@ -585,6 +589,8 @@ def main() -> None:
     ap.add_argument("--offset", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--total", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.gc_young and args.gc_policy == "off":
+        ap.error("--gc-young needs --gc-policy on")
     logging.disable(logging.WARNING)  # py-libp2p warns on every reset stream
     if args.worker:
         if os.environ.get("DISCOVERY_DEBUG"):

@@ -297,6 +297,15 @@ class PyLibp2pNode:
         return dict(self.counter)
 
 
+def _traffic(nodes: list[Any]) -> dict[str, int]:
+    """The process's nodes' pub/sub traffic counters, summed (our nodes only)."""
+    out: dict[str, int] = {}
+    for n in nodes:
+        for k, v in (n.traffic() if hasattr(n, "traffic") else {}).items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
 #: Set once the controller said "stop": every answer has been given by then.
 _STOPPED = threading.Event()
 
@@ -374,6 +383,8 @@ async def worker_main(impl: str, role: str, swim: bool = True) -> None:
                 if role == "pub":
                     ok = ok and nodes[0].topic_peers() >= 1
                 answer = {"ready": ok}
+            elif cmd == "traffic":
+                answer = {"traffic": _traffic(nodes)}
             elif cmd == "count":
                 recs = recorders()
                 answer = {"unique": sum(r.unique for r in recs), "warm": all(r.warm for r in recs),
@@ -399,10 +410,7 @@ async def worker_main(impl: str, role: str, swim: bool = True) -> None:
                         drops[k] = drops.get(k, 0) + v
                     if impl.startswith("pylibp2p"):
                         break  # one counter shared by the process's nodes
-                traffic: dict[str, int] = {}
-                for n in nodes:
-                    for k, v in (n.traffic() if hasattr(n, "traffic") else {}).items():
-                        traffic[k] = traffic.get(k, 0) + v
+                traffic = _traffic(nodes)
                 answer = {"unique": [r.unique for r in recs], "duplicates": sum(r.duplicates for r in recs),
                           "latencies_ms": [round(x, 3) for r in recs for x in r.latencies_ms],
                           "last_ns": max((r.last_ns for r in recs), default=0), "drops": drops,
@@ -459,6 +467,9 @@ class PyWorker:
 
     async def count(self) -> dict[str, Any]:
         return await self.ask("count")
+
+    async def traffic(self) -> dict[str, int]:
+        return dict((await self.ask("traffic"))["traffic"])
 
     async def publish(self, kind: int, start: int, count: int, size: int, rate: float) -> dict[str, Any]:
         return await self.ask("publish", kind, start, count, size, rate or 0)
@@ -717,6 +728,9 @@ async def run_impl(impl: str, n: int, messages: int, size: int, rate: float | No
             for w in (pub, subs[0]):
                 await w.ask("cprofile_on")
         expected = messages * subscribers
+        # Our nodes' traffic counters before the window (set-up, warm-up and
+        # heartbeats until now are not the workload's).
+        traffic0 = [await w.traffic() for w in everyone] if impl == "ours" else []
         cpu0, sys0 = _cpu(pids), _cpu(pids, kernel_only=True)
         pub_cpu0 = _cpu([pub.pid])
         t0 = time.monotonic()
@@ -763,6 +777,9 @@ async def run_impl(impl: str, n: int, messages: int, size: int, rate: float | No
             drops[key] = drops.get(key, 0) + v
         for key, v in r.get("traffic", {}).items():
             traffic[key] = traffic.get(key, 0) + v
+    for before in traffic0:
+        for key, v in before.items():
+            traffic[key] = traffic.get(key, 0) - v
     return {
         "impl": impl if impl != "ours" or swim else "ours (no SWIM)",
         "nodes": n,
@@ -788,8 +805,9 @@ async def run_impl(impl: str, n: int, messages: int, size: int, rate: float | No
         "latency_p99_ms": round(percentile(latencies, 99), 2),
         "latency_max_ms": round(max(latencies), 2) if latencies else math.nan,
         "drops": {k: v for k, v in drops.items() if v},
-        # Ours only, all nodes, whole run (set-up included): frames and writes
-        # per delivery say how much of the CPU is per-frame, not per-message.
+        # Ours only, all nodes, the measured window only: RPC frames written
+        # (rpc_out) and read, writes, bytes and the routers' duplicates per
+        # delivery — how much of the CPU is per frame and per copy.
         "traffic_per_delivery": {k: round(v / unique, 2) for k, v in traffic.items()} if traffic and unique else {},
         "cpu_ms_per_delivery": round(1000 * cpu_total / unique, 3) if unique else None,
         "publisher_cpu_us_per_msg": round(1e6 * pub_cpu / messages, 1) if messages else None,
