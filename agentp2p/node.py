@@ -254,6 +254,14 @@ class Node:
                 # (they notice only when a write fails); close them so every
                 # peer sees us leave at once.
                 with trio.CancelScope(shield=True), trio.move_on_after(2):
+                    # First stop taking connections: one that arrives now
+                    # (the listener is open until host.run ends) would
+                    # otherwise outlive us, half-open for its peer.
+                    from agentp2p.network.inbound import inbound_gate
+
+                    gate = inbound_gate(self.host)
+                    if gate is not None:
+                        await gate.close()
                     await self._close_all_connections()
 
     async def _close_all_connections(self) -> None:

@@ -115,8 +115,12 @@ class InboundGate:
         # insertion order is age: the first entry is the oldest pending socket
         self._pending: dict[int, _Pending] = {}
         self._next_token = 0
+        #: accepted connections still open (closed by :meth:`close`)
+        self._live: set[Any] = set()
+        self._closing = False
         #: accepted, refused_ip, refused_gate, refused_banned, refused_limit,
-        #: evicted, timed_out, failed, closed_after_security (an AutoNAT dial-back), closed
+        #: evicted, timed_out, failed, closed_after_security (an AutoNAT dial-back), closed,
+        #: refused_closing (arrived while the node was stopping)
         self.stats: Counter[str] = Counter()
         self._log = ThrottledLog(log, interval=30.0)
 
@@ -134,6 +138,10 @@ class InboundGate:
         ran in the listener, bounded by the transport's handshake timeout):
         it gets the same admission, before the library's ``add_conn``."""
         secured = isinstance(read_write_closer, IMuxedConn)
+        if self._closing:
+            self.stats["refused_closing"] += 1
+            await _close_quietly(read_write_closer)
+            return
         ip = remote_ip(read_write_closer)
         if not self._rm.admit_inbound_socket(ip):
             self.stats["refused_ip"] += 1
@@ -149,6 +157,10 @@ class InboundGate:
             muxed = read_write_closer if secured else await self._handshake(read_write_closer, maddr)
             if muxed is None:
                 return
+            if self._closing:  # the node began to stop during the handshake
+                self.stats["refused_closing"] += 1
+                await (_close_quietly(muxed) if secured else self._close_conn(muxed))
+                return
             if not self._admit_peer(muxed.peer_id):
                 await (_close_quietly(muxed) if secured else self._close_conn(muxed))
                 return
@@ -161,12 +173,31 @@ class InboundGate:
                     await _close_quietly(muxed)
                     return
             self.stats["accepted"] += 1
-            await self._wait_closed(muxed)
+            self._live.add(muxed)
+            try:
+                await self._wait_closed(muxed)
+            finally:
+                self._live.discard(muxed)
             self.stats["closed"] += 1
         finally:
             if admitted:
                 self._rm.release_inbound_connection()
             self._rm.release_inbound_socket(ip)
+
+    async def close(self) -> None:
+        """The node is stopping: refuse new sockets, stop handshakes, close accepted connections.
+
+        Until the listener closes, a peer can still connect (a SWIM probe
+        redialing a member that just left, say). Such a connection arrives
+        after the node has closed its connections, and without this nobody
+        would close it: the peer would keep a live-looking connection to a
+        node that is gone. Idempotent.
+        """
+        self._closing = True
+        for entry in list(self._pending.values()):
+            entry.kill.set()  # its watchdog closes the socket
+        for muxed in list(self._live):
+            await self._close_conn(muxed)
 
     def _admit_peer(self, peer: Any) -> bool:
         """Banned peers and connections past the limit are refused (counted)."""

@@ -169,3 +169,28 @@ async def test_banned_peer_is_refused_inbound_and_outbound() -> None:
         other.host.get_network().unblock_peer(victim.peer_id)
         await other.connect(victim.addrs[0])
         assert await other.ping(victim.peer_id) > 0
+
+
+async def test_a_stopping_node_closes_what_it_accepted_and_refuses_newcomers() -> None:
+    # CI caught it (test_host.py::test_graceful_shutdown_closes_connections,
+    # 1 run in 10 here): a peer's SWIM redialed a node that was stopping, its
+    # listener still open; the connection arrived after the node had closed
+    # its connections, nobody closed it, and the peer kept it for 10 s.
+    from agentp2p.errors import DialError
+
+    cfg = {"swim": False}
+    async with Node(local_config(**cfg)) as a, Node(local_config(**cfg)) as b, Node(local_config(**cfg)) as c:
+        await b.connect(a.addrs[0])
+        await wait_until(lambda: a.is_connected(b.peer_id), 10, "a to have b's connection")
+        gate = inbound_gate(a.host)
+        assert gate is not None
+        await gate.close()
+        # What it had accepted is closed, and both ends see it.
+        await wait_until(lambda: not b.is_connected(a.peer_id) and not a.is_connected(b.peer_id), 10,
+                         "b's connection to a to close")
+        # A newcomer's socket is closed at once: its dial fails, nothing stays.
+        with trio.fail_after(15), pytest.raises(DialError):
+            await c.connect(a.addrs[0])
+        assert gate.stats["refused_closing"] >= 1
+        assert not a.is_connected(c.peer_id) and not c.is_connected(a.peer_id)
+        await gate.close()  # idempotent
