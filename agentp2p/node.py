@@ -261,8 +261,10 @@ class Node:
 
                     gate = inbound_gate(self.host)
                     if gate is not None:
-                        await gate.close()
+                        gate.stop_accepting()
                     await self._close_all_connections()
+                    if gate is not None:
+                        await gate.close()  # whatever the swarm's table did not hold
 
     async def _close_all_connections(self) -> None:
         network = self.host.get_network()

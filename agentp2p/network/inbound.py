@@ -154,6 +154,10 @@ class InboundGate:
                 self.stats["refused_gate"] += 1
                 await _close_quietly(read_write_closer)
                 return
+            if self._closing:  # the node began to stop while the gate was asked
+                self.stats["refused_closing"] += 1
+                await _close_quietly(read_write_closer)
+                return
             muxed = read_write_closer if secured else await self._handshake(read_write_closer, maddr)
             if muxed is None:
                 return
@@ -175,6 +179,8 @@ class InboundGate:
             self.stats["accepted"] += 1
             self._live.add(muxed)
             try:
+                if self._closing:  # stopped while the swarm added it (QUIC's add_conn awaits)
+                    await self._close_conn(muxed)
                 await self._wait_closed(muxed)
             finally:
                 self._live.discard(muxed)
@@ -184,20 +190,26 @@ class InboundGate:
                 self._rm.release_inbound_connection()
             self._rm.release_inbound_socket(ip)
 
-    async def close(self) -> None:
-        """The node is stopping: refuse new sockets, stop handshakes, close accepted connections.
+    def stop_accepting(self) -> None:
+        """The node is stopping: refuse new sockets and stop the handshakes under way.
 
         Until the listener closes, a peer can still connect (a SWIM probe
-        redialing a member that just left, say). Such a connection arrives
-        after the node has closed its connections, and without this nobody
-        would close it: the peer would keep a live-looking connection to a
-        node that is gone. Idempotent.
+        redialing a member that just left, say). Such a connection would
+        arrive after the node has closed its connections, and nobody would
+        close it: the peer would keep a live-looking connection to a node
+        that is gone. Call it before closing the connections; :meth:`close`
+        then closes what was accepted. Idempotent.
         """
         self._closing = True
         for entry in list(self._pending.values()):
             entry.kill.set()  # its watchdog closes the socket
-        for muxed in list(self._live):
-            await self._close_conn(muxed)
+
+    async def close(self) -> None:
+        """:meth:`stop_accepting`, then close every accepted connection still open, all at once."""
+        self.stop_accepting()
+        async with trio.open_nursery() as nursery:
+            for muxed in list(self._live):
+                nursery.start_soon(self._close_conn, muxed)
 
     def _admit_peer(self, peer: Any) -> bool:
         """Banned peers and connections past the limit are refused (counted)."""
@@ -238,7 +250,7 @@ class InboundGate:
                 nonlocal timed_out
                 with trio.move_on_after(limits.handshake_timeout):
                     await entry.kill.wait()
-                timed_out = not entry.evicted
+                timed_out = not entry.evicted and not self._closing  # a stop is not a timeout
                 await _close_quietly(read_write_closer)
                 await trio.sleep(_CLOSE_GRACE)
                 scope.cancel()
