@@ -263,6 +263,8 @@ class InboundGate:
                     except Exception as exc:  # noqa: BLE001 — any failed upgrade just ends this socket
                         if timed_out or entry.evicted:
                             pass
+                        elif self._closing:  # the node stopped it (stop_accepting)
+                            self.stats["refused_closing"] += 1
                         elif "upgrade mux" in str(exc):
                             # Authenticated, then closed before the muxer: what an
                             # AutoNAT dial-back does (it only proves who answers).
@@ -302,8 +304,11 @@ class InboundGate:
         for conn in list(self._swarm.connections.get(muxed.peer_id, ())):
             if getattr(conn, "muxed_conn", None) is muxed:
                 await _close_quietly(conn)
-                return
-        await _close_quietly(muxed)
+                break
+        if not getattr(muxed, "is_closed", False):
+            # Not in the table, or its close was cut short earlier (py-libp2p
+            # marks a connection closed before it has closed it): the muxer.
+            await _close_quietly(muxed)
 
     @staticmethod
     async def _wait_closed(muxed: Any) -> None:
