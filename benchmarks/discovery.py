@@ -328,15 +328,16 @@ def _work(nodes: list[tuple[Node, RecordService]]) -> dict[str, int]:
     out = {"dht_requests": 0, "dht_served": 0, "dht_streams": 0, "dials": 0, "record_rounds": 0,
            "pubsub_rpcs_out": 0, "lookups": 0}
     for node, svc in nodes:
-        st = node.stats()
-        ad = node.dht.stats().get("adapter", {})
+        st = node.stats()  # its "dht" part is node.dht.stats(): one snapshot serves both
+        dht = st["dht"]
+        ad = dht.get("adapter", {})
         out["dht_requests"] += int(ad.get("requests", 0))
         out["dht_served"] += int(ad.get("inbound_requests", 0))
         out["dht_streams"] += int(ad.get("streams_opened", 0)) + int(ad.get("inbound_streams", 0))
         out["dials"] += int(st["dialer"].get("successes", 0))
         out["record_rounds"] += int(svc.counters.rounds)
         out["pubsub_rpcs_out"] += int(st["pubsub"].get("rpc_out", 0))
-        out["lookups"] += int(node.dht.stats().get("lookups", 0))
+        out["lookups"] += int(dht.get("lookups", 0))
     out["gc_ms"] = round(sum(_GC_CLOCK.seconds) * 1000)
     for gen in range(3):
         out[f"gc{gen}_ms"] = round(_GC_CLOCK.seconds[gen] * 1000)

@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+from collections import Counter
 import cProfile
 import json
 import logging
@@ -299,11 +300,11 @@ class PyLibp2pNode:
 
 def _traffic(nodes: list[Any]) -> dict[str, int]:
     """The process's nodes' pub/sub traffic counters, summed (our nodes only)."""
-    out: dict[str, int] = {}
+    out: Counter[str] = Counter()
     for n in nodes:
-        for k, v in (n.traffic() if hasattr(n, "traffic") else {}).items():
-            out[k] = out.get(k, 0) + v
-    return out
+        if hasattr(n, "traffic"):
+            out.update(n.traffic())
+    return dict(out)
 
 
 #: Set once the controller said "stop": every answer has been given by then.
@@ -771,15 +772,13 @@ async def run_impl(impl: str, n: int, messages: int, size: int, rate: float | No
     last_ns = max(r["last_ns"] for r in reports)
     window_s = max(1e-9, (last_ns - published["t0_ns"]) / 1e9)
     drops: dict[str, int] = {}
-    traffic: dict[str, int] = {}
+    traffic: Counter[str] = Counter()
     for r in reports:
         for key, v in r["drops"].items():
             drops[key] = drops.get(key, 0) + v
-        for key, v in r.get("traffic", {}).items():
-            traffic[key] = traffic.get(key, 0) + v
+        traffic.update(r.get("traffic", {}))
     for before in traffic0:
-        for key, v in before.items():
-            traffic[key] = traffic.get(key, 0) - v
+        traffic.subtract(before)
     return {
         "impl": impl if impl != "ours" or swim else "ours (no SWIM)",
         "nodes": n,

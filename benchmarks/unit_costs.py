@@ -31,6 +31,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -48,11 +49,18 @@ from agentp2p.testing import local_config, wait_until
 SETTLE_S = 0.3
 
 
-async def _idle_cpu(seconds: float) -> float:
-    """CPU seconds per second this process uses while its nodes idle."""
+async def _price(op: Callable[[], Awaitable[None]], count: int, idle_s: float) -> tuple[float, float, float, float]:
+    """Run ``op`` ``count`` times after measuring what the idle nodes use over ``idle_s``:
+    CPU seconds per op with and without that baseline subtracted, wall seconds per op,
+    and the idle share of a core."""
     c0 = time.process_time()
-    await trio.sleep(seconds)
-    return (time.process_time() - c0) / seconds
+    await trio.sleep(idle_s)
+    idle = (time.process_time() - c0) / idle_s
+    c0, t0 = time.process_time(), time.perf_counter()
+    for _ in range(count):
+        await op()
+    cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+    return (cpu - idle * wall) / count, cpu / count, wall / count, idle
 
 
 async def connection_cost(cycles: int, idle_s: float) -> dict[str, float]:
@@ -67,13 +75,9 @@ async def connection_cost(cycles: int, idle_s: float) -> dict[str, float]:
                              timeout=10, what="both ends to see the disconnect")
 
         await cycle()  # warm: lazy imports, first-use caches
-        idle = await _idle_cpu(idle_s)
-        c0, t0 = time.process_time(), time.perf_counter()
-        for _ in range(cycles):
-            await cycle()
-        cpu, wall = time.process_time() - c0, time.perf_counter() - t0
-    return {"cycles": cycles, "cpu_ms": round(1000 * (cpu - idle * wall) / cycles, 2),
-            "raw_cpu_ms": round(1000 * cpu / cycles, 2), "idle_cpu_pct": round(100 * idle, 2)}
+        cpu, raw, _wall, idle = await _price(cycle, cycles, idle_s)
+    return {"cycles": cycles, "cpu_ms": round(1000 * cpu, 2), "raw_cpu_ms": round(1000 * raw, 2),
+            "idle_cpu_pct": round(100 * idle, 2)}
 
 
 async def request_cost(requests: int, idle_s: float) -> dict[str, float]:
@@ -86,16 +90,14 @@ async def request_cost(requests: int, idle_s: float) -> dict[str, float]:
         service = b.dht.service
         assert service is not None
         msg = Message(MessageType.FIND_NODE, key=os.urandom(32))
+        async def request() -> None:
+            await service.request(a.peer_id, msg)
+
         for _ in range(50):  # warm: the stream, the codec
-            await service.request(a.peer_id, msg)
-        idle = await _idle_cpu(idle_s)
-        c0, t0 = time.process_time(), time.perf_counter()
-        for _ in range(requests):
-            await service.request(a.peer_id, msg)
-        cpu, wall = time.process_time() - c0, time.perf_counter() - t0
-    return {"requests": requests, "cpu_us": round(1e6 * (cpu - idle * wall) / requests, 1),
-            "raw_cpu_us": round(1e6 * cpu / requests, 1), "wall_us": round(1e6 * wall / requests, 1),
-            "idle_cpu_pct": round(100 * idle, 2)}
+            await request()
+        cpu, raw, wall, idle = await _price(request, requests, idle_s)
+    return {"requests": requests, "cpu_us": round(1e6 * cpu, 1), "raw_cpu_us": round(1e6 * raw, 1),
+            "wall_us": round(1e6 * wall, 1), "idle_cpu_pct": round(100 * idle, 2)}
 
 
 def main() -> None:
