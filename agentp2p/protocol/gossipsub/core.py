@@ -111,6 +111,7 @@ class GossipSubStats:
     ihave_ignored: int = 0  # IHAVE RPCs over the per-heartbeat limits / below gossip threshold
     iwant_ignored: int = 0  # IWANTs refused: retransmission / per-heartbeat limit / gossip threshold
     graft_refused: int = 0  # GRAFTs answered with PRUNE
+    graft_refused_far: int = 0  # ... of which: a full mesh refusing a far peer (d_near)
     backoff_violations: int = 0  # GRAFTs inside our backoff (penalised)
     broken_promises: int = 0  # IWANTs not followed up in time (penalised)
     px_accepted: int = 0
@@ -173,6 +174,10 @@ class GossipSubCore:
         self._peers = PeerTable(p.max_peers, p.max_topics_per_peer, p.max_known_topics)
         self._subs: dict[str, bool] = {}  # topic -> has app validator
         self._mesh: dict[str, set[PeerId]] = {}
+        #: d_near only: per topic, the XOR distance of the farthest of the
+        #: d_near nearest (set each heartbeat): a full mesh takes a GRAFT from
+        #: no farther (see _on_graft).
+        self._near_radius: dict[str, int] = {}
         self._fanout: dict[str, set[PeerId]] = {}
         self._lastpub: dict[str, float] = {}
         self._backoff = Backoff(p.max_backoffs, _BACKOFF_SLACK_HEARTBEATS * p.heartbeat_interval)
@@ -312,6 +317,18 @@ class GossipSubCore:
             out.append(p)
         return out
 
+    def _near(self, topic: str, mesh: set[PeerId]) -> set[PeerId]:
+        """The ``d_near`` nearest (XOR) of the mesh and the peers we may graft; empty when off.
+
+        Also sets the topic's GRAFT radius: the distance of the farthest of
+        them (-1, no limit, while there are fewer)."""
+        d_near = self.params.d_near
+        if not d_near:
+            return set()
+        near = meshsel.nearest([*mesh, *self._mesh_candidates(topic, mesh)], d_near, self.local_peer)
+        self._near_radius[topic] = meshsel.distance(near[-1], self.local_peer) if len(near) == d_near else -1
+        return set(near)
+
     # ------------------------------------------------------------ topics
 
     def _join(self, topic: str, validate: bool) -> None:
@@ -328,7 +345,8 @@ class GossipSubCore:
                 if self._peer_score(p) >= 0 and not self._backoff.active(topic, p, self._now)}
         self._lastpub.pop(topic, None)
         need = self.params.d - len(mesh)
-        mesh.update(meshsel.pick(self._mesh_candidates(topic, mesh), need, self._rng))
+        mesh.update(meshsel.nearest(self._near(topic, mesh) - mesh, need, self.local_peer))
+        mesh.update(meshsel.pick(self._mesh_candidates(topic, mesh), self.params.d - len(mesh), self._rng))
         self._mesh[topic] = set()
         for p in sorted(mesh):
             self._graft(topic, p)
@@ -336,6 +354,7 @@ class GossipSubCore:
     def _leave(self, topic: str) -> None:
         if self._subs.pop(topic, None) is None:
             return
+        self._near_radius.pop(topic, None)
         for peer in self._peers:
             self._out.to(peer).subs.append(SubOpts(False, topic))
         for p in sorted(self._mesh.pop(topic, set())):
@@ -682,6 +701,15 @@ class GossipSubCore:
                 self._backoff.add(topic, peer, now + p.prune_backoff)
                 refuse.append(topic)
                 continue
+            if (p.d_near and len(mesh) >= p.d and not self._peers.is_outbound(peer)
+                    and meshsel.distance(peer, self.local_peer) > self._near_radius.get(topic, -1) >= 0):
+                # A full mesh takes a GRAFT only from a peer among our d_near
+                # nearest: past D the rest would be pruned at the next
+                # heartbeat anyway (_trim_to_near).
+                self.stats.graft_refused_far += 1
+                self._backoff.add(topic, peer, now + p.prune_backoff)
+                refuse.append(topic)
+                continue
             mesh.add(peer)
             self._score.graft(peer, topic, now)
         if refuse:
@@ -750,12 +778,20 @@ class GossipSubCore:
         score = self._peer_score
         for peer in sorted(x for x in mesh if score(x) < 0):
             self._prune(topic, peer, px=False)
+        near = self._near(topic, mesh)
+        if near - mesh:
+            # The nearest come first when filling, and are grafted while the
+            # mesh has room below D_hi (then trimmed back to D, below): a mesh
+            # formed before they connected moves towards them.
+            room = (p.d if len(mesh) < p.d_lo else p.d_hi) - len(mesh)
+            for peer in meshsel.nearest(near - mesh, room, self.local_peer):
+                self._graft(topic, peer)
         if len(mesh) < p.d_lo:
             for peer in meshsel.pick(self._mesh_candidates(topic, mesh), p.d - len(mesh), self._rng):
                 self._graft(topic, peer)
         if len(mesh) > p.d_hi:
             keep = set(meshsel.survivors(mesh, d=p.d, d_score=p.d_score, d_out=p.d_out, score=score,
-                                         outbound=self._peers.is_outbound, rng=self._rng))
+                                         outbound=self._peers.is_outbound, rng=self._rng, near=near))
             for peer in sorted(mesh - keep):
                 self._prune(topic, peer, px=p.do_px)
         if len(mesh) >= p.d_lo:
@@ -764,12 +800,35 @@ class GossipSubCore:
                 cands = self._mesh_candidates(topic, mesh, outbound_only=True)
                 for peer in meshsel.pick(cands, p.d_out - have_out, self._rng):
                     self._graft(topic, peer)
+        if near and len(mesh) > p.d:
+            self._trim_to_near(topic, mesh, near)
         if self._ticks % p.opportunistic_graft_ticks == 0 and len(mesh) > 1:
             median = meshsel.median_score(mesh, score)
             if median < self.thresholds.opportunistic_graft:
                 cands = [x for x in self._mesh_candidates(topic, mesh) if score(x) > median]
                 for peer in meshsel.pick(cands, p.opportunistic_graft_peers, self._rng):
                     self._graft(topic, peer)
+
+    def _trim_to_near(self, topic: str, mesh: set[PeerId], near: set[PeerId]) -> None:
+        """d_near: a mesh above D keeps its d_near nearest and D - d_near others,
+        and prunes the rest. Why: without it the mesh ends up as its first
+        random fill plus the near peers on top (up to D_hi), and the random
+        part dilutes its clustering. The others stay as long links (an
+        all-near mesh can split into clusters with no link between them);
+        outbound peers first, up to the outbound quota, then the best scores."""
+        p = self.params
+        others = sorted(mesh - near)
+        keep_n = p.d - len(mesh & near)
+        if len(others) <= keep_n:
+            return
+        self._rng.shuffle(others)  # ties broken at random
+        others.sort(key=self._peer_score, reverse=True)
+        need_out = max(0, p.d_out - sum(1 for x in mesh & near if self._peers.is_outbound(x)))
+        outbound = [x for x in others if self._peers.is_outbound(x)][:min(need_out, keep_n)]
+        keep = outbound + [x for x in others if x not in outbound][:keep_n - len(outbound)]
+        for peer in others:
+            if peer not in keep:
+                self._prune(topic, peer, px=p.do_px)
 
     def _maintain_fanout(self, gossip: dict[str, list[MsgId]]) -> None:
         p = self.params

@@ -16,7 +16,7 @@ from agentp2p.protocol.gossipsub.events import (
     Subscribe,
     Tick,
 )
-from agentp2p.protocol.gossipsub.mesh import survivors
+from agentp2p.protocol.gossipsub.mesh import nearest, survivors, xor_key
 from agentp2p.protocol.gossipsub.params import GossipSubParams
 from agentp2p.protocol.gossipsub.rpc import Control, Graft, Prune, Rpc, SubOpts
 from agentp2p.protocol.gossipsub.scorer import Thresholds
@@ -118,6 +118,130 @@ def test_survivors_fill_outbound_quota_from_pruned() -> None:
     assert len(keep) == 6
     assert {b"00", b"01", b"02", b"03"} <= set(keep)
     assert sum(p >= b"11" for p in keep) == 2
+
+
+def by_distance(peers: list[bytes]) -> list[bytes]:
+    """Brute force: peers by XOR distance of SHA-256 hashes from ME."""
+    import hashlib
+
+    def h(p: bytes) -> int:
+        return int.from_bytes(hashlib.sha256(p).digest(), "big")
+
+    return sorted(peers, key=lambda p: h(p) ^ h(ME))
+
+
+def test_nearest_is_xor_distance_of_the_hashes() -> None:
+    peers = [b"p%02d" % i for i in range(40)]
+    assert nearest(peers, 5, ME) == by_distance(peers)[:5]
+    assert nearest(peers, 0, ME) == []
+    assert xor_key(b"x") == xor_key(b"x") != xor_key(b"y")
+
+
+def test_d_near_mesh_holds_the_nearest_and_moves_towards_a_nearer_newcomer() -> None:
+    """With d_near the mesh starts with the nearest topic peers and fills the
+    rest at random; a peer that connects later and is nearer than those is
+    grafted at the next heartbeat, and the mesh is trimmed back to D."""
+    core = make(GossipSubParams(d_near=3))
+    peers = [b"p%02d" % i for i in range(40)]
+    order = by_distance(peers)
+    late = order[0]  # the nearest of all connects last
+    for peer in peers:
+        if peer != late:
+            join(core, peer)
+    core.handle(0.0, Subscribe(T))
+    assert len(core.mesh(T)) == 6
+    assert set(order[1:4]) <= core.mesh(T)  # the 3 nearest connected
+    join(core, late)
+    heartbeat(core)
+    assert set(order[:3]) <= core.mesh(T)
+    assert len(core.mesh(T)) == 6
+
+
+def test_d_near_far_members_give_way_to_near_ones_but_long_links_stay() -> None:
+    """A mesh filled before the nearest connected: once they do, it grafts
+    them and prunes back down to D, keeping D - d_near others as long links
+    (the outbound quota first), and then stays as it is."""
+    core = make(GossipSubParams(d_near=4))  # D = 6: 4 nearest + 2 others
+    peers = [b"p%02d" % i for i in range(40)]
+    order = by_distance(peers)
+    nearest, rest = order[:4], order[4:]
+    dialed = set(rest[-3:])  # the only outbound peers, and far ones
+    for peer in rest:
+        join(core, peer, outbound=peer in dialed)
+    core.handle(0.0, Subscribe(T))
+    for peer in nearest:
+        join(core, peer)
+    heartbeat(core)
+    mesh = core.mesh(T)
+    assert set(nearest) <= mesh and len(mesh) == 6
+    assert mesh - set(nearest) <= dialed  # D_out = 2: the two long links are outbound ones
+    for _ in range(5):  # stable: nothing more to swap
+        out = heartbeat(core)
+        assert core.mesh(T) == mesh
+        assert not [p for peer in peers for c in control_to(out, peer) for p in c.prune]
+
+
+def test_d_near_full_mesh_refuses_far_grafts_and_takes_near_ones() -> None:
+    core = make(GossipSubParams(d_near=2))  # a full mesh takes GRAFTs from its 2 nearest or nearer
+    peers = [b"p%02d" % i for i in range(30)]
+    order = by_distance(peers)
+    newcomer = order[0]  # nearer than any peer there at the heartbeat
+    for peer in peers:
+        if peer != newcomer:
+            join(core, peer)
+    core.handle(0.0, Subscribe(T))
+    heartbeat(core)
+    mesh = core.mesh(T)
+    assert len(mesh) == 6 and set(order[1:3]) <= mesh
+    far = next(p for p in reversed(order) if p not in mesh)
+    out = core.handle(0.0, RpcReceived(far, Rpc(control=Control(graft=(Graft(T),)))))
+    assert far not in core.mesh(T) and core.stats.graft_refused_far == 1
+    assert [p.topic for c in control_to(out, far) for p in c.prune] == [T]
+    join(core, newcomer)
+    core.handle(0.0, RpcReceived(newcomer, Rpc(control=Control(graft=(Graft(T),)))))
+    assert newcomer in core.mesh(T)
+    join(core, b"dialed", outbound=True)  # an outbound peer is taken whatever its distance
+    core.handle(0.0, RpcReceived(b"dialed", Rpc(control=Control(graft=(Graft(T),)))))
+    assert b"dialed" in core.mesh(T)
+    heartbeat(core)  # back to D: the two nearest, and others with the outbound quota first
+    mesh = core.mesh(T)
+    assert len(mesh) == 6 and {newcomer, order[1], b"dialed"} <= mesh
+
+
+def test_d_near_skips_peers_backing_off_and_negative_scores() -> None:
+    scorer = ScriptedScorer()
+    core = make(GossipSubParams(d_near=2), scorer=scorer)
+    peers = [b"p%02d" % i for i in range(30)]
+    for peer in peers:
+        join(core, peer)
+    order = by_distance(peers)
+    scorer.scores[order[0]] = -1.0  # the nearest misbehaves
+    core.handle(0.0, Subscribe(T))
+    assert order[1] in core.mesh(T) and order[0] not in core.mesh(T)
+    core.handle(0.0, RpcReceived(order[1], Rpc(control=Control(prune=(Prune(T, (), 60),)))))  # the 2nd prunes us
+    for _ in range(3):
+        heartbeat(core)
+    mesh = core.mesh(T)
+    assert order[0] not in mesh and order[1] not in mesh
+    assert set(order[2:4]) <= mesh
+
+
+def test_survivors_keep_near_peers_after_the_best_scores() -> None:
+    mesh = [b"%02d" % i for i in range(13)]
+    near = {b"09", b"10"}
+    for seed in range(5):
+        keep = survivors(mesh, d=6, d_score=4, d_out=0, score=lambda p: -int(p), outbound=lambda p: False,
+                         rng=random.Random(seed), near=near)
+        assert set(keep) == {b"00", b"01", b"02", b"03", b"09", b"10"}
+    # The best scores still come first: near peers fill what d_score leaves.
+    keep = survivors(mesh, d=4, d_score=4, d_out=0, score=lambda p: -int(p), outbound=lambda p: False,
+                     rng=random.Random(0), near=near)
+    assert set(keep) == {b"00", b"01", b"02", b"03"}
+
+
+def test_d_near_is_bounded_by_d() -> None:
+    with pytest.raises(ValueError, match="d_near"):
+        GossipSubParams(d_near=6)
 
 
 def test_inbound_graft_refused_at_d_hi_outbound_accepted() -> None:
