@@ -41,6 +41,7 @@ def test_env_lists_and_bools() -> None:
         ("pubsub = 3", "must be a table"),
         ('[dht]\nmode = "both"', "dht.mode"),
         ("[dht]\nslow_after = -1.0", "dht.slow_after"),
+        ("[pubsub]\ndegree_near = 7", "degree_near"),
         ("this is not toml", "c.toml"),
     ],
 )
@@ -60,3 +61,12 @@ def test_bad_addresses() -> None:
         build_config(environ={}, overrides={"bootstrap": ["/ip4/127.0.0.1/tcp/1/p2p/QmNotAPeer"]})
     with pytest.raises(ConfigError, match="does not exist"):
         build_config(Path("/nonexistent/agentp2p.toml"), environ={})
+
+
+def test_degree_near_reaches_the_router() -> None:
+    from agentp2p.protocol.pubsub import router_params
+
+    cfg = build_config(environ={"AGENTP2P_PUBSUB__DEGREE_NEAR": "5"})
+    assert cfg.pubsub.degree_near == 5
+    assert router_params(cfg.pubsub).d_near == 5
+    assert router_params(NodeConfig().pubsub).d_near == 0  # the spec's random meshes by default

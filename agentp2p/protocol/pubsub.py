@@ -182,6 +182,7 @@ def router_params(config: PubSubConfig) -> GossipSubParams:
         d_lazy=config.degree_lazy,
         d_score=min(4, d),
         d_out=d_out,
+        d_near=config.degree_near,
         heartbeat_interval=config.heartbeat_interval,
         seen_ttl=float(config.seen_ttl),
         flood_publish=config.flood_publish,
