@@ -36,12 +36,23 @@ HEADER = ("| scenario | scoring | delivered | P50 / P99 ms | dup/deliv | ctl / d
           "| Sybil mesh share | attack cost | wall s |")
 
 
-def plan(n: int, seed: int, quick: bool, only: set[str]) -> list[tuple[str, str, GossipSimConfig]]:
+#: --topology small-world: each node dials its 16 nearest in XOR space and 2
+#: at random, and the router's mesh is D = 8 with 6 slots for the nearest
+#: (d_near; what docs/scale.md recommends); the Sybils grind IDs next to
+#: honest victims' and dial 12 nodes, as in the random topology.
+SMALL_WORLD = {"dial": 18, "near_dials": 16, "near_metric": "xor", "sybil_dial": 12}
+SMALL_WORLD_MESH = {"d": 8, "d_near": 6}
+
+
+def plan(n: int, seed: int, quick: bool, only: set[str],
+         topology: str = "random") -> list[tuple[str, str, GossipSimConfig]]:
     big = n >= 5000
     if big:  # keep 10,000 tractable: 1 msg/s, short windows
         base = GossipSimConfig(n=n, seed=seed, rate=1.0, warmup=6.0, duration=10.0 if quick else 20.0, drain=5.0)
     else:
         base = GossipSimConfig(n=n, seed=seed, rate=2.0, warmup=10.0, duration=15.0 if quick else 30.0, drain=5.0)
+    if topology == "small-world":
+        base = replace(base, **SMALL_WORLD, sybil_near=True, params=replace(base.params, **SMALL_WORLD_MESH))
     out: list[tuple[str, str, GossipSimConfig]] = []
     if "loss" in only:
         for loss in (0.0, 0.01, 0.05, 0.10):
@@ -93,15 +104,22 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="shorter simulated durations, fewer 10k scenarios")
     ap.add_argument("--only", default="loss,churn,attack", help="comma-separated: loss, churn, attack")
     ap.add_argument("--json", help="also write every result (all fields) to this file")
+    ap.add_argument("--topology", choices=["random", "small-world"], default="random",
+                    help="small-world: near dials in XOR space, D 8 with d_near 6, Sybils with IDs ground near victims")
+    ap.add_argument("--rows", help="keep only these rows: 'scenario/scoring' pairs, ';'-separated "
+                                   "(e.g. 'loss 0%/off;20% Sybils drop/p3')")
     ns = ap.parse_args()
     only = set(ns.only.split(","))
+    keep = {tuple(r.split("/", 1)) for r in ns.rows.split(";")} if ns.rows else None
     sizes = ns.nodes or [1000, 10000]
     results = []
     for n in sizes:
-        scenarios = plan(n, ns.seed, ns.quick, only)
+        scenarios = plan(n, ns.seed, ns.quick, only, ns.topology)
+        if keep is not None:
+            scenarios = [x for x in scenarios if (x[0], x[1]) in keep]
         b = scenarios[0][2] if scenarios else GossipSimConfig(n=n)
-        print(f"== N = {n}: {b.topics} topic, {b.rate:g} msg/s of {b.msg_size} B, each node dials {b.dial} "
-              f"(~{2 * b.dial} links), latency lognormal median {b.latency.median * 1000:.0f} ms "
+        print(f"== N = {n}, {ns.topology}: {b.topics} topic, {b.rate:g} msg/s of {b.msg_size} B, each node dials "
+              f"{b.dial} ({b.near_dials} near, ~{2 * b.dial} links), d_near {b.params.d_near}, latency lognormal median {b.latency.median * 1000:.0f} ms "
               f"[{b.latency.low * 1000:.0f}, {b.latency.high * 1000:.0f}] ms, seed {ns.seed}", flush=True)
         print(HEADER)
         print("|" + "---|" * (HEADER.count("|") - 1), flush=True)

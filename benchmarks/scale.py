@@ -1,9 +1,10 @@
 """Whole-network figures (issue #14): the topology agentp2p builds today, and the whole node simulated.
 
-    .venv/bin/python benchmarks/scale.py topology [--nodes 1000,10000] [--variants random,plane,plane-near6,plane-near10]
+    .venv/bin/python benchmarks/scale.py topology [--nodes 1000,10000] [--variants random,xor-near16-d7-near5,...]
                                                   [--deliver S] [--warmup S] [--seed N] [--json]
     .venv/bin/python benchmarks/scale.py whole [--nodes 1000] [--join-rate R | --storm] [--swim on|off]
                                                [--loss P] [--no-conn-manager] [--connect-ahead K] [--seed N]
+                                               [--degree D] [--degree-near K]
     .venv/bin/python benchmarks/scale.py merge [--nodes 500] [--connect-ahead K] [--seed N]
 
 ``whole``: the whole-node simulator (agentp2p/simulation/whole_node.py: every
@@ -25,16 +26,18 @@ the node's own router core on virtual time) until its meshes have formed,
 then measures two graphs with agentp2p/simulation/topology.py:
 
 * the **connection graph** (who holds a connection to whom: every node
-  dials ``dial`` random others, as bootstrap plus DHT lookups roughly do);
+  dials ``dial`` random others, as bootstrap plus DHT lookups roughly do,
+  or, in the ``xor-*`` variants, mostly its nearest in XOR space);
 * the **mesh graph** of the topic (the peers each node exchanges full
-  messages with: gossipsub's D = 8 mesh, chosen at random among
-  connections, then kept by score).
+  messages with: gossipsub's D = 6 mesh, chosen at random among
+  connections, then kept by score; with ``-near K``, K of its slots kept
+  for the XOR-nearest, the router's ``d_near``).
 
 For each: nodes, edges, mean degree, the clustering coefficient (and what a
 random graph of that size and degree has), the mean and longest path in
 hops, and the degree and path-length histograms. The original design asks
-for clustering > 0.5 with short paths; this shows where today's random
-choices stand before any neighbour selection changes them.
+for clustering > 0.5 with short paths; this shows where random choices
+stand and what choosing near neighbours changes (docs/scale.md).
 """
 
 from __future__ import annotations
@@ -54,22 +57,32 @@ def _row(name: str, f: GraphFigures) -> str:
             f"{f.random_clustering:9.4f} {f.mean_path:7.2f} {f.max_path:5d} {f.reachable:7.1%}")
 
 
-#: The connection graphs compared: name -> (geometry, near_dials of the 12 dials).
+#: The networks compared: name -> (geometry, near metric, near_dials of the dials, dials, router's D, d_near).
 VARIANTS = {
-    "random": (False, 0),  # today: independent per-link latency, random dials
-    "plane": (True, 0),  # nodes on a plane, latency from distance, still random dials
-    "plane-near6": (True, 6),  # half the dials to the nearest nodes, half random
-    "plane-near10": (True, 10),  # most dials near, two long links (Watts–Strogatz-like)
+    "random": (False, "plane", 0, 12, 6, 0),  # today: independent per-link latency, random dials
+    "plane": (True, "plane", 0, 12, 6, 0),  # nodes on a plane, latency from distance, still random dials
+    "plane-near6": (True, "plane", 6, 12, 6, 0),  # half the dials to the nearest nodes, half random
+    "plane-near10": (True, "plane", 10, 12, 6, 0),  # most dials near, two long links (Watts–Strogatz-like)
+    # XOR space (the DHT's): a node's nearest by ID hash, as its Kademlia neighbourhood is
+    "xor-near10": (False, "xor", 10, 12, 6, 0),
+    "xor-near16": (False, "xor", 16, 18, 6, 0),
+    "random-d6-near5": (False, "plane", 0, 12, 6, 5),  # random connections, near-preferring meshes
+    "xor-near16-d6-near4": (False, "xor", 16, 18, 6, 4),  # ... and the router keeps d_near of D for the nearest
+    "xor-near16-d6-near5": (False, "xor", 16, 18, 6, 5),
+    "xor-near16-d7-near5": (False, "xor", 16, 18, 7, 5),
+    "xor-near16-d8-near6": (False, "xor", 16, 18, 8, 6),
 }
 
 
 def topology(n: int, warmup: float, seed: int, variant: str = "random", deliver: float = 0.0) -> dict[str, Any]:
     """The graphs once the meshes formed; with ``deliver`` seconds, also a
     publishing window (2 msg/s) through the same network: delivery and latency."""
-    geometry, near = VARIANTS[variant]
+    geometry, metric, near, dial, d, d_near = VARIANTS[variant]
     t0 = time.perf_counter()
+    base = GossipSimConfig()
+    params = dataclasses.replace(base.params, d=d, d_lo=min(base.params.d_lo, d), d_near=d_near)
     cfg = GossipSimConfig(n=n, seed=seed, warmup=warmup, duration=deliver, rate=2.0 if deliver else 0.0,
-                          geometry=geometry, near_dials=near)
+                          geometry=geometry, near_dials=near, near_metric=metric, dial=dial, params=params)
     sim = GossipSimulation(cfg)
     sim.run_until(warmup)
     topic = sim.topics[0]
@@ -94,19 +107,25 @@ def _ms(x: float | None) -> str:
 
 
 def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager: bool,
-          connect_ahead: int | None = None, slow_after: float | None = None) -> dict[str, Any]:
+          connect_ahead: int | None = None, slow_after: float | None = None, degree: int = 6,
+          degree_near: int = 0) -> dict[str, Any]:
+    from agentp2p.config import PubSubConfig
     from agentp2p.network.connection_manager import ConnectionsConfig
     from agentp2p.simulation.whole_node import WholeNodeConfig, run_whole_node
 
     t0 = time.perf_counter()
     cfg = WholeNodeConfig(n=n, seed=seed, join_rate=join_rate, swim=swim, loss=loss,
                           connections=ConnectionsConfig(enabled=manager), connect_ahead=connect_ahead,
-                          dht_slow_after=slow_after)
+                          dht_slow_after=slow_after, pubsub=PubSubConfig(degree=degree, degree_near=degree_near))
     out = run_whole_node(cfg, log=lambda m: print(f"  [{time.perf_counter() - t0:7.1f} s] {m[:160]}", flush=True))
     b, idle, new, ps, cr, part, heal = (out[k] for k in ("build", "idle", "newcomer", "pubsub", "crash", "partition",
                                                           "heal"))
     print(f"\n  {n:,} nodes, seed {seed}, {join_rate:g} joins/s, SWIM {'on' if swim else 'off'}, loss {loss:.0%}, "
           f"connection manager {'on' if manager else 'off'}; {out['config']['latency']}")
+    for name, f in out["settled"]["topology"].items():
+        print(f"  {name} (settled, degree {degree}, degree_near {degree_near}): mean degree {f['mean_degree']:.1f}, clustering "
+              f"{f['clustering']:.3f} (random {f['random_clustering']:.4f}), path {f['mean_path']:.2f} "
+              f"(max {f['max_path']}), reachable {f['reachable']:.1%}")
     print(f"  join (connected to announced): P50 {_ms(b['join_p50'])}, P99 {_ms(b['join_p99'])}; "
           f"{b['joined']:,}/{b['nodes']:,} announced, {b['got_in']:,} got in")
     print(f"  idle per node: {idle['Bps_with_dials']:,.0f} B/s sent (SWIM {idle['swim_Bps']:,.0f}, "
@@ -155,6 +174,9 @@ def main() -> None:
                    help="whole: the DHT's slow_after in seconds, 0 = off (default: the node's)")
     p.add_argument("--no-conn-manager", action="store_true",
                    help="whole: the node before its connection manager (no idle connection is closed)")
+    p.add_argument("--degree", type=int, default=6, help="whole: the pub/sub config's degree (D)")
+    p.add_argument("--degree-near", type=int, default=0,
+                   help="whole: the pub/sub config's degree_near (mesh slots for the XOR-nearest topic peers)")
     args = p.parse_args()
     if args.what == "merge":
         from agentp2p.simulation.whole_node import WholeNodeConfig, run_partition_merge
@@ -175,7 +197,8 @@ def main() -> None:
         for n in (int(x) for x in args.nodes.split(",")):
             rate = n / 60.0 if args.storm else args.join_rate
             print(json.dumps(whole(n, rate, args.swim == "on", args.loss, args.seed, not args.no_conn_manager,
-                                   args.connect_ahead, args.slow_after), default=str))
+                                   args.connect_ahead, args.slow_after, args.degree, args.degree_near),
+                             default=str))
         return
     results = [topology(int(n), args.warmup, args.seed, v, args.deliver)
                for n in args.nodes.split(",") for v in args.variants.split(",")]

@@ -44,6 +44,7 @@ message rate, see :func:`p3_score_params`).
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import random
@@ -71,6 +72,7 @@ from agentp2p.protocol.gossipsub.events import (
     Verdict,
     VerifySignature,
 )
+from agentp2p.protocol.gossipsub.mesh import xor_key
 from agentp2p.protocol.gossipsub.params import GossipSubParams
 from agentp2p.protocol.gossipsub.rpc import Control, IHave, Message, Rpc
 from agentp2p.protocol.gossipsub.score import PeerScore
@@ -178,8 +180,19 @@ class GossipSimConfig:
     #: link's latency is drawn on its own (no geometry).
     geometry: bool = False
     #: Of the ``dial`` connections a node makes, this many go to its nearest
-    #: nodes (needs ``geometry``), the rest to random ones.
+    #: nodes, the rest to random ones.
     near_dials: int = 0
+    #: What "nearest" means for ``near_dials``: ``plane`` (distance on the
+    #: plane; needs ``geometry``) or ``xor`` (Kademlia's XOR distance of the
+    #: peer IDs' hashes, what a node's DHT neighbourhood is and what the
+    #: router's ``d_near`` prefers).
+    near_metric: str = "plane"
+    #: Sybils grind their IDs: each picks an honest victim and takes an ID
+    #: whose hash shares a long prefix with the victim's (about log2(n) + 4
+    #: bits), so it is among the victim's nearest in XOR space — the attack
+    #: a router preferring near peers invites. With ``near_dials`` the
+    #: victims dial them as their nearest.
+    sybil_near: bool = False
 
     def __post_init__(self) -> None:
         if self.scoring not in SCORING:
@@ -194,8 +207,11 @@ class GossipSimConfig:
             raise ValueError("churn_down must exceed disconnect_detect + the largest latency")
         if self.n < 2 * self.dial + 2:
             raise ValueError("n too small for dial")
-        if not 0 <= self.near_dials <= self.dial or (self.near_dials and not self.geometry):
-            raise ValueError("near_dials must be in [0, dial] and needs geometry")
+        if self.near_metric not in ("plane", "xor"):
+            raise ValueError("near_metric must be plane or xor")
+        if not 0 <= self.near_dials <= self.dial or (self.near_dials and self.near_metric == "plane"
+                                                      and not self.geometry):
+            raise ValueError("near_dials must be in [0, dial]; on the plane it needs geometry")
 
 
 def _nearest(pos: list[tuple[float, float]], k: int) -> list[list[int]]:
@@ -226,6 +242,36 @@ def _nearest(pos: list[tuple[float, float]], k: int) -> list[list[int]]:
             r += 1
         out.append([j for _, j in found[:k]])
     return out
+
+
+def _xor_nearest(ids: list[bytes], k: int) -> list[list[int]]:
+    """Each ID's ``k`` nearest others by XOR distance of their hashes, nearest
+    first. Exact: the k nearest lie inside the smallest prefix range (a
+    contiguous run of the sorted hashes) holding k others, found by bisection."""
+    keys = [xor_key(p) for p in ids]
+    order = sorted(range(len(ids)), key=keys.__getitem__)
+    sk = [keys[i] for i in order]
+    out = []
+    for i, key in enumerate(keys):
+        shift = 0
+        while True:
+            lo = bisect.bisect_left(sk, (key >> shift) << shift)
+            hi = bisect.bisect_left(sk, ((key >> shift) + 1) << shift)
+            if hi - lo > k or hi - lo == len(sk):
+                break
+            shift += 1
+        near = sorted((j for j in order[lo:hi] if j != i), key=lambda j: keys[j] ^ key)
+        out.append(near[:k])
+    return out
+
+
+def _ground_id(victim: bytes, bits: int, rng: random.Random) -> bytes:
+    """A peer ID whose hash shares ``bits`` leading bits with ``victim``'s (by trial, as an attacker would)."""
+    want = xor_key(victim) >> (256 - bits)
+    while True:
+        cand = b"\x00\x24\x08\x01\x12\x20" + rng.randbytes(32)
+        if xor_key(cand) >> (256 - bits) == want:
+            return cand
 
 
 def p3_score_params(topics: list[str]) -> PeerScoreParams:
@@ -271,13 +317,19 @@ class GossipSimulation:
         n = cfg.n
         self.n = n
         self.ids = [peer_id(i) for i in range(n)]
-        self.index = {p: i for i, p in enumerate(self.ids)}
         self.topics = [topic_name(k) for k in range(cfg.topics)]
         nsyb = round(n * cfg.sybils)
         self.sybil = [False] * n
         for i in rng.sample(range(n), nsyb):
             self.sybil[i] = True
         self.honest = [i for i in range(n) if not self.sybil[i]]
+        if cfg.sybil_near and nsyb:
+            grind = random.Random(cfg.seed * 104_729 + 5)
+            bits = n.bit_length() + 4
+            victims = grind.sample(self.honest, min(nsyb, len(self.honest)))
+            for i, v in zip([i for i in range(n) if self.sybil[i]], victims * nsyb):
+                self.ids[i] = _ground_id(self.ids[v], bits, grind)
+        self.index = {p: i for i, p in enumerate(self.ids)}
         self.up = [True] * n
         self.inc = [0] * n  # incarnation: bumped when a node restarts
         self.adj: list[dict[int, float]] = [{} for _ in range(n)]
@@ -318,7 +370,10 @@ class GossipSimulation:
             self.pos = [(prng.random(), prng.random()) for _ in range(n)]
         for i in range(n):
             self.cores[i] = self._make_core(i)
-        near = _nearest(self.pos, cfg.near_dials) if cfg.near_dials else None
+        near = None
+        if cfg.near_dials:
+            near = (_nearest(self.pos, cfg.near_dials) if cfg.near_metric == "plane"
+                    else _xor_nearest(self.ids, cfg.near_dials))
         for i in range(n):
             k = (cfg.sybil_dial or cfg.dial) if self.sybil[i] else cfg.dial
             chosen = list(near[i]) if near is not None and not self.sybil[i] else []

@@ -129,6 +129,7 @@ from .gossipsub_metrics import DeliveryLog, _MessageSizes, percentile, rpc_size
 from .kademlia import provider_key
 from .links import LognormalLatency, UniformLatency
 from .swim import addr, peer_id, sim_signer, sim_verify
+from .topology import figures
 
 __all__ = ["TOPIC", "WholeNodeConfig", "WholeNodeSimulation", "run_partition_merge", "run_whole_node"]
 
@@ -185,6 +186,8 @@ class WholeNodeConfig:
     dht_slow_after: float | None = None
     #: Payload bytes of a published message.
     msg_size: int = 256
+    #: The node's pub/sub config (its router parameters: degree, degree_near, ...).
+    pubsub: PubSubConfig = field(default_factory=PubSubConfig)
 
     def __post_init__(self) -> None:
         if self.latency not in ("lognormal", "uniform"):
@@ -266,7 +269,7 @@ class WholeNodeSimulation:
         self.swim_config = SwimConfig() if cfg.connect_ahead is None else SwimConfig(connect_ahead=cfg.connect_ahead)
         self.kad_config = kademlia_config(DHTConfig() if cfg.dht_slow_after is None
                                           else DHTConfig(slow_after=cfg.dht_slow_after))
-        self.gossip_params = router_params(PubSubConfig())
+        self.gossip_params = router_params(cfg.pubsub)
         self.score_params = default_score_params()
         self.nodes: list[_Node] = []
         self.index: dict[bytes, int] = {}
@@ -846,6 +849,20 @@ def _connection_figures(sim: WholeNodeSimulation) -> dict[str, float]:
     return {"conns_p50": percentile(conns, 50), "conns_max": max(conns)}
 
 
+def _topology(sim: WholeNodeSimulation) -> dict[str, dict[str, Any]]:
+    """Small-world figures (clustering, paths) of the live nodes' connection graph and topic mesh."""
+    live = sorted(sim.live)
+    conn = {i: {j for j in sim.nodes[i].conns if j in sim.live} for i in live}
+    mesh = {i: {sim.index[p] for p in sim.nodes[i].gossip.mesh(TOPIC)} & sim.live for i in live}  # type: ignore[union-attr]
+    out = {}
+    for name, g in (("connections", conn), ("mesh", mesh)):
+        f = figures(g, seed=sim.cfg.seed)
+        out[name] = {"nodes": f.nodes, "mean_degree": f.mean_degree, "clustering": f.clustering,
+                     "random_clustering": f.random_clustering, "mean_path": f.mean_path, "max_path": f.max_path,
+                     "reachable": f.reachable}
+    return out
+
+
 def _deliveries(sim: WholeNodeSimulation, msg_ids: list[bytes], audience: Callable[[int, int], bool],
                 deadline: float) -> dict[str, Any]:
     """Delivery ratio and latency of ``msg_ids`` to every live node ``audience(author, node)`` admits."""
@@ -944,7 +961,7 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
     meshes, members = sim.mesh_sizes(), sim.members_known()
     out["settled"] = {"at": sim.now, **_connection_figures(sim), "mesh_p50": percentile(meshes, 50),
                       "mesh_min": min(meshes), "members_min": min(members, default=float("nan")),
-                      "members_p50": percentile(members, 50)}
+                      "members_p50": percentile(members, 50), "topology": _topology(sim)}
     marks.append(("idle", sim.now))
     out["idle"] = _window(sim, idle)
     marks.append(("newcomers", sim.now))
