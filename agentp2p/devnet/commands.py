@@ -26,6 +26,7 @@ commands (node lists: 3 5 7-9 or 3,5,7-9; indices from 0):
   publish I TEXT         publish TEXT from node I on the devnet topic; waits for deliveries
   find I CAPABILITY      node I's find_agents(CAPABILITY)
   stats [I]              the summary now (and the worker layout), or node I's details
+  topology               clustering and path lengths of the connection graph and the topic's mesh
   wait converged [S]     wait (up to S seconds, default 60) until the observer's SWIM view
                          matches the devnet: running reachable nodes alive, the others not
   wait records [S]       wait until every running node has published its capability record
@@ -139,6 +140,10 @@ def parse_command(line: str, n_nodes: int) -> Command | None:
         if args:
             raise CommandError("heal takes no arguments (it clears every deny list)")
         return Command("heal", line=text)
+    if name == "topology":
+        if args:
+            raise CommandError("topology takes no arguments")
+        return Command("topology", line=text)
     if name in _NODE_LIST:
         if not args:
             raise CommandError(f"usage: {name} I.. (e.g. {name} 3 5 7-9)")

@@ -659,6 +659,26 @@ class Devnet:
                             load=round(os.getloadavg()[0], 2))  # fmt: skip
         return True
 
+    async def _cmd_topology(self, cmd: Command) -> bool:
+        """Is the live network a small world? (issue #14: clustering > 0.5, paths <= log2 N)."""
+        from agentp2p.devnet.graph import devnet_topology
+
+        replies, silent = await self._ask_all("graph")
+        figs = devnet_topology([n for r in replies.values() for n in r.get("nodes", [])])
+        lines, data = [], {}
+        for name, f in figs.items():
+            lines.append(f"  {name}: {f.nodes} nodes, mean degree {f.mean_degree:.1f}, clustering {f.clustering:.3f} "
+                         f"(a random graph's {f.random_clustering:.3f}), path {f.mean_path:.2f} hops (max "
+                         f"{f.max_path}), {f.reachable:.1%} of pairs connected")  # fmt: skip
+            data[name] = {"nodes": f.nodes, "edges": f.edges, "mean_degree": round(f.mean_degree, 2),
+                          "clustering": round(f.clustering, 4), "random_clustering": round(f.random_clustering, 4),
+                          "mean_path": round(f.mean_path, 3), "max_path": f.max_path, "reachable": f.reachable,
+                          "degree_histogram": f.degree_histogram, "path_histogram": f.path_histogram}  # fmt: skip
+        if silent:
+            lines.append(f"  (workers that did not answer: {len(silent)})")
+        self.console.result(cmd.line, True, "topology:\n" + "\n".join(lines), topology=data)
+        return True
+
     async def _cmd_wait(self, cmd: Command) -> bool:
         if cmd.text == "records":
             return await self._wait_records(cmd)

@@ -18,8 +18,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from agentp2p.application.dashboard.view import MAX_GRAPH_NODES
+from agentp2p.simulation.topology import GraphFigures, figures
 
-__all__ = ["devnet_view"]
+__all__ = ["devnet_topology", "devnet_view"]
 
 
 def _state(index: int, *, reported: Mapping[int, Any], killed: set[int], failed: Mapping[int, str],
@@ -89,3 +90,21 @@ def devnet_view(
         "stats": {"connections": len(edges), "pubsub": {"published": published, "delivered": delivered}},
         "truncated": nodes > len(shown),
     }
+
+
+def devnet_topology(reports: Iterable[Mapping[str, Any]], *, seed: int = 1) -> dict[str, GraphFigures]:
+    """Small-world figures (clustering, paths, degrees) of the running nodes'
+    connection graph and of their meshes on the devnet topic, from the same
+    worker reports the graph is drawn from. Every node counts (no cap), links
+    to peers that did not report (killed, paused) are left out, and a link
+    either end reports counts once, undirected."""
+    reported = {str(r["peer_id"]): r for r in reports}
+    conn: dict[str, set[str]] = {p: set() for p in reported}
+    mesh: dict[str, set[str]] = {p: set() for p in reported}
+    for me, r in reported.items():
+        for key, graph in (("peers", conn), ("mesh", mesh)):
+            for peer in r.get(key, []):
+                if peer in reported and peer != me:
+                    graph[me].add(peer)
+                    graph[peer].add(me)
+    return {"connections": figures(conn, seed=seed), "mesh": figures(mesh, seed=seed)}

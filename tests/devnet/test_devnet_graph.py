@@ -57,3 +57,21 @@ def test_the_controllers_dashboard_does_not_load_the_node_stack() -> None:
     code = "import sys, agentp2p.devnet.dashboard, agentp2p.devnet.graph; print('libp2p' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_topology_counts_every_reported_link_once_and_leaves_out_silent_peers() -> None:
+    from agentp2p.devnet.graph import devnet_topology
+
+    # A triangle 0-1-2 (each link reported by one end only), a tail 2-3, and
+    # links to peer4, which did not report (killed or paused): left out.
+    figs = devnet_topology([_report(0, [1, 2, 4], mesh=[1]), _report(1, [2]), _report(2, [3], mesh=[1]),
+                            _report(3, [4])])  # fmt: skip
+    conn, mesh = figs["connections"], figs["mesh"]
+    assert (conn.nodes, conn.edges) == (4, 4)
+    assert conn.clustering == pytest.approx((1 + 1 + 1 / 3 + 0) / 4)
+    assert conn.reachable == 1.0 and conn.max_path == 2
+    assert (mesh.nodes, mesh.edges, mesh.clustering) == (4, 2, 0.0)  # 0-1 and 1-2; node 3 meshes with nobody
+    assert mesh.reachable < 1.0
+    with pytest.raises(CommandError, match="no arguments"):
+        parse_command("topology 3", 5)
+    assert parse_command("topology", 5).name == "topology"  # type: ignore[union-attr]

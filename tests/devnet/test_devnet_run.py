@@ -55,6 +55,13 @@ def test_twenty_nodes_find_publish_and_heal_a_partition(tmp_path: Path) -> None:
         assert sent["ok"] and sent["delivered"] == 19, json.dumps(sent)
         step("published to all")
 
+        # The small-world figures of the live network: every node in both graphs, all connected.
+        topo = dev.command("topology")
+        assert topo["ok"], json.dumps(topo)
+        conn, mesh = topo["topology"]["connections"], topo["topology"]["mesh"]
+        assert conn["nodes"] == mesh["nodes"] == 20 and conn["reachable"] == 1.0, json.dumps(topo)
+        assert 0 < conn["clustering"] <= 1 and mesh["edges"] > 0, json.dumps(topo)
+
         # Two halves: each side only hears itself, and node 0's SWIM sees its half alive only.
         assert dev.command("partition 0-9 10-19")["ok"]
         during = dev.command("publish 12 during")
