@@ -62,10 +62,16 @@ class PubSubConfig:
     # Peers outside the mesh we gossip message IDs (IHAVE) to per heartbeat, at least.
     degree_lazy: int = 6
     # Mesh slots kept for the topic peers nearest to us in the DHT's XOR
-    # space (0: meshes at random, the gossipsub spec's way). 5 of 6 makes
-    # meshes a small world (clustering ~0.6, paths <= log2 N) at some cost in
-    # latency and in resistance to peers that drop messages: docs/scale.md.
+    # space (0: meshes at random, the gossipsub spec's way). degree = 8 with
+    # degree_near = 6 makes meshes a small world (clustering > 0.5, paths
+    # <= log2 N) at a cost in latency and in resistance to peers that drop
+    # messages: docs/scale.md.
     degree_near: int = 0
+
+    @property
+    def degree_out(self) -> int:
+        """D_out, the mesh's outbound quota: 2, as the spec suggests, where D and D_lo allow it."""
+        return max(0, min(2, self.degree_low - 1, self.degree // 2))
     # Our own messages go to every topic peer (above the publish score
     # threshold), not just the mesh: an eclipsed mesh cannot silence us.
     flood_publish: bool = True
@@ -307,8 +313,9 @@ class NodeConfig:
         ps = self.pubsub
         if not (0 <= ps.degree_low <= ps.degree <= ps.degree_high) or ps.degree_lazy < 0:
             raise ConfigError("pubsub degrees must satisfy 0 <= degree_low <= degree <= degree_high, degree_lazy >= 0")
-        if ps.degree_near and not 0 < ps.degree_near < ps.degree:
-            raise ConfigError("pubsub degree_near must be 0 or below degree (a mesh keeps a far peer)")
+        if ps.degree_near and not 0 < ps.degree_near <= ps.degree - max(1, ps.degree_out):
+            raise ConfigError(f"pubsub degree_near must be 0 or at most degree - {max(1, ps.degree_out)} "
+                              f"(a mesh keeps long links: its outbound quota)")
         if ps.heartbeat_interval <= 0 or ps.seen_ttl <= 0 or ps.publish_timeout <= 0:
             raise ConfigError("pubsub.heartbeat_interval, seen_ttl and publish_timeout must be positive")
         if not 0 < self.pubsub.backpressure_high_water <= 1:

@@ -42,6 +42,7 @@ def test_env_lists_and_bools() -> None:
         ('[dht]\nmode = "both"', "dht.mode"),
         ("[dht]\nslow_after = -1.0", "dht.slow_after"),
         ("[pubsub]\ndegree_near = 7", "degree_near"),
+        ("[pubsub]\ndegree_near = 5", "at most degree - 2"),  # D 6 keeps its 2 outbound long links
         ("this is not toml", "c.toml"),
     ],
 )
@@ -66,7 +67,7 @@ def test_bad_addresses() -> None:
 def test_degree_near_reaches_the_router() -> None:
     from agentp2p.protocol.pubsub import router_params
 
-    cfg = build_config(environ={"AGENTP2P_PUBSUB__DEGREE_NEAR": "5"})
-    assert cfg.pubsub.degree_near == 5
-    assert router_params(cfg.pubsub).d_near == 5
+    cfg = build_config(environ={"AGENTP2P_PUBSUB__DEGREE": "8", "AGENTP2P_PUBSUB__DEGREE_NEAR": "6"})
+    assert cfg.pubsub.degree_near == 6
+    assert (router_params(cfg.pubsub).d_near, router_params(cfg.pubsub).d_out) == (6, 2)
     assert router_params(NodeConfig().pubsub).d_near == 0  # the spec's random meshes by default

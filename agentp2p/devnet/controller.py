@@ -676,7 +676,7 @@ class Devnet:
                           "degree_histogram": f.degree_histogram, "path_histogram": f.path_histogram}  # fmt: skip
         if silent:
             lines.append(f"  (workers that did not answer: {len(silent)})")
-        self.console.result(cmd.line, True, "topology:\n" + "\n".join(lines), topology=data)
+        self.console.result(cmd.line, True, "topology:\n" + "\n".join(lines), topology=data, silent=sorted(silent))
         return True
 
     async def _cmd_wait(self, cmd: Command) -> bool:

@@ -174,14 +174,13 @@ class Subscription:
 def router_params(config: PubSubConfig) -> GossipSubParams:
     """The router's parameters from the ``[pubsub]`` config (the rest are the spec's defaults)."""
     d, d_lo, d_hi = config.degree, config.degree_low, config.degree_high
-    d_out = max(0, min(2, d_lo - 1, d // 2))
     return GossipSubParams(
         d=d,
         d_lo=d_lo,
         d_hi=d_hi,
         d_lazy=config.degree_lazy,
         d_score=min(4, d),
-        d_out=d_out,
+        d_out=config.degree_out,
         d_near=config.degree_near,
         heartbeat_interval=config.heartbeat_interval,
         seen_ttl=float(config.seen_ttl),

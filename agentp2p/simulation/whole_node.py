@@ -951,7 +951,8 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
     out: dict[str, Any] = {"config": {"n": cfg.n, "seed": cfg.seed, "join_rate": cfg.join_rate,
                                       "swim": cfg.swim, "loss": cfg.loss, "latency": sim.links.describe(),
                                       "connection_manager": cfg.connections.enabled,
-                                      "connect_ahead": sim.swim_config.connect_ahead}}
+                                      "connect_ahead": sim.swim_config.connect_ahead,
+                                      "pubsub_degree": cfg.pubsub.degree, "pubsub_degree_near": cfg.pubsub.degree_near}}
     marks: list[tuple[str, float]] = [("build", 0.0)]
     out["build"] = build(sim)
     marks.append(("settle", sim.now))

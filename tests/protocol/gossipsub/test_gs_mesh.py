@@ -181,31 +181,34 @@ def test_d_near_far_members_give_way_to_near_ones_but_long_links_stay() -> None:
         assert not [p for peer in peers for c in control_to(out, peer) for p in c.prune]
 
 
-def test_d_near_full_mesh_refuses_far_grafts_and_takes_near_ones() -> None:
-    core = make(GossipSubParams(d_near=2))  # a full mesh takes GRAFTs from its 2 nearest or nearer
+def test_d_near_trims_only_what_it_grafted_itself() -> None:
+    """Peers that grafted us keep their place (the spec's D..D_hi slack: a
+    newcomer, or a peer that counts us among its nearest when we do not count
+    it among ours); only our own far picks give way to near peers."""
+    core = make(GossipSubParams(d_near=2))
     peers = [b"p%02d" % i for i in range(30)]
     order = by_distance(peers)
-    newcomer = order[0]  # nearer than any peer there at the heartbeat
+    newcomer = order[0]  # nearer than any peer there at the first heartbeat
     for peer in peers:
         if peer != newcomer:
             join(core, peer)
     core.handle(0.0, Subscribe(T))
     heartbeat(core)
-    mesh = core.mesh(T)
-    assert len(mesh) == 6 and set(order[1:3]) <= mesh
-    far = next(p for p in reversed(order) if p not in mesh)
-    out = core.handle(0.0, RpcReceived(far, Rpc(control=Control(graft=(Graft(T),)))))
-    assert far not in core.mesh(T) and core.stats.graft_refused_far == 1
-    assert [p.topic for c in control_to(out, far) for p in c.prune] == [T]
+    assert len(core.mesh(T)) == 6 and set(order[1:3]) <= core.mesh(T)
+    far = [p for p in reversed(order) if p not in core.mesh(T)][:3]
+    for peer in far:  # three far peers graft us: accepted, as the spec has it
+        core.handle(0.0, RpcReceived(peer, Rpc(control=Control(graft=(Graft(T),)))))
+    assert set(far) <= core.mesh(T)
+    mine_before = core.mesh(T) - set(far)
     join(core, newcomer)
-    core.handle(0.0, RpcReceived(newcomer, Rpc(control=Control(graft=(Graft(T),)))))
-    assert newcomer in core.mesh(T)
-    join(core, b"dialed", outbound=True)  # an outbound peer is taken whatever its distance
-    core.handle(0.0, RpcReceived(b"dialed", Rpc(control=Control(graft=(Graft(T),)))))
-    assert b"dialed" in core.mesh(T)
-    heartbeat(core)  # back to D: the two nearest, and others with the outbound quota first
+    heartbeat(core)  # the newcomer is among the 2 nearest: grafted, and one of our own far picks makes room
     mesh = core.mesh(T)
-    assert len(mesh) == 6 and {newcomer, order[1], b"dialed"} <= mesh
+    assert newcomer in mesh and set(far) <= mesh
+    assert len(mine_before - mesh) == 1 and core.stats.near_trimmed == 1
+    for _ in range(5):  # then it stays
+        out = heartbeat(core)
+        assert core.mesh(T) == mesh
+        assert not [p for peer in peers for c in control_to(out, peer) for p in c.prune]
 
 
 def test_d_near_skips_peers_backing_off_and_negative_scores() -> None:
@@ -239,9 +242,13 @@ def test_survivors_keep_near_peers_after_the_best_scores() -> None:
     assert set(keep) == {b"00", b"01", b"02", b"03"}
 
 
-def test_d_near_is_bounded_by_d() -> None:
+def test_d_near_leaves_room_for_the_outbound_quota() -> None:
+    GossipSubParams(d_near=4)  # D 6 - D_out 2
     with pytest.raises(ValueError, match="d_near"):
-        GossipSubParams(d_near=6)
+        GossipSubParams(d_near=5)
+    GossipSubParams(d=6, d_out=0, d_near=5)  # one long link at least
+    with pytest.raises(ValueError, match="d_near"):
+        GossipSubParams(d=6, d_out=0, d_near=6)
 
 
 def test_inbound_graft_refused_at_d_hi_outbound_accepted() -> None:

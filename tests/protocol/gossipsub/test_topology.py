@@ -81,14 +81,14 @@ def test_near_meshes_are_a_small_world_and_random_ones_are_not() -> None:
 
     def mesh_figures(**kw):  # type: ignore[no-untyped-def]
         base = GossipSimConfig(n=300, seed=2, warmup=10.0, duration=0.0, rate=0.0)
-        near = kw.pop("d_near", 0)
-        sim = GossipSimulation(replace(base, params=replace(base.params, d_near=near), **kw))
+        near, d = kw.pop("d_near", 0), kw.pop("d", base.params.d)
+        sim = GossipSimulation(replace(base, params=replace(base.params, d=d, d_near=near), **kw))
         sim.run_until(10.0)
         t = sim.topics[0]
         return figures({i: {sim.index[p] for p in c.mesh(t)} for i, c in enumerate(sim.cores) if c}, sources=60)
 
     plain = mesh_figures()
-    small = mesh_figures(dial=18, near_dials=16, near_metric="xor", d_near=5)
+    small = mesh_figures(dial=18, near_dials=16, near_metric="xor", d=8, d_near=6)
     assert plain.clustering < 0.1
     assert small.clustering > 0.5
     assert small.reachable == 1.0 and small.mean_path < 300 .bit_length()
@@ -101,8 +101,10 @@ def test_ground_sybil_ids_sit_next_to_their_victims() -> None:
     sim = GossipSimulation(GossipSimConfig(n=200, seed=4, sybils=0.05, sybil_near=True, warmup=0.0, duration=0.0,
                                            rate=0.0))
     bits = 200 .bit_length() + 4
-    honest = {xor_key(sim.ids[i]) >> (256 - bits) for i in sim.honest}
     sybils = [i for i in range(200) if sim.sybil[i]]
-    assert len(sybils) == 10
-    assert all(xor_key(sim.ids[i]) >> (256 - bits) in honest for i in sybils)
+    assert len(sybils) == 10 and sorted(sim.victim) == sybils
+    for i in sybils:
+        v = sim.victim[i]
+        assert not sim.sybil[v]
+        assert xor_key(sim.ids[i]) >> (256 - bits) == xor_key(sim.ids[v]) >> (256 - bits)
     assert len(set(sim.ids)) == 200
