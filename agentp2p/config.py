@@ -63,7 +63,7 @@ class PubSubConfig:
     degree_lazy: int = 6
     # Mesh slots kept for the topic peers nearest to us in the DHT's XOR
     # space (0: meshes at random, the gossipsub spec's way). degree = 8 with
-    # degree_near = 6 makes meshes a small world (clustering > 0.5, paths
+    # degree_near = 7 makes meshes a small world (clustering > 0.5, paths
     # <= log2 N) at a cost in latency and in resistance to peers that drop
     # messages: docs/scale.md.
     degree_near: int = 0
@@ -313,9 +313,8 @@ class NodeConfig:
         ps = self.pubsub
         if not (0 <= ps.degree_low <= ps.degree <= ps.degree_high) or ps.degree_lazy < 0:
             raise ConfigError("pubsub degrees must satisfy 0 <= degree_low <= degree <= degree_high, degree_lazy >= 0")
-        if ps.degree_near and not 0 < ps.degree_near <= ps.degree - max(1, ps.degree_out):
-            raise ConfigError(f"pubsub degree_near must be 0 or at most degree - {max(1, ps.degree_out)} "
-                              f"(a mesh keeps long links: its outbound quota)")
+        if ps.degree_near and not 0 < ps.degree_near < ps.degree:
+            raise ConfigError("pubsub degree_near must be 0 or below degree (a mesh keeps a long link)")
         if ps.heartbeat_interval <= 0 or ps.seen_ttl <= 0 or ps.publish_timeout <= 0:
             raise ConfigError("pubsub.heartbeat_interval, seen_ttl and publish_timeout must be positive")
         if not 0 < self.pubsub.backpressure_high_water <= 1:

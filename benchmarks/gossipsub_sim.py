@@ -37,11 +37,11 @@ HEADER = ("| scenario | scoring | delivered | P50 / P99 ms | dup/deliv | ctl / d
 
 
 #: --topology small-world: each node dials its 16 nearest in XOR space and 2
-#: at random, and the router's mesh is D = 8 with 6 slots for the nearest
+#: at random, and the router's mesh is D = 8 with 7 slots for the nearest
 #: (d_near; what docs/scale.md recommends); the Sybils grind IDs next to
 #: honest victims' and dial 12 nodes, as in the random topology.
 SMALL_WORLD = {"dial": 18, "near_dials": 16, "near_metric": "xor", "sybil_dial": 12}
-SMALL_WORLD_MESH = {"d": 8, "d_near": 6}
+SMALL_WORLD_MESH = {"d": 8, "d_near": 7}
 
 
 def plan(n: int, seed: int, quick: bool, only: set[str],
@@ -105,7 +105,7 @@ def main() -> None:
     ap.add_argument("--only", default="loss,churn,attack", help="comma-separated: loss, churn, attack")
     ap.add_argument("--json", help="also write every result (all fields) to this file")
     ap.add_argument("--topology", choices=["random", "small-world"], default="random",
-                    help="small-world: near dials in XOR space, D 8 with d_near 6, Sybils with IDs ground near victims")
+                    help="small-world: near dials in XOR space, D 8 with d_near 7, Sybils with IDs ground near victims")
     ap.add_argument("--rows", help="keep only these rows: 'scenario/scoring' pairs, ';'-separated "
                                    "(e.g. 'loss 0%/off;20% Sybils drop/p3')")
     ns = ap.parse_args()

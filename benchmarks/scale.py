@@ -66,10 +66,11 @@ VARIANTS = {
     # XOR space (the DHT's): a node's nearest by ID hash, as its Kademlia neighbourhood is
     "xor-near10": (False, "xor", 10, 12, 6, 0),
     "xor-near16": (False, "xor", 16, 18, 6, 0),
-    "random-d6-near5": (False, "plane", 0, 12, 6, 5),  # random connections, near-preferring meshes
+    "random-d8-near6": (False, "plane", 0, 12, 8, 6),  # random connections, near-preferring meshes
     "xor-near16-d6-near4": (False, "xor", 16, 18, 6, 4),  # ... and the router keeps d_near of D for the nearest
-    "xor-near16-d6-near5": (False, "xor", 16, 18, 6, 5),
     "xor-near16-d7-near5": (False, "xor", 16, 18, 7, 5),
+    "xor-near16-d8-near7": (False, "xor", 16, 18, 8, 7),
+    "xor-near16-d7-near6": (False, "xor", 16, 18, 7, 6),
     "xor-near16-d8-near6": (False, "xor", 16, 18, 8, 6),
 }
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agentp2p.config import NodeConfig, build_config, env_overrides
+from agentp2p.config import NodeConfig, PubSubConfig, build_config, env_overrides
 from agentp2p.errors import AddressError, ConfigError
 
 
@@ -42,7 +42,7 @@ def test_env_lists_and_bools() -> None:
         ('[dht]\nmode = "both"', "dht.mode"),
         ("[dht]\nslow_after = -1.0", "dht.slow_after"),
         ("[pubsub]\ndegree_near = 7", "degree_near"),
-        ("[pubsub]\ndegree_near = 5", "at most degree - 2"),  # D 6 keeps its 2 outbound long links
+        ("[pubsub]\ndegree_near = 6", "below degree"),  # a mesh keeps a long link
         ("this is not toml", "c.toml"),
     ],
 )
@@ -67,7 +67,8 @@ def test_bad_addresses() -> None:
 def test_degree_near_reaches_the_router() -> None:
     from agentp2p.protocol.pubsub import router_params
 
-    cfg = build_config(environ={"AGENTP2P_PUBSUB__DEGREE": "8", "AGENTP2P_PUBSUB__DEGREE_NEAR": "6"})
-    assert cfg.pubsub.degree_near == 6
-    assert (router_params(cfg.pubsub).d_near, router_params(cfg.pubsub).d_out) == (6, 2)
+    cfg = build_config(environ={"AGENTP2P_PUBSUB__DEGREE": "8", "AGENTP2P_PUBSUB__DEGREE_NEAR": "7"})
+    assert cfg.pubsub.degree_near == 7
+    assert (router_params(cfg.pubsub).d_near, router_params(cfg.pubsub).d_out) == (7, 2)
+    assert PubSubConfig(degree=8, degree_low=2).degree_out == 1  # D_out below D_lo
     assert router_params(NodeConfig().pubsub).d_near == 0  # the spec's random meshes by default

@@ -366,6 +366,8 @@ class GossipSubCore:
     def _prune(self, topic: str, peer: PeerId, *, px: bool) -> None:
         """Remove ``peer`` from our mesh, back off from it, and tell it so."""
         self._mesh[topic].discard(peer)
+        if self.params.d_near:
+            self._ours.get(topic, set()).discard(peer)
         self._score.prune(peer, topic, self._now)
         self._backoff.add(topic, peer, self._now + self.params.prune_backoff)
         self._out.to(peer).prune.append(self._make_prune(peer, topic, px=px, unsubscribe=False))
@@ -697,6 +699,8 @@ class GossipSubCore:
                 refuse.append(topic)
                 continue
             mesh.add(peer)
+            if p.d_near:
+                self._ours.get(topic, set()).discard(peer)  # it chose us: not ours to trim
             self._score.graft(peer, topic, now)
         if refuse:
             self.stats.graft_refused += len(refuse)
@@ -777,6 +781,14 @@ class GossipSubCore:
         if len(mesh) < p.d_lo:
             for peer in meshsel.pick(self._mesh_candidates(topic, mesh), p.d - len(mesh), self._rng):
                 self._graft(topic, peer)
+        if near and len(mesh - near) < p.d - p.d_near and len(mesh) < p.d:
+            # Long links: D - d_near members outside the near set (ours or
+            # theirs). The near grafts alone can lift a mesh past D_lo with
+            # none, and an all-near mesh can split into clusters.
+            want = min(p.d - p.d_near - len(mesh - near), p.d - len(mesh))
+            cands = [x for x in self._mesh_candidates(topic, mesh) if x not in near]
+            for peer in meshsel.pick(cands, want, self._rng):
+                self._graft(topic, peer)
         if len(mesh) > p.d_hi:
             keep = set(meshsel.survivors(mesh, d=p.d, d_score=p.d_score, d_out=p.d_out, score=score,
                                          outbound=self._peers.is_outbound, rng=self._rng, near=near))
@@ -808,8 +820,9 @@ class GossipSubCore:
         us among *its* nearest when we do not count it among ours, keeps its
         place (pruning those made meshes churn forever and left newcomers
         below D_lo). The D - d_near others stay as long links (an all-near
-        mesh can split into clusters with no link between them): outbound
-        peers first, up to the outbound quota, then the best scores."""
+        mesh can split into clusters with no link between them). Outbound
+        picks are kept as far as the outbound quota needs, even past
+        D - d_near; then the best scores."""
         p = self.params
         ours = self._ours.setdefault(topic, set())
         mine = sorted((ours & mesh) - near)
@@ -819,9 +832,10 @@ class GossipSubCore:
         self._rng.shuffle(mine)  # ties broken at random
         mine.sort(key=self._peer_score, reverse=True)
         have_out = sum(1 for x in mesh if self._peers.is_outbound(x) and x not in mine)
-        outbound = [x for x in mine if self._peers.is_outbound(x)][:max(0, min(p.d_out - have_out, keep_n))]
-        keep = outbound + [x for x in mine if x not in outbound][:keep_n - len(outbound)]
-        for peer in mine:
+        # The outbound quota is kept even past D - d_near (near peers are often outbound and count).
+        outbound = [x for x in mine if self._peers.is_outbound(x)][:max(0, p.d_out - have_out)]
+        keep = outbound + [x for x in mine if x not in outbound][:max(0, keep_n - len(outbound))]
+        for peer in reversed(mine):  # the lowest scores first
             if peer not in keep and len(mesh) > p.d:
                 self.stats.near_trimmed += 1
                 self._prune(topic, peer, px=p.do_px)

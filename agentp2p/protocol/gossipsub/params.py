@@ -38,10 +38,11 @@ class GossipSubParams:
     #: Mesh slots for the topic peers nearest to us in Kademlia's XOR space
     #: (SHA-256 of the peer IDs, as the DHT keys them). 0 (the spec's
     #: behaviour): a mesh is chosen at random. Otherwise the nearest are
-    #: grafted first and whenever missing, and of the members we grafted, a
-    #: mesh above D keeps them plus D - d_near others (long links: the
-    #: outbound quota first, then the best scores); members that grafted us
-    #: stay, as the spec has them. Why: two peers near us in XOR space are near each other
+    #: grafted first and whenever missing; a mesh below D gets random peers
+    #: until D - d_near members are outside the near set (long links); of the
+    #: members we grafted, a mesh above D keeps the near ones, the outbound
+    #: quota and D - d_near others by score; members that grafted us stay, as
+    #: the spec has them. Why: two peers near us in XOR space are near each other
     #: too, so their meshes overlap — clustering, the small-world half that
     #: random meshes lack. The cost, measured in docs/scale.md: longer paths,
     #: and an attacker with IDs ground near ours can hold the near slots
@@ -117,8 +118,8 @@ class GossipSubParams:
             raise ValueError("need 0 <= d_lo <= d <= d_hi")
         if self.d_out and not (self.d_out < self.d_lo and self.d_out <= self.d // 2):
             raise ValueError("d_out must be < d_lo and <= d/2 (or 0)")
-        if self.d_near and not 0 < self.d_near <= self.d - max(1, self.d_out):
-            raise ValueError("need 0 <= d_near <= d - max(1, d_out): a mesh keeps long links, its outbound quota")
+        if self.d_near and not 0 < self.d_near < self.d:
+            raise ValueError("need 0 <= d_near < d: a mesh keeps at least one long link")
         if not 0 <= self.d_score <= self.d or self.d_lazy < 0:
             raise ValueError("need 0 <= d_score <= d and d_lazy >= 0")
         if self.heartbeat_interval <= 0 or self.heartbeat_initial_delay < 0:

@@ -211,6 +211,53 @@ def test_d_near_trims_only_what_it_grafted_itself() -> None:
         assert not [p for peer in peers for c in control_to(out, peer) for p in c.prune]
 
 
+def test_d_near_mesh_below_d_lo_fills_with_long_links_too() -> None:
+    """Near grafts alone can lift a mesh past D_lo with no member outside the
+    near set; it still gets D - d_near long links (an all-near mesh can split)."""
+    from agentp2p.protocol.gossipsub.events import PeerDisconnected
+
+    core = make(GossipSubParams(d=8, d_near=6))  # D_lo 5
+    peers = [b"p%02d" % i for i in range(40)]
+    order = by_distance(peers)
+    for peer in peers:
+        join(core, peer)
+    core.handle(0.0, Subscribe(T))
+    mesh = core.mesh(T)
+    assert set(order[:6]) <= mesh and len(mesh) == 8
+    for peer in sorted(mesh - set(order[:2])):  # 4 near and both long links go
+        core.handle(0.0, PeerDisconnected(peer))
+    heartbeat(core)  # 2 left, below D_lo: the 4 next nearest come, and 2 long links
+    mesh = core.mesh(T)
+    near = set(order[:2]) | set(by_distance([p for p in peers if p in mesh or p not in order[:8]])[:6])
+    assert len(mesh) == 8 and len(mesh - near) == 2
+
+
+def test_d_near_a_pick_that_reconnects_and_grafts_us_is_theirs() -> None:
+    """A peer we grafted that drops, comes back and grafts us within one
+    heartbeat chose us: it is not ours to trim."""
+    from agentp2p.protocol.gossipsub.events import PeerDisconnected
+
+    core = make(GossipSubParams(d_near=2))
+    peers = [b"p%02d" % i for i in range(30)]
+    order = by_distance(peers)
+    newcomer = order[0]
+    for peer in peers:
+        if peer != newcomer:
+            join(core, peer)
+    core.handle(0.0, Subscribe(T))
+    heartbeat(core)
+    far = sorted(core.mesh(T) - set(order[:3]))
+    now = core.next_deadline() - 0.5
+    for x in far:  # every far pick of ours drops, comes back and grafts us
+        core.handle(now, PeerDisconnected(x))
+        join(core, x, now=now)
+        core.handle(now, RpcReceived(x, Rpc(control=Control(graft=(Graft(T),)))))
+    join(core, newcomer, now=now)
+    heartbeat(core)  # the newcomer is near: grafted; only our own far picks may make room, and none is left
+    assert newcomer in core.mesh(T) and set(far) <= core.mesh(T)
+    assert core.stats.near_trimmed == 0
+
+
 def test_d_near_skips_peers_backing_off_and_negative_scores() -> None:
     scorer = ScriptedScorer()
     core = make(GossipSubParams(d_near=2), scorer=scorer)
@@ -242,13 +289,32 @@ def test_survivors_keep_near_peers_after_the_best_scores() -> None:
     assert set(keep) == {b"00", b"01", b"02", b"03"}
 
 
-def test_d_near_leaves_room_for_the_outbound_quota() -> None:
-    GossipSubParams(d_near=4)  # D 6 - D_out 2
+def test_d_near_leaves_a_long_link() -> None:
+    GossipSubParams(d_near=5)
     with pytest.raises(ValueError, match="d_near"):
-        GossipSubParams(d_near=5)
-    GossipSubParams(d=6, d_out=0, d_near=5)  # one long link at least
-    with pytest.raises(ValueError, match="d_near"):
-        GossipSubParams(d=6, d_out=0, d_near=6)
+        GossipSubParams(d_near=6)
+
+
+def test_d_near_keeps_the_outbound_quota_beside_its_near_slots() -> None:
+    """D 6 with 5 near slots leaves one long link, but the outbound quota (2)
+    still holds: the trim keeps outbound picks past D - d_near instead of
+    grafting and pruning one at every heartbeat (an earlier version did)."""
+    core = make(GossipSubParams(d_near=5))
+    peers = [b"p%02d" % i for i in range(40)]
+    order = by_distance(peers)
+    dialed = set(order[-6:])  # the only outbound peers are far ones
+    for peer in peers:
+        join(core, peer, outbound=peer in dialed)
+    core.handle(0.0, Subscribe(T))
+    grafts = prunes = 0
+    for _ in range(30):
+        out = heartbeat(core)
+        mesh = core.mesh(T)
+        assert sum(1 for p in mesh if p in dialed) >= 2 and len(mesh) >= 6
+        grafts += sum(len(c.graft) for peer in peers for c in control_to(out, peer))
+        prunes += sum(len(c.prune) for peer in peers for c in control_to(out, peer))
+    assert set(order[:5]) <= mesh
+    assert prunes <= 1 and grafts <= 2
 
 
 def test_inbound_graft_refused_at_d_hi_outbound_accepted() -> None:

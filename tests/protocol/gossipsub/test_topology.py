@@ -88,7 +88,7 @@ def test_near_meshes_are_a_small_world_and_random_ones_are_not() -> None:
         return figures({i: {sim.index[p] for p in c.mesh(t)} for i, c in enumerate(sim.cores) if c}, sources=60)
 
     plain = mesh_figures()
-    small = mesh_figures(dial=18, near_dials=16, near_metric="xor", d=8, d_near=6)
+    small = mesh_figures(dial=18, near_dials=16, near_metric="xor", d=8, d_near=7)
     assert plain.clustering < 0.1
     assert small.clustering > 0.5
     assert small.reachable == 1.0 and small.mean_path < 300 .bit_length()
