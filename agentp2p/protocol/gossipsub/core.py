@@ -673,6 +673,8 @@ class GossipSubCore:
                 px = False  # unknown topic: ignore (spam hardening), leak no peers
                 continue
             if peer in mesh:
+                if p.d_near:
+                    self._ours.get(topic, set()).discard(peer)  # our GRAFTs crossed: it chose us too
                 continue
             if peer in self._direct:
                 px = False  # a non-reciprocal peering config, most likely: refuse, no PX
@@ -769,6 +771,7 @@ class GossipSubCore:
         for peer in sorted(x for x in mesh if score(x) < 0):
             self._prune(topic, peer, px=False)
         near = self._near(topic, mesh)
+        fresh: set[PeerId] = set()  # near peers grafted this heartbeat (not answered yet)
         if p.d_near:
             self._ours.setdefault(topic, set()).intersection_update(mesh)  # members that left are not ours
         if near - mesh:
@@ -778,6 +781,7 @@ class GossipSubCore:
             room = (p.d if len(mesh) < p.d_lo else p.d_hi) - len(mesh)
             for peer in meshsel.nearest(near - mesh, room, self.local_peer):
                 self._graft(topic, peer)
+                fresh.add(peer)
         if len(mesh) < p.d_lo:
             for peer in meshsel.pick(self._mesh_candidates(topic, mesh), p.d - len(mesh), self._rng):
                 self._graft(topic, peer)
@@ -787,7 +791,13 @@ class GossipSubCore:
             # none, and an all-near mesh can split into clusters.
             want = min(p.d - p.d_near - len(mesh - near), p.d - len(mesh))
             cands = [x for x in self._mesh_candidates(topic, mesh) if x not in near]
-            for peer in meshsel.pick(cands, want, self._rng):
+            # Outbound ones first while the quota is short: else the quota's
+            # own graft below would push the mesh over D and the trim would
+            # prune the peer just picked.
+            need_out = max(0, p.d_out - sum(1 for x in mesh if self._peers.is_outbound(x)))
+            picks = meshsel.pick([x for x in cands if self._peers.is_outbound(x)], min(want, need_out), self._rng)
+            picks += meshsel.pick([x for x in cands if x not in picks], want - len(picks), self._rng)
+            for peer in picks:
                 self._graft(topic, peer)
         if len(mesh) > p.d_hi:
             keep = set(meshsel.survivors(mesh, d=p.d, d_score=p.d_score, d_out=p.d_out, score=score,
@@ -800,8 +810,8 @@ class GossipSubCore:
                 cands = self._mesh_candidates(topic, mesh, outbound_only=True)
                 for peer in meshsel.pick(cands, p.d_out - have_out, self._rng):
                     self._graft(topic, peer)
-        if near and len(mesh) > p.d:
-            self._trim_to_near(topic, mesh, near)
+        if near and len(mesh - fresh) > p.d:
+            self._trim_to_near(topic, mesh, near, fresh)
         if self._ticks % p.opportunistic_graft_ticks == 0 and len(mesh) > 1:
             median = meshsel.median_score(mesh, score)
             if median < self.thresholds.opportunistic_graft:
@@ -809,7 +819,7 @@ class GossipSubCore:
                 for peer in meshsel.pick(cands, p.opportunistic_graft_peers, self._rng):
                     self._graft(topic, peer)
 
-    def _trim_to_near(self, topic: str, mesh: set[PeerId], near: set[PeerId]) -> None:
+    def _trim_to_near(self, topic: str, mesh: set[PeerId], near: set[PeerId], fresh: set[PeerId]) -> None:
         """d_near: of the members *we* grafted, a mesh above D keeps the near
         ones and D - d_near others, and prunes the rest.
 
@@ -822,7 +832,10 @@ class GossipSubCore:
         below D_lo). The D - d_near others stay as long links (an all-near
         mesh can split into clusters with no link between them). Outbound
         picks are kept as far as the outbound quota needs, even past
-        D - d_near; then the best scores."""
+        D - d_near; then the best scores. Near peers grafted this heartbeat
+        (``fresh``) do not count yet: one that refuses (a popular peer at its
+        D_hi) would otherwise have cost us a long link, every time its
+        backoff ran out."""
         p = self.params
         ours = self._ours.setdefault(topic, set())
         mine = sorted((ours & mesh) - near)
@@ -836,7 +849,7 @@ class GossipSubCore:
         outbound = [x for x in mine if self._peers.is_outbound(x)][:max(0, p.d_out - have_out)]
         keep = outbound + [x for x in mine if x not in outbound][:max(0, keep_n - len(outbound))]
         for peer in reversed(mine):  # the lowest scores first
-            if peer not in keep and len(mesh) > p.d:
+            if peer not in keep and len(mesh - fresh) > p.d:
                 self.stats.near_trimmed += 1
                 self._prune(topic, peer, px=p.do_px)
                 ours.discard(peer)

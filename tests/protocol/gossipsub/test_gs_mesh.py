@@ -152,9 +152,10 @@ def test_d_near_mesh_holds_the_nearest_and_moves_towards_a_nearer_newcomer() -> 
     assert len(core.mesh(T)) == 6
     assert set(order[1:4]) <= core.mesh(T)  # the 3 nearest connected
     join(core, late)
-    heartbeat(core)
-    assert set(order[:3]) <= core.mesh(T)
-    assert len(core.mesh(T)) == 6
+    heartbeat(core)  # grafted; not counted until it has had a heartbeat to answer (a refusal would prune it)
+    assert set(order[:3]) <= core.mesh(T) and len(core.mesh(T)) == 7
+    heartbeat(core)  # then one of our own far picks makes room
+    assert set(order[:3]) <= core.mesh(T) and len(core.mesh(T)) == 6
 
 
 def test_d_near_far_members_give_way_to_near_ones_but_long_links_stay() -> None:
@@ -171,7 +172,9 @@ def test_d_near_far_members_give_way_to_near_ones_but_long_links_stay() -> None:
     core.handle(0.0, Subscribe(T))
     for peer in nearest:
         join(core, peer)
-    heartbeat(core)
+    heartbeat(core)  # the nearest are grafted (and given a heartbeat to answer) ...
+    assert set(nearest) <= core.mesh(T)
+    heartbeat(core)  # ... then our other picks make room
     mesh = core.mesh(T)
     assert set(nearest) <= mesh and len(mesh) == 6
     assert mesh - set(nearest) <= dialed  # D_out = 2: the two long links are outbound ones
@@ -256,6 +259,26 @@ def test_d_near_a_pick_that_reconnects_and_grafts_us_is_theirs() -> None:
     heartbeat(core)  # the newcomer is near: grafted; only our own far picks may make room, and none is left
     assert newcomer in core.mesh(T) and set(far) <= core.mesh(T)
     assert core.stats.near_trimmed == 0
+
+
+def test_d_near_a_near_peer_that_refuses_costs_no_long_link() -> None:
+    """Our nearest peer is popular (at its D_hi) and refuses every GRAFT: each
+    time its backoff runs out we graft it again, but none of our long links
+    is pruned to make room for a GRAFT that was not answered yet."""
+    core = make(GossipSubParams(d_near=2))
+    peers = [b"p%02d" % i for i in range(30)]
+    hub = by_distance(peers)[0]
+    for peer in peers:
+        join(core, peer)
+    out = core.handle(0.0, Subscribe(T))
+    ours_pruned = refusals = 0
+    for _ in range(200):  # 200 s: three backoffs of the hub
+        if any(c.graft for c in control_to(out, hub)):
+            refusals += 1
+            core.handle(core.next_deadline() - 0.5, RpcReceived(hub, Rpc(control=Control(prune=(Prune(T, (), 60),)))))
+        out = heartbeat(core)
+        ours_pruned += sum(len(c.prune) for peer in peers for c in control_to(out, peer))
+    assert refusals >= 3 and ours_pruned == 0 and len(core.mesh(T)) >= 6
 
 
 def test_d_near_skips_peers_backing_off_and_negative_scores() -> None:
