@@ -776,8 +776,9 @@ class GossipSubCore:
             self._ours.setdefault(topic, set()).intersection_update(mesh)  # members that left are not ours
         if near - mesh:
             # The nearest come first when filling, and are grafted while the
-            # mesh has room below D_hi (then trimmed back to D, below): a mesh
-            # formed before they connected moves towards them.
+            # mesh has room below D_hi (and counted, and the mesh trimmed back
+            # to D, from the next heartbeat): a mesh formed before they
+            # connected moves towards them.
             room = (p.d if len(mesh) < p.d_lo else p.d_hi) - len(mesh)
             for peer in meshsel.nearest(near - mesh, room, self.local_peer):
                 self._graft(topic, peer)
@@ -794,7 +795,7 @@ class GossipSubCore:
             # Outbound ones first while the quota is short: else the quota's
             # own graft below would push the mesh over D and the trim would
             # prune the peer just picked.
-            need_out = max(0, p.d_out - sum(1 for x in mesh if self._peers.is_outbound(x)))
+            need_out = max(0, p.d_out - sum(1 for x in mesh - fresh if self._peers.is_outbound(x)))
             picks = meshsel.pick([x for x in cands if self._peers.is_outbound(x)], min(want, need_out), self._rng)
             picks += meshsel.pick([x for x in cands if x not in picks], want - len(picks), self._rng)
             for peer in picks:
@@ -805,7 +806,8 @@ class GossipSubCore:
             for peer in sorted(mesh - keep):
                 self._prune(topic, peer, px=p.do_px)
         if len(mesh) >= p.d_lo:
-            have_out = sum(1 for x in mesh if self._peers.is_outbound(x))
+            # Unanswered near grafts (d_near) do not count towards the quota yet.
+            have_out = sum(1 for x in mesh - fresh if self._peers.is_outbound(x))
             if have_out < p.d_out:
                 cands = self._mesh_candidates(topic, mesh, outbound_only=True)
                 for peer in meshsel.pick(cands, p.d_out - have_out, self._rng):
@@ -833,9 +835,10 @@ class GossipSubCore:
         mesh can split into clusters with no link between them). Outbound
         picks are kept as far as the outbound quota needs, even past
         D - d_near; then the best scores. Near peers grafted this heartbeat
-        (``fresh``) do not count yet: one that refuses (a popular peer at its
-        D_hi) would otherwise have cost us a long link, every time its
-        backoff ran out."""
+        (``fresh``) do not count yet, nor towards the outbound quota: one that
+        refuses (a popular peer at its D_hi) would otherwise have cost us a
+        long link, every time its backoff ran out. A refusal slower than a
+        heartbeat still does."""
         p = self.params
         ours = self._ours.setdefault(topic, set())
         mine = sorted((ours & mesh) - near)
@@ -844,7 +847,7 @@ class GossipSubCore:
             return
         self._rng.shuffle(mine)  # ties broken at random
         mine.sort(key=self._peer_score, reverse=True)
-        have_out = sum(1 for x in mesh if self._peers.is_outbound(x) and x not in mine)
+        have_out = sum(1 for x in mesh - fresh if self._peers.is_outbound(x) and x not in mine)
         # The outbound quota is kept even past D - d_near (near peers are often outbound and count).
         outbound = [x for x in mine if self._peers.is_outbound(x)][:max(0, p.d_out - have_out)]
         keep = outbound + [x for x in mine if x not in outbound][:max(0, keep_n - len(outbound))]
