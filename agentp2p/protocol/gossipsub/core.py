@@ -795,7 +795,7 @@ class GossipSubCore:
             # Outbound ones first while the quota is short: else the quota's
             # own graft below would push the mesh over D and the trim would
             # prune the peer just picked.
-            need_out = max(0, p.d_out - sum(1 for x in mesh - fresh if self._peers.is_outbound(x)))
+            need_out = max(0, p.d_out - sum(1 for x in mesh if self._peers.is_outbound(x)))
             picks = meshsel.pick([x for x in cands if self._peers.is_outbound(x)], min(want, need_out), self._rng)
             picks += meshsel.pick([x for x in cands if x not in picks], want - len(picks), self._rng)
             for peer in picks:
@@ -806,8 +806,7 @@ class GossipSubCore:
             for peer in sorted(mesh - keep):
                 self._prune(topic, peer, px=p.do_px)
         if len(mesh) >= p.d_lo:
-            # Unanswered near grafts (d_near) do not count towards the quota yet.
-            have_out = sum(1 for x in mesh - fresh if self._peers.is_outbound(x))
+            have_out = sum(1 for x in mesh if self._peers.is_outbound(x))
             if have_out < p.d_out:
                 cands = self._mesh_candidates(topic, mesh, outbound_only=True)
                 for peer in meshsel.pick(cands, p.d_out - have_out, self._rng):
