@@ -825,8 +825,7 @@ class GossipSubCore:
         ones and D - d_near others, and prunes the rest.
 
         Why ours only: the first fill is random, and without a trim it stays
-        with the near peers on top (clustering 0.46 instead of 0.55 in the
-        whole-node simulator). Members that grafted us are left alone, as the
+        with the near peers on top, up to D_hi (docs/scale.md). Members that grafted us are left alone, as the
         spec's D..D_hi slack leaves them: a newcomer, or a peer that counts
         us among *its* nearest when we do not count it among ours, keeps its
         place (pruning those made meshes churn forever and left newcomers
@@ -839,8 +838,7 @@ class GossipSubCore:
         long link, every time its backoff ran out. A refusal slower than a
         heartbeat still does."""
         p = self.params
-        ours = self._ours.setdefault(topic, set())
-        mine = sorted((ours & mesh) - near)
+        mine = sorted((self._ours.get(topic, set()) & mesh) - near)
         keep_n = p.d - p.d_near
         if len(mine) <= keep_n:
             return
@@ -853,8 +851,7 @@ class GossipSubCore:
         for peer in reversed(mine):  # the lowest scores first
             if peer not in keep and len(mesh - fresh) > p.d:
                 self.stats.near_trimmed += 1
-                self._prune(topic, peer, px=p.do_px)
-                ours.discard(peer)
+                self._prune(topic, peer, px=p.do_px)  # also forgets it as ours
 
     def _maintain_fanout(self, gossip: dict[str, list[MsgId]]) -> None:
         p = self.params

@@ -39,11 +39,6 @@ def xor_key(peer: PeerId) -> int:
     return int.from_bytes(hashlib.sha256(peer).digest(), "big")
 
 
-def distance(a: PeerId, b: PeerId) -> int:
-    """XOR distance of two peers' keys."""
-    return xor_key(a) ^ xor_key(b)
-
-
 def nearest(candidates: Iterable[PeerId], count: int, local: PeerId) -> list[PeerId]:
     """The ``count`` candidates nearest to ``local`` by XOR distance, nearest first.
 
