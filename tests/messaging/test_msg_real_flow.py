@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from agentp2p.config import DHTConfig
 from agentp2p.messaging.errors import DeliveryError, DeliveryTimeout
 from agentp2p.messaging.service import MessagingService
 from agentp2p.network.identity import Identity
@@ -177,14 +178,23 @@ async def test_offline_peer_fails_at_the_callers_deadline() -> None:
 
 
 async def test_unconnected_peer_is_found_through_the_dht_and_reached() -> None:
-    # SWIM off: its membership gossip tells a about c within a fraction of a
-    # second, and a then pings c (a connection) before the test could start.
+    # Nothing but the send may connect a and c. SWIM off: its membership
+    # gossip would tell a about c. a is a DHT client with no bootstrap list,
+    # connected to boot by hand: no self-lookup or young-network lookup of
+    # its own runs (one of those, repeated for a minute while a's table is
+    # under k, used to reach c first), and boot keeps a client out of its
+    # table, so c's lookups never learn a.
     async with Node(local_config(swim=False)) as boot:
-        async with messaging_node(bootstrap=[boot.addrs[0]], swim=False) as (a, sa), messaging_node(
+        async with messaging_node(swim=False, dht=DHTConfig(mode="client")) as (a, sa), messaging_node(
             bootstrap=[boot.addrs[0]], swim=False
         ) as (c, sc):
+            await a.connect(boot.addrs[0])
             await wait_until(lambda: c.peer_id in boot.dht.routing_table_peers(), what="c known to boot")
+            await wait_until(lambda: boot.peer_id in a.dht.routing_table_peers(), what="boot in a's table")
+            assert a.peer_id not in boot.dht.routing_table_peers()
             assert not a.is_connected(c.peer_id)
+            assert not a.dialer.known_addrs(c.peer_id)
+            assert a.dht.stats()["lookups"] == 0
             async with trio.open_nursery() as nursery:
                 got: list[bytes] = []
 
@@ -196,3 +206,5 @@ async def test_unconnected_peer_is_found_through_the_dht_and_reached() -> None:
                     await sa.send(c.peer_id, b"found you", timeout=10)
             assert got == [b"found you"]
             assert a.is_connected(c.peer_id)
+            q = a.dht.stats()["queries"]
+            assert q["lookup"]["ok"] == 1  # the dialer's locate, for the send
