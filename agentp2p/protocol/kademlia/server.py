@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Container
 from dataclasses import dataclass
+from itertools import islice
 
 from .codec import ConnectionType, Message, MessageType, Peer, Record
 from .config import KademliaConfig
@@ -51,10 +52,12 @@ def closer_peers(s: Served, key: bytes, requester: bytes) -> tuple[Peer, ...]:
     go-libp2p-kad-dht's own handler skips such peers too."""
     conn = ConnectionType.CONNECTED
     entries = s.table.closest(kad_key(key), s.cfg.k + _ADDRLESS_SLACK, exclude=(requester,))
-    return tuple(
-        Peer(e.peer, e.addrs, conn if e.peer in s.connected else ConnectionType.NOT_CONNECTED)
-        for e in entries if e.addrs
-    )[: s.cfg.k]
+    # Only the k answered are built (a frozen dataclass each, on every request served).
+    return tuple(islice(
+        (Peer(e.peer, e.addrs, conn if e.peer in s.connected else ConnectionType.NOT_CONNECTED)
+         for e in entries if e.addrs),
+        s.cfg.k,
+    ))
 
 
 def answer(s: Served, peer: bytes, req: Message, now: float) -> Answer:
