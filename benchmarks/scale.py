@@ -6,6 +6,7 @@
                                                [--loss P] [--no-conn-manager] [--connect-ahead K] [--seed N]
                                                [--degree D] [--degree-near K]
     .venv/bin/python benchmarks/scale.py merge [--nodes 500] [--connect-ahead K] [--seed N]
+    .venv/bin/python benchmarks/scale.py churn [--nodes 1000] [--churn 0.1] [--duration 600] [--swim on|off] [--seed N]
 
 ``whole``: the whole-node simulator (agentp2p/simulation/whole_node.py: every
 node's SWIM, Kademlia and gossipsub cores on one clock, coupled by their
@@ -20,6 +21,12 @@ split in two random halves for 30 s, heal, and follow each second for 60 s
 how many nodes' views still miss live members. Takes ``--nodes``,
 ``--connect-ahead``, ``--seed``, ``--join-rate`` and ``--loss``; SWIM is
 always on and the connection manager always runs.
+
+``churn``: the same simulator builds and settles the network, then replaces
+``--churn`` of it per hour (crashes and fresh joins, each a Poisson process)
+for ``--duration`` virtual seconds while random nodes publish (1 msg/s) and
+look agents up (one every 2 s); reports delivery to every node that had
+joined before each message, lookups found, and how long arrivals took to join.
 
 ``topology``: runs the gossipsub simulator (agentp2p/simulation/gossipsub.py,
 the node's own router core on virtual time) until its meshes have formed,
@@ -156,9 +163,34 @@ def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager:
     return out
 
 
+def churn(n: int, join_rate: float, swim: bool, loss: float, seed: int, per_hour: float,
+          duration: float) -> dict[str, Any]:
+    from agentp2p.simulation.whole_node import WholeNodeConfig, run_churn
+
+    t0 = time.perf_counter()
+    cfg = WholeNodeConfig(n=n, seed=seed, join_rate=join_rate, swim=swim, loss=loss)
+    out = run_churn(cfg, churn_per_hour=per_hour, duration=duration,
+                    log=lambda m: print(f"  [{time.perf_counter() - t0:7.1f} s] {m[:200]}", flush=True))
+    c = out["churn"]
+    print(f"\n  {n:,} nodes, seed {seed}, SWIM {'on' if swim else 'off'}, loss {loss:.0%}; "
+          f"{per_hour:.0%} of the network replaced per hour for {duration:.0f} s: "
+          f"{c['left']} crashed, {c['arrived']} joined ({c['arrivals_announced']} announced, "
+          f"P50 {_ms(c['arrival_join_p50'])}, P99 {_ms(c['arrival_join_p99'])})")
+    print(f"  lookups (first live agent) {c['found']}/{c['lookups']} found, P50 {_ms(c['find_p50'])}, "
+          f"P99 {_ms(c['find_p99'])}")
+    print(f"  pub/sub at {out['config']['rate']:g} msg/s: {c['messages']} messages, delivered {c['delivered']:.3%} "
+          f"({c['fully_delivered']:.1%} to every node), P50 {_ms(c['deliver_p50'])}, P99 {_ms(c['deliver_p99'])}")
+    if swim:
+        print(f"  SWIM views at the end: min {c['members_min']:.3f}, P50 {c['members_p50']:.3f}; "
+              f"{c['false_failures']} live nodes declared failed")
+    tot = out["totals"]
+    print(f"  ({tot['virtual_s']:.0f} virtual s in {tot['wall_s']:.0f} s of wall time)")
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["topology", "whole", "merge"])
+    p.add_argument("what", choices=["topology", "whole", "merge", "churn"])
     p.add_argument("--nodes", default="1000", help="comma-separated network sizes")
     p.add_argument("--warmup", type=float, default=30.0, help="virtual seconds for the meshes to form")
     p.add_argument("--seed", type=int, default=1)
@@ -178,7 +210,15 @@ def main() -> None:
     p.add_argument("--degree", type=int, default=6, help="whole: the pub/sub config's degree (D)")
     p.add_argument("--degree-near", type=int, default=0,
                    help="whole: the pub/sub config's degree_near (mesh slots for the XOR-nearest topic peers)")
+    p.add_argument("--churn", type=float, default=0.1, help="churn: share of the network replaced per hour")
+    p.add_argument("--duration", type=float, default=600.0, help="churn: virtual seconds of churn")
     args = p.parse_args()
+    if args.what == "churn":
+        for n in (int(x) for x in args.nodes.split(",")):
+            rate = n / 60.0 if args.storm else args.join_rate
+            print(json.dumps(churn(n, rate, args.swim == "on", args.loss, args.seed, args.churn, args.duration),
+                             default=str))
+        return
     if args.what == "merge":
         from agentp2p.simulation.whole_node import WholeNodeConfig, run_partition_merge
 

@@ -1098,3 +1098,114 @@ def run_partition_merge(cfg: WholeNodeConfig, *, settle: float = 60.0, partition
             "merged_s": merged, "behind_at_end": curve[-1]["nodes_behind"] if curve else None, "curve": curve,
             "declared_failed_after_heal": len(sim.false_failure_times) - at_heal,
             "wall_s": time.perf_counter() - wall}
+
+
+def run_churn(cfg: WholeNodeConfig, *, settle: float = 60.0, churn_per_hour: float = 0.1, duration: float = 600.0,
+              rate: float = 1.0, probe_every: float = 2.0, drain: float = 30.0,
+              log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Build, settle, then churn for ``duration`` seconds: nodes leave (crash:
+    the worst case, nothing said) and fresh ones join through the bootstrap
+    nodes, each as a Poisson process at ``churn_per_hour`` of the network an
+    hour, so the size stays about the same. Meanwhile random live nodes
+    publish ``rate`` messages a second and, every ``probe_every`` seconds, a
+    random live node looks up a capability that has a live provider, as
+    ``find_agents(limit=1)`` does.
+
+    A message counts towards delivery at every node live at the end whose
+    record was announced before the message was published (a node still
+    joining is not yet expected to hear the topic); a lookup is found when it
+    fetched a live provider's record."""
+    say = log or (lambda _m: None)
+    wall = time.perf_counter()
+    sim = WholeNodeSimulation(cfg)
+    out: dict[str, Any] = {"config": {"n": cfg.n, "seed": cfg.seed, "join_rate": cfg.join_rate, "swim": cfg.swim,
+                                      "loss": cfg.loss, "latency": sim.links.describe(),
+                                      "churn_per_hour": churn_per_hour, "duration_s": duration, "rate": rate,
+                                      "probe_every_s": probe_every}}
+    out["build"] = build(sim)
+    say(f"built: {out['build']}")
+    sim.run_until(sim.now + settle)
+    t0 = sim.now
+    per_s = len(sim.live) * churn_per_hour / 3600.0
+    left: list[int] = []
+    arrived: list[int] = []
+    samples: list[tuple[bool, float]] = []
+    asked = [0]
+    before = set(sim.log.published)
+
+    def leave() -> None:
+        j = sim.random_live()
+        if j not in sim._bootset:  # the bootstrap nodes stay: they are the way in
+            sim.crash(j)
+            left.append(j)
+
+    def probe() -> None:
+        i = sim.random_live()
+        caps = [c for c, provs in sorted(sim.providers.items()) if any(j in sim.live and j != i for j in provs)]
+        if caps:
+            asked[0] += 1
+            _find(sim, i, caps[sim.wrng.randrange(len(caps))], sim.now, samples, want=1)
+
+    def poisson(rate_per_s: float, fn: Callable[[], None]) -> int:
+        t, count = t0, 0
+        while rate_per_s > 0:
+            t += sim.wrng.expovariate(rate_per_s)
+            if t >= t0 + duration:
+                break
+            sim.at(t, fn)
+            count += 1
+        return count
+
+    poisson(per_s, leave)
+    poisson(per_s, lambda: arrived.append(sim.add_node()))
+    poisson(rate, lambda: sim.publish(sim.random_live()))
+    poisson(1.0 / probe_every, probe)
+    for k in range(1, 11):
+        sim.run_until(t0 + duration * k / 10)
+        say(f"churn {k * 10} %: {len(left)} left, {len(arrived)} arrived, {len(sim.live)} live, "
+            f"{sum(1 for ok, _ in samples if ok)}/{len(samples)} lookups found")
+    end = sim.now + drain
+    while len(samples) < asked[0] and sim.now < end:
+        sim.run_until(sim.now + 0.5)
+    sim.run_until(max(sim.now, t0 + duration + 5.0))  # the last messages' 5 s
+
+    lat: list[float] = []
+    expected = full = 0
+    msgs = [m for m in sim.log.published if m not in before]
+    for m in msgs:
+        t_pub, author = sim.log.published[m][0], sim.log.published[m][1]
+        got = sim.log.delivered[m]
+        exp = ok = 0
+        for i in sim.live:
+            joined = sim.nodes[i].joined
+            if i == author or joined is None or joined > t_pub:
+                continue
+            exp += 1
+            d = got.get(i)
+            if d is not None and d <= 5.0:
+                ok += 1
+                lat.append(d)
+        expected += exp
+        full += ok == exp
+    joins = [sim.nodes[i].joined - sim.nodes[i].started for i in arrived  # type: ignore[operator]
+             if sim.nodes[i].joined is not None]
+    found = [t for ok, t in samples if ok]
+    out["churn"] = {
+        "left": len(left), "arrived": len(arrived), "live_at_end": len(sim.live),
+        "arrivals_announced": len(joins), "arrival_join_p50": percentile(joins, 50),
+        "arrival_join_p99": percentile(joins, 99),
+        "lookups": asked[0], "found": len(found), "find_p50": percentile(found, 50), "find_p99": percentile(found, 99),
+        "messages": len(msgs), "delivered": len(lat) / expected if expected else float("nan"),
+        "fully_delivered": full / len(msgs) if msgs else float("nan"),
+        "deliver_p50": percentile(lat, 50), "deliver_p99": percentile(lat, 99),
+        **_connection_figures(sim),
+    }
+    if cfg.swim:
+        known = sim.members_known()
+        out["churn"].update(members_min=min(known), members_p50=percentile(known, 50),
+                            false_failures=len([t for t in sim.false_failure_times if t >= t0]))
+    out["totals"] = {"virtual_s": sim.now, "dials": sim.counters.dials, "refused": sim.counters.refused,
+                     "trimmed": sim.counters.trimmed, "failed_dials": sim.counters.failed_dials,
+                     "wall_s": time.perf_counter() - wall}
+    say(f"churn: {out['churn']}")
+    return out
