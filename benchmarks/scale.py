@@ -255,7 +255,7 @@ def main() -> None:
                       f"/ P99 {d['p99'] * 1000:.0f} ms, {d['dup_per_delivery']:.2f} duplicates per delivery")
             print(f"  (n = {r['nodes']:,}: {r['wall_s']} s of wall time)")
     for r in results:
-        print(json.dumps({k: (dataclasses.asdict(v) if isinstance(v, GraphFigures) else v) for k, v in r.items()}))
+        print(json.dumps({k: (v.as_dict() if isinstance(v, GraphFigures) else v) for k, v in r.items()}))
 
 
 if __name__ == "__main__":

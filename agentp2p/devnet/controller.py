@@ -670,10 +670,7 @@ class Devnet:
             lines.append(f"  {name}: {f.nodes} nodes, mean degree {f.mean_degree:.1f}, clustering {f.clustering:.3f} "
                          f"(a random graph's {f.random_clustering:.3f}), path {f.mean_path:.2f} hops (max "
                          f"{f.max_path}), {f.reachable:.1%} of pairs connected")  # fmt: skip
-            data[name] = {"nodes": f.nodes, "edges": f.edges, "mean_degree": round(f.mean_degree, 2),
-                          "clustering": round(f.clustering, 4), "random_clustering": round(f.random_clustering, 4),
-                          "mean_path": round(f.mean_path, 3), "max_path": f.max_path, "reachable": f.reachable,
-                          "degree_histogram": f.degree_histogram, "path_histogram": f.path_histogram}  # fmt: skip
+            data[name] = f.as_dict(digits=4)
         if silent:
             lines.append(f"  (workers that did not answer: {len(silent)})")
         self.console.result(cmd.line, True, "topology:\n" + "\n".join(lines), topology=data, silent=sorted(silent))

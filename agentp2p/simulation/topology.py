@@ -15,6 +15,7 @@ import random
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["GraphFigures", "average_clustering", "figures", "local_clustering", "path_lengths", "undirected"]
 
@@ -83,6 +84,17 @@ class GraphFigures:
     def random_clustering(self) -> float:
         """What a random graph of the same size and mean degree would have."""
         return self.mean_degree / max(1, self.nodes - 1)
+
+    def as_dict(self, digits: int | None = None) -> dict[str, Any]:
+        """Every figure, ``random_clustering`` included (for JSON reports);
+        the fractional ones rounded to ``digits`` if given."""
+        def r(x: float) -> float:
+            return x if digits is None else round(x, digits)
+
+        return {"nodes": self.nodes, "edges": self.edges, "mean_degree": r(self.mean_degree),
+                "clustering": r(self.clustering), "random_clustering": r(self.random_clustering),
+                "mean_path": r(self.mean_path), "max_path": self.max_path, "reachable": r(self.reachable),
+                "degree_histogram": dict(self.degree_histogram), "path_histogram": dict(self.path_histogram)}
 
 
 def figures(graph: Graph, *, sources: int = 200, seed: int = 1) -> GraphFigures:

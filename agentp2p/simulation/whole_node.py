@@ -857,9 +857,7 @@ def _topology(sim: WholeNodeSimulation) -> dict[str, dict[str, Any]]:
     out = {}
     for name, g in (("connections", conn), ("mesh", mesh)):
         f = figures(g, seed=sim.cfg.seed)
-        out[name] = {"nodes": f.nodes, "mean_degree": f.mean_degree, "clustering": f.clustering,
-                     "random_clustering": f.random_clustering, "mean_path": f.mean_path, "max_path": f.max_path,
-                     "reachable": f.reachable}
+        out[name] = f.as_dict()
     return out
 
 

@@ -108,3 +108,11 @@ def test_ground_sybil_ids_sit_next_to_their_victims() -> None:
         assert not sim.sybil[v]
         assert xor_key(sim.ids[i]) >> (256 - bits) == xor_key(sim.ids[v]) >> (256 - bits)
     assert len(set(sim.ids)) == 200
+
+
+def test_as_dict_carries_every_figure_and_the_random_baseline() -> None:
+    f = figures(ring_lattice(100, 2), sources=100)
+    d = f.as_dict(digits=3)
+    assert d["random_clustering"] == round(4 / 99, 3) and d["clustering"] == 0.5
+    assert d["degree_histogram"] == {4: 100} and d["max_path"] == 25 and d["edges"] == 200
+    assert f.as_dict()["random_clustering"] == 4 / 99  # unrounded without digits
