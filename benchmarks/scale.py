@@ -163,25 +163,32 @@ def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager:
     return out
 
 
-def churn(n: int, join_rate: float, swim: bool, loss: float, seed: int, per_hour: float,
-          duration: float) -> dict[str, Any]:
+def churn(n: int, join_rate: float, swim: bool, loss: float, seed: int, per_hour: float, duration: float,
+          manager: bool = True, connect_ahead: int | None = None, degree: int = 6,
+          degree_near: int = 0) -> dict[str, Any]:
+    from agentp2p.config import PubSubConfig
+    from agentp2p.network.connection_manager import ConnectionsConfig
     from agentp2p.simulation.whole_node import WholeNodeConfig, run_churn
 
     t0 = time.perf_counter()
-    cfg = WholeNodeConfig(n=n, seed=seed, join_rate=join_rate, swim=swim, loss=loss)
+    cfg = WholeNodeConfig(n=n, seed=seed, join_rate=join_rate, swim=swim, loss=loss,
+                          connections=ConnectionsConfig(enabled=manager), connect_ahead=connect_ahead,
+                          pubsub=PubSubConfig(degree=degree, degree_near=degree_near))
     out = run_churn(cfg, churn_per_hour=per_hour, duration=duration,
                     log=lambda m: print(f"  [{time.perf_counter() - t0:7.1f} s] {m[:200]}", flush=True))
     c = out["churn"]
     print(f"\n  {n:,} nodes, seed {seed}, SWIM {'on' if swim else 'off'}, loss {loss:.0%}; "
           f"{per_hour:.0%} of the network replaced per hour for {duration:.0f} s: "
           f"{c['left']} crashed, {c['arrived']} joined ({c['arrivals_announced']} announced, "
-          f"P50 {_ms(c['arrival_join_p50'])}, P99 {_ms(c['arrival_join_p99'])})")
+          f"P50 {_ms(c['arrival_join_p50'])}, P99 {_ms(c['arrival_join_p99'])}; "
+          f"{c['arrivals_waiting']} live ones still joining at the end)")
     print(f"  lookups (first live agent) {c['found']}/{c['lookups']} found, P50 {_ms(c['find_p50'])}, "
-          f"P99 {_ms(c['find_p99'])}")
+          f"P99 {_ms(c['find_p99'])} ({c['askers_crashed']} left out: the asker crashed first)")
     print(f"  pub/sub at {out['config']['rate']:g} msg/s: {c['messages']} messages, delivered {c['delivered']:.3%} "
           f"({c['fully_delivered']:.1%} to every node), P50 {_ms(c['deliver_p50'])}, P99 {_ms(c['deliver_p99'])}")
     if swim:
-        print(f"  SWIM views at the end: min {c['members_min']:.3f}, P50 {c['members_p50']:.3f}; "
+        print(f"  SWIM views at the end: live members held min {c['views_min']:.3f}, P50 {c['views_p50']:.3f}; "
+              f"crashed ones still held max {c['dead_held_max']}, mean {c['dead_held_mean']:.2f}; "
               f"{c['false_failures']} live nodes declared failed")
     tot = out["totals"]
     print(f"  ({tot['virtual_s']:.0f} virtual s in {tot['wall_s']:.0f} s of wall time)")
@@ -216,7 +223,8 @@ def main() -> None:
     if args.what == "churn":
         for n in (int(x) for x in args.nodes.split(",")):
             rate = n / 60.0 if args.storm else args.join_rate
-            print(json.dumps(churn(n, rate, args.swim == "on", args.loss, args.seed, args.churn, args.duration),
+            print(json.dumps(churn(n, rate, args.swim == "on", args.loss, args.seed, args.churn, args.duration,
+                                   not args.no_conn_manager, args.connect_ahead, args.degree, args.degree_near),
                              default=str))
         return
     if args.what == "merge":

@@ -122,6 +122,7 @@ from agentp2p.protocol.swim import (
     SwimConfig,
     SwimCore,
 )
+from agentp2p.protocol.swim import State as SwimState
 from agentp2p.protocol.swim import Tick as STick
 from agentp2p.protocol.swim.wire import encoded_size as swim_size
 
@@ -131,7 +132,7 @@ from .links import LognormalLatency, UniformLatency
 from .swim import addr, peer_id, sim_signer, sim_verify
 from .topology import figures
 
-__all__ = ["TOPIC", "WholeNodeConfig", "WholeNodeSimulation", "run_partition_merge", "run_whole_node"]
+__all__ = ["TOPIC", "WholeNodeConfig", "WholeNodeSimulation", "run_churn", "run_partition_merge", "run_whole_node"]
 
 #: The one topic every node subscribes to (as the records service's announcements).
 TOPIC = "/agentp2p/sim/agents"
@@ -861,18 +862,19 @@ def _topology(sim: WholeNodeSimulation) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _deliveries(sim: WholeNodeSimulation, msg_ids: list[bytes], audience: Callable[[int, int], bool],
+def _deliveries(sim: WholeNodeSimulation, msg_ids: list[bytes], audience: Callable[[int, int, float], bool],
                 deadline: float) -> dict[str, Any]:
-    """Delivery ratio and latency of ``msg_ids`` to every live node ``audience(author, node)`` admits."""
+    """Delivery ratio and latency of ``msg_ids`` to every live node
+    ``audience(author, node, published_at)`` admits."""
     lat: list[float] = []
     expected = 0
     full = 0
     for m in msg_ids:
-        author = sim.log.published[m][1]
+        published_at, author = sim.log.published[m][:2]
         got = sim.log.delivered[m]
         ok = exp = 0
         for i in sim.live:
-            if i == author or not audience(author, i):
+            if i == author or not audience(author, i, published_at):
                 continue
             exp += 1
             d = got.get(i)
@@ -988,7 +990,7 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
 
     marks.append(("pubsub", sim.now))
     ids = _publish_for(sim, publish_s, rate)
-    out["pubsub"] = _deliveries(sim, ids, lambda _a, _i: True, 5.0)
+    out["pubsub"] = _deliveries(sim, ids, lambda _a, _i, _t: True, 5.0)
     out["pubsub"]["rate"] = rate
     say(f"pubsub: {out['pubsub']}")
 
@@ -1014,7 +1016,7 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
     during: dict[str, Any] = {}
     for g in (0, 1):
         ids = _publish_for(sim, 5.0, rate, group=g, drain=3.0)
-        during[f"pubsub_{g}"] = _deliveries(sim, ids, lambda a, i: halves.get(i) == halves.get(a), 3.0)
+        during[f"pubsub_{g}"] = _deliveries(sim, ids, lambda a, i, _t: halves.get(i) == halves.get(a), 3.0)
         mine = [c for c in caps if any(halves.get(j) == g for j in sim.providers[c] if j in sim.live)]
         pairs = [(sim.random_live(group=g), mine[sim.wrng.randrange(len(mine))]) for _ in range(20)]
         during[f"find_{g}"] = _lookups(sim, pairs, group=g)
@@ -1102,17 +1104,19 @@ def run_churn(cfg: WholeNodeConfig, *, settle: float = 60.0, churn_per_hour: flo
               rate: float = 1.0, probe_every: float = 2.0, drain: float = 30.0,
               log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Build, settle, then churn for ``duration`` seconds: nodes leave (crash:
-    the worst case, nothing said) and fresh ones join through the bootstrap
-    nodes, each as a Poisson process at ``churn_per_hour`` of the network an
-    hour, so the size stays about the same. Meanwhile random live nodes
-    publish ``rate`` messages a second and, every ``probe_every`` seconds, a
-    random live node looks up a capability that has a live provider, as
-    ``find_agents(limit=1)`` does.
+    the worst case, nothing said; never a bootstrap node, the way in) and
+    fresh ones join through the bootstrap nodes, each as a Poisson process
+    at ``churn_per_hour`` of the network an hour, so its size stays about
+    the same. Meanwhile random connected nodes publish ``rate`` messages a
+    second and, every ``probe_every`` seconds (0: none), one looks up a
+    capability that has a live provider, as ``find_agents(limit=1)`` does.
 
     A message counts towards delivery at every node live at the end whose
     record was announced before the message was published (a node still
-    joining is not yet expected to hear the topic); a lookup is found when it
-    fetched a live provider's record."""
+    joining is not yet expected to hear the topic); a lookup is found when
+    it fetched a live provider's record, and one whose asker crashed first
+    is left out. After the churn the run waits (up to ``drain`` seconds)
+    for the last lookups and for the last arrivals to announce."""
     say = log or (lambda _m: None)
     wall = time.perf_counter()
     sim = WholeNodeSimulation(cfg)
@@ -1127,83 +1131,93 @@ def run_churn(cfg: WholeNodeConfig, *, settle: float = 60.0, churn_per_hour: flo
     per_s = len(sim.live) * churn_per_hour / 3600.0
     left: list[int] = []
     arrived: list[int] = []
-    samples: list[tuple[bool, float]] = []
-    asked = [0]
+    probes: list[tuple[int, list[tuple[bool, float]]]] = []  # (asker, its one sample once reported)
     before = set(sim.log.published)
 
+    def connected() -> int:
+        ready = sorted(i for i in sim.live if sim.nodes[i].booted)
+        return ready[sim.wrng.randrange(len(ready))]
+
     def leave() -> None:
-        j = sim.random_live()
-        if j not in sim._bootset:  # the bootstrap nodes stay: they are the way in
+        others = sorted(sim.live - sim._bootset)
+        if others:
+            j = others[sim.wrng.randrange(len(others))]
             sim.crash(j)
             left.append(j)
 
     def probe() -> None:
-        i = sim.random_live()
+        i = connected()
         caps = [c for c, provs in sorted(sim.providers.items()) if any(j in sim.live and j != i for j in provs)]
         if caps:
-            asked[0] += 1
-            _find(sim, i, caps[sim.wrng.randrange(len(caps))], sim.now, samples, want=1)
+            mine: list[tuple[bool, float]] = []
+            probes.append((i, mine))
+            _find(sim, i, caps[sim.wrng.randrange(len(caps))], sim.now, mine, want=1)
 
-    def poisson(rate_per_s: float, fn: Callable[[], None]) -> int:
-        t, count = t0, 0
+    def poisson(rate_per_s: float, fn: Callable[[], None]) -> None:
+        t = t0
         while rate_per_s > 0:
             t += sim.wrng.expovariate(rate_per_s)
             if t >= t0 + duration:
                 break
             sim.at(t, fn)
-            count += 1
-        return count
 
     poisson(per_s, leave)
     poisson(per_s, lambda: arrived.append(sim.add_node()))
-    poisson(rate, lambda: sim.publish(sim.random_live()))
-    poisson(1.0 / probe_every, probe)
+    poisson(rate, lambda: sim.publish(connected()))
+    poisson(1.0 / probe_every if probe_every > 0 else 0.0, probe)
     for k in range(1, 11):
         sim.run_until(t0 + duration * k / 10)
         say(f"churn {k * 10} %: {len(left)} left, {len(arrived)} arrived, {len(sim.live)} live, "
-            f"{sum(1 for ok, _ in samples if ok)}/{len(samples)} lookups found")
+            f"{sum(1 for _, got in probes if got and got[0][0])}/{len(probes)} lookups found")
+
+    def waiting() -> bool:
+        return (any(not got and sim.nodes[i].up for i, got in probes)
+                or any(sim.nodes[i].up and sim.nodes[i].joined is None for i in arrived))
+
     end = sim.now + drain
-    while len(samples) < asked[0] and sim.now < end:
+    while waiting() and sim.now < end:
         sim.run_until(sim.now + 0.5)
     sim.run_until(max(sim.now, t0 + duration + 5.0))  # the last messages' 5 s
 
-    lat: list[float] = []
-    expected = full = 0
     msgs = [m for m in sim.log.published if m not in before]
-    for m in msgs:
-        t_pub, author = sim.log.published[m][0], sim.log.published[m][1]
-        got = sim.log.delivered[m]
-        exp = ok = 0
-        for i in sim.live:
-            joined = sim.nodes[i].joined
-            if i == author or joined is None or joined > t_pub:
-                continue
-            exp += 1
-            d = got.get(i)
-            if d is not None and d <= 5.0:
-                ok += 1
-                lat.append(d)
-        expected += exp
-        full += ok == exp
-    joins = [sim.nodes[i].joined - sim.nodes[i].started for i in arrived  # type: ignore[operator]
-             if sim.nodes[i].joined is not None]
+    pub = _deliveries(sim, msgs, lambda _a, i, t: (j := sim.nodes[i].joined) is not None and j <= t, 5.0)
+    joins = [n.joined - n.started for n in (sim.nodes[i] for i in arrived) if n.joined is not None]
+    samples = [got[0] for i, got in probes if got or sim.nodes[i].up]
     found = [t for ok, t in samples if ok]
     out["churn"] = {
         "left": len(left), "arrived": len(arrived), "live_at_end": len(sim.live),
-        "arrivals_announced": len(joins), "arrival_join_p50": percentile(joins, 50),
-        "arrival_join_p99": percentile(joins, 99),
-        "lookups": asked[0], "found": len(found), "find_p50": percentile(found, 50), "find_p99": percentile(found, 99),
-        "messages": len(msgs), "delivered": len(lat) / expected if expected else float("nan"),
-        "fully_delivered": full / len(msgs) if msgs else float("nan"),
-        "deliver_p50": percentile(lat, 50), "deliver_p99": percentile(lat, 99),
+        "arrivals_live": sum(1 for i in arrived if sim.nodes[i].up), "arrivals_announced": len(joins),
+        "arrivals_waiting": sum(1 for i in arrived if sim.nodes[i].up and sim.nodes[i].joined is None),
+        "arrival_join_p50": percentile(joins, 50), "arrival_join_p99": percentile(joins, 99),
+        "lookups": len(samples), "askers_crashed": len(probes) - len(samples), "found": len(found),
+        "find_p50": percentile(found, 50), "find_p99": percentile(found, 99),
+        "messages": pub["messages"], "delivered": pub["ratio"], "fully_delivered": pub["fully_delivered"],
+        "deliver_p50": pub["p50"], "deliver_p99": pub["p99"],
         **_connection_figures(sim),
     }
     if cfg.swim:
-        known = sim.members_known()
-        out["churn"].update(members_min=min(known), members_p50=percentile(known, 50),
-                            false_failures=len([t for t in sim.false_failure_times if t >= t0]))
+        out["churn"].update(_views(sim), false_failures=len([t for t in sim.false_failure_times if t >= t0]))
     out["totals"] = {"virtual_s": sim.now, "dials": sim.counters.dials, "refused": sim.counters.refused,
                      "trimmed": sim.counters.trimmed, "failed_dials": sim.counters.failed_dials,
                      "wall_s": time.perf_counter() - wall}
     say(f"churn: {out['churn']}")
     return out
+
+
+def _views(sim: WholeNodeSimulation) -> dict[str, float]:
+    """How whole and how clean the live nodes' SWIM views are: the share of
+    the other live nodes each holds alive or suspect (min, P50), and the
+    crashed nodes each still holds so (max, mean)."""
+    live, whole, stale = sim.live, [], []
+    others = max(1, len(live) - 1)
+    for i in sorted(live):
+        core = sim.nodes[i].swim
+        if core is None:
+            continue
+        held = {sim.index[m.peer_id] for m in core.members() if m.state in (SwimState.ALIVE, SwimState.SUSPECT)
+                and m.peer_id in sim.index}
+        held.discard(i)
+        whole.append(len(held & live) / others)
+        stale.append(len(held - live))
+    return {"views_min": min(whole, default=float("nan")), "views_p50": percentile(whole, 50),
+            "dead_held_max": max(stale, default=0), "dead_held_mean": sum(stale) / len(stale) if stale else 0.0}

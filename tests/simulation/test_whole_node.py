@@ -161,18 +161,20 @@ def test_partition_merge_reports_when_every_view_is_whole() -> None:
 
 
 def test_under_churn_arrivals_join_lookups_find_live_agents_and_joined_nodes_hear_every_message() -> None:
-    # 600 % an hour for 60 s: about 3 crashes and 3 arrivals expected at 30 nodes.
+    # 600 % an hour for 120 s at 30 nodes: about 6 crashes and 6 arrivals expected.
     def run() -> dict[str, object]:
-        out = run_churn(small(), settle=20.0, churn_per_hour=6.0, duration=60.0, rate=1.0, probe_every=2.0)
+        out = run_churn(small(), settle=20.0, churn_per_hour=6.0, duration=120.0, rate=1.0, probe_every=2.0)
         out["totals"].pop("wall_s")  # type: ignore[attr-defined]
         return out
 
     out = run()
     c = out["churn"]
     assert c["left"] >= 1 and c["arrived"] >= 1
-    assert c["arrivals_announced"] == c["arrived"]  # each newcomer got in through a bootstrap node
-    assert c["lookups"] >= 25 and c["found"] == c["lookups"]
-    assert c["messages"] >= 40 and c["delivered"] == 1.0 and c["fully_delivered"] == 1.0
     assert c["live_at_end"] == 30 - c["left"] + c["arrived"]
-    assert c["members_min"] == 1.0  # every SWIM view holds every live member
+    assert c["arrivals_waiting"] == 0  # every live newcomer got in through a bootstrap node
+    assert c["lookups"] >= 30 and c["found"] == c["lookups"]
+    assert c["messages"] >= 90 and c["delivered"] == 1.0 and c["fully_delivered"] == 1.0
+    # Every SWIM view holds every live member; crashed ones may still be held
+    # (a crash is seen ~10-15 s later), but no live node is declared failed.
+    assert c["views_min"] == 1.0 and c["false_failures"] == 0
     assert run() == out  # deterministic for a seed
