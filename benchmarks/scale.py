@@ -116,7 +116,8 @@ def _ms(x: float | None) -> str:
 
 def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager: bool,
           connect_ahead: int | None = None, slow_after: float | None = None, degree: int = 6,
-          degree_near: int = 0) -> dict[str, Any]:
+          degree_near: int = 0, publish_s: float = 20.0, heal_wait: float = 60.0,
+          heal_probe_every: int = 1) -> dict[str, Any]:
     from agentp2p.config import PubSubConfig
     from agentp2p.network.connection_manager import ConnectionsConfig
     from agentp2p.simulation.whole_node import WholeNodeConfig, run_whole_node
@@ -125,7 +126,8 @@ def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager:
     cfg = WholeNodeConfig(n=n, seed=seed, join_rate=join_rate, swim=swim, loss=loss,
                           connections=ConnectionsConfig(enabled=manager), connect_ahead=connect_ahead,
                           dht_slow_after=slow_after, pubsub=PubSubConfig(degree=degree, degree_near=degree_near))
-    out = run_whole_node(cfg, log=lambda m: print(f"  [{time.perf_counter() - t0:7.1f} s] {m[:160]}", flush=True))
+    out = run_whole_node(cfg, publish_s=publish_s, heal_wait=heal_wait, heal_probe_every=heal_probe_every,
+                         log=lambda m: print(f"  [{time.perf_counter() - t0:7.1f} s] {m[:160]}", flush=True))
     b, idle, new, ps, cr, part, heal = (out[k] for k in ("build", "idle", "newcomer", "pubsub", "crash", "partition",
                                                           "heal"))
     print(f"\n  {n:,} nodes, seed {seed}, {join_rate:g} joins/s, SWIM {'on' if swim else 'off'}, loss {loss:.0%}, "
@@ -217,6 +219,10 @@ def main() -> None:
     p.add_argument("--degree", type=int, default=6, help="whole: the pub/sub config's degree (D)")
     p.add_argument("--degree-near", type=int, default=0,
                    help="whole: the pub/sub config's degree_near (mesh slots for the XOR-nearest topic peers)")
+    p.add_argument("--publish-s", type=float, default=20.0, help="whole: seconds of publishing (2 msg/s)")
+    p.add_argument("--heal-wait", type=float, default=60.0, help="whole: seconds followed after the heal")
+    p.add_argument("--heal-probe-every", type=int, default=1,
+                   help="whole: a publish every this many seconds after the heal (1; more is cheaper at 10,000)")
     p.add_argument("--churn", type=float, default=0.1, help="churn: share of the network replaced per hour")
     p.add_argument("--duration", type=float, default=600.0, help="churn: virtual seconds of churn")
     args = p.parse_args()
@@ -246,7 +252,8 @@ def main() -> None:
         for n in (int(x) for x in args.nodes.split(",")):
             rate = n / 60.0 if args.storm else args.join_rate
             print(json.dumps(whole(n, rate, args.swim == "on", args.loss, args.seed, not args.no_conn_manager,
-                                   args.connect_ahead, args.slow_after, args.degree, args.degree_near),
+                                   args.connect_ahead, args.slow_after, args.degree, args.degree_near,
+                                   args.publish_s, args.heal_wait, args.heal_probe_every),
                              default=str))
         return
     results = [topology(int(n), args.warmup, args.seed, v, args.deliver)
