@@ -197,6 +197,13 @@ def churn(n: int, join_rate: float, swim: bool, loss: float, seed: int, per_hour
     return out
 
 
+def _seconds_at_least_1(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("a whole number of seconds, 1 or more")
+    return value
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("what", choices=["topology", "whole", "merge", "churn"])
@@ -221,7 +228,7 @@ def main() -> None:
                    help="whole: the pub/sub config's degree_near (mesh slots for the XOR-nearest topic peers)")
     p.add_argument("--publish-s", type=float, default=20.0, help="whole: seconds of publishing (2 msg/s)")
     p.add_argument("--heal-wait", type=float, default=60.0, help="whole: seconds followed after the heal")
-    p.add_argument("--heal-probe-every", type=int, default=1,
+    p.add_argument("--heal-probe-every", type=_seconds_at_least_1, default=1, metavar="S",
                    help="whole: a publish every this many seconds after the heal (1; more is cheaper at 10,000)")
     p.add_argument("--churn", type=float, default=0.1, help="churn: share of the network replaced per hour")
     p.add_argument("--duration", type=float, default=600.0, help="churn: virtual seconds of churn")

@@ -67,6 +67,7 @@ def test_a_full_scenario_at_thirty_nodes_finds_delivers_detects_splits_and_heals
     assert heal["swim_merged_s"] is not None and heal["pubsub_merged_s"] is not None
     assert heal["find_across"]["found"] == heal["find_across"]["asked"]
     assert out["idle"]["Bps"] > 0 and out["idle"]["events_ps"] > 0
+    assert out["config"]["publish_s"] == 10.0 and out["config"]["heal_probe_every_s"] == 1  # the run says how it ran
 
 
 def test_a_run_is_exactly_reproducible_for_a_seed() -> None:
@@ -178,3 +179,8 @@ def test_under_churn_arrivals_join_lookups_find_live_agents_and_joined_nodes_hea
     # (a crash is seen ~10-15 s later), but no live node is declared failed.
     assert c["views_min"] == 1.0 and c["false_failures"] == 0
     assert run() == out  # deterministic for a seed
+
+
+def test_the_heal_probe_interval_is_checked() -> None:
+    with pytest.raises(ValueError, match="heal_probe_every"):
+        run_whole_node(small(), heal_probe_every=0)
