@@ -114,18 +114,26 @@ def _ms(x: float | None) -> str:
     return "-" if x is None or x != x else f"{x * 1000:,.0f} ms"
 
 
+def _whole_config(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager: bool,
+                  connect_ahead: int | None, slow_after: float | None, degree: int, degree_near: int) -> Any:
+    """The whole-node simulator's configuration from the command line's options (``whole`` and ``churn``)."""
+    from agentp2p.config import PubSubConfig
+    from agentp2p.network.connection_manager import ConnectionsConfig
+    from agentp2p.simulation.whole_node import WholeNodeConfig
+
+    return WholeNodeConfig(n=n, seed=seed, join_rate=join_rate, swim=swim, loss=loss,
+                           connections=ConnectionsConfig(enabled=manager), connect_ahead=connect_ahead,
+                           dht_slow_after=slow_after, pubsub=PubSubConfig(degree=degree, degree_near=degree_near))
+
+
 def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager: bool,
           connect_ahead: int | None = None, slow_after: float | None = None, degree: int = 6,
           degree_near: int = 0, publish_s: float = 20.0, heal_wait: float = 60.0,
           heal_probe_every: int = 1) -> dict[str, Any]:
-    from agentp2p.config import PubSubConfig
-    from agentp2p.network.connection_manager import ConnectionsConfig
-    from agentp2p.simulation.whole_node import WholeNodeConfig, run_whole_node
+    from agentp2p.simulation.whole_node import run_whole_node
 
     t0 = time.perf_counter()
-    cfg = WholeNodeConfig(n=n, seed=seed, join_rate=join_rate, swim=swim, loss=loss,
-                          connections=ConnectionsConfig(enabled=manager), connect_ahead=connect_ahead,
-                          dht_slow_after=slow_after, pubsub=PubSubConfig(degree=degree, degree_near=degree_near))
+    cfg = _whole_config(n, join_rate, swim, loss, seed, manager, connect_ahead, slow_after, degree, degree_near)
     out = run_whole_node(cfg, publish_s=publish_s, heal_wait=heal_wait, heal_probe_every=heal_probe_every,
                          log=lambda m: print(f"  [{time.perf_counter() - t0:7.1f} s] {m[:160]}", flush=True))
     b, idle, new, ps, cr, part, heal = (out[k] for k in ("build", "idle", "newcomer", "pubsub", "crash", "partition",
@@ -166,16 +174,12 @@ def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager:
 
 
 def churn(n: int, join_rate: float, swim: bool, loss: float, seed: int, per_hour: float, duration: float,
-          manager: bool = True, connect_ahead: int | None = None, degree: int = 6,
-          degree_near: int = 0) -> dict[str, Any]:
-    from agentp2p.config import PubSubConfig
-    from agentp2p.network.connection_manager import ConnectionsConfig
-    from agentp2p.simulation.whole_node import WholeNodeConfig, run_churn
+          manager: bool = True, connect_ahead: int | None = None, slow_after: float | None = None,
+          degree: int = 6, degree_near: int = 0) -> dict[str, Any]:
+    from agentp2p.simulation.whole_node import run_churn
 
     t0 = time.perf_counter()
-    cfg = WholeNodeConfig(n=n, seed=seed, join_rate=join_rate, swim=swim, loss=loss,
-                          connections=ConnectionsConfig(enabled=manager), connect_ahead=connect_ahead,
-                          pubsub=PubSubConfig(degree=degree, degree_near=degree_near))
+    cfg = _whole_config(n, join_rate, swim, loss, seed, manager, connect_ahead, slow_after, degree, degree_near)
     out = run_churn(cfg, churn_per_hour=per_hour, duration=duration,
                     log=lambda m: print(f"  [{time.perf_counter() - t0:7.1f} s] {m[:200]}", flush=True))
     c = out["churn"]
@@ -237,7 +241,8 @@ def main() -> None:
         for n in (int(x) for x in args.nodes.split(",")):
             rate = n / 60.0 if args.storm else args.join_rate
             print(json.dumps(churn(n, rate, args.swim == "on", args.loss, args.seed, args.churn, args.duration,
-                                   not args.no_conn_manager, args.connect_ahead, args.degree, args.degree_near),
+                                   not args.no_conn_manager, args.connect_ahead, args.slow_after, args.degree,
+                                   args.degree_near),
                              default=str))
         return
     if args.what == "merge":

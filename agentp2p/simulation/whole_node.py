@@ -737,8 +737,10 @@ class WholeNodeSimulation:
     def mesh_sizes(self) -> list[int]:
         return sorted(len(self.nodes[i].gossip.mesh(TOPIC)) for i in self.live)  # type: ignore[union-attr]
 
-    def random_live(self, *, group: int | None = None) -> int:
-        live = sorted(self.live) if group is None else sorted(i for i in self.live if self.groups.get(i, 0) == group)
+    def random_live(self, *, group: int | None = None, booted: bool = False) -> int:
+        """A random live node (of ``group`` if given; connected to a bootstrap node if ``booted``)."""
+        live = sorted(i for i in self.live if (group is None or self.groups.get(i, 0) == group)
+                      and (not booted or self.nodes[i].booted))
         return live[self.wrng.randrange(len(live))]
 
 
@@ -916,6 +918,24 @@ def _detection(sim: WholeNodeSimulation, crashed: list[int], t0: float, observer
             "all_seen": len(all_seen), "all_seen_p50": percentile(all_seen, 50), "all_seen_p99": percentile(all_seen, 99)}
 
 
+def _config_record(sim: WholeNodeSimulation) -> dict[str, Any]:
+    """What a run's JSON says about the network it simulated."""
+    cfg = sim.cfg
+    return {"n": cfg.n, "seed": cfg.seed, "join_rate": cfg.join_rate, "swim": cfg.swim, "loss": cfg.loss,
+            "latency": sim.links.describe(), "connection_manager": cfg.connections.enabled,
+            "connect_ahead": sim.swim_config.connect_ahead, "pubsub_degree": cfg.pubsub.degree,
+            "pubsub_degree_near": cfg.pubsub.degree_near}
+
+
+def _totals(sim: WholeNodeSimulation, wall: float) -> dict[str, Any]:
+    """A run's whole-network counters, at its end (``wall``: its perf_counter start)."""
+    c = sim.counters
+    return {"virtual_s": sim.now, "dials": c.dials, "refused": c.refused, "trimmed": c.trimmed,
+            "false_failures": sim.false_failures, "failed_dials": c.failed_dials,
+            "queries_cancelled": sum(n.kad.stats.cancelled for n in sim.nodes if n.kad is not None),
+            "wall_s": time.perf_counter() - wall}
+
+
 def build(sim: WholeNodeSimulation) -> dict[str, Any]:
     """Bootstrap nodes, then everyone else at ``join_rate`` (each dialing every
     bootstrap node); runs until every node has announced its record (or 120 s more)."""
@@ -954,12 +974,7 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
     say = log or (lambda _m: None)
     wall = time.perf_counter()
     sim = WholeNodeSimulation(cfg)
-    out: dict[str, Any] = {"config": {"n": cfg.n, "seed": cfg.seed, "join_rate": cfg.join_rate,
-                                      "swim": cfg.swim, "loss": cfg.loss, "latency": sim.links.describe(),
-                                      "connection_manager": cfg.connections.enabled,
-                                      "connect_ahead": sim.swim_config.connect_ahead,
-                                      "pubsub_degree": cfg.pubsub.degree, "pubsub_degree_near": cfg.pubsub.degree_near,
-                                      "publish_s": publish_s, "heal_wait_s": heal_wait,
+    out: dict[str, Any] = {"config": {**_config_record(sim), "publish_s": publish_s, "heal_wait_s": heal_wait,
                                       "heal_probe_every_s": heal_probe_every}}
     marks: list[tuple[str, float]] = [("build", 0.0)]
     out["build"] = build(sim)
@@ -1066,11 +1081,7 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
     for t in sim.false_failure_times:
         by_phase[[name for name, at in marks if at <= t][-1]] += 1
     out["false_failures_by_phase"] = by_phase
-    out["totals"] = {"virtual_s": sim.now, "dials": sim.counters.dials, "refused": sim.counters.refused,
-                     "trimmed": sim.counters.trimmed, "false_failures": sim.false_failures,
-                     "failed_dials": sim.counters.failed_dials,
-                     "queries_cancelled": sum(n.kad.stats.cancelled for n in sim.nodes if n.kad is not None),
-                     "wall_s": time.perf_counter() - wall}
+    out["totals"] = _totals(sim, wall)
     return out
 
 
@@ -1131,10 +1142,8 @@ def run_churn(cfg: WholeNodeConfig, *, settle: float = 60.0, churn_per_hour: flo
     say = log or (lambda _m: None)
     wall = time.perf_counter()
     sim = WholeNodeSimulation(cfg)
-    out: dict[str, Any] = {"config": {"n": cfg.n, "seed": cfg.seed, "join_rate": cfg.join_rate, "swim": cfg.swim,
-                                      "loss": cfg.loss, "latency": sim.links.describe(),
-                                      "churn_per_hour": churn_per_hour, "duration_s": duration, "rate": rate,
-                                      "probe_every_s": probe_every}}
+    out: dict[str, Any] = {"config": {**_config_record(sim), "churn_per_hour": churn_per_hour,
+                                      "duration_s": duration, "rate": rate, "probe_every_s": probe_every}}
     out["build"] = build(sim)
     say(f"built: {out['build']}")
     sim.run_until(sim.now + settle)
@@ -1145,10 +1154,6 @@ def run_churn(cfg: WholeNodeConfig, *, settle: float = 60.0, churn_per_hour: flo
     probes: list[tuple[int, list[tuple[bool, float]]]] = []  # (asker, its one sample once reported)
     before = set(sim.log.published)
 
-    def connected() -> int:
-        ready = sorted(i for i in sim.live if sim.nodes[i].booted)
-        return ready[sim.wrng.randrange(len(ready))]
-
     def leave() -> None:
         others = sorted(sim.live - sim._bootset)
         if others:
@@ -1157,7 +1162,7 @@ def run_churn(cfg: WholeNodeConfig, *, settle: float = 60.0, churn_per_hour: flo
             left.append(j)
 
     def probe() -> None:
-        i = connected()
+        i = sim.random_live(booted=True)
         caps = [c for c, provs in sorted(sim.providers.items()) if any(j in sim.live and j != i for j in provs)]
         if caps:
             mine: list[tuple[bool, float]] = []
@@ -1174,7 +1179,7 @@ def run_churn(cfg: WholeNodeConfig, *, settle: float = 60.0, churn_per_hour: flo
 
     poisson(per_s, leave)
     poisson(per_s, lambda: arrived.append(sim.add_node()))
-    poisson(rate, lambda: sim.publish(connected()))
+    poisson(rate, lambda: sim.publish(sim.random_live(booted=True)))
     poisson(1.0 / probe_every if probe_every > 0 else 0.0, probe)
     for k in range(1, 11):
         sim.run_until(t0 + duration * k / 10)
@@ -1208,9 +1213,7 @@ def run_churn(cfg: WholeNodeConfig, *, settle: float = 60.0, churn_per_hour: flo
     }
     if cfg.swim:
         out["churn"].update(_views(sim), false_failures=len([t for t in sim.false_failure_times if t >= t0]))
-    out["totals"] = {"virtual_s": sim.now, "dials": sim.counters.dials, "refused": sim.counters.refused,
-                     "trimmed": sim.counters.trimmed, "failed_dials": sim.counters.failed_dials,
-                     "wall_s": time.perf_counter() - wall}
+    out["totals"] = _totals(sim, wall)
     say(f"churn: {out['churn']}")
     return out
 
