@@ -23,8 +23,12 @@ import enum
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .keys import KEY_BITS, common_prefix_len, kad_key
+
+if TYPE_CHECKING:
+    from .codec import Peer
 
 
 @dataclass(slots=True)
@@ -36,6 +40,9 @@ class Entry:
     failures: int = 0  # consecutive failed requests
     #: ``key`` as an int, for XOR distances (closest() ranks entries on every request served)
     ikey: int = field(init=False, repr=False, compare=False)
+    #: What a server answers about this entry, built once (server.closer_peers);
+    #: reset whenever ``addrs`` change.
+    wire: tuple[Peer, Peer] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.ikey = int.from_bytes(self.key, "big")
@@ -90,24 +97,34 @@ class RoutingTable:
         return sum(len(b.replacements) for b in self._buckets)
 
     def closest(self, target: bytes, n: int, exclude: Iterable[bytes] = ()) -> list[Entry]:
-        """The ``n`` entries closest to ``target`` (a hashed key), visiting only
-        the buckets needed: with c = cpl(local, target), bucket c and every
-        deeper bucket beat bucket c-1, which beats c-2, and so on."""
-        skip = set(exclude)
+        """The ``n`` entries closest to ``target`` (a hashed key), ranking only
+        the groups needed. With c = cpl(local, target), the entries of bucket c
+        share more than c bits with the target, so they beat every other;
+        next come all deeper buckets together (exactly c bits shared), then
+        bucket c-1, c-2, ... in turn. A server answers a FIND_NODE for a
+        random key from its full bucket c alone, without ranking the table."""
+        skip = frozenset(exclude)
         t = int.from_bytes(target, "big")
 
-        def ranked(entries: Iterable[Entry]) -> list[Entry]:
-            return sorted((e for e in entries if e.peer not in skip), key=lambda e: e.ikey ^ t)
+        def dist(e: Entry) -> int:
+            return e.ikey ^ t
+
+        def best(entries: Iterable[Entry], need: int) -> list[Entry]:
+            cand = [e for e in entries if e.peer not in skip] if skip else list(entries)
+            cand.sort(key=dist)
+            return cand[:need]
 
         c = self.bucket_of(target)
-        used = sorted(self._nonempty, reverse=True)
-        out = ranked(e for i in used if i >= c for e in self._buckets[i].entries.values())
-        for i in used:
-            if len(out) >= n:
-                break
-            if i < c:
-                out.extend(ranked(self._buckets[i].entries.values()))
-        return out[:n]
+        buckets, used = self._buckets, self._nonempty
+        out = best(buckets[c].entries.values(), n) if c in used else []
+        if len(out) < n:
+            out += best((e for i in used if i > c for e in buckets[i].entries.values()), n - len(out))
+        if len(out) < n:
+            for i in sorted((i for i in used if i < c), reverse=True):
+                out += best(buckets[i].entries.values(), n - len(out))
+                if len(out) >= n:
+                    break
+        return out
 
     # ------------------------------------------------------------ changes
 
@@ -123,8 +140,8 @@ class RoutingTable:
             b = self._buckets[i]
             e = b.entries[peer]
             e.last_seen, e.failures = now, 0
-            if addrs:
-                e.addrs = addrs
+            if addrs and addrs != e.addrs:
+                e.addrs, e.wire = addrs, None
             b.entries.move_to_end(peer)
             return Update.UPDATED, None
         key = kad_key(peer)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Container
 from dataclasses import dataclass
-from itertools import islice
 
 from .codec import ConnectionType, Message, MessageType, Peer, Record
 from .config import KademliaConfig
@@ -50,14 +49,24 @@ def closer_peers(s: Served, key: bytes, requester: bytes) -> tuple[Peer, ...]:
     asker and worse for a go-libp2p asker: its FindPeer returns the target
     with an empty address list as "found" (seen in the mixed interop test);
     go-libp2p-kad-dht's own handler skips such peers too."""
-    conn = ConnectionType.CONNECTED
-    entries = s.table.closest(kad_key(key), s.cfg.k + _ADDRLESS_SLACK, exclude=(requester,))
-    # Only the k answered are built (a frozen dataclass each, on every request served).
-    return tuple(islice(
-        (Peer(e.peer, e.addrs, conn if e.peer in s.connected else ConnectionType.NOT_CONNECTED)
-         for e in entries if e.addrs),
-        s.cfg.k,
-    ))
+    k = s.cfg.k
+    target = kad_key(key)
+    entries = s.table.closest(target, k, exclude=(requester,))
+    if not all(e.addrs for e in entries):  # rare: look further for k with addresses
+        entries = s.table.closest(target, k + _ADDRLESS_SLACK, exclude=(requester,))
+    out: list[Peer] = []
+    connected = s.connected
+    for e in entries:
+        if not e.addrs:
+            continue
+        wire = e.wire
+        if wire is None:  # built once per entry, not on every request served
+            wire = e.wire = (Peer(e.peer, e.addrs, ConnectionType.NOT_CONNECTED),
+                             Peer(e.peer, e.addrs, ConnectionType.CONNECTED))
+        out.append(wire[e.peer in connected])
+        if len(out) == k:
+            break
+    return tuple(out)
 
 
 def answer(s: Served, peer: bytes, req: Message, now: float) -> Answer:

@@ -102,15 +102,26 @@ def test_refuses_self() -> None:
     assert table().update(ME, (), 0.0) == (Update.REFUSED, None)
 
 
-@settings(max_examples=50, deadline=None)
-@given(st.integers(0, 400), st.integers(0, 10_000))
-def test_closest_matches_brute_force(n: int, seed: int) -> None:
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 400), st.integers(0, 10_000), st.integers(1, 45), st.integers(0, 2), st.integers(0, 12))
+def test_closest_matches_brute_force(n: int, seed: int, want: int, where: int, bit: int) -> None:
+    """closest() ranks only the buckets it needs; the answer must be the
+    brute-force one for any target: random (mostly bucket 0 or 1), the key
+    of a table entry, or our own key with one bit flipped (bucket ``bit``),
+    with a peer excluded as a server excludes the requester."""
     t = RoutingTable(ME, k=20, replacement_cache=5, max_addrs=4, now=0.0)
     for i in range(n):
         t.update(pid(f"{seed}-{i}"), (), 0.0)
-    target = kad_key(b"t%d" % seed)
-    brute = sorted(t.peers(), key=lambda e: distance(e.key, target))[:20]
-    assert [e.peer for e in t.closest(target, 20)] == [e.peer for e in brute]
+    peers = t.peers()
+    if where == 1 and peers:
+        target = peers[seed % len(peers)].key
+    elif where == 2:
+        target = (int.from_bytes(t.local_key, "big") ^ (1 << (255 - bit))).to_bytes(32, "big")
+    else:
+        target = kad_key(b"t%d" % seed)
+    skip = {peers[(seed * 7) % len(peers)].peer} if peers and seed % 2 else set()
+    brute = sorted((e for e in peers if e.peer not in skip), key=lambda e: distance(e.key, target))[:want]
+    assert [e.peer for e in t.closest(target, want, exclude=skip)] == [e.peer for e in brute]
 
 
 def test_stale_buckets_and_refresh() -> None:
