@@ -493,12 +493,16 @@ class PeerScore:
             if not pstats.connected:
                 continue  # retained scores are frozen (see module doc)
             for topic, t in pstats.topics.items():
+                if not (t.first_message_deliveries or t.mesh_message_deliveries
+                        or t.mesh_failure_penalty or t.invalid_message_deliveries):
+                    continue  # nothing to decay: most non-mesh peers, every idle second
                 f2, f3, f3b, f4 = factors[topic]
                 t.first_message_deliveries = _decayed(t.first_message_deliveries, f2, zero)
                 t.mesh_message_deliveries = _decayed(t.mesh_message_deliveries, f3, zero)
                 t.mesh_failure_penalty = _decayed(t.mesh_failure_penalty, f3b, zero)
                 t.invalid_message_deliveries = _decayed(t.invalid_message_deliveries, f4, zero)
-            pstats.behaviour_penalty = _decayed(pstats.behaviour_penalty, behaviour, zero)
+            if pstats.behaviour_penalty:
+                pstats.behaviour_penalty = _decayed(pstats.behaviour_penalty, behaviour, zero)
 
     def _topic_stats(self, peer: bytes, topic: str) -> _TopicStats | None:
         """The peer's stats for a scored topic (created on first use); None if not applicable."""
