@@ -29,6 +29,18 @@ def _topic_size(topic: str) -> int:
     return len(topic.encode()) + 2 * _FIELD
 
 
+def _prune_size(p: Prune) -> int:
+    return _topic_size(p.topic) + 12 + sum(len(i.peer_id) + len(i.signed_peer_record) + 3 * _FIELD for i in p.peers)
+
+
+def _ihave_size(h: IHave) -> int:
+    return _topic_size(h.topic) + sum(len(i) + _FIELD for i in h.ids)
+
+
+def _id_size(i: MsgId) -> int:
+    return len(i) + 2 * _FIELD
+
+
 class _PeerOut:
     __slots__ = ("subs", "msgs", "ihave", "iwant", "graft", "prune", "idontwant")
 
@@ -41,22 +53,44 @@ class _PeerOut:
         self.prune: list[Prune] = []
         self.idontwant: list[MsgId] = []
 
+    def size(self, control: bool) -> int:
+        """Upper bound of everything queued, as one RPC."""
+        n = sum(_topic_size(s.topic) + 2 for s in self.subs) + sum(message_size(m) for m in self.msgs)
+        if control:
+            n += (sum(_topic_size(g.topic) for g in self.graft) + sum(_prune_size(p) for p in self.prune)
+                  + sum(_ihave_size(h) for h in self.ihave) + sum(_id_size(i) for i in self.iwant)
+                  + sum(_id_size(i) for i in self.idontwant))
+        return n
+
+    def whole(self, control: bool) -> Rpc:
+        """Everything queued as one RPC (the caller checked :meth:`size`)."""
+        if not control:
+            return Rpc(tuple(self.subs), tuple(self.msgs), _NO_CONTROL)
+        ctl = Control(
+            ihave=tuple(self.ihave),
+            iwant=(IWant(tuple(self.iwant)),) if self.iwant else (),
+            graft=tuple(self.graft),
+            prune=tuple(self.prune),
+            idontwant=(IDontWant(tuple(self.idontwant)),) if self.idontwant else (),
+        )
+        return Rpc(tuple(self.subs), tuple(self.msgs), ctl)
+
     def parts(self, control: bool) -> list[tuple[int, object, int]]:
         """(kind, item, size upper bound) in sending order: control first, so a
         split leaves mesh changes in the first RPC and messages after."""
         parts: list[tuple[int, object, int]] = [(_SUB, s, _topic_size(s.topic) + 2) for s in self.subs]
         if control:
             parts += [(_GRAFT, g, _topic_size(g.topic)) for g in self.graft]
-            parts += [(_PRUNE, p, _topic_size(p.topic) + 12 + sum(
-                len(i.peer_id) + len(i.signed_peer_record) + 3 * _FIELD for i in p.peers)) for p in self.prune]
-            parts += [(_IHAVE, h, _topic_size(h.topic) + sum(len(i) + _FIELD for i in h.ids)) for h in self.ihave]
-            parts += [(_IWANT, i, len(i) + 2 * _FIELD) for i in self.iwant]
-            parts += [(_IDONTWANT, i, len(i) + 2 * _FIELD) for i in self.idontwant]
+            parts += [(_PRUNE, p, _prune_size(p)) for p in self.prune]
+            parts += [(_IHAVE, h, _ihave_size(h)) for h in self.ihave]
+            parts += [(_IWANT, i, _id_size(i)) for i in self.iwant]
+            parts += [(_IDONTWANT, i, _id_size(i)) for i in self.idontwant]
         parts += [(_MSG, m, message_size(m)) for m in self.msgs]
         return parts
 
 
 _SUB, _GRAFT, _PRUNE, _IHAVE, _IWANT, _IDONTWANT, _MSG = range(7)
+_NO_CONTROL = Control()
 
 
 def _build(batch: list[tuple[int, object, int]]) -> Rpc:
@@ -96,9 +130,13 @@ class Outbox:
         ``control_ok[peer]`` False strips control (floodsub peers)."""
         out: list[tuple[PeerId, Rpc]] = []
         for peer, po in self._peers.items():
+            control = control_ok.get(peer, False)
+            if po.size(control) <= self._max:  # the common case: one RPC, no split
+                out.append((peer, po.whole(control)))
+                continue
             batch: list[tuple[int, object, int]] = []
             size = 0
-            for part in po.parts(control_ok.get(peer, False)):
+            for part in po.parts(control):
                 if batch and size + part[2] > self._max:
                     out.append((peer, _build(batch)))
                     batch, size = [], 0
