@@ -142,6 +142,8 @@ _SIGNATURE = b"\x5a" * 64
 _CALL, _READY, _NOTICE, _SWIM, _KAD, _GOSSIP, _WAKE_SWIM, _WAKE_GOSSIP, _WAKE_KAD = range(9)
 _STICK, _GTICK, _KTICK = STick(), GTick(), KTick()
 PROTOCOLS = ("swim", "kad", "gossip")
+#: The SWIM states in which a view still holds a member.
+_HELD = (SwimState.ALIVE, SwimState.SUSPECT)
 
 
 def _sign(_payload: bytes) -> bytes:
@@ -729,10 +731,24 @@ class WholeNodeSimulation:
         return sorted(len(self.nodes[i].conns) for i in self.live)
 
     def members_known(self) -> list[float]:
-        """Each live node's SWIM view: live members it holds alive or suspect, as a share of the others."""
-        others = len(self.live) - 1
-        return [self.nodes[i].swim.alive_count() / others for i in self.live  # type: ignore[union-attr]
-                if self.nodes[i].swim is not None] if others > 0 else []
+        """Each live node's SWIM view: the other live nodes it holds alive or
+        suspect, as a share of them (a crash not yet detected does not count)."""
+        live = self.live
+        others = len(live) - 1
+        if others <= 0:
+            return []
+        return [len(self.swim_held(i) & live) / others for i in sorted(live) if self.nodes[i].swim is not None]
+
+    def swim_held(self, i: int) -> set[int]:
+        """The nodes (not ``i`` itself) that node ``i``'s SWIM view holds alive or suspect."""
+        core = self.nodes[i].swim
+        if core is None:
+            return set()
+        index = self.index
+        held = {index[m.peer_id] for m in core.members()
+                if m.state in _HELD and m.peer_id in index}
+        held.discard(i)
+        return held
 
     def mesh_sizes(self) -> list[int]:
         return sorted(len(self.nodes[i].gossip.mesh(TOPIC)) for i in self.live)  # type: ignore[union-attr]
@@ -975,7 +991,8 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
     wall = time.perf_counter()
     sim = WholeNodeSimulation(cfg)
     out: dict[str, Any] = {"config": {**_config_record(sim), "publish_s": publish_s, "heal_wait_s": heal_wait,
-                                      "heal_probe_every_s": heal_probe_every}}
+                                      "heal_probe_every_s": heal_probe_every, "settle_s": settle,
+                                      "crash_wait_s": crash_wait}}
     marks: list[tuple[str, float]] = [("build", 0.0)]
     out["build"] = build(sim)
     marks.append(("settle", sim.now))
@@ -1225,12 +1242,9 @@ def _views(sim: WholeNodeSimulation) -> dict[str, float]:
     live, whole, stale = sim.live, [], []
     others = max(1, len(live) - 1)
     for i in sorted(live):
-        core = sim.nodes[i].swim
-        if core is None:
+        if sim.nodes[i].swim is None:
             continue
-        held = {sim.index[m.peer_id] for m in core.members() if m.state in (SwimState.ALIVE, SwimState.SUSPECT)
-                and m.peer_id in sim.index}
-        held.discard(i)
+        held = sim.swim_held(i)
         whole.append(len(held & live) / others)
         stale.append(len(held - live))
     return {"views_min": min(whole, default=float("nan")), "views_p50": percentile(whole, 50),

@@ -45,6 +45,15 @@ def test_every_node_joins_through_a_bootstrap_node_and_the_services_share_its_co
     assert min(sim.mesh_sizes()) >= 4
     # Each capability has its providers on record.
     assert sum(len(v) for v in sim.providers.values()) == 30
+    # A crash not yet detected: every view still holds the node (SWIM's own
+    # count includes it), but the share counts live members only; a crashed
+    # one held cannot stand in for a live one missed.
+    gone = next(i for i in sorted(sim.live) if i not in sim.boot)
+    sim.crash(gone)
+    others = len(sim.live) - 1
+    assert all(gone in sim.swim_held(i) for i in sim.live)
+    assert all(sim.nodes[i].swim.alive_count() == others + 1 for i in sim.live)  # type: ignore[union-attr]
+    assert sim.members_known() == [1.0] * len(sim.live)
 
 
 def test_a_full_scenario_at_thirty_nodes_finds_delivers_detects_splits_and_heals() -> None:
@@ -68,6 +77,7 @@ def test_a_full_scenario_at_thirty_nodes_finds_delivers_detects_splits_and_heals
     assert heal["find_across"]["found"] == heal["find_across"]["asked"]
     assert out["idle"]["Bps"] > 0 and out["idle"]["events_ps"] > 0
     assert out["config"]["publish_s"] == 10.0 and out["config"]["heal_probe_every_s"] == 1  # the run says how it ran
+    assert out["config"]["settle_s"] == 20.0 and out["config"]["crash_wait_s"] == 60.0
 
 
 def test_a_run_is_exactly_reproducible_for_a_seed() -> None:
