@@ -132,6 +132,10 @@ class DHTConfig:
     # flight, and the next candidate is asked beside it (0: off, the default:
     # on a CPU-starved machine it added dials where they hurt; docs/dht.md).
     slow_after: float = 0.0
+    # Every this many seconds one peer the routing table dropped for failed
+    # requests is pinged again, for an hour after the loss: how the DHT and
+    # pub/sub re-knit after a partition heals (0: off).
+    reconnect_interval: float = 10.0
     # What one peer may ask of us: inbound streams at once, requests per
     # second (token bucket); over them the stream is reset and counted.
     max_inbound_streams_per_peer: int = 8
@@ -339,6 +343,8 @@ class NodeConfig:
             raise ConfigError("dht.k, alpha, replication, disjoint_paths and the inbound bounds must be >= 1")
         if d.slow_after < 0:
             raise ConfigError("dht.slow_after must be 0 (off) or positive")
+        if d.reconnect_interval < 0:
+            raise ConfigError("dht.reconnect_interval must be 0 (off) or positive")
         if min(d.refresh_interval, d.query_timeout, d.request_timeout, d.inbound_requests_per_second) <= 0:
             raise ConfigError("dht.refresh_interval, query_timeout, request_timeout and "
                               "inbound_requests_per_second must be positive")

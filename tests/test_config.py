@@ -41,6 +41,7 @@ def test_env_lists_and_bools() -> None:
         ("pubsub = 3", "must be a table"),
         ('[dht]\nmode = "both"', "dht.mode"),
         ("[dht]\nslow_after = -1.0", "dht.slow_after"),
+        ("[dht]\nreconnect_interval = -1.0", "dht.reconnect_interval"),
         ("[pubsub]\ndegree_near = 7", "degree_near"),
         ("[pubsub]\ndegree_near = 6", "below degree"),  # a mesh keeps a long link
         ("this is not toml", "c.toml"),

@@ -341,6 +341,7 @@ def kademlia_config(cfg: DHTConfig) -> KademliaConfig:
         protocol_id=cfg.protocols[0],
         request_timeout=cfg.request_timeout,
         slow_after=cfg.slow_after,
+        reconnect_interval=cfg.reconnect_interval,
         lookup_timeout=cfg.query_timeout,
         ping_timeout=cfg.request_timeout,
         refresh_interval=cfg.refresh_interval,

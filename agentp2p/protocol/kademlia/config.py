@@ -53,6 +53,11 @@ class KademliaConfig:
     provider_republish: float = 22 * 3600.0
     cleanup_interval: float = 3600.0  # expired records/providers swept (read paths filter anyway)
     max_failures: int = 2  # consecutive failed requests before a table entry goes
+    #: Every this many seconds, one peer the table dropped for failures is
+    #: pinged again (lost.py: how the DHT re-knits after a partition heals);
+    #: 0 turns it off.
+    reconnect_interval: float = 10.0
+    lost_forget_after: float = 3600.0  # a lost peer is tried again for this long
 
     # ------------------------------------------------------------ bounds
     replacement_cache: int = 20  # per bucket: candidates waiting for a slot
@@ -67,6 +72,7 @@ class KademliaConfig:
     max_providers_returned: int = 20  # in one GET_PROVIDERS answer
     max_local_provides: int = 10_000  # keys we provide (republished)
     max_pending_requests: int = 4096  # outbound requests awaiting an answer
+    max_lost: int = 64  # peers dropped for failures that are tried again (the longest lost go first)
 
     def __post_init__(self) -> None:
         for name in ("k", "alpha", "replication", "disjoint_paths", "replacement_cache", "max_candidates",
@@ -82,5 +88,8 @@ class KademliaConfig:
                 raise ValueError(f"{name} must be positive")
         if self.slow_after < 0:
             raise ValueError("slow_after must be 0 (off) or positive")
+        if self.reconnect_interval < 0 or self.lost_forget_after <= 0 or self.max_lost < 0:
+            raise ValueError("reconnect_interval must be 0 (off) or positive, lost_forget_after positive, "
+                             "max_lost not negative")
         if self.provider_republish >= self.provider_ttl:
             raise ValueError("provider_republish must come before provider_ttl expires the record")

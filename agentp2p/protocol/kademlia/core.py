@@ -87,6 +87,7 @@ from .lookup import Lookup
 from .providers import LocalProvides, ProviderStore
 from .query import MAX_PROVIDERS_RESULT, Kind, Query
 from .records import NamespacedValidator, Put, Quota, RecordStore, Validator
+from .lost import LostPeers
 from .routing_table import RoutingTable, Update
 from .server import Served, answer
 
@@ -104,6 +105,8 @@ class KademliaStats:
     evictions: int = 0  # table entries dropped (failed pings / requests)
     cancelled: int = 0  # queries the caller ended early (CancelQuery)
     slow: int = 0  # lookup requests that gave up their α slot (slow_after)
+    reconnects: int = 0  # pings to peers the table lost to failures (lost.py)
+    reconnected: int = 0  # ... that answered: back in the table
 
     def count(self, d: dict[str, int], key: str) -> None:
         d[key] = d.get(key, 0) + 1
@@ -113,7 +116,7 @@ class KademliaStats:
 class _Pending:
     peer: bytes
     qid: QueryId | None  # None: a ping or a correction, owned by no query
-    purpose: str  # "lookup" | "write" | "ping" | "correction"
+    purpose: str  # "lookup" | "write" | "ping" | "correction" | "reconnect"
     timeout_at: float
     expect: MessageType | None  # the answer's type; None: no answer expected
 
@@ -171,6 +174,9 @@ class KademliaCore:
         #: refreshed once (see _refresh_all).
         self._bootstrap_qid: QueryId | None = None
         self._next_cleanup = now + c.cleanup_interval
+        self.lost = LostPeers(max_peers=c.max_lost if c.reconnect_interval > 0 else 0,
+                              forget_after=c.lost_forget_after)
+        self._next_reconnect = now + c.reconnect_interval
         self._armed: float | None = None
 
     # ------------------------------------------------------------------ API
@@ -189,6 +195,8 @@ class KademliaCore:
         for q in self._queries.values():
             if not q.writing:
                 t = min(t, q.deadline)
+        if self.lost:
+            t = min(t, self._next_reconnect)
         return t
 
     def query_count(self) -> int:
@@ -297,6 +305,8 @@ class KademliaCore:
     def _seen(self, peer: bytes, addrs: tuple[bytes, ...], out: list[Action]) -> None:
         """Evidence that ``peer`` is a live DHT server."""
         status, ping = self.table.update(peer, addrs, self._now)
+        if self.lost:
+            self.lost.discard(peer)
         if status is Update.ADDED:
             out.append(RoutingUpdated(peer, True))
         if ping is not None:
@@ -329,6 +339,10 @@ class KademliaCore:
                 return
         if p.purpose == "ping":
             self._evicted(*self.table.ping_result(p.peer, True, self._now), out)
+            return
+        if p.purpose == "reconnect":
+            self.stats.reconnected += 1
+            self._seen(p.peer, self.lost.addrs(p.peer), out)
             return
         if p.expect is not None and (msg is None or msg.type is not p.expect):
             self.stats.malformed += 1
@@ -364,10 +378,19 @@ class KademliaCore:
         self._failed(p, out)
 
     def _failed(self, p: _Pending, out: list[Action]) -> None:
+        if p.purpose == "reconnect":
+            return  # still lost: tried again later, until forgotten
+        entry = self.table.get(p.peer)
         if p.purpose == "ping":
-            self._evicted(*self.table.ping_result(p.peer, False, self._now), out)
+            removed, promoted = self.table.ping_result(p.peer, False, self._now)
+        else:
+            removed, promoted = self.table.failed(p.peer, self.cfg.max_failures, self._now)
+        if removed is not None and entry is not None and self.lost.add(removed, entry.addrs, self._now) \
+                and len(self.lost) == 1:
+            self._next_reconnect = self._now + self.cfg.reconnect_interval  # not at once: it just failed
+        self._evicted(removed, promoted, out)
+        if p.purpose == "ping":
             return
-        self._evicted(*self.table.failed(p.peer, self.cfg.max_failures, self._now), out)
         q = self._queries.get(p.qid) if p.qid is not None else None
         if q is None:
             return
@@ -596,10 +619,28 @@ class KademliaCore:
             if len(self._queries) >= self.cfg.max_queries:
                 break  # due() rescheduled it: retried next interval
             self._provide(self._internal_id(), key, out, internal=True)
+        if self.cfg.reconnect_interval and now >= self._next_reconnect:
+            self._next_reconnect = now + self.cfg.reconnect_interval
+            self._reconnect(out)
         if now >= self._next_cleanup:
             self._next_cleanup = now + self.cfg.cleanup_interval
             self.records.expire(now)
             self.providers.expire(now)
+
+    def _reconnect(self, out: list[Action]) -> None:
+        """Ping one peer lost to failures (lost.py); an answer puts it back."""
+        if not self.lost or len(self._pending) >= self.cfg.max_pending_requests:
+            return
+        got = self.lost.pick(self._now, self._rng)
+        if got is None or any(p.peer == got[0] and p.purpose == "reconnect" for p in self._pending.values()):
+            return
+        peer, addrs = got
+        rid = self._rid()
+        at = self._now + self.cfg.ping_timeout
+        self._add_pending(rid, _Pending(peer, None, "reconnect", at, None))
+        self.stats.reconnects += 1
+        out.append(AddAddresses(peer, addrs))
+        out.append(PingPeer(peer, rid, at))
 
     def _refresh_all(self, out: list[Action]) -> None:
         """After the join's self-lookup: one lookup per bucket down to one past

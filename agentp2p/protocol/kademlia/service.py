@@ -857,6 +857,9 @@ class KademliaService:
                 "evictions": c.evictions,
                 "queries_cancelled": c.cancelled,
                 "slow_requests": c.slow,
+                "reconnects": c.reconnects,
+                "reconnected": c.reconnected,
+                "lost_peers": len(core.lost),
                 "queries_running": core.query_count(),
                 "requests_pending": core.pending_count(),
             })
