@@ -187,6 +187,8 @@ class WholeNodeConfig:
     connect_ahead: int | None = None
     #: The DHT's slow_after (None: the node's default, DHTConfig).
     dht_slow_after: float | None = None
+    #: The DHT's reconnect_interval: lost peers pinged again (None: the node's default; 0: off).
+    dht_reconnect_interval: float | None = None
     #: Payload bytes of a published message.
     msg_size: int = 256
     #: The node's pub/sub config (its router parameters: degree, degree_near, ...).
@@ -270,8 +272,12 @@ class WholeNodeSimulation:
         self.links = (LognormalLatency(seed=cfg.seed) if cfg.latency == "lognormal"
                       else UniformLatency(seed=cfg.seed))
         self.swim_config = SwimConfig() if cfg.connect_ahead is None else SwimConfig(connect_ahead=cfg.connect_ahead)
-        self.kad_config = kademlia_config(DHTConfig() if cfg.dht_slow_after is None
-                                          else DHTConfig(slow_after=cfg.dht_slow_after))
+        dht: dict[str, float] = {}
+        if cfg.dht_slow_after is not None:
+            dht["slow_after"] = cfg.dht_slow_after
+        if cfg.dht_reconnect_interval is not None:
+            dht["reconnect_interval"] = cfg.dht_reconnect_interval
+        self.kad_config = kademlia_config(DHTConfig(**dht))  # type: ignore[arg-type]
         self.gossip_params = router_params(cfg.pubsub)
         self.score_params = default_score_params()
         self.nodes: list[_Node] = []
@@ -940,7 +946,8 @@ def _config_record(sim: WholeNodeSimulation) -> dict[str, Any]:
     return {"n": cfg.n, "seed": cfg.seed, "join_rate": cfg.join_rate, "swim": cfg.swim, "loss": cfg.loss,
             "latency": sim.links.describe(), "connection_manager": cfg.connections.enabled,
             "connect_ahead": sim.swim_config.connect_ahead, "pubsub_degree": cfg.pubsub.degree,
-            "pubsub_degree_near": cfg.pubsub.degree_near}
+            "pubsub_degree_near": cfg.pubsub.degree_near, "dht_slow_after": sim.kad_config.slow_after,
+            "dht_reconnect_interval": sim.kad_config.reconnect_interval}
 
 
 def _totals(sim: WholeNodeSimulation, wall: float) -> dict[str, Any]:
@@ -949,6 +956,8 @@ def _totals(sim: WholeNodeSimulation, wall: float) -> dict[str, Any]:
     return {"virtual_s": sim.now, "dials": c.dials, "refused": c.refused, "trimmed": c.trimmed,
             "false_failures": sim.false_failures, "failed_dials": c.failed_dials,
             "queries_cancelled": sum(n.kad.stats.cancelled for n in sim.nodes if n.kad is not None),
+            "dht_reconnects": sum(n.kad.stats.reconnects for n in sim.nodes if n.kad is not None),
+            "dht_reconnected": sum(n.kad.stats.reconnected for n in sim.nodes if n.kad is not None),
             "wall_s": time.perf_counter() - wall}
 
 

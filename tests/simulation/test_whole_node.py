@@ -194,3 +194,20 @@ def test_under_churn_arrivals_join_lookups_find_live_agents_and_joined_nodes_hea
 def test_the_heal_probe_interval_is_checked() -> None:
     with pytest.raises(ValueError, match="heal_probe_every"):
         run_whole_node(small(), heal_probe_every=0)
+
+
+def test_without_swim_the_dht_reknits_a_healed_partition() -> None:
+    """SWIM off: the partition's failed requests cost each half its table
+    entries of the other; once healed, the DHT pings its lost peers again
+    (dht.reconnect_interval), and the connections that makes carry pub/sub
+    gossip across. Without it nothing dialed across in 30 s in these runs."""
+    def heal(seed: int, reconnect: float | None) -> tuple[float | None, int]:
+        out = run_whole_node(small(swim=False, seed=seed, dht_reconnect_interval=reconnect), settle=20.0, idle=5.0,
+                             newcomers=3, lookups=3, publish_s=5.0, crash_wait=10.0, partition_s=30.0, heal_wait=30.0)
+        assert out["config"]["dht_reconnect_interval"] == (10.0 if reconnect is None else reconnect)
+        return out["heal"]["pubsub_merged_s"], out["totals"]["dht_reconnected"]
+
+    for seed in (1, 2, 3):
+        merged, back = heal(seed, None)
+        assert merged is not None and merged <= 10.0 and back >= 1
+        assert heal(seed, 0.0) == (None, 0)
