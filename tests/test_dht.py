@@ -147,6 +147,34 @@ async def test_a_live_server_evicted_for_timeouts_comes_back() -> None:
 
 
 
+async def test_a_peer_lost_to_failed_requests_is_dialed_again_once_reachable() -> None:
+    """A partition (the deny list) makes a's requests to b fail, and the core
+    drops b from its table (b's young-network self-lookups lose a the same
+    way). After the heal nothing else would dial across here (SWIM off, no
+    lookup, no bootstrap list): a reconnect ping does, from whichever side
+    pings first, and b is back in a's table, connected."""
+    import os
+
+    fast = DHTConfig(request_timeout=0.5, query_timeout=2.0, reconnect_interval=0.5)
+    async with Node(local_config(swim=False, dht=fast)) as a, Node(local_config(swim=False, dht=fast)) as b:
+        await a.connect(b.addrs[0])
+        await wait_until(lambda: b.peer_id in a.dht.routing_table_peers(), what="b in a's table")
+        await a.deny(b.peer_id)  # the partition: connection closed, dials refused
+        with trio.fail_after(30):
+            while b.peer_id in a.dht.routing_table_peers():
+                await a.dht.lookup(os.urandom(32))  # each request to b fails
+        stats = a.dht.stats()["adapter"]
+        assert stats["lost_peers"] == 1 and stats["reconnected"] == 0
+        await wait_until(lambda: a.dht.stats()["adapter"]["reconnects"] >= 2, 10, "pings while partitioned")
+        assert b.peer_id not in a.dht.routing_table_peers() and b.peer_id not in a.peers()
+        a.allow(b.peer_id)  # the heal
+        await wait_until(lambda: b.peer_id in a.dht.routing_table_peers(), 10, "b back in a's table")
+        assert b.peer_id in a.peers() and a.dht.stats()["adapter"]["lost_peers"] == 0
+        # The connection can bring b back (identify) before the ping's answer is in.
+        await wait_until(lambda: a.dht.stats()["adapter"]["reconnected"] + b.dht.stats()["adapter"]["reconnected"] >= 1,
+                         10, "a reconnect ping answered")
+
+
 async def test_a_peer_whose_identify_was_lost_enters_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
     """py-libp2p runs identify once per connection and gives up silently on
     a busy process; the peer's protocols then never reach the peerstore. The
