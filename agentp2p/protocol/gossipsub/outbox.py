@@ -132,7 +132,9 @@ class Outbox:
         for peer, po in self._peers.items():
             control = control_ok.get(peer, False)
             if po.size(control) <= self._max:  # the common case: one RPC, no split
-                out.append((peer, po.whole(control)))
+                rpc = po.whole(control)
+                if rpc:  # nothing left (an IWANT not answered, a floodsub peer's control): nothing sent
+                    out.append((peer, rpc))
                 continue
             batch: list[tuple[int, object, int]] = []
             size = 0

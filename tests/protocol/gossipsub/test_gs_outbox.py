@@ -59,7 +59,7 @@ def test_flush_keeps_everything_in_order_under_the_limit(subs, msgs, ihave, iwan
     want = (subs, msgs) + ((ihave, iwant, graft, prune, idontwant) if control else ([], [], [], [], []))
     assert _flat(rpcs, control) == tuple(list(x) for x in want)
     if fits:
-        assert len(rpcs) == 1
+        assert len(rpcs) == (1 if any(want) else 0)  # nothing queued (or only control, stripped): nothing sent
     for r in rpcs:
         # Only an item too big on its own may exceed the limit; it then goes alone.
         assert len(encode_rpc(r)) <= limit or len(r.publish) + len(r.control.ihave) + len(r.control.prune) == 1
@@ -75,3 +75,11 @@ def test_what_does_not_fit_is_split() -> None:
     assert len(rpcs) == 3 and all(len(encode_rpc(r)) <= 4096 for r in rpcs)
     assert [m.data[0] for r in rpcs for m in r.publish] == list(range(5))
     assert rpcs[0].control.iwant[0].ids == (b"id0", b"id1", b"id2")  # control first
+
+
+def test_a_peer_with_nothing_left_to_send_gets_no_rpc() -> None:
+    box = Outbox(1 << 20)
+    box.to(b"asked")  # addressed (an IWANT we did not answer), nothing queued
+    box.to(b"flood").graft.append(Graft("t"))  # a floodsub peer: control is stripped
+    box.to(b"mesh").graft.append(Graft("t"))
+    assert [p for p, _ in box.flush({b"flood": False, b"mesh": True, b"asked": True})] == [b"mesh"]
