@@ -119,6 +119,7 @@ class _Pending:
     purpose: str  # "lookup" | "write" | "ping" | "correction" | "reconnect"
     timeout_at: float
     expect: MessageType | None  # the answer's type; None: no answer expected
+    addrs: tuple[bytes, ...] = ()  # a reconnect's: where the lost peer was dialed
 
 
 class KademliaCore:
@@ -294,7 +295,9 @@ class KademliaCore:
             self._connected[ev.peer] = (addrs, ev.is_server)
         if ev.is_server:
             self._seen(ev.peer, addrs, out)
-        elif ev.peer in self.table:  # it went client: not routable any more
+            return
+        self.lost.discard(ev.peer)  # a client now: nothing to reconnect to
+        if ev.peer in self.table:  # it went client: not routable any more
             promoted = self.table.remove(ev.peer, self._now)
             out.append(RoutingUpdated(ev.peer, False))
             if promoted is not None:
@@ -342,7 +345,7 @@ class KademliaCore:
             return
         if p.purpose == "reconnect":
             self.stats.reconnected += 1
-            self._seen(p.peer, self.lost.addrs(p.peer), out)
+            self._seen(p.peer, p.addrs, out)  # (it may have left the lost set while the ping was out)
             return
         if p.expect is not None and (msg is None or msg.type is not p.expect):
             self.stats.malformed += 1
@@ -637,9 +640,10 @@ class KademliaCore:
         peer, addrs = got
         rid = self._rid()
         at = self._now + self.cfg.ping_timeout
-        self._add_pending(rid, _Pending(peer, None, "reconnect", at, None))
+        self._add_pending(rid, _Pending(peer, None, "reconnect", at, None, addrs))
         self.stats.reconnects += 1
-        out.append(AddAddresses(peer, addrs))
+        if peer not in self._connected:  # (an open connection's addresses are fresher)
+            out.append(AddAddresses(peer, addrs))
         out.append(PingPeer(peer, rid, at))
 
     def _refresh_all(self, out: list[Action]) -> None:

@@ -17,6 +17,8 @@ from agentp2p.protocol.kademlia import (
 from agentp2p.protocol.kademlia.events import AddAddresses
 from agentp2p.protocol.kademlia.lost import LostPeers
 
+from agentp2p.protocol.kademlia.keys import common_prefix_len
+
 from .kadhelpers import Driver, IdealNetwork, core_knowing, pid
 
 CFG = KademliaConfig(refresh_interval=1e9, refresh_check_interval=1e9, request_timeout=5.0, ping_timeout=5.0,
@@ -30,6 +32,8 @@ def _partitioned(cut: set[bytes]) -> tuple[Driver, IdealNetwork]:
         net.override[p] = lambda m: None
     core = core_knowing(net.peers[:30], config=CFG)
     d = Driver(core, net, ping_ok=lambda p: p not in cut)
+    for p in cut:
+        d.feed(PeerDisconnected(p))  # the partition closed their connections
     d.feed(StartLookup("q", b"k"))
     d.run_until_finished("q")
     return d, net
@@ -40,7 +44,8 @@ def test_peers_lost_in_a_partition_are_pinged_again_and_come_back_once_it_heals(
     d, net = _partitioned(cut)
     core = d.core
     lost = {a.peer for a in d.actions if isinstance(a, RoutingUpdated) and not a.added}
-    assert lost and lost <= cut and all(p in core.lost and p not in core.table for p in lost)
+    assert lost and lost <= cut and all(p not in core.table for p in lost)
+    assert {p for p in cut if p in core.lost} == lost  # exactly the peers dropped for failures
     # Still partitioned: one ping per interval, each failing; the peers stay lost.
     t0, pings0 = d.now, len(d.pings)
     d.run(t0 + 60.0)
@@ -128,3 +133,54 @@ def test_one_ping_at_a_time_per_lost_peer() -> None:
     assert [p.peer for p in d.pings] == [gone] and core.stats.reconnects == 1
     d.run(40.0)  # answered at 35: back, and nothing more to try
     assert core.stats.reconnected == 1 and gone in core.table and len(d.pings) == 1
+
+
+def test_an_entry_failing_its_liveness_check_is_lost_too() -> None:
+    """A full bucket pings its least recently seen entry before a newcomer
+    may take its slot; one that does not answer is dropped, and lost."""
+    cfg = KademliaConfig(k=2, max_candidates=20, refresh_interval=1e9, reconnect_interval=10.0)
+    me = pid("me")
+    same = [p for p in (pid(f"b{i}") for i in range(200)) if common_prefix_len(kad_key(me), kad_key(p)) == 0][:3]
+    core = core_knowing(same[:2], config=cfg, me=me)
+    d = Driver(core, lambda p, m: None, ping_ok=lambda p: p != same[0])
+    d.feed(PeerConnected(same[2], (b"/c",), True))
+    d.run(1.0)
+    assert same[0] not in core.table and same[0] in core.lost and core.lost.addrs(same[0]) == (b"/sim",)
+
+
+def test_a_peer_that_turned_client_is_not_retried() -> None:
+    cut = set(IdealNetwork(100).peers[:10])
+    d, _net = _partitioned(cut)
+    gone = next(p for p in cut if p in d.core.lost)
+    d.feed(PeerConnected(gone, (b"/sim",), False))  # identify: it no longer serves the DHT
+    assert gone not in d.core.lost and gone not in d.core.table
+
+
+def test_an_answer_after_the_peer_was_forgotten_keeps_its_addresses() -> None:
+    cfg = KademliaConfig(refresh_interval=1e9, refresh_check_interval=1e9, ping_timeout=30.0,
+                         reconnect_interval=10.0, lost_forget_after=12.0)
+    core = core_knowing(IdealNetwork(40).peers[:5], config=cfg)
+    d = Driver(core, IdealNetwork(40), latency=25.0)
+    gone = pid("gone")
+    core.lost.add(gone, (b"/old",), 0.0)
+    d.feed(Tick())
+    d.run(40.0)  # pinged at 10, forgotten at 12 (the next round's pick), answered at 35
+    entry = core.table.get(gone)
+    assert entry is not None and entry.addrs == (b"/old",)
+
+
+def test_a_connected_lost_peer_is_pinged_without_stale_addresses() -> None:
+    """Requests can fail over a live connection (a starved peer): the ping
+    then rides that connection, and the table's old addresses are not
+    pushed ahead of the connection's in the peerstore."""
+    net = IdealNetwork(100)
+    silent = set(net.peers[:10])
+    for p in silent:
+        net.override[p] = lambda m: None
+    d = Driver(core_knowing(net.peers[:30], config=CFG), net)  # all connected
+    d.feed(StartLookup("q", b"k"))
+    d.run_until_finished("q")
+    assert any(p in d.core.lost for p in silent)
+    d.run(d.now + 30.0)
+    assert d.core.stats.reconnects >= 2
+    assert not [a for a in d.actions if isinstance(a, AddAddresses) and a.peer in silent]
