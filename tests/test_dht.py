@@ -149,13 +149,14 @@ async def test_a_live_server_evicted_for_timeouts_comes_back() -> None:
 
 async def test_a_peer_lost_to_failed_requests_is_dialed_again_once_reachable() -> None:
     """A partition (the deny list) makes a's requests to b fail, and the core
-    drops b from its table (b's young-network self-lookups lose a the same
-    way). After the heal nothing else would dial across here (SWIM off, no
-    lookup, no bootstrap list): a reconnect ping does, from whichever side
-    pings first, and b is back in a's table, connected."""
+    drops b from its table. After the heal nothing else would dial across
+    here (SWIM off, no lookup of a's, no bootstrap list): a's reconnect ping
+    does, and b is back in a's table, connected."""
     import os
 
-    fast = DHTConfig(request_timeout=0.5, query_timeout=2.0, reconnect_interval=0.5)
+    # The deny list refuses the dials at once; the request timeout only has to
+    # cover the heal's dial and answer, on a loaded machine too.
+    fast = DHTConfig(request_timeout=5.0, query_timeout=6.0, reconnect_interval=0.5)
     async with Node(local_config(swim=False, dht=fast)) as a, Node(local_config(swim=False, dht=fast)) as b:
         await a.connect(b.addrs[0])
         await wait_until(lambda: b.peer_id in a.dht.routing_table_peers(), what="b in a's table")
@@ -171,8 +172,7 @@ async def test_a_peer_lost_to_failed_requests_is_dialed_again_once_reachable() -
         await wait_until(lambda: b.peer_id in a.dht.routing_table_peers(), 10, "b back in a's table")
         assert b.peer_id in a.peers() and a.dht.stats()["adapter"]["lost_peers"] == 0
         # The connection can bring b back (identify) before the ping's answer is in.
-        await wait_until(lambda: a.dht.stats()["adapter"]["reconnected"] + b.dht.stats()["adapter"]["reconnected"] >= 1,
-                         10, "a reconnect ping answered")
+        await wait_until(lambda: a.dht.stats()["adapter"]["reconnected"] == 1, 10, "a's reconnect ping answered")
 
 
 async def test_a_peer_whose_identify_was_lost_enters_the_table(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -745,6 +745,21 @@ class WholeNodeSimulation:
             return []
         return [len(self.swim_held(i) & live) / others for i in sorted(live) if self.nodes[i].swim is not None]
 
+    def views_whole(self) -> bool:
+        """Whether every live node's SWIM view holds every other live node
+        (min(members_known()) == 1, stopping at the first view short of it:
+        a view holding fewer members than there are others is short without
+        building its set)."""
+        live = self.live
+        others = len(live) - 1
+        for i in live:
+            core = self.nodes[i].swim
+            if core is None:
+                continue
+            if core.alive_count() < others or len(self.swim_held(i) & live) < others:
+                return False
+        return True
+
     def swim_held(self, i: int) -> set[int]:
         """The nodes (not ``i`` itself) that node ``i``'s SWIM view holds alive or suspect."""
         core = self.nodes[i].swim
@@ -1086,7 +1101,7 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
             probes.extend((sim.now, m) for m in sim.log.published if m not in before)
         second += 1
         sim.run_until(sim.now + 1.0)
-        if merge["swim_merged_s"] is None and cfg.swim and min(sim.members_known()) >= 1.0:
+        if merge["swim_merged_s"] is None and cfg.swim and sim.views_whole():
             merge["swim_merged_s"] = sim.now - t_heal
     for t, m in probes:
         got = sim.log.delivered[m]

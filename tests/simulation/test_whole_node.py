@@ -53,7 +53,9 @@ def test_every_node_joins_through_a_bootstrap_node_and_the_services_share_its_co
     others = len(sim.live) - 1
     assert all(gone in sim.swim_held(i) for i in sim.live)
     assert all(sim.nodes[i].swim.alive_count() == others + 1 for i in sim.live)  # type: ignore[union-attr]
-    assert sim.members_known() == [1.0] * len(sim.live)
+    assert sim.members_known() == [1.0] * len(sim.live) and sim.views_whole()
+    sim.add_node()  # a newcomer nobody's view holds yet
+    assert not sim.views_whole() and min(sim.members_known()) < 1.0
 
 
 def test_a_full_scenario_at_thirty_nodes_finds_delivers_detects_splits_and_heals() -> None:
