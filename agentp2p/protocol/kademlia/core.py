@@ -345,8 +345,12 @@ class KademliaCore:
             return
         if p.purpose == "reconnect":
             self.stats.reconnected += 1
-            self._seen(p.peer, p.addrs, out)  # (it may have left the lost set while the ping was out)
-            return
+            conn = self._connected.get(p.peer)
+            if conn is None:
+                self._seen(p.peer, p.addrs, out)  # the addresses dialed (it may have left the lost set meanwhile)
+            elif conn[1]:
+                self._seen(p.peer, conn[0], out)  # the connection's addresses are the fresher
+            return  # (connected as a client: identify says it serves nothing)
         if p.expect is not None and (msg is None or msg.type is not p.expect):
             self.stats.malformed += 1
             self._failed(p, out)

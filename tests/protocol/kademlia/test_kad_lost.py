@@ -184,3 +184,28 @@ def test_a_connected_lost_peer_is_pinged_without_stale_addresses() -> None:
     d.run(d.now + 30.0)
     assert d.core.stats.reconnects >= 2
     assert not [a for a in d.actions if isinstance(a, AddAddresses) and a.peer in silent]
+
+
+def test_an_answer_from_a_peer_connected_as_a_client_does_not_enter_the_table() -> None:
+    """(A client refuses the DHT's ping on real sockets; the simulators answer
+    every ping, so the core checks what identify said of the connection.)"""
+    cfg = KademliaConfig(refresh_interval=1e9, refresh_check_interval=1e9, ping_timeout=30.0,
+                         reconnect_interval=10.0)
+    core = core_knowing(IdealNetwork(40).peers[:5], config=cfg)
+    d = Driver(core, IdealNetwork(40), latency=5.0)
+    client, server = pid("client"), pid("server")
+    core.lost.add(client, (b"/old",), 0.0)
+    d.feed(Tick())
+    d.run(11.0)  # the ping is out
+    assert [p.peer for p in d.pings] == [client]
+    d.feed(PeerConnected(client, (b"/new",), False))
+    d.run(20.0)
+    assert core.stats.reconnected == 1 and client not in core.table
+    core.lost.add(server, (b"/old",), d.now)
+    d.feed(Tick())
+    d.run(31.0)  # pinged at 30
+    assert d.pings[-1].peer == server
+    d.feed(PeerConnected(server, (b"/new",), True))  # (enters the table on its own)
+    d.run(40.0)
+    entry = core.table.get(server)
+    assert core.stats.reconnected == 2 and entry is not None and entry.addrs == (b"/new",)
