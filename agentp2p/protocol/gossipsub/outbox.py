@@ -10,6 +10,8 @@ estimate of their encoded size. Floodsub peers get no control at all.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .rpc import Control, Graft, IDontWant, IHave, IWant, Message, MsgId, PeerId, Prune, Rpc, SubOpts
 
 #: Protobuf framing per field is at most a tag byte plus a 5-byte length for our sizes.
@@ -27,6 +29,10 @@ def message_size(m: Message) -> int:
 
 def _topic_size(topic: str) -> int:
     return len(topic.encode()) + 2 * _FIELD
+
+
+def _sub_size(sub: SubOpts) -> int:
+    return _topic_size(sub.topic) + 2
 
 
 def _prune_size(p: Prune) -> int:
@@ -55,7 +61,7 @@ class _PeerOut:
 
     def size(self, control: bool) -> int:
         """Upper bound of everything queued, as one RPC."""
-        n = sum(_topic_size(s.topic) + 2 for s in self.subs) + sum(message_size(m) for m in self.msgs)
+        n = sum(_sub_size(s) for s in self.subs) + sum(message_size(m) for m in self.msgs)
         if control:
             n += (sum(_topic_size(g.topic) for g in self.graft) + sum(_prune_size(p) for p in self.prune)
                   + sum(_ihave_size(h) for h in self.ihave) + sum(_id_size(i) for i in self.iwant)
@@ -65,20 +71,13 @@ class _PeerOut:
     def whole(self, control: bool) -> Rpc:
         """Everything queued as one RPC (the caller checked :meth:`size`)."""
         if not control:
-            return Rpc(tuple(self.subs), tuple(self.msgs), _NO_CONTROL)
-        ctl = Control(
-            ihave=tuple(self.ihave),
-            iwant=(IWant(tuple(self.iwant)),) if self.iwant else (),
-            graft=tuple(self.graft),
-            prune=tuple(self.prune),
-            idontwant=(IDontWant(tuple(self.idontwant)),) if self.idontwant else (),
-        )
-        return Rpc(tuple(self.subs), tuple(self.msgs), ctl)
+            return _rpc(self.subs, self.msgs, (), (), (), (), ())
+        return _rpc(self.subs, self.msgs, self.ihave, self.iwant, self.graft, self.prune, self.idontwant)
 
     def parts(self, control: bool) -> list[tuple[int, object, int]]:
         """(kind, item, size upper bound) in sending order: control first, so a
         split leaves mesh changes in the first RPC and messages after."""
-        parts: list[tuple[int, object, int]] = [(_SUB, s, _topic_size(s.topic) + 2) for s in self.subs]
+        parts: list[tuple[int, object, int]] = [(_SUB, s, _sub_size(s)) for s in self.subs]
         if control:
             parts += [(_GRAFT, g, _topic_size(g.topic)) for g in self.graft]
             parts += [(_PRUNE, p, _prune_size(p)) for p in self.prune]
@@ -93,18 +92,26 @@ _SUB, _GRAFT, _PRUNE, _IHAVE, _IWANT, _IDONTWANT, _MSG = range(7)
 _NO_CONTROL = Control()
 
 
+def _rpc(subs: Sequence[SubOpts], msgs: Sequence[Message], ihave: Sequence[IHave], iwant: Sequence[MsgId],
+         graft: Sequence[Graft], prune: Sequence[Prune], idontwant: Sequence[MsgId]) -> Rpc:
+    """One RPC of these items (IWANT and IDONTWANT ids each in one entry)."""
+    if not (ihave or iwant or graft or prune or idontwant):
+        return Rpc(tuple(subs), tuple(msgs), _NO_CONTROL)
+    ctl = Control(
+        ihave=tuple(ihave),
+        iwant=(IWant(tuple(iwant)),) if iwant else (),
+        graft=tuple(graft),
+        prune=tuple(prune),
+        idontwant=(IDontWant(tuple(idontwant)),) if idontwant else (),
+    )
+    return Rpc(tuple(subs), tuple(msgs), ctl)
+
+
 def _build(batch: list[tuple[int, object, int]]) -> Rpc:
     by: dict[int, list] = {k: [] for k in range(7)}
     for kind, item, _ in batch:
         by[kind].append(item)
-    ctl = Control(
-        ihave=tuple(by[_IHAVE]),
-        iwant=(IWant(tuple(by[_IWANT])),) if by[_IWANT] else (),
-        graft=tuple(by[_GRAFT]),
-        prune=tuple(by[_PRUNE]),
-        idontwant=(IDontWant(tuple(by[_IDONTWANT])),) if by[_IDONTWANT] else (),
-    )
-    return Rpc(tuple(by[_SUB]), tuple(by[_MSG]), ctl)
+    return _rpc(by[_SUB], by[_MSG], by[_IHAVE], by[_IWANT], by[_GRAFT], by[_PRUNE], by[_IDONTWANT])
 
 
 class Outbox:
