@@ -235,7 +235,11 @@ class SwimService:
         self._transport.fault = self._pending_fault
         ctx.set_stream_handler(PROTOCOL_ID, self._transport.handle_inbound)
 
-    async def run(self, node: NodeContext) -> None:
+    async def run(self, node: NodeContext, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled. Reports started once the core exists (its
+        incarnation loaded from disk, which takes a thread hop), so that
+        ``async with Node(...)`` returns with SWIM answering: frames that
+        arrive before then are dropped (``frames_before_start``)."""
         transport = self._transport
         if transport is None or self._node is not node:
             raise RuntimeError("SwimService.run() before attach()")
@@ -261,6 +265,7 @@ class SwimService:
                 await trio.lowlevel.checkpoint()
                 nursery.start_soon(self._feed_connections, node, conn_events)
                 self._started.set()
+                task_status.started()
                 await self._timer_loop()
                 nursery.cancel_scope.cancel()
         finally:
