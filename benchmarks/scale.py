@@ -167,8 +167,9 @@ def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager:
           f"connections P50 {idle['conns_p50']:.0f} / max {idle['conns_max']}")
     whole_ = out["newcomer_whole"]
     print(f"  newcomers: {new['got_in']}/{new['newcomers']} got in; first agent (limit=1) {new['found']}/{new['asked']}, "
-          f"P50 {_ms(new['p50'])}, P99 {_ms(new['p99'])}; whole lookup {whole_['found']}/{whole_['asked']}, "
-          f"P50 {_ms(whole_['p50'])}, P99 {_ms(whole_['p99'])}")
+          f"P50 {_ms(new['p50'])}, P99 {_ms(new['p99'])} (first provider named, the measure before 2026-12-03: "
+          f"P50 {_ms(new['first_named']['p50'])}, P99 {_ms(new['first_named']['p99'])}); "
+          f"whole lookup {whole_['found']}/{whole_['asked']}, P50 {_ms(whole_['p50'])}, P99 {_ms(whole_['p99'])}")
     print(f"  pub/sub at {ps['rate']:g} msg/s: delivered {ps['ratio']:.2%}, P50 {_ms(ps['p50'])}, P99 {_ms(ps['p99'])}")
     if "all_seen_p50" in cr:
         print(f"  {cr['crashed']} crashed: seen failed by all {cr['all_seen']}/{cr['crashed']}, "

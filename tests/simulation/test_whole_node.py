@@ -213,3 +213,29 @@ def test_without_swim_the_dht_reknits_a_healed_partition() -> None:
         merged, back = heal(seed, None)
         assert merged is not None and merged <= 10.0 and back >= 1
         assert heal(seed, 0.0) == (None, 0)
+
+
+def test_a_newcomer_takes_the_first_record_fetched_not_the_first_provider_named() -> None:
+    """find_agents(limit=1) fetches from every provider the lookup names and
+    returns with the first answer; the simulator now measures that, where it
+    took the first provider named, however far. Per lookup, never later."""
+    from agentp2p.simulation.whole_node import _find
+
+    sim = WholeNodeSimulation(small(n=100, seed=4, join_rate=50.0, capabilities=10))
+    build(sim)
+    sim.run_until(sim.now + 10.0)
+    pairs: list[tuple[float, float]] = []
+    for _ in range(12):
+        cap = f"capability-{(len(sim.nodes) + 5) % 10}"  # not the newcomer's own (it would be found at once)
+        got: list[tuple[bool, float]] = []
+        named: list[tuple[bool, float]] = []
+        box: list[int] = []
+        box.append(sim.add_node(on_boot=lambda box=box, c=cap, t=sim.now, g=got, nm=named:
+                                _find(sim, box[0], c, t, g, want=1, first_named=nm)))
+        end = sim.now + 30.0
+        while not (got and named) and sim.now < end:
+            sim.run_until(sim.now + 0.25)
+        assert got and got[0][0] and named and named[0][0], (got, named)
+        pairs.append((got[0][1], named[0][1]))
+    assert all(new <= old + 1e-9 for new, old in pairs), pairs
+    assert any(new < old - 1e-3 for new, old in pairs), pairs  # the race does pick a nearer provider
