@@ -21,7 +21,9 @@ PY_AGENT_VERSION = "agentp2p/0.1.0"
 async def check_session(daemon: DaemonProcess, go: GoPeer) -> None:
     """What a Go peer must get from a daemon it is connected to."""
     await daemon.wait_log_async(f"peer connected: {go.peer_id}", 20)
-    assert daemon.peer_id in await go.peers()
+    # The dialer's end is up first (it sends Noise's last message and Go then
+    # still negotiates the muxer): wait for Go's end, no longer than that.
+    await go.wait_until(lambda: _connected(go, daemon.peer_id), what="Go lists the daemon as a peer")
     info = await go.identify(daemon.peer_id)
     assert info["agent_version"] == PY_AGENT_VERSION
     assert {"/agentp2p/kad/1.0.0", "/meshsub/1.1.0", "/ipfs/ping/1.0.0"} <= set(info["protocols"])
@@ -43,6 +45,10 @@ async def test_daemon_dials_go(go_peer_binary: Path, tmp_path: Path) -> None:
 async def test_go_dials_daemon(go_peer_binary: Path, tmp_path: Path) -> None:
     async with DaemonProcess(tmp_path, name="d") as daemon, GoPeer(go_peer_binary, bootstrap=[daemon.addrs[0]]) as go:
         await check_session(daemon, go)
+
+
+async def _connected(go: GoPeer, peer_id: str) -> bool:
+    return peer_id in await go.peers()
 
 
 async def _not_connected(go: GoPeer, peer_id: str) -> bool:
