@@ -129,7 +129,8 @@ def _ms(x: float | None) -> str:
 
 
 def _whole_config(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager: bool,
-                  connect_ahead: int | None, slow_after: float | None, degree: int, degree_near: int) -> Any:
+                  connect_ahead: int | None, slow_after: float | None, degree: int, degree_near: int,
+                  probe_connected: int = 0) -> Any:
     """The whole-node simulator's configuration from the command line's options (``whole`` and ``churn``)."""
     from agentp2p.config import PubSubConfig
     from agentp2p.network.connection_manager import ConnectionsConfig
@@ -137,17 +138,19 @@ def _whole_config(n: int, join_rate: float, swim: bool, loss: float, seed: int, 
 
     return WholeNodeConfig(n=n, seed=seed, join_rate=join_rate, swim=swim, loss=loss,
                            connections=ConnectionsConfig(enabled=manager), connect_ahead=connect_ahead,
-                           dht_slow_after=slow_after, pubsub=PubSubConfig(degree=degree, degree_near=degree_near))
+                           probe_connected_min=probe_connected, dht_slow_after=slow_after, pubsub=PubSubConfig(degree=degree, degree_near=degree_near))
 
 
 def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager: bool,
           connect_ahead: int | None = None, slow_after: float | None = None, degree: int = 6,
           degree_near: int = 0, publish_s: float = 20.0, heal_wait: float = 60.0,
-          heal_probe_every: int = 1, settle: float = 60.0, crash_wait: float = 90.0) -> dict[str, Any]:
+          heal_probe_every: int = 1, settle: float = 60.0, crash_wait: float = 90.0,
+          probe_connected: int = 0) -> dict[str, Any]:
     from agentp2p.simulation.whole_node import run_whole_node
 
     t0 = time.perf_counter()
-    cfg = _whole_config(n, join_rate, swim, loss, seed, manager, connect_ahead, slow_after, degree, degree_near)
+    cfg = _whole_config(n, join_rate, swim, loss, seed, manager, connect_ahead, slow_after, degree, degree_near,
+                        probe_connected)
     out = run_whole_node(cfg, publish_s=publish_s, heal_wait=heal_wait, heal_probe_every=heal_probe_every,
                          settle=settle, crash_wait=crash_wait,
                          log=lambda m: print(f"  [{time.perf_counter() - t0:7.1f} s] {m[:160]}", flush=True))
@@ -191,11 +194,12 @@ def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager:
 
 def churn(n: int, join_rate: float, swim: bool, loss: float, seed: int, per_hour: float, duration: float,
           manager: bool = True, connect_ahead: int | None = None, slow_after: float | None = None,
-          degree: int = 6, degree_near: int = 0) -> dict[str, Any]:
+          degree: int = 6, degree_near: int = 0, probe_connected: int = 0) -> dict[str, Any]:
     from agentp2p.simulation.whole_node import run_churn
 
     t0 = time.perf_counter()
-    cfg = _whole_config(n, join_rate, swim, loss, seed, manager, connect_ahead, slow_after, degree, degree_near)
+    cfg = _whole_config(n, join_rate, swim, loss, seed, manager, connect_ahead, slow_after, degree, degree_near,
+                        probe_connected)
     out = run_churn(cfg, churn_per_hour=per_hour, duration=duration,
                     log=lambda m: print(f"  [{time.perf_counter() - t0:7.1f} s] {m[:200]}", flush=True))
     c = out["churn"]
@@ -239,6 +243,8 @@ def main() -> None:
     p.add_argument("--loss", type=float, default=0.0)
     p.add_argument("--connect-ahead", type=int, default=None,
                    help="whole, merge: SWIM's connect_ahead periods (default: the node's)")
+    p.add_argument("--probe-connected", type=int, default=0, metavar="MIN",
+                   help="whole, churn: SWIM probes only connected members while at least MIN are (0: off, the default)")
     p.add_argument("--slow-after", type=float, default=None,
                    help="whole: the DHT's slow_after in seconds, 0 = off (default: the node's)")
     p.add_argument("--no-conn-manager", action="store_true",
@@ -263,7 +269,8 @@ def main() -> None:
         for n in (int(x) for x in args.nodes.split(",")):
             rate = n / 60.0 if args.storm else args.join_rate
             r = churn(n, rate, args.swim == "on", args.loss, args.seed, args.churn, args.duration,
-                      not args.no_conn_manager, args.connect_ahead, args.slow_after, args.degree, args.degree_near)
+                      not args.no_conn_manager, args.connect_ahead, args.slow_after, args.degree, args.degree_near,
+                      args.probe_connected)
             r["config"]["gc_young"] = args.gc_young
             print(json.dumps(r, default=str))
         return
@@ -287,7 +294,8 @@ def main() -> None:
             rate = n / 60.0 if args.storm else args.join_rate
             r = whole(n, rate, args.swim == "on", args.loss, args.seed, not args.no_conn_manager,
                       args.connect_ahead, args.slow_after, args.degree, args.degree_near,
-                      args.publish_s, args.heal_wait, args.heal_probe_every, args.settle, args.crash_wait)
+                      args.publish_s, args.heal_wait, args.heal_probe_every, args.settle, args.crash_wait,
+                      args.probe_connected)
             r["config"]["gc_young"] = args.gc_young
             print(json.dumps(r, default=str))
         return

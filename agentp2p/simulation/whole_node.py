@@ -114,6 +114,8 @@ from agentp2p.protocol.kademlia.codec import encoded_size as kad_size
 from agentp2p.protocol.pubsub import router_params
 from agentp2p.protocol.swim import (
     ConnectAhead,
+    ConnectionClosed,
+    ConnectionLost,
     EventKind,
     MemberDiscovered,
     MemberEvent,
@@ -185,6 +187,8 @@ class WholeNodeConfig:
     swim: bool = True
     #: SWIM's connect_ahead (None: the node's default, SwimConfig).
     connect_ahead: int | None = None
+    #: SWIM's probe_connected_min (0: off, the node's default): probe only connected members.
+    probe_connected_min: int = 0
     #: The DHT's slow_after (None: the node's default, DHTConfig).
     dht_slow_after: float | None = None
     #: The DHT's reconnect_interval: lost peers pinged again (None: the node's default; 0: off).
@@ -271,7 +275,12 @@ class WholeNodeSimulation:
         self.loss_rng = random.Random(cfg.seed * 1_000_003 + 5)
         self.links = (LognormalLatency(seed=cfg.seed) if cfg.latency == "lognormal"
                       else UniformLatency(seed=cfg.seed))
-        self.swim_config = SwimConfig() if cfg.connect_ahead is None else SwimConfig(connect_ahead=cfg.connect_ahead)
+        swim_kw: dict[str, Any] = {}
+        if cfg.connect_ahead is not None:
+            swim_kw["connect_ahead"] = cfg.connect_ahead
+        if cfg.probe_connected_min:
+            swim_kw["probe_connected_min"] = cfg.probe_connected_min
+        self.swim_config = SwimConfig(**swim_kw)
         dht: dict[str, float] = {}
         if cfg.dht_slow_after is not None:
             dht["slow_after"] = cfg.dht_slow_after
@@ -366,11 +375,18 @@ class WholeNodeSimulation:
             if a.manager is not None:
                 a.manager.disconnected(b)
 
-    def _disconnected(self, i: int, j: int) -> None:
-        """i's services learn that its connection to j closed."""
+    def _disconnected(self, i: int, j: int, abrupt: bool = False) -> None:
+        """i's services learn that its connection to j closed: in order (a
+        trim), or ``abrupt`` (noticed dead: SWIM's ConnectionLost hint, as
+        the node's adapter sends it for a connection ended without GO_AWAY)."""
         pid = self.nodes[j].pid
         self._kad(i, KPeerDisconnected(pid))
         self._gossip(i, GPeerDisconnected(pid))
+        if self.nodes[i].swim is not None:
+            if abrupt:
+                self._swim(i, ConnectionLost(pid))
+            elif self.swim_config.probe_connected_min:
+                self._swim(i, ConnectionClosed(pid))
 
     def _boot_dial(self, i: int, b: int, backoff: float) -> None:
         node = self.nodes[i]
@@ -523,7 +539,7 @@ class WholeNodeSimulation:
         if not node.up or j not in node.conns or self.reachable(i, j):
             return
         self._forget(i, j)
-        self._disconnected(i, j)
+        self._disconnected(i, j, abrupt=True)
 
     # ------------------------------------------------------------ the clock
 
@@ -985,7 +1001,8 @@ def _config_record(sim: WholeNodeSimulation) -> dict[str, Any]:
     cfg = sim.cfg
     return {"n": cfg.n, "seed": cfg.seed, "join_rate": cfg.join_rate, "swim": cfg.swim, "loss": cfg.loss,
             "latency": sim.links.describe(), "connection_manager": cfg.connections.enabled,
-            "connect_ahead": sim.swim_config.connect_ahead, "pubsub_degree": cfg.pubsub.degree,
+            "connect_ahead": sim.swim_config.connect_ahead,
+            "probe_connected_min": sim.swim_config.probe_connected_min, "pubsub_degree": cfg.pubsub.degree,
             "pubsub_degree_near": cfg.pubsub.degree_near, "dht_slow_after": sim.kad_config.slow_after,
             "dht_reconnect_interval": sim.kad_config.reconnect_interval}
 

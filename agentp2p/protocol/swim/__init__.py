@@ -10,6 +10,7 @@ from .core import SwimCore, SwimStats
 from .events import (
     Action,
     ConnectAhead,
+    ConnectionClosed,
     ConnectionLost,
     Input,
     Leave,
@@ -31,6 +32,7 @@ __all__ = [
     "Ack",
     "Action",
     "ConnectAhead",
+    "ConnectionClosed",
     "ConnectionLost",
     "EventKind",
     "Gossip",

@@ -33,6 +33,14 @@ class SwimConfig:
     #: would otherwise pay a dial (several round trips) inside probe_timeout,
     #: fail, and send k indirect probes. 0: draw each target when it is due.
     connect_ahead: int = 2
+    #: Opt-in (connected.py): probe, in randomized round-robin, only the
+    #: members we hold a connection to, while at least this many are
+    #: connected (fewer: the whole roster, as by default). 0 = off. Every
+    #: connection has two ends, so each member is still probed by all its
+    #: neighbours (about one probe a period in all, as in SWIM), and a probe
+    #: never pays a dial; connect_ahead then serves only the fallback. What
+    #: changes: a member is probed by its neighbours, not by everyone.
+    probe_connected_min: int = 0
     #: k: helpers asked to probe indirectly when the direct probe fails.
     indirect_checks: int = 3
     #: Suspicion timeout = suspicion_mult * log10(N) * probe_interval (minimum,
@@ -138,6 +146,8 @@ class SwimConfig:
             raise ValueError("need 0 < probe_timeout < probe_interval")
         if not 0 <= self.connect_ahead <= 8:
             raise ValueError("connect_ahead must be within 0..8 periods")
+        if self.probe_connected_min < 0:
+            raise ValueError("probe_connected_min must be >= 0 (0 = off)")
         if self.indirect_checks < 0 or self.suspicion_mult < 1:
             raise ValueError("indirect_checks >= 0 and suspicion_mult >= 1")
         if self.suspicion_confirmations < 0:

@@ -85,10 +85,12 @@ from .admission import CandidateSet
 from .awareness import Awareness
 from .broadcast import BroadcastQueue
 from .config import SwimConfig
+from .connected import ConnectedOrder
 from .contacts import RecentContacts
 from .events import (
     Action,
     ConnectAhead,
+    ConnectionClosed,
     ConnectionLost,
     Input,
     Leave,
@@ -145,6 +147,7 @@ class SwimStats:
     suspected: int = 0  # our own probe failed and we started a suspicion
     declared_dead: int = 0  # our own suspicion timer expired on someone
     gossip_sent: int = 0  # Gossip frames (updates only) sent between probes
+    connected_probes: int = 0  # probes drawn among connected members (probe_connected_min)
     connections_lost: int = 0  # ConnectionLost hints about live members (a connection ended without a goodbye)
     hinted_probes: int = 0  # ... of which moved the member to the front of the probe order
     # push/pull anti-entropy (pushpull.py)
@@ -223,6 +226,9 @@ class SwimCore:
         self._now = now
         self._table = MemberTable(base, exclude=local_id)
         self._order = ProbeOrder(rng)
+        #: Members we hold a connection to (probe_connected_min; else unused).
+        self._connected = ConnectedOrder(random.Random(rng.getrandbits(64)) if self.config.probe_connected_min
+                                         else rng)
         #: Probe targets drawn ahead (config.connect_ahead), oldest first.
         self._ahead: collections.deque[PeerId] = collections.deque()
         self._queue = BroadcastQueue(self.config.max_broadcast_queue)
@@ -348,11 +354,18 @@ class SwimCore:
         elif isinstance(event, Tick):
             pass
         elif isinstance(event, MemberDiscovered):
+            if self.config.probe_connected_min and event.peer_id != self.local_id:
+                self._connected.connected(event.peer_id)
             self._on_discovered(event.peer_id, tuple(event.addrs), out)
         elif isinstance(event, Leave):
             self._on_leave(out)
         elif isinstance(event, ConnectionLost):
+            if self.config.probe_connected_min:
+                self._connected.disconnected(event.peer_id)
             self._on_connection_lost(event.peer_id)
+        elif isinstance(event, ConnectionClosed):
+            if self.config.probe_connected_min:
+                self._connected.disconnected(event.peer_id)
         else:
             raise TypeError(f"not a SWIM input: {event!r}")
         self._gossip_arm()
@@ -461,6 +474,16 @@ class SwimCore:
             m = self._table.get(ahead.popleft())
             if m is not None and m.live:
                 target = m
+        connected = self._connected
+        if self.config.probe_connected_min and len(connected) >= self.config.probe_connected_min:
+            # Over the connections we hold (connected.py): no draws ahead, no
+            # dials; ``ahead`` holds only ConnectionLost hints then.
+            if target is None:
+                peer = connected.next(self._is_live)
+                target = self._table.get(peer) if peer is not None else self._draw()
+                if peer is not None:
+                    self.stats.connected_probes += 1
+            return target
         if target is None:
             target = self._draw()
         for _ in range(self.config.connect_ahead - len(ahead)):
@@ -506,6 +529,10 @@ class SwimCore:
             ahead.remove(peer)
         ahead.appendleft(peer)
         self.stats.hinted_probes += 1
+
+    def _is_live(self, peer: PeerId) -> bool:
+        m = self._table.get(peer)
+        return m is not None and m.live
 
     def _draw(self) -> Member | None:
         """The next live member in the randomized round-robin."""

@@ -8,6 +8,8 @@ Inputs (``SwimCore.handle(now, event)``):
   ConnectionLost     our connection to a member ended without a goodbye (its
                      process may have died): probe it next period, not in its
                      round-robin turn.
+  ConnectionClosed   our connection to the peer closed in order (used only
+                     with probe_connected_min, connected.py).
 
 Outputs (the returned list, in order):
   Send               deliver ``message`` to ``to`` (encode with wire.encode());
@@ -58,7 +60,15 @@ class ConnectionLost:
     peer_id: PeerId
 
 
-Input = Tick | MemberDiscovered | Received | Leave | ConnectionLost
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """Our connection to the peer closed in order (trimmed by either side's
+    connection manager, or a goodbye): only probe_connected_min uses it."""
+
+    peer_id: PeerId
+
+
+Input = Tick | MemberDiscovered | Received | Leave | ConnectionLost | ConnectionClosed
 
 # ---------------------------------------------------------------- actions
 

@@ -67,6 +67,7 @@ from .crypto import ed25519_signer, ed25519_verify
 from .events import (
     Action,
     ConnectAhead,
+    ConnectionClosed,
     ConnectionLost,
     Input,
     Leave,
@@ -404,6 +405,8 @@ class SwimService:
                 self._discovered(node, ev.peer_id)
             elif ev.abrupt:
                 self._step(ConnectionLost(ev.peer_id.to_bytes()))
+            elif self.config.probe_connected_min:
+                self._step(ConnectionClosed(ev.peer_id.to_bytes()))
 
     def _discovered(self, node: NodeContext, peer: ID) -> None:
         addrs = tuple(a.to_bytes() for a in node.dialer.known_addrs(peer))

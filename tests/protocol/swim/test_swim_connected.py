@@ -1,0 +1,118 @@
+"""Opt-in: SWIM probes only the members it holds a connection to.
+
+``SwimConfig.probe_connected_min`` (connected.py): with at least that many
+connected members, the round-robin runs over them alone, so no probe pays a
+dial; with fewer it falls back to the whole roster. Off (0) by default, and
+then connections change nothing.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from agentp2p.protocol.swim import (
+    Ack,
+    ConnectAhead,
+    ConnectionClosed,
+    ConnectionLost,
+    MemberDiscovered,
+    Message,
+    Ping,
+    SwimConfig,
+)
+from agentp2p.protocol.swim.connected import ConnectedOrder
+from tests.protocol.swim.swimhelpers import deliver, make_core, next_tick, pid, sends
+
+OTHERS = [f"m{i}" for i in range(30)]
+NEAR = [pid(f"m{i}") for i in range(6)]  # the members we are connected to
+
+
+def probe_rounds(core, periods: int) -> tuple[list[bytes], int]:  # type: ignore[no-untyped-def]
+    """Run ``periods`` periods, every probe answered; the probed, and the ConnectAheads."""
+    probed: list[bytes] = []
+    ahead = 0
+    for _ in range(periods):
+        t, acts = next_tick(core)
+        ahead += sum(isinstance(a, ConnectAhead) for a in acts)
+        for ping in sends(acts, Ping):
+            probed.append(ping.to)
+            deliver(core, t + 0.01, ping.to, Message(ping.message.seq, 0, Ack()))
+    return probed, ahead
+
+
+def connected_core(minimum: int = 4):  # type: ignore[no-untyped-def]
+    core = make_core("a", OTHERS, config=SwimConfig(gossip_interval=0, probe_connected_min=minimum))
+    for p in NEAR:
+        core.handle(0.0, MemberDiscovered(p))
+    return core
+
+
+def test_the_order_visits_every_connected_peer_once_a_round_and_skips_the_gone() -> None:
+    order = ConnectedOrder(random.Random(1))
+    for i in range(5):
+        order.connected(bytes([i]))
+    first = [order.next(lambda _p: True) for _ in range(5)]
+    assert sorted(first) == [bytes([i]) for i in range(5)]  # each once in a round
+    order.disconnected(b"\x02")
+    order.connected(b"\x09")  # takes a place in what is left of this round: right away
+    assert order.next(lambda _p: True) == b"\x09"
+    second = [order.next(lambda _p: True) for _ in range(5)]
+    assert sorted(second) == sorted([bytes([i]) for i in (0, 1, 3, 4, 9)])  # the gone one skipped
+    assert order.next(lambda p: p == b"\x03") == b"\x03"
+    assert order.next(lambda _p: False) is None  # nobody usable: None, not a loop
+
+
+def test_the_order_is_bounded() -> None:
+    order = ConnectedOrder(random.Random(1), max_peers=8)
+    for i in range(20):
+        order.connected(bytes([i]))
+    assert len(order) == 8
+    for _ in range(100):  # a flapping peer does not grow the round without end
+        order.disconnected(b"\x00")
+        order.connected(b"\x00")
+    assert len(order._round) <= 3 * 8  # noqa: SLF001 — the bound
+
+
+def test_with_enough_connections_only_connected_members_are_probed_and_nothing_is_dialed_ahead() -> None:
+    core = connected_core()
+    probed, ahead = probe_rounds(core, 18)
+    assert set(probed) == set(NEAR) and len(probed) == 18  # three rounds of the six
+    assert all(probed[k:k + 6].count(p) == 1 for k in (0, 6, 12) for p in NEAR)
+    assert ahead == 0
+    assert core.stats.connected_probes == 18
+
+
+def test_below_the_minimum_the_whole_roster_is_probed_again() -> None:
+    core = connected_core(minimum=4)
+    for p in NEAR[:3]:
+        core.handle(0.0, ConnectionClosed(p))
+    core.handle(0.0, ConnectionLost(NEAR[3]))  # 2 connected left, under 4
+    probed, ahead = probe_rounds(core, 40)
+    assert len(set(probed)) == len(OTHERS)  # the whole roster
+    assert ahead > 0  # and its targets are connected to ahead of time again
+
+
+def test_a_lost_connection_is_still_probed_next_period() -> None:
+    core = connected_core(minimum=2)
+    probe_rounds(core, 1)
+    core.handle(core.next_deadline() - 0.05, ConnectionLost(NEAR[5]))  # type: ignore[operator]
+    t, acts = next_tick(core)
+    (ping,) = sends(acts, Ping)
+    assert ping.to == NEAR[5]  # the hint, though no longer connected
+    deliver(core, t + 0.01, ping.to, Message(ping.message.seq, 0, Ack()))
+    probed, _ = probe_rounds(core, 10)
+    assert NEAR[5] not in probed  # afterwards: only the five still connected
+
+
+@pytest.mark.parametrize("event", [MemberDiscovered(pid("m3")), ConnectionClosed(pid("m3"))])
+def test_off_by_default_connections_change_nothing(event: object) -> None:
+    plain, fed = make_core("a", OTHERS), make_core("a", OTHERS)
+    fed.handle(0.0, event)  # type: ignore[arg-type]
+    assert probe_rounds(plain, 40) == probe_rounds(fed, 40)
+
+
+def test_the_minimum_is_checked() -> None:
+    with pytest.raises(ValueError):
+        SwimConfig(probe_connected_min=-1)
