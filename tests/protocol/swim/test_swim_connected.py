@@ -116,3 +116,39 @@ def test_off_by_default_connections_change_nothing(event: object) -> None:
 def test_the_minimum_is_checked() -> None:
     with pytest.raises(ValueError):
         SwimConfig(probe_connected_min=-1)
+
+
+# ----------------------------------------------------------------- real sockets
+
+
+@pytest.mark.parametrize("minimum", [0, 2])
+async def test_a_member_we_are_not_connected_to_is_probed_only_by_default(minimum: int) -> None:
+    """Four nodes on 127.0.0.1; C denies D (its connection closes in order,
+    and no dial between them can succeed). By default C's round-robin reaches
+    D and its probe's dial fails; with probe_connected_min 2, C probes only
+    the two members it is connected to, SWIM never tries to dial D, and D
+    stays alive in C's view through the others (and C in D's)."""
+    import dataclasses
+
+    from agentp2p.testing import wait_until
+    from tests.adversarial.swim_attacker import FAST, honest_nodes
+
+    # push_pull_interval 0: no periodic exchange with a random member (its
+    # dial to D would count too); everything else as the other real tests.
+    cfg = dataclasses.replace(FAST, probe_connected_min=minimum, push_pull_interval=0)
+    async with honest_nodes(4, config=cfg) as (_a, _b, c, d):
+        await c.node.deny(d.peer_id)
+        await wait_until(lambda: not c.node.is_connected(d.peer_id), 10, "C and D apart")
+        tc = c.swim.stats()["transport"]
+        start = (c.swim.periods, tc["dial_failures"], c.swim.stats()["core"]["connected_probes"])
+        if minimum == 0:
+            # Three members: C's round-robin reaches D within 6 periods.
+            await wait_until(lambda: c.swim.stats()["transport"]["dial_failures"] > start[1], 20,
+                             "a probe of D failed to dial")
+            return
+        # Six rounds over C's two connections.
+        await wait_until(lambda: c.swim.periods >= start[0] + 12, 30, "12 periods of C")
+        st = c.swim.stats()
+        assert st["transport"]["dial_failures"] == start[1]  # SWIM never tried D
+        assert st["core"]["connected_probes"] >= start[2] + 11
+        assert c.swim.state_of(d.peer_id) == "alive" and d.swim.state_of(c.peer_id) == "alive"
