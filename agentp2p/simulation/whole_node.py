@@ -116,6 +116,7 @@ from agentp2p.protocol.swim import (
     ConnectAhead,
     ConnectionClosed,
     ConnectionLost,
+    ConnectionOpened,
     EventKind,
     MemberDiscovered,
     MemberEvent,
@@ -489,6 +490,8 @@ class WholeNodeSimulation:
         self._gossip(i, GPeerConnected(pid, GOSSIP_PROTOCOL, outbound=conn[1]))
         if node.swim is not None:
             self._swim(i, MemberDiscovered(pid, (addr(j),)))
+            if self.swim_config.probe_connected_min:
+                self._swim(i, ConnectionOpened(pid))
         if not node.booted and j in self._bootset:
             node.booted = True
             self._kad(i, Bootstrap())

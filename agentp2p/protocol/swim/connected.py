@@ -11,14 +11,16 @@ SWIM's load: a connection has two ends, so a member with c connections is
 probed by each of its c neighbours once per round of theirs, about once a
 period in all, as with the whole roster. What it gives up: a member is
 probed by its neighbours, not by every member. A node with too few
-connections (joining, or cut off) falls back to the whole roster, whose
-probes dial and so reconnect it.
+connected members (joining, or cut off) falls back to the whole roster,
+whose probes dial and so reconnect it.
 
-The adapter reports connections (MemberDiscovered on connect,
-ConnectionClosed / ConnectionLost on close); peers that are not members are
-skipped when their turn comes. Bounded by ``max_peers``; the rounds are
-reshuffled from the connected set, new connections take a random place in
-the current round.
+The adapter reports connections (ConnectionOpened; ConnectionClosed or
+ConnectionLost); peers that are not live members are skipped when their turn
+comes. Each round is a fresh shuffle of who is connected; a new connection
+takes a random place in what is left of the current round unless the peer
+had a place in it already: one turn per peer per round, so a peer that
+flaps its connection gains no turns.
+Bounded by ``max_peers``.
 """
 
 from __future__ import annotations
@@ -34,17 +36,21 @@ __all__ = ["ConnectedOrder"]
 class ConnectedOrder:
     """Randomized round-robin over the peers we hold a connection to."""
 
-    __slots__ = ("_rng", "_peers", "_round", "_i", "max_peers")
+    __slots__ = ("_rng", "_peers", "_round", "_i", "_placed", "max_peers")
 
     def __init__(self, rng: random.Random, max_peers: int = 4096) -> None:
         self._rng = rng
         self._peers: set[PeerId] = set()
         self._round: list[PeerId] = []
         self._i = 0
+        self._placed: set[PeerId] = set()  # peers with a place in this round (taken or to come)
         self.max_peers = max_peers
 
     def __len__(self) -> int:
         return len(self._peers)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._peers)
 
     def __contains__(self, peer: object) -> bool:
         return peer in self._peers
@@ -53,22 +59,24 @@ class ConnectedOrder:
         if peer in self._peers or len(self._peers) >= self.max_peers:
             return
         self._peers.add(peer)
-        if len(self._round) - self._i >= 2 * self.max_peers:
-            # Flapping connections piled up in this round: start the next one.
-            self._round, self._i = [], 0
-            return
-        # A random place among those not yet probed this round.
-        self._round.insert(self._rng.randint(self._i, len(self._round)), peer)
+        if len(self._round) >= 4 * self.max_peers:
+            # Many distinct peers came and went this round: start the next.
+            self._round, self._i, self._placed = [], 0, set()
+        if peer not in self._placed:
+            self._placed.add(peer)
+            # A random place among those not yet probed this round.
+            self._round.insert(self._rng.randint(self._i, len(self._round)), peer)
 
     def disconnected(self, peer: PeerId) -> None:
-        self._peers.discard(peer)  # its place in the round is skipped
+        self._peers.discard(peer)  # its place in the round, if any, is skipped
 
     def next(self, usable: Callable[[PeerId], bool]) -> PeerId | None:
         """The next connected peer for which ``usable`` holds (a live
         member), or None after one full pass finds none."""
         for _ in range(2):
-            while self._i < len(self._round):
-                peer = self._round[self._i]
+            rnd = self._round
+            while self._i < len(rnd):
+                peer = rnd[self._i]
                 self._i += 1
                 if peer in self._peers and usable(peer):
                     return peer
@@ -76,4 +84,5 @@ class ConnectedOrder:
             self._round = sorted(self._peers)
             self._rng.shuffle(self._round)
             self._i = 0
+            self._placed = set(self._round)
         return None

@@ -92,6 +92,7 @@ from .events import (
     ConnectAhead,
     ConnectionClosed,
     ConnectionLost,
+    ConnectionOpened,
     Input,
     Leave,
     LeaveComplete,
@@ -354,8 +355,6 @@ class SwimCore:
         elif isinstance(event, Tick):
             pass
         elif isinstance(event, MemberDiscovered):
-            if self.config.probe_connected_min and event.peer_id != self.local_id:
-                self._connected.connected(event.peer_id)
             self._on_discovered(event.peer_id, tuple(event.addrs), out)
         elif isinstance(event, Leave):
             self._on_leave(out)
@@ -366,6 +365,9 @@ class SwimCore:
         elif isinstance(event, ConnectionClosed):
             if self.config.probe_connected_min:
                 self._connected.disconnected(event.peer_id)
+        elif isinstance(event, ConnectionOpened):
+            if self.config.probe_connected_min and event.peer_id != self.local_id:
+                self._connected.connected(event.peer_id)
         else:
             raise TypeError(f"not a SWIM input: {event!r}")
         self._gossip_arm()
@@ -474,16 +476,15 @@ class SwimCore:
             m = self._table.get(ahead.popleft())
             if m is not None and m.live:
                 target = m
-        connected = self._connected
-        if self.config.probe_connected_min and len(connected) >= self.config.probe_connected_min:
+        if self._probe_connected():
             # Over the connections we hold (connected.py): no draws ahead, no
             # dials; ``ahead`` holds only ConnectionLost hints then.
-            if target is None:
-                peer = connected.next(self._is_live)
-                target = self._table.get(peer) if peer is not None else self._draw()
-                if peer is not None:
-                    self.stats.connected_probes += 1
-            return target
+            if target is not None:
+                return target
+            peer = self._connected.next(self._is_live)
+            if peer is not None:
+                self.stats.connected_probes += 1
+                return self._table.get(peer)
         if target is None:
             target = self._draw()
         for _ in range(self.config.connect_ahead - len(ahead)):
@@ -529,6 +530,22 @@ class SwimCore:
             ahead.remove(peer)
         ahead.appendleft(peer)
         self.stats.hinted_probes += 1
+
+    def _probe_connected(self) -> bool:
+        """probe_connected_min is on and at least that many connected peers
+        are live members (peers that are not, DHT-only or other clients,
+        do not count: they are never probed)."""
+        need = self.config.probe_connected_min
+        if not need or len(self._connected) < need:
+            return False
+        table = self._table
+        for peer in self._connected:
+            m = table.get(peer)
+            if m is not None and m.live:
+                need -= 1
+                if not need:
+                    return True
+        return False
 
     def _is_live(self, peer: PeerId) -> bool:
         m = self._table.get(peer)

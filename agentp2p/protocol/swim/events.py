@@ -8,8 +8,9 @@ Inputs (``SwimCore.handle(now, event)``):
   ConnectionLost     our connection to a member ended without a goodbye (its
                      process may have died): probe it next period, not in its
                      round-robin turn.
-  ConnectionClosed   our connection to the peer closed in order (used only
-                     with probe_connected_min, connected.py).
+  ConnectionOpened   we hold a connection to the peer now, and
+  ConnectionClosed   our connection to it closed in order: used only with
+                     probe_connected_min (connected.py).
 
 Outputs (the returned list, in order):
   Send               deliver ``message`` to ``to`` (encode with wire.encode());
@@ -61,6 +62,14 @@ class ConnectionLost:
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectionOpened:
+    """We now hold a connection to the peer (used only with
+    probe_connected_min; the adapter also sends MemberDiscovered)."""
+
+    peer_id: PeerId
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionClosed:
     """Our connection to the peer closed in order (trimmed by either side's
     connection manager, or a goodbye): only probe_connected_min uses it."""
@@ -68,7 +77,7 @@ class ConnectionClosed:
     peer_id: PeerId
 
 
-Input = Tick | MemberDiscovered | Received | Leave | ConnectionLost | ConnectionClosed
+Input = Tick | MemberDiscovered | Received | Leave | ConnectionLost | ConnectionOpened | ConnectionClosed
 
 # ---------------------------------------------------------------- actions
 

@@ -69,6 +69,7 @@ from .events import (
     ConnectAhead,
     ConnectionClosed,
     ConnectionLost,
+    ConnectionOpened,
     Input,
     Leave,
     LeaveComplete,
@@ -411,6 +412,8 @@ class SwimService:
     def _discovered(self, node: NodeContext, peer: ID) -> None:
         addrs = tuple(a.to_bytes() for a in node.dialer.known_addrs(peer))
         self._step(MemberDiscovered(peer.to_bytes(), addrs[:8]))
+        if self.config.probe_connected_min:
+            self._step(ConnectionOpened(peer.to_bytes()))
 
     async def stopping(self, node: NodeContext) -> None:
         """The node is about to stop: say "left" while our streams still run.

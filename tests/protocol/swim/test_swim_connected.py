@@ -17,6 +17,7 @@ from agentp2p.protocol.swim import (
     ConnectAhead,
     ConnectionClosed,
     ConnectionLost,
+    ConnectionOpened,
     MemberDiscovered,
     Message,
     Ping,
@@ -45,7 +46,7 @@ def probe_rounds(core, periods: int) -> tuple[list[bytes], int]:  # type: ignore
 def connected_core(minimum: int = 4):  # type: ignore[no-untyped-def]
     core = make_core("a", OTHERS, config=SwimConfig(gossip_interval=0, probe_connected_min=minimum))
     for p in NEAR:
-        core.handle(0.0, MemberDiscovered(p))
+        core.handle(0.0, ConnectionOpened(p))
     return core
 
 
@@ -64,15 +65,28 @@ def test_the_order_visits_every_connected_peer_once_a_round_and_skips_the_gone()
     assert order.next(lambda _p: False) is None  # nobody usable: None, not a loop
 
 
+def test_a_peer_that_flaps_its_connection_gets_one_turn_a_round() -> None:
+    order = ConnectedOrder(random.Random(1))
+    for i in range(8):
+        order.connected(bytes([i]))
+    visits = [order.next(lambda _p: True)]
+    for _ in range(50):  # mid-round, peer 0 drops and comes back again and again
+        order.disconnected(b"\x00")
+        order.connected(b"\x00")
+    visits += [order.next(lambda _p: True) for _ in range(7)]
+    assert sorted(visits) == [bytes([i]) for i in range(8)]  # the round: each once
+
+
 def test_the_order_is_bounded() -> None:
     order = ConnectedOrder(random.Random(1), max_peers=8)
     for i in range(20):
         order.connected(bytes([i]))
     assert len(order) == 8
-    for _ in range(100):  # a flapping peer does not grow the round without end
-        order.disconnected(b"\x00")
-        order.connected(b"\x00")
-    assert len(order._round) <= 3 * 8  # noqa: SLF001 — the bound
+    for i in range(100, 200):  # distinct peers coming and going within one round
+        order.connected(bytes([i]))
+        order.disconnected(bytes([i]))
+        order.disconnected(bytes([i - 100 if i < 108 else 0]))
+    assert len(order._round) <= 4 * 8 + 1  # noqa: SLF001 — the bound
 
 
 def test_with_enough_connections_only_connected_members_are_probed_and_nothing_is_dialed_ahead() -> None:
@@ -82,6 +96,18 @@ def test_with_enough_connections_only_connected_members_are_probed_and_nothing_i
     assert all(probed[k:k + 6].count(p) == 1 for k in (0, 6, 12) for p in NEAR)
     assert ahead == 0
     assert core.stats.connected_probes == 18
+
+
+def test_connected_peers_that_are_not_members_do_not_count_toward_the_minimum() -> None:
+    """DHT-only peers, clients of other protocols, or a hostile peer opening
+    connections: never probed, so they must not hold us in the mode."""
+    core = make_core("a", OTHERS, config=SwimConfig(gossip_interval=0, probe_connected_min=3))
+    for k in range(5):
+        core.handle(0.0, ConnectionOpened(pid(f"stranger{k}")))
+    core.handle(0.0, ConnectionOpened(NEAR[0]))  # one member connected, under 3
+    probed, ahead = probe_rounds(core, 40)
+    assert len(set(probed)) == len(OTHERS) and ahead > 0  # the whole roster, drawn ahead
+    assert core.stats.connected_probes == 0
 
 
 def test_below_the_minimum_the_whole_roster_is_probed_again() -> None:
@@ -106,7 +132,8 @@ def test_a_lost_connection_is_still_probed_next_period() -> None:
     assert NEAR[5] not in probed  # afterwards: only the five still connected
 
 
-@pytest.mark.parametrize("event", [MemberDiscovered(pid("m3")), ConnectionClosed(pid("m3"))])
+@pytest.mark.parametrize("event", [MemberDiscovered(pid("m3")), ConnectionOpened(pid("m3")),
+                                   ConnectionClosed(pid("m3"))])
 def test_off_by_default_connections_change_nothing(event: object) -> None:
     plain, fed = make_core("a", OTHERS), make_core("a", OTHERS)
     fed.handle(0.0, event)  # type: ignore[arg-type]
@@ -139,6 +166,10 @@ async def test_a_member_we_are_not_connected_to_is_probed_only_by_default(minimu
     async with honest_nodes(4, config=cfg) as (_a, _b, c, d):
         await c.node.deny(d.peer_id)
         await wait_until(lambda: not c.node.is_connected(d.peer_id), 10, "C and D apart")
+        # A frame for D queued before the close may still try to dial it:
+        # count from the period after the next.
+        p0 = c.swim.periods
+        await wait_until(lambda: c.swim.periods >= p0 + 2, 10, "two periods of C")
         tc = c.swim.stats()["transport"]
         start = (c.swim.periods, tc["dial_failures"], c.swim.stats()["core"]["connected_probes"])
         if minimum == 0:
