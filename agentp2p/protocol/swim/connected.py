@@ -14,9 +14,12 @@ probed by its neighbours, not by every member. A node with too few
 connected members (joining, or cut off) falls back to the whole roster,
 whose probes dial and so reconnect it.
 
-The adapter reports connections (ConnectionOpened; ConnectionClosed or
-ConnectionLost); peers that are not live members are skipped when their turn
-comes. Each round is a fresh shuffle of who is connected; a new connection
+The adapter reports connections: ConnectionOpened, and ConnectionClosed for
+one closed in order (a trim, a goodbye), which takes the peer out. A
+connection lost without a goodbye (ConnectionLost) does not: the member's
+process may have died, and its neighbours are who probe it, so it keeps its
+turn, and that probe dials (a live member is then connected again). Peers
+that are not live members are skipped when their turn comes. Each round is a fresh shuffle of who is connected; a new connection
 takes a random place in what is left of the current round unless the peer
 had a place in it already: one turn per peer per round, so a peer that
 flaps its connection gains no turns.

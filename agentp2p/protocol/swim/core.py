@@ -359,8 +359,10 @@ class SwimCore:
         elif isinstance(event, Leave):
             self._on_leave(out)
         elif isinstance(event, ConnectionLost):
-            if self.config.probe_connected_min:
-                self._connected.disconnected(event.peer_id)
+            # With probe_connected_min the member keeps its turn among the
+            # connected: its process may have died, and its neighbours are the
+            # ones who probe it (the hint below is bounded and can be spent).
+            # The probe dials; a live member is connected again by it.
             self._on_connection_lost(event.peer_id)
         elif isinstance(event, ConnectionClosed):
             if self.config.probe_connected_min:
@@ -478,7 +480,9 @@ class SwimCore:
                 target = m
         if self._probe_connected():
             # Over the connections we hold (connected.py): no draws ahead, no
-            # dials; ``ahead`` holds only ConnectionLost hints then.
+            # dials but to members whose connection was lost. ``ahead`` holds
+            # ConnectionLost hints, and for a few periods after the switch the
+            # roster's draws made before it.
             if target is not None:
                 return target
             peer = self._connected.next(self._is_live)

@@ -112,9 +112,8 @@ def test_connected_peers_that_are_not_members_do_not_count_toward_the_minimum() 
 
 def test_below_the_minimum_the_whole_roster_is_probed_again() -> None:
     core = connected_core(minimum=4)
-    for p in NEAR[:3]:
-        core.handle(0.0, ConnectionClosed(p))
-    core.handle(0.0, ConnectionLost(NEAR[3]))  # 2 connected left, under 4
+    for p in NEAR[:4]:
+        core.handle(0.0, ConnectionClosed(p))  # 2 connected left, under 4
     probed, ahead = probe_rounds(core, 40)
     assert len(set(probed)) == len(OTHERS)  # the whole roster
     assert ahead > 0  # and its targets are connected to ahead of time again
@@ -128,8 +127,22 @@ def test_a_lost_connection_is_still_probed_next_period() -> None:
     (ping,) = sends(acts, Ping)
     assert ping.to == NEAR[5]  # the hint, though no longer connected
     deliver(core, t + 0.01, ping.to, Message(ping.message.seq, 0, Ack()))
+    core.handle(t + 0.02, ConnectionClosed(NEAR[5]))  # the probe's dial was trimmed since
     probed, _ = probe_rounds(core, 10)
     assert NEAR[5] not in probed  # afterwards: only the five still connected
+
+
+def test_members_whose_connections_died_keep_their_turns_when_the_hints_run_out() -> None:
+    """A worker process with many nodes dies: every connection to them ends
+    without a goodbye at once. The hints are bounded (some are dropped), so
+    the lost members must keep their places in the round: their neighbours
+    are who probe them."""
+    core = connected_core(minimum=2)
+    for p in NEAR:
+        core.handle(0.0, ConnectionLost(p))
+    assert core.stats.hinted_probes < len(NEAR)  # the budget dropped some hints
+    probed, _ = probe_rounds(core, 12)
+    assert set(probed) == set(NEAR)  # yet every one is probed (each probe dials)
 
 
 @pytest.mark.parametrize("event", [MemberDiscovered(pid("m3")), ConnectionOpened(pid("m3")),
