@@ -915,8 +915,13 @@ def _collect(sim: WholeNodeSimulation, samples: list[tuple[bool, float]], asked:
     end = sim.now + limit
     while len(samples) < asked and sim.now < end:
         sim.run_until(sim.now + 0.5)
+    return {"asked": asked, **_latencies(samples)}
+
+
+def _latencies(samples: list[tuple[bool, float]]) -> dict[str, Any]:
+    """Found, and the P50 / P99 / max of the lookups that found."""
     lat = [t for ok, t in samples if ok]
-    return {"asked": asked, "found": len(lat), "p50": percentile(lat, 50), "p99": percentile(lat, 99),
+    return {"found": len(lat), "p50": percentile(lat, 50), "p99": percentile(lat, 99),
             "max": max(lat) if lat else float("nan")}
 
 
@@ -1098,9 +1103,7 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
         out[key].update(got_in=sum(1 for i in fresh if sim.nodes[i].booted), newcomers=newcomers)
         if named is not None:
             # The measure before 2026-12-03: the first provider named, however far.
-            lat = [t for ok, t in named if ok]
-            out[key]["first_named"] = {"found": len(lat), "p50": percentile(lat, 50), "p99": percentile(lat, 99),
-                                       "max": max(lat) if lat else float("nan")}
+            out[key]["first_named"] = _latencies(named)
         say(f"{key}: {out[key]}")
 
     marks.append(("pubsub", sim.now))

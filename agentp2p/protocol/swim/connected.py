@@ -19,17 +19,18 @@ one closed in order (a trim, a goodbye), which takes the peer out. A
 connection lost without a goodbye (ConnectionLost) does not: the member's
 process may have died, and its neighbours are who probe it, so it keeps its
 turn, and that probe dials (a live member is then connected again). Peers
-that are not live members are skipped when their turn comes. Each round is a fresh shuffle of who is connected; a new connection
-takes a random place in what is left of the current round unless the peer
-had a place in it already: one turn per peer per round, so a peer that
-flaps its connection gains no turns.
-Bounded by ``max_peers``.
+that are not live members are skipped when their turn comes.
+
+Each round is a fresh shuffle of who is connected; a new connection takes a
+random place in what is left of the current round unless the peer had a
+place in it already: one turn per peer per round, so a peer that flaps its
+connection gains no turns. Bounded by ``max_peers``.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from .member import PeerId
 
@@ -52,11 +53,8 @@ class ConnectedOrder:
     def __len__(self) -> int:
         return len(self._peers)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[PeerId]:
         return iter(self._peers)
-
-    def __contains__(self, peer: object) -> bool:
-        return peer in self._peers
 
     def connected(self, peer: PeerId) -> None:
         if peer in self._peers or len(self._peers) >= self.max_peers:

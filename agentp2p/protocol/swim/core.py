@@ -542,10 +542,8 @@ class SwimCore:
         need = self.config.probe_connected_min
         if not need or len(self._connected) < need:
             return False
-        table = self._table
         for peer in self._connected:
-            m = table.get(peer)
-            if m is not None and m.live:
+            if self._is_live(peer):
                 need -= 1
                 if not need:
                     return True
