@@ -4,6 +4,8 @@ deadline, per-IP admission and banned peers refused."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import trio
 
@@ -56,13 +58,29 @@ async def test_library_locks_out_inbound_after_max_connections_cycles() -> None:
         assert not victim.get_network().get_connections()
 
 
-async def _node_survives_cycles(cycles: int, max_connections: int) -> None:
+async def _node_survives_cycles(cycles: int, max_connections: int, dialers: int = 1) -> None:
+    """``cycles`` connect/disconnect cycles in all, by ``dialers`` library
+    hosts at once (the library's disconnect sleeps 0.2 s: one dialer does
+    five cycles a second)."""
+    assert cycles % dialers == 0 and dialers < max_connections
     async with Node(local_config(max_connections=max_connections, swim=False)) as victim:
-        dialer = plain_host()
-        async with dialer.run([LOOPBACK]):
-            connected = lambda: victim.is_connected(dialer.get_id())  # noqa: E731
-            for i in range(cycles):
-                assert await _cycle(dialer, victim.peer_id, victim.listen_addrs, connected), f"cycle {i} refused"
+        hosts = [plain_host(connection_config=ConnectionConfig(max_connections_per_peer=1)) for _ in range(dialers)]
+        async with contextlib.AsyncExitStack() as stack:
+            for host in hosts:
+                await stack.enter_async_context(host.run([LOOPBACK]))
+            refused: list[str] = []
+
+            async def cycle_from(dialer) -> None:  # type: ignore[no-untyped-def]
+                connected = lambda: victim.is_connected(dialer.get_id())  # noqa: E731
+                for i in range(cycles // dialers):
+                    if not await _cycle(dialer, victim.peer_id, victim.listen_addrs, connected):
+                        refused.append(f"cycle {i} of {dialer.get_id()}")
+                        return
+
+            async with trio.open_nursery() as nursery:
+                for host in hosts:
+                    nursery.start_soon(cycle_from, host)
+            assert not refused, refused
         # every slot came back
         await wait_until(lambda: victim.resources.inbound_connections == 0, 10, "inbound slots released")
         assert victim.resources.pending_handshakes == 0
@@ -82,7 +100,7 @@ async def test_node_accepts_inbound_after_many_cycles_small_limit() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 async def test_node_accepts_inbound_after_1000_cycles() -> None:
-    await _node_survives_cycles(1000, max_connections=300)
+    await _node_survives_cycles(1000, max_connections=300, dialers=10)
 
 
 async def _silent_socket(port: int) -> trio.SocketStream:
