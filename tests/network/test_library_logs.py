@@ -34,6 +34,12 @@ async def _failed_dial(node: Node) -> None:
 
 async def test_library_failure_lines_are_demoted(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LIBP2P_DEBUG", raising=False)
+    # ``import libp2p`` stops its records at the "libp2p" logger (propagate
+    # False, no handler: Python's last-resort handler prints them to stderr);
+    # any logging.config.dictConfig in the process turns propagation back on.
+    # caplog listens at the root, so it sees them only with propagation on;
+    # which tests ran earlier in this process must not decide.
+    monkeypatch.setattr(logging.getLogger("libp2p"), "propagate", True)
     caplog.set_level(logging.INFO)
     async with Node(local_config(swim=False)) as node:
         # What py-libp2p does on its own: remove our filter from its loggers.
