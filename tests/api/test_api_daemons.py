@@ -132,8 +132,13 @@ def test_default_api_is_loopback_only_and_clients_say_when_it_is_gone(tmp_path: 
     assert not (d.home / "api.addr").exists()
     gone = d.run_cli("status")
     assert gone.returncode == 1 and "no agentp2p daemon found" in gone.stderr and "agentp2p daemon" in gone.stderr
-    # A stale address (as after a crash): nobody answers there.
-    stale = d.run_cli("status", "--api", addr)
+    # A stale address (as after a crash): nobody answers there. Not the daemon's
+    # own (the default port, which a test in another process may take now): a
+    # port held bound by this test without listening, so a connect is refused.
+    assert addr.startswith("127.0.0.1:")
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        stale = d.run_cli("status", "--api", "127.0.0.1:%d" % held.getsockname()[1])
     assert stale.returncode == 1 and "no agentp2p daemon answers" in stale.stderr
     assert stale.stderr.count("\n") == 1 and "Traceback" not in stale.stderr
 
