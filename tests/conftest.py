@@ -35,9 +35,18 @@ SLOW_ELSEWHERE = {
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects on the marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    seen: set[str] = set()
+    twice: list[str] = []
     for item in items:
         if item.nodeid in SLOW_ELSEWHERE:
             item.add_marker(pytest.mark.slow)
+        if item.nodeid in seen:
+            twice.append(item.nodeid)
+        seen.add(item.nodeid)
+    if twice:
+        # pytest-xdist schedules a file's tests by node id: all but one of
+        # the tests sharing an id would silently not run.
+        raise pytest.UsageError(f"{len(twice)} tests share a node id with another: {sorted(set(twice))[:5]}")
 
 
 @pytest.fixture(scope="session", autouse=True)
