@@ -14,6 +14,14 @@ filter on every ``libp2p.*`` logger that turns its records below CRITICAL
 into DEBUG records: they show only where DEBUG is enabled for the ``libp2p``
 logger (or ``LIBP2P_DEBUG`` is set). Logging configuration stays the
 application's; nothing here adds handlers or changes levels.
+
+One thing is undone: ``import libp2p`` (without ``LIBP2P_DEBUG``) leaves
+the ``libp2p`` logger with no handler and ``propagate = False``, so its
+records reach none of the application's handlers — the ones at WARNING and
+above go to Python's last-resort handler on stderr, the demoted ones
+nowhere, whatever the application asks for. Propagation is turned back on
+(only while that logger has no handler of its own), so they reach the
+application's handlers like any other library's.
 """
 
 from __future__ import annotations
@@ -48,6 +56,9 @@ def demote_library_logs() -> int:
     parent does not see its children's records), so each module logger gets
     it. Idempotent and cheap: call it after py-libp2p modules are imported.
     """
+    root = logging.getLogger(_ROOT)
+    if not root.handlers and not os.environ.get("LIBP2P_DEBUG"):
+        root.propagate = True  # see the module docstring
     added = 0
     for name in list(logging.Logger.manager.loggerDict):
         if name != _ROOT and not name.startswith(_ROOT + "."):

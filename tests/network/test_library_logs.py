@@ -9,6 +9,9 @@ when the application asks for libp2p's debug output.
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 from libp2p.peer.peerinfo import PeerInfo
@@ -34,12 +37,9 @@ async def _failed_dial(node: Node) -> None:
 
 async def test_library_failure_lines_are_demoted(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LIBP2P_DEBUG", raising=False)
-    # ``import libp2p`` stops its records at the "libp2p" logger (propagate
-    # False, no handler: Python's last-resort handler prints them to stderr);
-    # any logging.config.dictConfig in the process turns propagation back on.
-    # caplog listens at the root, so it sees them only with propagation on;
-    # which tests ran earlier in this process must not decide.
-    monkeypatch.setattr(logging.getLogger("libp2p"), "propagate", True)
+    # As a fresh process has it after ``import libp2p`` (see the test below);
+    # building a node turns propagation on, so caplog (at the root) hears it.
+    monkeypatch.setattr(logging.getLogger("libp2p"), "propagate", False)
     caplog.set_level(logging.INFO)
     async with Node(local_config(swim=False)) as node:
         # What py-libp2p does on its own: remove our filter from its loggers.
@@ -63,3 +63,22 @@ async def test_library_failure_lines_are_demoted(caplog: pytest.LogCaptureFixtur
         await _failed_dial(node)
         lines = _libp2p_records(caplog)
         assert lines and all(r.levelno == logging.DEBUG for r in lines)
+
+
+def test_the_library_keeps_its_records_from_the_applications_handlers_and_a_node_does_not() -> None:
+    """py-libp2p's import leaves its root logger with no handler and
+    propagate False: the application's handlers never see its lines, so
+    asking for libp2p's debug output showed nothing. A node turns
+    propagation back on; the demotion filter still decides what passes."""
+    probe = (
+        "import logging, sys\n"
+        "import libp2p\n"
+        "lg = logging.getLogger('libp2p')\n"
+        "print(lg.propagate, len(lg.handlers))\n"
+        "from agentp2p.network.library_logs import demote_library_logs\n"
+        "demote_library_logs()\n"
+        "print(lg.propagate, len(lg.handlers))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "LIBP2P_DEBUG"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env, check=True)
+    assert out.stdout.split("\n")[:2] == ["False 0", "True 0"], out
