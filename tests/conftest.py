@@ -34,19 +34,26 @@ SLOW_ELSEWHERE = {
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects on the marks
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    seen: set[str] = set()
-    twice: list[str] = []
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if item.nodeid in SLOW_ELSEWHERE:
             item.add_marker(pytest.mark.slow)
-        if item.nodeid in seen:
-            twice.append(item.nodeid)
-        seen.add(item.nodeid)
-    if twice:
-        # pytest-xdist schedules a file's tests by node id: all but one of
-        # the tests sharing an id would silently not run.
-        raise pytest.UsageError(f"{len(twice)} tests share a node id with another: {sorted(set(twice))[:5]}")
+    if not hasattr(config, "workerinput"):  # a worker's error would not reach the user: checked below
+        _refuse_shared_ids([item.nodeid for item in items])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
+    """The controller of a parallel run (pytest-xdist) checks what each worker collected."""
+    _refuse_shared_ids(ids)
+
+
+def _refuse_shared_ids(ids: list[str]) -> None:
+    """pytest-xdist schedules a file's tests by node id: of tests sharing an
+    id, all but one would silently not run. Refuse the run instead."""
+    shared = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) != len(ids) else []
+    if shared:
+        raise pytest.UsageError(f"tests sharing a node id (all but one would not run): {shared[:5]}")
 
 
 @pytest.fixture(scope="session", autouse=True)
