@@ -124,7 +124,6 @@ def test_default_api_is_loopback_only_and_clients_say_when_it_is_gone(tmp_path: 
             with socket.socket() as s, pytest.raises(OSError):
                 s.settimeout(2)
                 s.connect((ip, int(port)))
-        addr = d.api_addr
     finally:
         d.close()
     assert d.returncode == 0
@@ -135,7 +134,6 @@ def test_default_api_is_loopback_only_and_clients_say_when_it_is_gone(tmp_path: 
     # A stale address (as after a crash): nobody answers there. Not the daemon's
     # own (the default port, which a test in another process may take now): a
     # port held bound by this test without listening, so a connect is refused.
-    assert addr.startswith("127.0.0.1:")
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         stale = d.run_cli("status", "--api", "127.0.0.1:%d" % held.getsockname()[1])
