@@ -20,8 +20,10 @@ the ``libp2p`` logger with no handler and ``propagate = False``, so its
 records reach none of the application's handlers — the ones at WARNING and
 above go to Python's last-resort handler on stderr, the demoted ones
 nowhere, whatever the application asks for. Propagation is turned back on
-(only while that logger has no handler of its own), so they reach the
-application's handlers like any other library's.
+whenever that logger has no handler of its own (also over an application's
+own ``propagate = False`` there), so they reach the application's handlers
+like any other library's. With ``LIBP2P_DEBUG`` set, py-libp2p's own
+handler is there, and propagation is left as it made it.
 """
 
 from __future__ import annotations
@@ -48,6 +50,15 @@ class LibraryLogDemotion(logging.Filter):
 
 _FILTER = LibraryLogDemotion()
 
+#: py-libp2p loggers first created after a node is built (per stream, per
+#: task crash, at shutdown): made now, so that they carry the filter too.
+_LATE_LOGGERS = (
+    "libp2p.network.stream.net_stream",
+    "libp2p.connection_shutdown",
+    "libp2p.records.validator",
+    "libp2p.tools.anyio_service.TrioManager.Swarm",
+)
+
 
 def demote_library_logs() -> int:
     """Install the filter on every ``libp2p`` logger created so far; returns how many were new.
@@ -57,8 +68,10 @@ def demote_library_logs() -> int:
     it. Idempotent and cheap: call it after py-libp2p modules are imported.
     """
     root = logging.getLogger(_ROOT)
-    if not root.handlers and not os.environ.get("LIBP2P_DEBUG"):
+    if not root.handlers:
         root.propagate = True  # see the module docstring
+    for name in _LATE_LOGGERS:
+        logging.getLogger(name)
     added = 0
     for name in list(logging.Logger.manager.loggerDict):
         if name != _ROOT and not name.startswith(_ROOT + "."):
