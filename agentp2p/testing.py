@@ -36,18 +36,25 @@ T = TypeVar("T")
 C = TypeVar("C", bound="ChildProcess")
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition",
+                     detail: Callable[[], str] | None = None) -> None:  # fmt: skip
     """Wait for ``predicate()`` to hold, failing the test after ``timeout`` seconds.
 
     libp2p state (routing tables, mesh membership) changes without events we
     can await, so we re-check on each scheduler tick batch; the deadline is
-    what makes a hang a failure instead of a stuck CI job.
+    what makes a hang a failure instead of a stuck CI job. ``detail``: what
+    to add to the failure (the state the wait saw last), asked at the deadline.
     """
     with trio.move_on_after(timeout):
         while not predicate():
             await trio.sleep(0.01)
         return
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    raise AssertionError(_timed_out(timeout, what, detail))
+
+
+def _timed_out(timeout: float, what: str, detail: Callable[[], str] | None) -> str:
+    message = f"timed out after {timeout}s waiting for {what}"
+    return message if detail is None else f"{message}\n{detail()}"
 
 
 def library_host(**kwargs: Any) -> Any:
@@ -617,11 +624,12 @@ class started_together(Generic[C]):
             await child.aclose()
 
 
-def poll_until(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition", interval: float = 0.05) -> None:
+def poll_until(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition", interval: float = 0.05,
+               detail: Callable[[], str] | None = None) -> None:  # fmt: skip
     """Blocking :func:`wait_until`, for plain tests polling another process's
     state (there is no event to wait on across processes)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(_timed_out(timeout, what, detail))
         time.sleep(interval)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -51,7 +52,7 @@ def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
 def _refuse_shared_ids(ids: list[str]) -> None:
     """pytest-xdist schedules a file's tests by node id: of tests sharing an
     id, all but one would silently not run. Refuse the run instead."""
-    shared = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) != len(ids) else []
+    shared = sorted(i for i, n in Counter(ids).items() if n > 1)
     if shared:
         raise pytest.UsageError(f"tests sharing a node id (all but one would not run): {shared[:5]}")
 

@@ -92,10 +92,8 @@ def test_twenty_nodes_find_publish_and_heal_a_partition(tmp_path: Path) -> None:
             seen.update(dev.command("stats 3"))
             return seen.get("node", {}).get("swim_members", {}).get("alive") == 19
 
-        try:
-            poll_until(node3_sees_all, 240, "node 3's SWIM view to hold all 19 others alive", interval=1.0)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}: {json.dumps(seen)}") from None
+        poll_until(node3_sees_all, 240, "node 3's SWIM view to hold all 19 others alive", interval=1.0,
+                   detail=lambda: json.dumps(seen))
         step("node 3 sees all alive")
         found = dev.command("find 3 cap-01")
         assert found["ok"] and found["expected"] == 2 and found["matched"] == 2, json.dumps([found, seen])

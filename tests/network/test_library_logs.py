@@ -71,7 +71,7 @@ def test_the_library_keeps_its_records_from_the_applications_handlers_and_a_node
     asking for libp2p's debug output showed nothing. A node turns
     propagation back on; the demotion filter still decides what passes."""
     probe = (
-        "import logging, sys\n"
+        "import logging\n"
         "import libp2p\n"
         "lg = logging.getLogger('libp2p')\n"
         "print(lg.propagate, len(lg.handlers))\n"

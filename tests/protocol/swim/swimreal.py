@@ -99,19 +99,19 @@ async def swim_network(n: int, config: SwimConfig = FAST, *, expect: int | None 
             node = await stack.enter_async_context(Node(local_config(bootstrap=boot), services=[svc]))
             members.append(Member(node, svc, log, stalls))
         want = n - 1 if expect is None else expect
-        try:
-            await wait_until(lambda: all(m.swim.alive_count() >= want for m in members), 40, f"{want} members alive")
-            # Starting n nodes in one process opens ~n^2 streams per protocol at
-            # once (SWIM, DHT, pubsub); py-libp2p needs seconds of CPU for that,
-            # and SWIM suspects (rarely fails) members meanwhile. Scenarios start
-            # from a settled network: every view all-alive, no suspects.
-            await wait_until(
-                lambda: all(sorted(x.state for x in m.swim.members()).count("alive") >= want for m in members),
-                30,
-                "a settled network (no suspects)",
-            )
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}:\n{describe(members)}") from None
+        views = lambda: describe(members)  # noqa: E731
+        await wait_until(lambda: all(m.swim.alive_count() >= want for m in members), 40, f"{want} members alive",
+                         detail=views)
+        # Starting n nodes in one process opens ~n^2 streams per protocol at
+        # once (SWIM, DHT, pubsub); py-libp2p needs seconds of CPU for that,
+        # and SWIM suspects (rarely fails) members meanwhile. Scenarios start
+        # from a settled network: every view all-alive, no suspects.
+        await wait_until(
+            lambda: all(sorted(x.state for x in m.swim.members()).count("alive") >= want for m in members),
+            30,
+            "a settled network (no suspects)",
+            detail=views,
+        )
         yield members
 
 

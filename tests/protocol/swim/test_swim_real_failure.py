@@ -46,14 +46,12 @@ async def test_hard_kill_is_detected_everywhere_within_bound_and_restart_rejoins
             killed_at = trio.current_time()
             proc.kill()
             bound = members[0].swim.detection_bound(10)
-            try:
-                await wait_until(
-                    lambda: states(members, victim) == ["dead"] * 9 and all("failed" in kinds(m, victim) for m in members),
-                    bound,
-                    f"all nine mark it failed ({bound:.1f} s bound)",
-                )
-            except AssertionError as exc:
-                raise AssertionError(f"{exc}\n{describe(members)}") from None
+            await wait_until(
+                lambda: states(members, victim) == ["dead"] * 9 and all("failed" in kinds(m, victim) for m in members),
+                bound,
+                f"all nine mark it failed ({bound:.1f} s bound)",
+                detail=lambda: describe(members),
+            )
             delays = sorted(next(e.at for e in m.log if e.peer_id == victim and e.kind == "failed") - killed_at for m in members)
             first_suspect = min(e.at for m in members for e in m.log if e.peer_id == victim and e.kind == "suspect") - killed_at
             print(
@@ -102,10 +100,8 @@ async def test_graceful_leave_and_clean_stop_are_reported_as_left() -> None:
         svc = SwimService(PATIENT, seed=99)
         async with Node(local_config(bootstrap=[members[0].node.addrs[0]]), services=[svc]) as node:
             await wait_until(lambda: states(members, node.peer_id) == ["alive"] * n, 20, "in-process node joined")
-        try:
-            await wait_until(lambda: states(members, node.peer_id) == ["left"] * n, 10, "stopped node left everywhere")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}: {states(members, node.peer_id)} {[kinds(m, node.peer_id) for m in members]} {svc.stats()}") from None
+        await wait_until(lambda: states(members, node.peer_id) == ["left"] * n, 10, "stopped node left everywhere",
+                         detail=lambda: f"{states(members, node.peer_id)} {[kinds(m, node.peer_id) for m in members]} {svc.stats()}")
         for m in members:
             assert "failed" not in kinds(m, proc.peer_id)
             assert "failed" not in kinds(m, node.peer_id)

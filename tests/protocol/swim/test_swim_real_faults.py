@@ -35,10 +35,8 @@ async def test_partition_into_halves_then_heal_converges() -> None:
             )
 
         bound = 2 * members[0].swim.detection_bound(10)
-        try:
-            await wait_until(split, bound, "each half marks the other failed, and only the other")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{describe(members)}") from None
+        await wait_until(split, bound, "each half marks the other failed, and only the other",
+                         detail=lambda: describe(members))
         split_s = trio.current_time() - cut_at
 
         for m in members:
@@ -49,10 +47,7 @@ async def test_partition_into_halves_then_heal_converges() -> None:
         def merged() -> bool:
             return all(m.swim.state_of(p) == "alive" for m in members for p in everyone if p != m.peer_id)
 
-        try:
-            await wait_until(merged, 30, "all ten alive in every view after the heal")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{describe(members)}") from None
+        await wait_until(merged, 30, "all ten alive in every view after the heal", detail=lambda: describe(members))
         print(f"\npartition: halves split in {split_s:.2f} s; merged {trio.current_time() - healed_at:.2f} s after the heal")
         # While cut off, verdicts were only about the other half. (Right after
         # the heal each half's "dead" verdicts about the other side also reach
