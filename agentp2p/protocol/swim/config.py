@@ -41,6 +41,14 @@ class SwimConfig:
     #: never pays a dial; connect_ahead then serves only the fallback. What
     #: changes: a member is probed by its neighbours, not by everyone.
     probe_connected_min: int = 0
+    #: Every this many periods, the probe goes to our successor on a ring of
+    #: the live members ordered by a hash of their peer IDs (ring.py), not to
+    #: the round-robin's draw. Each member is then probed by its predecessor
+    #: at that pace whatever the draws, so a silent crash is found within
+    #: about that many periods (the round-robin alone: 1 crash in 100 waits
+    #: ~5). Same number of probes; the round-robin gets the other periods.
+    #: Not used while probing only connected members. 0 = off.
+    ring_probe_every: int = 2
     #: k: helpers asked to probe indirectly when the direct probe fails.
     indirect_checks: int = 3
     #: Suspicion timeout = suspicion_mult * log10(N) * probe_interval (minimum,
@@ -146,6 +154,8 @@ class SwimConfig:
             raise ValueError("need 0 < probe_timeout < probe_interval")
         if not 0 <= self.connect_ahead <= 8:
             raise ValueError("connect_ahead must be within 0..8 periods")
+        if not 0 <= self.ring_probe_every <= 16 or self.ring_probe_every == 1:
+            raise ValueError("ring_probe_every must be 0 (off) or 2..16 periods")
         if self.probe_connected_min < 0:
             raise ValueError("probe_connected_min must be >= 0 (0 = off)")
         if self.indirect_checks < 0 or self.suspicion_mult < 1:

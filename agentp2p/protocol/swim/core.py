@@ -105,6 +105,7 @@ from .events import (
 from .member import EVENT_FOR, MAX_INCARNATION, Member, PeerId, State, supersedes
 from .messages import Ack, Body, Gossip, Message, MemberUpdate, Nack, Ping, PingReq, PushPull, Step
 from .pushpull import Exchanges, Groups, Outgoing, Serving, frames, level_for, select
+from .ring import RingSuccessor
 from .roster import MemberTable, ProbeOrder, RosterBase
 from .signature import SignatureCache, Signer, Verifier, signed_update
 from .suspicion import Suspicion
@@ -149,6 +150,7 @@ class SwimStats:
     declared_dead: int = 0  # our own suspicion timer expired on someone
     gossip_sent: int = 0  # Gossip frames (updates only) sent between probes
     connected_probes: int = 0  # probes drawn among connected members (probe_connected_min)
+    ring_probes: int = 0  # probes of our successor on the hash ring (ring_probe_every)
     connections_lost: int = 0  # ConnectionLost hints about live members (a connection ended without a goodbye)
     hinted_probes: int = 0  # ... of which moved the member to the front of the probe order
     # push/pull anti-entropy (pushpull.py)
@@ -232,6 +234,8 @@ class SwimCore:
                                          else rng)
         #: Probe targets drawn ahead (config.connect_ahead), oldest first.
         self._ahead: collections.deque[PeerId] = collections.deque()
+        #: Our successor on the hash ring of live members (ring_probe_every).
+        self._ring = RingSuccessor(local_id) if self.config.ring_probe_every else None
         self._queue = BroadcastQueue(self.config.max_broadcast_queue)
         self._suspicions: dict[PeerId, Suspicion] = {}
         self._timers: list[tuple[float, int, int, object]] = []
@@ -443,6 +447,11 @@ class SwimCore:
         self._period += 1
         if not self._leaving:
             target = self._next_target(out)
+            nxt = self._ring_successor(1)
+            if nxt is not None and (target is None or nxt.peer_id != target.peer_id):
+                # Next period is the ring's: have the connection ready (the
+                # adapter does nothing if it holds one), as for the draws ahead.
+                out.append(ConnectAhead(nxt.peer_id, nxt.addrs))
             if target is not None:
                 seq = self._next_seq()
                 self._probe = _Probe(target.peer_id, seq, self._now + self.awareness.scale(cfg.probe_timeout))
@@ -473,6 +482,14 @@ class SwimCore:
         a member who joins can only take a position not yet drawn, and one
         skipped for being down when its turn came waits for the next round."""
         ahead = self._ahead
+        if not (ahead and self._period - self._hinted.get(ahead[0], -_HINT_COOLDOWN) <= 2):
+            # A member whose connection was just lost goes first; else, on
+            # the ring's turn, our successor, and the round-robin's draws
+            # wait a period.
+            m = self._ring_successor(0)
+            if m is not None:
+                self.stats.ring_probes += 1
+                return m
         target = None
         while ahead and target is None:
             m = self._table.get(ahead.popleft())
@@ -499,6 +516,16 @@ class SwimCore:
                 out.append(ConnectAhead(m.peer_id, m.addrs))  # a repeat is connected already or soon
             ahead.append(m.peer_id)
         return target
+
+    def _ring_successor(self, ahead: int) -> Member | None:
+        """Our successor on the ring (ring.py) if the period ``ahead`` periods
+        from now is the ring's turn, else None."""
+        ring = self._ring
+        if ring is None or (self._period + ahead) % self.config.ring_probe_every or self._probe_connected():
+            return None
+        peer = ring.successor(self._table)
+        m = self._table.get(peer) if peer is not None else None
+        return m if m is not None and m.live else None
 
     def _on_connection_lost(self, peer: PeerId) -> None:
         """A member's connection ended without a goodbye: probe it next period.
@@ -843,6 +870,8 @@ class SwimCore:
         addrs = addrs or (joining[0] if joining else ()) or candidate or ()
         if self._table.set(Member(peer, State.ALIVE, inc, addrs, self._now, signed)):
             self._order.grow()
+        if self._ring is not None:
+            self._ring.became_live(peer)
         out.append(MemberEvent(EVENT_FOR[(None, State.ALIVE)], peer, inc, None, addrs))  # type: ignore[arg-type]
         self._queue.push(MemberUpdate(peer, State.ALIVE, inc, addrs))
 
@@ -872,6 +901,11 @@ class SwimCore:
         now = self._now
         new = Member(peer, state, inc, addrs, now if state is not old else m.since, signed)
         self._table.set(new)
+        if self._ring is not None and new.live != m.live:
+            if new.live:
+                self._ring.became_live(peer)
+            else:
+                self._ring.left_live(peer)
         self._suspicions.pop(peer, None)
         if state is State.SUSPECT:
             n = self._table.live_count + 1

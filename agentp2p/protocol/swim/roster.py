@@ -14,6 +14,7 @@ positions, so it costs memory only for the positions actually drawn.
 
 from __future__ import annotations
 
+import bisect
 import random
 from collections.abc import Callable, Iterable, Iterator
 
@@ -26,13 +27,14 @@ _MISSING = object()
 class RosterBase:
     """A read-only initial membership shared by many tables (simulation warm start)."""
 
-    __slots__ = ("peers", "members", "_digest", "_by_fine")
+    __slots__ = ("peers", "members", "_digest", "_by_fine", "_ring")
 
     def __init__(self, peers: Iterable[tuple[PeerId, tuple[bytes, ...]]]) -> None:
         self.peers: list[PeerId] = []
         self.members: dict[PeerId, Member] = {}
         self._digest: ViewDigest | None = None
         self._by_fine: list[list[PeerId]] | None = None
+        self._ring: tuple[list[int], list[PeerId]] | None = None
         for peer, addrs in peers:
             if peer not in self.members:
                 self.peers.append(peer)
@@ -55,6 +57,13 @@ class RosterBase:
                 by[peer_hash(peer) >> (64 - FINE_BITS)].append(peer)
             self._by_fine = by
         return self._by_fine[fine]
+
+    def ring(self) -> tuple[list[int], list[PeerId]]:
+        """The peers sorted by ``peer_hash`` (hashes, peers; computed once, shared)."""
+        if self._ring is None:
+            pairs = sorted((peer_hash(p), p) for p in self.peers)
+            self._ring = ([h for h, _ in pairs], [p for _, p in pairs])
+        return self._ring
 
 
 class MemberTable:
@@ -153,6 +162,31 @@ class MemberTable:
             m = self._own.get(peer)
             if m is not None:
                 yield m
+
+    def ring_after(self, h: int, width: int) -> list[tuple[int, PeerId]]:
+        """Up to ``width`` live members closest after hash ``h`` going clockwise
+        on the ring of ``peer_hash`` values, as (distance, peer), closest first
+        (ring.py). Walks the shared base's sorted ring from ``h`` (stopping at
+        ``width`` live ones) and checks every member added since."""
+        mask = (1 << 64) - 1
+        found: list[tuple[int, PeerId]] = []
+        if self._base is not None:
+            hashes, peers = self._base.ring()
+            n = len(peers)
+            start = bisect.bisect_right(hashes, h)
+            for k in range(n):
+                i = (start + k) % n
+                m = self.get(peers[i])
+                if m is not None and m.live:
+                    found.append(((hashes[i] - h) & mask, peers[i]))
+                    if len(found) == width:
+                        break
+        for peer in self._extra:
+            m = self._own.get(peer)
+            if m is not None and m.live:
+                found.append(((peer_hash(peer) - h) & mask, peer))
+        found.sort()
+        return found[:width]
 
     def sample(self, rng: random.Random, k: int, accept: Callable[[Member], bool]) -> list[Member]:
         """Up to k distinct members satisfying ``accept``, uniformly at random."""

@@ -620,5 +620,10 @@ class SwimService:
         docs/swim.md "Failure-detection bound"."""
         cfg = self.config
         first_probe = 2 * max(1, n - 1) * cfg.probe_interval
+        if cfg.ring_probe_every:
+            # The round-robin gets the periods the ring does not. (The ring's
+            # predecessor probes within ring_probe_every periods, but only
+            # while views agree: a worst case cannot count on it.)
+            first_probe *= cfg.ring_probe_every / (cfg.ring_probe_every - 1)
         spread = math.ceil(math.log2(max(2, n))) * cfg.probe_interval
         return first_probe + cfg.suspicion_max(n) + 2 * spread

@@ -44,7 +44,8 @@ def probe_rounds(core, periods: int) -> tuple[list[bytes], int]:  # type: ignore
 
 
 def connected_core(minimum: int = 4):  # type: ignore[no-untyped-def]
-    core = make_core("a", OTHERS, config=SwimConfig(gossip_interval=0, probe_connected_min=minimum))
+    core = make_core("a", OTHERS, config=SwimConfig(gossip_interval=0, probe_connected_min=minimum,
+                                                           ring_probe_every=0))
     for p in NEAR:
         core.handle(0.0, ConnectionOpened(p))
     return core
@@ -101,7 +102,7 @@ def test_with_enough_connections_only_connected_members_are_probed_and_nothing_i
 def test_connected_peers_that_are_not_members_do_not_count_toward_the_minimum() -> None:
     """DHT-only peers, clients of other protocols, or a hostile peer opening
     connections: never probed, so they must not hold us in the mode."""
-    core = make_core("a", OTHERS, config=SwimConfig(gossip_interval=0, probe_connected_min=3))
+    core = make_core("a", OTHERS, config=SwimConfig(gossip_interval=0, probe_connected_min=3, ring_probe_every=0))
     for k in range(5):
         core.handle(0.0, ConnectionOpened(pid(f"stranger{k}")))
     core.handle(0.0, ConnectionOpened(NEAR[0]))  # one member connected, under 3

@@ -49,7 +49,7 @@ def test_hints_about_strangers_repeats_and_beyond_the_bound_are_dropped() -> Non
 def test_members_that_keep_dropping_their_connections_cannot_take_our_probing_over() -> None:
     """Two members hinting every period (a flapping link, or on purpose):
     each is hinted once per cooldown, and the round-robin goes on."""
-    a = make_core("a", OTHERS)
+    a = make_core("a", OTHERS, config=SwimConfig(gossip_interval=0, ring_probe_every=0))  # the round-robin's pace
     flappers = (pid("m1"), pid("m2"))
     probed: list[bytes] = []
     t = 0.0

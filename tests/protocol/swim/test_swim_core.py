@@ -27,6 +27,9 @@ from agentp2p.protocol.swim.member import EVENT_FOR, RANK, supersedes
 from agentp2p.protocol.swim.suspicion import Suspicion
 from tests.protocol.swim.swimhelpers import deliver, events, make_core, next_tick, pid, run_until, sends
 
+#: For tests of the round-robin itself: no probe turns go to the ring successor.
+RR_ONLY = SwimConfig(gossip_interval=0, ring_probe_every=0)
+
 OTHERS = ["b", "c", "d", "e"]
 
 
@@ -420,7 +423,7 @@ def _probe_run(core, probes: int, *, before_each=None):  # type: ignore[no-untyp
 @pytest.mark.parametrize("seed", range(6))
 def test_drawing_ahead_keeps_the_round_robin_order_and_announces_each_next_target(seed: int) -> None:
     others = [f"m{i}" for i in range(4)]
-    runs = {k: _probe_run(make_core("a", others, seed=seed, config=SwimConfig(connect_ahead=k)), 24)
+    runs = {k: _probe_run(make_core("a", others, seed=seed, config=SwimConfig(connect_ahead=k, ring_probe_every=0)), 24)
             for k in (0, 1, 3)}
     # Every probe acked: the core draws nothing else at random, so the
     # targets are the same with or without drawing ahead ...
@@ -447,7 +450,7 @@ def test_a_member_that_left_after_it_was_drawn_is_not_probed() -> None:
             gone.append(hinted[-1].to)  # announced for the next period: it leaves before then
             deliver(core, t, gone[0], Message(99, 0, Nack(), (MemberUpdate(gone[0], State.LEFT, 0),)))
 
-    probed, _ = _probe_run(make_core("a", others), 12, before_each=leave_next)
+    probed, _ = _probe_run(make_core("a", others, config=RR_ONLY), 12, before_each=leave_next)
     assert gone and gone[0] not in probed
     assert len(set(probed[:9])) == 9  # the round goes on with the others
 

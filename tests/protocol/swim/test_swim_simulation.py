@@ -85,14 +85,15 @@ def test_lifeguard_awareness_quiets_a_slow_member() -> None:
     # One member's messages take 0.6 s each way (an overloaded host): every one
     # of its probes times out. Local health awareness makes it notice that it
     # is the slow one (its helpers cannot even Nack in time) and stretch its
-    # timeouts, instead of accusing healthy members every period.
-    def false_suspicions(awareness_max: int) -> int:
-        obs = Observer()
-        sim = SwimSimulation(30, seed=8, on_event=obs, network=NetworkModel(slow={4: 0.6}),
+    # timeouts, instead of accusing healthy members every period. (Counted:
+    # the suspicions it starts itself. The others' suspicions of it, which
+    # the ring makes its predecessor renew after each refutation, are right:
+    # at 1.2 s a round trip it cannot answer within a period.)
+    def accusations(awareness_max: int) -> int:
+        sim = SwimSimulation(30, seed=8, network=NetworkModel(slow={4: 0.6}),
                              config=SwimConfig(awareness_max_multiplier=awareness_max))
-        obs.sim = sim
         sim.run_until(120.0)
-        return obs.false_suspects
+        return sim.cores[4].stats.suspected
 
-    without, with_lha = false_suspicions(1), false_suspicions(8)
-    assert with_lha * 3 < without
+    without, with_lha = accusations(1), accusations(8)
+    assert without > 50 and with_lha * 10 < without
