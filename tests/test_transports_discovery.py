@@ -8,7 +8,7 @@ import pytest
 from libp2p.peer.id import ID
 
 from agentp2p.node import Node
-from agentp2p.protocol.mdns import MdnsConnector
+from agentp2p.protocol.mdns import MdnsConnector, tcp_port
 from agentp2p.testing import local_config, wait_until
 
 
@@ -71,3 +71,32 @@ async def test_mdns_is_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
         assert mdns_tasks(on)
         assert default.host.get_network() not in started
         assert mdns_tasks(default) == []
+
+
+async def test_mdns_advertises_the_tcp_port_when_quic_is_listed_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``mdns = true`` beside a QUIC listen address: the record carries the TCP
+    listener's port. It took the first address that was not /ws, and a
+    /udp/…/quic-v1 one has no TCP port: the node failed to start
+    (ProtocolLookupError)."""
+    import libp2p.discovery.mdns.mdns as library_mdns
+
+    ports: list[object] = []
+
+    class FakeDiscovery:
+        def __init__(self, swarm: object, **kwargs: object) -> None:
+            ports.append(kwargs.get("port"))
+            self.listener = SimpleNamespace(discovered_services={})
+
+        def start(self) -> None:
+            pass
+
+        def stop(self) -> None:
+            pass
+
+    monkeypatch.setattr(library_mdns, "MDNSDiscovery", FakeDiscovery)
+    listen = ["/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"]
+    async with Node(local_config(listen=listen, mdns=True, swim=False)) as node:
+        await wait_until(lambda: bool(ports), what="the mDNS advertisement")
+        tcp = next(a for a in node.addrs if "/tcp/" in a)
+        assert ports == [int(tcp.split("/tcp/")[1].split("/")[0])]
+    assert tcp_port(["/ip4/127.0.0.1/udp/4001/quic-v1"]) == 0  # nothing to advertise, as before

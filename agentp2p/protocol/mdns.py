@@ -66,13 +66,23 @@ class MdnsConnector:
             await trio.sleep(self.interval)
 
 
+def tcp_port(addrs: Iterable[Any]) -> int:
+    """The port of our first plain TCP listen address (what the mDNS record
+    advertises), 0 if there is none. Not the first address as such: a QUIC
+    one (``/udp/…/quic-v1``) has no TCP port, and asking it for one failed
+    the node's start with ``mdns = true``."""
+    for a in addrs:
+        text = str(a)
+        if "/tcp/" in text and "/ws" not in text:
+            return int(a.value_for_protocol("tcp"))
+    return 0
+
+
 async def run_mdns(host: Any, dialer: Dialing, me: ID) -> None:
     """Advertise ``host`` over mDNS and connect to the peers it discovers."""
     from libp2p.discovery.mdns.mdns import MDNSDiscovery
 
-    tcp = [a for a in host.get_transport_addrs() if "/ws" not in str(a)]
-    port = int(tcp[0].value_for_protocol("tcp")) if tcp else 0
-    discovery = MDNSDiscovery(host.get_network(), port=port, host=host)
+    discovery = MDNSDiscovery(host.get_network(), port=tcp_port(host.get_transport_addrs()), host=host)
     discovery.start()
     try:
         connector = MdnsConnector(
