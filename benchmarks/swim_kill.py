@@ -38,7 +38,10 @@ async def one(n: int, cfg: SwimConfig) -> dict[str, float]:
                                          for m in members), 60, "the process node alive everywhere")
             killed = trio.current_time()
             proc.kill()
+            # The log is filled by each member's event task, after the core's
+            # state changed: wait for both (the state alone raced the log).
             await wait_until(lambda: all((x := m.swim.member(victim)) is not None and x.state == "dead"
+                                         and any(e.peer_id == victim and e.kind == "failed" for e in m.log)
                                          for m in members), 120, "every node says failed")
             failed = [next(e.at for e in m.log if e.peer_id == victim and e.kind == "failed") - killed
                       for m in members]
