@@ -59,6 +59,12 @@ class SwimConfig:
     #: simulator at up to 10 % message loss, 1,000 members), and a silent
     #: crash is seen by all in < 8 s at 1,000 members, < 10 s at 10,000.
     suspicion_mult: float = 1.5
+    #: ... but never less than this many periods, whatever N: the time a
+    #: member that stalls (a collection, a blocking call in its event loop)
+    #: or sits behind a slow link has to hear of its suspicion and refute,
+    #: which does not shrink with N; log10 N adds the dissemination time
+    #: above it. With 1.5, it decides up to 100 members (3 s at T = 1 s).
+    suspicion_min_periods: float = 3.0
     #: ... and it starts at suspicion_max_timeout_mult times that minimum.
     suspicion_max_timeout_mult: int = 6
     #: Lifeguard's K: independent confirmations that bring the timeout down to
@@ -161,6 +167,8 @@ class SwimConfig:
             raise ValueError("probe_connected_min must be >= 0 (0 = off)")
         if self.indirect_checks < 0 or self.suspicion_mult < 1:
             raise ValueError("indirect_checks >= 0 and suspicion_mult >= 1")
+        if self.suspicion_min_periods < 0:
+            raise ValueError("suspicion_min_periods must be >= 0")
         if self.suspicion_confirmations < 0:
             raise ValueError("suspicion_confirmations must be >= 0")
         if self.suspicion_max_timeout_mult < 1 or self.retransmit_mult < 1:
@@ -193,7 +201,8 @@ class SwimConfig:
         return self.push_pull_interval * (math.ceil(math.log2(n) - 5) + 1)
 
     def suspicion_min(self, n: int) -> float:
-        return self.suspicion_mult * max(1.0, math.log10(max(1, n))) * self.probe_interval
+        scaled = self.suspicion_mult * max(1.0, math.log10(max(1, n)))
+        return max(scaled, self.suspicion_min_periods) * self.probe_interval
 
     def suspicion_max(self, n: int) -> float:
         return self.suspicion_max_timeout_mult * self.suspicion_min(n)

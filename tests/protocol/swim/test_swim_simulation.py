@@ -97,3 +97,25 @@ def test_lifeguard_awareness_quiets_a_slow_member() -> None:
 
     without, with_lha = accusations(1), accusations(8)
     assert without > 50 and with_lha * 10 < without
+
+
+def test_a_slow_member_is_not_declared_failed_much_more_often_than_before_the_ring() -> None:
+    """A member 0.6 s away each way (1.2 s a round trip, over the period) is
+    suspected all the time and sometimes declared failed before it refutes.
+    The short multiplier (1.5) and the ring's predecessor, re-accusing it after
+    each refutation, made that 6 times as frequent; the minimum of 3 periods
+    and the ring's back-off keep it near the round-robin with multiplier 2."""
+    def false_failed(cfg: SwimConfig) -> int:
+        total = 0
+        for seed in (8, 1, 2, 3):
+            obs = Observer()
+            sim = SwimSimulation(30, seed=seed, on_event=obs, network=NetworkModel(slow={4: 0.6}), config=cfg)
+            obs.sim = sim
+            sim.run_until(120.0)
+            total += obs.false_failed
+        return total
+
+    before = false_failed(SwimConfig(ring_probe_every=0, suspicion_mult=2, suspicion_min_periods=0))
+    now = false_failed(SwimConfig())
+    unguarded = false_failed(SwimConfig(suspicion_min_periods=0))
+    assert now <= 3 * max(before, 5) and unguarded > 2 * now, (before, now, unguarded)
