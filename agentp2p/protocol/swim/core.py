@@ -285,9 +285,11 @@ class SwimCore:
         #: Candidate back-offs, once lifted (a member came back from the dead), are not lifted again before this.
         self._forgive_at = -math.inf
         self._rejoined: PeerId | None = None  # set by _apply: a push/pull partner
+        self._rejoined_dead = False  # ... that came back from dead/left (a partition healing)
         self._flux_window = -1
         self._flux_count = 0
         self._merging_until = -1.0  # views are merging until then: see _pp_burst
+        self._healing_until = -1.0  # ... and not only because a member joined (see _transition)
         self._in_merge = False  # _merge is applying a partner's entries
         self._announce_self()
         # Random phase so members' periods are not synchronized.
@@ -665,6 +667,7 @@ class SwimCore:
         self._contacts.heard(sender, self._now)
         self._verify_budget = self.config.max_verifications_per_frame
         self._rejoined = None
+        self._rejoined_dead = False
         for u in msg.updates[: self.config.max_updates_per_frame]:
             self._apply(u, sender, out)
         # First-hand: the authenticated sender is alive at this incarnation.
@@ -690,10 +693,11 @@ class SwimCore:
             self._on_push_pull(sender, msg.seq, body, out)
         # Gossip: its updates are all it has, applied above; never answered.
         rejoined, self._rejoined = self._rejoined, None
+        from_dead, self._rejoined_dead = self._rejoined_dead, False
         if rejoined is not None and not isinstance(body, PushPull):
             # Someone we held dead/left (or just discovered) answered: the two
             # sides of a partition meet, or a member joins. Swap views now.
-            self._push_pull_with(rejoined, out)
+            self._push_pull_with(rejoined, out, from_dead)
 
     def _on_ack(self, sender: PeerId, seq: int, out: list[Action]) -> None:
         p = self._probe
@@ -808,6 +812,7 @@ class SwimCore:
         addrs = (u.addrs or m.addrs) if (own or signed is not None) else m.addrs
         if own and u.state is State.ALIVE and not m.live:
             self._rejoined = peer  # back from the dead in its own word: push/pull with it
+            self._rejoined_dead = True
             if self._now >= self._forgive_at and self._candidates.forgive():
                 # A partition may have healed: strangers beyond it that failed our
                 # candidate pings can answer now (admission.py, forgive).
@@ -931,8 +936,8 @@ class SwimCore:
             n = self._table.live_count + 1
             cfg = self.config
             least = cfg.suspicion_min(n)
-            if now < self._merging_until:
-                # Views are merging (a healed partition): accusations made
+            if now < self._healing_until:
+                # Views are merging after a partition: accusations made
                 # across it are often stale and their refutations still on
                 # the way. Twice the minimum, as the short one is meant for a
                 # steady network (it cost 18 false "failed" after a heal in
@@ -1127,8 +1132,9 @@ class SwimCore:
         if picks:
             self._start_push_pull(picks[0], out)
 
-    def _push_pull_with(self, peer: PeerId, out: list[Action]) -> None:
-        """Join / rejoin: ``peer`` just answered us itself."""
+    def _push_pull_with(self, peer: PeerId, out: list[Action], healing: bool) -> None:
+        """Join / rejoin: ``peer`` just answered us itself (``healing``: it
+        came back from the dead or left)."""
         cfg = self.config
         if cfg.push_pull_interval <= 0 or self._leaving:
             return
@@ -1136,7 +1142,7 @@ class SwimCore:
         m = self._table.get(peer)
         if m is None or m.state is not State.ALIVE:
             return
-        self._pp_burst()
+        self._pp_burst(healing)
         if self._pp.may_ask(peer, self._now, cfg.push_pull_burst_interval):
             self._start_push_pull(m, out)
 
@@ -1305,7 +1311,7 @@ class SwimCore:
         if self._flux_count == max(cfg.push_pull_burst_changes, (self._table.live_count + 1) // 64):
             self._pp_burst()
 
-    def _pp_burst(self) -> None:
+    def _pp_burst(self, healing: bool = True) -> None:
         """Views are merging (a rejoin, a big exchange, many events at once):
         for a merge window — a few burst intervals plus as long as gossip keeps
         relaying the stale news of the merge — push/pull every burst interval
@@ -1321,6 +1327,9 @@ class SwimCore:
         )
         if until > self._merging_until:
             self._merging_until = until
+        if healing and until > self._healing_until:
+            # A partition heals (not just a member joining): see _transition.
+            self._healing_until = until
         self._pp_soon()
 
     def _pp_soon(self) -> None:

@@ -220,3 +220,17 @@ def test_while_views_merge_a_suspicion_waits_twice_the_minimum() -> None:
     assert steady == least
     merging, least = _suspicion_min_after(SwimConfig().push_pull_burst_changes)
     assert merging == 2 * least
+
+
+def test_a_join_does_not_lengthen_suspicions() -> None:
+    """A member joining also opens a merge window (push/pull with it), but a
+    crash right after a join must be decided as fast as any other."""
+    core = make_core("a", OTHERS)
+    newcomer = pid("newcomer")
+    core.handle(0.01, MemberDiscovered(newcomer, ()))
+    t, acts = next_tick(core)
+    (ping,) = sends(acts, Ping, to=newcomer)
+    deliver(core, t + 0.01, newcomer, Message(ping.message.seq, 0, Ack()))
+    assert core.member(newcomer).live and core._merging_until > t + 0.02  # noqa: SLF001 — the join's window
+    deliver(core, t + 0.02, pid("m29"), Message(99, 0, Ack(), (MemberUpdate(pid("m20"), State.SUSPECT, 0, (), pid("m29")),)))
+    assert core._suspicions[pid("m20")].min == core.config.suspicion_min(len(OTHERS) + 2)  # noqa: SLF001
