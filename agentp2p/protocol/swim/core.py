@@ -120,9 +120,6 @@ _HINT_REFILL = 2
 _HINT_COOLDOWN = 30
 #: Suspicion minimum multiplier while views merge (see _transition).
 _MERGE_SUSPICION = 2
-#: Periods the ring leaves alone a successor that failed our probe and then
-#: refuted (see _ring_successor).
-_RING_BACKOFF = 8
 _MAX_HINT_MEMORY = 1024
 
 #: A merge window (see _pp_burst) lasts this many push/pull burst intervals
@@ -241,7 +238,6 @@ class SwimCore:
         self._ahead: collections.deque[PeerId] = collections.deque()
         #: Our successor on the hash ring of live members (ring_probe_every).
         self._ring = RingSuccessor(local_id) if self.config.ring_probe_every else None
-        self._ring_failed: tuple[PeerId, int] | None = None  # (member, period) of our last failed probe of it
         self._queue = BroadcastQueue(self.config.max_broadcast_queue)
         self._suspicions: dict[PeerId, Suspicion] = {}
         self._timers: list[tuple[float, int, int, object]] = []
@@ -533,19 +529,7 @@ class SwimCore:
             return None
         peer = ring.successor(self._table)
         m = self._table.get(peer) if peer is not None else None
-        if m is None or not m.live:
-            return None
-        failed = self._ring_failed
-        if (m.state is State.ALIVE and failed is not None and failed[0] == peer
-                and self._period + ahead - failed[1] < _RING_BACKOFF):
-            # It failed our probe and has refuted since: alive, but slow or
-            # lossy. Probing it every second period would accuse it again
-            # after each refutation (with the whole cluster's confirmations
-            # ready); the round-robin's probes, spread over everyone, still
-            # come. A crashed successor does not refute, stays suspect, and
-            # keeps its turns.
-            return None
-        return m
+        return m if m is not None and m.live else None
 
     def _on_connection_lost(self, peer: PeerId) -> None:
         """A member's connection ended without a goodbye: probe it next period.
@@ -643,8 +627,6 @@ class SwimCore:
         # Lifeguard: helpers that could not even Nack suggest *we* are the problem.
         expected = len(probe.helpers)
         self.awareness.apply(expected - len(probe.nacks) if expected else 1)
-        if self._ring is not None:
-            self._ring_failed = (probe.target, self._period)
         self._suspect(probe.target, out)
 
     # ------------------------------------------------------------ receiving

@@ -234,3 +234,17 @@ def test_a_join_does_not_lengthen_suspicions() -> None:
     assert core.member(newcomer).live and core._merging_until > t + 0.02  # noqa: SLF001 — the join's window
     deliver(core, t + 0.02, pid("m29"), Message(99, 0, Ack(), (MemberUpdate(pid("m20"), State.SUSPECT, 0, (), pid("m29")),)))
     assert core._suspicions[pid("m20")].min == core.config.suspicion_min(len(OTHERS) + 2)  # noqa: SLF001
+
+
+def test_a_member_back_from_the_dead_opens_a_healing_window() -> None:
+    """The two sides of a healed partition meet when a member we hold dead or
+    left answers in its own word: suspicions started then wait twice the minimum."""
+    core = make_core("a", OTHERS)
+    gone = pid("m5")
+    deliver(core, 0.01, gone, Message(1, 0, Ack(), (MemberUpdate(gone, State.LEFT, 0),)))  # it says it left
+    assert not core.member(gone).live
+    # Its own word, a higher incarnation: back (not a join: it was a member).
+    deliver(core, 0.02, gone, Message(2, 1, Ack()))
+    assert core.member(gone).live
+    deliver(core, 0.03, pid("m29"), Message(99, 0, Ack(), (MemberUpdate(pid("m20"), State.SUSPECT, 0, (), pid("m29")),)))
+    assert core._suspicions[pid("m20")].min == 2 * core.config.suspicion_min(len(OTHERS) + 1)  # noqa: SLF001

@@ -102,9 +102,9 @@ def test_lifeguard_awareness_quiets_a_slow_member() -> None:
 def test_a_slow_member_is_not_declared_failed_much_more_often_than_before_the_ring() -> None:
     """A member 0.6 s away each way (1.2 s a round trip, over the period) is
     suspected all the time and sometimes declared failed before it refutes.
-    The short multiplier (1.5) and the ring's predecessor, re-accusing it after
-    each refutation, made that 6 times as frequent; the minimum of 3 periods
-    and the ring's back-off keep it near the round-robin with multiplier 2."""
+    The short multiplier (1.5) made that 6 times as frequent (the ring's
+    predecessor, re-accusing it after each refutation, adds some); the
+    minimum of 3 periods keeps it near the round-robin with multiplier 2."""
     def false_failed(cfg: SwimConfig) -> int:
         total = 0
         for seed in (8, 1, 2, 3):
