@@ -118,7 +118,7 @@ _TICK, _PROBE_TIMEOUT, _INDIRECT, _SUSPICION, _REAP, _LEAVE, _PUSHPULL, _GOSSIP 
 _MAX_HINTED = 4
 _HINT_REFILL = 2
 _HINT_COOLDOWN = 30
-#: Suspicion minimum multiplier while views merge (see _transition).
+#: Suspicion minimum multiplier while a partition heals (see _transition).
 _MERGE_SUSPICION = 2
 _MAX_HINT_MEMORY = 1024
 
@@ -280,8 +280,9 @@ class SwimCore:
         self._pp_next = float("inf")  # when our next periodic push/pull is due
         #: Candidate back-offs, once lifted (a member came back from the dead), are not lifted again before this.
         self._forgive_at = -math.inf
-        self._rejoined: PeerId | None = None  # set by _apply: a push/pull partner
-        self._rejoined_dead = False  # ... that came back from dead/left (a partition healing)
+        #: Set by _apply: a push/pull partner, and whether it came back from
+        #: dead/left (a partition healing) rather than joined.
+        self._rejoined: tuple[PeerId, bool] | None = None
         self._flux_window = -1
         self._flux_count = 0
         self._merging_until = -1.0  # views are merging until then: see _pp_burst
@@ -649,7 +650,6 @@ class SwimCore:
         self._contacts.heard(sender, self._now)
         self._verify_budget = self.config.max_verifications_per_frame
         self._rejoined = None
-        self._rejoined_dead = False
         for u in msg.updates[: self.config.max_updates_per_frame]:
             self._apply(u, sender, out)
         # First-hand: the authenticated sender is alive at this incarnation.
@@ -675,11 +675,11 @@ class SwimCore:
             self._on_push_pull(sender, msg.seq, body, out)
         # Gossip: its updates are all it has, applied above; never answered.
         rejoined, self._rejoined = self._rejoined, None
-        from_dead, self._rejoined_dead = self._rejoined_dead, False
         if rejoined is not None and not isinstance(body, PushPull):
             # Someone we held dead/left (or just discovered) answered: the two
             # sides of a partition meet, or a member joins. Swap views now.
-            self._push_pull_with(rejoined, out, from_dead)
+            peer, healing = rejoined
+            self._push_pull_with(peer, healing, out)
 
     def _on_ack(self, sender: PeerId, seq: int, out: list[Action]) -> None:
         p = self._probe
@@ -793,8 +793,7 @@ class SwimCore:
             signed = u  # the member's own signed word: relay it as is (receivers verify)
         addrs = (u.addrs or m.addrs) if (own or signed is not None) else m.addrs
         if own and u.state is State.ALIVE and not m.live:
-            self._rejoined = peer  # back from the dead in its own word: push/pull with it
-            self._rejoined_dead = True
+            self._rejoined = (peer, True)  # back from the dead in its own word: push/pull with it
             if self._now >= self._forgive_at and self._candidates.forgive():
                 # A partition may have healed: strangers beyond it that failed our
                 # candidate pings can answer now (admission.py, forgive).
@@ -872,7 +871,7 @@ class SwimCore:
             return
         joining = self._joining.pop(peer, None)
         if joining is not None:
-            self._rejoined = peer  # a member we discovered joins: push/pull with it
+            self._rejoined = (peer, False)  # a member we discovered joins: push/pull with it
         candidate = self._candidates.admitted(peer)
         addrs = addrs or (joining[0] if joining else ()) or candidate or ()
         if self._table.set(Member(peer, State.ALIVE, inc, addrs, self._now, signed)):
@@ -1114,7 +1113,7 @@ class SwimCore:
         if picks:
             self._start_push_pull(picks[0], out)
 
-    def _push_pull_with(self, peer: PeerId, out: list[Action], healing: bool) -> None:
+    def _push_pull_with(self, peer: PeerId, healing: bool, out: list[Action]) -> None:
         """Join / rejoin: ``peer`` just answered us itself (``healing``: it
         came back from the dead or left)."""
         cfg = self.config
