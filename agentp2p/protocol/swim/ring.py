@@ -24,11 +24,9 @@ import bisect
 
 from .member import PeerId
 from .pushpull import peer_hash
-from .roster import MemberTable
+from .roster import MemberTable, clockwise
 
 __all__ = ["RingSuccessor"]
-
-_MASK = (1 << 64) - 1
 
 
 class RingSuccessor:
@@ -44,7 +42,7 @@ class RingSuccessor:
         self._stale = True  # rebuild from the table before use
 
     def distance(self, peer: PeerId) -> int:
-        return (peer_hash(peer) - self._own) & _MASK
+        return clockwise(self._own, peer_hash(peer))
 
     def became_live(self, peer: PeerId) -> None:
         """``peer`` joined, or came back from dead/left."""

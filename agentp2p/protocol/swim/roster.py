@@ -22,6 +22,12 @@ from .member import Member, PeerId, State
 from .pushpull import FINE_BITS, ViewDigest, peer_hash
 
 _MISSING = object()
+_MASK64 = (1 << 64) - 1
+
+
+def clockwise(start: int, to: int) -> int:
+    """Distance from hash ``start`` to hash ``to`` going clockwise round the 64-bit ring (ring.py)."""
+    return (to - start) & _MASK64
 
 
 class RosterBase:
@@ -168,7 +174,6 @@ class MemberTable:
         on the ring of ``peer_hash`` values, as (distance, peer), closest first
         (ring.py). Walks the shared base's sorted ring from ``h`` (stopping at
         ``width`` live ones) and checks every member added since."""
-        mask = (1 << 64) - 1
         found: list[tuple[int, PeerId]] = []
         if self._base is not None:
             hashes, peers = self._base.ring()
@@ -178,13 +183,13 @@ class MemberTable:
                 i = (start + k) % n
                 m = self.get(peers[i])
                 if m is not None and m.live:
-                    found.append(((hashes[i] - h) & mask, peers[i]))
+                    found.append((clockwise(h, hashes[i]), peers[i]))
                     if len(found) == width:
                         break
         for peer in self._extra:
             m = self._own.get(peer)
             if m is not None and m.live:
-                found.append(((peer_hash(peer) - h) & mask, peer))
+                found.append((clockwise(h, peer_hash(peer)), peer))
         found.sort()
         return found[:width]
 
