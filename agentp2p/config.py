@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 import tomllib
 import types
@@ -129,9 +130,13 @@ class DHTConfig:
     query_timeout: float = 10.0  # a whole lookup, whatever its peers do
     request_timeout: float = 5.0  # one request to one peer (dial included)
     # A lookup request unanswered this long frees its slot among the alpha in
-    # flight, and the next candidate is asked beside it (0: off, the default:
-    # on a CPU-starved machine it added dials where they hurt; docs/dht.md).
-    slow_after: float = 0.0
+    # flight, and the next candidate is asked beside it. 0: off (the
+    # default: on this project's CPU-starved test machine both a fixed 1 s
+    # and "auto" added work where it hurt); "auto": learned from how long
+    # this node's answered requests take (0.5 s .. request_timeout), which
+    # keeps look-ups working while peers stop answering (a partition);
+    # seconds: fixed (docs/dht.md).
+    slow_after: float | str = 0.0
     # Every this many seconds one peer the routing table dropped for failed
     # requests is pinged again, for an hour after the loss: how the DHT and
     # pub/sub re-knit after a partition heals (0: off).
@@ -341,8 +346,10 @@ class NodeConfig:
         if min(d.k, d.alpha, d.replication, d.disjoint_paths, d.max_inbound_streams_per_peer,
                d.inbound_request_burst) < 1:
             raise ConfigError("dht.k, alpha, replication, disjoint_paths and the inbound bounds must be >= 1")
-        if d.slow_after < 0:
-            raise ConfigError("dht.slow_after must be 0 (off) or positive")
+        try:
+            slow_after_seconds(d.slow_after)
+        except ValueError:
+            raise ConfigError(f'dht.slow_after must be "auto", 0 (off) or positive seconds, not {d.slow_after!r}') from None
         if d.reconnect_interval < 0:
             raise ConfigError("dht.reconnect_interval must be 0 (off) or positive")
         if min(d.refresh_interval, d.query_timeout, d.request_timeout, d.inbound_requests_per_second) <= 0:
@@ -390,6 +397,19 @@ def _peer_list(name: str, peers: list[str], max_entries: int) -> set[str]:
         except ValueError as exc:
             raise ConfigError(f"{name}: {exc}") from None
     return ids
+
+
+def slow_after_seconds(value: float | str) -> float | None:
+    """``dht.slow_after`` as the Kademlia core takes it: None for "auto",
+    else seconds (0: off). ValueError when it is neither."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "auto":
+            return None
+        value = float(text)  # an environment variable's "1.5" (ValueError if not a number)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise ValueError(value)
+    return float(value)
 
 
 # --- loading -----------------------------------------------------------------

@@ -122,11 +122,15 @@ def cap_name(i: int) -> str:
 # ---------------------------------------------------------------------------
 
 
-def _worker_dht() -> DHTConfig:
+def _slow_after(text: str) -> float | str:
+    return text if text == "auto" else float(text)
+
+
+def _worker_dht(slow_after: str = "0") -> DHTConfig:
     # A worker holds 25-50 nodes on a shared core: answers take seconds while
     # the network forms, so its nodes wait longer than the defaults before
     # giving a peer or a query up. (The newcomer measured runs on the defaults.)
-    return DHTConfig(query_timeout=30.0, request_timeout=15.0)
+    return DHTConfig(query_timeout=30.0, request_timeout=15.0, slow_after=_slow_after(slow_after))
 
 
 def _emit(obj: dict[str, Any]) -> None:
@@ -203,7 +207,7 @@ class Worker:
             try:
                 boot = [a.boot] if seeding else self.rng.sample(self.pool, min(a.bootstrap_from, len(self.pool)))
                 svc = RecordService(f"agent-{i}", capabilities=[cap_name(i % a.caps)])
-                cfg = local_config(bootstrap=boot, dht=_worker_dht(), swim=SwimConfig(enabled=a.swim == "on"))
+                cfg = local_config(bootstrap=boot, dht=_worker_dht(a.slow_after), swim=SwimConfig(enabled=a.swim == "on"))
                 async with Node(cfg, services=[svc]) as node:
                     ordered[i] = (node, svc)
                     with trio.move_on_after(JOIN_WAIT):
@@ -413,7 +417,7 @@ async def build_network(n: int, args: argparse.Namespace, boot: Node, workers: l
                "--offset", str(offset), "--gc-policy", args.gc_policy, "--gc-young", str(args.gc_young), "--total", str(n), "--caps", str(args.caps),
                "--seeds", str(args.seeds), "--concurrency", str(args.concurrency),
                "--bootstrap-from", str(args.bootstrap_from), "--quiet", str(args.quiet),
-               "--settle-timeout", str(args.settle_timeout), "--swim", args.swim]
+               "--settle-timeout", str(args.settle_timeout), "--swim", args.swim, "--slow-after", args.slow_after]
         if args.verbose:
             cmd.append("--verbose")
         proc = await trio.lowlevel.open_process(
@@ -453,11 +457,13 @@ async def build_network(n: int, args: argparse.Namespace, boot: Node, workers: l
 
 
 async def measure_newcomer(boot: Node, expected: dict[str, set[str]], n: int, swim: bool,
-                           profile: cProfile.Profile | None, limit: int | None = None) -> dict[str, Any]:
+                           profile: cProfile.Profile | None, limit: int | None = None,
+                           slow_after: str = "0") -> dict[str, Any]:
     """A newcomer that knows only ``boot`` joins and looks up every capability once."""
     t_join = time.perf_counter()
     svc = RecordService("newcomer")
-    cfg = local_config(bootstrap=[boot.addrs[0]], swim=SwimConfig(enabled=swim))
+    cfg = local_config(bootstrap=[boot.addrs[0]], swim=SwimConfig(enabled=swim),
+                       dht=DHTConfig(slow_after=_slow_after(slow_after)))
     async with Node(cfg, services=[svc]) as newcomer:
         await wait_until(lambda: newcomer.dht.routing_table_size > 0, timeout=60, what="join")
         join_s = time.perf_counter() - t_join
@@ -510,12 +516,12 @@ async def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
     load0 = os.getloadavg()[0]
     profile = cProfile.Profile() if args.profile else None
     workers: list[WorkerProc] = []
-    boot_cfg = local_config(swim=SwimConfig(enabled=args.swim == "on"))
+    boot_cfg = local_config(swim=SwimConfig(enabled=args.swim == "on"), dht=DHTConfig(slow_after=_slow_after(args.slow_after)))
     async with Node(boot_cfg, services=[RecordService("bootstrap")]) as boot:
         try:
             expected, info = await build_network(n, args, boot, workers)
             load1 = os.getloadavg()[0]
-            rounds = [await measure_newcomer(boot, expected, n, args.swim == "on", profile, args.limit)
+            rounds = [await measure_newcomer(boot, expected, n, args.swim == "on", profile, args.limit, args.slow_after)
                       for _ in range(args.rounds)]
         finally:
             async with trio.open_nursery() as nursery:
@@ -574,6 +580,7 @@ def main() -> None:
     ap.add_argument("--settle-timeout", type=float, default=600.0)
     ap.add_argument("--swim", choices=("on", "off"), default="on", help="SWIM on the agents (node default: on)")
     ap.add_argument("--rounds", type=int, default=1, help="newcomers, one after another")
+    ap.add_argument("--slow-after", default="0", help='the DHT\'s slow_after on every node: 0 (off, the default), "auto" or seconds')
     ap.add_argument("--limit", type=int, default=None,
                     help="find_agents(limit=L) instead of asking for every agent (1: the first live agent)")
     ap.add_argument("--profile", metavar="FILE", help="cProfile of this process during the look-ups")

@@ -129,7 +129,7 @@ def _ms(x: float | None) -> str:
 
 
 def _whole_config(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager: bool,
-                  connect_ahead: int | None, slow_after: float | None, degree: int, degree_near: int,
+                  connect_ahead: int | None, slow_after: float | str | None, degree: int, degree_near: int,
                   probe_connected: int = 0) -> Any:
     """The whole-node simulator's configuration from the command line's options (``whole`` and ``churn``)."""
     from agentp2p.config import PubSubConfig
@@ -142,7 +142,7 @@ def _whole_config(n: int, join_rate: float, swim: bool, loss: float, seed: int, 
 
 
 def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager: bool,
-          connect_ahead: int | None = None, slow_after: float | None = None, degree: int = 6,
+          connect_ahead: int | None = None, slow_after: float | str | None = None, degree: int = 6,
           degree_near: int = 0, publish_s: float = 20.0, heal_wait: float = 60.0,
           heal_probe_every: int = 1, settle: float = 60.0, crash_wait: float = 90.0,
           probe_connected: int = 0) -> dict[str, Any]:
@@ -193,7 +193,7 @@ def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager:
 
 
 def churn(n: int, join_rate: float, swim: bool, loss: float, seed: int, per_hour: float, duration: float,
-          manager: bool = True, connect_ahead: int | None = None, slow_after: float | None = None,
+          manager: bool = True, connect_ahead: int | None = None, slow_after: float | str | None = None,
           degree: int = 6, degree_near: int = 0, probe_connected: int = 0) -> dict[str, Any]:
     from agentp2p.simulation.whole_node import run_churn
 
@@ -221,6 +221,10 @@ def churn(n: int, join_rate: float, swim: bool, loss: float, seed: int, per_hour
     return out
 
 
+def _slow_after(text: str) -> float | str:
+    return text if text == "auto" else float(text)
+
+
 def _seconds_at_least_1(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -245,8 +249,8 @@ def main() -> None:
                    help="whole, merge: SWIM's connect_ahead periods (default: the node's)")
     p.add_argument("--probe-connected", type=int, default=0, metavar="MIN",
                    help="whole, churn: SWIM probes only connected members while at least MIN are (0: off, the default)")
-    p.add_argument("--slow-after", type=float, default=None,
-                   help="whole: the DHT's slow_after in seconds, 0 = off (default: the node's)")
+    p.add_argument("--slow-after", type=_slow_after, default=None,
+                   help='whole, churn: the DHT\'s slow_after in seconds, 0 = off, or "auto" (learned) (default: the node\'s, off)')
     p.add_argument("--no-conn-manager", action="store_true",
                    help="whole: the node before its connection manager (no idle connection is closed)")
     p.add_argument("--degree", type=int, default=6, help="whole: the pub/sub config's degree (D)")

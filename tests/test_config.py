@@ -41,6 +41,9 @@ def test_env_lists_and_bools() -> None:
         ("pubsub = 3", "must be a table"),
         ('[dht]\nmode = "both"', "dht.mode"),
         ("[dht]\nslow_after = -1.0", "dht.slow_after"),
+        ('[dht]\nslow_after = "fast"', "dht.slow_after"),
+        ("[dht]\nslow_after = inf", "dht.slow_after"),
+        ("[dht]\nslow_after = nan", "dht.slow_after"),
         ("[dht]\nreconnect_interval = -1.0", "dht.reconnect_interval"),
         ("[pubsub]\ndegree_near = 7", "degree_near"),
         ("[pubsub]\ndegree_near = 6", "below degree"),  # a mesh keeps a long link
@@ -73,3 +76,19 @@ def test_degree_near_reaches_the_router() -> None:
     assert (router_params(cfg.pubsub).d_near, router_params(cfg.pubsub).d_out) == (7, 2)
     assert PubSubConfig(degree=8, degree_low=2).degree_out == 1  # D_out below D_lo
     assert router_params(NodeConfig().pubsub).d_near == 0  # the spec's random meshes by default
+
+
+def test_dht_slow_after_auto_seconds_or_off(tmp_path: Path) -> None:
+    """0 (off) is the default; "auto" reaches the Kademlia core as None
+    (learned); seconds from a file or the environment as seconds."""
+    from agentp2p.protocol.dht import kademlia_config
+
+    assert kademlia_config(build_config(environ={}).dht).slow_after == 0.0
+    f = tmp_path / "c.toml"
+    f.write_text('[dht]\nslow_after = "auto"')
+    assert kademlia_config(build_config(f, environ={}).dht).slow_after is None
+    f.write_text("[dht]\nslow_after = 2")
+    assert kademlia_config(build_config(f, environ={}).dht).slow_after == 2.0
+    assert kademlia_config(build_config(environ={"AGENTP2P_DHT__SLOW_AFTER": "auto"}).dht).slow_after is None
+    env = {"AGENTP2P_DHT__SLOW_AFTER": "1.5"}
+    assert kademlia_config(build_config(environ=env).dht).slow_after == 1.5

@@ -337,3 +337,55 @@ async def test_a_bootstrap_peer_that_refuses_us_after_the_handshake_is_retried_w
             # ~5 attempts a second.
             assert trio.current_time() - started >= 1.4
             assert newcomer.stats()["bootstrap"]["successes"] == 0
+
+
+@pytest.mark.parametrize("slow_after", ["auto", 0.0])
+async def test_silent_peers_hold_a_lookup_only_as_long_as_answers_usually_take(slow_after: str | float) -> None:
+    """Real sockets. Answers on loopback teach a node its slow threshold (the
+    0.5 s floor unless the machine is loaded, "auto"; under 4 s is enough
+    here, against an 8 s request timeout); then the three peers its next lookup asks first
+    stop answering (alive and connected, their DHT silent). Their α slots
+    are freed and the others asked before any of the three times out; with
+    the threshold off nobody else is asked until they do."""
+    import os
+
+    from agentp2p.protocol.kademlia import RequestReceived, kad_key
+    from agentp2p.protocol.kademlia.keys import distance
+
+    def silence(node: Node) -> None:
+        """The node stays up and connected; its DHT takes requests and never answers."""
+        core = node.dht.service.core
+        handle = core.handle
+        core.handle = lambda now, ev: [] if isinstance(ev, RequestReceived) else handle(now, ev)
+
+    dht = DHTConfig(request_timeout=8.0, query_timeout=10.0, slow_after=slow_after)
+    async with network(8, swim=False, dht=dht) as nodes:
+        a = nodes[-1]
+        for b in nodes[:-1]:
+            await a.connect(b.addrs[0])
+        others = {b.peer_id for b in nodes[:-1]}
+        await wait_until(lambda: set(a.dht.routing_table_peers()) == others, what="every node in a's table")
+        adapter = lambda: a.dht.stats()["adapter"]  # noqa: E731
+        with trio.fail_after(60):
+            while slow_after == "auto" and not 0 < adapter()["slow_after_s"] < 4.0:  # 0.5 s unless loaded
+                await a.dht.lookup(os.urandom(32))  # each answer is a sample
+        if slow_after != "auto":
+            assert adapter()["slow_after_s"] == 0.0
+        target = os.urandom(32)
+        first = sorted(nodes[:-1], key=lambda b: distance(kad_key(b.peer_id.to_bytes()), kad_key(target)))[:3]
+        for b in first:
+            silence(b)
+        before = adapter()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(a.dht.lookup, target)
+            if slow_after == "auto":
+                await wait_until(lambda: adapter()["slow_requests"] >= before["slow_requests"] + 3
+                                 or adapter()["timeouts"] > before["timeouts"], 30.0,
+                                 "the silent three's slots freed, or a timeout")
+                assert adapter()["timeouts"] == before["timeouts"], "a silent peer timed out before all three slots were freed"
+                assert adapter()["slow_requests"] >= before["slow_requests"] + 3
+            else:
+                await wait_until(lambda: adapter()["timeouts"] >= before["timeouts"] + 3, 15.0,
+                                 "the silent three timed out")
+                assert adapter()["slow_requests"] == before["slow_requests"] == 0
+            nursery.cancel_scope.cancel()

@@ -45,7 +45,7 @@ import trio
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
-from agentp2p.config import DHTConfig
+from agentp2p.config import DHTConfig, slow_after_seconds
 from agentp2p.errors import AgentP2PError
 from agentp2p.histogram import Histogram
 from agentp2p.network.identify import push_identify, request_identify
@@ -340,7 +340,7 @@ def kademlia_config(cfg: DHTConfig) -> KademliaConfig:
         mode=Mode.CLIENT if cfg.mode == "client" else Mode.SERVER,  # "auto" starts as a server
         protocol_id=cfg.protocols[0],
         request_timeout=cfg.request_timeout,
-        slow_after=cfg.slow_after,
+        slow_after=slow_after_seconds(cfg.slow_after),
         reconnect_interval=cfg.reconnect_interval,
         lookup_timeout=cfg.query_timeout,
         ping_timeout=cfg.request_timeout,

@@ -190,8 +190,8 @@ class WholeNodeConfig:
     connect_ahead: int | None = None
     #: SWIM's probe_connected_min (0: off, the node's default): probe only connected members.
     probe_connected_min: int = 0
-    #: The DHT's slow_after (None: the node's default, DHTConfig).
-    dht_slow_after: float | None = None
+    #: The DHT's slow_after: seconds, 0 off, or "auto" (learned); None: the node's default (DHTConfig).
+    dht_slow_after: float | str | None = None
     #: The DHT's reconnect_interval: lost peers pinged again (None: the node's default; 0: off).
     dht_reconnect_interval: float | None = None
     #: Payload bytes of a published message.
@@ -282,7 +282,7 @@ class WholeNodeSimulation:
         if cfg.probe_connected_min:
             swim_kw["probe_connected_min"] = cfg.probe_connected_min
         self.swim_config = SwimConfig(**swim_kw)
-        dht: dict[str, float] = {}
+        dht: dict[str, float | str] = {}
         if cfg.dht_slow_after is not None:
             dht["slow_after"] = cfg.dht_slow_after
         if cfg.dht_reconnect_interval is not None:
@@ -1011,7 +1011,7 @@ def _config_record(sim: WholeNodeSimulation) -> dict[str, Any]:
             "latency": sim.links.describe(), "connection_manager": cfg.connections.enabled,
             "connect_ahead": sim.swim_config.connect_ahead,
             "probe_connected_min": sim.swim_config.probe_connected_min, "pubsub_degree": cfg.pubsub.degree,
-            "pubsub_degree_near": cfg.pubsub.degree_near, "dht_slow_after": sim.kad_config.slow_after,
+            "pubsub_degree_near": cfg.pubsub.degree_near, "dht_slow_after": "auto" if sim.kad_config.slow_after is None else sim.kad_config.slow_after,
             "dht_reconnect_interval": sim.kad_config.reconnect_interval}
 
 

@@ -9,6 +9,7 @@ here, so no peer — and no amount of peers — can grow it without bound.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 from typing import Final
 
@@ -41,8 +42,16 @@ class KademliaConfig:
     #: counts (libtorrent's "short timeout"). Starved or far peers then slow a
     #: lookup by this much, not by the request timeout (unless it is among
     #: the k closest: the termination rule still waits for those). 0 (the
-    #: default) turns it off; the node's ``dht.slow_after`` sets it.
-    slow_after: float = 0.0
+    #: default) turns it off; None: learned from how long this node's
+    #: answered lookup requests take, at least ``slow_floor``
+    #: (slow_timer.py); a number fixes it. The node's ``dht.slow_after`` sets
+    #: it ("auto" for None).
+    slow_after: float | None = 0.0
+    slow_floor: float = 0.5
+    #: Slow requests a lookup path keeps awaited beside its α in flight;
+    #: None: 3α (in a network cut in two, six candidates in a row across the
+    #: cut are not rare, and α more would stall the lookup till their timeouts).
+    max_slow: int | None = None
     lookup_timeout: float = 60.0  # a whole query, whatever its peers do
     ping_timeout: float = 10.0  # the liveness check before an eviction
     refresh_interval: float = 600.0  # a bucket untouched this long is looked up
@@ -86,8 +95,10 @@ class KademliaConfig:
                      "cleanup_interval"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
-        if self.slow_after < 0:
-            raise ValueError("slow_after must be 0 (off) or positive")
+        if self.slow_after is not None and not 0 <= self.slow_after < math.inf:
+            raise ValueError("slow_after must be None (learned), 0 (off) or positive seconds")
+        if not 0 < self.slow_floor < math.inf or (self.max_slow is not None and self.max_slow < 1):
+            raise ValueError("slow_floor must be positive and max_slow at least 1")
         if self.reconnect_interval < 0 or self.lost_forget_after <= 0 or self.max_lost < 0:
             raise ValueError("reconnect_interval must be 0 (off) or positive, lost_forget_after positive, "
                              "max_lost not negative")

@@ -29,9 +29,10 @@ replacement.
 Timers (all run by whatever handle() call comes after them; Tick is enough):
 request timeouts, slow marks (a lookup request unanswered after
 ``slow_after`` frees its α slot and the lookup asks the next candidate
-beside it, so a starved peer delays the lookup's progress by ``slow_after``,
-not the request timeout; the termination rule still waits for it if it is
-among the k closest), query deadlines, bucket refresh (stale buckets get a
+beside it, so a starved or unreachable peer delays the lookup's progress by
+``slow_after``, not the request timeout; the termination rule still waits
+for it if it is among the k closest; ``slow_after`` None learns it from
+this node's answered requests, slow_timer.py), query deadlines, bucket refresh (stale buckets get a
 lookup of a random key in their range), provider republish (22 h), and the
 sweep of expired records and providers. ``next_deadline()`` says when the
 next is due and an ArmTimer action says when that changed.
@@ -88,6 +89,7 @@ from .providers import LocalProvides, ProviderStore
 from .query import MAX_PROVIDERS_RESULT, Kind, Query
 from .records import NamespacedValidator, Put, Quota, RecordStore, Validator
 from .lost import LostPeers
+from .slow_timer import SlowTimer
 from .routing_table import RoutingTable, Update
 from .server import Served, answer
 
@@ -120,6 +122,7 @@ class _Pending:
     timeout_at: float
     expect: MessageType | None  # the answer's type; None: no answer expected
     addrs: tuple[bytes, ...] = ()  # a reconnect's: where the lost peer was dialed
+    sent_at: float = 0.0  # a lookup request's: when it was sent (the slow timer's samples)
 
 
 class KademliaCore:
@@ -168,6 +171,7 @@ class KademliaCore:
         #: (slow_at, request id) of lookup requests, earliest first; skipped
         #: like _timeouts once answered.
         self._slow: list[tuple[float, int]] = []
+        self.slow_timer = SlowTimer(floor=min(c.slow_floor, c.request_timeout), ceiling=c.request_timeout)
         self._next_rid = 0
         self._next_internal = 0
         self._next_refresh = now + c.refresh_check_interval
@@ -205,6 +209,12 @@ class KademliaCore:
 
     def pending_count(self) -> int:
         return len(self._pending)
+
+    def slow_after(self) -> float:
+        """Seconds after which a lookup request sent now frees its α slot (0: never)."""
+        s = self.cfg.slow_after
+        s = self.slow_timer.threshold() if s is None else s
+        return s if s < self.cfg.request_timeout else 0.0  # the request times out first
 
     def set_mode(self, mode: Mode) -> None:
         """Serve (SERVER) or only ask (CLIENT) from now on: AutoNAT's verdict."""
@@ -362,6 +372,7 @@ class KademliaCore:
             closer = [(c.id, c.addrs[: self.cfg.max_addrs]) for c in msg.closer_peers[:cap]]
             cand = q.lookup.on_response(p.peer, closer)
             if cand is not None:
+                self.slow_timer.sample(self._now - p.sent_at)
                 self._seen(p.peer, cand.addrs, out)
                 known = len(q.providers)
                 enough = q.on_answer(cand, msg, self.records.is_valid, self.records.select)
@@ -437,7 +448,7 @@ class KademliaCore:
         seeds = [(e.peer, e.addrs) for e in self.table.closest(target, c.k * c.disjoint_paths)]
         lk = Lookup(target, seeds, k=c.k, alpha=c.alpha, paths=c.disjoint_paths, max_candidates=c.max_candidates,
                     max_closer=c.max_closer_per_response, max_requests=3 * c.max_candidates,
-                    exclude=(self.local_peer,))
+                    max_slow=3 * c.alpha if c.max_slow is None else c.max_slow, exclude=(self.local_peer,))
         q = Query(qid, kind, key, lk, self._now, self._now + c.lookup_timeout, internal, quorum)
         self._queries[qid] = q
         return q
@@ -461,11 +472,12 @@ class KademliaCore:
             return  # retried on the next event: requests free up or time out
         msg = q.lookup_message()
         at = self._now + self.cfg.request_timeout
-        slow_at = self._now + self.cfg.slow_after
+        slow_after = self.slow_after()
+        slow_at = self._now + slow_after
         for cand in q.lookup.next_requests(limit=room):
             rid = self._rid()
-            self._add_pending(rid, _Pending(cand.peer, q.qid, "lookup", at, msg.type))
-            if 0 < self.cfg.slow_after < self.cfg.request_timeout:
+            self._add_pending(rid, _Pending(cand.peer, q.qid, "lookup", at, msg.type, sent_at=self._now))
+            if 0 < slow_after < self.cfg.request_timeout:
                 heapq.heappush(self._slow, (slow_at, rid))
             if cand.addrs and cand.peer not in self._connected:
                 out.append(AddAddresses(cand.peer, cand.addrs))

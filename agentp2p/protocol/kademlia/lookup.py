@@ -89,11 +89,13 @@ class Lookup:
         max_candidates: int = 100,
         max_closer: int = 20,
         max_requests: int = 300,
+        max_slow: int | None = None,
         exclude: Iterable[bytes] = (),
     ) -> None:
         self.target = target
         self.k, self.alpha = k, alpha
         self.max_candidates, self.max_closer, self.max_requests = max_candidates, max_closer, max_requests
+        self.max_slow = alpha if max_slow is None else max_slow
         self._exclude = frozenset(exclude)
         self._paths = [_Path() for _ in range(paths)]
         self._claimed: dict[bytes, int] = {}  # peer -> the one path that may query it
@@ -166,14 +168,15 @@ class Lookup:
         """``peer``'s request has been out too long to keep one of the α
         slots: the path may ask its next candidate now. The request stays
         awaited (WAITING): a late answer counts, and the termination rule
-        still waits for it if it is among the k closest. At most α slow
-        requests per path (so at most 2α awaited): beyond that the request
-        keeps its slot until it ends. True if a slot was freed."""
+        still waits for it if it is among the k closest. At most
+        ``max_slow`` slow requests per path (α unless set; so at most
+        α + max_slow awaited): beyond that the request keeps its slot until
+        it ends. True if a slot was freed."""
         idx = self._claimed.get(peer)
         if idx is None:
             return False
         path = self._paths[idx]
-        if peer not in path.inflight or len(path.slow) >= self.alpha:
+        if peer not in path.inflight or len(path.slow) >= self.max_slow:
             return False
         c = path.inflight.pop(peer)
         path.slow[peer] = c

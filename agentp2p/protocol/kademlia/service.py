@@ -857,6 +857,7 @@ class KademliaService:
                 "evictions": c.evictions,
                 "queries_cancelled": c.cancelled,
                 "slow_requests": c.slow,
+                "slow_after_s": round(core.slow_after(), 3),  # learned unless dht.slow_after fixes it
                 "reconnects": c.reconnects,
                 "reconnected": c.reconnected,
                 "lost_peers": len(core.lost),

@@ -74,3 +74,33 @@ def test_a_late_answer_still_counts() -> None:
     assert res.stats.slow >= 1
     assert [p.id for p in res.result.peers][0] == hidden  # learnt only from the late answer
     assert res.stats.duration >= 3.0
+
+
+def test_a_learned_threshold_comes_from_answers() -> None:
+    """slow_after None (the node's "auto"): after a lookup answered in 10 ms
+    each, the three peers asked first in the next one never answer. It asks
+    everyone else after the learned threshold (the 0.5 s floor); turned off
+    (the default), it asks no one else until their request timeout."""
+    results = []
+    for slow_after, expect_early in ((None, True), (0.0, False)):
+        net = IdealNetwork(500)
+        core = core_knowing(net.peers[:30], config=KademliaConfig(
+            refresh_interval=1e9, refresh_check_interval=1e9, request_timeout=10.0, slow_after=slow_after))
+        d = Driver(core, net)
+        d.feed(StartLookup("warm", b"another-target"))
+        d.run_until_finished("warm")
+        if slow_after is None:
+            assert core.slow_timer.samples >= 20 and core.slow_after() == 0.5
+        silent = [e.peer for e in core.table.closest(kad_key(TARGET), 3)]  # what the lookup asks first
+        for p in silent:
+            net.override[p] = lambda m: None
+        t0 = d.now
+        d.feed(StartLookup("q", TARGET))
+        d.run(t0 + 0.45)
+        assert core._queries["q"].lookup.responses == 0  # before the threshold: only the silent three asked
+        d.run(t0 + 1.0)
+        early = core._queries["q"].lookup.responses
+        assert (early >= 20) is expect_early, (slow_after, early)
+        res = d.run_until_finished("q")
+        results.append([p.id for p in res.result.peers])
+    assert results[0] == results[1]  # the same answer either way
