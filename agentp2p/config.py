@@ -129,10 +129,11 @@ class DHTConfig:
     max_value_size: int = 64 * 1024
     query_timeout: float = 10.0  # a whole lookup, whatever its peers do
     request_timeout: float = 5.0  # one request to one peer (dial included)
-    # A lookup request unanswered this long frees its slot among the alpha in
-    # flight, and the next candidate is asked beside it. 0: off (the
+    # Lookup requests unanswered this long free their slots among the alpha
+    # in flight once all of a lookup path's are (the path is stalled), and
+    # the next candidates are asked beside them. 0: off (the
     # default: on this project's CPU-starved test machine both a fixed 1 s
-    # and "auto" added work where it hurt); "auto": learned from how long
+    # and "auto" made look-ups worse); "auto": learned from how long
     # this node's answered requests take (0.5 s .. request_timeout), which
     # keeps look-ups working while peers stop answering (a partition);
     # seconds: fixed (docs/dht.md).

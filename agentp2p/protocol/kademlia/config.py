@@ -37,9 +37,10 @@ class KademliaConfig:
     protocol_id: str = PROTOCOL_ID
 
     request_timeout: float = 10.0  # one request to one peer
-    #: A lookup request unanswered this long stops holding one of its path's
-    #: α slots: the next candidate is asked beside it, and a late answer still
-    #: counts (libtorrent's "short timeout"). Starved or far peers then slow a
+    #: A lookup request unanswered this long is overdue; once all α a path
+    #: holds are, they stop holding its slots: the next candidates are asked
+    #: beside them, and a late answer still counts (libtorrent's "short
+    #: timeout"). Starved or far peers then slow a
     #: lookup by this much, not by the request timeout (unless it is among
     #: the k closest: the termination rule still waits for those). 0 (the
     #: default) turns it off; None: learned from how long this node's

@@ -27,9 +27,9 @@ that fail ``max_failures`` times in a row evict an entry and promote a
 replacement.
 
 Timers (all run by whatever handle() call comes after them; Tick is enough):
-request timeouts, slow marks (a lookup request unanswered after
-``slow_after`` frees its α slot and the lookup asks the next candidate
-beside it, so a starved or unreachable peer delays the lookup's progress by
+request timeouts, slow marks (lookup requests unanswered after
+``slow_after`` free their α slots once all of a path's are, and the lookup
+asks the next candidates beside them, so a starved or unreachable peer delays the lookup's progress by
 ``slow_after``, not the request timeout; the termination rule still waits
 for it if it is among the k closest; ``slow_after`` None learns it from
 this node's answered requests, slow_timer.py), query deadlines, bucket refresh (stale buckets get a
@@ -622,8 +622,9 @@ class KademliaCore:
             _, rid = heapq.heappop(h)
             p = self._pending.get(rid)
             q = self._queries.get(p.qid) if p is not None and p.qid is not None else None
-            if q is not None and not q.writing and q.lookup.on_slow(p.peer):
-                self.stats.slow += 1
+            freed = q.lookup.on_slow(p.peer) if q is not None and not q.writing else 0
+            if freed:
+                self.stats.slow += freed
                 self._advance(q, out)
         for q in [q for q in self._queries.values() if not q.writing and q.deadline <= now]:
             if q.qid in self._queries:

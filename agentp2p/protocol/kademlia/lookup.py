@@ -50,7 +50,7 @@ class Candidate:
 class _Path:
     """One path's sorted candidate list and its in-flight requests."""
 
-    __slots__ = ("cands", "dists", "by_peer", "inflight", "slow", "contacted", "requests")
+    __slots__ = ("cands", "dists", "by_peer", "inflight", "slow", "overdue", "contacted", "requests")
 
     def __init__(self) -> None:
         self.cands: list[Candidate] = []  # sorted by dist
@@ -58,6 +58,7 @@ class _Path:
         self.by_peer: dict[bytes, Candidate] = {}
         self.inflight: dict[bytes, Candidate] = {}  # holding the path's α slots
         self.slow: dict[bytes, Candidate] = {}  # still awaited, slots given up (on_slow)
+        self.overdue: set[bytes] = set()  # in flight past slow_after, slot kept while others of the path answer
         self.contacted: set[bytes] = set()
         self.requests = 0
 
@@ -95,7 +96,7 @@ class Lookup:
         self.target = target
         self.k, self.alpha = k, alpha
         self.max_candidates, self.max_closer, self.max_requests = max_candidates, max_closer, max_requests
-        self.max_slow = alpha if max_slow is None else max_slow
+        self.max_slow = 3 * alpha if max_slow is None else max_slow
         self._exclude = frozenset(exclude)
         self._paths = [_Path() for _ in range(paths)]
         self._claimed: dict[bytes, int] = {}  # peer -> the one path that may query it
@@ -164,24 +165,37 @@ class Lookup:
         self.failures += 1
         return c
 
-    def on_slow(self, peer: bytes) -> bool:
+    def on_slow(self, peer: bytes) -> int:
         """``peer``'s request has been out too long to keep one of the α
-        slots: the path may ask its next candidate now. The request stays
-        awaited (WAITING): a late answer counts, and the termination rule
-        still waits for it if it is among the k closest. At most
-        ``max_slow`` slow requests per path (α unless set; so at most
-        α + max_slow awaited): beyond that the request keeps its slot until
-        it ends. True if a slot was freed."""
+        slots. The path gives up slots only once it holds α requests in
+        flight and every one is so overdue (it is stalled: the others would
+        have answered by now); while one is still within time the path is
+        making progress and nothing more is asked. (A request sent with no
+        slow mark, slow_after 0 at the time, is never overdue: beside it
+        the path waits as with slow marks off.) Slow requests stay awaited (WAITING): a
+        late answer counts, and the termination rule still waits for them
+        if they are among the k closest. At most ``max_slow`` slow requests
+        per path (3α unless set; so at most α + max_slow awaited): beyond
+        that a request keeps its slot until it ends. Returns how many slots
+        were freed."""
         idx = self._claimed.get(peer)
         if idx is None:
-            return False
+            return 0
         path = self._paths[idx]
-        if peer not in path.inflight or len(path.slow) >= self.max_slow:
-            return False
-        c = path.inflight.pop(peer)
-        path.slow[peer] = c
-        self.slow += 1
-        return True
+        if peer not in path.inflight:
+            return 0
+        path.overdue.add(peer)
+        if len(path.inflight) < self.alpha or any(p not in path.overdue for p in path.inflight):
+            return 0  # a free slot already (nothing else to ask), or a request still within time
+        freed = 0
+        for p in list(path.inflight):
+            if len(path.slow) >= self.max_slow:
+                break
+            path.slow[p] = path.inflight.pop(p)
+            path.overdue.discard(p)
+            freed += 1
+        self.slow += freed
+        return freed
 
     def _take(self, peer: bytes) -> tuple[int, Candidate | None]:
         idx = self._claimed.get(peer)
@@ -191,6 +205,7 @@ class Lookup:
         c = path.inflight.pop(peer, None)
         if c is None:
             c = path.slow.pop(peer, None)
+        path.overdue.discard(peer)
         return idx, c
 
     # ------------------------------------------------------------- state

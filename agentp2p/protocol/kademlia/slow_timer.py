@@ -23,12 +23,12 @@ gets a threshold near the request timeout, and so nothing more than before.
 Before the first answer the threshold is the ceiling's half.
 
 It is not the default: on this project's 2-core test machine, 100 real
-nodes in 4 processes (every answer slowed by CPU starvation) needed 28 %
-more CPU to settle with it, and the newcomer's look-ups saw 16-34 request
-timeouts where they saw none without it (one run each, docs/dht.md). The
-spread of answer times there is wide, so the threshold stays below the
-slow tail, and each freed slot is one more request on a machine with no
-CPU to spare.
+nodes in 4 processes (every answer slowed by CPU starvation), a newcomer's
+look-ups hit their 10 s deadline with it, the first of each round most,
+and saw 16-39 request timeouts where they saw none without it (one run of
+each form, docs/dht.md). Answer times there spread from milliseconds to
+seconds, so the threshold sits below their slow tail, and each freed slot
+is one more request on a machine with no CPU to spare.
 
 A peer cannot use it for much: answering fast moves the threshold down to
 the floor at worst (a few more requests in flight, bounded per lookup);
