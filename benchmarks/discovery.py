@@ -354,6 +354,9 @@ def _work(nodes: list[tuple[Node, RecordService]]) -> dict[str, int]:
 def _dht_failures(ad: dict[str, Any]) -> str:
     """A node's DHT requests and how they failed (the adapter's stats)."""
     return (f"dht req {ad.get('requests')} fail {ad.get('failures')} timeouts {ad.get('timeouts')} "
+            f"slow {ad.get('slow_requests')} (after {ad.get('slow_after_s')} s) "
+            f"queued {ad.get('queued')} ({ad.get('queued_ms')} ms) expired waiting {ad.get('expired_waiting')} "
+            f"abandoned holding {ad.get('abandoned_holding')} (cut {ad.get('abandoned_cut')}) "
             f"failure kinds {ad.get('failure_kinds')}")
 
 
@@ -509,6 +512,8 @@ async def measure_newcomer(boot: Node, expected: dict[str, set[str]], n: int, sw
             "cpu_ms": (time.process_time() - cpu0) * 1000 / looks,
             "found": found_total, "expected": expected_total, "cached_before": cached0,
             "fetched": svc.counters.fetched, "early": svc.counters.found_early,
+            "requests": {k: ad.get(k) for k in ("requests", "timeouts", "slow_requests", "queued", "queued_ms",
+                                                 "expired_waiting", "abandoned_holding", "abandoned_cut")},
         }
 
 
@@ -548,6 +553,7 @@ async def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
         "load": [round(load0, 2), round(load1, 2)],
         "cached_before": [r["cached_before"] for r in rounds], "fetched": [r["fetched"] for r in rounds],
         "early": [r["early"] for r in rounds],
+        "newcomer_requests": [r["requests"] for r in rounds],
         "times": [round(t, 3) for t in times],
     }
 

@@ -389,3 +389,40 @@ async def test_silent_peers_hold_a_lookup_only_as_long_as_answers_usually_take(s
                                  "the silent three timed out")
                 assert adapter()["slow_requests"] == before["slow_requests"] == 0
             nursery.cancel_scope.cancel()
+
+
+async def test_a_request_to_a_peer_does_not_queue_behind_one_the_lookup_gave_up() -> None:
+    """Real sockets. Requests to one peer share one stream, one at a time. A
+    lookup that ends (here: its query_timeout) leaves its request to a peer
+    that has not answered yet holding that stream until the request's own
+    deadline; the next request to that peer would wait out that deadline in
+    the queue. It is cut instead (the stream reset), and the next request
+    goes out at once on a fresh stream."""
+    import os
+
+    from agentp2p.protocol.kademlia import Message, MessageType, RequestReceived
+
+    dht = DHTConfig(request_timeout=20.0, query_timeout=1.0)
+    async with network(3, swim=False, dht=dht) as (a, b, c):
+        for peer in (b, c):
+            await a.connect(peer.addrs[0])
+        await wait_until(lambda: set(a.dht.routing_table_peers()) == {b.peer_id, c.peer_id}, what="a's table")
+        core = b.dht.service.core
+        handle = core.handle
+        dropped: list[object] = []
+
+        def drop_one(now: float, ev: object) -> list[object]:
+            if isinstance(ev, RequestReceived) and ev.peer == a.peer_id.to_bytes() and not dropped:
+                dropped.append(ev)  # b takes this one request of a's and never answers it
+                return []
+            return handle(now, ev)
+
+        core.handle = drop_one
+        adapter = lambda: a.dht.stats()["adapter"]  # noqa: E731
+        await a.dht.lookup(os.urandom(32))  # ends at its 1 s query_timeout, b's request unanswered
+        assert dropped, "b was not asked"
+        assert adapter()["abandoned_holding"] >= 1
+        # Well before the abandoned request's 20 s deadline (it would queue behind it).
+        answer = await a.dht.service.request(b.peer_id, Message(MessageType.PING), timeout=10.0)
+        assert answer is not None and answer.type is MessageType.PING
+        assert adapter()["abandoned_cut"] >= 1

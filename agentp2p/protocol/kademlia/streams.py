@@ -111,6 +111,11 @@ class SenderStats:
     retries: int = 0  # stale reused streams replaced and the request re-sent
     failures: int = 0  # exchanges that raised (dial, negotiation, reset, garbage, deadline)
     cancelled: int = 0  # exchanges cut by their deadline, or abandoned once the core no longer needed them
+    #: Requests that found the peer's stream busy with another exchange and
+    #: queued behind it (the per-peer FIFO), and the time they spent there:
+    #: a request's deadline runs while it waits.
+    queued: int = 0
+    queued_ms: int = 0
     #: ``failures`` by exception type (dial refused, negotiation timed out,
     #: stream reset, ...): the first thing an operator asks of a failure rate.
     #: Bounded: at most MAX_FAILURE_KINDS kinds, the rest counted as "other".
@@ -135,10 +140,18 @@ class SenderStats:
 OpenStream = Callable[[], Awaitable[Any]]
 
 
+def _cancelled(exc: BaseException) -> bool:
+    """A cancellation, bare or as the only content of exception groups (a
+    dial cancelled inside the library's nurseries arrives wrapped)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(trio.Cancelled)[1] is None
+    return isinstance(exc, trio.Cancelled)
+
+
 class PeerSender:
     """Requests to one peer over one reused stream (see the module doc)."""
 
-    __slots__ = ("_open", "_max_bytes", "_max_idle", "_stats", "lock", "ms", "users")
+    __slots__ = ("_open", "_max_bytes", "_max_idle", "_stats", "lock", "ms", "users", "awaiting_answer")
 
     def __init__(self, open_stream: OpenStream, *, max_message_bytes: int, max_idle: float,
                  stats: SenderStats) -> None:
@@ -151,6 +164,10 @@ class PeerSender:
         self.ms: MessageStream | None = None
         #: Requests holding or waiting for this sender (the owner forgets an idle one).
         self.users = 0
+        #: The exchange holding the stream has sent its request and waits for
+        #: the answer (not dialing or opening the stream, which the next
+        #: request would need as well).
+        self.awaiting_answer = False
 
     @property
     def idle(self) -> bool:
@@ -162,32 +179,43 @@ class PeerSender:
         return None if ms is None else ms.stream
 
     async def request(self, data: bytes, expect_response: bool,
-                      on_start: Callable[[], None] | None = None) -> bytes | None:
+                      on_start: Callable[[], None] | None = None,
+                      on_sent: Callable[[], None] | None = None) -> bytes | None:
         """Send ``data``; the answer's bytes (None when ``expect_response`` is False).
 
         ``on_start`` is called once this request holds the stream (from then
-        on, cancelling it costs the stream). The caller bounds the time.
+        on, cancelling it costs the stream), ``on_sent`` once it is on the
+        wire and the answer awaited. The caller bounds the time.
         """
         self.users += 1
+        queued_at = trio.current_time() if self.lock.locked() else None
+        if queued_at is not None:
+            self._stats.queued += 1
         try:
             async with self.lock:
+                if queued_at is not None:
+                    self._stats.queued_ms += round((trio.current_time() - queued_at) * 1000)
+                    queued_at = None
                 if on_start is not None:
                     on_start()
                 self._stats.requests += 1
                 try:
-                    return await self._exchange(data, expect_response)
-                except trio.Cancelled:
-                    # The request's deadline, or a lookup that ended and no longer
-                    # needs the answer: counted apart from the peer's failures.
-                    self._stats.cancelled += 1
-                    raise
+                    return await self._exchange(data, expect_response, on_sent)
                 except BaseException as exc:
-                    self._stats.failed(exc)
+                    if _cancelled(exc):
+                        # The request's deadline, or a lookup that ended and no longer
+                        # needs the answer: counted apart from the peer's failures.
+                        self._stats.cancelled += 1
+                    else:
+                        self._stats.failed(exc)
                     raise
         finally:
             self.users -= 1
+            if queued_at is not None:  # cut while still waiting for the stream
+                self._stats.queued_ms += round((trio.current_time() - queued_at) * 1000)
 
-    async def _exchange(self, data: bytes, expect_response: bool) -> bytes | None:
+    async def _exchange(self, data: bytes, expect_response: bool,
+                        on_sent: Callable[[], None] | None) -> bytes | None:
         ms = self.ms
         if ms is not None and trio.current_time() - ms.last_used > self._max_idle:
             self.ms = None
@@ -214,7 +242,13 @@ class PeerSender:
                         # unnoticed and the message count as sent.
                         await ms.stream.accepted()
                     return None
-                answer = await ms.read()
+                self.awaiting_answer = True
+                try:
+                    if on_sent is not None:
+                        on_sent()
+                    answer = await ms.read()
+                finally:
+                    self.awaiting_answer = False
                 if answer is None:
                     raise StaleStream("the peer closed (or reset) the stream instead of answering")
                 return answer

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
+import pytest
+import trio
+from trio.testing import wait_all_tasks_blocked
+
+from agentp2p.network.framing import length_prefixed
 from agentp2p.protocol.kademlia.streams import MAX_FAILURE_KINDS, PeerSender, SenderStats
 
 
@@ -41,3 +46,79 @@ def test_a_single_failure_wrapped_by_a_nursery_counts_as_itself() -> None:
     stats.failed(BaseExceptionGroup("nursery", [ExceptionGroup("inner", [Refused("no")])]))
     stats.failed(ExceptionGroup("two", [Refused("a"), ValueError("b")]))
     assert stats.failure_kinds == {"Refused": 1, "ExceptionGroup": 1}
+
+
+class _HeldStream:
+    """A stream that answers each request only when the test releases it."""
+
+    def __init__(self) -> None:
+        self.release = trio.Event()
+        self.written = 0
+
+    async def write(self, data: bytes) -> None:
+        self.written += 1
+
+    async def read(self, n: int) -> bytes:
+        await self.release.wait()
+        self.release = trio.Event()
+        return length_prefixed(b"answer")
+
+    async def reset(self) -> None:
+        pass
+
+
+async def test_a_request_behind_another_to_the_same_peer_is_counted_with_its_wait(autojump_clock: Any) -> None:
+    """The per-peer FIFO is where a request's deadline can run out before it
+    is even sent: the stats say how often and for how long requests queued."""
+    stats = SenderStats()
+    stream = _HeldStream()
+
+    async def open_stream() -> _HeldStream:
+        return stream
+
+    sender = PeerSender(open_stream, max_message_bytes=1024, max_idle=60.0, stats=stats)
+    answers: list[bytes | None] = []
+
+    async def ask() -> None:
+        answers.append(await sender.request(b"q", True))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ask)
+        await wait_all_tasks_blocked()
+        nursery.start_soon(ask)  # the stream is busy: this one queues
+        await wait_all_tasks_blocked()
+        assert (stats.queued, stream.written) == (1, 1)
+        await trio.sleep(2.0)  # virtual time: the first answer takes 2 s
+        stream.release.set()
+        await wait_all_tasks_blocked()
+        stream.release.set()
+    assert answers == [b"answer", b"answer"]
+    assert stats.queued == 1 and stats.queued_ms == 2000
+
+    # A request cut by its deadline while it waits counts its wait too.
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ask)
+        await wait_all_tasks_blocked()
+        with trio.move_on_after(0.5):
+            await sender.request(b"q", True)
+        stream.release.set()
+    assert stats.queued == 2 and stats.queued_ms == 2500
+    assert stats.requests == 3  # the cut one never got the stream
+
+
+async def test_a_request_cancelled_inside_the_librarys_nurseries_counts_as_cancelled(autojump_clock: Any) -> None:
+    """A deadline that lands while the stream is being opened (a dial runs in
+    nurseries) arrives as a group of Cancelled: a cancellation, not a
+    failure of the peer's."""
+    stats = SenderStats()
+
+    async def dialing() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.sleep_forever)
+            nursery.start_soon(trio.sleep_forever)
+
+    sender = PeerSender(dialing, max_message_bytes=1024, max_idle=10.0, stats=stats)
+    with trio.move_on_after(1.0) as scope:
+        await sender.request(b"q", True)
+    assert scope.cancelled_caught
+    assert (stats.cancelled, stats.failures, stats.failure_kinds) == (1, 0, {})
