@@ -84,7 +84,7 @@ from .events import (
     Tick,
 )
 from .records import Put, Quota, Validator
-from .streams import MessageStream, PeerSender, SenderStats, reset_quietly
+from .streams import Abandoned, MessageStream, PeerSender, SenderStats, Ticket, reset_quietly
 
 log = logging.getLogger("agentp2p.dht")
 
@@ -137,8 +137,7 @@ class ServiceStats:
     pings: int = 0  # liveness checks sent
     dropped_answers: int = 0  # answers of requests the core had cancelled
     expired_waiting: int = 0  # deadlines that came while the request queued behind another to the same peer
-    abandoned_holding: int = 0  # requests the core cancelled while they held the peer's stream
-    abandoned_cut: int = 0  # ... of which cut (stream reset) because another request to that peer waited
+    abandoned_holding: int = 0  # requests the core cancelled while holding the stream (opening it, or on the wire)
     refilled: int = 0  # connected servers offered again to a thinned table
     identify_asked: int = 0  # identify run by us: the library's attempt had not filled the peerstore
     identify_failed: int = 0  # ... and ours failed too (timed out, refused, garbage)
@@ -176,28 +175,20 @@ def from_wire_addrs(raw: Iterable[bytes]) -> list[Multiaddr]:
     return out
 
 
-class _Request:
-    """One outbound request in flight."""
+class _Request(Ticket):
+    """One outbound request in flight (``abandoned``: the core cancelled it,
+    its answer is dropped)."""
 
-    __slots__ = ("peer", "scope", "started", "abandoned")
+    __slots__ = ("peer", "scope", "started")
 
     def __init__(self, peer: ID) -> None:
+        super().__init__()
         self.peer = peer
         self.scope: trio.CancelScope | None = None
         self.started = False  # holds the stream: cancelling now would cost it
-        self.abandoned = False  # the core cancelled it: its answer is dropped
 
-    def cut(self, sender: PeerSender) -> bool:
-        """Cancel an abandoned request that waits for its peer's answer on
-        ``sender``'s stream, so that a request queued behind it gets the peer
-        now (on a fresh stream) instead of at the abandoned one's deadline.
-        One still dialing or opening the stream is left alone: the next
-        request needs that too. True if it was cut."""
-        if (self.abandoned and self.started and sender.awaiting_answer
-                and self.scope is not None and not self.scope.cancel_called):
-            self.scope.cancel()
-            return True
-        return False
+    def mark_started(self) -> None:
+        self.started = True
 
 
 class _Waiter:
@@ -293,8 +284,6 @@ class KademliaService:
         self._waiters: dict[int, _Waiter] = {}
         self._replies: dict[tuple[str, int], SendResponse | CloseRequest | None] = {}
         self._requests: dict[Any, _Request] = {}
-        #: The request that holds each peer's outbound stream (see _Request.cut).
-        self._holding: dict[ID, _Request] = {}
         self._senders: dict[ID, PeerSender] = {}
         self._inbound: dict[ID, int] = {}
         self._locating: dict[bytes, _Locating] = {}
@@ -401,14 +390,14 @@ class KademliaService:
         elif isinstance(a, CancelRequest):
             req = self._requests.get(a.request_id)
             if req is not None:
-                req.abandoned = True
-                if not req.started and req.scope is not None:
-                    req.scope.cancel()
-                elif req.started:
+                sender = self._senders.get(req.peer)
+                if req.started and sender is not None:
                     self.stats.abandoned_holding += 1
-                    sender = self._senders.get(req.peer)
-                    if sender is not None and sender.users > 1 and req.cut(sender):
-                        self.stats.abandoned_cut += 1  # another request waits for this peer
+                    sender.abandon(req)  # not sent yet: it won't be; on the wire: cut if another waits
+                else:
+                    req.abandoned = True
+                    if req.scope is not None:
+                        req.scope.cancel()
         elif isinstance(a, (SendResponse, CloseRequest)):
             if a.request_id in self._replies:
                 self._replies[a.request_id] = a
@@ -557,38 +546,28 @@ class KademliaService:
                             req: _Request) -> None:
         outcome: Input | None = None
         sender = self._sender(peer)
-        self._cut_abandoned(peer)
-
-        def holds_stream() -> None:
-            req.started = True
-            self._holding[peer] = req
-
-        def sent() -> None:
-            # Abandoned while it dialed or opened the stream, and another
-            # request to the peer waits: the answer is not worth the wait.
-            if req.abandoned and sender.users > 1 and req.cut(sender):
-                self.stats.abandoned_cut += 1
-
         started = trio.current_time()
-        with trio.CancelScope(deadline=timeout_at) as scope:
-            req.scope = scope
-            if req.abandoned:
-                scope.cancel()
-            try:
-                answer = await sender.request(data, expect, on_start=holds_stream, on_sent=sent)
-                outcome = ResponseReceived(rid, answer)
-                log.debug("request to %s answered in %.3fs", peer, trio.current_time() - started)
-            except Exception as exc:  # noqa: BLE001 — dial, negotiation, reset, garbage: one failure
-                outcome = RequestFailed(rid, _why(exc))
-                log.debug("request to %s failed: %s", peer, outcome.reason)
-        if scope.cancelled_caught:
-            if not req.started and not req.abandoned:
-                self.stats.expired_waiting += 1
-            log.debug("request to %s: %s", peer, "dropped (the core no longer needs it)" if req.abandoned
-                      else "no answer by its deadline")
-        self._requests.pop(rid, None)
-        if self._holding.get(peer) is req:
-            del self._holding[peer]
+        try:
+            with trio.CancelScope(deadline=timeout_at) as scope:
+                req.scope = scope
+                if req.abandoned:
+                    scope.cancel()
+                try:
+                    answer = await sender.request(data, expect, req, on_start=req.mark_started)
+                    outcome = ResponseReceived(rid, answer)
+                    log.debug("request to %s answered in %.3fs", peer, trio.current_time() - started)
+                except Abandoned:
+                    pass  # the core no longer wanted it, and it ended early for that
+                except Exception as exc:  # noqa: BLE001 — dial, negotiation, reset, garbage: one failure
+                    outcome = RequestFailed(rid, _why(exc))
+                    log.debug("request to %s failed: %s", peer, outcome.reason)
+            if scope.cancelled_caught:
+                if not req.started and not req.abandoned:
+                    self.stats.expired_waiting += 1
+                log.debug("request to %s: %s", peer, "dropped (the core no longer needs it)" if req.abandoned
+                          else "no answer by its deadline")
+        finally:
+            self._requests.pop(rid, None)
         if sender.idle and self._senders.get(peer) is sender and (
                 sender.ms is None or not self._dialer.is_connected(peer)):
             del self._senders[peer]  # no stream, or one on a connection that is gone
@@ -602,23 +581,13 @@ class KademliaService:
         if self.running:
             self._feed(outcome if outcome is not None else RequestFailed(rid, "timed out"))
 
-    def _cut_abandoned(self, peer: ID) -> None:
-        """A request to ``peer`` is about to queue for its stream: if the one
-        holding it is an answer nobody wants any more, cut it now."""
-        holder = self._holding.get(peer)
-        sender = self._senders.get(peer)
-        if holder is not None and sender is not None and holder.cut(sender):
-            self.stats.abandoned_cut += 1
-
     async def request(self, peer: ID, message: Message, *, timeout: float | None = None) -> Message | None:
         """One request to one peer, outside any query (diagnostics, tests,
         single-peer stores): the decoded answer, None when ``message`` has none
         (ADD_PROVIDER). Raises on failure, like any stream error."""
         expect = message.type is not MessageType.ADD_PROVIDER
         with trio.fail_after(self.config.request_timeout if timeout is None else timeout):
-            sender = self._sender(peer)
-            self._cut_abandoned(peer)
-            data = await sender.request(encode_message(message), expect)
+            data = await self._sender(peer).request(encode_message(message), expect)
         if data is None:
             return None
         return decode_message(data, self.limits)

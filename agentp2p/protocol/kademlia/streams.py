@@ -39,7 +39,8 @@ from libp2p.network.stream.exceptions import StreamEOF
 
 from agentp2p.network.framing import FrameReader, length_prefixed
 
-__all__ = ["MessageStream", "PeerSender", "SenderStats", "StaleStream", "reset_quietly"]
+__all__ = ["Abandoned", "Cut", "MessageStream", "PeerSender", "SenderStats", "StaleStream", "Ticket", "Unsent",
+           "reset_quietly"]
 
 #: Bytes per stream.read(): py-libp2p reads are costly, so few and big; the
 #: FrameReader keeps what belongs to the next message.
@@ -115,7 +116,9 @@ class SenderStats:
     #: queued behind it (the per-peer FIFO), and the time they spent there:
     #: a request's deadline runs while it waits.
     queued: int = 0
-    queued_ms: int = 0
+    queued_ms: int = 0  # summed over requests: two queued for 1 s together count 2,000
+    abandoned_cut: int = 0  # given up while awaiting the answer, and cut: a wanted request waited
+    abandoned_unsent: int = 0  # given up while the stream was being opened: never sent
     #: ``failures`` by exception type (dial refused, negotiation timed out,
     #: stream reset, ...): the first thing an operator asks of a failure rate.
     #: Bounded: at most MAX_FAILURE_KINDS kinds, the rest counted as "other".
@@ -148,10 +151,43 @@ def _cancelled(exc: BaseException) -> bool:
     return isinstance(exc, trio.Cancelled)
 
 
-class PeerSender:
-    """Requests to one peer over one reused stream (see the module doc)."""
+class Ticket:
+    """One request's claim on a :class:`PeerSender`. The owner sets
+    ``abandoned`` (through :meth:`PeerSender.abandon`) once it no longer
+    wants the answer."""
 
-    __slots__ = ("_open", "_max_bytes", "_max_idle", "_stats", "lock", "ms", "users", "awaiting_answer")
+    __slots__ = ("abandoned",)
+
+    def __init__(self) -> None:
+        self.abandoned = False
+
+
+class Abandoned(Exception):
+    """The request was given up (:meth:`PeerSender.abandon`) and ended early:
+    never sent (``Unsent``) or cut while it waited for its answer (``Cut``)."""
+
+
+class Unsent(Abandoned):
+    """Given up before its write: not sent; the stream stays, in step."""
+
+
+class Cut(Abandoned):
+    """Given up while it waited for its answer, and cut (the stream reset)
+    because another request to the peer waited for the stream."""
+
+
+class PeerSender:
+    """Requests to one peer over one reused stream (see the module doc).
+
+    A request the owner gave up (:meth:`abandon`) is not sent if it had not
+    been yet. One already on the wire is left to finish, so the stream stays
+    in step, unless a request still wanted waits for the stream: then it is
+    cut, its stream reset, and the waiting one goes out on a fresh stream
+    instead of waiting out the abandoned one's deadline.
+    """
+
+    __slots__ = ("_open", "_max_bytes", "_max_idle", "_stats", "lock", "ms", "users", "_waiting", "_holder",
+                 "_holder_scope", "_awaiting_answer")
 
     def __init__(self, open_stream: OpenStream, *, max_message_bytes: int, max_idle: float,
                  stats: SenderStats) -> None:
@@ -164,10 +200,12 @@ class PeerSender:
         self.ms: MessageStream | None = None
         #: Requests holding or waiting for this sender (the owner forgets an idle one).
         self.users = 0
-        #: The exchange holding the stream has sent its request and waits for
-        #: the answer (not dialing or opening the stream, which the next
-        #: request would need as well).
-        self.awaiting_answer = False
+        #: Tickets waiting for the lock (as many as requests to this peer in flight).
+        self._waiting: list[Ticket] = []
+        self._holder: Ticket | None = None
+        self._holder_scope: trio.CancelScope | None = None
+        #: The holder's request is on the wire and its answer awaited.
+        self._awaiting_answer = False
 
     @property
     def idle(self) -> bool:
@@ -178,29 +216,58 @@ class PeerSender:
         ms, self.ms = self.ms, None
         return None if ms is None else ms.stream
 
-    async def request(self, data: bytes, expect_response: bool,
-                      on_start: Callable[[], None] | None = None,
-                      on_sent: Callable[[], None] | None = None) -> bytes | None:
+    def abandon(self, ticket: Ticket) -> None:
+        """The owner no longer wants ``ticket``'s answer. One waiting for the
+        stream is the owner's to cancel (nothing is lost); here the holder is
+        cut if a wanted request waits behind it."""
+        ticket.abandoned = True
+        if ticket is self._holder:
+            self._cut_for_waiters()
+
+    def _cut_for_waiters(self) -> None:
+        scope = self._holder_scope
+        holder = self._holder
+        if (holder is not None and holder.abandoned and self._awaiting_answer and scope is not None
+                and not scope.cancel_called and any(not t.abandoned for t in self._waiting)):
+            scope.cancel()
+            self._stats.abandoned_cut += 1
+
+    async def request(self, data: bytes, expect_response: bool, ticket: Ticket | None = None,
+                      on_start: Callable[[], None] | None = None) -> bytes | None:
         """Send ``data``; the answer's bytes (None when ``expect_response`` is False).
 
         ``on_start`` is called once this request holds the stream (from then
-        on, cancelling it costs the stream), ``on_sent`` once it is on the
-        wire and the answer awaited. The caller bounds the time.
+        on, cancelling it costs the stream). Raises :class:`Abandoned` when
+        ``ticket`` was given up and the request ended early for it. The
+        caller bounds the time.
         """
+        ticket = ticket if ticket is not None else Ticket()
         self.users += 1
-        queued_at = trio.current_time() if self.lock.locked() else None
-        if queued_at is not None:
+        queued_at: float | None = None
+        if self.lock.locked():
+            queued_at = trio.current_time()
             self._stats.queued += 1
+            self._waiting.append(ticket)
+            self._cut_for_waiters()
         try:
             async with self.lock:
                 if queued_at is not None:
+                    self._waiting.remove(ticket)
                     self._stats.queued_ms += round((trio.current_time() - queued_at) * 1000)
                     queued_at = None
+                # trio hands the lock over at release: a request cancelled
+                # meanwhile must not start (and cost the stream a reset).
+                await trio.lowlevel.checkpoint_if_cancelled()
                 if on_start is not None:
                     on_start()
                 self._stats.requests += 1
+                self._holder = ticket
                 try:
-                    return await self._exchange(data, expect_response, on_sent)
+                    with trio.CancelScope() as self._holder_scope:
+                        return await self._exchange(data, expect_response, ticket)
+                    raise Cut("cut for a request waiting for the peer")
+                except Abandoned:
+                    raise
                 except BaseException as exc:
                     if _cancelled(exc):
                         # The request's deadline, or a lookup that ended and no longer
@@ -209,13 +276,15 @@ class PeerSender:
                     else:
                         self._stats.failed(exc)
                     raise
+                finally:
+                    self._holder = self._holder_scope = None
         finally:
             self.users -= 1
-            if queued_at is not None:  # cut while still waiting for the stream
+            if queued_at is not None:  # cancelled while still waiting for the stream
+                self._waiting.remove(ticket)
                 self._stats.queued_ms += round((trio.current_time() - queued_at) * 1000)
 
-    async def _exchange(self, data: bytes, expect_response: bool,
-                        on_sent: Callable[[], None] | None) -> bytes | None:
+    async def _exchange(self, data: bytes, expect_response: bool, ticket: Ticket) -> bytes | None:
         ms = self.ms
         if ms is not None and trio.current_time() - ms.last_used > self._max_idle:
             self.ms = None
@@ -228,6 +297,9 @@ class PeerSender:
                 self._stats.streams_opened += 1
             else:
                 self._stats.streams_reused += 1
+            if ticket.abandoned:  # given up while the stream was opened: keep it for the next
+                self._stats.abandoned_unsent += 1
+                raise Unsent("given up before it was sent")
             stale: BaseException | None = None
             try:
                 try:
@@ -242,13 +314,12 @@ class PeerSender:
                         # unnoticed and the message count as sent.
                         await ms.stream.accepted()
                     return None
-                self.awaiting_answer = True
+                self._awaiting_answer = True
                 try:
-                    if on_sent is not None:
-                        on_sent()
+                    self._cut_for_waiters()  # given up while it opened the stream or wrote
                     answer = await ms.read()
                 finally:
-                    self.awaiting_answer = False
+                    self._awaiting_answer = False
                 if answer is None:
                     raise StaleStream("the peer closed (or reset) the stream instead of answering")
                 return answer
