@@ -16,10 +16,14 @@ whose probes dial and so reconnect it.
 
 The adapter reports connections: ConnectionOpened, and ConnectionClosed for
 one closed in order (a trim, a goodbye), which takes the peer out. A
-connection lost without a goodbye (ConnectionLost) does not: the member's
-process may have died, and its neighbours are who probe it, so it keeps its
-turn, and that probe dials (a live member is then connected again). Peers
-that are not live members are skipped when their turn comes.
+connection lost without a goodbye (ConnectionLost) keeps the peer for one
+more turn: the member's process may have died, and its neighbours are who
+probe it, so that probe dials (a live member is then connected again, and
+stays). After that turn, or when the order is full, a lost peer leaves: a
+peer that connects and resets, again and again under new keys, must not
+fill the order with peers we no longer hold (they would count toward the
+minimum and, at ``max_peers``, shut out every new connection). Peers that
+are not live members are skipped when their turn comes.
 
 Each round is a fresh shuffle of who is connected; a new connection takes a
 random place in what is left of the current round unless the peer had a
@@ -40,24 +44,33 @@ __all__ = ["ConnectedOrder"]
 class ConnectedOrder:
     """Randomized round-robin over the peers we hold a connection to."""
 
-    __slots__ = ("_rng", "_peers", "_round", "_i", "_placed", "max_peers")
+    __slots__ = ("_rng", "_peers", "_lost", "_round", "_i", "_placed", "max_peers")
 
     def __init__(self, rng: random.Random, max_peers: int = 4096) -> None:
         self._rng = rng
         self._peers: set[PeerId] = set()
+        self._lost: set[PeerId] = set()  # in _peers for one more turn: connection lost without a goodbye
         self._round: list[PeerId] = []
         self._i = 0
         self._placed: set[PeerId] = set()  # peers with a place in this round (taken or to come)
         self.max_peers = max_peers
 
     def __len__(self) -> int:
-        return len(self._peers)
+        """Peers whose connection we hold (a lost one waiting for its last turn is not)."""
+        return len(self._peers) - len(self._lost)
 
     def __iter__(self) -> Iterator[PeerId]:
-        return iter(self._peers)
+        lost = self._lost
+        return (p for p in self._peers if p not in lost)
 
     def connected(self, peer: PeerId) -> None:
-        if peer in self._peers or len(self._peers) >= self.max_peers:
+        if peer in self._peers:
+            self._lost.discard(peer)  # connected again (the last turn's dial, or the peer)
+            return
+        if len(self._peers) >= self.max_peers and self._lost:
+            self._peers -= self._lost  # full: held connections first, lost ones lose their last turn
+            self._lost.clear()
+        if len(self._peers) >= self.max_peers:
             return
         self._peers.add(peer)
         if len(self._round) >= 4 * self.max_peers:
@@ -70,6 +83,12 @@ class ConnectedOrder:
 
     def disconnected(self, peer: PeerId) -> None:
         self._peers.discard(peer)  # its place in the round, if any, is skipped
+        self._lost.discard(peer)
+
+    def lost(self, peer: PeerId) -> None:
+        """The connection ended without a goodbye: one more turn, then out."""
+        if peer in self._peers:
+            self._lost.add(peer)
 
     def next(self, usable: Callable[[PeerId], bool]) -> PeerId | None:
         """The next connected peer for which ``usable`` holds (a live
@@ -79,7 +98,12 @@ class ConnectedOrder:
             while self._i < len(rnd):
                 peer = rnd[self._i]
                 self._i += 1
-                if peer in self._peers and usable(peer):
+                if peer not in self._peers:
+                    continue
+                if peer in self._lost:  # its last turn, taken or skipped
+                    self._lost.discard(peer)
+                    self._peers.discard(peer)
+                if usable(peer):
                     return peer
             # Round over: a fresh shuffle of who is connected now.
             self._round = sorted(self._peers)
