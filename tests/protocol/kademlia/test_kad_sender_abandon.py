@@ -14,7 +14,7 @@ import trio
 from trio.testing import wait_all_tasks_blocked
 
 from agentp2p.network.framing import length_prefixed
-from agentp2p.protocol.kademlia.streams import Cut, PeerSender, SenderStats, Ticket, Unsent
+from agentp2p.protocol.kademlia.streams import Abandoned, Cut, PeerSender, SenderStats, Ticket, Unsent
 
 
 class FakeStream:
@@ -41,10 +41,11 @@ class FakeStream:
 class Peer:
     """Opens a fresh FakeStream per open (optionally only once let through)."""
 
-    def __init__(self) -> None:
+    def __init__(self, opening: bool = True) -> None:
         self.streams: list[FakeStream] = []
         self.opening = trio.Event()
-        self.opening.set()
+        if opening:
+            self.opening.set()
 
     async def open(self) -> FakeStream:
         await self.opening.wait()
@@ -53,22 +54,31 @@ class Peer:
         return s
 
 
+def asker(sender: PeerSender, got: dict[str, Any]) -> Any:
+    """A task body: request ``name`` with ``ticket``; its answer, or the
+    Abandoned it ended with, lands in ``got[name]``."""
+    async def ask(name: str, ticket: Ticket) -> None:
+        try:
+            got[name] = await sender.request(name.encode(), True, ticket)
+        except Abandoned as exc:
+            got[name] = exc
+    return ask
+
+
+def rig(peer: Peer) -> tuple[Peer, PeerSender, SenderStats, dict[str, Any], Any]:
+    sender, stats = sender_for(peer)
+    got: dict[str, Any] = {}
+    return peer, sender, stats, got, asker(sender, got)
+
+
 def sender_for(peer: Peer) -> tuple[PeerSender, SenderStats]:
     stats = SenderStats()
     return PeerSender(peer.open, max_message_bytes=1024, max_idle=60.0, stats=stats), stats
 
 
 async def test_given_up_on_the_wire_it_is_cut_when_a_wanted_request_waits(autojump_clock: Any) -> None:
-    peer = Peer()
-    sender, stats = sender_for(peer)
+    peer, sender, stats, got, ask = rig(Peer())
     a, b = Ticket(), Ticket()
-    got: dict[str, Any] = {}
-
-    async def ask(name: str, ticket: Ticket) -> None:
-        try:
-            got[name] = await sender.request(name.encode(), True, ticket)
-        except Cut as exc:
-            got[name] = exc
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ask, "a", a)
@@ -88,16 +98,8 @@ async def test_given_up_on_the_wire_it_is_cut_when_a_wanted_request_waits(autoju
 
 
 async def test_given_up_with_nobody_waiting_it_is_left_until_a_request_arrives(autojump_clock: Any) -> None:
-    peer = Peer()
-    sender, stats = sender_for(peer)
+    peer, sender, stats, got, ask = rig(Peer())
     a = Ticket()
-    got: dict[str, Any] = {}
-
-    async def ask(name: str, ticket: Ticket) -> None:
-        try:
-            got[name] = await sender.request(name.encode(), True, ticket)
-        except Cut as exc:
-            got[name] = exc
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ask, "a", a)
@@ -114,17 +116,8 @@ async def test_given_up_with_nobody_waiting_it_is_left_until_a_request_arrives(a
 
 async def test_given_up_while_the_stream_opens_it_is_never_sent_and_the_stream_is_kept(
         autojump_clock: Any) -> None:
-    peer = Peer()
-    peer.opening = trio.Event()  # the dial takes a while
-    sender, stats = sender_for(peer)
+    peer, sender, stats, got, ask = rig(Peer(opening=False))  # the dial waits for the test
     a = Ticket()
-    got: dict[str, Any] = {}
-
-    async def ask(name: str, ticket: Ticket) -> None:
-        try:
-            got[name] = await sender.request(name.encode(), True, ticket)
-        except Unsent as exc:
-            got[name] = exc
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ask, "a", a)
