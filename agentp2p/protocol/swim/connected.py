@@ -16,14 +16,14 @@ whose probes dial and so reconnect it.
 
 The adapter reports connections: ConnectionOpened, and ConnectionClosed for
 one closed in order (a trim, a goodbye), which takes the peer out. A
-connection lost without a goodbye (ConnectionLost) keeps the peer for one
-more turn: the member's process may have died, and its neighbours are who
-probe it, so that probe dials (a live member is then connected again, and
-stays). After that turn, or when the order is full, a lost peer leaves: a
-peer that connects and resets, again and again under new keys, must not
-fill the order with peers we no longer hold (they would count toward the
-minimum and, at ``max_peers``, shut out every new connection). Peers that
-are not live members are skipped when their turn comes.
+connection lost without a goodbye (ConnectionLost) keeps the peer's turns:
+the member's process may have died, and its neighbours are who probe it,
+so that probe dials (a live member is then connected again). But a lost
+peer is not one we hold: it does not count toward the minimum, and when
+the order is full the lost peers leave first, so that a peer connecting and
+resetting again and again under new keys can neither keep us in the mode
+nor, at ``max_peers``, shut out every new connection. Peers that are not
+live members are skipped when their turn comes.
 
 Each round is a fresh shuffle of who is connected; a new connection takes a
 random place in what is left of the current round unless the peer had a
@@ -49,7 +49,7 @@ class ConnectedOrder:
     def __init__(self, rng: random.Random, max_peers: int = 4096) -> None:
         self._rng = rng
         self._peers: set[PeerId] = set()
-        self._lost: set[PeerId] = set()  # in _peers for one more turn: connection lost without a goodbye
+        self._lost: set[PeerId] = set()  # in _peers, connection lost without a goodbye (not held)
         self._round: list[PeerId] = []
         self._i = 0
         self._placed: set[PeerId] = set()  # peers with a place in this round (taken or to come)
@@ -65,7 +65,7 @@ class ConnectedOrder:
 
     def connected(self, peer: PeerId) -> None:
         if peer in self._peers:
-            self._lost.discard(peer)  # connected again (the last turn's dial, or the peer)
+            self._lost.discard(peer)  # connected again (its probe's dial, or the peer)
             return
         if len(self._peers) >= self.max_peers and self._lost:
             self._peers -= self._lost  # full: held connections first, lost ones lose their last turn
@@ -86,7 +86,8 @@ class ConnectedOrder:
         self._lost.discard(peer)
 
     def lost(self, peer: PeerId) -> None:
-        """The connection ended without a goodbye: one more turn, then out."""
+        """The connection ended without a goodbye: the peer keeps its turns
+        (its probe dials) but is no longer held."""
         if peer in self._peers:
             self._lost.add(peer)
 
@@ -98,12 +99,7 @@ class ConnectedOrder:
             while self._i < len(rnd):
                 peer = rnd[self._i]
                 self._i += 1
-                if peer not in self._peers:
-                    continue
-                if peer in self._lost:  # its last turn, taken or skipped
-                    self._lost.discard(peer)
-                    self._peers.discard(peer)
-                if usable(peer):
+                if peer in self._peers and usable(peer):
                     return peer
             # Round over: a fresh shuffle of who is connected now.
             self._round = sorted(self._peers)

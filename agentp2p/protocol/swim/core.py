@@ -368,10 +368,11 @@ class SwimCore:
         elif isinstance(event, Leave):
             self._on_leave(out)
         elif isinstance(event, ConnectionLost):
-            # With probe_connected_min the member keeps one more turn among
-            # the connected: its process may have died, and its neighbours are
-            # the ones who probe it (the hint below is bounded and can be
-            # spent). The probe dials; a live member is connected again by it.
+            # With probe_connected_min the member keeps its turns among the
+            # connected, though no longer held: its process may have died, and
+            # its neighbours are the ones who probe it (the hint below is
+            # bounded and can be spent). The probe dials; a live member is
+            # connected again by it.
             if self.config.probe_connected_min:
                 self._connected.lost(event.peer_id)
             self._on_connection_lost(event.peer_id)
