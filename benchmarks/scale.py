@@ -248,7 +248,7 @@ def main() -> None:
     p.add_argument("--connect-ahead", type=int, default=None,
                    help="whole, merge: SWIM's connect_ahead periods (default: the node's)")
     p.add_argument("--probe-connected", type=int, default=0, metavar="MIN",
-                   help="whole, churn: SWIM probes only connected members while at least MIN are (0: off, the default)")
+                   help="whole, churn, merge: SWIM probes only connected members while at least MIN are (0: off, the default)")
     p.add_argument("--slow-after", type=_slow_after, default=None,
                    help='whole, churn: the DHT\'s slow_after in seconds, 0 = off, or "auto" (learned) (default: the node\'s, off)')
     p.add_argument("--no-conn-manager", action="store_true",
@@ -283,11 +283,13 @@ def main() -> None:
 
         for n in (int(x) for x in args.nodes.split(",")):
             out = run_partition_merge(WholeNodeConfig(n=n, seed=args.seed, join_rate=args.join_rate,
-                                                      loss=args.loss, connect_ahead=args.connect_ahead))
+                                                      loss=args.loss, connect_ahead=args.connect_ahead,
+                                                      probe_connected_min=args.probe_connected))
             for row in out["curve"][::3] + out["curve"][-1:]:
                 print(f"  +{row['t']:3.0f} s: views min {row['min']:.3f}, P50 {row['p50']:.3f}, "
                       f"{row['nodes_behind']} nodes behind")
-            print(f"  {n:,} nodes, connect_ahead {out['config']['connect_ahead']}: every view whole "
+            print(f"  {n:,} nodes, connect_ahead {out['config']['connect_ahead']}, "
+                  f"probe_connected_min {args.probe_connected}: every view whole "
                   f"{out['merged_s']} s after the heal, {out['behind_at_end']} nodes behind at +60 s; "
                   f"{out['declared_failed_after_heal']:,} failures declared after it "
                   f"({out['wall_s']:.0f} s of wall time)")

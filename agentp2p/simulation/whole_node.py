@@ -1211,7 +1211,7 @@ def run_partition_merge(cfg: WholeNodeConfig, *, settle: float = 60.0, partition
         if behind == 0 and merged is None:
             merged = float(k)
     return {"config": {"n": cfg.n, "seed": cfg.seed, "connect_ahead": sim.swim_config.connect_ahead,
-                       "partition_s": partition_s},
+                       "probe_connected_min": cfg.probe_connected_min, "partition_s": partition_s},
             "merged_s": merged, "behind_at_end": curve[-1]["nodes_behind"] if curve else None, "curve": curve,
             "declared_failed_after_heal": len(sim.false_failure_times) - at_heal,
             "wall_s": time.perf_counter() - wall}
