@@ -63,13 +63,17 @@ class ConnectedOrder:
         lost = self._lost
         return (p for p in self._peers if p not in lost)
 
-    def connected(self, peer: PeerId) -> None:
+    def connected(self, peer: PeerId, is_member: Callable[[PeerId], bool] = lambda _p: False) -> None:
+        """``peer`` is connected. When the order is full, lost peers make room:
+        first those that are not members (``is_member``), then, if none is,
+        every lost one (held connections come first)."""
         if peer in self._peers:
             self._lost.discard(peer)  # connected again (its probe's dial, or the peer)
             return
         if len(self._peers) >= self.max_peers and self._lost:
-            self._peers -= self._lost  # full: held connections first, lost ones lose their last turn
-            self._lost.clear()
+            gone = {p for p in self._lost if not is_member(p)} or set(self._lost)
+            self._peers -= gone
+            self._lost -= gone
         if len(self._peers) >= self.max_peers:
             return
         self._peers.add(peer)

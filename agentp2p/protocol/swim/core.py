@@ -381,7 +381,7 @@ class SwimCore:
                 self._connected.disconnected(event.peer_id)
         elif isinstance(event, ConnectionOpened):
             if self.config.probe_connected_min and event.peer_id != self.local_id:
-                self._connected.connected(event.peer_id)
+                self._connected.connected(event.peer_id, self._is_member)
         else:
             raise TypeError(f"not a SWIM input: {event!r}")
         self._gossip_arm()
@@ -583,6 +583,9 @@ class SwimCore:
                 if not need:
                     return True
         return False
+
+    def _is_member(self, peer: PeerId) -> bool:
+        return self._table.get(peer) is not None
 
     def _is_live(self, peer: PeerId) -> bool:
         m = self._table.get(peer)
