@@ -20,7 +20,8 @@ connection lost without a goodbye (ConnectionLost) keeps the peer's turns:
 the member's process may have died, and its neighbours are who probe it,
 so that probe dials (a live member is then connected again). But a lost
 peer is not one we hold: it does not count toward the minimum, and when
-the order is full the lost peers leave first, so that a peer connecting and
+the order is full the lost peers leave first (those that are not members,
+then, if none, the members), so that a peer connecting and
 resetting again and again under new keys can neither keep us in the mode
 nor, at ``max_peers``, shut out every new connection. Peers that are not
 live members are skipped when their turn comes.
@@ -56,7 +57,7 @@ class ConnectedOrder:
         self.max_peers = max_peers
 
     def __len__(self) -> int:
-        """Peers whose connection we hold (a lost one waiting for its last turn is not)."""
+        """Peers whose connection we hold (a lost one, though it keeps its turns, is not)."""
         return len(self._peers) - len(self._lost)
 
     def __iter__(self) -> Iterator[PeerId]:
