@@ -252,8 +252,7 @@ class PeerSender:
         try:
             async with self.lock:
                 if queued_at is not None:
-                    self._waiting.remove(ticket)
-                    self._stats.queued_ms += round((trio.current_time() - queued_at) * 1000)
+                    self._dequeue(ticket, queued_at)
                     queued_at = None
                 # trio hands the lock over at release: a request cancelled
                 # meanwhile must not start (and cost the stream a reset).
@@ -281,8 +280,12 @@ class PeerSender:
         finally:
             self.users -= 1
             if queued_at is not None:  # cancelled while still waiting for the stream
-                self._waiting.remove(ticket)
-                self._stats.queued_ms += round((trio.current_time() - queued_at) * 1000)
+                self._dequeue(ticket, queued_at)
+
+    def _dequeue(self, ticket: Ticket, queued_at: float) -> None:
+        """``ticket`` stops waiting for the lock (it got it, or was cancelled)."""
+        self._waiting.remove(ticket)
+        self._stats.queued_ms += round((trio.current_time() - queued_at) * 1000)
 
     async def _exchange(self, data: bytes, expect_response: bool, ticket: Ticket) -> bytes | None:
         ms = self.ms

@@ -8,8 +8,8 @@ import pytest
 import trio
 from trio.testing import wait_all_tasks_blocked
 
-from agentp2p.network.framing import length_prefixed
 from agentp2p.protocol.kademlia.streams import MAX_FAILURE_KINDS, PeerSender, SenderStats
+from tests.protocol.kademlia.senderfakes import Peer, sender_for
 
 
 class Refused(Exception):
@@ -48,35 +48,11 @@ def test_a_single_failure_wrapped_by_a_nursery_counts_as_itself() -> None:
     assert stats.failure_kinds == {"Refused": 1, "ExceptionGroup": 1}
 
 
-class _HeldStream:
-    """A stream that answers each request only when the test releases it."""
-
-    def __init__(self) -> None:
-        self.release = trio.Event()
-        self.written = 0
-
-    async def write(self, data: bytes) -> None:
-        self.written += 1
-
-    async def read(self, n: int) -> bytes:
-        await self.release.wait()
-        self.release = trio.Event()
-        return length_prefixed(b"answer")
-
-    async def reset(self) -> None:
-        pass
-
-
 async def test_a_request_behind_another_to_the_same_peer_is_counted_with_its_wait(autojump_clock: Any) -> None:
     """The per-peer FIFO is where a request's deadline can run out before it
     is even sent: the stats say how often and for how long requests queued."""
-    stats = SenderStats()
-    stream = _HeldStream()
-
-    async def open_stream() -> _HeldStream:
-        return stream
-
-    sender = PeerSender(open_stream, max_message_bytes=1024, max_idle=60.0, stats=stats)
+    peer = Peer()
+    sender, stats = sender_for(peer)
     answers: list[bytes | None] = []
 
     async def ask() -> None:
@@ -87,11 +63,12 @@ async def test_a_request_behind_another_to_the_same_peer_is_counted_with_its_wai
         await wait_all_tasks_blocked()
         nursery.start_soon(ask)  # the stream is busy: this one queues
         await wait_all_tasks_blocked()
-        assert (stats.queued, stream.written) == (1, 1)
+        (stream,) = peer.streams
+        assert (stats.queued, len(stream.writes)) == (1, 1)
         await trio.sleep(2.0)  # virtual time: the first answer takes 2 s
-        stream.release.set()
+        stream.answer.set()
         await wait_all_tasks_blocked()
-        stream.release.set()
+        stream.answer.set()
     assert answers == [b"answer", b"answer"]
     assert stats.queued == 1 and stats.queued_ms == 2000
 
@@ -101,7 +78,7 @@ async def test_a_request_behind_another_to_the_same_peer_is_counted_with_its_wai
         await wait_all_tasks_blocked()
         with trio.move_on_after(0.5):
             await sender.request(b"q", True)
-        stream.release.set()
+        stream.answer.set()
     assert stats.queued == 2 and stats.queued_ms == 2500
     assert stats.requests == 3  # the cut one never got the stream
 
