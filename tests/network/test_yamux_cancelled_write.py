@@ -4,7 +4,7 @@ Noise numbers each frame as it encrypts it, before the bytes reach the
 socket. py-libp2p lets a writing task be cancelled (its caller's timeout)
 while an encrypted frame waits for socket space: the frame is then half sent,
 or not sent with its nonce spent, and the peer fails to decrypt everything
-after it — the connection dies with every stream on it. Under pub/sub
+after it — the connection carries nothing more, on any of its streams. Under pub/sub
 overload this closed hundreds of connections per run.
 
 Ours finishes the frame first (the caller's cancellation lands right after),
@@ -154,6 +154,9 @@ async def _cut_a_write(writer: Any) -> tuple[Any, Any, dict[str, Any]]:
         except Exception:  # noqa: BLE001
             alive = False
         state["alive"] = alive
+        # Read while the reader still runs: once it stops, every connection
+        # to it closes anyway.
+        state["closed"] = conn.muxed_conn.is_closed
         state["same_connection"] = writer.get_network().get_connections(reader.get_id())[:1] == [conn]
         state["reader_connections"] = len(reader.get_network().get_connections(writer.get_id()))
         nursery.cancel_scope.cancel()
@@ -166,9 +169,10 @@ async def test_library_loses_the_connection_when_a_write_times_out() -> None:
         _reader, conn, state = await _cut_a_write(writer)
         assert state["cut"]
         # The reader could not decrypt past the cut frame: the message sent
-        # after it never arrived, and the connection is gone.
-        assert not state["alive"], state
-        await wait_until(lambda: conn.muxed_conn.is_closed, 10, "the library's connection to close")
+        # after it never arrived. (In our runs the connection even stayed
+        # open on both sides, carrying nothing; not asserted, as a reader
+        # that closes on a bad frame would be the library's behaviour too.)
+        assert not state["alive"], repr(state)
 
 
 async def test_ours_finishes_the_frame_and_keeps_the_connection() -> None:
@@ -176,7 +180,9 @@ async def test_ours_finishes_the_frame_and_keeps_the_connection() -> None:
         _reader, conn, state = await _cut_a_write(node.host)
         assert state["cut"]  # the caller still got its timeout, once the frame was out
         assert state["alive"] and state["same_connection"]
-        assert not conn.muxed_conn.is_closed
+        # Read while the reader still ran: after it stops, the connection
+        # closes with it (checking here raced that close).
+        assert not state["closed"], state
         guard = yamux_guard(node.host)
         assert guard is not None and guard.stats["writes_shielded"] >= 1
         assert guard.stats["write_stalls"] == 0
