@@ -257,7 +257,7 @@ def frames(groups: Groups, max_bytes: int) -> list[tuple[frozenset[int], list[Me
 class Outgoing:
     """The exchange we started (one at a time)."""
 
-    __slots__ = ("peer", "seq", "level", "deadline", "frames", "entries", "pushed", "answered", "changes")
+    __slots__ = ("peer", "seq", "level", "deadline", "frames", "entries", "pushed", "answered", "changes", "revived")
 
     def __init__(self, peer: PeerId, seq: int, level: int, deadline: float) -> None:
         self.peer = peer
@@ -269,12 +269,13 @@ class Outgoing:
         self.pushed = 0  # entries sent in PUSH frames
         self.answered = False
         self.changes = 0  # members of our view the REPLY changed
+        self.revived = 0  # ... of them, members it brought back from dead/left
 
 
 class Serving:
     """An exchange we answered: its PUSH frames are welcome until ``deadline``."""
 
-    __slots__ = ("peer", "seq", "level", "deadline", "frames", "entries", "changes")
+    __slots__ = ("peer", "seq", "level", "deadline", "frames", "entries", "changes", "revived")
 
     def __init__(self, peer: PeerId, seq: int, level: int, deadline: float) -> None:
         self.peer = peer
@@ -284,6 +285,7 @@ class Serving:
         self.frames = 0
         self.entries = 0
         self.changes = 0
+        self.revived = 0
 
 
 class Exchanges:

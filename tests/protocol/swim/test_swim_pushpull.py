@@ -324,6 +324,53 @@ def test_a_silent_partner_is_left_alone() -> None:
     assert later == []
 
 
+#: Members a push/pull must change to count as views merging.
+BAR = PP.push_pull_burst_changes
+
+
+def _exchange_then_suspicion_min(revive: bool) -> tuple[float, float, bool]:
+    """An exchange changes BAR members of b's view: brings them back from
+    left (``revive``), or accuses them. Then b hears one more accusation:
+    (its suspicion's minimum, b's normal minimum, whether b's merge window
+    opened)."""
+    others = [f"m{k}" for k in range(BAR + 2)]
+    names = ["a", "b", *others]
+    cfg = replace(PP, push_pull_timeout=0.5)
+    cores = {pid(n): make_core(n, [o for o in names if o != n], seed=i, config=cfg) for i, n in enumerate(names[:2])}
+    a, b = cores[pid("a")], cores[pid("b")]
+    moved = [pid(o) for o in others[:BAR]]
+    for k, m in enumerate(moved):
+        if revive:
+            # b heard each say it leaves; a heard each come back (signed)
+            deliver(b, 0.01, m, Message(k, 0, Ack(), (MemberUpdate(m, State.LEFT, 0),)))
+            deliver(a, 0.01, m, Message(k, 1, Ack(), (signed_update(sim_signer(m), m, State.ALIVE, 1, (ADDR,)),)))
+        else:
+            deliver(a, 0.01, pid(others[-1]), Message(k, 0, Ack(), (MemberUpdate(m, State.SUSPECT, 0, (), pid(others[-1])),)))
+    ackers = {pid(n): (1 if revive and pid(n) in moved else 0) for n in names}
+    t, req = first_request(a, 30.0, to=pid("b"), ackers=ackers)
+    before = b.stats.push_pull_changes
+    pump(cores, t + 0.01, pid("a"), [req])
+    assert b.stats.push_pull_changes - before >= BAR
+    opened = b._merging_until > t  # noqa: SLF001
+    accused = pid(others[-2])
+    deliver(b, t + 0.02, pid(others[-1]), Message(99, 0, Ack(), (MemberUpdate(accused, State.SUSPECT, 0, (), pid(others[-1])),)))
+    return b._suspicions[accused].min, b.config.suspicion_min(len(names)), opened  # noqa: SLF001
+
+
+def test_an_exchange_bringing_members_back_from_the_dead_lengthens_suspicions() -> None:
+    """Views of a healed partition merging: accusations in flight are often stale."""
+    got, steady, opened = _exchange_then_suspicion_min(revive=True)
+    assert opened and got == 2 * steady
+
+
+def test_an_exchange_of_many_accusations_does_not_lengthen_suspicions() -> None:
+    """The other view has seen a crash of many: push/pull in bursts, but a
+    crash is decided as fast as ever (before 2026-12-04, any exchange that
+    changed BAR members doubled the suspicion minimum)."""
+    got, steady, opened = _exchange_then_suspicion_min(revive=False)
+    assert opened and got == steady
+
+
 # ------------------------------------------------------------ simulation
 
 
