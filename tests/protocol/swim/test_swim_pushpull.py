@@ -348,10 +348,10 @@ def _exchange_then_suspicion_min(revive: bool) -> tuple[float, float, bool]:
             deliver(a, 0.01, pid(others[-1]), Message(k, 0, Ack(), (MemberUpdate(m, State.SUSPECT, 0, (), pid(others[-1])),)))
     ackers = {pid(n): (1 if revive and pid(n) in moved else 0) for n in names}
     t, req = first_request(a, 30.0, to=pid("b"), ackers=ackers)
-    before = b.stats.push_pull_changes
+    before, window = b.stats.push_pull_changes, b._merging_until  # noqa: SLF001
     pump(cores, t + 0.01, pid("a"), [req])
     assert b.stats.push_pull_changes - before >= BAR
-    opened = b._merging_until > t  # noqa: SLF001
+    opened = b._merging_until > max(window, t)  # noqa: SLF001 — this exchange opened (or extended) it
     accused = pid(others[-2])
     deliver(b, t + 0.02, pid(others[-1]), Message(99, 0, Ack(), (MemberUpdate(accused, State.SUSPECT, 0, (), pid(others[-1])),)))
     return b._suspicions[accused].min, b.config.suspicion_min(len(names)), opened  # noqa: SLF001
