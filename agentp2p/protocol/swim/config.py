@@ -136,15 +136,15 @@ class SwimConfig:
     #: exchange between agreeing views costs ~0.1-1 KiB. 0 = never initiate
     #: (we still answer others).
     push_pull_interval: float = 30.0
-    #: Views merging (a rejoin; a frame from a member we hold dead; an
-    #: exchange that changed at least push_pull_burst_changes members of our
-    #: view; that many membership events, and at least N/64, within one
-    #: period) open a merge window of 3 burst intervals + retransmit_limit
-    #: periods, extended by each new sign: meanwhile we push/pull every
-    #: push_pull_burst_interval. We also serve each peer at most once per
-    #: half this interval. Only members back from dead or left (that many in
-    #: an exchange or a period, not scaled) make it a healing window, in
-    #: which new suspicions wait twice the minimum.
+    #: Views merging (a join or rejoin; an exchange that changed at least
+    #: push_pull_burst_changes members of our view; that many membership
+    #: events, and at least N/64, within one period) open a merge window of
+    #: 3 burst intervals + retransmit_limit periods, extended by each new
+    #: sign: meanwhile we push/pull every push_pull_burst_interval. We also
+    #: serve each peer at most once per half this interval. Members back from
+    #: dead or left (one in its own word, the first frame from one we hold
+    #: dead, or that many, not scaled, in an exchange or a period) make it a
+    #: healing window, in which new suspicions wait twice the minimum.
     push_pull_burst_interval: float = 1.0
     push_pull_burst_changes: int = 8
     #: Entries we send per direction per exchange (the rest: next exchange).

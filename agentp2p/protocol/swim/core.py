@@ -36,13 +36,14 @@ whenever a member we held dead/left or just discovered answers us itself, we
 compare bucket digests of our view with one member's and swap the entries of
 the buckets that differ; each entry goes through ``_apply`` like a
 piggybacked update (no rule is relaxed). Signs that views are merging (a
-rejoin, a frame from a member we hold dead, an exchange or a period that
-changed many members) open a *merge window*: push/pull every
-``push_pull_burst_interval``, and rumour-started suspicions make us ask the
-accused at once (stale accusations of the merge are still in flight after
-their targets refuted). Only members coming back from dead or left make it a
-*healing* window, in which new suspicions wait twice the minimum; a burst of
-suspicions is a crash of many, not a heal.
+join or rejoin, an exchange or a period that changed many members) open a
+*merge window*: push/pull every ``push_pull_burst_interval``, and
+rumour-started suspicions make us ask the accused at once (stale accusations
+of the merge are still in flight after their targets refuted). Members coming
+back from dead or left (one in its own word, the first frame from one we hold
+dead, or 8 in an exchange or a period) make it a *healing* window, in which
+new suspicions also wait twice the minimum; a burst of suspicions is a crash
+of many, not a heal.
 
 Joining: ``MemberDiscovered`` only *proposes* a peer. We ping it (up to
 ``join_attempts`` periods) and it becomes a member — ``joined`` — when it
@@ -296,7 +297,8 @@ class SwimCore:
         self._flux_count = 0
         self._revived_count = 0  # ... of them, members back from dead/left (see _flux)
         #: Member -> since when we held it dead/left, for the healing window
-        #: its first frame opened (_heard_from_the_dead; bounded).
+        #: its first frame opened (_heard_from_the_dead; bounded like the
+        #: hint memory: an entry matters only while the member is held).
         self._healed_by: dict[PeerId, float] = {}
         self._merging_until = -1.0  # views are merging until then: see _pp_burst
         self._healing_until = -1.0  # ... because members came back from dead/left (see _transition)
@@ -909,9 +911,11 @@ class SwimCore:
         its updates are applied and its accusations wait the longer minimum
         (see _transition). Before, it opened after the frame: in the
         whole-node simulator at 200 nodes one such frame cost 6 members
-        declared failed after a heal. Once per death: a member declared dead
-        cannot hold windows open by talking. A leaver's last frames (left, at
-        the incarnation it left with) open nothing."""
+        declared failed after a heal. Once per death, so that the other
+        side's frames do not keep re-opening it while it refutes; a leaver's
+        last frames (left, at the incarnation it left with) open nothing. (A
+        member can still open one per frame by saying it left and came back
+        in its own word, at the cost of two incarnations: the rejoin path.)"""
         held = self._table.get(sender)
         if held is None or held.live:
             return
@@ -1337,8 +1341,8 @@ class SwimCore:
         each refuted) does not count as a merge.
 
         Only members coming back from dead or left (8 in one period, not
-        scaled with N) say a partition heals
-        (the longer suspicions of _transition). Suspicions, failures and
+        scaled with N) say a partition heals (the longer suspicions of
+        _transition). Suspicions, failures and
         refutations do not: a crash of many members at once is a burst of
         suspicions, and the few false suspicions a healthy network refutes
         every second added up to the bar (8 at 500 members) often enough
@@ -1363,10 +1367,11 @@ class SwimCore:
                 self._pp_burst(healing=True)
 
     def _pp_burst(self, *, healing: bool) -> None:
-        """Views are merging (a rejoin, a big exchange, many events at once,
-        a frame from a member we hold dead; ``healing``: members came back
-        from dead/left, so suspicions wait longer, see _transition): for a merge window — a few burst intervals plus as long as gossip keeps
-        relaying the stale news of the merge — push/pull every burst interval
+        """Views are merging (a join or rejoin, a big exchange, many events
+        at once; ``healing``: members came back from dead/left, so new
+        suspicions wait longer, see _transition): for a merge window — a few
+        burst intervals plus as long as gossip keeps relaying the stale news
+        of the merge — push/pull every burst interval
         (an exchange between views that agree by then costs a digest), and
         ask members accused by rumour before believing it (see _transition).
         Every new sign of merging extends the window."""

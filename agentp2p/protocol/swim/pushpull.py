@@ -52,13 +52,14 @@ When
   we held dead or left speaks to us itself (its own word, e.g. the answer to
   a reconnect ping) — the moment two sides of a partition meet again;
 * every ``push_pull_burst_interval`` during a *merge window*, opened by a
-  rejoin, a frame from a member we hold dead, an exchange (either role) that
-  changed at least ``push_pull_burst_changes`` members of our view, or as
-  many membership events (and at least N/64) within one period; it lasts a
-  few burst intervals plus the gossip horizon, and every new sign of merging
-  extends it (core.py ``_pp_burst``). Exchanges between views that agree cost
-  a digest. (Only members back from dead or left make it a *healing* window,
-  which also lengthens suspicions: core.py ``_flux``.)
+  join or rejoin, an exchange (either role) that changed at least
+  ``push_pull_burst_changes`` members of our view, or as many membership
+  events (and at least N/64) within one period; it lasts a few burst
+  intervals plus the gossip horizon, and every new sign of merging extends
+  it (core.py ``_pp_burst``). Exchanges between views that agree cost a
+  digest. (Members back from dead or left make it a *healing* window, which
+  also lengthens new suspicions: core.py ``_flux`` and
+  ``_heard_from_the_dead``.)
 
 Limits (a push/pull is the most expensive thing a peer can ask of us):
 one outgoing exchange at a time; we serve at most ``push_pull_serves_per_period``

@@ -344,3 +344,20 @@ def test_a_leaving_member_s_last_frames_open_no_healing_window() -> None:
     deliver(core, 0.5, leaver, Message(2, 0, Ack(), (MemberUpdate(leaver, State.LEFT, 0),)))
     assert core.member(leaver).state is State.LEFT
     assert _next_suspicion_min(core, 0.6) == _steady_min()
+
+
+def test_eight_revivals_make_a_healing_window_in_a_large_network_too() -> None:
+    """The revival bar is not scaled with N: a small partition healing inside
+    a large network must count (at 700 members N/64 would be 10)."""
+    many = [f"m{i}" for i in range(700)]
+    core = make_core("a", many)
+    steady = core.config.suspicion_min(len(many) + 1)
+    for k in range(BAR):
+        m = pid(f"m{k}")
+        deliver(core, 0.01, m, Message(k, 0, Ack(), (MemberUpdate(m, State.LEFT, 0),)))
+    for k in range(BAR):
+        m = pid(f"m{k}")
+        back = signed_update(sim_signer(m), m, State.ALIVE, 1, (b"\x04" + bytes(4) + b"\x06\x0f\xa1",))
+        deliver(core, 1.01, pid("m699"), Message(100 + k, 0, Ack(), (back,)))
+    deliver(core, 1.02, pid("m699"), Message(99, 0, Ack(), (MemberUpdate(pid("m600"), State.SUSPECT, 0, (), pid("m699")),)))
+    assert core._suspicions[pid("m600")].min == 2 * steady  # noqa: SLF001
