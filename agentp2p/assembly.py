@@ -237,9 +237,10 @@ def _wire(services: dict[str, NodeService], dht: DHT, dialer: Dialer, context: S
 
 def _protect(connections: ConnectionManager, pubsub: PubSub, services: dict[str, NodeService]) -> None:
     """What the connection manager must never close: our gossipsub meshes
-    (a mesh peer closed is a hole in the topic until the next heartbeat) and
+    (a mesh peer closed is a hole in the topic until the next heartbeat),
     messaging peers with messages in flight (closing would force a redial
-    and a retransmission)."""
+    and a retransmission), and the members SWIM probes now or next (a
+    probe that has to dial first times out, and a live member is suspected)."""
     # Topic by topic in turn, so every topic's mesh gets its share of the cap.
     connections.add_protector(lambda: round_robin([pubsub.mesh_peers(t) for t in pubsub.topics()]))
     relay = services.get("relay")
@@ -248,6 +249,9 @@ def _protect(connections: ConnectionManager, pubsub: PubSub, services: dict[str,
     messaging = services.get("messaging")
     if messaging is not None and hasattr(messaging, "busy_peers"):
         connections.add_protector(messaging.busy_peers)  # type: ignore[attr-defined]
+    swim = services.get("swim")
+    if swim is not None and hasattr(swim, "protected_peers"):
+        connections.add_protector(swim.protected_peers)  # type: ignore[attr-defined]
 
 
 def assemble(

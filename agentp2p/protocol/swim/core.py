@@ -329,6 +329,27 @@ class SwimCore:
         """Members we consider alive or suspect, excluding ourselves."""
         return self._table.live_count
 
+    def upcoming(self) -> list[PeerId]:
+        """The members whose connections our probes need now or next, soonest
+        first: this period's target and helpers, the members drawn ahead, and
+        our ring successor when its turn is next (at most k + connect_ahead + 2).
+
+        For the connection manager, which keeps what a service names: a
+        connection closed as idle a moment before its probe turns the probe's
+        timeout into a dial, and a live member into a suspect. ConnectAhead
+        alone cannot prevent that, since it finds the connection still open
+        (docs/swim.md, "Probes keep their connections")."""
+        out: list[PeerId] = []
+        p = self._probe
+        if p is not None and not p.acked:
+            out.append(p.target)
+            out.extend(sorted(p.helpers))  # sorted: the same order on every run
+        out.extend(self._ahead)
+        ring = self._ring_successor(1) if self.config.connect_ahead else None
+        if ring is not None:
+            out.append(ring.peer_id)
+        return list(dict.fromkeys(out))
+
     @property
     def period(self) -> int:
         """Protocol periods started so far (our own protocol clock)."""

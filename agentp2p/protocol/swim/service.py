@@ -489,6 +489,11 @@ class SwimService:
         m = self._core.member(peer.to_bytes()) if self._core is not None else None
         return m.state.name.lower() if m is not None else None
 
+    def protected_peers(self) -> list[ID]:
+        """The peers our probes need connected now or next (SwimCore.upcoming):
+        the connection manager keeps them (assembly.py)."""
+        return [ID(p) for p in self._core.upcoming()] if self._core is not None else []
+
     def is_alive(self, peer: ID) -> bool | None:
         """Liveness for other services: True for alive *or suspect* (a suspect
         has not been judged yet), False for dead or left, None when SWIM has no

@@ -458,3 +458,43 @@ def test_a_member_that_left_after_it_was_drawn_is_not_probed() -> None:
 def test_connect_ahead_is_bounded_in_config() -> None:
     with pytest.raises(ValueError, match="connect_ahead"):
         SwimConfig(connect_ahead=9)
+
+
+# ------------------------------------------------------------ what the connection manager keeps
+
+
+@pytest.mark.parametrize("ring", [0, 2, 3])
+def test_every_probe_goes_to_a_member_named_upcoming_the_period_before(ring: int) -> None:
+    """SwimCore.upcoming is what the node's connection manager spares: a
+    connection closed as idle just before its probe makes a live member
+    suspect. Each period's target — a draw ahead or, on the ring's turn,
+    our successor — must have been named a period early."""
+    cfg = SwimConfig(gossip_interval=0, ring_probe_every=ring)
+    a = make_core("a", [f"m{i}" for i in range(12)], config=cfg)
+    t, acts = next_tick(a)  # the first period: nothing was drawn before it
+    for _ in range(40):
+        for s in sends(acts, Ping):
+            deliver(a, t, s.to, Message(s.message.seq, 0, Ack()))  # every probe answered at once
+        named = a.upcoming()
+        assert len(named) <= cfg.connect_ahead + 1 and len(set(named)) == len(named)
+        acts = []
+        while not sends(acts, Ping):
+            t, acts = next_tick(a)
+        (ping,) = sends(acts, Ping)
+        assert ping.to in named
+    assert (a.stats.ring_probes > 0) == (ring > 0)  # the ring's turns were among them
+
+
+def test_upcoming_holds_the_probe_under_way_and_its_helpers_until_answered() -> None:
+    cfg = SwimConfig(gossip_interval=0, ring_probe_every=0)
+    a = make_core("a", [f"m{i}" for i in range(10)], config=cfg)
+    t, acts = next_tick(a)
+    (ping,) = sends(acts, Ping)
+    ahead = [h.to for h in acts if isinstance(h, ConnectAhead)]
+    assert len(ahead) == cfg.connect_ahead
+    assert a.upcoming() == [ping.to, *ahead]
+    reqs = sends(run_until(a, t + cfg.probe_timeout), PingReq)
+    assert len(reqs) == cfg.indirect_checks
+    assert a.upcoming() == [ping.to, *sorted(r.to for r in reqs), *ahead]
+    deliver(a, t + 0.6, reqs[0].to, Message(ping.message.seq, 0, Ack()))
+    assert a.upcoming() == ahead  # answered: the probe needs no connection any more
