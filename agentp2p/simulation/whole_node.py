@@ -180,14 +180,19 @@ class WholeNodeConfig:
     #: The node's connection manager (agentp2p/network/connection_manager.py,
     #: the same class): every ``interval`` a node above high water closes
     #: the connections idle longest down to low water, sparing its gossipsub
-    #: mesh and young or busy connections. ``enabled=False``: the node
-    #: before it (nothing closed an idle connection).
+    #: mesh, the members SWIM probes now or next, and young or busy
+    #: connections. ``enabled=False``: the node before it (nothing closed an
+    #: idle connection).
     connections: ConnectionsConfig = field(default_factory=ConnectionsConfig)
     #: Distinct capability names, provided round-robin (so ~n / capabilities providers each).
     capabilities: int = 100
     swim: bool = True
     #: SWIM's connect_ahead (None: the node's default, SwimConfig).
     connect_ahead: int | None = None
+    #: The connection manager spares the members SWIM probes now or next
+    #: (SwimCore.upcoming), as the node's assembly does. False: the node
+    #: before 2026-12-04, to measure what it changes.
+    protect_probes: bool = True
     #: SWIM's probe_connected_min (0: off, the node's default): probe only connected members.
     probe_connected_min: int = 0
     #: The DHT's slow_after: seconds, 0 off, or "auto" (learned); None: the node's default (DHTConfig).
@@ -345,6 +350,9 @@ class WholeNodeSimulation:
             gossip = node.gossip
             node.manager = cm
             cm.add_protector(lambda: sorted(self.index[p] for p in gossip.mesh(TOPIC)))  # sorted: set order varies
+            swim = node.swim
+            if swim is not None and self.cfg.protect_probes:
+                cm.add_protector(lambda: [self.index[p] for p in swim.upcoming() if p in self.index])
             self.at(self.now + self.rng.uniform(0, cc.interval), lambda: self._trim(i))
         return i
 
