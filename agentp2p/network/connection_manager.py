@@ -17,9 +17,10 @@ the ones idle longest until ``low_water`` remain. Never closed:
   now) — unless there are so many of them that the node would stay above
   ``high_water``: then the least recently used of them go too;
 * protected peers: what a service must keep (the gossipsub mesh, a
-  messaging peer with messages in flight), asked of each protector at
-  every round rather than tagged, so nothing can forget to untag — at most
-  half of ``low_water`` of them, so protection cannot fill the node either.
+  messaging peer with messages in flight, the members SWIM probes now or
+  next), asked of each protector at every round rather than tagged, so
+  nothing can forget to untag — at most half of ``low_water`` of them, so
+  protection cannot fill the node either.
 
 A closed peer loses nothing it cannot get back: SWIM and the DHT redial when
 they need to, messaging redials and retransmits, gossipsub re-meshes among
