@@ -31,7 +31,7 @@ from agentp2p.protocol.swim.roster import MemberTable
 from agentp2p.protocol.swim.signature import signed_update
 from agentp2p.simulation.swim import SwimSimulation, sim_signer
 from agentp2p.simulation.swim_metrics import Observer
-from tests.protocol.swim.swimhelpers import deliver, make_core, next_tick, pid, run_until, sends
+from tests.protocol.swim.swimhelpers import deliver, events, make_core, next_tick, pid, run_until, sends
 
 OTHERS = [f"m{i}" for i in range(30)]
 _MASK = (1 << 64) - 1
@@ -354,3 +354,38 @@ def test_eight_revivals_make_a_healing_window_in_a_large_network_too() -> None:
     a large network must count (at 700 members N/64 would be 10)."""
     got, steady = _back_from_the_dead(BAR, [f"m{i}" for i in range(700)])
     assert got == 2 * steady
+
+
+def _confirmed_suspicion_then(heal: bool) -> tuple[float, float]:
+    """m20 accused by three members at 0.5 (the first accuser plus two
+    confirmations: its timer is down to the minimum); then, if ``heal``, a
+    partition heals at 1.0: the first frame from a member we hold dead.
+    Returns (when we declared m20 failed, the steady minimum)."""
+    core = make_core("a", OTHERS)
+    dead = pid("m5")
+    deliver(core, 0.01, dead, Message(1, 0, Ack(), (MemberUpdate(dead, State.DEAD, 0),)))
+    for k, origin in enumerate(("m21", "m22", "m23")):
+        deliver(core, 0.5, pid(origin), Message(10 + k, 0, Ack(), (MemberUpdate(pid("m20"), State.SUSPECT, 0, (), pid(origin)),)))
+    assert core.member(pid("m20")).state is State.SUSPECT
+    if heal:
+        deliver(core, 1.0, dead, Message(2, 0, Ack()))
+    steady = _steady_min()
+    t = 0.5
+    while t < 0.5 + 3 * steady:
+        t += 0.05
+        if ("failed", pid("m20")) in events(run_until(core, t)):
+            return t, steady
+    raise AssertionError("m20 never declared failed")
+
+
+def test_a_partition_healing_stretches_the_suspicions_already_running() -> None:
+    """A member the other side of a partition did not probe until its last
+    seconds is suspected there just before the heal, and its refutation can
+    only get through after it. Without stretching, that suspicion ran out
+    right after the heal: in the whole-node simulator at 500 nodes, 206
+    members declared one such member failed (2026-12-04). With it, the
+    suspicion waits the healing minimum counted from its start."""
+    steady_at, steady = _confirmed_suspicion_then(heal=False)
+    assert steady_at == pytest.approx(0.5 + steady, abs=0.06)
+    healed_at, _ = _confirmed_suspicion_then(heal=True)
+    assert healed_at == pytest.approx(0.5 + 2 * steady, abs=0.06)
