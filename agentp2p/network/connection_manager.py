@@ -34,7 +34,7 @@ closes the connections (``Node._manage_connections``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,17 +132,19 @@ class ConnectionManager:
         else:
             seen.used = now
 
-    def protected(self) -> set[Any]:
+    def protected(self, connected: Collection[Hashable] | None = None) -> set[Any]:
         """The peers the protectors name, at most half of low water of them,
         taken round-robin across protectors so each gets its share:
         protection must never fill the node, or the inbound limit would
-        refuse newcomers again."""
+        refuse newcomers again. Given ``connected``, names of peers we hold
+        no connection to (a dial SWIM is waiting for) take no share."""
         cap = max(1, self.low_water // 2)
         out: set[Any] = set()
         for peer in round_robin([list(p()) for p in self._protectors]):
             if len(out) >= cap:
                 break
-            out.add(peer)
+            if connected is None or peer in connected:
+                out.add(peer)
         return out
 
     def to_trim(self, now: float, connected: Iterable[Hashable]) -> list[Hashable]:
@@ -157,7 +159,7 @@ class ConnectionManager:
                 del self._peers[peer]
         if not self.active or len(live) <= self.high_water:
             return []
-        spared = self.protected()
+        spared = self.protected(set(live))
         young, busy = now - cfg.grace, now - cfg.idle
         idle, recent = [], []
         for peer in live:

@@ -87,6 +87,21 @@ def test_protection_is_shared_round_robin_between_protectors() -> None:
     assert cm.protected() == {"m1", "busy1", "m2", "busy2"}
 
 
+def test_names_of_peers_not_connected_take_no_share_of_protection() -> None:
+    """SWIM names the members it will probe next, some of them still being
+    dialed: those names must not use up the cap the mesh needs."""
+    cm = manager(high=10, low=8)  # at most 4 protected
+    cm.add_protector(lambda: ["m1", "m2", "m3", "m4", "m5"])
+    cm.add_protector(lambda: ["dialing1", "dialing2", "next"])
+    connected = {"m1", "m2", "m3", "m4", "m5", "next"}
+    assert cm.protected() == {"m1", "dialing1", "m2", "dialing2"}  # without the connected set: by name
+    assert cm.protected(connected) == {"m1", "m2", "m3", "next"}
+    for p in sorted(connected) + [f"idle{k}" for k in range(6)]:
+        cm.connected(p, 0.0)
+    trimmed = cm.to_trim(100.0, sorted(connected) + [f"idle{k}" for k in range(6)])
+    assert not {"m1", "m2", "m3", "next"} & set(trimmed) and len(trimmed) == 12 - 8
+
+
 def test_forgets_peers_no_longer_connected() -> None:
     cm = manager()
     for p in "abcdef":

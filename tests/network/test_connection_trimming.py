@@ -173,4 +173,3 @@ async def test_the_members_swim_probes_next_are_kept_though_idle_longest() -> No
         trim = cm.to_trim(now, hub.peers())
         cm.config.enabled = False
         assert len(trim) == 2 and not set(trim) & set(named)
-        assert named[0] in cm.protected()

@@ -153,6 +153,7 @@ class SwimStats:
     forged: int = 0  # signatures that did not verify
     unverified: int = 0  # signed updates beyond the per-frame verification budget (taken as unsigned)
     dead_rumours: int = 0  # others' "dead" about a member we held alive: became our suspicion
+    stretched: int = 0  # running suspicions a healing window made wait its longer minimum
     checks: int = 0  # pings to a member a rumour we could not believe said had moved on
     unsolicited: int = 0  # Ack/Nack we did not ask for
     dropped_indirect: int = 0  # PingReq refused: too many pending
@@ -330,9 +331,11 @@ class SwimCore:
         return self._table.live_count
 
     def upcoming(self) -> list[PeerId]:
-        """The members whose connections our probes need now or next, soonest
-        first: this period's target and helpers, the members drawn ahead, and
-        our ring successor when its turn is next (at most k + connect_ahead + 2).
+        """The live members whose connections our probes need now or next,
+        soonest first: this period's target and helpers until it is answered,
+        then the next period's target (our ring successor on the ring's turn,
+        else the first drawn ahead), then the rest drawn ahead. At most k +
+        connect_ahead + _MAX_HINTED + 2 (lost connections are drawn ahead too).
 
         For the connection manager, which keeps what a service names: a
         connection closed as idle a moment before its probe turns the probe's
@@ -344,11 +347,16 @@ class SwimCore:
         if p is not None and not p.acked:
             out.append(p.target)
             out.extend(sorted(p.helpers))  # sorted: the same order on every run
-        out.extend(self._ahead)
+        ahead = self._ahead
         ring = self._ring_successor(1) if self.config.connect_ahead else None
-        if ring is not None:
+        # As _next_target decides: a fresh hint at the head of ahead goes before the ring's turn.
+        hinted = bool(ahead) and self._period + 1 - self._hinted.get(ahead[0], -_HINT_COOLDOWN) <= 2
+        if ring is not None and not hinted:
             out.append(ring.peer_id)
-        return list(dict.fromkeys(out))
+        out.extend(ahead)
+        if ring is not None and hinted:
+            out.append(ring.peer_id)
+        return [peer for peer in dict.fromkeys(out) if self._is_live(peer)]
 
     @property
     def period(self) -> int:
@@ -1419,15 +1427,17 @@ class SwimCore:
         seconds; their refutations can only now get through. (Whole-node
         simulator, 500 nodes: a member the other side happened not to probe
         for 27 of the partition's 30 s was suspected 3 s before the heal
-        and declared failed by 206 members right after it.) Idempotent: a
-        suspicion keeps whichever minimum is longer."""
-        cfg = self.config
-        n = self._table.live_count + 1
-        least = cfg.suspicion_min(n) * _MERGE_SUSPICION
+        and declared failed by 206 members right after it.) All of them, not
+        only those about the other side, which we cannot tell apart: a real
+        crash just before a heal is declared up to one minimum later. A
+        member who can open healing windows at will (see
+        _heard_from_the_dead) gains nothing more: a suspicion keeps whichever
+        minimum is longer, so it waits at most twice the minimum however
+        many windows open."""
+        least = self.config.suspicion_min(self._table.live_count + 1) * _MERGE_SUSPICION
         for peer, s in self._suspicions.items():
-            if s.min < least:
-                s.min, s.max = least, max(s.max, least)
-                s.deadline = s.start + s.timeout(len(s.confirmations) - 1)
+            if s.raise_min(least):
+                self.stats.stretched += 1
                 self._arm(s.deadline, _SUSPICION, peer)
 
     def _pp_soon(self) -> None:

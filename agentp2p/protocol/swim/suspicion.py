@@ -39,6 +39,17 @@ class Suspicion:
         frac = math.log(c + 1) / math.log(self.k + 1)
         return max(self.min, self.max - (self.max - self.min) * frac)
 
+    def raise_min(self, least: float) -> bool:
+        """Wait at least ``least`` (a healing window opened: core.py,
+        _stretch_suspicions), still counted from the start. True if the
+        deadline moved (later: the minimum only grows)."""
+        if self.min >= least:
+            return False
+        self.min, self.max = least, max(self.max, least)
+        before = self.deadline
+        self.deadline = self.start + self.timeout(len(self.confirmations) - 1)
+        return self.deadline != before
+
     def confirm(self, origin: PeerId) -> bool:
         """Record an independent confirmation. True if it was new and counted
         (then the deadline may have moved earlier)."""

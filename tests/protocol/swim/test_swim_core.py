@@ -468,20 +468,20 @@ def test_every_probe_goes_to_a_member_named_upcoming_the_period_before(ring: int
     """SwimCore.upcoming is what the node's connection manager spares: a
     connection closed as idle just before its probe makes a live member
     suspect. Each period's target — a draw ahead or, on the ring's turn,
-    our successor — must have been named a period early."""
+    our successor — must have been named first a period early."""
     cfg = SwimConfig(gossip_interval=0, ring_probe_every=ring)
     a = make_core("a", [f"m{i}" for i in range(12)], config=cfg)
     t, acts = next_tick(a)  # the first period: nothing was drawn before it
     for _ in range(40):
         for s in sends(acts, Ping):
             deliver(a, t, s.to, Message(s.message.seq, 0, Ack()))  # every probe answered at once
-        named = a.upcoming()
-        assert len(named) <= cfg.connect_ahead + 1 and len(set(named)) == len(named)
         acts = []
-        while not sends(acts, Ping):
+        while not sends(acts, Ping):  # push/pull timers may come before the period's tick
+            named = a.upcoming()
+            assert len(named) <= cfg.connect_ahead + 1 and len(set(named)) == len(named)
             t, acts = next_tick(a)
         (ping,) = sends(acts, Ping)
-        assert ping.to in named
+        assert ping.to == named[0]  # soonest first
     assert (a.stats.ring_probes > 0) == (ring > 0)  # the ring's turns were among them
 
 
@@ -498,3 +498,20 @@ def test_upcoming_holds_the_probe_under_way_and_its_helpers_until_answered() -> 
     assert a.upcoming() == [ping.to, *sorted(r.to for r in reqs), *ahead]
     deliver(a, t + 0.6, reqs[0].to, Message(ping.message.seq, 0, Ack()))
     assert a.upcoming() == ahead  # answered: the probe needs no connection any more
+
+
+def test_raising_a_suspicions_minimum_counts_from_its_start_and_survives_confirmations() -> None:
+    """A healing window's stretch (core._stretch_suspicions): the deadline
+    moves later only when the minimum decided it, once, and a confirmation
+    after it cannot bring the old minimum back."""
+    s = Suspicion(10.0, 0, 2, min_timeout=3.0, max_timeout=9.0, origin=b"x")
+    assert not s.raise_min(6.0) and s.deadline == 19.0  # no confirmation yet: the maximum decides
+    s.confirm(b"y")
+    s.confirm(b"z")
+    assert s.deadline == 16.0  # two confirmations: at the (raised) minimum, not 13
+    assert not s.raise_min(6.0) and not s.raise_min(4.0)  # already at it: nothing moves, no timer to arm
+    t = Suspicion(10.0, 0, 2, min_timeout=3.0, max_timeout=9.0, origin=b"x")
+    t.confirm(b"y")
+    t.confirm(b"z")
+    assert t.deadline == 13.0
+    assert t.raise_min(12.0) and (t.min, t.max, t.deadline) == (12.0, 12.0, 22.0)

@@ -161,6 +161,7 @@ def test_a_lost_connection_is_probed_next_period_even_on_the_ring_s_turn(seed: i
             deliver(core, t + 0.01, p.to, Message(p.message.seq, 0, Ack()))
         run_until(core, t + 0.9)
     core.handle(core.next_deadline() - 0.05, ConnectionLost(lost))
+    assert core.upcoming()[0] == lost  # what the connection manager spares first
     _, acts = next_tick(core)
     assert [p.to for p in sends(acts, Ping)] == [lost]
 
