@@ -248,7 +248,8 @@ def test_sparing_swims_next_probe_targets_cuts_the_false_suspicions_of_a_trimmin
     connection connect-ahead found open is trimmed before its probe, the
     probe dials inside its timeout, and a live member is suspected. Counted:
     probes of live members that failed, over 60 s of steady state. The mesh
-    shares the protection cap (4 here) and still delivers to every node."""
+    shares the protection cap (4 here) and still delivers a message to
+    every node, as it did before."""
     def suspicions(protect: bool) -> int:
         sim = WholeNodeSimulation(small(max_inbound=16, protect_probes=protect, seed=seed))
         build(sim)

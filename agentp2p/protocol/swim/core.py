@@ -348,7 +348,7 @@ class SwimCore:
             out.append(p.target)
             out.extend(sorted(p.helpers))  # sorted: the same order on every run
         ahead = self._ahead
-        ring = self._ring_successor(1) if self.config.connect_ahead else None
+        ring = self._ring_successor(1)
         # As _next_target decides: a fresh hint at the head of ahead goes before the ring's turn.
         hinted = bool(ahead) and self._period + 1 - self._hinted.get(ahead[0], -_HINT_COOLDOWN) <= 2
         if ring is not None and not hinted:
@@ -1431,9 +1431,9 @@ class SwimCore:
         only those about the other side, which we cannot tell apart: a real
         crash just before a heal is declared up to one minimum later. A
         member who can open healing windows at will (see
-        _heard_from_the_dead) gains nothing more: a suspicion keeps whichever
-        minimum is longer, so it waits at most twice the minimum however
-        many windows open."""
+        _heard_from_the_dead) gains little more: a suspicion keeps whichever
+        minimum is longer, so its minimum never exceeds twice the steady one
+        (for the members we count then) however many windows open."""
         least = self.config.suspicion_min(self._table.live_count + 1) * _MERGE_SUSPICION
         for peer, s in self._suspicions.items():
             if s.raise_min(least):

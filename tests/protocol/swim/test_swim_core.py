@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
 from agentp2p.protocol.swim import (
     Ack,
     ConnectAhead,
+    ConnectionLost,
     EventKind,
     Leave,
     LeaveComplete,
@@ -470,19 +472,40 @@ def test_every_probe_goes_to_a_member_named_upcoming_the_period_before(ring: int
     suspect. Each period's target — a draw ahead or, on the ring's turn,
     our successor — must have been named first a period early."""
     cfg = SwimConfig(gossip_interval=0, ring_probe_every=ring)
+    members = [pid(f"m{i}") for i in range(12)]
     a = make_core("a", [f"m{i}" for i in range(12)], config=cfg)
+    lose = random.Random(ring)
     t, acts = next_tick(a)  # the first period: nothing was drawn before it
-    for _ in range(40):
+    for period in range(60):
         for s in sends(acts, Ping):
             deliver(a, t, s.to, Message(s.message.seq, 0, Ack()))  # every probe answered at once
+        if period % 7 == 3:
+            # Lost connections jump the queue for two periods; three at once
+            # leave one at the head older than that, on the ring's turn or not.
+            for peer in lose.sample(members, 3):
+                a.handle(t + 0.01, ConnectionLost(peer))
         acts = []
         while not sends(acts, Ping):  # push/pull timers may come before the period's tick
             named = a.upcoming()
-            assert len(named) <= cfg.connect_ahead + 1 and len(set(named)) == len(named)
+            assert len(named) <= cfg.connect_ahead + 1 + 4 and len(set(named)) == len(named)
             t, acts = next_tick(a)
         (ping,) = sends(acts, Ping)
         assert ping.to == named[0]  # soonest first
     assert (a.stats.ring_probes > 0) == (ring > 0)  # the ring's turns were among them
+    assert a.stats.hinted_probes > 0
+
+
+def test_upcoming_names_live_members_only() -> None:
+    cfg = SwimConfig(gossip_interval=0, ring_probe_every=0)
+    a = make_core("a", [f"m{i}" for i in range(10)], config=cfg)
+    t, acts = next_tick(a)
+    (ping,) = sends(acts, Ping)
+    deliver(a, t + 0.01, ping.to, Message(ping.message.seq, 0, Ack()))
+    ahead = a.upcoming()
+    assert len(ahead) == cfg.connect_ahead
+    gone = ahead[0]
+    deliver(a, t + 0.02, gone, Message(99, 0, Nack(), (MemberUpdate(gone, State.LEFT, 0),)))
+    assert a.upcoming() == ahead[1:]  # drawn ahead, then left: its connection is not needed
 
 
 def test_upcoming_holds_the_probe_under_way_and_its_helpers_until_answered() -> None:

@@ -370,6 +370,7 @@ def _confirmed_suspicion_then(heal: bool) -> tuple[float, float]:
     assert core.member(pid("m20")).state is State.SUSPECT
     if heal:
         deliver(core, 1.0, dead, Message(2, 0, Ack()))
+        assert core.stats.stretched == 1
     steady = _steady_min()
     t = 0.5
     while t < 0.5 + 3 * steady:
@@ -390,3 +391,17 @@ def test_a_partition_healing_stretches_the_suspicions_already_running() -> None:
     assert steady_at == pytest.approx(0.5 + steady, abs=0.06)
     healed_at, _ = _confirmed_suspicion_then(heal=True)
     assert healed_at == pytest.approx(0.5 + 2 * steady, abs=0.06)
+
+
+def test_a_heal_leaves_a_suspicion_waiting_its_maximum_as_it_was() -> None:
+    """Stretching raises a suspicion's minimum; one nobody has confirmed
+    still waits its maximum (longer than twice the minimum): its deadline
+    does not move, no timer is armed, and none is counted."""
+    core = make_core("a", OTHERS)
+    dead = pid("m5")
+    deliver(core, 0.01, dead, Message(1, 0, Ack(), (MemberUpdate(dead, State.DEAD, 0),)))
+    _accuse(core, 0.5, "m20", 10)
+    before = core._suspicions[pid("m20")].deadline  # noqa: SLF001
+    deliver(core, 1.0, dead, Message(2, 0, Ack()))
+    assert core._healing_until > 1.0 and core.stats.stretched == 0  # noqa: SLF001 — a window opened
+    assert core._suspicions[pid("m20")].deadline == before  # noqa: SLF001
