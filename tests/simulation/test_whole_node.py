@@ -27,6 +27,16 @@ def small(**kw: object) -> WholeNodeConfig:
     return WholeNodeConfig(**base)  # type: ignore[arg-type]
 
 
+def _a_message_reaches_every_live_node(sim: WholeNodeSimulation) -> None:
+    """A live node publishes; within 5 s every other live node has it."""
+    before = len(sim.log.published)
+    author = sim.random_live()
+    sim.publish(author)
+    sim.run_until(sim.now + 5.0)
+    (msg_id,) = list(sim.log.published)[before:]
+    assert set(sim.log.delivered[msg_id]) == sim.live - {author}
+
+
 def test_every_node_joins_through_a_bootstrap_node_and_the_services_share_its_connections() -> None:
     sim = WholeNodeSimulation(small())
     out = build(sim)
@@ -132,12 +142,7 @@ def test_with_the_connection_manager_every_newcomer_gets_in() -> None:
     for i in sim.live:
         node = sim.nodes[i]
         assert node.inbound == sum(not out for _, out in node.conns.values()) <= 8
-    before = len(sim.log.published)
-    author = sim.random_live()
-    sim.publish(author)
-    sim.run_until(sim.now + 5.0)
-    (msg_id,) = list(sim.log.published)[before:]
-    assert set(sim.log.delivered[msg_id]) == sim.live - {author}
+    _a_message_reaches_every_live_node(sim)
 
 
 def test_a_crashed_peer_leaves_its_peers_connection_tables_after_the_keepalive() -> None:
@@ -258,12 +263,7 @@ def test_sparing_swims_next_probe_targets_cuts_the_false_suspicions_of_a_trimmin
         sim.run_until(sim.now + 60.0)
         assert sim.live == set(range(30))  # nobody crashed: every suspicion was of a live member
         count = sum(sim.nodes[i].swim.stats.suspected for i in sim.live) - before  # type: ignore[union-attr]
-        published = len(sim.log.published)
-        author = sim.random_live()
-        sim.publish(author)
-        sim.run_until(sim.now + 5.0)
-        (msg_id,) = list(sim.log.published)[published:]
-        assert set(sim.log.delivered[msg_id]) == sim.live - {author}
+        _a_message_reaches_every_live_node(sim)
         return count
 
     unprotected, protected = suspicions(False), suspicions(True)
