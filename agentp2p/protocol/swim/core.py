@@ -349,8 +349,7 @@ class SwimCore:
             out.extend(sorted(p.helpers))  # sorted: the same order on every run
         ahead = self._ahead
         ring = self._ring_successor(1)
-        # As _next_target decides: a fresh hint at the head of ahead goes before the ring's turn.
-        hinted = bool(ahead) and self._period + 1 - self._hinted.get(ahead[0], -_HINT_COOLDOWN) <= 2
+        hinted = self._hint_first(self._period + 1)  # as _next_target will decide next period
         if ring is not None and not hinted:
             out.append(ring.peer_id)
         out.extend(ahead)
@@ -534,7 +533,7 @@ class SwimCore:
         a member who joins can only take a position not yet drawn, and one
         skipped for being down when its turn came waits for the next round."""
         ahead = self._ahead
-        if not (ahead and self._period - self._hinted.get(ahead[0], -_HINT_COOLDOWN) <= 2):
+        if not self._hint_first(self._period):
             # A member whose connection was just lost goes first; else, on
             # the ring's turn, our successor, and the round-robin's draws
             # wait a period.
@@ -568,6 +567,12 @@ class SwimCore:
                 out.append(ConnectAhead(m.peer_id, m.addrs))  # a repeat is connected already or soon
             ahead.append(m.peer_id)
         return target
+
+    def _hint_first(self, period: int) -> bool:
+        """In ``period``, the head of the draws ahead is a lost connection
+        hinted at most 2 periods before: it is probed before the ring's turn."""
+        ahead = self._ahead
+        return bool(ahead) and period - self._hinted.get(ahead[0], -_HINT_COOLDOWN) <= 2
 
     def _ring_successor(self, ahead: int) -> Member | None:
         """Our successor on the ring (ring.py) if the period ``ahead`` periods
