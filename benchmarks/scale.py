@@ -187,7 +187,8 @@ def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager:
     tot = out["totals"]
     print(f"  dials {tot['dials']:,}, refused {tot['refused']:,}, trimmed {tot['trimmed']:,}; "
           f"SWIM declared {tot['false_failures']:,} live nodes failed "
-          f"({', '.join(f'{k} {v}' for k, v in out['false_failures_by_phase'].items() if v) or 'none'})")
+          f"({', '.join(f'{k} {v}' for k, v in out['false_failures_by_phase'].items() if v) or 'none'}), "
+          f"and {tot['late_verdicts']:,} late verdicts of the partition (after the heal, before a frame from across)")
     print(f"  ({tot['virtual_s']:.0f} virtual s in {tot['wall_s']:.0f} s of wall time)")
     return out
 
@@ -291,7 +292,8 @@ def main() -> None:
             print(f"  {n:,} nodes, connect_ahead {out['config']['connect_ahead']}, "
                   f"probe_connected_min {args.probe_connected}: every view whole "
                   f"{out['merged_s']} s after the heal, {out['behind_at_end']} nodes behind at +60 s; "
-                  f"{out['declared_failed_after_heal']:,} failures declared after it "
+                  f"{out['declared_failed_after_heal']:,} live nodes declared failed after it, and "
+                  f"{out['late_verdicts_after_heal']:,} late verdicts of the partition "
                   f"({out['wall_s']:.0f} s of wall time)")
             print(json.dumps(out))
         return

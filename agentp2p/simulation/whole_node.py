@@ -314,6 +314,16 @@ class WholeNodeSimulation:
         self.rounds = 0  # announce rounds finished
         self.false_failures = 0  # SWIM declared failed a node that was up and reachable
         self.false_failure_times: list[float] = []
+        #: ... except the partition's own verdicts, delivered late: after a
+        #: heal, about a member across the cut, by an observer that has not
+        #: yet had a SWIM frame from across (see _swim). Counted apart.
+        self.late_verdicts = 0
+        self.late_verdict_times: list[float] = []
+        #: The groups of the last partition, once healed ({} before any heal,
+        #: and while a partition lasts); with, per node, when it first had a
+        #: SWIM frame from across that cut after the heal.
+        self._cut: dict[int, int] = {}
+        self._heard_across: dict[int, float] = {}
 
     # ------------------------------------------------------------ nodes
 
@@ -420,6 +430,7 @@ class WholeNodeSimulation:
         """Nodes in different groups can no longer reach each other; each end
         of a connection that crosses groups notices ``disconnect_detect`` later."""
         self.groups = dict(groups)
+        self._cut, self._heard_across = {}, {}
         when = self.now + self.cfg.disconnect_detect
         for i in self.live:
             gi = self.groups.get(i, 0)
@@ -428,7 +439,21 @@ class WholeNodeSimulation:
                     self._push(when, _NOTICE, i, j)
 
     def heal(self) -> None:
+        self._cut, self._heard_across = self.groups, {}
         self.groups = {}
+
+    def _late_verdict(self, i: int, j: int) -> bool:
+        """Node i declares j failed, j up and reachable: is it the
+        partition's verdict, delivered late? So if i and j were on two sides
+        of the last cut and i has had no SWIM frame from across since the heal.
+        Its timer ran on what it could know: j unreachable the whole time (a
+        member the other side suspected in the partition's last seconds is
+        declared failed right after the heal, and no frame that could stop it
+        has crossed yet). Not a false failure, which is a verdict on a member
+        i could have heard from."""
+        cut = self._cut
+        return (bool(cut) and i in cut and j in cut and cut[i] != cut[j]
+                and i not in self._heard_across)
 
     def reachable(self, i: int, j: int) -> bool:
         g = self.groups
@@ -574,6 +599,9 @@ class WholeNodeSimulation:
                 continue
             if kind == _SWIM:
                 if self.reachable(b[0], a):
+                    cut = self._cut
+                    if cut and a not in self._heard_across and a in cut and cut.get(b[0], cut[a]) != cut[a]:
+                        self._heard_across[a] = self.now
                     self._swim(a, Received(nodes[b[0]].pid, b[1]))
             elif kind == _KAD:
                 src, event = b
@@ -634,8 +662,12 @@ class WholeNodeSimulation:
                 if j is not None:
                     self.failures.append((self.now, i, j))
                     if self.nodes[j].up and self.reachable(i, j):
-                        self.false_failures += 1
-                        self.false_failure_times.append(self.now)
+                        if self._late_verdict(i, j):
+                            self.late_verdicts += 1
+                            self.late_verdict_times.append(self.now)
+                        else:
+                            self.false_failures += 1
+                            self.false_failure_times.append(self.now)
         dl = core.next_deadline()
         if dl is not None and dl != node.wake[0]:
             node.wake[0] = dl
@@ -1027,7 +1059,7 @@ def _totals(sim: WholeNodeSimulation, wall: float) -> dict[str, Any]:
     """A run's whole-network counters, at its end (``wall``: its perf_counter start)."""
     c = sim.counters
     return {"virtual_s": sim.now, "dials": c.dials, "refused": c.refused, "trimmed": c.trimmed,
-            "false_failures": sim.false_failures, "failed_dials": c.failed_dials,
+            "false_failures": sim.false_failures, "late_verdicts": sim.late_verdicts, "failed_dials": c.failed_dials,
             "queries_cancelled": sum(n.kad.stats.cancelled for n in sim.nodes if n.kad is not None),
             "dht_reconnects": sum(n.kad.stats.reconnects for n in sim.nodes if n.kad is not None),
             "dht_reconnected": sum(n.kad.stats.reconnected for n in sim.nodes if n.kad is not None),
@@ -1206,7 +1238,7 @@ def run_partition_merge(cfg: WholeNodeConfig, *, settle: float = 60.0, partition
     halves = {i: (0 if sim.wrng.random() < 0.5 else 1) for i in sorted(sim.live)}
     sim.partition(halves)
     sim.run_until(sim.now + partition_s)
-    at_heal = len(sim.false_failure_times)
+    at_heal, late_at_heal = len(sim.false_failure_times), len(sim.late_verdict_times)
     sim.heal()
     t_heal = sim.now
     curve: list[dict[str, float]] = []
@@ -1222,6 +1254,7 @@ def run_partition_merge(cfg: WholeNodeConfig, *, settle: float = 60.0, partition
                        "probe_connected_min": cfg.probe_connected_min, "partition_s": partition_s},
             "merged_s": merged, "behind_at_end": curve[-1]["nodes_behind"] if curve else None, "curve": curve,
             "declared_failed_after_heal": len(sim.false_failure_times) - at_heal,
+            "late_verdicts_after_heal": len(sim.late_verdict_times) - late_at_heal,
             "wall_s": time.perf_counter() - wall}
 
 
