@@ -506,8 +506,9 @@ class Node:
                 self.bootstrapper.wake()
 
     async def _manage_connections(self, events: trio.MemoryReceiveChannel[Any]) -> None:
-        """Every ``connections.interval``: close the idle connections above the
-        high-water mark (agentp2p/network/connection_manager.py says why)."""
+        """Every ``connections.interval``, and at once when an inbound
+        connection is refused for lack of room: close the idle connections
+        above the high-water mark (agentp2p/network/connection_manager.py says why)."""
         cm = self.connections
         assert cm is not None
 
@@ -518,25 +519,42 @@ class Node:
                 else:
                     cm.disconnected(ev.peer_id)
 
+        pressure = trio.Event()
+
+        def full() -> None:
+            # ConnectionManager.pressed: a round now, at most one per pressure_interval.
+            if cm.pressed(trio.current_time()):
+                pressure.set()
+
         async with trio.open_nursery() as nursery:
             nursery.start_soon(feed)
             for peer in self.peers():
                 cm.connected(peer, trio.current_time())
-            while True:
-                await trio.sleep(cm.config.interval)
-                peers = self.peers()
-                try:
-                    victims = cm.to_trim(trio.current_time(), peers)
-                except Exception as exc:  # noqa: BLE001 — a protector's bug must not stop the node
-                    log.warning("connections: trim round failed: %r", exc)
-                    continue
-                if victims:
-                    log.debug("connections: closing %d of %d (low water %d)", len(victims), len(peers),
-                              cm.low_water)
-                    # A peer that stops reading could stall a close (Yamux GO_AWAY):
-                    # bounded, so the next round always comes.
-                    with trio.move_on_after(max(5.0, cm.config.interval)):
-                        await self._cut_off(victims)
+            self.resources.set_full_hook(full)
+            try:
+                next_round = trio.current_time() + cm.config.interval
+                while True:
+                    with trio.move_on_at(next_round):
+                        await pressure.wait()
+                    if pressure.is_set():
+                        pressure = trio.Event()  # full() sets the new one
+                    else:
+                        next_round = trio.current_time() + cm.config.interval
+                    peers = self.peers()
+                    try:
+                        victims = cm.to_trim(trio.current_time(), peers)
+                    except Exception as exc:  # noqa: BLE001 — a protector's bug must not stop the node
+                        log.warning("connections: trim round failed: %r", exc)
+                        continue
+                    if victims:
+                        log.debug("connections: closing %d of %d (low water %d)", len(victims), len(peers),
+                                  cm.low_water)
+                        # A peer that stops reading could stall a close (Yamux GO_AWAY):
+                        # bounded, so the next round always comes.
+                        with trio.move_on_after(max(5.0, cm.config.interval)):
+                            await self._cut_off(victims)
+            finally:
+                self.resources.set_full_hook(None)
 
     async def _log_peer_events(self, events: trio.MemoryReceiveChannel[Any]) -> None:
         async for ev in events:

@@ -8,6 +8,8 @@
                                                [--crash-wait S] [--heal-wait S] [--heal-probe-every S]
     .venv/bin/python benchmarks/scale.py merge [--nodes 500] [--connect-ahead K] [--seed N]
     .venv/bin/python benchmarks/scale.py churn [--nodes 1000] [--churn 0.1] [--duration 600] [--swim on|off] [--seed N]
+    .venv/bin/python benchmarks/scale.py join [--nodes 2000] [--join-rate R | --storm] [--swim on|off]
+                                              [--pressure-interval S] [--seed N]
 
 Every subcommand sets the garbage collector's first threshold to
 ``--gc-young`` (100,000; CPython's is 700) and records it in the JSON of
@@ -21,6 +23,11 @@ joins a second, or all in 60 s with ``--storm``), lets it settle, and then
 measures in turn: idle traffic and load per node, newcomers finding agents,
 publishing, 1 % of the nodes crashing at once, and a partition in two halves
 that heals after 30 s. See docs/scale.md for the model and the figures.
+
+``join``: the build alone, each join split into the wait for a first
+bootstrap connection and the DHT work up to the announced record (a join
+storm: docs/scale.md, "Joining in a storm"). ``--pressure-interval 0`` runs
+the connection manager as before 2026-12-04 (rounds every interval only).
 
 ``merge``: the same simulator with SWIM alone on stage: build, settle 60 s,
 split in two random halves for 30 s, heal, and follow each second for 60 s
@@ -193,6 +200,34 @@ def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager:
     return out
 
 
+def join(n: int, join_rate: float, swim: bool, seed: int, pressure_interval: float | None) -> dict[str, Any]:
+    """The build alone (``whole``'s first phase): every node joins through the
+    bootstrap nodes; each join split into the wait for a first bootstrap
+    connection and the DHT work up to the announced record."""
+    import dataclasses
+
+    from agentp2p.simulation.whole_node import WholeNodeSimulation, build
+
+    t0 = time.perf_counter()
+    cfg = _whole_config(n, join_rate, swim, 0.0, seed, True, None, None, 6, 0)
+    if pressure_interval is not None:
+        cfg = dataclasses.replace(cfg, connections=dataclasses.replace(cfg.connections,
+                                                                       pressure_interval=pressure_interval))
+    sim = WholeNodeSimulation(cfg)
+    b = build(sim)
+    print(f"\n  {n:,} nodes joining at {join_rate:.0f} a second, seed {seed}, SWIM {'on' if swim else 'off'}, "
+          f"pressure_interval {cfg.connections.pressure_interval:g} s: {b['joined']:,} announced; join P50 "
+          f"{_ms(b['join_p50'])}, P99 {_ms(b['join_p99'])}, last {_ms(b['join_max'])}")
+    print(f"  the wait for a first bootstrap connection P50 {_ms(b['boot_wait_p50'])}, P90 {_ms(b['boot_wait_p90'])}, "
+          f"P99 {_ms(b['boot_wait_p99'])}; then to the announced record P50 {_ms(b['announce_p50'])}, "
+          f"P99 {_ms(b['announce_p99'])}")
+    print(f"  {b['refused']:,} dials refused, {b['pressure_rounds']:,} rounds on a refusal "
+          f"({time.perf_counter() - t0:.0f} s of wall time)")
+    return {"config": {"n": n, "join_rate": join_rate, "seed": seed, "swim": swim,
+                       "pressure_interval": cfg.connections.pressure_interval}, "build": b,
+            "wall_s": time.perf_counter() - t0}
+
+
 def churn(n: int, join_rate: float, swim: bool, loss: float, seed: int, per_hour: float, duration: float,
           manager: bool = True, connect_ahead: int | None = None, slow_after: float | str | None = None,
           degree: int = 6, degree_near: int = 0, probe_connected: int = 0) -> dict[str, Any]:
@@ -235,7 +270,7 @@ def _seconds_at_least_1(text: str) -> int:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["topology", "whole", "merge", "churn"])
+    p.add_argument("what", choices=["topology", "whole", "merge", "churn", "join"])
     p.add_argument("--nodes", default="1000", help="comma-separated network sizes")
     p.add_argument("--warmup", type=float, default=30.0, help="virtual seconds for the meshes to form")
     p.add_argument("--seed", type=int, default=1)
@@ -266,6 +301,9 @@ def main() -> None:
                    help="whole: virtual seconds followed after the crash (SWIM's detection; with SWIM off nothing is measured)")
     p.add_argument("--gc-young", type=int, default=GC_YOUNG, metavar="N",
                    help=f"the collector's first threshold ({GC_YOUNG:,}; CPython's is 700)")
+    p.add_argument("--pressure-interval", type=float, default=None, metavar="S",
+                   help="join: the connection manager's round on a refused connection, at most every S seconds "
+                        "(0: rounds every interval only, the node before 2026-12-04; default: the node's)")
     p.add_argument("--churn", type=float, default=0.1, help="churn: share of the network replaced per hour")
     p.add_argument("--duration", type=float, default=600.0, help="churn: virtual seconds of churn")
     args = p.parse_args()
@@ -276,6 +314,13 @@ def main() -> None:
             r = churn(n, rate, args.swim == "on", args.loss, args.seed, args.churn, args.duration,
                       not args.no_conn_manager, args.connect_ahead, args.slow_after, args.degree, args.degree_near,
                       args.probe_connected)
+            r["config"]["gc_young"] = args.gc_young
+            print(json.dumps(r, default=str))
+        return
+    if args.what == "join":
+        for n in (int(x) for x in args.nodes.split(",")):
+            rate = n / 60.0 if args.storm else args.join_rate
+            r = join(n, rate, args.swim == "on", args.seed, args.pressure_interval)
             r["config"]["gc_young"] = args.gc_young
             print(json.dumps(r, default=str))
         return

@@ -22,6 +22,14 @@ the ones idle longest until ``low_water`` remain. Never closed:
   nothing can forget to untag — at most half of ``low_water`` of them, so
   protection cannot fill the node either.
 
+A round runs every ``interval``, and also at once when an inbound connection
+is refused for lack of room (``pressed``; at most one per
+``pressure_interval``). In a join storm the bootstrap nodes fill within a
+second, and a newcomer refused retries after a back-off that doubles to
+30 s: in the whole-node simulator, 2,000 nodes joining in 12 s through 4
+bootstrap nodes, the P99 join was 33 s with rounds every 5 s alone (to the
+first bootstrap connection: 29 s) and 11 s with them (1.6 s).
+
 A closed peer loses nothing it cannot get back: SWIM and the DHT redial when
 they need to, messaging redials and retransmits, gossipsub re-meshes among
 the peers left. ``high_water`` below ``max_connections`` keeps room for
@@ -72,14 +80,17 @@ class ConnectionsConfig:
     idle: float = 10.0
     #: Seconds between rounds.
     interval: float = 5.0
+    #: ... and an extra round as soon as an inbound connection is refused for
+    #: lack of room, at most once per this many seconds (0: never).
+    pressure_interval: float = 1.0
 
     def validate(self) -> None:
         from agentp2p.errors import ConfigError
 
         if self.low_water < 0 or self.high_water < 0 or (self.high_water and self.low_water >= self.high_water):
             raise ConfigError("connections must satisfy 0 <= low_water < high_water")
-        if self.grace < 0 or self.idle < 0 or self.interval <= 0:
-            raise ConfigError("connections.grace and idle must be >= 0, interval > 0")
+        if self.grace < 0 or self.idle < 0 or self.interval <= 0 or self.pressure_interval < 0:
+            raise ConfigError("connections.grace, idle and pressure_interval must be >= 0, interval > 0")
 
     def marks(self, max_connections: int) -> tuple[int, int]:
         """(low, high) for a node refusing inbound connections past ``max_connections``."""
@@ -106,6 +117,8 @@ class ConnectionManager:
         self._protectors: list[Protector] = []
         self.trimmed = 0  # connections closed by a round
         self.rounds = 0  # rounds that closed something
+        self.pressure_rounds = 0  # rounds asked for by a refused inbound connection (pressed)
+        self._pressed_at = -float("inf")
 
     @property
     def active(self) -> bool:
@@ -131,6 +144,18 @@ class ConnectionManager:
             self._peers[peer] = _Seen(now, now)
         else:
             seen.used = now
+
+    def pressed(self, now: float) -> bool:
+        """An inbound connection was just refused for lack of room: True if a
+        round should run now instead of at the next interval, at most once per
+        ``pressure_interval``. A round closes only what an interval's round
+        would (idle first, down to the marks): refusals only bring it forward."""
+        gap = self.config.pressure_interval
+        if not self.active or gap <= 0 or now - self._pressed_at < gap:
+            return False
+        self._pressed_at = now
+        self.pressure_rounds += 1
+        return True
 
     def protected(self, connected: Collection[Hashable] | None = None) -> set[Any]:
         """The peers the protectors name, at most half of low water of them,
@@ -186,4 +211,4 @@ class ConnectionManager:
 
     def stats(self) -> dict[str, Any]:
         return {"enabled": self.active, "low_water": self.low_water, "high_water": self.high_water,
-                "trimmed": self.trimmed, "rounds": self.rounds}
+                "trimmed": self.trimmed, "rounds": self.rounds, "pressure_rounds": self.pressure_rounds}

@@ -158,6 +158,10 @@ class InboundGate:
                 self.stats["refused_closing"] += 1
                 await _close_quietly(read_write_closer)
                 return
+            if self._at_host_limit():
+                # The library refuses it (before or after the handshake):
+                # tell the node, whose connection manager then trims early.
+                self._rm.refused_for_room()
             muxed = read_write_closer if secured else await self._handshake(read_write_closer, maddr)
             if muxed is None:
                 return
@@ -210,6 +214,13 @@ class InboundGate:
         async with trio.open_nursery() as nursery:
             for muxed in list(self._live):
                 nursery.start_soon(self._close_conn, muxed)
+
+    def _at_host_limit(self) -> bool:
+        """The host holds ``max_connections`` already (py-libp2p refuses the next)."""
+        try:
+            return len(self._swarm.get_connections()) >= self._swarm.connection_config.max_connections
+        except AttributeError:  # a stand-in swarm (tests) without the library's limits
+            return False
 
     def _admit_peer(self, peer: Any) -> bool:
         """Banned peers and connections past the limit are refused (counted)."""

@@ -101,6 +101,7 @@ class ResourceManager:
     def __init__(self, limits: ResourceLimits | None = None, on_hit: HitHook | None = None) -> None:
         self.limits = limits or ResourceLimits()
         self._on_hit = on_hit
+        self._on_full: Callable[[], None] | None = None
         self.hits: Counter[str] = Counter()
         self._log = ThrottledLog(log, interval=30.0)
         # connections
@@ -116,6 +117,17 @@ class ResourceManager:
 
     def set_hit_hook(self, on_hit: HitHook | None) -> None:
         self._on_hit = on_hit
+
+    def set_full_hook(self, on_full: Callable[[], None] | None) -> None:
+        """``on_full()`` hears of each inbound connection refused for lack of
+        room (the node's connection manager then trims early)."""
+        self._on_full = on_full
+
+    def refused_for_room(self) -> None:
+        """An inbound connection found the node full: our inbound limit, or
+        the host's ``max_connections`` (the inbound gate reports that one)."""
+        if self._on_full is not None:
+            self._on_full()
 
     # -- reporting ------------------------------------------------------------
 
@@ -161,6 +173,7 @@ class ResourceManager:
         """A handshake finished: may this inbound connection be kept?"""
         if self.inbound_connections >= self.limits.max_inbound_connections:
             self.hit("inbound_connections", peer, blame=False)
+            self.refused_for_room()
             return False
         self.inbound_connections += 1
         return True

@@ -29,7 +29,8 @@ single-protocol simulator sees. This one runs every node's three real cores
   to a crashed node or across a partition fails silently (the cores time
   out). The node's own connection manager (the same class) closes idle
   connections above its high-water mark (``connections``; off: the node
-  before it, where nothing closed an idle connection). It counts a
+  before it, where nothing closed an idle connection), every interval and
+  at once when the node refuses a connection for lack of room. It counts a
   connection as in use when a stream opens on it: SWIM and gossipsub keep
   one long-lived stream per peer, so here only a DHT request counts (the
   adapter's stream per peer is replaced after 30 s idle; counting every
@@ -218,7 +219,7 @@ class WholeNodeConfig:
 
 class _Node:
     __slots__ = ("i", "pid", "up", "conns", "manager", "inbound", "swim", "kad", "gossip", "wake", "kad_wake", "booted",
-                 "on_boot", "started", "joined", "cap", "queries", "progress", "round_table", "round_running",
+                 "booted_at", "on_boot", "started", "joined", "cap", "queries", "progress", "round_table", "round_running",
                  "round_due")
 
     def __init__(self, i: int, pid: bytes, now: float) -> None:
@@ -236,6 +237,7 @@ class _Node:
         self.kad_wake: float | None = None
         #: Connected to a bootstrap node (and so started its self-lookup and first announce).
         self.booted = False
+        self.booted_at: float | None = None
         self.on_boot: Callable[[], None] | None = None
         self.started = now
         self.joined: float | None = None  # its provider record is announced
@@ -373,6 +375,13 @@ class WholeNodeSimulation:
         if not node.up or cm is None:
             return
         self.at(self.now + cm.config.interval, lambda: self._trim(i))
+        self._trim_round(i)
+
+    def _trim_round(self, i: int) -> None:
+        node = self.nodes[i]
+        cm = node.manager
+        if not node.up or cm is None:
+            return
         for j in cm.to_trim(self.now, list(node.conns)):
             self._close(i, j)
             self.counters.trimmed += 1
@@ -473,6 +482,9 @@ class WholeNodeSimulation:
         ni, nj, cfg = self.nodes[i], self.nodes[j], self.cfg
         if nj.inbound >= cfg.max_inbound or len(nj.conns) >= cfg.max_connections:
             c.refused += 1
+            if nj.manager is not None and nj.manager.pressed(self.now):
+                # As the node's manager does on a refusal for lack of room: a round now.
+                self.at(self.now, lambda: self._trim_round(j))
             return None
         if len(ni.conns) >= cfg.max_connections:
             c.failed_dials += 1  # our own swarm refuses to dial
@@ -527,6 +539,7 @@ class WholeNodeSimulation:
                 self._swim(i, ConnectionOpened(pid))
         if not node.booted and j in self._bootset:
             node.booted = True
+            node.booted_at = self.now
             self._kad(i, Bootstrap())
             self._round(i)
             if node.on_boot is not None:
@@ -1083,9 +1096,17 @@ def build(sim: WholeNodeSimulation) -> dict[str, Any]:
     while sim.now < end and any(sim.nodes[i].joined is None for i in sim.live):
         sim.run_until(sim.now + 1.0)
     joins = [n.joined - n.started for n in sim.nodes if n.joined is not None]
+    # A join in two: the wait for a first bootstrap connection, then the DHT work to the announced record.
+    waits = [n.booted_at - n.started for n in sim.nodes if n.booted_at is not None and n.i not in sim._bootset]
+    works = [n.joined - n.booted_at for n in sim.nodes
+             if n.joined is not None and n.booted_at is not None and n.i not in sim._bootset]
     return {"nodes": len(sim.nodes), "joined": len(joins), "got_in": sum(1 for n in sim.nodes if n.booted),
             "spread_s": t_last, "done_at": sim.now, "join_p50": percentile(joins, 50),
-            "join_p99": percentile(joins, 99), "join_max": max(joins) if joins else None}
+            "join_p99": percentile(joins, 99), "join_max": max(joins) if joins else None,
+            "boot_wait_p50": percentile(waits, 50), "boot_wait_p90": percentile(waits, 90),
+            "boot_wait_p99": percentile(waits, 99), "announce_p50": percentile(works, 50),
+            "announce_p99": percentile(works, 99), "refused": sim.counters.refused,
+            "pressure_rounds": sum(n.manager.pressure_rounds for n in sim.nodes if n.manager is not None)}
 
 
 def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 30.0, newcomers: int = 20,

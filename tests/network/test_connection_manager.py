@@ -102,6 +102,21 @@ def test_names_of_peers_not_connected_take_no_share_of_protection() -> None:
     assert not {"m1", "m2", "m3", "next"} & set(trimmed) and len(trimmed) == 12 - 8
 
 
+def test_a_refused_connection_brings_a_round_forward_at_most_once_per_pressure_interval() -> None:
+    """A node refusing newcomers for lack of room trims at once instead of
+    at its next interval (a join storm: docs/scale.md), but a flood of
+    refusals asks for no more than one round per pressure_interval."""
+    cm = ConnectionManager(ConnectionsConfig(high_water=4, low_water=2, pressure_interval=1.0), 300)
+    assert cm.pressed(10.0)
+    assert not cm.pressed(10.5) and not cm.pressed(10.99)
+    assert cm.pressed(11.0) and not cm.pressed(11.2)
+    assert cm.pressure_rounds == 2 and cm.stats()["pressure_rounds"] == 2
+    off = ConnectionManager(ConnectionsConfig(pressure_interval=0.0), 300)
+    assert not off.pressed(10.0)
+    disabled = ConnectionManager(ConnectionsConfig(enabled=False), 300)
+    assert not disabled.pressed(10.0)
+
+
 def test_forgets_peers_no_longer_connected() -> None:
     cm = manager()
     for p in "abcdef":
@@ -141,6 +156,7 @@ def test_the_water_marks_follow_max_connections_unless_set() -> None:
     (dict(connections=ConnectionsConfig(high_water=260)), "must be below max_connections"),  # inbound 256
     (dict(connections=ConnectionsConfig(high_water=10, low_water=10)), "low_water < high_water"),
     (dict(connections=ConnectionsConfig(interval=0)), "interval > 0"),
+    (dict(connections=ConnectionsConfig(pressure_interval=-1)), "pressure_interval must be >= 0"),
     (dict(connections=ConnectionsConfig(low_water=170)), "must be below high_water \\(163"),
 ])
 def test_the_config_refuses_water_marks_that_could_lock_newcomers_out(bad: dict, why: str) -> None:

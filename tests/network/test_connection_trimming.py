@@ -109,6 +109,57 @@ async def test_a_full_bootstrap_node_lets_newcomers_in_again() -> None:
                     assert n.bootstrapper.successes == 0, f"newcomer {k} got in without the manager"
 
 
+async def test_a_refused_newcomer_makes_a_full_node_trim_at_once() -> None:
+    """A bootstrap node whose periodic rounds are an hour apart: full after
+    three newcomers (max_connections, which py-libp2p enforces and our
+    inbound gate reports), it refuses the fourth, and that refusal runs a
+    round at once (pressure_interval), so every newcomer gets in. With
+    pressure_interval 0 the fourth is refused however often it retries."""
+    for pressure, expect_all in ((0.0, False), (0.1, True)):
+        conns = ConnectionsConfig(high_water=2, low_water=1, grace=0.0, idle=0.3, interval=3600.0,
+                                  pressure_interval=pressure)
+        async with Node(local_config(swim=False, max_connections=3, connections=conns)) as boot, \
+                contextlib.AsyncExitStack() as stack:
+            for k in range(5):
+                n = await stack.enter_async_context(Node(local_config(
+                    swim=False, bootstrap=[boot.addrs[0]], bootstrap_retry_initial=0.1, bootstrap_retry_max=0.2,
+                    connections=ConnectionsConfig(enabled=False))))
+                if expect_all or k < 3:
+                    await wait_until(lambda n=n: n.bootstrapper.successes > 0, 20.0, f"newcomer {k} in")
+                else:
+                    await wait_until(lambda n=n: n.bootstrapper.attempts >= 5, 20.0, f"newcomer {k} retrying")
+                    assert n.bootstrapper.successes == 0, f"newcomer {k} got in without a pressure round"
+            cm = boot.connections
+            assert cm is not None
+            assert (cm.pressure_rounds > 0, cm.trimmed > 0) == (expect_all, expect_all)
+
+
+async def test_a_refusal_at_our_inbound_limit_runs_a_round_at_once() -> None:
+    """The same through our own inbound limit (resources), which refuses
+    after the handshake: the refusals bring a round forward and it closes
+    idle connections; with pressure_interval 0 nothing is closed."""
+    from agentp2p.network.resources import ResourceLimits
+
+    for pressure in (0.0, 0.1):
+        conns = ConnectionsConfig(high_water=2, low_water=1, grace=0.0, idle=0.3, interval=3600.0,
+                                  pressure_interval=pressure)
+        cfg = local_config(swim=False, connections=conns, resources=ResourceLimits(max_inbound_connections=3))
+        async with Node(cfg) as boot, contextlib.AsyncExitStack() as stack:
+            cm = boot.connections
+            assert cm is not None
+            for _ in range(5):
+                n = await stack.enter_async_context(Node(local_config(swim=False, connections=ConnectionsConfig(
+                    enabled=False))))
+                with contextlib.suppress(Exception):  # refused: the test looks at the boot node
+                    await n.connect(boot.addrs[0])
+            if pressure:
+                await wait_until(lambda: cm.pressure_rounds > 0 and cm.trimmed > 0, 10.0, "a round on the refusal")
+            else:
+                await wait_until(lambda: boot.stats()["network"]["inbound"].get("refused_limit", 0) >= 2, 10.0,
+                                 "refusals")
+                assert cm.pressure_rounds == 0 and cm.trimmed == 0
+
+
 async def test_a_messaging_peer_with_messages_in_flight_is_kept() -> None:
     """The hub's oldest connection carries a message its peer has not taken
     yet: without protection it would be the first closed (idle longest)."""

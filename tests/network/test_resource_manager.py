@@ -72,6 +72,17 @@ def test_inbound_connection_limit() -> None:
     assert rm.admit_inbound_connection("q")
 
 
+def test_a_connection_refused_for_lack_of_room_is_reported_to_the_full_hook() -> None:
+    rm = ResourceManager(ResourceLimits(max_inbound_connections=1))
+    heard: list[None] = []
+    rm.set_full_hook(lambda: heard.append(None))
+    assert rm.admit_inbound_connection("p") and not heard
+    assert not rm.admit_inbound_connection("q")
+    assert len(heard) == 1 and rm.hits["inbound_connections"] == 1
+    rm.set_full_hook(None)
+    assert not rm.admit_inbound_connection("q") and len(heard) == 1
+
+
 def test_limits_are_validated() -> None:
     with pytest.raises(ConfigError, match="max_memory_per_peer"):
         ResourceLimits(max_memory=10, max_memory_per_peer=20).validate()
