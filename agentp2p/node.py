@@ -523,7 +523,7 @@ class Node:
 
         def full() -> None:
             # ConnectionManager.pressed: a round now, at most one per pressure_interval.
-            if cm.pressed(trio.current_time()):
+            if not pressure.is_set() and cm.pressed(trio.current_time()):
                 pressure.set()
 
         async with trio.open_nursery() as nursery:
@@ -536,13 +536,14 @@ class Node:
                 while True:
                     with trio.move_on_at(next_round):
                         await pressure.wait()
-                    if pressure.is_set():
+                    pressed = pressure.is_set()
+                    if pressed:
                         pressure = trio.Event()  # full() sets the new one
                     else:
                         next_round = trio.current_time() + cm.config.interval
                     peers = self.peers()
                     try:
-                        victims = cm.to_trim(trio.current_time(), peers)
+                        victims = cm.to_trim(trio.current_time(), peers, pressed=pressed)
                     except Exception as exc:  # noqa: BLE001 — a protector's bug must not stop the node
                         log.warning("connections: trim round failed: %r", exc)
                         continue

@@ -337,7 +337,8 @@ def main() -> None:
             print(f"  {n:,} nodes, connect_ahead {out['config']['connect_ahead']}, "
                   f"probe_connected_min {args.probe_connected}: every view whole "
                   f"{out['merged_s']} s after the heal, {out['behind_at_end']} nodes behind at +60 s; "
-                  f"{out['declared_failed_after_heal']:,} live nodes declared failed after it, and "
+                  f"{out['declared_failed_after_heal']:,} live nodes declared failed after it: "
+                  f"{out['false_failures_after_heal']:,} false failures and "
                   f"{out['late_verdicts_after_heal']:,} late verdicts of the partition "
                   f"({out['wall_s']:.0f} s of wall time)")
             print(json.dumps(out))

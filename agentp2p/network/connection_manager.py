@@ -81,7 +81,9 @@ class ConnectionsConfig:
     #: Seconds between rounds.
     interval: float = 5.0
     #: ... and an extra round as soon as an inbound connection is refused for
-    #: lack of room, at most once per this many seconds (0: never).
+    #: lack of room, at most once per this many seconds (0: never; else at
+    #: least 0.1). It closes idle connections and young ones, never an
+    #: established one in use (see to_trim, ``pressed``).
     pressure_interval: float = 1.0
 
     def validate(self) -> None:
@@ -89,8 +91,10 @@ class ConnectionsConfig:
 
         if self.low_water < 0 or self.high_water < 0 or (self.high_water and self.low_water >= self.high_water):
             raise ConfigError("connections must satisfy 0 <= low_water < high_water")
-        if self.grace < 0 or self.idle < 0 or self.interval <= 0 or self.pressure_interval < 0:
-            raise ConfigError("connections.grace, idle and pressure_interval must be >= 0, interval > 0")
+        if self.grace < 0 or self.idle < 0 or self.interval <= 0:
+            raise ConfigError("connections.grace and idle must be >= 0, interval > 0")
+        if self.pressure_interval != 0 and not self.pressure_interval >= 0.1:
+            raise ConfigError("connections.pressure_interval must be 0 (off) or at least 0.1 s")
 
     def marks(self, max_connections: int) -> tuple[int, int]:
         """(low, high) for a node refusing inbound connections past ``max_connections``."""
@@ -172,8 +176,14 @@ class ConnectionManager:
                 out.add(peer)
         return out
 
-    def to_trim(self, now: float, connected: Iterable[Hashable]) -> list[Hashable]:
-        """The peers to disconnect now, idle longest first (empty at or below high water)."""
+    def to_trim(self, now: float, connected: Iterable[Hashable], *, pressed: bool = False) -> list[Hashable]:
+        """The peers to disconnect now, idle longest first (empty at or below
+        high water). ``pressed``: a round brought forward by a refusal, which
+        spares every connection past its grace that is in use: whoever makes
+        the node refuse (a peer opening connections at will) must not get the
+        node's established connections cycled faster than every interval.
+        Young ones it may close, down to high water as any round does: in a
+        join storm they are the newcomers a bootstrap node is full of."""
         cfg = self.config
         live = list(connected)
         # Forget peers that went away without an event reaching us (bounded by
@@ -193,7 +203,11 @@ class ConnectionManager:
                 seen = self._peers[peer] = _Seen(now, now)  # first seen now: in its grace period
             if peer in spared:
                 continue
-            (recent if seen.since > young or seen.used > busy else idle).append((seen.used, seen.since, peer))
+            if seen.since > young or seen.used > busy:
+                if not pressed or seen.since > young:
+                    recent.append((seen.used, seen.since, peer))
+            else:
+                idle.append((seen.used, seen.since, peer))
         idle.sort(key=lambda c: (c[0], c[1]))
         out = [c[2] for c in idle[: len(live) - self.low_water]]
         # Young and busy connections are spared only while the node can stay

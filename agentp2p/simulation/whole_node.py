@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import math
 import random
 import time
 from collections.abc import Callable
@@ -316,16 +317,19 @@ class WholeNodeSimulation:
         self.rounds = 0  # announce rounds finished
         self.false_failures = 0  # SWIM declared failed a node that was up and reachable
         self.false_failure_times: list[float] = []
-        #: ... except the partition's own verdicts, delivered late: after a
-        #: heal, about a member across the cut, by an observer that has not
-        #: yet had a SWIM frame from across (see _swim). Counted apart.
+        #: ... except the partition's own verdicts, delivered late (see
+        #: _late_verdict). Counted apart.
         self.late_verdicts = 0
         self.late_verdict_times: list[float] = []
         #: The groups of the last partition, once healed ({} before any heal,
-        #: and while a partition lasts); with, per node, when it first had a
-        #: SWIM frame from across that cut after the heal.
+        #: and while a partition lasts), when it healed, and per node when it
+        #: first had a SWIM frame from across that cut after the heal.
         self._cut: dict[int, int] = {}
+        self._healed_at = -math.inf
         self._heard_across: dict[int, float] = {}
+        #: (observer, member) -> (when, incarnation) of the observer's last
+        #: "suspect" event about the member, since the last partition began.
+        self._suspected: dict[tuple[int, int], tuple[float, int]] = {}
 
     # ------------------------------------------------------------ nodes
 
@@ -377,12 +381,12 @@ class WholeNodeSimulation:
         self.at(self.now + cm.config.interval, lambda: self._trim(i))
         self._trim_round(i)
 
-    def _trim_round(self, i: int) -> None:
+    def _trim_round(self, i: int, pressed: bool = False) -> None:
         node = self.nodes[i]
         cm = node.manager
         if not node.up or cm is None:
             return
-        for j in cm.to_trim(self.now, list(node.conns)):
+        for j in cm.to_trim(self.now, list(node.conns), pressed=pressed):
             self._close(i, j)
             self.counters.trimmed += 1
 
@@ -439,7 +443,7 @@ class WholeNodeSimulation:
         """Nodes in different groups can no longer reach each other; each end
         of a connection that crosses groups notices ``disconnect_detect`` later."""
         self.groups = dict(groups)
-        self._cut, self._heard_across = {}, {}
+        self._cut, self._heard_across, self._suspected = {}, {}, {}
         when = self.now + self.cfg.disconnect_detect
         for i in self.live:
             gi = self.groups.get(i, 0)
@@ -448,21 +452,30 @@ class WholeNodeSimulation:
                     self._push(when, _NOTICE, i, j)
 
     def heal(self) -> None:
-        self._cut, self._heard_across = self.groups, {}
+        if not self.groups:
+            return  # nothing to heal: keep the last cut
+        self._cut, self._heard_across, self._healed_at = self.groups, {}, self.now
         self.groups = {}
 
-    def _late_verdict(self, i: int, j: int) -> bool:
+    def _side(self, i: int) -> int:
+        """i's side of the last cut, as ``reachable`` saw it (not listed: side 0)."""
+        return self._cut.get(i, 0)
+
+    def _late_verdict(self, i: int, j: int, incarnation: int) -> bool:
         """Node i declares j failed, j up and reachable: is it the
         partition's verdict, delivered late? So if i and j were on two sides
-        of the last cut and i has had no SWIM frame from across since the heal.
+        of the last cut, i's suspicion of j (at this incarnation) began
+        before the heal, and i has had no SWIM frame from across since.
         Its timer ran on what it could know: j unreachable the whole time (a
         member the other side suspected in the partition's last seconds is
         declared failed right after the heal, and no frame that could stop it
         has crossed yet). Not a false failure, which is a verdict on a member
-        i could have heard from."""
-        cut = self._cut
-        return (bool(cut) and i in cut and j in cut and cut[i] != cut[j]
-                and i not in self._heard_across)
+        i could have heard from, or one i began to suspect after the heal (a
+        false verdict elsewhere, spread by gossip: counted as false)."""
+        if not self._cut or self._side(i) == self._side(j) or i in self._heard_across:
+            return False
+        began = self._suspected.get((i, j))
+        return began is not None and began[0] < self._healed_at and began[1] == incarnation
 
     def reachable(self, i: int, j: int) -> bool:
         g = self.groups
@@ -484,7 +497,7 @@ class WholeNodeSimulation:
             c.refused += 1
             if nj.manager is not None and nj.manager.pressed(self.now):
                 # As the node's manager does on a refusal for lack of room: a round now.
-                self.at(self.now, lambda: self._trim_round(j))
+                self.at(self.now, lambda: self._trim_round(j, pressed=True))
             return None
         if len(ni.conns) >= cfg.max_connections:
             c.failed_dials += 1  # our own swarm refuses to dial
@@ -612,8 +625,7 @@ class WholeNodeSimulation:
                 continue
             if kind == _SWIM:
                 if self.reachable(b[0], a):
-                    cut = self._cut
-                    if cut and a not in self._heard_across and a in cut and cut.get(b[0], cut[a]) != cut[a]:
+                    if self._cut and a not in self._heard_across and self._side(b[0]) != self._side(a):
                         self._heard_across[a] = self.now
                     self._swim(a, Received(nodes[b[0]].pid, b[1]))
             elif kind == _KAD:
@@ -670,12 +682,17 @@ class WholeNodeSimulation:
                 if j is not None and j not in node.conns:
                     c.connect_ahead += 1
                     self._dial(i, j)
+            elif t is MemberEvent and act.kind is EventKind.SUSPECT:
+                if self.groups or self._cut:
+                    j = self.index.get(act.peer_id)
+                    if j is not None:
+                        self._suspected[(i, j)] = (self.now, act.incarnation)
             elif t is MemberEvent and act.kind is EventKind.FAILED:
                 j = self.index.get(act.peer_id)
                 if j is not None:
                     self.failures.append((self.now, i, j))
                     if self.nodes[j].up and self.reachable(i, j):
-                        if self._late_verdict(i, j):
+                        if self._late_verdict(i, j, act.incarnation):
                             self.late_verdicts += 1
                             self.late_verdict_times.append(self.now)
                         else:
@@ -1274,7 +1291,10 @@ def run_partition_merge(cfg: WholeNodeConfig, *, settle: float = 60.0, partition
     return {"config": {"n": cfg.n, "seed": cfg.seed, "connect_ahead": sim.swim_config.connect_ahead,
                        "probe_connected_min": cfg.probe_connected_min, "partition_s": partition_s},
             "merged_s": merged, "behind_at_end": curve[-1]["nodes_behind"] if curve else None, "curve": curve,
-            "declared_failed_after_heal": len(sim.false_failure_times) - at_heal,
+            # live members declared failed after the heal (the measure before 2026-12-04: both below)
+            "declared_failed_after_heal": (len(sim.false_failure_times) - at_heal
+                                           + len(sim.late_verdict_times) - late_at_heal),
+            "false_failures_after_heal": len(sim.false_failure_times) - at_heal,
             "late_verdicts_after_heal": len(sim.late_verdict_times) - late_at_heal,
             "wall_s": time.perf_counter() - wall}
 

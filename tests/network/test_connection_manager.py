@@ -117,6 +117,25 @@ def test_a_refused_connection_brings_a_round_forward_at_most_once_per_pressure_i
     assert not disabled.pressed(10.0)
 
 
+def test_a_round_on_refusal_closes_young_connections_but_spares_established_ones_in_use() -> None:
+    """Whoever makes the node refuse connections (a peer opening them at will)
+    must not get its established connections in use cycled faster than every
+    interval. Two established connections in use and two young ones, high
+    water 2: an interval's round closes the least recently used (the
+    established pair); a round on refusal, the young ones."""
+    def four() -> ConnectionManager:
+        cm = manager(high=2, low=1, grace=10.0, idle=5.0)
+        for p in ("a", "b"):
+            cm.connected(p, 0.0)
+            cm.used(p, 19.0)
+        for p in ("c", "d"):
+            cm.connected(p, 19.5)
+        return cm
+
+    assert sorted(four().to_trim(20.0, ["a", "b", "c", "d"])) == ["a", "b"]
+    assert sorted(four().to_trim(20.0, ["a", "b", "c", "d"], pressed=True)) == ["c", "d"]
+
+
 def test_forgets_peers_no_longer_connected() -> None:
     cm = manager()
     for p in "abcdef":
@@ -156,7 +175,8 @@ def test_the_water_marks_follow_max_connections_unless_set() -> None:
     (dict(connections=ConnectionsConfig(high_water=260)), "must be below max_connections"),  # inbound 256
     (dict(connections=ConnectionsConfig(high_water=10, low_water=10)), "low_water < high_water"),
     (dict(connections=ConnectionsConfig(interval=0)), "interval > 0"),
-    (dict(connections=ConnectionsConfig(pressure_interval=-1)), "pressure_interval must be >= 0"),
+    (dict(connections=ConnectionsConfig(pressure_interval=-1)), "pressure_interval must be 0"),
+    (dict(connections=ConnectionsConfig(pressure_interval=0.001)), "at least 0.1 s"),
     (dict(connections=ConnectionsConfig(low_water=170)), "must be below high_water \\(163"),
 ])
 def test_the_config_refuses_water_marks_that_could_lock_newcomers_out(bad: dict, why: str) -> None:

@@ -89,24 +89,31 @@ async def test_the_gossipsub_mesh_is_never_trimmed() -> None:
         assert sum(hub.is_connected(o.peer_id) for o in idle) == 2
 
 
+async def _newcomers_get_in(conns: ConnectionsConfig, count: int, expect_all: bool) -> Node:
+    """A bootstrap node full at 3 connections, and ``count`` newcomers one
+    after another: all get in (``expect_all``), or the fourth and later are
+    refused however often they retry (five refused attempts show it).
+    Returns the bootstrap node, still open, for its counters."""
+    async with Node(local_config(swim=False, max_connections=3, connections=conns)) as boot, \
+            contextlib.AsyncExitStack() as stack:
+        for k in range(count):
+            n = await stack.enter_async_context(Node(local_config(
+                swim=False, bootstrap=[boot.addrs[0]], bootstrap_retry_initial=0.1, bootstrap_retry_max=0.2,
+                connections=ConnectionsConfig(enabled=False))))
+            if expect_all or k < 3:
+                await wait_until(lambda n=n: n.bootstrapper.successes > 0, 20.0, f"newcomer {k} in")
+            else:
+                await wait_until(lambda n=n: n.bootstrapper.attempts >= 5, 20.0, f"newcomer {k} retrying")
+                assert n.bootstrapper.successes == 0, f"newcomer {k} got in"
+    return boot
+
+
 async def test_a_full_bootstrap_node_lets_newcomers_in_again() -> None:
     """A bootstrap node refusing inbound past max_connections: without the
     manager, newcomer 4 and later are refused however often they retry;
     with it, the old connections go idle and are closed, and all get in."""
     for enabled, expect_all in ((False, False), (True, True)):
-        conns = ConnectionsConfig(enabled=enabled, high_water=2, low_water=1, **FAST)
-        async with Node(local_config(swim=False, max_connections=3, connections=conns)) as boot, \
-                contextlib.AsyncExitStack() as stack:
-            for k in range(6):
-                n = await stack.enter_async_context(Node(local_config(
-                    swim=False, bootstrap=[boot.addrs[0]], bootstrap_retry_initial=0.1, bootstrap_retry_max=0.2,
-                    connections=ConnectionsConfig(enabled=False))))
-                if expect_all or k < 3:
-                    await wait_until(lambda n=n: n.bootstrapper.successes > 0, 20.0, f"newcomer {k} in")
-                else:
-                    # Refused however often it retries: five refused attempts show it.
-                    await wait_until(lambda n=n: n.bootstrapper.attempts >= 5, 20.0, f"newcomer {k} retrying")
-                    assert n.bootstrapper.successes == 0, f"newcomer {k} got in without the manager"
+        await _newcomers_get_in(ConnectionsConfig(enabled=enabled, high_water=2, low_water=1, **FAST), 6, expect_all)
 
 
 async def test_a_refused_newcomer_makes_a_full_node_trim_at_once() -> None:
@@ -118,30 +125,22 @@ async def test_a_refused_newcomer_makes_a_full_node_trim_at_once() -> None:
     for pressure, expect_all in ((0.0, False), (0.1, True)):
         conns = ConnectionsConfig(high_water=2, low_water=1, grace=0.0, idle=0.3, interval=3600.0,
                                   pressure_interval=pressure)
-        async with Node(local_config(swim=False, max_connections=3, connections=conns)) as boot, \
-                contextlib.AsyncExitStack() as stack:
-            for k in range(5):
-                n = await stack.enter_async_context(Node(local_config(
-                    swim=False, bootstrap=[boot.addrs[0]], bootstrap_retry_initial=0.1, bootstrap_retry_max=0.2,
-                    connections=ConnectionsConfig(enabled=False))))
-                if expect_all or k < 3:
-                    await wait_until(lambda n=n: n.bootstrapper.successes > 0, 20.0, f"newcomer {k} in")
-                else:
-                    await wait_until(lambda n=n: n.bootstrapper.attempts >= 5, 20.0, f"newcomer {k} retrying")
-                    assert n.bootstrapper.successes == 0, f"newcomer {k} got in without a pressure round"
-            cm = boot.connections
-            assert cm is not None
-            assert (cm.pressure_rounds > 0, cm.trimmed > 0) == (expect_all, expect_all)
+        boot = await _newcomers_get_in(conns, 5, expect_all)
+        cm = boot.connections
+        assert cm is not None
+        assert (cm.pressure_rounds > 0, cm.trimmed > 0) == (expect_all, expect_all)
 
 
 async def test_a_refusal_at_our_inbound_limit_runs_a_round_at_once() -> None:
     """The same through our own inbound limit (resources), which refuses
-    after the handshake: the refusals bring a round forward and it closes
-    idle connections; with pressure_interval 0 nothing is closed."""
+    after the handshake: the refusals bring a round forward, and it closes
+    young connections down to high water (a newcomer's connect is its only
+    try here, so no later round finds them idle); with pressure_interval 0
+    nothing is closed."""
     from agentp2p.network.resources import ResourceLimits
 
     for pressure in (0.0, 0.1):
-        conns = ConnectionsConfig(high_water=2, low_water=1, grace=0.0, idle=0.3, interval=3600.0,
+        conns = ConnectionsConfig(high_water=2, low_water=1, grace=10.0, idle=0.3, interval=3600.0,
                                   pressure_interval=pressure)
         cfg = local_config(swim=False, connections=conns, resources=ResourceLimits(max_inbound_connections=3))
         async with Node(cfg) as boot, contextlib.AsyncExitStack() as stack:

@@ -176,7 +176,7 @@ def test_partition_merge_reports_when_every_view_is_whole() -> None:
     assert out["merged_s"] is not None and out["merged_s"] <= 60.0
     assert out["curve"][-1]["nodes_behind"] == 0 and out["curve"][0]["t"] == 1.0
     assert out["config"]["connect_ahead"] == SwimConfig().connect_ahead
-    assert {"declared_failed_after_heal", "late_verdicts_after_heal"} <= set(out)
+    assert out["declared_failed_after_heal"] == out["false_failures_after_heal"] + out["late_verdicts_after_heal"]
 
 
 def test_under_churn_arrivals_join_lookups_find_live_agents_and_joined_nodes_hear_every_message() -> None:
@@ -204,50 +204,59 @@ def test_the_heal_probe_interval_is_checked() -> None:
         run_whole_node(small(), heal_probe_every=0)
 
 
-class _Verdict:
-    """Stands in for a node's SWIM core: its next input declares ``peer`` failed."""
+class _Says:
+    """Stands in for a node's SWIM core: its next input emits one member event."""
 
-    def __init__(self, peer: bytes) -> None:
-        self.peer = peer
+    def __init__(self, kind: EventKind, peer: bytes, incarnation: int) -> None:
+        self.event = MemberEvent(kind, peer, incarnation, State.SUSPECT)
 
     def handle(self, now: float, event: object) -> list[object]:
-        return [MemberEvent(EventKind.FAILED, self.peer, 0, State.SUSPECT)]
+        return [self.event]
 
     def next_deadline(self) -> None:
         return None
 
 
 def test_a_verdict_before_any_frame_from_across_the_healed_cut_is_counted_as_the_partitions() -> None:
-    """Right after a heal, a node's suspicion of a member on the other side
-    can run out before any SWIM frame from there has reached it (at 500
-    nodes, 147 members about one member suspected 3 s before the heal). It
-    judged on what it could know, a member unreachable for the whole
-    partition: a late verdict, counted apart from false failures. Once a
-    frame from across has arrived, the same verdict is a false failure."""
+    """Right after a heal, a node's suspicion of a member on the other side,
+    begun in the partition, can run out before any SWIM frame from there has
+    reached it (at 500 nodes, 147 members about one member suspected 3 s
+    before the heal). It judged on what it could know, a member unreachable
+    for the whole partition: a late verdict, counted apart from false
+    failures. A false failure: a verdict about its own side, one whose
+    suspicion began after the heal (a false verdict spread by gossip) or at
+    a newer incarnation, and any once a frame from across has arrived."""
     sim = WholeNodeSimulation(small())
     build(sim)
     sim.run_until(sim.now + 20.0)
     halves = {i: i % 2 for i in sorted(sim.live)}
     sim.partition(halves)
-    sim.run_until(sim.now + 20.0)
-    a, across, beside = 2, 3, 4
+    a, across, later, beside = 2, 3, 5, 4
     real = sim.nodes[a].swim
 
-    def declare(subject: int) -> tuple[int, int]:
-        sim.nodes[a].swim = _Verdict(sim.nodes[subject].pid)  # type: ignore[assignment]
+    def say(kind: EventKind, subject: int, incarnation: int = 0) -> tuple[int, int]:
+        sim.nodes[a].swim = _Says(kind, sim.nodes[subject].pid, incarnation)  # type: ignore[assignment]
         sim._swim(a, Tick())  # noqa: SLF001
         sim.nodes[a].swim = real
         return sim.late_verdicts, sim.false_failures
 
+    sim.run_until(sim.now + 10.0)
+    say(EventKind.SUSPECT, across)
+    say(EventKind.SUSPECT, beside)
+    sim.run_until(sim.now + 10.0)
     false0 = sim.false_failures
-    assert declare(across) == (0, false0)  # in the partition: unreachable, neither
+    assert say(EventKind.FAILED, across) == (0, false0)  # in the partition: unreachable, neither
     sim.heal()
-    assert declare(across) == (1, false0)
-    assert declare(beside) == (1, false0 + 1)  # its own side: reachable all along
+    assert say(EventKind.FAILED, across) == (1, false0)
+    assert say(EventKind.FAILED, across, incarnation=1) == (1, false0 + 1)  # suspected again since: not that one
+    assert say(EventKind.FAILED, beside) == (1, false0 + 2)  # its own side: reachable all along
+    say(EventKind.SUSPECT, later)  # begun after the heal (gossip of a verdict elsewhere)
+    assert say(EventKind.FAILED, later) == (1, false0 + 3)
+    assert sim._side(len(sim.nodes) + 7) == 0  # noqa: SLF001 — a node not in the cut: side 0, as reachable() has it
     sim.run_until(sim.now + 10.0)
     assert a in sim._heard_across  # noqa: SLF001 — through the simulator's delivery of SWIM frames
     assert set(sim._heard_across) == set(halves)  # noqa: SLF001 — every node, as the views merge
-    assert declare(across) == (1, false0 + 2)
+    assert say(EventKind.FAILED, across) == (1, false0 + 4)
 
 
 @pytest.mark.parametrize("seed", [1, 2])
