@@ -28,7 +28,7 @@ is refused for lack of room (``pressed``; at most one per
 second, and a newcomer refused retries after a back-off that doubles to
 30 s: in the whole-node simulator, 2,000 nodes joining in 12 s through 4
 bootstrap nodes, the P99 join was 33 s with rounds every 5 s alone (to the
-first bootstrap connection: 29 s) and 11 s with them (1.6 s).
+first bootstrap connection: 29 s) and 11 s with them (1.9 s).
 
 A closed peer loses nothing it cannot get back: SWIM and the DHT redial when
 they need to, messaging redials and retransmits, gossipsub re-meshes among
