@@ -195,7 +195,8 @@ def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager:
     print(f"  dials {tot['dials']:,}, refused {tot['refused']:,}, trimmed {tot['trimmed']:,}; "
           f"SWIM declared {tot['false_failures']:,} live nodes failed "
           f"({', '.join(f'{k} {v}' for k, v in out['false_failures_by_phase'].items() if v) or 'none'}), "
-          f"and {tot['late_verdicts']:,} late verdicts of the partition (after the heal, before a frame from across)")
+          f"and {tot['late_verdicts']:,} late verdicts of the partition (after the heal, on a suspicion begun in "
+          f"the partition, before a frame from across)")
     print(f"  ({tot['virtual_s']:.0f} virtual s in {tot['wall_s']:.0f} s of wall time)")
     return out
 

@@ -152,8 +152,9 @@ class ConnectionManager:
     def pressed(self, now: float) -> bool:
         """An inbound connection was just refused for lack of room: True if a
         round should run now instead of at the next interval, at most once per
-        ``pressure_interval``. A round closes only what an interval's round
-        would (idle first, down to the marks): refusals only bring it forward."""
+        ``pressure_interval``. Such a round (``to_trim(pressed=True)``) closes
+        idle connections down to low water and young ones down to high water,
+        but no connection past its grace that is in use."""
         gap = self.config.pressure_interval
         if not self.active or gap <= 0 or now - self._pressed_at < gap:
             return False

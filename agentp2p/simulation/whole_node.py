@@ -327,8 +327,9 @@ class WholeNodeSimulation:
         self._cut: dict[int, int] = {}
         self._healed_at = -math.inf
         self._heard_across: dict[int, float] = {}
-        #: (observer, member) -> (when, incarnation) of the observer's last
-        #: "suspect" event about the member, since the last partition began.
+        #: (observer, member across the cut) -> (when, incarnation) of the
+        #: observer's "suspect" event about the member in the last partition;
+        #: dropped if it suspects the member again after the heal.
         self._suspected: dict[tuple[int, int], tuple[float, int]] = {}
 
     # ------------------------------------------------------------ nodes
@@ -464,8 +465,11 @@ class WholeNodeSimulation:
     def _late_verdict(self, i: int, j: int, incarnation: int) -> bool:
         """Node i declares j failed, j up and reachable: is it the
         partition's verdict, delivered late? So if i and j were on two sides
-        of the last cut, i's suspicion of j (at this incarnation) began
-        before the heal, and i has had no SWIM frame from across since.
+        of the last cut, i's suspicion of j (at this incarnation) began in
+        the partition (one begun before it, still running, counts as false),
+        and i has had no SWIM frame from across since the heal. A "dead"
+        rumour from i's own side after the heal can still shorten that
+        timer (a confirmation) and the verdict counts as late.
         Its timer ran on what it could know: j unreachable the whole time (a
         member the other side suspected in the partition's last seconds is
         declared failed right after the heal, and no frame that could stop it
@@ -683,10 +687,11 @@ class WholeNodeSimulation:
                     c.connect_ahead += 1
                     self._dial(i, j)
             elif t is MemberEvent and act.kind is EventKind.SUSPECT:
-                if self.groups or self._cut:
-                    j = self.index.get(act.peer_id)
-                    if j is not None:
-                        self._suspected[(i, j)] = (self.now, act.incarnation)
+                j = self.index.get(act.peer_id)
+                if j is not None and self.groups and self.groups.get(i, 0) != self.groups.get(j, 0):
+                    self._suspected[(i, j)] = (self.now, act.incarnation)  # across the cut, in the partition
+                elif j is not None and self._cut:
+                    self._suspected.pop((i, j), None)  # suspected again since the heal: not the partition's
             elif t is MemberEvent and act.kind is EventKind.FAILED:
                 j = self.index.get(act.peer_id)
                 if j is not None:

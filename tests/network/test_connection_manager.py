@@ -134,6 +134,10 @@ def test_a_round_on_refusal_closes_young_connections_but_spares_established_ones
 
     assert sorted(four().to_trim(20.0, ["a", "b", "c", "d"])) == ["a", "b"]
     assert sorted(four().to_trim(20.0, ["a", "b", "c", "d"], pressed=True)) == ["c", "d"]
+    guarded = four()
+    guarded.add_protector(lambda: ["c"])
+    assert guarded.to_trim(20.0, ["a", "b", "c", "d"], pressed=True) == ["d"]  # protection holds; above high water
+    ConnectionsConfig(pressure_interval=0.1).validate()
 
 
 def test_forgets_peers_no_longer_connected() -> None:

@@ -230,7 +230,6 @@ def test_a_verdict_before_any_frame_from_across_the_healed_cut_is_counted_as_the
     build(sim)
     sim.run_until(sim.now + 20.0)
     halves = {i: i % 2 for i in sorted(sim.live)}
-    sim.partition(halves)
     a, across, later, beside = 2, 3, 5, 4
     real = sim.nodes[a].swim
 
@@ -240,6 +239,7 @@ def test_a_verdict_before_any_frame_from_across_the_healed_cut_is_counted_as_the
         sim.nodes[a].swim = real
         return sim.late_verdicts, sim.false_failures
 
+    sim.partition(halves)
     sim.run_until(sim.now + 10.0)
     say(EventKind.SUSPECT, across)
     say(EventKind.SUSPECT, beside)
