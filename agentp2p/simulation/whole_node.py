@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-import math
 import random
 import time
 from collections.abc import Callable
@@ -322,15 +321,14 @@ class WholeNodeSimulation:
         self.late_verdicts = 0
         self.late_verdict_times: list[float] = []
         #: The groups of the last partition, once healed ({} before any heal,
-        #: and while a partition lasts), when it healed, and per node when it
-        #: first had a SWIM frame from across that cut after the heal.
+        #: and while a partition lasts), and per node when it first had a SWIM
+        #: frame from across that cut after the heal.
         self._cut: dict[int, int] = {}
-        self._healed_at = -math.inf
         self._heard_across: dict[int, float] = {}
-        #: (observer, member across the cut) -> (when, incarnation) of the
+        #: (observer, member across the cut) -> the incarnation of the
         #: observer's "suspect" event about the member in the last partition;
         #: dropped if it suspects the member again after the heal.
-        self._suspected: dict[tuple[int, int], tuple[float, int]] = {}
+        self._suspected: dict[tuple[int, int], int] = {}
 
     # ------------------------------------------------------------ nodes
 
@@ -455,7 +453,7 @@ class WholeNodeSimulation:
     def heal(self) -> None:
         if not self.groups:
             return  # nothing to heal: keep the last cut
-        self._cut, self._heard_across, self._healed_at = self.groups, {}, self.now
+        self._cut, self._heard_across = self.groups, {}
         self.groups = {}
 
     def _side(self, i: int) -> int:
@@ -466,20 +464,19 @@ class WholeNodeSimulation:
         """Node i declares j failed, j up and reachable: is it the
         partition's verdict, delivered late? So if i and j were on two sides
         of the last cut, i's suspicion of j (at this incarnation) began in
-        the partition (one begun before it, still running, counts as false),
-        and i has had no SWIM frame from across since the heal. A "dead"
-        rumour from i's own side after the heal can still shorten that
-        timer (a confirmation) and the verdict counts as late.
-        Its timer ran on what it could know: j unreachable the whole time (a
-        member the other side suspected in the partition's last seconds is
-        declared failed right after the heal, and no frame that could stop it
-        has crossed yet). Not a false failure, which is a verdict on a member
-        i could have heard from, or one i began to suspect after the heal (a
-        false verdict elsewhere, spread by gossip: counted as false)."""
+        the partition, and i has had no SWIM frame from across since the
+        heal. Its timer ran on what it could know: j unreachable the whole
+        time (a member the other side suspected in the partition's last
+        seconds is declared failed right after the heal, before any frame
+        that could stop it has crossed). A "dead" rumour from i's own side
+        after the heal can still shorten that timer (a confirmation), and the
+        verdict still counts as late. A false failure is a verdict on a
+        member i could have heard from, or on a suspicion begun before the
+        partition or after the heal (a false verdict elsewhere, spread by
+        gossip)."""
         if not self._cut or self._side(i) == self._side(j) or i in self._heard_across:
             return False
-        began = self._suspected.get((i, j))
-        return began is not None and began[0] < self._healed_at and began[1] == incarnation
+        return self._suspected.get((i, j)) == incarnation
 
     def reachable(self, i: int, j: int) -> bool:
         g = self.groups
@@ -689,7 +686,7 @@ class WholeNodeSimulation:
             elif t is MemberEvent and act.kind is EventKind.SUSPECT:
                 j = self.index.get(act.peer_id)
                 if j is not None and self.groups and self.groups.get(i, 0) != self.groups.get(j, 0):
-                    self._suspected[(i, j)] = (self.now, act.incarnation)  # across the cut, in the partition
+                    self._suspected[(i, j)] = act.incarnation  # across the cut, in the partition
                 elif j is not None and self._cut:
                     self._suspected.pop((i, j), None)  # suspected again since the heal: not the partition's
             elif t is MemberEvent and act.kind is EventKind.FAILED:
