@@ -38,6 +38,7 @@ from agentp2p.config import NodeConfig
 from agentp2p.contract import NodeService
 from agentp2p.errors import DialError, ListenError, NotRunningError
 from agentp2p.network.addresses import to_peer_id, with_peer_id
+from agentp2p.network.events import is_inbound
 from agentp2p.network.identify import read_to_eof
 from agentp2p.network.identity import Identity
 from agentp2p.network.listen import bind_error_reason
@@ -515,7 +516,7 @@ class Node:
         async def feed() -> None:
             async for ev in events:
                 if ev.connected:
-                    cm.connected(ev.peer_id, trio.current_time())
+                    cm.connected(ev.peer_id, trio.current_time(), ev.inbound)
                 else:
                     cm.disconnected(ev.peer_id)
 
@@ -528,8 +529,10 @@ class Node:
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(feed)
+            network = self.host.get_network()
             for peer in self.peers():
-                cm.connected(peer, trio.current_time())
+                conns = network.get_connections(peer)
+                cm.connected(peer, trio.current_time(), is_inbound(conns[0]) if conns else None)
             self.resources.set_full_hook(full)
             try:
                 next_round = trio.current_time() + cm.config.interval

@@ -82,8 +82,9 @@ class ConnectionsConfig:
     interval: float = 5.0
     #: ... and an extra round as soon as an inbound connection is refused for
     #: lack of room, at most once per this many seconds (0: never; else at
-    #: least 0.1). It closes idle connections and young ones, never an
-    #: established one in use (see to_trim, ``pressed``).
+    #: least 0.1). It closes idle connections and young inbound ones, never an
+    #: established one in use nor the node's own fresh dial (see to_trim,
+    #: ``pressed``).
     pressure_interval: float = 1.0
 
     def validate(self) -> None:
@@ -107,6 +108,8 @@ class ConnectionsConfig:
 class _Seen:
     since: float
     used: float
+    #: The peer dialed us (True), we dialed it (False), or not known (None).
+    inbound: bool | None = None
 
 
 class ConnectionManager:
@@ -133,10 +136,12 @@ class ConnectionManager:
         """``protector()`` names peers whose connections must stay; asked at every round."""
         self._protectors.append(protector)
 
-    def connected(self, peer: Hashable, now: float) -> None:
+    def connected(self, peer: Hashable, now: float, inbound: bool | None = None) -> None:
+        """A connection to ``peer`` opened; ``inbound``: the peer dialed us (None:
+        not known, treated as inbound by a round on refusal)."""
         # A fresh entry even if one is left over (a peer that redialed before
         # its close was reported, or a dropped event): it gets its grace.
-        self._peers[peer] = _Seen(now, now)
+        self._peers[peer] = _Seen(now, now, inbound)
 
     def disconnected(self, peer: Hashable) -> None:
         self._peers.pop(peer, None)
@@ -153,8 +158,9 @@ class ConnectionManager:
         """An inbound connection was just refused for lack of room: True if a
         round should run now instead of at the next interval, at most once per
         ``pressure_interval``. Such a round (``to_trim(pressed=True)``) closes
-        idle connections down to low water and young ones down to high water,
-        but no connection past its grace that is in use."""
+        idle connections down to low water and young inbound ones down to high
+        water, but no connection past its grace that is in use and none the
+        node dialed itself within its grace."""
         gap = self.config.pressure_interval
         if not self.active or gap <= 0 or now - self._pressed_at < gap:
             return False
@@ -183,8 +189,10 @@ class ConnectionManager:
         spares every connection past its grace that is in use: whoever makes
         the node refuse (a peer opening connections at will) must not get the
         node's established connections cycled faster than every interval.
-        Young ones it may close, down to high water as any round does: in a
-        join storm they are the newcomers a bootstrap node is full of."""
+        Young inbound ones it may close, down to high water as any round does:
+        in a join storm they are the newcomers a bootstrap node is full of. The
+        node's own young dials it spares too: a request about to go out on one
+        is the node's own work, and the refusal came from someone dialing in."""
         cfg = self.config
         live = list(connected)
         # Forget peers that went away without an event reaching us (bounded by
@@ -205,7 +213,7 @@ class ConnectionManager:
             if peer in spared:
                 continue
             if seen.since > young or seen.used > busy:
-                if not pressed or seen.since > young:
+                if not pressed or (seen.since > young and seen.inbound is not False):
                     recent.append((seen.used, seen.since, peer))
             else:
                 idle.append((seen.used, seen.since, peer))

@@ -24,6 +24,24 @@ class PeerEvent:
     #: With connected False: that connection ended without a GO_AWAY either
     #: way (GuardedYamux.ended_abruptly) — the peer's process may have died.
     abrupt: bool = False
+    #: With connected True: the peer dialed us (True), we dialed it (False),
+    #: or the connection does not say (None).
+    inbound: bool | None = None
+
+
+def is_inbound(conn: Any) -> bool | None:
+    """Whether the peer opened ``conn`` (a swarm connection or a muxed one):
+    the connection manager closes young inbound connections first when the
+    node is full (None: the connection does not say)."""
+    muxed = getattr(conn, "muxed_conn", conn)
+    # Yamux keeps the side in is_initiator_value; QUIC's connection and the
+    # secure channel under Yamux in is_initiator.
+    for holder, name in ((muxed, "is_initiator_value"), (muxed, "is_initiator"),
+                         (getattr(muxed, "secured_conn", None), "is_initiator")):
+        value = getattr(holder, name, None)
+        if isinstance(value, bool):
+            return not value
+    return None
 
 
 class ConnectionEvents:
@@ -55,7 +73,7 @@ class ConnectionEvents:
 
     # INotifee interface -------------------------------------------------------
     async def connected(self, network: Any, conn: Any) -> None:
-        self._emit(PeerEvent(conn.muxed_conn.peer_id, True))
+        self._emit(PeerEvent(conn.muxed_conn.peer_id, True, inbound=is_inbound(conn)))
 
     async def disconnected(self, network: Any, conn: Any) -> None:
         muxed = conn.muxed_conn

@@ -510,9 +510,9 @@ class WholeNodeSimulation:
         ni.conns[j] = (ready, True)
         nj.conns[i] = (ready, False)
         if ni.manager is not None:
-            ni.manager.connected(j, self.now)
+            ni.manager.connected(j, self.now, inbound=False)
         if nj.manager is not None:
-            nj.manager.connected(i, self.now)
+            nj.manager.connected(i, self.now, inbound=True)
         known = ready + self.cfg.identify_rtts * rtt
         self._push(known, _READY, i, j)
         self._push(known, _READY, j, i)

@@ -140,6 +140,40 @@ def test_a_round_on_refusal_closes_young_connections_but_spares_established_ones
     ConnectionsConfig(pressure_interval=0.1).validate()
 
 
+def test_a_round_on_refusal_spares_the_nodes_own_fresh_dials() -> None:
+    """The refusal came from someone dialing in; a connection the node itself
+    just dialed carries a request about to go out. Four young connections,
+    high water 2: a round on refusal closes the inbound pair (and one whose
+    side is not known), never the node's own dials; an interval's round, at
+    the same moment, closes the least recently used, the node's dials here."""
+    def young() -> ConnectionManager:
+        cm = manager(high=2, low=1, grace=10.0, idle=5.0)
+        cm.connected("out1", 19.0, inbound=False)
+        cm.connected("out2", 19.1, inbound=False)
+        cm.connected("in1", 19.2, inbound=True)
+        cm.connected("in2", 19.3, inbound=True)
+        return cm
+
+    peers = ["in1", "in2", "out1", "out2"]
+    assert sorted(young().to_trim(20.0, peers, pressed=True)) == ["in1", "in2"]
+    assert sorted(young().to_trim(20.0, peers)) == ["out1", "out2"]  # least recently used first
+    outbound_only = manager(high=2, low=1, grace=10.0, idle=5.0)
+    for k, p in enumerate(["o1", "o2", "o3", "o4"]):
+        outbound_only.connected(p, 19.0 + k / 10, inbound=False)
+    assert outbound_only.to_trim(20.0, ["o1", "o2", "o3", "o4"], pressed=True) == []
+    assert sorted(outbound_only.to_trim(20.0, ["o1", "o2", "o3", "o4"])) == ["o1", "o2"]
+    unknown = manager(high=2, low=1, grace=10.0, idle=5.0)
+    unknown.connected("u", 19.0)
+    for p in ("o1", "o2"):
+        unknown.connected(p, 19.5, inbound=False)
+    assert unknown.to_trim(20.0, ["u", "o1", "o2"], pressed=True) == ["u"]
+    # Once past its grace and idle, the node's own dial is an idle connection like any other.
+    old = manager(high=2, low=1, grace=10.0, idle=5.0)
+    for p in ("o1", "o2", "o3"):
+        old.connected(p, 0.0, inbound=False)
+    assert len(old.to_trim(20.0, ["o1", "o2", "o3"], pressed=True)) == 2
+
+
 def test_forgets_peers_no_longer_connected() -> None:
     cm = manager()
     for p in "abcdef":

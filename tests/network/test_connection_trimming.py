@@ -159,6 +159,37 @@ async def test_a_refusal_at_our_inbound_limit_runs_a_round_at_once() -> None:
                 assert cm.pressure_rounds == 0 and cm.trimmed == 0
 
 
+async def test_a_round_on_refusal_closes_young_inbound_connections_not_the_nodes_own_dials() -> None:
+    """A node that has just dialed two peers itself, then takes three
+    newcomers and refuses a fourth (our inbound limit): the round that
+    refusal brings closes the three young inbound connections and keeps the
+    node's own two dials, though they are the least recently used (an
+    interval's round would close them first). Each connection's side comes
+    from the connection event (``is_inbound``)."""
+    from agentp2p.network.resources import ResourceLimits
+
+    conns = ConnectionsConfig(high_water=2, low_water=1, grace=30.0, idle=30.0, interval=3600.0,
+                              pressure_interval=0.1)
+    cfg = local_config(swim=False, connections=conns, resources=ResourceLimits(max_inbound_connections=3))
+    off = ConnectionsConfig(enabled=False)
+    # NoRecords: no topic mesh, so no newcomer is protected; the sides alone decide.
+    async with Node(cfg, services=[NoRecords()]) as boot, contextlib.AsyncExitStack() as stack:
+        cm = boot.connections
+        assert cm is not None
+        dialed = [await stack.enter_async_context(Node(local_config(swim=False, connections=off)))
+                  for _ in range(2)]
+        for d in dialed:
+            await boot.connect(d.addrs[0])
+        for _ in range(4):
+            n = await stack.enter_async_context(Node(local_config(swim=False, connections=off)))
+            with contextlib.suppress(Exception):  # the fourth is refused: the test looks at boot
+                await n.connect(boot.addrs[0])
+        await wait_until(lambda: cm.pressure_rounds > 0 and cm.trimmed >= 3 and len(boot.peers()) <= 2, 10.0,
+                         "a round on the refusal",
+                         lambda: f"{cm.stats()}, {len(boot.peers())} peers, {boot.stats()['network']['inbound']}")
+        assert set(boot.peers()) == {d.peer_id for d in dialed}
+
+
 async def test_a_messaging_peer_with_messages_in_flight_is_kept() -> None:
     """The hub's oldest connection carries a message its peer has not taken
     yet: without protection it would be the first closed (idle longest)."""
