@@ -233,3 +233,20 @@ def test_the_config_file_sets_them(tmp_path) -> None:  # type: ignore[no-untyped
     f.write_text("[connections]\nhigh_water = 400\n")
     with pytest.raises(ConfigError, match="must be below max_connections"):
         build_config(f, environ={})
+
+
+def test_a_connections_side_comes_from_its_muxer_or_secure_channel() -> None:
+    """``is_inbound``: py-libp2p's Yamux keeps the side in ``is_initiator_value``,
+    its QUIC connection in ``is_initiator``, the Noise channel under a muxer
+    in ``is_initiator``; a connection that says nothing is None (a round on
+    refusal treats it as inbound). The real-socket side: test_connection_trimming."""
+    from types import SimpleNamespace as NS
+
+    from agentp2p.network.events import is_inbound
+
+    assert is_inbound(NS(muxed_conn=NS(is_initiator_value=True))) is False
+    assert is_inbound(NS(muxed_conn=NS(is_initiator_value=False, is_initiator=True))) is True
+    assert is_inbound(NS(muxed_conn=NS(is_initiator=False))) is True  # QUIC
+    assert is_inbound(NS(muxed_conn=NS(secured_conn=NS(is_initiator=True)))) is False
+    assert is_inbound(NS(muxed_conn=NS(is_initiator=None))) is None
+    assert is_inbound(NS(muxed_conn=NS())) is None
