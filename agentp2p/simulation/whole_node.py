@@ -367,7 +367,7 @@ class WholeNodeSimulation:
             cm.add_protector(lambda: sorted(self.index[p] for p in gossip.mesh(TOPIC)))  # sorted: set order varies
             swim = node.swim
             if swim is not None and self.cfg.protect_probes:
-                cm.add_protector(lambda: [self.index[p] for p in swim.upcoming() if p in self.index])
+                cm.add_protector(lambda: [self.index[p] for p in swim.keep_connected() if p in self.index])
             self.at(self.now + self.rng.uniform(0, cc.interval), lambda: self._trim(i))
         return i
 

@@ -109,7 +109,7 @@ from .events import (
 from .member import EVENT_FOR, MAX_INCARNATION, EventKind, Member, PeerId, State, supersedes
 from .messages import Ack, Body, Gossip, Message, MemberUpdate, Nack, Ping, PingReq, PushPull, Step
 from .pushpull import Exchanges, Groups, Outgoing, Serving, frames, level_for, select
-from .ring import RingSuccessor
+from .ring import RingPredecessor, RingSuccessor
 from .roster import MemberTable, ProbeOrder, RosterBase
 from .signature import SignatureCache, Signer, Verifier, signed_update
 from .suspicion import Suspicion
@@ -249,6 +249,8 @@ class SwimCore:
         self._ahead: collections.deque[PeerId] = collections.deque()
         #: Our successor on the hash ring of live members (ring_probe_every).
         self._ring = RingSuccessor(local_id) if self.config.ring_probe_every else None
+        #: ... and our predecessor on it, whose ring turns probe us (watcher()).
+        self._ring_before = RingPredecessor(local_id) if self.config.ring_probe_every else None
         self._queue = BroadcastQueue(self.config.max_broadcast_queue)
         self._suspicions: dict[PeerId, Suspicion] = {}
         self._timers: list[tuple[float, int, int, object]] = []
@@ -356,6 +358,30 @@ class SwimCore:
         if ring is not None and hinted:
             out.append(ring.peer_id)
         return [peer for peer in dict.fromkeys(out) if self._is_live(peer)]
+
+    def watcher(self) -> PeerId | None:
+        """Our predecessor on the ring among live members: the member whose
+        ring turns probe us every ``ring_probe_every`` periods (while views
+        agree). For the connection manager too (keep_connected): that
+        member's probes reuse one stream, so the connection looks idle to us;
+        closed from our side, its next probe pays a dial and, on a slow link,
+        times out (docs/swim.md, "The prober's connection, kept by its
+        target")."""
+        ring = self._ring_before
+        if ring is None:
+            return None
+        peer = ring.predecessor(self._table)
+        return peer if peer is not None and self._is_live(peer) else None
+
+    def keep_connected(self) -> list[PeerId]:
+        """What the connection manager should spare for SWIM, most needed
+        first: the connections our probes need now or next (upcoming), then
+        the one our watcher probes us over (watcher)."""
+        out = self.upcoming()
+        w = self.watcher()
+        if w is not None and w not in out:
+            out.append(w)
+        return out
 
     @property
     def period(self) -> int:
@@ -934,6 +960,8 @@ class SwimCore:
             self._order.grow()
         if self._ring is not None:
             self._ring.became_live(peer)
+        if self._ring_before is not None:
+            self._ring_before.became_live(peer)
         out.append(MemberEvent(EVENT_FOR[(None, State.ALIVE)], peer, inc, None, addrs))  # type: ignore[arg-type]
         self._queue.push(MemberUpdate(peer, State.ALIVE, inc, addrs))
 
@@ -989,10 +1017,13 @@ class SwimCore:
         new = Member(peer, state, inc, addrs, now if state is not old else m.since, signed)
         self._table.set(new)
         if self._ring is not None and new.live != m.live:
-            if new.live:
-                self._ring.became_live(peer)
-            else:
-                self._ring.left_live(peer)
+            for ring in (self._ring, self._ring_before):
+                if ring is None:
+                    continue
+                if new.live:
+                    ring.became_live(peer)
+                else:
+                    ring.left_live(peer)
         self._suspicions.pop(peer, None)
         if state is State.SUSPECT:
             n = self._table.live_count + 1

@@ -26,7 +26,7 @@ from .member import PeerId
 from .pushpull import peer_hash
 from .roster import MemberTable, clockwise
 
-__all__ = ["RingSuccessor"]
+__all__ = ["RingPredecessor", "RingSuccessor"]
 
 
 class RingSuccessor:
@@ -73,9 +73,38 @@ class RingSuccessor:
             self._stale = True
 
     def successor(self, table: MemberTable) -> PeerId | None:
+        return self._closest(table)
+
+    def _closest(self, table: MemberTable) -> PeerId | None:
         if self._stale:
-            found = table.ring_after(self._own, self._width)
+            found = self._scan(table)
             self._dists = [d for d, _ in found]
             self._peers = [p for _, p in found]
             self._stale = False
         return self._peers[0] if self._peers else None
+
+    def _scan(self, table: MemberTable) -> list[tuple[int, PeerId]]:
+        return table.ring_after(self._own, self._width)
+
+
+class RingPredecessor(RingSuccessor):
+    """The live members that precede ``own`` on the ring, closest first: the
+    first is the member whose ring turns probe us (when views agree).
+
+    Why we keep it: that member probes us every ``ring_probe_every`` periods
+    over one long-lived stream, which the connection manager (it counts
+    stream opens) sees as idle. Closed from our side, the connection turns
+    its next probe into a dial, and on a slow link the dial outlasts the
+    probe's timeout: we become a suspect (docs/swim.md, "The prober's
+    connection, kept by its target")."""
+
+    __slots__ = ()
+
+    def distance(self, peer: PeerId) -> int:
+        return clockwise(peer_hash(peer), self._own)
+
+    def predecessor(self, table: MemberTable) -> PeerId | None:
+        return self._closest(table)
+
+    def _scan(self, table: MemberTable) -> list[tuple[int, PeerId]]:
+        return table.ring_before(self._own, self._width)

@@ -193,6 +193,28 @@ class MemberTable:
         found.sort()
         return found[:width]
 
+    def ring_before(self, h: int, width: int) -> list[tuple[int, PeerId]]:
+        """Up to ``width`` live members closest before hash ``h`` (going
+        anticlockwise), as (distance, peer), closest first: ring_after's mirror."""
+        found: list[tuple[int, PeerId]] = []
+        if self._base is not None:
+            hashes, peers = self._base.ring()
+            n = len(peers)
+            start = bisect.bisect_left(hashes, h) - 1
+            for k in range(n):
+                i = (start - k) % n
+                m = self.get(peers[i])
+                if m is not None and m.live:
+                    found.append((clockwise(hashes[i], h), peers[i]))
+                    if len(found) == width:
+                        break
+        for peer in self._extra:
+            m = self._own.get(peer)
+            if m is not None and m.live:
+                found.append((clockwise(peer_hash(peer), h), peer))
+        found.sort()
+        return found[:width]
+
     def sample(self, rng: random.Random, k: int, accept: Callable[[Member], bool]) -> list[Member]:
         """Up to k distinct members satisfying ``accept``, uniformly at random."""
         n = self.roster_len

@@ -490,9 +490,10 @@ class SwimService:
         return m.state.name.lower() if m is not None else None
 
     def protected_peers(self) -> list[ID]:
-        """The peers our probes need connected now or next (SwimCore.upcoming):
-        the connection manager keeps them (assembly.py)."""
-        return [ID(p) for p in self._core.upcoming()] if self._core is not None else []
+        """The peers our probes need connected now or next, and the member
+        whose ring turns probe us (SwimCore.keep_connected): the connection
+        manager keeps them (assembly.py)."""
+        return [ID(p) for p in self._core.keep_connected()] if self._core is not None else []
 
     def is_alive(self, peer: ID) -> bool | None:
         """Liveness for other services: True for alive *or suspect* (a suspect

@@ -26,7 +26,7 @@ from agentp2p.protocol.swim import (
 )
 from agentp2p.protocol.swim.member import Member
 from agentp2p.protocol.swim.pushpull import peer_hash
-from agentp2p.protocol.swim.ring import RingSuccessor
+from agentp2p.protocol.swim.ring import RingPredecessor, RingSuccessor
 from agentp2p.protocol.swim.roster import MemberTable
 from agentp2p.protocol.swim.signature import signed_update
 from agentp2p.simulation.swim import SwimSimulation, sim_signer
@@ -73,6 +73,62 @@ def test_the_successor_is_always_the_closest_live_member(seed: int) -> None:
         live = [p for p in known if (m := table.get(p)) is not None and m.live]
         expect = _ring_order(own, live)[0] if live else None
         assert ring.successor(table) == expect, step
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_predecessor_is_always_the_closest_live_member_before_us(seed: int) -> None:
+    """The mirror (RingPredecessor, MemberTable.ring_before): the member whose
+    ring turns probe us, against a brute-force search, through random joins,
+    deaths and comebacks on a table with a shared base and members added since."""
+    rng = random.Random(seed)
+    own = pid("me")
+    base = RosterBase((pid(f"b{i}"), ()) for i in range(40))
+    table = MemberTable(base)
+    ring = RingPredecessor(own, width=3)
+    known = [pid(f"b{i}") for i in range(40)]
+    for step in range(3000):
+        if rng.random() < 0.1:
+            peer = pid(f"x{step}")
+            known.append(peer)
+            table.set(Member(peer, State.ALIVE, 0, (), 0.0))
+            ring.became_live(peer)
+        else:
+            peer = rng.choice(known)
+            m = table.get(peer)
+            state = rng.choice((State.ALIVE, State.SUSPECT, State.DEAD, State.LEFT))
+            if m is None:
+                continue
+            table.set(Member(peer, state, m.incarnation, (), 0.0))
+            if state in (State.ALIVE, State.SUSPECT) and not m.live:
+                ring.became_live(peer)
+            elif state in (State.DEAD, State.LEFT) and m.live:
+                ring.left_live(peer)
+        live = [p for p in known if (m := table.get(p)) is not None and m.live]
+        expect = min(live, key=lambda p: (peer_hash(own) - peer_hash(p)) & _MASK) if live else None
+        assert ring.predecessor(table) == expect, step
+
+
+def test_the_member_whose_ring_turns_probe_us_is_kept_connected() -> None:
+    """keep_connected names, after the probes' own targets, our watcher: the
+    member that has us as its ring successor. Its probes reuse one stream, so
+    our connection manager would see that connection idle; closed from our
+    side, its next probe pays a dial (docs/swim.md). It follows the ring as
+    members leave, and is not named twice."""
+    core = make_core("a", OTHERS)
+    me = pid("a")
+    before = sorted((pid(o) for o in OTHERS), key=lambda p: (peer_hash(me) - peer_hash(p)) & _MASK)
+    assert core.watcher() == before[0]
+    kept = core.keep_connected()
+    assert kept[: len(core.upcoming())] == core.upcoming() and kept.count(before[0]) == 1
+    assert before[0] in kept
+    # The watcher's own core has us as its ring successor: its ring turns probe us.
+    name = next(o for o in OTHERS if pid(o) == before[0])
+    watcher = make_core(name, [o for o in OTHERS if o != name] + ["a"])
+    assert watcher._ring.successor(watcher._table) == me  # noqa: SLF001
+    deliver(core, core.next_deadline() - 0.05, before[0],
+            Message(99, 0, Nack(), (MemberUpdate(before[0], State.LEFT, 0),)))
+    assert core.watcher() == before[1] and before[0] not in core.keep_connected()
+    assert before[1] in core.keep_connected()
 
 
 def _probes(core, periods: int, *, before=None):  # type: ignore[no-untyped-def]
