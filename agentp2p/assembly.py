@@ -239,8 +239,9 @@ def _protect(connections: ConnectionManager, pubsub: PubSub, services: dict[str,
     """What the connection manager must never close: our gossipsub meshes
     (a mesh peer closed is a hole in the topic until the next heartbeat),
     messaging peers with messages in flight (closing would force a redial
-    and a retransmission), and the members SWIM probes now or next (a
-    probe that has to dial first times out, and a live member is suspected)."""
+    and a retransmission), and the members SWIM probes now or next and
+    the ring predecessor that probes us (a probe that has to dial first
+    times out, and a live member is suspected)."""
     # Topic by topic in turn, so every topic's mesh gets its share of the cap.
     connections.add_protector(lambda: round_robin([pubsub.mesh_peers(t) for t in pubsub.topics()]))
     relay = services.get("relay")

@@ -180,6 +180,9 @@ async def test_a_round_on_refusal_closes_young_inbound_connections_not_the_nodes
                   for _ in range(2)]
         for d in dialed:
             await boot.connect(d.addrs[0])
+        # The manager has both as our dials (a stream seen before the event would leave the side unknown).
+        await wait_until(lambda: all(getattr(cm._peers.get(d.peer_id), "inbound", None) is False for d in dialed),
+                         5.0, "our dials recorded as outbound")
         for _ in range(4):
             n = await stack.enter_async_context(Node(local_config(swim=False, connections=off)))
             with contextlib.suppress(Exception):  # the fourth is refused: the test looks at boot

@@ -249,8 +249,10 @@ class SwimCore:
         self._ahead: collections.deque[PeerId] = collections.deque()
         #: Our successor on the hash ring of live members (ring_probe_every).
         self._ring = RingSuccessor(local_id) if self.config.ring_probe_every else None
-        #: ... and our predecessor on it, whose ring turns probe us (watcher()).
+        #: ... and our predecessor on it, whose ring turns probe us (watcher()),
+        #: with the period its last Ping reached us: (peer, period).
         self._ring_before = RingPredecessor(local_id) if self.config.ring_probe_every else None
+        self._watcher_pinged: tuple[PeerId, int] | None = None
         self._queue = BroadcastQueue(self.config.max_broadcast_queue)
         self._suspicions: dict[PeerId, Suspicion] = {}
         self._timers: list[tuple[float, int, int, object]] = []
@@ -360,18 +362,22 @@ class SwimCore:
         return [peer for peer in dict.fromkeys(out) if self._is_live(peer)]
 
     def watcher(self) -> PeerId | None:
-        """Our predecessor on the ring among live members: the member whose
-        ring turns probe us every ``ring_probe_every`` periods (while views
-        agree). For the connection manager too (keep_connected): that
-        member's probes reuse one stream, so the connection looks idle to us;
-        closed from our side, its next probe pays a dial and, on a slow link,
-        times out (docs/swim.md, "The prober's connection, kept by its
-        target")."""
-        ring = self._ring_before
-        if ring is None:
+        """Our predecessor on the ring among live members, while it probes us:
+        the member whose ring turns ping us every ``ring_probe_every``
+        periods, if its last Ping came within twice that (and a period). For
+        the connection manager (keep_connected): that member's probes reuse
+        one stream, so the connection looks idle to us; closed from our side,
+        its next probe pays a dial and, on a slow link, times out
+        (docs/swim.md, "The prober's connection, kept by its target"). The
+        Ping is asked for so that a member that made its peer ID land just
+        before ours gets nothing kept unless it does the probing."""
+        ring, seen = self._ring_before, self._watcher_pinged
+        if ring is None or seen is None:
             return None
         peer = ring.predecessor(self._table)
-        return peer if peer is not None and self._is_live(peer) else None
+        if peer != seen[0] or self._period - seen[1] > 2 * self.config.ring_probe_every + 1:
+            return None
+        return peer if self._is_live(peer) else None
 
     def keep_connected(self) -> list[PeerId]:
         """What the connection manager should spare for SWIM, most needed
@@ -743,6 +749,8 @@ class SwimCore:
                 return
             m = self._table.get(sender)
             self._send(out, sender, msg.seq, Ack(), m.addrs if m else ())
+            if self._ring_before is not None and sender == self._ring_before.predecessor(self._table):
+                self._watcher_pinged = (sender, self._period)
         elif isinstance(body, Ack):
             self._on_ack(sender, msg.seq, out)
         elif isinstance(body, Nack):

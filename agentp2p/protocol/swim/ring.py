@@ -10,9 +10,10 @@ also watched by its predecessor at a fixed pace, whatever the draws: a crash
 is probed within ``ring_probe_every`` periods while views agree (and by the
 round-robin, at the remaining pace, when they do not).
 
-Only the successor matters, so instead of a sorted copy of the roster this
-keeps a short *prefix* of the live members in ring order after us: the
-closest ones, closest first. A member that becomes live is inserted if it
+Only the closest neighbour matters (the successor we probe; the predecessor
+that probes us, whose connection we keep: RingPredecessor), so instead of a
+sorted copy of the roster this keeps a short *prefix* of the live members in
+ring order after (before) us: the closest ones, closest first. A member that becomes live is inserted if it
 falls inside the prefix; one that stops being live is removed; an emptied
 prefix is rebuilt from the table (``MemberTable.ring_after``). The first
 entry is then always the closest live member.

@@ -104,31 +104,61 @@ def test_the_predecessor_is_always_the_closest_live_member_before_us(seed: int) 
             elif state in (State.DEAD, State.LEFT) and m.live:
                 ring.left_live(peer)
         live = [p for p in known if (m := table.get(p)) is not None and m.live]
-        expect = min(live, key=lambda p: (peer_hash(own) - peer_hash(p)) & _MASK) if live else None
-        assert ring.predecessor(table) == expect, step
+        by_distance = sorted(live, key=lambda p: (peer_hash(own) - peer_hash(p)) & _MASK)
+        assert ring.predecessor(table) == (by_distance[0] if live else None), step
+        assert [p for _, p in table.ring_before(peer_hash(own), 3)] == by_distance[:3], step
 
 
 def test_the_member_whose_ring_turns_probe_us_is_kept_connected() -> None:
     """keep_connected names, after the probes' own targets, our watcher: the
-    member that has us as its ring successor. Its probes reuse one stream, so
-    our connection manager would see that connection idle; closed from our
-    side, its next probe pays a dial (docs/swim.md). It follows the ring as
-    members leave, and is not named twice."""
+    member that has us as its ring successor, while its Pings keep coming.
+    Its probes reuse one stream, so our connection manager would see that
+    connection idle; closed from our side, its next probe pays a dial
+    (docs/swim.md). It follows the ring as members join, leave and come back,
+    and a member that only sits before us on the ring, not probing, gets
+    nothing kept."""
     core = make_core("a", OTHERS)
     me = pid("a")
-    before = sorted((pid(o) for o in OTHERS), key=lambda p: (peer_hash(me) - peer_hash(p)) & _MASK)
+
+    def ring_before(peers: list[bytes]) -> list[bytes]:
+        return sorted(peers, key=lambda p: (peer_hash(me) - peer_hash(p)) & _MASK)
+
+    before = ring_before([pid(o) for o in OTHERS])
+    seq = iter(range(1000, 10**6))
+
+    def ping(sender: bytes, inc: int = 0) -> None:
+        deliver(core, core.next_deadline() - 0.05, sender, Message(next(seq), inc, Ping(me)))
+
+    assert core.watcher() is None  # no Ping from it yet
+    ping(before[1])  # not our predecessor: nothing
+    assert core.watcher() is None
+    ping(before[0])
     assert core.watcher() == before[0]
     kept = core.keep_connected()
     assert kept[: len(core.upcoming())] == core.upcoming() and kept.count(before[0]) == 1
-    assert before[0] in kept
     # The watcher's own core has us as its ring successor: its ring turns probe us.
     name = next(o for o in OTHERS if pid(o) == before[0])
     watcher = make_core(name, [o for o in OTHERS if o != name] + ["a"])
     assert watcher._ring.successor(watcher._table) == me  # noqa: SLF001
-    deliver(core, core.next_deadline() - 0.05, before[0],
-            Message(99, 0, Nack(), (MemberUpdate(before[0], State.LEFT, 0),)))
-    assert core.watcher() == before[1] and before[0] not in core.keep_connected()
-    assert before[1] in core.keep_connected()
+    # Its Pings stop: after 2 * ring_probe_every + 1 periods it is not kept any more.
+    _probes(core, 2 * core.config.ring_probe_every + 2)
+    assert core.watcher() is None and before[0] not in core.keep_connected()
+    ping(before[0])
+    assert core.watcher() == before[0]
+    # A newcomer between it and us (first-hand: it pings us) is our predecessor now.
+    newcomer = next(p for p in (pid(f"new{i}") for i in range(5000))
+                    if (peer_hash(me) - peer_hash(p)) & _MASK < (peer_hash(me) - peer_hash(before[0])) & _MASK)
+    ping(newcomer)
+    assert core.member(newcomer).live and core.watcher() == newcomer
+    # It leaves: the watcher is the old predecessor again, once it pings.
+    deliver(core, core.next_deadline() - 0.05, newcomer,
+            Message(next(seq), 0, Nack(), (MemberUpdate(newcomer, State.LEFT, 0),)))
+    assert core.watcher() is None
+    ping(before[0])
+    assert core.watcher() == before[0]
+    # It comes back (its own word at a higher incarnation) and probes us: ours again.
+    ping(newcomer, inc=1)
+    assert core.member(newcomer).live and core.watcher() == newcomer
 
 
 def _probes(core, periods: int, *, before=None):  # type: ignore[no-untyped-def]
