@@ -41,50 +41,21 @@ def _ring_order(own: bytes, peers: list[bytes]) -> list[bytes]:
     return sorted(peers, key=lambda p: (peer_hash(p) - peer_hash(own)) & _MASK)
 
 
+@pytest.mark.parametrize("side", ["successor", "predecessor"])
 @pytest.mark.parametrize("seed", range(5))
-def test_the_successor_is_always_the_closest_live_member(seed: int) -> None:
+def test_the_ring_neighbour_is_always_the_closest_live_member(seed: int, side: str) -> None:
     """Random joins, deaths and comebacks, on a table with a shared base (as
     in the simulator) and members added since (as on a real node): after each
-    step the successor equals a brute-force search."""
+    step the successor (RingSuccessor, MemberTable.ring_after) and the
+    predecessor (RingPredecessor, ring_before: the member whose ring turns
+    probe us) equal a brute-force search, and so does the table's whole
+    prefix of three."""
     rng = random.Random(seed)
     own = pid("me")
     base = RosterBase((pid(f"b{i}"), ()) for i in range(40))
     table = MemberTable(base)
-    ring = RingSuccessor(own, width=3)
-    known = [pid(f"b{i}") for i in range(40)]
-    for step in range(3000):
-        r = rng.random()
-        if r < 0.1:
-            peer = pid(f"x{step}")
-            known.append(peer)
-            table.set(Member(peer, State.ALIVE, 0, (), 0.0))
-            ring.became_live(peer)
-        else:
-            peer = rng.choice(known)
-            m = table.get(peer)
-            state = rng.choice((State.ALIVE, State.SUSPECT, State.DEAD, State.LEFT))
-            if m is None:
-                continue
-            table.set(Member(peer, state, m.incarnation, (), 0.0))
-            if state in (State.ALIVE, State.SUSPECT) and not m.live:
-                ring.became_live(peer)
-            elif state in (State.DEAD, State.LEFT) and m.live:
-                ring.left_live(peer)
-        live = [p for p in known if (m := table.get(p)) is not None and m.live]
-        expect = _ring_order(own, live)[0] if live else None
-        assert ring.successor(table) == expect, step
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_the_predecessor_is_always_the_closest_live_member_before_us(seed: int) -> None:
-    """The mirror (RingPredecessor, MemberTable.ring_before): the member whose
-    ring turns probe us, against a brute-force search, through random joins,
-    deaths and comebacks on a table with a shared base and members added since."""
-    rng = random.Random(seed)
-    own = pid("me")
-    base = RosterBase((pid(f"b{i}"), ()) for i in range(40))
-    table = MemberTable(base)
-    ring = RingPredecessor(own, width=3)
+    after = side == "successor"
+    ring = RingSuccessor(own, width=3) if after else RingPredecessor(own, width=3)
     known = [pid(f"b{i}") for i in range(40)]
     for step in range(3000):
         if rng.random() < 0.1:
@@ -104,9 +75,14 @@ def test_the_predecessor_is_always_the_closest_live_member_before_us(seed: int) 
             elif state in (State.DEAD, State.LEFT) and m.live:
                 ring.left_live(peer)
         live = [p for p in known if (m := table.get(p)) is not None and m.live]
-        by_distance = sorted(live, key=lambda p: (peer_hash(own) - peer_hash(p)) & _MASK)
-        assert ring.predecessor(table) == (by_distance[0] if live else None), step
-        assert [p for _, p in table.ring_before(peer_hash(own), 3)] == by_distance[:3], step
+        if after:
+            expect = _ring_order(own, live)
+            assert ring.successor(table) == (expect[0] if live else None), step
+            assert [p for _, p in table.ring_after(peer_hash(own), 3)] == expect[:3], step
+        else:
+            expect = sorted(live, key=lambda p: (peer_hash(own) - peer_hash(p)) & _MASK)
+            assert ring.predecessor(table) == (expect[0] if live else None), step
+            assert [p for _, p in table.ring_before(peer_hash(own), 3)] == expect[:3], step
 
 
 def test_the_member_whose_ring_turns_probe_us_is_kept_connected() -> None:
