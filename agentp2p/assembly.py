@@ -238,6 +238,7 @@ def _wire(services: dict[str, NodeService], dht: DHT, dialer: Dialer, context: S
 def _protect(connections: ConnectionManager, pubsub: PubSub, services: dict[str, NodeService]) -> None:
     """What the connection manager must never close: our gossipsub meshes
     (a mesh peer closed is a hole in the topic until the next heartbeat),
+    the relay's peers (reservations and circuits: relay/service.py),
     messaging peers with messages in flight (closing would force a redial
     and a retransmission), and the members SWIM probes now or next and
     the ring predecessor that probes us (a probe that has to dial first

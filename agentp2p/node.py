@@ -530,8 +530,8 @@ class Node:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(feed)
             network = self.host.get_network()
-            # One connection per peer (max_connections_per_peer=1): its side is
-            # the peer's. A later connection's event replaces the entry (its
+            # One connection per peer (max_connections_per_peer=1 by default):
+            # its side is the peer's. A later connection's event replaces the entry (its
             # side, a fresh grace).
             for peer in self.peers():
                 conns = network.get_connections(peer)

@@ -363,21 +363,28 @@ class SwimCore:
 
     def watcher(self) -> PeerId | None:
         """Our predecessor on the ring among live members, while it probes us:
-        the member whose ring turns ping us every ``ring_probe_every``
-        periods, if its last Ping came within twice that (and a period). For
-        the connection manager (keep_connected): that member's probes reuse
-        one stream, so the connection looks idle to us; closed from our side,
-        its next probe pays a dial and, on a slow link, times out
+        the member whose ring turns ping us every ``ring_probe_every`` of its
+        periods, if its last Ping came within ``_watcher_window()`` of ours.
+        For the connection manager (keep_connected): that member's probes
+        reuse one stream, so the connection looks idle to us; closed from our
+        side, its next probe pays a dial and, on a slow link, times out
         (docs/swim.md, "The prober's connection, kept by its target"). The
         Ping is asked for so that a member that made its peer ID land just
-        before ours gets nothing kept unless it does the probing."""
+        before ours gets nothing kept unless it keeps pinging us (one name,
+        inside the connection manager's cap, as long as it does)."""
         ring, seen = self._ring_before, self._watcher_pinged
         if ring is None or seen is None:
             return None
         peer = ring.predecessor(self._table)
-        if peer != seen[0] or self._period - seen[1] > 2 * self.config.ring_probe_every + 1:
+        if peer != seen[0] or self._period - seen[1] > self._watcher_window():
             return None
         return peer if self._is_live(peer) else None
+
+    def _watcher_window(self) -> int:
+        """Periods a watcher's Ping counts for: its ring turn at the slowest
+        its health (awareness) can stretch its periods, and one more."""
+        cfg = self.config
+        return cfg.ring_probe_every * cfg.awareness_max_multiplier + 1
 
     def keep_connected(self) -> list[PeerId]:
         """What the connection manager should spare for SWIM, most needed

@@ -13,9 +13,10 @@ round-robin, at the remaining pace, when they do not).
 Only the closest neighbour matters (the successor we probe; the predecessor
 that probes us, whose connection we keep: RingPredecessor), so instead of a
 sorted copy of the roster this keeps a short *prefix* of the live members in
-ring order after (before) us: the closest ones, closest first. A member that becomes live is inserted if it
-falls inside the prefix; one that stops being live is removed; an emptied
-prefix is rebuilt from the table (``MemberTable.ring_after``). The first
+ring order after (before) us: the closest ones, closest first. A member
+that becomes live is inserted if it falls inside the prefix; one that stops
+being live is removed; an emptied prefix is rebuilt from the table
+(``MemberTable.ring_after``, ``ring_before``). The first
 entry is then always the closest live member.
 """
 

@@ -107,6 +107,7 @@ def test_the_member_whose_ring_turns_probe_us_is_kept_connected() -> None:
 
     assert core.watcher() is None  # no Ping from it yet
     ping(before[1])  # not our predecessor: nothing
+    deliver(core, core.next_deadline() - 0.05, before[0], Message(next(seq), 0, Ping(pid("zz"))))  # misdirected
     assert core.watcher() is None
     ping(before[0])
     assert core.watcher() == before[0]
@@ -116,8 +117,11 @@ def test_the_member_whose_ring_turns_probe_us_is_kept_connected() -> None:
     name = next(o for o in OTHERS if pid(o) == before[0])
     watcher = make_core(name, [o for o in OTHERS if o != name] + ["a"])
     assert watcher._ring.successor(watcher._table) == me  # noqa: SLF001
-    # Its Pings stop: after 2 * ring_probe_every + 1 periods it is not kept any more.
-    _probes(core, 2 * core.config.ring_probe_every + 2)
+    # Its Pings stop: kept for ring_probe_every * awareness_max_multiplier + 1
+    # periods (a prober in poor health stretches its own), then no more.
+    _probes(core, core.config.ring_probe_every * core.config.awareness_max_multiplier + 1)
+    assert core.watcher() == before[0]
+    _probes(core, 1)
     assert core.watcher() is None and before[0] not in core.keep_connected()
     ping(before[0])
     assert core.watcher() == before[0]
