@@ -252,6 +252,8 @@ class SwimCore:
         #: ... and our predecessor on it, whose ring turns probe us (watcher()),
         #: with the period its last Ping reached us: (peer, period).
         self._ring_before = RingPredecessor(local_id) if self.config.ring_probe_every else None
+        #: Both, for the hooks that keep them in step with the table.
+        self._rings: tuple[RingSuccessor, ...] = tuple(r for r in (self._ring, self._ring_before) if r is not None)
         self._watcher_pinged: tuple[PeerId, int] | None = None
         self._queue = BroadcastQueue(self.config.max_broadcast_queue)
         self._suspicions: dict[PeerId, Suspicion] = {}
@@ -973,10 +975,8 @@ class SwimCore:
         addrs = addrs or (joining[0] if joining else ()) or candidate or ()
         if self._table.set(Member(peer, State.ALIVE, inc, addrs, self._now, signed)):
             self._order.grow()
-        if self._ring is not None:
-            self._ring.became_live(peer)
-        if self._ring_before is not None:
-            self._ring_before.became_live(peer)
+        for ring in self._rings:
+            ring.became_live(peer)
         out.append(MemberEvent(EVENT_FOR[(None, State.ALIVE)], peer, inc, None, addrs))  # type: ignore[arg-type]
         self._queue.push(MemberUpdate(peer, State.ALIVE, inc, addrs))
 
@@ -1031,10 +1031,8 @@ class SwimCore:
         now = self._now
         new = Member(peer, state, inc, addrs, now if state is not old else m.since, signed)
         self._table.set(new)
-        if self._ring is not None and new.live != m.live:
-            for ring in (self._ring, self._ring_before):
-                if ring is None:
-                    continue
+        if new.live != m.live:
+            for ring in self._rings:
                 if new.live:
                     ring.became_live(peer)
                 else:

@@ -174,44 +174,33 @@ class MemberTable:
         on the ring of ``peer_hash`` values, as (distance, peer), closest first
         (ring.py). Walks the shared base's sorted ring from ``h`` (stopping at
         ``width`` live ones) and checks every member added since."""
-        found: list[tuple[int, PeerId]] = []
-        if self._base is not None:
-            hashes, peers = self._base.ring()
-            n = len(peers)
-            start = bisect.bisect_right(hashes, h)
-            for k in range(n):
-                i = (start + k) % n
-                m = self.get(peers[i])
-                if m is not None and m.live:
-                    found.append((clockwise(h, hashes[i]), peers[i]))
-                    if len(found) == width:
-                        break
-        for peer in self._extra:
-            m = self._own.get(peer)
-            if m is not None and m.live:
-                found.append((clockwise(h, peer_hash(peer)), peer))
-        found.sort()
-        return found[:width]
+        return self._ring_walk(h, width, after=True)
 
     def ring_before(self, h: int, width: int) -> list[tuple[int, PeerId]]:
         """Up to ``width`` live members closest before hash ``h`` (going
         anticlockwise), as (distance, peer), closest first: ring_after's mirror."""
+        return self._ring_walk(h, width, after=False)
+
+    def _ring_walk(self, h: int, width: int, *, after: bool) -> list[tuple[int, PeerId]]:
+        def distance(x: int) -> int:
+            return clockwise(h, x) if after else clockwise(x, h)
+
         found: list[tuple[int, PeerId]] = []
         if self._base is not None:
             hashes, peers = self._base.ring()
             n = len(peers)
-            start = bisect.bisect_left(hashes, h) - 1
+            start, step = (bisect.bisect_right(hashes, h), 1) if after else (bisect.bisect_left(hashes, h) - 1, -1)
             for k in range(n):
-                i = (start - k) % n
+                i = (start + step * k) % n
                 m = self.get(peers[i])
                 if m is not None and m.live:
-                    found.append((clockwise(hashes[i], h), peers[i]))
+                    found.append((distance(hashes[i]), peers[i]))
                     if len(found) == width:
                         break
         for peer in self._extra:
             m = self._own.get(peer)
             if m is not None and m.live:
-                found.append((clockwise(peer_hash(peer), h), peer))
+                found.append((distance(peer_hash(peer)), peer))
         found.sort()
         return found[:width]
 
