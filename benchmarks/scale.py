@@ -7,7 +7,7 @@
                                                [--degree D] [--degree-near K] [--publish-s S] [--settle S]
                                                [--crash-wait S] [--heal-wait S] [--heal-probe-every S]
     .venv/bin/python benchmarks/scale.py merge [--nodes 500] [--connect-ahead K] [--seed N]
-    .venv/bin/python benchmarks/scale.py churn [--nodes 1000] [--churn 0.1] [--duration 600] [--swim on|off] [--seed N]
+    .venv/bin/python benchmarks/scale.py churn [--nodes 1000] [--churn 0.1] [--duration 600] [--rate 1] [--swim on|off] [--seed N]
     .venv/bin/python benchmarks/scale.py join [--nodes 2000] [--join-rate R | --storm] [--swim on|off]
                                               [--pressure-interval S] [--seed N]
 
@@ -231,13 +231,13 @@ def join(n: int, join_rate: float, swim: bool, seed: int, pressure_interval: flo
 
 def churn(n: int, join_rate: float, swim: bool, loss: float, seed: int, per_hour: float, duration: float,
           manager: bool = True, connect_ahead: int | None = None, slow_after: float | str | None = None,
-          degree: int = 6, degree_near: int = 0, probe_connected: int = 0) -> dict[str, Any]:
+          degree: int = 6, degree_near: int = 0, probe_connected: int = 0, rate: float = 1.0) -> dict[str, Any]:
     from agentp2p.simulation.whole_node import run_churn
 
     t0 = time.perf_counter()
     cfg = _whole_config(n, join_rate, swim, loss, seed, manager, connect_ahead, slow_after, degree, degree_near,
                         probe_connected)
-    out = run_churn(cfg, churn_per_hour=per_hour, duration=duration,
+    out = run_churn(cfg, churn_per_hour=per_hour, duration=duration, rate=rate,
                     log=lambda m: print(f"  [{time.perf_counter() - t0:7.1f} s] {m[:200]}", flush=True))
     c = out["churn"]
     print(f"\n  {n:,} nodes, seed {seed}, SWIM {'on' if swim else 'off'}, loss {loss:.0%}; "
@@ -260,6 +260,13 @@ def churn(n: int, join_rate: float, swim: bool, loss: float, seed: int, per_hour
 
 def _slow_after(text: str) -> float | str:
     return text if text == "auto" else float(text)
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("a number above 0")
+    return value
 
 
 def _seconds_at_least_1(text: str) -> int:
@@ -307,6 +314,9 @@ def main() -> None:
                         "(0: rounds every interval only, the node before 2026-12-04; default: the node's)")
     p.add_argument("--churn", type=float, default=0.1, help="churn: share of the network replaced per hour")
     p.add_argument("--duration", type=float, default=600.0, help="churn: virtual seconds of churn")
+    p.add_argument("--rate", type=_positive, default=1.0,
+                   help="churn: messages published a second, network-wide (1; less is cheaper at 10,000: "
+                        "a node with no message in its gossip window sends no IHAVE)")
     args = p.parse_args()
     gc.set_threshold(args.gc_young, *gc.get_threshold()[1:])
     if args.what == "churn":
@@ -314,7 +324,7 @@ def main() -> None:
             rate = n / 60.0 if args.storm else args.join_rate
             r = churn(n, rate, args.swim == "on", args.loss, args.seed, args.churn, args.duration,
                       not args.no_conn_manager, args.connect_ahead, args.slow_after, args.degree, args.degree_near,
-                      args.probe_connected)
+                      args.probe_connected, args.rate)
             r["config"]["gc_young"] = args.gc_young
             print(json.dumps(r, default=str))
         return
@@ -350,7 +360,7 @@ def main() -> None:
             r = whole(n, rate, args.swim == "on", args.loss, args.seed, not args.no_conn_manager,
                       args.connect_ahead, args.slow_after, args.degree, args.degree_near,
                       args.publish_s, args.heal_wait, args.heal_probe_every, args.settle, args.crash_wait,
-                      args.probe_connected)
+                      args.probe_connected, args.rate)
             r["config"]["gc_young"] = args.gc_young
             print(json.dumps(r, default=str))
         return
