@@ -332,7 +332,7 @@ def assemble(
     host.get_network().register_notifee(events)
     connections = ConnectionManager(config.connections, config.connection_limit)
     if connections.active:  # off, nothing would ever prune what the hook records
-        events.on_stream = lambda peer: connections.used(peer, trio.current_time())
+        events.on_use = lambda peer: connections.used(peer, trio.current_time())
     dialer = Dialer(
         host, timeout=config.dial_timeout, is_banned=banned, is_denied=denylist.__contains__,
         is_permitted=allowlist.permits, refused_by_policy=authorizer.refuses_connection,

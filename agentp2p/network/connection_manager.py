@@ -13,8 +13,9 @@ The rule: when a node holds more than ``high_water`` connections, it closes
 the ones idle longest until ``low_water`` remain. Never closed:
 
 * connections younger than ``grace`` (a dial that has not been used yet)
-  and connections that opened a stream within ``idle`` seconds (in use
-  now) — unless there are so many of them that the node would stay above
+  and connections that opened a stream, or carried a DHT request on the
+  stream the DHT reuses, within ``idle`` seconds (in use now) — unless
+  there are so many of them that the node would stay above
   ``high_water``: then the least recently used of them go too;
 * protected peers: what a service must keep (the gossipsub mesh, a
   messaging peer with messages in flight, the members SWIM probes now or
@@ -77,7 +78,7 @@ class ConnectionsConfig:
     #: A connection this young (seconds) is spared while the node can stay
     #: under high water without it (a dial that has not been used yet).
     grace: float = 10.0
-    #: A connection that opened a stream within this many seconds is in use.
+    #: A connection that opened a stream (or carried a DHT request) within this many seconds is in use.
     idle: float = 10.0
     #: Seconds between rounds.
     interval: float = 5.0
@@ -148,7 +149,7 @@ class ConnectionManager:
         self._peers.pop(peer, None)
 
     def used(self, peer: Hashable, now: float) -> None:
-        """A stream opened on the connection, either way."""
+        """A stream opened on the connection, either way, or a request went over one reused."""
         seen = self._peers.get(peer)
         if seen is None:
             self._peers[peer] = _Seen(now, now)

@@ -50,9 +50,11 @@ class ConnectionEvents:
     def __init__(self, host: Any) -> None:
         self._host = host
         self._subscribers: list[trio.MemorySendChannel[PeerEvent]] = []
-        #: Told of every stream opened, either way (the connection manager's
-        #: "in use"); a plain call on the swarm's path, so it must be cheap.
-        self.on_stream: Callable[[ID], None] | None = None
+        #: Told of every stream opened, either way, and of every request a
+        #: service sends or serves on a stream it reuses (``used``): the
+        #: connection manager's "in use". A plain call on the swarm's path,
+        #: so it must be cheap.
+        self.on_use: Callable[[ID], None] | None = None
 
     def subscribe(self, capacity: int = 4096) -> trio.MemoryReceiveChannel[PeerEvent]:
         send, recv = trio.open_memory_channel[PeerEvent](capacity)
@@ -81,13 +83,23 @@ class ConnectionEvents:
         if not network.get_connections(peer_id):
             self._emit(PeerEvent(peer_id, False, bool(getattr(muxed, "ended_abruptly", False))))
 
-    async def opened_stream(self, network: Any, stream: Any) -> None:
-        hook = self.on_stream
+    def used(self, peer: ID) -> None:
+        """A service used its connection to ``peer`` without opening a stream.
+
+        Why: a service that keeps one stream per peer (the DHT's requests)
+        opens it once, so without this a connection carrying a request
+        every second looked idle to the connection manager from that open
+        on. (The whole-node simulator counted every request as use; the
+        node now does too.)"""
+        hook = self.on_use
         if hook is not None:
             try:
-                hook(stream.muxed_conn.peer_id)
-            except Exception:  # noqa: BLE001 — bookkeeping must never break a stream
+                hook(peer)
+            except Exception:  # noqa: BLE001 — bookkeeping must never break a request
                 pass
+
+    async def opened_stream(self, network: Any, stream: Any) -> None:
+        self.used(stream.muxed_conn.peer_id)
 
     async def closed_stream(self, network: Any, stream: Any) -> None:
         pass

@@ -530,7 +530,8 @@ class WholeNodeSimulation:
         return max(self.now, ready) + self._lat(i, j)
 
     def _used(self, i: int, j: int) -> None:
-        """A stream opened between i and j (the connection manager's "in use")."""
+        """A DHT request between i and j: the connection manager's "in use" at
+        both ends, as the node counts each request on its reused stream."""
         mi, mj = self.nodes[i].manager, self.nodes[j].manager
         if mi is not None:
             mi.used(j, self.now)

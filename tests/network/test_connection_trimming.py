@@ -5,11 +5,13 @@ slots were full lets newcomers in again (the lockout the whole-node simulator fo
 from __future__ import annotations
 
 import contextlib
+import os
 
 import trio
 
 from agentp2p import Node
 from agentp2p.network.connection_manager import ConnectionsConfig
+from agentp2p.protocol.kademlia.codec import Message, MessageType
 from agentp2p.protocol.swim import SwimConfig
 from agentp2p.protocol.swim.service import SwimService
 from agentp2p.testing import local_config, wait_until
@@ -257,3 +259,40 @@ async def test_the_members_swim_probes_next_are_kept_though_idle_longest() -> No
         trim = cm.to_trim(now, hub.peers())
         cm.config.enabled = False
         assert len(trim) == 2 and not set(trim) & set(named)
+
+
+async def test_dht_requests_on_a_reused_stream_count_as_use() -> None:
+    """The DHT keeps one stream per peer, so only its first request opens a
+    stream, and the connection manager's "in use" was the last stream
+    opened: a connection carrying a request a second looked idle from its
+    stream's open on, and went before one opened later and idle since.
+    Every request now counts, at both ends. Three peers, each asked once in
+    turn (each opens its stream), then the first asked again on its reused
+    stream: the round (all in use, one over high water) closes the least
+    recently used, which must now be the second, not the first."""
+    conns = ConnectionsConfig(high_water=2, low_water=1, grace=0.0, idle=60.0, interval=0.1)
+    async with Node(local_config(swim=False, connections=conns), services=[NoRecords()]) as hub, \
+            contextlib.AsyncExitStack() as stack:
+        cm, service = hub.connections, hub.dht.service
+        assert cm is not None and service is not None
+        cm.config.enabled = False  # its rounds close nothing; the one below is read by hand
+        peers = []
+        for _ in range(3):
+            o = await stack.enter_async_context(Node(local_config(swim=False)))
+            await o.connect(hub.addrs[0])
+            peers.append(o)
+        await wait_until(lambda: hub.dht.routing_table_size >= 3, 15, "the hub's table holds all three")
+        served = []
+        peers[0].events.on_use = lambda peer, inner=peers[0].events.on_use: (served.append(peer),
+                                                                              inner and inner(peer))
+        msg = Message(MessageType.FIND_NODE, key=os.urandom(32))
+        for o in peers:
+            await service.request(o.peer_id, msg)
+        opened, before = service.sender_stats.streams_opened, served.count(hub.peer_id)
+        await service.request(peers[0].peer_id, msg)
+        assert service.sender_stats.streams_opened == opened, "the last request reused its stream"
+        assert served.count(hub.peer_id) == before + 1, "the serving end counts a request on a reused stream"
+        cm.config.enabled = True
+        trim = cm.to_trim(trio.current_time(), hub.peers())
+        cm.config.enabled = False
+        assert trim == [peers[1].peer_id]

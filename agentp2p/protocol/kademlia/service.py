@@ -251,6 +251,8 @@ class KademliaService:
         self._dialer = dialer
         self._host = host
         self._events = events
+        #: Tells the connection manager that a request used a connection (see ConnectionEvents.used).
+        self._used: Callable[[ID], None] = getattr(events, "used", None) or (lambda _peer: None)
         self._offence = offence
         self._local_addrs = local_addrs
         self._idle_timeout = idle_timeout
@@ -547,6 +549,8 @@ class KademliaService:
         outcome: Input | None = None
         sender = self._sender(peer)
         started = trio.current_time()
+        if self._dialer.is_connected(peer):  # else the dial, then its stream's open, say so
+            self._used(peer)  # one stream per peer: its open alone would say the connection is idle after it
         try:
             with trio.CancelScope(deadline=timeout_at) as scope:
                 req.scope = scope
@@ -586,6 +590,8 @@ class KademliaService:
         single-peer stores): the decoded answer, None when ``message`` has none
         (ADD_PROVIDER). Raises on failure, like any stream error."""
         expect = message.type is not MessageType.ADD_PROVIDER
+        if self._dialer.is_connected(peer):
+            self._used(peer)
         with trio.fail_after(self.config.request_timeout if timeout is None else timeout):
             data = await self._sender(peer).request(encode_message(message), expect)
         if data is None:
@@ -646,6 +652,7 @@ class KademliaService:
                 await ms.reset()
                 return
             self.stats.inbound_requests += 1
+            self._used(peer)  # as the requester counts it: a connection the DHT uses is in use at both ends
             if await self._may_store(peer, msg.type):
                 reply = self._answer(key, msg)
                 if isinstance(reply, SendResponse):
