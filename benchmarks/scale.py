@@ -360,7 +360,7 @@ def main() -> None:
             r = whole(n, rate, args.swim == "on", args.loss, args.seed, not args.no_conn_manager,
                       args.connect_ahead, args.slow_after, args.degree, args.degree_near,
                       args.publish_s, args.heal_wait, args.heal_probe_every, args.settle, args.crash_wait,
-                      args.probe_connected, args.rate)
+                      args.probe_connected)
             r["config"]["gc_young"] = args.gc_young
             print(json.dumps(r, default=str))
         return

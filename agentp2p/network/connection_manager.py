@@ -115,7 +115,7 @@ class _Seen:
 
 
 class ConnectionManager:
-    """Which connections to close, from when each opened and last opened a stream."""
+    """Which connections to close, from when each opened and was last used (a stream opened, a DHT request)."""
 
     def __init__(self, config: ConnectionsConfig, max_connections: int) -> None:
         self.config = config

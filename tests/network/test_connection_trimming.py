@@ -12,6 +12,7 @@ import trio
 from agentp2p import Node
 from agentp2p.network.connection_manager import ConnectionsConfig
 from agentp2p.protocol.kademlia.codec import Message, MessageType
+from agentp2p.protocol.kademlia.events import StartLookup
 from agentp2p.protocol.swim import SwimConfig
 from agentp2p.protocol.swim.service import SwimService
 from agentp2p.testing import local_config, wait_until
@@ -269,7 +270,9 @@ async def test_dht_requests_on_a_reused_stream_count_as_use() -> None:
     Every request now counts, at both ends. Three peers, each asked once in
     turn (each opens its stream), then the first asked again on its reused
     stream: the round (all in use, one over high water) closes the least
-    recently used, which must now be the second, not the first."""
+    recently used, which must now be the second, not the first. Then a
+    lookup, whose requests take the path queries take, tells the manager of
+    every peer it asks."""
     conns = ConnectionsConfig(high_water=2, low_water=1, grace=0.0, idle=60.0, interval=0.1)
     async with Node(local_config(swim=False, connections=conns), services=[NoRecords()]) as hub, \
             contextlib.AsyncExitStack() as stack:
@@ -296,3 +299,10 @@ async def test_dht_requests_on_a_reused_stream_count_as_use() -> None:
         trim = cm.to_trim(trio.current_time(), hub.peers())
         cm.config.enabled = False
         assert trim == [peers[1].peer_id]
+        # A lookup's requests (the path the DHT's queries take) count too, on the same reused streams.
+        told: list[object] = []
+        hub.events.on_use = lambda peer, inner=hub.events.on_use: (told.append(peer), inner and inner(peer))
+        opened = service.sender_stats.streams_opened
+        await service.query(lambda q: StartLookup(q, os.urandom(32)))
+        assert service.sender_stats.streams_opened == opened, "the lookup reused the streams"
+        assert set(told) == {o.peer_id for o in peers}

@@ -652,8 +652,8 @@ class KademliaService:
                 await ms.reset()
                 return
             self.stats.inbound_requests += 1
-            self._used(peer)  # as the requester counts it: a connection the DHT uses is in use at both ends
             if await self._may_store(peer, msg.type):
+                self._used(peer)  # as the requester counts it: a connection the DHT uses is in use at both ends
                 reply = self._answer(key, msg)
                 if isinstance(reply, SendResponse):
                     try:
