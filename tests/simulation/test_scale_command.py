@@ -1,11 +1,12 @@
 """benchmarks/scale.py's command line at 20 nodes: each subcommand runs to its
 JSON line and records the options it was given. The figures are benchmarks;
-this catches a command that no longer starts (an argument passed to the
+this catches a command that no longer starts or drops an option (an argument passed to the
 wrong scenario did once: ``whole`` stopped with a TypeError)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +17,15 @@ ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--nodes", "20", "--join-rate", "20"]
 
 
+def _scale(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    # This checkout's package, whichever one the interpreter's environment installed.
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scale.py"), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
 def _run(*args: str) -> dict:
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scale.py"), *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    done = _scale(*args)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = [x for x in done.stdout.splitlines() if x.startswith("{")]
     assert lines, done.stdout[-2000:]
@@ -27,17 +34,18 @@ def _run(*args: str) -> dict:
 
 @pytest.mark.parametrize("args, check", [
     (["whole", *SMALL, "--settle", "5", "--crash-wait", "10", "--heal-wait", "5", "--publish-s", "2"],
-     lambda r: r["config"]["n"] == 20 and r["pubsub"]["rate"] == 2.0),
+     lambda r: r["config"]["n"] == 20 and r["config"]["settle_s"] == 5.0 and r["config"]["crash_wait_s"] == 10.0
+     and r["config"]["publish_s"] == 2.0),
     (["churn", *SMALL, "--duration", "10", "--churn", "6", "--rate", "0.5", "--swim", "off"],
      lambda r: r["config"]["rate"] == 0.5 and r["config"]["churn_per_hour"] == 6.0),
     (["join", *SMALL, "--swim", "off"], lambda r: r["build"]["joined"] == 20),
     (["merge", *SMALL], lambda r: r["config"]["n"] == 20 and r["merged_s"] is not None),
+    (["topology", "--nodes", "30", "--json"], lambda r: r["nodes"] == 30 and r["connections"]["reachable"] == 1.0),
 ])
 def test_each_subcommand_runs_at_20_nodes(args: list[str], check) -> None:
     assert check(_run(*args))
 
 
 def test_a_publish_rate_of_zero_is_refused_with_a_clear_error() -> None:
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scale.py"), "churn", "--rate", "0"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = _scale("churn", "--rate", "0", timeout=60)
     assert done.returncode == 2 and "a number above 0" in done.stderr
