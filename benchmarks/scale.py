@@ -37,7 +37,7 @@ always on and the connection manager always runs.
 
 ``churn``: the same simulator builds and settles the network, then replaces
 ``--churn`` of it per hour (crashes and fresh joins, each a Poisson process)
-for ``--duration`` virtual seconds while random nodes publish (1 msg/s) and
+for ``--duration`` virtual seconds while random nodes publish (``--rate``, 1 msg/s) and
 look agents up (one every 2 s); reports delivery to every node that had
 joined before each message, lookups found, and how long arrivals took to join.
 
