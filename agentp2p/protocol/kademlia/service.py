@@ -531,6 +531,13 @@ class KademliaService:
         req = self._requests[rid] = _Request(pid)
         nursery.start_soon(self._request_task, rid, pid, data, expect, timeout_at, req)
 
+    def _request_uses(self, peer: ID) -> None:
+        """A request is going to ``peer``: its connection is in use. One stream
+        per peer, so that stream's open alone would say the connection is idle
+        from then on; with no connection, the dial and the stream's open say so."""
+        if self._dialer.is_connected(peer):
+            self._used(peer)
+
     def _sender(self, peer: ID) -> PeerSender:
         s = self._senders.get(peer)
         if s is None:
@@ -549,8 +556,7 @@ class KademliaService:
         outcome: Input | None = None
         sender = self._sender(peer)
         started = trio.current_time()
-        if self._dialer.is_connected(peer):  # else the dial, then its stream's open, say so
-            self._used(peer)  # one stream per peer: its open alone would say the connection is idle after it
+        self._request_uses(peer)
         try:
             with trio.CancelScope(deadline=timeout_at) as scope:
                 req.scope = scope
@@ -590,8 +596,7 @@ class KademliaService:
         single-peer stores): the decoded answer, None when ``message`` has none
         (ADD_PROVIDER). Raises on failure, like any stream error."""
         expect = message.type is not MessageType.ADD_PROVIDER
-        if self._dialer.is_connected(peer):
-            self._used(peer)
+        self._request_uses(peer)
         with trio.fail_after(self.config.request_timeout if timeout is None else timeout):
             data = await self._sender(peer).request(encode_message(message), expect)
         if data is None:
