@@ -286,7 +286,7 @@ def main() -> None:
     p.add_argument("--deliver", type=float, default=0.0, help="also publish for this many seconds (2 msg/s)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--join-rate", type=float, default=50.0, help="whole: nodes joining per second")
-    p.add_argument("--storm", action="store_true", help="whole: every node joins within 60 s")
+    p.add_argument("--storm", action="store_true", help="whole, churn, join: every node joins within 60 s")
     p.add_argument("--swim", choices=["on", "off"], default="on")
     p.add_argument("--loss", type=float, default=0.0)
     p.add_argument("--connect-ahead", type=int, default=None,

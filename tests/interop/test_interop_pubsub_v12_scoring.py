@@ -3,8 +3,9 @@
 * IDONTWANT (v1.2): a router that receives a large message tells its other
   mesh peers it does not want that message any more. With two Python nodes
   and a Go peer all meshed, a large message from one Python node makes the
-  Go peer send IDONTWANT to the other — and that one, having the message
-  first-hand, sends IDONTWANT to the Go peer.
+  Go peer send IDONTWANT to one or both of them (to its mesh peers but the
+  one whose copy came first) — and the other Python node, having the
+  message first-hand, sends IDONTWANT to the Go peer.
 * Scoring (v1.1): messages our validator rejects cost their forwarder
   (P4, -100 x count^2 by default); a Go peer that publishes invalid
   messages drops below 0, we prune it from our mesh, and it sees the PRUNE.
@@ -54,7 +55,8 @@ async def test_idontwant_is_exchanged_with_a_v12_go_peer(go_peer_binary) -> None
             # Preprocess: on a message's first receipt, every mesh peer but the sender). Which peer that
             # is is a race: mostly a's copy reaches Go first and b is told, but b, in this process, can
             # forward its copy before a's own write to Go runs (a CI run under load failed here when
-            # this waited for b alone), and then a is told.
+            # this waited for b alone), and then a is told (both, if a's copy lands while Go still
+            # validates b's: Go marks a message seen only once validated).
             def told() -> int:
                 return a.stats()["pubsub"]["idontwant_in"] + b.stats()["pubsub"]["idontwant_in"]
 
