@@ -262,6 +262,20 @@ async def test_the_members_swim_probes_next_are_kept_though_idle_longest() -> No
         assert len(trim) == 2 and not set(trim) & set(named)
 
 
+def _record_uses(node: Node) -> list[object]:
+    """The peers ``node``'s connection manager is told of as in use, from now on (it is still told)."""
+    seen: list[object] = []
+    inner = node.events.on_use
+
+    def on_use(peer: object) -> None:
+        seen.append(peer)
+        if inner is not None:
+            inner(peer)
+
+    node.events.on_use = on_use
+    return seen
+
+
 async def test_dht_requests_on_a_reused_stream_count_as_use() -> None:
     """The DHT keeps one stream per peer, so only its first request opens a
     stream, and the connection manager's "in use" was the last stream
@@ -285,9 +299,7 @@ async def test_dht_requests_on_a_reused_stream_count_as_use() -> None:
             await o.connect(hub.addrs[0])
             peers.append(o)
         await wait_until(lambda: hub.dht.routing_table_size >= 3, 15, "the hub's table holds all three")
-        served = []
-        peers[0].events.on_use = lambda peer, inner=peers[0].events.on_use: (served.append(peer),
-                                                                              inner and inner(peer))
+        served = _record_uses(peers[0])
         msg = Message(MessageType.FIND_NODE, key=os.urandom(32))
         for o in peers:
             await service.request(o.peer_id, msg)
@@ -300,8 +312,7 @@ async def test_dht_requests_on_a_reused_stream_count_as_use() -> None:
         cm.config.enabled = False
         assert trim == [peers[1].peer_id]
         # A lookup's requests (the path the DHT's queries take) count too, on the same reused streams.
-        told: list[object] = []
-        hub.events.on_use = lambda peer, inner=hub.events.on_use: (told.append(peer), inner and inner(peer))
+        told = _record_uses(hub)
         opened = service.sender_stats.streams_opened
         await service.query(lambda q: StartLookup(q, os.urandom(32)))
         assert service.sender_stats.streams_opened == opened, "the lookup reused the streams"
