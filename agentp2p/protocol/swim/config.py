@@ -41,6 +41,14 @@ class SwimConfig:
     #: never pays a dial; connect_ahead then serves only the fallback. What
     #: changes: a member is probed by its neighbours, not by everyone.
     probe_connected_min: int = 0
+    #: While probing over connections (probe_connected_min), every this many
+    #: periods the probe goes to the whole roster's round-robin instead, drawn
+    #: connect_ahead periods early so its dial is made by then. Who watches a
+    #: member is then not only whom it is connected to, which a peer filling
+    #: its connection slots would choose: random members still probe it, at
+    #: one probe in this many of theirs, and it probes them. Costs a dial per
+    #: this many periods (the roster alone: one per period). 0 = off.
+    roster_probe_every: int = 8
     #: Every this many periods, the probe goes to our successor on a ring of
     #: the live members ordered by a hash of their peer IDs (ring.py), not to
     #: the round-robin's draw. Each member is then probed by its predecessor
@@ -168,6 +176,8 @@ class SwimConfig:
             raise ValueError("ring_probe_every must be 0 (off) or 2..16 periods")
         if self.probe_connected_min < 0:
             raise ValueError("probe_connected_min must be >= 0 (0 = off)")
+        if not 0 <= self.roster_probe_every <= 64 or self.roster_probe_every == 1:
+            raise ValueError("roster_probe_every must be 0 (off) or 2..64 periods")
         if self.indirect_checks < 0 or self.suspicion_mult < 1:
             raise ValueError("indirect_checks >= 0 and suspicion_mult >= 1")
         if self.suspicion_min_periods < 0:

@@ -49,7 +49,7 @@ class ConnectedOrder:
 
     def __init__(self, rng: random.Random, max_peers: int = 4096) -> None:
         self._rng = rng
-        self._peers: set[PeerId] = set()
+        self._peers: dict[PeerId, None] = {}  # oldest connection first (held())
         self._lost: set[PeerId] = set()  # in _peers, connection lost without a goodbye (not held)
         self._round: list[PeerId] = []
         self._i = 0
@@ -69,15 +69,21 @@ class ConnectedOrder:
         first those that are not members (``is_member``), then, if none is,
         every lost one (held connections come first)."""
         if peer in self._peers:
-            self._lost.discard(peer)  # connected again (its probe's dial, or the peer)
+            if peer in self._lost:
+                # Connected again (its probe's dial, or the peer): a new
+                # connection, the youngest we hold.
+                self._lost.discard(peer)
+                del self._peers[peer]
+                self._peers[peer] = None
             return
         if len(self._peers) >= self.max_peers and self._lost:
             gone = {p for p in self._lost if not is_member(p)} or set(self._lost)
-            self._peers -= gone
+            for p in gone:
+                del self._peers[p]
             self._lost -= gone
         if len(self._peers) >= self.max_peers:
             return
-        self._peers.add(peer)
+        self._peers[peer] = None
         if len(self._round) >= 4 * self.max_peers:
             # Many distinct peers came and went this round: start the next.
             self._round, self._i, self._placed = [], 0, set()
@@ -87,7 +93,7 @@ class ConnectedOrder:
             self._round.insert(self._rng.randint(self._i, len(self._round)), peer)
 
     def disconnected(self, peer: PeerId) -> None:
-        self._peers.discard(peer)  # its place in the round, if any, is skipped
+        self._peers.pop(peer, None)  # its place in the round, if any, is skipped
         self._lost.discard(peer)
 
     def lost(self, peer: PeerId) -> None:
@@ -95,6 +101,24 @@ class ConnectedOrder:
         (its probe dials) but is no longer held."""
         if peer in self._peers:
             self._lost.add(peer)
+
+    def held(self, n: int, usable: Callable[[PeerId], bool]) -> list[PeerId]:
+        """The ``n`` peers we have held a connection to longest for which
+        ``usable`` holds (live members), oldest first: what SWIM asks the
+        connection manager to keep (SwimCore.keep_connected), so that a peer
+        opening connections to fill ours cannot get every neighbour that
+        probes us trimmed. Stable: the same peers while their connections
+        last, not a new set each round."""
+        out: list[PeerId] = []
+        if n <= 0:
+            return out
+        lost = self._lost
+        for peer in self._peers:
+            if peer not in lost and usable(peer):
+                out.append(peer)
+                if len(out) >= n:
+                    break
+        return out
 
     def next(self, usable: Callable[[PeerId], bool]) -> PeerId | None:
         """The next connected peer for which ``usable`` holds (a live

@@ -163,6 +163,7 @@ class SwimStats:
     declared_dead: int = 0  # our own suspicion timer expired on someone
     gossip_sent: int = 0  # Gossip frames (updates only) sent between probes
     connected_probes: int = 0  # probes drawn among connected members (probe_connected_min)
+    roster_probes: int = 0  # ... and, while so, probes drawn from the whole roster (roster_probe_every)
     ring_probes: int = 0  # probes of our successor on the hash ring (ring_probe_every)
     connections_lost: int = 0  # ConnectionLost hints about live members (a connection ended without a goodbye)
     hinted_probes: int = 0  # ... of which moved the member to the front of the probe order
@@ -247,6 +248,9 @@ class SwimCore:
                                          else rng)
         #: Probe targets drawn ahead (config.connect_ahead), oldest first.
         self._ahead: collections.deque[PeerId] = collections.deque()
+        #: While probing over connections: the whole roster's draw for its next
+        #: turn (roster_probe_every), made connect_ahead periods early.
+        self._roster_next: PeerId | None = None
         #: Our successor on the hash ring of live members (ring_probe_every).
         self._ring = RingSuccessor(local_id) if self.config.ring_probe_every else None
         #: ... and our predecessor on it, whose ring turns probe us (watcher()),
@@ -361,6 +365,8 @@ class SwimCore:
         out.extend(ahead)
         if ring is not None and hinted:
             out.append(ring.peer_id)
+        if self._roster_next is not None:
+            out.append(self._roster_next)
         return [peer for peer in dict.fromkeys(out) if self._is_live(peer)]
 
     def watcher(self) -> PeerId | None:
@@ -391,11 +397,18 @@ class SwimCore:
     def keep_connected(self) -> list[PeerId]:
         """What the connection manager should spare for SWIM, most needed
         first: the connections our probes need now or next (upcoming), then
-        the one our watcher probes us over (watcher)."""
+        the one our watcher probes us over (watcher), then, while probing over
+        connections, the probe_connected_min members held longest."""
         out = self.upcoming()
         w = self.watcher()
         if w is not None and w not in out:
             out.append(w)
+        if self._probe_connected():
+            # The members we have been connected to longest (connected.py,
+            # held): however many connections others open to us, these
+            # neighbours keep probing us, and we them.
+            out += [p for p in self._connected.held(self.config.probe_connected_min, self._is_live)
+                    if p not in out]
         return out
 
     @property
@@ -594,10 +607,15 @@ class SwimCore:
             # roster's draws made before it.
             if target is not None:
                 return target
+            target = self._roster_turn(out)
+            if target is not None:
+                self.stats.roster_probes += 1
+                return target
             peer = self._connected.next(self._is_live)
             if peer is not None:
                 self.stats.connected_probes += 1
                 return self._table.get(peer)
+        self._roster_next = None  # the roster's own draws take over (below)
         if target is None:
             target = self._draw()
         for _ in range(self.config.connect_ahead - len(ahead)):
@@ -607,6 +625,27 @@ class SwimCore:
             if m.peer_id != (target.peer_id if target is not None else None) and m.peer_id not in ahead:
                 out.append(ConnectAhead(m.peer_id, m.addrs))  # a repeat is connected already or soon
             ahead.append(m.peer_id)
+        return target
+
+    def _roster_turn(self, out: list[Action]) -> Member | None:
+        """While probing over connections: on the whole roster's turn (every
+        roster_probe_every periods), its round-robin's next live member, drawn
+        connect_ahead periods before (at most every - 1) with a ConnectAhead so
+        that the probe finds its connection made. None on other periods."""
+        every = self.config.roster_probe_every
+        if not every:
+            return None
+        target = None
+        if self._period % every == 0:
+            peer, self._roster_next = self._roster_next, None
+            m = self._table.get(peer) if peer is not None else None
+            target = m if m is not None and m.live else self._draw()
+        lead = min(self.config.connect_ahead, every - 1)
+        if lead and (self._period + lead) % every == 0:
+            m = self._draw()
+            if m is not None:
+                self._roster_next = m.peer_id
+                out.append(ConnectAhead(m.peer_id, m.addrs))
         return target
 
     def _hint_first(self, period: int) -> bool:

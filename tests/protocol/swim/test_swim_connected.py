@@ -43,9 +43,9 @@ def probe_rounds(core, periods: int) -> tuple[list[bytes], int]:  # type: ignore
     return probed, ahead
 
 
-def connected_core(minimum: int = 4):  # type: ignore[no-untyped-def]
+def connected_core(minimum: int = 4, roster_every: int = 0):  # type: ignore[no-untyped-def]
     core = make_core("a", OTHERS, config=SwimConfig(gossip_interval=0, probe_connected_min=minimum,
-                                                           ring_probe_every=0))
+                                                           ring_probe_every=0, roster_probe_every=roster_every))
     for p in NEAR:
         core.handle(0.0, ConnectionOpened(p))
     return core
@@ -110,6 +110,75 @@ def test_with_enough_connections_only_connected_members_are_probed_and_nothing_i
     assert all(probed[k:k + 6].count(p) == 1 for k in (0, 6, 12) for p in NEAR)
     assert ahead == 0
     assert core.stats.connected_probes == 18
+
+
+def test_every_nth_period_the_whole_roster_is_probed_with_its_connection_made_ahead() -> None:
+    """roster_probe_every (default 8): one probe in N goes to the whole
+    roster's round-robin, so that who watches a member is not only whom it
+    is connected to. Its target is drawn connect_ahead periods early, with a
+    ConnectAhead, as by default; the other periods stay on the connections."""
+    core = connected_core(roster_every=4)
+    probed: list[bytes] = []
+    connect_ahead: dict[int, bytes] = {}
+    while core.period < 40:
+        t, acts = next_tick(core)  # a period's tick, or another timer (push/pull)
+        for a in acts:
+            if isinstance(a, ConnectAhead):
+                connect_ahead[core.period] = a.to
+                assert a.to in core.keep_connected()  # kept until its turn
+        for ping in sends(acts, Ping):
+            probed.append(ping.to)
+            deliver(core, t + 0.01, ping.to, Message(ping.message.seq, 0, Ack()))
+    assert len(probed) == 40
+    roster = {k + 1: p for k, p in enumerate(probed) if (k + 1) % 4 == 0}  # period -> target
+    assert len(roster) == 10 and core.stats.roster_probes == 10
+    assert core.stats.connected_probes == 30
+    assert all(p in NEAR for k, p in enumerate(probed) if (k + 1) % 4)  # the other periods
+    far = [p for p in roster.values() if p not in NEAR]
+    assert len(set(far)) >= 5  # the whole roster's round-robin: mostly members we hold no connection to
+    # Each roster target was connected to two periods (connect_ahead) before its turn.
+    assert all(connect_ahead.get(period - 2) == p for period, p in roster.items())
+    assert set(connect_ahead) == {period - 2 for period in roster}  # and no other
+
+
+def test_the_members_held_longest_are_kept_for_swim() -> None:
+    """keep_connected names, while probing over connections, the
+    probe_connected_min live members held longest: a peer opening
+    connections to crowd ours out (the connection manager closes the idle
+    ones, and SWIM's reused stream looks idle) cannot get every neighbour
+    that probes us trimmed."""
+    from agentp2p.network.connection_manager import ConnectionManager, ConnectionsConfig
+
+    core = connected_core(minimum=4)
+    assert core.keep_connected()[-4:] == NEAR[:4]  # oldest first
+    core.handle(0.0, ConnectionClosed(NEAR[1]))
+    core.handle(0.0, ConnectionLost(NEAR[2]))  # lost: not held
+    core.handle(0.0, ConnectionOpened(NEAR[2]))  # connected again: now the youngest
+    kept = core.keep_connected()
+    assert kept[-4:] == [NEAR[0], NEAR[3], NEAR[4], NEAR[5]], kept
+    # The connection manager: 200 busy connections of a peer's throwaway
+    # keys against our six idle neighbours; the four held longest stay.
+    cm = ConnectionManager(ConnectionsConfig(low_water=50, high_water=100, grace=1.0, idle=30.0), 300)
+    cm.add_protector(core.keep_connected)
+    honest = [p for p in NEAR if p != NEAR[1]]
+    for p in honest:
+        cm.connected(p, 0.0)
+    crowd = [pid(f"sybil{k}") for k in range(200)]
+    for p in crowd:
+        cm.connected(p, 50.0, inbound=True)
+        cm.used(p, 100.0)
+    trimmed = cm.to_trim(100.0, honest + crowd)
+    assert set(honest) - set(trimmed) >= {NEAR[0], NEAR[3], NEAR[4], NEAR[5]}
+    assert len(trimmed) == len(honest) + len(crowd) - 100  # down to high water: the crowd goes too
+
+
+def test_off_the_roster_share_and_the_kept_members_change_nothing() -> None:
+    """Both guards apply only while probing over connections."""
+    core = make_core("a", OTHERS, config=SwimConfig(gossip_interval=0, ring_probe_every=0))
+    for p in NEAR:
+        core.handle(0.0, ConnectionOpened(p))
+    probe_rounds(core, 20)
+    assert core.stats.roster_probes == 0 and not set(core.keep_connected()) - set(core.upcoming())
 
 
 def test_connected_peers_that_are_not_members_do_not_count_toward_the_minimum() -> None:
@@ -178,7 +247,8 @@ def test_peers_that_connect_and_reset_do_not_fill_the_order() -> None:
     minimum nor, once the order is full, shut out the honest members that
     connect afterwards: they leave first. (Before: every one stayed, and
     this node probed only the attacker's two members, for good.)"""
-    core = make_core("a", OTHERS, config=SwimConfig(gossip_interval=0, probe_connected_min=2, ring_probe_every=0))
+    core = make_core("a", OTHERS, config=SwimConfig(gossip_interval=0, probe_connected_min=2, ring_probe_every=0,
+                                                    roster_probe_every=0))
     attackers = [pid("m0"), pid("m1")]
     for p in attackers + [pid(f"sybil{k}") for k in range(4094)]:
         core.handle(0.0, ConnectionOpened(p))
@@ -207,18 +277,23 @@ def test_off_by_default_connections_change_nothing(event: object) -> None:
 def test_the_minimum_is_checked() -> None:
     with pytest.raises(ValueError):
         SwimConfig(probe_connected_min=-1)
+    for every in (-1, 1, 65):
+        with pytest.raises(ValueError):
+            SwimConfig(roster_probe_every=every)
 
 
 # ----------------------------------------------------------------- real sockets
 
 
-@pytest.mark.parametrize("minimum", [0, 2])
-async def test_a_member_we_are_not_connected_to_is_probed_only_by_default(minimum: int) -> None:
+@pytest.mark.parametrize(("minimum", "roster_every"), [(0, 0), (2, 0), (2, 2)])
+async def test_a_member_we_are_not_connected_to_is_probed_only_on_the_rosters_turns(minimum: int,
+                                                                                    roster_every: int) -> None:
     """Four nodes on 127.0.0.1; C denies D (its connection closes in order,
     and no dial between them can succeed). By default C's round-robin reaches
     D and its probe's dial fails; with probe_connected_min 2, C probes only
     the two members it is connected to, SWIM never tries to dial D, and D
-    stays alive in C's view through the others (and C in D's)."""
+    stays alive in C's view through the others (and C in D's); with the
+    roster's turn every 2 periods as well, C's roster probes reach D again."""
     import dataclasses
 
     from agentp2p.testing import wait_until
@@ -226,7 +301,7 @@ async def test_a_member_we_are_not_connected_to_is_probed_only_by_default(minimu
 
     # push_pull_interval 0: no periodic exchange with a random member (its
     # dial to D would count too); everything else as the other real tests.
-    cfg = dataclasses.replace(FAST, probe_connected_min=minimum, push_pull_interval=0)
+    cfg = dataclasses.replace(FAST, probe_connected_min=minimum, push_pull_interval=0, roster_probe_every=roster_every)
     async with honest_nodes(4, config=cfg) as (_a, _b, c, d):
         await c.node.deny(d.peer_id)
         await wait_until(lambda: not c.node.is_connected(d.peer_id), 10, "C and D apart")
@@ -236,10 +311,12 @@ async def test_a_member_we_are_not_connected_to_is_probed_only_by_default(minimu
         await wait_until(lambda: c.swim.periods >= p0 + 2, 10, "two periods of C")
         tc = c.swim.stats()["transport"]
         start = (c.swim.periods, tc["dial_failures"], c.swim.stats()["core"]["connected_probes"])
-        if minimum == 0:
-            # Three members: C's round-robin reaches D within 6 periods.
+        if minimum == 0 or roster_every:
+            # Three members: C's round-robin reaches D within 6 periods (with
+            # the roster's turn every 2 periods: 12).
             await wait_until(lambda: c.swim.stats()["transport"]["dial_failures"] > start[1], 20,
                              "a probe of D failed to dial")
+            assert (c.swim.stats()["core"]["roster_probes"] > 0) == bool(roster_every)
             return
         # Six rounds over C's two connections.
         await wait_until(lambda: c.swim.periods >= start[0] + 12, 30, "12 periods of C")
