@@ -15,6 +15,14 @@ node busy).
 
     .venv/bin/python benchmarks/idle_network.py --nodes 50 --swim off --settle 30 --window 15 --windows 4 [--steps]
 
+A few dozen nodes are all connected to each other, so by default no SWIM probe
+pays a dial, unlike at scale, where the connection manager keeps a node at
+135-163 connections. ``--high-water H`` lowers its marks (low water: five
+sixths of H) so that trimming applies here as it does there, and
+``--probe-connected MIN`` (``--roster-every N``) sets SWIM's
+probe_connected_min (roster_probe_every): the two ways to probe compared on
+real sockets. Each window also gives the dials per node per second.
+
 Each node runs in its own task on purpose: nodes entered one after another
 in one task (an ``AsyncExitStack``) nest each node's cancel scopes inside
 the previous one's, and trio's deadline bookkeeping then costs more with
@@ -42,6 +50,7 @@ _lean_import.install(mdns=False)
 import trio  # noqa: E402
 
 from agentp2p.application.records.service import RecordService  # noqa: E402
+from agentp2p.network.connection_manager import ConnectionsConfig  # noqa: E402
 from agentp2p.node import Node  # noqa: E402
 from agentp2p.protocol.swim.config import SwimConfig  # noqa: E402
 from agentp2p.testing import local_config, wait_until  # noqa: E402
@@ -69,8 +78,9 @@ class _Steps(trio.abc.Instrument):
 
 def _swim_counts(nodes: list[Node]) -> dict[str, int]:
     """SWIM suspicions started, members declared failed and frames sent, summed over ``nodes``."""
-    out = {"suspected": 0, "declared_dead": 0, "frames": 0}
+    out = {"suspected": 0, "declared_dead": 0, "frames": 0, "dials": 0}
     for n in nodes:
+        out["dials"] += n.dialer.stats.dials
         st = n.stats().get("swim") or {}
         core = st.get("core") or {}
         out["suspected"] += core.get("suspected", 0)
@@ -87,8 +97,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     async def one(i: int, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         svc = RecordService(f"agent-{i}", capabilities=[f"cap-{i % 10:02d}"])
         swim = SwimConfig(enabled=args.swim == "on", probe_interval=args.swim_period,
-                          probe_timeout=args.swim_period / 2)
+                          probe_timeout=args.swim_period / 2, probe_connected_min=args.probe_connected,
+                          roster_probe_every=args.roster_every)
         kw: dict[str, Any] = {"swim": swim}
+        if args.high_water:
+            kw["connections"] = ConnectionsConfig(high_water=args.high_water)
         if nodes:
             kw["bootstrap"] = [n.addrs[0] for n in nodes[-3:]]
         async with Node(local_config(**kw), services=[svc]) as node:
@@ -97,7 +110,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             task_status.started()
             await stop.wait()
 
-    out: dict[str, Any] = {"nodes": args.nodes, "swim": args.swim, "windows": []}
+    out: dict[str, Any] = {"nodes": args.nodes, "swim": args.swim, "probe_connected_min": args.probe_connected,
+                           "roster_probe_every": args.roster_every, "high_water": args.high_water, "windows": []}
     async with trio.open_nursery() as nursery:
         t0 = time.monotonic()
         for i in range(args.nodes):
@@ -116,17 +130,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await trio.sleep(args.window)
             cpu = 100 * (_cpu() - c0) / (time.monotonic() - w0)
             conns = sorted(len(n.peers()) for n in nodes)
+            counts = {k: v - s0[k] for k, v in _swim_counts(nodes).items()}
             row = {"after_s": round(args.settle + k * args.window, 1), "cpu_pct": round(cpu, 1),
                    "per_node_pct": round(cpu / args.nodes, 3), "conns_median": conns[len(conns) // 2],
-                   "conns_max": conns[-1]}
+                   "conns_max": conns[-1],
+                   "dials_per_node_s": round(counts.pop("dials") / args.nodes / args.window, 3)}
             if args.swim == "on":
                 # Every member is up all along: any suspicion or "failed" is a false one.
-                row.update({k: v - s0[k] for k, v in _swim_counts(nodes).items()})
+                row.update(counts)
             out["windows"].append(row)
             swim = (f"; SWIM false suspicions {row['suspected']}, false failed {row['declared_dead']}, "
                     f"frames sent {row['frames']}" if args.swim == "on" else "")
             print(f"  window {k} (+{row['after_s']:g} s): {row['cpu_pct']}% of a core = {row['per_node_pct']}% "
-                  f"per node; connections median {row['conns_median']}, max {row['conns_max']}{swim}",
+                  f"per node; connections median {row['conns_median']}, max {row['conns_max']}; "
+                  f"{row['dials_per_node_s']} dials per node per second{swim}",
                   file=sys.stderr, flush=True)
         if args.steps:
             trio.lowlevel.remove_instrument(steps)
@@ -146,6 +163,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--windows", type=int, default=4)
     p.add_argument("--publish-timeout", type=float, default=300.0)
     p.add_argument("--steps", action="store_true", help="task steps by task in the last window")
+    p.add_argument("--probe-connected", type=int, default=SwimConfig().probe_connected_min, metavar="MIN",
+                   help="SWIM's probe_connected_min (0: probe the whole roster)")
+    p.add_argument("--roster-every", type=int, default=SwimConfig().roster_probe_every, metavar="N",
+                   help="SWIM's roster_probe_every (with --probe-connected)")
+    p.add_argument("--high-water", type=int, default=0, metavar="H",
+                   help="the connection manager's high water (0: the node's default)")
     args = p.parse_args(argv)
     out = trio.run(run, args)
     for name, rate in (out.get("steps_per_s") or {}).items():
