@@ -137,7 +137,7 @@ def _ms(x: float | None) -> str:
 
 def _whole_config(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager: bool,
                   connect_ahead: int | None, slow_after: float | str | None, degree: int, degree_near: int,
-                  probe_connected: int = 0) -> Any:
+                  probe_connected: int | None = None, roster_every: int | None = None) -> Any:
     """The whole-node simulator's configuration from the command line's options (``whole`` and ``churn``)."""
     from agentp2p.config import PubSubConfig
     from agentp2p.network.connection_manager import ConnectionsConfig
@@ -145,19 +145,20 @@ def _whole_config(n: int, join_rate: float, swim: bool, loss: float, seed: int, 
 
     return WholeNodeConfig(n=n, seed=seed, join_rate=join_rate, swim=swim, loss=loss,
                            connections=ConnectionsConfig(enabled=manager), connect_ahead=connect_ahead,
-                           probe_connected_min=probe_connected, dht_slow_after=slow_after, pubsub=PubSubConfig(degree=degree, degree_near=degree_near))
+                           probe_connected_min=probe_connected, roster_probe_every=roster_every,
+                           dht_slow_after=slow_after, pubsub=PubSubConfig(degree=degree, degree_near=degree_near))
 
 
 def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager: bool,
           connect_ahead: int | None = None, slow_after: float | str | None = None, degree: int = 6,
           degree_near: int = 0, publish_s: float = 20.0, heal_wait: float = 60.0,
           heal_probe_every: int = 1, settle: float = 60.0, crash_wait: float = 90.0,
-          probe_connected: int = 0) -> dict[str, Any]:
+          probe_connected: int | None = None, roster_every: int | None = None) -> dict[str, Any]:
     from agentp2p.simulation.whole_node import run_whole_node
 
     t0 = time.perf_counter()
     cfg = _whole_config(n, join_rate, swim, loss, seed, manager, connect_ahead, slow_after, degree, degree_near,
-                        probe_connected)
+                        probe_connected, roster_every)
     out = run_whole_node(cfg, publish_s=publish_s, heal_wait=heal_wait, heal_probe_every=heal_probe_every,
                          settle=settle, crash_wait=crash_wait,
                          log=lambda m: print(f"  [{time.perf_counter() - t0:7.1f} s] {m[:160]}", flush=True))
@@ -231,12 +232,13 @@ def join(n: int, join_rate: float, swim: bool, seed: int, pressure_interval: flo
 
 def churn(n: int, join_rate: float, swim: bool, loss: float, seed: int, per_hour: float, duration: float,
           manager: bool = True, connect_ahead: int | None = None, slow_after: float | str | None = None,
-          degree: int = 6, degree_near: int = 0, probe_connected: int = 0, rate: float = 1.0) -> dict[str, Any]:
+          degree: int = 6, degree_near: int = 0, probe_connected: int | None = None, rate: float = 1.0,
+          roster_every: int | None = None) -> dict[str, Any]:
     from agentp2p.simulation.whole_node import run_churn
 
     t0 = time.perf_counter()
     cfg = _whole_config(n, join_rate, swim, loss, seed, manager, connect_ahead, slow_after, degree, degree_near,
-                        probe_connected)
+                        probe_connected, roster_every)
     out = run_churn(cfg, churn_per_hour=per_hour, duration=duration, rate=rate,
                     log=lambda m: print(f"  [{time.perf_counter() - t0:7.1f} s] {m[:200]}", flush=True))
     c = out["churn"]
@@ -291,8 +293,12 @@ def main() -> None:
     p.add_argument("--loss", type=float, default=0.0)
     p.add_argument("--connect-ahead", type=int, default=None,
                    help="whole, merge: SWIM's connect_ahead periods (default: the node's)")
-    p.add_argument("--probe-connected", type=int, default=0, metavar="MIN",
-                   help="whole, churn, merge: SWIM probes only connected members while at least MIN are (0: off, the default)")
+    p.add_argument("--probe-connected", type=int, default=None, metavar="MIN",
+                   help="whole, churn, merge: SWIM probes only connected members while at least MIN are "
+                        "(0: the whole roster; default: the node's, 8)")
+    p.add_argument("--roster-every", type=int, default=None, metavar="N",
+                   help="whole, churn, merge: ... and the whole roster's turn every N periods (0: never; "
+                        "default: the node's, 8)")
     p.add_argument("--slow-after", type=_slow_after, default=None,
                    help='whole, churn: the DHT\'s slow_after in seconds, 0 = off, or "auto" (learned) (default: the node\'s, off)')
     p.add_argument("--no-conn-manager", action="store_true",
@@ -324,7 +330,7 @@ def main() -> None:
             rate = n / 60.0 if args.storm else args.join_rate
             r = churn(n, rate, args.swim == "on", args.loss, args.seed, args.churn, args.duration,
                       not args.no_conn_manager, args.connect_ahead, args.slow_after, args.degree, args.degree_near,
-                      args.probe_connected, args.rate)
+                      args.probe_connected, args.rate, args.roster_every)
             r["config"]["gc_young"] = args.gc_young
             print(json.dumps(r, default=str))
         return
@@ -341,12 +347,14 @@ def main() -> None:
         for n in (int(x) for x in args.nodes.split(",")):
             out = run_partition_merge(WholeNodeConfig(n=n, seed=args.seed, join_rate=args.join_rate,
                                                       loss=args.loss, connect_ahead=args.connect_ahead,
-                                                      probe_connected_min=args.probe_connected))
+                                                      probe_connected_min=args.probe_connected,
+                                                      roster_probe_every=args.roster_every))
             for row in out["curve"][::3] + out["curve"][-1:]:
                 print(f"  +{row['t']:3.0f} s: views min {row['min']:.3f}, P50 {row['p50']:.3f}, "
                       f"{row['nodes_behind']} nodes behind")
             print(f"  {n:,} nodes, connect_ahead {out['config']['connect_ahead']}, "
-                  f"probe_connected_min {args.probe_connected}: every view whole "
+                  f"probe_connected_min {out['config']['probe_connected_min']}, roster_probe_every "
+                  f"{out['config']['roster_probe_every']}: every view whole "
                   f"{out['merged_s']} s after the heal, {out['behind_at_end']} nodes behind at +60 s; "
                   f"{out['declared_failed_after_heal']:,} live nodes declared failed after it: "
                   f"{out['false_failures_after_heal']:,} false failures and "
@@ -360,7 +368,7 @@ def main() -> None:
             r = whole(n, rate, args.swim == "on", args.loss, args.seed, not args.no_conn_manager,
                       args.connect_ahead, args.slow_after, args.degree, args.degree_near,
                       args.publish_s, args.heal_wait, args.heal_probe_every, args.settle, args.crash_wait,
-                      args.probe_connected)
+                      args.probe_connected, args.roster_every)
             r["config"]["gc_young"] = args.gc_young
             print(json.dumps(r, default=str))
         return

@@ -194,8 +194,11 @@ class WholeNodeConfig:
     #: (SwimCore.upcoming), as the node's assembly does. False: the node
     #: before 2026-12-04, to measure what it changes.
     protect_probes: bool = True
-    #: SWIM's probe_connected_min (0: off, the node's default): probe only connected members.
-    probe_connected_min: int = 0
+    #: SWIM's probe_connected_min (0: off, probe the whole roster; None: the
+    #: node's default, SwimConfig): probe only connected members.
+    probe_connected_min: int | None = None
+    #: ... and its roster_probe_every (None: the node's default).
+    roster_probe_every: int | None = None
     #: The DHT's slow_after: seconds, 0 off, or "auto" (learned); None: the node's default (DHTConfig).
     dht_slow_after: float | str | None = None
     #: The DHT's reconnect_interval: lost peers pinged again (None: the node's default; 0: off).
@@ -286,8 +289,10 @@ class WholeNodeSimulation:
         swim_kw: dict[str, Any] = {}
         if cfg.connect_ahead is not None:
             swim_kw["connect_ahead"] = cfg.connect_ahead
-        if cfg.probe_connected_min:
+        if cfg.probe_connected_min is not None:
             swim_kw["probe_connected_min"] = cfg.probe_connected_min
+        if cfg.roster_probe_every is not None:
+            swim_kw["roster_probe_every"] = cfg.roster_probe_every
         self.swim_config = SwimConfig(**swim_kw)
         dht: dict[str, float | str] = {}
         if cfg.dht_slow_after is not None:
@@ -1083,7 +1088,8 @@ def _config_record(sim: WholeNodeSimulation) -> dict[str, Any]:
     return {"n": cfg.n, "seed": cfg.seed, "join_rate": cfg.join_rate, "swim": cfg.swim, "loss": cfg.loss,
             "latency": sim.links.describe(), "connection_manager": cfg.connections.enabled,
             "connect_ahead": sim.swim_config.connect_ahead,
-            "probe_connected_min": sim.swim_config.probe_connected_min, "pubsub_degree": cfg.pubsub.degree,
+            "probe_connected_min": sim.swim_config.probe_connected_min,
+            "roster_probe_every": sim.swim_config.roster_probe_every, "pubsub_degree": cfg.pubsub.degree,
             "pubsub_degree_near": cfg.pubsub.degree_near, "dht_slow_after": "auto" if sim.kad_config.slow_after is None else sim.kad_config.slow_after,
             "dht_reconnect_interval": sim.kad_config.reconnect_interval}
 
@@ -1292,7 +1298,8 @@ def run_partition_merge(cfg: WholeNodeConfig, *, settle: float = 60.0, partition
         if behind == 0 and merged is None:
             merged = float(k)
     return {"config": {"n": cfg.n, "seed": cfg.seed, "connect_ahead": sim.swim_config.connect_ahead,
-                       "probe_connected_min": cfg.probe_connected_min, "partition_s": partition_s},
+                       "probe_connected_min": sim.swim_config.probe_connected_min,
+                       "roster_probe_every": sim.swim_config.roster_probe_every, "partition_s": partition_s},
             "merged_s": merged, "behind_at_end": curve[-1]["nodes_behind"] if curve else None, "curve": curve,
             # live members declared failed after the heal (the measure before 2026-12-04: both below)
             "declared_failed_after_heal": (len(sim.false_failure_times) - at_heal

@@ -33,14 +33,16 @@ class SwimConfig:
     #: would otherwise pay a dial (several round trips) inside probe_timeout,
     #: fail, and send k indirect probes. 0: draw each target when it is due.
     connect_ahead: int = 2
-    #: Opt-in (connected.py): probe, in randomized round-robin, only the
-    #: members we hold a connection to, while at least this many are
-    #: connected (fewer: the whole roster, as by default). 0 = off. Every
-    #: connection has two ends, so each member is still probed by all its
-    #: neighbours (about one probe a period in all, as in SWIM), and a probe
-    #: never pays a dial; connect_ahead then serves only the fallback. What
-    #: changes: a member is probed by its neighbours, not by everyone.
-    probe_connected_min: int = 0
+    #: Probe (connected.py), in randomized round-robin, only the members we
+    #: hold a connection to, while at least this many are connected (fewer:
+    #: the whole roster). 0 = off: the whole roster always, each probe to a
+    #: member we hold no connection to paying a dial (at 500 nodes 0.8-1.5 a
+    #: second per node, ~15 ms of CPU each). Every connection has two ends,
+    #: so each member is still probed by all its neighbours (about one probe
+    #: a period in all, as in SWIM). What changes: a member is probed by its
+    #: neighbours, not by everyone, hence roster_probe_every. The default
+    #: since 2026-12-05 (docs/swim.md, "Probing over the connections we hold").
+    probe_connected_min: int = 8
     #: While probing over connections (probe_connected_min), every this many
     #: periods the probe goes to the whole roster's round-robin instead, drawn
     #: connect_ahead periods early so its dial is made by then. Who watches a

@@ -45,10 +45,14 @@ __all__ = ["ConnectedOrder"]
 class ConnectedOrder:
     """Randomized round-robin over the peers we hold a connection to."""
 
-    __slots__ = ("_rng", "_peers", "_lost", "_round", "_i", "_placed", "max_peers")
+    __slots__ = ("_rng", "_rng_source", "_peers", "_lost", "_round", "_i", "_placed", "max_peers")
 
-    def __init__(self, rng: random.Random, max_peers: int = 4096) -> None:
-        self._rng = rng
+    def __init__(self, rng: random.Random | Callable[[], random.Random], max_peers: int = 4096) -> None:
+        # A callable is asked for the generator at the first connection: a
+        # core that never hears of one (SWIM's own simulator) then draws
+        # nothing from its seed for this order.
+        self._rng: random.Random | None = rng if isinstance(rng, random.Random) else None
+        self._rng_source = rng
         self._peers: dict[PeerId, None] = {}  # oldest connection first (held())
         self._lost: set[PeerId] = set()  # in _peers, connection lost without a goodbye (not held)
         self._round: list[PeerId] = []
@@ -90,7 +94,14 @@ class ConnectedOrder:
         if peer not in self._placed:
             self._placed.add(peer)
             # A random place among those not yet probed this round.
-            self._round.insert(self._rng.randint(self._i, len(self._round)), peer)
+            self._round.insert(self._random().randint(self._i, len(self._round)), peer)
+
+    def _random(self) -> random.Random:
+        if self._rng is None:
+            source = self._rng_source
+            assert callable(source)
+            self._rng = source()
+        return self._rng
 
     def disconnected(self, peer: PeerId) -> None:
         self._peers.pop(peer, None)  # its place in the round, if any, is skipped
@@ -132,7 +143,7 @@ class ConnectedOrder:
                     return peer
             # Round over: a fresh shuffle of who is connected now.
             self._round = sorted(self._peers)
-            self._rng.shuffle(self._round)
+            self._random().shuffle(self._round)
             self._i = 0
             self._placed = set(self._round)
         return None

@@ -244,13 +244,14 @@ class SwimCore:
         self._table = MemberTable(base, exclude=local_id)
         self._order = ProbeOrder(rng)
         #: Members we hold a connection to (probe_connected_min; else unused).
-        self._connected = ConnectedOrder(random.Random(rng.getrandbits(64)) if self.config.probe_connected_min
-                                         else rng)
+        self._connected = ConnectedOrder(lambda: random.Random(rng.getrandbits(64)))
         #: Probe targets drawn ahead (config.connect_ahead), oldest first.
         self._ahead: collections.deque[PeerId] = collections.deque()
         #: While probing over connections: the whole roster's draw for its next
-        #: turn (roster_probe_every), made connect_ahead periods early.
+        #: turn (roster_probe_every), made connect_ahead periods early, and
+        #: the period it is due.
         self._roster_next: PeerId | None = None
+        self._roster_due: int | None = None
         #: Our successor on the hash ring of live members (ring_probe_every).
         self._ring = RingSuccessor(local_id) if self.config.ring_probe_every else None
         #: ... and our predecessor on it, whose ring turns probe us (watcher()),
@@ -587,10 +588,20 @@ class SwimCore:
         a member who joins can only take a position not yet drawn, and one
         skipped for being down when its turn came waits for the next round."""
         ahead = self._ahead
+        connected = self._probe_connected()
+        if connected:
+            self._roster_ahead(out)
+        else:
+            self._roster_next = self._roster_due = None  # the roster's own draws take over (below)
         if not self._hint_first(self._period):
-            # A member whose connection was just lost goes first; else, on
-            # the ring's turn, our successor, and the round-robin's draws
-            # wait a period.
+            # A member whose connection was just lost goes first; else, while
+            # probing over connections, the whole roster's turn when due;
+            # else, on the ring's turn, our successor, and the round-robin's
+            # draws wait a period.
+            m = self._roster_turn() if connected else None
+            if m is not None:
+                self.stats.roster_probes += 1
+                return m
             m = self._ring_successor(0)
             if m is not None:
                 self.stats.ring_probes += 1
@@ -600,22 +611,17 @@ class SwimCore:
             m = self._table.get(ahead.popleft())
             if m is not None and m.live:
                 target = m
-        if self._probe_connected():
+        if connected:
             # Over the connections we hold (connected.py): no draws ahead, no
             # dials but to members whose connection was lost. ``ahead`` holds
             # ConnectionLost hints, and for a few periods after the switch the
             # roster's draws made before it.
             if target is not None:
                 return target
-            target = self._roster_turn(out)
-            if target is not None:
-                self.stats.roster_probes += 1
-                return target
             peer = self._connected.next(self._is_live)
             if peer is not None:
                 self.stats.connected_probes += 1
                 return self._table.get(peer)
-        self._roster_next = None  # the roster's own draws take over (below)
         if target is None:
             target = self._draw()
         for _ in range(self.config.connect_ahead - len(ahead)):
@@ -627,26 +633,38 @@ class SwimCore:
             ahead.append(m.peer_id)
         return target
 
-    def _roster_turn(self, out: list[Action]) -> Member | None:
-        """While probing over connections: on the whole roster's turn (every
-        roster_probe_every periods), its round-robin's next live member, drawn
-        connect_ahead periods before (at most every - 1) with a ConnectAhead so
-        that the probe finds its connection made. None on other periods."""
+    def _roster_ahead(self, out: list[Action]) -> None:
+        """While probing over connections: connect_ahead periods (at most
+        roster_probe_every - 1) before the whole roster's turn, draw its
+        target from the roster's round-robin and have its connection made
+        (ConnectAhead), as the roster's draws ahead do."""
+        every = self.config.roster_probe_every
+        lead = min(self.config.connect_ahead, every - 1)
+        if not every or not lead or self._roster_due is not None or (self._period + lead) % every:
+            return
+        m = self._draw()
+        if m is not None:
+            self._roster_next, self._roster_due = m.peer_id, self._period + lead
+            out.append(ConnectAhead(m.peer_id, m.addrs))
+
+    def _roster_turn(self) -> Member | None:
+        """While probing over connections: from the whole roster's turn on
+        (every roster_probe_every periods; a hint that took it moves it to the
+        next period), the member drawn for it if still live, else a fresh
+        draw. None when not due. It goes before the ring's turn, which it
+        shares periods with (the ring's successor then waits 2 more)."""
         every = self.config.roster_probe_every
         if not every:
             return None
-        target = None
-        if self._period % every == 0:
-            peer, self._roster_next = self._roster_next, None
-            m = self._table.get(peer) if peer is not None else None
-            target = m if m is not None and m.live else self._draw()
-        lead = min(self.config.connect_ahead, every - 1)
-        if lead and (self._period + lead) % every == 0:
-            m = self._draw()
-            if m is not None:
-                self._roster_next = m.peer_id
-                out.append(ConnectAhead(m.peer_id, m.addrs))
-        return target
+        due = self._roster_due
+        if due is None:
+            if min(self.config.connect_ahead, every - 1) or self._period % every:
+                return None
+        elif self._period < due:
+            return None
+        peer, self._roster_next, self._roster_due = self._roster_next, None, None
+        m = self._table.get(peer) if peer is not None else None
+        return m if m is not None and m.live else self._draw()
 
     def _hint_first(self, period: int) -> bool:
         """In ``period``, the head of the draws ahead is a lost connection
@@ -658,7 +676,7 @@ class SwimCore:
         """Our successor on the ring (ring.py) if the period ``ahead`` periods
         from now is the ring's turn, else None."""
         ring = self._ring
-        if ring is None or (self._period + ahead) % self.config.ring_probe_every or self._probe_connected():
+        if ring is None or (self._period + ahead) % self.config.ring_probe_every:
             return None
         peer = ring.successor(self._table)
         m = self._table.get(peer) if peer is not None else None

@@ -1,9 +1,10 @@
-"""Opt-in: SWIM probes only the members it holds a connection to.
+"""SWIM probes only the members it holds a connection to (the default since 2026-12-05).
 
-``SwimConfig.probe_connected_min`` (connected.py): with at least that many
-connected members, the round-robin runs over them alone, so no probe pays a
-dial; with fewer it falls back to the whole roster. Off (0) by default, and
-then connections change nothing.
+``SwimConfig.probe_connected_min`` (connected.py; 8 by default): with at least
+that many connected members, the round-robin runs over them alone, so no probe
+pays a dial, but for the whole roster's turn every ``roster_probe_every``
+periods; with fewer it falls back to the whole roster. Off (0): connections
+change nothing.
 """
 
 from __future__ import annotations
@@ -268,10 +269,34 @@ def test_peers_that_connect_and_reset_do_not_fill_the_order() -> None:
 
 @pytest.mark.parametrize("event", [MemberDiscovered(pid("m3")), ConnectionOpened(pid("m3")),
                                    ConnectionClosed(pid("m3"))])
-def test_off_by_default_connections_change_nothing(event: object) -> None:
-    plain, fed = make_core("a", OTHERS), make_core("a", OTHERS)
+def test_off_connections_change_nothing(event: object) -> None:
+    """probe_connected_min = 0: the whole roster, whatever we are connected to."""
+    off = SwimConfig(probe_connected_min=0)
+    plain, fed = make_core("a", OTHERS, config=off), make_core("a", OTHERS, config=off)
     fed.handle(0.0, event)  # type: ignore[arg-type]
     assert probe_rounds(plain, 40) == probe_rounds(fed, 40)
+
+
+def test_on_by_default_and_under_the_minimum_the_whole_roster() -> None:
+    """The default (8): a node connected to fewer live members, as in a small
+    network or while it joins, probes the whole roster as before; from 8
+    on, only those (and the roster every 8 periods)."""
+    assert SwimConfig().probe_connected_min == 8 and SwimConfig().roster_probe_every == 8
+    core = make_core("a", OTHERS, config=SwimConfig(gossip_interval=0))
+    for p in NEAR:
+        core.handle(0.0, ConnectionOpened(p))
+    probed, _ = probe_rounds(core, 40)
+    assert core.stats.connected_probes == 0 and len(set(probed) - set(NEAR)) > 10
+    for k in range(6, 8):
+        core.handle(core.next_deadline() - 0.05, ConnectionOpened(pid(f"m{k}")))  # type: ignore[operator]
+    probed, _ = probe_rounds(core, 40)
+    near = set(NEAR) | {pid("m6"), pid("m7")}
+    st = core.stats
+    # Every 8th period the roster's; of the others, every second the ring's
+    # (our successor); the rest over the connections.
+    assert st.roster_probes >= 4 and st.ring_probes >= 14 and st.connected_probes >= 14, st
+    far = [p for p in probed if p not in near]
+    assert len(far) <= st.roster_probes + st.ring_probes  # only the roster's and the ring's turns go far
 
 
 def test_the_minimum_is_checked() -> None:
@@ -301,7 +326,10 @@ async def test_a_member_we_are_not_connected_to_is_probed_only_on_the_rosters_tu
 
     # push_pull_interval 0: no periodic exchange with a random member (its
     # dial to D would count too); everything else as the other real tests.
-    cfg = dataclasses.replace(FAST, probe_connected_min=minimum, push_pull_interval=0, roster_probe_every=roster_every)
+    # ring_probe_every 0: C's successor on the ring may be D, and the ring's
+    # turns dial their successor whatever the mode (then keep it).
+    cfg = dataclasses.replace(FAST, probe_connected_min=minimum, push_pull_interval=0, roster_probe_every=roster_every,
+                              ring_probe_every=0)
     async with honest_nodes(4, config=cfg) as (_a, _b, c, d):
         await c.node.deny(d.peer_id)
         await wait_until(lambda: not c.node.is_connected(d.peer_id), 10, "C and D apart")
