@@ -240,9 +240,11 @@ def _protect(connections: ConnectionManager, pubsub: PubSub, services: dict[str,
     (a mesh peer closed is a hole in the topic until the next heartbeat),
     the relay's peers (reservations and circuits: relay/service.py),
     messaging peers with messages in flight (closing would force a redial
-    and a retransmission), and the members SWIM probes now or next and
-    the ring predecessor that probes us (a probe that has to dial first
-    times out, and a live member is suspected)."""
+    and a retransmission), and the members SWIM probes now or next, the
+    ring predecessor that probes us (a probe that has to dial first times
+    out, and a live member is suspected) and the members SWIM has held
+    longest (so that a peer crowding our connections cannot get every
+    neighbour that probes us trimmed)."""
     # Topic by topic in turn, so every topic's mesh gets its share of the cap.
     connections.add_protector(lambda: round_robin([pubsub.mesh_peers(t) for t in pubsub.topics()]))
     relay = services.get("relay")

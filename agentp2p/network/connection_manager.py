@@ -19,7 +19,8 @@ the ones idle longest until ``low_water`` remain. Never closed:
   ``high_water``: then the least recently used of them go too;
 * protected peers: what a service must keep (the gossipsub mesh, a
   messaging peer with messages in flight, the members SWIM probes now or
-  next and the one whose probes of us reuse a connection), asked of each
+  next, the one whose probes of us reuse a connection and the members SWIM
+  has held longest), asked of each
   protector at every round rather than tagged, so nothing can forget to
   untag — at most half of ``low_water`` of them, so protection cannot fill
   the node either.

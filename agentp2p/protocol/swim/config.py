@@ -57,7 +57,8 @@ class SwimConfig:
     #: at that pace whatever the draws, so a silent crash is found within
     #: about that many periods (the round-robin alone: 1 crash in 100 waits
     #: ~5). Same number of probes; the round-robin gets the other periods.
-    #: Not used while probing only connected members. 0 = off.
+    #: Kept while probing over connections: the successor's connection is
+    #: kept at both ends, so its turns dial once. 0 = off.
     ring_probe_every: int = 2
     #: k: helpers asked to probe indirectly when the direct probe fails.
     indirect_checks: int = 3

@@ -9,8 +9,13 @@ the whole-node simulator (docs/scale.md, "SWIM over trimmed connections").
 Probing only the members we are connected to removes the dial and keeps
 SWIM's load: a connection has two ends, so a member with c connections is
 probed by each of its c neighbours once per round of theirs, about once a
-period in all, as with the whole roster. What it gives up: a member is
-probed by its neighbours, not by every member. A node with too few
+period in all, as with the whole roster (the default since 2026-12-05).
+What it gives up: a member is probed by its neighbours, not by every
+member; so SWIM still gives the whole roster one turn in
+``roster_probe_every`` periods, and asks the connection manager to keep
+the members held longest (``held``), against a peer that fills our
+connection slots to choose who watches us (docs/swim.md, "Two guards, and
+the default"). A node with too few
 connected members (joining, or cut off) falls back to the whole roster,
 whose probes dial and so reconnect it.
 

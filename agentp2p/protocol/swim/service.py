@@ -490,8 +490,9 @@ class SwimService:
         return m.state.name.lower() if m is not None else None
 
     def protected_peers(self) -> list[ID]:
-        """The peers our probes need connected now or next, and the member
-        whose ring turns probe us (SwimCore.keep_connected): the connection
+        """The peers our probes need connected now or next, the member
+        whose ring turns probe us and, while probing over connections, the
+        members held longest (SwimCore.keep_connected): the connection
         manager keeps them (assembly.py)."""
         return [ID(p) for p in self._core.keep_connected()] if self._core is not None else []
 
