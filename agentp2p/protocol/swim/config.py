@@ -36,8 +36,8 @@ class SwimConfig:
     #: Probe (connected.py), in randomized round-robin, only the members we
     #: hold a connection to, while at least this many are connected (fewer:
     #: the whole roster). 0 = off: the whole roster always, each probe to a
-    #: member we hold no connection to paying a dial (at 500 nodes 0.8-1.5 a
-    #: second per node, ~15 ms of CPU each). Every connection has two ends,
+    #: member we hold no connection to paying a dial (0.76 a second per node
+    #: in a 500-node simulation, ~15 ms of CPU each). Every connection has two ends,
     #: so each member is still probed by all its neighbours (about one probe
     #: a period in all, as in SWIM). What changes: a member is probed by its
     #: neighbours, not by everyone, hence roster_probe_every. The default
@@ -48,8 +48,10 @@ class SwimConfig:
     #: connect_ahead periods early so its dial is made by then. Who watches a
     #: member is then not only whom it is connected to, which a peer filling
     #: its connection slots would choose: random members still probe it, at
-    #: one probe in this many of theirs, and it probes them. Costs a dial per
-    #: this many periods (the roster alone: one per period). 0 = off.
+    #: one probe in this many of theirs, and it probes them (Sybil members
+    #: in the roster thin these probes out in proportion). Costs at most a
+    #: dial per this many periods. A turn the ring or a ConnectionLost hint
+    #: takes comes the period after. 0 = off.
     roster_probe_every: int = 8
     #: Every this many periods, the probe goes to our successor on a ring of
     #: the live members ordered by a hash of their peer IDs (ring.py), not to

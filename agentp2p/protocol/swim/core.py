@@ -345,8 +345,9 @@ class SwimCore:
         """The live members whose connections our probes need now or next,
         soonest first: this period's target and helpers until it is answered,
         then the next period's target (our ring successor on the ring's turn,
-        else the first drawn ahead), then the rest drawn ahead. At most k +
-        connect_ahead + _MAX_HINTED + 2 (lost connections are drawn ahead too).
+        else the whole roster's when due, else the first drawn ahead), then
+        the rest drawn ahead, then the roster's draw. At most k +
+        connect_ahead + _MAX_HINTED + 3 (lost connections are drawn ahead too).
 
         For the connection manager, which keeps what a service names: a
         connection closed as idle a moment before its probe turns the probe's
@@ -361,13 +362,16 @@ class SwimCore:
         ahead = self._ahead
         ring = self._ring_successor(1)
         hinted = self._hint_first(self._period + 1)  # as _next_target will decide next period
+        roster, due = self._roster_next, self._roster_due
         if ring is not None and not hinted:
             out.append(ring.peer_id)
+        elif roster is not None and due is not None and due <= self._period + 1 and not hinted:
+            out.append(roster)
         out.extend(ahead)
         if ring is not None and hinted:
             out.append(ring.peer_id)
-        if self._roster_next is not None:
-            out.append(self._roster_next)
+        if roster is not None:
+            out.append(roster)
         return [peer for peer in dict.fromkeys(out) if self._is_live(peer)]
 
     def watcher(self) -> PeerId | None:
@@ -404,6 +408,11 @@ class SwimCore:
         w = self.watcher()
         if w is not None and w not in out:
             out.append(w)
+        succ = self._ring.successor(self._table) if self._ring is not None else None
+        if succ is not None and succ not in out and self._is_live(succ):
+            # Between its turns too: the watcher's end keeps it the same way,
+            # so the ring's connection is not trimmed and its turns dial once.
+            out.append(succ)
         if self._probe_connected():
             # The members we have been connected to longest (connected.py,
             # held): however many connections others open to us, these
@@ -591,20 +600,25 @@ class SwimCore:
         connected = self._probe_connected()
         if connected:
             self._roster_ahead(out)
-        else:
-            self._roster_next = self._roster_due = None  # the roster's own draws take over (below)
+        elif self._roster_due is not None:
+            # Out of the mode: the roster's own draws take over (below), the
+            # one drawn for its turn first.
+            if self._roster_next is not None and self._roster_next not in ahead:
+                ahead.appendleft(self._roster_next)
+            self._roster_next = self._roster_due = None
         if not self._hint_first(self._period):
-            # A member whose connection was just lost goes first; else, while
-            # probing over connections, the whole roster's turn when due;
-            # else, on the ring's turn, our successor, and the round-robin's
-            # draws wait a period.
-            m = self._roster_turn() if connected else None
-            if m is not None:
-                self.stats.roster_probes += 1
-                return m
+            # A member whose connection was just lost goes first; else, on
+            # the ring's turn, our successor, and the round-robin's draws
+            # wait a period; else, while probing over connections, the whole
+            # roster's turn once due (one the ring or a hint took comes the
+            # next period free).
             m = self._ring_successor(0)
             if m is not None:
                 self.stats.ring_probes += 1
+                return m
+            m = self._roster_turn() if connected else None
+            if m is not None:
+                self.stats.roster_probes += 1
                 return m
         target = None
         while ahead and target is None:
@@ -634,33 +648,33 @@ class SwimCore:
         return target
 
     def _roster_ahead(self, out: list[Action]) -> None:
-        """While probing over connections: connect_ahead periods (at most
-        roster_probe_every - 1) before the whole roster's turn, draw its
-        target from the roster's round-robin and have its connection made
-        (ConnectAhead), as the roster's draws ahead do."""
+        """While probing over connections: schedule the whole roster's next
+        turn, every roster_probe_every periods. connect_ahead periods (at
+        most roster_probe_every - 1) before it, draw its target from the
+        roster's round-robin and have its connection made (ConnectAhead), as
+        the roster's draws ahead do; with no lead, it is drawn at its turn."""
         every = self.config.roster_probe_every
-        lead = min(self.config.connect_ahead, every - 1)
-        if not every or not lead or self._roster_due is not None or (self._period + lead) % every:
+        if not every or self._roster_due is not None:
             return
-        m = self._draw()
-        if m is not None:
-            self._roster_next, self._roster_due = m.peer_id, self._period + lead
-            out.append(ConnectAhead(m.peer_id, m.addrs))
+        lead = min(self.config.connect_ahead, every - 1)
+        if (self._period + lead) % every:
+            return
+        self._roster_due = self._period + lead
+        if lead:
+            m = self._draw()
+            if m is not None:
+                self._roster_next = m.peer_id
+                out.append(ConnectAhead(m.peer_id, m.addrs))
 
     def _roster_turn(self) -> Member | None:
-        """While probing over connections: from the whole roster's turn on
-        (every roster_probe_every periods; a hint that took it moves it to the
-        next period), the member drawn for it if still live, else a fresh
-        draw. None when not due. It goes before the ring's turn, which it
-        shares periods with (the ring's successor then waits 2 more)."""
-        every = self.config.roster_probe_every
-        if not every:
-            return None
+        """While probing over connections, once the whole roster's turn is
+        due (_roster_ahead): the member drawn for it if still live, else a
+        fresh draw (whose dial then falls inside the probe). None before.
+        The caller gives a hint and the ring's turn precedence: a turn they
+        take stays due for the next period (ring turns are never two in a
+        row, so the ring costs it at most a period)."""
         due = self._roster_due
-        if due is None:
-            if min(self.config.connect_ahead, every - 1) or self._period % every:
-                return None
-        elif self._period < due:
+        if due is None or self._period < due:
             return None
         peer, self._roster_next, self._roster_due = self._roster_next, None, None
         m = self._table.get(peer) if peer is not None else None
