@@ -55,7 +55,24 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "libp2p": _version("libp2p"),
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "commit": commit(),
     }
+
+
+def commit() -> str:
+    """The checkout's commit, with "+dirty" when the working tree differs
+    from it ("?" outside a git checkout): which code a figure came from."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    return head + ("+dirty" if dirty else "")
 
 
 def _version(dist: str) -> str:

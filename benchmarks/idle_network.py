@@ -54,6 +54,7 @@ from agentp2p.network.connection_manager import ConnectionsConfig  # noqa: E402
 from agentp2p.node import Node  # noqa: E402
 from agentp2p.protocol.swim.config import SwimConfig  # noqa: E402
 from agentp2p.testing import local_config, wait_until  # noqa: E402
+from benchmarks.common import machine  # noqa: E402
 
 
 def _cpu() -> float:
@@ -110,7 +111,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             task_status.started()
             await stop.wait()
 
-    out: dict[str, Any] = {"nodes": args.nodes, "swim": args.swim, "probe_connected_min": args.probe_connected,
+    out: dict[str, Any] = {"machine": machine(), "nodes": args.nodes, "swim": args.swim,
+                           "probe_connected_min": args.probe_connected,
                            "roster_probe_every": args.roster_every, "high_water": args.high_water, "windows": []}
     async with trio.open_nursery() as nursery:
         t0 = time.monotonic()

@@ -66,9 +66,15 @@ import argparse
 import dataclasses
 import gc
 import json
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import commit  # noqa: E402
 from agentp2p.simulation.gossipsub import GossipSimConfig, GossipSimulation
 from agentp2p.simulation.topology import GraphFigures, figures
 
@@ -331,14 +337,14 @@ def main() -> None:
             r = churn(n, rate, args.swim == "on", args.loss, args.seed, args.churn, args.duration,
                       not args.no_conn_manager, args.connect_ahead, args.slow_after, args.degree, args.degree_near,
                       args.probe_connected, args.rate, args.roster_every)
-            r["config"]["gc_young"] = args.gc_young
+            r["config"].update(gc_young=args.gc_young, commit=commit())
             print(json.dumps(r, default=str))
         return
     if args.what == "join":
         for n in (int(x) for x in args.nodes.split(",")):
             rate = n / 60.0 if args.storm else args.join_rate
             r = join(n, rate, args.swim == "on", args.seed, args.pressure_interval)
-            r["config"]["gc_young"] = args.gc_young
+            r["config"].update(gc_young=args.gc_young, commit=commit())
             print(json.dumps(r, default=str))
         return
     if args.what == "merge":
@@ -360,6 +366,7 @@ def main() -> None:
                   f"{out['false_failures_after_heal']:,} false failures and "
                   f"{out['late_verdicts_after_heal']:,} late verdicts of the partition "
                   f"({out['wall_s']:.0f} s of wall time)")
+            out["config"]["commit"] = commit()
             print(json.dumps(out))
         return
     if args.what == "whole":
@@ -369,7 +376,7 @@ def main() -> None:
                       args.connect_ahead, args.slow_after, args.degree, args.degree_near,
                       args.publish_s, args.heal_wait, args.heal_probe_every, args.settle, args.crash_wait,
                       args.probe_connected, args.roster_every)
-            r["config"]["gc_young"] = args.gc_young
+            r["config"].update(gc_young=args.gc_young, commit=commit())
             print(json.dumps(r, default=str))
         return
     results = [topology(int(n), args.warmup, args.seed, v, args.deliver)

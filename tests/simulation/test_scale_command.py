@@ -39,11 +39,17 @@ def _run(*args: str) -> dict:
     (["churn", *SMALL, "--duration", "10", "--churn", "6", "--rate", "0.5", "--swim", "off"],
      lambda r: r["config"]["rate"] == 0.5 and r["config"]["churn_per_hour"] == 6.0),
     (["join", *SMALL, "--swim", "off"], lambda r: r["build"]["joined"] == 20),
-    (["merge", *SMALL], lambda r: r["config"]["n"] == 20 and r["merged_s"] is not None),
+    (["merge", *SMALL, "--probe-connected", "0"],
+     lambda r: r["config"]["n"] == 20 and r["merged_s"] is not None and r["config"]["probe_connected_min"] == 0),
+    (["merge", *SMALL, "--roster-every", "4"],  # the node's default minimum, the roster's turn as given
+     lambda r: r["config"]["probe_connected_min"] == 8 and r["config"]["roster_probe_every"] == 4),
     (["topology", "--nodes", "30", "--json"], lambda r: r["nodes"] == 30 and r["connections"]["reachable"] == 1.0),
 ])
 def test_each_subcommand_runs_at_20_nodes(args: list[str], check) -> None:
-    assert check(_run(*args))
+    r = _run(*args)
+    assert check(r)
+    if "config" in r:  # which code made the figures
+        assert r["config"]["commit"] != "?", r["config"]
 
 
 def test_a_publish_rate_of_zero_is_refused_with_a_clear_error() -> None:
