@@ -67,9 +67,18 @@ def transports(addrs: list) -> set[str]:  # type: ignore[type-arg]
 
 
 async def in_py_table(py: Node, peer_id: str) -> None:
+    """The peer enters the table once identify says it speaks the DHT: by
+    py-libp2p's identify, or, when that gives up silently under load, by the
+    one the adapter runs itself after IDENTIFY_ASK_AFTER (up to
+    IDENTIFY_ASK_TIMEOUT). A CI run under load waited the default 10 s and
+    failed inside that window; wait for the whole of it."""
+    from agentp2p.protocol.kademlia.service import IDENTIFY_ASK_AFTER, IDENTIFY_ASK_TIMEOUT
+
     await wait_until(
         lambda: peer_id in {str(p) for p in py.dht.routing_table_peers()},
+        IDENTIFY_ASK_AFTER + IDENTIFY_ASK_TIMEOUT + 5.0,
         what=f"{peer_id} in the Python routing table",
+        detail=lambda: f"DHT stats {py.dht.stats()}",
     )
 
 

@@ -100,6 +100,10 @@ async def test_retired_connection_ids_are_forgotten(ours: bool) -> None:
         listener, _ = _listener(a)
         await b.connect(a.addrs[0])
         registry = listener._registry
+        # The client's connect returns on its own handshake; the listener
+        # moves the connection from pending to established on the client's
+        # Finished, a moment later (a CI run under load read it empty).
+        await wait_until(lambda: registry._connections, what="the connection established at the listener")
         server_conn = next(iter(registry._connections.values()))
         await wait_until(lambda: sum(c is server_conn for c in registry._connections.values()) >= 2, what="IDs issued")
         cid = next(c for c, conn in registry._connections.items() if conn is server_conn and c != server_conn._current_connection_id)
