@@ -51,7 +51,8 @@ class SwimConfig:
     #: one probe in this many of theirs, and it probes them (Sybil members
     #: in the roster thin these probes out in proportion). Costs at most a
     #: dial per this many periods. A turn the ring or a ConnectionLost hint
-    #: takes comes the period after. 0 = off.
+    #: puts off goes before the ring from then on: at most 2 periods late.
+    #: 0 = off.
     roster_probe_every: int = 8
     #: Every this many periods, the probe goes to our successor on a ring of
     #: the live members ordered by a hash of their peer IDs (ring.py), not to

@@ -362,13 +362,17 @@ class SwimCore:
         ahead = self._ahead
         ring = self._ring_successor(1)
         hinted = self._hint_first(self._period + 1)  # as _next_target will decide next period
-        roster, due = self._roster_next, self._roster_due
-        if ring is not None and not hinted:
-            out.append(ring.peer_id)
-        elif roster is not None and due is not None and due <= self._period + 1 and not hinted:
-            out.append(roster)
+        roster, due, nxt = self._roster_next, self._roster_due, self._period + 1
+        soon = roster is not None and due is not None and due <= nxt  # next period's, or the one after the ring's
+        if not hinted:
+            if soon and (ring is None or due < nxt):  # due, or put off already: before the ring
+                out.append(roster)  # type: ignore[arg-type]
+            if ring is not None:
+                out.append(ring.peer_id)
+            if soon:
+                out.append(roster)  # type: ignore[arg-type]
         out.extend(ahead)
-        if ring is not None and hinted:
+        if ring is not None:
             out.append(ring.peer_id)
         if roster is not None:
             out.append(roster)
@@ -602,23 +606,31 @@ class SwimCore:
             self._roster_ahead(out)
         elif self._roster_due is not None:
             # Out of the mode: the roster's own draws take over (below), the
-            # one drawn for its turn first.
-            if self._roster_next is not None and self._roster_next not in ahead:
-                ahead.appendleft(self._roster_next)
+            # one drawn for its turn first after any fresh hint.
+            peer = self._roster_next
+            if peer is not None and peer not in ahead:
+                k = 0
+                while k < len(ahead) and self._period - self._hinted.get(ahead[k], -_HINT_COOLDOWN) <= 2:
+                    k += 1
+                ahead.insert(k, peer)
             self._roster_next = self._roster_due = None
         if not self._hint_first(self._period):
             # A member whose connection was just lost goes first; else, on
             # the ring's turn, our successor, and the round-robin's draws
             # wait a period; else, while probing over connections, the whole
-            # roster's turn once due (one the ring or a hint took comes the
-            # next period free).
-            m = self._ring_successor(0)
+            # roster's turn once due. A roster turn already put off (by the
+            # ring or a hint) goes before the ring: hints are budgeted to one
+            # per 2 periods, so ring and hints together cannot hold it off
+            # for more than 2 periods.
+            overdue = connected and self._roster_due is not None and self._period > self._roster_due
+            m = None if overdue else self._ring_successor(0)
             if m is not None:
                 self.stats.ring_probes += 1
                 return m
             m = self._roster_turn() if connected else None
             if m is not None:
                 self.stats.roster_probes += 1
+                self._roster_ahead(out, after_turn=True)  # this period may be the next turn's point to draw
                 return m
         target = None
         while ahead and target is None:
@@ -647,17 +659,19 @@ class SwimCore:
             ahead.append(m.peer_id)
         return target
 
-    def _roster_ahead(self, out: list[Action]) -> None:
+    def _roster_ahead(self, out: list[Action], after_turn: bool = False) -> None:
         """While probing over connections: schedule the whole roster's next
         turn, every roster_probe_every periods. connect_ahead periods (at
         most roster_probe_every - 1) before it, draw its target from the
         roster's round-robin and have its connection made (ConnectAhead), as
-        the roster's draws ahead do; with no lead, it is drawn at its turn."""
+        the roster's draws ahead do; with no lead, it is drawn at its turn.
+        ``after_turn``: called again in the period a put-off turn was taken,
+        whose own point to draw the next was skipped while it was pending."""
         every = self.config.roster_probe_every
         if not every or self._roster_due is not None:
             return
         lead = min(self.config.connect_ahead, every - 1)
-        if (self._period + lead) % every:
+        if (self._period + lead) % every or (after_turn and not lead):
             return
         self._roster_due = self._period + lead
         if lead:
@@ -670,9 +684,8 @@ class SwimCore:
         """While probing over connections, once the whole roster's turn is
         due (_roster_ahead): the member drawn for it if still live, else a
         fresh draw (whose dial then falls inside the probe). None before.
-        The caller gives a hint and the ring's turn precedence: a turn they
-        take stays due for the next period (ring turns are never two in a
-        row, so the ring costs it at most a period)."""
+        The caller gives a hint and the ring's turn precedence, but not the
+        ring over a turn already put off: at most 2 periods late."""
         due = self._roster_due
         if due is None or self._period < due:
             return None

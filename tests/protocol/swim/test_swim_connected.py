@@ -143,10 +143,12 @@ def test_every_nth_period_the_whole_roster_is_probed_with_its_connection_made_ah
     assert set(connect_ahead) == {period - 2 for period in roster}  # and no other
 
 
-def _kinds(core, periods: int, hint_at: set[int] | None = None) -> dict[int, str]:  # type: ignore[no-untyped-def]
+def _kinds(core, periods: int, hint_at: set[int] | None = None,  # type: ignore[no-untyped-def]
+           pool: list[bytes] = NEAR) -> dict[int, str]:
     """Run ``periods`` periods, every probe answered; period -> which kind of
     turn probed (ring, roster, connected, other: a hint or a draw ahead). A
-    ConnectionLost hint lands just before each period in ``hint_at``."""
+    ConnectionLost hint about a member of ``pool`` lands just before each
+    period in ``hint_at``."""
     out: dict[int, str] = {}
     st = core.stats
     end = core.period + periods
@@ -154,7 +156,7 @@ def _kinds(core, periods: int, hint_at: set[int] | None = None) -> dict[int, str
     while core.period < end:
         lost = None
         if hint_at and core.period + 1 in hint_at:
-            lost, hints = NEAR[hints % len(NEAR)], hints + 1  # a member hinted again waits a cool-down
+            lost, hints = pool[hints % len(pool)], hints + 1  # a member hinted again waits a cool-down
             core.handle(core.next_deadline() - 0.05, ConnectionLost(lost))  # type: ignore[operator]
         before = (st.ring_probes, st.roster_probes, st.connected_probes)
         t, acts = next_tick(core)
@@ -185,6 +187,59 @@ def test_the_ring_goes_first_and_the_rosters_turn_the_period_after(ring_every: i
     assert ring == [p for p in range(start + 1, start + 65) if p % ring_every == 0]
     assert len(roster) == 8 and all(p % 8 in (0, 1) for p in roster), roster
     assert all(p % 8 == 1 for p in roster) == (ring_every <= 8)
+
+
+def test_the_ring_and_a_hint_every_other_period_cannot_hold_the_rosters_turn_off() -> None:
+    """The ring takes the even periods; a peer resetting connections of
+    members one after another gets a hint into every odd one (the budget
+    refills one per 2 periods). A roster turn put off goes before the ring:
+    every turn comes, at most 2 periods late."""
+    members = [f"m{i}" for i in range(30)]
+    core = make_core("a", members, config=SwimConfig(gossip_interval=0, probe_connected_min=4,
+                                                     roster_probe_every=8))
+    pool = [pid(m) for m in members[:20]]  # 20 distinct members: each hinted once per 40 periods, past the cool-down
+    for p in pool:
+        core.handle(0.0, ConnectionOpened(p))
+    probe_rounds(core, 8)
+    start = core.period
+    kinds = _kinds(core, 160, hint_at={p for p in range(start + 1, start + 161) if p % 2}, pool=pool)
+    roster = sorted(p for p, k in kinds.items() if k == "roster")
+    due = [p for p in range(start + 1, start + 161) if p % 8 == 0]
+    assert len(roster) >= len(due) - 1, (roster, due)
+    assert all(any(0 <= r - d <= 2 for r in roster) for d in due[:-1]), (roster, due)
+    assert sum(k == "other" for k in kinds.values()) >= 60  # the hints did take the odd periods
+
+
+@pytest.mark.parametrize("every", [2, 3, 4])
+def test_short_roster_periods_lose_no_turn_to_the_ring(every: int) -> None:
+    """With the roster's turn every 2-4 periods and connect_ahead 2 (a lead
+    of up to every - 1), a turn the ring put off must not make the next one
+    skip its point to be drawn."""
+    core = make_core("a", OTHERS, config=SwimConfig(gossip_interval=0, probe_connected_min=4,
+                                                    roster_probe_every=every))
+    for p in NEAR:
+        core.handle(0.0, ConnectionOpened(p))
+    probe_rounds(core, 8)
+    kinds = _kinds(core, 120)
+    roster = sum(k == "roster" for k in kinds.values())
+    ring = sum(k == "ring" for k in kinds.values())
+    assert ring == 60 and roster >= 120 // every - 1, (ring, roster)  # every turn (half of them before)
+
+
+def test_upcoming_names_a_due_roster_turn_before_leftover_draws() -> None:
+    """Next period's target comes first in upcoming (the connection manager
+    keeps what comes first when its cap bites): a roster turn due next
+    period goes before a draw left over in the queue."""
+    core = make_core("a", OTHERS, config=SwimConfig(gossip_interval=0, probe_connected_min=4, ring_probe_every=0,
+                                                    roster_probe_every=4))
+    for p in NEAR:
+        core.handle(0.0, ConnectionOpened(p))
+    probe_rounds(core, 4)
+    while core._roster_due != core.period + 1:  # noqa: SLF001
+        probe_rounds(core, 1)
+    core._ahead.append(pid("m20"))  # noqa: SLF001 — a draw left from before the switch
+    up = core.upcoming()
+    assert up.index(core._roster_next) < up.index(pid("m20")), up  # noqa: SLF001
 
 
 @pytest.mark.parametrize("lead", [0, 2])
@@ -225,6 +280,9 @@ def test_the_connected_order_draws_nothing_from_the_seed_until_a_connection() ->
     default, off = make_core("a", OTHERS, config=SwimConfig(gossip_interval=0)), \
         make_core("a", OTHERS, config=SwimConfig(gossip_interval=0, probe_connected_min=0))
     assert probe_rounds(default, 60) == probe_rounds(off, 60)
+    assert default._connected._rng is None  # noqa: SLF001 — nothing drawn for it
+    default.handle(default.next_deadline() - 0.05, ConnectionOpened(NEAR[0]))  # type: ignore[operator]
+    assert default._connected._rng is not None  # noqa: SLF001 — drawn at the first connection
 
 
 def test_the_ring_successor_is_kept_between_its_turns() -> None:
