@@ -330,6 +330,7 @@ def main() -> None:
                    help="churn: messages published a second, network-wide (1; less is cheaper at 10,000: "
                         "a node with no message in its gossip window sends no IHAVE)")
     args = p.parse_args()
+    code = commit()  # now: a commit or an edit made during a long run must not relabel it
     gc.set_threshold(args.gc_young, *gc.get_threshold()[1:])
     if args.what == "churn":
         for n in (int(x) for x in args.nodes.split(",")):
@@ -337,14 +338,14 @@ def main() -> None:
             r = churn(n, rate, args.swim == "on", args.loss, args.seed, args.churn, args.duration,
                       not args.no_conn_manager, args.connect_ahead, args.slow_after, args.degree, args.degree_near,
                       args.probe_connected, args.rate, args.roster_every)
-            r["config"].update(gc_young=args.gc_young, commit=commit())
+            r["config"].update(gc_young=args.gc_young, commit=code)
             print(json.dumps(r, default=str))
         return
     if args.what == "join":
         for n in (int(x) for x in args.nodes.split(",")):
             rate = n / 60.0 if args.storm else args.join_rate
             r = join(n, rate, args.swim == "on", args.seed, args.pressure_interval)
-            r["config"].update(gc_young=args.gc_young, commit=commit())
+            r["config"].update(gc_young=args.gc_young, commit=code)
             print(json.dumps(r, default=str))
         return
     if args.what == "merge":
@@ -366,7 +367,7 @@ def main() -> None:
                   f"{out['false_failures_after_heal']:,} false failures and "
                   f"{out['late_verdicts_after_heal']:,} late verdicts of the partition "
                   f"({out['wall_s']:.0f} s of wall time)")
-            out["config"]["commit"] = commit()
+            out["config"]["commit"] = code
             print(json.dumps(out))
         return
     if args.what == "whole":
@@ -376,7 +377,7 @@ def main() -> None:
                       args.connect_ahead, args.slow_after, args.degree, args.degree_near,
                       args.publish_s, args.heal_wait, args.heal_probe_every, args.settle, args.crash_wait,
                       args.probe_connected, args.roster_every)
-            r["config"].update(gc_young=args.gc_young, commit=commit())
+            r["config"].update(gc_young=args.gc_young, commit=code)
             print(json.dumps(r, default=str))
         return
     results = [topology(int(n), args.warmup, args.seed, v, args.deliver)
