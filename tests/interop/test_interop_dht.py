@@ -78,8 +78,25 @@ async def in_py_table(py: Node, peer_id: str) -> None:
         lambda: peer_id in {str(p) for p in py.dht.routing_table_peers()},
         IDENTIFY_ASK_AFTER + IDENTIFY_ASK_TIMEOUT + 5.0,
         what=f"{peer_id} in the Python routing table",
-        detail=lambda: f"DHT stats {py.dht.stats()}",
+        detail=lambda: _why_not_in_table(py, peer_id),
     )
+
+
+def _why_not_in_table(py: Node, peer_id: str) -> str:
+    """What the adapter could see of the peer (a CI run under load failed
+    with identify never asked, so protocols were there or the peer was not
+    connected when its identify task looked)."""
+    from libp2p.peer.id import ID
+
+    peer = ID.from_base58(peer_id)
+    try:
+        protocols = sorted(py.host.get_peerstore().get_protocols(peer) or ())
+    except Exception as e:  # noqa: BLE001 — the peerstore raises for peers it does not know
+        protocols = [f"unknown: {e!r}"]
+    adapter = py.dht.stats().get("adapter", {})
+    keys = ("identify_asked", "identify_failed", "reidentified", "refilled", "inbound_requests", "served")
+    return (f"connected {py.is_connected(peer)}, protocols {protocols}, "
+            f"adapter {({k: adapter.get(k) for k in keys})}, table {py.dht.routing_table_size}")
 
 
 async def link(py: Node, go: GoPeer, python_dials: bool) -> None:

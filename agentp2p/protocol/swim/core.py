@@ -157,6 +157,7 @@ class SwimStats:
     checks: int = 0  # pings to a member a rumour we could not believe said had moved on
     unsolicited: int = 0  # Ack/Nack we did not ask for
     dropped_indirect: int = 0  # PingReq refused: too many pending
+    indirect_pings: int = 0  # PingReq served: we pinged the target for the asker (may dial it)
     dropped_members: int = 0  # member table full
     refutations: int = 0  # we refuted a suspicion/death about ourselves
     suspected: int = 0  # our own probe failed and we started a suspicion
@@ -889,6 +890,7 @@ class SwimCore:
         wait = body.timeout or self.awareness.scale(cfg.probe_timeout)
         wait = min(wait, cfg.probe_interval * cfg.awareness_max_multiplier)
         my_seq = self._next_seq()
+        self.stats.indirect_pings += 1
         self._indirect[my_seq] = _Indirect(sender, seq, body.target)
         m = self._table.get(body.target)
         self._send(out, body.target, my_seq, Ping(body.target), body.target_addrs or (m.addrs if m else ()))

@@ -510,8 +510,8 @@ async def test_a_member_we_are_not_connected_to_is_probed_only_on_the_rosters_tu
         # count from the period after the next.
         p0 = c.swim.periods
         await wait_until(lambda: c.swim.periods >= p0 + 2, 10, "two periods of C")
-        tc = c.swim.stats()["transport"]
-        start = (c.swim.periods, tc["dial_failures"], c.swim.stats()["core"]["connected_probes"])
+        tc, cc = c.swim.stats()["transport"], c.swim.stats()["core"]
+        start = (c.swim.periods, tc["dial_failures"], cc["connected_probes"], cc["indirect_pings"])
         if minimum == 0 or roster_every:
             # Three members: C's round-robin reaches D within 6 periods (with
             # the roster's turn every 2 periods: 12).
@@ -522,7 +522,11 @@ async def test_a_member_we_are_not_connected_to_is_probed_only_on_the_rosters_tu
         # Six rounds over C's two connections.
         await wait_until(lambda: c.swim.periods >= start[0] + 12, 30, "12 periods of C")
         st = c.swim.stats()
-        assert st["transport"]["dial_failures"] == start[1], st["transport"]  # SWIM never tried D
+        # C's own probes never tried D. A helper's does (A's or B's probe of
+        # D timing out under load asks C to ping D: a CI run under heavy load
+        # failed that way), so dials for PingReqs C served are allowed.
+        served = st["core"]["indirect_pings"] - start[3]
+        assert st["transport"]["dial_failures"] - start[1] <= served, (st["transport"], st["core"])
         assert st["core"]["connected_probes"] >= start[2] + 11, st["core"]
         # Alive in each other's views. Waited for, not read once: on a loaded
         # machine (T = 0.3 s) a probe by A or B may time out and D be suspect
