@@ -407,8 +407,9 @@ class SwimCore:
     def keep_connected(self) -> list[PeerId]:
         """What the connection manager should spare for SWIM, most needed
         first: the connections our probes need now or next (upcoming), then
-        the one our watcher probes us over (watcher), then, while probing over
-        connections, the probe_connected_min members held longest."""
+        the one our watcher probes us over (watcher), then our ring successor
+        between its turns, then, while probing over connections, the
+        probe_connected_min members held longest."""
         out = self.upcoming()
         w = self.watcher()
         if w is not None and w not in out:
@@ -611,7 +612,7 @@ class SwimCore:
             peer = self._roster_next
             if peer is not None and peer not in ahead:
                 k = 0
-                while k < len(ahead) and self._period - self._hinted.get(ahead[k], -_HINT_COOLDOWN) <= 2:
+                while k < len(ahead) and self._fresh_hint(ahead[k], self._period):
                     k += 1
                 ahead.insert(k, peer)
             self._roster_next = self._roster_due = None
@@ -698,7 +699,11 @@ class SwimCore:
         """In ``period``, the head of the draws ahead is a lost connection
         hinted at most 2 periods before: it is probed before the ring's turn."""
         ahead = self._ahead
-        return bool(ahead) and period - self._hinted.get(ahead[0], -_HINT_COOLDOWN) <= 2
+        return bool(ahead) and self._fresh_hint(ahead[0], period)
+
+    def _fresh_hint(self, peer: PeerId, period: int) -> bool:
+        """``peer`` was hinted (ConnectionLost) at most 2 periods before ``period``."""
+        return period - self._hinted.get(peer, -_HINT_COOLDOWN) <= 2
 
     def _ring_successor(self, ahead: int) -> Member | None:
         """Our successor on the ring (ring.py) if the period ``ahead`` periods
