@@ -143,7 +143,8 @@ def _ms(x: float | None) -> str:
 
 def _whole_config(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager: bool,
                   connect_ahead: int | None, slow_after: float | str | None, degree: int, degree_near: int,
-                  probe_connected: int | None = None, roster_every: int | None = None) -> Any:
+                  probe_connected: int | None = None, roster_every: int | None = None,
+                  swim_start: str = "join") -> Any:
     """The whole-node simulator's configuration from the command line's options (``whole`` and ``churn``)."""
     from agentp2p.config import PubSubConfig
     from agentp2p.network.connection_manager import ConnectionsConfig
@@ -152,19 +153,21 @@ def _whole_config(n: int, join_rate: float, swim: bool, loss: float, seed: int, 
     return WholeNodeConfig(n=n, seed=seed, join_rate=join_rate, swim=swim, loss=loss,
                            connections=ConnectionsConfig(enabled=manager), connect_ahead=connect_ahead,
                            probe_connected_min=probe_connected, roster_probe_every=roster_every,
-                           dht_slow_after=slow_after, pubsub=PubSubConfig(degree=degree, degree_near=degree_near))
+                           swim_start=swim_start, dht_slow_after=slow_after,
+                           pubsub=PubSubConfig(degree=degree, degree_near=degree_near))
 
 
 def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager: bool,
           connect_ahead: int | None = None, slow_after: float | str | None = None, degree: int = 6,
           degree_near: int = 0, publish_s: float = 20.0, heal_wait: float = 60.0,
           heal_probe_every: int = 1, settle: float = 60.0, crash_wait: float = 90.0,
-          probe_connected: int | None = None, roster_every: int | None = None) -> dict[str, Any]:
+          probe_connected: int | None = None, roster_every: int | None = None,
+          swim_start: str = "join") -> dict[str, Any]:
     from agentp2p.simulation.whole_node import run_whole_node
 
     t0 = time.perf_counter()
     cfg = _whole_config(n, join_rate, swim, loss, seed, manager, connect_ahead, slow_after, degree, degree_near,
-                        probe_connected, roster_every)
+                        probe_connected, roster_every, swim_start)
     out = run_whole_node(cfg, publish_s=publish_s, heal_wait=heal_wait, heal_probe_every=heal_probe_every,
                          settle=settle, crash_wait=crash_wait,
                          log=lambda m: print(f"  [{time.perf_counter() - t0:7.1f} s] {m[:160]}", flush=True))
@@ -239,12 +242,12 @@ def join(n: int, join_rate: float, swim: bool, seed: int, pressure_interval: flo
 def churn(n: int, join_rate: float, swim: bool, loss: float, seed: int, per_hour: float, duration: float,
           manager: bool = True, connect_ahead: int | None = None, slow_after: float | str | None = None,
           degree: int = 6, degree_near: int = 0, probe_connected: int | None = None, rate: float = 1.0,
-          roster_every: int | None = None) -> dict[str, Any]:
+          roster_every: int | None = None, swim_start: str = "join") -> dict[str, Any]:
     from agentp2p.simulation.whole_node import run_churn
 
     t0 = time.perf_counter()
     cfg = _whole_config(n, join_rate, swim, loss, seed, manager, connect_ahead, slow_after, degree, degree_near,
-                        probe_connected, roster_every)
+                        probe_connected, roster_every, swim_start)
     out = run_churn(cfg, churn_per_hour=per_hour, duration=duration, rate=rate,
                     log=lambda m: print(f"  [{time.perf_counter() - t0:7.1f} s] {m[:200]}", flush=True))
     c = out["churn"]
@@ -296,6 +299,10 @@ def main() -> None:
     p.add_argument("--join-rate", type=float, default=50.0, help="whole: nodes joining per second")
     p.add_argument("--storm", action="store_true", help="whole, churn, join: every node joins within 60 s")
     p.add_argument("--swim", choices=["on", "off"], default="on")
+    p.add_argument("--swim-start", choices=["join", "warm"], default="join",
+                   help="whole, merge, churn: SWIM from each node's start (join), or on every node once the "
+                        "network is built, each view the whole network in one shared roster (warm: what fits "
+                        "SWIM at 10,000 nodes in memory)")
     p.add_argument("--loss", type=float, default=0.0)
     p.add_argument("--connect-ahead", type=int, default=None,
                    help="whole, merge: SWIM's connect_ahead periods (default: the node's)")
@@ -337,7 +344,7 @@ def main() -> None:
             rate = n / 60.0 if args.storm else args.join_rate
             r = churn(n, rate, args.swim == "on", args.loss, args.seed, args.churn, args.duration,
                       not args.no_conn_manager, args.connect_ahead, args.slow_after, args.degree, args.degree_near,
-                      args.probe_connected, args.rate, args.roster_every)
+                      args.probe_connected, args.rate, args.roster_every, args.swim_start)
             r["config"].update(gc_young=args.gc_young, commit=code)
             print(json.dumps(r, default=str))
         return
@@ -355,7 +362,8 @@ def main() -> None:
             out = run_partition_merge(WholeNodeConfig(n=n, seed=args.seed, join_rate=args.join_rate,
                                                       loss=args.loss, connect_ahead=args.connect_ahead,
                                                       probe_connected_min=args.probe_connected,
-                                                      roster_probe_every=args.roster_every))
+                                                      roster_probe_every=args.roster_every,
+                                                      swim_start=args.swim_start))
             for row in out["curve"][::3] + out["curve"][-1:]:
                 print(f"  +{row['t']:3.0f} s: views min {row['min']:.3f}, P50 {row['p50']:.3f}, "
                       f"{row['nodes_behind']} nodes behind")
@@ -376,7 +384,7 @@ def main() -> None:
             r = whole(n, rate, args.swim == "on", args.loss, args.seed, not args.no_conn_manager,
                       args.connect_ahead, args.slow_after, args.degree, args.degree_near,
                       args.publish_s, args.heal_wait, args.heal_probe_every, args.settle, args.crash_wait,
-                      args.probe_connected, args.roster_every)
+                      args.probe_connected, args.roster_every, args.swim_start)
             r["config"].update(gc_young=args.gc_young, commit=code)
             print(json.dumps(r, default=str))
         return

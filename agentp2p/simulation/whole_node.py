@@ -122,6 +122,7 @@ from agentp2p.protocol.swim import (
     MemberDiscovered,
     MemberEvent,
     Received,
+    RosterBase,
     Send,
     SwimConfig,
     SwimCore,
@@ -188,6 +189,14 @@ class WholeNodeConfig:
     #: Distinct capability names, provided round-robin (so ~n / capabilities providers each).
     capabilities: int = 100
     swim: bool = True
+    #: When SWIM starts. ``"join"``: on each node as it starts, its view
+    #: growing from the members it connects to and push/pull (the node as it
+    #: runs). ``"warm"``: on every node at once when the build ends, each
+    #: view the whole network already, held in one read-only ``RosterBase``
+    #: shared by all (SWIM's own simulator's warm start). A full view is O(n)
+    #: per node, n² members in all (10⁸ at 10,000 nodes): only a shared
+    #: roster fits that in memory. Nodes added after the build join as usual.
+    swim_start: str = "join"
     #: SWIM's connect_ahead (None: the node's default, SwimConfig).
     connect_ahead: int | None = None
     #: The connection manager spares the members SWIM probes now or next
@@ -211,6 +220,8 @@ class WholeNodeConfig:
     def __post_init__(self) -> None:
         if self.latency not in ("lognormal", "uniform"):
             raise ValueError("latency must be lognormal or uniform")
+        if self.swim_start not in ("join", "warm"):
+            raise ValueError("swim_start must be join or warm")
         if not 0 <= self.loss < 1:
             raise ValueError("loss is a probability in [0, 1)")
         if self.n < self.bootstrap_nodes + 2 or self.bootstrap_nodes < 2:
@@ -221,7 +232,7 @@ class WholeNodeConfig:
 
 
 class _Node:
-    __slots__ = ("i", "pid", "up", "conns", "manager", "inbound", "swim", "kad", "gossip", "wake", "kad_wake", "booted",
+    __slots__ = ("i", "pid", "up", "conns", "manager", "inbound", "swim", "swim_seed", "kad", "gossip", "wake", "kad_wake", "booted",
                  "booted_at", "on_boot", "started", "joined", "cap", "queries", "progress", "round_table", "round_running",
                  "round_due")
 
@@ -234,6 +245,7 @@ class _Node:
         self.inbound = 0  # connections it did not dial (the limit counts these)
         self.manager: ConnectionManager | None = None
         self.swim: SwimCore | None = None
+        self.swim_seed = 0  # its SWIM core's generator seed (drawn at the start, for a warm start later)
         self.kad: KademliaCore | None = None
         self.gossip: GossipSubCore | None = None
         self.wake: list[float | None] = [None, None]  # SWIM, gossipsub next wake-ups
@@ -294,6 +306,9 @@ class WholeNodeSimulation:
         if cfg.roster_probe_every is not None:
             swim_kw["roster_probe_every"] = cfg.roster_probe_every
         self.swim_config = SwimConfig(**swim_kw)
+        #: Whether a node starts its SWIM core as it starts (see WholeNodeConfig.swim_start).
+        self.swim_on = cfg.swim and cfg.swim_start == "join"
+        self.swim_started_at: float | None = 0.0 if self.swim_on else None
         dht: dict[str, float | str] = {}
         if cfg.dht_slow_after is not None:
             dht["slow_after"] = cfg.dht_slow_after
@@ -347,8 +362,10 @@ class WholeNodeSimulation:
         node = _Node(i, pid, self.now)
         rng = random.Random(self.rng.getrandbits(64))
         if self.cfg.swim:
-            node.swim = SwimCore(pid, (addr(i),), rng=random.Random(rng.getrandbits(64)), now=self.now,
-                                 config=self.swim_config, sign=sim_signer(pid), verify=sim_verify)
+            # Drawn now even for a warm start later: the other cores' draws stay those of "join".
+            node.swim_seed = rng.getrandbits(64)
+        if self.swim_on:
+            node.swim = self._swim_core(node)
         node.kad = KademliaCore(pid, rng=random.Random(rng.getrandbits(64)), now=self.now, config=self.kad_config,
                                 local_addrs=(addr(i),))
         node.gossip = GossipSubCore(pid, rng=random.Random(rng.getrandbits(64)), now=self.now,
@@ -370,11 +387,36 @@ class WholeNodeSimulation:
             gossip = node.gossip
             node.manager = cm
             cm.add_protector(lambda: sorted(self.index[p] for p in gossip.mesh(TOPIC)))  # sorted: set order varies
-            swim = node.swim
-            if swim is not None and self.cfg.protect_probes:
-                cm.add_protector(lambda: [self.index[p] for p in swim.keep_connected() if p in self.index])
+            if self.cfg.swim and self.cfg.protect_probes:
+                cm.add_protector(lambda: [] if node.swim is None else
+                                 [self.index[p] for p in node.swim.keep_connected() if p in self.index])
             self.at(self.now + self.rng.uniform(0, cc.interval), lambda: self._trim(i))
         return i
+
+    def _swim_core(self, node: _Node, base: RosterBase | None = None) -> SwimCore:
+        return SwimCore(node.pid, (addr(node.i),), rng=random.Random(node.swim_seed), now=self.now,
+                        config=self.swim_config, base=base, sign=sim_signer(node.pid), verify=sim_verify)
+
+    def start_swim(self) -> None:
+        """SWIM starts now on every live node, each view every live node
+        (WholeNodeConfig.swim_start "warm"): one shared read-only roster, and
+        the connections each node holds, oldest first, as its adapter would
+        have reported them."""
+        if self.swim_on:
+            raise RuntimeError("SWIM already runs")
+        self.swim_on = True
+        self.swim_started_at = self.now
+        live = sorted(self.live)
+        base = RosterBase((self.nodes[i].pid, (addr(i),)) for i in live)
+        for i in live:
+            node = self.nodes[i]
+            node.swim = self._swim_core(node, base)
+            self._swim(i, _STICK)
+            if self.swim_config.probe_connected_min:
+                # Those not yet identified are told at their _READY, as usual.
+                for j, (ready, _out) in sorted(node.conns.items(), key=lambda kv: (kv[1][0], kv[0])):
+                    if ready <= self.now:
+                        self._swim(i, ConnectionOpened(self.nodes[j].pid))
 
     def _trim(self, i: int) -> None:
         """A round of node i's connection manager (WholeNodeConfig.connections)."""
@@ -840,7 +882,8 @@ class WholeNodeSimulation:
         others = len(live) - 1
         if others <= 0:
             return []
-        return [len(self.swim_held(i) & live) / others for i in sorted(live) if self.nodes[i].swim is not None]
+        away = self._not_live()
+        return [self._held_live(i, away) / others for i in sorted(live) if self.nodes[i].swim is not None]
 
     def views_whole(self) -> bool:
         """Whether every live node's SWIM view holds every other live node
@@ -849,13 +892,32 @@ class WholeNodeSimulation:
         building its set)."""
         live = self.live
         others = len(live) - 1
+        away = self._not_live()
         for i in live:
             core = self.nodes[i].swim
             if core is None:
                 continue
-            if core.alive_count() < others or len(self.swim_held(i) & live) < others:
+            if core.alive_count() < others or self._held_live(i, away) < others:
                 return False
         return True
+
+    def _not_live(self) -> list[bytes]:
+        return [n.pid for n in self.nodes if n.i not in self.live]
+
+    def _held_live(self, i: int, away: list[bytes]) -> int:
+        """How many live nodes node i's SWIM view holds alive or suspect:
+        its count of held members less the nodes not live it still holds.
+        len(swim_held(i) & live), in O(nodes down) rather than O(view), since
+        every member a view holds is one of the simulation's nodes."""
+        core = self.nodes[i].swim
+        if core is None:
+            return 0
+        stale = 0
+        for pid in away:
+            m = core.member(pid)
+            if m is not None and m.state in _HELD:
+                stale += 1
+        return core.alive_count() - stale
 
     def swim_held(self, i: int) -> set[int]:
         """The nodes (not ``i`` itself) that node ``i``'s SWIM view holds alive or suspect."""
@@ -1085,7 +1147,8 @@ def _detection(sim: WholeNodeSimulation, crashed: list[int], t0: float, observer
 def _config_record(sim: WholeNodeSimulation) -> dict[str, Any]:
     """What a run's JSON says about the network it simulated."""
     cfg = sim.cfg
-    return {"n": cfg.n, "seed": cfg.seed, "join_rate": cfg.join_rate, "swim": cfg.swim, "loss": cfg.loss,
+    return {"n": cfg.n, "seed": cfg.seed, "join_rate": cfg.join_rate, "swim": cfg.swim,
+            "swim_start": cfg.swim_start, "loss": cfg.loss,
             "latency": sim.links.describe(), "connection_manager": cfg.connections.enabled,
             "connect_ahead": sim.swim_config.connect_ahead,
             "probe_connected_min": sim.swim_config.probe_connected_min,
@@ -1121,6 +1184,8 @@ def build(sim: WholeNodeSimulation) -> dict[str, Any]:
     end = t_last + 120.0
     while sim.now < end and any(sim.nodes[i].joined is None for i in sim.live):
         sim.run_until(sim.now + 1.0)
+    if cfg.swim and not sim.swim_on:
+        sim.start_swim()
     joins = [n.joined - n.started for n in sim.nodes if n.joined is not None]
     # A join in two: the wait for a first bootstrap connection, then the DHT work to the announced record.
     waits = [n.booted_at - n.started for n in sim.nodes if n.booted_at is not None and n.i not in sim._bootset]
@@ -1132,7 +1197,8 @@ def build(sim: WholeNodeSimulation) -> dict[str, Any]:
             "boot_wait_p50": percentile(waits, 50), "boot_wait_p90": percentile(waits, 90),
             "boot_wait_p99": percentile(waits, 99), "announce_p50": percentile(works, 50),
             "announce_p99": percentile(works, 99), "refused": sim.counters.refused,
-            "pressure_rounds": sum(n.manager.pressure_rounds for n in sim.nodes if n.manager is not None)}
+            "pressure_rounds": sum(n.manager.pressure_rounds for n in sim.nodes if n.manager is not None),
+            "swim_started_at": sim.swim_started_at}
 
 
 def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 30.0, newcomers: int = 20,

@@ -161,7 +161,7 @@ def test_a_crashed_peer_leaves_its_peers_connection_tables_after_the_keepalive()
 
 
 @pytest.mark.parametrize("bad", [dict(n=3), dict(bootstrap_nodes=1), dict(loss=1.0), dict(latency="x"),
-                                 dict(capabilities=0)])
+                                 dict(capabilities=0), dict(swim_start="later")])
 def test_bad_configurations_are_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         small(**bad)
@@ -354,3 +354,74 @@ def test_sparing_swims_next_probe_targets_cuts_the_false_suspicions_of_a_trimmin
     over_connections, probes = suspicions(True, SwimConfig().probe_connected_min)
     assert probes > 30 * 60 // 4, probes  # most nodes in the mode most of the time (seeds 1, 2: 528, 546)
     assert 3 * over_connections <= 2 * unprotected, (over_connections, unprotected)  # seeds 1, 2: 3, 1
+
+
+def _held_the_slow_way(sim: WholeNodeSimulation) -> list[int]:
+    return [len(sim.swim_held(i) & sim.live) for i in sorted(sim.live) if sim.nodes[i].swim is not None]
+
+
+def test_a_warm_start_runs_no_swim_in_the_build_then_every_view_holds_the_whole_network() -> None:
+    """swim_start="warm": no SWIM frame while the network is built; when the
+    build ends every live node's view is every other live node at once (one
+    shared roster), its probes go over the connections it holds, and a crash
+    after it is seen failed by every live node."""
+    sim = WholeNodeSimulation(small(swim_start="warm", n=40))
+    assert sim.swim_started_at is None
+    out = build(sim)
+    assert out["swim_started_at"] == sim.now
+    assert sim.counters.events["swim"] > 0  # the start's ticks and connections...
+    assert sim.counters.messages["swim"] == 0  # ... but nothing sent yet
+    assert all(sim.nodes[i].swim is not None for i in sim.live)
+    assert sim.views_whole() and min(sim.members_known()) == 1.0
+    node = sim.nodes[sorted(sim.live)[5]]
+    assert node.swim is not None
+    held = {sim.index[p] for p in node.swim.keep_connected()}
+    assert len(held) >= 8 and len(held - set(node.conns)) <= 1  # the connections it holds (and its ring successor)
+    sim.run_until(sim.now + 20.0)
+    assert sim.counters.messages["swim"] > 0 and sim.false_failures == 0
+    victim = sorted(sim.live - set(sim.boot))[3]
+    sim.crash(victim)
+    sim.run_until(sim.now + 30.0)
+    seen = {i for _, i, j in sim.failures if j == victim}
+    assert seen == sim.live
+    assert sim.views_whole()
+    with pytest.raises(RuntimeError):
+        sim.start_swim()
+
+
+def test_a_newcomer_after_a_warm_start_joins_swim_as_a_node_does() -> None:
+    sim = WholeNodeSimulation(small(swim_start="warm"))
+    build(sim)
+    sim.run_until(sim.now + 5.0)
+    late = sim.add_node()
+    assert sim.nodes[late].swim is not None
+    core = sim.nodes[late].swim
+    assert core.alive_count() == 0
+    sim.run_until(sim.now + 30.0)
+    assert sim.views_whole()  # it learned everyone, and everyone learned it
+
+
+@pytest.mark.parametrize("start", ["join", "warm"])
+def test_the_views_are_counted_as_the_sets_of_live_nodes_they_hold(start: str) -> None:
+    """members_known() and views_whole() count a view's live members in
+    O(nodes down); the sets they replaced must give the same, with crashed
+    nodes still held by some views and not by others."""
+    sim = WholeNodeSimulation(small(swim_start=start, n=40))
+    build(sim)
+    sim.run_until(sim.now + 10.0)
+    others = len(sim.live) - 1
+    for victim in sorted(sim.live - set(sim.boot))[:3]:
+        sim.crash(victim)
+    samples = 0
+    stale_seen = False
+    for _ in range(12):
+        sim.run_until(sim.now + 1.0)
+        others = len(sim.live) - 1
+        slow = _held_the_slow_way(sim)
+        assert sim.members_known() == [h / others for h in slow]
+        assert sim.views_whole() == (min(slow) == others)
+        # Some views still hold a crashed node (counted in alive_count, not here).
+        stale_seen |= any(sim.nodes[i].swim.alive_count() > h  # type: ignore[union-attr]
+                          for i, h in zip(sorted(sim.live), slow))
+        samples += 1
+    assert samples == 12 and stale_seen
