@@ -185,6 +185,9 @@ def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager:
           f"DHT {idle['kad_Bps']:,.0f}, gossipsub {idle['gossip_Bps']:,.0f}, new connections "
           f"{idle['dial_Bps']:,.0f}: {idle['dials_ps']:.2f} dials/s), {idle['events_ps']:.1f} core inputs/s, "
           f"connections P50 {idle['conns_p50']:.0f} / max {idle['conns_max']}")
+    if idle.get("dials_by_ps"):
+        print("  idle dials per node per second, by cause: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in sorted(idle["dials_by_ps"].items(), key=lambda kv: -kv[1])))
     whole_ = out["newcomer_whole"]
     print(f"  newcomers: {new['got_in']}/{new['newcomers']} got in; first agent (limit=1) {new['found']}/{new['asked']}, "
           f"P50 {_ms(new['p50'])}, P99 {_ms(new['p99'])} (first provider named, the measure before 2026-12-03: "

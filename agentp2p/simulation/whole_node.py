@@ -281,11 +281,16 @@ class Counters:
     failed_dials: int = 0
     lost: int = 0
     connect_ahead: int = 0  # SWIM ConnectAhead hints that found no connection
+    #: Dials by what made them: "boot", "swim:<message>" (a Ping to the
+    #: period's own target is "swim:Ping(probe)", any other "swim:Ping(other)":
+    #: a helper's, a reconnect's or a newcomer's), "swim:ahead"
+    #: (ConnectAhead), "kad:<request type>", "kad:response", "kad:reconnect".
+    dials_by: dict[str, int] = field(default_factory=dict)
     swim_no_conn: int = 0  # SWIM gossip frames dropped: no connection to the member
 
     def copy(self) -> Counters:
         return dataclasses.replace(self, bytes=dict(self.bytes), messages=dict(self.messages),
-                                   events=dict(self.events))
+                                   events=dict(self.events), dials_by=dict(self.dials_by))
 
 
 class WholeNodeSimulation:
@@ -470,7 +475,7 @@ class WholeNodeSimulation:
         node = self.nodes[i]
         if node.booted or not node.up or b in node.conns:
             return
-        if self._dial(i, b) is None:
+        if self._dial(i, b, "boot") is None:
             delay = backoff * self.rng.uniform(0.75, 1.25)
             self.at(self.now + delay, lambda: self._boot_dial(i, b, min(30.0, 2 * backoff)))
 
@@ -534,8 +539,9 @@ class WholeNodeSimulation:
     def _lat(self, i: int, j: int) -> float:
         return self.links(i, j)
 
-    def _dial(self, i: int, j: int) -> float | None:
-        """i opens a connection to j; returns when it carries messages, or None."""
+    def _dial(self, i: int, j: int, cause: str) -> float | None:
+        """i opens a connection to j (for ``cause``: Counters.dials_by);
+        returns when it carries messages, or None."""
         c = self.counters
         if not self.reachable(i, j):
             c.failed_dials += 1
@@ -551,6 +557,7 @@ class WholeNodeSimulation:
             c.failed_dials += 1  # our own swarm refuses to dial
             return None
         c.dials += 1
+        c.dials_by[cause] = c.dials_by.get(cause, 0) + 1
         nj.inbound += 1
         rtt = 2 * self._lat(i, j)
         ready = self.now + self.cfg.dial_rtts * rtt
@@ -565,10 +572,10 @@ class WholeNodeSimulation:
         self._push(known, _READY, j, i)
         return ready
 
-    def _arrival(self, i: int, j: int) -> float | None:
+    def _arrival(self, i: int, j: int, cause: str) -> float | None:
         """When a message i sends j now arrives (dialing if need be), or None if it is lost."""
         conn = self.nodes[i].conns.get(j)
-        ready = self._dial(i, j) if conn is None else conn[0]
+        ready = self._dial(i, j, cause) if conn is None else conn[0]
         if ready is None or not self.reachable(i, j):
             return None
         if self.cfg.loss and self.loss_rng.random() < self.cfg.loss:
@@ -723,14 +730,14 @@ class WholeNodeSimulation:
                     continue
                 c.messages["swim"] += 1
                 c.bytes["swim"] += swim_size(act.message)
-                arrive = self._arrival(i, j)
+                arrive = self._arrival(i, j, "swim" if j in node.conns else _swim_cause(core, act))
                 if arrive is not None:
                     self._push(arrive, _SWIM, j, (i, act.message))
             elif t is ConnectAhead:
                 j = self.index.get(act.to)
                 if j is not None and j not in node.conns:
                     c.connect_ahead += 1
-                    self._dial(i, j)
+                    self._dial(i, j, "swim:ahead")
             elif t is MemberEvent and act.kind is EventKind.SUSPECT:
                 j = self.index.get(act.peer_id)
                 if j is not None and self.groups and self.groups.get(i, 0) != self.groups.get(j, 0):
@@ -790,7 +797,7 @@ class WholeNodeSimulation:
                 c.messages["kad"] += 1
                 c.bytes["kad"] += kad_size(a.message)
                 refused = c.refused
-                arrive = self._arrival(i, j)
+                arrive = self._arrival(i, j, "kad:" + kind)
                 if arrive is None:
                     if c.refused != refused:
                         # The peer's connection limit: the dial fails after a round trip, not a timeout.
@@ -805,14 +812,14 @@ class WholeNodeSimulation:
                 requester, rid, _kind = a.request_id
                 c.messages["kad"] += 1
                 c.bytes["kad"] += kad_size(a.message)
-                arrive = self._arrival(i, requester)
+                arrive = self._arrival(i, requester, "kad:response")
                 if arrive is not None:
                     self._push(arrive, _KAD, requester, (i, ResponseReceived(rid, a.message)))
             elif t is PingPeer:
                 j = self.index.get(a.peer)
                 if j is None:
                     continue
-                arrive = self._arrival(i, j)
+                arrive = self._arrival(i, j, "kad:reconnect")
                 if arrive is not None:
                     self._push(arrive + self._lat(i, j), _KAD, i, (j, ResponseReceived(a.request_id, None)))
             elif t is CloseRequest:
@@ -848,7 +855,7 @@ class WholeNodeSimulation:
                 total, _data = rpc_size(a.rpc, self.sizes)
                 c.messages["gossip"] += 1
                 c.bytes["gossip"] += total
-                arrive = self._arrival(i, j)
+                arrive = self._arrival(i, j, "gossip")
                 if arrive is not None:
                     self._push(arrive, _GOSSIP, j, (i, a.rpc))
             elif t is Deliver:
@@ -943,6 +950,15 @@ class WholeNodeSimulation:
 # ================================================================ scenarios
 
 
+def _swim_cause(core: SwimCore, act: Send) -> str:
+    """What a SWIM frame that dials is (Counters.dials_by)."""
+    body = act.message.body
+    name = type(body).__name__
+    if name == "Ping":
+        return "swim:Ping(probe)" if act.to in core.upcoming()[:1] else "swim:Ping(other)"
+    return "swim:" + name
+
+
 def _window(sim: WholeNodeSimulation, seconds: float) -> dict[str, Any]:
     """Run ``seconds`` with no workload: traffic and core inputs per live node per second."""
     before, t0 = sim.counters.copy(), sim.now
@@ -961,6 +977,8 @@ def _window(sim: WholeNodeSimulation, seconds: float) -> dict[str, Any]:
     out["refused"] = after.refused - before.refused
     out["trimmed_ps"] = (after.trimmed - before.trimmed) / n / span
     out["connect_ahead_ps"] = (after.connect_ahead - before.connect_ahead) / n / span
+    out["dials_by_ps"] = {k: (v - before.dials_by.get(k, 0)) / n / span
+                          for k, v in sorted(after.dials_by.items()) if v != before.dials_by.get(k, 0)}
     return out
 
 
@@ -1160,7 +1178,7 @@ def _config_record(sim: WholeNodeSimulation) -> dict[str, Any]:
 def _totals(sim: WholeNodeSimulation, wall: float) -> dict[str, Any]:
     """A run's whole-network counters, at its end (``wall``: its perf_counter start)."""
     c = sim.counters
-    return {"virtual_s": sim.now, "dials": c.dials, "refused": c.refused, "trimmed": c.trimmed,
+    return {"virtual_s": sim.now, "dials": c.dials, "dials_by": dict(sorted(c.dials_by.items())), "refused": c.refused, "trimmed": c.trimmed,
             "false_failures": sim.false_failures, "late_verdicts": sim.late_verdicts, "failed_dials": c.failed_dials,
             "queries_cancelled": sum(n.kad.stats.cancelled for n in sim.nodes if n.kad is not None),
             "dht_reconnects": sum(n.kad.stats.reconnects for n in sim.nodes if n.kad is not None),

@@ -425,3 +425,16 @@ def test_the_views_are_counted_as_the_sets_of_live_nodes_they_hold(start: str) -
                           for i, h in zip(sorted(sim.live), slow))
         samples += 1
     assert samples == 12 and stale_seen
+
+
+def test_every_dial_is_counted_by_what_made_it() -> None:
+    """Counters.dials_by: the dials each cause made add up to all dials; each
+    newcomer's first dial is a bootstrap dial, and SWIM's and the DHT's frames dial."""
+    sim = WholeNodeSimulation(small(n=40))
+    build(sim)
+    sim.run_until(sim.now + 30.0)
+    by = sim.counters.dials_by
+    assert sum(by.values()) == sim.counters.dials
+    assert by["boot"] >= 40 - 4
+    assert any(k.startswith("swim:") for k in by) and any(k.startswith("kad:") for k in by)
+    assert all(k == "boot" or k.startswith(("swim:", "kad:")) for k in by)  # gossipsub sends only where connected
