@@ -284,7 +284,8 @@ class Counters:
     #: Dials by what made them: "boot", "swim:<message>" (a Ping to the
     #: period's own target is "swim:Ping(probe)", any other "swim:Ping(other)":
     #: a helper's, a reconnect's or a newcomer's), "swim:ahead"
-    #: (ConnectAhead), "kad:<request type>", "kad:response", "kad:reconnect".
+    #: (ConnectAhead), "kad:<request type>", "kad:response", "kad:ping" (a
+    #: liveness check of a full bucket's oldest entry, or a lost peer's reconnect).
     dials_by: dict[str, int] = field(default_factory=dict)
     swim_no_conn: int = 0  # SWIM gossip frames dropped: no connection to the member
 
@@ -819,7 +820,7 @@ class WholeNodeSimulation:
                 j = self.index.get(a.peer)
                 if j is None:
                     continue
-                arrive = self._arrival(i, j, "kad:reconnect")
+                arrive = self._arrival(i, j, "kad:ping")
                 if arrive is not None:
                     self._push(arrive + self._lat(i, j), _KAD, i, (j, ResponseReceived(a.request_id, None)))
             elif t is CloseRequest:

@@ -25,6 +25,7 @@ from agentp2p.protocol.swim import (
     SwimConfig,
 )
 from agentp2p.protocol.swim.member import Member
+from agentp2p.protocol.swim.messages import PushPull
 from agentp2p.protocol.swim.pushpull import peer_hash
 from agentp2p.protocol.swim.ring import RingPredecessor, RingSuccessor
 from agentp2p.protocol.swim.roster import MemberTable
@@ -346,15 +347,19 @@ def test_refuted_suspicions_do_not_lengthen_suspicions() -> None:
 
 
 def test_a_join_does_not_lengthen_suspicions() -> None:
-    """A member joining also opens a merge window (push/pull with it), but a
-    crash right after a join must be decided as fast as any other."""
+    """A member joining gets one push/pull from us and opens no merge window
+    (since 2026-12-05: every member connected to a newcomer pushed/pulled
+    with random members every second for ~14 s), and a crash right after a
+    join is decided as fast as any other."""
     core = make_core("a", OTHERS)
     newcomer = pid("newcomer")
     core.handle(0.01, MemberDiscovered(newcomer, ()))
     t, acts = next_tick(core)
     (ping,) = sends(acts, Ping, to=newcomer)
-    deliver(core, t + 0.01, newcomer, Message(ping.message.seq, 0, Ack()))
-    assert core.member(newcomer).live and core._merging_until > t + 0.02  # noqa: SLF001 — the join's window
+    window = core._merging_until  # noqa: SLF001
+    acts = deliver(core, t + 0.01, newcomer, Message(ping.message.seq, 0, Ack()))
+    assert core.member(newcomer).live and core._merging_until == window  # noqa: SLF001 — no window of its own
+    assert len(sends(acts, PushPull, to=newcomer)) == 1
     deliver(core, t + 0.02, pid("m29"), Message(99, 0, Ack(), (MemberUpdate(pid("m20"), State.SUSPECT, 0, (), pid("m29")),)))
     assert core._suspicions[pid("m20")].min == core.config.suspicion_min(len(OTHERS) + 2)  # noqa: SLF001
 
