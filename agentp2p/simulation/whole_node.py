@@ -1382,7 +1382,8 @@ def run_partition_merge(cfg: WholeNodeConfig, *, settle: float = 60.0, partition
         curve.append({"t": float(k), "min": min(known), "p50": percentile(known, 50), "nodes_behind": behind})
         if behind == 0 and merged is None:
             merged = float(k)
-    return {"config": {"n": cfg.n, "seed": cfg.seed, "connect_ahead": sim.swim_config.connect_ahead,
+    return {"config": {"n": cfg.n, "seed": cfg.seed, "swim_start": cfg.swim_start,
+                       "connect_ahead": sim.swim_config.connect_ahead,
                        "probe_connected_min": sim.swim_config.probe_connected_min,
                        "roster_probe_every": sim.swim_config.roster_probe_every, "partition_s": partition_s},
             "merged_s": merged, "behind_at_end": curve[-1]["nodes_behind"] if curve else None, "curve": curve,

@@ -44,6 +44,11 @@ def _run(*args: str) -> dict:
     (["merge", *SMALL, "--roster-every", "4"],  # the node's default minimum, the roster's turn as given
      lambda r: r["config"]["probe_connected_min"] == 8 and r["config"]["roster_probe_every"] == 4),
     (["topology", "--nodes", "30", "--json"], lambda r: r["nodes"] == 30 and r["connections"]["reachable"] == 1.0),
+    (["whole", *SMALL, "--swim-start", "warm", "--settle", "5", "--crash-wait", "10", "--heal-wait", "5",
+      "--publish-s", "2"],
+     lambda r: r["config"]["swim_start"] == "warm" and r["build"]["swim_started_at"] > 0
+     and r["crash"]["all_seen"] == r["crash"]["crashed"] and r["idle"]["dials_by_ps"] is not None),
+    (["merge", *SMALL, "--swim-start", "warm"], lambda r: r["config"]["swim_start"] == "warm" and r["merged_s"] is not None),
 ])
 def test_each_subcommand_runs_at_20_nodes(args: list[str], check) -> None:
     r = _run(*args)
@@ -63,3 +68,16 @@ def _in_work_tree() -> bool:
 def test_a_publish_rate_of_zero_is_refused_with_a_clear_error() -> None:
     done = _scale("churn", "--rate", "0", timeout=60)
     assert done.returncode == 2 and "a number above 0" in done.stderr
+
+
+def test_newcomer_cost_runs_at_30_nodes() -> None:
+    """benchmarks/newcomer_cost.py: the windows before and after, every dial by its cause."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "newcomer_cost.py"), "--nodes", "30",
+                           "--windows", "2", "--newcomers", "2"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    r = json.loads(done.stdout.splitlines()[-1])
+    after = [row for row in r["rows"] if row["phase"] == "after"]
+    assert len(after) == 2 and sum(after[-1]["by"].values()) == after[-1]["dials"] and after[-1]["by"]["boot"] >= 2
+    assert after[-1]["newcomer_view_min"] > 0 and after[-1]["held_by_min"] > 0
