@@ -162,14 +162,16 @@ def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager:
           degree_near: int = 0, publish_s: float = 20.0, heal_wait: float = 60.0,
           heal_probe_every: int = 1, settle: float = 60.0, crash_wait: float = 90.0,
           probe_connected: int | None = None, roster_every: int | None = None,
-          swim_start: str = "join") -> dict[str, Any]:
+          swim_start: str = "join", crash_share: float = 0.01, newcomers: int = 20,
+          partition_s: float = 30.0) -> dict[str, Any]:
     from agentp2p.simulation.whole_node import run_whole_node
 
     t0 = time.perf_counter()
     cfg = _whole_config(n, join_rate, swim, loss, seed, manager, connect_ahead, slow_after, degree, degree_near,
                         probe_connected, roster_every, swim_start)
     out = run_whole_node(cfg, publish_s=publish_s, heal_wait=heal_wait, heal_probe_every=heal_probe_every,
-                         settle=settle, crash_wait=crash_wait,
+                         settle=settle, crash_wait=crash_wait, crash_share=crash_share, newcomers=newcomers,
+                         partition_s=partition_s,
                          log=lambda m: print(f"  [{time.perf_counter() - t0:7.1f} s] {m[:160]}", flush=True))
     b, idle, new, ps, cr, part, heal = (out[k] for k in ("build", "idle", "newcomer", "pubsub", "crash", "partition",
                                                           "heal"))
@@ -197,13 +199,14 @@ def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager:
     if "all_seen_p50" in cr:
         print(f"  {cr['crashed']} crashed: seen failed by all {cr['all_seen']}/{cr['crashed']}, "
               f"P50 {cr['all_seen_p50']:.1f} s, P99 {cr['all_seen_p99']:.1f} s")
-    for g in (0, 1):
+    for g in (0, 1) if part else ():
         d, f = part[f"pubsub_{g}"], part[f"find_{g}"]
         print(f"  partition, half {g}: delivered {d['ratio']:.2%}, found {f['found']}/{f['asked']} "
               f"(P50 {_ms(f['p50'])}, P99 {_ms(f['p99'])})")
-    fa = heal["find_across"]
-    print(f"  healed: SWIM views whole after {heal['swim_merged_s']} s, a publish reaches all after "
-          f"{heal['pubsub_merged_s']} s, found across {fa['found']}/{fa['asked']} (P99 {_ms(fa['p99'])})")
+    if heal:
+        fa = heal["find_across"]
+        print(f"  healed: SWIM views whole after {heal['swim_merged_s']} s, a publish reaches all after "
+              f"{heal['pubsub_merged_s']} s, found across {fa['found']}/{fa['asked']} (P99 {_ms(fa['p99'])})")
     tot = out["totals"]
     print(f"  dials {tot['dials']:,}, refused {tot['refused']:,}, trimmed {tot['trimmed']:,}; "
           f"SWIM declared {tot['false_failures']:,} live nodes failed "
@@ -327,6 +330,10 @@ def main() -> None:
     p.add_argument("--heal-probe-every", type=_seconds_at_least_1, default=1, metavar="S",
                    help="whole: a publish every this many seconds after the heal (1; more is cheaper at 10,000)")
     p.add_argument("--settle", type=float, default=60.0, help="whole: virtual seconds between the build and the idle window")
+    p.add_argument("--crash-share", type=float, default=0.01, help="whole: share of the nodes crashed at once")
+    p.add_argument("--newcomers", type=int, default=20, help="whole: newcomers in each of the two lookup groups")
+    p.add_argument("--partition-s", type=float, default=30.0,
+                   help="whole: seconds the network stays cut in two (0: no partition, the run ends after the crash)")
     p.add_argument("--crash-wait", type=float, default=90.0,
                    help="whole: virtual seconds followed after the crash (SWIM's detection; with SWIM off nothing is measured)")
     p.add_argument("--gc-young", type=int, default=GC_YOUNG, metavar="N",
@@ -387,7 +394,8 @@ def main() -> None:
             r = whole(n, rate, args.swim == "on", args.loss, args.seed, not args.no_conn_manager,
                       args.connect_ahead, args.slow_after, args.degree, args.degree_near,
                       args.publish_s, args.heal_wait, args.heal_probe_every, args.settle, args.crash_wait,
-                      args.probe_connected, args.roster_every, args.swim_start)
+                      args.probe_connected, args.roster_every, args.swim_start, args.crash_share,
+                      args.newcomers, args.partition_s)
             r["config"].update(gc_young=args.gc_young, commit=code)
             print(json.dumps(r, default=str))
         return

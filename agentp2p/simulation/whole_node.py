@@ -1230,15 +1230,20 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
     ``heal_probe_every`` seconds after the heal: when one reaches every node,
     the mesh has merged; each publish keeps IHAVE gossip going for three
     heartbeats, which made publishing and the heal half of a 2,000-node
-    run's wall time). Returns every figure (see docs/scale.md)."""
+    run's wall time). ``partition_s`` 0 ends the run after the crash (with
+    SWIM on, a partition of 10,000 nodes has each view change by half the
+    network: hours of wall time). Returns every figure (see docs/scale.md)."""
     if heal_probe_every < 1:
         raise ValueError("heal_probe_every: a publish every 1 s or more")
+    if partition_s < 0 or newcomers < 1 or not 0 < crash_share < 1:
+        raise ValueError("partition_s >= 0 (0: none), newcomers >= 1, crash_share in (0, 1)")
     say = log or (lambda _m: None)
     wall = time.perf_counter()
     sim = WholeNodeSimulation(cfg)
     out: dict[str, Any] = {"config": {**_config_record(sim), "publish_s": publish_s, "heal_wait_s": heal_wait,
                                       "heal_probe_every_s": heal_probe_every, "settle_s": settle,
-                                      "crash_wait_s": crash_wait}}
+                                      "crash_wait_s": crash_wait, "crash_share": crash_share,
+                                      "newcomers": newcomers, "partition_s": partition_s}}
     marks: list[tuple[str, float]] = [("build", 0.0)]
     out["build"] = build(sim)
     marks.append(("settle", sim.now))
@@ -1295,6 +1300,11 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
     sim.run_until(t0 + crash_wait)
     out["crash"] = _detection(sim, crashed, t0, observers) if cfg.swim else {"crashed": k}
     say(f"crash: {out['crash']}")
+    if not partition_s:
+        out["partition"] = out["heal"] = None
+        out["false_failures_by_phase"] = _by_phase(sim, marks)
+        out["totals"] = _totals(sim, wall)
+        return out
 
     # Partition in two halves (bootstrap nodes split too), then heal.
     live = sorted(sim.live)
@@ -1344,12 +1354,17 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
     merge.update(_connection_figures(sim), members_min=min(sim.members_known(), default=float("nan")))
     out["heal"] = merge
     say(f"heal: {merge}")
+    out["false_failures_by_phase"] = _by_phase(sim, marks)
+    out["totals"] = _totals(sim, wall)
+    return out
+
+
+def _by_phase(sim: WholeNodeSimulation, marks: list[tuple[str, float]]) -> dict[str, int]:
+    """False "failed" verdicts by the phase of the run they fell in."""
     by_phase = dict.fromkeys((name for name, _ in marks), 0)
     for t in sim.false_failure_times:
         by_phase[[name for name, at in marks if at <= t][-1]] += 1
-    out["false_failures_by_phase"] = by_phase
-    out["totals"] = _totals(sim, wall)
-    return out
+    return by_phase
 
 
 def run_partition_merge(cfg: WholeNodeConfig, *, settle: float = 60.0, partition_s: float = 30.0,

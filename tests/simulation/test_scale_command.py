@@ -44,10 +44,11 @@ def _run(*args: str) -> dict:
     (["merge", *SMALL, "--roster-every", "4"],  # the node's default minimum, the roster's turn as given
      lambda r: r["config"]["probe_connected_min"] == 8 and r["config"]["roster_probe_every"] == 4),
     (["topology", "--nodes", "30", "--json"], lambda r: r["nodes"] == 30 and r["connections"]["reachable"] == 1.0),
-    (["whole", *SMALL, "--swim-start", "warm", "--settle", "5", "--crash-wait", "10", "--heal-wait", "5",
-      "--publish-s", "2"],
+    (["whole", *SMALL, "--swim-start", "warm", "--settle", "5", "--crash-wait", "10", "--publish-s", "2",
+      "--partition-s", "0", "--newcomers", "3", "--crash-share", "0.1"],
      lambda r: r["config"]["swim_start"] == "warm" and r["build"]["swim_started_at"] > 0
-     and r["crash"]["all_seen"] == r["crash"]["crashed"] and r["idle"]["dials_by_ps"] is not None),
+     and r["crash"]["crashed"] == 3 and r["crash"]["all_seen"] == 3 and r["newcomer"]["newcomers"] == 3
+     and r["partition"] is None and r["idle"]["dials_by_ps"] is not None),
     (["merge", *SMALL, "--swim-start", "warm"], lambda r: r["config"]["swim_start"] == "warm" and r["merged_s"] is not None),
 ])
 def test_each_subcommand_runs_at_20_nodes(args: list[str], check) -> None:
