@@ -53,10 +53,8 @@ def main() -> None:
                                       "refused": c.refused - refused, "by": _by(c.dials_by, by)}
             if new:
                 others = len(sim.live) - 1
-                away = sim._not_live()  # noqa: SLF001 — the simulator's own count of a view's live members
-                views = sorted(sim._held_live(i, away) / others for i in new)  # noqa: SLF001
-                held_by = sorted(sum(1 for j in old if sim.nodes[j].swim is not None
-                                     and sim.nodes[j].swim.member(sim.nodes[i].pid) is not None) for i in new)
+                views = sorted(sim.held_live(i) / others for i in new)
+                held_by = sorted(sum(1 for j in old if sim.holds(j, i)) for i in new)
                 row.update(newcomer_view_min=round(views[0], 4), newcomer_view_p50=round(views[len(views) // 2], 4),
                            held_by_min=held_by[0], members=len(old))
             rows.append(row)

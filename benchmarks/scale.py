@@ -6,7 +6,9 @@
                                                [--loss P] [--no-conn-manager] [--connect-ahead K] [--seed N]
                                                [--degree D] [--degree-near K] [--publish-s S] [--settle S]
                                                [--crash-wait S] [--heal-wait S] [--heal-probe-every S]
-    .venv/bin/python benchmarks/scale.py merge [--nodes 500] [--connect-ahead K] [--seed N]
+                                               [--swim-start join|warm] [--crash-share F] [--newcomers N]
+                                               [--partition-s S]
+    .venv/bin/python benchmarks/scale.py merge [--nodes 500] [--connect-ahead K] [--seed N] [--swim-start join|warm]
     .venv/bin/python benchmarks/scale.py churn [--nodes 1000] [--churn 0.1] [--duration 600] [--rate 1] [--swim on|off] [--seed N]
     .venv/bin/python benchmarks/scale.py join [--nodes 2000] [--join-rate R | --storm] [--swim on|off]
                                               [--pressure-interval S] [--seed N]
@@ -21,8 +23,12 @@ node's SWIM, Kademlia and gossipsub cores on one clock, coupled by their
 connections) builds the network (bootstrap nodes, then ``--join-rate``
 joins a second, or all in 60 s with ``--storm``), lets it settle, and then
 measures in turn: idle traffic and load per node, newcomers finding agents,
-publishing, 1 % of the nodes crashing at once, and a partition in two halves
-that heals after 30 s. See docs/scale.md for the model and the figures.
+publishing, 1 % of the nodes crashing at once (``--crash-share``), and a
+partition in two halves that heals after 30 s (``--partition-s``; 0: none,
+the run ends after the crash). ``--swim-start warm`` starts SWIM on every
+node only once the network is built, each view the whole network in one
+shared roster (what fits SWIM at 10,000 nodes in memory). See docs/scale.md
+for the model and the figures.
 
 ``join``: the build alone, each join split into the wait for a first
 bootstrap connection and the DHT work up to the announced record (a join
@@ -32,7 +38,8 @@ the connection manager as before 2026-12-04 (rounds every interval only).
 ``merge``: the same simulator with SWIM alone on stage: build, settle 60 s,
 split in two random halves for 30 s, heal, and follow each second for 60 s
 how many nodes' views still miss live members. Takes ``--nodes``,
-``--connect-ahead``, ``--seed``, ``--join-rate`` and ``--loss``; SWIM is
+``--connect-ahead``, ``--seed``, ``--join-rate``, ``--loss``,
+``--probe-connected``, ``--roster-every`` and ``--swim-start``; SWIM is
 always on and the connection manager always runs.
 
 ``churn``: the same simulator builds and settles the network, then replaces

@@ -408,8 +408,8 @@ class WholeNodeSimulation:
         (WholeNodeConfig.swim_start "warm"): one shared read-only roster, and
         the connections each node holds, oldest first, as its adapter would
         have reported them."""
-        if self.swim_on:
-            raise RuntimeError("SWIM already runs")
+        if not self.cfg.swim or self.swim_on:
+            raise RuntimeError("SWIM is off in this configuration" if not self.cfg.swim else "SWIM already runs")
         self.swim_on = True
         self.swim_started_at = self.now
         live = sorted(self.live)
@@ -419,9 +419,12 @@ class WholeNodeSimulation:
             node.swim = self._swim_core(node, base)
             self._swim(i, _STICK)
             if self.swim_config.probe_connected_min:
-                # Those not yet identified are told at their _READY, as usual.
-                for j, (ready, _out) in sorted(node.conns.items(), key=lambda kv: (kv[1][0], kv[0])):
-                    if ready <= self.now:
+                # Identified ones only, in the order their _READY told the
+                # services; the others are told at their _READY, as usual.
+                known = sorted((ready + self.cfg.identify_rtts * 2 * self._lat(i, j), j)
+                               for j, (ready, _out) in node.conns.items())
+                for at, j in known:
+                    if at <= self.now:
                         self._swim(i, ConnectionOpened(self.nodes[j].pid))
 
     def _trim(self, i: int) -> None:
@@ -912,6 +915,16 @@ class WholeNodeSimulation:
     def _not_live(self) -> list[bytes]:
         return [n.pid for n in self.nodes if n.i not in self.live]
 
+    def held_live(self, i: int) -> int:
+        """How many live nodes node i's SWIM view holds alive or suspect."""
+        return self._held_live(i, self._not_live())
+
+    def holds(self, i: int, j: int) -> bool:
+        """Whether node i's SWIM view holds node j alive or suspect."""
+        core = self.nodes[i].swim
+        m = None if core is None else core.member(self.nodes[j].pid)
+        return m is not None and m.state in _HELD
+
     def _held_live(self, i: int, away: list[bytes]) -> int:
         """How many live nodes node i's SWIM view holds alive or suspect:
         its count of held members less the nodes not live it still holds.
@@ -1290,8 +1303,9 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
     say(f"pubsub: {out['pubsub']}")
 
     # A worker process dies: crash_share of the nodes at once.
-    k = max(1, round(crash_share * len(sim.live)))
-    crashed = sim.wrng.sample(sorted(set(sim.live) - set(sim.boot)), k)
+    can = sorted(set(sim.live) - set(sim.boot))
+    k = min(len(can), max(1, round(crash_share * len(sim.live))))
+    crashed = sim.wrng.sample(can, k)
     t0 = sim.now
     marks.append(("crash", t0))
     for j in crashed:

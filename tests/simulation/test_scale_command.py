@@ -82,3 +82,13 @@ def test_newcomer_cost_runs_at_30_nodes() -> None:
     after = [row for row in r["rows"] if row["phase"] == "after"]
     assert len(after) == 2 and sum(after[-1]["by"].values()) == after[-1]["dials"] and after[-1]["by"]["boot"] >= 2
     assert after[-1]["newcomer_view_min"] > 0 and after[-1]["held_by_min"] > 0
+
+
+def test_swim_two_networks_runs_at_40_members() -> None:
+    """benchmarks/swim_two_networks.py: two clusters apart, then one contact; every view whole."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "swim_two_networks.py"), "--members", "40",
+                           "--seeds", "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    r = json.loads(done.stdout.splitlines()[-1])
+    assert r["each_whole_before"] and r["whole_after_s"] is not None and r["push_pulls"] > 0

@@ -438,3 +438,23 @@ def test_every_dial_is_counted_by_what_made_it() -> None:
     assert by["boot"] >= 40 - 4
     assert any(k.startswith("swim:") for k in by) and any(k.startswith("kad:") for k in by)
     assert all(k == "boot" or k.startswith(("swim:", "kad:")) for k in by)  # gossipsub sends only where connected
+
+
+def test_a_swim_dial_is_named_for_the_frame_that_made_it() -> None:
+    """_swim_cause: a Ping to the period's own target is the probe's, any
+    other Ping (an admission's, a helper's, a reconnect's) is "other", and
+    every other frame by its body."""
+    from agentp2p.protocol.swim import Message, Ping, Send
+    from agentp2p.protocol.swim.messages import PushPull, Step
+    from agentp2p.simulation.whole_node import _swim_cause
+
+    sim = WholeNodeSimulation(small(n=20))
+    build(sim)
+    sim.run_until(sim.now + 5.0)
+    core = sim.nodes[sorted(sim.live)[7]].swim
+    assert core is not None
+    target = core.upcoming()[0]
+    other = next(m.peer_id for m in core.members() if m.peer_id != target)
+    assert _swim_cause(core, Send(target, Message(1, 0, Ping(target)))) == "swim:Ping(probe)"
+    assert _swim_cause(core, Send(other, Message(2, 0, Ping(other)))) == "swim:Ping(other)"
+    assert _swim_cause(core, Send(other, Message(3, 0, PushPull(Step.REQUEST)))) == "swim:PushPull"

@@ -150,8 +150,9 @@ class SwimConfig:
     #: exchange between agreeing views costs ~0.1-1 KiB. 0 = never initiate
     #: (we still answer others).
     push_pull_interval: float = 30.0
-    #: Views merging (a join or rejoin; an exchange that changed at least
-    #: push_pull_burst_changes members of our view; that many membership
+    #: Views merging (a rejoin; an exchange that changed at least
+    #: push_pull_burst_changes members of our view, or named that many
+    #: members we never heard of; that many membership
     #: events, and at least N/64, within one period) open a merge window of
     #: 3 burst intervals + retransmit_limit periods, extended by each new
     #: sign: meanwhile we push/pull every push_pull_burst_interval. We also

@@ -1334,8 +1334,9 @@ class SwimCore:
         came back from the dead or left, and a merge window opens).
 
         A join opens no window of its own: one exchange with the joiner, and
-        a window only if that exchange changes much of our view (_pp_done:
-        two networks meeting). Before 2026-12-05 every join opened one, on
+        a window only if that exchange changes much of our view or names
+        many members we never heard of (_merge, _pp_done: two networks
+        meeting). Before 2026-12-05 every join opened one, on
         each member connected to the joiner: in the whole-node simulator at
         500 nodes one newcomer cost ~3,600 push/pulls with random members,
         nearly all of them dials (its ~270 connections times a window of
@@ -1467,17 +1468,23 @@ class SwimCore:
 
     def _merge(self, sender: PeerId, entries: tuple[MemberUpdate, ...], out: list[Action]) -> tuple[int, int]:
         """Merge a partner's entries exactly like its piggybacked updates (same
-        rules, same _apply); how many members of our view they changed, and
-        how many of those they brought back from dead/left."""
+        rules, same _apply); how many members of our view they changed, plus
+        the strangers they proposed as candidates (two networks meeting: a
+        partner's view full of members we never heard of changes nothing in
+        ours until each answers our ping, yet it is the merge a window is
+        for), and how many of the changed they brought back from dead/left."""
         self._verify_budget = self.config.push_pull_verifications_per_frame
         start = len(out)
         inc = self.incarnation
         table = self._table
         accused: list[Member] = []
+        strangers = 0
         self._in_merge = True
         try:
             for u in entries:
                 m = table.get(u.peer_id)
+                if m is None and u.state is State.ALIVE and u.peer_id != self.local_id:
+                    strangers += 1
                 if (m is not None and m.incarnation == u.incarnation and m.state is u.state
                         and u.state is not State.SUSPECT and (m.addrs or not u.addrs)
                         and (not u.signature or m.signed_now() is not None)):
@@ -1503,7 +1510,7 @@ class SwimCore:
         revived = sum(1 for a in events if a.kind is EventKind.RECOVERED and _revival(a.previous, State.ALIVE))
         self.stats.push_pull_entries += len(entries)
         self.stats.push_pull_changes += changes
-        return changes, revived
+        return changes + strangers, revived
 
     def _pp_done(self, changes: int, revived: int) -> None:
         """An exchange (either role) finished: if it changed much, views are
@@ -1546,7 +1553,7 @@ class SwimCore:
                 self._pp_burst(healing=True)
 
     def _pp_burst(self, *, healing: bool) -> None:
-        """Views are merging (a join or rejoin, a big exchange, many events
+        """Views are merging (a rejoin, a big exchange, many events
         at once; ``healing``: members came back from dead/left, so new
         suspicions wait longer, see _transition): for a merge window — a few
         burst intervals plus as long as gossip keeps relaying the stale news

@@ -363,6 +363,30 @@ def test_an_exchange_bringing_members_back_from_the_dead_lengthens_suspicions() 
     assert opened and got == 2 * steady
 
 
+@pytest.mark.parametrize("strangers, opens", [(BAR, True), (BAR - 1, False)])
+def test_a_join_whose_exchange_names_many_strangers_opens_a_merge_window(strangers: int, opens: bool) -> None:
+    """Two networks meeting: a joins b, whose view is full of members a never
+    heard of. They change nothing in a's view until each answers a's ping
+    (candidates), yet this is the merge a window is for. A join alone opens
+    none (since 2026-12-05); without counting the strangers, no window ever
+    opened in such a merge, and two 100-member clusters meeting through one
+    contact were whole after 132 s in 1 of 10 seeds (a member waited for the
+    periodic push/pull); counting them, 15-16 s in all 10."""
+    theirs = [f"x{k}" for k in range(strangers)]
+    cfg = replace(PP, push_pull_interval=1000.0)
+    a = make_core("a", ["m0", "m1", "m2"], seed=1, config=cfg)
+    b = make_core("b", ["a", *theirs], seed=2, config=cfg)
+    cores = {pid("a"): a, pid("b"): b}
+    acts = a.handle(0.01, MemberDiscovered(pid("b"), (ADDR,)))
+    ping = sends(acts, Ping, to=pid("b"))[0]
+    window = a._merging_until  # noqa: SLF001
+    acts = deliver(a, 0.02, pid("b"), Message(ping.message.seq, 0, Ack()))
+    assert ("joined", pid("b")) in events(acts) and a._merging_until == window  # noqa: SLF001 — the join alone: none
+    pump(cores, 0.03, pid("a"), requests(acts))
+    assert a.candidates() == strangers  # each waits for a's ping
+    assert (a._merging_until > window) is opens  # noqa: SLF001
+
+
 def test_an_exchange_of_many_accusations_does_not_lengthen_suspicions() -> None:
     """The other view has seen a crash of many: push/pull in bursts, but a
     crash is decided as fast as ever (before 2026-12-04, any exchange that
