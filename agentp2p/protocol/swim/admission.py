@@ -104,6 +104,11 @@ class CandidateSet:
         self._by_gossiper[gossiper] = self._by_gossiper.get(gossiper, 0) + 1
         return True
 
+    def knows(self, peer: PeerId, now: float) -> bool:
+        """``peer`` is a candidate already, or held back after failing to answer."""
+        until = self._failed.get(peer)
+        return peer in self._entries or (until is not None and until > now)
+
     def admitted(self, peer: PeerId) -> tuple[bytes, ...] | None:
         """``peer`` became a member: forget it here; its addresses, if it was a candidate."""
         c = self._entries.get(peer)

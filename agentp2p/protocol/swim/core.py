@@ -1469,27 +1469,37 @@ class SwimCore:
     def _merge(self, sender: PeerId, entries: tuple[MemberUpdate, ...], out: list[Action]) -> tuple[int, int]:
         """Merge a partner's entries exactly like its piggybacked updates (same
         rules, same _apply); how many members of our view they changed, plus
-        the strangers they proposed as candidates (two networks meeting: a
-        partner's view full of members we never heard of changes nothing in
-        ours until each answers our ping, yet it is the merge a window is
-        for), and how many of the changed they brought back from dead/left."""
+        the strangers they made new candidates of, once N/16 or more (two
+        networks meeting: a partner's view full of members we never heard of
+        changes nothing in ours until each answers our ping, yet it is the
+        merge a window is for), and how many of the changed they brought back
+        from dead/left. Only new candidates count: ones we already wait on,
+        or hold back for not answering (unreachable from here), would
+        reopen a window on every exchange; the candidate set's cap per
+        gossiper bounds what one partner can count, and the N/16 floor
+        (capped at that bound) keeps a few newcomers named in a busy
+        network's views from opening windows on the members who have not
+        admitted them yet."""
         self._verify_budget = self.config.push_pull_verifications_per_frame
         start = len(out)
         inc = self.incarnation
         table = self._table
         accused: list[Member] = []
         strangers = 0
+        candidates = self._candidates
         self._in_merge = True
         try:
             for u in entries:
                 m = table.get(u.peer_id)
-                if m is None and u.state is State.ALIVE and u.peer_id != self.local_id:
-                    strangers += 1
+                new = (m is None and u.state is State.ALIVE and u.peer_id != self.local_id
+                       and not candidates.knows(u.peer_id, self._now))
                 if (m is not None and m.incarnation == u.incarnation and m.state is u.state
                         and u.state is not State.SUSPECT and (m.addrs or not u.addrs)
                         and (not u.signature or m.signed_now() is not None)):
                     continue  # what we hold already (most of a partner's entries): nothing to do
                 self._apply(u, sender, out)
+                if new and u.peer_id in candidates:
+                    strangers += 1  # proposed now, and accepted (the per-gossiper cap)
                 if (m is not None and m.state is State.ALIVE and u.incarnation == m.incarnation
                         and (u.state is State.SUSPECT or u.state is State.DEAD)):
                     after = table.get(u.peer_id)
@@ -1510,6 +1520,14 @@ class SwimCore:
         revived = sum(1 for a in events if a.kind is EventKind.RECOVERED and _revival(a.previous, State.ALIVE))
         self.stats.push_pull_entries += len(entries)
         self.stats.push_pull_changes += changes
+        cfg = self.config
+        # N/16 (at least the bar), but no more than one partner can make us
+        # take (max_candidates_per_gossiper): else, past 256 members, no
+        # exchange could ever count.
+        need = min(max(cfg.push_pull_burst_changes, (table.live_count + 1) // 16),
+                   max(1, cfg.max_candidates_per_gossiper))
+        if strangers < need:
+            strangers = 0
         return changes + strangers, revived
 
     def _pp_done(self, changes: int, revived: int) -> None:

@@ -387,6 +387,54 @@ def test_a_join_whose_exchange_names_many_strangers_opens_a_merge_window(strange
     assert (a._merging_until > window) is opens  # noqa: SLF001
 
 
+def _exchange_naming(a: SwimCore, b_members: list[str], t: float, seed: int = 2) -> bool:
+    """b (knowing ``b_members``) answers a's ping, a joins it and swaps views
+    with it at ``t``: whether that opened (or extended) a's merge window."""
+    b = make_core("b" + str(seed), ["a", *b_members], seed=seed, config=a.config)
+    bp = pid("b" + str(seed))
+    acts = a.handle(t, MemberDiscovered(bp, (ADDR,)))
+    ping = sends(acts, Ping, to=bp)[0]
+    acts = deliver(a, t + 0.001, bp, Message(ping.message.seq, 0, Ack()))
+    window = a._merging_until  # noqa: SLF001
+    pump({pid("a"): a, bp: b}, t + 0.002, pid("a"), requests(acts))
+    return a._merging_until > window  # noqa: SLF001
+
+
+def test_strangers_count_once_and_not_while_we_wait_on_them() -> None:
+    """Only new candidates count toward a window: strangers we already wait
+    on, or hold back for not answering (unreachable from here), named again
+    by every partner, reopened a window on every exchange (SWIM's simulator,
+    60 members, one unable to reach 10: 300 push/pulls in 300 s instead of
+    51); and a name repeated in one exchange counts once."""
+    cfg = replace(PP, push_pull_interval=1000.0, candidate_pings_per_period=0)
+    a = make_core("a", ["m0", "m1", "m2"], seed=1, config=cfg)
+    strangers = [f"x{k}" for k in range(BAR)]
+    assert _exchange_naming(a, strangers, 0.01, seed=2)
+    run_until(a, 60.0)  # the window is long over; the candidates still wait (no pings)
+    assert a.candidates() == BAR
+    assert not _exchange_naming(a, strangers, 60.01, seed=3)  # the same names again: nothing new
+    fresh = make_core("a", ["m0", "m1", "m2"], seed=1, config=cfg)
+    entries = tuple(MemberUpdate(pid("x0"), State.ALIVE, 0, (ADDR,)) for _ in range(BAR))
+    assert fresh._merge(pid("m0"), entries, [])[0] == 0  # noqa: SLF001 — one stranger, named BAR times
+
+
+@pytest.mark.parametrize("strangers, opens", [(16, True), (12, False)])
+def test_in_a_large_view_one_partner_full_of_strangers_still_opens_a_window(strangers: int, opens: bool) -> None:
+    """The bar grows as N/16 (400 members: 25), so that a few newcomers named
+    in a busy network's views do not open windows on the members who have
+    not admitted them yet (200 members, 60 newcomers in 2 s: 6,211
+    push/pulls and every member in a window, 1,502 and none since); but one
+    partner can make us take at most max_candidates_per_gossiper (16)
+    candidates, so the bar stops there."""
+    cfg = replace(PP, push_pull_interval=1000.0, candidate_pings_per_period=0)
+    ours = [f"m{k}" for k in range(400)]
+    a = make_core("a", ours, seed=1, config=cfg)
+    assert cfg.max_candidates_per_gossiper == 16 and (a.alive_count() + 1) // 16 > 16
+    theirs = tuple(MemberUpdate(pid(f"x{k}"), State.ALIVE, 0, (ADDR,)) for k in range(strangers))
+    changes, _ = a._merge(pid("m0"), theirs, [])  # noqa: SLF001
+    assert changes == (strangers if opens else 0)
+
+
 def test_an_exchange_of_many_accusations_does_not_lengthen_suspicions() -> None:
     """The other view has seen a crash of many: push/pull in bursts, but a
     crash is decided as fast as ever (before 2026-12-04, any exchange that
