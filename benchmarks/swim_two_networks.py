@@ -77,7 +77,8 @@ def storm(n: int, newcomers: int, spread: float, seed: int) -> dict[str, object]
     before = sum(c.stats.push_pulls for c in sim.cores)
     for k in range(newcomers):
         i, via = n + k, rng.randrange(n)
-        sim.at(150.0 + spread * k / max(1, newcomers), lambda i=i, via=via: (sim.discover(i, via), sim.discover(via, i)))
+        sim.at(150.0 + spread * k / max(1, newcomers),
+               lambda i=i, via=via: (sim.discover(i, via), sim.discover(via, i)))
     sim.run_until(210.0)
     windows = sum(1 for c in sim.cores[:n] if c._merging_until > 150.0)  # noqa: SLF001
     return {"members": n, "newcomers": newcomers, "spread_s": spread, "seed": seed,

@@ -232,8 +232,8 @@ class WholeNodeConfig:
 
 
 class _Node:
-    __slots__ = ("i", "pid", "up", "conns", "manager", "inbound", "swim", "swim_seed", "kad", "gossip", "wake", "kad_wake", "booted",
-                 "booted_at", "on_boot", "started", "joined", "cap", "queries", "progress", "round_table", "round_running",
+    __slots__ = ("i", "pid", "up", "conns", "manager", "inbound", "swim", "swim_seed", "kad", "gossip", "wake",
+                 "kad_wake", "booted", "booted_at", "on_boot", "started", "joined", "cap", "queries", "progress", "round_table", "round_running",
                  "round_due")
 
     def __init__(self, i: int, pid: bytes, now: float) -> None:
@@ -421,8 +421,7 @@ class WholeNodeSimulation:
             if self.swim_config.probe_connected_min:
                 # Identified ones only, in the order their _READY told the
                 # services; the others are told at their _READY, as usual.
-                known = sorted((ready + self.cfg.identify_rtts * 2 * self._lat(i, j), j)
-                               for j, (ready, _out) in node.conns.items())
+                known = sorted((self._identified_at(i, j, ready), j) for j, (ready, _out) in node.conns.items())
                 for at, j in known:
                     if at <= self.now:
                         self._swim(i, ConnectionOpened(self.nodes[j].pid))
@@ -543,6 +542,10 @@ class WholeNodeSimulation:
     def _lat(self, i: int, j: int) -> float:
         return self.links(i, j)
 
+    def _identified_at(self, i: int, j: int, ready: float) -> float:
+        """When both ends' services learn of a connection between i and j usable from ``ready`` (identify)."""
+        return ready + self.cfg.identify_rtts * (2 * self._lat(i, j))
+
     def _dial(self, i: int, j: int, cause: str) -> float | None:
         """i opens a connection to j (for ``cause``: Counters.dials_by);
         returns when it carries messages, or None."""
@@ -563,15 +566,14 @@ class WholeNodeSimulation:
         c.dials += 1
         c.dials_by[cause] = c.dials_by.get(cause, 0) + 1
         nj.inbound += 1
-        rtt = 2 * self._lat(i, j)
-        ready = self.now + self.cfg.dial_rtts * rtt
+        ready = self.now + self.cfg.dial_rtts * (2 * self._lat(i, j))
         ni.conns[j] = (ready, True)
         nj.conns[i] = (ready, False)
         if ni.manager is not None:
             ni.manager.connected(j, self.now, inbound=False)
         if nj.manager is not None:
             nj.manager.connected(i, self.now, inbound=True)
-        known = ready + self.cfg.identify_rtts * rtt
+        known = self._identified_at(i, j, ready)
         self._push(known, _READY, i, j)
         self._push(known, _READY, j, i)
         return ready
@@ -912,8 +914,8 @@ class WholeNodeSimulation:
                 return False
         return True
 
-    def _not_live(self) -> list[bytes]:
-        return [n.pid for n in self.nodes if n.i not in self.live]
+    def _not_live(self) -> list[int]:
+        return [n.i for n in self.nodes if n.i not in self.live]
 
     def held_live(self, i: int) -> int:
         """How many live nodes node i's SWIM view holds alive or suspect."""
@@ -925,20 +927,13 @@ class WholeNodeSimulation:
         m = None if core is None else core.member(self.nodes[j].pid)
         return m is not None and m.state in _HELD
 
-    def _held_live(self, i: int, away: list[bytes]) -> int:
+    def _held_live(self, i: int, away: list[int]) -> int:
         """How many live nodes node i's SWIM view holds alive or suspect:
         its count of held members less the nodes not live it still holds.
         len(swim_held(i) & live), in O(nodes down) rather than O(view), since
         every member a view holds is one of the simulation's nodes."""
         core = self.nodes[i].swim
-        if core is None:
-            return 0
-        stale = 0
-        for pid in away:
-            m = core.member(pid)
-            if m is not None and m.state in _HELD:
-                stale += 1
-        return core.alive_count() - stale
+        return 0 if core is None else core.alive_count() - sum(1 for j in away if self.holds(i, j))
 
     def swim_held(self, i: int) -> set[int]:
         """The nodes (not ``i`` itself) that node ``i``'s SWIM view holds alive or suspect."""
@@ -1192,7 +1187,8 @@ def _config_record(sim: WholeNodeSimulation) -> dict[str, Any]:
 def _totals(sim: WholeNodeSimulation, wall: float) -> dict[str, Any]:
     """A run's whole-network counters, at its end (``wall``: its perf_counter start)."""
     c = sim.counters
-    return {"virtual_s": sim.now, "dials": c.dials, "dials_by": dict(sorted(c.dials_by.items())), "refused": c.refused, "trimmed": c.trimmed,
+    return {"virtual_s": sim.now, "dials": c.dials, "dials_by": dict(sorted(c.dials_by.items())),
+            "refused": c.refused, "trimmed": c.trimmed,
             "false_failures": sim.false_failures, "late_verdicts": sim.late_verdicts, "failed_dials": c.failed_dials,
             "queries_cancelled": sum(n.kad.stats.cancelled for n in sim.nodes if n.kad is not None),
             "dht_reconnects": sum(n.kad.stats.reconnects for n in sim.nodes if n.kad is not None),

@@ -17,15 +17,20 @@ ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--nodes", "20", "--join-rate", "20"]
 
 
-def _scale(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def _bench(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     # This checkout's package, whichever one the interpreter's environment installed.
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scale.py"), *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
-def _run(*args: str) -> dict:
-    done = _scale(*args)
+def _scale(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return _bench("scale.py", *args, timeout=timeout)
+
+
+def _run(*args: str, script: str = "scale.py") -> dict:
+    """The last JSON line ``script`` prints (it must exit 0)."""
+    done = _bench(script, *args)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = [x for x in done.stdout.splitlines() if x.startswith("{")]
     assert lines, done.stdout[-2000:]
@@ -49,7 +54,8 @@ def _run(*args: str) -> dict:
      lambda r: r["config"]["swim_start"] == "warm" and r["build"]["swim_started_at"] > 0
      and r["crash"]["crashed"] == 3 and r["crash"]["all_seen"] == 3 and r["newcomer"]["newcomers"] == 3
      and r["partition"] is None and r["idle"]["dials_by_ps"] is not None),
-    (["merge", *SMALL, "--swim-start", "warm"], lambda r: r["config"]["swim_start"] == "warm" and r["merged_s"] is not None),
+    (["merge", *SMALL, "--swim-start", "warm"],
+     lambda r: r["config"]["swim_start"] == "warm" and r["merged_s"] is not None),
 ])
 def test_each_subcommand_runs_at_20_nodes(args: list[str], check) -> None:
     r = _run(*args)
@@ -73,12 +79,7 @@ def test_a_publish_rate_of_zero_is_refused_with_a_clear_error() -> None:
 
 def test_newcomer_cost_runs_at_30_nodes() -> None:
     """benchmarks/newcomer_cost.py: the windows before and after, every dial by its cause."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "newcomer_cost.py"), "--nodes", "30",
-                           "--windows", "2", "--newcomers", "2"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    r = json.loads(done.stdout.splitlines()[-1])
+    r = _run("--nodes", "30", "--windows", "2", "--newcomers", "2", script="newcomer_cost.py")
     after = [row for row in r["rows"] if row["phase"] == "after"]
     assert len(after) == 2 and sum(after[-1]["by"].values()) == after[-1]["dials"] and after[-1]["by"]["boot"] >= 2
     assert after[-1]["newcomer_view_min"] > 0 and after[-1]["held_by_min"] > 0
@@ -86,9 +87,5 @@ def test_newcomer_cost_runs_at_30_nodes() -> None:
 
 def test_swim_two_networks_runs_at_40_members() -> None:
     """benchmarks/swim_two_networks.py: two clusters apart, then one contact; every view whole."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "swim_two_networks.py"), "--members", "40",
-                           "--seeds", "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    r = json.loads(done.stdout.splitlines()[-1])
+    r = _run("--members", "40", "--seeds", "1", script="swim_two_networks.py")
     assert r["each_whole_before"] and r["whole_after_s"] is not None and r["push_pulls"] > 0
