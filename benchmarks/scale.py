@@ -197,6 +197,9 @@ def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager:
     if idle.get("dials_by_ps"):
         print("  idle dials per node per second, by cause: "
               + ", ".join(f"{k} {v:.3f}" for k, v in sorted(idle["dials_by_ps"].items(), key=lambda kv: -kv[1])))
+    if idle.get("swim_Bps_by"):
+        print("  idle SWIM bytes per node per second, by what carried them: "
+              + ", ".join(f"{k} {v:.1f}" for k, v in sorted(idle["swim_Bps_by"].items(), key=lambda kv: -kv[1])))
     whole_ = out["newcomer_whole"]
     print(f"  newcomers: {new['got_in']}/{new['newcomers']} got in; first agent (limit=1) {new['found']}/{new['asked']}, "
           f"P50 {_ms(new['p50'])}, P99 {_ms(new['p99'])} (first provider named, the measure before 2026-12-03: "
@@ -206,6 +209,9 @@ def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager:
     if "all_seen_p50" in cr:
         print(f"  {cr['crashed']} crashed: seen failed by all {cr['all_seen']}/{cr['crashed']}, "
               f"P50 {cr['all_seen_p50']:.1f} s, P99 {cr['all_seen_p99']:.1f} s")
+        if cr.get("missed_by"):
+            print(f"    observers that missed a crash: {cr['missed_by']} (of them, SWIM started after the "
+                  f"network's: {cr['missed_by_joined']} of {cr['joined_observers']} such observers)")
     for g in (0, 1) if part else ():
         d, f = part[f"pubsub_{g}"], part[f"find_{g}"]
         print(f"  partition, half {g}: delivered {d['ratio']:.2%}, found {f['found']}/{f['asked']} "

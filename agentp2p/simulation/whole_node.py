@@ -129,7 +129,9 @@ from agentp2p.protocol.swim import (
 )
 from agentp2p.protocol.swim import State as SwimState
 from agentp2p.protocol.swim import Tick as STick
+from agentp2p.protocol.swim.messages import Message as SwimMessage
 from agentp2p.protocol.swim.wire import encoded_size as swim_size
+from agentp2p.protocol.swim.wire import encoded_update_size
 
 from .gossipsub_metrics import DeliveryLog, _MessageSizes, percentile, rpc_size
 from .kademlia import provider_key
@@ -287,11 +289,15 @@ class Counters:
     #: (ConnectAhead), "kad:<request type>", "kad:response", "kad:ping" (a
     #: liveness check of a full bucket's oldest entry, or a lost peer's reconnect).
     dials_by: dict[str, int] = field(default_factory=dict)
+    #: SWIM bytes by what carried them: each body type's frames without their
+    #: piggybacked updates, and "updates:<state>" for the updates they carried.
+    swim_bytes_by: dict[str, int] = field(default_factory=dict)
     swim_no_conn: int = 0  # SWIM gossip frames dropped: no connection to the member
 
     def copy(self) -> Counters:
         return dataclasses.replace(self, bytes=dict(self.bytes), messages=dict(self.messages),
-                                   events=dict(self.events), dials_by=dict(self.dials_by))
+                                   events=dict(self.events), dials_by=dict(self.dials_by),
+                                   swim_bytes_by=dict(self.swim_bytes_by))
 
 
 class WholeNodeSimulation:
@@ -735,7 +741,9 @@ class WholeNodeSimulation:
                     c.swim_no_conn += 1  # gossip: the adapter sends it only over an open stream
                     continue
                 c.messages["swim"] += 1
-                c.bytes["swim"] += swim_size(act.message)
+                size = swim_size(act.message)
+                c.bytes["swim"] += size
+                _count_swim_bytes(c.swim_bytes_by, act.message, size)
                 arrive = self._arrival(i, j, "swim" if j in node.conns else _swim_cause(core, act))
                 if arrive is not None:
                     self._push(arrive, _SWIM, j, (i, act.message))
@@ -968,6 +976,17 @@ def _swim_cause(core: SwimCore, act: Send) -> str:
     return "swim:" + name
 
 
+def _count_swim_bytes(by: dict[str, int], msg: SwimMessage, size: int) -> None:
+    """Counters.swim_bytes_by: the frame's body apart from its piggybacked updates."""
+    for u in msg.updates:
+        n = encoded_update_size(u)
+        key = "updates:" + u.state.name
+        by[key] = by.get(key, 0) + n
+        size -= n
+    key = type(msg.body).__name__
+    by[key] = by.get(key, 0) + size
+
+
 def _window(sim: WholeNodeSimulation, seconds: float) -> dict[str, Any]:
     """Run ``seconds`` with no workload: traffic and core inputs per live node per second."""
     before, t0 = sim.counters.copy(), sim.now
@@ -988,6 +1007,9 @@ def _window(sim: WholeNodeSimulation, seconds: float) -> dict[str, Any]:
     out["connect_ahead_ps"] = (after.connect_ahead - before.connect_ahead) / n / span
     out["dials_by_ps"] = {k: (v - before.dials_by.get(k, 0)) / n / span
                           for k, v in sorted(after.dials_by.items()) if v != before.dials_by.get(k, 0)}
+    out["swim_Bps_by"] = {k: (v - before.swim_bytes_by.get(k, 0)) / n / span
+                          for k, v in sorted(after.swim_bytes_by.items())
+                          if v != before.swim_bytes_by.get(k, 0)}
     return out
 
 
@@ -1166,9 +1188,16 @@ def _detection(sim: WholeNodeSimulation, crashed: list[int], t0: float, observer
             seen[subj][obs] = t - t0
     per_pair = [d for s in seen.values() for d in s.values()]
     all_seen = [max(s.values()) for s in seen.values() if len(s) >= len(observers)]
+    # Who missed a crash: observers whose SWIM started after the warm start
+    # built their view by joining (newcomers) apart from the rest.
+    late_start = sim.swim_started_at or 0.0
+    missed = {o for s in seen.values() for o in observers if o not in s}
+    missed_joined = sum(1 for o in missed if sim.nodes[o].started > late_start)
     return {"crashed": len(crashed), "pairs_seen": len(per_pair), "pairs": len(crashed) * len(observers),
             "pair_p50": percentile(per_pair, 50), "pair_p99": percentile(per_pair, 99),
-            "all_seen": len(all_seen), "all_seen_p50": percentile(all_seen, 50), "all_seen_p99": percentile(all_seen, 99)}
+            "all_seen": len(all_seen), "all_seen_p50": percentile(all_seen, 50), "all_seen_p99": percentile(all_seen, 99),
+            "missed_by": len(missed), "missed_by_joined": missed_joined,
+            "joined_observers": sum(1 for o in observers if sim.nodes[o].started > late_start)}
 
 
 def _config_record(sim: WholeNodeSimulation) -> dict[str, Any]:

@@ -279,6 +279,12 @@ def _sub(n: int) -> int:
     return n + (2 if n < 0x80 else 1 + _vs(n))
 
 
+def encoded_update_size(u: MemberUpdate) -> int:
+    """The bytes one piggybacked update adds to a frame (0 if the encoder
+    leaves it out): :func:`encoded_size` is the bare frame plus these."""
+    return _sub(_update_bytes(u)) if decodable(u) else 0
+
+
 def encoded_size(msg: Message) -> int:
     """``len(encode(msg))``, computed without encoding (the simulator sizes
     every frame it delivers)."""
@@ -299,4 +305,4 @@ def encoded_size(msg: Message) -> int:
     else:  # Ack, Nack, Gossip: empty
         b = 0
     n = _int_field(msg.seq) + _int_field(msg.incarnation) + _sub(b)
-    return n + sum(_sub(_update_bytes(u)) for u in msg.updates if decodable(u))
+    return n + sum(encoded_update_size(u) for u in msg.updates)
