@@ -29,6 +29,8 @@ commands (node lists: 3 5 7-9 or 3,5,7-9; indices from 0):
   topology               clustering and path lengths of the connection graph and the topic's mesh
   wait converged [S]     wait (up to S seconds, default 60) until the observer's SWIM view
                          matches the devnet: running reachable nodes alive, the others not
+  wait views [S]         wait until every running node's SWIM view matches: the nodes it can
+                         reach alive, no member suspect (a failure seen by all; a merge)
   wait records [S]       wait until every running node has published its capability record
   sleep S                wait S seconds (scripts)
   dashboard              print a new one-time login link to the dashboard (with --dashboard)
@@ -171,8 +173,8 @@ def parse_command(line: str, n_nodes: int) -> Command | None:
         nodes = (_one_node(args[0], n_nodes, "stats"),) if args else ()
         return Command("stats", nodes=nodes, line=text)
     if name == "wait":
-        if not args or args[0] not in ("converged", "records") or len(args) > 2:
-            raise CommandError("usage: wait converged|records [SECONDS]")
+        if not args or args[0] not in ("converged", "views", "records") or len(args) > 2:
+            raise CommandError("usage: wait converged|views|records [SECONDS]")
         seconds = _seconds(args[1], "wait") if len(args) == 2 else 60.0
         return Command("wait", text=args[0], seconds=seconds, line=text)
     if name == "sleep":

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import random
 import signal
@@ -45,6 +46,7 @@ from agentp2p.devnet.layout import blocks, capability_of, choose_bootstraps, wor
 from agentp2p.devnet.partition import Partitions
 from agentp2p.devnet.pool import WorkerError, WorkerHandle
 from agentp2p.devnet.summary import ProbeResult, RateMeter, Summary, converged, summarize, swim_counts
+from agentp2p.devnet.views import ViewWait, decode_bitmap, mask
 
 __all__ = ["DevnetOptions", "Devnet"]
 
@@ -54,6 +56,8 @@ START_REQUEST_TIMEOUT = 120.0
 STATS_TIMEOUT = 15.0
 #: How long to wait, once every node is up, for the meshes to form (see Devnet._settle).
 SETTLE_TIMEOUT = 60.0
+#: How often ``wait views`` asks every worker for its nodes' views.
+VIEWS_POLL = 0.25
 #: A find (probe or command) gives up after this long.
 FIND_TIMEOUT = 60.0
 
@@ -123,6 +127,8 @@ class Devnet:
         self.rc = 0
         self.quitting = False
         self._seq = 0
+        #: worker index -> roster size last sent to it (``wait views``)
+        self._roster_sent: dict[int, int] = {}
         self._t0 = time.monotonic()
         self._scope = trio.CancelScope()
         self._lines_send, self._lines = trio.open_memory_channel[str](64)
@@ -645,8 +651,9 @@ class Devnet:
         for w in self.workers:
             state = "gone" if w.gone else "paused" if w.paused else "running"
             workers.append({"index": w.index, "pid": w.pid, "nodes": [w.nodes.start, w.nodes.stop - 1],
-                            "state": state, "cpu_s": round(w.cpu_s(), 1)})  # fmt: skip
-            lines.append(f"  worker {w.index}: pid {w.pid}, nodes {_span(w.nodes)}, {state}, cpu {w.cpu_s():.1f}s")
+                            "state": state, "cpu_s": round(w.cpu_s(), 2), "rss_mb": round(w.rss_mb(), 1)})  # fmt: skip
+            lines.append(f"  worker {w.index}: pid {w.pid}, nodes {_span(w.nodes)}, {state}, cpu {w.cpu_s():.1f}s, "
+                         f"memory {w.rss_mb():.0f} MiB")  # fmt: skip
         for a, b in self.partitions.splits:
             lines.append(f"  partition {format_nodes(sorted(a))} | {format_nodes(sorted(b))}")
         if self.killed:
@@ -679,6 +686,8 @@ class Devnet:
     async def _cmd_wait(self, cmd: Command) -> bool:
         if cmd.text == "records":
             return await self._wait_records(cmd)
+        if cmd.text == "views":
+            return await self._wait_views(cmd)
         return await self._wait_converged(cmd)
 
     async def _wait_records(self, cmd: Command) -> bool:
@@ -737,6 +746,81 @@ class Devnet:
             seconds=round(seconds, 2), observer=observer, swim=counts,
         )  # fmt: skip
         return True
+
+
+    async def _views(self) -> dict[int, tuple[int, int]]:
+        """Every running node's SWIM view: node -> (alive mask, suspect mask)."""
+        replies: dict[int, dict[str, Any]] = {}
+
+        async def ask(w: WorkerHandle) -> None:
+            fields: dict[str, Any] = {}
+            if self._roster_sent.get(w.index) != len(self.index_of):
+                fields = {"roster": dict(self.index_of), "n": self.opts.nodes}
+            with contextlib.suppress(WorkerError, trio.TooSlowError):
+                replies[w.index] = await w.request("views", timeout=STATS_TIMEOUT, **fields)
+                self._roster_sent[w.index] = int(replies[w.index].get("roster", 0))
+
+        async with trio.open_nursery() as nursery:
+            for w in self.workers:
+                if not w.paused and not w.gone:
+                    nursery.start_soon(ask, w)
+        return {int(n["index"]): (decode_bitmap(n["alive"]), decode_bitmap(n["suspect"]))
+                for r in replies.values() for n in r.get("nodes", [])}  # fmt: skip
+
+    def _expected_views(self) -> dict[int, int]:
+        """Every running node -> the mask of the running nodes it can reach."""
+        running = self._running_nodes()
+        out: dict[int, int] = {}
+        for i in running:
+            if i not in out:
+                component = self.partitions.component(i, running)
+                m = mask(component)
+                for j in component:
+                    out[j] = m & ~(1 << j)
+        return out
+
+    async def _wait_views(self, cmd: Command) -> bool:
+        """``wait views``: every running node's SWIM view holds alive exactly
+        the running nodes it can reach and no member suspect (views.py) — a
+        failure seen by all, a partition seen from both sides, a merge."""
+        t0 = time.monotonic()
+        wait = ViewWait()
+        while True:
+            t = time.monotonic() - t0
+            expected = self._expected_views()
+            if wait.update(t, expected, await self._views()) and expected:
+                break
+            if time.monotonic() - t0 >= cmd.seconds:
+                worst = sorted(wait.mismatched.items(), key=lambda kv: -sum(kv[1]))[:5]
+                text = (f"after {cmd.seconds:g}s, {len(wait.mismatched)} of {len(expected)} running nodes' views "
+                        f"do not match (first matched: {len(wait.first_match)})")  # fmt: skip
+                if worst:
+                    text += "; e.g. " + ", ".join(f"node {i}: {a} not alive, {b} alive wrongly, {c} suspect"
+                                                  for i, (a, b, c) in worst)  # fmt: skip
+                if wait.unanswered:
+                    text += f"; {wait.unanswered} did not answer"
+                return self._fail(cmd, text, mismatched=len(wait.mismatched), nodes=len(expected),
+                                  first_match=_quantiles(list(wait.first_match.values())))  # fmt: skip
+            await trio.sleep(VIEWS_POLL)
+        seconds = time.monotonic() - t0
+        q = _quantiles(list(wait.first_match.values()))
+        self.console.result(cmd.line, True, f"every view matches ({len(expected)} running nodes) after "
+                            f"{seconds:.1f}s; each node's first match P50 {q['p50']:.1f}s, P99 {q['p99']:.1f}s, "
+                            f"last {q['max']:.1f}s", seconds=round(seconds, 2), nodes=len(expected),
+                            first_match=q)  # fmt: skip
+        return True
+
+
+def _quantiles(xs: list[float]) -> dict[str, float]:
+    """P50, P99 and the largest of ``xs`` (nearest rank; zeros when empty)."""
+    if not xs:
+        return {"p50": 0.0, "p99": 0.0, "max": 0.0}
+    xs = sorted(xs)
+
+    def rank(q: int) -> float:
+        return round(xs[max(0, math.ceil(len(xs) * q / 100) - 1)], 3)
+
+    return {"p50": rank(50), "p99": rank(99), "max": round(xs[-1], 3)}
 
 
 def _span(nodes: range) -> str:

@@ -163,6 +163,17 @@ class WorkerHandle:
         except (OSError, IndexError, ValueError, TypeError):
             return 0.0
 
+    def rss_mb(self) -> float:
+        """The worker's resident memory now, in MiB (0 once it is gone)."""
+        try:
+            with open(f"/proc/{self.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) / 1024
+        except (OSError, IndexError, ValueError, TypeError):
+            pass
+        return 0.0
+
     # -- stopping ---------------------------------------------------------------------
 
     async def stop(self, grace: float) -> None:

@@ -24,8 +24,8 @@ parent dies (Linux ``PR_SET_PDEATHSIG``): it wakes up, finds stdin closed
 and stops.
 
 Requests (``op``): ``start``, ``kill``, ``deny``, ``allow``, ``publish``,
-``delivered``, ``find``, ``stats``, ``members``, ``node``, ``graph`` — see the ``_op_*``
-methods.
+``delivered``, ``find``, ``stats``, ``members``, ``views``, ``node``, ``graph`` — see
+the ``_op_*`` methods.
 """
 
 from __future__ import annotations
@@ -111,6 +111,9 @@ class Worker:
         self.slots: dict[int, NodeSlot] = {}
         #: message id -> indices of this worker's nodes that received it
         self.seen: collections.OrderedDict[str, list[int]] = collections.OrderedDict()
+        #: peer ID -> devnet node index, as the controller last sent it (``views``)
+        self.roster: dict[str, int] = {}
+        self.roster_n = 0
         self._out: Any = None
         self._out_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
@@ -339,6 +342,35 @@ class Worker:
 
     async def _op_members(self, req: dict[str, Any]) -> dict[str, Any]:
         return {"members": self._members(int(req["index"]))}
+
+    async def _op_views(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Per running node: the devnet nodes its SWIM view holds alive and
+        those it holds suspect, as bitmaps over node indices (views.py). The
+        controller sends ``roster`` (peer ID -> index) and ``n`` when they
+        changed; members outside the roster are left out."""
+        from agentp2p.devnet.views import encode_bitmap
+
+        if "roster" in req:
+            self.roster = {str(p): int(i) for p, i in req["roster"].items()}
+            self.roster_n = int(req["n"])
+        nodes = []
+        for slot in self.slots.values():
+            node = slot.node
+            if node is None or slot.done.is_set():
+                continue
+            alive: list[int] = []
+            suspect: list[int] = []
+            for m in node.members():
+                i = self.roster.get(str(m.peer_id))
+                if i is None:
+                    continue
+                if m.state == "alive":
+                    alive.append(i)
+                elif m.state == "suspect":
+                    suspect.append(i)
+            nodes.append({"index": slot.index, "alive": encode_bitmap(alive, self.roster_n),
+                          "suspect": encode_bitmap(suspect, self.roster_n)})  # fmt: skip
+        return {"nodes": nodes, "roster": len(self.roster)}
 
     async def _op_node(self, req: dict[str, Any]) -> dict[str, Any]:
         """One node's details, for ``stats I``."""

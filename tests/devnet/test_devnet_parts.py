@@ -12,6 +12,7 @@ from agentp2p.devnet.commands import CommandError, format_nodes, parse_command, 
 from agentp2p.devnet.layout import blocks, capability_of, choose_bootstraps, worker_of
 from agentp2p.devnet.partition import Partitions
 from agentp2p.devnet.summary import RateMeter, converged, summarize
+from agentp2p.devnet.views import ViewWait, decode_bitmap, encode_bitmap, mask
 from agentp2p.devnet.wire import LineReader, WireError, encode
 
 
@@ -38,6 +39,7 @@ def test_commands_parse_into_what_they_ask() -> None:
     assert parse_command("wait converged", n).seconds == 60.0  # type: ignore[union-attr]
     assert parse_command("wait converged 5", n).seconds == 5.0  # type: ignore[union-attr]
     assert parse_command("wait records", n).text == "records"  # type: ignore[union-attr]
+    assert parse_command("wait views 30", n).text == "views"  # type: ignore[union-attr]
     assert parse_command("stats", n).nodes == ()  # type: ignore[union-attr]
     assert parse_command("exit", n).name == "quit"  # type: ignore[union-attr]
     for bad, why in (("partition 0-9 5-12", "both sides"), ("partition 0-9", "usage"), ("publish 3", "usage"),
@@ -117,3 +119,29 @@ async def test_wire_lines_round_trip_and_are_bounded() -> None:
         await reader.next()
     await send.aclose()
     assert await reader.next() is None
+
+
+def test_view_bitmaps_round_trip_and_stay_small() -> None:
+    for n in (1, 7, 8, 9, 1000):
+        picked = sorted(random.Random(n).sample(range(n), n // 3))
+        assert decode_bitmap(encode_bitmap(picked, n)) == mask(picked)
+    assert len(encode_bitmap(range(1000), 1000)) == 168  # 125 bytes in base64, whatever the view holds
+    assert decode_bitmap(encode_bitmap([3, 2000], 10)) == mask([3])  # an index past n is left out
+    with pytest.raises(ValueError):
+        decode_bitmap("not base64!")
+
+
+def test_views_match_only_when_every_node_holds_exactly_what_it_reaches() -> None:
+    # Nodes 0-3, 2 and 3 cut off from 0 and 1: each side expects the other failed.
+    expected = {0: mask([1]), 1: mask([0]), 2: mask([3]), 3: mask([2])}
+    wait = ViewWait()
+    views = {0: (mask([0, 1]), 0), 1: (mask([0, 1, 2]), 0), 2: (mask([3]), mask([0])), 3: (mask([2]), 0)}
+    assert not wait.update(1.0, expected, views)  # its own bit is ignored; 1 holds 2 alive; 2 suspects 0
+    assert wait.first_match == {0: 1.0, 3: 1.0}
+    assert wait.mismatched == {1: (0, 1, 0), 2: (0, 0, 1)}
+    views[1] = (mask([0]), 0)
+    del views[2]  # its worker did not answer
+    assert not wait.update(2.0, expected, views) and wait.unanswered == 1
+    views[2] = (mask([3]), 0)
+    assert wait.update(3.0, expected, views)
+    assert wait.first_match == {0: 1.0, 1: 2.0, 2: 3.0, 3: 1.0}  # the first match is kept

@@ -1,0 +1,290 @@
+"""A real network's figures on this machine (issue #14), from ``agentp2p devnet``.
+
+Starts ``agentp2p devnet --nodes N --procs P`` (full nodes on 127.0.0.1:
+SWIM, Kademlia, gossipsub, records, messaging), drives it through its
+commands and reports, for one N:
+
+* **join**: every node up (running and connected to a bootstrap), every
+  record published, every node's SWIM view whole (``wait views``: each
+  node holds every other alive and none suspect);
+* **idle** over ``--idle`` seconds once joined: CPU per node (% of one core,
+  the workers' user + system time), memory per node (the workers' RSS over
+  N), bandwidth per node (bytes sent on the loopback interface over N:
+  TCP/IP headers and acknowledgements included, and any other loopback
+  traffic on the machine);
+* **discovery**: ``--finds`` ``find_agents`` from random nodes for random
+  capabilities (P50 / P99 and agents found of those offering it);
+* **pub/sub**: ``--publishes`` messages from random nodes, each timed until
+  every node has it (the devnet polls every 0.1 s), so each is the
+  message's slowest delivery;
+* **failure**: ``--kill-share`` of the nodes crashed at once (stopped
+  without SWIM's goodbye, their connections closed: what their process's
+  death does to peers), timed until every running node's view has declared
+  them failed (per node: its first match, P50 / P99; all: the last);
+* **partition**: the running nodes cut in two halves for ``--partition-s``
+  seconds: how long until each side declares the other failed, a publish
+  and a find within each half, then the heal and how long until every view
+  is whole again (the merge).
+
+A step that fails (a timeout, a missed delivery) is recorded and the run goes
+on; the report says where it stopped working. Benchmarks never assert.
+
+    .venv/bin/python benchmarks/devnet_scale.py --nodes 50 --procs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import random
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import commit, emit, machine, percentile  # noqa: E402
+
+CLI = (sys.executable, "-m", "agentp2p")
+
+
+def lo_tx_bytes() -> int:
+    """Bytes sent on the loopback interface since boot (/proc/net/dev)."""
+    with open("/proc/net/dev") as f:
+        for line in f:
+            name, _, rest = line.partition(":")
+            if name.strip() == "lo":
+                return int(rest.split()[8])
+    raise RuntimeError("no loopback interface in /proc/net/dev")
+
+
+class Devnet:
+    """``agentp2p devnet --json`` as a child process, typed to on stdin."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.proc = subprocess.Popen([*CLI, "devnet", "--json", *args], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, bufsize=1)  # fmt: skip
+        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                self.events.put(obj)
+        self.events.put(None)
+
+    def next_event(self, names: tuple[str, ...], timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                e = self.events.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TimeoutError(f"no {'/'.join(names)} event within {timeout:g}s") from None
+            if e is None:
+                raise RuntimeError(f"the devnet exited (rc {self.proc.wait()}) before {'/'.join(names)}")
+            if e.get("event") in names:
+                return e
+
+    def command(self, line: str, timeout: float) -> dict[str, Any]:
+        """Type ``line``; its ``result`` event (commands run one at a time)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        result = self.next_event(("result",), timeout)
+        if result.get("command") != line:
+            raise RuntimeError(f"result of {result.get('command')!r} while waiting for {line!r}")
+        return result
+
+    def close(self) -> int:
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            self.proc.stdin.close()  # end of input: the devnet stops every worker
+        try:
+            return self.proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            return self.proc.wait(timeout=60)
+
+
+def _q(xs: list[float]) -> dict[str, float]:
+    return {"n": len(xs), "p50": round(percentile(xs, 50), 3), "p99": round(percentile(xs, 99), 3),
+            "max": round(max(xs), 3) if xs else float("nan")}  # fmt: skip
+
+
+def _workers(stats: dict[str, Any]) -> tuple[float, float]:
+    """(CPU seconds, RSS MiB) summed over the workers in a ``stats`` result."""
+    ws = stats.get("workers", [])
+    return sum(float(w.get("cpu_s", 0.0)) for w in ws), sum(float(w.get("rss_mb", 0.0)) for w in ws)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    n, rng = args.nodes, random.Random(args.seed)
+    caps = min(10, n)
+    out: dict[str, Any] = {"benchmark": "devnet_scale", "nodes": n, "procs": args.procs, "seed": args.seed,
+                           "commit": commit(), "failed_steps": []}  # fmt: skip
+    devnet = Devnet(["--nodes", str(n), "--procs", str(args.procs), "--seed", str(args.seed), "--interval", "0",
+                     "--probe-every", "0", "--rate", "0", "--caps", str(caps)])  # fmt: skip
+
+    def step(name: str, line: str, timeout: float) -> dict[str, Any]:
+        r = devnet.command(line, timeout)
+        if not r.get("ok"):
+            out["failed_steps"].append({"step": name, "command": line, "result": r})
+            print(f"  [{name}] failed: {json.dumps(r)[:400]}", file=sys.stderr, flush=True)
+        else:
+            print(f"  [{name}] {line}: ok", file=sys.stderr, flush=True)
+        return r
+
+    try:
+        up = devnet.next_event(("up",), args.timeout)
+        ready = devnet.next_event(("ready", "info"), args.timeout)
+        out["join"] = {"up_s": up.get("seconds"), "ready_s": ready.get("seconds")}
+        r = step("records", f"wait records {args.timeout:g}", args.timeout + 60)
+        out["join"]["records_s"] = r.get("seconds")
+        r = step("views", f"wait views {args.timeout:g}", args.timeout + 60)
+        out["join"]["views"] = {k: r.get(k) for k in ("ok", "seconds", "first_match", "mismatched")}
+
+        s0, lo0, t0 = devnet.command("stats", 60), lo_tx_bytes(), time.monotonic()
+        devnet.command(f"sleep {args.idle:g}", args.idle + 60)
+        s1, lo1, t1 = devnet.command("stats", 60), lo_tx_bytes(), time.monotonic()
+        (c0, _), (c1, rss) = _workers(s0), _workers(s1)
+        span = t1 - t0
+        out["idle"] = {"seconds": round(span, 1), "cpu_pct_per_node": round(100 * (c1 - c0) / span / n, 3),
+                       "rss_mb_per_node": round(rss / n, 1), "lo_Bps_per_node": round((lo1 - lo0) / span / n),
+                       "load": s1.get("load"), "swim": s1.get("summary", {}).get("swim")}  # fmt: skip
+
+        finds: list[float] = []
+        matched = expected = 0
+        for _ in range(args.finds):
+            i, cap = rng.randrange(n), f"cap-{rng.randrange(caps):02d}"
+            r = step("find", f"find {i} {cap}", 120)
+            if r.get("ok"):
+                finds.append(float(r["seconds"]))
+                matched += int(r.get("matched", 0))
+                expected += int(r.get("expected", 0))
+        out["discovery"] = {**_q(finds), "found": matched, "offering": expected}
+
+        pubs: list[float] = []
+        delivered = reach = 0
+        for k in range(args.publishes):
+            r = step("publish", f"publish {rng.randrange(n)} m{k}", 60)
+            pubs.append(float(r.get("seconds", float("nan"))))
+            delivered += int(r.get("delivered", 0))
+            reach += int(r.get("expected", 0))
+        out["pubsub"] = {**_q([p for p in pubs if p == p]), "delivered": delivered, "expected": reach}
+
+        k = max(1, round(args.kill_share * n))
+        victims = sorted(rng.sample(range(1, n), k))  # node 0 stays: the devnet's observer
+        step("kill", "kill " + ",".join(map(str, victims)), 60)
+        r = step("failure", f"wait views {args.detect_timeout:g}", args.detect_timeout + 60)
+        out["failure"] = {"killed": k, **{x: r.get(x) for x in ("ok", "seconds", "first_match", "mismatched")}}
+
+        half = n // 2
+        t_cut = time.monotonic()
+        step("partition", f"partition 0-{half - 1} {half}-{n - 1}", 60)
+        r = step("split", f"wait views {args.partition_s:g}", args.partition_s + 60)
+        part: dict[str, Any] = {"seconds_cut": args.partition_s,
+                                "split_seen": {x: r.get(x) for x in ("ok", "seconds", "first_match", "mismatched")}}
+        live = [i for i in range(n) if i not in victims]
+        for side, members in (("a", [i for i in live if i < half]), ("b", [i for i in live if i >= half])):
+            i, j = rng.sample(members, 2) if len(members) > 1 else (members[0], members[0])
+            r = step(f"publish {side}", f"publish {i} cut-{side}", 60)
+            part[f"publish_{side}"] = {x: r.get(x) for x in ("ok", "seconds", "delivered", "expected")}
+            r = step(f"find {side}", f"find {i} cap-{j % caps:02d}", 120)  # a capability its half offers
+            part[f"find_{side}"] = {x: r.get(x) for x in ("ok", "seconds", "matched", "expected")}
+        rest = args.partition_s - (time.monotonic() - t_cut)
+        if rest > 0:
+            devnet.command(f"sleep {rest:.1f}", rest + 60)
+        step("heal", "heal", 60)
+        r = step("merge", f"wait views {args.merge_timeout:g}", args.merge_timeout + 60)
+        part["merge"] = {x: r.get(x) for x in ("ok", "seconds", "first_match", "mismatched")}
+        r = step("publish after", f"publish {rng.choice(live)} healed", 60)
+        part["publish_after"] = {x: r.get(x) for x in ("ok", "seconds", "delivered", "expected")}
+        out["partition"] = part
+        s2 = devnet.command("stats", 60)
+        out["end"] = {"load": s2.get("load"), "workers": s2.get("workers")}
+    except (TimeoutError, RuntimeError) as exc:
+        out["stopped"] = str(exc)
+        print(f"  stopped: {exc}", file=sys.stderr, flush=True)
+    finally:
+        out["rc"] = devnet.close()
+    out["machine"] = machine()
+    return out
+
+
+def _report(r: dict[str, Any]) -> None:
+    def sec(x: Any) -> str:
+        return "-" if x is None else f"{x:.1f} s"
+
+    print(f"{r['nodes']} nodes in {r['procs']} workers (seed {r['seed']}, {r['commit']})")
+    j = r.get("join", {})
+    v = j.get("views") or {}
+    fm = v.get("first_match") or {}
+    print(f"  join: all up {sec(j.get('up_s'))}, records {sec(j.get('records_s'))} later, every SWIM view whole "
+          f"{sec(v.get('seconds'))} after that (each node P50 {fm.get('p50', '-')} / P99 {fm.get('p99', '-')} s)")
+    if "idle" in r:
+        i = r["idle"]
+        print(f"  idle ({i['seconds']} s): CPU {i['cpu_pct_per_node']} % of a core per node, "
+              f"memory {i['rss_mb_per_node']} MiB per node, loopback {i['lo_Bps_per_node']:,} B/s per node "
+              f"(load average {i['load']})")
+    if "discovery" in r:
+        d = r["discovery"]
+        print(f"  discovery: {d['n']} finds, P50 {d['p50']} s, P99 {d['p99']} s; found {d['found']} of {d['offering']}")
+    if "pubsub" in r:
+        p = r["pubsub"]
+        print(f"  pub/sub: {p['n']} messages, every node reached P50 {p['p50']} s, P99 {p['p99']} s; "
+              f"delivered {p['delivered']} of {p['expected']}")
+    if "failure" in r:
+        f = r["failure"]
+        fm = f.get("first_match") or {}
+        print(f"  failure of {f['killed']}: seen by all {sec(f.get('seconds'))} (each node P50 {fm.get('p50', '-')} / "
+              f"P99 {fm.get('p99', '-')} s){'' if f.get('ok') else ' NOT within the wait'}")
+    if "partition" in r:
+        p = r["partition"]
+        m, s = p.get("merge", {}), p.get("split_seen", {})
+        print(f"  partition ({p['seconds_cut']} s): split seen {sec(s.get('seconds'))}; publish in halves "
+              f"{p['publish_a'].get('delivered')}/{p['publish_a'].get('expected')} and "
+              f"{p['publish_b'].get('delivered')}/{p['publish_b'].get('expected')}; find in halves "
+              f"{p['find_a'].get('matched')}/{p['find_a'].get('expected')} and {p['find_b'].get('matched')}/"
+              f"{p['find_b'].get('expected')}; merged {sec(m.get('seconds'))} after the heal"
+              f"{'' if m.get('ok') else ' (NOT within the wait)'}; next publish {p['publish_after'].get('delivered')}/"
+              f"{p['publish_after'].get('expected')}")
+    for f in r.get("failed_steps", []):
+        print(f"  failed: {f['step']} ({f['command']})")
+    if r.get("stopped"):
+        print(f"  stopped: {r['stopped']}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--nodes", type=int, default=20)
+    ap.add_argument("--procs", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--idle", type=float, default=60.0, help="seconds of the idle window")
+    ap.add_argument("--finds", type=int, default=20)
+    ap.add_argument("--publishes", type=int, default=20)
+    ap.add_argument("--kill-share", type=float, default=0.02, help="share of the nodes crashed at once (at least 1)")
+    ap.add_argument("--detect-timeout", type=float, default=120.0)
+    ap.add_argument("--partition-s", type=float, default=60.0)
+    ap.add_argument("--merge-timeout", type=float, default=180.0)
+    ap.add_argument("--timeout", type=float, default=900.0, help="join: each wait's bound")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    if args.nodes < 4:
+        ap.error("--nodes must be at least 4 (a kill and two halves)")
+    r = run(args)
+    if args.json:
+        emit(r, True)
+    else:
+        _report(r)
+
+
+if __name__ == "__main__":
+    main()
