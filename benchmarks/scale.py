@@ -200,6 +200,8 @@ def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager:
     if idle.get("swim_Bps_by"):
         print("  idle SWIM bytes per node per second, by what carried them: "
               + ", ".join(f"{k} {v:.1f}" for k, v in sorted(idle["swim_Bps_by"].items(), key=lambda kv: -kv[1])))
+    if idle.get("swim_stats"):
+        print("  idle SWIM events, network-wide: " + ", ".join(f"{k} {v:,}" for k, v in idle["swim_stats"].items()))
     whole_ = out["newcomer_whole"]
     print(f"  newcomers: {new['got_in']}/{new['newcomers']} got in; first agent (limit=1) {new['found']}/{new['asked']}, "
           f"P50 {_ms(new['p50'])}, P99 {_ms(new['p99'])} (first provider named, the measure before 2026-12-03: "

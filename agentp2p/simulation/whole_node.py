@@ -987,9 +987,26 @@ def _count_swim_bytes(by: dict[str, int], msg: SwimMessage, size: int) -> None:
     by[key] = by.get(key, 0) + size
 
 
+#: SWIM core counters summed over the live nodes for each window (SwimStats):
+#: what the idle traffic's piggybacked updates come from.
+_SWIM_WINDOW_STATS = ("suspected", "declared_dead", "refutations", "dead_rumours", "checks", "connections_lost",
+                      "indirect_pings", "push_pulls")
+
+
+def _swim_stats(sim: WholeNodeSimulation) -> dict[str, int]:
+    out = dict.fromkeys(_SWIM_WINDOW_STATS, 0)
+    for i in sim.live:
+        core = sim.nodes[i].swim
+        if core is not None:
+            for k in _SWIM_WINDOW_STATS:
+                out[k] += getattr(core.stats, k)
+    return out
+
+
 def _window(sim: WholeNodeSimulation, seconds: float) -> dict[str, Any]:
     """Run ``seconds`` with no workload: traffic and core inputs per live node per second."""
     before, t0 = sim.counters.copy(), sim.now
+    stats0 = _swim_stats(sim)
     sim.run_until(sim.now + seconds)
     after, n = sim.counters, max(1, len(sim.live))
     span = sim.now - t0
@@ -1010,6 +1027,8 @@ def _window(sim: WholeNodeSimulation, seconds: float) -> dict[str, Any]:
     out["swim_Bps_by"] = {k: (v - before.swim_bytes_by.get(k, 0)) / n / span
                           for k, v in sorted(after.swim_bytes_by.items())
                           if v != before.swim_bytes_by.get(k, 0)}
+    # Network-wide counts over the window (a node's is its own: a suspicion its probe started).
+    out["swim_stats"] = {k: v - stats0[k] for k, v in _swim_stats(sim).items()}
     return out
 
 
