@@ -31,6 +31,8 @@ def add_devnet_command(sub: Any) -> None:
     d.add_argument("--bootstraps", type=int, default=2, metavar="K",
                    help="seeds each other node bootstraps from, picked at random (default 2)")  # fmt: skip
     d.add_argument("--concurrency", type=int, default=4, metavar="C", help="nodes a worker starts at once (default 4)")
+    d.add_argument("--join-rate", type=float, default=0.0, metavar="R",
+                   help="at most R node starts a second after the seeds (default 0: as fast as the workers go)")
     d.add_argument("--caps", type=int, default=10, metavar="C",
                    help="distinct capabilities; node i offers cap-(i mod C) (default 10)")  # fmt: skip
     d.add_argument("--topic", default="devnet", help="the pub/sub topic every node subscribes to (default devnet)")
@@ -60,6 +62,8 @@ def _check(args: argparse.Namespace) -> str | None:
         return f"--nodes must be between 1 and {MAX_NODES}"
     if min(args.procs, args.seeds, args.bootstraps, args.concurrency, args.caps) < 1:
         return "--procs, --seeds, --bootstraps, --concurrency and --caps must be at least 1"
+    if args.join_rate < 0:
+        return "--join-rate cannot be negative"
     if args.interval < 0 or args.rate < 0 or (args.probe_every is not None and args.probe_every < 0):
         return "--interval, --probe-every and --rate cannot be negative"
     if args.deliver_timeout <= 0:
@@ -100,7 +104,7 @@ def run_devnet(args: argparse.Namespace) -> int:
         commands = (commands or []) + split_run(args.run)
     options = DevnetOptions(
         nodes=args.nodes, procs=args.procs, seeds=args.seeds, bootstraps=args.bootstraps, concurrency=args.concurrency,
-        caps=args.caps, topic=args.topic, interval=args.interval, probe_every=args.probe_every, rate=args.rate,
+        join_rate=args.join_rate, caps=args.caps, topic=args.topic, interval=args.interval, probe_every=args.probe_every, rate=args.rate,
         deliver_timeout=args.deliver_timeout, config=Path(args.config) if args.config else None,
         log_dir=Path(args.log_dir) if args.log_dir else None, log_level=args.log_level, commands=commands,
         json=args.json, seed=args.seed, dashboard=args.dashboard,

@@ -74,6 +74,11 @@ class DevnetOptions:
     bootstraps: int = 2
     #: Nodes one worker starts at once.
     concurrency: int = 4
+    #: At most this many node starts a second across the devnet, after the
+    #: seeds (0: as fast as the workers start them). A network that forms at
+    #: the machine's full speed can starve itself (docs/scale.md, "A real
+    #: network on this machine"); a gentler join shows what it holds once formed.
+    join_rate: float = 0.0
     #: Distinct capabilities, round-robin: node i offers cap-(i mod caps).
     caps: int = 10
     topic: str = "devnet"
@@ -129,6 +134,7 @@ class Devnet:
         self._seq = 0
         #: worker index -> roster size last sent to it (``wait views``)
         self._roster_sent: dict[int, int] = {}
+        self._next_join = -math.inf  # trio time of the next start --join-rate allows
         self._t0 = time.monotonic()
         self._scope = trio.CancelScope()
         self._lines_send, self._lines = trio.open_memory_channel[str](64)
@@ -358,7 +364,16 @@ class Devnet:
                 if i < self.opts.seeds:
                     continue
                 await slots.acquire()
+                await self._join_turn()
                 nursery.start_soon(self._start_released, i, slots)
+
+    async def _join_turn(self) -> None:
+        """With ``join_rate`` R: wait for this start's turn, 1/R after the last one."""
+        if self.opts.join_rate <= 0:
+            return
+        at = max(trio.current_time(), self._next_join)
+        self._next_join = at + 1 / self.opts.join_rate
+        await trio.sleep_until(at)
 
     async def _start_released(self, index: int, slots: trio.Semaphore) -> None:
         try:
@@ -574,7 +589,7 @@ class Devnet:
         async with trio.open_nursery() as nursery:
             for w in self.workers:
                 mine = {str(i): peers for i, peers in deny.items() if i in w.nodes}
-                if mine:
+                if mine and not w.gone:  # a worker that died holds no node to tell
                     nursery.start_soon(functools.partial(w.request, "deny", timeout=30, deny=mine))
         text = f"partition {format_nodes(a)} | {format_nodes(b)}: each side denies the other's peers"
         self.console.result(cmd.line, True, text, groups=[list(a), list(b)])
@@ -586,6 +601,7 @@ class Devnet:
             return self._fail(cmd, f"worker {','.join(str(w.index) for w in paused)} is paused: resume it first "
                               "(its nodes would keep their deny lists)")  # fmt: skip
         replies, silent = await self._ask_all("allow")
+        silent = [i for i in silent if not self.workers[i].gone]  # a worker that died holds no deny list
         self.partitions.clear()
         cleared = sum(int(r.get("cleared", 0)) for r in replies.values())
         if silent:

@@ -145,3 +145,29 @@ def test_views_match_only_when_every_node_holds_exactly_what_it_reaches() -> Non
     views[2] = (mask([3]), 0)
     assert wait.update(3.0, expected, views)
     assert wait.first_match == {0: 1.0, 1: 2.0, 2: 3.0, 3: 1.0}  # the first match is kept
+
+
+def test_join_rate_spaces_the_starts_on_trio_time() -> None:
+    import trio
+    import trio.testing
+
+    from agentp2p.devnet.console import Console
+    from agentp2p.devnet.controller import Devnet, DevnetOptions
+
+    def starts(rate: float) -> list[float]:
+        devnet = Devnet(DevnetOptions(nodes=5, join_rate=rate), Console(json_mode=True))
+        times: list[float] = []
+
+        async def main() -> None:
+            for _ in range(4):
+                await devnet._join_turn()
+                times.append(trio.current_time())
+            await trio.sleep(10)  # a pause: the next start is not owed to the past
+            await devnet._join_turn()
+            times.append(trio.current_time())
+
+        trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+        return [round(t - times[0], 6) for t in times]
+
+    assert starts(2.0) == [0.0, 0.5, 1.0, 1.5, 11.5]
+    assert starts(0.0) == [0.0, 0.0, 0.0, 0.0, 10.0]  # no rate: no wait

@@ -144,3 +144,33 @@ def test_run_mode_executes_its_commands_and_end_of_input_quits(tmp_path: Path) -
     assert quiet.returncode == 0, quiet.stderr
     kinds = [json.loads(line)["event"] for line in quiet.stdout.splitlines() if line.startswith("{")]
     assert kinds[-1] == "stopped"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)  # a hang guard; the waits' own deadlines decide failures
+def test_a_worker_killed_by_sigkill_is_seen_failed_by_all_and_the_devnet_goes_on(tmp_path: Path) -> None:
+    # Three workers of three nodes; the last one's process dies at once (its
+    # sockets close, no SWIM goodbye): every other node must declare its three
+    # nodes failed, and partition/heal must still work without that worker.
+    flags = ["--seeds", "1", "--rate", "0", "--probe-every", "0", "--interval", "0", "--deliver-timeout", "30"]
+    with DevnetProcess(tmp_path, nodes=9, procs=3, flags=flags, ready_timeout=300) as dev:
+        assert dev.command("wait views 240", timeout=300)["ok"]
+        pids = dev.worker_pids()
+        psutil.Process(pids[2]).kill()
+
+        def gone() -> bool:
+            return any(w["state"] == "gone" for w in dev.command("stats")["workers"])
+
+        poll_until(gone, 60, "the devnet to see its worker gone", interval=0.2)
+        seen = dev.command("wait views 240", timeout=300)
+        assert seen["ok"] and seen["nodes"] == 6, json.dumps(seen)
+        assert dev.command("partition 0-2 3-8")["ok"]
+        split = dev.command("wait views 240", timeout=300)
+        assert split["ok"] and split["nodes"] == 6, json.dumps(split)
+        healed = dev.command("heal")
+        assert healed["ok"], json.dumps(healed)
+        merged = dev.command("wait views 240", timeout=300)
+        assert merged["ok"] and merged["nodes"] == 6, json.dumps(merged)
+        assert dev.command("quit")["ok"]
+        assert dev.proc.wait(timeout=60) == 0  # type: ignore[union-attr]
+    assert _gone(pids) == []
