@@ -7,7 +7,7 @@ commands and reports, for one N:
 * **join**: every node up (running and connected to a bootstrap), every
   record published, every node's SWIM view whole (``wait views``: each
   node holds every other alive and none suspect);
-* **idle** over ``--idle`` seconds once joined: CPU per node (% of one core,
+* **idle** over ``--idle`` seconds, ``--settle`` seconds after it joined: CPU per node (% of one core,
   the workers' user + system time), memory per node (the workers' RSS over
   N), bandwidth per node (bytes sent on the loopback interface over N:
   TCP/IP headers and acknowledgements included, and any other loopback
@@ -19,7 +19,8 @@ commands and reports, for one N:
   message's slowest delivery;
 * **failure**: ``--kill-share`` of the nodes crashed at once (stopped
   without SWIM's goodbye, their connections closed: what their process's
-  death does to peers), timed until every running node's view has declared
+  death does to peers), or with ``--kill-worker`` the last worker process
+  SIGKILLed (its nodes die at once), timed until every running node's view has declared
   them failed (per node: its first match, P50 / P99; all: the last);
 * **partition**: the running nodes cut in two halves for ``--partition-s``
   seconds: how long until each side declares the other failed, a publish
@@ -36,8 +37,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import queue
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -129,9 +132,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     n, rng = args.nodes, random.Random(args.seed)
     caps = min(10, n)
     out: dict[str, Any] = {"benchmark": "devnet_scale", "nodes": n, "procs": args.procs, "seed": args.seed,
+                           "join_rate": args.join_rate,
                            "commit": commit(), "failed_steps": []}  # fmt: skip
     devnet = Devnet(["--nodes", str(n), "--procs", str(args.procs), "--seed", str(args.seed), "--interval", "0",
-                     "--probe-every", "0", "--rate", "0", "--caps", str(caps)])  # fmt: skip
+                     "--probe-every", "0", "--rate", "0", "--caps", str(caps), "--join-rate", str(args.join_rate)])  # fmt: skip
 
     def step(name: str, line: str, timeout: float) -> dict[str, Any]:
         r = devnet.command(line, timeout)
@@ -143,6 +147,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return r
 
     try:
+        workers = devnet.next_event(("workers",), args.timeout)["workers"]
         up = devnet.next_event(("up",), args.timeout)
         ready = devnet.next_event(("ready", "info"), args.timeout)
         out["join"] = {"up_s": up.get("seconds"), "ready_s": ready.get("seconds")}
@@ -151,6 +156,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         r = step("views", f"wait views {args.timeout:g}", args.timeout + 60)
         out["join"]["views"] = {k: r.get(k) for k in ("ok", "seconds", "first_match", "mismatched")}
 
+        if args.settle > 0:  # a network just formed still works (tables, identify, connections)
+            devnet.command(f"sleep {args.settle:g}", args.settle + 60)
         s0, lo0, t0 = devnet.command("stats", 60), lo_tx_bytes(), time.monotonic()
         devnet.command(f"sleep {args.idle:g}", args.idle + 60)
         s1, lo1, t1 = devnet.command("stats", 60), lo_tx_bytes(), time.monotonic()
@@ -180,11 +187,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             reach += int(r.get("expected", 0))
         out["pubsub"] = {**_q([p for p in pubs if p == p]), "delivered": delivered, "expected": reach}
 
-        k = max(1, round(args.kill_share * n))
-        victims = sorted(rng.sample(range(1, n), k))  # node 0 stays: the devnet's observer
-        step("kill", "kill " + ",".join(map(str, victims)), 60)
+        if args.kill_worker:
+            # The last worker's process dies at once: its sockets close, no goodbye.
+            last = workers[-1]
+            victims = list(range(int(last["nodes"][0]), int(last["nodes"][1]) + 1))
+            k = len(victims)
+            t_kill = time.monotonic()
+            os.kill(int(last["pid"]), signal.SIGKILL)
+            # `wait views` holds each view against the workers the devnet knows
+            # are running: wait until it has seen this one go.
+            while not any(w.get("state") == "gone" for w in devnet.command("stats", 60).get("workers", [])):
+                if time.monotonic() - t_kill > 60:
+                    raise RuntimeError("the devnet did not notice its worker's death within 60 s")
+                time.sleep(0.1)
+        else:
+            k = max(1, round(args.kill_share * n))
+            victims = sorted(rng.sample(range(1, n), k))  # node 0 stays: the devnet's observer
+            t_kill = time.monotonic()
+            step("kill", "kill " + ",".join(map(str, victims)), 60)
+        t_wait = time.monotonic()
         r = step("failure", f"wait views {args.detect_timeout:g}", args.detect_timeout + 60)
-        out["failure"] = {"killed": k, **{x: r.get(x) for x in ("ok", "seconds", "first_match", "mismatched")}}
+        # Timed from the crash: the wait began a little after it.
+        lag = t_wait - t_kill
+        fm = {q: round(v + lag, 3) for q, v in (r.get("first_match") or {}).items()}
+        out["failure"] = {"killed": k, "how": "SIGKILL of a worker" if args.kill_worker else "kill", "ok": r.get("ok"),
+                          "seconds": round(r["seconds"] + lag, 2) if r.get("seconds") is not None else None,
+                          "first_match": fm, "mismatched": r.get("mismatched")}  # fmt: skip
 
         half = n // 2
         t_cut = time.monotonic()
@@ -223,7 +251,8 @@ def _report(r: dict[str, Any]) -> None:
     def sec(x: Any) -> str:
         return "-" if x is None else f"{x:.1f} s"
 
-    print(f"{r['nodes']} nodes in {r['procs']} workers (seed {r['seed']}, {r['commit']})")
+    rate = f", joining {r['join_rate']:g} a second" if r.get("join_rate") else ""
+    print(f"{r['nodes']} nodes in {r['procs']} workers{rate} (seed {r['seed']}, {r['commit']})")
     j = r.get("join", {})
     v = j.get("views") or {}
     fm = v.get("first_match") or {}
@@ -244,7 +273,7 @@ def _report(r: dict[str, Any]) -> None:
     if "failure" in r:
         f = r["failure"]
         fm = f.get("first_match") or {}
-        print(f"  failure of {f['killed']}: seen by all {sec(f.get('seconds'))} (each node P50 {fm.get('p50', '-')} / "
+        print(f"  failure of {f['killed']} ({f.get('how', 'kill')}): seen by all {sec(f.get('seconds'))} (each node P50 {fm.get('p50', '-')} / "
               f"P99 {fm.get('p99', '-')} s){'' if f.get('ok') else ' NOT within the wait'}")
     if "partition" in r:
         p = r["partition"]
@@ -267,10 +296,15 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=20)
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--join-rate", type=float, default=0.0,
+                    help="the devnet's --join-rate: node starts a second (0: as fast as the workers go)")
+    ap.add_argument("--settle", type=float, default=30.0, help="seconds between every view whole and the idle window")
     ap.add_argument("--idle", type=float, default=60.0, help="seconds of the idle window")
     ap.add_argument("--finds", type=int, default=20)
     ap.add_argument("--publishes", type=int, default=20)
     ap.add_argument("--kill-share", type=float, default=0.02, help="share of the nodes crashed at once (at least 1)")
+    ap.add_argument("--kill-worker", action="store_true",
+                    help="SIGKILL the last worker process (its nodes die at once) instead of --kill-share nodes")
     ap.add_argument("--detect-timeout", type=float, default=120.0)
     ap.add_argument("--partition-s", type=float, default=60.0)
     ap.add_argument("--merge-timeout", type=float, default=180.0)
