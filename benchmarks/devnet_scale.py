@@ -256,8 +256,9 @@ def _report(r: dict[str, Any]) -> None:
     j = r.get("join", {})
     v = j.get("views") or {}
     fm = v.get("first_match") or {}
-    print(f"  join: all up {sec(j.get('up_s'))}, records {sec(j.get('records_s'))} later, every SWIM view whole "
-          f"{sec(v.get('seconds'))} after that (each node P50 {fm.get('p50', '-')} / P99 {fm.get('p99', '-')} s)")
+    print(f"  join: all up {sec(j.get('up_s'))}, meshes ready at {sec(j.get('ready_s'))}, every record out "
+          f"{sec(j.get('records_s'))} after that, every SWIM view whole {sec(v.get('seconds'))} after that "
+          f"(each node P50 {fm.get('p50', '-')} / P99 {fm.get('p99', '-')} s)")
     if "idle" in r:
         i = r["idle"]
         print(f"  idle ({i['seconds']} s): CPU {i['cpu_pct_per_node']} % of a core per node, "

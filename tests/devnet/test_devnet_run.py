@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -174,3 +175,23 @@ def test_a_worker_killed_by_sigkill_is_seen_failed_by_all_and_the_devnet_goes_on
         assert dev.command("quit")["ok"]
         assert dev.proc.wait(timeout=60) == 0  # type: ignore[union-attr]
     assert _gone(pids) == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_devnet_scale_benchmark_runs_every_step_at_six_nodes() -> None:
+    """benchmarks/devnet_scale.py (the issue's real-network figures): every
+    step runs and reports; a benchmark that no longer starts is caught here."""
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "devnet_scale.py"), "--nodes", "6", "--procs", "2", "--settle", "1",
+         "--idle", "2", "--finds", "2", "--publishes", "2", "--partition-s", "30", "--json"],
+        capture_output=True, text=True, timeout=360, cwd=root, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    r = json.loads([x for x in done.stdout.splitlines() if x.startswith("{")][-1])
+    assert not r.get("stopped") and r["rc"] == 0, json.dumps(r)[:3000]
+    assert r["join"]["views"]["ok"] and r["discovery"]["found"] == r["discovery"]["offering"] > 0, json.dumps(r)
+    assert r["pubsub"]["delivered"] == r["pubsub"]["expected"] == 2 * 5, json.dumps(r["pubsub"])
+    assert r["failure"]["ok"] and r["failure"]["killed"] == 1 and r["idle"]["rss_mb_per_node"] > 0, json.dumps(r)
+    assert r["partition"]["merge"]["ok"] and r["partition"]["publish_after"]["delivered"] == 4, json.dumps(r["partition"])

@@ -53,7 +53,10 @@ def _run(*args: str, script: str = "scale.py") -> dict:
       "--partition-s", "0", "--newcomers", "3", "--crash-share", "0.1"],
      lambda r: r["config"]["swim_start"] == "warm" and r["build"]["swim_started_at"] > 0
      and r["crash"]["crashed"] == 3 and r["crash"]["all_seen"] == 3 and r["newcomer"]["newcomers"] == 3
-     and r["partition"] is None and r["idle"]["dials_by_ps"] is not None),
+     and r["partition"] is None and r["idle"]["dials_by_ps"] is not None
+     # every SWIM byte is counted by what carried it, and none of the 3 crashes was missed
+     and abs(sum(r["idle"]["swim_Bps_by"].values()) - r["idle"]["swim_Bps"]) < 0.01
+     and r["crash"]["missed_by"] == 0 and set(r["idle"]["swim_stats"]) >= {"suspected", "refutations"}),
     (["merge", *SMALL, "--swim-start", "warm"],
      lambda r: r["config"]["swim_start"] == "warm" and r["merged_s"] is not None),
 ])
