@@ -211,17 +211,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         lag = t_wait - t_kill
         fm = {q: round(v + lag, 3) for q, v in (r.get("first_match") or {}).items()}
         out["failure"] = {"killed": k, "how": "SIGKILL of a worker" if args.kill_worker else "kill", "ok": r.get("ok"),
+                          "lag_s": round(lag, 3),
                           "seconds": round(r["seconds"] + lag, 2) if r.get("seconds") is not None else None,
                           "first_match": fm, "mismatched": r.get("mismatched")}  # fmt: skip
 
-        half = n // 2
+        # Two halves of the nodes still running (a killed worker's are gone).
+        live = [i for i in range(n) if i not in victims]
+        a_side, b_side = live[: len(live) // 2], live[len(live) // 2 :]
         t_cut = time.monotonic()
-        step("partition", f"partition 0-{half - 1} {half}-{n - 1}", 60)
+        step("partition", f"partition {','.join(map(str, a_side))} {','.join(map(str, b_side))}", 60)
         r = step("split", f"wait views {args.partition_s:g}", args.partition_s + 60)
         part: dict[str, Any] = {"seconds_cut": args.partition_s,
                                 "split_seen": {x: r.get(x) for x in ("ok", "seconds", "first_match", "mismatched")}}
-        live = [i for i in range(n) if i not in victims]
-        for side, members in (("a", [i for i in live if i < half]), ("b", [i for i in live if i >= half])):
+        for side, members in (("a", a_side), ("b", b_side)):
             i, j = rng.sample(members, 2) if len(members) > 1 else (members[0], members[0])
             r = step(f"publish {side}", f"publish {i} cut-{side}", 60)
             part[f"publish_{side}"] = {x: r.get(x) for x in ("ok", "seconds", "delivered", "expected")}
@@ -238,9 +240,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out["partition"] = part
         s2 = devnet.command("stats", 60)
         out["end"] = {"load": s2.get("load"), "workers": s2.get("workers")}
-    except (TimeoutError, RuntimeError) as exc:
-        out["stopped"] = str(exc)
-        print(f"  stopped: {exc}", file=sys.stderr, flush=True)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 — what was measured so far is still reported
+        out["stopped"] = f"{type(exc).__name__}: {exc}"
+        print(f"  stopped: {out['stopped']}", file=sys.stderr, flush=True)
     finally:
         out["rc"] = devnet.close()
     out["machine"] = machine()
@@ -314,6 +316,13 @@ def main() -> None:
     args = ap.parse_args()
     if args.nodes < 4:
         ap.error("--nodes must be at least 4 (a kill and two halves)")
+    if args.kill_worker and args.procs < 2:
+        ap.error("--kill-worker needs --procs 2 or more (a worker must be left)")
+
+    def interrupted(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM as Ctrl-C: stop the devnet, report what was measured
+
+    signal.signal(signal.SIGTERM, interrupted)
     r = run(args)
     if args.json:
         emit(r, True)

@@ -212,8 +212,11 @@ def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager:
         print(f"  {cr['crashed']} crashed: seen failed by all {cr['all_seen']}/{cr['crashed']}, "
               f"P50 {cr['all_seen_p50']:.1f} s, P99 {cr['all_seen_p99']:.1f} s")
         if cr.get("missed_by"):
-            print(f"    observers that missed a crash: {cr['missed_by']} (of them, SWIM started after the "
-                  f"network's: {cr['missed_by_joined']} of {cr['joined_observers']} such observers)")
+            print(f"    observers that missed a crash: {cr['missed_by']}")
+        if cr.get("missed_crashes"):
+            print(f"    with SWIM started after the warm start: {cr['missed_by_joined']} of those observers (of "
+                  f"{cr['joined_observers']}), and {cr['missed_crashes_joined']} of the {cr['missed_crashes']} "
+                  f"crashed nodes someone missed")
     for g in (0, 1) if part else ():
         d, f = part[f"pubsub_{g}"], part[f"find_{g}"]
         print(f"  partition, half {g}: delivered {d['ratio']:.2%}, found {f['found']}/{f['asked']} "

@@ -19,10 +19,11 @@ killed nodes failed (a suspicion is not yet a verdict), after a
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["encode_bitmap", "decode_bitmap", "mask", "ViewWait"]
+__all__ = ["encode_bitmap", "decode_bitmap", "mask", "expected_masks", "quantiles", "ViewWait"]
 
 
 def encode_bitmap(indices: Iterable[int], n: int) -> str:
@@ -47,14 +48,42 @@ def mask(indices: Iterable[int]) -> int:
     return m
 
 
+def expected_masks(running: list[int], component: Callable[[int], set[int]]) -> dict[int, int]:
+    """Every running node -> the mask of the others it can reach, given
+    ``component(i)`` (the nodes ``i`` reaches, itself included). Each
+    component is computed once for all its members."""
+    out: dict[int, int] = {}
+    for i in running:
+        if i not in out:
+            members = component(i)
+            m = mask(members)
+            for j in members:
+                out[j] = m & ~(1 << j)
+    return out
+
+
+def quantiles(xs: list[float]) -> dict[str, float] | None:
+    """P50, P99 (nearest rank) and the largest of ``xs``; None when empty
+    (no node matched: not "every node at once")."""
+    if not xs:
+        return None
+    xs = sorted(xs)
+
+    def rank(q: int) -> float:
+        return round(xs[max(0, math.ceil(len(xs) * q / 100) - 1)], 3)
+
+    return {"p50": rank(50), "p99": rank(99), "max": round(xs[-1], 3)}
+
+
 def _count(m: int) -> int:
     return bin(m).count("1")
 
 
 @dataclass
 class ViewWait:
-    """One ``wait views``: when each node's view first matched, and whether
-    they all match at once. Feed it every poll with :meth:`update`."""
+    """One ``wait views``: when each node's view first matched (it may stop
+    matching later: a false suspicion), and whether they all match at once.
+    Feed it every poll with :meth:`update`."""
 
     #: node index -> seconds from the start of the wait to its first match
     first_match: dict[int, float] = field(default_factory=dict)

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from agentp2p.devnet.views import encode_bitmap
 from agentp2p.devnet.wire import LineReader, encode
 
 if TYPE_CHECKING:
@@ -348,8 +349,6 @@ class Worker:
         those it holds suspect, as bitmaps over node indices (views.py). The
         controller sends ``roster`` (peer ID -> index) and ``n`` when they
         changed; members outside the roster are left out."""
-        from agentp2p.devnet.views import encode_bitmap
-
         if "roster" in req:
             self.roster = {str(p): int(i) for p, i in req["roster"].items()}
             self.roster_n = int(req["n"])

@@ -1209,14 +1209,21 @@ def _detection(sim: WholeNodeSimulation, crashed: list[int], t0: float, observer
     all_seen = [max(s.values()) for s in seen.values() if len(s) >= len(observers)]
     # Who missed a crash: observers whose SWIM started after the warm start
     # built their view by joining (newcomers) apart from the rest.
-    late_start = sim.swim_started_at or 0.0
     missed = {o for s in seen.values() for o in observers if o not in s}
-    missed_joined = sum(1 for o in missed if sim.nodes[o].started > late_start)
-    return {"crashed": len(crashed), "pairs_seen": len(per_pair), "pairs": len(crashed) * len(observers),
-            "pair_p50": percentile(per_pair, 50), "pair_p99": percentile(per_pair, 99),
-            "all_seen": len(all_seen), "all_seen_p50": percentile(all_seen, 50), "all_seen_p99": percentile(all_seen, 99),
-            "missed_by": len(missed), "missed_by_joined": missed_joined,
-            "joined_observers": sum(1 for o in observers if sim.nodes[o].started > late_start)}
+    out = {"crashed": len(crashed), "pairs_seen": len(per_pair), "pairs": len(crashed) * len(observers),
+           "pair_p50": percentile(per_pair, 50), "pair_p99": percentile(per_pair, 99),
+           "all_seen": len(all_seen), "all_seen_p50": percentile(all_seen, 50), "all_seen_p99": percentile(all_seen, 99),
+           "missed_by": len(missed)}
+    if sim.cfg.swim_start == "warm":
+        # Nodes whose SWIM joined after the warm start (the newcomers), as
+        # observers that missed a crash and as crashed nodes someone missed.
+        late = sim.swim_started_at or 0.0
+        out.update(missed_by_joined=sum(1 for o in missed if sim.nodes[o].started > late),
+                   joined_observers=sum(1 for o in observers if sim.nodes[o].started > late),
+                   missed_crashes=sum(1 for j in crashed if len(seen[j]) < len(observers)),
+                   missed_crashes_joined=sum(1 for j in crashed if len(seen[j]) < len(observers)
+                                             and sim.nodes[j].started > late))
+    return out
 
 
 def _config_record(sim: WholeNodeSimulation) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from agentp2p.devnet.commands import CommandError, format_nodes, parse_command, 
 from agentp2p.devnet.layout import blocks, capability_of, choose_bootstraps, worker_of
 from agentp2p.devnet.partition import Partitions
 from agentp2p.devnet.summary import RateMeter, converged, summarize
-from agentp2p.devnet.views import ViewWait, decode_bitmap, encode_bitmap, mask
+from agentp2p.devnet.views import ViewWait, decode_bitmap, encode_bitmap, expected_masks, mask, quantiles
 from agentp2p.devnet.wire import LineReader, WireError, encode
 
 
@@ -39,7 +39,8 @@ def test_commands_parse_into_what_they_ask() -> None:
     assert parse_command("wait converged", n).seconds == 60.0  # type: ignore[union-attr]
     assert parse_command("wait converged 5", n).seconds == 5.0  # type: ignore[union-attr]
     assert parse_command("wait records", n).text == "records"  # type: ignore[union-attr]
-    assert parse_command("wait views 30", n).text == "views"  # type: ignore[union-attr]
+    views = parse_command("wait views 30", n)
+    assert views is not None and (views.text, views.seconds) == ("views", 30.0)
     assert parse_command("stats", n).nodes == ()  # type: ignore[union-attr]
     assert parse_command("exit", n).name == "quit"  # type: ignore[union-attr]
     for bad, why in (("partition 0-9 5-12", "both sides"), ("partition 0-9", "usage"), ("publish 3", "usage"),
@@ -145,6 +146,16 @@ def test_views_match_only_when_every_node_holds_exactly_what_it_reaches() -> Non
     views[2] = (mask([3]), 0)
     assert wait.update(3.0, expected, views)
     assert wait.first_match == {0: 1.0, 1: 2.0, 2: 3.0, 3: 1.0}  # the first match is kept
+
+
+def test_expected_masks_and_quantiles() -> None:
+    parts = Partitions()
+    parts.add([0, 1], [2, 3])
+    running = [0, 1, 2, 3]
+    assert expected_masks(running, lambda i: parts.component(i, running)) == {
+        0: mask([1]), 1: mask([0]), 2: mask([3]), 3: mask([2])}
+    assert quantiles([]) is None  # nobody matched is not "everybody at once"
+    assert quantiles([3.0, 1.0, 2.0]) == {"p50": 2.0, "p99": 3.0, "max": 3.0}
 
 
 def test_join_rate_spaces_the_starts_on_trio_time() -> None:

@@ -80,7 +80,7 @@ def test_twenty_nodes_find_publish_and_heal_a_partition(tmp_path: Path) -> None:
         assert dev.command("heal")["ok"]
         healed = dev.command("wait views 240", timeout=300)
         assert healed["ok"] and healed["nodes"] == 20, json.dumps(healed)
-        assert dev.command("wait converged 5", timeout=60)["ok"]  # node 0 among them
+        assert dev.command("wait converged 60", timeout=120)["ok"]  # node 0 among them
         step("healed in every view")
         after = dev.command("publish 15 after")
         assert after["ok"] and after["delivered"] == 19, json.dumps(after)
@@ -165,6 +165,9 @@ def test_a_worker_killed_by_sigkill_is_seen_failed_by_all_and_the_devnet_goes_on
         poll_until(gone, 60, "the devnet to see its worker gone", interval=0.2)
         seen = dev.command("wait views 240", timeout=300)
         assert seen["ok"] and seen["nodes"] == 6, json.dumps(seen)
+        # Its nodes are not running: a kill of one is reported, not fatal.
+        late = dev.command("kill 7 8")
+        assert late["ok"] and late["killed"] == [] and late["skipped"] == [7, 8], json.dumps(late)
         assert dev.command("partition 0-2 3-8")["ok"]
         split = dev.command("wait views 240", timeout=300)
         assert split["ok"] and split["nodes"] == 6, json.dumps(split)
@@ -185,6 +188,7 @@ def test_devnet_scale_benchmark_runs_every_step_at_six_nodes() -> None:
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run(
         [sys.executable, str(root / "benchmarks" / "devnet_scale.py"), "--nodes", "6", "--procs", "2", "--settle", "1",
+         "--kill-worker",
          "--idle", "2", "--finds", "2", "--publishes", "2", "--partition-s", "30", "--json"],
         capture_output=True, text=True, timeout=360, cwd=root, stdin=subprocess.DEVNULL,
     )  # fmt: skip
@@ -193,5 +197,6 @@ def test_devnet_scale_benchmark_runs_every_step_at_six_nodes() -> None:
     assert not r.get("stopped") and r["rc"] == 0, json.dumps(r)[:3000]
     assert r["join"]["views"]["ok"] and r["discovery"]["found"] == r["discovery"]["offering"] > 0, json.dumps(r)
     assert r["pubsub"]["delivered"] == r["pubsub"]["expected"] == 2 * 5, json.dumps(r["pubsub"])
-    assert r["failure"]["ok"] and r["failure"]["killed"] == 1 and r["idle"]["rss_mb_per_node"] > 0, json.dumps(r)
-    assert r["partition"]["merge"]["ok"] and r["partition"]["publish_after"]["delivered"] == 4, json.dumps(r["partition"])
+    # The second worker's process is SIGKILLed: its 3 nodes are seen failed by the other 3.
+    assert r["failure"]["ok"] and r["failure"]["killed"] == 3 and r["idle"]["rss_mb_per_node"] > 0, json.dumps(r)
+    assert r["partition"]["merge"]["ok"] and r["partition"]["publish_after"]["delivered"] == 2, json.dumps(r["partition"])
