@@ -244,6 +244,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out["stopped"] = f"{type(exc).__name__}: {exc}"
         print(f"  stopped: {out['stopped']}", file=sys.stderr, flush=True)
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the devnet's own shutdown is bounded: let it finish
         out["rc"] = devnet.close()
     out["machine"] = machine()
     return out
@@ -328,6 +329,7 @@ def main() -> None:
         emit(r, True)
     else:
         _report(r)
+    sys.exit(1 if r.get("stopped") else 0)
 
 
 if __name__ == "__main__":

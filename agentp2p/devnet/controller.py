@@ -815,24 +815,27 @@ class Devnet:
             if time.monotonic() - t0 >= cmd.seconds:
                 worst = sorted(wait.mismatched.items(), key=lambda kv: -sum(kv[1]))[:5]
                 text = (f"after {cmd.seconds:g}s, {len(wait.mismatched)} of {len(expected)} running nodes' views "
-                        f"do not match ({len(wait.first_match)} matched at some point)")  # fmt: skip
+                        f"do not match ({sum(1 for i in wait.first_match if i in expected)} matched at some point)")  # fmt: skip
                 if worst:
                     text += "; e.g. " + ", ".join(f"node {i}: {a} not alive, {b} alive wrongly, {c} suspect"
                                                   for i, (a, b, c) in worst)  # fmt: skip
                 if wait.unanswered:
                     text += f"; {wait.unanswered} did not answer"
+                firsts = [t for i, t in wait.first_match.items() if i in expected]  # still running
                 return self._fail(cmd, text, mismatched=len(wait.mismatched), nodes=len(expected),
-                                  matched=len(wait.first_match),
-                                  first_match=quantiles(list(wait.first_match.values())))  # fmt: skip
-            # Every poll reads every node's whole view: never more often than a poll takes.
-            await trio.sleep(max(VIEWS_POLL, time.monotonic() - asked))
+                                  matched=len(firsts), first_match=quantiles(firsts))  # fmt: skip
+            # Every poll reads every node's whole view: never more often than a
+            # poll takes, and never past the deadline.
+            now = time.monotonic()
+            await trio.sleep(min(max(VIEWS_POLL, now - asked), max(0.0, t0 + cmd.seconds - now)))
         seconds = time.monotonic() - t0
-        q = quantiles(list(wait.first_match.values()))
-        assert q is not None  # every node matched
+        firsts = [t for i, t in wait.first_match.items() if i in expected]  # nodes that died meanwhile left out
+        q = quantiles(firsts)
+        assert q is not None  # every running node matched
         self.console.result(cmd.line, True, f"every view matches ({len(expected)} running nodes) after "
                             f"{seconds:.1f}s; each node's first match (not necessarily for good) P50 "
                             f"{q['p50']:.1f}s, P99 {q['p99']:.1f}s, last {q['max']:.1f}s", seconds=round(seconds, 2),
-                            nodes=len(expected), matched=len(wait.first_match), first_match=q)  # fmt: skip
+                            nodes=len(expected), matched=len(firsts), first_match=q)  # fmt: skip
         return True
 
 
