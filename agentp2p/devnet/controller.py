@@ -675,10 +675,11 @@ class Devnet:
         workers = []
         for w in self.workers:
             state = "gone" if w.gone else "paused" if w.paused else "running"
+            cpu, rss = w.cpu_s(), w.rss_mb()  # each one read of /proc
             workers.append({"index": w.index, "pid": w.pid, "nodes": [w.nodes.start, w.nodes.stop - 1],
-                            "state": state, "cpu_s": round(w.cpu_s(), 2), "rss_mb": round(w.rss_mb(), 1)})  # fmt: skip
-            lines.append(f"  worker {w.index}: pid {w.pid}, nodes {_span(w.nodes)}, {state}, cpu {w.cpu_s():.1f}s, "
-                         f"memory {w.rss_mb():.0f} MiB")  # fmt: skip
+                            "state": state, "cpu_s": round(cpu, 2), "rss_mb": round(rss, 1)})  # fmt: skip
+            lines.append(f"  worker {w.index}: pid {w.pid}, nodes {_span(w.nodes)}, {state}, cpu {cpu:.1f}s, "
+                         f"memory {rss:.0f} MiB")  # fmt: skip
         for a, b in self.partitions.splits:
             lines.append(f"  partition {format_nodes(sorted(a))} | {format_nodes(sorted(b))}")
         if self.killed:

@@ -1003,6 +1003,11 @@ def _swim_stats(sim: WholeNodeSimulation) -> dict[str, int]:
     return out
 
 
+def _per_node_ps(before: dict[str, int], after: dict[str, int], n: int, span: float) -> dict[str, float]:
+    """Each key's growth over a window, per node per second (keys that did not grow left out)."""
+    return {k: (v - before.get(k, 0)) / n / span for k, v in sorted(after.items()) if v != before.get(k, 0)}
+
+
 def _window(sim: WholeNodeSimulation, seconds: float) -> dict[str, Any]:
     """Run ``seconds`` with no workload: traffic and core inputs per live node per second."""
     before, t0 = sim.counters.copy(), sim.now
@@ -1022,11 +1027,8 @@ def _window(sim: WholeNodeSimulation, seconds: float) -> dict[str, Any]:
     out["refused"] = after.refused - before.refused
     out["trimmed_ps"] = (after.trimmed - before.trimmed) / n / span
     out["connect_ahead_ps"] = (after.connect_ahead - before.connect_ahead) / n / span
-    out["dials_by_ps"] = {k: (v - before.dials_by.get(k, 0)) / n / span
-                          for k, v in sorted(after.dials_by.items()) if v != before.dials_by.get(k, 0)}
-    out["swim_Bps_by"] = {k: (v - before.swim_bytes_by.get(k, 0)) / n / span
-                          for k, v in sorted(after.swim_bytes_by.items())
-                          if v != before.swim_bytes_by.get(k, 0)}
+    out["dials_by_ps"] = _per_node_ps(before.dials_by, after.dials_by, n, span)
+    out["swim_Bps_by"] = _per_node_ps(before.swim_bytes_by, after.swim_bytes_by, n, span)
     # Network-wide counts over the window (a node's is its own: a suspicion its probe started).
     out["swim_stats"] = {k: v - stats0[k] for k, v in _swim_stats(sim).items()}
     return out
@@ -1207,9 +1209,7 @@ def _detection(sim: WholeNodeSimulation, crashed: list[int], t0: float, observer
             seen[subj][obs] = t - t0
     per_pair = [d for s in seen.values() for d in s.values()]
     all_seen = [max(s.values()) for s in seen.values() if len(s) >= len(observers)]
-    # Who missed a crash: observers whose SWIM started after the warm start
-    # built their view by joining (newcomers) apart from the rest.
-    missed = {o for s in seen.values() for o in observers if o not in s}
+    missed = {o for s in seen.values() for o in observers if o not in s}  # observers that missed a crash
     out = {"crashed": len(crashed), "pairs_seen": len(per_pair), "pairs": len(crashed) * len(observers),
            "pair_p50": percentile(per_pair, 50), "pair_p99": percentile(per_pair, 99),
            "all_seen": len(all_seen), "all_seen_p50": percentile(all_seen, 50), "all_seen_p99": percentile(all_seen, 99),
@@ -1218,11 +1218,10 @@ def _detection(sim: WholeNodeSimulation, crashed: list[int], t0: float, observer
         # Nodes whose SWIM joined after the warm start (the newcomers), as
         # observers that missed a crash and as crashed nodes someone missed.
         late = sim.swim_started_at or 0.0
-        out.update(missed_by_joined=sum(1 for o in missed if sim.nodes[o].started > late),
-                   joined_observers=sum(1 for o in observers if sim.nodes[o].started > late),
-                   missed_crashes=sum(1 for j in crashed if len(seen[j]) < len(observers)),
-                   missed_crashes_joined=sum(1 for j in crashed if len(seen[j]) < len(observers)
-                                             and sim.nodes[j].started > late))
+        joined = {i for i in (*observers, *crashed) if sim.nodes[i].started > late}
+        unseen = [j for j in crashed if len(seen[j]) < len(observers)]
+        out.update(missed_by_joined=len(missed & joined), joined_observers=len(observers & joined),
+                   missed_crashes=len(unseen), missed_crashes_joined=sum(1 for j in unseen if j in joined))
     return out
 
 
