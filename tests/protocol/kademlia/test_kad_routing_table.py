@@ -134,3 +134,19 @@ def test_stale_buckets_and_refresh() -> None:
     t.mark_refreshed(kad_key(in_bucket(t, 0, 1, "r")[0]), 600.0)
     assert 0 not in t.stale_buckets(700.0, 600.0, 15)
     assert t.stale_buckets(599.0, 600.0, 15) == []
+
+
+def test_buckets_are_built_where_peers_land() -> None:
+    """256 buckets per table, most of them empty forever: a table builds
+    only those a peer landed in (a simulator holds 10,000 tables), and a
+    refresh or a query builds none."""
+    t = table(k=20)
+    assert t._buckets == {} and t.stale_buckets(0.0, 600.0, 15) == []
+    for i in range(300):
+        t.update(pid(i), (), 0.0)
+    assert set(t._buckets) == {t.bucket_of(kad_key(pid(i))) for i in range(300)} == set(t.bucket_sizes())
+    built = dict(t._buckets)
+    far = (int.from_bytes(t.local_key, "big") ^ (1 << (255 - 40))).to_bytes(32, "big")  # bucket 40
+    t.mark_refreshed(far, 1.0)
+    t.closest(kad_key(b"anything"), 20)
+    assert t._buckets == built and len(built) < 20
