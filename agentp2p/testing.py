@@ -2,8 +2,8 @@
 tests and the benchmarks use them).
 
 In-process nodes (:func:`local_config`, :func:`network`, :func:`wait_until`)
-and the daemon as a subprocess (:class:`DaemonProcess`, on the
-:class:`ChildProcess` harness). Everything binds to 127.0.0.1 with ports the
+and the daemon and a devnet as subprocesses (:class:`DaemonProcess`,
+:class:`DevnetProcess`, on the :class:`ChildProcess` harness). Everything binds to 127.0.0.1 with ports the
 OS chooses, and waits on conditions with deadlines, never on fixed sleeps.
 """
 
@@ -578,6 +578,88 @@ class DaemonProcess(ChildProcess):
     def run_cli(self, *args: str, timeout: float = 60.0, input: str | None = None) -> subprocess.CompletedProcess[str]:
         """``agentp2p *args`` talking to this daemon (its home, ``--identity``)."""
         return run_cli(self.home, *args, *self.client_args(), timeout=timeout, input=input, env=self.env)
+
+
+class DevnetProcess(ChildProcess):
+    """``agentp2p devnet --json`` in a subprocess, its workers' logs in ``home/logs``
+    (the devnet tests and ``benchmarks/devnet_scale.py``).
+
+    Interactive (``stdin=True``, the default): :meth:`command` types a command
+    and returns its ``result`` event. Ready once the network is up and
+    settled (the ``ready`` event, or the ``info`` event saying it is not).
+    """
+
+    def __init__(self, home: Path, *, nodes: int, procs: int, flags: Sequence[str] = (), stdin: bool = True,
+                 ready_timeout: float = 180.0) -> None:  # fmt: skip
+        home.mkdir(parents=True, exist_ok=True)
+        args = [*CLI, "devnet", "--nodes", str(nodes), "--procs", str(procs), "--json",
+                "--log-dir", str(home / "logs"), *flags]  # fmt: skip
+        super().__init__(args, env=cli_env(home), name=f"devnet {nodes}x{procs}", stdin=stdin)
+        self.home = home
+        self.ready_timeout = ready_timeout
+        self._results_seen = 0
+
+    def __enter__(self) -> Self:
+        return self.start(self.ready_timeout)
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every JSON object it printed so far, in order."""
+        with self._cond:
+            lines = list(self.lines)
+        out = []
+        for line in lines:
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                out.append(obj)
+        return out
+
+    def _is_ready(self) -> bool:
+        return any(e["event"] == "ready" or (e["event"] == "info" and "no_mesh" in e) for e in self.events())
+
+    def wait_event(self, match: Callable[[dict[str, Any]], bool], timeout: float, what: str) -> dict[str, Any]:
+        """The first event ``match`` accepts, once there is one."""
+
+        def found() -> dict[str, Any] | None:
+            return next((e for e in self.events() if match(e)), None)
+
+        return self._wait(found, timeout, what, ("stdout",))
+
+    def event(self, name: str) -> dict[str, Any]:
+        """The first ``name`` event printed so far (StopIteration if none)."""
+        return next(e for e in self.events() if e["event"] == name)
+
+    def command(self, line: str, timeout: float = 120.0) -> dict[str, Any]:
+        """Type ``line``; its result (commands run one at a time, so results come in order)."""
+        self.send_line(line)
+        index = self._results_seen
+        self._results_seen += 1
+
+        def result() -> dict[str, Any] | None:
+            results = [e for e in self.events() if e["event"] == "result"]
+            return results[index] if len(results) > index else None
+
+        got = self._wait(result, timeout, f"the result of {line!r}", ("stdout",))
+        if got["command"] != line:
+            raise AssertionError(f"the result of {got['command']!r} while waiting for {line!r}")
+        return got
+
+    def worker_pids(self) -> list[int]:
+        return [int(w["pid"]) for w in self.event("workers")["workers"]]
+
+    def finish(self, timeout: float = 90.0) -> int | None:
+        """End its input, so that it stops every worker itself, and wait up
+        to ``timeout`` seconds for it to exit; then :meth:`close` (SIGTERM,
+        then SIGKILL). Its exit status (None if it was never launched)."""
+        if self.proc is None:
+            return None
+        self.close_stdin()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=timeout)
+        self.close()
+        return self.proc.poll()
 
 
 class started_together(Generic[C]):

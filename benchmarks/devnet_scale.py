@@ -38,12 +38,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import queue
 import random
 import signal
-import subprocess
 import sys
-import threading
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -52,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import commit, emit, machine, percentile  # noqa: E402
 
-CLI = (sys.executable, "-m", "agentp2p")
+from agentp2p.testing import DevnetProcess  # noqa: E402
 
 
 def lo_tx_bytes() -> int:
@@ -63,58 +61,6 @@ def lo_tx_bytes() -> int:
             if name.strip() == "lo":
                 return int(rest.split()[8])
     raise RuntimeError("no loopback interface in /proc/net/dev")
-
-
-class Devnet:
-    """``agentp2p devnet --json`` as a child process, typed to on stdin."""
-
-    def __init__(self, args: list[str]) -> None:
-        self.proc = subprocess.Popen([*CLI, "devnet", "--json", *args], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, bufsize=1)  # fmt: skip
-        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(obj, dict):
-                self.events.put(obj)
-        self.events.put(None)
-
-    def next_event(self, names: tuple[str, ...], timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                e = self.events.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                raise TimeoutError(f"no {'/'.join(names)} event within {timeout:g}s") from None
-            if e is None:
-                raise RuntimeError(f"the devnet exited (rc {self.proc.wait()}) before {'/'.join(names)}")
-            if e.get("event") in names:
-                return e
-
-    def command(self, line: str, timeout: float) -> dict[str, Any]:
-        """Type ``line``; its ``result`` event (commands run one at a time)."""
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-        result = self.next_event(("result",), timeout)
-        if result.get("command") != line:
-            raise RuntimeError(f"result of {result.get('command')!r} while waiting for {line!r}")
-        return result
-
-    def close(self) -> int:
-        if self.proc.stdin is not None and not self.proc.stdin.closed:
-            self.proc.stdin.close()  # end of input: the devnet stops every worker
-        try:
-            return self.proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            self.proc.terminate()
-            return self.proc.wait(timeout=60)
 
 
 def _q(xs: list[float]) -> dict[str, float]:
@@ -134,8 +80,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"benchmark": "devnet_scale", "nodes": n, "procs": args.procs, "seed": args.seed,
                            "join_rate": args.join_rate,
                            "commit": commit(), "failed_steps": []}  # fmt: skip
-    devnet = Devnet(["--nodes", str(n), "--procs", str(args.procs), "--seed", str(args.seed), "--interval", "0",
-                     "--probe-every", "0", "--rate", "0", "--caps", str(caps), "--join-rate", str(args.join_rate)])  # fmt: skip
+    home = tempfile.TemporaryDirectory(prefix="devnet-scale-")  # its keys and the workers' logs
+    devnet = DevnetProcess(Path(home.name), nodes=n, procs=args.procs,
+                           flags=["--seed", str(args.seed), "--interval", "0", "--probe-every", "0", "--rate", "0",
+                                  "--caps", str(caps), "--join-rate", str(args.join_rate)])  # fmt: skip
 
     def step(name: str, line: str, timeout: float) -> dict[str, Any]:
         r = devnet.command(line, timeout)
@@ -147,10 +95,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return r
 
     try:
-        workers = devnet.next_event(("workers",), args.timeout)["workers"]
-        up = devnet.next_event(("up",), args.timeout)
-        ready = devnet.next_event(("ready", "info"), args.timeout)
-        out["join"] = {"up_s": up.get("seconds"), "ready_s": ready.get("seconds")}
+        devnet.start(args.timeout)  # up, and the meshes ready (or an info event saying which are not)
+        workers = devnet.event("workers")["workers"]
+        ready = next((e for e in devnet.events() if e["event"] == "ready"), {})
+        out["join"] = {"up_s": devnet.event("up").get("seconds"), "ready_s": ready.get("seconds")}
         r = step("records", f"wait records {args.timeout:g}", args.timeout + 60)
         out["join"]["records_s"] = r.get("seconds")
         r = step("views", f"wait views {args.timeout:g}", args.timeout + 60)
@@ -245,7 +193,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"  stopped: {out['stopped']}", file=sys.stderr, flush=True)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the devnet's own shutdown is bounded: let it finish
-        out["rc"] = devnet.close()
+        out["rc"] = devnet.finish()
+        home.cleanup()
     out["machine"] = machine()
     return out
 

@@ -124,7 +124,7 @@ def _edges(browser: Any) -> set[frozenset[str]]:
 def test_the_devnet_dashboard_shows_the_whole_network_a_kill_and_a_partition(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tests.devnet.devnet_process import DevnetProcess
+    from agentp2p.testing import DevnetProcess
 
     shots = artifacts_dir(tmp_path / "screenshots")
     flags = ["--dashboard", "--interval", "0", "--rate", "0", "--seeds", "1", "--bootstraps", "1"]

@@ -18,8 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agentp2p.testing import CLI, cli_env, poll_until
-from tests.devnet.devnet_process import DevnetProcess
+from agentp2p.testing import CLI, DevnetProcess, cli_env, poll_until
 
 
 def _gone(pids: list[int], timeout: float = 15.0) -> list[int]:
