@@ -289,6 +289,7 @@ class SwimCore:
             per_gossiper=cfg.max_candidates_per_gossiper,
             attempts=cfg.candidate_attempts,
             backoff=cfg.candidate_backoff,
+            vouchers=cfg.candidate_vouchers,
         )
         self._dead: list[PeerId] = []  # dead members, for random reconnect pings
         self._dead_pos: dict[PeerId, int] = {}
@@ -452,6 +453,7 @@ class SwimCore:
             "evicted": c.evicted,
             "expired": c.expired,
             "forgiven": c.forgiven,
+            "vouched": c.vouched,
             "signatures_verified": sig.verified,
             "signature_cache_hits": sig.hits,
         }

@@ -138,6 +138,42 @@ def test_candidate_set_unit_bounds() -> None:
     assert c.propose(picked[0], (), b"gx", 11.5)  # backoff over
 
 
+def test_a_backing_off_candidate_is_tried_again_once_enough_distinct_gossipers_vouch_for_it() -> None:
+    """A newcomer whose answers were lost (its connections refused in a join
+    storm) backs off at each member that pinged it, and without this the
+    gossip about it was over before the back-off ended: the member never
+    heard of it again (simulated, 1,000 nodes). One liar repeating itself
+    still cannot end a back-off."""
+    c = CandidateSet(random.Random(1), max_size=8, per_gossiper=4, attempts=1, backoff=60.0, vouchers=3)
+    assert c.propose(b"x", (b"/a",), b"g1", 0.0)
+    assert c.pick(1, 1.0) == [(b"x", (b"/a",))] and len(c) == 0  # no answer: backs off
+    for _ in range(5):
+        assert not c.propose(b"x", (), b"g1", 2.0)  # the same gossiper, again and again
+    assert not c.propose(b"x", (), b"g2", 3.0)  # two distinct
+    assert c.knows(b"x", 3.0) and c.vouched == 0
+    assert c.propose(b"x", (b"/b",), b"g3", 4.0)  # the third: pinged again at once
+    assert b"x" in c and c.vouched == 1 and c.addrs(b"x") == (b"/b",)
+    # Backing off again, it takes three new vouchers (the old ones were spent).
+    assert c.pick(1, 5.0) == [(b"x", (b"/b",))]
+    assert not c.propose(b"x", (), b"g3", 6.0) and not c.propose(b"x", (), b"g2", 6.0)
+    assert c.propose(b"x", (), b"g4", 6.0) and c.vouched == 2
+    # Off (0): only the back-off's end lets it in.
+    off = CandidateSet(random.Random(1), max_size=8, per_gossiper=4, attempts=1, backoff=60.0)
+    off.propose(b"x", (), b"g1", 0.0)
+    off.pick(1, 1.0)
+    assert not any(off.propose(b"x", (), b"g%d" % i, 2.0) for i in range(10))
+    assert off.propose(b"x", (), b"g1", 61.5)
+
+
+def test_a_candidate_that_answers_its_last_ping_keeps_no_back_off() -> None:
+    c = CandidateSet(random.Random(1), max_size=8, per_gossiper=4, attempts=1, backoff=60.0, vouchers=3)
+    c.propose(b"x", (), b"g1", 0.0)
+    c.pick(1, 1.0)  # its last attempt: it backs off while the ping is out
+    assert c.knows(b"x", 1.5)
+    c.admitted(b"x")  # ... and it answers
+    assert not c.knows(b"x", 1.5)
+
+
 def test_silent_candidates_never_raise_awareness_or_cause_suspicion() -> None:
     a = make_core("a", ["b", "c", "d", "liar"])
     members = {pid("b"), pid("c"), pid("d"), pid("liar")}
