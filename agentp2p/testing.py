@@ -590,11 +590,12 @@ class DevnetProcess(ChildProcess):
     """
 
     def __init__(self, home: Path, *, nodes: int, procs: int, flags: Sequence[str] = (), stdin: bool = True,
-                 ready_timeout: float = 180.0) -> None:  # fmt: skip
+                 ready_timeout: float = 180.0, env: Mapping[str, str] | None = None) -> None:  # fmt: skip
         home.mkdir(parents=True, exist_ok=True)
         args = [*CLI, "devnet", "--nodes", str(nodes), "--procs", str(procs), "--json",
                 "--log-dir", str(home / "logs"), *flags]  # fmt: skip
-        super().__init__(args, env=cli_env(home), name=f"devnet {nodes}x{procs}", stdin=stdin)
+        env = cli_env(home) if env is None else env  # (cli_env: none of our own AGENTP2P_* settings)
+        super().__init__(args, env=env, name=f"devnet {nodes}x{procs}", stdin=stdin)
         self.home = home
         self.ready_timeout = ready_timeout
         self._results_seen = 0

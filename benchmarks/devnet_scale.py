@@ -39,6 +39,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import sys
 import tempfile
@@ -50,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import commit, emit, machine, percentile  # noqa: E402
 
-from agentp2p.testing import DevnetProcess  # noqa: E402
+from agentp2p.testing import DevnetProcess, cli_env  # noqa: E402
 
 
 def lo_tx_bytes() -> int:
@@ -80,8 +81,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"benchmark": "devnet_scale", "nodes": n, "procs": args.procs, "seed": args.seed,
                            "join_rate": args.join_rate,
                            "commit": commit(), "failed_steps": []}  # fmt: skip
-    home = tempfile.TemporaryDirectory(prefix="devnet-scale-")  # its keys and the workers' logs
-    devnet = DevnetProcess(Path(home.name), nodes=n, procs=args.procs,
+    home = Path(tempfile.mkdtemp(prefix="devnet-scale-"))  # the workers' logs: kept when a run stops early
+    settings = {k: v for k, v in os.environ.items() if k.startswith("AGENTP2P_")}  # they reach every node
+    devnet = DevnetProcess(home, nodes=n, procs=args.procs, env=cli_env(home, settings),
                            flags=["--seed", str(args.seed), "--interval", "0", "--probe-every", "0", "--rate", "0",
                                   "--caps", str(caps), "--join-rate", str(args.join_rate)])  # fmt: skip
 
@@ -95,7 +97,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return r
 
     try:
-        devnet.start(args.timeout)  # up, and the meshes ready (or an info event saying which are not)
+        devnet.launch()  # (not start(): on a timeout it would stop the devnet at once, not through finish())
+        devnet.wait_ready(args.timeout)  # up, and the meshes ready (or an info event saying which are not)
         workers = devnet.event("workers")["workers"]
         ready = next((e for e in devnet.events() if e["event"] == "ready"), {})
         out["join"] = {"up_s": devnet.event("up").get("seconds"), "ready_s": ready.get("seconds")}
@@ -193,8 +196,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"  stopped: {out['stopped']}", file=sys.stderr, flush=True)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the devnet's own shutdown is bounded: let it finish
-        out["rc"] = devnet.finish()
-        home.cleanup()
+        try:
+            out["rc"] = devnet.finish()
+        finally:
+            if "stopped" in out or out["failed_steps"] or out.get("rc"):
+                print(f"  the devnet's last lines:\n{devnet.log_text(40)}\n  its workers' logs: {home / 'logs'}",
+                      file=sys.stderr, flush=True)
+            else:
+                shutil.rmtree(home, ignore_errors=True)
     out["machine"] = machine()
     return out
 
@@ -261,7 +270,9 @@ def main() -> None:
     ap.add_argument("--detect-timeout", type=float, default=120.0)
     ap.add_argument("--partition-s", type=float, default=60.0)
     ap.add_argument("--merge-timeout", type=float, default=180.0)
-    ap.add_argument("--timeout", type=float, default=900.0, help="join: each wait's bound")
+    ap.add_argument("--timeout", type=float, default=900.0,
+                    help="join: the bound on the network coming up (workers started, nodes up, meshes ready), "
+                         "and on each of wait records and wait views")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.nodes < 4:

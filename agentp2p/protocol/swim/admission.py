@@ -36,9 +36,11 @@ enters a bounded candidate set instead of the member table:
   and 11 member and newcomer pairs were still apart 120 s later: every
   member that had heard of the newcomer while backing off had refused
   8-36 proposals of it, and once its back-off ended nothing proposed it
-  again: the gossip about it was over). Liars gain nothing they lacked: it
-  takes that many of them, and each retry still costs them the ping
-  budget and their per-gossiper caps, like a fresh fake ID.
+  again: the gossip about it was over). A liar gains nothing it lacked: it
+  takes that many identities that spoke to us (keys are free: one liar can
+  hold them all), and each retry costs one slot of a per-gossiper cap and
+  the ping budget, as a fresh fake ID always could (a gossiper at its cap
+  vouches for nothing).
 
 Pure data structure: the core decides when to ping and owns the clock.
 """
@@ -102,6 +104,9 @@ class CandidateSet:
             if addrs and not c.addrs:
                 c.addrs = addrs
             return True
+        if self.max_size <= 0 or self._by_gossiper.get(gossiper, 0) >= self.per_gossiper:
+            self.refused += 1  # (before the back-off: a gossiper at its cap vouches for nothing)
+            return False
         until = self._failed.get(peer)
         if until is not None:
             if until > now and not self._vouch(peer, gossiper):
@@ -109,9 +114,6 @@ class CandidateSet:
                 return False
             del self._failed[peer]
             self._vouched.pop(peer, None)
-        if self.max_size <= 0 or self._by_gossiper.get(gossiper, 0) >= self.per_gossiper:
-            self.refused += 1
-            return False
         if len(self._entries) >= self.max_size:
             self._remove(self._peers[self._rng.randrange(len(self._peers))])
             self.evicted += 1

@@ -136,7 +136,8 @@ class SwimConfig:
     #: back from the dead lifts every back-off, at most once per sixth of it.
     candidate_backoff: float = 60.0
     #: ... unless this many distinct gossipers propose it meanwhile: then it
-    #: is tried again at once (0: never; admission.py says why).
+    #: is tried again at once (0: never; 1 is refused, as it would end every
+    #: back-off; admission.py says why).
     candidate_vouchers: int = 3
     #: Signature checks (signature.py) we run for one frame at most; the rest of
     #: its signed updates count as unsigned. Each distinct update is verified once.
@@ -202,9 +203,11 @@ class SwimConfig:
             raise ValueError("awareness_max_multiplier must be >= 1")
         if self.max_incarnation_jump < 1 or self.candidate_attempts < 1:
             raise ValueError("max_incarnation_jump and candidate_attempts must be >= 1")
-        if (self.max_candidates < 0 or self.max_candidates_per_gossiper < 0 or self.candidate_pings_per_period < 0
-                or self.candidate_vouchers < 0):
+        if self.max_candidates < 0 or self.max_candidates_per_gossiper < 0 or self.candidate_pings_per_period < 0:
             raise ValueError("candidate bounds must be >= 0")
+        if self.candidate_vouchers < 0 or self.candidate_vouchers == 1:
+            # One voucher would be any single proposer: no back-off at all.
+            raise ValueError("candidate_vouchers must be 0 (off) or >= 2")
         if self.push_pull_interval < 0 or self.push_pull_burst_interval <= 0 or self.push_pull_timeout <= 0:
             raise ValueError("push/pull intervals must be >= 0, burst interval and timeout > 0")
         if self.push_pull_max_entries < 1 or self.push_pull_serves_per_period < 0:

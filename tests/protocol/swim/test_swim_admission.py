@@ -165,6 +165,61 @@ def test_a_backing_off_candidate_is_tried_again_once_enough_distinct_gossipers_v
     assert off.propose(b"x", (), b"g1", 61.5)
 
 
+def test_a_gossiper_at_its_cap_vouches_for_nothing() -> None:
+    """Else a vouch could end a back-off without the peer being proposed,
+    and then any single identity could bring it back."""
+    c = CandidateSet(random.Random(1), max_size=8, per_gossiper=1, attempts=1, backoff=60.0, vouchers=3)
+    c.propose(b"x", (), b"g1", 0.0)
+    c.pick(1, 1.0)
+    assert c.propose(b"y", (), b"g3", 1.0)  # g3 is at its cap now
+    assert not c.propose(b"x", (), b"g1", 2.0) and not c.propose(b"x", (), b"g2", 2.0)
+    assert not c.propose(b"x", (), b"g3", 2.0)  # at its cap: no third voucher
+    assert c.vouched == 0 and c.knows(b"x", 2.0)
+    assert c.propose(b"x", (), b"g4", 2.0) and c.vouched == 1  # a third that may propose
+
+
+def test_vouchers_are_forgotten_with_the_back_off() -> None:
+    c = CandidateSet(random.Random(1), max_size=1, per_gossiper=4, attempts=1, backoff=60.0, vouchers=3)
+    c.propose(b"x", (), b"g1", 0.0)
+    c.pick(1, 1.0)
+    c.propose(b"x", (), b"g1", 2.0)
+    c.propose(b"x", (), b"g2", 2.0)
+    assert c._vouched == {b"x": {b"g1", b"g2"}}
+    c.forgive()
+    assert c._vouched == {}
+    c.propose(b"x", (), b"g1", 3.0)
+    c.pick(1, 4.0)
+    c.propose(b"x", (), b"g2", 5.0)
+    c.admitted(b"x")  # it answered the last ping after all
+    assert c._vouched == {} and not c.knows(b"x", 5.0)
+    # The back-off memory is bounded (4 x max_size) and its vouchers go with it.
+    for i in range(10):
+        p = b"p%d" % i
+        c.propose(p, (), b"g1", 6.0)
+        c.pick(1, 6.0)
+        c.propose(p, (), b"g2", 6.0)
+    assert len(c._failed) <= 4 and set(c._vouched) <= set(c._failed)
+
+
+@pytest.mark.parametrize("vouchers", [3, 0])
+def test_the_core_retries_a_backed_off_stranger_once_three_members_vouch(vouchers: int) -> None:
+    a = make_core("a", ["b", "c", "d"], config=SwimConfig(gossip_interval=0, candidate_vouchers=vouchers))
+    x = pid("x")
+    t = _stranger_backs_off(a, 0.1, x)  # b proposed it twice, the second time while it backed off
+    deliver(a, t, pid("c"), Message(3, 0, Ack(), (MemberUpdate(x, State.ALIVE, 0, (ADDR,)),)))
+    assert not a.is_candidate(x)  # two vouchers
+    deliver(a, t, pid("d"), Message(4, 0, Ack(), (MemberUpdate(x, State.ALIVE, 0, (ADDR,)),)))
+    assert a.is_candidate(x) is bool(vouchers)
+    assert a.admission_stats()["vouched"] == (1 if vouchers else 0)
+
+
+def test_one_voucher_is_refused_as_it_would_end_every_back_off() -> None:
+    with pytest.raises(ValueError, match="candidate_vouchers"):
+        SwimConfig(candidate_vouchers=1)
+    SwimConfig(candidate_vouchers=0)
+    SwimConfig(candidate_vouchers=2)
+
+
 def test_a_candidate_that_answers_its_last_ping_keeps_no_back_off() -> None:
     c = CandidateSet(random.Random(1), max_size=8, per_gossiper=4, attempts=1, backoff=60.0, vouchers=3)
     c.propose(b"x", (), b"g1", 0.0)
