@@ -199,7 +199,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             out["rc"] = devnet.finish()
         finally:
-            if "stopped" in out or out.get("rc"):  # (a failed step is a figure: the report has it)
+            devnet.close()  # (finish() interrupted by a second Ctrl-C: still nothing left running)
+            # Keep the logs of a run that stopped or of a devnet that failed (a failed step is a figure: the report has it).
+            if devnet.proc is not None and ("stopped" in out or out.get("rc", 1) != 0):
                 print(f"  the devnet's last lines:\n{devnet.log_text(40)}\n  its workers' logs: {home / 'logs'}",
                       file=sys.stderr, flush=True)
             else:
