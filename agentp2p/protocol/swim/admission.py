@@ -178,7 +178,6 @@ class CandidateSet:
         failed = self._failed
         failed.pop(peer, None)
         failed[peer] = now + self.backoff
-        self._vouched.pop(peer, None)
         while len(failed) > 4 * max(1, self.max_size):
             oldest = next(iter(failed))
             del failed[oldest]
