@@ -55,6 +55,15 @@ class KademliaConfig:
     max_slow: int | None = None
     lookup_timeout: float = 60.0  # a whole query, whatever its peers do
     ping_timeout: float = 10.0  # the liveness check before an eviction
+    #: Liveness checks this node sends at most: ``ping_rate`` per second,
+    #: ``ping_burst`` at once (a token bucket). Connections from servers not
+    #: in the table arrive faster the larger the network (and each check's
+    #: own connection makes the pinged peer check one of its entries), so
+    #: without a budget the checks' dials per node grow with N. A check not
+    #: sent leaves the newcomer in the replacement cache, where a failed
+    #: request's eviction promotes it.
+    ping_rate: float = 0.1
+    ping_burst: int = 5
     refresh_interval: float = 600.0  # a bucket untouched this long is looked up
     refresh_check_interval: float = 60.0
     max_refresh_cpl: int = 15  # deeper buckets are (almost) always empty
@@ -96,6 +105,8 @@ class KademliaConfig:
                      "cleanup_interval"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if not 0 < self.ping_rate < math.inf or self.ping_burst < 1:
+            raise ValueError("ping_rate must be positive and ping_burst at least 1")
         if self.slow_after is not None and not 0 <= self.slow_after < math.inf:
             raise ValueError("slow_after must be None (learned), 0 (off) or positive seconds")
         if not 0 < self.slow_floor < math.inf or (self.max_slow is not None and self.max_slow < 1):

@@ -22,7 +22,8 @@ ended so; a put or provide cannot: its records still get written).
 
 The table learns from evidence of liveness: a connection from a DHT server,
 a request from one, an answer to our request. A full bucket pings its
-least-recently-seen entry before anything is evicted (PingPeer); requests
+least-recently-seen entry before anything is evicted (PingPeer), within the
+node's check budget (``ping_rate``, ``ping_burst``); requests
 that fail ``max_failures`` times in a row evict an entry and promote a
 replacement.
 
@@ -45,6 +46,8 @@ import heapq
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from agentp2p.network.ratelimit import PeerRateLimiter
 
 from .codec import DEFAULT_LIMITS, CodecError, Limits, Message, MessageType, Peer, Record, decode_message
 from .config import KademliaConfig, Mode
@@ -109,6 +112,7 @@ class KademliaStats:
     slow: int = 0  # lookup requests that gave up their α slot (slow_after)
     reconnects: int = 0  # pings to peers the table lost to failures (lost.py)
     reconnected: int = 0  # ... that answered: back in the table
+    pings_skipped: int = 0  # liveness checks not sent: the ping budget was spent
 
     def count(self, d: dict[str, int], key: str) -> None:
         d[key] = d.get(key, 0) + 1
@@ -153,6 +157,7 @@ class KademliaCore:
         self._now = now
         self.table = RoutingTable(local_peer, k=c.k, replacement_cache=c.replacement_cache,
                                   max_addrs=c.max_addrs, now=now)
+        self._ping_budget = PeerRateLimiter(c.ping_rate, c.ping_burst, max_peers=1)  # one key: the node's
         self.records = RecordStore(validator or NamespacedValidator({}), max_records=c.max_records,
                                    ttl=c.record_ttl, quota=record_quota)
         self.providers = ProviderStore(ttl=c.provider_ttl, max_keys=c.max_providers_keys,
@@ -322,6 +327,10 @@ class KademliaCore:
             self.lost.discard(peer)
         if status is Update.ADDED:
             out.append(RoutingUpdated(peer, True))
+        if ping is not None and not self._ping_budget.allow(None, self._now):
+            self.table.ping_skipped(ping)
+            self.stats.pings_skipped += 1
+            ping = None
         if ping is not None:
             rid = self._rid()
             at = self._now + self.cfg.ping_timeout

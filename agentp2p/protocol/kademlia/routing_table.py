@@ -14,6 +14,8 @@ asks the core to ping the least-recently-seen entry (:meth:`RoutingTable.update`
 returns it); only if that ping fails is the entry dropped and the newest
 replacement promoted. This is also what makes the table hard to flood: a
 Sybil swarm can fill replacement caches, not buckets that hold live peers.
+The core sends these checks within a budget (``KademliaConfig.ping_rate``);
+one it does not send leaves the newcomer waiting (:meth:`ping_skipped`).
 
 Refresh: a bucket that no lookup has touched for a while is *stale*; the
 core looks up a random key in it (keys.random_peer_id_in_bucket).
@@ -134,7 +136,8 @@ class RoutingTable:
     def update(self, peer: bytes, addrs: tuple[bytes, ...], now: float) -> tuple[Update, bytes | None]:
         """``peer`` (a DHT server) was seen alive. Returns what happened and,
         for a full bucket, the entry to ping (None when one is already being
-        pinged: one liveness check per bucket at a time)."""
+        pinged: one liveness check per bucket at a time). A caller that does
+        not send the ping says :meth:`ping_skipped`."""
         if peer == self.local_peer:
             return Update.REFUSED, None
         addrs = addrs[: self.max_addrs]
@@ -166,6 +169,13 @@ class RoutingTable:
             return Update.PENDING, None
         b.pinging = next(iter(b.entries))
         return Update.PENDING, b.pinging
+
+    def ping_skipped(self, peer: bytes) -> None:
+        """The check :meth:`update` asked for of ``peer`` was not sent (the
+        core's budget was spent): the bucket may ask again."""
+        i = self._where.get(peer)
+        if i is not None and self._buckets[i].pinging == peer:
+            self._buckets[i].pinging = None
 
     def ping_result(self, peer: bytes, alive: bool, now: float) -> tuple[bytes | None, bytes | None]:
         """The liveness check of ``peer`` ended. Returns (removed, promoted)."""

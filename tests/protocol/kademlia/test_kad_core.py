@@ -426,6 +426,26 @@ def test_full_bucket_pings_before_evicting() -> None:
     assert same[1] in core.table and same[3] not in core.table  # it answered: it stays
 
 
+def test_liveness_checks_keep_to_the_budget() -> None:
+    """Servers not in a full bucket keep connecting; the node sends at most
+    ping_burst checks at once and ping_rate per second after, and counts the
+    rest (their newcomers wait in the replacement cache)."""
+    cfg = KademliaConfig(k=2, max_candidates=20, refresh_interval=1e9, ping_rate=0.1, ping_burst=2)
+    me = pid("me")
+    same = [p for p in (pid(f"b{i}") for i in range(400)) if common_prefix_len(kad_key(me), kad_key(p)) == 0][:8]
+    core = core_knowing(same[:2], config=cfg, me=me)
+    d = Driver(core, lambda p, m: None)
+    for i, p in enumerate(same[2:6]):  # each check is answered before the next server connects
+        d.run(1.0 + i)
+        d.feed(PeerConnected(p, (), True))
+    assert len(d.pings) == 2 and core.stats.pings_skipped == 2
+    assert core.table.replacement_count() == 4 and {e.peer for e in core.table.peers()} == set(same[:2])
+    d.run(15.0)  # 10 s buys one token
+    d.feed(PeerConnected(same[6], (), True))
+    d.feed(PeerConnected(same[7], (), True))  # the check of the first is under way: not asked, not counted
+    assert len(d.pings) == 3 and core.stats.pings_skipped == 2
+
+
 def test_refresh_looks_up_stale_buckets() -> None:
     net = IdealNetwork(100)
     cfg = KademliaConfig(refresh_interval=600.0, refresh_check_interval=60.0)

@@ -78,6 +78,22 @@ def test_dead_entry_is_replaced_by_newest_candidate() -> None:
     assert t.replacement_count() == 1
 
 
+def test_a_check_not_sent_lets_the_bucket_ask_again() -> None:
+    """While a check is under way the bucket asks for no other; one the
+    caller did not send (its budget was spent: ping_skipped) frees it."""
+    t = table()
+    a, b, c, d, e = in_bucket(t, 0, 5)
+    for i, p in enumerate((a, b, c)):
+        t.update(p, (), float(i))
+    assert t.update(d, (), 3.0) == (Update.PENDING, a)
+    assert t.update(e, (), 4.0) == (Update.PENDING, None)
+    t.ping_skipped(b)  # not the one asked for: no effect
+    assert t.update(e, (), 5.0) == (Update.PENDING, None)
+    t.ping_skipped(a)
+    assert t.update(d, (), 6.0) == (Update.PENDING, a)
+    assert len(t) == 3 and t.replacement_count() == 2
+
+
 def test_replacement_cache_is_bounded() -> None:
     t = table(k=2, cache=3)
     peers = in_bucket(t, 1, 50)
