@@ -168,6 +168,7 @@ class SwimStats:
     ring_probes: int = 0  # probes of our successor on the hash ring (ring_probe_every)
     connections_lost: int = 0  # ConnectionLost hints about live members (a connection ended without a goodbye)
     hinted_probes: int = 0  # ... of which moved the member to the front of the probe order
+    redialed_ahead: int = 0  # connections our next probes need, closed in order and asked for again at once
     # push/pull anti-entropy (pushpull.py)
     push_pulls: int = 0  # exchanges we started
     push_pulls_served: int = 0  # REQUESTs we answered with our entries (or "in sync")
@@ -494,6 +495,7 @@ class SwimCore:
         elif isinstance(event, ConnectionClosed):
             if self.config.probe_connected_min:
                 self._connected.disconnected(event.peer_id)
+            self._redial_if_upcoming(event.peer_id, out)
         elif isinstance(event, ConnectionOpened):
             if self.config.probe_connected_min and event.peer_id != self.local_id:
                 self._connected.connected(event.peer_id, self._is_member)
@@ -765,6 +767,24 @@ class SwimCore:
                 if not need:
                     return True
         return False
+
+    def _redial_if_upcoming(self, peer: PeerId, out: list[Action]) -> None:
+        """A connection our probes need now or next was closed in order: ask
+        for it again at once (ConnectAhead). Our connection manager spares
+        these (keep_connected), but the member's own cannot know our probe is
+        coming and closes the connection as idle; the probe would then pay a
+        dial of several round trips inside its timeout, and a live member on
+        a slow link would be suspected (each suspicion and refutation is then
+        piggybacked by every member: docs/scale.md, "False suspicions of a
+        quiet network"). Bounded by upcoming(): a peer closing connections
+        again and again gets one dial per close while it is among the few
+        members our next probes need."""
+        if not self.config.connect_ahead or self._leaving or peer not in self.upcoming():
+            return
+        m = self._table.get(peer)
+        if m is not None:
+            self.stats.redialed_ahead += 1
+            out.append(ConnectAhead(peer, m.addrs))
 
     def _is_member(self, peer: PeerId) -> bool:
         return self._table.get(peer) is not None

@@ -143,6 +143,31 @@ def test_every_nth_period_the_whole_roster_is_probed_with_its_connection_made_ah
     assert set(connect_ahead) == {period - 2 for period in roster}  # and no other
 
 
+def test_a_connection_an_upcoming_probe_needs_is_asked_for_again_when_closed() -> None:
+    """The roster's target is connected to two periods ahead; if the member
+    closes that connection before its turn (its connection manager cannot
+    know our probe is coming), the core asks for it again at once, so the
+    probe does not dial inside its timeout. A connection no probe of ours
+    needs next is let go."""
+    core = connected_core(roster_every=4)
+    drawn = None
+    while drawn is None:
+        t, acts = next_tick(core)
+        drawn = next((a.to for a in acts if isinstance(a, ConnectAhead)), None)
+        for ping in sends(acts, Ping):
+            deliver(core, t + 0.01, ping.to, Message(ping.message.seq, 0, Ack()))
+    assert drawn in core.upcoming()
+    core.handle(t + 0.02, ConnectionOpened(drawn))
+    idle = next(p for p in NEAR if p not in core.upcoming())
+    assert not [a for a in core.handle(t + 0.03, ConnectionClosed(idle)) if isinstance(a, ConnectAhead)]
+    again = [a for a in core.handle(t + 0.04, ConnectionClosed(drawn)) if isinstance(a, ConnectAhead)]
+    assert [a.to for a in again] == [drawn] and core.stats.redialed_ahead == 1
+    # Off with connect_ahead 0, as every connection asked for ahead is.
+    off = make_core("a", OTHERS, config=SwimConfig(gossip_interval=0, connect_ahead=0))
+    off.handle(0.0, ConnectionOpened(NEAR[0]))
+    assert not off.handle(0.0, ConnectionClosed(NEAR[0])) and off.stats.redialed_ahead == 0
+
+
 def _kinds(core, periods: int, hint_at: set[int] | None = None,  # type: ignore[no-untyped-def]
            pool: list[bytes] = NEAR) -> dict[int, str]:
     """Run ``periods`` periods, every probe answered; period -> which kind of
