@@ -201,6 +201,8 @@ class WholeNodeConfig:
     swim_start: str = "join"
     #: SWIM's connect_ahead (None: the node's default, SwimConfig).
     connect_ahead: int | None = None
+    #: SWIM's redial_upcoming (None: the node's default, SwimConfig).
+    redial_upcoming: bool | None = None
     #: The connection manager spares the members SWIM probes now or next
     #: (SwimCore.upcoming), as the node's assembly does. False: the node
     #: before 2026-12-04, to measure what it changes.
@@ -313,6 +315,8 @@ class WholeNodeSimulation:
         swim_kw: dict[str, Any] = {}
         if cfg.connect_ahead is not None:
             swim_kw["connect_ahead"] = cfg.connect_ahead
+        if cfg.redial_upcoming is not None:
+            swim_kw["redial_upcoming"] = cfg.redial_upcoming
         if cfg.probe_connected_min is not None:
             swim_kw["probe_connected_min"] = cfg.probe_connected_min
         if cfg.roster_probe_every is not None:
@@ -477,7 +481,7 @@ class WholeNodeSimulation:
         if self.nodes[i].swim is not None:
             if abrupt:
                 self._swim(i, ConnectionLost(pid))
-            elif self.swim_config.probe_connected_min:
+            else:
                 self._swim(i, ConnectionClosed(pid))
 
     def _boot_dial(self, i: int, b: int, backoff: float) -> None:

@@ -887,6 +887,7 @@ class KademliaService:
                 "slow_after_s": round(core.slow_after(), 3),  # learned unless dht.slow_after fixes it
                 "reconnects": c.reconnects,
                 "reconnected": c.reconnected,
+                "pings_skipped": c.pings_skipped,
                 "lost_peers": len(core.lost),
                 "queries_running": core.query_count(),
                 "requests_pending": core.pending_count(),

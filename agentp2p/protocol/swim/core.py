@@ -122,6 +122,11 @@ _TICK, _PROBE_TIMEOUT, _INDIRECT, _SUSPICION, _REAP, _LEAVE, _PUSHPULL, _GOSSIP 
 _MAX_HINTED = 4
 _HINT_REFILL = 2
 _HINT_COOLDOWN = 30
+#: A connection our next probes need, closed in order, is asked for again
+#: (_redial_if_upcoming) at most once per member per _REDIAL_COOLDOWN
+#: periods; _MAX_REDIAL_MEMORY bounds the members remembered for it.
+_REDIAL_COOLDOWN = 8
+_MAX_REDIAL_MEMORY = 64
 #: Suspicion minimum multiplier while a partition heals (see _transition).
 _MERGE_SUSPICION = 2
 _MAX_HINT_MEMORY = 1024
@@ -273,6 +278,7 @@ class SwimCore:
         self._gossip_rng = random.Random(self._seq * 0x9E3779B97F4A7C15 + 1)
         self._contacts = RecentContacts()
         self._hinted: dict[PeerId, int] = {}  # member -> period of its last ConnectionLost hint
+        self._redialed: dict[PeerId, int] = {}  # member -> period of its last redial (_redial_if_upcoming)
         #: One bucket for all hints, on the period clock (see _on_connection_lost).
         self._hint_budget = PeerRateLimiter(1 / _HINT_REFILL, _MAX_HINTED, max_peers=1)
         self._gossip_at = math.inf  # when the armed gossip timer fires (inf: none armed)
@@ -778,13 +784,29 @@ class SwimCore:
         piggybacked by every member: docs/scale.md, "False suspicions of a
         quiet network"). Bounded by upcoming(): a peer closing connections
         again and again gets one dial per close while it is among the few
-        members our next probes need."""
-        if not self.config.connect_ahead or self._leaving or peer not in self.upcoming():
+        members our next probes need.
+
+        At most once per member per _REDIAL_COOLDOWN periods: a member at
+        its connection limit closes each new connection after the handshake,
+        and our ring successor stays upcoming for good, so without it one
+        peer could have us dial it every time it closes. Our own connection
+        manager spares what keep_connected() names, so this rarely undoes
+        our own trim (the core is not told who closed)."""
+        cfg = self.config
+        if not (cfg.connect_ahead and cfg.redial_upcoming) or self._leaving or peer not in self.upcoming():
             return
         m = self._table.get(peer)
-        if m is not None:
-            self.stats.redialed_ahead += 1
-            out.append(ConnectAhead(peer, m.addrs))
+        if m is None:
+            return
+        period = self._period
+        last = self._redialed.get(peer)
+        if last is not None and period - last < _REDIAL_COOLDOWN:
+            return
+        if len(self._redialed) >= _MAX_REDIAL_MEMORY:
+            self._redialed = {p: at for p, at in self._redialed.items() if period - at < _REDIAL_COOLDOWN}
+        self._redialed[peer] = period
+        self.stats.redialed_ahead += 1
+        out.append(ConnectAhead(peer, m.addrs))
 
     def _is_member(self, peer: PeerId) -> bool:
         return self._table.get(peer) is not None

@@ -9,8 +9,10 @@ Inputs (``SwimCore.handle(now, event)``):
                      process may have died): probe it next period, not in its
                      round-robin turn.
   ConnectionOpened   we hold a connection to the peer now, and
-  ConnectionClosed   our connection to it closed in order: used only with
-                     probe_connected_min (connected.py).
+  ConnectionClosed   our connection to it closed in order: probe_connected_min
+                     drops it from the connected order (connected.py), and a
+                     member our next probes need is asked for again
+                     (ConnectAhead).
 
 Outputs (the returned list, in order):
   Send               deliver ``message`` to ``to`` (encode with wire.encode());
@@ -72,7 +74,9 @@ class ConnectionOpened:
 @dataclass(frozen=True, slots=True)
 class ConnectionClosed:
     """Our connection to the peer closed in order (trimmed by either side's
-    connection manager, or a goodbye): only probe_connected_min uses it."""
+    connection manager, or a goodbye): probe_connected_min drops the peer
+    from the connected order, and if our next probes need it the core asks
+    for it again (ConnectAhead, SwimCore._redial_if_upcoming)."""
 
     peer_id: PeerId
 

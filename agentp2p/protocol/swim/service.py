@@ -406,7 +406,7 @@ class SwimService:
                 self._discovered(node, ev.peer_id)
             elif ev.abrupt:
                 self._step(ConnectionLost(ev.peer_id.to_bytes()))
-            elif self.config.probe_connected_min:
+            else:
                 self._step(ConnectionClosed(ev.peer_id.to_bytes()))
 
     def _discovered(self, node: NodeContext, peer: ID) -> None:

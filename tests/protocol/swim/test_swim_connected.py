@@ -19,6 +19,7 @@ from agentp2p.protocol.swim import (
     ConnectionClosed,
     ConnectionLost,
     ConnectionOpened,
+    Leave,
     MemberDiscovered,
     Message,
     Ping,
@@ -162,6 +163,22 @@ def test_a_connection_an_upcoming_probe_needs_is_asked_for_again_when_closed() -
     assert not [a for a in core.handle(t + 0.03, ConnectionClosed(idle)) if isinstance(a, ConnectAhead)]
     again = [a for a in core.handle(t + 0.04, ConnectionClosed(drawn)) if isinstance(a, ConnectAhead)]
     assert [a.to for a in again] == [drawn] and core.stats.redialed_ahead == 1
+    # A member that closes every new connection (at its limit, or hostile)
+    # gets one redial per cooldown, not one per close.
+    core.handle(t + 0.05, ConnectionOpened(drawn))
+    assert not [a for a in core.handle(t + 0.06, ConnectionClosed(drawn)) if isinstance(a, ConnectAhead)]
+    assert core.stats.redialed_ahead == 1
+    # Not while leaving: our own goodbye closes every connection.
+    leaving = connected_core(roster_every=4)
+    while True:
+        t, acts = next_tick(leaving)
+        if any(isinstance(a, ConnectAhead) for a in acts):
+            break
+    leaving.handle(t, Leave())
+    still = leaving.upcoming()
+    assert still  # named as upcoming, yet not dialed
+    assert not [a for p in still for a in leaving.handle(t, ConnectionClosed(p)) if isinstance(a, ConnectAhead)]
+    assert leaving.stats.redialed_ahead == 0
     # Off with connect_ahead 0, as every connection asked for ahead is.
     off = make_core("a", OTHERS, config=SwimConfig(gossip_interval=0, connect_ahead=0))
     off.handle(0.0, ConnectionOpened(NEAR[0]))
