@@ -1236,6 +1236,7 @@ def _config_record(sim: WholeNodeSimulation) -> dict[str, Any]:
             "swim_start": cfg.swim_start, "loss": cfg.loss,
             "latency": sim.links.describe(), "connection_manager": cfg.connections.enabled,
             "connect_ahead": sim.swim_config.connect_ahead,
+            "redial_upcoming": sim.swim_config.redial_upcoming,
             "probe_connected_min": sim.swim_config.probe_connected_min,
             "roster_probe_every": sim.swim_config.roster_probe_every, "pubsub_degree": cfg.pubsub.degree,
             "pubsub_degree_near": cfg.pubsub.degree_near, "dht_slow_after": "auto" if sim.kad_config.slow_after is None else sim.kad_config.slow_after,
@@ -1467,6 +1468,7 @@ def run_partition_merge(cfg: WholeNodeConfig, *, settle: float = 60.0, partition
             merged = float(k)
     return {"config": {"n": cfg.n, "seed": cfg.seed, "swim_start": cfg.swim_start,
                        "connect_ahead": sim.swim_config.connect_ahead,
+                       "redial_upcoming": sim.swim_config.redial_upcoming,
                        "probe_connected_min": sim.swim_config.probe_connected_min,
                        "roster_probe_every": sim.swim_config.roster_probe_every, "partition_s": partition_s},
             "merged_s": merged, "behind_at_end": curve[-1]["nodes_behind"] if curve else None, "curve": curve,

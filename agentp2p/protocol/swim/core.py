@@ -781,15 +781,14 @@ class SwimCore:
         coming and closes the connection as idle; the probe would then pay a
         dial of several round trips inside its timeout, and a live member on
         a slow link would be suspected (each suspicion and refutation is then
-        piggybacked by every member: docs/scale.md, "False suspicions of a
-        quiet network"). Bounded by upcoming(): a peer closing connections
-        again and again gets one dial per close while it is among the few
-        members our next probes need.
+        piggybacked by every member: docs/swim.md, "A closed connection our
+        probe needs, asked for again").
 
-        At most once per member per _REDIAL_COOLDOWN periods: a member at
-        its connection limit closes each new connection after the handshake,
-        and our ring successor stays upcoming for good, so without it one
-        peer could have us dial it every time it closes. Our own connection
+        Only members upcoming() names, at most once per member per
+        _REDIAL_COOLDOWN periods: a member at its connection limit closes
+        each new connection after the handshake, and our ring successor is
+        upcoming every ring_probe_every periods, so without it one peer
+        could have us dial it every time it closes. Our own connection
         manager spares what keep_connected() names, so this rarely undoes
         our own trim (the core is not told who closed)."""
         cfg = self.config

@@ -168,6 +168,18 @@ def test_a_connection_an_upcoming_probe_needs_is_asked_for_again_when_closed() -
     core.handle(t + 0.05, ConnectionOpened(drawn))
     assert not [a for a in core.handle(t + 0.06, ConnectionClosed(drawn)) if isinstance(a, ConnectAhead)]
     assert core.stats.redialed_ahead == 1
+    # Off with redial_upcoming false.
+    quiet = make_core("a", OTHERS, config=SwimConfig(gossip_interval=0, probe_connected_min=4, ring_probe_every=0,
+                                                     roster_probe_every=4, redial_upcoming=False))
+    for p in NEAR:
+        quiet.handle(0.0, ConnectionOpened(p))
+    for _ in range(12):
+        t3, acts = next_tick(quiet)
+        for ping in sends(acts, Ping):
+            deliver(quiet, t3 + 0.01, ping.to, Message(ping.message.seq, 0, Ack()))
+        for p in quiet.upcoming():
+            assert not [a for a in quiet.handle(t3 + 0.02, ConnectionClosed(p)) if isinstance(a, ConnectAhead)]
+    assert quiet.stats.redialed_ahead == 0
     # Not while leaving: our own goodbye closes every connection.
     leaving = connected_core(roster_every=4)
     while True:
@@ -183,6 +195,29 @@ def test_a_connection_an_upcoming_probe_needs_is_asked_for_again_when_closed() -
     off = make_core("a", OTHERS, config=SwimConfig(gossip_interval=0, connect_ahead=0))
     off.handle(0.0, ConnectionOpened(NEAR[0]))
     assert not off.handle(0.0, ConnectionClosed(NEAR[0])) and off.stats.redialed_ahead == 0
+
+
+def test_the_ring_successor_is_redialed_at_most_once_per_cooldown() -> None:
+    """Our ring successor is upcoming every other period (ring_probe_every
+    2): a successor that closes each connection gets one redial per 8
+    periods, no more, and one again once they have passed."""
+    core = make_core("a", OTHERS, config=SwimConfig(gossip_interval=0, probe_connected_min=4, ring_probe_every=2,
+                                                    roster_probe_every=0))
+    for p in NEAR:
+        core.handle(0.0, ConnectionOpened(p))
+    redials: list[int] = []  # periods
+    while core.period < 40:
+        t, acts = next_tick(core)
+        for ping in sends(acts, Ping):
+            deliver(core, t + 0.01, ping.to, Message(ping.message.seq, 0, Ack()))
+        ring = core._ring_successor(1)  # noqa: SLF001 — next period's ring target, when it is the ring's turn
+        if ring is not None and ring.peer_id in core.upcoming():
+            core.handle(t + 0.02, ConnectionOpened(ring.peer_id))
+            acts = core.handle(t + 0.03, ConnectionClosed(ring.peer_id))
+            if any(isinstance(a, ConnectAhead) and a.to == ring.peer_id for a in acts):
+                redials.append(core.period)
+    assert len(redials) >= 4 and all(b - a >= 8 for a, b in zip(redials, redials[1:])), redials
+    assert all(b - a <= 10 for a, b in zip(redials, redials[1:])), redials  # and again soon after the cooldown
 
 
 def _kinds(core, periods: int, hint_at: set[int] | None = None,  # type: ignore[no-untyped-def]
