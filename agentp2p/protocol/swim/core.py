@@ -124,7 +124,9 @@ _HINT_REFILL = 2
 _HINT_COOLDOWN = 30
 #: A connection our next probes need, closed in order, is asked for again
 #: (_redial_if_upcoming) at most once per member per _REDIAL_COOLDOWN
-#: periods; _MAX_REDIAL_MEMORY bounds the members remembered for it.
+#: periods. Who was redialed is remembered only while upcoming() names a
+#: member (a few each period), and the memory is swept of expired entries
+#: whenever it reaches _MAX_REDIAL_MEMORY.
 _REDIAL_COOLDOWN = 8
 _MAX_REDIAL_MEMORY = 64
 #: Suspicion minimum multiplier while a partition heals (see _transition).
