@@ -794,14 +794,14 @@ class SwimCore:
         manager spares what keep_connected() names, so this rarely undoes
         our own trim (the core is not told who closed)."""
         cfg = self.config
-        if not (cfg.connect_ahead and cfg.redial_upcoming) or self._leaving or peer not in self.upcoming():
-            return
-        m = self._table.get(peer)
-        if m is None:
+        if not (cfg.connect_ahead and cfg.redial_upcoming) or self._leaving:
             return
         period = self._period
         last = self._redialed.get(peer)
         if last is not None and period - last < _REDIAL_COOLDOWN:
+            return  # checked first: upcoming() builds a list
+        m = self._table.get(peer)
+        if m is None or peer not in self.upcoming():
             return
         if len(self._redialed) >= _MAX_REDIAL_MEMORY:
             self._redialed = {p: at for p, at in self._redialed.items() if period - at < _REDIAL_COOLDOWN}

@@ -46,12 +46,25 @@ def probe_rounds(core, periods: int) -> tuple[list[bytes], int]:  # type: ignore
     return probed, ahead
 
 
-def connected_core(minimum: int = 4, roster_every: int = 0):  # type: ignore[no-untyped-def]
+def connected_core(minimum: int = 4, roster_every: int = 0, ring_every: int = 0,  # type: ignore[no-untyped-def]
+                   redial: bool = True):
     core = make_core("a", OTHERS, config=SwimConfig(gossip_interval=0, probe_connected_min=minimum,
-                                                           ring_probe_every=0, roster_probe_every=roster_every))
+                                                           ring_probe_every=ring_every, roster_probe_every=roster_every,
+                                                           redial_upcoming=redial))
     for p in NEAR:
         core.handle(0.0, ConnectionOpened(p))
     return core
+
+
+def answer_pings(core, t: float, acts: list) -> None:  # type: ignore[no-untyped-def,type-arg]
+    """Every Ping among ``acts`` is answered 10 ms after ``t``."""
+    for ping in sends(acts, Ping):
+        deliver(core, t + 0.01, ping.to, Message(ping.message.seq, 0, Ack()))
+
+
+def redials_on_close(core, t: float, peer: bytes) -> list[bytes]:  # type: ignore[no-untyped-def]
+    """The members the core asks connections to when ``peer``'s closes at ``t``."""
+    return [a.to for a in core.handle(t, ConnectionClosed(peer)) if isinstance(a, ConnectAhead)]
 
 
 def test_the_order_visits_every_connected_peer_once_a_round_and_skips_the_gone() -> None:
@@ -155,30 +168,24 @@ def test_a_connection_an_upcoming_probe_needs_is_asked_for_again_when_closed() -
     while drawn is None:
         t, acts = next_tick(core)
         drawn = next((a.to for a in acts if isinstance(a, ConnectAhead)), None)
-        for ping in sends(acts, Ping):
-            deliver(core, t + 0.01, ping.to, Message(ping.message.seq, 0, Ack()))
+        answer_pings(core, t, acts)
     assert drawn in core.upcoming()
     core.handle(t + 0.02, ConnectionOpened(drawn))
     idle = next(p for p in NEAR if p not in core.upcoming())
-    assert not [a for a in core.handle(t + 0.03, ConnectionClosed(idle)) if isinstance(a, ConnectAhead)]
-    again = [a for a in core.handle(t + 0.04, ConnectionClosed(drawn)) if isinstance(a, ConnectAhead)]
-    assert [a.to for a in again] == [drawn] and core.stats.redialed_ahead == 1
+    assert not redials_on_close(core, t + 0.03, idle)
+    assert redials_on_close(core, t + 0.04, drawn) == [drawn] and core.stats.redialed_ahead == 1
     # A member that closes every new connection (at its limit, or hostile)
     # gets one redial per cooldown, not one per close.
     core.handle(t + 0.05, ConnectionOpened(drawn))
-    assert not [a for a in core.handle(t + 0.06, ConnectionClosed(drawn)) if isinstance(a, ConnectAhead)]
+    assert not redials_on_close(core, t + 0.06, drawn)
     assert core.stats.redialed_ahead == 1
     # Off with redial_upcoming false.
-    quiet = make_core("a", OTHERS, config=SwimConfig(gossip_interval=0, probe_connected_min=4, ring_probe_every=0,
-                                                     roster_probe_every=4, redial_upcoming=False))
-    for p in NEAR:
-        quiet.handle(0.0, ConnectionOpened(p))
+    quiet = connected_core(roster_every=4, redial=False)
     for _ in range(12):
         t3, acts = next_tick(quiet)
-        for ping in sends(acts, Ping):
-            deliver(quiet, t3 + 0.01, ping.to, Message(ping.message.seq, 0, Ack()))
+        answer_pings(quiet, t3, acts)
         for p in quiet.upcoming():
-            assert not [a for a in quiet.handle(t3 + 0.02, ConnectionClosed(p)) if isinstance(a, ConnectAhead)]
+            assert not redials_on_close(quiet, t3 + 0.02, p)
     assert quiet.stats.redialed_ahead == 0
     # Not while leaving: our own goodbye closes every connection.
     leaving = connected_core(roster_every=4)
@@ -189,7 +196,7 @@ def test_a_connection_an_upcoming_probe_needs_is_asked_for_again_when_closed() -
     leaving.handle(t, Leave())
     still = leaving.upcoming()
     assert still  # named as upcoming, yet not dialed
-    assert not [a for p in still for a in leaving.handle(t, ConnectionClosed(p)) if isinstance(a, ConnectAhead)]
+    assert not [to for p in still for to in redials_on_close(leaving, t, p)]
     assert leaving.stats.redialed_ahead == 0
     # Off with connect_ahead 0, as every connection asked for ahead is.
     off = make_core("a", OTHERS, config=SwimConfig(gossip_interval=0, connect_ahead=0))
@@ -201,20 +208,15 @@ def test_the_ring_successor_is_redialed_at_most_once_per_cooldown() -> None:
     """Our ring successor is upcoming every other period (ring_probe_every
     2): a successor that closes each connection gets one redial per 8
     periods, no more, and one again once they have passed."""
-    core = make_core("a", OTHERS, config=SwimConfig(gossip_interval=0, probe_connected_min=4, ring_probe_every=2,
-                                                    roster_probe_every=0))
-    for p in NEAR:
-        core.handle(0.0, ConnectionOpened(p))
+    core = connected_core(ring_every=2)
     redials: list[int] = []  # periods
     while core.period < 40:
         t, acts = next_tick(core)
-        for ping in sends(acts, Ping):
-            deliver(core, t + 0.01, ping.to, Message(ping.message.seq, 0, Ack()))
+        answer_pings(core, t, acts)
         ring = core._ring_successor(1)  # noqa: SLF001 — next period's ring target, when it is the ring's turn
         if ring is not None and ring.peer_id in core.upcoming():
             core.handle(t + 0.02, ConnectionOpened(ring.peer_id))
-            acts = core.handle(t + 0.03, ConnectionClosed(ring.peer_id))
-            if any(isinstance(a, ConnectAhead) and a.to == ring.peer_id for a in acts):
+            if ring.peer_id in redials_on_close(core, t + 0.03, ring.peer_id):
                 redials.append(core.period)
     assert len(redials) >= 4 and all(b - a >= 8 for a, b in zip(redials, redials[1:])), redials
     assert all(b - a <= 10 for a, b in zip(redials, redials[1:])), redials  # and again soon after the cooldown
