@@ -151,7 +151,8 @@ def _ms(x: float | None) -> str:
 def _whole_config(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager: bool,
                   connect_ahead: int | None, slow_after: float | str | None, degree: int, degree_near: int,
                   probe_connected: int | None = None, roster_every: int | None = None,
-                  swim_start: str = "join", redial_upcoming: bool | None = None) -> Any:
+                  swim_start: str = "join", redial_upcoming: bool | None = None,
+                  close_grace: bool | None = None) -> Any:
     """The whole-node simulator's configuration from the command line's options (``whole`` and ``churn``)."""
     from agentp2p.config import PubSubConfig
     from agentp2p.network.connection_manager import ConnectionsConfig
@@ -160,7 +161,7 @@ def _whole_config(n: int, join_rate: float, swim: bool, loss: float, seed: int, 
     return WholeNodeConfig(n=n, seed=seed, join_rate=join_rate, swim=swim, loss=loss,
                            connections=ConnectionsConfig(enabled=manager), connect_ahead=connect_ahead,
                            probe_connected_min=probe_connected, roster_probe_every=roster_every,
-                           redial_upcoming=redial_upcoming, swim_start=swim_start, dht_slow_after=slow_after,
+                           redial_upcoming=redial_upcoming, close_grace=close_grace, swim_start=swim_start, dht_slow_after=slow_after,
                            pubsub=PubSubConfig(degree=degree, degree_near=degree_near))
 
 
@@ -170,12 +171,13 @@ def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager:
           heal_probe_every: int = 1, settle: float = 60.0, crash_wait: float = 90.0,
           probe_connected: int | None = None, roster_every: int | None = None,
           swim_start: str = "join", crash_share: float = 0.01, newcomers: int = 20,
-          partition_s: float = 30.0, redial_upcoming: bool | None = None) -> dict[str, Any]:
+          partition_s: float = 30.0, redial_upcoming: bool | None = None,
+          close_grace: bool | None = None) -> dict[str, Any]:
     from agentp2p.simulation.whole_node import run_whole_node
 
     t0 = time.perf_counter()
     cfg = _whole_config(n, join_rate, swim, loss, seed, manager, connect_ahead, slow_after, degree, degree_near,
-                        probe_connected, roster_every, swim_start, redial_upcoming)
+                        probe_connected, roster_every, swim_start, redial_upcoming, close_grace)
     out = run_whole_node(cfg, publish_s=publish_s, heal_wait=heal_wait, heal_probe_every=heal_probe_every,
                          settle=settle, crash_wait=crash_wait, crash_share=crash_share, newcomers=newcomers,
                          partition_s=partition_s,
@@ -267,12 +269,12 @@ def churn(n: int, join_rate: float, swim: bool, loss: float, seed: int, per_hour
           manager: bool = True, connect_ahead: int | None = None, slow_after: float | str | None = None,
           degree: int = 6, degree_near: int = 0, probe_connected: int | None = None, rate: float = 1.0,
           roster_every: int | None = None, swim_start: str = "join",
-          redial_upcoming: bool | None = None) -> dict[str, Any]:
+          redial_upcoming: bool | None = None, close_grace: bool | None = None) -> dict[str, Any]:
     from agentp2p.simulation.whole_node import run_churn
 
     t0 = time.perf_counter()
     cfg = _whole_config(n, join_rate, swim, loss, seed, manager, connect_ahead, slow_after, degree, degree_near,
-                        probe_connected, roster_every, swim_start, redial_upcoming)
+                        probe_connected, roster_every, swim_start, redial_upcoming, close_grace)
     out = run_churn(cfg, churn_per_hour=per_hour, duration=duration, rate=rate,
                     log=lambda m: print(f"  [{time.perf_counter() - t0:7.1f} s] {m[:200]}", flush=True))
     c = out["churn"]
@@ -334,6 +336,9 @@ def main() -> None:
     p.add_argument("--no-redial", action="store_true",
                    help="whole, churn, merge: SWIM does not ask again for a closed connection its next probes need "
                         "(redial_upcoming off: the node before 2026-12-05)")
+    p.add_argument("--no-grace", action="store_true",
+                   help="whole, churn, merge: a probe whose target closed its connection in order gets no "
+                        "extra period (close_grace off: the node before 2026-12-06)")
     p.add_argument("--probe-connected", type=int, default=None, metavar="MIN",
                    help="whole, churn, merge: SWIM probes only connected members while at least MIN are "
                         "(0: the whole roster; default: the node's, 8)")
@@ -377,7 +382,7 @@ def main() -> None:
             r = churn(n, rate, args.swim == "on", args.loss, args.seed, args.churn, args.duration,
                       not args.no_conn_manager, args.connect_ahead, args.slow_after, args.degree, args.degree_near,
                       args.probe_connected, args.rate, args.roster_every, args.swim_start,
-                      False if args.no_redial else None)
+                      False if args.no_redial else None, False if args.no_grace else None)
             r["config"].update(gc_young=args.gc_young, commit=code)
             print(json.dumps(r, default=str))
         return
@@ -397,6 +402,7 @@ def main() -> None:
                                                       probe_connected_min=args.probe_connected,
                                                       roster_probe_every=args.roster_every,
                                                       redial_upcoming=False if args.no_redial else None,
+                                                      close_grace=False if args.no_grace else None,
                                                       swim_start=args.swim_start))
             for row in out["curve"][::3] + out["curve"][-1:]:
                 print(f"  +{row['t']:3.0f} s: views min {row['min']:.3f}, P50 {row['p50']:.3f}, "
@@ -419,7 +425,8 @@ def main() -> None:
                       args.connect_ahead, args.slow_after, args.degree, args.degree_near,
                       args.publish_s, args.heal_wait, args.heal_probe_every, args.settle, args.crash_wait,
                       args.probe_connected, args.roster_every, args.swim_start, args.crash_share,
-                      args.newcomers, args.partition_s, False if args.no_redial else None)
+                      args.newcomers, args.partition_s, False if args.no_redial else None,
+                      False if args.no_grace else None)
             r["config"].update(gc_young=args.gc_young, commit=code)
             print(json.dumps(r, default=str))
         return

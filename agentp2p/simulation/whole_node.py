@@ -203,6 +203,8 @@ class WholeNodeConfig:
     connect_ahead: int | None = None
     #: SWIM's redial_upcoming (None: the node's default, SwimConfig).
     redial_upcoming: bool | None = None
+    #: SWIM's close_grace (None: the node's default, SwimConfig).
+    close_grace: bool | None = None
     #: The connection manager spares the members SWIM probes now or next
     #: (SwimCore.upcoming), as the node's assembly does. False: the node
     #: before 2026-12-04, to measure what it changes.
@@ -317,6 +319,8 @@ class WholeNodeSimulation:
             swim_kw["connect_ahead"] = cfg.connect_ahead
         if cfg.redial_upcoming is not None:
             swim_kw["redial_upcoming"] = cfg.redial_upcoming
+        if cfg.close_grace is not None:
+            swim_kw["close_grace"] = cfg.close_grace
         if cfg.probe_connected_min is not None:
             swim_kw["probe_connected_min"] = cfg.probe_connected_min
         if cfg.roster_probe_every is not None:
@@ -1237,6 +1241,7 @@ def _config_record(sim: WholeNodeSimulation) -> dict[str, Any]:
             "latency": sim.links.describe(), "connection_manager": cfg.connections.enabled,
             "connect_ahead": sim.swim_config.connect_ahead,
             "redial_upcoming": sim.swim_config.redial_upcoming,
+            "close_grace": sim.swim_config.close_grace,
             "probe_connected_min": sim.swim_config.probe_connected_min,
             "roster_probe_every": sim.swim_config.roster_probe_every, "pubsub_degree": cfg.pubsub.degree,
             "pubsub_degree_near": cfg.pubsub.degree_near, "dht_slow_after": "auto" if sim.kad_config.slow_after is None else sim.kad_config.slow_after,
@@ -1469,6 +1474,7 @@ def run_partition_merge(cfg: WholeNodeConfig, *, settle: float = 60.0, partition
     return {"config": {"n": cfg.n, "seed": cfg.seed, "swim_start": cfg.swim_start,
                        "connect_ahead": sim.swim_config.connect_ahead,
                        "redial_upcoming": sim.swim_config.redial_upcoming,
+                       "close_grace": sim.swim_config.close_grace,
                        "probe_connected_min": sim.swim_config.probe_connected_min,
                        "roster_probe_every": sim.swim_config.roster_probe_every, "partition_s": partition_s},
             "merged_s": merged, "behind_at_end": curve[-1]["nodes_behind"] if curve else None, "curve": curve,

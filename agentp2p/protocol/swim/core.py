@@ -176,6 +176,9 @@ class SwimStats:
     connections_lost: int = 0  # ConnectionLost hints about live members (a connection ended without a goodbye)
     hinted_probes: int = 0  # ... of which moved the member to the front of the probe order
     redialed_ahead: int = 0  # connections our next probes need, closed in order and asked for again at once
+    probe_closes: int = 0  # probes whose target closed its connection in order before answering (close_grace)
+    graced: int = 0  # ... of which reached the period's end unanswered and got one more period
+    graced_acked: int = 0  # ... of which were answered in it (a suspicion and its refutation saved)
     # push/pull anti-entropy (pushpull.py)
     push_pulls: int = 0  # exchanges we started
     push_pulls_served: int = 0  # REQUESTs we answered with our entries (or "in sync")
@@ -188,7 +191,7 @@ class SwimStats:
 
 
 class _Probe:
-    __slots__ = ("target", "seq", "timeout_at", "acked", "helpers", "nacks")
+    __slots__ = ("target", "seq", "timeout_at", "acked", "helpers", "nacks", "closed")
 
     def __init__(self, target: PeerId, seq: int, timeout_at: float) -> None:
         self.target = target
@@ -197,6 +200,7 @@ class _Probe:
         self.acked = False
         self.helpers: frozenset[PeerId] = frozenset()
         self.nacks: set[PeerId] = set()
+        self.closed = False  # the target closed its connection in order while we waited (close_grace)
 
 
 class _Indirect:
@@ -289,6 +293,9 @@ class SwimCore:
         #: something new is queued, so a stuck queue does not wake us 5x/s.
         self._gossip_idle_at = -1
         self._probe: _Probe | None = None
+        #: Last period's probe, unanswered, whose target had closed its
+        #: connection in order (close_grace): finished at the next tick.
+        self._late: _Probe | None = None
         self._indirect: dict[int, _Indirect] = {}
         self._joining: dict[PeerId, list] = {}  # peer -> [addrs, attempts left]
         cfg = self.config
@@ -354,11 +361,13 @@ class SwimCore:
 
     def upcoming(self) -> list[PeerId]:
         """The live members whose connections our probes need now or next,
-        soonest first: this period's target and helpers until it is answered,
-        then the next period's target (our ring successor on the ring's turn,
-        else the whole roster's when due, else the first drawn ahead), then
-        the rest drawn ahead, then the roster's draw. At most k +
-        connect_ahead + _MAX_HINTED + 3 (lost connections are drawn ahead too).
+        soonest first: last period's target and helpers while that probe has
+        a closed connection's grace (close_grace), and this period's, each
+        until answered; then the next period's target (our ring successor on
+        the ring's turn, else the whole roster's when due, else the first
+        drawn ahead), then the rest drawn ahead, then the roster's draw. At
+        most 2k + connect_ahead + _MAX_HINTED + 4 (lost connections are drawn
+        ahead too).
 
         For the connection manager, which keeps what a service names: a
         connection closed as idle a moment before its probe turns the probe's
@@ -366,10 +375,10 @@ class SwimCore:
         alone cannot prevent that, since it finds the connection still open
         (docs/swim.md, "Probes keep their connections")."""
         out: list[PeerId] = []
-        p = self._probe
-        if p is not None and not p.acked:
-            out.append(p.target)
-            out.extend(sorted(p.helpers))  # sorted: the same order on every run
+        for p in (self._late, self._probe):
+            if p is not None and not p.acked:
+                out.append(p.target)
+                out.extend(sorted(p.helpers))  # sorted: the same order on every run
         ahead = self._ahead
         ring = self._ring_successor(1)
         hinted = self._hint_first(self._period + 1)  # as _next_target will decide next period
@@ -503,6 +512,10 @@ class SwimCore:
         elif isinstance(event, ConnectionClosed):
             if self.config.probe_connected_min:
                 self._connected.disconnected(event.peer_id)
+            p = self._probe
+            if p is not None and p.target == event.peer_id and not p.acked and not p.closed:
+                p.closed = True
+                self.stats.probe_closes += 1
             self._redial_if_upcoming(event.peer_id, out)
         elif isinstance(event, ConnectionOpened):
             if self.config.probe_connected_min and event.peer_id != self.local_id:
@@ -576,6 +589,9 @@ class SwimCore:
 
     def _on_tick(self, out: list[Action]) -> None:
         cfg = self.config
+        late, self._late = self._late, None
+        if late is not None:
+            self._conclude(late, out)
         self._finish_probe(out)
         self._period += 1
         if not self._leaving:
@@ -856,6 +872,21 @@ class SwimCore:
         probe, self._probe = self._probe, None
         if probe is None or probe.acked:
             return
+        if probe.closed and self.config.close_grace:
+            # The target closed its connection in order a moment ago, so its
+            # process was running; our second Ping waits on a new connection
+            # whose dial outlasts the period. One more period (never two: a
+            # probe started this tick has no grace yet).
+            self.stats.graced += 1
+            self._late = probe
+            return
+        self._conclude(probe, out)
+
+    def _conclude(self, probe: _Probe, out: list[Action]) -> None:
+        """An unanswered probe at its end: Lifeguard's awareness, then a suspicion."""
+        if probe.acked:
+            self.stats.graced_acked += 1
+            return
         # Lifeguard: helpers that could not even Nack suggest *we* are the problem.
         expected = len(probe.helpers)
         self.awareness.apply(expected - len(probe.nacks) if expected else 1)
@@ -898,9 +929,10 @@ class SwimCore:
         elif isinstance(body, Ack):
             self._on_ack(sender, msg.seq, out)
         elif isinstance(body, Nack):
-            p = self._probe
-            if p is not None and p.seq == msg.seq and sender in p.helpers:
-                p.nacks.add(sender)
+            for p in (self._probe, self._late):
+                if p is not None and p.seq == msg.seq and sender in p.helpers:
+                    p.nacks.add(sender)
+                    break
             else:
                 self.stats.unsolicited += 1
         elif isinstance(body, PingReq):
@@ -916,12 +948,12 @@ class SwimCore:
             self._push_pull_with(peer, healing, out)
 
     def _on_ack(self, sender: PeerId, seq: int, out: list[Action]) -> None:
-        p = self._probe
-        if p is not None and p.seq == seq and (sender == p.target or sender in p.helpers):
-            if not p.acked and sender == p.target and self._now <= p.timeout_at:
-                self.awareness.apply(-1)
-            p.acked = True
-            return
+        for p in (self._probe, self._late):
+            if p is not None and p.seq == seq and (sender == p.target or sender in p.helpers):
+                if not p.acked and sender == p.target and self._now <= p.timeout_at:
+                    self.awareness.apply(-1)
+                p.acked = True
+                return
         ind = self._indirect.get(seq)
         if ind is not None and sender == ind.target:
             del self._indirect[seq]
@@ -1325,7 +1357,7 @@ class SwimCore:
         if self._leaving:
             return
         self._leaving = True
-        self._probe = None
+        self._probe = self._late = None
         self._joining.clear()
         self._pp.outgoing = None
         self._pp.serving.clear()

@@ -10,6 +10,7 @@ import pytest
 from agentp2p.protocol.swim import (
     Ack,
     ConnectAhead,
+    ConnectionClosed,
     ConnectionLost,
     EventKind,
     Leave,
@@ -104,6 +105,61 @@ def test_failed_probe_goes_indirect_then_suspect_then_dead() -> None:
     assert ("failed", target) in events(acts)
     assert a.member(target).state is State.DEAD
     assert a.stats.declared_dead == 1
+
+
+def test_a_target_that_closed_its_connection_in_order_gets_one_more_period() -> None:
+    """close_grace: the target closed its connection in order (its process
+    ran the close) before answering; our second Ping waits on a new
+    connection, whose dial outlasts the period. Its Ack, a period late,
+    still counts: no suspicion, so none to gossip and refute."""
+    cfg = SwimConfig(gossip_interval=0)
+    a = make_core("a", OTHERS, config=cfg)
+    t, ping = first_probe(a)
+    target = ping.to
+    a.handle(t + 0.1, ConnectionClosed(target))
+    acts = run_until(a, t + cfg.probe_interval)  # the timeout's attempts, then the period's end
+    assert len(sends(acts, Ping, to=target)) == 1  # the fallback Ping (the adapter dials for it)
+    assert ("suspect", target) not in events(acts)
+    assert a.stats.graced == 1 and a.upcoming()[0] == target  # its connection is still needed
+    deliver(a, t + cfg.probe_interval + 0.3, target, Message(ping.message.seq, 0, Ack()))
+    acts = run_until(a, t + 2 * cfg.probe_interval)
+    assert ("suspect", target) not in events(acts)
+    assert a.member(target).state is State.ALIVE
+    assert (a.stats.probe_closes, a.stats.graced_acked) == (1, 1)
+
+
+def test_a_graced_probe_still_unanswered_suspects_one_period_later() -> None:
+    cfg = SwimConfig(gossip_interval=0)
+    a = make_core("a", OTHERS, config=cfg)
+    t, ping = first_probe(a)
+    a.handle(t + 0.1, ConnectionClosed(ping.to))
+    assert ("suspect", ping.to) not in events(run_until(a, t + cfg.probe_interval))
+    acts = run_until(a, t + 2 * cfg.probe_interval)
+    assert ("suspect", ping.to) in events(acts)
+    assert a.member(ping.to).state is State.SUSPECT
+    assert a.stats.graced_acked == 0
+
+
+@pytest.mark.parametrize("event, grace", [(ConnectionLost, True), (ConnectionClosed, False)])
+def test_no_grace_for_a_lost_connection_nor_with_close_grace_off(event: type, grace: bool) -> None:
+    """A connection ended without GO_AWAY may be a crash: the probe ends
+    with its period. close_grace off: as before 2026-12-06."""
+    cfg = SwimConfig(gossip_interval=0, close_grace=grace)
+    a = make_core("a", OTHERS, config=cfg)
+    t, ping = first_probe(a)
+    a.handle(t + 0.1, event(ping.to))
+    assert ("suspect", ping.to) in events(run_until(a, t + cfg.probe_interval))
+    assert a.stats.graced == 0
+
+
+def test_a_close_after_the_answer_changes_nothing() -> None:
+    cfg = SwimConfig(gossip_interval=0)
+    a = make_core("a", OTHERS, config=cfg)
+    t, ping = first_probe(a)
+    deliver(a, t + 0.01, ping.to, Message(ping.message.seq, 0, Ack()))
+    a.handle(t + 0.1, ConnectionClosed(ping.to))
+    run_until(a, t + 2 * cfg.probe_interval)
+    assert (a.stats.probe_closes, a.stats.graced) == (0, 0)
 
 
 def test_ack_forwarded_by_helper_prevents_suspicion() -> None:
