@@ -338,7 +338,7 @@ def main() -> None:
                         "(redial_upcoming off: the node before 2026-12-05)")
     p.add_argument("--no-grace", action="store_true",
                    help="whole, churn, merge: a probe whose target closed its connection in order gets no "
-                        "extra period (close_grace off: the node before 2026-12-06)")
+                        "extra period (close_grace off: as the node was until 2026-12-05)")
     p.add_argument("--probe-connected", type=int, default=None, metavar="MIN",
                    help="whole, churn, merge: SWIM probes only connected members while at least MIN are "
                         "(0: the whole roster; default: the node's, 8)")

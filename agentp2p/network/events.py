@@ -24,6 +24,10 @@ class PeerEvent:
     #: With connected False: that connection ended without a GO_AWAY either
     #: way (GuardedYamux.ended_abruptly) — the peer's process may have died.
     abrupt: bool = False
+    #: With connected False, not abrupt: the peer closed it (its GO_AWAY came
+    #: before we started closing: GuardedYamux.closed_by_peer), we did
+    #: (False), or the connection does not say (None: QUIC).
+    by_peer: bool | None = None
     #: With connected True: the peer dialed us (True), we dialed it (False),
     #: or the connection does not say (None).
     inbound: bool | None = None
@@ -81,7 +85,8 @@ class ConnectionEvents:
         muxed = conn.muxed_conn
         peer_id = muxed.peer_id
         if not network.get_connections(peer_id):
-            self._emit(PeerEvent(peer_id, False, bool(getattr(muxed, "ended_abruptly", False))))
+            self._emit(PeerEvent(peer_id, False, bool(getattr(muxed, "ended_abruptly", False)),
+                                 by_peer=getattr(muxed, "closed_by_peer", None)))
 
     def used(self, peer: ID) -> None:
         """A service used its connection to ``peer`` without opening a stream.

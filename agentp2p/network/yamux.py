@@ -471,6 +471,8 @@ class GuardedYamux(Yamux):
         self.rtt_pings = 0
         #: The peer said GO_AWAY: it closed the connection on purpose.
         self.go_away_received = False
+        #: ... before we started closing it: the close was the peer's, not ours.
+        self.closed_by_peer = False
         #: The byte stream ended (EOF or error) before either side said it was closing.
         self._ended_unannounced = False
         self.stream_buffers = _Buffers(self)  # type: ignore[assignment]
@@ -506,6 +508,8 @@ class GuardedYamux(Yamux):
         if typ != TYPE_DATA and typ != TYPE_WINDOW_UPDATE:
             if typ == TYPE_GO_AWAY:
                 self.go_away_received = True
+                if not self.closing:
+                    self.closed_by_peer = True
             return _PASS
         stream = self.streams.get(sid)
         if stream is None and flags & FLAG_SYN:

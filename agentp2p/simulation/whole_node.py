@@ -463,7 +463,7 @@ class WholeNodeSimulation:
         self._forget(i, j)
         for a, b in ((i, j), (j, i)):
             if self.nodes[a].up:
-                self._disconnected(a, b)
+                self._disconnected(a, b, by_peer=a == j)
 
     def _forget(self, i: int, j: int) -> None:
         """The connection between i and j is gone from both ends' tables and managers."""
@@ -475,10 +475,11 @@ class WholeNodeSimulation:
             if a.manager is not None:
                 a.manager.disconnected(b)
 
-    def _disconnected(self, i: int, j: int, abrupt: bool = False) -> None:
+    def _disconnected(self, i: int, j: int, abrupt: bool = False, by_peer: bool | None = None) -> None:
         """i's services learn that its connection to j closed: in order (a
-        trim), or ``abrupt`` (noticed dead: SWIM's ConnectionLost hint, as
-        the node's adapter sends it for a connection ended without GO_AWAY)."""
+        trim; ``by_peer``: j's), or ``abrupt`` (noticed dead: SWIM's
+        ConnectionLost hint, as the node's adapter sends it for a connection
+        ended without GO_AWAY)."""
         pid = self.nodes[j].pid
         self._kad(i, KPeerDisconnected(pid))
         self._gossip(i, GPeerDisconnected(pid))
@@ -486,7 +487,7 @@ class WholeNodeSimulation:
             if abrupt:
                 self._swim(i, ConnectionLost(pid))
             else:
-                self._swim(i, ConnectionClosed(pid))
+                self._swim(i, ConnectionClosed(pid, by_peer))
 
     def _boot_dial(self, i: int, b: int, backoff: float) -> None:
         node = self.nodes[i]
@@ -998,7 +999,7 @@ def _count_swim_bytes(by: dict[str, int], msg: SwimMessage, size: int) -> None:
 #: SWIM core counters summed over the live nodes for each window (SwimStats):
 #: what the idle traffic's piggybacked updates come from.
 _SWIM_WINDOW_STATS = ("suspected", "declared_dead", "refutations", "dead_rumours", "checks", "connections_lost",
-                      "indirect_pings", "push_pulls")
+                      "indirect_pings", "push_pulls", "redialed_ahead", "probe_closes", "graced", "graced_acked")
 
 
 def _swim_stats(sim: WholeNodeSimulation) -> dict[str, int]:

@@ -39,13 +39,14 @@ class SwimConfig:
     #: idle, not knowing our probe is coming, and the probe would dial inside
     #: probe_timeout. False: the node before 2026-12-05, to measure it.
     redial_upcoming: bool = True
-    #: A probe whose target closed its connection to us in order (a GO_AWAY:
-    #: its process ran the close) before answering waits one more period
-    #: before it becomes a suspicion: the target was alive a moment ago, and
-    #: the Ping it may have answered on the closed connection is sent again
-    #: over a new one, whose dial (~1 s at 1,000 simulated nodes) outlasts
-    #: the period. A lost connection (no GO_AWAY: a crash) gets no grace.
-    #: False: the node before 2026-12-06, to measure it.
+    #: A probe whose target closed its connection to us in order before
+    #: answering (its GO_AWAY came first: its process ran the close) waits
+    #: one more period before it becomes a suspicion. The target was alive a
+    #: moment ago; our fallback Ping (one more if the close came after the
+    #: timeout) goes over a new connection, whose dial can outlast the
+    #: period (~1 s in the traced cases at 1,000 simulated nodes). No grace
+    #: for a lost connection (no GO_AWAY: maybe a crash) nor for our own
+    #: close. False: no grace, as the node was until 2026-12-05.
     close_grace: bool = True
     #: Probe (connected.py), in randomized round-robin, only the members we
     #: hold a connection to, while at least this many are connected (fewer:

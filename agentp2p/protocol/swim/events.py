@@ -75,10 +75,15 @@ class ConnectionOpened:
 class ConnectionClosed:
     """Our connection to the peer closed in order (trimmed by either side's
     connection manager, or a goodbye): probe_connected_min drops the peer
-    from the connected order, and if our next probes need it the core asks
-    for it again (ConnectAhead, SwimCore._redial_if_upcoming)."""
+    from the connected order; if our next probes need it the core asks for
+    it again (ConnectAhead, SwimCore._redial_if_upcoming); if the peer
+    closed it, a probe of the peer under way gets one more period
+    (close_grace)."""
 
     peer_id: PeerId
+    #: The peer closed it (True), we did (False), or the adapter cannot say
+    #: (None: taken as the peer's).
+    by_peer: bool | None = None
 
 
 Input = Tick | MemberDiscovered | Received | Leave | ConnectionLost | ConnectionOpened | ConnectionClosed

@@ -407,7 +407,7 @@ class SwimService:
             elif ev.abrupt:
                 self._step(ConnectionLost(ev.peer_id.to_bytes()))
             else:
-                self._step(ConnectionClosed(ev.peer_id.to_bytes()))
+                self._step(ConnectionClosed(ev.peer_id.to_bytes(), ev.by_peer))
 
     def _discovered(self, node: NodeContext, peer: ID) -> None:
         addrs = tuple(a.to_bytes() for a in node.dialer.known_addrs(peer))

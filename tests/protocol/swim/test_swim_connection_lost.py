@@ -100,6 +100,19 @@ async def test_a_silent_close_is_reported_abrupt_and_an_announced_one_is_not() -
         assert ev.peer_id == b.peer_id and ev.abrupt
 
 
+async def test_an_announced_close_says_which_end_closed() -> None:
+    """by_peer: True at the end that got the GO_AWAY first, False at the end
+    that sent it (SWIM's close_grace and redial act on the peer's closes only)."""
+    async with Node(local_config(swim=False)) as a, Node(local_config(swim=False)) as b:
+        a_events, b_events = a.events.subscribe(), b.events.subscribe()
+        await b.connect(a.addrs[0])
+        await wait_until(lambda: a.is_connected(b.peer_id), what="a sees b")
+        await b.disconnect(a.peer_id)
+        at_a, at_b = await _next_close(a_events), await _next_close(b_events)
+        assert (at_a.peer_id, at_a.abrupt, at_a.by_peer) == (b.peer_id, False, True)
+        assert (at_b.peer_id, at_b.abrupt, at_b.by_peer) == (a.peer_id, False, False)
+
+
 async def test_swim_checks_at_once_on_a_member_whose_process_was_killed() -> None:
     """A real kill (SIGKILL of a subprocess node): the kernel closes its socket,
     the node hears ConnectionLost and probes it; the probe fails (nobody

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 import random
 
 import pytest
@@ -107,20 +108,27 @@ def test_failed_probe_goes_indirect_then_suspect_then_dead() -> None:
     assert a.stats.declared_dead == 1
 
 
+def grace_core(others: list[str] = OTHERS, **kw: object):  # type: ignore[no-untyped-def]
+    """A core, its first probe under way, and its target's close in order 0.1 s in."""
+    cfg = SwimConfig(gossip_interval=0, **kw)  # type: ignore[arg-type]
+    a = make_core("a", others, config=cfg)
+    t, ping = first_probe(a)
+    a.handle(t + 0.1, ConnectionClosed(ping.to, by_peer=True))
+    return a, cfg, t, ping
+
+
 def test_a_target_that_closed_its_connection_in_order_gets_one_more_period() -> None:
     """close_grace: the target closed its connection in order (its process
     ran the close) before answering; our second Ping waits on a new
     connection, whose dial outlasts the period. Its Ack, a period late,
     still counts: no suspicion, so none to gossip and refute."""
-    cfg = SwimConfig(gossip_interval=0)
-    a = make_core("a", OTHERS, config=cfg)
-    t, ping = first_probe(a)
+    a, cfg, t, ping = grace_core()
     target = ping.to
-    a.handle(t + 0.1, ConnectionClosed(target))
     acts = run_until(a, t + cfg.probe_interval)  # the timeout's attempts, then the period's end
     assert len(sends(acts, Ping, to=target)) == 1  # the fallback Ping (the adapter dials for it)
     assert ("suspect", target) not in events(acts)
-    assert a.stats.graced == 1 and a.upcoming()[0] == target  # its connection is still needed
+    (now,) = [s.to for s in sends(acts, Ping) if s.to != target]  # this period's probe
+    assert a.stats.graced == 1 and a.upcoming()[:2] == [now, target]  # its connection still needed, after now's
     deliver(a, t + cfg.probe_interval + 0.3, target, Message(ping.message.seq, 0, Ack()))
     acts = run_until(a, t + 2 * cfg.probe_interval)
     assert ("suspect", target) not in events(acts)
@@ -129,10 +137,7 @@ def test_a_target_that_closed_its_connection_in_order_gets_one_more_period() -> 
 
 
 def test_a_graced_probe_still_unanswered_suspects_one_period_later() -> None:
-    cfg = SwimConfig(gossip_interval=0)
-    a = make_core("a", OTHERS, config=cfg)
-    t, ping = first_probe(a)
-    a.handle(t + 0.1, ConnectionClosed(ping.to))
+    a, cfg, t, ping = grace_core()
     assert ("suspect", ping.to) not in events(run_until(a, t + cfg.probe_interval))
     acts = run_until(a, t + 2 * cfg.probe_interval)
     assert ("suspect", ping.to) in events(acts)
@@ -140,16 +145,36 @@ def test_a_graced_probe_still_unanswered_suspects_one_period_later() -> None:
     assert a.stats.graced_acked == 0
 
 
-@pytest.mark.parametrize("event, grace", [(ConnectionLost, True), (ConnectionClosed, False)])
-def test_no_grace_for_a_lost_connection_nor_with_close_grace_off(event: type, grace: bool) -> None:
-    """A connection ended without GO_AWAY may be a crash: the probe ends
-    with its period. close_grace off: as before 2026-12-06."""
+@pytest.mark.parametrize("event, grace", [
+    (ConnectionLost, True),  # ended without GO_AWAY: maybe a crash
+    (lambda p: ConnectionClosed(p, by_peer=False), True),  # we closed it: says nothing about the member
+    (ConnectionClosed, False),  # close_grace off: as the node was until 2026-12-05
+])
+def test_no_grace_for_a_lost_connection_our_own_close_or_with_close_grace_off(event: Any, grace: bool) -> None:
     cfg = SwimConfig(gossip_interval=0, close_grace=grace)
     a = make_core("a", OTHERS, config=cfg)
     t, ping = first_probe(a)
     a.handle(t + 0.1, event(ping.to))
     assert ("suspect", ping.to) in events(run_until(a, t + cfg.probe_interval))
     assert a.stats.graced == 0
+
+
+def test_a_loss_after_the_close_takes_the_grace_back() -> None:
+    a, cfg, t, ping = grace_core()
+    a.handle(t + 0.2, ConnectionLost(ping.to))  # the new connection died unannounced
+    assert ("suspect", ping.to) in events(run_until(a, t + cfg.probe_interval))
+
+
+def test_a_close_after_the_timeout_sends_one_more_ping() -> None:
+    """The fallback Ping went out on the connection now closed; one more,
+    on the adapter's new dial, and only one however often it closes."""
+    cfg = SwimConfig(gossip_interval=0)
+    a = make_core("a", OTHERS, config=cfg)
+    t, ping = first_probe(a)
+    run_until(a, t + cfg.probe_timeout)
+    acts = a.handle(t + 0.6, ConnectionClosed(ping.to)) + a.handle(t + 0.7, ConnectionClosed(ping.to))
+    assert [s.message.seq for s in sends(acts, Ping, to=ping.to)] == [ping.message.seq]
+    assert a.stats.probe_closes == 1
 
 
 def test_a_close_after_the_answer_changes_nothing() -> None:
@@ -160,6 +185,41 @@ def test_a_close_after_the_answer_changes_nothing() -> None:
     a.handle(t + 0.1, ConnectionClosed(ping.to))
     run_until(a, t + 2 * cfg.probe_interval)
     assert (a.stats.probe_closes, a.stats.graced) == (0, 0)
+
+
+def test_nacks_in_the_extra_period_still_spare_our_awareness() -> None:
+    a, cfg, t, ping = grace_core()
+    reqs = sends(run_until(a, t + cfg.probe_timeout), PingReq)
+    (now,) = [p for p in sends(run_until(a, t + cfg.probe_interval), Ping) if p.to != ping.to]
+    deliver(a, t + cfg.probe_interval + 0.01, now.to, Message(now.message.seq, 0, Ack()))  # this period's: fine
+    for r in reqs:  # late, within the extra period
+        deliver(a, t + cfg.probe_interval + 0.2, r.to, Message(ping.message.seq, 0, Nack()))
+    assert a.awareness.score == 0
+    acts = run_until(a, t + 2 * cfg.probe_interval)
+    assert ("suspect", ping.to) in events(acts)
+    assert a.awareness.score == 0  # every helper nacked: the network is at fault, not we (else +3)
+
+
+def test_leaving_in_the_extra_period_suspects_no_one() -> None:
+    a, cfg, t, ping = grace_core()
+    run_until(a, t + cfg.probe_interval)
+    a.handle(t + cfg.probe_interval + 0.1, Leave())
+    assert a.upcoming() == [] or ping.to not in a.upcoming()
+    acts = run_until(a, t + 3 * cfg.probe_interval)
+    assert ("suspect", ping.to) not in events(acts) and a.member(ping.to).state is State.ALIVE
+
+
+def test_an_answer_to_either_of_two_probes_of_one_member_clears_both() -> None:
+    """A roster of one: the graced member is probed again the next period; it
+    answers that Ping, not the first."""
+    a, cfg, t, ping = grace_core(others=["b"])
+    acts = run_until(a, t + cfg.probe_interval)
+    (again,) = [s for s in sends(acts, Ping) if s.message.seq != ping.message.seq]
+    assert again.to == ping.to
+    deliver(a, t + cfg.probe_interval + 0.05, ping.to, Message(again.message.seq, 0, Ack()))
+    acts = run_until(a, t + 2 * cfg.probe_interval)
+    assert ("suspect", ping.to) not in events(acts)
+    assert a.stats.graced_acked == 1
 
 
 def test_ack_forwarded_by_helper_prevents_suspicion() -> None:
