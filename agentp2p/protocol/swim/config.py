@@ -33,8 +33,8 @@ class SwimConfig:
     #: would otherwise pay a dial (several round trips) inside probe_timeout,
     #: fail, and send k indirect probes. 0: draw each target when it is due.
     connect_ahead: int = 2
-    #: A connection our next probes need (upcoming), closed in order by the
-    #: member, is asked for again at once (ConnectAhead; at most once per
+    #: A connection our next probes need (upcoming), closed in order (by
+    #: either end), is asked for again at once (ConnectAhead; at most once per
     #: member per 8 periods): the member's connection manager closes it as
     #: idle, not knowing our probe is coming, and the probe would dial inside
     #: probe_timeout. False: the node before 2026-12-05, to measure it.

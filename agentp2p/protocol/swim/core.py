@@ -191,7 +191,7 @@ class SwimStats:
 
 
 class _Probe:
-    __slots__ = ("target", "seq", "timeout_at", "acked", "helpers", "nacks", "closed")
+    __slots__ = ("target", "seq", "timeout_at", "acked", "helpers", "nacks", "closed", "lost")
 
     def __init__(self, target: PeerId, seq: int, timeout_at: float) -> None:
         self.target = target
@@ -201,6 +201,7 @@ class _Probe:
         self.helpers: frozenset[PeerId] = frozenset()
         self.nacks: set[PeerId] = set()
         self.closed = False  # the target closed its connection in order while we waited (close_grace)
+        self.lost = False  # ... and a connection to it was then lost (no goodbye): no grace
 
 
 class _Indirect:
@@ -513,7 +514,11 @@ class SwimCore:
                 self._connected.lost(event.peer_id)
             p = self._probe
             if p is not None and p.target == event.peer_id:
-                p.closed = False  # ended without a goodbye after all: maybe a crash, no grace
+                p.lost = True  # ended without a goodbye after all: maybe a crash, no grace
+            late = self._late
+            if late is not None and late.target == event.peer_id:
+                self._late = None
+                self._conclude(late, out)  # its grace is over: now, as without it
             self._on_connection_lost(event.peer_id)
         elif isinstance(event, ConnectionClosed):
             if self.config.probe_connected_min:
@@ -798,7 +803,7 @@ class SwimCore:
 
     def _grace_if_probed(self, peer: PeerId, out: list[Action]) -> None:
         """``peer`` closed its connection to us in order (its process ran the
-        close; adapters that cannot say who closed report the peer). If we
+        close; a close an adapter cannot attribute counts as the peer's). If we
         are probing it and it has not answered, the probe gets one more
         period (close_grace, _finish_probe); a close after the probe's
         timeout, when the fallback Ping went out on the closing connection,
@@ -893,7 +898,7 @@ class SwimCore:
         probe, self._probe = self._probe, None
         if probe is None or probe.acked:
             return
-        if probe.closed:
+        if probe.closed and not probe.lost:
             # The target closed its connection in order a moment ago, so its
             # process was running; our second Ping waits on a new connection
             # whose dial outlasts the period. One more period (never two: a

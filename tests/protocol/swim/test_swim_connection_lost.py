@@ -113,6 +113,24 @@ async def test_an_announced_close_says_which_end_closed() -> None:
         assert (at_b.peer_id, at_b.abrupt, at_b.by_peer) == (a.peer_id, False, False)
 
 
+async def test_a_go_away_after_we_started_closing_is_not_the_peers_close() -> None:
+    """Both ends closing at once: the GO_AWAY that crosses ours is no proof
+    the peer chose to close (the closing end never hears one otherwise)."""
+    from agentp2p.network.yamux import TYPE_GO_AWAY
+
+    async with Node(local_config(swim=False)) as a, Node(local_config(swim=False)) as b:
+        await b.connect(a.addrs[0])
+        await wait_until(lambda: a.is_connected(b.peer_id), what="a sees b")
+        (conn,) = a.host.get_network().get_connections(b.peer_id)
+        muxed = conn.muxed_conn
+        muxed.closing = True  # as close() sets it before its GO_AWAY goes out
+        await muxed._inspect(TYPE_GO_AWAY, 0, 0, 0)  # noqa: SLF001 — the header check, alone
+        assert muxed.go_away_received and not muxed.closed_by_peer
+        muxed.closing = False
+        await muxed._inspect(TYPE_GO_AWAY, 0, 0, 0)  # noqa: SLF001
+        assert muxed.closed_by_peer
+
+
 async def test_swim_checks_at_once_on_a_member_whose_process_was_killed() -> None:
     """A real kill (SIGKILL of a subprocess node): the kernel closes its socket,
     the node hears ConnectionLost and probes it; the probe fails (nobody
