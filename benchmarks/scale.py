@@ -172,7 +172,7 @@ def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager:
           probe_connected: int | None = None, roster_every: int | None = None,
           swim_start: str = "join", crash_share: float = 0.01, newcomers: int = 20,
           partition_s: float = 30.0, redial_upcoming: bool | None = None,
-          close_grace: bool | None = None) -> dict[str, Any]:
+          close_grace: bool | None = None, idle_s: float = 30.0) -> dict[str, Any]:
     from agentp2p.simulation.whole_node import run_whole_node
 
     t0 = time.perf_counter()
@@ -180,7 +180,7 @@ def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager:
                         probe_connected, roster_every, swim_start, redial_upcoming, close_grace)
     out = run_whole_node(cfg, publish_s=publish_s, heal_wait=heal_wait, heal_probe_every=heal_probe_every,
                          settle=settle, crash_wait=crash_wait, crash_share=crash_share, newcomers=newcomers,
-                         partition_s=partition_s,
+                         partition_s=partition_s, idle=idle_s,
                          log=lambda m: print(f"  [{time.perf_counter() - t0:7.1f} s] {m[:160]}", flush=True))
     b, idle, new, ps, cr, part, heal = (out[k] for k in ("build", "idle", "newcomer", "pubsub", "crash", "partition",
                                                           "heal"))
@@ -357,6 +357,8 @@ def main() -> None:
     p.add_argument("--heal-probe-every", type=_seconds_at_least_1, default=1, metavar="S",
                    help="whole: a publish every this many seconds after the heal (1; more is cheaper at 10,000)")
     p.add_argument("--settle", type=float, default=60.0, help="whole: virtual seconds between the build and the idle window")
+    p.add_argument("--idle", type=_positive, default=30.0, metavar="S",
+                   help="whole: virtual seconds of the idle window (its per-node rates and SWIM's counters)")
     p.add_argument("--crash-share", type=float, default=0.01, help="whole: share of the nodes crashed at once")
     p.add_argument("--newcomers", type=int, default=20, help="whole: newcomers in each of the two lookup groups")
     p.add_argument("--partition-s", type=float, default=30.0,
@@ -426,7 +428,7 @@ def main() -> None:
                       args.publish_s, args.heal_wait, args.heal_probe_every, args.settle, args.crash_wait,
                       args.probe_connected, args.roster_every, args.swim_start, args.crash_share,
                       args.newcomers, args.partition_s, False if args.no_redial else None,
-                      False if args.no_grace else None)
+                      False if args.no_grace else None, args.idle)
             r["config"].update(gc_young=args.gc_young, commit=code)
             print(json.dumps(r, default=str))
         return

@@ -1315,7 +1315,7 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
     wall = time.perf_counter()
     sim = WholeNodeSimulation(cfg)
     out: dict[str, Any] = {"config": {**_config_record(sim), "publish_s": publish_s, "heal_wait_s": heal_wait,
-                                      "heal_probe_every_s": heal_probe_every, "settle_s": settle,
+                                      "heal_probe_every_s": heal_probe_every, "settle_s": settle, "idle_s": idle,
                                       "crash_wait_s": crash_wait, "crash_share": crash_share,
                                       "newcomers": newcomers, "partition_s": partition_s}}
     marks: list[tuple[str, float]] = [("build", 0.0)]

@@ -38,9 +38,10 @@ def _run(*args: str, script: str = "scale.py") -> dict:
 
 
 @pytest.mark.parametrize("args, check", [
-    (["whole", *SMALL, "--settle", "5", "--crash-wait", "10", "--heal-wait", "5", "--publish-s", "2"],
+    (["whole", *SMALL, "--settle", "5", "--crash-wait", "10", "--heal-wait", "5", "--publish-s", "2", "--idle", "12"],
      lambda r: r["config"]["n"] == 20 and r["config"]["settle_s"] == 5.0 and r["config"]["crash_wait_s"] == 10.0
-     and r["config"]["publish_s"] == 2.0),
+     and r["config"]["publish_s"] == 2.0 and r["config"]["idle_s"] == 12.0
+     and {"probe_closes", "graced", "graced_acked", "redialed_ahead"} <= set(r["idle"]["swim_stats"])),
     (["churn", *SMALL, "--duration", "10", "--churn", "6", "--rate", "0.5", "--swim", "off"],
      lambda r: r["config"]["rate"] == 0.5 and r["config"]["churn_per_hour"] == 6.0),
     (["join", *SMALL, "--swim", "off"], lambda r: r["build"]["joined"] == 20),
