@@ -22,7 +22,8 @@ wall time does.
 node's SWIM, Kademlia and gossipsub cores on one clock, coupled by their
 connections) builds the network (bootstrap nodes, then ``--join-rate``
 joins a second, or all in 60 s with ``--storm``), lets it settle, and then
-measures in turn: idle traffic and load per node, newcomers finding agents,
+measures in turn: idle traffic and load per node (``--idle`` seconds of it),
+newcomers finding agents,
 publishing, 1 % of the nodes crashing at once (``--crash-share``), and a
 partition in two halves that heals after 30 s (``--partition-s``; 0: none,
 the run ends after the crash). ``--swim-start warm`` starts SWIM on every
@@ -73,6 +74,7 @@ import argparse
 import dataclasses
 import gc
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -302,8 +304,8 @@ def _slow_after(text: str) -> float | str:
 
 def _positive(text: str) -> float:
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError("a number above 0")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError("a finite number above 0")
     return value
 
 
@@ -336,9 +338,9 @@ def main() -> None:
     p.add_argument("--no-redial", action="store_true",
                    help="whole, churn, merge: SWIM does not ask again for a closed connection its next probes need "
                         "(redial_upcoming off: the node before 2026-12-05)")
-    p.add_argument("--no-grace", action="store_true",
-                   help="whole, churn, merge: a probe whose target closed its connection in order gets no "
-                        "extra period (close_grace off: as the node was until 2026-12-05)")
+    p.add_argument("--grace", action="store_true",
+                   help="whole, churn, merge: a probe whose target closed its connection in order gets one more "
+                        "period (SWIM's close_grace on; off by default)")
     p.add_argument("--probe-connected", type=int, default=None, metavar="MIN",
                    help="whole, churn, merge: SWIM probes only connected members while at least MIN are "
                         "(0: the whole roster; default: the node's, 8)")
@@ -384,7 +386,7 @@ def main() -> None:
             r = churn(n, rate, args.swim == "on", args.loss, args.seed, args.churn, args.duration,
                       not args.no_conn_manager, args.connect_ahead, args.slow_after, args.degree, args.degree_near,
                       args.probe_connected, args.rate, args.roster_every, args.swim_start,
-                      False if args.no_redial else None, False if args.no_grace else None)
+                      False if args.no_redial else None, True if args.grace else None)
             r["config"].update(gc_young=args.gc_young, commit=code)
             print(json.dumps(r, default=str))
         return
@@ -404,7 +406,7 @@ def main() -> None:
                                                       probe_connected_min=args.probe_connected,
                                                       roster_probe_every=args.roster_every,
                                                       redial_upcoming=False if args.no_redial else None,
-                                                      close_grace=False if args.no_grace else None,
+                                                      close_grace=True if args.grace else None,
                                                       swim_start=args.swim_start))
             for row in out["curve"][::3] + out["curve"][-1:]:
                 print(f"  +{row['t']:3.0f} s: views min {row['min']:.3f}, P50 {row['p50']:.3f}, "
@@ -428,7 +430,7 @@ def main() -> None:
                       args.publish_s, args.heal_wait, args.heal_probe_every, args.settle, args.crash_wait,
                       args.probe_connected, args.roster_every, args.swim_start, args.crash_share,
                       args.newcomers, args.partition_s, False if args.no_redial else None,
-                      False if args.no_grace else None, args.idle)
+                      True if args.grace else None, args.idle)
             r["config"].update(gc_young=args.gc_young, commit=code)
             print(json.dumps(r, default=str))
         return

@@ -78,7 +78,9 @@ def _in_work_tree() -> bool:
 
 def test_a_publish_rate_of_zero_is_refused_with_a_clear_error() -> None:
     done = _scale("churn", "--rate", "0", timeout=60)
-    assert done.returncode == 2 and "a number above 0" in done.stderr
+    assert done.returncode == 2 and "a finite number above 0" in done.stderr
+    done = _scale("whole", "--idle", "inf", timeout=60)  # an idle window that never ends
+    assert done.returncode == 2 and "a finite number above 0" in done.stderr
 
 
 def test_newcomer_cost_runs_at_30_nodes() -> None:

@@ -201,7 +201,7 @@ class _Probe:
         self.helpers: frozenset[PeerId] = frozenset()
         self.nacks: set[PeerId] = set()
         self.closed = False  # the target closed its connection in order while we waited (close_grace)
-        self.lost = False  # ... and a connection to it was then lost (no goodbye): no grace
+        self.lost = False  # a connection to the target was lost (no goodbye) during the probe: no grace
 
 
 class _Indirect:
@@ -295,7 +295,8 @@ class SwimCore:
         self._gossip_idle_at = -1
         self._probe: _Probe | None = None
         #: Last period's probe, unanswered, whose target had closed its
-        #: connection in order (close_grace): finished at the next tick.
+        #: connection in order (close_grace): finished at the next tick, or
+        #: at once by a ConnectionLost from its target.
         self._late: _Probe | None = None
         self._indirect: dict[int, _Indirect] = {}
         self._joining: dict[PeerId, list] = {}  # peer -> [addrs, attempts left]

@@ -110,6 +110,7 @@ def test_failed_probe_goes_indirect_then_suspect_then_dead() -> None:
 
 def grace_core(others: list[str] = OTHERS, **kw: object):  # type: ignore[no-untyped-def]
     """A core, its first probe under way, and its target's close in order 0.1 s in."""
+    kw.setdefault("close_grace", True)  # off by default
     cfg = SwimConfig(gossip_interval=0, **kw)  # type: ignore[arg-type]
     a = make_core("a", others, config=cfg)
     t, ping = first_probe(a)
@@ -148,7 +149,7 @@ def test_a_graced_probe_still_unanswered_suspects_one_period_later() -> None:
 @pytest.mark.parametrize("event, close_grace", [
     (ConnectionLost, True),  # ended without GO_AWAY: maybe a crash
     (lambda p: ConnectionClosed(p, by_peer=False), True),  # we closed it: says nothing about the member
-    (ConnectionClosed, False),  # close_grace off: as the node was until 2026-12-05
+    (ConnectionClosed, SwimConfig().close_grace),  # close_grace off: the default (docs/swim.md)
 ])
 def test_no_grace_for_a_lost_connection_our_own_close_or_with_close_grace_off(event: Any, close_grace: bool) -> None:
     cfg = SwimConfig(gossip_interval=0, close_grace=close_grace)
@@ -178,7 +179,7 @@ def test_a_loss_in_the_extra_period_ends_it_at_once() -> None:
 def test_a_close_after_the_timeout_sends_one_more_ping() -> None:
     """The fallback Ping went out on the connection now closed; one more,
     on the adapter's new dial, and only one however often it closes."""
-    cfg = SwimConfig(gossip_interval=0)
+    cfg = SwimConfig(gossip_interval=0, close_grace=True)
     a = make_core("a", OTHERS, config=cfg)
     t, ping = first_probe(a)
     run_until(a, t + cfg.probe_timeout)
@@ -188,7 +189,7 @@ def test_a_close_after_the_timeout_sends_one_more_ping() -> None:
 
 
 def test_a_close_after_the_answer_changes_nothing() -> None:
-    cfg = SwimConfig(gossip_interval=0)
+    cfg = SwimConfig(gossip_interval=0, close_grace=True)
     a = make_core("a", OTHERS, config=cfg)
     t, ping = first_probe(a)
     deliver(a, t + 0.01, ping.to, Message(ping.message.seq, 0, Ack()))
