@@ -379,6 +379,9 @@ def main() -> None:
                         "a node with no message in its gossip window sends no IHAVE)")
     args = p.parse_args()
     code = commit()  # now: a commit or an edit made during a long run must not relabel it
+    # SWIM switches for whole, churn and merge (None: the node's default)
+    redial = False if args.no_redial else None
+    grace = True if args.grace else None
     gc.set_threshold(args.gc_young, *gc.get_threshold()[1:])
     if args.what == "churn":
         for n in (int(x) for x in args.nodes.split(",")):
@@ -386,7 +389,7 @@ def main() -> None:
             r = churn(n, rate, args.swim == "on", args.loss, args.seed, args.churn, args.duration,
                       not args.no_conn_manager, args.connect_ahead, args.slow_after, args.degree, args.degree_near,
                       args.probe_connected, args.rate, args.roster_every, args.swim_start,
-                      False if args.no_redial else None, True if args.grace else None)
+                      redial, grace)
             r["config"].update(gc_young=args.gc_young, commit=code)
             print(json.dumps(r, default=str))
         return
@@ -405,8 +408,7 @@ def main() -> None:
                                                       loss=args.loss, connect_ahead=args.connect_ahead,
                                                       probe_connected_min=args.probe_connected,
                                                       roster_probe_every=args.roster_every,
-                                                      redial_upcoming=False if args.no_redial else None,
-                                                      close_grace=True if args.grace else None,
+                                                      redial_upcoming=redial, close_grace=grace,
                                                       swim_start=args.swim_start))
             for row in out["curve"][::3] + out["curve"][-1:]:
                 print(f"  +{row['t']:3.0f} s: views min {row['min']:.3f}, P50 {row['p50']:.3f}, "
@@ -429,8 +431,7 @@ def main() -> None:
                       args.connect_ahead, args.slow_after, args.degree, args.degree_near,
                       args.publish_s, args.heal_wait, args.heal_probe_every, args.settle, args.crash_wait,
                       args.probe_connected, args.roster_every, args.swim_start, args.crash_share,
-                      args.newcomers, args.partition_s, False if args.no_redial else None,
-                      True if args.grace else None, args.idle)
+                      args.newcomers, args.partition_s, redial, grace, args.idle)
             r["config"].update(gc_young=args.gc_young, commit=code)
             print(json.dumps(r, default=str))
         return

@@ -108,12 +108,18 @@ def test_failed_probe_goes_indirect_then_suspect_then_dead() -> None:
     assert a.stats.declared_dead == 1
 
 
-def grace_core(others: list[str] = OTHERS, **kw: object):  # type: ignore[no-untyped-def]
-    """A core, its first probe under way, and its target's close in order 0.1 s in."""
-    kw.setdefault("close_grace", True)  # off by default
+def probing_core(others: list[str] = OTHERS, **kw: object):  # type: ignore[no-untyped-def]
+    """A core with close_grace on (off by default) unless ``kw`` says, and its first probe under way."""
+    kw.setdefault("close_grace", True)
     cfg = SwimConfig(gossip_interval=0, **kw)  # type: ignore[arg-type]
     a = make_core("a", others, config=cfg)
     t, ping = first_probe(a)
+    return a, cfg, t, ping
+
+
+def grace_core(others: list[str] = OTHERS, **kw: object):  # type: ignore[no-untyped-def]
+    """probing_core, and its target's close in order 0.1 s in."""
+    a, cfg, t, ping = probing_core(others, **kw)
     a.handle(t + 0.1, ConnectionClosed(ping.to, by_peer=True))
     return a, cfg, t, ping
 
@@ -152,9 +158,7 @@ def test_a_graced_probe_still_unanswered_suspects_one_period_later() -> None:
     (ConnectionClosed, SwimConfig().close_grace),  # close_grace off: the default (docs/swim.md)
 ])
 def test_no_grace_for_a_lost_connection_our_own_close_or_with_close_grace_off(event: Any, close_grace: bool) -> None:
-    cfg = SwimConfig(gossip_interval=0, close_grace=close_grace)
-    a = make_core("a", OTHERS, config=cfg)
-    t, ping = first_probe(a)
+    a, cfg, t, ping = probing_core(close_grace=close_grace)
     a.handle(t + 0.1, event(ping.to))
     assert ("suspect", ping.to) in events(run_until(a, t + cfg.probe_interval))
     assert a.stats.graced == 0
@@ -179,9 +183,7 @@ def test_a_loss_in_the_extra_period_ends_it_at_once() -> None:
 def test_a_close_after_the_timeout_sends_one_more_ping() -> None:
     """The fallback Ping went out on the connection now closed; one more,
     on the adapter's new dial, and only one however often it closes."""
-    cfg = SwimConfig(gossip_interval=0, close_grace=True)
-    a = make_core("a", OTHERS, config=cfg)
-    t, ping = first_probe(a)
+    a, cfg, t, ping = probing_core()
     run_until(a, t + cfg.probe_timeout)
     acts = a.handle(t + 0.6, ConnectionClosed(ping.to)) + a.handle(t + 0.7, ConnectionClosed(ping.to))
     assert [s.message.seq for s in sends(acts, Ping, to=ping.to)] == [ping.message.seq]
@@ -189,9 +191,7 @@ def test_a_close_after_the_timeout_sends_one_more_ping() -> None:
 
 
 def test_a_close_after_the_answer_changes_nothing() -> None:
-    cfg = SwimConfig(gossip_interval=0, close_grace=True)
-    a = make_core("a", OTHERS, config=cfg)
-    t, ping = first_probe(a)
+    a, cfg, t, ping = probing_core()
     deliver(a, t + 0.01, ping.to, Message(ping.message.seq, 0, Ack()))
     a.handle(t + 0.1, ConnectionClosed(ping.to))
     run_until(a, t + 2 * cfg.probe_interval)
