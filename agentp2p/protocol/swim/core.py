@@ -91,6 +91,7 @@ from .broadcast import BroadcastQueue
 from .config import SwimConfig
 from .connected import ConnectedOrder
 from .contacts import RecentContacts
+from .cooldown import Cooldown
 from .events import (
     Action,
     ConnectAhead,
@@ -125,8 +126,7 @@ _HINT_COOLDOWN = 30
 #: A connection our next probes need, closed in order, is asked for again
 #: (_redial_if_upcoming) at most once per member per _REDIAL_COOLDOWN
 #: periods. Who was redialed is remembered only while upcoming() names a
-#: member (a few each period), and the memory is swept of expired entries
-#: whenever it reaches _MAX_REDIAL_MEMORY.
+#: member (a few each period), at most _MAX_REDIAL_MEMORY of them (cooldown.py).
 _REDIAL_COOLDOWN = 8
 _MAX_REDIAL_MEMORY = 64
 #: Suspicion minimum multiplier while a partition heals (see _transition).
@@ -284,8 +284,8 @@ class SwimCore:
         self._pp_rng = random.Random(self._seq * 0x9E3779B97F4A7C15)
         self._gossip_rng = random.Random(self._seq * 0x9E3779B97F4A7C15 + 1)
         self._contacts = RecentContacts()
-        self._hinted: dict[PeerId, int] = {}  # member -> period of its last ConnectionLost hint
-        self._redialed: dict[PeerId, int] = {}  # member -> period of its last redial (_redial_if_upcoming)
+        self._hinted: Cooldown[PeerId] = Cooldown(_HINT_COOLDOWN, _MAX_HINT_MEMORY)  # ConnectionLost hints
+        self._redialed: Cooldown[PeerId] = Cooldown(_REDIAL_COOLDOWN, _MAX_REDIAL_MEMORY)  # _redial_if_upcoming
         #: One bucket for all hints, on the period clock (see _on_connection_lost).
         self._hint_budget = PeerRateLimiter(1 / _HINT_REFILL, _MAX_HINTED, max_peers=1)
         self._gossip_at = math.inf  # when the armed gossip timer fires (inf: none armed)
@@ -741,7 +741,7 @@ class SwimCore:
 
     def _fresh_hint(self, peer: PeerId, period: int) -> bool:
         """``peer`` was hinted (ConnectionLost) at most 2 periods before ``period``."""
-        return period - self._hinted.get(peer, -_HINT_COOLDOWN) <= 2
+        return self._hinted.within(peer, period, 2)
 
     def _ring_successor(self, ahead: int) -> Member | None:
         """Our successor on the ring (ring.py) if the period ``ahead`` periods
@@ -774,14 +774,9 @@ class SwimCore:
         if probe is not None and probe.target == peer and not probe.acked:
             return  # being probed right now
         period = self._period
-        last = self._hinted.get(peer)
-        if last is not None and period - last < _HINT_COOLDOWN:
+        if self._hinted.cooling(peer, period) or not self._hint_budget.allow(None, period):
             return
-        if not self._hint_budget.allow(None, period):
-            return
-        if len(self._hinted) >= _MAX_HINT_MEMORY:
-            self._hinted = {p: at for p, at in self._hinted.items() if period - at < _HINT_COOLDOWN}
-        self._hinted[peer] = period
+        self._hinted.mark(peer, period)
         ahead = self._ahead
         if peer in ahead:
             ahead.remove(peer)
@@ -840,15 +835,12 @@ class SwimCore:
         if not (cfg.connect_ahead and cfg.redial_upcoming) or self._leaving:
             return
         period = self._period
-        last = self._redialed.get(peer)
-        if last is not None and period - last < _REDIAL_COOLDOWN:
+        if self._redialed.cooling(peer, period):
             return  # checked first: upcoming() builds a list
         m = self._table.get(peer)
         if m is None or peer not in self.upcoming():
             return
-        if len(self._redialed) >= _MAX_REDIAL_MEMORY:
-            self._redialed = {p: at for p, at in self._redialed.items() if period - at < _REDIAL_COOLDOWN}
-        self._redialed[peer] = period
+        self._redialed.mark(peer, period)
         self.stats.redialed_ahead += 1
         out.append(ConnectAhead(peer, m.addrs))
 
