@@ -36,6 +36,7 @@ from agentp2p.protocol.kademlia import (
     kad_key,
 )
 from agentp2p.protocol.kademlia.events import Action, Input
+from agentp2p.protocol.kademlia.keys import common_prefix_len
 
 FAIL = object()
 
@@ -46,6 +47,13 @@ _BOOT: weakref.WeakKeyDictionary[KademliaCore, list[Action]] = weakref.WeakKeyDi
 
 def pid(i: int | str) -> bytes:
     return b"\x00\x24" + hashlib.sha256(str(i).encode()).digest()
+
+
+def same_bucket(me: bytes, n: int) -> list[bytes]:
+    """``n`` test peer IDs in ``me``'s farthest bucket (bucket 0: half of all IDs)."""
+    out = [p for p in (pid(f"b{i}") for i in range(64 * n)) if common_prefix_len(kad_key(me), kad_key(p)) == 0][:n]
+    assert len(out) == n
+    return out
 
 
 class SeqValidator:

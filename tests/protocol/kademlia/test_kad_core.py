@@ -40,9 +40,8 @@ from agentp2p.protocol.kademlia import (
     encode_message,
     kad_key,
 )
-from agentp2p.protocol.kademlia.keys import common_prefix_len
 
-from .kadhelpers import FAIL, Driver, IdealNetwork, SeqValidator, closest_to, core_knowing, pid
+from .kadhelpers import FAIL, Driver, IdealNetwork, SeqValidator, closest_to, core_knowing, pid, same_bucket
 
 VALIDATOR = NamespacedValidator({"v": SeqValidator()})
 QUIET = KademliaConfig(refresh_interval=1e9, refresh_check_interval=1e9)  # no refresh lookups in the way
@@ -411,7 +410,7 @@ def test_cancel_query_leaves_internal_queries_alone() -> None:
 def test_full_bucket_pings_before_evicting() -> None:
     cfg = KademliaConfig(k=2, max_candidates=20, refresh_interval=1e9)
     me = pid("me")
-    same = [p for p in (pid(f"b{i}") for i in range(200)) if common_prefix_len(kad_key(me), kad_key(p)) == 0][:4]
+    same = same_bucket(me, 4)
     alive = {same[0]: False, same[1]: True}
     core = core_knowing(same[:2], config=cfg, me=me)
     d = Driver(core, lambda p, m: None, ping_ok=lambda p: alive.get(p, True))
@@ -432,7 +431,7 @@ def test_liveness_checks_keep_to_the_budget() -> None:
     rest (their newcomers wait in the replacement cache)."""
     cfg = KademliaConfig(k=2, max_candidates=20, refresh_interval=1e9, ping_rate=0.1, ping_burst=2)
     me = pid("me")
-    same = [p for p in (pid(f"b{i}") for i in range(400)) if common_prefix_len(kad_key(me), kad_key(p)) == 0][:8]
+    same = same_bucket(me, 8)
     core = core_knowing(same[:2], config=cfg, me=me)
     d = Driver(core, lambda p, m: None)
     for i, p in enumerate(same[2:6]):  # each check is answered before the next server connects

@@ -17,9 +17,8 @@ from agentp2p.protocol.kademlia import (
 from agentp2p.protocol.kademlia.events import AddAddresses
 from agentp2p.protocol.kademlia.lost import LostPeers
 
-from agentp2p.protocol.kademlia.keys import common_prefix_len
 
-from .kadhelpers import Driver, IdealNetwork, core_knowing, pid
+from .kadhelpers import Driver, IdealNetwork, core_knowing, pid, same_bucket
 
 CFG = KademliaConfig(refresh_interval=1e9, refresh_check_interval=1e9, request_timeout=5.0, ping_timeout=5.0,
                      max_failures=1, reconnect_interval=10.0, lost_forget_after=600.0)
@@ -140,7 +139,7 @@ def test_an_entry_failing_its_liveness_check_is_lost_too() -> None:
     may take its slot; one that does not answer is dropped, and lost."""
     cfg = KademliaConfig(k=2, max_candidates=20, refresh_interval=1e9, reconnect_interval=10.0)
     me = pid("me")
-    same = [p for p in (pid(f"b{i}") for i in range(200)) if common_prefix_len(kad_key(me), kad_key(p)) == 0][:3]
+    same = same_bucket(me, 3)
     core = core_knowing(same[:2], config=cfg, me=me)
     d = Driver(core, lambda p, m: None, ping_ok=lambda p: p != same[0])
     d.feed(PeerConnected(same[2], (b"/c",), True))
