@@ -215,6 +215,10 @@ def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager:
     if "all_seen_p50" in cr:
         print(f"  {cr['crashed']} crashed: seen failed by all {cr['all_seen']}/{cr['crashed']}, "
               f"P50 {cr['all_seen_p50']:.1f} s, P99 {cr['all_seen_p99']:.1f} s")
+        if "pairs_held" in cr:
+            print(f"    of the {cr['pairs_held']:,} observer and crash pairs whose observer held the crashed node: "
+                  f"{cr['held_unseen']} unseen; all holders saw {cr['all_holders_saw']}/{cr['crashed']}, "
+                  f"P99 {cr['all_holders_p99']:.1f} s")
         if cr.get("missed_by"):
             print(f"    observers that missed a crash: {cr['missed_by']}")
         if cr.get("missed_crashes"):

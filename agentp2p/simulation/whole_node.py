@@ -1210,8 +1210,32 @@ def _publish_for(sim: WholeNodeSimulation, seconds: float, rate: float, *, group
     return [m for m in sim.log.published if m not in before]
 
 
-def _detection(sim: WholeNodeSimulation, crashed: list[int], t0: float, observers: set[int]) -> dict[str, Any]:
-    """For each crashed node: when the first and the last observer saw it failed."""
+def _holders(sim: WholeNodeSimulation, crashed: list[int]) -> set[tuple[int, int]]:
+    """(observer, crashed node) pairs whose observer's SWIM holds the node
+    alive or suspect now (taken just before the crash). A pair outside it
+    cannot see the crash: the observer never admitted the node (a newcomer
+    whose candidate ping the node had not yet answered, or the reverse)."""
+    ids = {j: peer_id(j) for j in crashed}
+    out = set()
+    for i in sim.live:
+        core = sim.nodes[i].swim
+        if core is None:
+            continue
+        for j, pid in ids.items():
+            m = core.member(pid)
+            if m is not None and m.live:
+                out.add((i, j))
+    return out
+
+
+def _detection(sim: WholeNodeSimulation, crashed: list[int], t0: float, observers: set[int],
+               held: set[tuple[int, int]] | None = None) -> dict[str, Any]:
+    """For each crashed node: when the first and the last observer saw it failed.
+
+    ``held`` (from _holders): the pairs whose observer held the node at the
+    crash. The counts over all pairs are kept (the measure before
+    2026-12-06); those over held pairs say whether SWIM missed a failure it
+    could have seen, apart from admission."""
     seen: dict[int, dict[int, float]] = {j: {} for j in crashed}
     for t, obs, subj in sim.failures:
         if subj in seen and t >= t0 and obs in observers and obs not in seen[subj]:
@@ -1231,6 +1255,15 @@ def _detection(sim: WholeNodeSimulation, crashed: list[int], t0: float, observer
         unseen = [j for j in crashed if len(seen[j]) < len(observers)]
         out.update(missed_by_joined=len(missed & joined), joined_observers=len(observers & joined),
                    missed_crashes=len(unseen), missed_crashes_joined=sum(1 for j in unseen if j in joined))
+    if held is not None:
+        held = {(o, j) for o, j in held if o in observers}
+        holders: dict[int, set[int]] = {j: set() for j in crashed}
+        for o, j in held:
+            holders[j].add(o)
+        # The moment the last of its holders saw it, for each crashed node all its holders saw.
+        by_holders = [max(seen[j][o] for o in h) for j, h in holders.items() if h and h <= seen[j].keys()]
+        out.update(pairs_held=len(held), held_unseen=sum(1 for o, j in held if o not in seen[j]),
+                   all_holders_saw=len(by_holders), all_holders_p99=percentile(by_holders, 99))
     return out
 
 
@@ -1369,11 +1402,12 @@ def run_whole_node(cfg: WholeNodeConfig, *, settle: float = 60.0, idle: float = 
     crashed = sim.wrng.sample(can, k)
     t0 = sim.now
     marks.append(("crash", t0))
+    held = _holders(sim, crashed) if cfg.swim else set()
     for j in crashed:
         sim.crash(j)
     observers = {i for i in sim.live if sim.nodes[i].booted}
     sim.run_until(t0 + crash_wait)
-    out["crash"] = _detection(sim, crashed, t0, observers) if cfg.swim else {"crashed": k}
+    out["crash"] = _detection(sim, crashed, t0, observers, held) if cfg.swim else {"crashed": k}
     say(f"crash: {out['crash']}")
     if not partition_s:
         out["partition"] = out["heal"] = None

@@ -6,6 +6,8 @@ Small networks on virtual time (a few seconds of wall time each); the
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from agentp2p.network.connection_manager import ConnectionsConfig
@@ -14,6 +16,7 @@ from agentp2p.simulation.whole_node import (
     TOPIC,
     WholeNodeConfig,
     WholeNodeSimulation,
+    _detection,
     build,
     run_churn,
     run_partition_merge,
@@ -80,6 +83,9 @@ def test_a_full_scenario_at_thirty_nodes_finds_delivers_detects_splits_and_heals
     assert out["pubsub"]["messages"] > 5 and out["pubsub"]["ratio"] == 1.0
     crash = out["crash"]
     assert crash["crashed"] >= 3 and crash["all_seen"] == crash["crashed"]  # every live member saw every crash
+    # ... and every one held every crashed node when it crashed (30 nodes, long settled).
+    assert crash["pairs_held"] == crash["pairs"] and crash["held_unseen"] == 0
+    assert crash["all_holders_saw"] == crash["crashed"]
     part = out["partition"]
     for g in (0, 1):
         assert part[f"pubsub_{g}"]["ratio"] == 1.0  # each half keeps publishing ...
@@ -471,3 +477,17 @@ def test_a_swim_dial_is_named_for_the_frame_that_made_it() -> None:
     assert _swim_cause(core, Send(target, Message(1, 0, Ping(target)))) == "swim:Ping(probe)"
     assert _swim_cause(core, Send(other, Message(2, 0, Ping(other)))) == "swim:Ping(other)"
     assert _swim_cause(core, Send(other, Message(3, 0, PushPull(Step.REQUEST)))) == "swim:PushPull"
+
+
+def test_crash_detection_counts_apart_the_pairs_whose_observer_never_held_the_node() -> None:
+    """An observer that never admitted a node (a newcomer whose candidate
+    ping it had not answered) cannot see it fail: such a pair is unseen over
+    all pairs (the older measure) but not a miss among held pairs."""
+    sim = SimpleNamespace(failures=[(103.0, 1, 5), (104.0, 2, 6), (107.0, 3, 6)],
+                          cfg=SimpleNamespace(swim_start="cold"))
+    held = {(1, 5), (2, 6), (3, 6), (3, 5), (9, 5)}  # 3 held 5 and missed it; 9 is no observer now
+    out = _detection(sim, [5, 6], 100.0, {1, 2, 3}, held)  # type: ignore[arg-type]
+    assert (out["pairs"], out["pairs_seen"], out["missed_by"]) == (6, 3, 3)  # 2 and 3 missed 5, 1 missed 6
+    assert (out["pairs_held"], out["held_unseen"]) == (4, 1)  # only (3, 5) was held and missed
+    assert out["all_holders_saw"] == 1 and out["all_holders_p99"] == 7.0  # 6: its holders 2 and 3, the last at +7 s
+    assert _detection(sim, [5, 6], 100.0, {1, 2, 3})["pairs_seen"] == 3  # type: ignore[arg-type]
