@@ -72,7 +72,8 @@ class Dialing(Protocol):
 
 
 class ConnectionEventSource(Protocol):
-    def subscribe(self, capacity: int = ...) -> trio.MemoryReceiveChannel[Any]: ...
+    def subscribe(self, capacity: int = ...,
+                  on_gap: Callable[[], None] | None = ...) -> trio.MemoryReceiveChannel[Any]: ...
 
 
 class PubSubAccess(Protocol):

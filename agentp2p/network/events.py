@@ -54,15 +54,26 @@ class ConnectionEvents:
     def __init__(self, host: Any) -> None:
         self._host = host
         self._subscribers: list[trio.MemorySendChannel[PeerEvent]] = []
+        self._on_gap: dict[int, Callable[[], None]] = {}  # id(send channel) -> its consumer's hook
+        #: Events a full subscriber channel lost, all subscribers together.
+        self.dropped = 0
         #: Told of every stream opened, either way, and of every request a
         #: service sends or serves on a stream it reuses (``used``): the
         #: connection manager's "in use". A plain call on the swarm's path,
         #: so it must be cheap.
         self.on_use: Callable[[ID], None] | None = None
 
-    def subscribe(self, capacity: int = 4096) -> trio.MemoryReceiveChannel[PeerEvent]:
+    def subscribe(self, capacity: int = 4096,
+                  on_gap: Callable[[], None] | None = None) -> trio.MemoryReceiveChannel[PeerEvent]:
+        """A channel of the events from now on. A consumer ``capacity``
+        events behind loses the next ones (counted in ``dropped``) rather
+        than block the swarm; ``on_gap`` is then called (a plain call on the
+        swarm's path: set a flag), so that a consumer whose state must match
+        the connections re-syncs from the live peer list (SWIM does)."""
         send, recv = trio.open_memory_channel[PeerEvent](capacity)
         self._subscribers.append(send)
+        if on_gap is not None:
+            self._on_gap[id(send)] = on_gap
         return recv
 
     def _emit(self, event: PeerEvent) -> None:
@@ -70,12 +81,13 @@ class ConnectionEvents:
             try:
                 ch.send_nowait(event)
             except trio.WouldBlock:
-                # A consumer thousands of events behind is broken; losing
-                # one event (the consumer re-syncs from the live peer list)
-                # beats blocking the swarm.
-                pass
+                self.dropped += 1
+                hook = self._on_gap.get(id(ch))
+                if hook is not None:
+                    hook()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._subscribers.remove(ch)
+                self._on_gap.pop(id(ch), None)
 
     # INotifee interface -------------------------------------------------------
     async def connected(self, network: Any, conn: Any) -> None:

@@ -108,6 +108,11 @@ class ConnectedOrder:
             self._rng = source()
         return self._rng
 
+    def peers(self) -> list[PeerId]:
+        """Every peer the order holds a connection to or lost one to without a
+        goodbye: what a re-sync checks against the live connections."""
+        return list(self._peers)
+
     def disconnected(self, peer: PeerId) -> None:
         self._peers.pop(peer, None)  # its place in the round, if any, is skipped
         self._lost.discard(peer)

@@ -428,6 +428,11 @@ class SwimCore:
         cfg = self.config
         return cfg.ring_probe_every * cfg.awareness_max_multiplier + 1
 
+    def connected_peers(self) -> list[PeerId]:
+        """The peers whose connection events we were told (ConnectionOpened,
+        not yet closed): an adapter that lost events re-syncs against it."""
+        return self._connected.peers()
+
     def keep_connected(self) -> list[PeerId]:
         """What the connection manager should spare for SWIM, most needed
         first: the connections our probes need now or next (upcoming), then

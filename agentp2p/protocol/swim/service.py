@@ -166,6 +166,7 @@ class SwimService:
         dial_timeout: float | None = None,
         write_timeout: float | None = None,
         event_buffer: int = 1024,
+        connection_event_buffer: int = 4096,
         leave_on_stop: bool = True,
         stop_leave_timeout: float = 1.0,
         inbound_rate: float | None = None,
@@ -183,7 +184,10 @@ class SwimService:
         (bounded) behind a pending open; a dead peer's dial fails fast anyway.
         ``write_timeout`` (default one period) bounds one write: a frame that
         needs longer is stale, so it is dropped like a lost datagram and the
-        stream reset. ``event_buffer`` bounds each listener's backlog.
+        stream reset. ``event_buffer`` bounds each listener's backlog;
+        ``connection_event_buffer`` the node's connection events we have not
+        read yet (past it some are lost, and we re-sync from the live
+        connections).
 
         ``inbound_rate`` (frames/s, default ``max(50, 20 / period)``) and
         ``inbound_burst`` bound what one peer may send us; ``log_interval``
@@ -216,6 +220,9 @@ class SwimService:
         self._started = trio.Event()
         self._events_emitted = 0
         self._events_dropped_closed = 0
+        self._connection_event_buffer = connection_event_buffer
+        self._conn_gap = False
+        self._connection_resyncs = 0
         self._frames_before_start = 0
         self._core_errors = 0
         self._pending_fault: FaultInjection | None = None
@@ -257,7 +264,8 @@ class SwimService:
             sign=ed25519_signer(node.identity.private_key),
             verify=ed25519_verify,
         )
-        conn_events = node.events.subscribe()
+        self._conn_gap = False
+        conn_events = node.events.subscribe(self._connection_event_buffer, on_gap=self._connection_gap)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(transport.run)
@@ -398,16 +406,47 @@ class SwimService:
             if deadline is not None and deadline <= trio.current_time():
                 self._step(Tick())
 
+    def _connection_gap(self) -> None:
+        self._conn_gap = True  # called on the swarm's path: only a flag
+
     async def _feed_connections(self, node: NodeContext, events: trio.MemoryReceiveChannel[Any]) -> None:
         for peer in node.dialer.peers():
             self._discovered(node, peer)
         async for ev in events:
+            if self._conn_gap:
+                self._resync_connections(node, events)
+                continue
             if ev.connected:
                 self._discovered(node, ev.peer_id)
             elif ev.abrupt:
                 self._step(ConnectionLost(ev.peer_id.to_bytes()))
             else:
                 self._step(ConnectionClosed(ev.peer_id.to_bytes(), ev.by_peer))
+
+    def _resync_connections(self, node: NodeContext, events: trio.MemoryReceiveChannel[Any]) -> None:
+        """Our channel overflowed and lost connection events: what is queued
+        is older than the live peer list, so drop it and tell the core the
+        difference between that list and what it was told. Without it, a
+        lost close leaves a member counted as connected (probed without the
+        dial it needs) and a lost open one never in the connected order.
+        No await inside: no event can slip between the drain and the list."""
+        self._conn_gap = False
+        self._connection_resyncs += 1
+        while True:
+            try:
+                events.receive_nowait()
+            except trio.WouldBlock:
+                break
+        live = {p.to_bytes(): p for p in node.dialer.peers()}
+        core = self._core
+        if core is not None and self.config.probe_connected_min:
+            for pid in core.connected_peers():
+                if pid not in live:
+                    # Whose close it was is lost with the event: not the
+                    # member's (no close_grace), a redial if it is upcoming.
+                    self._step(ConnectionClosed(pid, False))
+        for peer in live.values():
+            self._discovered(node, peer)
 
     def _discovered(self, node: NodeContext, peer: ID) -> None:
         addrs = tuple(a.to_bytes() for a in node.dialer.known_addrs(peer))
@@ -617,6 +656,7 @@ class SwimService:
                 "listeners": len(self._listeners),
                 "dropped": self._events_dropped_closed + sum(lst.dropped for lst in self._listeners),
             },
+            "connection_resyncs": self._connection_resyncs,
             "frames_before_start": self._frames_before_start,
             "core_errors": self._core_errors,
         }

@@ -615,3 +615,30 @@ async def test_a_member_we_are_not_connected_to_is_probed_only_on_the_rosters_tu
         await wait_until(lambda: c.swim.state_of(d.peer_id) == "alive" and d.swim.state_of(c.peer_id) == "alive",
                          10, "C and D alive in each other's views",
                          detail=lambda: f"C holds D {c.swim.state_of(d.peer_id)}, D holds C {d.swim.state_of(c.peer_id)}")
+
+
+async def test_connection_events_lost_to_a_full_channel_are_made_good_from_the_live_connections() -> None:
+    """A SWIM node whose connection-event channel (4 here) overflows drops
+    what it had queued and tells its core the difference between the live
+    connections and what it was told. The events here are false: a close of
+    B (still connected) and opens of peers never connected. Read one by one
+    (the channel's old fate: lost events were lost silently), B would leave
+    the connected order and four phantoms would join it."""
+    from libp2p.peer.id import ID
+
+    from agentp2p.network.events import PeerEvent
+    from agentp2p.testing import wait_until
+    from tests.adversarial.swim_attacker import FAST, honest_nodes
+
+    async with honest_nodes(2, config=FAST, service_kw=lambda i: {"connection_event_buffer": 4}) as (a, b):
+        core = a.swim._core
+        assert core is not None
+        await wait_until(lambda: core.connected_peers() == [b.pid], 10, "A's core told of its connection to B")
+        resyncs = a.swim.stats()["connection_resyncs"]
+        dropped = a.node.events.dropped
+        a.node.events._emit(PeerEvent(b.peer_id, False, by_peer=True))  # no await between: one burst
+        for i in range(9):
+            a.node.events._emit(PeerEvent(ID(b"\x00\x24phantom" + bytes([i]) * 25), True))
+        assert a.node.events.dropped > dropped  # the burst overflowed A's SWIM channel
+        await wait_until(lambda: a.swim.stats()["connection_resyncs"] > resyncs, 10, "A re-synced")
+        assert core.connected_peers() == [b.pid] and a.node.is_connected(b.peer_id)
