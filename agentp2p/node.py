@@ -808,6 +808,8 @@ class Node:
             "inbound": dict(gate.stats) if gate is not None else {},
             "pending_handshakes": gate.pending if gate is not None else 0,
             "yamux": dict(guard.stats) if guard is not None else {},
+            # Connection events a subscriber lost to its full channel (SWIM re-syncs).
+            "connection_events_dropped": self.events.dropped,
         }
 
     def stats(self) -> dict[str, Any]:

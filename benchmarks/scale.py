@@ -217,7 +217,7 @@ def whole(n: int, join_rate: float, swim: bool, loss: float, seed: int, manager:
               f"P50 {cr['all_seen_p50']:.1f} s, P99 {cr['all_seen_p99']:.1f} s")
         if "pairs_held" in cr:
             print(f"    of the {cr['pairs_held']:,} observer and crash pairs whose observer held the crashed node: "
-                  f"{cr['held_unseen']} unseen; all holders saw {cr['all_holders_saw']}/{cr['crashed']}, "
+                  f"{cr['held_unseen']} unseen; all holders saw {cr['all_holders_saw']}/{cr['crashes_held']} held, "
                   f"P99 {cr['all_holders_p99']:.1f} s")
         if cr.get("missed_by"):
             print(f"    observers that missed a crash: {cr['missed_by']}")

@@ -84,7 +84,10 @@ class ConnectionEvents:
                 self.dropped += 1
                 hook = self._on_gap.get(id(ch))
                 if hook is not None:
-                    hook()
+                    try:
+                        hook()
+                    except Exception:  # noqa: BLE001 — one consumer's hook must not cost the others the event
+                        pass
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._subscribers.remove(ch)
                 self._on_gap.pop(id(ch), None)

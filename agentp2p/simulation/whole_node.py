@@ -1214,18 +1214,9 @@ def _holders(sim: WholeNodeSimulation, crashed: list[int]) -> set[tuple[int, int
     """(observer, crashed node) pairs whose observer's SWIM holds the node
     alive or suspect now (taken just before the crash). A pair outside it
     cannot see the crash: the observer never admitted the node (a newcomer
-    whose candidate ping the node had not yet answered, or the reverse)."""
-    ids = {j: peer_id(j) for j in crashed}
-    out = set()
-    for i in sim.live:
-        core = sim.nodes[i].swim
-        if core is None:
-            continue
-        for j, pid in ids.items():
-            m = core.member(pid)
-            if m is not None and m.live:
-                out.add((i, j))
-    return out
+    whose candidate ping the node had not yet answered, or the reverse), or
+    already held it dead (a false verdict, counted as such)."""
+    return {(i, j) for i in sim.live for j in crashed if sim.holds(i, j)}
 
 
 def _detection(sim: WholeNodeSimulation, crashed: list[int], t0: float, observers: set[int],
@@ -1263,6 +1254,7 @@ def _detection(sim: WholeNodeSimulation, crashed: list[int], t0: float, observer
         # The moment the last of its holders saw it, for each crashed node all its holders saw.
         by_holders = [max(seen[j][o] for o in h) for j, h in holders.items() if h and h <= seen[j].keys()]
         out.update(pairs_held=len(held), held_unseen=sum(1 for o, j in held if o not in seen[j]),
+                   crashes_held=sum(1 for h in holders.values() if h),  # crashed nodes someone held
                    all_holders_saw=len(by_holders), all_holders_p99=percentile(by_holders, 99))
     return out
 

@@ -485,9 +485,10 @@ def test_crash_detection_counts_apart_the_pairs_whose_observer_never_held_the_no
     all pairs (the older measure) but not a miss among held pairs."""
     sim = SimpleNamespace(failures=[(103.0, 1, 5), (104.0, 2, 6), (107.0, 3, 6)],
                           cfg=SimpleNamespace(swim_start="cold"))
-    held = {(1, 5), (2, 6), (3, 6), (3, 5), (9, 5)}  # 3 held 5 and missed it; 9 is no observer now
-    out = _detection(sim, [5, 6], 100.0, {1, 2, 3}, held)  # type: ignore[arg-type]
-    assert (out["pairs"], out["pairs_seen"], out["missed_by"]) == (6, 3, 3)  # 2 and 3 missed 5, 1 missed 6
+    held = {(1, 5), (2, 6), (3, 6), (3, 5), (9, 5)}  # 3 held 5 and missed it; 9 is no observer now; 7: nobody
+    out = _detection(sim, [5, 6, 7], 100.0, {1, 2, 3}, held)  # type: ignore[arg-type]
+    assert (out["pairs"], out["pairs_seen"], out["missed_by"]) == (9, 3, 3)  # everyone missed 7
     assert (out["pairs_held"], out["held_unseen"]) == (4, 1)  # only (3, 5) was held and missed
+    assert out["crashes_held"] == 2  # 7, held by nobody, is no crash any holder could miss
     assert out["all_holders_saw"] == 1 and out["all_holders_p99"] == 7.0  # 6: its holders 2 and 3, the last at +7 s
-    assert _detection(sim, [5, 6], 100.0, {1, 2, 3})["pairs_seen"] == 3  # type: ignore[arg-type]
+    assert _detection(sim, [5, 6, 7], 100.0, {1, 2, 3})["pairs_seen"] == 3  # type: ignore[arg-type]

@@ -109,8 +109,8 @@ class ConnectedOrder:
         return self._rng
 
     def peers(self) -> list[PeerId]:
-        """Every peer the order holds a connection to or lost one to without a
-        goodbye: what a re-sync checks against the live connections."""
+        """Every peer with turns in the order: those we hold a connection to
+        and those whose connection was lost without a goodbye."""
         return list(self._peers)
 
     def disconnected(self, peer: PeerId) -> None:

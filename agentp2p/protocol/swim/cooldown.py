@@ -37,7 +37,9 @@ class Cooldown(Generic[K]):
         return last is not None and period - last < self.periods
 
     def within(self, key: K, period: int, periods: int) -> bool:
-        """``key`` acted at most ``periods`` periods before ``period``."""
+        """``key`` acted at most ``periods`` periods before ``period``
+        (``periods`` below the cooldown's: older marks may be forgotten)."""
+        assert periods < self.periods
         last = self._last.get(key)
         return last is not None and period - last <= periods
 

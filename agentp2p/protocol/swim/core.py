@@ -429,9 +429,10 @@ class SwimCore:
         return cfg.ring_probe_every * cfg.awareness_max_multiplier + 1
 
     def connected_peers(self) -> list[PeerId]:
-        """The peers whose connection events we were told (ConnectionOpened,
-        not yet closed): an adapter that lost events re-syncs against it."""
-        return self._connected.peers()
+        """The peers we were told are connected (ConnectionOpened) and not
+        since closed or lost: an adapter that lost connection events
+        re-syncs against it. Empty with probe_connected_min 0 (no order kept)."""
+        return list(self._connected)
 
     def keep_connected(self) -> list[PeerId]:
         """What the connection manager should spare for SWIM, most needed

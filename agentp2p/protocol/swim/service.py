@@ -427,9 +427,12 @@ class SwimService:
         """Our channel overflowed and lost connection events: what is queued
         is older than the live peer list, so drop it and tell the core the
         difference between that list and what it was told. Without it, a
-        lost close leaves a member counted as connected (probed without the
-        dial it needs) and a lost open one never in the connected order.
-        No await inside: no event can slip between the drain and the list."""
+        lost close leaves a member counted as connected and a lost open one
+        out of the connected order (or, with probe_connected_min 0, a new
+        peer unproposed). No await between the drain and the list, so the
+        channel holds nothing older than the list; events the swarm has yet
+        to emit may still describe changes the list shows (a duplicate open
+        is harmless)."""
         self._conn_gap = False
         self._connection_resyncs += 1
         while True:
@@ -437,16 +440,20 @@ class SwimService:
                 events.receive_nowait()
             except trio.WouldBlock:
                 break
-        live = {p.to_bytes(): p for p in node.dialer.peers()}
         core = self._core
-        if core is not None and self.config.probe_connected_min:
-            for pid in core.connected_peers():
-                if pid not in live:
-                    # Whose close it was is lost with the event: not the
-                    # member's (no close_grace), a redial if it is upcoming.
-                    self._step(ConnectionClosed(pid, False))
-        for peer in live.values():
-            self._discovered(node, peer)
+        if core is None:
+            return
+        live = {p.to_bytes(): p for p in node.dialer.peers()}
+        held = set(core.connected_peers())
+        for pid in held - live.keys():
+            # How it ended is lost with the event: the cautious side, as for
+            # a crash (it keeps its turns; its probe comes soon, budgeted).
+            self._step(ConnectionLost(pid))
+        for pid, peer in live.items():
+            # Only what the core was not told: a re-announced peer that is no
+            # member (a DHT-only peer) would be pinged again.
+            if pid not in held and (self.config.probe_connected_min or core.member(pid) is None):
+                self._discovered(node, peer)
 
     def _discovered(self, node: NodeContext, peer: ID) -> None:
         addrs = tuple(a.to_bytes() for a in node.dialer.known_addrs(peer))

@@ -17,7 +17,6 @@ from agentp2p.protocol.kademlia import (
 from agentp2p.protocol.kademlia.events import AddAddresses
 from agentp2p.protocol.kademlia.lost import LostPeers
 
-
 from .kadhelpers import Driver, IdealNetwork, core_knowing, pid, same_bucket
 
 CFG = KademliaConfig(refresh_interval=1e9, refresh_check_interval=1e9, request_timeout=5.0, ping_timeout=5.0,

@@ -620,25 +620,38 @@ async def test_a_member_we_are_not_connected_to_is_probed_only_on_the_rosters_tu
 async def test_connection_events_lost_to_a_full_channel_are_made_good_from_the_live_connections() -> None:
     """A SWIM node whose connection-event channel (4 here) overflows drops
     what it had queued and tells its core the difference between the live
-    connections and what it was told. The events here are false: a close of
-    B (still connected) and opens of peers never connected. Read one by one
-    (the channel's old fate: lost events were lost silently), B would leave
-    the connected order and four phantoms would join it."""
+    connections and what it was told. Fed false events one by one first,
+    its core holds a phantom as connected, B (still connected) as closed,
+    and a second phantom as lost (no goodbye). After the overflow: the
+    phantom is lost (it keeps its turns, as a crashed peer does), B is held
+    again, the lost one keeps its turns, and the burst's own phantoms (all
+    dropped or drained) are nowhere."""
     from libp2p.peer.id import ID
 
     from agentp2p.network.events import PeerEvent
     from agentp2p.testing import wait_until
-    from tests.adversarial.swim_attacker import FAST, honest_nodes
+    from tests.adversarial.swim_attacker import FAST, fake_peer_id, honest_nodes
 
+    rng = random.Random(7)
+    ghost, gone = ID(fake_peer_id(rng)), ID(fake_peer_id(rng))
     async with honest_nodes(2, config=FAST, service_kw=lambda i: {"connection_event_buffer": 4}) as (a, b):
         core = a.swim._core
         assert core is not None
+        events = a.node.events
         await wait_until(lambda: core.connected_peers() == [b.pid], 10, "A's core told of its connection to B")
-        resyncs = a.swim.stats()["connection_resyncs"]
-        dropped = a.node.events.dropped
-        a.node.events._emit(PeerEvent(b.peer_id, False, by_peer=True))  # no await between: one burst
-        for i in range(9):
-            a.node.events._emit(PeerEvent(ID(b"\x00\x24phantom" + bytes([i]) * 25), True))
-        assert a.node.events.dropped > dropped  # the burst overflowed A's SWIM channel
+        for ev in (PeerEvent(ghost, True), PeerEvent(gone, True), PeerEvent(gone, False, abrupt=True),
+                   PeerEvent(b.peer_id, False, by_peer=True)):
+            events._emit(ev)  # four: the channel holds them all
+        assert events.dropped == 0
+        await wait_until(lambda: core.connected_peers() == [ghost.to_bytes()], 10, "the false events read")
+        assert set(core._connected.peers()) == {ghost.to_bytes(), gone.to_bytes()}
+        resyncs, dropped = a.swim.stats()["connection_resyncs"], events.dropped
+        burst = [ID(fake_peer_id(rng)) for _ in range(9)]
+        for p in burst:  # no await between: one burst
+            events._emit(PeerEvent(p, True))
+        assert events.dropped > dropped  # it overflowed A's SWIM channel
         await wait_until(lambda: a.swim.stats()["connection_resyncs"] > resyncs, 10, "A re-synced")
         assert core.connected_peers() == [b.pid] and a.node.is_connected(b.peer_id)
+        turns = set(core._connected.peers())
+        assert turns == {b.pid, ghost.to_bytes(), gone.to_bytes()}, "lost peers keep their turns; no burst phantom"
+        assert a.node.stats()["network"]["connection_events_dropped"] == events.dropped
