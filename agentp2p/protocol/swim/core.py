@@ -173,7 +173,7 @@ class SwimStats:
     connected_probes: int = 0  # probes drawn among connected members (probe_connected_min)
     roster_probes: int = 0  # ... and, while so, probes drawn from the whole roster (roster_probe_every)
     ring_probes: int = 0  # probes of our successor on the hash ring (ring_probe_every)
-    connections_lost: int = 0  # ConnectionLost hints about live members (a connection ended without a goodbye)
+    connections_lost: int = 0  # ConnectionLost hints about live members (a connection ended without a goodbye, or a re-sync found it gone)
     hinted_probes: int = 0  # ... of which moved the member to the front of the probe order
     redialed_ahead: int = 0  # connections our next probes need, closed in order and asked for again at once
     probe_closes: int = 0  # probes whose target closed its connection in order before answering (close_grace)

@@ -445,14 +445,20 @@ class SwimService:
             return
         live = {p.to_bytes(): p for p in node.dialer.peers()}
         held = set(core.connected_peers())
-        for pid in held - live.keys():
+        for pid in sorted(held - live.keys()):  # sorted: the same hints on every run
             # How it ended is lost with the event: the cautious side, as for
             # a crash (it keeps its turns; its probe comes soon, budgeted).
             self._step(ConnectionLost(pid))
         for pid, peer in live.items():
-            # Only what the core was not told: a re-announced peer that is no
-            # member (a DHT-only peer) would be pinged again.
-            if pid not in held and (self.config.probe_connected_min or core.member(pid) is None):
+            # Only what the core was not told: with the connected order, a
+            # peer it does not hold; without, one that is no live member (a
+            # member held dead gets the ping that carries our verdict, as its
+            # reconnect would have). A live member re-announced costs nothing,
+            # a DHT-only peer a ping.
+            if pid in held:
+                continue
+            m = core.member(pid)
+            if self.config.probe_connected_min or m is None or not m.live:
                 self._discovered(node, peer)
 
     def _discovered(self, node: NodeContext, peer: ID) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 
 import pytest
+import trio
 
 from agentp2p.protocol.swim import (
     Ack,
@@ -655,3 +656,37 @@ async def test_connection_events_lost_to_a_full_channel_are_made_good_from_the_l
         turns = set(core._connected.peers())
         assert turns == {b.pid, ghost.to_bytes(), gone.to_bytes()}, "lost peers keep their turns; no burst phantom"
         assert a.node.stats()["network"]["connection_events_dropped"] == events.dropped
+
+
+@pytest.mark.parametrize("minimum", [0, 8])
+def test_a_resync_announces_only_peers_the_core_was_not_told_of(minimum: int) -> None:
+    """The re-sync's announcements, with a stub node: a held peer is not
+    announced again; without the connected order (probe_connected_min 0)
+    a live member is not either, but a stranger and a member held dead
+    are (their pings: a join, our verdict to refute)."""
+    from types import SimpleNamespace
+
+    from libp2p.peer.id import ID
+
+    from agentp2p.protocol.swim.member import State
+    from agentp2p.protocol.swim.service import SwimService
+
+    held, alive, dead, stranger = (ID(bytes([0, 4, i, i, i, i])) for i in range(1, 5))
+    states = {held.to_bytes(): State.ALIVE, alive.to_bytes(): State.ALIVE, dead.to_bytes(): State.DEAD}
+    core = SimpleNamespace(
+        connected_peers=lambda: [held.to_bytes()] if minimum else [],
+        member=lambda pid: SimpleNamespace(live=states[pid] is not State.DEAD) if pid in states else None)
+    node = SimpleNamespace(dialer=SimpleNamespace(peers=lambda: [held, alive, dead, stranger],
+                                                  known_addrs=lambda p: []))
+    svc = SwimService(SwimConfig(probe_connected_min=minimum))
+    steps: list[object] = []
+    svc._core, svc._step = core, steps.append  # type: ignore[assignment, method-assign]
+    send, recv = trio.open_memory_channel[object](4)
+    send.send_nowait("stale")
+    svc._resync_connections(node, recv)  # type: ignore[arg-type]
+    assert svc._connection_resyncs == 1
+    with pytest.raises(trio.WouldBlock):
+        recv.receive_nowait()  # drained
+    announced = {s.peer_id for s in steps if isinstance(s, MemberDiscovered)}
+    want = {alive, dead, stranger} if minimum else {dead, stranger}
+    assert announced == {p.to_bytes() for p in want}
