@@ -46,13 +46,13 @@ class SwimConfig:
     #: timeout) goes over a new connection, whose dial can outlast the
     #: period (~1 s in the traced cases at 1,000 simulated nodes). No grace
     #: for a lost connection (no GO_AWAY: maybe a crash) nor for our own
-    #: close. Off by default: in simulations it removed the idle false
-    #: suspicions (1,000 nodes, 900 s: 6 to 0); runs with it saw more crash
-    #: pairs unseen (traced: admission, either way) and, at 10,000 nodes, 5
-    #: and then 3 live nodes declared failed after a crash (0 in one run
-    #: without; traced: a newcomer's ordinary failed probe, no grace), so
-    #: a run without it on the same code is still to compare
-    #: (docs/swim.md, "A target that closes mid-probe").
+    #: close. Off by default: in simulations it cut the idle false
+    #: suspicions (1,000 nodes, 900 s: 6 to 0 and 7 to 4); earlier runs
+    #: with it saw more crash pairs unseen (those traced: admission) and,
+    #: at 10,000 nodes, 5 live nodes declared failed after a crash (3 on
+    #: newer code, traced: one newcomer's ordinary failed probe; 0 in one
+    #: older run without), so a run without it on the same code is still
+    #: to compare (docs/swim.md, "A target that closes mid-probe").
     close_grace: bool = False
     #: Probe (connected.py), in randomized round-robin, only the members we
     #: hold a connection to, while at least this many are connected (fewer:
