@@ -49,10 +49,10 @@ class SwimConfig:
     #: close. Off by default: in simulations it cut the idle false
     #: suspicions (1,000 nodes, 900 s: 6 to 0 and 7 to 4); earlier runs
     #: with it saw more crash pairs unseen (those traced: admission) and,
-    #: at 10,000 nodes, 5 live nodes declared failed after a crash (3 on
-    #: newer code, traced: one newcomer's ordinary failed probe; 0 in one
-    #: older run without), so a run without it on the same code is still
-    #: to compare (docs/swim.md, "A target that closes mid-probe").
+    #: at 10,000 nodes, seed 1, 3 live nodes declared failed after a crash
+    #: (traced: one newcomer's ordinary failed probe) against 0 without on
+    #: the same code; one run each, so more seeds first (docs/swim.md,
+    #: "A target that closes mid-probe").
     close_grace: bool = False
     #: Probe (connected.py), in randomized round-robin, only the members we
     #: hold a connection to, while at least this many are connected (fewer:
