@@ -53,8 +53,8 @@ class ConnectionEvents:
 
     def __init__(self, host: Any) -> None:
         self._host = host
-        self._subscribers: list[trio.MemorySendChannel[PeerEvent]] = []
-        self._on_gap: dict[int, Callable[[], None]] = {}  # id(send channel) -> its consumer's hook
+        #: Each subscriber's channel and its hook for lost events (subscribe).
+        self._subscribers: list[tuple[trio.MemorySendChannel[PeerEvent], Callable[[], None] | None]] = []
         #: Events a full subscriber channel lost, all subscribers together.
         self.dropped = 0
         #: Told of every stream opened, either way, and of every request a
@@ -71,26 +71,23 @@ class ConnectionEvents:
         swarm's path: set a flag), so that a consumer whose state must match
         the connections re-syncs from the live peer list (SWIM does)."""
         send, recv = trio.open_memory_channel[PeerEvent](capacity)
-        self._subscribers.append(send)
-        if on_gap is not None:
-            self._on_gap[id(send)] = on_gap
+        self._subscribers.append((send, on_gap))
         return recv
 
     def _emit(self, event: PeerEvent) -> None:
-        for ch in list(self._subscribers):
+        for sub in list(self._subscribers):
+            ch, hook = sub
             try:
                 ch.send_nowait(event)
             except trio.WouldBlock:
                 self.dropped += 1
-                hook = self._on_gap.get(id(ch))
                 if hook is not None:
                     try:
                         hook()
                     except Exception:  # noqa: BLE001 — one consumer's hook must not cost the others the event
                         pass
             except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._subscribers.remove(ch)
-                self._on_gap.pop(id(ch), None)
+                self._subscribers.remove(sub)
 
     # INotifee interface -------------------------------------------------------
     async def connected(self, network: Any, conn: Any) -> None:
