@@ -32,8 +32,16 @@ class AutoNATConfig:
     boot_delay: float = 5.0
     #: While the verdict is unknown: a round of questions this often.
     retry_interval: float = 30.0
-    #: Once decided: re-check this often (addresses and NATs change).
+    #: Once decided: re-check this often (addresses and NATs change). Also
+    #: the longest wait between rounds while unknown: each round in a row
+    #: that got no definite answer (every server refused or did not answer)
+    #: doubles ``retry_interval`` up to this.
     refresh_interval: float = 15 * 60.0
+    #: Servers a round may ask in place of those that refuse or do not
+    #: answer, beyond the answers it wants. Bounded so that a node whose
+    #: servers all refuse (a private address, servers without
+    #: ``allow_private``) does not ask every connected server in turn.
+    spare_asks: int = 3
     #: An answer counts toward the verdict for this long.
     answer_ttl: float = 60 * 60.0
     #: The same peer is asked at most once per this long.
@@ -56,6 +64,8 @@ class AutoNATConfig:
     def __post_init__(self) -> None:
         if self.confirmations < 1:
             raise ConfigError("autonat.confirmations must be >= 1")
+        if self.spare_asks < 0:
+            raise ConfigError("autonat.spare_asks must be >= 0")
         for name in ("boot_delay", "retry_interval", "refresh_interval", "answer_ttl", "peer_interval",
                      "request_timeout", "dial_timeout"):
             if not getattr(self, name) > 0:

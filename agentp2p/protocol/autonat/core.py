@@ -8,10 +8,15 @@ connected peers serve AutoNAT and what they answered, and carries out its
 * the first round starts ``boot_delay`` after a server is known;
 * a round wants ``confirmations`` definite answers (reachable or not)
   while the verdict is unknown, one once it is known; a server that
-  refuses or fails is replaced by the next eligible one at once;
+  refuses or fails is replaced by the next eligible one at once, up to
+  ``spare_asks`` replacements a round (without that bound, a node whose
+  servers all refuse, as they do a private address, asked every connected
+  server every ``peer_interval``: a stream a second or more per node);
 * rounds repeat every ``retry_interval`` while unknown, every
   ``refresh_interval`` once known, and start over at once when our
-  addresses change;
+  addresses change; each round in a row that got no definite answer
+  doubles the wait before the next while unknown, up to
+  ``refresh_interval``;
 * a server is asked at most once per ``peer_interval``, least recently
   asked first, so the voices come from as many peers as there are.
 """
@@ -110,6 +115,9 @@ class AutoNATCore:
         self._in_flight: set[object] = set()
         self._next_round: float | None = None  # None: no server known yet
         self._round_left = 0  # definite answers the current round still wants
+        self._round_asks = 0  # questions the current round may still send
+        self._round_quiet = False  # the round so far got no definite answer (False before the first)
+        self._quiet_rounds = 0  # rounds in a row without one, while unknown
 
     # ------------------------------------------------------------ queries
     @property
@@ -125,6 +133,11 @@ class AutoNATCore:
     def servers(self) -> int:
         return len(self._servers)
 
+    @property
+    def quiet_rounds(self) -> int:
+        """Rounds in a row without a definite answer while unknown (the back-off's exponent)."""
+        return self._quiet_rounds
+
     # ------------------------------------------------------------ input
     def handle(self, now: float, event: Input) -> list[Action]:
         out: list[Action] = []
@@ -136,6 +149,8 @@ class AutoNATCore:
             self._answered(now, event, out)
         elif isinstance(event, AddressesChanged):
             self.verdict.forget_all()
+            self._quiet_rounds = 0
+            self._round_quiet = False  # the silence was about the old addresses
             if self._servers:
                 self._next_round = now
         if self._next_round is not None and now >= self._next_round:
@@ -163,18 +178,29 @@ class AutoNATCore:
         return ready
 
     def _start_round(self, now: float, out: list[Action]) -> None:
+        cfg = self.config
         unknown = self.status is Reachability.UNKNOWN
-        self._round_left = self.config.confirmations if unknown else 1
-        interval = self.config.retry_interval if unknown else self.config.refresh_interval
+        if not unknown:
+            self._quiet_rounds = 0
+        elif self._round_quiet:
+            self._quiet_rounds += 1
+        self._round_quiet = True
+        self._round_left = cfg.confirmations if unknown else 1
+        self._round_asks = self._round_left + cfg.spare_asks
+        if unknown:  # (the exponent capped: no huge integers after days of silence)
+            interval = min(cfg.retry_interval * 2 ** min(self._quiet_rounds, 32), cfg.refresh_interval)
+        else:
+            interval = cfg.refresh_interval
         self._next_round = now + interval
         self.stats.rounds += 1
         self._top_up(now, out)
 
     def _top_up(self, now: float, out: list[Action]) -> None:
-        want = self._round_left - len(self._in_flight)
+        want = min(self._round_left - len(self._in_flight), self._round_asks)
         for peer in self._eligible(now)[:max(0, want)]:
             self._in_flight.add(peer)
             self._last_asked[peer] = now
+            self._round_asks -= 1
             self.stats.asked += 1
             out.append(Ask(peer))
 
@@ -185,6 +211,8 @@ class AutoNATCore:
         setattr(self.stats, ev.outcome.value, getattr(self.stats, ev.outcome.value) + 1)
         if ev.outcome in (Outcome.REACHABLE, Outcome.UNREACHABLE):
             reachable = ev.outcome is Outcome.REACHABLE
+            self._round_quiet = False
+            self._quiet_rounds = 0
             self.verdict.add(ev.peer, Answer(reachable, now, ev.addr if reachable else None))
             self._round_left = max(0, self._round_left - 1)
             old = self.status
@@ -200,6 +228,7 @@ class AutoNATCore:
                 # otherwise take c refreshes to show).
                 self.stats.contradicted += 1
                 self._round_left = max(self._round_left, self.config.confirmations - 1)
+                self._round_asks = max(self._round_asks, self._round_left + self.config.spare_asks)
                 self._next_round = min(self._next_round or math.inf, now + self.config.retry_interval)
         if self._round_left > 0:
             self._top_up(now, out)  # a refusal or failure: ask the next one now

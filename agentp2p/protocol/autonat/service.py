@@ -102,6 +102,7 @@ class AutoNATService:
             "reachability": self.core.status.value,
             "public_addrs": self.public_addrs(),
             "servers_known": self.core.servers(),
+            "quiet_rounds": self.core.quiet_rounds,
             "client": self.core.stats.as_dict(),
             "server": dict(self.served),
         }

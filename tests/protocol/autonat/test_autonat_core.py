@@ -222,3 +222,63 @@ def test_an_answer_against_the_verdict_gathers_the_others_at_once() -> None:
     (second,) = asks(out)
     out = core.handle(904, Answered(second, Outcome.UNREACHABLE))
     assert out == [ReachabilityChanged(Reachability.PUBLIC, Reachability.PRIVATE, ())]
+
+
+def _refuse_all(core: AutoNATCore, now: float, out: list[object]) -> int:
+    """Answer every question (and the questions that replace it) with a refusal; how many were asked."""
+    asked, pending = 0, asks(out)
+    while pending:
+        asked += 1
+        pending += asks(core.handle(now, Answered(pending.pop(0), Outcome.REFUSED)))
+    return asked
+
+
+def test_a_round_replaces_at_most_spare_asks_servers_that_refuse() -> None:
+    # Servers without allow_private refuse a node on a private address, every one of them. The round used
+    # to replace each refusal until no server was left: 49 questions a round, a stream a second per node.
+    cfg = AutoNATConfig(confirmations=3, spare_asks=3, boot_delay=5, retry_interval=30, peer_interval=90)
+    core = AutoNATCore(cfg)
+    core.handle(0, Servers(frozenset(f"p{i:02d}" for i in range(49))))
+    assert _refuse_all(core, 5, core.handle(5, Tick())) == 3 + 3
+    assert core.stats.refused == 6 and core.status is Reachability.UNKNOWN
+    # A server that connects later in the same round is not asked: the round spent its questions.
+    assert asks(core.handle(6, Servers(frozenset(f"p{i:02d}" for i in range(50))))) == []
+
+
+def test_rounds_without_a_definite_answer_back_off_to_the_refresh_interval() -> None:
+    cfg = AutoNATConfig(confirmations=3, spare_asks=3, boot_delay=5, retry_interval=30, refresh_interval=900,
+                        peer_interval=1)
+    core = AutoNATCore(cfg)
+    core.handle(0, Servers(frozenset(f"p{i:02d}" for i in range(49))))
+    now, waits, total = 5.0, [], 0
+    for _ in range(7):
+        total += _refuse_all(core, now, core.handle(now, Tick()))
+        deadline = core.next_deadline()
+        assert deadline is not None
+        waits.append(deadline - now)
+        now = deadline
+    assert waits == [30, 60, 120, 240, 480, 900, 900]
+    assert total == 7 * 6
+    # A definite answer ends the back-off: the next round is retry_interval after the one it came in.
+    out = core.handle(now, Tick())
+    core.handle(now, Answered(asks(out)[0], Outcome.UNREACHABLE))
+    assert core.status is Reachability.UNKNOWN  # one voice of three
+    assert core.next_deadline() == now + 900  # (this round was scheduled before the answer came)
+    later = core.next_deadline()
+    _refuse_all(core, later, core.handle(later, Tick()))
+    assert core.next_deadline() == later + 30
+
+
+def test_an_address_change_ends_the_back_off() -> None:
+    cfg = AutoNATConfig(confirmations=2, spare_asks=1, boot_delay=1, retry_interval=30, refresh_interval=900,
+                        peer_interval=1)
+    core = AutoNATCore(cfg)
+    core.handle(0, Servers(frozenset({"a", "b", "c", "d"})))
+    now = 1.0
+    for _ in range(3):
+        _refuse_all(core, now, core.handle(now, Tick()))
+        now = core.next_deadline() or 0.0
+    assert now == 1 + 30 + 60 + 120
+    out = core.handle(now + 5, AddressesChanged())  # a round at once, as before
+    assert len(asks(out)) == 2
+    assert core.next_deadline() == now + 5 + 30  # and the silence about the old addresses is forgotten
