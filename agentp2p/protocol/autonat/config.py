@@ -34,8 +34,8 @@ class AutoNATConfig:
     retry_interval: float = 30.0
     #: Once decided: re-check this often (addresses and NATs change). Also
     #: the longest wait between rounds while unknown: each round in a row
-    #: that got no definite answer (every server refused or did not answer)
-    #: doubles ``retry_interval`` up to this.
+    #: that asked and got no definite answer (every server asked refused or
+    #: did not answer) doubles ``retry_interval`` up to this.
     refresh_interval: float = 15 * 60.0
     #: Servers a round may ask in place of those that refuse or do not
     #: answer, beyond the answers it wants. Bounded so that a node whose

@@ -11,12 +11,16 @@ connected peers serve AutoNAT and what they answered, and carries out its
   refuses or fails is replaced by the next eligible one at once, up to
   ``spare_asks`` replacements a round (without that bound, a node whose
   servers all refuse, as they do a private address, asked every connected
-  server every ``peer_interval``: a stream a second or more per node);
+  server every ``peer_interval``: 0.54 new streams a second per node with
+  49 servers, and as many served);
 * rounds repeat every ``retry_interval`` while unknown, every
   ``refresh_interval`` once known, and start over at once when our
-  addresses change; each round in a row that got no definite answer
-  doubles the wait before the next while unknown, up to
-  ``refresh_interval``;
+  addresses change; while unknown, each round in a row that asked and got
+  no definite answer doubles the wait before the next, up to
+  ``refresh_interval``. A definite answer ends the back-off (the next
+  round comes ``retry_interval`` after the round it came in), and so does
+  an address change; a server never asked before brings the next round
+  within ``retry_interval``;
 * a server is asked at most once per ``peer_interval``, least recently
   asked first, so the voices come from as many peers as there are.
 """
@@ -116,8 +120,10 @@ class AutoNATCore:
         self._next_round: float | None = None  # None: no server known yet
         self._round_left = 0  # definite answers the current round still wants
         self._round_asks = 0  # questions the current round may still send
-        self._round_quiet = False  # the round so far got no definite answer (False before the first)
-        self._quiet_rounds = 0  # rounds in a row without one, while unknown
+        self._round_start = 0.0
+        self._round_asked = False  # the current round asked someone ...
+        self._round_answered = False  # ... and got a definite answer
+        self._quiet_rounds = 0  # rounds in a row that asked and got none, while unknown
 
     # ------------------------------------------------------------ queries
     @property
@@ -150,7 +156,7 @@ class AutoNATCore:
         elif isinstance(event, AddressesChanged):
             self.verdict.forget_all()
             self._quiet_rounds = 0
-            self._round_quiet = False  # the silence was about the old addresses
+            self._round_asked = False  # the silence was about the old addresses
             if self._servers:
                 self._next_round = now
         if self._next_round is not None and now >= self._next_round:
@@ -161,8 +167,15 @@ class AutoNATCore:
     def _set_servers(self, now: float, peers: frozenset[object]) -> None:
         for gone in [p for p in self._servers if p not in peers]:
             del self._servers[gone]
+        fresh = False
         for p in sorted(peers - self._servers.keys(), key=str):  # sorted: the same run for the same input
             self._servers[p] = None
+            fresh = fresh or p not in self._last_asked
+        if fresh and self._quiet_rounds and self._next_round is not None:
+            # Backed off because the servers we had would not say: one never
+            # asked may, so the back-off does not make it wait. Bounded: each
+            # round still asks at most confirmations + spare_asks.
+            self._next_round = min(self._next_round, now + self.config.retry_interval)
         # Forget when we asked peers that are gone long enough not to matter.
         for p in [p for p, t in self._last_asked.items()
                   if p not in self._servers and now - t >= self.config.peer_interval]:
@@ -180,11 +193,12 @@ class AutoNATCore:
     def _start_round(self, now: float, out: list[Action]) -> None:
         cfg = self.config
         unknown = self.status is Reachability.UNKNOWN
-        if not unknown:
+        if not unknown:  # (a verdict, once reached, is kept: this only clears the stat)
             self._quiet_rounds = 0
-        elif self._round_quiet:
-            self._quiet_rounds += 1
-        self._round_quiet = True
+        elif self._round_asked and not self._round_answered:
+            self._quiet_rounds += 1  # a round that asked nobody (none eligible) says nothing
+        self._round_asked = self._round_answered = False
+        self._round_start = now
         self._round_left = cfg.confirmations if unknown else 1
         self._round_asks = self._round_left + cfg.spare_asks
         if unknown:  # (the exponent capped: no huge integers after days of silence)
@@ -201,6 +215,7 @@ class AutoNATCore:
             self._in_flight.add(peer)
             self._last_asked[peer] = now
             self._round_asks -= 1
+            self._round_asked = True
             self.stats.asked += 1
             out.append(Ask(peer))
 
@@ -211,7 +226,11 @@ class AutoNATCore:
         setattr(self.stats, ev.outcome.value, getattr(self.stats, ev.outcome.value) + 1)
         if ev.outcome in (Outcome.REACHABLE, Outcome.UNREACHABLE):
             reachable = ev.outcome is Outcome.REACHABLE
-            self._round_quiet = False
+            self._round_answered = True
+            if self._quiet_rounds and self.status is Reachability.UNKNOWN and self._next_round is not None:
+                # Backed off, then someone answered: the next round comes as
+                # if the back-off had ended with this round, not a doubled wait later.
+                self._next_round = min(self._next_round, self._round_start + self.config.retry_interval)
             self._quiet_rounds = 0
             self.verdict.add(ev.peer, Answer(reachable, now, ev.addr if reachable else None))
             self._round_left = max(0, self._round_left - 1)

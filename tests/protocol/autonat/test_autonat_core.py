@@ -198,6 +198,8 @@ def test_config_is_checked() -> None:
         AutoNATConfig(dial_timeout=30, request_timeout=30)
     with pytest.raises(ConfigError):
         AutoNATConfig(peer_interval=0)
+    with pytest.raises(ConfigError):
+        AutoNATConfig(spare_asks=-1)
 
 
 def test_a_server_that_comes_mid_round_is_asked_at_once() -> None:
@@ -235,7 +237,7 @@ def _refuse_all(core: AutoNATCore, now: float, out: list[object]) -> int:
 
 def test_a_round_replaces_at_most_spare_asks_servers_that_refuse() -> None:
     # Servers without allow_private refuse a node on a private address, every one of them. The round used
-    # to replace each refusal until no server was left: 49 questions a round, a stream a second per node.
+    # to replace each refusal until no server was left: 49 questions every 90 s, 0.54 new streams a second per node.
     cfg = AutoNATConfig(confirmations=3, spare_asks=3, boot_delay=5, retry_interval=30, peer_interval=90)
     core = AutoNATCore(cfg)
     core.handle(0, Servers(frozenset(f"p{i:02d}" for i in range(49))))
@@ -259,12 +261,13 @@ def test_rounds_without_a_definite_answer_back_off_to_the_refresh_interval() -> 
         now = deadline
     assert waits == [30, 60, 120, 240, 480, 900, 900]
     assert total == 7 * 6
-    # A definite answer ends the back-off: the next round is retry_interval after the one it came in.
+    # A definite answer ends the back-off: the next round is retry_interval after the one it came in
+    # (not the 900 s this round was scheduled with), and the one after that as well.
     out = core.handle(now, Tick())
-    core.handle(now, Answered(asks(out)[0], Outcome.UNREACHABLE))
+    core.handle(now + 2, Answered(asks(out)[0], Outcome.UNREACHABLE))
     assert core.status is Reachability.UNKNOWN  # one voice of three
-    assert core.next_deadline() == now + 900  # (this round was scheduled before the answer came)
-    later = core.next_deadline()
+    assert core.next_deadline() == now + 30
+    later = now + 30
     _refuse_all(core, later, core.handle(later, Tick()))
     assert core.next_deadline() == later + 30
 
@@ -279,6 +282,69 @@ def test_an_address_change_ends_the_back_off() -> None:
         _refuse_all(core, now, core.handle(now, Tick()))
         now = core.next_deadline() or 0.0
     assert now == 1 + 30 + 60 + 120
-    out = core.handle(now + 5, AddressesChanged())  # a round at once, as before
+    _refuse_all(core, now, core.handle(now, Tick()))
+    assert core.next_deadline() == now + 240
+    out = core.handle(now + 5, AddressesChanged())  # mid-wait: a round at once, as before
     assert len(asks(out)) == 2
     assert core.next_deadline() == now + 5 + 30  # and the silence about the old addresses is forgotten
+
+
+def test_a_round_that_asks_nobody_does_not_count_as_quiet() -> None:
+    # Two servers, each asked at most once per 90 s, rounds every 30 s: the rounds between find nobody
+    # to ask. They say nothing about the servers, so they must not stretch the wait.
+    cfg = AutoNATConfig(confirmations=2, spare_asks=1, boot_delay=5, retry_interval=30, refresh_interval=900,
+                        peer_interval=90)
+    core = AutoNATCore(cfg)
+    core.handle(0, Servers(frozenset({"a", "b"})))
+    assert _refuse_all(core, 5, core.handle(5, Tick())) == 2
+    assert core.next_deadline() == 35 and core.quiet_rounds == 0
+    assert asks(core.handle(35, Tick())) == []  # nobody eligible
+    assert core.quiet_rounds == 1 and core.next_deadline() == 35 + 60  # the first round was quiet
+    assert sorted(asks(core.handle(95, Tick()))) == ["a", "b"]  # 90 s after they were asked
+    assert core.quiet_rounds == 1  # the empty round at 35 asked nobody: not counted
+    assert core.next_deadline() == 95 + 60
+
+
+def test_a_server_never_asked_ends_the_wait_of_a_back_off() -> None:
+    cfg = AutoNATConfig(confirmations=2, spare_asks=1, boot_delay=1, retry_interval=30, refresh_interval=900,
+                        peer_interval=1)
+    core = AutoNATCore(cfg)
+    core.handle(0, Servers(frozenset({"a", "b", "c"})))
+    now = 1.0
+    for _ in range(4):
+        _refuse_all(core, now, core.handle(now, Tick()))
+        now = core.next_deadline() or 0.0
+    assert core.next_deadline() == now and core.quiet_rounds == 3
+    _refuse_all(core, now, core.handle(now, Tick()))
+    assert core.next_deadline() == now + 480
+    # A server we asked before comes back: the back-off holds. One never asked: a round within 30 s.
+    core.handle(now + 0.5, Servers(frozenset({"a", "b"})))  # (within peer_interval: remembered as asked)
+    core.handle(now + 0.5, Servers(frozenset({"a", "b", "c"})))
+    assert core.next_deadline() == now + 480
+    core.handle(now + 3, Servers(frozenset({"a", "b", "c", "new"})))
+    assert core.next_deadline() == now + 3 + 30
+    assert "new" in asks(core.handle(now + 33, Tick()))
+
+
+def test_a_contradicted_verdict_gathers_its_voices_within_a_fresh_budget() -> None:
+    cfg = AutoNATConfig(confirmations=2, spare_asks=3, boot_delay=1, retry_interval=30, refresh_interval=900,
+                        peer_interval=1)
+    core = AutoNATCore(cfg)
+    core.handle(0, Servers(frozenset("abcdefgh")))
+    first = asks(core.handle(1, Tick()))
+    for peer in first:
+        core.handle(2, Answered(peer, Outcome.REACHABLE, "/ip4/1.2.3.4/tcp/1"))
+    assert core.status is Reachability.PUBLIC
+    t = core.next_deadline() or 0.0
+    out = core.handle(t, Tick())  # the refresh round: one answer wanted, 1 + 3 questions at most
+    refused = 0
+    while asks(out):
+        peer = asks(out)[0]
+        if refused < 3:
+            refused += 1
+            out = core.handle(t, Answered(peer, Outcome.REFUSED))
+        else:
+            out = core.handle(t, Answered(peer, Outcome.UNREACHABLE))  # against the verdict, its 4th question
+            break
+    assert core.stats.contradicted == 1
+    assert len(asks(out)) == 1  # the others are gathered at once, although the round spent its budget
