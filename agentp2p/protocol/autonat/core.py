@@ -19,8 +19,9 @@ connected peers serve AutoNAT and what they answered, and carries out its
   no definite answer doubles the wait before the next, up to
   ``refresh_interval``. A definite answer ends the back-off (the next
   round comes ``retry_interval`` after the round it came in), and so does
-  an address change; a server never asked before brings the next round
-  within ``retry_interval``;
+  an address change; a server that connects meanwhile waits for the next
+  round (up to ``refresh_interval``) unless the current round still has
+  questions to spend;
 * a server is asked at most once per ``peer_interval``, least recently
   asked first, so the voices come from as many peers as there are.
 """
@@ -167,15 +168,12 @@ class AutoNATCore:
     def _set_servers(self, now: float, peers: frozenset[object]) -> None:
         for gone in [p for p in self._servers if p not in peers]:
             del self._servers[gone]
-        fresh = False
+        # A server that connects during a back-off waits for the next round
+        # (unless the current one still has questions to spend): pulling the
+        # round in for each newcomer would undo the back-off wherever
+        # connections churn (0.2 questions a second per node, measured).
         for p in sorted(peers - self._servers.keys(), key=str):  # sorted: the same run for the same input
             self._servers[p] = None
-            fresh = fresh or p not in self._last_asked
-        if fresh and self._quiet_rounds and self._next_round is not None:
-            # Backed off because the servers we had would not say: one never
-            # asked may, so the back-off does not make it wait. Bounded: each
-            # round still asks at most confirmations + spare_asks.
-            self._next_round = min(self._next_round, now + self.config.retry_interval)
         # Forget when we asked peers that are gone long enough not to matter.
         for p in [p for p, t in self._last_asked.items()
                   if p not in self._servers and now - t >= self.config.peer_interval]:

@@ -305,25 +305,35 @@ def test_a_round_that_asks_nobody_does_not_count_as_quiet() -> None:
     assert core.next_deadline() == 95 + 60
 
 
-def test_a_server_never_asked_ends_the_wait_of_a_back_off() -> None:
+def test_a_server_that_connects_during_a_back_off_waits_for_the_next_round() -> None:
+    # Pulling the round in for every newcomer would undo the back-off wherever connections churn.
     cfg = AutoNATConfig(confirmations=2, spare_asks=1, boot_delay=1, retry_interval=30, refresh_interval=900,
                         peer_interval=1)
     core = AutoNATCore(cfg)
     core.handle(0, Servers(frozenset({"a", "b", "c"})))
     now = 1.0
-    for _ in range(4):
+    for _ in range(5):
         _refuse_all(core, now, core.handle(now, Tick()))
         now = core.next_deadline() or 0.0
-    assert core.next_deadline() == now and core.quiet_rounds == 3
-    _refuse_all(core, now, core.handle(now, Tick()))
-    assert core.next_deadline() == now + 480
-    # A server we asked before comes back: the back-off holds. One never asked: a round within 30 s.
-    core.handle(now + 0.5, Servers(frozenset({"a", "b"})))  # (within peer_interval: remembered as asked)
-    core.handle(now + 0.5, Servers(frozenset({"a", "b", "c"})))
-    assert core.next_deadline() == now + 480
-    core.handle(now + 3, Servers(frozenset({"a", "b", "c", "new"})))
-    assert core.next_deadline() == now + 3 + 30
-    assert "new" in asks(core.handle(now + 33, Tick()))
+    deadline = core.next_deadline()
+    assert deadline is not None and core.quiet_rounds == 4
+    assert asks(core.handle(deadline - 100, Servers(frozenset({"a", "b", "c", "new"})))) == []
+    assert core.next_deadline() == deadline
+    assert asks(core.handle(deadline, Tick()))[0] == "new"  # never asked: first in the next round
+
+
+def test_a_question_a_round_sends_mid_way_makes_it_count() -> None:
+    cfg = AutoNATConfig(confirmations=1, spare_asks=0, boot_delay=1, retry_interval=30, refresh_interval=900,
+                        peer_interval=90)
+    core = AutoNATCore(cfg)
+    core.handle(0, Servers(frozenset({"a"})))
+    _refuse_all(core, 1, core.handle(1, Tick()))  # quiet
+    assert asks(core.handle(31, Tick())) == []  # "a" not eligible yet: this round asks nobody ...
+    assert core.quiet_rounds == 1
+    assert _refuse_all(core, 32, core.handle(32, Servers(frozenset({"a", "b"})))) == 1  # ... until "b" comes
+    assert core.next_deadline() == 31 + 60
+    core.handle(91, Tick())
+    assert core.quiet_rounds == 2  # the round at 31 asked "b" and got no answer: it counts
 
 
 def test_a_contradicted_verdict_gathers_its_voices_within_a_fresh_budget() -> None:
