@@ -142,7 +142,7 @@ class AutoNATCore:
 
     @property
     def quiet_rounds(self) -> int:
-        """Rounds in a row without a definite answer while unknown (the back-off's exponent)."""
+        """Rounds in a row that asked and got no definite answer while unknown (the back-off's exponent)."""
         return self._quiet_rounds
 
     # ------------------------------------------------------------ input
