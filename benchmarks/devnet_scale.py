@@ -27,6 +27,12 @@ commands and reports, for one N:
   and a find within each half, then the heal and how long until every view
   is whole again (the merge).
 
+With ``--contend K``, K processes that only burn CPU run beside the devnet
+from start to end, at the same priority: the figures of a machine shared
+with other work. (Why: at 50 nodes on 2 cores one of them turns the
+partition's merge from ~2 s into 40-70 s in most runs: docs/scale.md,
+"The merge tail".)
+
 A step that fails (a timeout, a missed delivery) is recorded and the run goes
 on; the report says where it stopped working. Benchmarks never assert.
 
@@ -41,6 +47,7 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -75,11 +82,36 @@ def _workers(stats: dict[str, Any]) -> tuple[float, float]:
     return sum(float(w.get("cpu_s", 0.0)) for w in ws), sum(float(w.get("rss_mb", 0.0)) for w in ws)
 
 
+#: A contender: a process that only burns CPU (--contend).
+_BURN = "while True: pass"
+
+
+def _contenders(k: int) -> list[subprocess.Popen[bytes]]:
+    """``k`` CPU-bound processes at our priority (killed by :func:`_stop`)."""
+    return [subprocess.Popen([sys.executable, "-c", _BURN], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL) for _ in range(k)]
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> float:
+    """Kill the contenders; the CPU seconds they had (user + system)."""
+    cpu = 0.0
+    for p in procs:
+        try:
+            with open(f"/proc/{p.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            pass
+        p.kill()
+        p.wait()
+    return cpu
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     n, rng = args.nodes, random.Random(args.seed)
     caps = min(10, n)
     out: dict[str, Any] = {"benchmark": "devnet_scale", "nodes": n, "procs": args.procs, "seed": args.seed,
-                           "join_rate": args.join_rate,
+                           "join_rate": args.join_rate, "contend": args.contend,
                            "commit": commit(), "failed_steps": []}  # fmt: skip
     home = Path(tempfile.mkdtemp(prefix="devnet-scale-"))  # the workers' logs: kept when a run stops early
     settings = {k: v for k, v in os.environ.items() if k.startswith("AGENTP2P_")}  # they reach every node
@@ -96,6 +128,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"  [{name}] {line}: ok", file=sys.stderr, flush=True)
         return r
 
+    contenders = _contenders(args.contend)
+    t_contend = time.monotonic()
     try:
         devnet.launch()  # (not start(): on a timeout it would stop the devnet at once, not through finish())
         devnet.wait_ready(args.timeout)  # up, and the meshes ready (or an info event saying which are not)
@@ -196,6 +230,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"  stopped: {out['stopped']}", file=sys.stderr, flush=True)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the devnet's own shutdown is bounded: let it finish
+        if contenders:
+            span = time.monotonic() - t_contend
+            out["contenders"] = {"pids": [p.pid for p in contenders],
+                                 "cpu_pct": round(100 * _stop(contenders) / max(span, 1e-9), 1)}  # fmt: skip
         try:
             out["rc"] = devnet.finish()
         finally:
@@ -215,7 +253,9 @@ def _report(r: dict[str, Any]) -> None:
         return "-" if x is None else f"{x:.1f} s"
 
     rate = f", joining {r['join_rate']:g} a second" if r.get("join_rate") else ""
-    print(f"{r['nodes']} nodes in {r['procs']} workers{rate} (seed {r['seed']}, {r['commit']})")
+    c = r.get("contenders")
+    beside = f", {r['contend']} CPU-bound processes beside them ({c['cpu_pct']:.0f} % of a core)" if c else ""
+    print(f"{r['nodes']} nodes in {r['procs']} workers{rate}{beside} (seed {r['seed']}, {r['commit']})")
     j = r.get("join", {})
     v = j.get("views") or {}
     fm = v.get("first_match") or {}
@@ -275,10 +315,14 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=900.0,
                     help="join: the bound on the network coming up (workers started, nodes up, meshes ready), "
                          "and on each of wait records and wait views")
+    ap.add_argument("--contend", type=int, default=0,
+                    help="CPU-bound processes run beside the devnet, at the same priority (a shared machine)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.nodes < 4:
         ap.error("--nodes must be at least 4 (a kill and two halves)")
+    if args.contend < 0:
+        ap.error("--contend must be 0 or more")
     if args.kill_worker and args.procs < 2:
         ap.error("--kill-worker needs --procs 2 or more (a worker must be left)")
 

@@ -9,6 +9,7 @@ hang becomes a failure.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -181,15 +182,18 @@ def test_a_worker_killed_by_sigkill_is_seen_failed_by_all_and_the_devnet_goes_on
 
 @pytest.mark.slow
 @pytest.mark.timeout(400)
-@pytest.mark.parametrize("crash, killed, after", [("--kill-worker", 3, 2), ("--kill-share=0.1", 1, 4)])
-def test_devnet_scale_benchmark_runs_every_step_at_six_nodes(crash: str, killed: int, after: int) -> None:
+@pytest.mark.parametrize("crash, killed, after, contend",
+                         [("--kill-worker", 3, 2, 0), ("--kill-share=0.1", 1, 4, 1)])  # fmt: skip
+def test_devnet_scale_benchmark_runs_every_step_at_six_nodes(crash: str, killed: int, after: int, contend: int) -> None:
     """benchmarks/devnet_scale.py (the issue's real-network figures): every
     step runs and reports; a benchmark that no longer starts is caught here.
-    The crash: the second worker's process SIGKILLed (its 3 nodes), or one node killed."""
+    The crash: the second worker's process SIGKILLed (its 3 nodes), or one
+    node killed, that one with a CPU-bound process beside the devnet
+    (``--contend``), which burned CPU all along and is gone afterwards."""
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run(
         [sys.executable, str(root / "benchmarks" / "devnet_scale.py"), "--nodes", "6", "--procs", "2", "--settle", "1",
-         crash,
+         crash, f"--contend={contend}",
          "--idle", "2", "--finds", "2", "--publishes", "2", "--partition-s", "30", "--json"],
         capture_output=True, text=True, timeout=360, cwd=root, stdin=subprocess.DEVNULL,
     )  # fmt: skip
@@ -203,3 +207,12 @@ def test_devnet_scale_benchmark_runs_every_step_at_six_nodes(crash: str, killed:
     # addressed to every live node (its delivery is a figure: at 3 live nodes
     # split 1|2 under CI load, one of 2 once missed the devnet's 10 s).
     assert r["partition"]["merge"]["ok"] and r["partition"]["publish_after"]["expected"] == after, json.dumps(r["partition"])
+    assert r["contend"] == contend
+    if contend:
+        c = r["contenders"]
+        assert len(c["pids"]) == contend and c["cpu_pct"] > 20, json.dumps(c)  # it burned: a share of a core
+        for pid in c["pids"]:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)  # killed and reaped by the benchmark
+    else:
+        assert "contenders" not in r
