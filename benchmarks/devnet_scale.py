@@ -59,6 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import commit, emit, machine, percentile  # noqa: E402
 
+from agentp2p.devnet.pool import process_cpu_s  # noqa: E402
 from agentp2p.testing import DevnetProcess, cli_env  # noqa: E402
 
 
@@ -100,23 +101,13 @@ def _start_contenders(k: int, into: list[subprocess.Popen[bytes]]) -> None:
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
 
 
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` (a zombie's too; 0 if unreadable)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
 def _stop(procs: list[subprocess.Popen[bytes]]) -> float:
     """Kill every contender first, then add up their CPU seconds (read from
     the zombies) and reap them."""
     for p in procs:
         with contextlib.suppress(ProcessLookupError):
             p.kill()
-    cpu = sum(_cpu_s(p.pid) for p in procs)
+    cpu = sum(process_cpu_s(p.pid) for p in procs)
     for p in procs:
         p.wait()
     return cpu

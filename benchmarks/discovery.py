@@ -103,6 +103,7 @@ import trio
 
 from agentp2p.application.records.service import RecordService
 from agentp2p.config import DHTConfig
+from agentp2p.devnet.pool import process_cpu_s
 from agentp2p.node import Node
 from agentp2p.protocol.swim.config import SwimConfig
 from agentp2p.testing import local_config, wait_until
@@ -386,12 +387,7 @@ class WorkerProc:
 
     def cpu_s(self) -> float:
         """User + system CPU of the process so far (0 once it is gone)."""
-        try:
-            with open(f"/proc/{self.proc.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, IndexError, ValueError):
-            return 0.0
+        return process_cpu_s(self.proc.pid)
 
     async def stop(self) -> None:
         """Close stdin (the worker stops its nodes), wait; kill if it lingers."""

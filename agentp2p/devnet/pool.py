@@ -29,10 +29,25 @@ import trio
 
 from agentp2p.devnet.wire import LineReader, WireError, encode
 
-__all__ = ["WorkerError", "WorkerGone", "WorkerHandle"]
+__all__ = ["WorkerError", "WorkerGone", "WorkerHandle", "process_cpu_s"]
 
 #: How long a worker may take to import everything and say it is ready.
 READY_TIMEOUT = 120.0
+
+
+def process_cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of process ``pid`` so far, from
+    ``/proc/PID/stat`` (a zombie's too; 0 if there is none or it is gone).
+    The devnet's summaries read it for each worker; the benchmarks for the
+    processes they start."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 class WorkerError(Exception):
@@ -156,12 +171,7 @@ class WorkerHandle:
 
     def cpu_s(self) -> float:
         """User + system CPU seconds of the worker so far (0 once it is gone)."""
-        try:
-            with open(f"/proc/{self.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, IndexError, ValueError, TypeError):
-            return 0.0
+        return process_cpu_s(self.pid)
 
     def rss_mb(self) -> float:
         """The worker's resident memory now, in MiB (0 once it is gone)."""
