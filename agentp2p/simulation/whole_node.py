@@ -999,7 +999,8 @@ def _count_swim_bytes(by: dict[str, int], msg: SwimMessage, size: int) -> None:
 #: SWIM core counters summed over the live nodes for each window (SwimStats):
 #: what the idle traffic's piggybacked updates come from.
 _SWIM_WINDOW_STATS = ("suspected", "declared_dead", "refutations", "dead_rumours", "checks", "connections_lost",
-                      "indirect_pings", "push_pulls", "redialed_ahead", "probe_closes", "graced", "graced_acked")
+                      "indirect_pings", "push_pulls", "redialed_ahead", "probe_closes", "graced", "graced_acked",
+                      "waited_nacks", "waited_acked", "spared_silent", "spared_again")
 
 
 def _swim_stats(sim: WholeNodeSimulation) -> dict[str, int]:

@@ -384,6 +384,8 @@ def _swim_families(w: Mapping[str, Any]) -> Iterator[Metric]:
     core = _d(w.get("core"))
     yield _counter("agentp2p_swim_suspicions_total", "Members this node suspected after its own probe failed.",
                    core.get("suspected"))
+    yield _counter("agentp2p_swim_probes_spared_total", "Failed probes of this node whose helpers all stayed silent "
+                   "(not one Nack): no suspicion started, the fault likely ours.", core.get("spared_silent"))
     yield _counter("agentp2p_swim_declared_dead_total", "Suspicions that ran out (member declared failed).",
                    core.get("declared_dead"))
     yield _counter("agentp2p_swim_refutations_total", "Times this node refuted a suspicion of itself.",

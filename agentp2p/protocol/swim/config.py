@@ -119,6 +119,20 @@ class SwimConfig:
     gossip_recent_periods: int = 10
     #: Lifeguard local health: timeouts are scaled by up to this factor.
     awareness_max_multiplier: int = 8
+    #: A failed probe whose helpers all stayed silent (not one Nack) says
+    #: more about us than about the target: helpers Nack when they cannot
+    #: reach it either, so silence from all of them means our frames, or
+    #: theirs, did not get through in time -- we are starved or cut off.
+    #: Lifeguard raises awareness then and suspects anyway (memberlist).
+    #: Ours (False): awareness rises at the period's end all the same; a
+    #: prober healthy until then waits one more period for late Nacks (a
+    #: crashed target's come then); and if none, it accuses no one -- unless
+    #: the connection to the target was lost just before or during the
+    #: probe (maybe a crash), or we spared this target before and have not
+    #: heard from it since. True: memberlist's behaviour. (A 50-node real network sharing its 2 cores with one busy
+    #: process: nearly all false suspicions had silent helpers and fed a
+    #: storm that held a merge for 41-82 s; docs/swim.md, "Silent helpers".)
+    suspect_when_helpers_silent: bool = False
     #: Upper bound on one encoded frame we build (piggyback stops before it).
     max_frame_bytes: int = 1400
     #: Hard cap on updates piggybacked on one frame (and accepted from one frame).

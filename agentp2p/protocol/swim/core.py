@@ -7,7 +7,9 @@ local-health score). At the start of each period we:
 
 1. close the previous period's probe: if neither the target nor any helper
    acked, we *suspect* the target (and score our own health by the Nacks we
-   did or did not get);
+   did or did not get) -- unless not one helper Nacked: then it may get one
+   more period, and without a Nack in it we spare the target
+   (``suspect_when_helpers_silent``);
 2. pick the next target in a randomized round-robin order and send it a Ping;
 3. if no Ack arrives within ``probe_timeout``, ask ``indirect_checks`` random
    alive members (helpers) to Ping it for us (PingReq); they answer with the
@@ -163,11 +165,15 @@ class SwimStats:
     stretched: int = 0  # running suspicions a healing window made wait its longer minimum
     checks: int = 0  # pings to a member a rumour we could not believe said had moved on
     unsolicited: int = 0  # Ack/Nack we did not ask for
-    dropped_indirect: int = 0  # PingReq refused: too many pending
+    dropped_indirect: int = 0  # PingReq refused: too many pending (answered with a Nack)
     indirect_pings: int = 0  # PingReq served: we pinged the target for the asker (may dial it)
     dropped_members: int = 0  # member table full
     refutations: int = 0  # we refuted a suspicion/death about ourselves
     suspected: int = 0  # our own probe failed and we started a suspicion
+    waited_nacks: int = 0  # unanswered probes whose helpers were all silent at the period's end, ours healthy until then: one more period
+    waited_acked: int = 0  # ... of which were answered in it
+    spared_silent: int = 0  # probes with all helpers silent (in the extra period too, if waited): no accusation (suspect_when_helpers_silent)
+    spared_again: int = 0  # ... as silent, but their target spared before and not heard from since: suspected
     declared_dead: int = 0  # our own suspicion timer expired on someone
     gossip_sent: int = 0  # Gossip frames (updates only) sent between probes
     connected_probes: int = 0  # probes drawn among connected members (probe_connected_min)
@@ -191,7 +197,7 @@ class SwimStats:
 
 
 class _Probe:
-    __slots__ = ("target", "seq", "timeout_at", "acked", "helpers", "nacks", "closed", "lost")
+    __slots__ = ("target", "seq", "timeout_at", "acked", "helpers", "nacks", "closed", "lost", "silent")
 
     def __init__(self, target: PeerId, seq: int, timeout_at: float) -> None:
         self.target = target
@@ -201,7 +207,8 @@ class _Probe:
         self.helpers: frozenset[PeerId] = frozenset()
         self.nacks: set[PeerId] = set()
         self.closed = False  # the target closed its connection in order while we waited (close_grace)
-        self.lost = False  # a connection to the target was lost (no goodbye) during the probe: no grace
+        self.lost = False  # a connection to the target was lost (no goodbye) just before or during the probe: no grace
+        self.silent = False  # its helpers were all silent at its period's end (awareness counted then)
 
 
 class _Indirect:
@@ -295,9 +302,13 @@ class SwimCore:
         self._gossip_idle_at = -1
         self._probe: _Probe | None = None
         #: Last period's probe, unanswered, whose target had closed its
-        #: connection in order (close_grace): finished at the next tick, or
-        #: at once by a ConnectionLost from its target.
+        #: connection in order (close_grace) or whose helpers had all been
+        #: silent: finished at the next tick, or at once by a ConnectionLost
+        #: from its target.
         self._late: _Probe | None = None
+        #: Members a probe spared (its helpers all silent) that we have not
+        #: heard from since; insertion-ordered, bounded by max_members.
+        self._spared: dict[PeerId, None] = {}
         self._indirect: dict[int, _Indirect] = {}
         self._joining: dict[PeerId, list] = {}  # peer -> [addrs, attempts left]
         cfg = self.config
@@ -364,12 +375,14 @@ class SwimCore:
     def upcoming(self) -> list[PeerId]:
         """The live members whose connections our probes need now or next,
         soonest first: this period's target and helpers until answered, then
-        last period's target while its probe has a closed connection's grace
-        (close_grace) and no answer; then the next period's target (our ring
-        successor on the ring's turn, else the whole roster's when due, else
-        the first drawn ahead), then the rest drawn ahead, then the roster's
-        draw. At most k + connect_ahead + _MAX_HINTED + 4 (lost connections
-        are drawn ahead too).
+        last period's target while its probe has one more period (a closed
+        connection's grace, close_grace, or helpers that were all silent)
+        and no answer, with its helpers in the second case (their Nacks are
+        awaited); then the next period's target (our ring successor on the
+        ring's turn, else the whole roster's when due, else the first drawn
+        ahead), then the rest drawn ahead, then the roster's draw. At most
+        2k + connect_ahead + _MAX_HINTED + 4 (lost connections are drawn
+        ahead too).
 
         For the connection manager, which keeps what a service names: a
         connection closed as idle a moment before its probe turns the probe's
@@ -383,7 +396,9 @@ class SwimCore:
             out.extend(sorted(p.helpers))  # sorted: the same order on every run
         late = self._late
         if late is not None and not late.acked:
-            out.append(late.target)  # its helpers' window ended with its period
+            out.append(late.target)  # its helpers' window ended with its period...
+            if late.silent:
+                out.extend(sorted(late.helpers))  # ... unless we wait for their Nacks
         ahead = self._ahead
         ring = self._ring_successor(1)
         hinted = self._hint_first(self._period + 1)  # as _next_target will decide next period
@@ -525,7 +540,8 @@ class SwimCore:
             late = self._late
             if late is not None and late.target == event.peer_id:
                 self._late = None
-                self._conclude(late, out)  # its grace is over: now, as without it
+                late.lost = True  # maybe a crash: evidence about it, whatever the helpers said
+                self._conclude(late, out)  # its extra period is over: now, as without it
             self._on_connection_lost(event.peer_id)
         elif isinstance(event, ConnectionClosed):
             if self.config.probe_connected_min:
@@ -620,6 +636,10 @@ class SwimCore:
             if target is not None:
                 seq = self._next_seq()
                 self._probe = _Probe(target.peer_id, seq, self._now + self.awareness.scale(cfg.probe_timeout))
+                if self._fresh_hint(target.peer_id, self._period):
+                    # Probed because its connection was just lost without a
+                    # goodbye: the same evidence as a loss during the probe.
+                    self._probe.lost = True
                 self._send(out, target.peer_id, seq, Ping(target.peer_id), target.addrs)
                 self._arm(self._probe.timeout_at, _PROBE_TIMEOUT, seq)
             for peer, entry in list(self._joining.items()):
@@ -897,6 +917,22 @@ class SwimCore:
         probe, self._probe = self._probe, None
         if probe is None or probe.acked:
             return
+        wait = False
+        if self._silent(probe):
+            # Lifeguard at the period's end, as for any failed probe: not one
+            # helper Nacked, so we may be the slow one. If we were healthy
+            # until now, one more period for their Nacks, which come late on
+            # a new connection (a helper Nacks at 70 % of what is left of our
+            # period, leaving 0.15 s for the way back at the default
+            # timings): a crashed target's arrive in it. Already unhealthy,
+            # no wait: a late Nack from a starved network is as false as the
+            # failed probe (a 50-node network sharing its cores: a merge held
+            # for 21 s by them in one run of two, 3.5-6.5 s in three without).
+            wait = self.awareness.score == 0
+            self.awareness.apply(len(probe.helpers))
+            probe.silent = True
+            if wait:
+                self.stats.waited_nacks += 1
         if probe.closed and not probe.lost:
             # The target closed its connection in order a moment ago, so its
             # process was running; our second Ping waits on a new connection
@@ -905,16 +941,55 @@ class SwimCore:
             self.stats.graced += 1
             self._late = probe
             return
+        if wait:
+            self._late = probe
+            return
         self._conclude(probe, out)
 
+    def _silent(self, probe: _Probe) -> bool:
+        """Helpers asked and not one Nacked: the silence is likely ours
+        (config.suspect_when_helpers_silent). A lost connection to the
+        target is evidence about it, whatever the helpers said."""
+        return (bool(probe.helpers) and not probe.nacks and not probe.lost
+                and not self.config.suspect_when_helpers_silent)
+
+    def _spare(self, probe: _Probe) -> bool:
+        """A probe whose helpers were all silent at its period's end, and in
+        its extra period if it had one: spare its target, unless we spared
+        it before and have not heard a frame from it since (a crash while
+        our helpers stay starved is still suspected, one probe of it
+        later)."""
+        if not probe.silent or not self._silent(probe):
+            return False
+        if probe.target in self._spared:
+            self.stats.spared_again += 1
+            return False
+        spared = self._spared
+        if len(spared) >= self.config.max_members:
+            del spared[next(iter(spared))]  # bounded: the oldest goes
+        spared[probe.target] = None
+        return True
+
     def _conclude(self, probe: _Probe, out: list[Action]) -> None:
-        """An unanswered probe at its end: Lifeguard's awareness, then a suspicion."""
+        """An unanswered probe at its end: Lifeguard's awareness (a silent
+        probe's was counted at its period's end), then a suspicion, or
+        none if its helpers stayed silent (_spare)."""
         if probe.acked:
-            self.stats.graced_acked += 1
+            if probe.closed:
+                self.stats.graced_acked += 1
+            else:
+                self.stats.waited_acked += 1
             return
-        # Lifeguard: helpers that could not even Nack suggest *we* are the problem.
-        expected = len(probe.helpers)
-        self.awareness.apply(expected - len(probe.nacks) if expected else 1)
+        if not probe.silent:
+            # Lifeguard: helpers that could not even Nack suggest *we* are the
+            # problem (a silent probe's were counted at its period's end).
+            expected = len(probe.helpers)
+            self.awareness.apply(expected - len(probe.nacks) if expected else 1)
+        if self._spare(probe):
+            # Not one helper could say it failed to reach the target either,
+            # in two periods: we do not accuse.
+            self.stats.spared_silent += 1
+            return
         self._suspect(probe.target, out)
 
     # ------------------------------------------------------------ receiving
@@ -935,6 +1010,8 @@ class SwimCore:
             self.stats.misdirected += 1
             return
         self._contacts.heard(sender, self._now)
+        if self._spared:
+            self._spared.pop(sender, None)  # alive after all: a silent probe may spare it again
         self._verify_budget = self.config.max_verifications_per_frame
         self._rejoined = None
         self._heard_from_the_dead(sender, msg.incarnation)
@@ -957,6 +1034,12 @@ class SwimCore:
             for p in (self._probe, self._late):
                 if p is not None and p.seq == msg.seq and sender in p.helpers:
                     p.nacks.add(sender)
+                    if p is self._late and p.silent and not p.closed and not p.acked:
+                        # The late Nack a silent probe waited for: conclude now,
+                        # not at the next tick (its period is stretched by the
+                        # awareness the silence raised).
+                        self._late = None
+                        self._conclude(p, out)
                     break
             else:
                 self.stats.unsolicited += 1
@@ -979,6 +1062,7 @@ class SwimCore:
                 if not p.acked and sender == p.target and self._now <= p.timeout_at:
                     self.awareness.apply(-1)
                 p.acked = True
+                self._spared.pop(p.target, None)  # alive: forwarded by a helper, too
                 if sender == p.target:
                     # Probed twice in a row (a small roster, a hint): an answer
                     # to either Ping says it is alive for both.
@@ -998,7 +1082,12 @@ class SwimCore:
             self.stats.misdirected += 1
             return
         if len(self._indirect) >= self.config.max_pending_indirect:
+            # Refused, but answered: a Nack says "I could not reach it" as
+            # far as the asker can use it. Silence would count as the asker's
+            # own fault and spare the target (suspect_when_helpers_silent),
+            # so whoever filled our slots could hide a crash from everyone.
             self.stats.dropped_indirect += 1
+            self._send(out, sender, seq, Nack(), dial=False)
             return
         cfg = self.config
         wait = body.timeout or self.awareness.scale(cfg.probe_timeout)

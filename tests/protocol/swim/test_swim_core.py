@@ -14,6 +14,7 @@ from agentp2p.protocol.swim import (
     ConnectionClosed,
     ConnectionLost,
     EventKind,
+    Gossip,
     Leave,
     LeaveComplete,
     MemberDiscovered,
@@ -94,10 +95,12 @@ def test_failed_probe_goes_indirect_then_suspect_then_dead() -> None:
     assert all(r.message.body.target == target and r.message.seq == ping.message.seq for r in reqs)
     assert 0 < reqs[0].message.body.timeout < cfg.probe_interval - cfg.probe_timeout
     assert len(sends(acts, Ping, to=target)) == 1  # the fallback direct ping
+    # One helper could not reach it either (Nack); the others stayed silent.
+    deliver(a, t + cfg.probe_timeout + 0.2, reqs[0].to, Message(ping.message.seq, 0, Nack()))
     t2, acts = next_tick(a)
     assert ("suspect", target) in events(acts)
     assert a.member(target).state is State.SUSPECT
-    assert a.awareness.score == cfg.indirect_checks  # no helper even nacked: we are suspect
+    assert a.awareness.score == cfg.indirect_checks - 1  # one per silent helper: maybe we are slow
     # No confirmations: the full Lifeguard maximum applies.
     n = 5
     acts = run_until(a, t2 + cfg.suspicion_max(n) - 0.01)
@@ -108,9 +111,155 @@ def test_failed_probe_goes_indirect_then_suspect_then_dead() -> None:
     assert a.stats.declared_dead == 1
 
 
+MANY = [chr(c) for c in range(ord("b"), ord("n"))]  # 12: helpers are not also the members drawn ahead
+
+
+def silent_probe(others: list[str] = OTHERS, **kw: object):  # type: ignore[no-untyped-def]
+    """A core whose first probe ran its period unanswered, with not one Nack:
+    (core, config, the probe's Ping, its PingReqs, when its extra period ends)."""
+    cfg = SwimConfig(gossip_interval=0, **kw)  # type: ignore[arg-type]
+    a = make_core("a", others, config=cfg)
+    t, ping = first_probe(a)
+    reqs = sends(run_until(a, t + cfg.probe_timeout), PingReq)
+    assert len(reqs) == min(cfg.indirect_checks, len(others) - 1)
+    acts = run_until(a, t + cfg.probe_interval)
+    assert ("suspect", ping.to) not in events(acts) or kw.get("suspect_when_helpers_silent")
+    end = t + cfg.probe_interval + cfg.probe_interval * (a.awareness.score + 1) + 1e-6
+    # The next tick, stretched by the awareness the silence just raised;
+    # the probe started meanwhile is answered (awareness - 1).
+    (nxt,) = [p for p in sends(acts, Ping) if p.to != ping.to]
+    deliver(a, t + cfg.probe_interval + 0.01, nxt.to, Message(nxt.message.seq, 0, Ack()))
+    return a, cfg, ping, reqs, end, acts
+
+
+@pytest.mark.parametrize("memberlist", [False, True])
+def test_a_probe_whose_helpers_all_stay_silent_accuses_no_one(memberlist: bool) -> None:
+    """Helpers Nack when they cannot reach the target either; not one Nack
+    means our frames (or theirs) are not getting through: we are the slow
+    one. Awareness rises at the period's end as in Lifeguard; by default the
+    probe waits one more period for late Nacks, then no suspicion starts
+    (suspect_when_helpers_silent=True: memberlist's, it does at once)."""
+    a, cfg, ping, _, end, acts = silent_probe(suspect_when_helpers_silent=memberlist)
+    assert (("suspect", ping.to) in events(acts)) is memberlist
+    assert a.awareness.score == cfg.indirect_checks - 1  # +3 at the period's end, either way; -1 the next Ack
+    assert a.stats.waited_nacks == (0 if memberlist else 1)
+    assert (ping.to in a.upcoming()) is not memberlist  # waited on: its connection is still wanted
+    acts = run_until(a, end)
+    assert ("suspect", ping.to) not in events(acts)
+    assert a.member(ping.to).state is (State.SUSPECT if memberlist else State.ALIVE)
+    assert a.awareness.score == cfg.indirect_checks - 1  # not counted twice
+    assert (a.stats.suspected, a.stats.spared_silent) == ((1, 0) if memberlist else (0, 1))
+
+
+@pytest.mark.parametrize("late", [Nack, Ack])
+def test_a_late_nack_in_the_extra_period_accuses_a_late_ack_clears(late: type) -> None:
+    """A crashed target's helpers Nack, but the Nacks may come after the
+    period (a new connection, a busy one): one Nack in the extra period
+    starts the suspicion at its end; the target's own late Ack clears it."""
+    a, cfg, ping, reqs, end, _ = silent_probe(MANY)
+    helpers = {r.to for r in reqs}
+    assert helpers <= set(a.upcoming())  # the Nacks come on the helpers' connections
+    sender = reqs[0].to if late is Nack else ping.to
+    when = end - cfg.probe_interval  # early in the extra period (stretched by awareness)
+    acts = deliver(a, when, sender, Message(ping.message.seq, 0, late()))
+    # A Nack concludes it on arrival; an Ack at the period's end.
+    assert (("suspect", ping.to) in events(acts)) is (late is Nack)
+    acts += run_until(a, end)
+    assert (("suspect", ping.to) in events(acts)) is (late is Nack)
+    assert a.awareness.score == cfg.indirect_checks - 1 and a.stats.spared_silent == 0
+    if late is Ack:
+        assert a.member(ping.to).state is State.ALIVE and a.stats.waited_acked == 1
+
+
+def test_an_unhealthy_prober_spares_at_the_periods_end_and_ignores_late_nacks() -> None:
+    """Already unhealthy (awareness above 0) before the probe: no extra
+    period; a late Nack from a starved network is as false as the failed
+    probe."""
+    cfg = SwimConfig(gossip_interval=0)
+    a = make_core("a", MANY, config=cfg)
+    a.awareness.score = 1
+    t, ping = first_probe(a)
+    reqs = sends(run_until(a, t + 2 * cfg.probe_timeout), PingReq)
+    acts = run_until(a, t + 2 * cfg.probe_interval)
+    assert ("suspect", ping.to) not in events(acts)
+    assert (a.stats.waited_nacks, a.stats.spared_silent) == (0, 1)
+    assert a.awareness.score == 1 + cfg.indirect_checks
+    deliver(a, t + 2 * cfg.probe_interval + 0.1, reqs[0].to, Message(ping.message.seq, 0, Nack()))
+    assert a.stats.unsolicited == 1 and a.member(ping.to).state is State.ALIVE
+
+
+def test_the_extra_period_keeps_the_helpers_connections() -> None:
+    """Without the wait, last period's helpers are not among the
+    connections our probes need (12 members: they are not drawn ahead)."""
+    a, cfg, ping, reqs, _, _ = silent_probe(MANY, suspect_when_helpers_silent=True)
+    assert not {r.to for r in reqs} <= set(a.upcoming())
+
+
+def test_a_lost_connection_in_the_extra_period_accuses_at_once() -> None:
+    a, cfg, ping, _, end, _ = silent_probe()
+    acts = a.handle(end - 0.5, ConnectionLost(ping.to))
+    assert ("suspect", ping.to) in events(acts)
+    assert a.stats.spared_silent == 0 and a.awareness.score == cfg.indirect_checks - 1
+
+
+def test_a_member_spared_and_not_heard_from_since_is_suspected_next_time() -> None:
+    """A crash while our helpers stay starved: the first silent probe spares
+    it, the next silent probe of it accuses, unless a frame from it came in
+    between (alive after all: spared again)."""
+    for heard in (False, True):
+        a, cfg, ping, _, end, _ = silent_probe(MANY, ring_probe_every=0)
+        run_until(a, end)
+        assert (a.stats.spared_silent, a.stats.spared_again) == (1, 0)
+        if heard:
+            deliver(a, end + 0.01, ping.to, Message(0, 0, Gossip()))
+        suspected = False
+        for _ in range(100):  # the round-robin comes back to it; the others answer
+            t, acts = next_tick(a)
+            suspected |= ("suspect", ping.to) in events(acts)
+            if suspected or a.stats.spared_silent == 2:
+                break
+            for p in sends(acts, Ping):
+                if p.to != ping.to:
+                    deliver(a, t + 0.01, p.to, Message(p.message.seq, 0, Ack()))
+        assert suspected is not heard, heard
+        if heard:
+            assert (a.stats.spared_silent, a.stats.spared_again) == (2, 0)
+        else:
+            assert a.stats.spared_silent == 1 and a.stats.spared_again >= 1
+
+
+def test_a_lost_connection_accuses_though_the_helpers_stay_silent() -> None:
+    """The target's connection ended without a goodbye during the probe
+    (maybe a crash): that is evidence about it, not about us."""
+    a = make_core("a", OTHERS)
+    t, ping = first_probe(a)
+    a.handle(t + 0.1, ConnectionLost(ping.to))
+    acts = run_until(a, t + a.config.probe_interval)
+    assert ("suspect", ping.to) in events(acts) and a.stats.spared_silent == 0 and a.stats.waited_nacks == 0
+
+
+def test_a_probe_a_lost_connection_hinted_accuses_though_the_helpers_stay_silent() -> None:
+    """A member whose connection was lost without a goodbye is probed next
+    period (the hint); the loss is the same evidence as one during the
+    probe: no extra period, no sparing."""
+    a = make_core("a", MANY)
+    t, ping = first_probe(a)
+    deliver(a, t + 0.01, ping.to, Message(ping.message.seq, 0, Ack()))
+    lost = pid("m") if ping.to != pid("m") else pid("l")
+    a.handle(t + 0.1, ConnectionLost(lost))
+    acts = run_until(a, t + a.config.probe_interval)
+    (probe,) = [p for p in sends(acts, Ping) if p.message.seq != ping.message.seq and p.to == lost]
+    acts = run_until(a, t + 2 * a.config.probe_interval)
+    assert ("suspect", lost) in events(acts)
+    assert a.stats.waited_nacks == 0 and a.stats.spared_silent == 0 and a.stats.hinted_probes == 1
+
+
 def probing_core(others: list[str] = OTHERS, **kw: object):  # type: ignore[no-untyped-def]
-    """A core with close_grace on (off by default) unless ``kw`` says, and its first probe under way."""
+    """A core with close_grace on (off by default) unless ``kw`` says, and its
+    first probe under way. Its silent helpers do not spare a target here
+    (suspect_when_helpers_silent): these tests are about the grace."""
     kw.setdefault("close_grace", True)
+    kw.setdefault("suspect_when_helpers_silent", True)
     cfg = SwimConfig(gossip_interval=0, **kw)  # type: ignore[arg-type]
     a = make_core("a", others, config=cfg)
     t, ping = first_probe(a)
@@ -162,6 +311,27 @@ def test_no_grace_for_a_lost_connection_our_own_close_or_with_close_grace_off(ev
     a.handle(t + 0.1, event(ping.to))
     assert ("suspect", ping.to) in events(run_until(a, t + cfg.probe_interval))
     assert a.stats.graced == 0
+
+
+def test_a_graced_probe_with_silent_helpers_waits_for_their_nacks_in_its_grace() -> None:
+    """close_grace and silent helpers at once (suspect_when_helpers_silent
+    off): the one extra period serves both; a helper's Nack in it accuses,
+    silence in it spares."""
+    for nack in (False, True):
+        a, cfg, t, ping = grace_core(MANY, suspect_when_helpers_silent=False)
+        reqs = sends(run_until(a, t + cfg.probe_timeout), PingReq)
+        acts = run_until(a, t + cfg.probe_interval)
+        assert ("suspect", ping.to) not in events(acts)
+        assert (a.stats.graced, a.stats.waited_nacks) == (1, 1)
+        end = t + cfg.probe_interval + cfg.probe_interval * (a.awareness.score + 1) + 1e-6
+        (nxt,) = [p for p in sends(acts, Ping) if p.to != ping.to]  # the next probe: answered
+        deliver(a, t + cfg.probe_interval + 0.01, nxt.to, Message(nxt.message.seq, 0, Ack()))
+        assert {r.to for r in reqs} <= set(a.upcoming())
+        if nack:
+            deliver(a, end - 0.1, reqs[0].to, Message(ping.message.seq, 0, Nack()))
+        acts = run_until(a, end)
+        assert (("suspect", ping.to) in events(acts)) is nack
+        assert a.stats.spared_silent == (0 if nack else 1)
 
 
 def test_a_loss_after_the_close_takes_the_grace_back() -> None:
@@ -244,7 +414,7 @@ def test_ack_forwarded_by_helper_prevents_suspicion() -> None:
 
 
 def test_ack_from_a_non_helper_is_not_believed() -> None:
-    a = make_core("a", OTHERS)
+    a = make_core("a", OTHERS, config=SwimConfig(gossip_interval=0, suspect_when_helpers_silent=True))
     t, ping = first_probe(a)
     reqs = sends(run_until(a, t + 0.5), PingReq)
     outsider = ({pid(o) for o in OTHERS} - {r.to for r in reqs} - {ping.to}) or {pid("zz")}

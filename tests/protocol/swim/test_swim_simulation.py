@@ -89,14 +89,39 @@ def test_lifeguard_awareness_quiets_a_slow_member() -> None:
     # the suspicions it starts itself. The others' suspicions of it, which
     # the ring makes its predecessor renew after each refutation, are right:
     # at 1.2 s a round trip it cannot answer within a period.)
-    def accusations(awareness_max: int) -> int:
+    # Memberlist's rule (suspect_when_helpers_silent): awareness alone.
+    def accusations(awareness_max: int, memberlist: bool = True) -> int:
         sim = SwimSimulation(30, seed=8, network=NetworkModel(slow={4: 0.6}),
-                             config=SwimConfig(awareness_max_multiplier=awareness_max))
+                             config=SwimConfig(awareness_max_multiplier=awareness_max,
+                                               suspect_when_helpers_silent=memberlist))
         sim.run_until(120.0)
         return sim.cores[4].stats.suspected
 
     without, with_lha = accusations(1), accusations(8)
     assert without > 50 and with_lha * 10 < without
+    # Ours: helpers that all stay silent spare the target, awareness or not.
+    assert accusations(1, memberlist=False) == accusations(8, memberlist=False) == 0
+
+
+def test_a_slow_member_whose_helpers_stay_silent_accuses_no_one() -> None:
+    """The slow member's probes fail and not one of its helpers Nacks in
+    time (their answers are as slow as its own): it waits one more period
+    for their Nacks, in which its target's late Ack comes, and accuses no
+    one (suspect_when_helpers_silent off, the default); the other members,
+    whose helpers do Nack, suspect as often as before."""
+    def run(memberlist: bool):  # type: ignore[no-untyped-def]
+        sim = SwimSimulation(30, seed=8, network=NetworkModel(slow={4: 0.6}),
+                             config=SwimConfig(awareness_max_multiplier=1, suspect_when_helpers_silent=memberlist))
+        sim.run_until(120.0)
+        others = sum(c.stats.suspected for i, c in enumerate(sim.cores) if i != 4)
+        return sim.cores[4].stats, others
+
+    (ml, ml_others), (ours, others) = run(True), run(False)
+    assert ml.suspected > 50 and ml.waited_nacks == 0
+    assert ours.suspected == 0 and ours.waited_nacks > 50
+    assert ours.waited_acked > 50  # the target's own late Ack, in the extra period
+    assert ours.waited_acked + ours.spared_silent >= ours.waited_nacks - 1  # the last may still wait
+    assert others > 30 and abs(others - ml_others) * 5 < ml_others
 
 
 def test_a_slow_member_is_not_declared_failed_much_more_often_than_before_the_ring() -> None:
