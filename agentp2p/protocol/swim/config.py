@@ -129,9 +129,10 @@ class SwimConfig:
     #: crashed target's come then); and if none, it accuses no one -- unless
     #: the connection to the target was lost just before or during the
     #: probe (maybe a crash), or we spared this target before and have not
-    #: heard from it since. True: memberlist's behaviour. (A 50-node real network sharing its 2 cores with one busy
-    #: process: nearly all false suspicions had silent helpers and fed a
-    #: storm that held a merge for 41-82 s; docs/swim.md, "Silent helpers".)
+    #: heard from it since. True: memberlist's behaviour. (A 50-node real
+    #: network sharing its 2 cores with one busy process: nearly all false
+    #: suspicions had silent helpers and fed a storm that held a merge for
+    #: 41-82 s; docs/swim.md, "Silent helpers".)
     suspect_when_helpers_silent: bool = False
     #: Upper bound on one encoded frame we build (piggyback stops before it).
     max_frame_bytes: int = 1400
