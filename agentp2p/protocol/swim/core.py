@@ -1034,12 +1034,6 @@ class SwimCore:
             for p in (self._probe, self._late):
                 if p is not None and p.seq == msg.seq and sender in p.helpers:
                     p.nacks.add(sender)
-                    if p is self._late and p.silent and not p.closed and not p.acked:
-                        # The late Nack a silent probe waited for: conclude now,
-                        # not at the next tick (its period is stretched by the
-                        # awareness the silence raised).
-                        self._late = None
-                        self._conclude(p, out)
                     break
             else:
                 self.stats.unsolicited += 1
