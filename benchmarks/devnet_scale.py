@@ -78,6 +78,17 @@ def _q(xs: list[float]) -> dict[str, float]:
             "max": round(max(xs), 3) if xs else float("nan")}  # fmt: skip
 
 
+def _counters(devnet: Any) -> dict[str, int]:
+    """SWIM's counters summed over the running nodes (suspicions, refutations...)."""
+    return dict(devnet.command("stats", 60).get("summary", {}).get("swim_counters", {}))
+
+
+def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """What each counter added between two reads (unchanged ones left out),
+    to show what SWIM did while a failure, split or merge was being seen."""
+    return {k: v - before.get(k, 0) for k, v in sorted(after.items()) if v != before.get(k, 0)}
+
+
 def _workers(stats: dict[str, Any]) -> tuple[float, float]:
     """(CPU seconds, RSS MiB) summed over the workers in a ``stats`` result."""
     ws = stats.get("workers", [])
@@ -197,6 +208,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             victims = sorted(rng.sample(range(1, n), k))  # node 0 stays: the devnet's observer
             t_kill = time.monotonic()
             step("kill", "kill " + ",".join(map(str, victims)), 60)
+        # The survivors' counters (the sums leave out nodes not running); the
+        # wait is timed from the kill, so this read does not shorten it.
+        c_before = _counters(devnet)
         t_wait = time.monotonic()
         r = step("failure", f"wait views {args.detect_timeout:g}", args.detect_timeout + 60)
         # Timed from the crash: the wait began a little after it.
@@ -206,6 +220,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                           "lag_s": round(lag, 3),
                           "seconds": round(r["seconds"] + lag, 2) if r.get("seconds") is not None else None,
                           "first_match": fm, "mismatched": r.get("mismatched")}  # fmt: skip
+        c_failed = _counters(devnet)
+        out["failure"]["swim"] = _delta(c_before, c_failed)
 
         # Two halves of the nodes still running (a killed worker's are gone).
         live = [i for i in range(n) if i not in victims]
@@ -215,6 +231,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         r = step("split", f"wait views {args.partition_s:g}", args.partition_s + 60)
         part: dict[str, Any] = {"seconds_cut": args.partition_s,
                                 "split_seen": {x: r.get(x) for x in ("ok", "seconds", "first_match", "mismatched")}}
+        c_split = _counters(devnet)
+        part["split_seen"]["swim"] = _delta(c_failed, c_split)
         for side, members in (("a", a_side), ("b", b_side)):
             i, j = rng.sample(members, 2) if len(members) > 1 else (members[0], members[0])
             r = step(f"publish {side}", f"publish {i} cut-{side}", 60)
@@ -224,9 +242,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rest = args.partition_s - (time.monotonic() - t_cut)
         if rest > 0:
             devnet.command(f"sleep {rest:.1f}", rest + 60)
+        c_heal = _counters(devnet)
+        part["swim_while_cut"] = _delta(c_split, c_heal)
         step("heal", "heal", 60)
         r = step("merge", f"wait views {args.merge_timeout:g}", args.merge_timeout + 60)
         part["merge"] = {x: r.get(x) for x in ("ok", "seconds", "first_match", "mismatched")}
+        part["merge"]["swim"] = _delta(c_heal, _counters(devnet))
         r = step("publish after", f"publish {rng.choice(live)} healed", 60)
         part["publish_after"] = {x: r.get(x) for x in ("ok", "seconds", "delivered", "expected")}
         out["partition"] = part

@@ -429,11 +429,12 @@ class Devnet:
         """The observer's SWIM view by node index (peers that are not devnet nodes left out)."""
         return {self.index_of[p]: s for p, s in members.items() if p in self.index_of and self.index_of[p] != observer}
 
-    async def summary(self, *, rate: bool = True) -> Summary:
+    async def summary(self, *, rate: bool = True, counters: bool = False) -> Summary:
         """The summary now. ``rate=False`` (the ``stats`` command) shows the last
-        messages-per-second figure instead of one over a fraction of an interval."""
+        messages-per-second figure instead of one over a fraction of an interval;
+        ``counters``: with the SWIM counters summed over the running nodes."""
         observer = self._observer()
-        replies, silent = await self._ask_all("stats", observer=observer)
+        replies, silent = await self._ask_all("stats", observer=observer, counters=counters)
         node_stats = [n for r in replies.values() for n in r.get("nodes", [])]
         for n in node_stats:
             if not n.get("running") and not n.get("killed") and n["index"] in self.up and n.get("error"):
@@ -670,7 +671,7 @@ class Devnet:
             text = "\n".join(f"  {k}: {v}" for k, v in reply.items())
             self.console.result(cmd.line, True, f"node {index}:\n{text}", node=reply)
             return True
-        s = await self.summary(rate=False)
+        s = await self.summary(rate=False, counters=True)
         lines = [s.text()]
         workers = []
         for w in self.workers:

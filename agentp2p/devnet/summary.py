@@ -16,6 +16,9 @@ or as a JSON object.
   per second since the previous summary.
 * **find** — the last discovery probe: a random node's ``find_agents`` of a
   random capability, agents found / live offering agents, and its time.
+* **SWIM counters** (``stats`` only, in its JSON) — each running node's SWIM
+  counters summed: the suspicions, refutations and spared probes behind a
+  slow merge, which the views alone do not show.
 """
 
 from __future__ import annotations
@@ -58,6 +61,9 @@ class Summary:
     probe: ProbeResult | None = None
     #: Workers that did not answer in time (busy, or gone).
     silent_workers: list[int] = field(default_factory=list)
+    #: SWIM's counters summed over the running nodes (the ``stats`` command
+    #: only): how many suspicions, refutations, spared probes... so far.
+    swim_counters: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -160,6 +166,10 @@ def summarize(
     meshes = [int(s["mesh"]) for s in running if "mesh" in s]
     mesh = (min(meshes), sum(meshes) / len(meshes), max(meshes)) if meshes else None
     published = sum(1 for s in running if s.get("published"))
+    counters: dict[str, int] = {}
+    for s in running:
+        for k, v in s.get("swim_counters", {}).items():
+            counters[k] = counters.get(k, 0) + int(v)
     swim: dict[str, int] = {}
     if view is not None:
         unknown = len(set(running_expected) - set(view))
@@ -167,5 +177,5 @@ def summarize(
     return Summary(
         t=t, nodes=nodes, running=len(running), paused=len(paused), killed=killed, failed=failed,
         observer=observer, swim=swim, mesh=mesh, published=published, msgs_per_s=msgs_per_s, probe=probe,
-        silent_workers=silent_workers,
+        silent_workers=silent_workers, swim_counters=counters,
     )  # fmt: skip

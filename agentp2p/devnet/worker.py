@@ -303,7 +303,10 @@ class Worker:
 
     async def _op_stats(self, req: dict[str, Any]) -> dict[str, Any]:
         """Per node: mesh size on the topic, connections, routing table, deliveries;
-        with ``observer``: that node's SWIM view too (if it is here)."""
+        with ``observer``: that node's SWIM view too (if it is here); with
+        ``counters``: its SWIM core's counters (suspicions, refutations...),
+        which the ``stats`` command sums over the network."""
+        counters = bool(req.get("counters"))
         nodes = []
         for slot in self.slots.values():
             node = slot.node
@@ -315,6 +318,9 @@ class Worker:
                 entry.update(mesh=len(node.pubsub.mesh_peers(self.topic)), connections=len(node.peers()),
                              table=node.dht.routing_table_size, published=slot.record.published.is_set(),
                              mesh_low=node.config.pubsub.degree_low)  # fmt: skip
+                swim = node.services.get("swim") if counters else None
+                if swim is not None:
+                    entry["swim_counters"] = {k: v for k, v in swim.stats()["core"].items() if isinstance(v, int)}
             nodes.append(entry)
         reply: dict[str, Any] = {"nodes": nodes}
         observer = req.get("observer")

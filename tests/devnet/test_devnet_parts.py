@@ -88,8 +88,10 @@ def test_summary_counts_and_rates() -> None:
     assert meter.update(10.0, {0: 5, 1: 5}) is None
     assert meter.update(12.0, {0: 9, 1: 7, 2: 100}) == 3.0  # node 2 is new: not counted
     stats = [
-        {"index": 0, "running": True, "mesh": 3, "published": True, "deliveries": 1},
-        {"index": 1, "running": True, "mesh": 5, "published": False, "deliveries": 1},
+        {"index": 0, "running": True, "mesh": 3, "published": True, "deliveries": 1,
+         "swim_counters": {"suspected": 2, "refutations": 1}},
+        {"index": 1, "running": True, "mesh": 5, "published": False, "deliveries": 1,
+         "swim_counters": {"suspected": 3}},
         {"index": 2, "running": False, "killed": True, "deliveries": 0},
         {"index": 3, "running": False, "error": "RuntimeError: boom", "deliveries": 0},
     ]
@@ -102,6 +104,7 @@ def test_summary_counts_and_rates() -> None:
     assert "nodes 2/6 running (2 paused, 1 killed, 1 failed)" in text and "mesh 3/4.0/5" in text
     assert "records 1/2" in text and "swim@0 alive 1 suspect 1" in text
     assert s.as_dict()["mesh"] == {"min": 3, "avg": 4.0, "max": 5}
+    assert s.as_dict()["swim_counters"] == {"suspected": 5, "refutations": 1}  # summed over the running nodes
     assert converged({1: "alive", 2: "dead"}, {1}) and not converged({1: "alive", 2: "alive"}, {1})
     assert not converged({1: "suspect"}, {1})
     silent = summarize(t=1.0, nodes=2, node_stats=stats[:1], paused=set(), observer=0, view=None,
