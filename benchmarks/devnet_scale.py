@@ -78,9 +78,14 @@ def _q(xs: list[float]) -> dict[str, float]:
             "max": round(max(xs), 3) if xs else float("nan")}  # fmt: skip
 
 
+def _summed(stats: dict[str, Any]) -> dict[str, int]:
+    """SWIM's counters summed over the running nodes, from a ``stats`` result."""
+    return dict(stats.get("summary", {}).get("swim_counters", {}))
+
+
 def _counters(devnet: Any) -> dict[str, int]:
-    """SWIM's counters summed over the running nodes (suspicions, refutations...)."""
-    return dict(devnet.command("stats", 60).get("summary", {}).get("swim_counters", {}))
+    """SWIM's counters now (suspicions, refutations...)."""
+    return _summed(devnet.command("stats", 60))
 
 
 def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
@@ -168,7 +173,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         span = t1 - t0
         out["idle"] = {"seconds": round(span, 1), "cpu_pct_per_node": round(100 * (c1 - c0) / span / n, 3),
                        "rss_mb_per_node": round(rss / n, 1), "lo_Bps_per_node": round((lo1 - lo0) / span / n),
-                       "load": s1.get("load"), "swim": s1.get("summary", {}).get("swim")}  # fmt: skip
+                       "load": s1.get("load"), "swim": s1.get("summary", {}).get("swim"),
+                       "swim_counters": _delta(_summed(s0), _summed(s1))}  # fmt: skip
 
         finds: list[float] = []
         matched = expected = 0
