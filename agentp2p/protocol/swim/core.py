@@ -170,6 +170,9 @@ class SwimStats:
     dropped_members: int = 0  # member table full
     refutations: int = 0  # we refuted a suspicion/death about ourselves
     suspected: int = 0  # our own probe failed and we started a suspicion
+    suspected_nacked: int = 0  # ... with a helper's Nack (it could not reach the target either)
+    suspected_lost: int = 0  # ... a connection to the target lost without a goodbye (before or during the probe)
+    suspected_unhelped: int = 0  # ... with no helper to ask (no other live member)
     waited_nacks: int = 0  # unanswered probes whose helpers were all silent at the period's end, ours healthy until then: one more period
     waited_acked: int = 0  # ... of which were answered in it
     spared_silent: int = 0  # probes with all helpers silent (in the extra period too, if waited): no accusation (suspect_when_helpers_silent)
@@ -994,7 +997,17 @@ class SwimCore:
             # in two periods: we do not accuse.
             self.stats.spared_silent += 1
             return
+        before = self.stats.suspected
         self._suspect(probe.target, out)
+        if self.stats.suspected > before:
+            # Why, for the operator and the devnet's per-window counters (the
+            # rest: spared_again, and suspect_when_helpers_silent=True).
+            if probe.lost:
+                self.stats.suspected_lost += 1
+            elif probe.nacks:
+                self.stats.suspected_nacked += 1
+            elif not probe.helpers:
+                self.stats.suspected_unhelped += 1
 
     # ------------------------------------------------------------ receiving
 

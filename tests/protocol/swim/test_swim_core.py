@@ -100,6 +100,7 @@ def test_failed_probe_goes_indirect_then_suspect_then_dead() -> None:
     t2, acts = next_tick(a)
     assert ("suspect", target) in events(acts)
     assert a.member(target).state is State.SUSPECT
+    assert (a.stats.suspected, a.stats.suspected_nacked) == (1, 1)
     assert a.awareness.score == cfg.indirect_checks - 1  # one per silent helper: maybe we are slow
     # No confirmations: the full Lifeguard maximum applies.
     n = 5
@@ -109,6 +110,16 @@ def test_failed_probe_goes_indirect_then_suspect_then_dead() -> None:
     assert ("failed", target) in events(acts)
     assert a.member(target).state is State.DEAD
     assert a.stats.declared_dead == 1
+
+
+def test_a_lone_members_failed_probe_accuses_with_no_helper_to_ask() -> None:
+    """Two members: no one to ask, so nothing to be silent; the failed probe
+    accuses (and says why in the counters)."""
+    a = make_core("a", ["b"], config=SwimConfig(gossip_interval=0))
+    t, ping = first_probe(a)
+    acts = run_until(a, t + a.config.probe_interval)
+    assert not sends(acts, PingReq) and ("suspect", ping.to) in events(acts)
+    assert (a.stats.suspected, a.stats.suspected_unhelped, a.stats.spared_silent) == (1, 1, 0)
 
 
 MANY = [chr(c) for c in range(ord("b"), ord("n"))]  # 12: helpers are not also the members drawn ahead
@@ -149,6 +160,7 @@ def test_a_probe_whose_helpers_all_stay_silent_accuses_no_one(memberlist: bool) 
     assert a.member(ping.to).state is (State.SUSPECT if memberlist else State.ALIVE)
     assert a.awareness.score == cfg.indirect_checks - 1  # not counted twice
     assert (a.stats.suspected, a.stats.spared_silent) == ((1, 0) if memberlist else (0, 1))
+    assert a.stats.suspected_lost + a.stats.suspected_nacked + a.stats.suspected_unhelped == 0  # silent: none of those
 
 
 @pytest.mark.parametrize("late", [Nack, Ack])
@@ -167,6 +179,7 @@ def test_a_late_nack_in_the_extra_period_accuses_a_late_ack_clears(late: type) -
     acts += run_until(a, end)
     assert (("suspect", ping.to) in events(acts)) is (late is Nack)
     assert a.awareness.score == cfg.indirect_checks - 1 and a.stats.spared_silent == 0
+    assert a.stats.suspected_nacked == (late is Nack)  # the reason, counted
     if late is Ack:
         assert a.member(ping.to).state is State.ALIVE and a.stats.waited_acked == 1
 
@@ -257,6 +270,7 @@ def test_a_lost_connection_accuses_though_the_helpers_stay_silent() -> None:
     a.handle(t + 0.1, ConnectionLost(ping.to))
     acts = run_until(a, t + a.config.probe_interval)
     assert ("suspect", ping.to) in events(acts) and a.stats.spared_silent == 0 and a.stats.waited_nacks == 0
+    assert (a.stats.suspected_lost, a.stats.suspected_nacked, a.stats.suspected_unhelped) == (1, 0, 0)
 
 
 def test_a_probe_a_lost_connection_hinted_accuses_though_the_helpers_stay_silent() -> None:
