@@ -173,10 +173,11 @@ class SwimStats:
     suspected_nacked: int = 0  # ... with a helper's Nack (it could not reach the target either)
     suspected_lost: int = 0  # ... a connection to the target lost without a goodbye (before or during the probe)
     suspected_unhelped: int = 0  # ... with no helper to ask (no other live member)
+    suspected_again: int = 0  # ... silent again, spared before (spared_again)
     waited_nacks: int = 0  # unanswered probes whose helpers were all silent at the period's end, ours healthy until then: one more period
     waited_acked: int = 0  # ... of which were answered in it
     spared_silent: int = 0  # probes with all helpers silent (in the extra period too, if waited): no accusation (suspect_when_helpers_silent)
-    spared_again: int = 0  # ... silent again, target not heard from since, we healthy until then: suspected
+    spared_again: int = 0  # ... silent again, target not heard from since, we no worse: accused (suspected or confirmed)
     declared_dead: int = 0  # our own suspicion timer expired on someone
     gossip_sent: int = 0  # Gossip frames (updates only) sent between probes
     connected_probes: int = 0  # probes drawn among connected members (probe_connected_min)
@@ -200,7 +201,8 @@ class SwimStats:
 
 
 class _Probe:
-    __slots__ = ("target", "seq", "timeout_at", "acked", "helpers", "nacks", "closed", "lost", "silent", "waited")
+    __slots__ = ("target", "seq", "timeout_at", "acked", "helpers", "nacks", "closed", "lost", "silent", "waited",
+                 "prior")
 
     def __init__(self, target: PeerId, seq: int, timeout_at: float) -> None:
         self.target = target
@@ -213,6 +215,7 @@ class _Probe:
         self.lost = False  # a connection to the target was lost (no goodbye) just before or during the probe: no grace
         self.silent = False  # its helpers were all silent at its period's end (awareness counted then)
         self.waited = False  # ... and we were healthy until then (awareness 0): one more period for late Nacks
+        self.prior = 0  # ... our awareness before the silence raised it
 
 
 class _Indirect:
@@ -311,8 +314,9 @@ class SwimCore:
         #: from its target.
         self._late: _Probe | None = None
         #: Members a probe spared (its helpers all silent) that we have not
-        #: heard from since; insertion-ordered, bounded by max_members.
-        self._spared: dict[PeerId, None] = {}
+        #: heard from since -> our awareness right after the spare if we were
+        #: healthy before it, else None; insertion-ordered, bounded by max_members.
+        self._spared: dict[PeerId, int | None] = {}
         self._indirect: dict[int, _Indirect] = {}
         self._joining: dict[PeerId, list] = {}  # peer -> [addrs, attempts left]
         cfg = self.config
@@ -934,7 +938,7 @@ class SwimCore:
             # for 21 s by them in one run of two, 3.5-6.5 s in three without).
             wait = self.awareness.score == 0
             self.awareness.apply(len(probe.helpers))
-            probe.silent, probe.waited = True, wait
+            probe.silent, probe.waited, probe.prior = True, wait, self.awareness.score
             if wait:
                 self.stats.waited_nacks += 1
         if probe.closed and not probe.lost:
@@ -960,21 +964,28 @@ class SwimCore:
     def _spare(self, probe: _Probe) -> bool:
         """A probe whose helpers were all silent at its period's end, and in
         its extra period if it had one: spare its target, unless we spared
-        it before, have not heard a frame from it since, and were healthy
-        until this probe (a crash while our helpers stay starved is still
-        suspected, one probe of it later). A prober already unhealthy
-        spares again: its silent probes say as little as its late Nacks
-        (in a 50-node merge under CPU contention, 11 of the 14 suspicions
-        our own probes raised were second spares, every one false)."""
+        it before and have not heard a frame from it since, and were healthy
+        until this probe or no worse than right after a spare made while
+        healthy (a crash while our helpers stay starved is still suspected,
+        one probe of it later: the ring's next turn, say). A prober unhealthy
+        all along spares again: its silent probes say as little as its late
+        Nacks (in a 50-node merge under CPU contention, 11 of the 14
+        suspicions our own probes raised were second spares, every one
+        false)."""
         if not probe.silent or not self._silent(probe):
             return False
-        if probe.target in self._spared and probe.waited:
-            self.stats.spared_again += 1
-            return False
         spared = self._spared
+        if probe.target in spared:
+            bar = spared[probe.target]
+            if probe.waited or (bar is not None and probe.prior <= bar):
+                self.stats.spared_again += 1
+                return False
+            return True  # the mark stays as it was
         if len(spared) >= self.config.max_members:
             del spared[next(iter(spared))]  # bounded: the oldest goes
-        spared[probe.target] = None
+        # A spare while healthy: our awareness right after it is the bar a
+        # later silent probe of it must not exceed to accuse.
+        spared[probe.target] = probe.prior + len(probe.helpers) if probe.waited else None
         return True
 
     def _conclude(self, probe: _Probe, out: list[Action]) -> None:
@@ -1001,13 +1012,15 @@ class SwimCore:
         self._suspect(probe.target, out)
         if self.stats.suspected > before:
             # Why, for the operator and the devnet's per-window counters (the
-            # rest: spared_again, and suspect_when_helpers_silent=True).
+            # rest: suspect_when_helpers_silent=True).
             if probe.lost:
                 self.stats.suspected_lost += 1
             elif probe.nacks:
                 self.stats.suspected_nacked += 1
             elif not probe.helpers:
                 self.stats.suspected_unhelped += 1
+            elif probe.silent and self._silent(probe):
+                self.stats.suspected_again += 1
 
     # ------------------------------------------------------------ receiving
 

@@ -179,9 +179,21 @@ def test_a_late_nack_in_the_extra_period_accuses_a_late_ack_clears(late: type) -
     acts += run_until(a, end)
     assert (("suspect", ping.to) in events(acts)) is (late is Nack)
     assert a.awareness.score == cfg.indirect_checks - 1 and a.stats.spared_silent == 0
-    assert a.stats.suspected_nacked == (late is Nack)  # the reason, counted
+    assert a.stats.suspected_nacked == int(late is Nack)  # the reason, counted
     if late is Ack:
         assert a.member(ping.to).state is State.ALIVE and a.stats.waited_acked == 1
+
+
+def test_the_targets_ack_after_a_helpers_nack_in_the_extra_period_clears() -> None:
+    """The Nack waits for the period's end; the target's own Ack after it
+    still clears the probe (alive, whatever a helper could not reach)."""
+    a, cfg, ping, reqs, end, _ = silent_probe(MANY)
+    when = end - cfg.probe_interval
+    acts = deliver(a, when, reqs[0].to, Message(ping.message.seq, 0, Nack()))
+    acts += deliver(a, when + 0.1, ping.to, Message(ping.message.seq, 0, Ack()))
+    acts += run_until(a, end)
+    assert ("suspect", ping.to) not in events(acts) and a.member(ping.to).state is State.ALIVE
+    assert (a.stats.waited_acked, a.stats.suspected) == (1, 0)
 
 
 def test_an_unhealthy_prober_spares_at_the_periods_end_and_ignores_late_nacks() -> None:
@@ -241,16 +253,30 @@ def test_a_member_spared_and_not_heard_from_since_is_suspected_next_time() -> No
             assert a.stats.spared_silent == 1 and a.stats.spared_again >= 1
 
 
-def test_an_unhealthy_prober_spares_a_spared_member_again() -> None:
-    """The second silent probe accuses only for a prober healthy until then
-    (awareness 0): one still unhealthy says as little with it as with its
-    first (a merge under CPU contention: 11 of 14 own suspicions, all
-    false, came from second spares)."""
-    a, cfg, ping, _, end, _ = silent_probe(MANY, ring_probe_every=0)
-    run_until(a, end)
+@pytest.mark.parametrize("first_healthy, score, accused", [(True, 2, True), (True, 7, False), (False, 1, False)])
+def test_a_second_silent_probe_accuses_only_a_prober_no_worse_than_at_a_healthy_spare(
+    first_healthy: bool, score: int, accused: bool
+) -> None:
+    """Spared once, silent again, not heard from since: a prober healthy at
+    the first spare and no worse now than right after it (awareness 3 here)
+    accuses, as the ring's predecessor does on its next turn with awareness
+    still decaying (2). One that got worse (7), or was unhealthy at the first
+    spare and still is, spares again: its silence says as little as its late
+    Nacks (a merge under CPU contention: 11 of 14 own suspicions, all false,
+    were second spares)."""
+    if first_healthy:
+        a, cfg, ping, _, end, _ = silent_probe(MANY, ring_probe_every=0)
+        run_until(a, end)
+    else:
+        cfg = SwimConfig(gossip_interval=0, ring_probe_every=0)
+        a = make_core("a", MANY, config=cfg)
+        a.awareness.score = 1
+        t, ping = first_probe(a)
+        run_until(a, t + 2 * cfg.probe_interval)
+    assert (a.stats.spared_silent, a.stats.waited_nacks) == (1, int(first_healthy))
     suspected = False
     for _ in range(100):
-        a.awareness.score = max(a.awareness.score, 1)  # still starved when the round-robin comes back
+        a.awareness.score = score  # as starved as this when the round-robin comes back
         t, acts = next_tick(a)
         suspected |= ("suspect", ping.to) in events(acts)
         if suspected or a.stats.spared_silent == 2:
@@ -258,8 +284,10 @@ def test_an_unhealthy_prober_spares_a_spared_member_again() -> None:
         for p in sends(acts, Ping):
             if p.to != ping.to:
                 deliver(a, t + 0.01, p.to, Message(p.message.seq, 0, Ack()))
-    assert not suspected and (a.stats.spared_silent, a.stats.spared_again, a.stats.suspected) == (2, 0, 0)
-    assert a.member(ping.to).state is State.ALIVE
+    assert suspected is accused
+    assert (a.stats.spared_again, a.stats.suspected_again, a.stats.suspected) == (int(accused),) * 3
+    assert a.stats.spared_silent == (1 if accused else 2)
+    assert a.stats.waited_nacks == int(first_healthy)  # the second probe: never healthy (awareness above 0)
 
 
 def test_a_lost_connection_accuses_though_the_helpers_stay_silent() -> None:
