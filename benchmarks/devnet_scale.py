@@ -78,20 +78,36 @@ def _q(xs: list[float]) -> dict[str, float]:
             "max": round(max(xs), 3) if xs else float("nan")}  # fmt: skip
 
 
-def _summed(stats: dict[str, Any]) -> dict[str, int]:
-    """SWIM's counters summed over the running nodes, from a ``stats`` result."""
-    return dict(stats.get("summary", {}).get("swim_counters", {}))
+Counters = tuple[dict[str, dict[str, int]], bool]
 
 
-def _counters(devnet: Any) -> dict[str, int]:
-    """SWIM's counters now (suspicions, refutations...)."""
-    return _summed(devnet.command("stats", 60))
+def _by_node(stats: dict[str, Any]) -> Counters:
+    """Each running node's SWIM counters from a ``stats`` result, and whether
+    every worker answered (a busy one's nodes are missing from the read)."""
+    summary = stats.get("summary", {})
+    whole = bool(stats.get("ok")) and not summary.get("silent_workers")
+    return dict(summary.get("swim_counters_by_node", {})), whole
 
 
-def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
-    """What each counter added between two reads (unchanged ones left out),
-    to show what SWIM did while a failure, split or merge was being seen."""
-    return {k: v - before.get(k, 0) for k, v in sorted(after.items()) if v != before.get(k, 0)}
+def _counters(devnet: Any) -> Counters:
+    """SWIM's counters now, per node (suspicions, refutations...)."""
+    return _by_node(devnet.command("stats", 60))
+
+
+def _delta(before: Counters, after: Counters) -> dict[str, Any]:
+    """What each counter added between two reads, summed over the nodes
+    present in both (a killed node's are not a drop), unchanged ones left
+    out: what SWIM did while a failure, split or merge was being seen.
+    ``partial``: a worker did not answer one of the reads."""
+    (b, b_whole), (a, a_whole) = before, after
+    out: dict[str, Any] = {}
+    for node in sorted(a.keys() & b.keys()):
+        for k, v in a[node].items():
+            out[k] = out.get(k, 0) + v - b[node].get(k, 0)
+    out = {k: v for k, v in sorted(out.items()) if v}
+    if not (b_whole and a_whole):
+        out["partial"] = True
+    return out
 
 
 def _workers(stats: dict[str, Any]) -> tuple[float, float]:
@@ -174,7 +190,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out["idle"] = {"seconds": round(span, 1), "cpu_pct_per_node": round(100 * (c1 - c0) / span / n, 3),
                        "rss_mb_per_node": round(rss / n, 1), "lo_Bps_per_node": round((lo1 - lo0) / span / n),
                        "load": s1.get("load"), "swim": s1.get("summary", {}).get("swim"),
-                       "swim_counters": _delta(_summed(s0), _summed(s1))}  # fmt: skip
+                       "swim_counters": _delta(_by_node(s0), _by_node(s1))}  # fmt: skip
 
         finds: list[float] = []
         matched = expected = 0
@@ -196,6 +212,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             reach += int(r.get("expected", 0))
         out["pubsub"] = {**_q([p for p in pubs if p == p]), "delivered": delivered, "expected": reach}
 
+        c_before = _counters(devnet)  # per node: the killed ones drop out of the window's sum
         if args.kill_worker:
             # The last worker's process dies at once: its sockets close, no goodbye.
             last = workers[-1]
@@ -214,9 +231,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             victims = sorted(rng.sample(range(1, n), k))  # node 0 stays: the devnet's observer
             t_kill = time.monotonic()
             step("kill", "kill " + ",".join(map(str, victims)), 60)
-        # The survivors' counters (the sums leave out nodes not running); the
-        # wait is timed from the kill, so this read does not shorten it.
-        c_before = _counters(devnet)
         t_wait = time.monotonic()
         r = step("failure", f"wait views {args.detect_timeout:g}", args.detect_timeout + 60)
         # Timed from the crash: the wait began a little after it.
@@ -227,7 +241,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                           "seconds": round(r["seconds"] + lag, 2) if r.get("seconds") is not None else None,
                           "first_match": fm, "mismatched": r.get("mismatched")}  # fmt: skip
         c_failed = _counters(devnet)
-        out["failure"]["swim"] = _delta(c_before, c_failed)
+        out["failure"]["swim_counters"] = _delta(c_before, c_failed)
 
         # Two halves of the nodes still running (a killed worker's are gone).
         live = [i for i in range(n) if i not in victims]
@@ -238,7 +252,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         part: dict[str, Any] = {"seconds_cut": args.partition_s,
                                 "split_seen": {x: r.get(x) for x in ("ok", "seconds", "first_match", "mismatched")}}
         c_split = _counters(devnet)
-        part["split_seen"]["swim"] = _delta(c_failed, c_split)
+        part["split_seen"]["swim_counters"] = _delta(c_failed, c_split)
         for side, members in (("a", a_side), ("b", b_side)):
             i, j = rng.sample(members, 2) if len(members) > 1 else (members[0], members[0])
             r = step(f"publish {side}", f"publish {i} cut-{side}", 60)
@@ -249,11 +263,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if rest > 0:
             devnet.command(f"sleep {rest:.1f}", rest + 60)
         c_heal = _counters(devnet)
-        part["swim_while_cut"] = _delta(c_split, c_heal)
+        part["swim_counters_while_cut"] = _delta(c_split, c_heal)
         step("heal", "heal", 60)
         r = step("merge", f"wait views {args.merge_timeout:g}", args.merge_timeout + 60)
         part["merge"] = {x: r.get(x) for x in ("ok", "seconds", "first_match", "mismatched")}
-        part["merge"]["swim"] = _delta(c_heal, _counters(devnet))
+        part["merge"]["swim_counters"] = _delta(c_heal, _counters(devnet))
         r = step("publish after", f"publish {rng.choice(live)} healed", 60)
         part["publish_after"] = {x: r.get(x) for x in ("ok", "seconds", "delivered", "expected")}
         out["partition"] = part

@@ -64,6 +64,9 @@ class Summary:
     #: SWIM's counters summed over the running nodes (the ``stats`` command
     #: only): how many suspicions, refutations, spared probes... so far.
     swim_counters: dict[str, int] = field(default_factory=dict)
+    #: ... and per running node (by index), so that a window's growth can be
+    #: taken over the nodes running at both of its ends.
+    swim_counters_by_node: dict[int, dict[str, int]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -72,6 +75,9 @@ class Summary:
                                                     "max": self.mesh[2]}  # fmt: skip
         if self.msgs_per_s is not None:
             d["msgs_per_s"] = round(self.msgs_per_s, 1)
+        for key in ("swim_counters", "swim_counters_by_node"):
+            if not d[key]:
+                del d[key]  # asked for by ``stats`` only
         return d
 
     def text(self) -> str:
@@ -167,9 +173,12 @@ def summarize(
     mesh = (min(meshes), sum(meshes) / len(meshes), max(meshes)) if meshes else None
     published = sum(1 for s in running if s.get("published"))
     counters: dict[str, int] = {}
+    by_node: dict[int, dict[str, int]] = {}
     for s in running:
-        for k, v in s.get("swim_counters", {}).items():
-            counters[k] = counters.get(k, 0) + int(v)
+        if "swim_counters" in s:
+            by_node[int(s["index"])] = node = {k: int(v) for k, v in s["swim_counters"].items()}
+            for k, v in node.items():
+                counters[k] = counters.get(k, 0) + v
     swim: dict[str, int] = {}
     if view is not None:
         unknown = len(set(running_expected) - set(view))
@@ -177,5 +186,5 @@ def summarize(
     return Summary(
         t=t, nodes=nodes, running=len(running), paused=len(paused), killed=killed, failed=failed,
         observer=observer, swim=swim, mesh=mesh, published=published, msgs_per_s=msgs_per_s, probe=probe,
-        silent_workers=silent_workers, swim_counters=counters,
+        silent_workers=silent_workers, swim_counters=counters, swim_counters_by_node=by_node,
     )  # fmt: skip

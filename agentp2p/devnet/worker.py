@@ -320,7 +320,7 @@ class Worker:
                              mesh_low=node.config.pubsub.degree_low)  # fmt: skip
                 swim = node.services.get("swim") if counters else None
                 if swim is not None:
-                    entry["swim_counters"] = {k: v for k, v in swim.stats()["core"].items() if isinstance(v, int)}
+                    entry["swim_counters"] = swim.core_stats()  # type: ignore[attr-defined]
             nodes.append(entry)
         reply: dict[str, Any] = {"nodes": nodes}
         observer = req.get("observer")

@@ -105,11 +105,14 @@ def test_summary_counts_and_rates() -> None:
     assert "records 1/2" in text and "swim@0 alive 1 suspect 1" in text
     assert s.as_dict()["mesh"] == {"min": 3, "avg": 4.0, "max": 5}
     assert s.as_dict()["swim_counters"] == {"suspected": 5, "refutations": 1}  # summed over the running nodes
+    assert s.swim_counters_by_node == {0: {"suspected": 2, "refutations": 1}, 1: {"suspected": 3}}
     assert converged({1: "alive", 2: "dead"}, {1}) and not converged({1: "alive", 2: "alive"}, {1})
     assert not converged({1: "suspect"}, {1})
-    silent = summarize(t=1.0, nodes=2, node_stats=stats[:1], paused=set(), observer=0, view=None,
+    plain = [{k: v for k, v in stats[0].items() if k != "swim_counters"}]  # the periodic summary asks for none
+    silent = summarize(t=1.0, nodes=2, node_stats=plain, paused=set(), observer=0, view=None,
                        running_expected=set(), msgs_per_s=None, probe=None, silent_workers=[1])  # fmt: skip
     assert "swim@0: no answer" in silent.text() and "no answer from worker 1" in silent.text()
+    assert "swim_counters" not in silent.as_dict() and "swim_counters_by_node" not in silent.as_dict()
 
 
 async def test_wire_lines_round_trip_and_are_bounded() -> None:
