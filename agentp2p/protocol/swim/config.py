@@ -129,8 +129,9 @@ class SwimConfig:
     #: crashed target's come then); and if none, it accuses no one -- unless
     #: the connection to the target was lost just before or during the
     #: probe (maybe a crash), or we spared this target before, have not
-    #: heard from it since and are no less healthy than then (core.py
-    #: _spare). True: memberlist's behaviour. (A 50-node real network
+    #: heard from it since, and were healthy until this probe or were at
+    #: that spare and are no worse now (core.py _spare). True:
+    #: memberlist's behaviour. (A 50-node real network
     #: sharing its 2 cores with one busy process: nearly all false
     #: suspicions had silent helpers and fed a storm that held a merge for
     #: 41-82 s; docs/swim.md, "Silent helpers".)

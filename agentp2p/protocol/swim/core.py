@@ -202,7 +202,7 @@ class SwimStats:
 
 class _Probe:
     __slots__ = ("target", "seq", "timeout_at", "acked", "helpers", "nacks", "closed", "lost", "silent", "waited",
-                 "prior")
+                 "prior", "raised")
 
     def __init__(self, target: PeerId, seq: int, timeout_at: float) -> None:
         self.target = target
@@ -216,6 +216,7 @@ class _Probe:
         self.silent = False  # its helpers were all silent at its period's end (awareness counted then)
         self.waited = False  # ... and we were healthy until then (awareness 0): one more period for late Nacks
         self.prior = 0  # ... our awareness before the silence raised it
+        self.raised = 0  # ... and right after
 
 
 class _Indirect:
@@ -936,9 +937,10 @@ class SwimCore:
             # no wait: a late Nack from a starved network is as false as the
             # failed probe (a 50-node network sharing its cores: a merge held
             # for 21 s by them in one run of two, 3.5-6.5 s in three without).
-            wait = self.awareness.score == 0
+            probe.prior = self.awareness.score
+            wait = probe.prior == 0
             self.awareness.apply(len(probe.helpers))
-            probe.silent, probe.waited, probe.prior = True, wait, self.awareness.score
+            probe.silent, probe.waited, probe.raised = True, wait, self.awareness.score
             if wait:
                 self.stats.waited_nacks += 1
         if probe.closed and not probe.lost:
@@ -985,7 +987,7 @@ class SwimCore:
             del spared[next(iter(spared))]  # bounded: the oldest goes
         # A spare while healthy: our awareness right after it is the bar a
         # later silent probe of it must not exceed to accuse.
-        spared[probe.target] = probe.prior + len(probe.helpers) if probe.waited else None
+        spared[probe.target] = probe.raised if probe.waited else None
         return True
 
     def _conclude(self, probe: _Probe, out: list[Action]) -> None:

@@ -21,10 +21,12 @@ from agentp2p.protocol.swim import (
     MemberUpdate,
     Message,
     Nack,
+    PeerId,
     Ping,
     PingReq,
     State,
     SwimConfig,
+    SwimCore,
     Tick,
 )
 from agentp2p.protocol.swim.broadcast import BroadcastQueue
@@ -227,6 +229,24 @@ def test_a_lost_connection_in_the_extra_period_accuses_at_once() -> None:
     assert a.stats.spared_silent == 0 and a.awareness.score == cfg.indirect_checks - 1
 
 
+def until_probed_silent_again(a: SwimCore, target: PeerId, score: int | None = None) -> bool:
+    """Run until the round-robin has probed ``target`` again, unanswered
+    (the other members answer; awareness set to ``score`` before each
+    period, if given): was it suspected?"""
+    for _ in range(100):
+        if score is not None:
+            a.awareness.score = score
+        t, acts = next_tick(a)
+        if ("suspect", target) in events(acts):
+            return True
+        if a.stats.spared_silent == 2:
+            return False
+        for p in sends(acts, Ping):
+            if p.to != target:
+                deliver(a, t + 0.01, p.to, Message(p.message.seq, 0, Ack()))
+    raise AssertionError(f"{target} was not probed again in 100 periods")
+
+
 def test_a_member_spared_and_not_heard_from_since_is_suspected_next_time() -> None:
     """A crash while our helpers stay starved: the first silent probe spares
     it, the next silent probe of it accuses, unless a frame from it came in
@@ -237,15 +257,7 @@ def test_a_member_spared_and_not_heard_from_since_is_suspected_next_time() -> No
         assert (a.stats.spared_silent, a.stats.spared_again) == (1, 0)
         if heard:
             deliver(a, end + 0.01, ping.to, Message(0, 0, Gossip()))
-        suspected = False
-        for _ in range(100):  # the round-robin comes back to it; the others answer
-            t, acts = next_tick(a)
-            suspected |= ("suspect", ping.to) in events(acts)
-            if suspected or a.stats.spared_silent == 2:
-                break
-            for p in sends(acts, Ping):
-                if p.to != ping.to:
-                    deliver(a, t + 0.01, p.to, Message(p.message.seq, 0, Ack()))
+        suspected = until_probed_silent_again(a, ping.to)
         assert suspected is not heard, heard
         if heard:
             assert (a.stats.spared_silent, a.stats.spared_again) == (2, 0)
@@ -253,17 +265,19 @@ def test_a_member_spared_and_not_heard_from_since_is_suspected_next_time() -> No
             assert a.stats.spared_silent == 1 and a.stats.spared_again >= 1
 
 
-@pytest.mark.parametrize("first_healthy, score, accused", [(True, 2, True), (True, 7, False), (False, 1, False)])
+@pytest.mark.parametrize("first_healthy, score, accused",
+                         [(True, 2, True), (True, 3, True), (True, 4, False), (True, 7, False), (False, 1, False)])
 def test_a_second_silent_probe_accuses_only_a_prober_no_worse_than_at_a_healthy_spare(
     first_healthy: bool, score: int, accused: bool
 ) -> None:
     """Spared once, silent again, not heard from since: a prober healthy at
-    the first spare and no worse now than right after it (awareness 3 here)
-    accuses, as the ring's predecessor does on its next turn with awareness
-    still decaying (2). One that got worse (7), or was unhealthy at the first
-    spare and still is, spares again: its silence says as little as its late
-    Nacks (a merge under CPU contention: 11 of 14 own suspicions, all false,
-    were second spares)."""
+    the first spare and, before this probe's raise, no worse than right
+    after the first's (0 + 3 silent helpers) accuses, as the ring's
+    predecessor does on its next turn with awareness still falling (2). One
+    that got worse (4, 7), or was unhealthy at the first spare and still is,
+    spares again: its silence says as little as its late Nacks (a merge
+    under CPU contention: 11 of 14 own suspicions, all false, were second
+    spares)."""
     if first_healthy:
         a, cfg, ping, _, end, _ = silent_probe(MANY, ring_probe_every=0)
         run_until(a, end)
@@ -274,16 +288,7 @@ def test_a_second_silent_probe_accuses_only_a_prober_no_worse_than_at_a_healthy_
         t, ping = first_probe(a)
         run_until(a, t + 2 * cfg.probe_interval)
     assert (a.stats.spared_silent, a.stats.waited_nacks) == (1, int(first_healthy))
-    suspected = False
-    for _ in range(100):
-        a.awareness.score = score  # as starved as this when the round-robin comes back
-        t, acts = next_tick(a)
-        suspected |= ("suspect", ping.to) in events(acts)
-        if suspected or a.stats.spared_silent == 2:
-            break
-        for p in sends(acts, Ping):
-            if p.to != ping.to:
-                deliver(a, t + 0.01, p.to, Message(p.message.seq, 0, Ack()))
+    suspected = until_probed_silent_again(a, ping.to, score)  # as starved as this when the round-robin comes back
     assert suspected is accused
     assert (a.stats.spared_again, a.stats.suspected_again, a.stats.suspected) == (int(accused),) * 3
     assert a.stats.spared_silent == (1 if accused else 2)
