@@ -85,7 +85,8 @@ def _by_node(stats: dict[str, Any]) -> Counters:
     """Each running node's SWIM counters from a ``stats`` result, and whether
     every worker answered (a busy one's nodes are missing from the read)."""
     summary = stats.get("summary", {})
-    whole = bool(stats.get("ok")) and not summary.get("silent_workers")
+    gone = {w["index"] for w in stats.get("workers", []) if w.get("state") == "gone"}  # a SIGKILLed one: no loss
+    whole = bool(stats.get("ok")) and not set(summary.get("silent_workers", [])) - gone
     return dict(summary.get("swim_counters_by_node", {})), whole
 
 
