@@ -164,7 +164,7 @@ class SwimStats:
     dead_rumours: int = 0  # others' "dead" about a member we held alive: became our suspicion
     stretched: int = 0  # running suspicions a healing window made wait its longer minimum
     checks: int = 0  # pings to a member a rumour we could not believe said had moved on
-    unsolicited: int = 0  # Ack/Nack we did not ask for
+    unsolicited: int = 0  # Nack we did not ask for (late, or for a probe that ended)
     dropped_indirect: int = 0  # PingReq refused: too many pending (answered with a Nack)
     indirect_pings: int = 0  # PingReq served: we pinged the target for the asker (may dial it)
     dropped_members: int = 0  # member table full
