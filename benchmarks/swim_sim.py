@@ -16,6 +16,7 @@ Usage:  python benchmarks/swim_sim.py                      # 1,000 and 10,000 me
         python benchmarks/swim_sim.py --quick               # shorter runs
         python benchmarks/swim_sim.py --scenario partition --members 100 --members 1000
         python benchmarks/swim_sim.py --scenario partition --members 1000 --push-pull off   # gossip only
+        python benchmarks/swim_sim.py --scenario stalls      # the devnet's merge on starved event loops
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import time
 
 from agentp2p.protocol.swim import State, SwimConfig
 from agentp2p.simulation.network import NetworkModel
+from agentp2p.simulation.stalls import StallModel
 from agentp2p.simulation.swim import SwimSimulation
 from agentp2p.simulation.swim_metrics import Observer, percentile
 
@@ -142,6 +144,51 @@ def partition(n: int, seed: int, cfg: SwimConfig, fraction: float, duration: flo
     }
 
 
+#: The suspicion counters the stalls scenario sums over the members.
+STALL_COUNTERS = ("suspected", "suspected_nacked", "suspected_lost", "suspected_unhelped", "suspected_again",
+                  "spared_silent", "declared_dead", "refutations")
+
+
+def stalled_merge(n: int, seed: int, cfg: SwimConfig, procs: int, stall: float, run: float, window: float) -> dict:
+    """The devnet's partition and heal (50 nodes in 2 worker processes), with
+    each process's event loop stalling (``StallModel``: Exp(``stall``) s
+    stopped, Exp(``run``) s running) from the heal for ``window`` s, as a
+    CPU-starved worker's does in the merge storm. Half the members are cut
+    off for 20 s. The merge is done when every view is whole for good: the
+    last time the observer's non-alive views went to zero, ``window`` + 30 s
+    after the heal at the latest (inf if they never did)."""
+    obs = Observer()
+    heal = 25.0
+    stalls = StallModel(procs=procs, stall_mean=stall, run_mean=run, start=heal, end=heal + window, seed=seed) \
+        if stall > 0 and window > 0 else None
+    sim = SwimSimulation(n, seed=seed, config=cfg, on_event=obs, stalls=stalls)
+    obs.sim = sim
+    sim.at(5.0, lambda: sim.network.groups.update({i: 1 for i in range(n // 2)}))
+    sim.at(heal, lambda: sim.network.groups.clear())
+    sim.run_until(heal)
+    before = {f: sum(getattr(c.stats, f) for c in sim.cores) for f in STALL_COUNTERS}
+    sim.run_until(heal + window + 30.0)
+    return {
+        "merged": obs.last_bad_zero - heal if obs.bad_views == 0 else float("inf"),
+        "stalled_s": stalls.stalled_time / procs if stalls else 0.0,
+        **{f: sum(getattr(c.stats, f) for c in sim.cores) - before[f] for f in STALL_COUNTERS},
+    }
+
+
+def print_stalls(n: int, seeds: int, cfg: SwimConfig) -> None:
+    print(f"{n} members in 2 processes, half cut off for 20 s; loops stall from the heal for the window; "
+          f"{seeds} seeds each")
+    print("  stall / run mean   window   merged after the heal (sorted, s)          suspected (nacked)   "
+          "declared dead   refutations")
+    for stall, run, window in ((0.0, 1.0, 0.0), (0.5, 1.0, 10.0), (1.0, 1.0, 10.0), (1.0, 1.0, 20.0),
+                               (1.5, 1.5, 20.0), (2.0, 1.0, 20.0)):
+        rows = [stalled_merge(n, seed, cfg, 2, stall, run, window) for seed in range(1, seeds + 1)]
+        merged = " ".join(f"{r['merged']:.1f}" for r in sorted(rows, key=lambda r: r["merged"]))
+        tot = {f: sum(r[f] for r in rows) for f in STALL_COUNTERS}
+        print(f"  {stall:4.1f} / {run:3.1f} s     {window:4.0f} s   {merged:42s} {tot['suspected']:5d} "
+              f"({tot['suspected_nacked']:5d})   {tot['declared_dead']:10d}   {tot['refutations']:10d}", flush=True)
+
+
 def print_partition(p: dict, limit: float) -> None:
     print(f"partition: {p['side']} members cut off for {p['duration']:.0f} s "
           f"({p['bad_at_heal']} non-alive views at heal) -> "
@@ -167,12 +214,18 @@ def main() -> None:
     ap.add_argument("--members", type=int, action="append", help="cluster size (repeatable)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="shorter simulated durations")
-    ap.add_argument("--scenario", choices=("all", "partition", "steady"), default="all",
-                    help="partition: only the partition-heal measurement; steady: only the steady-state rows")
+    ap.add_argument("--scenario", choices=("all", "partition", "steady", "stalls"), default="all",
+                    help="partition: only the partition-heal measurement; steady: only the steady-state rows; "
+                         "stalls: a 50-member merge on stalling event loops (--members sets N)")
+    ap.add_argument("--seeds", type=int, default=8, help="seeds per row of the stalls scenario")
     ap.add_argument("--push-pull", choices=("on", "off"), default="on",
                     help="off: no push/pull anti-entropy (push_pull_interval = 0), gossip and reconnect pings only")
     ns = ap.parse_args()
     cfg = SwimConfig() if ns.push_pull == "on" else SwimConfig(push_pull_interval=0.0)
+    if ns.scenario == "stalls":
+        for n in ns.members or [50]:
+            print_stalls(n, ns.seeds, cfg)
+        return
     sizes = ns.members or [1000, 10000]
     print(f"SwimConfig: period {cfg.probe_interval}s, probe timeout {cfg.probe_timeout}s, k={cfg.indirect_checks}, "
           f"suspicion mult {cfg.suspicion_mult} (max x{cfg.suspicion_max_timeout_mult}), "

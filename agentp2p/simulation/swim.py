@@ -3,6 +3,8 @@
 The same core the real node runs; the simulator only replaces the adapter:
 ``Send`` actions become delivery events on a heap (delayed, lost or blocked by
 ``NetworkModel``), and each core's ``next_deadline()`` becomes a wake-up event.
+With a ``StallModel``, members that share a process stop together: what
+falls due for them in a stall waits for its end (a starved event loop).
 Everything random comes from one seed, and ties on the heap break by insertion
 order, so a run is exactly reproducible.
 
@@ -39,6 +41,7 @@ from agentp2p.protocol.swim.wire import encoded_size
 from agentp2p.protocol.swim import Leave as _Leave
 
 from .network import NetworkModel
+from .stalls import StallModel
 
 _WAKE, _DELIVER, _CALL = 0, 1, 2
 _TICK = Tick()
@@ -90,6 +93,7 @@ class SwimSimulation:
         warm: bool = True,
         wire: str = "size",
         on_event: EventHook | None = None,
+        stalls: StallModel | None = None,
     ) -> None:
         if wire not in ("none", "size", "full"):
             raise ValueError("wire must be none, size or full")
@@ -98,6 +102,7 @@ class SwimSimulation:
         self.network = network or NetworkModel()
         self.wire = wire
         self.on_event = on_event
+        self.stalls = stalls
         self.now = 0.0
         self.rng = random.Random(seed)
         self.ids = [peer_id(i) for i in range(n)]
@@ -150,9 +155,21 @@ class SwimSimulation:
         cores = self.cores
         crashed = self.crashed
         wake_at = self._wake_at
+        stalls = self.stalls
         while heap and heap[0][0] <= t_end:
             when, _, kind, a, payload = heapq.heappop(heap)
             self.now = when
+            if stalls is not None and kind != _CALL and not crashed[a]:
+                end = stalls.blocked_until(a, when)
+                if end is not None:
+                    # Its loop is stopped: the event waits for the stall's end.
+                    if kind == _WAKE:
+                        if wake_at[a] != when:
+                            continue
+                        wake_at[a] = end
+                    self._count += 1
+                    heapq.heappush(heap, (end, self._count, kind, a, payload))
+                    continue
             if kind == _WAKE:
                 if crashed[a] or wake_at[a] != when:
                     continue

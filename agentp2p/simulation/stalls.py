@@ -1,0 +1,63 @@
+"""Event loops starved of CPU, for the simulator: stalls shared per process.
+
+The devnet runs many nodes in one process, on one event loop. When the
+machine's cores are contended, that loop stops for a while, and every node in
+the process stops with it: frames that arrive meanwhile wait in socket
+buffers, timers that fall due wait too, and no one in the process answers.
+
+``NetworkModel.slow`` delays one node's traffic by a constant; it cannot
+show many members going silent at once and coming back. ``StallModel``
+does: node ``i`` shares the loop of process ``i % procs``, and each process
+alternates between running for ``Exp(run_mean)`` s and stalling for
+``Exp(stall_mean)`` s between ``start`` and ``end``. What fell due in a stall
+is handled at its end, in the order it fell due. (Letting the timers go
+first, as a real loop's do, since a frame needs several scheduler hops to
+reach the core, changed no count that mattered in a trial: left out.)
+Seeded: the same schedule on every run.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+
+@dataclass
+class StallModel:
+    procs: int
+    stall_mean: float
+    run_mean: float
+    start: float = 0.0
+    end: float = math.inf
+    seed: int = 0
+    #: per process: the stall not yet over, as (begin, end)
+    _next: list[tuple[float, float]] = field(default_factory=list, init=False, repr=False)
+    _rngs: list[random.Random] = field(default_factory=list, init=False, repr=False)
+    stalls: int = field(default=0, init=False)
+    stalled_time: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        if self.procs < 1 or self.stall_mean <= 0 or self.run_mean <= 0:
+            raise ValueError("need procs >= 1 and positive stall_mean and run_mean")
+        self._rngs = [random.Random(self.seed * 7919 + p) for p in range(self.procs)]
+        self._next = [self._draw(p, self.start) for p in range(self.procs)]
+
+    def _draw(self, proc: int, after: float) -> tuple[float, float]:
+        rng = self._rngs[proc]
+        begin = after + rng.expovariate(1.0 / self.run_mean)
+        if begin >= self.end:
+            return (math.inf, math.inf)
+        length = rng.expovariate(1.0 / self.stall_mean)
+        self.stalls += 1
+        self.stalled_time += length
+        return (begin, begin + length)
+
+    def blocked_until(self, node: int, now: float) -> float | None:
+        """The end of the stall node ``node``'s loop is in at ``now``, or
+        None if it runs. Call with ``now`` never decreasing per process."""
+        proc = node % self.procs
+        begin, end = self._next[proc]
+        while now >= end:
+            begin, end = self._next[proc] = self._draw(proc, end)
+        return end if now >= begin else None
