@@ -113,7 +113,7 @@ class Worker:
         #: message id -> indices of this worker's nodes that received it
         self.seen: collections.OrderedDict[str, list[int]] = collections.OrderedDict()
         #: peer ID -> devnet node index, as the controller last sent it (``views``)
-        self.roster: dict[str, int] = {}
+        self.roster: dict[bytes, int] = {}  # peer ID bytes -> node index
         self.roster_n = 0
         self._out: Any = None
         self._out_lock = trio.Lock()
@@ -304,8 +304,9 @@ class Worker:
     async def _op_stats(self, req: dict[str, Any]) -> dict[str, Any]:
         """Per node: mesh size on the topic, connections, routing table, deliveries;
         with ``observer``: that node's SWIM view too (if it is here); with
-        ``counters``: its SWIM core's counters (suspicions, refutations...),
-        which the ``stats`` command sums over the network."""
+        ``counters``: its SWIM core's counters (suspicions, refutations...)
+        and its transport's (``transport_`` + name: frames, stream opens,
+        drops), which the ``stats`` command sums over the network."""
         counters = bool(req.get("counters"))
         nodes = []
         for slot in self.slots.values():
@@ -320,7 +321,12 @@ class Worker:
                              mesh_low=node.config.pubsub.degree_low)  # fmt: skip
                 swim = node.services.get("swim") if counters else None
                 if swim is not None:
-                    entry["swim_counters"] = swim.core_stats()  # type: ignore[attr-defined]
+                    # The core's, and its transport's (prefixed): how many
+                    # frames, stream opens and drops a window cost.
+                    entry["swim_counters"] = {
+                        **swim.core_stats(),  # type: ignore[attr-defined]
+                        **{f"transport_{k}": v for k, v in swim.transport_stats().items()},  # type: ignore[attr-defined]
+                    }
             nodes.append(entry)
         reply: dict[str, Any] = {"nodes": nodes}
         observer = req.get("observer")
@@ -356,22 +362,27 @@ class Worker:
         controller sends ``roster`` (peer ID -> index) and ``n`` when they
         changed; members outside the roster are left out."""
         if "roster" in req:
-            self.roster = {str(p): int(i) for p, i in req["roster"].items()}
+            from libp2p.peer.id import ID
+
+            self.roster = {ID.from_base58(p).to_bytes(): int(i) for p, i in req["roster"].items()}
             self.roster_n = int(req["n"])
         nodes = []
         for slot in self.slots.values():
             node = slot.node
             if node is None or slot.done.is_set():
                 continue
+            swim = node.services.get("swim")
             alive: list[int] = []
             suspect: list[int] = []
-            for m in node.members():
-                i = self.roster.get(str(m.peer_id))
+            # The states alone (not node.members()): this runs several times a
+            # second for every node while a merge is timed, on the same cores.
+            for peer, state in swim.member_states() if swim is not None else ():  # type: ignore[attr-defined]
+                i = self.roster.get(peer)
                 if i is None:
                     continue
-                if m.state == "alive":
+                if state == "alive":
                     alive.append(i)
-                elif m.state == "suspect":
+                elif state == "suspect":
                     suspect.append(i)
             nodes.append({"index": slot.index, "alive": encode_bitmap(alive, self.roster_n),
                           "suspect": encode_bitmap(suspect, self.roster_n)})  # fmt: skip

@@ -52,6 +52,10 @@ async def test_hard_kill_is_detected_everywhere_within_bound_and_restart_rejoins
                 f"all nine mark it failed ({bound:.1f} s bound)",
                 detail=lambda: describe(members),
             )
+            # The cheap read the devnet polls says what members() says.
+            for m in members:
+                listed = sorted((x.peer_id.to_bytes(), x.state) for x in m.swim.members())
+                assert sorted(m.swim.member_states()) == listed and (victim.to_bytes(), "dead") in listed
             delays = sorted(next(e.at for e in m.log if e.peer_id == victim and e.kind == "failed") - killed_at for m in members)
             first_suspect = min(e.at for m in members for e in m.log if e.peer_id == victim and e.kind == "suspect") - killed_at
             print(
