@@ -58,6 +58,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import commit, emit, machine, percentile  # noqa: E402
+from profiling import PySpy  # noqa: E402
 
 from agentp2p.devnet.pool import process_cpu_s  # noqa: E402
 from agentp2p.testing import DevnetProcess, cli_env  # noqa: E402
@@ -168,6 +169,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return r
 
     contenders: list[subprocess.Popen[bytes]] = []
+    spy: PySpy | None = None
     t_contend = time.monotonic()
     try:
         _start_contenders(args.contend, contenders)
@@ -183,9 +185,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         if args.settle > 0:  # a network just formed still works (tables, identify, connections)
             devnet.command(f"sleep {args.settle:g}", args.settle + 60)
+        pids = {f"worker{k}": int(w["pid"]) for k, w in enumerate(workers)}
+        if args.profile:
+            spy = PySpy(args.profile, "idle")
+            spy.start(pids)
         s0, lo0, t0 = devnet.command("stats", 60), lo_tx_bytes(), time.monotonic()
         devnet.command(f"sleep {args.idle:g}", args.idle + 60)
         s1, lo1, t1 = devnet.command("stats", 60), lo_tx_bytes(), time.monotonic()
+        if spy is not None:
+            out["profile"] = {"idle": spy.stop()}
         (c0, _), (c1, rss) = _workers(s0), _workers(s1)
         span = t1 - t0
         out["idle"] = {"seconds": round(span, 1), "cpu_pct_per_node": round(100 * (c1 - c0) / span / n, 3),
@@ -265,8 +273,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             devnet.command(f"sleep {rest:.1f}", rest + 60)
         c_heal = _counters(devnet)
         part["swim_counters_while_cut"] = _delta(c_split, c_heal)
+        if args.profile:
+            if args.kill_worker:
+                pids.pop(f"worker{len(workers) - 1}")  # SIGKILLed above
+            spy = PySpy(args.profile, "merge")
+            spy.start(pids)
         step("heal", "heal", 60)
         r = step("merge", f"wait views {args.merge_timeout:g}", args.merge_timeout + 60)
+        if spy is not None:
+            out.setdefault("profile", {})["merge"] = spy.stop()
         part["merge"] = {x: r.get(x) for x in ("ok", "seconds", "first_match", "mismatched")}
         part["merge"]["swim_counters"] = _delta(c_heal, _counters(devnet))
         r = step("publish after", f"publish {rng.choice(live)} healed", 60)
@@ -279,6 +294,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"  stopped: {out['stopped']}", file=sys.stderr, flush=True)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the devnet's own shutdown is bounded: let it finish
+        if spy is not None and spy.procs:  # stopped inside a profiled window
+            spy.stop()
         try:
             if contenders:
                 span = time.monotonic() - t_contend
@@ -342,6 +359,15 @@ def _report(r: dict[str, Any]) -> None:
               f"{p['find_b'].get('expected')}; merged {sec(m.get('seconds'))} after the heal"
               f"{'' if m.get('ok') else ' (NOT within the wait)'}; next publish {p['publish_after'].get('delivered')}/"
               f"{p['publish_after'].get('expected')}")
+    for window, workers in r.get("profile", {}).items():
+        for name, prof in workers.items():
+            if "work" not in prof:
+                print(f"  profile, {window} window, {name}: no busy sample")
+                continue
+            top = ", ".join(f"{k} {v:g} %" for k, v in list(prof["owner"].items())[:5])
+            work = ", ".join(f"{k} {v:g} %" for k, v in list(prof["work"].items())[:5])
+            print(f"  profile, {window} window ({prof['seconds']:g} s), {name} (busy {prof['busy_pct_of_a_core']:g} % "
+                  f"of a core): by owner {top}; by work {work}")
     for f in r.get("failed_steps", []):
         print(f"  failed: {f['step']} ({f['command']})")
     if r.get("stopped"):
@@ -370,6 +396,9 @@ def main() -> None:
                          "and on each of wait records and wait views")
     ap.add_argument("--contend", type=int, default=0,
                     help="CPU-bound processes run beside the devnet, at the same priority (a shared machine)")
+    ap.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                    help="py-spy (raw stacks into DIR) on every worker in the idle and merge windows; "
+                         "the JSON gets each one's CPU shares by work and by owner")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.nodes < 4:
