@@ -294,9 +294,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"  stopped: {out['stopped']}", file=sys.stderr, flush=True)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the devnet's own shutdown is bounded: let it finish
-        if spy is not None and spy.procs:  # stopped inside a profiled window
-            spy.stop()
         try:
+            if spy is not None and spy.procs:  # stopped inside a profiled window
+                spy.stop()
             if contenders:
                 span = time.monotonic() - t_contend
                 cpu = _stop(contenders)
@@ -307,6 +307,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for p in contenders:  # (_stop interrupted by a second Ctrl-C: none left burning)
                 with contextlib.suppress(ProcessLookupError):
                     p.kill()
+            if spy is not None:
+                spy.kill()  # (stop() interrupted: no py-spy left attached)
             devnet.close()  # (finish() interrupted by a second Ctrl-C: still nothing left running)
             # Keep the logs of a run that stopped or of a devnet that failed (a failed step is a figure: the report has it).
             if devnet.proc is not None and ("stopped" in out or out.get("rc", 1) != 0):
@@ -398,9 +400,12 @@ def main() -> None:
                     help="CPU-bound processes run beside the devnet, at the same priority (a shared machine)")
     ap.add_argument("--profile", type=Path, default=None, metavar="DIR",
                     help="py-spy (raw stacks into DIR) on every worker in the idle and merge windows; "
-                         "the JSON gets each one's CPU shares by work and by owner")
+                         "the JSON gets each one's CPU shares by work, owner and task (py-spy's own CPU "
+                         "shares the cores: a profiled run's figures are not an unprofiled one's)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.profile and PySpy(args.profile, "check").py_spy is None:
+        ap.error("--profile needs py-spy (pip install py-spy) on PATH or beside this Python")
     if args.nodes < 4:
         ap.error("--nodes must be at least 4 (a kill and two halves)")
     if args.contend < 0:

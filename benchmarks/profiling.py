@@ -1,14 +1,18 @@
 """Where a whole node's CPU goes: py-spy attached to running processes.
 
 ``PySpy`` samples some processes (``py-spy record --format raw``) for a
-window of a benchmark; ``node_shares`` reads such a file into two views:
+window of a benchmark; ``read_raw`` reads such a file (pubsub_compare.py
+classifies its stacks its own way), and ``node_shares`` reads it into three
+views:
 
 * **work**: what the CPU was doing, decided by the first frame from the leaf
   up that matches (signature checks, Noise, Yamux, protobuf, logging, trio's
   scheduler, ...);
-* **owner**: which part of the node asked for it, the first agentp2p package
-  from the leaf up (SWIM, pub/sub, Kademlia, records, messaging, the dialer,
-  the devnet worker), or py-libp2p's host when no agentp2p frame is there;
+* **owner**: the innermost agentp2p package on the stack (SWIM, pub/sub,
+  Kademlia, records, messaging, network, the devnet worker), or py-libp2p's
+  host when the task has no agentp2p frame. Wrappers claim their callers'
+  work: SWIM's reader reading through ``agentp2p/network/`` counts as
+  network;
 * **task**: the task it ran in, by its entry function (the twelve largest):
   so the stream plumbing a SWIM reader runs counts for that reader.
 
@@ -20,10 +24,12 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,25 +111,31 @@ def owner_of(frames: list[str]) -> str:
     return "other"
 
 
+def read_raw(path: Path) -> Iterator[tuple[list[str], int]]:
+    """The stacks of a ``py-spy record --format raw`` file (root first,
+    ``function (file:line)`` frames) with their sample counts; nothing if
+    the file is missing (py-spy could not attach)."""
+    with contextlib.suppress(FileNotFoundError):
+        for line in path.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if stack and count.isdigit():
+                yield stack.split(";"), int(count)
+
+
 def node_shares(path: Path, rate: float, seconds: float) -> dict[str, Any]:
-    """Shares (%) of the busy samples by work and by owner, and the busy
+    """Shares (%) of the busy samples by work, owner and task, and the busy
     samples as a share of one core over the window (py-spy records no
     sample while the process sleeps; one that waits for a core counts)."""
     work: Counter[str] = Counter()
     owner: Counter[str] = Counter()
     task: Counter[str] = Counter()
-    with contextlib.suppress(FileNotFoundError):
-        for line in path.read_text().splitlines():
-            stack, _, count = line.rpartition(" ")
-            if not stack or not count.isdigit():
-                continue
-            frames, k = stack.split(";"), int(count)
-            w = work_of(frames)
-            if w == "idle":
-                continue
-            work[w] += k
-            owner[owner_of(frames)] += k
-            task[task_of(frames)] += k
+    for frames, k in read_raw(path):
+        w = work_of(frames)
+        if w == "idle":
+            continue
+        work[w] += k
+        owner[owner_of(frames)] += k
+        task[task_of(frames)] += k
     busy = sum(work.values())
     out: dict[str, Any] = {"seconds": round(seconds, 1), "busy_samples": busy,
                            "busy_pct_of_a_core": round(100 * busy / max(rate * seconds, 1e-9), 1)}
@@ -151,23 +163,38 @@ class PySpy:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         for name, pid in targets.items():
             out = self.out_dir / f"{self.label}-{name}.txt"
-            proc = subprocess.Popen(
-                [self.py_spy, "record", "--pid", str(pid), "--rate", str(rate), "--nonblocking", "--format", "raw",
-                 "--output", str(out)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL)  # fmt: skip
+            with (self.out_dir / f"{self.label}-{name}.err").open("wb") as err:  # why it could not attach, say
+                proc = subprocess.Popen(
+                    [self.py_spy, "record", "--pid", str(pid), "--rate", str(rate), "--nonblocking", "--format", "raw",
+                     "--output", str(out)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
             self.procs.append((name, out, proc))
 
     def stop(self) -> dict[str, Any]:
-        result: dict[str, Any] = {}
+        """End every recording (all at once: one window for all) and read them."""
         seconds = time.monotonic() - self.t0
-        for name, out, proc in self.procs:
+        for _, _, proc in self.procs:
             with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(2)  # SIGINT: py-spy writes its file and exits
+                proc.send_signal(signal.SIGINT)  # py-spy writes its file and exits
+        result: dict[str, Any] = {}
+        for name, out, proc in self.procs:
             try:
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            result[name] = {"file": str(out), **node_shares(out, self.rate, seconds)}
+            shares = node_shares(out, self.rate, seconds)
+            if not shares["busy_samples"]:  # attached at all? (ptrace rules, a process gone)
+                err = out.with_suffix(".err")
+                lines = err.read_text(errors="replace").strip().splitlines() if err.exists() else []
+                shares.update(py_spy_rc=proc.returncode, py_spy_said=lines[-1] if lines else "")
+            result[name] = {"file": str(out), **shares}
         self.procs = []
         return result
+
+    def kill(self) -> None:
+        """Stop whatever still records, without reading it (cleanup)."""
+        for _, _, proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait()
+        self.procs = []

@@ -94,6 +94,7 @@ import psutil
 import trio
 
 from benchmarks.common import PYTHON, emit, md_table, percentile
+from benchmarks.profiling import read_raw
 from benchmarks.pubsub_bench import DATA, TOPIC, WARM, Recorder, payload
 
 IMPLS = ("ours", "pylibp2p", "go")
@@ -609,11 +610,8 @@ def summarize_profile(path: Path) -> dict[str, float]:
     """Share (%) per category of the busy samples of a py-spy ``--format raw``
     file; ``idle`` is the share of all samples spent waiting in epoll."""
     totals = dict.fromkeys((*PROFILE_CATEGORIES, "idle"), 0)
-    with contextlib.suppress(FileNotFoundError):
-        for line in path.read_text().splitlines():
-            stack, _, count = line.rpartition(" ")
-            if stack and count.isdigit():
-                totals[classify_stack(stack.split(";"))] += int(count)
+    for frames, count in read_raw(path):
+        totals[classify_stack(frames)] += count
     idle = totals.pop("idle")
     busy = sum(totals.values())
     if not busy:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from agentp2p.devnet.layout import blocks
 from agentp2p.protocol.swim import State, SwimConfig
 from agentp2p.simulation.network import NetworkModel
 from agentp2p.simulation.stalls import StallModel
@@ -153,14 +154,16 @@ def stalled_merge(n: int, seed: int, cfg: SwimConfig, procs: int, stall: float, 
     """The devnet's partition and heal (50 nodes in 2 worker processes), with
     each process's event loop stalling (``StallModel``: Exp(``stall``) s
     stopped, Exp(``run``) s running) from the heal for ``window`` s, as a
-    CPU-starved worker's does in the merge storm. Half the members are cut
-    off for 20 s. The merge is done when every view is whole for good: the
+    CPU-starved worker's does in the merge storm. The members are in
+    contiguous blocks per process, and the cut is between the first half
+    and the rest, as in the devnet (with 2 workers: between them), for 20 s. The merge is done when every view is whole for good: the
     last time the observer's non-alive views went to zero, ``window`` + 30 s
     after the heal at the latest (inf if they never did)."""
     obs = Observer()
     heal = 25.0
-    stalls = StallModel(procs=procs, stall_mean=stall, run_mean=run, start=heal, end=heal + window, seed=seed) \
-        if stall > 0 and window > 0 else None
+    process_of = [w for w, block in enumerate(blocks(n, procs)) for _ in block]
+    stalls = StallModel(procs=procs, stall_mean=stall, run_mean=run, start=heal, end=heal + window, seed=seed,
+                        process_of=process_of) if stall > 0 and window > 0 else None
     sim = SwimSimulation(n, seed=seed, config=cfg, on_event=obs, stalls=stalls)
     obs.sim = sim
     sim.at(5.0, lambda: sim.network.groups.update({i: 1 for i in range(n // 2)}))
@@ -170,13 +173,12 @@ def stalled_merge(n: int, seed: int, cfg: SwimConfig, procs: int, stall: float, 
     sim.run_until(heal + window + 30.0)
     return {
         "merged": obs.last_bad_zero - heal if obs.bad_views == 0 else float("inf"),
-        "stalled_s": stalls.stalled_time / procs if stalls else 0.0,
         **{f: sum(getattr(c.stats, f) for c in sim.cores) - before[f] for f in STALL_COUNTERS},
     }
 
 
 def print_stalls(n: int, seeds: int, cfg: SwimConfig) -> None:
-    print(f"{n} members in 2 processes, half cut off for 20 s; loops stall from the heal for the window; "
+    print(f"{n} members in 2 processes (a block each), cut between them for 20 s; loops stall from the heal for the window; "
           f"{seeds} seeds each")
     print("  stall / run mean   window   merged after the heal (sorted, s)          suspected (nacked)   "
           "declared dead   refutations")

@@ -112,8 +112,8 @@ class Worker:
         self.slots: dict[int, NodeSlot] = {}
         #: message id -> indices of this worker's nodes that received it
         self.seen: collections.OrderedDict[str, list[int]] = collections.OrderedDict()
-        #: peer ID -> devnet node index, as the controller last sent it (``views``)
-        self.roster: dict[bytes, int] = {}  # peer ID bytes -> node index
+        #: peer ID (bytes) -> devnet node index, as the controller last sent it (``views``)
+        self.roster: dict[bytes, int] = {}
         self.roster_n = 0
         self._out: Any = None
         self._out_lock = trio.Lock()

@@ -5,6 +5,7 @@ The same core the real node runs; the simulator only replaces the adapter:
 ``NetworkModel``), and each core's ``next_deadline()`` becomes a wake-up event.
 With a ``StallModel``, members that share a process stop together: what
 falls due for them in a stall waits for its end (a starved event loop).
+Calls scheduled with ``at`` (crash, leave, discover) are not held.
 Everything random comes from one seed, and ties on the heap break by insertion
 order, so a run is exactly reproducible.
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-
-from profiling import PySpy, node_shares  # noqa: E402
+from benchmarks.profiling import PySpy, node_shares
 
 ROOT = "<module> (agentp2p/devnet/worker.py:424);main (agentp2p/devnet/worker.py:420);run (trio/_core/_run.py:2532);unrolled_run (trio/_core/_run.py:2866)"
 SWIM_READ = (ROOT + ";SwimTransport._reader (agentp2p/protocol/swim/transport.py:399);_HeardStream.read (agentp2p/network/inbound.py:79)"
@@ -36,3 +33,17 @@ def test_no_file_and_no_py_spy_give_empty_results(tmp_path: Path) -> None:
     spy.py_spy = None  # as on a machine without py-spy
     spy.start({"worker0": 1})
     assert spy.stop() == {}
+
+
+def test_a_recording_that_could_not_attach_says_why(tmp_path: Path) -> None:
+    """py-spy that fails at once (here: a stand-in that complains and
+    exits 1, as py-spy does when ptrace is refused) leaves no samples: the
+    result carries its exit code and last line, not just a quiet zero."""
+    fake = tmp_path / "py-spy"
+    fake.write_text("#!/bin/sh\necho 'Permission denied (os error 13)' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    spy = PySpy(tmp_path, "merge", py_spy=str(fake))
+    spy.start({"worker0": 1})
+    spy.procs[0][2].wait(10)  # it gave up before the window ended, as a refused attach does
+    r = spy.stop()["worker0"]
+    assert r["busy_samples"] == 0 and r["py_spy_rc"] == 1 and "Permission denied" in r["py_spy_said"]

@@ -25,7 +25,9 @@ def test_nodes_of_one_process_stall_together_and_the_schedule_is_seeded() -> Non
     assert a.blocked_until(2, begin) == end  # node 2 runs on process 0's loop
     other = StallModel(procs=2, stall_mean=0.5, run_mean=1.0, seed=4)
     assert first_stall(other, 1) != (begin, end)  # process 1 has its own
-    assert a.blocked_until(0, end) is None or a.blocked_until(0, end) > end  # over at its end
+    assert a.blocked_until(0, end) is None  # over at its end (the next one starts later)
+    blocks = StallModel(procs=2, stall_mean=0.5, run_mean=1.0, seed=4, process_of=[0, 0, 1, 1])
+    assert blocks.blocked_until(1, begin) == end  # node 1 is in process 0's block here
 
 
 def test_no_stall_outside_the_window() -> None:
@@ -40,13 +42,25 @@ def test_bad_parameters_are_refused() -> None:
         StallModel(procs=0, stall_mean=1.0, run_mean=1.0)
     with pytest.raises(ValueError):
         StallModel(procs=2, stall_mean=0.0, run_mean=1.0)
+    with pytest.raises(ValueError):
+        StallModel(procs=2, stall_mean=1.0, run_mean=1.0, process_of=[0, 2])
 
 
 def stalled_cluster(stalls: StallModel | None) -> tuple[SwimSimulation, Observer]:
     obs = Observer()
-    sim = SwimSimulation(30, seed=2, config=SwimConfig(), on_event=obs, stalls=stalls)
+    # The same schedule, read apart: no member acts inside its process's stall.
+    twin = StallModel(procs=2, stall_mean=1.5, run_mean=1.5, start=10.0, end=30.0, seed=2) if stalls else None
+    acted_stalled = []
+
+    def hook(now: float, member: int, ev: object) -> None:
+        if twin is not None and (end := twin.blocked_until(member, now)) is not None and end > now:
+            acted_stalled.append((now, member))
+        obs(now, member, ev)  # type: ignore[arg-type]
+
+    sim = SwimSimulation(30, seed=2, config=SwimConfig(), on_event=hook, stalls=stalls)
     obs.sim = sim
     sim.run_until(60.0)
+    assert acted_stalled == []
     return sim, obs
 
 
