@@ -99,7 +99,8 @@ def _counters(devnet: Any) -> Counters:
 def _delta(before: Counters, after: Counters) -> dict[str, Any]:
     """What each counter added between two reads, summed over the nodes
     present in both (a killed node's are not a drop), unchanged ones left
-    out: what SWIM did while a failure, split or merge was being seen.
+    out: what SWIM and the node's connections did while a failure, split
+    or merge was being seen.
     ``partial``: a worker did not answer one of the reads."""
     (b, b_whole), (a, a_whole) = before, after
     out: dict[str, Any] = {}
@@ -361,6 +362,14 @@ def _report(r: dict[str, Any]) -> None:
               f"{p['find_b'].get('expected')}; merged {sec(m.get('seconds'))} after the heal"
               f"{'' if m.get('ok') else ' (NOT within the wait)'}; next publish {p['publish_after'].get('delivered')}/"
               f"{p['publish_after'].get('expected')}")
+        c = m.get("swim_counters") or {}
+        if "dialer_dials" in c or "transport_dials" in c:
+            print(f"  merge window: {c.get('dialer_dials', 0)} connections dialed ({c.get('dialer_failures', 0)} failed), "
+                  f"{c.get('inbound_accepted', 0)} let in; SWIM opened {c.get('transport_dials', 0)} streams "
+                  f"({c.get('transport_dials_unconnected', 0)} needing a connection, {c.get('transport_dial_failures', 0)} "
+                  f"failed, {c.get('transport_dial_timeouts', 0)} of them timed out), "
+                  f"{c.get('transport_dropped_write', 0)} writes dropped ({c.get('transport_write_timeouts', 0)} timed out)"
+                  f"{' (a worker did not answer: partial)' if c.get('partial') else ''}")
     for window, workers in r.get("profile", {}).items():
         for name, prof in workers.items():
             if "work" not in prof:

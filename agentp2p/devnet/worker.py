@@ -304,9 +304,11 @@ class Worker:
     async def _op_stats(self, req: dict[str, Any]) -> dict[str, Any]:
         """Per node: mesh size on the topic, connections, routing table, deliveries;
         with ``observer``: that node's SWIM view too (if it is here); with
-        ``counters``: its SWIM core's counters (suspicions, refutations...)
-        and its transport's (``transport_`` + name: frames, stream opens,
-        drops), which the ``stats`` command sums over the network."""
+        ``counters``: its SWIM core's counters (suspicions, refutations...),
+        its transport's (``transport_`` + name: frames, stream opens, drops)
+        and its node's new connections (``dialer_`` + name: dials out;
+        ``inbound_`` + name: connections in), which the ``stats`` command
+        sums over the network."""
         counters = bool(req.get("counters"))
         nodes = []
         for slot in self.slots.values():
@@ -321,11 +323,13 @@ class Worker:
                              mesh_low=node.config.pubsub.degree_low)  # fmt: skip
                 swim = node.services.get("swim") if counters else None
                 if swim is not None:
-                    # The core's, and its transport's (prefixed): how many
-                    # frames, stream opens and drops a window cost.
+                    # The core's, its transport's and the node's connections
+                    # (prefixed): how many frames, stream opens, drops and
+                    # new connections a window cost.
                     entry["swim_counters"] = {
                         **swim.core_stats(),  # type: ignore[attr-defined]
                         **{f"transport_{k}": v for k, v in swim.transport_stats().items()},  # type: ignore[attr-defined]
+                        **_connection_counters(node),
                     }
             nodes.append(entry)
         reply: dict[str, Any] = {"nodes": nodes}
@@ -405,6 +409,20 @@ class Worker:
             "dht": {k: stats.get("dht", {}).get(k) for k in ("values", "provider_records", "quota_hits", "queries")},
             "uptime_s": round(stats.get("uptime_s", 0.0), 1),
         }  # fmt: skip
+
+
+def _connection_counters(node: Any) -> dict[str, int]:
+    """The node's new connections so far: dialed out (``dialer_dials``,
+    ``_successes``, ``_failures``) and let in (``inbound_accepted``,
+    ``inbound_failed`` handshakes, ``inbound_timed_out``)."""
+    from agentp2p.network.inbound import inbound_gate
+
+    dialer = node.dialer.stats
+    out = {"dialer_dials": dialer.dials, "dialer_successes": dialer.successes, "dialer_failures": dialer.failures}
+    gate = inbound_gate(node.host)
+    if gate is not None:
+        out.update({f"inbound_{k}": int(gate.stats[k]) for k in ("accepted", "failed", "timed_out")})
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:

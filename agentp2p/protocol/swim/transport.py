@@ -94,12 +94,15 @@ class TransportStats:
     bytes_in: int = 0
     dropped_queue_full: int = 0  # send() found the peer's queue full
     dropped_dial: int = 0  # frames lost because the dial/stream open failed
-    dropped_write: int = 0  # write failed or timed out
+    dropped_write: int = 0  # write failed or timed out ...
+    write_timeouts: int = 0  # ... of which timed out (the rest: the stream broke under it)
     dropped_not_running: int = 0  # frames before start / after stop
     dropped_fault_out: int = 0  # test hook: blocked outbound
     dropped_fault_in: int = 0  # test hook: blocked inbound
-    dials: int = 0  # stream opens attempted
-    dial_failures: int = 0
+    dials: int = 0  # stream opens attempted ...
+    dials_unconnected: int = 0  # ... of which needed a new connection (none was open as it began)
+    dial_failures: int = 0  # ... that failed ...
+    dial_timeouts: int = 0  # ... of which ran out of dial_timeout (the rest were refused or broke)
     inbound_streams: int = 0
     inbound_refused: int = 0  # a peer over its stream limit
     bad_streams: int = 0  # inbound streams reset for broken framing
@@ -296,12 +299,17 @@ class SwimTransport:
         cannot reach at them is what the protocol is there to detect.
         """
         self.stats.dials += 1
+        if not self._dialer.is_connected(pid):
+            self.stats.dials_unconnected += 1
+        began = trio.current_time()
         try:
             return await self._dialer.open_stream(
                 pid, [PROTOCOL_ID], addrs=addrs, timeout=self.dial_timeout, dial=dial, lookup=False
             )
         except Exception as exc:  # noqa: BLE001 - a lost datagram, counted
             self.stats.dial_failures += 1
+            if trio.current_time() - began >= self.dial_timeout:  # the dialer's own bound is this one
+                self.stats.dial_timeouts += 1
             log.debug("swim: cannot open a stream to %s: %r", pid, exc)
             return None
 
@@ -309,6 +317,9 @@ class SwimTransport:
         try:
             with trio.fail_after(self.write_timeout):
                 await stream.write(data)
+        except trio.TooSlowError:
+            self.stats.write_timeouts += 1  # dropped_write: counted by the caller
+            return False
         except Exception:  # noqa: BLE001 - counted by the caller
             return False
         self.stats.frames_out += 1
