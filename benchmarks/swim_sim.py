@@ -156,8 +156,9 @@ def stalled_merge(n: int, seed: int, cfg: SwimConfig, procs: int, stall: float, 
     stopped, Exp(``run``) s running) from the heal for ``window`` s, as a
     CPU-starved worker's does in the merge storm. The members are in
     contiguous blocks per process, and the cut is between the first half
-    and the rest, as in the devnet (with 2 workers: between them), for 20 s. The merge is done when every view is whole for good: the
-    last time the observer's non-alive views went to zero, ``window`` + 30 s
+    and the rest, as in the devnet (with 2 workers: between them), for
+    20 s. The merge is done when every view is whole for good: the last
+    time the observer's non-alive views went to zero, ``window`` + 30 s
     after the heal at the latest (inf if they never did)."""
     obs = Observer()
     heal = 25.0

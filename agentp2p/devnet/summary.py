@@ -61,12 +61,20 @@ class Summary:
     probe: ProbeResult | None = None
     #: Workers that did not answer in time (busy, or gone).
     silent_workers: list[int] = field(default_factory=list)
-    #: SWIM's counters summed over the running nodes (the ``stats`` command
-    #: only): how many suspicions, refutations, spared probes... so far.
-    swim_counters: dict[str, int] = field(default_factory=dict)
-    #: ... and per running node (by index), so that a window's growth can be
-    #: taken over the nodes running at both of its ends.
+    #: SWIM's counters (and the node's new connections) per running node,
+    #: by index (the ``stats`` command only): how many suspicions,
+    #: refutations, spared probes... so far; per node, so that a window's
+    #: growth can be taken over the nodes running at both of its ends.
     swim_counters_by_node: dict[int, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def swim_counters(self) -> dict[str, int]:
+        """The same, summed over the running nodes."""
+        total: dict[str, int] = {}
+        for node in self.swim_counters_by_node.values():
+            for k, v in node.items():
+                total[k] = total.get(k, 0) + v
+        return total
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -75,9 +83,10 @@ class Summary:
                                                     "max": self.mesh[2]}  # fmt: skip
         if self.msgs_per_s is not None:
             d["msgs_per_s"] = round(self.msgs_per_s, 1)
-        for key in ("swim_counters", "swim_counters_by_node"):
-            if not d[key]:
-                del d[key]  # asked for by ``stats`` only
+        if d["swim_counters_by_node"]:
+            d["swim_counters"] = self.swim_counters
+        else:
+            del d["swim_counters_by_node"]  # asked for by ``stats`` only
         return d
 
     def text(self) -> str:
@@ -172,13 +181,8 @@ def summarize(
     meshes = [int(s["mesh"]) for s in running if "mesh" in s]
     mesh = (min(meshes), sum(meshes) / len(meshes), max(meshes)) if meshes else None
     published = sum(1 for s in running if s.get("published"))
-    counters: dict[str, int] = {}
-    by_node: dict[int, dict[str, int]] = {}
-    for s in running:
-        if "swim_counters" in s:
-            by_node[int(s["index"])] = node = {k: int(v) for k, v in s["swim_counters"].items()}
-            for k, v in node.items():
-                counters[k] = counters.get(k, 0) + v
+    by_node = {int(s["index"]): {k: int(v) for k, v in s["swim_counters"].items()}
+               for s in running if "swim_counters" in s}  # fmt: skip
     swim: dict[str, int] = {}
     if view is not None:
         unknown = len(set(running_expected) - set(view))
@@ -186,5 +190,5 @@ def summarize(
     return Summary(
         t=t, nodes=nodes, running=len(running), paused=len(paused), killed=killed, failed=failed,
         observer=observer, swim=swim, mesh=mesh, published=published, msgs_per_s=msgs_per_s, probe=probe,
-        silent_workers=silent_workers, swim_counters=counters, swim_counters_by_node=by_node,
+        silent_workers=silent_workers, swim_counters_by_node=by_node,
     )  # fmt: skip

@@ -12,10 +12,10 @@ does: node ``i`` shares the loop of process ``process_of[i]`` (by default
 process alternates between running for ``Exp(run_mean)`` s and stalling for
 ``Exp(stall_mean)`` s, stalls starting between ``start`` and ``end`` (the
 last may run past ``end``). What fell due in a stall is handled at its end,
-in the order it fell due. (Letting the timers go
-first, as a real loop's do, since a frame needs several scheduler hops to
-reach the core, changed no count that mattered in a trial: left out.)
-Seeded: the same schedule on every run.
+in the order it fell due. (Letting the timers go first, as a real loop's
+do, since a frame needs several scheduler hops to reach the core, changed
+no count that mattered in a trial: left out.) Seeded: the same schedule on
+every run.
 """
 
 from __future__ import annotations

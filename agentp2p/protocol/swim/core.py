@@ -201,8 +201,8 @@ class SwimStats:
 
 
 class _Probe:
-    __slots__ = ("target", "seq", "timeout_at", "acked", "helpers", "nacks", "closed", "lost", "silent", "waited",
-                 "prior", "raised")
+    __slots__ = ("target", "seq", "timeout_at", "acked", "helpers", "nacks", "closed", "lost", "silent", "prior",
+                 "raised")
 
     def __init__(self, target: PeerId, seq: int, timeout_at: float) -> None:
         self.target = target
@@ -214,9 +214,13 @@ class _Probe:
         self.closed = False  # the target closed its connection in order while we waited (close_grace)
         self.lost = False  # a connection to the target was lost (no goodbye) just before or during the probe: no grace
         self.silent = False  # its helpers were all silent at its period's end (awareness counted then)
-        self.waited = False  # ... and we were healthy until then (awareness 0): one more period for late Nacks
         self.prior = 0  # ... our awareness before the silence raised it
         self.raised = 0  # ... and right after
+
+    @property
+    def waited(self) -> bool:
+        """Silent, and we were healthy until then (awareness 0): one more period for late Nacks."""
+        return self.silent and self.prior == 0
 
 
 class _Indirect:
@@ -926,7 +930,6 @@ class SwimCore:
         probe, self._probe = self._probe, None
         if probe is None or probe.acked:
             return
-        wait = False
         if self._silent(probe):
             # Lifeguard at the period's end, as for any failed probe: not one
             # helper Nacked, so we may be the slow one. If we were healthy
@@ -938,10 +941,9 @@ class SwimCore:
             # failed probe (a 50-node network sharing its cores: a merge held
             # for 21 s by them in one run of two, 3.5-6.5 s in three without).
             probe.prior = self.awareness.score
-            wait = probe.prior == 0
             self.awareness.apply(len(probe.helpers))
-            probe.silent, probe.waited, probe.raised = True, wait, self.awareness.score
-            if wait:
+            probe.silent, probe.raised = True, self.awareness.score
+            if probe.waited:
                 self.stats.waited_nacks += 1
         if probe.closed and not probe.lost:
             # The target closed its connection in order a moment ago, so its
@@ -951,7 +953,7 @@ class SwimCore:
             self.stats.graced += 1
             self._late = probe
             return
-        if wait:
+        if probe.waited:
             self._late = probe
             return
         self._conclude(probe, out)

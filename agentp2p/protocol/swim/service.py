@@ -356,7 +356,7 @@ class SwimService:
             if isinstance(a, Send):
                 kind = type(a.message.body).__name__
                 self._sent[kind] = self._sent.get(kind, 0) + 1
-                transport.send(a.to, encode(a.message), a.addrs, a.dial)
+                transport.send(a.to, encode(a.message), a.addrs, a.dial, kind)
             elif isinstance(a, ConnectAhead):
                 transport.prepare(a.to, a.addrs)
             elif isinstance(a, MemberEvent):
@@ -663,8 +663,13 @@ class SwimService:
 
     def transport_stats(self) -> dict[str, int]:
         """The transport's counters alone (``stats()["transport"]``): frames,
-        stream opens and what was dropped, cheap to read like ``core_stats``."""
-        return asdict(self._transport.stats) if self._transport is not None else {}
+        stream opens and what was dropped, cheap to read like ``core_stats``;
+        with ``dials_for_`` + kind: the opens that needed a new connection,
+        by the kind of frame (or ConnectAhead) that asked for them."""
+        transport = self._transport
+        if transport is None:
+            return {}
+        return {**asdict(transport.stats), **{f"dials_for_{k}": v for k, v in transport.dials_for.items()}}
 
     def stats(self) -> dict[str, Any]:
         core, transport = self._core, self._transport
@@ -676,8 +681,8 @@ class SwimService:
             "incarnation": self.incarnation,
             "awareness": core.awareness.score if core is not None else 0,
             "members": counts,
-            "core": asdict(core.stats) if core is not None else {},
-            "transport": asdict(transport.stats) if transport is not None else {},
+            "core": self.core_stats(),
+            "transport": self.transport_stats(),
             "admission": core.admission_stats() if core is not None else {},
             "rejections_not_logged": self._reject_log.suppressed,
             "sent": dict(self._sent),

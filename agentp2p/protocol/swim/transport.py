@@ -111,7 +111,11 @@ class TransportStats:
     dropped_no_stream: int = 0  # frames not worth a dial (gossip) with no SWIM stream open to the peer
 
 
-_Item = tuple[bytes, tuple[bytes, ...], float, bool]
+_Item = tuple[bytes, tuple[bytes, ...], float, bool, str]
+
+#: The most distinct ``kind`` labels counted in ``dials_for`` (the core has
+#: about ten message kinds; anything past this bound is not counted).
+MAX_KINDS = 32
 
 
 class _Link:
@@ -121,7 +125,7 @@ class _Link:
     __slots__ = ("send", "recv", "streams", "writing")
 
     def __init__(self, capacity: int) -> None:
-        #: (frame, address hints, not before, may dial): see SwimTransport.send.
+        #: (frame, address hints, not before, may dial, kind): see SwimTransport.send.
         self.send, self.recv = trio.open_memory_channel[_Item](capacity)
         self.streams: list[Any] = []
         self.writing = False
@@ -156,6 +160,9 @@ class SwimTransport:
         self.idle_timeout = idle_timeout
         self.max_streams_per_peer = max_streams_per_peer
         self.stats = TransportStats()
+        #: Stream opens that needed a new connection, by the ``kind`` of the
+        #: frame that asked for them (what reconnects a healed partition).
+        self.dials_for: dict[str, int] = {}
         self.fault: FaultInjection | None = None
         self._links: dict[bytes, _Link] = {}
         self._nursery: trio.Nursery | None = None
@@ -163,9 +170,10 @@ class SwimTransport:
 
     # ---------------------------------------------------------------- outbound
 
-    def send(self, peer: bytes, frame: bytes, addrs: Iterable[bytes] = (), dial: bool = True) -> bool:
+    def send(self, peer: bytes, frame: bytes, addrs: Iterable[bytes] = (), dial: bool = True, kind: str = "") -> bool:
         """Queue ``frame`` for ``peer``; never blocks. False if it was dropped.
-        With ``dial`` False it goes only over a SWIM stream already open."""
+        With ``dial`` False it goes only over a SWIM stream already open.
+        ``kind`` (the message's, say) labels the dial it may cost in ``dials_for``."""
         fault = self.fault
         if fault is not None and fault.blocks(peer):
             self.stats.dropped_fault_out += 1
@@ -180,7 +188,7 @@ class SwimTransport:
                 self.stats.dropped_no_stream += 1
                 return False
         not_before = trio.current_time() + (fault.delay if fault is not None else 0.0)
-        if not self._enqueue(nursery, peer, (length_prefixed(frame), tuple(addrs), not_before, dial)):
+        if not self._enqueue(nursery, peer, (length_prefixed(frame), tuple(addrs), not_before, dial, kind)):
             self.stats.dropped_queue_full += 1
             return False
         return True
@@ -196,7 +204,7 @@ class SwimTransport:
         link = self._links.get(peer)
         if link is not None and link.streams:
             return True
-        if not self._enqueue(nursery, peer, (b"", tuple(addrs), 0.0, True)):  # empty: open the stream, write nothing
+        if not self._enqueue(nursery, peer, (b"", tuple(addrs), 0.0, True, "ConnectAhead")):  # empty: open the stream, write nothing
             return False
         self.stats.prepared += 1
         return True
@@ -248,14 +256,14 @@ class SwimTransport:
                         item = link.recv.receive_nowait()
                     except trio.WouldBlock:
                         return
-                data, addrs, not_before, dial = item
+                data, addrs, not_before, dial, kind = item
                 if not_before > trio.current_time():
                     await trio.sleep_until(not_before)
                 if not link.streams and not dial:
                     self.stats.dropped_no_stream += 1  # its stream closed while it waited
                     continue
                 if not link.streams:
-                    stream = await self._open(pid, addrs)
+                    stream = await self._open(pid, addrs, kind=kind)
                     if stream is None:
                         self.stats.dropped_dial += (1 if data else 0) + self._drain(link)
                         continue
@@ -286,12 +294,12 @@ class SwimTransport:
         n = 0
         while True:
             try:
-                data, _addrs, _at, _dial = link.recv.receive_nowait()
+                data, _addrs, _at, _dial, _kind = link.recv.receive_nowait()
             except trio.WouldBlock:
                 return n
             n += 1 if data else 0
 
-    async def _open(self, pid: ID, addrs: tuple[bytes, ...], *, dial: bool = True) -> Any:
+    async def _open(self, pid: ID, addrs: tuple[bytes, ...], *, dial: bool = True, kind: str = "") -> Any:
         """A new stream to ``pid``, or None (a lost datagram, counted).
 
         Through the node's one dialer, with the core's address hints. No DHT
@@ -301,6 +309,8 @@ class SwimTransport:
         self.stats.dials += 1
         if not self._dialer.is_connected(pid):
             self.stats.dials_unconnected += 1
+            if kind in self.dials_for or len(self.dials_for) < MAX_KINDS:
+                self.dials_for[kind] = self.dials_for.get(kind, 0) + 1
         began = trio.current_time()
         try:
             return await self._dialer.open_stream(

@@ -28,10 +28,11 @@ GHOST = b"\x00\x24\x08\x01\x12\x20" + bytes(32)  # a well-formed peer ID nobody 
 async def test_an_open_refused_at_once_is_a_failure_not_a_timeout() -> None:
     async with Node(local_config(swim=False)) as a:
         async with running_transport(a, dial_timeout=5.0) as transport:
-            assert transport.send(GHOST, b"ping", (b"\x04\x7f\x00\x00\x01\x06\x00\x01",))  # 127.0.0.1:1
+            assert transport.send(GHOST, b"ping", (b"\x04\x7f\x00\x00\x01\x06\x00\x01",), kind="Ping")  # 127.0.0.1:1
             await wait_until(lambda: transport.stats.dial_failures == 1, what="the dial to fail")
             st = transport.stats
             assert (st.dials, st.dials_unconnected, st.dial_timeouts, st.dropped_dial) == (1, 1, 0, 1)
+            assert transport.dials_for == {"Ping": 1}  # what asked for the new connection
 
 
 async def test_an_open_that_hangs_is_counted_as_a_timeout() -> None:
@@ -41,10 +42,11 @@ async def test_an_open_that_hangs_is_counted_as_a_timeout() -> None:
         port = listeners[0].socket.getsockname()[1]
         addr = Multiaddr(f"/ip4/127.0.0.1/tcp/{port}").to_bytes()
         async with running_transport(a, dial_timeout=0.5) as transport:
-            assert transport.send(GHOST, b"ping", (addr,))
+            assert transport.prepare(GHOST, (addr,))
             await wait_until(lambda: transport.stats.dial_failures == 1, what="the dial to time out")
             st = transport.stats
-            assert (st.dials, st.dials_unconnected, st.dial_timeouts, st.dropped_dial) == (1, 1, 1, 1)
+            assert (st.dials, st.dials_unconnected, st.dial_timeouts, st.dropped_dial) == (1, 1, 1, 0)
+            assert transport.dials_for == {"ConnectAhead": 1}
         nursery.cancel_scope.cancel()
 
 
@@ -63,11 +65,11 @@ async def test_a_write_the_peer_never_reads_is_counted_as_a_timeout_and_an_open_
             # Yamux's window (256 KiB) fills and the writes wait for a
             # window update that never comes.
             for _ in range(8):
-                assert transport.send(peer, bytes(60_000))
+                assert transport.send(peer, bytes(60_000), kind="PushPull")
             await wait_until(lambda: transport.stats.dropped_write >= 1, what="a write to time out")
             st = transport.stats
             assert st.write_timeouts == st.dropped_write >= 1
             # The timed-out stream was reset, so the next frame opens another
             # (the connection stays): a dial that needs no new connection.
-            assert st.dials >= 1 and (st.dials_unconnected, st.dial_failures) == (0, 0)
+            assert st.dials >= 1 and (st.dials_unconnected, st.dial_failures) == (0, 0) and transport.dials_for == {}
             assert accepted
