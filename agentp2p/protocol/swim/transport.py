@@ -21,12 +21,17 @@ refutation). So this transport never makes the core wait:
   to send, a writer task; :meth:`send` only enqueues
   (never awaits) and counts a drop when the queue is full. The task dials when
   needed — using the address hints from the core (``Send.addrs``), for at most
-  ``dial_timeout`` while later frames queue behind it — and writes with
+  ``dial_timeout`` while later frames queue behind it — and writes within
   ``write_timeout``. :meth:`prepare` (the core's ConnectAhead) queues an
   empty item: the writer opens the stream a period before the probe that
   will use it, and writes nothing. A failed dial drops the frame
-  and whatever queued behind it; a failed or stuck write resets the stream,
-  and the next frame uses another stream or opens one. Idle writers end after
+  and whatever queued behind it; a failed or stuck write resets the stream
+  (a write cut short may have left half a frame on it), and the next frame
+  uses another stream or opens one. So ``write_timeout`` is for a stuck
+  stream (a peer that stopped reading), not a late frame: in a starved
+  process a write waits for the scheduler, and a stream reset for that
+  costs a new stream at both ends just when CPU is short (the service's
+  default is long: see SwimService). Idle writers end after
   ``idle_timeout``; streams stay until either side closes them.
 * **Inbound.** Every stream has a reader that hands each frame, with the
   *authenticated* remote peer ID from the connection (never from the frame),

@@ -1,4 +1,4 @@
-"""What the SWIM transport's counters tell apart, over real sockets.
+"""What the SWIM transport's counters tell apart, and its write bound, over real sockets.
 
 A lost frame has several causes, and the devnet's merge windows are read
 through these counters (benchmarks/devnet_scale.py): a stream open that
@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from functools import partial
 
+import pytest
 import trio
 from multiaddr import Multiaddr
 
+from agentp2p.network.framing import length_prefixed
 from agentp2p.node import Node
+from agentp2p.protocol.swim import SwimConfig
+from agentp2p.protocol.swim.service import SwimService
 from agentp2p.protocol.swim.wire import PROTOCOL_ID
 from agentp2p.testing import local_config, wait_until
 from tests.protocol.swim.swimreal import running_transport
@@ -73,3 +77,51 @@ async def test_a_write_the_peer_never_reads_is_counted_as_a_timeout_and_an_open_
             # (the connection stays): a dial that needs no new connection.
             assert st.dials >= 1 and (st.dials_unconnected, st.dial_failures) == (0, 0) and transport.dials_for == {}
             assert accepted
+
+
+@pytest.mark.parametrize("bound", ["service default", "one period (before)"])
+async def test_a_write_held_up_longer_than_a_period_keeps_its_stream_with_the_services_default(bound: str) -> None:
+    """The service's write bound is for a stuck stream, not a late frame. A
+    peer that reads nothing for 1.5 s (a starved process), with 360 kB
+    queued for it (past Yamux's 256 KiB window, so our writes wait for it):
+    with the default, every frame arrives on the one stream; with one
+    period, as before, the held-up write times out, its stream is reset and
+    the next frame opens another (what a starved devnet paid 895 times in
+    one merge)."""
+    received = bytearray()
+    streams = 0
+
+    async def slow_reader(stream: object) -> None:
+        nonlocal streams
+        streams += 1
+        await trio.sleep(1.5)  # the peer's stall (behaviour under test, not a synchronisation)
+        while True:
+            try:
+                data = await stream.read(65536)  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001 - reset by the writer
+                return
+            if not data:
+                return
+            received.extend(data)
+
+    default = SwimService()._write_timeout
+    assert default >= 10 * SwimConfig().probe_interval
+    write_timeout = default if bound == "service default" else SwimConfig().probe_interval
+    async with Node(local_config(swim=False)) as a, Node(local_config(swim=False)) as b:
+        b.set_stream_handler(PROTOCOL_ID, slow_reader)
+        await a.connect(b.addrs[0])
+        async with running_transport(a, write_timeout=write_timeout) as transport:
+            peer = b.peer_id.to_bytes()
+            frames = [bytes([i + 1]) * 60_000 for i in range(6)]
+            for frame in frames:
+                assert transport.send(peer, frame, kind="PushPull")
+            st = transport.stats
+            if bound == "service default":
+                want = b"".join(length_prefixed(f) for f in frames)
+                await wait_until(lambda: len(received) >= len(want), timeout=20, what="every frame")
+                assert bytes(received) == want
+                assert (st.dropped_write, st.write_timeouts, st.dials, streams) == (0, 0, 1, 1)
+            else:
+                await wait_until(lambda: st.write_timeouts >= 1 and streams >= 2, timeout=20,
+                                 what="a timed-out write and a second stream")
+                assert st.dropped_write >= 1 and st.dials >= 2
