@@ -32,6 +32,11 @@ class DialError(AgentP2PError):
     """A peer could not be reached."""
 
 
+class DialTimeout(DialError):
+    """A dial or stream open ran out of its time (the peer may be slow, not
+    gone): counted apart from refusals by those who retry (SWIM's transport)."""
+
+
 class Forbidden(AgentP2PError):
     """A policy forbids the action: this node's (deny or allow list, penalty
     box, authorization rules) or the peer's (its rules refused our message).

@@ -364,11 +364,11 @@ def _report(r: dict[str, Any]) -> None:
               f"{p['publish_after'].get('expected')}")
         c = m.get("swim_counters") or {}
         if "dialer_dials" in c or "transport_dials" in c:
-            print(f"  merge window: {c.get('dialer_dials', 0)} connections dialed ({c.get('dialer_failures', 0)} failed), "
+            print(f"  merge window: {c.get('dialer_dials', 0)} dial attempts ({c.get('dialer_failures', 0)} failed), "
                   f"{c.get('inbound_accepted', 0)} let in; SWIM opened {c.get('transport_dials', 0)} streams "
                   f"({c.get('transport_dials_unconnected', 0)} needing a connection, {c.get('transport_dial_failures', 0)} "
                   f"failed, {c.get('transport_dial_timeouts', 0)} of them timed out), "
-                  f"{c.get('transport_dropped_write', 0)} writes dropped ({c.get('transport_write_timeouts', 0)} timed out)"
+                  f"{c.get('transport_dropped_write', 0)} writes dropped, {c.get('transport_write_timeouts', 0)} timed out"
                   f"{' (a worker did not answer: partial)' if c.get('partial') else ''}")
             asked = sorted(((v, k[len("transport_dials_for_"):] or "?") for k, v in c.items()
                             if k.startswith("transport_dials_for_")), reverse=True)  # fmt: skip

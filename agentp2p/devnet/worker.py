@@ -412,8 +412,8 @@ class Worker:
 
 
 def _connection_counters(node: Any) -> dict[str, int]:
-    """The node's new connections so far: dialed out (``dialer_dials``,
-    ``_successes``, ``_failures``) and let in (``inbound_accepted``,
+    """The node's new connections so far: dial attempts out (``dialer_dials``,
+    ``_successes``, ``_failures``) and connections let in (``inbound_accepted``,
     ``inbound_failed`` handshakes, ``inbound_timed_out``)."""
     from agentp2p.network.inbound import inbound_gate
 

@@ -35,7 +35,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from multiaddr import Multiaddr
 
-from agentp2p.errors import DialError, PeerRefused
+from agentp2p.errors import DialError, DialTimeout, PeerRefused
 from agentp2p.network.multistream import LazyStream, negotiation, wait_accepted
 
 log = logging.getLogger("agentp2p.dialer")
@@ -199,7 +199,7 @@ class Dialer:
                 if confirm:
                     await self._confirmed(peer)
         except trio.TooSlowError:
-            raise DialError(f"dial {peer} timed out after {limit:g}s") from None
+            raise DialTimeout(f"dial {peer} timed out after {limit:g}s") from None
 
     async def _drop_refused(self, peer: ID) -> None:
         """Close connections the peer refused after the handshake that are
@@ -382,7 +382,7 @@ class Dialer:
                     return LazyStream(stream, protocols[0])
                 return await self._host.new_stream(peer, [TProtocol(p) for p in protocols])
         except trio.TooSlowError:
-            raise DialError(f"opening {'/'.join(protocols)} to {peer} timed out after {limit:g}s") from None
+            raise DialTimeout(f"opening {'/'.join(protocols)} to {peer} timed out after {limit:g}s") from None
         except DialError:
             raise
         except Exception as exc:  # noqa: BLE001 — negotiation or a dead connection

@@ -487,8 +487,9 @@ class SwimService:
             self._stop_announced = True
 
     async def _announce_leave_now(self) -> None:
-        """Tell every live member directly that we left, in parallel (dialing
-        the ones we are not connected to), within the caller's time bound.
+        """Tell every live member directly that we left, in parallel (over
+        the connections we hold: a stopping node dials no one; gossip and
+        the others' probes tell the rest), within the caller's time bound.
         Used when stopping without leave() — no time for gossip — and at the
         end of leave(), because gossip alone can miss a member of a small group:
         with N < 9 each update is piggybacked only 4 times per member, and in

@@ -60,6 +60,7 @@ import trio
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
 
+from agentp2p.errors import DialTimeout
 from agentp2p.network.framing import FrameError, FrameReader, encode_varint, length_prefixed
 from agentp2p.network.ratelimit import PeerRateLimiter
 
@@ -99,15 +100,15 @@ class TransportStats:
     bytes_in: int = 0
     dropped_queue_full: int = 0  # send() found the peer's queue full
     dropped_dial: int = 0  # frames lost because the dial/stream open failed
-    dropped_write: int = 0  # write failed or timed out ...
-    write_timeouts: int = 0  # ... of which timed out (the rest: the stream broke under it)
+    dropped_write: int = 0  # write failed or timed out
+    write_timeouts: int = 0  # writes that ran out of write_timeout (the writer's are among dropped_write)
     dropped_not_running: int = 0  # frames before start / after stop
     dropped_fault_out: int = 0  # test hook: blocked outbound
     dropped_fault_in: int = 0  # test hook: blocked inbound
     dials: int = 0  # stream opens attempted ...
     dials_unconnected: int = 0  # ... of which needed a new connection (none was open as it began)
     dial_failures: int = 0  # ... that failed ...
-    dial_timeouts: int = 0  # ... of which ran out of dial_timeout (the rest were refused or broke)
+    dial_timeouts: int = 0  # ... of which ran out of time (DialTimeout; the rest were refused or broke)
     inbound_streams: int = 0
     inbound_refused: int = 0  # a peer over its stream limit
     bad_streams: int = 0  # inbound streams reset for broken framing
@@ -175,7 +176,9 @@ class SwimTransport:
 
     # ---------------------------------------------------------------- outbound
 
-    def send(self, peer: bytes, frame: bytes, addrs: Iterable[bytes] = (), dial: bool = True, kind: str = "") -> bool:
+    def send(
+        self, peer: bytes, frame: bytes, addrs: Iterable[bytes] = (), dial: bool = True, kind: str = ""
+    ) -> bool:
         """Queue ``frame`` for ``peer``; never blocks. False if it was dropped.
         With ``dial`` False it goes only over a SWIM stream already open.
         ``kind`` (the message's, say) labels the dial it may cost in ``dials_for``."""
@@ -312,18 +315,17 @@ class SwimTransport:
         cannot reach at them is what the protocol is there to detect.
         """
         self.stats.dials += 1
-        if not self._dialer.is_connected(pid):
+        if dial and not self._dialer.is_connected(pid):
             self.stats.dials_unconnected += 1
             if kind in self.dials_for or len(self.dials_for) < MAX_KINDS:
                 self.dials_for[kind] = self.dials_for.get(kind, 0) + 1
-        began = trio.current_time()
         try:
             return await self._dialer.open_stream(
                 pid, [PROTOCOL_ID], addrs=addrs, timeout=self.dial_timeout, dial=dial, lookup=False
             )
         except Exception as exc:  # noqa: BLE001 - a lost datagram, counted
             self.stats.dial_failures += 1
-            if trio.current_time() - began >= self.dial_timeout:  # the dialer's own bound is this one
+            if isinstance(exc, DialTimeout):
                 self.stats.dial_timeouts += 1
             log.debug("swim: cannot open a stream to %s: %r", pid, exc)
             return None
@@ -333,7 +335,7 @@ class SwimTransport:
             with trio.fail_after(self.write_timeout):
                 await stream.write(data)
         except trio.TooSlowError:
-            self.stats.write_timeouts += 1  # dropped_write: counted by the caller
+            self.stats.write_timeouts += 1  # the writer counts dropped_write too (send_now tries on)
             return False
         except Exception:  # noqa: BLE001 - counted by the caller
             return False
@@ -344,8 +346,8 @@ class SwimTransport:
     async def send_now(self, peer: bytes, frame: bytes, addrs: Iterable[bytes] = ()) -> bool:
         """Write one frame at once, bypassing the queue (to announce a leave
         while the node is stopping and the writer tasks are gone). Uses an
-        open stream with the peer if there is one, else opens one (dialing if
-        need be; the caller bounds the time)."""
+        open stream with the peer if there is one, else opens one over a
+        connection already open (no dial; the caller bounds the time)."""
         fault = self.fault
         if fault is not None and fault.blocks(peer):
             self.stats.dropped_fault_out += 1

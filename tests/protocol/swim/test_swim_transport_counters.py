@@ -1,4 +1,4 @@
-"""What the SWIM transport's counters tell apart, and its write bound, over real sockets.
+"""What the SWIM transport's counters tell apart, and its write bound (over real sockets but the last).
 
 A lost frame has several causes, and the devnet's merge windows are read
 through these counters (benchmarks/devnet_scale.py): a stream open that
@@ -12,15 +12,19 @@ from functools import partial
 
 import pytest
 import trio
+from libp2p.peer.id import ID
 from multiaddr import Multiaddr
 
+from agentp2p.errors import DialError, DialTimeout
 from agentp2p.network.framing import length_prefixed
 from agentp2p.node import Node
 from agentp2p.protocol.swim import SwimConfig
 from agentp2p.protocol.swim.service import SwimService
+from agentp2p.protocol.swim.transport import MAX_KINDS, SwimTransport
 from agentp2p.protocol.swim.wire import PROTOCOL_ID
 from agentp2p.testing import local_config, wait_until
 from tests.protocol.swim.swimreal import running_transport
+
 
 async def _silent(_stream: trio.SocketStream) -> None:
     await trio.sleep_forever()
@@ -70,12 +74,12 @@ async def test_a_write_the_peer_never_reads_is_counted_as_a_timeout_and_an_open_
             # window update that never comes.
             for _ in range(8):
                 assert transport.send(peer, bytes(60_000), kind="PushPull")
-            await wait_until(lambda: transport.stats.dropped_write >= 1, what="a write to time out")
             st = transport.stats
+            # The timed-out stream is reset, so the next frame opens another
+            # (the connection stays): a stream open that needs no new connection.
+            await wait_until(lambda: st.dropped_write >= 1 and st.dials >= 2, what="a write to time out, a new stream")
             assert st.write_timeouts == st.dropped_write >= 1
-            # The timed-out stream was reset, so the next frame opens another
-            # (the connection stays): a dial that needs no new connection.
-            assert st.dials >= 1 and (st.dials_unconnected, st.dial_failures) == (0, 0) and transport.dials_for == {}
+            assert (st.dials_unconnected, st.dial_failures) == (0, 0) and transport.dials_for == {}
             assert accepted
 
 
@@ -90,11 +94,15 @@ async def test_a_write_held_up_longer_than_a_period_keeps_its_stream_with_the_se
     one merge)."""
     received = bytearray()
     streams = 0
+    release = trio.Event()  # before: the reader waits until our write has timed out
 
     async def slow_reader(stream: object) -> None:
         nonlocal streams
         streams += 1
-        await trio.sleep(1.5)  # the peer's stall (behaviour under test, not a synchronisation)
+        if bound == "service default":
+            await trio.sleep(1.5)  # the peer's stall, over a period (behaviour under test, not a synchronisation)
+        else:
+            await release.wait()
         while True:
             try:
                 data = await stream.read(65536)  # type: ignore[attr-defined]
@@ -122,6 +130,42 @@ async def test_a_write_held_up_longer_than_a_period_keeps_its_stream_with_the_se
                 assert bytes(received) == want
                 assert (st.dropped_write, st.write_timeouts, st.dials, streams) == (0, 0, 1, 1)
             else:
-                await wait_until(lambda: st.write_timeouts >= 1 and streams >= 2, timeout=20,
-                                 what="a timed-out write and a second stream")
+                await wait_until(lambda: st.write_timeouts >= 1, timeout=20, what="a timed-out write")
+                release.set()
+                await wait_until(lambda: streams >= 2, timeout=20, what="a second stream")
                 assert st.dropped_write >= 1 and st.dials >= 2
+
+
+class _RefusingDialer:
+    """Connected to no one; every open runs out of time (``DialTimeout``) or is refused."""
+
+    def __init__(self, timeout: bool) -> None:
+        self.timeout = timeout
+
+    def is_connected(self, _peer: object) -> bool:
+        return False
+
+    async def open_stream(self, *_args: object, **_kwargs: object) -> object:
+        raise DialTimeout("timed out") if self.timeout else DialError("refused")
+
+
+async def test_opens_are_counted_by_kind_within_a_bound_and_timeouts_by_their_error() -> None:
+    transport = SwimTransport(_RefusingDialer(timeout=True), lambda _p, _f: None, dial_timeout=1, write_timeout=1)
+    pid = ID(GHOST)
+    for i in range(MAX_KINDS + 8):
+        assert await transport._open(pid, (), kind=f"Kind{i}") is None
+    await transport._open(pid, (), kind="Kind0")
+    await transport._open(pid, (), dial=False, kind="Leave")  # no dial allowed: needs no connection
+    st = transport.stats
+    assert (st.dials, st.dials_unconnected, st.dial_failures, st.dial_timeouts) == (MAX_KINDS + 10, MAX_KINDS + 9,
+                                                                                   MAX_KINDS + 10, MAX_KINDS + 10)
+    assert len(transport.dials_for) == MAX_KINDS and transport.dials_for["Kind0"] == 2  # later kinds not counted
+
+    refused = SwimTransport(_RefusingDialer(timeout=False), lambda _p, _f: None, dial_timeout=1, write_timeout=1)
+    await refused._open(pid, (), kind="Ping")
+    assert (refused.stats.dial_failures, refused.stats.dial_timeouts) == (1, 0)
+
+    service = SwimService()
+    service._transport = transport
+    exported = service.transport_stats()
+    assert exported["dials_for_Kind0"] == 2 and exported["dial_timeouts"] == MAX_KINDS + 10
