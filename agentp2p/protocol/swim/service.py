@@ -204,8 +204,9 @@ class SwimService:
         self.config = config or SwimConfig()
         self._rng = random.Random(seed)
         period = self.config.probe_interval
-        self._dial_timeout = dial_timeout if dial_timeout is not None else max(10.0, 10 * period)
-        self._write_timeout = write_timeout if write_timeout is not None else max(10.0, 10 * period)
+        long = max(10.0, 10 * period)  # both bounds: see the docstring
+        self._dial_timeout = dial_timeout if dial_timeout is not None else long
+        self._write_timeout = write_timeout if write_timeout is not None else long
         self._inbound_rate = inbound_rate if inbound_rate is not None else max(50.0, 20.0 / period)
         self._inbound_burst = inbound_burst
         self._log_interval = log_interval

@@ -212,7 +212,8 @@ class SwimTransport:
         link = self._links.get(peer)
         if link is not None and link.streams:
             return True
-        if not self._enqueue(nursery, peer, (b"", tuple(addrs), 0.0, True, "ConnectAhead")):  # empty: open the stream, write nothing
+        # Empty: open the stream, write nothing.
+        if not self._enqueue(nursery, peer, (b"", tuple(addrs), 0.0, True, "ConnectAhead")):
             return False
         self.stats.prepared += 1
         return True
