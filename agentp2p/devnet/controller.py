@@ -11,9 +11,10 @@ Life of a devnet:
 
 1. start the workers (``--procs``), each given a contiguous block of node
    indices (:mod:`agentp2p.devnet.layout`);
-2. grow: node 0 alone, then the other ``--seeds`` joining it, then every
-   worker starts its other nodes ``--concurrency`` at a time, each
-   bootstrapping from ``--bootstraps`` seeds picked at random (so the joins
+2. grow: node 0 alone, then the other ``--seeds``, then the other nodes,
+   each worker starting its own ``--concurrency`` at a time (and at most
+   ``--join-rate`` a second in all), each node bootstrapping from
+   ``--bootstraps`` seeds already up, picked at random (so the joins
    spread over the seeds); a progress line counts them; then wait (bounded)
    until every node's mesh on the topic has D_lo peers (``ready``);
 3. run: a summary every ``--interval`` seconds (:mod:`agentp2p.devnet.summary`),
@@ -308,13 +309,14 @@ class Devnet:
         if not await self._start_node(0, []):
             self.console.event("error", f"error: node 0 did not start: {self.failed.get(0)}", error=self.failed.get(0))
             return False
-        seeds = range(1, min(self.opts.seeds, self.opts.nodes))
-        async with trio.open_nursery() as nursery:  # the other seeds join node 0 (and each other)
-            for i in seeds:
-                nursery.start_soon(self._start_node, i, [0])
-        async with trio.open_nursery() as nursery:
-            for w in self.workers:
-                nursery.start_soon(self._grow_worker, w)
+        # The other seeds first, then everyone else; each node bootstraps from
+        # seeds already up, at the join rate. (The seeds once all joined node 0
+        # at once: with ``--seeds N`` that was every node, on one node, at full
+        # speed, whatever ``--join-rate`` said.)
+        for seeds in (True, False):
+            async with trio.open_nursery() as nursery:
+                for w in self.workers:
+                    nursery.start_soon(self._grow_worker, w, seeds)
         t = self._elapsed()
         self.console.progress(len(self.up), self.opts.nodes, len(self.failed), final=True)
         self.console.event(
@@ -357,11 +359,12 @@ class Devnet:
             self.console.event("ready", f"ready at {t:.1f}s: every node's mesh on {self.opts.topic!r} has D_lo peers; "
                                f"{records}", seconds=round(t, 2), published=published)  # fmt: skip
 
-    async def _grow_worker(self, worker: WorkerHandle) -> None:
+    async def _grow_worker(self, worker: WorkerHandle, seeds: bool) -> None:
+        """Start this worker's seeds (``seeds``) or its other nodes, node 0 aside."""
         slots = trio.Semaphore(max(1, self.opts.concurrency))
         async with trio.open_nursery() as nursery:
             for i in worker.nodes:
-                if i < self.opts.seeds:
+                if i == 0 or (i < self.opts.seeds) != seeds:
                     continue
                 await slots.acquire()
                 await self._join_turn()
@@ -668,6 +671,10 @@ class Devnet:
             reply = await self._worker(index).request("node", timeout=STATS_TIMEOUT, index=index)
             reply.pop("id", None)
             reply.pop("ok", None)
+            peers = reply.pop("peer_ids", None)
+            if peers is not None:  # devnet nodes by index, anything else by peer ID
+                reply["peers"] = sorted(self.index_of.get(p, p) for p in peers if p in self.index_of) + sorted(
+                    p for p in peers if p not in self.index_of)
             text = "\n".join(f"  {k}: {v}" for k, v in reply.items())
             self.console.result(cmd.line, True, f"node {index}:\n{text}", node=reply)
             return True

@@ -408,6 +408,15 @@ class Worker:
             "record_round_failures": slot.record.counters.round_failures,
             "dht": {k: stats.get("dht", {}).get(k) for k in ("values", "provider_records", "quota_hits", "queries")},
             "uptime_s": round(stats.get("uptime_s", 0.0), 1),
+            # Why a node may be alone though connected: whom it is connected
+            # to (the controller names them), and what each service made of
+            # those connections.
+            "peer_ids": [str(p) for p in node.peers()],
+            "bootstrap": stats.get("bootstrap", {}),
+            "dht_adapter": stats.get("dht", {}).get("adapter", {}),
+            "swim_admission": swim.get("admission", {}),
+            "swim_core": swim.get("core", {}),
+            "swim_transport": swim.get("transport", {}),
         }  # fmt: skip
 
 

@@ -188,3 +188,43 @@ def test_join_rate_spaces_the_starts_on_trio_time() -> None:
 
     assert starts(2.0) == [0.0, 0.5, 1.0, 1.5, 11.5]
     assert starts(0.0) == [0.0, 0.0, 0.0, 0.0, 10.0]  # no rate: no wait
+
+
+@pytest.mark.parametrize("seeds", [2, 6])
+def test_nodes_join_seeds_already_up_at_the_join_rate(seeds: int) -> None:
+    """Node 0 alone, then the other seeds, then the rest, one a second at
+    ``join_rate`` 1, each from seeds already up. With every node a seed the
+    seeds once all started at once on node 0, the join rate ignored."""
+    from types import SimpleNamespace
+
+    import trio
+    import trio.testing
+
+    from agentp2p.devnet.console import Console
+    from agentp2p.devnet.controller import Devnet, DevnetOptions
+
+    devnet = Devnet(DevnetOptions(nodes=6, seeds=seeds, bootstraps=2, join_rate=1.0), Console(json_mode=True))
+    devnet.workers = [SimpleNamespace(nodes=range(0, 3)), SimpleNamespace(nodes=range(3, 6))]  # type: ignore[list-item]
+    starts: list[tuple[int, list[int], float]] = []
+
+    async def start(index: int, bootstraps: list[int]) -> bool:
+        starts.append((index, sorted(bootstraps), trio.current_time()))
+        await trio.sleep(0.1)  # up a moment later
+        devnet.up.add(index)
+        return True
+
+    async def settled() -> None:
+        return None
+
+    devnet._start_node = start  # type: ignore[method-assign]
+    devnet._settle = settled  # type: ignore[method-assign]
+    trio.run(devnet._grow, clock=trio.testing.MockClock(autojump_threshold=0))
+
+    assert starts[0][:2] == (0, [])
+    times = sorted(t for _, _, t in starts[1:])
+    assert [round(t - times[0], 6) for t in times] == [0.0, 1.0, 2.0, 3.0, 4.0]  # the join rate, seeds included
+    up_before = {i: {j for j, _, tj in starts if tj + 0.1 <= t} for i, _, t in starts}
+    for i, boots, _ in starts[1:]:
+        assert boots and set(boots) <= up_before[i] and all(b < seeds for b in boots), (i, boots)
+    order = [i for i, _, _ in sorted(starts, key=lambda s: s[2])]
+    assert set(order[:seeds]) == set(range(seeds))  # the seeds before everyone else
