@@ -179,6 +179,7 @@ class SwimStats:
     spared_silent: int = 0  # probes with all helpers silent (in the extra period too, if waited): no accusation (suspect_when_helpers_silent)
     spared_again: int = 0  # ... silent again, target not heard from since, we no worse: accused (suspected or confirmed)
     declared_dead: int = 0  # our own suspicion timer expired on someone
+    rejoin_pings: int = 0  # connected peers pinged as joiners again while we had no live member (rejoin_alone_after)
     gossip_sent: int = 0  # Gossip frames (updates only) sent between probes
     connected_probes: int = 0  # probes drawn among connected members (probe_connected_min)
     roster_probes: int = 0  # ... and, while so, probes drawn from the whole roster (roster_probe_every)
@@ -324,6 +325,10 @@ class SwimCore:
         self._spared: dict[PeerId, int | None] = {}
         self._indirect: dict[int, _Indirect] = {}
         self._joining: dict[PeerId, list] = {}  # peer -> [addrs, attempts left]
+        #: Alone though connected: the period of the next re-proposal (None:
+        #: not alone at the last period) and the wait after it.
+        self._alone_at: int | None = None
+        self._alone_gap = self.config.rejoin_alone_after
         cfg = self.config
         self._candidates = CandidateSet(
             rng,
@@ -660,6 +665,7 @@ class SwimCore:
                 if entry[1] <= 0:
                     del self._joining[peer]
                 self._send(out, peer, self._next_seq(), Ping(peer), entry[0])
+            self._rejoin_if_alone(out)
             # Strangers we heard of: a ping each; they join if they answer.
             # Not probes: silence costs them their slot, nothing else.
             for peer, addrs in self._candidates.pick(cfg.candidate_pings_per_period, self._now):
@@ -670,6 +676,31 @@ class SwimCore:
                 self._send(out, peer, self._next_seq(), Ping(peer), m.addrs if m else ())
         self._next_tick_at = self._now + self.awareness.scale(cfg.probe_interval)
         self._arm(self._next_tick_at, _TICK, None)
+
+    def _rejoin_if_alone(self, out: list[Action]) -> None:
+        """No live member but connections: ping the connected peers we hold
+        nothing about as joiners again, backing off (``rejoin_alone_after``).
+        Their first join pings may have gone unanswered only because they
+        were busy; a connection that lasts is never new again."""
+        cfg = self.config
+        if not cfg.rejoin_alone_after or self._table.live_count:
+            self._alone_at, self._alone_gap = None, cfg.rejoin_alone_after
+            return
+        if self._alone_at is None:
+            self._alone_at = self._period + self._alone_gap
+            return
+        if self._period < self._alone_at:
+            return
+        self._alone_gap = min(2 * self._alone_gap, max(cfg.rejoin_alone_max, cfg.rejoin_alone_after))
+        self._alone_at = self._period + self._alone_gap
+        for peer in self._connected:
+            if len(self._joining) >= cfg.max_pending_indirect:
+                break
+            if peer in self._joining or peer == self.local_id or self._table.get(peer) is not None:
+                continue  # a member held dead or left gets its pings from reconnect_every
+            self.stats.rejoin_pings += 1
+            self._joining[peer] = [(), cfg.join_attempts - 1]
+            self._send(out, peer, self._next_seq(), Ping(peer), ())
 
     def _next_target(self, out: list[Action]) -> Member | None:
         """This period's probe target: the oldest drawn ahead that is still

@@ -13,6 +13,7 @@ from agentp2p.protocol.swim import (
     ConnectAhead,
     ConnectionClosed,
     ConnectionLost,
+    ConnectionOpened,
     EventKind,
     Gossip,
     Leave,
@@ -656,6 +657,49 @@ def test_silent_discovered_peer_never_joins() -> None:
     acts += run_until(a, 10.0)
     assert len(sends(acts, Ping, to=pid("b"))) == 3
     assert a.member(pid("b")) is None and not events(acts)
+
+
+def _alone_with_a_silent_connection(cfg: SwimConfig) -> tuple[SwimCore, list[float]]:
+    """``a`` connected to ``b``, which answers nothing for 60 s: when a pinged b."""
+    a = make_core("a", [], config=cfg)
+    times = [0.0] * len(sends(a.handle(0.0, MemberDiscovered(pid("b"))), Ping, to=pid("b")))
+    a.handle(0.0, ConnectionOpened(pid("b")))
+    while (dl := a.next_deadline()) is not None and dl <= 60.0:
+        times += [dl] * len(sends(a.handle(dl, Tick()), Ping, to=pid("b")))
+    return a, times
+
+
+def test_alone_though_connected_pings_its_connections_again_backing_off() -> None:
+    """A peer whose join pings all went unanswered (busy, not gone) is tried
+    again while its connection lasts and we hold no live member; the waits
+    double up to rejoin_alone_max. Without it (0) we stayed alone for good
+    (seen in a 100-node devnet: newcomers behind two busy bootstrap peers)."""
+    off = SwimConfig(gossip_interval=0, join_attempts=3, rejoin_alone_after=0)
+    _, times = _alone_with_a_silent_connection(off)
+    assert len(times) == 3 and max(times) < 4.0  # the join attempts, then nothing
+
+    cfg = SwimConfig(gossip_interval=0, join_attempts=3, rejoin_alone_after=4, rejoin_alone_max=16)
+    a, times = _alone_with_a_silent_connection(cfg)
+    rounds = [t for i, t in enumerate(times) if i % 3 == 0][1:]  # each re-proposal: join_attempts pings
+    gaps = [round(b - x) for x, b in zip(rounds, rounds[1:])]
+    assert gaps[:2] == [8, 16] and set(gaps[2:]) == {16}, gaps
+    assert a.stats.rejoin_pings == len(rounds) and a.member(pid("b")) is None
+
+    # b answers from now on: it joins at the next re-proposal, which is the last.
+    before = a.stats.rejoin_pings
+    acts = run_acking(a, 200.0, silent=b"")
+    assert events(acts) == [("joined", pid("b"))]
+    assert a.member(pid("b")).live and a.stats.rejoin_pings == before + 1
+
+
+def test_alone_rejoin_leaves_unconnected_peers_alone() -> None:
+    """Only connected peers: a stranger we heard of but never connected to
+    is not pinged again once its join attempts are spent."""
+    cfg = SwimConfig(gossip_interval=0, join_attempts=1, rejoin_alone_after=2, rejoin_alone_max=2)
+    a = make_core("a", [], config=cfg)
+    a.handle(0.0, MemberDiscovered(pid("b")))  # heard of, never connected
+    acts = run_until(a, 30.0)
+    assert len(sends(acts, Ping, to=pid("b"))) == 1 and a.stats.rejoin_pings == 0
 
 
 def test_unknown_sender_joins_first_hand() -> None:
