@@ -152,13 +152,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     n, rng = args.nodes, random.Random(args.seed)
     caps = min(10, n)
     out: dict[str, Any] = {"benchmark": "devnet_scale", "nodes": n, "procs": args.procs, "seed": args.seed,
-                           "join_rate": args.join_rate, "contend": args.contend,
+                           "join_rate": args.join_rate, "seeds": args.seeds, "contend": args.contend,
                            "commit": commit(), "failed_steps": []}  # fmt: skip
     home = Path(tempfile.mkdtemp(prefix="devnet-scale-"))  # the workers' logs: kept when a run stops early
     settings = {k: v for k, v in os.environ.items() if k.startswith("AGENTP2P_")}  # they reach every node
     devnet = DevnetProcess(home, nodes=n, procs=args.procs, env=cli_env(home, settings),
                            flags=["--seed", str(args.seed), "--interval", "0", "--probe-every", "0", "--rate", "0",
-                                  "--caps", str(caps), "--join-rate", str(args.join_rate)])  # fmt: skip
+                                  "--caps", str(caps), "--join-rate", str(args.join_rate),
+                                  "--seeds", str(args.seeds)])  # fmt: skip
 
     def step(name: str, line: str, timeout: float) -> dict[str, Any]:
         r = devnet.command(line, timeout)
@@ -326,6 +327,7 @@ def _report(r: dict[str, Any]) -> None:
         return "-" if x is None else f"{x:.1f} s"
 
     rate = f", joining {r['join_rate']:g} a second" if r.get("join_rate") else ""
+    rate += f", {r['seeds']} seeds" if r.get("seeds", 3) != 3 else ""
     c = r.get("contenders")
     beside = f", {r['contend']} CPU-bound processes beside them ({c['cpu_pct']:.0f} % of a core together)" if c else ""
     print(f"{r['nodes']} nodes in {r['procs']} workers{rate}{beside} (seed {r['seed']}, {r['commit']})")
@@ -396,6 +398,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--join-rate", type=float, default=0.0,
                     help="the devnet's --join-rate: node starts a second (0: as fast as the workers go)")
+    ap.add_argument("--seeds", type=int, default=3,
+                    help="the devnet's --seeds: the first S nodes are everyone's bootstrap nodes (the node count: "
+                         "each node joins nodes already up, as at 100 nodes here, where 3 seeds starved)")
     ap.add_argument("--settle", type=float, default=30.0, help="seconds between every view whole and the idle window")
     ap.add_argument("--idle", type=float, default=60.0, help="seconds of the idle window")
     ap.add_argument("--finds", type=int, default=20)
