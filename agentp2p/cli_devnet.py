@@ -32,7 +32,7 @@ def add_devnet_command(sub: Any) -> None:
                    help="seeds each other node bootstraps from, picked at random (default 2)")  # fmt: skip
     d.add_argument("--concurrency", type=int, default=4, metavar="C", help="nodes a worker starts at once (default 4)")
     d.add_argument("--join-rate", type=float, default=0.0, metavar="R",
-                   help="at most R node starts a second after the seeds (default 0: as fast as the workers go)")
+                   help="at most R node starts a second after node 0, the seeds included (default 0: as fast as the workers go)")
     d.add_argument("--caps", type=int, default=10, metavar="C",
                    help="distinct capabilities; node i offers cap-(i mod C) (default 10)")  # fmt: skip
     d.add_argument("--topic", default="devnet", help="the pub/sub topic every node subscribes to (default devnet)")

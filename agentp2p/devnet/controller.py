@@ -75,8 +75,8 @@ class DevnetOptions:
     bootstraps: int = 2
     #: Nodes one worker starts at once.
     concurrency: int = 4
-    #: At most this many node starts a second across the devnet, after the
-    #: seeds (0: as fast as the workers start them): a network that grows as
+    #: At most this many node starts a second across the devnet, after node
+    #: 0, the seeds included (0: as fast as the workers start them): a network that grows as
     #: nodes arrive in practice, not all at once (docs/scale.md, "A real
     #: network on this machine", measured 100 nodes both ways).
     join_rate: float = 0.0

@@ -158,8 +158,9 @@ class SwimConfig:
     #: Alone though connected (no live member, connections held: the
     #: connected order's, so with ``probe_connected_min``): the connected
     #: peers we hold nothing about are pinged as joiners again, first
-    #: ``rejoin_alone_after`` periods in, then after twice the wait each
-    #: time, up to ``rejoin_alone_max`` (0: never). Nothing else proposes a
+    #: ``rejoin_alone_after`` periods in (0: never), then after twice the
+    #: wait each time, up to ``rejoin_alone_max`` (a wait is spent only by
+    #: a round that asked someone). Nothing else proposes a
     #: peer whose connection is not new: in a 100-node devnet on 2 cores,
     #: newcomers whose join pings to their two busy bootstrap peers all ran
     #: out (every stream open timing out) stayed alone for as long as those
@@ -236,6 +237,8 @@ class SwimConfig:
             raise ValueError("ring_probe_every must be 0 (off) or 2..16 periods")
         if self.probe_connected_min < 0:
             raise ValueError("probe_connected_min must be >= 0 (0 = off)")
+        if self.rejoin_alone_after < 0 or self.rejoin_alone_max < 0:
+            raise ValueError("rejoin_alone_after and rejoin_alone_max must be >= 0 (rejoin_alone_after 0 = off)")
         if not 0 <= self.roster_probe_every <= 64 or self.roster_probe_every == 1:
             raise ValueError("roster_probe_every must be 0 (off) or 2..64 periods")
         if self.indirect_checks < 0 or self.suspicion_mult < 1:

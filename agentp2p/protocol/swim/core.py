@@ -179,7 +179,7 @@ class SwimStats:
     spared_silent: int = 0  # probes with all helpers silent (in the extra period too, if waited): no accusation (suspect_when_helpers_silent)
     spared_again: int = 0  # ... silent again, target not heard from since, we no worse: accused (suspected or confirmed)
     declared_dead: int = 0  # our own suspicion timer expired on someone
-    rejoin_pings: int = 0  # connected peers pinged as joiners again while we had no live member (rejoin_alone_after)
+    rejoin_proposals: int = 0  # connected peers proposed again (then pinged as joiners) while we had no live member (rejoin_alone_after)
     gossip_sent: int = 0  # Gossip frames (updates only) sent between probes
     connected_probes: int = 0  # probes drawn among connected members (probe_connected_min)
     roster_probes: int = 0  # ... and, while so, probes drawn from the whole roster (roster_probe_every)
@@ -691,14 +691,16 @@ class SwimCore:
             return
         if self._period < self._alone_at:
             return
+        room = cfg.max_pending_indirect - len(self._joining)
+        # A member held dead or left gets its pings from reconnect_every; a
+        # peer still joining has its own.
+        peers = [p for p in self._connected if p not in self._joining and self._table.get(p) is None][:max(room, 0)]
+        if not peers:
+            return  # nobody to ask yet: again next period, the wait not spent
         self._alone_gap = min(2 * self._alone_gap, max(cfg.rejoin_alone_max, cfg.rejoin_alone_after))
         self._alone_at = self._period + self._alone_gap
-        for peer in self._connected:
-            if len(self._joining) >= cfg.max_pending_indirect:
-                break
-            if peer in self._joining or peer == self.local_id or self._table.get(peer) is not None:
-                continue  # a member held dead or left gets its pings from reconnect_every
-            self.stats.rejoin_pings += 1
+        for peer in peers:
+            self.stats.rejoin_proposals += 1
             self._joining[peer] = [(), cfg.join_attempts - 1]
             self._send(out, peer, self._next_seq(), Ping(peer), ())
 
@@ -1522,7 +1524,11 @@ class SwimCore:
             return
         m = self._table.get(peer)
         if m is None:
-            if peer not in self._joining and len(self._joining) < self.config.max_pending_indirect:
+            joining = self._joining.get(peer)
+            if joining is not None:
+                if addrs and not joining[0]:
+                    joining[0] = addrs  # re-proposed while alone (no addresses): its own, for when it joins
+            elif len(self._joining) < self.config.max_pending_indirect:
                 self._joining[peer] = [addrs, self.config.join_attempts - 1]
                 self._send(out, peer, self._next_seq(), Ping(peer), addrs)
         elif m.live:

@@ -683,23 +683,33 @@ def test_alone_though_connected_pings_its_connections_again_backing_off() -> Non
     rounds = [t for i, t in enumerate(times) if i % 3 == 0][1:]  # each re-proposal: join_attempts pings
     gaps = [round(b - x) for x, b in zip(rounds, rounds[1:])]
     assert gaps[:2] == [8, 16] and set(gaps[2:]) == {16}, gaps
-    assert a.stats.rejoin_pings == len(rounds) and a.member(pid("b")) is None
+    assert rounds[0] < 4.0 + 4 + 2  # the first: rejoin_alone_after periods after the join attempts' start
+    assert a.stats.rejoin_proposals == len(rounds) and a.member(pid("b")) is None
 
+    # b's addresses come (a discovery) while it is re-proposed: kept for when it joins.
+    a.handle(60.0, MemberDiscovered(pid("b"), (b"\x01addr",)))
     # b answers from now on: it joins at the next re-proposal, which is the last.
-    before = a.stats.rejoin_pings
+    before = a.stats.rejoin_proposals
     acts = run_acking(a, 200.0, silent=b"")
     assert events(acts) == [("joined", pid("b"))]
-    assert a.member(pid("b")).live and a.stats.rejoin_pings == before + 1
+    assert a.member(pid("b")).live and a.stats.rejoin_proposals <= before + 1
+    assert a.member(pid("b")).addrs == (b"\x01addr",)
 
 
-def test_alone_rejoin_leaves_unconnected_peers_alone() -> None:
+def test_alone_rejoin_asks_only_connected_peers_and_waits_for_one() -> None:
     """Only connected peers: a stranger we heard of but never connected to
-    is not pinged again once its join attempts are spent."""
-    cfg = SwimConfig(gossip_interval=0, join_attempts=1, rejoin_alone_after=2, rejoin_alone_max=2)
+    is not pinged again once its join attempts are spent, while a connected
+    one is. Alone with nobody to ask, the wait is not spent: the first peer
+    to connect later is asked at once, not after a doubled wait."""
+    cfg = SwimConfig(gossip_interval=0, join_attempts=2, rejoin_alone_after=2, rejoin_alone_max=64)
     a = make_core("a", [], config=cfg)
-    a.handle(0.0, MemberDiscovered(pid("b")))  # heard of, never connected
-    acts = run_until(a, 30.0)
-    assert len(sends(acts, Ping, to=pid("b"))) == 1 and a.stats.rejoin_pings == 0
+    acts = a.handle(0.0, MemberDiscovered(pid("b")))  # heard of, never connected
+    acts += run_until(a, 40.0)  # alone, nobody connected: nothing to ask
+    assert len(sends(acts, Ping, to=pid("b"))) == 2 and a.stats.rejoin_proposals == 0
+    a.handle(40.0, ConnectionOpened(pid("c")))  # connected, never proposed (the adapter's MemberDiscovered lost)
+    acts = run_until(a, 42.5)
+    assert sends(acts, Ping, to=pid("c")) and not sends(acts, Ping, to=pid("b"))
+    assert a.stats.rejoin_proposals == 1
 
 
 def test_unknown_sender_joins_first_hand() -> None:
