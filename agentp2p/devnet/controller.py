@@ -673,7 +673,7 @@ class Devnet:
             reply.pop("ok", None)
             peers = reply.pop("peer_ids", None)
             if peers is not None:  # devnet nodes by index, anything else by peer ID
-                reply["peers"] = sorted(self.index_of.get(p, p) for p in peers if p in self.index_of) + sorted(
+                reply["peers"] = sorted(self.index_of[p] for p in peers if p in self.index_of) + sorted(
                     p for p in peers if p not in self.index_of)
             text = "\n".join(f"  {k}: {v}" for k, v in reply.items())
             self.console.result(cmd.line, True, f"node {index}:\n{text}", node=reply)

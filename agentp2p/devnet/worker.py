@@ -396,7 +396,7 @@ class Worker:
         """One node's details, for ``stats I``."""
         slot, node = self._running(int(req["index"]))
         stats = node.stats()
-        swim = stats.get("swim", {})
+        swim, dht = stats.get("swim", {}), stats.get("dht", {})
         return {
             "index": slot.index, "peer_id": str(node.peer_id), "addr": node.addrs[0], "capability": slot.capability,
             "connections": len(node.peers()), "routing_table": node.dht.routing_table_size,
@@ -406,14 +406,14 @@ class Worker:
             "dialer": stats.get("dialer", {}), "penalties_bans": stats.get("penalties", {}).get("bans", 0),
             "record_published": slot.record.published.is_set(), "record_rounds": slot.record.counters.rounds,
             "record_round_failures": slot.record.counters.round_failures,
-            "dht": {k: stats.get("dht", {}).get(k) for k in ("values", "provider_records", "quota_hits", "queries")},
+            "dht": {k: dht.get(k) for k in ("values", "provider_records", "quota_hits", "queries")},
             "uptime_s": round(stats.get("uptime_s", 0.0), 1),
             # Why a node may be alone though connected: whom it is connected
             # to (the controller names them), and what each service made of
             # those connections.
             "peer_ids": [str(p) for p in node.peers()],
             "bootstrap": stats.get("bootstrap", {}),
-            "dht_adapter": stats.get("dht", {}).get("adapter", {}),
+            "dht_adapter": dht.get("adapter", {}),
             "swim_admission": swim.get("admission", {}),
             "swim_core": swim.get("core", {}),
             "swim_transport": swim.get("transport", {}),

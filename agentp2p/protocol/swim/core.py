@@ -701,8 +701,7 @@ class SwimCore:
         self._alone_at = self._period + self._alone_gap
         for peer in peers:
             self.stats.rejoin_proposals += 1
-            self._joining[peer] = [(), cfg.join_attempts - 1]
-            self._send(out, peer, self._next_seq(), Ping(peer), ())
+            self._propose(peer, (), out)
 
     def _next_target(self, out: list[Action]) -> Member | None:
         """This period's probe target: the oldest drawn ahead that is still
@@ -1529,8 +1528,7 @@ class SwimCore:
                 if addrs and not joining[0]:
                     joining[0] = addrs  # re-proposed while alone (no addresses): its own, for when it joins
             elif len(self._joining) < self.config.max_pending_indirect:
-                self._joining[peer] = [addrs, self.config.join_attempts - 1]
-                self._send(out, peer, self._next_seq(), Ping(peer), addrs)
+                self._propose(peer, addrs, out)
         elif m.live:
             if addrs and not m.addrs:
                 self._table.set(Member(peer, m.state, m.incarnation, addrs, m.since, m.signed))
@@ -1538,6 +1536,12 @@ class SwimCore:
             # Reconnected to someone we hold as dead/left: our ping carries that
             # verdict (buddy system), so if it is alive it refutes right away.
             self._send(out, peer, self._next_seq(), Ping(peer), addrs or m.addrs)
+
+    def _propose(self, peer: PeerId, addrs: tuple[bytes, ...], out: list[Action]) -> None:
+        """Ping ``peer`` as a joiner: the first of its ``join_attempts`` pings
+        (the period ticks send the rest); it joins when it answers."""
+        self._joining[peer] = [addrs, self.config.join_attempts - 1]
+        self._send(out, peer, self._next_seq(), Ping(peer), addrs)
 
     def _on_leave(self, out: list[Action]) -> None:
         if self._leaving:
