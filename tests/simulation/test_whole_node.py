@@ -262,7 +262,11 @@ def test_a_verdict_before_any_frame_from_across_the_healed_cut_is_counted_as_the
     sim.run_until(sim.now + 10.0)
     assert a in sim._heard_across  # noqa: SLF001 — through the simulator's delivery of SWIM frames
     assert set(sim._heard_across) == set(halves)  # noqa: SLF001 — every node, as the views merge
-    assert say(EventKind.FAILED, across) == (1, false0 + 4)
+    # The real cores' own verdicts meanwhile count too (suspicions begun in
+    # the partition by a core in poor health wait longer: some end after the
+    # heal), so only what this one adds is ours to check.
+    late, false = sim.late_verdicts, sim.false_failures
+    assert say(EventKind.FAILED, across) == (late, false + 1)
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -119,6 +119,16 @@ class SwimConfig:
     gossip_recent_periods: int = 10
     #: Lifeguard local health: timeouts are scaled by up to this factor.
     awareness_max_multiplier: int = 8
+    #: A node in poor health (awareness score s > 0) also sheds its own
+    #: load, so that a starved network cannot feed its own storm
+    #: (docs/swim.md, "A starved node slows down"):
+    #: gossip every (s + 1) x gossip_interval, but at the base interval
+    #: while our own alive (a refutation) is queued ...
+    awareness_slows_gossip: bool = True
+    #: ... and a suspicion it holds waits at least (s + 1) x the minimum,
+    #: at most the maximum (suspicion_max_timeout_mult x the minimum), fixed
+    #: when the suspicion starts: a starved prober is slow to convict.
+    awareness_slows_verdicts: bool = True
     #: A failed probe whose helpers all stayed silent (not one Nack) says
     #: more about us than about the target: helpers Nack when they cannot
     #: reach it either, so silence from all of them means our frames, or

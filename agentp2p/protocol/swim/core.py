@@ -163,6 +163,7 @@ class SwimStats:
     unverified: int = 0  # signed updates beyond the per-frame verification budget (taken as unsigned)
     dead_rumours: int = 0  # others' "dead" about a member we held alive: became our suspicion
     stretched: int = 0  # running suspicions a healing window made wait its longer minimum
+    slowed_verdicts: int = 0  # suspicions taken on in poor health: a longer minimum (awareness_slows_verdicts)
     checks: int = 0  # pings to a member a rumour we could not believe said had moved on
     unsolicited: int = 0  # Nack we did not ask for (late, or for a probe that ended)
     dropped_indirect: int = 0  # PingReq refused: too many pending (answered with a Nack)
@@ -1398,7 +1399,16 @@ class SwimCore:
                 # steady network (it cost 18 false "failed" after a heal in
                 # the whole-node simulator at 200 nodes, 0 with this).
                 least *= _MERGE_SUSPICION
-            s = Suspicion(now, inc, cfg.suspicion_confirmations, least, max(least, cfg.suspicion_max(n)), origin)
+            most = max(least, cfg.suspicion_max(n))
+            if cfg.awareness_slows_verdicts and self.awareness.score:
+                # Lifeguard's local health, applied to our verdicts: in a
+                # starved loop our probes fail and refutations reach us late,
+                # and every false "failed" we declare is gossiped and refuted
+                # by every member: the load that starved us grows (a 100-node
+                # devnet on 2 cores did not form for that: docs/swim.md).
+                least = min(most, self.awareness.scale(least))
+                self.stats.slowed_verdicts += 1
+            s = Suspicion(now, inc, cfg.suspicion_confirmations, least, most, origin)
             self._suspicions[peer] = s
             self._arm(s.deadline, _SUSPICION, peer)
             if (old is State.ALIVE and origin != self.local_id and now < self._merging_until
@@ -1899,7 +1909,13 @@ class SwimCore:
         cfg = self.config
         if (self._queue and self._contacts and self._gossip_at == math.inf and cfg.gossip_interval > 0
                 and cfg.gossip_nodes > 0 and not self._stopped and self._queue.pushes != self._gossip_idle_at):
-            self._gossip_at = self._now + cfg.gossip_interval
+            interval = cfg.gossip_interval
+            if cfg.awareness_slows_gossip and self._queue.get(self.local_id) is None:
+                # In poor health, each frame we send costs a starved loop (ours
+                # and the receiver's) and news from us is late anyway; our own
+                # refutation is the exception: it is what others wait for.
+                interval = self.awareness.scale(interval)
+            self._gossip_at = self._now + interval
             self._arm(self._gossip_at, _GOSSIP, None)
 
     def _on_gossip(self, out: list[Action]) -> None:

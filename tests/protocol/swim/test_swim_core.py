@@ -525,6 +525,40 @@ def test_awareness_is_bounded() -> None:
     assert a.awareness.score == 0
 
 
+@pytest.mark.parametrize("score", [0, 1, 2, 7])
+def test_a_prober_in_poor_health_is_slow_to_convict(score: int) -> None:
+    """Lifeguard's awareness applied to verdicts: a suspicion we take on while
+    our score is s waits at least (s + 1) x the minimum, at most the maximum,
+    however many confirm it; its timer is set when it starts. A 100-node
+    network on 2 cores never formed without this (docs/swim.md, "A starved
+    node slows down")."""
+    cfg = SwimConfig()
+    a = make_core("a", OTHERS, config=cfg)
+    a.awareness.score = score
+    x = pid("e")
+    for k, origin in enumerate(("b", "c", "d")):  # the accuser and two confirmations
+        deliver(a, 1.0, pid(origin), Message(k + 1, 0, Ack(), (MemberUpdate(x, State.SUSPECT, 0, (), pid(origin)),)))
+    s = a._suspicions[x]  # noqa: SLF001
+    steady = s.max / cfg.suspicion_max_timeout_mult
+    want = min(s.max, (score + 1) * steady)
+    assert s.min == pytest.approx(want)
+    assert s.deadline == pytest.approx(1.0 + want)  # confirmed: down to its minimum, no further
+    assert a.stats.slowed_verdicts == (1 if score else 0)
+    a.awareness.score = 0  # health coming back later does not move a running timer
+    assert ("failed", x) not in events(run_until(a, 1.0 + want - 0.01))
+    assert ("failed", x) in events(run_until(a, 1.0 + want + 0.01))
+
+
+def test_with_awareness_slows_verdicts_off_a_poor_score_convicts_at_the_minimum() -> None:
+    cfg = SwimConfig(awareness_slows_verdicts=False)
+    a = make_core("a", OTHERS, config=cfg)
+    a.awareness.score = 7
+    x = pid("e")
+    deliver(a, 1.0, pid("b"), Message(1, 0, Ack(), (MemberUpdate(x, State.SUSPECT, 0, (), pid("b")),)))
+    s = a._suspicions[x]  # noqa: SLF001
+    assert s.min == pytest.approx(s.max / cfg.suspicion_max_timeout_mult)
+
+
 def test_helper_role_forwards_ack_or_nacks() -> None:
     h = make_core("h", ["a", "t"])
     acts = deliver(h, 1.0, pid("a"), Message(77, 0, PingReq(pid("t"), (), 0.3)))

@@ -8,6 +8,9 @@ transport sends a no-dial frame only on a stream already open.
 
 from __future__ import annotations
 
+import math
+
+import pytest
 from multiaddr import Multiaddr
 
 from agentp2p.node import Node
@@ -42,6 +45,39 @@ def test_news_goes_to_a_few_recent_contacts_within_one_interval_and_never_dials(
     assert all(not g.dial for g in gossip)
     assert all(any(u.peer_id == pid("m9") and u.state is State.SUSPECT for u in g.message.updates) for g in gossip)
     assert a.stats.gossip_sent == len(gossip)
+
+
+def _first_gossip_after_a_rumour(cfg: SwimConfig, score: int, *, refuting: bool = False) -> float:
+    """When the first Gossip frame leaves a core at awareness ``score`` that
+    heard a rumour at t = 1.0 (and, if ``refuting``, must refute one about itself)."""
+    a = make_core("a", OTHERS, config=cfg)
+    for k in range(3):
+        deliver(a, 0.01 * k, pid(f"m{k}"), Message(k, 0, Ping(a.local_id)))
+    a._queue.discard(a.local_id)  # noqa: SLF001 - our joining announcement is our own news too
+    a._gossip_at = math.inf  # noqa: SLF001 - and the timer it armed
+    a.awareness.score = score
+    news = MemberUpdate(a.local_id if refuting else pid("m9"), State.SUSPECT, 0, (), pid("m0"))
+    deliver(a, 1.0, pid("m0"), Message(9, 0, Ack(), (news,)))
+    t = 1.0
+    while t < 1.0 + 10 * cfg.gossip_interval * cfg.awareness_max_multiplier:
+        t += cfg.gossip_interval / 4
+        if sends(run_until(a, t), Gossip):
+            return t
+    raise AssertionError("no gossip")
+
+
+def test_a_node_in_poor_health_gossips_less_often_but_refutes_at_once() -> None:
+    """In poor health (Lifeguard's score s) gossip waits (s + 1) intervals:
+    every frame costs a starved loop at both ends. Our own refutation does
+    not wait: it is what the members suspecting us need."""
+    cfg = SwimConfig(gossip_interval=0.2, gossip_nodes=3)
+    step = cfg.gossip_interval / 4
+    assert _first_gossip_after_a_rumour(cfg, 0) == pytest.approx(1.0 + cfg.gossip_interval, abs=step)
+    assert _first_gossip_after_a_rumour(cfg, 3) == pytest.approx(1.0 + 4 * cfg.gossip_interval, abs=step)
+    assert _first_gossip_after_a_rumour(cfg, 3, refuting=True) == pytest.approx(
+        1.0 + cfg.gossip_interval, abs=step)
+    off = SwimConfig(gossip_interval=0.2, gossip_nodes=3, awareness_slows_gossip=False)
+    assert _first_gossip_after_a_rumour(off, 3) == pytest.approx(1.0 + off.gossip_interval, abs=step)
 
 
 def test_contacts_older_than_the_window_get_nothing() -> None:
