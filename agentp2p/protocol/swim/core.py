@@ -1406,8 +1406,10 @@ class SwimCore:
                 # and every false "failed" we declare is gossiped and refuted
                 # by every member: the load that starved us grows (a 100-node
                 # devnet on 2 cores did not form for that: docs/swim.md).
-                least = min(most, self.awareness.scale(least))
-                self.stats.slowed_verdicts += 1
+                slowed = min(most, self.awareness.scale(least))
+                if slowed > least:
+                    least = slowed
+                    self.stats.slowed_verdicts += 1
             s = Suspicion(now, inc, cfg.suspicion_confirmations, least, most, origin)
             self._suspicions[peer] = s
             self._arm(s.deadline, _SUSPICION, peer)
@@ -1884,8 +1886,10 @@ class SwimCore:
         crash just before a heal is declared up to one minimum later. A
         member who can open healing windows at will (see
         _heard_from_the_dead) gains little more: a suspicion keeps whichever
-        minimum is longer, so its minimum never exceeds twice the steady one
-        (for the members we count then) however many windows open."""
+        minimum is longer, so however many windows open, its minimum never
+        exceeds twice the steady one (for the members we count then) or, if
+        longer, the one our poor health gave it (awareness_slows_verdicts,
+        at most the maximum)."""
         least = self.config.suspicion_min(self._table.live_count + 1) * _MERGE_SUSPICION
         for peer, s in self._suspicions.items():
             if s.raise_min(least):
@@ -1907,16 +1911,24 @@ class SwimCore:
         one interval from now (if not armed already). Nothing queued, nothing
         armed: idle costs nothing."""
         cfg = self.config
-        if (self._queue and self._contacts and self._gossip_at == math.inf and cfg.gossip_interval > 0
-                and cfg.gossip_nodes > 0 and not self._stopped and self._queue.pushes != self._gossip_idle_at):
-            interval = cfg.gossip_interval
-            if cfg.awareness_slows_gossip and self._queue.get(self.local_id) is None:
-                # In poor health, each frame we send costs a starved loop (ours
-                # and the receiver's) and news from us is late anyway; our own
-                # refutation is the exception: it is what others wait for.
-                interval = self.awareness.scale(interval)
-            self._gossip_at = self._now + interval
-            self._arm(self._gossip_at, _GOSSIP, None)
+        if not (self._queue and self._contacts and cfg.gossip_interval > 0 and cfg.gossip_nodes > 0
+                and not self._stopped and self._queue.pushes != self._gossip_idle_at):
+            return
+        own = self._queue.get(self.local_id) is not None
+        if self._gossip_at != math.inf:
+            # Armed already. Slowed by poor health, it must not hold back our
+            # own alive queued since: re-armed at the base interval (the
+            # earlier timer is then stale: _is_stale).
+            if not (own and self._gossip_at > self._now + cfg.gossip_interval):
+                return
+        interval = cfg.gossip_interval
+        if cfg.awareness_slows_gossip and not own:
+            # In poor health, each frame we send costs a starved loop (ours
+            # and the receiver's) and news from us is late anyway; our own
+            # refutation is the exception: it is what others wait for.
+            interval = self.awareness.scale(interval)
+        self._gossip_at = self._now + interval
+        self._arm(self._gossip_at, _GOSSIP, None)
 
     def _on_gossip(self, out: list[Action]) -> None:
         """Send what is queued to a few members we heard from lately (contacts.py)."""

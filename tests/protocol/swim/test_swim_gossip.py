@@ -80,6 +80,25 @@ def test_a_node_in_poor_health_gossips_less_often_but_refutes_at_once() -> None:
     assert _first_gossip_after_a_rumour(off, 3) == pytest.approx(1.0 + off.gossip_interval, abs=step)
 
 
+def test_a_refutation_after_a_slowed_rumour_does_not_wait_for_its_timer() -> None:
+    """A rumour armed the gossip timer 4 intervals ahead (score 3); an
+    accusation of us 0.1 s later queues our refutation, which goes out within
+    one base interval, not at the slowed timer."""
+    cfg = SwimConfig(gossip_interval=0.2, gossip_nodes=3)
+    a = make_core("a", OTHERS, config=cfg)
+    for k in range(3):
+        deliver(a, 0.01 * k, pid(f"m{k}"), Message(k, 0, Ping(a.local_id)))
+    a._queue.discard(a.local_id)  # noqa: SLF001 - our joining announcement
+    a._gossip_at = math.inf  # noqa: SLF001
+    a.awareness.score = 3
+    deliver(a, 1.0, pid("m0"), Message(9, 0, Ack(), (MemberUpdate(pid("m9"), State.SUSPECT, 0, (), pid("m0")),)))
+    assert a.next_deadline() == pytest.approx(1.0 + 4 * cfg.gossip_interval)
+    deliver(a, 1.1, pid("m1"), Message(10, 0, Ack(), (MemberUpdate(a.local_id, State.SUSPECT, 0, (), pid("m1")),)))
+    gossip = sends(run_until(a, 1.1 + cfg.gossip_interval), Gossip)
+    assert gossip and all(any(u.peer_id == a.local_id and u.state is State.ALIVE for u in g.message.updates)
+                          for g in gossip)
+
+
 def test_contacts_older_than_the_window_get_nothing() -> None:
     cfg = SwimConfig(gossip_interval=0.2, gossip_nodes=3, gossip_recent_periods=2)
     a = make_core("a", OTHERS, config=cfg)
