@@ -1403,9 +1403,9 @@ class SwimCore:
             if cfg.awareness_slows_verdicts and self.awareness.score:
                 # Lifeguard's local health, applied to our verdicts: in a
                 # starved loop our probes fail and refutations reach us late,
-                # and every false "failed" we declare is gossiped and refuted
-                # by every member: the load that starved us grows (a 100-node
-                # devnet on 2 cores did not form for that: docs/swim.md).
+                # and every false "failed" we declare is gossiped to every
+                # member, and so is the member's return: the load that starved
+                # us grows (a 100-node devnet on 2 cores: docs/swim.md).
                 slowed = min(most, self.awareness.scale(least))
                 if slowed > least:
                     least = slowed
