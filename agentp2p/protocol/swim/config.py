@@ -126,8 +126,9 @@ class SwimConfig:
     #: while our own alive (a refutation) is queued ...
     awareness_slows_gossip: bool = True
     #: ... and a suspicion it holds waits at least (s + 1) x the minimum,
-    #: at most the maximum (suspicion_max_timeout_mult x the minimum), fixed
-    #: when the suspicion starts: a starved prober is slow to convict.
+    #: at most the maximum (suspicion_max_timeout_mult x the minimum), set
+    #: when the suspicion starts (a healing window can still raise it to its
+    #: own longer minimum): a starved prober is slow to convict.
     awareness_slows_verdicts: bool = True
     #: A failed probe whose helpers all stayed silent (not one Nack) says
     #: more about us than about the target: helpers Nack when they cannot

@@ -47,15 +47,22 @@ def test_news_goes_to_a_few_recent_contacts_within_one_interval_and_never_dials(
     assert a.stats.gossip_sent == len(gossip)
 
 
-def _first_gossip_after_a_rumour(cfg: SwimConfig, score: int, *, refuting: bool = False) -> float:
-    """When the first Gossip frame leaves a core at awareness ``score`` that
-    heard a rumour at t = 1.0 (and, if ``refuting``, must refute one about itself)."""
+def _quiet_core(cfg: SwimConfig, score: int) -> SwimCore:
+    """A core three members talked to, with nothing queued and no gossip
+    timer armed, at awareness ``score``."""
     a = make_core("a", OTHERS, config=cfg)
     for k in range(3):
         deliver(a, 0.01 * k, pid(f"m{k}"), Message(k, 0, Ping(a.local_id)))
     a._queue.discard(a.local_id)  # noqa: SLF001 - our joining announcement is our own news too
     a._gossip_at = math.inf  # noqa: SLF001 - and the timer it armed
     a.awareness.score = score
+    return a
+
+
+def _first_gossip_after_a_rumour(cfg: SwimConfig, score: int, *, refuting: bool = False) -> float:
+    """When the first Gossip frame leaves a core at awareness ``score`` that
+    heard a rumour at t = 1.0 (and, if ``refuting``, must refute one about itself)."""
+    a = _quiet_core(cfg, score)
     news = MemberUpdate(a.local_id if refuting else pid("m9"), State.SUSPECT, 0, (), pid("m0"))
     deliver(a, 1.0, pid("m0"), Message(9, 0, Ack(), (news,)))
     t = 1.0
@@ -85,12 +92,7 @@ def test_a_refutation_after_a_slowed_rumour_does_not_wait_for_its_timer() -> Non
     accusation of us 0.1 s later queues our refutation, which goes out within
     one base interval, not at the slowed timer."""
     cfg = SwimConfig(gossip_interval=0.2, gossip_nodes=3)
-    a = make_core("a", OTHERS, config=cfg)
-    for k in range(3):
-        deliver(a, 0.01 * k, pid(f"m{k}"), Message(k, 0, Ping(a.local_id)))
-    a._queue.discard(a.local_id)  # noqa: SLF001 - our joining announcement
-    a._gossip_at = math.inf  # noqa: SLF001
-    a.awareness.score = 3
+    a = _quiet_core(cfg, 3)
     deliver(a, 1.0, pid("m0"), Message(9, 0, Ack(), (MemberUpdate(pid("m9"), State.SUSPECT, 0, (), pid("m0")),)))
     assert a.next_deadline() == pytest.approx(1.0 + 4 * cfg.gossip_interval)
     deliver(a, 1.1, pid("m1"), Message(10, 0, Ack(), (MemberUpdate(a.local_id, State.SUSPECT, 0, (), pid("m1")),)))
