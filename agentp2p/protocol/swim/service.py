@@ -673,11 +673,14 @@ class SwimService:
         """The transport's counters alone (``stats()["transport"]``): frames,
         stream opens and what was dropped, cheap to read like ``core_stats``;
         with ``dials_for_`` + kind: the opens that needed a new connection,
-        by the kind of frame (or ConnectAhead) that asked for them."""
+        by the kind of frame (or ConnectAhead) that asked for them; with
+        ``failed_open: `` + reason: the failed opens by why (a timeout or
+        error, and whether a connection was open as it began)."""
         transport = self._transport
         if transport is None:
             return {}
-        return {**asdict(transport.stats), **{f"dials_for_{k}": v for k, v in transport.dials_for.items()}}
+        return {**asdict(transport.stats), **{f"dials_for_{k}": v for k, v in transport.dials_for.items()},
+                **{f"failed_open: {k}": v for k, v in transport.failed_opens.items()}}  # fmt: skip
 
     def stats(self) -> dict[str, Any]:
         core, transport = self._core, self._transport

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,6 +124,18 @@ _Item = tuple[bytes, tuple[bytes, ...], float, bool, str]
 #: about ten message kinds; anything past this bound is not counted).
 MAX_KINDS = 32
 
+_PEER_ID = re.compile(r"\b(12D3Koo|Qm)[1-9A-HJ-NP-Za-km-z]+")
+_NUMBER = re.compile(r"(?<![A-Za-z])\d+(\.\d+)?")
+
+
+def failure_reason(exc: BaseException, connected: bool, kind: str = "") -> str:
+    """A failed stream open's reason as a short label to count by: whether a
+    connection was open as it began, the kind of frame that asked for it,
+    and the error with its peer IDs and numbers taken out (so equal causes
+    count together)."""
+    text = _NUMBER.sub("N", _PEER_ID.sub("P", str(exc) or type(exc).__name__))
+    return f"{'connected' if connected else 'unconnected'}: {kind or '-'}: {type(exc).__name__}: {text[:80]}"
+
 
 class _Link:
     """Everything about one peer: the outbound queue, whether its writer task
@@ -169,6 +182,9 @@ class SwimTransport:
         #: Stream opens that needed a new connection, by the ``kind`` of the
         #: frame that asked for them (what reconnects a healed partition).
         self.dials_for: dict[str, int] = {}
+        #: Failed stream opens by :func:`failure_reason` (at most MAX_KINDS
+        #: reasons; past that, "other"): why probes are lost before they leave.
+        self.failed_opens: dict[str, int] = {}
         self.fault: FaultInjection | None = None
         self._links: dict[bytes, _Link] = {}
         self._nursery: trio.Nursery | None = None
@@ -316,7 +332,8 @@ class SwimTransport:
         cannot reach at them is what the protocol is there to detect.
         """
         self.stats.dials += 1
-        if dial and not self._dialer.is_connected(pid):
+        connected = self._dialer.is_connected(pid)
+        if dial and not connected:
             self.stats.dials_unconnected += 1
             if kind in self.dials_for or len(self.dials_for) < MAX_KINDS:
                 self.dials_for[kind] = self.dials_for.get(kind, 0) + 1
@@ -328,6 +345,10 @@ class SwimTransport:
             self.stats.dial_failures += 1
             if isinstance(exc, DialTimeout):
                 self.stats.dial_timeouts += 1
+            reason = failure_reason(exc, connected, kind)
+            if reason not in self.failed_opens and len(self.failed_opens) >= MAX_KINDS:
+                reason = "other"
+            self.failed_opens[reason] = self.failed_opens.get(reason, 0) + 1
             log.debug("swim: cannot open a stream to %s: %r", pid, exc)
             return None
 

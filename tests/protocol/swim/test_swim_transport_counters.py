@@ -41,6 +41,10 @@ async def test_an_open_refused_at_once_is_a_failure_not_a_timeout() -> None:
             st = transport.stats
             assert (st.dials, st.dials_unconnected, st.dial_timeouts, st.dropped_dial) == (1, 1, 0, 1)
             assert transport.dials_for == {"Ping": 1}  # what asked for the new connection
+            # Why, with the peer's ID and the port taken out (equal causes count together).
+            [(reason, n)] = transport.failed_opens.items()
+            assert n == 1 and reason.startswith("unconnected: Ping: DialError: dial P failed"), reason
+            assert "12D3Koo" not in reason and "127.0.0.1" not in reason, reason
 
 
 async def test_an_open_that_hangs_is_counted_as_a_timeout() -> None:
@@ -55,6 +59,8 @@ async def test_an_open_that_hangs_is_counted_as_a_timeout() -> None:
             st = transport.stats
             assert (st.dials, st.dials_unconnected, st.dial_timeouts, st.dropped_dial) == (1, 1, 1, 0)
             assert transport.dials_for == {"ConnectAhead": 1}
+            [(reason, n)] = transport.failed_opens.items()
+            assert n == 1 and reason.startswith("unconnected: ConnectAhead: DialTimeout: ") and "timed out after Ns" in reason, reason
         nursery.cancel_scope.cancel()
 
 
@@ -141,12 +147,13 @@ class _RefusingDialer:
 
     def __init__(self, timeout: bool) -> None:
         self.timeout = timeout
+        self.why = "refused"
 
     def is_connected(self, _peer: object) -> bool:
         return False
 
     async def open_stream(self, *_args: object, **_kwargs: object) -> object:
-        raise DialTimeout("timed out") if self.timeout else DialError("refused")
+        raise DialTimeout("timed out") if self.timeout else DialError(self.why)
 
 
 async def test_opens_are_counted_by_kind_within_a_bound_and_timeouts_by_their_error() -> None:
@@ -169,3 +176,21 @@ async def test_opens_are_counted_by_kind_within_a_bound_and_timeouts_by_their_er
     service._transport = transport
     exported = service.transport_stats()
     assert exported["dials_for_Kind0"] == 2 and exported["dial_timeouts"] == MAX_KINDS + 10
+    assert exported["failed_open: unconnected: Kind0: DialTimeout: timed out"] == 2  # by kind too
+    assert sum(v for k, v in exported.items() if k.startswith("failed_open: ")) == MAX_KINDS + 10
+
+
+async def test_failed_opens_are_counted_by_reason_within_a_bound() -> None:
+    transport = SwimTransport(_RefusingDialer(timeout=False), lambda _p, _f: None, dial_timeout=1, write_timeout=1)
+    pid = ID(GHOST)
+    # Numbers differ, the cause is one: counted together.
+    for why in ("refused after 3 s", "refused after 4.5 s"):
+        transport._dialer.why = why  # type: ignore[attr-defined]
+        await transport._open(pid, (), kind="Ping")
+    assert transport.failed_opens == {"unconnected: Ping: DialError: refused after N s": 2}
+    # Distinct causes: at most MAX_KINDS reasons, the rest as "other".
+    for i in range(MAX_KINDS + 5):
+        transport._dialer.why = f"refused {chr(65 + i % 26)}{chr(65 + i // 26)}"  # type: ignore[attr-defined]
+        await transport._open(pid, (), kind="Ping")
+    assert len(transport.failed_opens) == MAX_KINDS + 1 and transport.failed_opens["other"] == 6
+    assert sum(transport.failed_opens.values()) == transport.stats.dial_failures == MAX_KINDS + 7
