@@ -116,6 +116,8 @@ class Devnet:
         self.console = console
         self.layout = blocks(options.nodes, options.procs)
         self.rng = random.Random(options.seed)
+        #: Each worker's loop lag and collector pauses, as it last reported them.
+        self.stalls: dict[int, dict[str, Any]] = {}
         self.workers: list[WorkerHandle] = []
         self.peer_ids: dict[int, str] = {}
         self.addrs: dict[int, str] = {}
@@ -438,6 +440,7 @@ class Devnet:
         ``counters``: with the SWIM counters summed over the running nodes."""
         observer = self._observer()
         replies, silent = await self._ask_all("stats", observer=observer, counters=counters)
+        self.stalls.update({w: r["stalls"] for w, r in replies.items() if "stalls" in r})
         node_stats = [n for r in replies.values() for n in r.get("nodes", [])]
         for n in node_stats:
             if not n.get("running") and not n.get("killed") and n["index"] in self.up and n.get("error"):
@@ -632,22 +635,32 @@ class Devnet:
         t0 = time.monotonic()
         await self._worker(index).request("publish", timeout=30, index=index, msg=msg, text=cmd.text)
         got: set[int] = set()
+        latency: dict[int, float] = {}
         deadline = t0 + self.opts.deliver_timeout
         while True:
             replies, _ = await self._ask_all("delivered", msgs=[msg])
             got = {int(i) for r in replies.values() for i in r["delivered"].get(msg, [])}
+            latency = {int(i): float(s) for r in replies.values() for i, s in r.get("latency", {}).get(msg, {}).items()}
             if expected <= got or time.monotonic() >= deadline:
                 break
             await trio.sleep(0.1)
         seconds = time.monotonic() - t0
         missing = sorted(expected - got)
         reached = len(expected & got)
+        # Each node's own delivery time (stamped where it happened), beside
+        # `seconds` (until this controller saw the last one, its polls included).
+        lat = {i: s for i, s in latency.items() if i in expected}
+        spread: dict[str, Any] | None = quantiles(list(lat.values()))
+        if spread is not None:
+            spread["slowest"] = [[i, round(s, 3)] for i, s in sorted(lat.items(), key=lambda kv: -kv[1])[:3]]
         text = f"published {msg} from {index}: delivered to {reached}/{len(expected)} reachable nodes in {seconds:.2f}s"
+        if spread:
+            text += f" (each node: P50 {spread['p50']:.3f}s, P99 {spread['p99']:.3f}s, last {spread['max']:.3f}s)"
         if missing:
             text += f" (missing {format_nodes(missing)} after {self.opts.deliver_timeout:g}s)"
         self.console.result(cmd.line, not missing, text, msg=msg, delivered=reached, expected=len(expected),
                             missing=missing, unexpected=sorted(got - expected - {index}),
-                            seconds=round(seconds, 3))  # fmt: skip
+                            seconds=round(seconds, 3), latency=spread)  # fmt: skip
         return not missing
 
     async def _cmd_find(self, cmd: Command) -> bool:
@@ -684,10 +697,11 @@ class Devnet:
         for w in self.workers:
             state = "gone" if w.gone else "paused" if w.paused else "running"
             cpu, rss = w.cpu_s(), w.rss_mb()  # each one read of /proc
+            stalls = self.stalls.get(w.index)
             workers.append({"index": w.index, "pid": w.pid, "nodes": [w.nodes.start, w.nodes.stop - 1],
-                            "state": state, "cpu_s": round(cpu, 2), "rss_mb": round(rss, 1)})  # fmt: skip
+                            "state": state, "cpu_s": round(cpu, 2), "rss_mb": round(rss, 1), "stalls": stalls})  # fmt: skip
             lines.append(f"  worker {w.index}: pid {w.pid}, nodes {_span(w.nodes)}, {state}, cpu {cpu:.1f}s, "
-                         f"memory {rss:.0f} MiB")  # fmt: skip
+                         f"memory {rss:.0f} MiB" + (f", {_stall_text(stalls)}" if stalls else ""))  # fmt: skip
         for a, b in self.partitions.splits:
             lines.append(f"  partition {format_nodes(sorted(a))} | {format_nodes(sorted(b))}")
         if self.killed:
@@ -846,6 +860,13 @@ class Devnet:
                             f"{q['p50']:.1f}s, P99 {q['p99']:.1f}s, last {q['max']:.1f}s", seconds=round(seconds, 2),
                             nodes=len(expected), matched=len(firsts), first_match=q)  # fmt: skip
         return True
+
+
+def _stall_text(stalls: dict[str, Any]) -> str:
+    """A worker's stalls (agentp2p.devnet.stalls) in a few words."""
+    full = stalls["gc"]["gen2"]
+    return (f"loop late {stalls['late_s']:g}s in {stalls['stalls']} stalls (longest {stalls['max_lag_s']:g}s), "
+            f"full collections {full['count']} taking {full['total_s']:g}s (longest {full['max_s']:g}s)")
 
 
 def _span(nodes: range) -> str:

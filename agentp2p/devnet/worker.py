@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from agentp2p.devnet.stalls import StallMeter
 from agentp2p.devnet.views import encode_bitmap
 from agentp2p.devnet.wire import LineReader, encode
 
@@ -110,14 +111,19 @@ class Worker:
         self.topic: str = args.topic
         self.config_file = Path(args.config) if args.config else None
         self.slots: dict[int, NodeSlot] = {}
-        #: message id -> indices of this worker's nodes that received it
-        self.seen: collections.OrderedDict[str, list[int]] = collections.OrderedDict()
+        #: message id -> this worker's nodes that received it: index -> seconds
+        #: from its publish (the sender's ``time.monotonic()`` rides in the
+        #: message; one clock for every process on the machine, CLOCK_MONOTONIC)
+        self.seen: collections.OrderedDict[str, dict[int, float]] = collections.OrderedDict()
         #: peer ID (bytes) -> devnet node index, as the controller last sent it (``views``)
         self.roster: dict[bytes, int] = {}
         self.roster_n = 0
         self._out: Any = None
         self._out_lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
+        #: Loop lag and collector pauses (``stats``' ``stalls``): a node that
+        #: looks slow may be a worker that stood still (agentp2p.devnet.stalls).
+        self.stalls = StallMeter()
 
     # -- the process ---------------------------------------------------------
 
@@ -128,6 +134,7 @@ class Worker:
         reader = LineReader(trio.lowlevel.FdStream(os.dup(0)))
         async with self._out, trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(self.stalls.run)
             await self._send({"ready": True, "pid": os.getpid()})
             while (request := await reader.next()) is not None:
                 nursery.start_soon(self._serve, request)
@@ -186,17 +193,20 @@ class Worker:
             slot.done.set()
 
     def _received(self, slot: NodeSlot, data: bytes) -> None:
+        now = time.monotonic()
         slot.deliveries += 1
         try:
-            msg_id = str(json.loads(data)["m"])
-        except (ValueError, KeyError, TypeError):
+            doc = json.loads(data)
+            msg_id = str(doc["m"])
+            sent = float(doc.get("s", now))
+        except (ValueError, KeyError, TypeError, AttributeError):
             return
         receivers = self.seen.get(msg_id)
         if receivers is None:
-            receivers = self.seen[msg_id] = []
+            receivers = self.seen[msg_id] = {}
             while len(self.seen) > SEEN_MESSAGES:
                 self.seen.popitem(last=False)
-        receivers.append(slot.index)
+        receivers.setdefault(slot.index, round(max(0.0, now - sent), 4))
 
     def _running(self, index: int) -> tuple[NodeSlot, Node]:
         slot = self.slots.get(index)
@@ -288,12 +298,17 @@ class Worker:
 
     async def _op_publish(self, req: dict[str, Any]) -> dict[str, Any]:
         _, node = self._running(int(req["index"]))
-        payload = json.dumps({"m": str(req["msg"]), "f": int(req["index"]), "t": str(req.get("text", ""))})
+        payload = json.dumps({"m": str(req["msg"]), "f": int(req["index"]), "t": str(req.get("text", "")),
+                              "s": time.monotonic()})  # fmt: skip
         await node.publish(self.topic, payload.encode())
         return {}
 
     async def _op_delivered(self, req: dict[str, Any]) -> dict[str, Any]:
-        return {"delivered": {str(m): self.seen.get(str(m), []) for m in req["msgs"]}}
+        """Per message: this worker's nodes that received it, and after how
+        many seconds (``latency``, by node index)."""
+        got = {str(m): self.seen.get(str(m), {}) for m in req["msgs"]}
+        return {"delivered": {m: list(r) for m, r in got.items()},
+                "latency": {m: {str(i): s for i, s in r.items()} for m, r in got.items()}}  # fmt: skip
 
     async def _op_find(self, req: dict[str, Any]) -> dict[str, Any]:
         _, node = self._running(int(req["index"]))
@@ -330,9 +345,13 @@ class Worker:
                         **swim.core_stats(),  # type: ignore[attr-defined]
                         **{f"transport_{k}": v for k, v in swim.transport_stats().items()},  # type: ignore[attr-defined]
                         **_connection_counters(node),
+                        # Live members this node has no address for: it can
+                        # probe them only over a connection that is open.
+                        "members_without_addrs": sum(1 for m in node.members()
+                                                     if m.state in ("alive", "suspect") and not m.addrs),
                     }
             nodes.append(entry)
-        reply: dict[str, Any] = {"nodes": nodes}
+        reply: dict[str, Any] = {"nodes": nodes, "stalls": self.stalls.as_dict()}
         observer = req.get("observer")
         if observer is not None and int(observer) in self.slots:
             reply["members"] = self._members(int(observer))

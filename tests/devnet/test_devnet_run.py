@@ -53,6 +53,12 @@ def test_twenty_nodes_find_publish_and_heal_a_partition(tmp_path: Path) -> None:
 
         sent = dev.command("publish 0 hello")
         assert sent["ok"] and sent["delivered"] == 19, json.dumps(sent)
+        # Each node's own delivery time, stamped where it happened (one clock
+        # for every process): within the controller's wait for the last one.
+        lat = sent["latency"]
+        assert 0 <= lat["p50"] <= lat["p99"] <= lat["max"] <= sent["seconds"], json.dumps(sent)
+        assert [s for _i, s in lat["slowest"]][0] == lat["max"] and len(lat["slowest"]) == 3, json.dumps(sent)
+        assert {i for i, _s in lat["slowest"]} <= set(range(1, 20)), json.dumps(sent)
         step("published to all")
 
         # The small-world figures of the live network: every node in both graphs, all connected.
@@ -129,13 +135,16 @@ def test_run_mode_executes_its_commands_and_end_of_input_quits(tmp_path: Path) -
     env = cli_env(tmp_path)
     out = subprocess.run(
         [*CLI, "devnet", "--nodes", "3", "--procs", "2", "--json", "--interval", "0", "--rate", "0",
-         "--run", "publish 2 hi; stats 1; bogus 1; quit"],
+         "--run", "publish 2 hi; stats; stats 1; bogus 1; quit"],
         capture_output=True, text=True, timeout=180, env=env, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     events = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     results = {e["command"]: e for e in events if e["event"] == "result"}
     assert results["publish 2 hi"]["ok"] and results["publish 2 hi"]["delivered"] == 2, out.stdout
     assert results["stats 1"]["node"]["index"] == 1
+    # Each worker's loop lag and collector pauses (agentp2p/devnet/stalls.py), as it measured them.
+    for w in results["stats"]["workers"]:
+        assert w["stalls"]["max_lag_s"] >= 0 and w["stalls"]["gc"]["gen0"]["count"] > 0, json.dumps(w)
     assert not results["bogus 1"]["ok"] and "unknown command" in results["bogus 1"]["error"]
     assert out.returncode == 1  # a command failed
     # Interactive: end of input is quit (nothing typed at all here).
