@@ -182,6 +182,7 @@ class SwimStats:
     declared_dead: int = 0  # our own suspicion timer expired on someone
     rejoin_proposals: int = 0  # connected peers proposed again (then pinged as joiners) while we had no live member (rejoin_alone_after)
     gossip_sent: int = 0  # Gossip frames (updates only) sent between probes
+    addrs_learnt: int = 0  # live members held without addresses that got them later (_learn_addrs)
     connected_probes: int = 0  # probes drawn among connected members (probe_connected_min)
     roster_probes: int = 0  # ... and, while so, probes drawn from the whole roster (roster_probe_every)
     ring_probes: int = 0  # probes of our successor on the hash ring (ring_probe_every)
@@ -1220,7 +1221,7 @@ class SwimCore:
                         m = Member(peer, m.state, inc, m.addrs, m.since, u)
                         self._table.set(m)
                     if trusted and u.addrs and not m.addrs:
-                        self._table.set(Member(peer, m.state, inc, u.addrs, m.since, m.signed))
+                        self._learn_addrs(m, u.addrs, u if u.signature and self._is_signed(u) else None)
             return
         elif u.state is State.LEFT and not own:
             if not self._is_signed(u):
@@ -1543,11 +1544,27 @@ class SwimCore:
                 self._propose(peer, addrs, out)
         elif m.live:
             if addrs and not m.addrs:
-                self._table.set(Member(peer, m.state, m.incarnation, addrs, m.since, m.signed))
+                self._learn_addrs(m, addrs, None)
         else:
             # Reconnected to someone we hold as dead/left: our ping carries that
             # verdict (buddy system), so if it is alive it refutes right away.
             self._send(out, peer, self._next_seq(), Ping(peer), addrs or m.addrs)
+
+    def _learn_addrs(self, m: Member, addrs: tuple[bytes, ...], signed: MemberUpdate | None) -> None:
+        """Live member ``m``, held without addresses (admitted from a frame's
+        header, which carries none), gets ``addrs``: its own word, or what
+        the adapter found in the peerstore (identify). The "alive" we queued
+        when we admitted it had none either: every receiver would hold a
+        candidate it cannot dial, and helpers asked to ping it could not. So
+        what we pass on about it carries them now (``signed``: its own word,
+        as signed, when we have it)."""
+        peer = m.peer_id
+        self._table.set(Member(peer, m.state, m.incarnation, addrs, m.since, m.signed))
+        queued = self._queue.get(peer)
+        if (queued is not None and queued.state is State.ALIVE and queued.incarnation == m.incarnation
+                and not queued.addrs):  # fmt: skip
+            self._queue.push(signed or MemberUpdate(peer, State.ALIVE, m.incarnation, addrs))
+        self.stats.addrs_learnt += 1
 
     def _propose(self, peer: PeerId, addrs: tuple[bytes, ...], out: list[Action]) -> None:
         """Ping ``peer`` as a joiner: the first of its ``join_attempts`` pings

@@ -79,7 +79,7 @@ from .events import (
     Send,
     Tick,
 )
-from .member import Member, State
+from .member import EventKind, Member, State
 from .messages import Message, Ping
 from .persist import SUFFIX, load_incarnation, restart_incarnation, save_incarnation
 from .transport import FaultInjection, SwimTransport
@@ -96,6 +96,12 @@ __all__ = ["FaultInjection", "MemberInfo", "MembershipEvent", "SwimService"]
 
 #: Offence weight of each rejected SWIM frame or update.
 SWIM_REJECTION_WEIGHT = 2.0
+
+#: Members admitted without addresses whose addresses we look for in the
+#: peerstore (identify fills it): at most this many at once, each for at most
+#: ADDRLESS_WAIT seconds.
+MAX_ADDRLESS = 256
+ADDRLESS_WAIT = 30.0
 
 
 def _rejections(core: SwimCore) -> int:
@@ -234,6 +240,9 @@ class SwimService:
         self._core_errors = 0
         self._pending_fault: FaultInjection | None = None
         self._sent: dict[str, int] = {}  # frames the core asked to send, by body kind
+        #: Members the core admitted without an address (a frame's header
+        #: carries none) -> until when we look for theirs (_fill_addrs).
+        self._addrless: dict[bytes, float] = {}
 
     # ------------------------------------------------------------- NodeService
 
@@ -352,6 +361,8 @@ class SwimService:
             log.exception("swim core failed on %r", type(event).__name__)
             return
         self._dispatch(actions)
+        if self._addrless and isinstance(event, Tick):
+            self._fill_addrs(core)
         self._wake.set()
         if self._persist_path is not None and core.incarnation != self._persisted:
             self._persist_wake.set()
@@ -368,8 +379,34 @@ class SwimService:
                 transport.prepare(a.to, a.addrs)
             elif isinstance(a, MemberEvent):
                 self._publish(a)
+                if (not a.addrs and a.kind in (EventKind.JOINED, EventKind.RECOVERED)
+                        and len(self._addrless) < MAX_ADDRLESS):  # fmt: skip
+                    self._addrless[a.peer_id] = trio.current_time() + ADDRLESS_WAIT
             elif isinstance(a, LeaveComplete):
                 self._left.set()
+
+    def _fill_addrs(self, core: SwimCore) -> None:
+        """Tell the core the addresses of members it admitted without any,
+        once identify has put them in the peerstore: it keeps them, passes
+        them on in gossip and push/pull, and gives them to helpers it asks to
+        ping the member (without, a helper not connected to it cannot)."""
+        node = self._node
+        if node is None:
+            return
+        now = trio.current_time()
+        found: list[tuple[bytes, tuple[bytes, ...]]] = []
+        for peer, until in list(self._addrless.items()):
+            m = core.member(peer)
+            if m is None or not m.live or m.addrs:
+                del self._addrless[peer]  # gone, or it has some already
+                continue
+            addrs = tuple(a.to_bytes() for a in node.dialer.known_addrs(ID(peer)))
+            if addrs or until <= now:
+                del self._addrless[peer]
+            if addrs:
+                found.append((peer, addrs[:8]))
+        for peer, addrs in found:
+            self._step(MemberDiscovered(peer, addrs))
 
     def _on_frame(self, sender: bytes, frame: bytes) -> None:
         core = self._core
