@@ -18,6 +18,18 @@ publish-to-deliver rose from ~15 ms to 46–52 ms (docs/pubsub.md, "Measured").
   freed. Call it after the imports and before the node and its services are
   built, so that what is frozen is module-level state and the configuration,
   which live as long as the process anyway.
+* **Collect the young generation less often**: the first threshold goes
+  from 700 to YOUNG_COLLECTION_SPACING (net new container objects between
+  two young collections). Most objects a node makes (frames, messages,
+  timers) are freed by reference counting within milliseconds; a young
+  collection only walks the ones still alive, so at 700 it walked the same
+  in-flight state ~40 times a second, and every tenth one promoted it a
+  generation up, where the full collections walk it again. A 100-node
+  devnet (50 nodes a worker, 2026-12-07) spent 21–32 % of its workers' CPU
+  in the collector at the defaults: 37,377 young collections (73 s),
+  3,397 middle ones (107 s) and 33 full ones (76 s, up to 3.0 s each: the
+  whole worker stands still) in 865 s. Cyclic garbage waits longer to be
+  found: at most this many young objects, a few MB.
 * **Space out full collections**: the third threshold goes from 10 to 100
   (a full collection at most once per 100 second-generation collections).
   With the startup heap frozen the long-lived heap is small, so CPython's
@@ -37,10 +49,12 @@ from __future__ import annotations
 
 import gc
 
-__all__ = ["FULL_COLLECTION_SPACING", "apply"]
+__all__ = ["FULL_COLLECTION_SPACING", "YOUNG_COLLECTION_SPACING", "apply"]
 
 #: gc threshold2: second-generation collections between two full ones (CPython: 10).
 FULL_COLLECTION_SPACING = 100
+#: gc threshold0: net new container objects between two young collections (CPython: 700).
+YOUNG_COLLECTION_SPACING = 10_000
 
 
 def apply() -> int:
@@ -49,5 +63,5 @@ def apply() -> int:
     gc.freeze()
     thresholds = gc.get_threshold()
     if len(thresholds) >= 3 and thresholds[2] > 0:  # a generational collector with a full-collection gate
-        gc.set_threshold(thresholds[0], thresholds[1], FULL_COLLECTION_SPACING)
+        gc.set_threshold(max(thresholds[0], YOUNG_COLLECTION_SPACING), thresholds[1], FULL_COLLECTION_SPACING)
     return gc.get_freeze_count()
