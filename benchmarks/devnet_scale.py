@@ -16,7 +16,8 @@ commands and reports, for one N:
   capabilities (P50 / P99 and agents found of those offering it);
 * **pub/sub**: ``--publishes`` messages from random nodes, each timed until
   every node has it (the devnet polls every 0.1 s), so each is the
-  message's slowest delivery;
+  message's slowest delivery; beside it each node's own delivery time (as
+  the node stamped it) and how long the publisher's ``publish`` held it;
 * **failure**: ``--kill-share`` of the nodes crashed at once (stopped
   without SWIM's goodbye, their connections closed: what their process's
   death does to peers), or with ``--kill-worker`` the last worker process
@@ -215,13 +216,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out["discovery"] = {**_q(finds), "found": matched, "offering": expected}
 
         pubs: list[float] = []
+        node_p50: list[float] = []  # each publish's own P50 / P99 over the nodes, as they stamped it
+        node_p99: list[float] = []
+        held: list[float] = []  # how long each publisher's node.publish held the message
         delivered = reach = 0
         for k in range(args.publishes):
             r = step("publish", f"publish {rng.randrange(n)} m{k}", 60)
             pubs.append(float(r.get("seconds", float("nan"))))
             delivered += int(r.get("delivered", 0))
             reach += int(r.get("expected", 0))
-        out["pubsub"] = {**_q([p for p in pubs if p == p]), "delivered": delivered, "expected": reach}
+            lat = r.get("latency") or {}
+            if "p50" in lat:
+                node_p50.append(float(lat["p50"]))
+                node_p99.append(float(lat["p99"]))
+            if lat.get("publish_s") is not None:
+                held.append(float(lat["publish_s"]))
+        out["pubsub"] = {**_q([p for p in pubs if p == p]), "delivered": delivered, "expected": reach,
+                         "node_latency": {"p50_of_p50": round(percentile(node_p50, 50), 3) if node_p50 else None,
+                                          "p99_of_p99": round(percentile(node_p99, 99), 3) if node_p99 else None},
+                         "publish_held": _q(held) if held else None}  # fmt: skip
 
         c_before = _counters(devnet)  # per node: the killed ones drop out of the window's sum
         if args.kill_worker:
@@ -347,8 +360,11 @@ def _report(r: dict[str, Any]) -> None:
         print(f"  discovery: {d['n']} finds, P50 {d['p50']} s, P99 {d['p99']} s; found {d['found']} of {d['offering']}")
     if "pubsub" in r:
         p = r["pubsub"]
+        nl = p.get("node_latency") or {}
         print(f"  pub/sub: {p['n']} messages, every node reached P50 {p['p50']} s, P99 {p['p99']} s; "
-              f"delivered {p['delivered']} of {p['expected']}")
+              f"delivered {p['delivered']} of {p['expected']}; each node's own delivery time: P50 of the "
+              f"publishes' P50s {nl.get('p50_of_p50')} s, P99 of their P99s {nl.get('p99_of_p99')} s; "
+              f"the publisher held it P99 {(p.get('publish_held') or {}).get('p99')} s")
     if "failure" in r:
         f = r["failure"]
         fm = f.get("first_match") or {}

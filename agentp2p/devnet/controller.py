@@ -633,7 +633,7 @@ class Devnet:
         msg = f"p{self._seq}"
         expected = self._reachable(index)
         t0 = time.monotonic()
-        await self._worker(index).request("publish", timeout=30, index=index, msg=msg, text=cmd.text)
+        held = await self._worker(index).request("publish", timeout=30, index=index, msg=msg, text=cmd.text)
         got: set[int] = set()
         latency: dict[int, float] = {}
         deadline = t0 + self.opts.deliver_timeout
@@ -653,6 +653,8 @@ class Devnet:
         spread: dict[str, Any] | None = quantiles(list(lat.values()))
         if spread is not None:
             spread["slowest"] = [[i, round(s, 3)] for i, s in sorted(lat.items(), key=lambda kv: -kv[1])[:3]]
+            # Of that, how long the publisher's node.publish took before it let go.
+            spread["publish_s"] = held.get("publish_s")
         text = f"published {msg} from {index}: delivered to {reached}/{len(expected)} reachable nodes in {seconds:.2f}s"
         if spread:
             text += f" (each node: P50 {spread['p50']:.3f}s, P99 {spread['p99']:.3f}s, last {spread['max']:.3f}s)"

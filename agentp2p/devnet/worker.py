@@ -298,10 +298,12 @@ class Worker:
 
     async def _op_publish(self, req: dict[str, Any]) -> dict[str, Any]:
         _, node = self._running(int(req["index"]))
+        sent = time.monotonic()
         payload = json.dumps({"m": str(req["msg"]), "f": int(req["index"]), "t": str(req.get("text", "")),
-                              "s": time.monotonic()})  # fmt: skip
+                              "s": sent})  # fmt: skip
         await node.publish(self.topic, payload.encode())
-        return {}
+        # How long the publisher held it (backpressure: a peer's queue over the high-water mark).
+        return {"publish_s": round(time.monotonic() - sent, 4)}
 
     async def _op_delivered(self, req: dict[str, Any]) -> dict[str, Any]:
         """Per message: this worker's nodes that received it, and after how
