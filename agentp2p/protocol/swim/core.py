@@ -1562,7 +1562,9 @@ class SwimCore:
         self._table.set(Member(peer, m.state, m.incarnation, addrs, m.since, m.signed))
         queued = self._queue.get(peer)
         if (queued is not None and queued.state is State.ALIVE and queued.incarnation == m.incarnation
-                and not queued.addrs):  # fmt: skip
+                and not queued.addrs and (signed is not None or not queued.signature)):  # fmt: skip
+            # (A signed word without addresses stays: the member's own
+            # signature is what lets far members take a new incarnation.)
             self._queue.push(signed or MemberUpdate(peer, State.ALIVE, m.incarnation, addrs))
         self.stats.addrs_learnt += 1
 

@@ -52,7 +52,7 @@ import contextlib
 import logging
 import math
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -99,9 +99,15 @@ SWIM_REJECTION_WEIGHT = 2.0
 
 #: Members admitted without addresses whose addresses we look for in the
 #: peerstore (identify fills it): at most this many at once, each for at most
-#: ADDRLESS_WAIT seconds.
+#: ADDRLESS_WAIT seconds, looked up at most every ADDRLESS_EVERY seconds.
 MAX_ADDRLESS = 256
 ADDRLESS_WAIT = 30.0
+ADDRLESS_EVERY = 1.0
+
+
+def _dialable(addrs: Iterable[Multiaddr]) -> list[bytes]:
+    """Addresses another member could dial: not a wildcard listener's."""
+    return [a.to_bytes() for a in addrs if "/ip4/0.0.0.0/" not in str(a) and "/ip6/::/" not in str(a)]
 
 
 def _rejections(core: SwimCore) -> int:
@@ -243,6 +249,7 @@ class SwimService:
         #: Members the core admitted without an address (a frame's header
         #: carries none) -> until when we look for theirs (_fill_addrs).
         self._addrless: dict[bytes, float] = {}
+        self._addrless_next = 0.0
 
     # ------------------------------------------------------------- NodeService
 
@@ -268,7 +275,7 @@ class SwimService:
         transport = self._transport
         if transport is None or self._node is not node:
             raise RuntimeError("SwimService.run() before attach()")
-        addrs = [a.to_bytes() for a in node.listen_addrs() if "/ip4/0.0.0.0/" not in str(a) and "/ip6/::/" not in str(a)]
+        addrs = _dialable(node.listen_addrs())
         incarnation = await self._load_incarnation(node)
         self._core = SwimCore(
             node.peer_id.to_bytes(),
@@ -361,7 +368,8 @@ class SwimService:
             log.exception("swim core failed on %r", type(event).__name__)
             return
         self._dispatch(actions)
-        if self._addrless and isinstance(event, Tick):
+        if self._addrless and isinstance(event, Tick) and trio.current_time() >= self._addrless_next:
+            self._addrless_next = trio.current_time() + ADDRLESS_EVERY
             self._fill_addrs(core)
         self._wake.set()
         if self._persist_path is not None and core.incarnation != self._persisted:
@@ -387,9 +395,11 @@ class SwimService:
 
     def _fill_addrs(self, core: SwimCore) -> None:
         """Tell the core the addresses of members it admitted without any,
-        once identify has put them in the peerstore: it keeps them, passes
-        them on in gossip and push/pull, and gives them to helpers it asks to
-        ping the member (without, a helper not connected to it cannot)."""
+        once the peerstore holds some (identify's listen addresses; also
+        any a dial to the member was given): it keeps them, passes them on
+        in gossip and push/pull, and gives them to helpers it asks to ping
+        the member (without, a helper not connected to it cannot).
+        Wildcard addresses are left out (nobody can dial them)."""
         node = self._node
         if node is None:
             return
@@ -400,7 +410,7 @@ class SwimService:
             if m is None or not m.live or m.addrs:
                 del self._addrless[peer]  # gone, or it has some already
                 continue
-            addrs = tuple(a.to_bytes() for a in node.dialer.known_addrs(ID(peer)))
+            addrs = tuple(_dialable(node.dialer.known_addrs(ID(peer))))
             if addrs or until <= now:
                 del self._addrless[peer]
             if addrs:
@@ -711,8 +721,8 @@ class SwimService:
         stream opens and what was dropped, cheap to read like ``core_stats``;
         with ``dials_for_`` + kind: the opens that needed a new connection,
         by the kind of frame (or ConnectAhead) that asked for them; with
-        ``failed_open: `` + reason: the failed opens by why (a timeout or
-        error, and whether a connection was open as it began)."""
+        ``failed_open: `` + reason: the failed opens by why (whether a
+        connection was open as it began, the frame kind, the error)."""
         transport = self._transport
         if transport is None:
             return {}

@@ -70,7 +70,8 @@ from .wire import MAX_FRAME_BYTES, PROTOCOL_ID
 
 log = logging.getLogger("agentp2p.swim")
 
-__all__ = ["FaultInjection", "FrameError", "FrameReader", "SwimTransport", "TransportStats", "length_prefixed"]
+__all__ = ["FaultInjection", "FrameError", "FrameReader", "SwimTransport", "TransportStats", "failure_reason",
+           "length_prefixed"]
 
 #: Peerstore TTL for addresses learned from SWIM (dial hints).
 
@@ -124,7 +125,7 @@ _Item = tuple[bytes, tuple[bytes, ...], float, bool, str]
 #: about ten message kinds; anything past this bound is not counted).
 MAX_KINDS = 32
 
-_PEER_ID = re.compile(r"\b(12D3Koo|Qm)[1-9A-HJ-NP-Za-km-z]+")
+_PEER_ID = re.compile(r"\b(12D3Koo|16Uiu2|Qm)[1-9A-HJ-NP-Za-km-z]+")
 _NUMBER = re.compile(r"(?<![A-Za-z])\d+(\.\d+)?")
 
 
@@ -133,7 +134,7 @@ def failure_reason(exc: BaseException, connected: bool, kind: str = "") -> str:
     connection was open as it began, the kind of frame that asked for it,
     and the error with its peer IDs and numbers taken out (so equal causes
     count together)."""
-    text = _NUMBER.sub("N", _PEER_ID.sub("P", str(exc) or type(exc).__name__))
+    text = _NUMBER.sub("N", _PEER_ID.sub("P", (str(exc) or type(exc).__name__)[:400]))
     return f"{'connected' if connected else 'unconnected'}: {kind or '-'}: {type(exc).__name__}: {text[:80]}"
 
 

@@ -716,6 +716,21 @@ def test_a_member_admitted_from_a_header_passes_on_the_addresses_the_peerstore_f
     assert a.member(pid("b")).addrs == (b"\x01addr",) and a.stats.addrs_learnt == 1
 
 
+def test_a_signed_word_without_addresses_is_not_replaced_by_an_unsigned_one() -> None:
+    """A node listening on a wildcard address signs its "alive" without
+    addresses. Addresses found later (the peerstore) are kept, but what we
+    pass on stays its signed word: far members need the signature to take a
+    new incarnation from a relay."""
+    a = make_core("a", [])
+    _admitted_from_a_header(a)
+    bare = signed_update(sim_signer(pid("b")), pid("b"), State.ALIVE, 3, ())
+    deliver(a, 0.5, pid("b"), Message(2, 3, Ack(), (bare,)))
+    assert a._queue.get(pid("b")) == bare  # noqa: SLF001 — its signed word replaced our unsigned copy
+    a.handle(1.0, MemberDiscovered(pid("b"), (b"\x01addr",)))
+    assert a.member(pid("b")).addrs == (b"\x01addr",) and a.stats.addrs_learnt == 1
+    assert a._queue.get(pid("b")) == bare  # noqa: SLF001
+
+
 def test_a_member_admitted_from_a_header_passes_on_its_own_signed_word_with_addresses() -> None:
     a = make_core("a", [])
     _admitted_from_a_header(a)

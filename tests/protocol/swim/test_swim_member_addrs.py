@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 from types import SimpleNamespace
 
+import pytest
 from libp2p.peer.id import ID
 from multiaddr import Multiaddr
 
@@ -49,13 +50,20 @@ async def test_a_member_admitted_without_addresses_gets_them_once_identify_has_a
     assert core.member(pid("b")).live and core.member(pid("b")).addrs == ()
     service._step(Tick())
     assert core.member(pid("b")).addrs == ()  # nothing in the peerstore yet: still looked for
-    store.addrs[ID(pid("b"))] = [ADDR]
+    store.addrs[ID(pid("b"))] = [Multiaddr("/ip4/0.0.0.0/tcp/4001")]  # a wildcard: nobody can dial it
+    service._addrless_next = 0.0  # (a second later: looked up at most once a second)
+    service._step(Tick())
+    assert core.member(pid("b")).addrs == () and service._addrless
+    store.addrs[ID(pid("b"))].append(ADDR)
+    service._step(Tick())
+    assert core.member(pid("b")).addrs == ()  # within the second: not looked up again
+    service._addrless_next = 0.0
     service._step(Tick())
     assert core.member(pid("b")).addrs == (ADDR.to_bytes(),)
     assert core.stats.addrs_learnt == 1 and not service._addrless
 
 
-async def test_the_search_for_addresses_is_bounded_in_time_and_size(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_the_search_for_addresses_is_bounded_in_time_and_size(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(swim_service, "MAX_ADDRLESS", 3)
     service, core, store = _service()
     for name in "bcdef":
@@ -64,8 +72,10 @@ async def test_the_search_for_addresses_is_bounded_in_time_and_size(monkeypatch)
     # Past ADDRLESS_WAIT they are given up: a peer that never answers identify costs nothing more.
     for peer in service._addrless:
         service._addrless[peer] = 0.0
+    service._addrless_next = 0.0
     service._step(Tick())
     assert not service._addrless and core.stats.addrs_learnt == 0
     store.addrs[ID(pid("b"))] = [ADDR]  # too late: no longer looked for
+    service._addrless_next = 0.0
     service._step(Tick())
     assert core.member(pid("b")).addrs == ()
