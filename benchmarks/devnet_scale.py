@@ -97,6 +97,10 @@ def _counters(devnet: Any) -> Counters:
     return _by_node(devnet.command("stats", 60))
 
 
+#: Levels among the counters (a read, not a running total): no window's growth.
+_GAUGES = frozenset({"members_without_addrs"})
+
+
 def _delta(before: Counters, after: Counters) -> dict[str, Any]:
     """What each counter added between two reads, summed over the nodes
     present in both (a killed node's are not a drop), unchanged ones left
@@ -107,6 +111,8 @@ def _delta(before: Counters, after: Counters) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for node in sorted(a.keys() & b.keys()):
         for k, v in a[node].items():
+            if k in _GAUGES:
+                continue
             out[k] = out.get(k, 0) + v - b[node].get(k, 0)
     out = {k: v for k, v in sorted(out.items()) if v}
     if not (b_whole and a_whole):

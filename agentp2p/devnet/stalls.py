@@ -8,13 +8,15 @@ probe or a pub/sub message then looks slow or lost although nothing on the
 network was. Two meters tell that apart:
 
 * **loop lag**: a task asks to wake every ``tick`` seconds and records how
-  late it woke (the longest lag, and the seconds spent late by more than
-  ``LATE``);
+  late it woke (the longest lag; and the wake-ups later than ``LATE``,
+  with the sum of their lags);
 * **collector pauses**: ``gc.callbacks`` time each collection, by
   generation (count, total, longest). CPython runs them synchronously, so
   each one is a stall of the whole process.
 
-Both are cheap: one wake-up per tick, two clock reads per collection.
+Both are cheap: one wake-up per tick, two clock reads per collection. A
+worker stopped by ``pause`` counts its pause as one long stall (the clock
+runs on while the process is stopped).
 """
 
 from __future__ import annotations

@@ -17,12 +17,11 @@ async def test_a_held_loop_and_a_full_collection_are_measured() -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(meter.run)
         await wait_until(lambda: meter._on_gc in gc.callbacks, 5, "the meter to start")
-        assert meter.stalls == 0
         time.sleep(3 * LATE)  # what the meter is for: code that holds the loop (not a wait for anything)
         gc.collect()  # a full collection, timed through gc.callbacks
         await wait_until(lambda: meter.stalls >= 1, 5, "the meter to wake late")
         nursery.cancel_scope.cancel()
+    assert meter.max_lag >= 3 * LATE and meter.late_s >= meter.max_lag, meter.as_dict()
     got = meter.as_dict()
-    assert got["max_lag_s"] >= 3 * LATE * 0.9 and got["late_s"] >= got["max_lag_s"] * 0.99, got
     assert got["gc"]["gen2"]["count"] >= 1 and got["gc"]["gen2"]["max_s"] > 0, got
     assert meter._on_gc not in gc.callbacks  # removed when it stops
