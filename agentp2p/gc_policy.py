@@ -9,7 +9,7 @@ long every connection of the process stalls: at 5,000 msg/s the pub/sub
 benchmark queued a few hundred messages behind each pause, and P99
 publish-to-deliver rose from ~15 ms to 46–52 ms (docs/pubsub.md, "Measured").
 
-:func:`apply` does two things, once, before the node starts:
+:func:`apply` does three things, once, before the node starts:
 
 * **Freeze the startup heap** (``gc.freeze``): what is alive after the imports
   and configuration moves to a generation the collector never walks. Objects
@@ -23,19 +23,21 @@ publish-to-deliver rose from ~15 ms to 46–52 ms (docs/pubsub.md, "Measured").
   two young collections). Most objects a node makes (frames, messages,
   timers) are freed by reference counting within milliseconds; a young
   collection only walks the ones still alive, so at 700 it walked the same
-  in-flight state ~40 times a second, and every tenth one promoted it a
-  generation up, where the full collections walk it again. A 100-node
+  in-flight state ~40 times a second, moving what survived a generation up,
+  and every tenth (a middle collection) moved it on into the generation the
+  full collections walk. A 100-node
   devnet (50 nodes a worker, 2026-12-07) spent 21–32 % of its workers' CPU
   in the collector at the defaults: 37,377 young collections (73 s),
   3,397 middle ones (107 s) and 33 full ones (76 s, up to 3.0 s each: the
   whole worker stands still) in 865 s. Cyclic garbage waits longer to be
-  found: at most this many young objects, a few MB.
+  found: at most this many young container objects (and whatever they hold,
+  buffers included). A threshold of 0 (collection turned off) is kept.
 * **Space out full collections**: the third threshold goes from 10 to 100
   (a full collection at most once per 100 second-generation collections).
   With the startup heap frozen the long-lived heap is small, so CPython's
   other gate (collect only once it has grown by a quarter) no longer holds
   full collections back. Cyclic garbage that survives two young collections
-  then waits longer to be freed; young collections are unchanged. An
+  then waits longer to be freed. An
   interpreter whose collector has no third threshold (CPython's incremental
   collector) keeps its own schedule: only the freeze applies there.
 
@@ -58,10 +60,11 @@ YOUNG_COLLECTION_SPACING = 10_000
 
 
 def apply() -> int:
-    """Freeze what is alive now and space out full collections; returns the objects frozen."""
+    """Freeze what is alive now and space out young and full collections; returns the objects frozen."""
     gc.collect()
     gc.freeze()
     thresholds = gc.get_threshold()
     if len(thresholds) >= 3 and thresholds[2] > 0:  # a generational collector with a full-collection gate
-        gc.set_threshold(max(thresholds[0], YOUNG_COLLECTION_SPACING), thresholds[1], FULL_COLLECTION_SPACING)
+        young = max(thresholds[0], YOUNG_COLLECTION_SPACING) if thresholds[0] > 0 else 0  # 0: turned off, kept
+        gc.set_threshold(young, thresholds[1], FULL_COLLECTION_SPACING)
     return gc.get_freeze_count()
