@@ -27,9 +27,10 @@ publish-to-deliver rose from ~15 ms to 46–52 ms (docs/pubsub.md, "Measured").
   and every tenth (a middle collection) moved it on into the generation the
   full collections walk. A 100-node
   devnet (50 nodes a worker, 2026-12-07) spent 21–32 % of its workers' CPU
-  in the collector at the defaults: 37,377 young collections (73 s),
-  3,397 middle ones (107 s) and 33 full ones (76 s, up to 3.0 s each: the
-  whole worker stands still) in 865 s. Cyclic garbage waits longer to be
+  in the collector with this policy but CPython's young threshold; one
+  worker made 37,377 young collections (73 s), 3,397 middle ones (107 s)
+  and 33 full ones (76 s, up to 3.0 s each: the whole worker stands still)
+  in 865 s. Cyclic garbage waits longer to be
   found: at most this many young container objects (and whatever they hold,
   buffers included). A threshold of 0 (collection turned off) is kept.
 * **Space out full collections**: the third threshold goes from 10 to 100
