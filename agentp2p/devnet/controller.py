@@ -634,13 +634,12 @@ class Devnet:
         expected = self._reachable(index)
         t0 = time.monotonic()
         held = await self._worker(index).request("publish", timeout=30, index=index, msg=msg, text=cmd.text)
-        got: set[int] = set()
-        latency: dict[int, float] = {}
+        latency: dict[int, float] = {}  # node -> seconds from the publish to its delivery
         deadline = t0 + self.opts.deliver_timeout
         while True:
             replies, _ = await self._ask_all("delivered", msgs=[msg])
-            got = {int(i) for r in replies.values() for i in r["delivered"].get(msg, [])}
-            latency = {int(i): float(s) for r in replies.values() for i, s in r.get("latency", {}).get(msg, {}).items()}
+            latency = {int(i): float(s) for r in replies.values() for i, s in r["delivered"].get(msg, {}).items()}
+            got = set(latency)
             if expected <= got or time.monotonic() >= deadline:
                 break
             await trio.sleep(0.1)

@@ -306,11 +306,9 @@ class Worker:
         return {"publish_s": round(time.monotonic() - sent, 4)}
 
     async def _op_delivered(self, req: dict[str, Any]) -> dict[str, Any]:
-        """Per message: this worker's nodes that received it, and after how
-        many seconds (``latency``, by node index)."""
-        got = {str(m): self.seen.get(str(m), {}) for m in req["msgs"]}
-        return {"delivered": {m: list(r) for m, r in got.items()},
-                "latency": {m: {str(i): s for i, s in r.items()} for m, r in got.items()}}  # fmt: skip
+        """Per message: this worker's nodes that received it (by index), each
+        with how many seconds after its publish."""
+        return {"delivered": {str(m): {str(i): s for i, s in self.seen.get(str(m), {}).items()} for m in req["msgs"]}}
 
     async def _op_find(self, req: dict[str, Any]) -> dict[str, Any]:
         _, node = self._running(int(req["index"]))
