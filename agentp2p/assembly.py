@@ -34,7 +34,7 @@ from multiaddr import Multiaddr
 from agentp2p.config import NodeConfig
 from agentp2p.contract import NodeService, StreamHandler
 from agentp2p.errors import ConfigError
-from agentp2p.network.addresses import parse_listen_addr, parse_peer_addr, to_peer_id
+from agentp2p.network.addresses import expand_wildcards, parse_listen_addr, parse_peer_addr, to_peer_id
 from agentp2p.network.allowlist import AllowList
 from agentp2p.network.connection_manager import ConnectionManager, round_robin
 from agentp2p.network.denylist import DenyList
@@ -107,8 +107,9 @@ class ServiceContext:
 
     def listen_addrs(self) -> list[Multiaddr]:
         """Where peers can reach us: the transport addresses actually bound
-        (port 0 resolved), then ``/p2p-circuit`` ones through our relays."""
-        return [*self._host.get_transport_addrs(), *self.extra_addrs()]
+        (port 0 resolved, a wildcard bind as each interface's address), then
+        ``/p2p-circuit`` ones through our relays."""
+        return [*expand_wildcards(self._host.get_transport_addrs()), *self.extra_addrs()]
 
     def state_path(self, suffix: str) -> Path | None:
         return _beside(self._identity_path, suffix)

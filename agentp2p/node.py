@@ -37,7 +37,7 @@ from agentp2p.assembly import assemble, peer_info
 from agentp2p.config import NodeConfig
 from agentp2p.contract import NodeService
 from agentp2p.errors import DialError, ListenError, NotRunningError
-from agentp2p.network.addresses import to_peer_id, with_peer_id
+from agentp2p.network.addresses import expand_wildcards, to_peer_id, with_peer_id
 from agentp2p.network.events import is_inbound
 from agentp2p.network.identify import read_to_eof
 from agentp2p.network.identity import Identity
@@ -588,8 +588,9 @@ class Node:
 
     @property
     def addrs(self) -> list[str]:
-        """Full addresses ending in ``/p2p/<peer id>`` that other nodes can dial."""
-        return [with_peer_id(a, self.peer_id) for a in self.listen_addrs]
+        """Full addresses ending in ``/p2p/<peer id>`` that other nodes can dial
+        (a wildcard bind as each local interface's address, loopback last)."""
+        return [with_peer_id(a, self.peer_id) for a in expand_wildcards(self.listen_addrs)]
 
     def dialable_addrs(self) -> list[str]:
         """:attr:`addrs`, with a wildcard bind replaced by 127.0.0.1 for local use."""

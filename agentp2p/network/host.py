@@ -57,6 +57,7 @@ from libp2p.utils.varint import encode_varint_prefixed
 
 from agentp2p import __version__
 from agentp2p.errors import ConfigError
+from agentp2p.network.addresses import expand_wildcards
 from agentp2p.network.library_logs import demote_library_logs
 from agentp2p.network.handlers import HandlerFailures, install_swarm_guard
 from agentp2p.network.identity import Identity
@@ -101,12 +102,15 @@ def advertise_extra_addrs(host: IHost, extra: Callable[[], Sequence[Multiaddr]])
     ``update_peerstore_from_identify``), so adding them to the list alone
     was undone on arrival. Not through the library's ``addrs_factory``: its
     ``get_addrs`` cuts an address at its first ``/p2p/`` to re-append ours,
-    which turns a circuit into the relay's own address."""
+    which turns a circuit into the relay's own address.
+
+    A wildcard bind is advertised as each local interface's address: nobody
+    can dial ``0.0.0.0``, and a go-libp2p peer would drop it anyway."""
     inner = host.get_addrs
     me = f"/p2p/{host.get_id()}"
 
     def get_addrs() -> list[Multiaddr]:
-        base = list(inner())
+        base = expand_wildcards(inner())
         seen = {str(a) for a in base}
         for addr in extra():
             full = f"{addr}{me}"

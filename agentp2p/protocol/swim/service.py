@@ -84,7 +84,7 @@ from .messages import Message, Ping
 from .persist import SUFFIX, load_incarnation, restart_incarnation, save_incarnation
 from .transport import FaultInjection, SwimTransport
 from agentp2p.throttled_log import ThrottledLog
-from .wire import PROTOCOL_ID, encode
+from .wire import MAX_ADDR_BYTES, MAX_ADDRS, PROTOCOL_ID, encode
 
 if TYPE_CHECKING:
     from agentp2p.contract import NodeContext
@@ -106,8 +106,18 @@ ADDRLESS_EVERY = 1.0
 
 
 def _dialable(addrs: Iterable[Multiaddr]) -> list[bytes]:
-    """Addresses another member could dial: not a wildcard listener's."""
-    return [a.to_bytes() for a in addrs if "/ip4/0.0.0.0/" not in str(a) and "/ip6/::/" not in str(a)]
+    """Addresses another member could dial: not a wildcard listener's, and
+    no more (nor longer) than a member update may carry: a receiver rejects
+    the whole frame past the wire's bounds, so one address too many from a
+    node on many interfaces would silence its every frame."""
+    out = []
+    for a in addrs:
+        text, raw = str(a), a.to_bytes()
+        if "/ip4/0.0.0.0/" not in text and "/ip6/::/" not in text and 0 < len(raw) <= MAX_ADDR_BYTES:
+            out.append(raw)
+            if len(out) == MAX_ADDRS:
+                break
+    return out
 
 
 def _rejections(core: SwimCore) -> int:
@@ -414,7 +424,7 @@ class SwimService:
             if addrs or until <= now:
                 del self._addrless[peer]
             if addrs:
-                found.append((peer, addrs[:8]))
+                found.append((peer, addrs))
         for peer, addrs in found:
             self._step(MemberDiscovered(peer, addrs))
 
@@ -516,8 +526,8 @@ class SwimService:
                 self._discovered(node, peer)
 
     def _discovered(self, node: NodeContext, peer: ID) -> None:
-        addrs = tuple(a.to_bytes() for a in node.dialer.known_addrs(peer))
-        self._step(MemberDiscovered(peer.to_bytes(), addrs[:8]))
+        addrs = tuple(_dialable(node.dialer.known_addrs(peer)))
+        self._step(MemberDiscovered(peer.to_bytes(), addrs))
         if self.config.probe_connected_min:
             self._step(ConnectionOpened(peer.to_bytes()))
 
