@@ -109,6 +109,7 @@ class GossipSubStats:
     published: int = 0
     forwarded: int = 0  # message copies sent (forward + publish + IWANT answers)
     ihave_ignored: int = 0  # IHAVE RPCs over the per-heartbeat limits / below gossip threshold
+    ihave_skipped: int = 0  # our IHAVEs not sent: the target had every ID already (mcache holders)
     iwant_ignored: int = 0  # IWANTs refused: retransmission / per-heartbeat limit / gossip threshold
     graft_refused: int = 0  # GRAFTs answered with PRUNE
     near_trimmed: int = 0  # our own far picks pruned to make room for near peers (d_near)
@@ -181,7 +182,7 @@ class GossipSubCore:
         self._lastpub: dict[str, float] = {}
         self._backoff = Backoff(p.max_backoffs, _BACKOFF_SLACK_HEARTBEATS * p.heartbeat_interval)
         self._seen = SeenCache(p.seen_ttl, p.max_seen)
-        self._mcache = MessageCache(p.mcache_len, p.mcache_gossip, p.max_mcache_messages)
+        self._mcache = MessageCache(p.mcache_len, p.mcache_gossip, p.max_mcache_messages, p.max_gossip_holders)
         self._dontwant = DontWant(p.idontwant_ttl, p.max_idontwant_ids, p.max_idontwant_total)
         self._gossip = GossipLimits(p.max_ihave_messages, p.max_ihave_length, p.max_iwant_replies)
         self._promises = Promises(p.iwant_followup, p.max_promises)
@@ -255,6 +256,7 @@ class GossipSubCore:
             "topics": len(self._subs) + len(self._fanout),
             "seen": len(self._seen),
             "mcache": len(self._mcache),
+            "mcache_holders": self._mcache.holders,
             "backoff": len(self._backoff),
             "promises": len(self._promises),
             "pending": len(self._pending),
@@ -468,6 +470,7 @@ class GossipSubCore:
             return
         if not self._seen.add(msg_id, self._now):
             self.stats.duplicates += 1
+            self._mcache.mark(msg_id, peer)  # (one still pending: its senders are marked when accepted)
             self._score.duplicate_message(peer, msg_id, topic, self._now)
             pending = self._pending.get(msg_id)
             if pending is not None:
@@ -533,6 +536,8 @@ class GossipSubCore:
         self._score.deliver_message(entry.from_peer, msg_id, topic, self._now)
         self.stats.delivered += 1
         self._mcache.put(msg_id, msg)
+        for p in (entry.from_peer, *entry.senders):
+            self._mcache.mark(msg_id, p)
         if topic not in self._subs:
             return  # we left the topic while it was being validated
         out.append(Deliver(topic, msg_id, msg, entry.from_peer))
@@ -584,6 +589,7 @@ class GossipSubCore:
                 targets |= self._fanout_peers(topic)
         for x in sorted(targets):
             self._out.to(x).msgs.append(msg)
+            self._mcache.mark(msg_id, x)  # (a flood publish reaches every topic peer: no IHAVE of it after)
         self.stats.forwarded += len(targets)
         if topic in self._subs:
             out.append(Deliver(topic, msg_id, msg, self.local_peer))
@@ -624,6 +630,8 @@ class GossipSubCore:
             for msg_id in ih.ids[:cap]:
                 if msg_id not in self._seen:
                     wanted[msg_id] = None
+                else:
+                    self._mcache.mark(msg_id, peer)  # it has it: no IHAVE of ours about it
         if not wanted:
             return
         ids = list(wanted)
@@ -658,6 +666,7 @@ class GossipSubCore:
                     self.stats.iwant_ignored += 1
                     continue
                 po.msgs.append(msg)
+                self._mcache.mark(msg_id, peer)
                 self.stats.forwarded += 1
 
     def _on_graft(self, peer: PeerId, grafts: tuple[Graft, ...]) -> None:
@@ -879,7 +888,18 @@ class GossipSubCore:
                        if x not in exclude and x not in self._direct and self._peers.proto(x).mesh  # type: ignore[union-attr]
                        and self._peer_score(x) >= self.thresholds.gossip)
         for peer in gossip_targets(cands, p.d_lazy, p.gossip_factor, self._rng):
-            self._out.to(peer).ihave.append(IHave(topic, tuple(ihave_ids(ids, p.max_ihave_length, self._rng))))
+            # Not what the peer is known to have (it sent, fetched or advertised
+            # it, said IDONTWANT, or was offered it already): an IHAVE with
+            # nothing new is a wasted frame.
+            mcache, dontwant = self._mcache, self._dontwant
+            offer = [i for i in ihave_ids(ids, p.max_ihave_length, self._rng)
+                     if not mcache.held_by(i, peer) and not dontwant.unwanted(peer, i)]
+            if not offer:
+                self.stats.ihave_skipped += 1
+                continue
+            self._out.to(peer).ihave.append(IHave(topic, tuple(offer)))
+            for i in offer:  # offered once: it fetches them now, or has them
+                mcache.mark(i, peer)
 
     # ------------------------------------------------------------ output
 

@@ -101,6 +101,10 @@ class GossipSubParams:
     max_seen: int = 200_000
     #: Messages the cache holds (IWANT answers come from here).
     max_mcache_messages: int = 10_000
+    #: (message, peer) pairs remembered as "that peer has it", over the whole
+    #: cache, so our IHAVE skips them (mcache.py). 0: not remembered (every
+    #: gossip target gets every ID, as the spec's pseudocode has it).
+    max_gossip_holders: int = 50_000
     max_backoffs: int = 100_000
     max_promises: int = 20_000
     #: Messages answered to one peer's IWANTs per heartbeat.
@@ -141,5 +145,7 @@ class GossipSubParams:
                   self.max_promises, self.max_iwant_replies, self.max_pending, self.max_bad_signatures)
         if any(n < 1 for n in counts):
             raise ValueError("counts and bounds must be >= 1")
+        if self.max_gossip_holders < 0:
+            raise ValueError("max_gossip_holders must be >= 0")
         if self.opportunistic_graft_peers < 0 or self.prune_peers < 0 or self.idontwant_message_threshold < 0:
             raise ValueError("opportunistic_graft_peers, prune_peers, idontwant threshold must be >= 0")
