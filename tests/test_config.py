@@ -47,6 +47,8 @@ def test_env_lists_and_bools() -> None:
         ("[dht]\nreconnect_interval = -1.0", "dht.reconnect_interval"),
         ("[pubsub]\ndegree_near = 7", "degree_near"),
         ("[pubsub]\ndegree_near = 6", "below degree"),  # a mesh keeps a long link
+        ("[pubsub]\ngossip_factor = 1.5", "pubsub.gossip_factor"),
+        ("[pubsub]\ngossip_factor = -0.1", "pubsub.gossip_factor"),
         ("this is not toml", "c.toml"),
     ],
 )
@@ -92,3 +94,10 @@ def test_dht_slow_after_auto_seconds_or_off(tmp_path: Path) -> None:
     assert kademlia_config(build_config(environ={"AGENTP2P_DHT__SLOW_AFTER": "auto"}).dht).slow_after is None
     env = {"AGENTP2P_DHT__SLOW_AFTER": "1.5"}
     assert kademlia_config(build_config(environ=env).dht).slow_after == 1.5
+
+
+def test_gossip_factor_reaches_the_router() -> None:
+    from agentp2p.protocol.pubsub import router_params
+
+    cfg = build_config(environ={"AGENTP2P_PUBSUB__GOSSIP_FACTOR": "0.1"})
+    assert router_params(cfg.pubsub).gossip_factor == 0.1

@@ -179,6 +179,7 @@ def router_params(config: PubSubConfig) -> GossipSubParams:
         d_lo=d_lo,
         d_hi=d_hi,
         d_lazy=config.degree_lazy,
+        gossip_factor=config.gossip_factor,
         d_score=min(4, d),
         d_out=config.degree_out,
         d_near=config.degree_near,
