@@ -436,6 +436,8 @@ class Worker:
             "swim_admission": swim.get("admission", {}),
             "swim_core": swim.get("core", {}),
             "swim_transport": swim.get("transport", {}),
+            # Its router's counters, scores and internals: why a message was late or missed.
+            "pubsub": stats.get("pubsub", {}),
         }  # fmt: skip
 
 

@@ -142,6 +142,8 @@ def test_run_mode_executes_its_commands_and_end_of_input_quits(tmp_path: Path) -
     results = {e["command"]: e for e in events if e["event"] == "result"}
     assert results["publish 2 hi"]["ok"] and results["publish 2 hi"]["delivered"] == 2, out.stdout
     assert results["stats 1"]["node"]["index"] == 1
+    # Its router's counters: it had the publish from node 2 off the network.
+    assert results["stats 1"]["node"]["pubsub"]["delivered"] >= 1, json.dumps(results["stats 1"]["node"]["pubsub"])
     # Each worker's loop lag and collector pauses (agentp2p/devnet/stalls.py), as it measured them.
     for w in results["stats"]["workers"]:
         assert w["stalls"]["max_lag_s"] >= 0 and w["stalls"]["gc"]["gen0"]["count"] > 0, json.dumps(w)
