@@ -34,7 +34,8 @@ from multiaddr import Multiaddr
 from agentp2p.config import NodeConfig
 from agentp2p.contract import NodeService, StreamHandler
 from agentp2p.errors import ConfigError
-from agentp2p.network.addresses import expand_wildcards, parse_listen_addr, parse_peer_addr, to_peer_id
+from agentp2p.network.addresses import parse_listen_addr, parse_peer_addr, to_peer_id
+from agentp2p.network.interfaces import expand_wildcards
 from agentp2p.network.allowlist import AllowList
 from agentp2p.network.connection_manager import ConnectionManager, round_robin
 from agentp2p.network.denylist import DenyList

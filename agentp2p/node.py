@@ -37,7 +37,8 @@ from agentp2p.assembly import assemble, peer_info
 from agentp2p.config import NodeConfig
 from agentp2p.contract import NodeService
 from agentp2p.errors import DialError, ListenError, NotRunningError
-from agentp2p.network.addresses import expand_wildcards, to_peer_id, with_peer_id
+from agentp2p.network.addresses import to_peer_id, with_peer_id
+from agentp2p.network.interfaces import expand_wildcards, is_loopback
 from agentp2p.network.events import is_inbound
 from agentp2p.network.identify import read_to_eof
 from agentp2p.network.identity import Identity
@@ -593,11 +594,9 @@ class Node:
         return [with_peer_id(a, self.peer_id) for a in expand_wildcards(self.listen_addrs)]
 
     def dialable_addrs(self) -> list[str]:
-        """:attr:`addrs`, with a wildcard bind replaced by 127.0.0.1 for local use."""
-        out = []
-        for a in self.addrs:
-            out.append(a.replace("/ip4/0.0.0.0/", "/ip4/127.0.0.1/"))
-        return out
+        """:attr:`addrs`, loopback first: for a client on this machine (the
+        control API's ``/node``, the CLI)."""
+        return sorted(self.addrs, key=lambda a: not is_loopback(a))
 
     # -- peers ------------------------------------------------------------------
 

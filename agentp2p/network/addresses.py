@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import time
-from collections.abc import Iterable
 
 import base58
 from multiaddr import Multiaddr
@@ -13,6 +11,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
 from agentp2p.errors import AddressError
+from agentp2p.network.interfaces import expand_wildcards
 
 _TRANSPORTS = ("tcp", "quic-v1")
 
@@ -127,68 +126,6 @@ def with_peer_id(addr: Multiaddr, peer_id: ID) -> str:
 def printable_addrs(bound: list[Multiaddr], peer_id: ID) -> list[str]:
     """Full addresses to show operators; a wildcard bind becomes each local address."""
     return [with_peer_id(a, peer_id) for a in expand_wildcards(bound)]
-
-
-#: Interfaces are listed again at most this often (they rarely change, and
-#: the addresses are asked for on every identify and record re-sign).
-INTERFACES_TTL = 30.0
-_interfaces: tuple[float, tuple[list[str], list[str]]] | None = None
-
-
-def local_ips() -> tuple[list[str], list[str]]:
-    """This machine's IPv4 and IPv6 interface addresses, loopback last in
-    each; IPv6 link-local ones left out (dialing them needs a zone).
-    Best effort: at least the loopback addresses."""
-    global _interfaces
-    now = time.monotonic()
-    if _interfaces is not None and now - _interfaces[0] < INTERFACES_TTL:
-        return _interfaces[1]
-    v4: list[str] = []
-    v6: list[str] = []
-    try:
-        import ifaddr  # installed with py-libp2p (zeroconf)
-
-        for adapter in ifaddr.get_adapters():
-            for ip in adapter.ips:
-                if isinstance(ip.ip, str):
-                    if ip.ip not in v4 and not ip.ip.startswith("127."):
-                        v4.append(ip.ip)
-                elif isinstance(ip.ip, tuple) and ip.ip[0] not in v6:
-                    addr = ipaddress.ip_address(ip.ip[0])
-                    if not (addr.is_link_local or addr.is_loopback):
-                        v6.append(ip.ip[0])
-    except Exception:  # interface enumeration is best effort
-        pass
-    found = ([*v4, "127.0.0.1"], [*v6, "::1"])
-    _interfaces = (now, found)
-    return found
-
-
-_WILDCARDS = {"/ip4/0.0.0.0/": 0, "/ip6/::/": 1}
-
-
-def expand_wildcards(addrs: Iterable[Multiaddr], ips: tuple[list[str], list[str]] | None = None) -> list[Multiaddr]:
-    """``addrs`` with each wildcard bind (``/ip4/0.0.0.0``, ``/ip6/::``)
-    replaced by the same address on each local interface (``ips``: IPv4
-    and IPv6 lists, default :func:`local_ips`), loopback last: a peer
-    cannot dial a wildcard, so a node that listens on one would otherwise
-    tell the network nothing it can use. Order kept, no duplicates."""
-    out: list[Multiaddr] = []
-    seen: set[str] = set()
-    for addr in addrs:
-        text = str(addr)
-        prefix = next((w for w in _WILDCARDS if text.startswith(w)), None)
-        if prefix is None:
-            texts = [text]
-        else:
-            found = (ips if ips is not None else local_ips())[_WILDCARDS[prefix]]
-            kind = prefix.split("/")[1]
-            texts = [f"/{kind}/{ip}/{text[len(prefix):]}" for ip in found]
-        for t in texts:
-            if t not in seen:
-                seen.add(t)
-                out.append(addr if t == text else Multiaddr(t))
-    return out
 
 
 _PRIVATE_V4 = [ipaddress.ip_network(n) for n in

@@ -57,7 +57,7 @@ from libp2p.utils.varint import encode_varint_prefixed
 
 from agentp2p import __version__
 from agentp2p.errors import ConfigError
-from agentp2p.network.addresses import expand_wildcards
+from agentp2p.network.interfaces import expand_wildcards
 from agentp2p.network.library_logs import demote_library_logs
 from agentp2p.network.handlers import HandlerFailures, install_swarm_guard
 from agentp2p.network.identity import Identity

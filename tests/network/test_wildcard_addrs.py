@@ -14,10 +14,12 @@ pinned to loopback.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from multiaddr import Multiaddr
 
-from agentp2p.network import addresses
-from agentp2p.network.addresses import expand_wildcards
+from agentp2p.network import interfaces
+from agentp2p.network.interfaces import expand_wildcards
 from agentp2p.node import Node
 from agentp2p.protocol.swim import service as swim_service
 from agentp2p.protocol.swim.service import SwimService
@@ -49,9 +51,29 @@ def test_expand_wildcards_lists_each_interface_loopback_last_and_keeps_the_rest(
 
 
 def test_the_machines_interfaces_always_include_loopback_and_never_a_link_local_one() -> None:
-    v4, v6 = addresses.local_ips()
+    v4, v6 = interfaces.local_ips()
     assert v4[-1] == "127.0.0.1" and v6[-1] == "::1"
     assert not any(ip.lower().startswith("fe80") for ip in v6)
+
+
+def test_an_interface_listing_that_fails_or_holds_junk_leaves_the_rest(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    import ifaddr
+
+    ip = SimpleNamespace
+    adapters = [SimpleNamespace(ips=[ip(ip="not an ip"), ip(ip="169.254.1.1"), ip(ip=("fe80::1", 0, 2)),
+                                     ip(ip="192.0.2.9"), ip(ip=("fd00::9", 0, 0)), ip(ip=None)])]  # fmt: skip
+    monkeypatch.setattr(ifaddr, "get_adapters", lambda: adapters)
+    monkeypatch.setattr(interfaces, "_interfaces", None)
+    assert interfaces.local_ips() == (("192.0.2.9", "127.0.0.1"), ("fd00::9", "::1"))
+
+    def broken() -> list:
+        raise OSError("no netlink")
+
+    monkeypatch.setattr(ifaddr, "get_adapters", broken)
+    monkeypatch.setattr(interfaces, "_interfaces", None)
+    assert interfaces.local_ips() == (("127.0.0.1",), ("::1",))
 
 
 def test_swim_advertises_no_more_addresses_than_a_member_update_may_carry() -> None:
@@ -62,6 +84,10 @@ def test_swim_advertises_no_more_addresses_than_a_member_update_may_carry() -> N
     assert len(long.to_bytes()) > swim_service.MAX_ADDR_BYTES
     got = swim_service._dialable([long, Multiaddr("/ip4/0.0.0.0/tcp/1"), *many])
     assert got == [a.to_bytes() for a in many[:MAX_ADDRS]]
+    # Loopback ones go last, so a cut drops them first.
+    loop = Multiaddr("/ip4/127.0.0.1/tcp/4001")
+    assert swim_service._dialable([loop, *many])[-1] != loop.to_bytes()
+    assert swim_service._dialable([loop, many[0]]) == [many[0].to_bytes(), loop.to_bytes()]
 
 
 def _as_wildcard(node: Node) -> None:
@@ -76,7 +102,7 @@ def _as_wildcard(node: Node) -> None:
 
 
 async def test_a_wildcard_listener_advertises_its_interfaces_to_swim_identify_and_records(monkeypatch) -> None:
-    monkeypatch.setattr(addresses, "local_ips", lambda: (["127.0.0.1"], ["::1"]))
+    monkeypatch.setattr(interfaces, "local_ips", lambda: (("127.0.0.1",), ("::1",)))
     swim_a = SwimService(FAST)
     a = Node(local_config(), services=[swim_a])
     _as_wildcard(a)
@@ -87,7 +113,7 @@ async def test_a_wildcard_listener_advertises_its_interfaces_to_swim_identify_an
         here = f"/ip4/127.0.0.1/tcp/{port}"
         # Ours: where a peer can dial us.
         assert [str(x) for x in a.context.listen_addrs()] == [here]
-        assert a.addrs == [f"{here}/p2p/{a.peer_id}"]
+        assert a.addrs == a.dialable_addrs() == [f"{here}/p2p/{a.peer_id}"]
         assert [str(x) for x in a.host.get_addrs()] == [f"{here}/p2p/{a.peer_id}"]  # identify and its peer record
         assert swim_a._core is not None and swim_a._core.addrs == (Multiaddr(here).to_bytes(),)  # SWIM's "alive"
         assert [str(x) for x in records_addrs(a.context)] == [here]
@@ -96,3 +122,22 @@ async def test_a_wildcard_listener_advertises_its_interfaces_to_swim_identify_an
             await wait_until(lambda: bool(b.context.protocols_of(a.peer_id)), what="b identified a")
             known = {str(x).split("/p2p/")[0] for x in b.dialer.known_addrs(a.peer_id)}
             assert here in known and not any("0.0.0.0" in k for k in known), known
+
+
+def test_local_clients_get_loopback_first_and_remote_relay_clients_no_private_address(monkeypatch) -> None:
+    from agentp2p.protocol.relay.service import RelayService
+
+    monkeypatch.setattr(interfaces, "local_ips", lambda: (("192.0.2.7", "10.0.0.7", "127.0.0.1"), ("::1",)))
+    wild = [Multiaddr("/ip4/0.0.0.0/tcp/4001")]
+    listen = expand_wildcards(wild)
+    assert [str(a) for a in listen] == ["/ip4/192.0.2.7/tcp/4001", "/ip4/10.0.0.7/tcp/4001", "/ip4/127.0.0.1/tcp/4001"]
+    node = SimpleNamespace(listen_addrs=wild, peer_id="12D3KooWKnDdG3iXw9eTFijk3EWSunZcFi54Zka4wmtqtt6rPxc8",
+                           addrs=[f"{a}/p2p/x" for a in listen])  # fmt: skip
+    assert Node.dialable_addrs(node)[0] == "/ip4/127.0.0.1/tcp/4001/p2p/x"  # type: ignore[arg-type]
+    relay = RelayService()
+    relay._ctx = SimpleNamespace(listen_addrs=lambda: listen)  # type: ignore[assignment]
+    # No public address known (a lab, a devnet): every one, as before.
+    assert relay._relay_addrs() == [str(a) for a in listen]
+    # One confirmed public (AutoNAT): the LAN and loopback ones are of no use to a client far away.
+    relay._public_addrs = ["/ip4/192.0.2.7/tcp/4001"]
+    assert relay._relay_addrs() == ["/ip4/192.0.2.7/tcp/4001"]

@@ -32,6 +32,7 @@ from multiaddr import Multiaddr
 
 from agentp2p.contract import NodeContext
 from agentp2p.errors import DialError
+from agentp2p.network.addresses import is_private_ip
 
 from .client import Granted, RelayError, accept_stop, open_circuit, reserve, split_circuit
 from .codec import HOP_PROTOCOL, STOP_PROTOCOL
@@ -65,6 +66,11 @@ class _Held:
 def _usable(addr: str) -> bool:
     """A relay address worth advertising: not a wildcard bind."""
     return "/ip4/0.0.0.0/" not in addr and "/ip6/::/" not in addr
+
+
+def _private(addr: str) -> bool:
+    parts = addr.split("/")
+    return len(parts) > 2 and parts[1] in ("ip4", "ip6") and is_private_ip(parts[2])
 
 
 class RelayService:
@@ -130,14 +136,21 @@ class RelayService:
 
     def _relay_addrs(self) -> list[str]:
         """Where clients can reach this relay: AutoNAT-confirmed addresses
-        first, then listen addresses that are not wildcard binds."""
+        first, then listen addresses that are not wildcard binds; private
+        ones (loopback, LAN: a wildcard bind is listed as each interface's
+        address) only while no public address is known, as on a lab or a
+        devnet, since a client far away cannot dial them."""
         ctx = self._ctx
         assert ctx is not None
         out = list(self._public_addrs)
+        public = bool(out)
         for a in ctx.listen_addrs():
             text = str(a)
-            if "p2p-circuit" not in text and _usable(text) and text not in out:
-                out.append(text)
+            if "p2p-circuit" in text or not _usable(text) or text in out:
+                continue
+            if public and _private(text):
+                continue
+            out.append(text)
         return out
 
     # ------------------------------------------------------------ public

@@ -83,6 +83,7 @@ from .member import EventKind, Member, State
 from .messages import Message, Ping
 from .persist import SUFFIX, load_incarnation, restart_incarnation, save_incarnation
 from .transport import FaultInjection, SwimTransport
+from agentp2p.network.interfaces import is_loopback
 from agentp2p.throttled_log import ThrottledLog
 from .wire import MAX_ADDR_BYTES, MAX_ADDRS, PROTOCOL_ID, encode
 
@@ -109,9 +110,10 @@ def _dialable(addrs: Iterable[Multiaddr]) -> list[bytes]:
     """Addresses another member could dial: not a wildcard listener's, and
     no more (nor longer) than a member update may carry: a receiver rejects
     the whole frame past the wire's bounds, so one address too many from a
-    node on many interfaces would silence its every frame."""
+    node on many interfaces would silence its every frame. Loopback ones
+    last (they serve only this machine), so a cut drops them first."""
     out = []
-    for a in addrs:
+    for a in sorted(addrs, key=is_loopback):
         text, raw = str(a), a.to_bytes()
         if "/ip4/0.0.0.0/" not in text and "/ip6/::/" not in text and 0 < len(raw) <= MAX_ADDR_BYTES:
             out.append(raw)
