@@ -109,7 +109,7 @@ class GossipSubStats:
     published: int = 0
     forwarded: int = 0  # message copies sent (forward + publish + IWANT answers)
     ihave_ignored: int = 0  # IHAVE RPCs over the per-heartbeat limits / below gossip threshold
-    ihave_skipped: int = 0  # our IHAVEs not sent: the target had every ID already (mcache holders)
+    ihave_skipped: int = 0  # gossip candidates passed over: known to have every ID (holders, IDONTWANT)
     iwant_ignored: int = 0  # IWANTs refused: retransmission / per-heartbeat limit / gossip threshold
     graft_refused: int = 0  # GRAFTs answered with PRUNE
     near_trimmed: int = 0  # our own far picks pruned to make room for near peers (d_near)
@@ -291,6 +291,7 @@ class GossipSubCore:
         for peers in self._fanout.values():
             peers.discard(peer)
         self._dontwant.forget(peer)
+        self._mcache.forget_holder(peer)
         self._out.drop(peer)
         self._score.remove_peer(peer, self._now)
 
@@ -589,7 +590,9 @@ class GossipSubCore:
                 targets |= self._fanout_peers(topic)
         for x in sorted(targets):
             self._out.to(x).msgs.append(msg)
-            self._mcache.mark(msg_id, x)  # (a flood publish reaches every topic peer: no IHAVE of it after)
+            # A flood publish reaches every topic peer: no IHAVE of ours about
+            # it after. (One whose queue was full hears of it from the others.)
+            self._mcache.mark(msg_id, x)
         self.stats.forwarded += len(targets)
         if topic in self._subs:
             out.append(Deliver(topic, msg_id, msg, self.local_peer))
@@ -887,19 +890,34 @@ class GossipSubCore:
         cands = sorted(x for x in self._peers.in_topic(topic)
                        if x not in exclude and x not in self._direct and self._peers.proto(x).mesh  # type: ignore[union-attr]
                        and self._peer_score(x) >= self.thresholds.gossip)
+        mcache, dontwant = self._mcache, self._dontwant
+        known = bool(mcache.holders or len(dontwant))
+
+        def new_to(peer: PeerId, i: MsgId) -> bool:
+            return not mcache.held_by(i, peer) and not dontwant.unwanted(peer, i)
+
+        if known:
+            # Targets are picked among the peers with something new in it: one
+            # known to have every ID (it sent, fetched or advertised them, or
+            # said IDONTWANT) would get a frame that can do nothing. The scan
+            # stops at the first new ID, so what it costs is bounded by what
+            # is remembered (max_gossip_holders).
+            wanting = [x for x in cands if any(new_to(x, i) for i in ids)]
+            self.stats.ihave_skipped += len(cands) - len(wanting)
+            cands = wanting
         for peer in gossip_targets(cands, p.d_lazy, p.gossip_factor, self._rng):
-            # Not what the peer is known to have (it sent, fetched or advertised
-            # it, said IDONTWANT, or was offered it already): an IHAVE with
-            # nothing new is a wasted frame.
-            mcache, dontwant = self._mcache, self._dontwant
-            offer = [i for i in ihave_ids(ids, p.max_ihave_length, self._rng)
-                     if not mcache.held_by(i, peer) and not dontwant.unwanted(peer, i)]
-            if not offer:
-                self.stats.ihave_skipped += 1
-                continue
+            if not known:
+                offer = ihave_ids(ids, p.max_ihave_length, self._rng)
+            elif len(ids) <= p.max_ihave_length:
+                offer = [i for i in ids if new_to(peer, i)]
+            else:  # a random max_ihave_length of the new ones
+                offer = []
+                for i in self._rng.sample(ids, len(ids)):
+                    if new_to(peer, i):
+                        offer.append(i)
+                        if len(offer) == p.max_ihave_length:
+                            break
             self._out.to(peer).ihave.append(IHave(topic, tuple(offer)))
-            for i in offer:  # offered once: it fetches them now, or has them
-                mcache.mark(i, peer)
 
     # ------------------------------------------------------------ output
 

@@ -9,16 +9,18 @@ counts how often each peer fetched it, so IWANT spam gets at most
 Bounded by ``max_messages``: past it the oldest message is dropped early.
 
 It also remembers, per message, peers known to *have* it (``holders``: they
-sent it to us, fetched it, or advertised it in an IHAVE) or offered it by
-us already (they fetched it then, or had it), so our own IHAVE does not
-offer it to them again. IHAVE is advisory, so this changes nothing
-a peer can get; it only spares frames. On a small network where every node
-is connected to every other (SWIM probes each member; 100 nodes: 99
-connections each), adaptive gossip sends each message's ID to a quarter of
-the non-mesh peers at each of three heartbeats: about 66 IHAVE frames per
-message per node, 95 % of the pub/sub frames, to peers that mostly had it
-already. Bounded over all messages by ``max_holders``: past it nothing more
-is remembered, which only costs an IHAVE.
+sent it to us, fetched it, advertised it in an IHAVE, or were sent it by
+our flood publish), so our IHAVE does not offer it to them. A peer that has
+a message can do nothing with an IHAVE of it; the one mark that is an
+intent rather than a proof is the flood publish's (a peer whose queue was
+full then hears of it from others' gossip, not ours). On a small network
+where every node is connected to every other (SWIM probes each member; 100
+nodes: 99 connections each), the spec's adaptive gossip sends each ID to a
+quarter of the non-mesh peers at each of three heartbeats: about 66 IHAVE
+frames per message per node, 95 % of the pub/sub frames, to peers that
+mostly had it (docs/pubsub.md, "How much gossip"). Bounded over all
+messages by ``max_holders``: past it nothing more is remembered, which
+only costs an IHAVE. A peer that disconnects is forgotten.
 """
 
 from __future__ import annotations
@@ -119,6 +121,17 @@ class MessageCache:
     def forget_peer(self, peer: PeerId) -> None:
         for e in self._entries.values():
             e.fetches.pop(peer, None)
+
+    def forget_holder(self, peer: PeerId) -> None:
+        """``peer`` went away; back, with an empty seen cache, it may need
+        what it had. (Its fetch counts stay: reconnecting must not buy more
+        IWANT answers than ``gossip_retransmission``.)"""
+        if not self._holders:
+            return
+        for e in self._entries.values():
+            if e.holders and peer in e.holders:
+                e.holders.discard(peer)
+                self._holders -= 1
 
     def _evict_oldest(self) -> None:
         for window in reversed(self._windows):

@@ -102,8 +102,8 @@ class GossipSubParams:
     #: Messages the cache holds (IWANT answers come from here).
     max_mcache_messages: int = 10_000
     #: (message, peer) pairs remembered as "that peer has it", over the whole
-    #: cache, so our IHAVE skips them (mcache.py). 0: not remembered (every
-    #: gossip target gets every ID, as the spec's pseudocode has it).
+    #: cache, so our IHAVE skips them (mcache.py). 0: none remembered (as the
+    #: spec's pseudocode; IDONTWANT still counts).
     max_gossip_holders: int = 50_000
     max_backoffs: int = 100_000
     max_promises: int = 20_000

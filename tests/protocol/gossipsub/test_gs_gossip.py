@@ -8,6 +8,7 @@ import random
 from agentp2p.protocol.gossipsub.core import GossipSubCore
 from agentp2p.protocol.gossipsub.events import (
     PeerConnected,
+    PeerDisconnected,
     Publish,
     Published,
     RpcReceived,
@@ -128,10 +129,9 @@ def test_iwant_answers_per_heartbeat_capped() -> None:
 
 
 def test_gossip_goes_to_non_mesh_peers_for_mcache_gossip_windows() -> None:
-    # The spec's pseudocode: nothing remembered of who has what (below), and
-    # published to the mesh only (a flood publish reaches every topic peer).
-    params = GossipSubParams(d=2, d_lo=1, d_hi=3, d_out=0, d_score=0, d_lazy=3, flood_publish=False,
-                             max_gossip_holders=0)  # fmt: skip
+    # Published to the mesh only: a flood publish reaches every topic peer,
+    # which then has it and is told nothing (below).
+    params = GossipSubParams(d=2, d_lo=1, d_hi=3, d_out=0, d_score=0, d_lazy=3, flood_publish=False)
     core = make(params)
     for i in range(10):
         join(core, b"p%d" % i)
@@ -154,7 +154,10 @@ def test_gossip_goes_to_non_mesh_peers_for_mcache_gossip_windows() -> None:
 
 def test_no_gossip_to_or_from_peers_below_gossip_threshold() -> None:
     scorer = ScriptedScorer()
-    core = make(scorer=scorer, thresholds=Thresholds(gossip=-10, publish=-20, graylist=-30))
+    # Not flooded to "low" (it scores above the publish threshold), nor
+    # remembered as having it: only the gossip threshold keeps it out.
+    core = make(GossipSubParams(flood_publish=False, max_gossip_holders=0), scorer=scorer,
+                thresholds=Thresholds(gossip=-10, publish=-20, graylist=-30))  # fmt: skip
     join(core, b"low")
     scorer.scores[b"low"] = -15.0
     assert ihave(core, b"low", [b"x"]) == []
@@ -226,12 +229,47 @@ def test_no_ihave_offers_a_peer_what_it_sent_advertised_or_fetched() -> None:
     assert set(told) == set(outside) - {sender, advertiser, fetcher, also}
     assert all(ids == {m1} for ids in told.values())
     assert core.stats.ihave_skipped == 4
-    # A second message: everyone outside the mesh hears of it, and of it
-    # alone: the first was offered once to all who did not have it.
+    # A second message: the holders of the first hear of it alone, the others
+    # of both (offered again at each of the mcache_gossip heartbeats, as the
+    # spec has it: an IHAVE may be lost or ignored).
     m2 = _receive(core, sorted(mesh)[0], signed(b"auth", 2), core.next_deadline() - 0.5)
     told = _told(heartbeat(core))
-    assert set(told) == set(outside) and all(ids == {m2} for ids in told.values())
-    assert _told(heartbeat(core)) == {}  # (both still in the gossip windows)
+    assert set(told) == set(outside)
+    assert all(told[p] == ({m2} if p in (sender, advertiser, fetcher, also) else {m1, m2}) for p in outside)
+
+
+def test_gossip_targets_are_peers_that_need_something_and_a_returning_peer_is_told_again() -> None:
+    core = make(GossipSubParams(d=2, d_lo=1, d_hi=3, d_out=0, d_score=0, d_lazy=3))
+    for i in range(12):
+        join(core, b"p%02d" % i)
+    heartbeat(core)
+    outside = sorted(core.peers(T) - core.mesh(T))
+    now = core.next_deadline() - 0.5
+    m = _receive(core, outside[0], signed(b"auth", 1), now)
+    for p in outside[1:7]:
+        ihave(core, p, [m], now=now)
+    # d_lazy 3 of the 10 outside the mesh: the 3 without it, not 3 at random.
+    assert set(_told(heartbeat(core))) == set(outside[7:])
+    assert core.stats.ihave_skipped == 7
+    # One that had it goes and comes back (a restart: its seen cache is empty).
+    core.handle(core.next_deadline() - 0.5, PeerDisconnected(outside[1]))
+    join(core, outside[1], now=core.next_deadline() - 0.5)
+    assert outside[1] in _told(heartbeat(core))
+
+
+def test_duplicates_that_came_while_the_message_was_validated_count_as_having_it() -> None:
+    core = _wide()
+    outside = sorted(core.peers(T) - core.mesh(T))
+    now = core.next_deadline() - 0.5
+    msg = signed(b"auth", 1)
+    out = core.handle(now, RpcReceived(outside[0], Rpc(publish=(msg,))))
+    (verify,) = [a for a in out if isinstance(a, VerifySignature)]
+    core.handle(now, RpcReceived(outside[1], Rpc(publish=(msg,))))  # while its signature is checked
+    core.handle(now, SignatureChecked(verify.msg_id, True))
+    core.handle(now, RpcReceived(outside[2], Rpc(publish=(msg,))))  # while it is validated
+    core.handle(now, ValidationResult(verify.msg_id, Verdict.ACCEPT))
+    told = _told(heartbeat(core))
+    assert set(told) == set(outside[3:])
 
 
 def test_a_flood_published_message_is_never_advertised_and_idontwant_counts_as_having_it() -> None:
@@ -264,6 +302,15 @@ def test_what_peers_have_is_remembered_within_its_bound_and_forgotten_with_the_m
     for _ in range(core.params.mcache_len):
         heartbeat(core)
     assert core.sizes()["mcache"] == 0 and core.sizes()["mcache_holders"] == 0
+    # A message dropped early (the cache full) takes its holders with it.
+    small = _wide(max_mcache_messages=2)
+    outside = sorted(small.peers(T) - small.mesh(T))
+    now = small.next_deadline() - 0.5
+    for n in (1, 2):
+        _receive(small, outside[n], signed(b"auth", n), now)
+    assert small.sizes()["mcache_holders"] == 2
+    _receive(small, outside[3], signed(b"auth", 3), now)
+    assert small.sizes()["mcache"] == 2 and small.sizes()["mcache_holders"] == 2
     # 0: nothing remembered, every target told everything (the spec's pseudocode).
     plain = _wide(max_gossip_holders=0)
     outside = sorted(plain.peers(T) - plain.mesh(T))
