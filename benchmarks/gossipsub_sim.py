@@ -45,7 +45,8 @@ SMALL_WORLD_MESH = {"d": 8, "d_near": 7}
 
 
 def plan(n: int, seed: int, quick: bool, only: set[str],
-         topology: str = "random") -> list[tuple[str, str, GossipSimConfig]]:
+         topology: str = "random", gossip_factor: float | None = None,
+         dial: int | None = None) -> list[tuple[str, str, GossipSimConfig]]:
     big = n >= 5000
     if big:  # keep 10,000 tractable: 1 msg/s, short windows
         base = GossipSimConfig(n=n, seed=seed, rate=1.0, warmup=6.0, duration=10.0 if quick else 20.0, drain=5.0)
@@ -53,6 +54,10 @@ def plan(n: int, seed: int, quick: bool, only: set[str],
         base = GossipSimConfig(n=n, seed=seed, rate=2.0, warmup=10.0, duration=15.0 if quick else 30.0, drain=5.0)
     if topology == "small-world":
         base = replace(base, **SMALL_WORLD, sybil_near=True, params=replace(base.params, **SMALL_WORLD_MESH))
+    if dial is not None:
+        base = replace(base, dial=dial)
+    if gossip_factor is not None:
+        base = replace(base, params=replace(base.params, gossip_factor=gossip_factor))
     out: list[tuple[str, str, GossipSimConfig]] = []
     if "loss" in only:
         for loss in (0.0, 0.01, 0.05, 0.10):
@@ -108,19 +113,26 @@ def main() -> None:
                     help="small-world: near dials in XOR space, D 8 with d_near 7, Sybils with IDs ground near victims")
     ap.add_argument("--rows", help="keep only these rows: 'scenario/scoring' pairs, ';'-separated "
                                    "(e.g. 'loss 0%/off;20% Sybils drop/p3')")
+    ap.add_argument("--gossip-factor", type=float, default=None,
+                    help="the router's gossip_factor (default: the router's, the spec's 0.25; "
+                         "a node's config sets 0: docs/pubsub.md)")
+    ap.add_argument("--dial", type=int, default=None,
+                    help="peers each node dials (default 12: ~24 links; 50: ~100, as a small network where "
+                         "SWIM connects every pair)")
     ns = ap.parse_args()
     only = set(ns.only.split(","))
     keep = {tuple(r.split("/", 1)) for r in ns.rows.split(";")} if ns.rows else None
     sizes = ns.nodes or [1000, 10000]
     results = []
     for n in sizes:
-        scenarios = plan(n, ns.seed, ns.quick, only, ns.topology)
+        scenarios = plan(n, ns.seed, ns.quick, only, ns.topology, ns.gossip_factor, ns.dial)
         if keep is not None:
             scenarios = [x for x in scenarios if (x[0], x[1]) in keep]
         b = scenarios[0][2] if scenarios else GossipSimConfig(n=n)
         print(f"== N = {n}, {ns.topology}: {b.topics} topic, {b.rate:g} msg/s of {b.msg_size} B, each node dials "
               f"{b.dial} ({b.near_dials} near, ~{2 * b.dial} links), d_near {b.params.d_near}, latency lognormal median {b.latency.median * 1000:.0f} ms "
-              f"[{b.latency.low * 1000:.0f}, {b.latency.high * 1000:.0f}] ms, seed {ns.seed}", flush=True)
+              f"[{b.latency.low * 1000:.0f}, {b.latency.high * 1000:.0f}] ms, gossip_factor {b.params.gossip_factor:g}, "
+              f"seed {ns.seed}", flush=True)
         print(HEADER)
         print("|" + "---|" * (HEADER.count("|") - 1), flush=True)
         wall = time.perf_counter()
