@@ -538,7 +538,8 @@ class GossipSubCore:
         self.stats.delivered += 1
         self._mcache.put(msg_id, msg)
         for p in (entry.from_peer, *entry.senders):
-            self._mcache.mark(msg_id, p)
+            if p in self._peers:  # (one gone meanwhile was forgotten as a holder already)
+                self._mcache.mark(msg_id, p)
         if topic not in self._subs:
             return  # we left the topic while it was being validated
         out.append(Deliver(topic, msg_id, msg, entry.from_peer))
@@ -590,8 +591,9 @@ class GossipSubCore:
                 targets |= self._fanout_peers(topic)
         for x in sorted(targets):
             self._out.to(x).msgs.append(msg)
-            # A flood publish reaches every topic peer: no IHAVE of ours about
-            # it after. (One whose queue was full hears of it from the others.)
+            # Each target gets it now (a flood publish: every topic peer), so
+            # no IHAVE of ours about it after. (One whose queue was full hears
+            # of it from the others.)
             self._mcache.mark(msg_id, x)
         self.stats.forwarded += len(targets)
         if topic in self._subs:
@@ -906,18 +908,8 @@ class GossipSubCore:
             self.stats.ihave_skipped += len(cands) - len(wanting)
             cands = wanting
         for peer in gossip_targets(cands, p.d_lazy, p.gossip_factor, self._rng):
-            if not known:
-                offer = ihave_ids(ids, p.max_ihave_length, self._rng)
-            elif len(ids) <= p.max_ihave_length:
-                offer = [i for i in ids if new_to(peer, i)]
-            else:  # a random max_ihave_length of the new ones
-                offer = []
-                for i in self._rng.sample(ids, len(ids)):
-                    if new_to(peer, i):
-                        offer.append(i)
-                        if len(offer) == p.max_ihave_length:
-                            break
-            self._out.to(peer).ihave.append(IHave(topic, tuple(offer)))
+            offer = [i for i in ids if new_to(peer, i)] if known else ids
+            self._out.to(peer).ihave.append(IHave(topic, tuple(ihave_ids(offer, p.max_ihave_length, self._rng))))
 
     # ------------------------------------------------------------ output
 

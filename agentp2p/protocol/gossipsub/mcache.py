@@ -17,7 +17,7 @@ full then hears of it from others' gossip, not ours). On a small network
 where every node is connected to every other (SWIM probes each member; 100
 nodes: 99 connections each), the spec's adaptive gossip sends each ID to a
 quarter of the non-mesh peers at each of three heartbeats: about 66 IHAVE
-frames per message per node, 95 % of the pub/sub frames, to peers that
+frames per message per node, most of the pub/sub frames, to peers that
 mostly had it (docs/pubsub.md, "How much gossip"). Bounded over all
 messages by ``max_holders``: past it nothing more is remembered, which
 only costs an IHAVE. A peer that disconnects is forgotten.

@@ -239,7 +239,7 @@ def test_no_ihave_offers_a_peer_what_it_sent_advertised_or_fetched() -> None:
 
 
 def test_gossip_targets_are_peers_that_need_something_and_a_returning_peer_is_told_again() -> None:
-    core = make(GossipSubParams(d=2, d_lo=1, d_hi=3, d_out=0, d_score=0, d_lazy=3))
+    core = make(GossipSubParams(d=2, d_lo=1, d_hi=3, d_out=0, d_score=0, d_lazy=4))
     for i in range(12):
         join(core, b"p%02d" % i)
     heartbeat(core)
@@ -248,13 +248,14 @@ def test_gossip_targets_are_peers_that_need_something_and_a_returning_peer_is_to
     m = _receive(core, outside[0], signed(b"auth", 1), now)
     for p in outside[1:7]:
         ihave(core, p, [m], now=now)
-    # d_lazy 3 of the 10 outside the mesh: the 3 without it, not 3 at random.
+    # d_lazy 4 of the 10 outside the mesh: the 3 without it, none of the 7 with it.
     assert set(_told(heartbeat(core))) == set(outside[7:])
     assert core.stats.ihave_skipped == 7
     # One that had it goes and comes back (a restart: its seen cache is empty).
     core.handle(core.next_deadline() - 0.5, PeerDisconnected(outside[1]))
     join(core, outside[1], now=core.next_deadline() - 0.5)
-    assert outside[1] in _told(heartbeat(core))
+    assert set(_told(heartbeat(core))) == {outside[1], *outside[7:]}
+    assert core.stats.ihave_skipped == 7 + 6
 
 
 def test_duplicates_that_came_while_the_message_was_validated_count_as_having_it() -> None:
@@ -267,9 +268,12 @@ def test_duplicates_that_came_while_the_message_was_validated_count_as_having_it
     core.handle(now, RpcReceived(outside[1], Rpc(publish=(msg,))))  # while its signature is checked
     core.handle(now, SignatureChecked(verify.msg_id, True))
     core.handle(now, RpcReceived(outside[2], Rpc(publish=(msg,))))  # while it is validated
+    core.handle(now, RpcReceived(outside[3], Rpc(publish=(msg,))))
+    core.handle(now, PeerDisconnected(outside[3]))  # ... and gone before the verdict
     core.handle(now, ValidationResult(verify.msg_id, Verdict.ACCEPT))
+    assert core.sizes()["mcache_holders"] == 3
     told = _told(heartbeat(core))
-    assert set(told) == set(outside[3:])
+    assert set(told) == set(outside[4:])
 
 
 def test_a_flood_published_message_is_never_advertised_and_idontwant_counts_as_having_it() -> None:
@@ -277,8 +281,10 @@ def test_a_flood_published_message_is_never_advertised_and_idontwant_counts_as_h
     now = core.next_deadline() - 0.5
     core.handle(now, Publish(T, b"mine"))  # to every topic peer (flood publish)
     assert _told(heartbeat(core)) == {}
+    # IDONTWANT alone (nothing remembered of who sent what):
     other = GossipSubCore(ME, rng=random.Random(1), now=0.0, sign=sim_sign(ME),
-                          params=GossipSubParams(d=2, d_lo=1, d_hi=3, d_out=0, d_score=0, d_lazy=10, flood_publish=False))  # fmt: skip
+                          params=GossipSubParams(d=2, d_lo=1, d_hi=3, d_out=0, d_score=0, d_lazy=10, flood_publish=False,
+                                                 max_gossip_holders=0))  # fmt: skip
     other.handle(0.0, Subscribe(T))
     for i in range(12):
         join(other, b"p%02d" % i)
