@@ -595,7 +595,7 @@ class Node:
 
     def dialable_addrs(self) -> list[str]:
         """:attr:`addrs`, loopback first: for a client on this machine (the
-        control API's ``/node``, the CLI)."""
+        control API's ``/node``)."""
         return sorted(self.addrs, key=lambda a: not is_loopback(a))
 
     # -- peers ------------------------------------------------------------------

@@ -56,12 +56,16 @@ def local_ips() -> tuple[tuple[str, ...], tuple[str, ...]]:
         log.debug("listing interfaces failed", exc_info=True)
         adapters = []
     for adapter in adapters:
-        for ip in getattr(adapter, "ips", ()):
-            raw = ip.ip
+        try:
+            ips = list(adapter.ips or ())
+        except Exception:  # noqa: BLE001 — one odd adapter leaves the others
+            continue
+        for ip in ips:
+            raw = getattr(ip, "ip", None)
             text = raw if isinstance(raw, str) else raw[0] if isinstance(raw, tuple) and raw else None
             if not isinstance(text, str) or not _keep(text):
                 continue
-            bucket = v4 if isinstance(raw, str) else v6
+            bucket = v4 if ipaddress.ip_address(text).version == 4 else v6
             if text not in bucket:
                 bucket.append(text)
     found = ((*v4, "127.0.0.1"), (*v6, "::1"))

@@ -33,6 +33,7 @@ from multiaddr import Multiaddr
 from agentp2p.contract import NodeContext
 from agentp2p.errors import DialError
 from agentp2p.network.addresses import is_private_ip
+from agentp2p.network.interfaces import is_loopback
 
 from .client import Granted, RelayError, accept_stop, open_circuit, reserve, split_circuit
 from .codec import HOP_PROTOCOL, STOP_PROTOCOL
@@ -136,19 +137,20 @@ class RelayService:
 
     def _relay_addrs(self) -> list[str]:
         """Where clients can reach this relay: AutoNAT-confirmed addresses
-        first, then listen addresses that are not wildcard binds; private
-        ones (loopback, LAN: a wildcard bind is listed as each interface's
-        address) only while no public address is known, as on a lab or a
-        devnet, since a client far away cannot dial them."""
+        first, then listen addresses that are not wildcard binds. A client
+        far away cannot dial a private one (a wildcard bind is listed as each
+        interface's address, loopback and LAN included), so: none while a
+        public address is known; loopback only when there is nothing else,
+        as on a devnet bound to 127.0.0.1."""
         ctx = self._ctx
         assert ctx is not None
         out = list(self._public_addrs)
         public = bool(out)
-        for a in ctx.listen_addrs():
-            text = str(a)
-            if "p2p-circuit" in text or not _usable(text) or text in out:
-                continue
-            if public and _private(text):
+        listen = [str(a) for a in ctx.listen_addrs()]
+        listen = [t for t in listen if "p2p-circuit" not in t and _usable(t)]
+        only_loopback = all(is_loopback(t) for t in listen)
+        for text in listen:
+            if text in out or (public and _private(text)) or (is_loopback(text) and not only_loopback):
                 continue
             out.append(text)
         return out
