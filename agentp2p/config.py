@@ -65,8 +65,9 @@ class PubSubConfig:
     # ... or this share of the eligible ones, if more: gossipsub v1.1's
     # adaptive gossip, 0.25 in the spec and go. Ours is 0 (degree_lazy
     # alone, as v1.0): with every node connected to every other, the
-    # spec's share made IHAVE 95 % of the frames and the pub/sub P99 at 100
-    # nodes on 2 cores 2-4 s. docs/pubsub.md ("How much gossip").
+    # spec's share made control frames (mostly IHAVE) 80-90 % of a node's
+    # pub/sub frames and the median pub/sub P99 at 100 nodes on 2 cores
+    # 3.1 s. docs/pubsub.md ("How much gossip").
     gossip_factor: float = 0.0
     # Mesh slots kept for the topic peers nearest to us in the DHT's XOR
     # space (0: meshes at random, the gossipsub spec's way). degree = 8 with
