@@ -189,12 +189,11 @@ def _freeze_startup_heap(config: Any) -> None:
 async def _run_daemon(config: Any, services: Any = ()) -> None:
     import trio
 
-    from agentp2p.network.addresses import printable_addrs
     from agentp2p.node import Node
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with Node(config, services=services) as node:
-            for addr in printable_addrs(node.listen_addrs, node.peer_id):
+            for addr in node.addrs:  # a wildcard bind as each interface's address
                 print(addr, flush=True)
             if config.psk is not None:
                 # Before "running as": that line tells scripts (and our tests) the

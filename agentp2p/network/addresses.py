@@ -11,7 +11,6 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
 from agentp2p.errors import AddressError
-from agentp2p.network.interfaces import expand_wildcards
 
 _TRANSPORTS = ("tcp", "quic-v1")
 
@@ -121,11 +120,6 @@ def to_peer_id(peer: ID | str) -> ID:
 def with_peer_id(addr: Multiaddr, peer_id: ID) -> str:
     """The full address other nodes can bootstrap from."""
     return f"{addr}/p2p/{peer_id.to_base58()}"
-
-
-def printable_addrs(bound: list[Multiaddr], peer_id: ID) -> list[str]:
-    """Full addresses to show operators; a wildcard bind becomes each local address."""
-    return [with_peer_id(a, peer_id) for a in expand_wildcards(bound)]
 
 
 _PRIVATE_V4 = [ipaddress.ip_network(n) for n in

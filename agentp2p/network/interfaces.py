@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 from multiaddr import Multiaddr
 
-__all__ = ["INTERFACES_TTL", "expand_wildcards", "is_loopback", "local_ips"]
+__all__ = ["INTERFACES_TTL", "expand_wildcards", "ip_of", "is_loopback", "is_wildcard", "local_ips"]
 
 log = logging.getLogger(__name__)
 
@@ -73,18 +73,28 @@ def local_ips() -> tuple[tuple[str, ...], tuple[str, ...]]:
     return found
 
 
+def ip_of(addr: Multiaddr | str) -> str | None:
+    """The IP an ``/ip4/…`` or ``/ip6/…`` address starts with (None for any other)."""
+    parts = str(addr).split("/")
+    return parts[2] if len(parts) > 2 and parts[1] in ("ip4", "ip6") else None
+
+
 def is_loopback(addr: Multiaddr | str) -> bool:
     """``/ip4/127.…`` or ``/ip6/::1`` (a circuit through a loopback relay too)."""
-    parts = str(addr).split("/")
-    if len(parts) < 3 or parts[1] not in ("ip4", "ip6"):
-        return False
+    ip = ip_of(addr)
     try:
-        return ipaddress.ip_address(parts[2]).is_loopback
+        return ip is not None and ipaddress.ip_address(ip).is_loopback
     except ValueError:
         return False
 
 
 _WILDCARDS = {"/ip4/0.0.0.0/": 0, "/ip6/::/": 1}
+
+
+def is_wildcard(addr: Multiaddr | str) -> bool:
+    """A wildcard bind (``/ip4/0.0.0.0/…``, ``/ip6/::/…``): nobody can dial it."""
+    text = str(addr)
+    return any(text.startswith(w) for w in _WILDCARDS)
 
 
 def expand_wildcards(addrs: Iterable[Multiaddr],

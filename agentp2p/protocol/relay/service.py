@@ -33,7 +33,7 @@ from multiaddr import Multiaddr
 from agentp2p.contract import NodeContext
 from agentp2p.errors import DialError
 from agentp2p.network.addresses import is_private_ip
-from agentp2p.network.interfaces import is_loopback
+from agentp2p.network.interfaces import ip_of, is_loopback, is_wildcard
 
 from .client import Granted, RelayError, accept_stop, open_circuit, reserve, split_circuit
 from .codec import HOP_PROTOCOL, STOP_PROTOCOL
@@ -64,14 +64,9 @@ class _Held:
     renew_at: float
 
 
-def _usable(addr: str) -> bool:
-    """A relay address worth advertising: not a wildcard bind."""
-    return "/ip4/0.0.0.0/" not in addr and "/ip6/::/" not in addr
-
-
 def _private(addr: str) -> bool:
-    parts = addr.split("/")
-    return len(parts) > 2 and parts[1] in ("ip4", "ip6") and is_private_ip(parts[2])
+    ip = ip_of(addr)
+    return ip is not None and is_private_ip(ip)
 
 
 class RelayService:
@@ -147,7 +142,7 @@ class RelayService:
         out = list(self._public_addrs)
         public = bool(out)
         listen = [str(a) for a in ctx.listen_addrs()]
-        listen = [t for t in listen if "p2p-circuit" not in t and _usable(t)]
+        listen = [t for t in listen if "p2p-circuit" not in t and not is_wildcard(t)]
         only_loopback = all(is_loopback(t) for t in listen)
         for text in listen:
             if text in out or (public and _private(text)) or (is_loopback(text) and not only_loopback):
@@ -163,7 +158,7 @@ class RelayService:
         for relay, held in self.granted.items():
             if held.until <= now:
                 continue
-            bases = [a for a in held.granted.addrs if _usable(a)]
+            bases = [a for a in held.granted.addrs if not is_wildcard(a)]
             if not bases and relay in self._static:
                 bases = [str(self._static[relay])]
             for base in bases:

@@ -83,7 +83,7 @@ from .member import EventKind, Member, State
 from .messages import Message, Ping
 from .persist import SUFFIX, load_incarnation, restart_incarnation, save_incarnation
 from .transport import FaultInjection, SwimTransport
-from agentp2p.network.interfaces import is_loopback
+from agentp2p.network.interfaces import is_loopback, is_wildcard
 from agentp2p.throttled_log import ThrottledLog
 from .wire import MAX_ADDR_BYTES, MAX_ADDRS, PROTOCOL_ID, encode
 
@@ -114,8 +114,8 @@ def _dialable(addrs: Iterable[Multiaddr]) -> list[bytes]:
     last (they serve only this machine), so a cut drops them first."""
     out = []
     for a in sorted(addrs, key=is_loopback):
-        text, raw = str(a), a.to_bytes()
-        if "/ip4/0.0.0.0/" not in text and "/ip6/::/" not in text and 0 < len(raw) <= MAX_ADDR_BYTES:
+        raw = a.to_bytes()
+        if not is_wildcard(a) and 0 < len(raw) <= MAX_ADDR_BYTES:
             out.append(raw)
             if len(out) == MAX_ADDRS:
                 break
