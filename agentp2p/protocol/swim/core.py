@@ -660,22 +660,22 @@ class SwimCore:
                     # Probed because its connection was just lost without a
                     # goodbye: the same evidence as a loss during the probe.
                     self._probe.lost = True
-                self._send(out, target.peer_id, seq, Ping(target.peer_id), target.addrs)
+                self._send(out, target.peer_id, seq, Ping(target.peer_id), target.addrs, why="probe")
                 self._arm(self._probe.timeout_at, _PROBE_TIMEOUT, seq)
             for peer, entry in list(self._joining.items()):
                 entry[1] -= 1
                 if entry[1] <= 0:
                     del self._joining[peer]
-                self._send(out, peer, self._next_seq(), Ping(peer), entry[0])
+                self._send(out, peer, self._next_seq(), Ping(peer), entry[0], why="join")
             self._rejoin_if_alone(out)
             # Strangers we heard of: a ping each; they join if they answer.
             # Not probes: silence costs them their slot, nothing else.
             for peer, addrs in self._candidates.pick(cfg.candidate_pings_per_period, self._now):
-                self._send(out, peer, self._next_seq(), Ping(peer), addrs)
+                self._send(out, peer, self._next_seq(), Ping(peer), addrs, why="candidate")
             if self._dead and (self._period + self._reconnect_phase) % cfg.reconnect_every == 0:
                 peer = self._dead[self._rng.randrange(len(self._dead))]
                 m = self._table.get(peer)
-                self._send(out, peer, self._next_seq(), Ping(peer), m.addrs if m else ())
+                self._send(out, peer, self._next_seq(), Ping(peer), m.addrs if m else (), why="dead")
         self._next_tick_at = self._now + self.awareness.scale(cfg.probe_interval)
         self._arm(self._next_tick_at, _TICK, None)
 
@@ -883,7 +883,7 @@ class SwimCore:
             self.stats.probe_closes += 1
             if self._now >= p.timeout_at:
                 m = self._table.get(peer)
-                self._send(out, peer, p.seq, Ping(peer), m.addrs if m else ())
+                self._send(out, peer, p.seq, Ping(peer), m.addrs if m else (), why="grace")
 
     def _redial_if_upcoming(self, peer: PeerId, out: list[Action]) -> None:
         """A connection our probes need now or next was closed in order: ask
@@ -957,7 +957,7 @@ class SwimCore:
             self._send(out, h.peer_id, probe.seq, body, h.addrs)
         # Second direct attempt, in parallel (memberlist's TCP fallback ping):
         # one lost datagram should not be enough to start a suspicion.
-        self._send(out, probe.target, probe.seq, Ping(probe.target), target.addrs)
+        self._send(out, probe.target, probe.seq, Ping(probe.target), target.addrs, why="fallback")
 
 
     def _finish_probe(self, out: list[Action]) -> None:
@@ -1158,7 +1158,8 @@ class SwimCore:
         self.stats.indirect_pings += 1
         self._indirect[my_seq] = _Indirect(sender, seq, body.target)
         m = self._table.get(body.target)
-        self._send(out, body.target, my_seq, Ping(body.target), body.target_addrs or (m.addrs if m else ()))
+        self._send(out, body.target, my_seq, Ping(body.target), body.target_addrs or (m.addrs if m else ()),
+                   why="helper")
         self._arm(self._now + wait, _INDIRECT, my_seq)
 
     # ------------------------------------------------------------ membership
@@ -1267,7 +1268,7 @@ class SwimCore:
             return
         self._checked.add(m.peer_id)
         self.stats.checks += 1
-        self._send(out, m.peer_id, self._next_seq(), Ping(m.peer_id), m.addrs)
+        self._send(out, m.peer_id, self._next_seq(), Ping(m.peer_id), m.addrs, why="check")
 
     def _origin(self, u: MemberUpdate, sender: PeerId) -> PeerId:
         """Who accuses: the named origin if it is one of our live members,
@@ -1548,7 +1549,7 @@ class SwimCore:
         else:
             # Reconnected to someone we hold as dead/left: our ping carries that
             # verdict (buddy system), so if it is alive it refutes right away.
-            self._send(out, peer, self._next_seq(), Ping(peer), addrs or m.addrs)
+            self._send(out, peer, self._next_seq(), Ping(peer), addrs or m.addrs, why="reconnected")
 
     def _learn_addrs(self, m: Member, addrs: tuple[bytes, ...], signed: MemberUpdate | None) -> None:
         """Live member ``m``, held without addresses (admitted from a frame's
@@ -1572,7 +1573,7 @@ class SwimCore:
         """Ping ``peer`` as a joiner: the first of its ``join_attempts`` pings
         (the period ticks send the rest); it joins when it answers."""
         self._joining[peer] = [addrs, self.config.join_attempts - 1]
-        self._send(out, peer, self._next_seq(), Ping(peer), addrs)
+        self._send(out, peer, self._next_seq(), Ping(peer), addrs, why="join")
 
     def _on_leave(self, out: list[Action]) -> None:
         if self._leaving:
@@ -1584,7 +1585,7 @@ class SwimCore:
         self._pp.serving.clear()
         self._queue.push(self.own_update(State.LEFT))
         for m in self._table.sample(self._rng, max(1, self.config.indirect_checks), lambda m: m.live):
-            self._send(out, m.peer_id, self._next_seq(), Ping(m.peer_id), m.addrs)
+            self._send(out, m.peer_id, self._next_seq(), Ping(m.peer_id), m.addrs, why="leave")
         self._arm(self._now + self.config.leave_periods * self.config.probe_interval, _LEAVE, None)
 
     # ---------------------------------------------- push/pull (anti-entropy)
@@ -1977,9 +1978,10 @@ class SwimCore:
 
     def _send(
         self, out: list[Action], to: PeerId, seq: int, body: Body, addrs: tuple[bytes, ...] = (),
-        dial: bool = True,
+        dial: bool = True, why: str = "",
     ) -> int:
-        """Append the frame; how many queued updates it carries."""
+        """Append the frame; how many queued updates it carries. ``why``
+        labels a Ping's purpose (Send.why): the dials it costs are counted by it."""
         cfg = self.config
         updates: list[MemberUpdate] = []
         m = self._table.get(to)
@@ -2005,7 +2007,7 @@ class SwimCore:
             budget,
         ) if budget >= 40 else []
         updates += [u for u in taken if u.peer_id != self.local_id] if own is not None else taken
-        out.append(Send(to, Message(seq, self.incarnation, body, tuple(updates)), addrs, dial))
+        out.append(Send(to, Message(seq, self.incarnation, body, tuple(updates)), addrs, dial, why))
         return len(taken)
 
 

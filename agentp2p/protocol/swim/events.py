@@ -100,6 +100,9 @@ class Send:
     #: False: send only over a connection that is already open, else drop
     #: (gossip: news is worth a frame, not a dial).
     dial: bool = True
+    #: Why the core sends it, when the body's kind does not say (a Ping:
+    #: "probe", "check", "dead", ...): labels the dials it costs.
+    why: str = ""
 
 
 @dataclass(frozen=True, slots=True)

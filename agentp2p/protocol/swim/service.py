@@ -394,7 +394,7 @@ class SwimService:
             if isinstance(a, Send):
                 kind = type(a.message.body).__name__
                 self._sent[kind] = self._sent.get(kind, 0) + 1
-                transport.send(a.to, encode(a.message), a.addrs, a.dial, kind)
+                transport.send(a.to, encode(a.message), a.addrs, a.dial, f"{kind}:{a.why}" if a.why else kind)
             elif isinstance(a, ConnectAhead):
                 transport.prepare(a.to, a.addrs)
             elif isinstance(a, MemberEvent):
