@@ -129,13 +129,15 @@ _PEER_ID = re.compile(r"\b(12D3Koo|16Uiu2|Qm)[1-9A-HJ-NP-Za-km-z]+")
 _NUMBER = re.compile(r"(?<![A-Za-z])\d+(\.\d+)?")
 
 
-def failure_reason(exc: BaseException, connected: bool, kind: str = "") -> str:
+def failure_reason(exc: BaseException, connected: bool, kind: str = "", connected_after: bool = False) -> str:
     """A failed stream open's reason as a short label to count by: whether a
-    connection was open as it began, the kind of frame that asked for it,
-    and the error with its peer IDs and numbers taken out (so equal causes
-    count together)."""
+    connection was open as it began (and, if not, whether one was by the
+    failure: the dial worked and the stream's negotiation did not), the kind
+    of frame that asked for it, and the error with its peer IDs and numbers
+    taken out (so equal causes count together)."""
     text = _NUMBER.sub("N", _PEER_ID.sub("P", (str(exc) or type(exc).__name__)[:400]))
-    return f"{'connected' if connected else 'unconnected'}: {kind or '-'}: {type(exc).__name__}: {text[:80]}"
+    where = "connected" if connected else "unconnected, then connected" if connected_after else "unconnected"
+    return f"{where}: {kind or '-'}: {type(exc).__name__}: {text[:80]}"
 
 
 class _Link:
@@ -346,7 +348,7 @@ class SwimTransport:
             self.stats.dial_failures += 1
             if isinstance(exc, DialTimeout):
                 self.stats.dial_timeouts += 1
-            reason = failure_reason(exc, connected, kind)
+            reason = failure_reason(exc, connected, kind, not connected and self._dialer.is_connected(pid))
             if reason not in self.failed_opens and len(self.failed_opens) >= MAX_KINDS:
                 reason = "other"
             self.failed_opens[reason] = self.failed_opens.get(reason, 0) + 1

@@ -156,6 +156,31 @@ class _RefusingDialer:
         raise DialTimeout("timed out") if self.timeout else DialError(self.why)
 
 
+class _ConnectingDialer(_RefusingDialer):
+    """Its dial connects, then the stream's negotiation runs out of time."""
+
+    def __init__(self) -> None:
+        super().__init__(timeout=True)
+        self.connected = False
+
+    def is_connected(self, _peer: object) -> bool:
+        return self.connected
+
+    async def open_stream(self, *_args: object, **_kwargs: object) -> object:
+        self.connected = True
+        raise DialTimeout("timed out")
+
+
+async def test_an_open_whose_dial_connected_but_whose_stream_did_not_says_so() -> None:
+    """After a heal at 100 nodes most of SWIM's failed opens were of this kind:
+    the connection was made, the stream's negotiation outlasted the bound."""
+    transport = SwimTransport(_ConnectingDialer(), lambda _p, _f: None, dial_timeout=1, write_timeout=1)
+    await transport._open(ID(GHOST), (), kind="Ping:check")
+    await transport._open(ID(GHOST), (), kind="Ping:check")  # connected as it began, this time
+    assert transport.failed_opens == {"unconnected, then connected: Ping:check: DialTimeout: timed out": 1,
+                                      "connected: Ping:check: DialTimeout: timed out": 1}
+
+
 async def test_opens_are_counted_by_kind_within_a_bound_and_timeouts_by_their_error() -> None:
     transport = SwimTransport(_RefusingDialer(timeout=True), lambda _p, _f: None, dial_timeout=1, write_timeout=1)
     pid = ID(GHOST)
