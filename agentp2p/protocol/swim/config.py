@@ -85,6 +85,10 @@ class SwimConfig:
     #: kept at both ends, so its turns dial once. 0 = off.
     ring_probe_every: int = 2
     #: k: helpers asked to probe indirectly when the direct probe fails.
+    #: Drawn among the live members whose connections we have held longest
+    #: (as many as max(probe_connected_min, 4k)) when at least k of them can
+    #: help; else among all live members (SwimCore._helpers says why; with
+    #: probe_connected_min 0 no connections are tracked: always all).
     indirect_checks: int = 3
     #: Suspicion timeout = suspicion_mult * log10(N) * probe_interval (minimum,
     #: reached after enough independent confirmations). memberlist uses 4; with
@@ -205,7 +209,8 @@ class SwimConfig:
     max_verifications_per_frame: int = 8
     #: A rumour we cannot believe (unsigned newer alive, accusation ahead of
     #: what the member announced) makes us ping the member to hear it first-hand:
-    #: at most this many such pings per period (and one per member).
+    #: at most this many such pings per period (and one per member), and only
+    #: over a connection already open (a check never dials: SwimCore._check).
     max_checks_per_period: int = 8
     #: Push/pull anti-entropy (pushpull.py): every this many seconds, scaled
     #: with N as in memberlist (x ceil(log2 N - 5) + 1 above 32 members: 90 s

@@ -478,6 +478,9 @@ def test_unbelievable_newer_alive_makes_us_ask_the_member_itself() -> None:
     acts = deliver(a, 0.2, pid("b"), Message(2, 0, Ack(), (MemberUpdate(x, State.ALIVE, 1),)))
     (ping,) = sends(acts, Ping, to=x)
     assert a.member(x).state is State.SUSPECT and a.stats.checks == 1
+    # Advisory: only over a connection already open (a check never dials),
+    # labelled so that its dials would be counted apart.
+    assert (ping.dial, ping.why) == (False, "check")
     acts = deliver(a, 0.25, x, Message(ping.message.seq, 1, Ack()))
     assert ("recovered", x) in events(acts)
 

@@ -117,6 +117,49 @@ def test_failed_probe_goes_indirect_then_suspect_then_dead() -> None:
     assert a.stats.declared_dead == 1
 
 
+def _helpers_of_failed_probes(core: SwimCore, probes: int) -> list[set[bytes]]:
+    """The helpers asked by each of ``probes`` failed probes (none answers)."""
+    cfg = core.config
+    out = []
+    for _ in range(probes):
+        t, acts = next_tick(core)
+        (ping,) = [p for p in sends(acts, Ping) if p.why == "probe"]
+        reqs = sends(run_until(core, t + cfg.probe_timeout), PingReq)
+        assert len(reqs) == cfg.indirect_checks and all(r.to != ping.to for r in reqs)
+        out.append({r.to for r in reqs})
+        # The member answers after all (late): it stays a member to draw.
+        deliver(core, t + cfg.probe_timeout + 0.01, ping.to, Message(ping.message.seq, 0, Ack()))
+    return out
+
+
+def test_helpers_are_drawn_among_the_members_whose_connections_we_held_longest() -> None:
+    """A helper we are not connected to costs a dial before our PingReq
+    leaves, and its late Nack raises our own score: helpers come from the
+    connections held longest (not just any connection: a peer that opens
+    many must not pick our helpers), once k of them can help."""
+    cfg = SwimConfig(gossip_interval=0, ring_probe_every=0)
+    others = [f"m{i:02d}" for i in range(40)]
+    a = make_core("a", others, config=cfg)
+    # Held longest first: 16 connections, the pool is the first max(8, 4k) = 12.
+    for i, o in enumerate(others[:16]):
+        a.handle(0.001 * (i + 1), ConnectionOpened(pid(o)))
+    pool = {pid(o) for o in others[:12]}
+    drawn = _helpers_of_failed_probes(a, 20)
+    assert all(h <= pool for h in drawn)
+    assert len(set().union(*drawn)) > cfg.indirect_checks  # drawn at random among them
+
+
+def test_with_too_few_connections_helpers_come_from_every_member() -> None:
+    cfg = SwimConfig(gossip_interval=0, ring_probe_every=0)
+    others = [f"m{i:02d}" for i in range(40)]
+    a = make_core("a", others, config=cfg)
+    a.handle(0.001, ConnectionOpened(pid(others[0])))
+    a.handle(0.002, ConnectionOpened(pid(others[1])))  # 2 < k = 3 (one may be the target, too)
+    drawn = _helpers_of_failed_probes(a, 10)
+    assert any(h - {pid(others[0]), pid(others[1])} for h in drawn)
+    assert len(set().union(*drawn)) > 6  # memberlist's uniform draw over the 40
+
+
 def test_a_lone_members_failed_probe_accuses_with_no_helper_to_ask() -> None:
     """Two members: no one to ask, so nothing to be silent; the failed probe
     accuses (and says why in the counters)."""
