@@ -98,7 +98,7 @@ def _counters(devnet: Any) -> Counters:
 
 
 #: Levels among the counters (a read, not a running total): no window's growth.
-_GAUGES = frozenset({"members_without_addrs"})
+_GAUGES = frozenset({"members_without_addrs", "awareness"})
 
 
 def _delta(before: Counters, after: Counters) -> dict[str, Any]:
@@ -109,12 +109,17 @@ def _delta(before: Counters, after: Counters) -> dict[str, Any]:
     ``partial``: a worker did not answer one of the reads."""
     (b, b_whole), (a, a_whole) = before, after
     out: dict[str, Any] = {}
+    levels: dict[str, list[int]] = {}
     for node in sorted(a.keys() & b.keys()):
         for k, v in a[node].items():
             if k in _GAUGES:
+                levels.setdefault(k, []).append(v)
                 continue
             out[k] = out.get(k, 0) + v - b[node].get(k, 0)
     out = {k: v for k, v in sorted(out.items()) if v}
+    for k, vs in sorted(levels.items()):
+        # A level at the window's end: how many nodes had any, and the most.
+        out[f"{k} at the end: nodes above 0, most"] = [sum(1 for v in vs if v > 0), max(vs)]
     if not (b_whole and a_whole):
         out["partial"] = True
     return out

@@ -349,6 +349,9 @@ class Worker:
                         # probe them only over a connection that is open.
                         "members_without_addrs": sum(1 for m in node.members()
                                                      if m.state in ("alive", "suspect") and not m.addrs),
+                        # Its Lifeguard score now (a level): what stretches
+                        # its probes, verdicts and gossip.
+                        "awareness": swim.awareness,  # type: ignore[attr-defined]
                     }
             nodes.append(entry)
         reply: dict[str, Any] = {"nodes": nodes, "stalls": self.stalls.as_dict()}

@@ -723,6 +723,12 @@ class SwimService:
 
     # ---------------------------------------------------------------- stats
 
+    @property
+    def awareness(self) -> int:
+        """Lifeguard's local health score now (0 healthy; it stretches our
+        probes, verdicts and gossip): a level, not a counter."""
+        return self._core.awareness.score if self._core is not None else 0
+
     def core_stats(self) -> dict[str, int]:
         """The core's counters alone (``stats()["core"]`` without the rest):
         cheap enough for the devnet to read from 50 nodes at once."""
@@ -749,7 +755,7 @@ class SwimService:
                 counts[m.state.name.lower()] += 1
         return {
             "incarnation": self.incarnation,
-            "awareness": core.awareness.score if core is not None else 0,
+            "awareness": self.awareness,
             "members": counts,
             "core": self.core_stats(),
             "transport": self.transport_stats(),
