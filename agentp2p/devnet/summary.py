@@ -69,11 +69,13 @@ class Summary:
 
     @property
     def swim_counters(self) -> dict[str, int]:
-        """The same, summed over the running nodes."""
+        """The same, summed over the running nodes (a Lifeguard score is
+        per node only: a sum of scores says nothing)."""
         total: dict[str, int] = {}
         for node in self.swim_counters_by_node.values():
             for k, v in node.items():
-                total[k] = total.get(k, 0) + v
+                if k != "awareness":
+                    total[k] = total.get(k, 0) + v
         return total
 
     def as_dict(self) -> dict[str, Any]:

@@ -747,7 +747,7 @@ class WholeNodeSimulation:
                 if j is None:
                     continue
                 if not act.dial and j not in node.conns:
-                    c.swim_no_conn += 1  # gossip: the adapter sends it only over an open stream
+                    c.swim_no_conn += 1  # gossip, a check: the adapter sends it only over an open stream
                     continue
                 c.messages["swim"] += 1
                 size = swim_size(act.message)

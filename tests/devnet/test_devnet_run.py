@@ -232,7 +232,8 @@ def test_devnet_scale_benchmark_runs_every_step_at_six_nodes(crash: str, killed:
     # Levels are read at the window's end, not summed: nodes with a
     # Lifeguard score above 0, and the highest (at most 7 by default).
     above, most = merge["awareness at the end: nodes above 0, most"]
-    assert 0 <= above <= 6 and 0 <= most <= 7 and (above > 0) == (most > 0), json.dumps(merge)
+    assert 0 <= above <= 6 and 0 <= most <= 7, json.dumps(merge)
+    assert "awareness" not in merge, json.dumps(merge)  # not summed as a counter
     assert r["contend"] == contend
     if contend:
         c = r["contenders"]

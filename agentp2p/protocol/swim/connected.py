@@ -108,6 +108,10 @@ class ConnectedOrder:
             self._rng = source()
         return self._rng
 
+    def holds(self, peer: PeerId) -> bool:
+        """We hold a connection to ``peer`` (one lost without a goodbye is not held)."""
+        return peer in self._peers and peer not in self._lost
+
     def peers(self) -> list[PeerId]:
         """Every peer with turns in the order: those we hold a connection to
         and those whose connection was lost without a goodbye."""

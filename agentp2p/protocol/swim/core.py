@@ -81,7 +81,7 @@ import collections
 import heapq
 import math
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from agentp2p.network.ratelimit import PeerRateLimiter
@@ -165,6 +165,7 @@ class SwimStats:
     stretched: int = 0  # running suspicions a healing window made wait its longer minimum
     slowed_verdicts: int = 0  # suspicions taken on in poor health: a longer minimum (awareness_slows_verdicts)
     checks: int = 0  # pings to a member a rumour we could not believe said had moved on
+    checks_unconnected: int = 0  # ... not sent: no connection held to the member (a check never dials)
     unsolicited: int = 0  # Nack we did not ask for (late, or for a probe that ended)
     dropped_indirect: int = 0  # PingReq refused: too many pending (answered with a Nack)
     indirect_pings: int = 0  # PingReq served: we pinged the target for the asker (may dial it)
@@ -959,7 +960,6 @@ class SwimCore:
         # one lost datagram should not be enough to start a suspicion.
         self._send(out, probe.target, probe.seq, Ping(probe.target), target.addrs, why="fallback")
 
-
     def _helpers(self, target: PeerId) -> list[Member]:
         """Who probes ``target`` for us: k live members drawn among those
         whose connections we have held longest, when k of them can help,
@@ -970,19 +970,32 @@ class SwimCore:
         rarely is, and a silent helper counts against *our* health. After a
         partition's heal at 100 nodes on 2 cores, SWIM's opens to such helpers
         ran out of their 10 s by the hundred, and during the cut a helper
-        across it could never answer, so every prober's score rose, its
-        periods and verdicts stretched, and the split was not seen in 60 s
-        (docs/swim.md, "Helpers and checks over held connections"). The
-        longest-held connections (connected.py, held), not any connection: a
-        peer that opens many connections to us must not choose our helpers."""
+        across it could never answer, so every prober's score rose and its
+        periods and verdicts stretched (docs/swim.md, "Helpers and checks over held connections"). Held
+        longest (_held_pool), not any connection: a peer that opens many
+        connections to us must not choose our helpers."""
         k = self.config.indirect_checks
         if k <= 0:
             return []
-        pool = [p for p in self._connected.held(max(self.config.probe_connected_min, 4 * k), self._is_alive)
-                if p != target]
-        if len(pool) >= k:
-            return [m for m in (self._table.get(p) for p in self._rng.sample(pool, k)) if m is not None]
-        return self._table.sample(self._rng, k, lambda m: m.state is State.ALIVE and m.peer_id != target)
+        pool = self._held_pool(lambda p: p != target and self._is_alive(p))
+        chosen = [m for m in (self._table.get(p) for p in self._rng.sample(pool, min(k, len(pool))))
+                  if m is not None]
+        if len(chosen) < k:
+            # Too few held: the rest drawn among every live member (a dial each, maybe).
+            ids = {m.peer_id for m in chosen}
+            chosen += self._table.sample(self._rng, k - len(chosen), lambda m: m.state is State.ALIVE
+                                         and m.peer_id != target and m.peer_id not in ids)
+        return chosen
+
+    def _held_pool(self, usable: Callable[[PeerId], bool]) -> list[PeerId]:
+        """The members we have held a connection to longest for which
+        ``usable`` holds: the first max(probe_connected_min, 4k), 12 by
+        default (connected.py, held). Helpers and a merge window's push/pull
+        partners are drawn among them: no dial, and not a set a peer can
+        enter by opening connections to us; the first probe_connected_min of
+        them are what keep_connected asks the connection manager to spare."""
+        n = max(self.config.probe_connected_min, 4 * self.config.indirect_checks)
+        return self._connected.held(n, usable)
 
     def _finish_probe(self, out: list[Action]) -> None:
         probe, self._probe = self._probe, None
@@ -1289,6 +1302,11 @@ class SwimCore:
         held connections"); a member we hold no connection to refutes
         through gossip and push/pull, signed, as for anyone else."""
         if self._leaving or m.state is State.LEFT:
+            return
+        if self.config.probe_connected_min and not self._connected.holds(m.peer_id):
+            # Known not connected (connections tracked): the frame would be
+            # dropped, and this period's budget is for members we can ask.
+            self.stats.checks_unconnected += 1
             return
         if self._checks_period != self._period:
             self._checks_period = self._period
@@ -1652,23 +1670,23 @@ class SwimCore:
             return
         gap = cfg.push_pull_burst_interval
         if now < self._merging_until:
-            # A burst: among the members we hold a connection to. The news of
-            # a merge crosses in the exchanges with members back from the
-            # dead (_push_pull_with), which dial as need be; a burst spreads
-            # it through our side without a new connection each time (after a
-            # heal at 100 nodes on 2 cores, a third of SWIM's dials were the
-            # bursts' draws across: docs/swim.md).
-            held = [p for p in self._connected if self._is_alive(p) and pp.may_ask(p, now, gap)]
-            if held:
-                m = self._table.get(self._pp_rng.choice(held))
+            # A burst: among the members we have held a connection to longest
+            # (_held_pool). The news of a merge crosses in the exchanges with
+            # members back from the dead (_push_pull_with), which dial as need
+            # be; a burst spreads it through our side without a new
+            # connection each time (after a heal at 100 nodes on 2 cores, a
+            # third of SWIM's dials were the bursts' draws across: docs/swim.md).
+            pool = self._held_pool(lambda p: self._is_alive(p) and pp.may_ask(p, now, gap))
+            if pool:
+                m = self._table.get(self._pp_rng.choice(pool))
                 if m is not None:
-                    self._start_push_pull(m, out)
+                    self._start_push_pull(m, out, "burst")
                 return
         picks = self._table.sample(
             self._pp_rng, 1, lambda m: m.state is State.ALIVE and pp.may_ask(m.peer_id, now, gap)
         )
         if picks:
-            self._start_push_pull(picks[0], out)
+            self._start_push_pull(picks[0], out, "burst" if now < self._merging_until else "periodic")
 
     def _push_pull_with(self, peer: PeerId, healing: bool, out: list[Action]) -> None:
         """Join / rejoin: ``peer`` just answered us itself (``healing``: it
@@ -1693,15 +1711,15 @@ class SwimCore:
         if healing:
             self._pp_burst(healing=True)
         if self._pp.may_ask(peer, self._now, cfg.push_pull_burst_interval):
-            self._start_push_pull(m, out)
+            self._start_push_pull(m, out, "rejoin" if healing else "join")
 
-    def _start_push_pull(self, m: Member, out: list[Action]) -> None:
+    def _start_push_pull(self, m: Member, out: list[Action], why: str) -> None:
         level = level_for(self._table.live_count + 1)
         seq = self._next_seq()
         self._pp.start(m.peer_id, seq, level, self._now, self.config.push_pull_timeout)
         self.stats.push_pulls += 1
         digests = self._table.digest.coarse(level, (self.local_id, self.incarnation, State.ALIVE))
-        self._send(out, m.peer_id, seq, PushPull(Step.REQUEST, level, tuple(digests)), m.addrs)
+        self._send(out, m.peer_id, seq, PushPull(Step.REQUEST, level, tuple(digests)), m.addrs, why=why)
 
     def _on_push_pull(self, sender: PeerId, seq: int, body: PushPull, out: list[Action]) -> None:
         if not 0 <= body.level <= wire.MAX_PUSHPULL_LEVEL or (

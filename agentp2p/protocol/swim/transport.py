@@ -121,8 +121,10 @@ class TransportStats:
 
 _Item = tuple[bytes, tuple[bytes, ...], float, bool, str]
 
-#: The most distinct ``kind`` labels counted in ``dials_for`` (the core has
-#: about ten message kinds; anything past this bound is not counted).
+#: The most distinct ``kind`` labels counted in ``dials_for`` and reasons in
+#: ``failed_opens`` (a body's kind, with why the core sent it: Ping:probe,
+#: PushPull:burst...; some twenty in all; past this bound kinds are not
+#: counted and reasons go to "other").
 MAX_KINDS = 32
 
 _PEER_ID = re.compile(r"\b(12D3Koo|16Uiu2|Qm)[1-9A-HJ-NP-Za-km-z]+")
@@ -132,11 +134,11 @@ _NUMBER = re.compile(r"(?<![A-Za-z])\d+(\.\d+)?")
 def failure_reason(exc: BaseException, connected: bool, kind: str = "", connected_after: bool = False) -> str:
     """A failed stream open's reason as a short label to count by: whether a
     connection was open as it began (and, if not, whether one was by the
-    failure: the dial worked and the stream's negotiation did not), the kind
+    failure: ours, or one the peer opened meanwhile), the kind
     of frame that asked for it, and the error with its peer IDs and numbers
     taken out (so equal causes count together)."""
     text = _NUMBER.sub("N", _PEER_ID.sub("P", (str(exc) or type(exc).__name__)[:400]))
-    where = "connected" if connected else "unconnected, then connected" if connected_after else "unconnected"
+    where = "connected" if connected else "unconnected, connected by the failure" if connected_after else "unconnected"
     return f"{where}: {kind or '-'}: {type(exc).__name__}: {text[:80]}"
 
 

@@ -19,6 +19,7 @@ from agentp2p.network.identity import Identity
 from agentp2p.pb import swim_pb2
 from agentp2p.protocol.swim import (
     Ack,
+    ConnectionOpened,
     MemberUpdate,
     Message,
     Ping,
@@ -473,6 +474,7 @@ def test_rate_limiter_is_a_token_bucket_per_peer() -> None:
 def test_unbelievable_newer_alive_makes_us_ask_the_member_itself() -> None:
     a = make_core("a", ["b", "x"])
     x = pid("x")
+    a.handle(0.05, ConnectionOpened(x))  # a check goes only where we hold a connection
     deliver(a, 0.1, pid("b"), Message(1, 0, Ack(), (MemberUpdate(x, State.SUSPECT, 0, (), pid("b")),)))
     # b learned x's refutation first-hand and relays it unsigned: not believed, but checked
     acts = deliver(a, 0.2, pid("b"), Message(2, 0, Ack(), (MemberUpdate(x, State.ALIVE, 1),)))
@@ -488,6 +490,8 @@ def test_unbelievable_newer_alive_makes_us_ask_the_member_itself() -> None:
 def test_checks_are_bounded_per_member_and_per_period() -> None:
     others = [f"m{i:02d}" for i in range(20)]
     a = make_core("a", [*others, "liar"])
+    for o in others:
+        a.handle(0.001, ConnectionOpened(pid(o)))
     pinged = []
     for _ in range(5):
         ups = tuple(MemberUpdate(pid(o), State.DEAD, 50) for o in others)
@@ -496,6 +500,22 @@ def test_checks_are_bounded_per_member_and_per_period() -> None:
     assert len(pinged) == a.config.max_checks_per_period
     assert len({p.to for p in pinged}) == len(pinged)
     assert all(a.member(pid(o)).state is State.ALIVE for o in others)
+
+
+def test_a_check_of_a_member_we_hold_no_connection_to_is_not_sent_and_spends_no_budget() -> None:
+    """After a heal, most members a rumour accuses are across the old cut,
+    with no connection yet: their checks would be dropped (a check never
+    dials), so they must not use up the period's budget for the members we
+    can ask."""
+    far = [f"f{i:02d}" for i in range(12)]
+    near = ["n0", "n1"]
+    a = make_core("a", [*far, *near, "liar"])
+    for o in near:
+        a.handle(0.001, ConnectionOpened(pid(o)))
+    ups = tuple(MemberUpdate(pid(o), State.DEAD, 50) for o in [*far, *near])
+    pinged = sends(deliver(a, 0.01, pid("liar"), Message(1, 0, Ack(), ups)), Ping)
+    assert {p.to for p in pinged} == {pid(o) for o in near}
+    assert (a.stats.checks, a.stats.checks_unconnected) == (2, 12)
 
 
 def test_after_refuting_every_frame_carries_our_signed_alive_for_a_while() -> None:

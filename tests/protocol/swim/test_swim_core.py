@@ -117,8 +117,8 @@ def test_failed_probe_goes_indirect_then_suspect_then_dead() -> None:
     assert a.stats.declared_dead == 1
 
 
-def _helpers_of_failed_probes(core: SwimCore, probes: int) -> list[set[bytes]]:
-    """The helpers asked by each of ``probes`` failed probes (none answers)."""
+def _helpers_of_failed_probes(core: SwimCore, probes: int) -> list[tuple[bytes, set[bytes]]]:
+    """(target, the helpers asked) for each of ``probes`` failed probes (none answers)."""
     cfg = core.config
     out = []
     for _ in range(probes):
@@ -126,7 +126,7 @@ def _helpers_of_failed_probes(core: SwimCore, probes: int) -> list[set[bytes]]:
         (ping,) = [p for p in sends(acts, Ping) if p.why == "probe"]
         reqs = sends(run_until(core, t + cfg.probe_timeout), PingReq)
         assert len(reqs) == cfg.indirect_checks and all(r.to != ping.to for r in reqs)
-        out.append({r.to for r in reqs})
+        out.append((ping.to, {r.to for r in reqs}))
         # The member answers after all (late): it stays a member to draw.
         deliver(core, t + cfg.probe_timeout + 0.01, ping.to, Message(ping.message.seq, 0, Ack()))
     return out
@@ -143,21 +143,26 @@ def test_helpers_are_drawn_among_the_members_whose_connections_we_held_longest()
     # Held longest first: 16 connections, the pool is the first max(8, 4k) = 12.
     for i, o in enumerate(others[:16]):
         a.handle(0.001 * (i + 1), ConnectionOpened(pid(o)))
-    pool = {pid(o) for o in others[:12]}
+    held = [pid(o) for o in others[:16]]
     drawn = _helpers_of_failed_probes(a, 20)
-    assert all(h <= pool for h in drawn)
-    assert len(set().union(*drawn)) > cfg.indirect_checks  # drawn at random among them
+    for target, helpers in drawn:
+        pool = [p for p in held if p != target][:12]  # the target is no helper: the next held one is
+        assert helpers <= set(pool), (target, helpers)
+    assert len(set().union(*(h for _, h in drawn))) > cfg.indirect_checks  # drawn at random among them
 
 
-def test_with_too_few_connections_helpers_come_from_every_member() -> None:
+def test_with_too_few_connections_helpers_are_topped_up_from_every_member() -> None:
     cfg = SwimConfig(gossip_interval=0, ring_probe_every=0)
     others = [f"m{i:02d}" for i in range(40)]
     a = make_core("a", others, config=cfg)
-    a.handle(0.001, ConnectionOpened(pid(others[0])))
-    a.handle(0.002, ConnectionOpened(pid(others[1])))  # 2 < k = 3 (one may be the target, too)
+    held = {pid(others[0]), pid(others[1])}
+    for i, p in enumerate(sorted(held)):
+        a.handle(0.001 * (i + 1), ConnectionOpened(p))  # 2 < k = 3
     drawn = _helpers_of_failed_probes(a, 10)
-    assert any(h - {pid(others[0]), pid(others[1])} for h in drawn)
-    assert len(set().union(*drawn)) > 6  # memberlist's uniform draw over the 40
+    for target, helpers in drawn:
+        # The held ones first (but the target), the rest drawn among every member.
+        assert held - {target} <= helpers, (target, helpers)
+    assert len(set().union(*(h for _, h in drawn))) > 6  # the rest: memberlist's uniform draw over the 40
 
 
 def test_a_lone_members_failed_probe_accuses_with_no_helper_to_ask() -> None:

@@ -239,6 +239,8 @@ def test_an_unsigned_raise_in_a_push_pull_is_not_believed_but_checked() -> None:
     assert sends(b.handle(t, Received(pid("a"), push))) == []
     assert b.stats.push_pull_unsolicited == 1 and b.member(c).incarnation == 0
     # as a PUSH of the exchange b is serving: merged like gossip -> not believed, c is asked
+    # (over the connection b holds to it: a check never dials)
+    b.handle(t, ConnectionOpened(c))
     push = replace(push, body=replace(push.body, step=Step.PUSH))
     acts = b.handle(t, Received(pid("a"), push))
     assert b.member(c).incarnation == 0 and b.stats.unsigned == 1

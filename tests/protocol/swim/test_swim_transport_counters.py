@@ -173,11 +173,12 @@ class _ConnectingDialer(_RefusingDialer):
 
 async def test_an_open_whose_dial_connected_but_whose_stream_did_not_says_so() -> None:
     """After a heal at 100 nodes most of SWIM's failed opens were of this kind:
-    the connection was made, the stream's negotiation outlasted the bound."""
+    a connection to the peer was open by the time the bound ran out (ours, or
+    one the peer opened meanwhile), and the stream was still not."""
     transport = SwimTransport(_ConnectingDialer(), lambda _p, _f: None, dial_timeout=1, write_timeout=1)
     await transport._open(ID(GHOST), (), kind="Ping:check")
     await transport._open(ID(GHOST), (), kind="Ping:check")  # connected as it began, this time
-    assert transport.failed_opens == {"unconnected, then connected: Ping:check: DialTimeout: timed out": 1,
+    assert transport.failed_opens == {"unconnected, connected by the failure: Ping:check: DialTimeout: timed out": 1,
                                       "connected: Ping:check: DialTimeout: timed out": 1}
 
 
