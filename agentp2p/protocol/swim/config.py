@@ -86,8 +86,8 @@ class SwimConfig:
     ring_probe_every: int = 2
     #: k: helpers asked to probe indirectly when the direct probe fails.
     #: Drawn among the live members whose connections we have held longest
-    #: (as many as max(probe_connected_min, 4k)) when at least k of them can
-    #: help; else among all live members (SwimCore._helpers says why; with
+    #: (the first max(probe_connected_min, 4k)); if fewer than k are there,
+    #: the rest among all live members (SwimCore._helpers says why; with
     #: probe_connected_min 0 no connections are tracked: always all).
     indirect_checks: int = 3
     #: Suspicion timeout = suspicion_mult * log10(N) * probe_interval (minimum,

@@ -282,6 +282,7 @@ class SwimCore:
         self._order = ProbeOrder(rng)
         #: Members we hold a connection to (probe_connected_min; else unused).
         self._connected = ConnectedOrder(lambda: random.Random(rng.getrandbits(64)))
+        self._told_connections = False  # the adapter reports connections (a simulator may not)
         #: Probe targets drawn ahead (config.connect_ahead), oldest first.
         self._ahead: collections.deque[PeerId] = collections.deque()
         #: While probing over connections: the whole roster's draw for its next
@@ -572,6 +573,7 @@ class SwimCore:
             self._redial_if_upcoming(event.peer_id, out)
         elif isinstance(event, ConnectionOpened):
             if self.config.probe_connected_min and event.peer_id != self.local_id:
+                self._told_connections = True
                 self._connected.connected(event.peer_id, self._is_member)
         else:
             raise TypeError(f"not a SWIM input: {event!r}")
@@ -962,8 +964,8 @@ class SwimCore:
 
     def _helpers(self, target: PeerId) -> list[Member]:
         """Who probes ``target`` for us: k live members drawn among those
-        whose connections we have held longest, when k of them can help,
-        else among all live members (memberlist's uniform draw).
+        whose connections we have held longest (_held_pool), the rest, if
+        fewer are there, among all live members (memberlist's uniform draw).
 
         Over libp2p a helper we hold no connection to costs a dial before our
         PingReq even leaves, and its Nack must be back within the period: it
@@ -992,8 +994,9 @@ class SwimCore:
         ``usable`` holds: the first max(probe_connected_min, 4k), 12 by
         default (connected.py, held). Helpers and a merge window's push/pull
         partners are drawn among them: no dial, and not a set a peer can
-        enter by opening connections to us; the first probe_connected_min of
-        them are what keep_connected asks the connection manager to spare."""
+        enter by opening connections to us (keep_connected asks the
+        connection manager to spare the first probe_connected_min held live
+        members while probing over connections)."""
         n = max(self.config.probe_connected_min, 4 * self.config.indirect_checks)
         return self._connected.held(n, usable)
 
@@ -1303,9 +1306,10 @@ class SwimCore:
         through gossip and push/pull, signed, as for anyone else."""
         if self._leaving or m.state is State.LEFT:
             return
-        if self.config.probe_connected_min and not self._connected.holds(m.peer_id):
-            # Known not connected (connections tracked): the frame would be
-            # dropped, and this period's budget is for members we can ask.
+        if self._told_connections and not self._connected.holds(m.peer_id):
+            # Known not connected (the adapter reports connections; SWIM's own
+            # simulator does not, and delivers every frame): the frame would
+            # be dropped, and this period's budget is for members we can ask.
             self.stats.checks_unconnected += 1
             return
         if self._checks_period != self._period:
@@ -1676,7 +1680,7 @@ class SwimCore:
             # be; a burst spreads it through our side without a new
             # connection each time (after a heal at 100 nodes on 2 cores, a
             # third of SWIM's dials were the bursts' draws across: docs/swim.md).
-            pool = self._held_pool(lambda p: self._is_alive(p) and pp.may_ask(p, now, gap))
+            pool = [p for p in self._held_pool(self._is_alive) if pp.may_ask(p, now, gap)]
             if pool:
                 m = self._table.get(self._pp_rng.choice(pool))
                 if m is not None:
@@ -2041,7 +2045,8 @@ class SwimCore:
         dial: bool = True, why: str = "",
     ) -> int:
         """Append the frame; how many queued updates it carries. ``why``
-        labels a Ping's purpose (Send.why): the dials it costs are counted by it."""
+        labels its purpose (Send.why: a Ping's, a push/pull's): the dials it
+        costs are counted by it."""
         cfg = self.config
         updates: list[MemberUpdate] = []
         m = self._table.get(to)

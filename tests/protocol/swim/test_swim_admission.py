@@ -516,6 +516,11 @@ def test_a_check_of_a_member_we_hold_no_connection_to_is_not_sent_and_spends_no_
     pinged = sends(deliver(a, 0.01, pid("liar"), Message(1, 0, Ack(), ups)), Ping)
     assert {p.to for p in pinged} == {pid(o) for o in near}
     assert (a.stats.checks, a.stats.checks_unconnected) == (2, 12)
+    # A core never told of connections (SWIM's own simulator delivers every
+    # frame) checks as before: within the budget, whoever is accused.
+    b = make_core("a", [*far, *near, "liar"])
+    pinged = sends(deliver(b, 0.01, pid("liar"), Message(1, 0, Ack(), ups)), Ping)
+    assert len(pinged) == b.config.max_checks_per_period and b.stats.checks_unconnected == 0
 
 
 def test_after_refuting_every_frame_carries_our_signed_alive_for_a_while() -> None:

@@ -391,24 +391,30 @@ def test_a_join_whose_exchange_names_many_strangers_opens_a_merge_window(strange
 
 
 def test_a_merge_windows_bursts_go_to_members_we_hold_connections_to() -> None:
-    """While views merge, push/pull every burst interval: with the members we
-    hold a connection to, which costs no dial (after a heal at 100 nodes on 2
-    cores the bursts' draws across asked for 195 new connections in 20 s).
-    Only once none of them may be asked does a burst draw among everyone."""
-    others = [f"m{k:02d}" for k in range(30)]
-    cfg = replace(PP, push_pull_interval=1000.0, push_pull_timeout=0.2)
+    """While views merge, push/pull every burst interval: with the members
+    whose connections we have held longest (12 by default), which costs no
+    dial (after a heal at 100 nodes on 2 cores the bursts' draws across asked
+    for 195 new connections in 20 s) and which a peer cannot join by opening
+    connections. Once none of those held may be asked, everyone."""
+    others = [f"m{k:02d}" for k in range(40)]
+    cfg = replace(PP, push_pull_interval=1000.0, push_pull_burst_interval=0.5, push_pull_timeout=0.2)
     a = make_core("a", others, seed=1, config=cfg)
-    held = [pid(o) for o in others[5:9]]
+    held = [pid(o) for o in others[5:21]]  # 16 connections, oldest first
     for i, p in enumerate(held):
         a.handle(0.001 * (i + 1), ConnectionOpened(p))
     a._pp_burst(healing=False)  # noqa: SLF001 — a merge window opens (as after an exchange that changed much)
     t, seen = 0.01, []
-    for _ in held:
+    for _ in range(12):
         t, req = first_request(a, t + 30)
+        assert req.why == "burst" and t < a._merging_until  # noqa: SLF001
         seen.append(req.to)
-    assert sorted(seen) == sorted(held)  # each once: silent, each is then held back
+    assert sorted(seen) == sorted(held[:12])  # each once (silent, each is then held back)
     t, req = first_request(a, t + 30)
-    assert req.to not in held and t < a._merging_until  # noqa: SLF001 — still in the window, anyone
+    assert req.to not in held[:12] and t < a._merging_until and req.why == "burst"  # noqa: SLF001 — anyone now
+    end = a._merging_until  # noqa: SLF001
+    while t < end:
+        t, req = first_request(a, t + 2000)
+    assert req.why == "periodic"  # the window over: the periodic exchange, among everyone
 
 
 def _exchange_naming(a: SwimCore, b_members: list[str], t: float, seed: int = 2) -> bool:
