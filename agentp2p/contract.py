@@ -61,7 +61,7 @@ class Dialing(Protocol):
 
     async def connect(
         self, peer: ID, addrs: Iterable[Multiaddr | bytes | str] = (), *, timeout: float | None = None,
-        lookup: bool = True, confirm: bool = True,
+        lookup: bool = True, confirm: bool = True, purpose: str = ...,
     ) -> None: ...
 
     async def open_stream(

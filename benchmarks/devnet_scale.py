@@ -403,6 +403,10 @@ def _report(r: dict[str, Any]) -> None:
                             if k.startswith("transport_dials_for_")), reverse=True)  # fmt: skip
             if asked:
                 print("    SWIM's opens that needed a connection, by what asked: " + ", ".join(f"{k} {v}" for v, k in asked))
+            dials = sorted(((v, k[len("dialer_for_"):]) for k, v in c.items() if k.startswith("dialer_for_")),
+                           reverse=True)  # fmt: skip
+            if dials:
+                print("    the node's dial attempts, by what asked: " + ", ".join(f"{k} {v}" for v, k in dials))
     for window, workers in r.get("profile", {}).items():
         for name, prof in workers.items():
             if "work" not in prof:

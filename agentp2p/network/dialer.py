@@ -55,6 +55,10 @@ def is_circuit(addr: Multiaddr) -> bool:
     return "/p2p-circuit" in str(addr)
 
 
+#: Distinct names DialerStats.by_purpose keeps (callers name them in code, not peers).
+MAX_PURPOSES = 32
+
+
 @dataclass
 class DialerStats:
     dials: int = 0
@@ -68,9 +72,20 @@ class DialerStats:
     refused_policy: int = 0  # the authorization policy's connect rules refuse the peer
     relayed_dials: int = 0  # direct addresses failed (or none): tried /p2p-circuit ones
     lazy_streams: int = 0  # streams whose protocol rode with their first write (identify said the peer speaks it)
+    #: Dial attempts by what asked for them: the protocol of the stream that
+    #: needed the connection (``open_stream``), or the caller's ``purpose``
+    #: (``connect``). Which service's dials a storm of new connections is made
+    #: of (each costs tens of ms of CPU at both ends). At most
+    #: ``MAX_PURPOSES`` names; later ones count as "other".
+    by_purpose: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if isinstance(v, int)}
+
+    def count_purpose(self, purpose: str) -> None:
+        if purpose not in self.by_purpose and len(self.by_purpose) >= MAX_PURPOSES:
+            purpose = "other"
+        self.by_purpose[purpose] = self.by_purpose.get(purpose, 0) + 1
 
 
 @dataclass
@@ -161,6 +176,7 @@ class Dialer:
         timeout: float | None = None,
         lookup: bool = True,
         confirm: bool = True,
+        purpose: str = "connect",
     ) -> None:
         """Be connected to ``peer`` when this returns; :class:`DialError` otherwise.
 
@@ -173,6 +189,8 @@ class Dialer:
         a success redialed a refusing peer in a loop). ``confirm=False`` skips
         the wait: :meth:`open_stream` dials that way, since its stream's
         negotiation, or a lazy stream's first read, meets the refusal anyway.
+        ``purpose`` names what the connection is for, in
+        :attr:`DialerStats.by_purpose`.
         """
         if peer == self._self:
             raise DialError("refusing to dial ourselves")
@@ -195,7 +213,7 @@ class Dialer:
                 if confirm:
                     await self._drop_refused(peer)
                 if not self.is_connected(peer):
-                    await self._connect_shared(peer, lookup)
+                    await self._connect_shared(peer, lookup, purpose)
                 if confirm:
                     await self._confirmed(peer)
         except trio.TooSlowError:
@@ -228,7 +246,7 @@ class Dialer:
                 return
         raise DialError(f"dial {peer}: the peer closed the connection during set-up (it may refuse us): {why}")
 
-    async def _connect_shared(self, peer: ID, lookup: bool) -> None:
+    async def _connect_shared(self, peer: ID, lookup: bool, purpose: str) -> None:
         while (flight := self._inflight.get(peer)) is not None:
             self.stats.shared += 1
             await flight.done.wait()
@@ -239,6 +257,7 @@ class Dialer:
             # The dial we joined was cancelled, or its connection is gone
             # already: dial ourselves (unless another waiter got there first).
         flight = self._inflight[peer] = _InFlight()
+        self.stats.count_purpose(purpose)
         try:
             await self._connect_now(peer, lookup)
         except DialError as exc:
@@ -371,7 +390,8 @@ class Dialer:
                 if not self.is_connected(peer):
                     if not dial:
                         raise DialError(f"peer {peer} is not connected")
-                    await self.connect(peer, addrs, timeout=limit, lookup=lookup, confirm=False)
+                    await self.connect(peer, addrs, timeout=limit, lookup=lookup, confirm=False,
+                                       purpose=protocols[0] if protocols else "stream")
                 if protocols and (
                     (optimistic and len(protocols) == 1 and self._lazy_capable(peer))
                     or ((lazy or optimistic) and self._speaks(peer, protocols[0]))

@@ -54,7 +54,7 @@ class Bootstrapper:
         try:
             # Our own backoff decides when to retry a bootstrap peer (the
             # dialer clears the swarm's 60 s negative cache).
-            await self.dialer.connect(info.peer_id, info.addrs, lookup=False)
+            await self.dialer.connect(info.peer_id, info.addrs, lookup=False, purpose="bootstrap")
         except Exception as exc:  # noqa: BLE001 — any failure means "retry later"
             log.info("bootstrap dial %s failed: %s", info.peer_id, exc)
             return False

@@ -54,7 +54,7 @@ class MdnsConnector:
                 continue
             try:
                 # Dials us never: the dialer refuses our own ID.
-                await self.dialer.connect(peer_id, lookup=False)
+                await self.dialer.connect(peer_id, lookup=False, purpose="mdns")
                 self.connected.add(peer_id)
                 log.info("mDNS: connected to %s", peer_id)
             except Exception as exc:  # noqa: BLE001 — a LAN neighbour may be gone

@@ -36,6 +36,29 @@ async def test_concurrent_dials_to_one_peer_share_one_attempt() -> None:
         assert st.shared == 7
 
 
+
+async def test_dials_are_counted_by_what_asked_for_them() -> None:
+    """A stream that needed a connection counts its dial under its protocol,
+    ``connect`` under its caller's purpose; shared attempts count once; past
+    MAX_PURPOSES names the rest count as "other"."""
+    from agentp2p.network.dialer import MAX_PURPOSES, DialerStats
+    from agentp2p.protocol.ping import PING_PROTOCOL
+
+    async with Node(quiet()) as a, Node(quiet()) as b, Node(quiet()) as c:
+        a.dialer.add_addrs(b.peer_id, b.listen_addrs)
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):
+                nursery.start_soon(lambda: a.dialer.connect(b.peer_id, purpose="bootstrap"))
+        stream = await a.dialer.open_stream(c.peer_id, [str(PING_PROTOCOL)], addrs=c.listen_addrs)
+        await stream.close()
+        await a.dialer.open_stream(b.peer_id, [str(PING_PROTOCOL)])  # connected: no dial
+        assert a.dialer.stats.by_purpose == {"bootstrap": 1, str(PING_PROTOCOL): 1}
+        assert a.dialer.stats.dials == 2
+    st = DialerStats()
+    for i in range(MAX_PURPOSES + 3):
+        st.count_purpose(f"p{i}")
+    assert len(st.by_purpose) == MAX_PURPOSES + 1 and st.by_purpose["other"] == 3
+
 async def test_address_hints_are_used_and_self_and_banned_are_refused() -> None:
     async with Node(quiet()) as a, Node(quiet()) as b:
         with pytest.raises(DialError, match="ourselves"):

@@ -169,6 +169,7 @@ class SwimStats:
     unsolicited: int = 0  # Nack we did not ask for (late, or for a probe that ended)
     dropped_indirect: int = 0  # PingReq refused: too many pending (answered with a Nack)
     indirect_pings: int = 0  # PingReq served: we pinged the target for the asker (may dial it)
+    indirect_unconnected: int = 0  # PingReq answered with a Nack at once: no connection to the target, our score > 0
     dropped_members: int = 0  # member table full
     refutations: int = 0  # we refuted a suspicion/death about ourselves
     suspected: int = 0  # our own probe failed and we started a suspicion
@@ -1189,6 +1190,18 @@ class SwimCore:
             # own fault and spare the target (suspect_when_helpers_silent),
             # so whoever filled our slots could hide a crash from everyone.
             self.stats.dropped_indirect += 1
+            self._send(out, sender, seq, Nack(), dial=False)
+            return
+        if self.awareness.score > 0 and self._told_connections and not self._connected.holds(body.target):
+            # Someone else's probe would cost us a new connection (a dial and
+            # its handshakes: tens of ms of CPU at both ends) while our own
+            # probes already fail: after a partition's heal at 100 nodes on 2
+            # cores, helpers' dials were half of all new connections in a run
+            # that never merged (docs/swim.md, "A helper in poor health does
+            # not dial"). The Nack says we are alive and could not reach it,
+            # which spares the asker's score; the target's suspicion, if it
+            # comes, it refutes.
+            self.stats.indirect_unconnected += 1
             self._send(out, sender, seq, Nack(), dial=False)
             return
         cfg = self.config

@@ -623,6 +623,32 @@ def test_helper_role_forwards_ack_or_nacks() -> None:
     assert nack.to == pid("a") and nack.message.seq == 78
 
 
+def test_a_helper_in_poor_health_nacks_at_once_rather_than_dial_the_target() -> None:
+    """With connections reported, a helper whose own score is above 0 and
+    that holds no connection to the target answers a Nack at once and sends
+    no Ping (a dial for someone else's probe would add to its load); healthy,
+    or over a connection it holds, it pings as before."""
+    h = make_core("h", ["a", "t"])
+    h.handle(0.5, ConnectionOpened(pid("a")))  # the adapter reports connections; none to t
+    h.awareness.score = 1
+    acts = deliver(h, 1.0, pid("a"), Message(77, 0, PingReq(pid("t"), (), 0.3)))
+    assert not sends(acts, Ping, to=pid("t"))
+    (nack,) = sends(acts, Nack, to=pid("a"))
+    assert nack.message.seq == 77
+    assert h.stats.indirect_unconnected == 1 and h.stats.indirect_pings == 0
+    # Healthy again: the helper dials the target for the asker.
+    h.awareness.score = 0
+    acts = deliver(h, 2.0, pid("a"), Message(78, 0, PingReq(pid("t"), (), 0.3)))
+    (ping,) = sends(acts, Ping, to=pid("t"))
+    assert ping.dial and not sends(acts, Nack)
+    # In poor health but holding a connection to the target: it pings over it.
+    h.handle(2.5, ConnectionOpened(pid("t")))
+    h.awareness.score = 2
+    acts = deliver(h, 3.0, pid("a"), Message(79, 0, PingReq(pid("t"), (), 0.3)))
+    assert sends(acts, Ping, to=pid("t")) and not sends(acts, Nack)
+    assert h.stats.indirect_unconnected == 1
+
+
 # ------------------------------------------------------------ suspicion
 
 
