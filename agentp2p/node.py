@@ -819,7 +819,7 @@ class Node:
             "routing_table_size": self.dht.routing_table_size,
             "pubsub": self.pubsub.stats_dict(),
             "dht": self.dht.stats(),
-            "dialer": self.dialer.stats.as_dict(),
+            "dialer": {**self.dialer.stats.as_dict(), "by_purpose": dict(self.dialer.stats.by_purpose)},
             "handler_failures": dict(self.handler_failures.by_protocol),
             "resources": self.resources.stats(),
             "network": self._network_stats(),

@@ -72,11 +72,11 @@ class DialerStats:
     refused_policy: int = 0  # the authorization policy's connect rules refuse the peer
     relayed_dials: int = 0  # direct addresses failed (or none): tried /p2p-circuit ones
     lazy_streams: int = 0  # streams whose protocol rode with their first write (identify said the peer speaks it)
-    #: Dial attempts by what asked for them: the protocol of the stream that
+    #: ``dials`` split by what asked for them: the protocol of the stream that
     #: needed the connection (``open_stream``), or the caller's ``purpose``
     #: (``connect``). Which service's dials a storm of new connections is made
-    #: of (each costs tens of ms of CPU at both ends). At most
-    #: ``MAX_PURPOSES`` names; later ones count as "other".
+    #: of (each costs tens of ms of CPU at both ends). ``MAX_PURPOSES`` names
+    #: at most, then one more, "other", for the rest.
     by_purpose: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, int]:
@@ -257,9 +257,8 @@ class Dialer:
             # The dial we joined was cancelled, or its connection is gone
             # already: dial ourselves (unless another waiter got there first).
         flight = self._inflight[peer] = _InFlight()
-        self.stats.count_purpose(purpose)
         try:
-            await self._connect_now(peer, lookup)
+            await self._connect_now(peer, lookup, purpose)
         except DialError as exc:
             flight.error = exc
             raise
@@ -271,7 +270,7 @@ class Dialer:
             if self._inflight.get(peer) is flight:
                 del self._inflight[peer]
 
-    async def _connect_now(self, peer: ID, lookup: bool) -> None:
+    async def _connect_now(self, peer: ID, lookup: bool, purpose: str) -> None:
         known = self.known_addrs(peer)
         direct = [a for a in known if not is_circuit(a)]
         relayable = self._relay_dial is not None and len(direct) < len(known)
@@ -282,11 +281,11 @@ class Dialer:
                 # the caller gave us.
                 half = min(self.timeout, trio.current_effective_deadline() - trio.current_time()) / 2
                 with trio.move_on_after(half) as scope:
-                    await self._connect_direct(peer, lookup, direct)
+                    await self._connect_direct(peer, lookup, direct, purpose)
                 if scope.cancelled_caught:
                     raise DialError(f"dial {peer}: no direct address answered within {half:.3g}s")
             else:
-                await self._connect_direct(peer, lookup, direct)
+                await self._connect_direct(peer, lookup, direct, purpose)
         except DialError as exc:
             circuits = [a for a in self.known_addrs(peer) if is_circuit(a)]
             if not circuits or self._relay_dial is None:
@@ -299,11 +298,12 @@ class Dialer:
                 raise DialError(f"{exc}; through a relay: {relay_exc}") from None
             self.stats.successes += 1
 
-    async def _connect_direct(self, peer: ID, lookup: bool, addrs: list[Multiaddr]) -> None:
+    async def _connect_direct(self, peer: ID, lookup: bool, addrs: list[Multiaddr], purpose: str) -> None:
         network = self._host.get_network()
         first: Exception | None = None
         if addrs:
             self.stats.dials += 1
+            self.stats.count_purpose(purpose)
             with contextlib.suppress(Exception):
                 network.unblock_peer(peer)
             try:
@@ -326,6 +326,7 @@ class Dialer:
             fresh = [a for a in learnt if not is_circuit(a)]
             if fresh:
                 self.stats.dials += 1
+                self.stats.count_purpose(purpose)
                 with contextlib.suppress(Exception):
                     network.unblock_peer(peer)
                 try:

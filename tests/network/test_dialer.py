@@ -36,7 +36,6 @@ async def test_concurrent_dials_to_one_peer_share_one_attempt() -> None:
         assert st.shared == 7
 
 
-
 async def test_dials_are_counted_by_what_asked_for_them() -> None:
     """A stream that needed a connection counts its dial under its protocol,
     ``connect`` under its caller's purpose; shared attempts count once; past
@@ -51,13 +50,15 @@ async def test_dials_are_counted_by_what_asked_for_them() -> None:
                 nursery.start_soon(lambda: a.dialer.connect(b.peer_id, purpose="bootstrap"))
         stream = await a.dialer.open_stream(c.peer_id, [str(PING_PROTOCOL)], addrs=c.listen_addrs)
         await stream.close()
-        await a.dialer.open_stream(b.peer_id, [str(PING_PROTOCOL)])  # connected: no dial
+        stream = await a.dialer.open_stream(b.peer_id, [str(PING_PROTOCOL)])  # connected: no dial
+        await stream.close()
         assert a.dialer.stats.by_purpose == {"bootstrap": 1, str(PING_PROTOCOL): 1}
         assert a.dialer.stats.dials == 2
     st = DialerStats()
     for i in range(MAX_PURPOSES + 3):
         st.count_purpose(f"p{i}")
     assert len(st.by_purpose) == MAX_PURPOSES + 1 and st.by_purpose["other"] == 3
+
 
 async def test_address_hints_are_used_and_self_and_banned_are_refused() -> None:
     async with Node(quiet()) as a, Node(quiet()) as b:

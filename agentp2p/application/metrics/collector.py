@@ -203,6 +203,13 @@ def _network_families(node: Any, s: Mapping[str, Any]) -> Iterator[Metric]:
     yield _counter("agentp2p_dials_refused_banned_total", "Dials refused because the peer is banned.",
                    dialer.get("refused_banned"))
     yield _labelled_counter(
+        "agentp2p_dials_by_purpose_total",
+        "Outbound dial attempts by what asked for them: the protocol of the stream that needed the connection, "
+        "or bootstrap, mdns, connect (past 32 names: other).",
+        "purpose",
+        _d(dialer.get("by_purpose")),
+    )
+    yield _labelled_counter(
         "agentp2p_handler_failures_total",
         "Inbound stream handlers that raised (contained: that stream was reset), by protocol.",
         "protocol",

@@ -13,8 +13,9 @@ local-health score). At the start of each period we:
 2. pick the next target in a randomized round-robin order and send it a Ping;
 3. if no Ack arrives within ``probe_timeout``, ask ``indirect_checks`` random
    alive members (helpers) to Ping it for us (PingReq); they answer with the
-   forwarded Ack, or with a Nack if the target stayed silent. At the same time
-   we Ping the target directly once more (memberlist's fallback ping).
+   forwarded Ack, or with a Nack if the target stayed silent (or at once, from
+   a helper in poor health that would have to dial the target). At the same
+   time we Ping the target directly once more (memberlist's fallback ping).
 
 A suspect is not yet dead: everyone who hears the suspicion starts a Lifeguard
 suspicion timer (suspicion.py) that shrinks with independent confirmations; if
@@ -1194,13 +1195,14 @@ class SwimCore:
             return
         if self.awareness.score > 0 and self._told_connections and not self._connected.holds(body.target):
             # Someone else's probe would cost us a new connection (a dial and
-            # its handshakes: tens of ms of CPU at both ends) while our own
-            # probes already fail: after a partition's heal at 100 nodes on 2
-            # cores, helpers' dials were half of all new connections in a run
-            # that never merged (docs/swim.md, "A helper in poor health does
-            # not dial"). The Nack says we are alive and could not reach it,
-            # which spares the asker's score; the target's suspicion, if it
-            # comes, it refutes.
+            # its handshakes: tens of ms of CPU at both ends) while Lifeguard
+            # already sees us in poor health (failed probes, refutations):
+            # after a partition's heal at 100 nodes on 2 cores, helpers' dials
+            # were half of all new connections in a run that never merged
+            # (docs/swim.md, "A helper in poor health does not dial"). The
+            # Nack says we are alive but will not ping it: the asker's score
+            # is spared, and it suspects the target (which refutes, if alive)
+            # rather than sparing it as it would for a silent helper.
             self.stats.indirect_unconnected += 1
             self._send(out, sender, seq, Nack(), dial=False)
             return
