@@ -407,14 +407,12 @@ def _report(r: dict[str, Any]) -> None:
                   f"failed, {c.get('transport_dial_timeouts', 0)} of them timed out), "
                   f"{c.get('transport_dropped_write', 0)} writes dropped, {c.get('transport_write_timeouts', 0)} timed out"
                   f"{' (a worker did not answer: partial)' if c.get('partial') else ''}")
-            asked = sorted(((v, k[len("transport_dials_for_"):] or "?") for k, v in c.items()
-                            if k.startswith("transport_dials_for_")), reverse=True)  # fmt: skip
-            if asked:
-                print("    SWIM's opens that needed a connection, by what asked: " + ", ".join(f"{k} {v}" for v, k in asked))
-            dials = sorted(((v, k[len("dialer_for_"):]) for k, v in c.items() if k.startswith("dialer_for_")),
-                           reverse=True)  # fmt: skip
-            if dials:
-                print("    the node's dial attempts, by what asked: " + ", ".join(f"{k} {v}" for v, k in dials))
+            for prefix, what in (("transport_dials_for_", "SWIM's opens that needed a connection"),
+                                 ("dialer_for_", "the node's dial attempts")):
+                asked = sorted(((v, k[len(prefix):] or "?") for k, v in c.items() if k.startswith(prefix)),
+                               reverse=True)  # fmt: skip
+                if asked:
+                    print(f"    {what}, by what asked: " + ", ".join(f"{k} {v}" for v, k in asked))
     for window, workers in r.get("profile", {}).items():
         for name, prof in workers.items():
             if "work" not in prof:

@@ -35,6 +35,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from multiaddr import Multiaddr
 
+from agentp2p.bounded_counts import count_bounded
 from agentp2p.errors import DialError, DialTimeout, PeerRefused
 from agentp2p.network.multistream import LazyStream, negotiation, wait_accepted
 
@@ -82,10 +83,10 @@ class DialerStats:
     def as_dict(self) -> dict[str, int]:
         return {k: v for k, v in self.__dict__.items() if isinstance(v, int)}
 
-    def count_purpose(self, purpose: str) -> None:
-        if purpose not in self.by_purpose and len(self.by_purpose) >= MAX_PURPOSES:
-            purpose = "other"
-        self.by_purpose[purpose] = self.by_purpose.get(purpose, 0) + 1
+    def dialed(self, purpose: str) -> None:
+        """One dial attempt, asked for by ``purpose``."""
+        self.dials += 1
+        count_bounded(self.by_purpose, purpose, MAX_PURPOSES)
 
 
 @dataclass
@@ -302,8 +303,7 @@ class Dialer:
         network = self._host.get_network()
         first: Exception | None = None
         if addrs:
-            self.stats.dials += 1
-            self.stats.count_purpose(purpose)
+            self.stats.dialed(purpose)
             with contextlib.suppress(Exception):
                 network.unblock_peer(peer)
             try:
@@ -325,8 +325,7 @@ class Dialer:
             self.add_addrs(peer, learnt)  # circuit addresses among them are for the caller's fallback
             fresh = [a for a in learnt if not is_circuit(a)]
             if fresh:
-                self.stats.dials += 1
-                self.stats.count_purpose(purpose)
+                self.stats.dialed(purpose)
                 with contextlib.suppress(Exception):
                     network.unblock_peer(peer)
                 try:

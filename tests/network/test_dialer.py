@@ -56,7 +56,7 @@ async def test_dials_are_counted_by_what_asked_for_them() -> None:
         assert a.dialer.stats.dials == 2
     st = DialerStats()
     for i in range(MAX_PURPOSES + 3):
-        st.count_purpose(f"p{i}")
+        st.dialed(f"p{i}")
     assert len(st.by_purpose) == MAX_PURPOSES + 1 and st.by_purpose["other"] == 3
 
 

@@ -37,6 +37,7 @@ from typing import Any
 import trio
 from libp2p.network.stream.exceptions import StreamEOF
 
+from agentp2p.bounded_counts import count_bounded
 from agentp2p.network.framing import FrameReader, length_prefixed
 
 __all__ = ["Abandoned", "Cut", "MessageStream", "PeerSender", "SenderStats", "StaleStream", "Ticket", "Unsent",
@@ -128,11 +129,7 @@ class SenderStats:
         self.failures += 1
         while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
             exc = exc.exceptions[0]  # a nursery's wrapping says nothing of the cause
-        kind = type(exc).__name__
-        kinds = self.failure_kinds
-        if kind not in kinds and len(kinds) >= MAX_FAILURE_KINDS:
-            kind = "other"
-        kinds[kind] = kinds.get(kind, 0) + 1
+        count_bounded(self.failure_kinds, type(exc).__name__, MAX_FAILURE_KINDS)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.__dict__)

@@ -991,6 +991,12 @@ class SwimCore:
                                          and m.peer_id != target and m.peer_id not in ids)
         return chosen
 
+    def _known_unconnected(self, peer: PeerId) -> bool:
+        """We hold no connection to ``peer``, as far as the adapter has told
+        us: False when it reports no connections (SWIM's own simulator,
+        which delivers every frame)."""
+        return self._told_connections and not self._connected.holds(peer)
+
     def _held_pool(self, usable: Callable[[PeerId], bool]) -> list[PeerId]:
         """The members we have held a connection to longest for which
         ``usable`` holds: the first max(probe_connected_min, 4k), 12 by
@@ -1193,7 +1199,7 @@ class SwimCore:
             self.stats.dropped_indirect += 1
             self._send(out, sender, seq, Nack(), dial=False)
             return
-        if self.awareness.score > 0 and self._told_connections and not self._connected.holds(body.target):
+        if self.awareness.score > 0 and self._known_unconnected(body.target):
             # Someone else's probe would cost us a new connection (a dial and
             # its handshakes: tens of ms of CPU at both ends) while Lifeguard
             # already sees us in poor health (failed probes, refutations):
@@ -1321,10 +1327,9 @@ class SwimCore:
         through gossip and push/pull, signed, as for anyone else."""
         if self._leaving or m.state is State.LEFT:
             return
-        if self._told_connections and not self._connected.holds(m.peer_id):
-            # Known not connected (the adapter reports connections; SWIM's own
-            # simulator does not, and delivers every frame): the frame would
-            # be dropped, and this period's budget is for members we can ask.
+        if self._known_unconnected(m.peer_id):
+            # The frame would be dropped, and this period's budget is for
+            # members we can ask.
             self.stats.checks_unconnected += 1
             return
         if self._checks_period != self._period:

@@ -61,6 +61,7 @@ import trio
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
 
+from agentp2p.bounded_counts import count_bounded
 from agentp2p.errors import DialTimeout
 from agentp2p.network.framing import FrameError, FrameReader, encode_varint, length_prefixed
 from agentp2p.network.ratelimit import PeerRateLimiter
@@ -351,9 +352,7 @@ class SwimTransport:
             if isinstance(exc, DialTimeout):
                 self.stats.dial_timeouts += 1
             reason = failure_reason(exc, connected, kind, not connected and self._dialer.is_connected(pid))
-            if reason not in self.failed_opens and len(self.failed_opens) >= MAX_KINDS:
-                reason = "other"
-            self.failed_opens[reason] = self.failed_opens.get(reason, 0) + 1
+            count_bounded(self.failed_opens, reason, MAX_KINDS)
             log.debug("swim: cannot open a stream to %s: %r", pid, exc)
             return None
 
