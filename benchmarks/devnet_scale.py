@@ -100,7 +100,20 @@ def _counters(devnet: Any) -> Counters:
 
 
 #: Levels among the counters (a read, not a running total): no window's growth.
-_GAUGES = frozenset({"members_without_addrs", "awareness"})
+_GAUGES = frozenset({"members_without_addrs", "awareness", "records_published_after_ms"})
+
+
+def _records(by_node: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """How long each node's record took to be out from its start (seconds),
+    and its publish rounds summed: the failed ones and what failed in them
+    (a slow record is rounds that failed and waited to be retried)."""
+    after = [n["records_published_after_ms"] / 1000 for n in by_node.values() if "records_published_after_ms" in n]
+    out: dict[str, Any] = {"published_after": _q(after)}
+    for node in by_node.values():
+        for k, v in node.items():
+            if k.startswith(("records_round", "records_failed_")):
+                out[k] = out.get(k, 0) + v
+    return out
 
 
 def _delta(before: Counters, after: Counters) -> dict[str, Any]:
@@ -196,6 +209,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out["join"] = {"up_s": devnet.event("up").get("seconds"), "ready_s": ready.get("seconds")}
         r = step("records", f"wait records {args.timeout:g}", args.timeout + 60)
         out["join"]["records_s"] = r.get("seconds")
+        out["join"]["records"] = _records(_counters(devnet)[0])
         r = step("views", f"wait views {args.timeout:g}", args.timeout + 60)
         out["join"]["views"] = {k: r.get(k) for k in ("ok", "seconds", "first_match", "mismatched")}
 
@@ -367,6 +381,14 @@ def _report(r: dict[str, Any]) -> None:
     print(f"  join: all up {sec(j.get('up_s'))}, meshes ready at {sec(j.get('ready_s'))}, every record out "
           f"{sec(j.get('records_s'))} after that, every SWIM view whole {sec(v.get('seconds'))} after that "
           f"(each node P50 {fm.get('p50', '-')} / P99 {fm.get('p99', '-')} s)")
+    rec = j.get("records") or {}
+    if rec.get("published_after", {}).get("n"):
+        pa = rec["published_after"]
+        failed = ", ".join(f"{k.removeprefix('records_failed_')} {v}" for k, v in rec.items()
+                           if k.startswith("records_failed_"))  # fmt: skip
+        print(f"  records: each out P50 {pa['p50']} s / P99 {pa['p99']} s / max {pa['max']} s after its node started; "
+              f"{rec.get('records_rounds', 0)} rounds, {rec.get('records_round_failures', 0)} with a failed part"
+              f"{f' ({failed})' if failed else ''}")
     if "idle" in r:
         i = r["idle"]
         print(f"  idle ({i['seconds']} s): CPU {i['cpu_pct_per_node']} % of a core per node, "

@@ -34,8 +34,11 @@ async def test_put_fails_when_peers_exist_but_none_stored_it() -> None:
     # locally and refused by its only peer.
     async with Node(local_config()) as a, Node(local_config(dht=DHTConfig(max_value_size=16))) as b:
         await _linked(a, b)
-        with pytest.raises(DHTError, match="no peer stored the value"):
+        with pytest.raises(DHTError, match="no peer stored the value") as refused:
             await a.dht_put("refused", b"x" * 100)
+        # Its reason, for counters (records count failed parts by it): the
+        # query ended in time, and nobody stored the value.
+        assert refused.value.reason == "nobody"
         assert b.dht.local_value(b"/agentp2p/refused") is None
 
 
@@ -61,8 +64,9 @@ async def test_empty_value_is_refused_up_front() -> None:
     # Peers refuse empty values; saying so beats "no peer stored it".
     api = ApiService("127.0.0.1:0")
     async with Node(local_config(), services=[api]) as a:
-        with pytest.raises(DHTError, match="empty value"):
+        with pytest.raises(DHTError, match="empty value") as empty:
             await a.dht_put("empty", b"")
+        assert empty.value.reason == "rejected"
         with trio.fail_after(10):
             await api.ready.wait()
         async with Client(api.base_url.removeprefix("http://"), token=api.token) as client:

@@ -30,6 +30,8 @@ from typing import Any
 __all__ = ["Summary", "ProbeResult", "RateMeter", "summarize", "swim_counts", "converged"]
 
 SWIM_STATES = ("alive", "suspect", "dead", "left")
+#: Per-node counters that are levels or times, not counts: left out of the sum.
+PER_NODE_ONLY = frozenset({"awareness", "records_published_after_ms"})
 
 
 @dataclass(frozen=True)
@@ -69,12 +71,12 @@ class Summary:
 
     @property
     def swim_counters(self) -> dict[str, int]:
-        """The same, summed over the running nodes (a Lifeguard score is
-        per node only: a sum of scores says nothing)."""
+        """The same, summed over the running nodes (a Lifeguard score or a
+        record's time to publish is per node only: their sum says nothing)."""
         total: dict[str, int] = {}
         for node in self.swim_counters_by_node.values():
             for k, v in node.items():
-                if k != "awareness":
+                if k not in PER_NODE_ONLY:
                     total[k] = total.get(k, 0) + v
         return total
 

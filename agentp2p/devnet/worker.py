@@ -352,6 +352,7 @@ class Worker:
                         # Its Lifeguard score now (a level): what stretches
                         # its probes, verdicts and gossip.
                         "awareness": swim.awareness,  # type: ignore[attr-defined]
+                        **_record_counters(slot.record),
                     }
             nodes.append(entry)
         reply: dict[str, Any] = {"nodes": nodes, "stalls": self.stalls.as_dict()}
@@ -428,7 +429,9 @@ class Worker:
             "dialer": stats.get("dialer", {}), "penalties_bans": stats.get("penalties", {}).get("bans", 0),
             "record_published": slot.record.published.is_set(), "record_rounds": slot.record.counters.rounds,
             "record_round_failures": slot.record.counters.round_failures,
-            "dht": {k: dht.get(k) for k in ("values", "provider_records", "quota_hits", "queries")},
+            "record_failure_kinds": dict(slot.record.counters.failure_kinds),
+            "record_published_after_s": slot.record.stats()["published_after_s"],
+            "dht": {k: dht.get(k) for k in ("values", "provider_records", "quota_hits", "queries", "query_latency")},
             "uptime_s": round(stats.get("uptime_s", 0.0), 1),
             # Why a node may be alone though connected: whom it is connected
             # to (the controller names them), and what each service made of
@@ -442,6 +445,19 @@ class Worker:
             # Its router's counters, scores and internals: why a message was late or missed.
             "pubsub": stats.get("pubsub", {}),
         }  # fmt: skip
+
+
+def _record_counters(record: Any) -> dict[str, int]:
+    """Its record's publish rounds (``records_rounds``, ``_round_failures``,
+    ``records_failed_`` + what failed: ``put:short``...) and, once it is out,
+    the seconds from start it took (``records_published_after_ms``): why a
+    node's record was late."""
+    stats = record.stats()
+    out = {"records_rounds": stats["rounds"], "records_round_failures": stats["round_failures"]}
+    out.update({f"records_failed_{k}": v for k, v in stats["failure_kinds"].items()})
+    if stats["published_after_s"] is not None:
+        out["records_published_after_ms"] = int(stats["published_after_s"] * 1000)
+    return out
 
 
 def _connection_counters(node: Any) -> dict[str, int]:

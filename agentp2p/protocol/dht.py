@@ -115,7 +115,17 @@ QUERY_OUTCOMES = ("ok", "timeout", "failed", "cancelled")
 
 
 class DHTError(AgentP2PError):
-    """A DHT operation failed or timed out."""
+    """A DHT operation failed or timed out.
+
+    ``reason`` says which, for counters (not the message, which carries
+    details): ``timeout`` (the query's deadline came first), ``nobody`` (it
+    ended, and no peer stored or accepted what we wrote), ``rejected`` (our
+    own validator refused the value), ``stopped`` (no running DHT), or
+    ``failed``."""
+
+    def __init__(self, message: str, reason: str = "failed") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class ValueValidator:
@@ -460,7 +470,7 @@ class DHT:
 
     def _svc(self) -> KademliaService:
         if self.service is None:
-            raise DHTError("the DHT is not attached to a node")
+            raise DHTError("the DHT is not attached to a node", "stopped")
         return self.service
 
     async def _query(
@@ -485,10 +495,10 @@ class DHT:
                     fin = await svc.query(make, progress)
             except trio.TooSlowError:
                 outcome = "timeout"
-                raise DHTError(f"{what} timed out") from None
+                raise DHTError(f"{what} timed out", "timeout") from None
             except KademliaStopped as exc:
                 outcome = "failed"
-                raise DHTError(f"{what}: {exc}") from None
+                raise DHTError(f"{what}: {exc}", "stopped") from None
             if isinstance(fin.result, QueryError):
                 outcome = "failed"
                 raise DHTError(f"{what}: {fin.result.reason}")
@@ -611,11 +621,11 @@ class DHT:
     def _check(self, full: str, value: bytes) -> None:
         if not value:
             # Peers refuse it (go: "empty record").
-            raise DHTError("value rejected: an empty value cannot be stored at peers")
+            raise DHTError("value rejected: an empty value cannot be stored at peers", "rejected")
         try:
             self.validators.validate(full.encode("utf-8"), value)
         except Exception as exc:  # noqa: BLE001
-            raise DHTError(f"value rejected: {exc}") from None
+            raise DHTError(f"value rejected: {exc}", "rejected") from None
 
     async def _put(self, full: str, value: bytes) -> int:
         self._check(full, value)
@@ -625,7 +635,7 @@ class DHT:
         assert isinstance(res, ValuePut)
         if res.stored == 0 and (fin.stats.requests > 0 or self.routing_table_size > 0):
             raise DHTError(f"put {full!r}: no peer stored the value ({fin.stats.requests} asked); "
-                           "only this node holds it")
+                           "only this node holds it", "timeout" if fin.stats.timed_out else "nobody")
         return res.stored
 
     async def put(self, key: str, value: bytes) -> int:
@@ -644,7 +654,7 @@ class DHT:
         res = fin.result
         assert isinstance(res, ValueFound)
         if res.value is None and fin.stats.timed_out:
-            raise DHTError(f"get {full!r} timed out")
+            raise DHTError(f"get {full!r} timed out", "timeout")
         return res.value
 
     async def get(self, key: str) -> bytes | None:
@@ -667,7 +677,8 @@ class DHT:
         res = fin.result
         assert isinstance(res, Provided)
         if res.announced == 0:  # held here (and republished), but nobody else knows
-            raise DHTError(f"provide {key!r}: no peer accepted the provider record")
+            raise DHTError(f"provide {key!r}: no peer accepted the provider record",
+                           "timeout" if fin.stats.timed_out else "nobody")
         return res.announced
 
     async def find_providers(self, key: str, count: int = 20, *,

@@ -77,6 +77,7 @@ from .protocol import RECORD_PROTOCOL, RecordProtocolError, request_record, serv
 from .ranking import Liveness, RankedAgent, rank_agents
 from .republish import repub_at_ms
 from .validator import AgentRecordValidator, wall_clock_ms
+from agentp2p.bounded_counts import count_bounded
 from agentp2p.protocol.ping import ping
 
 if TYPE_CHECKING:
@@ -100,10 +101,21 @@ def _record_addrs(node: Any) -> list[Multiaddr]:
     """What our record says about where to reach us: the node's addresses
     (circuits through our relays last), as many as a record holds."""
     return list(node.listen_addrs())[:ADDRS_MAX]
+
+
+#: Distinct failure kinds counted by name; the rest count as "other".
+FAILURE_KINDS_MAX = 16
 #: Wait before retrying the failed parts of a publish round: doubles from
 #: MIN to MAX, jittered by +-25 %.
 MIN_BACKOFF = 2.0
 MAX_BACKOFF = 60.0
+
+
+def _failure_kind(exc: Exception) -> str:
+    """A failed part's label: the DHT's reason (``timeout``, ``nobody``...)
+    or the error's type."""
+    reason = getattr(exc, "reason", None)
+    return reason if isinstance(reason, str) else type(exc).__name__
 
 
 def capability_provider_key(name: str) -> str:
@@ -133,6 +145,10 @@ class RecordStats:
     find_provider_failures: int = 0
     found_early: int = 0  # find_agents calls that ended the DHT lookup early: ``limit`` live agents in hand
     rejected: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: Failed parts of publish rounds by part and why: ``put:short`` (stored by
+    #: fewer peers than wanted), ``provide:timeout``, ``put:nobody`` (the
+    #: DHT's reasons), else the error's type (bounded).
+    failure_kinds: dict[str, int] = field(default_factory=dict)
 
     def reject(self, path: str, reason: Reason) -> None:
         self.rejected[f"{path}:{reason.value}"] += 1
@@ -206,6 +222,8 @@ class RecordService:
         self._wake = trio.Event()
         self._table_at_last_round = 0
         self.published = trio.Event()  # set after the first successful round
+        self._started_at = 0.0  # trio time the service started
+        self._published_after: float | None = None  # seconds from start to ``published``
         self._distrusted: Callable[[ID], bool] | None = None
 
     # -- NodeService ------------------------------------------------------------
@@ -228,8 +246,13 @@ class RecordService:
 
     def stats(self) -> dict[str, Any]:
         c = self.counters
-        out: dict[str, Any] = {f.name: getattr(c, f.name) for f in dataclasses.fields(c) if f.name != "rejected"}
+        out: dict[str, Any] = {f.name: getattr(c, f.name) for f in dataclasses.fields(c)
+                               if f.name not in ("rejected", "failure_kinds")}
         out["rejected"] = dict(c.rejected)
+        out["failure_kinds"] = dict(c.failure_kinds)
+        # How long the first complete round took from start: what a joining
+        # agent waits before others can find it.
+        out["published_after_s"] = self._published_after
         out["publishes"] = self.publishes
         out["cached"] = len(self.cache)
         return out
@@ -258,6 +281,7 @@ class RecordService:
                 with trio.CancelScope(shield=True), trio.move_on_after(2):
                     await node.pubsub.close_subscription(sub)
             return
+        self._started_at = trio.current_time()
         self._sign(self._fields)
         # The pubsub layer directly: the node marks itself running only once
         # every service has started, and we are one of them.
@@ -452,18 +476,22 @@ class RecordService:
                     held = await node.dht.put_raw(record_key(record.peer_id), envelope)
                 except Exception as exc:  # noqa: BLE001
                     failed["put"] = repr(exc)
+                    self._count_failure("put", _failure_kind(exc))
                     return
                 if held < want:
                     failed["put"] = f"stored by {held} peers, want {want}"
+                    self._count_failure("put", "short")
 
             async def provide(part: str) -> None:
                 try:
                     held = await node.dht.provide(capability_provider_key(part.removeprefix("provide:")))
                 except Exception as exc:  # noqa: BLE001
                     failed[part] = repr(exc)
+                    self._count_failure("provide", _failure_kind(exc))
                     return
                 if held < want:
                     failed[part] = f"announced to {held} peers, want {want}"
+                    self._count_failure("provide", "short")
 
             async with trio.open_nursery() as nursery:
                 for part in sorted(parts):
@@ -478,8 +506,13 @@ class RecordService:
                 self.counters.round_failures += 1
                 log.info("publish round incomplete: %s", failed)
                 return set(failed)
-            self.published.set()
+            if not self.published.is_set():
+                self._published_after = round(trio.current_time() - self._started_at, 3)
+                self.published.set()
             return set()
+
+    def _count_failure(self, part: str, kind: str) -> None:
+        count_bounded(self.counters.failure_kinds, f"{part}:{kind}", FAILURE_KINDS_MAX)
 
     # -- incoming ---------------------------------------------------------------
 
