@@ -353,6 +353,7 @@ class Worker:
                         # its probes, verdicts and gossip.
                         "awareness": swim.awareness,  # type: ignore[attr-defined]
                         **_record_counters(slot.record),
+                        **_dht_counters(node),
                     }
             nodes.append(entry)
         reply: dict[str, Any] = {"nodes": nodes, "stalls": self.stalls.as_dict()}
@@ -457,6 +458,21 @@ def _record_counters(record: Any) -> dict[str, int]:
     out.update({f"records_failed_{k}": v for k, v in stats["failure_kinds"].items()})
     if stats["published_after_s"] is not None:
         out["records_published_after_ms"] = int(stats["published_after_s"] * 1000)
+    return out
+
+
+def _dht_counters(node: Any) -> dict[str, int]:
+    """What its DHT asked of others: the queries its services ran, by kind
+    (``dht_queries_`` + put, lookup...), and the requests it sent, by
+    purpose (``dht_requests_`` + lookup, write, ping, reconnect...): which
+    of them a window's DHT dials came from."""
+    from agentp2p.protocol.dht import QUERY_KINDS, QUERY_OUTCOMES
+
+    dht = node.dht
+    out = {f"dht_queries_{kind}": sum(dht.query_outcomes[kind, o] for o in QUERY_OUTCOMES) for kind in QUERY_KINDS}
+    svc = dht.service
+    if svc is not None and svc.core is not None:
+        out.update({f"dht_requests_{k}": v for k, v in svc.core.stats.requests.items()})
     return out
 
 

@@ -113,6 +113,9 @@ class KademliaStats:
     reconnects: int = 0  # pings to peers the table lost to failures (lost.py)
     reconnected: int = 0  # ... that answered: back in the table
     pings_skipped: int = 0  # liveness checks not sent: the ping budget was spent
+    #: Outbound requests by purpose (lookup, write, ping, correction,
+    #: reconnect): which of them the DHT's connections and dials were for.
+    requests: dict[str, int] = field(default_factory=dict)
 
     def count(self, d: dict[str, int], key: str) -> None:
         d[key] = d.get(key, 0) + 1
@@ -434,6 +437,7 @@ class KademliaCore:
 
     def _add_pending(self, rid: int, p: _Pending) -> None:
         self._pending[rid] = p
+        self.stats.count(self.stats.requests, p.purpose)
         heapq.heappush(self._timeouts, (p.timeout_at, rid))
 
     def _rid(self) -> int:

@@ -886,6 +886,7 @@ class KademliaService:
                 "slow_requests": c.slow,
                 "slow_after_s": round(core.slow_after(), 3),  # learned unless dht.slow_after fixes it
                 "reconnects": c.reconnects,
+                "requests_by_purpose": dict(c.requests),
                 "reconnected": c.reconnected,
                 "pings_skipped": c.pings_skipped,
                 "lost_peers": len(core.lost),
