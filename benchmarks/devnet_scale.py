@@ -6,7 +6,10 @@ commands and reports, for one N:
 
 * **join**: every node up (running and connected to a bootstrap), every
   record published, every node's SWIM view whole (``wait views``: each
-  node holds every other alive and none suspect);
+  node holds every other alive and none suspect); and from the nodes
+  themselves how long each record took to be out after its node started,
+  with the publish rounds whose parts failed, by why (a late record is
+  rounds whose queries timed out, retried after a back-off);
 * **idle** over ``--idle`` seconds, ``--settle`` seconds after it joined: CPU per node (% of one core,
   the workers' user + system time), memory per node (the workers' RSS over
   N), bandwidth per node (bytes sent on the loopback interface over N:
@@ -100,7 +103,9 @@ def _counters(devnet: Any) -> Counters:
 
 
 #: Levels among the counters (a read, not a running total): no window's growth.
-_GAUGES = frozenset({"members_without_addrs", "awareness", "records_published_after_ms"})
+_GAUGES = frozenset({"members_without_addrs", "awareness"})
+#: A time per node, read once (the join's records line): in no window.
+_TIMES = frozenset({"records_published_after_ms"})
 
 
 def _records(by_node: dict[str, dict[str, int]]) -> dict[str, Any]:
@@ -127,6 +132,8 @@ def _delta(before: Counters, after: Counters) -> dict[str, Any]:
     levels: dict[str, list[int]] = {}
     for node in sorted(a.keys() & b.keys()):
         for k, v in a[node].items():
+            if k in _TIMES:
+                continue
             if k in _GAUGES:
                 levels.setdefault(k, []).append(v)
                 continue

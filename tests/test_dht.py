@@ -174,9 +174,10 @@ async def test_a_peer_lost_to_failed_requests_is_dialed_again_once_reachable() -
         # The connection can bring b back (identify) before the ping's answer is in.
         await wait_until(lambda: a.dht.stats()["adapter"]["reconnected"] == 1, 10, "a's reconnect ping answered")
         # Its requests are counted by what they were for: the lookups', and
-        # the reconnect pings (one per ping; a's table held only b).
-        by_purpose = a.dht.stats()["adapter"]["requests_by_purpose"]
-        assert by_purpose["lookup"] >= 1 and by_purpose["reconnect"] == a.dht.stats()["adapter"]["reconnects"] >= 3
+        # the reconnect pings (one count per ping).
+        adapter = a.dht.stats()["adapter"]
+        by_purpose = adapter["requests_by_purpose"]
+        assert by_purpose["lookup"] >= 1 and by_purpose["reconnect"] == adapter["reconnects"] >= 2
 
 
 async def test_a_peer_whose_identify_was_lost_enters_the_table(monkeypatch: pytest.MonkeyPatch) -> None:

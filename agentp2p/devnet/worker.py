@@ -322,8 +322,9 @@ class Worker:
         ``counters``: its SWIM core's counters (suspicions, refutations...),
         its transport's (``transport_`` + name: frames, stream opens, drops)
         and its node's new connections (``dialer_`` + name: dials out;
-        ``inbound_`` + name: connections in), which the ``stats`` command
-        sums over the network."""
+        ``inbound_`` + name: connections in), its record's publish rounds
+        (``records_``) and its DHT's queries and requests (``dht_``), which
+        the ``stats`` command sums over the network (SWIM's only with SWIM on)."""
         counters = bool(req.get("counters"))
         nodes = []
         for slot in self.slots.values():
@@ -336,25 +337,14 @@ class Worker:
                 entry.update(mesh=len(node.pubsub.mesh_peers(self.topic)), connections=len(node.peers()),
                              table=node.dht.routing_table_size, published=slot.record.published.is_set(),
                              mesh_low=node.config.pubsub.degree_low)  # fmt: skip
-                swim = node.services.get("swim") if counters else None
-                if swim is not None:
-                    # The core's, its transport's and the node's connections
-                    # (prefixed): how many frames, stream opens, drops and
-                    # new connections a window cost.
-                    entry["swim_counters"] = {
-                        **swim.core_stats(),  # type: ignore[attr-defined]
-                        **{f"transport_{k}": v for k, v in swim.transport_stats().items()},  # type: ignore[attr-defined]
-                        **_connection_counters(node),
-                        # Live members this node has no address for: it can
-                        # probe them only over a connection that is open.
-                        "members_without_addrs": sum(1 for m in node.members()
-                                                     if m.state in ("alive", "suspect") and not m.addrs),
-                        # Its Lifeguard score now (a level): what stretches
-                        # its probes, verdicts and gossip.
-                        "awareness": swim.awareness,  # type: ignore[attr-defined]
-                        **_record_counters(slot.record),
-                        **_dht_counters(node),
-                    }
+                if counters:
+                    # The node's connections, its record's rounds and its
+                    # DHT's work (prefixed), with SWIM on its core's and its
+                    # transport's too: how many frames, stream opens, drops
+                    # and new connections a window cost. (Under the key
+                    # "swim_counters" for the devnet's summary, SWIM on or off.)
+                    entry["swim_counters"] = {**_connection_counters(node), **_record_counters(slot.record),
+                                              **_dht_counters(node), **_swim_counters(node)}  # fmt: skip
             nodes.append(entry)
         reply: dict[str, Any] = {"nodes": nodes, "stalls": self.stalls.as_dict()}
         observer = req.get("observer")
@@ -448,6 +438,24 @@ class Worker:
         }  # fmt: skip
 
 
+def _swim_counters(node: Any) -> dict[str, int]:
+    """SWIM's core and transport counters (``transport_`` + name), none with
+    SWIM off."""
+    swim = node.services.get("swim")
+    if swim is None:
+        return {}
+    return {
+        **swim.core_stats(),
+        **{f"transport_{k}": v for k, v in swim.transport_stats().items()},
+        # Live members this node has no address for: it can probe them only
+        # over a connection that is open.
+        "members_without_addrs": sum(1 for m in node.members() if m.state in ("alive", "suspect") and not m.addrs),
+        # Its Lifeguard score now (a level): what stretches its probes,
+        # verdicts and gossip.
+        "awareness": swim.awareness,
+    }
+
+
 def _record_counters(record: Any) -> dict[str, int]:
     """Its record's publish rounds (``records_rounds``, ``_round_failures``,
     ``records_failed_`` + what failed: ``put:short``...) and, once it is out,
@@ -457,15 +465,16 @@ def _record_counters(record: Any) -> dict[str, int]:
     out = {"records_rounds": stats["rounds"], "records_round_failures": stats["round_failures"]}
     out.update({f"records_failed_{k}": v for k, v in stats["failure_kinds"].items()})
     if stats["published_after_s"] is not None:
-        out["records_published_after_ms"] = int(stats["published_after_s"] * 1000)
+        out["records_published_after_ms"] = round(stats["published_after_s"] * 1000)
     return out
 
 
 def _dht_counters(node: Any) -> dict[str, int]:
     """What its DHT asked of others: the queries its services ran, by kind
     (``dht_queries_`` + put, lookup...), and the requests it sent, by
-    purpose (``dht_requests_`` + lookup, write, ping, reconnect...): which
-    of them a window's DHT dials came from."""
+    purpose (``dht_requests_`` + lookup, write, ping, reconnect...): what
+    the DHT was doing in a window whose DHT dials rose (requests, not
+    dials: most go over connections already open)."""
     from agentp2p.protocol.dht import QUERY_KINDS, QUERY_OUTCOMES
 
     dht = node.dht

@@ -118,10 +118,10 @@ class DHTError(AgentP2PError):
     """A DHT operation failed or timed out.
 
     ``reason`` says which, for counters (not the message, which carries
-    details): ``timeout`` (the query's deadline came first), ``nobody`` (it
-    ended, and no peer stored or accepted what we wrote), ``rejected`` (our
-    own validator refused the value), ``stopped`` (no running DHT), or
-    ``failed``."""
+    details): ``timeout`` (the query's deadline came first), ``nobody`` (its
+    lookup ended in time, and none of its writes was taken: refused, timed
+    out or never sent), ``rejected`` (our own validator refused the value),
+    ``stopped`` (no running DHT), or ``failed``."""
 
     def __init__(self, message: str, reason: str = "failed") -> None:
         super().__init__(message)

@@ -410,8 +410,9 @@ def _records_families(r: Mapping[str, Any]) -> Iterator[Metric]:
     yield _counter("agentp2p_records_publish_round_failures_total", "Publish rounds with a part that failed "
                    "(retried).", r.get("round_failures"))
     failed = CounterMetricFamily("agentp2p_records_publish_failed_parts_total", "Failed parts of publish rounds, by "
-                                 "part (put, provide) and why (short: fewer peers than wanted; timeout; nobody; or "
-                                 "the error's type; past 16 kinds: other).", labels=["part", "reason"])
+                                 "part (put, provide) and why (short: fewer peers than wanted; the DHT's timeout, "
+                                 "nobody, rejected, stopped, failed; or another error's type; past 16 kinds both "
+                                 "labels are other).", labels=["part", "reason"])
     for key, n in sorted(_d(r.get("failure_kinds")).items()):
         part, _, reason = str(key).partition(":")
         failed.add_metric([part, reason or part], _n(n))  # past the bound: "other", "other"

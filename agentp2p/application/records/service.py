@@ -78,6 +78,7 @@ from .ranking import Liveness, RankedAgent, rank_agents
 from .republish import repub_at_ms
 from .validator import AgentRecordValidator, wall_clock_ms
 from agentp2p.bounded_counts import count_bounded
+from agentp2p.protocol.dht import DHTError
 from agentp2p.protocol.ping import ping
 
 if TYPE_CHECKING:
@@ -114,8 +115,7 @@ MAX_BACKOFF = 60.0
 def _failure_kind(exc: Exception) -> str:
     """A failed part's label: the DHT's reason (``timeout``, ``nobody``...)
     or the error's type."""
-    reason = getattr(exc, "reason", None)
-    return reason if isinstance(reason, str) else type(exc).__name__
+    return exc.reason if isinstance(exc, DHTError) else type(exc).__name__
 
 
 def capability_provider_key(name: str) -> str:
@@ -222,7 +222,7 @@ class RecordService:
         self._wake = trio.Event()
         self._table_at_last_round = 0
         self.published = trio.Event()  # set after the first successful round
-        self._started_at = 0.0  # trio time the service started
+        self._started_at: float | None = None  # trio time run() started
         self._published_after: float | None = None  # seconds from start to ``published``
         self._distrusted: Callable[[ID], bool] | None = None
 
@@ -507,7 +507,8 @@ class RecordService:
                 log.info("publish round incomplete: %s", failed)
                 return set(failed)
             if not self.published.is_set():
-                self._published_after = round(trio.current_time() - self._started_at, 3)
+                if self._started_at is not None:
+                    self._published_after = round(trio.current_time() - self._started_at, 3)
                 self.published.set()
             return set()
 

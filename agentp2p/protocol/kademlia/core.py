@@ -114,7 +114,8 @@ class KademliaStats:
     reconnected: int = 0  # ... that answered: back in the table
     pings_skipped: int = 0  # liveness checks not sent: the ping budget was spent
     #: Outbound requests by purpose (lookup, write, ping, correction,
-    #: reconnect): which of them the DHT's connections and dials were for.
+    #: reconnect): what the DHT spent its requests on (not its dials: most
+    #: requests go over connections already open).
     requests: dict[str, int] = field(default_factory=dict)
 
     def count(self, d: dict[str, int], key: str) -> None:
