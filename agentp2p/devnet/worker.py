@@ -474,7 +474,8 @@ def _dht_counters(node: Any) -> dict[str, int]:
     (``dht_queries_`` + put, lookup...), and the requests it sent, by
     purpose (``dht_requests_`` + lookup, write, ping, reconnect...): what
     the DHT was doing in a window whose DHT dials rose (requests, not
-    dials: most go over connections already open)."""
+    dials: most go over connections already open); and the liveness checks
+    its budget held back (``dht_pings_skipped``)."""
     from agentp2p.protocol.dht import QUERY_KINDS, QUERY_OUTCOMES
 
     dht = node.dht
@@ -482,6 +483,7 @@ def _dht_counters(node: Any) -> dict[str, int]:
     svc = dht.service
     if svc is not None and svc.core is not None:
         out.update({f"dht_requests_{k}": v for k, v in svc.core.stats.requests.items()})
+        out["dht_pings_skipped"] = svc.core.stats.pings_skipped
     return out
 
 
