@@ -410,7 +410,7 @@ class Worker:
         """One node's details, for ``stats I``."""
         slot, node = self._running(int(req["index"]))
         stats = node.stats()
-        swim, dht = stats.get("swim", {}), stats.get("dht", {})
+        swim, dht, records = stats.get("swim", {}), stats.get("dht", {}), stats.get("records", {})
         return {
             "index": slot.index, "peer_id": str(node.peer_id), "addr": node.addrs[0], "capability": slot.capability,
             "connections": len(node.peers()), "routing_table": node.dht.routing_table_size,
@@ -418,10 +418,10 @@ class Worker:
             "deliveries": slot.deliveries, "denied": len(node.denied()),
             "swim_members": swim.get("members", {}), "swim_awareness": swim.get("awareness"),
             "dialer": stats.get("dialer", {}), "penalties_bans": stats.get("penalties", {}).get("bans", 0),
-            "record_published": slot.record.published.is_set(), "record_rounds": slot.record.counters.rounds,
-            "record_round_failures": slot.record.counters.round_failures,
-            "record_failure_kinds": dict(slot.record.counters.failure_kinds),
-            "record_published_after_s": slot.record.stats()["published_after_s"],
+            "record_published": slot.record.published.is_set(), "record_rounds": records.get("rounds"),
+            "record_round_failures": records.get("round_failures"),
+            "record_failure_kinds": records.get("failure_kinds", {}),
+            "record_published_after_s": records.get("published_after_s"),
             "dht": {k: dht.get(k) for k in ("values", "provider_records", "quota_hits", "queries", "query_latency")},
             "uptime_s": round(stats.get("uptime_s", 0.0), 1),
             # Why a node may be alone though connected: whom it is connected

@@ -79,6 +79,16 @@ def _labelled_counter(name: str, doc: str, label: str, values: Mapping[str, Any]
     return fam
 
 
+def _pair_labelled_counter(name: str, doc: str, labels: tuple[str, str], values: Mapping[str, Any]) -> CounterMetricFamily:
+    """Counts kept under ``"first:second"`` keys, as two labels; a key with
+    no colon (a bounded count's ``other``) fills both."""
+    fam = CounterMetricFamily(name, doc, labels=list(labels))
+    for key, value in sorted(values.items()):
+        first, _, second = str(key).partition(":")
+        fam.add_metric([first, second or first], _n(value))
+    return fam
+
+
 def _labelled_gauge(name: str, doc: str, label: str, values: Mapping[str, Any], unit: str = "") -> GaugeMetricFamily:
     fam = GaugeMetricFamily(name, doc, labels=[label], unit=unit)
     for key, value in sorted(values.items()):
@@ -409,20 +419,12 @@ def _records_families(r: Mapping[str, Any]) -> Iterator[Metric]:
                    "DHT put, provide).", r.get("rounds"))
     yield _counter("agentp2p_records_publish_round_failures_total", "Publish rounds with a part that failed "
                    "(retried).", r.get("round_failures"))
-    failed = CounterMetricFamily("agentp2p_records_publish_failed_parts_total", "Failed parts of publish rounds, by "
-                                 "part (put, provide) and why (short: fewer peers than wanted; the DHT's timeout, "
-                                 "nobody, rejected, stopped, failed; or another error's type; past 16 kinds both "
-                                 "labels are other).", labels=["part", "reason"])
-    for key, n in sorted(_d(r.get("failure_kinds")).items()):
-        part, _, reason = str(key).partition(":")
-        failed.add_metric([part, reason or part], _n(n))  # past the bound: "other", "other"
-    yield failed
-    rejected = CounterMetricFamily("agentp2p_records_rejected_total", "Agent records refused, by where they came "
-                                   "from (path) and why (reason).", labels=["path", "reason"])
-    for key, n in sorted(_d(r.get("rejected")).items()):
-        path, _, reason = str(key).partition(":")
-        rejected.add_metric([path, reason], _n(n))
-    yield rejected
+    yield _pair_labelled_counter(
+        "agentp2p_records_publish_failed_parts_total", "Failed parts of publish rounds, by part (put, provide) and "
+        "why (short: fewer peers than wanted; the DHT's timeout, nobody, rejected, stopped, failed; or another "
+        "error's type; past 16 kinds both labels are other).", ("part", "reason"), _d(r.get("failure_kinds")))
+    yield _pair_labelled_counter("agentp2p_records_rejected_total", "Agent records refused, by where they came "
+                                 "from (path) and why (reason).", ("path", "reason"), _d(r.get("rejected")))
     fetches = CounterMetricFamily("agentp2p_records_fetches_total", "Records fetched from agents, by result.",
                                   labels=["result"])
     fetches.add_metric(["success"], _n(r.get("fetched")))
