@@ -206,6 +206,7 @@ class Node:
                 if self.config.trust.enabled:
                     nursery.start_soon(self._tend_trust)
                 nursery.start_soon(self.bootstrapper.run)
+                nursery.start_soon(self.dialer.closer.run)  # connections left closed in the swarm's table
                 if self.connections is not None and self.connections.active:
                     nursery.start_soon(self._manage_connections, self.events.subscribe())
                 if self.config.mdns:
@@ -295,20 +296,13 @@ class Node:
         within milliseconds). That connection stayed open, untracked: no
         ``peers``, no ping, no pub/sub. Each ``SwarmConn.close`` removes just
         itself from the table.
+
+        Each close is bounded and leaves the connection out of the table even
+        if it stalls (a peer that stops reading) or its caller is cancelled
+        (agentp2p/network/closing.py: a close cut short used to lock the peer
+        out for good).
         """
-        network = self.host.get_network()
-        conns = list(network.get_connections(peer_id))
-
-        async def close_one(conn: Any) -> None:
-            try:
-                network.cleanup_connection_health(peer_id, conn)
-                await conn.close()
-            except Exception as exc:  # noqa: BLE001 — the others still close
-                log.debug("closing a connection to %s failed: %r", peer_id, exc)
-
-        async with trio.open_nursery() as nursery:
-            for conn in conns:
-                nursery.start_soon(close_one, conn)
+        await self.dialer.closer.close_peer(peer_id)
 
     # -- penalties ----------------------------------------------------------------
 
@@ -558,9 +552,9 @@ class Node:
                         log.debug("connections: closing %d of %d (low water %d)", len(victims), len(peers),
                                   cm.low_water)
                         # A peer that stops reading could stall a close (Yamux GO_AWAY):
-                        # bounded, so the next round always comes.
-                        with trio.move_on_after(max(5.0, cm.config.interval)):
-                            await self._cut_off(victims)
+                        # each close is bounded (closing.py), so the next round always comes.
+                        # (A deadline here cut closes short, which left them in the table.)
+                        await self._cut_off(victims)
             finally:
                 self.resources.set_full_hook(None)
 
@@ -805,6 +799,8 @@ class Node:
         gate, guard = inbound_gate(self.host), yamux_guard(self.host)
         return {
             "trimming": self.connections.stats() if self.connections is not None else {},
+            # Our closes: forced (not done in time), and connections left closed in the table (closing.py).
+            "closing": self.dialer.closer.stats.as_dict(),
             "inbound": dict(gate.stats) if gate is not None else {},
             "pending_handshakes": gate.pending if gate is not None else 0,
             "yamux": dict(guard.stats) if guard is not None else {},
