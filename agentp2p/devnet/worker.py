@@ -491,8 +491,8 @@ def _connection_counters(node: Any) -> dict[str, int]:
     """The node's new connections so far: dial attempts out (``dialer_dials``,
     ``_successes``, ``_failures``; ``dialer_for_`` + what asked for one), connections let in (``inbound_accepted``,
     ``inbound_failed`` handshakes, ``inbound_timed_out``) and its closes
-    (``closing_closes``, ``_forced``: not done in time; ``_forgotten``: left
-    closed in the swarm's table, taken out: agentp2p/network/closing.py)."""
+    finished by force (``closing_forced``) or found left closed in the
+    swarm's table (``closing_forgotten``: agentp2p/network/closing.py)."""
     from agentp2p.network.inbound import inbound_gate
 
     dialer = node.dialer.stats

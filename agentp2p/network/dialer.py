@@ -18,12 +18,12 @@ messaging), each with its own half of the rules. Here they are once:
 * **De-duplication.** Concurrent dials to one peer share a single attempt:
   SWIM, messaging and records asking for the same peer at the same moment
   open one connection, not three (py-libp2p would race them and keep one).
-* **Closed connections left in the table.** A connection whose close was
-  cut short stays in py-libp2p's table, closed, for good; the swarm then
-  neither dials the peer nor opens a stream to it. Before deciding whether
-  to dial, the peer's closed entries are forgotten
-  (:mod:`agentp2p.network.closing`), and "connected" counts open
-  connections only.
+* **Closed connections in the table.** A connection stays in py-libp2p's
+  table, closed, while its close runs (for good, when a close was cut
+  short: :mod:`agentp2p.network.closing`); the swarm neither dials past it
+  nor opens a stream. Before deciding whether to dial, the peer's closes
+  under way are waited for and closed entries taken out, and "connected"
+  counts open connections only.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ class Dialer:
 
     def is_relayed(self, peer: ID) -> bool:
         """Connected to ``peer`` only through relays (no direct connection)."""
-        conns = self._host.get_network().get_connections(peer)
+        conns = [c for c in self._host.get_network().get_connections(peer) if is_open(c)]
         return bool(conns) and all(c.get_connection_type() is ConnectionType.RELAYED for c in conns)
 
     def peers(self) -> list[ID]:
@@ -240,15 +240,18 @@ class Dialer:
         for conn in list(network.get_connections(peer)):
             state = negotiation(getattr(conn, "muxed_conn", None))
             if state is not None and state.done.is_set() and state.error is not None:
-                # Out of the table when this returns (even if a close already
-                # under way elsewhere is slow): host.connect would return it again.
-                await self.closer.close(conn)
+                # Out of the table when this returns (a close already under way
+                # elsewhere returns at once: forget_closed waits for it, bounded):
+                # host.connect would return it again.
+                with contextlib.suppress(Exception):
+                    await conn.close()
                 if conn in network.get_connections(peer):
                     await self.closer.forget_closed(peer)
 
     async def _forget_closed(self, peer: ID) -> None:
-        """Forget the peer's connections left closed in the swarm's table
-        (closing.py): the swarm would neither dial nor open a stream past them."""
+        """Out of the swarm's table with the peer's closed connections (a close
+        under way is waited for, closing.py): the swarm would neither dial
+        nor open a stream past them."""
         if not all(is_open(c) for c in self._host.get_network().get_connections(peer)):
             await self.closer.forget_closed(peer)
 

@@ -52,7 +52,7 @@ from libp2p.peer.id import ID
 from multiaddr import Multiaddr
 
 from agentp2p.network.addresses import tcp_multiaddr
-from agentp2p.network.closing import Closer
+from agentp2p.network.closing import is_open
 from agentp2p.network.multistream import wait_accepted
 from agentp2p.network.relayed import relayed_connections
 from agentp2p.network.streams import close_quietly
@@ -114,8 +114,9 @@ class PunchPort:
 
 
 def direct_connections(host: Any, peer: ID) -> list[Any]:
+    """Our open connections to ``peer`` that do not run over a relay."""
     return [c for c in host.get_network().get_connections(peer)
-            if c.get_connection_type() is not ConnectionType.RELAYED]
+            if is_open(c) and c.get_connection_type() is not ConnectionType.RELAYED]
 
 
 async def _connect_from(port: PunchPort, ip: str, remote_port: int) -> Any:
@@ -253,17 +254,17 @@ async def _race(host: Any, peer: ID, addrs: list[tuple[str, int]], one: Any, tim
         raise PunchError("; ".join(errors) or f"no answer within {timeout:g}s")
 
 
-async def retire_relayed(host: Any, peer: ID, grace: float, closer: Closer | None = None) -> int:
+async def retire_relayed(host: Any, peer: ID, grace: float) -> int:
     """After ``grace`` seconds, close the relayed connections to ``peer`` if a
-    direct one is still open; how many were closed. ``closer``: the node's
-    (its counts); each close is bounded and never left half done (closing.py)."""
+    direct one is still open; how many were closed (each close is bounded
+    and never left half done: closing.py)."""
     await trio.sleep(grace)
     if not direct_connections(host, peer):
         return 0
-    closer = closer if closer is not None else Closer(host.get_network())
     closed = 0
     for conn in relayed_connections(host, peer):
-        await closer.close(conn)
+        with contextlib.suppress(Exception):
+            await conn.close()
         closed += 1
     return closed
 
@@ -321,4 +322,4 @@ class DirectConnector:
         await dial_fresh(self._host, peer, addrs, timeout)
 
     async def retire_relayed(self, peer: ID, grace: float) -> int:
-        return await retire_relayed(self._host, peer, grace, getattr(self._dialer, "closer", None))
+        return await retire_relayed(self._host, peer, grace)

@@ -4,7 +4,8 @@ py-libp2p 0.8.1's ``SwarmConn.close`` marks the connection closed, closes the
 muxer, and only then takes it out of the table and tells the notifees. A
 close cut short in between leaves it in the table for good: the library then
 neither dials the peer nor opens a stream to it ("No valid connections
-available"). Each test shows the library's behaviour and ours."""
+available"). The tests show the library's behaviour (its own close,
+``closing.LIBRARY``) and ours (the wrapped close, the dialer, the sweep)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 import trio
 
 from agentp2p import Node
-from agentp2p.network.closing import Closer
+from agentp2p.network.closing import LIBRARY, Closer
 from agentp2p.testing import local_config, wait_until
 
 PING = "/ipfs/ping/1.0.0"
@@ -34,20 +35,29 @@ async def _pair() -> AsyncIterator[tuple[Node, Node]]:
         yield a, b
 
 
-async def _close_cut_short(conn: Any) -> None:
-    """Start the library's close and cut it at its first checkpoint (as a
-    caller's deadline would: the manager's round had one)."""
+async def _library_close_cut_short(conn: Any) -> None:
+    """The library's own close, cut at its first checkpoint (as a caller's
+    deadline would: the manager's round had one)."""
     with trio.CancelScope() as scope:
         scope.cancel()
-        await conn.close()
+        await LIBRARY["close"](conn)
 
 
-async def test_a_close_cut_short_locks_the_peer_out_of_the_library_not_out_of_our_dialer() -> None:
+async def _events(node: Node, channel: trio.MemoryReceiveChannel[Any], count: int) -> list[tuple[Any, bool]]:
+    out = []
+    with trio.fail_after(10):
+        for _ in range(count):
+            ev = await channel.receive()
+            out.append((ev.peer_id, ev.connected))
+    return out
+
+
+async def test_a_library_close_cut_short_locks_the_peer_out_of_the_library_not_out_of_our_dialer() -> None:
     async with _pair() as (a, b):
         network = a.host.get_network()
         events = a.events.subscribe()
         (conn,) = network.get_connections(b.peer_id)
-        await _close_cut_short(conn)
+        await _library_close_cut_short(conn)
         # The library: the closed connection stays in its table, the socket stays
         # open (b still counts it), and no stream can be opened to b any more.
         assert conn in network.get_connections(b.peer_id) and conn.is_closed
@@ -59,73 +69,83 @@ async def test_a_close_cut_short_locks_the_peer_out_of_the_library_not_out_of_ou
         stream = await a.dialer.open_stream(b.peer_id, [PING], timeout=10)
         await stream.close()
         assert conn not in network.get_connections(b.peer_id) and a.is_connected(b.peer_id)
-        assert a.dialer.closer.stats.forgotten == 1
-        assert a.stats()["network"]["closing"]["forgotten"] == 1
+        assert a.stats()["network"]["closing"] == {"forced": 0, "forgotten": 1}
         # Its services were told the old connection ended, then the new one began.
-        first = await events.receive()
-        second = await events.receive()
-        assert (first.peer_id, first.connected, second.connected) == (b.peer_id, False, True)
+        assert await _events(a, events, 2) == [(b.peer_id, False), (b.peer_id, True)]
         # The forgotten connection's socket was closed: b keeps only the new one.
         await wait_until(lambda: len(b.host.get_network().get_connections(a.peer_id)) == 1, 10,
                          "b drops the old connection")
 
 
-async def test_the_sweep_forgets_a_connection_left_closed_and_waits_one_sweep_for_a_close_in_progress() -> None:
+async def test_the_sweep_takes_out_a_connection_left_closed() -> None:
     async with _pair() as (a, b):
         network = a.host.get_network()
         closer = a.dialer.closer
         events = a.events.subscribe()
         (conn,) = network.get_connections(b.peer_id)
-        await _close_cut_short(conn)
-        # The first sweep to see it leaves it (a close in progress ends in a fraction of a second) ...
-        assert await closer.sweep() == 0
-        assert conn in network.get_connections(b.peer_id)
-        # ... the next one takes it out: the table, the socket, the notifees.
+        await _library_close_cut_short(conn)
         assert await closer.sweep() == 1
         assert conn not in network.get_connections(b.peer_id) and closer.stats.forgotten == 1
-        ev = await events.receive()
-        assert (ev.peer_id, ev.connected) == (b.peer_id, False)
+        assert await _events(a, events, 1) == [(b.peer_id, False)]
         await wait_until(lambda: not b.is_connected(a.peer_id), 10, "b sees the connection end")
         assert await closer.sweep() == 0
 
 
-async def test_a_close_that_stalls_or_is_cancelled_still_leaves_the_table() -> None:
+async def test_our_close_stalled_and_cut_short_by_its_caller_still_leaves_the_table_once() -> None:
     async with _pair() as (a, b):
         network = a.host.get_network()
+        events = a.events.subscribe()
         (conn,) = network.get_connections(b.peer_id)
-        muxed = conn.muxed_conn
         stalled = trio.Event()
 
         async def stall() -> None:  # a muxer whose GO_AWAY the peer never reads
             stalled.set()
             await trio.sleep_forever()
 
-        muxed.close = stall
-        closer = Closer(network, timeout=0.2)
-        # The caller's own deadline runs out first: the close still finishes its work.
-        with trio.move_on_after(0.05) as scope:
-            await closer.close(conn)
-        assert stalled.is_set() and scope.cancel_called
-        assert conn not in network.get_connections(b.peer_id)
-        assert closer.stats.as_dict() == {"closes": 1, "forced": 1, "forgotten": 0}
-        assert not a.is_connected(b.peer_id)
+        conn.muxed_conn.close = stall
+        # The caller's deadline runs out inside the library's close: the close is
+        # finished by force (the library's part is not cut in the middle by it).
+        with trio.move_on_after(0.05):
+            await conn.close()
+        assert stalled.is_set()
+        assert conn not in network.get_connections(b.peer_id) and not a.is_connected(b.peer_id)
+        assert a.dialer.closer.stats.as_dict() == {"forced": 1, "forgotten": 0}
+        assert await _events(a, events, 1) == [(b.peer_id, False)]
         # The socket under the stalled muxer was closed: b sees the connection end.
         await wait_until(lambda: not b.is_connected(a.peer_id), 10, "b sees the connection end")
+        # Told once: a second close, or the sweep, adds nothing.
+        await conn.close()
+        assert await a.dialer.closer.sweep() == 0
+        await a.connect(b.addrs[0])
+        assert await _events(a, events, 1) == [(b.peer_id, True)]
+
+
+async def test_a_stream_asked_for_while_a_close_runs_waits_for_it_and_dials_again() -> None:
+    async with _pair() as (a, b):
+        network = a.host.get_network()
+        events = a.events.subscribe()
+        (conn,) = network.get_connections(b.peer_id)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(conn.close)
+            await wait_until(lambda: conn.is_closed, 10, "the close began")
+            stream = await a.dialer.open_stream(b.peer_id, [PING], timeout=10)
+            await stream.close()
+        assert conn not in network.get_connections(b.peer_id) and a.is_connected(b.peer_id)
+        # The library's close finished it: nothing forced or forgotten, one event each way.
+        assert a.dialer.closer.stats.as_dict() == {"forced": 0, "forgotten": 0}
+        assert await _events(a, events, 2) == [(b.peer_id, False), (b.peer_id, True)]
 
 
 async def test_a_close_that_finishes_is_not_forced() -> None:
     async with _pair() as (a, b):
         network = a.host.get_network()
         (conn,) = network.get_connections(b.peer_id)
-        closer = a.dialer.closer
-        await closer.close(conn)
+        await a.disconnect(b.peer_id)
         assert conn not in network.get_connections(b.peer_id)
-        assert closer.stats.as_dict() == {"closes": 1, "forced": 0, "forgotten": 0}
+        assert a.dialer.closer.stats.as_dict() == {"forced": 0, "forgotten": 0}
         await wait_until(lambda: not b.is_connected(a.peer_id), 10, "b sees the connection end")
 
 
-def test_bounds_must_be_positive() -> None:
+def test_the_sweep_interval_must_be_positive() -> None:
     with pytest.raises(ValueError):
-        Closer(object(), timeout=0)
-    with pytest.raises(ValueError):
-        Closer(object(), sweep_interval=-1)
+        Closer(object(), sweep_interval=0)

@@ -201,8 +201,9 @@ def _network_families(node: Any, s: Mapping[str, Any]) -> Iterator[Metric]:
                    "its high-water mark.", _d(net.get("trimming")).get("trimmed"))
     yield _labelled_counter(
         "agentp2p_connection_closes_total",
-        "Connection closes of this node: closes (all it started), forced (not done within their bound: taken out "
-        "of the swarm's table, socket closed), forgotten (found closed but still in the swarm's table, taken out).",
+        "Connection closes finished by force (forced: the library's close ran past its bound; the connection was "
+        "taken out of the swarm's table, its socket closed, the notifees told) and closed connections found "
+        "left in the swarm's table with no close under way, taken out (forgotten).",
         "event",
         _d(net.get("closing")),
     )
