@@ -38,6 +38,7 @@ from agentp2p.config import NodeConfig
 from agentp2p.contract import NodeService
 from agentp2p.errors import DialError, ListenError, NotRunningError
 from agentp2p.network.addresses import to_peer_id, with_peer_id
+from agentp2p.network.closing import Closer
 from agentp2p.network.interfaces import expand_wildcards, is_loopback
 from agentp2p.network.events import is_inbound
 from agentp2p.network.identify import read_to_eof
@@ -141,6 +142,8 @@ class Node:
         self.host = parts.host
         self.events = parts.events
         self.dialer = parts.dialer
+        #: Takes out of the swarm's table connections whose close was cut short (network/closing.py).
+        self.closer = Closer(self.host.get_network())
         self.pubsub = parts.pubsub
         self.dht = parts.dht
         self.bootstrapper = parts.bootstrapper
@@ -206,7 +209,7 @@ class Node:
                 if self.config.trust.enabled:
                     nursery.start_soon(self._tend_trust)
                 nursery.start_soon(self.bootstrapper.run)
-                nursery.start_soon(self.dialer.closer.run)  # connections left closed in the swarm's table
+                nursery.start_soon(self.closer.run)
                 if self.connections is not None and self.connections.active:
                     nursery.start_soon(self._manage_connections, self.events.subscribe())
                 if self.config.mdns:
@@ -296,13 +299,20 @@ class Node:
         within milliseconds). That connection stayed open, untracked: no
         ``peers``, no ping, no pub/sub. Each ``SwarmConn.close`` removes just
         itself from the table.
-
-        Each close is bounded and leaves the connection out of the table even
-        if it stalls (a peer that stops reading) or its caller is cancelled
-        (agentp2p/network/closing.py: a close cut short used to lock the peer
-        out for good).
         """
-        await self.dialer.closer.close_peer(peer_id)
+        network = self.host.get_network()
+        conns = list(network.get_connections(peer_id))
+
+        async def close_one(conn: Any) -> None:
+            try:
+                network.cleanup_connection_health(peer_id, conn)
+                await conn.close()
+            except Exception as exc:  # noqa: BLE001 — the others still close
+                log.debug("closing a connection to %s failed: %r", peer_id, exc)
+
+        async with trio.open_nursery() as nursery:
+            for conn in conns:
+                nursery.start_soon(close_one, conn)
 
     # -- penalties ----------------------------------------------------------------
 
@@ -552,9 +562,9 @@ class Node:
                         log.debug("connections: closing %d of %d (low water %d)", len(victims), len(peers),
                                   cm.low_water)
                         # A peer that stops reading could stall a close (Yamux GO_AWAY):
-                        # each close is bounded (closing.py), so the next round always comes.
-                        # (A deadline here cut closes short, which left them in the table.)
-                        await self._cut_off(victims)
+                        # bounded, so the next round always comes.
+                        with trio.move_on_after(max(5.0, cm.config.interval)):
+                            await self._cut_off(victims)
             finally:
                 self.resources.set_full_hook(None)
 
@@ -799,8 +809,8 @@ class Node:
         gate, guard = inbound_gate(self.host), yamux_guard(self.host)
         return {
             "trimming": self.connections.stats() if self.connections is not None else {},
-            # Our closes: forced (not done in time), and connections left closed in the table (closing.py).
-            "closing": self.dialer.closer.stats.as_dict(),
+            # Connections left closed in the swarm's table, taken out (network/closing.py).
+            "closing": self.closer.stats.as_dict(),
             "inbound": dict(gate.stats) if gate is not None else {},
             "pending_handshakes": gate.pending if gate is not None else 0,
             "yamux": dict(guard.stats) if guard is not None else {},

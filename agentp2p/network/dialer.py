@@ -18,12 +18,6 @@ messaging), each with its own half of the rules. Here they are once:
 * **De-duplication.** Concurrent dials to one peer share a single attempt:
   SWIM, messaging and records asking for the same peer at the same moment
   open one connection, not three (py-libp2p would race them and keep one).
-* **Closed connections in the table.** A connection stays in py-libp2p's
-  table, closed, while its close runs (for good, when a close was cut
-  short: :mod:`agentp2p.network.closing`); the swarm neither dials past it
-  nor opens a stream. Before deciding whether to dial, the peer's closes
-  under way are waited for and closed entries taken out, and "connected"
-  counts open connections only.
 """
 
 from __future__ import annotations
@@ -43,7 +37,6 @@ from multiaddr import Multiaddr
 
 from agentp2p.bounded_counts import count_bounded
 from agentp2p.errors import DialError, DialTimeout, PeerRefused
-from agentp2p.network.closing import Closer, is_open
 from agentp2p.network.multistream import LazyStream, negotiation, wait_accepted
 
 log = logging.getLogger("agentp2p.dialer")
@@ -127,11 +120,8 @@ class Dialer:
         is_permitted: Callable[[ID], bool] = lambda _peer: True,
         refused_by_policy: Callable[[ID], bool] = lambda _peer: False,
         lookup: Lookup | None = None,
-        closer: Closer | None = None,
     ) -> None:
         self._host = host
-        #: How this node closes connections and forgets the ones left closed in the table.
-        self.closer = closer if closer is not None else Closer(host.get_network())
         self._self = host.get_id()
         self.timeout = timeout
         self._is_banned = is_banned
@@ -155,17 +145,16 @@ class Dialer:
     # -- what is connected ----------------------------------------------------
 
     def is_connected(self, peer: ID) -> bool:
-        return any(is_open(c) for c in self._host.get_network().get_connections(peer))
+        return bool(self._host.get_network().get_connections(peer))
 
     def is_relayed(self, peer: ID) -> bool:
         """Connected to ``peer`` only through relays (no direct connection)."""
-        conns = [c for c in self._host.get_network().get_connections(peer) if is_open(c)]
+        conns = self._host.get_network().get_connections(peer)
         return bool(conns) and all(c.get_connection_type() is ConnectionType.RELAYED for c in conns)
 
     def peers(self) -> list[ID]:
         """Peers with at least one open connection."""
-        return [p for p, conns in list(self._host.get_network().connections.items())
-                if any(is_open(c) for c in conns)]
+        return [p for p, conns in self._host.get_network().connections.items() if conns]
 
     def known_addrs(self, peer: ID) -> list[Multiaddr]:
         try:
@@ -222,7 +211,6 @@ class Dialer:
         limit = self.timeout if timeout is None else min(timeout, self.timeout)
         try:
             with trio.fail_after(limit):
-                await self._forget_closed(peer)
                 if confirm:
                     await self._drop_refused(peer)
                 if not self.is_connected(peer):
@@ -240,20 +228,14 @@ class Dialer:
         for conn in list(network.get_connections(peer)):
             state = negotiation(getattr(conn, "muxed_conn", None))
             if state is not None and state.done.is_set() and state.error is not None:
-                # Out of the table when this returns (a close already under way
-                # elsewhere returns at once: forget_closed waits for it, bounded):
-                # host.connect would return it again.
-                with contextlib.suppress(Exception):
+                with trio.CancelScope(shield=True), trio.move_on_after(1), contextlib.suppress(Exception):
                     await conn.close()
-                if conn in network.get_connections(peer):
-                    await self.closer.forget_closed(peer)
-
-    async def _forget_closed(self, peer: ID) -> None:
-        """Out of the swarm's table with the peer's closed connections (a close
-        under way is waited for, closing.py): the swarm would neither dial
-        nor open a stream past them."""
-        if not all(is_open(c) for c in self._host.get_network().get_connections(peer)):
-            await self.closer.forget_closed(peer)
+                # A close already under way returns at once; the swarm takes the
+                # connection out of its table a moment later (py-libp2p's
+                # cleanup). Until then its host.connect would return it again.
+                with trio.move_on_after(2):
+                    while conn in network.get_connections(peer):
+                        await trio.sleep(0.01)
 
     async def _confirmed(self, peer: ID) -> None:
         """Wait for the peer to accept our connection's muxer (see :meth:`connect`)."""
@@ -405,7 +387,6 @@ class Dialer:
         limit = self.timeout if timeout is None else timeout
         try:
             with trio.fail_after(limit):
-                await self._forget_closed(peer)
                 if not self.is_connected(peer):
                     if not dial:
                         raise DialError(f"peer {peer} is not connected")

@@ -57,7 +57,6 @@ from libp2p.utils.varint import encode_varint_prefixed
 
 from agentp2p import __version__
 from agentp2p.errors import ConfigError
-from agentp2p.network.closing import install as install_bounded_close
 from agentp2p.network.interfaces import expand_wildcards
 from agentp2p.network.library_logs import demote_library_logs
 from agentp2p.network.handlers import HandlerFailures, install_swarm_guard
@@ -266,7 +265,6 @@ def build_host(
 
         prefer_tcp(host.get_network())
     _disable_auto_connector(host)
-    install_bounded_close()  # a connection's close is never left half done (closing.py)
     host.set_stream_handler(IDENTIFY_PROTOCOL, _identify_handler(host))
     install_swarm_guard(host, failures or HandlerFailures())
     _drop_library_resource_manager(host)

@@ -236,7 +236,7 @@ async def _race(host: Any, peer: ID, addrs: list[tuple[str, int]], one: Any, tim
             # As the dialer, our muxer proposal rode without waiting
             # (network/multistream.py): the punch counts once it is accepted.
             # The ones upgraded here too: a refused one may be out of the
-            # swarm's table already (a dial's check forgets closed ones).
+            # swarm's table already (its close ran), or closed in it.
             for conn in dict.fromkeys([*upgraded, *direct_connections(host, peer)]):
                 why = await wait_accepted(getattr(conn, "muxed_conn", conn))
                 if why is not None:
@@ -256,16 +256,15 @@ async def _race(host: Any, peer: ID, addrs: list[tuple[str, int]], one: Any, tim
 
 async def retire_relayed(host: Any, peer: ID, grace: float) -> int:
     """After ``grace`` seconds, close the relayed connections to ``peer`` if a
-    direct one is still open; how many were closed (each close is bounded
-    and never left half done: closing.py)."""
+    direct one is still open; how many were closed."""
     await trio.sleep(grace)
     if not direct_connections(host, peer):
         return 0
     closed = 0
     for conn in relayed_connections(host, peer):
-        with contextlib.suppress(Exception):
+        with trio.move_on_after(5), contextlib.suppress(Exception):
             await conn.close()
-        closed += 1
+            closed += 1
     return closed
 
 

@@ -199,14 +199,9 @@ def _network_families(node: Any, s: Mapping[str, Any]) -> Iterator[Metric]:
                  net.get("pending_handshakes"))
     yield _counter("agentp2p_connections_trimmed_total", "Idle connections the connection manager closed above "
                    "its high-water mark.", _d(net.get("trimming")).get("trimmed"))
-    yield _labelled_counter(
-        "agentp2p_connection_closes_total",
-        "Connection closes finished by force (forced: the library's close ran past its bound; the connection was "
-        "taken out of the swarm's table, its socket closed, the notifees told) and closed connections found "
-        "left in the swarm's table with no close under way, taken out (forgotten).",
-        "event",
-        _d(net.get("closing")),
-    )
+    yield _counter("agentp2p_connections_forgotten_total", "Connections found closed in the swarm's table at two "
+                   "sweeps in a row (their close was cut short) and taken out.",
+                   _d(net.get("closing")).get("forgotten"))
     yield _labelled_counter(
         "agentp2p_yamux_violations_total",
         "What the Yamux guard refused: window_overruns and memory_refusals (connection closed), streams_refused "
