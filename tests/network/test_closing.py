@@ -25,10 +25,12 @@ PING = "/ipfs/ping/1.0.0"
 
 @contextlib.asynccontextmanager
 async def _pair() -> AsyncIterator[tuple[Node, Node]]:
-    """Two connected nodes; their own sweeps held off, so each test runs its sweeps."""
+    """Two connected nodes; their own sweeps held off, so each test runs its
+    sweeps (with no grace: two sweeps in a row are enough)."""
     a, b = Node(local_config(swim=False)), Node(local_config(swim=False))
     for n in (a, b):
         n.closer.sweep_interval = 3600.0
+        n.closer.grace = 0.0
     async with a, b:
         await a.connect(b.addrs[0])
         await wait_until(lambda: b.is_connected(a.peer_id), 10, "b sees the connection")
@@ -94,6 +96,20 @@ async def test_a_close_that_runs_is_left_to_finish_and_told_once() -> None:
         assert (ev.peer_id, ev.connected) == (b.peer_id, True)
 
 
-def test_the_sweep_interval_must_be_positive() -> None:
+async def test_a_connection_closed_for_less_than_the_grace_is_left() -> None:
+    async with _pair() as (a, b):
+        network = a.host.get_network()
+        (conn,) = network.get_connections(b.peer_id)
+        await _close_cut_short(conn)
+        a.closer.grace = 3600.0  # a slow close (QUIC's takes up to 5 s) is not raced
+        assert await a.closer.sweep() == 0 and await a.closer.sweep() == 0
+        assert conn in network.get_connections(b.peer_id)
+        a.closer.grace = 0.0
+        assert await a.closer.sweep() == 1 and conn not in network.get_connections(b.peer_id)
+
+
+def test_the_bounds_are_checked() -> None:
     with pytest.raises(ValueError):
         Closer(object(), sweep_interval=0)
+    with pytest.raises(ValueError):
+        Closer(object(), grace=-1)

@@ -199,8 +199,8 @@ def _network_families(node: Any, s: Mapping[str, Any]) -> Iterator[Metric]:
                  net.get("pending_handshakes"))
     yield _counter("agentp2p_connections_trimmed_total", "Idle connections the connection manager closed above "
                    "its high-water mark.", _d(net.get("trimming")).get("trimmed"))
-    yield _counter("agentp2p_connections_forgotten_total", "Connections found closed in the swarm's table at two "
-                   "sweeps in a row (their close was cut short) and taken out.",
+    yield _counter("agentp2p_connections_forgotten_total", "Connections found closed in the swarm's table at "
+                   "sweeps 10 s or more apart (their close was cut short, or very slow) and taken out.",
                    _d(net.get("closing")).get("forgotten"))
     yield _labelled_counter(
         "agentp2p_yamux_violations_total",
