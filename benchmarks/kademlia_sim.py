@@ -26,6 +26,13 @@ Usage:  python benchmarks/kademlia_sim.py                       # 1,000 and 10,0
         python benchmarks/kademlia_sim.py --nodes 1000 --scenario lookup,newcomer --transport all
         python benchmarks/kademlia_sim.py --nodes 1000 --scenario survival --churn 0.1 --churn 0.3
         python benchmarks/kademlia_sim.py --quick --json out.json   # fewer samples, shorter runs
+        python benchmarks/kademlia_sim.py --nodes 200 --nodes 1000 --scenario refresh
+
+* **refresh** (asked for by name): the idle network's lookup requests per
+  minute over 40 minutes after a join storm (every node within N / 100 s),
+  with the refresh's jitter and per-check cap (the defaults) and without
+  (every stale bucket at once, what the node did before 2026-12-07): the
+  peak minute against the mean.
 
 Survival is left out at N >= 5,000 unless asked for by name (each refresh
 round of 10,000 nodes is ~3.5 million requests).
@@ -34,6 +41,7 @@ round of 10,000 nodes is ~3.5 million requests).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -45,10 +53,12 @@ from agentp2p.simulation.kademlia import (
     SurvivalPlan,
     lookup_scenario,
     newcomer_scenario,
+    node_kad_config,
+    refresh_scenario,
     survival_scenario,
 )
 
-SCENARIOS = ("lookup", "newcomer", "survival")
+SCENARIOS = ("lookup", "newcomer", "survival", "refresh")
 
 
 def s(x: float) -> str:
@@ -79,6 +89,9 @@ SURVIVAL_HEADER = ("| N | churn / period | r | requests / put | bytes / put | fo
                    "checkpoints (not found with a live replica) | live replicas, end of 1st period / last checkpoint | "
                    "keys with none (worst checkpoint) | read P50 / P99 s, end of 1st period |")
 
+REFRESH_HEADER = ("| N | refresh spread | peak minute (lookup requests) | mean minute | peak / mean | minutes with "
+                  "any | requests / node / s |")
+
 
 def table(header: str, rows: list[str]) -> None:
     print(header)
@@ -102,7 +115,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer samples and shorter survival runs")
     ap.add_argument("--json", help="also write every result (all fields) to this file")
     ns = ap.parse_args()
-    asked = set(SCENARIOS) if ns.scenario == "all" else set(ns.scenario.split(","))
+    asked = set(SCENARIOS) - {"refresh"} if ns.scenario == "all" else set(ns.scenario.split(","))
     if not asked <= set(SCENARIOS):
         ap.error(f"unknown scenario in {ns.scenario!r}")
     sizes = ns.nodes or [1000, 10000]
@@ -175,6 +188,21 @@ def main() -> None:
             table(SURVIVAL_HEADER, sv_rows)
         elif "survival" in asked:
             print(f"   (survival left out at N = {n:,}: ask for it by name, --scenario survival)")
+        if "refresh" in asked:
+            rf_rows: list[str] = []
+            node = node_kad_config()
+            forms = {"jitter 25 %, 2 per check (now)": node,
+                     "none, all at once (before)": dataclasses.replace(node, refresh_jitter=0.0,
+                                                                       max_refreshes_per_check=64)}
+            for form, kad in forms.items():
+                sim = KadSimulation(KadSimConfig(n=n, seed=ns.seed, join_rate=100.0, kad=kad))
+                sim.build()
+                r = refresh_scenario(sim, duration=2400.0, window=60.0)
+                busy = sum(1 for x in r["per_window"] if x)
+                rf_rows.append(f"| {n:,} | {form} | {r['peak']:,} | {r['mean']:,.0f} | {r['peak_over_mean']:.1f} | "
+                               f"{busy} of {len(r['per_window'])} | {r['per_node_s']:.3f} |")
+                save("refresh", n=n, form=form, **r)
+            table(REFRESH_HEADER, rf_rows)
         print(f"(wall time for N={n}: {time.perf_counter() - wall:.0f} s)\n", flush=True)
 
 

@@ -88,7 +88,7 @@ from .kademlia_metrics import Sample, SampleLog, summarise
 from .links import LognormalLatency, UniformLatency
 
 __all__ = ["NODE", "PY_LIBP2P", "TRANSPORTS", "WARM", "KadSimConfig", "KadSimulation", "SurvivalPlan", "lookup_scenario",
-           "newcomer_scenario", "node_kad_config", "provider_key", "survival_scenario"]
+           "newcomer_scenario", "node_kad_config", "provider_key", "refresh_scenario", "survival_scenario"]
 
 #: Our node's connections (round trips; see the module docstring).
 NODE = Transport(dial_rtts=2.0, stream_rtts=0.0, identify_rtts=2.0, stream_idle=30.0, max_connections=300,
@@ -563,6 +563,34 @@ def survival_scenario(cfg: KadSimConfig, plan: SurvivalPlan) -> dict[str, Any]:
         out["by_r"][r] = row
     out["wall_s"] = time.perf_counter() - wall
     return out
+
+
+def refresh_scenario(sim: KadSimulation, *, duration: float = 2400.0, window: float = 60.0) -> dict[str, Any]:
+    """The idle network's lookup requests, per ``window`` seconds over
+    ``duration`` after the build: with no query asked, they are the bucket
+    refreshes (and the liveness checks their answers trigger are not
+    counted). How evenly the refreshes spread shows in ``peak`` against
+    ``mean``: a network that joined together refreshes together unless
+    each bucket's due time is spread (KademliaConfig.refresh_jitter)."""
+    net = sim.net
+
+    def total() -> int:
+        return sum(node.core.stats.requests.get("lookup", 0) for node in net.nodes.values())
+
+    counts: list[int] = []
+    last = total()
+    t = net.now
+    for _ in range(max(1, int(duration // window))):
+        t += window
+        net.run(t)
+        now = total()
+        counts.append(now - last)
+        last = now
+    n = len(net.nodes)
+    mean = sum(counts) / len(counts)
+    return {"n": n, "window_s": window, "duration_s": duration, "per_window": counts, "total": sum(counts),
+            "mean": mean, "peak": max(counts), "peak_over_mean": max(counts) / mean if mean else math.nan,
+            "per_node_s": sum(counts) / (n * window * len(counts))}
 
 
 def _replace_one(sim: KadSimulation) -> None:

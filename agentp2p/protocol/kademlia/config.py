@@ -66,6 +66,16 @@ class KademliaConfig:
     ping_burst: int = 5
     refresh_interval: float = 600.0  # a bucket untouched this long is looked up
     refresh_check_interval: float = 60.0
+    #: Each bucket's next refresh falls due ``refresh_interval`` after its
+    #: last lookup, moved at random by up to this share of it either way
+    #: (±150 s at the defaults): a node's buckets, all looked up at its join,
+    #: and the nodes that joined together then fall due over five checks
+    #: instead of one, at the same rate on average.
+    refresh_jitter: float = 0.25
+    #: Refresh lookups one periodic check starts at most (the stalest
+    #: buckets first; the rest wait for the next check). The join's own
+    #: refresh of every bucket is not capped.
+    max_refreshes_per_check: int = 2
     max_refresh_cpl: int = 15  # deeper buckets are (almost) always empty
     record_ttl: float = 36 * 3600.0
     provider_ttl: float = 48 * 3600.0
@@ -105,6 +115,8 @@ class KademliaConfig:
                      "cleanup_interval"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if not 0 <= self.refresh_jitter < 1 or self.max_refreshes_per_check < 1:
+            raise ValueError("refresh_jitter must be in [0, 1) and max_refreshes_per_check at least 1")
         if not 0 < self.ping_rate < math.inf or self.ping_burst < 1:
             raise ValueError("ping_rate must be positive and ping_burst at least 1")
         if self.slow_after is not None and not 0 <= self.slow_after < math.inf:

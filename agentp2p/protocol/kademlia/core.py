@@ -34,7 +34,8 @@ asks the next candidates beside them, so a starved or unreachable peer delays th
 ``slow_after``, not the request timeout; the termination rule still waits
 for it if it is among the k closest; ``slow_after`` None learns it from
 this node's answered requests, slow_timer.py), query deadlines, bucket refresh (stale buckets get a
-lookup of a random key in their range), provider republish (22 h), and the
+lookup of a random key in their range, a few per check, each due time
+jittered so that nodes that joined together do not refresh together), provider republish (22 h), and the
 sweep of expired records and providers. ``next_deadline()`` says when the
 next is due and an ArmTimer action says when that changed.
 """
@@ -543,7 +544,7 @@ class KademliaCore:
         self._cancel(q, out)
         del self._queries[q.qid]
         if not cancelled:  # a lookup cut short says nothing about the bucket's freshness
-            self.table.mark_refreshed(q.lookup.target, self._now)
+            self._mark_refreshed(q.lookup.target)
         if q.qid == self._bootstrap_qid:
             self._bootstrap_qid = None
             self._refresh_all(out)
@@ -648,7 +649,7 @@ class KademliaCore:
             self._advance(q, out)  # one held back by max_pending_requests
         if now >= self._next_refresh:
             self._next_refresh = now + self.cfg.refresh_check_interval
-            self._refresh(self.cfg.refresh_interval, out)
+            self._refresh(self.cfg.refresh_interval, out, limit=self.cfg.max_refreshes_per_check)
         for key in self.local_provides.due(now):
             if len(self._queries) >= self.cfg.max_queries:
                 break  # due() rescheduled it: retried next interval
@@ -684,16 +685,24 @@ class KademliaCore:
         node routes short of regions that filled up before it joined until its
         first periodic refresh (measured in the simulator: 1.6 % of lookups at
         10,000 nodes missed the closest node)."""
-        self._refresh(0.0, out)
+        self._refresh(0.0, out, limit=None)
 
-    def _refresh(self, stale_after: float, out: list[Action]) -> None:
-        """One lookup for a random key in each bucket untouched for ``stale_after`` s."""
-        for cpl in self.table.stale_buckets(self._now, stale_after, self.cfg.max_refresh_cpl):
+    def _refresh(self, stale_after: float, out: list[Action], *, limit: int | None) -> None:
+        """One lookup for a random key in each bucket untouched for ``stale_after`` s,
+        the stalest first, at most ``limit`` of them (None: all)."""
+        stale = self.table.stale_buckets(self._now, stale_after, self.cfg.max_refresh_cpl)
+        for cpl in stale[:limit]:
             if len(self._queries) >= self.cfg.max_queries:
                 break  # the rest stay stale: the next periodic check takes them
-            self.table.mark_refreshed(self._bucket_key(cpl), self._now)
+            self._mark_refreshed(self._bucket_key(cpl))
             target = random_peer_id_in_bucket(self.table.local_key, cpl, self._rng)
             self._start(self._internal_id(), Kind.FIND_NODE, target, out, internal=True)
+
+    def _mark_refreshed(self, target: bytes) -> None:
+        """``target``'s bucket had a lookup now; its next refresh falls due one
+        interval on, give or take ``refresh_jitter`` of it (config.py says why)."""
+        j = self.cfg.refresh_jitter * self.cfg.refresh_interval
+        self.table.mark_refreshed(target, self._now + (self._rng.uniform(-j, j) if j else 0.0))
 
     def _bucket_key(self, cpl: int) -> bytes:
         """A hashed key in bucket ``cpl``: ours with bit ``cpl`` flipped."""

@@ -229,11 +229,13 @@ class RoutingTable:
         self._refreshed[self.bucket_of(target)] = now
 
     def stale_buckets(self, now: float, interval: float, max_cpl: int) -> list[int]:
-        """Buckets due for a refresh lookup: up to one past the deepest
-        non-empty bucket (where new close peers would land), capped at ``max_cpl``."""
+        """Buckets due for a refresh lookup, the stalest first: up to one past
+        the deepest non-empty bucket (where new close peers would land),
+        capped at ``max_cpl``."""
         if not self._where:
             return []
         deepest = max(self._nonempty)
         top = min(deepest + 1, max_cpl)
         done, born = self._refreshed, self._born
-        return [i for i in range(top + 1) if now - done.get(i, born) >= interval]
+        due = [i for i in range(top + 1) if now - done.get(i, born) >= interval]
+        return sorted(due, key=lambda i: done.get(i, born))  # stable: ties keep bucket order

@@ -445,24 +445,74 @@ def test_liveness_checks_keep_to_the_budget() -> None:
     assert len(d.pings) == 3 and core.stats.pings_skipped == 2
 
 
-def test_refresh_looks_up_stale_buckets() -> None:
+def _refresh_starts(d: Driver, until: float, step: float) -> list[tuple[float, int]]:
+    """(check time, bucket) of each refresh lookup started, stepping the
+    driver ``step`` s at a time up to ``until``; a lookup is its key's first request."""
+    seen: set[bytes] = set()
+    starts: list[tuple[float, int]] = []
+    t = d.now
+    while t < until:
+        t += step
+        d.run(t)
+        for a in d.sent:
+            if a.message.key not in seen:
+                seen.add(a.message.key)
+                starts.append((t, d.core.table.bucket_of(kad_key(a.message.key))))
+    return starts
+
+
+def test_refresh_looks_up_stale_buckets_a_few_per_check_each_due_about_an_interval_on() -> None:
+    """A bucket no lookup touched for refresh_interval gets one; a check starts
+    at most max_refreshes_per_check (the stalest first), and each bucket's next
+    refresh falls due an interval on give or take refresh_jitter of it."""
     net = IdealNetwork(100)
     cfg = KademliaConfig(refresh_interval=600.0, refresh_check_interval=60.0)
+    assert cfg.max_refreshes_per_check == 2 and cfg.refresh_jitter == 0.25
     core = core_knowing(net.peers[:40], config=cfg)
     d = Driver(core, net)
     d.feed(Tick())
-    assert not d.sent
     d.run(599.0)
-    assert not d.sent
-    d.run(700.0)  # refresh at 600; the lookups take a fraction of a second
-    first = len(d.sent)
-    targets = {kad_key(a.message.key) for a in d.sent}
-    assert first and all(a.message.type is MessageType.FIND_NODE for a in d.sent)
-    cpls = {core.table.bucket_of(t) for t in targets}
-    assert 0 in cpls and len(cpls) > 2
-    d.run(1100.0)
-    again = {core.table.bucket_of(kad_key(a.message.key)) for a in d.sent[first:]}
-    assert not again & cpls  # refreshed buckets stay fresh for refresh_interval; only newly opened ones
+    assert not d.sent  # every bucket counts as refreshed at the table's start
+    d.now = 540.0  # (nothing due in between) steps from here land on the checks: 600, 660...
+    starts = _refresh_starts(d, 4000.0, 60.0)
+    assert all(a.message.type is MessageType.FIND_NODE for a in d.sent)
+    per_check: dict[float, list[int]] = {}
+    for t, b in starts:
+        per_check.setdefault(t, []).append(b)
+    assert max(len(v) for v in per_check.values()) == 2
+    # All were born stale together at 600: the stalest-first order (ties by
+    # bucket) takes them two by two from bucket 0.
+    assert per_check[600.0] == [0, 1] and per_check[660.0] == [2, 3]
+    by_bucket: dict[int, list[float]] = {}
+    for t, b in starts:
+        by_bucket.setdefault(b, []).append(t)
+    gaps = [b - a for ts in by_bucket.values() for a, b in zip(ts, ts[1:])]
+    assert len(by_bucket) > 3 and len(gaps) >= 2 * len(by_bucket)
+    # Due 450-750 s after a lookup; seen at the next check, or one more if capped.
+    assert 420.0 <= min(gaps) and max(gaps) <= 900.0
+    assert len(set(gaps)) > 3  # spread, not one period for all
+
+
+def test_refresh_without_jitter_or_cap_looks_up_every_stale_bucket_at_once() -> None:
+    """The counterpart (and what the defaults replace): every stale bucket at
+    the same check, each next due exactly an interval on."""
+    net = IdealNetwork(100)
+    cfg = KademliaConfig(refresh_interval=600.0, refresh_check_interval=60.0, refresh_jitter=0.0,
+                         max_refreshes_per_check=64)
+    d = Driver(core_knowing(net.peers[:40], config=cfg), net)
+    d.feed(Tick())
+    d.run(540.0)
+    starts = _refresh_starts(d, 2000.0, 60.0)
+    first = [b for t, b in starts if t == 600.0]
+    assert len(first) > 3 and first == sorted(first)
+    for b in first:  # due at 1200.x (the lookup's end), seen at the check after
+        assert [t for t, x in starts if x == b] == [600.0, 1260.0, 1920.0]
+
+
+def test_refresh_config_is_checked() -> None:
+    for bad in ({"refresh_jitter": -0.1}, {"refresh_jitter": 1.0}, {"max_refreshes_per_check": 0}):
+        with pytest.raises(ValueError, match="refresh_jitter|max_refreshes_per_check"):
+            KademliaConfig(**bad)  # type: ignore[arg-type]
 
 
 def test_bootstrap_runs_a_self_lookup() -> None:
@@ -479,7 +529,8 @@ def test_bootstrap_refreshes_every_bucket_once_its_self_lookup_ends() -> None:
     key in every bucket down to one past the deepest filled (periodic refresh
     is off here, so these lookups can only come from the join)."""
     net = IdealNetwork(2000)
-    d = Driver(core_knowing(net.peers[:3], config=QUIET), net)
+    cfg = KademliaConfig(refresh_interval=600.0, refresh_check_interval=1e9)  # no periodic check
+    d = Driver(core_knowing(net.peers[:3], config=cfg), net)
     d.feed(Bootstrap())
     d.run(30.0)
     table = d.core.table
@@ -488,5 +539,6 @@ def test_bootstrap_refreshes_every_bucket_once_its_self_lookup_ends() -> None:
     deepest = max(table.bucket_of(kad_key(p.peer)) for p in table.peers())
     assert deepest >= 5  # 2,000 peers: the self-lookup's answers reach deep buckets
     assert set(range(deepest + 2)) <= buckets_asked
-    # and a bucket refreshed at join is not stale for a refresh interval
-    assert table.stale_buckets(d.now, 600.0, 15) == []
+    # and a bucket refreshed at join is not stale for a refresh interval,
+    # less its jitter (150 s), less the 30 s since
+    assert table.stale_buckets(d.now, 600.0 - 150.0 - 30.0, 15) == []

@@ -1,7 +1,8 @@
 """The Kademlia simulator (agentp2p/simulation/kademlia.py) at small scale:
 lookups all succeed without loss, runs are exactly reproducible (also across
 hash seeds), newcomers find a capability, more replicas survive churn at
-least as well as fewer — and the pieces it rests on: exact message sizes,
+least as well as fewer, a network that joined at once does not refresh its
+buckets at once — and the pieces it rests on: exact message sizes,
 per-pair latencies, the simnet's transport model, refresh targets."""
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from agentp2p.simulation.kademlia import (
     SurvivalPlan,
     lookup_scenario,
     newcomer_scenario,
+    node_kad_config,
+    refresh_scenario,
     survival_scenario,
 )
 from agentp2p.simulation.links import LognormalLatency, UniformLatency
@@ -243,3 +246,25 @@ def test_more_replicas_survive_churn_at_least_as_well() -> None:
     assert many["holders_first_end"] > few["holders_first_end"] and many["no_holder_max"] <= few["no_holder_max"]
     assert many["requests_per_put"] > few["requests_per_put"] and many["bytes_per_put"] > few["bytes_per_put"]
     assert many["found_all"] == 1.0 and many["no_holder_max"] == 0
+
+
+def test_a_network_that_joined_at_once_spreads_its_bucket_refreshes() -> None:
+    """40 nodes joining within a second: without jitter or a per-check cap
+    (what the node did before) every bucket of every node falls due at the
+    same check, each refresh interval; with them the same work spreads over
+    several checks and stays spread."""
+    import dataclasses
+
+    def run(kad: KademliaConfig) -> dict[str, object]:
+        sim = KadSimulation(KadSimConfig(n=40, seed=1, join_rate=100.0, kad=kad))
+        sim.build()
+        return refresh_scenario(sim, duration=1500.0, window=60.0)
+
+    node = node_kad_config()
+    before = run(dataclasses.replace(node, refresh_jitter=0.0, max_refreshes_per_check=64))
+    after = run(node)
+    b, a = before["per_window"], after["per_window"]
+    assert sum(1 for x in b if x) <= 4  # two rounds, each over a check or two
+    assert sum(1 for x in a if x) >= 15
+    assert a and max(a) * 3 < max(b)  # type: ignore[operator]
+    assert sum(a) >= 0.8 * sum(b)  # type: ignore[arg-type]  # spread, not skipped
