@@ -38,6 +38,7 @@ from agentp2p.config import NodeConfig
 from agentp2p.contract import NodeService
 from agentp2p.errors import DialError, ListenError, NotRunningError
 from agentp2p.network.addresses import to_peer_id, with_peer_id
+from agentp2p.network.closing import Closer
 from agentp2p.network.interfaces import expand_wildcards, is_loopback
 from agentp2p.network.events import is_inbound
 from agentp2p.network.identify import read_to_eof
@@ -141,6 +142,8 @@ class Node:
         self.host = parts.host
         self.events = parts.events
         self.dialer = parts.dialer
+        #: Takes out of the swarm's table connections whose close was cut short (network/closing.py).
+        self.closer = Closer(self.host.get_network())
         self.pubsub = parts.pubsub
         self.dht = parts.dht
         self.bootstrapper = parts.bootstrapper
@@ -206,6 +209,7 @@ class Node:
                 if self.config.trust.enabled:
                     nursery.start_soon(self._tend_trust)
                 nursery.start_soon(self.bootstrapper.run)
+                nursery.start_soon(self.closer.run)
                 if self.connections is not None and self.connections.active:
                     nursery.start_soon(self._manage_connections, self.events.subscribe())
                 if self.config.mdns:
@@ -805,6 +809,8 @@ class Node:
         gate, guard = inbound_gate(self.host), yamux_guard(self.host)
         return {
             "trimming": self.connections.stats() if self.connections is not None else {},
+            # Connections left closed in the swarm's table, taken out (network/closing.py).
+            "closing": self.closer.stats.as_dict(),
             "inbound": dict(gate.stats) if gate is not None else {},
             "pending_handshakes": gate.pending if gate is not None else 0,
             "yamux": dict(guard.stats) if guard is not None else {},

@@ -201,7 +201,7 @@ def main() -> None:
                 busy = sum(1 for x in r["per_window"] if x)
                 rf_rows.append(f"| {n:,} | {form} | {r['peak']:,} | {r['mean']:,.0f} | {r['peak_over_mean']:.1f} | "
                                f"{busy} of {len(r['per_window'])} | {r['per_node_s']:.3f} |")
-                save("refresh", n=n, form=form, **r)
+                save("refresh", form=form, **r)  # r holds n
             table(REFRESH_HEADER, rf_rows)
         print(f"(wall time for N={n}: {time.perf_counter() - wall:.0f} s)\n", flush=True)
 

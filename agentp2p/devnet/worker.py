@@ -489,14 +489,17 @@ def _dht_counters(node: Any) -> dict[str, int]:
 
 def _connection_counters(node: Any) -> dict[str, int]:
     """The node's new connections so far: dial attempts out (``dialer_dials``,
-    ``_successes``, ``_failures``; ``dialer_for_`` + what asked for one) and connections let in (``inbound_accepted``,
-    ``inbound_failed`` handshakes, ``inbound_timed_out``)."""
+    ``_successes``, ``_failures``; ``dialer_for_`` + what asked for one), connections let in (``inbound_accepted``,
+    ``inbound_failed`` handshakes, ``inbound_timed_out``) and the
+    connections found left closed in the swarm's table, taken out
+    (``closing_forgotten``: agentp2p/network/closing.py)."""
     from agentp2p.network.inbound import inbound_gate
 
     dialer = node.dialer.stats
     out = {"dialer_dials": dialer.dials, "dialer_successes": dialer.successes, "dialer_failures": dialer.failures}
     # Which service asked for each new connection (a stream's protocol, or bootstrap...).
     out.update({f"dialer_for_{k}": v for k, v in dialer.by_purpose.items()})
+    out["closing_forgotten"] = node.closer.stats.forgotten
     gate = inbound_gate(node.host)
     if gate is not None:
         out.update({f"inbound_{k}": int(gate.stats[k]) for k in ("accepted", "failed", "timed_out")})

@@ -8,6 +8,7 @@ membership) reads its own channel from a task in the node's nursery.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Any
@@ -94,6 +95,12 @@ class ConnectionEvents:
         self._emit(PeerEvent(conn.muxed_conn.peer_id, True, inbound=is_inbound(conn)))
 
     async def disconnected(self, network: Any, conn: Any) -> None:
+        # Once per connection: a close finished by force tells the notifees
+        # only if the library had not (agentp2p/network/closing.py reads this).
+        if getattr(conn, "_agentp2p_told", False):
+            return
+        with contextlib.suppress(Exception):
+            conn._agentp2p_told = True
         muxed = conn.muxed_conn
         peer_id = muxed.peer_id
         if not network.get_connections(peer_id):

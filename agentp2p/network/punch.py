@@ -52,6 +52,7 @@ from libp2p.peer.id import ID
 from multiaddr import Multiaddr
 
 from agentp2p.network.addresses import tcp_multiaddr
+from agentp2p.network.closing import is_open
 from agentp2p.network.multistream import wait_accepted
 from agentp2p.network.relayed import relayed_connections
 from agentp2p.network.streams import close_quietly
@@ -113,8 +114,9 @@ class PunchPort:
 
 
 def direct_connections(host: Any, peer: ID) -> list[Any]:
+    """Our open connections to ``peer`` that do not run over a relay."""
     return [c for c in host.get_network().get_connections(peer)
-            if c.get_connection_type() is not ConnectionType.RELAYED]
+            if is_open(c) and c.get_connection_type() is not ConnectionType.RELAYED]
 
 
 async def _connect_from(port: PunchPort, ip: str, remote_port: int) -> Any:
@@ -134,15 +136,15 @@ async def _connect_from(port: PunchPort, ip: str, remote_port: int) -> Any:
     raise AssertionError("unreachable")
 
 
-async def _upgrade(host: Any, peer: ID, sock: Any, addr: Multiaddr, as_client: bool) -> None:
+async def _upgrade(host: Any, peer: ID, sock: Any, addr: Multiaddr, as_client: bool) -> Any:
     """Security and muxer over a connected socket, in our DCUtR role; the
-    connection joins the swarm. Raises if the other end is not ``peer``."""
+    connection joins the swarm (returned: the swarm's connection as the
+    client, the muxed one as the server). Raises if the other end is not ``peer``."""
     swarm = host.get_network()
     raw = RawConnection(TrioTCPStream(trio.SocketStream(sock)), as_client, ConnectionType.DIRECT, addresses=[addr])
     try:
         if as_client:
-            await swarm.upgrade_outbound_raw_conn(raw, peer)  # Noise checks the key is peer's
-            return
+            return await swarm.upgrade_outbound_raw_conn(raw, peer)  # Noise checks the key is peer's
         # As the server, the peer ID is checked once the connection is in the
         # swarm (as for any inbound one: the swarm's inbound upgrade registers
         # it), then a wrong peer is closed.
@@ -155,6 +157,7 @@ async def _upgrade(host: Any, peer: ID, sock: Any, addr: Multiaddr, as_client: b
     if getattr(muxed, "peer_id", None) != peer:
         await close_quietly(muxed)
         raise PunchError(f"{addr} answered as {getattr(muxed, 'peer_id', None)}, not {peer}")
+    return muxed
 
 
 async def punch(host: Any, peer: ID, port: PunchPort, addrs: list[tuple[str, int]], *,
@@ -163,6 +166,7 @@ async def punch(host: Any, peer: ID, port: PunchPort, addrs: list[tuple[str, int
     is upgraded and kept, the others are dropped. :class:`PunchError` if none
     gives a direct connection within ``timeout``."""
     errors: list[str] = []
+    upgraded: list[Any] = []
     won = trio.Event()
 
     async def one(ip: str, remote_port: int, cancel: trio.CancelScope) -> None:
@@ -176,13 +180,13 @@ async def punch(host: Any, peer: ID, port: PunchPort, addrs: list[tuple[str, int
             return
         won.set()
         try:
-            await _upgrade(host, peer, sock, _maddr(ip, remote_port), as_client)
+            upgraded.append(await _upgrade(host, peer, sock, _maddr(ip, remote_port), as_client))
         except Exception as exc:  # noqa: BLE001 — the handshake failed: report it
             errors.append(f"{ip}:{remote_port}: handshake: {type(exc).__name__}: {exc}")
         finally:
             cancel.cancel()
 
-    await _race(host, peer, addrs, one, timeout, errors)
+    await _race(host, peer, addrs, one, timeout, errors, upgraded)
 
 
 async def dial_fresh(host: Any, peer: ID, addrs: list[tuple[str, int]], timeout: float) -> None:
@@ -191,6 +195,7 @@ async def dial_fresh(host: Any, peer: ID, addrs: list[tuple[str, int]], timeout:
     its handshake kept. :class:`PunchError` if none gives one."""
     swarm = host.get_network()
     errors: list[str] = []
+    upgraded: list[Any] = []
 
     async def one(ip: str, remote_port: int, done: trio.CancelScope) -> None:
         addr = _maddr(ip, remote_port, peer)
@@ -203,7 +208,7 @@ async def dial_fresh(host: Any, peer: ID, addrs: list[tuple[str, int]], timeout:
             errors.append(f"{ip}:{remote_port}: {type(exc).__name__}: {exc}")
             return
         try:
-            await swarm.upgrade_outbound_raw_conn(raw, peer)
+            upgraded.append(await swarm.upgrade_outbound_raw_conn(raw, peer))
         except BaseException as exc:
             await close_quietly(raw)
             if not isinstance(exc, Exception):
@@ -212,13 +217,14 @@ async def dial_fresh(host: Any, peer: ID, addrs: list[tuple[str, int]], timeout:
             return
         done.cancel()
 
-    await _race(host, peer, addrs, one, timeout, errors)
+    await _race(host, peer, addrs, one, timeout, errors, upgraded)
 
 
 async def _race(host: Any, peer: ID, addrs: list[tuple[str, int]], one: Any, timeout: float,
-                errors: list[str]) -> None:
+                errors: list[str], upgraded: list[Any]) -> None:
     """Run ``one(ip, port, cancel_scope)`` for every address at once (the
-    winner cancels the rest), the peer protected in the swarm meanwhile;
+    winner cancels the rest; each appends the connection it upgraded to
+    ``upgraded``), the peer protected in the swarm meanwhile;
     :class:`PunchError` with ``errors`` unless a direct connection is up."""
     _protect(host, peer, True)
     accepted = False
@@ -229,8 +235,10 @@ async def _race(host: Any, peer: ID, addrs: list[tuple[str, int]], one: Any, tim
                     nursery.start_soon(one, ip, remote_port, nursery.cancel_scope)
             # As the dialer, our muxer proposal rode without waiting
             # (network/multistream.py): the punch counts once it is accepted.
-            for conn in direct_connections(host, peer):
-                why = await wait_accepted(getattr(conn, "muxed_conn", None))
+            # The ones upgraded here too: a refused one may be out of the
+            # swarm's table already (its close ran), or closed in it.
+            for conn in dict.fromkeys([*upgraded, *direct_connections(host, peer)]):
+                why = await wait_accepted(getattr(conn, "muxed_conn", conn))
                 if why is not None:
                     # Still in the swarm's table for a moment: not a success.
                     await close_quietly(conn)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import trio
+
 from libp2p.connection_types import ConnectionType
 from libp2p.io.exceptions import ConnectionClosedError
 from libp2p.network.connection.raw_connection import RawConnection
@@ -23,9 +25,13 @@ from libp2p.network.stream.exceptions import StreamEOF, StreamError
 from libp2p.peer.id import ID
 from multiaddr import Multiaddr
 
+from agentp2p.network.closing import is_open
 from agentp2p.network.inbound import inbound_gate
 
 __all__ = ["RelayedPipe", "adopt_inbound", "adopt_outbound", "relayed_connections"]
+
+#: Seconds a circuit's graceful close may take, and then its reset.
+_CLOSE_GRACE = 0.5
 
 
 class RelayedPipe:
@@ -53,10 +59,14 @@ class RelayedPipe:
         await self._stream.write(data)
 
     async def close(self) -> None:
+        # The reset frees the circuit at the relay: it runs even when the
+        # close stalls or its caller's deadline (a forced close's) runs out.
         try:
-            await self._stream.close()
+            with trio.move_on_after(_CLOSE_GRACE):
+                await self._stream.close()
         finally:
-            await self._stream.reset()
+            with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_GRACE):
+                await self._stream.reset()
 
     def get_remote_address(self) -> tuple[str, int] | None:
         return None
@@ -79,6 +89,6 @@ async def adopt_inbound(host: Any, stream: Any, addr: Multiaddr) -> None:
 
 
 def relayed_connections(host: Any, peer: ID) -> list[Any]:
-    """Our connections to ``peer`` that run over a relay."""
+    """Our open connections to ``peer`` that run over a relay."""
     return [c for c in host.get_network().get_connections(peer)
-            if c.get_connection_type() is ConnectionType.RELAYED]
+            if is_open(c) and c.get_connection_type() is ConnectionType.RELAYED]

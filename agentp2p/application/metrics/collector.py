@@ -43,6 +43,7 @@ from prometheus_client.utils import floatToGoString
 
 from agentp2p import __version__
 from agentp2p.histogram import buckets_from_dict
+from agentp2p.network.closing import is_open
 from agentp2p.security.policy import ACTIONS
 from agentp2p.security.trust import LEVELS as TRUST_LEVELS
 
@@ -134,6 +135,8 @@ def connection_counts(node: Any) -> tuple[Counter[str], Counter[str]]:
     for peer in node.peers():
         with contextlib.suppress(Exception):
             for conn in network.get_connections(peer):
+                if not is_open(conn):
+                    continue  # closed, not yet out of the table (agentp2p/network/closing.py)
                 conns[_direction(conn)] += 1
                 for stream in conn.get_streams():
                     streams[_stream_direction(stream)] += 1
@@ -196,6 +199,9 @@ def _network_families(node: Any, s: Mapping[str, Any]) -> Iterator[Metric]:
                  net.get("pending_handshakes"))
     yield _counter("agentp2p_connections_trimmed_total", "Idle connections the connection manager closed above "
                    "its high-water mark.", _d(net.get("trimming")).get("trimmed"))
+    yield _counter("agentp2p_connections_forgotten_total", "Connections found closed in the swarm's table at "
+                   "sweeps 10 s or more apart (their close was cut short, or very slow) and taken out.",
+                   _d(net.get("closing")).get("forgotten"))
     yield _labelled_counter(
         "agentp2p_yamux_violations_total",
         "What the Yamux guard refused: window_overruns and memory_refusals (connection closed), streams_refused "
