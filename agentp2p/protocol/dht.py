@@ -52,6 +52,7 @@ from agentp2p.network.identify import push_identify, request_identify
 from agentp2p.protocol.kademlia import (
     IPFS_PROTOCOL_ID,
     PROTOCOL_ID,
+    Bootstrap,
     ClosestPeers,
     FindPeer,
     FindProviders,
@@ -575,9 +576,12 @@ class DHT:
 
     async def lookup(self, target: bytes) -> list[ID]:
         """An iterative FIND_NODE for ``target``: the k closest peers that answered."""
+        return await self._lookup(lambda q: StartLookup(q, target))
+
+    async def _lookup(self, make: Callable[[Any], Any]) -> list[ID]:
         self.lookups += 1
         try:
-            fin = await self._query("lookup", lambda q: StartLookup(q, target), "lookup")
+            fin = await self._query("lookup", make, "lookup")
         except DHTError as exc:
             log.debug("lookup failed: %s", exc)
             return []
@@ -596,10 +600,16 @@ class DHT:
         moment are not named to each other (it knew neither yet), and the
         next bucket refresh is 10 minutes away. So the self-lookup is
         repeated after 1, 2, 4 ... 32 s while the table stays under k.
+
+        The first is the core's Bootstrap: when it ends, one lookup in each
+        bucket down to one past the deepest filled (as go-libp2p-kad-dht's
+        bootstrap): a self-lookup learns only our own neighbourhood, and
+        without these a newcomer routes short of farther regions until its
+        first periodic refresh (docs/dht.md, "Open").
         """
         svc = self._svc()
         await svc.wait_for_table(SELF_LOOKUP_WAIT)
-        await self.lookup(svc.local_peer.to_bytes())
+        await self._lookup(lambda q: Bootstrap(q))
         if svc.table_size() < svc.config.k and self._nursery is not None and not self._young:
             self._young = True
             self._nursery.start_soon(self._young_network_lookups)

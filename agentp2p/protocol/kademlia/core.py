@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import math
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -269,8 +270,7 @@ class KademliaCore:
                     self.stats.cancelled += 1
                     self._finish(q, out, cancelled=True)
             case Bootstrap():
-                self._bootstrap_qid = self._internal_id()
-                self._start(self._bootstrap_qid, Kind.FIND_NODE, self.local_peer, out, internal=True)
+                self._bootstrap(event, out)
         self._run_due(out)
         at = self.next_deadline()
         if at != self._armed:
@@ -678,6 +678,16 @@ class KademliaCore:
             out.append(AddAddresses(peer, addrs))
         out.append(PingPeer(peer, rid, at))
 
+    def _bootstrap(self, event: Bootstrap, out: list[Action]) -> None:
+        """The self-lookup; its end (in _finish) refreshes every bucket."""
+        internal = event.query_id is None
+        qid = self._internal_id() if event.query_id is None else event.query_id
+        ours = qid not in self._queries  # a duplicate ID is refused: never mark another's query
+        if ours:
+            self._bootstrap_qid = qid  # before the start: a lookup with no one to ask ends inside it
+        if self._start(qid, Kind.FIND_NODE, self.local_peer, out, internal=internal) is None and ours:
+            self._bootstrap_qid = None  # refused (too many queries)
+
     def _refresh_all(self, out: list[Action]) -> None:
         """After the join's self-lookup: one lookup per bucket down to one past
         the deepest filled, stale or not (as go-libp2p-kad-dht's bootstrap does).
@@ -685,7 +695,7 @@ class KademliaCore:
         node routes short of regions that filled up before it joined until its
         first periodic refresh (measured in the simulator: 1.6 % of lookups at
         10,000 nodes missed the closest node)."""
-        self._refresh(0.0, out, limit=None)
+        self._refresh(-math.inf, out, limit=None)  # a mark jittered into the future too
 
     def _refresh(self, stale_after: float, out: list[Action], *, limit: int | None) -> None:
         """One lookup for a random key in each bucket untouched for ``stale_after`` s,

@@ -18,7 +18,8 @@ Inputs (``KademliaCore.handle(now, event)``):
   CancelQuery       end a read query now: its QueryFinished comes at once, with
                     what it has (the caller has enough, or gave up). PutValue
                     and Provide go on: their records still get written.
-  Bootstrap         a self-lookup now (and refresh of stale buckets).
+  Bootstrap         a self-lookup now, then a lookup in every bucket (a join);
+                    reported as a StartLookup when given a ``query_id``.
 
 Outputs (the returned list, in order):
   AddAddresses      remember addresses of ``peer`` (learned from the DHT)
@@ -156,7 +157,12 @@ class FindProviders:
 
 @dataclass(frozen=True, slots=True)
 class Bootstrap:
-    pass
+    """A self-lookup, and when it ends one lookup per bucket down to one
+    past the deepest filled (a join). With ``query_id`` the self-lookup
+    ends like a StartLookup (QueryFinished, ClosestPeers); without, it is
+    the core's own and reports nothing."""
+
+    query_id: QueryId | None = None
 
 
 @dataclass(frozen=True, slots=True)

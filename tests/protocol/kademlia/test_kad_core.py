@@ -509,6 +509,30 @@ def test_refresh_without_jitter_or_cap_looks_up_every_stale_bucket_at_once() -> 
         assert [t for t, x in starts if x == b] == [600.0, 1260.0, 1920.0]
 
 
+def test_a_bootstrap_with_a_query_id_reports_its_self_lookup_and_refreshes_every_bucket() -> None:
+    """What the node's join sends (DHT.self_lookup): the self-lookup answers
+    like a StartLookup, and its end still looks up every bucket, even one
+    whose due time a lookup just jittered into the future."""
+    net = IdealNetwork(2000)
+    cfg = KademliaConfig(refresh_interval=600.0, refresh_check_interval=1e9)
+    d = Driver(core_knowing(net.peers[:3], config=cfg), net)
+    d.core.table.mark_refreshed(bytes([d.core.table.local_key[0] ^ 0x80]) + bytes(31), 500.0)  # bucket 0, ahead
+    d.feed(Bootstrap("join"))
+    d.run(30.0)
+    fin = d.finished["join"]
+    assert isinstance(fin.result, ClosestPeers) and len(fin.result.peers) == 20
+    asked = {d.core.table.bucket_of(kad_key(r.message.key)) for r in d.sent
+             if r.message.type is MessageType.FIND_NODE and r.message.key != d.core.local_peer}
+    assert 0 in asked and len(asked) >= 6
+    # A duplicate ID is refused, and the query holding it is not taken for a join.
+    d.feed(StartLookup("q", pid("x")))
+    acts = d.feed(Bootstrap("q"))
+    assert any(isinstance(a, QueryFinished) and isinstance(a.result, QueryError) for a in acts)
+    before = len(d.sent)
+    d.run(60.0)
+    assert {kad_key(r.message.key) for r in d.sent[before:]} == {kad_key(pid("x"))}
+
+
 def test_refresh_config_is_checked() -> None:
     for bad in ({"refresh_jitter": -0.1}, {"refresh_jitter": 1.0}, {"max_refreshes_per_check": 0}):
         with pytest.raises(ValueError, match="refresh_jitter|max_refreshes_per_check"):

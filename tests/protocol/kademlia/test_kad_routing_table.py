@@ -152,6 +152,21 @@ def test_stale_buckets_and_refresh() -> None:
     assert t.stale_buckets(599.0, 600.0, 15) == []
 
 
+def test_stale_buckets_come_stalest_first() -> None:
+    """A check that refreshes only a few (KademliaCore: max_refreshes_per_check)
+    takes the longest untouched; never-refreshed ones count from the table's start."""
+    t = table(k=20)
+    for i in range(100):
+        t.update(pid(i), (), 0.0)
+    assert len(t.stale_buckets(2000.0, 600.0, 15)) >= 4
+    t.mark_refreshed(kad_key(in_bucket(t, 0, 1, "r0")[0]), 300.0)
+    t.mark_refreshed(kad_key(in_bucket(t, 1, 1, "r1")[0]), 100.0)
+    t.mark_refreshed(kad_key(in_bucket(t, 2, 1, "r2")[0]), 200.0)
+    stale = t.stale_buckets(2000.0, 600.0, 15)
+    assert stale[-3:] == [1, 2, 0] and stale[:-3] == sorted(stale[:-3])
+    assert t.stale_buckets(850.0, 600.0, 15)[-2:] == [1, 2]  # bucket 0 is not stale yet
+
+
 def test_buckets_are_built_where_peers_land() -> None:
     """256 buckets per table, most of them empty forever: a table builds
     only those a peer landed in (a simulator holds 10,000 tables), and a
