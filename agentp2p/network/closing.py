@@ -26,7 +26,10 @@ notifees told. The lock-out lasts 10-15 s instead of for good.
 
 Not done: a close cut after the library took the connection out of the
 table but before it told the notifees (its last 0.1 s) still goes
-unreported; the sweep sees only the table. Nor can a close no longer be
+unreported; the sweep sees only the table. A close still running after
+the grace (none measured takes so long) ends when the sweep closes its
+socket, and then tells the notifees a second time: ours hear one
+disconnect per connection (network/events.py), py-libp2p's own may hear two. Nor can a close no longer be
 cut short: shielding the library's close from its callers was tried and
 not kept (the sweep alone ends the lock-out and touches less; the first
 runs of every form were slow for a reason not found, and the sweep's
@@ -45,7 +48,7 @@ import trio
 
 log = logging.getLogger("agentp2p.closing")
 
-__all__ = ["Closer", "ClosingStats", "GRACE", "SWEEP_INTERVAL", "is_open"]
+__all__ = ["Closer", "ClosingStats", "GRACE", "MAX_PER_SWEEP", "SWEEP_INTERVAL", "is_open"]
 
 #: Seconds between sweeps of the swarm's table for connections left closed in it.
 SWEEP_INTERVAL = 5.0
@@ -55,6 +58,8 @@ SWEEP_INTERVAL = 5.0
 GRACE = 10.0
 #: Seconds each forced step (the socket's close, the notifees) may take.
 _FORCE_TIMEOUT = 1.0
+#: Connections one sweep takes out at most (each may take 3 forced steps).
+MAX_PER_SWEEP = 32
 
 
 @dataclass
@@ -90,29 +95,38 @@ class Closer:
         self._seen: dict[int, tuple[Any, float]] = {}
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Sweep every ``sweep_interval`` seconds."""
+        """Sweep every ``sweep_interval`` seconds. A sweep that fails is logged
+        and the next one runs: this task shares the node's nursery."""
         task_status.started()
         while True:
             await trio.sleep(self.sweep_interval)
-            await self.sweep()
+            try:
+                await self.sweep()
+            except Exception as exc:  # noqa: BLE001 — never end the node over a sweep
+                log.warning("sweeping the swarm's table for closed connections failed: %r", exc)
 
     async def sweep(self) -> int:
         """Take out the connections an earlier sweep, at least ``grace`` ago,
-        found closed too; how many."""
+        found closed too, at most :data:`MAX_PER_SWEEP` (the rest at the next);
+        how many."""
         now = trio.current_time()
         closed = {id(c): c for conns in list(self._network.connections.values()) for c in conns if not is_open(c)}
         seen = {key: self._seen.get(key, (c, now)) for key, c in closed.items()}
-        due = [c for key, (c, first) in seen.items() if key in self._seen and now - first >= self.grace]
-        self._seen = {key: v for key, v in seen.items() if v[0] not in due}
+        due = [key for key, (_, first) in seen.items() if key in self._seen and now - first >= self.grace]
+        due = due[:MAX_PER_SWEEP]
+        for key in due:
+            del seen[key]
+        self._seen = seen
         count = 0
-        for conn in due:
-            peer = getattr(conn.muxed_conn, "peer_id", None)
+        for key in due:
+            conn = closed[key]
+            await trio.lowlevel.checkpoint()  # each taken out is shielded: a cancel lands between them
+            peer = getattr(getattr(conn, "muxed_conn", None), "peer_id", None)
             if not any(c is conn for c in self._network.connections.get(peer, ())):
                 continue  # its close finished meanwhile
             count += 1
             self.stats.forgotten += 1
-            log.debug("a closed connection to %s was still in the swarm's table: taking it out",
-                      getattr(conn.muxed_conn, "peer_id", "?"))
+            log.debug("a closed connection to %s was still in the swarm's table: taking it out", peer)
             await self._forget(conn)
         return count
 

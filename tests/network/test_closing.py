@@ -79,10 +79,22 @@ async def test_a_close_that_runs_is_left_to_finish_and_told_once() -> None:
         network = a.host.get_network()
         events = a.events.subscribe()
         (conn,) = network.get_connections(b.peer_id)
+        a.closer.grace = 3600.0  # as the default 10 s is: longer than a close that runs takes
+        muxed, release = conn.muxed_conn, trio.Event()
+        real_close = muxed.close
+
+        async def held_close() -> None:  # the close stays under way until released
+            await release.wait()
+            await real_close()
+
+        muxed.close = held_close
         async with trio.open_nursery() as nursery:
             nursery.start_soon(conn.close)
             await wait_until(lambda: conn.is_closed, 10, "the close began")
-            assert await a.closer.sweep() == 0  # under way: seen, not touched
+            # Under way: seen closed by two sweeps, left alone.
+            assert await a.closer.sweep() == 0 and await a.closer.sweep() == 0
+            assert conn in network.get_connections(b.peer_id)
+            release.set()
         assert conn not in network.get_connections(b.peer_id)
         assert await a.closer.sweep() == 0 and a.closer.stats.forgotten == 0
         with trio.fail_after(10):
@@ -113,3 +125,20 @@ def test_the_bounds_are_checked() -> None:
         Closer(object(), sweep_interval=0)
     with pytest.raises(ValueError):
         Closer(object(), grace=-1)
+
+
+async def test_a_sweep_that_fails_is_logged_and_the_next_runs(caplog: pytest.LogCaptureFixture) -> None:
+    """The sweep shares the node's nursery: an error in one must not end the node."""
+
+    class Broken:
+        @property
+        def connections(self) -> dict[Any, Any]:
+            raise RuntimeError("the table cannot be read")
+
+    closer = Closer(Broken(), sweep_interval=0.01)
+    with trio.move_on_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(closer.run)
+            await wait_until(lambda: sum("cannot be read" in r.getMessage() for r in caplog.records) >= 2, 10,
+                             "two failed sweeps logged")
+            nursery.cancel_scope.cancel()
