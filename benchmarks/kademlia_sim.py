@@ -29,7 +29,8 @@ Usage:  python benchmarks/kademlia_sim.py                       # 1,000 and 10,0
         python benchmarks/kademlia_sim.py --nodes 200 --nodes 1000 --scenario refresh
 
 * **refresh** (asked for by name): the idle network's lookup requests per
-  minute over 40 minutes after a join storm (every node within N / 100 s),
+  minute over 40 minutes after the joins (a storm by default: every node
+  within N / 100 s; ``--join-rate``),
   with the refresh's jitter and per-check cap (the defaults) and without
   (every stale bucket at once, what the node did before 2026-12-07): the
   peak minute against the mean.
@@ -89,7 +90,7 @@ SURVIVAL_HEADER = ("| N | churn / period | r | requests / put | bytes / put | fo
                    "checkpoints (not found with a live replica) | live replicas, end of 1st period / last checkpoint | "
                    "keys with none (worst checkpoint) | read P50 / P99 s, end of 1st period |")
 
-REFRESH_HEADER = ("| N | refresh spread | peak minute (lookup requests) | mean minute | peak / mean | minutes with "
+REFRESH_HEADER = ("| N | joins | refresh spread | peak minute (lookup requests) | mean minute | peak / mean | minutes with "
                   "any | requests / node / s |")
 
 
@@ -112,6 +113,8 @@ def main() -> None:
     ap.add_argument("--churn", type=float, action="append", help="share replaced per period (repeatable)")
     ap.add_argument("--settle", type=float, default=0.0,
                     help="virtual seconds run after the build (700: every node ran one refresh round)")
+    ap.add_argument("--join-rate", type=float, default=100.0,
+                    help="refresh: nodes joining per second (100: a join storm; 0.25: as the devnet)")
     ap.add_argument("--quick", action="store_true", help="fewer samples and shorter survival runs")
     ap.add_argument("--json", help="also write every result (all fields) to this file")
     ns = ap.parse_args()
@@ -195,11 +198,11 @@ def main() -> None:
                      "none, all at once (before)": dataclasses.replace(node, refresh_jitter=0.0,
                                                                        max_refreshes_per_check=64)}
             for form, kad in forms.items():
-                sim = KadSimulation(KadSimConfig(n=n, seed=ns.seed, join_rate=100.0, kad=kad))
+                sim = KadSimulation(KadSimConfig(n=n, seed=ns.seed, join_rate=ns.join_rate, kad=kad))
                 sim.build()
                 r = refresh_scenario(sim, duration=2400.0, window=60.0)
                 busy = sum(1 for x in r["per_window"] if x)
-                rf_rows.append(f"| {n:,} | {form} | {r['peak']:,} | {r['mean']:,.0f} | {r['peak_over_mean']:.1f} | "
+                rf_rows.append(f"| {n:,} | {ns.join_rate:g} / s | {form} | {r['peak']:,} | {r['mean']:,.0f} | {r['peak_over_mean']:.1f} | "
                                f"{busy} of {len(r['per_window'])} | {r['per_node_s']:.3f} |")
                 save("refresh", form=form, **r)  # r holds n
             table(REFRESH_HEADER, rf_rows)
