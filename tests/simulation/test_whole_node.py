@@ -341,8 +341,8 @@ def test_sparing_or_redialing_swims_next_probe_targets_cuts_the_false_suspicions
     Two guards: our manager spares the members SWIM probes now or next
     (SwimCore.upcoming), and SWIM asks again at once for such a connection
     closed in order (redial_upcoming). Counted: probes of live members that
-    failed, over 60 s of steady state, summed over four seeds (one seed's
-    count swings 3-22 with any change to what the network does during its
+    failed, over 60 s of steady state, summed over eight seeds (one seed's
+    count swings 2-22 with any change to what the network does during its
     build). The mesh shares the protection cap (4 here) and still delivers
     a message to every node. SWIM probes the whole roster here
     (probe_connected_min 0), as by default before 2026-12-05; the default
@@ -363,7 +363,7 @@ def test_sparing_or_redialing_swims_next_probe_targets_cuts_the_false_suspicions
         _a_message_reaches_every_live_node(sim)
         return count, sum(st.connected_probes for st in stats) - before[1]
 
-    seeds = (1, 2, 3, 4)
+    seeds = (1, 2, 3, 4, 5, 6, 7, 8)  # four gave 14 unguarded once the DHT's refreshes were spread (2026-12-07)
     neither = sum(suspicions(seed, False, False)[0] for seed in seeds)
     spared = [suspicions(seed, True, False) for seed in seeds]
     assert all(none == 0 for _, none in spared)
