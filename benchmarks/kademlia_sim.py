@@ -118,6 +118,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer samples and shorter survival runs")
     ap.add_argument("--json", help="also write every result (all fields) to this file")
     ns = ap.parse_args()
+    if not ns.join_rate > 0:
+        ap.error("--join-rate must be positive")
     asked = set(SCENARIOS) - {"refresh"} if ns.scenario == "all" else set(ns.scenario.split(","))
     if not asked <= set(SCENARIOS):
         ap.error(f"unknown scenario in {ns.scenario!r}")

@@ -601,11 +601,12 @@ class DHT:
         next bucket refresh is 10 minutes away. So the self-lookup is
         repeated after 1, 2, 4 ... 32 s while the table stays under k.
 
-        The first is the core's Bootstrap: when it ends, one lookup in each
+        Each is the core's Bootstrap: when it ends, one lookup in each
         bucket down to one past the deepest filled (as go-libp2p-kad-dht's
         bootstrap): a self-lookup learns only our own neighbourhood, and
         without these a newcomer routes short of farther regions until its
-        first periodic refresh (docs/dht.md, "Open").
+        first periodic refresh (docs/dht.md, "Open"). A join whose table was
+        still empty asks no bucket; the repeats are its second chance.
         """
         svc = self._svc()
         await svc.wait_for_table(SELF_LOOKUP_WAIT)
@@ -622,7 +623,9 @@ class DHT:
                 if svc.table_size() >= svc.config.k:
                     return
                 self.young_lookups += 1
-                await self.lookup(svc.local_peer.to_bytes())
+                # A Bootstrap again: a join whose table was still empty
+                # asked no bucket, and these are its second chance.
+                await self._lookup(lambda q: Bootstrap(q))
         finally:
             self._young = False
 

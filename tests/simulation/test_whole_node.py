@@ -367,7 +367,7 @@ def test_sparing_or_redialing_swims_next_probe_targets_cuts_the_false_suspicions
     neither = sum(suspicions(seed, False, False)[0] for seed in seeds)
     spared = [suspicions(seed, True, False) for seed in seeds]
     assert all(none == 0 for _, none in spared)
-    assert neither >= 20, neither
+    assert neither >= 30, neither  # 40 on 2026-12-07 (the floor was 20 for the first four seeds)
     for guarded in (sum(count for count, _ in spared), sum(suspicions(seed, False, True)[0] for seed in seeds)):
         assert 3 * guarded <= 2 * neither, (guarded, neither)
     # The default since 2026-12-05: over the connections (8 of the 8-10 a

@@ -547,7 +547,8 @@ class KademliaCore:
             self._mark_refreshed(q.lookup.target)
         if q.qid == self._bootstrap_qid:
             self._bootstrap_qid = None
-            self._refresh_all(out)
+            if not cancelled:  # a join its caller gave up on (a node stopping) asks no more
+                self._refresh_all(out)
         if q.kind is Kind.GET_VALUE and q.value is not None and q.outdated:
             self._correct(q, out)
         if not q.internal:
@@ -683,10 +684,11 @@ class KademliaCore:
         internal = event.query_id is None
         qid = self._internal_id() if event.query_id is None else event.query_id
         ours = qid not in self._queries  # a duplicate ID is refused: never mark another's query
+        before = self._bootstrap_qid
         if ours:
             self._bootstrap_qid = qid  # before the start: a lookup with no one to ask ends inside it
         if self._start(qid, Kind.FIND_NODE, self.local_peer, out, internal=internal) is None and ours:
-            self._bootstrap_qid = None  # refused (too many queries)
+            self._bootstrap_qid = before  # refused (too many queries): one under way still counts
 
     def _refresh_all(self, out: list[Action]) -> None:
         """After the join's self-lookup: one lookup per bucket down to one past

@@ -160,7 +160,8 @@ class Bootstrap:
     """A self-lookup, and when it ends one lookup per bucket down to one
     past the deepest filled (a join). With ``query_id`` the self-lookup
     ends like a StartLookup (QueryFinished, ClosestPeers); without, it is
-    the core's own and reports nothing."""
+    the core's own and reports nothing. A CancelQuery of it ends the
+    self-lookup and asks no bucket (the caller gave up: a node stopping)."""
 
     query_id: QueryId | None = None
 

@@ -533,6 +533,29 @@ def test_a_bootstrap_with_a_query_id_reports_its_self_lookup_and_refreshes_every
     assert {kad_key(r.message.key) for r in d.sent[before:]} == {kad_key(pid("x"))}
 
 
+def test_a_cancelled_bootstrap_asks_no_bucket_and_a_refused_one_leaves_the_running_one_be() -> None:
+    net = IdealNetwork(2000)
+    cfg = KademliaConfig(refresh_interval=600.0, refresh_check_interval=1e9, max_queries=2)
+
+    def refreshes(d: Driver) -> set[bytes]:
+        return {r.message.key for r in d.sent if r.message.key != d.core.local_peer}
+
+    d = Driver(core_knowing(net.peers[:3], config=cfg), net)
+    d.feed(Bootstrap("join"))
+    d.feed(CancelQuery("join"))  # the node stopping: its caller gave up
+    d.run(30.0)
+    assert "join" in d.finished and not refreshes(d)
+    # Two queries at most: a second join is refused while one runs, and the
+    # first still asks the buckets when it ends (as many as there is room for).
+    d = Driver(core_knowing(net.peers[:3], config=cfg), net)
+    d.feed(Bootstrap("first"))
+    d.feed(StartLookup("other", pid("x")))
+    acts = d.feed(Bootstrap("second"))
+    assert any(isinstance(a, QueryFinished) and a.query_id == "second" for a in acts)
+    d.run(30.0)
+    assert refreshes(d) - {pid("x")}
+
+
 def test_refresh_config_is_checked() -> None:
     for bad in ({"refresh_jitter": -0.1}, {"refresh_jitter": 1.0}, {"max_refreshes_per_check": 0}):
         with pytest.raises(ValueError, match="refresh_jitter|max_refreshes_per_check"):
