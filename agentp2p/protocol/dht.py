@@ -403,6 +403,8 @@ class DHT:
         self._nursery: trio.Nursery | None = None
         self._young = False  # the young-network self-lookups are running
         self.young_lookups = 0
+        #: The last join started with an empty table (its Bootstrap asked no bucket).
+        self._join_asked_no_bucket = False
 
     # -- wiring -----------------------------------------------------------------
 
@@ -606,10 +608,12 @@ class DHT:
         bootstrap): a self-lookup learns only our own neighbourhood, and
         without these a newcomer routes short of farther regions until its
         first periodic refresh (docs/dht.md, "Open"). A join whose table was
-        still empty asks no bucket; the repeats are its second chance.
+        still empty asks no bucket; the first repeat with peers is its
+        second chance.
         """
         svc = self._svc()
         await svc.wait_for_table(SELF_LOOKUP_WAIT)
+        self._join_asked_no_bucket = not svc.table_size()
         await self._lookup(lambda q: Bootstrap(q))
         if svc.table_size() < svc.config.k and self._nursery is not None and not self._young:
             self._young = True
@@ -623,9 +627,16 @@ class DHT:
                 if svc.table_size() >= svc.config.k:
                     return
                 self.young_lookups += 1
-                # A Bootstrap again: a join whose table was still empty
-                # asked no bucket, and these are its second chance.
-                await self._lookup(lambda q: Bootstrap(q))
+                # A plain self-lookup, but a join that found its table empty
+                # asked no bucket: the first repeat with peers is its second
+                # chance. (Every repeat a Bootstrap: one 100-node devnet run
+                # formed in the slow mode, each young node's repeats then
+                # asking all its buckets again.)
+                if self._join_asked_no_bucket and svc.table_size():
+                    self._join_asked_no_bucket = False
+                    await self._lookup(lambda q: Bootstrap(q))
+                else:
+                    await self.lookup(svc.local_peer.to_bytes())
         finally:
             self._young = False
 
