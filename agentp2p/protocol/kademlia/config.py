@@ -68,13 +68,14 @@ class KademliaConfig:
     refresh_check_interval: float = 60.0
     #: Each bucket's next refresh falls due ``refresh_interval`` after its
     #: last lookup, moved at random by up to this share of it either way
-    #: (±150 s at the defaults): a node's buckets, all looked up at its join,
-    #: and the nodes that joined together then fall due over five checks
-    #: instead of one, at the same rate on average.
+    #: (±150 s at the defaults): buckets looked up together (a Bootstrap's
+    #: every-bucket lookup; a node's whole table counts as fresh from its
+    #: start) and nodes that joined together then fall due over several
+    #: checks instead of one, at about the same rate.
     refresh_jitter: float = 0.25
     #: Refresh lookups one periodic check starts at most (the stalest
-    #: buckets first; the rest wait for the next check). The join's own
-    #: refresh of every bucket is not capped.
+    #: buckets first; the rest wait for the next check). A Bootstrap's
+    #: lookup in every bucket is not capped.
     max_refreshes_per_check: int = 2
     max_refresh_cpl: int = 15  # deeper buckets are (almost) always empty
     record_ttl: float = 36 * 3600.0
