@@ -42,7 +42,6 @@ round of 10,000 nodes is ~3.5 million requests).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import time
@@ -55,6 +54,7 @@ from agentp2p.simulation.kademlia import (
     lookup_scenario,
     newcomer_scenario,
     node_kad_config,
+    refresh_all_at_once,
     refresh_scenario,
     survival_scenario,
 )
@@ -197,8 +197,7 @@ def main() -> None:
             rf_rows: list[str] = []
             node = node_kad_config()
             forms = {"jitter 25 %, 2 per check (now)": node,
-                     "none, all at once (before)": dataclasses.replace(node, refresh_jitter=0.0,
-                                                                       max_refreshes_per_check=64)}
+                     "none, all at once (before)": refresh_all_at_once(node)}
             for form, kad in forms.items():
                 sim = KadSimulation(KadSimConfig(n=n, seed=ns.seed, join_rate=ns.join_rate, kad=kad))
                 sim.build()

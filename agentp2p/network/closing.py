@@ -29,9 +29,9 @@ table but before it told the notifees (its last 0.1 s) still goes
 unreported; the sweep sees only the table. A close still running after
 the grace (none measured takes so long) ends when the sweep closes its
 socket, and then tells the notifees a second time: ours hear one
-disconnect per connection (network/events.py), py-libp2p's own may hear two. Nor can a close no longer be
-cut short: shielding the library's close from its callers was tried and
-not kept (the sweep alone ends the lock-out and touches less; the first
+disconnect per connection (network/events.py), py-libp2p's own may hear
+two. Nor is a close kept from being cut short: shielding the library's
+close from its callers was tried and not kept (the sweep alone ends the lock-out and touches less; the first
 runs of every form were slow for a reason not found, and the sweep's
 were not when run in turn with the code before it: docs/scale.md, "A
 member missing for good").

@@ -88,7 +88,8 @@ from .kademlia_metrics import Sample, SampleLog, summarise
 from .links import LognormalLatency, UniformLatency
 
 __all__ = ["NODE", "PY_LIBP2P", "TRANSPORTS", "WARM", "KadSimConfig", "KadSimulation", "SurvivalPlan", "lookup_scenario",
-           "newcomer_scenario", "node_kad_config", "provider_key", "refresh_scenario", "survival_scenario"]
+           "newcomer_scenario", "node_kad_config", "provider_key", "refresh_all_at_once", "refresh_scenario",
+           "survival_scenario"]
 
 #: Our node's connections (round trips; see the module docstring).
 NODE = Transport(dial_rtts=2.0, stream_rtts=0.0, identify_rtts=2.0, stream_idle=30.0, max_connections=300,
@@ -103,6 +104,12 @@ TRANSPORTS = {"node": NODE, "py-libp2p": PY_LIBP2P, "warm": WARM}
 def node_kad_config() -> KademliaConfig:
     """The core's configuration in a node run on the defaults."""
     return kademlia_config(DHTConfig())
+
+
+def refresh_all_at_once(kad: KademliaConfig) -> KademliaConfig:
+    """``kad`` with its bucket refreshes as before 2026-12-07: no jitter, every
+    stale bucket at the same check (the counterpart refresh_scenario compares)."""
+    return replace(kad, refresh_jitter=0.0, max_refreshes_per_check=64)
 
 
 def provider_key(name: str) -> bytes:

@@ -38,6 +38,7 @@ from agentp2p.simulation.kademlia import (
     lookup_scenario,
     newcomer_scenario,
     node_kad_config,
+    refresh_all_at_once,
     refresh_scenario,
     survival_scenario,
 )
@@ -253,15 +254,13 @@ def test_a_network_that_joined_at_once_spreads_its_bucket_refreshes() -> None:
     (what the node did before) every bucket of every node falls due at the
     same check, each refresh interval; with them the same work spreads over
     several checks and stays spread."""
-    import dataclasses
-
     def run(kad: KademliaConfig) -> dict[str, object]:
         sim = KadSimulation(KadSimConfig(n=40, seed=1, join_rate=100.0, kad=kad))
         sim.build()
         return refresh_scenario(sim, duration=1500.0, window=60.0)
 
     node = node_kad_config()
-    before = run(dataclasses.replace(node, refresh_jitter=0.0, max_refreshes_per_check=64))
+    before = run(refresh_all_at_once(node))
     after = run(node)
     b, a = before["per_window"], after["per_window"]
     assert sum(1 for x in b if x) <= 4  # two rounds, each over a check or two
