@@ -22,7 +22,9 @@ commands and reports, for one N:
   message's slowest delivery), and as the devnet's poll of the workers
   confirmed it (the top-level quantiles; every 0.1 s, plus the workers'
   answers: up to ~0.6 s more at 100 nodes on 2 cores); beside them each
-  node's own delivery time and how long the publisher's ``publish`` held it;
+  node's own delivery time and how long the publisher's ``publish`` held it,
+  and the workers' CPU over the window, per message above their idle rate
+  (every node's share of a message runs on this machine's cores);
 * **failure**: ``--kill-share`` of the nodes crashed at once (stopped
   without SWIM's goodbye, their connections closed: what their process's
   death does to peers), or with ``--kill-worker`` the last worker process
@@ -249,6 +251,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 expected += int(r.get("expected", 0))
         out["discovery"] = {**_q(finds), "found": matched, "offering": expected}
 
+        if args.profile:
+            spy = PySpy(args.profile, "pubsub")
+            spy.start(pids)
+        s_pub0, t_pub0 = devnet.command("stats", 60), time.monotonic()
         pubs: list[float] = []
         node_p50: list[float] = []  # each publish's own P50 / P99 over the nodes, as they stamped it
         node_p99: list[float] = []
@@ -268,11 +274,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 last_stamps.append(float(lat["max"]))
             if lat.get("publish_s") is not None:
                 held.append(float(lat["publish_s"]))
+        s_pub1, t_pub1 = devnet.command("stats", 60), time.monotonic()
+        if spy is not None:
+            out.setdefault("profile", {})["pubsub"] = spy.stop()
+        # The whole network's CPU for its messages: on one machine every
+        # node's share of a message runs on the same cores, so a message
+        # cannot reach the last node much sooner than the network's CPU for
+        # it takes on them (less the idle rate over the window's wall time).
+        (pc0, _), (pc1, _) = _workers(s_pub0), _workers(s_pub1)
+        pub_span = t_pub1 - t_pub0
+        idle_cpu = out["idle"]["cpu_pct_per_node"] / 100 * n * pub_span
         out["pubsub"] = {**_q([p for p in pubs if p == p]), "delivered": delivered, "expected": reach,
                          "node_latency": {"p50_of_p50": round(percentile(node_p50, 50), 3) if node_p50 else None,
                                           "p99_of_p99": round(percentile(node_p99, 99), 3) if node_p99 else None},
                          "last_delivery": _q(last_stamps) if last_stamps else None,
-                         "publish_held": _q(held) if held else None}  # fmt: skip
+                         "publish_held": _q(held) if held else None,
+                         "window_s": round(pub_span, 1), "workers_cpu_s": round(pc1 - pc0, 2),
+                         "cpu_s_per_message": round(max(0.0, pc1 - pc0 - idle_cpu) / max(1, args.publishes), 3),
+                         "swim_counters": _delta(_by_node(s_pub0), _by_node(s_pub1))}  # fmt: skip
 
         c_before = _counters(devnet)  # per node: the killed ones drop out of the window's sum
         if args.kill_worker:
@@ -413,6 +432,17 @@ def _report(r: dict[str, Any]) -> None:
               f"delivered {p['delivered']} of {p['expected']}; each node's own delivery time: P50 of the "
               f"publishes' P50s {nl.get('p50_of_p50')} s, P99 of their P99s {nl.get('p99_of_p99')} s; "
               f"the publisher held it P99 {(p.get('publish_held') or {}).get('p99')} s")
+        if "cpu_s_per_message" in p:
+            print(f"  pub/sub window ({p['window_s']} s): the workers used {p['workers_cpu_s']} s of CPU, "
+                  f"{p['cpu_s_per_message']} s a message above their idle rate (on {r['procs']} workers' cores: "
+                  f"at least {p['cpu_s_per_message'] / max(1, min(r['procs'], os.cpu_count() or 1)):.3f} s to reach "
+                  f"every node, were it all before the last delivery)")
+            c = p.get("swim_counters") or {}
+            if c.get("pubsub_rpc_in") is not None and p["n"]:
+                per = p["n"] * r["nodes"]  # a message's frames per node
+                print(f"    pub/sub frames per message per node: {c.get('pubsub_rpc_in', 0) / per:.1f} read, "
+                      f"{c.get('pubsub_rpc_out', 0) / per:.1f} written; copies {c.get('pubsub_forwarded', 0) / per:.1f} "
+                      f"sent, {c.get('pubsub_duplicates', 0) / per:.1f} duplicates")
     if "failure" in r:
         f = r["failure"]
         fm = f.get("first_match") or {}
@@ -483,7 +513,7 @@ def main() -> None:
     ap.add_argument("--contend", type=int, default=0,
                     help="CPU-bound processes run beside the devnet, at the same priority (a shared machine)")
     ap.add_argument("--profile", type=Path, default=None, metavar="DIR",
-                    help="py-spy (raw stacks into DIR) on every worker in the idle and merge windows; "
+                    help="py-spy (raw stacks into DIR) on every worker in the idle, pub/sub and merge windows; "
                          "the JSON gets each one's CPU shares by work, owner and task (py-spy's own CPU "
                          "shares the cores: a profiled run's figures are not an unprofiled one's)")
     ap.add_argument("--json", action="store_true")

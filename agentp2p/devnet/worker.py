@@ -323,7 +323,8 @@ class Worker:
         its transport's (``transport_`` + name: frames, stream opens, drops)
         and its node's new connections (``dialer_`` + name: dials out;
         ``inbound_`` + name: connections in), its record's publish rounds
-        (``records_``) and its DHT's queries and requests (``dht_``), which
+        (``records_``), its DHT's queries and requests (``dht_``) and its
+        pub/sub frames and copies (``pubsub_``), which
         the ``stats`` command sums over the network (SWIM's only with SWIM on)."""
         counters = bool(req.get("counters"))
         nodes = []
@@ -344,7 +345,8 @@ class Worker:
                     # and new connections a window cost. (Under the key
                     # "swim_counters" for the devnet's summary, SWIM on or off.)
                     entry["swim_counters"] = {**_connection_counters(node), **_record_counters(slot.record),
-                                              **_dht_counters(node), **_swim_counters(node)}  # fmt: skip
+                                              **_dht_counters(node), **_pubsub_counters(node),
+                                              **_swim_counters(node)}  # fmt: skip
             nodes.append(entry)
         reply: dict[str, Any] = {"nodes": nodes, "stalls": self.stalls.as_dict()}
         observer = req.get("observer")
@@ -484,6 +486,20 @@ def _dht_counters(node: Any) -> dict[str, int]:
     if svc is not None and svc.core is not None:
         out.update({f"dht_requests_{k}": v for k, v in svc.core.stats.requests.items()})
         out["dht_pings_skipped"] = svc.core.stats.pings_skipped
+    return out
+
+
+def _pubsub_counters(node: Any) -> dict[str, int]:
+    """Its pub/sub frames (``pubsub_rpc_in``, ``_rpc_out``: RPC frames read
+    and written) and messages (``pubsub_delivered`` first copies taken,
+    ``_duplicates`` copies it had already, ``_forwarded`` copies sent): what
+    one message costs the network, in frames (docs/scale.md)."""
+    stats = node.pubsub.stats
+    out = {"pubsub_rpc_in": stats.rpc_in, "pubsub_rpc_out": stats.rpc_out}
+    core = node.pubsub.router.core
+    if core is not None:
+        c = core.stats
+        out.update(pubsub_delivered=c.delivered, pubsub_duplicates=c.duplicates, pubsub_forwarded=c.forwarded)
     return out
 
 
