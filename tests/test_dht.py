@@ -11,6 +11,7 @@ from multiaddr import Multiaddr
 from agentp2p.config import DHTConfig
 from agentp2p.node import Node
 from agentp2p.protocol.dht import DHTError, dedupe_peer_infos, provider_key
+from agentp2p.protocol.kademlia.keys import kad_key
 from agentp2p.testing import local_config, network, wait_until
 
 import pytest
@@ -325,6 +326,25 @@ async def test_nodes_joining_through_one_peer_at_once_find_each_other_soon() -> 
             # not the first lookup already met the other; which one did is a race).
             await wait_until(lambda: min(a.dht.stats()["young_network_lookups"],
                                          b.dht.stats()["young_network_lookups"]) >= 1, 10, "repeated self-lookups")
+
+
+async def test_a_join_looks_up_every_bucket_once_its_self_lookup_ends() -> None:
+    """The node's first self-lookup is the core's Bootstrap: when it ends, one
+    lookup in each bucket down to one past the deepest filled. Until
+    2026-12-07 the node ran a plain self-lookup, and only the simulators
+    refreshed at join: a real newcomer's other buckets waited 10 minutes."""
+    async with network(6, swim=False) as nodes:
+        core = nodes[-1].dht._svc().core
+        assert core is not None
+        table = core.table
+
+        def every_bucket_looked_up() -> bool:
+            if not len(table):
+                return False
+            deepest = max(table.bucket_of(kad_key(e.peer)) for e in table.peers())
+            return set(range(min(deepest + 1, core.cfg.max_refresh_cpl) + 1)) <= set(table._refreshed)
+
+        await wait_until(every_bucket_looked_up, 20, "a lookup in every bucket of the last joiner")
 
 
 async def test_a_bootstrap_peer_that_refuses_us_after_the_handshake_is_retried_with_backoff() -> None:

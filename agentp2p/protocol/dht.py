@@ -52,6 +52,7 @@ from agentp2p.network.identify import push_identify, request_identify
 from agentp2p.protocol.kademlia import (
     IPFS_PROTOCOL_ID,
     PROTOCOL_ID,
+    Bootstrap,
     ClosestPeers,
     FindPeer,
     FindProviders,
@@ -402,6 +403,8 @@ class DHT:
         self._nursery: trio.Nursery | None = None
         self._young = False  # the young-network self-lookups are running
         self.young_lookups = 0
+        #: The last join started with an empty table (its Bootstrap asked no bucket).
+        self._join_asked_no_bucket = False
 
     # -- wiring -----------------------------------------------------------------
 
@@ -575,9 +578,12 @@ class DHT:
 
     async def lookup(self, target: bytes) -> list[ID]:
         """An iterative FIND_NODE for ``target``: the k closest peers that answered."""
+        return await self._lookup(lambda q: StartLookup(q, target))
+
+    async def _lookup(self, make: Callable[[Any], Any]) -> list[ID]:
         self.lookups += 1
         try:
-            fin = await self._query("lookup", lambda q: StartLookup(q, target), "lookup")
+            fin = await self._query("lookup", make, "lookup")
         except DHTError as exc:
             log.debug("lookup failed: %s", exc)
             return []
@@ -597,15 +603,21 @@ class DHT:
         next bucket refresh is 10 minutes away. So the self-lookup is
         repeated after 1, 2, 4 ... 32 s while the table stays under k.
 
-        Not the core's Bootstrap (the self-lookup, then a lookup in every
-        bucket, as go-libp2p-kad-dht's bootstrap and our simulators do):
-        with it, 100-node devnets formed in the slow mode in 2 of 4 runs,
-        against none of 4 without (docs/dht.md, "Open"), so a newcomer's
-        farther buckets wait for the periodic refresh.
+        The first is the core's Bootstrap: when it ends, one lookup in each
+        bucket down to one past the deepest filled (as go-libp2p-kad-dht's
+        bootstrap): a self-lookup learns only our own neighbourhood, and
+        without these a newcomer routes short of farther regions until its
+        first periodic refresh (docs/dht.md, "Open"). A join whose table was
+        still empty asks no bucket; the first repeat with peers is its
+        second chance. (Off for a few hours on 2026-12-07, after 2 of 4
+        100-node devnet runs with it formed in the slow mode; the code
+        without it then did so in 2 of 3: that mode is not shown to be
+        its doing, docs/scale.md.)
         """
         svc = self._svc()
         await svc.wait_for_table(SELF_LOOKUP_WAIT)
-        await self.lookup(svc.local_peer.to_bytes())
+        self._join_asked_no_bucket = not svc.table_size()
+        await self._lookup(lambda q: Bootstrap(q))
         if svc.table_size() < svc.config.k and self._nursery is not None and not self._young:
             self._young = True
             self._nursery.start_soon(self._young_network_lookups)
@@ -618,7 +630,15 @@ class DHT:
                 if svc.table_size() >= svc.config.k:
                     return
                 self.young_lookups += 1
-                await self.lookup(svc.local_peer.to_bytes())
+                # A plain self-lookup, but a join that found its table empty
+                # asked no bucket: the first repeat with peers is its second
+                # chance. (Not every repeat a Bootstrap: each would ask all
+                # its buckets again, load a forming network does not need.)
+                if self._join_asked_no_bucket and svc.table_size():
+                    self._join_asked_no_bucket = False
+                    await self._lookup(lambda q: Bootstrap(q))
+                else:
+                    await self.lookup(svc.local_peer.to_bytes())
         finally:
             self._young = False
 
