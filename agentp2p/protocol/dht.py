@@ -580,7 +580,9 @@ class DHT:
         """An iterative FIND_NODE for ``target``: the k closest peers that answered."""
         return await self._lookup(lambda q: StartLookup(q, target))
 
-    async def _lookup(self, make: Callable[[Any], Any]) -> list[ID]:
+    async def _lookup(self, make: Callable[[int], Any]) -> list[ID]:
+        """A lookup's query (a StartLookup, or the join's Bootstrap, which
+        ends like one), counted and logged alike: the closest peers that answered."""
         self.lookups += 1
         try:
             fin = await self._query("lookup", make, "lookup")
@@ -609,10 +611,13 @@ class DHT:
         without these a newcomer routes short of farther regions until its
         first periodic refresh (docs/dht.md, "Open"). A join whose table was
         still empty asks no bucket; the first repeat with peers is its
-        second chance. (Off for a few hours on 2026-12-07, after 2 of 4
-        100-node devnet runs with it formed in the slow mode; the code
-        without it then did so in 2 of 3: that mode is not shown to be
-        its doing, docs/scale.md.)
+        second chance. It runs again when the node's last connection
+        closed or its table emptied and the bootstrapper reconnected it (a
+        rejoin: every bucket again, bounded by the core's max_queries).
+        (Off for about two hours on 2026-12-07, after 2 of 4 100-node
+        devnet runs with it formed in the slow mode; the code without it
+        then did so in 2 of 3: that mode is not shown to be its doing,
+        docs/scale.md.)
         """
         svc = self._svc()
         await svc.wait_for_table(SELF_LOOKUP_WAIT)

@@ -219,12 +219,12 @@ def test_devnet_scale_benchmark_runs_every_step_at_six_nodes(crash: str, killed:
     assert rec["records_rounds"] >= 6, json.dumps(rec)
     assert r["pubsub"]["delivered"] == r["pubsub"]["expected"] == 2 * 5, json.dumps(r["pubsub"])
     # The window's CPU, read from the workers before and after it (two
-    # publishes and the devnet's polls of five nodes take some).
-    assert r["pubsub"]["window_s"] > 0 and r["pubsub"]["workers_cpu_s"] > 0, json.dumps(r["pubsub"])
-    assert r["pubsub"]["cpu_s_per_message"] >= 0, json.dumps(r["pubsub"])
+    # publishes, the devnet's polls and the 3 s gossip tail take some).
+    assert r["pubsub"]["window_s"] >= 3 and r["pubsub"]["workers_cpu_s"] > 0, json.dumps(r["pubsub"])
     # ... and the pub/sub frames the nodes read and wrote in it, and the
     # copies delivered: two messages, each delivered at the five other nodes.
     pc = r["pubsub"]["swim_counters"]
+    assert r["pubsub"]["counted"] == 6 and not pc.get("partial"), json.dumps(r["pubsub"])
     assert pc.get("pubsub_rpc_in", 0) > 0 and pc.get("pubsub_rpc_out", 0) > 0, json.dumps(pc)
     assert pc.get("pubsub_delivered", 0) >= 2 * 5, json.dumps(pc)
     assert r["failure"]["ok"] and r["failure"]["killed"] == killed and r["idle"]["rss_mb_per_node"] > 0, json.dumps(r)
