@@ -299,7 +299,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         (pc0, _), (pc1, _) = _workers(s_pub0), _workers(s_pub1)
         pub_span = t_pub1 - t_pub0
         idle_cpu = out["idle"]["cpu_pct_per_node"] / 100 * n * pub_span
-        window = _delta(_by_node(s_pub0), _by_node(s_pub1))
+        n0, n1 = _by_node(s_pub0), _by_node(s_pub1)
         out["pubsub"] = {**_q([p for p in pubs if p == p]), "delivered": delivered, "expected": reach,
                          "node_latency": {"p50_of_p50": round(percentile(node_p50, 50), 3) if node_p50 else None,
                                           "p99_of_p99": round(percentile(node_p99, 99), 3) if node_p99 else None},
@@ -311,8 +311,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                          "cpu_s_per_message": round((pc1 - pc0 - idle_cpu) / max(1, args.publishes), 3),
                          # The nodes' counters summed over the nodes in both reads (``counted``;
                          # pub/sub's ``pubsub_`` ones among them; idle control frames not taken off).
-                         "counted": len(_by_node(s_pub0)[0].keys() & _by_node(s_pub1)[0].keys()),
-                         "swim_counters": window}  # fmt: skip
+                         "counted": len(n0[0].keys() & n1[0].keys()),
+                         "swim_counters": _delta(n0, n1)}  # fmt: skip
 
         c_before = _counters(devnet)  # per node: the killed ones drop out of the window's sum
         if args.kill_worker:

@@ -510,10 +510,9 @@ def test_refresh_without_jitter_or_cap_looks_up_every_stale_bucket_at_once() -> 
 
 
 def test_a_bootstrap_with_a_query_id_reports_its_self_lookup_and_refreshes_every_bucket() -> None:
-    """A Bootstrap given a query ID (what a node's join would send; tried and
-    left off, DHT.self_lookup says why): the self-lookup answers like a
-    StartLookup, and its end still looks up every bucket, even one whose due
-    time a lookup just jittered into the future."""
+    """What the node's join sends (DHT.self_lookup): the self-lookup answers
+    like a StartLookup, and its end still looks up every bucket, even one
+    whose due time a lookup just jittered into the future."""
     net = IdealNetwork(2000)
     cfg = KademliaConfig(refresh_interval=600.0, refresh_check_interval=1e9)
     d = Driver(core_knowing(net.peers[:3], config=cfg), net)
