@@ -112,7 +112,7 @@ def main() -> None:
     ap.add_argument("--topology", choices=["random", "small-world"], default="random",
                     help="small-world: near dials in XOR space, D 8 with d_near 7, Sybils with IDs ground near victims")
     ap.add_argument("--rows", help="keep only these rows: 'scenario/scoring' pairs, ';'-separated "
-                                   "(e.g. 'loss 0%/off;20% Sybils drop/p3')")
+                                   "(e.g. 'loss 0%%/off;20%% Sybils drop/p3')")
     ap.add_argument("--gossip-factor", type=float, default=None,
                     help="the router's gossip_factor (default: the router's, the spec's 0.25; "
                          "a node's config sets 0: docs/pubsub.md)")
