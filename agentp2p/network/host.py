@@ -62,6 +62,7 @@ from agentp2p.network.library_logs import demote_library_logs
 from agentp2p.network.handlers import HandlerFailures, install_swarm_guard
 from agentp2p.network.identity import Identity
 from agentp2p.network.inbound import InboundGate, install_ban_gate
+from agentp2p.network.buffered import install_buffered_reads
 from agentp2p.network.pnet import install_pnet
 from agentp2p.network.listen import install as install_exclusive_listeners
 from agentp2p.network.multistream import install as install_one_round_trip_select
@@ -276,6 +277,8 @@ def build_host(
     # A peer's first bytes (nonce, multistream header) come within one round
     # trip; the bound is shorter than a dial's so its error is the one seen.
     install_pnet(host, psk, timeout=min(resources.limits.handshake_timeout, limits.dial_timeout / 2))
+    # Below pnet and Noise: reads of the socket in bulk (buffered.py).
+    install_buffered_reads(host)
     # py-libp2p's per-event WARNING/ERROR lines about peers become DEBUG (library_logs.py).
     demote_library_logs()
     return host
