@@ -8,11 +8,23 @@ kernel's buffer. Every frame a node reads pays that twice; at 100 nodes on
 one machine, moving frames is most of a message's CPU (docs/scale.md).
 
 :class:`BufferedReads` asks the connection below for up to ``chunk`` bytes
-at a time and answers each read from what it holds, without awaiting
-anything while it holds bytes. It never holds more than one ``chunk``
-(bytes the kernel would otherwise hold), never returns more than was asked
-for, and hands over every byte in order: the layers above see the same byte
-stream, cut differently.
+at a time and answers each read from what it holds. It never returns more
+than was asked for and hands over every byte in order: the layers above see
+the same byte stream, cut differently. What it holds is at most one
+``chunk`` per connection (64 KiB), *on top of* the kernel's socket buffer
+(the kernel's window reopens as we take bytes), before authentication too:
+the handshake's first read asks for a chunk like any other.
+
+Two things differ from a plain socket read, on purpose:
+
+* a read answered from what is held does not checkpoint (no trip through
+  trio's scheduler: that is the saving). A deadline around a loop of reads
+  fires at the next read that reaches the socket, at most one chunk later;
+  no byte is lost either way;
+* it serves one reader at a time: a second task reading while one waits on
+  the socket would get bytes out of order, so it gets
+  ``trio.BusyResourceError`` instead (after the handshake Yamux's one
+  reader task is the only one; during it, the upgrade's).
 
 :func:`install_buffered_reads` wraps every raw connection as it enters the
 security upgrade, below everything else the upgrade does, so all above it —
@@ -24,6 +36,8 @@ take that path: their streams come framed from aioquic.)
 from __future__ import annotations
 
 from typing import Any
+
+import trio
 
 __all__ = ["BufferedReads", "READ_CHUNK", "install_buffered_reads"]
 
@@ -42,9 +56,12 @@ class BufferedReads:
         self._chunk = chunk
         self._held = b""
         self._pos = 0
+        self._reading = False
         self.is_initiator = getattr(inner, "is_initiator", False)
 
     def __getattr__(self, name: str) -> Any:
+        if name == "_inner":  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
         return getattr(self._inner, name)
 
     @property
@@ -53,26 +70,32 @@ class BufferedReads:
         return len(self._held) - self._pos
 
     async def read(self, n: int | None = None) -> bytes:
+        """Up to ``n`` bytes (all that is held, or one read below, for None)."""
+        if n is not None and n < 0:
+            n = None
         held = self._held
         if self._pos < len(held):
-            if n is None or n < 0:
-                end = len(held)
-            elif n == 0:
+            if n == 0:
                 return b""
-            else:
-                end = min(len(held), self._pos + n)
+            end = len(held) if n is None else min(len(held), self._pos + n)
             out = held[self._pos:end]
             if end == len(held):
                 self._held, self._pos = b"", 0
             else:
                 self._pos = end
             return out
-        if n is None or n < 0:
-            return await self._inner.read(n)
         if n == 0:
             return b""
-        data = await self._inner.read(max(n, self._chunk))
-        if len(data) <= n:
+        if self._reading:
+            raise trio.BusyResourceError("another task is already reading this connection")
+        self._reading = True
+        try:
+            data = await self._inner.read(None if n is None else max(n, self._chunk))
+        finally:
+            self._reading = False
+        # An empty read (the end) passes up as it is; so does a later read's
+        # answer below (the inbound path's raises: network/inbound.py).
+        if n is None or len(data) <= n:
             return data
         self._held, self._pos = data, n
         return data[:n]
@@ -81,6 +104,7 @@ class BufferedReads:
         await self._inner.write(data)
 
     async def close(self) -> None:
+        self._held, self._pos = b"", 0
         await self._inner.close()
 
     def get_remote_address(self) -> tuple[str, int] | None:
@@ -98,7 +122,9 @@ def install_buffered_reads(host: Any) -> None:
 
     Replaces the upgrader's ``upgrade_security`` on the host's instance;
     installed after the private network's wrapper (network/pnet.py), it runs
-    first, so that wrapper reads through the buffer too. Idempotent.
+    first, so that wrapper reads through the buffer too. The markers the
+    wrapped function carries (``_agentp2p_*``: pnet's) are carried over, so
+    a repeated install of either finds its own and does nothing. Idempotent.
     """
     upgrader = host.get_network().upgrader
     inner = upgrader.upgrade_security
@@ -108,5 +134,8 @@ def install_buffered_reads(host: Any) -> None:
     async def buffered(raw_conn: Any, is_initiator: bool, peer_id: Any = None) -> Any:
         return await inner(BufferedReads(raw_conn), is_initiator, peer_id)
 
+    for name, value in vars(inner).items() if hasattr(inner, "__dict__") else ():
+        if name.startswith("_agentp2p_"):
+            setattr(buffered, name, value)
     buffered._agentp2p_buffered = True  # type: ignore[attr-defined]
     upgrader.upgrade_security = buffered

@@ -135,6 +135,67 @@ async def test_a_held_read_does_not_go_through_the_scheduler() -> None:
         BufferedReads(_Chunks(b"", []), chunk=0)
 
 
+class _Waiting:
+    """A connection below whose read waits until released."""
+
+    def __init__(self) -> None:
+        self.release = trio.Event()
+        self.asked: list[int | None] = []
+
+    async def read(self, n: int | None = None) -> bytes:
+        self.asked.append(n)
+        await self.release.wait()
+        return b"xyz"
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.mark.trio
+async def test_a_second_reader_is_refused_not_served_out_of_order() -> None:
+    inner = _Waiting()
+    buf = BufferedReads(inner)  # type: ignore[arg-type]
+    got: list[bytes] = []
+
+    async def first() -> None:
+        got.append(await buf.read(1))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(first)
+        await wait_until(lambda: inner.asked, 5, "the first read to wait below")
+        with pytest.raises(trio.BusyResourceError):
+            await buf.read(1)
+        inner.release.set()
+    assert got == [b"x"]
+    assert await buf.read(-1) == b"yz"  # negative: all that is held
+    assert await buf.read(-5) == b"xyz"  # nothing held: one read below, unbounded
+    assert inner.asked == [READ_CHUNK, None]
+    assert await buf.read(1) == b"x"
+    await buf.close()  # what was held goes with the connection
+    assert buf.held == 0
+
+
+def test_install_is_idempotent_and_keeps_the_private_networks_mark() -> None:
+    from types import SimpleNamespace
+
+    from agentp2p.network.buffered import install_buffered_reads
+    from agentp2p.network.pnet import install_pnet
+
+    async def upgrade(raw: object, is_initiator: bool, peer_id: object = None) -> object:
+        return raw
+
+    network = SimpleNamespace(upgrader=SimpleNamespace(upgrade_security=upgrade), dial_peer=lambda *a: None)
+    host = SimpleNamespace(get_network=lambda: network)
+    install_pnet(host, None, timeout=5)
+    pnet = network.upgrader.upgrade_security
+    install_buffered_reads(host)
+    buffered = network.upgrader.upgrade_security
+    assert buffered is not pnet
+    install_pnet(host, None, timeout=5)  # sees its mark on the outer wrapper: no second layer
+    install_buffered_reads(host)
+    assert network.upgrader.upgrade_security is buffered
+
+
 def _reads_buffered(conn: object) -> BufferedReads | None:
     """The BufferedReads under a swarm connection's muxer, if any."""
     obj = conn.muxed_conn  # type: ignore[attr-defined]
