@@ -39,6 +39,8 @@ from typing import Any
 
 import trio
 
+from agentp2p.network.raw_wrapper import RawConnectionWrapper
+
 __all__ = ["BufferedReads", "READ_CHUNK", "install_buffered_reads"]
 
 #: Bytes asked of the socket at once: one Noise message at most (65,535),
@@ -46,18 +48,17 @@ __all__ = ["BufferedReads", "READ_CHUNK", "install_buffered_reads"]
 READ_CHUNK = 65536
 
 
-class BufferedReads:
+class BufferedReads(RawConnectionWrapper):
     """A raw connection whose reads come from one bounded buffer (see the module)."""
 
     def __init__(self, inner: Any, chunk: int = READ_CHUNK) -> None:
         if chunk < 1:
             raise ValueError("chunk must be >= 1")
-        self._inner = inner
+        super().__init__(inner)
         self._chunk = chunk
         self._held = b""
         self._pos = 0
         self._reading = False
-        self.is_initiator = getattr(inner, "is_initiator", False)
 
     def __getattr__(self, name: str) -> Any:
         if name == "_inner":  # not set yet (copy, unpickling): no recursion
@@ -100,21 +101,9 @@ class BufferedReads:
         self._held, self._pos = data, n
         return data[:n]
 
-    async def write(self, data: bytes) -> None:
-        await self._inner.write(data)
-
     async def close(self) -> None:
         self._held, self._pos = b"", 0
         await self._inner.close()
-
-    def get_remote_address(self) -> tuple[str, int] | None:
-        return self._inner.get_remote_address()
-
-    def get_transport_addresses(self) -> list[Any]:
-        return self._inner.get_transport_addresses()
-
-    def get_connection_type(self) -> Any:
-        return self._inner.get_connection_type()
 
 
 def install_buffered_reads(host: Any) -> None:

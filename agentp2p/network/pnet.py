@@ -55,6 +55,7 @@ from libp2p.io.exceptions import ConnectionClosedError, IOException
 from libp2p.transport.exceptions import SecurityUpgradeFailure
 
 from agentp2p.network.psk import KEY_SIZE
+from agentp2p.network.raw_wrapper import RawConnectionWrapper
 
 __all__ = ["NONCE_SIZE", "PnetConn", "PnetError", "PrivateNetworkFailure", "XSalsa20", "install_pnet"]
 
@@ -149,7 +150,7 @@ class XSalsa20:
 # -- the protected connection --------------------------------------------------
 
 
-class PnetConn(IRawConnection):
+class PnetConn(RawConnectionWrapper):
     """A raw connection, encrypted with the private network's key in both directions.
 
     ``failure`` says why the private network handshake failed (None while it
@@ -172,9 +173,8 @@ class PnetConn(IRawConnection):
     ) -> None:
         if len(psk) != KEY_SIZE:
             raise ValueError(f"a private network key is {KEY_SIZE} bytes")
-        self._inner = inner
+        super().__init__(inner)
         self._psk = bytes(psk)
-        self.is_initiator = inner.is_initiator
         self._writer: XSalsa20 | None = None
         self._reader: XSalsa20 | None = None
         self._write_lock = trio.Lock()
@@ -301,25 +301,12 @@ class PnetConn(IRawConnection):
                 await self._release()
         return plain
 
-    async def close(self) -> None:
-        await self._inner.close()
 
-    def get_remote_address(self) -> tuple[str, int] | None:
-        return self._inner.get_remote_address()
-
-    def get_transport_addresses(self) -> list[Any]:
-        return self._inner.get_transport_addresses()
-
-    def get_connection_type(self) -> Any:
-        return self._inner.get_connection_type()
-
-
-class _FirstBytes(IRawConnection):
+class _FirstBytes(RawConnectionWrapper):
     """A raw connection that remembers the first bytes the peer sent (no key: a hint on failure)."""
 
     def __init__(self, inner: IRawConnection) -> None:
-        self._inner = inner
-        self.is_initiator = inner.is_initiator
+        super().__init__(inner)
         self.first = b""
         self.eof = False
 
@@ -350,18 +337,6 @@ class _FirstBytes(IRawConnection):
             if not self.first:  # as a reset on read: the peer went without a word
                 self.eof = True
             raise
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-    def get_remote_address(self) -> tuple[str, int] | None:
-        return self._inner.get_remote_address()
-
-    def get_transport_addresses(self) -> list[Any]:
-        return self._inner.get_transport_addresses()
-
-    def get_connection_type(self) -> Any:
-        return self._inner.get_connection_type()
 
     def hint(self) -> str | None:
         """Why the upgrade may have failed, if the peer's first bytes suggest a private network."""
